@@ -1,0 +1,62 @@
+// Configuration: defaults, parsing, and a clear message naming each wrong variable.
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "./config.ts";
+
+describe("loadConfig", () => {
+  it("gives working defaults for an empty environment (embedded database, port 8080)", () => {
+    const config = loadConfig({});
+    expect(config.server).toMatchObject({ host: "0.0.0.0", port: 8080, trustProxy: false });
+    expect(config.server.tls).toBeUndefined();
+    expect(config.database).toEqual({ url: undefined, poolSize: 10 });
+    expect(config.rateLimits).toEqual({ anonymousPerDay: 1, accountKeyPerDay: 3, unlimitedAccountKeys: [] });
+  });
+
+  it("reads every value it is given", () => {
+    const config = loadConfig({
+      PORT: "9090",
+      DATABASE_URL: "postgres://iris:secret@db:5432/iris",
+      DATABASE_POOL_SIZE: "25",
+      TRUST_PROXY: "yes",
+      TLS_CERT_PATH: "/c.pem",
+      TLS_KEY_PATH: "/k.pem",
+      UNLIMITED_ACCOUNT_KEYS: "1234 5678 9012 3456, 1111222233334444",
+      LOG_LEVEL: "debug",
+    });
+    expect(config.server.port).toBe(9090);
+    expect(config.server.trustProxy).toBe(true);
+    expect(config.server.tls).toEqual({ certPath: "/c.pem", keyPath: "/k.pem" });
+    expect(config.database).toEqual({ url: "postgres://iris:secret@db:5432/iris", poolSize: 25 });
+    expect(config.rateLimits.unlimitedAccountKeys).toEqual(["1234567890123456", "1111222233334444"]);
+    expect(config.logLevel).toBe("debug");
+  });
+
+  const wrong: [Record<string, string>, RegExp][] = [
+    [{ PORT: "abc" }, /PORT must be a whole number from 0 to 65535 \(got "abc"\)/],
+    [{ PORT: "70000" }, /PORT must be a whole number/],
+    [{ PORT: "80.5" }, /PORT must be a whole number/],
+    [{ DATABASE_POOL_SIZE: "0" }, /DATABASE_POOL_SIZE must be a whole number from 1/],
+    [{ DATABASE_URL: "mysql://x@y/z" }, /DATABASE_URL must start with postgres:\/\//],
+    [{ DATABASE_URL: "not a url" }, /DATABASE_URL is not a valid URL/],
+    [{ TRUST_PROXY: "maybe" }, /TRUST_PROXY must be true or false/],
+    [{ LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of/],
+    [{ TLS_CERT_PATH: "/c.pem" }, /TLS_CERT_PATH and TLS_KEY_PATH must be set together/],
+    [{ JWT_SECRET: "short" }, /JWT_SECRET must be at least 32 characters/],
+    [{ UNLIMITED_ACCOUNT_KEYS: "12345" }, /UNLIMITED_ACCOUNT_KEYS must be a comma-separated list/],
+  ];
+  for (const [env, message] of wrong) {
+    it(`refuses ${JSON.stringify(env)}`, () => {
+      expect(() => loadConfig(env)).toThrow(ConfigError);
+      expect(() => loadConfig(env)).toThrow(message);
+    });
+  }
+
+  it("lists every wrong variable at once and never echoes a URL that may hold a password", () => {
+    try {
+      loadConfig({ PORT: "x", HEARTBEAT_INTERVAL_MS: "-1", DATABASE_URL: "ftp://u:hunter2@h/d" });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigError).problems).toHaveLength(3);
+      expect((err as Error).message).not.toContain("hunter2");
+    }
+  });
+});

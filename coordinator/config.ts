@@ -1,0 +1,170 @@
+// The coordinator's configuration: read once from the environment, typed, and validated at start.
+
+/** A wrong configuration value; the message names the variable. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+
+export interface Config {
+  /** Where clients connect: one port for HTTP/1.1, h2c, and TLS when configured. */
+  server: {
+    host: string;
+    port: number;
+    tls?: { certPath: string; keyPath: string };
+    /** Largest request message accepted, in bytes (Connect/gRPC `readMaxBytes`). */
+    maxMessageBytes: number;
+    /** How long shutdown waits for in-flight requests before aborting them. */
+    shutdownTimeoutMs: number;
+    trustProxy: boolean;
+  };
+  database: {
+    /** A PostgreSQL server URL; undefined means the embedded PGlite under `dataDir`. */
+    url?: string;
+    poolSize: number;
+  };
+  dataDir: string;
+  logLevel: LogLevel;
+  jwtSecret?: string;
+  coordinatorPrivateKeyPath: string;
+  openRouter: { apiKey?: string; url: string; model: string };
+  rateLimits: { anonymousPerDay: number; accountKeyPerDay: number; unlimitedAccountKeys: string[] };
+  nodes: { heartbeatIntervalMs: number };
+  queue: { maxLength: number; maxWaitMs: number };
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Collects every problem before failing, so one start shows them all. */
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === "" ? undefined : value.trim();
+  }
+
+  string(name: string, fallback: string): string;
+  string(name: string): string | undefined;
+  string(name: string, fallback?: string): string | undefined {
+    return this.raw(name) ?? fallback;
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      this.problems.push(`${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(value)})`);
+      return fallback;
+    }
+    return n;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const value = this.raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (["1", "true", "yes", "on"].includes(value)) return true;
+    if (["0", "false", "no", "off"].includes(value)) return false;
+    this.problems.push(`${name} must be true or false (got ${JSON.stringify(value)})`);
+    return fallback;
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(value)) {
+      this.problems.push(`${name} must be one of ${allowed.join(", ")} (got ${JSON.stringify(value)})`);
+      return fallback;
+    }
+    return value as T;
+  }
+
+  url(name: string, protocols: readonly string[]): string | undefined;
+  url(name: string, protocols: readonly string[], fallback: string): string;
+  url(name: string, protocols: readonly string[], fallback?: string): string | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    let parsed: URL;
+    try {
+      parsed = new URL(value);
+    } catch {
+      // never echo the value: URLs such as DATABASE_URL may hold a password
+      this.problems.push(`${name} is not a valid URL`);
+      return fallback;
+    }
+    if (!protocols.includes(parsed.protocol)) {
+      this.problems.push(`${name} must start with ${protocols.map((p) => p + "//").join(" or ")}`);
+      return fallback;
+    }
+    return value;
+  }
+
+  list(name: string): string[] {
+    return (this.raw(name) ?? "")
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "");
+  }
+}
+
+const logLevels: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
+
+/** Reads and validates the configuration; throws ConfigError naming every wrong variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const r = new Reader(env);
+  const certPath = r.string("TLS_CERT_PATH");
+  const keyPath = r.string("TLS_KEY_PATH");
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    r.problems.push("TLS_CERT_PATH and TLS_KEY_PATH must be set together (or neither)");
+  }
+  const jwtSecret = r.string("JWT_SECRET");
+  if (jwtSecret !== undefined && jwtSecret.length < 32) {
+    r.problems.push("JWT_SECRET must be at least 32 characters long");
+  }
+  const unlimited = r.list("UNLIMITED_ACCOUNT_KEYS");
+  if (unlimited.some((key) => !accountKeyPattern.test(key))) {
+    r.problems.push("UNLIMITED_ACCOUNT_KEYS must be a comma-separated list of 16-digit account keys");
+  }
+  const config: Config = {
+    server: {
+      host: r.string("HOST", "0.0.0.0"),
+      port: r.int("PORT", 8080, 0, 65535),
+      ...(certPath && keyPath ? { tls: { certPath, keyPath } } : {}),
+      maxMessageBytes: r.int("MAX_MESSAGE_BYTES", 16 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+      shutdownTimeoutMs: r.int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
+      trustProxy: r.bool("TRUST_PROXY", false),
+    },
+    database: {
+      url: r.url("DATABASE_URL", ["postgres:", "postgresql:", "memory:"]),
+      poolSize: r.int("DATABASE_POOL_SIZE", 10, 1, 1000),
+    },
+    dataDir: r.string("DATA_DIR", "data"),
+    logLevel: r.oneOf("LOG_LEVEL", "info", logLevels),
+    jwtSecret,
+    coordinatorPrivateKeyPath: r.string("COORDINATOR_PRIVATE_KEY_PATH", "data/coordinator.key"),
+    openRouter: {
+      apiKey: r.string("OPENROUTER_API_KEY"),
+      url: r.url("OPENROUTER_URL", ["http:", "https:"], "https://openrouter.ai/api/v1"),
+      model: r.string("OPENROUTER_MODEL", "openai/gpt-4o-mini"),
+    },
+    rateLimits: {
+      anonymousPerDay: r.int("RATE_LIMIT_ANONYMOUS_PER_DAY", 1, 0, 1_000_000),
+      accountKeyPerDay: r.int("RATE_LIMIT_ACCOUNT_KEY_PER_DAY", 3, 0, 1_000_000),
+      unlimitedAccountKeys: unlimited.map((key) => key.replaceAll(" ", "")),
+    },
+    nodes: { heartbeatIntervalMs: r.int("HEARTBEAT_INTERVAL_MS", 5_000, 100, 600_000) },
+    queue: {
+      maxLength: r.int("QUEUE_MAX_LENGTH", 1_000, 0, 1_000_000),
+      maxWaitMs: r.int("QUEUE_MAX_WAIT_MS", 30_000, 0, 3_600_000),
+    },
+  };
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}

@@ -1,0 +1,38 @@
+// Entry point of `npm start`: config → logger → coordinator, and graceful shutdown on SIGTERM/SIGINT.
+import { ConfigError, loadConfig } from "./config.ts";
+import { createLogger } from "./logger.ts";
+import { startCoordinator } from "./app.ts";
+
+let config;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`iris coordinator: ${err.message}\n`);
+  process.exit(2);
+}
+
+const logger = createLogger(config.logLevel);
+try {
+  const coordinator = await startCoordinator(config, logger);
+  let signals = 0;
+  const stop = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      logger.warn({ signal }, "second signal: exiting at once");
+      process.exit(1);
+    }
+    logger.info({ signal }, "shutting down");
+    coordinator.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+} catch (err) {
+  logger.fatal({ err }, "coordinator failed to start");
+  process.exit(1);
+}

@@ -1,0 +1,49 @@
+// Registers every Connect service the coordinator serves: Iris's four, gRPC reflection and health.
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { Kysely } from "kysely";
+import type { Logger } from "pino";
+import { AccountService } from "../gen/iris/v1/account_pb.ts";
+import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
+import { NetworkService } from "../gen/iris/v1/network_pb.ts";
+import { NodeService } from "../gen/iris/v1/node_pb.ts";
+import type { Database } from "./db/schema.ts";
+import { Health, HealthStatus, healthRoutes, ServingStatus } from "./grpc/health.ts";
+import { reflectionRoutes } from "./grpc/reflection.ts";
+
+/** The services of package iris.v1, in the order reflection lists them. */
+export const irisServices = [NodeService, InferenceService, AccountService, NetworkService];
+
+export interface RouteDeps {
+  db: Kysely<Database>;
+  logger: Logger;
+}
+
+export interface Routes {
+  routes: (router: ConnectRouter) => void;
+  /** Health as grpc.health.v1 and /healthz report it. */
+  health: { overall(): "SERVING" | "NOT_SERVING"; shutDown(): void };
+}
+
+export function createRoutes(_deps: RouteDeps): Routes {
+  const status = new HealthStatus({
+    "": ServingStatus.SERVING,
+    ...Object.fromEntries(irisServices.map((service) => [service.typeName, ServingStatus.SERVING])),
+  });
+  const registerHealth = healthRoutes(status);
+  const registerReflection = reflectionRoutes([...irisServices, Health]);
+  return {
+    routes(router) {
+      // Methods not implemented yet answer Unimplemented (connect-es does this for partial services).
+      router.service(NodeService, {});
+      router.service(InferenceService, {});
+      router.service(AccountService, {});
+      router.service(NetworkService, {});
+      registerHealth(router);
+      registerReflection(router);
+    },
+    health: {
+      overall: () => (status.get("") === ServingStatus.SERVING ? "SERVING" : "NOT_SERVING"),
+      shutDown: () => status.shutdown(),
+    },
+  };
+}

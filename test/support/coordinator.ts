@@ -1,0 +1,36 @@
+// Starts a real coordinator in this process for a test: its own migrated database, a free port, silent logs.
+import { Writable } from "node:stream";
+import { loadConfig, type Config } from "../../coordinator/config.ts";
+import { startCoordinator, type Coordinator } from "../../coordinator/app.ts";
+import { createLogger } from "../../coordinator/logger.ts";
+import { createTestDatabase } from "./database.ts";
+
+export interface TestCoordinator extends Coordinator {
+  config: Config;
+  /** Every log line the coordinator wrote, parsed. */
+  logs: Record<string, unknown>[];
+}
+
+/** `env` overrides the test defaults (PORT=0 on 127.0.0.1, the file's own database). */
+export async function startTestCoordinator(env: Record<string, string> = {}): Promise<TestCoordinator> {
+  const database = await createTestDatabase();
+  // the coordinator opens its own connection; the helper's one is only needed to drop the database later
+  const config = loadConfig({ HOST: "127.0.0.1", PORT: "0", DATABASE_URL: database.url, LOG_LEVEL: "info", ...env });
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString("utf8").split("\n")) if (line) logs.push(JSON.parse(line));
+      callback();
+    },
+  });
+  const coordinator = await startCoordinator(config, createLogger(config.logLevel, sink));
+  return {
+    ...coordinator,
+    config,
+    logs,
+    async close() {
+      await coordinator.close();
+      await database.close();
+    },
+  };
+}
