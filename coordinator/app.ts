@@ -1,14 +1,18 @@
 // Assembles a running coordinator from a validated config: database, migrations, services, server.
+import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
+import type { Database } from "./db/schema.ts";
 import { migrateToLatest } from "./db/migrator.ts";
 import { createRoutes } from "./routes.ts";
 import { startServer, type RunningServer } from "./server.ts";
 
 export interface Coordinator extends RunningServer {
   databaseKind: "postgres" | "pglite";
+  /** The coordinator's own database handle (tests read state through it, on either engine). */
+  db: Kysely<Database>;
 }
 
 export async function startCoordinator(config: Config, logger: Logger): Promise<Coordinator> {
@@ -40,7 +44,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       onShutdown: () => health.shutDown(),
       onClosed: () => database.close(),
     });
-    return { ...server, databaseKind: database.kind };
+    return { ...server, databaseKind: database.kind, db: database.db };
   } catch (err) {
     await database.close();
     throw err;

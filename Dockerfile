@@ -1,0 +1,14 @@
+# The coordinator image: Node 24, production dependencies plus tsx (the project's one way to run TypeScript).
+FROM node:24-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY proto ./proto
+COPY gen ./gen
+COPY migrations ./migrations
+COPY coordinator ./coordinator
+ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0 DATA_DIR=/data
+VOLUME /data
+EXPOSE 8080
+USER node
+CMD ["node_modules/.bin/tsx", "coordinator/main.ts"]

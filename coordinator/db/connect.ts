@@ -1,0 +1,131 @@
+// Opens the coordinator's database: PostgreSQL through a pg pool, or an embedded PGlite, typed alike.
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { Kysely, PGliteDialect, PostgresDialect, sql } from "kysely";
+import pg from "pg";
+import type { Database } from "./schema.ts";
+
+export type DatabaseKind = "postgres" | "pglite";
+
+export interface DatabaseLogger {
+  info: (obj: object, msg?: string) => void;
+}
+
+export interface OpenDatabaseOptions {
+  /** postgres:// or postgresql:// for a server; memory:// for a throw-away in-memory PGlite; unset or empty for PGlite on disk. */
+  url?: string;
+  /** Connections in the pg pool (PGlite always has exactly one). */
+  poolSize: number;
+  /** The coordinator's data directory; the on-disk PGlite lives in `<dataDir>/pglite`. */
+  dataDir: string;
+  logger?: DatabaseLogger;
+}
+
+export interface OpenDatabase {
+  db: Kysely<Database>;
+  kind: DatabaseKind;
+  /** Destroys the Kysely instance, which ends the pg pool or closes PGlite. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+// PostgreSQL type OIDs whose default JS mapping differs between pg and PGlite.
+const INT8 = 20;
+const BYTEA = 17;
+const NUMERIC = 1700;
+const TIMESTAMPTZ = 1184;
+
+function parseInt8(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) {
+    // Failing loudly beats returning a neighbouring integer; see the type notes in schema.ts.
+    throw new RangeError(`int8 value ${text} is outside JavaScript's safe integer range`);
+  }
+  return value;
+}
+
+// One parser table for both drivers, so the same column yields the same JS type everywhere.
+// timestamptz reuses pg's own parser (it understands PostgreSQL's ISO output, infinity and BC dates).
+const parsers: Record<number, (text: string) => unknown> = {
+  [INT8]: parseInt8,
+  [NUMERIC]: (text) => text,
+  [TIMESTAMPTZ]: pg.types.getTypeParser(TIMESTAMPTZ, "text"),
+  [BYTEA]: (text) => Buffer.from(text.slice(2), "hex"), // PGlite's text form is '\x' + hex
+};
+
+const pgTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") => {
+    // pg already yields a Buffer for bytea, so only the other overrides apply to it.
+    if (oid !== BYTEA && (format ?? "text") === "text" && parsers[oid]) return parsers[oid];
+    return pg.types.getTypeParser(oid, format ?? "text");
+  }) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+/** The URL with any password replaced by `***`, fit for logs and terminal output. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    if (parsed.searchParams.has("password")) parsed.searchParams.set("password", "***");
+    return parsed.toString();
+  } catch {
+    return "<unparsable database URL>";
+  }
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<OpenDatabase> {
+  const url = options.url?.trim() ?? "";
+  if (!Number.isInteger(options.poolSize) || options.poolSize < 1) {
+    throw new Error(`database pool size must be a positive integer, got ${options.poolSize}`);
+  }
+  if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
+    return openPostgres(url, options);
+  }
+  if (url === "" || url.startsWith("memory://")) {
+    return openPglite(url === "" ? pgliteDirectory(options.dataDir) : undefined, options);
+  }
+  throw new Error(`unsupported database URL ${redactUrl(url)}: use postgres://, postgresql:// or memory://`);
+}
+
+async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<OpenDatabase> {
+  const pool = new pg.Pool({ connectionString: url, max: options.poolSize, types: pgTypes });
+  // An idle client can lose its server (restart, DROP DATABASE ... FORCE); without a listener the
+  // pool's 'error' event would crash the process. The next query reconnects.
+  pool.on("error", (error) => {
+    options.logger?.info({ err: error.message }, "idle PostgreSQL connection failed");
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  await checkConnection(db, redactUrl(url));
+  options.logger?.info({ kind: "postgres", url: redactUrl(url), poolSize: options.poolSize }, "database opened");
+  return { db, kind: "postgres", close: closeOnce(db) };
+}
+
+async function openPglite(dir: string | undefined, options: OpenDatabaseOptions): Promise<OpenDatabase> {
+  if (dir) mkdirSync(dir, { recursive: true });
+  const pglite = await PGlite.create({ ...(dir ? { dataDir: dir } : {}), parsers });
+  const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
+  await checkConnection(db, dir ?? "memory://");
+  options.logger?.info({ kind: "pglite", dataDir: dir ?? "memory" }, "database opened");
+  return { db, kind: "pglite", close: closeOnce(db) };
+}
+
+/** Fails fast, with the database named, instead of on the first real query. `where` must be log-safe. */
+async function checkConnection(db: Kysely<Database>, where: string): Promise<void> {
+  try {
+    await sql`select 1`.execute(db);
+  } catch (error) {
+    await db.destroy().catch(() => {});
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot open database ${where}: ${reason}`, { cause: error });
+  }
+}
+
+function closeOnce(db: Kysely<Database>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () => (closing ??= db.destroy());
+}
+
+/** Where the on-disk PGlite lives for a data directory (exported so CLIs can print it). */
+export function pgliteDirectory(dataDir: string): string {
+  return join(resolve(dataDir), "pglite");
+}

@@ -1,0 +1,215 @@
+// The typed Kysely view of migrations/*.sql: one interface per table, column for column.
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from "kysely";
+
+/*
+ * JS types, identical on both drivers (connect.ts installs the same parsers on pg and PGlite):
+ *   bigint / bigserial (int8) -> number. Every int8 here (parameter counts, payout units, event ids,
+ *       count(*)) stays far below 2^53; a value outside Number's safe range makes the query throw a
+ *       RangeError instead of silently losing digits.
+ *   numeric                   -> string, the exact decimal text; convert where arithmetic is needed.
+ *   timestamptz               -> Date (millisecond precision; PostgreSQL keeps microseconds).
+ *   jsonb                     -> the parsed JSON value. Written through `json(value)`: pg would turn a
+ *       JS array into a PostgreSQL array literal, so jsonb parameters are always sent as JSON text.
+ *   bytea                     -> Buffer.
+ *   integer, double precision -> number; uuid, text -> string.
+ */
+
+/** A timestamptz the database fills in by default. */
+type CreatedAt = ColumnType<Date, Date | undefined, Date>;
+/** A timestamptz that may be NULL. */
+type NullableTimestamp = ColumnType<Date | null, Date | null | undefined, Date | null>;
+/** numeric: exact decimal text out; numbers or decimal strings in. */
+type Numeric = ColumnType<string, string | number, string | number>;
+
+declare const jsonText: unique symbol;
+/** JSON text destined for a jsonb column of type T; only `json()` makes one. */
+export type JsonText<T> = string & { readonly [jsonText]: T };
+/** Encodes a value for a jsonb column (see the note on jsonb above). */
+export function json<T>(value: T): JsonText<T> {
+  return JSON.stringify(value) as JsonText<T>;
+}
+type Json<T> = ColumnType<T, JsonText<T>, JsonText<T>>;
+type JsonWithDefault<T> = ColumnType<T, JsonText<T> | undefined, JsonText<T>>;
+type NullableJson<T> = ColumnType<T | null, JsonText<T> | null | undefined, JsonText<T> | null>;
+
+// The CHECK-constrained vocabularies, kept in the same order as in the SQL.
+export const USER_ROLES = ["user", "admin"] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+export const NODE_TIERS = ["BASIC", "MID", "PRO"] as const;
+export type NodeTier = (typeof NODE_TIERS)[number];
+export const NODE_STATUSES = ["online", "offline"] as const;
+export type NodeStatus = (typeof NODE_STATUSES)[number];
+export const TASK_STATUSES = ["queued", "assigned", "streaming", "completed", "failed", "cancelled"] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export const DIFFICULTIES = ["SIMPLE", "COMPLEX", "ADVANCED"] as const;
+export type Difficulty = (typeof DIFFICULTIES)[number];
+export const DIVISION_MODES = ["single", "subtasks", "consensus", "context"] as const;
+export type DivisionMode = (typeof DIVISION_MODES)[number];
+export const REPUTATION_RULES = [
+  "task_completed",
+  "fast_completion",
+  "timeout",
+  "invalid_response",
+  "uptime",
+  "broken_promise",
+  "weekly_decay",
+  "admin",
+] as const;
+export type ReputationRule = (typeof REPUTATION_RULES)[number];
+
+/** One GPU as the agent reports it (nodes.gpus is a list of these). */
+export interface GpuInfo {
+  name: string;
+  vram_mb: number;
+}
+
+/** Anything JSON can hold; the shape of promised hours and evidence belongs to their domains. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+export interface AccountsTable {
+  id: Generated<string>;
+  key_hash: string;
+  label: string | null;
+  created_at: CreatedAt;
+  revoked_at: NullableTimestamp;
+}
+
+export interface UsersTable {
+  id: Generated<string>;
+  /** Always lowercase: the CHECK rejects anything else, so lowercase before inserting. */
+  email: string;
+  password_hash: string;
+  role: ColumnType<UserRole, UserRole | undefined, UserRole>;
+  account_id: string | null;
+  created_at: CreatedAt;
+}
+
+export interface NodesTable {
+  id: string;
+  account_id: string;
+  tier: NodeTier;
+  model_name: string;
+  parameter_count: number;
+  quantization: string | null;
+  context_length: number | null;
+  tokens_per_second: number;
+  max_concurrent_tasks: ColumnType<number, number | undefined, number>;
+  gpus: JsonWithDefault<GpuInfo[]>;
+  public_key: Buffer | null;
+  agent_version: string;
+  promised_hours: NullableJson<JsonValue>;
+  reputation: ColumnType<number, number | undefined, number>;
+  status: ColumnType<NodeStatus, NodeStatus | undefined, NodeStatus>;
+  first_seen_at: CreatedAt;
+  last_seen_at: CreatedAt;
+}
+
+export interface NodeSessionsTable {
+  id: Generated<string>;
+  node_id: string;
+  coordinator_instance: string;
+  remote_address: string | null;
+  connected_at: CreatedAt;
+  disconnected_at: NullableTimestamp;
+  disconnect_reason: string | null;
+}
+
+export interface TasksTable {
+  id: Generated<string>;
+  parent_id: string | null;
+  status: ColumnType<TaskStatus, TaskStatus | undefined, TaskStatus>;
+  difficulty: Difficulty;
+  tier: NodeTier | null;
+  division_mode: ColumnType<DivisionMode, DivisionMode | undefined, DivisionMode>;
+  classifier: string | null;
+  node_id: string | null;
+  account_id: string | null;
+  user_id: string | null;
+  client_address: string | null;
+  prompt_tokens: ColumnType<number, number | undefined, number>;
+  completion_tokens: ColumnType<number, number | undefined, number>;
+  max_tokens: number | null;
+  attempt: ColumnType<number, number | undefined, number>;
+  created_at: CreatedAt;
+  assigned_at: NullableTimestamp;
+  first_token_at: NullableTimestamp;
+  completed_at: NullableTimestamp;
+  deadline_at: NullableTimestamp;
+  ttft_ms: number | null;
+  total_ms: number | null;
+  failure_reason: string | null;
+}
+
+export interface TaskEventsTable {
+  id: Generated<number>;
+  task_id: string;
+  status: TaskStatus;
+  node_id: string | null;
+  detail: string | null;
+  at: CreatedAt;
+}
+
+export interface ReputationEventsTable {
+  id: Generated<number>;
+  node_id: string;
+  account_id: string;
+  rule: ReputationRule;
+  delta: number;
+  task_id: string | null;
+  period_key: string | null;
+  evidence: NullableJson<JsonValue>;
+  created_at: CreatedAt;
+}
+
+export interface PayoutRunsTable {
+  /** 'YYYY-MM'. */
+  month: string;
+  pool: number;
+  total_contribution: Numeric;
+  created_at: CreatedAt;
+}
+
+export interface PayoutsTable {
+  month: string;
+  account_id: string;
+  amount: number;
+  contribution: Numeric;
+  /** Fraction of the pool in [0, 1]. */
+  share: Numeric;
+  created_at: CreatedAt;
+}
+
+export interface RateLimitsTable {
+  subject: string;
+  window_start: Date;
+  count: ColumnType<number, number | undefined, number>;
+}
+
+export interface Database {
+  accounts: AccountsTable;
+  users: UsersTable;
+  nodes: NodesTable;
+  node_sessions: NodeSessionsTable;
+  tasks: TasksTable;
+  task_events: TaskEventsTable;
+  reputation_events: ReputationEventsTable;
+  payout_runs: PayoutRunsTable;
+  payouts: PayoutsTable;
+  rate_limits: RateLimitsTable;
+}
+
+export type AccountRow = Selectable<AccountsTable>;
+export type UserRow = Selectable<UsersTable>;
+export type NodeRow = Selectable<NodesTable>;
+export type NewNode = Insertable<NodesTable>;
+export type NodeUpdate = Updateable<NodesTable>;
+export type NodeSessionRow = Selectable<NodeSessionsTable>;
+export type TaskRow = Selectable<TasksTable>;
+export type NewTask = Insertable<TasksTable>;
+export type TaskUpdate = Updateable<TasksTable>;
+export type TaskEventRow = Selectable<TaskEventsTable>;
+export type ReputationEventRow = Selectable<ReputationEventsTable>;
+export type NewReputationEvent = Insertable<ReputationEventsTable>;
+export type PayoutRunRow = Selectable<PayoutRunsTable>;
+export type PayoutRow = Selectable<PayoutsTable>;
+export type RateLimitRow = Selectable<RateLimitsTable>;
