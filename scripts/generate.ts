@@ -1,4 +1,5 @@
 // `npm run generate`: prepares the imported .proto files that npm packages ship, then runs `buf generate` into gen/.
+// With --deps-only it only prepares .buf-deps/ (what `buf lint` needs on a fresh clone).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -32,6 +33,8 @@ for (const version of ["v1", "v1alpha"]) {
 place("grpc/health/v1/health.proto", (t) =>
   copyFileSync(join(packageDir("grpc-health-check"), "proto/health/v1/health.proto"), t),
 );
+
+if (process.argv.includes("--deps-only")) process.exit(0);
 
 rmSync(join(root, "gen"), { recursive: true, force: true });
 execFileSync(join(root, "node_modules/.bin/buf"), ["generate"], { cwd: root, stdio: "inherit" });
