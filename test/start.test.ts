@@ -5,9 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, describe, expect, it } from "vitest";
+import { grpcHealthCheck, grpcReflect } from "./support/grpc-js.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const tsx = join(root, "node_modules/.bin/tsx");
@@ -30,33 +29,23 @@ function listeningPort(child: ChildProcess): Promise<number> {
   });
 }
 
-function grpcHealthCheck(port: number): Promise<string> {
-  const definition = protoLoader.loadSync(join(root, "node_modules/grpc-health-check/proto/health/v1/health.proto"), {
-    enums: String,
-  });
-  const proto = grpc.loadPackageDefinition(definition) as any;
-  const client = new proto.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-  return new Promise((resolve, reject) => {
-    client.Check({ service: "" }, (err: Error | null, response: { status: string }) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(response.status);
-    });
-  });
-}
-
 describe("npm start", () => {
   const children: ChildProcess[] = [];
   afterAll(() => {
     for (const child of children) child.kill("SIGKILL");
   });
 
-  it("starts on embedded PGlite with no DATABASE_URL, answers health over gRPC and HTTP/1.1, stops on SIGTERM", async () => {
+  it("starts on embedded PGlite with no DATABASE_URL, answers health and reflection over gRPC and HTTP/1.1, stops on SIGTERM", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "iris-start-"));
     const child = startMain({ PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir });
     children.push(child);
     const port = await listeningPort(child);
-    expect(await grpcHealthCheck(port)).toBe("SERVING");
+    expect(await grpcHealthCheck(`127.0.0.1:${port}`)).toBe("SERVING");
+    const listed = await grpcReflect(`127.0.0.1:${port}`, "v1", { list_services: "" });
+    const names: string[] = listed.list_services_response.service.map((s: { name: string }) => s.name);
+    expect(names).toEqual(
+      expect.arrayContaining(["iris.v1.NodeService", "iris.v1.InferenceService", "iris.v1.AccountService", "iris.v1.NetworkService"]),
+    );
     const response = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(await response.json()).toEqual({ status: "SERVING", database: "pglite" });
     const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));

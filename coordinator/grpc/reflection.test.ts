@@ -9,8 +9,6 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/pr
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.ts";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.ts";
@@ -20,6 +18,7 @@ import { NetworkService } from "../../gen/iris/v1/network_pb.ts";
 import { NodeService } from "../../gen/iris/v1/node_pb.ts";
 import { Health, HealthStatus, healthRoutes } from "./health.ts";
 import { reflectionRoutes } from "./reflection.ts";
+import { grpcReflect } from "../../test/support/grpc-js.ts";
 
 const irisServices = [NodeService, InferenceService, AccountService, NetworkService];
 const routes = (router: ConnectRouter) => {
@@ -159,21 +158,7 @@ describe("reflection over a real h2c socket", () => {
     await new Promise((resolve) => server.close(resolve));
   });
 
-  /** One request on a grpc-js bidi stream, loaded from the reflection .proto that @grpc/reflection ships. */
-  async function grpcJsReflect(version: "v1" | "v1alpha", request: object): Promise<any> {
-    const def = protoLoader.loadSync(`node_modules/@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`, { keepCase: true, oneofs: true });
-    const pkg = grpc.loadPackageDefinition(def) as any;
-    const client = new pkg.grpc.reflection[version].ServerReflection(address, grpc.credentials.createInsecure());
-    try {
-      const call = client.ServerReflectionInfo();
-      const answer = new Promise((resolve, reject) => { call.once("data", resolve); call.once("error", reject); });
-      call.write(request);
-      call.end();
-      return await answer;
-    } finally {
-      client.close();
-    }
-  }
+  const grpcJsReflect = (version: "v1" | "v1alpha", request: object) => grpcReflect(address, version, request);
 
   it("lists all services to grpc-js over v1 and v1alpha", async () => {
     for (const version of ["v1", "v1alpha"] as const) {
