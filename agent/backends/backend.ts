@@ -1,0 +1,72 @@
+// The one interface every LLM backend of the agent implements (OpenAI-compatible servers, embedded llama.cpp).
+
+export type ChatRole = "system" | "user" | "assistant";
+
+export interface BackendMessage {
+  role: ChatRole;
+  content: string;
+}
+
+export interface GenerateRequest {
+  messages: BackendMessage[];
+  /**
+   * Text already sent to the user by another node: the answer must continue right after it, as if the
+   * model had written it (a trailing assistant turn that the backend continues, not a new turn).
+   */
+  assistantPrefix?: string;
+  /** The most tokens to generate. */
+  maxTokens: number;
+  temperature?: number;
+  /** Deterministic sampling seed, where the backend supports one. */
+  seed?: number;
+  /** A model name when the backend serves several; empty or undefined means its default. */
+  model?: string;
+  /** Aborting stops generation and the backend request (the HTTP request, or the llama.cpp evaluation). */
+  signal: AbortSignal;
+}
+
+export type FinishReason = "stop" | "length" | "cancelled";
+
+export interface GenerateResult {
+  promptTokens: number;
+  completionTokens: number;
+  finishReason: FinishReason;
+}
+
+/** What the backend serves, for registration and the tier. */
+export interface ModelDescription {
+  /** The model's name as the backend reports it (file name without .gguf for the embedded engine). */
+  name: string;
+  /** Parameters, from GGUF metadata or parsed from the name; 0 when unknown. */
+  parameterCount: number;
+  /** e.g. "Q4_K_M", "Q8_0", "F16"; "" when unknown. */
+  quantization: string;
+  /** Context window in tokens; 0 when unknown. */
+  contextLength: number;
+}
+
+export interface Backend {
+  /** "lmstudio", "ollama", "llama.cpp", "vllm", "openai-compatible" or "embedded". */
+  readonly kind: string;
+  describe(): Promise<ModelDescription>;
+  /**
+   * Streams the answer as text pieces (in order, as soon as the backend produces them) and returns the
+   * usage when done. When `signal` aborts, it stops promptly and returns with finishReason "cancelled".
+   * Throws BackendError when the backend fails.
+   */
+  generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void>;
+  close(): Promise<void>;
+}
+
+export type BackendErrorReason = "backend_failed" | "model_unavailable" | "context_too_long";
+
+export class BackendError extends Error {
+  constructor(
+    readonly reason: BackendErrorReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "BackendError";
+  }
+}
