@@ -6,13 +6,21 @@ import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
 import type { Database } from "./db/schema.ts";
 import { migrateToLatest } from "./db/migrator.ts";
+import { NodeRegistry } from "./nodes/registry.ts";
+import { startNodeMonitor } from "./nodes/monitor.ts";
+import { closeOrphanedSessions } from "./nodes/store.ts";
 import { createRoutes } from "./routes.ts";
+import { localClassifier } from "./tasks/classifier.ts";
+import { TaskJournal } from "./tasks/journal.ts";
+import { Orchestrator } from "./tasks/orchestrator.ts";
 import { startServer, type RunningServer } from "./server.ts";
 
 export interface Coordinator extends RunningServer {
   databaseKind: "postgres" | "pglite";
   /** The coordinator's own database handle (tests read state through it, on either engine). */
   db: Kysely<Database>;
+  registry: NodeRegistry;
+  journal: TaskJournal;
 }
 
 export async function startCoordinator(config: Config, logger: Logger): Promise<Coordinator> {
@@ -29,7 +37,12 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
   try {
     const applied = await migrateToLatest(database.db, logger);
     logger.info({ applied }, applied.length > 0 ? "migrations applied" : "database schema is up to date");
-    const { routes, health } = createRoutes({ db: database.db, logger });
+    const registry = new NodeRegistry();
+    const journal = new TaskJournal(database.db, logger);
+    const orchestrator = new Orchestrator(registry, journal, localClassifier, { ...config.tasks, queue: config.queue }, logger);
+    await closeOrphanedSessions(database.db, config.instance);
+    const monitor = startNodeMonitor({ db: database.db, registry, logger, heartbeatIntervalMs: config.nodes.heartbeatIntervalMs });
+    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator });
     const server = await startServer({
       config: config.server,
       logger,
@@ -42,9 +55,13 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
         });
       },
       onShutdown: () => health.shutDown(),
-      onClosed: () => database.close(),
+      onClosed: async () => {
+        monitor.stop();
+        await journal.flush();
+        await database.close();
+      },
     });
-    return { ...server, databaseKind: database.kind, db: database.db };
+    return { ...server, databaseKind: database.kind, db: database.db, registry, journal };
   } catch (err) {
     await database.close();
     throw err;

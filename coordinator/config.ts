@@ -1,4 +1,5 @@
 // The coordinator's configuration: read once from the environment, typed, and validated at start.
+import { hostname } from "node:os";
 
 /** A wrong configuration value; the message names the variable. */
 export class ConfigError extends Error {
@@ -35,6 +36,16 @@ export interface Config {
   rateLimits: { anonymousPerDay: number; accountKeyPerDay: number; unlimitedAccountKeys: string[] };
   nodes: { heartbeatIntervalMs: number };
   queue: { maxLength: number; maxWaitMs: number };
+  tasks: {
+    /** SPEC's per-difficulty timeouts (60 s, 300 s, 600 s by default). */
+    timeoutsMs: { SIMPLE: number; COMPLEX: number; ADVANCED: number };
+    /** Nodes tried for one request (first try plus re-routes) before it fails. */
+    maxAttempts: number;
+    /** max_tokens when a request gives none. */
+    defaultMaxTokens: number;
+  };
+  /** This coordinator's name in node_sessions (several coordinators may share a database). */
+  instance: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -164,6 +175,16 @@ export function loadConfig(env: Env = process.env): Config {
       maxLength: r.int("QUEUE_MAX_LENGTH", 1_000, 0, 1_000_000),
       maxWaitMs: r.int("QUEUE_MAX_WAIT_MS", 30_000, 0, 3_600_000),
     },
+    tasks: {
+      timeoutsMs: {
+        SIMPLE: r.int("TASK_TIMEOUT_SIMPLE_MS", 60_000, 100, 86_400_000),
+        COMPLEX: r.int("TASK_TIMEOUT_COMPLEX_MS", 300_000, 100, 86_400_000),
+        ADVANCED: r.int("TASK_TIMEOUT_ADVANCED_MS", 600_000, 100, 86_400_000),
+      },
+      maxAttempts: r.int("TASK_MAX_ATTEMPTS", 3, 1, 20),
+      defaultMaxTokens: r.int("DEFAULT_MAX_TOKENS", 1_024, 1, 131_072),
+    },
+    instance: r.string("COORDINATOR_INSTANCE", hostname()),
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;

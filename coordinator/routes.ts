@@ -6,16 +6,25 @@ import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { NetworkService } from "../gen/iris/v1/network_pb.ts";
 import { NodeService } from "../gen/iris/v1/node_pb.ts";
+import { accountService } from "./accounts/service.ts";
+import type { Config } from "./config.ts";
 import type { Database } from "./db/schema.ts";
 import { Health, HealthStatus, healthRoutes, ServingStatus } from "./grpc/health.ts";
 import { reflectionRoutes } from "./grpc/reflection.ts";
+import type { NodeRegistry } from "./nodes/registry.ts";
+import { nodeService } from "./nodes/service.ts";
+import type { Orchestrator } from "./tasks/orchestrator.ts";
+import { inferenceService } from "./tasks/service.ts";
 
 /** The services of package iris.v1, in the order reflection lists them. */
 export const irisServices = [NodeService, InferenceService, AccountService, NetworkService];
 
 export interface RouteDeps {
+  config: Config;
   db: Kysely<Database>;
   logger: Logger;
+  registry: NodeRegistry;
+  orchestrator: Orchestrator;
 }
 
 export interface Routes {
@@ -24,7 +33,7 @@ export interface Routes {
   health: { overall(): "SERVING" | "NOT_SERVING"; shutDown(): void };
 }
 
-export function createRoutes(_deps: RouteDeps): Routes {
+export function createRoutes(deps: RouteDeps): Routes {
   const status = new HealthStatus({
     "": ServingStatus.SERVING,
     ...Object.fromEntries(irisServices.map((service) => [service.typeName, ServingStatus.SERVING])),
@@ -34,9 +43,18 @@ export function createRoutes(_deps: RouteDeps): Routes {
   return {
     routes(router) {
       // Methods not implemented yet answer Unimplemented (connect-es does this for partial services).
-      router.service(NodeService, {});
-      router.service(InferenceService, {});
-      router.service(AccountService, {});
+      router.service(
+        NodeService,
+        nodeService({
+          db: deps.db,
+          registry: deps.registry,
+          logger: deps.logger,
+          heartbeatIntervalMs: deps.config.nodes.heartbeatIntervalMs,
+          coordinatorInstance: deps.config.instance,
+        }),
+      );
+      router.service(InferenceService, inferenceService(deps));
+      router.service(AccountService, accountService(deps.db));
       router.service(NetworkService, {});
       registerHealth(router);
       registerReflection(router);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.ts";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { NodeService, ConnectRequestSchema } from "../gen/iris/v1/node_pb.ts";
+import { connectFailure } from "../test/support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
 
 function transports(baseUrl: string): Record<string, Transport> {
@@ -21,14 +22,6 @@ function transports(baseUrl: string): Record<string, Transport> {
   };
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe("coordinator server on one cleartext port", () => {
   let coordinator: TestCoordinator;
@@ -44,7 +37,7 @@ describe("coordinator server on one cleartext port", () => {
       const health = createClient(Health, transports(coordinator.url)[name]!);
       expect((await health.check({ service: "" })).status).toBe(Serving.SERVING);
       expect((await health.check({ service: "iris.v1.InferenceService" })).status).toBe(Serving.SERVING);
-      const unknown = await codeOf(health.check({ service: "no.such.Service" }));
+      const unknown = await connectFailure(health.check({ service: "no.such.Service" }));
       expect(unknown.code).toBe(Code.NotFound);
     });
   }
@@ -59,12 +52,12 @@ describe("coordinator server on one cleartext port", () => {
 
   it("answers Unimplemented for methods later work fills in", async () => {
     const accounts = createClient(AccountService, transports(coordinator.url)["gRPC over h2c"]!);
-    expect((await codeOf(accounts.generateKey({}))).code).toBe(Code.Unimplemented);
+    expect((await connectFailure(accounts.generateKey({}))).code).toBe(Code.Unimplemented);
   });
 
   it("rejects an invalid unary request with InvalidArgument naming the field", async () => {
     const accounts = createClient(AccountService, transports(coordinator.url)["Connect over HTTP/1.1"]!);
-    const err = await codeOf(accounts.verifyKey({ accountKey: "12ab 5678" }));
+    const err = await connectFailure(accounts.verifyKey({ accountKey: "12ab 5678" }));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toContain("account_key");
   });
@@ -74,13 +67,13 @@ describe("coordinator server on one cleartext port", () => {
     const small = await startTestCoordinator({ MAX_MESSAGE_BYTES: "1024" });
     try {
       const client = createClient(AccountService, createGrpcTransport({ baseUrl: small.url }));
-      const err = await codeOf(client.login({ email: "a@b.c", password: "x".repeat(2000) }));
+      const err = await connectFailure(client.login({ email: "a@b.c", password: "x".repeat(2000) }));
       expect(err.code).toBe(Code.ResourceExhausted);
     } finally {
       await small.close();
     }
     // the big limit of the default coordinator lets the same size through to validation
-    const err = await codeOf(accounts.login({ email: "a@b.c", password: "x".repeat(2000) }));
+    const err = await connectFailure(accounts.login({ email: "a@b.c", password: "x".repeat(2000) }));
     expect(err.code).toBe(Code.InvalidArgument);
   });
 });
@@ -126,11 +119,11 @@ describe("graceful shutdown", () => {
         if (seen.length === 1) closing = coordinator.close();
       }
     })();
-    const err = await codeOf(watching);
+    const err = await connectFailure(watching);
     await closing;
     expect(seen).toEqual([Serving.SERVING, Serving.NOT_SERVING]);
     expect(err.code).toBe(Code.Unavailable);
-    const refused = await codeOf(
+    const refused = await connectFailure(
       createClient(Health, createConnectTransport({ baseUrl: coordinator.url, httpVersion: "1.1" })).check({}),
     );
     expect(refused.code).toBe(Code.Unavailable);

@@ -1,0 +1,82 @@
+// An unbounded async queue with one consumer: producers push without waiting, the consumer iterates.
+// Node streams' outboxes and tasks' event streams use it; close(error) ends the iteration with that error.
+
+export class Channel<T> implements AsyncIterable<T> {
+  #items: T[] = [];
+  #head = 0;
+  #waiter: ((result: IteratorResult<T>) => void) | undefined;
+  #failer: ((error: unknown) => void) | undefined;
+  #closed = false;
+  #error: unknown;
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Adds an item; returns false (and drops it) when the channel is closed. */
+  push(item: T): boolean {
+    if (this.#closed) return false;
+    const waiter = this.#waiter;
+    if (waiter) {
+      this.#waiter = this.#failer = undefined;
+      waiter({ value: item, done: false });
+    } else {
+      this.#items.push(item);
+    }
+    return true;
+  }
+
+  /** Ends the channel: the consumer drains what is queued, then ends (or throws `error` when given). */
+  close(error?: unknown): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#error = error;
+    if (this.#waiter) this.#settleEnd();
+  }
+
+  /** The next item, or done when closed and drained (throws the close error, if any). */
+  next(): Promise<IteratorResult<T>> {
+    if (this.#head < this.#items.length) {
+      const value = this.#items[this.#head]!;
+      this.#items[this.#head++] = undefined as T; // let the item be collected
+      if (this.#head === this.#items.length) {
+        this.#items = [];
+        this.#head = 0;
+      } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+        this.#items = this.#items.slice(this.#head);
+        this.#head = 0;
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.#closed) {
+      return this.#error === undefined ? Promise.resolve({ value: undefined, done: true }) : Promise.reject(this.#error);
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiter = resolve;
+      this.#failer = reject;
+    });
+  }
+
+  #settleEnd(): void {
+    const waiter = this.#waiter!;
+    const failer = this.#failer!;
+    this.#waiter = this.#failer = undefined;
+    if (this.#error === undefined) waiter({ value: undefined, done: true });
+    else failer(this.#error);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return {
+      next: () => this.next(),
+      return: async () => {
+        this.close();
+        return { value: undefined, done: true };
+      },
+      // connect-es aborts the iterables it consumes through throw(); the channel just ends
+      throw: async () => {
+        this.close();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+}

@@ -1,0 +1,176 @@
+// NodeService.Connect: registers a node, then relays heartbeats, chunks, results and errors for its tasks.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { Kysely } from "kysely";
+import type { Logger } from "pino";
+import { Tier } from "../../gen/iris/v1/common_pb.ts";
+import {
+  ConnectResponseSchema,
+  type ConnectRequest,
+  type ConnectResponse,
+  type NodeService,
+  type Register,
+} from "../../gen/iris/v1/node_pb.ts";
+import { normalizeAccountKey } from "../accounts/keys.ts";
+import { findAccountId } from "../accounts/store.ts";
+import { Channel } from "../channel.ts";
+import type { Database } from "../db/schema.ts";
+import { clientAddressKey } from "../request-context.ts";
+import { LiveNode, type NodeCapabilities, type NodeRegistry } from "./registry.ts";
+import { closeSession, openSession, upsertNode } from "./store.ts";
+import { tierFor } from "./tier.ts";
+
+export interface NodeServiceDeps {
+  db: Kysely<Database>;
+  registry: NodeRegistry;
+  logger: Logger;
+  heartbeatIntervalMs: number;
+  coordinatorInstance: string;
+  coordinatorPublicKey?: Uint8Array;
+  now?: () => number;
+}
+
+const tierEnum = { BASIC: Tier.BASIC, MID: Tier.MID, PRO: Tier.PRO } as const;
+
+function capabilitiesOf(register: Register): NodeCapabilities {
+  return {
+    modelName: register.modelName,
+    parameterCount: Number(register.parameterCount),
+    quantization: register.quantization,
+    contextLength: register.contextLength,
+    tokensPerSecond: register.benchmarkTokensPerSecond,
+    maxConcurrentTasks: register.maxConcurrentTasks,
+    gpus: register.gpus.map((g) => ({
+      name: g.name,
+      vramTotalMb: Number(g.vramTotalMb),
+      vramUsedMb: Number(g.vramUsedMb),
+      utilizationPercent: g.utilizationPercent,
+    })),
+    backend: register.backend,
+    agentVersion: register.agentVersion,
+  };
+}
+
+export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof NodeService>> {
+  const now = deps.now ?? Date.now;
+
+  async function admit(register: Register, ctx: HandlerContext, outbox: Channel<ConnectResponse>): Promise<LiveNode> {
+    const digits = normalizeAccountKey(register.accountKey);
+    const accountId = await findAccountId(deps.db, digits);
+    if (!accountId) throw new ConnectError("unknown or revoked account key (IRIS_ACCOUNT_KEY)", Code.Unauthenticated);
+    const capabilities = capabilitiesOf(register);
+    const { tier, reason } = tierFor({
+      parameterCount: capabilities.parameterCount,
+      quantization: capabilities.quantization,
+      tokensPerSecond: capabilities.tokensPerSecond,
+    });
+    const reputation = await upsertNode(deps.db, {
+      id: register.nodeId,
+      accountId,
+      tier,
+      capabilities,
+      publicKey: register.publicKey,
+      promisedHoursUtc: register.promisedHoursUtc,
+    });
+    const sessionId = await openSession(deps.db, register.nodeId, deps.coordinatorInstance, ctx.values.get(clientAddressKey));
+    return new LiveNode(register.nodeId, accountId, sessionId, tier, reason, capabilities, reputation, outbox, now());
+  }
+
+  function handle(node: LiveNode, message: ConnectRequest, log: Logger): void {
+    node.lastSeenAt = now();
+    const m = message.message;
+    switch (m.case) {
+      case "heartbeat": {
+        const wasFull = node.freeSlots <= 0;
+        node.load = m.value.load;
+        node.paused = m.value.paused;
+        node.send(
+          create(ConnectResponseSchema, {
+            message: {
+              case: "heartbeatAck",
+              value: { reputation: node.reputation, serverTimeUnixMs: BigInt(now()) },
+            },
+          }),
+        );
+        if (wasFull && node.freeSlots > 0) deps.registry.notifyCapacity();
+        return;
+      }
+      case "chunk":
+      case "result":
+      case "error": {
+        const sink = node.tasks.get(m.value.taskId);
+        if (!sink) {
+          // a late message for a task that was cancelled or re-routed, or one never assigned to this node
+          log.warn({ taskId: m.value.taskId, kind: m.case }, "message for a task this node does not run; ignored");
+          return;
+        }
+        if (m.case === "chunk") sink.chunk(m.value);
+        else if (m.case === "result") sink.result(m.value);
+        else sink.error(m.value);
+        return;
+      }
+      case "register":
+        throw new ConnectError("register may only be the first message of the stream", Code.InvalidArgument);
+      case "classifyResult":
+        return; // the classifier chain that asks for these arrives later; nothing is waiting
+      case undefined:
+        throw new ConnectError("message must be set", Code.InvalidArgument);
+    }
+  }
+
+  return {
+    async *connect(requests, ctx) {
+      const iterator = requests[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done) throw new ConnectError("the stream ended before a register message", Code.InvalidArgument);
+      if (first.value.message.case !== "register") {
+        throw new ConnectError("the first message must be a register", Code.InvalidArgument);
+      }
+      const outbox = new Channel<ConnectResponse>();
+      const node = await admit(first.value.message.value, ctx, outbox);
+      const log = deps.logger.child({ nodeId: node.id, sessionId: node.sessionId });
+      deps.registry.add(node);
+      log.info({ tier: node.tier, reason: node.tierReason, model: node.capabilities.modelName }, "node registered");
+      let endReason = "the node closed the stream";
+      const reader = (async () => {
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) handle(node, next.value, log);
+      })();
+      reader.then(
+        () => outbox.close(),
+        (err: unknown) => {
+          const error = ConnectError.from(err);
+          endReason = error.code === Code.Canceled ? "the node went away" : error.rawMessage;
+          // Canceled means the node went away: nothing to send it; anything else ends its stream with the error
+          outbox.close(error.code === Code.Canceled ? undefined : error);
+        },
+      );
+      try {
+        yield create(ConnectResponseSchema, {
+          message: {
+            case: "registerAck",
+            value: {
+              nodeId: node.id,
+              tier: tierEnum[node.tier],
+              tierReason: node.tierReason,
+              heartbeatIntervalMs: deps.heartbeatIntervalMs,
+              reputation: node.reputation,
+              sessionId: node.sessionId,
+              coordinatorPublicKey: deps.coordinatorPublicKey,
+            },
+          },
+        });
+        yield* outbox;
+      } catch (err) {
+        endReason = ConnectError.from(err).rawMessage;
+        throw err;
+      } finally {
+        outbox.close();
+        deps.registry.remove(node, endReason);
+        log.info({ reason: endReason }, "node disconnected");
+        await closeSession(deps.db, node.sessionId, node.id, endReason).catch((err: unknown) =>
+          log.error({ err }, "could not record the end of the node's session"),
+        );
+      }
+    },
+  };
+}

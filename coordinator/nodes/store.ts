@@ -1,0 +1,99 @@
+// The nodes and node_sessions tables: registration, sessions, last-seen times.
+import type { Kysely } from "kysely";
+import { json, type Database, type NodeTier } from "../db/schema.ts";
+import type { NodeCapabilities } from "./registry.ts";
+
+export interface NodeRegistration {
+  id: string;
+  accountId: string;
+  tier: NodeTier;
+  capabilities: NodeCapabilities;
+  publicKey: Uint8Array | undefined;
+  promisedHoursUtc: number[];
+}
+
+/** Inserts or refreshes a node's row (capabilities change between runs) and returns its reputation. */
+export async function upsertNode(db: Kysely<Database>, node: NodeRegistration): Promise<number> {
+  const c = node.capabilities;
+  const values = {
+    account_id: node.accountId,
+    tier: node.tier,
+    model_name: c.modelName,
+    parameter_count: c.parameterCount,
+    quantization: c.quantization || null,
+    context_length: c.contextLength || null,
+    tokens_per_second: c.tokensPerSecond,
+    max_concurrent_tasks: c.maxConcurrentTasks,
+    gpus: json(c.gpus.map((g) => ({ name: g.name, vram_mb: g.vramTotalMb }))),
+    public_key: node.publicKey && node.publicKey.length > 0 ? Buffer.from(node.publicKey) : null,
+    agent_version: c.agentVersion,
+    promised_hours: node.promisedHoursUtc.length > 0 ? json(node.promisedHoursUtc) : null,
+    status: "online" as const,
+    last_seen_at: new Date(),
+  };
+  const row = await db
+    .insertInto("nodes")
+    .values({ id: node.id, ...values })
+    .onConflict((oc) => oc.column("id").doUpdateSet(values))
+    .returning("reputation")
+    .executeTakeFirstOrThrow();
+  return row.reputation;
+}
+
+export async function openSession(
+  db: Kysely<Database>,
+  nodeId: string,
+  coordinatorInstance: string,
+  remoteAddress: string,
+): Promise<string> {
+  const row = await db
+    .insertInto("node_sessions")
+    .values({ node_id: nodeId, coordinator_instance: coordinatorInstance, remote_address: remoteAddress || null })
+    .returning("id")
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+/** Ends a session; the node goes offline unless a newer session of it is open (a replacing connection). */
+export async function closeSession(db: Kysely<Database>, sessionId: string, nodeId: string, reason: string): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    const now = new Date();
+    await tx
+      .updateTable("node_sessions")
+      .set({ disconnected_at: now, disconnect_reason: reason })
+      .where("id", "=", sessionId)
+      .where("disconnected_at", "is", null)
+      .execute();
+    const open = await tx
+      .selectFrom("node_sessions")
+      .select("id")
+      .where("node_id", "=", nodeId)
+      .where("disconnected_at", "is", null)
+      .executeTakeFirst();
+    await tx
+      .updateTable("nodes")
+      .set(open ? { last_seen_at: now } : { status: "offline", last_seen_at: now })
+      .where("id", "=", nodeId)
+      .execute();
+  });
+}
+
+/** Records that these nodes are alive (one statement for all, so heartbeats cost no write each). */
+export async function touchNodes(db: Kysely<Database>, nodeIds: string[]): Promise<void> {
+  if (nodeIds.length === 0) return;
+  await db.updateTable("nodes").set({ last_seen_at: new Date() }).where("id", "in", nodeIds).execute();
+}
+
+/** Marks nodes this coordinator instance left online (after a crash) offline, and closes their sessions. */
+export async function closeOrphanedSessions(db: Kysely<Database>, coordinatorInstance: string): Promise<void> {
+  const now = new Date();
+  const orphans = await db
+    .updateTable("node_sessions")
+    .set({ disconnected_at: now, disconnect_reason: "coordinator restarted" })
+    .where("coordinator_instance", "=", coordinatorInstance)
+    .where("disconnected_at", "is", null)
+    .returning("node_id")
+    .execute();
+  const ids = [...new Set(orphans.map((o) => o.node_id))];
+  if (ids.length > 0) await db.updateTable("nodes").set({ status: "offline" }).where("id", "in", ids).execute();
+}

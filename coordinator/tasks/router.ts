@@ -1,0 +1,66 @@
+// Chooses the node for a task and its deadline (SPEC "Task difficulty", "Node tiers").
+import type { Difficulty } from "../db/schema.ts";
+import { servesDifficulty } from "../nodes/tier.ts";
+import type { LiveNode } from "../nodes/registry.ts";
+
+export interface RouteRequest {
+  difficulty: Difficulty;
+  /** A model name or part of one; undefined means any model. */
+  model: string | undefined;
+  /** Nodes that already failed this task. */
+  exclude: ReadonlySet<string>;
+}
+
+/** Model names that mean "any model" (OpenAI clients must send some model). */
+const anyModel = new Set(["", "auto", "iris", "default"]);
+
+export function normalizeModelHint(model: string | undefined): string | undefined {
+  const hint = model?.trim().toLowerCase();
+  return hint === undefined || anyModel.has(hint) ? undefined : hint;
+}
+
+export function servesModel(node: LiveNode, hint: string | undefined): boolean {
+  return hint === undefined || node.capabilities.modelName.toLowerCase().includes(hint);
+}
+
+/**
+ * Order of preference among nodes that can take the task: idle nodes before busy ones, then the more free
+ * capacity, then the faster measured speed, then the better reputation (SPEC: "the fastest, most reputable
+ * idle node wins").
+ */
+function better(a: LiveNode, b: LiveNode): boolean {
+  const aIdle = a.tasks.size === 0;
+  const bIdle = b.tasks.size === 0;
+  if (aIdle !== bIdle) return aIdle;
+  if (a.freeSlots !== b.freeSlots) return a.freeSlots > b.freeSlots;
+  if (a.capabilities.tokensPerSecond !== b.capabilities.tokensPerSecond) {
+    return a.capabilities.tokensPerSecond > b.capabilities.tokensPerSecond;
+  }
+  return a.reputation > b.reputation;
+}
+
+/** The best node that can take the task now, or undefined. */
+export function pickNode(nodes: Iterable<LiveNode>, request: RouteRequest): LiveNode | undefined {
+  let best: LiveNode | undefined;
+  for (const node of nodes) {
+    if (node.freeSlots <= 0 || request.exclude.has(node.id)) continue;
+    if (!servesDifficulty(node.tier, request.difficulty) || !servesModel(node, request.model)) continue;
+    if (!best || better(node, best)) best = node;
+  }
+  return best;
+}
+
+export type DifficultyTimeouts = Record<Difficulty, number>;
+
+/** SPEC's timeouts: 60 s, 300 s, 600 s. */
+export const specTimeoutsMs: DifficultyTimeouts = { SIMPLE: 60_000, COMPLEX: 300_000, ADVANCED: 600_000 };
+
+/**
+ * How long a task may run: the difficulty's timeout, or — for a large max_tokens on a slow node — twice the
+ * time the node needs to generate max_tokens at its measured speed, whichever is longer.
+ */
+export function deadlineMs(timeouts: DifficultyTimeouts, difficulty: Difficulty, maxTokens: number, tokensPerSecond: number): number {
+  const base = timeouts[difficulty];
+  if (tokensPerSecond <= 0) return base;
+  return Math.max(base, Math.ceil((2 * maxTokens * 1000) / tokensPerSecond));
+}

@@ -1,0 +1,215 @@
+// The inference path over real sockets with scripted nodes: registration, routing by tier, streaming,
+// failover before and during the answer, cancel, deadline, queue and its limits, and the task records.
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AccountService } from "../gen/iris/v1/account_pb.ts";
+import { Tier } from "../gen/iris/v1/common_pb.ts";
+import { InferenceService, type ChatResponse } from "../gen/iris/v1/inference_pb.ts";
+import { startScriptedNode, TaskErrorReason, type ScriptedNode, type ScriptedNodeOptions } from "./support/scripted-node.ts";
+import { connectFailure } from "./support/errors.ts";
+import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+
+const advancedPrompt = "Write a Python function that parses ISO dates, and prove it handles leap years.";
+const simplePrompt = "Translate 'good morning' to French.";
+
+
+describe("inference path", () => {
+  let coordinator: TestCoordinator;
+  let accountKey: string;
+  const nodes: ScriptedNode[] = [];
+  let inference: ReturnType<typeof createClient<typeof InferenceService>>;
+
+  beforeAll(async () => {
+    coordinator = await startTestCoordinator({
+      HEARTBEAT_INTERVAL_MS: "200",
+      QUEUE_MAX_WAIT_MS: "1500",
+      TASK_TIMEOUT_SIMPLE_MS: "1500",
+    });
+    const transport = createGrpcTransport({ baseUrl: coordinator.url });
+    accountKey = (await createClient(AccountService, transport).generateKey({})).accountKey;
+    inference = createClient(InferenceService, transport);
+  });
+  afterAll(async () => {
+    for (const node of nodes) node.kill();
+    await coordinator?.close();
+  });
+
+  async function node(options: Partial<ScriptedNodeOptions> & { nodeId: string }): Promise<ScriptedNode> {
+    const started = startScriptedNode({ baseUrl: coordinator.url, accountKey, ...options });
+    nodes.push(started);
+    await started.registered;
+    return started;
+  }
+
+  async function chat(prompt: string, signal?: AbortSignal, options: { maxTokens?: number } = {}) {
+    const events: ChatResponse["event"][] = [];
+    for await (const response of inference.chat({ params: { messages: [{ role: 2, content: prompt }], ...options } }, { signal })) {
+      events.push(response.event);
+    }
+    return events;
+  }
+
+  const text = (events: ChatResponse["event"][]) => events.flatMap((e) => (e.case === "token" ? [e.value.text] : [])).join("");
+
+  async function taskRow(taskId: string) {
+    await coordinator.journal.flush();
+    return coordinator.db.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirstOrThrow();
+  }
+
+  it("generates account keys that verify, and refuses malformed ones", async () => {
+    const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
+    expect(accountKey).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
+    expect((await accounts.verifyKey({ accountKey: accountKey.replaceAll(" ", "") })).valid).toBe(true);
+    expect((await accounts.verifyKey({ accountKey: "0000 0000 0000 0000" })).valid).toBe(false);
+    expect((await connectFailure(accounts.verifyKey({ accountKey: "1234-5678" }))).code).toBe(Code.InvalidArgument);
+    const stored = await coordinator.db.selectFrom("accounts").select("key_hash").execute();
+    expect(stored.some((row) => row.key_hash.includes(accountKey.replaceAll(" ", "")))).toBe(false);
+  });
+
+  it("refuses a node with an unknown account key", async () => {
+    const refused = startScriptedNode({ baseUrl: coordinator.url, accountKey: "9999 9999 9999 9999", nodeId: "intruder" });
+    nodes.push(refused);
+    expect((await connectFailure(refused.registered)).code).toBe(Code.Unauthenticated);
+  });
+
+  it("streams an answer from a node, then records the task", async () => {
+    const mid = await node({ nodeId: "mid-1", tokensPerSecond: 20, parameterCount: 8e9 });
+    const events = await chat(simplePrompt);
+    expect(events[0]?.case).toBe("accepted");
+    const accepted = events[0]!.case === "accepted" ? events[0]!.value : undefined;
+    expect(accepted).toMatchObject({ nodeId: "mid-1", tier: Tier.MID, classifier: "local" });
+    expect(text(events)).toBe("Hello, world!");
+    const done = events.at(-1);
+    expect(done?.case).toBe("done");
+    if (done?.case === "done") expect(done.value.usage).toMatchObject({ promptTokens: 7, completionTokens: 4 });
+    expect(mid.assigns).toHaveLength(1);
+    const row = await taskRow(accepted!.taskId);
+    expect(row).toMatchObject({ status: "completed", node_id: "mid-1", tier: "MID", difficulty: "SIMPLE", prompt_tokens: 7, completion_tokens: 4 });
+    expect(row.ttft_ms).not.toBeNull();
+    const history = await coordinator.db.selectFrom("task_events").select("status").where("task_id", "=", accepted!.taskId).orderBy("id").execute();
+    expect(history.map((h) => h.status)).toEqual(["queued", "assigned", "streaming", "completed"]);
+    mid.kill();
+  });
+
+  it("never gives ADVANCED work to a BASIC node; it waits, then ends Unavailable", async () => {
+    const basic = await node({ nodeId: "basic-1", parameterCount: 3e9, tokensPerSecond: 50 });
+    const err = await connectFailure(chat(advancedPrompt));
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.rawMessage).toContain("ADVANCED");
+    expect(basic.assigns).toHaveLength(0);
+    const pro = await node({ nodeId: "pro-1", parameterCount: 70e9, tokensPerSecond: 25 });
+    const events = await chat(advancedPrompt);
+    expect(events[0]?.case === "accepted" && events[0].value.nodeId).toBe("pro-1");
+    expect(basic.assigns).toHaveLength(0);
+    basic.kill();
+    pro.kill();
+  });
+
+  it("re-routes transparently when a node fails before its first chunk", async () => {
+    const failing = await node({ nodeId: "fails-first", tokensPerSecond: 29, script: () => ({ tokens: [], failWith: TaskErrorReason.BACKEND_FAILED }) });
+    const healthy = await node({ nodeId: "healthy", tokensPerSecond: 11, script: () => ({ tokens: ["ok"] }) });
+    const events = await chat(simplePrompt);
+    expect(events.filter((e) => e.case === "accepted")).toHaveLength(1);
+    expect(text(events)).toBe("ok");
+    const done = events.at(-1);
+    expect(done?.case === "done" && done.value.nodeIds).toEqual(["fails-first", "healthy"]);
+    expect(failing.assigns).toHaveLength(1);
+    failing.kill();
+    healthy.kill();
+  });
+
+  it("continues an answer on another node when the first dies mid-stream, with the text so far as prefix", async () => {
+    const dying = await node({ nodeId: "dies", tokensPerSecond: 29, script: () => ({ tokens: ["One", " two", " three", " four"], dieAfter: 2, delayMs: 5 }) });
+    const rescuer = await node({ nodeId: "rescuer", tokensPerSecond: 11, script: () => ({ tokens: [" three", " four"] }) });
+    const events = await chat(simplePrompt);
+    expect(text(events)).toBe("One two three four");
+    expect(rescuer.assigns).toHaveLength(1);
+    const payload = rescuer.assigns[0]!.payload;
+    expect(payload.case === "plain" && payload.value.assistantPrefix).toBe("One two");
+    const done = events.at(-1);
+    expect(done?.case === "done" && done.value.usage?.completionTokens).toBe(4);
+    dying.kill();
+    rescuer.kill();
+  });
+
+  it("sends a cancel to the node when the client goes away, and records the task cancelled", async () => {
+    const slow = await node({ nodeId: "slow", script: () => ({ tokens: Array(200).fill("x"), delayMs: 20 }) });
+    const controller = new AbortController();
+    let taskId = "";
+    const err = await connectFailure(
+      (async () => {
+        for await (const response of inference.chat({ params: { messages: [{ role: 2, content: simplePrompt }] } }, { signal: controller.signal })) {
+          if (response.event.case === "accepted") taskId = response.event.value.taskId;
+          if (response.event.case === "token") controller.abort();
+        }
+      })(),
+    );
+    expect(err.code).toBe(Code.Canceled);
+    await expect.poll(() => slow.cancels.map((c) => c.reason)).toEqual(["client_cancelled"]);
+    await expect.poll(async () => (await taskRow(taskId)).status).toBe("cancelled");
+    slow.kill();
+  });
+
+  it("ends a task that passes its deadline with DeadlineExceeded and cancels it on the node", async () => {
+    const stuck = await node({ nodeId: "stuck", script: () => ({ tokens: [], hang: true }) });
+    // 10 tokens at 20 tok/s keep the SIMPLE timeout (1.5 s here) as the deadline
+    const err = await connectFailure(chat(simplePrompt, undefined, { maxTokens: 10 }));
+    expect(err.code).toBe(Code.DeadlineExceeded);
+    expect(stuck.cancels.map((c) => c.reason)).toEqual(["deadline"]);
+    stuck.kill();
+  });
+
+  it("queues a request while the only node is busy, tells its position, and serves it when the node frees", async () => {
+    const single = await node({ nodeId: "single", maxConcurrentTasks: 1, script: () => ({ tokens: ["a", "b", "c"], delayMs: 100 }) });
+    const [first, second] = await Promise.all([chat(simplePrompt), chat(simplePrompt)]);
+    const queued = [first, second].find((events) => events[0]?.case === "queued")!;
+    expect(queued[0]).toMatchObject({ case: "queued", value: { position: 1 } });
+    expect(text(first)).toBe("abc");
+    expect(text(second)).toBe("abc");
+    single.kill();
+  });
+
+  it("ends ResourceExhausted when capable nodes stay busy past the queue's wait", async () => {
+    const busy = await node({ nodeId: "busy", maxConcurrentTasks: 1, script: () => ({ tokens: Array(50).fill("z"), delayMs: 60 }) });
+    const long = chat(simplePrompt).catch(() => []);
+    await expect.poll(() => busy.assigns.length).toBe(1);
+    const err = await connectFailure(chat(simplePrompt));
+    expect(err.code).toBe(Code.ResourceExhausted);
+    expect(err.rawMessage).toContain("busy");
+    busy.kill();
+    await long;
+  });
+
+  it("takes a node offline after missed heartbeats and re-routes its task", async () => {
+    const silent = await node({ nodeId: "silent", heartbeats: false, tokensPerSecond: 29, script: () => ({ tokens: [], hang: true }) });
+    const backup = await node({ nodeId: "backup", tokensPerSecond: 11, script: () => ({ tokens: ["saved"] }) });
+    const events = await chat(simplePrompt);
+    expect(text(events)).toBe("saved");
+    expect(silent.assigns).toHaveLength(1);
+    expect(await silent.ended).toBeInstanceOf(Error);
+    await coordinator.journal.flush();
+    await expect.poll(async () => (await coordinator.db.selectFrom("nodes").select("status").where("id", "=", "silent").executeTakeFirstOrThrow()).status).toBe("offline");
+    backup.kill();
+  });
+
+  it("replaces a node's old connection when the same node id connects again", async () => {
+    const first = await node({ nodeId: "twice" });
+    const second = await node({ nodeId: "twice" });
+    const ended = ConnectError.from(await first.ended);
+    expect(ended.code).toBe(Code.Aborted);
+    expect(coordinator.registry.get("twice")).toBeDefined();
+    const models = await inference.listModels({});
+    expect(models.models.map((m) => m.name)).toContain("scripted-8B-Q4_K_M");
+    second.kill();
+  });
+
+  it("answers the unary variant with the whole text", async () => {
+    const unary = await node({ nodeId: "unary", script: () => ({ tokens: ["all", " at", " once"] }) });
+    const response = await inference.chatUnary({ params: { messages: [{ role: 2, content: simplePrompt }] } });
+    expect(response.text).toBe("all at once");
+    expect(response.accepted?.nodeId).toBe("unary");
+    expect(response.done?.usage?.completionTokens).toBe(3);
+    unary.kill();
+  });
+});
