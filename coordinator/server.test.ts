@@ -9,6 +9,7 @@ import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.ts";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
+import { NetworkService } from "../gen/iris/v1/network_pb.ts";
 import { NodeService, ConnectRequestSchema } from "../gen/iris/v1/node_pb.ts";
 import { connectFailure } from "../test/support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
@@ -51,8 +52,8 @@ describe("coordinator server on one cleartext port", () => {
   });
 
   it("answers Unimplemented for methods later work fills in", async () => {
-    const accounts = createClient(AccountService, transports(coordinator.url)["gRPC over h2c"]!);
-    expect((await connectFailure(accounts.generateKey({}))).code).toBe(Code.Unimplemented);
+    const network = createClient(NetworkService, transports(coordinator.url)["gRPC over h2c"]!);
+    expect((await connectFailure(network.getStats({}))).code).toBe(Code.Unimplemented);
   });
 
   it("rejects an invalid unary request with InvalidArgument naming the field", async () => {

@@ -1,0 +1,321 @@
+// The embedded backend: runs a GGUF model in-process with llama.cpp (node-llama-cpp), on the CPU by default.
+import { availableParallelism } from "node:os";
+import { basename } from "node:path";
+import {
+  getLlama,
+  GgufFileType,
+  LlamaCompletion,
+  LlamaText,
+  resolveChatWrapper,
+  type ChatHistoryItem,
+  type ChatWrapper,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import { parseModelName } from "../model-info.ts";
+import {
+  BackendError,
+  type Backend,
+  type BackendMessage,
+  type GenerateRequest,
+  type GenerateResult,
+  type ModelDescription,
+} from "./backend.ts";
+
+export interface LlamaBackendOptions {
+  modelPath: string;
+  /** CPU threads; default: the CPU's math cores, never more than the machine's cores (oversubscription is ruinous). */
+  threads?: number;
+  /** Context window per request in tokens; default: the model's trained size, at most 8192 (and what RAM allows). */
+  contextSize?: number;
+  /** Requests evaluated at once (one context sequence each); further requests wait in FIFO order. Default 1. */
+  maxConcurrent?: number;
+  /** Use a GPU build when one of node-llama-cpp's prebuilt binaries works here; never builds or downloads. Default false. */
+  gpu?: boolean;
+}
+
+/** Sampling temperature when the request gives none (LM Studio's default, also node-llama-cpp's suggestion). */
+export const DEFAULT_TEMPERATURE = 0.8;
+const DEFAULT_MAX_CONTEXT = 8192;
+// Tokens of left context given to the detokenizer so that a piece keeps its leading space (SentencePiece drops it
+// on a first token) and byte sequences join up.
+const DETOKENIZER_CONTEXT = 16;
+
+export async function createLlamaBackend(options: LlamaBackendOptions): Promise<Backend> {
+  const cores = availableParallelism();
+  const llama = await getLlama({ gpu: options.gpu ? "auto" : false, build: "never", maxThreads: options.threads });
+  const threads = Math.max(1, Math.min(options.threads ?? llama.cpuMathCores, cores));
+  llama.maxThreads = threads;
+  try {
+    const model = await llama.loadModel({ modelPath: options.modelPath });
+    const sequences = Math.max(1, Math.floor(options.maxConcurrent ?? 1));
+    const context = await model.createContext({
+      contextSize: options.contextSize ?? { max: DEFAULT_MAX_CONTEXT },
+      sequences,
+      threads,
+    });
+    const pool = new SequencePool(Array.from({ length: sequences }, () => context.getSequence()));
+    return new EmbeddedLlamaBackend(model, pool, context.contextSize, options.modelPath, async () => {
+      await context.dispose();
+      await model.dispose();
+      await llama.dispose();
+    });
+  } catch (error) {
+    await llama.dispose();
+    throw new BackendError("backend_failed", `cannot load ${options.modelPath}: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+/** A prompt ready for LlamaCompletion: tokens without the BOS token it prepends itself. */
+export interface RenderedPrompt {
+  text: string;
+  tokens: Token[];
+  stopTriggers: (string | LlamaText)[];
+}
+
+/**
+ * Renders chat messages for completion. With a chat template in the GGUF, node-llama-cpp's chat wrapper for it
+ * renders the conversation, ending in an open assistant turn that holds `assistantPrefix`. Without one, a plain
+ * format: one "System: …", "User: …" or "Assistant: …" line per message, then "Assistant:" followed by
+ * " " + assistantPrefix when given; generation stops where the model starts a new "User:"/"System:" line.
+ */
+export function renderPrompt(model: LlamaModel, messages: BackendMessage[], assistantPrefix?: string): RenderedPrompt {
+  const withBos = model.tokens.shouldPrependBosToken && model.tokens.bos !== null;
+  const chatWrapper = model.fileInfo.metadata.tokenizer?.chat_template ? resolveChatWrapper(model) : null;
+  if (chatWrapper) return renderWithTemplate(model, chatWrapper, messages, assistantPrefix ?? "", withBos);
+  const label = { system: "System", user: "User", assistant: "Assistant" } as const;
+  const lines = messages.map((message) => `${label[message.role]}: ${message.content}`);
+  const text = [...lines, assistantPrefix ? `Assistant: ${assistantPrefix}` : "Assistant:"].join("\n");
+  // Tokenized the way LlamaCompletion tokenizes a string, so the count matches what llama.cpp evaluates.
+  const tokens = model.tokenize(text, false, withBos ? "trimLeadingSpace" : undefined);
+  return { text, tokens, stopTriggers: ["\nUser:", "\nSystem:"] };
+}
+
+function renderWithTemplate(
+  model: LlamaModel,
+  chatWrapper: ChatWrapper,
+  messages: BackendMessage[],
+  assistantPrefix: string,
+  withBos: boolean,
+): RenderedPrompt {
+  const chatHistory: ChatHistoryItem[] = messages.map((message) =>
+    message.role === "assistant"
+      ? { type: "model", response: [message.content] }
+      : { type: message.role, text: message.content },
+  );
+  // An unfinished model turn last: the wrapper leaves it open (no end-of-turn), so the model continues it.
+  chatHistory.push({ type: "model", response: [assistantPrefix] });
+  const { contextText, stopGenerationTriggers } = chatWrapper.generateContextState({ chatHistory });
+  let tokens = contextText.tokenize(model.tokenizer, withBos ? "trimLeadingSpace" : undefined);
+  // Templates usually render BOS themselves; LlamaCompletion prepends one too, so drop the template's.
+  if (withBos && tokens[0] === model.tokens.bos) tokens = tokens.slice(1);
+  return { text: contextText.toString(), tokens, stopTriggers: stopGenerationTriggers };
+}
+
+class EmbeddedLlamaBackend implements Backend {
+  readonly kind = "embedded";
+  private readonly running = new Set<{ stop: AbortController; done: Promise<unknown> }>();
+  private closed = false;
+
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly pool: SequencePool,
+    private readonly contextSize: number,
+    private readonly modelPath: string,
+    private readonly disposeAll: () => Promise<void>,
+  ) {}
+
+  async describe(): Promise<ModelDescription> {
+    const { metadata, tensorInfo } = this.model.fileInfo;
+    const fileName = basename(this.modelPath).replace(/\.gguf$/i, "");
+    const fromFileName = parseModelName(fileName);
+    return {
+      name: metadata.general.name?.trim() || fileName,
+      parameterCount:
+        tensorParameterCount(tensorInfo) ||
+        parseModelName(metadata.general.size_label ?? "").parameterCount ||
+        fromFileName.parameterCount,
+      quantization: quantizationName(metadata.general.file_type) || fromFileName.quantization,
+      contextLength: this.contextSize,
+    };
+  }
+
+  async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
+    if (this.closed) throw new BackendError("backend_failed", "the embedded llama.cpp backend is closed");
+    let prompt: RenderedPrompt;
+    try {
+      prompt = renderPrompt(this.model, request.messages, request.assistantPrefix);
+    } catch (error) {
+      throw new BackendError("backend_failed", `cannot render the chat prompt: ${messageOf(error)}`, { cause: error });
+    }
+    const promptTokens = prompt.tokens.length + (this.model.tokens.shouldPrependBosToken ? 1 : 0);
+    if (promptTokens >= this.contextSize) {
+      throw new BackendError(
+        "context_too_long",
+        `the prompt has ${promptTokens} tokens; the context window is ${this.contextSize}`,
+      );
+    }
+    const cancelled = (completionTokens: number): GenerateResult => ({ promptTokens, completionTokens, finishReason: "cancelled" });
+    const lease = await this.pool.acquire(request.signal);
+    if (!lease) return cancelled(0);
+
+    const stop = new AbortController();
+    const pieces = new PieceStream();
+    const onAbort = () => {
+      stop.abort();
+      pieces.end(); // the caller sees the stop at once, even while llama.cpp finishes the batch it is evaluating
+    };
+    request.signal.addEventListener("abort", onAbort, { once: true });
+    let completionTokens = 0;
+    let recent = prompt.tokens.slice(-DETOKENIZER_CONTEXT);
+    // Without a prefix the answer starts fresh, so the space SentencePiece puts before its first word is dropped.
+    let trimLeading = !request.assistantPrefix;
+    const completion = new LlamaCompletion({ contextSequence: lease.sequence });
+    const done = completion
+      .generateCompletionWithMeta(prompt.tokens, {
+        signal: stop.signal,
+        stopOnAbortSignal: true,
+        maxTokens: request.maxTokens,
+        temperature: request.temperature ?? DEFAULT_TEMPERATURE,
+        ...(request.seed !== undefined ? { seed: request.seed } : {}),
+        customStopTriggers: prompt.stopTriggers,
+        // Stop at the end of the window ("length") instead of silently dropping the start of the conversation.
+        disableContextShift: true,
+        contextShiftSize: 1,
+        onToken: (tokens) => {
+          // Counted as released, so the count is the answer's tokens: an EOG token and a stop trigger's tokens are not.
+          completionTokens += tokens.length;
+          let text = this.model.detokenize(tokens, false, recent);
+          recent = [...recent, ...tokens].slice(-DETOKENIZER_CONTEXT);
+          if (trimLeading) {
+            text = text.trimStart();
+            trimLeading = text === "";
+          }
+          if (text !== "") pieces.push(text);
+        },
+      })
+      .finally(() => {
+        pieces.end();
+        completion.dispose();
+        lease.release();
+      });
+    const run = { stop, done: done.catch(() => undefined) };
+    this.running.add(run);
+    void run.done.then(() => this.running.delete(run));
+    try {
+      for await (const piece of pieces.drain()) {
+        if (request.signal.aborted) break;
+        yield piece;
+      }
+      if (request.signal.aborted) return cancelled(completionTokens);
+      const { metadata } = await done;
+      const finishReason = metadata.stopReason === "maxTokens" ? "length" : metadata.stopReason === "abort" ? "cancelled" : "stop";
+      return { promptTokens, completionTokens, finishReason };
+    } catch (error) {
+      if (request.signal.aborted) return cancelled(completionTokens);
+      throw new BackendError("backend_failed", `llama.cpp generation failed: ${messageOf(error)}`, { cause: error });
+    } finally {
+      // Also reached when the consumer stops iterating early: end the evaluation; the slot frees itself when it has.
+      request.signal.removeEventListener("abort", onAbort);
+      stop.abort();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.pool.close();
+    for (const run of this.running) run.stop.abort();
+    await Promise.all([...this.running].map((run) => run.done));
+    await this.disposeAll();
+  }
+}
+
+/** Exact parameter count: the elements of all tensors (0 when the file info lists none). */
+export function tensorParameterCount(tensors: readonly { dimensions: readonly (number | bigint)[] }[] | undefined): number {
+  return (tensors ?? []).reduce((sum, tensor) => sum + tensor.dimensions.reduce<number>((n, d) => n * Number(d), 1), 0);
+}
+
+/** "Q4_K_M", "F16", "F32"… from `general.file_type`; "" when absent or unknown. */
+export function quantizationName(fileType: GgufFileType | undefined): string {
+  const name = fileType === undefined ? undefined : GgufFileType[fileType];
+  return name ? name.replace(/^(MOSTLY|ALL)_/, "") : "";
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Context sequences lent to one request at a time; requests beyond them wait in FIFO order. */
+class SequencePool {
+  private readonly waiting: { grant: (sequence: LlamaContextSequence | undefined) => void }[] = [];
+  private closed = false;
+
+  constructor(private readonly free: LlamaContextSequence[]) {}
+
+  /** Resolves with a lease, or undefined when `signal` aborts (or the pool closes) first. */
+  async acquire(signal: AbortSignal): Promise<{ sequence: LlamaContextSequence; release: () => void } | undefined> {
+    if (signal.aborted || this.closed) return undefined;
+    const sequence =
+      this.free.pop() ??
+      (await new Promise<LlamaContextSequence | undefined>((resolve) => {
+        const waiter = {
+          grant: (granted: LlamaContextSequence | undefined) => {
+            signal.removeEventListener("abort", onAbort);
+            resolve(granted);
+          },
+        };
+        const onAbort = () => {
+          this.waiting.splice(this.waiting.indexOf(waiter), 1);
+          waiter.grant(undefined);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.waiting.push(waiter);
+      }));
+    if (!sequence) return undefined;
+    let released = false;
+    return {
+      sequence,
+      release: () => {
+        if (released) return;
+        released = true;
+        const next = this.waiting.shift();
+        if (next) next.grant(sequence);
+        else this.free.push(sequence);
+      },
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const waiter of this.waiting.splice(0)) waiter.grant(undefined);
+  }
+}
+
+/** Bridges llama.cpp's token callbacks to an async iteration, buffering pieces the consumer has not taken yet. */
+class PieceStream {
+  private readonly buffered: string[] = [];
+  private ended = false;
+  private wake: (() => void) | undefined;
+
+  push(piece: string): void {
+    if (this.ended) return;
+    this.buffered.push(piece);
+    this.wake?.();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.wake?.();
+  }
+
+  async *drain(): AsyncGenerator<string, void, void> {
+    for (;;) {
+      const piece = this.buffered.shift();
+      if (piece !== undefined) yield piece;
+      else if (this.ended) return;
+      else await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}

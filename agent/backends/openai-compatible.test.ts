@@ -1,0 +1,261 @@
+// The OpenAI-compatible backend against a real HTTP stand-in for LM Studio: describe, streaming, usage, abort, errors.
+import { createServer } from "node:net";
+import OpenAI from "openai";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  STANDIN_MODELS,
+  standinPromptTokens,
+  startLmStudioStandin,
+  type LmStudioStandin,
+  type StandinBehaviour,
+  type StandinModel,
+} from "../../test/support/lmstudio-standin.ts";
+import type { GenerateRequest, GenerateResult } from "./backend.ts";
+import { createOpenAiCompatibleBackend, type OpenAiCompatibleOptions } from "./openai-compatible.ts";
+
+const [embedding, qwen] = STANDIN_MODELS as [StandinModel, StandinModel, StandinModel];
+const llamaQ8: StandinModel = { ...STANDIN_MODELS[2]!, id: "meta-llama-3.1-8b-instruct@q8_0" };
+// An embedding model listed first and the loaded chat model last: choosing has to look past both ends.
+const MODELS = [embedding, llamaQ8, qwen];
+
+let standin: LmStudioStandin | undefined;
+afterEach(async () => {
+  await standin?.close();
+  standin = undefined;
+});
+
+async function setup(behaviour: Partial<StandinBehaviour> = {}, options: Partial<OpenAiCompatibleOptions> = {}) {
+  standin = await startLmStudioStandin({ models: MODELS, ...behaviour });
+  const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, kind: "lmstudio", model: qwen.id, ...options });
+  return { standin, backend };
+}
+
+function request(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
+  return { messages: [{ role: "user", content: "Hi there" }], maxTokens: 100, signal: new AbortController().signal, ...overrides };
+}
+
+async function collect(stream: AsyncGenerator<string, GenerateResult, void>, onPiece?: (count: number) => void) {
+  const pieces: string[] = [];
+  for (;;) {
+    const next = await stream.next();
+    if (next.done) return { pieces, result: next.value };
+    pieces.push(next.value);
+    onPiece?.(pieces.length);
+  }
+}
+
+describe("describe()", () => {
+  it("uses LM Studio's /api/v0 listing: the loaded chat model, its quantization and loaded context", async () => {
+    const { standin, backend } = await setup({}, { model: undefined });
+    expect(await backend.describe()).toEqual({
+      name: qwen.id,
+      parameterCount: 7e9,
+      quantization: "Q4_K_M",
+      contextLength: 4096,
+    });
+    expect(standin.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /v1/models", "GET /api/v0/models"]);
+  });
+
+  it("without /api/v0 takes the first chat model and reads the rest from its name", async () => {
+    const { backend } = await setup({ apiV0: false }, { model: undefined });
+    expect(await backend.describe()).toEqual({
+      name: llamaQ8.id,
+      parameterCount: 8e9,
+      quantization: "Q8_0",
+      contextLength: 0,
+    });
+  });
+
+  it("serves the configured model, and names what it found when that model is missing", async () => {
+    const { backend } = await setup({}, { model: llamaQ8.id });
+    expect(await backend.describe()).toMatchObject({ name: llamaQ8.id, quantization: "Q8_0", contextLength: 131072 });
+    const missing = createOpenAiCompatibleBackend({ baseUrl: standin!.baseUrl, model: "mistral-7b" });
+    await expect(missing.describe()).rejects.toMatchObject({
+      reason: "model_unavailable",
+      message: expect.stringMatching(/"mistral-7b".*found: text-embedding-nomic-embed-text-v1\.5, meta-llama/),
+    });
+  });
+
+  it("fails with model_unavailable when the server has no chat model", async () => {
+    standin = await startLmStudioStandin({ models: [embedding] });
+    const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl });
+    await expect(backend.describe()).rejects.toMatchObject({ reason: "model_unavailable", message: /no chat model/ });
+  });
+
+  it("fails with backend_failed when nothing listens, or the base URL lacks /v1", async () => {
+    const port = await freePort();
+    const down = createOpenAiCompatibleBackend({ baseUrl: `http://127.0.0.1:${port}/v1` });
+    await expect(down.describe()).rejects.toMatchObject({ reason: "backend_failed", message: /cannot reach.*ECONNREFUSED/ });
+    const { standin } = await setup();
+    const noV1 = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl.replace(/\/v1$/, "") });
+    await expect(noV1.describe()).rejects.toMatchObject({ reason: "backend_failed", message: /Unexpected endpoint/ });
+  });
+});
+
+describe("generate()", () => {
+  it("streams the pieces in order and returns the server's usage", async () => {
+    const tokens = ["The", " sky", " is", " blue", "."];
+    const { standin, backend } = await setup({ tokens, tokenDelayMs: 5 }, { apiKey: "lm-studio" });
+    const messages = [
+      { role: "system" as const, content: "Be brief." },
+      { role: "user" as const, content: "What colour is the sky?" },
+    ];
+    const { pieces, result } = await collect(backend.generate(request({ messages, maxTokens: 64, temperature: 0.2, seed: 42 })));
+    expect(pieces).toEqual(tokens);
+    expect(result).toEqual({ promptTokens: standinPromptTokens(messages), completionTokens: 5, finishReason: "stop" });
+    const sent = standin.requests.at(-1)!;
+    expect(sent.headers.authorization).toBe("Bearer lm-studio");
+    expect(sent.body).toEqual({
+      model: qwen.id,
+      messages,
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: 64,
+      temperature: 0.2,
+      seed: 42,
+    });
+  });
+
+  it("reports finishReason length when max tokens cut the answer", async () => {
+    const { backend } = await setup({ tokens: ["a", "b", "c", "d"] });
+    const { pieces, result } = await collect(backend.generate(request({ maxTokens: 2 })));
+    expect(pieces).toEqual(["a", "b"]);
+    expect(result).toMatchObject({ completionTokens: 2, finishReason: "length" });
+  });
+
+  it("counts content deltas when the server reports no usage", async () => {
+    const { backend } = await setup({ usage: false, tokens: ["x", "y", "z"] });
+    expect((await collect(backend.generate(request()))).result).toEqual({
+      promptTokens: 0,
+      completionTokens: 3,
+      finishReason: "stop",
+    });
+  });
+
+  it("sends the assistant prefix as a trailing assistant message (and asks vLLM to continue it)", async () => {
+    const { standin, backend } = await setup();
+    await collect(backend.generate(request({ assistantPrefix: "The answer is" })));
+    expect(standin.requests.at(-1)!.body.messages.at(-1)).toEqual({ role: "assistant", content: "The answer is" });
+    expect(standin.requests.at(-1)!.body).not.toHaveProperty("continue_final_message");
+    const vllm = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, kind: "vllm", model: qwen.id });
+    await collect(vllm.generate(request({ assistantPrefix: "So" })));
+    expect(standin.requests.at(-1)!.body).toMatchObject({ continue_final_message: true, add_generation_prompt: false });
+  });
+
+  it("reassembles SSE events and UTF-8 characters split across TCP chunks", async () => {
+    const tokens = ["Grüße", " 🌍", " ünd", " 日本"];
+    // Three bytes a write splits every event, and every 4-byte emoji, across reads.
+    const { standin } = await setup({ tokens, writeBytesAtATime: 3, keepAliveComments: true });
+    let chunks = 0;
+    const countingFetch: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      if (!response.body) return response;
+      const counter = new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          chunks++;
+          controller.enqueue(chunk);
+        },
+      });
+      return new Response(response.body.pipeThrough(counter), response);
+    };
+    const split = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, fetch: countingFetch });
+    const { pieces, result } = await collect(split.generate(request()));
+    expect(pieces).toEqual(tokens);
+    expect(result).toMatchObject({ completionTokens: 4, finishReason: "stop" });
+    expect(chunks).toBeGreaterThan(100); // the reads really were fragments, not whole events
+  });
+
+  it("aborting stops at once and closes the HTTP request, which the server sees", async () => {
+    const { standin, backend } = await setup({ tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`), tokenDelayMs: 20 });
+    const controller = new AbortController();
+    const disconnect = standin.nextDisconnect();
+    const started = performance.now();
+    const { pieces, result } = await collect(backend.generate(request({ signal: controller.signal })), (count) => {
+      if (count === 3) controller.abort();
+    });
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(pieces).toHaveLength(3);
+    expect(result).toEqual({ promptTokens: 0, completionTokens: 3, finishReason: "cancelled" });
+    const seen = await disconnect;
+    expect(seen.path).toBe("/v1/chat/completions");
+    expect(seen.disconnected).toBe(true);
+  });
+
+  it("a consumer that stops iterating also closes the request", async () => {
+    const { standin, backend } = await setup({ tokens: Array.from({ length: 200 }, () => " x"), tokenDelayMs: 20 });
+    const disconnect = standin.nextDisconnect();
+    for await (const piece of backend.generate(request())) {
+      expect(piece).toBe(" x");
+      break;
+    }
+    expect((await disconnect).disconnected).toBe(true);
+  });
+
+  it("close() cancels generations in flight", async () => {
+    const { standin, backend } = await setup({ tokens: Array.from({ length: 200 }, () => " x"), tokenDelayMs: 20 });
+    const disconnect = standin.nextDisconnect();
+    const { result } = await collect(backend.generate(request()), (count) => count === 2 && void backend.close());
+    expect(result).toMatchObject({ completionTokens: 2, finishReason: "cancelled" });
+    expect((await disconnect).disconnected).toBe(true);
+  });
+
+  it("maps HTTP errors: unknown model, context too long, failures inside the stream", async () => {
+    const { backend } = await setup({ tokens: ["one", " two", " three"], streamErrorAfter: 2 });
+    await expect(collect(backend.generate(request({ model: "no-such-model" })))).rejects.toMatchObject({
+      name: "BackendError",
+      reason: "model_unavailable",
+      message: expect.stringContaining('Model "no-such-model" not found'),
+    });
+    const long = request({ messages: [{ role: "user", content: "word ".repeat(5000) }] });
+    await expect(collect(backend.generate(long))).rejects.toMatchObject({
+      reason: "context_too_long",
+      message: expect.stringContaining("context length of only 4096 tokens"),
+    });
+    const pieces: string[] = [];
+    await expect(collect(backend.generate(request()), () => pieces.push("piece"))).rejects.toMatchObject({
+      reason: "backend_failed",
+      message: expect.stringContaining("The model has crashed"),
+    });
+    expect(pieces).toHaveLength(2);
+  });
+
+  it("fails with backend_failed when the server is gone", async () => {
+    const port = await freePort();
+    const backend = createOpenAiCompatibleBackend({ baseUrl: `http://127.0.0.1:${port}/v1`, model: "m" });
+    await expect(collect(backend.generate(request()))).rejects.toMatchObject({ reason: "backend_failed", message: /ECONNREFUSED/ });
+  });
+});
+
+describe("the LM Studio stand-in", () => {
+  it("speaks a wire format the official openai SDK reads, streaming and not", async () => {
+    standin = await startLmStudioStandin({ tokens: ["Hello", " there"] });
+    const client = new OpenAI({ baseURL: standin.baseUrl, apiKey: "lm-studio" });
+    expect((await client.models.list()).data.map((model) => model.id)).toContain(qwen.id);
+    const whole = await client.chat.completions.create({ model: qwen.id, messages: [{ role: "user", content: "Hi" }] });
+    expect(whole.choices[0]?.message.content).toBe("Hello there");
+    expect(whole.usage?.completion_tokens).toBe(2);
+    const stream = await client.chat.completions.create({
+      model: qwen.id,
+      messages: [{ role: "user", content: "Hi" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const deltas: string[] = [];
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const chunk of stream) {
+      deltas.push(chunk.choices[0]?.delta.content ?? "");
+      usage ??= chunk.usage;
+    }
+    expect(deltas.join("")).toBe("Hello there");
+    expect(usage?.completion_tokens).toBe(2);
+  });
+});
+
+/** A port with nothing listening on it. */
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, "127.0.0.1");
+  await new Promise((resolve) => server.once("listening", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

@@ -1,0 +1,297 @@
+// The backend for a local OpenAI-compatible LLM server: LM Studio, Ollama, llama.cpp server or vLLM, over HTTP + SSE.
+import { createParser, type EventSourceMessage } from "eventsource-parser";
+import { parseModelName } from "../model-info.ts";
+import {
+  BackendError,
+  type Backend,
+  type GenerateRequest,
+  type GenerateResult,
+  type ModelDescription,
+} from "./backend.ts";
+
+export type OpenAiCompatibleKind = "lmstudio" | "ollama" | "llama.cpp" | "vllm" | "openai-compatible";
+
+/** Where each server listens out of the box. */
+export const DEFAULT_BASE_URLS = {
+  lmstudio: "http://localhost:1234/v1",
+  ollama: "http://localhost:11434/v1",
+  "llama.cpp": "http://localhost:8080/v1",
+  vllm: "http://localhost:8000/v1",
+} as const satisfies Partial<Record<OpenAiCompatibleKind, string>>;
+
+export interface OpenAiCompatibleOptions {
+  /** The server's OpenAI API root, e.g. http://localhost:1234/v1. */
+  baseUrl: string;
+  kind?: OpenAiCompatibleKind;
+  /** The model to serve; default: the server's loaded chat model, else the first one it lists. */
+  model?: string;
+  apiKey?: string;
+  fetch?: typeof fetch;
+}
+
+// Model listings should answer at once; a server that does not is treated as down rather than waited for.
+const LIST_TIMEOUT_MS = 10_000;
+// Messages that mean "the prompt does not fit" in LM Studio, llama.cpp server, vLLM and OpenAI wording.
+const CONTEXT_OVERFLOW =
+  /context (length|size|window)|maximum context|exceeds? the (available )?context|context the overflows|too many tokens|prompt is too long/i;
+
+/** An entry of `GET /v1/models`; llama.cpp adds `meta`, vLLM `max_model_len`. */
+interface ListedModel {
+  id: string;
+  meta?: { n_params?: number; n_ctx_train?: number };
+  max_model_len?: number;
+}
+
+/** An entry of LM Studio's `GET /api/v0/models`. */
+interface LmStudioModel {
+  id: string;
+  type?: string;
+  state?: string;
+  quantization?: string;
+  max_context_length?: number;
+  loaded_context_length?: number;
+}
+
+interface StreamState {
+  contentDeltas: number;
+  finishReason: string | undefined;
+  usage: { prompt_tokens?: number; completion_tokens?: number } | undefined;
+  done: boolean;
+}
+
+export function createOpenAiCompatibleBackend(options: OpenAiCompatibleOptions): Backend {
+  return new OpenAiCompatibleBackend(options);
+}
+
+class OpenAiCompatibleBackend implements Backend {
+  readonly kind: OpenAiCompatibleKind;
+  private readonly baseUrl: string;
+  private readonly fetch: typeof fetch;
+  private readonly inFlight = new Set<AbortController>();
+  private closed = false;
+  /** The model chosen by describe(), used when neither the options nor the request name one. */
+  private chosenModel: string | undefined;
+
+  constructor(private readonly options: OpenAiCompatibleOptions) {
+    this.kind = options.kind ?? "openai-compatible";
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  async describe(): Promise<ModelDescription> {
+    const listed = ((await this.getJson(`${this.baseUrl}/models`)) as { data?: ListedModel[] }).data ?? [];
+    // LM Studio's richer listing; other servers answer 404, which just means "not LM Studio".
+    const rich = await this.lmStudioModels();
+    const chosen = this.chooseModel(listed, rich);
+    this.chosenModel = chosen.id;
+    const details = rich?.find((model) => model.id === chosen.id);
+    const parsed = parseModelName(chosen.id);
+    return {
+      name: chosen.id,
+      parameterCount: chosen.meta?.n_params ?? parsed.parameterCount,
+      quantization: details?.quantization?.toUpperCase() || parsed.quantization,
+      contextLength:
+        details?.loaded_context_length ?? details?.max_context_length ?? chosen.max_model_len ?? chosen.meta?.n_ctx_train ?? 0,
+    };
+  }
+
+  async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
+    const model = request.model || this.options.model || this.chosenModel || (await this.describe()).name;
+    const messages = request.messages.map(({ role, content }) => ({ role, content }));
+    // The prefix seam: a trailing assistant message, which LM Studio, llama.cpp server and Ollama continue
+    // (no new turn); vLLM does so only when asked with continue_final_message.
+    if (request.assistantPrefix) messages.push({ role: "assistant", content: request.assistantPrefix });
+    const body = {
+      model,
+      messages,
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: request.maxTokens,
+      ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
+      ...(request.seed !== undefined ? { seed: request.seed } : {}),
+      ...(request.assistantPrefix && this.kind === "vllm" ? { continue_final_message: true, add_generation_prompt: false } : {}),
+    };
+    const url = `${this.baseUrl}/chat/completions`;
+    const state: StreamState = { contentDeltas: 0, finishReason: undefined, usage: undefined, done: false };
+    const result = (finishReason: GenerateResult["finishReason"]): GenerateResult => ({
+      promptTokens: state.usage?.prompt_tokens ?? 0,
+      // Without a usage report, one content delta per token: LM Studio, llama.cpp and Ollama stream a token
+      // per chunk, so the count is exact for them and an estimate for servers that batch.
+      completionTokens: state.usage?.completion_tokens ?? state.contentDeltas,
+      finishReason,
+    });
+
+    const http = new AbortController();
+    const onAbort = () => http.abort(request.signal.reason);
+    if (request.signal.aborted) return result("cancelled");
+    request.signal.addEventListener("abort", onAbort, { once: true });
+    this.inFlight.add(http);
+    try {
+      const response = await this.fetch(url, {
+        method: "POST",
+        headers: { ...this.headers(), "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify(body),
+        signal: http.signal,
+      });
+      if (!response.ok) throw await this.errorFrom(response, model);
+      if (response.headers.get("content-type")?.includes("application/json")) {
+        // Not a stream: a server that ignored `stream`, or an error with status 200 (LM Studio's unknown paths).
+        const piece = this.readEvent({ data: await response.text() }, state, model, "message");
+        if (piece !== undefined) yield piece;
+        return result(state.finishReason === "length" ? "length" : "stop");
+      }
+      if (!response.body) throw new BackendError("backend_failed", `${url} answered without a body`);
+      const events: EventSourceMessage[] = [];
+      const parser = createParser({ onEvent: (event) => events.push(event) });
+      // A streaming decoder keeps a UTF-8 character whole when TCP splits its bytes across reads.
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      while (!state.done) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        parser.feed(value);
+        for (const event of events.splice(0)) {
+          const piece = this.readEvent(event, state, model);
+          if (piece !== undefined && !request.signal.aborted) yield piece;
+          if (state.done) break;
+        }
+      }
+      if (request.signal.aborted) return result("cancelled");
+      if (!state.done && state.finishReason === undefined) {
+        throw new BackendError("backend_failed", `the stream from ${url} ended before the answer was complete`);
+      }
+      return result(state.finishReason === "length" ? "length" : "stop");
+    } catch (error) {
+      // close() aborts requests in flight as well: that is a cancellation too, not a server failure.
+      if (request.signal.aborted || (this.closed && http.signal.aborted)) return result("cancelled");
+      if (error instanceof BackendError) throw error;
+      throw new BackendError("backend_failed", `${url} failed: ${describeFailure(error)}`, { cause: error });
+    } finally {
+      // Also reached when the consumer stops early: aborting closes the HTTP request, which stops the server.
+      request.signal.removeEventListener("abort", onAbort);
+      this.inFlight.delete(http);
+      http.abort();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const http of this.inFlight) http.abort();
+  }
+
+  /** One SSE event: returns the text piece it carries, if any, and records finish reason, usage and the end. */
+  private readEvent(
+    event: EventSourceMessage,
+    state: StreamState,
+    model: string,
+    field: "delta" | "message" = "delta",
+  ): string | undefined {
+    if (event.data === "[DONE]") {
+      state.done = true;
+      return undefined;
+    }
+    let chunk: any;
+    try {
+      chunk = JSON.parse(event.data);
+    } catch (error) {
+      throw new BackendError("backend_failed", `unreadable stream event: ${event.data.slice(0, 200)}`, { cause: error });
+    }
+    // Errors after the 200 header arrive inside the stream.
+    if (event.event === "error" || chunk?.error !== undefined) throw this.errorFromBody(200, chunk, event.data, model);
+    if (chunk?.usage) state.usage = chunk.usage;
+    if (field === "message") state.done = true;
+    const choice = chunk.choices?.[0];
+    if (choice?.finish_reason) state.finishReason = choice.finish_reason;
+    const content = choice?.[field]?.content;
+    if (typeof content !== "string" || content === "") return undefined;
+    state.contentDeltas++;
+    return content;
+  }
+
+  private chooseModel(listed: ListedModel[], rich: LmStudioModel[] | undefined): ListedModel {
+    const found = listed.map((model) => model.id).join(", ") || "none";
+    const wanted = this.options.model;
+    if (wanted) {
+      // Ollama lists "llama3.1:latest" for what users call "llama3.1".
+      const match = listed.find((model) => model.id === wanted || model.id === `${wanted}:latest`);
+      if (match) return match;
+      throw new BackendError("model_unavailable", `${this.baseUrl} does not serve model "${wanted}" (found: ${found})`);
+    }
+    const richOf = (id: string) => rich?.find((model) => model.id === id);
+    const chat = listed.filter((model) => {
+      const type = richOf(model.id)?.type;
+      return type ? type !== "embeddings" : !/embed/i.test(model.id);
+    });
+    const picked = chat.find((model) => richOf(model.id)?.state === "loaded") ?? chat[0];
+    if (!picked) throw new BackendError("model_unavailable", `${this.baseUrl} serves no chat model (found: ${found})`);
+    return picked;
+  }
+
+  private async lmStudioModels(): Promise<LmStudioModel[] | undefined> {
+    if (this.kind !== "lmstudio" && this.kind !== "openai-compatible") return undefined;
+    const origin = this.baseUrl.replace(/\/v1$/, "");
+    try {
+      const answer = (await this.getJson(`${origin}/api/v0/models`)) as { data?: LmStudioModel[] };
+      return Array.isArray(answer.data) ? answer.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async getJson(url: string): Promise<unknown> {
+    let response: Response;
+    try {
+      response = await this.fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(LIST_TIMEOUT_MS) });
+    } catch (error) {
+      throw new BackendError("backend_failed", `cannot reach ${url}: ${describeFailure(error)}`, { cause: error });
+    }
+    if (!response.ok) throw await this.errorFrom(response, this.options.model ?? "");
+    const text = await response.text();
+    let body: any;
+    try {
+      body = JSON.parse(text);
+    } catch (error) {
+      throw new BackendError("backend_failed", `${url} did not answer JSON`, { cause: error });
+    }
+    // LM Studio answers unknown paths (a base URL without /v1) with status 200 and an `error`.
+    if (body?.error !== undefined) throw this.errorFromBody(response.status, body, text, this.options.model ?? "");
+    return body;
+  }
+
+  private headers(): Record<string, string> {
+    return this.options.apiKey ? { Authorization: `Bearer ${this.options.apiKey}` } : {};
+  }
+
+  private async errorFrom(response: Response, model: string): Promise<BackendError> {
+    const text = await response.text().catch(() => "");
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    return this.errorFromBody(response.status, body, text || response.statusText, model);
+  }
+
+  /** Maps a server error to the most specific reason, keeping the server's own words. */
+  private errorFromBody(status: number, body: any, raw: string, model: string): BackendError {
+    const error = body?.error;
+    const message: string =
+      (typeof error === "string" ? error : error?.message) ?? body?.message ?? body?.detail ?? raw.slice(0, 500);
+    const code = typeof error === "object" ? error?.code : undefined;
+    const where = `${this.baseUrl} (${status})`;
+    if (code === "model_not_found" || (status === 404 && /model/i.test(message))) {
+      return new BackendError("model_unavailable", `${where} cannot serve model "${model}": ${message}`);
+    }
+    if (code === "context_length_exceeded" || error?.type === "exceed_context_size_error" || CONTEXT_OVERFLOW.test(message)) {
+      return new BackendError("context_too_long", `${where}: ${message}`);
+    }
+    return new BackendError("backend_failed", `${where}: ${message}`);
+  }
+}
+
+function describeFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  // fetch hides the socket error (ECONNREFUSED …) in `cause`.
+  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+  return `${error.message}${cause}`;
+}

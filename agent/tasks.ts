@@ -1,0 +1,136 @@
+// Runs the coordinator's tasks on the backend: concurrently up to capacity, chunks in sequence, cancel honoured.
+import type { Logger } from "pino";
+import { Role } from "../gen/iris/v1/common_pb.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { TaskErrorReason, type ConnectRequestSchema, type TaskAssign } from "../gen/iris/v1/node_pb.ts";
+import { BackendError, type Backend, type ChatRole } from "./backends/backend.ts";
+
+/** One node → coordinator message, as the connection sends it. */
+export type OutgoingMessage = MessageInitShape<typeof ConnectRequestSchema>["message"];
+type Send = (message: OutgoingMessage) => void;
+
+const roles: Partial<Record<Role, ChatRole>> = { [Role.SYSTEM]: "system", [Role.USER]: "user", [Role.ASSISTANT]: "assistant" };
+const errorReasons = {
+  backend_failed: TaskErrorReason.BACKEND_FAILED,
+  model_unavailable: TaskErrorReason.MODEL_UNAVAILABLE,
+  context_too_long: TaskErrorReason.CONTEXT_TOO_LONG,
+} as const;
+
+export interface RunningTask {
+  taskId: string;
+  startedAt: number;
+  tokens: number;
+  maxTokens: number;
+}
+
+export class TaskRunner {
+  readonly #running = new Map<string, { controller: AbortController; task: RunningTask }>();
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly send: Send,
+    private readonly logger: Logger,
+    private readonly capacity: number,
+  ) {}
+
+  get active(): number {
+    return this.#running.size;
+  }
+
+  running(): RunningTask[] {
+    return [...this.#running.values()].map((r) => r.task);
+  }
+
+  /** Starts a task; refuses it (OVERLOADED) when the node is full, which the coordinator re-routes. */
+  start(assign: TaskAssign): Promise<void> {
+    const taskId = assign.taskId;
+    if (this.#running.size >= this.capacity || this.#running.has(taskId)) {
+      this.send(error(taskId, TaskErrorReason.OVERLOADED, "the node is at capacity"));
+      return Promise.resolve();
+    }
+    const controller = new AbortController();
+    const task: RunningTask = { taskId, startedAt: Date.now(), tokens: 0, maxTokens: assign.maxTokens };
+    this.#running.set(taskId, { controller, task });
+    return this.#run(assign, controller.signal, task).then(
+      (outcome) => {
+        this.#running.delete(taskId);
+        this.logger.info({ taskId, outcome, tokens: task.tokens, ms: Date.now() - task.startedAt }, "task ended");
+      },
+    );
+  }
+
+  /** Aborts a task's backend request; nothing more is sent for it. */
+  cancel(taskId: string): void {
+    this.#running.get(taskId)?.controller.abort();
+  }
+
+  cancelAll(): void {
+    for (const { controller } of this.#running.values()) controller.abort();
+  }
+
+  /** Runs one task to its end; never throws. */
+  async #run(assign: TaskAssign, signal: AbortSignal, task: RunningTask): Promise<"completed" | "cancelled" | "failed"> {
+    const taskId = assign.taskId;
+    if (assign.payload.case !== "plain") {
+      this.send(error(taskId, TaskErrorReason.BAD_PAYLOAD, "sealed payloads are not supported by this agent yet"));
+      return "failed";
+    }
+    const payload = assign.payload.value;
+    const messages = payload.messages.flatMap((m) => {
+      const role = roles[m.role];
+      return role ? [{ role, content: m.content }] : [];
+    });
+    const started = Date.now();
+    let firstTokenAt: number | undefined;
+    let sequence = 0;
+    try {
+      const stream = this.backend.generate({
+        messages,
+        assistantPrefix: payload.assistantPrefix || undefined,
+        maxTokens: assign.maxTokens,
+        temperature: payload.temperature,
+        seed: payload.seed === undefined ? undefined : Number(payload.seed),
+        model: payload.model || undefined,
+        signal,
+      });
+      let next = await stream.next();
+      while (!next.done) {
+        if (signal.aborted) break;
+        firstTokenAt ??= Date.now();
+        task.tokens++;
+        this.send({ case: "chunk", value: { taskId, sequence: sequence++, content: { case: "text", value: next.value } } });
+        next = await stream.next();
+      }
+      if (signal.aborted) return "cancelled"; // cancelled by the coordinator: it expects nothing more
+      const result = next.done ? next.value : undefined;
+      const finished = Date.now();
+      const generationMs = firstTokenAt ? finished - firstTokenAt : 0;
+      const completion = result?.completionTokens ?? sequence;
+      this.send({
+        case: "result",
+        value: {
+          taskId,
+          usage: { promptTokens: result?.promptTokens ?? 0, completionTokens: completion },
+          timings: {
+            timeToFirstTokenMs: (firstTokenAt ?? finished) - started,
+            totalMs: finished - started,
+            tokensPerSecond: generationMs > 0 ? (completion * 1000) / generationMs : 0,
+          },
+          finishReason: result?.finishReason ?? "stop",
+          chunkCount: sequence,
+        },
+      });
+      return "completed";
+    } catch (err) {
+      if (signal.aborted) return "cancelled";
+      const reason = err instanceof BackendError ? errorReasons[err.reason] : TaskErrorReason.BACKEND_FAILED;
+      this.logger.warn({ taskId, err }, "task failed on the backend");
+      this.send(error(taskId, reason, err instanceof Error ? err.message : String(err)));
+      return "failed";
+    }
+  }
+}
+
+function error(taskId: string, reason: TaskErrorReason, message: string): OutgoingMessage {
+  return { case: "error", value: { taskId, reason, message: message.slice(0, 4000) } };
+}

@@ -1,0 +1,137 @@
+// End to end with the real agent: coordinator + agent processes running llama.cpp on the generated tiny model,
+// over real sockets and real PostgreSQL; plus an agent on the OpenAI-compatible backend against LM Studio's stand-in.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AccountService } from "../gen/iris/v1/account_pb.ts";
+import { Role } from "../gen/iris/v1/common_pb.ts";
+import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
+import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
+import { startAgent, type AgentProcess } from "./support/agent-process.ts";
+import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { connectFailure } from "./support/errors.ts";
+import { startLmStudioStandin } from "./support/lmstudio-standin.ts";
+
+const question = { role: Role.USER, content: "Translate 'thank you' to German." };
+
+describe("real agents on the tiny llama.cpp model", () => {
+  let coordinator: TestCoordinator;
+  let accountKey: string;
+  let modelPath: string;
+  const agents: AgentProcess[] = [];
+
+  beforeAll(async () => {
+    modelPath = join(mkdtempSync(join(tmpdir(), "iris-e2e-")), "tiny.gguf");
+    writeTinyGguf(modelPath, { contextLength: 8192 });
+    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500" });
+    accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    await Promise.all([agent("tiny-a"), agent("tiny-b")]);
+  }, 60_000);
+  afterAll(async () => {
+    for (const agent of agents) agent.kill();
+    await coordinator?.close();
+  });
+
+  async function agent(nodeId: string, env: Record<string, string> = {}): Promise<AgentProcess> {
+    const started = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: nodeId, IRIS_MODEL: modelPath, ...env });
+    agents.push(started);
+    await started.waitForLog((line) => line.msg === "registered with the coordinator");
+    return started;
+  }
+
+  it("streams a chat answer from an agent over gRPC and over Connect, as tokens arrive", async () => {
+    for (const transport of [createGrpcTransport({ baseUrl: coordinator.url }), createConnectTransport({ baseUrl: coordinator.url, httpVersion: "1.1" })]) {
+      const tokens: string[] = [];
+      let done;
+      for await (const response of createClient(InferenceService, transport).chat({ params: { messages: [question], maxTokens: 24 } })) {
+        if (response.event.case === "token") tokens.push(response.event.value.text);
+        if (response.event.case === "done") done = response.event.value;
+      }
+      expect(tokens.length).toBe(24);
+      expect(done?.usage?.completionTokens).toBe(24);
+      expect(done?.finishReason).toBe("length");
+      expect(["tiny-a", "tiny-b"]).toContain(done?.nodeId);
+    }
+  });
+
+  it("streams through /v1/chat/completions to the official openai package", async () => {
+    const openai = new OpenAI({ baseURL: `${coordinator.url}/v1`, apiKey: "not-needed" });
+    const stream = await openai.chat.completions.create({ model: "auto", messages: [{ role: "user", content: question.content }], max_tokens: 10, stream: true });
+    const pieces: string[] = [];
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      if (choice?.delta.content) pieces.push(choice.delta.content);
+      if (choice?.finish_reason) finish = choice.finish_reason;
+    }
+    expect(pieces.length).toBe(10);
+    expect(finish).toBe("length");
+  });
+
+  it("finishes the answer on the other agent when the serving agent is killed mid-answer", async () => {
+    const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
+    const byNode = new Map(agents.map((a, i) => [["tiny-a", "tiny-b"][i]!, a]));
+    let servingNode = "";
+    let tokens = 0;
+    let done;
+    for await (const response of inference.chat({ params: { messages: [question], maxTokens: 4000 } })) {
+      if (response.event.case === "accepted") servingNode = response.event.value.nodeId;
+      if (response.event.case === "token" && ++tokens === 20) byNode.get(servingNode)!.kill("SIGKILL");
+      if (response.event.case === "done") done = response.event.value;
+    }
+    expect(done?.nodeIds).toHaveLength(2);
+    expect(done?.nodeIds[0]).toBe(servingNode);
+    expect(done?.nodeIds[1]).not.toBe(servingNode);
+    expect(done?.usage?.completionTokens).toBe(4000);
+    expect(tokens).toBeGreaterThan(20);
+  }, 60_000);
+
+  it("refuses an agent with an unknown account key: clear message, exit code 3, no retries", async () => {
+    const refused = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: "1111 2222 3333 4444", NODE_ID: "refused", IRIS_MODEL: modelPath });
+    agents.push(refused);
+    expect(await refused.exited).toBe(3);
+    expect(refused.stderr()).toContain("unknown or revoked account key");
+  });
+
+  it("exits with code 2 and names the variable when the account key is missing", async () => {
+    const missing = startAgent({ COORDINATOR_URL: coordinator.url, NODE_ID: "nokey", IRIS_MODEL: modelPath });
+    expect(await missing.exited).toBe(2);
+    expect(missing.stderr()).toContain("IRIS_ACCOUNT_KEY is missing");
+  });
+});
+
+describe("an agent on LM Studio (stand-in speaking its wire format)", () => {
+  it("serves a chat through the OpenAI-compatible backend, and a client cancel reaches LM Studio", async () => {
+    const lmstudio = await startLmStudioStandin({ tokens: Array.from({ length: 400 }, (_, i) => ` w${i}`), tokenDelayMs: 10 });
+    const coordinator = await startTestCoordinator();
+    try {
+      const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+      const node = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: "lmstudio-node", IRIS_BACKEND: "lmstudio", BACKEND_URL: lmstudio.baseUrl, BENCHMARK_TOKENS: "8" });
+      try {
+        await node.waitForLog((line) => line.msg === "registered with the coordinator");
+        const controller = new AbortController();
+        let tokens = 0;
+        const err = await connectFailure(
+          (async () => {
+            const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
+            for await (const response of inference.chat({ params: { messages: [question], maxTokens: 400 } }, { signal: controller.signal })) {
+              if (response.event.case === "token" && ++tokens === 5) controller.abort();
+            }
+          })(),
+        );
+        expect(err.code).toBe(Code.Canceled);
+        await node.waitForLog((line) => line.msg === "task ended" && line.outcome === "cancelled");
+        await expect.poll(() => lmstudio.requests.filter((r) => r.disconnected).length).toBeGreaterThan(0);
+      } finally {
+        node.kill();
+      }
+    } finally {
+      await coordinator.close();
+      await lmstudio.close();
+    }
+  }, 60_000);
+});
