@@ -5,6 +5,7 @@ import { createValidateInterceptor } from "@connectrpc/validate";
 import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
 import type { Database } from "./db/schema.ts";
+import { registerOpenAiRoutes } from "./http/openai.ts";
 import { migrateToLatest } from "./db/migrator.ts";
 import { NodeRegistry } from "./nodes/registry.ts";
 import { startNodeMonitor } from "./nodes/monitor.ts";
@@ -53,6 +54,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
           const status = health.overall();
           return reply.code(status === "SERVING" ? 200 : 503).send({ status, database: database.kind });
         });
+        registerOpenAiRoutes(app, { orchestrator, registry, logger, bodyLimit: config.server.maxMessageBytes });
       },
       onShutdown: () => health.shutDown(),
       onClosed: async () => {
