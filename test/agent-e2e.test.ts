@@ -11,6 +11,9 @@ import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
+import { startCoordinator } from "../coordinator/app.ts";
+import { loadConfig } from "../coordinator/config.ts";
+import { createLogger } from "../coordinator/logger.ts";
 import { startAgent, type AgentProcess } from "./support/agent-process.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { connectFailure } from "./support/errors.ts";
@@ -102,6 +105,30 @@ describe("real agents on the tiny llama.cpp model", () => {
     expect(await missing.exited).toBe(2);
     expect(missing.stderr()).toContain("IRIS_ACCOUNT_KEY is missing");
   });
+});
+
+describe("an agent whose coordinator restarts", () => {
+  it("reconnects with backoff and registers again on the restarted coordinator", async () => {
+    const modelPath = join(mkdtempSync(join(tmpdir(), "iris-restart-")), "tiny.gguf");
+    writeTinyGguf(modelPath);
+    // an on-disk embedded database survives the restart, as a real deployment's would
+    const env = { HOST: "127.0.0.1", PORT: "0", DATA_DIR: mkdtempSync(join(tmpdir(), "iris-restart-data-")), LOG_LEVEL: "silent" };
+    let coordinator = await startCoordinator(loadConfig(env), createLogger("silent"));
+    const port = String(coordinator.port);
+    const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    const node = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: "restarts", IRIS_MODEL: modelPath });
+    try {
+      await node.waitForLog((line) => line.msg === "registered with the coordinator");
+      await coordinator.close();
+      await node.waitForLog((line) => line.msg === "connection to the coordinator lost; reconnecting");
+      coordinator = await startCoordinator(loadConfig({ ...env, PORT: port }), createLogger("silent"));
+      await node.waitForLog((line) => line.msg === "registered with the coordinator" && line !== node.logs.find((l) => l.msg === "registered with the coordinator"));
+      expect(coordinator.registry.get("restarts")).toBeDefined();
+    } finally {
+      node.kill();
+      await coordinator.close();
+    }
+  }, 90_000);
 });
 
 describe("an agent on LM Studio (stand-in speaking its wire format)", () => {
