@@ -6,6 +6,7 @@ RUN npm ci --omit=dev --no-audit --no-fund
 COPY proto ./proto
 COPY gen ./gen
 COPY migrations ./migrations
+COPY common ./common
 COPY coordinator ./coordinator
 ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0 DATA_DIR=/data
 VOLUME /data

@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { Channel } from "../coordinator/channel.ts";
+import { Channel } from "../common/channel.ts";
 import { ConnectRequestSchema, NodeService, type ConnectRequest, type RegisterAck } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
 import type { Gpu } from "./gpu.ts";

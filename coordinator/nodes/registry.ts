@@ -1,7 +1,7 @@
 // The live nodes of this coordinator: who is connected, what each serves, how busy it is, which tasks it runs.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectResponse, TaskChunk, TaskError, TaskResult } from "../../gen/iris/v1/node_pb.ts";
-import type { Channel } from "../channel.ts";
+import type { Channel } from "../../common/channel.ts";
 import type { Difficulty, NodeTier } from "../db/schema.ts";
 
 /** What a node declared at registration (and its measured speed). */

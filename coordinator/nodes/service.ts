@@ -13,7 +13,7 @@ import {
 } from "../../gen/iris/v1/node_pb.ts";
 import { normalizeAccountKey } from "../accounts/keys.ts";
 import { findAccountId } from "../accounts/store.ts";
-import { Channel } from "../channel.ts";
+import { Channel } from "../../common/channel.ts";
 import type { Database } from "../db/schema.ts";
 import { clientAddressKey } from "../request-context.ts";
 import { LiveNode, type NodeCapabilities, type NodeRegistry } from "./registry.ts";

@@ -8,7 +8,7 @@ import {
   type TaskPayload,
   type TaskResult,
 } from "../../gen/iris/v1/node_pb.ts";
-import { Channel } from "../channel.ts";
+import { Channel } from "../../common/channel.ts";
 import type { Difficulty } from "../db/schema.ts";
 import type { LiveNode, NodeRegistry, TaskSink } from "../nodes/registry.ts";
 

@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { create } from "@bufbuild/protobuf";
 import { Role } from "../../gen/iris/v1/common_pb.ts";
 import { TaskErrorReason, TaskPayloadSchema } from "../../gen/iris/v1/node_pb.ts";
-import { Channel } from "../channel.ts";
+import { Channel } from "../../common/channel.ts";
 import type { Difficulty, NodeTier } from "../db/schema.ts";
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import { servesDifficulty, tiersServing } from "../nodes/tier.ts";

@@ -3,7 +3,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Channel } from "../../coordinator/channel.ts";
+import { Channel } from "../../common/channel.ts";
 import {
   ConnectRequestSchema,
   NodeService,
