@@ -16,6 +16,7 @@ export interface GenerateRequest {
   assistantPrefix?: string;
   /** The most tokens to generate. */
   maxTokens: number;
+  /** Unset: the backend's own default (0.8 for the embedded engine; the server's default over HTTP). */
   temperature?: number;
   /** Deterministic sampling seed, where the backend supports one. */
   seed?: number;
@@ -28,6 +29,7 @@ export interface GenerateRequest {
 export type FinishReason = "stop" | "length" | "cancelled";
 
 export interface GenerateResult {
+  /** 0 when the backend does not report it (some OpenAI-compatible servers send no usage). */
   promptTokens: number;
   completionTokens: number;
   finishReason: FinishReason;
@@ -35,7 +37,7 @@ export interface GenerateResult {
 
 /** What the backend serves, for registration and the tier. */
 export interface ModelDescription {
-  /** The model's name as the backend reports it (file name without .gguf for the embedded engine). */
+  /** The model's name as the backend reports it (the GGUF's general.name, else its file name, for the embedded engine). */
   name: string;
   /** Parameters, from GGUF metadata or parsed from the name; 0 when unknown. */
   parameterCount: number;
