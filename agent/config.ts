@@ -31,6 +31,8 @@ export interface AgentConfig {
   benchmarkTokens: number;
   promisedHoursUtc: number[];
   logLevel: string;
+  /** The node's X25519 private key file (created on first start, mode 0600). */
+  nodeKeyPath: string;
 }
 
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
@@ -90,6 +92,7 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     benchmarkTokens: int("BENCHMARK_TOKENS", 64, 1, 4096),
     promisedHoursUtc: [...new Set(promised)],
     logLevel: get("LOG_LEVEL") ?? "info",
+    nodeKeyPath: get("NODE_KEY_PATH") ?? `data/node-keys/${nodeId}.key`,
   };
   if (problems.length > 0) throw new AgentConfigError(problems);
   return config;

@@ -4,7 +4,9 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import type { KeyObject } from "node:crypto";
 import { Channel } from "../common/channel.ts";
+import { deriveSessionKeys } from "../common/crypto/envelope.ts";
 import { ConnectRequestSchema, NodeService, type ConnectRequest, type RegisterAck } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
 import type { Gpu } from "./gpu.ts";
@@ -24,6 +26,8 @@ export interface NodeIdentity {
   backend: string;
   agentVersion: string;
   promisedHoursUtc: number[];
+  /** The node's X25519 key pair (NODE_KEY_PATH). */
+  key: { privateKey: KeyObject; publicKey: Uint8Array };
 }
 
 export type ConnectionEvent =
@@ -89,7 +93,7 @@ async function session(options: ConnectionOptions, onRegistered: () => void): Pr
   const { identity, logger } = options;
   const outbox = new Channel<ConnectRequest>();
   const send = (message: OutgoingMessage) => outbox.push(create(ConnectRequestSchema, { message }));
-  const runner = new TaskRunner(options.backend, send, logger, identity.maxConcurrentTasks);
+  let runner: TaskRunner | undefined;
   const stream = new AbortController();
   const onAbort = () => stream.abort();
   options.signal.addEventListener("abort", onAbort, { once: true });
@@ -115,6 +119,7 @@ async function session(options: ConnectionOptions, onRegistered: () => void): Pr
       agentVersion: identity.agentVersion,
       backend: identity.backend,
       promisedHoursUtc: identity.promisedHoursUtc,
+      publicKey: identity.key.publicKey,
     },
   });
   try {
@@ -122,21 +127,28 @@ async function session(options: ConnectionOptions, onRegistered: () => void): Pr
     for await (const response of client.connect(outbox, { signal: stream.signal })) {
       const m = response.message;
       if (m.case === "registerAck") {
+        const keys = deriveSessionKeys(identity.key.privateKey, m.value.coordinatorPublicKey, {
+          coordinatorPublicKey: m.value.coordinatorPublicKey,
+          nodePublicKey: identity.key.publicKey,
+          nodeId: m.value.nodeId,
+          sessionId: m.value.sessionId,
+        });
+        const active = (runner = new TaskRunner(options.backend, send, logger, identity.maxConcurrentTasks, keys));
         onRegistered();
         logger.info({ nodeId: m.value.nodeId, tier: m.value.tier, reason: m.value.tierReason }, "registered with the coordinator");
         options.onEvent?.({ type: "registered", ack: m.value });
         heartbeat = setInterval(() => {
           send({
             case: "heartbeat",
-            value: { load: runner.active / identity.maxConcurrentTasks, activeTasks: runner.active, paused: false },
+            value: { load: active.active / identity.maxConcurrentTasks, activeTasks: active.active, paused: false },
           });
         }, m.value.heartbeatIntervalMs);
       } else if (m.case === "taskAssign") {
         logger.info({ taskId: m.value.taskId, maxTokens: m.value.maxTokens }, "task assigned");
-        void runner.start(m.value);
+        void runner?.start(m.value);
       } else if (m.case === "cancel") {
         logger.info({ taskId: m.value.taskId, reason: m.value.reason }, "task cancelled by the coordinator");
-        runner.cancel(m.value.taskId);
+        runner?.cancel(m.value.taskId);
       } else if (m.case === "heartbeatAck") {
         options.onEvent?.({ type: "reputation", reputation: m.value.reputation });
       }
@@ -144,7 +156,7 @@ async function session(options: ConnectionOptions, onRegistered: () => void): Pr
   } finally {
     clearInterval(heartbeat);
     options.signal.removeEventListener("abort", onAbort);
-    runner.cancelAll();
+    runner?.cancelAll();
     outbox.close();
   }
 }

@@ -8,6 +8,7 @@ import { benchmarkBackend } from "./benchmark.ts";
 import { AgentConfigError, loadAgentConfig, type AgentConfig } from "./config.ts";
 import { RegistrationRefused, runConnection } from "./connection.ts";
 import { detectGpus } from "./gpu.ts";
+import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import { parseModelName } from "./model-info.ts";
 
 /** Exit codes: 0 stopped by a signal, 1 backend unusable, 2 configuration, 3 refused by the coordinator. */
@@ -56,6 +57,7 @@ try {
     backend: backend.kind,
     agentVersion,
     promisedHoursUtc: config.promisedHoursUtc,
+    key: await loadOrCreateKeyFile(config.nodeKeyPath),
   };
   logger.info(
     { nodeId: identity.nodeId, parameters: identity.parameterCount, quantization: identity.quantization, tokensPerSecond: Math.round(bench.tokensPerSecond * 10) / 10 },

@@ -2,12 +2,17 @@
 import type { Logger } from "pino";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { TaskErrorReason, type ConnectRequestSchema, type TaskAssign } from "../gen/iris/v1/node_pb.ts";
+import { createValidator } from "@bufbuild/protovalidate";
+import { TaskErrorReason, TaskPayloadSchema, type ConnectRequestSchema, type TaskAssign, type TaskPayload } from "../gen/iris/v1/node_pb.ts";
+import { EnvelopeError, openMessage, sealText, type SessionKeys } from "../common/crypto/envelope.ts";
 import { BackendError, type Backend, type ChatRole } from "./backends/backend.ts";
 
 /** One node → coordinator message, as the connection sends it. */
 export type OutgoingMessage = MessageInitShape<typeof ConnectRequestSchema>["message"];
 type Send = (message: OutgoingMessage) => void;
+
+/** Payload rules (lengths, ranges) are checked after opening: on the wire only the ciphertext is visible. */
+const validator = createValidator();
 
 const roles: Partial<Record<Role, ChatRole>> = { [Role.SYSTEM]: "system", [Role.USER]: "user", [Role.ASSISTANT]: "assistant" };
 const errorReasons = {
@@ -31,6 +36,8 @@ export class TaskRunner {
     private readonly send: Send,
     private readonly logger: Logger,
     private readonly capacity: number,
+    /** The keys agreed with the coordinator for this connection; payloads travel sealed under them. */
+    private readonly keys: SessionKeys,
   ) {}
 
   get active(): number {
@@ -68,14 +75,27 @@ export class TaskRunner {
     for (const { controller } of this.#running.values()) controller.abort();
   }
 
+  /** The task's payload opened and validated, or why it can't be (the coordinator hears BAD_PAYLOAD). */
+  #openPayload(assign: TaskAssign): TaskPayload | string {
+    if (assign.payload.case !== "sealed") return "the payload must be sealed on an encrypted connection";
+    try {
+      const payload = openMessage(this.keys.toNode, TaskPayloadSchema, assign.payload.value, { taskId: assign.taskId, sequence: 0, kind: "assign" });
+      const verdict = validator.validate(TaskPayloadSchema, payload);
+      return verdict.kind === "valid" ? payload : `invalid payload: ${verdict.kind === "invalid" ? verdict.error.message : "unknown"}`;
+    } catch (err) {
+      if (err instanceof EnvelopeError) return `payload does not open: ${err.message}`;
+      throw err;
+    }
+  }
+
   /** Runs one task to its end; never throws. */
   async #run(assign: TaskAssign, signal: AbortSignal, task: RunningTask): Promise<"completed" | "cancelled" | "failed"> {
     const taskId = assign.taskId;
-    if (assign.payload.case !== "plain") {
-      this.send(error(taskId, TaskErrorReason.BAD_PAYLOAD, "sealed payloads are not supported by this agent yet"));
+    const payload = this.#openPayload(assign);
+    if (typeof payload === "string") {
+      this.send(error(taskId, TaskErrorReason.BAD_PAYLOAD, payload));
       return "failed";
     }
-    const payload = assign.payload.value;
     const messages = payload.messages.flatMap((m) => {
       const role = roles[m.role];
       return role ? [{ role, content: m.content }] : [];
@@ -98,7 +118,8 @@ export class TaskRunner {
         if (signal.aborted) break;
         firstTokenAt ??= Date.now();
         task.tokens++;
-        this.send({ case: "chunk", value: { taskId, sequence: sequence++, content: { case: "text", value: next.value } } });
+        const aad = { taskId, sequence, kind: "chunk" } as const;
+        this.send({ case: "chunk", value: { taskId, sequence: sequence++, content: { case: "sealed", value: sealText(this.keys.toCoordinator, next.value, aad) } } });
         next = await stream.next();
       }
       if (signal.aborted) return "cancelled"; // cancelled by the coordinator: it expects nothing more

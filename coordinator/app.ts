@@ -2,6 +2,7 @@
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import { createValidateInterceptor } from "@connectrpc/validate";
+import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
 import type { Database } from "./db/schema.ts";
@@ -38,12 +39,17 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
   try {
     const applied = await migrateToLatest(database.db, logger);
     logger.info({ applied }, applied.length > 0 ? "migrations applied" : "database schema is up to date");
+    const coordinatorKey = await loadOrCreateKeyFile(config.coordinatorPrivateKeyPath);
+    logger.info(
+      { path: config.coordinatorPrivateKeyPath, created: coordinatorKey.created, publicKey: Buffer.from(coordinatorKey.publicKey).toString("hex") },
+      "coordinator key loaded",
+    );
     const registry = new NodeRegistry();
     const journal = new TaskJournal(database.db, logger);
     const orchestrator = new Orchestrator(registry, journal, localClassifier, { ...config.tasks, queue: config.queue }, logger);
     await closeOrphanedSessions(database.db, config.instance);
     const monitor = startNodeMonitor({ db: database.db, registry, logger, heartbeatIntervalMs: config.nodes.heartbeatIntervalMs });
-    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator });
+    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey });
     const server = await startServer({
       config: config.server,
       logger,

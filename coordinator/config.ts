@@ -31,6 +31,8 @@ export interface Config {
   dataDir: string;
   logLevel: LogLevel;
   jwtSecret?: string;
+  /** Lowercased emails whose users get role admin at register, login and refresh (the only way to be admin). */
+  adminEmails: string[];
   coordinatorPrivateKeyPath: string;
   openRouter: { apiKey?: string; url: string; model: string };
   rateLimits: { anonymousPerDay: number; accountKeyPerDay: number; unlimitedAccountKeys: string[] };
@@ -126,6 +128,9 @@ class Reader {
 
 const logLevels: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
+// The HTML5 rule protovalidate's `email: true` applies to RegisterRequest.email, so every listed admin can register.
+const emailPattern =
+  /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
 /** Reads and validates the configuration; throws ConfigError naming every wrong variable. */
 export function loadConfig(env: Env = process.env): Config {
@@ -139,6 +144,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (jwtSecret !== undefined && jwtSecret.length < 32) {
     r.problems.push("JWT_SECRET must be at least 32 characters long");
   }
+  const adminEmails = r.list("ADMIN_EMAILS");
+  const badEmails = adminEmails.filter((email) => !emailPattern.test(email));
+  if (badEmails.length > 0) {
+    r.problems.push(`ADMIN_EMAILS must be a comma-separated list of email addresses (not: ${JSON.stringify(badEmails)})`);
+  }
+  const dataDir = r.string("DATA_DIR", "data");
   const unlimited = r.list("UNLIMITED_ACCOUNT_KEYS");
   if (unlimited.some((key) => !accountKeyPattern.test(key))) {
     r.problems.push("UNLIMITED_ACCOUNT_KEYS must be a comma-separated list of 16-digit account keys");
@@ -156,10 +167,11 @@ export function loadConfig(env: Env = process.env): Config {
       url: r.url("DATABASE_URL", ["postgres:", "postgresql:", "memory:"]),
       poolSize: r.int("DATABASE_POOL_SIZE", 10, 1, 1000),
     },
-    dataDir: r.string("DATA_DIR", "data"),
+    dataDir,
     logLevel: r.oneOf("LOG_LEVEL", "info", logLevels),
     jwtSecret,
-    coordinatorPrivateKeyPath: r.string("COORDINATOR_PRIVATE_KEY_PATH", "data/coordinator.key"),
+    adminEmails: [...new Set(adminEmails.map((email) => email.toLowerCase()))],
+    coordinatorPrivateKeyPath: r.string("COORDINATOR_PRIVATE_KEY_PATH", `${dataDir}/coordinator.key`),
     openRouter: {
       apiKey: r.string("OPENROUTER_API_KEY"),
       url: r.url("OPENROUTER_URL", ["http:", "https:"], "https://openrouter.ai/api/v1"),

@@ -1,4 +1,5 @@
 // Registers every Connect service the coordinator serves: Iris's four, gRPC reflection and health.
+import type { KeyObject } from "node:crypto";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
@@ -25,6 +26,7 @@ export interface RouteDeps {
   logger: Logger;
   registry: NodeRegistry;
   orchestrator: Orchestrator;
+  coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
 }
 
 export interface Routes {
@@ -51,10 +53,14 @@ export function createRoutes(deps: RouteDeps): Routes {
           logger: deps.logger,
           heartbeatIntervalMs: deps.config.nodes.heartbeatIntervalMs,
           coordinatorInstance: deps.config.instance,
+          coordinatorKey: deps.coordinatorKey,
         }),
       );
       router.service(InferenceService, inferenceService(deps));
-      router.service(AccountService, accountService(deps.db));
+      router.service(
+        AccountService,
+        accountService({ db: deps.db, jwt: { secret: deps.config.jwtSecret }, adminEmails: deps.config.adminEmails, logger: deps.logger }),
+      );
       router.service(NetworkService, {});
       registerHealth(router);
       registerReflection(router);

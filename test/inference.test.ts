@@ -1,11 +1,13 @@
 // The inference path over real sockets with scripted nodes: registration, routing by tier, streaming,
 // failover before and during the answer, cancel, deadline, queue and its limits, and the task records.
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Tier } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService, type ChatResponse } from "../gen/iris/v1/inference_pb.ts";
+import { ConnectRequestSchema, NodeService, TaskAssignSchema } from "../gen/iris/v1/node_pb.ts";
 import { startScriptedNode, TaskErrorReason, type ScriptedNode, type ScriptedNodeOptions } from "./support/scripted-node.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
@@ -125,8 +127,8 @@ describe("inference path", () => {
     const events = await chat(simplePrompt);
     expect(text(events)).toBe("One two three four");
     expect(rescuer.assigns).toHaveLength(1);
-    const payload = rescuer.assigns[0]!.payload;
-    expect(payload.case === "plain" && payload.value.assistantPrefix).toBe("One two");
+    expect(rescuer.assigns[0]!.payload.case).toBe("sealed");
+    expect(rescuer.payloads[0]!.assistantPrefix).toBe("One two");
     const done = events.at(-1);
     expect(done?.case === "done" && done.value.usage?.completionTokens).toBe(4);
     dying.kill();
@@ -213,3 +215,82 @@ describe("inference path", () => {
     unary.kill();
   });
 });
+
+describe("encrypted task payloads on the wire", () => {
+  let coordinator: TestCoordinator;
+  let accountKey: string;
+  let inference: ReturnType<typeof createClient<typeof InferenceService>>;
+  const secret = "the secret prompt 7f3a9c";
+
+  beforeAll(async () => {
+    coordinator = await startTestCoordinator({ TASK_MAX_ATTEMPTS: "2", QUEUE_MAX_WAIT_MS: "300" });
+    const transport = createGrpcTransport({ baseUrl: coordinator.url });
+    accountKey = (await createClient(AccountService, transport).generateKey({})).accountKey;
+    inference = createClient(InferenceService, transport);
+  });
+  afterAll(async () => {
+    await coordinator?.close();
+  });
+
+  async function answer(): Promise<string> {
+    let text = "";
+    for await (const response of inference.chat({ params: { messages: [{ role: 2, content: secret }] } })) {
+      if (response.event.case === "token") text += response.event.value.text;
+    }
+    return text;
+  }
+
+  it("sends the prompt sealed: the assign carries no plaintext, and the node's key opens it", async () => {
+    const honest = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "sealed-1" });
+    await honest.registered;
+    expect(await answer()).toBe("Hello, world!");
+    const assign = honest.assigns[0]!;
+    expect(assign.payload.case).toBe("sealed");
+    const wire = Buffer.from(toBinary(TaskAssignSchema, assign));
+    expect(wire.includes(Buffer.from("secret prompt"))).toBe(false);
+    expect(honest.payloads[0]!.messages[0]!.content).toBe(secret);
+    honest.kill();
+  });
+
+  it("refuses a node that offers no public key", async () => {
+    const err = await connectFailure(registerWithoutKey(coordinator.url, accountKey));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("public_key");
+  });
+
+  for (const [name, script] of [
+    ["a tampered chunk", { tokens: ["a", "b", "c"], tamperChunk: 1 }],
+    ["a replayed chunk", { tokens: ["a", "b", "c"], replayChunk: 0 }],
+    ["chunk text in clear (a downgrade)", { tokens: ["a", "b", "c"], plaintext: true }],
+  ] as const) {
+    it(`treats ${name} as an invalid response: the task moves to an honest node, nothing crashes`, async () => {
+      const liar = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "liar", tokensPerSecond: 29, script: () => ({ ...script, tokens: [...script.tokens] }) });
+      const honest = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "honest", tokensPerSecond: 11, script: () => ({ tokens: ["x", "y"] }) });
+      await Promise.all([liar.registered, honest.registered]);
+      const text = await answer();
+      expect(liar.assigns).toHaveLength(1);
+      expect(honest.assigns).toHaveLength(1);
+      expect(text.endsWith("xy")).toBe(true);
+      await coordinator.journal.flush();
+      const notes = await coordinator.db.selectFrom("task_events").select("detail").where("node_id", "=", "liar").execute();
+      expect(notes.some((n) => n.detail?.startsWith("invalid response"))).toBe(true);
+      liar.kill();
+      honest.kill();
+      await Promise.all([liar.ended, honest.ended]);
+    });
+  }
+});
+
+/** Opens a node stream whose register has no public key; resolves when the stream ends. */
+async function registerWithoutKey(baseUrl: string, accountKey: string): Promise<void> {
+  const nodes = createClient(NodeService, createGrpcTransport({ baseUrl }));
+  async function* requests() {
+    yield create(ConnectRequestSchema, {
+      message: { case: "register", value: { nodeId: "keyless", accountKey, modelName: "m", maxConcurrentTasks: 1 } },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+  }
+  for await (const _ of nodes.connect(requests())) {
+    // the coordinator must refuse before any ack
+  }
+}

@@ -2,6 +2,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectResponse, TaskChunk, TaskError, TaskResult } from "../../gen/iris/v1/node_pb.ts";
 import type { Channel } from "../../common/channel.ts";
+import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { Difficulty, NodeTier } from "../db/schema.ts";
 
 /** What a node declared at registration (and its measured speed). */
@@ -41,6 +42,8 @@ export class LiveNode {
     readonly tierReason: string,
     readonly capabilities: NodeCapabilities,
     public reputation: number,
+    /** AES-GCM keys agreed with this connection (X25519 + HKDF): task payloads travel sealed. */
+    readonly keys: SessionKeys,
     private readonly outbox: Channel<ConnectResponse>,
     now: number,
   ) {

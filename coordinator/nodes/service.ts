@@ -13,7 +13,9 @@ import {
 } from "../../gen/iris/v1/node_pb.ts";
 import { normalizeAccountKey } from "../accounts/keys.ts";
 import { findAccountId } from "../accounts/store.ts";
+import type { KeyObject } from "node:crypto";
 import { Channel } from "../../common/channel.ts";
+import { deriveSessionKeys, EnvelopeError, type SessionKeys } from "../../common/crypto/envelope.ts";
 import type { Database } from "../db/schema.ts";
 import { clientAddressKey } from "../request-context.ts";
 import { LiveNode, type NodeCapabilities, type NodeRegistry } from "./registry.ts";
@@ -26,7 +28,8 @@ export interface NodeServiceDeps {
   logger: Logger;
   heartbeatIntervalMs: number;
   coordinatorInstance: string;
-  coordinatorPublicKey?: Uint8Array;
+  /** The coordinator's X25519 key pair (COORDINATOR_PRIVATE_KEY_PATH). */
+  coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   now?: () => number;
 }
 
@@ -58,6 +61,9 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
     const digits = normalizeAccountKey(register.accountKey);
     const accountId = await findAccountId(deps.db, digits);
     if (!accountId) throw new ConnectError("unknown or revoked account key (IRIS_ACCOUNT_KEY)", Code.Unauthenticated);
+    if (register.publicKey.length === 0) {
+      throw new ConnectError("public_key: the node's 32-byte X25519 key is required (task payloads are encrypted)", Code.InvalidArgument);
+    }
     const capabilities = capabilitiesOf(register);
     const { tier, reason } = tierFor({
       parameterCount: capabilities.parameterCount,
@@ -73,7 +79,20 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       promisedHoursUtc: register.promisedHoursUtc,
     });
     const sessionId = await openSession(deps.db, register.nodeId, deps.coordinatorInstance, ctx.values.get(clientAddressKey));
-    return new LiveNode(register.nodeId, accountId, sessionId, tier, reason, capabilities, reputation, outbox, now());
+    let keys: SessionKeys;
+    try {
+      keys = deriveSessionKeys(deps.coordinatorKey.privateKey, register.publicKey, {
+        coordinatorPublicKey: deps.coordinatorKey.publicKey,
+        nodePublicKey: register.publicKey,
+        nodeId: register.nodeId,
+        sessionId,
+      });
+    } catch (err) {
+      await closeSession(deps.db, sessionId, register.nodeId, "unusable public key");
+      if (err instanceof EnvelopeError) throw new ConnectError(`public_key: ${err.message}`, Code.InvalidArgument);
+      throw err;
+    }
+    return new LiveNode(register.nodeId, accountId, sessionId, tier, reason, capabilities, reputation, keys, outbox, now());
   }
 
   function handle(node: LiveNode, message: ConnectRequest, log: Logger): void {
@@ -155,7 +174,7 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
               heartbeatIntervalMs: deps.heartbeatIntervalMs,
               reputation: node.reputation,
               sessionId: node.sessionId,
-              coordinatorPublicKey: deps.coordinatorPublicKey,
+              coordinatorPublicKey: deps.coordinatorKey.publicKey,
             },
           },
         });

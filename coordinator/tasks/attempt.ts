@@ -3,12 +3,15 @@ import { create } from "@bufbuild/protobuf";
 import { Difficulty as DifficultyEnum } from "../../gen/iris/v1/common_pb.ts";
 import {
   ConnectResponseSchema,
+  TaskPayloadSchema,
   type TaskChunk,
   type TaskError,
   type TaskPayload,
   type TaskResult,
 } from "../../gen/iris/v1/node_pb.ts";
 import { Channel } from "../../common/channel.ts";
+import { EnvelopeError, openText, sealMessage } from "../../common/crypto/envelope.ts";
+import { ReplayGuard } from "../../common/crypto/replay-guard.ts";
 import type { Difficulty } from "../db/schema.ts";
 import type { LiveNode, NodeRegistry, TaskSink } from "../nodes/registry.ts";
 
@@ -26,8 +29,16 @@ const difficultyEnum: Record<Difficulty, DifficultyEnum> = {
   ADVANCED: DifficultyEnum.ADVANCED,
 };
 
+/** What a node sent, opened and checked: the text, or why it is an invalid response. */
+export type Opened = { ok: true; text: string } | { ok: false; reason: string };
+
+/** The largest text one chunk may carry once opened (the proto's limit on clear text). */
+const maxChunkText = 1_048_576;
+
 export class Attempt implements TaskSink {
   readonly events = new Channel<AttemptEvent>();
+  /** Chunks in order and once each, then one result: anything else is a replay or a forgery. */
+  readonly #guard = new ReplayGuard();
   #timer: NodeJS.Timeout | undefined;
   #ended = false;
 
@@ -72,11 +83,50 @@ export class Attempt implements TaskSink {
             deadlineUnixMs: BigInt(options.deadlineAt),
             maxTokens: options.maxTokens,
             enableStreaming: true,
-            payload: { case: "plain", value: options.payload },
+            payload: {
+              case: "sealed",
+              value: sealMessage(this.node.keys.toNode, TaskPayloadSchema, options.payload, { taskId: this.taskId, sequence: 0, kind: "assign" }),
+            },
           },
         },
       }),
     );
+  }
+
+  /** Opens and checks a chunk: sealed for the coordinator, the next in sequence, within the size limit. */
+  openChunk(chunk: TaskChunk): Opened {
+    if (chunk.content.case !== "sealed") return { ok: false, reason: "chunk text sent in clear on an encrypted connection" };
+    const sealed = chunk.content.value;
+    return this.#open(() => {
+      const text = openText(this.node.keys.toCoordinator, sealed, { taskId: this.taskId, sequence: chunk.sequence, kind: "chunk" });
+      const verdict = this.#guard.accept("chunk", chunk.sequence);
+      return verdict.ok ? text : verdict;
+    });
+  }
+
+  /** Checks a result (it must follow the last chunk) and opens its text when it carries one. */
+  openResult(result: TaskResult): Opened {
+    if (result.content.case === "text") return { ok: false, reason: "result text sent in clear on an encrypted connection" };
+    return this.#open(() => {
+      const text =
+        result.content.case === "sealed"
+          ? openText(this.node.keys.toCoordinator, result.content.value, { taskId: this.taskId, sequence: result.chunkCount, kind: "result" })
+          : "";
+      const verdict = this.#guard.accept("result", result.chunkCount);
+      return verdict.ok ? text : verdict;
+    });
+  }
+
+  #open(read: () => string | { ok: false; reason: string }): Opened {
+    try {
+      const text = read();
+      if (typeof text !== "string") return text;
+      if (text.length > maxChunkText) return { ok: false, reason: `text of ${text.length} characters exceeds ${maxChunkText}` };
+      return { ok: true, text };
+    } catch (err) {
+      if (err instanceof EnvelopeError) return { ok: false, reason: `payload does not open: ${err.message}` };
+      throw err;
+    }
   }
 
   /** Tells the node to stop (client gone, deadline, re-route) and ends the attempt. */

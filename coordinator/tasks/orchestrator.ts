@@ -65,6 +65,8 @@ export interface OrchestratorConfig {
 type Outcome =
   | { kind: "completed"; promptTokens: number; completionTokens: number; finishReason: string }
   | { kind: "retry"; reason: string }
+  /** The node's answer failed authentication or order checks: re-routed, and the node is at fault. */
+  | { kind: "invalid"; reason: string }
   | { kind: "fatal"; error: ConnectError };
 
 /** Node errors that another node would hit just the same. */
@@ -141,10 +143,9 @@ export class Orchestrator {
         let sequence = 0;
         for await (const event of attempt.events) {
           if (event.kind === "chunk") {
-            const { chunk } = event;
-            if (chunk.sequence < sequence) continue; // a duplicate: already relayed
-            if (chunk.sequence > sequence || chunk.content.case !== "text") {
-              outcome = { kind: "retry", reason: chunk.content.case !== "text" ? "sealed chunk on a plain connection" : `chunk ${sequence} never arrived` };
+            const opened = attempt.openChunk(event.chunk);
+            if (!opened.ok) {
+              outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid chunk: ${opened.reason}` };
               break;
             }
             sequence++;
@@ -152,14 +153,19 @@ export class Orchestrator {
               firstTokenAt = Date.now();
               this.journal.update(taskId, "streaming", { first_token_at: new Date(firstTokenAt), ttft_ms: firstTokenAt - started }, node.id);
             }
-            streamed.push(chunk.content.value);
-            yield { type: "token", text: chunk.content.value };
+            streamed.push(opened.text);
+            yield { type: "token", text: opened.text };
           } else if (event.kind === "result") {
             const { result } = event;
-            if (result.content.case === "text" && result.content.value) {
-              streamed.push(result.content.value);
+            const opened = attempt.openResult(result);
+            if (!opened.ok) {
+              outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid result: ${opened.reason}` };
+              break;
+            }
+            if (opened.text) {
+              streamed.push(opened.text);
               firstTokenAt ??= Date.now();
-              yield { type: "token", text: result.content.value };
+              yield { type: "token", text: opened.text };
             }
             const completion = result.usage?.completionTokens ?? sequence;
             outcome = { kind: "completed", promptTokens: result.usage?.promptTokens ?? 0, completionTokens: tokensBefore + completion, finishReason: result.finishReason || "stop" };
@@ -205,6 +211,10 @@ export class Orchestrator {
           return;
         }
         if (outcome.kind === "fatal") throw outcome.error;
+        if (outcome.kind === "invalid") {
+          // an unverifiable answer may contain anything: the text relayed so far stays, nothing more from this node
+          this.journal.note(taskId, "streaming", node.id, `invalid response: ${outcome.reason}`);
+        }
         log.warn({ nodeId: node.id, reason: outcome.reason, streamedChars: streamed.join("").length }, "re-routing the task");
         this.journal.note(taskId, streamed.length > 0 ? "streaming" : "queued", node.id, `re-routed: ${outcome.reason}`);
         exclude.add(node.id);

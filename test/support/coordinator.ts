@@ -1,4 +1,7 @@
 // Starts a real coordinator in this process for a test: its own migrated database, a free port, silent logs.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { loadConfig, type Config } from "../../coordinator/config.ts";
 import { startCoordinator, type Coordinator } from "../../coordinator/app.ts";
@@ -15,7 +18,14 @@ export interface TestCoordinator extends Coordinator {
 export async function startTestCoordinator(env: Record<string, string> = {}): Promise<TestCoordinator> {
   const database = await createTestDatabase();
   // the coordinator opens its own connection; the helper's one is only needed to drop the database later
-  const config = loadConfig({ HOST: "127.0.0.1", PORT: "0", DATABASE_URL: database.url, LOG_LEVEL: "info", ...env });
+  const config = loadConfig({
+    HOST: "127.0.0.1",
+    PORT: "0",
+    DATABASE_URL: database.url,
+    LOG_LEVEL: "info",
+    COORDINATOR_PRIVATE_KEY_PATH: join(mkdtempSync(join(tmpdir(), "iris-coordinator-")), "coordinator.key"),
+    ...env,
+  });
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {

@@ -3,15 +3,19 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { generateKeyPairSync } from "node:crypto";
 import { Channel } from "../../common/channel.ts";
+import { deriveSessionKeys, openMessage, publicKeyBytes, sealText, type SessionKeys } from "../../common/crypto/envelope.ts";
 import {
   ConnectRequestSchema,
   NodeService,
+  TaskPayloadSchema,
   TaskErrorReason,
   type ConnectRequest,
   type RegisterAck,
   type TaskAssign,
   type TaskCancel,
+  type TaskPayload,
 } from "../../gen/iris/v1/node_pb.ts";
 
 export interface Script {
@@ -25,6 +29,12 @@ export interface Script {
   dieAfter?: number;
   /** Never answer (the coordinator's deadline must end it). */
   hang?: boolean;
+  /** Flip one bit of this chunk's ciphertext (a tampered message). */
+  tamperChunk?: number;
+  /** Send this chunk twice (a replayed message). */
+  replayChunk?: number;
+  /** Send chunk text in clear instead of sealed (a downgrade). */
+  plaintext?: boolean;
 }
 
 export interface ScriptedNodeOptions {
@@ -46,6 +56,8 @@ export interface ScriptedNode {
   /** The register ack, or the error that ended the stream before it. */
   registered: Promise<RegisterAck>;
   assigns: TaskAssign[];
+  /** The assigns' payloads as the node opened them. */
+  payloads: TaskPayload[];
   cancels: TaskCancel[];
   /** Resolves with the error that ended the stream (undefined for a clean end). */
   ended: Promise<unknown>;
@@ -60,10 +72,13 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
   const outbox = new Channel<ConnectRequest>();
   const abort = new AbortController();
   const assigns: TaskAssign[] = [];
+  const payloads: TaskPayload[] = [];
   const cancels: TaskCancel[] = [];
   const cancelled = new Set<string>();
   const send = (message: MessageInitShape<typeof ConnectRequestSchema>["message"]) =>
     outbox.push(create(ConnectRequestSchema, { message }));
+  const key = generateKeyPairSync("x25519").privateKey;
+  let keys: SessionKeys | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let resolveAck!: (ack: RegisterAck) => void;
   let rejectAck!: (error: unknown) => void;
@@ -86,12 +101,15 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       maxConcurrentTasks: options.maxConcurrentTasks ?? 1,
       agentVersion: "scripted",
       backend: "scripted",
+      publicKey: publicKeyBytes(key),
     },
   });
 
   async function run(assign: TaskAssign): Promise<void> {
     const script = (options.script ?? defaultScript)(assign);
     const taskId = assign.taskId;
+    if (assign.payload.case !== "sealed") throw new Error("the coordinator sent a payload in clear");
+    payloads.push(openMessage(keys!.toNode, TaskPayloadSchema, assign.payload.value, { taskId, sequence: 0, kind: "assign" }));
     if (script.hang) return;
     if (script.failWith !== undefined) {
       send({ case: "error", value: { taskId, reason: script.failWith, message: "scripted failure" } });
@@ -105,7 +123,12 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
         kill();
         return;
       }
-      send({ case: "chunk", value: { taskId, sequence: sequence++, content: { case: "text", value: text } } });
+      const sealed = sealText(keys!.toCoordinator, text, { taskId, sequence, kind: "chunk" });
+      if (script.tamperChunk === sequence) sealed.ciphertext[0]! ^= 1;
+      const content = script.plaintext ? ({ case: "text", value: text } as const) : ({ case: "sealed", value: sealed } as const);
+      send({ case: "chunk", value: { taskId, sequence, content } });
+      if (script.replayChunk === sequence) send({ case: "chunk", value: { taskId, sequence, content } });
+      sequence++;
     }
     send({
       case: "result",
@@ -125,6 +148,12 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       for await (const response of responses) {
         const m = response.message;
         if (m.case === "registerAck") {
+          keys = deriveSessionKeys(key, m.value.coordinatorPublicKey, {
+            coordinatorPublicKey: m.value.coordinatorPublicKey,
+            nodePublicKey: publicKeyBytes(key),
+            nodeId: m.value.nodeId,
+            sessionId: m.value.sessionId,
+          });
           resolveAck(m.value);
           if (options.heartbeats !== false) {
             heartbeat = setInterval(() => send({ case: "heartbeat", value: { load: 0 } }), m.value.heartbeatIntervalMs);
@@ -147,7 +176,7 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
     }
   })();
 
-  return { registered, assigns, cancels, ended, kill };
+  return { registered, assigns, payloads, cancels, ended, kill };
 }
 
 export { TaskErrorReason };
