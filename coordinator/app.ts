@@ -8,6 +8,8 @@ import { openDatabase, redactUrl } from "./db/connect.ts";
 import type { Database } from "./db/schema.ts";
 import { registerOpenAiRoutes } from "./http/openai.ts";
 import { migrateToLatest } from "./db/migrator.ts";
+import { startMonthlyPayouts } from "./economics/scheduler.ts";
+import { ThroughputMeter } from "./network/throughput.ts";
 import { NodeRegistry } from "./nodes/registry.ts";
 import { startNodeMonitor } from "./nodes/monitor.ts";
 import { closeOrphanedSessions } from "./nodes/store.ts";
@@ -46,10 +48,12 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     );
     const registry = new NodeRegistry();
     const journal = new TaskJournal(database.db, logger);
-    const orchestrator = new Orchestrator(registry, journal, localClassifier, { ...config.tasks, queue: config.queue }, logger);
+    const throughput = new ThroughputMeter();
+    const orchestrator = new Orchestrator(registry, journal, localClassifier, { ...config.tasks, queue: config.queue }, logger, throughput);
     await closeOrphanedSessions(database.db, config.instance);
     const monitor = startNodeMonitor({ db: database.db, registry, logger, heartbeatIntervalMs: config.nodes.heartbeatIntervalMs });
-    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey });
+    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput });
+    const payouts = startMonthlyPayouts({ db: database.db, logger, pool: config.economics.monthlyPool });
     const server = await startServer({
       config: config.server,
       logger,
@@ -65,6 +69,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       onShutdown: () => health.shutDown(),
       onClosed: async () => {
         monitor.stop();
+        await payouts.stop();
         await journal.flush();
         await database.close();
       },

@@ -46,6 +46,10 @@ export interface Config {
     /** max_tokens when a request gives none. */
     defaultMaxTokens: number;
   };
+  economics: {
+    /** Units distributed each month across accounts (MONTHLY_POOL_UNITS). */
+    monthlyPool: number;
+  };
   /** This coordinator's name in node_sessions (several coordinators may share a database). */
   instance: string;
 }
@@ -196,6 +200,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxAttempts: r.int("TASK_MAX_ATTEMPTS", 3, 1, 20),
       defaultMaxTokens: r.int("DEFAULT_MAX_TOKENS", 1_024, 1, 131_072),
     },
+    economics: { monthlyPool: r.int("MONTHLY_POOL_UNITS", 1_000_000, 0, Number.MAX_SAFE_INTEGER) },
     instance: r.string("COORDINATOR_INSTANCE", hostname()),
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);

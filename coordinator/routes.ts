@@ -13,6 +13,8 @@ import type { Database } from "./db/schema.ts";
 import { Health, HealthStatus, healthRoutes, ServingStatus } from "./grpc/health.ts";
 import { reflectionRoutes } from "./grpc/reflection.ts";
 import type { NodeRegistry } from "./nodes/registry.ts";
+import { networkService } from "./network/service.ts";
+import type { ThroughputMeter } from "./network/throughput.ts";
 import { nodeService } from "./nodes/service.ts";
 import type { Orchestrator } from "./tasks/orchestrator.ts";
 import { inferenceService } from "./tasks/service.ts";
@@ -27,6 +29,7 @@ export interface RouteDeps {
   registry: NodeRegistry;
   orchestrator: Orchestrator;
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
+  throughput: ThroughputMeter;
 }
 
 export interface Routes {
@@ -61,7 +64,10 @@ export function createRoutes(deps: RouteDeps): Routes {
         AccountService,
         accountService({ db: deps.db, jwt: { secret: deps.config.jwtSecret }, adminEmails: deps.config.adminEmails, logger: deps.logger }),
       );
-      router.service(NetworkService, {});
+      router.service(
+        NetworkService,
+        networkService({ db: deps.db, registry: deps.registry, orchestrator: deps.orchestrator, tokensPerSecond: () => deps.throughput.rate() }),
+      );
       registerHealth(router);
       registerReflection(router);
     },

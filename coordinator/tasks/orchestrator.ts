@@ -81,6 +81,8 @@ export class Orchestrator {
     private readonly classifier: Classifier,
     private readonly config: OrchestratorConfig,
     private readonly logger: Logger,
+    /** Counts relayed tokens for the network's tokens/s figure. */
+    private readonly throughput?: { record(tokens?: number): void },
   ) {
     this.#queue = new WaitQueue(config.queue.maxLength, (request) => pickNode(registry.nodes(), request));
     registry.onCapacity(() => this.#queue.drain());
@@ -149,6 +151,7 @@ export class Orchestrator {
               break;
             }
             sequence++;
+            this.throughput?.record(1);
             if (firstTokenAt === undefined) {
               firstTokenAt = Date.now();
               this.journal.update(taskId, "streaming", { first_token_at: new Date(firstTokenAt), ttft_ms: firstTokenAt - started }, node.id);

@@ -1,0 +1,85 @@
+// The network's figures for GetStats and WatchStats: live ones from the registry, task totals from the database.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { Kysely } from "kysely";
+import { Tier } from "../../gen/iris/v1/common_pb.ts";
+import type { NetworkStatsSchema } from "../../gen/iris/v1/network_pb.ts";
+import { NODE_TIERS, type Database, type NodeTier } from "../db/schema.ts";
+import type { NodeRegistry } from "../nodes/registry.ts";
+import { tierEnum } from "../tasks/service.ts";
+
+export interface StatsSources {
+  db: Kysely<Database>;
+  registry: NodeRegistry;
+  orchestrator: { readonly queueLength: number };
+  /** Tokens relayed per second lately (a ThroughputMeter's rate); 0 when not wired. */
+  tokensPerSecond?: () => number;
+  now?: () => number;
+}
+
+interface TaskTotals {
+  completed: number;
+  failed: number;
+}
+
+export type NetworkStatsInit = MessageInitShape<typeof NetworkStatsSchema>;
+
+/**
+ * Takes samples of the figures. The task totals are the only database read, and every caller shares it:
+ * a sample reuses totals read less than `maxAgeMs` ago (or still being read), so any number of watchers
+ * with interval I cause at most one count query per I together.
+ */
+export class NetworkStatsSampler {
+  #totals: { readAt: number; value: Promise<TaskTotals> } | undefined;
+  readonly #now: () => number;
+
+  constructor(private readonly sources: StatsSources) {
+    this.#now = sources.now ?? Date.now;
+  }
+
+  async sample(maxAgeMs: number): Promise<NetworkStatsInit> {
+    const totals = await this.#taskTotals(maxAgeMs);
+    const online = new Map<NodeTier, number>(NODE_TIERS.map((tier) => [tier, 0]));
+    let running = 0;
+    for (const node of this.sources.registry.nodes()) {
+      if (!node.connected) continue; // its stream has ended; the registry drops it in a moment
+      online.set(node.tier, online.get(node.tier)! + 1);
+      running += node.tasks.size;
+    }
+    const nodesByTier = NODE_TIERS.map((tier): { tier: Tier; online: number } => ({ tier: tierEnum[tier], online: online.get(tier)! }));
+    return {
+      nodesByTier,
+      nodesOnline: nodesByTier.reduce((sum, t) => sum + t.online, 0),
+      tasksCompleted: BigInt(totals.completed),
+      tasksFailed: BigInt(totals.failed),
+      tasksRunning: running,
+      queueLength: this.sources.orchestrator.queueLength,
+      tokensPerSecond: this.sources.tokensPerSecond?.() ?? 0,
+      atUnixMs: BigInt(this.#now()),
+    };
+  }
+
+  #taskTotals(maxAgeMs: number): Promise<TaskTotals> {
+    const now = this.#now();
+    if (this.#totals && now - this.#totals.readAt < maxAgeMs) return this.#totals.value;
+    const value = countTasks(this.sources.db);
+    const entry = { readAt: now, value };
+    this.#totals = entry;
+    // a failed read is not cached: the next sample tries again
+    value.catch(() => {
+      if (this.#totals === entry) this.#totals = undefined;
+    });
+    return value;
+  }
+}
+
+async function countTasks(db: Kysely<Database>): Promise<TaskTotals> {
+  // tasks_status_idx (status, created_at) lets PostgreSQL count from the index instead of the rows
+  const rows = await db
+    .selectFrom("tasks")
+    .select((eb) => ["status", eb.fn.countAll<number>().as("count")])
+    .where("status", "in", ["completed", "failed"])
+    .groupBy("status")
+    .execute();
+  const count = (status: string) => Number(rows.find((row) => row.status === status)?.count ?? 0);
+  return { completed: count("completed"), failed: count("failed") };
+}
