@@ -8,6 +8,8 @@ import { openDatabase, redactUrl } from "./db/connect.ts";
 import type { Database } from "./db/schema.ts";
 import { registerOpenAiRoutes } from "./http/openai.ts";
 import { migrateToLatest } from "./db/migrator.ts";
+import { createAuthInterceptor } from "./accounts/auth.ts";
+import { pruneLoginFailures } from "./accounts/login-throttle.ts";
 import { startMonthlyPayouts } from "./economics/scheduler.ts";
 import { ThroughputMeter } from "./network/throughput.ts";
 import { NodeRegistry } from "./nodes/registry.ts";
@@ -54,11 +56,16 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     const monitor = startNodeMonitor({ db: database.db, registry, logger, heartbeatIntervalMs: config.nodes.heartbeatIntervalMs });
     const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput });
     const payouts = startMonthlyPayouts({ db: database.db, logger, pool: config.economics.monthlyPool });
+    const pruneLogins = setInterval(
+      () => void pruneLoginFailures(database.db).catch((err: unknown) => logger.error({ err }, "could not prune login failures")),
+      15 * 60_000,
+    ).unref();
     const server = await startServer({
       config: config.server,
       logger,
       routes,
-      interceptors: [createValidateInterceptor()],
+      // auth first: an unauthenticated caller is refused before validation or handler work
+      interceptors: [createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }), createValidateInterceptor()],
       http: (app) => {
         app.get("/healthz", async (_req, reply) => {
           const status = health.overall();
@@ -69,6 +76,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       onShutdown: () => health.shutDown(),
       onClosed: async () => {
         monitor.stop();
+        clearInterval(pruneLogins);
         await payouts.stop();
         await journal.flush();
         await database.close();

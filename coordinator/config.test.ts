@@ -42,6 +42,7 @@ describe("loadConfig", () => {
     [{ TLS_CERT_PATH: "/c.pem" }, /TLS_CERT_PATH and TLS_KEY_PATH must be set together/],
     [{ JWT_SECRET: "short" }, /JWT_SECRET must be at least 32 characters/],
     [{ UNLIMITED_ACCOUNT_KEYS: "12345" }, /UNLIMITED_ACCOUNT_KEYS must be a comma-separated list/],
+    [{ ADMIN_EMAILS: "root@example.com, not-an-email" }, /ADMIN_EMAILS must be a comma-separated list of email addresses \(not: \["not-an-email"\]\)/],
   ];
   for (const [env, message] of wrong) {
     it(`refuses ${JSON.stringify(env)}`, () => {
@@ -49,6 +50,14 @@ describe("loadConfig", () => {
       expect(() => loadConfig(env)).toThrow(message);
     });
   }
+
+  it("reads ADMIN_EMAILS lowercased and without duplicates, empty by default", () => {
+    expect(loadConfig({}).adminEmails).toEqual([]);
+    expect(loadConfig({ ADMIN_EMAILS: " Root@Example.com,ops@iris.local, root@example.com " }).adminEmails).toEqual([
+      "root@example.com",
+      "ops@iris.local",
+    ]);
+  });
 
   it("lists every wrong variable at once and never echoes a URL that may hold a password", () => {
     try {

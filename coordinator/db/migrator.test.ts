@@ -9,6 +9,7 @@ import { migrateToLatest, migrationNames, splitSqlStatements } from "./migrator.
 
 const TABLES = [
   "accounts",
+  "login_failures",
   "node_sessions",
   "nodes",
   "payout_runs",

@@ -63,6 +63,8 @@ export interface ScriptedNode {
   ended: Promise<unknown>;
   /** Ends the stream as a crashed process would: abruptly, mid-whatever. */
   kill(): void;
+  /** Sends a properly sealed chunk for any task id, assigned to this node or not (a misbehaving node). */
+  inject(taskId: string, text: string): void;
 }
 
 const defaultScript = (): Script => ({ tokens: ["Hello", ",", " world", "!"] });
@@ -176,7 +178,12 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
     }
   })();
 
-  return { registered, assigns, payloads, cancels, ended, kill };
+  function inject(taskId: string, text: string): void {
+    const sealed = sealText(keys!.toCoordinator, text, { taskId, sequence: 0, kind: "chunk" });
+    send({ case: "chunk", value: { taskId, sequence: 0, content: { case: "sealed", value: sealed } } });
+  }
+
+  return { registered, assigns, payloads, cancels, ended, kill, inject };
 }
 
 export { TaskErrorReason };
