@@ -12,6 +12,9 @@ import { createAuthInterceptor } from "./accounts/auth.ts";
 import { pruneLoginFailures } from "./accounts/login-throttle.ts";
 import { startMonthlyPayouts } from "./economics/scheduler.ts";
 import { ThroughputMeter } from "./network/throughput.ts";
+import { loadFastTracker } from "./reputation/ledger.ts";
+import { ReputationRecorder } from "./reputation/recorder.ts";
+import { startReputationScheduler } from "./reputation/scheduler.ts";
 import { NodeRegistry } from "./nodes/registry.ts";
 import { startNodeMonitor } from "./nodes/monitor.ts";
 import { closeOrphanedSessions } from "./nodes/store.ts";
@@ -27,6 +30,7 @@ export interface Coordinator extends RunningServer {
   db: Kysely<Database>;
   registry: NodeRegistry;
   journal: TaskJournal;
+  reputation: ReputationRecorder;
 }
 
 export async function startCoordinator(config: Config, logger: Logger): Promise<Coordinator> {
@@ -51,7 +55,16 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     const registry = new NodeRegistry();
     const journal = new TaskJournal(database.db, logger);
     const throughput = new ThroughputMeter();
-    const orchestrator = new Orchestrator(registry, journal, localClassifier, { ...config.tasks, queue: config.queue }, logger, throughput);
+    const reputation = new ReputationRecorder(database.db, journal, await loadFastTracker(database.db), registry, logger);
+    const orchestrator = new Orchestrator(registry, journal, localClassifier, { ...config.tasks, queue: config.queue }, logger, throughput, reputation);
+    const reputationPeriods = startReputationScheduler({
+      db: database.db,
+      logger,
+      onChange: (nodeId, score) => {
+        const node = registry.get(nodeId);
+        if (node) node.reputation = score;
+      },
+    });
     await closeOrphanedSessions(database.db, config.instance);
     const monitor = startNodeMonitor({ db: database.db, registry, logger, heartbeatIntervalMs: config.nodes.heartbeatIntervalMs });
     const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput });
@@ -76,13 +89,15 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       onShutdown: () => health.shutDown(),
       onClosed: async () => {
         monitor.stop();
+        await reputationPeriods.stop();
         clearInterval(pruneLogins);
         await payouts.stop();
         await journal.flush();
+        await reputation.settled();
         await database.close();
       },
     });
-    return { ...server, databaseKind: database.kind, db: database.db, registry, journal };
+    return { ...server, databaseKind: database.kind, db: database.db, registry, journal, reputation };
   } catch (err) {
     await database.close();
     throw err;

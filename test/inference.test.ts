@@ -54,6 +54,11 @@ describe("inference path", () => {
 
   const text = (events: ChatResponse["event"][]) => events.flatMap((e) => (e.case === "token" ? [e.value.text] : [])).join("");
 
+  async function reputationEvents(nodeId: string) {
+    await coordinator.reputation.settled();
+    return coordinator.db.selectFrom("reputation_events").select(["rule", "delta", "task_id"]).where("node_id", "=", nodeId).orderBy("id").execute();
+  }
+
   async function taskRow(taskId: string) {
     await coordinator.journal.flush();
     return coordinator.db.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirstOrThrow();
@@ -91,6 +96,8 @@ describe("inference path", () => {
     expect(row.ttft_ms).not.toBeNull();
     const history = await coordinator.db.selectFrom("task_events").select("status").where("task_id", "=", accepted!.taskId).orderBy("id").execute();
     expect(history.map((h) => h.status)).toEqual(["queued", "assigned", "streaming", "completed"]);
+    expect(await reputationEvents("mid-1")).toEqual([{ rule: "task_completed", delta: 10, task_id: accepted!.taskId }]);
+    expect(coordinator.registry.get("mid-1")?.reputation).toBe(110);
     mid.kill();
   });
 
@@ -159,6 +166,7 @@ describe("inference path", () => {
     const err = await connectFailure(chat(simplePrompt, undefined, { maxTokens: 10 }));
     expect(err.code).toBe(Code.DeadlineExceeded);
     expect(stuck.cancels.map((c) => c.reason)).toEqual(["deadline"]);
+    expect((await reputationEvents("stuck")).map((e) => [e.rule, e.delta])).toEqual([["timeout", -20]]);
     stuck.kill();
   });
 
@@ -221,6 +229,7 @@ describe("encrypted task payloads on the wire", () => {
   let accountKey: string;
   let inference: ReturnType<typeof createClient<typeof InferenceService>>;
   const secret = "the secret prompt 7f3a9c";
+  let lies = 0;
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ TASK_MAX_ATTEMPTS: "2", QUEUE_MAX_WAIT_MS: "300" });
@@ -274,6 +283,13 @@ describe("encrypted task payloads on the wire", () => {
       await coordinator.journal.flush();
       const notes = await coordinator.db.selectFrom("task_events").select("detail").where("node_id", "=", "liar").execute();
       expect(notes.some((n) => n.detail?.startsWith("invalid response"))).toBe(true);
+      await coordinator.reputation.settled();
+      const penalties = await coordinator.db.selectFrom("reputation_events").select(["rule", "delta"]).where("node_id", "=", "liar").where("rule", "=", "invalid_response").orderBy("id").execute();
+      // one −50 per lie, until the floor of 10 (the same node id lies in each of these cases)
+      expect(penalties.length).toBe(++lies);
+      expect(penalties[0]!.delta).toBe(-50);
+      const { reputation } = await coordinator.db.selectFrom("nodes").select("reputation").where("id", "=", "liar").executeTakeFirstOrThrow();
+      expect(reputation).toBe(Math.max(10, 100 - 50 * lies));
       liar.kill();
       honest.kill();
       await Promise.all([liar.ended, honest.ended]);

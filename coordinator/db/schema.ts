@@ -196,6 +196,7 @@ export interface Database {
   payout_runs: PayoutRunsTable;
   payouts: PayoutsTable;
   rate_limits: RateLimitsTable;
+  login_failures: LoginFailuresTable;
 }
 
 export type AccountRow = Selectable<AccountsTable>;
@@ -213,3 +214,22 @@ export type NewReputationEvent = Insertable<ReputationEventsTable>;
 export type PayoutRunRow = Selectable<PayoutRunsTable>;
 export type PayoutRow = Selectable<PayoutsTable>;
 export type RateLimitRow = Selectable<RateLimitsTable>;
+
+/** One failed login per subject (0002_login_attempts.sql); subject is "email:<sha256>" or "address:<sha256>". */
+export interface LoginFailuresTable {
+  id: Generated<number>;
+  subject: string;
+  failed_at: Date;
+}
+export type LoginFailureRow = Selectable<LoginFailuresTable>;
+
+// 0003_reputation: columns added to existing tables (interface merging keeps the lines above untouched).
+export interface ReputationEventsTable {
+  /** The node's score right after the event; written by the reputation ledger, NULL on rows written otherwise. */
+  reputation_after: number | null;
+}
+
+export interface NodesTable {
+  /** When the current promised_hours were first declared; kept by a trigger (NULL without a promise). */
+  promised_hours_since: NullableTimestamp;
+}

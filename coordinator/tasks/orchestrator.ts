@@ -9,6 +9,7 @@ import { Channel } from "../../common/channel.ts";
 import type { Difficulty, NodeTier } from "../db/schema.ts";
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import { servesDifficulty, tiersServing } from "../nodes/tier.ts";
+import type { TaskOutcomeInput } from "../reputation/ledger.ts";
 import { Attempt } from "./attempt.ts";
 import { applyHint, type Classifier } from "./classifier.ts";
 import type { TaskJournal } from "./journal.ts";
@@ -83,6 +84,8 @@ export class Orchestrator {
     private readonly logger: Logger,
     /** Counts relayed tokens for the network's tokens/s figure. */
     private readonly throughput?: { record(tokens?: number): void },
+    /** Hears what each node did with a task (the reputation rules). */
+    private readonly outcomes?: { record(input: TaskOutcomeInput): void },
   ) {
     this.#queue = new WaitQueue(config.queue.maxLength, (request) => pickNode(registry.nodes(), request));
     registry.onCapacity(() => this.#queue.drain());
@@ -136,6 +139,20 @@ export class Orchestrator {
           exclude.add(node.id);
           continue;
         }
+        const assignedAt = Date.now();
+        let nodeFirstTokenAt: number | undefined;
+        const judge = (outcome: TaskOutcomeInput["outcome"], completionTokens: number) =>
+          this.outcomes?.record({
+            nodeId: node.id,
+            accountId: node.accountId,
+            taskId,
+            difficulty,
+            tier: node.tier,
+            outcome,
+            completionTokens,
+            generationMs: Date.now() - (nodeFirstTokenAt ?? assignedAt),
+            responseMs: Date.now() - assignedAt,
+          });
         this.journal.update(taskId, "assigned", { node_id: node.id, tier: node.tier, attempt: tries, assigned_at: new Date(), deadline_at: new Date(deadlineAt) }, node.id);
         if (!accepted) {
           accepted = true;
@@ -151,6 +168,7 @@ export class Orchestrator {
               break;
             }
             sequence++;
+            nodeFirstTokenAt ??= Date.now();
             this.throughput?.record(1);
             if (firstTokenAt === undefined) {
               firstTokenAt = Date.now();
@@ -184,6 +202,7 @@ export class Orchestrator {
             break;
           } else if (event.kind === "deadline") {
             attempt.cancel("deadline");
+            judge("timeout", sequence);
             outcome = { kind: "fatal", error: new ConnectError(`the task passed its ${difficulty} deadline of ${deadlineAt - started} ms`, Code.DeadlineExceeded) };
             break;
           } else {
@@ -209,12 +228,14 @@ export class Orchestrator {
             nodeIds,
             finishReason: outcome.finishReason,
           };
+          judge("completed", outcome.completionTokens - tokensBefore);
           this.journal.update(taskId, "completed", { prompt_tokens: done.promptTokens, completion_tokens: done.completionTokens, completed_at: new Date(finished), total_ms: done.totalMs }, node.id);
           yield done;
           return;
         }
         if (outcome.kind === "fatal") throw outcome.error;
         if (outcome.kind === "invalid") {
+          judge("invalid_response", sequence);
           // an unverifiable answer may contain anything: the text relayed so far stays, nothing more from this node
           this.journal.note(taskId, "streaming", node.id, `invalid response: ${outcome.reason}`);
         }
