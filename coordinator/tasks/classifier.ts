@@ -1,65 +1,58 @@
-// Judges a request's difficulty. The local rule-based classifier is always available and takes microseconds;
-// the classifier chain (OpenRouter, a node) plugs in behind the same interface later.
+// Judges a request's difficulty: the interface every classifier link implements, the caller's hint, and the
+// local rules (always available). The chain of links (OpenRouter, a node, local) lives in ./classify/.
 import type { Difficulty } from "../db/schema.ts";
 
 export interface ClassifierInput {
   messages: { role: string; content: string }[];
+  /** Aborts when the answer is no longer wanted (the link's budget ran out, or the client went away). */
+  signal?: AbortSignal;
 }
 
 export interface Classification {
   difficulty: Difficulty;
-  /** Which classifier decided: "local", "openrouter", "node", "hint". */
+  /** Which classifier decided: "openrouter", "node", "local" or "hint" (the values of Accepted.classifier). */
   classifier: string;
+  /** The answer came from the chain's cache: `classifier` is the link that decided it the first time. */
+  cached?: boolean;
 }
 
 export interface Classifier {
   classify(input: ClassifierInput): Promise<Classification>;
 }
 
-// Signals of work that needs the strongest nodes: code, proofs, multi-step reasoning.
-const advanced = [
-  /```/,
-  /\b(write|implement|build|create|generate|refactor|debug|fix)\b[^.?!\n]{0,60}\b(code|function|program|script|class|module|api|algorithm|parser|compiler|regex|query|sql|app|server)\b/i,
-  /\b(prove|proof|theorem|lemma|derive|derivation|formally)\b/i,
-  /\bstep[- ]by[- ]step\b/i,
-  /\b(time|space) complexity\b/i,
-  /\b(python|javascript|typescript|rust|golang|java|c\+\+|haskell|sql)\b.*\b(function|code|program|script)\b/i,
-  /\b(multi-step|plan and execute|design (a|an) (system|architecture))\b/i,
-];
-// Signals of analysis that a mid-sized model handles: summaries, comparisons, explanations.
-const complex = [
-  /\b(summari[sz]e|summary|tl;?dr)\b/i,
-  /\b(compare|comparison|contrast|versus|vs\.?|pros and cons|trade-?offs?)\b/i,
-  /\b(analy[sz]e|analysis|evaluate|assess|critique|review)\b/i,
-  /\b(explain|why does|why is|how does)\b/i,
-  /\b(essay|report|article|outline)\b/i,
-];
-
-/** Prompts longer than this (characters) are at least COMPLEX: a long text rarely has a one-line answer. */
-const longPromptChars = 2_000;
-
-/** Rule-based: the strongest signal wins; short plain questions, translations and definitions are SIMPLE. */
-export function classifyLocally(input: ClassifierInput): Difficulty {
-  const text = input.messages.map((m) => m.content).join("\n");
-  if (advanced.some((rule) => rule.test(text))) return "ADVANCED";
-  if (text.length > longPromptChars || complex.some((rule) => rule.test(text))) return "COMPLEX";
-  return "SIMPLE";
-}
-
-export const localClassifier: Classifier = {
-  async classify(input) {
-    return { difficulty: classifyLocally(input), classifier: "local" };
-  },
-};
+export { classifyLocally, localClassifier } from "./classify/rules.ts";
 
 const rank: Record<Difficulty, number> = { SIMPLE: 0, COMPLEX: 1, ADVANCED: 2 };
 
+export interface HintPolicy {
+  /**
+   * The caller may set any difficulty, lower ones included: operators (a JWT with role admin). Everyone else may
+   * only raise it.
+   */
+  trusted?: boolean;
+}
+
 /**
  * A caller's difficulty hint is honoured when it asks for at least the classified difficulty: asking for a
- * stronger node only costs the caller waiting time, while asking for a weaker one would let anyone send
- * hard work to nodes that cannot do it well. (Privileged callers lowering it comes with authentication.)
+ * stronger node only costs the caller waiting time, while asking for a weaker one would let anyone send hard
+ * work to nodes that cannot do it well. A trusted caller's hint is honoured either way.
  */
-export function applyHint(classified: Classification, hint: Difficulty | undefined): Classification {
-  if (hint && rank[hint] > rank[classified.difficulty]) return { difficulty: hint, classifier: "hint" };
+export function applyHint(classified: Classification, hint: Difficulty | undefined, policy: HintPolicy = {}): Classification {
+  if (!hint || hint === classified.difficulty) return classified;
+  if (policy.trusted || rank[hint] > rank[classified.difficulty]) return { difficulty: hint, classifier: "hint" };
   return classified;
+}
+
+/**
+ * Classifies, then applies the hint; a trusted caller's hint decides without asking any classifier, so an
+ * operator's explicit choice spends no OpenRouter call or node time.
+ */
+export async function classifyWithHint(
+  classifier: Classifier,
+  input: ClassifierInput,
+  hint: Difficulty | undefined,
+  policy: HintPolicy = {},
+): Promise<Classification> {
+  if (hint && policy.trusted) return { difficulty: hint, classifier: "hint" };
+  return applyHint(await classifier.classify(input), hint, policy);
 }

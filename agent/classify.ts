@@ -1,0 +1,36 @@
+// Answers a classify assign: asks the node's own backend how hard a prompt is, with the same prompt the
+// coordinator sends OpenRouter, and reads the answer strictly (or as one bare word, for models without JSON mode).
+import { CLASSIFY_SYSTEM_PROMPT, parseDifficultyLoose, type DifficultyLabel } from "../common/classify-prompt.ts";
+import type { Backend } from "./backends/backend.ts";
+
+/** Enough for `{"difficulty":"ADVANCED"}` in any tokenizer; a chattier answer fails instead of running on. */
+const MAX_TOKENS = 24;
+/** Stop reading a model that ignores max_tokens long before it costs anything. */
+const MAX_ANSWER_CHARS = 200;
+
+/**
+ * The difficulty the backend judges `prompt` (ClassifyAssign.prompt: the conversation already fenced by the
+ * coordinator) to be. Rejects when the answer is neither the JSON object nor a bare label, when the backend
+ * fails, or when `signal` aborts (the assign's deadline passed).
+ */
+export async function classifyWithBackend(backend: Backend, prompt: string, signal: AbortSignal): Promise<DifficultyLabel> {
+  const pieces: string[] = [];
+  let length = 0;
+  const stream = backend.generate({
+    messages: [
+      { role: "system", content: CLASSIFY_SYSTEM_PROMPT },
+      { role: "user", content: prompt },
+    ],
+    maxTokens: MAX_TOKENS,
+    temperature: 0,
+    seed: 0,
+    signal,
+  });
+  for await (const piece of stream) {
+    pieces.push(piece);
+    length += piece.length;
+    if (length > MAX_ANSWER_CHARS) break; // leaving the loop closes the generator, which stops the backend
+  }
+  signal.throwIfAborted();
+  return parseDifficultyLoose(pieces.join(""));
+}

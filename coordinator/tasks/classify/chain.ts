@@ -1,0 +1,148 @@
+// The classifier chain: links tried in order (OpenRouter, a node, the local rules), each within its time budget,
+// falling through on error, timeout or an invalid answer; answers cached by conversation hash.
+import type { Logger } from "pino";
+import { DIFFICULTIES } from "../../db/schema.ts";
+import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
+import { ClassificationCache, conversationKey, type CacheStats } from "./cache.ts";
+import { classifyLocally } from "./rules.ts";
+
+export interface ClassifierLink {
+  /** Recorded on the task as the deciding classifier: "openrouter", "node", "local". */
+  name: string;
+  /** How long the link may take; past it the link's signal aborts and the next link decides. */
+  budgetMs: number;
+  classifier: Classifier;
+}
+
+export interface ClassifierChainOptions {
+  /** How long an answer is reused for the same conversation; 0 turns the cache off. */
+  cacheTtlMs: number;
+  /** The most conversations remembered; the least recently used are forgotten first. */
+  cacheMaxEntries: number;
+  now?: () => number;
+  logger?: Pick<Logger, "warn" | "info" | "debug">;
+}
+
+export interface LinkCounters {
+  answered: number;
+  /** Threw, or answered something that is not a difficulty. */
+  failed: number;
+  timedOut: number;
+  /** The caller went away while the link worked. */
+  abandoned: number;
+}
+
+export interface ClassifierChainStats {
+  links: Record<string, LinkCounters>;
+  cache: CacheStats;
+  /** Every link failed and the built-in rules answered. */
+  fallbacks: number;
+}
+
+export interface ClassifierChain extends Classifier {
+  stats(): ClassifierChainStats;
+}
+
+type Outcome =
+  | { kind: "answered"; classification: Classification }
+  | { kind: "failed"; error: unknown }
+  | { kind: "timedOut" }
+  | { kind: "abandoned" };
+
+const timedOut = Symbol("timed out");
+const abandoned = Symbol("abandoned");
+
+/**
+ * A Classifier that asks each link in turn. The result's `classifier` names the deciding link; a cached result
+ * keeps that name (the values stay those of Accepted.classifier) and says `cached: true`. The last link's answers
+ * are not cached: it is the cheap always-there fallback, and caching it would hide the better links' answer for
+ * a whole TTL once they recover. Should every link fail, the local rules answer as "local", so the chain always does.
+ */
+export function createClassifierChain(links: readonly ClassifierLink[], options: ClassifierChainOptions): ClassifierChain {
+  if (links.length === 0) throw new Error("a classifier chain needs at least one link");
+  const names = new Set(links.map((link) => link.name));
+  if (names.size !== links.length) throw new Error("classifier link names must be unique");
+  const cache = new ClassificationCache(options.cacheTtlMs, options.cacheMaxEntries, options.now);
+  const counters = new Map(links.map((link) => [link.name, { answered: 0, failed: 0, timedOut: 0, abandoned: 0 }]));
+  // Logged once per change of state, not per request: a dead API key must not write a warning for every chat.
+  const healthy = new Map(links.map((link) => [link.name, true]));
+  let fallbacks = 0;
+
+  function note(link: ClassifierLink, outcome: Outcome): void {
+    const count = counters.get(link.name)!;
+    count[outcome.kind]++;
+    if (outcome.kind === "abandoned") return;
+    const ok = outcome.kind === "answered";
+    if (ok === healthy.get(link.name)) {
+      if (!ok) options.logger?.debug({ link: link.name, reason: reasonOf(outcome) }, "classifier link still failing");
+      return;
+    }
+    healthy.set(link.name, ok);
+    if (ok) options.logger?.info({ link: link.name }, "classifier link answering again");
+    else options.logger?.warn({ link: link.name, budgetMs: link.budgetMs, reason: reasonOf(outcome) }, "classifier link failing; falling through");
+  }
+
+  return {
+    async classify(input) {
+      const key = cache.enabled ? conversationKey(input.messages) : undefined;
+      const hit = key === undefined ? undefined : cache.get(key);
+      if (hit) return { ...hit, cached: true };
+      for (const [index, link] of links.entries()) {
+        // the client is gone: no remote work for it; the rules below still answer in microseconds
+        if (input.signal?.aborted) break;
+        const outcome = await attempt(link, input);
+        note(link, outcome);
+        if (outcome.kind !== "answered") continue;
+        if (key !== undefined && index < links.length - 1) cache.set(key, outcome.classification);
+        return outcome.classification;
+      }
+      fallbacks++;
+      return { difficulty: classifyLocally(input), classifier: "local" };
+    },
+    stats() {
+      return {
+        links: Object.fromEntries([...counters].map(([name, count]) => [name, { ...count }])),
+        cache: cache.stats(),
+        fallbacks,
+      };
+    },
+  };
+}
+
+/** Runs one link against its budget and the caller's signal; the link's own signal aborts whichever ends first. */
+async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Outcome> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  let onCallerAbort: (() => void) | undefined;
+  const budget = new Promise<typeof timedOut>((resolve) => {
+    timer = setTimeout(() => resolve(timedOut), link.budgetMs);
+  });
+  const callerGone = new Promise<typeof abandoned>((resolve) => {
+    onCallerAbort = () => resolve(abandoned);
+    input.signal?.addEventListener("abort", onCallerAbort, { once: true });
+  });
+  const answer = Promise.resolve().then(() => link.classifier.classify({ messages: input.messages, signal: controller.signal }));
+  try {
+    // race() subscribes to `answer`, so a link that rejects after losing is not an unhandled rejection
+    const result = await Promise.race([answer, budget, callerGone]);
+    if (result === timedOut) return { kind: "timedOut" };
+    if (result === abandoned) return { kind: "abandoned" };
+    if (!(DIFFICULTIES as readonly string[]).includes(result?.difficulty)) {
+      return { kind: "failed", error: new Error(`answered ${JSON.stringify(result?.difficulty)}, not a difficulty`) };
+    }
+    return { kind: "answered", classification: { difficulty: result.difficulty, classifier: link.name } };
+  } catch (error) {
+    return input.signal?.aborted ? { kind: "abandoned" } : { kind: "failed", error };
+  } finally {
+    clearTimeout(timer);
+    if (onCallerAbort) input.signal?.removeEventListener("abort", onCallerAbort);
+    // whatever ended the attempt, the link can stop working on it (close its HTTP request, forget its node)
+    controller.abort(new Error(`classifier link ${link.name} is no longer waited for`));
+  }
+}
+
+function reasonOf(outcome: Outcome): string {
+  if (outcome.kind === "timedOut") return "no answer within the budget";
+  if (outcome.kind === "failed") return outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
+  return outcome.kind;
+}

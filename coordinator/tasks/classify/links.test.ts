@@ -1,0 +1,81 @@
+// The assembled chain with a real NodeRegistry: the classify assign lands in an idle node's stream outbox, the
+// node's result decides; OpenRouter (a local stand-in) goes first when a key is set.
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { Channel } from "../../../common/channel.ts";
+import type { SessionKeys } from "../../../common/crypto/envelope.ts";
+import { Difficulty } from "../../../gen/iris/v1/common_pb.ts";
+import type { ConnectResponse } from "../../../gen/iris/v1/node_pb.ts";
+import { startOpenRouterStandin, type OpenRouterStandin } from "../../../test/support/openrouter-standin.ts";
+import { LiveNode, NodeRegistry, type NodeCapabilities } from "../../nodes/registry.ts";
+import { createCoordinatorClassifier, type ClassifierChainConfig } from "./links.ts";
+
+const capabilities: NodeCapabilities = {
+  modelName: "qwen2.5-14b-instruct",
+  parameterCount: 14e9,
+  quantization: "Q4_K_M",
+  contextLength: 8192,
+  tokensPerSecond: 25,
+  maxConcurrentTasks: 1,
+  gpus: [],
+  backend: "lmstudio",
+  agentVersion: "test",
+};
+const messages = [{ role: "user", content: "Compare PostgreSQL and MySQL for a small shop." }];
+const base: ClassifierChainConfig = {
+  openRouter: { url: "http://127.0.0.1:9/api/v1", model: "m" },
+  openRouterBudgetMs: 1_000,
+  nodeBudgetMs: 1_000,
+  cacheTtlMs: 60_000,
+  cacheMaxEntries: 100,
+};
+
+function connect(registry: NodeRegistry, id: string): Channel<ConnectResponse> {
+  const outbox = new Channel<ConnectResponse>();
+  registry.add(new LiveNode(id, "account", "session", "MID", "test", capabilities, 100, {} as SessionKeys, outbox, Date.now()));
+  return outbox;
+}
+
+let standin: OpenRouterStandin | undefined;
+afterEach(async () => {
+  await standin?.close();
+  standin = undefined;
+});
+
+describe("createCoordinatorClassifier", () => {
+  it("without a key asks an idle node over its stream and takes its answer", async () => {
+    const registry = new NodeRegistry();
+    const outbox = connect(registry, "mid-1");
+    const { chain, nodeLink } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
+    const answer = chain.classify({ messages });
+    const sent = await outbox.next();
+    expect(sent.done).toBe(false);
+    const message = (sent.value as ConnectResponse).message;
+    expect(message.case).toBe("classifyAssign");
+    if (message.case !== "classifyAssign") return;
+    expect(message.value.prompt).toContain(messages[0]!.content);
+    expect(nodeLink!.resolveClassifyResult(message.value.classifyId, Difficulty.COMPLEX, "mid-1")).toBe(true);
+    expect(await answer).toEqual({ difficulty: "COMPLEX", classifier: "node" });
+    expect(Object.keys(chain.stats().links)).toEqual(["node", "local"]);
+  });
+
+  it("with no idle node the rules decide at once", async () => {
+    const registry = new NodeRegistry();
+    const { chain } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
+    const started = performance.now();
+    expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
+    expect(performance.now() - started).toBeLessThan(100);
+  });
+
+  it("with a key asks OpenRouter first", async () => {
+    standin = await startOpenRouterStandin({ content: '{"difficulty":"SIMPLE"}' });
+    const registry = new NodeRegistry();
+    const outbox = connect(registry, "mid-1");
+    const config = { ...base, openRouter: { apiKey: "sk-test", url: standin.url, model: "openai/gpt-4o-mini" } };
+    const { chain } = createCoordinatorClassifier(config, registry, pino({ level: "silent" }));
+    expect(await chain.classify({ messages })).toEqual({ difficulty: "SIMPLE", classifier: "openrouter" });
+    expect(Object.keys(chain.stats().links)).toEqual(["openrouter", "node", "local"]);
+    outbox.close();
+    expect(await outbox.next()).toMatchObject({ done: true }); // the node was never asked
+  });
+});

@@ -1,0 +1,54 @@
+// Assembles the coordinator's classifier chain from its configuration: OpenRouter when a key is set, an idle
+// connected node, the local rules; and the node link that NodeService feeds classify results into.
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { ConnectResponseSchema } from "../../../gen/iris/v1/node_pb.ts";
+import type { NodeRegistry } from "../../nodes/registry.ts";
+import { createClassifierChain, type ClassifierChain, type ClassifierLink } from "./chain.ts";
+import { createNodeClassifier, pickIdleClassifierNode, type NodeClassifier } from "./node.ts";
+import { createOpenRouterClassifier } from "./openrouter.ts";
+import { localClassifier } from "./rules.ts";
+
+export interface ClassifierChainConfig {
+  openRouter: { apiKey?: string; url: string; model: string };
+  openRouterBudgetMs: number;
+  /** 0: never ask nodes. */
+  nodeBudgetMs: number;
+  cacheTtlMs: number;
+  cacheMaxEntries: number;
+}
+
+/** The rules take microseconds; this only bounds a bug. */
+const LOCAL_BUDGET_MS = 100;
+
+export function createCoordinatorClassifier(
+  config: ClassifierChainConfig,
+  registry: NodeRegistry,
+  logger: Logger,
+): { chain: ClassifierChain; nodeLink: NodeClassifier | undefined } {
+  const links: ClassifierLink[] = [];
+  if (config.openRouter.apiKey) {
+    const classifier = createOpenRouterClassifier({ apiKey: config.openRouter.apiKey, url: config.openRouter.url, model: config.openRouter.model });
+    links.push({ name: "openrouter", budgetMs: config.openRouterBudgetMs, classifier });
+  }
+  let nodeLink: NodeClassifier | undefined;
+  if (config.nodeBudgetMs > 0) {
+    nodeLink = createNodeClassifier({
+      pickIdleNode: (classifying) => pickIdleClassifierNode(registry.nodes(), classifying),
+      send: (node, assign) => node.send(create(ConnectResponseSchema, { message: { case: "classifyAssign", value: assign } })),
+      budgetMs: config.nodeBudgetMs,
+    });
+    links.push({ name: "node", budgetMs: config.nodeBudgetMs, classifier: nodeLink });
+  }
+  links.push({ name: "local", budgetMs: LOCAL_BUDGET_MS, classifier: localClassifier });
+  logger.info(
+    { links: links.map((link) => `${link.name} (${link.budgetMs} ms)`), cacheTtlMs: config.cacheTtlMs, cacheMaxEntries: config.cacheMaxEntries },
+    "classifier chain",
+  );
+  const chain = createClassifierChain(links, {
+    cacheTtlMs: config.cacheTtlMs,
+    cacheMaxEntries: config.cacheMaxEntries,
+    logger: logger.child({ component: "classifier" }),
+  });
+  return { chain, nodeLink };
+}
