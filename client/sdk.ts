@@ -1,11 +1,21 @@
 // The TypeScript SDK: typed clients for every Iris service, for Node and browsers (the transport decides which).
+import { create } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { AccountService } from "../gen/iris/v1/account_pb.ts";
+import { AccountService, type AuthToken } from "../gen/iris/v1/account_pb.ts";
 import { Role, type Difficulty, type DivisionMode } from "../gen/iris/v1/common_pb.ts";
-import { InferenceService, type Accepted, type Done, type Queued } from "../gen/iris/v1/inference_pb.ts";
-import { NetworkService } from "../gen/iris/v1/network_pb.ts";
+import { InferenceService, type Accepted, type Done, type ModelInfo, type Queued } from "../gen/iris/v1/inference_pb.ts";
+import {
+  NetworkService,
+  NetworkStatsSchema,
+  type LeaderboardEntry,
+  type NetworkStats,
+  type NodeInfo,
+  type ReputationEvent,
+  type TaskInfo,
+} from "../gen/iris/v1/network_pb.ts";
 
 export { Role };
+export type { AuthToken, LeaderboardEntry, ModelInfo, NetworkStats, NodeInfo, ReputationEvent, TaskInfo };
 
 export interface IrisClientOptions {
   /** e.g. http://127.0.0.1:8080 */
@@ -48,22 +58,55 @@ export interface IrisClient {
   network: Client<typeof NetworkService>;
   /** Streams an answer: queued (while waiting), accepted, tokens as they come, done. Errors are ConnectErrors. */
   chat(messages: string | ChatMessageInput[], options?: ChatOptions): AsyncIterable<ChatEvent>;
+  /** The models connected nodes serve now. */
+  models(): Promise<ModelInfo[]>;
+  /** The network's figures now (nodes by tier, tasks, queue, tokens/s). */
+  stats(): Promise<NetworkStats>;
+  /** Nodes, online ones first (limit: 0 or unset means 100). */
+  nodes(options?: { onlineOnly?: boolean; limit?: number }): Promise<NodeInfo[]>;
+  /** Recent tasks, newest first, optionally one node's (limit: 0 or unset means 50). */
+  tasks(options?: { limit?: number; nodeId?: string }): Promise<TaskInfo[]>;
+  /** Nodes ranked by reputation, best first (limit: 0 or unset means 20). */
+  leaderboard(limit?: number): Promise<LeaderboardEntry[]>;
+  /** One node's reputation events, newest first; NotFound for a node never registered. */
+  reputation(nodeId: string, options?: { limit?: number }): Promise<ReputationEvent[]>;
+  /** A new account key ("1234 5678 9012 3456"), shown this once: the coordinator keeps only its hash. */
+  generateKey(): Promise<string>;
+  /** Whether an account key exists and is not revoked. */
+  verifyKey(accountKey: string): Promise<boolean>;
+  /** Creates an email/password user; the client then sends its token on every call. */
+  register(email: string, password: string): Promise<AuthToken>;
+  /** Signs a user in; the client then sends its token on every call. */
+  login(email: string, password: string): Promise<AuthToken>;
+  /** Changes (or with undefined, drops) the bearer token sent from now on; a token wins over the account key. */
+  setToken(token: string | undefined): void;
 }
 
 const roles = { system: Role.SYSTEM, user: Role.USER, assistant: Role.ASSISTANT } as const;
 
 export function createIrisClient(options: IrisClientOptions): IrisClient {
+  // mutable so that register/login can sign the same client in (the coordinator refuses both credentials at once)
+  let token = options.token;
   const auth: Interceptor = (next) => (req) => {
-    if (options.token) req.header.set("authorization", `Bearer ${options.token}`);
+    if (token) req.header.set("authorization", `Bearer ${token}`);
     else if (options.accountKey) req.header.set("x-iris-account-key", options.accountKey);
     return next(req);
   };
   const transport = options.transport({ baseUrl: options.baseUrl, interceptors: [auth] });
   const inference = createClient(InferenceService, transport);
+  const accounts = createClient(AccountService, transport);
+  const network = createClient(NetworkService, transport);
+
+  function signedIn(authToken: AuthToken | undefined): AuthToken {
+    if (!authToken) throw new Error("the coordinator answered without a token");
+    token = authToken.accessToken;
+    return authToken;
+  }
+
   return {
     inference,
-    accounts: createClient(AccountService, transport),
-    network: createClient(NetworkService, transport),
+    accounts,
+    network,
     async *chat(messages, chatOptions = {}) {
       const list = typeof messages === "string" ? [{ role: "user" as const, content: messages }] : messages;
       const stream = inference.chat(
@@ -87,6 +130,40 @@ export function createIrisClient(options: IrisClientOptions): IrisClient {
         else if (e.case === "token") yield { type: "token", text: e.value.text };
         else if (e.case === "done") yield { type: "done", done: e.value };
       }
+    },
+    async models() {
+      return (await inference.listModels({})).models;
+    },
+    async stats() {
+      return (await network.getStats({})).stats ?? create(NetworkStatsSchema);
+    },
+    async nodes(query = {}) {
+      return (await network.listNodes({ onlineOnly: query.onlineOnly ?? false, limit: query.limit ?? 0 })).nodes;
+    },
+    async tasks(query = {}) {
+      return (await network.listTasks({ limit: query.limit ?? 0, nodeId: query.nodeId ?? "" })).tasks;
+    },
+    async leaderboard(limit = 0) {
+      return (await network.getLeaderboard({ limit })).entries;
+    },
+    async reputation(nodeId, query = {}) {
+      const request = { subject: { case: "nodeId" as const, value: nodeId }, limit: query.limit ?? 0 };
+      return (await network.getReputationHistory(request)).events;
+    },
+    async generateKey() {
+      return (await accounts.generateKey({})).accountKey;
+    },
+    async verifyKey(accountKey) {
+      return (await accounts.verifyKey({ accountKey })).valid;
+    },
+    async register(email, password) {
+      return signedIn((await accounts.register({ email, password })).token);
+    },
+    async login(email, password) {
+      return signedIn((await accounts.login({ email, password })).token);
+    },
+    setToken(next) {
+      token = next;
     },
   };
 }
