@@ -8,6 +8,10 @@ COPY gen ./gen
 COPY migrations ./migrations
 COPY common ./common
 COPY coordinator ./coordinator
+COPY client ./client
+COPY web ./web
+COPY scripts/build-web.ts ./scripts/build-web.ts
+RUN node_modules/.bin/tsx scripts/build-web.ts
 ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0 DATA_DIR=/data
 VOLUME /data
 EXPOSE 8080

@@ -1,0 +1,98 @@
+// The dashboard's tables (nodes, leaderboard, recent tasks, payouts), built with textContent only: node ids and
+// model names come from node operators and must never be parsed as HTML.
+import type { LeaderboardEntry, NodeInfo, Payout, TaskInfo } from "../../gen/iris/v1/network_pb.ts";
+import { TaskStatus } from "../../gen/iris/v1/network_pb.ts";
+import { clockTime, count, difficultyLabel, duration, tierLabel, tokensPerSecond, vram } from "../shared/labels.ts";
+
+type Cell = string | { text: string; className?: string; title?: string };
+
+function row(cells: Cell[], className?: string): HTMLTableRowElement {
+  const tr = document.createElement("tr");
+  if (className) tr.className = className;
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    if (typeof cell === "string") td.textContent = cell;
+    else {
+      td.textContent = cell.text;
+      if (cell.className) td.className = cell.className;
+      if (cell.title) td.title = cell.title;
+    }
+    tr.append(td);
+  }
+  return tr;
+}
+
+function fill(body: HTMLTableSectionElement, rows: HTMLTableRowElement[], empty: string): void {
+  if (rows.length > 0) return body.replaceChildren(...rows);
+  const td = document.createElement("td");
+  td.colSpan = body.parentElement?.querySelectorAll("th").length ?? 1;
+  td.className = "empty";
+  td.textContent = empty;
+  const tr = document.createElement("tr");
+  tr.append(td);
+  body.replaceChildren(tr);
+}
+
+const tierCell = (tier: Parameters<typeof tierLabel>[0]): Cell => {
+  const label = tierLabel(tier);
+  return { text: label, className: `tier tier-${label.toLowerCase()}` };
+};
+const num = (text: string): Cell => ({ text, className: "num" });
+
+export function renderNodes(body: HTMLTableSectionElement, nodes: NodeInfo[]): void {
+  const rows = nodes.map((n) => {
+    const vramMb = n.gpus.reduce((sum, g) => sum + Number(g.vramTotalMb), 0);
+    const gpuNames = n.gpus.map((g) => g.name).join(", ") || "no GPU (CPU)";
+    const load = `${Math.round(n.load * 100)} % (${n.activeTasks}/${n.maxConcurrentTasks})`;
+    const tr = row(
+      [
+        { text: n.nodeId, className: "node-id" },
+        tierCell(n.tier),
+        { text: n.modelName || "—", className: "model", title: [n.quantization, n.parameterCount ? `${count(n.parameterCount)} parameters` : ""].filter(Boolean).join(", ") },
+        { text: vram(vramMb), className: "num", title: gpuNames },
+        num(tokensPerSecond(n.tokensPerSecond)),
+        num(n.reputation.toFixed(1)),
+        num(n.online ? load : "—"),
+        { text: n.suspended ? "suspended" : n.online ? "online" : `seen ${clockTime(Number(n.lastSeenUnixMs))}`, className: n.online ? "status online" : "status offline" },
+      ],
+      n.online ? "online" : "offline",
+    );
+    tr.dataset.nodeId = n.nodeId;
+    return tr;
+  });
+  fill(body, rows, "No node has connected yet.");
+}
+
+export function renderLeaderboard(body: HTMLTableSectionElement, entries: LeaderboardEntry[]): void {
+  const rows = entries.map((e) => row([num(String(e.rank)), { text: e.nodeId, className: "node-id" }, tierCell(e.tier), num(e.reputation.toFixed(1)), num(count(e.tasksCompleted))]));
+  fill(body, rows, "No reputation yet.");
+}
+
+const statusClass: Partial<Record<TaskStatus, string>> = {
+  [TaskStatus.COMPLETED]: "ok",
+  [TaskStatus.FAILED]: "bad",
+  [TaskStatus.CANCELLED]: "muted",
+};
+
+export function renderTasks(body: HTMLTableSectionElement, tasks: TaskInfo[]): void {
+  const rows = tasks.map((t) => {
+    const status = TaskStatus[t.status].toLowerCase();
+    return row([
+      clockTime(Number(t.createdAtUnixMs)),
+      { text: status, className: `task-status ${statusClass[t.status] ?? "active"}`, title: t.failureReason },
+      difficultyLabel(t.difficulty),
+      tierCell(t.tier),
+      { text: t.nodeId || "—", className: "node-id" },
+      num(count(t.usage?.completionTokens ?? 0)),
+      num(t.timeToFirstTokenMs ? duration(t.timeToFirstTokenMs) : "—"),
+      num(t.totalMs ? duration(t.totalMs) : "—"),
+      { text: t.taskId.slice(0, 8), className: "task-id", title: t.taskId },
+    ]);
+  });
+  fill(body, rows, "No tasks yet.");
+}
+
+export function renderPayouts(body: HTMLTableSectionElement, payouts: Payout[]): void {
+  const rows = payouts.map((p) => row([p.month, { text: p.accountId, className: "task-id" }, num(count(p.amount)), num(p.contribution.toFixed(1))]));
+  fill(body, rows, "No month has been paid out yet.");
+}
