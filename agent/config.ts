@@ -33,6 +33,10 @@ export interface AgentConfig {
   logLevel: string;
   /** The node's X25519 private key file (created on first start, mode 0600). */
   nodeKeyPath: string;
+  /** On quit, how long running tasks may finish before they are handed back to the coordinator. */
+  shutdownGraceMs: number;
+  /** Where the logs go while the terminal UI owns the screen. */
+  logFile: string;
 }
 
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
@@ -93,6 +97,8 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     promisedHoursUtc: [...new Set(promised)],
     logLevel: get("LOG_LEVEL") ?? "info",
     nodeKeyPath: get("NODE_KEY_PATH") ?? `data/node-keys/${nodeId}.key`,
+    shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),
+    logFile: get("IRIS_LOG_FILE") ?? `data/agent-${nodeId}.log`,
   };
   if (problems.length > 0) throw new AgentConfigError(problems);
   return config;

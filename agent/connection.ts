@@ -1,5 +1,5 @@
-// The agent's link to the coordinator: one NodeService.Connect stream, registration, heartbeats, tasks,
-// and reconnection with exponential backoff and full jitter when the stream breaks.
+// The agent's link to the coordinator: one NodeService.Connect stream, registration, heartbeats, tasks, pause and
+// graceful quit, and reconnection with exponential backoff and full jitter when the stream breaks.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -7,9 +7,11 @@ import type { Logger } from "pino";
 import type { KeyObject } from "node:crypto";
 import { Channel } from "../common/channel.ts";
 import { deriveSessionKeys } from "../common/crypto/envelope.ts";
-import { ConnectRequestSchema, NodeService, type ConnectRequest, type RegisterAck } from "../gen/iris/v1/node_pb.ts";
+import { Tier } from "../gen/iris/v1/common_pb.ts";
+import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
 import type { Gpu } from "./gpu.ts";
+import type { AgentState } from "./state.ts";
 import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
 
 export interface NodeIdentity {
@@ -30,12 +32,6 @@ export interface NodeIdentity {
   key: { privateKey: KeyObject; publicKey: Uint8Array };
 }
 
-export type ConnectionEvent =
-  | { type: "connecting"; attempt: number }
-  | { type: "registered"; ack: RegisterAck }
-  | { type: "reconnecting"; inMs: number; error: string }
-  | { type: "reputation"; reputation: number };
-
 /** The coordinator refused the node for good (bad or unknown key, invalid registration): retrying won't help. */
 export class RegistrationRefused extends Error {
   constructor(readonly code: Code, message: string) {
@@ -49,8 +45,10 @@ export interface ConnectionOptions {
   identity: NodeIdentity;
   backend: Backend;
   logger: Logger;
+  /** Aborting stops at once: running tasks are dropped (the coordinator re-routes them when the stream ends). */
   signal: AbortSignal;
-  onEvent?: (event: ConnectionEvent) => void;
+  /** Where the terminal UI reads the connection's state from. */
+  state?: AgentState;
   backoff?: { initialMs: number; maxMs: number };
   random?: () => number;
 }
@@ -60,103 +58,225 @@ export function backoffDelay(attempt: number, initialMs: number, maxMs: number, 
   return Math.round(random() * Math.min(maxMs, initialMs * 2 ** attempt));
 }
 
-/** Runs until `signal` aborts; throws RegistrationRefused when the coordinator refuses the node. */
-export async function runConnection(options: ConnectionOptions): Promise<void> {
-  const { initialMs, maxMs } = options.backoff ?? { initialMs: 500, maxMs: 30_000 };
-  const random = options.random ?? Math.random;
-  for (let attempt = 0; !options.signal.aborted; ) {
-    options.onEvent?.({ type: "connecting", attempt });
-    let registered = false;
-    try {
-      await session(options, () => (registered = true));
-      if (options.signal.aborted) return;
-      throw new ConnectError("the coordinator ended the stream", Code.Unavailable);
-    } catch (err) {
-      if (options.signal.aborted) return;
-      const error = ConnectError.from(err);
-      if (!registered && (error.code === Code.Unauthenticated || error.code === Code.InvalidArgument || error.code === Code.PermissionDenied)) {
-        throw new RegistrationRefused(error.code, error.rawMessage);
+
+/** How long a quitting node waits for the coordinator to end the stream after it half-closes its side. */
+const CLOSE_TIMEOUT_MS = 3_000;
+
+/** The live session's handles, for pause (heartbeat now) and quit (hand back, half-close). */
+interface SessionHandle {
+  runner?: TaskRunner;
+  heartbeat(): void;
+  /** Ends the node's side of the stream; the coordinator reads what was sent, then ends its side. */
+  close(): void;
+  ended: Promise<void>;
+}
+
+/**
+ * The node's link to the coordinator across reconnects. `run()` serves until stopped; `setPaused` stops or
+ * resumes taking tasks; `quit` stops taking tasks, lets running ones finish, hands back the rest, and ends `run()`.
+ */
+export class CoordinatorLink {
+  readonly #stop = new AbortController();
+  #paused = false;
+  #quitting: Promise<void> | undefined;
+  readonly #handBackNow = new AbortController();
+  #session: SessionHandle | undefined;
+
+  constructor(private readonly options: ConnectionOptions) {
+    options.signal.addEventListener("abort", () => this.#stop.abort(), { once: true });
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** While paused the heartbeat says so (the coordinator routes the node nothing) and stray assignments are refused. */
+  setPaused(paused: boolean): void {
+    if (this.#quitting && !paused) return; // a quitting node takes no new work
+    if (this.#paused === paused) return;
+    this.#paused = paused;
+    this.options.logger.info({ paused }, paused ? "paused: taking no new tasks" : "resumed: taking tasks");
+    this.options.state?.setPaused(paused);
+    this.#session?.heartbeat(); // tell the coordinator now, not at the next interval
+  }
+
+  /**
+   * Graceful stop: pause, wait up to `graceMs` for the running tasks (or until `handBackNow()`), give the
+   * rest back to the coordinator to re-route, close the stream, and let `run()` return. Idempotent.
+   */
+  quit(graceMs: number): Promise<void> {
+    this.#quitting ??= this.#quit(graceMs);
+    return this.#quitting;
+  }
+
+  /** During quit: stop waiting and hand the running tasks back at once. */
+  handBackNow(): void {
+    this.#handBackNow.abort();
+  }
+
+  async #quit(graceMs: number): Promise<void> {
+    const { logger, state } = this.options;
+    this.setPaused(true);
+    state?.quitting(Date.now() + graceMs);
+    const runner = this.#session?.runner;
+    if (runner && runner.active > 0) {
+      logger.info({ running: runner.active, graceMs }, "quitting: waiting for the running tasks");
+      state?.event("info", `quitting: waiting up to ${Math.round(graceMs / 1000)} s for ${runner.active} running task(s)`);
+      await Promise.race([runner.idle(), abortableSleep(graceMs, AbortSignal.any([this.#handBackNow.signal, this.#stop.signal]))]);
+      if (runner.active > 0) {
+        logger.info({ running: runner.active }, "quitting: handing the running tasks back to the coordinator");
+        state?.event("warn", `handing ${runner.active} task(s) back to the coordinator`);
+        runner.handBackAll("the node is shutting down; the coordinator re-routes the task");
+        await Promise.race([runner.idle(), abortableSleep(CLOSE_TIMEOUT_MS, this.#stop.signal)]);
       }
-      attempt = registered ? 0 : attempt + 1;
-      const inMs = backoffDelay(Math.max(attempt, 1), initialMs, maxMs, random);
-      options.logger.warn({ err: error.rawMessage, code: Code[error.code], inMs }, "connection to the coordinator lost; reconnecting");
-      options.onEvent?.({ type: "reconnecting", inMs, error: error.rawMessage });
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, inMs);
-        options.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
-      });
+    } else {
+      state?.event("info", "quitting: no task running");
+    }
+    const session = this.#session;
+    if (session?.runner) {
+      session.close();
+      await Promise.race([session.ended, abortableSleep(CLOSE_TIMEOUT_MS, this.#stop.signal)]);
+    }
+    this.#stop.abort();
+  }
+
+  /** Serves until stopped (signal or quit); throws RegistrationRefused when the coordinator refuses the node. */
+  async run(): Promise<void> {
+    const { options } = this;
+    const { initialMs, maxMs } = options.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    const random = options.random ?? Math.random;
+    const stop = this.#stop.signal;
+    let refused = false;
+    try {
+      for (let attempt = 0; !stop.aborted && !this.#quitting; ) {
+        options.state?.connecting(attempt);
+        let registered = false;
+        try {
+          await this.#runSession(() => (registered = true));
+          if (stop.aborted || this.#quitting) return;
+          throw new ConnectError("the coordinator ended the stream", Code.Unavailable);
+        } catch (err) {
+          if (stop.aborted || this.#quitting) return;
+          const error = ConnectError.from(err);
+          if (!registered && (error.code === Code.Unauthenticated || error.code === Code.InvalidArgument || error.code === Code.PermissionDenied)) {
+            refused = true;
+            options.state?.refused(error.rawMessage);
+            throw new RegistrationRefused(error.code, error.rawMessage);
+          }
+          attempt = registered ? 0 : attempt + 1;
+          const inMs = backoffDelay(Math.max(attempt, 1), initialMs, maxMs, random);
+          options.logger.warn({ err: error.rawMessage, code: Code[error.code], inMs }, "connection to the coordinator lost; reconnecting");
+          options.state?.reconnecting(inMs, error.rawMessage);
+          await abortableSleep(inMs, stop);
+        }
+      }
+    } finally {
+      if (!refused) options.state?.stopped();
+    }
+  }
+
+  async #runSession(onRegistered: () => void): Promise<void> {
+    const { options } = this;
+    const { identity, logger, state } = options;
+    const outbox = new Channel<ConnectRequest>();
+    const send = (message: OutgoingMessage) => outbox.push(create(ConnectRequestSchema, { message }));
+    let ended!: () => void;
+    const handle: SessionHandle = { heartbeat: () => {}, close: () => {}, ended: new Promise((resolve) => (ended = resolve)) };
+    this.#session = handle;
+    let runner: TaskRunner | undefined;
+    const stream = new AbortController();
+    const onAbort = () => stream.abort();
+    this.#stop.signal.addEventListener("abort", onAbort, { once: true });
+    let heartbeat: NodeJS.Timeout | undefined;
+    send({ case: "register", value: registerMessage(identity) });
+    try {
+      const client = createClient(NodeService, createGrpcTransport({ baseUrl: options.coordinatorUrl }));
+      for await (const response of client.connect(outbox, { signal: stream.signal })) {
+        const m = response.message;
+        if (m.case === "registerAck") {
+          const keys = deriveSessionKeys(identity.key.privateKey, m.value.coordinatorPublicKey, {
+            coordinatorPublicKey: m.value.coordinatorPublicKey,
+            nodePublicKey: identity.key.publicKey,
+            nodeId: m.value.nodeId,
+            sessionId: m.value.sessionId,
+          });
+          const active = (runner = new TaskRunner(options.backend, send, logger, identity.maxConcurrentTasks, keys, {
+            state,
+            isPaused: () => this.#paused,
+          }));
+          handle.runner = active;
+          handle.close = () => outbox.close();
+          handle.heartbeat = () =>
+            send({
+              case: "heartbeat",
+              value: { load: active.active / identity.maxConcurrentTasks, activeTasks: active.active, paused: this.#paused },
+            });
+          onRegistered();
+          logger.info({ nodeId: m.value.nodeId, tier: m.value.tier, reason: m.value.tierReason }, "registered with the coordinator");
+          state?.registered({ tier: Tier[m.value.tier] ?? "UNSPECIFIED", tierReason: m.value.tierReason, reputation: m.value.reputation });
+          // a paused node says so at once: registration alone makes it routable
+          if (this.#paused) handle.heartbeat();
+          heartbeat = setInterval(handle.heartbeat, m.value.heartbeatIntervalMs);
+        } else if (m.case === "taskAssign") {
+          logger.info({ taskId: m.value.taskId, maxTokens: m.value.maxTokens }, "task assigned");
+          void runner?.start(m.value);
+        } else if (m.case === "cancel") {
+          logger.info({ taskId: m.value.taskId, reason: m.value.reason }, "task cancelled by the coordinator");
+          runner?.cancel(m.value.taskId);
+        } else if (m.case === "heartbeatAck") {
+          state?.setReputation(m.value.reputation);
+        }
+      }
+    } finally {
+      clearInterval(heartbeat);
+      this.#stop.signal.removeEventListener("abort", onAbort);
+      runner?.cancelAll();
+      outbox.close();
+      if (this.#session === handle) this.#session = undefined;
+      ended();
     }
   }
 }
 
-async function session(options: ConnectionOptions, onRegistered: () => void): Promise<void> {
-  const { identity, logger } = options;
-  const outbox = new Channel<ConnectRequest>();
-  const send = (message: OutgoingMessage) => outbox.push(create(ConnectRequestSchema, { message }));
-  let runner: TaskRunner | undefined;
-  const stream = new AbortController();
-  const onAbort = () => stream.abort();
-  options.signal.addEventListener("abort", onAbort, { once: true });
-  let heartbeat: NodeJS.Timeout | undefined;
-  send({
-    case: "register",
-    value: {
-      nodeId: identity.nodeId,
-      accountKey: identity.accountKey,
-      modelName: identity.modelName,
-      parameterCount: BigInt(Math.round(identity.parameterCount)),
-      quantization: identity.quantization,
-      contextLength: identity.contextLength,
-      benchmarkTokensPerSecond: identity.tokensPerSecond,
-      maxConcurrentTasks: identity.maxConcurrentTasks,
-      gpus: identity.gpus.map((g) => ({
-        name: g.name,
-        vendor: g.vendor,
-        vramTotalMb: BigInt(Math.round(g.vramTotalMb)),
-        vramUsedMb: BigInt(Math.round(g.vramUsedMb)),
-        utilizationPercent: Math.round(g.utilizationPercent),
-      })),
-      agentVersion: identity.agentVersion,
-      backend: identity.backend,
-      promisedHoursUtc: identity.promisedHoursUtc,
-      publicKey: identity.key.publicKey,
-    },
-  });
-  try {
-    const client = createClient(NodeService, createGrpcTransport({ baseUrl: options.coordinatorUrl }));
-    for await (const response of client.connect(outbox, { signal: stream.signal })) {
-      const m = response.message;
-      if (m.case === "registerAck") {
-        const keys = deriveSessionKeys(identity.key.privateKey, m.value.coordinatorPublicKey, {
-          coordinatorPublicKey: m.value.coordinatorPublicKey,
-          nodePublicKey: identity.key.publicKey,
-          nodeId: m.value.nodeId,
-          sessionId: m.value.sessionId,
-        });
-        const active = (runner = new TaskRunner(options.backend, send, logger, identity.maxConcurrentTasks, keys));
-        onRegistered();
-        logger.info({ nodeId: m.value.nodeId, tier: m.value.tier, reason: m.value.tierReason }, "registered with the coordinator");
-        options.onEvent?.({ type: "registered", ack: m.value });
-        heartbeat = setInterval(() => {
-          send({
-            case: "heartbeat",
-            value: { load: active.active / identity.maxConcurrentTasks, activeTasks: active.active, paused: false },
-          });
-        }, m.value.heartbeatIntervalMs);
-      } else if (m.case === "taskAssign") {
-        logger.info({ taskId: m.value.taskId, maxTokens: m.value.maxTokens }, "task assigned");
-        void runner?.start(m.value);
-      } else if (m.case === "cancel") {
-        logger.info({ taskId: m.value.taskId, reason: m.value.reason }, "task cancelled by the coordinator");
-        runner?.cancel(m.value.taskId);
-      } else if (m.case === "heartbeatAck") {
-        options.onEvent?.({ type: "reputation", reputation: m.value.reputation });
-      }
+/** Runs a link until `signal` aborts; throws RegistrationRefused when the coordinator refuses the node. */
+export function runConnection(options: ConnectionOptions): Promise<void> {
+  return new CoordinatorLink(options).run();
+}
+
+function registerMessage(identity: NodeIdentity): Extract<OutgoingMessage, { case: "register" }>["value"] {
+  return {
+    nodeId: identity.nodeId,
+    accountKey: identity.accountKey,
+    modelName: identity.modelName,
+    parameterCount: BigInt(Math.round(identity.parameterCount)),
+    quantization: identity.quantization,
+    contextLength: identity.contextLength,
+    benchmarkTokensPerSecond: identity.tokensPerSecond,
+    maxConcurrentTasks: identity.maxConcurrentTasks,
+    gpus: identity.gpus.map((g) => ({
+      name: g.name,
+      vendor: g.vendor,
+      vramTotalMb: BigInt(Math.round(g.vramTotalMb)),
+      vramUsedMb: BigInt(Math.round(g.vramUsedMb)),
+      utilizationPercent: Math.round(g.utilizationPercent),
+    })),
+    agentVersion: identity.agentVersion,
+    backend: identity.backend,
+    promisedHoursUtc: identity.promisedHoursUtc,
+    publicKey: identity.key.publicKey,
+  };
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
     }
-  } finally {
-    clearInterval(heartbeat);
-    options.signal.removeEventListener("abort", onAbort);
-    runner?.cancelAll();
-    outbox.close();
-  }
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

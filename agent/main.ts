@@ -1,18 +1,25 @@
-// `npm run agent` (iris-agent): detects the GPU, opens the backend, benchmarks it, and serves the coordinator.
+// `npm run agent` (iris-agent): detects the GPU, opens the backend, benchmarks it, and serves the coordinator; with a
+// terminal UI when stdout is a terminal (JSON log lines otherwise, or with --no-tui).
 import { readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { pino } from "pino";
 import { type Backend } from "./backends/backend.ts";
 import { createLlamaBackend } from "./backends/llama.ts";
 import { createOpenAiCompatibleBackend } from "./backends/openai-compatible.ts";
 import { benchmarkBackend } from "./benchmark.ts";
 import { AgentConfigError, loadAgentConfig, type AgentConfig } from "./config.ts";
-import { RegistrationRefused, runConnection } from "./connection.ts";
+import { CoordinatorLink, RegistrationRefused } from "./connection.ts";
 import { detectGpus } from "./gpu.ts";
 import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import { parseModelName } from "./model-info.ts";
+import { readHost, watchReadings } from "./readings.ts";
+import { AgentState } from "./state.ts";
+import { count } from "../tui/format.ts";
+import { divertStderr, showAgentScreen, type ShownScreen } from "../tui/show.tsx";
 
-/** Exit codes: 0 stopped by a signal, 1 backend unusable, 2 configuration, 3 refused by the coordinator. */
+/** Exit codes: 0 stopped (q, SIGINT/SIGTERM), 1 backend unusable, 2 configuration, 3 refused by the coordinator. */
 const exitCodes = { backend: 1, config: 2, refused: 3 } as const;
+const GPU_REFRESH_MS = 3_000;
 
 const agentVersion = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -25,31 +32,104 @@ try {
   process.exit(exitCodes.config);
 }
 
-const logger = pino({ name: "iris-agent", level: config.logLevel, redact: ["accountKey", "*.accountKey"] });
+// The screen owns the terminal: logs go to a file then, never between its lines.
+const useTui = process.stdout.isTTY === true && !process.argv.includes("--no-tui");
+const logDestination = useTui ? pino.destination({ dest: config.logFile, mkdir: true, sync: true }) : undefined;
+const logOptions = { name: "iris-agent", level: config.logLevel, redact: ["accountKey", "*.accountKey"] };
+const logger = logDestination ? pino(logOptions, logDestination) : pino(logOptions);
+
+const state = new AgentState({
+  version: agentVersion,
+  nodeId: config.nodeId,
+  accountKey: config.accountKey,
+  coordinatorUrl: config.coordinatorUrl,
+  backend: config.backend,
+  maxConcurrentTasks: config.maxConcurrentTasks,
+});
 const stop = new AbortController();
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
+let link: CoordinatorLink | undefined;
+let pausedBeforeLink = false;
+let quitRequested = false;
+
+/** `p` and `q` in the TUI; SIGINT/SIGTERM quit the same way in both modes. */
+const actions = {
+  togglePause() {
+    if (link) return link.setPaused(!link.paused);
+    pausedBeforeLink = !pausedBeforeLink;
+    state.setPaused(pausedBeforeLink);
+  },
+  quit() {
+    if (!link) return stop.abort(); // still starting: nothing to hand back
+    if (quitRequested) return link.handBackNow();
+    quitRequested = true;
+    void link.quit(config.shutdownGraceMs);
+  },
+};
+let signals = 0;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    logger.info({ signal }, signals === 0 ? "quitting gracefully" : "stopping at once");
+    if (signals++ === 0) actions.quit();
+    else stop.abort(); // a second signal: no more waiting
+  });
+}
+
+let screen: ShownScreen | undefined;
+let restoreStderr: (() => void) | undefined;
+if (useTui) {
+  restoreStderr = divertStderr((text) => logger.warn({ stderr: text.trimEnd() }, "stderr output while the screen was shown"));
+  screen = showAgentScreen(state, actions, { logFile: config.logFile });
+}
+
+async function exit(code: number, message?: string): Promise<never> {
+  stop.abort();
+  await screen?.close();
+  restoreStderr?.();
+  if (message) process.stderr.write(message);
+  if (screen && code === 0) {
+    const t = state.snapshot.totals;
+    process.stdout.write(
+      `iris-agent: stopped · ${count(t.completed)} completed · ${count(t.failed)} failed · ${count(t.handedBack)} handed back · ${count(t.tokens)} tokens · log ${config.logFile}\n`,
+    );
+  }
+  process.exit(code);
+}
 
 async function openBackend(): Promise<Backend> {
   if (config.backend === "embedded") {
-    return createLlamaBackend({ modelPath: config.modelPath!, threads: config.threads, maxConcurrent: config.maxConcurrentTasks });
+    return createLlamaBackend({
+      modelPath: config.modelPath!,
+      threads: config.threads,
+      maxConcurrent: config.maxConcurrentTasks,
+      log: (level, message) => logger[level]({ source: "llama.cpp" }, message.trim()),
+    });
   }
   return createOpenAiCompatibleBackend({ baseUrl: config.backendUrl, kind: config.backend, model: config.backendModel || undefined });
 }
 
 let backend: Backend;
 try {
+  state.setStage(config.backend === "embedded" ? `loading the model ${basename(config.modelPath!)}` : `opening the ${config.backend} backend at ${config.backendUrl}`);
   backend = await openBackend();
   const model = await backend.describe();
   const parsed = parseModelName(model.name);
+  const parameterCount = model.parameterCount || parsed.parameterCount;
+  const quantization = model.quantization || parsed.quantization;
+  state.setModel({ name: model.name, parameterCount, quantization, contextLength: model.contextLength });
+  state.setStage("detecting GPUs");
   const gpus = await detectGpus();
+  state.setReadings(gpus, readHost());
+  if (useTui) watchReadings(state, GPU_REFRESH_MS, stop.signal);
   logger.info({ backend: backend.kind, model: model.name, gpus: gpus.map((g) => g.name) }, "benchmarking the backend");
+  state.setStage(`benchmarking the backend (${config.benchmarkTokens} tokens × 3 runs)`);
   const bench = await benchmarkBackend(backend, { maxTokens: config.benchmarkTokens, signal: stop.signal });
+  state.setBenchmark(bench.tokensPerSecond);
   const identity = {
     nodeId: config.nodeId,
     accountKey: config.accountKey,
     modelName: model.name,
-    parameterCount: model.parameterCount || parsed.parameterCount,
-    quantization: model.quantization || parsed.quantization,
+    parameterCount,
+    quantization,
     contextLength: model.contextLength,
     tokensPerSecond: bench.tokensPerSecond,
     maxConcurrentTasks: config.maxConcurrentTasks,
@@ -63,15 +143,15 @@ try {
     { nodeId: identity.nodeId, parameters: identity.parameterCount, quantization: identity.quantization, tokensPerSecond: Math.round(bench.tokensPerSecond * 10) / 10 },
     "backend ready; connecting to the coordinator",
   );
-  await runConnection({ coordinatorUrl: config.coordinatorUrl, identity, backend, logger, signal: stop.signal });
+  state.setStage("connecting to the coordinator");
+  link = new CoordinatorLink({ coordinatorUrl: config.coordinatorUrl, identity, backend, logger, signal: stop.signal, state });
+  if (pausedBeforeLink) link.setPaused(true);
+  await link.run();
+  logger.info("stopped");
   await backend.close();
-  process.exit(0);
+  await exit(0);
 } catch (err) {
-  if (err instanceof RegistrationRefused) {
-    process.stderr.write(`iris-agent: the coordinator refused this node: ${err.message}\n`);
-    process.exit(exitCodes.refused);
-  }
-  if (stop.signal.aborted) process.exit(0);
-  process.stderr.write(`iris-agent: the ${config.backend} backend is not usable: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(exitCodes.backend);
+  if (err instanceof RegistrationRefused) await exit(exitCodes.refused, `iris-agent: the coordinator refused this node: ${err.message}\n`);
+  if (stop.signal.aborted) await exit(0);
+  await exit(exitCodes.backend, `iris-agent: the ${config.backend} backend is not usable: ${err instanceof Error ? err.message : String(err)}\n`);
 }

@@ -1,11 +1,13 @@
-// Runs the coordinator's tasks on the backend: concurrently up to capacity, chunks in sequence, cancel honoured.
+// Runs the coordinator's tasks on the backend: concurrently up to capacity, chunks in sequence, cancel honoured,
+// assignments refused while the node is paused, and running tasks handed back when it quits.
 import type { Logger } from "pino";
-import { Role } from "../gen/iris/v1/common_pb.ts";
+import { Difficulty, Role } from "../gen/iris/v1/common_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import { TaskErrorReason, TaskPayloadSchema, type ConnectRequestSchema, type TaskAssign, type TaskPayload } from "../gen/iris/v1/node_pb.ts";
 import { EnvelopeError, openMessage, sealText, type SessionKeys } from "../common/crypto/envelope.ts";
 import { BackendError, type Backend, type ChatRole } from "./backends/backend.ts";
+import type { AgentState, TaskOutcome } from "./state.ts";
 
 /** One node → coordinator message, as the connection sends it. */
 export type OutgoingMessage = MessageInitShape<typeof ConnectRequestSchema>["message"];
@@ -28,8 +30,16 @@ export interface RunningTask {
   maxTokens: number;
 }
 
+export interface TaskRunnerOptions {
+  /** Where the terminal UI reads live tasks and totals from. */
+  state?: AgentState;
+  /** While true, assignments are refused (OVERLOADED) so the coordinator routes them elsewhere. */
+  isPaused?: () => boolean;
+}
+
 export class TaskRunner {
-  readonly #running = new Map<string, { controller: AbortController; task: RunningTask }>();
+  readonly #running = new Map<string, { controller: AbortController; task: RunningTask; handedBack: boolean }>();
+  readonly #idleWaiters = new Set<() => void>();
 
   constructor(
     private readonly backend: Backend,
@@ -38,6 +48,7 @@ export class TaskRunner {
     private readonly capacity: number,
     /** The keys agreed with the coordinator for this connection; payloads travel sealed under them. */
     private readonly keys: SessionKeys,
+    private readonly options: TaskRunnerOptions = {},
   ) {}
 
   get active(): number {
@@ -48,22 +59,41 @@ export class TaskRunner {
     return [...this.#running.values()].map((r) => r.task);
   }
 
-  /** Starts a task; refuses it (OVERLOADED) when the node is full, which the coordinator re-routes. */
+  /** Resolves once no task runs (at once when none does). */
+  idle(): Promise<void> {
+    if (this.#running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.add(resolve));
+  }
+
+  /** Starts a task; refuses it (OVERLOADED) when the node is full or paused, which the coordinator re-routes. */
   start(assign: TaskAssign): Promise<void> {
     const taskId = assign.taskId;
-    if (this.#running.size >= this.capacity || this.#running.has(taskId)) {
-      this.send(error(taskId, TaskErrorReason.OVERLOADED, "the node is at capacity"));
+    const refusal = this.options.isPaused?.()
+      ? "the node is paused"
+      : this.#running.size >= this.capacity || this.#running.has(taskId)
+        ? "the node is at capacity"
+        : undefined;
+    if (refusal) {
+      this.send(error(taskId, TaskErrorReason.OVERLOADED, refusal));
+      this.logger.info({ taskId, reason: refusal }, "task refused");
+      this.options.state?.taskRefused(taskId, refusal);
       return Promise.resolve();
     }
     const controller = new AbortController();
     const task: RunningTask = { taskId, startedAt: Date.now(), tokens: 0, maxTokens: assign.maxTokens };
-    this.#running.set(taskId, { controller, task });
-    return this.#run(assign, controller.signal, task).then(
-      (outcome) => {
-        this.#running.delete(taskId);
-        this.logger.info({ taskId, outcome, tokens: task.tokens, ms: Date.now() - task.startedAt }, "task ended");
-      },
-    );
+    const entry = { controller, task, handedBack: false };
+    this.#running.set(taskId, entry);
+    const difficulty = assign.difficulty === Difficulty.UNSPECIFIED ? "" : (Difficulty[assign.difficulty] ?? "");
+    this.options.state?.taskStarted({ taskId, difficulty, maxTokens: assign.maxTokens });
+    return this.#run(assign, controller.signal, task).then((ran) => {
+      const outcome: TaskOutcome = entry.handedBack ? "handed_back" : ran;
+      this.#running.delete(taskId);
+      this.logger.info({ taskId, outcome, tokens: task.tokens, ms: Date.now() - task.startedAt }, "task ended");
+      this.options.state?.taskEnded(taskId, outcome);
+      if (this.#running.size > 0) return;
+      for (const wake of this.#idleWaiters) wake();
+      this.#idleWaiters.clear();
+    });
   }
 
   /** Aborts a task's backend request; nothing more is sent for it. */
@@ -73,6 +103,20 @@ export class TaskRunner {
 
   cancelAll(): void {
     for (const { controller } of this.#running.values()) controller.abort();
+  }
+
+  /**
+   * Gives every running task back to the coordinator (TaskError CANCELLED, which it re-routes to another node,
+   * continuing after the text already streamed) and stops them. Used when the node quits.
+   */
+  handBackAll(message: string): void {
+    for (const entry of this.#running.values()) {
+      if (entry.handedBack) continue;
+      entry.handedBack = true;
+      // abort first, in the same tick: no chunk of this task can follow the error
+      entry.controller.abort();
+      this.send(error(entry.task.taskId, TaskErrorReason.CANCELLED, message));
+    }
   }
 
   /** The task's payload opened and validated, or why it can't be (the coordinator hears BAD_PAYLOAD). */
@@ -118,6 +162,7 @@ export class TaskRunner {
         if (signal.aborted) break;
         firstTokenAt ??= Date.now();
         task.tokens++;
+        this.options.state?.taskToken(taskId);
         const aad = { taskId, sequence, kind: "chunk" } as const;
         this.send({ case: "chunk", value: { taskId, sequence: sequence++, content: { case: "sealed", value: sealText(this.keys.toCoordinator, next.value, aad) } } });
         next = await stream.next();

@@ -5,6 +5,7 @@ import {
   getLlama,
   GgufFileType,
   LlamaCompletion,
+  LlamaLogLevel,
   LlamaText,
   resolveChatWrapper,
   type ChatHistoryItem,
@@ -33,6 +34,8 @@ export interface LlamaBackendOptions {
   maxConcurrent?: number;
   /** Use a GPU build when one of node-llama-cpp's prebuilt binaries works here; never builds or downloads. Default false. */
   gpu?: boolean;
+  /** Receives llama.cpp's warnings and errors; default: node-llama-cpp prints them to the console (the TUI owns it). */
+  log?: (level: "error" | "warn" | "info" | "debug", message: string) => void;
 }
 
 /** Sampling temperature when the request gives none (LM Studio's default, also node-llama-cpp's suggestion). */
@@ -42,9 +45,22 @@ const DEFAULT_MAX_CONTEXT = 8192;
 // on a first token) and byte sequences join up.
 const DETOKENIZER_CONTEXT = 16;
 
+const llamaLevels: Partial<Record<LlamaLogLevel, "error" | "warn" | "info" | "debug">> = {
+  [LlamaLogLevel.fatal]: "error",
+  [LlamaLogLevel.error]: "error",
+  [LlamaLogLevel.warn]: "warn",
+  [LlamaLogLevel.info]: "info",
+};
+
 export async function createLlamaBackend(options: LlamaBackendOptions): Promise<Backend> {
   const cores = availableParallelism();
-  const llama = await getLlama({ gpu: options.gpu ? "auto" : false, build: "never", maxThreads: options.threads });
+  const log = options.log;
+  const llama = await getLlama({
+    gpu: options.gpu ? "auto" : false,
+    build: "never",
+    maxThreads: options.threads,
+    ...(log && { logger: (level: LlamaLogLevel, message: string) => log(llamaLevels[level] ?? "debug", message) }),
+  });
   const threads = Math.max(1, Math.min(options.threads ?? llama.cpuMathCores, cores));
   llama.maxThreads = threads;
   try {

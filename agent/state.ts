@@ -1,0 +1,302 @@
+// The agent's observable state: everything the terminal UI shows, written by start-up, the connection and the task
+// runner, read by subscribers as immutable snapshots with notifications throttled to ~10 a second.
+import type { Gpu } from "./gpu.ts";
+
+export type ConnectionStatus =
+  | { kind: "starting" }
+  | { kind: "connecting"; attempt: number }
+  | { kind: "registered"; since: number }
+  /** `at`: when the next attempt starts. */
+  | { kind: "reconnecting"; at: number; inMs: number; error: string }
+  | { kind: "refused"; error: string }
+  | { kind: "stopped" };
+
+export interface LiveTask {
+  taskId: string;
+  /** SIMPLE, COMPLEX or ADVANCED ("" when the coordinator did not say). */
+  difficulty: string;
+  tokens: number;
+  maxTokens: number;
+  startedAt: number;
+  firstTokenAt?: number;
+}
+
+export type EventLevel = "info" | "warn" | "error";
+export interface AgentEvent {
+  at: number;
+  level: EventLevel;
+  text: string;
+}
+
+/** The machine itself: what a CPU node runs on, and what else competes with the model for memory. */
+export interface HostReading {
+  cores: number;
+  load1: number;
+  memoryUsedMb: number;
+  memoryTotalMb: number;
+}
+
+export interface ModelView {
+  name: string;
+  parameterCount: number;
+  quantization: string;
+  contextLength: number;
+}
+
+export type TaskOutcome = "completed" | "failed" | "cancelled" | "handed_back";
+
+export interface Totals {
+  completed: number;
+  failed: number;
+  /** Stopped by the coordinator (client gone, deadline). */
+  cancelled: number;
+  /** Given back to the coordinator on quit, to run elsewhere. */
+  handedBack: number;
+  /** Assignments refused (full or paused); the coordinator re-routes them. */
+  refused: number;
+  /** Tokens generated for tasks, whatever their end. */
+  tokens: number;
+}
+
+export interface AgentSnapshot {
+  version: string;
+  nodeId: string;
+  /** Only the last four digits survive: the key is a secret. */
+  accountKeyMasked: string;
+  coordinatorUrl: string;
+  /** What start-up is doing ("loading the model"); "" once it is done. */
+  stage: string;
+  connection: ConnectionStatus;
+  tier?: { name: string; reason: string };
+  reputation?: number;
+  backend: string;
+  model?: ModelView;
+  benchmarkTokensPerSecond?: number;
+  gpus: readonly Gpu[];
+  host?: HostReading;
+  /** When the GPU and host readings were taken. */
+  readingsAt?: number;
+  maxConcurrentTasks: number;
+  tasks: readonly LiveTask[];
+  totals: Totals;
+  paused: boolean;
+  quitting?: { since: number; deadline: number };
+  events: readonly AgentEvent[];
+}
+
+export const EVENT_LOG_LENGTH = 50;
+
+/** `**** **** **** 3456` from 16 digits (with or without spaces). */
+export function maskAccountKey(key: string): string {
+  const digits = key.replace(/\D/g, "");
+  return digits.length < 4 ? "****" : `**** **** **** ${digits.slice(-4)}`;
+}
+
+export interface AgentStateOptions {
+  now?: () => number;
+  /** Least time between two notifications. Default 100 ms. */
+  intervalMs?: number;
+  /** Runs `fn` after `ms`; returns a cancel. Default: an unref'd setTimeout. */
+  schedule?: (fn: () => void, ms: number) => () => void;
+}
+
+const defaultSchedule = (fn: () => void, ms: number) => {
+  const timer = setTimeout(fn, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
+};
+
+type Draft = { -readonly [K in keyof AgentSnapshot]: AgentSnapshot[K] } & { tasks: LiveTask[]; events: AgentEvent[] };
+
+export class AgentState {
+  readonly #draft: Draft;
+  #snapshot: AgentSnapshot | undefined;
+  readonly #listeners = new Set<() => void>();
+  readonly #now: () => number;
+  readonly #intervalMs: number;
+  readonly #schedule: NonNullable<AgentStateOptions["schedule"]>;
+  #pending: (() => void) | undefined;
+  #lastNotified = -Infinity;
+  #lastPublished: AgentSnapshot | undefined;
+
+  constructor(
+    initial: { version: string; nodeId: string; accountKey: string; coordinatorUrl: string; backend: string; maxConcurrentTasks: number },
+    options: AgentStateOptions = {},
+  ) {
+    this.#now = options.now ?? Date.now;
+    this.#intervalMs = options.intervalMs ?? 100;
+    this.#schedule = options.schedule ?? defaultSchedule;
+    this.#draft = {
+      version: initial.version,
+      nodeId: initial.nodeId,
+      accountKeyMasked: maskAccountKey(initial.accountKey),
+      coordinatorUrl: initial.coordinatorUrl,
+      stage: "starting",
+      connection: { kind: "starting" },
+      backend: initial.backend,
+      gpus: [],
+      maxConcurrentTasks: initial.maxConcurrentTasks,
+      tasks: [],
+      totals: { completed: 0, failed: 0, cancelled: 0, handedBack: 0, refused: 0, tokens: 0 },
+      paused: false,
+      events: [],
+    };
+  }
+
+  /** The current state, frozen; the same object until something changes. */
+  get snapshot(): AgentSnapshot {
+    if (!this.#snapshot) {
+      const d = this.#draft;
+      this.#snapshot = Object.freeze({
+        ...d,
+        tasks: Object.freeze(d.tasks.map((t) => Object.freeze({ ...t }))),
+        totals: Object.freeze({ ...d.totals }),
+        events: Object.freeze([...d.events]),
+        gpus: Object.freeze([...d.gpus]),
+      });
+    }
+    return this.#snapshot;
+  }
+
+  /** Calls `listener` (at most every intervalMs) after changes; returns the unsubscribe. */
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Notifies now if anything changed since the last notification (before exit, and in tests). */
+  flush(): void {
+    this.#pending?.();
+    this.#pending = undefined;
+    this.#notify();
+  }
+
+  #changed(): void {
+    this.#snapshot = undefined;
+    // coalesce: one pending notification at a time, no sooner than intervalMs after the last
+    if (this.#pending) return;
+    const wait = Math.max(0, this.#lastNotified + this.#intervalMs - this.#now());
+    this.#pending = this.#schedule(() => {
+      this.#pending = undefined;
+      this.#notify();
+    }, wait);
+  }
+
+  #notify(): void {
+    const snapshot = this.snapshot;
+    if (snapshot === this.#lastPublished) return;
+    this.#lastPublished = snapshot;
+    this.#lastNotified = this.#now();
+    for (const listener of this.#listeners) listener();
+  }
+
+  #update(change: (d: Draft) => void): void {
+    change(this.#draft);
+    this.#changed();
+  }
+
+  event(level: EventLevel, text: string): void {
+    this.#update((d) => {
+      d.events.push({ at: this.#now(), level, text });
+      if (d.events.length > EVENT_LOG_LENGTH) d.events.splice(0, d.events.length - EVENT_LOG_LENGTH);
+    });
+  }
+
+  // start-up
+
+  setStage(stage: string): void {
+    this.#update((d) => void (d.stage = stage));
+    if (stage) this.event("info", stage);
+  }
+  setModel(model: ModelView): void {
+    this.#update((d) => void (d.model = { ...model }));
+  }
+  setBenchmark(tokensPerSecond: number): void {
+    this.#update((d) => void (d.benchmarkTokensPerSecond = tokensPerSecond));
+  }
+  setReadings(gpus: readonly Gpu[], host?: HostReading): void {
+    this.#update((d) => {
+      d.gpus = gpus.map((g) => ({ ...g }));
+      d.host = host;
+      d.readingsAt = this.#now();
+    });
+  }
+
+  // connection
+
+  connecting(attempt: number): void {
+    this.#update((d) => void (d.connection = { kind: "connecting", attempt }));
+  }
+  registered(ack: { tier: string; tierReason: string; reputation: number }): void {
+    this.#update((d) => {
+      d.stage = "";
+      d.connection = { kind: "registered", since: this.#now() };
+      d.tier = { name: ack.tier, reason: ack.tierReason };
+      d.reputation = ack.reputation;
+    });
+    this.event("info", `registered with the coordinator: tier ${ack.tier}, reputation ${ack.reputation.toFixed(1)}`);
+  }
+  reconnecting(inMs: number, error: string): void {
+    // a registered session that broke, or one more attempt that never got that far
+    const what = this.#draft.connection.kind === "registered" ? "connection lost" : "cannot connect";
+    this.#update((d) => void (d.connection = { kind: "reconnecting", at: this.#now() + inMs, inMs, error }));
+    this.event("warn", `${what}: ${error}; retry in ${(inMs / 1000).toFixed(1)} s`);
+  }
+  refused(error: string): void {
+    this.#update((d) => void (d.connection = { kind: "refused", error }));
+    this.event("error", `refused by the coordinator: ${error}`);
+  }
+  stopped(): void {
+    this.#update((d) => void (d.connection = { kind: "stopped" }));
+  }
+  setReputation(reputation: number): void {
+    if (this.#draft.reputation === reputation) return; // every heartbeat ack repeats it
+    this.#update((d) => void (d.reputation = reputation));
+  }
+
+  // operator
+
+  setPaused(paused: boolean): void {
+    if (this.#draft.paused === paused) return;
+    this.#update((d) => void (d.paused = paused));
+    this.event("info", paused ? "paused: taking no new tasks" : "resumed: taking tasks");
+  }
+  quitting(deadline: number): void {
+    this.#update((d) => void (d.quitting = { since: this.#now(), deadline }));
+  }
+
+  // tasks
+
+  taskStarted(task: { taskId: string; difficulty: string; maxTokens: number }): void {
+    this.#update((d) => void d.tasks.push({ ...task, tokens: 0, startedAt: this.#now() }));
+    this.event("info", `task ${shortId(task.taskId)} ${task.difficulty || "?"} started (max ${task.maxTokens} tokens)`);
+  }
+  taskToken(taskId: string): void {
+    const task = this.#draft.tasks.find((t) => t.taskId === taskId);
+    if (!task) return;
+    task.firstTokenAt ??= this.#now();
+    task.tokens++;
+    this.#draft.totals.tokens++;
+    this.#changed();
+  }
+  taskEnded(taskId: string, outcome: TaskOutcome, detail?: string): void {
+    const task = this.#draft.tasks.find((t) => t.taskId === taskId);
+    this.#update((d) => {
+      d.tasks = d.tasks.filter((t) => t.taskId !== taskId);
+      const key = ({ completed: "completed", failed: "failed", cancelled: "cancelled", handed_back: "handedBack" } as const)[outcome];
+      d.totals[key]++;
+    });
+    const seconds = task ? ((this.#now() - task.startedAt) / 1000).toFixed(1) : "?";
+    const what = `task ${shortId(taskId)} ${outcome.replace("_", " ")}: ${task?.tokens ?? 0} tokens in ${seconds} s`;
+    this.event(outcome === "failed" ? "error" : outcome === "completed" ? "info" : "warn", detail ? `${what} (${detail})` : what);
+  }
+  taskRefused(taskId: string, why: string): void {
+    this.#update((d) => void d.totals.refused++);
+    this.event("warn", `task ${shortId(taskId)} refused: ${why}`);
+  }
+}
+
+/** Task ids are UUIDs; the first 8 hex digits tell them apart on one node. */
+export function shortId(taskId: string): string {
+  return taskId.slice(0, 8);
+}

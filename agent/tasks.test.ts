@@ -1,0 +1,100 @@
+// The task runner's pause and hand-back: refusals while paused, live progress in the state, CANCELLED on hand-back.
+import { createSecretKey, randomBytes, randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { sealMessage } from "../common/crypto/envelope.ts";
+import { Difficulty, Role } from "../gen/iris/v1/common_pb.ts";
+import { TaskAssignSchema, TaskErrorReason, TaskPayloadSchema } from "../gen/iris/v1/node_pb.ts";
+import type { Backend, GenerateRequest, GenerateResult } from "./backends/backend.ts";
+import { AgentState } from "./state.ts";
+import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
+
+const keys = { toNode: createSecretKey(randomBytes(32)), toCoordinator: createSecretKey(randomBytes(32)) };
+
+function assign(maxTokens: number) {
+  const taskId = randomUUID();
+  const payload = create(TaskPayloadSchema, { messages: [{ role: Role.USER, content: "Compare tea and coffee." }] });
+  return create(TaskAssignSchema, {
+    taskId,
+    difficulty: Difficulty.COMPLEX,
+    maxTokens,
+    enableStreaming: true,
+    payload: { case: "sealed", value: sealMessage(keys.toNode, TaskPayloadSchema, payload, { taskId, sequence: 0, kind: "assign" }) },
+  });
+}
+
+/** A backend producing one token every `everyMs` until max tokens or abort. */
+function tickingBackend(everyMs: number): Backend & { calls: number } {
+  const backend = {
+    kind: "test",
+    calls: 0,
+    describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
+    async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
+      backend.calls++;
+      let n = 0;
+      for (; n < request.maxTokens && !request.signal.aborted; n++) {
+        await new Promise((resolve) => setTimeout(resolve, everyMs));
+        yield ` t${n}`;
+      }
+      return { promptTokens: 3, completionTokens: n, finishReason: request.signal.aborted ? "cancelled" : "length" };
+    },
+    close: async () => {},
+  };
+  return backend;
+}
+
+function runner(backend: Backend, options: { paused?: boolean } = {}) {
+  const sent: OutgoingMessage[] = [];
+  const state = new AgentState({ version: "t", nodeId: "n", accountKey: "1234123412341234", coordinatorUrl: "http://c", backend: "test", maxConcurrentTasks: 1 });
+  const paused = { value: options.paused ?? false };
+  const tasks = new TaskRunner(backend, (m) => void sent.push(m), pino({ level: "silent" }), 1, keys, { state, isPaused: () => paused.value });
+  return { tasks, sent, state, paused };
+}
+
+describe("TaskRunner", () => {
+  it("refuses an assignment while paused with OVERLOADED (the coordinator re-routes it) and never starts the backend", async () => {
+    const backend = tickingBackend(1);
+    const { tasks, sent, state } = runner(backend, { paused: true });
+    const task = assign(10);
+    await tasks.start(task);
+    expect(sent).toEqual([{ case: "error", value: { taskId: task.taskId, reason: TaskErrorReason.OVERLOADED, message: "the node is paused" } }]);
+    expect(backend.calls).toBe(0);
+    expect(state.snapshot.totals.refused).toBe(1);
+  });
+
+  it("shows a running task's difficulty, tokens and max in the state, then counts it completed", async () => {
+    const { tasks, sent, state } = runner(tickingBackend(2));
+    const task = assign(20);
+    const done = tasks.start(task);
+    await new Promise((resolve) => setTimeout(resolve, 15));
+    const live = state.snapshot.tasks[0]!;
+    expect(live).toMatchObject({ taskId: task.taskId, difficulty: "COMPLEX", maxTokens: 20 });
+    expect(live.tokens).toBeGreaterThan(0);
+    await done;
+    expect(state.snapshot.tasks).toEqual([]);
+    expect(state.snapshot.totals).toMatchObject({ completed: 1, tokens: 20 });
+    expect(sent.filter((m) => m?.case === "chunk")).toHaveLength(20);
+    expect(sent.at(-1)?.case).toBe("result");
+  });
+
+  it("hands running tasks back with CANCELLED, sends nothing for them afterwards, and becomes idle", async () => {
+    const { tasks, sent, state } = runner(tickingBackend(2));
+    const task = assign(100_000);
+    void tasks.start(task);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    tasks.handBackAll("the node is shutting down");
+    await tasks.idle();
+    const errorAt = sent.findIndex((m) => m?.case === "error");
+    expect(sent[errorAt]).toEqual({ case: "error", value: { taskId: task.taskId, reason: TaskErrorReason.CANCELLED, message: "the node is shutting down" } });
+    expect(errorAt).toBe(sent.length - 1); // no chunk or result after the hand-back
+    expect(errorAt).toBeGreaterThan(0);
+    expect(tasks.active).toBe(0);
+    expect(state.snapshot.totals).toMatchObject({ handedBack: 1, completed: 0 });
+  });
+
+  it("is idle at once when nothing runs", async () => {
+    const { tasks } = runner(tickingBackend(1));
+    await expect(tasks.idle()).resolves.toBeUndefined();
+  });
+});
