@@ -1,0 +1,217 @@
+// A load-generator node: speaks the real NodeService protocol over its own HTTP/2 connection (register with
+// its X25519 key, heartbeats, task assign/cancel, AES-256-GCM sealed chunks, result) and emits tokens when the
+// shared TokenPump says so. Sealing is the real envelope code (common/crypto), so the coordinator opens real
+// ciphertext; the assignment's payload is not opened (the load node answers every prompt the same way).
+import { generateKeyPairSync } from "node:crypto";
+import http2 from "node:http2";
+import { fromBinary } from "@bufbuild/protobuf";
+import { deriveSessionKeys, publicKeyBytes, seal, TAG_BYTES, type SessionKeys } from "../common/crypto/envelope.ts";
+import { ConnectRequestSchema, ConnectResponseSchema, type RegisterAck } from "../gen/iris/v1/node_pb.ts";
+import { encodeFrame, FrameReader, maxSealedChunkFrameBytes, openCall, writeSealedChunkFrame } from "./grpc-wire.ts";
+
+// Typical English LLM tokens: a leading space and a short word.
+const words = [" the", " of", " and", " to", " in", " is", " that", " for", " it", " as", " with", " on", " this", " be", " by", " an"]
+  .map((word) => Buffer.from(word));
+/** Every this many tokens carries the time it was sent ("@<ms>"), so clients can sample the relay latency. */
+export const stampEvery = 64;
+const maxTextBytes = 24;
+
+interface LoadTask {
+  id: Buffer;
+  taskId: string;
+  remaining: number;
+  sequence: number;
+  /** Tokens owed by the rate but not yet sent (fractional). */
+  due: number;
+}
+
+export interface LoadNodeOptions {
+  url: string;
+  accountKey: string;
+  nodeId: string;
+  slots: number;
+  /** Declared speed; high, so the tier is PRO and deadlines never bind. */
+  declaredTokensPerSecond?: number;
+}
+
+export class LoadNode {
+  readonly registered: Promise<RegisterAck>;
+  readonly ended: Promise<string | undefined>;
+  readonly #tasks = new Map<string, LoadTask>();
+  readonly #session: http2.ClientHttp2Session;
+  readonly #call: http2.ClientHttp2Stream;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #keys: SessionKeys | undefined;
+  #counter = 0;
+  /** Ticks on which the connection pushed back (its buffer was full) and nothing was sent. */
+  blockedTicks = 0;
+
+  constructor(options: LoadNodeOptions) {
+    const key = generateKeyPairSync("x25519").privateKey;
+    const publicKey = publicKeyBytes(key);
+    this.#session = http2.connect(options.url);
+    this.#session.on("error", () => {}); // reported through the call's end
+    const call = (this.#call = openCall(this.#session, "/iris.v1.NodeService/Connect"));
+    let resolveAck!: (ack: RegisterAck) => void;
+    let rejectAck!: (error: Error) => void;
+    this.registered = new Promise((resolve, reject) => ((resolveAck = resolve), (rejectAck = reject)));
+    this.registered.catch(() => {});
+    let status: string | undefined;
+    const reader = new FrameReader((bytes) => {
+      const m = fromBinary(ConnectResponseSchema, bytes).message;
+      if (m.case === "registerAck") {
+        const ack = m.value;
+        this.#keys = deriveSessionKeys(key, ack.coordinatorPublicKey, {
+          coordinatorPublicKey: ack.coordinatorPublicKey,
+          nodePublicKey: publicKey,
+          nodeId: ack.nodeId,
+          sessionId: ack.sessionId,
+        });
+        resolveAck(ack);
+        this.#heartbeat = setInterval(() => this.#heartbeatNow(), m.value.heartbeatIntervalMs);
+      } else if (m.case === "taskAssign") {
+        this.#tasks.set(m.value.taskId, { id: Buffer.from(m.value.taskId), taskId: m.value.taskId, remaining: Math.max(1, m.value.maxTokens), sequence: 0, due: 0 });
+      } else if (m.case === "cancel") {
+        this.#tasks.delete(m.value.taskId);
+      }
+    });
+    call.on("response", (headers) => (status = (headers["grpc-status"] as string | undefined) ?? status));
+    call.on("trailers", (trailers) => {
+      status = trailers["grpc-status"] as string | undefined;
+      if (status !== "0") status = `${status}: ${decodeURIComponent(String(trailers["grpc-message"] ?? ""))}`;
+    });
+    call.on("data", (chunk: Buffer) => reader.push(chunk));
+    call.on("error", () => {});
+    this.ended = new Promise((resolve) => {
+      call.once("close", () => {
+        clearInterval(this.#heartbeat);
+        const reason = status === "0" ? undefined : (status ?? "the stream closed without a status");
+        rejectAck(new Error(`node ${options.nodeId}: ${reason}`));
+        this.#session.close();
+        resolve(reason);
+      });
+    });
+    call.write(
+      encodeFrame(ConnectRequestSchema, {
+        message: {
+          case: "register",
+          value: {
+            nodeId: options.nodeId,
+            accountKey: options.accountKey,
+            modelName: "bench-8B-Q4_K_M",
+            parameterCount: 8_000_000_000n,
+            quantization: "Q4_K_M",
+            contextLength: 4096,
+            benchmarkTokensPerSecond: options.declaredTokensPerSecond ?? 1000,
+            maxConcurrentTasks: options.slots,
+            agentVersion: "bench",
+            backend: "bench-load-node",
+            publicKey,
+          },
+        },
+      }),
+    );
+  }
+
+  get activeTasks(): number {
+    return this.#tasks.size;
+  }
+
+  #heartbeatNow(): void {
+    this.#call.write(encodeFrame(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 0, activeTasks: this.#tasks.size } } }));
+  }
+
+  /**
+   * Adds `perTask` tokens owed to every running task and sends the whole ones, with a result for each task
+   * that reaches its max tokens, in one write. Returns the tokens sent (0 when the connection pushes back).
+   */
+  pump(perTask: number, now: number): number {
+    const keys = this.#keys;
+    if (this.#tasks.size === 0 || this.#call.closed || !keys) return 0;
+    if (this.#call.writableNeedDrain) {
+      // the coordinator is not keeping up: offer nothing this tick rather than queue without bound
+      this.blockedTicks++;
+      for (const task of this.#tasks.values()) task.due = 0;
+      return 0;
+    }
+    let bytes = 0;
+    for (const task of this.#tasks.values()) {
+      task.due += perTask;
+      bytes += Math.min(Math.floor(task.due), task.remaining) * maxSealedChunkFrameBytes(maxTextBytes + TAG_BYTES) + 64;
+    }
+    const buf = Buffer.allocUnsafe(bytes);
+    let at = 0;
+    let sent = 0;
+    const finished: Buffer[] = [];
+    for (const [taskId, task] of this.#tasks) {
+      const n = Math.min(Math.floor(task.due), task.remaining);
+      task.due -= n;
+      for (let i = 0; i < n; i++) {
+        const text = ++this.#counter % stampEvery === 0 ? Buffer.from(`@${now.toFixed(3)}`) : words[this.#counter & 15]!;
+        const { nonce, ciphertext } = seal(keys.toCoordinator, text, { taskId: task.taskId, sequence: task.sequence, kind: "chunk" });
+        at = writeSealedChunkFrame(buf, at, task.id, task.sequence++, nonce, ciphertext);
+      }
+      sent += n;
+      task.remaining -= n;
+      if (task.remaining === 0) {
+        this.#tasks.delete(taskId);
+        finished.push(
+          encodeFrame(ConnectRequestSchema, {
+            message: {
+              case: "result",
+              value: { taskId, usage: { promptTokens: 7, completionTokens: task.sequence }, finishReason: "length", chunkCount: task.sequence },
+            },
+          }),
+        );
+      }
+    }
+    if (at > 0 || finished.length > 0) this.#call.write(finished.length > 0 ? Buffer.concat([buf.subarray(0, at), ...finished]) : buf.subarray(0, at));
+    return sent;
+  }
+
+  /** Ends the stream the way an agent that stops does, and waits for the connection to close. */
+  async close(): Promise<void> {
+    clearInterval(this.#heartbeat);
+    if (!this.#call.closed) this.#call.end();
+    const timer = setTimeout(() => this.#session.destroy(), 5_000);
+    await this.ended;
+    clearTimeout(timer);
+  }
+}
+
+/** Drives every node's emission from one timer: `tokensPerSecond` in total, spread evenly over the slots. */
+export class TokenPump {
+  #timer: NodeJS.Timeout | undefined;
+  #last = performance.now();
+  #perStream = 0;
+  emitted = 0;
+
+  constructor(
+    private readonly nodes: LoadNode[],
+    private readonly totalSlots: number,
+    private readonly tickMs = 10,
+  ) {}
+
+  /** The offered rate, all streams together. */
+  setRate(tokensPerSecond: number): void {
+    this.#perStream = tokensPerSecond / this.totalSlots;
+    if (!this.#timer) {
+      this.#last = performance.now();
+      this.#timer = setInterval(() => this.#tick(), this.tickMs);
+    }
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    // a late timer (a busy event loop) owes at most a few ticks, never a burst of seconds
+    const seconds = Math.min(now - this.#last, 5 * this.tickMs) / 1000;
+    this.#last = now;
+    const perTask = this.#perStream * seconds;
+    for (const node of this.nodes) this.emitted += node.pump(perTask, now);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
