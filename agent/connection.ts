@@ -7,9 +7,12 @@ import type { Logger } from "pino";
 import type { KeyObject } from "node:crypto";
 import { Channel } from "../common/channel.ts";
 import { deriveSessionKeys } from "../common/crypto/envelope.ts";
-import { Tier } from "../gen/iris/v1/common_pb.ts";
+import { Difficulty, Tier } from "../gen/iris/v1/common_pb.ts";
 import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
+import { classifyWithBackend } from "./classify.ts";
+
+const difficultyEnum = { SIMPLE: Difficulty.SIMPLE, COMPLEX: Difficulty.COMPLEX, ADVANCED: Difficulty.ADVANCED } as const;
 import type { Gpu } from "./gpu.ts";
 import type { AgentState } from "./state.ts";
 import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
@@ -223,6 +226,14 @@ export class CoordinatorLink {
         } else if (m.case === "cancel") {
           logger.info({ taskId: m.value.taskId, reason: m.value.reason }, "task cancelled by the coordinator");
           runner?.cancel(m.value.taskId);
+        } else if (m.case === "classifyAssign") {
+          const assign = m.value;
+          // the coordinator's deadline is in its clock; a short floor keeps a skewed clock from refusing at once
+          const budget = Math.max(200, Number(assign.deadlineUnixMs) - Date.now());
+          classifyWithBackend(options.backend, assign.prompt, AbortSignal.timeout(budget)).then(
+            (label) => send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: difficultyEnum[label] } }),
+            (err: unknown) => logger.warn({ err, classifyId: assign.classifyId }, "could not classify; the coordinator falls through"),
+          );
         } else if (m.case === "heartbeatAck") {
           state?.setReputation(m.value.reputation);
         }

@@ -6,7 +6,11 @@ import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
 import type { Database } from "./db/schema.ts";
+import { registerChatSseRoutes } from "./http/chat-sse.ts";
 import { registerOpenAiRoutes } from "./http/openai.ts";
+import { registerPages } from "./http/pages.ts";
+import { ChatLimiter } from "./limits/chat-limits.ts";
+import { admitHttpChat, httpCallerResolver } from "./limits/http-caller.ts";
 import { migrateToLatest } from "./db/migrator.ts";
 import { createAuthInterceptor } from "./accounts/auth.ts";
 import { pruneLoginFailures } from "./accounts/login-throttle.ts";
@@ -18,8 +22,9 @@ import { startReputationScheduler } from "./reputation/scheduler.ts";
 import { NodeRegistry } from "./nodes/registry.ts";
 import { startNodeMonitor } from "./nodes/monitor.ts";
 import { closeOrphanedSessions } from "./nodes/store.ts";
+import { recordMismatch } from "./nodes/suspension.ts";
 import { createRoutes } from "./routes.ts";
-import { localClassifier } from "./tasks/classifier.ts";
+import { createCoordinatorClassifier } from "./tasks/classify/links.ts";
 import { TaskJournal } from "./tasks/journal.ts";
 import { Orchestrator } from "./tasks/orchestrator.ts";
 import { startServer, type RunningServer } from "./server.ts";
@@ -55,8 +60,18 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     const registry = new NodeRegistry();
     const journal = new TaskJournal(database.db, logger);
     const throughput = new ThroughputMeter();
+    const classifier = createCoordinatorClassifier({ openRouter: config.openRouter, ...config.classifier }, registry, logger);
     const reputation = new ReputationRecorder(database.db, journal, await loadFastTracker(database.db), registry, logger);
-    const orchestrator = new Orchestrator(registry, journal, localClassifier, { ...config.tasks, queue: config.queue }, logger, throughput, reputation);
+    const orchestrator = new Orchestrator(
+      registry,
+      journal,
+      classifier.chain,
+      { ...config.tasks, queue: config.queue, division: config.division },
+      logger,
+      throughput,
+      reputation,
+      { recordMismatch: (nodeId, suspendAfter) => recordMismatch(database.db, nodeId, suspendAfter) },
+    );
     const reputationPeriods = startReputationScheduler({
       db: database.db,
       logger,
@@ -67,11 +82,17 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     });
     await closeOrphanedSessions(database.db, config.instance);
     const monitor = startNodeMonitor({ db: database.db, registry, logger, heartbeatIntervalMs: config.nodes.heartbeatIntervalMs });
-    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput });
+    const limiter = new ChatLimiter(database.db, config.rateLimits, { logger });
+    const resolveCaller = httpCallerResolver({ db: database.db, jwtSecret: config.jwtSecret });
+    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput, classifyLink: classifier.nodeLink, limiter });
     const payouts = startMonthlyPayouts({ db: database.db, logger, pool: config.economics.monthlyPool });
     const pruneLogins = setInterval(
       () => void pruneLoginFailures(database.db).catch((err: unknown) => logger.error({ err }, "could not prune login failures")),
       15 * 60_000,
+    ).unref();
+    const pruneChats = setInterval(
+      () => void limiter.prune().catch((err: unknown) => logger.error({ err }, "could not prune chat admissions")),
+      60 * 60_000,
     ).unref();
     const server = await startServer({
       config: config.server,
@@ -84,13 +105,28 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
           const status = health.overall();
           return reply.code(status === "SERVING" ? 200 : 503).send({ status, database: database.kind });
         });
-        registerOpenAiRoutes(app, { orchestrator, registry, logger, bodyLimit: config.server.maxMessageBytes });
+        registerPages(app);
+        registerOpenAiRoutes(app, {
+          orchestrator,
+          registry,
+          logger,
+          bodyLimit: config.server.maxMessageBytes,
+          admit: (req) => admitHttpChat(req, { resolveCaller, limiter }),
+        });
+        registerChatSseRoutes(app, {
+          orchestrator,
+          db: database.db,
+          bodyLimit: config.server.maxMessageBytes,
+          admit: (req, requestAccountId) => admitHttpChat(req, { resolveCaller, limiter }, requestAccountId),
+        });
       },
       onShutdown: () => health.shutDown(),
       onClosed: async () => {
         monitor.stop();
+        orchestrator.close();
         await reputationPeriods.stop();
         clearInterval(pruneLogins);
+        clearInterval(pruneChats);
         await payouts.stop();
         await journal.flush();
         await reputation.settled();

@@ -8,7 +8,7 @@ describe("loadConfig", () => {
     expect(config.server).toMatchObject({ host: "0.0.0.0", port: 8080, trustProxy: false });
     expect(config.server.tls).toBeUndefined();
     expect(config.database).toEqual({ url: undefined, poolSize: 10 });
-    expect(config.rateLimits).toEqual({ anonymousPerDay: 1, accountKeyPerDay: 3, unlimitedAccountKeys: [] });
+    expect(config.rateLimits).toEqual({ anonymousPerDay: 1, accountKeyPerDay: 3, userPerDay: 100, unlimitedAccountKeys: [] });
   });
 
   it("reads every value it is given", () => {
@@ -67,5 +67,35 @@ describe("loadConfig", () => {
       expect((err as ConfigError).problems).toHaveLength(3);
       expect((err as Error).message).not.toContain("hunter2");
     }
+  });
+});
+
+describe("loadConfig: division modes and spot checks", () => {
+  it("has the documented defaults", () => {
+    expect(loadConfig({}).division).toEqual({
+      consensusDefaultNodes: 3,
+      consensusSimilarity: 0.9,
+      subtasksMaxParts: 6,
+      contextChunkTokens: 3072,
+      contextOverlapTokens: 128,
+      contextMaxChunks: 128,
+      spotCheckFraction: 0.05,
+      spotCheckSuspendAfter: 3,
+      canaryIntervalMs: 600_000,
+    });
+  });
+
+  it("reads decimals and whole numbers within their ranges", () => {
+    const env = { CONSENSUS_DEFAULT_NODES: "5", CONSENSUS_SIMILARITY: "0.85", SPOT_CHECK_FRACTION: ".5", CANARY_INTERVAL_MS: "0", SPOT_CHECK_SUSPEND_AFTER: "1" };
+    expect(loadConfig(env).division).toMatchObject({ consensusDefaultNodes: 5, consensusSimilarity: 0.85, spotCheckFraction: 0.5, canaryIntervalMs: 0, spotCheckSuspendAfter: 1 });
+  });
+
+  it.each([
+    [{ CONSENSUS_DEFAULT_NODES: "1" }, /CONSENSUS_DEFAULT_NODES must be a whole number from 2 to 9/],
+    [{ CONSENSUS_SIMILARITY: "1.5" }, /CONSENSUS_SIMILARITY must be a number from 0.5 to 1 \(got "1.5"\)/],
+    [{ SPOT_CHECK_FRACTION: "5%" }, /SPOT_CHECK_FRACTION must be a number from 0 to 1/],
+    [{ CONTEXT_CHUNK_TOKENS: "100" }, /CONTEXT_CHUNK_TOKENS must be a whole number from 256/],
+  ])("refuses %j", (env, message) => {
+    expect(() => loadConfig(env)).toThrow(message);
   });
 });

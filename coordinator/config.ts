@@ -35,7 +35,8 @@ export interface Config {
   adminEmails: string[];
   coordinatorPrivateKeyPath: string;
   openRouter: { apiKey?: string; url: string; model: string };
-  rateLimits: { anonymousPerDay: number; accountKeyPerDay: number; unlimitedAccountKeys: string[] };
+  /** Chat messages per rolling 24 h: per client address, per account key, per signed-in user (JWT); unlimitedAccountKeys (16 digits) are exempt. */
+  rateLimits: { anonymousPerDay: number; accountKeyPerDay: number; userPerDay: number; unlimitedAccountKeys: string[] };
   nodes: { heartbeatIntervalMs: number };
   queue: { maxLength: number; maxWaitMs: number };
   tasks: {
@@ -46,10 +47,33 @@ export interface Config {
     /** max_tokens when a request gives none. */
     defaultMaxTokens: number;
   };
+  /** Division modes and spot checks (README "Division modes and spot checks"). */
+  division: {
+    /** Nodes that answer a consensus request when it does not say (CONSENSUS_DEFAULT_NODES). */
+    consensusDefaultNodes: number;
+    /** Two answers agree when their normalised word similarity reaches this (CONSENSUS_SIMILARITY, 0.5–1). */
+    consensusSimilarity: number;
+    /** The most parts the planner may split a request into (SUBTASKS_MAX_PARTS). */
+    subtasksMaxParts: number;
+    /** Tokens per chunk of a long document, at most (CONTEXT_CHUNK_TOKENS); nodes' context lengths lower it. */
+    contextChunkTokens: number;
+    /** Tokens each chunk repeats from the end of the previous one (CONTEXT_OVERLAP_TOKENS). */
+    contextOverlapTokens: number;
+    /** The most chunks one document may be split into (CONTEXT_MAX_CHUNKS); longer ones are refused. */
+    contextMaxChunks: number;
+    /** The share of single-mode tasks re-run on a second node to check the first (SPOT_CHECK_FRACTION, 0–1). */
+    spotCheckFraction: number;
+    /** Mismatches after which a node gets no more work until an admin clears it (SPOT_CHECK_SUSPEND_AFTER). */
+    spotCheckSuspendAfter: number;
+    /** How often a known-answer canary prompt goes to one idle node; 0 turns canaries off (CANARY_INTERVAL_MS). */
+    canaryIntervalMs: number;
+  };
   economics: {
     /** Units distributed each month across accounts (MONTHLY_POOL_UNITS). */
     monthlyPool: number;
   };
+  /** The difficulty classifier chain (OpenRouter → an idle node → local rules). */
+  classifier: { openRouterBudgetMs: number; nodeBudgetMs: number; cacheTtlMs: number; cacheMaxEntries: number };
   /** This coordinator's name in node_sessions (several coordinators may share a database). */
   instance: string;
 }
@@ -78,6 +102,18 @@ class Reader {
     const n = Number(value);
     if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
       this.problems.push(`${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(value)})`);
+      return fallback;
+    }
+    return n;
+  }
+
+  /** A decimal number (fractions, thresholds). */
+  number(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!/^-?(\d+\.?\d*|\.\d+)$/.test(value) || n < min || n > max) {
+      this.problems.push(`${name} must be a number from ${min} to ${max} (got ${JSON.stringify(value)})`);
       return fallback;
     }
     return n;
@@ -184,6 +220,7 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimits: {
       anonymousPerDay: r.int("RATE_LIMIT_ANONYMOUS_PER_DAY", 1, 0, 1_000_000),
       accountKeyPerDay: r.int("RATE_LIMIT_ACCOUNT_KEY_PER_DAY", 3, 0, 1_000_000),
+      userPerDay: r.int("RATE_LIMIT_USER_PER_DAY", 100, 0, 1_000_000),
       unlimitedAccountKeys: unlimited.map((key) => key.replaceAll(" ", "")),
     },
     nodes: { heartbeatIntervalMs: r.int("HEARTBEAT_INTERVAL_MS", 5_000, 100, 600_000) },
@@ -200,7 +237,24 @@ export function loadConfig(env: Env = process.env): Config {
       maxAttempts: r.int("TASK_MAX_ATTEMPTS", 3, 1, 20),
       defaultMaxTokens: r.int("DEFAULT_MAX_TOKENS", 1_024, 1, 131_072),
     },
+    division: {
+      consensusDefaultNodes: r.int("CONSENSUS_DEFAULT_NODES", 3, 2, 9),
+      consensusSimilarity: r.number("CONSENSUS_SIMILARITY", 0.9, 0.5, 1),
+      subtasksMaxParts: r.int("SUBTASKS_MAX_PARTS", 6, 2, 32),
+      contextChunkTokens: r.int("CONTEXT_CHUNK_TOKENS", 3_072, 256, 1_000_000),
+      contextOverlapTokens: r.int("CONTEXT_OVERLAP_TOKENS", 128, 0, 100_000),
+      contextMaxChunks: r.int("CONTEXT_MAX_CHUNKS", 128, 1, 10_000),
+      spotCheckFraction: r.number("SPOT_CHECK_FRACTION", 0.05, 0, 1),
+      spotCheckSuspendAfter: r.int("SPOT_CHECK_SUSPEND_AFTER", 3, 1, 1_000),
+      canaryIntervalMs: r.int("CANARY_INTERVAL_MS", 600_000, 0, 86_400_000),
+    },
     economics: { monthlyPool: r.int("MONTHLY_POOL_UNITS", 1_000_000, 0, Number.MAX_SAFE_INTEGER) },
+    classifier: {
+      openRouterBudgetMs: r.int("CLASSIFIER_OPENROUTER_BUDGET_MS", 2_500, 100, 60_000),
+      nodeBudgetMs: r.int("CLASSIFIER_NODE_BUDGET_MS", 2_000, 0, 60_000),
+      cacheTtlMs: r.int("CLASSIFIER_CACHE_TTL_MS", 600_000, 0, 86_400_000),
+      cacheMaxEntries: r.int("CLASSIFIER_CACHE_MAX_ENTRIES", 10_000, 0, 1_000_000),
+    },
     instance: r.string("COORDINATOR_INSTANCE", hostname()),
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);

@@ -15,7 +15,9 @@ import { reflectionRoutes } from "./grpc/reflection.ts";
 import type { NodeRegistry } from "./nodes/registry.ts";
 import { networkService } from "./network/service.ts";
 import type { ThroughputMeter } from "./network/throughput.ts";
+import type { ChatLimiter } from "./limits/chat-limits.ts";
 import { nodeService } from "./nodes/service.ts";
+import type { NodeClassifier } from "./tasks/classify/node.ts";
 import type { Orchestrator } from "./tasks/orchestrator.ts";
 import { inferenceService } from "./tasks/service.ts";
 
@@ -30,6 +32,10 @@ export interface RouteDeps {
   orchestrator: Orchestrator;
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   throughput: ThroughputMeter;
+  /** The classifier chain's node link, when it asks nodes (classify results arrive on node streams). */
+  classifyLink?: NodeClassifier;
+  /** Chat rate limits, shared with the plain HTTP chat routes. */
+  limiter: ChatLimiter;
 }
 
 export interface Routes {
@@ -57,6 +63,7 @@ export function createRoutes(deps: RouteDeps): Routes {
           heartbeatIntervalMs: deps.config.nodes.heartbeatIntervalMs,
           coordinatorInstance: deps.config.instance,
           coordinatorKey: deps.coordinatorKey,
+          classifyLink: deps.classifyLink,
         }),
       );
       router.service(InferenceService, inferenceService(deps));

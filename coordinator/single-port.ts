@@ -78,6 +78,15 @@ export function looksLikeHttp2(head: Buffer): boolean | undefined {
 
 /** A TCP server that routes each connection to `http1` or `http2` by its first bytes. */
 export function createSinglePortServer(http1: Http1Server, http2: Http2Server): net.Server {
+  // Node's HTTP/2 wraps a handle-less socket in a JSStreamSocket, which cannot ask the kernel for the peer's
+  // address: give it the real socket's, or every h2c caller's address (req.ip, rate limits, logs) is empty.
+  http2.on("session", (session) => {
+    const wrapped = session.socket as unknown as { stream?: unknown; _peername?: unknown };
+    const replay = wrapped.stream;
+    if (replay instanceof ReplaySocket) {
+      wrapped._peername = { address: replay.remoteAddress, family: replay.remoteFamily, port: replay.remotePort };
+    }
+  });
   return net.createServer({ noDelay: true }, (socket) => {
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {

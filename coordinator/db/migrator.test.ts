@@ -9,6 +9,7 @@ import { migrateToLatest, migrationNames, splitSqlStatements } from "./migrator.
 
 const TABLES = [
   "accounts",
+  "chat_admissions",
   "login_failures",
   "node_sessions",
   "nodes",

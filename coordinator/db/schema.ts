@@ -233,3 +233,23 @@ export interface NodesTable {
   /** When the current promised_hours were first declared; kept by a trigger (NULL without a promise). */
   promised_hours_since: NullableTimestamp;
 }
+
+/** Chat admissions per rate-limit subject (0004_rate_limits.sql); written by coordinator/limits/chat-limits.ts. */
+export interface ChatAdmissionsTable {
+  subject: string;
+  /** The times of the messages admitted in the last 24 hours (older ones are trimmed on the next admission). */
+  admitted_at: Date[];
+  expires_at: Date;
+}
+
+export interface Database {
+  chat_admissions: ChatAdmissionsTable;
+}
+
+// 0005_spot_checks: suspension after repeated mismatches (written by coordinator/nodes/suspension.ts).
+export interface NodesTable {
+  /** Consensus, spot-check and canary mismatches since the node was last cleared. */
+  mismatches: ColumnType<number, number | undefined, number>;
+  /** When the node was suspended (no work until an admin clears it); NULL when it may take work. */
+  suspended_at: NullableTimestamp;
+}

@@ -50,6 +50,7 @@ export function openAiError(err: unknown, requestId: string): OpenAiError {
     const message = `the coordinator failed to answer (request id ${requestId})`;
     return { status: 500, body: { error: { message, type: "server_error", param: null, code: null } }, headers: {} };
   }
-  const headers: Record<string, string> = mapped.status === 429 ? { "retry-after": String(RETRY_AFTER_SECONDS) } : {};
+  // a rate limit knows its wait (the error's retry-after metadata); a busy network only guesses
+  const headers: Record<string, string> = mapped.status === 429 ? { "retry-after": connect.metadata.get("retry-after") ?? String(RETRY_AFTER_SECONDS) } : {};
   return { status: mapped.status, body: { error: { message: connect.rawMessage, type: mapped.type, param: null, code: mapped.code } }, headers };
 }

@@ -12,6 +12,8 @@ import { SseResponse } from "./sse.ts";
 /** Who is asking, as the admission hook decided. */
 export interface Admission {
   accountId?: string;
+  /** Wraps the orchestrator's events, e.g. to give a rate-limit charge back when the network could not answer. */
+  wrapEvents?: (events: AsyncGenerator<ChatEvent>) => AsyncGenerator<ChatEvent>;
 }
 
 export interface OpenAiDeps {
@@ -21,7 +23,7 @@ export interface OpenAiDeps {
   /** Largest request body in bytes (Fastify's default is 1 MiB; long documents need more). */
   bodyLimit?: number;
   /**
-   * The seam for authentication and rate limits (neither exists yet): runs after the body is validated and
+   * The seam for authentication and rate limits (coordinator/limits/): runs after the body is validated and
    * before the orchestrator sees the request. Refuse by throwing a ConnectError — Unauthenticated becomes
    * 401, ResourceExhausted 429 with Retry-After — or admit, naming the caller's account.
    */
@@ -119,7 +121,8 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
         // After a normal end the abort is a no-op (the orchestrator has let go of the signal by then).
         reply.raw.once("close", () => abort.abort());
         const input: ChatInput = { ...request.input, accountId: admission.accountId, clientAddress: req.ip, signal: abort.signal };
-        const events = deps.orchestrator.chat(input);
+        const chat = deps.orchestrator.chat(input);
+        const events = admission.wrapEvents?.(chat) ?? chat;
         const created = Math.floor(Date.now() / 1000);
         if (request.stream) return streamCompletion(req, reply, events, { created, includeUsage: request.includeUsage, keepAliveMs });
         return completeAtOnce(reply, events, created);

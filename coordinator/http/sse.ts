@@ -56,6 +56,11 @@ export class SseResponse {
     return this.#write(`data: ${typeof payload === "string" ? payload : JSON.stringify(payload)}\n\n`);
   }
 
+  /** One named event (`event: <name>` then its `data:` line), for clients that dispatch on the event's name. */
+  event(name: string, payload: unknown): Promise<void> {
+    return this.#write(`event: ${name}\ndata: ${typeof payload === "string" ? payload : JSON.stringify(payload)}\n\n`);
+  }
+
   end(): void {
     if (this.open) this.reply.raw.end();
   }

@@ -9,9 +9,6 @@ import { tierEnum } from "../tasks/service.ts";
 export type NodeInfoInit = MessageInitShape<typeof NodeInfoSchema>;
 export type LeaderboardEntryInit = MessageInitShape<typeof LeaderboardEntrySchema>;
 
-// Suspension (after repeated consensus mismatches) arrives with spot checks; until then no node is suspended.
-const suspended = false;
-
 export function liveNodeInfo(node: LiveNode): NodeInfoInit {
   const c = node.capabilities;
   return {
@@ -33,13 +30,13 @@ export function liveNodeInfo(node: LiveNode): NodeInfoInit {
     maxConcurrentTasks: c.maxConcurrentTasks,
     online: true,
     lastSeenUnixMs: BigInt(node.lastSeenAt),
-    suspended,
+    suspended: node.suspended,
   };
 }
 
 type StoredNode = Pick<
   NodeRow,
-  "id" | "tier" | "model_name" | "parameter_count" | "quantization" | "gpus" | "tokens_per_second" | "reputation" | "max_concurrent_tasks" | "last_seen_at"
+  "id" | "tier" | "model_name" | "parameter_count" | "quantization" | "gpus" | "tokens_per_second" | "reputation" | "max_concurrent_tasks" | "last_seen_at" | "suspended_at"
 >;
 const storedColumns = [
   "id",
@@ -52,6 +49,7 @@ const storedColumns = [
   "reputation",
   "max_concurrent_tasks",
   "last_seen_at",
+  "suspended_at",
 ] as const;
 
 export function storedNodeInfo(row: StoredNode): NodeInfoInit {
@@ -69,7 +67,7 @@ export function storedNodeInfo(row: StoredNode): NodeInfoInit {
     maxConcurrentTasks: row.max_concurrent_tasks,
     online: false,
     lastSeenUnixMs: BigInt(row.last_seen_at.getTime()),
-    suspended,
+    suspended: row.suspended_at !== null,
   };
 }
 

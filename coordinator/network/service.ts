@@ -7,6 +7,7 @@ import { isAdmin, principalKey } from "../accounts/principal.ts";
 import { findAccountId } from "../accounts/store.ts";
 import type { ReputationEventRow } from "../db/schema.ts";
 import { listPayouts } from "../economics/payouts.ts";
+import { clearSuspension } from "../nodes/suspension.ts";
 import { reputationHistory } from "../reputation/ledger.ts";
 import { findNodeInfo, leaderboard, listNodes } from "./nodes.ts";
 import { NetworkStatsSampler, type StatsSources } from "./stats.ts";
@@ -117,10 +118,16 @@ export function networkService(deps: NetworkServiceDeps): Partial<ServiceImpl<ty
       const entries = await listPayouts(deps.db, { month: request.month || undefined, limit: PAYOUTS_LIMIT });
       return { payouts: entries.map((e) => ({ month: e.month, accountId: e.accountId, amount: BigInt(e.amount), contribution: e.contribution })) };
     },
-    // Suspension (repeated consensus mismatches) arrives with spot checks; until then clearing a known node
-    // changes nothing and answers with the node as it is.
+    // Lifts a suspension for repeated mismatches (spot checks, canaries, consensus): the node takes work again
+    // at once when connected here, and at its next registration anywhere else.
     async clearNode(request, ctx) {
       requireAdmin(ctx, "ClearNode");
+      if (!(await clearSuspension(deps.db, request.nodeId))) throw new ConnectError(`node ${request.nodeId} is not registered`, Code.NotFound);
+      const live = deps.registry.get(request.nodeId);
+      if (live?.suspended) {
+        live.suspended = false;
+        deps.registry.notifyCapacity();
+      }
       const node = await findNodeInfo(deps.db, deps.registry, request.nodeId);
       if (!node) throw new ConnectError(`node ${request.nodeId} is not registered`, Code.NotFound);
       return { node };

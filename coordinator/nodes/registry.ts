@@ -32,6 +32,8 @@ export class LiveNode {
   readonly tasks = new Map<string, TaskSink>();
   load = 0;
   paused = false;
+  /** Suspended after repeated spot-check or consensus mismatches: routing gives it no work until an admin clears it. */
+  suspended = false;
   lastSeenAt: number;
 
   constructor(

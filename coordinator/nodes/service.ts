@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import { Tier } from "../../gen/iris/v1/common_pb.ts";
+import { Tier, type Difficulty } from "../../gen/iris/v1/common_pb.ts";
 import {
   ConnectResponseSchema,
   type ConnectRequest,
@@ -20,6 +20,7 @@ import type { Database } from "../db/schema.ts";
 import { clientAddressKey } from "../request-context.ts";
 import { LiveNode, type NodeCapabilities, type NodeRegistry } from "./registry.ts";
 import { closeSession, openSession, upsertNode } from "./store.ts";
+import { isSuspended } from "./suspension.ts";
 import { tierFor } from "./tier.ts";
 
 export interface NodeServiceDeps {
@@ -31,6 +32,8 @@ export interface NodeServiceDeps {
   /** The coordinator's X25519 key pair (COORDINATOR_PRIVATE_KEY_PATH). */
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   now?: () => number;
+  /** Where classify results go (the classifier chain's node link), when nodes are asked. */
+  classifyLink?: { resolveClassifyResult(classifyId: string, difficulty: Difficulty, fromNodeId: string): boolean; nodeGone(nodeId: string): void };
 }
 
 const tierEnum = { BASIC: Tier.BASIC, MID: Tier.MID, PRO: Tier.PRO } as const;
@@ -78,6 +81,8 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       publicKey: register.publicKey,
       promisedHoursUtc: register.promisedHoursUtc,
     });
+    // a suspension (repeated mismatches) outlives reconnects and coordinators: routing skips the node until cleared
+    const suspended = await isSuspended(deps.db, register.nodeId);
     const sessionId = await openSession(deps.db, register.nodeId, deps.coordinatorInstance, ctx.values.get(clientAddressKey));
     let keys: SessionKeys;
     try {
@@ -92,7 +97,9 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       if (err instanceof EnvelopeError) throw new ConnectError(`public_key: ${err.message}`, Code.InvalidArgument);
       throw err;
     }
-    return new LiveNode(register.nodeId, accountId, sessionId, tier, reason, capabilities, reputation, keys, outbox, now());
+    const node = new LiveNode(register.nodeId, accountId, sessionId, tier, reason, capabilities, reputation, keys, outbox, now());
+    node.suspended = suspended;
+    return node;
   }
 
   function handle(node: LiveNode, message: ConnectRequest, log: Logger): void {
@@ -131,7 +138,10 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       case "register":
         throw new ConnectError("register may only be the first message of the stream", Code.InvalidArgument);
       case "classifyResult":
-        return; // the classifier chain that asks for these arrives later; nothing is waiting
+        if (!deps.classifyLink?.resolveClassifyResult(m.value.classifyId, m.value.difficulty, node.id)) {
+          log.warn({ classifyId: m.value.classifyId }, "classify result nobody is waiting for; ignored");
+        }
+        return;
       case undefined:
         throw new ConnectError("message must be set", Code.InvalidArgument);
     }
@@ -185,6 +195,7 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       } finally {
         outbox.close();
         deps.registry.remove(node, endReason);
+        deps.classifyLink?.nodeGone(node.id);
         log.info({ reason: endReason }, "node disconnected");
         await closeSession(deps.db, node.sessionId, node.id, endReason).catch((err: unknown) =>
           log.error({ err }, "could not record the end of the node's session"),

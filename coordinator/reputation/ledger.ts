@@ -89,6 +89,8 @@ export interface TaskOutcomeInput {
   generationMs: number;
   /** Assignment -> final result on this node; needed to judge short answers (< 32 tokens). */
   responseMs?: number;
+  /** More evidence for a penalty (a consensus or spot-check mismatch: both outputs' hashes), kept in the event. */
+  evidence?: { [key: string]: JsonValue };
 }
 
 export interface TaskOutcomeResult {
@@ -114,7 +116,7 @@ export async function recordTaskOutcome(
   const base = { nodeId: input.nodeId, accountId: input.accountId, taskId: input.taskId, periodKey: `task:${input.taskId}` };
   if (input.outcome !== "completed") {
     const rule = input.outcome;
-    const evidence = { difficulty: input.difficulty, tier: input.tier, completionTokens: input.completionTokens };
+    const evidence = { difficulty: input.difficulty, tier: input.tier, completionTokens: input.completionTokens, ...input.evidence };
     const event = await applyReputationEvent(db, { ...base, rule, delta: RULE_DELTAS[rule], evidence });
     return { reputation: event.reputation, delta: event.delta, fast: false, applied: event.applied };
   }

@@ -1,20 +1,21 @@
-// The orchestrator: classify, wait for a capable node, assign, relay tokens as they come, fail over, finish.
-import { randomUUID } from "node:crypto";
+// The orchestrator: classify, pick the division mode, then run the request as one part (single) or as several
+// (consensus, subtasks, context) — each part waits for a capable node, streams, fails over — and finish.
+import { randomInt, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { create } from "@bufbuild/protobuf";
-import { Role } from "../../gen/iris/v1/common_pb.ts";
-import { TaskErrorReason, TaskPayloadSchema } from "../../gen/iris/v1/node_pb.ts";
-import { Channel } from "../../common/channel.ts";
-import type { Difficulty, NodeTier } from "../db/schema.ts";
-import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
-import { servesDifficulty, tiersServing } from "../nodes/tier.ts";
+import type { Config } from "../config.ts";
+import type { Difficulty, DivisionMode, NodeTier } from "../db/schema.ts";
+import type { NodeRegistry } from "../nodes/registry.ts";
+import type { MismatchCount } from "../nodes/suspension.ts";
 import type { TaskOutcomeInput } from "../reputation/ledger.ts";
-import { Attempt } from "./attempt.ts";
-import { applyHint, type Classifier } from "./classifier.ts";
+import { classifyWithHint, type Classifier } from "./classifier.ts";
+import { autoMode, runDivided, type DividedTask, type DivisionContext } from "./division/divided.ts";
+import { MismatchRecorder } from "./division/mismatch.ts";
+import type { RequestedDivisionMode } from "./division/mode.ts";
+import { PartRunner, type PartResult, type PartSpec } from "./division/part.ts";
 import type { TaskJournal } from "./journal.ts";
-import { WaitQueue, type Waiter } from "./queue.ts";
-import { deadlineMs, normalizeModelHint, pickNode, servesModel, type DifficultyTimeouts, type RouteRequest } from "./router.ts";
+import { normalizeModelHint, servesModel, type DifficultyTimeouts } from "./router.ts";
+import { SpotChecker } from "./spot-check.ts";
 
 export interface ChatInput {
   messages: { role: "system" | "user" | "assistant"; content: string }[];
@@ -23,6 +24,12 @@ export interface ChatInput {
   maxTokens?: number;
   temperature?: number;
   difficultyHint?: Difficulty;
+  /** The caller may set any difficulty (an admin); others may only raise it. */
+  trustedHint?: boolean;
+  /** How to spread the request over nodes; undefined means single. */
+  divisionMode?: RequestedDivisionMode;
+  /** Consensus: how many nodes answer; 0 or undefined means the configured default. */
+  consensusNodes?: number;
   accountId?: string;
   clientAddress?: string;
   /** Aborts when the client goes away: the node is told to cancel. */
@@ -39,6 +46,8 @@ export type ChatEvent =
       nodeId: string;
       model: string;
       classifier: string;
+      /** The mode in use (auto resolved); undefined means single. */
+      divisionMode?: DivisionMode;
     }
   | { type: "token"; text: string }
   | {
@@ -52,6 +61,8 @@ export type ChatEvent =
       nodeId: string;
       nodeIds: string[];
       finishReason: string;
+      /** Consensus: a majority of the nodes agreed. */
+      verified?: boolean;
     };
 
 export interface OrchestratorConfig {
@@ -60,39 +71,40 @@ export interface OrchestratorConfig {
   /** Nodes tried for one request before it fails. */
   maxAttempts: number;
   defaultMaxTokens: number;
+  division: Config["division"];
 }
 
-/** What happened to one attempt. */
-type Outcome =
-  | { kind: "completed"; promptTokens: number; completionTokens: number; finishReason: string }
-  | { kind: "retry"; reason: string }
-  /** The node's answer failed authentication or order checks: re-routed, and the node is at fault. */
-  | { kind: "invalid"; reason: string }
-  | { kind: "fatal"; error: ConnectError };
-
-/** Node errors that another node would hit just the same. */
-const notRetryable = new Set([TaskErrorReason.CONTEXT_TOO_LONG]);
-
 export class Orchestrator {
-  readonly #queue: WaitQueue;
+  readonly #parts: PartRunner;
+  readonly #division: DivisionContext;
+  readonly #spotChecks: SpotChecker;
 
   constructor(
     private readonly registry: NodeRegistry,
-    private readonly journal: TaskJournal,
+    journal: TaskJournal,
     private readonly classifier: Classifier,
     private readonly config: OrchestratorConfig,
-    private readonly logger: Logger,
+    logger: Logger,
     /** Counts relayed tokens for the network's tokens/s figure. */
-    private readonly throughput?: { record(tokens?: number): void },
+    throughput?: { record(tokens?: number): void },
     /** Hears what each node did with a task (the reputation rules). */
-    private readonly outcomes?: { record(input: TaskOutcomeInput): void },
+    outcomes?: { record(input: TaskOutcomeInput): void },
+    /** Counts mismatches toward suspension (coordinator/nodes/suspension.ts); without it nobody is suspended. */
+    suspensions?: { recordMismatch(nodeId: string, suspendAfter: number): Promise<MismatchCount | undefined> },
   ) {
-    this.#queue = new WaitQueue(config.queue.maxLength, (request) => pickNode(registry.nodes(), request));
-    registry.onCapacity(() => this.#queue.drain());
+    this.#parts = new PartRunner(registry, journal, config, logger, throughput, outcomes);
+    const mismatches = new MismatchRecorder(registry, config.division.spotCheckSuspendAfter, logger, suspensions);
+    this.#division = { parts: this.#parts, registry, journal, config: config.division, logger, mismatches };
+    this.#spotChecks = new SpotChecker({ parts: this.#parts, registry, logger, mismatches, config: config.division });
   }
 
   get queueLength(): number {
-    return this.#queue.length;
+    return this.#parts.queueLength;
+  }
+
+  /** Stops the canary timer and running checks (coordinator shutdown). */
+  close(): void {
+    this.#spotChecks.close();
   }
 
   async *chat(input: ChatInput): AsyncGenerator<ChatEvent, void, undefined> {
@@ -102,206 +114,80 @@ export class Orchestrator {
     if (model !== undefined && ![...this.registry.nodes()].some((node) => servesModel(node, model))) {
       throw new ConnectError(`no connected node serves model "${input.model}"; ListModels shows the models served now`, Code.NotFound);
     }
-    const { difficulty, classifier } = applyHint(await this.classifier.classify(input), input.difficultyHint);
+    const { difficulty, classifier } = await classifyWithHint(this.classifier, input, input.difficultyHint, { trusted: input.trustedHint === true });
     const maxTokens = input.maxTokens || this.config.defaultMaxTokens;
-    const log = this.logger.child({ taskId });
-    this.journal.created({
-      id: taskId,
+    const task: DividedTask = { taskId, input, model, difficulty, classifier, maxTokens, started };
+    const requested = input.divisionMode ?? "single";
+    const mode = requested === "auto" ? autoMode(this.#division, task) : requested;
+    if (mode === "single") yield* this.#single(task, requested === "auto" ? "single" : undefined);
+    else yield* runDivided(this.#division, task, mode);
+  }
+
+  /** One part on one node (with failover): the default path, and auto's choice for requests that fit one node. */
+  async *#single(task: DividedTask, announcedMode: DivisionMode | undefined): AsyncGenerator<ChatEvent, void, undefined> {
+    const { taskId, input, difficulty, classifier, started } = task;
+    const check = this.#spotChecks.select(input.temperature);
+    const spec: PartSpec = {
+      taskId,
+      mode: "single",
       difficulty,
       classifier,
-      account_id: input.accountId ?? null,
-      client_address: input.clientAddress ?? null,
-      max_tokens: maxTokens,
-    });
-    const streamed: string[] = [];
-    const nodeIds: string[] = [];
-    const exclude = new Set<string>();
-    let tokensBefore = 0; // completion tokens of earlier attempts (a failover's prefix)
-    let firstTokenAt: number | undefined;
-    let accepted = false;
-    let attempt: Attempt | undefined;
-    const onAbort = () => attempt?.events.push({ kind: "aborted" });
-    input.signal.addEventListener("abort", onAbort);
-    try {
-      for (let tries = 1; ; tries++) {
-        attempt = yield* this.#acquire(taskId, { difficulty, model, exclude }, input.signal, started);
-        const node = attempt.node;
-        nodeIds.push(node.id);
-        const deadlineAt = started + deadlineMs(this.config.timeoutsMs, difficulty, maxTokens, node.capabilities.tokensPerSecond);
-        const payload = create(TaskPayloadSchema, {
-          messages: input.messages.map((m) => ({ role: roleEnum[m.role], content: m.content })),
-          assistantPrefix: streamed.join(""),
-          temperature: input.temperature,
-        });
-        const remainingTokens = Math.max(1, maxTokens - tokensBefore);
-        if (!attempt.assign({ difficulty, deadlineAt, maxTokens: remainingTokens, payload })) {
-          attempt.end();
-          exclude.add(node.id);
-          continue;
-        }
-        const assignedAt = Date.now();
-        let nodeFirstTokenAt: number | undefined;
-        const judge = (outcome: TaskOutcomeInput["outcome"], completionTokens: number) =>
-          this.outcomes?.record({
-            nodeId: node.id,
-            accountId: node.accountId,
-            taskId,
-            difficulty,
-            tier: node.tier,
-            outcome,
-            completionTokens,
-            generationMs: Date.now() - (nodeFirstTokenAt ?? assignedAt),
-            responseMs: Date.now() - assignedAt,
-          });
-        this.journal.update(taskId, "assigned", { node_id: node.id, tier: node.tier, attempt: tries, assigned_at: new Date(), deadline_at: new Date(deadlineAt) }, node.id);
-        if (!accepted) {
-          accepted = true;
-          yield { type: "accepted", taskId, difficulty, tier: node.tier, nodeId: node.id, model: node.capabilities.modelName, classifier };
-        }
-        let outcome: Outcome | undefined;
-        let sequence = 0;
-        for await (const event of attempt.events) {
-          if (event.kind === "chunk") {
-            const opened = attempt.openChunk(event.chunk);
-            if (!opened.ok) {
-              outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid chunk: ${opened.reason}` };
-              break;
-            }
-            sequence++;
-            nodeFirstTokenAt ??= Date.now();
-            this.throughput?.record(1);
-            if (firstTokenAt === undefined) {
-              firstTokenAt = Date.now();
-              this.journal.update(taskId, "streaming", { first_token_at: new Date(firstTokenAt), ttft_ms: firstTokenAt - started }, node.id);
-            }
-            streamed.push(opened.text);
-            yield { type: "token", text: opened.text };
-          } else if (event.kind === "result") {
-            const { result } = event;
-            const opened = attempt.openResult(result);
-            if (!opened.ok) {
-              outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid result: ${opened.reason}` };
-              break;
-            }
-            if (opened.text) {
-              streamed.push(opened.text);
-              firstTokenAt ??= Date.now();
-              yield { type: "token", text: opened.text };
-            }
-            const completion = result.usage?.completionTokens ?? sequence;
-            outcome = { kind: "completed", promptTokens: result.usage?.promptTokens ?? 0, completionTokens: tokensBefore + completion, finishReason: result.finishReason || "stop" };
-            break;
-          } else if (event.kind === "error") {
-            const reason = `node ${node.id}: ${TaskErrorReason[event.error.reason] ?? "error"}: ${event.error.message}`;
-            outcome = notRetryable.has(event.error.reason)
-              ? { kind: "fatal", error: new ConnectError(reason, Code.InvalidArgument) }
-              : { kind: "retry", reason };
-            break;
-          } else if (event.kind === "lost") {
-            outcome = { kind: "retry", reason: `node ${node.id} was lost: ${event.reason}` };
-            break;
-          } else if (event.kind === "deadline") {
-            attempt.cancel("deadline");
-            judge("timeout", sequence);
-            outcome = { kind: "fatal", error: new ConnectError(`the task passed its ${difficulty} deadline of ${deadlineAt - started} ms`, Code.DeadlineExceeded) };
-            break;
-          } else {
-            attempt.cancel("client_cancelled");
-            throw new ConnectError("the client cancelled the request", Code.Canceled);
-          }
-        }
-        tokensBefore += sequence;
-        attempt.end();
-        outcome ??= { kind: "retry", reason: `node ${node.id} ended the task without a result` };
-        if (outcome.kind === "completed") {
-          const finished = Date.now();
-          const generationMs = firstTokenAt !== undefined ? finished - firstTokenAt : 0;
-          const done = {
-            type: "done" as const,
-            taskId,
-            promptTokens: outcome.promptTokens,
-            completionTokens: outcome.completionTokens,
-            ttftMs: (firstTokenAt ?? finished) - started,
-            totalMs: finished - started,
-            tokensPerSecond: generationMs > 0 ? (outcome.completionTokens * 1000) / generationMs : 0,
-            nodeId: node.id,
-            nodeIds,
-            finishReason: outcome.finishReason,
-          };
-          judge("completed", outcome.completionTokens - tokensBefore);
-          this.journal.update(taskId, "completed", { prompt_tokens: done.promptTokens, completion_tokens: done.completionTokens, completed_at: new Date(finished), total_ms: done.totalMs }, node.id);
-          yield done;
-          return;
-        }
-        if (outcome.kind === "fatal") throw outcome.error;
-        if (outcome.kind === "invalid") {
-          judge("invalid_response", sequence);
-          // an unverifiable answer may contain anything: the text relayed so far stays, nothing more from this node
-          this.journal.note(taskId, "streaming", node.id, `invalid response: ${outcome.reason}`);
-        }
-        log.warn({ nodeId: node.id, reason: outcome.reason, streamedChars: streamed.join("").length }, "re-routing the task");
-        this.journal.note(taskId, streamed.length > 0 ? "streaming" : "queued", node.id, `re-routed: ${outcome.reason}`);
-        exclude.add(node.id);
-        if (tries >= this.config.maxAttempts) {
-          throw new ConnectError(`the task failed on ${tries} nodes; last: ${outcome.reason}`, Code.Unavailable);
-        }
-      }
-    } catch (err) {
-      const error = ConnectError.from(err);
-      const cancelled = error.code === Code.Canceled || input.signal.aborted;
-      this.journal.update(taskId, cancelled ? "cancelled" : "failed", { completed_at: new Date(), total_ms: Date.now() - started, failure_reason: cancelled ? null : error.rawMessage }, attempt?.node.id ?? null, error.rawMessage);
-      throw error;
-    } finally {
-      input.signal.removeEventListener("abort", onAbort);
-      // the consumer stopped early (client gone): the node must stop too
-      attempt?.cancel("client_cancelled");
-    }
-  }
-
-  /** A node with a slot reserved for the task: at once when one is free, else after waiting in the queue. */
-  async *#acquire(taskId: string, request: RouteRequest, signal: AbortSignal, started: number): AsyncGenerator<ChatEvent, Attempt, undefined> {
-    const node = pickNode(this.registry.nodes(), request);
-    if (node) return new Attempt(taskId, node, this.registry);
-    const { maxWaitMs } = this.config.queue;
-    type WaitEvent = { kind: "position"; position: number } | { kind: "claimed"; attempt: Attempt } | { kind: "timeout" } | { kind: "aborted" };
-    const events = new Channel<WaitEvent>();
-    const waiter: Waiter = {
-      request,
-      claim: (claimed: LiveNode) => events.push({ kind: "claimed", attempt: new Attempt(taskId, claimed, this.registry) }),
-      position: (position) => events.push({ kind: "position", position }),
+      messages: input.messages,
+      maxTokens: task.maxTokens,
+      temperature: check ? 0 : input.temperature,
+      // every task carries a seed, so a node cannot tell the checked ones by it
+      seed: check?.seed ?? randomInt(2 ** 31),
+      model: task.model,
+      accountId: input.accountId,
+      clientAddress: input.clientAddress,
+      signal: input.signal,
+      started,
+      reward: "now",
+      wait: "queue",
     };
-    this.#queue.enqueue(waiter);
-    const timer = setTimeout(() => events.push({ kind: "timeout" }), maxWaitMs);
-    const onAbort = () => events.push({ kind: "aborted" });
-    signal.addEventListener("abort", onAbort);
+    this.#parts.record(spec);
+    const part = this.#parts.run(spec);
+    let result: PartResult;
+    let accepted = false;
     try {
-      for await (const event of events) {
-        if (event.kind === "claimed") return event.attempt;
-        if (event.kind === "position") yield { type: "queued", position: event.position, maxWaitMs: Math.max(0, maxWaitMs - (Date.now() - started)) };
-        else if (event.kind === "aborted") throw new ConnectError("the client cancelled the request", Code.Canceled);
-        else throw this.#noNodeError(request.difficulty, maxWaitMs);
+      for (;;) {
+        const next = await part.next();
+        if (next.done) {
+          result = next.value;
+          break;
+        }
+        const event = next.value;
+        if (event.type !== "assigned") yield event;
+        else if (!accepted) {
+          accepted = true;
+          const node = event.node;
+          yield { type: "accepted", taskId, difficulty, tier: node.tier, nodeId: node.id, model: node.capabilities.modelName, classifier, ...(announcedMode ? { divisionMode: announcedMode } : {}) };
+        }
       }
-      throw new Error("the wait ended without a node");
     } finally {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      this.#queue.remove(waiter);
-      // a node claimed after we stopped waiting goes back
-      events.close();
-      for (let next = await events.next(); !next.done; next = await events.next()) {
-        if (next.value.kind === "claimed") next.value.attempt.end();
-      }
+      // the consumer stopped early (client gone): the part cancels its node
+      await part.return(undefined as never);
     }
-  }
-
-  #noNodeError(difficulty: Difficulty, waitedMs: number): ConnectError {
-    const tiers = tiersServing(difficulty).join(" or ");
-    const waited = `waited ${Math.round(waitedMs / 100) / 10} s`;
-    if (this.registry.anyServing(servesDifficulty, difficulty)) {
-      return new ConnectError(`every node that serves ${difficulty} requests (tier ${tiers}) is busy; ${waited}; try again later`, Code.ResourceExhausted);
-    }
-    return new ConnectError(`no node that serves ${difficulty} requests (tier ${tiers}) is online; ${waited}`, Code.Unavailable);
+    yield doneEvent(taskId, started, result);
+    if (check && result.nodeIds.length === 1) this.#spotChecks.check({ spec, result });
   }
 }
 
-const roleEnum = { system: Role.SYSTEM, user: Role.USER, assistant: Role.ASSISTANT } as const;
+/** The done event of an answer that one part produced. */
+export function doneEvent(taskId: string, started: number, result: PartResult, extra: { nodeIds?: string[]; verified?: boolean } = {}): Extract<ChatEvent, { type: "done" }> {
+  const finished = result.completedAt;
+  const generationMs = result.firstTokenAt !== undefined ? finished - result.firstTokenAt : 0;
+  return {
+    type: "done",
+    taskId,
+    promptTokens: result.promptTokens,
+    completionTokens: result.completionTokens,
+    ttftMs: (result.firstTokenAt ?? finished) - started,
+    totalMs: finished - started,
+    tokensPerSecond: generationMs > 0 ? (result.completionTokens * 1000) / generationMs : 0,
+    nodeId: result.node.id,
+    nodeIds: extra.nodeIds ?? result.nodeIds,
+    finishReason: result.finishReason,
+    ...(extra.verified !== undefined ? { verified: extra.verified } : {}),
+  };
+}

@@ -7,8 +7,22 @@ export interface RouteRequest {
   difficulty: Difficulty;
   /** A model name or part of one; undefined means any model. */
   model: string | undefined;
-  /** Nodes that already failed this task. */
+  /** Nodes that already failed this task (or, for divided tasks, that its sibling parts use). */
   exclude: ReadonlySet<string>;
+  /** Only nodes that serve exactly this model and quantization (consensus, spot checks compare outputs). */
+  sameModel?: ModelIdentity;
+  /** Only nodes whose reputation is above this (a spot check's second opinion). */
+  reputationAbove?: number;
+}
+
+/** What makes two nodes' deterministic outputs comparable. */
+export interface ModelIdentity {
+  modelName: string;
+  quantization: string;
+}
+
+export function modelIdentity(node: LiveNode): ModelIdentity {
+  return { modelName: node.capabilities.modelName, quantization: node.capabilities.quantization };
 }
 
 /** Model names that mean "any model" (OpenAI clients must send some model). */
@@ -39,12 +53,22 @@ function better(a: LiveNode, b: LiveNode): boolean {
   return a.reputation > b.reputation;
 }
 
+/** Whether `node` may take the task at all, busy or not (suspended nodes take none). */
+export function eligible(node: LiveNode, request: RouteRequest): boolean {
+  if (node.suspended || request.exclude.has(node.id)) return false;
+  if (!servesDifficulty(node.tier, request.difficulty) || !servesModel(node, request.model)) return false;
+  if (request.sameModel) {
+    const c = node.capabilities;
+    if (c.modelName !== request.sameModel.modelName || c.quantization !== request.sameModel.quantization) return false;
+  }
+  return request.reputationAbove === undefined || node.reputation > request.reputationAbove;
+}
+
 /** The best node that can take the task now, or undefined. */
 export function pickNode(nodes: Iterable<LiveNode>, request: RouteRequest): LiveNode | undefined {
   let best: LiveNode | undefined;
   for (const node of nodes) {
-    if (node.freeSlots <= 0 || request.exclude.has(node.id)) continue;
-    if (!servesDifficulty(node.tier, request.difficulty) || !servesModel(node, request.model)) continue;
+    if (node.freeSlots <= 0 || !eligible(node, request)) continue;
     if (!best || better(node, best)) best = node;
   }
   return best;

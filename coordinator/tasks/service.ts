@@ -2,7 +2,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
-import { Difficulty as DifficultyEnum, DivisionMode, Role, Tier } from "../../gen/iris/v1/common_pb.ts";
+import { Difficulty as DifficultyEnum, Role, Tier } from "../../gen/iris/v1/common_pb.ts";
 import {
   AcceptedSchema,
   ChatResponseSchema,
@@ -14,10 +14,13 @@ import {
   type Accepted,
 } from "../../gen/iris/v1/inference_pb.ts";
 import { normalizeAccountKey } from "../accounts/keys.ts";
+import { isAdmin, principalKey } from "../accounts/principal.ts";
 import { findAccountId } from "../accounts/store.ts";
 import type { Database, Difficulty, NodeTier } from "../db/schema.ts";
+import type { ChatLimiter } from "../limits/chat-limits.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import { clientAddressKey } from "../request-context.ts";
+import { divisionModeFromProto, divisionModeToProto } from "./division/mode.ts";
 import { servedModels } from "./models.ts";
 import type { ChatEvent, ChatInput, Orchestrator } from "./orchestrator.ts";
 
@@ -36,9 +39,6 @@ const roleName = { [Role.SYSTEM]: "system", [Role.USER]: "user", [Role.ASSISTANT
 
 /** The orchestrator's input from a request's params (account key checked, client address from the context). */
 export async function chatInput(db: Kysely<Database>, params: ChatParams, ctx: HandlerContext): Promise<ChatInput> {
-  if (params.divisionMode !== DivisionMode.UNSPECIFIED && params.divisionMode !== DivisionMode.SINGLE) {
-    throw new ConnectError("division_mode: only single is available on this coordinator yet", Code.Unimplemented);
-  }
   let accountId: string | undefined;
   if (params.accountKey) {
     accountId = await findAccountId(db, normalizeAccountKey(params.accountKey));
@@ -50,6 +50,9 @@ export async function chatInput(db: Kysely<Database>, params: ChatParams, ctx: H
     maxTokens: params.maxTokens,
     temperature: params.temperature,
     difficultyHint: difficultyName[params.difficulty],
+    trustedHint: isAdmin(ctx.values.get(principalKey)),
+    divisionMode: divisionModeFromProto(params.divisionMode),
+    consensusNodes: params.consensusNodes,
     accountId,
     clientAddress: ctx.values.get(clientAddressKey),
     signal: ctx.signal,
@@ -62,7 +65,7 @@ function acceptedMessage(event: Extract<ChatEvent, { type: "accepted" }>): Messa
     difficulty: difficultyEnum[event.difficulty],
     tier: tierEnum[event.tier],
     nodeId: event.nodeId,
-    divisionMode: DivisionMode.SINGLE,
+    divisionMode: divisionModeToProto(event.divisionMode),
     classifier: event.classifier,
     model: event.model,
   };
@@ -75,7 +78,7 @@ function doneMessage(event: Extract<ChatEvent, { type: "done" }>): MessageInitSh
     nodeId: event.nodeId,
     nodeIds: event.nodeIds,
     finishReason: event.finishReason,
-    verified: false,
+    verified: event.verified ?? false,
   };
 }
 
@@ -96,18 +99,25 @@ export function inferenceService(deps: {
   db: Kysely<Database>;
   orchestrator: Orchestrator;
   registry: NodeRegistry;
+  limiter: ChatLimiter;
 }): Partial<ServiceImpl<typeof InferenceService>> {
+  /** The request checked, the caller charged one message (or refused), and the answer metered for give-backs. */
+  async function admittedChat(params: ChatParams, ctx: HandlerContext): Promise<AsyncGenerator<ChatEvent>> {
+    const input = await chatInput(deps.db, params, ctx);
+    const caller = { principal: ctx.values.get(principalKey), requestAccountId: input.accountId, clientAddress: input.clientAddress ?? "" };
+    const ticket = await deps.limiter.admit(caller);
+    return deps.limiter.meter(deps.orchestrator.chat(input), ticket);
+  }
+
   return {
     async *chat(request, ctx) {
-      const input = await chatInput(deps.db, request.params!, ctx);
-      for await (const event of deps.orchestrator.chat(input)) yield toResponse(event);
+      for await (const event of await admittedChat(request.params!, ctx)) yield toResponse(event);
     },
     async chatUnary(request, ctx) {
-      const input = await chatInput(deps.db, request.params!, ctx);
       let text = "";
       let accepted: Accepted | undefined;
       let done: Done | undefined;
-      for await (const event of deps.orchestrator.chat(input)) {
+      for await (const event of await admittedChat(request.params!, ctx)) {
         if (event.type === "token") text += event.text;
         else if (event.type === "accepted") accepted = create(AcceptedSchema, acceptedMessage(event));
         else if (event.type === "done") done = create(DoneSchema, doneMessage(event));

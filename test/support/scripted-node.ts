@@ -48,7 +48,16 @@ export interface ScriptedNodeOptions {
   maxConcurrentTasks?: number;
   /** Sends no heartbeats when false (to test the missed-heartbeat rule). */
   heartbeats?: boolean;
-  script?: (assign: TaskAssign) => Script;
+  /** The node's context length in tokens (4096 when not given). */
+  contextLength?: number;
+  /** The answer to an assignment; `payload` is the assignment as the node opened it (the prompt, the seed...). */
+  script?: (assign: TaskAssign, payload: TaskPayload) => Script;
+  /**
+   * Test-only dishonest mode: the node alters every piece of text it sends (letters rotated by 13, digits by 5),
+   * as a node that does not run the model it claims, or tampers with answers, would. Its chunks are properly
+   * sealed: only comparing its answers with other nodes' (consensus, spot checks, canaries) can catch it.
+   */
+  dishonest?: boolean;
   transport?: Transport;
 }
 
@@ -68,6 +77,14 @@ export interface ScriptedNode {
 }
 
 const defaultScript = (): Script => ({ tokens: ["Hello", ",", " world", "!"] });
+
+/** What a dishonest node does to its text: ROT13 on letters, +5 on digits (same length, different words). */
+export function alter(text: string): string {
+  return text.replace(/[a-z]/gi, (c) => {
+    const base = c <= "Z" ? 65 : 97;
+    return String.fromCharCode(((c.charCodeAt(0) - base + 13) % 26) + base);
+  }).replace(/\d/g, (d) => String((Number(d) + 5) % 10));
+}
 
 export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
   const transport = options.transport ?? createGrpcTransport({ baseUrl: options.baseUrl });
@@ -98,7 +115,7 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       modelName: options.modelName ?? "scripted-8B-Q4_K_M",
       parameterCount: BigInt(options.parameterCount ?? 8_000_000_000),
       quantization: options.quantization ?? "Q4_K_M",
-      contextLength: 4096,
+      contextLength: options.contextLength ?? 4096,
       benchmarkTokensPerSecond: options.tokensPerSecond ?? 20,
       maxConcurrentTasks: options.maxConcurrentTasks ?? 1,
       agentVersion: "scripted",
@@ -108,10 +125,11 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
   });
 
   async function run(assign: TaskAssign): Promise<void> {
-    const script = (options.script ?? defaultScript)(assign);
     const taskId = assign.taskId;
     if (assign.payload.case !== "sealed") throw new Error("the coordinator sent a payload in clear");
-    payloads.push(openMessage(keys!.toNode, TaskPayloadSchema, assign.payload.value, { taskId, sequence: 0, kind: "assign" }));
+    const payload = openMessage(keys!.toNode, TaskPayloadSchema, assign.payload.value, { taskId, sequence: 0, kind: "assign" });
+    payloads.push(payload);
+    const script = (options.script ?? defaultScript)(assign, payload);
     if (script.hang) return;
     if (script.failWith !== undefined) {
       send({ case: "error", value: { taskId, reason: script.failWith, message: "scripted failure" } });
@@ -125,9 +143,10 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
         kill();
         return;
       }
-      const sealed = sealText(keys!.toCoordinator, text, { taskId, sequence, kind: "chunk" });
+      const sent = options.dishonest ? alter(text) : text;
+      const sealed = sealText(keys!.toCoordinator, sent, { taskId, sequence, kind: "chunk" });
       if (script.tamperChunk === sequence) sealed.ciphertext[0]! ^= 1;
-      const content = script.plaintext ? ({ case: "text", value: text } as const) : ({ case: "sealed", value: sealed } as const);
+      const content = script.plaintext ? ({ case: "text", value: sent } as const) : ({ case: "sealed", value: sealed } as const);
       send({ case: "chunk", value: { taskId, sequence, content } });
       if (script.replayChunk === sequence) send({ case: "chunk", value: { taskId, sequence, content } });
       sequence++;

@@ -1,0 +1,85 @@
+// Who is calling a plain HTTP chat route (OpenAI-compatible API, SSE), where the Connect auth interceptor does not run.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { FastifyRequest } from "fastify";
+import type { Kysely } from "kysely";
+import { ACCOUNT_KEY_HEADER } from "../accounts/auth.ts";
+import { normalizeAccountKey } from "../accounts/keys.ts";
+import type { Principal } from "../accounts/principal.ts";
+import { findAccountId } from "../accounts/store.ts";
+import { verifyToken } from "../accounts/tokens.ts";
+import type { Database } from "../db/schema.ts";
+import type { ChatEvent } from "../tasks/orchestrator.ts";
+import type { ChatLimiter } from "./chat-limits.ts";
+
+/*
+ * The same credentials as the interceptor, plus one: OpenAI clients can only send `Authorization: Bearer
+ * <apiKey>`, so a bearer of 16 digits (spaces allowed) is an account key. A bearer shaped like a JWT is a
+ * user token. Any other bearer is ignored: OpenAI SDKs refuse to start without an API key, so callers put
+ * placeholders there ("unused", "sk-...") and must stay anonymous rather than be refused.
+ * A credential that is present but wrong is Unauthenticated, never silently anonymous.
+ */
+
+const accountKeyShape = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
+const jwtShape = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+export interface HttpCallerOptions {
+  db: Kysely<Database>;
+  /** JWT_SECRET; undefined means no bearer token can be valid here. */
+  jwtSecret: string | undefined;
+  now?: () => number;
+}
+
+export type ResolveHttpCaller = (req: FastifyRequest) => Promise<Principal>;
+
+export function httpCallerResolver(options: HttpCallerOptions): ResolveHttpCaller {
+  async function account(value: string, where: string): Promise<Principal> {
+    let digits: string;
+    try {
+      digits = normalizeAccountKey(value, where);
+    } catch (err) {
+      throw new ConnectError(ConnectError.from(err).rawMessage, Code.Unauthenticated);
+    }
+    const accountId = await findAccountId(options.db, digits);
+    if (accountId === undefined) throw new ConnectError(`unknown or revoked account key (${where})`, Code.Unauthenticated);
+    return { kind: "account", accountId };
+  }
+
+  async function user(token: string): Promise<Principal> {
+    if (options.jwtSecret === undefined) {
+      throw new ConnectError("this coordinator accepts no bearer tokens: JWT_SECRET is not configured", Code.Unauthenticated);
+    }
+    const claims = await verifyToken(token, { secret: options.jwtSecret, now: options.now });
+    return { kind: "user", userId: claims.userId, role: claims.role, accountId: claims.accountId };
+  }
+
+  return async (req) => {
+    const bearer = /^Bearer +(\S.*)$/i.exec(req.headers.authorization ?? "")?.[1]?.trim();
+    const credential = bearer !== undefined && (accountKeyShape.test(bearer) || jwtShape.test(bearer)) ? bearer : undefined;
+    const header = req.headers[ACCOUNT_KEY_HEADER];
+    const keyHeader = Array.isArray(header) ? header[0] : header;
+    if (credential !== undefined && keyHeader !== undefined) {
+      throw new ConnectError(`send one credential: Authorization or ${ACCOUNT_KEY_HEADER}, not both`, Code.InvalidArgument);
+    }
+    if (credential !== undefined) return accountKeyShape.test(credential) ? account(credential, "Authorization: Bearer") : user(credential);
+    if (keyHeader !== undefined) return account(keyHeader, ACCOUNT_KEY_HEADER);
+    return { kind: "anonymous" };
+  };
+}
+
+/** What an HTTP chat route needs once the caller is admitted: the account to record, and the metered events. */
+export interface HttpAdmission {
+  accountId?: string;
+  wrapEvents: (events: AsyncGenerator<ChatEvent>) => AsyncGenerator<ChatEvent>;
+}
+
+/** Resolves the caller, charges the message (or throws the refusal), and meters the answer for give-backs. */
+export async function admitHttpChat(
+  req: FastifyRequest,
+  deps: { resolveCaller: ResolveHttpCaller; limiter: ChatLimiter },
+  requestAccountId?: string,
+): Promise<HttpAdmission> {
+  const principal = await deps.resolveCaller(req);
+  const ticket = await deps.limiter.admit({ principal, requestAccountId, clientAddress: req.ip });
+  const principalAccount = principal.kind === "anonymous" ? undefined : (principal.accountId ?? undefined);
+  return { accountId: requestAccountId ?? principalAccount, wrapEvents: (events) => deps.limiter.meter(events, ticket) };
+}

@@ -1,0 +1,128 @@
+// Consensus: the same request on N nodes of one model and quantization with deterministic sampling; the
+// majority answer is returned (then streamed), the minority loses reputation, and with no majority nobody does.
+import { randomInt, randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { LiveNode } from "../../nodes/registry.ts";
+import type { ChatEvent } from "../orchestrator.ts";
+import { modelIdentity, type ModelIdentity, type RouteRequest } from "../router.ts";
+import { findMajority } from "./compare.ts";
+import { connectedEligible, ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
+import type { PartResult } from "./part.ts";
+
+/** The model group with the most connected nodes that may take the request (ties: more free slots). */
+export function largestModelGroup(nodes: LiveNode[]): { identity: ModelIdentity; count: number } | undefined {
+  const groups = new Map<string, { identity: ModelIdentity; count: number; free: number }>();
+  for (const node of nodes) {
+    const identity = modelIdentity(node);
+    const key = JSON.stringify([identity.modelName, identity.quantization]);
+    const group = groups.get(key) ?? { identity, count: 0, free: 0 };
+    group.count++;
+    group.free += Math.max(0, node.freeSlots);
+    groups.set(key, group);
+  }
+  let best: { identity: ModelIdentity; count: number; free: number } | undefined;
+  for (const group of groups.values()) {
+    if (!best || group.count > best.count || (group.count === best.count && group.free > best.free)) best = group;
+  }
+  return best && { identity: best.identity, count: best.count };
+}
+
+export async function* runConsensus(ctx: DivisionContext, task: DividedTask): AsyncGenerator<ChatEvent, void, undefined> {
+  const requested = task.input.consensusNodes || ctx.config.consensusDefaultNodes;
+  if (requested < 2) throw new ConnectError("consensus_nodes: consensus needs 2 to 9 nodes (0 means the configured default)", Code.InvalidArgument);
+  const parent = new ParentTask(ctx.journal, task, "consensus");
+  const group = new PartGroup(ctx.parts, task.input.signal);
+  const threshold = ctx.config.consensusSimilarity;
+  try {
+    const route: RouteRequest = { difficulty: task.difficulty, model: task.model, exclude: new Set() };
+    const models = largestModelGroup(connectedEligible(ctx.registry, route));
+    // fewer comparable nodes than asked for: one node answers (streamed live), marked unverified
+    const count = models && models.count >= requested ? requested : 1;
+    if (count === 1) {
+      ctx.journal.note(task.taskId, "queued", null, `consensus needs ${requested} connected nodes of one model and quantization; ${models?.count ?? 0} found: one node answers, unverified`);
+    }
+    // temperature 0 and one seed for every copy: the same model and quantization should then give the same text
+    const seed = randomInt(2 ** 31);
+    const exclude = new Set<string>(); // each copy on a different node
+    const started = Date.now();
+    for (let i = 0; i < count; i++) {
+      group.start({
+        taskId: randomUUID(),
+        parentId: task.taskId,
+        mode: "consensus",
+        difficulty: task.difficulty,
+        classifier: task.classifier,
+        messages: task.input.messages,
+        maxTokens: task.maxTokens,
+        temperature: 0,
+        seed,
+        model: task.model,
+        sameModel: models?.identity,
+        exclude,
+        distinct: true,
+        accountId: task.input.accountId,
+        clientAddress: task.input.clientAddress,
+        started,
+        reward: count === 1 ? "now" : "later",
+        wait: count === 1 ? "queue" : "while-possible",
+      });
+    }
+    const results: (PartResult | undefined)[] = new Array(count).fill(undefined);
+    let lastError: ConnectError | undefined;
+    for (let settled = 0; settled < count; ) {
+      const next = await group.events.next();
+      if (next.done) break;
+      const item = next.value;
+      if (item.kind === "result") {
+        results[item.index] = item.result;
+        settled++;
+      } else if (item.kind === "error") {
+        if (item.error.code === Code.Canceled) throw item.error;
+        lastError = item.error;
+        settled++;
+      } else if (item.event.type === "assigned") {
+        const accepted = parent.accept(item.event.node);
+        if (accepted) yield accepted;
+      } else if (item.event.type === "queued") {
+        if (!parent.accepted) yield item.event;
+      } else if (count === 1) {
+        yield parent.token(item.event.text, null);
+      }
+    }
+    const answers = results.filter((r): r is PartResult => r !== undefined);
+    if (answers.length === 0) throw new ConnectError(`every consensus copy failed; last: ${lastError?.rawMessage ?? "unknown"}`, lastError?.code ?? Code.Unavailable);
+    const verdict = findMajority(answers.map((a) => a.text), requested, threshold);
+    const chosen = answers[verdict.representative]!;
+    if (count > 1) judge(ctx, answers, verdict, threshold);
+    if (count > 1) for (const piece of chosen.pieces) yield parent.token(piece, chosen.node.id);
+    yield parent.complete(chosen, [chosen], answers.flatMap((a) => a.nodeIds), count > 1 && verdict.verified);
+  } catch (err) {
+    throw parent.fail(err);
+  } finally {
+    group.cancelAll();
+    parent.settle();
+  }
+}
+
+/**
+ * With a majority, its nodes earn the completion and the others get the invalid-response rule; without one
+ * every node that answered earns the completion (no one can tell who was right).
+ */
+function judge(ctx: DivisionContext, answers: PartResult[], verdict: ReturnType<typeof findMajority>, threshold: number): void {
+  const chosen = answers[verdict.representative]!;
+  if (!verdict.verified) {
+    for (const answer of answers) answer.judge("completed");
+    return;
+  }
+  for (const i of verdict.agreeing) answers[i]!.judge("completed");
+  for (const i of verdict.dissenting) {
+    ctx.mismatches.record(answers[i]!, {
+      check: "consensus",
+      reference: chosen.text,
+      referenceFrom: chosen.node.id,
+      referenceTaskId: chosen.taskId,
+      similarity: verdict.similarities[i]!,
+      threshold,
+    });
+  }
+}

@@ -1,0 +1,239 @@
+// What the divided modes share: the parent task's row, parts running side by side, auto's choice, dispatch.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { Channel } from "../../../common/channel.ts";
+import type { Config } from "../../config.ts";
+import type { Difficulty, DivisionMode } from "../../db/schema.ts";
+import type { LiveNode, NodeRegistry } from "../../nodes/registry.ts";
+import type { TaskJournal } from "../journal.ts";
+import type { ChatEvent, ChatInput } from "../orchestrator.ts";
+import { eligible, type RouteRequest } from "../router.ts";
+import { estimateTokens } from "./chunking.ts";
+import { runConsensus } from "./consensus.ts";
+import { contextBudget, runContext } from "./context.ts";
+import type { MismatchRecorder } from "./mismatch.ts";
+import { chooseAutoMode } from "./mode.ts";
+import type { PartEvent, PartResult, PartRunner, PartSpec } from "./part.ts";
+import { ruleBasedParts } from "./planner.ts";
+import { runSubtasks } from "./subtasks.ts";
+
+export interface DivisionContext {
+  parts: PartRunner;
+  registry: NodeRegistry;
+  journal: TaskJournal;
+  config: Config["division"];
+  logger: Logger;
+  mismatches: MismatchRecorder;
+}
+
+/** A request after classification, before any node is asked. */
+export interface DividedTask {
+  taskId: string;
+  input: ChatInput;
+  /** The normalised model hint. */
+  model: string | undefined;
+  difficulty: Difficulty;
+  classifier: string;
+  maxTokens: number;
+  started: number;
+}
+
+export function runDivided(ctx: DivisionContext, task: DividedTask, mode: Exclude<DivisionMode, "single">): AsyncGenerator<ChatEvent, void, undefined> {
+  if (mode === "consensus") return runConsensus(ctx, task);
+  if (mode === "subtasks") return runSubtasks(ctx, task);
+  return runContext(ctx, task);
+}
+
+/** auto's concrete mode for this request and the nodes connected now (see mode.ts for the rule). */
+export function autoMode(ctx: DivisionContext, task: DividedTask): DivisionMode {
+  const messages = task.input.messages;
+  const longest = messages.reduce((max, m) => Math.max(max, m.content.length), 0);
+  const lastUser = messages.findLast((m) => m.role === "user")?.content ?? "";
+  const request: RouteRequest = { difficulty: task.difficulty, model: task.model, exclude: new Set() };
+  const choice = chooseAutoMode({
+    longestMessageTokens: estimateTokens(messages.find((m) => m.content.length === longest)?.content ?? ""),
+    contextBudgetTokens: contextBudget(ctx, task).chunkTokens,
+    difficulty: task.difficulty,
+    ruleParts: ruleBasedParts(lastUser, ctx.config.subtasksMaxParts).length,
+    capableNodes: connectedEligible(ctx.registry, request).length,
+  });
+  ctx.logger.debug({ taskId: task.taskId, mode: choice.mode, reason: choice.reason }, "auto division mode");
+  return choice.mode;
+}
+
+export function connectedEligible(registry: NodeRegistry, request: RouteRequest): LiveNode[] {
+  return [...registry.nodes()].filter((node) => node.connected && eligible(node, request));
+}
+
+/**
+ * The divided request's own row: queued → assigned → streaming → completed (usage summed over the parts the
+ * answer used) or failed with the reason. It names no node and no tier (its parts' rows do), so payouts,
+ * leaderboards and speed statistics count each part's work once.
+ */
+export class ParentTask {
+  #accepted = false;
+  #settled = false;
+  #firstTokenAt: number | undefined;
+
+  constructor(
+    private readonly journal: TaskJournal,
+    readonly task: DividedTask,
+    readonly mode: DivisionMode,
+  ) {
+    journal.created({
+      id: task.taskId,
+      division_mode: mode,
+      difficulty: task.difficulty,
+      classifier: task.classifier,
+      account_id: task.input.accountId ?? null,
+      client_address: task.input.clientAddress ?? null,
+      max_tokens: task.maxTokens,
+    });
+  }
+
+  get accepted(): boolean {
+    return this.#accepted;
+  }
+
+  /** The accepted event, the first time a part of the task gets a node. */
+  accept(node: LiveNode): ChatEvent | undefined {
+    if (this.#accepted) return undefined;
+    this.#accepted = true;
+    const { taskId, difficulty, classifier } = this.task;
+    this.journal.update(taskId, "assigned", { assigned_at: new Date() }, node.id);
+    return { type: "accepted", taskId, difficulty, tier: node.tier, nodeId: node.id, model: node.capabilities.modelName, classifier, divisionMode: this.mode };
+  }
+
+  /** A token event for the client; the first one marks the task streaming. */
+  token(text: string, nodeId: string | null): ChatEvent {
+    if (this.#firstTokenAt === undefined) {
+      this.#firstTokenAt = Date.now();
+      this.journal.update(this.task.taskId, "streaming", { first_token_at: new Date(this.#firstTokenAt), ttft_ms: this.#firstTokenAt - this.task.started }, nodeId);
+    }
+    return { type: "token", text };
+  }
+
+  /** Records completion and returns the done event; usage is summed over `counted`, timings are the user's. */
+  complete(last: PartResult, counted: PartResult[], nodeIds: string[], verified: boolean): ChatEvent {
+    this.#settled = true;
+    const finished = Date.now();
+    const promptTokens = counted.reduce((sum, r) => sum + r.promptTokens, 0);
+    const completionTokens = counted.reduce((sum, r) => sum + r.completionTokens, 0);
+    const firstTokenAt = this.#firstTokenAt ?? finished;
+    const generationMs = finished - firstTokenAt;
+    this.journal.update(
+      this.task.taskId,
+      "completed",
+      { prompt_tokens: promptTokens, completion_tokens: completionTokens, completed_at: new Date(finished), total_ms: finished - this.task.started },
+      last.node.id,
+      verified ? "verified by a majority" : undefined,
+    );
+    return {
+      type: "done",
+      taskId: this.task.taskId,
+      promptTokens,
+      completionTokens,
+      ttftMs: firstTokenAt - this.task.started,
+      totalMs: finished - this.task.started,
+      tokensPerSecond: generationMs > 0 ? (completionTokens * 1000) / generationMs : 0,
+      nodeId: last.node.id,
+      nodeIds,
+      finishReason: last.finishReason,
+      verified,
+    };
+  }
+
+  /** Records the failure (or the client's cancel) and returns the error to throw. */
+  fail(err: unknown): ConnectError {
+    this.#settled = true;
+    const error = ConnectError.from(err);
+    const cancelled = error.code === Code.Canceled || this.task.input.signal.aborted;
+    this.journal.update(
+      this.task.taskId,
+      cancelled ? "cancelled" : "failed",
+      { completed_at: new Date(), total_ms: Date.now() - this.task.started, failure_reason: cancelled ? null : error.rawMessage },
+      null,
+      error.rawMessage,
+    );
+    return error;
+  }
+
+  /** In a finally: a task left neither completed nor failed was abandoned by its consumer (client gone). */
+  settle(): void {
+    if (!this.#settled) this.fail(new ConnectError("the client stopped reading the answer", Code.Canceled));
+  }
+}
+
+export type GroupEvent =
+  | { index: number; kind: "event"; event: PartEvent }
+  | { index: number; kind: "result"; result: PartResult }
+  | { index: number; kind: "error"; error: ConnectError };
+
+/**
+ * Parts running side by side, their events merged into one channel; at most `limit` run at once (the rest wait
+ * here, in order, rather than in the network's queue with its time limit). Cancelling the group cancels them all.
+ */
+export class PartGroup {
+  readonly events = new Channel<GroupEvent>();
+  readonly #controllers: AbortController[] = [];
+  readonly #pending: { index: number; spec: PartSpec }[] = [];
+  #running = 0;
+
+  constructor(
+    private readonly parts: PartRunner,
+    private readonly signal: AbortSignal,
+    private readonly limit = Infinity,
+  ) {}
+
+  /** Records the part's row (queued) and starts it when the limit allows; returns its index in the group. */
+  start(spec: Omit<PartSpec, "signal">): number {
+    const controller = new AbortController();
+    const index = this.#controllers.push(controller) - 1;
+    const full: PartSpec = { ...spec, signal: AbortSignal.any([this.signal, controller.signal]) };
+    this.parts.record(full);
+    this.#pending.push({ index, spec: full });
+    this.#launch();
+    return index;
+  }
+
+  /** Parts started and not yet settled. */
+  get running(): number {
+    return this.#running;
+  }
+
+  cancelAll(): void {
+    for (const { spec } of this.#pending.splice(0)) this.parts.abandon(spec, "the task ended before this part started");
+    for (const controller of this.#controllers) controller.abort();
+  }
+
+  #launch(): void {
+    while (this.#running < this.limit && this.#pending.length > 0) {
+      const { index, spec } = this.#pending.shift()!;
+      this.#running++;
+      // the part's clock (deadline, time to first token) starts when it is handed out, not while it waits here
+      void this.#pump(index, { ...spec, started: Date.now() });
+    }
+  }
+
+  async #pump(index: number, spec: PartSpec): Promise<void> {
+    const run = this.parts.run(spec);
+    try {
+      for (;;) {
+        const next = await run.next();
+        if (next.done) {
+          this.#settle({ index, kind: "result", result: next.value });
+          return;
+        }
+        this.events.push({ index, kind: "event", event: next.value });
+      }
+    } catch (err) {
+      this.#settle({ index, kind: "error", error: ConnectError.from(err) });
+    }
+  }
+
+  #settle(item: GroupEvent): void {
+    this.#running--;
+    this.events.push(item);
+    this.#launch();
+  }
+}

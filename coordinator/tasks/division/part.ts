@@ -1,0 +1,354 @@
+// One part of a task: a run on one node at a time with failover (the seam), its own task row, its own reputation
+// outcomes. A single-mode request is one part; the divided modes run several and combine them.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { Role } from "../../../gen/iris/v1/common_pb.ts";
+import { TaskErrorReason, TaskPayloadSchema } from "../../../gen/iris/v1/node_pb.ts";
+import { Channel } from "../../../common/channel.ts";
+import type { Difficulty, DivisionMode, JsonValue } from "../../db/schema.ts";
+import type { LiveNode, NodeRegistry } from "../../nodes/registry.ts";
+import { servesDifficulty, tiersServing } from "../../nodes/tier.ts";
+import type { TaskOutcome, TaskOutcomeInput } from "../../reputation/ledger.ts";
+import { Attempt } from "../attempt.ts";
+import type { TaskJournal } from "../journal.ts";
+import { WaitQueue, type Waiter } from "../queue.ts";
+import { deadlineMs, eligible, pickNode, type DifficultyTimeouts, type ModelIdentity, type RouteRequest } from "../router.ts";
+
+export type ChatMessageInput = { role: "system" | "user" | "assistant"; content: string };
+
+export interface PartSpec {
+  taskId: string;
+  /** The divided task this part belongs to (its row's parent_id); none for a single-mode task. */
+  parentId?: string;
+  /** The row's division_mode: the mode of the request this part serves. */
+  mode: DivisionMode;
+  difficulty: Difficulty;
+  classifier: string;
+  messages: ChatMessageInput[];
+  maxTokens: number;
+  temperature?: number;
+  /** A fixed sampling seed (deterministic runs: consensus, spot checks). */
+  seed?: number;
+  /** A normalised model hint (router.normalizeModelHint); undefined means any model. */
+  model?: string;
+  sameModel?: ModelIdentity;
+  reputationAbove?: number;
+  /** Nodes not to use; nodes that fail this part are added to it. */
+  exclude?: Set<string>;
+  /** Siblings sharing `exclude` run on different nodes: every node this part gets is added to it at once. */
+  distinct?: boolean;
+  accountId?: string;
+  clientAddress?: string;
+  signal: AbortSignal;
+  /** When the part's clock starts: its deadline and time to first token count from here. */
+  started: number;
+  /**
+   * When the node's completion counts for its reputation: "now" when the part completes, "later" when the
+   * caller has judged the answer (consensus: only the majority is rewarded), "never" for checks that are
+   * judged only on a mismatch (spot checks, canaries). Timeouts and invalid chunks always count at once.
+   */
+  reward: "now" | "later" | "never";
+  /**
+   * "queue": no capable node free → wait in the queue (single-mode behaviour, even with no node online);
+   * "while-possible": wait only while some connected node could take it, else fail at once;
+   * "never": no free node now → fail at once (spot checks and canaries are opportunistic).
+   */
+  wait: "queue" | "while-possible" | "never";
+}
+
+export type PartEvent =
+  | { type: "queued"; position: number; maxWaitMs: number }
+  | { type: "assigned"; node: LiveNode; attempt: number }
+  | { type: "token"; text: string };
+
+export interface PartResult {
+  taskId: string;
+  text: string;
+  /** The pieces as the nodes sent them, in order (consensus replays the agreed answer's pieces). */
+  pieces: string[];
+  promptTokens: number;
+  completionTokens: number;
+  finishReason: string;
+  /** The node that finished the part. */
+  node: LiveNode;
+  nodeIds: string[];
+  /** undefined when no token came (an empty answer). */
+  firstTokenAt: number | undefined;
+  completedAt: number;
+  /** Applies a reputation outcome to the node that finished the part, for this part's task. */
+  judge(outcome: TaskOutcome, evidence?: Record<string, JsonValue>): void;
+}
+
+export interface PartRunnerConfig {
+  queue: { maxLength: number; maxWaitMs: number };
+  timeoutsMs: DifficultyTimeouts;
+  maxAttempts: number;
+}
+
+/** What happened to one attempt. */
+type Outcome =
+  | { kind: "completed"; promptTokens: number; completionTokens: number; finishReason: string }
+  | { kind: "retry"; reason: string }
+  /** The node's answer failed authentication or order checks: re-routed, and the node is at fault. */
+  | { kind: "invalid"; reason: string }
+  | { kind: "fatal"; error: ConnectError };
+
+/** Node errors that another node would hit just the same. */
+const notRetryable = new Set([TaskErrorReason.CONTEXT_TOO_LONG]);
+const roleEnum = { system: Role.SYSTEM, user: Role.USER, assistant: Role.ASSISTANT } as const;
+
+export class PartRunner {
+  readonly #queue: WaitQueue;
+
+  constructor(
+    private readonly registry: NodeRegistry,
+    private readonly journal: TaskJournal,
+    private readonly config: PartRunnerConfig,
+    private readonly logger: Logger,
+    private readonly throughput?: { record(tokens?: number): void },
+    private readonly outcomes?: { record(input: TaskOutcomeInput): void },
+  ) {
+    this.#queue = new WaitQueue(config.queue.maxLength, (request) => pickNode(registry.nodes(), request));
+    registry.onCapacity(() => this.#queue.drain());
+  }
+
+  get queueLength(): number {
+    return this.#queue.length;
+  }
+
+  /** Writes the part's row (queued). Separate from run() so a parent's row can precede its parts'. */
+  record(spec: PartSpec): void {
+    this.journal.created({
+      id: spec.taskId,
+      parent_id: spec.parentId ?? null,
+      division_mode: spec.mode,
+      difficulty: spec.difficulty,
+      classifier: spec.classifier,
+      account_id: spec.accountId ?? null,
+      client_address: spec.clientAddress ?? null,
+      max_tokens: spec.maxTokens,
+    });
+  }
+
+  /** Closes the row of a recorded part that will never run (its parent ended first). */
+  abandon(spec: PartSpec, reason: string): void {
+    this.journal.update(spec.taskId, "cancelled", { completed_at: new Date(), total_ms: Math.max(0, Date.now() - spec.started) }, null, reason);
+  }
+
+  /**
+   * Runs the part: yields queue positions, each assignment and the tokens as they arrive; returns the whole
+   * answer, or throws (the row is then failed or cancelled with the reason). The row must be recorded first.
+   */
+  async *run(spec: PartSpec): AsyncGenerator<PartEvent, PartResult, undefined> {
+    const { taskId, difficulty, started, maxTokens } = spec;
+    const request: RouteRequest = {
+      difficulty,
+      model: spec.model,
+      exclude: spec.exclude ?? new Set(),
+      sameModel: spec.sameModel,
+      reputationAbove: spec.reputationAbove,
+    };
+    const exclude = request.exclude as Set<string>;
+    const log = this.logger.child({ taskId });
+    const streamed: string[] = [];
+    const nodeIds: string[] = [];
+    let tokensBefore = 0; // completion tokens of earlier attempts (a failover's prefix)
+    let firstTokenAt: number | undefined;
+    let attempt: Attempt | undefined;
+    const onAbort = () => attempt?.events.push({ kind: "aborted" });
+    spec.signal.addEventListener("abort", onAbort);
+    try {
+      for (let tries = 1; ; tries++) {
+        attempt = yield* this.#acquire(taskId, request, spec, started);
+        const node = attempt.node;
+        nodeIds.push(node.id);
+        if (spec.distinct) exclude.add(node.id);
+        const deadlineAt = started + deadlineMs(this.config.timeoutsMs, difficulty, maxTokens, node.capabilities.tokensPerSecond);
+        const payload = create(TaskPayloadSchema, {
+          messages: spec.messages.map((m) => ({ role: roleEnum[m.role], content: m.content })),
+          assistantPrefix: streamed.join(""),
+          temperature: spec.temperature,
+          seed: spec.seed === undefined ? undefined : BigInt(spec.seed),
+        });
+        const remainingTokens = Math.max(1, maxTokens - tokensBefore);
+        if (!attempt.assign({ difficulty, deadlineAt, maxTokens: remainingTokens, payload })) {
+          attempt.end();
+          exclude.add(node.id);
+          continue;
+        }
+        const assignedAt = Date.now();
+        let nodeFirstTokenAt: number | undefined;
+        const judgeAt = (finishedAt: number) => (outcome: TaskOutcome, completionTokens: number, evidence?: Record<string, JsonValue>) =>
+          this.outcomes?.record({
+            nodeId: node.id,
+            accountId: node.accountId,
+            taskId,
+            difficulty,
+            tier: node.tier,
+            outcome,
+            completionTokens,
+            generationMs: finishedAt - (nodeFirstTokenAt ?? assignedAt),
+            responseMs: finishedAt - assignedAt,
+            ...(evidence ? { evidence } : {}),
+          });
+        const judge = (outcome: TaskOutcome, completionTokens: number) => judgeAt(Date.now())(outcome, completionTokens);
+        this.journal.update(taskId, "assigned", { node_id: node.id, tier: node.tier, attempt: tries, assigned_at: new Date(), deadline_at: new Date(deadlineAt) }, node.id);
+        yield { type: "assigned", node, attempt: tries };
+        let outcome: Outcome | undefined;
+        let sequence = 0;
+        for await (const event of attempt.events) {
+          if (event.kind === "chunk") {
+            const opened = attempt.openChunk(event.chunk);
+            if (!opened.ok) {
+              outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid chunk: ${opened.reason}` };
+              break;
+            }
+            sequence++;
+            nodeFirstTokenAt ??= Date.now();
+            this.throughput?.record(1);
+            if (firstTokenAt === undefined) {
+              firstTokenAt = Date.now();
+              this.journal.update(taskId, "streaming", { first_token_at: new Date(firstTokenAt), ttft_ms: firstTokenAt - started }, node.id);
+            }
+            streamed.push(opened.text);
+            yield { type: "token", text: opened.text };
+          } else if (event.kind === "result") {
+            const { result } = event;
+            const opened = attempt.openResult(result);
+            if (!opened.ok) {
+              outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid result: ${opened.reason}` };
+              break;
+            }
+            if (opened.text) {
+              streamed.push(opened.text);
+              firstTokenAt ??= Date.now();
+              yield { type: "token", text: opened.text };
+            }
+            const completion = result.usage?.completionTokens ?? sequence;
+            outcome = { kind: "completed", promptTokens: result.usage?.promptTokens ?? 0, completionTokens: tokensBefore + completion, finishReason: result.finishReason || "stop" };
+            break;
+          } else if (event.kind === "error") {
+            const reason = `node ${node.id}: ${TaskErrorReason[event.error.reason] ?? "error"}: ${event.error.message}`;
+            outcome = notRetryable.has(event.error.reason)
+              ? { kind: "fatal", error: new ConnectError(reason, Code.InvalidArgument) }
+              : { kind: "retry", reason };
+            break;
+          } else if (event.kind === "lost") {
+            outcome = { kind: "retry", reason: `node ${node.id} was lost: ${event.reason}` };
+            break;
+          } else if (event.kind === "deadline") {
+            attempt.cancel("deadline");
+            judge("timeout", sequence);
+            outcome = { kind: "fatal", error: new ConnectError(`the task passed its ${difficulty} deadline of ${deadlineAt - started} ms`, Code.DeadlineExceeded) };
+            break;
+          } else {
+            attempt.cancel("client_cancelled");
+            throw new ConnectError("the client cancelled the request", Code.Canceled);
+          }
+        }
+        tokensBefore += sequence;
+        attempt.end();
+        outcome ??= { kind: "retry", reason: `node ${node.id} ended the task without a result` };
+        if (outcome.kind === "completed") {
+          const completedAt = Date.now();
+          const ownTokens = outcome.completionTokens - (tokensBefore - sequence);
+          const judgeLater = judgeAt(completedAt);
+          if (spec.reward === "now") judgeLater("completed", ownTokens);
+          this.journal.update(taskId, "completed", { prompt_tokens: outcome.promptTokens, completion_tokens: outcome.completionTokens, completed_at: new Date(completedAt), total_ms: completedAt - started }, node.id);
+          return {
+            taskId,
+            text: streamed.join(""),
+            pieces: streamed,
+            promptTokens: outcome.promptTokens,
+            completionTokens: outcome.completionTokens,
+            finishReason: outcome.finishReason,
+            node,
+            nodeIds,
+            firstTokenAt,
+            completedAt,
+            judge: (verdict, evidence) => judgeLater(verdict, ownTokens, evidence),
+          };
+        }
+        if (outcome.kind === "fatal") throw outcome.error;
+        if (outcome.kind === "invalid") {
+          judge("invalid_response", sequence);
+          // an unverifiable answer may contain anything: the text relayed so far stays, nothing more from this node
+          this.journal.note(taskId, "streaming", node.id, `invalid response: ${outcome.reason}`);
+        }
+        log.warn({ nodeId: node.id, reason: outcome.reason, streamedChars: streamed.join("").length }, "re-routing the task");
+        this.journal.note(taskId, streamed.length > 0 ? "streaming" : "queued", node.id, `re-routed: ${outcome.reason}`);
+        exclude.add(node.id);
+        if (tries >= this.config.maxAttempts) {
+          throw new ConnectError(`the task failed on ${tries} nodes; last: ${outcome.reason}`, Code.Unavailable);
+        }
+      }
+    } catch (err) {
+      const error = ConnectError.from(err);
+      const cancelled = error.code === Code.Canceled || spec.signal.aborted;
+      this.journal.update(taskId, cancelled ? "cancelled" : "failed", { completed_at: new Date(), total_ms: Date.now() - started, failure_reason: cancelled ? null : error.rawMessage }, attempt?.node.id ?? null, error.rawMessage);
+      throw error;
+    } finally {
+      spec.signal.removeEventListener("abort", onAbort);
+      // the consumer stopped early (client gone): the node must stop too
+      attempt?.cancel("client_cancelled");
+    }
+  }
+
+  /** A node with a slot reserved for the task: at once when one is free, else after waiting in the queue. */
+  async *#acquire(taskId: string, request: RouteRequest, spec: PartSpec, started: number): AsyncGenerator<PartEvent, Attempt, undefined> {
+    const node = pickNode(this.registry.nodes(), request);
+    if (node) return new Attempt(taskId, node, this.registry);
+    if (spec.wait === "never" || (spec.wait === "while-possible" && !this.#anyEligible(request))) throw this.#noEligibleNode(request);
+    const { maxWaitMs } = this.config.queue;
+    type WaitEvent = { kind: "position"; position: number } | { kind: "claimed"; attempt: Attempt } | { kind: "timeout" } | { kind: "aborted" };
+    const events = new Channel<WaitEvent>();
+    const waiter: Waiter = {
+      request,
+      claim: (claimed: LiveNode) => events.push({ kind: "claimed", attempt: new Attempt(taskId, claimed, this.registry) }),
+      position: (position) => events.push({ kind: "position", position }),
+    };
+    this.#queue.enqueue(waiter);
+    const timer = setTimeout(() => events.push({ kind: "timeout" }), maxWaitMs);
+    const onAbort = () => events.push({ kind: "aborted" });
+    spec.signal.addEventListener("abort", onAbort);
+    try {
+      for await (const event of events) {
+        if (event.kind === "claimed") return event.attempt;
+        if (event.kind === "position") yield { type: "queued", position: event.position, maxWaitMs: Math.max(0, maxWaitMs - (Date.now() - started)) };
+        else if (event.kind === "aborted") throw new ConnectError("the client cancelled the request", Code.Canceled);
+        else throw this.#noNodeError(request.difficulty, maxWaitMs);
+      }
+      throw new Error("the wait ended without a node");
+    } finally {
+      clearTimeout(timer);
+      spec.signal.removeEventListener("abort", onAbort);
+      this.#queue.remove(waiter);
+      // a node claimed after we stopped waiting goes back
+      events.close();
+      for (let next = await events.next(); !next.done; next = await events.next()) {
+        if (next.value.kind === "claimed") next.value.attempt.end();
+      }
+    }
+  }
+
+  #anyEligible(request: RouteRequest): boolean {
+    for (const node of this.registry.nodes()) if (node.connected && eligible(node, request)) return true;
+    return false;
+  }
+
+  #noEligibleNode(request: RouteRequest): ConnectError {
+    const model = request.sameModel ? ` serving ${request.sameModel.modelName} (${request.sameModel.quantization || "no quantization"})` : "";
+    const above = request.reputationAbove !== undefined ? ` with reputation above ${request.reputationAbove}` : "";
+    return new ConnectError(`no other free node${model}${above} can take this part now`, Code.Unavailable);
+  }
+
+  #noNodeError(difficulty: Difficulty, waitedMs: number): ConnectError {
+    const tiers = tiersServing(difficulty).join(" or ");
+    const waited = `waited ${Math.round(waitedMs / 100) / 10} s`;
+    if (this.registry.anyServing(servesDifficulty, difficulty)) {
+      return new ConnectError(`every node that serves ${difficulty} requests (tier ${tiers}) is busy; ${waited}; try again later`, Code.ResourceExhausted);
+    }
+    return new ConnectError(`no node that serves ${difficulty} requests (tier ${tiers}) is online; ${waited}`, Code.Unavailable);
+  }
+}

@@ -1,0 +1,199 @@
+// Spot checks and canaries over real sockets: a dishonest node is caught by a second, more reputable node of the
+// same model, penalised with evidence, suspended after repeated mismatches and cleared by an admin; canaries
+// catch it with a known answer.
+import { Code, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { AccountService } from "../gen/iris/v1/account_pb.ts";
+import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
+import { NetworkService } from "../gen/iris/v1/network_pb.ts";
+import type { TaskPayload } from "../gen/iris/v1/node_pb.ts";
+import { answerHash } from "../coordinator/tasks/division/compare.ts";
+import { connectFailure } from "./support/errors.ts";
+import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { alter, startScriptedNode, type Script, type ScriptedNode, type ScriptedNodeOptions } from "./support/scripted-node.ts";
+
+const jwtSecret = "a-test-secret-that-is-at-least-32-characters-long";
+const adminEmail = "root@iris.test";
+const question = "Translate 'good morning' to French.";
+const honestAnswer = "Bonjour, as one says in the morning.";
+
+/** Answers questions with one fixed text, and canaries with their code, as a working model would. */
+function model(_: unknown, payload: TaskPayload): Script {
+  const prompt = payload.messages.at(-1)?.content ?? "";
+  const code = /nothing else: (\S+)$/.exec(prompt)?.[1];
+  return { tokens: code ? [code] : honestAnswer.split(/(?= )/) };
+}
+
+function bearer(token: string): Interceptor {
+  return (next) => (request) => {
+    request.header.set("authorization", `Bearer ${token}`);
+    return next(request);
+  };
+}
+
+async function startNetwork(env: Record<string, string>) {
+  const coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "2000", JWT_SECRET: jwtSecret, ADMIN_EMAILS: adminEmail, ...env });
+  const transport = createGrpcTransport({ baseUrl: coordinator.url });
+  const accountKey = (await createClient(AccountService, transport).generateKey({})).accountKey;
+  return { coordinator, accountKey, inference: createClient(InferenceService, transport) };
+}
+
+describe("spot checks", () => {
+  let coordinator: TestCoordinator;
+  let accountKey: string;
+  let inference: ReturnType<typeof createClient<typeof InferenceService>>;
+  let nodes: ScriptedNode[] = [];
+
+  beforeAll(async () => {
+    ({ coordinator, accountKey, inference } = await startNetwork({ SPOT_CHECK_FRACTION: "1", SPOT_CHECK_SUSPEND_AFTER: "2" }));
+  });
+  afterEach(async () => {
+    for (const node of nodes) node.kill();
+    await Promise.all(nodes.map((node) => node.ended));
+    await expect.poll(() => [...coordinator.registry.nodes()].every((n) => !n.connected)).toBe(true);
+    nodes = [];
+  });
+  afterAll(async () => {
+    await coordinator?.close();
+  });
+
+  async function node(options: Partial<ScriptedNodeOptions> & { nodeId: string }): Promise<ScriptedNode> {
+    const started = startScriptedNode({ baseUrl: coordinator.url, accountKey, script: model, ...options });
+    nodes.push(started);
+    await started.registered;
+    return started;
+  }
+
+  /** Raises a node's recorded and live reputation (a long, honest record). */
+  async function trust(nodeId: string, reputation: number) {
+    await coordinator.db.updateTable("nodes").set({ reputation }).where("id", "=", nodeId).execute();
+    coordinator.registry.get(nodeId)!.reputation = reputation;
+  }
+
+  async function ask(): Promise<{ taskId: string; nodeId: string; text: string }> {
+    let taskId = "";
+    let nodeId = "";
+    let text = "";
+    for await (const response of inference.chat({ params: { messages: [{ role: 2, content: question }] } })) {
+      if (response.event.case === "accepted") ({ taskId, nodeId } = response.event.value);
+      if (response.event.case === "token") text += response.event.value.text;
+    }
+    return { taskId, nodeId, text };
+  }
+
+  const penalties = async (nodeId: string) => {
+    await coordinator.reputation.settled();
+    return coordinator.db.selectFrom("reputation_events").select(["rule", "delta", "task_id", "evidence"]).where("node_id", "=", nodeId).where("rule", "=", "invalid_response").orderBy("id").execute();
+  };
+  const checksOf = async (taskId: string) => {
+    await coordinator.journal.flush();
+    return coordinator.db.selectFrom("tasks").selectAll().where("parent_id", "=", taskId).execute();
+  };
+
+  it("re-runs an answer on a more reputable node of the same model; an honest answer passes", async () => {
+    const first = await node({ nodeId: "honest-fast", tokensPerSecond: 29 });
+    const second = await node({ nodeId: "honest-trusted", tokensPerSecond: 11 });
+    await trust("honest-trusted", 200);
+    const answer = await ask();
+    expect(answer).toMatchObject({ nodeId: "honest-fast", text: honestAnswer });
+    await expect.poll(async () => (await checksOf(answer.taskId)).map((t) => t.status), { timeout: 5_000 }).toEqual(["completed"]);
+    const [check] = await checksOf(answer.taskId);
+    expect(check).toMatchObject({ node_id: "honest-trusted", classifier: "spot_check", division_mode: "single" });
+    // both ran with deterministic sampling and the same seed
+    expect(first.payloads[0]).toMatchObject({ temperature: 0 });
+    expect(second.payloads[0]).toMatchObject({ temperature: 0, seed: first.payloads[0]!.seed });
+    expect(first.payloads[0]!.seed).toBeDefined();
+    await coordinator.reputation.settled();
+    expect(await penalties("honest-fast")).toEqual([]);
+    // the check is judged only on a mismatch: the checker earns nothing for it
+    const rules = await coordinator.db.selectFrom("reputation_events").select("rule").where("node_id", "=", "honest-trusted").execute();
+    expect(rules).toEqual([]);
+  });
+
+  it("catches the dishonest node: −50 with both outputs' hashes; repeated mismatches suspend it until an admin clears it", async () => {
+    let cheat = await node({ nodeId: "cheat", dishonest: true, tokensPerSecond: 29 });
+    await node({ nodeId: "judge", tokensPerSecond: 11 });
+    await trust("judge", 200);
+
+    const first = await ask();
+    // the user got the dishonest answer (the check runs afterwards, off the user's path)
+    expect(first).toMatchObject({ nodeId: "cheat", text: alter(honestAnswer) });
+    await expect.poll(async () => (await penalties("cheat")).length, { timeout: 5_000 }).toBe(1);
+    const [penalty] = await penalties("cheat");
+    expect(penalty).toMatchObject({ delta: -50, task_id: first.taskId });
+    const [check] = await checksOf(first.taskId);
+    expect(penalty!.evidence).toMatchObject({
+      check: "spot_check",
+      answerSha256: answerHash(alter(honestAnswer)),
+      referenceSha256: answerHash(honestAnswer),
+      referenceFrom: "judge",
+      referenceTaskId: check!.id,
+      threshold: 0.9,
+    });
+    expect(coordinator.registry.get("cheat")!.suspended).toBe(false);
+
+    // the second mismatch reaches SPOT_CHECK_SUSPEND_AFTER=2
+    expect((await ask()).nodeId).toBe("cheat");
+    await expect.poll(() => coordinator.registry.get("cheat")!.suspended, { timeout: 5_000 }).toBe(true);
+    const row = await coordinator.db.selectFrom("nodes").select(["mismatches", "suspended_at"]).where("id", "=", "cheat").executeTakeFirstOrThrow();
+    expect(row.mismatches).toBe(2);
+    expect(row.suspended_at).toBeInstanceOf(Date);
+
+    // suspended: the faster node gets no work, even after reconnecting
+    cheat.kill();
+    await cheat.ended;
+    cheat = await node({ nodeId: "cheat", dishonest: true, tokensPerSecond: 29 });
+    expect(coordinator.registry.get("cheat")!.suspended).toBe(true);
+    expect(await ask()).toMatchObject({ nodeId: "judge", text: honestAnswer });
+    expect(cheat.assigns).toHaveLength(0);
+
+    const network = createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url }));
+    const listed = await network.listNodes({ onlineOnly: true });
+    expect(listed.nodes.find((n) => n.nodeId === "cheat")?.suspended).toBe(true);
+    expect((await connectFailure(network.clearNode({ nodeId: "cheat" }))).code).toBe(Code.Unauthenticated);
+
+    const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
+    const token = (await accounts.register({ email: adminEmail, password: "correct horse battery staple" })).token!.accessToken;
+    const admin = createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url, interceptors: [bearer(token)] }));
+    const cleared = await admin.clearNode({ nodeId: "cheat" });
+    expect(cleared.node).toMatchObject({ nodeId: "cheat", suspended: false });
+    expect(coordinator.registry.get("cheat")!.suspended).toBe(false);
+    expect(await coordinator.db.selectFrom("nodes").select(["mismatches", "suspended_at"]).where("id", "=", "cheat").executeTakeFirstOrThrow()).toEqual({ mismatches: 0, suspended_at: null });
+    expect((await ask()).nodeId).toBe("cheat");
+  });
+});
+
+describe("canaries", () => {
+  let coordinator: TestCoordinator;
+  let accountKey: string;
+
+  beforeAll(async () => {
+    ({ coordinator, accountKey } = await startNetwork({ CANARY_INTERVAL_MS: "150" }));
+  });
+  afterAll(async () => {
+    await coordinator?.close();
+  });
+
+  it("sends known-answer prompts to idle nodes now and then; a wrong answer is an invalid response", async () => {
+    const honest = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "canary-honest", script: model });
+    const cheat = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "canary-cheat", script: model, dishonest: true });
+    try {
+      await Promise.all([honest.registered, cheat.registered]);
+      await expect.poll(() => Math.min(honest.assigns.length, cheat.assigns.length), { timeout: 20_000, interval: 100 }).toBeGreaterThan(0);
+      await coordinator.journal.flush();
+      await coordinator.reputation.settled();
+      const events = await coordinator.db.selectFrom("reputation_events").select(["node_id", "rule", "delta", "evidence"]).execute();
+      expect(events.filter((e) => e.node_id === "canary-honest")).toEqual([]);
+      const caught = events.filter((e) => e.node_id === "canary-cheat");
+      expect(caught.length).toBeGreaterThan(0);
+      expect(caught[0]).toMatchObject({ rule: "invalid_response", delta: -50, evidence: { check: "canary", referenceFrom: "known answer" } });
+      const tasks = await coordinator.db.selectFrom("tasks").select(["classifier", "parent_id"]).execute();
+      expect(tasks.length).toBeGreaterThan(0);
+      for (const task of tasks) expect(task).toEqual({ classifier: "canary", parent_id: null });
+    } finally {
+      honest.kill();
+      cheat.kill();
+    }
+  });
+});
