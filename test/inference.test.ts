@@ -8,7 +8,7 @@ import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Tier } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService, type ChatResponse } from "../gen/iris/v1/inference_pb.ts";
 import { ConnectRequestSchema, NodeService, TaskAssignSchema } from "../gen/iris/v1/node_pb.ts";
-import { startScriptedNode, TaskErrorReason, type ScriptedNode, type ScriptedNodeOptions } from "./support/scripted-node.ts";
+import { startScriptedNode, TaskErrorReason, type ScriptedNode, type ScriptedNodeOptions, ScriptedNodes } from "./support/scripted-node.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 
@@ -19,7 +19,7 @@ const simplePrompt = "Translate 'good morning' to French.";
 describe("inference path", () => {
   let coordinator: TestCoordinator;
   let accountKey: string;
-  const nodes: ScriptedNode[] = [];
+  const nodes = new ScriptedNodes(() => ({ baseUrl: coordinator.url, accountKey }));
   let inference: ReturnType<typeof createClient<typeof InferenceService>>;
 
   beforeAll(async () => {
@@ -33,16 +33,11 @@ describe("inference path", () => {
     inference = createClient(InferenceService, transport);
   });
   afterAll(async () => {
-    for (const node of nodes) node.kill();
+    nodes.killAll();
     await coordinator?.close();
   });
 
-  async function node(options: Partial<ScriptedNodeOptions> & { nodeId: string }): Promise<ScriptedNode> {
-    const started = startScriptedNode({ baseUrl: coordinator.url, accountKey, ...options });
-    nodes.push(started);
-    await started.registered;
-    return started;
-  }
+  const node = (options: Partial<ScriptedNodeOptions> & { nodeId: string }) => nodes.start(options);
 
   async function chat(prompt: string, signal?: AbortSignal, options: { maxTokens?: number } = {}) {
     const events: ChatResponse["event"][] = [];
@@ -75,8 +70,7 @@ describe("inference path", () => {
   });
 
   it("refuses a node with an unknown account key", async () => {
-    const refused = startScriptedNode({ baseUrl: coordinator.url, accountKey: "9999 9999 9999 9999", nodeId: "intruder" });
-    nodes.push(refused);
+    const refused = await nodes.start({ accountKey: "9999 9999 9999 9999", nodeId: "intruder" }, false);
     expect((await connectFailure(refused.registered)).code).toBe(Code.Unauthenticated);
   });
 

@@ -7,7 +7,7 @@ import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import type { OpenAiErrorBody } from "../coordinator/http/openai-errors.ts";
-import { startScriptedNode, type ScriptedNode, type ScriptedNodeOptions } from "./support/scripted-node.ts";
+import { type ScriptedNodeOptions, ScriptedNodes } from "./support/scripted-node.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 
 const simple = [{ role: "user" as const, content: "Translate 'good morning' to French." }];
@@ -40,7 +40,7 @@ describe("OpenAI-compatible API", () => {
   let coordinator: TestCoordinator;
   let accountKey: string;
   let client: OpenAI;
-  let nodes: ScriptedNode[] = [];
+  const nodes = new ScriptedNodes(() => ({ baseUrl: coordinator.url, accountKey }));
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: String(QUEUE_MAX_WAIT_MS) });
@@ -49,20 +49,14 @@ describe("OpenAI-compatible API", () => {
     client = new OpenAI({ baseURL: coordinator.url + "/v1", apiKey: "unused", maxRetries: 0 });
   });
   afterEach(async () => {
-    for (const node of nodes) node.kill();
-    nodes = [];
+    nodes.killAll();
     await expect.poll(() => coordinator.registry.size).toBe(0);
   });
   afterAll(async () => {
     await coordinator?.close();
   });
 
-  async function node(options: Partial<ScriptedNodeOptions> & { nodeId: string }): Promise<ScriptedNode> {
-    const started = startScriptedNode({ baseUrl: coordinator.url, accountKey, ...options });
-    nodes.push(started);
-    await started.registered;
-    return started;
-  }
+  const node = (options: Partial<ScriptedNodeOptions> & { nodeId: string }) => nodes.start(options);
 
   const post = (body: unknown) =>
     fetch(`${coordinator.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
@@ -106,7 +100,7 @@ describe("OpenAI-compatible API", () => {
     expect(response.headers.get("x-iris-node-id")).toBe("mid");
     expect(response.headers.get("x-iris-tier")).toBe("mid");
     expect(response.headers.get("x-iris-difficulty")).toBe("simple");
-    expect(nodes[0]!.assigns[0]!.maxTokens).toBe(50);
+    expect(nodes.at(0)!.assigns[0]!.maxTokens).toBe(50);
   });
 
   it("sends OpenAI's exact SSE wire format, each token as soon as the node sends it", async () => {
@@ -160,7 +154,7 @@ describe("OpenAI-compatible API", () => {
       expect(err).toBeInstanceOf(NotFoundError);
       expect(err).toMatchObject({ status: 404, code: "model_not_found", type: "invalid_request_error" });
     }
-    expect(nodes[0]!.assigns).toHaveLength(0);
+    expect(nodes.at(0)!.assigns).toHaveLength(0);
   });
 
   it("refuses bad bodies with 400 and the field in param", async () => {
@@ -214,7 +208,7 @@ describe("OpenAI-compatible API", () => {
       expect(err).toMatchObject({ status: 503, type: "server_error", code: "service_unavailable" });
       expect((err as APIError).message).toContain("ADVANCED");
     }
-    expect(nodes[0]!.assigns).toHaveLength(0);
+    expect(nodes.at(0)!.assigns).toHaveLength(0);
   });
 
   it("answers 429 with Retry-After when capable nodes stay busy past the queue wait", async () => {

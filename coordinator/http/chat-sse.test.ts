@@ -8,7 +8,7 @@ import { createParser } from "eventsource-parser";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AccountService } from "../../gen/iris/v1/account_pb.ts";
 import { startTestCoordinator, type TestCoordinator } from "../../test/support/coordinator.ts";
-import { startScriptedNode, type ScriptedNode, type ScriptedNodeOptions } from "../../test/support/scripted-node.ts";
+import { type ScriptedNodeOptions, ScriptedNodes } from "../../test/support/scripted-node.ts";
 import { CHAT_STREAM_PATH } from "./chat-sse.ts";
 
 const messages = [{ role: "user", content: "Translate 'good morning' to French." }];
@@ -22,27 +22,21 @@ interface Received {
 describe("POST /api/chat/stream", () => {
   let coordinator: TestCoordinator;
   let accountKey: string;
-  let nodes: ScriptedNode[] = [];
+  const nodes = new ScriptedNodes(() => ({ baseUrl: coordinator.url, accountKey }));
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "2000", TASK_MAX_ATTEMPTS: "1" });
     accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
   });
   afterEach(async () => {
-    for (const node of nodes) node.kill();
-    nodes = [];
+    nodes.killAll();
     await expect.poll(() => coordinator.registry.size).toBe(0);
   });
   afterAll(async () => {
     await coordinator?.close();
   });
 
-  async function node(options: Partial<ScriptedNodeOptions> & { nodeId: string }): Promise<ScriptedNode> {
-    const started = startScriptedNode({ baseUrl: coordinator.url, accountKey, ...options });
-    nodes.push(started);
-    await started.registered;
-    return started;
-  }
+  const node = (options: Partial<ScriptedNodeOptions> & { nodeId: string }) => nodes.start(options);
 
   const post = (body: unknown, init: RequestInit = {}) =>
     fetch(coordinator.url + CHAT_STREAM_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), ...init });
@@ -82,13 +76,13 @@ describe("POST /api/chat/stream", () => {
       verified: false,
     });
     expect((events[4]!.data.timings as Record<string, number>).total_ms).toBeGreaterThanOrEqual(300);
-    expect(nodes[0]!.assigns[0]!.maxTokens).toBe(16);
+    expect(nodes.at(0)!.assigns[0]!.maxTokens).toBe(16);
   });
 
   it("tells a waiting request its queue position before it is accepted", async () => {
     await node({ nodeId: "busy", maxConcurrentTasks: 1, script: () => ({ tokens: ["a", "b"], delayMs: 300 }) });
     const first = post({ messages });
-    await expect.poll(() => nodes[0]!.assigns.length).toBe(1);
+    await expect.poll(() => nodes.at(0)!.assigns.length).toBe(1);
     const second = await read(await post({ messages }));
     expect(second.map((e) => e.event)).toEqual(["queued", "accepted", "token", "token", "done"]);
     expect(second[0]!.data).toMatchObject({ position: 1 });
@@ -152,7 +146,7 @@ describe("POST /api/chat/stream", () => {
     const unknownModel = await post({ messages, model: "gpt-9" });
     expect(unknownModel.status).toBe(404);
     expect(await unknownModel.json()).toMatchObject({ code: "not_found" });
-    expect(nodes[0]!.assigns).toHaveLength(0);
+    expect(nodes.at(0)!.assigns).toHaveLength(0);
     const withKey = await read(await post({ messages, account_key: accountKey }));
     expect(withKey.at(-1)!.event).toBe("done");
   });

@@ -206,3 +206,27 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
 }
 
 export { TaskErrorReason };
+
+/** The scripted nodes a test file starts against one coordinator and account; `killAll` ends them together. */
+export class ScriptedNodes {
+  readonly #started: ScriptedNode[] = [];
+
+  constructor(private readonly target: () => { baseUrl: string; accountKey: string }) {}
+
+  /** Starts a node; with `waitForRegistration` (the default) resolves once the coordinator acknowledged it. */
+  async start(options: Partial<ScriptedNodeOptions> & { nodeId: string }, waitForRegistration = true): Promise<ScriptedNode> {
+    const node = startScriptedNode({ ...this.target(), ...options });
+    this.#started.push(node);
+    if (waitForRegistration) await node.registered;
+    return node;
+  }
+
+  /** The index-th node started since the last killAll. */
+  at(index: number): ScriptedNode | undefined {
+    return this.#started[index];
+  }
+
+  killAll(): void {
+    for (const node of this.#started.splice(0)) node.kill();
+  }
+}
