@@ -6,11 +6,11 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { KeyObject } from "node:crypto";
 import { Channel } from "../common/channel.ts";
-import { deriveSessionKeys } from "../common/crypto/envelope.ts";
+import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
 import { Difficulty, Tier } from "../gen/iris/v1/common_pb.ts";
 import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
-import { classifyWithBackend } from "./classify.ts";
+import { classifyWithBackend, openClassifyPrompt } from "./classify.ts";
 
 const difficultyEnum = { SIMPLE: Difficulty.SIMPLE, COMPLEX: Difficulty.COMPLEX, ADVANCED: Difficulty.ADVANCED } as const;
 import type { Gpu } from "./gpu.ts";
@@ -187,6 +187,7 @@ export class CoordinatorLink {
     const handle: SessionHandle = { heartbeat: () => {}, close: () => {}, ended: new Promise((resolve) => (ended = resolve)) };
     this.#session = handle;
     let runner: TaskRunner | undefined;
+    let sessionKeys: SessionKeys | undefined;
     const stream = new AbortController();
     const onAbort = () => stream.abort();
     this.#stop.signal.addEventListener("abort", onAbort, { once: true });
@@ -197,12 +198,12 @@ export class CoordinatorLink {
       for await (const response of client.connect(outbox, { signal: stream.signal })) {
         const m = response.message;
         if (m.case === "registerAck") {
-          const keys = deriveSessionKeys(identity.key.privateKey, m.value.coordinatorPublicKey, {
+          const keys = (sessionKeys = deriveSessionKeys(identity.key.privateKey, m.value.coordinatorPublicKey, {
             coordinatorPublicKey: m.value.coordinatorPublicKey,
             nodePublicKey: identity.key.publicKey,
             nodeId: m.value.nodeId,
             sessionId: m.value.sessionId,
-          });
+          }));
           const active = (runner = new TaskRunner(options.backend, send, logger, identity.maxConcurrentTasks, keys, {
             state,
             isPaused: () => this.#paused,
@@ -230,7 +231,12 @@ export class CoordinatorLink {
           const assign = m.value;
           // the coordinator's deadline is in its clock; a short floor keeps a skewed clock from refusing at once
           const budget = Math.max(200, Number(assign.deadlineUnixMs) - Date.now());
-          classifyWithBackend(options.backend, assign.prompt, AbortSignal.timeout(budget)).then(
+          const prompt = sessionKeys && openClassifyPrompt(sessionKeys, assign);
+          if (prompt === undefined) {
+            logger.warn({ classifyId: assign.classifyId }, "a classify assign whose prompt does not open; ignored");
+            continue;
+          }
+          classifyWithBackend(options.backend, prompt, AbortSignal.timeout(budget)).then(
             (label) => send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: difficultyEnum[label] } }),
             (err: unknown) => logger.warn({ err, classifyId: assign.classifyId }, "could not classify; the coordinator falls through"),
           );

@@ -4,7 +4,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createInterface } from "node:readline";
 import { AcceptedSchema, DoneSchema, QueuedSchema, type Accepted, type Done } from "../gen/iris/v1/inference_pb.ts";
 import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, UsageError, type FailureContext } from "./failure.ts";
-import { formatDecimal, formatMs, tierName } from "./format.ts";
+import { DivisionMode } from "../gen/iris/v1/common_pb.ts";
+import { divisionName, formatDecimal, formatMs, tierName } from "./format.ts";
 import { readAll } from "./prompt.ts";
 import type { ChatEvent, ChatMessageInput, ChatOptions, IrisClient } from "./sdk.ts";
 import { Spinner } from "./spinner.ts";
@@ -22,6 +23,10 @@ export interface ChatCommandOptions {
   maxTokens?: number;
   temperature?: number;
   system?: string;
+  /** --mode (unset: the coordinator's default, single). */
+  mode?: DivisionMode;
+  /** --nodes, with --mode consensus. */
+  nodes?: number;
 }
 
 /** Ctrl-C while an answer streams cancels that call (the coordinator then cancels the node), not the process. */
@@ -61,8 +66,17 @@ function jsonEvent(event: ChatEvent): unknown {
 /** "ResourceExhausted" → "resource_exhausted", the Connect protocol's spelling of codes. */
 const codeName = (code: Code): string => (Code[code] ?? "unknown").replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 
+/** "consensus, verified" / "subtasks" for a divided answer; undefined for a single one (nothing to say). */
+function divisionNote(accepted: Accepted | undefined, done: Done): string | undefined {
+  const mode = accepted?.divisionMode ?? DivisionMode.UNSPECIFIED;
+  if (mode === DivisionMode.UNSPECIFIED || mode === DivisionMode.SINGLE) return undefined;
+  const name = divisionName(mode).toLowerCase();
+  return mode === DivisionMode.CONSENSUS ? `${name}, ${done.verified ? "verified" : "unverified"}` : name;
+}
+
 function footer(accepted: Accepted | undefined, done: Done): string {
   const parts = [
+    divisionNote(accepted, done),
     accepted && `tier ${tierName(accepted.tier)}`,
     `node ${done.nodeIds.length > 1 ? done.nodeIds.join(" → ") : done.nodeId}`,
     accepted?.model && `model ${accepted.model}`,
@@ -88,7 +102,13 @@ async function streamAnswer(
   failure: FailureContext,
 ): Promise<Answer> {
   const spinner = new Spinner(io.stderr, !options.json && io.stderr.isTTY === true);
-  const chatOptions: ChatOptions = { model: options.model, maxTokens: options.maxTokens, temperature: options.temperature };
+  const chatOptions: ChatOptions = {
+    model: options.model,
+    maxTokens: options.maxTokens,
+    temperature: options.temperature,
+    divisionMode: options.mode,
+    consensusNodes: options.nodes,
+  };
   let text = "";
   let accepted: Accepted | undefined;
   let done: Done | undefined;

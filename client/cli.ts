@@ -7,9 +7,20 @@ import { showLeaderboard, showModels, showNodes, showReputation, showStats, show
 import { loadCredentials, tokenFor } from "./credentials.ts";
 import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, UsageError, type FailureContext } from "./failure.ts";
 import { createNodeIrisClient, type IrisClient } from "./sdk-node.ts";
+import { DivisionMode } from "../gen/iris/v1/common_pb.ts";
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
 const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
+interface ChatFlags {
+  model?: string;
+  maxTokens?: number;
+  temperature?: number;
+  system?: string;
+  quiet?: boolean;
+  mode?: DivisionMode;
+  nodes?: number;
+}
 
 interface GlobalOptions {
   url: string;
@@ -45,12 +56,26 @@ function parseTemperature(value: string): number {
   return n;
 }
 
+const divisionModes = ["single", "subtasks", "consensus", "context", "auto"] as const;
+
+function parseDivisionMode(value: string): DivisionMode {
+  const name = value.trim().toLowerCase();
+  if (!(divisionModes as readonly string[]).includes(name)) throw new InvalidArgumentError(`one of ${divisionModes.join(", ")}`);
+  return DivisionMode[name.toUpperCase() as Uppercase<(typeof divisionModes)[number]>];
+}
+
+function parseConsensusNodes(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 2 || Number(value) > 9) throw new InvalidArgumentError("a whole number from 2 to 9");
+  return Number(value);
+}
+
 const examples = `
 Examples:
   iris chat "Translate good morning to French"
   git diff | iris chat "Write a commit message for this diff"
   iris chat                                  an interactive session (/exit to leave)
   iris chat --json "hi" | jq -r 'select(.type=="token").text'
+  iris chat --mode consensus "What is 17 * 23?"   three nodes answer; the majority wins
   iris account generate                      a new account key for your nodes
   iris nodes --online
   IRIS_URL=https://iris.example.org iris stats --json
@@ -110,8 +135,11 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     .option("--max-tokens <n>", "the most tokens the answer may have", wholeNumber(131_072))
     .option("--temperature <t>", "sampling temperature, 0 to 2", parseTemperature)
     .option("--system <text>", "a system message before the conversation")
+    .option("--mode <mode>", "how to spread the request over nodes: single (default), subtasks, consensus, context or auto", parseDivisionMode)
+    .option("--nodes <n>", "with --mode consensus: how many nodes answer, 2 to 9 (default: the coordinator's, 3)", parseConsensusNodes)
     .option("-q, --quiet", "no footer (tier, node, time to first token, tokens/s) on stderr")
-    .action(async (words: string[], options: { model?: string; maxTokens?: number; temperature?: number; system?: string; quiet?: boolean }, command: Command) => {
+    .action(async (words: string[], options: ChatFlags, command: Command) => {
+      if (options.nodes !== undefined && options.mode !== DivisionMode.CONSENSUS) throw new UsageError("--nodes needs --mode consensus");
       const { client, globals } = await connect(command);
       const chatOptions = { ...options, json: globals.json === true, quiet: options.quiet === true };
       exitCode = await runChat(client, words, chatOptions, io, interrupts, failure);

@@ -41,7 +41,10 @@ export interface ChatOptions {
   temperature?: number;
   model?: string;
   difficulty?: Difficulty;
+  /** How to spread the request over nodes (unset: single). */
   divisionMode?: DivisionMode;
+  /** With consensus: how many nodes answer, 2 to 9 (unset: the coordinator's default, 3). */
+  consensusNodes?: number;
   signal?: AbortSignal;
 }
 
@@ -118,6 +121,7 @@ export function createIrisClient(options: IrisClientOptions): IrisClient {
             model: chatOptions.model,
             difficulty: chatOptions.difficulty,
             divisionMode: chatOptions.divisionMode,
+            consensusNodes: chatOptions.consensusNodes,
             accountKey: options.accountKey,
           },
         },

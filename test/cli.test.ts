@@ -65,6 +65,25 @@ describe("iris CLI", () => {
     expect((await iris(["chat", "--quiet", "hi"])).stderr).toBe("");
   });
 
+  it("asks for a division mode with --mode: consensus over --nodes nodes, the verdict in the footer", async () => {
+    const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    const peers = ["cli-node-2", "cli-node-3"].map((nodeId) =>
+      startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", ",", " world", "!"] }) }),
+    );
+    try {
+      await Promise.all(peers.map((peer) => peer.registered));
+      const run = await iris(["chat", "--mode", "consensus", "--nodes", "3", "hi"]);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe("Hello, world!\n");
+      expect(run.stderr).toMatch(/^\[consensus, verified · tier MID · node cli-node-\d → cli-node-\d → cli-node-\d · /);
+      const json = await iris(["chat", "--json", "--mode", "auto", "hi"]);
+      const accepted = json.stdout.split("\n").map((line) => (line ? (JSON.parse(line) as Record<string, any>) : {})).find((e) => e.type === "accepted");
+      expect(accepted?.accepted.divisionMode).toBe("DIVISION_MODE_SINGLE"); // auto: a short question fits one node
+    } finally {
+      for (const peer of peers) peer.kill();
+    }
+  });
+
   it("prints one JSON object per event with --json", async () => {
     const run = await iris(["chat", "hi", "--json"]);
     expect(run.code).toBe(0);
@@ -200,6 +219,14 @@ describe("iris CLI", () => {
     const badValue = await iris(["chat", "--max-tokens", "many", "hi"]);
     expect(badValue.code).toBe(2);
     expect(badValue.stderr).toContain("--max-tokens");
+
+    const badMode = await iris(["chat", "--mode", "majority", "hi"]);
+    expect(badMode.code).toBe(2);
+    expect(badMode.stderr).toContain("--mode");
+    expect(badMode.stderr).toContain("single, subtasks, consensus, context, auto");
+    const nodesAlone = await iris(["chat", "--nodes", "3", "hi"]);
+    expect(nodesAlone.code).toBe(2);
+    expect(nodesAlone.stderr).toContain("--nodes needs --mode consensus");
 
     const unknown = await iris(["frobnicate"]);
     expect(unknown.code).toBe(2);

@@ -39,7 +39,7 @@ describe("inference path", () => {
 
   const node = (options: Partial<ScriptedNodeOptions> & { nodeId: string }) => nodes.start(options);
 
-  async function chat(prompt: string, signal?: AbortSignal, options: { maxTokens?: number } = {}) {
+  async function chat(prompt: string, signal?: AbortSignal, options: { maxTokens?: number; divisionMode?: number; consensusNodes?: number } = {}) {
     const events: ChatResponse["event"][] = [];
     for await (const response of inference.chat({ params: { messages: [{ role: 2, content: prompt }], ...options } }, { signal })) {
       events.push(response.event);
@@ -67,6 +67,18 @@ describe("inference path", () => {
     expect((await connectFailure(accounts.verifyKey({ accountKey: "1234-5678" }))).code).toBe(Code.InvalidArgument);
     const stored = await coordinator.db.selectFrom("accounts").select("key_hash").execute();
     expect(stored.some((row) => row.key_hash.includes(accountKey.replaceAll(" ", "")))).toBe(false);
+  });
+
+  it("refuses a chat whose division fields are out of range, naming the field", async () => {
+    for (const [params, field] of [
+      [{ divisionMode: 42 }, "division_mode"],
+      [{ divisionMode: 3, consensusNodes: 1 }, "consensus_nodes"],
+      [{ divisionMode: 3, consensusNodes: 10 }, "consensus_nodes"],
+    ] as const) {
+      const err = await connectFailure(chat("hi", undefined, params));
+      expect(err.code, field).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toContain(field);
+    }
   });
 
   it("refuses a node with an unknown account key", async () => {

@@ -157,6 +157,28 @@ describe("OpenAI-compatible API", () => {
     expect(nodes.at(0)!.assigns).toHaveLength(0);
   });
 
+  it("takes the division_mode extension field: consensus over three nodes, with the nodes and the verdict in `iris`", async () => {
+    for (const nodeId of ["c-1", "c-2", "c-3"]) await node({ nodeId });
+    // the official SDK sends fields it does not know as they are: this is how an OpenAI client asks for a mode
+    const extension = { division_mode: "consensus", consensus_nodes: 3 } as Record<string, unknown>;
+    const { data, response } = await client.chat.completions.create({ model: "auto", messages: simple, ...extension }).withResponse();
+    expect(response.headers.get("x-iris-division-mode")).toBe("consensus");
+    expect(data.choices[0]!.message.content).toBe("Hello, world!");
+    const iris = (data as unknown as { iris: { division_mode: string; node_ids: string[]; verified: boolean } }).iris;
+    expect(iris).toMatchObject({ division_mode: "consensus", verified: true });
+    expect([...iris.node_ids].sort()).toEqual(["c-1", "c-2", "c-3"]);
+    for (const scripted of nodes.all()) expect(scripted.assigns).toHaveLength(1);
+    // streamed, the last chunk (the one with finish_reason) carries the same extension
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of await client.chat.completions.create({ model: "auto", messages: simple, stream: true, ...extension })) chunks.push(chunk);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("Hello, world!");
+    expect(chunks.at(-1)).toMatchObject({ iris: { division_mode: "consensus", verified: true } });
+    expect(chunks.slice(0, -1).some((c) => "iris" in c)).toBe(false);
+    // a single answer is plain OpenAI: no extension
+    const single = await client.chat.completions.create({ model: "auto", messages: simple });
+    expect("iris" in single).toBe(false);
+  });
+
   it("refuses bad bodies with 400 and the field in param", async () => {
     const cases: [unknown, string | null][] = [
       [{ model: "auto" }, "messages"],
@@ -167,6 +189,9 @@ describe("OpenAI-compatible API", () => {
       [{ model: "auto", messages: simple, max_tokens: 0 }, "max_tokens"],
       [{ model: "auto", messages: simple, temperature: 3 }, "temperature"],
       [{ model: "auto", messages: simple, difficulty: "extreme" }, "difficulty"],
+      [{ model: "auto", messages: simple, division_mode: "majority" }, "division_mode"],
+      [{ model: "auto", messages: simple, division_mode: "consensus", consensus_nodes: 1 }, "consensus_nodes"],
+      [{ model: "auto", messages: simple, consensus_nodes: 3 }, "consensus_nodes"],
       [[1, 2], null],
     ];
     for (const [body, param] of cases) {

@@ -1,6 +1,7 @@
 // Reads a `POST /api/chat/stream` JSON body into the orchestrator's input, naming the field of anything wrong.
 import type { Difficulty } from "../db/schema.ts";
 import type { ChatInput } from "../tasks/orchestrator.ts";
+import { readDivisionFields } from "./division-fields.ts";
 
 /** A body the endpoint refuses; `field` is the path of the offending value (`messages[0].content`), null for the body. */
 export class InvalidChatBodyError extends Error {
@@ -24,7 +25,7 @@ const MAX_MESSAGES = 1024;
 const MAX_CONTENT_CHARS = 1_048_576;
 const MAX_MODEL_CHARS = 256;
 const MAX_TOKENS = 131_072;
-const FIELDS = new Set(["messages", "account_key", "max_tokens", "model", "difficulty", "temperature"]);
+const FIELDS = new Set(["messages", "account_key", "max_tokens", "model", "difficulty", "temperature", "division_mode", "consensus_nodes"]);
 const roles = new Set(["system", "user", "assistant"]);
 const difficulties: Record<string, Difficulty> = { simple: "SIMPLE", complex: "COMPLEX", advanced: "ADVANCED" };
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
@@ -86,5 +87,6 @@ export function parseChatStreamBody(body: unknown): ChatStreamRequest {
     }
     request.input.temperature = temperature;
   }
+  Object.assign(request.input, readDivisionFields(body, fail));
   return request;
 }

@@ -111,6 +111,17 @@ describe("POST /api/chat/stream", () => {
     expect(JSON.parse(lines[done + 1]!.slice("data: ".length))).toMatchObject({ node_ids: ["mid"], finish_reason: "stop" });
   });
 
+  it("takes division_mode and consensus_nodes from the body: consensus over two nodes, marked verified", async () => {
+    for (const nodeId of ["c-1", "c-2", "c-3"]) await node({ nodeId, script: () => ({ tokens: ["Bon", "jour"] }) });
+    const events = await read(await post({ messages, division_mode: "consensus", consensus_nodes: 2 }));
+    expect(events[0]).toMatchObject({ event: "accepted", data: { division_mode: "consensus" } });
+    expect(events.filter((e) => e.event === "token").map((e) => e.data.text).join("")).toBe("Bonjour");
+    const done = events.at(-1)!;
+    expect(done).toMatchObject({ event: "done", data: { verified: true } });
+    expect(done.data.node_ids).toHaveLength(2); // two of the three nodes, as asked
+    expect(nodes.all().reduce((sum, n) => sum + n.assigns.length, 0)).toBe(2);
+  });
+
   it("refuses a bad body with 400 and a JSON error naming the field", async () => {
     const cases: [unknown, string | null][] = [
       [{ messages: [{ role: "robot", content: "hi" }] }, "messages[0].role"],
@@ -119,6 +130,9 @@ describe("POST /api/chat/stream", () => {
       [{ messages, max_tokens: 0 }, "max_tokens"],
       [{ messages, difficulty: "hard" }, "difficulty"],
       [{ messages, account_key: "1234-5678" }, "account_key"],
+      [{ messages, division_mode: "majority" }, "division_mode"],
+      [{ messages, division_mode: "consensus", consensus_nodes: 10 }, "consensus_nodes"],
+      [{ messages, consensus_nodes: 2 }, "consensus_nodes"],
       [{ messages, maxTokens: 5 }, "maxTokens"],
       [["not", "an", "object"], null],
     ];

@@ -1,6 +1,7 @@
 // Reads an OpenAI `POST /v1/chat/completions` body into the orchestrator's input, refusing what Iris can't honour.
 import type { Difficulty } from "../db/schema.ts";
 import type { ChatInput } from "../tasks/orchestrator.ts";
+import { readDivisionFields } from "./division-fields.ts";
 
 /** A body OpenAI's API would refuse too; `param` names the field as OpenAI's errors do (`messages[0].content`). */
 export class InvalidRequestError extends Error {
@@ -104,7 +105,8 @@ function readMessages(value: unknown): ChatInput["messages"] {
 
 /**
  * Validates a chat completion body. Honoured: model, messages, max_completion_tokens (or the older max_tokens),
- * temperature, stream, stream_options.include_usage, n (1 only) and Iris's `difficulty` hint. Refused: n > 1,
+ * temperature, stream, stream_options.include_usage, n (1 only) and Iris's extensions: the `difficulty` hint,
+ * `division_mode` and `consensus_nodes` (see division-fields.ts). Refused: n > 1,
  * tools/functions, non-text content. Other OpenAI fields (top_p, stop, seed, penalties, user, …) are accepted
  * and ignored: the node protocol does not carry them yet.
  */
@@ -142,5 +144,6 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
     difficultyHint = typeof body.difficulty === "string" ? difficulties[body.difficulty.toLowerCase()] : undefined;
     if (!difficultyHint) fail("difficulty", "'difficulty' must be 'simple', 'complex' or 'advanced'");
   }
-  return { input: { messages, model, maxTokens, temperature, difficultyHint }, stream, includeUsage };
+  const division = readDivisionFields(body, fail, (param) => `'${param}'`);
+  return { input: { messages, model, maxTokens, temperature, difficultyHint, ...division }, stream, includeUsage };
 }

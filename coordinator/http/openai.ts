@@ -59,7 +59,17 @@ function irisHeaders(accepted: Accepted, nodeId = accepted.nodeId): Record<strin
     "x-iris-tier": accepted.tier.toLowerCase(),
     "x-iris-difficulty": accepted.difficulty.toLowerCase(),
     "x-iris-classifier": accepted.classifier,
+    "x-iris-division-mode": accepted.divisionMode ?? "single",
   };
+}
+
+/**
+ * What a divided answer adds, as an `iris` field on the completion (or on the stream's last chunk): the nodes
+ * that answered and, for consensus, whether a majority agreed. Absent for single answers, which are unchanged.
+ */
+function irisExtension(accepted: Accepted, done: Done): Record<string, unknown> {
+  if ((accepted.divisionMode ?? "single") === "single") return {};
+  return { iris: { division_mode: accepted.divisionMode, node_ids: done.nodeIds, ...(done.verified !== undefined ? { verified: done.verified } : {}) } };
 }
 
 /**
@@ -152,6 +162,7 @@ async function completeAtOnce(reply: FastifyReply, events: AsyncGenerator<ChatEv
     model: accepted.model,
     choices: [{ index: 0, message: { role: "assistant", content: text.join(""), refusal: null }, logprobs: null, finish_reason: finishReason(done.finishReason) }],
     usage: usage(done),
+    ...irisExtension(accepted, done),
   };
 }
 
@@ -204,7 +215,7 @@ async function streamCompletion(
         position = undefined; // a failover's wait is over
         await sse.data(chunk(delta({ content: event.text })));
       } else {
-        await sse.data(chunk(delta({}, finishReason(event.finishReason))));
+        await sse.data(chunk(delta({}, finishReason(event.finishReason)), irisExtension(accepted!, event)));
         if (options.includeUsage) await sse.data(chunk([], { usage: usage(event) }));
       }
     }

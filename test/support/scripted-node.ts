@@ -226,6 +226,11 @@ export class ScriptedNodes {
     return this.#started[index];
   }
 
+  /** Every node started since the last killAll, in order. */
+  all(): readonly ScriptedNode[] {
+    return this.#started;
+  }
+
   killAll(): void {
     for (const node of this.#started.splice(0)) node.kill();
   }

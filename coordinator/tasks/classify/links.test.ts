@@ -3,7 +3,8 @@
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { Channel } from "../../../common/channel.ts";
-import type { SessionKeys } from "../../../common/crypto/envelope.ts";
+import { generateKeyPairSync } from "node:crypto";
+import { deriveSessionKeys, openText, publicKeyBytes, type SessionKeys } from "../../../common/crypto/envelope.ts";
 import { Difficulty } from "../../../gen/iris/v1/common_pb.ts";
 import type { ConnectResponse } from "../../../gen/iris/v1/node_pb.ts";
 import { startOpenRouterStandin, type OpenRouterStandin } from "../../../test/support/openrouter-standin.ts";
@@ -30,10 +31,22 @@ const base: ClassifierChainConfig = {
   cacheMaxEntries: 100,
 };
 
-function connect(registry: NodeRegistry, id: string): Channel<ConnectResponse> {
+/** Both sides' keys for one connection, agreed as the NodeService handshake does (X25519 + HKDF). */
+function sessionKeys(nodeId: string): { coordinator: SessionKeys; node: SessionKeys } {
+  const coordinator = generateKeyPairSync("x25519");
+  const node = generateKeyPairSync("x25519");
+  const context = { coordinatorPublicKey: publicKeyBytes(coordinator.publicKey), nodePublicKey: publicKeyBytes(node.publicKey), nodeId, sessionId: "session" };
+  return {
+    coordinator: deriveSessionKeys(coordinator.privateKey, context.nodePublicKey, context),
+    node: deriveSessionKeys(node.privateKey, context.coordinatorPublicKey, context),
+  };
+}
+
+function connect(registry: NodeRegistry, id: string): { outbox: Channel<ConnectResponse>; nodeKeys: SessionKeys } {
   const outbox = new Channel<ConnectResponse>();
-  registry.add(new LiveNode(id, "account", "session", "MID", "test", capabilities, 100, {} as SessionKeys, outbox, Date.now()));
-  return outbox;
+  const keys = sessionKeys(id);
+  registry.add(new LiveNode(id, "account", "session", "MID", "test", capabilities, 100, keys.coordinator, outbox, Date.now()));
+  return { outbox, nodeKeys: keys.node };
 }
 
 let standin: OpenRouterStandin | undefined;
@@ -45,7 +58,7 @@ afterEach(async () => {
 describe("createCoordinatorClassifier", () => {
   it("without a key asks an idle node over its stream and takes its answer", async () => {
     const registry = new NodeRegistry();
-    const outbox = connect(registry, "mid-1");
+    const { outbox, nodeKeys } = connect(registry, "mid-1");
     const { chain, nodeLink } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
     const answer = chain.classify({ messages });
     const sent = await outbox.next();
@@ -53,7 +66,11 @@ describe("createCoordinatorClassifier", () => {
     const message = (sent.value as ConnectResponse).message;
     expect(message.case).toBe("classifyAssign");
     if (message.case !== "classifyAssign") return;
-    expect(message.value.prompt).toContain(messages[0]!.content);
+    // the prompt travels sealed for that node: only its keys open it, and only as this classification's
+    const { classifyId, sealedPrompt } = message.value;
+    expect(Buffer.from(sealedPrompt!.ciphertext).toString("utf8")).not.toContain("PostgreSQL");
+    expect(openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "classify" })).toContain(messages[0]!.content);
+    expect(() => openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "assign" })).toThrow();
     expect(nodeLink!.resolveClassifyResult(message.value.classifyId, Difficulty.COMPLEX, "mid-1")).toBe(true);
     expect(await answer).toEqual({ difficulty: "COMPLEX", classifier: "node" });
     expect(Object.keys(chain.stats().links)).toEqual(["node", "local"]);
@@ -70,7 +87,7 @@ describe("createCoordinatorClassifier", () => {
   it("with a key asks OpenRouter first", async () => {
     standin = await startOpenRouterStandin({ content: '{"difficulty":"SIMPLE"}' });
     const registry = new NodeRegistry();
-    const outbox = connect(registry, "mid-1");
+    const { outbox } = connect(registry, "mid-1");
     const config = { ...base, openRouter: { apiKey: "sk-test", url: standin.url, model: "openai/gpt-4o-mini" } };
     const { chain } = createCoordinatorClassifier(config, registry, pino({ level: "silent" }));
     expect(await chain.classify({ messages })).toEqual({ difficulty: "SIMPLE", classifier: "openrouter" });

@@ -2,6 +2,7 @@
 // connected node, the local rules; and the node link that NodeService feeds classify results into.
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
+import { sealText } from "../../../common/crypto/envelope.ts";
 import { ConnectResponseSchema } from "../../../gen/iris/v1/node_pb.ts";
 import type { NodeRegistry } from "../../nodes/registry.ts";
 import { createClassifierChain, type ClassifierChain, type ClassifierLink } from "./chain.ts";
@@ -35,7 +36,11 @@ export function createCoordinatorClassifier(
   if (config.nodeBudgetMs > 0) {
     nodeLink = createNodeClassifier({
       pickIdleNode: (classifying) => pickIdleClassifierNode(registry.nodes(), classifying),
-      send: (node, assign) => node.send(create(ConnectResponseSchema, { message: { case: "classifyAssign", value: assign } })),
+      send: (node, { classifyId, prompt, deadlineUnixMs }) => {
+        // the prompt is the user's text: it travels sealed for this node like a task's payload
+        const sealedPrompt = sealText(node.keys.toNode, prompt, { taskId: classifyId, sequence: 0, kind: "classify" });
+        return node.send(create(ConnectResponseSchema, { message: { case: "classifyAssign", value: { classifyId, deadlineUnixMs, sealedPrompt } } }));
+      },
       budgetMs: config.nodeBudgetMs,
     });
     links.push({ name: "node", budgetMs: config.nodeBudgetMs, classifier: nodeLink });

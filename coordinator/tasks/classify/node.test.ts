@@ -1,15 +1,14 @@
 // The node link's coordinator side: who gets the classify assign, whose result counts, deadlines, and the idle-node choice.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Difficulty } from "../../../gen/iris/v1/common_pb.ts";
-import type { ClassifyAssign } from "../../../gen/iris/v1/node_pb.ts";
 import type { NodeTier } from "../../db/schema.ts";
-import { createNodeClassifier, pickIdleClassifierNode, type ClassifierCandidate } from "./node.ts";
+import { createNodeClassifier, pickIdleClassifierNode, type ClassifierCandidate, type ClassifyRequest } from "./node.ts";
 
 const messages = [{ role: "user", content: "Compare Rust and Go for a CLI tool." }];
 const ids = ["9b2f3d5e-0000-4000-8000-000000000001", "9b2f3d5e-0000-4000-8000-000000000002"];
 
 function setup(options: { nodes?: { id: string }[]; sendOk?: boolean; budgetMs?: number } = {}) {
-  const sent: { nodeId: string; assign: ClassifyAssign }[] = [];
+  const sent: { nodeId: string; assign: ClassifyRequest }[] = [];
   const seen: ReadonlySet<string>[] = [];
   const nodes = options.nodes ?? [{ id: "n1" }];
   let next = 0;

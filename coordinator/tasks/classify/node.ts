@@ -1,9 +1,7 @@
 // The node link, coordinator side: sends a classify assign to an idle node and waits for that node's classify
 // result. Transport-free: the NodeService stream wiring gives it `send` and feeds it the results.
 import { randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts";
-import { ClassifyAssignSchema, type ClassifyAssign } from "../../../gen/iris/v1/node_pb.ts";
 import { renderForClassification } from "../../../common/classify-prompt.ts";
 import type { Difficulty, NodeTier } from "../../db/schema.ts";
 import type { Classifier } from "../classifier.ts";
@@ -14,8 +12,8 @@ export interface NodeClassifierOptions<Node extends { id: string }> {
    * link and those resting after a missed deadline.
    */
   pickIdleNode: (skip: ReadonlySet<string>) => Node | undefined;
-  /** Queues the assign on the node's stream; false when the stream is closed. */
-  send: (node: Node, assign: ClassifyAssign) => boolean;
+  /** Queues a classify assign for the request on the node's stream (sealing the prompt); false when the stream is closed. */
+  send: (node: Node, request: ClassifyRequest) => boolean;
   /** How long the node has; also sent as the assign's deadline. */
   budgetMs: number;
   /**
@@ -25,6 +23,14 @@ export interface NodeClassifierOptions<Node extends { id: string }> {
   restAfterTimeoutMs?: number;
   now?: () => number;
   newId?: () => string;
+}
+
+/** What a classify assign carries, before the stream wiring seals the prompt for the node. */
+export interface ClassifyRequest {
+  classifyId: string;
+  /** The conversation fenced for classification (renderForClassification). */
+  prompt: string;
+  deadlineUnixMs: bigint;
 }
 
 export interface NodeClassifier extends Classifier {
@@ -101,12 +107,8 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
             reject(error);
           },
         });
-        const assign = create(ClassifyAssignSchema, {
-          classifyId,
-          prompt: renderForClassification(input.messages),
-          deadlineUnixMs: BigInt(now() + options.budgetMs),
-        });
-        if (!options.send(node, assign)) pending.get(classifyId)?.reject(new Error(`node ${node.id}'s stream is closed`));
+        const request = { classifyId, prompt: renderForClassification(input.messages), deadlineUnixMs: BigInt(now() + options.budgetMs) };
+        if (!options.send(node, request)) pending.get(classifyId)?.reject(new Error(`node ${node.id}'s stream is closed`));
       });
     },
 
