@@ -37,6 +37,11 @@ export interface AgentConfig {
   shutdownGraceMs: number;
   /** Where the logs go while the terminal UI owns the screen. */
   logFile: string;
+  /**
+   * IRIS_TEST_DISHONEST=1, for tests only: every answer is altered (agent/backends/dishonest.ts), so that
+   * consensus and spot checks can be seen catching a real agent. The node loses reputation and is suspended.
+   */
+  dishonest: boolean;
 }
 
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
@@ -99,6 +104,7 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     nodeKeyPath: get("NODE_KEY_PATH") ?? `data/node-keys/${nodeId}.key`,
     shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),
     logFile: get("IRIS_LOG_FILE") ?? `data/agent-${nodeId}.log`,
+    dishonest: get("IRIS_TEST_DISHONEST") === "1",
   };
   if (problems.length > 0) throw new AgentConfigError(problems);
   return config;

@@ -6,6 +6,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { KeyObject } from "node:crypto";
 import { Channel } from "../common/channel.ts";
+import type { TokenizerRates } from "../common/tokenizer-rates.ts";
 import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
 import { Difficulty, Tier } from "../gen/iris/v1/common_pb.ts";
 import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
@@ -31,6 +32,8 @@ export interface NodeIdentity {
   backend: string;
   agentVersion: string;
   promisedHoursUtc: number[];
+  /** Measured with the model's tokenizer (agent/tokenizer-rates.ts); undefined when the backend has none. */
+  tokenizerRates?: TokenizerRates;
   /** The node's X25519 key pair (NODE_KEY_PATH). */
   key: { privateKey: KeyObject; publicKey: Uint8Array };
 }
@@ -281,6 +284,7 @@ function registerMessage(identity: NodeIdentity): Extract<OutgoingMessage, { cas
     backend: identity.backend,
     promisedHoursUtc: identity.promisedHoursUtc,
     publicKey: identity.key.publicKey,
+    tokenizerRates: identity.tokenizerRates,
   };
 }
 

@@ -4,9 +4,11 @@ import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { pino } from "pino";
 import { type Backend } from "./backends/backend.ts";
+import { dishonestBackend } from "./backends/dishonest.ts";
 import { createLlamaBackend } from "./backends/llama.ts";
 import { createOpenAiCompatibleBackend } from "./backends/openai-compatible.ts";
 import { benchmarkBackend } from "./benchmark.ts";
+import { measureTokenizerRates } from "./tokenizer-rates.ts";
 import { AgentConfigError, loadAgentConfig, type AgentConfig } from "./config.ts";
 import { CoordinatorLink, RegistrationRefused } from "./connection.ts";
 import { detectGpus } from "./gpu.ts";
@@ -96,6 +98,13 @@ async function exit(code: number, message?: string): Promise<never> {
 }
 
 async function openBackend(): Promise<Backend> {
+  const backend = await openConfiguredBackend();
+  if (!config.dishonest) return backend;
+  logger.warn("IRIS_TEST_DISHONEST=1: this node alters every answer (a test of the network's checks); it will lose reputation");
+  return dishonestBackend(backend);
+}
+
+async function openConfiguredBackend(): Promise<Backend> {
   if (config.backend === "embedded") {
     return createLlamaBackend({
       modelPath: config.modelPath!,
@@ -137,10 +146,17 @@ try {
     backend: backend.kind,
     agentVersion,
     promisedHoursUtc: config.promisedHoursUtc,
+    tokenizerRates: await measureTokenizerRates(backend),
     key: await loadOrCreateKeyFile(config.nodeKeyPath),
   };
   logger.info(
-    { nodeId: identity.nodeId, parameters: identity.parameterCount, quantization: identity.quantization, tokensPerSecond: Math.round(bench.tokensPerSecond * 10) / 10 },
+    {
+      nodeId: identity.nodeId,
+      parameters: identity.parameterCount,
+      quantization: identity.quantization,
+      tokensPerSecond: Math.round(bench.tokensPerSecond * 10) / 10,
+      tokenizerRates: identity.tokenizerRates ?? "unknown (the coordinator estimates)",
+    },
     "backend ready; connecting to the coordinator",
   );
   state.setStage("connecting to the coordinator");

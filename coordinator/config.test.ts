@@ -78,6 +78,7 @@ describe("loadConfig: division modes and spot checks", () => {
       subtasksMaxParts: 6,
       contextChunkTokens: 3072,
       contextOverlapTokens: 128,
+      contextNoteTokens: 512,
       contextMaxChunks: 128,
       spotCheckFraction: 0.05,
       spotCheckSuspendAfter: 3,

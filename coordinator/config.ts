@@ -59,6 +59,8 @@ export interface Config {
     contextChunkTokens: number;
     /** Tokens each chunk repeats from the end of the previous one (CONTEXT_OVERLAP_TOKENS). */
     contextOverlapTokens: number;
+    /** The most tokens one chunk's notes may take (CONTEXT_NOTE_TOKENS). */
+    contextNoteTokens: number;
     /** The most chunks one document may be split into (CONTEXT_MAX_CHUNKS); longer ones are refused. */
     contextMaxChunks: number;
     /** The share of single-mode tasks re-run on a second node to check the first (SPOT_CHECK_FRACTION, 0–1). */
@@ -243,6 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
       subtasksMaxParts: r.int("SUBTASKS_MAX_PARTS", 6, 2, 32),
       contextChunkTokens: r.int("CONTEXT_CHUNK_TOKENS", 3_072, 256, 1_000_000),
       contextOverlapTokens: r.int("CONTEXT_OVERLAP_TOKENS", 128, 0, 100_000),
+      contextNoteTokens: r.int("CONTEXT_NOTE_TOKENS", 512, 16, 100_000),
       contextMaxChunks: r.int("CONTEXT_MAX_CHUNKS", 128, 1, 10_000),
       spotCheckFraction: r.number("SPOT_CHECK_FRACTION", 0.05, 0, 1),
       spotCheckSuspendAfter: r.int("SPOT_CHECK_SUSPEND_AFTER", 3, 1, 1_000),

@@ -57,6 +57,8 @@ export interface Backend {
    * Throws BackendError when the backend fails.
    */
   generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void>;
+  /** Tokens `text` takes in the model's own tokenizer; absent when the backend offers no tokenizer. */
+  countTokens?(text: string): Promise<number>;
   close(): Promise<void>;
 }
 

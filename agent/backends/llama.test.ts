@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TINY_GGUF_SHAPE, TINY_GGUF_WORDS, writeTinyGguf } from "../../test/fixtures/tiny-gguf.ts";
 import { BackendError, type Backend, type GenerateRequest, type GenerateResult } from "./backend.ts";
 import { createLlamaBackend, quantizationName, renderPrompt, tensorParameterCount } from "./llama.ts";
+import { measureTokenizerRates } from "../tokenizer-rates.ts";
 
 const CONTEXT = 1024;
 let dir: string;
@@ -62,6 +63,22 @@ describe("createLlamaBackend", () => {
       quantization: "F32", // from general.file_type, which beats the Q4_K_M in the file name
       contextLength: CONTEXT,
     });
+  });
+
+  it("counts tokens with the model's tokenizer, and its rates are measured from that", async () => {
+    const tokens = await backend.countTokens!("the word of a node");
+    expect(tokens).toBeGreaterThan(0);
+    // more text is more tokens: a real tokenizer, not a length formula the test could mirror
+    expect(await backend.countTokens!("the word of a node ".repeat(10))).toBeGreaterThan(tokens * 5);
+    const rates = await measureTokenizerRates(backend);
+    expect(rates).toBeDefined();
+    for (const rate of [rates!.asciiCharsPerToken, rates!.otherCharsPerToken]) {
+      expect(rate).toBeGreaterThanOrEqual(0.1);
+      expect(rate).toBeLessThanOrEqual(64);
+    }
+    // a backend without a tokenizer has no rates: the coordinator estimates
+    const withoutTokenizer: Backend = { kind: "http", describe: () => backend.describe(), generate: (r) => backend.generate(r), close: async () => {} };
+    expect(await measureTokenizerRates(withoutTokenizer)).toBeUndefined();
   });
 
   it("streams several pieces and counts prompt and completion tokens exactly", async () => {

@@ -157,6 +157,10 @@ class EmbeddedLlamaBackend implements Backend {
     };
   }
 
+  async countTokens(text: string): Promise<number> {
+    return this.model.tokenize(text).length;
+  }
+
   async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
     if (this.closed) throw new BackendError("backend_failed", "the embedded llama.cpp backend is closed");
     let prompt: RenderedPrompt;

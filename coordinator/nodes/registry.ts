@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectResponse, TaskChunk, TaskError, TaskResult } from "../../gen/iris/v1/node_pb.ts";
 import type { Channel } from "../../common/channel.ts";
 import type { SessionKeys } from "../../common/crypto/envelope.ts";
+import type { TokenizerRates } from "../../common/tokenizer-rates.ts";
 import type { Difficulty, NodeTier } from "../db/schema.ts";
 
 /** What a node declared at registration (and its measured speed). */
@@ -16,6 +17,8 @@ export interface NodeCapabilities {
   gpus: { name: string; vramTotalMb: number; vramUsedMb: number; utilizationPercent: number }[];
   backend: string;
   agentVersion: string;
+  /** Measured by the node with its model's tokenizer; undefined when its backend has none. */
+  tokenizerRates?: TokenizerRates;
 }
 
 /** Where a node's messages about one task go: the orchestrator's attempt that assigned it. */

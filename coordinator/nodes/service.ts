@@ -54,6 +54,9 @@ function capabilitiesOf(register: Register): NodeCapabilities {
     })),
     backend: register.backend,
     agentVersion: register.agentVersion,
+    ...(register.tokenizerRates
+      ? { tokenizerRates: { asciiCharsPerToken: register.tokenizerRates.asciiCharsPerToken, otherCharsPerToken: register.tokenizerRates.otherCharsPerToken } }
+      : {}),
   };
 }
 

@@ -4,6 +4,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { generateKeyPairSync } from "node:crypto";
+import { alter } from "../../agent/backends/dishonest.ts";
 import { Channel } from "../../common/channel.ts";
 import { deriveSessionKeys, openMessage, publicKeyBytes, sealText, type SessionKeys } from "../../common/crypto/envelope.ts";
 import {
@@ -76,15 +77,10 @@ export interface ScriptedNode {
   inject(taskId: string, text: string): void;
 }
 
-const defaultScript = (): Script => ({ tokens: ["Hello", ",", " world", "!"] });
+/** Tests compare against what a dishonest node sends. */
+export { alter };
 
-/** What a dishonest node does to its text: ROT13 on letters, +5 on digits (same length, different words). */
-export function alter(text: string): string {
-  return text.replace(/[a-z]/gi, (c) => {
-    const base = c <= "Z" ? 65 : 97;
-    return String.fromCharCode(((c.charCodeAt(0) - base + 13) % 26) + base);
-  }).replace(/\d/g, (d) => String((Number(d) + 5) % 10));
-}
+const defaultScript = (): Script => ({ tokens: ["Hello", ",", " world", "!"] });
 
 export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
   const transport = options.transport ?? createGrpcTransport({ baseUrl: options.baseUrl });

@@ -1,6 +1,6 @@
 // Table tests of the token estimate and the overlapping split of long documents.
 import { describe, expect, it } from "vitest";
-import { estimateTokens, splitByTokens } from "./chunking.ts";
+import { estimateTokens, ratesFor, splitByTokens, tokenWeight } from "./chunking.ts";
 import { chooseAutoMode, parseDivisionMode } from "./mode.ts";
 
 describe("estimateTokens", () => {
@@ -13,6 +13,33 @@ describe("estimateTokens", () => {
     { text: "The quick brown fox jumps over the lazy dog.", tokens: 13 },
   ])("$text → $tokens", ({ text, tokens }) => {
     expect(estimateTokens(text)).toBe(tokens);
+  });
+});
+
+describe("tokenizer rates", () => {
+  const tiny = { asciiCharsPerToken: 1.1, otherCharsPerToken: 0.5 };
+
+  it("counts with a node's measured rates instead of the estimate", () => {
+    expect(estimateTokens("a".repeat(35), { asciiCharsPerToken: 5, otherCharsPerToken: 1 })).toBe(7);
+    expect(estimateTokens("日本語", { asciiCharsPerToken: 4, otherCharsPerToken: 1.5 })).toBe(2);
+    expect(tokenWeight("ab日", tiny)).toBeCloseTo(2 / 1.1 + 2);
+  });
+
+  it("takes the fewest characters per token among the nodes, with a 10 % margin on measured rates", () => {
+    expect(ratesFor([])).toEqual({ asciiCharsPerToken: 3.5, otherCharsPerToken: 1 });
+    expect(ratesFor([{ tokenizerRates: { asciiCharsPerToken: 4.4, otherCharsPerToken: 2 } }])).toEqual({ asciiCharsPerToken: 4.4 * 0.9, otherCharsPerToken: 2 * 0.9 });
+    // a node without a tokenizer counts as the estimate; a hungry tokenizer wins where it is hungrier
+    const mixed = ratesFor([{ tokenizerRates: tiny }, {}, { tokenizerRates: { asciiCharsPerToken: 4, otherCharsPerToken: 3 } }]);
+    expect(mixed.asciiCharsPerToken).toBeCloseTo(1.1 * 0.9);
+    expect(mixed.otherCharsPerToken).toBeCloseTo(0.5 * 0.9);
+  });
+
+  it("splits into more, smaller chunks for a tokenizer that needs more tokens", () => {
+    const document = "the word of a node is the token of the model. ".repeat(200);
+    const estimated = splitByTokens(document, 300, 0);
+    const measured = splitByTokens(document, 300, 0, (text) => tokenWeight(text, tiny));
+    expect(measured.length).toBeGreaterThan(estimated.length * 2);
+    for (const chunk of measured) expect(tokenWeight(chunk.text, tiny)).toBeLessThanOrEqual(300);
   });
 });
 

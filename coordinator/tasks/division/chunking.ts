@@ -1,17 +1,17 @@
-// Token estimates and the split of a long document into overlapping chunks of a token budget (context mode).
+// Token counts (from a node's measured tokenizer rates, or estimated) and the split of a long document into
+// overlapping chunks of a token budget (context mode).
+import { ESTIMATED_RATES, type TokenizerRates } from "../../../common/tokenizer-rates.ts";
 
 /**
- * Tokens a text takes, estimated without a tokenizer: one per 3.5 characters of ASCII text and one per
- * other character. Byte-pair vocabularies of Llama, Mistral, Qwen and GPT models average about 4 ASCII
- * characters per token on English prose and code, and about 1–2 characters per token on other scripts (CJK
- * about 1), so the estimate errs on the large side and a chunk rarely overflows a node's context.
+ * Tokens a text takes at `rates` (by default the estimate without a tokenizer, ESTIMATED_RATES: one per 3.5
+ * ASCII characters and one per other character).
  */
-export function estimateTokens(text: string): number {
-  return Math.ceil(tokenWeight(text));
+export function estimateTokens(text: string, rates: TokenizerRates = ESTIMATED_RATES): number {
+  return Math.ceil(tokenWeight(text, rates));
 }
 
-/** The estimate before rounding: chunks add up their words' weights, so rounding each word would overcount. */
-export function tokenWeight(text: string): number {
+/** The count before rounding: chunks add up their words' weights, so rounding each word would overcount. */
+export function tokenWeight(text: string, rates: TokenizerRates = ESTIMATED_RATES): number {
   let ascii = 0;
   let other = 0;
   for (let i = 0; i < text.length; i++) {
@@ -19,7 +19,28 @@ export function tokenWeight(text: string): number {
     if (code < 0x80) ascii++;
     else if (code < 0xdc00 || code > 0xdfff) other++; // a surrogate pair counts once
   }
-  return ascii / 3.5 + other;
+  return ascii / rates.asciiCharsPerToken + other / rates.otherCharsPerToken;
+}
+
+/** Measured rates are averages over samples: a document may tokenize a tenth worse than they say. */
+const MEASURED_RATE_MARGIN = 0.9;
+
+/**
+ * The rates to split a document for `nodes` with: the fewest characters per token among them (a chunk must fit
+ * whichever node takes it), with a 10 % margin on measured rates; a node without a tokenizer counts as the
+ * estimate. No nodes: the estimate.
+ */
+export function ratesFor(nodes: readonly { tokenizerRates?: TokenizerRates }[]): TokenizerRates {
+  if (nodes.length === 0) return ESTIMATED_RATES;
+  const each = nodes.map((node) =>
+    node.tokenizerRates
+      ? { asciiCharsPerToken: node.tokenizerRates.asciiCharsPerToken * MEASURED_RATE_MARGIN, otherCharsPerToken: node.tokenizerRates.otherCharsPerToken * MEASURED_RATE_MARGIN }
+      : ESTIMATED_RATES,
+  );
+  return {
+    asciiCharsPerToken: Math.min(...each.map((r) => r.asciiCharsPerToken)),
+    otherCharsPerToken: Math.min(...each.map((r) => r.otherCharsPerToken)),
+  };
 }
 
 /** Tokens of a piece of text (may be fractional: an estimate's share of a word). */

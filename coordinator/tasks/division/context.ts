@@ -5,14 +5,13 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ChatEvent } from "../orchestrator.ts";
 import type { RouteRequest } from "../router.ts";
-import { estimateTokens, splitByTokens } from "./chunking.ts";
+import type { TokenizerRates } from "../../../common/tokenizer-rates.ts";
+import { estimateTokens, ratesFor, splitByTokens, tokenWeight } from "./chunking.ts";
 import { connectedEligible, ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
 import type { ChatMessageInput, PartResult, PartSpec } from "./part.ts";
 
 /** Tokens kept free in a node's context beside a chunk: instructions and the request's own words. */
 const PROMPT_RESERVE_TOKENS = 512;
-/** The most tokens one chunk's notes may take. */
-const NOTE_MAX_TOKENS = 512;
 /** The request is read from the document's first and last paragraphs when it sits in the document's message. */
 const CUE_PARAGRAPH_CHARS = 600;
 
@@ -22,18 +21,30 @@ const MAP_INSTRUCTION =
   "quotes. Do not answer the request; if nothing in your part matters, answer with an empty note.";
 const REDUCE_INSTRUCTION = "A long document was read in parts; these are the readers' notes, in document order. Answer the request from them.";
 
+export interface ContextBudget {
+  /** Tokens per chunk. */
+  chunkTokens: number;
+  smallestContext: number | undefined;
+  /** How text is counted: the capable nodes' tokenizers where they report them, else the estimate. */
+  rates: TokenizerRates;
+}
+
 /**
- * Tokens per chunk: CONTEXT_CHUNK_TOKENS, lowered so that a chunk, the instructions and the notes fit the
- * smallest known context length among the nodes that may take the request (unknown lengths do not count).
+ * Tokens per chunk: CONTEXT_CHUNK_TOKENS, lowered so that a chunk, the instructions and the notes
+ * (CONTEXT_NOTE_TOKENS) fit the smallest known context length among the nodes that may take the request
+ * (unknown lengths do not count); counted at those nodes' tokenizer rates (chunking.ts: ratesFor).
  */
-export function contextBudget(ctx: DivisionContext, task: DividedTask): { chunkTokens: number; smallestContext: number | undefined } {
+export function contextBudget(ctx: DivisionContext, task: DividedTask): ContextBudget {
   const route: RouteRequest = { difficulty: task.difficulty, model: task.model, exclude: new Set() };
-  const lengths = connectedEligible(ctx.registry, route)
-    .map((node) => node.capabilities.contextLength)
-    .filter((length) => length > 0);
+  const capable = connectedEligible(ctx.registry, route);
+  const lengths = capable.map((node) => node.capabilities.contextLength).filter((length) => length > 0);
   const smallestContext = lengths.length > 0 ? Math.min(...lengths) : undefined;
-  const fits = smallestContext === undefined ? Infinity : smallestContext - PROMPT_RESERVE_TOKENS - NOTE_MAX_TOKENS;
-  return { chunkTokens: Math.max(256, Math.min(ctx.config.contextChunkTokens, fits)), smallestContext };
+  const fits = smallestContext === undefined ? Infinity : smallestContext - PROMPT_RESERVE_TOKENS - ctx.config.contextNoteTokens;
+  return {
+    chunkTokens: Math.max(256, Math.min(ctx.config.contextChunkTokens, fits)),
+    smallestContext,
+    rates: ratesFor(capable.map((node) => node.capabilities)),
+  };
 }
 
 /** Where the document is (the longest message) and what is asked about it. */
@@ -55,24 +66,26 @@ export async function* runContext(ctx: DivisionContext, task: DividedTask): Asyn
   const group = new PartGroup(ctx.parts, task.input.signal, Math.max(1, capable));
   try {
     const messages = task.input.messages;
-    const { chunkTokens } = contextBudget(ctx, task);
+    const { chunkTokens, rates } = contextBudget(ctx, task);
+    const count = (text: string) => tokenWeight(text, rates);
     const { index, request } = locateDocument(messages);
-    const chunks = splitByTokens(messages[index]!.content, chunkTokens, ctx.config.contextOverlapTokens);
+    const chunks = splitByTokens(messages[index]!.content, chunkTokens, ctx.config.contextOverlapTokens, count);
     if (chunks.length > ctx.config.contextMaxChunks) {
       throw new ConnectError(`messages[${index}].content: the document needs ${chunks.length} chunks of ${chunkTokens} tokens; the limit is ${ctx.config.contextMaxChunks}`, Code.InvalidArgument);
     }
     const base = partBase(task);
     let finalMessages: ChatMessageInput[] = messages;
     if (chunks.length > 1) {
-      ctx.journal.note(task.taskId, "queued", null, `document of about ${estimateTokens(messages[index]!.content)} tokens in ${chunks.length} chunks of ≤ ${chunkTokens}`);
-      let notes = yield* mapRound(group, parent, base, chunks.map((chunk, i) => mapMessages(request, chunk.text, i, chunks.length)));
+      ctx.journal.note(task.taskId, "queued", null, `document of about ${estimateTokens(messages[index]!.content, rates)} tokens in ${chunks.length} chunks of ≤ ${chunkTokens}`);
+      const noteTokens = ctx.config.contextNoteTokens;
+      let notes = yield* mapRound(group, parent, base, noteTokens, chunks.map((chunk, i) => mapMessages(request, chunk.text, i, chunks.length)));
       // notes too long for one node are combined in rounds until they fit
-      for (let round = 2; estimateTokens(notes.join("\n\n")) > chunkTokens && notes.length > 1; round++) {
-        const batches = splitByTokens(notes.map((note, i) => `[Part ${i + 1}]\n${note}`).join("\n\n"), chunkTokens, 0);
+      for (let round = 2; estimateTokens(notes.join("\n\n"), rates) > chunkTokens && notes.length > 1; round++) {
+        const batches = splitByTokens(notes.map((note, i) => `[Part ${i + 1}]\n${note}`).join("\n\n"), chunkTokens, 0, count);
         // no progress (single notes near the budget): the reduce gets them as they are, and a node whose context
         // they overflow fails it with CONTEXT_TOO_LONG
         if (batches.length >= notes.length) break;
-        notes = yield* mapRound(group, parent, base, batches.map((batch, i) => mapMessages(request, batch.text, i, batches.length)));
+        notes = yield* mapRound(group, parent, base, noteTokens, batches.map((batch, i) => mapMessages(request, batch.text, i, batches.length)));
       }
       const lastUser = messages.findLastIndex((m) => m.role === "user");
       const others = messages.filter((_, i) => i !== index && i !== lastUser);
@@ -123,8 +136,14 @@ function partBase(task: DividedTask): PartBase {
 }
 
 /** Runs one map round in parallel; resolves with the notes in order, or throws when a chunk cannot be read. */
-async function* mapRound(group: PartGroup, parent: ParentTask, base: PartBase, prompts: ChatMessageInput[][]): AsyncGenerator<ChatEvent, string[], undefined> {
-  const indices = prompts.map((messages) => group.start({ ...base, taskId: randomUUID(), started: Date.now(), messages, maxTokens: NOTE_MAX_TOKENS, temperature: 0 }));
+async function* mapRound(
+  group: PartGroup,
+  parent: ParentTask,
+  base: PartBase,
+  noteTokens: number,
+  prompts: ChatMessageInput[][],
+): AsyncGenerator<ChatEvent, string[], undefined> {
+  const indices = prompts.map((messages) => group.start({ ...base, taskId: randomUUID(), started: Date.now(), messages, maxTokens: noteTokens, temperature: 0 }));
   const position = new Map(indices.map((groupIndex, i) => [groupIndex, i]));
   const notes: string[] = new Array<string>(prompts.length).fill("");
   const results: PartResult[] = [];

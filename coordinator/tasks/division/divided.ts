@@ -50,9 +50,10 @@ export function autoMode(ctx: DivisionContext, task: DividedTask): DivisionMode 
   const longest = messages.reduce((max, m) => Math.max(max, m.content.length), 0);
   const lastUser = messages.findLast((m) => m.role === "user")?.content ?? "";
   const request: RouteRequest = { difficulty: task.difficulty, model: task.model, exclude: new Set() };
+  const budget = contextBudget(ctx, task);
   const choice = chooseAutoMode({
-    longestMessageTokens: estimateTokens(messages.find((m) => m.content.length === longest)?.content ?? ""),
-    contextBudgetTokens: contextBudget(ctx, task).chunkTokens,
+    longestMessageTokens: estimateTokens(messages.find((m) => m.content.length === longest)?.content ?? "", budget.rates),
+    contextBudgetTokens: budget.chunkTokens,
     difficulty: task.difficulty,
     ruleParts: ruleBasedParts(lastUser, ctx.config.subtasksMaxParts).length,
     capableNodes: connectedEligible(ctx.registry, request).length,

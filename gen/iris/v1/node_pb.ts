@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/node.proto.
  */
 export const file_iris_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChJpcmlzL3YxL25vZGUucHJvdG8SB2lyaXMudjEilwIKDkNvbm5lY3RSZXF1ZXN0EiUKCHJlZ2lzdGVyGAEgASgLMhEuaXJpcy52MS5SZWdpc3RlckgAEicKCWhlYXJ0YmVhdBgCIAEoCzISLmlyaXMudjEuSGVhcnRiZWF0SAASIwoFY2h1bmsYAyABKAsyEi5pcmlzLnYxLlRhc2tDaHVua0gAEiUKBnJlc3VsdBgEIAEoCzITLmlyaXMudjEuVGFza1Jlc3VsdEgAEiMKBWVycm9yGAUgASgLMhIuaXJpcy52MS5UYXNrRXJyb3JIABIyCg9jbGFzc2lmeV9yZXN1bHQYBiABKAsyFy5pcmlzLnYxLkNsYXNzaWZ5UmVzdWx0SABCEAoHbWVzc2FnZRIFukgCCAEigQIKD0Nvbm5lY3RSZXNwb25zZRIsCgxyZWdpc3Rlcl9hY2sYASABKAsyFC5pcmlzLnYxLlJlZ2lzdGVyQWNrSAASLgoNaGVhcnRiZWF0X2FjaxgCIAEoCzIVLmlyaXMudjEuSGVhcnRiZWF0QWNrSAASKgoLdGFza19hc3NpZ24YAyABKAsyEy5pcmlzLnYxLlRhc2tBc3NpZ25IABIyCg9jbGFzc2lmeV9hc3NpZ24YBCABKAsyFy5pcmlzLnYxLkNsYXNzaWZ5QXNzaWduSAASJQoGY2FuY2VsGAUgASgLMhMuaXJpcy52MS5UYXNrQ2FuY2VsSABCCQoHbWVzc2FnZSKxBAoIUmVnaXN0ZXISOQoHbm9kZV9pZBgBIAEoCUIoukglciMyIV5bQS1aYS16MC05XVtBLVphLXowLTkuXy1dezAsNjN9JBJHCgthY2NvdW50X2tleRgCIAEoCUIyukgvyAEBcioyKF5bMC05XXs0fSA/WzAtOV17NH0gP1swLTldezR9ID9bMC05XXs0fSQSJAoEZ3B1cxgDIAMoCzIMLmlyaXMudjEuR3B1Qgi6SAWSAQIQQBIeCgptb2RlbF9uYW1lGAQgASgJQgq6SAdyBRABGIACEiYKD3BhcmFtZXRlcl9jb3VudBgFIAEoBEINukgKMggYgMDK84SjAhIdCgxxdWFudGl6YXRpb24YBiABKAlCB7pIBHICGCASIgoOY29udGV4dF9sZW5ndGgYByABKA1CCrpIByoFGICAgAUSPgobYmVuY2htYXJrX3Rva2Vuc19wZXJfc2Vjb25kGAggASgBQhm6SBYSFEABGQAAAACAhC5BKQAAAAAAAAAAEigKFG1heF9jb25jdXJyZW50X3Rhc2tzGAkgASgNQgq6SAcqBRiAAigBEh4KCnB1YmxpY19rZXkYCiABKAxCCrpIB9gBAXoCaCASHgoNYWdlbnRfdmVyc2lvbhgLIAEoCUIHukgEcgIYQBIYCgdiYWNrZW5kGAwgASgJQge6SARyAhhAEiwKEnByb21pc2VkX2hvdXJzX3V0YxgNIAMoDUIQukgNkgEKEBgYASIEKgIYFyK3AQoLUmVnaXN0ZXJBY2sSDwoHbm9kZV9pZBgBIAEoCRIbCgR0aWVyGAIgASgOMg0uaXJpcy52MS5UaWVyEhMKC3RpZXJfcmVhc29uGAMgASgJEh4KFmNvb3JkaW5hdG9yX3B1YmxpY19rZXkYBCABKAwSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAUgASgNEhIKCnJlcHV0YXRpb24YBiABKAESEgoKc2Vzc2lvbl9pZBgHIAEoCSKIAQoJSGVhcnRiZWF0EiUKBGxvYWQYASABKAFCF7pIFBISGQAAAAAAAPA/KQAAAAAAAAAAEh4KDGFjdGl2ZV90YXNrcxgCIAEoDUIIukgFKgMYgAISJAoEZ3B1cxgDIAMoCzIMLmlyaXMudjEuR3B1Qgi6SAWSAQIQQBIOCgZwYXVzZWQYBCABKAgiPwoMSGVhcnRiZWF0QWNrEhIKCnJlcHV0YXRpb24YASABKAESGwoTc2VydmVyX3RpbWVfdW5peF9tcxgCIAEoBCLUAQoLVGFza1BheWxvYWQSMwoIbWVzc2FnZXMYASADKAsyFC5pcmlzLnYxLkNoYXRNZXNzYWdlQgu6SAiSAQUIARCACBIYChBhc3Npc3RhbnRfcHJlZml4GAIgASgJEjEKC3RlbXBlcmF0dXJlGAMgASgBQhe6SBQSEhkAAAAAAAAAQCkAAAAAAAAAAEgAiAEBEhEKBHNlZWQYBCABKARIAYgBARIXCgVtb2RlbBgFIAEoCUIIukgFcgMYgAJCDgoMX3RlbXBlcmF0dXJlQgcKBV9zZWVkIvQBCgpUYXNrQXNzaWduEhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEicKCmRpZmZpY3VsdHkYAiABKA4yEy5pcmlzLnYxLkRpZmZpY3VsdHkSGAoQZGVhZGxpbmVfdW5peF9tcxgDIAEoBBISCgptYXhfdG9rZW5zGAQgASgNEhgKEGVuYWJsZV9zdHJlYW1pbmcYBSABKAgSKAoGc2VhbGVkGAYgASgLMhYuaXJpcy52MS5TZWFsZWRQYXlsb2FkSAASJQoFcGxhaW4YByABKAsyFC5pcmlzLnYxLlRhc2tQYXlsb2FkSABCCQoHcGF5bG9hZCKPAQoJVGFza0NodW5rEhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEhAKCHNlcXVlbmNlGAIgASgNEhkKBHRleHQYAyABKAlCCbpIBnIEGICAQEgAEigKBnNlYWxlZBgEIAEoCzIWLmlyaXMudjEuU2VhbGVkUGF5bG9hZEgAQhAKB2NvbnRlbnQSBbpIAggBIusBCgpUYXNrUmVzdWx0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEiUKBXVzYWdlGAIgASgLMg4uaXJpcy52MS5Vc2FnZUIGukgDyAEBEiEKB3RpbWluZ3MYAyABKAsyEC5pcmlzLnYxLlRpbWluZ3MSHgoNZmluaXNoX3JlYXNvbhgEIAEoCUIHukgEcgIYIBITCgtjaHVua19jb3VudBgFIAEoDRIOCgR0ZXh0GAYgASgJSAASKAoGc2VhbGVkGAcgASgLMhYuaXJpcy52MS5TZWFsZWRQYXlsb2FkSABCCQoHY29udGVudCJ1CglUYXNrRXJyb3ISGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESMgoGcmVhc29uGAIgASgOMhguaXJpcy52MS5UYXNrRXJyb3JSZWFzb25CCLpIBYIBAhABEhkKB21lc3NhZ2UYAyABKAlCCLpIBXIDGIAgIi0KClRhc2tDYW5jZWwSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkijgEKDkNsYXNzaWZ5QXNzaWduEh0KC2NsYXNzaWZ5X2lkGAEgASgJQgi6SAVyA7ABARIYChBkZWFkbGluZV91bml4X21zGAMgASgEEjUKDXNlYWxlZF9wcm9tcHQYBCABKAsyFi5pcmlzLnYxLlNlYWxlZFBheWxvYWRCBrpIA8gBAUoECAIQA1IGcHJvbXB0ImQKDkNsYXNzaWZ5UmVzdWx0Eh0KC2NsYXNzaWZ5X2lkGAEgASgJQgi6SAVyA7ABARIzCgpkaWZmaWN1bHR5GAIgASgOMhMuaXJpcy52MS5EaWZmaWN1bHR5Qgq6SAeCAQQQASAAKroCCg9UYXNrRXJyb3JSZWFzb24SIQodVEFTS19FUlJPUl9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBUQVNLX0VSUk9SX1JFQVNPTl9CQUNLRU5EX0ZBSUxFRBABEicKI1RBU0tfRVJST1JfUkVBU09OX01PREVMX1VOQVZBSUxBQkxFEAISJgoiVEFTS19FUlJPUl9SRUFTT05fQ09OVEVYVF9UT09fTE9ORxADEiAKHFRBU0tfRVJST1JfUkVBU09OX09WRVJMT0FERUQQBBIfChtUQVNLX0VSUk9SX1JFQVNPTl9DQU5DRUxMRUQQBRIhCh1UQVNLX0VSUk9SX1JFQVNPTl9CQURfUEFZTE9BRBAGEicKI1RBU0tfRVJST1JfUkVBU09OX0RFQURMSU5FX0VYQ0VFREVEEAcyTwoLTm9kZVNlcnZpY2USQAoHQ29ubmVjdBIXLmlyaXMudjEuQ29ubmVjdFJlcXVlc3QaGC5pcmlzLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_buf_validate_validate, file_iris_v1_common]);
+  fileDesc("ChJpcmlzL3YxL25vZGUucHJvdG8SB2lyaXMudjEilwIKDkNvbm5lY3RSZXF1ZXN0EiUKCHJlZ2lzdGVyGAEgASgLMhEuaXJpcy52MS5SZWdpc3RlckgAEicKCWhlYXJ0YmVhdBgCIAEoCzISLmlyaXMudjEuSGVhcnRiZWF0SAASIwoFY2h1bmsYAyABKAsyEi5pcmlzLnYxLlRhc2tDaHVua0gAEiUKBnJlc3VsdBgEIAEoCzITLmlyaXMudjEuVGFza1Jlc3VsdEgAEiMKBWVycm9yGAUgASgLMhIuaXJpcy52MS5UYXNrRXJyb3JIABIyCg9jbGFzc2lmeV9yZXN1bHQYBiABKAsyFy5pcmlzLnYxLkNsYXNzaWZ5UmVzdWx0SABCEAoHbWVzc2FnZRIFukgCCAEigQIKD0Nvbm5lY3RSZXNwb25zZRIsCgxyZWdpc3Rlcl9hY2sYASABKAsyFC5pcmlzLnYxLlJlZ2lzdGVyQWNrSAASLgoNaGVhcnRiZWF0X2FjaxgCIAEoCzIVLmlyaXMudjEuSGVhcnRiZWF0QWNrSAASKgoLdGFza19hc3NpZ24YAyABKAsyEy5pcmlzLnYxLlRhc2tBc3NpZ25IABIyCg9jbGFzc2lmeV9hc3NpZ24YBCABKAsyFy5pcmlzLnYxLkNsYXNzaWZ5QXNzaWduSAASJQoGY2FuY2VsGAUgASgLMhMuaXJpcy52MS5UYXNrQ2FuY2VsSABCCQoHbWVzc2FnZSLjBAoIUmVnaXN0ZXISOQoHbm9kZV9pZBgBIAEoCUIoukglciMyIV5bQS1aYS16MC05XVtBLVphLXowLTkuXy1dezAsNjN9JBJHCgthY2NvdW50X2tleRgCIAEoCUIyukgvyAEBcioyKF5bMC05XXs0fSA/WzAtOV17NH0gP1swLTldezR9ID9bMC05XXs0fSQSJAoEZ3B1cxgDIAMoCzIMLmlyaXMudjEuR3B1Qgi6SAWSAQIQQBIeCgptb2RlbF9uYW1lGAQgASgJQgq6SAdyBRABGIACEiYKD3BhcmFtZXRlcl9jb3VudBgFIAEoBEINukgKMggYgMDK84SjAhIdCgxxdWFudGl6YXRpb24YBiABKAlCB7pIBHICGCASIgoOY29udGV4dF9sZW5ndGgYByABKA1CCrpIByoFGICAgAUSPgobYmVuY2htYXJrX3Rva2Vuc19wZXJfc2Vjb25kGAggASgBQhm6SBYSFEABGQAAAACAhC5BKQAAAAAAAAAAEigKFG1heF9jb25jdXJyZW50X3Rhc2tzGAkgASgNQgq6SAcqBRiAAigBEh4KCnB1YmxpY19rZXkYCiABKAxCCrpIB9gBAXoCaCASHgoNYWdlbnRfdmVyc2lvbhgLIAEoCUIHukgEcgIYQBIYCgdiYWNrZW5kGAwgASgJQge6SARyAhhAEiwKEnByb21pc2VkX2hvdXJzX3V0YxgNIAMoDUIQukgNkgEKEBgYASIEKgIYFxIwCg90b2tlbml6ZXJfcmF0ZXMYDiABKAsyFy5pcmlzLnYxLlRva2VuaXplclJhdGVzIoQBCg5Ub2tlbml6ZXJSYXRlcxI4ChVhc2NpaV9jaGFyc19wZXJfdG9rZW4YASABKAFCGbpIFhIUQAEZAAAAAAAAUEApmpmZmZmZuT8SOAoVb3RoZXJfY2hhcnNfcGVyX3Rva2VuGAIgASgBQhm6SBYSFEABGQAAAAAAAFBAKZqZmZmZmbk/IrcBCgtSZWdpc3RlckFjaxIPCgdub2RlX2lkGAEgASgJEhsKBHRpZXIYAiABKA4yDS5pcmlzLnYxLlRpZXISEwoLdGllcl9yZWFzb24YAyABKAkSHgoWY29vcmRpbmF0b3JfcHVibGljX2tleRgEIAEoDBIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBSABKA0SEgoKcmVwdXRhdGlvbhgGIAEoARISCgpzZXNzaW9uX2lkGAcgASgJIogBCglIZWFydGJlYXQSJQoEbG9hZBgBIAEoAUIXukgUEhIZAAAAAAAA8D8pAAAAAAAAAAASHgoMYWN0aXZlX3Rhc2tzGAIgASgNQgi6SAUqAxiAAhIkCgRncHVzGAMgAygLMgwuaXJpcy52MS5HcHVCCLpIBZIBAhBAEg4KBnBhdXNlZBgEIAEoCCI/CgxIZWFydGJlYXRBY2sSEgoKcmVwdXRhdGlvbhgBIAEoARIbChNzZXJ2ZXJfdGltZV91bml4X21zGAIgASgEItQBCgtUYXNrUGF5bG9hZBIzCghtZXNzYWdlcxgBIAMoCzIULmlyaXMudjEuQ2hhdE1lc3NhZ2VCC7pICJIBBQgBEIAIEhgKEGFzc2lzdGFudF9wcmVmaXgYAiABKAkSMQoLdGVtcGVyYXR1cmUYAyABKAFCF7pIFBISGQAAAAAAAABAKQAAAAAAAAAASACIAQESEQoEc2VlZBgEIAEoBEgBiAEBEhcKBW1vZGVsGAUgASgJQgi6SAVyAxiAAkIOCgxfdGVtcGVyYXR1cmVCBwoFX3NlZWQi9AEKClRhc2tBc3NpZ24SGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESJwoKZGlmZmljdWx0eRgCIAEoDjITLmlyaXMudjEuRGlmZmljdWx0eRIYChBkZWFkbGluZV91bml4X21zGAMgASgEEhIKCm1heF90b2tlbnMYBCABKA0SGAoQZW5hYmxlX3N0cmVhbWluZxgFIAEoCBIoCgZzZWFsZWQYBiABKAsyFi5pcmlzLnYxLlNlYWxlZFBheWxvYWRIABIlCgVwbGFpbhgHIAEoCzIULmlyaXMudjEuVGFza1BheWxvYWRIAEIJCgdwYXlsb2FkIo8BCglUYXNrQ2h1bmsSGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESEAoIc2VxdWVuY2UYAiABKA0SGQoEdGV4dBgDIAEoCUIJukgGcgQYgIBASAASKAoGc2VhbGVkGAQgASgLMhYuaXJpcy52MS5TZWFsZWRQYXlsb2FkSABCEAoHY29udGVudBIFukgCCAEi6wEKClRhc2tSZXN1bHQSGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESJQoFdXNhZ2UYAiABKAsyDi5pcmlzLnYxLlVzYWdlQga6SAPIAQESIQoHdGltaW5ncxgDIAEoCzIQLmlyaXMudjEuVGltaW5ncxIeCg1maW5pc2hfcmVhc29uGAQgASgJQge6SARyAhggEhMKC2NodW5rX2NvdW50GAUgASgNEg4KBHRleHQYBiABKAlIABIoCgZzZWFsZWQYByABKAsyFi5pcmlzLnYxLlNlYWxlZFBheWxvYWRIAEIJCgdjb250ZW50InUKCVRhc2tFcnJvchIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABARIyCgZyZWFzb24YAiABKA4yGC5pcmlzLnYxLlRhc2tFcnJvclJlYXNvbkIIukgFggECEAESGQoHbWVzc2FnZRgDIAEoCUIIukgFcgMYgCAiLQoKVGFza0NhbmNlbBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSKOAQoOQ2xhc3NpZnlBc3NpZ24SHQoLY2xhc3NpZnlfaWQYASABKAlCCLpIBXIDsAEBEhgKEGRlYWRsaW5lX3VuaXhfbXMYAyABKAQSNQoNc2VhbGVkX3Byb21wdBgEIAEoCzIWLmlyaXMudjEuU2VhbGVkUGF5bG9hZEIGukgDyAEBSgQIAhADUgZwcm9tcHQiZAoOQ2xhc3NpZnlSZXN1bHQSHQoLY2xhc3NpZnlfaWQYASABKAlCCLpIBXIDsAEBEjMKCmRpZmZpY3VsdHkYAiABKA4yEy5pcmlzLnYxLkRpZmZpY3VsdHlCCrpIB4IBBBABIAAqugIKD1Rhc2tFcnJvclJlYXNvbhIhCh1UQVNLX0VSUk9SX1JFQVNPTl9VTlNQRUNJRklFRBAAEiQKIFRBU0tfRVJST1JfUkVBU09OX0JBQ0tFTkRfRkFJTEVEEAESJwojVEFTS19FUlJPUl9SRUFTT05fTU9ERUxfVU5BVkFJTEFCTEUQAhImCiJUQVNLX0VSUk9SX1JFQVNPTl9DT05URVhUX1RPT19MT05HEAMSIAocVEFTS19FUlJPUl9SRUFTT05fT1ZFUkxPQURFRBAEEh8KG1RBU0tfRVJST1JfUkVBU09OX0NBTkNFTExFRBAFEiEKHVRBU0tfRVJST1JfUkVBU09OX0JBRF9QQVlMT0FEEAYSJwojVEFTS19FUlJPUl9SRUFTT05fREVBRExJTkVfRVhDRUVERUQQBzJPCgtOb2RlU2VydmljZRJACgdDb25uZWN0EhcuaXJpcy52MS5Db25uZWN0UmVxdWVzdBoYLmlyaXMudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_buf_validate_validate, file_iris_v1_common]);
 
 /**
  * ConnectRequest is one message from a node to the coordinator.
@@ -243,6 +243,14 @@ export type Register = Message<"iris.v1.Register"> & {
    * @generated from field: repeated uint32 promised_hours_utc = 13;
    */
   promisedHoursUtc: number[];
+
+  /**
+   * How the model's tokenizer counts text, measured by the node on fixed samples; unset when the backend offers
+   * no tokenizer (the coordinator then estimates).
+   *
+   * @generated from field: iris.v1.TokenizerRates tokenizer_rates = 14;
+   */
+  tokenizerRates?: TokenizerRates | undefined;
 };
 
 /**
@@ -251,6 +259,34 @@ export type Register = Message<"iris.v1.Register"> & {
  */
 export const RegisterSchema: GenMessage<Register> = /*@__PURE__*/
   messageDesc(file_iris_v1_node, 2);
+
+/**
+ * TokenizerRates says how many characters one token of the node's model holds on average.
+ *
+ * @generated from message iris.v1.TokenizerRates
+ */
+export type TokenizerRates = Message<"iris.v1.TokenizerRates"> & {
+  /**
+   * Characters per token of ASCII text (English prose and code).
+   *
+   * @generated from field: double ascii_chars_per_token = 1;
+   */
+  asciiCharsPerToken: number;
+
+  /**
+   * Characters per token of other text (CJK, Cyrillic, accented Latin).
+   *
+   * @generated from field: double other_chars_per_token = 2;
+   */
+  otherCharsPerToken: number;
+};
+
+/**
+ * Describes the message iris.v1.TokenizerRates.
+ * Use `create(TokenizerRatesSchema)` to create a new message.
+ */
+export const TokenizerRatesSchema: GenMessage<TokenizerRates> = /*@__PURE__*/
+  messageDesc(file_iris_v1_node, 3);
 
 /**
  * RegisterAck accepts a node.
@@ -313,7 +349,7 @@ export type RegisterAck = Message<"iris.v1.RegisterAck"> & {
  * Use `create(RegisterAckSchema)` to create a new message.
  */
 export const RegisterAckSchema: GenMessage<RegisterAck> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 3);
+  messageDesc(file_iris_v1_node, 4);
 
 /**
  * Heartbeat says the node is alive and how busy it is.
@@ -355,7 +391,7 @@ export type Heartbeat = Message<"iris.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 4);
+  messageDesc(file_iris_v1_node, 5);
 
 /**
  * HeartbeatAck answers a heartbeat.
@@ -383,7 +419,7 @@ export type HeartbeatAck = Message<"iris.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 5);
+  messageDesc(file_iris_v1_node, 6);
 
 /**
  * TaskPayload is what a node needs to answer; it travels sealed (SealedPayload) or plain.
@@ -432,7 +468,7 @@ export type TaskPayload = Message<"iris.v1.TaskPayload"> & {
  * Use `create(TaskPayloadSchema)` to create a new message.
  */
 export const TaskPayloadSchema: GenMessage<TaskPayload> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 6);
+  messageDesc(file_iris_v1_node, 7);
 
 /**
  * TaskAssign gives a node a task.
@@ -504,7 +540,7 @@ export type TaskAssign = Message<"iris.v1.TaskAssign"> & {
  * Use `create(TaskAssignSchema)` to create a new message.
  */
 export const TaskAssignSchema: GenMessage<TaskAssign> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 7);
+  messageDesc(file_iris_v1_node, 8);
 
 /**
  * TaskChunk is a piece of a task's answer.
@@ -555,7 +591,7 @@ export type TaskChunk = Message<"iris.v1.TaskChunk"> & {
  * Use `create(TaskChunkSchema)` to create a new message.
  */
 export const TaskChunkSchema: GenMessage<TaskChunk> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 8);
+  messageDesc(file_iris_v1_node, 9);
 
 /**
  * TaskResult ends a task that succeeded.
@@ -627,7 +663,7 @@ export type TaskResult = Message<"iris.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 9);
+  messageDesc(file_iris_v1_node, 10);
 
 /**
  * TaskError ends a task that failed on the node.
@@ -662,7 +698,7 @@ export type TaskError = Message<"iris.v1.TaskError"> & {
  * Use `create(TaskErrorSchema)` to create a new message.
  */
 export const TaskErrorSchema: GenMessage<TaskError> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 10);
+  messageDesc(file_iris_v1_node, 11);
 
 /**
  * TaskCancel tells a node to stop a task.
@@ -690,7 +726,7 @@ export type TaskCancel = Message<"iris.v1.TaskCancel"> & {
  * Use `create(TaskCancelSchema)` to create a new message.
  */
 export const TaskCancelSchema: GenMessage<TaskCancel> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 11);
+  messageDesc(file_iris_v1_node, 12);
 
 /**
  * ClassifyAssign asks an idle node to judge a prompt's difficulty.
@@ -726,7 +762,7 @@ export type ClassifyAssign = Message<"iris.v1.ClassifyAssign"> & {
  * Use `create(ClassifyAssignSchema)` to create a new message.
  */
 export const ClassifyAssignSchema: GenMessage<ClassifyAssign> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 12);
+  messageDesc(file_iris_v1_node, 13);
 
 /**
  * ClassifyResult answers a classify assign.
@@ -754,7 +790,7 @@ export type ClassifyResult = Message<"iris.v1.ClassifyResult"> & {
  * Use `create(ClassifyResultSchema)` to create a new message.
  */
 export const ClassifyResultSchema: GenMessage<ClassifyResult> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 13);
+  messageDesc(file_iris_v1_node, 14);
 
 /**
  * TaskErrorReason classifies why a node could not finish a task.

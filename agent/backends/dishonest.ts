@@ -1,0 +1,31 @@
+// A test-only wrapper (IRIS_TEST_DISHONEST=1): the node alters every answer it sends, so the network's
+// consensus comparison, spot checks and canaries can be exercised against a real agent that lies.
+import type { Backend, GenerateRequest, GenerateResult } from "./backend.ts";
+
+/** What a dishonest node does to its text: ROT13 on letters, +5 on digits (same length, different words). */
+export function alter(text: string): string {
+  return text
+    .replace(/[a-z]/gi, (c) => {
+      const base = c <= "Z" ? 65 : 97;
+      return String.fromCharCode(((c.charCodeAt(0) - base + 13) % 26) + base);
+    })
+    .replace(/\d/g, (d) => String((Number(d) + 5) % 10));
+}
+
+/** `backend` with every generated piece altered; the usage, timings and everything else are untouched. */
+export function dishonestBackend(backend: Backend): Backend {
+  return {
+    kind: backend.kind,
+    describe: () => backend.describe(),
+    ...(backend.countTokens ? { countTokens: (text: string) => backend.countTokens!(text) } : {}),
+    close: () => backend.close(),
+    async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
+      const pieces = backend.generate(request);
+      for (;;) {
+        const next = await pieces.next();
+        if (next.done) return next.value;
+        yield alter(next.value);
+      }
+    },
+  };
+}
