@@ -24,6 +24,7 @@ import { startNodeMonitor } from "./nodes/monitor.ts";
 import { closeOrphanedSessions } from "./nodes/store.ts";
 import { recordMismatch } from "./nodes/suspension.ts";
 import { createRoutes } from "./routes.ts";
+import type { ClassifierChain } from "./tasks/classify/chain.ts";
 import { createCoordinatorClassifier } from "./tasks/classify/links.ts";
 import { TaskJournal } from "./tasks/journal.ts";
 import { Orchestrator } from "./tasks/orchestrator.ts";
@@ -36,6 +37,8 @@ export interface Coordinator extends RunningServer {
   registry: NodeRegistry;
   journal: TaskJournal;
   reputation: ReputationRecorder;
+  /** The difficulty classifier chain (its per-link counters: `classifier.stats()`). */
+  classifier: ClassifierChain;
 }
 
 export async function startCoordinator(config: Config, logger: Logger): Promise<Coordinator> {
@@ -133,7 +136,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
         await database.close();
       },
     });
-    return { ...server, databaseKind: database.kind, db: database.db, registry, journal, reputation };
+    return { ...server, databaseKind: database.kind, db: database.db, registry, journal, reputation, classifier: classifier.chain };
   } catch (err) {
     await database.close();
     throw err;
