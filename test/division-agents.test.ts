@@ -176,8 +176,9 @@ describe("division modes with real agents on the tiny model", () => {
     expect(run.code, run.stderr).toBe(0);
     const answer = run.stdout.slice(0, -1);
     expect(honestWords(answer)).toBe(true);
-    expect(run.stderr).toMatch(/^\[consensus, verified · tier BASIC · node [\w-]+ → [\w-]+ → [\w-]+ → [\w-]+ · /);
-    for (const nodeId of nodes) expect(run.stderr).toContain(nodeId);
+    // three honest copies are a majority of four: the answer may come before the fourth copy ends
+    expect(run.stderr).toMatch(/^\[consensus, verified · tier BASIC · node [\w-]+ → [\w-]+ → [\w-]+( → [\w-]+)? · /);
+    await expect.poll(async () => (await penalties("liar")).length, { timeout: 20_000 }).toBe(1);
     const [penalty] = await penalties("liar");
     expect(penalty).toMatchObject({ delta: -50 });
     // the evidence: the liar's answer is the altered majority answer

@@ -1,11 +1,12 @@
 // Consensus: the same request on N nodes of one model and quantization with deterministic sampling; the
-// majority answer is returned (then streamed), the minority loses reputation, and with no majority nobody does.
+// majority answer is returned (streamed as soon as a majority of the N agrees), the minority loses reputation, and
+// with no majority nobody does.
 import { randomInt, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LiveNode } from "../../nodes/registry.ts";
 import type { ChatEvent } from "../orchestrator.ts";
 import { modelIdentity, type ModelIdentity, type RouteRequest } from "../router.ts";
-import { findMajority } from "./compare.ts";
+import { findMajority, normalizedWords, similarity } from "./compare.ts";
 import { connectedEligible, ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
 import type { PartResult } from "./part.ts";
 
@@ -69,13 +70,26 @@ export async function* runConsensus(ctx: DivisionContext, task: DividedTask): As
     }
     const results: (PartResult | undefined)[] = new Array(count).fill(undefined);
     let lastError: ConnectError | undefined;
-    for (let settled = 0; settled < count; ) {
+    let settled = 0;
+    while (settled < count) {
       const next = await group.events.next();
       if (next.done) break;
       const item = next.value;
       if (item.kind === "result") {
         results[item.index] = item.result;
         settled++;
+        // a majority of the N asked agrees already: answer now, and judge the copies still running when they end
+        const sofar = results.filter((r): r is PartResult => r !== undefined);
+        const early = count > 1 && settled < count ? findMajority(sofar.map((a) => a.text), requested, threshold) : undefined;
+        if (early?.verified) {
+          const chosen = sofar[early.representative]!;
+          judge(ctx, sofar, early, threshold);
+          group.detach();
+          void judgeStragglers(ctx, group, chosen, count - settled, threshold);
+          for (const piece of chosen.pieces) yield parent.token(piece, chosen.node.id);
+          yield parent.complete(chosen, [chosen], sofar.flatMap((a) => a.nodeIds), true);
+          return;
+        }
       } else if (item.kind === "error") {
         if (item.error.code === Code.Canceled) throw item.error;
         lastError = item.error;
@@ -99,8 +113,30 @@ export async function* runConsensus(ctx: DivisionContext, task: DividedTask): As
   } catch (err) {
     throw parent.fail(err);
   } finally {
-    group.cancelAll();
+    if (!group.detached) group.cancelAll();
     parent.settle();
+  }
+}
+
+/**
+ * The copies still running when the majority answered: each is held against the majority's answer when it ends
+ * (agreeing earns the completion, differing is a mismatch), so a slow liar is caught as surely as a fast one.
+ */
+async function judgeStragglers(ctx: DivisionContext, group: PartGroup, chosen: PartResult, remaining: number, threshold: number): Promise<void> {
+  try {
+    while (remaining > 0) {
+      const next = await group.events.next();
+      if (next.done) return;
+      const item = next.value;
+      if (item.kind === "event") continue;
+      remaining--;
+      if (item.kind === "error") continue; // the part's own failure was recorded where it happened
+      const agreement = similarity(normalizedWords(chosen.text), normalizedWords(item.result.text), threshold);
+      if (agreement >= threshold) item.result.judge("completed");
+      else ctx.mismatches.record(item.result, { check: "consensus", reference: chosen.text, referenceFrom: chosen.node.id, referenceTaskId: chosen.taskId, similarity: agreement, threshold });
+    }
+  } catch (err) {
+    ctx.logger.error({ err, taskId: chosen.taskId }, "could not judge a consensus copy that ended after the majority");
   }
 }
 

@@ -178,19 +178,37 @@ export class PartGroup {
   readonly events = new Channel<GroupEvent>();
   readonly #controllers: AbortController[] = [];
   readonly #pending: { index: number; spec: PartSpec }[] = [];
+  /** Follows the client's signal until `detach()`. */
+  readonly #client = new AbortController();
+  #detached = false;
   #running = 0;
 
   constructor(
     private readonly parts: PartRunner,
-    private readonly signal: AbortSignal,
+    signal: AbortSignal,
     private readonly limit = Infinity,
-  ) {}
+  ) {
+    if (signal.aborted) this.#client.abort(signal.reason);
+    else signal.addEventListener("abort", () => this.#detached || this.#client.abort(signal.reason), { once: true });
+  }
+
+  /**
+   * From now on the parts run to their end whatever the client does (consensus copies still being judged after
+   * the client got the majority's answer); `cancelAll` still stops them.
+   */
+  detach(): void {
+    this.#detached = true;
+  }
+
+  get detached(): boolean {
+    return this.#detached;
+  }
 
   /** Records the part's row (queued) and starts it when the limit allows; returns its index in the group. */
   start(spec: Omit<PartSpec, "signal">): number {
     const controller = new AbortController();
     const index = this.#controllers.push(controller) - 1;
-    const full: PartSpec = { ...spec, signal: AbortSignal.any([this.signal, controller.signal]) };
+    const full: PartSpec = { ...spec, signal: AbortSignal.any([this.#client.signal, controller.signal]) };
     this.parts.record(full);
     this.#pending.push({ index, spec: full });
     this.#launch();
