@@ -15,7 +15,6 @@ const TABLES = [
   "nodes",
   "payout_runs",
   "payouts",
-  "rate_limits",
   "reputation_events",
   "task_events",
   "tasks",

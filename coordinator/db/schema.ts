@@ -179,12 +179,6 @@ export interface PayoutsTable {
   created_at: CreatedAt;
 }
 
-export interface RateLimitsTable {
-  subject: string;
-  window_start: Date;
-  count: ColumnType<number, number | undefined, number>;
-}
-
 export interface Database {
   accounts: AccountsTable;
   users: UsersTable;
@@ -195,7 +189,6 @@ export interface Database {
   reputation_events: ReputationEventsTable;
   payout_runs: PayoutRunsTable;
   payouts: PayoutsTable;
-  rate_limits: RateLimitsTable;
   login_failures: LoginFailuresTable;
 }
 
@@ -213,7 +206,6 @@ export type ReputationEventRow = Selectable<ReputationEventsTable>;
 export type NewReputationEvent = Insertable<ReputationEventsTable>;
 export type PayoutRunRow = Selectable<PayoutRunsTable>;
 export type PayoutRow = Selectable<PayoutsTable>;
-export type RateLimitRow = Selectable<RateLimitsTable>;
 
 /** One failed login per subject (0002_login_attempts.sql); subject is "email:<sha256>" or "address:<sha256>". */
 export interface LoginFailuresTable {

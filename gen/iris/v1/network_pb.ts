@@ -81,14 +81,15 @@ export type NetworkStats = Message<"iris.v1.NetworkStats"> & {
   nodesOnline: number;
 
   /**
-   * Tasks completed since the coordinator's database began.
+   * Users' requests completed since the coordinator's database began (a divided request counts once; its parts,
+   * spot checks and canaries do not count).
    *
    * @generated from field: uint64 tasks_completed = 3;
    */
   tasksCompleted: bigint;
 
   /**
-   * Tasks failed since the coordinator's database began.
+   * Users' requests failed since the coordinator's database began (counted as tasks_completed is).
    *
    * @generated from field: uint64 tasks_failed = 4;
    */
