@@ -84,7 +84,13 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       },
     });
     await closeOrphanedSessions(database.db, config.instance);
-    const monitor = startNodeMonitor({ db: database.db, registry, logger, heartbeatIntervalMs: config.nodes.heartbeatIntervalMs });
+    const monitor = startNodeMonitor({
+      db: database.db,
+      registry,
+      logger,
+      heartbeatIntervalMs: config.nodes.heartbeatIntervalMs,
+      suspensionSyncMs: config.nodes.suspensionSyncMs,
+    });
     const limiter = new ChatLimiter(database.db, config.rateLimits, { logger });
     const resolveCaller = httpCallerResolver({ db: database.db, jwtSecret: config.jwtSecret });
     const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput, classifyLink: classifier.nodeLink, limiter });

@@ -37,7 +37,11 @@ export interface Config {
   openRouter: { apiKey?: string; url: string; model: string };
   /** Chat messages per rolling 24 h: per client address, per account key, per signed-in user (JWT); unlimitedAccountKeys (16 digits) are exempt. */
   rateLimits: { anonymousPerDay: number; accountKeyPerDay: number; userPerDay: number; unlimitedAccountKeys: string[] };
-  nodes: { heartbeatIntervalMs: number };
+  nodes: {
+    heartbeatIntervalMs: number;
+    /** How often live nodes' suspensions are read back from the database (SUSPENSION_SYNC_MS; 0: only at registration). */
+    suspensionSyncMs: number;
+  };
   queue: { maxLength: number; maxWaitMs: number };
   tasks: {
     /** SPEC's per-difficulty timeouts (60 s, 300 s, 600 s by default). */
@@ -225,7 +229,10 @@ export function loadConfig(env: Env = process.env): Config {
       userPerDay: r.int("RATE_LIMIT_USER_PER_DAY", 100, 0, 1_000_000),
       unlimitedAccountKeys: unlimited.map((key) => key.replaceAll(" ", "")),
     },
-    nodes: { heartbeatIntervalMs: r.int("HEARTBEAT_INTERVAL_MS", 5_000, 100, 600_000) },
+    nodes: {
+      heartbeatIntervalMs: r.int("HEARTBEAT_INTERVAL_MS", 5_000, 100, 600_000),
+      suspensionSyncMs: r.int("SUSPENSION_SYNC_MS", 5_000, 0, 3_600_000),
+    },
     queue: {
       maxLength: r.int("QUEUE_MAX_LENGTH", 1_000, 0, 1_000_000),
       maxWaitMs: r.int("QUEUE_MAX_WAIT_MS", 30_000, 0, 3_600_000),

@@ -9,6 +9,8 @@ import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { NetworkService } from "../gen/iris/v1/network_pb.ts";
 import type { TaskPayload } from "../gen/iris/v1/node_pb.ts";
 import { answerHash } from "../coordinator/tasks/division/compare.ts";
+import { recordMismatch } from "../coordinator/nodes/suspension.ts";
+import { databaseSource } from "./support/database.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { alter, startScriptedNode, type Script, type ScriptedNode, type ScriptedNodeOptions } from "./support/scripted-node.ts";
@@ -163,6 +165,45 @@ describe("spot checks", () => {
     expect((await ask()).nodeId).toBe("cheat");
   });
 });
+
+describe("suspension across coordinators", () => {
+  const shared = databaseSource().kind === "postgres";
+  (shared ? it : it.skip)(
+    shared
+      ? "a node connected to one coordinator is suspended by a mismatch another one counted, and cleared by an admin there"
+      : "suspension across coordinators (skipped: needs a PostgreSQL server; in-memory PGlite belongs to one process)",
+    async () => {
+      const sync = { SUSPENSION_SYNC_MS: "100" };
+      const { coordinator: first, accountKey } = await startNetwork(sync);
+      const second = await startTestCoordinator({ ...sync, HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "300", JWT_SECRET: jwtSecret, ADMIN_EMAILS: adminEmail, DATABASE_URL: first.config.database.url!, COORDINATOR_INSTANCE: "second" });
+      const cheat = startScriptedNode({ baseUrl: second.url, accountKey, nodeId: "roamer", script: model });
+      try {
+        await cheat.registered;
+        const ask = () => createClient(InferenceService, createGrpcTransport({ baseUrl: second.url })).chat({ params: { messages: [{ role: 2, content: question }] } });
+        // the node's earlier task on the first coordinator failed its spot check after the node moved: the first
+        // coordinator counts the mismatch that reaches the limit
+        await recordMismatch(first.db, "roamer", 1);
+        await expect.poll(() => second.registry.get("roamer")!.suspended, { timeout: 5_000 }).toBe(true);
+        expect((await connectFailure(drain(ask()))).code).toBe(Code.Unavailable);
+        expect(cheat.assigns).toHaveLength(0);
+        // an admin clears it on the first coordinator; the second one lets it work again
+        const token = (await createClient(AccountService, createGrpcTransport({ baseUrl: first.url })).register({ email: adminEmail, password: "correct horse battery staple" })).token!.accessToken;
+        await createClient(NetworkService, createGrpcTransport({ baseUrl: first.url, interceptors: [bearer(token)] })).clearNode({ nodeId: "roamer" });
+        await expect.poll(() => second.registry.get("roamer")!.suspended, { timeout: 5_000 }).toBe(false);
+        await drain(ask());
+        expect(cheat.assigns).toHaveLength(1);
+      } finally {
+        cheat.kill();
+        await second.close();
+        await first.close();
+      }
+    },
+  );
+});
+
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of stream);
+}
 
 describe("canaries", () => {
   let coordinator: TestCoordinator;

@@ -1,10 +1,12 @@
-// Watches live nodes: disconnects those that missed heartbeats, and records who is alive in batches.
+// Watches live nodes: disconnects those that missed heartbeats, records who is alive in batches, and follows
+// suspensions set or lifted by other coordinators.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { Database } from "../db/schema.ts";
 import type { NodeRegistry } from "./registry.ts";
 import { touchNodes } from "./store.ts";
+import { syncSuspensions } from "./suspension.ts";
 
 /** Missing this many heartbeat intervals in a row makes a node offline. */
 export const missedHeartbeatsAllowed = 3;
@@ -16,6 +18,8 @@ export function startNodeMonitor(options: {
   registry: NodeRegistry;
   logger: Logger;
   heartbeatIntervalMs: number;
+  /** How often suspensions are read back from the database (0: only at registration). */
+  suspensionSyncMs?: number;
   now?: () => number;
 }): { stop(): void } {
   const now = options.now ?? Date.now;
@@ -32,12 +36,31 @@ export function startNodeMonitor(options: {
     const ids = [...options.registry.nodes()].map((node) => node.id);
     touchNodes(options.db, ids).catch((err: unknown) => options.logger.error({ err }, "could not record live nodes"));
   }, touchEveryMs);
+  let syncing = false;
+  const sync =
+    options.suspensionSyncMs && options.suspensionSyncMs > 0
+      ? setInterval(() => {
+          if (syncing) return; // a slow database: skip a beat rather than pile up reads
+          syncing = true;
+          syncSuspensions(options.db, [...options.registry.nodes()])
+            .then((changed) => {
+              for (const id of changed) {
+                const suspended = options.registry.get(id)?.suspended;
+                options.logger.warn({ nodeId: id, suspended }, suspended ? "node suspended (seen in the database)" : "node's suspension lifted (seen in the database)");
+              }
+            })
+            .catch((err: unknown) => options.logger.error({ err }, "could not read suspensions"))
+            .finally(() => (syncing = false));
+        }, options.suspensionSyncMs)
+      : undefined;
   check.unref();
   touch.unref();
+  sync?.unref();
   return {
     stop() {
       clearInterval(check);
       clearInterval(touch);
+      clearInterval(sync);
     },
   };
 }

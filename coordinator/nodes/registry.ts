@@ -130,9 +130,10 @@ export class NodeRegistry {
     return [...this.#nodes.values()].filter((node) => now - node.lastSeenAt > timeoutMs);
   }
 
-  /** Whether any connected node's tier serves `difficulty` (busy or not). */
+  /** Whether any connected, unsuspended node's tier serves `difficulty` (busy or not). */
   anyServing(serves: (tier: NodeTier, difficulty: Difficulty) => boolean, difficulty: Difficulty): boolean {
-    for (const node of this.#nodes.values()) if (serves(node.tier, difficulty)) return true;
+    // a suspended node takes no work: a network of only suspended nodes has no node for the request, not a busy one
+    for (const node of this.#nodes.values()) if (!node.suspended && serves(node.tier, difficulty)) return true;
     return false;
   }
 }

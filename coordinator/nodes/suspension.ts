@@ -1,6 +1,6 @@
 // Suspension of nodes after repeated mismatches (consensus minority, failed spot checks, failed canaries):
-// the count and the suspension live on the node's row, so every coordinator sharing the database sees them
-// at the node's next registration.
+// the count and the suspension live on the node's row, so every coordinator sharing the database sees them, at
+// the node's registration and, for nodes connected now, at the next sync (SUSPENSION_SYNC_MS).
 import { sql, type Kysely } from "kysely";
 import type { Database } from "../db/schema.ts";
 
@@ -41,4 +41,27 @@ export async function clearSuspension(db: Kysely<Database>, nodeId: string): Pro
 export async function isSuspended(db: Kysely<Database>, nodeId: string): Promise<boolean> {
   const row = await db.selectFrom("nodes").select("suspended_at").where("id", "=", nodeId).executeTakeFirst();
   return row?.suspended_at != null;
+}
+
+/**
+ * Brings the live nodes' suspension in line with the database: a mismatch counted by another coordinator (a
+ * spot check finishing after the node moved here) suspends, another coordinator's ClearNode lifts. Returns the
+ * ids whose state changed.
+ */
+export async function syncSuspensions(db: Kysely<Database>, live: readonly { id: string; suspended: boolean }[]): Promise<string[]> {
+  if (live.length === 0) return [];
+  const rows = await db
+    .selectFrom("nodes")
+    .select("id")
+    .where("suspended_at", "is not", null)
+    .where("id", "in", live.map((node) => node.id))
+    .execute();
+  const suspended = new Set(rows.map((row) => row.id));
+  const changed: string[] = [];
+  for (const node of live) {
+    if (node.suspended === suspended.has(node.id)) continue;
+    node.suspended = suspended.has(node.id);
+    changed.push(node.id);
+  }
+  return changed;
 }
