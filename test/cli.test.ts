@@ -75,7 +75,8 @@ describe("iris CLI", () => {
       const run = await iris(["chat", "--mode", "consensus", "--nodes", "3", "hi"]);
       expect(run.code).toBe(0);
       expect(run.stdout).toBe("Hello, world!\n");
-      expect(run.stderr).toMatch(/^\[consensus, verified · tier MID · node cli-node-\d → cli-node-\d → cli-node-\d · /);
+      // two agreeing copies are a majority of three: the answer may come before the third copy ends
+      expect(run.stderr).toMatch(/^\[consensus, verified · tier MID · node cli-node-\d → cli-node-\d( → cli-node-\d)? · /);
       const json = await iris(["chat", "--json", "--mode", "auto", "hi"]);
       const accepted = json.stdout.split("\n").map((line) => (line ? (JSON.parse(line) as Record<string, any>) : {})).find((e) => e.type === "accepted");
       expect(accepted?.accepted.divisionMode).toBe("DIVISION_MODE_SINGLE"); // auto: a short question fits one node

@@ -166,7 +166,9 @@ describe("OpenAI-compatible API", () => {
     expect(data.choices[0]!.message.content).toBe("Hello, world!");
     const iris = (data as unknown as { iris: { division_mode: string; node_ids: string[]; verified: boolean } }).iris;
     expect(iris).toMatchObject({ division_mode: "consensus", verified: true });
-    expect([...iris.node_ids].sort()).toEqual(["c-1", "c-2", "c-3"]);
+    // two agreeing copies are a majority of three: the answer may come before the third copy ends
+    expect(iris.node_ids.length).toBeGreaterThanOrEqual(2);
+    for (const id of iris.node_ids) expect(["c-1", "c-2", "c-3"]).toContain(id);
     for (const scripted of nodes.all()) expect(scripted.assigns).toHaveLength(1);
     // streamed, the last chunk (the one with finish_reason) carries the same extension
     const chunks: ChatCompletionChunk[] = [];

@@ -1,4 +1,6 @@
-// The OpenAI-compatible backend against a real HTTP stand-in for LM Studio: describe, streaming, usage, abort, errors.
+// The OpenAI-compatible backend against a real HTTP stand-in for LM Studio: describe, streaming, usage, abort, errors;
+// token counts against stand-ins for llama.cpp's server and vLLM's /tokenize.
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
@@ -12,6 +14,7 @@ import {
 } from "../../test/support/lmstudio-standin.ts";
 import type { GenerateRequest, GenerateResult } from "./backend.ts";
 import { createOpenAiCompatibleBackend, type OpenAiCompatibleOptions } from "./openai-compatible.ts";
+import { measureTokenizerRates } from "../tokenizer-rates.ts";
 
 const [embedding, qwen] = STANDIN_MODELS as [StandinModel, StandinModel, StandinModel];
 const llamaQ8: StandinModel = { ...STANDIN_MODELS[2]!, id: "meta-llama-3.1-8b-instruct@q8_0" };
@@ -259,3 +262,53 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+describe("countTokens()", () => {
+  /** `POST /tokenize` as llama.cpp's server and vLLM answer it (one token per 3 characters, a made-up tokenizer). */
+  async function tokenizeServer(kind: "llama.cpp" | "vllm") {
+    const bodies: unknown[] = [];
+    const server = createHttpServer((req, res) => {
+      let raw = "";
+      req.on("data", (chunk: Buffer) => (raw += chunk.toString()));
+      req.on("end", () => {
+        if (req.method !== "POST" || req.url !== "/tokenize") {
+          res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: 404, message: "File Not Found" } }));
+          return;
+        }
+        const body = JSON.parse(raw) as { content?: string; prompt?: string };
+        bodies.push(body);
+        const tokens = Array.from({ length: Math.ceil((body.content ?? body.prompt ?? "").length / 3) }, (_, i) => 1000 + i);
+        const answer = kind === "vllm" ? { count: tokens.length, max_model_len: 8192, tokens } : { tokens };
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(answer));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as { port: number };
+    return { baseUrl: `http://127.0.0.1:${port}/v1`, bodies, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  }
+
+  it("asks llama.cpp's server and vLLM for their token counts, each in its own wire format", async () => {
+    for (const kind of ["llama.cpp", "vllm"] as const) {
+      const server = await tokenizeServer(kind);
+      try {
+        const backend = createOpenAiCompatibleBackend({ baseUrl: server.baseUrl, kind, model: "qwen2.5-7b-instruct" });
+        expect(await backend.countTokens!("twelve chars")).toBe(4);
+        expect(server.bodies[0]).toEqual(
+          kind === "vllm"
+            ? { model: "qwen2.5-7b-instruct", prompt: "twelve chars", add_special_tokens: false }
+            : { content: "twelve chars", add_special: false },
+        );
+        const rates = await measureTokenizerRates(backend);
+        expect(rates?.asciiCharsPerToken).toBeCloseTo(3, 0);
+      } finally {
+        await server.close();
+      }
+    }
+  });
+
+  it("is absent for servers without a tokenizer endpoint (LM Studio, Ollama), so the coordinator estimates", async () => {
+    for (const kind of ["lmstudio", "ollama", "openai-compatible"] as const) {
+      expect(createOpenAiCompatibleBackend({ baseUrl: "http://127.0.0.1:1/v1", kind }).countTokens).toBeUndefined();
+    }
+  });
+});

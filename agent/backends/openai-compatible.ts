@@ -71,11 +71,42 @@ class OpenAiCompatibleBackend implements Backend {
   private closed = false;
   /** The model chosen by describe(), used when neither the options nor the request name one. */
   private chosenModel: string | undefined;
+  /** Present for servers with a tokenizer endpoint (llama.cpp's server and vLLM: `POST /tokenize`). */
+  readonly countTokens?: (text: string) => Promise<number>;
 
   constructor(private readonly options: OpenAiCompatibleOptions) {
     this.kind = options.kind ?? "openai-compatible";
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.fetch = options.fetch ?? globalThis.fetch;
+    if (this.kind === "llama.cpp" || this.kind === "vllm") this.countTokens = (text) => this.tokenize(text);
+  }
+
+  /**
+   * Tokens of `text` by the server's own tokenizer, without special tokens: llama.cpp's server takes
+   * `{"content"}` and answers `{"tokens": [...]}`; vLLM takes `{"model", "prompt"}` and answers `{"count", "tokens"}`.
+   */
+  private async tokenize(text: string): Promise<number> {
+    const url = `${this.baseUrl.replace(/\/v1$/, "")}/tokenize`;
+    const body =
+      this.kind === "vllm"
+        ? { model: this.options.model || this.chosenModel || (await this.describe()).name, prompt: text, add_special_tokens: false }
+        : { content: text, add_special: false };
+    let response: Response;
+    try {
+      response = await this.fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...this.headers() },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(LIST_TIMEOUT_MS),
+      });
+    } catch (error) {
+      throw new BackendError("backend_failed", `cannot reach ${url}: ${describeFailure(error)}`, { cause: error });
+    }
+    if (!response.ok) throw await this.errorFrom(response, this.options.model ?? "");
+    const answer = (await response.json().catch(() => undefined)) as { count?: unknown; tokens?: unknown } | undefined;
+    const count = typeof answer?.count === "number" ? answer.count : Array.isArray(answer?.tokens) ? answer.tokens.length : undefined;
+    if (count === undefined) throw new BackendError("backend_failed", `${url} answered no tokens`);
+    return count;
   }
 
   async describe(): Promise<ModelDescription> {

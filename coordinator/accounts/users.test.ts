@@ -85,17 +85,19 @@ describe.each(testEngines())("users on $name", ({ engine }) => {
     await registerUser(slow, { email, password: PASSWORD });
     const median = async (attempt: () => Promise<unknown>) => {
       const times: number[] = [];
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 5; i++) {
         const started = performance.now();
         await attempt().catch(() => undefined);
         times.push(performance.now() - started);
       }
-      return times.sort((a, b) => a - b)[1]!;
+      return times.sort((a, b) => a - b)[2]!;
     };
     clock = T0;
     const known = await median(() => loginUser(slow, { email, password: "wrong password", clientAddress: newAddress() }));
     const unknown = await median(() => loginUser(slow, { email: newEmail(), password: "wrong password", clientAddress: newAddress() }));
-    expect(unknown).toBeGreaterThan(known * 0.5);
+    // the property is about time itself, so it is measured; the bound is loose (a fifth) because other test files
+    // share the two cores: under that load both paths were seen at 31 vs 72 ms, against ~1 vs 50 without the dummy
+    expect(unknown).toBeGreaterThan(known * 0.2);
   });
 
   it("throttles an email after 5 failures for 15 minutes, then lets the right password in", async () => {
