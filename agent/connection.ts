@@ -239,9 +239,14 @@ export class CoordinatorLink {
             logger.warn({ classifyId: assign.classifyId }, "a classify assign whose prompt does not open; ignored");
             continue;
           }
-          classifyWithBackend(options.backend, prompt, AbortSignal.timeout(budget)).then(
+          const deadline = AbortSignal.timeout(budget);
+          classifyWithBackend(options.backend, prompt, deadline).then(
             (label) => send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: difficultyEnum[label] } }),
-            (err: unknown) => logger.warn({ err, classifyId: assign.classifyId }, "could not classify; the coordinator falls through"),
+            (err: unknown) => {
+              logger.warn({ err, classifyId: assign.classifyId }, "could not classify; the coordinator falls through");
+              // an explicit "no answer" (DIFFICULTY_UNSPECIFIED) spares the request the rest of the deadline
+              if (!deadline.aborted) send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: Difficulty.UNSPECIFIED } });
+            },
           );
         } else if (m.case === "heartbeatAck") {
           state?.setReputation(m.value.reputation);

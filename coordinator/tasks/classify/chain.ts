@@ -109,9 +109,18 @@ export function createClassifierChain(links: readonly ClassifierLink[], options:
   };
 }
 
+/** The reason a link's signal aborts with when its budget ran out (rather than the caller leaving or an answer). */
+export class ClassifierBudgetExceeded extends Error {
+  constructor(readonly link: string, readonly budgetMs: number) {
+    super(`classifier link ${link} did not answer within ${budgetMs} ms`);
+    this.name = "ClassifierBudgetExceeded";
+  }
+}
+
 /** Runs one link against its budget and the caller's signal; the link's own signal aborts whichever ends first. */
 async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Outcome> {
   const controller = new AbortController();
+  let outcome: Outcome | undefined;
   let timer: NodeJS.Timeout | undefined;
   let onCallerAbort: (() => void) | undefined;
   const budget = new Promise<typeof timedOut>((resolve) => {
@@ -125,7 +134,7 @@ async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Ou
   try {
     // race() subscribes to `answer`, so a link that rejects after losing is not an unhandled rejection
     const result = await Promise.race([answer, budget, callerGone]);
-    if (result === timedOut) return { kind: "timedOut" };
+    if (result === timedOut) return (outcome = { kind: "timedOut" });
     if (result === abandoned) return { kind: "abandoned" };
     if (!(DIFFICULTIES as readonly string[]).includes(result?.difficulty)) {
       return { kind: "failed", error: new Error(`answered ${JSON.stringify(result?.difficulty)}, not a difficulty`) };
@@ -137,7 +146,7 @@ async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Ou
     clearTimeout(timer);
     if (onCallerAbort) input.signal?.removeEventListener("abort", onCallerAbort);
     // whatever ended the attempt, the link can stop working on it (close its HTTP request, forget its node)
-    controller.abort(new Error(`classifier link ${link.name} is no longer waited for`));
+    controller.abort(outcome?.kind === "timedOut" ? new ClassifierBudgetExceeded(link.name, link.budgetMs) : new Error(`classifier link ${link.name} is no longer waited for`));
   }
 }
 

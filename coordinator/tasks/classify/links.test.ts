@@ -76,6 +76,21 @@ describe("createCoordinatorClassifier", () => {
     expect(Object.keys(chain.stats().links)).toEqual(["node", "local"]);
   });
 
+  it("a node that lets the budget pass rests: later requests do not wait for it", async () => {
+    const registry = new NodeRegistry();
+    const { outbox } = connect(registry, "silent");
+    const { chain } = createCoordinatorClassifier({ ...base, nodeBudgetMs: 150 }, registry, pino({ level: "silent" }));
+    const first = performance.now();
+    expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
+    expect(performance.now() - first).toBeGreaterThanOrEqual(140); // the first request waited the budget
+    expect((await outbox.next()).done).toBe(false); // the assign it waited for
+    const other = [{ role: "user", content: "Compare Redis and Memcached for sessions." }];
+    expect(await chain.classify({ messages: other })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
+    outbox.close();
+    expect(await outbox.next()).toMatchObject({ done: true }); // the resting node was not asked again
+    expect(chain.stats().links.node).toMatchObject({ timedOut: 1, failed: 1 });
+  });
+
   it("with no idle node the rules decide at once", async () => {
     const registry = new NodeRegistry();
     const { chain } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));

@@ -90,11 +90,13 @@ describe("node classifier", () => {
     expect(sent).toHaveLength(4);
   });
 
-  it("fails on an unspecified difficulty from the right node", async () => {
-    const { classifier } = setup();
+  it("fails at once on an unspecified difficulty (the node could not judge) and rests that node", async () => {
+    const { classifier, sent } = setup();
     const answer = classifier.classify({ messages });
     expect(classifier.resolveClassifyResult(ids[0]!, Difficulty.UNSPECIFIED, "n1")).toBe(true);
-    await expect(answer).rejects.toThrow(/not a difficulty/);
+    await expect(answer).rejects.toThrow(/could not judge/);
+    await expect(classifier.classify({ messages })).rejects.toThrow("no idle node to classify with");
+    expect(sent).toHaveLength(1);
   });
 
   it("fails at once when no node is idle or the stream is closed", async () => {

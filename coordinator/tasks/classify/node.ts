@@ -5,6 +5,7 @@ import { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts"
 import { renderForClassification } from "../../../common/classify-prompt.ts";
 import type { Difficulty, NodeTier } from "../../db/schema.ts";
 import type { Classifier } from "../classifier.ts";
+import { ClassifierBudgetExceeded } from "./chain.ts";
 
 export interface NodeClassifierOptions<Node extends { id: string }> {
   /**
@@ -17,7 +18,7 @@ export interface NodeClassifierOptions<Node extends { id: string }> {
   /** How long the node has; also sent as the assign's deadline. */
   budgetMs: number;
   /**
-   * How long a node that missed a deadline is not asked again (default 5 minutes): an agent that doesn't
+   * How long a node that missed a deadline or could not judge is not asked again (default 5 minutes): an agent that doesn't
    * answer classify assigns (an older version, a stuck backend) must not cost every request its budget.
    */
   restAfterTimeoutMs?: number;
@@ -64,6 +65,11 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
   const pending = new Map<string, Pending>();
   const restingUntil = new Map<string, number>();
 
+  /** A node that missed a deadline or could not judge is not asked again for a while. */
+  function rest(nodeId: string): void {
+    restingUntil.set(nodeId, now() + restMs);
+  }
+
   function skip(): Set<string> {
     const at = now();
     for (const [nodeId, until] of restingUntil) if (until <= at) restingUntil.delete(nodeId);
@@ -88,11 +94,13 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
         };
         const onAbort = () => {
           settle();
+          // the chain gave up on the link at the same budget: the node missed its deadline, whichever timer fired first
+          if (input.signal?.reason instanceof ClassifierBudgetExceeded) rest(node.id);
           reject(new Error(`node ${node.id} classification ${classifyId} aborted`));
         };
         const timer = setTimeout(() => {
           settle();
-          restingUntil.set(node.id, now() + restMs);
+          rest(node.id);
           reject(new Error(`node ${node.id} did not classify within ${options.budgetMs} ms`));
         }, options.budgetMs);
         input.signal?.addEventListener("abort", onAbort, { once: true });
@@ -117,8 +125,13 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
       // a node may answer only what it was asked: another node's id is not its to settle
       if (!entry || entry.nodeId !== fromNodeId) return false;
       const name = typeof difficulty === "number" ? fromEnum[difficulty] : names.has(difficulty) ? difficulty : undefined;
-      if (name) entry.resolve(name);
-      else entry.reject(new Error(`node ${fromNodeId} answered ${String(difficulty)}, not a difficulty`));
+      if (name) {
+        entry.resolve(name);
+      } else {
+        // DIFFICULTY_UNSPECIFIED: its model answered no difficulty; it will likely not next time either
+        rest(fromNodeId);
+        entry.reject(new Error(`node ${fromNodeId} could not judge the prompt`));
+      }
       return true;
     },
 
