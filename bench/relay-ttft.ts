@@ -3,6 +3,7 @@
 import type { BenchContext } from "./relay.ts";
 import { startBenchAgent } from "./agent-process.ts";
 import { startCoordinatorProcess } from "./coordinator-process.ts";
+import { summariseProfile } from "./profile-summary.ts";
 import { fixed, markdownTable, percentile, signed, sleep, whole } from "./stats.ts";
 import { grpcChat, measureTtft, sseChat, type TtftPlan, type TtftResult } from "./ttft.ts";
 
@@ -35,7 +36,9 @@ export async function runTtftBench(ctx: BenchContext): Promise<void> {
     { concurrency: 100, requests: ctx.quick ? 500 : 2000, warmup: 200, maxMs },
   ];
   const warmup = (request: () => Promise<number>) => measureTtft(request, { concurrency: 20, requests: 0, warmup: 600, maxMs: 4_000 });
-  const coordinator = await startCoordinatorProcess({ env: ctx.database.env, workDir: ctx.workDir, name: "ttft" });
+  // BENCH_PROFILE_TTFT=1: a CPU profile of the coordinator during the scripted hop at the highest concurrency
+  const profile = process.env.BENCH_PROFILE_TTFT === "1";
+  const coordinator = await startCoordinatorProcess({ env: ctx.database.env, workDir: ctx.workDir, name: "ttft", profile });
   ctx.onCleanup(() => coordinator.stop());
   const accountKey = ctx.database.accountKey;
   const { baseUrl: standinUrl } = await ctx.load.send<{ baseUrl: string }>({ cmd: "standin", tokens: TOKENS });
@@ -81,10 +84,14 @@ export async function runTtftBench(ctx: BenchContext): Promise<void> {
   const hopRows: Row[] = [];
   const directGrpc = grpcChat(directUrl, accountKey).request;
   await warmup(throughGrpc);
+  let profileMarkdown = "";
   for (const plan of plans) {
     const baseline = await measureTtft(directGrpc, plan);
     hopRows.push({ path: "direct: gRPC Chat → server in the node's process, answering at once", plan, result: baseline });
+    const profiled = profile && plan === plans.at(-1);
+    if (profiled) await coordinator.startProfile();
     hopRows.push({ path: "Iris: gRPC Chat → coordinator → scripted node (answers at once)", plan, result: await measureTtft(throughGrpc, plan), baseline });
+    if (profiled) profileMarkdown = summariseProfile(await coordinator.stopProfile()).markdown;
   }
   await ctx.load.send({ cmd: "stopScriptedNodes" });
   await coordinator.stop();
@@ -110,4 +117,5 @@ export async function runTtftBench(ctx: BenchContext): Promise<void> {
       "task journal).\n\n" +
       table(hopRows),
   );
+  if (profileMarkdown) ctx.print(`### (i) Where the coordinator's time goes per request (CPU profile, scripted hop, ${plans.at(-1)!.concurrency} streams)\n\n${profileMarkdown}`);
 }

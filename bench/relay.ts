@@ -2,7 +2,7 @@
 // load in a peer process, this process measuring. (i) time to first token, (ii) tokens/s relayed with a CPU
 // profile, (iii) idle nodes' cost. Markdown tables on stdout, progress on stderr.
 // BENCH_ONLY=ttft,throughput,idle picks phases; BENCH_QUICK=1 shortens every window (for trying changes);
-// BENCH_KEEP=1 keeps the coordinators' logs and CPU profiles; BENCH_COORDINATOR_NODE_OPTIONS passes V8/Node flags
+// BENCH_KEEP=1 keeps the coordinators' logs and CPU profiles; BENCH_PROFILE_TTFT=1 profiles the coordinator's hop; BENCH_COORDINATOR_NODE_OPTIONS passes V8/Node flags
 // to the coordinator only; BENCH_COORDINATOR_LOG_LEVEL, BENCH_TOKENS_PER_CHAT, BENCH_IDLE_NODES tune the runs.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";

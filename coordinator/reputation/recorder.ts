@@ -1,14 +1,19 @@
-// Applies task outcomes to reputation off the token path: after the task's record is written, in order.
+// Applies task outcomes to reputation off the token path: after the task's record is written, in order, in batches.
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { Database } from "../db/schema.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { TaskJournal } from "../tasks/journal.ts";
-import { recordTaskOutcome, type TaskOutcomeInput } from "./ledger.ts";
+import { recordTaskOutcomes, type TaskOutcomeInput } from "./ledger.ts";
 import type { FastCompletionTracker } from "./rules.ts";
+
+/** The most outcomes applied in one transaction. */
+const MAX_BATCH = 256;
 
 export class ReputationRecorder {
   #chain: Promise<void> = Promise.resolve();
+  readonly #queue: TaskOutcomeInput[] = [];
+  #draining = false;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -18,23 +23,50 @@ export class ReputationRecorder {
     private readonly logger: Logger,
   ) {}
 
-  /** Queues an outcome; the live node's score (which routing reads) follows once it is applied. */
+  /**
+   * Queues an outcome; the live node's score (which routing reads) follows once it is applied. Outcomes that
+   * arrive while a batch is being written go together in the next one: one journal flush and one transaction
+   * for all of them (recordTaskOutcomes), in the order they came.
+   */
   record(input: TaskOutcomeInput): void {
-    this.#chain = this.#chain.then(async () => {
-      try {
-        // reputation_events.task_id references the task row, which the journal writes behind
-        await this.journal.flush();
-        const result = await recordTaskOutcome(this.db, this.tracker, input);
-        const node = this.registry.get(input.nodeId);
-        if (node) node.reputation = result.reputation;
-      } catch (err) {
-        this.logger.error({ err, nodeId: input.nodeId, taskId: input.taskId, outcome: input.outcome }, "could not apply a reputation rule");
+    this.#queue.push(input);
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#chain = this.#chain.then(() => this.#drain());
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, MAX_BATCH);
+        try {
+          // reputation_events.task_id references the task row, which the journal writes behind
+          await this.journal.flush();
+          this.#apply(batch, await recordTaskOutcomes(this.db, this.tracker, batch));
+        } catch (err) {
+          // one bad outcome (an unknown node) must not cost the others theirs: apply them one by one
+          if (batch.length === 1) this.#failed(batch[0]!, err);
+          else for (const input of batch) await recordTaskOutcomes(this.db, this.tracker, [input]).then((r) => this.#apply([input], r), (e: unknown) => this.#failed(input, e));
+        }
       }
-    });
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  #apply(batch: TaskOutcomeInput[], results: { reputation: number }[]): void {
+    for (const [i, input] of batch.entries()) {
+      const node = this.registry.get(input.nodeId);
+      if (node) node.reputation = results[i]!.reputation;
+    }
+  }
+
+  #failed(input: TaskOutcomeInput, err: unknown): void {
+    this.logger.error({ err, nodeId: input.nodeId, taskId: input.taskId, outcome: input.outcome }, "could not apply a reputation rule");
   }
 
   /** Resolves when every queued outcome is applied (tests, shutdown). */
-  settled(): Promise<void> {
-    return this.#chain;
+  async settled(): Promise<void> {
+    while (this.#draining || this.#queue.length > 0) await this.#chain;
   }
 }

@@ -1,0 +1,52 @@
+// The task journal on both engines: batched inserts that already carry their changes, and updates grouped by the
+// columns they set (jsonb_to_recordset), with every value landing in its column.
+import { randomUUID } from "node:crypto";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
+import { insertNode } from "../reputation/fixtures.ts";
+import { TaskJournal } from "./journal.ts";
+
+describe.each(testEngines())("task journal on $name", ({ engine }) => {
+  let test: TestDatabase;
+  let nodeId: string;
+  beforeAll(async () => {
+    test = await createTestDatabase({ engine });
+    nodeId = (await insertNode(test.db)).id;
+  });
+  afterAll(async () => {
+    await test?.close();
+  });
+
+  // a failed write is logged, not thrown: the test fails loudly on it instead
+  const logger = pino({ level: "error" }, { write: (line: string) => expect.unreachable(line) });
+  const row = (id: string) => test.db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+
+  it("writes a task created and finished within one batch as one insert with its final state", async () => {
+    const journal = new TaskJournal(test.db, logger, 60_000);
+    const id = randomUUID();
+    const assignedAt = new Date("2026-12-05T10:00:00.123Z");
+    journal.created({ id, difficulty: "SIMPLE", division_mode: "single", classifier: "local", max_tokens: 64 });
+    journal.update(id, "assigned", { node_id: nodeId, tier: "MID", attempt: 1, assigned_at: assignedAt }, nodeId);
+    journal.update(id, "completed", { prompt_tokens: 12, completion_tokens: 34, completed_at: new Date("2026-12-05T10:00:01Z"), total_ms: 877 }, nodeId);
+    await journal.flush();
+    expect(await row(id)).toMatchObject({ status: "completed", node_id: nodeId, tier: "MID", attempt: 1, assigned_at: assignedAt, prompt_tokens: 12, completion_tokens: 34, total_ms: 877, max_tokens: 64 });
+    const events = await test.db.selectFrom("task_events").select("status").where("task_id", "=", id).orderBy("id").execute();
+    expect(events.map((e) => e.status)).toEqual(["queued", "assigned", "completed"]);
+  });
+
+  it("updates tasks of earlier batches together by column set, each with its own values (nulls and failures too)", async () => {
+    const journal = new TaskJournal(test.db, logger, 60_000);
+    const ids = Array.from({ length: 5 }, () => randomUUID());
+    for (const id of ids) journal.created({ id, difficulty: "COMPLEX" });
+    await journal.flush();
+    ids.forEach((id, i) => journal.update(id, "streaming", { first_token_at: new Date(1_765_000_000_000 + i), ttft_ms: 10 + i }, nodeId));
+    journal.update(ids[4]!, "failed", { failure_reason: "node journal-node disconnected", completed_at: null }, null);
+    await journal.flush();
+    for (const [i, id] of ids.entries()) {
+      expect(await row(id)).toMatchObject({ ttft_ms: 10 + i, first_token_at: new Date(1_765_000_000_000 + i) });
+    }
+    expect((await row(ids[0]!)).status).toBe("streaming");
+    expect(await row(ids[4]!)).toMatchObject({ status: "failed", failure_reason: "node journal-node disconnected", completed_at: null });
+  });
+});
