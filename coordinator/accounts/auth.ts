@@ -4,7 +4,7 @@ import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.ts";
 import { hashAccountKey, normalizeAccountKey } from "./keys.ts";
 import { principalKey, type Principal } from "./principal.ts";
-import { findAccountId } from "./store.ts";
+import { AccountKeyCache, findAccountId } from "./store.ts";
 import { bearerToken, verifyToken } from "./tokens.ts";
 
 /*
@@ -107,36 +107,4 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     req.contextValues.set(principalKey, principal);
     return await next(req);
   };
-}
-
-/**
- * Found keys only (an unknown key always asks the database, so a new key works at once), keyed by the
- * key's digest, never the key. A revoked key keeps working here for up to `ttlMs`: the price of keeping
- * the database off the hot path. Bounded, oldest entry out first.
- */
-class AccountKeyCache {
-  private readonly entries = new Map<string, { accountId: string; until: number }>();
-  private static readonly MAX_ENTRIES = 10_000;
-
-  constructor(
-    private readonly ttlMs: number,
-    private readonly now: () => number,
-  ) {}
-
-  get(digest: string): string | undefined {
-    const entry = this.entries.get(digest);
-    if (entry === undefined) return undefined;
-    if (entry.until <= this.now()) {
-      this.entries.delete(digest);
-      return undefined;
-    }
-    return entry.accountId;
-  }
-
-  set(digest: string, accountId: string): void {
-    if (this.entries.size >= AccountKeyCache.MAX_ENTRIES) {
-      this.entries.delete(this.entries.keys().next().value!);
-    }
-    this.entries.set(digest, { accountId, until: this.now() + this.ttlMs });
-  }
 }

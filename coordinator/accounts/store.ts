@@ -29,3 +29,52 @@ export async function findAccountId(db: Kysely<Database>, digits: string): Promi
     .executeTakeFirst();
   return row?.id;
 }
+
+/**
+ * Found keys only (an unknown key always asks the database, so a new key works at once), keyed by the
+ * key's digest, never the key. A revoked key keeps working here for up to `ttlMs`: the price of keeping
+ * the database off the hot path. Bounded, oldest entry out first.
+ */
+export class AccountKeyCache {
+  private readonly entries = new Map<string, { accountId: string; until: number }>();
+  private static readonly MAX_ENTRIES = 10_000;
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  get(digest: string): string | undefined {
+    const entry = this.entries.get(digest);
+    if (entry === undefined) return undefined;
+    if (entry.until <= this.now()) {
+      this.entries.delete(digest);
+      return undefined;
+    }
+    return entry.accountId;
+  }
+
+  set(digest: string, accountId: string): void {
+    if (this.entries.size >= AccountKeyCache.MAX_ENTRIES) {
+      this.entries.delete(this.entries.keys().next().value!);
+    }
+    this.entries.set(digest, { accountId, until: this.now() + this.ttlMs });
+  }
+}
+
+const sharedCaches = new WeakMap<Kysely<Database>, AccountKeyCache>();
+
+/**
+ * findAccountId behind a 60 s cache of found keys, one per database handle: what a chat request's
+ * `account_key` field costs after the first request with that key (see AccountKeyCache for the trade-off).
+ */
+export async function findAccountIdCached(db: Kysely<Database>, digits: string): Promise<string | undefined> {
+  let cache = sharedCaches.get(db);
+  if (!cache) sharedCaches.set(db, (cache = new AccountKeyCache(60_000, Date.now)));
+  const digest = hashAccountKey(digits);
+  const cached = cache.get(digest);
+  if (cached !== undefined) return cached;
+  const accountId = await findAccountId(db, digits);
+  if (accountId !== undefined) cache.set(digest, accountId);
+  return accountId;
+}

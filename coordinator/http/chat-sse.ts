@@ -4,7 +4,7 @@ import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-con
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Kysely } from "kysely";
 import { normalizeAccountKey } from "../accounts/keys.ts";
-import { findAccountId } from "../accounts/store.ts";
+import { findAccountIdCached } from "../accounts/store.ts";
 import type { Database } from "../db/schema.ts";
 import type { ChatEvent, Orchestrator } from "../tasks/orchestrator.ts";
 import { InvalidChatBodyError, parseChatStreamBody } from "./chat-sse-request.ts";
@@ -116,7 +116,7 @@ export function registerChatSseRoutes(app: FastifyInstance, deps: ChatSseDeps): 
       const request = parseChatStreamBody(req.body);
       let requestAccountId: string | undefined;
       if (request.accountKey !== undefined) {
-        requestAccountId = await findAccountId(deps.db, normalizeAccountKey(request.accountKey));
+        requestAccountId = await findAccountIdCached(deps.db, normalizeAccountKey(request.accountKey));
         if (requestAccountId === undefined) throw new ConnectError("account_key: unknown or revoked account key", Code.Unauthenticated);
       }
       const admission = (await deps.admit?.(req, requestAccountId)) ?? { accountId: requestAccountId };

@@ -5,7 +5,7 @@ import type { Kysely } from "kysely";
 import { ACCOUNT_KEY_HEADER } from "../accounts/auth.ts";
 import { normalizeAccountKey } from "../accounts/keys.ts";
 import type { Principal } from "../accounts/principal.ts";
-import { findAccountId } from "../accounts/store.ts";
+import { findAccountIdCached } from "../accounts/store.ts";
 import { verifyToken } from "../accounts/tokens.ts";
 import type { Database } from "../db/schema.ts";
 import type { ChatEvent } from "../tasks/orchestrator.ts";
@@ -39,7 +39,7 @@ export function httpCallerResolver(options: HttpCallerOptions): ResolveHttpCalle
     } catch (err) {
       throw new ConnectError(ConnectError.from(err).rawMessage, Code.Unauthenticated);
     }
-    const accountId = await findAccountId(options.db, digits);
+    const accountId = await findAccountIdCached(options.db, digits);
     if (accountId === undefined) throw new ConnectError(`unknown or revoked account key (${where})`, Code.Unauthenticated);
     return { kind: "account", accountId };
   }

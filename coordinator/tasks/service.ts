@@ -15,7 +15,7 @@ import {
 } from "../../gen/iris/v1/inference_pb.ts";
 import { normalizeAccountKey } from "../accounts/keys.ts";
 import { isAdmin, principalKey } from "../accounts/principal.ts";
-import { findAccountId } from "../accounts/store.ts";
+import { findAccountIdCached } from "../accounts/store.ts";
 import type { Database, Difficulty, NodeTier } from "../db/schema.ts";
 import type { ChatLimiter } from "../limits/chat-limits.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
@@ -41,7 +41,7 @@ const roleName = { [Role.SYSTEM]: "system", [Role.USER]: "user", [Role.ASSISTANT
 export async function chatInput(db: Kysely<Database>, params: ChatParams, ctx: HandlerContext): Promise<ChatInput> {
   let accountId: string | undefined;
   if (params.accountKey) {
-    accountId = await findAccountId(db, normalizeAccountKey(params.accountKey));
+    accountId = await findAccountIdCached(db, normalizeAccountKey(params.accountKey));
     if (!accountId) throw new ConnectError("account_key: unknown or revoked account key", Code.Unauthenticated);
   }
   return {
