@@ -34,20 +34,29 @@ export class Channel<T> implements AsyncIterable<T> {
     if (this.#waiter) this.#settleEnd();
   }
 
+  /** The first queued item, without taking it; undefined when none is queued now. */
+  peek(): T | undefined {
+    return this.#head < this.#items.length ? this.#items[this.#head] : undefined;
+  }
+
+  /** Takes the first queued item at once when there is one (what `next()` would resolve with), else undefined. */
+  take(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const value = this.#items[this.#head]!;
+    this.#items[this.#head++] = undefined as T; // let the item be collected
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return value;
+  }
+
   /** The next item, or done when closed and drained (throws the close error, if any). */
   next(): Promise<IteratorResult<T>> {
-    if (this.#head < this.#items.length) {
-      const value = this.#items[this.#head]!;
-      this.#items[this.#head++] = undefined as T; // let the item be collected
-      if (this.#head === this.#items.length) {
-        this.#items = [];
-        this.#head = 0;
-      } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-        this.#items = this.#items.slice(this.#head);
-        this.#head = 0;
-      }
-      return Promise.resolve({ value, done: false });
-    }
+    if (this.#head < this.#items.length) return Promise.resolve({ value: this.take()!, done: false });
     if (this.#closed) {
       return this.#error === undefined ? Promise.resolve({ value: undefined, done: true }) : Promise.reject(this.#error);
     }

@@ -54,7 +54,9 @@ describe("real agents on the tiny llama.cpp model", () => {
         if (response.event.case === "token") tokens.push(response.event.value.text);
         if (response.event.case === "done") done = response.event.value;
       }
-      expect(tokens.length).toBe(24);
+      // streamed: several events (chunks that queue up while the client reads are sent together, so at most 24)
+      expect(tokens.length).toBeGreaterThan(1);
+      expect(tokens.length).toBeLessThanOrEqual(24);
       expect(done?.usage?.completionTokens).toBe(24);
       expect(done?.finishReason).toBe("length");
       expect(["tiny-a", "tiny-b"]).toContain(done?.nodeId);
@@ -71,7 +73,8 @@ describe("real agents on the tiny llama.cpp model", () => {
       if (choice?.delta.content) pieces.push(choice.delta.content);
       if (choice?.finish_reason) finish = choice.finish_reason;
     }
-    expect(pieces.length).toBe(10);
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(pieces.length).toBeLessThanOrEqual(10);
     expect(finish).toBe("length");
   });
 

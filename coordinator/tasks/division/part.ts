@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { Role } from "../../../gen/iris/v1/common_pb.ts";
-import { TaskErrorReason, TaskPayloadSchema } from "../../../gen/iris/v1/node_pb.ts";
+import { TaskErrorReason, TaskPayloadSchema, type TaskChunk } from "../../../gen/iris/v1/node_pb.ts";
 import { Channel } from "../../../common/channel.ts";
 import type { Difficulty, DivisionMode, JsonValue } from "../../db/schema.ts";
 import type { LiveNode, NodeRegistry } from "../../nodes/registry.ts";
@@ -199,20 +199,33 @@ export class PartRunner {
         let sequence = 0;
         for await (const event of attempt.events) {
           if (event.kind === "chunk") {
-            const opened = attempt.openChunk(event.chunk);
-            if (!opened.ok) {
-              outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid chunk: ${opened.reason}` };
+            // the chunks already waiting (the client reads slower than the node writes) go out as one token event:
+            // under load, fewer and larger messages; when the client keeps up, each chunk is its own event
+            let text = "";
+            let pieces = 0;
+            let invalid: string | undefined;
+            for (let chunk: TaskChunk | undefined = event.chunk; chunk; chunk = nextQueuedChunk(attempt)) {
+              const opened = attempt.openChunk(chunk);
+              if (!opened.ok) {
+                invalid = opened.reason;
+                break;
+              }
+              text += opened.text;
+              pieces++;
+            }
+            if (invalid !== undefined) {
+              outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid chunk: ${invalid}` };
               break;
             }
-            sequence++;
+            sequence += pieces;
             nodeFirstTokenAt ??= Date.now();
-            this.throughput?.record(1);
+            this.throughput?.record(pieces);
             if (firstTokenAt === undefined) {
               firstTokenAt = Date.now();
               this.journal.update(taskId, "streaming", { first_token_at: new Date(firstTokenAt), ttft_ms: firstTokenAt - started }, node.id);
             }
-            streamed.push(opened.text);
-            yield { type: "token", text: opened.text };
+            streamed.push(text);
+            yield { type: "token", text };
           } else if (event.kind === "result") {
             const { result } = event;
             const opened = attempt.openResult(result);
@@ -351,4 +364,12 @@ export class PartRunner {
     }
     return new ConnectError(`no node that serves ${difficulty} requests (tier ${tiers}) is online; ${waited}`, Code.Unavailable);
   }
+}
+
+/** The next event of the attempt when it is a chunk already queued (taken), else undefined (left in place). */
+function nextQueuedChunk(attempt: Attempt): TaskChunk | undefined {
+  const next = attempt.events.peek();
+  if (next?.kind !== "chunk") return undefined;
+  attempt.events.take();
+  return next.chunk;
 }
