@@ -1,7 +1,6 @@
 // Assembles a running coordinator from a validated config: database, migrations, services, server.
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import { createValidateInterceptor } from "@connectrpc/validate";
 import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
@@ -29,6 +28,7 @@ import { createCoordinatorClassifier } from "./tasks/classify/links.ts";
 import { TaskJournal } from "./tasks/journal.ts";
 import { Orchestrator } from "./tasks/orchestrator.ts";
 import { startServer, type RunningServer } from "./server.ts";
+import { createValidation } from "./validation.ts";
 
 export interface Coordinator extends RunningServer {
   databaseKind: "postgres" | "pglite";
@@ -108,7 +108,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       logger,
       routes,
       // auth first: an unauthenticated caller is refused before validation or handler work
-      interceptors: [createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }), createValidateInterceptor()],
+      interceptors: [createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }), createValidation()],
       http: (app) => {
         app.get("/healthz", async (_req, reply) => {
           const status = health.overall();
