@@ -216,7 +216,13 @@ export class CoordinatorLink {
           handle.heartbeat = () =>
             send({
               case: "heartbeat",
-              value: { load: active.active / identity.maxConcurrentTasks, activeTasks: active.active, paused: this.#paused },
+              value: {
+                load: active.active / identity.maxConcurrentTasks,
+                activeTasks: active.active,
+                paused: this.#paused,
+                // the latest readings (VRAM used, utilisation) for the dashboard; none when no GPU was found
+                gpus: gpuMessages(state?.snapshot.gpus ?? []),
+              },
             });
           onRegistered();
           logger.info({ nodeId: m.value.nodeId, tier: m.value.tier, reason: m.value.tierReason }, "registered with the coordinator");
@@ -278,19 +284,24 @@ function registerMessage(identity: NodeIdentity): Extract<OutgoingMessage, { cas
     contextLength: identity.contextLength,
     benchmarkTokensPerSecond: identity.tokensPerSecond,
     maxConcurrentTasks: identity.maxConcurrentTasks,
-    gpus: identity.gpus.map((g) => ({
-      name: g.name,
-      vendor: g.vendor,
-      vramTotalMb: BigInt(Math.round(g.vramTotalMb)),
-      vramUsedMb: BigInt(Math.round(g.vramUsedMb)),
-      utilizationPercent: Math.round(g.utilizationPercent),
-    })),
+    gpus: gpuMessages(identity.gpus),
     agentVersion: identity.agentVersion,
     backend: identity.backend,
     promisedHoursUtc: identity.promisedHoursUtc,
     publicKey: identity.key.publicKey,
     tokenizerRates: identity.tokenizerRates,
   };
+}
+
+/** GPU readings as the Gpu message carries them (whole MiB and percent; at most 64, the proto's limit). */
+function gpuMessages(gpus: readonly Gpu[]): Extract<OutgoingMessage, { case: "register" }>["value"]["gpus"] {
+  return gpus.slice(0, 64).map((g) => ({
+    name: g.name,
+    vendor: g.vendor,
+    vramTotalMb: BigInt(Math.max(0, Math.round(g.vramTotalMb))),
+    vramUsedMb: BigInt(Math.max(0, Math.round(g.vramUsedMb))),
+    utilizationPercent: Math.min(100, Math.max(0, Math.round(g.utilizationPercent))),
+  }));
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -22,6 +22,8 @@ import { divertStderr, showAgentScreen, type ShownScreen } from "../tui/show.tsx
 /** Exit codes: 0 stopped (q, SIGINT/SIGTERM), 1 backend unusable, 2 configuration, 3 refused by the coordinator. */
 const exitCodes = { backend: 1, config: 2, refused: 3 } as const;
 const GPU_REFRESH_MS = 3_000;
+/** Without the TUI the readings are only for heartbeats: a probe every 10 s is plenty. */
+const HEARTBEAT_READINGS_MS = 10_000;
 
 const agentVersion = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -128,7 +130,8 @@ try {
   state.setStage("detecting GPUs");
   const gpus = await detectGpus();
   state.setReadings(gpus, readHost());
-  if (useTui) watchReadings(state, GPU_REFRESH_MS, stop.signal);
+  // the TUI shows the readings and heartbeats carry them to the coordinator's dashboard
+  watchReadings(state, useTui ? GPU_REFRESH_MS : HEARTBEAT_READINGS_MS, stop.signal);
   logger.info({ backend: backend.kind, model: model.name, gpus: gpus.map((g) => g.name) }, "benchmarking the backend");
   state.setStage(`benchmarking the backend (${config.benchmarkTokens} tokens × 3 runs)`);
   const bench = await benchmarkBackend(backend, { maxTokens: config.benchmarkTokens, signal: stop.signal });

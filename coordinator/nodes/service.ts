@@ -38,6 +38,10 @@ export interface NodeServiceDeps {
 
 const tierEnum = { BASIC: Tier.BASIC, MID: Tier.MID, PRO: Tier.PRO } as const;
 
+function gpusOf(gpus: Register["gpus"]): NodeCapabilities["gpus"] {
+  return gpus.map((g) => ({ name: g.name, vramTotalMb: Number(g.vramTotalMb), vramUsedMb: Number(g.vramUsedMb), utilizationPercent: g.utilizationPercent }));
+}
+
 function capabilitiesOf(register: Register): NodeCapabilities {
   return {
     modelName: register.modelName,
@@ -46,12 +50,7 @@ function capabilitiesOf(register: Register): NodeCapabilities {
     contextLength: register.contextLength,
     tokensPerSecond: register.benchmarkTokensPerSecond,
     maxConcurrentTasks: register.maxConcurrentTasks,
-    gpus: register.gpus.map((g) => ({
-      name: g.name,
-      vramTotalMb: Number(g.vramTotalMb),
-      vramUsedMb: Number(g.vramUsedMb),
-      utilizationPercent: g.utilizationPercent,
-    })),
+    gpus: gpusOf(register.gpus),
     backend: register.backend,
     agentVersion: register.agentVersion,
     ...(register.tokenizerRates
@@ -113,6 +112,8 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
         const wasFull = node.freeSlots <= 0;
         node.load = m.value.load;
         node.paused = m.value.paused;
+        // refreshed readings (VRAM used, utilisation) replace those of the registration; none sent, none changed
+        if (m.value.gpus.length > 0) node.capabilities.gpus = gpusOf(m.value.gpus);
         node.send(
           create(ConnectResponseSchema, {
             message: {

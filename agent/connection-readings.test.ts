@@ -1,0 +1,76 @@
+// The agent's link to a real coordinator: heartbeats carry the latest GPU readings (VRAM used, utilisation), so the
+// coordinator's node list and dashboard show live values instead of those of the registration. The readings come
+// from the agent's state (filled by the nvidia-smi/rocm-smi probes, whose parsing agent/gpu.test.ts covers).
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
+import { AccountService } from "../gen/iris/v1/account_pb.ts";
+import { NetworkService } from "../gen/iris/v1/network_pb.ts";
+import { writeTinyGguf } from "../test/fixtures/tiny-gguf.ts";
+import { startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
+import { createLlamaBackend } from "./backends/llama.ts";
+import type { Backend } from "./backends/backend.ts";
+import { CoordinatorLink } from "./connection.ts";
+import type { Gpu } from "./gpu.ts";
+import { AgentState } from "./state.ts";
+
+const gpu = (vramUsedMb: number, utilizationPercent: number): Gpu => ({ name: "Test RTX 4090", vendor: "nvidia", vramTotalMb: 24_564, vramUsedMb, utilizationPercent });
+
+describe("heartbeats carry GPU readings", () => {
+  let coordinator: TestCoordinator;
+  let backend: Backend;
+  const stop = new AbortController();
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), "iris-readings-"));
+    writeTinyGguf(join(dir, "tiny.gguf"));
+    backend = await createLlamaBackend({ modelPath: join(dir, "tiny.gguf"), threads: 1 });
+    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "100" });
+  });
+  afterAll(async () => {
+    stop.abort();
+    await backend?.close();
+    await coordinator?.close();
+  });
+
+  it("replaces the registration's readings with each heartbeat's, visible in ListNodes", async () => {
+    const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    const state = new AgentState({ version: "test", nodeId: "gpu-node", accountKey, coordinatorUrl: coordinator.url, backend: "embedded", maxConcurrentTasks: 1 });
+    state.setReadings([gpu(1_000, 5)]);
+    const key = await loadOrCreateKeyFile(join(mkdtempSync(join(tmpdir(), "iris-readings-key-")), "node.key"));
+    const link = new CoordinatorLink({
+      coordinatorUrl: coordinator.url,
+      identity: {
+        nodeId: "gpu-node",
+        accountKey: accountKey.replaceAll(" ", ""),
+        modelName: "Iris Tiny Test Model",
+        parameterCount: 113_472,
+        quantization: "F32",
+        contextLength: 2048,
+        tokensPerSecond: 100,
+        maxConcurrentTasks: 1,
+        gpus: [gpu(1_000, 5)],
+        backend: "embedded",
+        agentVersion: "test",
+        promisedHoursUtc: [],
+        key,
+      },
+      backend,
+      logger: pino({ level: "silent" }),
+      signal: stop.signal,
+      state,
+    });
+    void link.run();
+    await expect.poll(() => coordinator.registry.get("gpu-node")?.capabilities.gpus[0]?.vramUsedMb).toBe(1_000);
+    // a task loads the model onto the card: the next reading goes out with the next heartbeat
+    state.setReadings([gpu(17_890.4, 97.6)]);
+    await expect.poll(() => coordinator.registry.get("gpu-node")?.capabilities.gpus[0]).toEqual({ name: "Test RTX 4090", vramTotalMb: 24_564, vramUsedMb: 17_890, utilizationPercent: 98 });
+    const { nodes } = await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listNodes({ onlineOnly: true });
+    expect(nodes.find((n) => n.nodeId === "gpu-node")?.gpus[0]).toMatchObject({ vramUsedMb: 17_890n, utilizationPercent: 98 });
+  });
+});
