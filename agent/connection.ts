@@ -256,6 +256,7 @@ export class CoordinatorLink {
           );
         } else if (m.case === "heartbeatAck") {
           state?.setReputation(m.value.reputation);
+          if (m.value.estimateMonth) state?.setEarnings({ month: m.value.estimateMonth, units: Number(m.value.estimatedMonthUnits) });
         }
       }
     } finally {

@@ -69,6 +69,8 @@ export interface AgentSnapshot {
   connection: ConnectionStatus;
   tier?: { name: string; reason: string };
   reputation?: number;
+  /** The account's share of this month's pool if the month ended now (from heartbeat acks). */
+  earnings?: { month: string; units: number };
   backend: string;
   model?: ModelView;
   benchmarkTokensPerSecond?: number;
@@ -252,6 +254,11 @@ export class AgentState {
   setReputation(reputation: number): void {
     if (this.#draft.reputation === reputation) return; // every heartbeat ack repeats it
     this.#update((d) => void (d.reputation = reputation));
+  }
+  setEarnings(earnings: { month: string; units: number }): void {
+    const now = this.#draft.earnings;
+    if (now?.month === earnings.month && now.units === earnings.units) return;
+    this.#update((d) => void (d.earnings = { ...earnings }));
   }
 
   // operator

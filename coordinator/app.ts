@@ -27,6 +27,7 @@ import type { ClassifierChain } from "./tasks/classify/chain.ts";
 import { createCoordinatorClassifier } from "./tasks/classify/links.ts";
 import { TaskJournal } from "./tasks/journal.ts";
 import { Orchestrator } from "./tasks/orchestrator.ts";
+import { EarningsEstimator } from "./economics/estimate.ts";
 import { startServer, type RunningServer } from "./server.ts";
 import { createValidation } from "./validation.ts";
 
@@ -93,7 +94,8 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     });
     const limiter = new ChatLimiter(database.db, config.rateLimits, { logger });
     const resolveCaller = httpCallerResolver({ db: database.db, jwtSecret: config.jwtSecret });
-    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput, classifyLink: classifier.nodeLink, limiter });
+    const earnings = new EarningsEstimator(database.db, config.economics.monthlyPool, config.economics.estimateRefreshMs, logger);
+    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput, classifyLink: classifier.nodeLink, limiter, earnings });
     const payouts = startMonthlyPayouts({ db: database.db, logger, pool: config.economics.monthlyPool });
     const pruneLogins = setInterval(
       () => void pruneLoginFailures(database.db).catch((err: unknown) => logger.error({ err }, "could not prune login failures")),

@@ -77,6 +77,8 @@ export interface Config {
   economics: {
     /** Units distributed each month across accounts (MONTHLY_POOL_UNITS). */
     monthlyPool: number;
+    /** How often the month-to-date earnings estimate sent to nodes is recomputed (EARNINGS_ESTIMATE_MS). */
+    estimateRefreshMs: number;
   };
   /** The difficulty classifier chain (OpenRouter → an idle node → local rules). */
   classifier: { openRouterBudgetMs: number; nodeBudgetMs: number; cacheTtlMs: number; cacheMaxEntries: number };
@@ -258,7 +260,10 @@ export function loadConfig(env: Env = process.env): Config {
       spotCheckSuspendAfter: r.int("SPOT_CHECK_SUSPEND_AFTER", 3, 1, 1_000),
       canaryIntervalMs: r.int("CANARY_INTERVAL_MS", 600_000, 0, 86_400_000),
     },
-    economics: { monthlyPool: r.int("MONTHLY_POOL_UNITS", 1_000_000, 0, Number.MAX_SAFE_INTEGER) },
+    economics: {
+      monthlyPool: r.int("MONTHLY_POOL_UNITS", 1_000_000, 0, Number.MAX_SAFE_INTEGER),
+      estimateRefreshMs: r.int("EARNINGS_ESTIMATE_MS", 60_000, 100, 86_400_000),
+    },
     classifier: {
       openRouterBudgetMs: r.int("CLASSIFIER_OPENROUTER_BUDGET_MS", 2_500, 100, 60_000),
       nodeBudgetMs: r.int("CLASSIFIER_NODE_BUDGET_MS", 2_000, 0, 60_000),

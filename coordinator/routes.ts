@@ -17,6 +17,7 @@ import { networkService } from "./network/service.ts";
 import type { ThroughputMeter } from "./network/throughput.ts";
 import type { ChatLimiter } from "./limits/chat-limits.ts";
 import { nodeService } from "./nodes/service.ts";
+import type { EarningsEstimator } from "./economics/estimate.ts";
 import type { NodeClassifier } from "./tasks/classify/node.ts";
 import type { Orchestrator } from "./tasks/orchestrator.ts";
 import { inferenceService } from "./tasks/service.ts";
@@ -36,6 +37,8 @@ export interface RouteDeps {
   classifyLink?: NodeClassifier;
   /** Chat rate limits, shared with the plain HTTP chat routes. */
   limiter: ChatLimiter;
+  /** This month's earnings so far per account, for nodes' heartbeat acks. */
+  earnings?: EarningsEstimator;
 }
 
 export interface Routes {
@@ -64,6 +67,7 @@ export function createRoutes(deps: RouteDeps): Routes {
           coordinatorInstance: deps.config.instance,
           coordinatorKey: deps.coordinatorKey,
           classifyLink: deps.classifyLink,
+          earnings: deps.earnings,
         }),
       );
       router.service(InferenceService, inferenceService(deps));

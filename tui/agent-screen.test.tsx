@@ -71,8 +71,9 @@ describe("AgentScreen frames", () => {
     for (let i = 0; i < 200; i++) a.state.taskToken("3f2a9c1e-0000-4000-8000-000000000001");
     a.state.taskToken("77b0d4aa-0000-4000-8000-000000000002");
     a.state.setReputation(122.5);
+    a.state.setEarnings({ month: "2026-12", units: 48_213 });
     const f = frame(a.state, 6_000);
-    expect(f).toMatch(/State\s+● registered for 6\.0s · reputation 122\.5/);
+    expect(f).toMatch(/State\s+● registered for 6\.0s · reputation 122\.5 · 2026-12 so far ≈ 48,213 units/);
     expect(f).toMatch(/Tier\s+PRO  8B Q4_K_M counts as 8B \(7–20B\); 42 tok\/s \(> 30\) → PRO/);
     expect(f).toMatch(/Model\s+Meta-Llama-3\.1-8B-Instruct-Q4_K_M · 8\.0B params · Q4_K_M · ctx 8,192 · backend lmstudio · bench 42 tok\/s/);
     expect(f).toMatch(/GPU0\s+NVIDIA GeForce RTX 4090\s+VRAM\[\|+ +12\.3G\/24\.0G\] UTIL\[\|+ +45%\]/);

@@ -57,6 +57,7 @@ export function StateLine({ s, now }: { s: AgentSnapshot; now: number }) {
       {s.quitting || s.paused ? <Text> </Text> : null}
       {state}
       {s.reputation !== undefined ? <><Sep /><Text dimColor>reputation </Text><Text bold>{s.reputation.toFixed(1)}</Text></> : null}
+      {s.earnings ? <><Sep /><Text dimColor>{s.earnings.month} so far ≈ </Text><Text bold color="green">{s.earnings.units.toLocaleString("en-US")}</Text><Text dimColor> units</Text></> : null}
     </Line>
   );
 }

@@ -34,9 +34,16 @@ export interface NodeServiceDeps {
   now?: () => number;
   /** Where classify results go (the classifier chain's node link), when nodes are asked. */
   classifyLink?: { resolveClassifyResult(classifyId: string, difficulty: Difficulty, fromNodeId: string): boolean; nodeGone(nodeId: string): void };
+  /** This month's earnings so far, per account, for the heartbeat acks (the agent's terminal UI shows them). */
+  earnings?: { forAccount(accountId: string): { month: string; units: number } | undefined };
 }
 
 const tierEnum = { BASIC: Tier.BASIC, MID: Tier.MID, PRO: Tier.PRO } as const;
+
+function earningsOf(deps: NodeServiceDeps, accountId: string): { estimateMonth?: string; estimatedMonthUnits?: bigint } {
+  const estimate = deps.earnings?.forAccount(accountId);
+  return estimate ? { estimateMonth: estimate.month, estimatedMonthUnits: BigInt(estimate.units) } : {};
+}
 
 function gpusOf(gpus: Register["gpus"]): NodeCapabilities["gpus"] {
   return gpus.map((g) => ({ name: g.name, vramTotalMb: Number(g.vramTotalMb), vramUsedMb: Number(g.vramUsedMb), utilizationPercent: g.utilizationPercent }));
@@ -118,7 +125,7 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
           create(ConnectResponseSchema, {
             message: {
               case: "heartbeatAck",
-              value: { reputation: node.reputation, serverTimeUnixMs: BigInt(now()) },
+              value: { reputation: node.reputation, serverTimeUnixMs: BigInt(now()), ...earningsOf(deps, node.accountId) },
             },
           }),
         );
