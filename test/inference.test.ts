@@ -1,5 +1,6 @@
 // The inference path over real sockets with scripted nodes: registration, routing by tier, streaming,
 // failover before and during the answer, cancel, deadline, queue and its limits, and the task records.
+import { generateKeyPairSync } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -7,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Tier } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService, type ChatResponse } from "../gen/iris/v1/inference_pb.ts";
-import { ConnectRequestSchema, NodeService, TaskAssignSchema } from "../gen/iris/v1/node_pb.ts";
+import { ConnectRequestSchema, NodeService, TaskAssignSchema, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
+import { Channel } from "../common/channel.ts";
+import { publicKeyBytes } from "../common/crypto/envelope.ts";
 import { startScriptedNode, TaskErrorReason, type ScriptedNode, type ScriptedNodeOptions, ScriptedNodes } from "./support/scripted-node.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
@@ -271,6 +274,22 @@ describe("encrypted task payloads on the wire", () => {
     const err = await connectFailure(registerWithoutKey(coordinator.url, accountKey));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toContain("public_key");
+  });
+
+  it("still validates a node's other messages: an out-of-range heartbeat ends its stream with InvalidArgument", async () => {
+    const nodes = createClient(NodeService, createGrpcTransport({ baseUrl: coordinator.url }));
+    const key = generateKeyPairSync("x25519");
+    const requests = new Channel<ConnectRequest>();
+    requests.push(create(ConnectRequestSchema, { message: { case: "register", value: { nodeId: "bad-beat", accountKey, modelName: "m", maxConcurrentTasks: 1, publicKey: publicKeyBytes(key.publicKey) } } }));
+    const err = await connectFailure(
+      (async () => {
+        for await (const response of nodes.connect(requests)) {
+          if (response.message.case === "registerAck") requests.push(create(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 2 } } }));
+        }
+      })(),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("heartbeat.load");
   });
 
   for (const [name, script] of [

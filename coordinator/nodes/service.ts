@@ -13,6 +13,7 @@ import {
 } from "../../gen/iris/v1/node_pb.ts";
 import { normalizeAccountKey } from "../accounts/keys.ts";
 import { findAccountId } from "../accounts/store.ts";
+import { validateNodeMessage } from "../validation.ts";
 import type { KeyObject } from "node:crypto";
 import { Channel } from "../../common/channel.ts";
 import { deriveSessionKeys, EnvelopeError, type SessionKeys } from "../../common/crypto/envelope.ts";
@@ -163,6 +164,7 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
       if (first.done) throw new ConnectError("the stream ended before a register message", Code.InvalidArgument);
+      validateNodeMessage(first.value);
       if (first.value.message.case !== "register") {
         throw new ConnectError("the first message must be a register", Code.InvalidArgument);
       }
@@ -173,7 +175,10 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       log.info({ tier: node.tier, reason: node.tierReason, model: node.capabilities.modelName }, "node registered");
       let endReason = "the node closed the stream";
       const reader = (async () => {
-        for (let next = await iterator.next(); !next.done; next = await iterator.next()) handle(node, next.value, log);
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+          validateNodeMessage(next.value); // every message but chunks (see coordinator/validation.ts)
+          handle(node, next.value, log);
+        }
       })();
       reader.then(
         () => outbox.close(),
