@@ -10,12 +10,11 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
-import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { NetworkService } from "../gen/iris/v1/network_pb.ts";
 import { writeTinyGguf } from "../test/fixtures/tiny-gguf.ts";
-import { startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
 import { createLlamaBackend } from "./backends/llama.ts";
 import type { Backend } from "./backends/backend.ts";
 import { CoordinatorLink } from "./connection.ts";
@@ -42,7 +41,7 @@ describe("heartbeats and their acks", () => {
   });
 
   it("replaces the registration's readings with each heartbeat's, visible in ListNodes", async () => {
-    const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    const accountKey = (await newAccountKey(coordinator.url));
     const state = new AgentState({ version: "test", nodeId: "gpu-node", accountKey, coordinatorUrl: coordinator.url, backend: "embedded", maxConcurrentTasks: 1 });
     state.setReadings([gpu(1_000, 5)]);
     const key = await loadOrCreateKeyFile(join(mkdtempSync(join(tmpdir(), "iris-readings-key-")), "node.key"));

@@ -7,7 +7,6 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
@@ -15,7 +14,7 @@ import { startCoordinator } from "../coordinator/app.ts";
 import { loadConfig } from "../coordinator/config.ts";
 import { createLogger } from "../coordinator/logger.ts";
 import { startAgent, type AgentProcess } from "./support/agent-process.ts";
-import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startLmStudioStandin } from "./support/lmstudio-standin.ts";
 
@@ -31,7 +30,7 @@ describe("real agents on the tiny llama.cpp model", () => {
     modelPath = join(mkdtempSync(join(tmpdir(), "iris-e2e-")), "tiny.gguf");
     writeTinyGguf(modelPath, { contextLength: 8192 });
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500" });
-    accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    accountKey = (await newAccountKey(coordinator.url));
     await Promise.all([agent("tiny-a"), agent("tiny-b")]);
   }, 60_000);
   afterAll(async () => {
@@ -118,7 +117,7 @@ describe("an agent whose coordinator restarts", () => {
     const env = { HOST: "127.0.0.1", PORT: "0", DATA_DIR: mkdtempSync(join(tmpdir(), "iris-restart-data-")), LOG_LEVEL: "silent" };
     let coordinator = await startCoordinator(loadConfig(env), createLogger("silent"));
     const port = String(coordinator.port);
-    const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    const accountKey = (await newAccountKey(coordinator.url));
     const node = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: "restarts", IRIS_MODEL: modelPath });
     try {
       await node.waitForLog((line) => line.msg === "registered with the coordinator");
@@ -139,7 +138,7 @@ describe("an agent on LM Studio (stand-in speaking its wire format)", () => {
     const lmstudio = await startLmStudioStandin({ tokens: Array.from({ length: 400 }, (_, i) => ` w${i}`), tokenDelayMs: 10 });
     const coordinator = await startTestCoordinator();
     try {
-      const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+      const accountKey = (await newAccountKey(coordinator.url));
       const node = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: "lmstudio-node", IRIS_BACKEND: "lmstudio", BACKEND_URL: lmstudio.baseUrl, BENCHMARK_TOKENS: "8" });
       try {
         await node.waitForLog((line) => line.msg === "registered with the coordinator");

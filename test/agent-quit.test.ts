@@ -6,12 +6,11 @@ import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
 import { startAgent, type AgentProcess } from "./support/agent-process.ts";
-import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 
 const question = { role: Role.USER, content: "Translate 'good morning' to Italian." };
 
@@ -25,7 +24,7 @@ describe("an agent told to stop (SIGTERM) while it serves", () => {
     modelPath = join(mkdtempSync(join(tmpdir(), "iris-quit-")), "tiny.gguf");
     writeTinyGguf(modelPath, { contextLength: 8192 });
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500" });
-    accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    accountKey = (await newAccountKey(coordinator.url));
   }, 60_000);
   afterAll(async () => {
     for (const agent of agents) agent.kill();

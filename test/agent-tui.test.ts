@@ -9,11 +9,10 @@ import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
-import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const socket = `iris-test-${randomUUID().slice(0, 8)}`;
@@ -63,7 +62,7 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
     dir = mkdtempSync(join(tmpdir(), "iris-tui-"));
     writeTinyGguf(join(dir, "tiny.gguf"), { contextLength: 8192 });
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500", QUEUE_MAX_WAIT_MS: "20000" });
-    accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    accountKey = (await newAccountKey(coordinator.url));
     const env = {
       COORDINATOR_URL: coordinator.url,
       IRIS_ACCOUNT_KEY: accountKey,

@@ -7,11 +7,10 @@ import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { cleanEnv, root, runCli, type CliOptions } from "./support/cli-process.ts";
-import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { startScriptedNode, type ScriptedNode } from "./support/scripted-node.ts";
 
 const NODE_ID = "cli-node-1";
@@ -35,7 +34,7 @@ describe("iris CLI", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ JWT_SECRET: "cli-test-secret-0123456789abcdefghij", ...limits });
-    const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    const accountKey = (await newAccountKey(coordinator.url));
     node = startScriptedNode({
       baseUrl: coordinator.url,
       accountKey,
@@ -66,7 +65,7 @@ describe("iris CLI", () => {
   });
 
   it("asks for a division mode with --mode: consensus over --nodes nodes, the verdict in the footer", async () => {
-    const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    const accountKey = (await newAccountKey(coordinator.url));
     const peers = ["cli-node-2", "cli-node-3"].map((nodeId) =>
       startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", ",", " world", "!"] }) }),
     );

@@ -14,7 +14,7 @@ import { answerHash } from "../coordinator/tasks/division/compare.ts";
 import { TINY_GGUF_WORDS, writeTinyGguf } from "./fixtures/tiny-gguf.ts";
 import { startAgent, type AgentProcess } from "./support/agent-process.ts";
 import { runCli } from "./support/cli-process.ts";
-import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { startLmStudioStandin } from "./support/lmstudio-standin.ts";
 
 type Event = ChatResponse["event"];
@@ -242,7 +242,7 @@ describe("node classification over the real NodeService stream", () => {
     const lmstudio = await startLmStudioStandin({ tokens: ["Hello", "!"] });
     const started: AgentProcess[] = [];
     try {
-      const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+      const accountKey = (await newAccountKey(coordinator.url));
       const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
       const env = { COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, BENCHMARK_TOKENS: "8" };
       const judge = startAgent({ ...env, NODE_ID: "judge", IRIS_BACKEND: "lmstudio", BACKEND_URL: lmstudio.baseUrl });

@@ -1,14 +1,12 @@
 // The OpenAI-compatible API against a real coordinator and scripted nodes, with the official `openai` SDK as
 // the client (and raw fetch where the exact wire format matters).
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+
 import OpenAI, { APIError, APIUserAbortError, BadRequestError, InternalServerError, NotFoundError, RateLimitError } from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import type { OpenAiErrorBody } from "../coordinator/http/openai-errors.ts";
 import { type ScriptedNodeOptions, ScriptedNodes } from "./support/scripted-node.ts";
-import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 
 const simple = [{ role: "user" as const, content: "Translate 'good morning' to French." }];
 const QUEUE_MAX_WAIT_MS = 700;
@@ -44,7 +42,7 @@ describe("OpenAI-compatible API", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: String(QUEUE_MAX_WAIT_MS) });
-    accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    accountKey = (await newAccountKey(coordinator.url));
     // no retries: 429/503 are what these tests expect to see, not to have retried away
     client = new OpenAI({ baseURL: coordinator.url + "/v1", apiKey: "unused", maxRetries: 0 });
   });

@@ -14,7 +14,7 @@ import { hashAccountKey } from "../coordinator/accounts/keys.ts";
 import { startCoordinator, type Coordinator } from "../coordinator/app.ts";
 import { loadConfig } from "../coordinator/config.ts";
 import { createLogger } from "../coordinator/logger.ts";
-import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { createTestDatabase, databaseSource } from "./support/database.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startScriptedNode, type ScriptedNode } from "./support/scripted-node.ts";
@@ -223,7 +223,7 @@ describe("chat rate limits", () => {
 
   it("ignores X-Forwarded-For without TRUST_PROXY: every caller is the socket's address", async () => {
     const direct = await startTestCoordinator(LIMITS);
-    const directNode = startScriptedNode({ baseUrl: direct.url, accountKey: (await createClient(AccountService, createGrpcTransport({ baseUrl: direct.url })).generateKey({})).accountKey, nodeId: "mid" });
+    const directNode = startScriptedNode({ baseUrl: direct.url, accountKey: (await newAccountKey(direct.url)), nodeId: "mid" });
     try {
       await directNode.registered;
       const directApi = clients(direct.url);
@@ -244,7 +244,7 @@ describe("chat rate limits", () => {
     const database: Record<string, string> = server ? { DATABASE_URL: server.url } : { DATABASE_URL: "", DATA_DIR: mkdtempSync(join(tmpdir(), "iris-limits-data-")) };
     try {
       const first = await coordinatorOn(database);
-      const firstNode = startScriptedNode({ baseUrl: first.url, accountKey: (await createClient(AccountService, createGrpcTransport({ baseUrl: first.url })).generateKey({})).accountKey, nodeId: "mid" });
+      const firstNode = startScriptedNode({ baseUrl: first.url, accountKey: (await newAccountKey(first.url)), nodeId: "mid" });
       try {
         await firstNode.registered;
         expect(await clients(first.url).chat("192.0.2.7")).toBe("Hello, world!");

@@ -2,12 +2,9 @@
 // a real `curl -N`, refusals as plain HTTP errors, an error event mid-stream, and a client abort reaching the node.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createParser } from "eventsource-parser";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { AccountService } from "../../gen/iris/v1/account_pb.ts";
-import { startTestCoordinator, type TestCoordinator } from "../../test/support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "../../test/support/coordinator.ts";
 import { type ScriptedNodeOptions, ScriptedNodes } from "../../test/support/scripted-node.ts";
 import { CHAT_STREAM_PATH } from "./chat-sse.ts";
 
@@ -26,7 +23,7 @@ describe("POST /api/chat/stream", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "2000", TASK_MAX_ATTEMPTS: "1" });
-    accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    accountKey = (await newAccountKey(coordinator.url));
   });
   afterEach(async () => {
     nodes.killAll();

@@ -7,13 +7,12 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { AccountService } from "../../gen/iris/v1/account_pb.ts";
 import { Role } from "../../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../../gen/iris/v1/inference_pb.ts";
 import { buildWeb } from "../../scripts/build-web.ts";
 import { writeTinyGguf } from "../fixtures/tiny-gguf.ts";
 import { startAgent, type AgentProcess } from "../support/agent-process.ts";
-import { startTestCoordinator, type TestCoordinator } from "../support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "../support/coordinator.ts";
 import { startScriptedNode, type Script, type ScriptedNode } from "../support/scripted-node.ts";
 import { launchChromium, openPage, screenshot, type WatchedPage } from "./chromium.ts";
 
@@ -46,7 +45,7 @@ async function send(page: WatchedPage["page"], text: string): Promise<void> {
 const lastAnswer = ".message.assistant >> nth=-1";
 
 async function generateKey(coordinator: TestCoordinator): Promise<string> {
-  return (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+  return (await newAccountKey(coordinator.url));
 }
 
 describe("/chat with a real agent on the tiny llama.cpp model", () => {

@@ -8,7 +8,7 @@ import { AccountService } from "../../gen/iris/v1/account_pb.ts";
 import { Role } from "../../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../../gen/iris/v1/inference_pb.ts";
 import { buildWeb } from "../../scripts/build-web.ts";
-import { startTestCoordinator, type TestCoordinator } from "../support/coordinator.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "../support/coordinator.ts";
 import { startScriptedNode, TaskErrorReason, type Script, type ScriptedNode } from "../support/scripted-node.ts";
 import { launchChromium, openPage, screenshot, type WatchedPage } from "./chromium.ts";
 
@@ -54,7 +54,7 @@ describe("/dashboard", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ JWT_SECRET: "a-test-secret-that-is-long-enough-0123456789", ADMIN_EMAILS: "admin@example.com" });
-    accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    accountKey = (await newAccountKey(coordinator.url));
     await node("gpu-70b", { modelName: "Meta-Llama-3.1-70B-Instruct-Q4_K_M", parameterCount: 70e9, tokensPerSecond: 24 }).registered;
     await node("desk-7b", { modelName: "mistral-7b-instruct-v0.3-Q5_K_M", parameterCount: 7.2e9, tokensPerSecond: 18 }).registered;
     // some history: completed tasks, one the client cancelled, one the node could not take

@@ -3,9 +3,12 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { loadConfig, type Config } from "../../coordinator/config.ts";
 import { startCoordinator, type Coordinator } from "../../coordinator/app.ts";
 import { createLogger } from "../../coordinator/logger.ts";
+import { AccountService } from "../../gen/iris/v1/account_pb.ts";
 import { createTestDatabase } from "./database.ts";
 
 export interface TestCoordinator extends Coordinator {
@@ -49,4 +52,9 @@ export async function startTestCoordinator(env: Record<string, string> = {}): Pr
       await database.close();
     },
   };
+}
+
+/** A new account key ("1234 5678 9012 3456") from the coordinator at `baseUrl`, as AccountService.GenerateKey gives it. */
+export async function newAccountKey(baseUrl: string): Promise<string> {
+  return (await createClient(AccountService, createGrpcTransport({ baseUrl })).generateKey({})).accountKey;
 }
