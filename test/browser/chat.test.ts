@@ -45,7 +45,7 @@ async function send(page: WatchedPage["page"], text: string): Promise<void> {
 const lastAnswer = ".message.assistant >> nth=-1";
 
 async function generateKey(coordinator: TestCoordinator): Promise<string> {
-  return (await newAccountKey(coordinator.url));
+  return newAccountKey(coordinator.url);
 }
 
 describe("/chat with a real agent on the tiny llama.cpp model", () => {
@@ -226,6 +226,27 @@ describe("/chat against a scripted node", () => {
     expect(composer.y + composer.height).toBeLessThanOrEqual(740);
     expect(composer.width).toBeLessThanOrEqual(375);
     await screenshot(page, "chat-phone");
+  });
+
+  it("asks for a division mode from Options: consensus over three nodes, the verdict and the nodes in the footer", async () => {
+    const accountKey = await generateKey(coordinator);
+    const peers = ["scripted-web-2", "scripted-web-3"].map((nodeId) => startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", "!"] }) }));
+    try {
+      await Promise.all(peers.map((peer) => peer.registered));
+      const { page } = await chatPage(`${coordinator.url}/chat`);
+      await page.click("#options summary");
+      await page.selectOption("#mode", "consensus");
+      await send(page, "Say hello.");
+      await page.waitForSelector('.message.assistant[data-state="done"]', { timeout: 10_000 });
+      expect(await page.textContent(`${lastAnswer} >> .content`)).toContain("Hello!");
+      const footer = await page.textContent(`${lastAnswer} >> .meta`);
+      expect(footer).toContain("consensus, verified");
+      expect(footer).toMatch(/nodes scripted-web(-\d)?, scripted-web(-\d)?/);
+      expect(footer).not.toContain("continued by");
+    } finally {
+      for (const peer of peers) peer.kill();
+      await expect.poll(() => coordinator.registry.size).toBe(1);
+    }
   });
 
   it("shows the queue position while every capable node is busy", async () => {

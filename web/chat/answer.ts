@@ -1,6 +1,7 @@
 // One answer in the conversation: grows as tokens arrive (re-rendered at most once per frame), then gets its footer.
+import { DivisionMode } from "../../gen/iris/v1/common_pb.ts";
 import type { Accepted, Done } from "../../gen/iris/v1/inference_pb.ts";
-import { count, difficultyLabel, duration, tierLabel, tokensPerSecond } from "../shared/labels.ts";
+import { count, difficultyLabel, divisionLabel, duration, tierLabel, tokensPerSecond } from "../shared/labels.ts";
 import { renderMarkdown } from "./markdown.ts";
 
 export type AnswerState = "waiting" | "streaming" | "done" | "stopped" | "failed";
@@ -70,7 +71,14 @@ export class AnswerView {
       `${count(done.usage?.completionTokens ?? 0)} tokens`,
     ];
     if (done.finishReason === "length") facts.push("stopped at the token limit");
-    if (done.nodeIds.length > 1) facts.push(`continued by ${done.nodeIds.slice(1).join(", ")}`);
+    const mode = this.#accepted?.divisionMode ?? DivisionMode.UNSPECIFIED;
+    if (mode !== DivisionMode.UNSPECIFIED && mode !== DivisionMode.SINGLE) {
+      // a divided answer: its mode, consensus's verdict, and every node that took part
+      facts.push(mode === DivisionMode.CONSENSUS ? `${divisionLabel(mode)}, ${done.verified ? "verified" : "unverified"}` : divisionLabel(mode));
+      facts.push(`nodes ${done.nodeIds.join(", ")}`);
+    } else if (done.nodeIds.length > 1) {
+      facts.push(`continued by ${done.nodeIds.slice(1).join(", ")}`);
+    }
     this.#footer.replaceChildren(...this.#facts(facts));
     this.#setState("done");
   }

@@ -2,6 +2,7 @@
 import "../shared/base.css";
 import "./chat.css";
 import type { ChatMessageInput } from "../../client/sdk.ts";
+import { DivisionMode } from "../../gen/iris/v1/common_pb.ts";
 import { pageClient } from "../shared/client.ts";
 import { AnswerView, userMessage } from "./answer.ts";
 import { describeChatError } from "./errors.ts";
@@ -16,6 +17,13 @@ const stopButton = byId<HTMLButtonElement>("stop");
 const accountKeyInput = byId<HTMLInputElement>("account-key");
 const maxTokensInput = byId<HTMLInputElement>("max-tokens");
 const modelInput = byId<HTMLInputElement>("model");
+const modeSelect = byId<HTMLSelectElement>("mode");
+const modes: Record<string, DivisionMode> = {
+  auto: DivisionMode.AUTO,
+  consensus: DivisionMode.CONSENSUS,
+  subtasks: DivisionMode.SUBTASKS,
+  context: DivisionMode.CONTEXT,
+};
 const optionsError = byId<HTMLElement>("options-error");
 
 /** The turns sent with each question: answered (or stopped with some text) exchanges only. */
@@ -89,7 +97,8 @@ async function ask(text: string): Promise<void> {
   window.addEventListener("scroll", onScroll, { passive: true });
   try {
     const client = pageClient({ accountKey: key || undefined });
-    const events = client.chat([...history, turn], { maxTokens, model: modelInput.value.trim() || undefined, signal: controller.signal });
+    const divisionMode = modes[modeSelect.value];
+    const events = client.chat([...history, turn], { maxTokens, model: modelInput.value.trim() || undefined, divisionMode, signal: controller.signal });
     for await (const event of events) {
       if (event.type === "queued") answer.queued(event.queued.position, event.queued.maxWaitMs);
       else if (event.type === "accepted") answer.accepted(event.accepted);

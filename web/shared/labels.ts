@@ -1,5 +1,5 @@
 // Words and numbers as the pages show them: enum names, durations, speeds, sizes.
-import { Difficulty, Tier } from "../../gen/iris/v1/common_pb.ts";
+import { Difficulty, DivisionMode, Tier } from "../../gen/iris/v1/common_pb.ts";
 
 export function tierLabel(tier: Tier): string {
   return tier === Tier.UNSPECIFIED ? "—" : Tier[tier];
@@ -7,6 +7,11 @@ export function tierLabel(tier: Tier): string {
 
 export function difficultyLabel(difficulty: Difficulty): string {
   return difficulty === Difficulty.UNSPECIFIED ? "—" : Difficulty[difficulty];
+}
+
+/** "consensus", "subtasks", … as requests name the modes. */
+export function divisionLabel(mode: DivisionMode): string {
+  return mode === DivisionMode.UNSPECIFIED ? "single" : DivisionMode[mode].toLowerCase();
 }
 
 const integer = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
