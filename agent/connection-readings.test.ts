@@ -41,7 +41,7 @@ describe("heartbeats and their acks", () => {
   });
 
   it("replaces the registration's readings with each heartbeat's, visible in ListNodes", async () => {
-    const accountKey = (await newAccountKey(coordinator.url));
+    const accountKey = await newAccountKey(coordinator.url);
     const state = new AgentState({ version: "test", nodeId: "gpu-node", accountKey, coordinatorUrl: coordinator.url, backend: "embedded", maxConcurrentTasks: 1 });
     state.setReadings([gpu(1_000, 5)]);
     const key = await loadOrCreateKeyFile(join(mkdtempSync(join(tmpdir(), "iris-readings-key-")), "node.key"));

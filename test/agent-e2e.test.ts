@@ -13,7 +13,7 @@ import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
 import { startCoordinator } from "../coordinator/app.ts";
 import { loadConfig } from "../coordinator/config.ts";
 import { createLogger } from "../coordinator/logger.ts";
-import { startAgent, type AgentProcess } from "./support/agent-process.ts";
+import { startAgent, startAgentNetwork, type AgentNetwork, type AgentProcess } from "./support/agent-process.ts";
 import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startLmStudioStandin } from "./support/lmstudio-standin.ts";
@@ -21,29 +21,19 @@ import { startLmStudioStandin } from "./support/lmstudio-standin.ts";
 const question = { role: Role.USER, content: "Translate 'thank you' to German." };
 
 describe("real agents on the tiny llama.cpp model", () => {
+  let network: AgentNetwork;
   let coordinator: TestCoordinator;
   let accountKey: string;
-  let modelPath: string;
-  const agents: AgentProcess[] = [];
+  const agent = (nodeId: string, env: Record<string, string> = {}) => network.agent(nodeId, env);
 
   beforeAll(async () => {
-    modelPath = join(mkdtempSync(join(tmpdir(), "iris-e2e-")), "tiny.gguf");
-    writeTinyGguf(modelPath, { contextLength: 8192 });
-    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500" });
-    accountKey = (await newAccountKey(coordinator.url));
+    network = await startAgentNetwork({ model: { contextLength: 8192 } });
+    ({ coordinator, accountKey } = network);
     await Promise.all([agent("tiny-a"), agent("tiny-b")]);
   }, 60_000);
   afterAll(async () => {
-    for (const agent of agents) agent.kill();
-    await coordinator?.close();
+    await network?.close();
   });
-
-  async function agent(nodeId: string, env: Record<string, string> = {}): Promise<AgentProcess> {
-    const started = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: nodeId, IRIS_MODEL: modelPath, ...env });
-    agents.push(started);
-    await started.waitForLog((line) => line.msg === "registered with the coordinator");
-    return started;
-  }
 
   it("streams a chat answer from an agent over gRPC and over Connect, as tokens arrive", async () => {
     for (const transport of [createGrpcTransport({ baseUrl: coordinator.url }), createConnectTransport({ baseUrl: coordinator.url, httpVersion: "1.1" })]) {
@@ -79,7 +69,7 @@ describe("real agents on the tiny llama.cpp model", () => {
 
   it("finishes the answer on the other agent when the serving agent is killed mid-answer", async () => {
     const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
-    const byNode = new Map(agents.map((a, i) => [["tiny-a", "tiny-b"][i]!, a]));
+    const byNode = new Map(["tiny-a", "tiny-b"].map((id) => [id, network.agents.get(id)!]));
     let servingNode = "";
     let tokens = 0;
     let done;
@@ -96,14 +86,14 @@ describe("real agents on the tiny llama.cpp model", () => {
   }, 60_000);
 
   it("refuses an agent with an unknown account key: clear message, exit code 3, no retries", async () => {
-    const refused = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: "1111 2222 3333 4444", NODE_ID: "refused", IRIS_MODEL: modelPath });
-    agents.push(refused);
+    const refused = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: "1111 2222 3333 4444", NODE_ID: "refused", IRIS_MODEL: network.modelPath });
+    network.agents.set("refused", refused);
     expect(await refused.exited).toBe(3);
     expect(refused.stderr()).toContain("unknown or revoked account key");
   });
 
   it("exits with code 2 and names the variable when the account key is missing", async () => {
-    const missing = startAgent({ COORDINATOR_URL: coordinator.url, NODE_ID: "nokey", IRIS_MODEL: modelPath });
+    const missing = startAgent({ COORDINATOR_URL: coordinator.url, NODE_ID: "nokey", IRIS_MODEL: network.modelPath });
     expect(await missing.exited).toBe(2);
     expect(missing.stderr()).toContain("IRIS_ACCOUNT_KEY is missing");
   });
@@ -117,7 +107,7 @@ describe("an agent whose coordinator restarts", () => {
     const env = { HOST: "127.0.0.1", PORT: "0", DATA_DIR: mkdtempSync(join(tmpdir(), "iris-restart-data-")), LOG_LEVEL: "silent" };
     let coordinator = await startCoordinator(loadConfig(env), createLogger("silent"));
     const port = String(coordinator.port);
-    const accountKey = (await newAccountKey(coordinator.url));
+    const accountKey = await newAccountKey(coordinator.url);
     const node = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: "restarts", IRIS_MODEL: modelPath });
     try {
       await node.waitForLog((line) => line.msg === "registered with the coordinator");
@@ -138,7 +128,7 @@ describe("an agent on LM Studio (stand-in speaking its wire format)", () => {
     const lmstudio = await startLmStudioStandin({ tokens: Array.from({ length: 400 }, (_, i) => ` w${i}`), tokenDelayMs: 10 });
     const coordinator = await startTestCoordinator();
     try {
-      const accountKey = (await newAccountKey(coordinator.url));
+      const accountKey = await newAccountKey(coordinator.url);
       const node = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: "lmstudio-node", IRIS_BACKEND: "lmstudio", BACKEND_URL: lmstudio.baseUrl, BENCHMARK_TOKENS: "8" });
       try {
         await node.waitForLog((line) => line.msg === "registered with the coordinator");

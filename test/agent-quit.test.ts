@@ -1,42 +1,27 @@
 // Graceful quit of the real agent without the TUI (SIGTERM): running tasks finish within the grace period, or are
 // handed back (TaskError CANCELLED) and finished by another node; the agent exits 0 either way.
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
-import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
-import { startAgent, type AgentProcess } from "./support/agent-process.ts";
-import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
+import { startAgentNetwork, type AgentNetwork, type AgentProcess } from "./support/agent-process.ts";
+import type { TestCoordinator } from "./support/coordinator.ts";
 
 const question = { role: Role.USER, content: "Translate 'good morning' to Italian." };
 
 describe("an agent told to stop (SIGTERM) while it serves", () => {
+  let network: AgentNetwork;
   let coordinator: TestCoordinator;
-  let accountKey: string;
-  let modelPath: string;
-  const agents: AgentProcess[] = [];
+  const agent = (nodeId: string, env: Record<string, string> = {}) => network.agent(nodeId, env);
 
   beforeAll(async () => {
-    modelPath = join(mkdtempSync(join(tmpdir(), "iris-quit-")), "tiny.gguf");
-    writeTinyGguf(modelPath, { contextLength: 8192 });
-    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500" });
-    accountKey = (await newAccountKey(coordinator.url));
+    network = await startAgentNetwork({ model: { contextLength: 8192 } });
+    coordinator = network.coordinator;
   }, 60_000);
   afterAll(async () => {
-    for (const agent of agents) agent.kill();
-    await coordinator?.close();
+    await network?.close();
   });
-
-  async function agent(nodeId: string, env: Record<string, string> = {}): Promise<AgentProcess> {
-    const started = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: nodeId, IRIS_MODEL: modelPath, ...env });
-    agents.push(started);
-    await started.waitForLog((line) => line.msg === "registered with the coordinator");
-    return started;
-  }
 
   /** Streams a chat; after `killAfter` tokens sends SIGTERM to the node serving it. */
   async function chatAndStop(byNode: Map<string, AgentProcess>, maxTokens: number, killAfter: number) {

@@ -62,7 +62,7 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
     dir = mkdtempSync(join(tmpdir(), "iris-tui-"));
     writeTinyGguf(join(dir, "tiny.gguf"), { contextLength: 8192 });
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500", QUEUE_MAX_WAIT_MS: "20000" });
-    accountKey = (await newAccountKey(coordinator.url));
+    accountKey = await newAccountKey(coordinator.url);
     const env = {
       COORDINATOR_URL: coordinator.url,
       IRIS_ACCOUNT_KEY: accountKey,

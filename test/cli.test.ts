@@ -34,7 +34,7 @@ describe("iris CLI", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ JWT_SECRET: "cli-test-secret-0123456789abcdefghij", ...limits });
-    const accountKey = (await newAccountKey(coordinator.url));
+    const accountKey = await newAccountKey(coordinator.url);
     node = startScriptedNode({
       baseUrl: coordinator.url,
       accountKey,
@@ -65,7 +65,7 @@ describe("iris CLI", () => {
   });
 
   it("asks for a division mode with --mode: consensus over --nodes nodes, the verdict in the footer", async () => {
-    const accountKey = (await newAccountKey(coordinator.url));
+    const accountKey = await newAccountKey(coordinator.url);
     const peers = ["cli-node-2", "cli-node-3"].map((nodeId) =>
       startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", ",", " world", "!"] }) }),
     );

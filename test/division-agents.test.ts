@@ -12,7 +12,7 @@ import { Difficulty, DivisionMode, Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService, type ChatResponse } from "../gen/iris/v1/inference_pb.ts";
 import { answerHash } from "../coordinator/tasks/division/compare.ts";
 import { TINY_GGUF_WORDS, writeTinyGguf } from "./fixtures/tiny-gguf.ts";
-import { startAgent, type AgentProcess } from "./support/agent-process.ts";
+import { startAgent, startAgentNetwork, type AgentNetwork, type AgentProcess } from "./support/agent-process.ts";
 import { runCli } from "./support/cli-process.ts";
 import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { startLmStudioStandin } from "./support/lmstudio-standin.ts";
@@ -41,48 +41,33 @@ async function newModel(): Promise<string> {
 }
 
 describe("division modes with real agents on the tiny model", () => {
+  let network: AgentNetwork;
   let coordinator: TestCoordinator;
-  let accountKey: string;
-  let modelPath: string;
+  let agents: Map<string, AgentProcess>;
   let inference: ReturnType<typeof createClient<typeof InferenceService>>;
-  const agents = new Map<string, AgentProcess>();
+  const agent = (nodeId: string, env: Record<string, string> = {}) => network.agent(nodeId, env);
 
   beforeAll(async () => {
-    modelPath = await newModel();
-    coordinator = await startTestCoordinator({
-      HEARTBEAT_INTERVAL_MS: "500",
-      TASK_MAX_ATTEMPTS: "3",
-      // every single-mode answer is checked (divided ones never are)
-      SPOT_CHECK_FRACTION: "1",
-      CONTEXT_CHUNK_TOKENS: "1024",
-      CONTEXT_NOTE_TOKENS: "48",
-      CONTEXT_OVERLAP_TOKENS: "32",
-      JWT_SECRET,
-      ADMIN_EMAILS: ADMIN_EMAIL,
+    network = await startAgentNetwork({
+      model: { contextLength: CONTEXT_LENGTH },
+      coordinatorEnv: {
+        TASK_MAX_ATTEMPTS: "3",
+        // every single-mode answer is checked (divided ones never are)
+        SPOT_CHECK_FRACTION: "1",
+        CONTEXT_CHUNK_TOKENS: "1024",
+        CONTEXT_NOTE_TOKENS: "48",
+        CONTEXT_OVERLAP_TOKENS: "32",
+        JWT_SECRET,
+        ADMIN_EMAILS: ADMIN_EMAIL,
+      },
     });
-    const transport = createGrpcTransport({ baseUrl: coordinator.url });
-    accountKey = (await createClient(AccountService, transport).generateKey({})).accountKey;
-    inference = createClient(InferenceService, transport);
+    ({ coordinator, agents } = network);
+    inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
     await Promise.all(["honest-1", "honest-2", "honest-3"].map((id) => agent(id)));
   }, 120_000);
   afterAll(async () => {
-    for (const started of agents.values()) started.kill();
-    await coordinator?.close();
+    await network?.close();
   });
-
-  async function agent(nodeId: string, env: Record<string, string> = {}): Promise<AgentProcess> {
-    const started = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: nodeId, IRIS_MODEL: modelPath, ...env });
-    agents.set(nodeId, started);
-    await started.waitForLog((line) => line.msg === "registered with the coordinator", 60_000);
-    return started;
-  }
-
-  async function stop(nodeId: string): Promise<void> {
-    agents.get(nodeId)!.kill();
-    await agents.get(nodeId)!.exited;
-    agents.delete(nodeId);
-    await expect.poll(() => coordinator.registry.get(nodeId)?.connected ?? false).toBe(false);
-  }
 
   async function chat(content: string, params: { divisionMode?: DivisionMode; maxTokens?: number; difficulty?: Difficulty }, client = inference) {
     const events: Event[] = [];
@@ -201,7 +186,7 @@ describe("division modes with real agents on the tiny model", () => {
     expect(children).toHaveLength(1);
     expect(children[0]).toMatchObject({ classifier: "spot_check", status: "completed" });
     expect(children[0]!.node_id).not.toBe("liar");
-    await stop("liar");
+    await network.stop("liar");
   }, 60_000);
 
   it("context: a document four times the agents' context is split with their tokenizer, mapped in parallel, reduced", async () => {
@@ -212,7 +197,7 @@ describe("division modes with real agents on the tiny model", () => {
     const paragraph = (i: number) => `Log ${i}: the node said the model is hot and the token was out.`;
     const document = Array.from({ length: 160 }, (_, i) => paragraph(i)).join("\n\n");
     const llama = await getLlama({ gpu: false });
-    const model = await llama.loadModel({ modelPath });
+    const model = await llama.loadModel({ modelPath: network.modelPath });
     const documentTokens = model.tokenize(document).length;
     await model.dispose();
     expect(documentTokens).toBeGreaterThan(4 * CONTEXT_LENGTH);
@@ -242,7 +227,7 @@ describe("node classification over the real NodeService stream", () => {
     const lmstudio = await startLmStudioStandin({ tokens: ["Hello", "!"] });
     const started: AgentProcess[] = [];
     try {
-      const accountKey = (await newAccountKey(coordinator.url));
+      const accountKey = await newAccountKey(coordinator.url);
       const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
       const env = { COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, BENCHMARK_TOKENS: "8" };
       const judge = startAgent({ ...env, NODE_ID: "judge", IRIS_BACKEND: "lmstudio", BACKEND_URL: lmstudio.baseUrl });

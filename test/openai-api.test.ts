@@ -42,7 +42,7 @@ describe("OpenAI-compatible API", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: String(QUEUE_MAX_WAIT_MS) });
-    accountKey = (await newAccountKey(coordinator.url));
+    accountKey = await newAccountKey(coordinator.url);
     // no retries: 429/503 are what these tests expect to see, not to have retried away
     client = new OpenAI({ baseURL: coordinator.url + "/v1", apiKey: "unused", maxRetries: 0 });
   });

@@ -223,7 +223,7 @@ describe("chat rate limits", () => {
 
   it("ignores X-Forwarded-For without TRUST_PROXY: every caller is the socket's address", async () => {
     const direct = await startTestCoordinator(LIMITS);
-    const directNode = startScriptedNode({ baseUrl: direct.url, accountKey: (await newAccountKey(direct.url)), nodeId: "mid" });
+    const directNode = startScriptedNode({ baseUrl: direct.url, accountKey: await newAccountKey(direct.url), nodeId: "mid" });
     try {
       await directNode.registered;
       const directApi = clients(direct.url);
@@ -244,7 +244,7 @@ describe("chat rate limits", () => {
     const database: Record<string, string> = server ? { DATABASE_URL: server.url } : { DATABASE_URL: "", DATA_DIR: mkdtempSync(join(tmpdir(), "iris-limits-data-")) };
     try {
       const first = await coordinatorOn(database);
-      const firstNode = startScriptedNode({ baseUrl: first.url, accountKey: (await newAccountKey(first.url)), nodeId: "mid" });
+      const firstNode = startScriptedNode({ baseUrl: first.url, accountKey: await newAccountKey(first.url), nodeId: "mid" });
       try {
         await firstNode.registered;
         expect(await clients(first.url).chat("192.0.2.7")).toBe("Hello, world!");

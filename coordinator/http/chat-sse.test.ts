@@ -23,7 +23,7 @@ describe("POST /api/chat/stream", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "2000", TASK_MAX_ATTEMPTS: "1" });
-    accountKey = (await newAccountKey(coordinator.url));
+    accountKey = await newAccountKey(coordinator.url);
   });
   afterEach(async () => {
     nodes.killAll();

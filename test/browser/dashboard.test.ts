@@ -54,7 +54,7 @@ describe("/dashboard", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ JWT_SECRET: "a-test-secret-that-is-long-enough-0123456789", ADMIN_EMAILS: "admin@example.com" });
-    accountKey = (await newAccountKey(coordinator.url));
+    accountKey = await newAccountKey(coordinator.url);
     await node("gpu-70b", { modelName: "Meta-Llama-3.1-70B-Instruct-Q4_K_M", parameterCount: 70e9, tokensPerSecond: 24 }).registered;
     await node("desk-7b", { modelName: "mistral-7b-instruct-v0.3-Q5_K_M", parameterCount: 7.2e9, tokensPerSecond: 18 }).registered;
     // some history: completed tasks, one the client cancelled, one the node could not take

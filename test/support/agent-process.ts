@@ -1,7 +1,13 @@
-// Runs the real `iris-agent` (agent/main.ts) as a child process for end-to-end tests, and reads its JSON logs.
+// Runs the real `iris-agent` (agent/main.ts) as a child process for end-to-end tests, and reads its JSON logs; and
+// the network of a coordinator and such agents on the generated tiny model that those tests share.
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { writeTinyGguf, type TinyGgufOptions } from "../fixtures/tiny-gguf.ts";
+import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./coordinator.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -62,6 +68,52 @@ export function startAgent(env: Record<string, string>): AgentProcess {
     },
     kill(signal: NodeJS.Signals = "SIGKILL") {
       child.kill(signal);
+    },
+  };
+}
+
+/** A coordinator and real agents on a freshly generated tiny model: the setup the end-to-end agent tests share. */
+export interface AgentNetwork {
+  coordinator: TestCoordinator;
+  accountKey: string;
+  modelPath: string;
+  /** The agents started and not stopped, by node id. */
+  agents: Map<string, AgentProcess>;
+  /** Starts an agent on the tiny model (env overrides) and resolves once the coordinator registered it. */
+  agent(nodeId: string, env?: Record<string, string>): Promise<AgentProcess>;
+  /** SIGKILLs an agent and waits until it is gone from the coordinator. */
+  stop(nodeId: string): Promise<void>;
+  /** Kills every agent and closes the coordinator. */
+  close(): Promise<void>;
+}
+
+export async function startAgentNetwork(options: { coordinatorEnv?: Record<string, string>; model?: TinyGgufOptions } = {}): Promise<AgentNetwork> {
+  const modelPath = join(mkdtempSync(join(tmpdir(), "iris-agents-")), "tiny.gguf");
+  writeTinyGguf(modelPath, options.model);
+  const coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500", ...options.coordinatorEnv });
+  const accountKey = await newAccountKey(coordinator.url);
+  const agents = new Map<string, AgentProcess>();
+  return {
+    coordinator,
+    accountKey,
+    modelPath,
+    agents,
+    async agent(nodeId, env = {}) {
+      const started = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: nodeId, IRIS_MODEL: modelPath, ...env });
+      agents.set(nodeId, started);
+      await started.waitForLog((line) => line.msg === "registered with the coordinator", 60_000);
+      return started;
+    },
+    async stop(nodeId) {
+      const agent = agents.get(nodeId)!;
+      agent.kill();
+      await agent.exited;
+      agents.delete(nodeId);
+      while (coordinator.registry.get(nodeId)?.connected) await new Promise((resolve) => setTimeout(resolve, 20));
+    },
+    async close() {
+      for (const agent of agents.values()) agent.kill();
+      await coordinator.close();
     },
   };
 }
