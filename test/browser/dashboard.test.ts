@@ -5,7 +5,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AccountService } from "../../gen/iris/v1/account_pb.ts";
-import { Role } from "../../gen/iris/v1/common_pb.ts";
+import { DivisionMode, Role } from "../../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../../gen/iris/v1/inference_pb.ts";
 import { buildWeb } from "../../scripts/build-web.ts";
 import { newAccountKey, startTestCoordinator, type TestCoordinator } from "../support/coordinator.ts";
@@ -47,9 +47,9 @@ describe("/dashboard", () => {
     return started;
   }
 
-  async function chat(content: string, signal?: AbortSignal): Promise<void> {
+  async function chat(content: string, signal?: AbortSignal, divisionMode?: DivisionMode): Promise<void> {
     const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
-    for await (const _ of inference.chat({ params: { messages: [{ role: Role.USER, content }] } }, { signal }));
+    for await (const _ of inference.chat({ params: { messages: [{ role: Role.USER, content }], divisionMode } }, { signal }));
   }
 
   beforeAll(async () => {
@@ -65,6 +65,8 @@ describe("/dashboard", () => {
     await chat("Tell me a long story", cancelled.signal).catch(() => {});
     scripts.push({ tokens: [], failWith: TaskErrorReason.CONTEXT_TOO_LONG });
     await chat("A document far too long for any context window").catch(() => {});
+    // a divided request: one row for the request, one for its part (two models only: one node answers, unverified)
+    await chat("What is the capital of Peru?", undefined, DivisionMode.CONSENSUS);
   });
   afterAll(async () => {
     for (const n of nodes) n.kill();
@@ -76,7 +78,7 @@ describe("/dashboard", () => {
     await page.waitForSelector('#nodes tr[data-node-id="gpu-70b"]');
     await expect.poll(() => page.textContent("#live")).toBe("live");
     expect(await page.textContent("#nodes-online")).toBe("2");
-    expect(await page.textContent("#tasks-completed")).toBe("3");
+    expect(await page.textContent("#tasks-completed")).toBe("4"); // requests: the consensus request once, not its part
     await page.evaluate("window.__sameDocument = true");
 
     const started = Date.now();
@@ -96,8 +98,11 @@ describe("/dashboard", () => {
     await expect.poll(async () => Number((await page.textContent("#tokens-per-second"))!.split(" ")[0]), { timeout: 10_000 }).toBeGreaterThan(0);
     expect(await page.locator("#chart .uplot canvas").count()).toBe(1);
     await load;
-    await expect.poll(() => page.textContent("#tasks-completed"), { timeout: 5_000 }).toBe("5");
+    await expect.poll(() => page.textContent("#tasks-completed"), { timeout: 5_000 }).toBe("6");
 
+    const modes = await page.locator("#tasks td.task-mode").allTextContents();
+    expect(modes).toEqual(expect.arrayContaining(["single", "consensus", "consensus part"]));
+    expect(await page.getAttribute("#tasks td.task-mode.part", "title")).toMatch(/^part of task [0-9a-f-]{36}$/);
     const statuses = await page.locator("#tasks td.task-status").allTextContents();
     expect(statuses).toEqual(expect.arrayContaining(["completed", "cancelled", "failed"]));
     expect(await page.locator("#leaderboard tbody tr").count()).toBe(3);

@@ -2,7 +2,7 @@
 // model names come from node operators and must never be parsed as HTML.
 import type { LeaderboardEntry, NodeInfo, Payout, TaskInfo } from "../../gen/iris/v1/network_pb.ts";
 import { TaskStatus } from "../../gen/iris/v1/network_pb.ts";
-import { clockTime, count, difficultyLabel, duration, tierLabel, tokensPerSecond, vram } from "../shared/labels.ts";
+import { clockTime, count, difficultyLabel, divisionLabel, duration, tierLabel, tokensPerSecond, vram } from "../shared/labels.ts";
 
 type Cell = string | { text: string; className?: string; title?: string };
 
@@ -74,6 +74,13 @@ const statusClass: Partial<Record<TaskStatus, string>> = {
   [TaskStatus.CANCELLED]: "muted",
 };
 
+/** "single", "consensus" for a divided request, "consensus part" (with its request's id) for one of its parts or checks. */
+function modeCell(t: TaskInfo): Cell {
+  const mode = divisionLabel(t.divisionMode);
+  if (!t.parentTaskId) return { text: mode, className: "task-mode" };
+  return { text: `${mode} part`, className: "task-mode part", title: `part of task ${t.parentTaskId}` };
+}
+
 export function renderTasks(body: HTMLTableSectionElement, tasks: TaskInfo[]): void {
   const rows = tasks.map((t) => {
     const status = TaskStatus[t.status].toLowerCase();
@@ -81,6 +88,7 @@ export function renderTasks(body: HTMLTableSectionElement, tasks: TaskInfo[]): v
       clockTime(Number(t.createdAtUnixMs)),
       { text: status, className: `task-status ${statusClass[t.status] ?? "active"}`, title: t.failureReason },
       difficultyLabel(t.difficulty),
+      modeCell(t),
       tierCell(t.tier),
       { text: t.nodeId || "—", className: "node-id" },
       num(count(t.usage?.completionTokens ?? 0)),
