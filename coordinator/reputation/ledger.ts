@@ -114,24 +114,25 @@ export async function recordTaskOutcome(
   fastTracker: FastCompletionTracker,
   input: TaskOutcomeInput,
 ): Promise<TaskOutcomeResult> {
-  return (await recordTaskOutcomes(db, fastTracker, [input]))[0]!;
+  return (await writeTaskOutcomes(db, [input], [planTaskOutcome(fastTracker, input)]))[0]!;
 }
 
-type EventRow = NewReputationEvent & { reputation_after: number; task_id: string };
-
-/** One event an outcome asks for; `requires`: applied only with that event of the same call (the fast bonus). */
-interface PlannedEvent {
-  input: number;
+/** One event an outcome asks for; `requires`: applied only with that event of the same outcome (the fast bonus). */
+export interface PlannedEvent {
   rule: ReputationRule;
   delta: number;
   evidence: JsonValue;
   requires?: ReputationRule;
 }
 
-function planOutcome(fastTracker: FastCompletionTracker, input: TaskOutcomeInput, index: number): PlannedEvent[] {
+/**
+ * The events an outcome asks for. Judging speed records the completion's timing in the tracker, so an outcome is
+ * planned once, however many times writing it is tried.
+ */
+export function planTaskOutcome(fastTracker: FastCompletionTracker, input: TaskOutcomeInput): PlannedEvent[] {
   if (input.outcome !== "completed") {
     const evidence = { difficulty: input.difficulty, tier: input.tier, completionTokens: input.completionTokens, ...input.evidence };
-    return [{ input: index, rule: input.outcome, delta: RULE_DELTAS[input.outcome], evidence }];
+    return [{ rule: input.outcome, delta: RULE_DELTAS[input.outcome], evidence }];
   }
   const verdict = fastTracker.judge(input);
   const evidence = {
@@ -141,26 +142,26 @@ function planOutcome(fastTracker: FastCompletionTracker, input: TaskOutcomeInput
     generationMs: input.generationMs,
     ...(input.responseMs !== undefined ? { responseMs: input.responseMs } : {}),
   };
-  const planned: PlannedEvent[] = [{ input: index, rule: "task_completed", delta: RULE_DELTAS.task_completed, evidence }];
+  const planned: PlannedEvent[] = [{ rule: "task_completed", delta: RULE_DELTAS.task_completed, evidence }];
   if (verdict.fast) {
     const fastEvidence = { ...evidence, kind: verdict.kind ?? null, speed: verdict.speed ?? null, p75: verdict.threshold ?? null, samples: verdict.samples };
-    planned.push({ input: index, rule: "fast_completion", delta: RULE_DELTAS.fast_completion, evidence: fastEvidence, requires: "task_completed" });
+    planned.push({ rule: "fast_completion", delta: RULE_DELTAS.fast_completion, evidence: fastEvidence, requires: "task_completed" });
   }
   return planned;
 }
 
 /**
- * Records many task outcomes in one transaction, in order: the nodes' rows are locked once (in id order, so
- * concurrent batches cannot deadlock), the events already recorded are read once, the new events go in one
- * INSERT and each node's score in one UPDATE. Same rules and results as one recordTaskOutcome per input.
+ * Writes planned outcomes (`plans[i]` for `inputs[i]`) in one transaction, in order: the nodes' rows are locked
+ * once (in id order, so concurrent batches cannot deadlock), the events already recorded are read once, the new
+ * events go in one INSERT and each node's score in one UPDATE. Same rules and results as one recordTaskOutcome
+ * per input.
  */
-export async function recordTaskOutcomes(
+export async function writeTaskOutcomes(
   db: Kysely<Database>,
-  fastTracker: FastCompletionTracker,
   inputs: readonly TaskOutcomeInput[],
+  plans: readonly PlannedEvent[][],
 ): Promise<TaskOutcomeResult[]> {
   if (inputs.length === 0) return [];
-  const planned = inputs.flatMap((input, index) => planOutcome(fastTracker, input, index));
   const key = (nodeId: string, rule: string, periodKey: string) => JSON.stringify([nodeId, rule, periodKey]);
   const periodOf = (input: TaskOutcomeInput) => `task:${input.taskId}`;
   return db.transaction().execute(async (tx) => {
@@ -175,51 +176,41 @@ export async function recordTaskOutcomes(
       .where("period_key", "in", [...new Set(inputs.map(periodOf))])
       .execute();
     const recorded = new Set(existing.map((row) => key(row.node_id, row.rule, row.period_key ?? "")));
-    const results: TaskOutcomeResult[] = inputs.map((input) => ({ reputation: scores.get(input.nodeId)!, delta: 0, fast: false, applied: false }));
-    const rows: EventRow[] = [];
+    const rows: NewReputationEvent[] = [];
     const changed = new Set<string>();
-    for (const event of planned) {
-      const input = inputs[event.input]!;
-      const result = results[event.input]!;
-      const eventKey = key(input.nodeId, event.rule, periodOf(input));
-      if (recorded.has(eventKey)) continue;
-      if (event.requires && !result.applied) continue; // the completion was recorded before: no new bonus either
-      recorded.add(eventKey);
-      const current = scores.get(input.nodeId)!;
-      const { next, applied } = applyDelta(current, event.delta);
-      scores.set(input.nodeId, next);
-      if (next !== current) changed.add(input.nodeId);
-      rows.push({
-        node_id: input.nodeId,
-        account_id: input.accountId,
-        rule: event.rule,
-        delta: applied,
-        task_id: input.taskId,
-        period_key: periodOf(input),
-        evidence: json(event.evidence),
-        reputation_after: next,
-      });
-      result.applied = true;
-      result.delta += applied;
-      result.fast ||= event.rule === "fast_completion";
-    }
-    // each result shows the node's score after its own events, as if the outcomes had been recorded one by one
-    for (const [index, input] of inputs.entries()) {
-      const last = rows.findLast((row) => row.node_id === input.nodeId && row.task_id === input.taskId);
-      results[index]!.reputation = last ? last.reputation_after : afterPrevious(rows, inputs, index, locked);
-    }
+    const results = inputs.map((input, i): TaskOutcomeResult => {
+      const result = { reputation: 0, delta: 0, fast: false, applied: false };
+      for (const event of plans[i]!) {
+        const eventKey = key(input.nodeId, event.rule, periodOf(input));
+        if (recorded.has(eventKey)) continue;
+        if (event.requires && !result.applied) continue; // the completion was recorded before: no new bonus either
+        recorded.add(eventKey);
+        const current = scores.get(input.nodeId)!;
+        const { next, applied } = applyDelta(current, event.delta);
+        scores.set(input.nodeId, next);
+        if (next !== current) changed.add(input.nodeId);
+        rows.push({
+          node_id: input.nodeId,
+          account_id: input.accountId,
+          rule: event.rule,
+          delta: applied,
+          task_id: input.taskId,
+          period_key: periodOf(input),
+          evidence: json(event.evidence),
+          reputation_after: next,
+        });
+        result.applied = true;
+        result.delta += applied;
+        result.fast ||= event.rule === "fast_completion";
+      }
+      // the node's score after this outcome, as if the outcomes had been recorded one by one
+      result.reputation = scores.get(input.nodeId)!;
+      return result;
+    });
     if (rows.length > 0) await tx.insertInto("reputation_events").values(rows).execute();
     for (const nodeId of changed) await tx.updateTable("nodes").set({ reputation: scores.get(nodeId)! }).where("id", "=", nodeId).execute();
     return results;
   });
-}
-
-/** The score a node had when an outcome that changed nothing was handled: after the batch's earlier events. */
-function afterPrevious(rows: EventRow[], inputs: readonly TaskOutcomeInput[], index: number, locked: { id: string; reputation: number }[]): number {
-  const input = inputs[index]!;
-  const earlier = new Set(inputs.slice(0, index).filter((other) => other.nodeId === input.nodeId).map((other) => other.taskId));
-  const last = rows.findLast((row) => row.node_id === input.nodeId && earlier.has(row.task_id));
-  return last ? last.reputation_after : locked.find((row) => row.id === input.nodeId)!.reputation;
 }
 
 /** Events newest first, each with the node's score right after it (reputation_after). */

@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import type { Database } from "../db/schema.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { TaskJournal } from "../tasks/journal.ts";
-import { recordTaskOutcomes, type TaskOutcomeInput } from "./ledger.ts";
+import { planTaskOutcome, writeTaskOutcomes, type TaskOutcomeInput } from "./ledger.ts";
 import type { FastCompletionTracker } from "./rules.ts";
 
 /** The most outcomes applied in one transaction. */
@@ -26,7 +26,7 @@ export class ReputationRecorder {
   /**
    * Queues an outcome; the live node's score (which routing reads) follows once it is applied. Outcomes that
    * arrive while a batch is being written go together in the next one: one journal flush and one transaction
-   * for all of them (recordTaskOutcomes), in the order they came.
+   * for all of them (writeTaskOutcomes), in the order they came.
    */
   record(input: TaskOutcomeInput): void {
     this.#queue.push(input);
@@ -39,14 +39,19 @@ export class ReputationRecorder {
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, MAX_BATCH);
+        const plans = batch.map((input) => planTaskOutcome(this.tracker, input));
         try {
           // reputation_events.task_id references the task row, which the journal writes behind
           await this.journal.flush();
-          this.#apply(batch, await recordTaskOutcomes(this.db, this.tracker, batch));
+          this.#apply(batch, await writeTaskOutcomes(this.db, batch, plans));
         } catch (err) {
-          // one bad outcome (an unknown node) must not cost the others theirs: apply them one by one
+          // one bad outcome (an unknown node) must not cost the others theirs: write them one by one
           if (batch.length === 1) this.#failed(batch[0]!, err);
-          else for (const input of batch) await recordTaskOutcomes(this.db, this.tracker, [input]).then((r) => this.#apply([input], r), (e: unknown) => this.#failed(input, e));
+          else {
+            for (const [i, input] of batch.entries()) {
+              await writeTaskOutcomes(this.db, [input], [plans[i]!]).then((r) => this.#apply([input], r), (e: unknown) => this.#failed(input, e));
+            }
+          }
         }
       }
     } finally {
