@@ -8,6 +8,7 @@ import type { KeyObject } from "node:crypto";
 import { Channel } from "../common/channel.ts";
 import type { TokenizerRates } from "../common/tokenizer-rates.ts";
 import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
+import { registerProof } from "../common/crypto/register-proof.ts";
 import { Difficulty, Tier } from "../gen/iris/v1/common_pb.ts";
 import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
@@ -200,7 +201,16 @@ export class CoordinatorLink {
       const client = createClient(NodeService, createGrpcTransport({ baseUrl: options.coordinatorUrl }));
       for await (const response of client.connect(outbox, { signal: stream.signal })) {
         const m = response.message;
-        if (m.case === "registerAck") {
+        if (m.case === "registerChallenge") {
+          // proves this agent holds the key it registered with (a replayed register could not)
+          const proof = registerProof(identity.key.privateKey, m.value.coordinatorPublicKey, {
+            nonce: m.value.nonce,
+            nodeId: identity.nodeId,
+            nodePublicKey: identity.key.publicKey,
+            coordinatorPublicKey: m.value.coordinatorPublicKey,
+          });
+          send({ case: "registerProof", value: { proof } });
+        } else if (m.case === "registerAck") {
           const keys = (sessionKeys = deriveSessionKeys(identity.key.privateKey, m.value.coordinatorPublicKey, {
             coordinatorPublicKey: m.value.coordinatorPublicKey,
             nodePublicKey: identity.key.publicKey,

@@ -6,6 +6,7 @@ import { generateKeyPairSync } from "node:crypto";
 import http2 from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
 import { deriveSessionKeys, publicKeyBytes, seal, TAG_BYTES, type SessionKeys } from "../common/crypto/envelope.ts";
+import { registerProof } from "../common/crypto/register-proof.ts";
 import { ConnectRequestSchema, ConnectResponseSchema, type RegisterAck } from "../gen/iris/v1/node_pb.ts";
 import { encodeFrame, FrameReader, maxSealedChunkFrameBytes, openCall, writeSealedChunkFrame } from "./grpc-wire.ts";
 
@@ -59,7 +60,11 @@ export class LoadNode {
     let status: string | undefined;
     const reader = new FrameReader((bytes) => {
       const m = fromBinary(ConnectResponseSchema, bytes).message;
-      if (m.case === "registerAck") {
+      if (m.case === "registerChallenge") {
+        const context = { nonce: m.value.nonce, nodeId: options.nodeId, nodePublicKey: publicKey, coordinatorPublicKey: m.value.coordinatorPublicKey };
+        const proof = registerProof(key, m.value.coordinatorPublicKey, context);
+        call.write(encodeFrame(ConnectRequestSchema, { message: { case: "registerProof", value: { proof } } }));
+      } else if (m.case === "registerAck") {
         const ack = m.value;
         this.#keys = deriveSessionKeys(key, ack.coordinatorPublicKey, {
           coordinatorPublicKey: ack.coordinatorPublicKey,

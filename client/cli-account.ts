@@ -1,4 +1,4 @@
-// `iris account generate|verify`, `iris register|login|logout`: keys and the saved login (never printed back).
+// `iris account generate|verify`, `iris node move`, `iris register|login|logout`: keys and the saved login (never printed back).
 import { credentialsPath, removeCredentials, saveCredentials } from "./credentials.ts";
 import { EXIT_FAILURE, EXIT_OK, UsageError } from "./failure.ts";
 import { maskAccountKey } from "./format.ts";
@@ -36,6 +36,15 @@ export async function verifyKey(client: IrisClient, io: AccountIo, key: string |
   else io.stdout.write(`${maskAccountKey(key)} ${valid ? "is a valid account key" : "is not a known account key"}\n`);
   // a failing exit for "not valid" lets scripts write `if iris account verify "$KEY"; then ...`
   return valid ? EXIT_OK : EXIT_FAILURE;
+}
+
+export async function moveNode(client: IrisClient, io: AccountIo, nodeId: string, publicKey: string, key: string | undefined): Promise<number> {
+  if (!key) throw new UsageError("the node's account key proves it is yours: give --account-key or set IRIS_ACCOUNT_KEY");
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(publicKey.trim())) throw new UsageError("--public-key: 32 bytes in base64, as the refused agent printed it");
+  const disconnected = await client.moveNode(nodeId, publicKey, key.trim());
+  if (io.json) io.stdout.write(JSON.stringify({ nodeId, moved: true, disconnected }) + "\n");
+  else io.stdout.write(`node ${nodeId} now registers with the new key${disconnected ? "; its connection with the old key was ended" : ""}\n`);
+  return EXIT_OK;
 }
 
 /** IRIS_PASSWORD, else a prompt without echo on a TTY (twice when it is new), else the first line of stdin. */

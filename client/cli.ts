@@ -1,7 +1,7 @@
 // The `iris` command line: chat, accounts and the network's figures over the SDK (run it through bin/iris).
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { generateKey, login, logout, register, verifyKey, type AccountIo } from "./cli-account.ts";
+import { generateKey, login, logout, moveNode, register, verifyKey, type AccountIo } from "./cli-account.ts";
 import { Interrupts, runChat, type Terminal } from "./cli-chat.ts";
 import { showLeaderboard, showModels, showNodes, showReputation, showStats, showTasks, type NetworkOutput } from "./cli-network.ts";
 import { loadCredentials, tokenFor } from "./credentials.ts";
@@ -160,6 +160,18 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     .action(async (key: string | undefined, _options, command: Command) => {
       const { client, aio } = await account(command);
       exitCode = await verifyKey(client, aio, key ?? command.optsWithGlobals<GlobalOptions>().accountKey);
+    });
+
+  program
+    .command("node")
+    .description("your nodes' identity")
+    .command("move")
+    .description("bind a node id to a new public key (a new machine or key file); the old key is refused from then on")
+    .argument("<node-id>", "the node id (NODE_ID)")
+    .requiredOption("--public-key <base64>", "the new key, as the refused agent printed it")
+    .action(async (nodeId: string, options: { publicKey: string }, command: Command) => {
+      const { client, aio } = await account(command);
+      exitCode = await moveNode(client, aio, nodeId, options.publicKey, command.optsWithGlobals<GlobalOptions>().accountKey);
     });
 
   for (const [name, description, run] of [

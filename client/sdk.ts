@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { AccountService, type AuthToken } from "../gen/iris/v1/account_pb.ts";
 import { Role, type Difficulty, type DivisionMode } from "../gen/iris/v1/common_pb.ts";
+import { NodeService } from "../gen/iris/v1/node_pb.ts";
 import { InferenceService, type Accepted, type Done, type ModelInfo, type Queued } from "../gen/iris/v1/inference_pb.ts";
 import {
   NetworkService,
@@ -77,6 +78,11 @@ export interface IrisClient {
   generateKey(): Promise<string>;
   /** Whether an account key exists and is not revoked. */
   verifyKey(accountKey: string): Promise<boolean>;
+  /**
+   * Binds a node id to a new X25519 public key (32 bytes, or base64 as a refused agent prints it), proven by the
+   * node's account key; a connection with the old key is ended. True when one was.
+   */
+  moveNode(nodeId: string, publicKey: Uint8Array | string, accountKey: string): Promise<boolean>;
   /** Creates an email/password user; the client then sends its token on every call. */
   register(email: string, password: string): Promise<AuthToken>;
   /** Signs a user in; the client then sends its token on every call. */
@@ -99,6 +105,7 @@ export function createIrisClient(options: IrisClientOptions): IrisClient {
   const inference = createClient(InferenceService, transport);
   const accounts = createClient(AccountService, transport);
   const network = createClient(NetworkService, transport);
+  const nodes = createClient(NodeService, transport);
 
   function signedIn(authToken: AuthToken | undefined): AuthToken {
     if (!authToken) throw new Error("the coordinator answered without a token");
@@ -159,6 +166,10 @@ export function createIrisClient(options: IrisClientOptions): IrisClient {
     },
     async verifyKey(accountKey) {
       return (await accounts.verifyKey({ accountKey })).valid;
+    },
+    async moveNode(nodeId, publicKey, accountKey) {
+      const key = typeof publicKey === "string" ? Uint8Array.from(atob(publicKey.trim()), (c) => c.charCodeAt(0)) : publicKey;
+      return (await nodes.moveNode({ nodeId, publicKey: key, accountKey })).disconnected;
     },
     async register(email, password) {
       return signedIn((await accounts.register({ email, password })).token);

@@ -41,6 +41,8 @@ export interface Config {
     heartbeatIntervalMs: number;
     /** How often live nodes' suspensions are read back from the database (SUSPENSION_SYNC_MS; 0: only at registration). */
     suspensionSyncMs: number;
+    /** How long a NodeService stream has to send its register, and then its register proof (NODE_REGISTER_TIMEOUT_MS). */
+    registerTimeoutMs: number;
   };
   queue: { maxLength: number; maxWaitMs: number };
   tasks: {
@@ -234,6 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
     nodes: {
       heartbeatIntervalMs: r.int("HEARTBEAT_INTERVAL_MS", 5_000, 100, 600_000),
       suspensionSyncMs: r.int("SUSPENSION_SYNC_MS", 5_000, 0, 3_600_000),
+      registerTimeoutMs: r.int("NODE_REGISTER_TIMEOUT_MS", 5_000, 100, 600_000),
     },
     queue: {
       maxLength: r.int("QUEUE_MAX_LENGTH", 1_000, 0, 1_000_000),

@@ -64,6 +64,7 @@ export function createRoutes(deps: RouteDeps): Routes {
           registry: deps.registry,
           logger: deps.logger,
           heartbeatIntervalMs: deps.config.nodes.heartbeatIntervalMs,
+          registerTimeoutMs: deps.config.nodes.registerTimeoutMs,
           coordinatorInstance: deps.config.instance,
           coordinatorKey: deps.coordinatorKey,
           classifyLink: deps.classifyLink,

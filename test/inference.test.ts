@@ -11,6 +11,7 @@ import { InferenceService, type ChatResponse } from "../gen/iris/v1/inference_pb
 import { ConnectRequestSchema, NodeService, TaskAssignSchema, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
 import { Channel } from "../common/channel.ts";
 import { publicKeyBytes } from "../common/crypto/envelope.ts";
+import { registerProof } from "../common/crypto/register-proof.ts";
 import { startScriptedNode, TaskErrorReason, type ScriptedNode, type ScriptedNodeOptions, ScriptedNodes } from "./support/scripted-node.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
@@ -284,7 +285,13 @@ describe("encrypted task payloads on the wire", () => {
     const err = await connectFailure(
       (async () => {
         for await (const response of nodes.connect(requests)) {
-          if (response.message.case === "registerAck") requests.push(create(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 2 } } }));
+          const m = response.message;
+          if (m.case === "registerChallenge") {
+            const context = { nonce: m.value.nonce, nodeId: "bad-beat", nodePublicKey: publicKeyBytes(key.publicKey), coordinatorPublicKey: m.value.coordinatorPublicKey };
+            const proof = registerProof(key.privateKey, m.value.coordinatorPublicKey, context);
+            requests.push(create(ConnectRequestSchema, { message: { case: "registerProof", value: { proof } } }));
+          }
+          if (m.case === "registerAck") requests.push(create(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 2 } } }));
         }
       })(),
     );

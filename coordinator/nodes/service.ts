@@ -11,8 +11,6 @@ import {
   type NodeService,
   type Register,
 } from "../../gen/iris/v1/node_pb.ts";
-import { normalizeAccountKey } from "../accounts/keys.ts";
-import { findAccountId } from "../accounts/store.ts";
 import { validateNodeMessage } from "../validation.ts";
 import type { KeyObject } from "node:crypto";
 import { Channel } from "../../common/channel.ts";
@@ -20,6 +18,7 @@ import { deriveSessionKeys, EnvelopeError, type SessionKeys } from "../../common
 import type { Database } from "../db/schema.ts";
 import { clientAddressKey } from "../request-context.ts";
 import { LiveNode, type NodeCapabilities, type NodeRegistry } from "./registry.ts";
+import { accountOf, checkBinding, moveNode, nextWithin, registerChallenge } from "./identity.ts";
 import { closeSession, openSession, upsertNode } from "./store.ts";
 import { isSuspended } from "./suspension.ts";
 import { tierFor } from "./tier.ts";
@@ -35,6 +34,8 @@ export interface NodeServiceDeps {
   now?: () => number;
   /** Where classify results go (the classifier chain's node link), when nodes are asked. */
   classifyLink?: { resolveClassifyResult(classifyId: string, difficulty: Difficulty, fromNodeId: string): boolean; nodeGone(nodeId: string): void };
+  /** How long a node has to answer the register challenge (NODE_REGISTER_TIMEOUT_MS). */
+  registerTimeoutMs?: number;
   /** This month's earnings so far, per account, for the heartbeat acks (the agent's terminal UI shows them). */
   earnings?: { forAccount(accountId: string): { month: string; units: number } | undefined };
 }
@@ -69,14 +70,10 @@ function capabilitiesOf(register: Register): NodeCapabilities {
 
 export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof NodeService>> {
   const now = deps.now ?? Date.now;
+  const registerTimeoutMs = deps.registerTimeoutMs ?? 5_000;
 
-  async function admit(register: Register, ctx: HandlerContext, outbox: Channel<ConnectResponse>): Promise<LiveNode> {
-    const digits = normalizeAccountKey(register.accountKey);
-    const accountId = await findAccountId(deps.db, digits);
-    if (!accountId) throw new ConnectError("unknown or revoked account key (IRIS_ACCOUNT_KEY)", Code.Unauthenticated);
-    if (register.publicKey.length === 0) {
-      throw new ConnectError("public_key: the node's 32-byte X25519 key is required (task payloads are encrypted)", Code.InvalidArgument);
-    }
+  /** Accepts a registration whose key was proven: the node's row, session and session keys. */
+  async function admit(register: Register, accountId: string, ctx: HandlerContext, outbox: Channel<ConnectResponse>): Promise<LiveNode> {
     const capabilities = capabilitiesOf(register);
     const { tier, reason } = tierFor({
       parameterCount: capabilities.parameterCount,
@@ -91,6 +88,11 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       publicKey: register.publicKey,
       promisedHoursUtc: register.promisedHoursUtc,
     });
+    if (reputation === undefined) {
+      // another registration bound the id between the check and now: say whose, as the check would have
+      await checkBinding(deps.db, register.nodeId, accountId, register.publicKey);
+      throw new ConnectError(`node_id: node "${register.nodeId}" is bound to another registration`, Code.PermissionDenied);
+    }
     // a suspension (repeated mismatches) outlives reconnects and coordinators: routing skips the node until cleared
     const suspended = await isSuspended(deps.db, register.nodeId);
     const sessionId = await openSession(deps.db, register.nodeId, deps.coordinatorInstance, ctx.values.get(clientAddressKey));
@@ -148,7 +150,8 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
         return;
       }
       case "register":
-        throw new ConnectError("register may only be the first message of the stream", Code.InvalidArgument);
+      case "registerProof":
+        throw new ConnectError(`${m.case === "register" ? "register" : "register_proof"} may only open the stream`, Code.InvalidArgument);
       case "classifyResult":
         if (!deps.classifyLink?.resolveClassifyResult(m.value.classifyId, m.value.difficulty, node.id)) {
           log.warn({ classifyId: m.value.classifyId }, "classify result nobody is waiting for; ignored");
@@ -160,16 +163,28 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
   }
 
   return {
+    moveNode: (request) => moveNode(deps, request),
     async *connect(requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
-      const first = await iterator.next();
-      if (first.done) throw new ConnectError("the stream ended before a register message", Code.InvalidArgument);
-      validateNodeMessage(first.value);
-      if (first.value.message.case !== "register") {
+      // a stream that never registers is closed, so connections cannot be held open for free
+      const first = await nextWithin(iterator, registerTimeoutMs, "register message");
+      validateNodeMessage(first);
+      if (first.message.case !== "register") {
         throw new ConnectError("the first message must be a register", Code.InvalidArgument);
       }
+      const register = first.message.value;
+      const accountId = await accountOf(deps.db, register.accountKey);
+      if (register.publicKey.length === 0) {
+        throw new ConnectError("public_key: the node's 32-byte X25519 key is required (task payloads are encrypted)", Code.InvalidArgument);
+      }
+      // refused before the challenge: the id is someone else's, whatever the proof would say
+      await checkBinding(deps.db, register.nodeId, accountId, register.publicKey);
+      // a replayed register (captured bytes) cannot answer a fresh challenge: the live node keeps its id
+      const challenge = registerChallenge(deps.coordinatorKey, register.nodeId, register.publicKey);
+      yield challenge.message;
+      challenge.verify(await nextWithin(iterator, registerTimeoutMs, "register_proof"));
       const outbox = new Channel<ConnectResponse>();
-      const node = await admit(first.value.message.value, ctx, outbox);
+      const node = await admit(register, accountId, ctx, outbox);
       const log = deps.logger.child({ nodeId: node.id, sessionId: node.sessionId });
       deps.registry.add(node);
       log.info({ tier: node.tier, reason: node.tierReason, model: node.capabilities.modelName }, "node registered");

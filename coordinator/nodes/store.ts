@@ -12,8 +12,23 @@ export interface NodeRegistration {
   promisedHoursUtc: number[];
 }
 
-/** Inserts or refreshes a node's row (capabilities change between runs) and returns its reputation. */
-export async function upsertNode(db: Kysely<Database>, node: NodeRegistration): Promise<number> {
+/** Who a node id belongs to: the account and public key that registered it (the key is null after a move is pending). */
+export interface NodeBinding {
+  accountId: string;
+  publicKey: Buffer | null;
+}
+
+export async function nodeBinding(db: Kysely<Database>, nodeId: string): Promise<NodeBinding | undefined> {
+  const row = await db.selectFrom("nodes").select(["account_id", "public_key"]).where("id", "=", nodeId).executeTakeFirst();
+  return row && { accountId: row.account_id, publicKey: row.public_key };
+}
+
+/**
+ * Inserts or refreshes a node's row (capabilities change between runs) and returns its reputation; undefined when
+ * the id is bound to another account or another public key (checked in the same statement, so two registrations
+ * racing for a new id cannot both win).
+ */
+export async function upsertNode(db: Kysely<Database>, node: NodeRegistration): Promise<number | undefined> {
   const c = node.capabilities;
   const values = {
     account_id: node.accountId,
@@ -34,10 +49,20 @@ export async function upsertNode(db: Kysely<Database>, node: NodeRegistration): 
   const row = await db
     .insertInto("nodes")
     .values({ id: node.id, ...values })
-    .onConflict((oc) => oc.column("id").doUpdateSet(values))
+    .onConflict((oc) =>
+      oc
+        .column("id")
+        .doUpdateSet(values)
+        .where((eb) =>
+          eb.and([
+            eb("nodes.account_id", "=", eb.ref("excluded.account_id")),
+            eb.or([eb("nodes.public_key", "is", null), eb("nodes.public_key", "=", eb.ref("excluded.public_key"))]),
+          ]),
+        ),
+    )
     .returning("reputation")
-    .executeTakeFirstOrThrow();
-  return row.reputation;
+    .executeTakeFirst();
+  return row?.reputation;
 }
 
 export async function openSession(
@@ -76,6 +101,17 @@ export async function closeSession(db: Kysely<Database>, sessionId: string, node
       .where("id", "=", nodeId)
       .execute();
   });
+}
+
+/** Binds a node id to a new public key (MoveNode); false when no node of that account has the id. */
+export async function rebindNode(db: Kysely<Database>, nodeId: string, accountId: string, publicKey: Uint8Array): Promise<boolean> {
+  const result = await db
+    .updateTable("nodes")
+    .set({ public_key: Buffer.from(publicKey) })
+    .where("id", "=", nodeId)
+    .where("account_id", "=", accountId)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
 }
 
 /** Records that these nodes are alive (one statement for all, so heartbeats cost no write each). */

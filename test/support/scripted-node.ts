@@ -3,10 +3,12 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { alter } from "../../agent/backends/dishonest.ts";
 import { Channel } from "../../common/channel.ts";
-import { deriveSessionKeys, openMessage, publicKeyBytes, sealText, type SessionKeys } from "../../common/crypto/envelope.ts";
+import { deriveSessionKeys, openMessage, openText, publicKeyBytes, sealText, type SessionKeys } from "../../common/crypto/envelope.ts";
+import type { Difficulty } from "../../gen/iris/v1/common_pb.ts";
+import { registerProof } from "../../common/crypto/register-proof.ts";
 import {
   ConnectRequestSchema,
   NodeService,
@@ -15,6 +17,7 @@ import {
   type ConnectRequest,
   type RegisterAck,
   type TaskAssign,
+  type ClassifyAssign,
   type TaskCancel,
   type TaskPayload,
 } from "../../gen/iris/v1/node_pb.ts";
@@ -53,6 +56,8 @@ export interface ScriptedNodeOptions {
   contextLength?: number;
   /** The answer to an assignment; `payload` is the assignment as the node opened it (the prompt, the seed...). */
   script?: (assign: TaskAssign, payload: TaskPayload) => Script;
+  /** The answer to a classify assign (`prompt` as the node opened it), after `delayMs`; none by default: a node that never answers classify. */
+  classify?: (prompt: string) => { difficulty: Difficulty; delayMs?: number } | undefined;
   /**
    * Test-only dishonest mode: the node alters every piece of text it sends (letters rotated by 13, digits by 5),
    * as a node that does not run the model it claims, or tampers with answers, would. Its chunks are properly
@@ -60,6 +65,16 @@ export interface ScriptedNodeOptions {
    */
   dishonest?: boolean;
   transport?: Transport;
+  /**
+   * The node's X25519 private key. By default one key per node id for the whole test process, as an agent keeps
+   * its key file: restarting a node under the same id is the same node.
+   */
+  key?: KeyObject;
+  /**
+   * Registers with this public key instead of its own, as a replayed Register (captured bytes) would: the node does
+   * not hold the matching private key, so it answers the challenge with what it can, random bytes.
+   */
+  claimPublicKey?: Uint8Array;
 }
 
 export interface ScriptedNode {
@@ -69,6 +84,8 @@ export interface ScriptedNode {
   /** The assigns' payloads as the node opened them. */
   payloads: TaskPayload[];
   cancels: TaskCancel[];
+  /** The classify assigns received, answered or not. */
+  classifyAssigns: ClassifyAssign[];
   /** Resolves with the error that ended the stream (undefined for a clean end). */
   ended: Promise<unknown>;
   /** Ends the stream as a crashed process would: abruptly, mid-whatever. */
@@ -80,6 +97,15 @@ export interface ScriptedNode {
 /** Tests compare against what a dishonest node sends. */
 export { alter };
 
+const keysByNodeId = new Map<string, KeyObject>();
+
+/** The test process's key for a node id (made on first use), as an agent's NODE_KEY_PATH file keeps it. */
+export function keyFor(nodeId: string): KeyObject {
+  let key = keysByNodeId.get(nodeId);
+  if (!key) keysByNodeId.set(nodeId, (key = generateKeyPairSync("x25519").privateKey));
+  return key;
+}
+
 const defaultScript = (): Script => ({ tokens: ["Hello", ",", " world", "!"] });
 
 export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
@@ -89,10 +115,11 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
   const assigns: TaskAssign[] = [];
   const payloads: TaskPayload[] = [];
   const cancels: TaskCancel[] = [];
+  const classifyAssigns: ClassifyAssign[] = [];
   const cancelled = new Set<string>();
   const send = (message: MessageInitShape<typeof ConnectRequestSchema>["message"]) =>
     outbox.push(create(ConnectRequestSchema, { message }));
-  const key = generateKeyPairSync("x25519").privateKey;
+  const key = options.key ?? keyFor(options.nodeId);
   let keys: SessionKeys | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let resolveAck!: (ack: RegisterAck) => void;
@@ -116,7 +143,7 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       maxConcurrentTasks: options.maxConcurrentTasks ?? 1,
       agentVersion: "scripted",
       backend: "scripted",
-      publicKey: publicKeyBytes(key),
+      publicKey: options.claimPublicKey ?? publicKeyBytes(key),
     },
   });
 
@@ -164,7 +191,17 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       const responses = createClient(NodeService, transport).connect(outbox, { signal: abort.signal });
       for await (const response of responses) {
         const m = response.message;
-        if (m.case === "registerAck") {
+        if (m.case === "registerChallenge") {
+          const proof = options.claimPublicKey
+            ? new Uint8Array(randomBytes(32))
+            : registerProof(key, m.value.coordinatorPublicKey, {
+                nonce: m.value.nonce,
+                nodeId: options.nodeId,
+                nodePublicKey: publicKeyBytes(key),
+                coordinatorPublicKey: m.value.coordinatorPublicKey,
+              });
+          send({ case: "registerProof", value: { proof } });
+        } else if (m.case === "registerAck") {
           keys = deriveSessionKeys(key, m.value.coordinatorPublicKey, {
             coordinatorPublicKey: m.value.coordinatorPublicKey,
             nodePublicKey: publicKeyBytes(key),
@@ -181,6 +218,9 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
         } else if (m.case === "cancel") {
           cancels.push(m.value);
           cancelled.add(m.value.taskId);
+        } else if (m.case === "classifyAssign") {
+          classifyAssigns.push(m.value);
+          void answerClassify(m.value);
         }
       }
       return undefined;
@@ -198,7 +238,15 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
     send({ case: "chunk", value: { taskId, sequence: 0, content: { case: "sealed", value: sealed } } });
   }
 
-  return { registered, assigns, payloads, cancels, ended, kill, inject };
+  async function answerClassify(assign: ClassifyAssign): Promise<void> {
+    const prompt = openText(keys!.toNode, assign.sealedPrompt!, { taskId: assign.classifyId, sequence: 0, kind: "classify" });
+    const answer = options.classify?.(prompt);
+    if (!answer) return;
+    if (answer.delayMs) await new Promise((resolve) => setTimeout(resolve, answer.delayMs));
+    if (!abort.signal.aborted) send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: answer.difficulty } });
+  }
+
+  return { registered, assigns, payloads, cancels, classifyAssigns, ended, kill, inject };
 }
 
 export { TaskErrorReason };

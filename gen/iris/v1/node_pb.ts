@@ -15,7 +15,63 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/node.proto.
  */
 export const file_iris_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChJpcmlzL3YxL25vZGUucHJvdG8SB2lyaXMudjEilwIKDkNvbm5lY3RSZXF1ZXN0EiUKCHJlZ2lzdGVyGAEgASgLMhEuaXJpcy52MS5SZWdpc3RlckgAEicKCWhlYXJ0YmVhdBgCIAEoCzISLmlyaXMudjEuSGVhcnRiZWF0SAASIwoFY2h1bmsYAyABKAsyEi5pcmlzLnYxLlRhc2tDaHVua0gAEiUKBnJlc3VsdBgEIAEoCzITLmlyaXMudjEuVGFza1Jlc3VsdEgAEiMKBWVycm9yGAUgASgLMhIuaXJpcy52MS5UYXNrRXJyb3JIABIyCg9jbGFzc2lmeV9yZXN1bHQYBiABKAsyFy5pcmlzLnYxLkNsYXNzaWZ5UmVzdWx0SABCEAoHbWVzc2FnZRIFukgCCAEigQIKD0Nvbm5lY3RSZXNwb25zZRIsCgxyZWdpc3Rlcl9hY2sYASABKAsyFC5pcmlzLnYxLlJlZ2lzdGVyQWNrSAASLgoNaGVhcnRiZWF0X2FjaxgCIAEoCzIVLmlyaXMudjEuSGVhcnRiZWF0QWNrSAASKgoLdGFza19hc3NpZ24YAyABKAsyEy5pcmlzLnYxLlRhc2tBc3NpZ25IABIyCg9jbGFzc2lmeV9hc3NpZ24YBCABKAsyFy5pcmlzLnYxLkNsYXNzaWZ5QXNzaWduSAASJQoGY2FuY2VsGAUgASgLMhMuaXJpcy52MS5UYXNrQ2FuY2VsSABCCQoHbWVzc2FnZSLjBAoIUmVnaXN0ZXISOQoHbm9kZV9pZBgBIAEoCUIoukglciMyIV5bQS1aYS16MC05XVtBLVphLXowLTkuXy1dezAsNjN9JBJHCgthY2NvdW50X2tleRgCIAEoCUIyukgvyAEBcioyKF5bMC05XXs0fSA/WzAtOV17NH0gP1swLTldezR9ID9bMC05XXs0fSQSJAoEZ3B1cxgDIAMoCzIMLmlyaXMudjEuR3B1Qgi6SAWSAQIQQBIeCgptb2RlbF9uYW1lGAQgASgJQgq6SAdyBRABGIACEiYKD3BhcmFtZXRlcl9jb3VudBgFIAEoBEINukgKMggYgMDK84SjAhIdCgxxdWFudGl6YXRpb24YBiABKAlCB7pIBHICGCASIgoOY29udGV4dF9sZW5ndGgYByABKA1CCrpIByoFGICAgAUSPgobYmVuY2htYXJrX3Rva2Vuc19wZXJfc2Vjb25kGAggASgBQhm6SBYSFEABGQAAAACAhC5BKQAAAAAAAAAAEigKFG1heF9jb25jdXJyZW50X3Rhc2tzGAkgASgNQgq6SAcqBRiAAigBEh4KCnB1YmxpY19rZXkYCiABKAxCCrpIB9gBAXoCaCASHgoNYWdlbnRfdmVyc2lvbhgLIAEoCUIHukgEcgIYQBIYCgdiYWNrZW5kGAwgASgJQge6SARyAhhAEiwKEnByb21pc2VkX2hvdXJzX3V0YxgNIAMoDUIQukgNkgEKEBgYASIEKgIYFxIwCg90b2tlbml6ZXJfcmF0ZXMYDiABKAsyFy5pcmlzLnYxLlRva2VuaXplclJhdGVzIoQBCg5Ub2tlbml6ZXJSYXRlcxI4ChVhc2NpaV9jaGFyc19wZXJfdG9rZW4YASABKAFCGbpIFhIUQAEZAAAAAAAAUEApmpmZmZmZuT8SOAoVb3RoZXJfY2hhcnNfcGVyX3Rva2VuGAIgASgBQhm6SBYSFEABGQAAAAAAAFBAKZqZmZmZmbk/IrcBCgtSZWdpc3RlckFjaxIPCgdub2RlX2lkGAEgASgJEhsKBHRpZXIYAiABKA4yDS5pcmlzLnYxLlRpZXISEwoLdGllcl9yZWFzb24YAyABKAkSHgoWY29vcmRpbmF0b3JfcHVibGljX2tleRgEIAEoDBIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBSABKA0SEgoKcmVwdXRhdGlvbhgGIAEoARISCgpzZXNzaW9uX2lkGAcgASgJIogBCglIZWFydGJlYXQSJQoEbG9hZBgBIAEoAUIXukgUEhIZAAAAAAAA8D8pAAAAAAAAAAASHgoMYWN0aXZlX3Rhc2tzGAIgASgNQgi6SAUqAxiAAhIkCgRncHVzGAMgAygLMgwuaXJpcy52MS5HcHVCCLpIBZIBAhBAEg4KBnBhdXNlZBgEIAEoCCJ2CgxIZWFydGJlYXRBY2sSEgoKcmVwdXRhdGlvbhgBIAEoARIbChNzZXJ2ZXJfdGltZV91bml4X21zGAIgASgEEhYKDmVzdGltYXRlX21vbnRoGAMgASgJEh0KFWVzdGltYXRlZF9tb250aF91bml0cxgEIAEoBCLUAQoLVGFza1BheWxvYWQSMwoIbWVzc2FnZXMYASADKAsyFC5pcmlzLnYxLkNoYXRNZXNzYWdlQgu6SAiSAQUIARCACBIYChBhc3Npc3RhbnRfcHJlZml4GAIgASgJEjEKC3RlbXBlcmF0dXJlGAMgASgBQhe6SBQSEhkAAAAAAAAAQCkAAAAAAAAAAEgAiAEBEhEKBHNlZWQYBCABKARIAYgBARIXCgVtb2RlbBgFIAEoCUIIukgFcgMYgAJCDgoMX3RlbXBlcmF0dXJlQgcKBV9zZWVkIvQBCgpUYXNrQXNzaWduEhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEicKCmRpZmZpY3VsdHkYAiABKA4yEy5pcmlzLnYxLkRpZmZpY3VsdHkSGAoQZGVhZGxpbmVfdW5peF9tcxgDIAEoBBISCgptYXhfdG9rZW5zGAQgASgNEhgKEGVuYWJsZV9zdHJlYW1pbmcYBSABKAgSKAoGc2VhbGVkGAYgASgLMhYuaXJpcy52MS5TZWFsZWRQYXlsb2FkSAASJQoFcGxhaW4YByABKAsyFC5pcmlzLnYxLlRhc2tQYXlsb2FkSABCCQoHcGF5bG9hZCKPAQoJVGFza0NodW5rEhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEhAKCHNlcXVlbmNlGAIgASgNEhkKBHRleHQYAyABKAlCCbpIBnIEGICAQEgAEigKBnNlYWxlZBgEIAEoCzIWLmlyaXMudjEuU2VhbGVkUGF5bG9hZEgAQhAKB2NvbnRlbnQSBbpIAggBIusBCgpUYXNrUmVzdWx0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEiUKBXVzYWdlGAIgASgLMg4uaXJpcy52MS5Vc2FnZUIGukgDyAEBEiEKB3RpbWluZ3MYAyABKAsyEC5pcmlzLnYxLlRpbWluZ3MSHgoNZmluaXNoX3JlYXNvbhgEIAEoCUIHukgEcgIYIBITCgtjaHVua19jb3VudBgFIAEoDRIOCgR0ZXh0GAYgASgJSAASKAoGc2VhbGVkGAcgASgLMhYuaXJpcy52MS5TZWFsZWRQYXlsb2FkSABCCQoHY29udGVudCJ1CglUYXNrRXJyb3ISGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESMgoGcmVhc29uGAIgASgOMhguaXJpcy52MS5UYXNrRXJyb3JSZWFzb25CCLpIBYIBAhABEhkKB21lc3NhZ2UYAyABKAlCCLpIBXIDGIAgIi0KClRhc2tDYW5jZWwSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkijgEKDkNsYXNzaWZ5QXNzaWduEh0KC2NsYXNzaWZ5X2lkGAEgASgJQgi6SAVyA7ABARIYChBkZWFkbGluZV91bml4X21zGAMgASgEEjUKDXNlYWxlZF9wcm9tcHQYBCABKAsyFi5pcmlzLnYxLlNlYWxlZFBheWxvYWRCBrpIA8gBAUoECAIQA1IGcHJvbXB0ImIKDkNsYXNzaWZ5UmVzdWx0Eh0KC2NsYXNzaWZ5X2lkGAEgASgJQgi6SAVyA7ABARIxCgpkaWZmaWN1bHR5GAIgASgOMhMuaXJpcy52MS5EaWZmaWN1bHR5Qgi6SAWCAQIQASq6AgoPVGFza0Vycm9yUmVhc29uEiEKHVRBU0tfRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASJAogVEFTS19FUlJPUl9SRUFTT05fQkFDS0VORF9GQUlMRUQQARInCiNUQVNLX0VSUk9SX1JFQVNPTl9NT0RFTF9VTkFWQUlMQUJMRRACEiYKIlRBU0tfRVJST1JfUkVBU09OX0NPTlRFWFRfVE9PX0xPTkcQAxIgChxUQVNLX0VSUk9SX1JFQVNPTl9PVkVSTE9BREVEEAQSHwobVEFTS19FUlJPUl9SRUFTT05fQ0FOQ0VMTEVEEAUSIQodVEFTS19FUlJPUl9SRUFTT05fQkFEX1BBWUxPQUQQBhInCiNUQVNLX0VSUk9SX1JFQVNPTl9ERUFETElORV9FWENFRURFRBAHMk8KC05vZGVTZXJ2aWNlEkAKB0Nvbm5lY3QSFy5pcmlzLnYxLkNvbm5lY3RSZXF1ZXN0GhguaXJpcy52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_buf_validate_validate, file_iris_v1_common]);
+  fileDesc("ChJpcmlzL3YxL25vZGUucHJvdG8SB2lyaXMudjEisgEKD01vdmVOb2RlUmVxdWVzdBI5Cgdub2RlX2lkGAEgASgJQii6SCVyIzIhXltBLVphLXowLTldW0EtWmEtejAtOS5fLV17MCw2M30kEkcKC2FjY291bnRfa2V5GAIgASgJQjK6SC/IAQFyKjIoXlswLTldezR9ID9bMC05XXs0fSA/WzAtOV17NH0gP1swLTldezR9JBIbCgpwdWJsaWNfa2V5GAMgASgMQge6SAR6AmggIigKEE1vdmVOb2RlUmVzcG9uc2USFAoMZGlzY29ubmVjdGVkGAEgASgIIskCCg5Db25uZWN0UmVxdWVzdBIlCghyZWdpc3RlchgBIAEoCzIRLmlyaXMudjEuUmVnaXN0ZXJIABInCgloZWFydGJlYXQYAiABKAsyEi5pcmlzLnYxLkhlYXJ0YmVhdEgAEiMKBWNodW5rGAMgASgLMhIuaXJpcy52MS5UYXNrQ2h1bmtIABIlCgZyZXN1bHQYBCABKAsyEy5pcmlzLnYxLlRhc2tSZXN1bHRIABIjCgVlcnJvchgFIAEoCzISLmlyaXMudjEuVGFza0Vycm9ySAASMgoPY2xhc3NpZnlfcmVzdWx0GAYgASgLMhcuaXJpcy52MS5DbGFzc2lmeVJlc3VsdEgAEjAKDnJlZ2lzdGVyX3Byb29mGAcgASgLMhYuaXJpcy52MS5SZWdpc3RlclByb29mSABCEAoHbWVzc2FnZRIFukgCCAEiuwIKD0Nvbm5lY3RSZXNwb25zZRIsCgxyZWdpc3Rlcl9hY2sYASABKAsyFC5pcmlzLnYxLlJlZ2lzdGVyQWNrSAASLgoNaGVhcnRiZWF0X2FjaxgCIAEoCzIVLmlyaXMudjEuSGVhcnRiZWF0QWNrSAASKgoLdGFza19hc3NpZ24YAyABKAsyEy5pcmlzLnYxLlRhc2tBc3NpZ25IABIyCg9jbGFzc2lmeV9hc3NpZ24YBCABKAsyFy5pcmlzLnYxLkNsYXNzaWZ5QXNzaWduSAASJQoGY2FuY2VsGAUgASgLMhMuaXJpcy52MS5UYXNrQ2FuY2VsSAASOAoScmVnaXN0ZXJfY2hhbGxlbmdlGAYgASgLMhouaXJpcy52MS5SZWdpc3RlckNoYWxsZW5nZUgAQgkKB21lc3NhZ2Ui4wQKCFJlZ2lzdGVyEjkKB25vZGVfaWQYASABKAlCKLpIJXIjMiFeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8tXXswLDYzfSQSRwoLYWNjb3VudF9rZXkYAiABKAlCMrpIL8gBAXIqMiheWzAtOV17NH0gP1swLTldezR9ID9bMC05XXs0fSA/WzAtOV17NH0kEiQKBGdwdXMYAyADKAsyDC5pcmlzLnYxLkdwdUIIukgFkgECEEASHgoKbW9kZWxfbmFtZRgEIAEoCUIKukgHcgUQARiAAhImCg9wYXJhbWV0ZXJfY291bnQYBSABKARCDbpICjIIGIDAyvOEowISHQoMcXVhbnRpemF0aW9uGAYgASgJQge6SARyAhggEiIKDmNvbnRleHRfbGVuZ3RoGAcgASgNQgq6SAcqBRiAgIAFEj4KG2JlbmNobWFya190b2tlbnNfcGVyX3NlY29uZBgIIAEoAUIZukgWEhRAARkAAAAAgIQuQSkAAAAAAAAAABIoChRtYXhfY29uY3VycmVudF90YXNrcxgJIAEoDUIKukgHKgUYgAIoARIeCgpwdWJsaWNfa2V5GAogASgMQgq6SAfYAQF6AmggEh4KDWFnZW50X3ZlcnNpb24YCyABKAlCB7pIBHICGEASGAoHYmFja2VuZBgMIAEoCUIHukgEcgIYQBIsChJwcm9taXNlZF9ob3Vyc191dGMYDSADKA1CELpIDZIBChAYGAEiBCoCGBcSMAoPdG9rZW5pemVyX3JhdGVzGA4gASgLMhcuaXJpcy52MS5Ub2tlbml6ZXJSYXRlcyKEAQoOVG9rZW5pemVyUmF0ZXMSOAoVYXNjaWlfY2hhcnNfcGVyX3Rva2VuGAEgASgBQhm6SBYSFEABGQAAAAAAAFBAKZqZmZmZmbk/EjgKFW90aGVyX2NoYXJzX3Blcl90b2tlbhgCIAEoAUIZukgWEhRAARkAAAAAAABQQCmamZmZmZm5PyJCChFSZWdpc3RlckNoYWxsZW5nZRINCgVub25jZRgBIAEoDBIeChZjb29yZGluYXRvcl9wdWJsaWNfa2V5GAIgASgMIicKDVJlZ2lzdGVyUHJvb2YSFgoFcHJvb2YYASABKAxCB7pIBHoCaCAitwEKC1JlZ2lzdGVyQWNrEg8KB25vZGVfaWQYASABKAkSGwoEdGllchgCIAEoDjINLmlyaXMudjEuVGllchITCgt0aWVyX3JlYXNvbhgDIAEoCRIeChZjb29yZGluYXRvcl9wdWJsaWNfa2V5GAQgASgMEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgFIAEoDRISCgpyZXB1dGF0aW9uGAYgASgBEhIKCnNlc3Npb25faWQYByABKAkiiAEKCUhlYXJ0YmVhdBIlCgRsb2FkGAEgASgBQhe6SBQSEhkAAAAAAADwPykAAAAAAAAAABIeCgxhY3RpdmVfdGFza3MYAiABKA1CCLpIBSoDGIACEiQKBGdwdXMYAyADKAsyDC5pcmlzLnYxLkdwdUIIukgFkgECEEASDgoGcGF1c2VkGAQgASgIInYKDEhlYXJ0YmVhdEFjaxISCgpyZXB1dGF0aW9uGAEgASgBEhsKE3NlcnZlcl90aW1lX3VuaXhfbXMYAiABKAQSFgoOZXN0aW1hdGVfbW9udGgYAyABKAkSHQoVZXN0aW1hdGVkX21vbnRoX3VuaXRzGAQgASgEItQBCgtUYXNrUGF5bG9hZBIzCghtZXNzYWdlcxgBIAMoCzIULmlyaXMudjEuQ2hhdE1lc3NhZ2VCC7pICJIBBQgBEIAIEhgKEGFzc2lzdGFudF9wcmVmaXgYAiABKAkSMQoLdGVtcGVyYXR1cmUYAyABKAFCF7pIFBISGQAAAAAAAABAKQAAAAAAAAAASACIAQESEQoEc2VlZBgEIAEoBEgBiAEBEhcKBW1vZGVsGAUgASgJQgi6SAVyAxiAAkIOCgxfdGVtcGVyYXR1cmVCBwoFX3NlZWQi9AEKClRhc2tBc3NpZ24SGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESJwoKZGlmZmljdWx0eRgCIAEoDjITLmlyaXMudjEuRGlmZmljdWx0eRIYChBkZWFkbGluZV91bml4X21zGAMgASgEEhIKCm1heF90b2tlbnMYBCABKA0SGAoQZW5hYmxlX3N0cmVhbWluZxgFIAEoCBIoCgZzZWFsZWQYBiABKAsyFi5pcmlzLnYxLlNlYWxlZFBheWxvYWRIABIlCgVwbGFpbhgHIAEoCzIULmlyaXMudjEuVGFza1BheWxvYWRIAEIJCgdwYXlsb2FkIo8BCglUYXNrQ2h1bmsSGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESEAoIc2VxdWVuY2UYAiABKA0SGQoEdGV4dBgDIAEoCUIJukgGcgQYgIBASAASKAoGc2VhbGVkGAQgASgLMhYuaXJpcy52MS5TZWFsZWRQYXlsb2FkSABCEAoHY29udGVudBIFukgCCAEi6wEKClRhc2tSZXN1bHQSGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESJQoFdXNhZ2UYAiABKAsyDi5pcmlzLnYxLlVzYWdlQga6SAPIAQESIQoHdGltaW5ncxgDIAEoCzIQLmlyaXMudjEuVGltaW5ncxIeCg1maW5pc2hfcmVhc29uGAQgASgJQge6SARyAhggEhMKC2NodW5rX2NvdW50GAUgASgNEg4KBHRleHQYBiABKAlIABIoCgZzZWFsZWQYByABKAsyFi5pcmlzLnYxLlNlYWxlZFBheWxvYWRIAEIJCgdjb250ZW50InUKCVRhc2tFcnJvchIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABARIyCgZyZWFzb24YAiABKA4yGC5pcmlzLnYxLlRhc2tFcnJvclJlYXNvbkIIukgFggECEAESGQoHbWVzc2FnZRgDIAEoCUIIukgFcgMYgCAiLQoKVGFza0NhbmNlbBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSKOAQoOQ2xhc3NpZnlBc3NpZ24SHQoLY2xhc3NpZnlfaWQYASABKAlCCLpIBXIDsAEBEhgKEGRlYWRsaW5lX3VuaXhfbXMYAyABKAQSNQoNc2VhbGVkX3Byb21wdBgEIAEoCzIWLmlyaXMudjEuU2VhbGVkUGF5bG9hZEIGukgDyAEBSgQIAhADUgZwcm9tcHQiYgoOQ2xhc3NpZnlSZXN1bHQSHQoLY2xhc3NpZnlfaWQYASABKAlCCLpIBXIDsAEBEjEKCmRpZmZpY3VsdHkYAiABKA4yEy5pcmlzLnYxLkRpZmZpY3VsdHlCCLpIBYIBAhABKroCCg9UYXNrRXJyb3JSZWFzb24SIQodVEFTS19FUlJPUl9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBUQVNLX0VSUk9SX1JFQVNPTl9CQUNLRU5EX0ZBSUxFRBABEicKI1RBU0tfRVJST1JfUkVBU09OX01PREVMX1VOQVZBSUxBQkxFEAISJgoiVEFTS19FUlJPUl9SRUFTT05fQ09OVEVYVF9UT09fTE9ORxADEiAKHFRBU0tfRVJST1JfUkVBU09OX09WRVJMT0FERUQQBBIfChtUQVNLX0VSUk9SX1JFQVNPTl9DQU5DRUxMRUQQBRIhCh1UQVNLX0VSUk9SX1JFQVNPTl9CQURfUEFZTE9BRBAGEicKI1RBU0tfRVJST1JfUkVBU09OX0RFQURMSU5FX0VYQ0VFREVEEAcykAEKC05vZGVTZXJ2aWNlEkAKB0Nvbm5lY3QSFy5pcmlzLnYxLkNvbm5lY3RSZXF1ZXN0GhguaXJpcy52MS5Db25uZWN0UmVzcG9uc2UoATABEj8KCE1vdmVOb2RlEhguaXJpcy52MS5Nb3ZlTm9kZVJlcXVlc3QaGS5pcmlzLnYxLk1vdmVOb2RlUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_iris_v1_common]);
+
+/**
+ * MoveNodeRequest names the node, proves ownership with its account key and gives the new key.
+ *
+ * @generated from message iris.v1.MoveNodeRequest
+ */
+export type MoveNodeRequest = Message<"iris.v1.MoveNodeRequest"> & {
+  /**
+   * The node id to move.
+   *
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * The account key the node is registered under: 16 digits, spaces between groups of four optional.
+   *
+   * @generated from field: string account_key = 2;
+   */
+  accountKey: string;
+
+  /**
+   * The node's new X25519 public key (32 bytes), as the refused agent prints it (base64).
+   *
+   * @generated from field: bytes public_key = 3;
+   */
+  publicKey: Uint8Array;
+};
+
+/**
+ * Describes the message iris.v1.MoveNodeRequest.
+ * Use `create(MoveNodeRequestSchema)` to create a new message.
+ */
+export const MoveNodeRequestSchema: GenMessage<MoveNodeRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_node, 0);
+
+/**
+ * MoveNodeResponse says what the move changed.
+ *
+ * @generated from message iris.v1.MoveNodeResponse
+ */
+export type MoveNodeResponse = Message<"iris.v1.MoveNodeResponse"> & {
+  /**
+   * True when a connection with the old key was live and has been ended.
+   *
+   * @generated from field: bool disconnected = 1;
+   */
+  disconnected: boolean;
+};
+
+/**
+ * Describes the message iris.v1.MoveNodeResponse.
+ * Use `create(MoveNodeResponseSchema)` to create a new message.
+ */
+export const MoveNodeResponseSchema: GenMessage<MoveNodeResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_node, 1);
 
 /**
  * ConnectRequest is one message from a node to the coordinator.
@@ -76,6 +132,14 @@ export type ConnectRequest = Message<"iris.v1.ConnectRequest"> & {
      */
     value: ClassifyResult;
     case: "classifyResult";
+  } | {
+    /**
+     * The answer to the register challenge; must be the second message of the stream.
+     *
+     * @generated from field: iris.v1.RegisterProof register_proof = 7;
+     */
+    value: RegisterProof;
+    case: "registerProof";
   } | { case: undefined; value?: undefined };
 };
 
@@ -84,7 +148,7 @@ export type ConnectRequest = Message<"iris.v1.ConnectRequest"> & {
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 0);
+  messageDesc(file_iris_v1_node, 2);
 
 /**
  * ConnectResponse is one message from the coordinator to a node.
@@ -137,6 +201,14 @@ export type ConnectResponse = Message<"iris.v1.ConnectResponse"> & {
      */
     value: TaskCancel;
     case: "cancel";
+  } | {
+    /**
+     * Asks the node to prove it holds its private key; sent once, before the register ack.
+     *
+     * @generated from field: iris.v1.RegisterChallenge register_challenge = 6;
+     */
+    value: RegisterChallenge;
+    case: "registerChallenge";
   } | { case: undefined; value?: undefined };
 };
 
@@ -145,7 +217,7 @@ export type ConnectResponse = Message<"iris.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 1);
+  messageDesc(file_iris_v1_node, 3);
 
 /**
  * Register declares a node's identity and capabilities.
@@ -258,7 +330,7 @@ export type Register = Message<"iris.v1.Register"> & {
  * Use `create(RegisterSchema)` to create a new message.
  */
 export const RegisterSchema: GenMessage<Register> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 2);
+  messageDesc(file_iris_v1_node, 4);
 
 /**
  * TokenizerRates says how many characters one token of the node's model holds on average.
@@ -286,7 +358,58 @@ export type TokenizerRates = Message<"iris.v1.TokenizerRates"> & {
  * Use `create(TokenizerRatesSchema)` to create a new message.
  */
 export const TokenizerRatesSchema: GenMessage<TokenizerRates> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 3);
+  messageDesc(file_iris_v1_node, 5);
+
+/**
+ * RegisterChallenge asks the node to prove it holds the private key of the public key it registered with, so
+ * that a captured, replayed register cannot take over the node id.
+ *
+ * @generated from message iris.v1.RegisterChallenge
+ */
+export type RegisterChallenge = Message<"iris.v1.RegisterChallenge"> & {
+  /**
+   * 32 random bytes, new for every connection.
+   *
+   * @generated from field: bytes nonce = 1;
+   */
+  nonce: Uint8Array;
+
+  /**
+   * The coordinator's X25519 public key (32 bytes): the proof is keyed by the secret the node shares with it.
+   *
+   * @generated from field: bytes coordinator_public_key = 2;
+   */
+  coordinatorPublicKey: Uint8Array;
+};
+
+/**
+ * Describes the message iris.v1.RegisterChallenge.
+ * Use `create(RegisterChallengeSchema)` to create a new message.
+ */
+export const RegisterChallengeSchema: GenMessage<RegisterChallenge> = /*@__PURE__*/
+  messageDesc(file_iris_v1_node, 6);
+
+/**
+ * RegisterProof answers a register challenge.
+ *
+ * @generated from message iris.v1.RegisterProof
+ */
+export type RegisterProof = Message<"iris.v1.RegisterProof"> & {
+  /**
+   * HMAC-SHA256 keyed by HKDF-SHA256(X25519(node private key, coordinator public key), salt = nonce,
+   * info "iris/v1 register proof") over node_id || node public key || coordinator public key.
+   *
+   * @generated from field: bytes proof = 1;
+   */
+  proof: Uint8Array;
+};
+
+/**
+ * Describes the message iris.v1.RegisterProof.
+ * Use `create(RegisterProofSchema)` to create a new message.
+ */
+export const RegisterProofSchema: GenMessage<RegisterProof> = /*@__PURE__*/
+  messageDesc(file_iris_v1_node, 7);
 
 /**
  * RegisterAck accepts a node.
@@ -349,7 +472,7 @@ export type RegisterAck = Message<"iris.v1.RegisterAck"> & {
  * Use `create(RegisterAckSchema)` to create a new message.
  */
 export const RegisterAckSchema: GenMessage<RegisterAck> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 4);
+  messageDesc(file_iris_v1_node, 8);
 
 /**
  * Heartbeat says the node is alive and how busy it is.
@@ -391,7 +514,7 @@ export type Heartbeat = Message<"iris.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 5);
+  messageDesc(file_iris_v1_node, 9);
 
 /**
  * HeartbeatAck answers a heartbeat.
@@ -434,7 +557,7 @@ export type HeartbeatAck = Message<"iris.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 6);
+  messageDesc(file_iris_v1_node, 10);
 
 /**
  * TaskPayload is what a node needs to answer; it travels sealed (SealedPayload) or plain.
@@ -483,7 +606,7 @@ export type TaskPayload = Message<"iris.v1.TaskPayload"> & {
  * Use `create(TaskPayloadSchema)` to create a new message.
  */
 export const TaskPayloadSchema: GenMessage<TaskPayload> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 7);
+  messageDesc(file_iris_v1_node, 11);
 
 /**
  * TaskAssign gives a node a task.
@@ -555,7 +678,7 @@ export type TaskAssign = Message<"iris.v1.TaskAssign"> & {
  * Use `create(TaskAssignSchema)` to create a new message.
  */
 export const TaskAssignSchema: GenMessage<TaskAssign> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 8);
+  messageDesc(file_iris_v1_node, 12);
 
 /**
  * TaskChunk is a piece of a task's answer.
@@ -606,7 +729,7 @@ export type TaskChunk = Message<"iris.v1.TaskChunk"> & {
  * Use `create(TaskChunkSchema)` to create a new message.
  */
 export const TaskChunkSchema: GenMessage<TaskChunk> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 9);
+  messageDesc(file_iris_v1_node, 13);
 
 /**
  * TaskResult ends a task that succeeded.
@@ -678,7 +801,7 @@ export type TaskResult = Message<"iris.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 10);
+  messageDesc(file_iris_v1_node, 14);
 
 /**
  * TaskError ends a task that failed on the node.
@@ -713,7 +836,7 @@ export type TaskError = Message<"iris.v1.TaskError"> & {
  * Use `create(TaskErrorSchema)` to create a new message.
  */
 export const TaskErrorSchema: GenMessage<TaskError> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 11);
+  messageDesc(file_iris_v1_node, 15);
 
 /**
  * TaskCancel tells a node to stop a task.
@@ -741,7 +864,7 @@ export type TaskCancel = Message<"iris.v1.TaskCancel"> & {
  * Use `create(TaskCancelSchema)` to create a new message.
  */
 export const TaskCancelSchema: GenMessage<TaskCancel> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 12);
+  messageDesc(file_iris_v1_node, 16);
 
 /**
  * ClassifyAssign asks an idle node to judge a prompt's difficulty.
@@ -777,7 +900,7 @@ export type ClassifyAssign = Message<"iris.v1.ClassifyAssign"> & {
  * Use `create(ClassifyAssignSchema)` to create a new message.
  */
 export const ClassifyAssignSchema: GenMessage<ClassifyAssign> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 13);
+  messageDesc(file_iris_v1_node, 17);
 
 /**
  * ClassifyResult answers a classify assign.
@@ -806,7 +929,7 @@ export type ClassifyResult = Message<"iris.v1.ClassifyResult"> & {
  * Use `create(ClassifyResultSchema)` to create a new message.
  */
 export const ClassifyResultSchema: GenMessage<ClassifyResult> = /*@__PURE__*/
-  messageDesc(file_iris_v1_node, 14);
+  messageDesc(file_iris_v1_node, 18);
 
 /**
  * TaskErrorReason classifies why a node could not finish a task.
@@ -886,7 +1009,10 @@ export const TaskErrorReasonSchema: GenEnum<TaskErrorReason> = /*@__PURE__*/
 export const NodeService: GenService<{
   /**
    * Connect opens the node's stream. The first message must be a register; anything else ends the
-   * stream with InvalidArgument, and an unknown account key ends it with Unauthenticated.
+   * stream with InvalidArgument, and an unknown account key ends it with Unauthenticated. The coordinator
+   * then sends a register challenge; the node answers with a register proof (it holds the private key of
+   * the public key it registered), and only then is it acknowledged. A node id is bound to the account and
+   * the public key that first registered it: another account or another key is refused with PermissionDenied.
    *
    * @generated from rpc iris.v1.NodeService.Connect
    */
@@ -894,6 +1020,18 @@ export const NodeService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof ConnectRequestSchema;
     output: typeof ConnectResponseSchema;
+  },
+  /**
+   * MoveNode binds a node id to a new public key (the node moved to a new machine, or its key file was lost),
+   * proven by the account key the node is registered under. The node keeps its id, account and reputation; a
+   * connection with the old key is ended and the old key is refused from then on.
+   *
+   * @generated from rpc iris.v1.NodeService.MoveNode
+   */
+  moveNode: {
+    methodKind: "unary";
+    input: typeof MoveNodeRequestSchema;
+    output: typeof MoveNodeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_iris_v1_node, 0);
