@@ -4,18 +4,19 @@ import { describe, expect, it } from "vitest";
 import type { Difficulty } from "../../db/schema.ts";
 import type { Classifier, ClassifierInput } from "../classifier.ts";
 import { conversationKey } from "./cache.ts";
-import { createClassifierChain, type ClassifierLink } from "./chain.ts";
+import { ClassifierBudgetExceeded, ClassifierLinkDeclined, createClassifierChain, type ClassifierLink } from "./chain.ts";
 import { localClassifier } from "./rules.ts";
 
 const input = (content: string, signal?: AbortSignal): ClassifierInput => ({ messages: [{ role: "user", content }], signal });
 const hello = input("What is the capital of Peru?");
 
-/** A link that records its calls and does what it is told: answer, throw, or hang until aborted. */
-function scripted(behaviour: "fail" | "hang" | Difficulty | ((signal: AbortSignal) => Promise<Difficulty>), calls: string[], name: string): Classifier {
+/** A link that records its calls and does what it is told: answer, throw, decline, or hang until aborted. */
+function scripted(behaviour: "fail" | "decline" | "hang" | Difficulty | ((signal: AbortSignal) => Promise<Difficulty>), calls: string[], name: string): Classifier {
   return {
     async classify({ signal }) {
       calls.push(name);
       if (behaviour === "fail") throw new Error(`${name} is down`);
+      if (behaviour === "decline") throw new ClassifierLinkDeclined(`${name} has nobody to ask`);
       if (behaviour === "hang") {
         return new Promise((_resolve, reject) => signal!.addEventListener("abort", () => reject(signal!.reason)));
       }
@@ -54,9 +55,9 @@ describe("fall-through", () => {
     expect(await chain.classify(hello)).toEqual({ difficulty: "SIMPLE", classifier: "local" });
     expect(calls).toEqual(["openrouter", "node"]);
     expect(chain.stats().links).toEqual({
-      openrouter: { answered: 0, failed: 1, timedOut: 0, abandoned: 0 },
-      node: { answered: 0, failed: 1, timedOut: 0, abandoned: 0 },
-      local: { answered: 1, failed: 0, timedOut: 0, abandoned: 0 },
+      openrouter: { answered: 0, failed: 1, timedOut: 0, abandoned: 0, declined: 0 },
+      node: { answered: 0, failed: 1, timedOut: 0, abandoned: 0, declined: 0 },
+      local: { answered: 1, failed: 0, timedOut: 0, abandoned: 0, declined: 0 },
     });
   });
 
@@ -70,6 +71,15 @@ describe("fall-through", () => {
     const { chain } = chainOf([["openrouter", "fail"], ["node", "fail"]]);
     expect(await chain.classify(input("Prove that 17 is prime."))).toEqual({ difficulty: "ADVANCED", classifier: "local" });
     expect(chain.stats().fallbacks).toBe(1);
+  });
+
+  it("a link that declines passes at once, counted apart from failures", async () => {
+    const { chain, calls } = chainOf([["node", "decline", 5_000], ["local", "SIMPLE"]]);
+    const started = performance.now();
+    expect(await chain.classify(input("Compare TCP and UDP."))).toEqual({ difficulty: "COMPLEX", classifier: "local" });
+    expect(performance.now() - started).toBeLessThan(100);
+    expect(calls).toEqual(["node"]);
+    expect(chain.stats().links.node).toEqual({ answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 1 });
   });
 
   it("refuses an empty chain and duplicate names", () => {
@@ -105,6 +115,15 @@ describe("budgets", () => {
     expect(calls).toEqual(["openrouter", "node"]);
     expect(elapsed).toBeGreaterThanOrEqual(145);
     expect(elapsed).toBeLessThan(60 + 90 + 200);
+  });
+
+  it("a link giving up at a tighter budget of its own counts as timed out", async () => {
+    const tight = async (): Promise<Difficulty> => {
+      throw new ClassifierBudgetExceeded("node n1", 30);
+    };
+    const { chain } = chainOf([["node", tight, 2_000], ["local", "SIMPLE"]]);
+    expect((await chain.classify(hello)).classifier).toBe("local");
+    expect(chain.stats().links.node).toMatchObject({ timedOut: 1, failed: 0 });
   });
 
   it("a link rejecting after it was abandoned is not an unhandled rejection", async () => {
@@ -199,7 +218,7 @@ describe("logging", () => {
       if (down) throw new Error("HTTP 401");
       return "SIMPLE";
     };
-    const { chain } = chainOf([["openrouter", flaky], ["local", "SIMPLE"]], { logger: logger as never });
+    const { chain } = chainOf([["openrouter", flaky], ["node", "decline"], ["local", "SIMPLE"]], { logger: logger as never });
     await chain.classify(hello);
     await chain.classify(hello);
     down = false;
@@ -208,6 +227,6 @@ describe("logging", () => {
       "warn classifier link failing; falling through",
       "debug classifier link still failing",
       "info classifier link answering again",
-    ]);
+    ]); // the node link's declining is not failing: nothing logged for it
   });
 });

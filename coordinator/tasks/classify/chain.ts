@@ -1,5 +1,5 @@
 // The classifier chain: links tried in order (OpenRouter, a node, the local rules), each within its time budget,
-// falling through on error, timeout or an invalid answer; answers cached by conversation hash.
+// falling through on error, timeout, an invalid answer or a link that declines; answers cached by conversation hash.
 import type { Logger } from "pino";
 import { DIFFICULTIES } from "../../db/schema.ts";
 import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
@@ -30,6 +30,8 @@ export interface LinkCounters {
   timedOut: number;
   /** The caller went away while the link worked. */
   abandoned: number;
+  /** The link had nobody to ask (no node known to judge) and passed at once: not a failure. */
+  declined: number;
 }
 
 export interface ClassifierChainStats {
@@ -47,7 +49,8 @@ type Outcome =
   | { kind: "answered"; classification: Classification }
   | { kind: "failed"; error: unknown }
   | { kind: "timedOut" }
-  | { kind: "abandoned" };
+  | { kind: "abandoned" }
+  | { kind: "declined" };
 
 const timedOut = Symbol("timed out");
 const abandoned = Symbol("abandoned");
@@ -63,7 +66,7 @@ export function createClassifierChain(links: readonly ClassifierLink[], options:
   const names = new Set(links.map((link) => link.name));
   if (names.size !== links.length) throw new Error("classifier link names must be unique");
   const cache = new ClassificationCache(options.cacheTtlMs, options.cacheMaxEntries, options.now);
-  const counters = new Map(links.map((link) => [link.name, { answered: 0, failed: 0, timedOut: 0, abandoned: 0 }]));
+  const counters = new Map(links.map((link) => [link.name, { answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 0 }]));
   // Logged once per change of state, not per request: a dead API key must not write a warning for every chat.
   const healthy = new Map(links.map((link) => [link.name, true]));
   let fallbacks = 0;
@@ -71,7 +74,8 @@ export function createClassifierChain(links: readonly ClassifierLink[], options:
   function note(link: ClassifierLink, outcome: Outcome): void {
     const count = counters.get(link.name)!;
     count[outcome.kind]++;
-    if (outcome.kind === "abandoned") return;
+    // neither says anything about the link's health: the caller left, or the link had nobody to ask
+    if (outcome.kind === "abandoned" || outcome.kind === "declined") return;
     const ok = outcome.kind === "answered";
     if (ok === healthy.get(link.name)) {
       if (!ok) options.logger?.debug({ link: link.name, reason: reasonOf(outcome) }, "classifier link still failing");
@@ -117,6 +121,17 @@ export class ClassifierBudgetExceeded extends Error {
   }
 }
 
+/**
+ * A link throws this when it has nobody to ask for this request and spends no time (the node link with no idle node
+ * known to judge): the next link decides at once, and the link is not logged as failing.
+ */
+export class ClassifierLinkDeclined extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ClassifierLinkDeclined";
+  }
+}
+
 /** Runs one link against its budget and the caller's signal; the link's own signal aborts whichever ends first. */
 async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Outcome> {
   const controller = new AbortController();
@@ -141,7 +156,11 @@ async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Ou
     }
     return { kind: "answered", classification: { difficulty: result.difficulty, classifier: link.name } };
   } catch (error) {
-    return input.signal?.aborted ? { kind: "abandoned" } : { kind: "failed", error };
+    if (input.signal?.aborted) return { kind: "abandoned" };
+    if (error instanceof ClassifierLinkDeclined) return { kind: "declined" };
+    // the link gave up at a tighter budget of its own (the node link's, from the node's measured latency)
+    if (error instanceof ClassifierBudgetExceeded) return { kind: "timedOut" };
+    return { kind: "failed", error };
   } finally {
     clearTimeout(timer);
     if (onCallerAbort) input.signal?.removeEventListener("abort", onCallerAbort);

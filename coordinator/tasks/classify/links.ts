@@ -35,7 +35,7 @@ export function createCoordinatorClassifier(
   let nodeLink: NodeClassifier | undefined;
   if (config.nodeBudgetMs > 0) {
     nodeLink = createNodeClassifier({
-      pickIdleNode: (classifying) => pickIdleClassifierNode(registry.nodes(), classifying),
+      pickIdleNode: (eligible) => pickIdleClassifierNode(registry.nodes(), eligible),
       send: (node, { classifyId, prompt, deadlineUnixMs }) => {
         // the prompt is the user's text: it travels sealed for this node like a task's payload
         const sealedPrompt = sealText(node.keys.toNode, prompt, { taskId: classifyId, sequence: 0, kind: "classify" });

@@ -1,133 +1,199 @@
-// The node link's coordinator side: who gets the classify assign, whose result counts, deadlines, and the idle-node choice.
+// The node link's coordinator side: who is waited on and for how long (a node's own record), probes of nodes without
+// one, whose result counts, deadlines and rests, and the idle-node choice.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Difficulty } from "../../../gen/iris/v1/common_pb.ts";
 import type { NodeTier } from "../../db/schema.ts";
+import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
 import { createNodeClassifier, pickIdleClassifierNode, type ClassifierCandidate, type ClassifyRequest } from "./node.ts";
 
 const messages = [{ role: "user", content: "Compare Rust and Go for a CLI tool." }];
-const ids = ["9b2f3d5e-0000-4000-8000-000000000001", "9b2f3d5e-0000-4000-8000-000000000002"];
+const T0 = 1_700_000_000_000;
 
-function setup(options: { nodes?: { id: string }[]; sendOk?: boolean; budgetMs?: number } = {}) {
+function setup(options: { nodes?: string[]; sendOk?: boolean; budgetMs?: number } = {}) {
   const sent: { nodeId: string; assign: ClassifyRequest }[] = [];
-  const seen: ReadonlySet<string>[] = [];
-  const nodes = options.nodes ?? [{ id: "n1" }];
+  const nodes = (options.nodes ?? ["n1"]).map((id) => ({ id }));
   let next = 0;
   const classifier = createNodeClassifier({
-    pickIdleNode: (classifying) => {
-      seen.push(new Set(classifying));
-      return nodes.find((node) => !classifying.has(node.id));
-    },
+    pickIdleNode: (eligible) => nodes.find((node) => eligible(node.id)),
     send: (node, assign) => {
       sent.push({ nodeId: node.id, assign });
       return options.sendOk ?? true;
     },
     budgetMs: options.budgetMs ?? 1_000,
     now: () => Date.now(),
-    newId: () => ids[next++] ?? `id-${next}`,
+    newId: () => `id-${++next}`,
   });
-  return { classifier, sent, seen };
+  /** The id of the latest assign sent to `nodeId`. */
+  const lastId = (nodeId: string) => sent.filter((s) => s.nodeId === nodeId).at(-1)!.assign.classifyId;
+  /** Probes `nodeId` (no node known yet, or it is the only stranger left) and answers after `latencyMs`. */
+  async function teach(nodeId: string, latencyMs: number) {
+    await expect(classifier.classify({ messages })).rejects.toBeInstanceOf(ClassifierLinkDeclined);
+    await vi.advanceTimersByTimeAsync(latencyMs);
+    expect(classifier.resolveClassifyResult(lastId(nodeId), Difficulty.SIMPLE, nodeId)).toBe(true);
+  }
+  return { classifier, sent, lastId, teach };
 }
 
 afterEach(() => {
   vi.useRealTimers();
 });
 
-describe("node classifier", () => {
-  it("sends the rendered conversation with a deadline and accepts the answer from that node", async () => {
-    vi.useFakeTimers({ now: 1_700_000_000_000 });
+describe("node classifier: nobody known to judge", () => {
+  it("declines at once and probes an idle node with the conversation and the full deadline", async () => {
+    vi.useFakeTimers({ now: T0 });
     const { classifier, sent } = setup({ budgetMs: 1_500 });
-    const answer = classifier.classify({ messages });
+    await expect(classifier.classify({ messages })).rejects.toThrow(new ClassifierLinkDeclined("no idle node known to judge; probing n1"));
     expect(sent).toHaveLength(1);
-    expect(sent[0]!.nodeId).toBe("n1");
-    expect(sent[0]!.assign.classifyId).toBe(ids[0]);
-    expect(sent[0]!.assign.prompt).toBe(`<request>\n[user]\n${messages[0]!.content}\n</request>`);
-    expect(sent[0]!.assign.deadlineUnixMs).toBe(1_700_000_001_500n);
+    expect(sent[0]!.assign).toEqual({ classifyId: "id-1", prompt: `<request>\n[user]\n${messages[0]!.content}\n</request>`, deadlineUnixMs: BigInt(T0 + 1_500) });
     expect(classifier.pending).toBe(1);
-    expect(classifier.resolveClassifyResult(ids[0]!, Difficulty.COMPLEX, "n1")).toBe(true);
+    expect(classifier.waitMs("n1")).toBeUndefined();
+  });
+
+  it("500 silent nodes: every request declines at once, each probing another node; none is ever waited on", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const nodes = Array.from({ length: 500 }, (_, i) => `silent-${i}`);
+    const { classifier, sent } = setup({ nodes, budgetMs: 2_000 });
+    for (let i = 0; i < 600; i++) await expect(classifier.classify({ messages })).rejects.toBeInstanceOf(ClassifierLinkDeclined);
+    expect(new Set(sent.map((s) => s.nodeId)).size).toBe(500); // one probe each; the last 100 requests found nobody idle
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(classifier.pending).toBe(0);
+    // all missed and rest: no more probes for 5 minutes
+    await expect(classifier.classify({ messages })).rejects.toThrow("no idle node known to judge");
+    expect(sent).toHaveLength(500);
+  });
+});
+
+describe("node classifier: a node with a record", () => {
+  it("a probe's answer gives the node a record; the next request waits on it and takes its answer", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, sent, lastId, teach } = setup();
+    await teach("n1", 100);
+    expect(classifier.waitMs("n1")).toBe(2 * 100 + 50);
+    const answer = classifier.classify({ messages });
+    expect(sent).toHaveLength(2);
+    expect(sent[1]!.assign.deadlineUnixMs).toBe(BigInt(Date.now() + 1_000)); // the node itself still has the budget
+    expect(classifier.resolveClassifyResult(lastId("n1"), Difficulty.COMPLEX, "n1")).toBe(true);
     await expect(answer).resolves.toEqual({ difficulty: "COMPLEX", classifier: "node" });
     expect(classifier.pending).toBe(0);
   });
 
-  it("ignores a result for the id from another node, and still takes the right node's", async () => {
-    const { classifier } = setup();
+  it("stops waiting at the node's own wait; the assign stays out, and its late answer widens the wait", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, sent, lastId, teach } = setup({ budgetMs: 2_000 });
+    await teach("n1", 100);
     const answer = classifier.classify({ messages });
-    expect(classifier.resolveClassifyResult(ids[0]!, Difficulty.SIMPLE, "intruder")).toBe(false);
+    const settled = expect(answer).rejects.toBeInstanceOf(ClassifierBudgetExceeded);
+    await vi.advanceTimersByTimeAsync(249);
     expect(classifier.pending).toBe(1);
-    expect(classifier.resolveClassifyResult(ids[0]!, "ADVANCED", "n1")).toBe(true);
-    await expect(answer).resolves.toEqual({ difficulty: "ADVANCED", classifier: "node" });
-  });
-
-  it("ignores unknown and late results", async () => {
-    vi.useFakeTimers();
-    const { classifier } = setup({ budgetMs: 500 });
-    expect(classifier.resolveClassifyResult("never-sent", Difficulty.SIMPLE, "n1")).toBe(false);
-    const answer = classifier.classify({ messages });
-    const settled = expect(answer).rejects.toThrow("node n1 did not classify within 500 ms");
-    await vi.advanceTimersByTimeAsync(500);
+    await vi.advanceTimersByTimeAsync(1);
     await settled;
-    expect(classifier.pending).toBe(0);
-    expect(classifier.resolveClassifyResult(ids[0]!, Difficulty.SIMPLE, "n1")).toBe(false);
-  });
-
-  it("rests a node that missed its deadline, and asks it again after the rest or a reconnect", async () => {
-    vi.useFakeTimers({ now: 1_700_000_000_000 });
-    const { classifier, sent } = setup({ nodes: [{ id: "n1" }], budgetMs: 500 });
-    const missed = expect(classifier.classify({ messages })).rejects.toThrow(/did not classify/);
-    await vi.advanceTimersByTimeAsync(500);
-    await missed;
-    await expect(classifier.classify({ messages })).rejects.toThrow("no idle node to classify with");
-    await vi.advanceTimersByTimeAsync(5 * 60_000);
-    const again = classifier.classify({ messages });
+    // still working on it: not asked again, not probed either
+    await expect(classifier.classify({ messages })).rejects.toThrow("no idle node known to judge");
     expect(sent).toHaveLength(2);
-    classifier.resolveClassifyResult(ids[1]!, Difficulty.SIMPLE, "n1");
-    await expect(again).resolves.toMatchObject({ difficulty: "SIMPLE" });
-    // missing again, then reconnecting: the reconnect ends the rest at once
-    const missedAgain = expect(classifier.classify({ messages })).rejects.toThrow(/did not classify/);
     await vi.advanceTimersByTimeAsync(500);
-    await missedAgain;
-    classifier.nodeGone("n1");
-    void classifier.classify({ messages }).catch(() => {});
-    expect(sent).toHaveLength(4);
+    expect(classifier.resolveClassifyResult(lastId("n1"), Difficulty.COMPLEX, "n1")).toBe(true);
+    expect(classifier.waitMs("n1")).toBe(2 * 750 + 50); // p90 of [100, 750]
   });
 
-  it("fails at once on an unspecified difficulty (the node could not judge) and rests that node", async () => {
-    const { classifier, sent } = setup();
+  it("never waits longer than the budget; a node that lets it pass rests and loses its record", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, sent, teach } = setup({ budgetMs: 1_000 });
+    await teach("n1", 900);
+    expect(classifier.waitMs("n1")).toBe(1_000);
+    const missed = expect(classifier.classify({ messages })).rejects.toThrow("node n1 did not classify within 1000 ms");
+    await vi.advanceTimersByTimeAsync(1_000);
+    await missed;
+    expect(classifier.waitMs("n1")).toBeUndefined();
+    await expect(classifier.classify({ messages })).rejects.toThrow("no idle node known to judge");
+    expect(sent).toHaveLength(2);
+    // after the rest it is a stranger again: probed, not waited on
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    await expect(classifier.classify({ messages })).rejects.toThrow("probing n1");
+    expect(sent).toHaveLength(3);
+  });
+
+  it("an unspecified difficulty (the node could not judge) fails at once and rests the node", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, sent, lastId, teach } = setup();
+    await teach("n1", 100);
     const answer = classifier.classify({ messages });
-    expect(classifier.resolveClassifyResult(ids[0]!, Difficulty.UNSPECIFIED, "n1")).toBe(true);
+    expect(classifier.resolveClassifyResult(lastId("n1"), Difficulty.UNSPECIFIED, "n1")).toBe(true);
     await expect(answer).rejects.toThrow(/could not judge/);
-    await expect(classifier.classify({ messages })).rejects.toThrow("no idle node to classify with");
-    expect(sent).toHaveLength(1);
+    await expect(classifier.classify({ messages })).rejects.toThrow("no idle node known to judge");
+    expect(sent).toHaveLength(2);
   });
 
-  it("fails at once when no node is idle or the stream is closed", async () => {
-    await expect(setup({ nodes: [] }).classifier.classify({ messages })).rejects.toThrow("no idle node to classify with");
-    const closed = setup({ sendOk: false });
-    await expect(closed.classifier.classify({ messages })).rejects.toThrow("node n1's stream is closed");
-    expect(closed.classifier.pending).toBe(0);
+  it("a caller that goes away stops waiting at once; the node's answer still counts for its record", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, lastId, teach } = setup();
+    await teach("n1", 100);
+    const controller = new AbortController();
+    const answer = classifier.classify({ messages, signal: controller.signal });
+    controller.abort();
+    await expect(answer).rejects.toThrow(/aborted/);
+    expect(classifier.pending).toBe(1);
+    await vi.advanceTimersByTimeAsync(120);
+    expect(classifier.resolveClassifyResult(lastId("n1"), Difficulty.SIMPLE, "n1")).toBe(true);
+    expect(classifier.waitMs("n1")).toBe(2 * 120 + 50);
   });
 
-  it("does not ask a node that is already classifying", async () => {
-    const { classifier, sent, seen } = setup({ nodes: [{ id: "n1" }, { id: "n2" }] });
+  it("does not ask a node that is already classifying, and prefers a known node to probing", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, sent, lastId } = setup({ nodes: ["n1", "n2", "n3"] });
+    // two probes out at once (the first prober is still busy), both answered: two nodes known
+    await expect(classifier.classify({ messages })).rejects.toThrow("probing n1");
+    await expect(classifier.classify({ messages })).rejects.toThrow("probing n2");
+    classifier.resolveClassifyResult(lastId("n1"), Difficulty.SIMPLE, "n1");
+    classifier.resolveClassifyResult(lastId("n2"), Difficulty.SIMPLE, "n2");
     const first = classifier.classify({ messages });
     const second = classifier.classify({ messages });
-    expect(sent.map((s) => s.nodeId)).toEqual(["n1", "n2"]);
-    expect([...seen[1]!]).toEqual(["n1"]);
-    classifier.resolveClassifyResult(ids[1]!, Difficulty.SIMPLE, "n2");
-    classifier.resolveClassifyResult(ids[0]!, Difficulty.COMPLEX, "n1");
+    expect(sent.slice(2).map((s) => s.nodeId)).toEqual(["n1", "n2"]);
+    await expect(classifier.classify({ messages })).rejects.toThrow("probing n3");
+    classifier.resolveClassifyResult(lastId("n2"), Difficulty.SIMPLE, "n2");
+    classifier.resolveClassifyResult(lastId("n1"), Difficulty.COMPLEX, "n1");
     await expect(second).resolves.toMatchObject({ difficulty: "SIMPLE" });
     await expect(first).resolves.toMatchObject({ difficulty: "COMPLEX" });
   });
+});
 
-  it("fails a node's pending classifications when its stream ends, and on abort", async () => {
-    const { classifier } = setup({ nodes: [{ id: "n1" }, { id: "n2" }] });
-    const onGone = classifier.classify({ messages });
-    const controller = new AbortController();
-    const onAbort = classifier.classify({ messages, signal: controller.signal });
-    classifier.nodeGone("n1");
-    await expect(onGone).rejects.toThrow("node n1 disconnected while classifying");
-    controller.abort();
-    await expect(onAbort).rejects.toThrow(/aborted/);
+describe("node classifier: results and streams", () => {
+  it("ignores unknown, foreign and expired results", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, lastId, teach } = setup({ budgetMs: 500 });
+    expect(classifier.resolveClassifyResult("never-sent", Difficulty.SIMPLE, "n1")).toBe(false);
+    await teach("n1", 10);
+    const answer = classifier.classify({ messages });
+    expect(classifier.resolveClassifyResult(lastId("n1"), Difficulty.SIMPLE, "intruder")).toBe(false);
+    expect(classifier.pending).toBe(1);
+    const settled = expect(answer).rejects.toBeInstanceOf(ClassifierBudgetExceeded);
+    await vi.advanceTimersByTimeAsync(500);
+    await settled;
     expect(classifier.pending).toBe(0);
+    expect(classifier.resolveClassifyResult(lastId("n1"), Difficulty.SIMPLE, "n1")).toBe(false);
+  });
+
+  it("fails at once when the stream is closed, for a probe as for a wait", async () => {
+    const closed = setup({ sendOk: false });
+    await expect(closed.classifier.classify({ messages })).rejects.toBeInstanceOf(ClassifierLinkDeclined);
+    expect(closed.classifier.pending).toBe(0);
+    await expect(setup({ nodes: [] }).classifier.classify({ messages })).rejects.toThrow("no idle node known to judge");
+  });
+
+  it("a stream that ends fails the node's assign now, and the reconnected node starts afresh: probed, not resting", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, sent, teach } = setup();
+    await teach("n1", 100);
+    const answer = classifier.classify({ messages });
+    classifier.nodeGone("n1");
+    await expect(answer).rejects.toThrow("node n1 disconnected while classifying");
+    expect(classifier.pending).toBe(0);
+    expect(classifier.waitMs("n1")).toBeUndefined();
+    await expect(classifier.classify({ messages })).rejects.toThrow("probing n1");
+    // missing that probe rests it; a reconnect ends the rest at once
+    await vi.advanceTimersByTimeAsync(1_000);
+    classifier.nodeGone("n1");
+    await expect(classifier.classify({ messages })).rejects.toThrow("probing n1");
+    expect(sent).toHaveLength(4);
   });
 });
 
@@ -141,20 +207,21 @@ describe("pickIdleClassifierNode", () => {
     capabilities: { tokensPerSecond },
     ...extra,
   });
+  const anyNode = () => true;
 
-  it("never picks a node busy with user work, paused, gone, or already classifying", () => {
+  it("never picks a node busy with user work, paused, gone, or not eligible", () => {
     const nodes = [
       node("busy", "PRO", 90, { tasks: { size: 1 } }),
       node("paused", "PRO", 90, { paused: true }),
       node("gone", "PRO", 90, { connected: false }),
       node("classifying", "PRO", 90),
     ];
-    expect(pickIdleClassifierNode(nodes, new Set(["classifying"]))).toBeUndefined();
+    expect(pickIdleClassifierNode(nodes, (id) => id !== "classifying")).toBeUndefined();
   });
 
   it("prefers the highest tier, then the fastest", () => {
     const nodes = [node("basic", "BASIC", 200), node("mid-slow", "MID", 12), node("mid-fast", "MID", 25)];
-    expect(pickIdleClassifierNode(nodes, new Set())?.id).toBe("mid-fast");
-    expect(pickIdleClassifierNode([...nodes, node("pro", "PRO", 5)], new Set())?.id).toBe("pro");
+    expect(pickIdleClassifierNode(nodes, anyNode)?.id).toBe("mid-fast");
+    expect(pickIdleClassifierNode([...nodes, node("pro", "PRO", 5)], anyNode)?.id).toBe("pro");
   });
 });

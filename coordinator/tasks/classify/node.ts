@@ -1,25 +1,26 @@
-// The node link, coordinator side: sends a classify assign to an idle node and waits for that node's classify
-// result. Transport-free: the NodeService stream wiring gives it `send` and feeds it the results.
+// The node link, coordinator side: asks an idle node that has answered classify before, for no longer than its own
+// record says it needs, and probes nodes without a record off the request path (the rules answer that request at
+// once). Transport-free: the NodeService stream wiring gives it `send` and feeds it the results.
 import { randomUUID } from "node:crypto";
 import { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts";
 import { renderForClassification } from "../../../common/classify-prompt.ts";
 import type { Difficulty, NodeTier } from "../../db/schema.ts";
-import type { Classifier } from "../classifier.ts";
-import { ClassifierBudgetExceeded } from "./chain.ts";
+import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
+import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
+import { DEFAULT_WAIT, waitFor, withAnswer, type ClassifyRecord, type WaitPolicy } from "./node-record.ts";
 
 export interface NodeClassifierOptions<Node extends { id: string }> {
-  /**
-   * An idle node to ask, or none; `skip` holds the nodes not to ask: those already judging a prompt for this
-   * link and those resting after a missed deadline.
-   */
-  pickIdleNode: (skip: ReadonlySet<string>) => Node | undefined;
+  /** The idle node to ask among those `eligible` says yes to (not resting, not classifying, known or not), or none. */
+  pickIdleNode: (eligible: (nodeId: string) => boolean) => Node | undefined;
   /** Queues a classify assign for the request on the node's stream (sealing the prompt); false when the stream is closed. */
   send: (node: Node, request: ClassifyRequest) => boolean;
-  /** How long the node has; also sent as the assign's deadline. */
+  /** The most a request waits for a node, and the deadline every assign carries (a probe's too). */
   budgetMs: number;
+  /** How long a request waits for a node with a record, from its p90 latency (default 2 × p90 + 50 ms). */
+  wait?: Omit<WaitPolicy, "budgetMs">;
   /**
-   * How long a node that missed a deadline or could not judge is not asked again (default 5 minutes): an agent that doesn't
-   * answer classify assigns (an older version, a stuck backend) must not cost every request its budget.
+   * How long a node that missed a deadline or could not judge is not asked again (default 5 minutes); it also loses
+   * its record, so after the rest it is only probed until it answers again.
    */
   restAfterTimeoutMs?: number;
   now?: () => number;
@@ -36,19 +37,30 @@ export interface ClassifyRequest {
 
 export interface NodeClassifier extends Classifier {
   /**
-   * A classify result arrived on `fromNodeId`'s stream. Accepted only from the node the id was sent to and only
-   * while the link waits; returns whether it was (unknown, late and foreign results are ignored).
+   * A classify result arrived on `fromNodeId`'s stream. Accepted only from the node the id was sent to and only before
+   * the assign's deadline, whether or not a request still waits (a late answer still teaches the node's latency);
+   * returns whether it was (unknown, expired and foreign results are ignored).
    */
   resolveClassifyResult(classifyId: string, difficulty: DifficultyEnum | Difficulty, fromNodeId: string): boolean;
-  /** The node's stream ended: its pending classifications fail now instead of at their deadline. */
+  /** The node's stream ended: its assign fails now instead of at its deadline, and its record is forgotten. */
   nodeGone(nodeId: string): void;
+  /** Assigns out (waited on, probes, and those whose request stopped waiting), until answered or past their deadline. */
   readonly pending: number;
+  /** How long a request would wait for the node now; undefined when it has no record of answering. */
+  waitMs(nodeId: string): number | undefined;
 }
 
-interface Pending {
+/** The request waiting on an assign; settles once, and the assign outlives it (the node is still working). */
+interface Waiter {
+  answer(difficulty: Difficulty): void;
+  fail(error: Error): void;
+}
+
+interface Assign {
   nodeId: string;
-  resolve(difficulty: Difficulty): void;
-  reject(error: Error): void;
+  sentAt: number;
+  waiter?: Waiter;
+  deadline: NodeJS.Timeout;
 }
 
 const fromEnum: Partial<Record<DifficultyEnum, Difficulty>> = {
@@ -62,84 +74,125 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
   const now = options.now ?? Date.now;
   const newId = options.newId ?? randomUUID;
   const restMs = options.restAfterTimeoutMs ?? 5 * 60_000;
-  const pending = new Map<string, Pending>();
+  const policy: WaitPolicy = { ...DEFAULT_WAIT, ...options.wait, budgetMs: options.budgetMs };
+  const assigns = new Map<string, Assign>();
+  /** Node id → its assign's id; a node gets one assign at a time. */
+  const assigned = new Map<string, string>();
+  const records = new Map<string, ClassifyRecord>();
   const restingUntil = new Map<string, number>();
 
-  /** A node that missed a deadline or could not judge is not asked again for a while. */
+  function available(nodeId: string): boolean {
+    if (assigned.has(nodeId)) return false;
+    const until = restingUntil.get(nodeId);
+    if (until === undefined) return true;
+    if (until > now()) return false;
+    restingUntil.delete(nodeId);
+    return true;
+  }
+
+  /** A node that missed a deadline or could not judge rests, and must prove itself again by a probe. */
   function rest(nodeId: string): void {
+    records.delete(nodeId);
     restingUntil.set(nodeId, now() + restMs);
   }
 
-  function skip(): Set<string> {
-    const at = now();
-    for (const [nodeId, until] of restingUntil) if (until <= at) restingUntil.delete(nodeId);
-    return new Set([...restingUntil.keys(), ...[...pending.values()].map((entry) => entry.nodeId)]);
+  function settle(classifyId: string): Assign | undefined {
+    const entry = assigns.get(classifyId);
+    if (!entry) return undefined;
+    clearTimeout(entry.deadline);
+    assigns.delete(classifyId);
+    assigned.delete(entry.nodeId);
+    return entry;
+  }
+
+  /** Sends the assign; with no waiter it is a probe. The assign lives until answered or its deadline. */
+  function assign(node: Node, input: ClassifierInput, waiter?: Waiter): void {
+    const classifyId = newId();
+    const sentAt = now();
+    const deadline = setTimeout(() => {
+      const entry = settle(classifyId);
+      if (!entry) return;
+      rest(entry.nodeId);
+      entry.waiter?.fail(new Error(`node ${entry.nodeId} did not classify within ${policy.budgetMs} ms`));
+    }, policy.budgetMs);
+    assigns.set(classifyId, { nodeId: node.id, sentAt, waiter, deadline });
+    assigned.set(node.id, classifyId);
+    const request = { classifyId, prompt: renderForClassification(input.messages), deadlineUnixMs: BigInt(sentAt + policy.budgetMs) };
+    if (!options.send(node, request)) {
+      settle(classifyId);
+      waiter?.fail(new Error(`node ${node.id}'s stream is closed`));
+    }
+  }
+
+  /** Waits on a node with a record for at most `waitMs`; the assign itself keeps the full budget. */
+  function ask(node: Node, input: ClassifierInput, waitMs: number): Promise<Classification> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => waiter.fail(new Error(`node ${node.id} classification aborted`));
+      // at the full budget the assign's own deadline ends the wait (and rests the node)
+      const timer =
+        waitMs < policy.budgetMs ? setTimeout(() => waiter.fail(new ClassifierBudgetExceeded(`node ${node.id}`, waitMs)), waitMs) : undefined;
+      let settled = false;
+      const finish = () => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        input.signal?.removeEventListener("abort", onAbort);
+        return true;
+      };
+      const waiter: Waiter = {
+        answer(difficulty) {
+          if (finish()) resolve({ difficulty, classifier: "node" });
+        },
+        fail(error) {
+          if (finish()) reject(error);
+        },
+      };
+      input.signal?.addEventListener("abort", onAbort, { once: true });
+      assign(node, input, waiter);
+    });
   }
 
   return {
     get pending() {
-      return pending.size;
+      return assigns.size;
     },
 
-    classify(input) {
-      return new Promise((resolve, reject) => {
-        if (input.signal?.aborted) return reject(new Error("node classification aborted before it started"));
-        const node = options.pickIdleNode(skip());
-        if (!node) return reject(new Error("no idle node to classify with"));
-        const classifyId = newId();
-        const settle = () => {
-          clearTimeout(timer);
-          input.signal?.removeEventListener("abort", onAbort);
-          pending.delete(classifyId);
-        };
-        const onAbort = () => {
-          settle();
-          // the chain gave up on the link at the same budget: the node missed its deadline, whichever timer fired first
-          if (input.signal?.reason instanceof ClassifierBudgetExceeded) rest(node.id);
-          reject(new Error(`node ${node.id} classification ${classifyId} aborted`));
-        };
-        const timer = setTimeout(() => {
-          settle();
-          rest(node.id);
-          reject(new Error(`node ${node.id} did not classify within ${options.budgetMs} ms`));
-        }, options.budgetMs);
-        input.signal?.addEventListener("abort", onAbort, { once: true });
-        pending.set(classifyId, {
-          nodeId: node.id,
-          resolve: (difficulty) => {
-            settle();
-            resolve({ difficulty, classifier: "node" });
-          },
-          reject: (error) => {
-            settle();
-            reject(error);
-          },
-        });
-        const request = { classifyId, prompt: renderForClassification(input.messages), deadlineUnixMs: BigInt(now() + options.budgetMs) };
-        if (!options.send(node, request)) pending.get(classifyId)?.reject(new Error(`node ${node.id}'s stream is closed`));
-      });
+    waitMs(nodeId) {
+      return waitFor(records.get(nodeId), policy);
+    },
+
+    async classify(input) {
+      if (input.signal?.aborted) throw new Error("node classification aborted before it started");
+      const judge = options.pickIdleNode((id) => records.has(id) && available(id));
+      if (judge) return ask(judge, input, waitFor(records.get(judge.id), policy)!);
+      // nobody known to judge: the rules answer this request now; a stranger may earn a record on its prompt meanwhile
+      const stranger = options.pickIdleNode((id) => !records.has(id) && available(id));
+      if (stranger) assign(stranger, input);
+      throw new ClassifierLinkDeclined(stranger ? `no idle node known to judge; probing ${stranger.id}` : "no idle node known to judge");
     },
 
     resolveClassifyResult(classifyId, difficulty, fromNodeId) {
-      const entry = pending.get(classifyId);
       // a node may answer only what it was asked: another node's id is not its to settle
-      if (!entry || entry.nodeId !== fromNodeId) return false;
+      if (assigns.get(classifyId)?.nodeId !== fromNodeId) return false;
+      const entry = settle(classifyId)!;
       const name = typeof difficulty === "number" ? fromEnum[difficulty] : names.has(difficulty) ? difficulty : undefined;
       if (name) {
-        entry.resolve(name);
+        records.set(fromNodeId, withAnswer(records.get(fromNodeId), now() - entry.sentAt));
+        entry.waiter?.answer(name);
       } else {
         // DIFFICULTY_UNSPECIFIED: its model answered no difficulty; it will likely not next time either
         rest(fromNodeId);
-        entry.reject(new Error(`node ${fromNodeId} could not judge the prompt`));
+        entry.waiter?.fail(new Error(`node ${fromNodeId} could not judge the prompt`));
       }
       return true;
     },
 
     nodeGone(nodeId) {
-      for (const entry of [...pending.values()]) {
-        if (entry.nodeId === nodeId) entry.reject(new Error(`node ${nodeId} disconnected while classifying`));
-      }
-      restingUntil.delete(nodeId); // a reconnecting agent (perhaps upgraded) gets a fresh chance
+      const classifyId = assigned.get(nodeId);
+      if (classifyId !== undefined) settle(classifyId)?.waiter?.fail(new Error(`node ${nodeId} disconnected while classifying`));
+      // a reconnecting agent (perhaps upgraded) starts afresh: probed, then waited on by what it shows
+      records.delete(nodeId);
+      restingUntil.delete(nodeId);
     },
   };
 }
@@ -157,17 +210,17 @@ export interface ClassifierCandidate {
 const tierRank: Record<NodeTier, number> = { BASIC: 0, MID: 1, PRO: 2 };
 
 /**
- * The node to ask: connected, not paused, running no user task and not in `skip`. Among those the
+ * The node to ask: connected, not paused, running no user task and `eligible`. Among those the
  * highest tier (a bigger model judges better), then the fastest (the answer is a few tokens; prompt reading
  * dominates).
  */
 export function pickIdleClassifierNode<Node extends ClassifierCandidate>(
   nodes: Iterable<Node>,
-  skip: ReadonlySet<string>,
+  eligible: (nodeId: string) => boolean,
 ): Node | undefined {
   let best: Node | undefined;
   for (const node of nodes) {
-    if (!node.connected || node.paused || node.tasks.size > 0 || skip.has(node.id)) continue;
+    if (!node.connected || node.paused || node.tasks.size > 0 || !eligible(node.id)) continue;
     if (
       !best ||
       tierRank[node.tier] > tierRank[best.tier] ||

@@ -122,7 +122,7 @@ describe("OpenRouter link in the chain", () => {
     expect(elapsed).toBeGreaterThanOrEqual(140);
     expect(elapsed).toBeLessThan(1_000);
     await expect.poll(() => standin!.requests[0]?.disconnected).toBe(true);
-    expect(chain.stats().links.openrouter).toEqual({ answered: 0, failed: 0, timedOut: 1, abandoned: 0 });
+    expect(chain.stats().links.openrouter).toEqual({ answered: 0, failed: 0, timedOut: 1, abandoned: 0, declined: 0 });
   });
 
   it("decides when it answers well within its budget", async () => {
