@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig } from "./config.ts";
 import { createLogger } from "./logger.ts";
 import { startCoordinator } from "./app.ts";
+import { isDatabaseUnavailable } from "./db/faults.ts";
 
 let config;
 try {
@@ -13,6 +14,12 @@ try {
 }
 
 const logger = createLogger(config.logLevel);
+// The last line of defence for "no database error ends the process": a lost database in a promise nobody awaited
+// is logged (and the caller is a bug to fix); any other unhandled rejection still ends the process as Node would.
+process.on("unhandledRejection", (reason) => {
+  if (!isDatabaseUnavailable(reason)) throw reason;
+  logger.error({ err: reason }, "unhandled database fault");
+});
 try {
   const coordinator = await startCoordinator(config, logger);
   let signals = 0;

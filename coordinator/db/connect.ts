@@ -10,6 +10,7 @@ export type DatabaseKind = "postgres" | "pglite";
 
 export interface DatabaseLogger {
   info: (obj: object, msg?: string) => void;
+  warn?: (obj: object, msg?: string) => void;
 }
 
 export interface OpenDatabaseOptions {
@@ -28,6 +29,9 @@ export interface OpenDatabase {
   /** Destroys the Kysely instance, which ends the pg pool or closes PGlite. Safe to call twice. */
   close(): Promise<void>;
 }
+
+const CONNECT_TIMEOUT_MS = 10_000;
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 
 // PostgreSQL type OIDs whose default JS mapping differs between pg and PGlite.
 const INT8 = 20;
@@ -88,11 +92,31 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<OpenDa
 }
 
 async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<OpenDatabase> {
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize, types: pgTypes });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize,
+    types: pgTypes,
+    // a server that accepts TCP but never answers would otherwise hold a request forever
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    // a transaction whose client vanished mid-way is ended by the server, so its locks and its commit status
+    // (which the task journal asks after a lost COMMIT reply) do not stay "in progress" for hours
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
+  });
+  const warn = (obj: object, msg: string) => {
+    const logger = options.logger;
+    if (logger?.warn) logger.warn(obj, msg);
+    else logger?.info(obj, msg);
+  };
   // An idle client can lose its server (restart, DROP DATABASE ... FORCE); without a listener the
   // pool's 'error' event would crash the process. The next query reconnects.
-  pool.on("error", (error) => {
-    options.logger?.info({ err: error.message }, "idle PostgreSQL connection failed");
+  pool.on("error", (error) => warn({ err: error.message }, "idle PostgreSQL connection failed"));
+  // pg-pool removes its own 'error' listener while a client is checked out (inside a transaction, between
+  // queries), and pg emits 'error' on the client when its backend is terminated: with no listener that ends the
+  // process. This one stays for the client's whole life; the query in flight, if any, fails on its own and the
+  // broken client is discarded on release.
+  pool.on("connect", (client) => {
+    client.on("error", (error) => warn({ err: error.message }, "PostgreSQL connection failed"));
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   await checkConnection(db, redactUrl(url));

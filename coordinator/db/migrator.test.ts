@@ -10,6 +10,7 @@ import { migrateToLatest, migrationNames, splitSqlStatements } from "./migrator.
 const TABLES = [
   "accounts",
   "chat_admissions",
+  "coordinator_instances",
   "login_failures",
   "node_sessions",
   "nodes",

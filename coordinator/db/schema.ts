@@ -245,3 +245,28 @@ export interface NodesTable {
   /** When the node was suspended (no work until an admin clears it); NULL when it may take work. */
   suspended_at: NullableTimestamp;
 }
+
+// 0007_coordinator_instances: which coordinator ran each task, and which coordinators are alive (coordinator/instances/).
+export interface TasksTable {
+  /** The coordinator instance that ran the task; NULL on tasks written before 0007. */
+  coordinator_instance: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** One row per running coordinator, refreshed every INSTANCE_HEARTBEAT_MS; a stale row is a dead coordinator. */
+export interface CoordinatorInstancesTable {
+  instance: string;
+  started_at: CreatedAt;
+  last_seen_at: CreatedAt;
+}
+
+export interface Database {
+  coordinator_instances: CoordinatorInstancesTable;
+}
+
+// 0008_measured_capability: what the coordinator measured of each node (coordinator/nodes/measurements.ts).
+export interface NodesTable {
+  /** The model file's fingerprint the node declared (Register.model_sha256); NULL when none. */
+  model_sha256: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Speed samples, proven and refused context, the last canary comparison (MeasuredSnapshot); NULL before any. */
+  measured: NullableJson<JsonValue>;
+}

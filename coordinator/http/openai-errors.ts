@@ -1,5 +1,6 @@
 // Failures as OpenAI's API reports them: an HTTP status and `{"error": {message, type, param, code}}`.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { unavailableIfDatabase } from "../db/faults.ts";
 import { InvalidRequestError } from "./openai-request.ts";
 
 export interface OpenAiErrorBody {
@@ -37,7 +38,8 @@ function isClientHttpError(err: unknown): err is Error & { statusCode: number } 
 }
 
 /** The response for a failure; internal errors get a generic message (the details go to the log, not the client). */
-export function openAiError(err: unknown, requestId: string): OpenAiError {
+export function openAiError(fault: unknown, requestId: string): OpenAiError {
+  const err = unavailableIfDatabase(fault);
   if (err instanceof InvalidRequestError) {
     return { status: 400, body: { error: { message: err.message, type: "invalid_request_error", param: err.param, code: null } }, headers: {} };
   }

@@ -23,7 +23,7 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
   const row = (id: string) => test.db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
 
   it("writes a task created and finished within one batch as one insert with its final state", async () => {
-    const journal = new TaskJournal(test.db, logger, 60_000);
+    const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
     const id = randomUUID();
     const assignedAt = new Date("2026-12-05T10:00:00.123Z");
     journal.created({ id, difficulty: "SIMPLE", division_mode: "single", classifier: "local", max_tokens: 64 });
@@ -36,7 +36,7 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
   });
 
   it("updates tasks of earlier batches together by column set, each with its own values (nulls and failures too)", async () => {
-    const journal = new TaskJournal(test.db, logger, 60_000);
+    const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
     const ids = Array.from({ length: 5 }, () => randomUUID());
     for (const id of ids) journal.created({ id, difficulty: "COMPLEX" });
     await journal.flush();

@@ -1,9 +1,12 @@
 // Task records written behind the token path: status changes queue in memory and are flushed in batches
 // (one insert of new tasks with the changes they already had, one update per set of changed columns, one
-// insert of status events), in order, so a stream never waits for the database and no record is lost while the
-// coordinator runs.
+// insert of status events), in order, so a stream never waits for the database. While the database is
+// unavailable the batches wait and are tried again until it is back; a batch is written exactly once (a retry
+// first asks whether the last try's COMMIT landed), and new tasks are refused while too many records wait.
 import { sql, type Kysely, type Transaction } from "kysely";
 import type { Logger } from "pino";
+import { CommitUnknownError, isDatabaseUnavailable } from "../db/faults.ts";
+import { DEFAULT_PACING, OutageWait, settlesWithin, type OutagePacing } from "../db/outage.ts";
 import type { Database, NewTask, TaskStatus, TaskUpdate } from "../db/schema.ts";
 
 interface Pending {
@@ -14,20 +17,57 @@ interface Pending {
 
 const emptyPending = (): Pending => ({ inserts: [], updates: new Map(), events: [] });
 
+/** Tries of a batch that fails for another reason than an unavailable database (a bug, not an outage). */
+const MAX_OTHER_FAILURES = 3;
+
+export interface TaskJournalOptions {
+  /** How long changes gather before a batch is written. */
+  flushDelayMs?: number;
+  /** This coordinator's instance, stamped on the tasks it creates so that a peer can end them if it dies. */
+  instance?: string;
+  /** Records (status events) waiting to be written at which new tasks are refused (TASK_JOURNAL_MAX_WAITING). */
+  maxWaiting?: number;
+  pacing?: OutagePacing;
+}
+
 export class TaskJournal {
   #pending = emptyPending();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
+  /** Events queued or being written, not yet in the database. */
+  #waiting = 0;
+  readonly #outage: OutageWait;
+  readonly #flushDelayMs: number;
+  readonly #instance: string | null;
+  readonly #maxWaiting: number;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly logger: Logger,
-    private readonly flushDelayMs = 20,
-  ) {}
+    options: TaskJournalOptions = {},
+  ) {
+    this.#flushDelayMs = options.flushDelayMs ?? 20;
+    this.#instance = options.instance ?? null;
+    this.#maxWaiting = options.maxWaiting ?? 100_000;
+    this.#outage = new OutageWait(logger, "task records", options.pacing ?? DEFAULT_PACING);
+  }
+
+  /** Records (status events) not yet in the database: the gauge an operator watches during an outage. */
+  get waiting(): number {
+    return this.#waiting;
+  }
+
+  /**
+   * false while as many records wait as the cap allows: the orchestrator then refuses new tasks (Unavailable), so
+   * memory stays bounded, while the tasks already running still record every change (a few events each).
+   */
+  get admitting(): boolean {
+    return this.#waiting < this.#maxWaiting;
+  }
 
   /** A new task, queued. */
   created(task: NewTask & { id: string }): void {
-    this.#pending.inserts.push({ ...task, status: "queued" });
+    this.#pending.inserts.push({ ...task, status: "queued", coordinator_instance: this.#instance });
     this.#event(task.id, "queued", null, null);
   }
 
@@ -45,10 +85,11 @@ export class TaskJournal {
 
   #event(taskId: string, status: TaskStatus, nodeId: string | null, detail: string | null): void {
     this.#pending.events.push({ task_id: taskId, status, node_id: nodeId, detail, at: new Date() });
-    this.#timer ??= setTimeout(() => void this.flush(), this.flushDelayMs);
+    this.#waiting++;
+    this.#timer ??= setTimeout(() => void this.flush(), this.#flushDelayMs);
   }
 
-  /** Writes everything queued so far; resolves when it is in the database. */
+  /** Writes everything queued so far; resolves when it is in the database (after an outage, when that ends). */
   flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -59,32 +100,79 @@ export class TaskJournal {
     return this.#flushing;
   }
 
+  /** Shutdown: flushes, waiting at most `timeoutMs` for an unavailable database; logs what could not be written. */
+  async close(timeoutMs: number): Promise<void> {
+    if (await settlesWithin(this.flush(), timeoutMs)) return;
+    this.logger.error({ waiting: this.#waiting }, "task records not written before shutdown: the database is unavailable");
+  }
+
   async #write(batch: Pending): Promise<void> {
     if (batch.events.length === 0) return;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.db.transaction().execute(async (tx) => {
-          // a task created in this batch is inserted as it is now: its changes need no UPDATE of their own
-          const updates = new Map(batch.updates);
-          const inserts = batch.inserts.map((row) => {
-            const update = updates.get(row.id!);
-            updates.delete(row.id!);
-            return update ? { ...row, ...update } : row;
+    // the id of the last try's transaction: its COMMIT may have landed though its reply was lost
+    let xid: string | undefined;
+    let failures = 0;
+    try {
+      for (;;) {
+        try {
+          if (xid !== undefined && (await committed(this.db, xid))) break;
+          await this.db.transaction().execute(async (tx) => {
+            xid = await currentTransactionId(tx);
+            await writeBatch(tx, batch);
           });
-          if (inserts.length > 0) await tx.insertInto("tasks").values(inserts).execute();
-          await writeUpdates(tx, updates);
-          await tx.insertInto("task_events").values(batch.events).execute();
-        });
-        return;
-      } catch (err) {
-        if (attempt >= 3) {
-          this.logger.error({ err, tasks: batch.updates.size + batch.inserts.length }, "task records could not be written");
-          return;
+          break;
+        } catch (err) {
+          if (isDatabaseUnavailable(err)) {
+            await this.#outage.pause(err, this.#waiting);
+            continue;
+          }
+          if (++failures >= MAX_OTHER_FAILURES) {
+            this.logger.error({ err, tasks: batch.updates.size + batch.inserts.length }, "task records could not be written");
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100 * failures));
         }
-        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
       }
+      this.#outage.recovered(this.#waiting - batch.events.length);
+    } finally {
+      this.#waiting -= batch.events.length;
     }
   }
+}
+
+async function writeBatch(tx: Transaction<Database>, batch: Pending): Promise<void> {
+  // a task created in this batch is inserted as it is now: its changes need no UPDATE of their own
+  const updates = new Map(batch.updates);
+  const inserts = batch.inserts.map((row) => {
+    const update = updates.get(row.id!);
+    updates.delete(row.id!);
+    return update ? { ...row, ...update } : row;
+  });
+  if (inserts.length > 0) await tx.insertInto("tasks").values(inserts).execute();
+  await writeUpdates(tx, updates);
+  await tx.insertInto("task_events").values(batch.events).execute();
+}
+
+async function currentTransactionId(tx: Transaction<Database>): Promise<string> {
+  const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(tx);
+  return rows[0]!.xid;
+}
+
+/**
+ * Whether the transaction committed (PostgreSQL keeps every transaction's fate; this is what pg_xact_status is
+ * for). Still in progress means its backend has not yet noticed the lost connection: ask again later.
+ */
+async function committed(db: Kysely<Database>, xid: string): Promise<boolean> {
+  let status: string | null | undefined;
+  try {
+    const { rows } = await sql<{ status: string | null }>`SELECT pg_xact_status(${xid}::xid8) AS status`.execute(db);
+    status = rows[0]?.status;
+  } catch (err) {
+    if (isDatabaseUnavailable(err)) throw err;
+    // "in the future": a failover to a replica that never saw the transaction, so it did not commit there
+    return false;
+  }
+  if (status === "in progress") throw new CommitUnknownError(xid);
+  return status === "committed";
 }
 
 /** SQL types of the task columns a status change may set (the record that jsonb_to_recordset reads). */

@@ -81,7 +81,7 @@ export class Orchestrator {
 
   constructor(
     private readonly registry: NodeRegistry,
-    journal: TaskJournal,
+    private readonly journal: TaskJournal,
     private readonly classifier: Classifier,
     private readonly config: OrchestratorConfig,
     logger: Logger,
@@ -109,6 +109,10 @@ export class Orchestrator {
 
   async *chat(input: ChatInput): AsyncGenerator<ChatEvent, void, undefined> {
     const started = Date.now();
+    if (!this.journal.admitting) {
+      // the database has been away long enough for the cap of waiting records to fill: keep memory bounded
+      throw new ConnectError(`database unavailable: ${this.journal.waiting} task records are waiting to be written`, Code.Unavailable);
+    }
     const taskId = randomUUID();
     const model = normalizeModelHint(input.model);
     if (model !== undefined && ![...this.registry.nodes()].some((node) => servesModel(node, model))) {

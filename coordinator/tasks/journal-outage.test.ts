@@ -1,0 +1,108 @@
+// The task journal when PostgreSQL goes away (through a TCP proxy the test cuts): records wait, with a log line and a
+// gauge, and are written exactly once when it is back, also when a COMMIT's reply was lost.
+import { randomUUID } from "node:crypto";
+import pino from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startDatabaseProxy, type DatabaseProxy } from "../../test/support/database-proxy.ts";
+import { createTestDatabase, databaseSource, type TestDatabase } from "../../test/support/database.ts";
+import { openDatabase, type OpenDatabase } from "../db/connect.ts";
+import { insertNode } from "../reputation/fixtures.ts";
+import { TaskJournal } from "./journal.ts";
+
+const pacing = { firstMs: 50, maxMs: 200, logEveryMs: 60_000 };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe.skipIf(databaseSource().kind !== "postgres")("task journal through a database outage", () => {
+  let test: TestDatabase;
+  let nodeId: string;
+  let proxy: DatabaseProxy;
+  let through: OpenDatabase;
+  const logs: { level: number; msg: string; waiting?: number }[] = [];
+  const logger = pino({ level: "info" }, { write: (line: string) => logs.push(JSON.parse(line)) });
+
+  beforeAll(async () => {
+    test = await createTestDatabase();
+    nodeId = (await insertNode(test.db)).id;
+  });
+  afterEach(async () => {
+    await through?.close();
+    await proxy?.close();
+    logs.length = 0;
+  });
+  afterAll(async () => {
+    await test?.close();
+  });
+
+  async function connectThroughProxy(): Promise<TaskJournal> {
+    proxy = await startDatabaseProxy(test.url);
+    through = await openDatabase({ url: proxy.url, poolSize: 2, dataDir: "", logger });
+    return new TaskJournal(through.db, logger, { flushDelayMs: 5, pacing });
+  }
+  const statuses = (ids: string[]) => test.db.selectFrom("tasks").select(["id", "status"]).where("id", "in", ids).execute();
+  const eventsOf = async (id: string) =>
+    (await test.db.selectFrom("task_events").select("status").where("task_id", "=", id).orderBy("id").execute()).map((e) => e.status);
+
+  it("keeps the records of a 2.5 s outage waiting and writes them all when the database is back", async () => {
+    const journal = await connectThroughProxy();
+    const ids = Array.from({ length: 9 }, () => randomUUID());
+    for (const id of ids) {
+      journal.created({ id, difficulty: "SIMPLE" });
+      journal.update(id, "assigned", { node_id: nodeId, tier: "MID", attempt: 1, assigned_at: new Date() }, nodeId);
+      journal.update(id, "streaming", { first_token_at: new Date(), ttft_ms: 5 }, nodeId);
+    }
+    await journal.flush();
+
+    await proxy.cut();
+    // the clients saw these tasks done; their records must not be lost to the outage
+    for (const id of ids) journal.update(id, "completed", { completion_tokens: 4, completed_at: new Date(), total_ms: 40 }, nodeId);
+    const written = journal.flush();
+    await sleep(2_500);
+    expect(journal.waiting).toBe(9);
+    expect(logs.some((line) => line.msg === "task records waiting for the database" && line.waiting === 9)).toBe(true);
+    expect(logs.some((line) => line.msg === "task records could not be written")).toBe(false);
+    expect((await statuses(ids)).every((row) => row.status === "streaming")).toBe(true);
+
+    await proxy.restore();
+    await written;
+    expect(journal.waiting).toBe(0);
+    expect((await statuses(ids)).map((row) => row.status)).toEqual(ids.map(() => "completed"));
+    for (const id of ids) expect(await eventsOf(id)).toEqual(["queued", "assigned", "streaming", "completed"]);
+    expect(logs.some((line) => line.msg === "task records written again: the database is back")).toBe(true);
+  });
+
+  it("writes a batch whose COMMIT reply was lost exactly once", async () => {
+    const journal = await connectThroughProxy();
+    const id = randomUUID();
+    journal.created({ id, difficulty: "SIMPLE" });
+    journal.update(id, "streaming", { node_id: nodeId, first_token_at: new Date() }, nodeId);
+    await journal.flush();
+
+    const lost = proxy.loseNextCommitReply();
+    journal.update(id, "completed", { completion_tokens: 7, completed_at: new Date(), total_ms: 70 }, nodeId);
+    journal.note(id, "completed", nodeId, "spot check passed");
+    await journal.flush();
+    await lost;
+    expect(proxy.lostCommitReplies).toBe(1);
+    expect(await eventsOf(id)).toEqual(["queued", "streaming", "completed", "completed"]);
+    expect((await statuses([id]))[0]!.status).toBe("completed");
+    expect(logs.some((line) => line.level >= 50)).toBe(false);
+  });
+
+  it("stops admitting new tasks at the cap of waiting records, and admits again once they are written", async () => {
+    proxy = await startDatabaseProxy(test.url);
+    through = await openDatabase({ url: proxy.url, poolSize: 2, dataDir: "", logger });
+    const journal = new TaskJournal(through.db, logger, { flushDelayMs: 5, pacing, maxWaiting: 4 });
+    await proxy.cut();
+    const ids = [randomUUID(), randomUUID()];
+    for (const id of ids) journal.created({ id, difficulty: "SIMPLE" });
+    expect(journal.admitting).toBe(true);
+    for (const id of ids) journal.update(id, "failed", { failure_reason: "client went away", completed_at: new Date() }, null);
+    expect(journal.admitting).toBe(false);
+    const written = journal.flush();
+    await sleep(300);
+    await proxy.restore();
+    await written;
+    expect(journal.admitting).toBe(true);
+    expect((await statuses(ids)).map((row) => row.status)).toEqual(["failed", "failed"]);
+  });
+});
