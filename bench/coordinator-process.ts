@@ -55,6 +55,8 @@ export async function startCoordinatorProcess(options: CoordinatorOptions): Prom
       LOG_LEVEL: process.env.BENCH_COORDINATOR_LOG_LEVEL ?? "info",
       COORDINATOR_PRIVATE_KEY_PATH: join(options.workDir, "coordinator.key"),
       COORDINATOR_INSTANCE: `bench-${options.name}`,
+      // every load node and client connects from 127.0.0.1: no per-address connection cap
+      MAX_CONNECTIONS_PER_ADDRESS: "0",
       ...(options.profile ? { BENCH_PROFILE_DIR: options.workDir } : {}),
       // e.g. "--max-semi-space-size=64", to try V8 flags on the coordinator alone
       ...(process.env.BENCH_COORDINATOR_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_COORDINATOR_NODE_OPTIONS } : {}),

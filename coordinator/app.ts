@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
+import { createDatabaseFaultInterceptor } from "./db/faults.ts";
 import type { Database } from "./db/schema.ts";
 import { registerChatSseRoutes } from "./http/chat-sse.ts";
 import { registerOpenAiRoutes } from "./http/openai.ts";
@@ -20,8 +21,9 @@ import { ReputationRecorder } from "./reputation/recorder.ts";
 import { startReputationScheduler } from "./reputation/scheduler.ts";
 import { NodeRegistry } from "./nodes/registry.ts";
 import { startNodeMonitor } from "./nodes/monitor.ts";
-import { closeOrphanedSessions } from "./nodes/store.ts";
+import { recoverAtStart, startInstanceWatch } from "./instances/liveness.ts";
 import { recordMismatch } from "./nodes/suspension.ts";
+import { NodeService } from "../gen/iris/v1/node_pb.ts";
 import { createRoutes } from "./routes.ts";
 import type { ClassifierChain } from "./tasks/classify/chain.ts";
 import { createCoordinatorClassifier } from "./tasks/classify/links.ts";
@@ -62,7 +64,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       "coordinator key loaded",
     );
     const registry = new NodeRegistry();
-    const journal = new TaskJournal(database.db, logger);
+    const journal = new TaskJournal(database.db, logger, { instance: config.instance, maxWaiting: config.recovery.journalMaxWaiting });
     const throughput = new ThroughputMeter();
     const classifier = createCoordinatorClassifier({ openRouter: config.openRouter, ...config.classifier }, registry, logger);
     const reputation = new ReputationRecorder(database.db, journal, await loadFastTracker(database.db), registry, logger);
@@ -84,7 +86,10 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
         if (node) node.reputation = score;
       },
     });
-    await closeOrphanedSessions(database.db, config.instance);
+    const liveness = { db: database.db, instance: config.instance, logger, ...config.recovery };
+    // before this run records any task: what a previous run under this name left unfinished is ended first
+    await recoverAtStart(liveness);
+    const instances = startInstanceWatch(liveness);
     const monitor = startNodeMonitor({
       db: database.db,
       registry,
@@ -109,13 +114,22 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       config: config.server,
       logger,
       routes,
-      // auth first: an unauthenticated caller is refused before validation or handler work
-      interceptors: [createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }), createValidation()],
+      // database faults outermost, so auth's own lookups become Unavailable too; then auth: an unauthenticated
+      // caller is refused before validation or handler work
+      interceptors: [createDatabaseFaultInterceptor(), createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }), createValidation()],
+      // agents' streams are not user work: shutdown ends them once user requests are done (they reconnect)
+      backgroundStreams: [`/${NodeService.typeName}/${NodeService.method.connect.name}`],
       http: (app) => {
         app.get("/healthz", async (_req, reply) => {
           const status = health.overall();
           return reply.code(status === "SERVING" ? 200 : 503).send({ status, database: database.kind });
         });
+        // gauges of records waiting for the database (Prometheus text); non-zero only during an outage
+        app.get("/metrics", async (_req, reply) =>
+          reply
+            .type("text/plain; version=0.0.4")
+            .send(`iris_task_records_waiting ${journal.waiting}\niris_reputation_outcomes_waiting ${reputation.waiting}\n`),
+        );
         registerPages(app);
         registerOpenAiRoutes(app, {
           orchestrator,
@@ -134,13 +148,16 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       onShutdown: () => health.shutDown(),
       onClosed: async () => {
         monitor.stop();
+        instances.stop();
         orchestrator.close();
         await reputationPeriods.stop();
         clearInterval(pruneLogins);
         clearInterval(pruneChats);
         await payouts.stop();
-        await journal.flush();
-        await reputation.settled();
+        // with the database down these give up after the shutdown timeout; a later start ends what stayed open
+        await journal.close(config.server.shutdownTimeoutMs);
+        await reputation.close(config.server.shutdownTimeoutMs);
+        await instances.retire();
         await database.close();
       },
     });

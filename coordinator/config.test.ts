@@ -99,4 +99,40 @@ describe("loadConfig: division modes and spot checks", () => {
   ])("refuses %j", (env, message) => {
     expect(() => loadConfig(env)).toThrow(message);
   });
+
+  it("reads the recovery settings, and refuses a dead-after shorter than three heartbeats", () => {
+    expect(loadConfig({}).recovery).toEqual({ journalMaxWaiting: 100_000, heartbeatMs: 10_000, deadAfterMs: 60_000 });
+    const env = { TASK_JOURNAL_MAX_WAITING: "500", INSTANCE_HEARTBEAT_MS: "200", INSTANCE_DEAD_AFTER_MS: "1000" };
+    expect(loadConfig(env).recovery).toEqual({ journalMaxWaiting: 500, heartbeatMs: 200, deadAfterMs: 1_000 });
+    expect(() => loadConfig({ INSTANCE_HEARTBEAT_MS: "30000" })).toThrow(/INSTANCE_DEAD_AFTER_MS must be at least 3 times INSTANCE_HEARTBEAT_MS/);
+  });
+});
+
+describe("loadConfig: connection limits", () => {
+  it("has the documented defaults (docs/operations-limits.md)", () => {
+    expect(loadConfig({}).server.connections).toEqual({
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 60_000,
+      idleTimeoutMs: 65_000,
+      http2MaxConcurrentStreams: 100,
+      maxConnectionsPerAddress: 64,
+    });
+  });
+
+  it("drops the per-address cap behind a trusted proxy unless one is set", () => {
+    expect(loadConfig({ TRUST_PROXY: "true" }).server.connections.maxConnectionsPerAddress).toBe(0);
+    expect(loadConfig({ TRUST_PROXY: "true", MAX_CONNECTIONS_PER_ADDRESS: "500" }).server.connections.maxConnectionsPerAddress).toBe(500);
+  });
+
+  const wrong: [Record<string, string>, RegExp][] = [
+    [{ HTTP_HEADERS_TIMEOUT_MS: "20000", HTTP_REQUEST_TIMEOUT_MS: "10000" }, /HTTP_HEADERS_TIMEOUT_MS must not be above HTTP_REQUEST_TIMEOUT_MS/],
+    [{ HTTP_IDLE_TIMEOUT_MS: "0" }, /HTTP_IDLE_TIMEOUT_MS must be a whole number from 100/],
+    [{ HTTP2_MAX_CONCURRENT_STREAMS: "0" }, /HTTP2_MAX_CONCURRENT_STREAMS must be a whole number from 1/],
+    [{ MAX_CONNECTIONS_PER_ADDRESS: "-1" }, /MAX_CONNECTIONS_PER_ADDRESS must be a whole number from 0/],
+  ];
+  for (const [env, message] of wrong) {
+    it(`refuses ${JSON.stringify(env)}`, () => {
+      expect(() => loadConfig(env)).toThrow(message);
+    });
+  }
 });

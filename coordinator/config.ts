@@ -19,9 +19,10 @@ export interface Config {
     tls?: { certPath: string; keyPath: string };
     /** Largest request message accepted, in bytes (Connect/gRPC `readMaxBytes`). */
     maxMessageBytes: number;
-    /** How long shutdown waits for in-flight requests before aborting them. */
+    /** How long shutdown waits for user requests (not agents' streams) before aborting them. */
     shutdownTimeoutMs: number;
     trustProxy: boolean;
+    connections: ConnectionLimits;
   };
   database: {
     /** A PostgreSQL server URL; undefined means the embedded PGlite under `dataDir`. */
@@ -37,6 +38,8 @@ export interface Config {
   openRouter: { apiKey?: string; url: string; model: string };
   /** Chat messages per rolling 24 h: per client address, per account key, per signed-in user (JWT); unlimitedAccountKeys (16 digits) are exempt. */
   rateLimits: { anonymousPerDay: number; accountKeyPerDay: number; userPerDay: number; unlimitedAccountKeys: string[] };
+  /** AccountService.GenerateKey / VerifyKey calls per client address per rolling hour (0 switches the method off). */
+  keyRateLimits: { generateKeyPerHour: number; verifyKeyPerHour: number };
   nodes: {
     heartbeatIntervalMs: number;
     /** How often live nodes' suspensions are read back from the database (SUSPENSION_SYNC_MS; 0: only at registration). */
@@ -84,8 +87,31 @@ export interface Config {
   };
   /** The difficulty classifier chain (OpenRouter → an idle node → local rules). */
   classifier: { openRouterBudgetMs: number; nodeBudgetMs: number; cacheTtlMs: number; cacheMaxEntries: number };
-  /** This coordinator's name in node_sessions (several coordinators may share a database). */
+  /** This coordinator's name in node_sessions, tasks and coordinator_instances; unique per coordinator sharing a database. */
   instance: string;
+  /** Database faults and crashed coordinators (docs/faults.md). */
+  recovery: {
+    /** Task records waiting for the database at which new chat requests are refused (TASK_JOURNAL_MAX_WAITING). */
+    journalMaxWaiting: number;
+    /** How often this coordinator heartbeats and looks for dead peers (INSTANCE_HEARTBEAT_MS). */
+    heartbeatMs: number;
+    /** A peer whose heartbeat is older than this is dead: its unfinished tasks are failed (INSTANCE_DEAD_AFTER_MS). */
+    deadAfterMs: number;
+  };
+}
+
+/** What one client connection may hold, and for how long (docs/operations-limits.md, "Connections"). */
+export interface ConnectionLimits {
+  /** HTTP/1.1: a request's head must arrive within this (HTTP_HEADERS_TIMEOUT_MS). */
+  headersTimeoutMs: number;
+  /** A request's body must arrive within this from its start; client- and bidi-streaming RPCs are exempt (HTTP_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: number;
+  /** A connection with no request or stream in progress for this long is closed (HTTP_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs: number;
+  /** Streams one HTTP/2 connection may have open, advertised in SETTINGS (HTTP2_MAX_CONCURRENT_STREAMS). */
+  http2MaxConcurrentStreams: number;
+  /** Open connections per client (TCP peer) address; 0: no cap (MAX_CONNECTIONS_PER_ADDRESS). */
+  maxConnectionsPerAddress: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -204,6 +230,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (unlimited.some((key) => !accountKeyPattern.test(key))) {
     r.problems.push("UNLIMITED_ACCOUNT_KEYS must be a comma-separated list of 16-digit account keys");
   }
+  const trustProxy = r.bool("TRUST_PROXY", false);
+  const headersTimeoutMs = r.int("HTTP_HEADERS_TIMEOUT_MS", 10_000, 100, 600_000);
+  const requestTimeoutMs = r.int("HTTP_REQUEST_TIMEOUT_MS", 60_000, 100, 3_600_000);
+  if (headersTimeoutMs > requestTimeoutMs) r.problems.push("HTTP_HEADERS_TIMEOUT_MS must not be above HTTP_REQUEST_TIMEOUT_MS");
   const config: Config = {
     server: {
       host: r.string("HOST", "0.0.0.0"),
@@ -211,7 +241,15 @@ export function loadConfig(env: Env = process.env): Config {
       ...(certPath && keyPath ? { tls: { certPath, keyPath } } : {}),
       maxMessageBytes: r.int("MAX_MESSAGE_BYTES", 16 * 1024 * 1024, 1024, 256 * 1024 * 1024),
       shutdownTimeoutMs: r.int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
-      trustProxy: r.bool("TRUST_PROXY", false),
+      trustProxy,
+      connections: {
+        headersTimeoutMs,
+        requestTimeoutMs,
+        idleTimeoutMs: r.int("HTTP_IDLE_TIMEOUT_MS", 65_000, 100, 3_600_000),
+        http2MaxConcurrentStreams: r.int("HTTP2_MAX_CONCURRENT_STREAMS", 100, 1, 10_000),
+        // behind a trusted proxy every connection comes from the proxy's address: no cap unless one is asked for
+        maxConnectionsPerAddress: r.int("MAX_CONNECTIONS_PER_ADDRESS", trustProxy ? 0 : 64, 0, 1_000_000),
+      },
     },
     database: {
       url: r.url("DATABASE_URL", ["postgres:", "postgresql:", "memory:"]),
@@ -232,6 +270,10 @@ export function loadConfig(env: Env = process.env): Config {
       accountKeyPerDay: r.int("RATE_LIMIT_ACCOUNT_KEY_PER_DAY", 3, 0, 1_000_000),
       userPerDay: r.int("RATE_LIMIT_USER_PER_DAY", 100, 0, 1_000_000),
       unlimitedAccountKeys: unlimited.map((key) => key.replaceAll(" ", "")),
+    },
+    keyRateLimits: {
+      generateKeyPerHour: r.int("RATE_LIMIT_GENERATE_KEY_PER_HOUR", 10, 0, 1_000_000),
+      verifyKeyPerHour: r.int("RATE_LIMIT_VERIFY_KEY_PER_HOUR", 60, 0, 1_000_000),
     },
     nodes: {
       heartbeatIntervalMs: r.int("HEARTBEAT_INTERVAL_MS", 5_000, 100, 600_000),
@@ -274,7 +316,16 @@ export function loadConfig(env: Env = process.env): Config {
       cacheMaxEntries: r.int("CLASSIFIER_CACHE_MAX_ENTRIES", 10_000, 0, 1_000_000),
     },
     instance: r.string("COORDINATOR_INSTANCE", hostname()),
+    recovery: {
+      journalMaxWaiting: r.int("TASK_JOURNAL_MAX_WAITING", 100_000, 100, 10_000_000),
+      heartbeatMs: r.int("INSTANCE_HEARTBEAT_MS", 10_000, 100, 600_000),
+      deadAfterMs: r.int("INSTANCE_DEAD_AFTER_MS", 60_000, 300, 86_400_000),
+    },
   };
+  if (config.recovery.deadAfterMs < 3 * config.recovery.heartbeatMs) {
+    // two missed heartbeats (a slow database, a GC pause) must not make a live peer look dead
+    r.problems.push("INSTANCE_DEAD_AFTER_MS must be at least 3 times INSTANCE_HEARTBEAT_MS");
+  }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
 }

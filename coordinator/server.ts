@@ -3,15 +3,17 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2, { type Http2Session } from "node:http2";
-import type { AddressInfo, Server as NetServer, Socket } from "node:net";
+import net, { type AddressInfo, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
+import { AddressCap, enforceHttp2Limits, http1Options, http2Options, startRequestDeadlines } from "./connection-limits.ts";
+import { endStreamsOn, RequestTracker } from "./drain.ts";
 import { requestContextValues } from "./request-context.ts";
+import { requestDecoding } from "./request-decoding.ts";
 import { createSinglePortServer } from "./single-port.ts";
 
 export interface ServerOptions {
@@ -21,6 +23,11 @@ export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
   /** Interceptors for every RPC, outermost first. */
   interceptors?: Interceptor[];
+  /**
+   * Paths of streams that are not user work (agents' NodeService.Connect): shutdown does not wait for them, and
+   * ends them once user requests are done so that agents reconnect elsewhere.
+   */
+  backgroundStreams?: string[];
   /** Registers plain HTTP routes (pages, the OpenAI-compatible API, /healthz). */
   http?: (app: FastifyInstance) => void | Promise<void>;
   /** Called first thing on shutdown, e.g. to report NOT_SERVING to health checks. */
@@ -35,7 +42,10 @@ export interface RunningServer {
   port: number;
   /** `http://127.0.0.1:PORT` or `https://...`, for clients on this machine. */
   url: string;
-  /** Graceful shutdown: stop accepting, drain in-flight requests, abort stragglers, then close. */
+  /**
+   * Graceful shutdown: stop accepting, wait for user requests (up to the shutdown timeout, then abort them), end
+   * background streams with Unavailable ("reconnect"), then close: as soon as user work is done.
+   */
   close(): Promise<void>;
 }
 
@@ -47,10 +57,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const shutdown = new AbortController();
   const sessions = new Set<Http2Session>();
   const sockets = new Set<Socket | Duplex>();
-  let inflight = 0;
-  let drained: (() => void) | undefined;
+  const requests = new RequestTracker(new Set(options.backgroundStreams));
+  const limits = config.connections;
+  const cap = new AddressCap(limits.maxConnectionsPerAddress, logger);
+  let closing: Promise<void> | undefined;
 
-  let servers: { listener: NetServer; http1?: http.Server; http2: http2.Http2Server | http2.Http2SecureServer } | undefined;
+  let servers: { listener: net.Server; http1?: http.Server; http2: http2.Http2Server | http2.Http2SecureServer } | undefined;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     requestIdHeader: "x-request-id",
@@ -60,20 +72,36 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     serverFactory: (handler: http.RequestListener): http.Server => {
       if (config.tls) {
         const secure = http2.createSecureServer(
-          { cert: readFileSync(config.tls.certPath), key: readFileSync(config.tls.keyPath), allowHTTP1: true },
+          {
+            cert: readFileSync(config.tls.certPath),
+            key: readFileSync(config.tls.keyPath),
+            allowHTTP1: true,
+            handshakeTimeout: limits.headersTimeoutMs,
+            ...http1Options(limits),
+            ...http2Options(limits),
+          },
           handler as unknown as Http2Handler,
         );
-        servers = { listener: secure, http2: secure };
+        // a plain TCP listener in front, so that the cap sees each connection before TLS does any work
+        const front = net.createServer({ noDelay: true }, (socket) => {
+          if (cap.admit(socket)) secure.emit("connection", socket);
+        });
+        servers = { listener: front, http2: secure };
         return secure as unknown as http.Server;
       }
-      const http1 = http.createServer(handler);
-      const h2c = http2.createServer({}, handler as unknown as Http2Handler);
-      servers = { listener: createSinglePortServer(http1, h2c), http1, http2: h2c };
+      const http1 = http.createServer(http1Options(limits), handler);
+      const h2c = http2.createServer(http2Options(limits), handler as unknown as Http2Handler);
+      const listener = createSinglePortServer(http1, h2c, { firstBytesTimeoutMs: limits.idleTimeoutMs, admit: (socket) => cap.admit(socket) });
+      servers = { listener, http1, http2: h2c };
       return http1;
     },
   });
   if (!servers) throw new Error("Fastify did not call serverFactory");
   const { listener, http1, http2: h2 } = servers;
+  // client- and bidi-streaming RPCs (an agent's stream lasts for hours) have no request-body deadline
+  const streamingBodies = new Set<string>();
+  enforceHttp2Limits(h2, limits, (path) => streamingBodies.has(path));
+  const stopRequestDeadlines = startRequestDeadlines(http1 ?? (h2 as http2.Http2SecureServer));
   h2.on("session", (session: Http2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
@@ -86,17 +114,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
 
   app.addHook("onRequest", async (req, reply) => {
-    inflight++;
-    reply.raw.once("close", () => {
-      inflight--;
-      if (inflight === 0) drained?.();
-    });
+    requests.track(req.url, reply.raw);
     reply.header("x-request-id", req.id);
+    // an HTTP/1.1 connection serves no further request once shutdown began
+    if (closing && req.raw.httpVersionMajor === 1) reply.header("connection", "close");
   });
 
   await app.register(fastifyConnectPlugin, {
-    routes: options.routes,
-    interceptors: options.interceptors ?? [],
+    ...requestDecoding,
+    routes: (router) => {
+      options.routes(router);
+      for (const handler of router.handlers) {
+        const kind = handler.method.methodKind;
+        if (kind === "client_streaming" || kind === "bidi_streaming") streamingBodies.add(handler.requestPath);
+      }
+    },
+    // outermost: ends every stream when shutdown aborts, even one whose handler never looks at its signal
+    interceptors: [endStreamsOn(shutdown.signal), ...(options.interceptors ?? [])],
     readMaxBytes: config.maxMessageBytes,
     shutdownSignal: shutdown.signal,
     contextValues: (req) => requestContextValues(req.id, req.ip),
@@ -115,24 +149,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const url = `${config.tls ? "https" : "http"}://127.0.0.1:${port}`;
   logger.info({ port, host: config.host, tls: Boolean(config.tls) }, "coordinator listening (HTTP/1.1 and HTTP/2 on one port)");
 
-  let closing: Promise<void> | undefined;
   async function close(): Promise<void> {
     options.onShutdown?.();
     listener.close();
-    // GOAWAY: clients open no new streams here, the running ones go on
+    // GOAWAY: clients open no new streams here, the running ones (agents' included) go on
     for (const session of sessions) session.close();
     http1?.closeIdleConnections();
-    if (inflight > 0) {
-      logger.info({ inflight, timeoutMs: config.shutdownTimeoutMs }, "draining in-flight requests");
-      const allDone = new Promise<void>((resolve) => (drained = resolve));
-      await Promise.race([allDone, delay(config.shutdownTimeoutMs)]);
+    if (requests.user > 0) {
+      logger.info({ inflight: requests.user, timeoutMs: config.shutdownTimeoutMs }, "draining in-flight requests");
+      await requests.until((r) => r.user === 0, config.shutdownTimeoutMs);
     }
-    if (inflight > 0) {
-      logger.warn({ inflight }, "aborting requests still running after the shutdown timeout");
-      shutdown.abort(new ConnectError("the coordinator is shutting down", Code.Unavailable));
-      await Promise.race([new Promise<void>((resolve) => (drained = resolve)), delay(1_000)]);
-    }
+    if (requests.user > 0) logger.warn({ inflight: requests.user }, "aborting requests still running after the shutdown timeout");
+    if (requests.background > 0) logger.info({ streams: requests.background }, "ending agents' streams: they reconnect elsewhere");
+    // agents' streams served the user requests above; they end now, with a reason their agents retry on
+    shutdown.abort(new ConnectError("the coordinator is shutting down; reconnect", Code.Unavailable));
+    await requests.until((r) => r.user + r.background === 0, 1_000);
     for (const socket of sockets) socket.destroy();
+    stopRequestDeadlines();
     await app.close();
     await options.onClosed?.();
     logger.info("coordinator stopped");

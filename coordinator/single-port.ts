@@ -5,8 +5,13 @@ import type { Http2Server } from "node:http2";
 import type { Server as Http1Server } from "node:http";
 
 const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-/** A connection that sends nothing for this long is closed before it reaches either server. */
-const firstBytesTimeoutMs = 30_000;
+
+export interface SinglePortOptions {
+  /** A connection that sends nothing for this long is closed before it reaches either server. */
+  firstBytesTimeoutMs: number;
+  /** Says whether to serve a new connection at all (a per-address cap closes it and says no). */
+  admit?: (socket: net.Socket) => boolean;
+}
 
 /**
  * A socket whose first bytes were already read: it replays them, then relays the real socket.
@@ -77,7 +82,7 @@ export function looksLikeHttp2(head: Buffer): boolean | undefined {
 }
 
 /** A TCP server that routes each connection to `http1` or `http2` by its first bytes. */
-export function createSinglePortServer(http1: Http1Server, http2: Http2Server): net.Server {
+export function createSinglePortServer(http1: Http1Server, http2: Http2Server, options: SinglePortOptions): net.Server {
   // Node's HTTP/2 wraps a handle-less socket in a JSStreamSocket, which cannot ask the kernel for the peer's
   // address: give it the real socket's, or every h2c caller's address (req.ip, rate limits, logs) is empty.
   http2.on("session", (session) => {
@@ -88,6 +93,7 @@ export function createSinglePortServer(http1: Http1Server, http2: Http2Server): 
     }
   });
   return net.createServer({ noDelay: true }, (socket) => {
+    if (options.admit && !options.admit(socket)) return;
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -105,6 +111,6 @@ export function createSinglePortServer(http1: Http1Server, http2: Http2Server): 
     const onSilence = () => socket.destroy();
     socket.on("data", onData);
     socket.on("error", onEarlyError);
-    socket.setTimeout(firstBytesTimeoutMs, onSilence);
+    socket.setTimeout(options.firstBytesTimeoutMs, onSilence);
   });
 }
