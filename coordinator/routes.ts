@@ -16,6 +16,7 @@ import type { NodeRegistry } from "./nodes/registry.ts";
 import { networkService } from "./network/service.ts";
 import type { ThroughputMeter } from "./network/throughput.ts";
 import type { ChatLimiter } from "./limits/chat-limits.ts";
+import { KeyRequestLimiter } from "./limits/key-requests.ts";
 import { nodeService } from "./nodes/service.ts";
 import type { EarningsEstimator } from "./economics/estimate.ts";
 import type { NodeClassifier } from "./tasks/classify/node.ts";
@@ -74,7 +75,13 @@ export function createRoutes(deps: RouteDeps): Routes {
       router.service(InferenceService, inferenceService(deps));
       router.service(
         AccountService,
-        accountService({ db: deps.db, jwt: { secret: deps.config.jwtSecret }, adminEmails: deps.config.adminEmails, logger: deps.logger }),
+        accountService({
+          db: deps.db,
+          jwt: { secret: deps.config.jwtSecret },
+          adminEmails: deps.config.adminEmails,
+          logger: deps.logger,
+          keyLimits: new KeyRequestLimiter(deps.config.keyRateLimits),
+        }),
       );
       router.service(
         NetworkService,

@@ -5,6 +5,7 @@ import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import { AuthTokenSchema, type AccountService, type AuthToken } from "../../gen/iris/v1/account_pb.ts";
 import type { Database } from "../db/schema.ts";
+import type { KeyRequestLimiter } from "../limits/key-requests.ts";
 import { clientAddressKey } from "../request-context.ts";
 import { normalizeAccountKey } from "./keys.ts";
 import type { ThrottlePolicy } from "./login-throttle.ts";
@@ -31,6 +32,8 @@ export interface AccountServiceDeps {
   /** Tests pass cheap scrypt parameters and short throttle windows. */
   passwordParams?: ScryptParams;
   throttle?: ThrottlePolicy;
+  /** GenerateKey / VerifyKey per client address; absent in unit tests of other methods (then unlimited). */
+  keyLimits?: KeyRequestLimiter;
 }
 
 /*
@@ -70,12 +73,15 @@ export function accountService(deps: AccountServiceDeps): Partial<ServiceImpl<ty
   }
 
   return {
-    async generateKey() {
+    async generateKey(_request, ctx) {
+      deps.keyLimits?.admit("GenerateKey", ctx.values.get(clientAddressKey));
       const { key } = await createAccount(db);
       return { accountKey: key };
     },
-    async verifyKey(request) {
+    async verifyKey(request, ctx) {
       const digits = normalizeAccountKey(request.accountKey);
+      // counted once the request is known good (protovalidate, then the format): a malformed key costs nothing
+      deps.keyLimits?.admit("VerifyKey", ctx.values.get(clientAddressKey));
       return { valid: (await findAccountId(db, digits)) !== undefined };
     },
     async register(request) {

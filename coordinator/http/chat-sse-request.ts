@@ -27,7 +27,8 @@ const MAX_MODEL_CHARS = 256;
 const MAX_TOKENS = 131_072;
 const FIELDS = new Set(["messages", "account_key", "max_tokens", "model", "difficulty", "temperature", "division_mode", "consensus_nodes"]);
 const roles = new Set(["system", "user", "assistant"]);
-const difficulties: Record<string, Difficulty> = { simple: "SIMPLE", complex: "COMPLEX", advanced: "ADVANCED" };
+// a Map: a lookup of "constructor" or "__proto__" must find nothing
+const difficulties = new Map<string, Difficulty>([["simple", "SIMPLE"], ["complex", "COMPLEX"], ["advanced", "ADVANCED"]]);
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -77,7 +78,7 @@ export function parseChatStreamBody(body: unknown): ChatStreamRequest {
     request.input.model = model;
   }
   if (!isUnset(difficulty)) {
-    const hint = typeof difficulty === "string" ? difficulties[difficulty.toLowerCase()] : undefined;
+    const hint = typeof difficulty === "string" ? difficulties.get(difficulty.toLowerCase()) : undefined;
     if (hint === undefined) fail("difficulty", "difficulty must be one of simple, complex, advanced");
     request.input.difficultyHint = hint;
   }

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Kysely } from "kysely";
 import { normalizeAccountKey } from "../accounts/keys.ts";
 import { findAccountIdCached } from "../accounts/store.ts";
+import { unavailableIfDatabase } from "../db/faults.ts";
 import type { Database } from "../db/schema.ts";
 import type { ChatEvent, Orchestrator } from "../tasks/orchestrator.ts";
 import { InvalidChatBodyError, parseChatStreamBody } from "./chat-sse-request.ts";
@@ -38,6 +39,20 @@ export interface ChatSseDeps {
   keepAliveMs?: number;
 }
 
+/** application/json, with parameters (charset) or without. */
+function isJson(contentType: string | undefined): boolean {
+  return /^application\/json\s*(;|$)/i.test(contentType ?? "");
+}
+
+/** A body that is not JSON, as Fastify reports one (statusCode 415), whatever its content type. */
+class UnsupportedMediaTypeError extends Error {
+  readonly statusCode = 415;
+  constructor() {
+    super("unsupported media type");
+    this.name = "UnsupportedMediaTypeError";
+  }
+}
+
 export interface ChatStreamError {
   code: string;
   message: string;
@@ -46,13 +61,15 @@ export interface ChatStreamError {
 }
 
 /** The HTTP status, JSON body and headers for a failure; internal errors get a generic message. */
-export function chatStreamError(err: unknown, requestId: string): { status: number; body: ChatStreamError; headers: Record<string, string> } {
+export function chatStreamError(fault: unknown, requestId: string): { status: number; body: ChatStreamError; headers: Record<string, string> } {
+  const err = unavailableIfDatabase(fault);
   if (err instanceof InvalidChatBodyError) return { status: 400, body: { code: "invalid_argument", message: err.message, field: err.field }, headers: {} };
   const status = (err as { statusCode?: unknown })?.statusCode;
   if (err instanceof Error && typeof status === "number" && status >= 400 && status < 500) {
     // Fastify's own refusals: malformed JSON, a body too large, or curl's default form content type
     const message = status === 415 ? "send the body as JSON with the header content-type: application/json" : err.message;
-    return { status, body: { code: status === 413 ? "resource_exhausted" : "invalid_argument", message }, headers: {} };
+    const field = status === 415 ? { field: "content-type" } : {};
+    return { status, body: { code: status === 413 ? "resource_exhausted" : "invalid_argument", message, ...field }, headers: {} };
   }
   // a 5xx other than no node (503) or a deadline (504) is a bug or an internal failure: its details go to the log only
   if (!(err instanceof ConnectError) || (codeToHttpStatus(err.code) >= 500 && err.code !== Code.Unavailable && err.code !== Code.DeadlineExceeded)) {
@@ -110,6 +127,11 @@ export function registerChatSseRoutes(app: FastifyInstance, deps: ChatSseDeps): 
       const { status, body, headers } = chatStreamError(err, req.id);
       logFailure(req, err, status, body, "chat stream refused");
       return reply.code(status).headers(headers).send(body);
+    });
+
+    // JSON only, refused before the body is read: Fastify would parse text/plain into a string (a 400 then)
+    scope.addHook("onRequest", async (req) => {
+      if (!isJson(req.headers["content-type"])) throw new UnsupportedMediaTypeError();
     });
 
     scope.post(CHAT_STREAM_PATH, deps.bodyLimit ? { bodyLimit: deps.bodyLimit } : {}, async (req, reply) => {

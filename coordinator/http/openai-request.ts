@@ -30,8 +30,9 @@ const MAX_MODEL_CHARS = 256;
 const MAX_TOKENS = 131_072;
 
 // "developer" is what newer OpenAI clients send instead of "system"; to a plain chat model they are the same.
-const roles: Record<string, Role> = { system: "system", developer: "system", user: "user", assistant: "assistant" };
-const difficulties: Record<string, Difficulty> = { simple: "SIMPLE", complex: "COMPLEX", advanced: "ADVANCED" };
+// Maps, not object literals: a lookup of "constructor" or "__proto__" must find nothing.
+const roles = new Map<string, Role>([["system", "system"], ["developer", "system"], ["user", "user"], ["assistant", "assistant"]]);
+const difficulties = new Map<string, Difficulty>([["simple", "SIMPLE"], ["complex", "COMPLEX"], ["advanced", "ADVANCED"]]);
 const mediaParts = new Set(["image_url", "input_audio", "file"]);
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -87,7 +88,7 @@ function readMessages(value: unknown): ChatInput["messages"] {
   return value.map((message: unknown, i) => {
     const at = `messages[${i}]`;
     if (!isObject(message)) fail(at, `'${at}' must be an object with 'role' and 'content'`);
-    const role = typeof message.role === "string" ? roles[message.role] : undefined;
+    const role = typeof message.role === "string" ? roles.get(message.role) : undefined;
     if (role === undefined) {
       const supported = "'system', 'developer', 'user' or 'assistant'";
       fail(`${at}.role`, message.role === "tool" || message.role === "function"
@@ -141,7 +142,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   }
   let difficultyHint: Difficulty | undefined;
   if (!isUnset(body.difficulty)) {
-    difficultyHint = typeof body.difficulty === "string" ? difficulties[body.difficulty.toLowerCase()] : undefined;
+    difficultyHint = typeof body.difficulty === "string" ? difficulties.get(body.difficulty.toLowerCase()) : undefined;
     if (!difficultyHint) fail("difficulty", "'difficulty' must be 'simple', 'complex' or 'advanced'");
   }
   const division = readDivisionFields(body, fail, (param) => `'${param}'`);

@@ -19,8 +19,9 @@ import type { ChatEvent } from "../tasks/orchestrator.ts";
  *
  * A message is charged at admission and given back (its time removed) when the request ends before any token
  * with Unavailable, ResourceExhausted or NotFound: the network could not serve it (no node, all busy, a model
- * nobody serves), so the caller got nothing. Cancelled, failed mid-answer or timed-out requests stay charged:
- * a node did work for them.
+ * nobody serves), so the caller got nothing; or with InvalidArgument: a bad value found only after admission
+ * (a document over CONTEXT_MAX_CHUNKS) is a bad value like any other, and those are never charged. Cancelled,
+ * failed mid-answer or timed-out requests stay charged: a node did work for them.
  */
 
 export const CHAT_WINDOW_MS = 24 * 3_600_000;
@@ -59,8 +60,9 @@ export interface ChatLimiterOptions {
   logger?: Logger;
 }
 
-// The network could not serve the message at all: charging for it would punish the caller for our state.
-const GIVEN_BACK = new Set([Code.Unavailable, Code.ResourceExhausted, Code.NotFound]);
+// The network could not serve the message at all (charging would punish the caller for our state), or the
+// request was refused as invalid after admission (a bad value is refused uncharged wherever it is found).
+const GIVEN_BACK = new Set([Code.Unavailable, Code.ResourceExhausted, Code.NotFound, Code.InvalidArgument]);
 
 export class ChatLimiter {
   readonly #now: () => number;

@@ -13,14 +13,17 @@ import type { ChatLimiter } from "./chat-limits.ts";
 
 /*
  * The same credentials as the interceptor, plus one: OpenAI clients can only send `Authorization: Bearer
- * <apiKey>`, so a bearer of 16 digits (spaces allowed) is an account key. A bearer shaped like a JWT is a
- * user token. Any other bearer is ignored: OpenAI SDKs refuse to start without an API key, so callers put
- * placeholders there ("unused", "sk-...") and must stay anonymous rather than be refused.
- * A credential that is present but wrong is Unauthenticated, never silently anonymous.
+ * <apiKey>`, so a bearer of 16 digits (spaces allowed) is an account key. A bearer that looks like any JOSE
+ * token is a user token, checked as one. Any other bearer is ignored: OpenAI SDKs refuse to start without an
+ * API key, so callers put placeholders there ("unused", "sk-...") and must stay anonymous rather than be refused.
+ * A credential that is present but wrong is Unauthenticated, never silently anonymous: "looks like a token"
+ * is deliberately wide (an empty signature, as in `alg: none`, or a JWE's five parts), since a token that
+ * slipped through as a placeholder would be served as anonymous.
  */
 
 const accountKeyShape = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
-const jwtShape = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** Dot-separated parts (JWS: 3, JWE: 5; any may be empty), or a base64url JSON header (`eyJ` is `{"`). */
+const tokenShape = /^[^.\s]*(\.[^.\s]*){2,4}$|^eyJ/;
 
 export interface HttpCallerOptions {
   db: Kysely<Database>;
@@ -48,13 +51,19 @@ export function httpCallerResolver(options: HttpCallerOptions): ResolveHttpCalle
     if (options.jwtSecret === undefined) {
       throw new ConnectError("this coordinator accepts no bearer tokens: JWT_SECRET is not configured", Code.Unauthenticated);
     }
-    const claims = await verifyToken(token, { secret: options.jwtSecret, now: options.now });
+    let claims;
+    try {
+      claims = await verifyToken(token, { secret: options.jwtSecret, now: options.now });
+    } catch (err) {
+      // "invalid token" says what, not where: name the header, as the account-key refusals do
+      throw new ConnectError(`${ConnectError.from(err).rawMessage} (Authorization: Bearer)`, Code.Unauthenticated);
+    }
     return { kind: "user", userId: claims.userId, role: claims.role, accountId: claims.accountId };
   }
 
   return async (req) => {
     const bearer = /^Bearer +(\S.*)$/i.exec(req.headers.authorization ?? "")?.[1]?.trim();
-    const credential = bearer !== undefined && (accountKeyShape.test(bearer) || jwtShape.test(bearer)) ? bearer : undefined;
+    const credential = bearer !== undefined && (accountKeyShape.test(bearer) || tokenShape.test(bearer)) ? bearer : undefined;
     const header = req.headers[ACCOUNT_KEY_HEADER];
     const keyHeader = Array.isArray(header) ? header[0] : header;
     if (credential !== undefined && keyHeader !== undefined) {

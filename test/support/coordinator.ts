@@ -29,6 +29,8 @@ export async function startTestCoordinator(env: Record<string, string> = {}): Pr
     COORDINATOR_PRIVATE_KEY_PATH: join(mkdtempSync(join(tmpdir(), "iris-coordinator-")), "coordinator.key"),
     // chat rate limits out of the way; test/rate-limits.test.ts sets its own
     ...{ RATE_LIMIT_ANONYMOUS_PER_DAY: "1000000", RATE_LIMIT_ACCOUNT_KEY_PER_DAY: "1000000", RATE_LIMIT_USER_PER_DAY: "1000000" },
+    // so are the key limits (every test's calls come from 127.0.0.1); test/key-limits.test.ts sets its own
+    ...{ RATE_LIMIT_GENERATE_KEY_PER_HOUR: "1000000", RATE_LIMIT_VERIFY_KEY_PER_HOUR: "1000000" },
     // no random spot checks or timed canaries: test/spot-check.test.ts sets its own
     ...{ SPOT_CHECK_FRACTION: "0", CANARY_INTERVAL_MS: "0" },
     // scripted nodes don't answer classify assigns: the chain's node link would add its budget to first requests
