@@ -2,7 +2,7 @@
 // (The tiny test GGUF has random weights, so a real model would only test noise; the parsing is what matters.)
 import { describe, expect, it } from "vitest";
 import { CLASSIFY_SYSTEM_PROMPT } from "../common/classify-prompt.ts";
-import type { Backend, GenerateRequest, GenerateResult } from "./backends/backend.ts";
+import type { Backend, GeneratedPiece, GenerateRequest, GenerateResult } from "./backends/backend.ts";
 import { classifyWithBackend } from "./classify.ts";
 
 function scriptedBackend(pieces: string[], options: { fail?: Error } = {}) {
@@ -13,14 +13,14 @@ function scriptedBackend(pieces: string[], options: { fail?: Error } = {}) {
     kind: "openai-compatible",
     describe: async () => ({ name: "m", parameterCount: 0, quantization: "", contextLength: 0 }),
     close: async () => {},
-    async *generate(request): AsyncGenerator<string, GenerateResult, void> {
+    async *generate(request): AsyncGenerator<GeneratedPiece, GenerateResult, void> {
       requests.push(request);
       if (options.fail) throw options.fail;
       let finished = false;
       try {
         for (const piece of pieces) {
           yielded++;
-          yield piece;
+          yield { text: piece, tokens: 1 };
         }
         finished = true;
         return { promptTokens: 0, completionTokens: pieces.length, finishReason: "stop" };

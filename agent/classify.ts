@@ -41,9 +41,9 @@ export async function classifyWithBackend(backend: Backend, prompt: string, sign
     seed: 0,
     signal,
   });
-  for await (const piece of stream) {
-    pieces.push(piece);
-    length += piece.length;
+  for await (const { text } of stream) {
+    pieces.push(text);
+    length += text.length;
     if (length > MAX_ANSWER_CHARS) break; // leaving the loop closes the generator, which stops the backend
   }
   signal.throwIfAborted();

@@ -1,12 +1,14 @@
-// The task runner's pause and hand-back: refusals while paused, live progress in the state, CANCELLED on hand-back.
+// The task runner's pause and hand-back: refusals while paused, live progress in the state, CANCELLED on hand-back;
+// and its token counts: chunks that carry several tokens, one count for the state and the coordinator.
 import { createSecretKey, randomBytes, randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
+import { chunkTokenCount } from "../common/chunk-tokens.ts";
 import { sealMessage } from "../common/crypto/envelope.ts";
 import { Difficulty, Role } from "../gen/iris/v1/common_pb.ts";
-import { TaskAssignSchema, TaskErrorReason, TaskPayloadSchema } from "../gen/iris/v1/node_pb.ts";
-import type { Backend, GenerateRequest, GenerateResult } from "./backends/backend.ts";
+import { ConnectRequestSchema, TaskAssignSchema, TaskErrorReason, TaskPayloadSchema } from "../gen/iris/v1/node_pb.ts";
+import type { Backend, GeneratedPiece, GenerateRequest, GenerateResult } from "./backends/backend.ts";
 import { AgentState } from "./state.ts";
 import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
 
@@ -30,12 +32,12 @@ function tickingBackend(everyMs: number): Backend & { calls: number } {
     kind: "test",
     calls: 0,
     describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
-    async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
+    async *generate(request: GenerateRequest): AsyncGenerator<GeneratedPiece, GenerateResult, void> {
       backend.calls++;
       let n = 0;
       for (; n < request.maxTokens && !request.signal.aborted; n++) {
         await new Promise((resolve) => setTimeout(resolve, everyMs));
-        yield ` t${n}`;
+        yield { text: ` t${n}`, tokens: 1 };
       }
       return { promptTokens: 3, completionTokens: n, finishReason: request.signal.aborted ? "cancelled" : "length" };
     },
@@ -91,6 +93,29 @@ describe("TaskRunner", () => {
     expect(errorAt).toBeGreaterThan(0);
     expect(tasks.active).toBe(0);
     expect(state.snapshot.totals).toMatchObject({ handedBack: 1, completed: 0 });
+  });
+
+  it("counts the tokens each chunk carries, sends them with it, and shows the usage the coordinator records", async () => {
+    // pieces of 3 tokens (as the engine releases the bytes of one character together), and a usage that
+    // claims more than the budget: the count sent and shown is the budget, never above
+    const chunky: Backend = {
+      kind: "test",
+      describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
+      async *generate(request) {
+        for (let n = 0; n < 4; n++) yield { text: `é${n}`, tokens: 3 };
+        return { promptTokens: 3, completionTokens: request.maxTokens + 2, finishReason: "length" };
+      },
+      close: async () => {},
+    };
+    const { tasks, sent, state } = runner(chunky);
+    await tasks.start(assign(12));
+    // what the coordinator reads: each chunk decoded from the wire with its token count
+    const wire = sent.map((message) => fromBinary(ConnectRequestSchema, toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { message }))).message);
+    expect(wire.flatMap((m) => (m.case === "chunk" ? [chunkTokenCount(m.value)] : []))).toEqual([3, 3, 3, 3]);
+    const result = wire.at(-1);
+    expect(result?.case === "result" && result.value.usage?.completionTokens).toBe(12);
+    expect(state.snapshot.totals).toMatchObject({ completed: 1, tokens: 12 });
+    expect(state.snapshot.events.at(-1)?.text).toMatch(/completed: 12 tokens/);
   });
 
   it("is idle at once when nothing runs", async () => {

@@ -5,6 +5,7 @@ import { Difficulty, Role } from "../gen/iris/v1/common_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import { TaskErrorReason, TaskPayloadSchema, type ConnectRequestSchema, type TaskAssign, type TaskPayload } from "../gen/iris/v1/node_pb.ts";
+import { chunkWithTokens } from "../common/chunk-tokens.ts";
 import { EnvelopeError, openMessage, sealText, type SessionKeys } from "../common/crypto/envelope.ts";
 import { BackendError, type Backend, type ChatRole } from "./backends/backend.ts";
 import type { AgentState, TaskOutcome } from "./state.ts";
@@ -26,6 +27,7 @@ const errorReasons = {
 export interface RunningTask {
   taskId: string;
   startedAt: number;
+  /** Tokens generated so far (a chunk may carry several); at the end, the usage sent to the coordinator. */
   tokens: number;
   maxTokens: number;
 }
@@ -161,17 +163,22 @@ export class TaskRunner {
       while (!next.done) {
         if (signal.aborted) break;
         firstTokenAt ??= Date.now();
-        task.tokens++;
-        this.options.state?.taskToken(taskId);
+        const { text, tokens } = next.value;
+        task.tokens += tokens;
+        this.options.state?.taskToken(taskId, tokens);
         const aad = { taskId, sequence, kind: "chunk" } as const;
-        this.send({ case: "chunk", value: { taskId, sequence: sequence++, content: { case: "sealed", value: sealText(this.keys.toCoordinator, next.value, aad) } } });
+        const content = { case: "sealed", value: sealText(this.keys.toCoordinator, text, aad) } as const;
+        this.send({ case: "chunk", value: chunkWithTokens({ taskId, sequence: sequence++, content }, tokens) });
         next = await stream.next();
       }
       if (signal.aborted) return "cancelled"; // cancelled by the coordinator: it expects nothing more
       const result = next.done ? next.value : undefined;
       const finished = Date.now();
       const generationMs = firstTokenAt ? finished - firstTokenAt : 0;
-      const completion = result?.completionTokens ?? sequence;
+      // One count end to end: what the coordinator records is what the terminal UI shows, never above the budget.
+      const completion = Math.min(result?.completionTokens ?? task.tokens, assign.maxTokens);
+      task.tokens = completion;
+      this.options.state?.taskUsage(taskId, completion);
       this.send({
         case: "result",
         value: {

@@ -28,9 +28,17 @@ export interface GenerateRequest {
 
 export type FinishReason = "stop" | "length" | "cancelled";
 
+/** A piece of the answer as the backend releases it: a single token, or several that only make text together. */
+export interface GeneratedPiece {
+  text: string;
+  /** Tokens the piece took (at least 1): the engine's own count, or 1 per streamed delta over HTTP. */
+  tokens: number;
+}
+
 export interface GenerateResult {
   /** 0 when the backend does not report it (some OpenAI-compatible servers send no usage). */
   promptTokens: number;
+  /** Tokens of the answer, never above the request's maxTokens; the embedded engine's pieces add up to it. */
   completionTokens: number;
   finishReason: FinishReason;
 }
@@ -52,11 +60,11 @@ export interface Backend {
   readonly kind: string;
   describe(): Promise<ModelDescription>;
   /**
-   * Streams the answer as text pieces (in order, as soon as the backend produces them) and returns the
-   * usage when done. When `signal` aborts, it stops promptly and returns with finishReason "cancelled".
-   * Throws BackendError when the backend fails.
+   * Streams the answer as pieces (in order, as soon as the backend produces them, with their token counts) and
+   * returns the usage when done; together they never take more than `maxTokens` tokens. When `signal` aborts,
+   * it stops promptly and returns with finishReason "cancelled". Throws BackendError when the backend fails.
    */
-  generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void>;
+  generate(request: GenerateRequest): AsyncGenerator<GeneratedPiece, GenerateResult, void>;
   /** Tokens `text` takes in the model's own tokenizer; absent when the backend offers no tokenizer. */
   countTokens?(text: string): Promise<number>;
   close(): Promise<void>;

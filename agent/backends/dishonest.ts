@@ -1,6 +1,6 @@
 // A test-only wrapper (IRIS_TEST_DISHONEST=1): the node alters every answer it sends, so the network's
 // consensus comparison, spot checks and canaries can be exercised against a real agent that lies.
-import type { Backend, GenerateRequest, GenerateResult } from "./backend.ts";
+import type { Backend, GeneratedPiece, GenerateRequest, GenerateResult } from "./backend.ts";
 
 /** What a dishonest node does to its text: ROT13 on letters, +5 on digits (same length, different words). */
 export function alter(text: string): string {
@@ -19,12 +19,12 @@ export function dishonestBackend(backend: Backend): Backend {
     describe: () => backend.describe(),
     ...(backend.countTokens ? { countTokens: (text: string) => backend.countTokens!(text) } : {}),
     close: () => backend.close(),
-    async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
+    async *generate(request: GenerateRequest): AsyncGenerator<GeneratedPiece, GenerateResult, void> {
       const pieces = backend.generate(request);
       for (;;) {
         const next = await pieces.next();
         if (next.done) return next.value;
-        yield alter(next.value);
+        yield { ...next.value, text: alter(next.value.text) };
       }
     },
   };

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TINY_GGUF_SHAPE, TINY_GGUF_WORDS, writeTinyGguf } from "../../test/fixtures/tiny-gguf.ts";
-import { BackendError, type Backend, type GenerateRequest, type GenerateResult } from "./backend.ts";
+import { BackendError, type Backend, type GeneratedPiece, type GenerateRequest, type GenerateResult } from "./backend.ts";
 import { createLlamaBackend, quantizationName, renderPrompt, tensorParameterCount } from "./llama.ts";
 import { measureTokenizerRates } from "../tokenizer-rates.ts";
 
@@ -41,12 +41,14 @@ function request(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
   };
 }
 
-async function collect(stream: AsyncGenerator<string, GenerateResult, void>, onPiece?: (index: number) => void) {
+async function collect(stream: AsyncGenerator<GeneratedPiece, GenerateResult, void>, onPiece?: (index: number) => void) {
   const pieces: string[] = [];
+  let tokens = 0;
   for (;;) {
     const next = await stream.next();
-    if (next.done) return { pieces, text: pieces.join(""), result: next.value };
-    pieces.push(next.value);
+    if (next.done) return { pieces, text: pieces.join(""), tokens, result: next.value };
+    pieces.push(next.value.text);
+    tokens += next.value.tokens;
     onPiece?.(pieces.length);
   }
 }
@@ -155,7 +157,7 @@ describe("createLlamaBackend", () => {
     expect((await first).result.completionTokens).toBe(200);
 
     for await (const piece of single.generate(request({ maxTokens: 500 }))) {
-      expect(piece).not.toBe("");
+      expect(piece.text).not.toBe("");
       break;
     }
     const after = await collect(single.generate(request({ maxTokens: 3 })));

@@ -10,15 +10,16 @@ import {
   resolveChatWrapper,
   type ChatHistoryItem,
   type ChatWrapper,
-  type LlamaContextSequence,
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
 import { parseModelName } from "../model-info.ts";
+import { SequencePool } from "./sequence-pool.ts";
 import {
   BackendError,
   type Backend,
   type BackendMessage,
+  type GeneratedPiece,
   type GenerateRequest,
   type GenerateResult,
   type ModelDescription,
@@ -44,6 +45,10 @@ const DEFAULT_MAX_CONTEXT = 8192;
 // Tokens of left context given to the detokenizer so that a piece keeps its leading space (SentencePiece drops it
 // on a first token) and byte sequences join up.
 const DETOKENIZER_CONTEXT = 16;
+// node-llama-cpp holds back tokens that make no whole text yet (part of a UTF-8 sequence, the start of a stop
+// trigger), drops them when it stops at its maxTokens, and generates one more when the last one is partial. So
+// the engine gets this much room past the request, and the request's budget is kept here, on released tokens.
+const HELD_TOKENS_ALLOWANCE = 32;
 
 const llamaLevels: Partial<Record<LlamaLogLevel, "error" | "warn" | "info" | "debug">> = {
   [LlamaLogLevel.fatal]: "error",
@@ -161,7 +166,7 @@ class EmbeddedLlamaBackend implements Backend {
     return this.model.tokenize(text).length;
   }
 
-  async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
+  async *generate(request: GenerateRequest): AsyncGenerator<GeneratedPiece, GenerateResult, void> {
     if (this.closed) throw new BackendError("backend_failed", "the embedded llama.cpp backend is closed");
     let prompt: RenderedPrompt;
     try {
@@ -188,6 +193,8 @@ class EmbeddedLlamaBackend implements Backend {
     };
     request.signal.addEventListener("abort", onAbort, { once: true });
     let completionTokens = 0;
+    let textless = 0; // released tokens that made no text yet (a trimmed leading space): they go with the next piece
+    let budgetSpent = false;
     let recent = prompt.tokens.slice(-DETOKENIZER_CONTEXT);
     // Without a prefix the answer starts fresh, so the space SentencePiece puts before its first word is dropped.
     let trimLeading = !request.assistantPrefix;
@@ -196,23 +203,33 @@ class EmbeddedLlamaBackend implements Backend {
       .generateCompletionWithMeta(prompt.tokens, {
         signal: stop.signal,
         stopOnAbortSignal: true,
-        maxTokens: request.maxTokens,
+        maxTokens: request.maxTokens + HELD_TOKENS_ALLOWANCE,
         temperature: request.temperature ?? DEFAULT_TEMPERATURE,
         ...(request.seed !== undefined ? { seed: request.seed } : {}),
         customStopTriggers: prompt.stopTriggers,
         // Stop at the end of the window ("length") instead of silently dropping the start of the conversation.
         disableContextShift: true,
         contextShiftSize: 1,
-        onToken: (tokens) => {
+        onToken: (released) => {
+          if (budgetSpent) return;
           // Counted as released, so the count is the answer's tokens: an EOG token and a stop trigger's tokens are not.
+          const tokens = released.slice(0, request.maxTokens - completionTokens);
           completionTokens += tokens.length;
+          textless += tokens.length;
           let text = this.model.detokenize(tokens, false, recent);
           recent = [...recent, ...tokens].slice(-DETOKENIZER_CONTEXT);
           if (trimLeading) {
             text = text.trimStart();
             trimLeading = text === "";
           }
-          if (text !== "") pieces.push(text);
+          if (text !== "") {
+            pieces.push({ text, tokens: textless });
+            textless = 0;
+          }
+          if (completionTokens >= request.maxTokens) {
+            budgetSpent = true;
+            stop.abort(); // the engine returns right after this callback
+          }
         },
       })
       .finally(() => {
@@ -230,7 +247,8 @@ class EmbeddedLlamaBackend implements Backend {
       }
       if (request.signal.aborted) return cancelled(completionTokens);
       const { metadata } = await done;
-      const finishReason = metadata.stopReason === "maxTokens" ? "length" : metadata.stopReason === "abort" ? "cancelled" : "stop";
+      const { stopReason } = metadata;
+      const finishReason = stopReason === "maxTokens" || (stopReason === "abort" && budgetSpent) ? "length" : stopReason === "abort" ? "cancelled" : "stop";
       return { promptTokens, completionTokens, finishReason };
     } catch (error) {
       if (request.signal.aborted) return cancelled(completionTokens);
@@ -267,59 +285,13 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Context sequences lent to one request at a time; requests beyond them wait in FIFO order. */
-class SequencePool {
-  private readonly waiting: { grant: (sequence: LlamaContextSequence | undefined) => void }[] = [];
-  private closed = false;
-
-  constructor(private readonly free: LlamaContextSequence[]) {}
-
-  /** Resolves with a lease, or undefined when `signal` aborts (or the pool closes) first. */
-  async acquire(signal: AbortSignal): Promise<{ sequence: LlamaContextSequence; release: () => void } | undefined> {
-    if (signal.aborted || this.closed) return undefined;
-    const sequence =
-      this.free.pop() ??
-      (await new Promise<LlamaContextSequence | undefined>((resolve) => {
-        const waiter = {
-          grant: (granted: LlamaContextSequence | undefined) => {
-            signal.removeEventListener("abort", onAbort);
-            resolve(granted);
-          },
-        };
-        const onAbort = () => {
-          this.waiting.splice(this.waiting.indexOf(waiter), 1);
-          waiter.grant(undefined);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        this.waiting.push(waiter);
-      }));
-    if (!sequence) return undefined;
-    let released = false;
-    return {
-      sequence,
-      release: () => {
-        if (released) return;
-        released = true;
-        const next = this.waiting.shift();
-        if (next) next.grant(sequence);
-        else this.free.push(sequence);
-      },
-    };
-  }
-
-  close(): void {
-    this.closed = true;
-    for (const waiter of this.waiting.splice(0)) waiter.grant(undefined);
-  }
-}
-
 /** Bridges llama.cpp's token callbacks to an async iteration, buffering pieces the consumer has not taken yet. */
 class PieceStream {
-  private readonly buffered: string[] = [];
+  private readonly buffered: GeneratedPiece[] = [];
   private ended = false;
   private wake: (() => void) | undefined;
 
-  push(piece: string): void {
+  push(piece: GeneratedPiece): void {
     if (this.ended) return;
     this.buffered.push(piece);
     this.wake?.();
@@ -330,7 +302,7 @@ class PieceStream {
     this.wake?.();
   }
 
-  async *drain(): AsyncGenerator<string, void, void> {
+  async *drain(): AsyncGenerator<GeneratedPiece, void, void> {
     for (;;) {
       const piece = this.buffered.shift();
       if (piece !== undefined) yield piece;

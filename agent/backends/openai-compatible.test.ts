@@ -12,7 +12,7 @@ import {
   type StandinBehaviour,
   type StandinModel,
 } from "../../test/support/lmstudio-standin.ts";
-import type { GenerateRequest, GenerateResult } from "./backend.ts";
+import type { GeneratedPiece, GenerateRequest, GenerateResult } from "./backend.ts";
 import { createOpenAiCompatibleBackend, type OpenAiCompatibleOptions } from "./openai-compatible.ts";
 import { measureTokenizerRates } from "../tokenizer-rates.ts";
 
@@ -37,12 +37,14 @@ function request(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
   return { messages: [{ role: "user", content: "Hi there" }], maxTokens: 100, signal: new AbortController().signal, ...overrides };
 }
 
-async function collect(stream: AsyncGenerator<string, GenerateResult, void>, onPiece?: (count: number) => void) {
+async function collect(stream: AsyncGenerator<GeneratedPiece, GenerateResult, void>, onPiece?: (count: number) => void) {
   const pieces: string[] = [];
+  let tokens = 0;
   for (;;) {
     const next = await stream.next();
-    if (next.done) return { pieces, result: next.value };
-    pieces.push(next.value);
+    if (next.done) return { pieces, tokens, result: next.value };
+    pieces.push(next.value.text);
+    tokens += next.value.tokens;
     onPiece?.(pieces.length);
   }
 }
@@ -126,6 +128,23 @@ describe("generate()", () => {
     expect(result).toMatchObject({ completionTokens: 2, finishReason: "length" });
   });
 
+  it("never counts past max tokens, even from a server that ignores max_tokens", async () => {
+    const { standin } = await setup({ tokens: ["a", "b", "c", "d", "e"] });
+    // the server sees no max_tokens: it streams all five and reports five in its usage
+    const ignoring: typeof fetch = (input, init) => {
+      const { max_tokens: _, ...body } = JSON.parse(String(init?.body)) as Record<string, unknown>;
+      return fetch(input, { ...init, body: JSON.stringify(body) });
+    };
+    for (const usage of [true, false]) {
+      standin.behaviour.usage = usage;
+      const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, fetch: ignoring });
+      const { pieces, tokens, result } = await collect(backend.generate(request({ maxTokens: 3 })));
+      expect(pieces).toEqual(["a", "b", "c"]);
+      expect(tokens).toBe(3);
+      expect(result).toMatchObject({ completionTokens: 3, finishReason: "length" });
+    }
+  });
+
   it("counts content deltas when the server reports no usage", async () => {
     const { backend } = await setup({ usage: false, tokens: ["x", "y", "z"] });
     expect((await collect(backend.generate(request()))).result).toEqual({
@@ -188,7 +207,7 @@ describe("generate()", () => {
     const { standin, backend } = await setup({ tokens: Array.from({ length: 200 }, () => " x"), tokenDelayMs: 20 });
     const disconnect = standin.nextDisconnect();
     for await (const piece of backend.generate(request())) {
-      expect(piece).toBe(" x");
+      expect(piece).toEqual({ text: " x", tokens: 1 });
       break;
     }
     expect((await disconnect).disconnected).toBe(true);

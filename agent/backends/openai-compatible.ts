@@ -4,6 +4,7 @@ import { parseModelName } from "../model-info.ts";
 import {
   BackendError,
   type Backend,
+  type GeneratedPiece,
   type GenerateRequest,
   type GenerateResult,
   type ModelDescription,
@@ -126,7 +127,7 @@ class OpenAiCompatibleBackend implements Backend {
     };
   }
 
-  async *generate(request: GenerateRequest): AsyncGenerator<string, GenerateResult, void> {
+  async *generate(request: GenerateRequest): AsyncGenerator<GeneratedPiece, GenerateResult, void> {
     const model = request.model || this.options.model || this.chosenModel || (await this.describe()).name;
     const messages = request.messages.map(({ role, content }) => ({ role, content }));
     // The prefix seam: a trailing assistant message, which LM Studio, llama.cpp server and Ollama continue
@@ -147,8 +148,8 @@ class OpenAiCompatibleBackend implements Backend {
     const result = (finishReason: GenerateResult["finishReason"]): GenerateResult => ({
       promptTokens: state.usage?.prompt_tokens ?? 0,
       // Without a usage report, one content delta per token: LM Studio, llama.cpp and Ollama stream a token
-      // per chunk, so the count is exact for them and an estimate for servers that batch.
-      completionTokens: state.usage?.completion_tokens ?? state.contentDeltas,
+      // per chunk, so the count is exact for them and an estimate for servers that batch. Never above the budget.
+      completionTokens: Math.min(state.usage?.completion_tokens ?? state.contentDeltas, request.maxTokens),
       finishReason,
     });
 
@@ -167,8 +168,8 @@ class OpenAiCompatibleBackend implements Backend {
       if (!response.ok) throw await this.errorFrom(response, model);
       if (response.headers.get("content-type")?.includes("application/json")) {
         // Not a stream: a server that ignored `stream`, or an error with status 200 (LM Studio's unknown paths).
-        const piece = this.readEvent({ data: await response.text() }, state, model, "message");
-        if (piece !== undefined) yield piece;
+        const text = this.readEvent({ data: await response.text() }, state, model, "message");
+        if (text !== undefined) yield { text, tokens: 1 };
         return result(state.finishReason === "length" ? "length" : "stop");
       }
       if (!response.body) throw new BackendError("backend_failed", `${url} answered without a body`);
@@ -181,8 +182,10 @@ class OpenAiCompatibleBackend implements Backend {
         if (done) break;
         parser.feed(value);
         for (const event of events.splice(0)) {
-          const piece = this.readEvent(event, state, model);
-          if (piece !== undefined && !request.signal.aborted) yield piece;
+          const text = this.readEvent(event, state, model);
+          // a delta past the budget: the server ignored max_tokens, and the answer ends here
+          if (state.contentDeltas > request.maxTokens) return result("length");
+          if (text !== undefined && !request.signal.aborted) yield { text, tokens: 1 };
           if (state.done) break;
         }
       }

@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { Role } from "../../../gen/iris/v1/common_pb.ts";
 import { TaskErrorReason, TaskPayloadSchema, type TaskChunk } from "../../../gen/iris/v1/node_pb.ts";
 import { Channel } from "../../../common/channel.ts";
+import { chunkTokenCount } from "../../../common/chunk-tokens.ts";
 import type { Difficulty, JsonValue } from "../../db/schema.ts";
 import type { LiveNode, NodeRegistry } from "../../nodes/registry.ts";
 import { servesDifficulty, tiersServing } from "../../nodes/tier.ts";
@@ -134,13 +135,14 @@ export class PartRunner {
         this.journal.update(taskId, "assigned", { node_id: node.id, tier: node.tier, attempt: tries, assigned_at: new Date(), deadline_at: new Date(deadlineAt) }, node.id);
         yield { type: "assigned", node, attempt: tries };
         let outcome: Outcome | undefined;
-        let sequence = 0;
+        // tokens of this attempt's chunks, as each chunk says (one piece may carry several); at most its budget
+        let attemptTokens = 0;
         for await (const event of attempt.events) {
           if (event.kind === "chunk") {
             // the chunks already waiting (the client reads slower than the node writes) go out as one token event:
             // under load, fewer and larger messages; when the client keeps up, each chunk is its own event
             let text = "";
-            let pieces = 0;
+            let tokens = 0;
             let invalid: string | undefined;
             for (let chunk: TaskChunk | undefined = event.chunk; chunk; chunk = nextQueuedChunk(attempt)) {
               const opened = attempt.openChunk(chunk);
@@ -149,15 +151,16 @@ export class PartRunner {
                 break;
               }
               text += opened.text;
-              pieces++;
+              tokens += chunkTokenCount(chunk);
             }
             if (invalid !== undefined) {
               outcome = { kind: "invalid", reason: `node ${node.id} sent an invalid chunk: ${invalid}` };
               break;
             }
-            sequence += pieces;
+            tokens = Math.min(tokens, remainingTokens - attemptTokens);
+            attemptTokens += tokens;
             nodeFirstTokenAt ??= Date.now();
-            this.throughput?.record(pieces);
+            this.throughput?.record(tokens);
             if (firstTokenAt === undefined) {
               firstTokenAt = Date.now();
               this.journal.update(taskId, "streaming", { first_token_at: new Date(firstTokenAt), ttft_ms: firstTokenAt - started }, node.id);
@@ -176,8 +179,9 @@ export class PartRunner {
               firstTokenAt ??= Date.now();
               yield { type: "token", text: opened.text };
             }
-            const completion = result.usage?.completionTokens ?? sequence;
-            outcome = { kind: "completed", promptTokens: result.usage?.promptTokens ?? 0, completionTokens: tokensBefore + completion, finishReason: result.finishReason || "stop" };
+            const completion = Math.min(result.usage?.completionTokens ?? attemptTokens, remainingTokens);
+            const completionTokens = Math.min(tokensBefore + completion, maxTokens);
+            outcome = { kind: "completed", promptTokens: result.usage?.promptTokens ?? 0, completionTokens, finishReason: result.finishReason || "stop" };
             break;
           } else if (event.kind === "error") {
             const reason = `node ${node.id}: ${TaskErrorReason[event.error.reason] ?? "error"}: ${event.error.message}`;
@@ -190,7 +194,7 @@ export class PartRunner {
             break;
           } else if (event.kind === "deadline") {
             attempt.cancel("deadline");
-            judge("timeout", sequence);
+            judge("timeout", attemptTokens);
             outcome = { kind: "fatal", error: new ConnectError(`the task passed its ${difficulty} deadline of ${deadlineAt - started} ms`, Code.DeadlineExceeded) };
             break;
           } else {
@@ -198,12 +202,12 @@ export class PartRunner {
             throw new ConnectError("the client cancelled the request", Code.Canceled);
           }
         }
-        tokensBefore += sequence;
+        tokensBefore += attemptTokens;
         attempt.end();
         outcome ??= { kind: "retry", reason: `node ${node.id} ended the task without a result` };
         if (outcome.kind === "completed") {
           const completedAt = Date.now();
-          const ownTokens = outcome.completionTokens - (tokensBefore - sequence);
+          const ownTokens = Math.max(0, outcome.completionTokens - (tokensBefore - attemptTokens));
           const judgeLater = judgeAt(completedAt);
           if (spec.reward === "now") judgeLater("completed", ownTokens);
           this.journal.update(taskId, "completed", { prompt_tokens: outcome.promptTokens, completion_tokens: outcome.completionTokens, completed_at: new Date(completedAt), total_ms: completedAt - started }, node.id);
@@ -223,7 +227,7 @@ export class PartRunner {
         }
         if (outcome.kind === "fatal") throw outcome.error;
         if (outcome.kind === "invalid") {
-          judge("invalid_response", sequence);
+          judge("invalid_response", attemptTokens);
           // an unverifiable answer may contain anything: the text relayed so far stays, nothing more from this node
           this.journal.note(taskId, "streaming", node.id, `invalid response: ${outcome.reason}`);
         }
