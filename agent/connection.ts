@@ -35,6 +35,8 @@ export interface NodeIdentity {
   promisedHoursUtc: number[];
   /** Measured with the model's tokenizer (agent/tokenizer-rates.ts); undefined when the backend has none. */
   tokenizerRates?: TokenizerRates;
+  /** The model file's fingerprint (agent/model-info.ts); undefined when the agent cannot read the file. */
+  modelSha256?: string;
   /** The node's X25519 key pair (NODE_KEY_PATH). */
   key: { privateKey: KeyObject; publicKey: Uint8Array };
 }
@@ -266,6 +268,7 @@ export class CoordinatorLink {
           );
         } else if (m.case === "heartbeatAck") {
           state?.setReputation(m.value.reputation);
+          if (m.value.tier !== Tier.UNSPECIFIED) state?.setTier({ name: Tier[m.value.tier] ?? "UNSPECIFIED", reason: m.value.tierReason });
           if (m.value.estimateMonth) state?.setEarnings({ month: m.value.estimateMonth, units: Number(m.value.estimatedMonthUnits) });
         }
       }
@@ -301,6 +304,7 @@ function registerMessage(identity: NodeIdentity): Extract<OutgoingMessage, { cas
     promisedHoursUtc: identity.promisedHoursUtc,
     publicKey: identity.key.publicKey,
     tokenizerRates: identity.tokenizerRates,
+    modelSha256: identity.modelSha256 ?? "",
   };
 }
 

@@ -13,7 +13,7 @@ import { AgentConfigError, loadAgentConfig, type AgentConfig } from "./config.ts
 import { CoordinatorLink, RegistrationRefused } from "./connection.ts";
 import { detectGpus } from "./gpu.ts";
 import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
-import { parseModelName } from "./model-info.ts";
+import { modelFileFingerprint, parseModelName } from "./model-info.ts";
 import { readHost, watchReadings } from "./readings.ts";
 import { AgentState } from "./state.ts";
 import { count } from "../tui/format.ts";
@@ -150,6 +150,8 @@ try {
     agentVersion,
     promisedHoursUtc: config.promisedHoursUtc,
     tokenizerRates: await measureTokenizerRates(backend),
+    // the embedded engine reads a file the agent can fingerprint; an HTTP backend's model is out of reach
+    ...(config.backend === "embedded" ? { modelSha256: await modelFileFingerprint(config.modelPath!) } : {}),
     key: await loadOrCreateKeyFile(config.nodeKeyPath),
   };
   logger.info(

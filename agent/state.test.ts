@@ -79,6 +79,18 @@ describe("AgentState", () => {
     expect(state.snapshot.tasks[0]!.tokens).toBe(2000);
   });
 
+  it("counts a piece's tokens, and takes the usage sent to the coordinator as the task's final count", () => {
+    const { state } = store();
+    state.taskStarted({ taskId: "aaaaaaaa-1", difficulty: "SIMPLE", maxTokens: 450 });
+    for (let i = 0; i < 100; i++) state.taskToken("aaaaaaaa-1", i % 2 === 0 ? 3 : 1); // bytes of a character come together
+    expect(state.snapshot.tasks[0]!.tokens).toBe(200);
+    state.taskUsage("aaaaaaaa-1", 450); // the usage sent with the result, which the coordinator records
+    expect(state.snapshot.tasks[0]!.tokens).toBe(450);
+    state.taskEnded("aaaaaaaa-1", "completed");
+    expect(state.snapshot.totals.tokens).toBe(450);
+    expect(state.snapshot.events.at(-1)!.text).toMatch(/completed: 450 tokens/);
+  });
+
   it("notifies at once after a quiet spell, and flush() delivers what is pending", () => {
     const { state, time, notified } = store();
     time.advance(1000);
@@ -138,6 +150,17 @@ describe("AgentState", () => {
     state.refused("unknown or revoked account key");
     expect(state.snapshot.connection).toEqual({ kind: "refused", error: "unknown or revoked account key" });
     expect(state.snapshot.events.map((e) => e.level)).toEqual(["info", "warn", "warn", "error"]);
+  });
+
+  it("follows a re-tier the coordinator reports in heartbeat acks; repeats of the same tier are no news", () => {
+    const { state } = store();
+    state.registered({ tier: "PRO", tierReason: "8B Q4_K_M counts as 8B (7–20B); 5000 tok/s (> 30) → PRO", reputation: 100 });
+    state.setTier({ name: "PRO", reason: "8B Q4_K_M counts as 8B (7–20B); 5000 tok/s (> 30) → PRO" });
+    expect(state.snapshot.events).toHaveLength(1);
+    const measured = "8B Q4_K_M counts as 8B (7–20B); 19.8 tok/s (10–30) → MID (measured median of 5 answers; declared 5000 tok/s)";
+    state.setTier({ name: "MID", reason: measured });
+    expect(state.snapshot.tier).toEqual({ name: "MID", reason: measured });
+    expect(state.snapshot.events.at(-1)).toMatchObject({ level: "warn", text: `re-tiered by the coordinator: MID (${measured})` });
   });
 
   it(`keeps the last ${EVENT_LOG_LENGTH} events`, () => {

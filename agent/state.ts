@@ -255,6 +255,13 @@ export class AgentState {
     if (this.#draft.reputation === reputation) return; // every heartbeat ack repeats it
     this.#update((d) => void (d.reputation = reputation));
   }
+  /** The coordinator re-tiered the node (its measured speed contradicts its benchmark, or agrees again). */
+  setTier(tier: { name: string; reason: string }): void {
+    const now = this.#draft.tier;
+    if (now?.name === tier.name) return; // every heartbeat ack repeats it; the reason's figures drift with samples
+    this.#update((d) => void (d.tier = tier));
+    this.event("warn", `re-tiered by the coordinator: ${tier.name} (${tier.reason})`);
+  }
   setEarnings(earnings: { month: string; units: number }): void {
     const now = this.#draft.earnings;
     if (now?.month === earnings.month && now.units === earnings.units) return;
@@ -278,12 +285,21 @@ export class AgentState {
     this.#update((d) => void d.tasks.push({ ...task, tokens: 0, startedAt: this.#now() }));
     this.event("info", `task ${shortId(task.taskId)} ${task.difficulty || "?"} started (max ${task.maxTokens} tokens)`);
   }
-  taskToken(taskId: string): void {
+  /** A piece of a running task's answer, of `tokens` tokens (the engine may release several at once). */
+  taskToken(taskId: string, tokens = 1): void {
     const task = this.#draft.tasks.find((t) => t.taskId === taskId);
     if (!task) return;
     task.firstTokenAt ??= this.#now();
-    task.tokens++;
-    this.#draft.totals.tokens++;
+    this.#count(task, task.tokens + tokens);
+  }
+  /** The task's usage as reported to the coordinator, which records it: the live count becomes exactly that. */
+  taskUsage(taskId: string, completionTokens: number): void {
+    const task = this.#draft.tasks.find((t) => t.taskId === taskId);
+    if (task && task.tokens !== completionTokens) this.#count(task, completionTokens);
+  }
+  #count(task: LiveTask, tokens: number): void {
+    this.#draft.totals.tokens += tokens - task.tokens;
+    task.tokens = tokens;
     this.#changed();
   }
   taskEnded(taskId: string, outcome: TaskOutcome, detail?: string): void {

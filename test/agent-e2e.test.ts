@@ -9,6 +9,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Role } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
+import { NetworkService } from "../gen/iris/v1/network_pb.ts";
 import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
 import { startCoordinator } from "../coordinator/app.ts";
 import { loadConfig } from "../coordinator/config.ts";
@@ -50,6 +51,14 @@ describe("real agents on the tiny llama.cpp model", () => {
       expect(done?.finishReason).toBe("length");
       expect(["tiny-a", "tiny-b"]).toContain(done?.nodeId);
     }
+  });
+
+  it("sends the model file's fingerprint: two agents on the same GGUF agree, as ListNodes shows", async () => {
+    const [a, b] = ["tiny-a", "tiny-b"].map((id) => coordinator.registry.get(id)!.capabilities.modelSha256);
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+    expect(b).toBe(a);
+    const listed = await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listNodes({ onlineOnly: true });
+    expect(listed.nodes.find((n) => n.nodeId === "tiny-a")?.verification).toMatchObject({ modelSha256: a, modelEvidence: "file fingerprint matches 1 other node" });
   });
 
   it("streams through /v1/chat/completions to the official openai package", async () => {

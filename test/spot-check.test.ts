@@ -6,7 +6,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
-import { NetworkService } from "../gen/iris/v1/network_pb.ts";
+import { NetworkService, TaskPurpose } from "../gen/iris/v1/network_pb.ts";
 import type { TaskPayload } from "../gen/iris/v1/node_pb.ts";
 import { answerHash } from "../coordinator/tasks/division/compare.ts";
 import { recordMismatch } from "../coordinator/nodes/suspension.ts";
@@ -102,6 +102,10 @@ describe("spot checks", () => {
     await expect.poll(async () => (await checksOf(answer.taskId)).map((t) => t.status), { timeout: 5_000 }).toEqual(["completed"]);
     const [check] = await checksOf(answer.taskId);
     expect(check).toMatchObject({ node_id: "honest-trusted", classifier: "spot_check", division_mode: "single" });
+    // ListTasks (and the dashboard) tell the check from the user's request
+    const listed = (await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listTasks({})).tasks;
+    expect(listed.find((t) => t.taskId === answer.taskId)).toMatchObject({ purpose: TaskPurpose.REQUEST, parentTaskId: "" });
+    expect(listed.find((t) => t.taskId === check!.id)).toMatchObject({ purpose: TaskPurpose.SPOT_CHECK, parentTaskId: answer.taskId });
     // both ran with deterministic sampling and the same seed
     expect(first.payloads[0]).toMatchObject({ temperature: 0 });
     expect(second.payloads[0]).toMatchObject({ temperature: 0, seed: first.payloads[0]!.seed });

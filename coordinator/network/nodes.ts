@@ -3,13 +3,16 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import type { LeaderboardEntrySchema, NodeInfoSchema } from "../../gen/iris/v1/network_pb.ts";
 import type { Database, NodeRow } from "../db/schema.ts";
+import { measurementKey } from "../nodes/measurements.ts";
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import { tierEnum } from "../tasks/service.ts";
+import { fingerprintPeers, nodeVerification, storedVerification } from "./verification.ts";
 
 export type NodeInfoInit = MessageInitShape<typeof NodeInfoSchema>;
 export type LeaderboardEntryInit = MessageInitShape<typeof LeaderboardEntrySchema>;
 
-export function liveNodeInfo(node: LiveNode): NodeInfoInit {
+/** A connected node; `peers` (the live nodes) tell whether its model file's fingerprint agrees with theirs. */
+export function liveNodeInfo(node: LiveNode, peers: Iterable<LiveNode> = []): NodeInfoInit {
   const c = node.capabilities;
   return {
     nodeId: node.id,
@@ -31,13 +34,12 @@ export function liveNodeInfo(node: LiveNode): NodeInfoInit {
     online: true,
     lastSeenUnixMs: BigInt(node.lastSeenAt),
     suspended: node.suspended,
+    contextLength: c.contextLength,
+    tierReason: node.tierReason,
+    verification: nodeVerification(c, node.measured, node.size, fingerprintPeers(c, node.id, peers)),
   };
 }
 
-type StoredNode = Pick<
-  NodeRow,
-  "id" | "tier" | "model_name" | "parameter_count" | "quantization" | "gpus" | "tokens_per_second" | "reputation" | "max_concurrent_tasks" | "last_seen_at" | "suspended_at"
->;
 const storedColumns = [
   "id",
   "tier",
@@ -50,7 +52,11 @@ const storedColumns = [
   "max_concurrent_tasks",
   "last_seen_at",
   "suspended_at",
+  "context_length",
+  "model_sha256",
+  "measured",
 ] as const;
+type StoredNode = Pick<NodeRow, (typeof storedColumns)[number]>;
 
 export function storedNodeInfo(row: StoredNode): NodeInfoInit {
   return {
@@ -68,6 +74,18 @@ export function storedNodeInfo(row: StoredNode): NodeInfoInit {
     online: false,
     lastSeenUnixMs: BigInt(row.last_seen_at.getTime()),
     suspended: row.suspended_at !== null,
+    contextLength: row.context_length ?? 0,
+    verification: storedVerification(declaredOf(row), measurementKey(declaredOf(row)), row.measured),
+  };
+}
+
+function declaredOf(row: StoredNode) {
+  return {
+    modelName: row.model_name,
+    quantization: row.quantization ?? "",
+    ...(row.model_sha256 ? { modelSha256: row.model_sha256 } : {}),
+    tokensPerSecond: row.tokens_per_second,
+    contextLength: row.context_length ?? 0,
   };
 }
 
@@ -89,7 +107,8 @@ export async function listNodes(
 ): Promise<NodeInfoInit[]> {
   const online = onlineNodes(registry).slice(0, options.limit);
   const wanted = options.limit - online.length;
-  if (options.onlineOnly || wanted <= 0) return online.map(liveNodeInfo);
+  const info = (node: LiveNode) => liveNodeInfo(node, registry.nodes());
+  if (options.onlineOnly || wanted <= 0) return online.map(info);
   const liveIds = new Set(online.map((node) => node.id));
   // over-fetch by the live count and drop those rows, rather than sending every live id to the database
   const rows = await db
@@ -100,13 +119,13 @@ export async function listNodes(
     .limit(wanted + liveIds.size)
     .execute();
   const offline = rows.filter((row) => !liveIds.has(row.id)).slice(0, wanted);
-  return [...online.map(liveNodeInfo), ...offline.map(storedNodeInfo)];
+  return [...online.map(info), ...offline.map(storedNodeInfo)];
 }
 
 /** One node, live when connected; undefined for an id never registered. */
 export async function findNodeInfo(db: Kysely<Database>, registry: NodeRegistry, nodeId: string): Promise<NodeInfoInit | undefined> {
   const live = registry.get(nodeId);
-  if (live?.connected) return liveNodeInfo(live);
+  if (live?.connected) return liveNodeInfo(live, registry.nodes());
   const row = await db.selectFrom("nodes").select(storedColumns).where("id", "=", nodeId).executeTakeFirst();
   return row && storedNodeInfo(row);
 }

@@ -2,7 +2,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import { DivisionMode, Tier } from "../../gen/iris/v1/common_pb.ts";
-import { TaskStatus, type TaskInfoSchema } from "../../gen/iris/v1/network_pb.ts";
+import { TaskPurpose, TaskStatus, type TaskInfoSchema } from "../../gen/iris/v1/network_pb.ts";
 import type { Database, DivisionMode as DivisionModeName, TaskRow, TaskStatus as TaskStatusName } from "../db/schema.ts";
 import { difficultyEnum, tierEnum } from "../tasks/service.ts";
 
@@ -23,7 +23,15 @@ const divisionModeEnum: Record<DivisionModeName, DivisionMode> = {
   context: DivisionMode.CONTEXT,
 };
 
+/** Checks are rows like any task, told apart by the classifier column the spot checker writes. */
+function purposeOf(classifier: string | null): TaskPurpose {
+  if (classifier === "spot_check") return TaskPurpose.SPOT_CHECK;
+  if (classifier === "canary") return TaskPurpose.CANARY;
+  return TaskPurpose.REQUEST;
+}
+
 const columns = [
+  "classifier",
   "id",
   "parent_id",
   "status",
@@ -53,6 +61,7 @@ function taskInfo(row: Pick<TaskRow, (typeof columns)[number]>): TaskInfoInit {
     createdAtUnixMs: BigInt(row.created_at.getTime()),
     divisionMode: divisionModeEnum[row.division_mode],
     parentTaskId: row.parent_id ?? "",
+    purpose: purposeOf(row.classifier),
   };
 }
 

@@ -1,11 +1,11 @@
-// Watches live nodes: disconnects those that missed heartbeats, records who is alive in batches, and follows
-// suspensions set or lifted by other coordinators.
+// Watches live nodes: disconnects those that missed heartbeats, records who is alive in batches, follows
+// suspensions set or lifted by other coordinators, and writes re-tiers and canary verdicts as they happen.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { Database } from "../db/schema.ts";
 import type { NodeRegistry } from "./registry.ts";
-import { touchNodes } from "./store.ts";
+import { saveMeasurements, touchNodes } from "./store.ts";
 import { syncSuspensions } from "./suspension.ts";
 
 /** Missing this many heartbeat intervals in a row makes a node offline. */
@@ -36,6 +36,16 @@ export function startNodeMonitor(options: {
     const ids = [...options.registry.nodes()].map((node) => node.id);
     touchNodes(options.db, ids).catch((err: unknown) => options.logger.error({ err }, "could not record live nodes"));
   }, touchEveryMs);
+  const unmeasured = options.registry.onMeasured((node, previousTier) => {
+    if (previousTier !== undefined) {
+      options.logger.warn({ nodeId: node.id, from: previousTier, to: node.tier, reason: node.tierReason }, "node re-tiered by its measured speed");
+    }
+    // a new tier or a canary's verdict is written at once; plain speed samples at the session's end (nodes/service.ts)
+    if (!node.measured.takeUnsaved() && previousTier === undefined) return;
+    saveMeasurements(options.db, node.id, node.tier, node.measured.snapshot()).catch((err: unknown) =>
+      options.logger.error({ err, nodeId: node.id }, "could not write the node's measurements"),
+    );
+  });
   let syncing = false;
   const sync =
     options.suspensionSyncMs && options.suspensionSyncMs > 0
@@ -61,6 +71,7 @@ export function startNodeMonitor(options: {
       clearInterval(check);
       clearInterval(touch);
       clearInterval(sync);
+      unmeasured();
     },
   };
 }

@@ -5,12 +5,16 @@ import type { Channel } from "../../common/channel.ts";
 import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { TokenizerRates } from "../../common/tokenizer-rates.ts";
 import type { Difficulty, NodeTier } from "../db/schema.ts";
+import { contextVerdict, measuredTier, speedVerdict, type Verification } from "./capability.ts";
+import { measurementKey, NodeMeasurements } from "./measurements.ts";
 
-/** What a node declared at registration (and its measured speed). */
+/** What a node declared at registration (size and quantization completed from the model name when left out). */
 export interface NodeCapabilities {
   modelName: string;
   parameterCount: number;
   quantization: string;
+  /** The model file's fingerprint (Register.model_sha256); undefined when the node sent none. */
+  modelSha256?: string;
   contextLength: number;
   tokensPerSecond: number;
   maxConcurrentTasks: number;
@@ -38,13 +42,18 @@ export class LiveNode {
   /** Suspended after repeated spot-check or consensus mismatches: routing gives it no work until an admin clears it. */
   suspended = false;
   lastSeenAt: number;
+  /** Whether the size and quantization are as declared or parsed from the model name by the coordinator. */
+  size: Verification = "declared";
+  /** What its answers showed (speed, context, identity); the tier follows the measured speed (retier). */
+  measured: NodeMeasurements;
 
   constructor(
     readonly id: string,
     readonly accountId: string,
     readonly sessionId: string,
-    readonly tier: NodeTier,
-    readonly tierReason: string,
+    /** Computed at registration; changed by retier() when measured speed contradicts the declared benchmark. */
+    public tier: NodeTier,
+    public tierReason: string,
     readonly capabilities: NodeCapabilities,
     public reputation: number,
     /** AES-GCM keys agreed with this connection (X25519 + HKDF): task payloads travel sealed. */
@@ -53,6 +62,22 @@ export class LiveNode {
     now: number,
   ) {
     this.lastSeenAt = now;
+    this.measured = new NodeMeasurements(measurementKey(capabilities));
+  }
+
+  /** The context window routing and context mode count on: the declared one, lowered to a refusal below it. */
+  get contextLength(): number {
+    return contextVerdict(this.capabilities.contextLength, this.measured.provenContext, this.measured.refusedContext).effective;
+  }
+
+  /** Recomputes the tier from the declaration and the measured speed; true when the tier changed. */
+  retier(): boolean {
+    const c = this.capabilities;
+    const decision = measuredTier(c, c.tokensPerSecond, speedVerdict(c.tokensPerSecond, this.measured.speedSamples));
+    const changed = decision.tier !== this.tier;
+    this.tier = decision.tier;
+    this.tierReason = decision.reason;
+    return changed;
   }
 
   /** How many more tasks the node takes now. */
@@ -75,10 +100,13 @@ export class LiveNode {
 }
 
 type Listener = () => void;
+/** Hears about a node whose measurements changed: `previousTier` is set when its tier moved. */
+type MeasuredListener = (node: LiveNode, previousTier: NodeTier | undefined) => void;
 
 export class NodeRegistry {
   readonly #nodes = new Map<string, LiveNode>();
   readonly #capacityListeners = new Set<Listener>();
+  readonly #measuredListeners = new Set<MeasuredListener>();
 
   get size(): number {
     return this.#nodes.size;
@@ -123,6 +151,20 @@ export class NodeRegistry {
 
   notifyCapacity(): void {
     for (const listener of this.#capacityListeners) listener();
+  }
+
+  /** Called after a node's measurements changed: re-tiers it and tells the listeners (who persist and log). */
+  measured(node: LiveNode): void {
+    const previous = node.tier;
+    const moved = node.retier();
+    for (const listener of this.#measuredListeners) listener(node, moved ? previous : undefined);
+    // a node that moved up may take queued work it could not before
+    if (moved) this.notifyCapacity();
+  }
+
+  onMeasured(listener: MeasuredListener): () => void {
+    this.#measuredListeners.add(listener);
+    return () => this.#measuredListeners.delete(listener);
   }
 
   /** Nodes that missed heartbeats for longer than `timeoutMs` (the caller disconnects them). */

@@ -19,9 +19,10 @@ import type { Database } from "../db/schema.ts";
 import { clientAddressKey } from "../request-context.ts";
 import { LiveNode, type NodeCapabilities, type NodeRegistry } from "./registry.ts";
 import { accountOf, checkBinding, moveNode, nextWithin, registerChallenge } from "./identity.ts";
-import { closeSession, openSession, upsertNode } from "./store.ts";
+import { closeSession, openSession, saveMeasurements, storedMeasurements, upsertNode } from "./store.ts";
 import { isSuspended } from "./suspension.ts";
-import { tierFor } from "./tier.ts";
+import { measuredTier, sizeOf, speedVerdict, type Verification } from "./capability.ts";
+import { measurementKey, NodeMeasurements } from "./measurements.ts";
 
 export interface NodeServiceDeps {
   db: Kysely<Database>;
@@ -51,11 +52,22 @@ function gpusOf(gpus: Register["gpus"]): NodeCapabilities["gpus"] {
   return gpus.map((g) => ({ name: g.name, vramTotalMb: Number(g.vramTotalMb), vramUsedMb: Number(g.vramUsedMb), utilizationPercent: g.utilizationPercent }));
 }
 
-function capabilitiesOf(register: Register): NodeCapabilities {
-  return {
+/** The declaration, with a size or quantization it left out parsed from the model name (`size` says which). */
+function capabilitiesOf(register: Register): { capabilities: NodeCapabilities; size: Verification } {
+  const { parameterCount, quantization, size } = sizeOf({
     modelName: register.modelName,
     parameterCount: Number(register.parameterCount),
     quantization: register.quantization,
+  });
+  return { capabilities: declaredCapabilities(register, parameterCount, quantization), size };
+}
+
+function declaredCapabilities(register: Register, parameterCount: number, quantization: string): NodeCapabilities {
+  return {
+    modelName: register.modelName,
+    parameterCount,
+    quantization,
+    ...(register.modelSha256 ? { modelSha256: register.modelSha256 } : {}),
     contextLength: register.contextLength,
     tokensPerSecond: register.benchmarkTokensPerSecond,
     maxConcurrentTasks: register.maxConcurrentTasks,
@@ -74,12 +86,12 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
 
   /** Accepts a registration whose key was proven: the node's row, session and session keys. */
   async function admit(register: Register, accountId: string, ctx: HandlerContext, outbox: Channel<ConnectResponse>): Promise<LiveNode> {
-    const capabilities = capabilitiesOf(register);
-    const { tier, reason } = tierFor({
-      parameterCount: capabilities.parameterCount,
-      quantization: capabilities.quantization,
-      tokensPerSecond: capabilities.tokensPerSecond,
-    });
+    const { capabilities, size } = capabilitiesOf(register);
+    // earlier measurements of the same model stand: reconnecting does not wipe a contradicted benchmark
+    const key = measurementKey(capabilities);
+    const live = deps.registry.get(register.nodeId);
+    const measured = live?.measured.model === key ? live.measured : new NodeMeasurements(key, await storedMeasurements(deps.db, register.nodeId));
+    const { tier, reason } = measuredTier(capabilities, capabilities.tokensPerSecond, speedVerdict(capabilities.tokensPerSecond, measured.speedSamples));
     const reputation = await upsertNode(deps.db, {
       id: register.nodeId,
       accountId,
@@ -111,6 +123,8 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
     }
     const node = new LiveNode(register.nodeId, accountId, sessionId, tier, reason, capabilities, reputation, keys, outbox, now());
     node.suspended = suspended;
+    node.size = size;
+    node.measured = measured;
     return node;
   }
 
@@ -128,7 +142,14 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
           create(ConnectResponseSchema, {
             message: {
               case: "heartbeatAck",
-              value: { reputation: node.reputation, serverTimeUnixMs: BigInt(now()), ...earningsOf(deps, node.accountId) },
+              value: {
+                reputation: node.reputation,
+                serverTimeUnixMs: BigInt(now()),
+                ...earningsOf(deps, node.accountId),
+                // the tier moves when measured speed contradicts the benchmark: the node hears it here
+                tier: tierEnum[node.tier],
+                tierReason: node.tierReason,
+              },
             },
           }),
         );
@@ -228,6 +249,12 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
         deps.registry.remove(node, endReason);
         deps.classifyLink?.nodeGone(node.id);
         log.info({ reason: endReason }, "node disconnected");
+        // only while it is still the registered connection: a replacing one has measured since and writes its own
+        if (deps.registry.get(node.id) === undefined) {
+          await saveMeasurements(deps.db, node.id, node.tier, node.measured.snapshot()).catch((err: unknown) =>
+            log.error({ err }, "could not write the node's measurements"),
+          );
+        }
         await closeSession(deps.db, node.sessionId, node.id, endReason).catch((err: unknown) =>
           log.error({ err }, "could not record the end of the node's session"),
         );

@@ -1,6 +1,7 @@
 // The nodes and node_sessions tables: registration, sessions, last-seen times.
 import type { Kysely } from "kysely";
-import { json, type Database, type NodeTier } from "../db/schema.ts";
+import { json, type Database, type JsonValue, type NodeTier } from "../db/schema.ts";
+import type { MeasuredSnapshot } from "./measurements.ts";
 import type { NodeCapabilities } from "./registry.ts";
 
 export interface NodeRegistration {
@@ -36,6 +37,7 @@ export async function upsertNode(db: Kysely<Database>, node: NodeRegistration): 
     model_name: c.modelName,
     parameter_count: c.parameterCount,
     quantization: c.quantization || null,
+    model_sha256: c.modelSha256 || null,
     context_length: c.contextLength || null,
     tokens_per_second: c.tokensPerSecond,
     max_concurrent_tasks: c.maxConcurrentTasks,
@@ -63,6 +65,21 @@ export async function upsertNode(db: Kysely<Database>, node: NodeRegistration): 
     .returning("reputation")
     .executeTakeFirst();
   return row?.reputation;
+}
+
+/** What the coordinator measured of the node before (any model; NodeMeasurements keeps only the same model's). */
+export async function storedMeasurements(db: Kysely<Database>, nodeId: string): Promise<unknown> {
+  const row = await db.selectFrom("nodes").select("measured").where("id", "=", nodeId).executeTakeFirst();
+  return row?.measured ?? undefined;
+}
+
+/** Writes the node's measurements and the tier they gave it. */
+export async function saveMeasurements(db: Kysely<Database>, nodeId: string, tier: NodeTier, snapshot: MeasuredSnapshot): Promise<void> {
+  await db
+    .updateTable("nodes")
+    .set({ tier, measured: json(snapshot as unknown as JsonValue) })
+    .where("id", "=", nodeId)
+    .execute();
 }
 
 export async function openSession(
@@ -120,16 +137,27 @@ export async function touchNodes(db: Kysely<Database>, nodeIds: string[]): Promi
   await db.updateTable("nodes").set({ last_seen_at: new Date() }).where("id", "in", nodeIds).execute();
 }
 
-/** Marks nodes this coordinator instance left online (after a crash) offline, and closes their sessions. */
+/**
+ * Closes the sessions a dead coordinator instance left open (a crash, a SIGKILL) and marks their nodes offline,
+ * except nodes that already reconnected elsewhere (another open session).
+ */
 export async function closeOrphanedSessions(db: Kysely<Database>, coordinatorInstance: string): Promise<void> {
   const now = new Date();
   const orphans = await db
     .updateTable("node_sessions")
-    .set({ disconnected_at: now, disconnect_reason: "coordinator restarted" })
+    .set({ disconnected_at: now, disconnect_reason: `coordinator ${coordinatorInstance} stopped` })
     .where("coordinator_instance", "=", coordinatorInstance)
     .where("disconnected_at", "is", null)
     .returning("node_id")
     .execute();
   const ids = [...new Set(orphans.map((o) => o.node_id))];
-  if (ids.length > 0) await db.updateTable("nodes").set({ status: "offline" }).where("id", "in", ids).execute();
+  if (ids.length === 0) return;
+  await db
+    .updateTable("nodes")
+    .set({ status: "offline" })
+    .where("id", "in", ids)
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom("node_sessions").select("id").whereRef("node_sessions.node_id", "=", "nodes.id").where("disconnected_at", "is", null))),
+    )
+    .execute();
 }

@@ -19,8 +19,8 @@
 // unknown speed < 10 tok/s, i.e. BASIC. A node we cannot size must not be trusted with harder work; it is
 // re-tiered as soon as it reports a model name or benchmark we can read.
 //
-// Self-contained on purpose: coordinator/ does not import agent/ (where bitsPerWeight lives), and the bit
-// level in the name is all this rule needs.
+// Self-contained on purpose: the bit level in the name is all this rule needs (common/model-name.ts has the
+// finer bits-per-weight table). The speed it is given may be measured rather than declared: see capability.ts.
 
 export type NodeTier = "BASIC" | "MID" | "PRO";
 export type Difficulty = "SIMPLE" | "COMPLEX" | "ADVANCED";

@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { Difficulty as DifficultyEnum } from "../../gen/iris/v1/common_pb.ts";
 import {
   ConnectResponseSchema,
+  TaskErrorReason,
   TaskPayloadSchema,
   type TaskChunk,
   type TaskError,
@@ -13,7 +14,9 @@ import { Channel } from "../../common/channel.ts";
 import { EnvelopeError, openText, sealMessage } from "../../common/crypto/envelope.ts";
 import { ReplayGuard } from "../../common/crypto/replay-guard.ts";
 import type { Difficulty } from "../db/schema.ts";
+import { speedSample } from "../nodes/capability.ts";
 import type { LiveNode, NodeRegistry, TaskSink } from "../nodes/registry.ts";
+import { estimateTokens } from "./division/chunking.ts";
 
 export type AttemptEvent =
   | { kind: "chunk"; chunk: TaskChunk }
@@ -41,6 +44,17 @@ export class Attempt implements TaskSink {
   readonly #guard = new ReplayGuard();
   #timer: NodeJS.Timeout | undefined;
   #ended = false;
+  // what the coordinator measures of the node's answer (README "How capability is verified"); times are taken as
+  // messages arrive, not as they are opened: a slow client holds the opening back, never the node's speed
+  readonly #solo: boolean;
+  #assignedAt = 0;
+  #promptText = "";
+  #maxTokens = 0;
+  #firstChunkAt: number | undefined;
+  #chunks = 0;
+  #resultAt: number | undefined;
+  #soloAtResult = false;
+  #answerBytes = 0;
 
   /** Reserves a slot on `node` at once (so no other task can take it), before anything is sent. */
   constructor(
@@ -49,15 +63,25 @@ export class Attempt implements TaskSink {
     private readonly registry: NodeRegistry,
   ) {
     node.tasks.set(taskId, this);
+    this.#solo = node.tasks.size === 1;
   }
 
   chunk(chunk: TaskChunk): void {
+    this.#firstChunkAt ??= Date.now();
+    this.#chunks++;
     this.events.push({ kind: "chunk", chunk });
   }
   result(result: TaskResult): void {
+    this.#resultAt ??= Date.now();
+    this.#soloAtResult = this.node.tasks.size === 1;
     this.events.push({ kind: "result", result });
   }
   error(error: TaskError): void {
+    if (error.reason === TaskErrorReason.CONTEXT_TOO_LONG && this.#promptText !== "" && !this.#ended) {
+      // the most the request could need: servers that keep room for the answer refuse prompt + max_tokens
+      this.node.measured.refused(estimateTokens(this.#promptText) + this.#maxTokens);
+      this.registry.measured(this.node);
+    }
     this.events.push({ kind: "error", error });
   }
   lost(reason: string): void {
@@ -71,7 +95,10 @@ export class Attempt implements TaskSink {
     maxTokens: number;
     payload: TaskPayload;
   }): boolean {
-    const remaining = Math.max(0, options.deadlineAt - Date.now());
+    this.#assignedAt = Date.now();
+    this.#maxTokens = options.maxTokens;
+    this.#promptText = options.payload.messages.map((m) => m.content).join("\n") + options.payload.assistantPrefix;
+    const remaining = Math.max(0, options.deadlineAt - this.#assignedAt);
     this.#timer = setTimeout(() => this.events.push({ kind: "deadline" }), remaining);
     return this.node.send(
       create(ConnectResponseSchema, {
@@ -100,7 +127,9 @@ export class Attempt implements TaskSink {
     return this.#open(() => {
       const text = openText(this.node.keys.toCoordinator, sealed, { taskId: this.taskId, sequence: chunk.sequence, kind: "chunk" });
       const verdict = this.#guard.accept("chunk", chunk.sequence);
-      return verdict.ok ? text : verdict;
+      if (!verdict.ok) return verdict;
+      this.#answerBytes += Buffer.byteLength(text);
+      return text;
     });
   }
 
@@ -113,8 +142,30 @@ export class Attempt implements TaskSink {
           ? openText(this.node.keys.toCoordinator, result.content.value, { taskId: this.taskId, sequence: result.chunkCount, kind: "result" })
           : "";
       const verdict = this.#guard.accept("result", result.chunkCount);
-      return verdict.ok ? text : verdict;
+      if (!verdict.ok) return verdict;
+      this.#answerBytes += Buffer.byteLength(text);
+      this.#measure(result);
+      return text;
     });
+  }
+
+  /** A valid result: the answer's speed sample and the context it held go to the node's measurements. */
+  #measure(result: TaskResult): void {
+    if (result.finishReason === "cancelled") return;
+    const now = this.#resultAt ?? Date.now();
+    const completionTokens = result.usage?.completionTokens ?? 0;
+    const speed = speedSample({
+      completionTokens,
+      answerBytes: this.#answerBytes,
+      chunks: this.#chunks,
+      generationMs: this.#firstChunkAt === undefined ? 0 : now - this.#firstChunkAt,
+      responseMs: now - this.#assignedAt,
+      solo: this.#solo && this.#soloAtResult,
+    });
+    // the node's counts, capped by bytes the coordinator saw: no token is shorter than a byte
+    const held = Math.min((result.usage?.promptTokens ?? 0) + completionTokens, Buffer.byteLength(this.#promptText) + this.#answerBytes);
+    this.node.measured.answered(speed, held);
+    this.registry.measured(this.node);
   }
 
   #open(read: () => string | { ok: false; reason: string }): Opened {

@@ -19,10 +19,23 @@ export interface RouteRequest {
 export interface ModelIdentity {
   modelName: string;
   quantization: string;
+  /** The model file's fingerprint, when the node sent one. */
+  modelSha256?: string;
 }
 
 export function modelIdentity(node: LiveNode): ModelIdentity {
-  return { modelName: node.capabilities.modelName, quantization: node.capabilities.quantization };
+  const c = node.capabilities;
+  return { modelName: c.modelName, quantization: c.quantization, ...(c.modelSha256 ? { modelSha256: c.modelSha256 } : {}) };
+}
+
+/**
+ * Same name and quantization, and no differing file fingerprints: two files under one name (a re-quantization, a
+ * fine-tune) answer differently, and comparing them would punish an honest node. A missing fingerprint is no
+ * evidence either way (OpenAI-compatible servers send none).
+ */
+export function sameModel(a: ModelIdentity, b: ModelIdentity): boolean {
+  if (a.modelName !== b.modelName || a.quantization !== b.quantization) return false;
+  return !a.modelSha256 || !b.modelSha256 || a.modelSha256 === b.modelSha256;
 }
 
 /** Model names that mean "any model" (OpenAI clients must send some model). */
@@ -57,10 +70,7 @@ function better(a: LiveNode, b: LiveNode): boolean {
 export function eligible(node: LiveNode, request: RouteRequest): boolean {
   if (node.suspended || request.exclude.has(node.id)) return false;
   if (!servesDifficulty(node.tier, request.difficulty) || !servesModel(node, request.model)) return false;
-  if (request.sameModel) {
-    const c = node.capabilities;
-    if (c.modelName !== request.sameModel.modelName || c.quantization !== request.sameModel.quantization) return false;
-  }
+  if (request.sameModel && !sameModel(modelIdentity(node), request.sameModel)) return false;
   return request.reputationAbove === undefined || node.reputation > request.reputationAbove;
 }
 

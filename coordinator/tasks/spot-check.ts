@@ -1,10 +1,11 @@
 // Spot checks and canaries: a share of single-mode answers is silently re-run on a second, more reputable node
-// of the same model and quantization, and known-answer prompts go to idle nodes now and then. A mismatch is an
+// of the same model and quantization, and canaries (canary.ts) go to idle nodes now and then. A mismatch is an
 // invalid response (with both outputs' hashes as evidence) and counts toward suspension.
 import { randomInt, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
+import { runCanary } from "./canary.ts";
 import { normalizedWords, similarity } from "./division/compare.ts";
 import type { MismatchRecorder } from "./division/mismatch.ts";
 import type { PartEvent, PartResult, PartRunner, PartSpec } from "./division/part.ts";
@@ -20,24 +21,7 @@ export interface SpotCheckDeps {
   random?: () => number;
 }
 
-/** Canary answers are short: the code and perhaps a few words around it. */
-const CANARY_MAX_TOKENS = 32;
-const CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-
-/**
- * A known-answer prompt: repeat a random code. Any working model can, whatever its size; a node that does not
- * run the model it claims (random text, a canned answer, altered output) cannot.
- */
-export function canaryPrompt(random: () => number): { prompt: string; answer: string } {
-  const group = () => Array.from({ length: 4 }, () => CODE_ALPHABET[Math.floor(random() * CODE_ALPHABET.length)]).join("");
-  const answer = `${group()}-${group()}-${group()}`;
-  return { prompt: `Reply with exactly this code and nothing else: ${answer}`, answer };
-}
-
-/** A canary passes when the normalised answer contains the code (chatty models may add words around it). */
-export function passesCanary(output: string, answer: string): boolean {
-  return ` ${normalizedWords(output).join(" ")} `.includes(` ${normalizedWords(answer).join(" ")} `);
-}
+export { canaryPrompt, passesCanary } from "./canary.ts";
 
 export class SpotChecker {
   readonly #abort = new AbortController();
@@ -130,33 +114,11 @@ export class SpotChecker {
   }
 
   async #canary(): Promise<void> {
-    const { registry } = this.deps;
+    const { registry, logger, mismatches, config } = this.deps;
     const idle = [...registry.nodes()].filter((node) => node.connected && !node.suspended && node.tasks.size === 0 && node.freeSlots > 0);
     if (idle.length === 0) return;
     const target = idle[Math.floor(this.#random() * idle.length)]!;
-    const { prompt, answer } = canaryPrompt(this.#random);
-    const result = await this.#run({
-      taskId: randomUUID(),
-      mode: "single",
-      difficulty: "SIMPLE",
-      classifier: "canary",
-      messages: [{ role: "user", content: prompt }],
-      maxTokens: CANARY_MAX_TOKENS,
-      // sampled like an ordinary request (the backend's temperature, a seed): any working model repeats a code
-      seed: randomInt(2 ** 31),
-      // every other node is excluded: the canary goes to the chosen one or nowhere
-      exclude: new Set([...registry.nodes()].filter((node) => node !== target).map((node) => node.id)),
-      started: Date.now(),
-      reward: "never",
-      wait: "never",
-    });
-    if (!result || passesCanary(result.text, answer)) return;
-    this.deps.mismatches.record(result, {
-      check: "canary",
-      reference: answer,
-      referenceFrom: "known answer",
-      similarity: similarity(normalizedWords(result.text), normalizedWords(answer), 0),
-    });
+    await runCanary({ registry, logger, mismatches, similarity: config.consensusSimilarity, random: this.#random, run: (spec) => this.#run(spec) }, target);
   }
 
   /** Runs a check's part to its end; undefined when it could not run or failed (that is judged by the part). */

@@ -5,6 +5,7 @@ import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { alter } from "../../agent/backends/dishonest.ts";
+import { chunkWithTokens } from "../../common/chunk-tokens.ts";
 import { Channel } from "../../common/channel.ts";
 import { deriveSessionKeys, openMessage, openText, publicKeyBytes, sealText, type SessionKeys } from "../../common/crypto/envelope.ts";
 import type { Difficulty } from "../../gen/iris/v1/common_pb.ts";
@@ -27,6 +28,8 @@ export interface Script {
   tokens: string[];
   /** Pause before each chunk. */
   delayMs?: number;
+  /** Tokens each chunk says it carries (token_count), and the usage then counts; unset: one each, unsaid. */
+  chunkTokens?: number;
   /** Fail with this reason before the first chunk. */
   failWith?: TaskErrorReason;
   /** After this many chunks, drop the whole connection (as a killed agent would). */
@@ -54,6 +57,8 @@ export interface ScriptedNodeOptions {
   heartbeats?: boolean;
   /** The node's context length in tokens (4096 when not given). */
   contextLength?: number;
+  /** The model file fingerprint it declares (64 hex digits); none by default, as an HTTP backend's node. */
+  modelSha256?: string;
   /** The answer to an assignment; `payload` is the assignment as the node opened it (the prompt, the seed...). */
   script?: (assign: TaskAssign, payload: TaskPayload) => Script;
   /** The answer to a classify assign (`prompt` as the node opened it), after `delayMs`; none by default: a node that never answers classify. */
@@ -144,6 +149,7 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       agentVersion: "scripted",
       backend: "scripted",
       publicKey: options.claimPublicKey ?? publicKeyBytes(key),
+      modelSha256: options.modelSha256 ?? "",
     },
   });
 
@@ -170,13 +176,13 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       const sealed = sealText(keys!.toCoordinator, sent, { taskId, sequence, kind: "chunk" });
       if (script.tamperChunk === sequence) sealed.ciphertext[0]! ^= 1;
       const content = script.plaintext ? ({ case: "text", value: sent } as const) : ({ case: "sealed", value: sealed } as const);
-      send({ case: "chunk", value: { taskId, sequence, content } });
+      send({ case: "chunk", value: chunkWithTokens({ taskId, sequence, content }, script.chunkTokens ?? 0) });
       if (script.replayChunk === sequence) send({ case: "chunk", value: { taskId, sequence, content } });
       sequence++;
     }
     send({
       case: "result",
-      value: { taskId, usage: { promptTokens: 7, completionTokens: sequence }, finishReason: "stop", chunkCount: sequence },
+      value: { taskId, usage: { promptTokens: 7, completionTokens: sequence * (script.chunkTokens ?? 1) }, finishReason: "stop", chunkCount: sequence },
     });
   }
 

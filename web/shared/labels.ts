@@ -1,5 +1,6 @@
 // Words and numbers as the pages show them: enum names, durations, speeds, sizes.
 import { Difficulty, DivisionMode, Tier } from "../../gen/iris/v1/common_pb.ts";
+import { Verification } from "../../gen/iris/v1/network_pb.ts";
 
 export function tierLabel(tier: Tier): string {
   return tier === Tier.UNSPECIFIED ? "—" : Tier[tier];
@@ -12,6 +13,11 @@ export function difficultyLabel(difficulty: Difficulty): string {
 /** "consensus", "subtasks", … as requests name the modes. */
 export function divisionLabel(mode: DivisionMode): string {
   return mode === DivisionMode.UNSPECIFIED ? "single" : DivisionMode[mode].toLowerCase();
+}
+
+/** "declared", "verified", "contradicted", "inferred" (parsed or measured by the coordinator). */
+export function verificationLabel(verification: Verification): string {
+  return verification === Verification.UNSPECIFIED ? "declared" : Verification[verification].toLowerCase();
 }
 
 const integer = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });

@@ -15,7 +15,7 @@ export function largestModelGroup(nodes: LiveNode[]): { identity: ModelIdentity;
   const groups = new Map<string, { identity: ModelIdentity; count: number; free: number }>();
   for (const node of nodes) {
     const identity = modelIdentity(node);
-    const key = JSON.stringify([identity.modelName, identity.quantization]);
+    const key = JSON.stringify([identity.modelName, identity.quantization, identity.modelSha256 ?? ""]);
     const group = groups.get(key) ?? { identity, count: 0, free: 0 };
     group.count++;
     group.free += Math.max(0, node.freeSlots);

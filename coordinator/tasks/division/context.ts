@@ -37,7 +37,8 @@ export interface ContextBudget {
 export function contextBudget(ctx: DivisionContext, task: DividedTask): ContextBudget {
   const route: RouteRequest = { difficulty: task.difficulty, model: task.model, exclude: new Set() };
   const capable = connectedEligible(ctx.registry, route);
-  const lengths = capable.map((node) => node.capabilities.contextLength).filter((length) => length > 0);
+  // the effective window: the declared one, lowered when the node refused a prompt well below it
+  const lengths = capable.map((node) => node.contextLength).filter((length) => length > 0);
   const smallestContext = lengths.length > 0 ? Math.min(...lengths) : undefined;
   const fits = smallestContext === undefined ? Infinity : smallestContext - PROMPT_RESERVE_TOKENS - ctx.config.contextNoteTokens;
   return {

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/network.proto.
  */
 export const file_iris_v1_network: GenFile = /*@__PURE__*/
-  fileDesc("ChVpcmlzL3YxL25ldHdvcmsucHJvdG8SB2lyaXMudjEiEQoPR2V0U3RhdHNSZXF1ZXN0IjgKCVRpZXJDb3VudBIbCgR0aWVyGAEgASgOMg0uaXJpcy52MS5UaWVyEg4KBm9ubGluZRgCIAEoDSLaAQoMTmV0d29ya1N0YXRzEikKDW5vZGVzX2J5X3RpZXIYASADKAsyEi5pcmlzLnYxLlRpZXJDb3VudBIUCgxub2Rlc19vbmxpbmUYAiABKA0SFwoPdGFza3NfY29tcGxldGVkGAMgASgEEhQKDHRhc2tzX2ZhaWxlZBgEIAEoBBIVCg10YXNrc19ydW5uaW5nGAUgASgNEhQKDHF1ZXVlX2xlbmd0aBgGIAEoDRIZChF0b2tlbnNfcGVyX3NlY29uZBgHIAEoARISCgphdF91bml4X21zGAggASgEIjgKEEdldFN0YXRzUmVzcG9uc2USJAoFc3RhdHMYASABKAsyFS5pcmlzLnYxLk5ldHdvcmtTdGF0cyI5ChFXYXRjaFN0YXRzUmVxdWVzdBIkCgtpbnRlcnZhbF9tcxgBIAEoDUIPukgM2AEBKgcY4NQDKPoBIjoKEldhdGNoU3RhdHNSZXNwb25zZRIkCgVzdGF0cxgBIAEoCzIVLmlyaXMudjEuTmV0d29ya1N0YXRzIsYCCghOb2RlSW5mbxIPCgdub2RlX2lkGAEgASgJEhsKBHRpZXIYAiABKA4yDS5pcmlzLnYxLlRpZXISEgoKbW9kZWxfbmFtZRgDIAEoCRIXCg9wYXJhbWV0ZXJfY291bnQYBCABKAQSFAoMcXVhbnRpemF0aW9uGAUgASgJEhoKBGdwdXMYBiADKAsyDC5pcmlzLnYxLkdwdRIZChF0b2tlbnNfcGVyX3NlY29uZBgHIAEoARISCgpyZXB1dGF0aW9uGAggASgBEgwKBGxvYWQYCSABKAESFAoMYWN0aXZlX3Rhc2tzGAogASgNEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAsgASgNEg4KBm9ubGluZRgMIAEoCBIZChFsYXN0X3NlZW5fdW5peF9tcxgNIAEoBBIRCglzdXNwZW5kZWQYDiABKAgiQAoQTGlzdE5vZGVzUmVxdWVzdBITCgtvbmxpbmVfb25seRgBIAEoCBIXCgVsaW1pdBgCIAEoDUIIukgFKgMY6AciNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5pcmlzLnYxLk5vZGVJbmZvIjAKFUdldExlYWRlcmJvYXJkUmVxdWVzdBIXCgVsaW1pdBgBIAEoDUIIukgFKgMY6AciewoQTGVhZGVyYm9hcmRFbnRyeRIMCgRyYW5rGAEgASgNEg8KB25vZGVfaWQYAiABKAkSEgoKcmVwdXRhdGlvbhgDIAEoARIbCgR0aWVyGAQgASgOMg0uaXJpcy52MS5UaWVyEhcKD3Rhc2tzX2NvbXBsZXRlZBgFIAEoBCJEChZHZXRMZWFkZXJib2FyZFJlc3BvbnNlEioKB2VudHJpZXMYASADKAsyGS5pcmlzLnYxLkxlYWRlcmJvYXJkRW50cnki4gIKCFRhc2tJbmZvEg8KB3Rhc2tfaWQYASABKAkSIwoGc3RhdHVzGAIgASgOMhMuaXJpcy52MS5UYXNrU3RhdHVzEicKCmRpZmZpY3VsdHkYAyABKA4yEy5pcmlzLnYxLkRpZmZpY3VsdHkSGwoEdGllchgEIAEoDjINLmlyaXMudjEuVGllchIPCgdub2RlX2lkGAUgASgJEh0KBXVzYWdlGAYgASgLMg4uaXJpcy52MS5Vc2FnZRIeChZ0aW1lX3RvX2ZpcnN0X3Rva2VuX21zGAcgASgNEhAKCHRvdGFsX21zGAggASgNEhYKDmZhaWx1cmVfcmVhc29uGAkgASgJEhoKEmNyZWF0ZWRfYXRfdW5peF9tcxgKIAEoBBIsCg1kaXZpc2lvbl9tb2RlGAsgASgOMhUuaXJpcy52MS5EaXZpc2lvbk1vZGUSFgoOcGFyZW50X3Rhc2tfaWQYDCABKAkiRQoQTGlzdFRhc2tzUmVxdWVzdBIXCgVsaW1pdBgBIAEoDUIIukgFKgMY6AcSGAoHbm9kZV9pZBgCIAEoCUIHukgEcgIYQCI1ChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLmlyaXMudjEuVGFza0luZm8irgEKG0dldFJlcHV0YXRpb25IaXN0b3J5UmVxdWVzdBIcCgdub2RlX2lkGAEgASgJQgm6SAZyBBABGEBIABJGCgthY2NvdW50X2tleRgCIAEoCUIvukgscioyKF5bMC05XXs0fSA/WzAtOV17NH0gP1swLTldezR9ID9bMC05XXs0fSRIABIXCgVsaW1pdBgDIAEoDUIIukgFKgMY6AdCEAoHc3ViamVjdBIFukgCCAEikAEKD1JlcHV0YXRpb25FdmVudBIPCgdub2RlX2lkGAEgASgJEgwKBHJ1bGUYAiABKAkSDQoFZGVsdGEYAyABKAESGAoQcmVwdXRhdGlvbl9hZnRlchgEIAEoARIPCgd0YXNrX2lkGAUgASgJEhIKCmF0X3VuaXhfbXMYBiABKAQSEAoIZXZpZGVuY2UYByABKAkiSAocR2V0UmVwdXRhdGlvbkhpc3RvcnlSZXNwb25zZRIoCgZldmVudHMYASADKAsyGC5pcmlzLnYxLlJlcHV0YXRpb25FdmVudCJJChJMaXN0UGF5b3V0c1JlcXVlc3QSMwoFbW9udGgYASABKAlCJLpIIXIfMh1eJHxeWzAtOV17NH0tKDBbMS05XXwxWzAtMl0pJCJRCgZQYXlvdXQSDQoFbW9udGgYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIOCgZhbW91bnQYAyABKAQSFAoMY29udHJpYnV0aW9uGAQgASgBIjcKE0xpc3RQYXlvdXRzUmVzcG9uc2USIAoHcGF5b3V0cxgBIAMoCzIPLmlyaXMudjEuUGF5b3V0Ii4KEENsZWFyTm9kZVJlcXVlc3QSGgoHbm9kZV9pZBgBIAEoCUIJukgGcgQQARhAIjQKEUNsZWFyTm9kZVJlc3BvbnNlEh8KBG5vZGUYASABKAsyES5pcmlzLnYxLk5vZGVJbmZvKsQBCgpUYXNrU3RhdHVzEhsKF1RBU0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFUVVNfUVVFVUVEEAESGAoUVEFTS19TVEFUVVNfQVNTSUdORUQQAhIZChVUQVNLX1NUQVRVU19TVFJFQU1JTkcQAxIZChVUQVNLX1NUQVRVU19DT01QTEVURUQQBBIWChJUQVNLX1NUQVRVU19GQUlMRUQQBRIZChVUQVNLX1NUQVRVU19DQU5DRUxMRUQQBjLoBAoOTmV0d29ya1NlcnZpY2USPwoIR2V0U3RhdHMSGC5pcmlzLnYxLkdldFN0YXRzUmVxdWVzdBoZLmlyaXMudjEuR2V0U3RhdHNSZXNwb25zZRJHCgpXYXRjaFN0YXRzEhouaXJpcy52MS5XYXRjaFN0YXRzUmVxdWVzdBobLmlyaXMudjEuV2F0Y2hTdGF0c1Jlc3BvbnNlMAESQgoJTGlzdE5vZGVzEhkuaXJpcy52MS5MaXN0Tm9kZXNSZXF1ZXN0GhouaXJpcy52MS5MaXN0Tm9kZXNSZXNwb25zZRJRCg5HZXRMZWFkZXJib2FyZBIeLmlyaXMudjEuR2V0TGVhZGVyYm9hcmRSZXF1ZXN0Gh8uaXJpcy52MS5HZXRMZWFkZXJib2FyZFJlc3BvbnNlEkIKCUxpc3RUYXNrcxIZLmlyaXMudjEuTGlzdFRhc2tzUmVxdWVzdBoaLmlyaXMudjEuTGlzdFRhc2tzUmVzcG9uc2USYwoUR2V0UmVwdXRhdGlvbkhpc3RvcnkSJC5pcmlzLnYxLkdldFJlcHV0YXRpb25IaXN0b3J5UmVxdWVzdBolLmlyaXMudjEuR2V0UmVwdXRhdGlvbkhpc3RvcnlSZXNwb25zZRJICgtMaXN0UGF5b3V0cxIbLmlyaXMudjEuTGlzdFBheW91dHNSZXF1ZXN0GhwuaXJpcy52MS5MaXN0UGF5b3V0c1Jlc3BvbnNlEkIKCUNsZWFyTm9kZRIZLmlyaXMudjEuQ2xlYXJOb2RlUmVxdWVzdBoaLmlyaXMudjEuQ2xlYXJOb2RlUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_iris_v1_common]);
+  fileDesc("ChVpcmlzL3YxL25ldHdvcmsucHJvdG8SB2lyaXMudjEiEQoPR2V0U3RhdHNSZXF1ZXN0IjgKCVRpZXJDb3VudBIbCgR0aWVyGAEgASgOMg0uaXJpcy52MS5UaWVyEg4KBm9ubGluZRgCIAEoDSLaAQoMTmV0d29ya1N0YXRzEikKDW5vZGVzX2J5X3RpZXIYASADKAsyEi5pcmlzLnYxLlRpZXJDb3VudBIUCgxub2Rlc19vbmxpbmUYAiABKA0SFwoPdGFza3NfY29tcGxldGVkGAMgASgEEhQKDHRhc2tzX2ZhaWxlZBgEIAEoBBIVCg10YXNrc19ydW5uaW5nGAUgASgNEhQKDHF1ZXVlX2xlbmd0aBgGIAEoDRIZChF0b2tlbnNfcGVyX3NlY29uZBgHIAEoARISCgphdF91bml4X21zGAggASgEIjgKEEdldFN0YXRzUmVzcG9uc2USJAoFc3RhdHMYASABKAsyFS5pcmlzLnYxLk5ldHdvcmtTdGF0cyI5ChFXYXRjaFN0YXRzUmVxdWVzdBIkCgtpbnRlcnZhbF9tcxgBIAEoDUIPukgM2AEBKgcY4NQDKPoBIjoKEldhdGNoU3RhdHNSZXNwb25zZRIkCgVzdGF0cxgBIAEoCzIVLmlyaXMudjEuTmV0d29ya1N0YXRzIqQDCghOb2RlSW5mbxIPCgdub2RlX2lkGAEgASgJEhsKBHRpZXIYAiABKA4yDS5pcmlzLnYxLlRpZXISEgoKbW9kZWxfbmFtZRgDIAEoCRIXCg9wYXJhbWV0ZXJfY291bnQYBCABKAQSFAoMcXVhbnRpemF0aW9uGAUgASgJEhoKBGdwdXMYBiADKAsyDC5pcmlzLnYxLkdwdRIZChF0b2tlbnNfcGVyX3NlY29uZBgHIAEoARISCgpyZXB1dGF0aW9uGAggASgBEgwKBGxvYWQYCSABKAESFAoMYWN0aXZlX3Rhc2tzGAogASgNEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAsgASgNEg4KBm9ubGluZRgMIAEoCBIZChFsYXN0X3NlZW5fdW5peF9tcxgNIAEoBBIRCglzdXNwZW5kZWQYDiABKAgSLwoMdmVyaWZpY2F0aW9uGA8gASgLMhkuaXJpcy52MS5Ob2RlVmVyaWZpY2F0aW9uEhYKDmNvbnRleHRfbGVuZ3RoGBAgASgNEhMKC3RpZXJfcmVhc29uGBEgASgJIrMCChBOb2RlVmVyaWZpY2F0aW9uEiQKBXNwZWVkGAEgASgOMhUuaXJpcy52MS5WZXJpZmljYXRpb24SIgoabWVhc3VyZWRfdG9rZW5zX3Blcl9zZWNvbmQYAiABKAESFQoNc3BlZWRfc2FtcGxlcxgDIAEoDRIjCgRzaXplGAQgASgOMhUuaXJpcy52MS5WZXJpZmljYXRpb24SJAoFbW9kZWwYBSABKA4yFS5pcmlzLnYxLlZlcmlmaWNhdGlvbhIWCg5tb2RlbF9ldmlkZW5jZRgGIAEoCRIUCgxtb2RlbF9zaGEyNTYYByABKAkSJgoHY29udGV4dBgIIAEoDjIVLmlyaXMudjEuVmVyaWZpY2F0aW9uEh0KFXByb3Zlbl9jb250ZXh0X3Rva2VucxgJIAEoDSJAChBMaXN0Tm9kZXNSZXF1ZXN0EhMKC29ubGluZV9vbmx5GAEgASgIEhcKBWxpbWl0GAIgASgNQgi6SAUqAxjoByI1ChFMaXN0Tm9kZXNSZXNwb25zZRIgCgVub2RlcxgBIAMoCzIRLmlyaXMudjEuTm9kZUluZm8iMAoVR2V0TGVhZGVyYm9hcmRSZXF1ZXN0EhcKBWxpbWl0GAEgASgNQgi6SAUqAxjoByJ7ChBMZWFkZXJib2FyZEVudHJ5EgwKBHJhbmsYASABKA0SDwoHbm9kZV9pZBgCIAEoCRISCgpyZXB1dGF0aW9uGAMgASgBEhsKBHRpZXIYBCABKA4yDS5pcmlzLnYxLlRpZXISFwoPdGFza3NfY29tcGxldGVkGAUgASgEIkQKFkdldExlYWRlcmJvYXJkUmVzcG9uc2USKgoHZW50cmllcxgBIAMoCzIZLmlyaXMudjEuTGVhZGVyYm9hcmRFbnRyeSKJAwoIVGFza0luZm8SDwoHdGFza19pZBgBIAEoCRIjCgZzdGF0dXMYAiABKA4yEy5pcmlzLnYxLlRhc2tTdGF0dXMSJwoKZGlmZmljdWx0eRgDIAEoDjITLmlyaXMudjEuRGlmZmljdWx0eRIbCgR0aWVyGAQgASgOMg0uaXJpcy52MS5UaWVyEg8KB25vZGVfaWQYBSABKAkSHQoFdXNhZ2UYBiABKAsyDi5pcmlzLnYxLlVzYWdlEh4KFnRpbWVfdG9fZmlyc3RfdG9rZW5fbXMYByABKA0SEAoIdG90YWxfbXMYCCABKA0SFgoOZmFpbHVyZV9yZWFzb24YCSABKAkSGgoSY3JlYXRlZF9hdF91bml4X21zGAogASgEEiwKDWRpdmlzaW9uX21vZGUYCyABKA4yFS5pcmlzLnYxLkRpdmlzaW9uTW9kZRIWCg5wYXJlbnRfdGFza19pZBgMIAEoCRIlCgdwdXJwb3NlGA0gASgOMhQuaXJpcy52MS5UYXNrUHVycG9zZSJFChBMaXN0VGFza3NSZXF1ZXN0EhcKBWxpbWl0GAEgASgNQgi6SAUqAxjoBxIYCgdub2RlX2lkGAIgASgJQge6SARyAhhAIjUKEUxpc3RUYXNrc1Jlc3BvbnNlEiAKBXRhc2tzGAEgAygLMhEuaXJpcy52MS5UYXNrSW5mbyKuAQobR2V0UmVwdXRhdGlvbkhpc3RvcnlSZXF1ZXN0EhwKB25vZGVfaWQYASABKAlCCbpIBnIEEAEYQEgAEkYKC2FjY291bnRfa2V5GAIgASgJQi+6SCxyKjIoXlswLTldezR9ID9bMC05XXs0fSA/WzAtOV17NH0gP1swLTldezR9JEgAEhcKBWxpbWl0GAMgASgNQgi6SAUqAxjoB0IQCgdzdWJqZWN0EgW6SAIIASKQAQoPUmVwdXRhdGlvbkV2ZW50Eg8KB25vZGVfaWQYASABKAkSDAoEcnVsZRgCIAEoCRINCgVkZWx0YRgDIAEoARIYChByZXB1dGF0aW9uX2FmdGVyGAQgASgBEg8KB3Rhc2tfaWQYBSABKAkSEgoKYXRfdW5peF9tcxgGIAEoBBIQCghldmlkZW5jZRgHIAEoCSJIChxHZXRSZXB1dGF0aW9uSGlzdG9yeVJlc3BvbnNlEigKBmV2ZW50cxgBIAMoCzIYLmlyaXMudjEuUmVwdXRhdGlvbkV2ZW50IkkKEkxpc3RQYXlvdXRzUmVxdWVzdBIzCgVtb250aBgBIAEoCUIkukghch8yHV4kfF5bMC05XXs0fS0oMFsxLTldfDFbMC0yXSkkIlEKBlBheW91dBINCgVtb250aBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEg4KBmFtb3VudBgDIAEoBBIUCgxjb250cmlidXRpb24YBCABKAEiNwoTTGlzdFBheW91dHNSZXNwb25zZRIgCgdwYXlvdXRzGAEgAygLMg8uaXJpcy52MS5QYXlvdXQiLgoQQ2xlYXJOb2RlUmVxdWVzdBIaCgdub2RlX2lkGAEgASgJQgm6SAZyBBABGEAiNAoRQ2xlYXJOb2RlUmVzcG9uc2USHwoEbm9kZRgBIAEoCzIRLmlyaXMudjEuTm9kZUluZm8qnAEKDFZlcmlmaWNhdGlvbhIcChhWRVJJRklDQVRJT05fVU5TUEVDSUZJRUQQABIZChVWRVJJRklDQVRJT05fREVDTEFSRUQQARIZChVWRVJJRklDQVRJT05fVkVSSUZJRUQQAhIdChlWRVJJRklDQVRJT05fQ09OVFJBRElDVEVEEAMSGQoVVkVSSUZJQ0FUSU9OX0lORkVSUkVEEAQqxAEKClRhc2tTdGF0dXMSGwoXVEFTS19TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRVU19RVUVVRUQQARIYChRUQVNLX1NUQVRVU19BU1NJR05FRBACEhkKFVRBU0tfU1RBVFVTX1NUUkVBTUlORxADEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBAEEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBAFEhkKFVRBU0tfU1RBVFVTX0NBTkNFTExFRBAGKnsKC1Rhc2tQdXJwb3NlEhwKGFRBU0tfUFVSUE9TRV9VTlNQRUNJRklFRBAAEhgKFFRBU0tfUFVSUE9TRV9SRVFVRVNUEAESGwoXVEFTS19QVVJQT1NFX1NQT1RfQ0hFQ0sQAhIXChNUQVNLX1BVUlBPU0VfQ0FOQVJZEAMy6AQKDk5ldHdvcmtTZXJ2aWNlEj8KCEdldFN0YXRzEhguaXJpcy52MS5HZXRTdGF0c1JlcXVlc3QaGS5pcmlzLnYxLkdldFN0YXRzUmVzcG9uc2USRwoKV2F0Y2hTdGF0cxIaLmlyaXMudjEuV2F0Y2hTdGF0c1JlcXVlc3QaGy5pcmlzLnYxLldhdGNoU3RhdHNSZXNwb25zZTABEkIKCUxpc3ROb2RlcxIZLmlyaXMudjEuTGlzdE5vZGVzUmVxdWVzdBoaLmlyaXMudjEuTGlzdE5vZGVzUmVzcG9uc2USUQoOR2V0TGVhZGVyYm9hcmQSHi5pcmlzLnYxLkdldExlYWRlcmJvYXJkUmVxdWVzdBofLmlyaXMudjEuR2V0TGVhZGVyYm9hcmRSZXNwb25zZRJCCglMaXN0VGFza3MSGS5pcmlzLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5pcmlzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEmMKFEdldFJlcHV0YXRpb25IaXN0b3J5EiQuaXJpcy52MS5HZXRSZXB1dGF0aW9uSGlzdG9yeVJlcXVlc3QaJS5pcmlzLnYxLkdldFJlcHV0YXRpb25IaXN0b3J5UmVzcG9uc2USSAoLTGlzdFBheW91dHMSGy5pcmlzLnYxLkxpc3RQYXlvdXRzUmVxdWVzdBocLmlyaXMudjEuTGlzdFBheW91dHNSZXNwb25zZRJCCglDbGVhck5vZGUSGS5pcmlzLnYxLkNsZWFyTm9kZVJlcXVlc3QaGi5pcmlzLnYxLkNsZWFyTm9kZVJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_iris_v1_common]);
 
 /**
  * GetStatsRequest asks for the figures now.
@@ -243,7 +243,7 @@ export type NodeInfo = Message<"iris.v1.NodeInfo"> & {
   gpus: Gpu[];
 
   /**
-   * Measured generation speed.
+   * Generation speed the node declared (its own start-up benchmark); see verification for the measured one.
    *
    * @generated from field: double tokens_per_second = 7;
    */
@@ -297,6 +297,27 @@ export type NodeInfo = Message<"iris.v1.NodeInfo"> & {
    * @generated from field: bool suspended = 14;
    */
   suspended: boolean;
+
+  /**
+   * What of its declared capability the coordinator has checked, and what it measured.
+   *
+   * @generated from field: iris.v1.NodeVerification verification = 15;
+   */
+  verification?: NodeVerification | undefined;
+
+  /**
+   * The context window the node declared, in tokens; 0 when unknown.
+   *
+   * @generated from field: uint32 context_length = 16;
+   */
+  contextLength: number;
+
+  /**
+   * Why its tier, in words (declared or measured speed, size).
+   *
+   * @generated from field: string tier_reason = 17;
+   */
+  tierReason: string;
 };
 
 /**
@@ -305,6 +326,84 @@ export type NodeInfo = Message<"iris.v1.NodeInfo"> & {
  */
 export const NodeInfoSchema: GenMessage<NodeInfo> = /*@__PURE__*/
   messageDesc(file_iris_v1_network, 6);
+
+/**
+ * NodeVerification is what the coordinator measured of a node, beside what the node declared.
+ *
+ * @generated from message iris.v1.NodeVerification
+ */
+export type NodeVerification = Message<"iris.v1.NodeVerification"> & {
+  /**
+   * Generation speed: the declared benchmark against tokens/s measured on its tasks and canaries.
+   *
+   * @generated from field: iris.v1.Verification speed = 1;
+   */
+  speed: Verification;
+
+  /**
+   * Median tokens/s over the latest measured samples; 0 with none.
+   *
+   * @generated from field: double measured_tokens_per_second = 2;
+   */
+  measuredTokensPerSecond: number;
+
+  /**
+   * How many samples stand behind it (answers of 16 tokens or more that ran alone on the node).
+   *
+   * @generated from field: uint32 speed_samples = 3;
+   */
+  speedSamples: number;
+
+  /**
+   * Parameter count and quantization: declared by the node, or parsed by the coordinator from the model name.
+   *
+   * @generated from field: iris.v1.Verification size = 4;
+   */
+  size: Verification;
+
+  /**
+   * The model's identity: verified when the node's answer to a canary agreed with a node of another account
+   * serving the same model; contradicted when it disagreed.
+   *
+   * @generated from field: iris.v1.Verification model = 5;
+   */
+  model: Verification;
+
+  /**
+   * The evidence for model, in words.
+   *
+   * @generated from field: string model_evidence = 6;
+   */
+  modelEvidence: string;
+
+  /**
+   * The model file fingerprint the node declared (hex), empty when none.
+   *
+   * @generated from field: string model_sha256 = 7;
+   */
+  modelSha256: string;
+
+  /**
+   * The context window: contradicted when the node refused as too long a prompt shorter than it declared.
+   *
+   * @generated from field: iris.v1.Verification context = 8;
+   */
+  context: Verification;
+
+  /**
+   * The largest prompt plus answer, in tokens, the node completed: a lower bound on its context window.
+   *
+   * @generated from field: uint32 proven_context_tokens = 9;
+   */
+  provenContextTokens: number;
+};
+
+/**
+ * Describes the message iris.v1.NodeVerification.
+ * Use `create(NodeVerificationSchema)` to create a new message.
+ */
+export const NodeVerificationSchema: GenMessage<NodeVerification> = /*@__PURE__*/
+  messageDesc(file_iris_v1_network, 7);
 
 /**
  * ListNodesRequest asks for nodes.
@@ -332,7 +431,7 @@ export type ListNodesRequest = Message<"iris.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 7);
+  messageDesc(file_iris_v1_network, 8);
 
 /**
  * ListNodesResponse lists nodes.
@@ -353,7 +452,7 @@ export type ListNodesResponse = Message<"iris.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 8);
+  messageDesc(file_iris_v1_network, 9);
 
 /**
  * GetLeaderboardRequest asks for the top nodes.
@@ -374,7 +473,7 @@ export type GetLeaderboardRequest = Message<"iris.v1.GetLeaderboardRequest"> & {
  * Use `create(GetLeaderboardRequestSchema)` to create a new message.
  */
 export const GetLeaderboardRequestSchema: GenMessage<GetLeaderboardRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 9);
+  messageDesc(file_iris_v1_network, 10);
 
 /**
  * LeaderboardEntry is one ranked node.
@@ -423,7 +522,7 @@ export type LeaderboardEntry = Message<"iris.v1.LeaderboardEntry"> & {
  * Use `create(LeaderboardEntrySchema)` to create a new message.
  */
 export const LeaderboardEntrySchema: GenMessage<LeaderboardEntry> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 10);
+  messageDesc(file_iris_v1_network, 11);
 
 /**
  * GetLeaderboardResponse ranks nodes.
@@ -444,7 +543,7 @@ export type GetLeaderboardResponse = Message<"iris.v1.GetLeaderboardResponse"> &
  * Use `create(GetLeaderboardResponseSchema)` to create a new message.
  */
 export const GetLeaderboardResponseSchema: GenMessage<GetLeaderboardResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 11);
+  messageDesc(file_iris_v1_network, 12);
 
 /**
  * TaskInfo describes one task.
@@ -530,11 +629,18 @@ export type TaskInfo = Message<"iris.v1.TaskInfo"> & {
   divisionMode: DivisionMode;
 
   /**
-   * The parent task, for parts of divided tasks.
+   * The parent task, for parts of divided tasks (and for spot checks, the task they check).
    *
    * @generated from field: string parent_task_id = 12;
    */
   parentTaskId: string;
+
+  /**
+   * Why it ran: a user's request (or a part of one), a spot check or a canary.
+   *
+   * @generated from field: iris.v1.TaskPurpose purpose = 13;
+   */
+  purpose: TaskPurpose;
 };
 
 /**
@@ -542,7 +648,7 @@ export type TaskInfo = Message<"iris.v1.TaskInfo"> & {
  * Use `create(TaskInfoSchema)` to create a new message.
  */
 export const TaskInfoSchema: GenMessage<TaskInfo> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 12);
+  messageDesc(file_iris_v1_network, 13);
 
 /**
  * ListTasksRequest asks for recent tasks.
@@ -570,7 +676,7 @@ export type ListTasksRequest = Message<"iris.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 13);
+  messageDesc(file_iris_v1_network, 14);
 
 /**
  * ListTasksResponse lists tasks.
@@ -591,7 +697,7 @@ export type ListTasksResponse = Message<"iris.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 14);
+  messageDesc(file_iris_v1_network, 15);
 
 /**
  * GetReputationHistoryRequest names a node or an account.
@@ -635,7 +741,7 @@ export type GetReputationHistoryRequest = Message<"iris.v1.GetReputationHistoryR
  * Use `create(GetReputationHistoryRequestSchema)` to create a new message.
  */
 export const GetReputationHistoryRequestSchema: GenMessage<GetReputationHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 15);
+  messageDesc(file_iris_v1_network, 16);
 
 /**
  * ReputationEvent is one change of a node's reputation.
@@ -698,7 +804,7 @@ export type ReputationEvent = Message<"iris.v1.ReputationEvent"> & {
  * Use `create(ReputationEventSchema)` to create a new message.
  */
 export const ReputationEventSchema: GenMessage<ReputationEvent> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 16);
+  messageDesc(file_iris_v1_network, 17);
 
 /**
  * GetReputationHistoryResponse lists events.
@@ -719,7 +825,7 @@ export type GetReputationHistoryResponse = Message<"iris.v1.GetReputationHistory
  * Use `create(GetReputationHistoryResponseSchema)` to create a new message.
  */
 export const GetReputationHistoryResponseSchema: GenMessage<GetReputationHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 17);
+  messageDesc(file_iris_v1_network, 18);
 
 /**
  * ListPayoutsRequest asks for payouts.
@@ -740,7 +846,7 @@ export type ListPayoutsRequest = Message<"iris.v1.ListPayoutsRequest"> & {
  * Use `create(ListPayoutsRequestSchema)` to create a new message.
  */
 export const ListPayoutsRequestSchema: GenMessage<ListPayoutsRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 18);
+  messageDesc(file_iris_v1_network, 19);
 
 /**
  * Payout is one account's share of one month's pool.
@@ -782,7 +888,7 @@ export type Payout = Message<"iris.v1.Payout"> & {
  * Use `create(PayoutSchema)` to create a new message.
  */
 export const PayoutSchema: GenMessage<Payout> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 19);
+  messageDesc(file_iris_v1_network, 20);
 
 /**
  * ListPayoutsResponse lists payouts.
@@ -803,7 +909,7 @@ export type ListPayoutsResponse = Message<"iris.v1.ListPayoutsResponse"> & {
  * Use `create(ListPayoutsResponseSchema)` to create a new message.
  */
 export const ListPayoutsResponseSchema: GenMessage<ListPayoutsResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 20);
+  messageDesc(file_iris_v1_network, 21);
 
 /**
  * ClearNodeRequest names a suspended node.
@@ -824,7 +930,7 @@ export type ClearNodeRequest = Message<"iris.v1.ClearNodeRequest"> & {
  * Use `create(ClearNodeRequestSchema)` to create a new message.
  */
 export const ClearNodeRequestSchema: GenMessage<ClearNodeRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 21);
+  messageDesc(file_iris_v1_network, 22);
 
 /**
  * ClearNodeResponse confirms the clearing.
@@ -845,7 +951,55 @@ export type ClearNodeResponse = Message<"iris.v1.ClearNodeResponse"> & {
  * Use `create(ClearNodeResponseSchema)` to create a new message.
  */
 export const ClearNodeResponseSchema: GenMessage<ClearNodeResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 22);
+  messageDesc(file_iris_v1_network, 23);
+
+/**
+ * Verification says how far the coordinator has checked one thing a node declared.
+ *
+ * @generated from enum iris.v1.Verification
+ */
+export enum Verification {
+  /**
+   * Not reported.
+   *
+   * @generated from enum value: VERIFICATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * As the node declared it: nothing has checked it yet, or there is nothing to check it against.
+   *
+   * @generated from enum value: VERIFICATION_DECLARED = 1;
+   */
+  DECLARED = 1,
+
+  /**
+   * Checked, and the declaration holds.
+   *
+   * @generated from enum value: VERIFICATION_VERIFIED = 2;
+   */
+  VERIFIED = 2,
+
+  /**
+   * Checked, and the declaration does not hold: the coordinator uses what it measured instead.
+   *
+   * @generated from enum value: VERIFICATION_CONTRADICTED = 3;
+   */
+  CONTRADICTED = 3,
+
+  /**
+   * The node declared nothing; the value is the coordinator's own (measured, or parsed from the model name).
+   *
+   * @generated from enum value: VERIFICATION_INFERRED = 4;
+   */
+  INFERRED = 4,
+}
+
+/**
+ * Describes the enum iris.v1.Verification.
+ */
+export const VerificationSchema: GenEnum<Verification> = /*@__PURE__*/
+  enumDesc(file_iris_v1_network, 0);
 
 /**
  * TaskStatus is where a task is in its life.
@@ -907,7 +1061,48 @@ export enum TaskStatus {
  * Describes the enum iris.v1.TaskStatus.
  */
 export const TaskStatusSchema: GenEnum<TaskStatus> = /*@__PURE__*/
-  enumDesc(file_iris_v1_network, 0);
+  enumDesc(file_iris_v1_network, 1);
+
+/**
+ * TaskPurpose says why a task ran.
+ *
+ * @generated from enum iris.v1.TaskPurpose
+ */
+export enum TaskPurpose {
+  /**
+   * Not known.
+   *
+   * @generated from enum value: TASK_PURPOSE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A user's request, or a part of one.
+   *
+   * @generated from enum value: TASK_PURPOSE_REQUEST = 1;
+   */
+  REQUEST = 1,
+
+  /**
+   * A spot check: a user's answer re-run on a second node of the same model.
+   *
+   * @generated from enum value: TASK_PURPOSE_SPOT_CHECK = 2;
+   */
+  SPOT_CHECK = 2,
+
+  /**
+   * A canary: a prompt the network sent an idle node to check its honesty and measure its speed.
+   *
+   * @generated from enum value: TASK_PURPOSE_CANARY = 3;
+   */
+  CANARY = 3,
+}
+
+/**
+ * Describes the enum iris.v1.TaskPurpose.
+ */
+export const TaskPurposeSchema: GenEnum<TaskPurpose> = /*@__PURE__*/
+  enumDesc(file_iris_v1_network, 2);
 
 /**
  * NetworkService reports on the network: stats, nodes, tasks, reputation and payouts.
