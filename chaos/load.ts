@@ -93,8 +93,14 @@ function blank(message: string): string {
 export interface Leftovers {
   /** Task rows still queued, assigned or streaming. */
   dangling: number;
-  /** Tasks a client saw done whose row does not say completed. */
+  /** Tasks a client saw done whose row is missing or says neither completed nor interrupted. */
   recordsLost: number;
+  /**
+   * Tasks a client saw done whose completion was still in the coordinator's memory when it was SIGKILLed (records are
+   * written behind the token path, every 20 ms): the restarted coordinator ended them `failed`, "stopped before the
+   * task ended". Only a coordinator kill makes these.
+   */
+  recordsInterrupted: number;
 }
 
 /** What the database says after the scenario settled. */
@@ -105,20 +111,26 @@ export async function leftovers(db: Kysely<Database>, tally: Tally): Promise<Lef
     .where("status", "in", ["queued", "assigned", "streaming"])
     .executeTakeFirstOrThrow();
   let recordsLost = 0;
+  let recordsInterrupted = 0;
   for (let i = 0; i < tally.doneTaskIds.length; i += 500) {
     const ids = tally.doneTaskIds.slice(i, i + 500);
-    const rows = await db.selectFrom("tasks").select(["id", "status"]).where("id", "in", ids).execute();
-    const completed = new Set(rows.filter((r) => r.status === "completed").map((r) => r.id));
-    recordsLost += ids.filter((id) => !completed.has(id)).length;
+    const rows = await db.selectFrom("tasks").select(["id", "status", "failure_reason"]).where("id", "in", ids).execute();
+    const status = new Map(rows.map((r) => [r.id, r]));
+    for (const id of ids) {
+      const row = status.get(id);
+      if (row?.status === "completed") continue;
+      if (row?.status === "failed" && row.failure_reason?.includes("stopped before the task ended")) recordsInterrupted++;
+      else recordsLost++;
+    }
   }
-  return { dangling: Number(open.n), recordsLost };
+  return { dangling: Number(open.n), recordsLost, recordsInterrupted };
 }
 
 /** One row of the suite's table, printed as markdown so it can go straight into docs/faults.md. */
 export function report(scenario: string, tally: Tally, left: Leftovers, note = ""): string {
   const failed = [...tally.failed.values()].reduce((a, b) => a + b, 0);
   const reasons = [...tally.failed.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([r, n]) => `${n}× ${r}`).join("; ");
-  const row = `| ${scenario} | ${tally.requests} | ${tally.completed} | ${failed} | ${tally.lost} | ${left.dangling} | ${left.recordsLost} | ${[note, reasons].filter(Boolean).join(" — ")} |`;
-  console.log(`\n| scenario | requests | completed | failed with a reason | lost | dangling task rows | records lost | notes, top reasons |\n|---|---:|---:|---:|---:|---:|---:|---|\n${row}\n`);
+  const row = `| ${scenario} | ${tally.requests} | ${tally.completed} | ${failed} | ${tally.lost} | ${left.dangling} | ${left.recordsLost} | ${left.recordsInterrupted} | ${[note, reasons].filter(Boolean).join(" — ")} |`;
+  console.log(`\n| scenario | requests | completed | failed with a reason | lost | dangling task rows | records lost | done, then interrupted | notes, top reasons |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n${row}\n`);
   return row;
 }

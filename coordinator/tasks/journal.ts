@@ -17,6 +17,8 @@ interface Pending {
 
 const emptyPending = (): Pending => ({ inserts: [], updates: new Map(), events: [] });
 
+const TERMINAL: ReadonlySet<TaskStatus> = new Set(["completed", "failed", "cancelled"]);
+
 /** Tries of a batch that fails for another reason than an unavailable database (a bug, not an outage). */
 const MAX_OTHER_FAILURES = 3;
 
@@ -33,6 +35,8 @@ export interface TaskJournalOptions {
 export class TaskJournal {
   #pending = emptyPending();
   #timer: NodeJS.Timeout | undefined;
+  /** A flush is due at once (a task ended). */
+  #soon = false;
   #flushing: Promise<void> = Promise.resolve();
   /** Events queued or being written, not yet in the database. */
   #waiting = 0;
@@ -86,6 +90,13 @@ export class TaskJournal {
   #event(taskId: string, status: TaskStatus, nodeId: string | null, detail: string | null): void {
     this.#pending.events.push({ task_id: taskId, status, node_id: nodeId, detail, at: new Date() });
     this.#waiting++;
+    // an ended task is written at once (group-committed with whatever else is queued): the window in which a
+    // SIGKILLed coordinator takes an answer's completion with it shrinks from the flush delay to one round trip
+    if (TERMINAL.has(status) && !this.#soon) {
+      clearTimeout(this.#timer);
+      this.#soon = true;
+      this.#timer = setTimeout(() => void this.flush(), 0);
+    }
     this.#timer ??= setTimeout(() => void this.flush(), this.#flushDelayMs);
   }
 
@@ -93,10 +104,14 @@ export class TaskJournal {
   flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    const batch = this.#pending;
-    this.#pending = emptyPending();
-    // batches are written one after another, so a task's insert always precedes its later updates
-    this.#flushing = this.#flushing.then(() => this.#write(batch));
+    this.#soon = false;
+    // batches are written one after another, so a task's insert always precedes its later updates; a batch is
+    // taken when its turn comes, so what queues while one is written goes out together in the next (group commit)
+    this.#flushing = this.#flushing.then(() => {
+      const batch = this.#pending;
+      this.#pending = emptyPending();
+      return this.#write(batch);
+    });
     return this.#flushing;
   }
 
