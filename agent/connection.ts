@@ -9,6 +9,7 @@ import { Channel } from "../common/channel.ts";
 import type { TokenizerRates } from "../common/tokenizer-rates.ts";
 import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
 import { registerProof } from "../common/crypto/register-proof.ts";
+import { trustedWith } from "../common/ca-file.ts";
 import { Difficulty, Tier } from "../gen/iris/v1/common_pb.ts";
 import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
@@ -18,6 +19,8 @@ const difficultyEnum = { SIMPLE: Difficulty.SIMPLE, COMPLEX: Difficulty.COMPLEX,
 import type { Gpu } from "./gpu.ts";
 import type { AgentState } from "./state.ts";
 import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
+import { gpuMessages, registerMessage } from "./register-message.ts";
+import { TlsFaultCounter } from "./tls-faults.ts";
 
 export interface NodeIdentity {
   nodeId: string;
@@ -60,6 +63,8 @@ export interface ConnectionOptions {
   state?: AgentState;
   backoff?: { initialMs: number; maxMs: number };
   random?: () => number;
+  /** CA certificates (PEM) trusted beside Node's roots: COORDINATOR_CA_PATH, for a coordinator with a private CA. */
+  ca?: string[];
 }
 
 /** Full jitter: a uniform delay up to the exponential bound, so a coordinator restart doesn't get a thundering herd. */
@@ -155,6 +160,7 @@ export class CoordinatorLink {
     const { initialMs, maxMs } = options.backoff ?? { initialMs: 500, maxMs: 30_000 };
     const random = options.random ?? Math.random;
     const stop = this.#stop.signal;
+    const tlsFaults = new TlsFaultCounter(options.coordinatorUrl);
     let refused = false;
     try {
       for (let attempt = 0; !stop.aborted && !this.#quitting; ) {
@@ -172,10 +178,21 @@ export class CoordinatorLink {
             options.state?.refused(error.rawMessage);
             throw new RegistrationRefused(error.code, error.rawMessage);
           }
+          // a certificate or protocol fault is no lost connection: a few tries, then stop and say what is wrong
+          if (registered) tlsFaults.reset();
+          const fault = registered ? undefined : tlsFaults.fault(err);
+          if (fault && tlsFaults.exhausted) {
+            refused = true; // the state keeps saying what is wrong, not "stopped"
+            const final = await tlsFaults.final(err, fault);
+            options.logger.error({ tlsFault: final.fault.kind, code: final.fault.code, url: options.coordinatorUrl }, final.message);
+            options.state?.tlsFailed(final.message);
+            throw final;
+          }
           attempt = registered ? 0 : attempt + 1;
           const inMs = backoffDelay(Math.max(attempt, 1), initialMs, maxMs, random);
-          options.logger.warn({ err: error.rawMessage, code: Code[error.code], inMs }, "connection to the coordinator lost; reconnecting");
-          options.state?.reconnecting(inMs, error.rawMessage);
+          const reason = fault?.message ?? error.rawMessage;
+          options.logger.warn({ err: reason, code: fault?.code ?? Code[error.code], inMs }, fault ? "TLS fault talking to the coordinator; trying again" : "connection to the coordinator lost; reconnecting");
+          options.state?.reconnecting(inMs, reason);
           await abortableSleep(inMs, stop);
         }
       }
@@ -200,7 +217,8 @@ export class CoordinatorLink {
     let heartbeat: NodeJS.Timeout | undefined;
     send({ case: "register", value: registerMessage(identity) });
     try {
-      const client = createClient(NodeService, createGrpcTransport({ baseUrl: options.coordinatorUrl }));
+      const nodeOptions = options.ca ? { ca: trustedWith(options.ca) } : undefined;
+      const client = createClient(NodeService, createGrpcTransport({ baseUrl: options.coordinatorUrl, nodeOptions }));
       for await (const response of client.connect(outbox, { signal: stream.signal })) {
         const m = response.message;
         if (m.case === "registerChallenge") {
@@ -237,7 +255,7 @@ export class CoordinatorLink {
               },
             });
           onRegistered();
-          logger.info({ nodeId: m.value.nodeId, tier: m.value.tier, reason: m.value.tierReason }, "registered with the coordinator");
+          logger.info({ nodeId: m.value.nodeId, tier: Tier[m.value.tier] ?? "UNSPECIFIED", reason: m.value.tierReason }, "registered with the coordinator");
           state?.registered({ tier: Tier[m.value.tier] ?? "UNSPECIFIED", tierReason: m.value.tierReason, reputation: m.value.reputation });
           // a paused node says so at once: registration alone makes it routable
           if (this.#paused) handle.heartbeat();
@@ -286,37 +304,6 @@ export class CoordinatorLink {
 /** Runs a link until `signal` aborts; throws RegistrationRefused when the coordinator refuses the node. */
 export function runConnection(options: ConnectionOptions): Promise<void> {
   return new CoordinatorLink(options).run();
-}
-
-function registerMessage(identity: NodeIdentity): Extract<OutgoingMessage, { case: "register" }>["value"] {
-  return {
-    nodeId: identity.nodeId,
-    accountKey: identity.accountKey,
-    modelName: identity.modelName,
-    parameterCount: BigInt(Math.round(identity.parameterCount)),
-    quantization: identity.quantization,
-    contextLength: identity.contextLength,
-    benchmarkTokensPerSecond: identity.tokensPerSecond,
-    maxConcurrentTasks: identity.maxConcurrentTasks,
-    gpus: gpuMessages(identity.gpus),
-    agentVersion: identity.agentVersion,
-    backend: identity.backend,
-    promisedHoursUtc: identity.promisedHoursUtc,
-    publicKey: identity.key.publicKey,
-    tokenizerRates: identity.tokenizerRates,
-    modelSha256: identity.modelSha256 ?? "",
-  };
-}
-
-/** GPU readings as the Gpu message carries them (whole MiB and percent; at most 64, the proto's limit). */
-function gpuMessages(gpus: readonly Gpu[]): Extract<OutgoingMessage, { case: "register" }>["value"]["gpus"] {
-  return gpus.slice(0, 64).map((g) => ({
-    name: g.name,
-    vendor: g.vendor,
-    vramTotalMb: BigInt(Math.max(0, Math.round(g.vramTotalMb))),
-    vramUsedMb: BigInt(Math.max(0, Math.round(g.vramUsedMb))),
-    utilizationPercent: Math.min(100, Math.max(0, Math.round(g.utilizationPercent))),
-  }));
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -9,6 +9,8 @@ export type ConnectionStatus =
   /** `at`: when the next attempt starts. */
   | { kind: "reconnecting"; at: number; inMs: number; error: string }
   | { kind: "refused"; error: string }
+  /** A certificate or protocol fault the agent stopped on (agent/tls-faults.ts). */
+  | { kind: "tls"; error: string }
   | { kind: "stopped" };
 
 export interface LiveTask {
@@ -247,6 +249,10 @@ export class AgentState {
   refused(error: string): void {
     this.#update((d) => void (d.connection = { kind: "refused", error }));
     this.event("error", `refused by the coordinator: ${error}`);
+  }
+  tlsFailed(error: string): void {
+    this.#update((d) => void (d.connection = { kind: "tls", error }));
+    this.event("error", `TLS: ${error}`);
   }
   stopped(): void {
     this.#update((d) => void (d.connection = { kind: "stopped" }));

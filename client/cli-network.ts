@@ -7,8 +7,11 @@ import {
   GetStatsResponseSchema,
   ListNodesResponseSchema,
   ListTasksResponseSchema,
+  TaskPurpose,
 } from "../gen/iris/v1/network_pb.ts";
-import { difficultyName, formatAgo, formatDecimal, formatMs, formatParameters, statusName, tierName } from "./format.ts";
+import type { DivisionMode } from "../gen/iris/v1/common_pb.ts";
+import type { Palette } from "./color.ts";
+import { difficultyName, divisionName, formatAgo, formatDecimal, formatMs, formatParameters, statusName, tierName } from "./format.ts";
 import type { IrisClient, NodeInfo } from "./sdk.ts";
 import { renderFields, renderTable } from "./table.ts";
 
@@ -16,6 +19,8 @@ export interface NetworkOutput {
   json: boolean;
   stdout: NodeJS.WritableStream;
   now: () => number;
+  /** Colours for tiers and difficulties (none off a terminal or with NO_COLOR). */
+  palette: Palette;
 }
 
 /** The response message as protobuf JSON (enum names, 64-bit numbers as strings, zeros included for scripts). */
@@ -26,7 +31,7 @@ function printJson<Desc extends DescMessage>(out: NetworkOutput, schema: Desc, m
 export async function showStats(client: IrisClient, out: NetworkOutput): Promise<void> {
   const stats = await client.stats();
   if (out.json) return printJson(out, GetStatsResponseSchema, create(GetStatsResponseSchema, { stats }));
-  const byTier = stats.nodesByTier.map((t) => `${tierName(t.tier)} ${t.online}`).join(", ");
+  const byTier = stats.nodesByTier.map((t) => `${out.palette.tier(tierName(t.tier))} ${t.online}`).join(", ");
   out.stdout.write(
     renderFields([
       ["nodes online", `${stats.nodesOnline}${byTier ? ` (${byTier})` : ""}`],
@@ -51,7 +56,7 @@ export async function showNodes(client: IrisClient, out: NetworkOutput, query: {
       [
         { header: "NODE", value: (n) => n.nodeId },
         { header: "STATUS", value: (n) => (n.suspended ? "suspended" : n.online ? "online" : "offline") },
-        { header: "TIER", value: (n) => tierName(n.tier) },
+        { header: "TIER", value: (n) => tierName(n.tier), paint: (text) => out.palette.tier(text) },
         { header: "MODEL", value: (n) => n.modelName || "-" },
         { header: "PARAMS", value: (n) => formatParameters(n.parameterCount), align: "right" },
         { header: "QUANT", value: (n) => n.quantization || "-" },
@@ -77,9 +82,12 @@ export async function showTasks(client: IrisClient, out: NetworkOutput, query: {
         // the first block of the UUID is enough to tell tasks apart on a screen; --json has the whole id
         { header: "TASK", value: (t) => t.taskId.slice(0, 8) },
         { header: "STATUS", value: (t) => statusName(t.status) },
-        { header: "DIFFICULTY", value: (t) => difficultyName(t.difficulty) },
-        { header: "TIER", value: (t) => tierName(t.tier) },
+        { header: "DIFFICULTY", value: (t) => difficultyName(t.difficulty), paint: (text) => out.palette.difficulty(text) },
+        { header: "TIER", value: (t) => tierName(t.tier), paint: (text) => out.palette.tier(text) },
         { header: "NODE", value: (t) => t.nodeId || "-" },
+        // a divided request's parts, spot checks and canaries name the task they belong to
+        { header: "MODE", value: (t) => taskMode(t.divisionMode, t.purpose) },
+        { header: "PARENT", value: (t) => t.parentTaskId.slice(0, 8) || "-" },
         { header: "TOKENS", value: (t) => String(t.usage?.completionTokens ?? 0), align: "right" },
         { header: "TTFT", value: (t) => formatMs(t.timeToFirstTokenMs), align: "right" },
         { header: "TOTAL", value: (t) => formatMs(t.totalMs), align: "right" },
@@ -92,6 +100,13 @@ export async function showTasks(client: IrisClient, out: NetworkOutput, query: {
   );
 }
 
+/** "subtasks", "single"; a check says what it is ("spot check", "canary"). */
+function taskMode(mode: DivisionMode, purpose: TaskPurpose): string {
+  if (purpose === TaskPurpose.SPOT_CHECK) return "spot check";
+  if (purpose === TaskPurpose.CANARY) return "canary";
+  return divisionName(mode).toLowerCase();
+}
+
 export async function showLeaderboard(client: IrisClient, out: NetworkOutput, limit: number): Promise<void> {
   const entries = await client.leaderboard(limit);
   if (out.json) return printJson(out, GetLeaderboardResponseSchema, create(GetLeaderboardResponseSchema, { entries }));
@@ -101,7 +116,7 @@ export async function showLeaderboard(client: IrisClient, out: NetworkOutput, li
         { header: "RANK", value: (e) => String(e.rank), align: "right" },
         { header: "NODE", value: (e) => e.nodeId },
         { header: "REPUTATION", value: (e) => formatDecimal(e.reputation), align: "right" },
-        { header: "TIER", value: (e) => tierName(e.tier) },
+        { header: "TIER", value: (e) => tierName(e.tier), paint: (text) => out.palette.tier(text) },
         { header: "COMPLETED", value: (e) => String(e.tasksCompleted), align: "right" },
       ],
       entries,
@@ -117,7 +132,7 @@ export async function showReputation(client: IrisClient, out: NetworkOutput, nod
   const node = (await client.nodes({ limit: 1000 })).find((n) => n.nodeId === nodeId);
   if (node) {
     const status = node.suspended ? "suspended" : node.online ? "online" : "offline";
-    out.stdout.write(`${nodeId}: reputation ${formatDecimal(node.reputation)}, tier ${tierName(node.tier)}, ${status}\n\n`);
+    out.stdout.write(`${nodeId}: reputation ${formatDecimal(node.reputation)}, tier ${out.palette.tier(tierName(node.tier))}, ${status}\n\n`);
   }
   const now = out.now();
   out.stdout.write(
@@ -144,7 +159,7 @@ export async function showModels(client: IrisClient, out: NetworkOutput): Promis
       [
         { header: "MODEL", value: (m) => m.name },
         { header: "NODES", value: (m) => String(m.nodeCount), align: "right" },
-        { header: "BEST TIER", value: (m) => tierName(m.bestTier) },
+        { header: "BEST TIER", value: (m) => tierName(m.bestTier), paint: (text) => out.palette.tier(text) },
         { header: "PARAMS", value: (m) => formatParameters(m.parameterCount), align: "right" },
         { header: "QUANT", value: (m) => m.quantization || "-" },
       ],

@@ -31,9 +31,19 @@ describe("describeFailure", () => {
     expect(describeFailure(err, { ...context, sentSavedToken: true })).toContain("run `iris login`");
   });
 
-  it("exits 2 for usage, 130 for a cancelled call, 1 otherwise", () => {
+  it("tells certificate and http/https faults in words, with the setting that fixes them", () => {
+    const tlsPort = new ConnectError("the coordinator speaks TLS: use https://127.0.0.1:8443", Code.FailedPrecondition);
+    expect(describeFailure(tlsPort, { ...context, url: "http://127.0.0.1:8443" })).toBe("the coordinator speaks TLS: use https://127.0.0.1:8443 (the URL says http://)");
+    const untrusted = new ConnectError("unable to verify the first certificate", Code.Internal, undefined, undefined,
+      Object.assign(new Error("unable to verify the first certificate"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }));
+    expect(describeFailure(untrusted, { ...context, url: "https://iris.test" })).toBe(
+      "the coordinator's certificate is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set --ca or IRIS_CA_PATH to the PEM file of the CA that signed it",
+    );
+  });
+
+  it("exits 2 for usage, 1 otherwise: 130 is for Ctrl-C alone (the CLI knows when it was pressed)", () => {
     expect(exitCodeFor(new UsageError("x"))).toBe(2);
-    expect(exitCodeFor(new ConnectError("x", Code.Canceled))).toBe(130);
+    expect(exitCodeFor(new ConnectError("x", Code.Canceled))).toBe(1);
     expect(exitCodeFor(new ConnectError("x", Code.Unavailable))).toBe(1);
     expect(exitCodeFor(new Error("x"))).toBe(1);
   });

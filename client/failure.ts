@@ -1,5 +1,6 @@
 // Turns any failure into the CLI's one-line message and exit code: ConnectError codes in words, usage errors as 2.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { tlsFault } from "../common/tls-fault.ts";
 
 /** A mistake in how the command was called (exit 2), found after commander's own checks. */
 export class UsageError extends Error {}
@@ -52,6 +53,9 @@ export interface FailureContext {
 export function describeFailure(err: unknown, context: FailureContext): string {
   if (err instanceof UsageError) return err.message;
   if (!(err instanceof ConnectError)) return err instanceof Error ? err.message : String(err);
+  // certificate and http/https faults: what is wrong and which setting fixes it (common/tls-fault.ts)
+  const fault = tlsFault(err, { url: context.url, caSetting: "--ca or IRIS_CA_PATH" });
+  if (fault) return fault.message;
   if (err.code === Code.Unavailable && networkErrorCode(err)) {
     return `cannot reach the coordinator at ${context.url}: ${err.rawMessage}`;
   }
@@ -63,8 +67,8 @@ export function describeFailure(err: unknown, context: FailureContext): string {
   return `${words}${detail}${hint}`;
 }
 
+/** The exit code of a failed command that Ctrl-C did not interrupt (the caller knows that; 130 is for it alone). */
 export function exitCodeFor(err: unknown): number {
-  if (err instanceof UsageError) return EXIT_USAGE;
-  if (err instanceof ConnectError && err.code === Code.Canceled) return EXIT_INTERRUPTED;
-  return EXIT_FAILURE;
+  // a call cancelled without Ctrl-C (a stream reset, plaintext sent to a TLS port) is a failure like any other
+  return err instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
 }

@@ -15,6 +15,7 @@ import { endStreamsOn, RequestTracker } from "./drain.ts";
 import { requestContextValues } from "./request-context.ts";
 import { requestDecoding } from "./request-decoding.ts";
 import { createSinglePortServer } from "./single-port.ts";
+import { checkCertificate, createTlsFront } from "./tls-port.ts";
 
 export interface ServerOptions {
   config: Config["server"];
@@ -63,6 +64,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let closing: Promise<void> | undefined;
 
   let servers: { listener: net.Server; http1?: http.Server; http2: http2.Http2Server | http2.Http2SecureServer } | undefined;
+  const tls = config.tls && { cert: readFileSync(config.tls.certPath), key: readFileSync(config.tls.keyPath) };
+  if (config.tls && tls) checkCertificate(tls.cert, config.tls.certPath, logger);
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     requestIdHeader: "x-request-id",
@@ -70,11 +73,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     genReqId: () => randomUUID(),
     trustProxy: config.trustProxy,
     serverFactory: (handler: http.RequestListener): http.Server => {
-      if (config.tls) {
+      if (tls) {
         const secure = http2.createSecureServer(
           {
-            cert: readFileSync(config.tls.certPath),
-            key: readFileSync(config.tls.keyPath),
+            ...tls,
             allowHTTP1: true,
             handshakeTimeout: limits.headersTimeoutMs,
             ...http1Options(limits),
@@ -82,10 +84,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           },
           handler as unknown as Http2Handler,
         );
-        // a plain TCP listener in front, so that the cap sees each connection before TLS does any work
-        const front = net.createServer({ noDelay: true }, (socket) => {
-          if (cap.admit(socket)) secure.emit("connection", socket);
-        });
+        // a plain TCP listener in front, so that the cap sees each connection before TLS does any work, and
+        // plaintext sent to the TLS port is told to use https://
+        const front = createTlsFront(secure, { firstBytesTimeoutMs: limits.headersTimeoutMs, admit: (socket) => cap.admit(socket) });
         servers = { listener: front, http2: secure };
         return secure as unknown as http.Server;
       }

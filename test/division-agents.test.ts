@@ -162,7 +162,7 @@ describe("division modes with real agents on the tiny model", () => {
     const answer = run.stdout.slice(0, -1);
     expect(honestWords(answer)).toBe(true);
     // three honest copies are a majority of four: the answer may come before the fourth copy ends
-    expect(run.stderr).toMatch(/^\[consensus, verified · tier BASIC · node [\w-]+ → [\w-]+ → [\w-]+( → [\w-]+)? · /);
+    expect(run.stderr).toMatch(/^\[consensus, verified · [A-Z]+ · tier BASIC · node [\w-]+ → [\w-]+ → [\w-]+( → [\w-]+)? · /);
     await expect.poll(async () => (await penalties("liar")).length, { timeout: 20_000 }).toBe(1);
     const [penalty] = await penalties("liar");
     expect(penalty).toMatchObject({ delta: -50 });
@@ -172,7 +172,7 @@ describe("division modes with real agents on the tiny model", () => {
     for (const nodeId of nodes.filter((id) => id !== "liar")) expect(await penalties(nodeId)).toEqual([]);
   }, 90_000);
 
-  it("a spot check catches the dishonest agent: its single answer is re-run on a more reputable agent and penalised", async () => {
+  it("a spot check catches the dishonest agent: its single answer is re-run on another agent, refereed by a third, and penalised", async () => {
     // routing prefers the fastest idle node: the liar looks fastest, so the user's task goes to it
     coordinator.registry.get("liar")!.capabilities.tokensPerSecond = 1e6;
     const { accepted, text } = await chat("What is the capital of Spain?", { maxTokens: 24 });
@@ -183,9 +183,10 @@ describe("division modes with real agents on the tiny model", () => {
     expect(spotCheck).toMatchObject({ delta: -50, task_id: accepted.taskId });
     expect(spotCheck.evidence).toMatchObject({ check: "spot_check", answerSha256: answerHash(text) });
     const { children } = await rows(accepted.taskId);
-    expect(children).toHaveLength(1);
-    expect(children[0]).toMatchObject({ classifier: "spot_check", status: "completed" });
-    expect(children[0]!.node_id).not.toBe("liar");
+    // the check disagreed with the liar; a third honest agent refereed (checkers.ts): two children
+    expect(children).toHaveLength(2);
+    for (const child of children) expect(child).toMatchObject({ classifier: "spot_check", status: "completed" });
+    expect(children.map((c) => c.node_id)).not.toContain("liar");
     await network.stop("liar");
   }, 60_000);
 

@@ -288,10 +288,13 @@ describe("division modes", () => {
       expect(accepted(events).divisionMode).toBe(DivisionMode.CONTEXT);
       const maps = readers.flatMap((r) => r.payloads).filter((p) => /Part \d+ of \d+ of the document/.test(lastUser(p)));
       const count = maps.length;
-      expect(count).toBeGreaterThanOrEqual(8);
+      expect(count).toBeGreaterThanOrEqual(5);
       const chunks = maps.map((m) => lastUser(m).split("of the document:\n\n")[1]!);
-      // every chunk fits the budget: the nodes' 2,048 tokens less 1,024 kept for instructions and notes
-      for (const chunk of chunks) expect(estimateTokens(chunk)).toBeLessThanOrEqual(1024);
+      // every prompt (counted at the estimate: these nodes report no tokenizer) fits the nodes' 2,048 tokens with
+      // room for its whole answer
+      for (const r of readers) {
+        r.payloads.forEach((p, i) => expect(estimateTokens(p.messages.map((m) => m.content).join("\n")) + r.assigns[i]!.maxTokens).toBeLessThanOrEqual(2048));
+      }
       // the whole document was read, and every node read some of it
       for (let i = 0; i < 64; i++) expect(chunks.some((chunk) => chunk.includes(`Paragraph ${i}.`))).toBe(true);
       for (const r of readers) expect(r.payloads.length).toBeGreaterThan(0);

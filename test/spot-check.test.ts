@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { NetworkService, TaskPurpose } from "../gen/iris/v1/network_pb.ts";
-import type { TaskPayload } from "../gen/iris/v1/node_pb.ts";
+import type { TaskAssign, TaskPayload } from "../gen/iris/v1/node_pb.ts";
 import { answerHash } from "../coordinator/tasks/division/compare.ts";
 import { recordMismatch } from "../coordinator/nodes/suspension.ts";
 import { databaseSource } from "./support/database.ts";
@@ -167,6 +167,116 @@ describe("spot checks", () => {
     expect(coordinator.registry.get("cheat")!.suspended).toBe(false);
     expect(await coordinator.db.selectFrom("nodes").select(["mismatches", "suspended_at"]).where("id", "=", "cheat").executeTakeFirstOrThrow()).toEqual({ mismatches: 0, suspended_at: null });
     expect((await ask()).nodeId).toBe("cheat");
+  });
+});
+
+describe("spot-check coverage", () => {
+  let coordinator: TestCoordinator;
+  let accountKey: string;
+  let inference: ReturnType<typeof createClient<typeof InferenceService>>;
+  let nodes: ScriptedNode[] = [];
+
+  beforeAll(async () => {
+    ({ coordinator, accountKey, inference } = await startNetwork({ SPOT_CHECK_FRACTION: "1", SPOT_CHECK_SUSPEND_AFTER: "100" }));
+  });
+  afterEach(async () => {
+    for (const node of nodes) node.kill();
+    await Promise.all(nodes.map((node) => node.ended));
+    await expect.poll(() => [...coordinator.registry.nodes()].every((n) => !n.connected)).toBe(true);
+    nodes = [];
+  });
+  afterAll(async () => {
+    await coordinator?.close();
+  });
+
+  /** Three nodes of one model, all at the starting reputation of 100, the first the fastest. */
+  async function equals(prefix: string, options: Partial<ScriptedNodeOptions>[] = []): Promise<ScriptedNode[]> {
+    const speeds = [29, 20, 11];
+    const started = speeds.map((tokensPerSecond, i) =>
+      startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: `${prefix}-${i}`, tokensPerSecond, script: model, ...options[i] }),
+    );
+    nodes.push(...started);
+    await Promise.all(started.map((node) => node.registered));
+    for (let i = 0; i < speeds.length; i++) expect(coordinator.registry.get(`${prefix}-${i}`)!.reputation).toBe(100);
+    return started;
+  }
+
+  async function ask(): Promise<string> {
+    let nodeId = "";
+    for await (const response of inference.chat({ params: { messages: [{ role: 2, content: question }] } })) {
+      if (response.event.case === "accepted") nodeId = response.event.value.nodeId;
+    }
+    return nodeId;
+  }
+
+  const coverage = async () => {
+    await coordinator.journal.flush();
+    const { nodes: listed } = await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listNodes({ onlineOnly: true });
+    return new Map(listed.map((n) => [n.nodeId, n.spotChecks!]));
+  };
+  const settledChecks = async () => {
+    // every check has ended: no node runs anything
+    await expect.poll(() => [...coordinator.registry.nodes()].every((n) => n.tasks.size === 0), { timeout: 10_000 }).toBe(true);
+    await coordinator.journal.flush();
+  };
+
+  it("checks the top node too: at fraction 1 every answer of every node is re-run, and ListNodes shows it", async () => {
+    const slow = { script: (a: TaskAssign, p: TaskPayload) => ({ ...model(a, p), delayMs: 40 }) };
+    await equals("eq", [slow, slow, slow]);
+    // the fastest node takes every request when they come one at a time (it was never checked before: #17)
+    for (let i = 0; i < 5; i++) expect(await ask()).toBe("eq-0");
+    await settledChecks();
+    let seen = await coverage();
+    expect(seen.get("eq-0")).toMatchObject({ windowHours: 24, answers: 5, checked: 5 });
+    expect(seen.get("eq-0")!.lastCheckedUnixMs).toBeGreaterThan(0n);
+    expect(seen.get("eq-1")!.checksRun + seen.get("eq-2")!.checksRun).toBe(5);
+    // three at once: every node answers one; the checks wait for a free node of the same model
+    expect(new Set(await Promise.all([ask(), ask(), ask()]))).toEqual(new Set(["eq-0", "eq-1", "eq-2"]));
+    await expect.poll(async () => [...(await coverage()).values()].map((c) => c.answers - c.checked), { timeout: 20_000, interval: 200 }).toEqual([0, 0, 0]);
+    seen = await coverage();
+    for (const id of ["eq-0", "eq-1", "eq-2"]) expect(seen.get(id)!.checked, id).toBeGreaterThan(0);
+    expect(seen.get("eq-0")!.checked).toBe(6);
+    await coordinator.reputation.settled();
+    expect(await coordinator.db.selectFrom("reputation_events").select("node_id").where("rule", "=", "invalid_response").execute()).toEqual([]);
+  });
+
+  async function askForTask(): Promise<string> {
+    let taskId = "";
+    for await (const r of inference.chat({ params: { messages: [{ role: 2, content: question }] } })) if (r.event.case === "accepted") taskId = r.event.value.taskId;
+    return taskId;
+  }
+  const penalties = async () => {
+    await coordinator.journal.flush();
+    await coordinator.reputation.settled();
+    return coordinator.db.selectFrom("reputation_events").select(["node_id", "task_id", "evidence"]).where("rule", "=", "invalid_response").execute();
+  };
+  const children = async (taskId: string) =>
+    (await coordinator.db.selectFrom("tasks").select(["node_id", "classifier", "status"]).where("parent_id", "=", taskId).execute()).sort((a, b) => a.node_id!.localeCompare(b.node_id!));
+  const completedCheck = (nodeId: string) => ({ node_id: nodeId, classifier: "spot_check", status: "completed" });
+
+  it("equal reputations disagree: a third node of the model referees, and the cheat that answered is the mismatch", async () => {
+    const [cheat] = await equals("ref", [{ dishonest: true }]);
+    const taskId = await askForTask();
+    expect(cheat!.assigns).toHaveLength(1);
+    await expect.poll(async () => (await penalties()).length, { timeout: 10_000 }).toBe(1);
+    expect((await penalties())[0]).toMatchObject({ node_id: "ref-0", task_id: taskId, evidence: { check: "spot_check", referenceSha256: answerHash(honestAnswer) } });
+    // the check and the referee's run are both children of the request
+    expect(await children(taskId)).toEqual([completedCheck("ref-1"), completedCheck("ref-2")]);
+  });
+
+  it("a more reputable cheat that checks an honest answer is the mismatch: reputation does not outvote the referee", async () => {
+    await equals("rep", [{}, {}, { dishonest: true }]);
+    await coordinator.db.updateTable("nodes").set({ reputation: 400 }).where("id", "=", "rep-2").execute();
+    coordinator.registry.get("rep-2")!.reputation = 400; // the preferred checker
+    const taskId = await askForTask();
+    await expect.poll(async () => (await penalties()).filter((p) => p.node_id === "rep-2").length, { timeout: 10_000 }).toBe(1);
+    const rows = await children(taskId);
+    expect(rows).toEqual([completedCheck("rep-1"), completedCheck("rep-2")]);
+    const [penalty] = (await penalties()).filter((p) => p.node_id === "rep-2");
+    // judged on its own check's task; the honest answer is the reference
+    expect(penalty!.task_id).not.toBe(taskId);
+    expect(penalty).toMatchObject({ evidence: { check: "spot_check", answerSha256: answerHash(alter(honestAnswer)), referenceSha256: answerHash(honestAnswer), referenceFrom: "rep-0", referenceTaskId: taskId } });
+    expect((await penalties()).filter((p) => p.node_id!.startsWith("rep-") && p.node_id !== "rep-2")).toEqual([]);
   });
 });
 

@@ -117,6 +117,15 @@ describe("AgentScreen frames", () => {
     expect(f).toContain("refused by the coordinator: unknown or revoked account key");
   });
 
+  it("stopped on a certificate fault: what is wrong, in the state line and the events", () => {
+    const a = started();
+    const why = "the coordinator's certificate (CN=127.0.0.1, issued by CN=Iris Test CA) expired on 2020-01-02T00:00:00.000Z (CERT_HAS_EXPIRED)";
+    a.state.tlsFailed(why);
+    const f = frame(a.state, 0);
+    expect(f).toMatch(/State\s+✖ TLS · the coordinator's certificate/);
+    expect(f).toContain("TLS: the coordinator's certificate");
+  });
+
   it("paused: the badge, the table says why it is empty, p resumes", () => {
     const a = registered();
     a.state.setPaused(true);

@@ -49,6 +49,7 @@ export function StateLine({ s, now }: { s: AgentSnapshot; now: number }) {
     const left = Math.max(0, Math.ceil((c.at - now) / 1000));
     state = <><Text color="yellow" bold>◌ reconnecting in {left} s</Text><Sep /><Text color="red">{c.error}</Text></>;
   } else if (c.kind === "refused") state = <><Text color="red" bold>✖ refused</Text><Sep /><Text color="red">{c.error}</Text></>;
+  else if (c.kind === "tls") state = <><Text color="red" bold>✖ TLS</Text><Sep /><Text color="red">{c.error}</Text></>;
   else state = <Text dimColor>■ stopped</Text>;
   return (
     <Line>

@@ -6,6 +6,7 @@ import type { Database, NodeRow } from "../db/schema.ts";
 import { measurementKey } from "../nodes/measurements.ts";
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import { tierEnum } from "../tasks/service.ts";
+import { spotCheckCoverage } from "./check-coverage.ts";
 import { fingerprintPeers, nodeVerification, storedVerification } from "./verification.ts";
 
 export type NodeInfoInit = MessageInitShape<typeof NodeInfoSchema>;
@@ -108,7 +109,7 @@ export async function listNodes(
   const online = onlineNodes(registry).slice(0, options.limit);
   const wanted = options.limit - online.length;
   const info = (node: LiveNode) => liveNodeInfo(node, registry.nodes());
-  if (options.onlineOnly || wanted <= 0) return online.map(info);
+  if (options.onlineOnly || wanted <= 0) return withCoverage(db, online.map(info));
   const liveIds = new Set(online.map((node) => node.id));
   // over-fetch by the live count and drop those rows, rather than sending every live id to the database
   const rows = await db
@@ -119,15 +120,21 @@ export async function listNodes(
     .limit(wanted + liveIds.size)
     .execute();
   const offline = rows.filter((row) => !liveIds.has(row.id)).slice(0, wanted);
-  return [...online.map(info), ...offline.map(storedNodeInfo)];
+  return withCoverage(db, [...online.map(info), ...offline.map(storedNodeInfo)]);
+}
+
+/** Adds each node's spot-check coverage (one pair of grouped queries for the whole page). */
+async function withCoverage(db: Kysely<Database>, nodes: NodeInfoInit[]): Promise<NodeInfoInit[]> {
+  const coverage = await spotCheckCoverage(db, nodes.map((node) => node.nodeId!));
+  return nodes.map((node) => ({ ...node, spotChecks: coverage.get(node.nodeId!) }) as NodeInfoInit);
 }
 
 /** One node, live when connected; undefined for an id never registered. */
 export async function findNodeInfo(db: Kysely<Database>, registry: NodeRegistry, nodeId: string): Promise<NodeInfoInit | undefined> {
   const live = registry.get(nodeId);
-  if (live?.connected) return liveNodeInfo(live, registry.nodes());
+  if (live?.connected) return (await withCoverage(db, [liveNodeInfo(live, registry.nodes())]))[0];
   const row = await db.selectFrom("nodes").select(storedColumns).where("id", "=", nodeId).executeTakeFirst();
-  return row && storedNodeInfo(row);
+  return row && (await withCoverage(db, [storedNodeInfo(row)]))[0];
 }
 
 /**

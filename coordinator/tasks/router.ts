@@ -2,6 +2,7 @@
 import type { Difficulty } from "../db/schema.ts";
 import { servesDifficulty } from "../nodes/tier.ts";
 import type { LiveNode } from "../nodes/registry.ts";
+import { fitsContext, type ContextNeed } from "./context-fit.ts";
 
 export interface RouteRequest {
   difficulty: Difficulty;
@@ -13,6 +14,10 @@ export interface RouteRequest {
   sameModel?: ModelIdentity;
   /** Only nodes whose reputation is above this (a spot check's second opinion). */
   reputationAbove?: number;
+  /** Only nodes whose context window holds this conversation and room for its answer (context-fit.ts). */
+  context?: ContextNeed;
+  /** Only nodes whose known window is at least this many tokens (after a node refused the conversation as too long). */
+  minContext?: number;
 }
 
 /** What makes two nodes' deterministic outputs comparable. */
@@ -71,6 +76,8 @@ export function eligible(node: LiveNode, request: RouteRequest): boolean {
   if (node.suspended || request.exclude.has(node.id)) return false;
   if (!servesDifficulty(node.tier, request.difficulty) || !servesModel(node, request.model)) return false;
   if (request.sameModel && !sameModel(modelIdentity(node), request.sameModel)) return false;
+  if (request.context && !fitsContext(node, request.context)) return false;
+  if (request.minContext !== undefined && node.contextLength < request.minContext) return false;
   return request.reputationAbove === undefined || node.reputation > request.reputationAbove;
 }
 

@@ -13,7 +13,7 @@ function checker(fraction: number, draws: number[]) {
     registry: new NodeRegistry(),
     logger: pino({ level: "silent" }),
     mismatches: {} as MismatchRecorder,
-    config: { spotCheckFraction: fraction, consensusSimilarity: 0.9, canaryIntervalMs: 0 },
+    config: { spotCheckFraction: fraction, consensusSimilarity: 0.9, canaryIntervalMs: 0, spotCheckMaxWaitMs: 0 },
     random: () => draws[i++ % draws.length]!,
   });
 }

@@ -1,25 +1,29 @@
-// Spot checks and canaries: a share of single-mode answers is silently re-run on a second, more reputable node
-// of the same model and quantization, and canaries (canary.ts) go to idle nodes now and then. A mismatch is an
+// Spot checks and canaries: a share of single-mode answers is silently re-run on another node of the same model and
+// quantization (any such node: checkers.ts), and canaries (canary.ts) go to idle nodes now and then. A mismatch is an
 // invalid response (with both outputs' hashes as evidence) and counts toward suspension.
 import { randomInt, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
-import type { NodeRegistry } from "../nodes/registry.ts";
+import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import { runCanary } from "./canary.ts";
+import { anyChecker, chooseChecker, wrongAnswer, type CheckerRequest } from "./checkers.ts";
 import { normalizedWords, similarity } from "./division/compare.ts";
 import type { MismatchRecorder } from "./division/mismatch.ts";
 import type { PartEvent, PartResult, PartRunner, PartSpec } from "./division/part.ts";
-import { modelIdentity, pickNode, type RouteRequest } from "./router.ts";
+import { modelIdentity } from "./router.ts";
 
 export interface SpotCheckDeps {
   parts: PartRunner;
   registry: NodeRegistry;
   logger: Logger;
   mismatches: MismatchRecorder;
-  config: Pick<Config["division"], "spotCheckFraction" | "consensusSimilarity" | "canaryIntervalMs">;
-  /** Uniform in [0, 1): which tasks are checked, which node gets a canary, the canary's code. */
+  config: Pick<Config["division"], "spotCheckFraction" | "consensusSimilarity" | "canaryIntervalMs" | "spotCheckMaxWaitMs">;
+  /** Uniform in [0, 1): which tasks are checked, which node checks among equals, which node gets a canary. */
   random?: () => number;
 }
+
+/** Checks waiting for a free checker at once; beyond this a check is skipped (a busy network sheds its checks). */
+export const MAX_WAITING_CHECKS = 100;
 
 export { canaryPrompt, passesCanary } from "./canary.ts";
 
@@ -28,6 +32,7 @@ export class SpotChecker {
   readonly #random: () => number;
   readonly #timer: NodeJS.Timeout | undefined;
   #canaryRunning = false;
+  #waiting = 0;
 
   constructor(private readonly deps: SpotCheckDeps) {
     this.#random = deps.random ?? Math.random;
@@ -73,44 +78,76 @@ export class SpotChecker {
   }
 
   async #check(spec: PartSpec, result: PartResult): Promise<void> {
-    const { logger, registry, config } = this.deps;
+    const { logger, config } = this.deps;
     const first = result.node;
-    // the second opinion: another node of the same model and quantization, trusted more than the first
-    const route: RouteRequest = { difficulty: spec.difficulty, model: undefined, exclude: new Set([first.id]), sameModel: modelIdentity(first), reputationAbove: first.reputation };
-    if (!pickNode(registry.nodes(), route)) {
-      logger.debug({ taskId: spec.taskId, nodeId: first.id }, "spot check skipped: no free, more reputable node of the same model");
-      return;
-    }
-    const second = await this.#run({
-      ...spec,
-      taskId: randomUUID(),
-      parentId: spec.taskId,
-      classifier: "spot_check",
-      temperature: 0,
-      model: undefined,
-      sameModel: route.sameModel,
-      reputationAbove: route.reputationAbove,
-      exclude: route.exclude as Set<string>,
-      accountId: undefined,
-      clientAddress: undefined,
-      started: Date.now(),
-      reward: "never",
-      wait: "never",
-    });
+    const request: CheckerRequest = { model: modelIdentity(first), difficulty: spec.difficulty, avoid: [first], constraints: spec };
+    const second = await this.#runOnChecker(request, spec);
     if (!second) return;
-    const score = similarity(normalizedWords(result.text), normalizedWords(second.text), config.consensusSimilarity);
+    const agree = (a: PartResult, b: PartResult) => similarity(normalizedWords(a.text), normalizedWords(b.text), config.consensusSimilarity);
+    const score = agree(result, second);
     if (score >= config.consensusSimilarity) {
       logger.info({ taskId: spec.taskId, nodeId: first.id, checkedBy: second.node.id }, "spot check passed");
       return;
     }
-    this.deps.mismatches.record(result, {
+    // two answers differ: a third node of the same model, when one is free, says which
+    const third = await this.#runOnChecker({ ...request, avoid: [first, second.node] }, spec);
+    const wrong = wrongAnswer({
+      answeredReputation: first.reputation,
+      checkerReputation: second.node.reputation,
+      ...(third ? { referee: { agreesWithAnswer: agree(third, result) >= config.consensusSimilarity, agreesWithChecker: agree(third, second) >= config.consensusSimilarity } } : {}),
+    });
+    const context = { taskId: spec.taskId, nodeId: first.id, checkedBy: second.node.id, refereedBy: third?.node.id, similarity: score };
+    if (!wrong) {
+      logger.warn(context, "spot check: two nodes serving the same model disagree and nothing tells which is right; nobody judged");
+      return;
+    }
+    const [mismatch, reference] = wrong === "answer" ? [result, second] : [second, result];
+    this.deps.mismatches.record(mismatch, {
       check: "spot_check",
-      reference: second.text,
-      referenceFrom: second.node.id,
-      referenceTaskId: second.taskId,
+      reference: reference.text,
+      referenceFrom: reference.node.id,
+      referenceTaskId: reference.taskId,
       similarity: score,
       threshold: config.consensusSimilarity,
     });
+  }
+
+  /**
+   * Re-runs `spec` on a checker for `request`, waiting up to SPOT_CHECK_MAX_WAIT_MS while one is busy (user requests
+   * waiting in the queue are served first: the queue hears of a free slot before this does). Undefined when no checker
+   * came or its run failed.
+   */
+  async #runOnChecker(request: CheckerRequest, spec: PartSpec): Promise<PartResult | undefined> {
+    const started = this.#startOnChecker(request, spec) ?? (await this.#waitForChecker(request, spec))?.run;
+    if (!started) {
+      this.deps.logger.info({ taskId: spec.taskId, avoid: request.avoid.map((node) => node.id) }, "spot check skipped: no other node of the same model was free");
+      return undefined;
+    }
+    return started;
+  }
+
+  /** Starts the check on a free checker, if there is one: choosing and reserving its slot happen in one step. */
+  #startOnChecker(request: CheckerRequest, spec: PartSpec): Promise<PartResult | undefined> | undefined {
+    const checker = chooseChecker(request, this.deps.registry.nodes(), this.#random);
+    return checker && this.#run(checkSpec(spec, checker, this.deps.registry));
+  }
+
+  async #waitForChecker(request: CheckerRequest, spec: PartSpec): Promise<{ run: Promise<PartResult | undefined> } | undefined> {
+    const { registry, config } = this.deps;
+    if (config.spotCheckMaxWaitMs === 0 || this.#waiting >= MAX_WAITING_CHECKS) return undefined;
+    this.#waiting++;
+    const deadline = Date.now() + config.spotCheckMaxWaitMs;
+    try {
+      // only while a node that could check is connected (busy): with none, nothing is coming
+      while (!this.#abort.signal.aborted && Date.now() < deadline && anyChecker(request, registry.nodes())) {
+        await capacityOrTimeout(registry, deadline - Date.now(), this.#abort.signal);
+        const run = this.#startOnChecker(request, spec);
+        if (run) return { run };
+      }
+      return undefined;
+    } finally {
+      this.#waiting--;
+    }
   }
 
   async #canary(): Promise<void> {
@@ -136,4 +173,39 @@ export class SpotChecker {
       return undefined;
     }
   }
+}
+
+/** The check's part: the user's request again on `checker` only, at temperature 0 with the same seed. */
+function checkSpec(spec: PartSpec, checker: LiveNode, registry: NodeRegistry): Omit<PartSpec, "signal"> {
+  return {
+    ...spec,
+    taskId: randomUUID(),
+    parentId: spec.taskId,
+    classifier: "spot_check",
+    temperature: 0,
+    model: undefined,
+    sameModel: modelIdentity(checker),
+    reputationAbove: undefined,
+    exclude: new Set([...registry.nodes()].filter((node) => node !== checker).map((node) => node.id)),
+    accountId: undefined,
+    clientAddress: undefined,
+    started: Date.now(),
+    reward: "never",
+    wait: "never",
+  };
+}
+
+/** Resolves when some node may take work it could not before, after `ms`, or when `signal` aborts. */
+function capacityOrTimeout(registry: NodeRegistry, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stopListening();
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    const stopListening = registry.onCapacity(done);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

@@ -98,14 +98,18 @@ describe("parseDivisionMode", () => {
 });
 
 describe("chooseAutoMode", () => {
-  const base = { longestMessageTokens: 100, contextBudgetTokens: 3000, difficulty: "COMPLEX" as const, ruleParts: 0, capableNodes: 3 };
+  const base = { conversationTokens: 100, fitsOneNode: true, difficulty: "COMPLEX" as const, wholeNodes: 3, ruleParts: 0, partNodes: 0 };
   it.each([
     { facts: {}, mode: "single" },
-    { facts: { longestMessageTokens: 5000 }, mode: "context" },
-    { facts: { longestMessageTokens: 5000, ruleParts: 3 }, mode: "context" },
-    { facts: { ruleParts: 3 }, mode: "subtasks" },
-    { facts: { ruleParts: 3, difficulty: "SIMPLE" as const }, mode: "single" },
-    { facts: { ruleParts: 3, capableNodes: 1 }, mode: "single" },
+    { facts: { conversationTokens: 5000, fitsOneNode: false }, mode: "context" },
+    { facts: { fitsOneNode: false, ruleParts: 3, partNodes: 3 }, mode: "context" },
+    { facts: { ruleParts: 3, partNodes: 3 }, mode: "subtasks" },
+    { facts: { ruleParts: 3, partNodes: 3, difficulty: "SIMPLE" as const }, mode: "single" },
+    { facts: { ruleParts: 3, partNodes: 1, wholeNodes: 1 }, mode: "single" },
+    // the request's tier is not online but its parts' is: split (one node is enough), never wait for the tier
+    { facts: { wholeNodes: 0, ruleParts: 2, partNodes: 1 }, mode: "subtasks" },
+    { facts: { wholeNodes: 0, ruleParts: 2, partNodes: 0 }, mode: "single" },
+    { facts: { wholeNodes: 0 }, mode: "single" },
   ])("$facts → $mode", ({ facts, mode }) => {
     expect(chooseAutoMode({ ...base, ...facts }).mode).toBe(mode);
   });

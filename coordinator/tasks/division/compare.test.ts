@@ -74,16 +74,15 @@ describe("similarity and sameAnswer (threshold 0.9)", () => {
     expect(similarity(["a", "b", "c", "d"], ["a", "b", "c", "x"], 0.9)).toBe(0);
   });
 
-  it("compares long answers quickly (agreeing ones slide along shared runs; others stop after the budget)", () => {
+  // how quickly: bench/consensus-compare.ts (a wall-clock bound here would fail on a loaded machine)
+  it("compares long answers (agreeing ones slide along shared runs; others stop after the budget)", () => {
     const words = Array.from({ length: 20_000 }, (_, i) => `w${i % 97}`);
     const long = words.join(" ");
     const edited = ["first", ...words.slice(1, -1), "last"].join(" ");
     const other = words.map((w) => w + "x").join(" ");
-    const started = performance.now();
     expect(sameAnswer(long, long.replace("w5 ", "v5 "), 0.9)).toBe(true);
     expect(sameAnswer(long, edited, 0.9)).toBe(true);
     expect(sameAnswer(long, other, 0.9)).toBe(false);
-    expect(performance.now() - started).toBeLessThan(5_000);
   });
 });
 

@@ -1,105 +1,102 @@
 // Context: a document longer than a node can read is split on token counts with overlap, each chunk is read by
-// a node in parallel (map: notes on what matters for the request), and one node answers from the notes
-// (reduce), streamed. Notes too long for one node are combined in further rounds first.
+// a node in parallel (map: a note on what matters for the request), notes are merged in rounds until they fit one
+// prompt (combine), and one node answers from them (reduce), streamed. Budgets: budget.ts; prompts: context-prompts.ts.
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { ChatEvent } from "../orchestrator.ts";
-import type { RouteRequest } from "../router.ts";
+import type { Difficulty } from "../../db/schema.ts";
+import type { LiveNode } from "../../nodes/registry.ts";
 import type { TokenizerRates } from "../../../common/tokenizer-rates.ts";
-import { estimateTokens, ratesFor, splitByTokens, tokenWeight } from "./chunking.ts";
-import { connectedEligible, ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
+import { requireCapableNode } from "../capable-nodes.ts";
+import type { ChatEvent } from "../orchestrator.ts";
+import { contextBudgetFor, cutToTokens, packNotes, SAFETY_TOKENS, type ContextBudget } from "./budget.ts";
+import { estimateTokens, ratesFor, splitByTokens, tokenWeight, type TokenCounter } from "./chunking.ts";
+import { combineMessages, conversationTokens, EMPTY_NOTE, locateDocument, mapMessages, noteWeight, promptOverheadTokens, reduceMessages, widestHeaderTokens } from "./context-prompts.ts";
+import { ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
+import { nodesServing, parallelism, partDifficulty } from "./part-difficulty.ts";
 import type { ChatMessageInput, PartResult, PartSpec } from "./part.ts";
 
-/** Tokens kept free in a node's context beside a chunk: instructions and the request's own words. */
-const PROMPT_RESERVE_TOKENS = 512;
-/** The request is read from the document's first and last paragraphs when it sits in the document's message. */
-const CUE_PARAGRAPH_CHARS = 600;
-
-const MAP_INSTRUCTION =
-  "You read one part of a long document that is too large to read at once. Others read the other parts. " +
-  "Write concise notes of everything in your part that matters for the request below: facts, figures, names, " +
-  "quotes. Do not answer the request; if nothing in your part matters, answer with an empty note.";
-const REDUCE_INSTRUCTION = "A long document was read in parts; these are the readers' notes, in document order. Answer the request from them.";
-
-export interface ContextBudget {
-  /** Tokens per chunk. */
-  chunkTokens: number;
-  smallestContext: number | undefined;
-  /** How text is counted: the capable nodes' tokenizers where they report them, else the estimate. */
+/** A request's reading plan, for the nodes online now. */
+export interface ContextPlan {
+  /** Every part's difficulty: the request's own, not the document's length. */
+  difficulty: Difficulty;
+  /** Connected nodes that serve it. */
+  capable: LiveNode[];
   rates: TokenizerRates;
+  count: TokenCounter;
+  documentIndex: number;
+  /** As the prompts quote it: cut to an eighth of the window. */
+  request: string;
+  /** The conversation besides the document and the last user message: the reduce's context. */
+  others: ChatMessageInput[];
+  /** The whole conversation as one prompt. */
+  conversationTokens: number;
+  /** Undefined when the smallest window leaves no room for a chunk. */
+  budget: ContextBudget | undefined;
+  window: number | undefined;
 }
 
 /**
- * Tokens per chunk: CONTEXT_CHUNK_TOKENS, lowered so that a chunk, the instructions and the notes
- * (CONTEXT_NOTE_TOKENS) fit the smallest known context length among the nodes that may take the request
- * (unknown lengths do not count); counted at those nodes' tokenizer rates (chunking.ts: ratesFor).
+ * The plan: counted at the capable nodes' tokenizer rates (chunking.ts: ratesFor), sized to the smallest known
+ * window among them (the effective one: lowered when a node refused a prompt well below its declaration).
  */
-export function contextBudget(ctx: DivisionContext, task: DividedTask): ContextBudget {
-  const route: RouteRequest = { difficulty: task.difficulty, model: task.model, exclude: new Set() };
-  const capable = connectedEligible(ctx.registry, route);
-  // the effective window: the declared one, lowered when the node refused a prompt well below it
+export function planContext(ctx: DivisionContext, task: DividedTask): ContextPlan {
+  const messages = task.input.messages;
+  const { index, request: asked } = locateDocument(messages);
+  const difficulty = partDifficulty(task, asked);
+  const capable = nodesServing(ctx.registry.nodes(), difficulty, task.model);
   const lengths = capable.map((node) => node.contextLength).filter((length) => length > 0);
-  const smallestContext = lengths.length > 0 ? Math.min(...lengths) : undefined;
-  const fits = smallestContext === undefined ? Infinity : smallestContext - PROMPT_RESERVE_TOKENS - ctx.config.contextNoteTokens;
+  const window = lengths.length > 0 ? Math.min(...lengths) : undefined;
+  const rates = ratesFor(capable.map((node) => node.capabilities));
+  const count = (text: string) => tokenWeight(text, rates);
+  const request = window === undefined ? asked : cutToTokens(asked, Math.floor(window / 8), count);
+  const lastUser = messages.findLastIndex((m) => m.role === "user");
+  const others = messages.filter((_, i) => i !== index && i !== lastUser);
+  const overhead = promptOverheadTokens(request, others, count);
   return {
-    chunkTokens: Math.max(256, Math.min(ctx.config.contextChunkTokens, fits)),
-    smallestContext,
-    rates: ratesFor(capable.map((node) => node.capabilities)),
+    difficulty,
+    capable,
+    rates,
+    count,
+    documentIndex: index,
+    request,
+    others,
+    conversationTokens: conversationTokens(messages, count),
+    budget: contextBudgetFor(window, overhead, widestHeaderTokens(count), ctx.config),
+    window,
   };
 }
 
-/** Where the document is (the longest message) and what is asked about it. */
-export function locateDocument(messages: ChatMessageInput[]): { index: number; request: string } {
-  let index = 0;
-  for (let i = 1; i < messages.length; i++) if (messages[i]!.content.length > messages[index]!.content.length) index = i;
-  const lastUser = messages.findLastIndex((m) => m.role === "user");
-  if (lastUser >= 0 && lastUser !== index) return { index, request: messages[lastUser]!.content };
-  // the request sits in the document's own message: instructions come first or last
-  const paragraphs = messages[index]!.content.split(/\n\s*\n/).map((p) => p.trim()).filter((p) => p !== "");
-  const ends = [paragraphs[0], paragraphs.length > 1 ? paragraphs.at(-1) : undefined].filter((p): p is string => p !== undefined && p.length <= CUE_PARAGRAPH_CHARS);
-  return { index, request: ends.length > 0 ? ends.join("\n…\n") : "Summarise the document." };
+/** Whether one node reads the whole conversation: within a chunk's prompt, so with room for an answer. */
+export function fitsOneNode(plan: ContextPlan): boolean {
+  const limit = plan.budget ? plan.budget.chunkTokens + plan.budget.overheadTokens : (plan.window ?? Infinity) - SAFETY_TOKENS;
+  return plan.conversationTokens <= limit;
 }
 
 export async function* runContext(ctx: DivisionContext, task: DividedTask): AsyncGenerator<ChatEvent, void, undefined> {
   const parent = new ParentTask(ctx.journal, task, "context");
-  // as many chunks at once as nodes can read them; the others wait in the group, not in the network's queue
-  const capable = connectedEligible(ctx.registry, { difficulty: task.difficulty, model: task.model, exclude: new Set() }).length;
-  const group = new PartGroup(ctx.parts, task.input.signal, Math.max(1, capable));
+  let group: PartGroup | undefined;
   try {
+    const plan = planContext(ctx, task);
+    requireCapableNode(ctx.registry.nodes(), { difficulty: plan.difficulty, model: task.model, exclude: new Set() });
+    const budget = plan.budget;
+    if (!budget) {
+      const smallest = `the smallest context window among the nodes that serve ${plan.difficulty} requests (${plan.window} tokens)`;
+      throw new ConnectError(`${smallest} leaves no room for a chunk of a document beside the instructions and the request`, Code.FailedPrecondition);
+    }
+    // as many parts at once as the nodes have slots; the others wait in the group, not in the network's queue
+    group = new PartGroup(ctx.parts, task.input.signal, parallelism(plan.capable));
     const messages = task.input.messages;
-    const { chunkTokens, rates } = contextBudget(ctx, task);
-    const count = (text: string) => tokenWeight(text, rates);
-    const { index, request } = locateDocument(messages);
-    const chunks = splitByTokens(messages[index]!.content, chunkTokens, ctx.config.contextOverlapTokens, count);
-    if (chunks.length > ctx.config.contextMaxChunks) {
-      throw new ConnectError(`messages[${index}].content: the document needs ${chunks.length} chunks of ${chunkTokens} tokens; the limit is ${ctx.config.contextMaxChunks}`, Code.InvalidArgument);
-    }
-    const base = partBase(task);
+    const base = partBase(task, plan.difficulty);
     let finalMessages: ChatMessageInput[] = messages;
-    if (chunks.length > 1) {
-      ctx.journal.note(task.taskId, "queued", null, `document of about ${estimateTokens(messages[index]!.content, rates)} tokens in ${chunks.length} chunks of ≤ ${chunkTokens}`);
-      const noteTokens = ctx.config.contextNoteTokens;
-      let notes = yield* mapRound(group, parent, base, noteTokens, chunks.map((chunk, i) => mapMessages(request, chunk.text, i, chunks.length)));
-      // notes too long for one node are combined in rounds until they fit
-      for (let round = 2; estimateTokens(notes.join("\n\n"), rates) > chunkTokens && notes.length > 1; round++) {
-        const batches = splitByTokens(notes.map((note, i) => `[Part ${i + 1}]\n${note}`).join("\n\n"), chunkTokens, 0, count);
-        // no progress (single notes near the budget): the reduce gets them as they are, and a node whose context
-        // they overflow fails it with CONTEXT_TOO_LONG
-        if (batches.length >= notes.length) break;
-        notes = yield* mapRound(group, parent, base, noteTokens, batches.map((batch, i) => mapMessages(request, batch.text, i, batches.length)));
-      }
-      const lastUser = messages.findLastIndex((m) => m.role === "user");
-      const others = messages.filter((_, i) => i !== index && i !== lastUser);
-      finalMessages = [...others, { role: "user", content: reducePrompt(request, notes) }];
-    }
-    // the reduce (or the only chunk) streams to the client
+    if (!fitsOneNode(plan)) finalMessages = yield* readDocument(ctx, task, plan, budget, group, parent, base);
+    // the reduce (or the whole conversation, when one node reads it) streams to the client
     const reduceIndex = group.start({ ...base, taskId: randomUUID(), started: Date.now(), messages: finalMessages, maxTokens: task.maxTokens, temperature: task.input.temperature });
     for (;;) {
       const next = await group.events.next();
       if (next.done) throw new ConnectError("the answer ended without a result", Code.Internal);
       const item = next.value;
       if (item.index !== reduceIndex) continue;
-      if (item.kind === "error") throw item.error.code === Code.Canceled ? item.error : new ConnectError(`the final answer could not be completed: ${item.error.rawMessage}`, item.error.code);
+      if (item.kind === "error") throw partFailure("the final answer could not be completed", item.error);
       if (item.kind === "result") {
         yield parent.complete(item.result, [item.result], item.result.nodeIds, false);
         return;
@@ -115,51 +112,92 @@ export async function* runContext(ctx: DivisionContext, task: DividedTask): Asyn
   } catch (err) {
     throw parent.fail(err);
   } finally {
-    group.cancelAll();
+    group?.cancelAll();
     parent.settle();
   }
 }
 
+/** Map and combine: the reduce's conversation, whose notes fit one chunk's budget. */
+async function* readDocument(
+  ctx: DivisionContext,
+  task: DividedTask,
+  plan: ContextPlan,
+  budget: ContextBudget,
+  group: PartGroup,
+  parent: ParentTask,
+  base: PartBase,
+): AsyncGenerator<ChatEvent, ChatMessageInput[], undefined> {
+  const document = task.input.messages[plan.documentIndex]!.content;
+  const chunks = splitByTokens(document, budget.chunkTokens, budget.overlapTokens, plan.count);
+  const documentTokens = estimateTokens(document, plan.rates);
+  if (chunks.length > ctx.config.contextMaxChunks) {
+    const window = plan.window === undefined ? "" : ` for the nodes' context window of ${plan.window}`;
+    throw new ConnectError(
+      `messages[${plan.documentIndex}].content: the document of about ${documentTokens} tokens needs ${chunks.length} chunks of ${budget.chunkTokens} tokens${window}; the limit is ${ctx.config.contextMaxChunks} (CONTEXT_MAX_CHUNKS)`,
+      Code.InvalidArgument,
+    );
+  }
+  ctx.journal.note(
+    task.taskId,
+    "queued",
+    null,
+    `document of about ${documentTokens} tokens in ${chunks.length} chunks of ≤ ${budget.chunkTokens} (window ${plan.window ?? "unknown"}, prompt ${budget.overheadTokens}, notes ≤ ${budget.noteTokens})`,
+  );
+  const read = (what: string, prompts: ChatMessageInput[][]) => readRound(group, parent, base, budget, plan.count, what, prompts);
+  let notes = yield* read("chunk", chunks.map((chunk, i) => mapMessages(plan.request, chunk.text, i, chunks.length)));
+  // each round packs the notes into batches of ≤ B; a note takes ≤ B / 2, so a batch holds two at least and the
+  // count at least halves (budget.ts: packNotes) until the notes fit one prompt
+  for (let round = 2; notes.length > 1; round++) {
+    const weights = notes.map((note, i) => noteWeight(note, i, notes.length, plan.count));
+    if (weights.reduce((sum, w) => sum + w, 0) <= budget.chunkTokens) break;
+    const batches = packNotes(weights, budget.chunkTokens);
+    const current = notes;
+    notes = yield* read(`batch of notes (round ${round})`, batches.map(([from, to]) => combineMessages(plan.request, current, from, to)));
+  }
+  return reduceMessages(plan.others, plan.request, notes);
+}
+
 type PartBase = Omit<PartSpec, "signal" | "taskId" | "messages" | "maxTokens" | "started">;
 
-function partBase(task: DividedTask): PartBase {
+function partBase(task: DividedTask, difficulty: Difficulty): PartBase {
   return {
     parentId: task.taskId,
     mode: "context",
-    difficulty: task.difficulty,
+    difficulty,
     classifier: task.classifier,
     model: task.model,
     accountId: task.input.accountId,
     clientAddress: task.input.clientAddress,
     reward: "now",
-    wait: "queue",
+    // a part waits for a busy node, never for one that is not online
+    wait: "while-possible",
   };
 }
 
-/** Runs one map round in parallel; resolves with the notes in order, or throws when a chunk cannot be read. */
-async function* mapRound(
+/** Runs one round of notes in parallel; resolves with the notes in order, each held to the note cap. */
+async function* readRound(
   group: PartGroup,
   parent: ParentTask,
   base: PartBase,
-  noteTokens: number,
+  budget: ContextBudget,
+  count: TokenCounter,
+  what: string,
   prompts: ChatMessageInput[][],
 ): AsyncGenerator<ChatEvent, string[], undefined> {
-  const indices = prompts.map((messages) => group.start({ ...base, taskId: randomUUID(), started: Date.now(), messages, maxTokens: noteTokens, temperature: 0 }));
+  const indices = prompts.map((messages) => group.start({ ...base, taskId: randomUUID(), started: Date.now(), messages, maxTokens: budget.noteTokens, temperature: 0 }));
   const position = new Map(indices.map((groupIndex, i) => [groupIndex, i]));
   const notes: string[] = new Array<string>(prompts.length).fill("");
   const results: PartResult[] = [];
   while (results.length < prompts.length) {
     const next = await group.events.next();
-    if (next.done) throw new ConnectError("the map round ended early", Code.Internal);
+    if (next.done) throw new ConnectError(`the round of ${what}s ended early`, Code.Internal);
     const item = next.value;
     const i = position.get(item.index);
     if (i === undefined) continue;
-    if (item.kind === "error") {
-      if (item.error.code === Code.Canceled) throw item.error;
-      throw new ConnectError(`chunk ${i + 1} of ${prompts.length} could not be read: ${item.error.rawMessage}`, item.error.code);
-    }
+    if (item.kind === "error") throw partFailure(`${what} ${i + 1} of ${prompts.length} could not be read`, item.error);
     if (item.kind === "result") {
-      notes[i] = item.result.text.trim();
+      // a note of N tokens may count for more at the splitting rates: held to the cap, it takes ≤ B / 2 in a prompt
+      notes[i] = cutToTokens(item.result.text.trim() || EMPTY_NOTE, budget.noteCapTokens, count);
       results.push(item.result);
     } else if (item.event.type === "assigned") {
       const accepted = parent.accept(item.event.node);
@@ -169,14 +207,13 @@ async function* mapRound(
   return notes;
 }
 
-function mapMessages(request: string, chunk: string, index: number, count: number): ChatMessageInput[] {
-  return [
-    { role: "system", content: MAP_INSTRUCTION },
-    { role: "user", content: `The request: ${request}\n\nPart ${index + 1} of ${count} of the document:\n\n${chunk}` },
-  ];
-}
-
-function reducePrompt(request: string, notes: string[]): string {
-  const body = notes.map((note, i) => `[Part ${i + 1} of ${notes.length}]\n${note || "(nothing relevant)"}`).join("\n\n");
-  return `${REDUCE_INSTRUCTION}\n\n${body}\n\nThe request: ${request}`;
+/**
+ * A part's failure as the request's: the budgets are the coordinator's, so a part refused as too long (or any
+ * other refusal of what the coordinator wrote) is Internal, never the caller's InvalidArgument; nodes missing,
+ * busy or late keep their code. The client's cancel stays a cancel.
+ */
+function partFailure(what: string, error: ConnectError): ConnectError {
+  if (error.code === Code.Canceled) return error;
+  const kept = error.code === Code.Unavailable || error.code === Code.ResourceExhausted || error.code === Code.DeadlineExceeded;
+  return new ConnectError(`${what}: ${error.rawMessage}`, kept ? error.code : Code.Internal);
 }

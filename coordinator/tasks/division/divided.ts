@@ -8,11 +8,11 @@ import type { LiveNode, NodeRegistry } from "../../nodes/registry.ts";
 import type { TaskJournal } from "../journal.ts";
 import type { ChatEvent, ChatInput } from "../orchestrator.ts";
 import { eligible, type RouteRequest } from "../router.ts";
-import { estimateTokens } from "./chunking.ts";
 import { runConsensus } from "./consensus.ts";
-import { contextBudget, runContext } from "./context.ts";
+import { fitsOneNode, planContext, runContext } from "./context.ts";
 import type { MismatchRecorder } from "./mismatch.ts";
 import { chooseAutoMode } from "./mode.ts";
+import { hardest, nodesServing, partDifficulty } from "./part-difficulty.ts";
 import type { PartEvent, PartResult, PartRunner, PartSpec } from "./part.ts";
 import { ruleBasedParts } from "./planner.ts";
 import { runSubtasks } from "./subtasks.ts";
@@ -44,19 +44,24 @@ export function runDivided(ctx: DivisionContext, task: DividedTask, mode: Exclud
   return runContext(ctx, task);
 }
 
-/** auto's concrete mode for this request and the nodes connected now (see mode.ts for the rule). */
+/**
+ * auto's concrete mode for this request and the nodes online now (see mode.ts for the rule): each candidate's parts
+ * are judged on their own (part-difficulty.ts) and counted against the nodes that serve them, so auto never picks a
+ * mode that waits for a tier that is not online when another mode's parts can be served.
+ */
 export function autoMode(ctx: DivisionContext, task: DividedTask): DivisionMode {
   const messages = task.input.messages;
-  const longest = messages.reduce((max, m) => Math.max(max, m.content.length), 0);
+  const plan = planContext(ctx, task);
   const lastUser = messages.findLast((m) => m.role === "user")?.content ?? "";
-  const request: RouteRequest = { difficulty: task.difficulty, model: task.model, exclude: new Set() };
-  const budget = contextBudget(ctx, task);
+  const parts = ruleBasedParts(lastUser, ctx.config.subtasksMaxParts);
+  const serving = (difficulty: Difficulty) => nodesServing(ctx.registry.nodes(), difficulty, task.model).length;
   const choice = chooseAutoMode({
-    longestMessageTokens: estimateTokens(messages.find((m) => m.content.length === longest)?.content ?? "", budget.rates),
-    contextBudgetTokens: budget.chunkTokens,
+    conversationTokens: plan.conversationTokens,
+    fitsOneNode: fitsOneNode(plan),
     difficulty: task.difficulty,
-    ruleParts: ruleBasedParts(lastUser, ctx.config.subtasksMaxParts).length,
-    capableNodes: connectedEligible(ctx.registry, request).length,
+    wholeNodes: serving(task.difficulty),
+    ruleParts: parts.length,
+    partNodes: parts.length >= 2 ? serving(hardest(parts.map((part) => partDifficulty(task, part)))) : 0,
   });
   ctx.logger.debug({ taskId: task.taskId, mode: choice.mode, reason: choice.reason }, "auto division mode");
   return choice.mode;
@@ -186,7 +191,7 @@ export class PartGroup {
   constructor(
     private readonly parts: PartRunner,
     signal: AbortSignal,
-    private readonly limit = Infinity,
+    private limit = Infinity,
   ) {
     if (signal.aborted) this.#client.abort(signal.reason);
     else signal.addEventListener("abort", () => this.#detached || this.#client.abort(signal.reason), { once: true });
@@ -215,6 +220,12 @@ export class PartGroup {
     return index;
   }
 
+  /** Changes how many parts run at once (subtasks: once the plan's parts and their nodes are known). */
+  setLimit(limit: number): void {
+    this.limit = Math.max(1, limit);
+    this.#launch();
+  }
+
   /** Parts started and not yet settled. */
   get running(): number {
     return this.#running;
@@ -226,6 +237,14 @@ export class PartGroup {
   }
 
   #launch(): void {
+    // the client has gone: a part that has not started never will (its row is closed, no node is asked)
+    if (this.#client.signal.aborted) {
+      for (const { index, spec } of this.#pending.splice(0)) {
+        this.parts.abandon(spec, "the client cancelled the request before this part started");
+        this.events.push({ index, kind: "error", error: new ConnectError("the client cancelled the request", Code.Canceled) });
+      }
+      return;
+    }
     while (this.#running < this.limit && this.#pending.length > 0) {
       const { index, spec } = this.#pending.shift()!;
       this.#running++;

@@ -1,4 +1,4 @@
-// Division modes as requests name them, and the choice `auto` makes from a request's size and difficulty.
+// Division modes as requests name them, and the choice `auto` makes from a request's size, difficulty and the nodes online.
 import { DivisionMode as ProtoDivisionMode } from "../../../gen/iris/v1/common_pb.ts";
 import type { Difficulty, DivisionMode } from "../../db/schema.ts";
 
@@ -17,31 +17,37 @@ export function parseDivisionMode(name: string): RequestedDivisionMode | undefin
 }
 
 export interface AutoFacts {
-  /** Estimated tokens of the request's longest message (the document, if there is one). */
-  longestMessageTokens: number;
-  /** The most tokens one node can read at once, for this request (see context.ts). */
-  contextBudgetTokens: number;
+  /** Tokens of the whole conversation as one node would read it (counted at the capable nodes' rates). */
+  conversationTokens: number;
+  /** Whether one node reads the conversation within a chunk's budget (context.ts: fitsOneNode). */
+  fitsOneNode: boolean;
+  /** The request's difficulty, as a whole. */
   difficulty: Difficulty;
+  /** Connected nodes that serve the request as a whole. */
+  wholeNodes: number;
   /** Parts the rule-based planner finds (numbered items, several questions); 0 or 1 when it finds none. */
   ruleParts: number;
-  /** Connected nodes that serve the difficulty now. */
-  capableNodes: number;
+  /** Connected nodes that serve the hardest of those parts, each judged on its own; 0 without parts. */
+  partNodes: number;
 }
 
 /**
- * auto's choice, in this order: a message longer than one node can read → context (nothing else can answer
- * it); a COMPLEX or ADVANCED request that lists independent parts, with at least two capable nodes →
- * subtasks; anything else → single. auto never picks consensus: it triples the cost, so it is for callers
- * who ask for verification.
+ * auto's choice, in this order: a conversation longer than one node can read → context (nothing else can answer
+ * it; its parts are judged on the request alone, not the document's length); independent parts that the nodes
+ * online can serve → subtasks, when no online node serves the request as a whole, or when it is COMPLEX or ADVANCED
+ * and two nodes can share the parts; anything else → single. So a request whose tier is not online is split when
+ * its parts' tiers are; when neither is, single says so at once. auto never picks consensus: it triples the cost,
+ * so it is for callers who ask for verification.
  */
 export function chooseAutoMode(facts: AutoFacts): { mode: DivisionMode; reason: string } {
-  if (facts.longestMessageTokens > facts.contextBudgetTokens) {
-    return { mode: "context", reason: `about ${facts.longestMessageTokens} tokens exceed one node's budget of ${facts.contextBudgetTokens}` };
+  if (!facts.fitsOneNode) {
+    return { mode: "context", reason: `about ${facts.conversationTokens} tokens exceed what one node reads` };
   }
-  if (facts.difficulty !== "SIMPLE" && facts.ruleParts >= 2 && facts.capableNodes >= 2) {
-    return { mode: "subtasks", reason: `${facts.ruleParts} independent parts and ${facts.capableNodes} capable nodes` };
+  if (facts.ruleParts >= 2 && facts.partNodes >= 1) {
+    if (facts.wholeNodes === 0) return { mode: "subtasks", reason: `no node online serves ${facts.difficulty} requests; ${facts.partNodes} serve its ${facts.ruleParts} parts` };
+    if (facts.difficulty !== "SIMPLE" && facts.partNodes >= 2) return { mode: "subtasks", reason: `${facts.ruleParts} independent parts and ${facts.partNodes} capable nodes` };
   }
-  return { mode: "single", reason: "fits one node" };
+  return { mode: "single", reason: facts.wholeNodes > 0 ? "fits one node" : "no mode's parts are served by a node online" };
 }
 
 const fromProto: Record<ProtoDivisionMode, RequestedDivisionMode> = {

@@ -3,6 +3,7 @@
 import type { Difficulty, DivisionMode, JsonValue } from "../../db/schema.ts";
 import type { LiveNode } from "../../nodes/registry.ts";
 import type { TaskOutcome } from "../../reputation/ledger.ts";
+import type { ContextNeed } from "../context-fit.ts";
 import type { ModelIdentity } from "../router.ts";
 
 export type ChatMessageInput = { role: "system" | "user" | "assistant"; content: string };
@@ -24,6 +25,8 @@ export interface PartSpec {
   model?: string;
   sameModel?: ModelIdentity;
   reputationAbove?: number;
+  /** Only nodes whose context window holds this (the whole conversation on one node); undefined: any window. */
+  context?: ContextNeed;
   /** Nodes not to use; nodes that fail this part are added to it. */
   exclude?: Set<string>;
   /** Siblings sharing `exclude` run on different nodes: every node this part gets is added to it at once. */
@@ -48,7 +51,7 @@ export interface PartSpec {
 }
 
 export type PartEvent =
-  | { type: "queued"; position: number; maxWaitMs: number }
+  | { type: "queued"; position: number; maxWaitMs: number; estimatedWaitMs?: number }
   | { type: "assigned"; node: LiveNode; attempt: number }
   | { type: "token"; text: string };
 

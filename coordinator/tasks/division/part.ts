@@ -12,15 +12,19 @@ import type { LiveNode, NodeRegistry } from "../../nodes/registry.ts";
 import { servesDifficulty, tiersServing } from "../../nodes/tier.ts";
 import type { TaskOutcome, TaskOutcomeInput } from "../../reputation/ledger.ts";
 import { Attempt } from "../attempt.ts";
+import { afterContextRefusal } from "../capable-nodes.ts";
+import { contextNeed } from "../context-fit.ts";
 import type { TaskJournal } from "../journal.ts";
 import { WaitQueue, type Waiter } from "../queue.ts";
 import { deadlineMs, eligible, pickNode, type DifficultyTimeouts, type RouteRequest } from "../router.ts";
+import { estimateQueueWaitMs } from "../wait-estimate.ts";
 import type { PartEvent, PartResult, PartSpec } from "./part-spec.ts";
 
 export type { ChatMessageInput, PartEvent, PartResult, PartSpec } from "./part-spec.ts";
 
 export interface PartRunnerConfig {
-  queue: { maxLength: number; maxWaitMs: number };
+  /** updateMs: how often a waiting request is told its position and estimate again (default 2 s). */
+  queue: { maxLength: number; maxWaitMs: number; updateMs?: number };
   timeoutsMs: DifficultyTimeouts;
   maxAttempts: number;
 }
@@ -33,8 +37,6 @@ type Outcome =
   | { kind: "invalid"; reason: string }
   | { kind: "fatal"; error: ConnectError };
 
-/** Node errors that another node would hit just the same. */
-const notRetryable = new Set([TaskErrorReason.CONTEXT_TOO_LONG]);
 const roleEnum = { system: Role.SYSTEM, user: Role.USER, assistant: Role.ASSISTANT } as const;
 
 export class PartRunner {
@@ -48,7 +50,7 @@ export class PartRunner {
     private readonly throughput?: { record(tokens?: number): void },
     private readonly outcomes?: { record(input: TaskOutcomeInput): void },
   ) {
-    this.#queue = new WaitQueue(config.queue.maxLength, (request) => pickNode(registry.nodes(), request));
+    this.#queue = new WaitQueue(config.queue.maxLength, (request) => pickNode(registry.nodes(), request), config.queue.updateMs ?? 2_000);
     registry.onCapacity(() => this.#queue.drain());
   }
 
@@ -87,6 +89,7 @@ export class PartRunner {
       exclude: spec.exclude ?? new Set(),
       sameModel: spec.sameModel,
       reputationAbove: spec.reputationAbove,
+      context: spec.context,
     };
     const exclude = request.exclude as Set<string>;
     const log = this.logger.child({ taskId });
@@ -98,6 +101,9 @@ export class PartRunner {
     const onAbort = () => attempt?.events.push({ kind: "aborted" });
     spec.signal.addEventListener("abort", onAbort);
     try {
+      // an abort before the listener (the client left while the request was classified or waited in its group)
+      // fires no event: without this the part would wait in the queue, or run on a node, for nobody
+      if (spec.signal.aborted) throw new ConnectError("the client cancelled the request", Code.Canceled);
       for (let tries = 1; ; tries++) {
         attempt = yield* this.#acquire(taskId, request, spec, started);
         const node = attempt.node;
@@ -185,9 +191,11 @@ export class PartRunner {
             break;
           } else if (event.kind === "error") {
             const reason = `node ${node.id}: ${TaskErrorReason[event.error.reason] ?? "error"}: ${event.error.message}`;
-            outcome = notRetryable.has(event.error.reason)
-              ? { kind: "fatal", error: new ConnectError(reason, Code.InvalidArgument) }
-              : { kind: "retry", reason };
+            // too long for this node's window: another with a larger one may take it, else the caller hears why in words
+            const tooLong = event.error.reason === TaskErrorReason.CONTEXT_TOO_LONG;
+            const need = spec.context ?? contextNeed([...spec.messages, { content: streamed.join("") }], maxTokens);
+            const refusal = tooLong ? afterContextRefusal(this.registry.nodes(), request, node, need) : undefined;
+            outcome = refusal ? { kind: "fatal", error: refusal } : { kind: "retry", reason };
             break;
           } else if (event.kind === "lost") {
             outcome = { kind: "retry", reason: `node ${node.id} was lost: ${event.reason}` };
@@ -264,14 +272,18 @@ export class PartRunner {
       position: (position) => events.push({ kind: "position", position }),
     };
     this.#queue.enqueue(waiter);
+    const waitUntil = Date.now() + maxWaitMs;
     const timer = setTimeout(() => events.push({ kind: "timeout" }), maxWaitMs);
     const onAbort = () => events.push({ kind: "aborted" });
     spec.signal.addEventListener("abort", onAbort);
+    if (spec.signal.aborted) onAbort();
     try {
       for await (const event of events) {
         if (event.kind === "claimed") return event.attempt;
-        if (event.kind === "position") yield { type: "queued", position: event.position, maxWaitMs: Math.max(0, maxWaitMs - (Date.now() - started)) };
-        else if (event.kind === "aborted") throw new ConnectError("the client cancelled the request", Code.Canceled);
+        if (event.kind === "position") {
+          const estimatedWaitMs = estimateQueueWaitMs(this.registry.nodes(), request, event.position);
+          yield { type: "queued", position: event.position, maxWaitMs: Math.max(0, waitUntil - Date.now()), ...(estimatedWaitMs !== undefined ? { estimatedWaitMs } : {}) };
+        } else if (event.kind === "aborted") throw new ConnectError("the client cancelled the request", Code.Canceled);
         else throw this.#noNodeError(request.difficulty, maxWaitMs);
       }
       throw new Error("the wait ended without a node");

@@ -41,6 +41,14 @@ describe("ruleBasedParts", () => {
       request: "1. Explain caching\n   with an example\n2. Explain sharding",
       parts: ["Explain caching\n   with an example", "Explain sharding"],
     },
+    { name: "a numbered list run on in one line (the README's example)", request: "1. Define TCP. 2. Define UDP.", parts: ["Define TCP.", "Define UDP."] },
+    {
+      name: "a one-line list after an introduction",
+      request: "Compare them: 1) define TCP 2) define UDP 3) define IP",
+      parts: ["Compare them:\n\ndefine TCP", "Compare them:\n\ndefine UDP", "Compare them:\n\ndefine IP"],
+    },
+    { name: "a number ending a sentence is no item", request: "I counted 1. Then I counted 2. Done.", parts: [] },
+    { name: "a dotted number inside a clause is no item", request: "We need 1. apples and 2. pears", parts: [] },
     { name: "numbers out of order are not a list", request: "2. b\n1. a", parts: [] },
     { name: "one item is not a list", request: "1. only this", parts: [] },
     {

@@ -58,11 +58,12 @@ const numbered = /^[ \t]*(?:\(?(\d{1,2})[.)]|(\d{1,2})\s*[-–:])[ \t]+(\S.*)$/;
 
 /**
  * Parts the rules find: a numbered list (items 1, 2, 3… in order; text before item 1 is an introduction
- * repeated in every part, lines after an item belong to it), else two or more questions in a short request
- * (statements before the first question are repeated in every part). [] when neither applies.
+ * repeated in every part, lines after an item belong to it), one item a line or, in a short request, run on in
+ * one line ("1. Define TCP. 2. Define UDP."); else two or more questions in a short request (statements before
+ * the first question are repeated in every part). [] when none applies.
  */
 export function ruleBasedParts(request: string, maxParts: number): string[] {
-  const list = numberedItems(request);
+  const list = numberedItems(request) ?? inlineItems(request);
   if (list) return fold(list, maxParts);
   const questions = separateQuestions(request);
   return questions ? fold(questions, maxParts) : [];
@@ -82,6 +83,30 @@ function numberedItems(request: string): string[] | undefined {
   if (items.length < 2) return undefined;
   const preamble = intro.join("\n").trim();
   return items.map((item) => withPreamble(preamble, item.join("\n").trim()));
+}
+
+/**
+ * Items numbered in the running text: "1." (or "1)", "(1)") at the start or after a space, then "2." after a space,
+ * and so on; a "2." must follow the end of a sentence or clause (". 2. ", ": 2. ", "; 2. ") so that a number ending a
+ * sentence ("I have 2. Then…") starts nothing, while "2)" and "(2)" are markers wherever they stand.
+ */
+function inlineItems(request: string): string[] | undefined {
+  if (request.length > MAX_QUESTION_SPLIT_CHARS) return undefined;
+  const starts: { at: number; body: number }[] = [];
+  const marker = /(^|\s)(?:\((\d{1,2})\)|(\d{1,2})([.)]))[ \t]+(?=\S)/g;
+  for (const match of request.matchAll(marker)) {
+    const number = Number(match[2] ?? match[3]);
+    if (number !== starts.length + 1) continue;
+    const at = match.index + match[1]!.length;
+    const dotted = match[4] === ".";
+    if (dotted && starts.length > 0 && !/[.!?;:,]\s*$/.test(request.slice(0, at))) continue;
+    starts.push({ at, body: match.index + match[0].length });
+  }
+  if (starts.length < 2) return undefined;
+  const preamble = request.slice(0, starts[0]!.at).trim();
+  const items = starts.map((start, i) => request.slice(start.body, starts[i + 1]?.at ?? request.length).trim());
+  if (items.some((item) => item === "")) return undefined;
+  return items.map((item) => withPreamble(preamble, item));
 }
 
 function separateQuestions(request: string): string[] | undefined {

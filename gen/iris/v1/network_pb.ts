@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/network.proto.
  */
 export const file_iris_v1_network: GenFile = /*@__PURE__*/
-  fileDesc("ChVpcmlzL3YxL25ldHdvcmsucHJvdG8SB2lyaXMudjEiEQoPR2V0U3RhdHNSZXF1ZXN0IjgKCVRpZXJDb3VudBIbCgR0aWVyGAEgASgOMg0uaXJpcy52MS5UaWVyEg4KBm9ubGluZRgCIAEoDSLaAQoMTmV0d29ya1N0YXRzEikKDW5vZGVzX2J5X3RpZXIYASADKAsyEi5pcmlzLnYxLlRpZXJDb3VudBIUCgxub2Rlc19vbmxpbmUYAiABKA0SFwoPdGFza3NfY29tcGxldGVkGAMgASgEEhQKDHRhc2tzX2ZhaWxlZBgEIAEoBBIVCg10YXNrc19ydW5uaW5nGAUgASgNEhQKDHF1ZXVlX2xlbmd0aBgGIAEoDRIZChF0b2tlbnNfcGVyX3NlY29uZBgHIAEoARISCgphdF91bml4X21zGAggASgEIjgKEEdldFN0YXRzUmVzcG9uc2USJAoFc3RhdHMYASABKAsyFS5pcmlzLnYxLk5ldHdvcmtTdGF0cyI5ChFXYXRjaFN0YXRzUmVxdWVzdBIkCgtpbnRlcnZhbF9tcxgBIAEoDUIPukgM2AEBKgcY4NQDKPoBIjoKEldhdGNoU3RhdHNSZXNwb25zZRIkCgVzdGF0cxgBIAEoCzIVLmlyaXMudjEuTmV0d29ya1N0YXRzIqQDCghOb2RlSW5mbxIPCgdub2RlX2lkGAEgASgJEhsKBHRpZXIYAiABKA4yDS5pcmlzLnYxLlRpZXISEgoKbW9kZWxfbmFtZRgDIAEoCRIXCg9wYXJhbWV0ZXJfY291bnQYBCABKAQSFAoMcXVhbnRpemF0aW9uGAUgASgJEhoKBGdwdXMYBiADKAsyDC5pcmlzLnYxLkdwdRIZChF0b2tlbnNfcGVyX3NlY29uZBgHIAEoARISCgpyZXB1dGF0aW9uGAggASgBEgwKBGxvYWQYCSABKAESFAoMYWN0aXZlX3Rhc2tzGAogASgNEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAsgASgNEg4KBm9ubGluZRgMIAEoCBIZChFsYXN0X3NlZW5fdW5peF9tcxgNIAEoBBIRCglzdXNwZW5kZWQYDiABKAgSLwoMdmVyaWZpY2F0aW9uGA8gASgLMhkuaXJpcy52MS5Ob2RlVmVyaWZpY2F0aW9uEhYKDmNvbnRleHRfbGVuZ3RoGBAgASgNEhMKC3RpZXJfcmVhc29uGBEgASgJIrMCChBOb2RlVmVyaWZpY2F0aW9uEiQKBXNwZWVkGAEgASgOMhUuaXJpcy52MS5WZXJpZmljYXRpb24SIgoabWVhc3VyZWRfdG9rZW5zX3Blcl9zZWNvbmQYAiABKAESFQoNc3BlZWRfc2FtcGxlcxgDIAEoDRIjCgRzaXplGAQgASgOMhUuaXJpcy52MS5WZXJpZmljYXRpb24SJAoFbW9kZWwYBSABKA4yFS5pcmlzLnYxLlZlcmlmaWNhdGlvbhIWCg5tb2RlbF9ldmlkZW5jZRgGIAEoCRIUCgxtb2RlbF9zaGEyNTYYByABKAkSJgoHY29udGV4dBgIIAEoDjIVLmlyaXMudjEuVmVyaWZpY2F0aW9uEh0KFXByb3Zlbl9jb250ZXh0X3Rva2VucxgJIAEoDSJAChBMaXN0Tm9kZXNSZXF1ZXN0EhMKC29ubGluZV9vbmx5GAEgASgIEhcKBWxpbWl0GAIgASgNQgi6SAUqAxjoByI1ChFMaXN0Tm9kZXNSZXNwb25zZRIgCgVub2RlcxgBIAMoCzIRLmlyaXMudjEuTm9kZUluZm8iMAoVR2V0TGVhZGVyYm9hcmRSZXF1ZXN0EhcKBWxpbWl0GAEgASgNQgi6SAUqAxjoByJ7ChBMZWFkZXJib2FyZEVudHJ5EgwKBHJhbmsYASABKA0SDwoHbm9kZV9pZBgCIAEoCRISCgpyZXB1dGF0aW9uGAMgASgBEhsKBHRpZXIYBCABKA4yDS5pcmlzLnYxLlRpZXISFwoPdGFza3NfY29tcGxldGVkGAUgASgEIkQKFkdldExlYWRlcmJvYXJkUmVzcG9uc2USKgoHZW50cmllcxgBIAMoCzIZLmlyaXMudjEuTGVhZGVyYm9hcmRFbnRyeSKJAwoIVGFza0luZm8SDwoHdGFza19pZBgBIAEoCRIjCgZzdGF0dXMYAiABKA4yEy5pcmlzLnYxLlRhc2tTdGF0dXMSJwoKZGlmZmljdWx0eRgDIAEoDjITLmlyaXMudjEuRGlmZmljdWx0eRIbCgR0aWVyGAQgASgOMg0uaXJpcy52MS5UaWVyEg8KB25vZGVfaWQYBSABKAkSHQoFdXNhZ2UYBiABKAsyDi5pcmlzLnYxLlVzYWdlEh4KFnRpbWVfdG9fZmlyc3RfdG9rZW5fbXMYByABKA0SEAoIdG90YWxfbXMYCCABKA0SFgoOZmFpbHVyZV9yZWFzb24YCSABKAkSGgoSY3JlYXRlZF9hdF91bml4X21zGAogASgEEiwKDWRpdmlzaW9uX21vZGUYCyABKA4yFS5pcmlzLnYxLkRpdmlzaW9uTW9kZRIWCg5wYXJlbnRfdGFza19pZBgMIAEoCRIlCgdwdXJwb3NlGA0gASgOMhQuaXJpcy52MS5UYXNrUHVycG9zZSJFChBMaXN0VGFza3NSZXF1ZXN0EhcKBWxpbWl0GAEgASgNQgi6SAUqAxjoBxIYCgdub2RlX2lkGAIgASgJQge6SARyAhhAIjUKEUxpc3RUYXNrc1Jlc3BvbnNlEiAKBXRhc2tzGAEgAygLMhEuaXJpcy52MS5UYXNrSW5mbyKuAQobR2V0UmVwdXRhdGlvbkhpc3RvcnlSZXF1ZXN0EhwKB25vZGVfaWQYASABKAlCCbpIBnIEEAEYQEgAEkYKC2FjY291bnRfa2V5GAIgASgJQi+6SCxyKjIoXlswLTldezR9ID9bMC05XXs0fSA/WzAtOV17NH0gP1swLTldezR9JEgAEhcKBWxpbWl0GAMgASgNQgi6SAUqAxjoB0IQCgdzdWJqZWN0EgW6SAIIASKQAQoPUmVwdXRhdGlvbkV2ZW50Eg8KB25vZGVfaWQYASABKAkSDAoEcnVsZRgCIAEoCRINCgVkZWx0YRgDIAEoARIYChByZXB1dGF0aW9uX2FmdGVyGAQgASgBEg8KB3Rhc2tfaWQYBSABKAkSEgoKYXRfdW5peF9tcxgGIAEoBBIQCghldmlkZW5jZRgHIAEoCSJIChxHZXRSZXB1dGF0aW9uSGlzdG9yeVJlc3BvbnNlEigKBmV2ZW50cxgBIAMoCzIYLmlyaXMudjEuUmVwdXRhdGlvbkV2ZW50IkkKEkxpc3RQYXlvdXRzUmVxdWVzdBIzCgVtb250aBgBIAEoCUIkukghch8yHV4kfF5bMC05XXs0fS0oMFsxLTldfDFbMC0yXSkkIlEKBlBheW91dBINCgVtb250aBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEg4KBmFtb3VudBgDIAEoBBIUCgxjb250cmlidXRpb24YBCABKAEiNwoTTGlzdFBheW91dHNSZXNwb25zZRIgCgdwYXlvdXRzGAEgAygLMg8uaXJpcy52MS5QYXlvdXQiLgoQQ2xlYXJOb2RlUmVxdWVzdBIaCgdub2RlX2lkGAEgASgJQgm6SAZyBBABGEAiNAoRQ2xlYXJOb2RlUmVzcG9uc2USHwoEbm9kZRgBIAEoCzIRLmlyaXMudjEuTm9kZUluZm8qnAEKDFZlcmlmaWNhdGlvbhIcChhWRVJJRklDQVRJT05fVU5TUEVDSUZJRUQQABIZChVWRVJJRklDQVRJT05fREVDTEFSRUQQARIZChVWRVJJRklDQVRJT05fVkVSSUZJRUQQAhIdChlWRVJJRklDQVRJT05fQ09OVFJBRElDVEVEEAMSGQoVVkVSSUZJQ0FUSU9OX0lORkVSUkVEEAQqxAEKClRhc2tTdGF0dXMSGwoXVEFTS19TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRVU19RVUVVRUQQARIYChRUQVNLX1NUQVRVU19BU1NJR05FRBACEhkKFVRBU0tfU1RBVFVTX1NUUkVBTUlORxADEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBAEEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBAFEhkKFVRBU0tfU1RBVFVTX0NBTkNFTExFRBAGKnsKC1Rhc2tQdXJwb3NlEhwKGFRBU0tfUFVSUE9TRV9VTlNQRUNJRklFRBAAEhgKFFRBU0tfUFVSUE9TRV9SRVFVRVNUEAESGwoXVEFTS19QVVJQT1NFX1NQT1RfQ0hFQ0sQAhIXChNUQVNLX1BVUlBPU0VfQ0FOQVJZEAMy6AQKDk5ldHdvcmtTZXJ2aWNlEj8KCEdldFN0YXRzEhguaXJpcy52MS5HZXRTdGF0c1JlcXVlc3QaGS5pcmlzLnYxLkdldFN0YXRzUmVzcG9uc2USRwoKV2F0Y2hTdGF0cxIaLmlyaXMudjEuV2F0Y2hTdGF0c1JlcXVlc3QaGy5pcmlzLnYxLldhdGNoU3RhdHNSZXNwb25zZTABEkIKCUxpc3ROb2RlcxIZLmlyaXMudjEuTGlzdE5vZGVzUmVxdWVzdBoaLmlyaXMudjEuTGlzdE5vZGVzUmVzcG9uc2USUQoOR2V0TGVhZGVyYm9hcmQSHi5pcmlzLnYxLkdldExlYWRlcmJvYXJkUmVxdWVzdBofLmlyaXMudjEuR2V0TGVhZGVyYm9hcmRSZXNwb25zZRJCCglMaXN0VGFza3MSGS5pcmlzLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5pcmlzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEmMKFEdldFJlcHV0YXRpb25IaXN0b3J5EiQuaXJpcy52MS5HZXRSZXB1dGF0aW9uSGlzdG9yeVJlcXVlc3QaJS5pcmlzLnYxLkdldFJlcHV0YXRpb25IaXN0b3J5UmVzcG9uc2USSAoLTGlzdFBheW91dHMSGy5pcmlzLnYxLkxpc3RQYXlvdXRzUmVxdWVzdBocLmlyaXMudjEuTGlzdFBheW91dHNSZXNwb25zZRJCCglDbGVhck5vZGUSGS5pcmlzLnYxLkNsZWFyTm9kZVJlcXVlc3QaGi5pcmlzLnYxLkNsZWFyTm9kZVJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_iris_v1_common]);
+  fileDesc("ChVpcmlzL3YxL25ldHdvcmsucHJvdG8SB2lyaXMudjEiEQoPR2V0U3RhdHNSZXF1ZXN0IjgKCVRpZXJDb3VudBIbCgR0aWVyGAEgASgOMg0uaXJpcy52MS5UaWVyEg4KBm9ubGluZRgCIAEoDSLaAQoMTmV0d29ya1N0YXRzEikKDW5vZGVzX2J5X3RpZXIYASADKAsyEi5pcmlzLnYxLlRpZXJDb3VudBIUCgxub2Rlc19vbmxpbmUYAiABKA0SFwoPdGFza3NfY29tcGxldGVkGAMgASgEEhQKDHRhc2tzX2ZhaWxlZBgEIAEoBBIVCg10YXNrc19ydW5uaW5nGAUgASgNEhQKDHF1ZXVlX2xlbmd0aBgGIAEoDRIZChF0b2tlbnNfcGVyX3NlY29uZBgHIAEoARISCgphdF91bml4X21zGAggASgEIjgKEEdldFN0YXRzUmVzcG9uc2USJAoFc3RhdHMYASABKAsyFS5pcmlzLnYxLk5ldHdvcmtTdGF0cyI5ChFXYXRjaFN0YXRzUmVxdWVzdBIkCgtpbnRlcnZhbF9tcxgBIAEoDUIPukgM2AEBKgcY4NQDKPoBIjoKEldhdGNoU3RhdHNSZXNwb25zZRIkCgVzdGF0cxgBIAEoCzIVLmlyaXMudjEuTmV0d29ya1N0YXRzItUDCghOb2RlSW5mbxIPCgdub2RlX2lkGAEgASgJEhsKBHRpZXIYAiABKA4yDS5pcmlzLnYxLlRpZXISEgoKbW9kZWxfbmFtZRgDIAEoCRIXCg9wYXJhbWV0ZXJfY291bnQYBCABKAQSFAoMcXVhbnRpemF0aW9uGAUgASgJEhoKBGdwdXMYBiADKAsyDC5pcmlzLnYxLkdwdRIZChF0b2tlbnNfcGVyX3NlY29uZBgHIAEoARISCgpyZXB1dGF0aW9uGAggASgBEgwKBGxvYWQYCSABKAESFAoMYWN0aXZlX3Rhc2tzGAogASgNEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAsgASgNEg4KBm9ubGluZRgMIAEoCBIZChFsYXN0X3NlZW5fdW5peF9tcxgNIAEoBBIRCglzdXNwZW5kZWQYDiABKAgSLwoMdmVyaWZpY2F0aW9uGA8gASgLMhkuaXJpcy52MS5Ob2RlVmVyaWZpY2F0aW9uEhYKDmNvbnRleHRfbGVuZ3RoGBAgASgNEhMKC3RpZXJfcmVhc29uGBEgASgJEi8KC3Nwb3RfY2hlY2tzGBIgASgLMhouaXJpcy52MS5TcG90Q2hlY2tDb3ZlcmFnZSJ9ChFTcG90Q2hlY2tDb3ZlcmFnZRIUCgx3aW5kb3dfaG91cnMYASABKA0SDwoHYW5zd2VycxgCIAEoDRIPCgdjaGVja2VkGAMgASgNEhwKFGxhc3RfY2hlY2tlZF91bml4X21zGAQgASgEEhIKCmNoZWNrc19ydW4YBSABKA0iswIKEE5vZGVWZXJpZmljYXRpb24SJAoFc3BlZWQYASABKA4yFS5pcmlzLnYxLlZlcmlmaWNhdGlvbhIiChptZWFzdXJlZF90b2tlbnNfcGVyX3NlY29uZBgCIAEoARIVCg1zcGVlZF9zYW1wbGVzGAMgASgNEiMKBHNpemUYBCABKA4yFS5pcmlzLnYxLlZlcmlmaWNhdGlvbhIkCgVtb2RlbBgFIAEoDjIVLmlyaXMudjEuVmVyaWZpY2F0aW9uEhYKDm1vZGVsX2V2aWRlbmNlGAYgASgJEhQKDG1vZGVsX3NoYTI1NhgHIAEoCRImCgdjb250ZXh0GAggASgOMhUuaXJpcy52MS5WZXJpZmljYXRpb24SHQoVcHJvdmVuX2NvbnRleHRfdG9rZW5zGAkgASgNIkAKEExpc3ROb2Rlc1JlcXVlc3QSEwoLb25saW5lX29ubHkYASABKAgSFwoFbGltaXQYAiABKA1CCLpIBSoDGOgHIjUKEUxpc3ROb2Rlc1Jlc3BvbnNlEiAKBW5vZGVzGAEgAygLMhEuaXJpcy52MS5Ob2RlSW5mbyIwChVHZXRMZWFkZXJib2FyZFJlcXVlc3QSFwoFbGltaXQYASABKA1CCLpIBSoDGOgHInsKEExlYWRlcmJvYXJkRW50cnkSDAoEcmFuaxgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhIKCnJlcHV0YXRpb24YAyABKAESGwoEdGllchgEIAEoDjINLmlyaXMudjEuVGllchIXCg90YXNrc19jb21wbGV0ZWQYBSABKAQiRAoWR2V0TGVhZGVyYm9hcmRSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuaXJpcy52MS5MZWFkZXJib2FyZEVudHJ5IokDCghUYXNrSW5mbxIPCgd0YXNrX2lkGAEgASgJEiMKBnN0YXR1cxgCIAEoDjITLmlyaXMudjEuVGFza1N0YXR1cxInCgpkaWZmaWN1bHR5GAMgASgOMhMuaXJpcy52MS5EaWZmaWN1bHR5EhsKBHRpZXIYBCABKA4yDS5pcmlzLnYxLlRpZXISDwoHbm9kZV9pZBgFIAEoCRIdCgV1c2FnZRgGIAEoCzIOLmlyaXMudjEuVXNhZ2USHgoWdGltZV90b19maXJzdF90b2tlbl9tcxgHIAEoDRIQCgh0b3RhbF9tcxgIIAEoDRIWCg5mYWlsdXJlX3JlYXNvbhgJIAEoCRIaChJjcmVhdGVkX2F0X3VuaXhfbXMYCiABKAQSLAoNZGl2aXNpb25fbW9kZRgLIAEoDjIVLmlyaXMudjEuRGl2aXNpb25Nb2RlEhYKDnBhcmVudF90YXNrX2lkGAwgASgJEiUKB3B1cnBvc2UYDSABKA4yFC5pcmlzLnYxLlRhc2tQdXJwb3NlIkUKEExpc3RUYXNrc1JlcXVlc3QSFwoFbGltaXQYASABKA1CCLpIBSoDGOgHEhgKB25vZGVfaWQYAiABKAlCB7pIBHICGEAiNQoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES5pcmlzLnYxLlRhc2tJbmZvIq4BChtHZXRSZXB1dGF0aW9uSGlzdG9yeVJlcXVlc3QSHAoHbm9kZV9pZBgBIAEoCUIJukgGcgQQARhASAASRgoLYWNjb3VudF9rZXkYAiABKAlCL7pILHIqMiheWzAtOV17NH0gP1swLTldezR9ID9bMC05XXs0fSA/WzAtOV17NH0kSAASFwoFbGltaXQYAyABKA1CCLpIBSoDGOgHQhAKB3N1YmplY3QSBbpIAggBIpABCg9SZXB1dGF0aW9uRXZlbnQSDwoHbm9kZV9pZBgBIAEoCRIMCgRydWxlGAIgASgJEg0KBWRlbHRhGAMgASgBEhgKEHJlcHV0YXRpb25fYWZ0ZXIYBCABKAESDwoHdGFza19pZBgFIAEoCRISCgphdF91bml4X21zGAYgASgEEhAKCGV2aWRlbmNlGAcgASgJIkgKHEdldFJlcHV0YXRpb25IaXN0b3J5UmVzcG9uc2USKAoGZXZlbnRzGAEgAygLMhguaXJpcy52MS5SZXB1dGF0aW9uRXZlbnQiSQoSTGlzdFBheW91dHNSZXF1ZXN0EjMKBW1vbnRoGAEgASgJQiS6SCFyHzIdXiR8XlswLTldezR9LSgwWzEtOV18MVswLTJdKSQiUQoGUGF5b3V0Eg0KBW1vbnRoGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSDgoGYW1vdW50GAMgASgEEhQKDGNvbnRyaWJ1dGlvbhgEIAEoASI3ChNMaXN0UGF5b3V0c1Jlc3BvbnNlEiAKB3BheW91dHMYASADKAsyDy5pcmlzLnYxLlBheW91dCIuChBDbGVhck5vZGVSZXF1ZXN0EhoKB25vZGVfaWQYASABKAlCCbpIBnIEEAEYQCI0ChFDbGVhck5vZGVSZXNwb25zZRIfCgRub2RlGAEgASgLMhEuaXJpcy52MS5Ob2RlSW5mbyqcAQoMVmVyaWZpY2F0aW9uEhwKGFZFUklGSUNBVElPTl9VTlNQRUNJRklFRBAAEhkKFVZFUklGSUNBVElPTl9ERUNMQVJFRBABEhkKFVZFUklGSUNBVElPTl9WRVJJRklFRBACEh0KGVZFUklGSUNBVElPTl9DT05UUkFESUNURUQQAxIZChVWRVJJRklDQVRJT05fSU5GRVJSRUQQBCrEAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElRBU0tfU1RBVFVTX1FVRVVFRBABEhgKFFRBU0tfU1RBVFVTX0FTU0lHTkVEEAISGQoVVEFTS19TVEFUVVNfU1RSRUFNSU5HEAMSGQoVVEFTS19TVEFUVVNfQ09NUExFVEVEEAQSFgoSVEFTS19TVEFUVVNfRkFJTEVEEAUSGQoVVEFTS19TVEFUVVNfQ0FOQ0VMTEVEEAYqewoLVGFza1B1cnBvc2USHAoYVEFTS19QVVJQT1NFX1VOU1BFQ0lGSUVEEAASGAoUVEFTS19QVVJQT1NFX1JFUVVFU1QQARIbChdUQVNLX1BVUlBPU0VfU1BPVF9DSEVDSxACEhcKE1RBU0tfUFVSUE9TRV9DQU5BUlkQAzLoBAoOTmV0d29ya1NlcnZpY2USPwoIR2V0U3RhdHMSGC5pcmlzLnYxLkdldFN0YXRzUmVxdWVzdBoZLmlyaXMudjEuR2V0U3RhdHNSZXNwb25zZRJHCgpXYXRjaFN0YXRzEhouaXJpcy52MS5XYXRjaFN0YXRzUmVxdWVzdBobLmlyaXMudjEuV2F0Y2hTdGF0c1Jlc3BvbnNlMAESQgoJTGlzdE5vZGVzEhkuaXJpcy52MS5MaXN0Tm9kZXNSZXF1ZXN0GhouaXJpcy52MS5MaXN0Tm9kZXNSZXNwb25zZRJRCg5HZXRMZWFkZXJib2FyZBIeLmlyaXMudjEuR2V0TGVhZGVyYm9hcmRSZXF1ZXN0Gh8uaXJpcy52MS5HZXRMZWFkZXJib2FyZFJlc3BvbnNlEkIKCUxpc3RUYXNrcxIZLmlyaXMudjEuTGlzdFRhc2tzUmVxdWVzdBoaLmlyaXMudjEuTGlzdFRhc2tzUmVzcG9uc2USYwoUR2V0UmVwdXRhdGlvbkhpc3RvcnkSJC5pcmlzLnYxLkdldFJlcHV0YXRpb25IaXN0b3J5UmVxdWVzdBolLmlyaXMudjEuR2V0UmVwdXRhdGlvbkhpc3RvcnlSZXNwb25zZRJICgtMaXN0UGF5b3V0cxIbLmlyaXMudjEuTGlzdFBheW91dHNSZXF1ZXN0GhwuaXJpcy52MS5MaXN0UGF5b3V0c1Jlc3BvbnNlEkIKCUNsZWFyTm9kZRIZLmlyaXMudjEuQ2xlYXJOb2RlUmVxdWVzdBoaLmlyaXMudjEuQ2xlYXJOb2RlUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_iris_v1_common]);
 
 /**
  * GetStatsRequest asks for the figures now.
@@ -318,6 +318,13 @@ export type NodeInfo = Message<"iris.v1.NodeInfo"> & {
    * @generated from field: string tier_reason = 17;
    */
   tierReason: string;
+
+  /**
+   * How much of its recent work spot checks re-ran on other nodes, and how many checks it ran for others.
+   *
+   * @generated from field: iris.v1.SpotCheckCoverage spot_checks = 18;
+   */
+  spotChecks?: SpotCheckCoverage | undefined;
 };
 
 /**
@@ -326,6 +333,56 @@ export type NodeInfo = Message<"iris.v1.NodeInfo"> & {
  */
 export const NodeInfoSchema: GenMessage<NodeInfo> = /*@__PURE__*/
   messageDesc(file_iris_v1_network, 6);
+
+/**
+ * SpotCheckCoverage counts a node's spot checks over the last window_hours (README "Division modes and spot
+ * checks"): checked / answers is about SPOT_CHECK_FRACTION when callers leave the temperature unset.
+ *
+ * @generated from message iris.v1.SpotCheckCoverage
+ */
+export type SpotCheckCoverage = Message<"iris.v1.SpotCheckCoverage"> & {
+  /**
+   * The window the counts cover, in hours.
+   *
+   * @generated from field: uint32 window_hours = 1;
+   */
+  windowHours: number;
+
+  /**
+   * Single-mode answers the node completed for users in the window.
+   *
+   * @generated from field: uint32 answers = 2;
+   */
+  answers: number;
+
+  /**
+   * Of those, how many another node of the same model re-ran to the end as a spot check.
+   *
+   * @generated from field: uint32 checked = 3;
+   */
+  checked: number;
+
+  /**
+   * When a check of one of its answers last ended, Unix milliseconds; 0 when none in the window.
+   *
+   * @generated from field: uint64 last_checked_unix_ms = 4;
+   */
+  lastCheckedUnixMs: bigint;
+
+  /**
+   * Spot checks the node itself ran on other nodes' answers in the window (as checker or referee).
+   *
+   * @generated from field: uint32 checks_run = 5;
+   */
+  checksRun: number;
+};
+
+/**
+ * Describes the message iris.v1.SpotCheckCoverage.
+ * Use `create(SpotCheckCoverageSchema)` to create a new message.
+ */
+export const SpotCheckCoverageSchema: GenMessage<SpotCheckCoverage> = /*@__PURE__*/
+  messageDesc(file_iris_v1_network, 7);
 
 /**
  * NodeVerification is what the coordinator measured of a node, beside what the node declared.
@@ -403,7 +460,7 @@ export type NodeVerification = Message<"iris.v1.NodeVerification"> & {
  * Use `create(NodeVerificationSchema)` to create a new message.
  */
 export const NodeVerificationSchema: GenMessage<NodeVerification> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 7);
+  messageDesc(file_iris_v1_network, 8);
 
 /**
  * ListNodesRequest asks for nodes.
@@ -431,7 +488,7 @@ export type ListNodesRequest = Message<"iris.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 8);
+  messageDesc(file_iris_v1_network, 9);
 
 /**
  * ListNodesResponse lists nodes.
@@ -452,7 +509,7 @@ export type ListNodesResponse = Message<"iris.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 9);
+  messageDesc(file_iris_v1_network, 10);
 
 /**
  * GetLeaderboardRequest asks for the top nodes.
@@ -473,7 +530,7 @@ export type GetLeaderboardRequest = Message<"iris.v1.GetLeaderboardRequest"> & {
  * Use `create(GetLeaderboardRequestSchema)` to create a new message.
  */
 export const GetLeaderboardRequestSchema: GenMessage<GetLeaderboardRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 10);
+  messageDesc(file_iris_v1_network, 11);
 
 /**
  * LeaderboardEntry is one ranked node.
@@ -522,7 +579,7 @@ export type LeaderboardEntry = Message<"iris.v1.LeaderboardEntry"> & {
  * Use `create(LeaderboardEntrySchema)` to create a new message.
  */
 export const LeaderboardEntrySchema: GenMessage<LeaderboardEntry> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 11);
+  messageDesc(file_iris_v1_network, 12);
 
 /**
  * GetLeaderboardResponse ranks nodes.
@@ -543,7 +600,7 @@ export type GetLeaderboardResponse = Message<"iris.v1.GetLeaderboardResponse"> &
  * Use `create(GetLeaderboardResponseSchema)` to create a new message.
  */
 export const GetLeaderboardResponseSchema: GenMessage<GetLeaderboardResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 12);
+  messageDesc(file_iris_v1_network, 13);
 
 /**
  * TaskInfo describes one task.
@@ -648,7 +705,7 @@ export type TaskInfo = Message<"iris.v1.TaskInfo"> & {
  * Use `create(TaskInfoSchema)` to create a new message.
  */
 export const TaskInfoSchema: GenMessage<TaskInfo> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 13);
+  messageDesc(file_iris_v1_network, 14);
 
 /**
  * ListTasksRequest asks for recent tasks.
@@ -676,7 +733,7 @@ export type ListTasksRequest = Message<"iris.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 14);
+  messageDesc(file_iris_v1_network, 15);
 
 /**
  * ListTasksResponse lists tasks.
@@ -697,7 +754,7 @@ export type ListTasksResponse = Message<"iris.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 15);
+  messageDesc(file_iris_v1_network, 16);
 
 /**
  * GetReputationHistoryRequest names a node or an account.
@@ -741,7 +798,7 @@ export type GetReputationHistoryRequest = Message<"iris.v1.GetReputationHistoryR
  * Use `create(GetReputationHistoryRequestSchema)` to create a new message.
  */
 export const GetReputationHistoryRequestSchema: GenMessage<GetReputationHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 16);
+  messageDesc(file_iris_v1_network, 17);
 
 /**
  * ReputationEvent is one change of a node's reputation.
@@ -804,7 +861,7 @@ export type ReputationEvent = Message<"iris.v1.ReputationEvent"> & {
  * Use `create(ReputationEventSchema)` to create a new message.
  */
 export const ReputationEventSchema: GenMessage<ReputationEvent> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 17);
+  messageDesc(file_iris_v1_network, 18);
 
 /**
  * GetReputationHistoryResponse lists events.
@@ -825,7 +882,7 @@ export type GetReputationHistoryResponse = Message<"iris.v1.GetReputationHistory
  * Use `create(GetReputationHistoryResponseSchema)` to create a new message.
  */
 export const GetReputationHistoryResponseSchema: GenMessage<GetReputationHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 18);
+  messageDesc(file_iris_v1_network, 19);
 
 /**
  * ListPayoutsRequest asks for payouts.
@@ -846,7 +903,7 @@ export type ListPayoutsRequest = Message<"iris.v1.ListPayoutsRequest"> & {
  * Use `create(ListPayoutsRequestSchema)` to create a new message.
  */
 export const ListPayoutsRequestSchema: GenMessage<ListPayoutsRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 19);
+  messageDesc(file_iris_v1_network, 20);
 
 /**
  * Payout is one account's share of one month's pool.
@@ -888,7 +945,7 @@ export type Payout = Message<"iris.v1.Payout"> & {
  * Use `create(PayoutSchema)` to create a new message.
  */
 export const PayoutSchema: GenMessage<Payout> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 20);
+  messageDesc(file_iris_v1_network, 21);
 
 /**
  * ListPayoutsResponse lists payouts.
@@ -909,7 +966,7 @@ export type ListPayoutsResponse = Message<"iris.v1.ListPayoutsResponse"> & {
  * Use `create(ListPayoutsResponseSchema)` to create a new message.
  */
 export const ListPayoutsResponseSchema: GenMessage<ListPayoutsResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 21);
+  messageDesc(file_iris_v1_network, 22);
 
 /**
  * ClearNodeRequest names a suspended node.
@@ -930,7 +987,7 @@ export type ClearNodeRequest = Message<"iris.v1.ClearNodeRequest"> & {
  * Use `create(ClearNodeRequestSchema)` to create a new message.
  */
 export const ClearNodeRequestSchema: GenMessage<ClearNodeRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 22);
+  messageDesc(file_iris_v1_network, 23);
 
 /**
  * ClearNodeResponse confirms the clearing.
@@ -951,7 +1008,7 @@ export type ClearNodeResponse = Message<"iris.v1.ClearNodeResponse"> & {
  * Use `create(ClearNodeResponseSchema)` to create a new message.
  */
 export const ClearNodeResponseSchema: GenMessage<ClearNodeResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_network, 23);
+  messageDesc(file_iris_v1_network, 24);
 
 /**
  * Verification says how far the coordinator has checked one thing a node declared.
