@@ -1,4 +1,4 @@
-// The start-up benchmark on real backends: the embedded tiny model and the LM Studio stand-in with known timings.
+// The start-up benchmark: on a backend with its own clock (exact figures), the embedded tiny model and the LM Studio stand-in.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,30 +29,46 @@ describe("benchmarkBackend", () => {
   it("measures the embedded tiny model: all requested tokens, a plausible speed", async () => {
     const result = await benchmarkBackend(embedded, { maxTokens: 64, runs: 3 });
     expect(result.completionTokens).toBe(64);
-    // ~2,000 tokens/s with one thread on these machines; a broken measurement lands far outside this band.
-    expect(result.tokensPerSecond).toBeGreaterThan(100);
+    // ~2,000 tokens/s with one thread on these machines, less on a loaded one (how fast is bench/'s business);
+    // a unit slip (per ms, not per s) would land far above this
+    expect(result.tokensPerSecond).toBeGreaterThan(0);
     expect(result.tokensPerSecond).toBeLessThan(100_000);
     expect(result.timeToFirstTokenMs).toBeGreaterThan(0);
-    expect(result.timeToFirstTokenMs).toBeLessThan(1000);
   });
 
   it("leaves prompt processing out of the speed and reports it as time to first token", async () => {
-    // 150 ms before the first token, then one token per 5 ms: about 200 tokens/s after the first (timers are
-    // millisecond-grained, hence the margin above).
-    const standin = await startLmStudioStandin({
-      tokens: Array.from({ length: 40 }, (_, i) => ` w${i}`),
-      tokenDelayMs: 5,
-      firstTokenDelayMs: 150,
-    });
+    // a backend on a clock of its own: 150 ms before the first token, then one token per 5 ms
+    let clock = 0;
+    let requests = 0;
+    const timed: Backend = {
+      kind: "timed",
+      describe: async () => ({ name: "timed", parameterCount: 0, quantization: "", contextLength: 0 }),
+      async *generate(request) {
+        requests++;
+        for (let i = 0; i < request.maxTokens; i++) {
+          clock += i === 0 ? 150 : 5;
+          yield { text: ` w${i}`, tokens: 1 };
+        }
+        return { promptTokens: 10, completionTokens: request.maxTokens, finishReason: "length" as const };
+      },
+      close: async () => {},
+    };
+    const result = await benchmarkBackend(timed, { maxTokens: 30, runs: 3, now: () => clock });
+    expect(result.completionTokens).toBe(30);
+    expect(result.timeToFirstTokenMs).toBe(150);
+    // 29 tokens after the first in 145 ms; counting the 150 ms would give 30 / 0.295 s ≈ 102
+    expect(result.tokensPerSecond).toBe(200);
+    // one warm-up request, then the measured runs
+    expect(requests).toBe(4);
+  });
+
+  it("measures the LM Studio stand-in over HTTP, after one warm-up request", async () => {
+    const standin = await startLmStudioStandin({ tokens: Array.from({ length: 40 }, (_, i) => ` w${i}`), tokenDelayMs: 1 });
     try {
       const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, kind: "lmstudio" });
       const result = await benchmarkBackend(backend, { maxTokens: 30, runs: 3 });
       expect(result.completionTokens).toBe(30);
-      expect(result.timeToFirstTokenMs).toBeGreaterThanOrEqual(150);
-      // Counting the 150 ms would give under 30 / 0.3 s = 100 tokens/s.
-      expect(result.tokensPerSecond).toBeGreaterThan(100);
-      expect(result.tokensPerSecond).toBeLessThan(250);
-      // One warm-up request, then the measured runs.
+      expect(result.tokensPerSecond).toBeGreaterThan(0);
       expect(standin.requests.filter((r) => r.path === "/v1/chat/completions")).toHaveLength(4);
     } finally {
       await standin.close();

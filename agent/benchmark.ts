@@ -8,6 +8,8 @@ export interface BenchmarkOptions {
   runs?: number;
   /** Aborting stops the benchmark; it then rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** The clock, in milliseconds (default performance.now); tests give one that their backend advances. */
+  now?: () => number;
 }
 
 export interface BenchmarkResult {
@@ -44,9 +46,10 @@ export async function benchmarkBackend(backend: Backend, options: BenchmarkOptio
   const signal = options.signal ?? new AbortController().signal;
   // One short unmeasured run first: LM Studio and Ollama load a model on its first request, and llama.cpp
   // warms its caches; neither is the speed the node will serve at.
-  await measureRun(backend, 0, 2, signal);
+  const now = options.now ?? (() => performance.now());
+  await measureRun(backend, 0, 2, signal, now);
   const measured: RunMeasurement[] = [];
-  for (let run = 0; run < runs; run++) measured.push(await measureRun(backend, run + 1, maxTokens, signal));
+  for (let run = 0; run < runs; run++) measured.push(await measureRun(backend, run + 1, maxTokens, signal, now));
   const bySpeed = [...measured].sort((a, b) => a.tokensPerSecond - b.tokensPerSecond);
   const middle = bySpeed[Math.floor((bySpeed.length - 1) / 2)]!;
   return {
@@ -56,8 +59,7 @@ export async function benchmarkBackend(backend: Backend, options: BenchmarkOptio
   };
 }
 
-async function measureRun(backend: Backend, run: number, maxTokens: number, signal: AbortSignal): Promise<RunMeasurement> {
-  const now = () => performance.now();
+async function measureRun(backend: Backend, run: number, maxTokens: number, signal: AbortSignal, now: () => number): Promise<RunMeasurement> {
   signal.throwIfAborted();
   const started = now();
   let firstPieceAt: number | undefined;

@@ -1,6 +1,7 @@
 // The agent's configuration from the environment: read once, validated, with a message naming each wrong variable.
 import { hostname } from "node:os";
 import { availableParallelism } from "node:os";
+import { CaFileError, readCaFile } from "../common/ca-file.ts";
 
 export class AgentConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -14,6 +15,8 @@ const backendKinds: BackendKind[] = ["embedded", "lmstudio", "ollama", "llama.cp
 
 export interface AgentConfig {
   coordinatorUrl: string;
+  /** PEM certificates of a private CA trusted beside Node's roots (COORDINATOR_CA_PATH); undefined: the roots only. */
+  coordinatorCa?: string[];
   /** The 16 digits, spaces removed. */
   accountKey: string;
   nodeId: string;
@@ -46,6 +49,8 @@ export interface AgentConfig {
 
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
 const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** pino's levels; any other name would make the logger throw at start instead of naming the variable. */
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
   const problems: string[] = [];
@@ -70,6 +75,14 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
 
   const coordinatorUrl = get("COORDINATOR_URL") ?? "http://127.0.0.1:8080";
   if (!/^https?:\/\/[^/]+/.test(coordinatorUrl)) problems.push("COORDINATOR_URL must be an http:// or https:// URL");
+  const caPath = get("COORDINATOR_CA_PATH");
+  let coordinatorCa: string[] | undefined;
+  try {
+    coordinatorCa = caPath === undefined ? undefined : readCaFile(caPath);
+  } catch (err) {
+    if (!(err instanceof CaFileError)) throw err;
+    problems.push(`COORDINATOR_CA_PATH: ${err.message}`);
+  }
 
   const modelPath = get("IRIS_MODEL");
   const backend = (get("IRIS_BACKEND") ?? (modelPath ? "embedded" : "lmstudio")) as BackendKind;
@@ -87,9 +100,13 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
   const promised = (get("PROMISED_HOURS_UTC") ?? "").split(",").filter((h) => h.trim() !== "").map((h) => Number(h.trim()));
   if (promised.some((h) => !Number.isInteger(h) || h < 0 || h > 23)) problems.push("PROMISED_HOURS_UTC must be a comma-separated list of hours 0-23");
 
+  const logLevel = (get("LOG_LEVEL") ?? "info").toLowerCase();
+  if (!logLevels.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${logLevels.join(", ")} (got ${JSON.stringify(logLevel)})`);
+
   const cores = availableParallelism();
   const config: AgentConfig = {
     coordinatorUrl,
+    coordinatorCa,
     accountKey: (key ?? "").replaceAll(" ", ""),
     nodeId,
     backend,
@@ -100,7 +117,7 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     threads: int("IRIS_THREADS", cores, 1, cores),
     benchmarkTokens: int("BENCHMARK_TOKENS", 64, 1, 4096),
     promisedHoursUtc: [...new Set(promised)],
-    logLevel: get("LOG_LEVEL") ?? "info",
+    logLevel,
     nodeKeyPath: get("NODE_KEY_PATH") ?? `data/node-keys/${nodeId}.key`,
     shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),
     logFile: get("IRIS_LOG_FILE") ?? `data/agent-${nodeId}.log`,

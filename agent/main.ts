@@ -11,6 +11,7 @@ import { benchmarkBackend } from "./benchmark.ts";
 import { measureTokenizerRates } from "./tokenizer-rates.ts";
 import { AgentConfigError, loadAgentConfig, type AgentConfig } from "./config.ts";
 import { CoordinatorLink, RegistrationRefused } from "./connection.ts";
+import { CoordinatorTlsFault } from "./tls-faults.ts";
 import { detectGpus } from "./gpu.ts";
 import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import { modelFileFingerprint, parseModelName } from "./model-info.ts";
@@ -19,8 +20,12 @@ import { AgentState } from "./state.ts";
 import { count } from "../tui/format.ts";
 import { divertStderr, showAgentScreen, type ShownScreen } from "../tui/show.tsx";
 
-/** Exit codes: 0 stopped (q, SIGINT/SIGTERM), 1 backend unusable, 2 configuration, 3 refused by the coordinator. */
-const exitCodes = { backend: 1, config: 2, refused: 3 } as const;
+/**
+ * Exit codes: 0 stopped (q, SIGINT/SIGTERM), 1 could not start or run (the message names the step: the backend, the
+ * key file, the GPU probe, the tokenizer), 2 configuration, 3 refused by the coordinator, 4 a certificate or protocol
+ * fault on the way to the coordinator (untrusted, expired, wrong host, http/https mismatch; agent/tls-faults.ts).
+ */
+const exitCodes = { startup: 1, config: 2, refused: 3, tls: 4 } as const;
 const GPU_REFRESH_MS = 3_000;
 /** Without the TUI the readings are only for heartbeats: a probe every 10 s is plenty. */
 const HEARTBEAT_READINGS_MS = 10_000;
@@ -118,23 +123,39 @@ async function openConfiguredBackend(): Promise<Backend> {
   return createOpenAiCompatibleBackend({ baseUrl: config.backendUrl, kind: config.backend, model: config.backendModel || undefined });
 }
 
+/** A start-up step that failed, in words naming the step: not every failure is the backend's. */
+class StartupFailure extends Error {}
+
+/** Runs one start-up step; its failure is reported as `what` failing, with the cause's message. */
+async function step<T>(what: string, run: () => T | Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (stop.signal.aborted || err instanceof StartupFailure) throw err;
+    throw new StartupFailure(`${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
 let backend: Backend;
 try {
+  // the key first: a key file that cannot be used should not cost a model load and a benchmark to find out
+  const key = await step(`the node key file ${config.nodeKeyPath} (NODE_KEY_PATH) is not usable`, () => loadOrCreateKeyFile(config.nodeKeyPath));
+  const unusable = `the ${config.backend} backend is not usable`;
   state.setStage(config.backend === "embedded" ? `loading the model ${basename(config.modelPath!)}` : `opening the ${config.backend} backend at ${config.backendUrl}`);
-  backend = await openBackend();
-  const model = await backend.describe();
+  backend = await step(unusable, openBackend);
+  const model = await step(unusable, () => backend.describe());
   const parsed = parseModelName(model.name);
   const parameterCount = model.parameterCount || parsed.parameterCount;
   const quantization = model.quantization || parsed.quantization;
   state.setModel({ name: model.name, parameterCount, quantization, contextLength: model.contextLength });
   state.setStage("detecting GPUs");
-  const gpus = await detectGpus();
-  state.setReadings(gpus, readHost());
+  const gpus = await step("the GPU probe failed", detectGpus);
+  await step("reading the host's load and memory failed", () => state.setReadings(gpus, readHost()));
   // the TUI shows the readings and heartbeats carry them to the coordinator's dashboard
   watchReadings(state, useTui ? GPU_REFRESH_MS : HEARTBEAT_READINGS_MS, stop.signal);
   logger.info({ backend: backend.kind, model: model.name, gpus: gpus.map((g) => g.name) }, "benchmarking the backend");
   state.setStage(`benchmarking the backend (${config.benchmarkTokens} tokens × 3 runs)`);
-  const bench = await benchmarkBackend(backend, { maxTokens: config.benchmarkTokens, signal: stop.signal });
+  const bench = await step(unusable, () => benchmarkBackend(backend, { maxTokens: config.benchmarkTokens, signal: stop.signal }));
   state.setBenchmark(bench.tokensPerSecond);
   const identity = {
     nodeId: config.nodeId,
@@ -149,10 +170,12 @@ try {
     backend: backend.kind,
     agentVersion,
     promisedHoursUtc: config.promisedHoursUtc,
-    tokenizerRates: await measureTokenizerRates(backend),
+    tokenizerRates: await step("measuring the tokenizer failed", () => measureTokenizerRates(backend)),
     // the embedded engine reads a file the agent can fingerprint; an HTTP backend's model is out of reach
-    ...(config.backend === "embedded" ? { modelSha256: await modelFileFingerprint(config.modelPath!) } : {}),
-    key: await loadOrCreateKeyFile(config.nodeKeyPath),
+    ...(config.backend === "embedded"
+      ? { modelSha256: await step(`reading the model file ${config.modelPath} failed`, () => modelFileFingerprint(config.modelPath!)) }
+      : {}),
+    key,
   };
   logger.info(
     {
@@ -165,7 +188,7 @@ try {
     "backend ready; connecting to the coordinator",
   );
   state.setStage("connecting to the coordinator");
-  link = new CoordinatorLink({ coordinatorUrl: config.coordinatorUrl, identity, backend, logger, signal: stop.signal, state });
+  link = new CoordinatorLink({ coordinatorUrl: config.coordinatorUrl, ca: config.coordinatorCa, identity, backend, logger, signal: stop.signal, state });
   if (pausedBeforeLink) link.setPaused(true);
   await link.run();
   logger.info("stopped");
@@ -173,6 +196,9 @@ try {
   await exit(0);
 } catch (err) {
   if (err instanceof RegistrationRefused) await exit(exitCodes.refused, `iris-agent: the coordinator refused this node: ${err.message}\n`);
+  if (err instanceof CoordinatorTlsFault) await exit(exitCodes.tls, `iris-agent: cannot connect to the coordinator: ${err.message}\n`);
   if (stop.signal.aborted) await exit(0);
-  await exit(exitCodes.backend, `iris-agent: the ${config.backend} backend is not usable: ${err instanceof Error ? err.message : String(err)}\n`);
+  if (err instanceof StartupFailure) await exit(exitCodes.startup, `iris-agent: ${err.message}\n`);
+  // past start-up (the link to the coordinator): a bug, with its stack
+  await exit(exitCodes.startup, `iris-agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
 }

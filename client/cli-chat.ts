@@ -2,10 +2,11 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createInterface } from "node:readline";
-import { AcceptedSchema, DoneSchema, QueuedSchema, type Accepted, type Done } from "../gen/iris/v1/inference_pb.ts";
+import { AcceptedSchema, DoneSchema, QueuedSchema, type Accepted, type Done, type Queued } from "../gen/iris/v1/inference_pb.ts";
 import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, UsageError, type FailureContext } from "./failure.ts";
 import { DivisionMode } from "../gen/iris/v1/common_pb.ts";
-import { divisionName, formatDecimal, formatMs, tierName } from "./format.ts";
+import type { Palette } from "./color.ts";
+import { difficultyName, divisionName, formatDecimal, formatMs, tierName } from "./format.ts";
 import { readAll } from "./prompt.ts";
 import type { ChatEvent, ChatMessageInput, ChatOptions, IrisClient } from "./sdk.ts";
 import { Spinner } from "./spinner.ts";
@@ -27,6 +28,8 @@ export interface ChatCommandOptions {
   mode?: DivisionMode;
   /** --nodes, with --mode consensus. */
   nodes?: number;
+  /** Colours for the footer's difficulty and tier (none off a terminal or with NO_COLOR). */
+  palette: Palette;
 }
 
 /** Ctrl-C while an answer streams cancels that call (the coordinator then cancels the node), not the process. */
@@ -74,10 +77,20 @@ function divisionNote(accepted: Accepted | undefined, done: Done): string | unde
   return mode === DivisionMode.CONSENSUS ? `${name}, ${done.verified ? "verified" : "unverified"}` : name;
 }
 
-function footer(accepted: Accepted | undefined, done: Done): string {
+/** The spinner's line while the request waits; the coordinator repeats Queued every few seconds, so it moves. */
+function queuedLine(queued: Queued): string {
+  const seconds = (ms: number) => `${Math.max(1, Math.round(ms / 1000))} s`;
+  const estimate = queued.estimatedWaitMs !== undefined ? `, a node in about ${seconds(queued.estimatedWaitMs)}` : "";
+  return `queued: position ${queued.position}${estimate} (waiting at most ${seconds(queued.maxWaitMs)} more)`;
+}
+
+function footer(accepted: Accepted | undefined, done: Done, palette: Palette): string {
+  const difficulty = accepted && difficultyName(accepted.difficulty);
+  const tier = accepted && tierName(accepted.tier);
   const parts = [
     divisionNote(accepted, done),
-    accepted && `tier ${tierName(accepted.tier)}`,
+    difficulty && palette.difficulty(difficulty),
+    tier && palette.tier(tier, `tier ${tier}`),
     `node ${done.nodeIds.length > 1 ? done.nodeIds.join(" → ") : done.nodeId}`,
     accepted?.model && `model ${accepted.model}`,
     `ttft ${formatMs(done.timings?.timeToFirstTokenMs ?? 0)}`,
@@ -117,7 +130,7 @@ async function streamAnswer(
     for await (const event of client.chat(messages, { ...chatOptions, signal: interrupts.begin() })) {
       if (options.json) io.stdout.write(JSON.stringify(jsonEvent(event)) + "\n");
       if (event.type === "queued") {
-        spinner.update(`queued: position ${event.queued.position}, waiting up to ${formatMs(event.queued.maxWaitMs)} for a node`);
+        spinner.update(queuedLine(event.queued));
       } else if (event.type === "accepted") {
         accepted = event.accepted;
         spinner.update(`${accepted.nodeId} (${tierName(accepted.tier)}) is answering…`);
@@ -144,7 +157,7 @@ async function streamAnswer(
   }
   if (!options.json) {
     if (!text.endsWith("\n")) io.stdout.write("\n");
-    if (!options.quiet && done) io.stderr.write(footer(accepted, done) + "\n");
+    if (!options.quiet && done) io.stderr.write(footer(accepted, done, options.palette) + "\n");
   }
   return { text, completed: true };
 }

@@ -3,11 +3,13 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { generateKey, login, logout, moveNode, register, verifyKey, type AccountIo } from "./cli-account.ts";
 import { Interrupts, runChat, type Terminal } from "./cli-chat.ts";
+import { palette, wantsColor } from "./color.ts";
 import { showLeaderboard, showModels, showNodes, showReputation, showStats, showTasks, type NetworkOutput } from "./cli-network.ts";
 import { loadCredentials, tokenFor } from "./credentials.ts";
 import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, UsageError, type FailureContext } from "./failure.ts";
 import { createNodeIrisClient, type IrisClient } from "./sdk-node.ts";
 import { DivisionMode } from "../gen/iris/v1/common_pb.ts";
+import { CaFileError, readCaFile } from "../common/ca-file.ts";
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
 const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -24,6 +26,8 @@ interface ChatFlags {
 
 interface GlobalOptions {
   url: string;
+  /** PEM certificates of the CA given by --ca / IRIS_CA_PATH. */
+  ca?: string[];
   json?: boolean;
   accountKey?: string;
 }
@@ -37,6 +41,14 @@ function parseUrl(value: string): string {
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new InvalidArgumentError("use an http:// or https:// URL");
   return value.replace(/\/+$/, "");
+}
+
+function parseCaFile(path: string): string[] {
+  try {
+    return readCaFile(path);
+  } catch (err) {
+    throw new InvalidArgumentError(err instanceof CaFileError ? err.message : String(err));
+  }
 }
 
 function parseAccountKey(value: string): string {
@@ -71,7 +83,7 @@ function parseConsensusNodes(value: string): number {
 
 const examples = `
 Examples:
-  iris chat "Translate good morning to French"
+  iris chat "Translate good morning to French"   (or iris ask …)
   git diff | iris chat "Write a commit message for this diff"
   iris chat                                  an interactive session (/exit to leave)
   iris chat --json "hi" | jq -r 'select(.type=="token").text'
@@ -98,11 +110,12 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     failure.url = globals.url;
     failure.sentSavedToken = token !== undefined;
     const accountKey = anonymous ? undefined : globals.accountKey;
-    return { client: createNodeIrisClient({ baseUrl: globals.url, accountKey, token }), globals };
+    return { client: createNodeIrisClient({ baseUrl: globals.url, accountKey, token, ca: globals.ca }), globals };
   }
   const network = async (command: Command): Promise<{ client: IrisClient; out: NetworkOutput }> => {
     const { client, globals } = await connect(command);
-    return { client, out: { json: globals.json === true, stdout: io.stdout, now: Date.now } };
+    const json = globals.json === true;
+    return { client, out: { json, stdout: io.stdout, now: Date.now, palette: palette(!json && wantsColor(io.stdout, env)) } };
   };
   const account = async (command: Command): Promise<{ client: IrisClient; aio: AccountIo }> => {
     const { client, globals } = await connect(command, true);
@@ -115,6 +128,7 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     .version(version, "-V, --version")
     .addOption(new Option("--url <url>", "the coordinator").env("IRIS_URL").default(DEFAULT_URL).argParser(parseUrl))
     .addOption(new Option("--account-key <key>", "your account key (keyed rate limits)").env("IRIS_ACCOUNT_KEY").argParser(parseAccountKey))
+    .addOption(new Option("--ca <file>", "trust this CA (PEM) for an https:// coordinator with a private CA").env("IRIS_CA_PATH").argParser(parseCaFile))
     .option("--json", "print JSON (one object per chat event) instead of text and tables")
     .exitOverride()
     .showHelpAfterError()
@@ -129,6 +143,7 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
 
   program
     .command("chat")
+    .alias("ask")
     .description("ask the network; tokens stream to stdout as they arrive (no prompt on a terminal: an interactive session)")
     .argument("[prompt...]", "the question; text piped on stdin is appended to it as context")
     .option("--model <name>", "prefer a model (default: the coordinator chooses)")
@@ -141,7 +156,7 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     .action(async (words: string[], options: ChatFlags, command: Command) => {
       if (options.nodes !== undefined && options.mode !== DivisionMode.CONSENSUS) throw new UsageError("--nodes needs --mode consensus");
       const { client, globals } = await connect(command);
-      const chatOptions = { ...options, json: globals.json === true, quiet: options.quiet === true };
+      const chatOptions = { ...options, json: globals.json === true, quiet: options.quiet === true, palette: palette(wantsColor(io.stderr, env)) };
       exitCode = await runChat(client, words, chatOptions, io, interrupts, failure);
     });
 
@@ -254,6 +269,14 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     if (err instanceof UsageError) io.stderr.write(`(see \`${commandPath} --help\`)\n`);
     return interrupts.interrupted ? EXIT_INTERRUPTED : exitCodeFor(err);
   }
+}
+
+// `iris chat … | head -c 100`: the reader has all it wanted, which is no failure: end quietly, with 0
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    process.exit(EXIT_OK);
+  });
 }
 
 const code = await main(process.argv.slice(2), process.env, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });

@@ -8,12 +8,17 @@ export const difficultyName = (d: Difficulty): string => (d ? (Difficulty[d] ?? 
 export const divisionName = (m: DivisionMode): string => (m ? (DivisionMode[m] ?? String(m)) : "-");
 export const statusName = (s: TaskStatus): string => (s ? (TaskStatus[s] ?? String(s)) : "-");
 
-/** 8_000_000_000 → "8B", 1_500_000_000 → "1.5B", 350_000_000 → "350M"; 0 (unknown) → "-". */
+/**
+ * 8_000_000_000 → "8B", 1_500_000_000 → "1.5B", 350_000_000 → "350M", 139_840 → "140K"; 0 (unknown) → "-".
+ * Always with a unit, so that a tiny model's count never reads as a bigger number than a 70B one beside it.
+ */
 export function formatParameters(count: bigint | number): string {
   const n = Number(count);
   if (n <= 0) return "-";
-  if (n >= 1e9) return `${trim(n / 1e9)}B`;
-  if (n >= 1e6) return `${trim(n / 1e6)}M`;
+  for (const [unit, size] of [["B", 1e9], ["M", 1e6], ["K", 1e3]] as const) {
+    // three significant digits at most: 139.84K is 140K, 7.24B is 7.2B
+    if (n >= size) return `${trim(n / size >= 100 ? Math.round(n / size) : n / size)}${unit}`;
+  }
   return String(n);
 }
 

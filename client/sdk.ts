@@ -138,7 +138,10 @@ export function createIrisClient(options: IrisClientOptions): IrisClient {
         const e = response.event;
         if (e.case === "queued") yield { type: "queued", queued: e.value };
         else if (e.case === "accepted") yield { type: "accepted", accepted: e.value };
-        else if (e.case === "token") yield { type: "token", text: e.value.text };
+        // a chunk may carry a token count but no text (e.g. half of a character): nothing a caller could show
+        else if (e.case === "token") {
+          if (e.value.text) yield { type: "token", text: e.value.text };
+        }
         else if (e.case === "done") yield { type: "done", done: e.value };
       }
     },

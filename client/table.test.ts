@@ -22,6 +22,11 @@ describe("renderTable", () => {
     expect(renderTable([{ header: "A", value: () => "x\ny" }], [{}])).toBe("A\nx y\n");
   });
 
+  it("colours a cell's text but not its padding, so coloured columns stay aligned", () => {
+    const painted = [{ ...columns[0]!, paint: (text: string) => `<${text}>` }, columns[1]!];
+    expect(renderTable(painted, [{ id: "gpu-1", rep: 110 }, { id: "a", rep: 5 }])).toBe(["NODE   REP", "<gpu-1>  110", "<a>        5", ""].join("\n"));
+  });
+
   it("prints fields as aligned name and value", () => {
     expect(renderFields([["nodes online", "3"], ["queue", "0"]])).toBe("nodes online  3\nqueue         0\n");
   });
@@ -35,6 +40,11 @@ describe("formats", () => {
     [1_500_000_000n, "1.5B"],
     [70_600_000_000n, "70.6B"],
     [350_000_000n, "350M"],
+    [7_240_000_000n, "7.2B"],
+    [405_000_000_000n, "405B"],
+    [139_840n, "140K"], // the generated tiny model: never "139840" beside "70B"
+    [2_500n, "2.5K"],
+    [512n, "512"],
     [0n, "-"],
   ])("parameters %s → %s", (count, text) => expect(formatParameters(count)).toBe(text));
 

@@ -5,14 +5,16 @@ export interface Column<Row> {
   value: (row: Row) => string;
   /** Numbers read best right-aligned. */
   align?: "left" | "right";
+  /** Colours a cell's text (never its padding, so that columns stay aligned): see color.ts. */
+  paint?: (text: string, row: Row) => string;
 }
 
 // Wide (CJK, emoji) characters are counted as one column: node ids and models are ASCII in practice.
 const width = (text: string): number => [...text].length;
 
-function pad(text: string, size: number, align: "left" | "right"): string {
+function pad(text: string, size: number, align: "left" | "right", shown = text): string {
   const fill = " ".repeat(Math.max(0, size - width(text)));
-  return align === "right" ? fill + text : text + fill;
+  return align === "right" ? fill + shown : shown + fill;
 }
 
 /** Header, then one line per row; columns two spaces apart; no trailing spaces. `empty` replaces no rows. */
@@ -20,12 +22,15 @@ export function renderTable<Row>(columns: Column<Row>[], rows: Row[], empty = "(
   // a newline or tab inside a cell would break the alignment of every line after it
   const cells = rows.map((row) => columns.map((c) => c.value(row).replace(/[\t\r\n]+/g, " ")));
   const widths = columns.map((c, i) => Math.max(width(c.header), ...cells.map((line) => width(line[i]!))));
-  const line = (values: string[]) =>
+  const line = (values: string[], row?: Row) =>
     values
-      .map((v, i) => pad(v, widths[i]!, columns[i]!.align ?? "left"))
+      .map((v, i) => {
+        const column = columns[i]!;
+        return pad(v, widths[i]!, column.align ?? "left", row !== undefined && column.paint ? column.paint(v, row) : v);
+      })
       .join("  ")
       .trimEnd();
-  const lines = [line(columns.map((c) => c.header)), ...cells.map(line)];
+  const lines = [line(columns.map((c) => c.header)), ...cells.map((values, i) => line(values, rows[i]))];
   if (rows.length === 0) lines.push(empty);
   return lines.join("\n") + "\n";
 }

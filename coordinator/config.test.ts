@@ -79,9 +79,10 @@ describe("loadConfig: division modes and spot checks", () => {
       contextChunkTokens: 3072,
       contextOverlapTokens: 128,
       contextNoteTokens: 512,
-      contextMaxChunks: 128,
+      contextMaxChunks: 512,
       spotCheckFraction: 0.05,
       spotCheckSuspendAfter: 3,
+      spotCheckMaxWaitMs: 30_000,
       canaryIntervalMs: 600_000,
     });
   });

@@ -47,7 +47,8 @@ export interface Config {
     /** How long a NodeService stream has to send its register, and then its register proof (NODE_REGISTER_TIMEOUT_MS). */
     registerTimeoutMs: number;
   };
-  queue: { maxLength: number; maxWaitMs: number };
+  /** updateMs: how often a waiting request hears its position and estimated wait again (QUEUE_UPDATE_MS). */
+  queue: { maxLength: number; maxWaitMs: number; updateMs: number };
   tasks: {
     /** SPEC's per-difficulty timeouts (60 s, 300 s, 600 s by default). */
     timeoutsMs: { SIMPLE: number; COMPLEX: number; ADVANCED: number };
@@ -76,6 +77,8 @@ export interface Config {
     spotCheckFraction: number;
     /** Mismatches after which a node gets no more work until an admin clears it (SPOT_CHECK_SUSPEND_AFTER). */
     spotCheckSuspendAfter: number;
+    /** How long a chosen check may wait for a free checker (SPOT_CHECK_MAX_WAIT_MS); 0: only a node free at once. */
+    spotCheckMaxWaitMs: number;
     /** How often a known-answer canary prompt goes to one idle node; 0 turns canaries off (CANARY_INTERVAL_MS). */
     canaryIntervalMs: number;
   };
@@ -283,6 +286,7 @@ export function loadConfig(env: Env = process.env): Config {
     queue: {
       maxLength: r.int("QUEUE_MAX_LENGTH", 1_000, 0, 1_000_000),
       maxWaitMs: r.int("QUEUE_MAX_WAIT_MS", 30_000, 0, 3_600_000),
+      updateMs: r.int("QUEUE_UPDATE_MS", 2_000, 100, 60_000),
     },
     tasks: {
       timeoutsMs: {
@@ -300,9 +304,10 @@ export function loadConfig(env: Env = process.env): Config {
       contextChunkTokens: r.int("CONTEXT_CHUNK_TOKENS", 3_072, 256, 1_000_000),
       contextOverlapTokens: r.int("CONTEXT_OVERLAP_TOKENS", 128, 0, 100_000),
       contextNoteTokens: r.int("CONTEXT_NOTE_TOKENS", 512, 16, 100_000),
-      contextMaxChunks: r.int("CONTEXT_MAX_CHUNKS", 128, 1, 10_000),
+      contextMaxChunks: r.int("CONTEXT_MAX_CHUNKS", 512, 1, 10_000),
       spotCheckFraction: r.number("SPOT_CHECK_FRACTION", 0.05, 0, 1),
       spotCheckSuspendAfter: r.int("SPOT_CHECK_SUSPEND_AFTER", 3, 1, 1_000),
+      spotCheckMaxWaitMs: r.int("SPOT_CHECK_MAX_WAIT_MS", 30_000, 0, 3_600_000),
       canaryIntervalMs: r.int("CANARY_INTERVAL_MS", 600_000, 0, 86_400_000),
     },
     economics: {

@@ -22,6 +22,10 @@ process.on("unhandledRejection", (reason) => {
 });
 try {
   const coordinator = await startCoordinator(config, logger);
+  // for the person who ran scripts/start.sh: where to go (stdout stays JSON log lines)
+  const { host } = config.server;
+  const base = ["0.0.0.0", "::"].includes(host) ? coordinator.url : coordinator.url.replace("127.0.0.1", host.includes(":") ? `[${host}]` : host);
+  process.stderr.write(`iris coordinator: listening on ${host}:${coordinator.port}; open ${base}/chat and ${base}/dashboard\n`);
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
     if (++signals > 1) {

@@ -60,7 +60,7 @@ describe("iris CLI", () => {
     // four tokens 120 ms apart: more than one read, the first well before the process ended
     expect(run.chunks.length).toBeGreaterThan(1);
     expect(run.exitedAt - run.chunks[0]!.at).toBeGreaterThan(200);
-    expect(run.stderr).toMatch(/\[tier MID · node cli-node-1 · model scripted-8B-Q4_K_M · ttft \d+ ms · 4 tokens · [\d.]+ tokens\/s\]/);
+    expect(run.stderr).toMatch(/\[SIMPLE · tier MID · node cli-node-1 · model scripted-8B-Q4_K_M · ttft \d+ ms · 4 tokens · [\d.]+ tokens\/s\]/);
     expect((await iris(["chat", "--quiet", "hi"])).stderr).toBe("");
   });
 
@@ -75,7 +75,7 @@ describe("iris CLI", () => {
       expect(run.code).toBe(0);
       expect(run.stdout).toBe("Hello, world!\n");
       // two agreeing copies are a majority of three: the answer may come before the third copy ends
-      expect(run.stderr).toMatch(/^\[consensus, verified · tier MID · node cli-node-\d → cli-node-\d( → cli-node-\d)? · /);
+      expect(run.stderr).toMatch(/^\[consensus, verified · SIMPLE · tier MID · node cli-node-\d → cli-node-\d( → cli-node-\d)? · /);
       const json = await iris(["chat", "--json", "--mode", "auto", "hi"]);
       const accepted = json.stdout.split("\n").map((line) => (line ? (JSON.parse(line) as Record<string, any>) : {})).find((e) => e.type === "accepted");
       expect(accepted?.accepted.divisionMode).toBe("DIVISION_MODE_SINGLE"); // auto: a short question fits one node
@@ -213,7 +213,7 @@ describe("iris CLI", () => {
     const badFlag = await iris(["chat", "--bogus", "hi"]);
     expect(badFlag.code).toBe(2);
     expect(badFlag.stderr).toContain("iris: unknown option '--bogus'");
-    expect(badFlag.stderr).toContain("Usage: iris chat [options] [prompt...]");
+    expect(badFlag.stderr).toContain("Usage: iris chat|ask [options] [prompt...]");
     expect(badFlag.stdout).toBe("");
 
     const badValue = await iris(["chat", "--max-tokens", "many", "hi"]);
@@ -322,7 +322,7 @@ describe("iris CLI without nodes", () => {
     const json = await runCli(["chat", "--json", "hi"], { env });
     expect(json.code).toBe(1);
     const events = json.stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as { type: string; code?: string });
-    expect(events[0]!.type).toBe("queued");
-    expect(events.at(-1)).toMatchObject({ type: "error", code: "unavailable" });
+    // no node online: refused at once, never queued
+    expect(events).toEqual([expect.objectContaining({ type: "error", code: "unavailable" })]);
   });
 });

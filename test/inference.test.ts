@@ -111,11 +111,14 @@ describe("inference path", () => {
     mid.kill();
   });
 
-  it("never gives ADVANCED work to a BASIC node; it waits, then ends Unavailable", async () => {
+  it("never gives ADVANCED work to a BASIC node; with no PRO node online it ends Unavailable at once", async () => {
     const basic = await node({ nodeId: "basic-1", parameterCount: 3e9, tokensPerSecond: 50 });
     const err = await connectFailure(chat(advancedPrompt));
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toContain("ADVANCED");
+    // the at-once refusal names who is online; the queue's would say how long it waited
+    expect(err.rawMessage).toMatch(/online now: 1 BASIC node/);
+    expect(err.rawMessage).not.toMatch(/waited/);
     expect(basic.assigns).toHaveLength(0);
     const pro = await node({ nodeId: "pro-1", parameterCount: 70e9, tokensPerSecond: 25 });
     const events = await chat(advancedPrompt);

@@ -214,9 +214,10 @@ describe("chat rate limits", () => {
     const unserved = await connectFailure(api.chat(ip, { content: advanced }));
     expect(unserved.code).toBe(Code.Unavailable);
     expect(unserved.rawMessage).toMatch(/no node that serves ADVANCED requests/);
-    // the same over SSE: queued, then an error event, and still nothing charged
+    // the same over SSE: refused at once (503, no queued event: no capable node is online), and still nothing charged
     const sse = await api.sse(ip, { difficulty: "advanced" });
-    expect(await sse.text()).toMatch(/^event: queued\n[\s\S]*event: error\ndata: \{"code":"unavailable"/);
+    expect(sse.status).toBe(503);
+    expect(await sse.json()).toMatchObject({ code: "unavailable", message: expect.stringContaining("no node that serves ADVANCED requests") });
     expect(await api.chat(ip)).toBe("Hello, world!");
     expect((await connectFailure(api.chat(ip))).code).toBe(Code.ResourceExhausted);
   });

@@ -111,15 +111,14 @@ describe("createLlamaBackend", () => {
 
   it("stops promptly with finishReason cancelled when the signal aborts", async () => {
     const controller = new AbortController();
-    const started = performance.now();
     const { pieces, result } = await collect(
       backend.generate(request({ maxTokens: 100_000, signal: controller.signal })),
       (count) => count === 3 && controller.abort(),
     );
     expect(result.finishReason).toBe("cancelled");
     expect(pieces).toHaveLength(3);
+    // promptly: a few tokens past the abort, not the 100,000 asked for (no clock: that is bench/'s business)
     expect(result.completionTokens).toBeLessThan(50);
-    expect(performance.now() - started).toBeLessThan(2000);
 
     const already = AbortSignal.abort();
     expect((await collect(backend.generate(request({ signal: already })))).result).toMatchObject({

@@ -188,14 +188,13 @@ describe("generate()", () => {
   });
 
   it("aborting stops at once and closes the HTTP request, which the server sees", async () => {
+    // at once: three pieces and three tokens, not the rest of the stream (how fast is bench/'s business)
     const { standin, backend } = await setup({ tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`), tokenDelayMs: 20 });
     const controller = new AbortController();
     const disconnect = standin.nextDisconnect();
-    const started = performance.now();
     const { pieces, result } = await collect(backend.generate(request({ signal: controller.signal })), (count) => {
       if (count === 3) controller.abort();
     });
-    expect(performance.now() - started).toBeLessThan(1000);
     expect(pieces).toHaveLength(3);
     expect(result).toEqual({ promptTokens: 0, completionTokens: 3, finishReason: "cancelled" });
     const seen = await disconnect;

@@ -15,12 +15,13 @@ import { SseResponse } from "./sse.ts";
 
 /*
  * Wire format: `event: <name>` + one `data: <json>` line per event, flushed as it happens:
- *   queued   {"position", "max_wait_ms"}                 while no capable node is free
+ *   queued   {"position", "max_wait_ms", "estimated_wait_ms"?} while no capable node is free (again every few s)
  *   accepted {"task_id", "difficulty", "tier", "node_id", "model", "classifier", "division_mode"}
  *   token    {"text"}                                    one per chunk the node streams
  *   done     {"task_id", "usage", "timings", "node_id", "node_ids", "finish_reason", "verified"}
  *   error    {"code", "message", "retry_after_seconds"?} a failure after the stream began; nothing follows
- * A refusal before the stream (bad body, unknown key, rate limit, unknown model, full queue) is a plain HTTP
+ * A refusal before the stream (bad body, unknown key, rate limit, unknown model, no capable node online, a
+ * conversation too long for every online node, full queue) is a plain HTTP
  * error with the same JSON object (plus `field` for a bad body) and, for 429, a Retry-After header.
  */
 
@@ -94,7 +95,7 @@ function logFailure(req: FastifyRequest, err: unknown, status: number, body: Cha
 function payload(event: ChatEvent): Record<string, unknown> {
   switch (event.type) {
     case "queued":
-      return { position: event.position, max_wait_ms: event.maxWaitMs };
+      return { position: event.position, max_wait_ms: event.maxWaitMs, ...(event.estimatedWaitMs !== undefined ? { estimated_wait_ms: event.estimatedWaitMs } : {}) };
     case "accepted":
       return {
         task_id: event.taskId,
@@ -145,7 +146,7 @@ export function registerChatSseRoutes(app: FastifyInstance, deps: ChatSseDeps): 
       const abort = new AbortController();
       // the response's close, not the request's (which closes once its body is read); a no-op after a normal end
       reply.raw.once("close", () => abort.abort());
-      const chat = deps.orchestrator.chat({ ...request.input, accountId: admission.accountId, clientAddress: req.ip, signal: abort.signal });
+      const chat = deps.orchestrator.chat({ ...request.input, accountId: admission.accountId, trustedHint: admission.trustedHint === true, clientAddress: req.ip, signal: abort.signal });
       await streamChat(req, reply, admission.wrapEvents?.(chat) ?? chat, keepAliveMs);
     });
   });

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import { servedModels } from "../tasks/models.ts";
+import { normalizeModelHint } from "../tasks/router.ts";
 import type { ChatEvent, ChatInput, Orchestrator } from "../tasks/orchestrator.ts";
 import { openAiError, type OpenAiErrorBody } from "./openai-errors.ts";
 import { parseCompletionRequest, type CompletionRequest } from "./openai-request.ts";
@@ -12,6 +13,8 @@ import { SseResponse } from "./sse.ts";
 /** Who is asking, as the admission hook decided. */
 export interface Admission {
   accountId?: string;
+  /** The caller may set any difficulty (an admin's token), as over gRPC; others' hints may only raise it. */
+  trustedHint?: boolean;
   /** Wraps the orchestrator's events, e.g. to give a rate-limit charge back when the network could not answer. */
   wrapEvents?: (events: AsyncGenerator<ChatEvent>) => AsyncGenerator<ChatEvent>;
 }
@@ -40,6 +43,8 @@ type Accepted = Extract<ChatEvent, { type: "accepted" }>;
 type Done = Extract<ChatEvent, { type: "done" }>;
 
 const DEFAULT_KEEP_ALIVE_MS = 15_000;
+/** The model name that lets the network choose (the router also takes `iris`, `default` and ""). */
+const ANY_MODEL = "auto";
 const idle = Symbol("idle");
 
 /** Node finish reasons in OpenAI's vocabulary (llama.cpp and older servers say max_tokens). */
@@ -109,18 +114,22 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
         reply.code(404).send({ error: { message: `Unknown request URL: ${req.method} ${req.url}`, type: "invalid_request_error", param: null, code: "unknown_url" } }),
       );
 
+      // `auto` (any model, the network chooses) comes first and is always there: clients that check the model
+      // against this list before sending must accept the name the README and the examples use
+      const model = (id: string) => ({ id, object: "model", created: startedAt, owned_by: "iris" });
       v1.get("/models", async () => ({
         object: "list",
-        data: servedModels(deps.registry.nodes()).map((m) => ({ id: m.name, object: "model", created: startedAt, owned_by: "iris" })),
+        data: [model(ANY_MODEL), ...servedModels(deps.registry.nodes()).map((m) => model(m.name))],
       }));
 
       // Model names may contain slashes (org/model), hence the wildcard
       v1.get("/models/*", async (req, reply) => {
         const id = (req.params as { "*": string })["*"];
-        if (!servedModels(deps.registry.nodes()).some((m) => m.name === id)) {
+        // `iris`, `default` and "" mean any model too; they are answered, though only `auto` is listed
+        if (normalizeModelHint(id) !== undefined && !servedModels(deps.registry.nodes()).some((m) => m.name === id)) {
           return reply.code(404).send({ error: { message: `The model '${id}' is not served by any connected node`, type: "invalid_request_error", param: null, code: "model_not_found" } });
         }
-        return { id, object: "model", created: startedAt, owned_by: "iris" };
+        return model(id);
       });
 
       v1.post("/chat/completions", deps.bodyLimit ? { bodyLimit: deps.bodyLimit } : {}, async (req, reply) => {
@@ -130,7 +139,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
         // The response's close, not the request's: a request emits 'close' as soon as its body is read.
         // After a normal end the abort is a no-op (the orchestrator has let go of the signal by then).
         reply.raw.once("close", () => abort.abort());
-        const input: ChatInput = { ...request.input, accountId: admission.accountId, clientAddress: req.ip, signal: abort.signal };
+        const input: ChatInput = { ...request.input, accountId: admission.accountId, trustedHint: admission.trustedHint === true, clientAddress: req.ip, signal: abort.signal };
         const chat = deps.orchestrator.chat(input);
         const events = admission.wrapEvents?.(chat) ?? chat;
         const created = Math.floor(Date.now() / 1000);

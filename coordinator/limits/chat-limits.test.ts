@@ -110,6 +110,7 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
     expect(await run([], new ConnectError("busy", Code.ResourceExhausted))).toBe(true);
     expect(await run([], new ConnectError("no such model", Code.NotFound))).toBe(true);
     expect(await run([queued], new ConnectError("messages[0].content: too many chunks", Code.InvalidArgument))).toBe(true);
+    expect(await run([queued], new ConnectError("chunk 3 of 40 could not be read: …", Code.Internal))).toBe(true);
     expect(await run([{ type: "token", text: "Hel" }], new ConnectError("lost", Code.Unavailable))).toBe(false);
     expect(await run([queued], new ConnectError("client left", Code.Canceled))).toBe(false);
     expect(await run([], new ConnectError("deadline", Code.DeadlineExceeded))).toBe(false);

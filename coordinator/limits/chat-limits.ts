@@ -60,9 +60,11 @@ export interface ChatLimiterOptions {
   logger?: Logger;
 }
 
-// The network could not serve the message at all (charging would punish the caller for our state), or the
-// request was refused as invalid after admission (a bad value is refused uncharged wherever it is found).
-const GIVEN_BACK = new Set([Code.Unavailable, Code.ResourceExhausted, Code.NotFound, Code.InvalidArgument]);
+// The network could not serve the message at all (charging would punish the caller for our state: no node, all
+// busy, a conversation longer than any online node's context), or the request was refused as invalid after
+// admission (a bad value is refused uncharged wherever it is found), or the coordinator failed it (Internal: a
+// divided request's part refused what the coordinator wrote).
+const GIVEN_BACK = new Set([Code.Unavailable, Code.ResourceExhausted, Code.NotFound, Code.InvalidArgument, Code.FailedPrecondition, Code.Internal]);
 
 export class ChatLimiter {
   readonly #now: () => number;

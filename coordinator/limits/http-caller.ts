@@ -4,7 +4,7 @@ import type { FastifyRequest } from "fastify";
 import type { Kysely } from "kysely";
 import { ACCOUNT_KEY_HEADER } from "../accounts/auth.ts";
 import { normalizeAccountKey } from "../accounts/keys.ts";
-import type { Principal } from "../accounts/principal.ts";
+import { isAdmin, type Principal } from "../accounts/principal.ts";
 import { findAccountIdCached } from "../accounts/store.ts";
 import { verifyToken } from "../accounts/tokens.ts";
 import type { Database } from "../db/schema.ts";
@@ -78,6 +78,8 @@ export function httpCallerResolver(options: HttpCallerOptions): ResolveHttpCalle
 /** What an HTTP chat route needs once the caller is admitted: the account to record, and the metered events. */
 export interface HttpAdmission {
   accountId?: string;
+  /** An admin (a JWT with role admin) may set any difficulty, as InferenceService's callers may. */
+  trustedHint: boolean;
   wrapEvents: (events: AsyncGenerator<ChatEvent>) => AsyncGenerator<ChatEvent>;
 }
 
@@ -90,5 +92,5 @@ export async function admitHttpChat(
   const principal = await deps.resolveCaller(req);
   const ticket = await deps.limiter.admit({ principal, requestAccountId, clientAddress: req.ip });
   const principalAccount = principal.kind === "anonymous" ? undefined : (principal.accountId ?? undefined);
-  return { accountId: requestAccountId ?? principalAccount, wrapEvents: (events) => deps.limiter.meter(events, ticket) };
+  return { accountId: requestAccountId ?? principalAccount, trustedHint: isAdmin(principal), wrapEvents: (events) => deps.limiter.meter(events, ticket) };
 }

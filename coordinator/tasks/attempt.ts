@@ -55,6 +55,8 @@ export class Attempt implements TaskSink {
   #resultAt: number | undefined;
   #soloAtResult = false;
   #answerBytes = 0;
+  /** When the slot was taken (TaskSink.startedAt): the queue's wait estimate counts a running task from here. */
+  readonly startedAt = Date.now();
 
   /** Reserves a slot on `node` at once (so no other task can take it), before anything is sent. */
   constructor(
@@ -165,6 +167,7 @@ export class Attempt implements TaskSink {
     // the node's counts, capped by bytes the coordinator saw: no token is shorter than a byte
     const held = Math.min((result.usage?.promptTokens ?? 0) + completionTokens, Buffer.byteLength(this.#promptText) + this.#answerBytes);
     this.node.measured.answered(speed, held);
+    this.node.served(now - this.#assignedAt);
     this.registry.measured(this.node);
   }
 

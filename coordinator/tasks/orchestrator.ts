@@ -8,7 +8,9 @@ import type { Difficulty, DivisionMode, NodeTier } from "../db/schema.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { MismatchCount } from "../nodes/suspension.ts";
 import type { TaskOutcomeInput } from "../reputation/ledger.ts";
+import { requireCapableNode } from "./capable-nodes.ts";
 import { classifyWithHint, type Classifier } from "./classifier.ts";
+import { contextNeed } from "./context-fit.ts";
 import { autoMode, runDivided, type DividedTask, type DivisionContext } from "./division/divided.ts";
 import { MismatchRecorder } from "./division/mismatch.ts";
 import type { RequestedDivisionMode } from "./division/mode.ts";
@@ -37,7 +39,7 @@ export interface ChatInput {
 }
 
 export type ChatEvent =
-  | { type: "queued"; position: number; maxWaitMs: number }
+  | { type: "queued"; position: number; maxWaitMs: number; estimatedWaitMs?: number }
   | {
       type: "accepted";
       taskId: string;
@@ -66,7 +68,7 @@ export type ChatEvent =
     };
 
 export interface OrchestratorConfig {
-  queue: { maxLength: number; maxWaitMs: number };
+  queue: { maxLength: number; maxWaitMs: number; updateMs?: number };
   timeoutsMs: DifficultyTimeouts;
   /** Nodes tried for one request before it fails. */
   maxAttempts: number;
@@ -116,12 +118,17 @@ export class Orchestrator {
     const taskId = randomUUID();
     const model = normalizeModelHint(input.model);
     if (model !== undefined && ![...this.registry.nodes()].some((node) => servesModel(node, model))) {
-      throw new ConnectError(`no connected node serves model "${input.model}"; ListModels shows the models served now`, Code.NotFound);
+      // the models to choose from, not an RPC's name: the message reaches the chat page, the CLI and /v1 alike
+      const served = [...new Set([...this.registry.nodes()].map((node) => node.capabilities.modelName))].sort();
+      throw new ConnectError(`no connected node serves model "${input.model}"; ${served.length ? `served now: ${served.join(", ")}` : "no node is connected"}`, Code.NotFound);
     }
     const { difficulty, classifier } = await classifyWithHint(this.classifier, input, input.difficultyHint, { trusted: input.trustedHint === true });
     const maxTokens = input.maxTokens || this.config.defaultMaxTokens;
     const task: DividedTask = { taskId, input, model, difficulty, classifier, maxTokens, started };
     const requested = input.divisionMode ?? "single";
+    // the queue is for capable nodes that are busy: with none online the caller hears so now, not after the wait;
+    // subtasks, context and auto judge each part on its own and check its tier (division/part-difficulty.ts)
+    if (requested === "single" || requested === "consensus") requireCapableNode(this.registry.nodes(), { difficulty, model, exclude: new Set() });
     const mode = requested === "auto" ? autoMode(this.#division, task) : requested;
     if (mode === "single") yield* this.#single(task, requested === "auto" ? "single" : undefined);
     else yield* runDivided(this.#division, task, mode);
@@ -130,6 +137,9 @@ export class Orchestrator {
   /** One part on one node (with failover): the default path, and auto's choice for requests that fit one node. */
   async *#single(task: DividedTask, announcedMode: DivisionMode | undefined): AsyncGenerator<ChatEvent, void, undefined> {
     const { taskId, input, difficulty, classifier, started } = task;
+    // one node takes the whole conversation: only a node whose window holds it (and room for an answer)
+    const context = contextNeed(input.messages, task.maxTokens);
+    requireCapableNode(this.registry.nodes(), { difficulty, model: task.model, exclude: new Set(), context });
     const check = this.#spotChecks.select(input.temperature);
     const spec: PartSpec = {
       taskId,
@@ -142,6 +152,7 @@ export class Orchestrator {
       // every task carries a seed, so a node cannot tell the checked ones by it
       seed: check?.seed ?? randomInt(2 ** 31),
       model: task.model,
+      context,
       accountId: input.accountId,
       clientAddress: input.clientAddress,
       signal: input.signal,

@@ -7,16 +7,19 @@ export interface Waiter {
   request: RouteRequest;
   /** Takes the node: must reserve the slot synchronously, before any other waiter is considered. */
   claim(node: LiveNode): void;
-  /** Told whenever its position changes (1 = next). */
+  /** Told whenever its position changes (1 = next), and again every `updateMs` while it waits. */
   position(position: number): void;
 }
 
 export class WaitQueue {
   readonly #waiters: Waiter[] = [];
+  #updates: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly maxLength: number,
     private readonly pick: (request: RouteRequest) => LiveNode | undefined,
+    /** A waiting client hears its position (and the estimate that goes with it) at least this often; 0: only on changes. */
+    private readonly updateMs = 0,
   ) {}
 
   get length(): number {
@@ -33,6 +36,7 @@ export class WaitQueue {
     }
     this.#waiters.push(waiter);
     waiter.position(this.#waiters.length);
+    this.#scheduleUpdates();
   }
 
   remove(waiter: Waiter): void {
@@ -40,6 +44,7 @@ export class WaitQueue {
     if (index < 0) return;
     this.#waiters.splice(index, 1);
     this.#announceFrom(index);
+    this.#scheduleUpdates();
   }
 
   /** Gives free capacity to waiters in arrival order (a later waiter may go first if the earlier one can't use it). */
@@ -57,6 +62,17 @@ export class WaitQueue {
       waiter.claim(node);
     }
     if (firstRemoved >= 0) this.#announceFrom(firstRemoved);
+    this.#scheduleUpdates();
+  }
+
+  /** One timer for the whole queue, running only while someone waits. */
+  #scheduleUpdates(): void {
+    if (this.#waiters.length === 0 || this.updateMs <= 0) {
+      clearInterval(this.#updates);
+      this.#updates = undefined;
+    } else {
+      this.#updates ??= setInterval(() => this.#announceFrom(0), this.updateMs).unref();
+    }
   }
 
   #announceFrom(index: number): void {

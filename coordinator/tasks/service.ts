@@ -85,7 +85,7 @@ function doneMessage(event: Extract<ChatEvent, { type: "done" }>): MessageInitSh
 function toResponse(event: ChatEvent): ChatResponse {
   switch (event.type) {
     case "queued":
-      return create(ChatResponseSchema, { event: { case: "queued", value: { position: event.position, maxWaitMs: event.maxWaitMs } } });
+      return create(ChatResponseSchema, { event: { case: "queued", value: { position: event.position, maxWaitMs: event.maxWaitMs, estimatedWaitMs: event.estimatedWaitMs } } });
     case "accepted":
       return create(ChatResponseSchema, { event: { case: "accepted", value: acceptedMessage(event) } });
     case "token":

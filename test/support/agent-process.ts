@@ -24,7 +24,7 @@ export interface AgentProcess {
 
 export function startAgent(env: Record<string, string>): AgentProcess {
   const clean = { ...process.env };
-  for (const name of ["IRIS_ACCOUNT_KEY", "NODE_ID", "IRIS_MODEL", "IRIS_BACKEND", "BACKEND_URL", "DATABASE_URL"]) delete clean[name];
+  for (const name of ["IRIS_ACCOUNT_KEY", "NODE_ID", "IRIS_MODEL", "IRIS_BACKEND", "BACKEND_URL", "DATABASE_URL", "COORDINATOR_CA_PATH"]) delete clean[name];
   // node --import tsx: one process, so a SIGKILL kills the agent itself (the tsx CLI would leave its child running)
   const child = spawn(process.execPath, ["--import", "tsx", "agent/main.ts"], {
     cwd: root,

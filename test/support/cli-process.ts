@@ -23,7 +23,7 @@ export interface CliOptions {
 }
 
 /** Variables a developer's shell may carry that would change what the CLI does. */
-const inherited = ["IRIS_URL", "IRIS_ACCOUNT_KEY", "IRIS_PASSWORD", "XDG_CONFIG_HOME", "NODE_OPTIONS"];
+const inherited = ["IRIS_URL", "IRIS_ACCOUNT_KEY", "IRIS_PASSWORD", "IRIS_CA_PATH", "XDG_CONFIG_HOME", "NODE_OPTIONS"];
 
 export function cleanEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const clean = { ...process.env };

@@ -57,6 +57,8 @@ export interface ScriptedNodeOptions {
   heartbeats?: boolean;
   /** The node's context length in tokens (4096 when not given). */
   contextLength?: number;
+  /** The tokenizer rates it reports (Register.tokenizer_rates); none by default, as a backend without a tokenizer. */
+  tokenizerRates?: { asciiCharsPerToken: number; otherCharsPerToken: number };
   /** The model file fingerprint it declares (64 hex digits); none by default, as an HTTP backend's node. */
   modelSha256?: string;
   /** The answer to an assignment; `payload` is the assignment as the node opened it (the prompt, the seed...). */
@@ -150,6 +152,7 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       backend: "scripted",
       publicKey: options.claimPublicKey ?? publicKeyBytes(key),
       modelSha256: options.modelSha256 ?? "",
+      ...(options.tokenizerRates ? { tokenizerRates: options.tokenizerRates } : {}),
     },
   });
 

@@ -20,6 +20,12 @@ export function userMessage(text: string): HTMLElement {
   return article;
 }
 
+/** A wait in whole seconds or minutes ("12 s", "3 min"): an estimate has no tenths. */
+function roughly(ms: number): string {
+  const seconds = Math.max(1, Math.round(ms / 1000));
+  return seconds < 90 ? `${seconds} s` : `${Math.round(seconds / 60)} min`;
+}
+
 export class AnswerView {
   readonly element = element("article", "message assistant");
   readonly #content = element("div", "content markdown");
@@ -40,9 +46,12 @@ export class AnswerView {
     return this.#text;
   }
 
-  queued(position: number, maxWaitMs: number): void {
-    const wait = maxWaitMs > 0 ? ` (waiting at most ${duration(maxWaitMs)} more)` : "";
-    this.#status.textContent = `Waiting for a free node — position ${position} in the queue${wait}…`;
+  /** Called again every few seconds while the request waits: the position and the estimate move. */
+  queued(position: number, maxWaitMs: number, estimatedWaitMs?: number): void {
+    const estimate = estimatedWaitMs !== undefined ? `, a node in about ${roughly(estimatedWaitMs)}` : "";
+    const wait = maxWaitMs > 0 ? ` (waiting at most ${roughly(maxWaitMs)} more)` : "";
+    this.#status.textContent = `Waiting for a free node — position ${position} in the queue${estimate}${wait}…`;
+    this.element.dataset.queuePosition = String(position);
   }
 
   accepted(accepted: Accepted): void {
@@ -91,10 +100,17 @@ export class AnswerView {
     this.#setState("stopped");
   }
 
-  failed(sentence: string): void {
+  /** Shows why the answer failed; `action` adds a button that offers the way out (New chat). */
+  failed(sentence: string, action?: { label: string; run: () => void }): void {
     this.#flush();
     this.#status.hidden = false;
     this.#status.textContent = sentence;
+    if (action) {
+      const button = element("button", "quiet action", action.label);
+      button.type = "button";
+      button.addEventListener("click", action.run);
+      this.#status.append(" ", button);
+    }
     this.#status.className = "status error";
     this.#status.setAttribute("role", "alert");
     this.#setState("failed");

@@ -1,7 +1,7 @@
 // The chat page's error wording: rate-limit waits read from the coordinator's message, and each code in words.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { describeChatError, formatWait, waitFromMessage } from "./errors.ts";
+import { describeChatError, formatWait, tooLongForContext, waitFromMessage } from "./errors.ts";
 
 const now = Date.parse("2026-11-20T12:00:00Z");
 const anonymous = { withAccountKey: false, now };
@@ -62,10 +62,29 @@ describe("describeChatError", () => {
     expect(describeChatError(busy, anonymous)).not.toMatch(/free message/);
     const none = new ConnectError("no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online; waited 30 s", Code.Unavailable);
     expect(describeChatError(none, anonymous)).toBe("No node can answer right now: no node is online. Please try again in a few minutes.");
-    const noPro = new ConnectError("no node that serves ADVANCED requests (tier PRO) is online; waited 30 s", Code.Unavailable);
+    const noPro = new ConnectError("no node that serves ADVANCED requests (tier PRO) is online; online now: 2 BASIC nodes", Code.Unavailable);
     expect(describeChatError(noPro, anonymous)).toBe(
       "No node can answer right now: none that handles this kind of question is online (advanced questions need a PRO node). Please try again in a few minutes.",
     );
+  });
+
+  it("says a conversation has outgrown the nodes' context in words, and offers a new chat for it only", () => {
+    const tooLong = new ConnectError(
+      "the conversation is about 9,120 tokens, more than the context of any online node that can take it (the largest holds 4,096 tokens); start a new chat, or shorten the conversation",
+      Code.FailedPrecondition,
+    );
+    expect(describeChatError(tooLong, anonymous)).toBe(
+      "This conversation has grown too long for the nodes online now (about 9,120 tokens; the largest node online holds 4,096). Start a new chat to go on.",
+    );
+    expect(tooLongForContext(tooLong)).toBe(true);
+    const noRoom = new ConnectError(
+      "the conversation is about 3,905 tokens, which leaves no room for an answer in the largest context of the online nodes that can take it (4,096 tokens); start a new chat, or shorten the conversation",
+      Code.FailedPrecondition,
+    );
+    expect(describeChatError(noRoom, anonymous)).toContain("(about 3,905 tokens; the largest node online holds 4,096)");
+    expect(describeChatError(new ConnectError("node is not registered", Code.FailedPrecondition), anonymous)).toBe("The coordinator cannot do that now: node is not registered");
+    expect(tooLongForContext(new ConnectError("no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online", Code.Unavailable))).toBe(false);
+    expect(tooLongForContext(new ConnectError("rate limit: 1 message per 24 h", Code.ResourceExhausted))).toBe(false);
   });
 
   it("words deadlines, bad keys, unknown models and network failures", () => {

@@ -65,6 +65,13 @@ function rateLimited(err: ConnectError, context: ErrorContext): string {
     : `You've used your free message for today. ${when} An account key (under Options) allows more.`;
 }
 
+/** Whether the failure is a conversation too long for the nodes' context windows: a New chat is the way out. */
+export function tooLongForContext(error: unknown): boolean {
+  const err = ConnectError.from(error);
+  if (err.code === Code.FailedPrecondition) return /\bcontext\b/i.test(err.rawMessage);
+  return err.code === Code.ResourceExhausted && /message (?:is )?(?:too large|larger)|exceeds|size/i.test(err.rawMessage) && !/rate.?limit/i.test(err.rawMessage);
+}
+
 /** The sentence the page shows for a failed answer. */
 export function describeChatError(error: unknown, context: ErrorContext): string {
   const err = ConnectError.from(error);
@@ -81,6 +88,16 @@ export function describeChatError(error: unknown, context: ErrorContext): string
       if (missing?.[2]?.includes("BASIC")) return "No node can answer right now: no node is online. Please try again in a few minutes.";
       const which = missing ? ` (${missing[1]!.toLowerCase()} questions need a ${missing[2]} node)` : "";
       return `No node can answer right now: none that handles this kind of question is online${which}. Please try again in a few minutes.`;
+    }
+    case Code.FailedPrecondition: {
+      // "the conversation is about 9,000 tokens, more than the context of any online node … (the largest holds 4,096 tokens)"
+      if (tooLongForContext(err)) {
+        const tokens = /about ([\d,]+) tokens/.exec(message)?.[1];
+        const largest = /holds ([\d,]+) tokens/.exec(message)?.[1] ?? /\(([\d,]+) tokens\)/.exec(message)?.[1];
+        const size = tokens && largest ? ` (about ${tokens} tokens; the largest node online holds ${largest})` : "";
+        return `This conversation has grown too long for the nodes online now${size}. Start a new chat to go on.`;
+      }
+      return `The coordinator cannot do that now: ${message}`;
     }
     case Code.DeadlineExceeded:
       return "The answer took too long and was stopped. Try a shorter question, or try again.";

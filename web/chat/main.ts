@@ -5,7 +5,7 @@ import type { ChatMessageInput } from "../../client/sdk.ts";
 import { DivisionMode } from "../../gen/iris/v1/common_pb.ts";
 import { pageClient } from "../shared/client.ts";
 import { AnswerView, userMessage } from "./answer.ts";
-import { describeChatError } from "./errors.ts";
+import { describeChatError, tooLongForContext } from "./errors.ts";
 
 const byId = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const conversation = byId<HTMLElement>("conversation");
@@ -70,13 +70,18 @@ function setBusy(busy: boolean): void {
   else question.focus();
 }
 
-async function ask(text: string): Promise<void> {
+/** The options a question is sent with, or the sentence that says which one is wrong. */
+function readOptions(): { key: string; maxTokens: number | undefined } | { problem: string; field: HTMLInputElement } {
   const key = accountKey();
-  if (key === undefined) return showOptionsError("An account key is 16 digits (spaces optional). Fix it or clear it to chat anonymously.");
+  if (key === undefined) return { problem: "An account key is 16 digits (spaces optional). Fix it or clear it to chat anonymously.", field: accountKeyInput };
   const maxTokens = maxTokensInput.value ? Number(maxTokensInput.value) : undefined;
   if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 1 && maxTokens <= 131072)) {
-    return showOptionsError("Max tokens is a whole number from 1 to 131072 (or empty for the default).");
+    return { problem: "Max tokens is a whole number from 1 to 131072 (or empty for the default).", field: maxTokensInput };
   }
+  return { key, maxTokens };
+}
+
+async function ask(text: string, key: string, maxTokens: number | undefined): Promise<void> {
   showOptionsError(undefined);
   welcome.hidden = true;
   const turn: ChatMessageInput = { role: "user", content: text };
@@ -100,7 +105,7 @@ async function ask(text: string): Promise<void> {
     const divisionMode = modes[modeSelect.value];
     const events = client.chat([...history, turn], { maxTokens, model: modelInput.value.trim() || undefined, divisionMode, signal: controller.signal });
     for await (const event of events) {
-      if (event.type === "queued") answer.queued(event.queued.position, event.queued.maxWaitMs);
+      if (event.type === "queued") answer.queued(event.queued.position, event.queued.maxWaitMs, event.queued.estimatedWaitMs);
       else if (event.type === "accepted") answer.accepted(event.accepted);
       else if (event.type === "token") answer.append(event.text);
       else answer.done(event.done);
@@ -111,7 +116,9 @@ async function ask(text: string): Promise<void> {
       answer.stopped();
       remember();
     } else {
-      answer.failed(describeChatError(err, { withAccountKey: Boolean(key) }));
+      // a conversation too long for every node online: the way out is a new chat, with the question kept for it
+      const newChat = tooLongForContext(err) ? { label: "New chat", run: () => startNewChat(text) } : undefined;
+      answer.failed(describeChatError(err, { withAccountKey: Boolean(key) }), newChat);
     }
   } finally {
     window.removeEventListener("scroll", onScroll);
@@ -125,9 +132,16 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = question.value.trim();
   if (!text || running) return;
+  // a wrong option is said before anything is sent, and the typed question stays in the box
+  const options = readOptions();
+  if ("problem" in options) {
+    showOptionsError(options.problem);
+    options.field.focus();
+    return;
+  }
   question.value = "";
   fitQuestion();
-  void ask(text);
+  void ask(text, options.key, options.maxTokens);
 });
 
 question.addEventListener("keydown", (event) => {
@@ -148,14 +162,21 @@ question.addEventListener("input", fitQuestion);
 // aborting the fetch closes the stream; the coordinator sees the client go and cancels the node's task
 stopButton.addEventListener("click", () => running?.abort());
 
-byId<HTMLButtonElement>("new-chat").addEventListener("click", () => {
+/** Forgets the conversation; `draft` goes into the composer (the question a too-long conversation could not take). */
+function startNewChat(draft?: string): void {
   running?.abort();
   epoch++;
   history = [];
   conversation.replaceChildren(welcome);
   welcome.hidden = false;
+  if (draft !== undefined && !question.value.trim()) {
+    question.value = draft;
+    fitQuestion();
+  }
   question.focus();
-});
+}
+
+byId<HTMLButtonElement>("new-chat").addEventListener("click", () => startNewChat());
 
 accountKeyInput.addEventListener("change", () => {
   const key = accountKey();

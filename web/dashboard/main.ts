@@ -16,6 +16,10 @@ const body = (tableId: string) => byId<HTMLTableElement>(tableId).tBodies[0]!;
 const client = pageClient();
 const chart = new ThroughputChart(byId("chart"));
 const live = byId<HTMLElement>("live");
+const page = document.querySelector<HTMLElement>("main.dashboard")!;
+const figureIds = ["nodes-online", "tier-basic", "tier-mid", "tier-pro", "tasks-completed", "tasks-failed", "tasks-running", "queue-length", "tokens-per-second"];
+/** True from the moment the stats stream is lost until it delivers again: what the page shows may be out of date. */
+let stale = false;
 
 /** Tables follow the stats stream: at most every few seconds, but at once when nodes or task totals change. */
 const TABLES_EVERY_MS = 3000;
@@ -29,6 +33,7 @@ function setText(id: string, text: string): void {
 }
 
 function showStats(stats: NetworkStats): void {
+  if (stale) setStale(false);
   setText("nodes-online", count(stats.nodesOnline));
   for (const [tier, id] of [[Tier.BASIC, "tier-basic"], [Tier.MID, "tier-mid"], [Tier.PRO, "tier-pro"]] as const) {
     setText(id, count(stats.nodesByTier.find((t) => t.tier === tier)?.online ?? 0));
@@ -53,11 +58,13 @@ async function refreshTables(): Promise<void> {
   lastTables = Date.now();
   try {
     const [nodes, leaderboard, tasks] = await Promise.all([
-      client.network.listNodes({ limit: 100 }),
+      // connected nodes only: the leaderboard keeps the ones that left
+      client.network.listNodes({ onlineOnly: true, limit: 100 }),
       client.network.getLeaderboard({ limit: 10 }),
       client.network.listTasks({ limit: 15 }),
     ]);
     renderNodes(body("nodes"), nodes.nodes);
+    if (stale) markNodesUnknown();
     renderLeaderboard(body("leaderboard"), leaderboard.entries);
     renderTasks(body("tasks"), tasks.tasks);
   } catch (err) {
@@ -68,7 +75,35 @@ async function refreshTables(): Promise<void> {
   }
 }
 
+/** No node is known to be online while the coordinator does not answer: its status reads "unknown". */
+function markNodesUnknown(): void {
+  for (const cell of body("nodes").querySelectorAll<HTMLElement>("td.status.online")) {
+    cell.textContent = "unknown";
+    cell.className = "status unknown";
+    cell.title = "the coordinator is not answering; this node was online when it last did";
+  }
+}
+
+/**
+ * Stale: every figure reads "—" (its last value on hover) and the node statuses "unknown", so that a page left
+ * open through an outage never claims nodes online. Fresh again with the next sample; the tables follow at once.
+ */
+function setStale(value: boolean): void {
+  stale = value;
+  page.classList.toggle("stale", value);
+  for (const id of figureIds) {
+    const figure = byId(id);
+    if (value) {
+      figure.title = figure.textContent === "—" ? "" : `${figure.textContent} when the coordinator last answered`;
+      figure.textContent = "—";
+    } else figure.title = "";
+  }
+  if (value) markNodesUnknown();
+  else lastShape = ""; // the next sample refreshes the tables
+}
+
 function showStatus(status: LiveStatus): void {
+  if (status.state === "reconnecting" && !stale) setStale(true);
   live.dataset.state = status.state;
   live.title = "";
   if (status.state === "live") live.textContent = "live";

@@ -92,7 +92,7 @@ export function renderNodes(body: HTMLTableSectionElement, nodes: NodeInfo[]): v
     tr.dataset.nodeId = n.nodeId;
     return tr;
   });
-  fill(body, rows, "No node has connected yet.");
+  fill(body, rows, "No node is connected.");
 }
 
 export function renderLeaderboard(body: HTMLTableSectionElement, entries: LeaderboardEntry[]): void {

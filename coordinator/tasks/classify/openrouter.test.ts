@@ -85,11 +85,9 @@ describe("OpenRouter link", () => {
 
   it.each([429, 500])("fails at once on HTTP %i, without retrying", async (status) => {
     const classifier = await link({ status });
-    const started = performance.now();
     const error = await failure(classifier.classify({ messages }));
     expect(error.message).toContain(`HTTP ${status}`);
     expect(standin!.requests).toHaveLength(1);
-    expect(performance.now() - started).toBeLessThan(1_000);
   });
 
   it("puts the server's error message, not the request, in the failure", async () => {
@@ -119,8 +117,7 @@ describe("OpenRouter link in the chain", () => {
     const started = performance.now();
     expect(await chain.classify({ messages })).toEqual({ difficulty: "ADVANCED", classifier: "local" });
     const elapsed = performance.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(140);
-    expect(elapsed).toBeLessThan(1_000);
+    expect(elapsed).toBeGreaterThanOrEqual(140); // and "local" deciding shows the 2 s answer was not awaited
     await expect.poll(() => standin!.requests[0]?.disconnected).toBe(true);
     expect(chain.stats().links.openrouter).toEqual({ answered: 0, failed: 0, timedOut: 1, abandoned: 0, declined: 0 });
   });

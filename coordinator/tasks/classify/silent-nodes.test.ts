@@ -36,26 +36,21 @@ describe("classification with many connected nodes that never answer classify", 
     await coordinator?.close();
   });
 
-  /** Time to the chat's Accepted event (classification and node choice), and what it says. */
+  /** The chat's Accepted event: who classified it, and how (how fast is bench/silent-nodes.ts's business). */
   async function chat(content: string) {
-    const started = performance.now();
     let accepted: Extract<ChatResponse["event"], { case: "accepted" }>["value"] | undefined;
-    let acceptedMs = Number.NaN;
     for await (const response of inference.chat({ params: { messages: [{ role: Role.USER, content }], maxTokens: 8 } })) {
-      if (response.event.case === "accepted") {
-        accepted = response.event.value;
-        acceptedMs = performance.now() - started;
-      }
+      if (response.event.case === "accepted") accepted = response.event.value;
     }
-    return { accepted, acceptedMs };
+    return { accepted };
   }
 
   it("the rules decide every chat at once: no silent node is waited on, each only probed once", async () => {
     for (const country of ["Peru", "Chile", "Ghana", "Laos", "Fiji"]) {
-      const { accepted, acceptedMs } = await chat(`What is the capital of ${country}?`);
+      const { accepted } = await chat(`What is the capital of ${country}?`);
       expect(accepted).toMatchObject({ classifier: "local", difficulty: Difficulty.SIMPLE });
-      expect(acceptedMs).toBeLessThan(BUDGET_MS / 2); // ~ the rules' and the router's time, not the node budget
     }
+    // at once: every chat declined by the node link, none waited on (no time-out)
     expect(coordinator.classifier.stats().links.node).toEqual({ answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 5 });
     // each chat's prompt went to one node as a probe, off the request path; five different nodes
     const probed = silent().filter((node) => node.classifyAssigns.length > 0);
@@ -73,15 +68,13 @@ describe("classification with many connected nodes that never answer classify", 
     await new Promise((resolve) => setTimeout(resolve, 200)); // its probe's answer arrives (20 ms)
 
     // the rules call it SIMPLE; the judge's COMPLEX decides
-    const { accepted, acceptedMs } = await chat("What is the capital of Mali?");
+    const { accepted } = await chat("What is the capital of Mali?");
     expect(accepted).toMatchObject({ classifier: "node", difficulty: Difficulty.COMPLEX });
-    expect(acceptedMs).toBeLessThan(BUDGET_MS / 2);
 
     // now it takes 1.5 s: its record (~20 ms answers → a wait of 2 × p90 + 50 ms) ends the wait long before the 2 s budget
     judgeDelayMs = 1_500;
-    const started = performance.now();
+    // "local" deciding shows the wait ended before the judge's 1.5 s answer, let alone the 2 s budget
     expect(await coordinator.classifier.classify({ messages: [{ role: "user", content: "What is the capital of Togo?" }] })).toMatchObject({ classifier: "local" });
-    expect(performance.now() - started).toBeLessThan(BUDGET_MS / 2);
     expect(coordinator.classifier.stats().links.node).toMatchObject({ answered: 1, timedOut: 1, failed: 0 });
 
     // its late answer (within the assign's deadline) is no miss: it is asked again, with a wider wait
