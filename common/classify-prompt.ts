@@ -1,5 +1,6 @@
-// The question every model-backed difficulty classifier asks (OpenRouter from the coordinator, a node's own
-// backend for a classify assign) and the strict reading of the answer. Shared so both ask exactly the same.
+// The questions model-backed difficulty classifiers ask and how their answers are read: the full prompt and strict
+// JSON for OpenRouter, a compact prompt (≤ 200 tokens, for nodes whose models have a 512-token context) and a
+// forgiving reader for a node's own backend answering a classify assign. Shared by the coordinator and the agent.
 
 export const DIFFICULTY_LABELS = ["SIMPLE", "COMPLEX", "ADVANCED"] as const;
 export type DifficultyLabel = (typeof DIFFICULTY_LABELS)[number];
@@ -81,15 +82,78 @@ export function parseDifficultyJson(content: string): DifficultyLabel {
 }
 
 /**
- * For local models that ignore JSON mode: the strict JSON answer, or else an answer that is nothing but one of
- * the three words (quotes, markdown emphasis and a full stop aside). A sentence that mentions one is still an error.
+ * The question a node's own model is asked (agent/classify.ts): under 200 tokens even for a tokenizer that spells
+ * most words letter by letter (the test model's), so that it, the request and the answer fit a 512-token context.
+ * Same classes and rulings as CLASSIFY_SYSTEM_PROMPT and docs/classifier.md, in as few words as hold them.
  */
-export function parseDifficultyLoose(content: string): DifficultyLabel {
-  try {
-    return parseDifficultyJson(content);
-  } catch (error) {
-    const word = content.trim().replace(/^[\s"'`*_]+|[\s"'`*_.!]+$/g, "").toUpperCase();
-    if ((DIFFICULTY_LABELS as readonly string[]).includes(word)) return word as DifficultyLabel;
-    throw error;
+export const CLASSIFY_NODE_PROMPT = `The difficulty of the <request>? Do not answer it.
+SIMPLE: fact, translation, yes/no
+COMPLEX: summary, comparison, analysis, writing, explaining code
+ADVANCED: code, proof, math steps, design
+One word:`;
+
+/** Room for the rendered request in a node's prompt: 512 tokens less the prompt, the chat template and the answer. */
+export const NODE_REQUEST_TOKENS = 240;
+
+/**
+ * A rough token count (no tokenizer at hand): a letter run costs a token per four letters, a digit run one per
+ * three digits, a CJK character one, any other symbol one. Errs high for English, as BPE vocabularies merge more.
+ */
+export function estimateTokens(text: string): number {
+  let tokens = 0;
+  for (const [piece] of text.matchAll(/[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|\p{L}+|\p{N}+|[^\s\p{L}\p{N}]/gu)) {
+    if (/^\p{L}/u.test(piece) && piece.length > 1) tokens += Math.ceil(piece.length / 4);
+    else if (/^\p{N}/u.test(piece)) tokens += Math.ceil(piece.length / 3);
+    else tokens += 1;
   }
+  return tokens;
+}
+
+/** The conversation as a node's model reads it: renderForClassification cut to about NODE_REQUEST_TOKENS tokens. */
+export function renderForNode(messages: readonly { role: string; content: string }[]): string {
+  const text = messages.map((m) => `[${m.role}]\n${m.content}`).join("\n\n");
+  const sample = text.length > 20_000 ? `${text.slice(0, 10_000)}${text.slice(-10_000)}` : text;
+  const perChar = Math.max(estimateTokens(sample) / Math.max(1, sample.length), 0.1);
+  return renderForClassification(messages, Math.max(200, Math.floor(NODE_REQUEST_TOKENS / perChar)));
+}
+
+/** The label words small models answer with: the English ones in any case, and their usual translations. */
+const LABEL_WORDS: Record<DifficultyLabel, readonly string[]> = {
+  SIMPLE: ["simple", "easy", "einfach", "facile", "semplice", "sencillo", "simples", "простой", "простая", "简单", "簡単", "بسيط", "सरल", "basit", "prosty", "eenvoudig", "단순", "간단"],
+  COMPLEX: ["complex", "komplex", "complexe", "complejo", "complesso", "complexo", "сложный", "сложная", "复杂", "複雑", "معقد", "जटिल", "karmaşık", "złożony", "complexe", "복잡"],
+  ADVANCED: ["advanced", "fortgeschritten", "avancé", "avanzado", "avanzato", "avançado", "продвинутый", "продвинутая", "高级", "高度", "متقدم", "उन्नत", "ileri", "zaawansowany", "geavanceerd", "고급"],
+};
+const labelOf = new Map(Object.entries(LABEL_WORDS).flatMap(([label, words]) => words.map((w) => [w, label as DifficultyLabel])));
+// a whole word: letters of any script around it end the match (CJK words have no spaces, so they match anywhere)
+const labelPattern = new RegExp(`(?<![\\p{L}\\p{N}])(?:${[...labelOf.keys()].sort((a, b) => b.length - a.length).join("|")})(?![\\p{L}\\p{N}])|${[...labelOf.keys()].filter((w) => /[\u3040-\u9fff\uac00-\ud7af]/u.test(w)).join("|")}`, "giu");
+
+/**
+ * How a node reads its model's answer: the JSON object (extra keys, a markdown fence or text around it allowed),
+ * else a label word, in English in any case or translated. When words for different labels appear, the one the
+ * answer starts with wins; with none at the start, the answer is refused rather than guessed.
+ */
+export function parseDifficultyAnswer(content: string): DifficultyLabel {
+  const json = /\{[^{}]*\}/.exec(content)?.[0];
+  if (json) {
+    try {
+      const value = JSON.parse(json) as Record<string, unknown>;
+      const key = Object.keys(value).find((k) => k.toLowerCase() === "difficulty");
+      const label = key !== undefined && typeof value[key] === "string" ? labelOf.get((value[key] as string).trim().toLowerCase()) : undefined;
+      if (label) return label;
+    } catch {
+      // not JSON after all: read it as words
+    }
+  }
+  const found = [...content.matchAll(labelPattern)].map((m) => ({ at: m.index, length: m[0].length, label: labelOf.get(m[0].toLowerCase())! }));
+  const distinct = new Set(found.map((f) => f.label));
+  if (distinct.size === 1) return found[0]!.label;
+  // "COMPLEX. It is not SIMPLE because …" names its answer first; "SIMPLE or COMPLEX" does not decide
+  const lead = content.search(/[\p{L}\p{N}]/u);
+  const first = found[0];
+  if (distinct.size > 1 && first!.at === lead) {
+    if (/^(?:\s*$|\s*[.,:;!)\-–—*]|[ \t]*\n)/u.test(content.slice(first!.at + first!.length))) return first!.label;
+  }
+  throw new DifficultyAnswerError(
+    distinct.size > 1 ? `the answer names several difficulties: ${excerpt(content)}` : `the answer names no difficulty: ${excerpt(content)}`,
+  );
 }

@@ -97,8 +97,8 @@ describe("division modes with real agents on the tiny model", () => {
       .execute();
   }
 
-  // a numbered list of short translations: the rules call it SIMPLE, which these BASIC-tier nodes serve
-  const questions = ["Translate hello to French.", "Translate cat to German.", "Translate dog to Spanish."];
+  // a numbered list of short questions: the local classifier calls it SIMPLE, which these BASIC-tier nodes serve
+  const questions = ["What is the capital of France?", "What is the capital of Peru?", "What is the capital of Japan?"];
   const numbered = questions.map((q, i) => `${i + 1}. ${q}`).join("\n");
 
   /** The aggregator's stream: "1. <question>\n\n<answer>\n\n2. …", each answer the tiny model's words. */
@@ -107,7 +107,7 @@ describe("division modes with real agents on the tiny model", () => {
     expect(headers[0]).toBe(0);
     expect(headers[1]).toBeGreaterThan(headers[0]!);
     expect(headers[2]).toBeGreaterThan(headers[1]!);
-    const answers = text.split(/(?:^|\n\n)\d\. Translate [a-z]+ to [A-Za-z]+\.\n\n/).filter((a) => a !== "");
+    const answers = text.split(/(?:^|\n\n)\d\. What is the capital of [A-Za-z]+\?\n\n/).filter((a) => a !== "");
     expect(answers).toHaveLength(3);
     for (const answer of answers) expect(honestWords(answer)).toBe(true);
   }
@@ -202,7 +202,7 @@ describe("division modes with real agents on the tiny model", () => {
     const documentTokens = model.tokenize(document).length;
     await model.dispose();
     expect(documentTokens).toBeGreaterThan(4 * CONTEXT_LENGTH);
-    // an admin may set the difficulty: SIMPLE, which these BASIC nodes serve (the rules call a long document COMPLEX)
+    // an admin may set the difficulty: SIMPLE, which these BASIC nodes serve (the local model calls a long document COMPLEX)
     const { accepted, done, text } = await chat(`Summarise the logs below.\n\n${document}`, { divisionMode: DivisionMode.CONTEXT, maxTokens: 32, difficulty: Difficulty.SIMPLE }, admin);
     expect(accepted.divisionMode).toBe(DivisionMode.CONTEXT);
     expect(honestWords(text)).toBe(true);
@@ -237,8 +237,8 @@ describe("node classification over the real NodeService stream", () => {
       // from now on the model behind the agent judges every prompt COMPLEX (and answers tasks with the same words)
       lmstudio.behaviour.tokens = ['{"difficulty":', '"COMPLEX"}'];
       const chat = (content: string) => collect(inference.chat({ params: { messages: [{ role: Role.USER, content }], maxTokens: 8 } }));
-      const question = "What is the capital of Peru?"; // the rules call it SIMPLE
-      // no node has answered a classify yet: the rules decide at once, and the agent gets the prompt as a probe
+      const question = "What is the capital of Peru?"; // the local model calls it SIMPLE
+      // no node has answered a classify yet: the local model decides at once, and the agent gets the prompt as a probe
       const first = await chat(question);
       expect(first.accepted).toMatchObject({ classifier: "local", difficulty: Difficulty.SIMPLE });
       // the agent opened the sealed prompt and asked its backend with the classification prompt
@@ -261,7 +261,7 @@ describe("node classification over the real NodeService stream", () => {
       started.push(tiny);
       await tiny.waitForLog((line) => line.msg === "registered with the coordinator", 60_000);
       const second = await chat("What is the capital of Togo?");
-      // a new node is only probed: the rules decide at once (the tiny model would have answered no difficulty anyway:
+      // a new node is only probed: the local model decides at once (the tiny model would have answered no difficulty anyway:
       // the agent says so, DIFFICULTY_UNSPECIFIED, and the node rests instead of being waited on)
       expect(second.accepted).toMatchObject({ classifier: "local", difficulty: Difficulty.SIMPLE, nodeId: "tiny" });
       await tiny.waitForLog((line) => line.msg === "could not classify; the coordinator falls through", 30_000);

@@ -81,7 +81,7 @@ describe("divided requests and the nodes online", () => {
 
   it("a part that no online node serves fails the request at once, naming the part", async () => {
     await node("basic-3");
-    const err = await connectFailure(chat("1. Define TCP.\n2. Compare TCP and UDP in depth.\n3. Define IP.", DivisionMode.SUBTASKS));
+    const err = await connectFailure(chat("1. Define TCP.\n2. Compare TCP and UDP for video calls.\n3. Define IP.", DivisionMode.SUBTASKS));
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toMatch(/^part 2 of 3 could not be completed: no node that serves COMPLEX requests/);
     expect(err.rawMessage).not.toMatch(/waited/);
@@ -107,7 +107,7 @@ describe("divided requests and the nodes online", () => {
     await node("mid-1", { parameterCount: 8e9 });
     const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
     const token = (await accounts.register({ email: ADMIN_EMAIL, password: "a long admin password" })).token!.accessToken;
-    const messages = [{ role: "user", content: "Compare TCP and UDP." }]; // COMPLEX by the rules
+    const messages = [{ role: "user", content: "Compare TCP and UDP." }]; // COMPLEX by the local model
     const post = (path: string, body: object, admin: boolean) =>
       fetch(`${coordinator.url}${path}`, {
         method: "POST",

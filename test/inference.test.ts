@@ -241,7 +241,8 @@ describe("encrypted task payloads on the wire", () => {
   let coordinator: TestCoordinator;
   let accountKey: string;
   let inference: ReturnType<typeof createClient<typeof InferenceService>>;
-  const secret = "the secret prompt 7f3a9c";
+  // a plain question: the local classifier calls it SIMPLE, so the MID nodes here serve it
+  const secret = "What is the capital of Peru? (secret prompt 7f3a9c)";
   let lies = 0;
 
   beforeAll(async () => {

@@ -13,7 +13,8 @@ const QUEUE_MAX_WAIT_MS = 10_000;
 const advancedPrompt = "Write a Python function that parses ISO dates, and prove it handles leap years.";
 const simplePrompt = "Translate 'good morning' to French.";
 // about 4,000 tokens by the coordinator's estimate (3.5 characters a token): COMPLEX by its length
-const longConversation = "The quarterly report describes revenue, costs and the outlook for each region. ".repeat(180);
+// a request about a long paste (COMPLEX, so the MID nodes here serve it); a bare paste with no ask could go either way
+const longConversation = `Summarise this report:\n\n${"The quarterly report describes revenue, costs and the outlook for each region. ".repeat(180)}`;
 const mid = { parameterCount: 8e9, tokensPerSecond: 20 };
 
 describe("before a node takes the request", () => {

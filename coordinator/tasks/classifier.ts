@@ -1,5 +1,5 @@
 // Judges a request's difficulty: the interface every classifier link implements, the caller's hint, and the
-// local rules (always available). The chain of links (OpenRouter, a node, local) lives in ./classify/.
+// local model (always available). The chain of links (OpenRouter, a node, local) lives in ./classify/.
 import type { Difficulty } from "../db/schema.ts";
 
 export interface ClassifierInput {
@@ -20,7 +20,7 @@ export interface Classifier {
   classify(input: ClassifierInput): Promise<Classification>;
 }
 
-export { classifyLocally, localClassifier } from "./classify/rules.ts";
+export { classifyLocally, localClassifier } from "./classify/model.ts";
 
 const rank: Record<Difficulty, number> = { SIMPLE: 0, COMPLEX: 1, ADVANCED: 2 };
 

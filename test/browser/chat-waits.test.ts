@@ -92,7 +92,8 @@ describe("/chat before a node answers", () => {
   });
 
   it("says in words when the conversation outgrew every online node's context, and New chat keeps the question", async () => {
-    await nodes.start({ nodeId: "small-window", contextLength: 2_048, script: () => ({ tokens: ["Sure."] }) });
+    // a PRO node serves every difficulty: only its window can refuse the long paste (which is never SIMPLE)
+    await nodes.start({ nodeId: "small-window", parameterCount: 70e9, tokensPerSecond: 40, contextLength: 2_048, script: () => ({ tokens: ["Sure."] }) });
     const page = await chatPage();
     await send(page, "Hello");
     await page.waitForSelector('.message.assistant[data-state="done"]');

@@ -3,7 +3,7 @@
 import { Role } from "../../gen/iris/v1/common_pb.ts";
 import type { TaskPayload } from "../../gen/iris/v1/node_pb.ts";
 
-/** A question the local rules call SIMPLE: context mode's parts about a long document are SIMPLE with it. */
+/** A question the local classifier calls SIMPLE: context mode's parts about a long document are SIMPLE with it. */
 export const QUESTION = "What does the log say about the token?";
 
 /** Log lines, blank lines between them, about `tokens` tiny-model tokens (characters) in all. */

@@ -5,7 +5,7 @@ import type { Difficulty } from "../../db/schema.ts";
 import type { Classifier, ClassifierInput } from "../classifier.ts";
 import { conversationKey } from "./cache.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined, createClassifierChain, type ClassifierLink } from "./chain.ts";
-import { localClassifier } from "./rules.ts";
+import { localClassifier } from "./model.ts";
 
 const input = (content: string, signal?: AbortSignal): ClassifierInput => ({ messages: [{ role: "user", content }], signal });
 const hello = input("What is the capital of Peru?");
@@ -50,7 +50,7 @@ describe("fall-through", () => {
     expect(calls).toEqual(["openrouter", "node"]);
   });
 
-  it("openrouter and the node fail → the local rules decide", async () => {
+  it("openrouter and the node fail → the local model decides", async () => {
     const { chain, calls } = chainOf([["openrouter", "fail"], ["node", "fail"], ["local", "SIMPLE"]]);
     expect(await chain.classify(hello)).toEqual({ difficulty: "SIMPLE", classifier: "local" });
     expect(calls).toEqual(["openrouter", "node"]);
@@ -67,7 +67,7 @@ describe("fall-through", () => {
     expect(chain.stats().links.openrouter!.failed).toBe(1);
   });
 
-  it("answers with the built-in rules when every link fails, even without a local link", async () => {
+  it("answers with the built-in model when every link fails, even without a local link", async () => {
     const { chain } = chainOf([["openrouter", "fail"], ["node", "fail"]]);
     expect(await chain.classify(input("Prove that 17 is prime."))).toEqual({ difficulty: "ADVANCED", classifier: "local" });
     expect(chain.stats().fallbacks).toBe(1);
@@ -136,7 +136,7 @@ describe("budgets", () => {
     await new Promise((resolve) => setTimeout(resolve, 80));
   });
 
-  it("when the caller goes away, the link's signal aborts at once and the rules answer without further links", async () => {
+  it("when the caller goes away, the link's signal aborts at once and the local model answers without further links", async () => {
     const controller = new AbortController();
     const { chain, calls } = chainOf([["openrouter", "hang", 5_000], ["node", "COMPLEX"], ["local", "SIMPLE"]]);
     setTimeout(() => controller.abort(), 30);

@@ -1,10 +1,10 @@
-// The classifier chain: links tried in order (OpenRouter, a node, the local rules), each within its time budget,
+// The classifier chain: links tried in order (OpenRouter, a node, the local model), each within its time budget,
 // falling through on error, timeout, an invalid answer or a link that declines; answers cached by conversation hash.
 import type { Logger } from "pino";
 import { DIFFICULTIES } from "../../db/schema.ts";
 import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
 import { ClassificationCache, conversationKey, type CacheStats } from "./cache.ts";
-import { classifyLocally } from "./rules.ts";
+import { classifyLocally } from "./model.ts";
 
 export interface ClassifierLink {
   /** Recorded on the task as the deciding classifier: "openrouter", "node", "local". */
@@ -37,7 +37,7 @@ export interface LinkCounters {
 export interface ClassifierChainStats {
   links: Record<string, LinkCounters>;
   cache: CacheStats;
-  /** Every link failed and the built-in rules answered. */
+  /** Every link failed and the built-in local model answered. */
   fallbacks: number;
 }
 
@@ -59,7 +59,7 @@ const abandoned = Symbol("abandoned");
  * A Classifier that asks each link in turn. The result's `classifier` names the deciding link; a cached result
  * keeps that name (the values stay those of Accepted.classifier) and says `cached: true`. The last link's answers
  * are not cached: it is the cheap always-there fallback, and caching it would hide the better links' answer for
- * a whole TTL once they recover. Should every link fail, the local rules answer as "local", so the chain always does.
+ * a whole TTL once they recover. Should every link fail, the local model answers as "local", so the chain always does.
  */
 export function createClassifierChain(links: readonly ClassifierLink[], options: ClassifierChainOptions): ClassifierChain {
   if (links.length === 0) throw new Error("a classifier chain needs at least one link");
@@ -92,7 +92,7 @@ export function createClassifierChain(links: readonly ClassifierLink[], options:
       const hit = key === undefined ? undefined : cache.get(key);
       if (hit) return { ...hit, cached: true };
       for (const [index, link] of links.entries()) {
-        // the client is gone: no remote work for it; the rules below still answer in microseconds
+        // the client is gone: no remote work for it; the local model below still answers in microseconds
         if (input.signal?.aborted) break;
         const outcome = await attempt(link, input);
         note(link, outcome);

@@ -64,11 +64,11 @@ afterEach(async () => {
 });
 
 describe("createCoordinatorClassifier", () => {
-  it("without a key: the rules answer while an idle node is probed over its stream; once it answered, it decides", async () => {
+  it("without a key: the local model answers while an idle node is probed over its stream; once it answered, it decides", async () => {
     const registry = new NodeRegistry();
     const { outbox, nodeKeys } = connect(registry, "mid-1");
     const { chain, nodeLink } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
-    // nobody has answered a classify yet: the rules decide this request, the node gets the prompt as a probe
+    // nobody has answered a classify yet: the local model decides this request, the node gets the prompt as a probe
     expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
     const probe = await nextAssign(outbox);
     // the prompt travels sealed for that node: only its keys open it, and only as this classification's
@@ -103,7 +103,7 @@ describe("createCoordinatorClassifier", () => {
     expect(chain.stats().links.node).toEqual({ answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 2 });
   });
 
-  it("with no idle node the rules decide at once", async () => {
+  it("with no idle node the local model decides at once", async () => {
     const registry = new NodeRegistry();
     const { chain } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
     expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });

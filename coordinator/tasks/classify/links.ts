@@ -1,5 +1,5 @@
 // Assembles the coordinator's classifier chain from its configuration: OpenRouter when a key is set, an idle
-// connected node, the local rules; and the node link that NodeService feeds classify results into.
+// connected node, the local model; and the node link that NodeService feeds classify results into.
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { sealText } from "../../../common/crypto/envelope.ts";
@@ -8,7 +8,7 @@ import type { NodeRegistry } from "../../nodes/registry.ts";
 import { createClassifierChain, type ClassifierChain, type ClassifierLink } from "./chain.ts";
 import { createNodeClassifier, pickIdleClassifierNode, type NodeClassifier } from "./node.ts";
 import { createOpenRouterClassifier } from "./openrouter.ts";
-import { localClassifier } from "./rules.ts";
+import { localClassifier, shippedModel } from "./model.ts";
 
 export interface ClassifierChainConfig {
   openRouter: { apiKey?: string; url: string; model: string };
@@ -19,7 +19,7 @@ export interface ClassifierChainConfig {
   cacheMaxEntries: number;
 }
 
-/** The rules take microseconds; this only bounds a bug. */
+/** The local model takes microseconds; this only bounds a bug. */
 const LOCAL_BUDGET_MS = 100;
 
 export function createCoordinatorClassifier(
@@ -45,6 +45,8 @@ export function createCoordinatorClassifier(
     });
     links.push({ name: "node", budgetMs: config.nodeBudgetMs, classifier: nodeLink });
   }
+  // read the model file now: a missing or stale one stops the start-up instead of the first chat
+  shippedModel();
   links.push({ name: "local", budgetMs: LOCAL_BUDGET_MS, classifier: localClassifier });
   logger.info(
     { links: links.map((link) => `${link.name} (${link.budgetMs} ms)`), cacheTtlMs: config.cacheTtlMs, cacheMaxEntries: config.cacheMaxEntries },

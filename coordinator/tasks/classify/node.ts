@@ -1,9 +1,9 @@
 // The node link, coordinator side: asks an idle node that has answered classify before, for no longer than its own
-// record says it needs, and probes nodes without a record off the request path (the rules answer that request at
+// record says it needs, and probes nodes without a record off the request path (the local model answers that request at
 // once). Transport-free: the NodeService stream wiring gives it `send` and feeds it the results.
 import { randomUUID } from "node:crypto";
 import { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts";
-import { renderForClassification } from "../../../common/classify-prompt.ts";
+import { renderForNode } from "../../../common/classify-prompt.ts";
 import type { Difficulty, NodeTier } from "../../db/schema.ts";
 import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
@@ -30,7 +30,7 @@ export interface NodeClassifierOptions<Node extends { id: string }> {
 /** What a classify assign carries, before the stream wiring seals the prompt for the node. */
 export interface ClassifyRequest {
   classifyId: string;
-  /** The conversation fenced for classification (renderForClassification). */
+  /** The conversation fenced for classification, cut for a small model's context (renderForNode). */
   prompt: string;
   deadlineUnixMs: bigint;
 }
@@ -117,7 +117,7 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
     }, policy.budgetMs);
     assigns.set(classifyId, { nodeId: node.id, sentAt, waiter, deadline });
     assigned.set(node.id, classifyId);
-    const request = { classifyId, prompt: renderForClassification(input.messages), deadlineUnixMs: BigInt(sentAt + policy.budgetMs) };
+    const request = { classifyId, prompt: renderForNode(input.messages), deadlineUnixMs: BigInt(sentAt + policy.budgetMs) };
     if (!options.send(node, request)) {
       settle(classifyId);
       waiter?.fail(new Error(`node ${node.id}'s stream is closed`));
@@ -165,7 +165,7 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
       if (input.signal?.aborted) throw new Error("node classification aborted before it started");
       const judge = options.pickIdleNode((id) => records.has(id) && available(id));
       if (judge) return ask(judge, input, waitFor(records.get(judge.id), policy)!);
-      // nobody known to judge: the rules answer this request now; a stranger may earn a record on its prompt meanwhile
+      // nobody known to judge: the local model answers this request now; a stranger may earn a record on its prompt meanwhile
       const stranger = options.pickIdleNode((id) => !records.has(id) && available(id));
       if (stranger) assign(stranger, input);
       throw new ClassifierLinkDeclined(stranger ? `no idle node known to judge; probing ${stranger.id}` : "no idle node known to judge");

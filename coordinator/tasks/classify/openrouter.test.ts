@@ -5,7 +5,7 @@ import { startOpenRouterStandin, type OpenRouterStandin, type OpenRouterStandinB
 import { CLASSIFY_SYSTEM_PROMPT } from "../../../common/classify-prompt.ts";
 import { createClassifierChain } from "./chain.ts";
 import { createOpenRouterClassifier } from "./openrouter.ts";
-import { localClassifier } from "./rules.ts";
+import { localClassifier } from "./model.ts";
 
 const apiKey = "sk-or-v1-0123456789abcdef-test-key";
 const messages = [{ role: "user", content: "Write a Rust function that parses an INI file." }];

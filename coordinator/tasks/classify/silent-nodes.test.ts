@@ -1,5 +1,5 @@
 // A real coordinator with 50 connected nodes that never answer classify assigns (real NodeService streams): chats
-// are classified by the rules at once, never waiting on a silent node; a node that answered a probe is waited on
+// are classified by the local model at once, never waiting on a silent node; a node that answered a probe is waited on
 // for what its own answers took.
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -45,7 +45,7 @@ describe("classification with many connected nodes that never answer classify", 
     return { accepted };
   }
 
-  it("the rules decide every chat at once: no silent node is waited on, each only probed once", async () => {
+  it("the local model decides every chat at once: no silent node is waited on, each only probed once", async () => {
     for (const country of ["Peru", "Chile", "Ghana", "Laos", "Fiji"]) {
       const { accepted } = await chat(`What is the capital of ${country}?`);
       expect(accepted).toMatchObject({ classifier: "local", difficulty: Difficulty.SIMPLE });
@@ -67,7 +67,7 @@ describe("classification with many connected nodes that never answer classify", 
     await vi.waitFor(() => expect(judge.classifyAssigns).toHaveLength(1));
     await new Promise((resolve) => setTimeout(resolve, 200)); // its probe's answer arrives (20 ms)
 
-    // the rules call it SIMPLE; the judge's COMPLEX decides
+    // the local model calls it SIMPLE; the judge's COMPLEX decides
     const { accepted } = await chat("What is the capital of Mali?");
     expect(accepted).toMatchObject({ classifier: "node", difficulty: Difficulty.COMPLEX });
 
