@@ -29,6 +29,8 @@ export interface CoordinatorOptions {
   name: string;
   /** Preload the SIGUSR2 profiler hook. */
   profile?: boolean;
+  /** More modules to preload (`--import`), e.g. ./bench/pglite-main-thread.ts. */
+  preload?: string[];
 }
 
 async function waitForFile(file: string, failure: string): Promise<void> {
@@ -43,7 +45,7 @@ export async function startCoordinatorProcess(options: CoordinatorOptions): Prom
   const fd = openSync(logFile, "w");
   const clean = { ...process.env };
   for (const name of ["DATABASE_URL", "DATA_DIR", "PORT", "HOST", "LOG_LEVEL"]) delete clean[name];
-  const hooks = ["./bench/orphan-guard.ts", ...(options.profile ? ["./bench/profile-hook.ts"] : [])];
+  const hooks = ["./bench/orphan-guard.ts", ...(options.profile ? ["./bench/profile-hook.ts"] : []), ...(options.preload ?? [])];
   const args = ["--import", "tsx", ...hooks.flatMap((hook) => ["--import", hook]), "coordinator/main.ts"];
   // node --import tsx: one process, so its pid is the coordinator itself (the tsx CLI would add a parent)
   const child = spawn(process.execPath, args, {

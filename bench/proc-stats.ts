@@ -16,9 +16,9 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/** User + system CPU seconds the process has used so far. */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** User + system CPU seconds the process (all its threads) has used so far; with `tid`, that one thread's. */
+export function cpuSeconds(pid: number, tid?: number): number {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
   // the command name (field 2) is in parentheses and may hold spaces: count fields after its closing one
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const utime = Number(fields[11]);

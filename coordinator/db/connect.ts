@@ -4,7 +4,10 @@ import { join, resolve } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { Kysely, PGliteDialect, PostgresDialect, sql } from "kysely";
 import pg from "pg";
+import { PgliteWorkerClient } from "./pglite-worker-client.ts";
+import { PgliteWorkerDialect } from "./pglite-worker-dialect.ts";
 import type { Database } from "./schema.ts";
+import { parsers, pgTypes } from "./type-parsers.ts";
 
 export type DatabaseKind = "postgres" | "pglite";
 
@@ -20,7 +23,24 @@ export interface OpenDatabaseOptions {
   poolSize: number;
   /** The coordinator's data directory; the on-disk PGlite lives in `<dataDir>/pglite`. */
   dataDir: string;
+  /**
+   * Where PGlite runs its SQL: "worker" (the default) in a worker thread of its own, off the thread that serves
+   * requests; "main" in the calling thread, as Kysely's PGliteDialect does (kept to measure the difference).
+   */
+  pgliteThread?: PgliteThread;
   logger?: DatabaseLogger;
+}
+
+export type PgliteThread = "worker" | "main";
+
+let defaultPgliteThread: PgliteThread = "worker";
+
+/**
+ * Changes where PGlite runs when `pgliteThread` is not given. Only for benchmarks that run the coordinator
+ * unchanged with the old in-thread PGlite, from a preloaded module (bench/pglite-main-thread.ts).
+ */
+export function setDefaultPgliteThread(thread: PgliteThread): void {
+  defaultPgliteThread = thread;
 }
 
 export interface OpenDatabase {
@@ -32,38 +52,6 @@ export interface OpenDatabase {
 
 const CONNECT_TIMEOUT_MS = 10_000;
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
-
-// PostgreSQL type OIDs whose default JS mapping differs between pg and PGlite.
-const INT8 = 20;
-const BYTEA = 17;
-const NUMERIC = 1700;
-const TIMESTAMPTZ = 1184;
-
-function parseInt8(text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value)) {
-    // Failing loudly beats returning a neighbouring integer; see the type notes in schema.ts.
-    throw new RangeError(`int8 value ${text} is outside JavaScript's safe integer range`);
-  }
-  return value;
-}
-
-// One parser table for both drivers, so the same column yields the same JS type everywhere.
-// timestamptz reuses pg's own parser (it understands PostgreSQL's ISO output, infinity and BC dates).
-const parsers: Record<number, (text: string) => unknown> = {
-  [INT8]: parseInt8,
-  [NUMERIC]: (text) => text,
-  [TIMESTAMPTZ]: pg.types.getTypeParser(TIMESTAMPTZ, "text"),
-  [BYTEA]: (text) => Buffer.from(text.slice(2), "hex"), // PGlite's text form is '\x' + hex
-};
-
-const pgTypes: pg.CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: "text" | "binary") => {
-    // pg already yields a Buffer for bytea, so only the other overrides apply to it.
-    if (oid !== BYTEA && (format ?? "text") === "text" && parsers[oid]) return parsers[oid];
-    return pg.types.getTypeParser(oid, format ?? "text");
-  }) as pg.CustomTypesConfig["getTypeParser"],
-};
 
 /** The URL with any password replaced by `***`, fit for logs and terminal output. */
 export function redactUrl(url: string): string {
@@ -126,10 +114,20 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
 
 async function openPglite(dir: string | undefined, options: OpenDatabaseOptions): Promise<OpenDatabase> {
   if (dir) mkdirSync(dir, { recursive: true });
-  const pglite = await PGlite.create({ ...(dir ? { dataDir: dir } : {}), parsers });
-  const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
+  const thread = options.pgliteThread ?? defaultPgliteThread;
+  let dialect;
+  try {
+    dialect =
+      thread === "worker"
+        ? new PgliteWorkerDialect(await PgliteWorkerClient.start(dir))
+        : new PGliteDialect({ pglite: await PGlite.create({ ...(dir ? { dataDir: dir } : {}), parsers }) });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot open database ${dir ?? "memory://"}: ${reason}`, { cause: error });
+  }
+  const db = new Kysely<Database>({ dialect });
   await checkConnection(db, dir ?? "memory://");
-  options.logger?.info({ kind: "pglite", dataDir: dir ?? "memory" }, "database opened");
+  options.logger?.info({ kind: "pglite", dataDir: dir ?? "memory", thread }, "database opened");
   return { db, kind: "pglite", close: closeOnce(db) };
 }
 
