@@ -14,6 +14,7 @@ export type BackendKind = "embedded" | "lmstudio" | "ollama" | "llama.cpp" | "vl
 const backendKinds: BackendKind[] = ["embedded", "lmstudio", "ollama", "llama.cpp", "vllm", "openai-compatible"];
 
 export interface AgentConfig {
+  /** One coordinator URL, or several comma-separated (a cluster; the agent moves to the next when one fails). */
   coordinatorUrl: string;
   /** PEM certificates of a private CA trusted beside Node's roots (COORDINATOR_CA_PATH); undefined: the roots only. */
   coordinatorCa?: string[];
@@ -73,8 +74,10 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
   const nodeId = get("NODE_ID") ?? hostname().replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 64);
   if (!nodeIdPattern.test(nodeId)) problems.push("NODE_ID must be letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit");
 
+  // one coordinator, or several of a cluster (comma-separated): the agent moves to the next when one fails
   const coordinatorUrl = get("COORDINATOR_URL") ?? "http://127.0.0.1:8080";
-  if (!/^https?:\/\/[^/]+/.test(coordinatorUrl)) problems.push("COORDINATOR_URL must be an http:// or https:// URL");
+  const urls = coordinatorUrl.split(",").map((url) => url.trim());
+  if (urls.some((url) => !/^https?:\/\/[^/,]+/.test(url))) problems.push("COORDINATOR_URL must be an http:// or https:// URL, or several separated by commas");
   const caPath = get("COORDINATOR_CA_PATH");
   let coordinatorCa: string[] | undefined;
   try {

@@ -21,6 +21,7 @@ import type { AgentState } from "./state.ts";
 import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
 import { gpuMessages, registerMessage } from "./register-message.ts";
 import { TlsFaultCounter } from "./tls-faults.ts";
+import { CoordinatorList } from "./coordinator-list.ts";
 
 export interface NodeIdentity {
   nodeId: string;
@@ -53,6 +54,7 @@ export class RegistrationRefused extends Error {
 }
 
 export interface ConnectionOptions {
+  /** COORDINATOR_URL: one URL, or several comma-separated (a cluster): the link moves to the next when one fails. */
   coordinatorUrl: string;
   identity: NodeIdentity;
   backend: Backend;
@@ -95,13 +97,21 @@ export class CoordinatorLink {
   #quitting: Promise<void> | undefined;
   readonly #handBackNow = new AbortController();
   #session: SessionHandle | undefined;
+  /** The coordinators to try, and which one the link uses now: a failed one hands over to the next. */
+  readonly #coordinators: CoordinatorList;
 
   constructor(private readonly options: ConnectionOptions) {
+    this.#coordinators = new CoordinatorList(options.coordinatorUrl);
     options.signal.addEventListener("abort", () => this.#stop.abort(), { once: true });
   }
 
   get paused(): boolean {
     return this.#paused;
+  }
+
+  /** The coordinator the link uses now (or tries next). */
+  get coordinatorUrl(): string {
+    return this.#coordinators.current;
   }
 
   /** While paused the heartbeat says so (the coordinator routes the node nothing) and stray assignments are refused. */
@@ -160,7 +170,8 @@ export class CoordinatorLink {
     const { initialMs, maxMs } = options.backoff ?? { initialMs: 500, maxMs: 30_000 };
     const random = options.random ?? Math.random;
     const stop = this.#stop.signal;
-    const tlsFaults = new TlsFaultCounter(options.coordinatorUrl);
+    const coordinators = this.#coordinators;
+    const tlsFaults = coordinators.urls.map((url) => new TlsFaultCounter(url));
     let refused = false;
     try {
       for (let attempt = 0; !stop.aborted && !this.#quitting; ) {
@@ -179,17 +190,24 @@ export class CoordinatorLink {
             throw new RegistrationRefused(error.code, error.rawMessage);
           }
           // a certificate or protocol fault is no lost connection: a few tries, then stop and say what is wrong
-          if (registered) tlsFaults.reset();
-          const fault = registered ? undefined : tlsFaults.fault(err);
-          if (fault && tlsFaults.exhausted) {
+          const faults = tlsFaults[coordinators.index]!;
+          if (registered) faults.reset();
+          const fault = registered ? undefined : faults.fault(err);
+          // with several coordinators the agent stops only when every one of them has such a fault
+          if (fault && tlsFaults.every((counter) => counter.exhausted)) {
             refused = true; // the state keeps saying what is wrong, not "stopped"
-            const final = await tlsFaults.final(err, fault);
-            options.logger.error({ tlsFault: final.fault.kind, code: final.fault.code, url: options.coordinatorUrl }, final.message);
+            const final = await faults.final(err, fault);
+            options.logger.error({ tlsFault: final.fault.kind, code: final.fault.code, url: this.coordinatorUrl }, final.message);
             options.state?.tlsFailed(final.message);
             throw final;
           }
-          attempt = registered ? 0 : attempt + 1;
-          const inMs = backoffDelay(Math.max(attempt, 1), initialMs, maxMs, random);
+          // the next coordinator of the list: the one that failed may be dead (a cluster serves the node from any);
+          // attempt counts rounds through the list that registered nowhere, so the backoff grows per round
+          const from = coordinators.current;
+          const step = coordinators.advance(registered);
+          attempt = registered ? 0 : step === "round" ? attempt + 1 : attempt;
+          const inMs = step === "next" ? 0 : backoffDelay(Math.max(attempt, 1), initialMs, maxMs, random);
+          if (coordinators.urls.length > 1) options.logger.info({ from, to: coordinators.current, inMs }, "moving to the next coordinator");
           const reason = fault?.message ?? error.rawMessage;
           options.logger.warn({ err: reason, code: fault?.code ?? Code[error.code], inMs }, fault ? "TLS fault talking to the coordinator; trying again" : "connection to the coordinator lost; reconnecting");
           options.state?.reconnecting(inMs, reason);
@@ -218,7 +236,7 @@ export class CoordinatorLink {
     send({ case: "register", value: registerMessage(identity) });
     try {
       const nodeOptions = options.ca ? { ca: trustedWith(options.ca) } : undefined;
-      const client = createClient(NodeService, createGrpcTransport({ baseUrl: options.coordinatorUrl, nodeOptions }));
+      const client = createClient(NodeService, createGrpcTransport({ baseUrl: this.coordinatorUrl, nodeOptions }));
       for await (const response of client.connect(outbox, { signal: stream.signal })) {
         const m = response.message;
         if (m.case === "registerChallenge") {

@@ -31,6 +31,10 @@ import { TaskJournal } from "./tasks/journal.ts";
 import { Orchestrator } from "./tasks/orchestrator.ts";
 import { EarningsEstimator } from "./economics/estimate.ts";
 import { startServer, type RunningServer } from "./server.ts";
+import type { Bus } from "./cluster/bus.ts";
+import { LocalBus } from "./cluster/bus-local.ts";
+import { NatsBus } from "./cluster/bus-nats.ts";
+import { startCluster, type Cluster } from "./cluster/cluster.ts";
 import { createValidation } from "./validation.ts";
 
 export interface Coordinator extends RunningServer {
@@ -42,9 +46,16 @@ export interface Coordinator extends RunningServer {
   reputation: ReputationRecorder;
   /** The difficulty classifier chain (its per-link counters: `classifier.stats()`). */
   classifier: ClassifierChain;
+  /** This coordinator's part in its cluster (a cluster of one without NATS_URL). */
+  cluster: Cluster;
 }
 
-export async function startCoordinator(config: Config, logger: Logger): Promise<Coordinator> {
+export interface CoordinatorOptions {
+  /** The cluster bus to use instead of NATS_URL's or a new in-process one (tests put several coordinators on one LocalNetwork). */
+  bus?: Bus;
+}
+
+export async function startCoordinator(config: Config, logger: Logger, options: CoordinatorOptions = {}): Promise<Coordinator> {
   const database = await openDatabase({
     url: config.database.url,
     poolSize: config.database.poolSize,
@@ -55,6 +66,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
     { database: database.kind, url: config.database.url ? redactUrl(config.database.url) : undefined },
     database.kind === "pglite" ? "using embedded PostgreSQL (PGlite)" : "using PostgreSQL server",
   );
+  let cluster: Cluster | undefined;
   try {
     const applied = await migrateToLatest(database.db, logger);
     logger.info({ applied }, applied.length > 0 ? "migrations applied" : "database schema is up to date");
@@ -64,6 +76,11 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       "coordinator key loaded",
     );
     const registry = new NodeRegistry();
+    const bus =
+      options.bus ??
+      (config.cluster.natsUrl ? await NatsBus.connect({ servers: config.cluster.natsUrl, name: config.instance, logger }) : new LocalBus());
+    const { name, viewMs, deadAfterMs, assignTimeoutMs } = config.cluster;
+    cluster = await startCluster({ bus, name, viewMs, deadAfterMs, assignTimeoutMs, instance: config.instance, registry, coordinatorKey, logger });
     const journal = new TaskJournal(database.db, logger, { instance: config.instance, maxWaiting: config.recovery.journalMaxWaiting });
     const throughput = new ThroughputMeter();
     const classifier = createCoordinatorClassifier({ openRouter: config.openRouter, ...config.classifier }, registry, logger);
@@ -77,6 +94,7 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       throughput,
       reputation,
       { recordMismatch: (nodeId, suspendAfter) => recordMismatch(database.db, nodeId, suspendAfter) },
+      cluster.queue,
     );
     const reputationPeriods = startReputationScheduler({
       db: database.db,
@@ -147,6 +165,8 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
       },
       onShutdown: () => health.shutDown(),
       onClosed: async () => {
+        // the node streams are closed by now: peers hear that this coordinator's nodes are gone
+        await cluster!.stop();
         monitor.stop();
         instances.stop();
         orchestrator.close();
@@ -161,8 +181,9 @@ export async function startCoordinator(config: Config, logger: Logger): Promise<
         await database.close();
       },
     });
-    return { ...server, databaseKind: database.kind, db: database.db, registry, journal, reputation, classifier: classifier.chain };
+    return { ...server, databaseKind: database.kind, db: database.db, registry, journal, reputation, classifier: classifier.chain, cluster };
   } catch (err) {
+    await cluster?.stop();
     await database.close();
     throw err;
   }

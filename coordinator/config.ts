@@ -57,7 +57,7 @@ export interface Config {
     /** max_tokens when a request gives none. */
     defaultMaxTokens: number;
   };
-  /** Division modes and spot checks (README "Division modes and spot checks"). */
+  /** Division modes and spot checks (docs/concepts/division.md). */
   division: {
     /** Nodes that answer a consensus request when it does not say (CONSENSUS_DEFAULT_NODES). */
     consensusDefaultNodes: number;
@@ -92,6 +92,19 @@ export interface Config {
   classifier: { openRouterBudgetMs: number; nodeBudgetMs: number; cacheTtlMs: number; cacheMaxEntries: number };
   /** This coordinator's name in node_sessions, tasks and coordinator_instances; unique per coordinator sharing a database. */
   instance: string;
+  /** Coordinators sharing every node over NATS (docs/cluster.md); without NATS_URL a cluster of one, in process. */
+  cluster: {
+    /** NATS server URL(s), comma-separated (NATS_URL); undefined: the in-process bus, no peers. */
+    natsUrl?: string;
+    /** The cluster's subject prefix (CLUSTER_NAME): clusters sharing one NATS never hear each other. */
+    name: string;
+    /** How often each coordinator publishes all its nodes (CLUSTER_VIEW_MS). */
+    viewMs: number;
+    /** A peer silent this long is dead: its nodes are dropped and their tasks fail over (CLUSTER_DEAD_AFTER_MS). */
+    deadAfterMs: number;
+    /** How long an assign forwarded to a node's home coordinator may wait for its answer (CLUSTER_ASSIGN_TIMEOUT_MS). */
+    assignTimeoutMs: number;
+  };
   /** Database faults and crashed coordinators (docs/faults.md). */
   recovery: {
     /** Task records waiting for the database at which new chat requests are refused (TASK_JOURNAL_MAX_WAITING). */
@@ -203,6 +216,26 @@ class Reader {
       .map((item) => item.trim())
       .filter((item) => item !== "");
   }
+}
+
+/** NATS_URL: one or more nats:// (or tls://) server URLs, comma-separated. */
+function natsUrl(r: Reader): string | undefined {
+  const urls = r.list("NATS_URL");
+  if (urls.length === 0) return undefined;
+  for (const url of urls) {
+    let protocol: string;
+    try {
+      protocol = new URL(url).protocol;
+    } catch {
+      r.problems.push("NATS_URL must be a comma-separated list of nats:// URLs");
+      return undefined;
+    }
+    if (protocol !== "nats:" && protocol !== "tls:") {
+      r.problems.push("NATS_URL must be a comma-separated list of nats:// (or tls://) URLs");
+      return undefined;
+    }
+  }
+  return urls.join(",");
 }
 
 const logLevels: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -321,6 +354,13 @@ export function loadConfig(env: Env = process.env): Config {
       cacheMaxEntries: r.int("CLASSIFIER_CACHE_MAX_ENTRIES", 10_000, 0, 1_000_000),
     },
     instance: r.string("COORDINATOR_INSTANCE", hostname()),
+    cluster: {
+      natsUrl: natsUrl(r),
+      name: r.string("CLUSTER_NAME", "iris"),
+      viewMs: r.int("CLUSTER_VIEW_MS", 1_000, 50, 60_000),
+      deadAfterMs: r.int("CLUSTER_DEAD_AFTER_MS", 3_000, 150, 600_000),
+      assignTimeoutMs: r.int("CLUSTER_ASSIGN_TIMEOUT_MS", 2_000, 50, 60_000),
+    },
     recovery: {
       journalMaxWaiting: r.int("TASK_JOURNAL_MAX_WAITING", 100_000, 100, 10_000_000),
       heartbeatMs: r.int("INSTANCE_HEARTBEAT_MS", 10_000, 100, 600_000),
@@ -330,6 +370,17 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.recovery.deadAfterMs < 3 * config.recovery.heartbeatMs) {
     // two missed heartbeats (a slow database, a GC pause) must not make a live peer look dead
     r.problems.push("INSTANCE_DEAD_AFTER_MS must be at least 3 times INSTANCE_HEARTBEAT_MS");
+  }
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.cluster.name)) {
+    r.problems.push("CLUSTER_NAME must be 1-64 letters, digits, '_' or '-' (it prefixes NATS subjects)");
+  }
+  if (config.cluster.natsUrl !== undefined && !/^postgres(ql)?:/.test(config.database.url ?? "")) {
+    // every coordinator of a cluster reads and writes the same accounts, nodes and tasks: one PostgreSQL server
+    r.problems.push("NATS_URL (a cluster) needs DATABASE_URL: the coordinators of a cluster share one PostgreSQL server, not an embedded PGlite each");
+  }
+  if (config.cluster.deadAfterMs < 2 * config.cluster.viewMs) {
+    // one late view (a GC pause, a busy NATS) must not make a live peer look dead
+    r.problems.push("CLUSTER_DEAD_AFTER_MS must be at least 2 times CLUSTER_VIEW_MS");
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;

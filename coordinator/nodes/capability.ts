@@ -1,4 +1,4 @@
-// Declared against measured capability (README "How capability is verified"): what a node's answers show of its
+// Declared against measured capability (docs/concepts/tiers.md, "How capability is verified"): what a node's answers show of its
 // speed, context window and model, and the tier that rests on it. Pure rules, table-tested in capability.test.ts.
 import { parseModelName } from "../../common/model-name.ts";
 import { tierFor, type TierDecision } from "./tier.ts";

@@ -129,7 +129,7 @@ export async function moveNode(deps: MoveNodeDeps, request: MoveNodeRequest): Pr
   }
   const live = deps.registry.get(request.nodeId);
   const disconnect = !unchanged && live !== undefined;
-  if (disconnect) live.disconnect(new ConnectError(`node "${request.nodeId}" was moved to another key by its owner`, Code.PermissionDenied));
+  if (disconnect) live.endConnection(new ConnectError(`node "${request.nodeId}" was moved to another key by its owner`, Code.PermissionDenied));
   deps.logger.info({ nodeId: request.nodeId, disconnected: disconnect }, "node moved to a new public key");
   return create(MoveNodeResponseSchema, { disconnected: disconnect });
 }

@@ -1,12 +1,12 @@
 // The live nodes of this coordinator: who is connected, what each serves, how busy it is, which tasks it runs.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectResponse, TaskChunk, TaskError, TaskResult } from "../../gen/iris/v1/node_pb.ts";
-import type { Channel } from "../../common/channel.ts";
 import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { TokenizerRates } from "../../common/tokenizer-rates.ts";
 import type { Difficulty, NodeTier } from "../db/schema.ts";
 import { contextVerdict, measuredTier, speedVerdict, type Verification } from "./capability.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
+import { TaskTable, type TaskChange } from "./task-table.ts";
 
 /** Completed tasks whose service time the wait estimate looks at, per node. */
 export const SERVICE_TIMES_KEPT = 20;
@@ -39,20 +39,36 @@ export interface TaskSink {
   readonly startedAt?: number;
 }
 
+/** Where a node's messages go: its stream's outbox here, or the bus to its home coordinator (cluster/remote-node.ts). */
+export interface NodeOutbox {
+  push(message: ConnectResponse): boolean;
+  close(error?: ConnectError): void;
+  readonly closed: boolean;
+}
+
+/** What changed on a node that routing reads: the cluster view publishes it (cluster/node-view.ts). */
+export type NodeField = "tasks" | "paused" | "suspended" | "reputation" | "tier";
+
 export class LiveNode {
   /** Tasks running on the node, by task id. */
-  readonly tasks = new Map<string, TaskSink>();
+  readonly tasks: Map<string, TaskSink> = new TaskTable((change) => this.tasksChanged(change));
   load = 0;
-  paused = false;
+  #paused = false;
   /** Suspended after repeated spot-check or consensus mismatches: routing gives it no work until an admin clears it. */
-  suspended = false;
+  #suspended = false;
+  #reputation: number;
   lastSeenAt: number;
+  /** When this connection registered: of two coordinators claiming a node, the later registration wins. */
+  registeredAt: number;
+  /** The node's X25519 public key (Register.public_key): peers of a cluster derive the session keys from it. */
+  publicKey: Uint8Array = new Uint8Array();
   /** Whether the size and quantization are as declared or parsed from the model name by the coordinator. */
   size: Verification = "declared";
   /** What its answers showed (speed, context, identity); the tier follows the measured speed (retier). */
   measured: NodeMeasurements;
   /** Assignment → result of its latest completed tasks (ms, oldest first): the queue's wait estimate. */
   readonly serviceTimes: number[] = [];
+  #watcher: ((node: LiveNode, field: NodeField) => void) | undefined;
 
   constructor(
     readonly id: string,
@@ -62,14 +78,62 @@ export class LiveNode {
     public tier: NodeTier,
     public tierReason: string,
     readonly capabilities: NodeCapabilities,
-    public reputation: number,
+    reputation: number,
     /** AES-GCM keys agreed with this connection (X25519 + HKDF): task payloads travel sealed. */
     readonly keys: SessionKeys,
-    private readonly outbox: Channel<ConnectResponse>,
+    protected readonly outbox: NodeOutbox,
     now: number,
   ) {
+    this.#reputation = reputation;
     this.lastSeenAt = now;
+    this.registeredAt = now;
     this.measured = new NodeMeasurements(measurementKey(capabilities));
+  }
+
+  /** Whether the node is connected to another coordinator of the cluster (cluster/remote-node.ts). */
+  get remote(): boolean {
+    return false;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+  set paused(paused: boolean) {
+    if (paused === this.#paused) return;
+    this.#paused = paused;
+    this.changed("paused");
+  }
+
+  get suspended(): boolean {
+    return this.#suspended;
+  }
+  set suspended(suspended: boolean) {
+    if (suspended === this.#suspended) return;
+    this.#suspended = suspended;
+    this.changed("suspended");
+  }
+
+  get reputation(): number {
+    return this.#reputation;
+  }
+  set reputation(reputation: number) {
+    if (reputation === this.#reputation) return;
+    this.#reputation = reputation;
+    this.changed("reputation");
+  }
+
+  /** Hears every change routing reads (the registry sets it when the node is added). */
+  watch(watcher: (node: LiveNode, field: NodeField) => void): void {
+    this.#watcher = watcher;
+  }
+
+  protected changed(field: NodeField): void {
+    this.#watcher?.(this, field);
+  }
+
+  /** A task took or freed a slot (`undefined`: all were dropped, the node is gone). */
+  protected tasksChanged(_change: Parameters<TaskChange>[0]): void {
+    this.changed("tasks");
   }
 
   /** The context window routing and context mode count on: the declared one, lowered to a refusal below it. */
@@ -84,6 +148,7 @@ export class LiveNode {
     const changed = decision.tier !== this.tier;
     this.tier = decision.tier;
     this.tierReason = decision.reason;
+    if (changed) this.changed("tier");
     return changed;
   }
 
@@ -107,13 +172,29 @@ export class LiveNode {
     return this.outbox.push(message);
   }
 
+  /**
+   * Sends a task assign; false when the node cannot take it (its stream is gone, or — for a node of another
+   * coordinator — its home refused: the slot was taken meanwhile). Here that is known at once; a remote node's
+   * home answers over the bus.
+   */
+  async sendAssign(message: ConnectResponse): Promise<boolean> {
+    return this.send(message);
+  }
+
   /** Ends the node's stream: with an error the node sees that code and message. */
   disconnect(error?: ConnectError): void {
     this.outbox.close(error);
   }
+
+  /** Ends the node's connection wherever it is (for a node of another coordinator: at its home, over the bus). */
+  endConnection(error: ConnectError): void {
+    this.disconnect(error);
+  }
 }
 
 type Listener = () => void;
+/** Hears a node added, removed, or changed in what routing reads. */
+type ChangeListener = (node: LiveNode, change: NodeField | "added" | "removed") => void;
 /** Hears about a node whose measurements changed: `previousTier` is set when its tier moved. */
 type MeasuredListener = (node: LiveNode, previousTier: NodeTier | undefined) => void;
 
@@ -121,6 +202,7 @@ export class NodeRegistry {
   readonly #nodes = new Map<string, LiveNode>();
   readonly #capacityListeners = new Set<Listener>();
   readonly #measuredListeners = new Set<MeasuredListener>();
+  readonly #changeListeners = new Set<ChangeListener>();
 
   get size(): number {
     return this.#nodes.size;
@@ -138,6 +220,8 @@ export class NodeRegistry {
   add(node: LiveNode): void {
     const previous = this.#nodes.get(node.id);
     this.#nodes.set(node.id, node);
+    node.watch((changed, field) => this.#changed(changed, field));
+    this.#changed(node, "added");
     if (previous) {
       previous.disconnect(new ConnectError("replaced by a newer connection with the same node id", Code.Aborted));
       this.#loseTasks(previous, "the node reconnected; its previous connection was replaced");
@@ -147,8 +231,20 @@ export class NodeRegistry {
 
   /** Removes a node if it is still the registered one for its id, and hands its tasks back. */
   remove(node: LiveNode, reason: string): void {
-    if (this.#nodes.get(node.id) === node) this.#nodes.delete(node.id);
+    const registered = this.#nodes.get(node.id) === node;
+    if (registered) this.#nodes.delete(node.id);
     this.#loseTasks(node, reason);
+    if (registered) this.#changed(node, "removed");
+  }
+
+  /** Hears every node added or removed, and every change of what routing reads of one (the cluster view). */
+  onChange(listener: ChangeListener): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  #changed(node: LiveNode, change: NodeField | "added" | "removed"): void {
+    for (const listener of this.#changeListeners) listener(node, change);
   }
 
   #loseTasks(node: LiveNode, reason: string): void {
@@ -171,6 +267,11 @@ export class NodeRegistry {
   measured(node: LiveNode): void {
     const previous = node.tier;
     const moved = node.retier();
+    // a node of another coordinator: its home keeps (and writes) its measurements, which reach it over the bus
+    if (node.remote) {
+      if (moved) this.notifyCapacity();
+      return;
+    }
     for (const listener of this.#measuredListeners) listener(node, moved ? previous : undefined);
     // a node that moved up may take queued work it could not before
     if (moved) this.notifyCapacity();
@@ -183,7 +284,8 @@ export class NodeRegistry {
 
   /** Nodes that missed heartbeats for longer than `timeoutMs` (the caller disconnects them). */
   stale(now: number, timeoutMs: number): LiveNode[] {
-    return [...this.#nodes.values()].filter((node) => now - node.lastSeenAt > timeoutMs);
+    // a node of another coordinator is its home's to watch; the cluster view expires it with its home
+    return [...this.#nodes.values()].filter((node) => !node.remote && now - node.lastSeenAt > timeoutMs);
   }
 
   /** Whether any connected, unsuspended node's tier serves `difficulty` (busy or not). */

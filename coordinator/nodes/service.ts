@@ -123,6 +123,7 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
     }
     const node = new LiveNode(register.nodeId, accountId, sessionId, tier, reason, capabilities, reputation, keys, outbox, now());
     node.suspended = suspended;
+    node.publicKey = register.publicKey;
     node.size = size;
     node.measured = measured;
     return node;

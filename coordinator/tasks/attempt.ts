@@ -44,7 +44,7 @@ export class Attempt implements TaskSink {
   readonly #guard = new ReplayGuard();
   #timer: NodeJS.Timeout | undefined;
   #ended = false;
-  // what the coordinator measures of the node's answer (README "How capability is verified"); times are taken as
+  // what the coordinator measures of the node's answer (docs/concepts/tiers.md, "How capability is verified"); times are taken as
   // messages arrive, not as they are opened: a slow client holds the opening back, never the node's speed
   readonly #solo: boolean;
   #assignedAt = 0;
@@ -90,19 +90,19 @@ export class Attempt implements TaskSink {
     this.events.push({ kind: "lost", reason });
   }
 
-  /** Sends the assignment; false when the node's stream is already gone. */
+  /** Sends the assignment; false when the node's stream is already gone, or its home coordinator refused it. */
   assign(options: {
     difficulty: Difficulty;
     deadlineAt: number;
     maxTokens: number;
     payload: TaskPayload;
-  }): boolean {
+  }): Promise<boolean> {
     this.#assignedAt = Date.now();
     this.#maxTokens = options.maxTokens;
     this.#promptText = options.payload.messages.map((m) => m.content).join("\n") + options.payload.assistantPrefix;
     const remaining = Math.max(0, options.deadlineAt - this.#assignedAt);
     this.#timer = setTimeout(() => this.events.push({ kind: "deadline" }), remaining);
-    return this.node.send(
+    return this.node.sendAssign(
       create(ConnectResponseSchema, {
         message: {
           case: "taskAssign",

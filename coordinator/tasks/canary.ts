@@ -1,4 +1,4 @@
-// Canaries judge honesty, not skill (README "How capability is verified"): an idle node's answer is held against
+// Canaries judge honesty, not skill (docs/concepts/tiers.md, "How capability is verified"): an idle node's answer is held against
 // what the same model answers on a peer, or against a known answer only where its model class is sure to know it;
 // below that a canary measures speed and judges nothing.
 import { randomInt, randomUUID } from "node:crypto";

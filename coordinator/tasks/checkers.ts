@@ -1,4 +1,4 @@
-// Who checks an answer, and who was wrong when two answers differ (README "Division modes and spot checks"). Any
+// Who checks an answer, and who was wrong when two answers differ (docs/concepts/division.md). Any
 // other node serving the same model can check any node: reputation only orders the candidates, so the most trusted
 // node is checked as often as the newest. Pure rules, table-tested in checkers.test.ts.
 import type { Difficulty } from "../db/schema.ts";

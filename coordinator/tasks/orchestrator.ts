@@ -16,6 +16,7 @@ import { MismatchRecorder } from "./division/mismatch.ts";
 import type { RequestedDivisionMode } from "./division/mode.ts";
 import { PartRunner, type PartResult, type PartSpec } from "./division/part.ts";
 import type { TaskJournal } from "./journal.ts";
+import type { QueuePeers } from "./queue.ts";
 import { normalizeModelHint, servesModel, type DifficultyTimeouts } from "./router.ts";
 import { SpotChecker } from "./spot-check.ts";
 
@@ -93,8 +94,10 @@ export class Orchestrator {
     outcomes?: { record(input: TaskOutcomeInput): void },
     /** Counts mismatches toward suspension (coordinator/nodes/suspension.ts); without it nobody is suspended. */
     suspensions?: { recordMismatch(nodeId: string, suspendAfter: number): Promise<MismatchCount | undefined> },
+    /** The other coordinators' waiting requests, in a cluster (coordinator/cluster/queue-view.ts). */
+    queuePeers?: QueuePeers,
   ) {
-    this.#parts = new PartRunner(registry, journal, config, logger, throughput, outcomes);
+    this.#parts = new PartRunner(registry, journal, config, logger, throughput, outcomes, queuePeers);
     const mismatches = new MismatchRecorder(registry, config.division.spotCheckSuspendAfter, logger, suspensions);
     this.#division = { parts: this.#parts, registry, journal, config: config.division, logger, mismatches };
     this.#spotChecks = new SpotChecker({ parts: this.#parts, registry, logger, mismatches, config: config.division });

@@ -1,4 +1,7 @@
-// The bounded queue of requests waiting for a capable node, in arrival order, with positions.
+// The bounded queue of requests waiting for a capable node, in arrival order, with positions. In a cluster the
+// queue is every coordinator's together (QueuePeers): a free node goes to the earliest waiter that can take it,
+// wherever it waits, and a position counts the requests waiting ahead on every coordinator.
+import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LiveNode } from "../nodes/registry.ts";
 import type { RouteRequest } from "./router.ts";
@@ -11,40 +14,91 @@ export interface Waiter {
   position(position: number): void;
 }
 
+/** A waiter as the other coordinators see it. */
+export interface QueuedWaiter {
+  id: string;
+  /** When it began to wait (ms since the epoch). */
+  since: number;
+  request: RouteRequest;
+}
+
+/** The requests waiting on the other coordinators of the cluster (coordinator/cluster/queue-view.ts). */
+export interface QueuePeers {
+  /** How many wait elsewhere since before `since`: they are ahead of a waiter here. */
+  countBefore(since: number): number;
+  /** How many of those could take `node`: each takes one of its free slots first. */
+  aheadFor(node: LiveNode, since: number): number;
+  /** This coordinator's waiters changed: the peers hear it. */
+  publish(waiters: readonly QueuedWaiter[]): void;
+  /** `listener` hears whenever the peers' queues change. */
+  onChange(listener: () => void): void;
+}
+
+/** Picks the best node for a request among those `allow` lets it take (all when undefined). */
+export type NodePicker = (request: RouteRequest, allow?: (node: LiveNode) => boolean) => LiveNode | undefined;
+
 export class WaitQueue {
   readonly #waiters: Waiter[] = [];
+  readonly #queued = new Map<Waiter, QueuedWaiter>();
   #updates: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly maxLength: number,
-    private readonly pick: (request: RouteRequest) => LiveNode | undefined,
+    private readonly pick: NodePicker,
     /** A waiting client hears its position (and the estimate that goes with it) at least this often; 0: only on changes. */
     private readonly updateMs = 0,
-  ) {}
+    private readonly peers?: QueuePeers,
+    private readonly now: () => number = Date.now,
+  ) {
+    // a request elsewhere left or arrived: positions move, and a node it was ahead for may be free for one here
+    peers?.onChange(() => {
+      this.drain();
+      this.#announceFrom(0);
+    });
+  }
 
   get length(): number {
     return this.#waiters.length;
   }
 
-  /** Adds a waiter at the end; refuses with ResourceExhausted when the queue is full. */
-  enqueue(waiter: Waiter): void {
+  /**
+   * Adds a waiter in arrival order: at the end, or — waiting again `since` an earlier time — back at its place.
+   * Refuses with ResourceExhausted when the queue is full.
+   */
+  enqueue(waiter: Waiter, since = this.now()): void {
     if (this.#waiters.length >= this.maxLength) {
       throw new ConnectError(
         `all capable nodes are busy and the queue is full (${this.maxLength} requests waiting); try again shortly`,
         Code.ResourceExhausted,
       );
     }
-    this.#waiters.push(waiter);
-    waiter.position(this.#waiters.length);
+    let index = this.#waiters.length;
+    while (index > 0 && this.#queued.get(this.#waiters[index - 1]!)!.since > since) index--;
+    this.#waiters.splice(index, 0, waiter);
+    this.#queued.set(waiter, { id: randomUUID(), since, request: waiter.request });
+    this.#announceFrom(index);
     this.#scheduleUpdates();
+    this.#published();
   }
 
   remove(waiter: Waiter): void {
     const index = this.#waiters.indexOf(waiter);
     if (index < 0) return;
     this.#waiters.splice(index, 1);
+    this.#queued.delete(waiter);
     this.#announceFrom(index);
     this.#scheduleUpdates();
+    this.#published();
+  }
+
+  /** The nodes a request arriving now may take at once: requests waiting elsewhere since before come first. */
+  openNodes(nodes: Iterable<LiveNode>): Iterable<LiveNode> {
+    const peers = this.peers;
+    if (!peers) return nodes;
+    const now = this.now();
+    return (function* () {
+      for (const node of nodes) if (node.freeSlots > peers.aheadFor(node, now)) yield node;
+    })();
   }
 
   /** Gives free capacity to waiters in arrival order (a later waiter may go first if the earlier one can't use it). */
@@ -52,17 +106,27 @@ export class WaitQueue {
     let firstRemoved = -1;
     for (let i = 0; i < this.#waiters.length; ) {
       const waiter = this.#waiters[i]!;
-      const node = this.pick(waiter.request);
+      const since = this.#queued.get(waiter)!.since;
+      const peers = this.peers;
+      const node = this.pick(waiter.request, peers ? (candidate) => candidate.freeSlots > peers.aheadFor(candidate, since) : undefined);
       if (!node) {
         i++;
         continue;
       }
       this.#waiters.splice(i, 1);
+      this.#queued.delete(waiter);
       if (firstRemoved < 0) firstRemoved = i;
       waiter.claim(node);
     }
-    if (firstRemoved >= 0) this.#announceFrom(firstRemoved);
+    if (firstRemoved >= 0) {
+      this.#announceFrom(firstRemoved);
+      this.#published();
+    }
     this.#scheduleUpdates();
+  }
+
+  #published(): void {
+    this.peers?.publish([...this.#queued.values()]);
   }
 
   /** One timer for the whole queue, running only while someone waits. */
@@ -76,6 +140,12 @@ export class WaitQueue {
   }
 
   #announceFrom(index: number): void {
-    for (let i = index; i < this.#waiters.length; i++) this.#waiters[i]!.position(i + 1);
+    for (let i = index; i < this.#waiters.length; i++) this.#announce(this.#waiters[i]!, i);
+  }
+
+  /** Its place here, behind the requests that wait elsewhere since before it. */
+  #announce(waiter: Waiter, index: number): void {
+    const since = this.#queued.get(waiter)?.since ?? this.now();
+    waiter.position(index + 1 + (this.peers?.countBefore(since) ?? 0));
   }
 }

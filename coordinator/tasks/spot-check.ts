@@ -152,7 +152,8 @@ export class SpotChecker {
 
   async #canary(): Promise<void> {
     const { registry, logger, mismatches, config } = this.deps;
-    const idle = [...registry.nodes()].filter((node) => node.connected && !node.suspended && node.tasks.size === 0 && node.freeSlots > 0);
+    // a node's canaries come from its home coordinator only: a cluster of N does not test each node N times as often
+    const idle = [...registry.nodes()].filter((node) => !node.remote && node.connected && !node.suspended && node.tasks.size === 0 && node.freeSlots > 0);
     if (idle.length === 0) return;
     const target = idle[Math.floor(this.#random() * idle.length)]!;
     await runCanary({ registry, logger, mismatches, similarity: config.consensusSimilarity, random: this.#random, run: (spec) => this.#run(spec) }, target);

@@ -9,7 +9,8 @@ import { loadConfig, type Config } from "../../coordinator/config.ts";
 import { startCoordinator, type Coordinator } from "../../coordinator/app.ts";
 import { createLogger } from "../../coordinator/logger.ts";
 import { AccountService } from "../../gen/iris/v1/account_pb.ts";
-import { createTestDatabase } from "./database.ts";
+import type { Bus } from "../../coordinator/cluster/bus.ts";
+import { createTestDatabase, type TestDatabase } from "./database.ts";
 
 export interface TestCoordinator extends Coordinator {
   config: Config;
@@ -17,9 +18,17 @@ export interface TestCoordinator extends Coordinator {
   logs: Record<string, unknown>[];
 }
 
+export interface TestCoordinatorOptions {
+  /** A database another coordinator of the test uses too (a cluster); the caller closes it. Default: a new one. */
+  database?: TestDatabase;
+  /** The cluster bus (several coordinators on one LocalNetwork); default: NATS_URL's, or a bus of its own. */
+  bus?: Bus;
+}
+
 /** `env` overrides the test defaults (PORT=0 on 127.0.0.1, the file's own database). */
-export async function startTestCoordinator(env: Record<string, string> = {}): Promise<TestCoordinator> {
-  const database = await createTestDatabase();
+export async function startTestCoordinator(env: Record<string, string> = {}, options: TestCoordinatorOptions = {}): Promise<TestCoordinator> {
+  const database = options.database ?? (await createTestDatabase());
+  const ownDatabase = options.database === undefined;
   // the coordinator opens its own connection; the helper's one is only needed to drop the database later
   const config = loadConfig({
     HOST: "127.0.0.1",
@@ -44,14 +53,14 @@ export async function startTestCoordinator(env: Record<string, string> = {}): Pr
       callback();
     },
   });
-  const coordinator = await startCoordinator(config, createLogger(config.logLevel, sink));
+  const coordinator = await startCoordinator(config, createLogger(config.logLevel, sink), { bus: options.bus });
   return {
     ...coordinator,
     config,
     logs,
     async close() {
       await coordinator.close();
-      await database.close();
+      if (ownDatabase) await database.close();
     },
   };
 }

@@ -15,7 +15,7 @@ import { Attempt } from "../attempt.ts";
 import { afterContextRefusal } from "../capable-nodes.ts";
 import { contextNeed } from "../context-fit.ts";
 import type { TaskJournal } from "../journal.ts";
-import { WaitQueue, type Waiter } from "../queue.ts";
+import { WaitQueue, type QueuePeers, type Waiter } from "../queue.ts";
 import { deadlineMs, eligible, pickNode, type DifficultyTimeouts, type RouteRequest } from "../router.ts";
 import { estimateQueueWaitMs } from "../wait-estimate.ts";
 import type { PartEvent, PartResult, PartSpec } from "./part-spec.ts";
@@ -49,8 +49,11 @@ export class PartRunner {
     private readonly logger: Logger,
     private readonly throughput?: { record(tokens?: number): void },
     private readonly outcomes?: { record(input: TaskOutcomeInput): void },
+    /** The other coordinators' waiting requests (a cluster): positions and free nodes are shared with them. */
+    queuePeers?: QueuePeers,
   ) {
-    this.#queue = new WaitQueue(config.queue.maxLength, (request) => pickNode(registry.nodes(), request), config.queue.updateMs ?? 2_000);
+    const pick = (request: RouteRequest, allow?: (node: LiveNode) => boolean) => pickNode(allow ? allowed(registry.nodes(), allow) : registry.nodes(), request);
+    this.#queue = new WaitQueue(config.queue.maxLength, pick, config.queue.updateMs ?? 2_000, queuePeers);
     registry.onCapacity(() => this.#queue.drain());
   }
 
@@ -98,6 +101,7 @@ export class PartRunner {
     let tokensBefore = 0; // completion tokens of earlier attempts (a failover's prefix)
     let firstTokenAt: number | undefined;
     let attempt: Attempt | undefined;
+    const queued: { since?: number } = {};
     const onAbort = () => attempt?.events.push({ kind: "aborted" });
     spec.signal.addEventListener("abort", onAbort);
     try {
@@ -105,7 +109,7 @@ export class PartRunner {
       // fires no event: without this the part would wait in the queue, or run on a node, for nobody
       if (spec.signal.aborted) throw new ConnectError("the client cancelled the request", Code.Canceled);
       for (let tries = 1; ; tries++) {
-        attempt = yield* this.#acquire(taskId, request, spec, started);
+        attempt = yield* this.#acquire(taskId, request, spec, started, queued);
         const node = attempt.node;
         nodeIds.push(node.id);
         if (spec.distinct) exclude.add(node.id);
@@ -117,11 +121,13 @@ export class PartRunner {
           seed: spec.seed === undefined ? undefined : BigInt(spec.seed),
         });
         const remainingTokens = Math.max(1, maxTokens - tokensBefore);
-        if (!attempt.assign({ difficulty, deadlineAt, maxTokens: remainingTokens, payload })) {
+        if (!(await attempt.assign({ difficulty, deadlineAt, maxTokens: remainingTokens, payload }))) {
           attempt.end();
-          exclude.add(node.id);
+          // a node still connected was only busy at its home coordinator (another took the slot first): not excluded
+          if (!node.connected) exclude.add(node.id);
           continue;
         }
+        queued.since = undefined;
         const assignedAt = Date.now();
         let nodeFirstTokenAt: number | undefined;
         const judgeAt = (finishedAt: number) => (outcome: TaskOutcome, completionTokens: number, evidence?: Record<string, JsonValue>) =>
@@ -259,8 +265,12 @@ export class PartRunner {
   }
 
   /** A node with a slot reserved for the task: at once when one is free, else after waiting in the queue. */
-  async *#acquire(taskId: string, request: RouteRequest, spec: PartSpec, started: number): AsyncGenerator<PartEvent, Attempt, undefined> {
-    const node = pickNode(this.registry.nodes(), request);
+  /**
+   * `queued.since`: when this part began to wait. A part whose node's home coordinator refused it (another took the
+   * slot first) waits again from its first place, not behind the requests that came since.
+   */
+  async *#acquire(taskId: string, request: RouteRequest, spec: PartSpec, started: number, queued: { since?: number }): AsyncGenerator<PartEvent, Attempt, undefined> {
+    const node = pickNode(this.#queue.openNodes(this.registry.nodes()), request);
     if (node) return new Attempt(taskId, node, this.registry);
     if (spec.wait === "never" || (spec.wait === "while-possible" && !this.#anyEligible(request))) throw this.#noEligibleNode(request);
     const { maxWaitMs } = this.config.queue;
@@ -271,7 +281,8 @@ export class PartRunner {
       claim: (claimed: LiveNode) => events.push({ kind: "claimed", attempt: new Attempt(taskId, claimed, this.registry) }),
       position: (position) => events.push({ kind: "position", position }),
     };
-    this.#queue.enqueue(waiter);
+    queued.since ??= Date.now();
+    this.#queue.enqueue(waiter, queued.since);
     const waitUntil = Date.now() + maxWaitMs;
     const timer = setTimeout(() => events.push({ kind: "timeout" }), maxWaitMs);
     const onAbort = () => events.push({ kind: "aborted" });
@@ -318,6 +329,10 @@ export class PartRunner {
     }
     return new ConnectError(`no node that serves ${difficulty} requests (tier ${tiers}) is online; ${waited}`, Code.Unavailable);
   }
+}
+
+function* allowed(nodes: Iterable<LiveNode>, allow: (node: LiveNode) => boolean): Generator<LiveNode> {
+  for (const node of nodes) if (allow(node)) yield node;
 }
 
 /** The next event of the attempt when it is a chunk already queued (taken), else undefined (left in place). */

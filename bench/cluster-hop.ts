@@ -1,0 +1,111 @@
+// What a cross-coordinator hop costs (issue #12): two coordinator processes on one database and NATS, one
+// scripted node connected to B. The same short chats go to B (the node's home: no hop) and to A (assign and
+// every chunk relayed through B over NATS), interleaved; p50/p90/p99 of time to first token and of the whole
+// answer. `npm run bench:cluster` (bench/cluster-hop.ts); NATS_URL (default nats://127.0.0.1:4222), BENCH_CHATS, BENCH_TOKENS.
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
+import { startScriptedNode } from "../test/support/scripted-node.ts";
+import { startCoordinatorProcess, type CoordinatorProcess } from "./coordinator-process.ts";
+import { createBenchDatabase } from "./database.ts";
+import { ascending, fixed, markdownTable, percentile, sleep } from "./stats.ts";
+
+const chats = Number(process.env.BENCH_CHATS ?? 300);
+const tokens = Number(process.env.BENCH_TOKENS ?? 16);
+const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+
+async function main(): Promise<void> {
+  const workDir = mkdtempSync(join(tmpdir(), "iris-bench-cluster-"));
+  const database = await createBenchDatabase(process.env.DATABASE_URL?.trim() || undefined);
+  const env = { ...database.env, NATS_URL: natsUrl, CLUSTER_NAME: `bench-${randomBytes(4).toString("hex")}`, SPOT_CHECK_FRACTION: "0", CANARY_INTERVAL_MS: "0", CLASSIFIER_NODE_BUDGET_MS: "0" };
+  const started: CoordinatorProcess[] = [];
+  try {
+    // one after the other: A creates the key file B reads (every coordinator of a cluster holds the same key)
+    const a = await startCoordinatorProcess({ env, workDir, name: "a" });
+    started.push(a);
+    const b = await startCoordinatorProcess({ env, workDir, name: "b" });
+    started.push(b);
+    const node = startScriptedNode({ baseUrl: b.url, accountKey: database.accountKey, nodeId: "hop-node", maxConcurrentTasks: 1, script: () => ({ tokens: Array.from({ length: tokens }, (_, i) => `t${i} `) }) });
+    await node.registered;
+    // the bench account is exempt from the chat limits (UNLIMITED_ACCOUNT_KEYS)
+    const clients = { same: client(b.url, database.accountKey), cross: client(a.url, database.accountKey) };
+    // A knows the node once B's view arrives
+    for (let waited = 0; ; waited += 100) {
+      if ((await clients.cross.ask()).ok) break;
+      if (waited > 10_000) throw new Error("coordinator A never saw the node on B");
+      await sleep(100);
+    }
+    for (let i = 0; i < 20; i++) {
+      await clients.same.ask(); // warm-up: connections, JIT
+      await clients.cross.ask();
+    }
+    const samples = { same: { ttft: [] as number[], total: [] as number[] }, cross: { ttft: [] as number[], total: [] as number[] } };
+    let failed = 0;
+    for (let i = 0; i < chats; i++) {
+      for (const path of i % 2 === 0 ? (["same", "cross"] as const) : (["cross", "same"] as const)) {
+        const result = await clients[path].ask();
+        if (!result.ok) failed++;
+        else {
+          samples[path].ttft.push(result.ttftMs);
+          samples[path].total.push(result.totalMs);
+        }
+      }
+    }
+    const row = (name: string, values: number[]) => {
+      const sorted = ascending(values);
+      return [name, String(values.length), fixed(percentile(sorted, 50)), fixed(percentile(sorted, 90)), fixed(percentile(sorted, 99))];
+    };
+    const p50 = (values: number[]) => percentile(ascending(values), 50);
+    console.log(`## Cross-coordinator hop\n`);
+    console.log(`machine: ${cpus().length} cores, Node ${process.version}; database: ${database.label}; NATS ${natsUrl}; ${chats} chats per path, interleaved, one at a time, ${tokens} chunks each (a scripted node, no delay); load average ${loadavg().map((n) => n.toFixed(2)).join(" ")}\n`);
+    console.log(
+      markdownTable(
+        ["path", "chats", "p50 ms", "p90 ms", "p99 ms"],
+        [
+          row("time to first token, node's own coordinator (B)", samples.same.ttft),
+          row("time to first token, through another coordinator (A → B)", samples.cross.ttft),
+          row(`whole answer (${tokens} chunks), node's own coordinator`, samples.same.total),
+          row(`whole answer (${tokens} chunks), through another coordinator`, samples.cross.total),
+        ],
+        ["l", "r", "r", "r", "r"],
+      ),
+    );
+    console.log(`\nadded by the hop at p50: ${fixed(p50(samples.cross.ttft) - p50(samples.same.ttft))} ms to the first token, ${fixed(p50(samples.cross.total) - p50(samples.same.total))} ms to the whole answer; failed chats: ${failed}`);
+    node.kill();
+  } finally {
+    for (const coordinator of started.reverse()) await coordinator.stop().catch(() => {});
+    await database.drop().catch(() => {});
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+function client(baseUrl: string, accountKey: string) {
+  const inference = createClient(InferenceService, createGrpcTransport({ baseUrl }));
+  return {
+    async ask(): Promise<{ ok: true; ttftMs: number; totalMs: number } | { ok: false }> {
+      const started = performance.now();
+      let first: number | undefined;
+      try {
+        for await (const response of inference.chat({ params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] } }, { headers: { "x-iris-account-key": accountKey } })) {
+          if (response.event.case === "token") first ??= performance.now();
+        }
+      } catch {
+        return { ok: false };
+      }
+      const end = performance.now();
+      return { ok: true, ttftMs: (first ?? end) - started, totalMs: end - started };
+    },
+  };
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,82 @@
+// The cluster: this coordinator's part in a group of coordinators that share every node (docs/cluster.md). Without
+// NATS_URL it is a cluster of one on the in-process bus, through the same code.
+import type { KeyObject } from "node:crypto";
+import type { Logger } from "pino";
+import type { NodeRegistry } from "../nodes/registry.ts";
+import { clusterSubjects, type Bus } from "./bus.ts";
+import { startForwarding } from "./forwarding.ts";
+import { ViewPublisher, ViewReceiver } from "./node-view.ts";
+import { QueueView } from "./queue-view.ts";
+import type { QueuePeers } from "../tasks/queue.ts";
+
+export interface ClusterOptions {
+  bus: Bus;
+  /** CLUSTER_NAME: the subject prefix; coordinators with the same name on one NATS form one cluster. */
+  name: string;
+  /** COORDINATOR_INSTANCE: this coordinator's name in the cluster (unique). */
+  instance: string;
+  registry: NodeRegistry;
+  /** The cluster's shared coordinator key (COORDINATOR_PRIVATE_KEY_PATH): sealed frames open anywhere in it. */
+  coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
+  logger: Logger;
+  viewMs: number;
+  deadAfterMs: number;
+  assignTimeoutMs: number;
+}
+
+export interface Cluster {
+  bus: Bus;
+  /** The other coordinators heard from lately. */
+  readonly peers: string[];
+  /** The cluster's queue: the other coordinators' waiting requests (the orchestrator's queue shares it). */
+  queue: QueuePeers;
+  /** Publishes this coordinator's nodes now (tests; otherwise every CLUSTER_VIEW_MS and on each change). */
+  publishView(): void;
+  /** Publishes what is pending, stops listening, and closes the bus. */
+  stop(): Promise<void>;
+}
+
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const subjects = clusterSubjects(options.name);
+  const logger = options.logger.child({ cluster: options.name });
+  const forwarding = startForwarding({ ...options, subjects, logger });
+  const context = { ...options, subjects, logger };
+  const queue = new QueueView(context);
+  // a peer that joins hears our whole view at once (a turn later: not from inside the receiving handler)
+  const joined = () =>
+    setImmediate(() => {
+      publisher.publishFull();
+      queue.joined();
+    });
+  const left = (home: string) => {
+    queue.drop(home);
+    forwarding.originGone(home);
+  };
+  const receiver = new ViewReceiver(context, forwarding.link, joined, left);
+  const publisher = new ViewPublisher(context, () => receiver.peers.length > 0);
+  // subscribed before anyone is told we are here, so their answers reach us
+  await options.bus.flush();
+  publisher.publishFull();
+  logger.info({ bus: options.bus.kind, instance: options.instance }, options.bus.kind === "nats" ? "cluster: joined over NATS" : "cluster: single coordinator (in-process bus)");
+  let stopped: Promise<void> | undefined;
+  return {
+    bus: options.bus,
+    get peers() {
+      return receiver.peers;
+    },
+    queue,
+    publishView: () => publisher.publishFull(),
+    stop() {
+      stopped ??= (async () => {
+        publisher.stop();
+        // peers drop this coordinator's nodes now rather than when it falls silent
+        publisher.publishFull();
+        receiver.stop();
+        queue.stop();
+        forwarding.stop();
+        await options.bus.close();
+      })();
+      return stopped;
+    },
+  };
+}

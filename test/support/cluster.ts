@@ -1,0 +1,67 @@
+// Several coordinators in one test process, sharing one database and one coordinator key: a cluster over the real
+// NATS (a CLUSTER_NAME of its own per call) or over one in-process LocalNetwork.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalBus, LocalNetwork } from "../../coordinator/cluster/bus-local.ts";
+import { startTestCoordinator, type TestCoordinator } from "./coordinator.ts";
+import { createTestDatabase, databaseSource, type TestDatabase } from "./database.ts";
+import { testNatsUrl, uniqueClusterName } from "./nats.ts";
+
+export interface TestCluster {
+  coordinators: TestCoordinator[];
+  database: TestDatabase;
+  /** Env every coordinator got (CLUSTER_NAME, the shared key path...): a coordinator process joins with it. */
+  env: Record<string, string>;
+  /** Starts one more coordinator named `instance` in the cluster. */
+  add(instance: string, env?: Record<string, string>): Promise<TestCoordinator>;
+  close(): Promise<void>;
+}
+
+/** Why a cluster test cannot run here ("" when it can): its coordinators must share one PostgreSQL server. */
+export function clusterSkipReason(): string {
+  return databaseSource().kind === "pglite" ? " (skipped: a cluster shares one PostgreSQL server; this run has only PGlite)" : "";
+}
+
+/** Fast cluster timings for tests: views every 100 ms, a silent peer dead after 500 ms. */
+export const fastCluster = { CLUSTER_VIEW_MS: "100", CLUSTER_DEAD_AFTER_MS: "500" };
+
+export async function startTestCluster(
+  instances: string[],
+  options: { bus: "nats" | "local"; env?: Record<string, string> },
+): Promise<TestCluster> {
+  const database = await createTestDatabase();
+  const network = new LocalNetwork();
+  const env: Record<string, string> = {
+    COORDINATOR_PRIVATE_KEY_PATH: join(mkdtempSync(join(tmpdir(), "iris-cluster-")), "coordinator.key"),
+    CLUSTER_NAME: uniqueClusterName(),
+    ...fastCluster,
+    ...(options.bus === "nats" ? { NATS_URL: testNatsUrl } : {}),
+    ...options.env,
+  };
+  const coordinators: TestCoordinator[] = [];
+  const add = async (instance: string, extra: Record<string, string> = {}) => {
+    const bus = options.bus === "local" ? new LocalBus(network) : undefined;
+    const coordinator = await startTestCoordinator({ ...env, COORDINATOR_INSTANCE: instance, ...extra }, { database, bus });
+    coordinators.push(coordinator);
+    return coordinator;
+  };
+  try {
+    // one at a time: the first creates the shared key file the others read
+    for (const instance of instances) await add(instance);
+  } catch (err) {
+    await Promise.allSettled(coordinators.map((c) => c.close()));
+    await database.close();
+    throw err;
+  }
+  return {
+    coordinators,
+    database,
+    env,
+    add,
+    async close() {
+      await Promise.allSettled(coordinators.map((c) => c.close()));
+      await database.close();
+    },
+  };
+}
