@@ -1,6 +1,7 @@
--- 0008_measured_capability: what the coordinator measured of each node, beside what the node declared (README "How
--- capability is verified"): a node's tier rests on its measured speed when that contradicts its benchmark, and the
--- measurements must outlive a reconnect, or reconnecting would wipe the contradiction.
+-- 0008_measured_capability: what the coordinator measured of each node, beside what the node declared
+-- (docs/concepts/tiers.md, "How capability is verified"): a node's tier rests on its measured speed when that
+-- contradicts its benchmark, and the measurements must outlive a reconnect, or reconnecting would wipe the
+-- contradiction.
 
 -- The model file's fingerprint the node declared (hex SHA-256, Register.model_sha256); NULL when it sent none.
 ALTER TABLE nodes ADD COLUMN model_sha256 text CHECK (model_sha256 ~ '^[0-9a-f]{64}$');

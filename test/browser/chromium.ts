@@ -40,7 +40,7 @@ export async function openPage(browser: Browser, viewport = { width: 1000, heigh
 
 /**
  * Saves a screenshot under test-results/screenshots/ (git-ignored); with IRIS_UPDATE_DOCS_SCREENSHOTS=1 also
- * as docs/<name>.png, the small copies the README shows (kept out of ordinary runs so the tree stays clean).
+ * as docs/<name>.png, the small copies docs/guides/web.md shows (kept out of ordinary runs so the tree stays clean).
  */
 export async function screenshot(page: Page, name: string, options: { docs?: boolean; fullPage?: boolean } = {}): Promise<string> {
   const dir = join(root, "test-results/screenshots");

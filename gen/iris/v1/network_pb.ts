@@ -335,8 +335,8 @@ export const NodeInfoSchema: GenMessage<NodeInfo> = /*@__PURE__*/
   messageDesc(file_iris_v1_network, 6);
 
 /**
- * SpotCheckCoverage counts a node's spot checks over the last window_hours (README "Division modes and spot
- * checks"): checked / answers is about SPOT_CHECK_FRACTION when callers leave the temperature unset.
+ * SpotCheckCoverage counts a node's spot checks over the last window_hours (docs/concepts/division.md):
+ * checked / answers is about SPOT_CHECK_FRACTION when callers leave the temperature unset.
  *
  * @generated from message iris.v1.SpotCheckCoverage
  */
