@@ -1,4 +1,4 @@
-# The coordinator image: Node 24, production dependencies plus tsx (the project's one way to run TypeScript).
+# The coordinator image, also the agent's (compose.yaml): Node 24, production dependencies plus tsx.
 FROM node:24-slim
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -8,6 +8,8 @@ COPY gen ./gen
 COPY migrations ./migrations
 COPY common ./common
 COPY coordinator ./coordinator
+COPY agent ./agent
+COPY tui ./tui
 COPY client ./client
 COPY web ./web
 COPY scripts/build-web.ts ./scripts/build-web.ts
