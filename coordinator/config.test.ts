@@ -137,3 +137,31 @@ describe("loadConfig: connection limits", () => {
     });
   }
 });
+
+describe("loadConfig: WORKERS", () => {
+  const cluster = { DATABASE_URL: "postgres://db/iris", NATS_URL: "nats://nats:4222" };
+  it.each([
+    [{}, 1],
+    [{ WORKERS: "1" }, 1],
+    [{ ...cluster, WORKERS: "4" }, 4],
+    [{ ...cluster, WORKERS: "auto" }, 6],
+    [{ ...cluster, WORKERS: "AUTO" }, 6],
+    [{ WORKERS: "auto" }, 1, 1],
+  ] as [Record<string, string>, number, number?][])("%j → %i workers", (env, workers, cores = 6) => {
+    expect(loadConfig(env, cores).workers).toBe(workers);
+  });
+
+  it.each(["0", "-2", "1.5", "two", "1025"])("refuses WORKERS=%s", (value) => {
+    expect(() => loadConfig({ ...cluster, WORKERS: value })).toThrow(/WORKERS must be a whole number from 1/);
+  });
+
+  it.each([
+    [{ WORKERS: "2" }],
+    [{ WORKERS: "2", NATS_URL: "nats://nats:4222" }],
+    [{ WORKERS: "2", DATABASE_URL: "postgres://db/iris" }],
+    [{ WORKERS: "2", DATABASE_URL: "memory://", NATS_URL: "nats://nats:4222" }],
+    [{ WORKERS: "auto", DATABASE_URL: "postgres://db/iris" }],
+  ])("refuses several workers without NATS_URL and a PostgreSQL DATABASE_URL: %j", (env) => {
+    expect(() => loadConfig(env, 4)).toThrow(/WORKERS=\d+ needs NATS_URL and a PostgreSQL DATABASE_URL/);
+  });
+});

@@ -1,5 +1,5 @@
 // The coordinator's configuration: read once from the environment, typed, and validated at start.
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 
 /** A wrong configuration value; the message names the variable. */
 export class ConfigError extends Error {
@@ -90,6 +90,8 @@ export interface Config {
   };
   /** The difficulty classifier chain (OpenRouter → an idle node → local rules). */
   classifier: { openRouterBudgetMs: number; nodeBudgetMs: number; cacheTtlMs: number; cacheMaxEntries: number };
+  /** Coordinator processes sharing the one port through node:cluster (WORKERS; `auto`: the core count); 1: no cluster. */
+  workers: number;
   /** This coordinator's name in node_sessions, tasks and coordinator_instances; unique per coordinator sharing a database. */
   instance: string;
   /** Coordinators sharing every node over NATS (docs/cluster.md); without NATS_URL a cluster of one, in process. */
@@ -218,6 +220,12 @@ class Reader {
   }
 }
 
+/** WORKERS: a whole number from 1, or `auto` for the machine's core count. */
+function workers(r: Reader, cores: number): number {
+  if (r.string("WORKERS")?.toLowerCase() === "auto") return cores;
+  return r.int("WORKERS", 1, 1, 1_024);
+}
+
 /** NATS_URL: one or more nats:// (or tls://) server URLs, comma-separated. */
 function natsUrl(r: Reader): string | undefined {
   const urls = r.list("NATS_URL");
@@ -245,7 +253,7 @@ const emailPattern =
   /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
 /** Reads and validates the configuration; throws ConfigError naming every wrong variable. */
-export function loadConfig(env: Env = process.env): Config {
+export function loadConfig(env: Env = process.env, cores: number = availableParallelism()): Config {
   const r = new Reader(env);
   const certPath = r.string("TLS_CERT_PATH");
   const keyPath = r.string("TLS_KEY_PATH");
@@ -353,6 +361,7 @@ export function loadConfig(env: Env = process.env): Config {
       cacheTtlMs: r.int("CLASSIFIER_CACHE_TTL_MS", 600_000, 0, 86_400_000),
       cacheMaxEntries: r.int("CLASSIFIER_CACHE_MAX_ENTRIES", 10_000, 0, 1_000_000),
     },
+    workers: workers(r, cores),
     instance: r.string("COORDINATOR_INSTANCE", hostname()),
     cluster: {
       natsUrl: natsUrl(r),
@@ -377,6 +386,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.cluster.natsUrl !== undefined && !/^postgres(ql)?:/.test(config.database.url ?? "")) {
     // every coordinator of a cluster reads and writes the same accounts, nodes and tasks: one PostgreSQL server
     r.problems.push("NATS_URL (a cluster) needs DATABASE_URL: the coordinators of a cluster share one PostgreSQL server, not an embedded PGlite each");
+  }
+  if (config.workers > 1 && (config.cluster.natsUrl === undefined || !/^postgres(ql)?:/.test(config.database.url ?? ""))) {
+    // workers are coordinators of one cluster: without NATS each would see only its own nodes, and PGlite is one process
+    r.problems.push(`WORKERS=${config.workers} needs NATS_URL and a PostgreSQL DATABASE_URL: the workers are a cluster sharing nodes over NATS and one database`);
   }
   if (config.cluster.deadAfterMs < 2 * config.cluster.viewMs) {
     // one late view (a GC pause, a busy NATS) must not make a live peer look dead

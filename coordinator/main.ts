@@ -1,8 +1,9 @@
-// Entry point of `npm start`: config → logger → coordinator, and graceful shutdown on SIGTERM/SIGINT.
+// Entry point of `npm start`: config → logger → coordinator (or WORKERS coordinator processes), and graceful shutdown on SIGTERM/SIGINT.
 import { ConfigError, loadConfig } from "./config.ts";
 import { createLogger } from "./logger.ts";
 import { startCoordinator } from "./app.ts";
 import { isDatabaseUnavailable } from "./db/faults.ts";
+import { isWorkerPrimary, onPrimaryShutdown, runWorkers } from "./workers.ts";
 
 let config;
 try {
@@ -20,6 +21,13 @@ process.on("unhandledRejection", (reason) => {
   if (!isDatabaseUnavailable(reason)) throw reason;
   logger.error({ err: reason }, "unhandled database fault");
 });
+if (isWorkerPrimary(config.workers)) {
+  // the primary serves nothing itself: its workers share the port (node:cluster) and migrate under Kysely's advisory lock
+  process.exit(await runWorkers({ count: config.workers, instance: config.instance, logger }));
+}
+let stop: ((signal: NodeJS.Signals | "primary") => void) | undefined;
+// asked before the coordinator is up, a worker has served nothing yet: it may exit at once
+onPrimaryShutdown(() => (stop ? stop("primary") : process.exit(0)));
 try {
   const coordinator = await startCoordinator(config, logger);
   // for the person who ran scripts/start.sh: where to go (stdout stays JSON log lines)
@@ -27,11 +35,14 @@ try {
   const base = ["0.0.0.0", "::"].includes(host) ? coordinator.url : coordinator.url.replace("127.0.0.1", host.includes(":") ? `[${host}]` : host);
   process.stderr.write(`iris coordinator: listening on ${host}:${coordinator.port}; open ${base}/chat and ${base}/dashboard\n`);
   let signals = 0;
-  const stop = (signal: NodeJS.Signals) => {
-    if (++signals > 1) {
+  let stopping = false;
+  stop = (signal) => {
+    if (signal !== "primary" && ++signals > 1) {
       logger.warn({ signal }, "second signal: exiting at once");
       process.exit(1);
     }
+    if (stopping) return;
+    stopping = true;
     logger.info({ signal }, "shutting down");
     coordinator.close().then(
       () => process.exit(0),
