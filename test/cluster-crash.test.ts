@@ -111,7 +111,9 @@ describe.skipIf(skip !== "")(`a coordinator SIGKILLed mid-stream${skip}`, () => 
     expect(await ownedByA.done).toBeUndefined();
     const finishedAfterMs = Date.now() - killedAt;
     const done = ownedByA.events.find((e) => e.case === "done")?.value;
-    expect(done).toMatchObject({ nodeId: "on-c", nodeIds: ["behind-b", "on-c"] });
+    // either node on C may take it: slow-c frees up as C cancels B's task on it, on-c is idle
+    expect(["on-c", "slow-c"]).toContain(done?.nodeId);
+    expect(done?.nodeIds).toEqual(["behind-b", done?.nodeId]);
     // B's own requests ended for their clients (the connection dropped)
     expect(await ownedByB.done).toBeInstanceOf(Error);
     expect(await ownedByBonC.done).toBeInstanceOf(Error);
