@@ -1,13 +1,11 @@
 // Connection limits over real sockets, HTTP/1.1 and TLS: head and body deadlines, idle closing, the per-address cap.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import http2 from "node:http2";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.ts";
+import { makeTestCertificates } from "../test/support/certificates.ts";
 import { startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
 import { drip, rawSocket, until } from "../test/support/raw-connection.ts";
 
@@ -112,19 +110,14 @@ describe("limits with TLS", () => {
   let coordinator: TestCoordinator;
   let ca: Buffer;
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), "iris-tls-limits-"));
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-      "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
-    ], { stdio: "ignore" });
-    ca = readFileSync(join(dir, "cert.pem"));
+    const certificates = makeTestCertificates();
+    ca = readFileSync(certificates.ca);
     coordinator = await startTestCoordinator({
       ...limits,
       HTTP2_MAX_CONCURRENT_STREAMS: "7",
       MAX_CONNECTIONS_PER_ADDRESS: "4",
-      TLS_CERT_PATH: join(dir, "cert.pem"),
-      TLS_KEY_PATH: join(dir, "key.pem"),
+      TLS_CERT_PATH: certificates.valid.cert,
+      TLS_KEY_PATH: certificates.valid.key,
     });
   });
   afterAll(async () => {

@@ -1,4 +1,5 @@
 // The largest-remainder split: worked tables, then properties over many seeded random inputs.
+import { seededRandom } from "../../common/seeded-random.ts";
 import { describe, expect, it } from "vitest";
 import { splitPool, type Contribution } from "./split.ts";
 
@@ -7,17 +8,8 @@ const amounts = (pool: number, contributions: Contribution[]) =>
 const of = (values: Record<string, number | undefined>): Contribution[] =>
   Object.entries(values).map(([accountId, contribution]) => ({ accountId, contribution: contribution! }));
 
-/** A small deterministic generator (mulberry32), so a failing case can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// a deterministic generator, so a failing case can be replayed from its seed
+const rng = seededRandom;
 
 describe("splitPool", () => {
   it.each([

@@ -3,6 +3,7 @@
 // ("Fix this: {code}", "{doc} Summarise it.") filled with several pieces of material. Deterministic: the same
 // corpus and seed give the same set in the same order.
 import type { Difficulty } from "../../db/schema.ts";
+import { seededRandom } from "../../../common/seeded-random.ts";
 import { toMessages, type CorpusItem, type CorpusMessage, type Material } from "./corpus.ts";
 import { textWeight } from "./features.ts";
 
@@ -22,18 +23,6 @@ const DOC_WEIGHT = 2_600;
 /** How many written prompts also get a personal preamble: of every class alike, so it moves none of them. */
 const STORY_SHARE = 0.35;
 const placeholder = /\{(code|bug|text|doc|log|logs)\}/g;
-
-/** mulberry32: a small, fast, seeded generator; the training set must not depend on Math.random. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function expandCorpus(seeds: readonly CorpusItem[], material: Material, seed = 1): TrainingItem[] {
   const random = seededRandom(seed);

@@ -5,7 +5,8 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { DIFFICULTIES } from "../../db/schema.ts";
-import { expandCorpus, seededRandom, type TrainingItem } from "./augment.ts";
+import { seededRandom } from "../../../common/seeded-random.ts";
+import { expandCorpus, type TrainingItem } from "./augment.ts";
 import { CORPUS_DIR, DEV_SPLIT_FILE, loadDevSplit, loadMaterial, loadTrainingSeeds, toMessages } from "./corpus.ts";
 import { BUCKETS, extractFeatures, FEATURE_VERSION, newFeatures, type Features } from "./features.ts";
 import { decide, encodeModel, scoreFeatures, type DifficultyModel } from "./model.ts";
