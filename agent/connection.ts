@@ -15,13 +15,13 @@ import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/i
 import type { Backend } from "./backends/backend.ts";
 import { classifyWithBackend, openClassifyPrompt } from "./classify.ts";
 
-const difficultyEnum = { SIMPLE: Difficulty.SIMPLE, COMPLEX: Difficulty.COMPLEX, ADVANCED: Difficulty.ADVANCED } as const;
 import type { Gpu } from "./gpu.ts";
 import type { AgentState } from "./state.ts";
 import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
 import { gpuMessages, registerMessage } from "./register-message.ts";
 import { TlsFaultCounter } from "./tls-faults.ts";
 import { CoordinatorList } from "./coordinator-list.ts";
+import { difficultyToProto } from "../common/vocabulary.ts";
 
 export interface NodeIdentity {
   nodeId: string;
@@ -295,7 +295,7 @@ export class CoordinatorLink {
           }
           const deadline = AbortSignal.timeout(budget);
           classifyWithBackend(options.backend, prompt, deadline).then(
-            (label) => send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: difficultyEnum[label] } }),
+            (label) => send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: difficultyToProto[label] } }),
             (err: unknown) => {
               logger.warn({ err, classifyId: assign.classifyId }, "could not classify; the coordinator falls through");
               // an explicit "no answer" (DIFFICULTY_UNSPECIFIED) spares the request the rest of the deadline

@@ -1,14 +1,15 @@
 // Runs the coordinator's tasks on the backend: concurrently up to capacity, chunks in sequence, cancel honoured,
 // assignments refused while the node is paused, and running tasks handed back when it quits.
 import type { Logger } from "pino";
-import { Difficulty, Role } from "../gen/iris/v1/common_pb.ts";
+import { Difficulty, } from "../gen/iris/v1/common_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import { TaskErrorReason, TaskPayloadSchema, type ConnectRequestSchema, type TaskAssign, type TaskPayload } from "../gen/iris/v1/node_pb.ts";
 import { chunkWithTokens } from "../common/chunk-tokens.ts";
 import { EnvelopeError, openMessage, sealText, type SessionKeys } from "../common/crypto/envelope.ts";
-import { BackendError, type Backend, type ChatRole } from "./backends/backend.ts";
+import { BackendError, type Backend, } from "./backends/backend.ts";
 import type { AgentState, TaskOutcome } from "./state.ts";
+import { chatRoleFromProto } from "../common/vocabulary.ts";
 
 /** One node → coordinator message, as the connection sends it. */
 export type OutgoingMessage = MessageInitShape<typeof ConnectRequestSchema>["message"];
@@ -17,7 +18,6 @@ type Send = (message: OutgoingMessage) => void;
 /** Payload rules (lengths, ranges) are checked after opening: on the wire only the ciphertext is visible. */
 const validator = createValidator();
 
-const roles: Partial<Record<Role, ChatRole>> = { [Role.SYSTEM]: "system", [Role.USER]: "user", [Role.ASSISTANT]: "assistant" };
 const errorReasons = {
   backend_failed: TaskErrorReason.BACKEND_FAILED,
   model_unavailable: TaskErrorReason.MODEL_UNAVAILABLE,
@@ -143,7 +143,7 @@ export class TaskRunner {
       return "failed";
     }
     const messages = payload.messages.flatMap((m) => {
-      const role = roles[m.role];
+      const role = chatRoleFromProto(m.role);
       return role ? [{ role, content: m.content }] : [];
     });
     const started = Date.now();

@@ -1,6 +1,6 @@
 // Loads bench/classifier-set.json (labelled prompts) into conversations the classifiers take; builds the long documents.
 import { readFileSync } from "node:fs";
-import { DIFFICULTIES, type Difficulty } from "../coordinator/db/schema.ts";
+import { DIFFICULTIES, type Difficulty } from "../common/vocabulary.ts";
 
 export type Split = "train" | "test";
 

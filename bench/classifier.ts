@@ -8,7 +8,7 @@ import { classifyWithBackend } from "../agent/classify.ts";
 import { createOpenAiCompatibleBackend } from "../agent/backends/openai-compatible.ts";
 import { renderForNode } from "../common/classify-prompt.ts";
 import { loadConfig } from "../coordinator/config.ts";
-import { DIFFICULTIES, type Difficulty } from "../coordinator/db/schema.ts";
+import { DIFFICULTIES, type Difficulty } from "../common/vocabulary.ts";
 import { loadTestSplit, toMessages } from "../coordinator/tasks/classify/corpus.ts";
 import { classifyLocally, MODEL_FILE, shippedModel } from "../coordinator/tasks/classify/model.ts";
 import { createOpenRouterClassifier } from "../coordinator/tasks/classify/openrouter.ts";

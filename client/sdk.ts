@@ -14,6 +14,7 @@ import {
   type ReputationEvent,
   type TaskInfo,
 } from "../gen/iris/v1/network_pb.ts";
+import { chatRoleToProto } from "../common/vocabulary.ts";
 
 export { Role };
 export type { AuthToken, LeaderboardEntry, ModelInfo, NetworkStats, NodeInfo, ReputationEvent, TaskInfo };
@@ -91,7 +92,6 @@ export interface IrisClient {
   setToken(token: string | undefined): void;
 }
 
-const roles = { system: Role.SYSTEM, user: Role.USER, assistant: Role.ASSISTANT } as const;
 
 export function createIrisClient(options: IrisClientOptions): IrisClient {
   // mutable so that register/login can sign the same client in (the coordinator refuses both credentials at once)
@@ -122,7 +122,7 @@ export function createIrisClient(options: IrisClientOptions): IrisClient {
       const stream = inference.chat(
         {
           params: {
-            messages: list.map((m) => ({ role: roles[m.role], content: m.content })),
+            messages: list.map((m) => ({ role: chatRoleToProto[m.role], content: m.content })),
             maxTokens: chatOptions.maxTokens,
             temperature: chatOptions.temperature,
             model: chatOptions.model,

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { DIFFICULTIES } from "../coordinator/db/schema.ts";
+import { DIFFICULTIES } from "../common/vocabulary.ts";
 import { expandCorpus } from "../coordinator/tasks/classify/augment.ts";
 import { loadMaterial, loadTrainingSeeds } from "../coordinator/tasks/classify/corpus.ts";
 import { decide, MODEL_FILE } from "../coordinator/tasks/classify/model.ts";

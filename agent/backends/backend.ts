@@ -1,6 +1,6 @@
 // The one interface every LLM backend of the agent implements (OpenAI-compatible servers, embedded llama.cpp).
+import type { ChatRole } from "../../common/vocabulary.ts";
 
-export type ChatRole = "system" | "user" | "assistant";
 
 export interface BackendMessage {
   role: ChatRole;

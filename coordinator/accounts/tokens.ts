@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errors, jwtVerify, SignJWT } from "jose";
-import { USER_ROLES, type UserRole } from "../db/schema.ts";
+import { USER_ROLES, type UserRole } from "../../common/vocabulary.ts";
 
 /*
  * Sessions slide, with a ceiling. A token lives `lifetimeSeconds` (1 h by default). RefreshToken takes a

@@ -1,7 +1,8 @@
 // Email/password users: register, login (constant work, throttled) and the admin rule from ADMIN_EMAILS.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
-import type { Database, UserRole } from "../db/schema.ts";
+import type { Database } from "../db/schema.ts";
+import type { UserRole } from "../../common/vocabulary.ts";
 import { beginLoginAttempt, loginSubjects, loginSucceeded, LOGIN_THROTTLE, type ThrottlePolicy } from "./login-throttle.ts";
 import { DEFAULT_SCRYPT_PARAMS, dummyHash, hashPassword, needsRehash, verifyPassword, type ScryptParams } from "./passwords.ts";
 

@@ -2,17 +2,16 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Tier } from "../../gen/iris/v1/common_pb.ts";
 import { ClusterNodeSchema, type ClusterMeasurements, type ClusterMeasurementsSchema, type ClusterNode } from "../../gen/iris/v1/cluster_pb.ts";
-import type { NodeTier } from "../db/schema.ts";
+import type { NodeTier } from "../../common/vocabulary.ts";
 import type { Verification } from "../nodes/capability.ts";
 import type { MeasuredSnapshot } from "../nodes/measurements.ts";
 import type { LiveNode, NodeCapabilities } from "../nodes/registry.ts";
+import { tierFromProto, tierToProto } from "../../common/vocabulary.ts";
 
-const tierEnum: Record<NodeTier, Tier> = { BASIC: Tier.BASIC, MID: Tier.MID, PRO: Tier.PRO };
-const tierName: Partial<Record<Tier, NodeTier>> = { [Tier.BASIC]: "BASIC", [Tier.MID]: "MID", [Tier.PRO]: "PRO" };
 const verifications: readonly string[] = ["declared", "verified", "contradicted", "inferred"] satisfies Verification[];
 
 export function tierOf(tier: Tier): NodeTier {
-  return tierName[tier] ?? "BASIC";
+  return tierFromProto(tier) ?? "BASIC";
 }
 
 export function verificationOf(size: string): Verification {
@@ -28,7 +27,7 @@ export function clusterNodeOf(node: LiveNode): ClusterNode {
     sessionId: node.sessionId,
     publicKey: node.publicKey,
     registeredAtUnixMs: BigInt(node.registeredAt),
-    tier: tierEnum[node.tier],
+    tier: tierToProto[node.tier],
     tierReason: node.tierReason,
     capabilities: {
       modelName: c.modelName,

@@ -3,16 +3,13 @@
 // take it, wherever it waits, and a position counts every request ahead (coordinator/tasks/queue.ts).
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import { Difficulty as DifficultyEnum } from "../../gen/iris/v1/common_pb.ts";
 import { ClusterQueueSchema, ClusterRouteSchema, type ClusterRoute } from "../../gen/iris/v1/cluster_pb.ts";
-import type { Difficulty } from "../db/schema.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 import type { QueuedWaiter, QueuePeers } from "../tasks/queue.ts";
 import { eligible, type RouteRequest } from "../tasks/router.ts";
 import type { Bus, ClusterSubjects } from "./bus.ts";
+import { difficultyFromProto, difficultyToProto } from "../../common/vocabulary.ts";
 
-const difficultyEnum: Record<Difficulty, DifficultyEnum> = { SIMPLE: DifficultyEnum.SIMPLE, COMPLEX: DifficultyEnum.COMPLEX, ADVANCED: DifficultyEnum.ADVANCED };
-const difficultyName: Partial<Record<DifficultyEnum, Difficulty>> = { [DifficultyEnum.SIMPLE]: "SIMPLE", [DifficultyEnum.COMPLEX]: "COMPLEX", [DifficultyEnum.ADVANCED]: "ADVANCED" };
 
 export interface QueueViewContext {
   bus: Bus;
@@ -118,7 +115,7 @@ export class QueueView implements QueuePeers {
 export function routeOf(request: RouteRequest): ClusterRoute {
   const { context: c, sameModel } = request;
   return create(ClusterRouteSchema, {
-    difficulty: difficultyEnum[request.difficulty],
+    difficulty: difficultyToProto[request.difficulty],
     model: request.model ?? "",
     exclude: [...request.exclude],
     ...(sameModel ? { sameModel: { modelName: sameModel.modelName, quantization: sameModel.quantization, modelSha256: sameModel.modelSha256 ?? "" } } : {}),
@@ -130,7 +127,7 @@ export function routeOf(request: RouteRequest): ClusterRoute {
 
 /** The route a peer's waiter needs; undefined for one this code cannot read (a newer difficulty). */
 export function requestOf(route: ClusterRoute): RouteRequest | undefined {
-  const difficulty = difficultyName[route.difficulty];
+  const difficulty = difficultyFromProto(route.difficulty);
   if (!difficulty) return undefined;
   const same = route.sameModel;
   const c = route.context;

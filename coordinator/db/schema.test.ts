@@ -3,18 +3,8 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { type Kysely, sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
-import {
-  type Database,
-  DIFFICULTIES,
-  DIVISION_MODES,
-  json,
-  NODE_STATUSES,
-  NODE_TIERS,
-  REPUTATION_RULES,
-  TASK_STATUSES,
-  type TaskStatus,
-  USER_ROLES,
-} from "./schema.ts";
+import { DIFFICULTIES, DIVISION_MODES, NODE_TIERS, USER_ROLES } from "../../common/vocabulary.ts";
+import { type Database, json, NODE_STATUSES, REPUTATION_RULES, TASK_STATUSES, type TaskStatus } from "./schema.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const EVIL = "Robert'); DROP TABLE nodes;--";

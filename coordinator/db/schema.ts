@@ -1,5 +1,6 @@
 // The typed Kysely view of migrations/*.sql: one interface per table, column for column.
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from "kysely";
+import type { Difficulty, DivisionMode, NodeTier, UserRole } from "../../common/vocabulary.ts";
 
 /*
  * JS types, identical on both drivers (connect.ts installs the same parsers on pg and PGlite):
@@ -32,19 +33,12 @@ type Json<T> = ColumnType<T, JsonText<T>, JsonText<T>>;
 type JsonWithDefault<T> = ColumnType<T, JsonText<T> | undefined, JsonText<T>>;
 type NullableJson<T> = ColumnType<T | null, JsonText<T> | null | undefined, JsonText<T> | null>;
 
-// The CHECK-constrained vocabularies, kept in the same order as in the SQL.
-export const USER_ROLES = ["user", "admin"] as const;
-export type UserRole = (typeof USER_ROLES)[number];
-export const NODE_TIERS = ["BASIC", "MID", "PRO"] as const;
-export type NodeTier = (typeof NODE_TIERS)[number];
+// The CHECK-constrained vocabularies, kept in the same order as in the SQL (difficulty, tier, user role and
+// division mode live in common/vocabulary.ts).
 export const NODE_STATUSES = ["online", "offline"] as const;
 export type NodeStatus = (typeof NODE_STATUSES)[number];
 export const TASK_STATUSES = ["queued", "assigned", "streaming", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
-export const DIFFICULTIES = ["SIMPLE", "COMPLEX", "ADVANCED"] as const;
-export type Difficulty = (typeof DIFFICULTIES)[number];
-export const DIVISION_MODES = ["single", "subtasks", "consensus", "context"] as const;
-export type DivisionMode = (typeof DIVISION_MODES)[number];
 export const REPUTATION_RULES = [
   "task_completed",
   "fast_completion",

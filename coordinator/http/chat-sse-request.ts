@@ -1,6 +1,6 @@
 // Reads a `POST /api/chat/stream` JSON body into the orchestrator's input, naming the field of anything wrong.
-import type { Difficulty } from "../db/schema.ts";
-import type { ChatInput } from "../tasks/orchestrator.ts";
+import type { Difficulty } from "../../common/vocabulary.ts";
+import type { ChatInput } from "../tasks/chat.ts";
 import { readDivisionFields } from "./division-fields.ts";
 
 /** A body the endpoint refuses; `field` is the path of the offending value (`messages[0].content`), null for the body. */

@@ -1,6 +1,6 @@
 // Reads an OpenAI `POST /v1/chat/completions` body into the orchestrator's input, refusing what Iris can't honour.
-import type { Difficulty } from "../db/schema.ts";
-import type { ChatInput } from "../tasks/orchestrator.ts";
+import type { Difficulty } from "../../common/vocabulary.ts";
+import type { ChatInput } from "../tasks/chat.ts";
 import { readDivisionFields } from "./division-fields.ts";
 
 /** A body OpenAI's API would refuse too; `param` names the field as OpenAI's errors do (`messages[0].content`). */

@@ -5,7 +5,7 @@ import Fastify from "fastify";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { NodeRegistry } from "../nodes/registry.ts";
-import type { ChatEvent, ChatInput } from "../tasks/orchestrator.ts";
+import type { ChatEvent, ChatInput } from "../tasks/chat.ts";
 import { registerOpenAiRoutes, type OpenAiDeps } from "./openai.ts";
 
 const simple = [{ role: "user" as const, content: "Translate 'good morning' to French." }];

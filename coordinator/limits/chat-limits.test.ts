@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, testEngines, type TestDatabase } from "../../test/support/database.ts";
 import { createAccount } from "../accounts/store.ts";
-import type { ChatEvent } from "../tasks/orchestrator.ts";
+import type { ChatEvent } from "../tasks/chat.ts";
 import { ChatLimiter, humanDuration, type ChatSubject } from "./chat-limits.ts";
 
 const HOUR = 3_600_000;

@@ -7,7 +7,7 @@ import { addressGroup } from "../accounts/login-throttle.ts";
 import { isAdmin, type Principal } from "../accounts/principal.ts";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/schema.ts";
-import type { ChatEvent } from "../tasks/orchestrator.ts";
+import type { ChatEvent } from "../tasks/chat.ts";
 
 /*
  * Design (see migrations/0004_rate_limits.sql): one chat_admissions row per subject holds the times of its

@@ -8,7 +8,7 @@ import { isAdmin, type Principal } from "../accounts/principal.ts";
 import { findAccountIdCached } from "../accounts/store.ts";
 import { verifyToken } from "../accounts/tokens.ts";
 import type { Database } from "../db/schema.ts";
-import type { ChatEvent } from "../tasks/orchestrator.ts";
+import type { ChatEvent } from "../tasks/chat.ts";
 import type { ChatLimiter } from "./chat-limits.ts";
 
 /*

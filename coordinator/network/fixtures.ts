@@ -4,7 +4,8 @@ import type { Kysely } from "kysely";
 import { Channel } from "../../common/channel.ts";
 import type { ConnectResponse } from "../../gen/iris/v1/node_pb.ts";
 import { hashAccountKey } from "../accounts/keys.ts";
-import { json, type Database, type JsonValue, type NodeTier, type ReputationRule } from "../db/schema.ts";
+import { json, type Database, type JsonValue, type ReputationRule } from "../db/schema.ts";
+import type { NodeTier } from "../../common/vocabulary.ts";
 import { LiveNode, type NodeRegistry, type TaskSink } from "../nodes/registry.ts";
 
 export const ALICE_KEY = "1111 2222 3333 4444";

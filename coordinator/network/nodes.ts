@@ -5,7 +5,7 @@ import type { LeaderboardEntrySchema, NodeInfoSchema } from "../../gen/iris/v1/n
 import type { Database, NodeRow } from "../db/schema.ts";
 import { measurementKey } from "../nodes/measurements.ts";
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
-import { tierEnum } from "../tasks/service.ts";
+import { tierToProto } from "../../common/vocabulary.ts";
 import { spotCheckCoverage } from "./check-coverage.ts";
 import { fingerprintPeers, nodeVerification, storedVerification } from "./verification.ts";
 
@@ -17,7 +17,7 @@ export function liveNodeInfo(node: LiveNode, peers: Iterable<LiveNode> = []): No
   const c = node.capabilities;
   return {
     nodeId: node.id,
-    tier: tierEnum[node.tier],
+    tier: tierToProto[node.tier],
     modelName: c.modelName,
     parameterCount: BigInt(c.parameterCount),
     quantization: c.quantization,
@@ -62,7 +62,7 @@ type StoredNode = Pick<NodeRow, (typeof storedColumns)[number]>;
 export function storedNodeInfo(row: StoredNode): NodeInfoInit {
   return {
     nodeId: row.id,
-    tier: tierEnum[row.tier],
+    tier: tierToProto[row.tier],
     modelName: row.model_name,
     parameterCount: BigInt(row.parameter_count),
     quantization: row.quantization ?? "",
@@ -165,7 +165,7 @@ export async function leaderboard(db: Kysely<Database>, limit: number): Promise<
       rank,
       nodeId: row.id,
       reputation: row.reputation,
-      tier: tierEnum[row.tier],
+      tier: tierToProto[row.tier],
       tasksCompleted: BigInt(completed.get(row.id) ?? 0),
     };
   });

@@ -3,9 +3,10 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import { Tier } from "../../gen/iris/v1/common_pb.ts";
 import type { NetworkStatsSchema } from "../../gen/iris/v1/network_pb.ts";
-import { NODE_TIERS, type Database, type NodeTier } from "../db/schema.ts";
+import type { Database } from "../db/schema.ts";
+import { NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
-import { tierEnum } from "../tasks/service.ts";
+import { tierToProto } from "../../common/vocabulary.ts";
 
 export interface StatsSources {
   db: Kysely<Database>;
@@ -45,7 +46,7 @@ export class NetworkStatsSampler {
       online.set(node.tier, online.get(node.tier)! + 1);
       running += node.tasks.size;
     }
-    const nodesByTier = NODE_TIERS.map((tier): { tier: Tier; online: number } => ({ tier: tierEnum[tier], online: online.get(tier)! }));
+    const nodesByTier = NODE_TIERS.map((tier): { tier: Tier; online: number } => ({ tier: tierToProto[tier], online: online.get(tier)! }));
     return {
       nodesByTier,
       nodesOnline: nodesByTier.reduce((sum, t) => sum + t.online, 0),

@@ -3,8 +3,9 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
 import { DivisionMode, Tier } from "../../gen/iris/v1/common_pb.ts";
 import { TaskPurpose, TaskStatus, type TaskInfoSchema } from "../../gen/iris/v1/network_pb.ts";
-import type { Database, DivisionMode as DivisionModeName, TaskRow, TaskStatus as TaskStatusName } from "../db/schema.ts";
-import { difficultyEnum, tierEnum } from "../tasks/service.ts";
+import type { Database, TaskRow, TaskStatus as TaskStatusName } from "../db/schema.ts";
+import type { DivisionMode as DivisionModeName } from "../../common/vocabulary.ts";
+import { difficultyToProto, tierToProto } from "../../common/vocabulary.ts";
 
 export type TaskInfoInit = MessageInitShape<typeof TaskInfoSchema>;
 
@@ -51,8 +52,8 @@ function taskInfo(row: Pick<TaskRow, (typeof columns)[number]>): TaskInfoInit {
   return {
     taskId: row.id,
     status: statusEnum[row.status],
-    difficulty: difficultyEnum[row.difficulty],
-    tier: row.tier ? tierEnum[row.tier] : Tier.UNSPECIFIED,
+    difficulty: difficultyToProto[row.difficulty],
+    tier: row.tier ? tierToProto[row.tier] : Tier.UNSPECIFIED,
     nodeId: row.node_id ?? "",
     usage: { promptTokens: row.prompt_tokens, completionTokens: row.completion_tokens },
     timeToFirstTokenMs: row.ttft_ms ?? 0,

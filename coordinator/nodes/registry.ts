@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectResponse, TaskChunk, TaskError, TaskResult } from "../../gen/iris/v1/node_pb.ts";
 import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { TokenizerRates } from "../../common/tokenizer-rates.ts";
-import type { Difficulty, NodeTier } from "../db/schema.ts";
+import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 import { contextVerdict, measuredTier, speedVerdict, type Verification } from "./capability.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
 import { TaskTable, type TaskChange } from "./task-table.ts";

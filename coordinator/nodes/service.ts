@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import { Tier, type Difficulty } from "../../gen/iris/v1/common_pb.ts";
+import { type Difficulty } from "../../gen/iris/v1/common_pb.ts";
 import {
   ConnectResponseSchema,
   type ConnectRequest,
@@ -23,6 +23,7 @@ import { closeSession, openSession, saveMeasurements, storedMeasurements, upsert
 import { isSuspended } from "./suspension.ts";
 import { measuredTier, sizeOf, speedVerdict, type Verification } from "./capability.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
+import { tierToProto } from "../../common/vocabulary.ts";
 
 export interface NodeServiceDeps {
   db: Kysely<Database>;
@@ -41,7 +42,6 @@ export interface NodeServiceDeps {
   earnings?: { forAccount(accountId: string): { month: string; units: number } | undefined };
 }
 
-const tierEnum = { BASIC: Tier.BASIC, MID: Tier.MID, PRO: Tier.PRO } as const;
 
 function earningsOf(deps: NodeServiceDeps, accountId: string): { estimateMonth?: string; estimatedMonthUnits?: bigint } {
   const estimate = deps.earnings?.forAccount(accountId);
@@ -148,7 +148,7 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
                 serverTimeUnixMs: BigInt(now()),
                 ...earningsOf(deps, node.accountId),
                 // the tier moves when measured speed contradicts the benchmark: the node hears it here
-                tier: tierEnum[node.tier],
+                tier: tierToProto[node.tier],
                 tierReason: node.tierReason,
               },
             },
@@ -232,7 +232,7 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
             case: "registerAck",
             value: {
               nodeId: node.id,
-              tier: tierEnum[node.tier],
+              tier: tierToProto[node.tier],
               tierReason: node.tierReason,
               heartbeatIntervalMs: deps.heartbeatIntervalMs,
               reputation: node.reputation,

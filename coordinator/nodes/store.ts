@@ -1,6 +1,7 @@
 // The nodes and node_sessions tables: registration, sessions, last-seen times.
 import type { Kysely } from "kysely";
-import { json, type Database, type JsonValue, type NodeTier } from "../db/schema.ts";
+import { json, type Database, type JsonValue } from "../db/schema.ts";
+import type { NodeTier } from "../../common/vocabulary.ts";
 import type { MeasuredSnapshot } from "./measurements.ts";
 import type { NodeCapabilities } from "./registry.ts";
 

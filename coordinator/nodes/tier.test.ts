@@ -1,6 +1,7 @@
 // The tier rule at every boundary of the SPEC's table, with quantization and unknown inputs.
 import { describe, expect, it } from "vitest";
-import { type Difficulty, type NodeTier, qualityFactor, servesDifficulty, tierFor, tiersServing } from "./tier.ts";
+import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
+import { qualityFactor, servesDifficulty, tierFor, tiersServing } from "./tier.ts";
 
 const B = 1e9;
 

@@ -21,9 +21,8 @@
 //
 // Self-contained on purpose: the bit level in the name is all this rule needs (common/model-name.ts has the
 // finer bits-per-weight table). The speed it is given may be measured rather than declared: see capability.ts.
+import { type Difficulty, difficultyRank, NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
 
-export type NodeTier = "BASIC" | "MID" | "PRO";
-export type Difficulty = "SIMPLE" | "COMPLEX" | "ADVANCED";
 
 export interface TierInput {
   /** Total parameters; 0 when unknown. */
@@ -48,9 +47,7 @@ const MID_MIN_TOKENS_PER_SECOND = 10;
 const MID_MAX_TOKENS_PER_SECOND = 30;
 const FULL_QUALITY_BITS = 4;
 
-const TIERS: readonly NodeTier[] = ["BASIC", "MID", "PRO"];
 const HARDEST_SERVED: Record<NodeTier, Difficulty> = { BASIC: "SIMPLE", MID: "COMPLEX", PRO: "ADVANCED" };
-const DIFFICULTY_RANK: Record<Difficulty, number> = { SIMPLE: 0, COMPLEX: 1, ADVANCED: 2 };
 
 export function tierFor(input: TierInput): TierDecision {
   const parameters = knownOrZero(input.parameterCount);
@@ -95,12 +92,12 @@ function bitLevel(quantization: string): number | undefined {
 }
 
 export function servesDifficulty(tier: NodeTier, difficulty: Difficulty): boolean {
-  return DIFFICULTY_RANK[difficulty] <= DIFFICULTY_RANK[HARDEST_SERVED[tier]];
+  return difficultyRank(difficulty) <= difficultyRank(HARDEST_SERVED[tier]);
 }
 
 /** The tiers that can take work of this difficulty, lowest first. */
 export function tiersServing(difficulty: Difficulty): NodeTier[] {
-  return TIERS.filter((tier) => servesDifficulty(tier, difficulty));
+  return NODE_TIERS.filter((tier) => servesDifficulty(tier, difficulty));
 }
 
 function knownOrZero(value: number): number {

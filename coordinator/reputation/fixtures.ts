@@ -1,7 +1,8 @@
 // Test-only rows for the reputation tests: accounts, nodes, sessions and tasks inserted directly, as the scenarios need them.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
-import { type Database, type Difficulty, json, type NodeTier } from "../db/schema.ts";
+import { type Database, json } from "../db/schema.ts";
+import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 
 export interface FixtureNode {
   id: string;

@@ -1,17 +1,7 @@
 // The reputation ledger: every change is an event row written in the same transaction as the node's new score.
 import type { Kysely, Transaction } from "kysely";
-import {
-  DIFFICULTIES,
-  type Database,
-  type Difficulty,
-  type JsonValue,
-  json,
-  NODE_TIERS,
-  type NodeTier,
-  type NewReputationEvent,
-  type ReputationEventRow,
-  type ReputationRule,
-} from "../db/schema.ts";
+import { type Database, type JsonValue, json, type NewReputationEvent, type ReputationEventRow, type ReputationRule } from "../db/schema.ts";
+import { DIFFICULTIES, type Difficulty, NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
 import { applyDelta, FastCompletionTracker, RULE_DELTAS, SHORT_ANSWER_TOKENS, type CompletionTiming } from "./rules.ts";
 
 export interface ReputationEventInput {

@@ -23,7 +23,8 @@
  *   A completion is judged against the window as it was, then added to it. Ties count as fast ("at or
  *   above"), so on a network of equally fast nodes most completions earn the bonus.
  */
-import type { Difficulty, NodeTier, ReputationRule } from "../db/schema.ts";
+import type { ReputationRule } from "../db/schema.ts";
+import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 
 export const REPUTATION_START = 100;
 export const REPUTATION_FLOOR = 10;

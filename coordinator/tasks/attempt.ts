@@ -1,6 +1,5 @@
 // One try of a task on one node: assigns it, receives the node's messages in order, and cancels it.
 import { create } from "@bufbuild/protobuf";
-import { Difficulty as DifficultyEnum } from "../../gen/iris/v1/common_pb.ts";
 import {
   ConnectResponseSchema,
   TaskErrorReason,
@@ -13,10 +12,11 @@ import {
 import { Channel } from "../../common/channel.ts";
 import { EnvelopeError, openText, sealMessage } from "../../common/crypto/envelope.ts";
 import { ReplayGuard } from "../../common/crypto/replay-guard.ts";
-import type { Difficulty } from "../db/schema.ts";
+import type { Difficulty } from "../../common/vocabulary.ts";
 import { speedSample } from "../nodes/capability.ts";
 import type { LiveNode, NodeRegistry, TaskSink } from "../nodes/registry.ts";
 import { estimateTokens } from "./division/chunking.ts";
+import { difficultyToProto } from "../../common/vocabulary.ts";
 
 export type AttemptEvent =
   | { kind: "chunk"; chunk: TaskChunk }
@@ -26,11 +26,6 @@ export type AttemptEvent =
   | { kind: "deadline" }
   | { kind: "aborted" };
 
-const difficultyEnum: Record<Difficulty, DifficultyEnum> = {
-  SIMPLE: DifficultyEnum.SIMPLE,
-  COMPLEX: DifficultyEnum.COMPLEX,
-  ADVANCED: DifficultyEnum.ADVANCED,
-};
 
 /** What a node sent, opened and checked: the text, or why it is an invalid response. */
 export type Opened = { ok: true; text: string } | { ok: false; reason: string };
@@ -108,7 +103,7 @@ export class Attempt implements TaskSink {
           case: "taskAssign",
           value: {
             taskId: this.taskId,
-            difficulty: difficultyEnum[options.difficulty],
+            difficulty: difficultyToProto[options.difficulty],
             deadlineUnixMs: BigInt(options.deadlineAt),
             maxTokens: options.maxTokens,
             enableStreaming: true,

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import type { Difficulty } from "../db/schema.ts";
+import type { Difficulty } from "../../common/vocabulary.ts";
 import { requireCapableNode } from "./capable-nodes.ts";
 import { contextNeed } from "./context-fit.ts";
 import { testNode } from "./fixtures.ts";

@@ -1,7 +1,7 @@
 // Before a request waits for a node: is any node online that could ever take it? The queue is for capable nodes
 // that are busy; with none connected (of the tier, or with the window the conversation needs) the caller hears so at once.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { NodeTier } from "../db/schema.ts";
+import type { NodeTier } from "../../common/vocabulary.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 import { tiersServing } from "../nodes/tier.ts";
 import { contextTooLong, type ContextNeed } from "./context-fit.ts";

@@ -1,7 +1,7 @@
 // Who checks an answer, and who was wrong when two answers differ (docs/concepts/division.md). Any
 // other node serving the same model can check any node: reputation only orders the candidates, so the most trusted
 // node is checked as often as the newest. Pure rules, table-tested in checkers.test.ts.
-import type { Difficulty } from "../db/schema.ts";
+import type { Difficulty } from "../../common/vocabulary.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 import { eligible, type ModelIdentity, type RouteRequest } from "./router.ts";
 

@@ -1,6 +1,6 @@
 // The caller's difficulty hint: anyone may raise the difficulty, only a trusted caller (an admin) may lower it.
 import { describe, expect, it } from "vitest";
-import type { Difficulty } from "../db/schema.ts";
+import type { Difficulty } from "../../common/vocabulary.ts";
 import { applyHint, classifyWithHint, type Classification, type Classifier } from "./classifier.ts";
 
 const classified = (difficulty: Difficulty): Classification => ({ difficulty, classifier: "openrouter" });

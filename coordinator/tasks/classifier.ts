@@ -1,6 +1,7 @@
 // Judges a request's difficulty: the interface every classifier link implements, the caller's hint, and the
 // local model (always available). The chain of links (OpenRouter, a node, local) lives in ./classify/.
-import type { Difficulty } from "../db/schema.ts";
+import type { Difficulty } from "../../common/vocabulary.ts";
+import { difficultyRank } from "../../common/vocabulary.ts";
 
 export interface ClassifierInput {
   messages: { role: string; content: string }[];
@@ -22,7 +23,6 @@ export interface Classifier {
 
 export { classifyLocally, localClassifier } from "./classify/model.ts";
 
-const rank: Record<Difficulty, number> = { SIMPLE: 0, COMPLEX: 1, ADVANCED: 2 };
 
 export interface HintPolicy {
   /**
@@ -39,7 +39,7 @@ export interface HintPolicy {
  */
 export function applyHint(classified: Classification, hint: Difficulty | undefined, policy: HintPolicy = {}): Classification {
   if (!hint || hint === classified.difficulty) return classified;
-  if (policy.trusted || rank[hint] > rank[classified.difficulty]) return { difficulty: hint, classifier: "hint" };
+  if (policy.trusted || difficultyRank(hint) > difficultyRank(classified.difficulty)) return { difficulty: hint, classifier: "hint" };
   return classified;
 }
 

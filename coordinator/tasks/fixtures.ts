@@ -2,7 +2,7 @@
 import { createSecretKey, randomBytes } from "node:crypto";
 import { Channel } from "../../common/channel.ts";
 import type { ConnectResponse } from "../../gen/iris/v1/node_pb.ts";
-import type { NodeTier } from "../db/schema.ts";
+import type { NodeTier } from "../../common/vocabulary.ts";
 import { LiveNode, type NodeCapabilities } from "../nodes/registry.ts";
 
 /** When the test nodes were last seen; tests stamp their tasks relative to it. */

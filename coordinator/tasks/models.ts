@@ -1,5 +1,5 @@
 // The models the network serves right now, aggregated from the live nodes (ListModels and GET /v1/models).
-import type { NodeTier } from "../db/schema.ts";
+import type { NodeTier } from "../../common/vocabulary.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 
 export interface ServedModel {

@@ -4,69 +4,21 @@ import { randomInt, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
-import type { Difficulty, DivisionMode, NodeTier } from "../db/schema.ts";
+import type { DivisionMode, } from "../../common/vocabulary.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { MismatchCount } from "../nodes/suspension.ts";
 import type { TaskOutcomeInput } from "../reputation/ledger.ts";
 import { requireCapableNode } from "./capable-nodes.ts";
+import { type ChatEvent, type ChatInput, doneEvent } from "./chat.ts";
 import { classifyWithHint, type Classifier } from "./classifier.ts";
 import { contextNeed } from "./context-fit.ts";
 import { autoMode, runDivided, type DividedTask, type DivisionContext } from "./division/divided.ts";
 import { MismatchRecorder } from "./division/mismatch.ts";
-import type { RequestedDivisionMode } from "./division/mode.ts";
 import { PartRunner, type PartResult, type PartSpec } from "./division/part.ts";
 import type { TaskJournal } from "./journal.ts";
 import type { QueuePeers } from "./queue.ts";
 import { normalizeModelHint, servesModel, type DifficultyTimeouts } from "./router.ts";
 import { SpotChecker } from "./spot-check.ts";
-
-export interface ChatInput {
-  messages: { role: "system" | "user" | "assistant"; content: string }[];
-  model?: string;
-  /** 0 or undefined: the configured default. */
-  maxTokens?: number;
-  temperature?: number;
-  difficultyHint?: Difficulty;
-  /** The caller may set any difficulty (an admin); others may only raise it. */
-  trustedHint?: boolean;
-  /** How to spread the request over nodes; undefined means single. */
-  divisionMode?: RequestedDivisionMode;
-  /** Consensus: how many nodes answer; 0 or undefined means the configured default. */
-  consensusNodes?: number;
-  accountId?: string;
-  clientAddress?: string;
-  /** Aborts when the client goes away: the node is told to cancel. */
-  signal: AbortSignal;
-}
-
-export type ChatEvent =
-  | { type: "queued"; position: number; maxWaitMs: number; estimatedWaitMs?: number }
-  | {
-      type: "accepted";
-      taskId: string;
-      difficulty: Difficulty;
-      tier: NodeTier;
-      nodeId: string;
-      model: string;
-      classifier: string;
-      /** The mode in use (auto resolved); undefined means single. */
-      divisionMode?: DivisionMode;
-    }
-  | { type: "token"; text: string }
-  | {
-      type: "done";
-      taskId: string;
-      promptTokens: number;
-      completionTokens: number;
-      ttftMs: number;
-      totalMs: number;
-      tokensPerSecond: number;
-      nodeId: string;
-      nodeIds: string[];
-      finishReason: string;
-      /** Consensus: a majority of the nodes agreed. */
-      verified?: boolean;
-    };
 
 export interface OrchestratorConfig {
   queue: { maxLength: number; maxWaitMs: number; updateMs?: number };
@@ -189,23 +141,4 @@ export class Orchestrator {
     yield doneEvent(taskId, started, result);
     if (check && result.nodeIds.length === 1) this.#spotChecks.check({ spec, result });
   }
-}
-
-/** The done event of an answer that one part produced. */
-export function doneEvent(taskId: string, started: number, result: PartResult, extra: { nodeIds?: string[]; verified?: boolean } = {}): Extract<ChatEvent, { type: "done" }> {
-  const finished = result.completedAt;
-  const generationMs = result.firstTokenAt !== undefined ? finished - result.firstTokenAt : 0;
-  return {
-    type: "done",
-    taskId,
-    promptTokens: result.promptTokens,
-    completionTokens: result.completionTokens,
-    ttftMs: (result.firstTokenAt ?? finished) - started,
-    totalMs: finished - started,
-    tokensPerSecond: generationMs > 0 ? (result.completionTokens * 1000) / generationMs : 0,
-    nodeId: result.node.id,
-    nodeIds: extra.nodeIds ?? result.nodeIds,
-    finishReason: result.finishReason,
-    ...(extra.verified !== undefined ? { verified: extra.verified } : {}),
-  };
 }

@@ -1,5 +1,5 @@
 // Chooses the node for a task and its deadline (SPEC "Task difficulty", "Node tiers").
-import type { Difficulty } from "../db/schema.ts";
+import type { Difficulty } from "../../common/vocabulary.ts";
 import { servesDifficulty } from "../nodes/tier.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 import { fitsContext, type ContextNeed } from "./context-fit.ts";

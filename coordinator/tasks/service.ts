@@ -2,7 +2,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
-import { Difficulty as DifficultyEnum, Role, Tier } from "../../gen/iris/v1/common_pb.ts";
 import {
   AcceptedSchema,
   ChatResponseSchema,
@@ -16,26 +15,16 @@ import {
 import { normalizeAccountKey } from "../accounts/keys.ts";
 import { isAdmin, principalKey } from "../accounts/principal.ts";
 import { findAccountIdCached } from "../accounts/store.ts";
-import type { Database, Difficulty, NodeTier } from "../db/schema.ts";
+import type { Database } from "../db/schema.ts";
 import type { ChatLimiter } from "../limits/chat-limits.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import { clientAddressKey } from "../request-context.ts";
 import { divisionModeFromProto, divisionModeToProto } from "./division/mode.ts";
 import { servedModels } from "./models.ts";
-import type { ChatEvent, ChatInput, Orchestrator } from "./orchestrator.ts";
+import type { Orchestrator } from "./orchestrator.ts";
+import type { ChatEvent, ChatInput } from "./chat.ts";
+import { chatRoleFromProto, difficultyFromProto, difficultyToProto, tierToProto } from "../../common/vocabulary.ts";
 
-export const tierEnum: Record<NodeTier, Tier> = { BASIC: Tier.BASIC, MID: Tier.MID, PRO: Tier.PRO };
-export const difficultyEnum: Record<Difficulty, DifficultyEnum> = {
-  SIMPLE: DifficultyEnum.SIMPLE,
-  COMPLEX: DifficultyEnum.COMPLEX,
-  ADVANCED: DifficultyEnum.ADVANCED,
-};
-const difficultyName: Partial<Record<DifficultyEnum, Difficulty>> = {
-  [DifficultyEnum.SIMPLE]: "SIMPLE",
-  [DifficultyEnum.COMPLEX]: "COMPLEX",
-  [DifficultyEnum.ADVANCED]: "ADVANCED",
-};
-const roleName = { [Role.SYSTEM]: "system", [Role.USER]: "user", [Role.ASSISTANT]: "assistant" } as const;
 
 /** The orchestrator's input from a request's params (account key checked, client address from the context). */
 export async function chatInput(db: Kysely<Database>, params: ChatParams, ctx: HandlerContext): Promise<ChatInput> {
@@ -45,11 +34,11 @@ export async function chatInput(db: Kysely<Database>, params: ChatParams, ctx: H
     if (!accountId) throw new ConnectError("account_key: unknown or revoked account key", Code.Unauthenticated);
   }
   return {
-    messages: params.messages.map((m) => ({ role: roleName[m.role as Role.SYSTEM | Role.USER | Role.ASSISTANT], content: m.content })),
+    messages: params.messages.map((m) => ({ role: chatRoleFromProto(m.role) ?? "user", content: m.content })),
     model: params.model,
     maxTokens: params.maxTokens,
     temperature: params.temperature,
-    difficultyHint: difficultyName[params.difficulty],
+    difficultyHint: difficultyFromProto(params.difficulty),
     trustedHint: isAdmin(ctx.values.get(principalKey)),
     divisionMode: divisionModeFromProto(params.divisionMode),
     consensusNodes: params.consensusNodes,
@@ -62,8 +51,8 @@ export async function chatInput(db: Kysely<Database>, params: ChatParams, ctx: H
 function acceptedMessage(event: Extract<ChatEvent, { type: "accepted" }>): MessageInitShape<typeof AcceptedSchema> {
   return {
     taskId: event.taskId,
-    difficulty: difficultyEnum[event.difficulty],
-    tier: tierEnum[event.tier],
+    difficulty: difficultyToProto[event.difficulty],
+    tier: tierToProto[event.tier],
     nodeId: event.nodeId,
     divisionMode: divisionModeToProto(event.divisionMode),
     classifier: event.classifier,
@@ -125,7 +114,7 @@ export function inferenceService(deps: {
       return { accepted, text, done };
     },
     listModels() {
-      const models = servedModels(deps.registry.nodes()).map((m) => ({ ...m, bestTier: tierEnum[m.bestTier], parameterCount: BigInt(m.parameterCount) }));
+      const models = servedModels(deps.registry.nodes()).map((m) => ({ ...m, bestTier: tierToProto[m.bestTier], parameterCount: BigInt(m.parameterCount) }));
       return { models };
     },
   };

@@ -2,7 +2,7 @@
 // around it, once with typos and chat-box casing, a third of them after a personal preamble; each frame
 // ("Fix this: {code}", "{doc} Summarise it.") filled with several pieces of material. Deterministic: the same
 // corpus and seed give the same set in the same order.
-import type { Difficulty } from "../../db/schema.ts";
+import type { Difficulty } from "../../../common/vocabulary.ts";
 import { seededRandom } from "../../../common/seeded-random.ts";
 import { toMessages, type CorpusItem, type CorpusMessage, type Material } from "./corpus.ts";
 import { textWeight } from "./features.ts";

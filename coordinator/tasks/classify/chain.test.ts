@@ -1,7 +1,7 @@
 // The classifier chain: fall-through order, budgets and abort signals, the caller going away, the cache
 // (hits, normalisation, expiry, LRU bound), and the per-link counters.
 import { describe, expect, it } from "vitest";
-import type { Difficulty } from "../../db/schema.ts";
+import type { Difficulty } from "../../../common/vocabulary.ts";
 import type { Classifier, ClassifierInput } from "../classifier.ts";
 import { conversationKey } from "./cache.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined, createClassifierChain, type ClassifierLink } from "./chain.ts";

@@ -1,7 +1,7 @@
 // The classifier chain: links tried in order (OpenRouter, a node, the local model), each within its time budget,
 // falling through on error, timeout, an invalid answer or a link that declines; answers cached by conversation hash.
 import type { Logger } from "pino";
-import { DIFFICULTIES } from "../../db/schema.ts";
+import { DIFFICULTIES } from "../../../common/vocabulary.ts";
 import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
 import { ClassificationCache, conversationKey, type CacheStats } from "./cache.ts";
 import { classifyLocally } from "./model.ts";

@@ -2,7 +2,7 @@
 // prompts. The format, one prompt a line: "<S|C|A> <kind>: <prompt>", where "\n" is a line break and
 // "[[user]]" / "[[assistant]]" / "[[system]]" start the turns of a conversation.
 import { readdirSync, readFileSync } from "node:fs";
-import type { Difficulty } from "../../db/schema.ts";
+import type { Difficulty } from "../../../common/vocabulary.ts";
 
 export interface CorpusMessage {
   role: string;

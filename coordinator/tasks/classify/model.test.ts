@@ -3,7 +3,7 @@
 // (none from the corpus: a smoke test, the bench measures accuracy).
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import type { Difficulty } from "../../db/schema.ts";
+import type { Difficulty } from "../../../common/vocabulary.ts";
 import { BUCKETS, FEATURE_VERSION } from "./features.ts";
 import { classifyLocally, decide, decodeModel, encodeModel, LONG_REQUEST_WEIGHT, MODEL_FILE, ModelFileError, shippedModel } from "./model.ts";
 import { corpusHash } from "./train.ts";

@@ -2,7 +2,7 @@
 // see features.ts) trained by `npm run train:classifier`, shipped as difficulty-model.bin (384 KiB of int8 weights)
 // and run in-process: no network, no download, under ten microseconds a request. The chain's always-there last link.
 import { readFileSync } from "node:fs";
-import { DIFFICULTIES, type Difficulty } from "../../db/schema.ts";
+import { DIFFICULTIES, type Difficulty } from "../../../common/vocabulary.ts";
 import type { Classifier, ClassifierInput } from "../classifier.ts";
 import { BUCKETS, extractFeatures, FEATURE_VERSION, newFeatures, type Features } from "./features.ts";
 

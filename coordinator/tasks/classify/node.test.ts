@@ -2,7 +2,7 @@
 // one, whose result counts, deadlines and rests, and the idle-node choice.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Difficulty } from "../../../gen/iris/v1/common_pb.ts";
-import type { NodeTier } from "../../db/schema.ts";
+import type { NodeTier } from "../../../common/vocabulary.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
 import { createNodeClassifier, pickIdleClassifierNode, type ClassifierCandidate, type ClassifyRequest } from "./node.ts";
 

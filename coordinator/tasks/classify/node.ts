@@ -4,10 +4,11 @@
 import { randomUUID } from "node:crypto";
 import { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts";
 import { renderForNode } from "../../../common/classify-prompt.ts";
-import type { Difficulty, NodeTier } from "../../db/schema.ts";
+import type { Difficulty, NodeTier } from "../../../common/vocabulary.ts";
 import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
 import { DEFAULT_WAIT, waitFor, withAnswer, type ClassifyRecord, type WaitPolicy } from "./node-record.ts";
+import { difficultyFromProto } from "../../../common/vocabulary.ts";
 
 export interface NodeClassifierOptions<Node extends { id: string }> {
   /** The idle node to ask among those `eligible` says yes to (not resting, not classifying, known or not), or none. */
@@ -63,11 +64,6 @@ interface Assign {
   deadline: NodeJS.Timeout;
 }
 
-const fromEnum: Partial<Record<DifficultyEnum, Difficulty>> = {
-  [DifficultyEnum.SIMPLE]: "SIMPLE",
-  [DifficultyEnum.COMPLEX]: "COMPLEX",
-  [DifficultyEnum.ADVANCED]: "ADVANCED",
-};
 const names = new Set<string>(["SIMPLE", "COMPLEX", "ADVANCED"]);
 
 export function createNodeClassifier<Node extends { id: string }>(options: NodeClassifierOptions<Node>): NodeClassifier {
@@ -175,7 +171,7 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
       // a node may answer only what it was asked: another node's id is not its to settle
       if (assigns.get(classifyId)?.nodeId !== fromNodeId) return false;
       const entry = settle(classifyId)!;
-      const name = typeof difficulty === "number" ? fromEnum[difficulty] : names.has(difficulty) ? difficulty : undefined;
+      const name = typeof difficulty === "number" ? difficultyFromProto(difficulty) : names.has(difficulty) ? difficulty : undefined;
       if (name) {
         records.set(fromNodeId, withAnswer(records.get(fromNodeId), now() - entry.sentAt));
         entry.waiter?.answer(name);

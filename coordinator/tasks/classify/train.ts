@@ -4,7 +4,7 @@
 // `npm run train:classifier` runs it; crossValidate is for `--cv` reports only.
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
-import { DIFFICULTIES } from "../../db/schema.ts";
+import { DIFFICULTIES } from "../../../common/vocabulary.ts";
 import { seededRandom } from "../../../common/seeded-random.ts";
 import { expandCorpus, type TrainingItem } from "./augment.ts";
 import { CORPUS_DIR, DEV_SPLIT_FILE, loadDevSplit, loadMaterial, loadTrainingSeeds, toMessages } from "./corpus.ts";

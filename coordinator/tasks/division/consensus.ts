@@ -4,7 +4,7 @@
 import { randomInt, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LiveNode } from "../../nodes/registry.ts";
-import type { ChatEvent } from "../orchestrator.ts";
+import type { ChatEvent } from "../chat.ts";
 import { modelIdentity, type ModelIdentity, type RouteRequest } from "../router.ts";
 import { findMajority, normalizedWords, similarity } from "./compare.ts";
 import { connectedEligible, ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";

@@ -3,11 +3,11 @@
 // prompt (combine), and one node answers from them (reduce), streamed. Budgets: budget.ts; prompts: context-prompts.ts.
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Difficulty } from "../../db/schema.ts";
+import type { Difficulty } from "../../../common/vocabulary.ts";
 import type { LiveNode } from "../../nodes/registry.ts";
 import type { TokenizerRates } from "../../../common/tokenizer-rates.ts";
 import { requireCapableNode } from "../capable-nodes.ts";
-import type { ChatEvent } from "../orchestrator.ts";
+import type { ChatEvent } from "../chat.ts";
 import { contextBudgetFor, cutToTokens, packNotes, SAFETY_TOKENS, type ContextBudget } from "./budget.ts";
 import { estimateTokens, ratesFor, splitByTokens, tokenWeight, type TokenCounter } from "./chunking.ts";
 import { combineMessages, conversationTokens, EMPTY_NOTE, locateDocument, mapMessages, noteWeight, promptOverheadTokens, reduceMessages, widestHeaderTokens } from "./context-prompts.ts";

@@ -1,6 +1,6 @@
 // Division modes as requests name them, and the choice `auto` makes from a request's size, difficulty and the nodes online.
 import { DivisionMode as ProtoDivisionMode } from "../../../gen/iris/v1/common_pb.ts";
-import type { Difficulty, DivisionMode } from "../../db/schema.ts";
+import type { Difficulty, DivisionMode } from "../../../common/vocabulary.ts";
 
 /** What a caller may ask for: a concrete mode, or auto (resolved before any node is asked). */
 export const REQUESTED_DIVISION_MODES = ["single", "subtasks", "consensus", "context", "auto"] as const;

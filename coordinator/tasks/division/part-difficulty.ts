@@ -1,12 +1,12 @@
 // A part of a divided request is judged on its own: "Define TCP." is SIMPLE even when the list it came from is
 // ADVANCED as a whole, and a question about a long document is not COMPLEX because the document is long.
-import type { Difficulty } from "../../db/schema.ts";
+import type { Difficulty } from "../../../common/vocabulary.ts";
 import type { LiveNode } from "../../nodes/registry.ts";
 import { capableNodes } from "../capable-nodes.ts";
 import { classifyLocally } from "../classifier.ts";
 import type { DividedTask } from "./divided.ts";
+import { difficultyRank } from "../../../common/vocabulary.ts";
 
-const rank: Record<Difficulty, number> = { SIMPLE: 0, COMPLEX: 1, ADVANCED: 2 };
 
 /**
  * The difficulty of a part whose prompt is `text`: the local classifier's verdict on the part alone, never above
@@ -17,12 +17,12 @@ export function partDifficulty(task: DividedTask, text: string): Difficulty {
   const hint = task.input.difficultyHint;
   if (hint && task.input.trustedHint) return hint;
   const own = classifyLocally({ messages: [{ role: "user", content: text }] });
-  const capped = rank[own] < rank[task.difficulty] ? own : task.difficulty;
-  return hint && rank[hint] > rank[capped] ? hint : capped;
+  const capped = difficultyRank(own) < difficultyRank(task.difficulty) ? own : task.difficulty;
+  return hint && difficultyRank(hint) > difficultyRank(capped) ? hint : capped;
 }
 
 export function hardest(difficulties: readonly Difficulty[]): Difficulty {
-  return difficulties.reduce<Difficulty>((max, d) => (rank[d] > rank[max] ? d : max), "SIMPLE");
+  return difficulties.reduce<Difficulty>((max, d) => (difficultyRank(d) > difficultyRank(max) ? d : max), "SIMPLE");
 }
 
 /** The connected nodes that could take a part of this difficulty (busy ones included). */

@@ -3,11 +3,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import { Role } from "../../../gen/iris/v1/common_pb.ts";
 import { TaskErrorReason, TaskPayloadSchema, type TaskChunk } from "../../../gen/iris/v1/node_pb.ts";
 import { Channel } from "../../../common/channel.ts";
 import { chunkTokenCount } from "../../../common/chunk-tokens.ts";
-import type { Difficulty, JsonValue } from "../../db/schema.ts";
+import type { JsonValue } from "../../db/schema.ts";
+import type { Difficulty } from "../../../common/vocabulary.ts";
 import type { LiveNode, NodeRegistry } from "../../nodes/registry.ts";
 import { servesDifficulty, tiersServing } from "../../nodes/tier.ts";
 import type { TaskOutcome, TaskOutcomeInput } from "../../reputation/ledger.ts";
@@ -19,6 +19,7 @@ import { WaitQueue, type QueuePeers, type Waiter } from "../queue.ts";
 import { deadlineMs, eligible, pickNode, type DifficultyTimeouts, type RouteRequest } from "../router.ts";
 import { estimateQueueWaitMs } from "../wait-estimate.ts";
 import type { PartEvent, PartResult, PartSpec } from "./part-spec.ts";
+import { chatRoleToProto } from "../../../common/vocabulary.ts";
 
 export type { ChatMessageInput, PartEvent, PartResult, PartSpec } from "./part-spec.ts";
 
@@ -37,7 +38,6 @@ type Outcome =
   | { kind: "invalid"; reason: string }
   | { kind: "fatal"; error: ConnectError };
 
-const roleEnum = { system: Role.SYSTEM, user: Role.USER, assistant: Role.ASSISTANT } as const;
 
 export class PartRunner {
   readonly #queue: WaitQueue;
@@ -115,7 +115,7 @@ export class PartRunner {
         if (spec.distinct) exclude.add(node.id);
         const deadlineAt = started + deadlineMs(this.config.timeoutsMs, difficulty, maxTokens, node.capabilities.tokensPerSecond);
         const payload = create(TaskPayloadSchema, {
-          messages: spec.messages.map((m) => ({ role: roleEnum[m.role], content: m.content })),
+          messages: spec.messages.map((m) => ({ role: chatRoleToProto[m.role], content: m.content })),
           assistantPrefix: streamed.join(""),
           temperature: spec.temperature,
           seed: spec.seed === undefined ? undefined : BigInt(spec.seed),

@@ -3,7 +3,7 @@
 // streams them as one answer in plan order.
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { ChatEvent } from "../orchestrator.ts";
+import type { ChatEvent } from "../chat.ts";
 import { OrderedRelease } from "./aggregator.ts";
 import { requireCapableNode } from "../capable-nodes.ts";
 import { ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
