@@ -1,4 +1,5 @@
-// The start-up benchmark: on a backend with its own clock (exact figures), the embedded tiny model and the LM Studio stand-in.
+// The start-up benchmark: on a backend with its own clock (exact figures), the embedded tiny model and the LM Studio
+// stand-in.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -63,7 +64,10 @@ describe("benchmarkBackend", () => {
   });
 
   it("measures the LM Studio stand-in over HTTP, after one warm-up request", async () => {
-    const standin = await startLmStudioStandin({ tokens: Array.from({ length: 40 }, (_, i) => ` w${i}`), tokenDelayMs: 1 });
+    const standin = await startLmStudioStandin({
+      tokens: Array.from({ length: 40 }, (_, i) => ` w${i}`),
+      tokenDelayMs: 1,
+    });
     try {
       const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, kind: "lmstudio" });
       const result = await benchmarkBackend(backend, { maxTokens: 30, runs: 3 });

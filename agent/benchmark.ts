@@ -29,7 +29,8 @@ function benchmarkMessages(run: number): GenerateRequest["messages"] {
     { role: "system", content: `Session ${run}. You are a helpful assistant.` },
     {
       role: "user",
-      content: "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. Do not stop early.",
+      content:
+        "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. Do not stop early.",
     },
   ];
 }
@@ -59,7 +60,13 @@ export async function benchmarkBackend(backend: Backend, options: BenchmarkOptio
   };
 }
 
-async function measureRun(backend: Backend, run: number, maxTokens: number, signal: AbortSignal, now: () => number): Promise<RunMeasurement> {
+async function measureRun(
+  backend: Backend,
+  run: number,
+  maxTokens: number,
+  signal: AbortSignal,
+  now: () => number,
+): Promise<RunMeasurement> {
   signal.throwIfAborted();
   const started = now();
   let firstPieceAt: number | undefined;
@@ -74,7 +81,9 @@ async function measureRun(backend: Backend, run: number, maxTokens: number, sign
       // The first token carries the prompt processing; speed is the remaining tokens over the time after it.
       const streamingMs = lastPieceAt - firstAt;
       const tokensPerSecond =
-        tokens > 1 && streamingMs > 0 ? ((tokens - 1) * 1000) / streamingMs : (tokens * 1000) / Math.max(now() - started, 1e-3);
+        tokens > 1 && streamingMs > 0
+          ? ((tokens - 1) * 1000) / streamingMs
+          : (tokens * 1000) / Math.max(now() - started, 1e-3);
       return { tokensPerSecond, timeToFirstTokenMs: firstAt - started, completionTokens: tokens };
     }
     lastPieceAt = now();

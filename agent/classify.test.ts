@@ -17,7 +17,12 @@ function scriptedBackend(pieces: string[], options: { fail?: Error; contextLengt
   let closedEarly = false;
   const backend: Backend = {
     kind: "openai-compatible",
-    describe: async () => ({ name: "m", parameterCount: 0, quantization: "", contextLength: options.contextLength ?? 0 }),
+    describe: async () => ({
+      name: "m",
+      parameterCount: 0,
+      quantization: "",
+      contextLength: options.contextLength ?? 0,
+    }),
     close: async () => {},
     async *generate(request): AsyncGenerator<GeneratedPiece, GenerateResult, void> {
       requests.push(request);
@@ -43,7 +48,9 @@ const signal = () => new AbortController().signal;
 describe("classifyWithBackend", () => {
   it("asks with the compact node prompt, the fenced prompt, temperature 0 and few tokens", async () => {
     const { backend, requests } = scriptedBackend(['{"difficulty":', '"COMPLEX"}']);
-    expect(await classifyWithBackend(backend, "<request>\n[user]\nCompare A and B\n</request>", signal())).toBe("COMPLEX");
+    expect(await classifyWithBackend(backend, "<request>\n[user]\nCompare A and B\n</request>", signal())).toBe(
+      "COMPLEX",
+    );
     expect(requests[0]).toMatchObject({
       messages: [
         { role: "system", content: CLASSIFY_NODE_PROMPT },
@@ -65,7 +72,9 @@ describe("classifyWithBackend", () => {
   });
 
   it.each([[["SIMPLE or COMPLEX"]], [['{"difficulty":"EASYISH"}']], [[]]])("refuses %j", async (pieces) => {
-    await expect(classifyWithBackend(scriptedBackend(pieces).backend, "p", signal())).rejects.toThrow(DifficultyAnswerError);
+    await expect(classifyWithBackend(scriptedBackend(pieces).backend, "p", signal())).rejects.toThrow(
+      DifficultyAnswerError,
+    );
   });
 
   it("stops reading a model that runs on, and refuses the answer", async () => {
@@ -76,15 +85,21 @@ describe("classifyWithBackend", () => {
   });
 
   it("passes the backend's failure and an abort on", async () => {
-    await expect(classifyWithBackend(scriptedBackend([], { fail: new Error("backend down") }).backend, "p", signal())).rejects.toThrow("backend down");
+    await expect(
+      classifyWithBackend(scriptedBackend([], { fail: new Error("backend down") }).backend, "p", signal()),
+    ).rejects.toThrow("backend down");
     const controller = new AbortController();
     controller.abort(new Error("deadline passed"));
-    await expect(classifyWithBackend(scriptedBackend(["SIMPLE"]).backend, "p", controller.signal)).rejects.toThrow("deadline passed");
+    await expect(classifyWithBackend(scriptedBackend(["SIMPLE"]).backend, "p", controller.signal)).rejects.toThrow(
+      "deadline passed",
+    );
   });
 });
 
 describe("fitToContext", () => {
-  const long = renderForClassification([{ role: "user", content: `Summarise this. ${"The council met on Monday. ".repeat(400)}` }]);
+  const long = renderForClassification([
+    { role: "user", content: `Summarise this. ${"The council met on Monday. ".repeat(400)}` },
+  ]);
 
   it("leaves a request whole when the context is unknown or clearly large enough", async () => {
     expect(await fitToContext(scriptedBackend([]).backend, long)).toBe(long);
@@ -122,7 +137,11 @@ describe("on the tiny GGUF in a 512-token context", () => {
   it("a long request is cut to fit: the model answers (noise, refused as no difficulty) instead of overflowing", async () => {
     const long = renderForClassification([{ role: "user", content: "Compare the two reports below. ".repeat(300) }]);
     const fitted = await fitToContext(backend, long);
-    expect(await backend.countTokens!(fitted)).toBeLessThanOrEqual(512 - (await backend.countTokens!(CLASSIFY_NODE_PROMPT)) - 24);
-    await expect(classifyWithBackend(backend, long, AbortSignal.timeout(30_000))).rejects.toThrow(DifficultyAnswerError);
+    expect(await backend.countTokens!(fitted)).toBeLessThanOrEqual(
+      512 - (await backend.countTokens!(CLASSIFY_NODE_PROMPT)) - 24,
+    );
+    await expect(classifyWithBackend(backend, long, AbortSignal.timeout(30_000))).rejects.toThrow(
+      DifficultyAnswerError,
+    );
   }, 60_000);
 });

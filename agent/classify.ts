@@ -1,7 +1,12 @@
 // Answers a classify assign: asks the node's own backend how hard a prompt is, with the compact node prompt, the
 // request cut to what the model's context holds, and reads the answer forgivingly (JSON, a bare label, a label in
 // a sentence, in English or translated), since small local models rarely keep to a format.
-import { CLASSIFY_NODE_PROMPT, estimateTokens, parseDifficultyAnswer, type DifficultyLabel } from "../common/classify-prompt.ts";
+import {
+  CLASSIFY_NODE_PROMPT,
+  estimateTokens,
+  parseDifficultyAnswer,
+  type DifficultyLabel,
+} from "../common/classify-prompt.ts";
 import { openText, type SessionKeys } from "../common/crypto/envelope.ts";
 import type { ClassifyAssign } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
@@ -59,8 +64,14 @@ export async function fitToContext(backend: Backend, prompt: string): Promise<st
   const contextLength = await contextOf(backend);
   if (!contextLength) return prompt;
   const estimate = (text: string) => Promise.resolve(estimateTokens(text));
-  if (2 * (estimateTokens(CLASSIFY_NODE_PROMPT) + estimateTokens(prompt)) + MAX_TOKENS + TEMPLATE_TOKENS <= contextLength) return prompt;
-  const count = backend.countTokens ? (text: string) => backend.countTokens!(text).catch(() => estimateTokens(text)) : estimate;
+  if (
+    2 * (estimateTokens(CLASSIFY_NODE_PROMPT) + estimateTokens(prompt)) + MAX_TOKENS + TEMPLATE_TOKENS <=
+    contextLength
+  )
+    return prompt;
+  const count = backend.countTokens
+    ? (text: string) => backend.countTokens!(text).catch(() => estimateTokens(text))
+    : estimate;
   const room = contextLength - (await count(CLASSIFY_NODE_PROMPT)) - MAX_TOKENS - TEMPLATE_TOKENS;
   let tokens = await count(prompt);
   if (tokens <= room) return prompt;
@@ -80,7 +91,11 @@ export async function fitToContext(backend: Backend, prompt: string): Promise<st
  * coordinator) to be. Rejects when the answer names no difficulty (or several, none first), when the backend fails,
  * or when `signal` aborts (the assign's deadline passed).
  */
-export async function classifyWithBackend(backend: Backend, prompt: string, signal: AbortSignal): Promise<DifficultyLabel> {
+export async function classifyWithBackend(
+  backend: Backend,
+  prompt: string,
+  signal: AbortSignal,
+): Promise<DifficultyLabel> {
   const pieces: string[] = [];
   let length = 0;
   const stream = backend.generate({

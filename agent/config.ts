@@ -1,7 +1,7 @@
 // The agent's configuration from the environment: read once, validated, with a message naming each wrong variable.
-import { hostname } from "node:os";
-import { availableParallelism } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { CaFileError, readCaFile } from "../common/ca-file.ts";
+import { EnvReader, type Env } from "../common/env.ts";
 
 export class AgentConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -10,8 +10,15 @@ export class AgentConfigError extends Error {
   }
 }
 
-export type BackendKind = "embedded" | "lmstudio" | "ollama" | "llama.cpp" | "vllm" | "openai-compatible";
-const backendKinds: BackendKind[] = ["embedded", "lmstudio", "ollama", "llama.cpp", "vllm", "openai-compatible"];
+type BackendKind = "embedded" | "lmstudio" | "ollama" | "llama.cpp" | "vllm" | "openai-compatible";
+const backendKinds: readonly BackendKind[] = [
+  "embedded",
+  "lmstudio",
+  "ollama",
+  "llama.cpp",
+  "vllm",
+  "openai-compatible",
+];
 
 export interface AgentConfig {
   /** One coordinator URL, or several comma-separated (a cluster; the agent moves to the next when one fails). */
@@ -41,70 +48,51 @@ export interface AgentConfig {
   shutdownGraceMs: number;
   /** Where the logs go while the terminal UI owns the screen. */
   logFile: string;
-  /**
-   * IRIS_TEST_DISHONEST=1, for tests only: every answer is altered (agent/backends/dishonest.ts), so that
-   * consensus and spot checks can be seen catching a real agent. The node loses reputation and is suspended.
-   */
-  dishonest: boolean;
 }
 
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
 const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** pino's levels; any other name would make the logger throw at start instead of naming the variable. */
-const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
-  const problems: string[] = [];
-  const get = (name: string) => env[name]?.trim() || undefined;
-  const int = (name: string, fallback: number, min: number, max: number) => {
-    const raw = get(name);
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!/^\d+$/.test(raw) || n < min || n > max) {
-      problems.push(`${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(raw)})`);
-      return fallback;
-    }
-    return n;
-  };
+export function loadAgentConfig(env: Env = process.env): AgentConfig {
+  const r = new EnvReader(env);
 
-  const key = get("IRIS_ACCOUNT_KEY");
-  if (!key) problems.push("IRIS_ACCOUNT_KEY is missing: get a key with `iris account generate` (or AccountService.GenerateKey)");
-  else if (!accountKeyPattern.test(key)) problems.push("IRIS_ACCOUNT_KEY must be 16 digits, e.g. 1234 5678 9012 3456");
+  const key = r.string("IRIS_ACCOUNT_KEY");
+  if (!key)
+    r.problem("IRIS_ACCOUNT_KEY is missing: get a key with `iris account generate` (or AccountService.GenerateKey)");
+  else if (!accountKeyPattern.test(key)) r.problem("IRIS_ACCOUNT_KEY must be 16 digits, e.g. 1234 5678 9012 3456");
 
-  const nodeId = get("NODE_ID") ?? hostname().replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 64);
-  if (!nodeIdPattern.test(nodeId)) problems.push("NODE_ID must be letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit");
+  const nodeId =
+    r.string("NODE_ID") ??
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, "-")
+      .replace(/^[^A-Za-z0-9]+/, "")
+      .slice(0, 64);
+  if (!nodeIdPattern.test(nodeId))
+    r.problem("NODE_ID must be letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit");
 
   // one coordinator, or several of a cluster (comma-separated): the agent moves to the next when one fails
-  const coordinatorUrl = get("COORDINATOR_URL") ?? "http://127.0.0.1:8080";
+  const coordinatorUrl = r.string("COORDINATOR_URL", "http://127.0.0.1:8080");
   const urls = coordinatorUrl.split(",").map((url) => url.trim());
-  if (urls.some((url) => !/^https?:\/\/[^/,]+/.test(url))) problems.push("COORDINATOR_URL must be an http:// or https:// URL, or several separated by commas");
-  const caPath = get("COORDINATOR_CA_PATH");
-  let coordinatorCa: string[] | undefined;
-  try {
-    coordinatorCa = caPath === undefined ? undefined : readCaFile(caPath);
-  } catch (err) {
-    if (!(err instanceof CaFileError)) throw err;
-    problems.push(`COORDINATOR_CA_PATH: ${err.message}`);
-  }
+  if (urls.some((url) => !/^https?:\/\/[^/,]+/.test(url)))
+    r.problem("COORDINATOR_URL must be an http:// or https:// URL, or several separated by commas");
+  const coordinatorCa = readCa(r);
 
-  const modelPath = get("IRIS_MODEL");
-  const backend = (get("IRIS_BACKEND") ?? (modelPath ? "embedded" : "lmstudio")) as BackendKind;
-  if (!backendKinds.includes(backend)) problems.push(`IRIS_BACKEND must be one of ${backendKinds.join(", ")}`);
-  if (backend === "embedded" && !modelPath) problems.push("IRIS_MODEL (a .gguf file) is needed for the embedded backend");
+  const modelPath = r.string("IRIS_MODEL");
+  const backend = r.oneOf("IRIS_BACKEND", modelPath ? "embedded" : "lmstudio", backendKinds);
+  if (backend === "embedded" && !modelPath) r.problem("IRIS_MODEL (a .gguf file) is needed for the embedded backend");
 
   const defaultUrls: Partial<Record<BackendKind, string>> = {
-    lmstudio: get("LMSTUDIO_URL") ?? "http://localhost:1234/v1",
+    lmstudio: r.string("LMSTUDIO_URL", "http://localhost:1234/v1"),
     ollama: "http://localhost:11434/v1",
     "llama.cpp": "http://localhost:8080/v1",
     vllm: "http://localhost:8000/v1",
   };
-  const backendUrl = get("BACKEND_URL") ?? defaultUrls[backend] ?? "http://localhost:1234/v1";
 
-  const promised = (get("PROMISED_HOURS_UTC") ?? "").split(",").filter((h) => h.trim() !== "").map((h) => Number(h.trim()));
-  if (promised.some((h) => !Number.isInteger(h) || h < 0 || h > 23)) problems.push("PROMISED_HOURS_UTC must be a comma-separated list of hours 0-23");
-
-  const logLevel = (get("LOG_LEVEL") ?? "info").toLowerCase();
-  if (!logLevels.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${logLevels.join(", ")} (got ${JSON.stringify(logLevel)})`);
+  const promised = r.list("PROMISED_HOURS_UTC").map(Number);
+  if (promised.some((h) => !Number.isInteger(h) || h < 0 || h > 23))
+    r.problem("PROMISED_HOURS_UTC must be a comma-separated list of hours 0-23");
 
   const cores = availableParallelism();
   const config: AgentConfig = {
@@ -114,18 +102,30 @@ export function loadAgentConfig(env: Record<string, string | undefined> = proces
     nodeId,
     backend,
     modelPath,
-    backendUrl,
-    backendModel: get("BACKEND_MODEL") ?? "",
-    maxConcurrentTasks: int("MAX_CONCURRENT_TASKS", 1, 1, 256),
-    threads: int("IRIS_THREADS", cores, 1, cores),
-    benchmarkTokens: int("BENCHMARK_TOKENS", 64, 1, 4096),
+    backendUrl: r.string("BACKEND_URL") ?? defaultUrls[backend] ?? "http://localhost:1234/v1",
+    backendModel: r.string("BACKEND_MODEL", ""),
+    maxConcurrentTasks: r.int("MAX_CONCURRENT_TASKS", 1, 1, 256),
+    threads: r.int("IRIS_THREADS", cores, 1, cores),
+    benchmarkTokens: r.int("BENCHMARK_TOKENS", 64, 1, 4096),
     promisedHoursUtc: [...new Set(promised)],
-    logLevel,
-    nodeKeyPath: get("NODE_KEY_PATH") ?? `data/node-keys/${nodeId}.key`,
-    shutdownGraceMs: int("SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),
-    logFile: get("IRIS_LOG_FILE") ?? `data/agent-${nodeId}.log`,
-    dishonest: get("IRIS_TEST_DISHONEST") === "1",
+    logLevel: r.oneOf("LOG_LEVEL", "info", logLevels),
+    nodeKeyPath: r.string("NODE_KEY_PATH", `data/node-keys/${nodeId}.key`),
+    shutdownGraceMs: r.int("SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),
+    logFile: r.string("IRIS_LOG_FILE", `data/agent-${nodeId}.log`),
   };
-  if (problems.length > 0) throw new AgentConfigError(problems);
+  if (r.problems.length > 0) throw new AgentConfigError(r.problems);
   return config;
+}
+
+/** COORDINATOR_CA_PATH: a PEM file of the private CA that signed the coordinator's certificate. */
+function readCa(r: EnvReader): string[] | undefined {
+  const path = r.string("COORDINATOR_CA_PATH");
+  if (path === undefined) return undefined;
+  try {
+    return readCaFile(path);
+  } catch (err) {
+    if (!(err instanceof CaFileError)) throw err;
+    r.problem(`COORDINATOR_CA_PATH: ${err.message}`);
+    return undefined;
+  }
 }

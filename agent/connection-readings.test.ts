@@ -21,7 +21,13 @@ import { CoordinatorLink } from "./connection.ts";
 import type { Gpu } from "./gpu.ts";
 import { AgentState } from "./state.ts";
 
-const gpu = (vramUsedMb: number, utilizationPercent: number): Gpu => ({ name: "Test RTX 4090", vendor: "nvidia", vramTotalMb: 24_564, vramUsedMb, utilizationPercent });
+const gpu = (vramUsedMb: number, utilizationPercent: number): Gpu => ({
+  name: "Test RTX 4090",
+  vendor: "nvidia",
+  vramTotalMb: 24_564,
+  vramUsedMb,
+  utilizationPercent,
+});
 
 describe("heartbeats and their acks", () => {
   let coordinator: TestCoordinator;
@@ -32,7 +38,11 @@ describe("heartbeats and their acks", () => {
     const dir = mkdtempSync(join(tmpdir(), "iris-readings-"));
     writeTinyGguf(join(dir, "tiny.gguf"));
     backend = await createLlamaBackend({ modelPath: join(dir, "tiny.gguf"), threads: 1 });
-    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "100", EARNINGS_ESTIMATE_MS: "100", MONTHLY_POOL_UNITS: "1000000" });
+    coordinator = await startTestCoordinator({
+      HEARTBEAT_INTERVAL_MS: "100",
+      EARNINGS_ESTIMATE_MS: "100",
+      MONTHLY_POOL_UNITS: "1000000",
+    });
   });
   afterAll(async () => {
     stop.abort();
@@ -42,7 +52,14 @@ describe("heartbeats and their acks", () => {
 
   it("replaces the registration's readings with each heartbeat's, visible in ListNodes", async () => {
     const accountKey = await newAccountKey(coordinator.url);
-    const state = new AgentState({ version: "test", nodeId: "gpu-node", accountKey, coordinatorUrl: coordinator.url, backend: "embedded", maxConcurrentTasks: 1 });
+    const state = new AgentState({
+      version: "test",
+      nodeId: "gpu-node",
+      accountKey,
+      coordinatorUrl: coordinator.url,
+      backend: "embedded",
+      maxConcurrentTasks: 1,
+    });
     state.setReadings([gpu(1_000, 5)]);
     const key = await loadOrCreateKeyFile(join(mkdtempSync(join(tmpdir(), "iris-readings-key-")), "node.key"));
     const link = new CoordinatorLink({
@@ -71,15 +88,24 @@ describe("heartbeats and their acks", () => {
     await expect.poll(() => coordinator.registry.get("gpu-node")?.capabilities.gpus[0]?.vramUsedMb).toBe(1_000);
     // a task loads the model onto the card: the next reading goes out with the next heartbeat
     state.setReadings([gpu(17_890.4, 97.6)]);
-    await expect.poll(() => coordinator.registry.get("gpu-node")?.capabilities.gpus[0]).toEqual({ name: "Test RTX 4090", vramTotalMb: 24_564, vramUsedMb: 17_890, utilizationPercent: 98 });
-    const { nodes } = await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listNodes({ onlineOnly: true });
-    expect(nodes.find((n) => n.nodeId === "gpu-node")?.gpus[0]).toMatchObject({ vramUsedMb: 17_890n, utilizationPercent: 98 });
+    await expect
+      .poll(() => coordinator.registry.get("gpu-node")?.capabilities.gpus[0])
+      .toEqual({ name: "Test RTX 4090", vramTotalMb: 24_564, vramUsedMb: 17_890, utilizationPercent: 98 });
+    const { nodes } = await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listNodes({
+      onlineOnly: true,
+    });
+    expect(nodes.find((n) => n.nodeId === "gpu-node")?.gpus[0]).toMatchObject({
+      vramUsedMb: 17_890n,
+      utilizationPercent: 98,
+    });
 
     // earnings: nothing served yet, so nothing earned; after an answer, the only contributing account would get
     // the whole pool if the month ended now
     await expect.poll(() => state.snapshot.earnings).toEqual({ month: new Date().toISOString().slice(0, 7), units: 0 });
     const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
-    for await (const _ of inference.chat({ params: { messages: [{ role: Role.USER, content: "Say hello." }], maxTokens: 8 } }));
+    for await (const _ of inference.chat({
+      params: { messages: [{ role: Role.USER, content: "Say hello." }], maxTokens: 8 },
+    }));
     await expect.poll(() => state.snapshot.earnings?.units, { timeout: 5_000 }).toBe(1_000_000);
   });
 });

@@ -20,7 +20,7 @@ describe("backoffDelay", () => {
 
   it("spreads reconnecting agents over the whole window", () => {
     let seed = 1;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const delays = Array.from({ length: 1000 }, () => backoffDelay(4, 500, 30_000, random));
     expect(Math.min(...delays)).toBeLessThan(800);
     expect(Math.max(...delays)).toBeGreaterThan(7_200);

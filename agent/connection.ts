@@ -4,9 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import type { KeyObject } from "node:crypto";
 import { Channel } from "../common/channel.ts";
-import type { TokenizerRates } from "../common/tokenizer-rates.ts";
 import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
 import { registerProof } from "../common/crypto/register-proof.ts";
 import { trustedWith } from "../common/ca-file.ts";
@@ -15,39 +13,21 @@ import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/i
 import type { Backend } from "./backends/backend.ts";
 import { classifyWithBackend, openClassifyPrompt } from "./classify.ts";
 
-import type { Gpu } from "./gpu.ts";
+import type { NodeIdentity } from "./node-identity.ts";
 import type { AgentState } from "./state.ts";
-import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
+import type { OutgoingMessage } from "./outgoing-message.ts";
+import { TaskRunner } from "./tasks.ts";
 import { gpuMessages, registerMessage } from "./register-message.ts";
 import { TlsFaultCounter } from "./tls-faults.ts";
 import { CoordinatorList } from "./coordinator-list.ts";
 import { difficultyToProto } from "../common/vocabulary.ts";
 
-export interface NodeIdentity {
-  nodeId: string;
-  /** 16 digits. */
-  accountKey: string;
-  modelName: string;
-  parameterCount: number;
-  quantization: string;
-  contextLength: number;
-  tokensPerSecond: number;
-  maxConcurrentTasks: number;
-  gpus: Gpu[];
-  backend: string;
-  agentVersion: string;
-  promisedHoursUtc: number[];
-  /** Measured with the model's tokenizer (agent/tokenizer-rates.ts); undefined when the backend has none. */
-  tokenizerRates?: TokenizerRates;
-  /** The model file's fingerprint (agent/model-info.ts); undefined when the agent cannot read the file. */
-  modelSha256?: string;
-  /** The node's X25519 key pair (NODE_KEY_PATH). */
-  key: { privateKey: KeyObject; publicKey: Uint8Array };
-}
-
 /** The coordinator refused the node for good (bad or unknown key, invalid registration): retrying won't help. */
 export class RegistrationRefused extends Error {
-  constructor(readonly code: Code, message: string) {
+  constructor(
+    readonly code: Code,
+    message: string,
+  ) {
     super(message);
     this.name = "RegistrationRefused";
   }
@@ -73,7 +53,6 @@ export interface ConnectionOptions {
 export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number): number {
   return Math.round(random() * Math.min(maxMs, initialMs * 2 ** attempt));
 }
-
 
 /** How long a quitting node waits for the coordinator to end the stream after it half-closes its side. */
 const CLOSE_TIMEOUT_MS = 3_000;
@@ -145,8 +124,14 @@ export class CoordinatorLink {
     const runner = this.#session?.runner;
     if (runner && runner.active > 0) {
       logger.info({ running: runner.active, graceMs }, "quitting: waiting for the running tasks");
-      state?.event("info", `quitting: waiting up to ${Math.round(graceMs / 1000)} s for ${runner.active} running task(s)`);
-      await Promise.race([runner.idle(), abortableSleep(graceMs, AbortSignal.any([this.#handBackNow.signal, this.#stop.signal]))]);
+      state?.event(
+        "info",
+        `quitting: waiting up to ${Math.round(graceMs / 1000)} s for ${runner.active} running task(s)`,
+      );
+      await Promise.race([
+        runner.idle(),
+        abortableSleep(graceMs, AbortSignal.any([this.#handBackNow.signal, this.#stop.signal])),
+      ]);
       if (runner.active > 0) {
         logger.info({ running: runner.active }, "quitting: handing the running tasks back to the coordinator");
         state?.event("warn", `handing ${runner.active} task(s) back to the coordinator`);
@@ -184,7 +169,12 @@ export class CoordinatorLink {
         } catch (err) {
           if (stop.aborted || this.#quitting) return;
           const error = ConnectError.from(err);
-          if (!registered && (error.code === Code.Unauthenticated || error.code === Code.InvalidArgument || error.code === Code.PermissionDenied)) {
+          if (
+            !registered &&
+            (error.code === Code.Unauthenticated ||
+              error.code === Code.InvalidArgument ||
+              error.code === Code.PermissionDenied)
+          ) {
             refused = true;
             options.state?.refused(error.rawMessage);
             throw new RegistrationRefused(error.code, error.rawMessage);
@@ -197,7 +187,10 @@ export class CoordinatorLink {
           if (fault && tlsFaults.every((counter) => counter.exhausted)) {
             refused = true; // the state keeps saying what is wrong, not "stopped"
             const final = await faults.final(err, fault);
-            options.logger.error({ tlsFault: final.fault.kind, code: final.fault.code, url: this.coordinatorUrl }, final.message);
+            options.logger.error(
+              { tlsFault: final.fault.kind, code: final.fault.code, url: this.coordinatorUrl },
+              final.message,
+            );
             options.state?.tlsFailed(final.message);
             throw final;
           }
@@ -207,9 +200,15 @@ export class CoordinatorLink {
           const step = coordinators.advance(registered);
           attempt = registered ? 0 : step === "round" ? attempt + 1 : attempt;
           const inMs = step === "next" ? 0 : backoffDelay(Math.max(attempt, 1), initialMs, maxMs, random);
-          if (coordinators.urls.length > 1) options.logger.info({ from, to: coordinators.current, inMs }, "moving to the next coordinator");
+          if (coordinators.urls.length > 1)
+            options.logger.info({ from, to: coordinators.current, inMs }, "moving to the next coordinator");
           const reason = fault?.message ?? error.rawMessage;
-          options.logger.warn({ err: reason, code: fault?.code ?? Code[error.code], inMs }, fault ? "TLS fault talking to the coordinator; trying again" : "connection to the coordinator lost; reconnecting");
+          options.logger.warn(
+            { err: reason, code: fault?.code ?? Code[error.code], inMs },
+            fault
+              ? "TLS fault talking to the coordinator; trying again"
+              : "connection to the coordinator lost; reconnecting",
+          );
           options.state?.reconnecting(inMs, reason);
           await abortableSleep(inMs, stop);
         }
@@ -225,7 +224,11 @@ export class CoordinatorLink {
     const outbox = new Channel<ConnectRequest>();
     const send = (message: OutgoingMessage) => outbox.push(create(ConnectRequestSchema, { message }));
     let ended!: () => void;
-    const handle: SessionHandle = { heartbeat: () => {}, close: () => {}, ended: new Promise((resolve) => (ended = resolve)) };
+    const handle: SessionHandle = {
+      heartbeat: () => {},
+      close: () => {},
+      ended: new Promise((resolve) => (ended = resolve)),
+    };
     this.#session = handle;
     let runner: TaskRunner | undefined;
     let sessionKeys: SessionKeys | undefined;
@@ -273,8 +276,15 @@ export class CoordinatorLink {
               },
             });
           onRegistered();
-          logger.info({ nodeId: m.value.nodeId, tier: Tier[m.value.tier] ?? "UNSPECIFIED", reason: m.value.tierReason }, "registered with the coordinator");
-          state?.registered({ tier: Tier[m.value.tier] ?? "UNSPECIFIED", tierReason: m.value.tierReason, reputation: m.value.reputation });
+          logger.info(
+            { nodeId: m.value.nodeId, tier: Tier[m.value.tier] ?? "UNSPECIFIED", reason: m.value.tierReason },
+            "registered with the coordinator",
+          );
+          state?.registered({
+            tier: Tier[m.value.tier] ?? "UNSPECIFIED",
+            tierReason: m.value.tierReason,
+            reputation: m.value.reputation,
+          });
           // a paused node says so at once: registration alone makes it routable
           if (this.#paused) handle.heartbeat();
           heartbeat = setInterval(handle.heartbeat, m.value.heartbeatIntervalMs);
@@ -295,17 +305,27 @@ export class CoordinatorLink {
           }
           const deadline = AbortSignal.timeout(budget);
           classifyWithBackend(options.backend, prompt, deadline).then(
-            (label) => send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: difficultyToProto[label] } }),
+            (label) =>
+              send({
+                case: "classifyResult",
+                value: { classifyId: assign.classifyId, difficulty: difficultyToProto[label] },
+              }),
             (err: unknown) => {
               logger.warn({ err, classifyId: assign.classifyId }, "could not classify; the coordinator falls through");
               // an explicit "no answer" (DIFFICULTY_UNSPECIFIED) spares the request the rest of the deadline
-              if (!deadline.aborted) send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: Difficulty.UNSPECIFIED } });
+              if (!deadline.aborted)
+                send({
+                  case: "classifyResult",
+                  value: { classifyId: assign.classifyId, difficulty: Difficulty.UNSPECIFIED },
+                });
             },
           );
         } else if (m.case === "heartbeatAck") {
           state?.setReputation(m.value.reputation);
-          if (m.value.tier !== Tier.UNSPECIFIED) state?.setTier({ name: Tier[m.value.tier] ?? "UNSPECIFIED", reason: m.value.tierReason });
-          if (m.value.estimateMonth) state?.setEarnings({ month: m.value.estimateMonth, units: Number(m.value.estimatedMonthUnits) });
+          if (m.value.tier !== Tier.UNSPECIFIED)
+            state?.setTier({ name: Tier[m.value.tier] ?? "UNSPECIFIED", reason: m.value.tierReason });
+          if (m.value.estimateMonth)
+            state?.setEarnings({ month: m.value.estimateMonth, units: Number(m.value.estimatedMonthUnits) });
         }
       }
     } finally {
@@ -317,11 +337,6 @@ export class CoordinatorLink {
       ended();
     }
   }
-}
-
-/** Runs a link until `signal` aborts; throws RegistrationRefused when the coordinator refuses the node. */
-export function runConnection(options: ConnectionOptions): Promise<void> {
-  return new CoordinatorLink(options).run();
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

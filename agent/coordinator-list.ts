@@ -3,7 +3,10 @@
 
 /** The coordinators of COORDINATOR_URL, in order (one or more, comma-separated). */
 export function coordinatorUrls(value: string): string[] {
-  return value.split(",").map((url) => url.trim()).filter((url) => url !== "");
+  return value
+    .split(",")
+    .map((url) => url.trim())
+    .filter((url) => url !== "");
 }
 
 export class CoordinatorList {

@@ -9,7 +9,9 @@ describe("COORDINATOR_URL", () => {
   it("takes one URL or several, comma-separated", () => {
     expect(coordinatorUrls("http://a:8080")).toEqual(["http://a:8080"]);
     expect(coordinatorUrls(" http://a:8080, https://b:8443 ,")).toEqual(["http://a:8080", "https://b:8443"]);
-    expect(loadAgentConfig({ ...base, COORDINATOR_URL: "http://a:8080,http://b:8080" }).coordinatorUrl).toBe("http://a:8080,http://b:8080");
+    expect(loadAgentConfig({ ...base, COORDINATOR_URL: "http://a:8080,http://b:8080" }).coordinatorUrl).toBe(
+      "http://a:8080,http://b:8080",
+    );
   });
 
   it("moves to the next after a failure: at once within a round, after the backoff when the round ends or a session had registered", () => {
@@ -30,6 +32,8 @@ describe("COORDINATOR_URL", () => {
 
   it("refuses a list with an entry that is no http(s) URL", () => {
     expect(() => loadAgentConfig({ ...base, COORDINATOR_URL: "http://a:8080,b:8080" })).toThrow(AgentConfigError);
-    expect(() => loadAgentConfig({ ...base, COORDINATOR_URL: "http://a:8080,,http://b" })).toThrow(/several separated by commas/);
+    expect(() => loadAgentConfig({ ...base, COORDINATOR_URL: "http://a:8080,,http://b" })).toThrow(
+      /several separated by commas/,
+    );
   });
 });

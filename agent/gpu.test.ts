@@ -4,7 +4,9 @@ import { totalmem } from "node:os";
 import { describe, expect, it } from "vitest";
 import {
   type CommandRunner,
+  type ExecFile,
   type Gpu,
+  createCommandRunner,
   defaultRunner,
   detectGpus,
   parseNvidiaSmi,
@@ -33,7 +35,10 @@ describe("parseNvidiaSmi", () => {
     ["nvidia-smi-laptop-mx150-not-supported.csv", [gpu("GeForce MX150", "nvidia", 2002, 57, 0)]],
     [
       "nvidia-smi-header-units.csv",
-      [gpu("NVIDIA GeForce RTX 3090", "nvidia", 24576, 20817, 35), gpu("NVIDIA GeForce RTX 3060", "nvidia", 12288, 5, 0)],
+      [
+        gpu("NVIDIA GeForce RTX 3090", "nvidia", 24576, 20817, 35),
+        gpu("NVIDIA GeForce RTX 3060", "nvidia", 12288, 5, 0),
+      ],
     ],
     ["nvidia-smi-no-driver.txt", []],
   ])("%s", (file, expected) => {
@@ -44,7 +49,11 @@ describe("parseNvidiaSmi", () => {
     ["empty output", "", []],
     ["CRLF line ends", "NVIDIA L4, 23034, 0, 0\r\n", [gpu("NVIDIA L4", "nvidia", 23034, 0, 0)]],
     ["a name with a comma", "Tesla T4, rev B, 15360, 0, 0\n", [gpu("Tesla T4, rev B", "nvidia", 15360, 0, 0)]],
-    ["memory [N/A] (unified-memory boards)", "NVIDIA GH200 480GB, [N/A], [N/A], 0\n", [gpu("NVIDIA GH200 480GB", "nvidia", 0, 0, 0)]],
+    [
+      "memory [N/A] (unified-memory boards)",
+      "NVIDIA GH200 480GB, [N/A], [N/A], 0\n",
+      [gpu("NVIDIA GH200 480GB", "nvidia", 0, 0, 0)],
+    ],
     ["too few fields", "NVIDIA GeForce RTX 4090, 24564, 1043\n", []],
     ["words where numbers belong", "foo, bar, baz, qux\n", []],
     ["a negative number", "NVIDIA X, -1, 0, 0\n", []],
@@ -203,5 +212,20 @@ describe("defaultRunner", () => {
     ["a non-zero exit", process.execPath, ["-e", "process.stdout.write('partial'); process.exit(9)"]],
   ])("returns undefined for %s", async (_label, cmd, args) => {
     expect(await defaultRunner(cmd, args)).toBeUndefined();
+  });
+
+  it("spawns a tool that is not installed once, and one that failed otherwise again", async () => {
+    const spawned: string[] = [];
+    const exec: ExecFile = (cmd, _args, _options, callback) => {
+      spawned.push(cmd);
+      const error = Object.assign(new Error(`spawn ${cmd}`), { code: cmd === "nvidia-smi" ? "ENOENT" : "ETIMEDOUT" });
+      callback(error, "");
+    };
+    const run = createCommandRunner(exec);
+    for (let i = 0; i < 3; i++) {
+      expect(await run("nvidia-smi", [])).toBeUndefined();
+      expect(await run("rocm-smi", [])).toBeUndefined();
+    }
+    expect(spawned).toEqual(["nvidia-smi", "rocm-smi", "rocm-smi", "rocm-smi"]);
   });
 });

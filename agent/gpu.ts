@@ -1,8 +1,9 @@
-// GPU detection for the node agent: asks nvidia-smi, then rocm-smi, then macOS system_profiler, and parses what they print.
+// GPU detection for the node agent: asks nvidia-smi, then rocm-smi, then macOS system_profiler, and parses what they
+// print.
 import { execFile } from "node:child_process";
 import { totalmem } from "node:os";
 
-export type GpuVendor = "nvidia" | "amd" | "apple" | "other";
+type GpuVendor = "nvidia" | "amd" | "apple" | "other";
 
 /** One GPU as the agent reports it. Memory is in MiB ("Mb" here), the unit nvidia-smi reports. */
 export type Gpu = {
@@ -22,22 +23,41 @@ export type CommandRunner = (cmd: string, args: string[]) => Promise<{ stdout: s
 const COMMAND_TIMEOUT_MS = 5_000;
 const MIB = 1024 * 1024;
 
-export const defaultRunner: CommandRunner = (cmd, args) =>
-  new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      { timeout: COMMAND_TIMEOUT_MS, encoding: "utf8", maxBuffer: 4 * MIB, windowsHide: true },
-      (error, stdout) => resolve(error ? undefined : { stdout }),
-    );
-  });
+/** The part of node:child_process.execFile that a runner uses (tests hand in a fake). */
+export type ExecFile = (
+  cmd: string,
+  args: string[],
+  options: { timeout: number; encoding: "utf8"; maxBuffer: number; windowsHide: boolean },
+  callback: (error: NodeJS.ErrnoException | null, stdout: string) => void,
+) => unknown;
 
-export const NVIDIA_SMI_ARGS = [
-  "--query-gpu=name,memory.total,memory.used,utilization.gpu",
-  "--format=csv,noheader,nounits",
-];
-export const ROCM_SMI_ARGS = ["--showproductname", "--showmeminfo", "vram", "--showuse", "--json"];
-export const SYSTEM_PROFILER_ARGS = ["SPDisplaysDataType", "-json"];
+/**
+ * A runner that remembers the tools that are not installed (ENOENT): the readings poll every few seconds, and
+ * spawning a process only to learn again that nvidia-smi does not exist costs more than the reading is worth.
+ * Any other failure (a driver hiccup, a timeout) is asked again next time.
+ */
+export function createCommandRunner(exec: ExecFile = execFile as unknown as ExecFile): CommandRunner {
+  const missing = new Set<string>();
+  return (cmd, args) =>
+    new Promise((resolve) => {
+      if (missing.has(cmd)) return resolve(undefined);
+      exec(
+        cmd,
+        args,
+        { timeout: COMMAND_TIMEOUT_MS, encoding: "utf8", maxBuffer: 4 * MIB, windowsHide: true },
+        (error, stdout) => {
+          if (error?.code === "ENOENT") missing.add(cmd);
+          resolve(error ? undefined : { stdout });
+        },
+      );
+    });
+}
+
+export const defaultRunner: CommandRunner = createCommandRunner();
+
+const NVIDIA_SMI_ARGS = ["--query-gpu=name,memory.total,memory.used,utilization.gpu", "--format=csv,noheader,nounits"];
+const ROCM_SMI_ARGS = ["--showproductname", "--showmeminfo", "vram", "--showuse", "--json"];
+const SYSTEM_PROFILER_ARGS = ["SPDisplaysDataType", "-json"];
 
 /**
  * The GPUs of this machine, from the first tool that finds any (NVIDIA, then AMD, then Apple); [] means

@@ -30,6 +30,9 @@ describe("modelFileFingerprint", () => {
   });
 
   it("re-exports the shared name parser for the agent's backends", () => {
-    expect(parseModelName("Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf")).toMatchObject({ parameterCount: 8e9, quantization: "Q4_K_M" });
+    expect(parseModelName("Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf")).toMatchObject({
+      parameterCount: 8e9,
+      quantization: "Q4_K_M",
+    });
   });
 });

@@ -2,7 +2,7 @@
 import { open } from "node:fs/promises";
 import { createHash } from "node:crypto";
 
-export { bitsPerWeight, parseModelName, type ModelInfo } from "../common/model-name.ts";
+export { parseModelName } from "../common/model-name.ts";
 
 /** How much of the file each of the three samples reads. */
 const SAMPLE_BYTES = 1 << 20;

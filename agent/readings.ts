@@ -1,4 +1,5 @@
-// Live machine readings for the terminal UI: GPUs (through detectGpus) and the host's load and memory, every few seconds.
+// Live machine readings for the terminal UI: GPUs (through detectGpus) and the host's load and memory, every few
+// seconds.
 import { availableParallelism, freemem, loadavg, totalmem } from "node:os";
 import { detectGpus, type Gpu } from "./gpu.ts";
 import type { AgentState, HostReading } from "./state.ts";
@@ -18,7 +19,12 @@ export function readHost(): HostReading {
  * Refreshes the state's readings every `intervalMs` until `signal` aborts. One probe at a time: nvidia-smi can
  * take seconds on a cold driver, and overlapping probes would only pile up.
  */
-export function watchReadings(state: AgentState, intervalMs: number, signal: AbortSignal, detect: () => Promise<Gpu[]> = detectGpus): void {
+export function watchReadings(
+  state: AgentState,
+  intervalMs: number,
+  signal: AbortSignal,
+  detect: () => Promise<Gpu[]> = detectGpus,
+): void {
   let timer: NodeJS.Timeout | undefined;
   const tick = async () => {
     const gpus = await detect();

@@ -1,7 +1,7 @@
 // What the agent tells the coordinator about itself: the Register message and GPU readings as the proto carries them.
 import type { Gpu } from "./gpu.ts";
-import type { NodeIdentity } from "./connection.ts";
-import type { OutgoingMessage } from "./tasks.ts";
+import type { NodeIdentity } from "./node-identity.ts";
+import type { OutgoingMessage } from "./outgoing-message.ts";
 
 type RegisterValue = Extract<OutgoingMessage, { case: "register" }>["value"];
 

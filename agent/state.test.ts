@@ -24,7 +24,14 @@ function manualTime() {
   };
 }
 
-const identity = { version: "0.1.0", nodeId: "gpu-1", accountKey: "1234567890123456", coordinatorUrl: "http://c:8080", backend: "embedded", maxConcurrentTasks: 2 };
+const identity = {
+  version: "0.1.0",
+  nodeId: "gpu-1",
+  accountKey: "1234567890123456",
+  coordinatorUrl: "http://c:8080",
+  backend: "embedded",
+  maxConcurrentTasks: 2,
+};
 
 function store() {
   const time = manualTime();
@@ -140,7 +147,12 @@ describe("AgentState", () => {
     expect(state.snapshot.reputation).toBe(112);
     expect(state.snapshot.stage).toBe("");
     state.reconnecting(4000, "connect ECONNREFUSED 127.0.0.1:8080");
-    expect(state.snapshot.connection).toEqual({ kind: "reconnecting", at: time.now() + 4000, inMs: 4000, error: "connect ECONNREFUSED 127.0.0.1:8080" });
+    expect(state.snapshot.connection).toEqual({
+      kind: "reconnecting",
+      at: time.now() + 4000,
+      inMs: 4000,
+      error: "connect ECONNREFUSED 127.0.0.1:8080",
+    });
     state.connecting(1);
     state.reconnecting(8000, "connect ECONNREFUSED 127.0.0.1:8080");
     expect(state.snapshot.events.slice(-2).map((e) => e.text)).toEqual([
@@ -154,13 +166,21 @@ describe("AgentState", () => {
 
   it("follows a re-tier the coordinator reports in heartbeat acks; repeats of the same tier are no news", () => {
     const { state } = store();
-    state.registered({ tier: "PRO", tierReason: "8B Q4_K_M counts as 8B (7–20B); 5000 tok/s (> 30) → PRO", reputation: 100 });
+    state.registered({
+      tier: "PRO",
+      tierReason: "8B Q4_K_M counts as 8B (7–20B); 5000 tok/s (> 30) → PRO",
+      reputation: 100,
+    });
     state.setTier({ name: "PRO", reason: "8B Q4_K_M counts as 8B (7–20B); 5000 tok/s (> 30) → PRO" });
     expect(state.snapshot.events).toHaveLength(1);
-    const measured = "8B Q4_K_M counts as 8B (7–20B); 19.8 tok/s (10–30) → MID (measured median of 5 answers; declared 5000 tok/s)";
+    const measured =
+      "8B Q4_K_M counts as 8B (7–20B); 19.8 tok/s (10–30) → MID (measured median of 5 answers; declared 5000 tok/s)";
     state.setTier({ name: "MID", reason: measured });
     expect(state.snapshot.tier).toEqual({ name: "MID", reason: measured });
-    expect(state.snapshot.events.at(-1)).toMatchObject({ level: "warn", text: `re-tiered by the coordinator: MID (${measured})` });
+    expect(state.snapshot.events.at(-1)).toMatchObject({
+      level: "warn",
+      text: `re-tiered by the coordinator: MID (${measured})`,
+    });
   });
 
   it(`keeps the last ${EVENT_LOG_LENGTH} events`, () => {

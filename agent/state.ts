@@ -2,7 +2,7 @@
 // runner, read by subscribers as immutable snapshots with notifications throttled to ~10 a second.
 import type { Gpu } from "./gpu.ts";
 
-export type ConnectionStatus =
+type ConnectionStatus =
   | { kind: "starting" }
   | { kind: "connecting"; attempt: number }
   | { kind: "registered"; since: number }
@@ -47,7 +47,7 @@ export interface ModelView {
 
 export type TaskOutcome = "completed" | "failed" | "cancelled" | "handed_back";
 
-export interface Totals {
+interface Totals {
   completed: number;
   failed: number;
   /** Stopped by the coordinator (client gone, deadline). */
@@ -124,7 +124,14 @@ export class AgentState {
   #lastPublished: AgentSnapshot | undefined;
 
   constructor(
-    initial: { version: string; nodeId: string; accountKey: string; coordinatorUrl: string; backend: string; maxConcurrentTasks: number },
+    initial: {
+      version: string;
+      nodeId: string;
+      accountKey: string;
+      coordinatorUrl: string;
+      backend: string;
+      maxConcurrentTasks: number;
+    },
     options: AgentStateOptions = {},
   ) {
     this.#now = options.now ?? Date.now;
@@ -312,12 +319,17 @@ export class AgentState {
     const task = this.#draft.tasks.find((t) => t.taskId === taskId);
     this.#update((d) => {
       d.tasks = d.tasks.filter((t) => t.taskId !== taskId);
-      const key = ({ completed: "completed", failed: "failed", cancelled: "cancelled", handed_back: "handedBack" } as const)[outcome];
+      const key = (
+        { completed: "completed", failed: "failed", cancelled: "cancelled", handed_back: "handedBack" } as const
+      )[outcome];
       d.totals[key]++;
     });
     const seconds = task ? ((this.#now() - task.startedAt) / 1000).toFixed(1) : "?";
     const what = `task ${shortId(taskId)} ${outcome.replace("_", " ")}: ${task?.tokens ?? 0} tokens in ${seconds} s`;
-    this.event(outcome === "failed" ? "error" : outcome === "completed" ? "info" : "warn", detail ? `${what} (${detail})` : what);
+    this.event(
+      outcome === "failed" ? "error" : outcome === "completed" ? "info" : "warn",
+      detail ? `${what} (${detail})` : what,
+    );
   }
   taskRefused(taskId: string, why: string): void {
     this.#update((d) => void d.totals.refused++);

@@ -5,12 +5,13 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { chunkTokenCount } from "../common/chunk-tokens.ts";
-import { sealMessage } from "../common/crypto/envelope.ts";
+import { openText, sealMessage } from "../common/crypto/envelope.ts";
 import { Difficulty, Role } from "../gen/iris/v1/common_pb.ts";
 import { ConnectRequestSchema, TaskAssignSchema, TaskErrorReason, TaskPayloadSchema } from "../gen/iris/v1/node_pb.ts";
 import type { Backend, GeneratedPiece, GenerateRequest, GenerateResult } from "./backends/backend.ts";
 import { AgentState } from "./state.ts";
-import { TaskRunner, type OutgoingMessage } from "./tasks.ts";
+import type { OutgoingMessage } from "./outgoing-message.ts";
+import { TaskRunner } from "./tasks.ts";
 
 const keys = { toNode: createSecretKey(randomBytes(32)), toCoordinator: createSecretKey(randomBytes(32)) };
 
@@ -22,7 +23,10 @@ function assign(maxTokens: number) {
     difficulty: Difficulty.COMPLEX,
     maxTokens,
     enableStreaming: true,
-    payload: { case: "sealed", value: sealMessage(keys.toNode, TaskPayloadSchema, payload, { taskId, sequence: 0, kind: "assign" }) },
+    payload: {
+      case: "sealed",
+      value: sealMessage(keys.toNode, TaskPayloadSchema, payload, { taskId, sequence: 0, kind: "assign" }),
+    },
   });
 }
 
@@ -48,9 +52,19 @@ function tickingBackend(everyMs: number): Backend & { calls: number } {
 
 function runner(backend: Backend, options: { paused?: boolean } = {}) {
   const sent: OutgoingMessage[] = [];
-  const state = new AgentState({ version: "t", nodeId: "n", accountKey: "1234123412341234", coordinatorUrl: "http://c", backend: "test", maxConcurrentTasks: 1 });
+  const state = new AgentState({
+    version: "t",
+    nodeId: "n",
+    accountKey: "1234123412341234",
+    coordinatorUrl: "http://c",
+    backend: "test",
+    maxConcurrentTasks: 1,
+  });
   const paused = { value: options.paused ?? false };
-  const tasks = new TaskRunner(backend, (m) => void sent.push(m), pino({ level: "silent" }), 1, keys, { state, isPaused: () => paused.value });
+  const tasks = new TaskRunner(backend, (m) => void sent.push(m), pino({ level: "silent" }), 1, keys, {
+    state,
+    isPaused: () => paused.value,
+  });
   return { tasks, sent, state, paused };
 }
 
@@ -60,7 +74,12 @@ describe("TaskRunner", () => {
     const { tasks, sent, state } = runner(backend, { paused: true });
     const task = assign(10);
     await tasks.start(task);
-    expect(sent).toEqual([{ case: "error", value: { taskId: task.taskId, reason: TaskErrorReason.OVERLOADED, message: "the node is paused" } }]);
+    expect(sent).toEqual([
+      {
+        case: "error",
+        value: { taskId: task.taskId, reason: TaskErrorReason.OVERLOADED, message: "the node is paused" },
+      },
+    ]);
     expect(backend.calls).toBe(0);
     expect(state.snapshot.totals.refused).toBe(1);
   });
@@ -88,7 +107,10 @@ describe("TaskRunner", () => {
     tasks.handBackAll("the node is shutting down");
     await tasks.idle();
     const errorAt = sent.findIndex((m) => m?.case === "error");
-    expect(sent[errorAt]).toEqual({ case: "error", value: { taskId: task.taskId, reason: TaskErrorReason.CANCELLED, message: "the node is shutting down" } });
+    expect(sent[errorAt]).toEqual({
+      case: "error",
+      value: { taskId: task.taskId, reason: TaskErrorReason.CANCELLED, message: "the node is shutting down" },
+    });
     expect(errorAt).toBe(sent.length - 1); // no chunk or result after the hand-back
     expect(errorAt).toBeGreaterThan(0);
     expect(tasks.active).toBe(0);
@@ -102,7 +124,11 @@ describe("TaskRunner", () => {
       kind: "test",
       describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
       async *generate(request) {
-        for (let n = 0; n < 4; n++) yield { text: `é${n}`, tokens: 3 };
+        for (let n = 0; n < 4; n++) {
+          // one piece a turn: pieces released together would go out as one chunk (the next test)
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          yield { text: `é${n}`, tokens: 3 };
+        }
         return { promptTokens: 3, completionTokens: request.maxTokens + 2, finishReason: "length" };
       },
       close: async () => {},
@@ -110,12 +136,57 @@ describe("TaskRunner", () => {
     const { tasks, sent, state } = runner(chunky);
     await tasks.start(assign(12));
     // what the coordinator reads: each chunk decoded from the wire with its token count
-    const wire = sent.map((message) => fromBinary(ConnectRequestSchema, toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { message }))).message);
+    const wire = sent.map(
+      (message) =>
+        fromBinary(ConnectRequestSchema, toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { message })))
+          .message,
+    );
     expect(wire.flatMap((m) => (m.case === "chunk" ? [chunkTokenCount(m.value)] : []))).toEqual([3, 3, 3, 3]);
     const result = wire.at(-1);
     expect(result?.case === "result" && result.value.usage?.completionTokens).toBe(12);
     expect(state.snapshot.totals).toMatchObject({ completed: 1, tokens: 12 });
     expect(state.snapshot.events.at(-1)?.text).toMatch(/completed: 12 tokens/);
+  });
+
+  it("sends the pieces released in one turn as one chunk that carries all their tokens, sealed in order", async () => {
+    // 16 tokens at once (an upstream read that holds 16 SSE events), then 4 more a turn later
+    const burst: Backend = {
+      kind: "test",
+      describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
+      async *generate() {
+        for (let n = 0; n < 16; n++) yield { text: ` a${n}`, tokens: 1 };
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        for (let n = 0; n < 4; n++) yield { text: ` b${n}`, tokens: 1 };
+        return { promptTokens: 3, completionTokens: 20, finishReason: "stop" };
+      },
+      close: async () => {},
+    };
+    const { tasks, sent, state } = runner(burst);
+    const task = assign(100);
+    await tasks.start(task);
+    const wire = sent.map(
+      (message) =>
+        fromBinary(ConnectRequestSchema, toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { message })))
+          .message,
+    );
+    const chunks = wire.flatMap((m) => (m.case === "chunk" ? [m.value] : []));
+    expect(chunks.map(chunkTokenCount)).toEqual([16, 4]);
+    expect(chunks.map((chunk) => chunk.sequence)).toEqual([0, 1]);
+    const texts = chunks.map((chunk) => {
+      if (chunk.content.case !== "sealed") throw new Error("a chunk in the clear");
+      return openText(keys.toCoordinator, chunk.content.value, {
+        taskId: task.taskId,
+        sequence: chunk.sequence,
+        kind: "chunk",
+      });
+    });
+    expect(texts.join("")).toBe(
+      [...Array.from({ length: 16 }, (_, n) => ` a${n}`), ...Array.from({ length: 4 }, (_, n) => ` b${n}`)].join(""),
+    );
+    const result = wire.at(-1);
+    expect(result?.case === "result" && result.value.usage?.completionTokens).toBe(20);
+    expect(result?.case === "result" && result.value.chunkCount).toBe(2);
+    expect(state.snapshot.totals).toMatchObject({ completed: 1, tokens: 20 });
   });
 
   it("is idle at once when nothing runs", async () => {

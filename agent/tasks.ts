@@ -1,18 +1,16 @@
 // Runs the coordinator's tasks on the backend: concurrently up to capacity, chunks in sequence, cancel honoured,
 // assignments refused while the node is paused, and running tasks handed back when it quits.
 import type { Logger } from "pino";
-import { Difficulty, } from "../gen/iris/v1/common_pb.ts";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Difficulty } from "../gen/iris/v1/common_pb.ts";
 import { createValidator } from "@bufbuild/protovalidate";
-import { TaskErrorReason, TaskPayloadSchema, type ConnectRequestSchema, type TaskAssign, type TaskPayload } from "../gen/iris/v1/node_pb.ts";
-import { chunkWithTokens } from "../common/chunk-tokens.ts";
-import { EnvelopeError, openMessage, sealText, type SessionKeys } from "../common/crypto/envelope.ts";
-import { BackendError, type Backend, } from "./backends/backend.ts";
+import { TaskErrorReason, TaskPayloadSchema, type TaskAssign, type TaskPayload } from "../gen/iris/v1/node_pb.ts";
+import { EnvelopeError, openMessage, type SessionKeys } from "../common/crypto/envelope.ts";
+import { BackendError, type Backend } from "./backends/backend.ts";
+import type { OutgoingMessage } from "./outgoing-message.ts";
+import { ChunkCoalescer } from "./chunk-coalescer.ts";
 import type { AgentState, TaskOutcome } from "./state.ts";
 import { chatRoleFromProto } from "../common/vocabulary.ts";
 
-/** One node → coordinator message, as the connection sends it. */
-export type OutgoingMessage = MessageInitShape<typeof ConnectRequestSchema>["message"];
 type Send = (message: OutgoingMessage) => void;
 
 /** Payload rules (lengths, ranges) are checked after opening: on the wire only the ciphertext is visible. */
@@ -125,9 +123,15 @@ export class TaskRunner {
   #openPayload(assign: TaskAssign): TaskPayload | string {
     if (assign.payload.case !== "sealed") return "the payload must be sealed on an encrypted connection";
     try {
-      const payload = openMessage(this.keys.toNode, TaskPayloadSchema, assign.payload.value, { taskId: assign.taskId, sequence: 0, kind: "assign" });
+      const payload = openMessage(this.keys.toNode, TaskPayloadSchema, assign.payload.value, {
+        taskId: assign.taskId,
+        sequence: 0,
+        kind: "assign",
+      });
       const verdict = validator.validate(TaskPayloadSchema, payload);
-      return verdict.kind === "valid" ? payload : `invalid payload: ${verdict.kind === "invalid" ? verdict.error.message : "unknown"}`;
+      return verdict.kind === "valid"
+        ? payload
+        : `invalid payload: ${verdict.kind === "invalid" ? verdict.error.message : "unknown"}`;
     } catch (err) {
       if (err instanceof EnvelopeError) return `payload does not open: ${err.message}`;
       throw err;
@@ -135,7 +139,11 @@ export class TaskRunner {
   }
 
   /** Runs one task to its end; never throws. */
-  async #run(assign: TaskAssign, signal: AbortSignal, task: RunningTask): Promise<"completed" | "cancelled" | "failed"> {
+  async #run(
+    assign: TaskAssign,
+    signal: AbortSignal,
+    task: RunningTask,
+  ): Promise<"completed" | "cancelled" | "failed"> {
     const taskId = assign.taskId;
     const payload = this.#openPayload(assign);
     if (typeof payload === "string") {
@@ -148,7 +156,7 @@ export class TaskRunner {
     });
     const started = Date.now();
     let firstTokenAt: number | undefined;
-    let sequence = 0;
+    const chunks = new ChunkCoalescer(taskId, this.keys, this.send, signal);
     try {
       const stream = this.backend.generate({
         messages,
@@ -166,11 +174,10 @@ export class TaskRunner {
         const { text, tokens } = next.value;
         task.tokens += tokens;
         this.options.state?.taskToken(taskId, tokens);
-        const aad = { taskId, sequence, kind: "chunk" } as const;
-        const content = { case: "sealed", value: sealText(this.keys.toCoordinator, text, aad) } as const;
-        this.send({ case: "chunk", value: chunkWithTokens({ taskId, sequence: sequence++, content }, tokens) });
+        chunks.add(text, tokens);
         next = await stream.next();
       }
+      chunks.flush();
       if (signal.aborted) return "cancelled"; // cancelled by the coordinator: it expects nothing more
       const result = next.done ? next.value : undefined;
       const finished = Date.now();
@@ -190,16 +197,20 @@ export class TaskRunner {
             tokensPerSecond: generationMs > 0 ? (completion * 1000) / generationMs : 0,
           },
           finishReason: result?.finishReason ?? "stop",
-          chunkCount: sequence,
+          chunkCount: chunks.sent,
         },
       });
       return "completed";
     } catch (err) {
       if (signal.aborted) return "cancelled";
+      // the text streamed before the failure reaches the coordinator first: a failover continues after it
+      chunks.flush();
       const reason = err instanceof BackendError ? errorReasons[err.reason] : TaskErrorReason.BACKEND_FAILED;
       this.logger.warn({ taskId, err }, "task failed on the backend");
       this.send(error(taskId, reason, err instanceof Error ? err.message : String(err)));
       return "failed";
+    } finally {
+      chunks.discard();
     }
   }
 }

@@ -3,7 +3,7 @@
 import { readPeerCertificate, tlsFault, type TlsFault } from "../common/tls-fault.ts";
 
 /** Connection attempts in a row that end in a TLS fault before the agent gives up. */
-export const TLS_FAULT_ATTEMPTS = 3;
+const TLS_FAULT_ATTEMPTS = 3;
 
 /** The agent cannot talk to the coordinator securely (or at all, with this URL): retrying won't help. */
 export class CoordinatorTlsFault extends Error {
@@ -37,6 +37,8 @@ export class TlsFaultCounter {
   /** The final fault, its message completed with the certificate's dates and names when they can be read. */
   async final(err: unknown, fallback: TlsFault): Promise<CoordinatorTlsFault> {
     const certificate = await readPeerCertificate(this.coordinatorUrl);
-    return new CoordinatorTlsFault(tlsFault(err, { url: this.coordinatorUrl, caSetting: "COORDINATOR_CA_PATH", certificate }) ?? fallback);
+    return new CoordinatorTlsFault(
+      tlsFault(err, { url: this.coordinatorUrl, caSetting: "COORDINATOR_CA_PATH", certificate }) ?? fallback,
+    );
   }
 }

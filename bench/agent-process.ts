@@ -16,7 +16,16 @@ export interface BenchAgent {
 
 export function startBenchAgent(env: Record<string, string>): BenchAgent {
   const clean = { ...process.env };
-  for (const name of ["IRIS_ACCOUNT_KEY", "NODE_ID", "IRIS_MODEL", "IRIS_BACKEND", "BACKEND_URL", "DATABASE_URL", "LOG_LEVEL"]) delete clean[name];
+  for (const name of [
+    "IRIS_ACCOUNT_KEY",
+    "NODE_ID",
+    "IRIS_MODEL",
+    "IRIS_BACKEND",
+    "BACKEND_URL",
+    "DATABASE_URL",
+    "LOG_LEVEL",
+  ])
+    delete clean[name];
   const child = spawn(process.execPath, ["--import", "tsx", "--import", "./bench/orphan-guard.ts", "agent/main.ts"], {
     cwd: root,
     env: { ...clean, IRIS_THREADS: "1", ...env },

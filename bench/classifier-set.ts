@@ -1,4 +1,5 @@
-// Loads bench/classifier-set.json (labelled prompts) into conversations the classifiers take; builds the long documents.
+// Loads bench/classifier-set.json (labelled prompts) into conversations the classifiers take; builds the long
+// documents.
 import { readFileSync } from "node:fs";
 import { DIFFICULTIES, type Difficulty } from "../common/vocabulary.ts";
 
@@ -33,8 +34,10 @@ export function loadClassifierSet(path: URL | string = setPath): LabelledPrompt[
   return raw.items.map((item) => {
     if (seen.has(item.id)) throw new Error(`classifier set: duplicate id ${item.id}`);
     seen.add(item.id);
-    if (!(DIFFICULTIES as readonly string[]).includes(item.label)) throw new Error(`classifier set: ${item.id} has label ${item.label}`);
-    if (item.split !== "train" && item.split !== "test") throw new Error(`classifier set: ${item.id} has split ${item.split}`);
+    if (!(DIFFICULTIES as readonly string[]).includes(item.label))
+      throw new Error(`classifier set: ${item.id} has label ${item.label}`);
+    if (item.split !== "train" && item.split !== "test")
+      throw new Error(`classifier set: ${item.id} has split ${item.split}`);
     return {
       id: item.id,
       lang: item.lang,

@@ -33,7 +33,9 @@ function table(header: string[], rows: (string | number)[][]): string {
 }
 
 function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+  return sorted.length === 0
+    ? Number.NaN
+    : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 const percent = (part: number, whole: number) => `${((100 * part) / Math.max(1, whole)).toFixed(1)} %`;
@@ -44,14 +46,37 @@ function scoreRow(name: string, runs: Run[]): (string | number)[] {
   const under = runs.filter((r) => r.answer !== undefined && rank(r.answer) < rank(r.item.label)).length;
   const over = runs.filter((r) => r.answer !== undefined && rank(r.answer) > rank(r.item.label)).length;
   const failed = runs.filter((r) => r.answer === undefined).length;
-  return [name, runs.length, right, percent(right, runs.length), percent(under, runs.length), percent(over, runs.length), failed];
+  return [
+    name,
+    runs.length,
+    right,
+    percent(right, runs.length),
+    percent(under, runs.length),
+    percent(over, runs.length),
+    failed,
+  ];
 }
 
 const SCORE_HEADER = ["", "items", "right", "accuracy", "under-classified", "over-classified", "failed"];
 
 function accuracyTable(runs: Run[], bySplit: boolean): string {
-  const rows = [scoreRow("all", runs), ...DIFFICULTIES.map((label) => scoreRow(label, runs.filter((r) => r.item.label === label)))];
-  if (bySplit) for (const split of ["train", "test"] as const) rows.push(scoreRow(`old ${split} split`, runs.filter((r) => r.item.split === split)));
+  const rows = [
+    scoreRow("all", runs),
+    ...DIFFICULTIES.map((label) =>
+      scoreRow(
+        label,
+        runs.filter((r) => r.item.label === label),
+      ),
+    ),
+  ];
+  if (bySplit)
+    for (const split of ["train", "test"] as const)
+      rows.push(
+        scoreRow(
+          `old ${split} split`,
+          runs.filter((r) => r.item.split === split),
+        ),
+      );
   return table(SCORE_HEADER, rows);
 }
 
@@ -66,13 +91,26 @@ function confusion(runs: Run[], withFailures: boolean): string {
 
 function byGroup(runs: Run[], key: (item: LabelledPrompt) => string, title: string): string {
   const groups = [...Map.groupBy(runs, (r) => key(r.item))].sort(([a], [b]) => a.localeCompare(b));
-  return table([title, "items", "right", "accuracy", "under-classified", "over-classified", "failed"], groups.map(([name, group]) => scoreRow(name, group)));
+  return table(
+    [title, "items", "right", "accuracy", "under-classified", "over-classified", "failed"],
+    groups.map(([name, group]) => scoreRow(name, group)),
+  );
 }
 
 function latency(runs: Run[], unit: "µs" | "ms"): string {
   const values = runs.map((r) => (unit === "µs" ? r.micros : r.micros / 1000)).sort((a, b) => a - b);
   const digits = unit === "µs" ? 1 : 0;
-  return table(["latency", "p50", "p99", "max"], [[unit, percentile(values, 50).toFixed(digits), percentile(values, 99).toFixed(digits), values.at(-1)!.toFixed(digits)]]);
+  return table(
+    ["latency", "p50", "p99", "max"],
+    [
+      [
+        unit,
+        percentile(values, 50).toFixed(digits),
+        percentile(values, 99).toFixed(digits),
+        values.at(-1)!.toFixed(digits),
+      ],
+    ],
+  );
 }
 
 function runLocal(items: LabelledPrompt[]): Run[] {
@@ -93,7 +131,10 @@ function runLocal(items: LabelledPrompt[]): Run[] {
   });
 }
 
-async function runRemote(items: LabelledPrompt[], ask: (item: LabelledPrompt, signal: AbortSignal) => Promise<Difficulty>): Promise<Run[]> {
+async function runRemote(
+  items: LabelledPrompt[],
+  ask: (item: LabelledPrompt, signal: AbortSignal) => Promise<Difficulty>,
+): Promise<Run[]> {
   // one untimed request first: connection setup (TLS to OpenRouter) is not a classification's cost
   await ask(items[0]!, AbortSignal.timeout(REMOTE_TIMEOUT_MS)).catch(() => {});
   const runs: Run[] = [];
@@ -117,7 +158,13 @@ async function runRemote(items: LabelledPrompt[], ask: (item: LabelledPrompt, si
   return items.map((item) => runs.find((run) => run.item === item)!);
 }
 
-function report(title: string, note: string, runs: Run[], unit: "µs" | "ms", options: { bySplit?: boolean; withFailures?: boolean } = {}): void {
+function report(
+  title: string,
+  note: string,
+  runs: Run[],
+  unit: "µs" | "ms",
+  options: { bySplit?: boolean; withFailures?: boolean } = {},
+): void {
   console.log(`\n### ${title}\n\n${note}\n`);
   console.log(accuracyTable(runs, options.bySplit ?? false));
   console.log(`\n${confusion(runs, options.withFailures ?? false)}\n`);
@@ -130,13 +177,22 @@ function misses(runs: Run[]): void {
   console.log("\nMisclassified:\n");
   for (const r of wrong) {
     const text = r.item.messages.at(-1)!.content.replace(/\s+/g, " ").slice(0, 90);
-    console.log(`- \`${r.item.id}\` (${r.item.split}, ${r.item.kind}) ${r.item.label} → ${r.answer ?? "failed"}: ${text}`);
+    console.log(
+      `- \`${r.item.id}\` (${r.item.split}, ${r.item.kind}) ${r.item.label} → ${r.answer ?? "failed"}: ${text}`,
+    );
   }
 }
 
 /** The frozen test split as bench items. */
 function frozenSplit(): LabelledPrompt[] {
-  return loadTestSplit().map((item) => ({ id: item.id, lang: item.lang, kind: item.kind, label: item.label, split: "test", messages: toMessages(item.text) }));
+  return loadTestSplit().map((item) => ({
+    id: item.id,
+    lang: item.lang,
+    kind: item.kind,
+    label: item.label,
+    split: "test",
+    messages: toMessages(item.text),
+  }));
 }
 
 async function main(): Promise<void> {
@@ -146,9 +202,15 @@ async function main(): Promise<void> {
   const count = (items: LabelledPrompt[], key: (item: LabelledPrompt) => string) =>
     [...Map.groupBy(items, key)].map(([name, group]) => `${name} ${group.length}`).join(", ");
   console.log("## Classifier benchmark\n");
-  console.log(`Frozen test split: ${frozen.length} prompts, ${count(frozen, (i) => i.label)}; ${new Set(frozen.map((i) => i.lang)).size} languages.`);
-  console.log(`Older set (bench/classifier-set.json): ${old.length} prompts, ${count(old, (i) => i.label)}. Node ${process.version}.`);
-  console.log(`Model: ${MODEL_FILE.pathname.split("/").at(-1)}, ${JSON.stringify(model.header.training)}; offsets ${JSON.stringify(model.header.offsets)}.`);
+  console.log(
+    `Frozen test split: ${frozen.length} prompts, ${count(frozen, (i) => i.label)}; ${new Set(frozen.map((i) => i.lang)).size} languages.`,
+  );
+  console.log(
+    `Older set (bench/classifier-set.json): ${old.length} prompts, ${count(old, (i) => i.label)}. Node ${process.version}.`,
+  );
+  console.log(
+    `Model: ${MODEL_FILE.pathname.split("/").at(-1)}, ${JSON.stringify(model.header.training)}; offsets ${JSON.stringify(model.header.offsets)}.`,
+  );
 
   const local = runLocal(frozen);
   report(
@@ -162,21 +224,43 @@ async function main(): Promise<void> {
   console.log(`\n${byGroup(local, (i) => `${i.label[0]} ${i.kind}`, "kind")}`);
 
   const localOld = runLocal(old);
-  report("local model — older set", "The set the retired rules were tuned on (its splits are the rules' splits); the model never trained on it.", localOld, "µs", { bySplit: true });
+  report(
+    "local model — older set",
+    "The set the retired rules were tuned on (its splits are the rules' splits); the model never trained on it.",
+    localOld,
+    "µs",
+    { bySplit: true },
+  );
   console.log(`\n${byGroup(localOld, (i) => i.lang, "language")}`);
   misses(localOld);
 
   const config = loadConfig();
   if (config.openRouter.apiKey) {
-    const link = createOpenRouterClassifier({ apiKey: config.openRouter.apiKey, url: config.openRouter.url, model: config.openRouter.model });
-    const runs = await runRemote(old, async (item, signal) => (await link.classify({ messages: item.messages, signal })).difficulty);
-    report(`openrouter (${config.openRouter.model}) — older set`, `${config.openRouter.url}, ${REMOTE_CONCURRENCY} requests at a time.`, runs, "ms", { withFailures: true });
+    const link = createOpenRouterClassifier({
+      apiKey: config.openRouter.apiKey,
+      url: config.openRouter.url,
+      model: config.openRouter.model,
+    });
+    const runs = await runRemote(
+      old,
+      async (item, signal) => (await link.classify({ messages: item.messages, signal })).difficulty,
+    );
+    report(
+      `openrouter (${config.openRouter.model}) — older set`,
+      `${config.openRouter.url}, ${REMOTE_CONCURRENCY} requests at a time.`,
+      runs,
+      "ms",
+      { withFailures: true },
+    );
     misses(runs);
   } else {
     const standin = await startOpenRouterStandin({ content: '{"difficulty":"COMPLEX"}' });
     try {
       const link = createOpenRouterClassifier({ apiKey: "stand-in", url: standin.url, model: "stand-in" });
-      const runs = await runRemote(old, async (item, signal) => (await link.classify({ messages: item.messages, signal })).difficulty);
+      const runs = await runRemote(
+        old,
+        async (item, signal) => (await link.classify({ messages: item.messages, signal })).difficulty,
+      );
       report(
         "openrouter — STAND-IN, not a model",
         "OPENROUTER_API_KEY is not set: the link ran against a local stand-in that always answers " +
@@ -195,9 +279,20 @@ async function main(): Promise<void> {
   if (nodeBackendUrl) {
     const backend = createOpenAiCompatibleBackend({ baseUrl: nodeBackendUrl });
     const name = (await backend.describe()).name;
-    for (const [setName, items] of [["frozen test split", frozen], ["older set", old]] as const) {
-      const runs = await runRemote(items, (item, signal) => classifyWithBackend(backend, renderForNode(item.messages), signal));
-      report(`node (${name}) — ${setName}`, `What a node answers a classify assign with: agent/classify.ts on ${nodeBackendUrl}.`, runs, "ms", { withFailures: true });
+    for (const [setName, items] of [
+      ["frozen test split", frozen],
+      ["older set", old],
+    ] as const) {
+      const runs = await runRemote(items, (item, signal) =>
+        classifyWithBackend(backend, renderForNode(item.messages), signal),
+      );
+      report(
+        `node (${name}) — ${setName}`,
+        `What a node answers a classify assign with: agent/classify.ts on ${nodeBackendUrl}.`,
+        runs,
+        "ms",
+        { withFailures: true },
+      );
     }
     await backend.close();
   } else {

@@ -1,27 +1,55 @@
 // What a cross-coordinator hop costs (issue #12): two coordinator processes on one database and NATS, one
 // scripted node connected to B. The same short chats go to B (the node's home: no hop) and to A (assign and
 // every chunk relayed through B over NATS), interleaved; p50/p90/p99 of time to first token and of the whole
-// answer. `npm run bench:cluster` (bench/cluster-hop.ts); NATS_URL (default nats://127.0.0.1:4222), BENCH_CHATS, BENCH_TOKENS.
+// answer. `npm run bench:cluster` (this file), and the last table of `npm run bench` (bench/workers.ts);
+// NATS_URL (default nats://127.0.0.1:4222), BENCH_CHATS, BENCH_TOKENS.
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import pino from "pino";
+import { NatsBus } from "../coordinator/cluster/bus-nats.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { startScriptedNode } from "../test/support/scripted-node.ts";
 import { startCoordinatorProcess, type CoordinatorProcess } from "./coordinator-process.ts";
 import { createBenchDatabase } from "./database.ts";
 import { ascending, fixed, markdownTable, percentile, sleep } from "./stats.ts";
 
-const chats = Number(process.env.BENCH_CHATS ?? 300);
-const tokens = Number(process.env.BENCH_TOKENS ?? 16);
-const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+export interface ClusterHopOptions {
+  /** Chats per path (BENCH_CHATS, default 300). */
+  chats?: number;
+  /** Chunks per answer (BENCH_TOKENS, default 16). */
+  tokens?: number;
+  natsUrl?: string;
+}
 
-async function main(): Promise<void> {
+export interface ClusterHopResult {
+  markdown: string;
+  /** What the hop added at p50, ms: to the first token and to the whole answer. */
+  addedP50: { ttft: number; total: number };
+}
+
+/** Runs the two paths and returns the table (a PostgreSQL DATABASE_URL is needed: a cluster shares one server). */
+export async function runClusterHopBench(options: ClusterHopOptions = {}): Promise<ClusterHopResult> {
+  const chats = options.chats ?? 300;
+  const tokens = options.tokens ?? 16;
+  const natsUrl = options.natsUrl ?? "nats://127.0.0.1:4222";
+  const load = loadavg()
+    .map((n) => n.toFixed(2))
+    .join(" ");
   const workDir = mkdtempSync(join(tmpdir(), "iris-bench-cluster-"));
   const database = await createBenchDatabase(process.env.DATABASE_URL?.trim() || undefined);
-  const env = { ...database.env, NATS_URL: natsUrl, CLUSTER_NAME: `bench-${randomBytes(4).toString("hex")}`, SPOT_CHECK_FRACTION: "0", CANARY_INTERVAL_MS: "0", CLASSIFIER_NODE_BUDGET_MS: "0" };
+  const env = {
+    ...database.env,
+    NATS_URL: natsUrl,
+    CLUSTER_NAME: `bench-${randomBytes(4).toString("hex")}`,
+    SPOT_CHECK_FRACTION: "0",
+    CANARY_INTERVAL_MS: "0",
+    CLASSIFIER_NODE_BUDGET_MS: "0",
+  };
   const started: CoordinatorProcess[] = [];
   try {
     // one after the other: A creates the key file B reads (every coordinator of a cluster holds the same key)
@@ -29,7 +57,13 @@ async function main(): Promise<void> {
     started.push(a);
     const b = await startCoordinatorProcess({ env, workDir, name: "b" });
     started.push(b);
-    const node = startScriptedNode({ baseUrl: b.url, accountKey: database.accountKey, nodeId: "hop-node", maxConcurrentTasks: 1, script: () => ({ tokens: Array.from({ length: tokens }, (_, i) => `t${i} `) }) });
+    const node = startScriptedNode({
+      baseUrl: b.url,
+      accountKey: database.accountKey,
+      nodeId: "hop-node",
+      maxConcurrentTasks: 1,
+      script: () => ({ tokens: Array.from({ length: tokens }, (_, i) => `t${i} `) }),
+    });
     await node.registered;
     // the bench account is exempt from the chat limits (UNLIMITED_ACCOUNT_KEYS)
     const clients = { same: client(b.url, database.accountKey), cross: client(a.url, database.accountKey) };
@@ -43,9 +77,25 @@ async function main(): Promise<void> {
       await clients.same.ask(); // warm-up: connections, JIT
       await clients.cross.ask();
     }
-    const samples = { same: { ttft: [] as number[], total: [] as number[] }, cross: { ttft: [] as number[], total: [] as number[] } };
+    const samples = {
+      same: { ttft: [] as number[], total: [] as number[] },
+      cross: { ttft: [] as number[], total: [] as number[] },
+      bus: [] as number[],
+    };
+    // the floor of a hop: one NATS round trip between two connections of this process, as the coordinators use them
+    const logger = pino({ level: "silent" });
+    const [asker, answerer] = [
+      await NatsBus.connect({ servers: natsUrl, name: "bench-asker", logger }),
+      await NatsBus.connect({ servers: natsUrl, name: "bench-answerer", logger }),
+    ];
+    answerer.serve(`${env.CLUSTER_NAME}.bench`, (data) => data);
+    await answerer.flush();
+    const payload = new Uint8Array(200);
     let failed = 0;
     for (let i = 0; i < chats; i++) {
+      const before = performance.now();
+      await asker.request(`${env.CLUSTER_NAME}.bench`, payload, 5_000);
+      samples.bus.push(performance.now() - before);
       for (const path of i % 2 === 0 ? (["same", "cross"] as const) : (["cross", "same"] as const)) {
         const result = await clients[path].ask();
         if (!result.ok) failed++;
@@ -57,12 +107,23 @@ async function main(): Promise<void> {
     }
     const row = (name: string, values: number[]) => {
       const sorted = ascending(values);
-      return [name, String(values.length), fixed(percentile(sorted, 50)), fixed(percentile(sorted, 90)), fixed(percentile(sorted, 99))];
+      return [
+        name,
+        String(values.length),
+        fixed(percentile(sorted, 50)),
+        fixed(percentile(sorted, 90)),
+        fixed(percentile(sorted, 99)),
+      ];
     };
     const p50 = (values: number[]) => percentile(ascending(values), 50);
-    console.log(`## Cross-coordinator hop\n`);
-    console.log(`machine: ${cpus().length} cores, Node ${process.version}; database: ${database.label}; NATS ${natsUrl}; ${chats} chats per path, interleaved, one at a time, ${tokens} chunks each (a scripted node, no delay); load average ${loadavg().map((n) => n.toFixed(2)).join(" ")}\n`);
-    console.log(
+    const added = {
+      ttft: p50(samples.cross.ttft) - p50(samples.same.ttft),
+      total: p50(samples.cross.total) - p50(samples.same.total),
+    };
+    const markdown =
+      `machine: ${cpus().length} cores, Node ${process.version}; database: ${database.label}; NATS ${natsUrl}; ${chats} chats per path, interleaved, one at a time, ${tokens} chunks each (a scripted node, no delay); load average ${load} at the start, ${loadavg()
+        .map((n) => n.toFixed(2))
+        .join(" ")} at the end\n\n` +
       markdownTable(
         ["path", "chats", "p50 ms", "p90 ms", "p99 ms"],
         [
@@ -70,12 +131,14 @@ async function main(): Promise<void> {
           row("time to first token, through another coordinator (A → B)", samples.cross.ttft),
           row(`whole answer (${tokens} chunks), node's own coordinator`, samples.same.total),
           row(`whole answer (${tokens} chunks), through another coordinator`, samples.cross.total),
+          row("NATS request/reply round trip, two connections of the bench process (200 bytes)", samples.bus),
         ],
         ["l", "r", "r", "r", "r"],
-      ),
-    );
-    console.log(`\nadded by the hop at p50: ${fixed(p50(samples.cross.ttft) - p50(samples.same.ttft))} ms to the first token, ${fixed(p50(samples.cross.total) - p50(samples.same.total))} ms to the whole answer; failed chats: ${failed}`);
+      ) +
+      `\n\nadded by the hop at p50: ${fixed(added.ttft)} ms to the first token, ${fixed(added.total)} ms to the whole answer; failed chats: ${failed}`;
     node.kill();
+    await Promise.all([asker.close(), answerer.close()]);
+    return { markdown, addedP50: added };
   } finally {
     for (const coordinator of started.reverse()) await coordinator.stop().catch(() => {});
     await database.drop().catch(() => {});
@@ -90,7 +153,10 @@ function client(baseUrl: string, accountKey: string) {
       const started = performance.now();
       let first: number | undefined;
       try {
-        for await (const response of inference.chat({ params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] } }, { headers: { "x-iris-account-key": accountKey } })) {
+        for await (const response of inference.chat(
+          { params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] } },
+          { headers: { "x-iris-account-key": accountKey } },
+        )) {
           if (response.event.case === "token") first ??= performance.now();
         }
       } catch {
@@ -102,10 +168,20 @@ function client(baseUrl: string, accountKey: string) {
   };
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const count = (value: string | undefined) => (value ? Number(value) : undefined);
+  runClusterHopBench({
+    chats: count(process.env.BENCH_CHATS),
+    tokens: count(process.env.BENCH_TOKENS),
+    natsUrl: process.env.NATS_URL,
+  }).then(
+    (result) => {
+      console.log(`## Cross-coordinator hop\n\n${result.markdown}`);
+      process.exit(0);
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -13,7 +13,7 @@ for (const length of [500, 5_000, 20_000]) {
   const pairs: [string, string, boolean][] = [
     ["one word changed", long.replace("w5 ", "v5 "), true],
     ["both ends changed", ["first", ...words.slice(1, -1), "last"].join(" "), true],
-    ["every word different", words.map((w) => w + "x").join(" "), false],
+    ["every word different", words.map((w) => `${w}x`).join(" "), false],
   ];
   for (const [what, other, agree] of pairs) {
     const times: number[] = [];
@@ -23,7 +23,11 @@ for (const length of [500, 5_000, 20_000]) {
       times.push(performance.now() - started);
     }
     const sorted = ascending(times);
-    rows.push([`${length.toLocaleString("en")} words, ${what}`, fixed(percentile(sorted, 50)), fixed(percentile(sorted, 99))]);
+    rows.push([
+      `${length.toLocaleString("en")} words, ${what}`,
+      fixed(percentile(sorted, 50)),
+      fixed(percentile(sorted, 99)),
+    ]);
   }
 }
 console.log(markdownTable(["answers", "p50 ms", "p99 ms"], rows));

@@ -14,7 +14,10 @@ export interface CoordinatorProcess {
   /** http://127.0.0.1:PORT */
   url: string;
   logFile: string;
-  /** Starts the CPU profiler (profile-hook.ts) and resolves once it runs; `stopProfile()` resolves with the .cpuprofile path. */
+  /**
+   * Starts the CPU profiler (profile-hook.ts) and resolves once it runs; `stopProfile()` resolves with the .cpuprofile
+   * path.
+   */
   startProfile(): Promise<void>;
   stopProfile(): Promise<string>;
   /** SIGTERM (graceful shutdown), SIGKILL if it takes longer than `timeoutMs`. */
@@ -45,7 +48,11 @@ export async function startCoordinatorProcess(options: CoordinatorOptions): Prom
   const fd = openSync(logFile, "w");
   const clean = { ...process.env };
   for (const name of ["DATABASE_URL", "DATA_DIR", "PORT", "HOST", "LOG_LEVEL"]) delete clean[name];
-  const hooks = ["./bench/orphan-guard.ts", ...(options.profile ? ["./bench/profile-hook.ts"] : []), ...(options.preload ?? [])];
+  const hooks = [
+    "./bench/orphan-guard.ts",
+    ...(options.profile ? ["./bench/profile-hook.ts"] : []),
+    ...(options.preload ?? []),
+  ];
   const args = ["--import", "tsx", ...hooks.flatMap((hook) => ["--import", hook]), "coordinator/main.ts"];
   // node --import tsx: one process, so its pid is the coordinator itself (the tsx CLI would add a parent)
   const child = spawn(process.execPath, args, {
@@ -61,7 +68,9 @@ export async function startCoordinatorProcess(options: CoordinatorOptions): Prom
       MAX_CONNECTIONS_PER_ADDRESS: "0",
       ...(options.profile ? { BENCH_PROFILE_DIR: options.workDir } : {}),
       // e.g. "--max-semi-space-size=64", to try V8 flags on the coordinator alone
-      ...(process.env.BENCH_COORDINATOR_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_COORDINATOR_NODE_OPTIONS } : {}),
+      ...(process.env.BENCH_COORDINATOR_NODE_OPTIONS
+        ? { NODE_OPTIONS: process.env.BENCH_COORDINATOR_NODE_OPTIONS }
+        : {}),
       ...options.env,
     },
     stdio: ["ignore", fd, fd],
@@ -74,7 +83,8 @@ export async function startCoordinatorProcess(options: CoordinatorOptions): Prom
   const deadline = Date.now() + 60_000;
   let port: number | undefined;
   while (port === undefined) {
-    if (exitCode !== undefined) throw new Error(`coordinator exited with ${exitCode} before listening:\n${log().slice(-3000)}`);
+    if (exitCode !== undefined)
+      throw new Error(`coordinator exited with ${exitCode} before listening:\n${log().slice(-3000)}`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`coordinator did not listen within 60 s:\n${log().slice(-3000)}`);

@@ -44,12 +44,20 @@ const candidates: Engine[] = [
   { id: "worker", label: "PGlite, worker thread (default)" },
   { id: "main", label: "PGlite, coordinator's thread", preload: ["./bench/pglite-main-thread.ts"] },
 ];
-const engines = candidates.filter((engine) => (process.env.BENCH_ENGINES ?? "postgres,worker,main").split(",").includes(engine.id));
+const engines = candidates.filter((engine) =>
+  (process.env.BENCH_ENGINES ?? "postgres,worker,main").split(",").includes(engine.id),
+);
 
 const started = performance.now();
-const progress = (line: string) => process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
+const progress = (line: string) =>
+  process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
 
-async function measureEngine(engine: Engine, round: number, workDir: string, load: Awaited<ReturnType<typeof startLoadProcess>>): Promise<Row[]> {
+async function measureEngine(
+  engine: Engine,
+  round: number,
+  workDir: string,
+  load: Awaited<ReturnType<typeof startLoadProcess>>,
+): Promise<Row[]> {
   const maxMs = quick ? 4_000 : 10_000;
   const plans: TtftPlan[] = [
     { concurrency: 1, requests: quick ? 100 : 300, warmup: 30, maxMs },
@@ -58,11 +66,23 @@ async function measureEngine(engine: Engine, round: number, workDir: string, loa
   const database = await createBenchDatabase(engine.serverUrl);
   const rows: Row[] = [];
   try {
-    const coordinator = await startCoordinatorProcess({ env: database.env, workDir, name: `${engine.id}-${round}`, preload: engine.preload });
+    const coordinator = await startCoordinatorProcess({
+      env: database.env,
+      workDir,
+      name: `${engine.id}-${round}`,
+      preload: engine.preload,
+    });
     try {
       assertThread(coordinator.logFile, engine);
       const { accountKey } = database;
-      await load.send({ cmd: "scriptedNode", url: coordinator.url, accountKey, nodeId: `bench-${engine.id}-${round}`, slots: 100, tokens: TOKENS });
+      await load.send({
+        cmd: "scriptedNode",
+        url: coordinator.url,
+        accountKey,
+        nodeId: `bench-${engine.id}-${round}`,
+        slots: 100,
+        tokens: TOKENS,
+      });
       const chat = grpcChat(coordinator.url, accountKey).request;
       await measureTtft(chat, { concurrency: 20, requests: 0, warmup: 600, maxMs: 4_000 }); // JIT, pools, caches
       for (const plan of plans) {
@@ -96,7 +116,9 @@ async function measureEngine(engine: Engine, round: number, workDir: string, loa
 /** The coordinator logs where PGlite runs; a preload that did not take would otherwise measure the wrong thing. */
 function assertThread(logFile: string, engine: Engine): void {
   if (engine.id === "postgres") return;
-  const opened = readFileSync(logFile, "utf8").split("\n").find((line) => line.includes("database opened"));
+  const opened = readFileSync(logFile, "utf8")
+    .split("\n")
+    .find((line) => line.includes("database opened"));
   const thread = opened ? (JSON.parse(opened) as { thread?: string }).thread : undefined;
   if (thread !== engine.id) throw new Error(`${engine.label}: the coordinator opened PGlite with thread ${thread}`);
 }
@@ -112,7 +134,17 @@ function medians(rows: Row[]): Row[] {
     [...new Set(rows.map((row) => row.concurrency))].map((concurrency) => {
       const group = rows.filter((row) => row.engine === engine && row.concurrency === concurrency);
       const of = (key: "rate" | "p50" | "p99" | "cpuMs" | "mainMs" | "load") => median(group.map((row) => row[key]));
-      return { engine, round: 0, concurrency, rate: of("rate"), p50: of("p50"), p99: of("p99"), cpuMs: of("cpuMs"), mainMs: of("mainMs"), load: of("load") };
+      return {
+        engine,
+        round: 0,
+        concurrency,
+        rate: of("rate"),
+        p50: of("p50"),
+        p99: of("p99"),
+        cpuMs: of("cpuMs"),
+        mainMs: of("mainMs"),
+        load: of("load"),
+      };
     }),
   );
 }
@@ -122,11 +154,33 @@ function report(rows: Row[]): string {
     rows.find((row) => row.engine.id === "postgres" && row.concurrency === concurrency && row.round === round)?.rate;
   const rounds = new Set(rows.map((row) => row.round)).size;
   return markdownTable(
-    ["engine", ...(rounds > 1 ? ["round"] : []), "streams", "requests/s", "TTFT p50 ms", "TTFT p99 ms", "coordinator CPU ms/request", "of it main thread", "load average", "PostgreSQL's requests/s ÷ these"],
+    [
+      "engine",
+      ...(rounds > 1 ? ["round"] : []),
+      "streams",
+      "requests/s",
+      "TTFT p50 ms",
+      "TTFT p99 ms",
+      "coordinator CPU ms/request",
+      "of it main thread",
+      "load average",
+      "PostgreSQL's requests/s ÷ these",
+    ],
     rows.map((row) => {
       const reference = postgresRate(row.concurrency, row.round);
       const ratio = reference ? `${fixed(reference / row.rate)}×` : "—";
-      return [row.engine.label, ...(rounds > 1 ? [String(row.round)] : []), String(row.concurrency), whole(row.rate), fixed(row.p50), fixed(row.p99), fixed(row.cpuMs), fixed(row.mainMs), fixed(row.load, 1), ratio];
+      return [
+        row.engine.label,
+        ...(rounds > 1 ? [String(row.round)] : []),
+        String(row.concurrency),
+        whole(row.rate),
+        fixed(row.p50),
+        fixed(row.p99),
+        fixed(row.cpuMs),
+        fixed(row.mainMs),
+        fixed(row.load, 1),
+        ratio,
+      ];
     }),
   );
 }
@@ -140,7 +194,9 @@ try {
   console.log(
     `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? "unknown CPU"}); Node ${process.version}; coordinator as its own process ` +
       `(\`node --import tsx coordinator/main.ts\`), a scripted node and the clients in other processes; PGlite on disk in a temporary ` +
-      `DATA_DIR as \`npm start\` uses it; load average at start ${loadavg().map((n) => n.toFixed(2)).join(" ")}` +
+      `DATA_DIR as \`npm start\` uses it; load average at start ${loadavg()
+        .map((n) => n.toFixed(2))
+        .join(" ")}` +
       (quick ? "; BENCH_QUICK=1" : ""),
   );
   for (let round = 1; round <= rounds; round++) {
@@ -151,7 +207,11 @@ try {
   const byEngine = (list: Row[]) => engines.flatMap((engine) => list.filter((row) => row.engine === engine));
   console.log(`\n${report(byEngine(rows))}\n`);
   if (rounds > 1) console.log(`Medians of the ${rounds} rounds:\n\n${report(medians(rows))}\n`);
-  console.log(`load average at the end: ${loadavg().map((n) => n.toFixed(2)).join(" ")}`);
+  console.log(
+    `load average at the end: ${loadavg()
+      .map((n) => n.toFixed(2))
+      .join(" ")}`,
+  );
 } finally {
   await load.stop();
   if (process.env.BENCH_KEEP === "1") progress(`logs kept in ${workDir}`);

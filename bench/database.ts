@@ -24,7 +24,11 @@ export interface BenchDatabase {
 export async function createBenchDatabase(serverUrl: string | undefined): Promise<BenchDatabase> {
   const created = await createEmpty(serverUrl);
   try {
-    const opened = await openDatabase({ url: created.env.DATABASE_URL ?? "", dataDir: created.env.DATA_DIR ?? "", poolSize: 1 });
+    const opened = await openDatabase({
+      url: created.env.DATABASE_URL ?? "",
+      dataDir: created.env.DATA_DIR ?? "",
+      poolSize: 1,
+    });
     try {
       await migrateToLatest(opened.db);
       const { key } = await createAccount(opened.db);

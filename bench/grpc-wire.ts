@@ -2,13 +2,17 @@
 // hot messages (sealed TaskChunk out, Token in) encoded and peeked at without protobuf-es, so the generators
 // spend microseconds per token and the coordinator is what the benchmark measures. Everything else goes
 // through protobuf-es; `checkWireEncoding()` proves the hand encodings decode to the intended messages.
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectRequestSchema } from "../gen/iris/v1/node_pb.ts";
 import { ChatResponseSchema } from "../gen/iris/v1/inference_pb.ts";
 
 /** Opens a gRPC call (any streaming shape) on a session. */
-export function openCall(session: http2.ClientHttp2Session, path: string, headers: Record<string, string> = {}): http2.ClientHttp2Stream {
+export function openCall(
+  session: http2.ClientHttp2Session,
+  path: string,
+  headers: Record<string, string> = {},
+): http2.ClientHttp2Stream {
   return session.request({
     ":method": "POST",
     ":path": path,
@@ -69,20 +73,33 @@ function writeVarint(buf: Buffer, offset: number, n: number): number {
 }
 
 /** Largest frame `writeSealedChunkFrame` writes for a ciphertext (tag included) of `ciphertextBytes` bytes. */
-export const maxSealedChunkFrameBytes = (ciphertextBytes: number) => 5 + 1 + 5 + (2 + 36) + (1 + 5) + (1 + 5) + (2 + 12) + (1 + 5 + ciphertextBytes);
+export const maxSealedChunkFrameBytes = (ciphertextBytes: number) =>
+  5 + 1 + 5 + (2 + 36) + (1 + 5) + (1 + 5) + (2 + 12) + (1 + 5 + ciphertextBytes);
 
 /**
  * Writes ConnectRequest{chunk: TaskChunk{task_id, sequence, sealed: SealedPayload{nonce, ciphertext}}} as a
  * gRPC frame at `offset` of `buf`; returns the offset after it.
  */
-export function writeSealedChunkFrame(buf: Buffer, offset: number, taskId: Buffer, sequence: number, nonce: Uint8Array, ciphertext: Uint8Array): number {
+export function writeSealedChunkFrame(
+  buf: Buffer,
+  offset: number,
+  taskId: Buffer,
+  sequence: number,
+  nonce: Uint8Array,
+  ciphertext: Uint8Array,
+): number {
   // SealedPayload: 1 nonce, 2 ciphertext (both len-delimited)
-  const sealed = 1 + varintLength(nonce.length) + nonce.length + 1 + varintLength(ciphertext.length) + ciphertext.length;
+  const sealed =
+    1 + varintLength(nonce.length) + nonce.length + 1 + varintLength(ciphertext.length) + ciphertext.length;
   // TaskChunk: 1 task_id, 2 sequence (omitted when 0), 4 sealed
   const inner =
-    1 + varintLength(taskId.length) + taskId.length +
+    1 +
+    varintLength(taskId.length) +
+    taskId.length +
     (sequence > 0 ? 1 + varintLength(sequence) : 0) +
-    1 + varintLength(sealed) + sealed;
+    1 +
+    varintLength(sealed) +
+    sealed;
   const outer = 1 + varintLength(inner) + inner;
   buf[offset] = 0;
   buf.writeUInt32BE(outer, offset + 1);
@@ -124,7 +141,7 @@ function readVarint(buf: Buffer, offset: number): [value: number, next: number] 
 
 /** The text of a ChatResponse{token: Token{text}} message (call only when its first byte is the token tag). */
 export function tokenText(message: Buffer): Buffer {
-  let [, at] = readVarint(message, 1); // Token's length
+  const [, at] = readVarint(message, 1); // Token's length
   if (at >= message.length) return Buffer.alloc(0); // Token{} with empty text
   if (message[at] !== 0x0a) throw new Error("unexpected Token encoding");
   const [length, start] = readVarint(message, at + 1);
@@ -141,12 +158,21 @@ export function checkWireEncoding(): void {
     const sealedBuf = Buffer.alloc(maxSealedChunkFrameBytes(ciphertext.length));
     const sealedEnd = writeSealedChunkFrame(sealedBuf, 0, Buffer.from(taskId), sequence, nonce, ciphertext);
     const sealed = fromBinary(ConnectRequestSchema, sealedBuf.subarray(5, sealedEnd)).message;
-    if (sealedBuf.readUInt32BE(1) !== sealedEnd - 5 || sealed.case !== "chunk" || sealed.value.taskId !== taskId ||
-        sealed.value.sequence !== sequence || sealed.value.content.case !== "sealed" ||
-        !Buffer.from(sealed.value.content.value.nonce).equals(nonce) || !Buffer.from(sealed.value.content.value.ciphertext).equals(ciphertext)) {
+    if (
+      sealedBuf.readUInt32BE(1) !== sealedEnd - 5 ||
+      sealed.case !== "chunk" ||
+      sealed.value.taskId !== taskId ||
+      sealed.value.sequence !== sequence ||
+      sealed.value.content.case !== "sealed" ||
+      !Buffer.from(sealed.value.content.value.nonce).equals(nonce) ||
+      !Buffer.from(sealed.value.content.value.ciphertext).equals(ciphertext)
+    ) {
       throw new Error(`hand-encoded sealed TaskChunk ${sequence} does not decode as intended`);
     }
-    const token = toBinary(ChatResponseSchema, create(ChatResponseSchema, { event: { case: "token", value: { text: text.toString() } } }));
+    const token = toBinary(
+      ChatResponseSchema,
+      create(ChatResponseSchema, { event: { case: "token", value: { text: text.toString() } } }),
+    );
     if (token[0] !== chatEventTag.token || tokenText(Buffer.from(token)).toString() !== text.toString()) {
       throw new Error("Token peeking does not read protobuf-es's encoding");
     }

@@ -11,8 +11,24 @@ import { ConnectRequestSchema, ConnectResponseSchema, type RegisterAck } from ".
 import { encodeFrame, FrameReader, maxSealedChunkFrameBytes, openCall, writeSealedChunkFrame } from "./grpc-wire.ts";
 
 // Typical English LLM tokens: a leading space and a short word.
-const words = [" the", " of", " and", " to", " in", " is", " that", " for", " it", " as", " with", " on", " this", " be", " by", " an"]
-  .map((word) => Buffer.from(word));
+const words = [
+  " the",
+  " of",
+  " and",
+  " to",
+  " in",
+  " is",
+  " that",
+  " for",
+  " it",
+  " as",
+  " with",
+  " on",
+  " this",
+  " be",
+  " by",
+  " an",
+].map((word) => Buffer.from(word));
 /** Every this many tokens carries the time it was sent ("@<ms>"), so clients can sample the relay latency. */
 export const stampEvery = 64;
 const maxTextBytes = 24;
@@ -61,7 +77,12 @@ export class LoadNode {
     const reader = new FrameReader((bytes) => {
       const m = fromBinary(ConnectResponseSchema, bytes).message;
       if (m.case === "registerChallenge") {
-        const context = { nonce: m.value.nonce, nodeId: options.nodeId, nodePublicKey: publicKey, coordinatorPublicKey: m.value.coordinatorPublicKey };
+        const context = {
+          nonce: m.value.nonce,
+          nodeId: options.nodeId,
+          nodePublicKey: publicKey,
+          coordinatorPublicKey: m.value.coordinatorPublicKey,
+        };
         const proof = registerProof(key, m.value.coordinatorPublicKey, context);
         call.write(encodeFrame(ConnectRequestSchema, { message: { case: "registerProof", value: { proof } } }));
       } else if (m.case === "registerAck") {
@@ -75,7 +96,13 @@ export class LoadNode {
         resolveAck(ack);
         this.#heartbeat = setInterval(() => this.#heartbeatNow(), m.value.heartbeatIntervalMs);
       } else if (m.case === "taskAssign") {
-        this.#tasks.set(m.value.taskId, { id: Buffer.from(m.value.taskId), taskId: m.value.taskId, remaining: Math.max(1, m.value.maxTokens), sequence: 0, due: 0 });
+        this.#tasks.set(m.value.taskId, {
+          id: Buffer.from(m.value.taskId),
+          taskId: m.value.taskId,
+          remaining: Math.max(1, m.value.maxTokens),
+          sequence: 0,
+          due: 0,
+        });
       } else if (m.case === "cancel") {
         this.#tasks.delete(m.value.taskId);
       }
@@ -123,7 +150,11 @@ export class LoadNode {
   }
 
   #heartbeatNow(): void {
-    this.#call.write(encodeFrame(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 0, activeTasks: this.#tasks.size } } }));
+    this.#call.write(
+      encodeFrame(ConnectRequestSchema, {
+        message: { case: "heartbeat", value: { load: 0, activeTasks: this.#tasks.size } },
+      }),
+    );
   }
 
   /**
@@ -152,8 +183,13 @@ export class LoadNode {
       const n = Math.min(Math.floor(task.due), task.remaining);
       task.due -= n;
       for (let i = 0; i < n; i++) {
-        const text = ++this.#counter % stampEvery === 0 ? Buffer.from(`@${now.toFixed(3)}`) : words[this.#counter & 15]!;
-        const { nonce, ciphertext } = seal(keys.toCoordinator, text, { taskId: task.taskId, sequence: task.sequence, kind: "chunk" });
+        const text =
+          ++this.#counter % stampEvery === 0 ? Buffer.from(`@${now.toFixed(3)}`) : words[this.#counter & 15]!;
+        const { nonce, ciphertext } = seal(keys.toCoordinator, text, {
+          taskId: task.taskId,
+          sequence: task.sequence,
+          kind: "chunk",
+        });
         at = writeSealedChunkFrame(buf, at, task.id, task.sequence++, nonce, ciphertext);
       }
       sent += n;
@@ -164,13 +200,19 @@ export class LoadNode {
           encodeFrame(ConnectRequestSchema, {
             message: {
               case: "result",
-              value: { taskId, usage: { promptTokens: 7, completionTokens: task.sequence }, finishReason: "length", chunkCount: task.sequence },
+              value: {
+                taskId,
+                usage: { promptTokens: 7, completionTokens: task.sequence },
+                finishReason: "length",
+                chunkCount: task.sequence,
+              },
             },
           }),
         );
       }
     }
-    if (at > 0 || finished.length > 0) this.#call.write(finished.length > 0 ? Buffer.concat([buf.subarray(0, at), ...finished]) : buf.subarray(0, at));
+    if (at > 0 || finished.length > 0)
+      this.#call.write(finished.length > 0 ? Buffer.concat([buf.subarray(0, at), ...finished]) : buf.subarray(0, at));
     return sent;
   }
 

@@ -75,11 +75,22 @@ async function handle(command: LoadCommand): Promise<unknown> {
       const created: LoadNode[] = [];
       // registration in waves of 100, as a fleet reconnecting after a coordinator restart would arrive
       for (let i = 0; i < command.count; i += 100) {
-        const wave = Array.from({ length: Math.min(100, command.count - i) }, (_, j) =>
-          new LoadNode({ url: command.url, accountKey: command.accountKey, nodeId: `${command.prefix}-${i + j}`, slots: command.slots }),
+        const wave = Array.from(
+          { length: Math.min(100, command.count - i) },
+          (_, j) =>
+            new LoadNode({
+              url: command.url,
+              accountKey: command.accountKey,
+              nodeId: `${command.prefix}-${i + j}`,
+              slots: command.slots,
+            }),
         );
         created.push(...wave);
-        await withTimeout(Promise.all(wave.map((node) => node.registered)), 60_000, `${wave.length} nodes did not register within 60 s`);
+        await withTimeout(
+          Promise.all(wave.map((node) => node.registered)),
+          60_000,
+          `${wave.length} nodes did not register within 60 s`,
+        );
       }
       nodes.push(...created);
       pump?.stop();
@@ -90,7 +101,12 @@ async function handle(command: LoadCommand): Promise<unknown> {
       pump!.setRate(command.tokensPerSecond);
       return {};
     case "clients":
-      chats = new ChatLoad({ url: command.url, accountKey: command.accountKey, clients: command.clients, tokensPerChat: command.tokensPerChat });
+      chats = new ChatLoad({
+        url: command.url,
+        accountKey: command.accountKey,
+        clients: command.clients,
+        tokensPerChat: command.tokensPerChat,
+      });
       return {};
     case "window": {
       const blocked0 = nodes.reduce((sum, node) => sum + node.blockedTicks, 0);
@@ -131,7 +147,10 @@ async function handle(command: LoadCommand): Promise<unknown> {
 async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms))),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -146,9 +165,29 @@ async function startDirectChatServer(tokens: string[]): Promise<string> {
     routes(router) {
       router.service(InferenceService, {
         async *chat() {
-          yield { event: { case: "accepted", value: { taskId: "direct", difficulty: Difficulty.SIMPLE, tier: Tier.PRO, nodeId: "direct", divisionMode: DivisionMode.SINGLE } } };
+          yield {
+            event: {
+              case: "accepted",
+              value: {
+                taskId: "direct",
+                difficulty: Difficulty.SIMPLE,
+                tier: Tier.PRO,
+                nodeId: "direct",
+                divisionMode: DivisionMode.SINGLE,
+              },
+            },
+          };
           for (const text of tokens) yield { event: { case: "token", value: { text } } };
-          yield { event: { case: "done", value: { usage: { promptTokens: 7, completionTokens: tokens.length }, nodeId: "direct", finishReason: "stop" } } };
+          yield {
+            event: {
+              case: "done",
+              value: {
+                usage: { promptTokens: 7, completionTokens: tokens.length },
+                nodeId: "direct",
+                finishReason: "stop",
+              },
+            },
+          };
         },
       });
     },
@@ -162,7 +201,12 @@ checkWireEncoding();
 process.on("message", (message: { id: number; command: LoadCommand }) => {
   handle(message.command).then(
     (result) => process.send!({ id: message.id, ok: true, result }),
-    (err: unknown) => process.send!({ id: message.id, ok: false, error: err instanceof Error ? err.stack ?? err.message : String(err) }),
+    (err: unknown) =>
+      process.send!({
+        id: message.id,
+        ok: false,
+        error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+      }),
   );
 });
 process.on("disconnect", () => process.exit(0));

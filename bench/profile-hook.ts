@@ -13,7 +13,9 @@ if (dir) {
   // connected and enabled at start, so that a SIGUSR2 under load only has to start the sampler
   const session = new Session();
   session.connect();
-  let ready = session.post("Profiler.enable").then(() => session.post("Profiler.setSamplingInterval", { interval: intervalUs }));
+  let ready = session
+    .post("Profiler.enable")
+    .then(() => session.post("Profiler.setSamplingInterval", { interval: intervalUs }));
   let running = false;
   let count = 0;
   process.on("SIGUSR2", () => {

@@ -4,13 +4,20 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { markdownTable } from "./stats.ts";
 
+export interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+  columnNumber: number;
+}
+
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  callFrame: CallFrame;
   children?: number[];
 }
 
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
   startTime: number;
   endTime: number;
@@ -22,19 +29,43 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 
 // First match wins: validation before protobuf (protovalidate calls into protobuf's reflection).
 const rules: [category: string, test: (url: string) => boolean][] = [
-  ["protovalidate (validation interceptor)", (u) => /node_modules\/(@bufbuild\/protovalidate|@bufbuild\/cel|@connectrpc\/validate)\//.test(u)],
+  [
+    "protovalidate (validation interceptor)",
+    (u) => /node_modules\/(@bufbuild\/protovalidate|@bufbuild\/cel|@connectrpc\/validate)\//.test(u),
+  ],
   ["protobuf encode/decode (@bufbuild/protobuf)", (u) => u.includes("node_modules/@bufbuild/protobuf/")],
   ["connect-es (RPC protocol, envelopes, streams)", (u) => u.includes("node_modules/@connectrpc/")],
   ["HTTP/2 (node:http2)", (u) => u.startsWith("node:internal/http2") || u === "node:http2"],
   // coordinator/single-port.ts hands HTTP/2 a JS Duplex (ReplaySocket) instead of the native socket, so every
   // byte also crosses JSStreamSocket; counted apart, as it is a cost of serving h2c and HTTP/1.1 on one port
-  ["one-port socket bridge (ReplaySocket, JSStreamSocket)", (u) => u === "node:internal/js_stream_socket" || u.endsWith("/coordinator/single-port.ts")],
-  ["sockets & streams (node:net, node:stream)", (u) => /^node:(internal\/)?(streams?|net|stream_base_commons)/.test(u) || u.startsWith("node:internal/streams")],
-  ["event loop: microtasks, timers, events", (u) => /^node:(internal\/process\/task_queues|internal\/timers|timers|events|internal\/async_hooks)/.test(u)],
-  ["payload crypto (AES-256-GCM envelopes: node:crypto, common/crypto)", (u) => u.startsWith("node:internal/crypto/") || u === "node:crypto" || u.includes(`${root}common/crypto/`)],
+  [
+    "one-port socket bridge (ReplaySocket, JSStreamSocket)",
+    (u) => u === "node:internal/js_stream_socket" || u.endsWith("/coordinator/single-port.ts"),
+  ],
+  [
+    "sockets & streams (node:net, node:stream)",
+    (u) => /^node:(internal\/)?(streams?|net|stream_base_commons)/.test(u) || u.startsWith("node:internal/streams"),
+  ],
+  [
+    "event loop: microtasks, timers, events",
+    (u) => /^node:(internal\/process\/task_queues|internal\/timers|timers|events|internal\/async_hooks)/.test(u),
+  ],
+  [
+    "payload crypto (AES-256-GCM envelopes: node:crypto, common/crypto)",
+    (u) => u.startsWith("node:internal/crypto/") || u === "node:crypto" || u.includes(`${root}common/crypto/`),
+  ],
   ["Fastify", (u) => /node_modules\/(fastify|avvio|find-my-way|@fastify)\//.test(u)],
-  ["pino logging", (u) => /node_modules\/(pino|sonic-boom|fast-redact|@pinojs)/.test(u) || u.includes("node_modules/pino-std-serializers")],
-  ["database (kysely, pg, PGlite incl. its WASM)", (u) => /node_modules\/(kysely|pg|pg-protocol|pg-pool|pg-types|@electric-sql|kysely-pglite-dialect)\//.test(u) || u.startsWith("wasm://")],
+  [
+    "pino logging",
+    (u) =>
+      /node_modules\/(pino|sonic-boom|fast-redact|@pinojs)/.test(u) || u.includes("node_modules/pino-std-serializers"),
+  ],
+  [
+    "database (kysely, pg, PGlite incl. its WASM)",
+    (u) =>
+      /node_modules\/(kysely|pg|pg-protocol|pg-pool|pg-types|@electric-sql|kysely-pglite-dialect)\//.test(u) ||
+      u.startsWith("wasm://"),
+  ],
   ["Iris code (coordinator/, common/)", (u) => u.includes(`${root}coordinator/`) || u.includes(`${root}common/`)],
   ["Iris generated code (gen/)", (u) => u.includes(`${root}gen/`) || u.includes("/gen/iris/")],
   ["other Node.js internals", (u) => u.startsWith("node:")],
@@ -77,7 +108,10 @@ function categoryOf(frame: ProfileNode["callFrame"]): string {
 
 function where(frame: ProfileNode["callFrame"]): string {
   if (!frame.url) return "native";
-  const path = frame.url.replace(/^file:\/\//, "").replace(root, "").replace(/^.*node_modules\//, "");
+  const path = frame.url
+    .replace(/^file:\/\//, "")
+    .replace(root, "")
+    .replace(/^.*node_modules\//, "");
   return `${path}:${frame.lineNumber + 1}`;
 }
 
@@ -129,7 +163,8 @@ export function summariseProfile(file: string, topN = 12): ProfileSummary {
       continue;
     }
     selfByCategory.set(category, (selfByCategory.get(category) ?? 0) + us);
-    for (const onPath of pathCategories(id)) inclusiveByCategory.set(onPath, (inclusiveByCategory.get(onPath) ?? 0) + us);
+    for (const onPath of pathCategories(id))
+      inclusiveByCategory.set(onPath, (inclusiveByCategory.get(onPath) ?? 0) + us);
     const key = `${frame.functionName}|${frame.url}|${frame.lineNumber}|${frame.columnNumber}`;
     const entry = byFunction.get(key) ?? { frame, us: 0 };
     entry.us += us;
@@ -140,7 +175,11 @@ export function summariseProfile(file: string, topN = 12): ProfileSummary {
   const ms = (us: number) => (us / 1000).toFixed(0);
 
   const categories = [...selfByCategory]
-    .map(([category, us]) => ({ category, selfMs: us / 1000, inclusiveMs: (inclusiveByCategory.get(category) ?? 0) / 1000 }))
+    .map(([category, us]) => ({
+      category,
+      selfMs: us / 1000,
+      inclusiveMs: (inclusiveByCategory.get(category) ?? 0) / 1000,
+    }))
     .sort((a, b) => b.selfMs - a.selfMs);
   const categoryTable = markdownTable(
     ["category", "self ms", "self % of busy", "on stack % of busy"],
@@ -149,16 +188,30 @@ export function summariseProfile(file: string, topN = 12): ProfileSummary {
   const top = [...byFunction.values()].sort((a, b) => b.us - a.us).slice(0, topN);
   const functionTable = markdownTable(
     ["#", "function", "where", "category", "self ms", "% of busy"],
-    top.map((f, i) => [String(i + 1), `\`${f.frame.functionName || "(anonymous)"}\``, where(f.frame), categoryOf(f.frame), ms(f.us), pct(f.us)]),
+    top.map((f, i) => [
+      String(i + 1),
+      `\`${f.frame.functionName || "(anonymous)"}\``,
+      where(f.frame),
+      categoryOf(f.frame),
+      ms(f.us),
+      pct(f.us),
+    ]),
     ["r", "l", "l", "l", "r", "r"],
   );
   const wallMs = (profile.endTime - profile.startTime) / 1000;
   const header =
-    `profile: ${(wallMs / 1000).toFixed(1)} s of wall time, ${profile.samples.length} samples; the main thread had work ` +
-    `(was not idle in the event loop) ${((100 * busyUs) / totalUs).toFixed(0)}% of the time. Samples are taken in wall ` +
+    `profile: ${(wallMs / 1000).toFixed(1)} s of wall time, ${profile.samples.length} samples; the main thread had ` +
+    `work ` +
+    (`(was not idle in the event loop) ${((100 * busyUs) / totalUs).toFixed(0)}% of the time. Samples are taken in ` +
+      `wall `) +
     `time, so on a shared machine "busy" includes waiting for a core; the shares are still the split of the work. ` +
     `GC helper threads are not sampled.`;
-  return { markdown: `${header}\n\n${categoryTable}\n\nTop ${topN} functions by self time:\n\n${functionTable}`, busyMs: busyUs / 1000, wallMs, categories };
+  return {
+    markdown: `${header}\n\n${categoryTable}\n\nTop ${topN} functions by self time:\n\n${functionTable}`,
+    busyMs: busyUs / 1000,
+    wallMs,
+    categories,
+  };
 }
 
 // `tsx bench/profile-summary.ts file.cpuprofile` summarises a saved profile

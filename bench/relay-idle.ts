@@ -1,5 +1,5 @@
 // Relay benchmark (iii): the coordinator's CPU and memory with 1,000 connected idle nodes that heartbeat.
-import type { BenchContext } from "./relay.ts";
+import type { BenchContext } from "./relay-context.ts";
 import { startCoordinatorProcess } from "./coordinator-process.ts";
 import { cpuWindow, memoryMiB } from "./proc-stats.ts";
 import { fixed, markdownTable, sleep } from "./stats.ts";
@@ -19,7 +19,14 @@ export async function runIdleBench(ctx: BenchContext): Promise<void> {
   await sleep(windowMs / 2);
   const emptyIdle = emptyCpu.stop();
 
-  const { ms: registerMs } = await ctx.load.send<{ ms: number }>({ cmd: "nodes", url: coordinator.url, accountKey, count, slots: 1, prefix: "idle" });
+  const { ms: registerMs } = await ctx.load.send<{ ms: number }>({
+    cmd: "nodes",
+    url: coordinator.url,
+    accountKey,
+    count,
+    slots: 1,
+    prefix: "idle",
+  });
   const registered = memoryMiB(coordinator.pid);
   await sleep(3_000);
   const settled = memoryMiB(coordinator.pid);
@@ -35,7 +42,13 @@ export async function runIdleBench(ctx: BenchContext): Promise<void> {
     [
       ["started, no node yet", "0", fixed(before.rss, 1), fixed(emptyIdle.percent, 2), fixed(emptyIdle.seconds, 1)],
       [`just after ${count} registrations`, String(count), fixed(registered.rss, 1), "—", "—"],
-      ["3 s later, idle (heartbeats only)", String(count), fixed(settled.rss, 1), fixed(connectedIdle.percent, 2), fixed(connectedIdle.seconds, 1)],
+      [
+        "3 s later, idle (heartbeats only)",
+        String(count),
+        fixed(settled.rss, 1),
+        fixed(connectedIdle.percent, 2),
+        fixed(connectedIdle.seconds, 1),
+      ],
       ["end of the idle window", String(count), fixed(after.rss, 1), "—", "—"],
     ],
   );

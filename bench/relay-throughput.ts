@@ -4,7 +4,7 @@ import { stampEvery } from "./load-node.ts";
 import type { WindowResult } from "./load-process.ts";
 import { summariseProfile } from "./profile-summary.ts";
 import { cpuWindow, memoryMiB } from "./proc-stats.ts";
-import type { BenchContext } from "./relay.ts";
+import type { BenchContext } from "./relay-context.ts";
 import { startCoordinatorProcess } from "./coordinator-process.ts";
 import { fixed, markdownTable, sleep, whole } from "./stats.ts";
 
@@ -54,22 +54,40 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
       coordinatorRss: memoryMiB(coordinator.pid).rss,
     };
     const received = window.tokens / window.seconds;
-    ctx.progress(`  ${nodes}×${slots} offered ${offered}/s: received ${Math.round(received)}/s, coordinator ${row.coordinatorCpu.toFixed(0)}% CPU` +
-      (window.errors ? `, ${window.errors} errors (${window.firstError})` : ""));
+    ctx.progress(
+      `  ${nodes}×${slots} offered ${offered}/s: received ${Math.round(received)}/s, coordinator ${row.coordinatorCpu.toFixed(0)}% CPU` +
+        (window.errors ? `, ${window.errors} errors (${window.firstError})` : ""),
+    );
     rows.push(row);
     return row;
   }
 
-  const cpuPerToken = (row: Measured) => (row.coordinatorCpu / 100) * 1e6 / Math.max(1, row.window.tokens / row.window.seconds);
+  const cpuPerToken = (row: Measured) =>
+    ((row.coordinatorCpu / 100) * 1e6) / Math.max(1, row.window.tokens / row.window.seconds);
   const saturated = (row: Measured) => row.window.tokens / row.window.seconds < KEEPS_UP * row.offered;
   let profileMarkdown = "";
-  const configs = ctx.quick ? [{ nodes: 20, slots: 5 }] : [{ nodes: 20, slots: 5 }, { nodes: 100, slots: 10 }];
+  const configs = ctx.quick
+    ? [{ nodes: 20, slots: 5 }]
+    : [
+        { nodes: 20, slots: 5 },
+        { nodes: 100, slots: 10 },
+      ];
   for (const [index, { nodes, slots }] of configs.entries()) {
     ctx.progress(`(ii) throughput: ${nodes} nodes × ${slots} slots, ${nodes * slots} chat streams`);
-    await ctx.load.send({ cmd: "nodes", url: coordinator.url, accountKey, count: nodes, slots, prefix: `load${index}` });
+    await ctx.load.send({
+      cmd: "nodes",
+      url: coordinator.url,
+      accountKey,
+      count: nodes,
+      slots,
+      prefix: `load${index}`,
+    });
     // later configurations start two steps below the best rate seen so far
     const bestSoFar = Math.max(0, ...rows.map((r) => r.window.tokens / r.window.seconds));
-    const start = Math.max(0, LADDER.findLastIndex((offered) => offered <= bestSoFar / 4));
+    const start = Math.max(
+      0,
+      LADDER.findLastIndex((offered) => offered <= bestSoFar / 4),
+    );
     await ctx.load.send({ cmd: "rate", tokensPerSecond: LADDER[start]! });
     await ctx.load.send({ cmd: "clients", url: coordinator.url, accountKey, clients: nodes * slots, tokensPerChat });
     // one step past the first rate the coordinator cannot keep up with: more offered load means bigger batches
@@ -96,15 +114,29 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
   await coordinator.stop();
 
   const rate = (r: Measured) => r.window.tokens / r.window.seconds;
-  const best = (candidates: Measured[]) => candidates.reduce<Measured | undefined>((a, b) => (a && rate(a) >= rate(b) ? a : b), undefined);
+  const best = (candidates: Measured[]) =>
+    candidates.reduce<Measured | undefined>((a, b) => (a && rate(a) >= rate(b) ? a : b), undefined);
   // the peak is the best rate delivered while keeping up; a window that fell behind delivers tokens from a growing
   // backlog (see its latency), which no user would call relaying
   const keptUp = rows.filter((r) => !saturated(r));
   const peak = best(keptUp);
   const most = best(rows)!;
   const table = markdownTable(
-    ["nodes × slots", "chat streams", "offered tok/s", "sent by nodes tok/s", "received by clients tok/s", "chats done", "errors",
-      "token latency p50 ms", "token latency p99 ms", "coordinator CPU %", "coordinator CPU µs per token", "coordinator RSS MiB", "load process CPU %"],
+    [
+      "nodes × slots",
+      "chat streams",
+      "offered tok/s",
+      "sent by nodes tok/s",
+      "received by clients tok/s",
+      "chats done",
+      "errors",
+      "token latency p50 ms",
+      "token latency p99 ms",
+      "coordinator CPU %",
+      "coordinator CPU µs per token",
+      "coordinator RSS MiB",
+      "load process CPU %",
+    ],
     rows.map((r) => {
       const mark = r === peak ? " **(peak)**" : r === most ? " (most, behind)" : saturated(r) ? " (behind)" : "";
       return [
@@ -156,6 +188,8 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
       `\n\n${summary}`,
   );
   if (profileMarkdown) {
-    ctx.print(`### (ii) Where the coordinator's time goes at the highest rate tried (V8 CPU profile of the coordinator process)\n\n${profileMarkdown}`);
+    ctx.print(
+      `### (ii) Where the coordinator's time goes at the highest rate tried (V8 CPU profile of the coordinator process)\n\n${profileMarkdown}`,
+    );
   }
 }

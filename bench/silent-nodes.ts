@@ -50,16 +50,26 @@ async function run(database: BenchDatabase, scenario: Scenario, index: number): 
     await nodes.start({ nodeId: `s${index}-server`, tokensPerSecond: 28, maxConcurrentTasks: 4 });
     for (let wave = 0; wave < scenario.silent; wave += 50) {
       const count = Math.min(50, scenario.silent - wave);
-      await Promise.all(Array.from({ length: count }, (_, i) => nodes.start({ nodeId: `s${index}-silent-${wave + i}`, tokensPerSecond: 28 })));
+      await Promise.all(
+        Array.from({ length: count }, (_, i) =>
+          nodes.start({ nodeId: `s${index}-silent-${wave + i}`, tokensPerSecond: 28 }),
+        ),
+      );
     }
     let warmUp = 0;
     let warmUpMs = 0;
     if (scenario.judge) {
-      const judge = await nodes.start({ nodeId: `s${index}-judge`, tokensPerSecond: 25, classify: () => ({ difficulty: Difficulty.COMPLEX, delayMs: JUDGE_MS }) });
+      const judge = await nodes.start({
+        nodeId: `s${index}-judge`,
+        tokensPerSecond: 25,
+        classify: () => ({ difficulty: Difficulty.COMPLEX, delayMs: JUDGE_MS }),
+      });
       // every higher-ranked node is probed first, one per request, each request answered by the rules at once
       const started = performance.now();
       for (; warmUp < scenario.silent + 2; warmUp++) {
-        await coordinator.classifier.classify({ messages: [{ role: "user", content: `Define word number ${warmUp}.` }] });
+        await coordinator.classifier.classify({
+          messages: [{ role: "user", content: `Define word number ${warmUp}.` }],
+        });
       }
       warmUpMs = performance.now() - started;
       while (judge.classifyAssigns.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -71,7 +81,9 @@ async function run(database: BenchDatabase, scenario: Scenario, index: number): 
     for (let i = 0; i < CHATS; i++) {
       const started = performance.now();
       const content = `What is the capital of country number ${i}?`;
-      for await (const response of inference.chat({ params: { messages: [{ role: Role.USER, content }], maxTokens: 4 } })) {
+      for await (const response of inference.chat({
+        params: { messages: [{ role: Role.USER, content }], maxTokens: 4 },
+      })) {
         if (response.event.case !== "accepted") continue;
         latencies.push(performance.now() - started);
         deciders.set(response.event.value.classifier, (deciders.get(response.event.value.classifier) ?? 0) + 1);
@@ -86,7 +98,12 @@ async function run(database: BenchDatabase, scenario: Scenario, index: number): 
       fixed(percentile(sorted, 90), 1),
       fixed(sorted.at(-1), 1),
       [...deciders].map(([name, count]) => `${name} ${count}`).join(", "),
-      node ? Object.entries(node).filter(([, count]) => count > 0).map(([kind, count]) => `${kind} ${count}`).join(", ") || "—" : "off",
+      node
+        ? Object.entries(node)
+            .filter(([, count]) => count > 0)
+            .map(([kind, count]) => `${kind} ${count}`)
+            .join(", ") || "—"
+        : "off",
       scenario.judge ? `${warmUp} in ${fixed(warmUpMs, 0)} ms` : "—",
     ];
   } finally {
@@ -121,7 +138,16 @@ async function main(): Promise<void> {
   );
   console.log(
     markdownTable(
-      ["scenario", "chats", "p50 ms", "p90 ms", "max ms", "decided by", "node link", "requests until the judge is probed"],
+      [
+        "scenario",
+        "chats",
+        "p50 ms",
+        "p90 ms",
+        "max ms",
+        "decided by",
+        "node link",
+        "requests until the judge is probed",
+      ],
       rows,
       ["l", "r", "r", "r", "r", "l", "l", "r"],
     ),

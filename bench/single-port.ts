@@ -69,20 +69,31 @@ async function measure(port: number) {
 }
 
 const direct = http2.createServer(handler);
-const single = createSinglePortServer(http.createServer(handler), http2.createServer(handler), { firstBytesTimeoutMs: 30_000 });
+const single = createSinglePortServer(http.createServer(handler), http2.createServer(handler), {
+  firstBytesTimeoutMs: 30_000,
+});
 const rows: [string, Awaited<ReturnType<typeof measure>>][] = [];
 // alternate the order so neither listener always runs on a colder or warmer process
-for (const [name, server] of [["h2c direct", direct], ["one port (peek + replay)", single], ["h2c direct", direct], ["one port (peek + replay)", single]] as const) {
+for (const [name, server] of [
+  ["h2c direct", direct],
+  ["one port (peek + replay)", single],
+  ["h2c direct", direct],
+  ["one port (peek + replay)", single],
+] as const) {
   const port = server.listening ? (server.address() as AddressInfo).port : await listen(server);
   rows.push([name, await measure(port)]);
 }
 direct.close();
 single.close();
 
-console.log(`\nunary: ${unaryCalls} sequential gRPC calls; ${concurrentCalls} calls over ${concurrency} concurrent loops; bidi: ${streamMessages} messages on one stream\n`);
+console.log(
+  `\nunary: ${unaryCalls} sequential gRPC calls; ${concurrentCalls} calls over ${concurrency} concurrent loops; bidi: ${streamMessages} messages on one stream\n`,
+);
 console.log("| listener | unary p50 ms | unary p99 ms | unary calls/s (100 concurrent) | bidi messages/s |");
 console.log("|---|---:|---:|---:|---:|");
 for (const [name, r] of rows) {
-  console.log(`| ${name} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} | ${Math.round(r.rps)} | ${Math.round(r.messagesPerSecond)} |`);
+  console.log(
+    `| ${name} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} | ${Math.round(r.rps)} | ${Math.round(r.messagesPerSecond)} |`,
+  );
 }
 process.exit(0);

@@ -45,7 +45,11 @@ try {
   console.log(
     markdownTable(
       ["measure", "median", "min", "max", "unit"],
-      [row("llama.cpp load", loads, "ms"), row("generation (64 tokens, median of 3)", speeds, "tokens/s"), row("time to first token", firsts, "ms")],
+      [
+        row("llama.cpp load", loads, "ms"),
+        row("generation (64 tokens, median of 3)", speeds, "tokens/s"),
+        row("time to first token", firsts, "ms"),
+      ],
       ["l", "r", "r", "r", "l"],
     ),
   );

@@ -50,7 +50,12 @@ export async function measureTtft(request: TimedRequest, plan: TtftPlan): Promis
  */
 export function sseChat(baseUrl: string, model: string, apiKey: string, maxTokens = 16): TimedRequest {
   const url = `${baseUrl.replace(/\/+$/, "")}/chat/completions`;
-  const body = JSON.stringify({ model, stream: true, max_tokens: maxTokens, messages: [{ role: "user", content: "Hello there" }] });
+  const body = JSON.stringify({
+    model,
+    stream: true,
+    max_tokens: maxTokens,
+    messages: [{ role: "user", content: "Hello there" }],
+  });
   return async () => {
     const started = performance.now();
     let first: number | undefined;
@@ -81,7 +86,11 @@ export function sseChat(baseUrl: string, model: string, apiKey: string, maxToken
  * InferenceService.Chat over gRPC (HTTP/2, one connection shared by all streams), as the account whose key is
  * sent in x-iris-account-key; TTFT = first Token event.
  */
-export function grpcChat(baseUrl: string, accountKey: string, maxTokens = 16): { request: TimedRequest; client: Client<typeof InferenceService> } {
+export function grpcChat(
+  baseUrl: string,
+  accountKey: string,
+  maxTokens = 16,
+): { request: TimedRequest; client: Client<typeof InferenceService> } {
   const client = createClient(InferenceService, createGrpcTransport({ baseUrl }));
   const params = { messages: [{ role: Role.USER, content: "Hello there" }], maxTokens };
   const headers = { "x-iris-account-key": accountKey };

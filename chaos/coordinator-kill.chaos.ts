@@ -24,7 +24,11 @@ afterAll(async () => {
 });
 
 async function start(): Promise<void> {
-  coordinator = await startCoordinatorProcess({ DATABASE_URL: database.url, COORDINATOR_INSTANCE: "chaos-coordinator", HEARTBEAT_INTERVAL_MS: "500" });
+  coordinator = await startCoordinatorProcess({
+    DATABASE_URL: database.url,
+    COORDINATOR_INSTANCE: "chaos-coordinator",
+    HEARTBEAT_INTERVAL_MS: "500",
+  });
   accountKey ??= await newAccountKey(coordinator.url);
   for (const node of nodes) node.kill();
   // slow answers (30 chunks, 40 ms apart), so that every kill finds streams in flight
@@ -43,7 +47,12 @@ async function start(): Promise<void> {
 it(`coordinator SIGKILL ×${ROUNDS} with streams in flight, restarted on the same database: 0 lost, 0 dangling`, async () => {
   await start();
   let running = true;
-  const load = chatLoad({ url: () => coordinator.url, concurrency: 20, running: () => running, clientTimeoutMs: 60_000 });
+  const load = chatLoad({
+    url: () => coordinator.url,
+    concurrency: 20,
+    running: () => running,
+    clientTimeoutMs: 60_000,
+  });
   let inFlightAtKill = 0;
   for (let round = 0; round < ROUNDS; round++) {
     await new Promise((resolve) => setTimeout(resolve, 4_000));

@@ -70,7 +70,12 @@ describe.skipIf(!server)("database faults (needs a PostgreSQL server: PGlite has
 
   it("backends terminated every second for 10 s under 20 streams: the process lives, 0 lost, 0 dangling", async () => {
     let running = true;
-    const load = chatLoad({ url: () => coordinator.url, concurrency: 20, running: () => running, clientTimeoutMs: 60_000 });
+    const load = chatLoad({
+      url: () => coordinator.url,
+      concurrency: 20,
+      running: () => running,
+      clientTimeoutMs: 60_000,
+    });
     let terminated = 0;
     for (let i = 0; i < 10; i++) {
       await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -86,7 +91,12 @@ describe.skipIf(!server)("database faults (needs a PostgreSQL server: PGlite has
 
   it(`the database unreachable for ${OUTAGE_MS / 1000} s under 20 streams: the process lives, 0 lost, 0 dangling`, async () => {
     let running = true;
-    const load = chatLoad({ url: () => coordinator.url, concurrency: 20, running: () => running, clientTimeoutMs: 60_000 });
+    const load = chatLoad({
+      url: () => coordinator.url,
+      concurrency: 20,
+      running: () => running,
+      clientTimeoutMs: 60_000,
+    });
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     await proxy.cut();
     await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));

@@ -29,7 +29,14 @@ export interface LoadOptions {
   clientTimeoutMs?: number;
 }
 
-const prompts = ["Say hello.", "Name a colour.", "Count to three.", "What is a cat?", "Give me a word.", "Say something short."];
+const prompts = [
+  "Say hello.",
+  "Name a colour.",
+  "Count to three.",
+  "What is a cat?",
+  "Give me a word.",
+  "Say something short.",
+];
 
 /** Runs the load until `running()` turns false and every request in flight has ended. */
 export async function chatLoad(options: LoadOptions): Promise<Tally> {
@@ -41,8 +48,14 @@ export async function chatLoad(options: LoadOptions): Promise<Tally> {
     for (let n = 0; options.running(); n++) {
       tally.requests++;
       const url = options.url();
-      if (client?.url !== url) client = { url, inference: createClient(InferenceService, createGrpcTransport({ baseUrl: url })) };
-      const outcome = await oneChat(client.inference, prompts[(index + n) % prompts.length]!, options.maxTokens ?? 16, clientTimeoutMs);
+      if (client?.url !== url)
+        client = { url, inference: createClient(InferenceService, createGrpcTransport({ baseUrl: url })) };
+      const outcome = await oneChat(
+        client.inference,
+        prompts[(index + n) % prompts.length]!,
+        options.maxTokens ?? 16,
+        clientTimeoutMs,
+      );
       if (outcome.kind === "completed") {
         tally.completed++;
         if (outcome.taskId) tally.doneTaskIds.push(outcome.taskId);
@@ -67,7 +80,10 @@ async function oneChat(inference: Inference, prompt: string, maxTokens: number, 
   const signal = AbortSignal.timeout(timeoutMs);
   let taskId: string | undefined;
   try {
-    for await (const response of inference.chat({ params: { messages: [{ role: Role.USER, content: prompt }], maxTokens } }, { signal })) {
+    for await (const response of inference.chat(
+      { params: { messages: [{ role: Role.USER, content: prompt }], maxTokens } },
+      { signal },
+    )) {
       const event = response.event;
       if (event.case === "accepted") taskId = event.value.taskId;
       if (event.case === "done") return { kind: "completed", taskId };
@@ -114,12 +130,17 @@ export async function leftovers(db: Kysely<Database>, tally: Tally): Promise<Lef
   let recordsInterrupted = 0;
   for (let i = 0; i < tally.doneTaskIds.length; i += 500) {
     const ids = tally.doneTaskIds.slice(i, i + 500);
-    const rows = await db.selectFrom("tasks").select(["id", "status", "failure_reason"]).where("id", "in", ids).execute();
+    const rows = await db
+      .selectFrom("tasks")
+      .select(["id", "status", "failure_reason"])
+      .where("id", "in", ids)
+      .execute();
     const status = new Map(rows.map((r) => [r.id, r]));
     for (const id of ids) {
       const row = status.get(id);
       if (row?.status === "completed") continue;
-      if (row?.status === "failed" && row.failure_reason?.includes("stopped before the task ended")) recordsInterrupted++;
+      if (row?.status === "failed" && row.failure_reason?.includes("stopped before the task ended"))
+        recordsInterrupted++;
       else recordsLost++;
     }
   }
@@ -129,8 +150,14 @@ export async function leftovers(db: Kysely<Database>, tally: Tally): Promise<Lef
 /** One row of the suite's table, printed as markdown so it can go straight into docs/faults.md. */
 export function report(scenario: string, tally: Tally, left: Leftovers, note = ""): string {
   const failed = [...tally.failed.values()].reduce((a, b) => a + b, 0);
-  const reasons = [...tally.failed.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([r, n]) => `${n}× ${r}`).join("; ");
+  const reasons = [...tally.failed.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([r, n]) => `${n}× ${r}`)
+    .join("; ");
   const row = `| ${scenario} | ${tally.requests} | ${tally.completed} | ${failed} | ${tally.lost} | ${left.dangling} | ${left.recordsLost} | ${left.recordsInterrupted} | ${[note, reasons].filter(Boolean).join(" — ")} |`;
-  console.log(`\n| scenario | requests | completed | failed with a reason | lost | dangling task rows | records lost | done, then interrupted | notes, top reasons |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n${row}\n`);
+  console.log(
+    `\n| scenario | requests | completed | failed with a reason | lost | dangling task rows | records lost | done, then interrupted | notes, top reasons |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n${row}\n`,
+  );
   return row;
 }

@@ -1,8 +1,16 @@
-// `iris chat`: one prompt streamed to stdout, or an interactive session keeping the conversation; JSON lines with --json.
+// `iris chat`: one prompt streamed to stdout, or an interactive session keeping the conversation; JSON lines with
+// --json.
 import { toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createInterface } from "node:readline";
-import { AcceptedSchema, DoneSchema, QueuedSchema, type Accepted, type Done, type Queued } from "../gen/iris/v1/inference_pb.ts";
+import {
+  AcceptedSchema,
+  DoneSchema,
+  QueuedSchema,
+  type Accepted,
+  type Done,
+  type Queued,
+} from "../gen/iris/v1/inference_pb.ts";
 import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, UsageError, type FailureContext } from "./failure.ts";
 import { DivisionMode } from "../gen/iris/v1/common_pb.ts";
 import type { Palette } from "./color.ts";
@@ -61,7 +69,8 @@ const jsonOptions = { alwaysEmitImplicit: true } as const;
 
 function jsonEvent(event: ChatEvent): unknown {
   if (event.type === "queued") return { type: "queued", queued: toJson(QueuedSchema, event.queued, jsonOptions) };
-  if (event.type === "accepted") return { type: "accepted", accepted: toJson(AcceptedSchema, event.accepted, jsonOptions) };
+  if (event.type === "accepted")
+    return { type: "accepted", accepted: toJson(AcceptedSchema, event.accepted, jsonOptions) };
   if (event.type === "done") return { type: "done", done: toJson(DoneSchema, event.done, jsonOptions) };
   return { type: "token", text: event.text };
 }
@@ -128,7 +137,7 @@ async function streamAnswer(
   spinner.update("connecting…");
   try {
     for await (const event of client.chat(messages, { ...chatOptions, signal: interrupts.begin() })) {
-      if (options.json) io.stdout.write(JSON.stringify(jsonEvent(event)) + "\n");
+      if (options.json) io.stdout.write(`${JSON.stringify(jsonEvent(event))}\n`);
       if (event.type === "queued") {
         spinner.update(queuedLine(event.queued));
       } else if (event.type === "accepted") {
@@ -148,7 +157,9 @@ async function streamAnswer(
     if (interrupts.interrupted) return { text, completed: false };
     if (options.json) {
       const e = ConnectError.from(err);
-      io.stdout.write(JSON.stringify({ type: "error", code: codeName(e.code), message: describeFailure(e, failure) }) + "\n");
+      io.stdout.write(
+        `${JSON.stringify({ type: "error", code: codeName(e.code), message: describeFailure(e, failure) })}\n`,
+      );
     }
     throw err;
   } finally {
@@ -157,7 +168,7 @@ async function streamAnswer(
   }
   if (!options.json) {
     if (!text.endsWith("\n")) io.stdout.write("\n");
-    if (!options.quiet && done) io.stderr.write(footer(accepted, done, options.palette) + "\n");
+    if (!options.quiet && done) io.stderr.write(`${footer(accepted, done, options.palette)}\n`);
   }
   return { text, completed: true };
 }
@@ -187,7 +198,14 @@ export async function runChat(
   const system: ChatMessageInput[] = options.system ? [{ role: "system", content: options.system }] : [];
   const prompt = await initialPrompt(words, io.stdin);
   if (prompt === undefined) return session(client, system, options, io, interrupts, failure);
-  const answer = await streamAnswer(client, [...system, { role: "user", content: prompt }], options, io, interrupts, failure);
+  const answer = await streamAnswer(
+    client,
+    [...system, { role: "user", content: prompt }],
+    options,
+    io,
+    interrupts,
+    failure,
+  );
   return answer.completed ? EXIT_OK : EXIT_INTERRUPTED;
 }
 
@@ -222,7 +240,7 @@ async function session(
       history.splice(system.length);
       io.stderr.write("(a new conversation)\n");
     } else if (input === "/help" || input === "/?") {
-      io.stderr.write(sessionHelp + "\n");
+      io.stderr.write(`${sessionHelp}\n`);
     } else if (input) {
       history.push({ role: "user", content: input });
       try {

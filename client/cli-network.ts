@@ -11,7 +11,16 @@ import {
 } from "../gen/iris/v1/network_pb.ts";
 import type { DivisionMode } from "../gen/iris/v1/common_pb.ts";
 import type { Palette } from "./color.ts";
-import { difficultyName, divisionName, formatAgo, formatDecimal, formatMs, formatParameters, statusName, tierName } from "./format.ts";
+import {
+  difficultyName,
+  divisionName,
+  formatAgo,
+  formatDecimal,
+  formatMs,
+  formatParameters,
+  statusName,
+  tierName,
+} from "./format.ts";
 import type { IrisClient, NodeInfo } from "./sdk.ts";
 import { renderFields, renderTable } from "./table.ts";
 
@@ -25,7 +34,7 @@ export interface NetworkOutput {
 
 /** The response message as protobuf JSON (enum names, 64-bit numbers as strings, zeros included for scripts). */
 function printJson<Desc extends DescMessage>(out: NetworkOutput, schema: Desc, message: MessageShape<Desc>): void {
-  out.stdout.write(JSON.stringify(toJson(schema, message, { alwaysEmitImplicit: true }), null, 2) + "\n");
+  out.stdout.write(`${JSON.stringify(toJson(schema, message, { alwaysEmitImplicit: true }), null, 2)}\n`);
 }
 
 export async function showStats(client: IrisClient, out: NetworkOutput): Promise<void> {
@@ -45,9 +54,15 @@ export async function showStats(client: IrisClient, out: NetworkOutput): Promise
 }
 
 const gpuSummary = (node: NodeInfo): string =>
-  node.gpus.map((g) => `${g.name}${g.vramTotalMb ? ` ${Math.round(Number(g.vramTotalMb) / 1024)} GB` : ""}`).join(", ") || "-";
+  node.gpus
+    .map((g) => `${g.name}${g.vramTotalMb ? ` ${Math.round(Number(g.vramTotalMb) / 1024)} GB` : ""}`)
+    .join(", ") || "-";
 
-export async function showNodes(client: IrisClient, out: NetworkOutput, query: { onlineOnly: boolean; limit: number }): Promise<void> {
+export async function showNodes(
+  client: IrisClient,
+  out: NetworkOutput,
+  query: { onlineOnly: boolean; limit: number },
+): Promise<void> {
   const nodes = await client.nodes(query);
   if (out.json) return printJson(out, ListNodesResponseSchema, create(ListNodesResponseSchema, { nodes }));
   const now = out.now();
@@ -72,7 +87,11 @@ export async function showNodes(client: IrisClient, out: NetworkOutput, query: {
   );
 }
 
-export async function showTasks(client: IrisClient, out: NetworkOutput, query: { limit: number; nodeId?: string }): Promise<void> {
+export async function showTasks(
+  client: IrisClient,
+  out: NetworkOutput,
+  query: { limit: number; nodeId?: string },
+): Promise<void> {
   const tasks = await client.tasks(query);
   if (out.json) return printJson(out, ListTasksResponseSchema, create(ListTasksResponseSchema, { tasks }));
   const now = out.now();
@@ -82,7 +101,11 @@ export async function showTasks(client: IrisClient, out: NetworkOutput, query: {
         // the first block of the UUID is enough to tell tasks apart on a screen; --json has the whole id
         { header: "TASK", value: (t) => t.taskId.slice(0, 8) },
         { header: "STATUS", value: (t) => statusName(t.status) },
-        { header: "DIFFICULTY", value: (t) => difficultyName(t.difficulty), paint: (text) => out.palette.difficulty(text) },
+        {
+          header: "DIFFICULTY",
+          value: (t) => difficultyName(t.difficulty),
+          paint: (text) => out.palette.difficulty(text),
+        },
         { header: "TIER", value: (t) => tierName(t.tier), paint: (text) => out.palette.tier(text) },
         { header: "NODE", value: (t) => t.nodeId || "-" },
         // a divided request's parts, spot checks and canaries name the task they belong to
@@ -125,14 +148,22 @@ export async function showLeaderboard(client: IrisClient, out: NetworkOutput, li
   );
 }
 
-export async function showReputation(client: IrisClient, out: NetworkOutput, nodeId: string, limit: number): Promise<void> {
+export async function showReputation(
+  client: IrisClient,
+  out: NetworkOutput,
+  nodeId: string,
+  limit: number,
+): Promise<void> {
   const events = await client.reputation(nodeId, { limit });
-  if (out.json) return printJson(out, GetReputationHistoryResponseSchema, create(GetReputationHistoryResponseSchema, { events }));
+  if (out.json)
+    return printJson(out, GetReputationHistoryResponseSchema, create(GetReputationHistoryResponseSchema, { events }));
   // the score now heads the history; a node without events yet still has its starting score
   const node = (await client.nodes({ limit: 1000 })).find((n) => n.nodeId === nodeId);
   if (node) {
     const status = node.suspended ? "suspended" : node.online ? "online" : "offline";
-    out.stdout.write(`${nodeId}: reputation ${formatDecimal(node.reputation)}, tier ${out.palette.tier(tierName(node.tier))}, ${status}\n\n`);
+    out.stdout.write(
+      `${nodeId}: reputation ${formatDecimal(node.reputation)}, tier ${out.palette.tier(tierName(node.tier))}, ${status}\n\n`,
+    );
   }
   const now = out.now();
   out.stdout.write(

@@ -4,15 +4,32 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { generateKey, login, logout, moveNode, register, verifyKey, type AccountIo } from "./cli-account.ts";
 import { Interrupts, runChat, type Terminal } from "./cli-chat.ts";
 import { palette, wantsColor } from "./color.ts";
-import { showLeaderboard, showModels, showNodes, showReputation, showStats, showTasks, type NetworkOutput } from "./cli-network.ts";
+import {
+  showLeaderboard,
+  showModels,
+  showNodes,
+  showReputation,
+  showStats,
+  showTasks,
+  type NetworkOutput,
+} from "./cli-network.ts";
 import { loadCredentials, tokenFor } from "./credentials.ts";
-import { describeFailure, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor, UsageError, type FailureContext } from "./failure.ts";
+import {
+  describeFailure,
+  EXIT_INTERRUPTED,
+  EXIT_OK,
+  EXIT_USAGE,
+  exitCodeFor,
+  UsageError,
+  type FailureContext,
+} from "./failure.ts";
 import { createNodeIrisClient, type IrisClient } from "./sdk-node.ts";
 import { DivisionMode } from "../gen/iris/v1/common_pb.ts";
 import { CaFileError, readCaFile } from "../common/ca-file.ts";
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
-const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
+  .version;
 
 interface ChatFlags {
   model?: string;
@@ -39,7 +56,8 @@ function parseUrl(value: string): string {
   } catch {
     throw new InvalidArgumentError(`not a URL (e.g. ${DEFAULT_URL})`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new InvalidArgumentError("use an http:// or https:// URL");
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new InvalidArgumentError("use an http:// or https:// URL");
   return value.replace(/\/+$/, "");
 }
 
@@ -53,18 +71,22 @@ function parseCaFile(path: string): string[] {
 
 function parseAccountKey(value: string): string {
   // the message must not repeat the value: it is a secret even when mistyped
-  if (!/^\d{4} ?\d{4} ?\d{4} ?\d{4}$/.test(value.trim())) throw new InvalidArgumentError("an account key is 16 digits, e.g. 1234 5678 9012 3456");
+  if (!/^\d{4} ?\d{4} ?\d{4} ?\d{4}$/.test(value.trim()))
+    throw new InvalidArgumentError("an account key is 16 digits, e.g. 1234 5678 9012 3456");
   return value.trim();
 }
 
-const wholeNumber = (max: number) => (value: string): number => {
-  if (!/^\d+$/.test(value) || Number(value) > max) throw new InvalidArgumentError(`a whole number from 0 to ${max}`);
-  return Number(value);
-};
+const wholeNumber =
+  (max: number) =>
+  (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) > max) throw new InvalidArgumentError(`a whole number from 0 to ${max}`);
+    return Number(value);
+  };
 
 function parseTemperature(value: string): number {
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n > 2) throw new InvalidArgumentError("a number from 0 to 2");
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n > 2)
+    throw new InvalidArgumentError("a number from 0 to 2");
   return n;
 }
 
@@ -72,12 +94,14 @@ const divisionModes = ["single", "subtasks", "consensus", "context", "auto"] as 
 
 function parseDivisionMode(value: string): DivisionMode {
   const name = value.trim().toLowerCase();
-  if (!(divisionModes as readonly string[]).includes(name)) throw new InvalidArgumentError(`one of ${divisionModes.join(", ")}`);
+  if (!(divisionModes as readonly string[]).includes(name))
+    throw new InvalidArgumentError(`one of ${divisionModes.join(", ")}`);
   return DivisionMode[name.toUpperCase() as Uppercase<(typeof divisionModes)[number]>];
 }
 
 function parseConsensusNodes(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 2 || Number(value) > 9) throw new InvalidArgumentError("a whole number from 2 to 9");
+  if (!/^\d+$/.test(value) || Number(value) < 2 || Number(value) > 9)
+    throw new InvalidArgumentError("a whole number from 2 to 9");
   return Number(value);
 }
 
@@ -115,7 +139,10 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
   const network = async (command: Command): Promise<{ client: IrisClient; out: NetworkOutput }> => {
     const { client, globals } = await connect(command);
     const json = globals.json === true;
-    return { client, out: { json, stdout: io.stdout, now: Date.now, palette: palette(!json && wantsColor(io.stdout, env)) } };
+    return {
+      client,
+      out: { json, stdout: io.stdout, now: Date.now, palette: palette(!json && wantsColor(io.stdout, env)) },
+    };
   };
   const account = async (command: Command): Promise<{ client: IrisClient; aio: AccountIo }> => {
     const { client, globals } = await connect(command, true);
@@ -127,13 +154,25 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     .description("Chat with the Iris network and look at its nodes, tasks and reputation.")
     .version(version, "-V, --version")
     .addOption(new Option("--url <url>", "the coordinator").env("IRIS_URL").default(DEFAULT_URL).argParser(parseUrl))
-    .addOption(new Option("--account-key <key>", "your account key (keyed rate limits)").env("IRIS_ACCOUNT_KEY").argParser(parseAccountKey))
-    .addOption(new Option("--ca <file>", "trust this CA (PEM) for an https:// coordinator with a private CA").env("IRIS_CA_PATH").argParser(parseCaFile))
+    .addOption(
+      new Option("--account-key <key>", "your account key (keyed rate limits)")
+        .env("IRIS_ACCOUNT_KEY")
+        .argParser(parseAccountKey),
+    )
+    .addOption(
+      new Option("--ca <file>", "trust this CA (PEM) for an https:// coordinator with a private CA")
+        .env("IRIS_CA_PATH")
+        .argParser(parseCaFile),
+    )
     .option("--json", "print JSON (one object per chat event) instead of text and tables")
     .exitOverride()
     .showHelpAfterError()
     .configureHelp({ showGlobalOptions: true })
-    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: (s, write) => write(s.replace(/^error: /, "iris: ")) })
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+      outputError: (s, write) => write(s.replace(/^error: /, "iris: ")),
+    })
     .addHelpText("after", examples)
     .hook("preAction", (_program, action) => {
       const names: string[] = [];
@@ -144,23 +183,41 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
   program
     .command("chat")
     .alias("ask")
-    .description("ask the network; tokens stream to stdout as they arrive (no prompt on a terminal: an interactive session)")
+    .description(
+      "ask the network; tokens stream to stdout as they arrive (no prompt on a terminal: an interactive session)",
+    )
     .argument("[prompt...]", "the question; text piped on stdin is appended to it as context")
     .option("--model <name>", "prefer a model (default: the coordinator chooses)")
     .option("--max-tokens <n>", "the most tokens the answer may have", wholeNumber(131_072))
     .option("--temperature <t>", "sampling temperature, 0 to 2", parseTemperature)
     .option("--system <text>", "a system message before the conversation")
-    .option("--mode <mode>", "how to spread the request over nodes: single (default), subtasks, consensus, context or auto", parseDivisionMode)
-    .option("--nodes <n>", "with --mode consensus: how many nodes answer, 2 to 9 (default: the coordinator's, 3)", parseConsensusNodes)
+    .option(
+      "--mode <mode>",
+      "how to spread the request over nodes: single (default), subtasks, consensus, context or auto",
+      parseDivisionMode,
+    )
+    .option(
+      "--nodes <n>",
+      "with --mode consensus: how many nodes answer, 2 to 9 (default: the coordinator's, 3)",
+      parseConsensusNodes,
+    )
     .option("-q, --quiet", "no footer (tier, node, time to first token, tokens/s) on stderr")
     .action(async (words: string[], options: ChatFlags, command: Command) => {
-      if (options.nodes !== undefined && options.mode !== DivisionMode.CONSENSUS) throw new UsageError("--nodes needs --mode consensus");
+      if (options.nodes !== undefined && options.mode !== DivisionMode.CONSENSUS)
+        throw new UsageError("--nodes needs --mode consensus");
       const { client, globals } = await connect(command);
-      const chatOptions = { ...options, json: globals.json === true, quiet: options.quiet === true, palette: palette(wantsColor(io.stderr, env)) };
+      const chatOptions = {
+        ...options,
+        json: globals.json === true,
+        quiet: options.quiet === true,
+        palette: palette(wantsColor(io.stderr, env)),
+      };
       exitCode = await runChat(client, words, chatOptions, io, interrupts, failure);
     });
 
-  const accountCommand = program.command("account").description("anonymous account keys (16 digits) for nodes and rate limits");
+  const accountCommand = program
+    .command("account")
+    .description("anonymous account keys (16 digits) for nodes and rate limits");
   accountCommand
     .command("generate")
     .description("make a new account key; it is shown once")
@@ -186,11 +243,21 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     .requiredOption("--public-key <base64>", "the new key, as the refused agent printed it")
     .action(async (nodeId: string, options: { publicKey: string }, command: Command) => {
       const { client, aio } = await account(command);
-      exitCode = await moveNode(client, aio, nodeId, options.publicKey, command.optsWithGlobals<GlobalOptions>().accountKey);
+      exitCode = await moveNode(
+        client,
+        aio,
+        nodeId,
+        options.publicKey,
+        command.optsWithGlobals<GlobalOptions>().accountKey,
+      );
     });
 
   for (const [name, description, run] of [
-    ["register", "create an email/password user and save its login (password: prompt, IRIS_PASSWORD or stdin)", register],
+    [
+      "register",
+      "create an email/password user and save its login (password: prompt, IRIS_PASSWORD or stdin)",
+      register,
+    ],
     ["login", "sign in and save the login for later commands (password: prompt, IRIS_PASSWORD or stdin)", login],
   ] as const) {
     program
@@ -206,7 +273,12 @@ async function main(argv: string[], env: Record<string, string | undefined>, io:
     .command("logout")
     .description("forget the saved login")
     .action(async (_options, command: Command) => {
-      exitCode = await logout({ json: command.optsWithGlobals<GlobalOptions>().json === true, url: failure.url, env, ...io });
+      exitCode = await logout({
+        json: command.optsWithGlobals<GlobalOptions>().json === true,
+        url: failure.url,
+        env,
+        ...io,
+      });
     });
 
   program
@@ -279,7 +351,11 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-const code = await main(process.argv.slice(2), process.env, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+const code = await main(process.argv.slice(2), process.env, {
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+});
 process.exitCode = code;
 // An idle HTTP/2 connection does not hold the process; this only guards against anything else that would.
 setTimeout(() => process.exit(code), 2000).unref();

@@ -14,23 +14,27 @@ export interface Credentials {
 /** The config folder per the XDG base directory spec; a relative XDG_CONFIG_HOME is invalid there and ignored. */
 export function configDir(env: Record<string, string | undefined>): string {
   const xdg = env.XDG_CONFIG_HOME;
-  const base = xdg && xdg.startsWith("/") ? xdg : join(env.HOME || homedir(), ".config");
+  const base = xdg?.startsWith("/") ? xdg : join(env.HOME || homedir(), ".config");
   return join(base, "iris");
 }
 
-export const credentialsPath = (env: Record<string, string | undefined>): string => join(configDir(env), "credentials.json");
+export const credentialsPath = (env: Record<string, string | undefined>): string =>
+  join(configDir(env), "credentials.json");
 
 /** Trailing slashes do not make another coordinator. */
-export const sameCoordinator = (a: string, b: string): boolean => a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
+const sameCoordinator = (a: string, b: string): boolean => a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
 
-export async function saveCredentials(credentials: Credentials, env: Record<string, string | undefined>): Promise<string> {
+export async function saveCredentials(
+  credentials: Credentials,
+  env: Record<string, string | undefined>,
+): Promise<string> {
   const dir = configDir(env);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700); // mkdir's mode is masked by the umask and ignored for an existing folder
   const path = credentialsPath(env);
   // written aside and renamed, so a reader never sees half a file and the mode is right from the first byte
   const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, JSON.stringify(credentials, null, 2) + "\n", { mode: 0o600 });
+  await writeFile(temporary, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
   await chmod(temporary, 0o600);
   await rename(temporary, path);
   return path;

@@ -11,8 +11,14 @@ const context = { url: "http://127.0.0.1:8080", sentSavedToken: false };
 
 describe("describeFailure", () => {
   it.each([
-    [new ConnectError("no node that serves SIMPLE requests is online; waited 30 s", Code.Unavailable), "no node can answer right now: no node that serves SIMPLE requests is online; waited 30 s"],
-    [new ConnectError("queue is full", Code.ResourceExhausted), "the network is busy or a limit was reached: queue is full"],
+    [
+      new ConnectError("no node that serves SIMPLE requests is online; waited 30 s", Code.Unavailable),
+      "no node can answer right now: no node that serves SIMPLE requests is online; waited 30 s",
+    ],
+    [
+      new ConnectError("queue is full", Code.ResourceExhausted),
+      "the network is busy or a limit was reached: queue is full",
+    ],
     [new ConnectError("node x is not registered", Code.NotFound), "not found: node x is not registered"],
     [new ConnectError("", Code.Internal), "the coordinator failed"],
     [new UsageError("no prompt"), "no prompt"],
@@ -21,8 +27,16 @@ describe("describeFailure", () => {
 
   it("tells an unreachable coordinator from a network without nodes", () => {
     const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:8080"), { code: "ECONNREFUSED" });
-    const err = new ConnectError("connect ECONNREFUSED 127.0.0.1:8080", Code.Unavailable, undefined, undefined, refused);
-    expect(describeFailure(err, context)).toBe("cannot reach the coordinator at http://127.0.0.1:8080: connect ECONNREFUSED 127.0.0.1:8080");
+    const err = new ConnectError(
+      "connect ECONNREFUSED 127.0.0.1:8080",
+      Code.Unavailable,
+      undefined,
+      undefined,
+      refused,
+    );
+    expect(describeFailure(err, context)).toBe(
+      "cannot reach the coordinator at http://127.0.0.1:8080: connect ECONNREFUSED 127.0.0.1:8080",
+    );
   });
 
   it("hints at a stale saved login only when one was sent", () => {
@@ -33,9 +47,16 @@ describe("describeFailure", () => {
 
   it("tells certificate and http/https faults in words, with the setting that fixes them", () => {
     const tlsPort = new ConnectError("the coordinator speaks TLS: use https://127.0.0.1:8443", Code.FailedPrecondition);
-    expect(describeFailure(tlsPort, { ...context, url: "http://127.0.0.1:8443" })).toBe("the coordinator speaks TLS: use https://127.0.0.1:8443 (the URL says http://)");
-    const untrusted = new ConnectError("unable to verify the first certificate", Code.Internal, undefined, undefined,
-      Object.assign(new Error("unable to verify the first certificate"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }));
+    expect(describeFailure(tlsPort, { ...context, url: "http://127.0.0.1:8443" })).toBe(
+      "the coordinator speaks TLS: use https://127.0.0.1:8443 (the URL says http://)",
+    );
+    const untrusted = new ConnectError(
+      "unable to verify the first certificate",
+      Code.Internal,
+      undefined,
+      undefined,
+      Object.assign(new Error("unable to verify the first certificate"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }),
+    );
     expect(describeFailure(untrusted, { ...context, url: "https://iris.test" })).toBe(
       "the coordinator's certificate is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set --ca or IRIS_CA_PATH to the PEM file of the CA that signed it",
     );

@@ -31,7 +31,16 @@ const codeWords: Record<Code, string> = {
   [Code.Unauthenticated]: "the coordinator refused the credentials",
 };
 
-const networkErrorCodes = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EPIPE"]);
+const networkErrorCodes = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ECONNRESET",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ETIMEDOUT",
+  "EPIPE",
+]);
 
 /** The Node system error (ECONNREFUSED …) somewhere in the cause chain, if the call never reached the coordinator. */
 function networkErrorCode(err: unknown): string | undefined {
@@ -61,7 +70,9 @@ export function describeFailure(err: unknown, context: FailureContext): string {
   }
   const words = codeWords[err.code] ?? Code[err.code] ?? "failed";
   const hint =
-    err.code === Code.Unauthenticated && context.sentSavedToken ? " (the saved login may be stale: run `iris login` or `iris logout`)" : "";
+    err.code === Code.Unauthenticated && context.sentSavedToken
+      ? " (the saved login may be stale: run `iris login` or `iris logout`)"
+      : "";
   // rawMessage is the coordinator's sentence; the code's name alone when it sent none
   const detail = err.rawMessage && err.rawMessage !== words ? `: ${err.rawMessage}` : "";
   return `${words}${detail}${hint}`;

@@ -15,7 +15,11 @@ export const statusName = (s: TaskStatus): string => (s ? (TaskStatus[s] ?? Stri
 export function formatParameters(count: bigint | number): string {
   const n = Number(count);
   if (n <= 0) return "-";
-  for (const [unit, size] of [["B", 1e9], ["M", 1e6], ["K", 1e3]] as const) {
+  for (const [unit, size] of [
+    ["B", 1e9],
+    ["M", 1e6],
+    ["K", 1e3],
+  ] as const) {
     // three significant digits at most: 139.84K is 140K, 7.24B is 7.2B
     if (n >= size) return `${trim(n / size >= 100 ? Math.round(n / size) : n / size)}${unit}`;
   }

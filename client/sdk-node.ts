@@ -1,4 +1,5 @@
-// The SDK's Node entry: createIrisClient with a Node transport (gRPC over h2c or TLS by default), for the CLI and scripts.
+// The SDK's Node entry: createIrisClient with a Node transport (gRPC over h2c or TLS by default), for the CLI and
+// scripts.
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { trustedWith } from "../common/ca-file.ts";
 import { createIrisClient, type IrisClient, type IrisClientOptions } from "./sdk.ts";

@@ -100,7 +100,9 @@ describe("SDK", () => {
 
   it("reports refusals as ConnectErrors with the right code", async () => {
     const client = createNodeIrisClient({ baseUrl: coordinator.url });
-    const unknownModel = await collect(client.chat("hi", { model: "no-such-model-70b" })).catch((err: unknown) => ConnectError.from(err));
+    const unknownModel = await collect(client.chat("hi", { model: "no-such-model-70b" })).catch((err: unknown) =>
+      ConnectError.from(err),
+    );
     expect(unknownModel).toBeInstanceOf(ConnectError);
     expect((unknownModel as ConnectError).code).toBe(Code.NotFound);
     const stranger = createNodeIrisClient({ baseUrl: coordinator.url, accountKey: "0000 0000 0000 0009" });
@@ -124,7 +126,9 @@ describe("SDK", () => {
     expect((await other.login("sdk@example.com", "correct horse battery")).userId).toBe(registered.userId);
     other.setToken(undefined);
     await expect(other.accounts.refreshToken({})).rejects.toMatchObject({ code: Code.Unauthenticated });
-    await expect(other.login("sdk@example.com", "wrong password")).rejects.toMatchObject({ code: Code.Unauthenticated });
+    await expect(other.login("sdk@example.com", "wrong password")).rejects.toMatchObject({
+      code: Code.Unauthenticated,
+    });
   });
 
   it("wraps the network's read side: stats, nodes, tasks, leaderboard, reputation, models", async () => {

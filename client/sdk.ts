@@ -4,7 +4,13 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { AccountService, type AuthToken } from "../gen/iris/v1/account_pb.ts";
 import { Role, type Difficulty, type DivisionMode } from "../gen/iris/v1/common_pb.ts";
 import { NodeService } from "../gen/iris/v1/node_pb.ts";
-import { InferenceService, type Accepted, type Done, type ModelInfo, type Queued } from "../gen/iris/v1/inference_pb.ts";
+import {
+  InferenceService,
+  type Accepted,
+  type Done,
+  type ModelInfo,
+  type Queued,
+} from "../gen/iris/v1/inference_pb.ts";
 import {
   NetworkService,
   NetworkStatsSchema,
@@ -92,7 +98,6 @@ export interface IrisClient {
   setToken(token: string | undefined): void;
 }
 
-
 export function createIrisClient(options: IrisClientOptions): IrisClient {
   // mutable so that register/login can sign the same client in (the coordinator refuses both credentials at once)
   let token = options.token;
@@ -141,8 +146,7 @@ export function createIrisClient(options: IrisClientOptions): IrisClient {
         // a chunk may carry a token count but no text (e.g. half of a character): nothing a caller could show
         else if (e.case === "token") {
           if (e.value.text) yield { type: "token", text: e.value.text };
-        }
-        else if (e.case === "done") yield { type: "done", done: e.value };
+        } else if (e.case === "done") yield { type: "done", done: e.value };
       }
     },
     async models() {
@@ -171,7 +175,8 @@ export function createIrisClient(options: IrisClientOptions): IrisClient {
       return (await accounts.verifyKey({ accountKey })).valid;
     },
     async moveNode(nodeId, publicKey, accountKey) {
-      const key = typeof publicKey === "string" ? Uint8Array.from(atob(publicKey.trim()), (c) => c.charCodeAt(0)) : publicKey;
+      const key =
+        typeof publicKey === "string" ? Uint8Array.from(atob(publicKey.trim()), (c) => c.charCodeAt(0)) : publicKey;
       return (await nodes.moveNode({ nodeId, publicKey: key, accountKey })).disconnected;
     },
     async register(email, password) {

@@ -8,7 +8,10 @@ export class Spinner {
   private frame = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly output: NodeJS.WriteStream, private readonly enabled: boolean) {}
+  constructor(
+    private readonly output: NodeJS.WriteStream,
+    private readonly enabled: boolean,
+  ) {}
 
   /** Shows (or changes) the line; starts the animation on first use. */
   update(text: string): void {

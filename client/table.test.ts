@@ -12,9 +12,12 @@ describe("renderTable", () => {
   ];
 
   it("aligns columns two spaces apart, numbers right, with no trailing spaces", () => {
-    expect(renderTable(columns, [{ id: "gpu-1", rep: 110 }, { id: "a", rep: 5 }])).toBe(
-      ["NODE   REP  NOTE", "gpu-1  110", "a        5", ""].join("\n"),
-    );
+    expect(
+      renderTable(columns, [
+        { id: "gpu-1", rep: 110 },
+        { id: "a", rep: 5 },
+      ]),
+    ).toBe(["NODE   REP  NOTE", "gpu-1  110", "a        5", ""].join("\n"));
   });
 
   it("says so when there are no rows, and keeps a cell's newlines from breaking the lines", () => {
@@ -24,11 +27,21 @@ describe("renderTable", () => {
 
   it("colours a cell's text but not its padding, so coloured columns stay aligned", () => {
     const painted = [{ ...columns[0]!, paint: (text: string) => `<${text}>` }, columns[1]!];
-    expect(renderTable(painted, [{ id: "gpu-1", rep: 110 }, { id: "a", rep: 5 }])).toBe(["NODE   REP", "<gpu-1>  110", "<a>        5", ""].join("\n"));
+    expect(
+      renderTable(painted, [
+        { id: "gpu-1", rep: 110 },
+        { id: "a", rep: 5 },
+      ]),
+    ).toBe(["NODE   REP", "<gpu-1>  110", "<a>        5", ""].join("\n"));
   });
 
   it("prints fields as aligned name and value", () => {
-    expect(renderFields([["nodes online", "3"], ["queue", "0"]])).toBe("nodes online  3\nqueue         0\n");
+    expect(
+      renderFields([
+        ["nodes online", "3"],
+        ["queue", "0"],
+      ]),
+    ).toBe("nodes online  3\nqueue         0\n");
   });
 });
 

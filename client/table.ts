@@ -32,11 +32,11 @@ export function renderTable<Row>(columns: Column<Row>[], rows: Row[], empty = "(
       .trimEnd();
   const lines = [line(columns.map((c) => c.header)), ...cells.map((values, i) => line(values, rows[i]))];
   if (rows.length === 0) lines.push(empty);
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 /** Two columns, names left and values left, for one record (stats). */
 export function renderFields(fields: [string, string][]): string {
   const size = Math.max(0, ...fields.map(([name]) => width(name)));
-  return fields.map(([name, value]) => `${pad(name, size, "left")}  ${value}`.trimEnd()).join("\n") + "\n";
+  return `${fields.map(([name, value]) => `${pad(name, size, "left")}  ${value}`.trimEnd()).join("\n")}\n`;
 }

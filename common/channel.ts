@@ -58,7 +58,9 @@ export class Channel<T> implements AsyncIterable<T> {
   next(): Promise<IteratorResult<T>> {
     if (this.#head < this.#items.length) return Promise.resolve({ value: this.take()!, done: false });
     if (this.#closed) {
-      return this.#error === undefined ? Promise.resolve({ value: undefined, done: true }) : Promise.reject(this.#error);
+      return this.#error === undefined
+        ? Promise.resolve({ value: undefined, done: true })
+        : Promise.reject(this.#error);
     }
     return new Promise((resolve, reject) => {
       this.#waiter = resolve;

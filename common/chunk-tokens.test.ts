@@ -7,7 +7,11 @@ import { chunkTokenCount, chunkWithTokens } from "./chunk-tokens.ts";
 
 const TOKEN_COUNT_FIELD = 5;
 
-const init = { taskId: "0f6d3c2e-9a43-4c1b-8f6e-2d1b7a9c4e51", sequence: 3, content: { case: "text", value: "é" } } as const;
+const init = {
+  taskId: "0f6d3c2e-9a43-4c1b-8f6e-2d1b7a9c4e51",
+  sequence: 3,
+  content: { case: "text", value: "é" },
+} as const;
 const overTheWire = (bytes: Uint8Array) => fromBinary(TaskChunkSchema, bytes);
 
 describe("chunk token counts", () => {

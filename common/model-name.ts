@@ -58,9 +58,34 @@ const SIZE_ALIASES: Array<[RegExp, number]> = [
 
 // Families by the word in the name; the earliest in the name wins, so "DeepSeek-R1-Distill-Qwen" is deepseek.
 const FAMILIES = [
-  "tinyllama", "codellama", "llama", "mixtral", "mistral", "ministral", "codestral", "qwen", "qwq", "phi",
-  "gemma", "deepseek", "gpt-oss", "command-r", "falcon", "starcoder", "smollm", "granite", "olmo",
-  "internlm", "minicpm", "nemotron", "hermes", "vicuna", "yi", "glm", "exaone", "aya",
+  "tinyllama",
+  "codellama",
+  "llama",
+  "mixtral",
+  "mistral",
+  "ministral",
+  "codestral",
+  "qwen",
+  "qwq",
+  "phi",
+  "gemma",
+  "deepseek",
+  "gpt-oss",
+  "command-r",
+  "falcon",
+  "starcoder",
+  "smollm",
+  "granite",
+  "olmo",
+  "internlm",
+  "minicpm",
+  "nemotron",
+  "hermes",
+  "vicuna",
+  "yi",
+  "glm",
+  "exaone",
+  "aya",
 ];
 
 export function parseModelName(name: string): ModelInfo {
@@ -79,9 +104,7 @@ export function parseModelName(name: string): ModelInfo {
 /** The file or model name without folders, publisher, ".gguf" and "-00001-of-00003" shard suffixes. */
 function modelBaseName(name: string): string {
   const last = name.trim().split(/[\\/]/).at(-1) ?? "";
-  return last
-    .replace(/\.(gguf|ggml|bin|safetensors)$/i, "")
-    .replace(/-\d{5}-of-\d{5}$/i, "");
+  return last.replace(/\.(gguf|ggml|bin|safetensors)$/i, "").replace(/-\d{5}-of-\d{5}$/i, "");
 }
 
 function parameterCount(name: string): number {
@@ -97,7 +120,10 @@ function parameterCount(name: string): number {
 }
 
 function normaliseQuantization(token: string): string {
-  const upper = token.toUpperCase().replace(/^(\d)[-_]?BIT$/, "$1BIT").replace(/^GPTQ_/, "GPTQ-");
+  const upper = token
+    .toUpperCase()
+    .replace(/^(\d)[-_]?BIT$/, "$1BIT")
+    .replace(/^GPTQ_/, "GPTQ-");
   if (upper === "FP16") return "F16";
   if (upper === "FP32") return "F32";
   return upper;
@@ -122,14 +148,53 @@ function family(name: string): string {
 // group of 128; MLX n-bit a 16-bit scale and bias per 64. Whole files run a little larger, as embeddings
 // and the output layer are usually kept at higher precision.
 const BITS_PER_WEIGHT: Record<string, number> = {
-  IQ1_S: 1.56, IQ1_M: 1.75, TQ1_0: 1.69, TQ2_0: 2.06,
-  IQ2_XXS: 2.06, IQ2_XS: 2.31, IQ2_S: 2.5, IQ2_M: 2.7, Q2_K_S: 2.5, Q2_K: 2.63,
-  IQ3_XXS: 3.06, IQ3_XS: 3.3, IQ3_S: 3.44, IQ3_M: 3.66, Q3_K_S: 3.44, Q3_K_M: 3.91, Q3_K_L: 4.27,
-  IQ4_XS: 4.25, IQ4_NL: 4.5, Q4_0: 4.5, Q4_0_4_4: 4.5, Q4_0_4_8: 4.5, Q4_0_8_8: 4.5, Q4_1: 5.0,
-  Q4_K_S: 4.58, Q4_K_M: 4.85, Q5_0: 5.5, Q5_1: 6.0, Q5_K_S: 5.54, Q5_K_M: 5.69, Q6_K: 6.56,
-  Q8_0: 8.5, Q8_1: 9.0, MXFP4: 4.25, FP8: 8, F16: 16, BF16: 16, F32: 32,
-  AWQ: 4.25, "GPTQ-INT4": 4.25, "GPTQ-INT8": 8.25,
-  "2BIT": 2.5, "3BIT": 3.5, "4BIT": 4.5, "5BIT": 5.5, "6BIT": 6.5, "8BIT": 8.5,
+  IQ1_S: 1.56,
+  IQ1_M: 1.75,
+  TQ1_0: 1.69,
+  TQ2_0: 2.06,
+  IQ2_XXS: 2.06,
+  IQ2_XS: 2.31,
+  IQ2_S: 2.5,
+  IQ2_M: 2.7,
+  Q2_K_S: 2.5,
+  Q2_K: 2.63,
+  IQ3_XXS: 3.06,
+  IQ3_XS: 3.3,
+  IQ3_S: 3.44,
+  IQ3_M: 3.66,
+  Q3_K_S: 3.44,
+  Q3_K_M: 3.91,
+  Q3_K_L: 4.27,
+  IQ4_XS: 4.25,
+  IQ4_NL: 4.5,
+  Q4_0: 4.5,
+  Q4_0_4_4: 4.5,
+  Q4_0_4_8: 4.5,
+  Q4_0_8_8: 4.5,
+  Q4_1: 5.0,
+  Q4_K_S: 4.58,
+  Q4_K_M: 4.85,
+  Q5_0: 5.5,
+  Q5_1: 6.0,
+  Q5_K_S: 5.54,
+  Q5_K_M: 5.69,
+  Q6_K: 6.56,
+  Q8_0: 8.5,
+  Q8_1: 9.0,
+  MXFP4: 4.25,
+  FP8: 8,
+  F16: 16,
+  BF16: 16,
+  F32: 32,
+  AWQ: 4.25,
+  "GPTQ-INT4": 4.25,
+  "GPTQ-INT8": 8.25,
+  "2BIT": 2.5,
+  "3BIT": 3.5,
+  "4BIT": 4.5,
+  "5BIT": 5.5,
+  "6BIT": 6.5,
+  "8BIT": 8.5,
 };
 
 /** Approximate bits per weight of a quantization (any case, FP16 = F16); undefined when unknown. */

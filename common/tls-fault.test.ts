@@ -18,7 +18,11 @@ const context = { url: "https://localhost:8443", caSetting: "COORDINATOR_CA_PATH
 
 describe("tlsFault", () => {
   it.each([
-    ["UNABLE_TO_VERIFY_LEAF_SIGNATURE", "untrusted", "is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set COORDINATOR_CA_PATH"],
+    [
+      "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+      "untrusted",
+      "is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set COORDINATOR_CA_PATH",
+    ],
     ["DEPTH_ZERO_SELF_SIGNED_CERT", "untrusted", "set COORDINATOR_CA_PATH to the PEM file of the CA that signed it"],
     ["SELF_SIGNED_CERT_IN_CHAIN", "untrusted", "(SELF_SIGNED_CERT_IN_CHAIN)"],
     ["CERT_HAS_EXPIRED", "expired", "expired on 2020-01-02T00:00:00.000Z (CERT_HAS_EXPIRED)"],
@@ -35,7 +39,9 @@ describe("tlsFault", () => {
     expect(tlsFault(wrapped("CERT_HAS_EXPIRED"), { ...context, certificate })!.message).toBe(
       "the coordinator's certificate (CN=127.0.0.1, issued by CN=Iris Test CA) expired on 2020-01-02T00:00:00.000Z (CERT_HAS_EXPIRED): the coordinator's operator must renew it",
     );
-    expect(tlsFault(wrapped("CERT_HAS_EXPIRED"), context)!.message).toBe("the coordinator's certificate expired (CERT_HAS_EXPIRED): the coordinator's operator must renew it");
+    expect(tlsFault(wrapped("CERT_HAS_EXPIRED"), context)!.message).toBe(
+      "the coordinator's certificate expired (CERT_HAS_EXPIRED): the coordinator's operator must renew it",
+    );
   });
 
   it("plaintext to the TLS port: the coordinator's answer, with the URL's scheme", () => {

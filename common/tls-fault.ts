@@ -7,7 +7,7 @@ import tls, { type PeerCertificate } from "node:tls";
 /** The coordinator's answer to plaintext on its TLS port starts with this (coordinator/tls-port.ts). */
 export const TLS_PORT_MESSAGE = "the coordinator speaks TLS: use https://";
 
-export type TlsFaultKind = "untrusted" | "expired" | "not_yet_valid" | "wrong_host" | "not_tls" | "tls_port";
+type TlsFaultKind = "untrusted" | "expired" | "not_yet_valid" | "wrong_host" | "not_tls" | "tls_port";
 
 export interface TlsFault {
   kind: TlsFaultKind;
@@ -18,9 +18,21 @@ export interface TlsFault {
 }
 
 const untrustedCodes = new Set([
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_UNTRUSTED", "CERT_REJECTED", "CERT_SIGNATURE_FAILURE", "INVALID_CA", "CERT_REVOKED",
-  "CERT_CHAIN_TOO_LONG", "PATH_LENGTH_EXCEEDED", "INVALID_PURPOSE", "UNABLE_TO_DECRYPT_CERT_SIGNATURE", "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_SIGNATURE_FAILURE",
+  "INVALID_CA",
+  "CERT_REVOKED",
+  "CERT_CHAIN_TOO_LONG",
+  "PATH_LENGTH_EXCEEDED",
+  "INVALID_PURPOSE",
+  "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
+  "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY",
 ]);
 const kindOfCode: Record<string, TlsFaultKind> = {
   CERT_HAS_EXPIRED: "expired",
@@ -35,7 +47,9 @@ export interface FaultContext {
   url: string;
   /** The setting that adds a CA, named as this client spells it ("COORDINATOR_CA_PATH", "--ca or IRIS_CA_PATH"). */
   caSetting: string;
-  /** The coordinator's certificate, when the client could read it (peerCertificate): dates and names for the message. */
+  /**
+   * The coordinator's certificate, when the client could read it (peerCertificate): dates and names for the message.
+   */
   certificate?: CertificateFacts;
 }
 
@@ -52,7 +66,8 @@ export interface CertificateFacts {
 export function tlsFault(err: unknown, context: FaultContext): TlsFault | undefined {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 6; e = e.cause, depth++) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (e.message.includes(TLS_PORT_MESSAGE)) return { kind: "tls_port", code: "TLS_PORT", message: tlsPortMessage(context.url) };
+    if (e.message.includes(TLS_PORT_MESSAGE))
+      return { kind: "tls_port", code: "TLS_PORT", message: tlsPortMessage(context.url) };
     if (typeof code !== "string") continue;
     const kind = untrustedCodes.has(code) ? "untrusted" : kindOfCode[code];
     if (kind) return { kind, code, message: describe(kind, code, e.message, context) };
@@ -91,10 +106,16 @@ function describe(kind: TlsFaultKind, code: string, detail: string, context: Fau
  */
 export function readPeerCertificate(url: string, timeoutMs = 3_000): Promise<CertificateFacts | undefined> {
   const parsed = URL.parse(url);
-  if (!parsed || parsed.protocol !== "https:") return Promise.resolve(undefined);
+  if (parsed?.protocol !== "https:") return Promise.resolve(undefined);
   const host = parsed.hostname.replace(/^\[|\]$/g, "");
   return new Promise((resolve) => {
-    const socket = tls.connect({ host, port: Number(parsed.port || 443), servername: net.isIP(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: ["h2", "http/1.1"] });
+    const socket = tls.connect({
+      host,
+      port: Number(parsed.port || 443),
+      servername: net.isIP(host) ? undefined : host,
+      rejectUnauthorized: false,
+      ALPNProtocols: ["h2", "http/1.1"],
+    });
     const done = (facts: CertificateFacts | undefined) => {
       clearTimeout(timer);
       socket.destroy();

@@ -10,7 +10,7 @@ import { registerChatSseRoutes } from "./http/chat-sse.ts";
 import { registerOpenAiRoutes } from "./http/openai.ts";
 import { registerPages } from "./http/pages.ts";
 import { ChatLimiter } from "./limits/chat-limits.ts";
-import { admitHttpChat, httpCallerResolver } from "./limits/http-caller.ts";
+import { httpCallerResolver } from "./limits/http-caller.ts";
 import { migrateToLatest } from "./db/migrator.ts";
 import { createAuthInterceptor } from "./accounts/auth.ts";
 import { pruneLoginFailures } from "./accounts/login-throttle.ts";
@@ -25,6 +25,7 @@ import { recoverAtStart, startInstanceWatch } from "./instances/liveness.ts";
 import { recordMismatch } from "./nodes/suspension.ts";
 import { NodeService } from "../gen/iris/v1/node_pb.ts";
 import { createRoutes } from "./routes.ts";
+import { createChatPipeline } from "./tasks/chat-pipeline.ts";
 import type { ClassifierChain } from "./tasks/classify/chain.ts";
 import { createCoordinatorClassifier } from "./tasks/classify/links.ts";
 import { TaskJournal } from "./tasks/journal.ts";
@@ -51,11 +52,18 @@ export interface Coordinator extends RunningServer {
 }
 
 export interface CoordinatorOptions {
-  /** The cluster bus to use instead of NATS_URL's or a new in-process one (tests put several coordinators on one LocalNetwork). */
+  /**
+   * The cluster bus to use instead of NATS_URL's or a new in-process one (tests put several coordinators on one
+   * LocalNetwork).
+   */
   bus?: Bus;
 }
 
-export async function startCoordinator(config: Config, logger: Logger, options: CoordinatorOptions = {}): Promise<Coordinator> {
+export async function startCoordinator(
+  config: Config,
+  logger: Logger,
+  options: CoordinatorOptions = {},
+): Promise<Coordinator> {
   const database = await openDatabase({
     url: config.database.url,
     poolSize: config.database.poolSize,
@@ -72,30 +80,59 @@ export async function startCoordinator(config: Config, logger: Logger, options: 
     logger.info({ applied }, applied.length > 0 ? "migrations applied" : "database schema is up to date");
     const coordinatorKey = await loadOrCreateKeyFile(config.coordinatorPrivateKeyPath);
     logger.info(
-      { path: config.coordinatorPrivateKeyPath, created: coordinatorKey.created, publicKey: Buffer.from(coordinatorKey.publicKey).toString("hex") },
+      {
+        path: config.coordinatorPrivateKeyPath,
+        created: coordinatorKey.created,
+        publicKey: Buffer.from(coordinatorKey.publicKey).toString("hex"),
+      },
       "coordinator key loaded",
     );
     const registry = new NodeRegistry();
     const bus =
       options.bus ??
-      (config.cluster.natsUrl ? await NatsBus.connect({ servers: config.cluster.natsUrl, name: config.instance, logger }) : new LocalBus());
+      (config.cluster.natsUrl
+        ? await NatsBus.connect({ servers: config.cluster.natsUrl, name: config.instance, logger })
+        : new LocalBus());
     const { name, viewMs, deadAfterMs, assignTimeoutMs } = config.cluster;
-    cluster = await startCluster({ bus, name, viewMs, deadAfterMs, assignTimeoutMs, instance: config.instance, registry, coordinatorKey, logger });
-    const journal = new TaskJournal(database.db, logger, { instance: config.instance, maxWaiting: config.recovery.journalMaxWaiting });
+    cluster = await startCluster({
+      bus,
+      name,
+      viewMs,
+      deadAfterMs,
+      assignTimeoutMs,
+      instance: config.instance,
+      registry,
+      coordinatorKey,
+      logger,
+    });
+    const journal = new TaskJournal(database.db, logger, {
+      instance: config.instance,
+      maxWaiting: config.recovery.journalMaxWaiting,
+    });
     const throughput = new ThroughputMeter();
-    const classifier = createCoordinatorClassifier({ openRouter: config.openRouter, ...config.classifier }, registry, logger);
-    const reputation = new ReputationRecorder(database.db, journal, await loadFastTracker(database.db), registry, logger);
-    const orchestrator = new Orchestrator(
+    const classifier = createCoordinatorClassifier(
+      { openRouter: config.openRouter, ...config.classifier },
+      registry,
+      logger,
+    );
+    const reputation = new ReputationRecorder(
+      database.db,
+      journal,
+      await loadFastTracker(database.db),
+      registry,
+      logger,
+    );
+    const orchestrator = new Orchestrator({
       registry,
       journal,
-      classifier.chain,
-      { ...config.tasks, queue: config.queue, division: config.division },
+      classifier: classifier.chain,
+      config: { ...config.tasks, queue: config.queue, division: config.division },
       logger,
       throughput,
-      reputation,
-      { recordMismatch: (nodeId, suspendAfter) => recordMismatch(database.db, nodeId, suspendAfter) },
-      cluster.queue,
-    );
+      outcomes: reputation,
+      suspensions: { recordMismatch: (nodeId, suspendAfter) => recordMismatch(database.db, nodeId, suspendAfter) },
+      queuePeers: cluster.queue,
+    });
     const reputationPeriods = startReputationScheduler({
       db: database.db,
       logger,
@@ -117,11 +154,32 @@ export async function startCoordinator(config: Config, logger: Logger, options: 
     });
     const limiter = new ChatLimiter(database.db, config.rateLimits, { logger });
     const resolveCaller = httpCallerResolver({ db: database.db, jwtSecret: config.jwtSecret });
-    const earnings = new EarningsEstimator(database.db, config.economics.monthlyPool, config.economics.estimateRefreshMs, logger);
-    const { routes, health } = createRoutes({ config, db: database.db, logger, registry, orchestrator, coordinatorKey, throughput, classifyLink: classifier.nodeLink, limiter, earnings });
+    // every chat entry point (RPCs, /v1/chat/completions, /api/chat/stream) runs this one pipeline
+    const chat = createChatPipeline({ db: database.db, orchestrator, limiter });
+    const earnings = new EarningsEstimator(
+      database.db,
+      config.economics.monthlyPool,
+      config.economics.estimateRefreshMs,
+      logger,
+    );
+    const { routes, health } = createRoutes({
+      config,
+      db: database.db,
+      logger,
+      registry,
+      orchestrator,
+      coordinatorKey,
+      throughput,
+      classifyLink: classifier.nodeLink,
+      chat,
+      earnings,
+    });
     const payouts = startMonthlyPayouts({ db: database.db, logger, pool: config.economics.monthlyPool });
     const pruneLogins = setInterval(
-      () => void pruneLoginFailures(database.db).catch((err: unknown) => logger.error({ err }, "could not prune login failures")),
+      () =>
+        void pruneLoginFailures(database.db).catch((err: unknown) =>
+          logger.error({ err }, "could not prune login failures"),
+        ),
       15 * 60_000,
     ).unref();
     const pruneChats = setInterval(
@@ -134,7 +192,11 @@ export async function startCoordinator(config: Config, logger: Logger, options: 
       routes,
       // database faults outermost, so auth's own lookups become Unavailable too; then auth: an unauthenticated
       // caller is refused before validation or handler work
-      interceptors: [createDatabaseFaultInterceptor(), createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }), createValidation()],
+      interceptors: [
+        createDatabaseFaultInterceptor(),
+        createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }),
+        createValidation(),
+      ],
       // agents' streams are not user work: shutdown ends them once user requests are done (they reconnect)
       backgroundStreams: [`/${NodeService.typeName}/${NodeService.method.connect.name}`],
       http: (app) => {
@@ -146,21 +208,22 @@ export async function startCoordinator(config: Config, logger: Logger, options: 
         app.get("/metrics", async (_req, reply) =>
           reply
             .type("text/plain; version=0.0.4")
-            .send(`iris_task_records_waiting ${journal.waiting}\niris_reputation_outcomes_waiting ${reputation.waiting}\n`),
+            .send(
+              `iris_task_records_waiting ${journal.waiting}\niris_reputation_outcomes_waiting ${reputation.waiting}\n`,
+            ),
         );
         registerPages(app);
         registerOpenAiRoutes(app, {
-          orchestrator,
+          chat,
+          resolveCaller,
           registry,
           logger,
           bodyLimit: config.server.maxMessageBytes,
-          admit: (req) => admitHttpChat(req, { resolveCaller, limiter }),
         });
         registerChatSseRoutes(app, {
-          orchestrator,
-          db: database.db,
+          chat,
+          resolveCaller,
           bodyLimit: config.server.maxMessageBytes,
-          admit: (req, requestAccountId) => admitHttpChat(req, { resolveCaller, limiter }, requestAccountId),
         });
       },
       onShutdown: () => health.shutDown(),
@@ -181,7 +244,16 @@ export async function startCoordinator(config: Config, logger: Logger, options: 
         await database.close();
       },
     });
-    return { ...server, databaseKind: database.kind, db: database.db, registry, journal, reputation, classifier: classifier.chain, cluster };
+    return {
+      ...server,
+      databaseKind: database.kind,
+      db: database.db,
+      registry,
+      journal,
+      reputation,
+      classifier: classifier.chain,
+      cluster,
+    };
   } catch (err) {
     await cluster?.stop();
     await database.close();

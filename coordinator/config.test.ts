@@ -8,7 +8,12 @@ describe("loadConfig", () => {
     expect(config.server).toMatchObject({ host: "0.0.0.0", port: 8080, trustProxy: false });
     expect(config.server.tls).toBeUndefined();
     expect(config.database).toEqual({ url: undefined, poolSize: 10 });
-    expect(config.rateLimits).toEqual({ anonymousPerDay: 1, accountKeyPerDay: 3, userPerDay: 100, unlimitedAccountKeys: [] });
+    expect(config.rateLimits).toEqual({
+      anonymousPerDay: 1,
+      accountKeyPerDay: 3,
+      userPerDay: 100,
+      unlimitedAccountKeys: [],
+    });
   });
 
   it("reads every value it is given", () => {
@@ -42,7 +47,10 @@ describe("loadConfig", () => {
     [{ TLS_CERT_PATH: "/c.pem" }, /TLS_CERT_PATH and TLS_KEY_PATH must be set together/],
     [{ JWT_SECRET: "short" }, /JWT_SECRET must be at least 32 characters/],
     [{ UNLIMITED_ACCOUNT_KEYS: "12345" }, /UNLIMITED_ACCOUNT_KEYS must be a comma-separated list/],
-    [{ ADMIN_EMAILS: "root@example.com, not-an-email" }, /ADMIN_EMAILS must be a comma-separated list of email addresses \(not: \["not-an-email"\]\)/],
+    [
+      { ADMIN_EMAILS: "root@example.com, not-an-email" },
+      /ADMIN_EMAILS must be a comma-separated list of email addresses \(not: \["not-an-email"\]\)/,
+    ],
   ];
   for (const [env, message] of wrong) {
     it(`refuses ${JSON.stringify(env)}`, () => {
@@ -88,8 +96,20 @@ describe("loadConfig: division modes and spot checks", () => {
   });
 
   it("reads decimals and whole numbers within their ranges", () => {
-    const env = { CONSENSUS_DEFAULT_NODES: "5", CONSENSUS_SIMILARITY: "0.85", SPOT_CHECK_FRACTION: ".5", CANARY_INTERVAL_MS: "0", SPOT_CHECK_SUSPEND_AFTER: "1" };
-    expect(loadConfig(env).division).toMatchObject({ consensusDefaultNodes: 5, consensusSimilarity: 0.85, spotCheckFraction: 0.5, canaryIntervalMs: 0, spotCheckSuspendAfter: 1 });
+    const env = {
+      CONSENSUS_DEFAULT_NODES: "5",
+      CONSENSUS_SIMILARITY: "0.85",
+      SPOT_CHECK_FRACTION: ".5",
+      CANARY_INTERVAL_MS: "0",
+      SPOT_CHECK_SUSPEND_AFTER: "1",
+    };
+    expect(loadConfig(env).division).toMatchObject({
+      consensusDefaultNodes: 5,
+      consensusSimilarity: 0.85,
+      spotCheckFraction: 0.5,
+      canaryIntervalMs: 0,
+      spotCheckSuspendAfter: 1,
+    });
   });
 
   it.each([
@@ -105,7 +125,9 @@ describe("loadConfig: division modes and spot checks", () => {
     expect(loadConfig({}).recovery).toEqual({ journalMaxWaiting: 100_000, heartbeatMs: 10_000, deadAfterMs: 60_000 });
     const env = { TASK_JOURNAL_MAX_WAITING: "500", INSTANCE_HEARTBEAT_MS: "200", INSTANCE_DEAD_AFTER_MS: "1000" };
     expect(loadConfig(env).recovery).toEqual({ journalMaxWaiting: 500, heartbeatMs: 200, deadAfterMs: 1_000 });
-    expect(() => loadConfig({ INSTANCE_HEARTBEAT_MS: "30000" })).toThrow(/INSTANCE_DEAD_AFTER_MS must be at least 3 times INSTANCE_HEARTBEAT_MS/);
+    expect(() => loadConfig({ INSTANCE_HEARTBEAT_MS: "30000" })).toThrow(
+      /INSTANCE_DEAD_AFTER_MS must be at least 3 times INSTANCE_HEARTBEAT_MS/,
+    );
   });
 });
 
@@ -122,11 +144,17 @@ describe("loadConfig: connection limits", () => {
 
   it("drops the per-address cap behind a trusted proxy unless one is set", () => {
     expect(loadConfig({ TRUST_PROXY: "true" }).server.connections.maxConnectionsPerAddress).toBe(0);
-    expect(loadConfig({ TRUST_PROXY: "true", MAX_CONNECTIONS_PER_ADDRESS: "500" }).server.connections.maxConnectionsPerAddress).toBe(500);
+    expect(
+      loadConfig({ TRUST_PROXY: "true", MAX_CONNECTIONS_PER_ADDRESS: "500" }).server.connections
+        .maxConnectionsPerAddress,
+    ).toBe(500);
   });
 
   const wrong: [Record<string, string>, RegExp][] = [
-    [{ HTTP_HEADERS_TIMEOUT_MS: "20000", HTTP_REQUEST_TIMEOUT_MS: "10000" }, /HTTP_HEADERS_TIMEOUT_MS must not be above HTTP_REQUEST_TIMEOUT_MS/],
+    [
+      { HTTP_HEADERS_TIMEOUT_MS: "20000", HTTP_REQUEST_TIMEOUT_MS: "10000" },
+      /HTTP_HEADERS_TIMEOUT_MS must not be above HTTP_REQUEST_TIMEOUT_MS/,
+    ],
     [{ HTTP_IDLE_TIMEOUT_MS: "0" }, /HTTP_IDLE_TIMEOUT_MS must be a whole number from 100/],
     [{ HTTP2_MAX_CONCURRENT_STREAMS: "0" }, /HTTP2_MAX_CONCURRENT_STREAMS must be a whole number from 1/],
     [{ MAX_CONNECTIONS_PER_ADDRESS: "-1" }, /MAX_CONNECTIONS_PER_ADDRESS must be a whole number from 0/],

@@ -4,7 +4,7 @@ import http2 from "node:http2";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.ts";
+import { Health, type HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.ts";
 import { makeTestCertificates } from "../test/support/certificates.ts";
 import { startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
 import { drip, rawSocket, until } from "../test/support/raw-connection.ts";
@@ -26,7 +26,9 @@ describe("HTTP/1.1 deadlines on the one cleartext port", () => {
     const started = performance.now();
     void drip(raw.socket, ["GET /healthz HTTP/1.1\r\nHost: x\r\n", ...headerLines], 50);
     const closedMs = (await raw.closed) - started;
-    console.log(`HTTP/1.1 head dripped a line every 50 ms: closed after ${closedMs.toFixed(0)} ms (HTTP_HEADERS_TIMEOUT_MS 300)`);
+    console.log(
+      `HTTP/1.1 head dripped a line every 50 ms: closed after ${closedMs.toFixed(0)} ms (HTTP_HEADERS_TIMEOUT_MS 300)`,
+    );
     expect(raw.received()).toMatch(/^HTTP\/1\.1 408 /);
     expect(closedMs).toBeGreaterThanOrEqual(250);
     // the setting, not the 10 s default: a bound of half the default, loose enough that load cannot reach it
@@ -36,10 +38,13 @@ describe("HTTP/1.1 deadlines on the one cleartext port", () => {
   it("answers 408 and closes a connection whose request body keeps dribbling in", async () => {
     const raw = await rawSocket(coordinator.port);
     const started = performance.now();
-    const head = "POST /iris.v1.AccountService/VerifyKey HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{";
+    const head =
+      "POST /iris.v1.AccountService/VerifyKey HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{";
     void drip(raw.socket, [head, ...Array.from({ length: 100 }, () => " ")], 50);
     const closedMs = (await raw.closed) - started;
-    console.log(`HTTP/1.1 body dripped a byte every 50 ms: closed after ${closedMs.toFixed(0)} ms (HTTP_REQUEST_TIMEOUT_MS 600)`);
+    console.log(
+      `HTTP/1.1 body dripped a byte every 50 ms: closed after ${closedMs.toFixed(0)} ms (HTTP_REQUEST_TIMEOUT_MS 600)`,
+    );
     expect(raw.received()).toMatch(/^HTTP\/1\.1 408 /);
     expect(closedMs).toBeGreaterThanOrEqual(550);
     // the setting, not the 60 s default: the message's "within 600 ms" says so (no clock bound needed)
@@ -54,7 +59,9 @@ describe("HTTP/1.1 deadlines on the one cleartext port", () => {
     const answeredAt = performance.now();
     const silentMs = (await silent.closed) - started;
     const keptMs = (await kept.closed) - answeredAt;
-    console.log(`HTTP/1.1 idle: silent connection closed after ${silentMs.toFixed(0)} ms, kept-alive one ${keptMs.toFixed(0)} ms after its answer`);
+    console.log(
+      `HTTP/1.1 idle: silent connection closed after ${silentMs.toFixed(0)} ms, kept-alive one ${keptMs.toFixed(0)} ms after its answer`,
+    );
     expect(silent.received()).toBe("");
     expect(silentMs).toBeGreaterThanOrEqual(750);
     // Node adds a second to the keep-alive timeout it announces, for clients' clocks
@@ -92,7 +99,9 @@ describe("the per-address connection cap", () => {
     await over.closed;
     // at once, not by a timeout: a timed-out connection would have received a 408
     expect(over.received()).toBe("");
-    expect(coordinator.logs.filter((line) => line.msg === "connection refused: too many open connections from this address")).toHaveLength(1);
+    expect(
+      coordinator.logs.filter((line) => line.msg === "connection refused: too many open connections from this address"),
+    ).toHaveLength(1);
     for (const socket of held) expect(socket.socket.destroyed).toBe(false);
 
     held[0]!.socket.destroy();
@@ -140,7 +149,9 @@ describe("limits with TLS", () => {
     expect(slow.received()).toMatch(/^HTTP\/1\.1 408 /);
     // Node's head deadline counts from the connection: one that never starts a request is timed out too
     const silentMs = (await silent.closed) - started;
-    console.log(`TLS HTTP/1.1 connection that sends nothing: closed after ${silentMs.toFixed(0)} ms (HTTP_HEADERS_TIMEOUT_MS 300)`);
+    console.log(
+      `TLS HTTP/1.1 connection that sends nothing: closed after ${silentMs.toFixed(0)} ms (HTTP_HEADERS_TIMEOUT_MS 300)`,
+    );
     expect(silent.received()).toMatch(/^HTTP\/1\.1 408 /);
     expect(silentMs).toBeLessThan(5_000); // the 300 ms setting, not the 10 s default: half the default
   });

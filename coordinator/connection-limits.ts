@@ -1,10 +1,11 @@
-// What one connection may hold and for how long: request deadlines, idle closing, HTTP/2 stream limits, per-address cap.
+// What one connection may hold and for how long: request deadlines, idle closing, HTTP/2 stream limits, per-address
+// cap.
 import type http from "node:http";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import type { ConnectionLimits } from "./config.ts";
+import type { ConnectionLimits } from "./config/server.ts";
 
 /** Options for `http.createServer` (and an HTTP/2 secure server's HTTP/1.1 fallback). */
 export function http1Options(limits: ConnectionLimits) {
@@ -30,9 +31,14 @@ export function http2Options(limits: ConnectionLimits) {
  */
 export function startRequestDeadlines(server: http.Server | http2.Http2SecureServer): () => void {
   server.emit("listening");
-  const checker = Object.getOwnPropertySymbols(server).find((s) => s.description === "http.server.connectionsCheckingInterval");
+  const checker = Object.getOwnPropertySymbols(server).find(
+    (s) => s.description === "http.server.connectionsCheckingInterval",
+  );
   const interval = checker && (server as unknown as Record<symbol, NodeJS.Timeout | undefined>)[checker];
-  if (!interval) throw new Error("this Node.js does not start HTTP/1.1 request deadlines on 'listening'; refusing to run without them");
+  if (!interval)
+    throw new Error(
+      "this Node.js does not start HTTP/1.1 request deadlines on 'listening'; refusing to run without them",
+    );
   return () => clearInterval(interval);
 }
 
@@ -125,7 +131,9 @@ function expire(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, m
   const stream = req.stream;
   if (stream.destroyed || stream.state.remoteClose || res.headersSent) return;
   // the body ends in this error: whoever reads it answers (Connect: DeadlineExceeded; Fastify: statusCode 408)
-  const error = Object.assign(new ConnectError(`the request did not arrive within ${ms} ms`, Code.DeadlineExceeded), { statusCode: 408 });
+  const error = Object.assign(new ConnectError(`the request did not arrive within ${ms} ms`, Code.DeadlineExceeded), {
+    statusCode: 408,
+  });
   if (req.listenerCount("error") === 0) req.once("error", () => {});
   req.destroy(error);
   // the answer's end resets the stream (see "finish" above); one nobody answers is reset all the same

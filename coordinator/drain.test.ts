@@ -66,7 +66,9 @@ describe("endStreamsOn", () => {
     const add = shutdown.signal.addEventListener.bind(shutdown.signal);
     const remove = shutdown.signal.removeEventListener.bind(shutdown.signal);
     shutdown.signal.addEventListener = ((...args: Parameters<typeof add>) => (listeners++, add(...args))) as typeof add;
-    shutdown.signal.removeEventListener = ((...args: Parameters<typeof remove>) => (listeners--, remove(...args))) as typeof remove;
+    shutdown.signal.removeEventListener = ((...args: Parameters<typeof remove>) => (
+      listeners--, remove(...args)
+    )) as typeof remove;
     const client = watchingClient(shutdown.signal, { hang: false });
     for (let i = 0; i < 3; i++) {
       for await (const update of client.watch({})) expect(update.status).toBe(Serving.SERVING);

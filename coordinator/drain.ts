@@ -70,7 +70,8 @@ function untilAborted<T>(messages: AsyncIterable<T>, signal: AbortSignal): Async
       let fail!: (reason: unknown) => void;
       const aborted = new Promise<never>((_, reject) => (fail = reject));
       aborted.catch(() => {});
-      const onAbort = () => fail(ConnectError.from(signal.reason ?? new ConnectError("shutting down", Code.Unavailable)));
+      const onAbort = () =>
+        fail(ConnectError.from(signal.reason ?? new ConnectError("shutting down", Code.Unavailable)));
       if (signal.aborted) onAbort();
       else signal.addEventListener("abort", onAbort, { once: true });
       // removed when the stream ends, however it ends: one listener per live stream, none left behind

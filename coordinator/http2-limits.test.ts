@@ -1,4 +1,5 @@
-// HTTP/2 limits over real h2c sockets: the advertised stream limit, body deadline, idle sessions, agents' streams exempt.
+// HTTP/2 limits over real h2c sockets: the advertised stream limit, body deadline, idle sessions, agents' streams
+// exempt.
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newAccountKey, startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
@@ -33,7 +34,8 @@ describe("HTTP/2 limits", () => {
     const h2 = await rawHttp2(coordinator.port);
     await until(() => h2.frames.some((f) => f.type === FrameType.SETTINGS && f.flags === 0));
     // six requests whose bodies never come: ids 1, 3, ... 11
-    for (let id = 1; id <= 11; id += 2) h2.send(frame(FrameType.HEADERS, 0x4, id, postHeaders("/iris.v1.AccountService/VerifyKey")));
+    for (let id = 1; id <= 11; id += 2)
+      h2.send(frame(FrameType.HEADERS, 0x4, id, postHeaders("/iris.v1.AccountService/VerifyKey")));
     await until(() => h2.frames.some((f) => f.type === FrameType.RST_STREAM || f.type === FrameType.GOAWAY));
     const refusal = h2.frames.find((f) => f.type === FrameType.RST_STREAM || f.type === FrameType.GOAWAY)!;
     if (refusal.type === FrameType.RST_STREAM) {
@@ -44,7 +46,9 @@ describe("HTTP/2 limits", () => {
       expect(refusal.payload.readUInt32BE(0) & 0x7fffffff).toBeLessThanOrEqual(7);
     }
     const code = refusal.payload.readUInt32BE(refusal.type === FrameType.GOAWAY ? 4 : 0);
-    console.log(`6 streams on a 4-stream connection: ${refusal.type === FrameType.RST_STREAM ? `RST_STREAM on stream ${refusal.streamId}` : "GOAWAY"}, error code ${code}`);
+    console.log(
+      `6 streams on a 4-stream connection: ${refusal.type === FrameType.RST_STREAM ? `RST_STREAM on stream ${refusal.streamId}` : "GOAWAY"}, error code ${code}`,
+    );
     expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
     h2.socket.destroy();
   });
@@ -56,7 +60,9 @@ describe("HTTP/2 limits", () => {
     stream.write("{");
     let body = "";
     stream.on("data", (chunk: Buffer) => (body += chunk.toString()));
-    const status = await new Promise<number>((resolve) => stream.once("response", (headers) => resolve(headers[":status"]!)));
+    const status = await new Promise<number>((resolve) =>
+      stream.once("response", (headers) => resolve(headers[":status"]!)),
+    );
     const answeredMs = performance.now() - started;
     await new Promise((resolve) => stream.once("close", resolve));
     session.destroy();
@@ -65,9 +71,14 @@ describe("HTTP/2 limits", () => {
 
   it("fails a request whose body does not arrive in time, and resets its stream", async () => {
     const rpc = await postNeverFinished("/iris.v1.AccountService/VerifyKey");
-    console.log(`HTTP/2 body never finished: answered after ${rpc.answeredMs.toFixed(0)} ms (HTTP_REQUEST_TIMEOUT_MS 600)`);
+    console.log(
+      `HTTP/2 body never finished: answered after ${rpc.answeredMs.toFixed(0)} ms (HTTP_REQUEST_TIMEOUT_MS 600)`,
+    );
     expect(rpc.status).toBe(504); // Connect's HTTP status for deadline_exceeded
-    expect(JSON.parse(rpc.body)).toEqual({ code: "deadline_exceeded", message: "the request did not arrive within 600 ms" });
+    expect(JSON.parse(rpc.body)).toEqual({
+      code: "deadline_exceeded",
+      message: "the request did not arrive within 600 ms",
+    });
     expect(rpc.answeredMs).toBeGreaterThanOrEqual(550); // the message above says the 600 ms setting ended it
     expect(rpc.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
     const plain = await postNeverFinished("/v1/chat/completions");
@@ -102,7 +113,9 @@ describe("HTTP/2 limits", () => {
     stream.resume();
     const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("trailers", resolve));
     const endedMs = performance.now() - started;
-    console.log(`NodeService stream without register: grpc-status ${trailers["grpc-status"]} after ${endedMs.toFixed(0)} ms (NODE_REGISTER_TIMEOUT_MS 300)`);
+    console.log(
+      `NodeService stream without register: grpc-status ${trailers["grpc-status"]} after ${endedMs.toFixed(0)} ms (NODE_REGISTER_TIMEOUT_MS 300)`,
+    );
     expect(trailers["grpc-status"]).toBe("4"); // DEADLINE_EXCEEDED
     expect(decodeURIComponent(String(trailers["grpc-message"]))).toMatch(/no register message within 300 ms/);
     // the server let the stream go: the session falls idle and is closed

@@ -1,4 +1,5 @@
-// Entry point of `npm start`: config → logger → coordinator (or WORKERS coordinator processes), and graceful shutdown on SIGTERM/SIGINT.
+// Entry point of `npm start`: config → logger → coordinator (or WORKERS coordinator processes), and graceful shutdown
+// on SIGTERM/SIGINT.
 import { ConfigError, loadConfig } from "./config.ts";
 import { createLogger } from "./logger.ts";
 import { startCoordinator } from "./app.ts";
@@ -22,7 +23,8 @@ process.on("unhandledRejection", (reason) => {
   logger.error({ err: reason }, "unhandled database fault");
 });
 if (isWorkerPrimary(config.workers)) {
-  // the primary serves nothing itself: its workers share the port (node:cluster) and migrate under Kysely's advisory lock
+  // the primary serves nothing itself: its workers share the port (node:cluster) and migrate under Kysely's advisory
+  // lock
   process.exit(await runWorkers({ count: config.workers, instance: config.instance, logger }));
 }
 let stop: ((signal: NodeJS.Signals | "primary") => void) | undefined;
@@ -32,8 +34,12 @@ try {
   const coordinator = await startCoordinator(config, logger);
   // for the person who ran scripts/start.sh: where to go (stdout stays JSON log lines)
   const { host } = config.server;
-  const base = ["0.0.0.0", "::"].includes(host) ? coordinator.url : coordinator.url.replace("127.0.0.1", host.includes(":") ? `[${host}]` : host);
-  process.stderr.write(`iris coordinator: listening on ${host}:${coordinator.port}; open ${base}/chat and ${base}/dashboard\n`);
+  const base = ["0.0.0.0", "::"].includes(host)
+    ? coordinator.url
+    : coordinator.url.replace("127.0.0.1", host.includes(":") ? `[${host}]` : host);
+  process.stderr.write(
+    `iris coordinator: listening on ${host}:${coordinator.port}; open ${base}/chat and ${base}/dashboard\n`,
+  );
   let signals = 0;
   let stopping = false;
   stop = (signal) => {

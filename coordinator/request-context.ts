@@ -2,7 +2,7 @@
 import { createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
 
 /** The request id: the client's `x-request-id` when it sent one, else generated. */
-export const requestIdKey = createContextKey<string>("", { description: "request id" });
+const requestIdKey = createContextKey<string>("", { description: "request id" });
 /** The client's address: the socket's peer, or the first `X-Forwarded-For` hop when TRUST_PROXY is on. */
 export const clientAddressKey = createContextKey<string>("", { description: "client address" });
 

@@ -18,23 +18,40 @@ function parseError(parse: () => unknown): ConnectError {
   }
   throw new Error("expected the request not to decode");
 }
-const serialization = createMethodSerializationLookup(InferenceService.method.chatUnary, undefined, requestDecoding.jsonOptions, {
-  readMaxBytes: 0xffffffff,
-  writeMaxBytes: 0xffffffff,
-});
+const serialization = createMethodSerializationLookup(
+  InferenceService.method.chatUnary,
+  undefined,
+  requestDecoding.jsonOptions,
+  {
+    readMaxBytes: 0xffffffff,
+    writeMaxBytes: 0xffffffff,
+  },
+);
 const json = (text: string) => parseError(() => serialization.getI(false).parse(new TextEncoder().encode(text)));
 const binary = (bytes: number[]) => parseError(() => serialization.getI(true).parse(new Uint8Array(bytes)));
 
 describe("clearerDecodeError", () => {
   it.each([
-    ["garbage bytes", () => binary([0xff, 0xff, 0xff]), "the request is not a valid iris.v1.ChatUnaryRequest in protobuf binary: premature EOF"],
-    ["an illegal tag", () => binary([0x07]), "the request is not a valid iris.v1.ChatUnaryRequest in protobuf binary: illegal tag: field no 0 wire type 7"],
+    [
+      "garbage bytes",
+      () => binary([0xff, 0xff, 0xff]),
+      "the request is not a valid iris.v1.ChatUnaryRequest in protobuf binary: premature EOF",
+    ],
+    [
+      "an illegal tag",
+      () => binary([0x07]),
+      "the request is not a valid iris.v1.ChatUnaryRequest in protobuf binary: illegal tag: field no 0 wire type 7",
+    ],
     [
       "an unknown enum name",
       () => json('{"params":{"messages":[],"difficulty":"DIFFICULTY_HARD"}}'),
       'invalid params.difficulty: "DIFFICULTY_HARD" is not a value of iris.v1.Difficulty (one of DIFFICULTY_UNSPECIFIED, DIFFICULTY_SIMPLE, DIFFICULTY_COMPLEX, DIFFICULTY_ADVANCED)',
     ],
-    ["a prototype name as a role", () => json('{"params":{"messages":[{"role":"constructor"}]}}'), /^invalid params\.messages\[\]\.role: "constructor" is not a value of iris\.v1\.Role/],
+    [
+      "a prototype name as a role",
+      () => json('{"params":{"messages":[{"role":"constructor"}]}}'),
+      /^invalid params\.messages\[\]\.role: "constructor" is not a value of iris\.v1\.Role/,
+    ],
   ])("makes %s InvalidArgument naming where", (_name, error, message) => {
     const original = error();
     const clearer = clearerDecodeError(original, ChatUnaryRequestSchema);
@@ -47,14 +64,28 @@ describe("clearerDecodeError", () => {
     expect(unknownKey.code).toBe(Code.InvalidArgument);
     expect(unknownKey.rawMessage).toContain('key "extra" is unknown');
     expect(clearerDecodeError(unknownKey, ChatUnaryRequestSchema)).toBeUndefined();
-    expect(clearerDecodeError(new ConnectError("parse binary: as a handler's own words", Code.NotFound), ChatUnaryRequestSchema)).toBeUndefined();
-    expect(clearerDecodeError(new ConnectError("internal error", Code.Internal), ChatUnaryRequestSchema)).toBeUndefined();
+    expect(
+      clearerDecodeError(
+        new ConnectError("parse binary: as a handler's own words", Code.NotFound),
+        ChatUnaryRequestSchema,
+      ),
+    ).toBeUndefined();
+    expect(
+      clearerDecodeError(new ConnectError("internal error", Code.Internal), ChatUnaryRequestSchema),
+    ).toBeUndefined();
     // an enum the request does not have stays as it was (nothing to name)
-    expect(clearerDecodeError(new ConnectError('cannot decode enum iris.v1.Elsewhere from JSON: "X"', Code.InvalidArgument), ChatUnaryRequestSchema)).toBeUndefined();
+    expect(
+      clearerDecodeError(
+        new ConnectError('cannot decode enum iris.v1.Elsewhere from JSON: "X"', Code.InvalidArgument),
+        ChatUnaryRequestSchema,
+      ),
+    ).toBeUndefined();
   });
 
   it("is what strict JSON makes of the cases connect-es used to let through", () => {
-    expect(() => fromJsonString(ChatRequestSchema, '{"params":{"difficulty":"DIFFICULTY_HARD"}}', requestDecoding.jsonOptions)).toThrow(/iris\.v1\.Difficulty/);
+    expect(() =>
+      fromJsonString(ChatRequestSchema, '{"params":{"difficulty":"DIFFICULTY_HARD"}}', requestDecoding.jsonOptions),
+    ).toThrow(/iris\.v1\.Difficulty/);
     expect(() => fromBinary(ChatRequestSchema, new Uint8Array([0xff]))).toThrow();
   });
 });

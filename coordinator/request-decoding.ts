@@ -39,7 +39,10 @@ const JSON_ENUM = /^cannot decode enum ([\w.]+) from JSON: (.*)$/s;
 export function clearerDecodeError(err: ConnectError, input: DescMessage): ConnectError | undefined {
   const binary = err.code === Code.Internal ? BINARY_PARSE.exec(err.rawMessage) : null;
   if (binary) {
-    return new ConnectError(`the request is not a valid ${input.typeName} in protobuf binary: ${binary[1]}`, Code.InvalidArgument);
+    return new ConnectError(
+      `the request is not a valid ${input.typeName} in protobuf binary: ${binary[1]}`,
+      Code.InvalidArgument,
+    );
   }
   const json = err.code === Code.InvalidArgument ? JSON_ENUM.exec(err.rawMessage) : null;
   if (json) {
@@ -48,7 +51,10 @@ export function clearerDecodeError(err: ConnectError, input: DescMessage): Conne
     if (fields.length === 0) return undefined;
     const known = fields[0]!.desc.values.map((v) => v.name).join(", ");
     const where = fields.map((f) => f.path).join(" or ");
-    return new ConnectError(`invalid ${where}: ${value} is not a value of ${typeName} (one of ${known})`, Code.InvalidArgument);
+    return new ConnectError(
+      `invalid ${where}: ${value} is not a value of ${typeName} (one of ${known})`,
+      Code.InvalidArgument,
+    );
   }
   return undefined;
 }
@@ -62,7 +68,12 @@ function correctInPlace(reason: unknown, input: DescMessage): void {
 }
 
 /** The paths (proto field names, `[]` for list items) of the fields of `message` that hold the enum `typeName`. */
-export function enumFields(message: DescMessage, typeName: string, prefix = "", seen = new Set<string>()): { path: string; desc: DescEnum }[] {
+export function enumFields(
+  message: DescMessage,
+  typeName: string,
+  prefix = "",
+  seen = new Set<string>(),
+): { path: string; desc: DescEnum }[] {
   if (seen.has(message.typeName)) return []; // recursive messages: one level is enough to name the field
   const inner = new Set(seen).add(message.typeName);
   return message.fields.flatMap((field) => {
@@ -71,7 +82,7 @@ export function enumFields(message: DescMessage, typeName: string, prefix = "", 
     if (found?.typeName === typeName) return [{ path, desc: found }];
     const nested = fieldMessage(field);
     if (!nested) return [];
-    return enumFields(nested.desc, typeName, path + nested.suffix + ".", inner);
+    return enumFields(nested.desc, typeName, `${path + nested.suffix}.`, inner);
   });
 }
 

@@ -15,10 +15,10 @@ import { reflectionRoutes } from "./grpc/reflection.ts";
 import type { NodeRegistry } from "./nodes/registry.ts";
 import { networkService } from "./network/service.ts";
 import type { ThroughputMeter } from "./network/throughput.ts";
-import type { ChatLimiter } from "./limits/chat-limits.ts";
 import { KeyRequestLimiter } from "./limits/key-requests.ts";
 import { nodeService } from "./nodes/service.ts";
 import type { EarningsEstimator } from "./economics/estimate.ts";
+import type { ChatPipeline } from "./tasks/chat-pipeline.ts";
 import type { NodeClassifier } from "./tasks/classify/node.ts";
 import type { Orchestrator } from "./tasks/orchestrator.ts";
 import { inferenceService } from "./tasks/service.ts";
@@ -36,8 +36,8 @@ export interface RouteDeps {
   throughput: ThroughputMeter;
   /** The classifier chain's node link, when it asks nodes (classify results arrive on node streams). */
   classifyLink?: NodeClassifier;
-  /** Chat rate limits, shared with the plain HTTP chat routes. */
-  limiter: ChatLimiter;
+  /** The one chat pipeline (account key, rate limit, orchestrator), shared with the plain HTTP chat routes. */
+  chat: ChatPipeline;
   /** This month's earnings so far per account, for nodes' heartbeat acks. */
   earnings?: EarningsEstimator;
 }
@@ -72,7 +72,7 @@ export function createRoutes(deps: RouteDeps): Routes {
           earnings: deps.earnings,
         }),
       );
-      router.service(InferenceService, inferenceService(deps));
+      router.service(InferenceService, inferenceService({ chat: deps.chat, registry: deps.registry }));
       router.service(
         AccountService,
         accountService({
@@ -85,7 +85,12 @@ export function createRoutes(deps: RouteDeps): Routes {
       );
       router.service(
         NetworkService,
-        networkService({ db: deps.db, registry: deps.registry, orchestrator: deps.orchestrator, tokensPerSecond: () => deps.throughput.rate() }),
+        networkService({
+          db: deps.db,
+          registry: deps.registry,
+          orchestrator: deps.orchestrator,
+          tokensPerSecond: () => deps.throughput.rate(),
+        }),
       );
       registerHealth(router);
       registerReflection(router);

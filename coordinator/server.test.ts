@@ -3,14 +3,12 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.ts";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { NetworkService } from "../gen/iris/v1/network_pb.ts";
-import { NodeService, ConnectRequestSchema } from "../gen/iris/v1/node_pb.ts";
 import { connectFailure } from "../test/support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "../test/support/coordinator.ts";
 
@@ -22,7 +20,6 @@ function transports(baseUrl: string): Record<string, Transport> {
     "gRPC-Web over HTTP/1.1": createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
   };
 }
-
 
 describe("coordinator server on one cleartext port", () => {
   let coordinator: TestCoordinator;
@@ -48,6 +45,8 @@ describe("coordinator server on one cleartext port", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("x-request-id")).toBe("req-test-42");
     expect(await response.json()).toMatchObject({ status: "SERVING" });
+    // a served request's own lines are at debug; what is logged about a request at info (here a 404) carries its id
+    await fetch(`${coordinator.url}/no-such-page`, { headers: { "x-request-id": "req-test-42" } });
     expect(coordinator.logs.some((line) => line.requestId === "req-test-42")).toBe(true);
   });
 
@@ -85,13 +84,34 @@ describe("coordinator server with TLS", () => {
   let ca: Buffer;
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), "iris-tls-"));
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-      "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
-    ], { stdio: "ignore" });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+      ],
+      { stdio: "ignore" },
+    );
     ca = readFileSync(join(dir, "cert.pem"));
-    coordinator = await startTestCoordinator({ TLS_CERT_PATH: join(dir, "cert.pem"), TLS_KEY_PATH: join(dir, "key.pem") });
+    coordinator = await startTestCoordinator({
+      TLS_CERT_PATH: join(dir, "cert.pem"),
+      TLS_KEY_PATH: join(dir, "key.pem"),
+    });
   });
   afterAll(async () => {
     await coordinator?.close();

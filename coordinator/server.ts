@@ -3,15 +3,23 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2, { type Http2Session } from "node:http2";
-import net, { type AddressInfo, type Socket } from "node:net";
+import type net from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
-import { AddressCap, enforceHttp2Limits, http1Options, http2Options, startRequestDeadlines } from "./connection-limits.ts";
+import {
+  AddressCap,
+  enforceHttp2Limits,
+  http1Options,
+  http2Options,
+  startRequestDeadlines,
+} from "./connection-limits.ts";
 import { endStreamsOn, RequestTracker } from "./drain.ts";
+import { RequestLogController } from "./logger.ts";
 import { requestContextValues } from "./request-context.ts";
 import { requestDecoding } from "./request-decoding.ts";
 import { createSinglePortServer } from "./single-port.ts";
@@ -63,13 +71,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const cap = new AddressCap(limits.maxConnectionsPerAddress, logger);
   let closing: Promise<void> | undefined;
 
-  let servers: { listener: net.Server; http1?: http.Server; http2: http2.Http2Server | http2.Http2SecureServer } | undefined;
+  let servers:
+    | { listener: net.Server; http1?: http.Server; http2: http2.Http2Server | http2.Http2SecureServer }
+    | undefined;
   const tls = config.tls && { cert: readFileSync(config.tls.certPath), key: readFileSync(config.tls.keyPath) };
   if (config.tls && tls) checkCertificate(tls.cert, config.tls.certPath, logger);
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     requestIdHeader: "x-request-id",
-    logController: new LogController({ requestIdLogLabel: "requestId" }),
+    logController: new RequestLogController({ requestIdLogLabel: "requestId" }),
     genReqId: () => randomUUID(),
     trustProxy: config.trustProxy,
     serverFactory: (handler: http.RequestListener): http.Server => {
@@ -86,13 +96,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         );
         // a plain TCP listener in front, so that the cap sees each connection before TLS does any work, and
         // plaintext sent to the TLS port is told to use https://
-        const front = createTlsFront(secure, { firstBytesTimeoutMs: limits.headersTimeoutMs, admit: (socket) => cap.admit(socket) });
+        const front = createTlsFront(secure, {
+          firstBytesTimeoutMs: limits.headersTimeoutMs,
+          admit: (socket) => cap.admit(socket),
+        });
         servers = { listener: front, http2: secure };
         return secure as unknown as http.Server;
       }
       const http1 = http.createServer(http1Options(limits), handler);
       const h2c = http2.createServer(http2Options(limits), handler as unknown as Http2Handler);
-      const listener = createSinglePortServer(http1, h2c, { firstBytesTimeoutMs: limits.idleTimeoutMs, admit: (socket) => cap.admit(socket) });
+      const listener = createSinglePortServer(http1, h2c, {
+        firstBytesTimeoutMs: limits.idleTimeoutMs,
+        admit: (socket) => cap.admit(socket),
+      });
       servers = { listener, http1, http2: h2c };
       return http1;
     },
@@ -148,7 +164,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const port = (listener.address() as AddressInfo).port;
   const url = `${config.tls ? "https" : "http"}://127.0.0.1:${port}`;
-  logger.info({ port, host: config.host, tls: Boolean(config.tls) }, "coordinator listening (HTTP/1.1 and HTTP/2 on one port)");
+  logger.info(
+    { port, host: config.host, tls: Boolean(config.tls) },
+    "coordinator listening (HTTP/1.1 and HTTP/2 on one port)",
+  );
 
   async function close(): Promise<void> {
     options.onShutdown?.();
@@ -160,8 +179,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       logger.info({ inflight: requests.user, timeoutMs: config.shutdownTimeoutMs }, "draining in-flight requests");
       await requests.until((r) => r.user === 0, config.shutdownTimeoutMs);
     }
-    if (requests.user > 0) logger.warn({ inflight: requests.user }, "aborting requests still running after the shutdown timeout");
-    if (requests.background > 0) logger.info({ streams: requests.background }, "ending agents' streams: they reconnect elsewhere");
+    if (requests.user > 0)
+      logger.warn({ inflight: requests.user }, "aborting requests still running after the shutdown timeout");
+    if (requests.background > 0)
+      logger.info({ streams: requests.background }, "ending agents' streams: they reconnect elsewhere");
     // agents' streams served the user requests above; they end now, with a reason their agents retry on
     shutdown.abort(new ConnectError("the coordinator is shutting down; reconnect", Code.Unavailable));
     await requests.until((r) => r.user + r.background === 0, 1_000);

@@ -1,4 +1,5 @@
-// Shutdown over real sockets: idle agents' streams do not hold it, user requests still finish, agents are told to reconnect.
+// Shutdown over real sockets: idle agents' streams do not hold it, user requests still finish, agents are told to
+// reconnect.
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
@@ -15,14 +16,18 @@ describe("shutdown with agents connected", () => {
   it("does not wait for idle agents' streams, and ends them with Unavailable 'reconnect'", async () => {
     const coordinator = await startTestCoordinator({ SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS) });
     const accountKey = await newAccountKey(coordinator.url);
-    const nodes = ["idle-1", "idle-2"].map((nodeId) => startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId }));
+    const nodes = ["idle-1", "idle-2"].map((nodeId) =>
+      startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId }),
+    );
     await Promise.all(nodes.map((node) => node.registered));
     expect(coordinator.registry.size).toBe(2);
 
     const started = performance.now();
     await coordinator.close();
     const closeMs = performance.now() - started;
-    console.log(`shutdown with 2 idle agent streams: ${closeMs.toFixed(0)} ms (SHUTDOWN_TIMEOUT_MS ${SHUTDOWN_TIMEOUT_MS})`);
+    console.log(
+      `shutdown with 2 idle agent streams: ${closeMs.toFixed(0)} ms (SHUTDOWN_TIMEOUT_MS ${SHUTDOWN_TIMEOUT_MS})`,
+    );
 
     expect(closeMs).toBeLessThan(SHUTDOWN_TIMEOUT_MS / 2);
     for (const node of nodes) {
@@ -33,7 +38,9 @@ describe("shutdown with agents connected", () => {
     expect(coordinator.registry.size).toBe(0);
     expect(coordinator.logs.some((line) => line.msg === "ending agents' streams: they reconnect elsewhere")).toBe(true);
     // the agents' handlers finished their cleanup before the database closed
-    expect(coordinator.logs.filter((line) => line.msg === "could not record the end of the node's session")).toEqual([]);
+    expect(coordinator.logs.filter((line) => line.msg === "could not record the end of the node's session")).toEqual(
+      [],
+    );
     expect(coordinator.logs.filter((line) => line.msg === "node disconnected")).toHaveLength(2);
   });
 
@@ -52,7 +59,9 @@ describe("shutdown with agents connected", () => {
     const chatStarted = performance.now();
     const answer = (async () => {
       let text = "";
-      for await (const response of inference.chat({ params: { messages: [{ role: 2, content: "Say four words." }] } })) {
+      for await (const response of inference.chat({
+        params: { messages: [{ role: 2, content: "Say four words." }] },
+      })) {
         if (response.event.case === "token") text += response.event.value.text;
       }
       return { text, doneAt: performance.now() };

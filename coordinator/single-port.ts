@@ -14,9 +14,8 @@ export interface SinglePortOptions {
 }
 
 /**
- * A socket whose first bytes were already read: it replays them, then relays the real socket.
- * Node's HTTP servers read from a socket's native handle when it has one, which would skip bytes
- * that were merely unshifted; a JS Duplex has no handle, so the servers read through it.
+ * A socket whose first bytes were already read: it replays them, then relays the real socket. Every byte passes
+ * through JS, so the one-port server below does without it; the TLS port's plaintext HTTP/2 still uses it.
  */
 export class ReplaySocket extends Duplex {
   constructor(
@@ -54,24 +53,54 @@ export class ReplaySocket extends Duplex {
     callback(error);
   }
   // The HTTP servers call these socket methods; they go to the real socket.
-  get remoteAddress() { return this.socket.remoteAddress; }
-  get remotePort() { return this.socket.remotePort; }
-  get remoteFamily() { return this.socket.remoteFamily; }
-  get localAddress() { return this.socket.localAddress; }
-  get localPort() { return this.socket.localPort; }
-  get bytesWritten() { return this.socket.bytesWritten; }
-  get bytesRead() { return this.socket.bytesRead; }
-  get encrypted() { return false; }
-  address() { return this.socket.address(); }
+  get remoteAddress() {
+    return this.socket.remoteAddress;
+  }
+  get remotePort() {
+    return this.socket.remotePort;
+  }
+  get remoteFamily() {
+    return this.socket.remoteFamily;
+  }
+  get localAddress() {
+    return this.socket.localAddress;
+  }
+  get localPort() {
+    return this.socket.localPort;
+  }
+  get bytesWritten() {
+    return this.socket.bytesWritten;
+  }
+  get bytesRead() {
+    return this.socket.bytesRead;
+  }
+  get encrypted() {
+    return false;
+  }
+  address() {
+    return this.socket.address();
+  }
   setTimeout(ms: number, callback?: () => void) {
     this.socket.setTimeout(ms);
     if (callback) this.once("timeout", callback);
     return this;
   }
-  setNoDelay(noDelay?: boolean) { this.socket.setNoDelay(noDelay); return this; }
-  setKeepAlive(enable?: boolean, delay?: number) { this.socket.setKeepAlive(enable, delay); return this; }
-  ref() { this.socket.ref(); return this; }
-  unref() { this.socket.unref(); return this; }
+  setNoDelay(noDelay?: boolean) {
+    this.socket.setNoDelay(noDelay);
+    return this;
+  }
+  setKeepAlive(enable?: boolean, delay?: number) {
+    this.socket.setKeepAlive(enable, delay);
+    return this;
+  }
+  ref() {
+    this.socket.ref();
+    return this;
+  }
+  unref() {
+    this.socket.unref();
+    return this;
+  }
 }
 
 /** True when `head` starts like an HTTP/2 connection preface; undefined when more bytes are needed to tell. */
@@ -104,8 +133,16 @@ export function createSinglePortServer(http1: Http1Server, http2: Http2Server, o
       socket.setTimeout(0);
       socket.off("timeout", onSilence);
       socket.pause();
-      const replay = new ReplaySocket(socket, head);
-      (isHttp2 ? http2 : http1).emit("connection", replay);
+      // the servers get the native socket (their reads and writes stay in C++, no JS stream per byte), with the
+      // bytes read here given back the way each server takes them: HTTP/2 reads what waits in the socket's buffer
+      // when its session starts; HTTP/1.1's parser reads the handle directly, so it is handed them as a 'data' event
+      if (isHttp2) {
+        socket.unshift(head);
+        http2.emit("connection", socket);
+      } else {
+        http1.emit("connection", socket);
+        socket.emit("data", head);
+      }
     };
     const onEarlyError = () => socket.destroy();
     const onSilence = () => socket.destroy();

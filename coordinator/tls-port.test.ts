@@ -14,16 +14,35 @@ import { certificateVerdict } from "./tls-port.ts";
 
 const DAY = 86_400_000;
 const NOW = Date.UTC(2030, 5, 15);
-const dates = (from: number, to: number) => ({ validFrom: new Date(from).toUTCString(), validTo: new Date(to).toUTCString() }) as never;
+const dates = (from: number, to: number) =>
+  ({ validFrom: new Date(from).toUTCString(), validTo: new Date(to).toUTCString() }) as never;
 
 describe("certificateVerdict", () => {
   it.each([
     { what: "valid for a year", from: NOW - DAY, to: NOW + 365 * DAY, level: undefined, says: undefined },
     { what: "15 days left", from: NOW - DAY, to: NOW + 15 * DAY, level: undefined, says: undefined },
-    { what: "14 days left", from: NOW - DAY, to: NOW + 14 * DAY, level: "warn", says: "expires on 2030-06-29T00:00:00.000Z, in 14 days" },
+    {
+      what: "14 days left",
+      from: NOW - DAY,
+      to: NOW + 14 * DAY,
+      level: "warn",
+      says: "expires on 2030-06-29T00:00:00.000Z, in 14 days",
+    },
     { what: "hours left", from: NOW - DAY, to: NOW + 5 * 3_600_000, level: "warn", says: "in 5 h" },
-    { what: "expired", from: NOW - 10 * DAY, to: NOW - DAY, level: "error", says: "expired on 2030-06-14T00:00:00.000Z" },
-    { what: "not yet valid", from: NOW + DAY, to: NOW + 90 * DAY, level: "error", says: "is not valid before 2030-06-16T00:00:00.000Z" },
+    {
+      what: "expired",
+      from: NOW - 10 * DAY,
+      to: NOW - DAY,
+      level: "error",
+      says: "expired on 2030-06-14T00:00:00.000Z",
+    },
+    {
+      what: "not yet valid",
+      from: NOW + DAY,
+      to: NOW + 90 * DAY,
+      level: "error",
+      says: "is not valid before 2030-06-16T00:00:00.000Z",
+    },
   ])("$what", ({ from, to, level, says }) => {
     const verdict = certificateVerdict(dates(from, to), NOW);
     expect(verdict?.level).toBe(level);
@@ -38,13 +57,26 @@ describe("a coordinator's certificate at start", () => {
   });
 
   it.each([
-    { which: "expiringSoon" as const, level: 40, says: /^the TLS certificate \(TLS_CERT_PATH\) expires on .*, in [23] days: renew it/ },
-    { which: "expired" as const, level: 50, says: /^the TLS certificate \(TLS_CERT_PATH\) expired on 2020-01-02T00:00:00\.000Z/ },
+    {
+      which: "expiringSoon" as const,
+      level: 40,
+      says: /^the TLS certificate \(TLS_CERT_PATH\) expires on .*, in [23] days: renew it/,
+    },
+    {
+      which: "expired" as const,
+      level: 50,
+      says: /^the TLS certificate \(TLS_CERT_PATH\) expired on 2020-01-02T00:00:00\.000Z/,
+    },
     { which: "valid" as const, level: undefined, says: undefined },
   ])("$which: logged at level $level", async ({ which, level, says }) => {
-    const coordinator = await startTestCoordinator({ TLS_CERT_PATH: certs[which].cert, TLS_KEY_PATH: certs[which].key });
+    const coordinator = await startTestCoordinator({
+      TLS_CERT_PATH: certs[which].cert,
+      TLS_KEY_PATH: certs[which].key,
+    });
     try {
-      const lines = coordinator.logs.filter((line) => typeof line.msg === "string" && line.msg.startsWith("the TLS certificate"));
+      const lines = coordinator.logs.filter(
+        (line) => typeof line.msg === "string" && line.msg.startsWith("the TLS certificate"),
+      );
       if (!level) return expect(lines).toEqual([]);
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatchObject({ level, certPath: certs[which].cert });
@@ -72,18 +104,26 @@ describe("plaintext on the TLS port", () => {
   const expected = () => `${TLS_PORT_MESSAGE}${new URL(coordinator.url).host}`;
 
   it("TLS clients go through the front door: gRPC over HTTP/2 and Connect over HTTP/1.1", async () => {
-    expect((await createClient(Health, createGrpcTransport({ baseUrl: coordinator.url, nodeOptions: { ca } })).check({})).status).toBe(Serving.SERVING);
-    const connect = createClient(Health, createConnectTransport({ baseUrl: coordinator.url, httpVersion: "1.1", nodeOptions: { ca } }));
+    expect(
+      (await createClient(Health, createGrpcTransport({ baseUrl: coordinator.url, nodeOptions: { ca } })).check({}))
+        .status,
+    ).toBe(Serving.SERVING);
+    const connect = createClient(
+      Health,
+      createConnectTransport({ baseUrl: coordinator.url, httpVersion: "1.1", nodeOptions: { ca } }),
+    );
     expect((await connect.check({})).status).toBe(Serving.SERVING);
   });
 
   it("HTTP/1.1 (a browser, curl): 400 with the https:// URL", async () => {
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      http.get(`${plainUrl}/healthz`, (res) => {
-        let body = "";
-        res.on("data", (chunk: Buffer) => (body += chunk.toString()));
-        res.on("end", () => resolve({ status: res.statusCode!, body }));
-      }).on("error", reject);
+      http
+        .get(`${plainUrl}/healthz`, (res) => {
+          let body = "";
+          res.on("data", (chunk: Buffer) => (body += chunk.toString()));
+          res.on("end", () => resolve({ status: res.statusCode!, body }));
+        })
+        .on("error", reject);
     });
     expect(answer).toEqual({ status: 400, body: `${expected()}\n` });
   });

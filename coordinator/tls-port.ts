@@ -12,7 +12,7 @@ import { TLS_PORT_MESSAGE } from "../common/tls-fault.ts";
 import { looksLikeHttp2, ReplaySocket } from "./single-port.ts";
 
 /** A certificate expiring within this many days is warned about at start. */
-export const EXPIRY_WARNING_DAYS = 14;
+const EXPIRY_WARNING_DAYS = 14;
 const DAY_MS = 86_400_000;
 /** A TLS record of type handshake: how every TLS connection starts (the ClientHello). */
 const TLS_HANDSHAKE = 0x16;
@@ -32,19 +32,36 @@ export function certificateVerdict(certificate: X509Certificate, now: number): C
   const validTo = new Date(certificate.validTo);
   const dates = { validFrom: validFrom.toISOString(), validTo: validTo.toISOString() };
   if (now >= validTo.getTime()) {
-    return { level: "error", message: `the TLS certificate (TLS_CERT_PATH) expired on ${dates.validTo}: clients refuse it until it is renewed`, ...dates };
+    return {
+      level: "error",
+      message: `the TLS certificate (TLS_CERT_PATH) expired on ${dates.validTo}: clients refuse it until it is renewed`,
+      ...dates,
+    };
   }
   if (now < validFrom.getTime()) {
-    return { level: "error", message: `the TLS certificate (TLS_CERT_PATH) is not valid before ${dates.validFrom}: clients refuse it until then`, ...dates };
+    return {
+      level: "error",
+      message: `the TLS certificate (TLS_CERT_PATH) is not valid before ${dates.validFrom}: clients refuse it until then`,
+      ...dates,
+    };
   }
   const daysLeft = (validTo.getTime() - now) / DAY_MS;
   if (daysLeft > EXPIRY_WARNING_DAYS) return undefined;
   const left = daysLeft < 1 ? `in ${Math.max(1, Math.round(daysLeft * 24))} h` : `in ${Math.floor(daysLeft)} days`;
-  return { level: "warn", message: `the TLS certificate (TLS_CERT_PATH) expires on ${dates.validTo}, ${left}: renew it before clients refuse it`, ...dates };
+  return {
+    level: "warn",
+    message: `the TLS certificate (TLS_CERT_PATH) expires on ${dates.validTo}, ${left}: renew it before clients refuse it`,
+    ...dates,
+  };
 }
 
 /** Logs what is wrong with the certificate in `pem` (its first certificate: the server's own). */
-export function checkCertificate(pem: Buffer, certPath: string, logger: Logger, now = Date.now()): CertificateVerdict | undefined {
+export function checkCertificate(
+  pem: Buffer,
+  certPath: string,
+  logger: Logger,
+  now = Date.now(),
+): CertificateVerdict | undefined {
   let verdict: CertificateVerdict | undefined;
   try {
     verdict = certificateVerdict(new X509Certificate(pem), now);
@@ -52,7 +69,8 @@ export function checkCertificate(pem: Buffer, certPath: string, logger: Logger, 
     logger.warn({ err, certPath }, "could not read the TLS certificate's dates");
     return undefined;
   }
-  if (verdict) logger[verdict.level]({ certPath, validFrom: verdict.validFrom, validTo: verdict.validTo }, verdict.message);
+  if (verdict)
+    logger[verdict.level]({ certPath, validFrom: verdict.validFrom, validTo: verdict.validTo }, verdict.message);
   return verdict;
 }
 
@@ -106,14 +124,26 @@ interface PlaintextAnswer {
 }
 
 /** The error each protocol understands, from the request's content type: gRPC status, Connect JSON, else text. */
-export function plaintextAnswer(contentType: string, authority: string | undefined): PlaintextAnswer {
+function plaintextAnswer(contentType: string, authority: string | undefined): PlaintextAnswer {
   const message = `${TLS_PORT_MESSAGE}${authority ?? ""}`;
   if (contentType.startsWith("application/grpc")) {
     // trailers-only: gRPC and gRPC-Web clients read the status from these headers
-    return { status: 200, headers: { "content-type": contentType, "grpc-status": String(Code.FailedPrecondition), "grpc-message": encodeURIComponent(message) }, body: "" };
+    return {
+      status: 200,
+      headers: {
+        "content-type": contentType,
+        "grpc-status": String(Code.FailedPrecondition),
+        "grpc-message": encodeURIComponent(message),
+      },
+      body: "",
+    };
   }
   if (/^application\/(connect\+)?(json|proto)/.test(contentType)) {
-    return { status: 400, headers: { "content-type": "application/json" }, body: JSON.stringify({ code: "failed_precondition", message }) };
+    return {
+      status: 400,
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ code: "failed_precondition", message }),
+    };
   }
   return { status: 400, headers: { "content-type": "text/plain; charset=utf-8" }, body: `${message}\n` };
 }
@@ -124,7 +154,9 @@ function answerHttp1(socket: net.Socket, head: Buffer): void {
   const header = (name: string) => new RegExp(`\r\n${name}:[ \t]*([^\r\n]+)`, "i").exec(text)?.[1]?.trim();
   const answer = plaintextAnswer(header("content-type") ?? "", header("host"));
   const headers = { ...answer.headers, "content-length": String(Buffer.byteLength(answer.body)), connection: "close" };
-  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("");
+  const lines = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
   socket.on("error", () => socket.destroy());
   socket.end(`HTTP/1.1 ${answer.status} ${http.STATUS_CODES[answer.status]}\r\n${lines}\r\n${answer.body}`);
   // read (and drop) what the client still sends, so it sees the answer rather than a reset

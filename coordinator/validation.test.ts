@@ -3,7 +3,12 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { describe, expect, it } from "vitest";
-import { ConnectRequestSchema, ConnectResponseSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
+import {
+  ConnectRequestSchema,
+  ConnectResponseSchema,
+  NodeService,
+  type ConnectRequest,
+} from "../gen/iris/v1/node_pb.ts";
 
 const register = (nodeId: string) =>
   create(ConnectRequestSchema, {

@@ -1,4 +1,5 @@
-// WORKERS=N: N coordinator processes sharing the one port through node:cluster; the primary forks, restarts and stops them.
+// WORKERS=N: N coordinator processes sharing the one port through node:cluster; the primary forks, restarts and stops
+// them.
 import cluster, { type Worker } from "node:cluster";
 import type { Logger } from "pino";
 
@@ -71,7 +72,8 @@ export function runWorkers(options: WorkerPoolOptions): Promise<number> {
     restarts.clear();
     logger.info({ signal, workers: workers.size }, "shutting down the workers");
     if (workers.size === 0) done(failed ? 1 : 0);
-    // a message, not a signal: a Ctrl-C already signalled the whole process group, and a second signal would mean "at once"
+    // a message, not a signal: a Ctrl-C already signalled the whole process group, and a second signal would mean "at
+    // once"
     for (const worker of workers.values()) if (worker.isConnected()) worker.send(SHUTDOWN);
   };
   process.on("SIGTERM", stop);
@@ -82,7 +84,9 @@ export function runWorkers(options: WorkerPoolOptions): Promise<number> {
   return finished;
 }
 
-/** In a worker: calls `shutdown` when the primary asks for a graceful shutdown. Does nothing outside a cluster worker. */
+/**
+ * In a worker: calls `shutdown` when the primary asks for a graceful shutdown. Does nothing outside a cluster worker.
+ */
 export function onPrimaryShutdown(shutdown: () => void): void {
   if (!cluster.isWorker) return;
   process.on("message", (message) => {

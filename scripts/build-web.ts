@@ -1,4 +1,5 @@
-// `npm run build`: bundles the /chat and /dashboard pages (web/) with esbuild into dist/web/, which the coordinator serves.
+// `npm run build`: bundles the /chat and /dashboard pages (web/) with esbuild into dist/web/, which the coordinator
+// serves.
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -70,12 +71,14 @@ export async function buildWeb(options: BuildWebOptions = {}): Promise<BuiltWeb>
     const html = readFileSync(join(root, `web/${page}/index.html`), "utf8")
       .replace(`src="/assets/${page}.js"`, `src="${assetUrl(jsPath)}"`)
       .replace(`href="/assets/${page}.css"`, `href="${assetUrl(output.cssBundle)}"`);
-    if (/(?:src|href)="\/assets\/[a-z]+\.(?:js|css)"/.test(html)) throw new Error(`web/${page}/index.html names an asset the build does not produce`);
+    if (/(?:src|href)="\/assets\/[a-z]+\.(?:js|css)"/.test(html))
+      throw new Error(`web/${page}/index.html names an asset the build does not produce`);
     pages[page] = join(outDir, `${page}.html`);
     writeIfChanged(pages[page], new TextEncoder().encode(html));
   }
   // assets of earlier builds go, except those written just now (a concurrent build makes the same names)
-  for (const name of readdirSync(assetsDir)) if (!written.has(name) && !name.includes(".tmp-")) rmSync(join(assetsDir, name), { force: true });
+  for (const name of readdirSync(assetsDir))
+    if (!written.has(name) && !name.includes(".tmp-")) rmSync(join(assetsDir, name), { force: true });
   return { outDir, pages, ms: Math.round(performance.now() - started) };
 }
 
@@ -102,11 +105,14 @@ function writeIfChanged(path: string, contents: Uint8Array): void {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   try {
     const built = await buildWeb();
-    console.log(`built ${PAGES.map((p) => `/${p}`).join(" and ")} into ${relative(root, built.outDir)}/ in ${built.ms} ms`);
+    console.log(
+      `built ${PAGES.map((p) => `/${p}`).join(" and ")} into ${relative(root, built.outDir)}/ in ${built.ms} ms`,
+    );
   } catch (err) {
     // esbuild's own messages name the file and line
     const errors = (err as { errors?: { text: string; location?: { file: string; line: number } }[] }).errors;
-    for (const e of errors ?? []) console.error(`${e.location ? `${e.location.file}:${e.location.line}: ` : ""}${e.text}`);
+    for (const e of errors ?? [])
+      console.error(`${e.location ? `${e.location.file}:${e.location.line}: ` : ""}${e.text}`);
     if (!errors) console.error(err);
     process.exit(1);
   }

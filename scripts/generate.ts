@@ -28,7 +28,9 @@ place("buf/validate/validate.proto", (t) => writeFileSync(t, protoSource(file_bu
 // gRPC reflection and health ship their .proto files inside npm packages.
 const reflection = join(packageDir("@grpc/reflection"), "build/proto/grpc/reflection");
 for (const version of ["v1", "v1alpha"]) {
-  place(`grpc/reflection/${version}/reflection.proto`, (t) => copyFileSync(join(reflection, version, "reflection.proto"), t));
+  place(`grpc/reflection/${version}/reflection.proto`, (t) =>
+    copyFileSync(join(reflection, version, "reflection.proto"), t),
+  );
 }
 place("grpc/health/v1/health.proto", (t) =>
   copyFileSync(join(packageDir("grpc-health-check"), "proto/health/v1/health.proto"), t),

@@ -36,7 +36,7 @@ const maxFieldNumber = 536_870_912; // exclusive end of extension ranges written
 function typeOf(field: FieldDescriptorProto): string {
   const scalar = scalarNames[field.type];
   if (scalar !== undefined) return scalar;
-  return "." + field.typeName.replace(/^\./, "");
+  return `.${field.typeName.replace(/^\./, "")}`;
 }
 
 function defaultOf(field: FieldDescriptorProto): string {
@@ -56,15 +56,11 @@ function fieldLine(field: FieldDescriptorProto, syntax: string, inOneof: boolean
 }
 
 function printEnum(e: EnumDescriptorProto, indent: string): string[] {
-  return [
-    `${indent}enum ${e.name} {`,
-    ...e.value.map((v) => `${indent}  ${v.name} = ${v.number};`),
-    `${indent}}`,
-  ];
+  return [`${indent}enum ${e.name} {`, ...e.value.map((v) => `${indent}  ${v.name} = ${v.number};`), `${indent}}`];
 }
 
 function printMessage(m: DescriptorProto, syntax: string, indent: string): string[] {
-  const inner = indent + "  ";
+  const inner = `${indent}  `;
   const lines = [`${indent}message ${m.name} {`];
   for (const nested of m.nestedType) lines.push(...printMessage(nested, syntax, inner));
   for (const e of m.enumType) lines.push(...printEnum(e, inner));
@@ -80,7 +76,9 @@ function printMessage(m: DescriptorProto, syntax: string, indent: string): strin
     if (printedOneofs.has(index)) continue;
     printedOneofs.add(index);
     lines.push(`${inner}oneof ${m.oneofDecl[index]!.name} {`);
-    for (const member of m.field.filter((f) => isFieldSet(f, FieldDescriptorProtoSchema.field.oneofIndex) && f.oneofIndex === index)) {
+    for (const member of m.field.filter(
+      (f) => isFieldSet(f, FieldDescriptorProtoSchema.field.oneofIndex) && f.oneofIndex === index,
+    )) {
       lines.push(`${inner}  ${fieldLine(member, syntax, true)}`);
     }
     lines.push(`${inner}}`);
@@ -110,8 +108,8 @@ export function protoSource(file: FileDescriptorProto): string {
   const byExtendee = Map.groupBy(file.extension, (ext) => ext.extendee);
   for (const [extendee, fields] of byExtendee) {
     lines.push(`extend ${extendee} {`);
-    for (const field of fields) lines.push("  " + fieldLine(field, syntax, false));
+    for (const field of fields) lines.push(`  ${fieldLine(field, syntax, false)}`);
     lines.push("}");
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }

@@ -9,7 +9,14 @@ import { DIFFICULTIES } from "../common/vocabulary.ts";
 import { expandCorpus } from "../coordinator/tasks/classify/augment.ts";
 import { loadMaterial, loadTrainingSeeds } from "../coordinator/tasks/classify/corpus.ts";
 import { decide, MODEL_FILE } from "../coordinator/tasks/classify/model.ts";
-import { crossValidate, encodeExamples, figures, trainFromCorpus, TRAINING, type Figures } from "../coordinator/tasks/classify/train.ts";
+import {
+  crossValidate,
+  encodeExamples,
+  figures,
+  trainFromCorpus,
+  TRAINING,
+  type Figures,
+} from "../coordinator/tasks/classify/train.ts";
 
 const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const percent = (x: number) => `${(100 * x).toFixed(1)} %`;
@@ -19,7 +26,9 @@ const line = (name: string, f: Figures) =>
 const started = performance.now();
 const run = trainFromCorpus();
 const { training, offsets } = run.model.header;
-console.log(`${training.prompts} written prompts → ${training.items} training items in ${training.languages} languages; ${((performance.now() - started) / 1000).toFixed(1)} s`);
+console.log(
+  `${training.prompts} written prompts → ${training.items} training items in ${training.languages} languages; ${((performance.now() - started) / 1000).toFixed(1)} s`,
+);
 console.log(`calibration split (${run.calibration.withOffsets.items} prompts), SIMPLE / COMPLEX / ADVANCED:`);
 console.log(`  ${line("argmax", run.calibration.withoutOffsets)}`);
 console.log(`  ${line(`offsets ${JSON.stringify(offsets)}`, run.calibration.withOffsets)}`);
@@ -37,7 +46,11 @@ if (process.argv.includes("--cv")) {
 const path = fileURLToPath(MODEL_FILE);
 if (process.argv.includes("--check")) {
   const same = existsSync(path) && sha(readFileSync(path)) === sha(run.bytes);
-  console.log(same ? `${path} is up to date (${sha(run.bytes)})` : `${path} differs from what the corpus trains to: run npm run train:classifier`);
+  console.log(
+    same
+      ? `${path} is up to date (${sha(run.bytes)})`
+      : `${path} differs from what the corpus trains to: run npm run train:classifier`,
+  );
   process.exitCode = same ? 0 : 1;
 } else {
   writeFileSync(path, run.bytes);

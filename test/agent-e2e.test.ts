@@ -14,7 +14,7 @@ import { writeTinyGguf } from "./fixtures/tiny-gguf.ts";
 import { startCoordinator } from "../coordinator/app.ts";
 import { loadConfig } from "../coordinator/config.ts";
 import { createLogger } from "../coordinator/logger.ts";
-import { startAgent, startAgentNetwork, type AgentNetwork, type AgentProcess } from "./support/agent-process.ts";
+import { startAgent, startAgentNetwork, type AgentNetwork } from "./support/agent-process.ts";
 import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startLmStudioStandin } from "./support/lmstudio-standin.ts";
@@ -24,12 +24,11 @@ const question = { role: Role.USER, content: "Translate 'thank you' to German." 
 describe("real agents on the tiny llama.cpp model", () => {
   let network: AgentNetwork;
   let coordinator: TestCoordinator;
-  let accountKey: string;
   const agent = (nodeId: string, env: Record<string, string> = {}) => network.agent(nodeId, env);
 
   beforeAll(async () => {
     network = await startAgentNetwork({ model: { contextLength: 8192 } });
-    ({ coordinator, accountKey } = network);
+    coordinator = network.coordinator;
     await Promise.all([agent("tiny-a"), agent("tiny-b")]);
   }, 60_000);
   afterAll(async () => {
@@ -37,10 +36,15 @@ describe("real agents on the tiny llama.cpp model", () => {
   });
 
   it("streams a chat answer from an agent over gRPC and over Connect, as tokens arrive", async () => {
-    for (const transport of [createGrpcTransport({ baseUrl: coordinator.url }), createConnectTransport({ baseUrl: coordinator.url, httpVersion: "1.1" })]) {
+    for (const transport of [
+      createGrpcTransport({ baseUrl: coordinator.url }),
+      createConnectTransport({ baseUrl: coordinator.url, httpVersion: "1.1" }),
+    ]) {
       const tokens: string[] = [];
       let done;
-      for await (const response of createClient(InferenceService, transport).chat({ params: { messages: [question], maxTokens: 24 } })) {
+      for await (const response of createClient(InferenceService, transport).chat({
+        params: { messages: [question], maxTokens: 24 },
+      })) {
         if (response.event.case === "token") tokens.push(response.event.value.text);
         if (response.event.case === "done") done = response.event.value;
       }
@@ -57,13 +61,23 @@ describe("real agents on the tiny llama.cpp model", () => {
     const [a, b] = ["tiny-a", "tiny-b"].map((id) => coordinator.registry.get(id)!.capabilities.modelSha256);
     expect(a).toMatch(/^[0-9a-f]{64}$/);
     expect(b).toBe(a);
-    const listed = await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listNodes({ onlineOnly: true });
-    expect(listed.nodes.find((n) => n.nodeId === "tiny-a")?.verification).toMatchObject({ modelSha256: a, modelEvidence: "file fingerprint matches 1 other node" });
+    const listed = await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listNodes({
+      onlineOnly: true,
+    });
+    expect(listed.nodes.find((n) => n.nodeId === "tiny-a")?.verification).toMatchObject({
+      modelSha256: a,
+      modelEvidence: "file fingerprint matches 1 other node",
+    });
   });
 
   it("streams through /v1/chat/completions to the official openai package", async () => {
     const openai = new OpenAI({ baseURL: `${coordinator.url}/v1`, apiKey: "not-needed" });
-    const stream = await openai.chat.completions.create({ model: "auto", messages: [{ role: "user", content: question.content }], max_tokens: 10, stream: true });
+    const stream = await openai.chat.completions.create({
+      model: "auto",
+      messages: [{ role: "user", content: question.content }],
+      max_tokens: 10,
+      stream: true,
+    });
     const pieces: string[] = [];
     let finish: string | null = null;
     for await (const chunk of stream) {
@@ -95,7 +109,12 @@ describe("real agents on the tiny llama.cpp model", () => {
   }, 60_000);
 
   it("refuses an agent with an unknown account key: clear message, exit code 3, no retries", async () => {
-    const refused = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: "1111 2222 3333 4444", NODE_ID: "refused", IRIS_MODEL: network.modelPath });
+    const refused = startAgent({
+      COORDINATOR_URL: coordinator.url,
+      IRIS_ACCOUNT_KEY: "1111 2222 3333 4444",
+      NODE_ID: "refused",
+      IRIS_MODEL: network.modelPath,
+    });
     network.agents.set("refused", refused);
     expect(await refused.exited).toBe(3);
     expect(refused.stderr()).toContain("unknown or revoked account key");
@@ -113,17 +132,31 @@ describe("an agent whose coordinator restarts", () => {
     const modelPath = join(mkdtempSync(join(tmpdir(), "iris-restart-")), "tiny.gguf");
     writeTinyGguf(modelPath);
     // an on-disk embedded database survives the restart, as a real deployment's would
-    const env = { HOST: "127.0.0.1", PORT: "0", DATA_DIR: mkdtempSync(join(tmpdir(), "iris-restart-data-")), LOG_LEVEL: "silent" };
+    const env = {
+      HOST: "127.0.0.1",
+      PORT: "0",
+      DATA_DIR: mkdtempSync(join(tmpdir(), "iris-restart-data-")),
+      LOG_LEVEL: "silent",
+    };
     let coordinator = await startCoordinator(loadConfig(env), createLogger("silent"));
     const port = String(coordinator.port);
     const accountKey = await newAccountKey(coordinator.url);
-    const node = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: "restarts", IRIS_MODEL: modelPath });
+    const node = startAgent({
+      COORDINATOR_URL: coordinator.url,
+      IRIS_ACCOUNT_KEY: accountKey,
+      NODE_ID: "restarts",
+      IRIS_MODEL: modelPath,
+    });
     try {
       await node.waitForLog((line) => line.msg === "registered with the coordinator");
       await coordinator.close();
       await node.waitForLog((line) => line.msg === "connection to the coordinator lost; reconnecting");
       coordinator = await startCoordinator(loadConfig({ ...env, PORT: port }), createLogger("silent"));
-      await node.waitForLog((line) => line.msg === "registered with the coordinator" && line !== node.logs.find((l) => l.msg === "registered with the coordinator"));
+      await node.waitForLog(
+        (line) =>
+          line.msg === "registered with the coordinator" &&
+          line !== node.logs.find((l) => l.msg === "registered with the coordinator"),
+      );
       expect(coordinator.registry.get("restarts")).toBeDefined();
     } finally {
       node.kill();
@@ -134,11 +167,21 @@ describe("an agent whose coordinator restarts", () => {
 
 describe("an agent on LM Studio (stand-in speaking its wire format)", () => {
   it("serves a chat through the OpenAI-compatible backend, and a client cancel reaches LM Studio", async () => {
-    const lmstudio = await startLmStudioStandin({ tokens: Array.from({ length: 400 }, (_, i) => ` w${i}`), tokenDelayMs: 10 });
+    const lmstudio = await startLmStudioStandin({
+      tokens: Array.from({ length: 400 }, (_, i) => ` w${i}`),
+      tokenDelayMs: 10,
+    });
     const coordinator = await startTestCoordinator();
     try {
       const accountKey = await newAccountKey(coordinator.url);
-      const node = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: "lmstudio-node", IRIS_BACKEND: "lmstudio", BACKEND_URL: lmstudio.baseUrl, BENCHMARK_TOKENS: "8" });
+      const node = startAgent({
+        COORDINATOR_URL: coordinator.url,
+        IRIS_ACCOUNT_KEY: accountKey,
+        NODE_ID: "lmstudio-node",
+        IRIS_BACKEND: "lmstudio",
+        BACKEND_URL: lmstudio.baseUrl,
+        BENCHMARK_TOKENS: "8",
+      });
       try {
         await node.waitForLog((line) => line.msg === "registered with the coordinator");
         const controller = new AbortController();
@@ -146,7 +189,10 @@ describe("an agent on LM Studio (stand-in speaking its wire format)", () => {
         const err = await connectFailure(
           (async () => {
             const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
-            for await (const response of inference.chat({ params: { messages: [question], maxTokens: 400 } }, { signal: controller.signal })) {
+            for await (const response of inference.chat(
+              { params: { messages: [question], maxTokens: 400 } },
+              { signal: controller.signal },
+            )) {
               if (response.event.case === "token" && ++tokens === 5) controller.abort();
             }
           })(),

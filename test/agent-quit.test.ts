@@ -45,12 +45,29 @@ describe("an agent told to stop (SIGTERM) while it serves", () => {
     expect(done?.usage?.completionTokens).toBe(300);
     expect(await node.exited).toBe(0);
     expect(node.logs.find((l) => l.msg === "task ended")).toMatchObject({ outcome: "completed", tokens: 300 });
-    expect(node.logs.map((l) => l.msg)).toEqual(expect.arrayContaining(["quitting gracefully", "paused: taking no new tasks", "quitting: waiting for the running tasks", "stopped"]));
+    expect(node.logs.map((l) => l.msg)).toEqual(
+      expect.arrayContaining([
+        "quitting gracefully",
+        "paused: taking no new tasks",
+        "quitting: waiting for the running tasks",
+        "stopped",
+      ]),
+    );
   }, 60_000);
 
   it("hands the task back once the grace period is over (here none); another node finishes the answer; exits 0", async () => {
-    const [a, b] = await Promise.all([agent("quit-a", { SHUTDOWN_GRACE_MS: "0" }), agent("quit-b", { SHUTDOWN_GRACE_MS: "0" })]);
-    const { serving, tokens, done } = await chatAndStop(new Map([["quit-a", a], ["quit-b", b]]), 1500, 20);
+    const [a, b] = await Promise.all([
+      agent("quit-a", { SHUTDOWN_GRACE_MS: "0" }),
+      agent("quit-b", { SHUTDOWN_GRACE_MS: "0" }),
+    ]);
+    const { serving, tokens, done } = await chatAndStop(
+      new Map([
+        ["quit-a", a],
+        ["quit-b", b],
+      ]),
+      1500,
+      20,
+    );
     const quitter = serving === "quit-a" ? a : b;
     expect(done?.nodeIds).toHaveLength(2);
     expect(done?.nodeIds[0]).toBe(serving);
@@ -60,6 +77,8 @@ describe("an agent told to stop (SIGTERM) while it serves", () => {
     expect(quitter.logs.find((l) => l.msg === "task ended")).toMatchObject({ outcome: "handed_back" });
     expect(quitter.logs.map((l) => l.msg)).toContain("quitting: handing the running tasks back to the coordinator");
     // the coordinator re-routed it because the node said so, not because the stream broke
-    expect(coordinator.logs.find((l) => l.msg === "re-routing the task")?.reason).toMatch(/CANCELLED: the node is shutting down/);
+    expect(coordinator.logs.find((l) => l.msg === "re-routing the task")?.reason).toMatch(
+      /CANCELLED: the node is shutting down/,
+    );
   }, 60_000);
 });

@@ -74,7 +74,9 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
       IRIS_LOG_FILE: join(dir, "agent.log"),
       TERM: "xterm-256color",
     };
-    const assignments = Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`).join(" ");
+    const assignments = Object.entries(env)
+      .map(([k, v]) => `${k}=${shellQuote(v)}`)
+      .join(" ");
     // the exit code lands in a file: the pane (and the session) closes when the command ends
     const command = `cd ${shellQuote(root)} && env ${assignments} ${shellQuote(process.execPath)} --import tsx agent/main.ts; echo $? > ${shellQuote(join(dir, "exit-code"))}`;
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command);
@@ -91,23 +93,30 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
 
   it("shows registration and tier, a live task, pause and resume on the wire, a resize, and quits with 0 on q", async () => {
     // registered: connection state, node id, masked key, tier and why, model, benchmark
-    let text = await waitForScreen((s) => /● registered/.test(s) && /Tier\s+BASIC/.test(s), "the registered state and tier");
+    let text = await waitForScreen(
+      (s) => /● registered/.test(s) && /Tier\s+BASIC/.test(s),
+      "the registered state and tier",
+    );
     expect(text).toContain(`node ${nodeId}`);
     expect(text).toContain(`account **** **** **** ${accountKey.replace(/\D/g, "").slice(-4)}`);
     expect(text).not.toContain(accountKey);
     expect(text).toMatch(/Tier\s+BASIC\s+\S.*→ BASIC/);
-    expect(text).toMatch(/Model\s+Iris Tiny Test Model · 0\.1M params · F32 · ctx 8,192 · backend embedded · bench [\d,.]+ tok\/s/);
+    expect(text).toMatch(
+      /Model\s+Iris Tiny Test Model · 0\.1M params · F32 · ctx 8,192 · backend embedded · bench [\d,.]+ tok\/s/,
+    );
     expect(text).toMatch(/GPU\s+none detected · serving on the CPU/);
     expect(text).toMatch(/CPU\s+\d+ cores?\s+LOAD\[/);
     expect(text).toMatch(/registered with the coordinator: tier BASIC/);
     expect(text).not.toContain('{"level"'); // no log line on the screen: logs go to the file
-    expect(text.split("\n")[39]).toMatch(/^ q Quit  p Pause/);
+    expect(text.split("\n")[39]).toMatch(/^ q Quit {2}p Pause/);
 
     // a chat through the coordinator: the task shows up live, then in the totals
     const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
     const chat = async (maxTokens: number) => {
       let done;
-      for await (const r of inference.chat({ params: { messages: [{ role: Role.USER, content: "Translate 'thank you' to German." }], maxTokens } })) {
+      for await (const r of inference.chat({
+        params: { messages: [{ role: Role.USER, content: "Translate 'thank you' to German." }], maxTokens },
+      })) {
         if (r.event.case === "done") done = r.event.value;
       }
       return done;
@@ -140,7 +149,10 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
 
     // a resize redraws the whole screen at the new size: title on top, key bar at the bottom, nothing stray
     tmux("resize-window", "-t", session, "-x", "80", "-y", "24");
-    text = await waitForScreen((s) => s.split("\n")[23]?.startsWith(" q Quit") === true, "the key bar on the last line at 80x24");
+    text = await waitForScreen(
+      (s) => s.split("\n")[23]?.startsWith(" q Quit") === true,
+      "the key bar on the last line at 80x24",
+    );
     const lines = text.replace(/\n$/, "").split("\n");
     expect(lines).toHaveLength(24);
     expect(lines[0]).toMatch(/^ iris-agent \S+ {2}node tui-node/);
@@ -151,8 +163,18 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
     tmux("send-keys", "-t", session, "q");
     await waitFor(() => existsSync(join(dir, "exit-code")), "the agent to exit", 20_000);
     expect(readFileSync(join(dir, "exit-code"), "utf8").trim()).toBe("0");
-    const log = readFileSync(join(dir, "agent.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(log.map((l) => l.msg)).toEqual(expect.arrayContaining(["registered with the coordinator", "paused: taking no new tasks", "resumed: taking tasks", "stopped"]));
+    const log = readFileSync(join(dir, "agent.log"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(log.map((l) => l.msg)).toEqual(
+      expect.arrayContaining([
+        "registered with the coordinator",
+        "paused: taking no new tasks",
+        "resumed: taking tasks",
+        "stopped",
+      ]),
+    );
     expect(log.filter((l) => l.msg === "task ended").map((l) => l.outcome)).toEqual(["completed", "completed"]);
   }, 120_000);
 });

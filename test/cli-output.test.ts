@@ -20,10 +20,16 @@ const hasScript = (() => {
 const LONG = 99; // --max-tokens for which the node streams a long answer
 const ESC = "\x1b[";
 
-/** Runs the CLI on a pseudo-terminal (util-linux `script`), so that stdout and stderr are a TTY; both come back mixed. */
+/**
+ * Runs the CLI on a pseudo-terminal (util-linux `script`), so that stdout and stderr are a TTY; both come back mixed.
+ */
 function onTerminal(args: string[], env: Record<string, string>): Promise<{ text: string; code: number | null }> {
   const command = [process.execPath, "--import", "tsx", "client/cli.ts", ...args].map((a) => `'${a}'`).join(" ");
-  const child = spawn("script", ["-qfec", command, "/dev/null"], { cwd: root, env: cleanEnv(env), stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn("script", ["-qfec", command, "/dev/null"], {
+    cwd: root,
+    env: cleanEnv(env),
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let text = "";
   child.stdout.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
   return new Promise((resolve, reject) => {
@@ -43,7 +49,8 @@ describe("iris CLI output", () => {
   let coordinator: TestCoordinator;
   const nodes: ScriptedNode[] = [];
   let env: Record<string, string>;
-  const iris = (args: string[], options: Partial<CliOptions> = {}) => runCli(args, { env, ...options, ...(options.env ? { env: { ...env, ...options.env } } : {}) });
+  const iris = (args: string[], options: Partial<CliOptions> = {}) =>
+    runCli(args, { env, ...options, ...(options.env ? { env: { ...env, ...options.env } } : {}) });
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator();
@@ -63,7 +70,15 @@ describe("iris CLI output", () => {
             ? { tokens: Array.from({ length: 2000 }, (_, i) => `word${i} `), delayMs: 2 }
             : { tokens: ["Hello", "", ",", "", " world", "!"] },
       }),
-      startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "tiny", modelName: "Iris Tiny Test Model", parameterCount: 139_840, quantization: "F32", tokensPerSecond: 5 }),
+      startScriptedNode({
+        baseUrl: coordinator.url,
+        accountKey,
+        nodeId: "tiny",
+        modelName: "Iris Tiny Test Model",
+        parameterCount: 139_840,
+        quantization: "F32",
+        tokensPerSecond: 5,
+      }),
     );
     await Promise.all(nodes.map((n) => n.registered));
     env = { IRIS_URL: coordinator.url, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "iris-cli-config-")) };
@@ -83,13 +98,27 @@ describe("iris CLI output", () => {
   it("emits no token event without text in --json", async () => {
     const run = await iris(["chat", "--json", "hi"]);
     expect(run.code, run.stderr).toBe(0);
-    const events = run.stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as { type: string; text?: string });
+    const events = run.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { type: string; text?: string });
     const tokens = events.filter((e) => e.type === "token");
     expect(tokens.map((e) => e.text)).toEqual(["Hello", ",", " world", "!"]);
   });
 
   it("ends quietly with 0 when the reader closes the pipe (`| head -c 100`)", async () => {
-    const cli = [process.execPath, "--import", "tsx", "client/cli.ts", "chat", "--max-tokens", String(LONG), "tell me a story"].map((a) => `'${a}'`).join(" ");
+    const cli = [
+      process.execPath,
+      "--import",
+      "tsx",
+      "client/cli.ts",
+      "chat",
+      "--max-tokens",
+      String(LONG),
+      "tell me a story",
+    ]
+      .map((a) => `'${a}'`)
+      .join(" ");
     // asynchronously: the coordinator and the node run in this process
     const child = spawn("bash", ["-c", `${cli} | head -c 100; echo "iris exited with \${PIPESTATUS[0]}" >&2`], {
       cwd: root,
@@ -121,21 +150,25 @@ describe("iris CLI output", () => {
     }
   });
 
-  it.skipIf(!hasScript)("colours difficulty and tier on a terminal, and nothing with NO_COLOR", async () => {
-    const chat = await onTerminal(["chat", "hi"], env);
-    expect(chat.code).toBe(0);
-    expect(chat.text).toContain(`[${ESC}32mSIMPLE${ESC}39m · ${ESC}35mtier PRO${ESC}39m · node big-70b`);
-    const tasks = await onTerminal(["tasks", "--limit", "3"], env);
-    expect(tasks.text).toContain(`${ESC}32mSIMPLE${ESC}39m`);
-    const table = await onTerminal(["nodes"], env);
-    expect(table.text).toMatch(new RegExp(`big-70b +online +\\x1b\\[35mPRO\\x1b\\[39m +llama`));
-    expect(table.text).toMatch(new RegExp(`tiny +online +\\x1b\\[34mBASIC\\x1b\\[39m +Iris Tiny`));
+  it.skipIf(!hasScript)(
+    "colours difficulty and tier on a terminal, and nothing with NO_COLOR",
+    async () => {
+      const chat = await onTerminal(["chat", "hi"], env);
+      expect(chat.code).toBe(0);
+      expect(chat.text).toContain(`[${ESC}32mSIMPLE${ESC}39m · ${ESC}35mtier PRO${ESC}39m · node big-70b`);
+      const tasks = await onTerminal(["tasks", "--limit", "3"], env);
+      expect(tasks.text).toContain(`${ESC}32mSIMPLE${ESC}39m`);
+      const table = await onTerminal(["nodes"], env);
+      expect(table.text).toMatch(/big-70b +online +\x1b\[35mPRO\x1b\[39m +llama/);
+      expect(table.text).toMatch(/tiny +online +\x1b\[34mBASIC\x1b\[39m +Iris Tiny/);
 
-    for (const args of [["chat", "hi"], ["nodes"]]) {
-      const plain = await onTerminal(args, { ...env, NO_COLOR: "1" });
-      expect(plain.code).toBe(0);
-      // the only escapes left are the spinner's line clearing, never a colour
-      expect(plain.text).not.toMatch(/\x1b\[3\dm/);
-    }
-  }, 60_000);
+      for (const args of [["chat", "hi"], ["nodes"]]) {
+        const plain = await onTerminal(args, { ...env, NO_COLOR: "1" });
+        expect(plain.code).toBe(0);
+        // the only escapes left are the spinner's line clearing, never a colour
+        expect(plain.text).not.toMatch(/\x1b\[3\dm/);
+      }
+    },
+    60_000,
+  );
 });

@@ -30,7 +30,8 @@ describe("iris CLI", () => {
   let node: ScriptedNode;
   let configHome: string;
   let env: Record<string, string>;
-  const iris = (args: string[], options: Partial<CliOptions> = {}) => runCli(args, { env, ...options, ...(options.env ? { env: { ...env, ...options.env } } : {}) });
+  const iris = (args: string[], options: Partial<CliOptions> = {}) =>
+    runCli(args, { env, ...options, ...(options.env ? { env: { ...env, ...options.env } } : {}) });
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ JWT_SECRET: "cli-test-secret-0123456789abcdefghij", ...limits });
@@ -60,14 +61,21 @@ describe("iris CLI", () => {
     // four tokens 120 ms apart: more than one read, the first well before the process ended
     expect(run.chunks.length).toBeGreaterThan(1);
     expect(run.exitedAt - run.chunks[0]!.at).toBeGreaterThan(200);
-    expect(run.stderr).toMatch(/\[SIMPLE · tier MID · node cli-node-1 · model scripted-8B-Q4_K_M · ttft \d+ ms · 4 tokens · [\d.]+ tokens\/s\]/);
+    expect(run.stderr).toMatch(
+      /\[SIMPLE · tier MID · node cli-node-1 · model scripted-8B-Q4_K_M · ttft \d+ ms · 4 tokens · [\d.]+ tokens\/s\]/,
+    );
     expect((await iris(["chat", "--quiet", "hi"])).stderr).toBe("");
   });
 
   it("asks for a division mode with --mode: consensus over --nodes nodes, the verdict in the footer", async () => {
     const accountKey = await newAccountKey(coordinator.url);
     const peers = ["cli-node-2", "cli-node-3"].map((nodeId) =>
-      startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", ",", " world", "!"] }) }),
+      startScriptedNode({
+        baseUrl: coordinator.url,
+        accountKey,
+        nodeId,
+        script: () => ({ tokens: ["Hello", ",", " world", "!"] }),
+      }),
     );
     try {
       await Promise.all(peers.map((peer) => peer.registered));
@@ -75,9 +83,14 @@ describe("iris CLI", () => {
       expect(run.code).toBe(0);
       expect(run.stdout).toBe("Hello, world!\n");
       // two agreeing copies are a majority of three: the answer may come before the third copy ends
-      expect(run.stderr).toMatch(/^\[consensus, verified · SIMPLE · tier MID · node cli-node-\d → cli-node-\d( → cli-node-\d)? · /);
+      expect(run.stderr).toMatch(
+        /^\[consensus, verified · SIMPLE · tier MID · node cli-node-\d → cli-node-\d( → cli-node-\d)? · /,
+      );
       const json = await iris(["chat", "--json", "--mode", "auto", "hi"]);
-      const accepted = json.stdout.split("\n").map((line) => (line ? (JSON.parse(line) as Record<string, any>) : {})).find((e) => e.type === "accepted");
+      const accepted = json.stdout
+        .split("\n")
+        .map((line) => (line ? (JSON.parse(line) as Record<string, any>) : {}))
+        .find((e) => e.type === "accepted");
       expect(accepted?.accepted.divisionMode).toBe("DIVISION_MODE_SINGLE"); // auto: a short question fits one node
     } finally {
       for (const peer of peers) peer.kill();
@@ -87,10 +100,18 @@ describe("iris CLI", () => {
   it("prints one JSON object per event with --json", async () => {
     const run = await iris(["chat", "hi", "--json"]);
     expect(run.code).toBe(0);
-    const events = run.stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, any>);
+    const events = run.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, any>);
     expect(events.map((e) => e.type)).toEqual(["accepted", "token", "token", "token", "token", "done"]);
     expect(events[0]!.accepted).toMatchObject({ nodeId: NODE_ID, tier: "TIER_MID", difficulty: "DIFFICULTY_SIMPLE" });
-    expect(events.slice(1, 5).map((e) => e.text).join("")).toBe("Hello, world!");
+    expect(
+      events
+        .slice(1, 5)
+        .map((e) => e.text)
+        .join(""),
+    ).toBe("Hello, world!");
     expect(events[5]!.done).toMatchObject({ nodeId: NODE_ID, finishReason: "stop", usage: { completionTokens: 4 } });
   });
 
@@ -145,7 +166,9 @@ describe("iris CLI", () => {
   }, 60_000);
 
   it("registers and logs in, saving the token with mode 0600 and sending it with later commands", async () => {
-    const registered = await iris(["register", "--email", "cli@example.com"], { env: { IRIS_PASSWORD: "correct horse battery" } });
+    const registered = await iris(["register", "--email", "cli@example.com"], {
+      env: { IRIS_PASSWORD: "correct horse battery" },
+    });
     expect(registered.code, registered.stderr).toBe(0);
     const path = join(configHome, "iris", "credentials.json");
     expect(statSync(path).mode & 0o777).toBe(0o600);
@@ -171,7 +194,7 @@ describe("iris CLI", () => {
     expect(JSON.parse(stats.stdout).stats).toMatchObject({ nodesOnline: 1 });
 
     // a spoiled saved token is refused: proof that commands send it
-    writeFileSync(path, JSON.stringify({ ...saved, token: token.slice(0, -4) + "AAAA" }), { mode: 0o600 });
+    writeFileSync(path, JSON.stringify({ ...saved, token: `${token.slice(0, -4)}AAAA` }), { mode: 0o600 });
     const refused = await iris(["stats"]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain("the saved login may be stale");
@@ -185,13 +208,20 @@ describe("iris CLI", () => {
     expect(nodes.stdout).toMatch(/^NODE +STATUS +TIER +MODEL/);
     expect(nodes.stdout).toMatch(/cli-node-1 +online +MID +scripted-8B-Q4_K_M +8B +Q4_K_M/);
     const nodesJson = JSON.parse((await iris(["nodes", "--json"])).stdout) as { nodes: Record<string, unknown>[] };
-    expect(nodesJson.nodes[0]).toMatchObject({ nodeId: NODE_ID, tier: "TIER_MID", online: true, parameterCount: "8000000000" });
+    expect(nodesJson.nodes[0]).toMatchObject({
+      nodeId: NODE_ID,
+      tier: "TIER_MID",
+      online: true,
+      parameterCount: "8000000000",
+    });
 
     const tasks = await iris(["tasks", "--limit", "5"]);
     expect(tasks.code).toBe(0);
     expect(tasks.stdout).toMatch(/^TASK +STATUS +DIFFICULTY/);
     expect(tasks.stdout).toMatch(/COMPLETED +SIMPLE +MID +cli-node-1/);
-    const tasksJson = JSON.parse((await iris(["tasks", "--json", "--node", NODE_ID])).stdout) as { tasks: { status: string }[] };
+    const tasksJson = JSON.parse((await iris(["tasks", "--json", "--node", NODE_ID])).stdout) as {
+      tasks: { status: string }[];
+    };
     expect(tasksJson.tasks.some((t) => t.status === "TASK_STATUS_COMPLETED")).toBe(true);
 
     const leaderboard = await iris(["leaderboard"]);
@@ -235,10 +265,12 @@ describe("iris CLI", () => {
     for (const command of [[], ["chat"], ["account", "verify"], ["login"], ["reputation"]]) {
       const help = await iris([...command, "--help"]);
       expect(help.code, command.join(" ")).toBe(0);
-      expect(help.stdout).toContain(`Usage: iris${command.length ? " " + command.join(" ") : ""}`);
+      expect(help.stdout).toContain(`Usage: iris${command.length ? ` ${command.join(" ")}` : ""}`);
     }
     // the bin shim runs the same program from any directory
-    expect(execFileSync(join(root, "bin", "iris"), ["--version"], { cwd: tmpdir(), env: cleanEnv({}) }).toString()).toMatch(/^\d+\.\d+\.\d+\n$/);
+    expect(
+      execFileSync(join(root, "bin", "iris"), ["--version"], { cwd: tmpdir(), env: cleanEnv({}) }).toString(),
+    ).toMatch(/^\d+\.\d+\.\d+\n$/);
   }, 90_000);
 
   it("exits 1 with a readable message when the coordinator cannot be reached", async () => {
@@ -277,9 +309,17 @@ describe("iris CLI", () => {
   });
 
   /** Runs the CLI on a pseudo-terminal (util-linux `script`), typing each line after the previous answer. */
-  function onTerminal(args: string[], lines: string[], onText?: (text: string) => void): Promise<{ text: string; code: number | null }> {
+  function onTerminal(
+    args: string[],
+    lines: string[],
+    onText?: (text: string) => void,
+  ): Promise<{ text: string; code: number | null }> {
     const command = [process.execPath, "--import", "tsx", "client/cli.ts", ...args].map((a) => `'${a}'`).join(" ");
-    const child = spawn("script", ["-qfec", command, "/dev/null"], { cwd: root, env: cleanEnv(env), stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn("script", ["-qfec", command, "/dev/null"], {
+      cwd: root,
+      env: cleanEnv(env),
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let text = "";
     let prompts = 0;
     child.stdout.on("data", (chunk: Buffer) => {
@@ -287,7 +327,7 @@ describe("iris CLI", () => {
       onText?.(text);
       // each ">>> " is the session asking for the next line
       const seen = text.split(">>> ").length - 1;
-      while (prompts < seen && prompts < lines.length) child.stdin.write(lines[prompts++] + "\r");
+      while (prompts < seen && prompts < lines.length) child.stdin.write(`${lines[prompts++]}\r`);
     });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -321,7 +361,10 @@ describe("iris CLI without nodes", () => {
 
     const json = await runCli(["chat", "--json", "hi"], { env });
     expect(json.code).toBe(1);
-    const events = json.stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as { type: string; code?: string });
+    const events = json.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { type: string; code?: string });
     // no node online: refused at once, never queued
     expect(events).toEqual([expect.objectContaining({ type: "error", code: "unavailable" })]);
   });

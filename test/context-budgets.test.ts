@@ -25,7 +25,11 @@ describe("context mode within a 512-token window", () => {
   let largestNeed = 0;
 
   beforeAll(async () => {
-    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "3000", TASK_MAX_ATTEMPTS: "3" });
+    coordinator = await startTestCoordinator({
+      HEARTBEAT_INTERVAL_MS: "200",
+      QUEUE_MAX_WAIT_MS: "3000",
+      TASK_MAX_ATTEMPTS: "3",
+    });
     const transport = createGrpcTransport({ baseUrl: coordinator.url });
     accountKey = (await createClient(AccountService, transport).generateKey({})).accountKey;
     inference = createClient(InferenceService, transport);
@@ -66,47 +70,84 @@ describe("context mode within a 512-token window", () => {
 
   async function ask(content: string, divisionMode = DivisionMode.CONTEXT) {
     const events: ChatResponse["event"][] = [];
-    for await (const response of inference.chat({ params: { messages: [{ role: Role.USER, content }], divisionMode, maxTokens: 16 } })) events.push(response.event);
-    const accepted = events.find((e) => e.case === "accepted")!.value as Extract<ChatResponse["event"], { case: "accepted" }>["value"];
+    for await (const response of inference.chat({
+      params: { messages: [{ role: Role.USER, content }], divisionMode, maxTokens: 16 },
+    }))
+      events.push(response.event);
+    const accepted = events.find((e) => e.case === "accepted")!.value as Extract<
+      ChatResponse["event"],
+      { case: "accepted" }
+    >["value"];
     const last = events.at(-1)!;
     if (last.case !== "done") throw new Error(`the stream ended with ${last.case}`);
-    return { accepted, done: last.value, text: events.flatMap((e) => (e.case === "token" ? [e.value.text] : [])).join("") };
+    return {
+      accepted,
+      done: last.value,
+      text: events.flatMap((e) => (e.case === "token" ? [e.value.text] : [])).join(""),
+    };
   }
 
-  it.each([1, 5, 20, 100])("a document of %i× the window completes: every prompt and its note fit, every round shrinks", async (windows) => {
-    await Promise.all(["t-1", "t-2", "t-3"].map((id) => start(`${id}-${windows}`)));
-    largestNeed = 0;
-    const document = logDocument(windows * WINDOW);
-    const started = Date.now();
-    const { accepted, done, text } = await ask(`${QUESTION}\n\n${document}`);
-    const elapsed = Date.now() - started;
-    expect(accepted.divisionMode).toBe(DivisionMode.CONTEXT);
-    expect(text.length).toBe(16); // the reduce's answer, max_tokens characters
-    expect(done.usage?.completionTokens).toBe(16);
-    // no node was ever given more than its window holds, answer included
-    expect(largestNeed).toBeLessThanOrEqual(WINDOW);
-    await coordinator.journal.flush();
-    const parent = await coordinator.db.selectFrom("tasks").selectAll().where("id", "=", accepted.taskId).executeTakeFirstOrThrow();
-    const children = await coordinator.db.selectFrom("tasks").selectAll().where("parent_id", "=", accepted.taskId).execute();
-    // from 2,000 characters on the request is COMPLEX as a whole (a long prompt), its parts SIMPLE (the question
-    // alone): BASIC nodes read it
-    expect(parent).toMatchObject({ status: "completed", difficulty: document.length >= 2_000 ? "COMPLEX" : "SIMPLE" });
-    for (const child of children) expect(child).toMatchObject({ status: "completed", attempt: 1, difficulty: "SIMPLE" });
-    const split = await coordinator.db.selectFrom("task_events").select("detail").where("task_id", "=", parent.id).where("detail", "like", "document of about%").executeTakeFirstOrThrow();
-    const [, tokens, chunks, chunkTokens] = /document of about (\d+) tokens in (\d+) chunks of ≤ (\d+)/.exec(split.detail!)!.map(Number);
-    expect(tokens).toBeGreaterThanOrEqual(document.length); // counted at the node's rates, with their margin
-    expect(chunks).toBeGreaterThanOrEqual(Math.ceil(tokens! / chunkTokens!));
-    // map parts, then combining rounds of at most half as many parts each, then the reduce
-    const combines = children.length - chunks! - 1;
-    expect(combines).toBeGreaterThanOrEqual(0);
-    expect(combines).toBeLessThan(chunks!);
-    console.log(`context ${windows}× ${WINDOW}: ${document.length} characters, ${chunks} chunks of ≤ ${chunkTokens}, ${combines} combining parts, ${elapsed} ms`);
-  }, 120_000);
+  it.each([1, 5, 20, 100])(
+    "a document of %i× the window completes: every prompt and its note fit, every round shrinks",
+    async (windows) => {
+      await Promise.all(["t-1", "t-2", "t-3"].map((id) => start(`${id}-${windows}`)));
+      largestNeed = 0;
+      const document = logDocument(windows * WINDOW);
+      const started = Date.now();
+      const { accepted, done, text } = await ask(`${QUESTION}\n\n${document}`);
+      const elapsed = Date.now() - started;
+      expect(accepted.divisionMode).toBe(DivisionMode.CONTEXT);
+      expect(text.length).toBe(16); // the reduce's answer, max_tokens characters
+      expect(done.usage?.completionTokens).toBe(16);
+      // no node was ever given more than its window holds, answer included
+      expect(largestNeed).toBeLessThanOrEqual(WINDOW);
+      await coordinator.journal.flush();
+      const parent = await coordinator.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("id", "=", accepted.taskId)
+        .executeTakeFirstOrThrow();
+      const children = await coordinator.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("parent_id", "=", accepted.taskId)
+        .execute();
+      // from 2,000 characters on the request is COMPLEX as a whole (a long prompt), its parts SIMPLE (the question
+      // alone): BASIC nodes read it
+      expect(parent).toMatchObject({
+        status: "completed",
+        difficulty: document.length >= 2_000 ? "COMPLEX" : "SIMPLE",
+      });
+      for (const child of children)
+        expect(child).toMatchObject({ status: "completed", attempt: 1, difficulty: "SIMPLE" });
+      const split = await coordinator.db
+        .selectFrom("task_events")
+        .select("detail")
+        .where("task_id", "=", parent.id)
+        .where("detail", "like", "document of about%")
+        .executeTakeFirstOrThrow();
+      const [, tokens, chunks, chunkTokens] = /document of about (\d+) tokens in (\d+) chunks of ≤ (\d+)/
+        .exec(split.detail!)!
+        .map(Number);
+      expect(tokens).toBeGreaterThanOrEqual(document.length); // counted at the node's rates, with their margin
+      expect(chunks).toBeGreaterThanOrEqual(Math.ceil(tokens! / chunkTokens!));
+      // map parts, then combining rounds of at most half as many parts each, then the reduce
+      const combines = children.length - chunks! - 1;
+      expect(combines).toBeGreaterThanOrEqual(0);
+      expect(combines).toBeLessThan(chunks!);
+      console.log(
+        `context ${windows}× ${WINDOW}: ${document.length} characters, ${chunks} chunks of ≤ ${chunkTokens}, ${combines} combining parts, ${elapsed} ms`,
+      );
+    },
+    120_000,
+  );
 
   it("a part refused although the budget fits is Internal, naming the part: never the caller's InvalidArgument", async () => {
     // a node that declares 4,096 tokens and refuses anything over 300: the coordinator sized chunks to its declaration
     const liar = (assign: TaskAssign, payload: TaskPayload): Script =>
-      tinyPromptTokens(payload) > 300 ? { tokens: [], failWith: TaskErrorReason.CONTEXT_TOO_LONG } : strict(assign, payload);
+      tinyPromptTokens(payload) > 300
+        ? { tokens: [], failWith: TaskErrorReason.CONTEXT_TOO_LONG }
+        : strict(assign, payload);
     await start("liar", { contextLength: 4096, script: liar });
     const err = await connectFailure(ask(`${QUESTION}\n\n${logDocument(20 * WINDOW)}`));
     expect(err.code).toBe(Code.Internal);

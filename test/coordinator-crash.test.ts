@@ -29,7 +29,11 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator killed with s
   });
 
   async function coordinator(instance: string): Promise<CoordinatorProcess> {
-    const started = await startCoordinatorProcess({ DATABASE_URL: database.url, COORDINATOR_INSTANCE: instance, ...liveness });
+    const started = await startCoordinatorProcess({
+      DATABASE_URL: database.url,
+      COORDINATOR_INSTANCE: instance,
+      ...liveness,
+    });
     coordinators.push(started);
     return started;
   }
@@ -51,15 +55,24 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator killed with s
     const inference = createClient(InferenceService, transport);
     for (let i = 0; i < count; i++) {
       void (async () => {
-        for await (const _ of inference.chat({ params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] } }));
+        for await (const _ of inference.chat({
+          params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] },
+        }));
       })().catch(() => {}); // the coordinator dies under it
     }
-    const streaming = () => database.db.selectFrom("tasks").select("id").where("node_id", "=", nodeId).where("status", "=", "streaming").execute();
+    const streaming = () =>
+      database.db
+        .selectFrom("tasks")
+        .select("id")
+        .where("node_id", "=", nodeId)
+        .where("status", "=", "streaming")
+        .execute();
     await expect.poll(async () => (await streaming()).length, { timeout: 15_000 }).toBe(count);
     return (await streaming()).map((row) => row.id);
   }
 
-  const rows = (ids: string[]) => database.db.selectFrom("tasks").select(["id", "status", "failure_reason"]).where("id", "in", ids).execute();
+  const rows = (ids: string[]) =>
+    database.db.selectFrom("tasks").select(["id", "status", "failure_reason"]).where("id", "in", ids).execute();
 
   it("fails the 10 tasks a SIGKILLed coordinator left streaming when it starts again under its name", async () => {
     const name = `crash-${randomBytes(3).toString("hex")}`;
@@ -72,8 +85,15 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator killed with s
     const again = await coordinator(name);
     const ended = await rows(ids);
     expect(ended.map((row) => row.status)).toEqual(ids.map(() => "failed"));
-    expect(new Set(ended.map((row) => row.failure_reason))).toEqual(new Set([`coordinator ${name} stopped before the task ended`]));
-    expect(again.logs.some((line) => line.msg === "ended the tasks a previous run of this coordinator left unfinished" && line.ended === 10)).toBe(true);
+    expect(new Set(ended.map((row) => row.failure_reason))).toEqual(
+      new Set([`coordinator ${name} stopped before the task ended`]),
+    );
+    expect(
+      again.logs.some(
+        (line) =>
+          line.msg === "ended the tasks a previous run of this coordinator left unfinished" && line.ended === 10,
+      ),
+    ).toBe(true);
   });
 
   it("fails the tasks of a SIGKILLed peer once its heartbeat is stale", async () => {
@@ -81,8 +101,14 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator killed with s
     const survivor = await coordinator(`peer-b-${randomBytes(3).toString("hex")}`);
     const ids = await streamsInFlight(dead, 3);
     await dead.kill();
-    await expect.poll(async () => (await rows(ids)).map((row) => row.status), { timeout: 10_000 }).toEqual(["failed", "failed", "failed"]);
+    await expect
+      .poll(async () => (await rows(ids)).map((row) => row.status), { timeout: 10_000 })
+      .toEqual(["failed", "failed", "failed"]);
     expect(survivor.alive).toBe(true);
-    expect(survivor.logs.some((line) => line.msg === "ended the unfinished tasks of a coordinator that stopped heartbeating")).toBe(true);
+    expect(
+      survivor.logs.some(
+        (line) => line.msg === "ended the unfinished tasks of a coordinator that stopped heartbeating",
+      ),
+    ).toBe(true);
   });
 });

@@ -7,7 +7,7 @@ import pg from "pg";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
-import { startCoordinatorProcess, type CoordinatorProcess } from "./support/coordinator-process.ts";
+import { startCoordinatorProcess } from "./support/coordinator-process.ts";
 import { startDatabaseProxy, type DatabaseProxy } from "./support/database-proxy.ts";
 import { createTestDatabase, databaseSource, type TestDatabase } from "./support/database.ts";
 import { connectFailure } from "./support/errors.ts";
@@ -30,11 +30,16 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator process on a 
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  /** A database, a coordinator process on `url(database)` and one scripted node whose answers take `delayMs` a token. */
+  /**
+   * A database, a coordinator process on `url(database)` and one scripted node whose answers take `delayMs` a token.
+   */
   async function network(options: { url?: (database: TestDatabase) => Promise<string>; delayMs?: number } = {}) {
     const database = await createTestDatabase();
     cleanups.push(() => database.close());
-    const coordinator = await startCoordinatorProcess({ DATABASE_URL: await (options.url ?? (async (d) => d.url))(database), COORDINATOR_INSTANCE: "faults" });
+    const coordinator = await startCoordinatorProcess({
+      DATABASE_URL: await (options.url ?? (async (d) => d.url))(database),
+      COORDINATOR_INSTANCE: "faults",
+    });
     cleanups.push(() => coordinator.kill());
     const transport = createGrpcTransport({ baseUrl: coordinator.url });
     const accounts = createClient(AccountService, transport);
@@ -51,7 +56,9 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator process on a 
     const inference = createClient(InferenceService, transport);
     const chat = async () => {
       let done = false;
-      for await (const response of inference.chat({ params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] } })) {
+      for await (const response of inference.chat({
+        params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] },
+      })) {
         if (response.event.case === "done") done = true;
       }
       return done;
@@ -85,7 +92,9 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator process on a 
     let waiting: number[] = [];
     for (let i = 0; i < 100 && waiting.length === 0; i++) {
       await sleep(50);
-      waiting = (await admin.query(`${others} AND wait_event_type = 'Lock'`, [dbName])).rows.map((row: { pid: number }) => row.pid);
+      waiting = (await admin.query(`${others} AND wait_event_type = 'Lock'`, [dbName])).rows.map(
+        (row: { pid: number }) => row.pid,
+      );
     }
     expect(waiting.length).toBeGreaterThan(0);
     for (const pid of waiting) await admin.query("SELECT pg_terminate_backend($1)", [pid]);
@@ -95,7 +104,8 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator process on a 
     const outcomes: (boolean | Code)[] = [];
     let storming = true;
     const traffic = (async () => {
-      while (storming) outcomes.push(await chat().catch((err: unknown) => connectFailure(Promise.reject(err)).then((e) => e.code)));
+      while (storming)
+        outcomes.push(await chat().catch((err: unknown) => connectFailure(Promise.reject(err)).then((e) => e.code)));
     })();
     for (let i = 0; i < 40; i++) {
       await admin.query(`SELECT pg_terminate_backend(pid) FROM (${others}) AS s`, [dbName]);

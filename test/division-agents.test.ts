@@ -1,5 +1,5 @@
 // Division modes, spot checks and node classification with real agents: `iris-agent` processes running llama.cpp
-// on the generated tiny model (one in the test-only dishonest mode), a real coordinator, the `iris` CLI.
+// on the generated tiny model (one a liar, test/support/dishonest-agent.ts), a real coordinator, the `iris` CLI.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,7 +25,11 @@ const ADMIN_EMAIL = "admin@iris.test";
 const vocabulary = new Set(TINY_GGUF_WORDS);
 
 /** Whether text is what an honest tiny model writes: only its vocabulary's words (a dishonest node's are ROT13). */
-const honestWords = (text: string) => text.trim().split(/\s+/).every((word) => vocabulary.has(word));
+const honestWords = (text: string) =>
+  text
+    .trim()
+    .split(/\s+/)
+    .every((word) => vocabulary.has(word));
 
 function bearer(token: string): Interceptor {
   return (next) => (req) => {
@@ -69,9 +73,14 @@ describe("division modes with real agents on the tiny model", () => {
     await network?.close();
   });
 
-  async function chat(content: string, params: { divisionMode?: DivisionMode; maxTokens?: number; difficulty?: Difficulty }, client = inference) {
+  async function chat(
+    content: string,
+    params: { divisionMode?: DivisionMode; maxTokens?: number; difficulty?: Difficulty },
+    client = inference,
+  ) {
     const events: Event[] = [];
-    for await (const response of client.chat({ params: { messages: [{ role: Role.USER, content }], ...params } })) events.push(response.event);
+    for await (const response of client.chat({ params: { messages: [{ role: Role.USER, content }], ...params } }))
+      events.push(response.event);
     const accepted = events.find((e) => e.case === "accepted")!.value as Extract<Event, { case: "accepted" }>["value"];
     const last = events.at(-1)!;
     if (last.case !== "done") throw new Error(`the stream ended with ${last.case}`);
@@ -81,8 +90,17 @@ describe("division modes with real agents on the tiny model", () => {
 
   async function rows(parentId: string) {
     await coordinator.journal.flush();
-    const parent = await coordinator.db.selectFrom("tasks").selectAll().where("id", "=", parentId).executeTakeFirstOrThrow();
-    const children = await coordinator.db.selectFrom("tasks").selectAll().where("parent_id", "=", parentId).orderBy("created_at").execute();
+    const parent = await coordinator.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("id", "=", parentId)
+      .executeTakeFirstOrThrow();
+    const children = await coordinator.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("parent_id", "=", parentId)
+      .orderBy("created_at")
+      .execute();
     return { parent, children };
   }
 
@@ -120,7 +138,11 @@ describe("division modes with real agents on the tiny model", () => {
     expect(parent).toMatchObject({ status: "completed", division_mode: "subtasks" });
     expect(children).toHaveLength(4); // the planner and three parts
     for (const child of children) expect(child).toMatchObject({ status: "completed", parent_id: parent.id });
-    const notes = await coordinator.db.selectFrom("task_events").select("detail").where("task_id", "=", parent.id).execute();
+    const notes = await coordinator.db
+      .selectFrom("task_events")
+      .select("detail")
+      .where("task_id", "=", parent.id)
+      .execute();
     expect(notes.map((n) => n.detail)).toContain("plan (rules): 3 part(s)");
     const parts = children.slice(1); // after the planner's row
     expect(new Set(parts.map((c) => c.node_id)).size).toBe(3);
@@ -133,7 +155,13 @@ describe("division modes with real agents on the tiny model", () => {
     const answer = chat(numbered, { divisionMode: DivisionMode.SUBTASKS, maxTokens: LONG });
     let victim: string | undefined;
     await expect
-      .poll(() => (victim = [...agents].find(([, a]) => a.logs.some((l) => l.msg === "task assigned" && l.maxTokens === LONG))?.[0]), { timeout: 30_000, interval: 5 })
+      .poll(
+        () =>
+          (victim = [...agents].find(([, a]) =>
+            a.logs.some((l) => l.msg === "task assigned" && l.maxTokens === LONG),
+          )?.[0]),
+        { timeout: 30_000, interval: 5 },
+      )
       .toBeDefined();
     agents.get(victim!)!.kill();
     const { accepted, text } = await answer;
@@ -143,31 +171,45 @@ describe("division modes with real agents on the tiny model", () => {
     const retried = children.find((c) => c.attempt === 2);
     expect(retried).toMatchObject({ status: "completed" });
     expect(retried!.node_id).not.toBe(victim);
-    const history = await coordinator.db.selectFrom("task_events").select(["status", "node_id"]).where("task_id", "=", retried!.id).orderBy("id").execute();
+    const history = await coordinator.db
+      .selectFrom("task_events")
+      .select(["status", "node_id"])
+      .where("task_id", "=", retried!.id)
+      .orderBy("id")
+      .execute();
     expect(history.filter((h) => h.status === "assigned").map((h) => h.node_id)).toEqual([victim, retried!.node_id]);
     await agents.get(victim!)!.exited;
     agents.delete(victim!);
   }, 90_000);
 
   it("consensus from `iris chat --mode consensus`: the dishonest agent loses 50, the majority answer is returned, verified", async () => {
-    await agent("liar", { IRIS_TEST_DISHONEST: "1" });
-    expect(agents.get("liar")!.logs.some((l) => String(l.msg).startsWith("IRIS_TEST_DISHONEST=1"))).toBe(true);
+    await network.agent("liar", {}, { dishonest: true });
+    expect(agents.get("liar")!.logs.some((l) => String(l.msg).startsWith("dishonest test agent"))).toBe(true);
     const nodes = [...agents.keys()];
     expect(nodes).toHaveLength(4);
-    const run = await runCli(["chat", "--mode", "consensus", "--nodes", "4", "--max-tokens", "24", "What is the capital of France?"], {
-      env: { IRIS_URL: coordinator.url },
-      timeoutMs: 60_000,
-    });
+    const run = await runCli(
+      ["chat", "--mode", "consensus", "--nodes", "4", "--max-tokens", "24", "What is the capital of France?"],
+      {
+        env: { IRIS_URL: coordinator.url },
+        timeoutMs: 60_000,
+      },
+    );
     expect(run.code, run.stderr).toBe(0);
     const answer = run.stdout.slice(0, -1);
     expect(honestWords(answer)).toBe(true);
     // three honest copies are a majority of four: the answer may come before the fourth copy ends
-    expect(run.stderr).toMatch(/^\[consensus, verified · [A-Z]+ · tier BASIC · node [\w-]+ → [\w-]+ → [\w-]+( → [\w-]+)? · /);
+    expect(run.stderr).toMatch(
+      /^\[consensus, verified · [A-Z]+ · tier BASIC · node [\w-]+ → [\w-]+ → [\w-]+( → [\w-]+)? · /,
+    );
     await expect.poll(async () => (await penalties("liar")).length, { timeout: 20_000 }).toBe(1);
     const [penalty] = await penalties("liar");
     expect(penalty).toMatchObject({ delta: -50 });
     // the evidence: the liar's answer is the altered majority answer
-    expect(penalty!.evidence).toMatchObject({ check: "consensus", referenceSha256: answerHash(answer), threshold: 0.9 });
+    expect(penalty!.evidence).toMatchObject({
+      check: "consensus",
+      referenceSha256: answerHash(answer),
+      threshold: 0.9,
+    });
     expect(penalty!.evidence).not.toMatchObject({ answerSha256: answerHash(answer) });
     for (const nodeId of nodes.filter((id) => id !== "liar")) expect(await penalties(nodeId)).toEqual([]);
   }, 90_000);
@@ -192,8 +234,12 @@ describe("division modes with real agents on the tiny model", () => {
 
   it("context: a document four times the agents' context is split with their tokenizer, mapped in parallel, reduced", async () => {
     const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
-    const token = (await accounts.register({ email: ADMIN_EMAIL, password: "a long admin password" })).token!.accessToken;
-    const admin = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url, interceptors: [bearer(token)] }));
+    const token = (await accounts.register({ email: ADMIN_EMAIL, password: "a long admin password" })).token!
+      .accessToken;
+    const admin = createClient(
+      InferenceService,
+      createGrpcTransport({ baseUrl: coordinator.url, interceptors: [bearer(token)] }),
+    );
     // the tiny model's tokenizer spends about one token per character on this text, the estimate one per 3.5
     const paragraph = (i: number) => `Log ${i}: the node said the model is hot and the token was out.`;
     const document = Array.from({ length: 160 }, (_, i) => paragraph(i)).join("\n\n");
@@ -202,13 +248,23 @@ describe("division modes with real agents on the tiny model", () => {
     const documentTokens = model.tokenize(document).length;
     await model.dispose();
     expect(documentTokens).toBeGreaterThan(4 * CONTEXT_LENGTH);
-    // an admin may set the difficulty: SIMPLE, which these BASIC nodes serve (the local model calls a long document COMPLEX)
-    const { accepted, done, text } = await chat(`Summarise the logs below.\n\n${document}`, { divisionMode: DivisionMode.CONTEXT, maxTokens: 32, difficulty: Difficulty.SIMPLE }, admin);
+    // an admin may set the difficulty: SIMPLE, which these BASIC nodes serve (the local model calls a long document
+    // COMPLEX)
+    const { accepted, done, text } = await chat(
+      `Summarise the logs below.\n\n${document}`,
+      { divisionMode: DivisionMode.CONTEXT, maxTokens: 32, difficulty: Difficulty.SIMPLE },
+      admin,
+    );
     expect(accepted.divisionMode).toBe(DivisionMode.CONTEXT);
     expect(honestWords(text)).toBe(true);
     const { parent, children } = await rows(accepted.taskId);
     expect(parent).toMatchObject({ status: "completed", division_mode: "context" });
-    const split = await coordinator.db.selectFrom("task_events").select("detail").where("task_id", "=", parent.id).where("detail", "like", "document of about%").executeTakeFirstOrThrow();
+    const split = await coordinator.db
+      .selectFrom("task_events")
+      .select("detail")
+      .where("task_id", "=", parent.id)
+      .where("detail", "like", "document of about%")
+      .executeTakeFirstOrThrow();
     const [, estimated, chunks] = /document of about (\d+) tokens in (\d+) chunks of ≤ 1024/.exec(split.detail!)!;
     // counted with the agents' tokenizer (within its margin), not the estimate's third of it
     expect(Number(estimated)).toBeGreaterThanOrEqual(documentTokens);
@@ -216,7 +272,8 @@ describe("division modes with real agents on the tiny model", () => {
     expect(Number(chunks)).toBeGreaterThanOrEqual(Math.ceil(documentTokens / 1024));
     // every chunk fitted a node (a chunk over the context would have failed with CONTEXT_TOO_LONG everywhere)
     expect(children.length).toBeGreaterThan(Number(chunks));
-    for (const child of children) expect(child).toMatchObject({ status: "completed", division_mode: "context", attempt: 1 });
+    for (const child of children)
+      expect(child).toMatchObject({ status: "completed", division_mode: "context", attempt: 1 });
     expect(new Set(children.map((c) => c.node_id)).size).toBe(agents.size);
     expect(done.nodeIds).toHaveLength(1);
   }, 120_000);
@@ -236,16 +293,21 @@ describe("node classification over the real NodeService stream", () => {
       await judge.waitForLog((line) => line.msg === "registered with the coordinator", 60_000);
       // from now on the model behind the agent judges every prompt COMPLEX (and answers tasks with the same words)
       lmstudio.behaviour.tokens = ['{"difficulty":', '"COMPLEX"}'];
-      const chat = (content: string) => collect(inference.chat({ params: { messages: [{ role: Role.USER, content }], maxTokens: 8 } }));
+      const chat = (content: string) =>
+        collect(inference.chat({ params: { messages: [{ role: Role.USER, content }], maxTokens: 8 } }));
       const question = "What is the capital of Peru?"; // the local model calls it SIMPLE
       // no node has answered a classify yet: the local model decides at once, and the agent gets the prompt as a probe
       const first = await chat(question);
       expect(first.accepted).toMatchObject({ classifier: "local", difficulty: Difficulty.SIMPLE });
       // the agent opened the sealed prompt and asked its backend with the classification prompt
-      const classifyRequest = () => lmstudio.requests.find((r) => r.path.endsWith("/chat/completions") && JSON.stringify(r.body.messages).includes("difficulty"));
+      const classifyRequest = () =>
+        lmstudio.requests.find(
+          (r) => r.path.endsWith("/chat/completions") && JSON.stringify(r.body.messages).includes("difficulty"),
+        );
       await vi.waitFor(() => expect(classifyRequest()).toBeDefined(), { timeout: 10_000 });
       expect(classifyRequest()?.body.messages.at(-1).content).toContain(question);
-      // its answer gives it a record: from then on a chat waits on it (for what its answers took) and its COMPLEX decides
+      // its answer gives it a record: from then on a chat waits on it (for what its answers took) and its COMPLEX
+      // decides
       let judged: Awaited<ReturnType<typeof chat>> | undefined;
       for (const country of ["Chile", "Ghana", "Laos", "Fiji", "Mali"]) {
         judged = await chat(`What is the capital of ${country}?`);
@@ -261,7 +323,8 @@ describe("node classification over the real NodeService stream", () => {
       started.push(tiny);
       await tiny.waitForLog((line) => line.msg === "registered with the coordinator", 60_000);
       const second = await chat("What is the capital of Togo?");
-      // a new node is only probed: the local model decides at once (the tiny model would have answered no difficulty anyway:
+      // a new node is only probed: the local model decides at once (the tiny model would have answered no difficulty
+      // anyway:
       // the agent says so, DIFFICULTY_UNSPECIFIED, and the node rests instead of being waited on)
       expect(second.accepted).toMatchObject({ classifier: "local", difficulty: Difficulty.SIMPLE, nodeId: "tiny" });
       await tiny.waitForLog((line) => line.msg === "could not classify; the coordinator falls through", 30_000);
@@ -277,6 +340,8 @@ describe("node classification over the real NodeService stream", () => {
 async function collect(stream: AsyncIterable<ChatResponse>) {
   const events: Event[] = [];
   for await (const response of stream) events.push(response.event);
-  const accepted = events.find((e) => e.case === "accepted")?.value as Extract<Event, { case: "accepted" }>["value"] | undefined;
+  const accepted = events.find((e) => e.case === "accepted")?.value as
+    | Extract<Event, { case: "accepted" }>["value"]
+    | undefined;
   return { events, accepted };
 }

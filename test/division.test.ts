@@ -11,7 +11,14 @@ import { estimateTokens } from "../coordinator/tasks/division/chunking.ts";
 import { answerHash } from "../coordinator/tasks/division/compare.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
-import { alter, startScriptedNode, TaskErrorReason, type Script, type ScriptedNode, type ScriptedNodeOptions } from "./support/scripted-node.ts";
+import {
+  alter,
+  startScriptedNode,
+  TaskErrorReason,
+  type Script,
+  type ScriptedNode,
+  type ScriptedNodeOptions,
+} from "./support/scripted-node.ts";
 
 type Event = ChatResponse["event"];
 
@@ -29,7 +36,14 @@ function reader(options: { plan?: (request: string) => string; delayMs?: (reques
     const request = lastUser(payload);
     const delayMs = options.delayMs?.(request) ?? 0;
     if (system(payload).includes("split a user's request")) {
-      const plan = options.plan?.(request) ?? JSON.stringify(request.split("\n").filter((line) => /^\d+\./.test(line)).map((line) => line.replace(/^\d+\.\s*/, "")));
+      const plan =
+        options.plan?.(request) ??
+        JSON.stringify(
+          request
+            .split("\n")
+            .filter((line) => /^\d+\./.test(line))
+            .map((line) => line.replace(/^\d+\.\s*/, "")),
+        );
       return { tokens: [plan] };
     }
     const part = /Part (\d+) of (\d+) of the document/.exec(request);
@@ -49,7 +63,12 @@ describe("division modes", () => {
   let nodes: ScriptedNode[] = [];
 
   beforeAll(async () => {
-    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "3000", TASK_MAX_ATTEMPTS: "3", CONTEXT_OVERLAP_TOKENS: "32" });
+    coordinator = await startTestCoordinator({
+      HEARTBEAT_INTERVAL_MS: "200",
+      QUEUE_MAX_WAIT_MS: "3000",
+      TASK_MAX_ATTEMPTS: "3",
+      CONTEXT_OVERLAP_TOKENS: "32",
+    });
     const transport = createGrpcTransport({ baseUrl: coordinator.url });
     accountKey = (await createClient(AccountService, transport).generateKey({})).accountKey;
     inference = createClient(InferenceService, transport);
@@ -57,7 +76,9 @@ describe("division modes", () => {
   afterEach(async () => {
     for (const node of nodes) node.kill();
     await Promise.all(nodes.map((node) => node.ended));
-    await expect.poll(() => coordinator.registry.size === 0 || [...coordinator.registry.nodes()].every((n) => !n.connected)).toBe(true);
+    await expect
+      .poll(() => coordinator.registry.size === 0 || [...coordinator.registry.nodes()].every((n) => !n.connected))
+      .toBe(true);
     nodes = [];
   });
   afterAll(async () => {
@@ -71,7 +92,10 @@ describe("division modes", () => {
     return started;
   }
 
-  async function chat(prompt: string, params: { divisionMode: DivisionMode; consensusNodes?: number; maxTokens?: number }) {
+  async function chat(
+    prompt: string,
+    params: { divisionMode: DivisionMode; consensusNodes?: number; maxTokens?: number },
+  ) {
     const events: { at: number; event: Event }[] = [];
     for await (const response of inference.chat({ params: { messages: [{ role: 2, content: prompt }], ...params } })) {
       events.push({ at: Date.now(), event: response.event });
@@ -79,8 +103,10 @@ describe("division modes", () => {
     return events;
   }
 
-  const textOf = (events: { event: Event }[]) => events.flatMap(({ event }) => (event.case === "token" ? [event.value.text] : [])).join("");
-  const accepted = (events: { event: Event }[]) => events.find(({ event }) => event.case === "accepted")!.event.value as Extract<Event, { case: "accepted" }>["value"];
+  const textOf = (events: { event: Event }[]) =>
+    events.flatMap(({ event }) => (event.case === "token" ? [event.value.text] : [])).join("");
+  const accepted = (events: { event: Event }[]) =>
+    events.find(({ event }) => event.case === "accepted")!.event.value as Extract<Event, { case: "accepted" }>["value"];
   const done = (events: { event: Event }[]) => {
     const last = events.at(-1)!.event;
     if (last.case !== "done") throw new Error(`the stream ended with ${last.case}`);
@@ -89,15 +115,33 @@ describe("division modes", () => {
 
   async function rows(parentId: string) {
     await coordinator.journal.flush();
-    const parent = await coordinator.db.selectFrom("tasks").selectAll().where("id", "=", parentId).executeTakeFirstOrThrow();
-    const children = await coordinator.db.selectFrom("tasks").selectAll().where("parent_id", "=", parentId).orderBy("created_at").execute();
+    const parent = await coordinator.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("id", "=", parentId)
+      .executeTakeFirstOrThrow();
+    const children = await coordinator.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("parent_id", "=", parentId)
+      .orderBy("created_at")
+      .execute();
     return { parent, children };
   }
 
   async function reputation(nodeId: string) {
     await coordinator.reputation.settled();
-    const events = await coordinator.db.selectFrom("reputation_events").select(["rule", "delta", "task_id", "evidence"]).where("node_id", "=", nodeId).orderBy("id").execute();
-    const { reputation } = await coordinator.db.selectFrom("nodes").select("reputation").where("id", "=", nodeId).executeTakeFirstOrThrow();
+    const events = await coordinator.db
+      .selectFrom("reputation_events")
+      .select(["rule", "delta", "task_id", "evidence"])
+      .where("node_id", "=", nodeId)
+      .orderBy("id")
+      .execute();
+    const { reputation } = await coordinator.db
+      .selectFrom("nodes")
+      .select("reputation")
+      .where("id", "=", nodeId)
+      .executeTakeFirstOrThrow();
     return { events, reputation };
   }
 
@@ -127,24 +171,44 @@ describe("division modes", () => {
       const liar = await reputation("c-liar");
       expect(liar.reputation).toBe(50);
       expect(liar.events.map((e) => [e.rule, e.delta])).toEqual([["invalid_response", -50]]);
-      expect(liar.events[0]!.evidence).toMatchObject({ check: "consensus", answerSha256: answerHash(alter(honest)), referenceSha256: answerHash(honest), threshold: 0.9 });
+      expect(liar.events[0]!.evidence).toMatchObject({
+        check: "consensus",
+        answerSha256: answerHash(alter(honest)),
+        referenceSha256: answerHash(honest),
+        threshold: 0.9,
+      });
       for (const id of ["c-good-1", "c-good-2"]) {
         const score = await reputation(id);
         expect(score.events.map((e) => [e.rule, e.delta])).toEqual([["task_completed", 10]]);
       }
       const { parent, children } = await rows(accepted(events).taskId);
       // the parent names no node: its parts carry the work (payouts and statistics count each once)
-      expect(parent).toMatchObject({ status: "completed", division_mode: "consensus", parent_id: null, node_id: null, tier: null });
+      expect(parent).toMatchObject({
+        status: "completed",
+        division_mode: "consensus",
+        parent_id: null,
+        node_id: null,
+        tier: null,
+      });
       expect(children).toHaveLength(3);
-      for (const child of children) expect(child).toMatchObject({ status: "completed", division_mode: "consensus", parent_id: parent.id });
+      for (const child of children)
+        expect(child).toMatchObject({ status: "completed", division_mode: "consensus", parent_id: parent.id });
       expect(new Set(children.map((c) => c.node_id)).size).toBe(3);
       expect(liar.events[0]!.task_id).toBe(children.find((c) => c.node_id === "c-liar")!.id);
-      const { mismatches } = await coordinator.db.selectFrom("nodes").select("mismatches").where("id", "=", "c-liar").executeTakeFirstOrThrow();
+      const { mismatches } = await coordinator.db
+        .selectFrom("nodes")
+        .select("mismatches")
+        .where("id", "=", "c-liar")
+        .executeTakeFirstOrThrow();
       expect(mismatches).toBe(1);
     });
 
     it("answers as soon as a majority agrees; a slow dishonest copy is judged when it ends", async () => {
-      const slowLiar = await node({ nodeId: "slow-liar", dishonest: true, script: (_, payload) => ({ ...reader()(_, payload), delayMs: 150 }) });
+      const slowLiar = await node({
+        nodeId: "slow-liar",
+        dishonest: true,
+        script: (_, payload) => ({ ...reader()(_, payload), delayMs: 150 }),
+      });
       await node({ nodeId: "quick-1" });
       await node({ nodeId: "quick-2" });
       const events = await chat(question, { divisionMode: DivisionMode.CONSENSUS });
@@ -154,9 +218,15 @@ describe("division modes", () => {
       expect([...done(events).nodeIds].sort()).toEqual(["quick-1", "quick-2"]);
       // the liar's copy (12 words, 150 ms apart) was still running when the user had the answer
       expect(slowLiar.cancels).toEqual([]);
-      await expect.poll(async () => (await reputation("slow-liar")).events.map((e) => [e.rule, e.delta]), { timeout: 5_000 }).toEqual([["invalid_response", -50]]);
+      await expect
+        .poll(async () => (await reputation("slow-liar")).events.map((e) => [e.rule, e.delta]), { timeout: 5_000 })
+        .toEqual([["invalid_response", -50]]);
       const [penalty] = (await reputation("slow-liar")).events;
-      expect(penalty!.evidence).toMatchObject({ check: "consensus", referenceSha256: answerHash(honest), answerSha256: answerHash(alter(honest)) });
+      expect(penalty!.evidence).toMatchObject({
+        check: "consensus",
+        referenceSha256: answerHash(honest),
+        answerSha256: answerHash(alter(honest)),
+      });
       const { children } = await rows(accepted(events).taskId);
       const liarRow = children.find((c) => c.node_id === "slow-liar")!;
       expect(liarRow.status).toBe("completed");
@@ -164,11 +234,17 @@ describe("division modes", () => {
     });
 
     it("marks the answer unverified and penalises no one when there is no majority", async () => {
-      for (const [id, answer] of [["n-1", "Paris"], ["n-2", "Lyon"], ["n-3", "Nice"]] as const) await node({ nodeId: id, script: () => ({ tokens: [answer] }) });
+      for (const [id, answer] of [
+        ["n-1", "Paris"],
+        ["n-2", "Lyon"],
+        ["n-3", "Nice"],
+      ] as const)
+        await node({ nodeId: id, script: () => ({ tokens: [answer] }) });
       const events = await chat(question, { divisionMode: DivisionMode.CONSENSUS });
       expect(done(events).verified).toBe(false);
       expect(["Paris", "Lyon", "Nice"]).toContain(textOf(events));
-      for (const id of ["n-1", "n-2", "n-3"]) expect((await reputation(id)).events.map((e) => e.rule)).toEqual(["task_completed"]);
+      for (const id of ["n-1", "n-2", "n-3"])
+        expect((await reputation(id)).events.map((e) => e.rule)).toEqual(["task_completed"]);
     });
 
     it("never compares different models: too few nodes of one model → one node answers, unverified, no penalty", async () => {
@@ -179,7 +255,8 @@ describe("division modes", () => {
       expect(done(events).verified).toBe(false);
       expect(textOf(events)).toBe("one");
       expect(other.assigns).toHaveLength(0);
-      for (const id of ["m-a-1", "m-a-2", "m-b-1"]) expect((await reputation(id)).events.filter((e) => e.rule === "invalid_response")).toEqual([]);
+      for (const id of ["m-a-1", "m-a-2", "m-b-1"])
+        expect((await reputation(id)).events.filter((e) => e.rule === "invalid_response")).toEqual([]);
       // with two of model a asked for, they agree
       const two = await chat(question, { divisionMode: DivisionMode.CONSENSUS, consensusNodes: 2 });
       expect(done(two).verified).toBe(true);
@@ -195,37 +272,56 @@ describe("division modes", () => {
       "\n\n3. What is TLS?\n\nAnswer to Answer each:\n\nWhat is TLS?";
     // the first part is the slowest and the last the fastest: the stream must still be in plan order
     const delays = (prompt: string) => (prompt.includes("DNS") ? 60 : prompt.includes("TCP") ? 20 : 1);
-    const plan = (prompt: string) => JSON.stringify(prompt.split("\n").slice(1).map((line) => `Answer each:\n\n${line.slice(3)}`));
+    const plan = (prompt: string) =>
+      JSON.stringify(
+        prompt
+          .split("\n")
+          .slice(1)
+          .map((line) => `Answer each:\n\n${line.slice(3)}`),
+      );
     // the local classifier rates a numbered list of questions ADVANCED: PRO nodes (over 20B parameters) serve it
     const pro = { parameterCount: 70e9 };
 
     it("plans on a node, runs the parts on three nodes in parallel, and streams one answer in order", async () => {
-      const three = await Promise.all([1, 2, 3].map((i) => node({ nodeId: `s-${i}`, ...pro, script: reader({ plan, delayMs: delays }) })));
+      const three = await Promise.all(
+        [1, 2, 3].map((i) => node({ nodeId: `s-${i}`, ...pro, script: reader({ plan, delayMs: delays }) })),
+      );
       const events = await chat(request, { divisionMode: DivisionMode.SUBTASKS });
       expect(events[0]!.event.case).toBe("accepted");
       expect(accepted(events).divisionMode).toBe(DivisionMode.SUBTASKS);
       expect(textOf(events)).toBe(expected);
       // the first part streamed live: its tokens came one by one, over the time it took
       const tokens = events.filter(({ event }) => event.case === "token");
-      const firstPart = tokens.slice(0, tokens.findIndex(({ event }) => event.case === "token" && event.value.text.includes("2. What is TCP")));
+      const firstPart = tokens.slice(
+        0,
+        tokens.findIndex(({ event }) => event.case === "token" && event.value.text.includes("2. What is TCP")),
+      );
       expect(firstPart.length).toBeGreaterThan(4);
       expect(firstPart.at(-1)!.at - firstPart[1]!.at).toBeGreaterThan(150);
       const { parent, children } = await rows(accepted(events).taskId);
       expect(parent).toMatchObject({ status: "completed", division_mode: "subtasks" });
       expect(children).toHaveLength(4); // the planner and three parts
-      for (const child of children) expect(child).toMatchObject({ status: "completed", division_mode: "subtasks", parent_id: parent.id });
-      const planner = three.flatMap((n) => n.assigns.filter((_, i) => system(n.payloads[i]!) !== "")).map((a) => a.taskId);
+      for (const child of children)
+        expect(child).toMatchObject({ status: "completed", division_mode: "subtasks", parent_id: parent.id });
+      const planner = three
+        .flatMap((n) => n.assigns.filter((_, i) => system(n.payloads[i]!) !== ""))
+        .map((a) => a.taskId);
       expect(planner).toHaveLength(1);
       expect(new Set(children.filter((c) => c.id !== planner[0]).map((c) => c.node_id)).size).toBe(3);
       expect(done(events).nodeIds).toHaveLength(3);
     });
 
     it("falls back to the rules when the planner's answer is no plan", async () => {
-      for (const i of [1, 2]) await node({ nodeId: `r-${i}`, ...pro, script: reader({ plan: () => "I would rather not." }) });
+      for (const i of [1, 2])
+        await node({ nodeId: `r-${i}`, ...pro, script: reader({ plan: () => "I would rather not." }) });
       const events = await chat(request, { divisionMode: DivisionMode.SUBTASKS });
       expect(textOf(events)).toBe(expected);
       const { parent } = await rows(accepted(events).taskId);
-      const notes = await coordinator.db.selectFrom("task_events").select("detail").where("task_id", "=", parent.id).execute();
+      const notes = await coordinator.db
+        .selectFrom("task_events")
+        .select("detail")
+        .where("task_id", "=", parent.id)
+        .execute();
       expect(notes.map((n) => n.detail)).toContain("plan (rules): 3 part(s)");
     });
 
@@ -250,19 +346,28 @@ describe("division modes", () => {
       const tcp = children.find((c) => c.attempt === 2)!;
       expect(tcp.status).toBe("completed");
       expect(tcp.node_id).not.toBe(dying);
-      const history = await coordinator.db.selectFrom("task_events").select(["status", "detail", "node_id"]).where("task_id", "=", tcp.id).orderBy("id").execute();
+      const history = await coordinator.db
+        .selectFrom("task_events")
+        .select(["status", "detail", "node_id"])
+        .where("task_id", "=", tcp.id)
+        .orderBy("id")
+        .execute();
       expect(history.find((h) => h.detail?.startsWith("re-routed"))?.node_id).toBe(dying);
       expect(history.filter((h) => h.status === "assigned").map((h) => h.node_id)).toEqual([dying, tcp.node_id]);
     });
 
     it("fails the parent, with the reason, when a part cannot be completed anywhere", async () => {
       const script = (assign: TaskAssign, payload: TaskPayload): Script =>
-        lastUser(payload).includes("TLS") && !system(payload) ? { tokens: [], failWith: TaskErrorReason.BACKEND_FAILED } : reader({ plan })(assign, payload);
+        lastUser(payload).includes("TLS") && !system(payload)
+          ? { tokens: [], failWith: TaskErrorReason.BACKEND_FAILED }
+          : reader({ plan })(assign, payload);
       for (const i of [1, 2, 3]) await node({ nodeId: `f-${i}`, ...pro, script });
       let taskId = "";
       const err = await connectFailure(
         (async () => {
-          for await (const response of inference.chat({ params: { messages: [{ role: 2, content: request }], divisionMode: DivisionMode.SUBTASKS } })) {
+          for await (const response of inference.chat({
+            params: { messages: [{ role: 2, content: request }], divisionMode: DivisionMode.SUBTASKS },
+          })) {
             if (response.event.case === "accepted") taskId = response.event.value.taskId;
           }
         })(),
@@ -278,7 +383,8 @@ describe("division modes", () => {
 
   describe("context", () => {
     // about 4 × 2,048 tokens by the estimate: four times these nodes' context length
-    const paragraph = (i: number) => `Paragraph ${i}. ${"The harbour logs record ships, cargo and weather for each day of the season. ".repeat(6)}`;
+    const paragraph = (i: number) =>
+      `Paragraph ${i}. ${"The harbour logs record ships, cargo and weather for each day of the season. ".repeat(6)}`;
     const document = Array.from({ length: 64 }, (_, i) => paragraph(i)).join("\n\n");
     const prompt = `Summarise the harbour logs below.\n\n${document}`;
 
@@ -286,14 +392,19 @@ describe("division modes", () => {
       const readers = await Promise.all([1, 2, 3].map((i) => node({ nodeId: `x-${i}`, contextLength: 2048 })));
       const events = await chat(prompt, { divisionMode: DivisionMode.CONTEXT });
       expect(accepted(events).divisionMode).toBe(DivisionMode.CONTEXT);
-      const maps = readers.flatMap((r) => r.payloads).filter((p) => /Part \d+ of \d+ of the document/.test(lastUser(p)));
+      const maps = readers
+        .flatMap((r) => r.payloads)
+        .filter((p) => /Part \d+ of \d+ of the document/.test(lastUser(p)));
       const count = maps.length;
       expect(count).toBeGreaterThanOrEqual(5);
       const chunks = maps.map((m) => lastUser(m).split("of the document:\n\n")[1]!);
       // every prompt (counted at the estimate: these nodes report no tokenizer) fits the nodes' 2,048 tokens with
       // room for its whole answer
       for (const r of readers) {
-        r.payloads.forEach((p, i) => expect(estimateTokens(p.messages.map((m) => m.content).join("\n")) + r.assigns[i]!.maxTokens).toBeLessThanOrEqual(2048));
+        for (const [i, p] of r.payloads.entries()) {
+          const prompt = estimateTokens(p.messages.map((m) => m.content).join("\n"));
+          expect(prompt + r.assigns[i]!.maxTokens).toBeLessThanOrEqual(2048);
+        }
       }
       // the whole document was read, and every node read some of it
       for (let i = 0; i < 64; i++) expect(chunks.some((chunk) => chunk.includes(`Paragraph ${i}.`))).toBe(true);
@@ -302,8 +413,11 @@ describe("division modes", () => {
       const { parent, children } = await rows(accepted(events).taskId);
       expect(parent).toMatchObject({ status: "completed", division_mode: "context" });
       expect(children).toHaveLength(count + 1);
-      for (const child of children) expect(child).toMatchObject({ status: "completed", division_mode: "context", parent_id: parent.id });
-      const reduce = readers.flatMap((r) => r.assigns.filter((_, i) => lastUser(r.payloads[i]!).startsWith("A long document")).map((a) => a.taskId));
+      for (const child of children)
+        expect(child).toMatchObject({ status: "completed", division_mode: "context", parent_id: parent.id });
+      const reduce = readers.flatMap((r) =>
+        r.assigns.filter((_, i) => lastUser(r.payloads[i]!).startsWith("A long document")).map((a) => a.taskId),
+      );
       expect(children.find((c) => c.id === reduce[0])?.node_id).toBe(done(events).nodeId);
     });
 

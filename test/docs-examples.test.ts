@@ -14,7 +14,8 @@ import { describeBlock, docExamples, expectations, type DocBlock } from "./suppo
 const BLOCK_TIMEOUT_MS = 90_000;
 
 /** Variables a developer's shell or the test runner may carry that would change what an example does. */
-const dropped = /^(VITEST|IRIS_|NODE_ID$|NODE_KEY_PATH$|NODE_OPTIONS$|DATABASE_URL$|COORDINATOR_|BACKEND_|LMSTUDIO_URL$|PORT$|HOST$|DATA_DIR$|LOG_LEVEL$|TLS_)/;
+const dropped =
+  /^(VITEST|IRIS_|NODE_ID$|NODE_KEY_PATH$|NODE_OPTIONS$|DATABASE_URL$|COORDINATOR_|BACKEND_|LMSTUDIO_URL$|PORT$|HOST$|DATA_DIR$|LOG_LEVEL$|TLS_)/;
 
 function onPath(tool: string): boolean {
   return spawnSync("bash", ["-c", `command -v ${tool}`]).status === 0;
@@ -31,7 +32,11 @@ function localize(text: string, port: number, scratch: string): string {
 // ANSI colours off: some tools colour their output even into a pipe
 const plain = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "");
 
-function run(command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): Promise<{ code: number | null; output: string }> {
+function run(
+  command: string,
+  args: string[],
+  options: { cwd: string; env: NodeJS.ProcessEnv },
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"], detached: true });
     let output = "";
@@ -109,7 +114,9 @@ describe("the documentation's examples", () => {
       if (block.marker.kind === "needs") {
         const missing = block.marker.tools.filter((tool) => !onPath(tool));
         if (missing.length > 0) {
-          console.log(`${describeBlock(block)}: not run, ${missing.join(" and ")} not installed (checked by test/docs.test.ts)`);
+          console.log(
+            `${describeBlock(block)}: not run, ${missing.join(" and ")} not installed (checked by test/docs.test.ts)`,
+          );
           return;
         }
       }
@@ -124,7 +131,10 @@ describe("the documentation's examples", () => {
         const dir = join(root, "test-results", "docs-examples");
         mkdirSync(dir, { recursive: true });
         const file = join(dir, `${block.file.replaceAll("/", "_")}-${block.line}-${process.pid}.ts`);
-        writeFileSync(file, code.replace(/from "\.\/([^"]+)"/g, (_m, path: string) => `from "${join(root, path)}"`));
+        writeFileSync(
+          file,
+          code.replace(/from "\.\/([^"]+)"/g, (_m, path: string) => `from "${join(root, path)}"`),
+        );
         try {
           result = await run(process.execPath, ["--import", "tsx", file], { cwd, env });
         } finally {

@@ -90,7 +90,8 @@ describe("the documentation", () => {
       for (const { target, line } of linksOf(page)) {
         if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto:
         const [path, anchor] = target.split("#") as [string, string | undefined];
-        const resolved = path === "" ? join(root, file) : normalize(join(root, dirname(file), decodeURIComponent(path)));
+        const resolved =
+          path === "" ? join(root, file) : normalize(join(root, dirname(file), decodeURIComponent(path)));
         if (!existsSync(resolved)) {
           broken.push(`${file}:${line}: ${target} (no such file)`);
           continue;
@@ -105,29 +106,56 @@ describe("the documentation", () => {
 
   it("is where the code's comments and messages send readers", () => {
     const missing: string[] = [];
-    for (const dir of ["coordinator", "agent", "client", "common", "test", "bench", "chaos", "scripts", "migrations", "tui", "web"]) {
+    for (const dir of [
+      "coordinator",
+      "agent",
+      "client",
+      "common",
+      "test",
+      "bench",
+      "chaos",
+      "scripts",
+      "migrations",
+      "tui",
+      "web",
+    ]) {
       for (const path of readdirSync(join(root, dir), { recursive: true, withFileTypes: true })) {
         if (!path.isFile() || !/\.(ts|tsx|sh|sql)$/.test(path.name)) continue;
         const text = readFileSync(join(path.parentPath, path.name), "utf8");
         for (const match of text.matchAll(/\bdocs\/[\w./-]+?\.(md|png)\b/g)) {
-          if (!existsSync(join(root, match[0]))) missing.push(`${join(path.parentPath, path.name).slice(root.length)}: ${match[0]}`);
+          if (!existsSync(join(root, match[0])))
+            missing.push(`${join(path.parentPath, path.name).slice(root.length)}: ${match[0]}`);
         }
       }
     }
     expect(missing).toEqual([]);
   });
 
-  it("has the sections the code's comments name (README \"Section\")", () => {
+  it("has the sections the code's comments name (README and a section's title in quotes)", () => {
     const headings = new Set(
-      docPages().flatMap((file) => [...readPage(file).matchAll(/^#{1,6}\s+(.+?)\s*$/gm)].map((m) => m[1]!.replace(/`/g, ""))),
+      docPages().flatMap((file) =>
+        [...readPage(file).matchAll(/^#{1,6}\s+(.+?)\s*$/gm)].map((m) => m[1]!.replace(/`/g, "")),
+      ),
     );
     const missing: string[] = [];
-    for (const dir of ["coordinator", "agent", "client", "common", "test", "scripts", "migrations", "proto", "tui", "web"]) {
+    for (const dir of [
+      "coordinator",
+      "agent",
+      "client",
+      "common",
+      "test",
+      "scripts",
+      "migrations",
+      "proto",
+      "tui",
+      "web",
+    ]) {
       for (const path of readdirSync(join(root, dir), { recursive: true, withFileTypes: true })) {
         if (!path.isFile() || !/\.(ts|tsx|sh|sql|proto)$/.test(path.name)) continue;
         const text = readFileSync(join(path.parentPath, path.name), "utf8").replace(/\n\s*(\/\/|--|#)\s*/g, " ");
         for (const match of text.matchAll(/README(?:'s)?,? "([^"]+)"/g)) {
-          if (!headings.has(match[1]!)) missing.push(`${join(path.parentPath, path.name).slice(root.length)}: "${match[1]}"`);
+          if (!headings.has(match[1]!))
+            missing.push(`${join(path.parentPath, path.name).slice(root.length)}: "${match[1]}"`);
         }
       }
     }
@@ -137,8 +165,14 @@ describe("the documentation", () => {
   describe("configuration reference", () => {
     const sections = configurationSections();
 
-    it("names every variable coordinator/config.ts reads, and only those", () => {
-      const read = uniqueSorted(calledWith(readFileSync(join(root, "coordinator/config.ts"), "utf8")));
+    it("names every variable coordinator/config.ts and its sections in coordinator/config/ read, and only those", () => {
+      const text = [
+        join(root, "coordinator/config.ts"),
+        ...sourceFiles("coordinator/config", (name) => !name.includes(".test.")),
+      ]
+        .map((path) => readFileSync(path, "utf8"))
+        .join("\n");
+      const read = uniqueSorted(calledWith(text));
       expect(read.length).toBeGreaterThan(40);
       expect(documentedNames(sections.get("Coordinator")!)).toEqual(read);
     });
@@ -150,13 +184,22 @@ describe("the documentation", () => {
     });
 
     it("names every variable the iris CLI reads, and only those", () => {
-      const text = sourceFiles("client", (name) => !name.includes(".test.")).map((path) => readFileSync(path, "utf8")).join("\n");
-      const read = uniqueSorted([...envRead(text), ...[...text.matchAll(/\.env\("([A-Z][A-Z0-9_]+)"\)/g)].map((m) => m[1]!)].filter((name) => name !== "HOME"));
+      const text = sourceFiles("client", (name) => !name.includes(".test."))
+        .map((path) => readFileSync(path, "utf8"))
+        .join("\n");
+      const read = uniqueSorted(
+        [...envRead(text), ...[...text.matchAll(/\.env\("([A-Z][A-Z0-9_]+)"\)/g)].map((m) => m[1]!)].filter(
+          (name) => name !== "HOME",
+        ),
+      );
       expect(documentedNames(sections.get("iris CLI")!)).toEqual(read);
     });
 
     it("names the variables of tests, benchmarks and the reliability suite that exist, and every BENCH_ and CHAOS_ one", () => {
-      const text = ["bench", "chaos", "test"].flatMap((dir) => sourceFiles(dir)).map((path) => readFileSync(path, "utf8")).join("\n");
+      const text = ["bench", "chaos", "test"]
+        .flatMap((dir) => sourceFiles(dir))
+        .map((path) => readFileSync(path, "utf8"))
+        .join("\n");
       const read = new Set([...text.matchAll(/process\.env\.([A-Z][A-Z0-9_]+)/g)].map((m) => m[1]!));
       const documented = documentedNames(sections.get("Tests, benchmarks and the reliability suite")!);
       expect(documented.filter((name) => !read.has(name))).toEqual([]);
@@ -167,25 +210,31 @@ describe("the documentation", () => {
   describe("examples", () => {
     const examples = docExamples();
     const documented = new Set(
-      [...configurationSections().values()].flatMap((section) => [...section.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]!)),
+      [...configurationSections().values()].flatMap((section) =>
+        [...section.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]!),
+      ),
     );
 
     it("are there to run", () => {
       expect(examples.filter((block) => block.marker.kind === "run").length).toBeGreaterThan(30);
     });
 
-    it.each(examples.map((block) => [describeBlock(block), block] as const))("%s is marked, parses and sets only real variables", (_, block) => {
-      expect(block.marker.kind, `unknown marker: ${JSON.stringify(block.marker)}`).not.toBe("unknown");
-      if (block.marker.kind === "not-run") expect(block.marker.reason.length, "a block not run says why").toBeGreaterThan(10);
-      if (block.language === "ts") {
-        expect(() => transformSync(block.code, { loader: "ts", format: "esm" })).not.toThrow();
-        return;
-      }
-      const parsed = spawnSync("bash", ["-n"], { input: block.code, encoding: "utf8" });
-      expect(parsed.status, parsed.stderr).toBe(0);
-      const unknown = assignedVariables(block.code).filter((name) => !documented.has(name));
-      expect(unknown, "variables set here that docs/reference/configuration.md does not name").toEqual([]);
-    });
+    it.each(examples.map((block) => [describeBlock(block), block] as const))(
+      "%s is marked, parses and sets only real variables",
+      (_, block) => {
+        expect(block.marker.kind, `unknown marker: ${JSON.stringify(block.marker)}`).not.toBe("unknown");
+        if (block.marker.kind === "not-run")
+          expect(block.marker.reason.length, "a block not run says why").toBeGreaterThan(10);
+        if (block.language === "ts") {
+          expect(() => transformSync(block.code, { loader: "ts", format: "esm" })).not.toThrow();
+          return;
+        }
+        const parsed = spawnSync("bash", ["-n"], { input: block.code, encoding: "utf8" });
+        expect(parsed.status, parsed.stderr).toBe(0);
+        const unknown = assignedVariables(block.code).filter((name) => !documented.has(name));
+        expect(unknown, "variables set here that docs/reference/configuration.md does not name").toEqual([]);
+      },
+    );
 
     it("include no block in a language the runner does not know, where one was meant", () => {
       const shellLike = docPages()
@@ -196,6 +245,7 @@ describe("the documentation", () => {
   });
 
   it("keeps its images beside the pages that show them", () => {
-    for (const image of ["docs/chat.png", "docs/dashboard.png"]) expect(statSync(join(root, image)).size).toBeGreaterThan(10_000);
+    for (const image of ["docs/chat.png", "docs/dashboard.png"])
+      expect(statSync(join(root, image)).size).toBeGreaterThan(10_000);
   });
 });

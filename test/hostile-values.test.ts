@@ -17,7 +17,13 @@ const messages = [{ role: "user", content: simple }];
 const garbage = new Uint8Array([0xff, 0xff, 0xff]);
 // header {"alg":"none","typ":"JWT"}, claims of an admin, and no signature
 const algNone = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString("base64url")}.${Buffer.from(
-  JSON.stringify({ sub: "00000000-0000-0000-0000-000000000000", role: "admin", iss: "iris-coordinator", aud: "iris", exp: 4_000_000_000 }),
+  JSON.stringify({
+    sub: "00000000-0000-0000-0000-000000000000",
+    role: "admin",
+    iss: "iris-coordinator",
+    aud: "iris",
+    exp: 4_000_000_000,
+  }),
 ).toString("base64url")}.`;
 
 describe("hostile values", () => {
@@ -33,7 +39,9 @@ describe("hostile values", () => {
       TRUST_PROXY: "true",
       JWT_SECRET: "hostile-values-secret-of-at-least-32-characters",
     });
-    const accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})).accountKey;
+    const accountKey = (
+      await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})
+    ).accountKey;
     node = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "mid", maxConcurrentTasks: 4 });
     await node.registered;
   });
@@ -43,9 +51,15 @@ describe("hostile values", () => {
   });
 
   const post = (path: string, from: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
-    fetch(coordinator.url + path, { method: "POST", headers: { "content-type": "application/json", "x-forwarded-for": from, ...headers }, body });
-  const openai = (from: string, body: unknown, headers: Record<string, string> = {}) => post("/v1/chat/completions", from, JSON.stringify(body), headers);
-  const sse = (from: string, body: unknown, headers: Record<string, string> = {}) => post("/api/chat/stream", from, JSON.stringify(body), headers);
+    fetch(coordinator.url + path, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-forwarded-for": from, ...headers },
+      body,
+    });
+  const openai = (from: string, body: unknown, headers: Record<string, string> = {}) =>
+    post("/v1/chat/completions", from, JSON.stringify(body), headers);
+  const sse = (from: string, body: unknown, headers: Record<string, string> = {}) =>
+    post("/api/chat/stream", from, JSON.stringify(body), headers);
   const connectJson = (from: string, body: unknown) =>
     post("/iris.v1.InferenceService/ChatUnary", from, JSON.stringify(body), { "connect-protocol-version": "1" });
 
@@ -76,7 +90,11 @@ describe("hostile values", () => {
       expect(((await v1.json()) as { error: { param: string } }).error.param).toBe("difficulty");
       const stream = await sse(from, { messages, difficulty });
       expect(stream.status, difficulty).toBe(400);
-      expect(await stream.json()).toMatchObject({ code: "invalid_argument", field: "difficulty", message: expect.stringContaining("difficulty") });
+      expect(await stream.json()).toMatchObject({
+        code: "invalid_argument",
+        field: "difficulty",
+        message: expect.stringContaining("difficulty"),
+      });
     }
     await expectUncharged(from);
   });
@@ -84,10 +102,22 @@ describe("hostile values", () => {
   it("refuses an unknown enum name or field over Connect JSON with invalid_argument naming the field", async () => {
     const from = address();
     const cases = [
-      [{ params: { messages: [{ role: "ROLE_USER", content: simple }], difficulty: "DIFFICULTY_HARD" } }, /^invalid params\.difficulty: "DIFFICULTY_HARD" is not a value of iris\.v1\.Difficulty/],
-      [{ params: { messages: [{ role: "constructor", content: simple }] } }, /^invalid params\.messages\[\]\.role: "constructor"/],
-      [{ params: { messages: [{ role: "ROLE_USER", content: simple }], difficulty: "__proto__" } }, /params\.difficulty/],
-      [{ params: { messages: [{ role: "ROLE_USER", content: simple }], difficulity: "DIFFICULTY_SIMPLE" } }, /key "difficulity" is unknown/],
+      [
+        { params: { messages: [{ role: "ROLE_USER", content: simple }], difficulty: "DIFFICULTY_HARD" } },
+        /^invalid params\.difficulty: "DIFFICULTY_HARD" is not a value of iris\.v1\.Difficulty/,
+      ],
+      [
+        { params: { messages: [{ role: "constructor", content: simple }] } },
+        /^invalid params\.messages\[\]\.role: "constructor"/,
+      ],
+      [
+        { params: { messages: [{ role: "ROLE_USER", content: simple }], difficulty: "__proto__" } },
+        /params\.difficulty/,
+      ],
+      [
+        { params: { messages: [{ role: "ROLE_USER", content: simple }], difficulity: "DIFFICULTY_SIMPLE" } },
+        /key "difficulity" is unknown/,
+      ],
     ] as const;
     for (const [body, message] of cases) {
       const response = await connectJson(from, body);
@@ -97,20 +127,30 @@ describe("hostile values", () => {
       expect(error.message).toMatch(message);
     }
     // the same request with a known name is answered, and it is the address's first message
-    const good = await connectJson(from, { params: { messages: [{ role: "ROLE_USER", content: simple }], difficulty: "DIFFICULTY_SIMPLE" } });
+    const good = await connectJson(from, {
+      params: { messages: [{ role: "ROLE_USER", content: simple }], difficulty: "DIFFICULTY_SIMPLE" },
+    });
     expect(good.status, await good.clone().text()).toBe(200);
     expect((await openai(from, { model: "auto", messages })).status).toBe(429);
   });
 
   it("answers garbage protobuf bytes with InvalidArgument on Connect, gRPC and gRPC-Web, naming the message", async () => {
     const from = address();
-    const connect = await post("/iris.v1.InferenceService/ChatUnary", from, garbage, { "content-type": "application/proto", "connect-protocol-version": "1" });
+    const connect = await post("/iris.v1.InferenceService/ChatUnary", from, garbage, {
+      "content-type": "application/proto",
+      "connect-protocol-version": "1",
+    });
     expect(connect.status).toBe(400);
-    expect(await connect.json()).toMatchObject({ code: "invalid_argument", message: expect.stringMatching(/^the request is not a valid iris\.v1\.ChatUnaryRequest in protobuf binary: /) });
+    expect(await connect.json()).toMatchObject({
+      code: "invalid_argument",
+      message: expect.stringMatching(/^the request is not a valid iris\.v1\.ChatUnaryRequest in protobuf binary: /),
+    });
 
     // one gRPC-Web frame: flags 0, the length, the bytes; the status comes back as trailers
     const frame = new Uint8Array([0, 0, 0, 0, garbage.length, ...garbage]);
-    const web = await post("/iris.v1.InferenceService/ChatUnary", from, frame, { "content-type": "application/grpc-web+proto" });
+    const web = await post("/iris.v1.InferenceService/ChatUnary", from, frame, {
+      "content-type": "application/grpc-web+proto",
+    });
     const trailers = decodeURIComponent(await web.text());
     expect(trailers).toContain("grpc-status: 3\r\n");
     expect(trailers).toContain("not a valid iris.v1.ChatUnaryRequest in protobuf binary");
@@ -123,7 +163,12 @@ describe("hostile values", () => {
         const path = `/iris.v1.InferenceService/${method}`;
         const bytes = () => Buffer.from(garbage);
         const same = (b: Buffer) => b;
-        if (method === "Chat") client.makeServerStreamRequest(path, bytes, same, {}, metadata).on("data", () => {}).on("error", () => {}).on("status", resolve);
+        if (method === "Chat")
+          client
+            .makeServerStreamRequest(path, bytes, same, {}, metadata)
+            .on("data", () => {})
+            .on("error", () => {})
+            .on("status", resolve);
         else client.makeUnaryRequest(path, bytes, same, {}, metadata, () => {}).on("status", resolve);
       });
     try {
@@ -150,7 +195,10 @@ describe("hostile values", () => {
     // the same token is refused over gRPC too (it always was)
     const chat = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
     const refused = await connectFailure(
-      chat.chatUnary({ params: { messages: [{ role: Role.USER, content: simple }] } }, { headers: { authorization: `Bearer ${algNone}`, "x-forwarded-for": from } }),
+      chat.chatUnary(
+        { params: { messages: [{ role: Role.USER, content: simple }] } },
+        { headers: { authorization: `Bearer ${algNone}`, "x-forwarded-for": from } },
+      ),
     );
     expect(refused.code).toBe(Code.Unauthenticated);
     // a placeholder API key is still anonymous, and the address's message is still there
@@ -159,7 +207,12 @@ describe("hostile values", () => {
 
   it("answers a non-JSON body on the SSE route with 415 naming content-type", async () => {
     const from = address();
-    for (const type of ["text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded", "application/jsonx"]) {
+    for (const type of [
+      "text/plain",
+      "text/plain; charset=utf-8",
+      "application/x-www-form-urlencoded",
+      "application/jsonx",
+    ]) {
       const response = await sse(from, { messages }, { "content-type": type });
       expect(response.status, type).toBe(415);
       const body = (await response.json()) as { code: string; message: string; field: string };

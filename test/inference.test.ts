@@ -12,13 +12,17 @@ import { ConnectRequestSchema, NodeService, TaskAssignSchema, type ConnectReques
 import { Channel } from "../common/channel.ts";
 import { publicKeyBytes } from "../common/crypto/envelope.ts";
 import { registerProof } from "../common/crypto/register-proof.ts";
-import { startScriptedNode, TaskErrorReason, type ScriptedNode, type ScriptedNodeOptions, ScriptedNodes } from "./support/scripted-node.ts";
+import {
+  startScriptedNode,
+  TaskErrorReason,
+  type ScriptedNodeOptions,
+  ScriptedNodes,
+} from "./support/scripted-node.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 
 const advancedPrompt = "Write a Python function that parses ISO dates, and prove it handles leap years.";
 const simplePrompt = "Translate 'good morning' to French.";
-
 
 describe("inference path", () => {
   let coordinator: TestCoordinator;
@@ -43,19 +47,32 @@ describe("inference path", () => {
 
   const node = (options: Partial<ScriptedNodeOptions> & { nodeId: string }) => nodes.start(options);
 
-  async function chat(prompt: string, signal?: AbortSignal, options: { maxTokens?: number; divisionMode?: number; consensusNodes?: number } = {}) {
+  async function chat(
+    prompt: string,
+    signal?: AbortSignal,
+    options: { maxTokens?: number; divisionMode?: number; consensusNodes?: number } = {},
+  ) {
     const events: ChatResponse["event"][] = [];
-    for await (const response of inference.chat({ params: { messages: [{ role: 2, content: prompt }], ...options } }, { signal })) {
+    for await (const response of inference.chat(
+      { params: { messages: [{ role: 2, content: prompt }], ...options } },
+      { signal },
+    )) {
       events.push(response.event);
     }
     return events;
   }
 
-  const text = (events: ChatResponse["event"][]) => events.flatMap((e) => (e.case === "token" ? [e.value.text] : [])).join("");
+  const text = (events: ChatResponse["event"][]) =>
+    events.flatMap((e) => (e.case === "token" ? [e.value.text] : [])).join("");
 
   async function reputationEvents(nodeId: string) {
     await coordinator.reputation.settled();
-    return coordinator.db.selectFrom("reputation_events").select(["rule", "delta", "task_id"]).where("node_id", "=", nodeId).orderBy("id").execute();
+    return coordinator.db
+      .selectFrom("reputation_events")
+      .select(["rule", "delta", "task_id"])
+      .where("node_id", "=", nodeId)
+      .orderBy("id")
+      .execute();
   }
 
   async function taskRow(taskId: string) {
@@ -102,9 +119,21 @@ describe("inference path", () => {
     if (done?.case === "done") expect(done.value.usage).toMatchObject({ promptTokens: 7, completionTokens: 4 });
     expect(mid.assigns).toHaveLength(1);
     const row = await taskRow(accepted!.taskId);
-    expect(row).toMatchObject({ status: "completed", node_id: "mid-1", tier: "MID", difficulty: "SIMPLE", prompt_tokens: 7, completion_tokens: 4 });
+    expect(row).toMatchObject({
+      status: "completed",
+      node_id: "mid-1",
+      tier: "MID",
+      difficulty: "SIMPLE",
+      prompt_tokens: 7,
+      completion_tokens: 4,
+    });
     expect(row.ttft_ms).not.toBeNull();
-    const history = await coordinator.db.selectFrom("task_events").select("status").where("task_id", "=", accepted!.taskId).orderBy("id").execute();
+    const history = await coordinator.db
+      .selectFrom("task_events")
+      .select("status")
+      .where("task_id", "=", accepted!.taskId)
+      .orderBy("id")
+      .execute();
     expect(history.map((h) => h.status)).toEqual(["queued", "assigned", "streaming", "completed"]);
     expect(await reputationEvents("mid-1")).toEqual([{ rule: "task_completed", delta: 10, task_id: accepted!.taskId }]);
     expect(coordinator.registry.get("mid-1")?.reputation).toBe(110);
@@ -129,7 +158,11 @@ describe("inference path", () => {
   });
 
   it("re-routes transparently when a node fails before its first chunk", async () => {
-    const failing = await node({ nodeId: "fails-first", tokensPerSecond: 29, script: () => ({ tokens: [], failWith: TaskErrorReason.BACKEND_FAILED }) });
+    const failing = await node({
+      nodeId: "fails-first",
+      tokensPerSecond: 29,
+      script: () => ({ tokens: [], failWith: TaskErrorReason.BACKEND_FAILED }),
+    });
     const healthy = await node({ nodeId: "healthy", tokensPerSecond: 11, script: () => ({ tokens: ["ok"] }) });
     const events = await chat(simplePrompt);
     expect(events.filter((e) => e.case === "accepted")).toHaveLength(1);
@@ -142,8 +175,16 @@ describe("inference path", () => {
   });
 
   it("continues an answer on another node when the first dies mid-stream, with the text so far as prefix", async () => {
-    const dying = await node({ nodeId: "dies", tokensPerSecond: 29, script: () => ({ tokens: ["One", " two", " three", " four"], dieAfter: 2, delayMs: 5 }) });
-    const rescuer = await node({ nodeId: "rescuer", tokensPerSecond: 11, script: () => ({ tokens: [" three", " four"] }) });
+    const dying = await node({
+      nodeId: "dies",
+      tokensPerSecond: 29,
+      script: () => ({ tokens: ["One", " two", " three", " four"], dieAfter: 2, delayMs: 5 }),
+    });
+    const rescuer = await node({
+      nodeId: "rescuer",
+      tokensPerSecond: 11,
+      script: () => ({ tokens: [" three", " four"] }),
+    });
     const events = await chat(simplePrompt);
     expect(text(events)).toBe("One two three four");
     expect(rescuer.assigns).toHaveLength(1);
@@ -161,7 +202,10 @@ describe("inference path", () => {
     let taskId = "";
     const err = await connectFailure(
       (async () => {
-        for await (const response of inference.chat({ params: { messages: [{ role: 2, content: simplePrompt }] } }, { signal: controller.signal })) {
+        for await (const response of inference.chat(
+          { params: { messages: [{ role: 2, content: simplePrompt }] } },
+          { signal: controller.signal },
+        )) {
           if (response.event.case === "accepted") taskId = response.event.value.taskId;
           if (response.event.case === "token") controller.abort();
         }
@@ -184,7 +228,11 @@ describe("inference path", () => {
   });
 
   it("queues a request while the only node is busy, tells its position, and serves it when the node frees", async () => {
-    const single = await node({ nodeId: "single", maxConcurrentTasks: 1, script: () => ({ tokens: ["a", "b", "c"], delayMs: 100 }) });
+    const single = await node({
+      nodeId: "single",
+      maxConcurrentTasks: 1,
+      script: () => ({ tokens: ["a", "b", "c"], delayMs: 100 }),
+    });
     const [first, second] = await Promise.all([chat(simplePrompt), chat(simplePrompt)]);
     const queued = [first, second].find((events) => events[0]?.case === "queued")!;
     expect(queued[0]).toMatchObject({ case: "queued", value: { position: 1 } });
@@ -194,7 +242,11 @@ describe("inference path", () => {
   });
 
   it("ends ResourceExhausted when capable nodes stay busy past the queue's wait", async () => {
-    const busy = await node({ nodeId: "busy", maxConcurrentTasks: 1, script: () => ({ tokens: Array(50).fill("z"), delayMs: 60 }) });
+    const busy = await node({
+      nodeId: "busy",
+      maxConcurrentTasks: 1,
+      script: () => ({ tokens: Array(50).fill("z"), delayMs: 60 }),
+    });
     const long = chat(simplePrompt).catch(() => []);
     await expect.poll(() => busy.assigns.length).toBe(1);
     const err = await connectFailure(chat(simplePrompt));
@@ -205,14 +257,30 @@ describe("inference path", () => {
   });
 
   it("takes a node offline after missed heartbeats and re-routes its task", async () => {
-    const silent = await node({ nodeId: "silent", heartbeats: false, tokensPerSecond: 29, script: () => ({ tokens: [], hang: true }) });
+    const silent = await node({
+      nodeId: "silent",
+      heartbeats: false,
+      tokensPerSecond: 29,
+      script: () => ({ tokens: [], hang: true }),
+    });
     const backup = await node({ nodeId: "backup", tokensPerSecond: 11, script: () => ({ tokens: ["saved"] }) });
     const events = await chat(simplePrompt);
     expect(text(events)).toBe("saved");
     expect(silent.assigns).toHaveLength(1);
     expect(await silent.ended).toBeInstanceOf(Error);
     await coordinator.journal.flush();
-    await expect.poll(async () => (await coordinator.db.selectFrom("nodes").select("status").where("id", "=", "silent").executeTakeFirstOrThrow()).status).toBe("offline");
+    await expect
+      .poll(
+        async () =>
+          (
+            await coordinator.db
+              .selectFrom("nodes")
+              .select("status")
+              .where("id", "=", "silent")
+              .executeTakeFirstOrThrow()
+          ).status,
+      )
+      .toBe("offline");
     backup.kill();
   });
 
@@ -285,17 +353,36 @@ describe("encrypted task payloads on the wire", () => {
     const nodes = createClient(NodeService, createGrpcTransport({ baseUrl: coordinator.url }));
     const key = generateKeyPairSync("x25519");
     const requests = new Channel<ConnectRequest>();
-    requests.push(create(ConnectRequestSchema, { message: { case: "register", value: { nodeId: "bad-beat", accountKey, modelName: "m", maxConcurrentTasks: 1, publicKey: publicKeyBytes(key.publicKey) } } }));
+    requests.push(
+      create(ConnectRequestSchema, {
+        message: {
+          case: "register",
+          value: {
+            nodeId: "bad-beat",
+            accountKey,
+            modelName: "m",
+            maxConcurrentTasks: 1,
+            publicKey: publicKeyBytes(key.publicKey),
+          },
+        },
+      }),
+    );
     const err = await connectFailure(
       (async () => {
         for await (const response of nodes.connect(requests)) {
           const m = response.message;
           if (m.case === "registerChallenge") {
-            const context = { nonce: m.value.nonce, nodeId: "bad-beat", nodePublicKey: publicKeyBytes(key.publicKey), coordinatorPublicKey: m.value.coordinatorPublicKey };
+            const context = {
+              nonce: m.value.nonce,
+              nodeId: "bad-beat",
+              nodePublicKey: publicKeyBytes(key.publicKey),
+              coordinatorPublicKey: m.value.coordinatorPublicKey,
+            };
             const proof = registerProof(key.privateKey, m.value.coordinatorPublicKey, context);
             requests.push(create(ConnectRequestSchema, { message: { case: "registerProof", value: { proof } } }));
           }
-          if (m.case === "registerAck") requests.push(create(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 2 } } }));
+          if (m.case === "registerAck")
+            requests.push(create(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 2 } } }));
         }
       })(),
     );
@@ -309,22 +396,48 @@ describe("encrypted task payloads on the wire", () => {
     ["chunk text in clear (a downgrade)", { tokens: ["a", "b", "c"], plaintext: true }],
   ] as const) {
     it(`treats ${name} as an invalid response: the task moves to an honest node, nothing crashes`, async () => {
-      const liar = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "liar", tokensPerSecond: 29, script: () => ({ ...script, tokens: [...script.tokens] }) });
-      const honest = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "honest", tokensPerSecond: 11, script: () => ({ tokens: ["x", "y"] }) });
+      const liar = startScriptedNode({
+        baseUrl: coordinator.url,
+        accountKey,
+        nodeId: "liar",
+        tokensPerSecond: 29,
+        script: () => ({ ...script, tokens: [...script.tokens] }),
+      });
+      const honest = startScriptedNode({
+        baseUrl: coordinator.url,
+        accountKey,
+        nodeId: "honest",
+        tokensPerSecond: 11,
+        script: () => ({ tokens: ["x", "y"] }),
+      });
       await Promise.all([liar.registered, honest.registered]);
       const text = await answer();
       expect(liar.assigns).toHaveLength(1);
       expect(honest.assigns).toHaveLength(1);
       expect(text.endsWith("xy")).toBe(true);
       await coordinator.journal.flush();
-      const notes = await coordinator.db.selectFrom("task_events").select("detail").where("node_id", "=", "liar").execute();
+      const notes = await coordinator.db
+        .selectFrom("task_events")
+        .select("detail")
+        .where("node_id", "=", "liar")
+        .execute();
       expect(notes.some((n) => n.detail?.startsWith("invalid response"))).toBe(true);
       await coordinator.reputation.settled();
-      const penalties = await coordinator.db.selectFrom("reputation_events").select(["rule", "delta"]).where("node_id", "=", "liar").where("rule", "=", "invalid_response").orderBy("id").execute();
+      const penalties = await coordinator.db
+        .selectFrom("reputation_events")
+        .select(["rule", "delta"])
+        .where("node_id", "=", "liar")
+        .where("rule", "=", "invalid_response")
+        .orderBy("id")
+        .execute();
       // one −50 per lie, until the floor of 10 (the same node id lies in each of these cases)
       expect(penalties.length).toBe(++lies);
       expect(penalties[0]!.delta).toBe(-50);
-      const { reputation } = await coordinator.db.selectFrom("nodes").select("reputation").where("id", "=", "liar").executeTakeFirstOrThrow();
+      const { reputation } = await coordinator.db
+        .selectFrom("nodes")
+        .select("reputation")
+        .where("id", "=", "liar")
+        .executeTakeFirstOrThrow();
       expect(reputation).toBe(Math.max(10, 100 - 50 * lies));
       liar.kill();
       honest.kill();

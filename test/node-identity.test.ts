@@ -19,7 +19,7 @@ describe("node identity", () => {
   let coordinator: TestCoordinator;
   let owner: string;
   let attacker: string;
-  let started: ScriptedNode[] = [];
+  const started: ScriptedNode[] = [];
   const transport = () => createGrpcTransport({ baseUrl: coordinator.url });
   const node = (options: Partial<ScriptedNodeOptions> & { nodeId: string; accountKey: string }) => {
     const n = startScriptedNode({ baseUrl: coordinator.url, ...options });
@@ -27,13 +27,22 @@ describe("node identity", () => {
     return n;
   };
   const nodeRow = (nodeId: string) =>
-    coordinator.db.selectFrom("nodes").select(["account_id", "public_key", "reputation"]).where("id", "=", nodeId).executeTakeFirstOrThrow();
+    coordinator.db
+      .selectFrom("nodes")
+      .select(["account_id", "public_key", "reputation"])
+      .where("id", "=", nodeId)
+      .executeTakeFirstOrThrow();
   const stillConnected = async (n: ScriptedNode, nodeId: string) => {
     // the live node answers a chat, so it still holds its stream and its id
-    const chat = await createClient(InferenceService, transport()).chatUnary({ params: { messages: [{ role: 2, content: "hi" }] } });
+    const chat = await createClient(InferenceService, transport()).chatUnary({
+      params: { messages: [{ role: 2, content: "hi" }] },
+    });
     expect(chat.text).toBe("Hello, world!");
     expect(chat.accepted?.nodeId).toBe(nodeId);
-    const settled = await Promise.race([n.ended.then(() => "ended"), new Promise((r) => setTimeout(() => r("live"), 50))]);
+    const settled = await Promise.race([
+      n.ended.then(() => "ended"),
+      new Promise((r) => setTimeout(() => r("live"), 50)),
+    ]);
     expect(settled).toBe("live");
   };
 
@@ -69,14 +78,21 @@ describe("node identity", () => {
     const err = await connectFailure(node({ nodeId: "keyed", accountKey: owner, key: otherKey }).registered);
     expect(err.code).toBe(Code.PermissionDenied);
     expect(err.rawMessage).toContain(`public_key: node "keyed" is bound to another key`);
-    expect(err.rawMessage).toContain(`iris node move keyed --public-key ${Buffer.from(publicKeyBytes(otherKey)).toString("base64")}`);
+    expect(err.rawMessage).toContain(
+      `iris node move keyed --public-key ${Buffer.from(publicKeyBytes(otherKey)).toString("base64")}`,
+    );
     await stillConnected(real, "keyed");
   });
 
   it("refuses a replayed register (the right account and public key, but no private key) without displacing the node", async () => {
     const real = node({ nodeId: "replayed", accountKey: owner });
     await real.registered;
-    const replay = node({ nodeId: "replayed", accountKey: owner, claimPublicKey: publicKeyBytes(keyFor("replayed")), key: generateKeyPairSync("x25519").privateKey });
+    const replay = node({
+      nodeId: "replayed",
+      accountKey: owner,
+      claimPublicKey: publicKeyBytes(keyFor("replayed")),
+      key: generateKeyPairSync("x25519").privateKey,
+    });
     const err = await connectFailure(replay.registered);
     expect(err.code).toBe(Code.PermissionDenied);
     expect(err.rawMessage).toMatch(/register_proof: the node does not hold the private key/);
@@ -102,15 +118,22 @@ describe("node identity", () => {
     const move = { nodeId: "mover", publicKey: publicKeyBytes(newKey) };
 
     expect((await connectFailure(nodes.moveNode({ ...move, accountKey: attacker }))).code).toBe(Code.PermissionDenied);
-    expect((await connectFailure(nodes.moveNode({ ...move, accountKey: "0000 0000 0000 0000" }))).code).toBe(Code.Unauthenticated);
+    expect((await connectFailure(nodes.moveNode({ ...move, accountKey: "0000 0000 0000 0000" }))).code).toBe(
+      Code.Unauthenticated,
+    );
     const badKey = await connectFailure(nodes.moveNode({ ...move, accountKey: owner, publicKey: new Uint8Array(5) }));
     expect(badKey.code).toBe(Code.InvalidArgument);
     expect(badKey.rawMessage).toMatch(/public_key/);
-    expect((await connectFailure(nodes.moveNode({ ...move, nodeId: "nobody", accountKey: owner }))).code).toBe(Code.NotFound);
+    expect((await connectFailure(nodes.moveNode({ ...move, nodeId: "nobody", accountKey: owner }))).code).toBe(
+      Code.NotFound,
+    );
 
     // the owner moves it with the CLI, as the refusal message says
     const b64 = Buffer.from(move.publicKey).toString("base64");
-    const run = await runCli(["--url", coordinator.url, "--account-key", owner, "node", "move", "mover", "--public-key", b64], { env: {} });
+    const run = await runCli(
+      ["--url", coordinator.url, "--account-key", owner, "node", "move", "mover", "--public-key", b64],
+      { env: {} },
+    );
     expect(run.stderr).toBe("");
     expect(run.stdout).toMatch(/node mover now registers with the new key; its connection with the old key was ended/);
     expect(run.code).toBe(0);
@@ -129,7 +152,11 @@ describe("node identity", () => {
   it("closes a NodeService stream that does not register in time, and one that registers but never proves its key", async () => {
     const silent = new Channel<ConnectRequest>();
     const stream = createClient(NodeService, transport()).connect(silent);
-    const err = await connectFailure((async () => { for await (const _ of stream) void _; })());
+    const err = await connectFailure(
+      (async () => {
+        for await (const _ of stream) void _;
+      })(),
+    );
     expect(err.code).toBe(Code.DeadlineExceeded);
     expect(err.rawMessage).toMatch(/no register message within 1000 ms/);
 
@@ -139,14 +166,21 @@ describe("node identity", () => {
       create(ConnectRequestSchema, {
         message: {
           case: "register",
-          value: { nodeId: "mute", accountKey: owner, modelName: "m", maxConcurrentTasks: 1, publicKey: publicKeyBytes(key) },
+          value: {
+            nodeId: "mute",
+            accountKey: owner,
+            modelName: "m",
+            maxConcurrentTasks: 1,
+            publicKey: publicKeyBytes(key),
+          },
         },
       }),
     );
     const seen: string[] = [];
     const muteErr = await connectFailure(
       (async () => {
-        for await (const response of createClient(NodeService, transport()).connect(mute)) seen.push(response.message.case ?? "");
+        for await (const response of createClient(NodeService, transport()).connect(mute))
+          seen.push(response.message.case ?? "");
       })(),
     );
     expect(seen).toEqual(["registerChallenge"]);

@@ -1,7 +1,14 @@
 // The OpenAI-compatible API against a real coordinator and scripted nodes, with the official `openai` SDK as
 // the client (and raw fetch where the exact wire format matters).
 
-import OpenAI, { APIError, APIUserAbortError, BadRequestError, InternalServerError, NotFoundError, RateLimitError } from "openai";
+import OpenAI, {
+  APIError,
+  APIUserAbortError,
+  BadRequestError,
+  InternalServerError,
+  NotFoundError,
+  RateLimitError,
+} from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { OpenAiErrorBody } from "../coordinator/http/openai-errors.ts";
@@ -41,10 +48,13 @@ describe("OpenAI-compatible API", () => {
   const nodes = new ScriptedNodes(() => ({ baseUrl: coordinator.url, accountKey }));
 
   beforeAll(async () => {
-    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: String(QUEUE_MAX_WAIT_MS) });
+    coordinator = await startTestCoordinator({
+      HEARTBEAT_INTERVAL_MS: "200",
+      QUEUE_MAX_WAIT_MS: String(QUEUE_MAX_WAIT_MS),
+    });
     accountKey = await newAccountKey(coordinator.url);
     // no retries: 429/503 are what these tests expect to see, not to have retried away
-    client = new OpenAI({ baseURL: coordinator.url + "/v1", apiKey: "unused", maxRetries: 0 });
+    client = new OpenAI({ baseURL: `${coordinator.url}/v1`, apiKey: "unused", maxRetries: 0 });
   });
   afterEach(async () => {
     nodes.killAll();
@@ -57,12 +67,17 @@ describe("OpenAI-compatible API", () => {
   const node = (options: Partial<ScriptedNodeOptions> & { nodeId: string }) => nodes.start(options);
 
   const post = (body: unknown) =>
-    fetch(`${coordinator.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    fetch(`${coordinator.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
 
   it("streams the tokens in order, ending with finish_reason", async () => {
     await node({ nodeId: "mid", modelName: "llama-3.1-8B-Q4_K_M" });
     const chunks: ChatCompletionChunk[] = [];
-    for await (const chunk of await client.chat.completions.create({ model: "auto", messages: simple, stream: true })) chunks.push(chunk);
+    for await (const chunk of await client.chat.completions.create({ model: "auto", messages: simple, stream: true }))
+      chunks.push(chunk);
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("Hello, world!");
     expect(chunks.slice(1, -1).map((c) => c.choices[0]!.delta.content)).toEqual(["Hello", ",", " world", "!"]);
     expect(chunks[0]!.choices[0]!.delta).toEqual({ role: "assistant", content: "" });
@@ -74,7 +89,12 @@ describe("OpenAI-compatible API", () => {
   it("adds a usage chunk with choices: [] when stream_options.include_usage is set", async () => {
     await node({ nodeId: "mid" });
     const chunks: ChatCompletionChunk[] = [];
-    const stream = await client.chat.completions.create({ messages: simple, model: "auto", stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      messages: simple,
+      model: "auto",
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     for await (const chunk of stream) chunks.push(chunk);
     const last = chunks.at(-1)!;
     expect(last.choices).toEqual([]);
@@ -85,7 +105,9 @@ describe("OpenAI-compatible API", () => {
 
   it("answers without streaming: the whole text, usage, and Iris's routing in headers", async () => {
     await node({ nodeId: "mid", script: () => ({ tokens: ["Bon", "jour"] }) });
-    const { data, response } = await client.chat.completions.create({ model: "auto", messages: simple, max_tokens: 50, temperature: 0.2 }).withResponse();
+    const { data, response } = await client.chat.completions
+      .create({ model: "auto", messages: simple, max_tokens: 50, temperature: 0.2 })
+      .withResponse();
     expect(data).toMatchObject({
       object: "chat.completion",
       model: "scripted-8B-Q4_K_M",
@@ -123,8 +145,14 @@ describe("OpenAI-compatible API", () => {
     const events = sseEvents(body);
     expect(events.at(-1)).toEqual({ data: "[DONE]" });
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e.data!) as ChatCompletionChunk);
-    expect(chunks[0]!.choices).toEqual([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
-    expect(chunks.slice(1, 4).map((c) => c.choices[0]!.delta)).toEqual([{ content: "a" }, { content: "b" }, { content: "c" }]);
+    expect(chunks[0]!.choices).toEqual([
+      { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
+    ]);
+    expect(chunks.slice(1, 4).map((c) => c.choices[0]!.delta)).toEqual([
+      { content: "a" },
+      { content: "b" },
+      { content: "c" },
+    ]);
     expect(chunks[4]!.choices).toEqual([{ index: 0, delta: {}, logprobs: null, finish_reason: "stop" }]);
     expect(chunks).toHaveLength(5);
     expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
@@ -147,7 +175,9 @@ describe("OpenAI-compatible API", () => {
     await node({ nodeId: "c", modelName: "meta-llama/Llama-3.1-8B" });
     const models = await listed();
     expect(models.map((m) => m.id)).toEqual(["auto", "meta-llama/Llama-3.1-8B", "qwen2.5-14B-Q4_K_M"]);
-    expect(models.every((m) => m.object === "model" && m.owned_by === "iris" && Number.isInteger(m.created))).toBe(true);
+    expect(models.every((m) => m.object === "model" && m.owned_by === "iris" && Number.isInteger(m.created))).toBe(
+      true,
+    );
     expect((await client.models.retrieve("meta-llama/Llama-3.1-8B")).id).toBe("meta-llama/Llama-3.1-8B");
     expect(await rejection(client.models.retrieve("gpt-4o"))).toBeInstanceOf(NotFoundError);
   });
@@ -159,7 +189,9 @@ describe("OpenAI-compatible API", () => {
       expect(err).toBeInstanceOf(NotFoundError);
       expect(err).toMatchObject({ status: 404, code: "model_not_found", type: "invalid_request_error" });
       // the same words reach the chat page and the CLI: the models to pick from, never an RPC's name
-      expect((err as Error).message).toContain('no connected node serves model "gpt-4o"; served now: scripted-8B-Q4_K_M');
+      expect((err as Error).message).toContain(
+        'no connected node serves model "gpt-4o"; served now: scripted-8B-Q4_K_M',
+      );
       expect((err as Error).message).not.toContain("ListModels");
     }
     expect(nodes.at(0)!.assigns).toHaveLength(0);
@@ -169,7 +201,9 @@ describe("OpenAI-compatible API", () => {
     for (const nodeId of ["c-1", "c-2", "c-3"]) await node({ nodeId });
     // the official SDK sends fields it does not know as they are: this is how an OpenAI client asks for a mode
     const extension = { division_mode: "consensus", consensus_nodes: 3 } as Record<string, unknown>;
-    const { data, response } = await client.chat.completions.create({ model: "auto", messages: simple, ...extension }).withResponse();
+    const { data, response } = await client.chat.completions
+      .create({ model: "auto", messages: simple, ...extension })
+      .withResponse();
     expect(response.headers.get("x-iris-division-mode")).toBe("consensus");
     expect(data.choices[0]!.message.content).toBe("Hello, world!");
     const iris = (data as unknown as { iris: { division_mode: string; node_ids: string[]; verified: boolean } }).iris;
@@ -180,7 +214,13 @@ describe("OpenAI-compatible API", () => {
     for (const scripted of nodes.all()) expect(scripted.assigns).toHaveLength(1);
     // streamed, the last chunk (the one with finish_reason) carries the same extension
     const chunks: ChatCompletionChunk[] = [];
-    for await (const chunk of await client.chat.completions.create({ model: "auto", messages: simple, stream: true, ...extension })) chunks.push(chunk);
+    for await (const chunk of await client.chat.completions.create({
+      model: "auto",
+      messages: simple,
+      stream: true,
+      ...extension,
+    }))
+      chunks.push(chunk);
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("Hello, world!");
     expect(chunks.at(-1)).toMatchObject({ iris: { division_mode: "consensus", verified: true } });
     expect(chunks.slice(0, -1).some((c) => "iris" in c)).toBe(false);
@@ -194,7 +234,21 @@ describe("OpenAI-compatible API", () => {
       [{ model: "auto" }, "messages"],
       [{ model: "auto", messages: [] }, "messages"],
       [{ model: "auto", messages: simple, n: 2 }, "n"],
-      [{ model: "auto", messages: [{ role: "user", content: [{ type: "text", text: "What is this?" }, { type: "image_url", image_url: { url: "https://x/y.png" } }] }] }, "messages[0].content[1]"],
+      [
+        {
+          model: "auto",
+          messages: [
+            {
+              role: "user",
+              content: [
+                { type: "text", text: "What is this?" },
+                { type: "image_url", image_url: { url: "https://x/y.png" } },
+              ],
+            },
+          ],
+        },
+        "messages[0].content[1]",
+      ],
       [{ model: "auto", messages: [{ role: "wizard", content: "hi" }] }, "messages[0].role"],
       [{ model: "auto", messages: simple, max_tokens: 0 }, "max_tokens"],
       [{ model: "auto", messages: simple, temperature: 3 }, "temperature"],
@@ -211,10 +265,19 @@ describe("OpenAI-compatible API", () => {
       expect(error).toMatchObject({ type: "invalid_request_error", param, code: null });
       expect(error.message).toBeTypeOf("string");
     }
-    const image = await rejection(client.chat.completions.create({ model: "auto", messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "https://x/y.png" } }] }] }));
+    const image = await rejection(
+      client.chat.completions.create({
+        model: "auto",
+        messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "https://x/y.png" } }] }],
+      }),
+    );
     expect(image).toBeInstanceOf(BadRequestError);
     expect((image as BadRequestError).message).toContain("text-only");
-    const broken = await fetch(`${coordinator.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
+    const broken = await fetch(`${coordinator.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{not json",
+    });
     expect(broken.status).toBe(400);
     expect(((await broken.json()) as OpenAiErrorBody).error.type).toBe("invalid_request_error");
     const unknown = await fetch(`${coordinator.url}/v1/completions`, { method: "POST" });
@@ -236,7 +299,7 @@ describe("OpenAI-compatible API", () => {
     await node({ nodeId: "basic", parameterCount: 3e9, tokensPerSecond: 50 });
     for (const stream of [false, true]) {
       const params = { model: "auto", messages: simple, stream, difficulty: "advanced" };
-        const err = await rejection(client.chat.completions.create(params));
+      const err = await rejection(client.chat.completions.create(params));
       expect(err).toBeInstanceOf(InternalServerError);
       expect(err).toMatchObject({ status: 503, type: "server_error", code: "service_unavailable" });
       expect((err as APIError).message).toContain("ADVANCED");
@@ -246,7 +309,11 @@ describe("OpenAI-compatible API", () => {
   });
 
   it("answers 429 with Retry-After when capable nodes stay busy past the queue wait", async () => {
-    const busy = await node({ nodeId: "busy", maxConcurrentTasks: 1, script: () => ({ tokens: Array(40).fill("z"), delayMs: 50 }) });
+    const busy = await node({
+      nodeId: "busy",
+      maxConcurrentTasks: 1,
+      script: () => ({ tokens: Array(40).fill("z"), delayMs: 50 }),
+    });
     const long = client.chat.completions.create({ model: "auto", messages: simple }).catch(() => undefined);
     await expect.poll(() => busy.assigns.length).toBe(1);
     const err = await rejection(client.chat.completions.create({ model: "auto", messages: simple, stream: true }));
@@ -259,16 +326,25 @@ describe("OpenAI-compatible API", () => {
   it("sends a cancel to the node when the client aborts or stops reading, streaming or not", async () => {
     // The SDK ends a stream's iteration quietly on abort; what matters is that the node hears about it
     for (const stop of ["abort", "break", "abort-unary"] as const) {
-      const slow = await node({ nodeId: `slow-${stop}`, script: () => ({ tokens: Array(200).fill("x"), delayMs: 20 }) });
+      const slow = await node({
+        nodeId: `slow-${stop}`,
+        script: () => ({ tokens: Array(200).fill("x"), delayMs: 20 }),
+      });
       const controller = new AbortController();
       if (stop === "abort-unary") {
-        const answer = client.chat.completions.create({ model: "auto", messages: simple }, { signal: controller.signal });
+        const answer = client.chat.completions.create(
+          { model: "auto", messages: simple },
+          { signal: controller.signal },
+        );
         await expect.poll(() => slow.assigns.length).toBe(1);
         controller.abort();
         expect(await rejection(answer)).toBeInstanceOf(APIUserAbortError);
       } else {
         let received = 0;
-        const stream = await client.chat.completions.create({ model: "auto", messages: simple, stream: true }, { signal: controller.signal });
+        const stream = await client.chat.completions.create(
+          { model: "auto", messages: simple, stream: true },
+          { signal: controller.signal },
+        );
         for await (const chunk of stream) {
           if (chunk.choices[0]?.delta.content !== "x") continue;
           received++;
@@ -291,13 +367,20 @@ describe("OpenAI-compatible API", () => {
     expect(last.error).toMatchObject({ type: "server_error", code: "service_unavailable", param: null });
     expect(events).toContainEqual({ comment: "queued position 1" }); // waiting for a node to take over
     expect(events.some((e) => e.data === "[DONE]")).toBe(false);
-    const tokens = events.flatMap((e) => (e.data ? JSON.parse(e.data).choices?.map((c: ChatCompletionChunk.Choice) => c.delta.content ?? "") ?? [] : []));
+    const tokens = events.flatMap((e) =>
+      e.data ? (JSON.parse(e.data).choices?.map((c: ChatCompletionChunk.Choice) => c.delta.content ?? "") ?? []) : [],
+    );
     expect(tokens.join("")).toBe("One two");
     await node({ nodeId: "dies-again", script: () => ({ tokens: ["a", "b"], dieAfter: 1, delayMs: 20 }) });
     let text = "";
     const sdk = await rejection(
       (async () => {
-        for await (const chunk of await client.chat.completions.create({ model: "auto", messages: simple, stream: true })) text += chunk.choices[0]?.delta.content ?? "";
+        for await (const chunk of await client.chat.completions.create({
+          model: "auto",
+          messages: simple,
+          stream: true,
+        }))
+          text += chunk.choices[0]?.delta.content ?? "";
       })(),
     );
     expect(text).toBe("a"); // the SDK hands out what came before the error event, then throws it

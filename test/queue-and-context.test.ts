@@ -24,7 +24,11 @@ describe("before a node takes the request", () => {
   let inference: ReturnType<typeof createClient<typeof InferenceService>>;
 
   beforeAll(async () => {
-    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: String(QUEUE_MAX_WAIT_MS), QUEUE_UPDATE_MS: "200" });
+    coordinator = await startTestCoordinator({
+      HEARTBEAT_INTERVAL_MS: "200",
+      QUEUE_MAX_WAIT_MS: String(QUEUE_MAX_WAIT_MS),
+      QUEUE_UPDATE_MS: "200",
+    });
     accountKey = await newAccountKey(coordinator.url);
     inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
   });
@@ -41,14 +45,17 @@ describe("before a node takes the request", () => {
   function chatting(content: string): { events: Timed[]; done: Promise<Timed[]> } {
     const events: Timed[] = [];
     const done = (async () => {
-      for await (const response of inference.chat({ params: { messages: [{ role: 2, content }] } })) events.push({ at: Date.now(), event: response.event });
+      for await (const response of inference.chat({ params: { messages: [{ role: 2, content }] } }))
+        events.push({ at: Date.now(), event: response.event });
       return events;
     })();
     return { events, done };
   }
   const chat = (content: string) => chatting(content).done;
-  const accepted = (events: { event: ChatResponse["event"] }[]) => events.flatMap(({ event }) => (event.case === "accepted" ? [event.value.nodeId] : []))[0];
-  const queued = (events: { event: ChatResponse["event"] }[]) => events.flatMap(({ event }) => (event.case === "queued" ? [event.value] : []));
+  const accepted = (events: { event: ChatResponse["event"] }[]) =>
+    events.flatMap(({ event }) => (event.case === "accepted" ? [event.value.nodeId] : []))[0];
+  const queued = (events: { event: ChatResponse["event"] }[]) =>
+    events.flatMap(({ event }) => (event.case === "queued" ? [event.value] : []));
 
   describe("no capable node online", () => {
     it("is Unavailable at once with no node at all, over gRPC and over SSE", async () => {
@@ -56,7 +63,9 @@ describe("before a node takes the request", () => {
       const err = await connectFailure(chat(simplePrompt));
       expect(Date.now() - started).toBeLessThan(QUEUE_MAX_WAIT_MS / 2); // the queue would have waited it all
       expect(err.code).toBe(Code.Unavailable);
-      expect(err.rawMessage).toBe("no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online; no node is online");
+      expect(err.rawMessage).toBe(
+        "no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online; no node is online",
+      );
 
       const sse = await fetch(`${coordinator.url}/api/chat/stream`, {
         method: "POST",
@@ -65,7 +74,10 @@ describe("before a node takes the request", () => {
       });
       // refused before the stream began: a plain 503 with the error's JSON, not a queued event
       expect(sse.status).toBe(503);
-      expect(await sse.json()).toMatchObject({ code: "unavailable", message: expect.stringContaining("no node is online") });
+      expect(await sse.json()).toMatchObject({
+        code: "unavailable",
+        message: expect.stringContaining("no node is online"),
+      });
     });
 
     it("is Unavailable at once, naming the tier, when only BASIC nodes are online for an ADVANCED request", async () => {
@@ -74,7 +86,9 @@ describe("before a node takes the request", () => {
       const err = await connectFailure(chat(advancedPrompt));
       expect(Date.now() - started).toBeLessThan(QUEUE_MAX_WAIT_MS / 2);
       expect(err.code).toBe(Code.Unavailable);
-      expect(err.rawMessage).toBe("no node that serves ADVANCED requests (tier PRO) is online; online now: 1 BASIC node");
+      expect(err.rawMessage).toBe(
+        "no node that serves ADVANCED requests (tier PRO) is online; online now: 1 BASIC node",
+      );
       expect(basic.assigns).toHaveLength(0);
       // the BASIC node still answers what it serves
       expect(accepted(await chat(simplePrompt))).toBe("basic-only");
@@ -83,7 +97,11 @@ describe("before a node takes the request", () => {
 
   describe("capable nodes busy", () => {
     it("queues, repeating its position and an estimated wait that counts down, then serves", async () => {
-      const busy = await nodes.start({ nodeId: "busy", ...mid, script: () => ({ tokens: Array.from({ length: 20 }, (_, i) => `t${i} `), delayMs: 80 }) });
+      const busy = await nodes.start({
+        nodeId: "busy",
+        ...mid,
+        script: () => ({ tokens: Array.from({ length: 20 }, (_, i) => `t${i} `), delayMs: 80 }),
+      });
       await chat(simplePrompt); // one task completed: the node's service time (~1.6 s) is known
       expect(coordinator.registry.get("busy")!.serviceTimes).toHaveLength(1);
       const holder = chat(simplePrompt);
@@ -130,14 +148,28 @@ describe("before a node takes the request", () => {
       const err = await connectFailure(chat(longConversation));
       expect(Date.now() - started).toBeLessThan(QUEUE_MAX_WAIT_MS / 2);
       expect(err.code).toBe(Code.FailedPrecondition);
-      expect(err.rawMessage).toMatch(/^the conversation is about [\d,]+ tokens, more than the context of any online node that can take it \(the largest holds 2,048 tokens\); start a new chat/);
+      expect(err.rawMessage).toMatch(
+        /^the conversation is about [\d,]+ tokens, more than the context of any online node that can take it \(the largest holds 2,048 tokens\); start a new chat/,
+      );
       expect(err.rawMessage).not.toContain("CONTEXT_TOO_LONG");
       expect(small.assigns).toHaveLength(0);
     });
 
     it("moves a conversation a node refused as too long to a node with a larger window; with none, says so in words", async () => {
-      const refusing = await nodes.start({ nodeId: "refusing", ...mid, tokensPerSecond: 29, contextLength: 8_192, script: () => ({ tokens: [], failWith: TaskErrorReason.CONTEXT_TOO_LONG }) });
-      await nodes.start({ nodeId: "roomy", ...mid, tokensPerSecond: 11, contextLength: 32_768, script: () => ({ tokens: ["fits"] }) });
+      const refusing = await nodes.start({
+        nodeId: "refusing",
+        ...mid,
+        tokensPerSecond: 29,
+        contextLength: 8_192,
+        script: () => ({ tokens: [], failWith: TaskErrorReason.CONTEXT_TOO_LONG }),
+      });
+      await nodes.start({
+        nodeId: "roomy",
+        ...mid,
+        tokensPerSecond: 11,
+        contextLength: 32_768,
+        script: () => ({ tokens: ["fits"] }),
+      });
       const events = await chat(longConversation);
       expect(refusing.assigns).toHaveLength(1);
       // the client saw one accepted (the first node) and tokens from the second
@@ -149,7 +181,9 @@ describe("before a node takes the request", () => {
       await expect.poll(() => coordinator.registry.size).toBe(1);
       const err = await connectFailure(chat(longConversation));
       expect(err.code).toBe(Code.FailedPrecondition);
-      expect(err.rawMessage).toMatch(/^the conversation is about [\d,]+ tokens; node refusing refused it as longer than its context, and no online node that can take it has a larger one .*; start a new chat/);
+      expect(err.rawMessage).toMatch(
+        /^the conversation is about [\d,]+ tokens; node refusing refused it as longer than its context, and no online node that can take it has a larger one .*; start a new chat/,
+      );
     });
   });
 });

@@ -34,7 +34,8 @@ const LIMITS = {
 const simple = "Translate 'good morning' to French.";
 // needs a PRO node; the tests' nodes are MID, so this request finds no node
 const advanced = "Write a Python function that parses ISO dates, and prove it handles leap years.";
-const ANONYMOUS_REFUSAL = /^rate limit: 1 message per 24 h for anonymous use; next message allowed in 23 h 59 min \(at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)$/;
+const ANONYMOUS_REFUSAL =
+  /^rate limit: 1 message per 24 h for anonymous use; next message allowed in 23 h 59 min \(at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)$/;
 
 /** A whole-day wait, give or take the test's own seconds. */
 const expectDayWait = (seconds: string | null | undefined) => expect(Number(seconds)).toBeGreaterThan(86_300);
@@ -43,10 +44,15 @@ const expectDayWait = (seconds: string | null | undefined) => expect(Number(seco
 function clients(url: string) {
   const grpc = createClient(InferenceService, createGrpcTransport({ baseUrl: url }));
   const connect = createClient(InferenceService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
-  const params = (content: string, extra: Record<string, unknown> = {}) => ({ params: { messages: [{ role: Role.USER, content }], ...extra } });
+  const params = (content: string, extra: Record<string, unknown> = {}) => ({
+    params: { messages: [{ role: Role.USER, content }], ...extra },
+  });
   return {
     /** gRPC server streaming; the answer's text. */
-    async chat(ip: string, options: { content?: string; accountKey?: string; headers?: Record<string, string> } = {}): Promise<string> {
+    async chat(
+      ip: string,
+      options: { content?: string; accountKey?: string; headers?: Record<string, string> } = {},
+    ): Promise<string> {
       let text = "";
       const request = params(options.content ?? simple, options.accountKey ? { accountKey: options.accountKey } : {});
       for await (const response of grpc.chat(request, { headers: { "x-forwarded-for": ip, ...options.headers } })) {
@@ -54,7 +60,11 @@ function clients(url: string) {
       }
       return text;
     },
-    async unary(ip: string, headers: Record<string, string> = {}, transport: "grpc" | "connect" = "grpc"): Promise<string> {
+    async unary(
+      ip: string,
+      headers: Record<string, string> = {},
+      transport: "grpc" | "connect" = "grpc",
+    ): Promise<string> {
       const client = transport === "grpc" ? grpc : connect;
       return (await client.chatUnary(params(simple), { headers: { "x-forwarded-for": ip, ...headers } })).text;
     },
@@ -109,7 +119,10 @@ describe("chat rate limits", () => {
     coordinator = await startTestCoordinator({ ...LIMITS, TRUST_PROXY: "true" });
     nodeKey = (await accounts().generateKey({})).accountKey;
     // an account whose key is in UNLIMITED_ACCOUNT_KEYS (keys are random; this one is planted)
-    await coordinator.db.insertInto("accounts").values({ key_hash: hashAccountKey(UNLIMITED_KEY.replaceAll(" ", "")) }).execute();
+    await coordinator.db
+      .insertInto("accounts")
+      .values({ key_hash: hashAccountKey(UNLIMITED_KEY.replaceAll(" ", "")) })
+      .execute();
     node = startScriptedNode({ baseUrl: coordinator.url, accountKey: nodeKey, nodeId: "mid", maxConcurrentTasks: 8 });
     await node.registered;
     api = clients(coordinator.url);
@@ -135,7 +148,10 @@ describe("chat rate limits", () => {
     expect(sse.status).toBe(429);
     expectDayWait(sse.headers.get("retry-after"));
     const body = (await sse.json()) as Record<string, unknown>;
-    expect(body).toMatchObject({ code: "resource_exhausted", retry_after_seconds: Number(sse.headers.get("retry-after")) });
+    expect(body).toMatchObject({
+      code: "resource_exhausted",
+      retry_after_seconds: Number(sse.headers.get("retry-after")),
+    });
     expect(body.message).toMatch(ANONYMOUS_REFUSAL);
 
     const openai = await rejection(completion(api.openai(ip)));
@@ -158,7 +174,9 @@ describe("chat rate limits", () => {
 
     const fourth = await rejection(completion(api.openai(ip, key.replaceAll(" ", "")))); // OpenAI bearer
     expect(fourth).toBeInstanceOf(RateLimitError);
-    expect((fourth as RateLimitError).message).toMatch(/rate limit: 3 messages per 24 h with an account key; next message allowed in 23 h 59 min/);
+    expect((fourth as RateLimitError).message).toMatch(
+      /rate limit: 3 messages per 24 h with an account key; next message allowed in 23 h 59 min/,
+    );
     const header = await connectFailure(api.chat(ip, { headers: { "x-iris-account-key": key } }));
     expect(header.code).toBe(Code.ResourceExhausted);
 
@@ -174,14 +192,23 @@ describe("chat rate limits", () => {
       expect(await completion(api.openai(ip, UNLIMITED_KEY))).toBe("Hello, world!");
       expect(await api.chat(ip, { accountKey: UNLIMITED_KEY })).toBe("Hello, world!");
     }
-    const account = await coordinator.db.selectFrom("accounts").select("id").where("key_hash", "=", hashAccountKey(UNLIMITED_KEY.replaceAll(" ", ""))).executeTakeFirstOrThrow();
-    const rows = await coordinator.db.selectFrom("chat_admissions").select("subject").where("subject", "=", `account:${account.id}`).execute();
+    const account = await coordinator.db
+      .selectFrom("accounts")
+      .select("id")
+      .where("key_hash", "=", hashAccountKey(UNLIMITED_KEY.replaceAll(" ", "")))
+      .executeTakeFirstOrThrow();
+    const rows = await coordinator.db
+      .selectFrom("chat_admissions")
+      .select("subject")
+      .where("subject", "=", `account:${account.id}`)
+      .execute();
     expect(rows).toEqual([]);
   });
 
   it("gives signed-in users their own limit, and admins none", async () => {
     const ip = "203.0.113.40";
-    const user = (await accounts().register({ email: "limits@iris.test", password: "correct horse battery staple" })).token!;
+    const user = (await accounts().register({ email: "limits@iris.test", password: "correct horse battery staple" }))
+      .token!;
     const bearer = { authorization: `Bearer ${user.accessToken}` };
     expect(await api.chat(ip, { headers: bearer })).toBe("Hello, world!");
     expect(await completion(api.openai(ip, user.accessToken))).toBe("Hello, world!");
@@ -192,7 +219,8 @@ describe("chat rate limits", () => {
     // the user's messages were not the address's
     expect(await api.chat(ip)).toBe("Hello, world!");
 
-    const admin = (await accounts().register({ email: "admin@iris.test", password: "correct horse battery staple" })).token!;
+    const admin = (await accounts().register({ email: "admin@iris.test", password: "correct horse battery staple" }))
+      .token!;
     expect(admin.role).toBe("admin");
     for (let i = 0; i < 2; i++) {
       expect(await api.chat(ip, { headers: { authorization: `Bearer ${admin.accessToken}` } })).toBe("Hello, world!");
@@ -205,8 +233,12 @@ describe("chat rate limits", () => {
     const sameNetwork = await connectFailure(api.chat("2001:db8:aa:bb:ffff::2"));
     expect(sameNetwork.code).toBe(Code.ResourceExhausted);
     expect(await api.chat("2001:db8:aa:cc::1")).toBe("Hello, world!");
-    const subjects = (await coordinator.db.selectFrom("chat_admissions").select("subject").execute()).map((row) => row.subject);
-    expect(subjects).toEqual(expect.arrayContaining(["ip:2001:0db8:00aa:00bb::/64", "ip:2001:0db8:00aa:00cc::/64", "ip:203.0.113.10"]));
+    const subjects = (await coordinator.db.selectFrom("chat_admissions").select("subject").execute()).map(
+      (row) => row.subject,
+    );
+    expect(subjects).toEqual(
+      expect.arrayContaining(["ip:2001:0db8:00aa:00bb::/64", "ip:2001:0db8:00aa:00cc::/64", "ip:203.0.113.10"]),
+    );
   });
 
   it("gives a message back when no node could take it", async () => {
@@ -217,14 +249,21 @@ describe("chat rate limits", () => {
     // the same over SSE: refused at once (503, no queued event: no capable node is online), and still nothing charged
     const sse = await api.sse(ip, { difficulty: "advanced" });
     expect(sse.status).toBe(503);
-    expect(await sse.json()).toMatchObject({ code: "unavailable", message: expect.stringContaining("no node that serves ADVANCED requests") });
+    expect(await sse.json()).toMatchObject({
+      code: "unavailable",
+      message: expect.stringContaining("no node that serves ADVANCED requests"),
+    });
     expect(await api.chat(ip)).toBe("Hello, world!");
     expect((await connectFailure(api.chat(ip))).code).toBe(Code.ResourceExhausted);
   });
 
   it("ignores X-Forwarded-For without TRUST_PROXY: every caller is the socket's address", async () => {
     const direct = await startTestCoordinator(LIMITS);
-    const directNode = startScriptedNode({ baseUrl: direct.url, accountKey: await newAccountKey(direct.url), nodeId: "mid" });
+    const directNode = startScriptedNode({
+      baseUrl: direct.url,
+      accountKey: await newAccountKey(direct.url),
+      nodeId: "mid",
+    });
     try {
       await directNode.registered;
       const directApi = clients(direct.url);
@@ -242,10 +281,16 @@ describe("chat rate limits", () => {
   it("keeps the count across a coordinator restart on the same database", async () => {
     // a server database, or PGlite on disk (in-memory PGlite would die with the coordinator)
     const server = databaseSource().kind === "postgres" ? await createTestDatabase() : undefined;
-    const database: Record<string, string> = server ? { DATABASE_URL: server.url } : { DATABASE_URL: "", DATA_DIR: mkdtempSync(join(tmpdir(), "iris-limits-data-")) };
+    const database: Record<string, string> = server
+      ? { DATABASE_URL: server.url }
+      : { DATABASE_URL: "", DATA_DIR: mkdtempSync(join(tmpdir(), "iris-limits-data-")) };
     try {
       const first = await coordinatorOn(database);
-      const firstNode = startScriptedNode({ baseUrl: first.url, accountKey: await newAccountKey(first.url), nodeId: "mid" });
+      const firstNode = startScriptedNode({
+        baseUrl: first.url,
+        accountKey: await newAccountKey(first.url),
+        nodeId: "mid",
+      });
       try {
         await firstNode.registered;
         expect(await clients(first.url).chat("192.0.2.7")).toBe("Hello, world!");
@@ -257,7 +302,9 @@ describe("chat rate limits", () => {
       try {
         const refused = await connectFailure(clients(second.url).chat("192.0.2.7"));
         expect(refused.code).toBe(Code.ResourceExhausted);
-        expect(refused.rawMessage).toMatch(/^rate limit: 1 message per 24 h for anonymous use; next message allowed in 23 h 5\d min/);
+        expect(refused.rawMessage).toMatch(
+          /^rate limit: 1 message per 24 h for anonymous use; next message allowed in 23 h 5\d min/,
+        );
       } finally {
         await second.close();
       }
@@ -272,8 +319,16 @@ describe("chat rate limits", () => {
       ? "shares the limits between two coordinators on one database, exactly, under a race"
       : "shares the limits between two coordinators on one database (skipped: needs a PostgreSQL server; in-memory PGlite belongs to one process)",
     async () => {
-      const second = await coordinatorOn({ DATABASE_URL: coordinator.config.database.url! }, { TRUST_PROXY: "true", COORDINATOR_INSTANCE: "second" });
-      const secondNode = startScriptedNode({ baseUrl: second.url, accountKey: nodeKey, nodeId: "mid-b", maxConcurrentTasks: 8 });
+      const second = await coordinatorOn(
+        { DATABASE_URL: coordinator.config.database.url! },
+        { TRUST_PROXY: "true", COORDINATOR_INSTANCE: "second" },
+      );
+      const secondNode = startScriptedNode({
+        baseUrl: second.url,
+        accountKey: nodeKey,
+        nodeId: "mid-b",
+        maxConcurrentTasks: 8,
+      });
       try {
         await secondNode.registered;
         const secondApi = clients(second.url);
@@ -282,10 +337,14 @@ describe("chat rate limits", () => {
 
         const key = (await accounts().generateKey({})).accountKey;
         const race = await Promise.allSettled(
-          Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? api : secondApi).unary("203.0.113.61", { "x-iris-account-key": key })),
+          Array.from({ length: 8 }, (_, i) =>
+            (i % 2 === 0 ? api : secondApi).unary("203.0.113.61", { "x-iris-account-key": key }),
+          ),
         );
         expect(race.filter((result) => result.status === "fulfilled")).toHaveLength(3);
-        const refused = race.flatMap((result) => (result.status === "rejected" ? [connectFailure(Promise.reject(result.reason))] : []));
+        const refused = race.flatMap((result) =>
+          result.status === "rejected" ? [connectFailure(Promise.reject(result.reason))] : [],
+        );
         expect((await Promise.all(refused)).map((err) => err.code)).toEqual(Array(5).fill(Code.ResourceExhausted));
       } finally {
         secondNode.kill();

@@ -29,7 +29,10 @@ describe("trust", () => {
   let adminToken: string;
   let userToken: string;
   const client = <T extends Parameters<typeof createClient>[0]>(service: T, token?: string) =>
-    createClient(service, createGrpcTransport({ baseUrl: coordinator.url, interceptors: token ? [bearer(token)] : [] }));
+    createClient(
+      service,
+      createGrpcTransport({ baseUrl: coordinator.url, interceptors: token ? [bearer(token)] : [] }),
+    );
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ JWT_SECRET: jwtSecret, ADMIN_EMAILS: adminEmail });
@@ -73,7 +76,11 @@ describe("trust", () => {
     const node = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "quoting", modelName: model });
     await node.registered;
     node.kill();
-    const stored = await coordinator.db.selectFrom("nodes").select("model_name").where("id", "=", "quoting").executeTakeFirstOrThrow();
+    const stored = await coordinator.db
+      .selectFrom("nodes")
+      .select("model_name")
+      .where("id", "=", "quoting")
+      .executeTakeFirstOrThrow();
     expect(stored.model_name).toBe(model);
     const rows = await coordinator.db.selectFrom("users").select(["email", "password_hash"]).execute();
     expect(rows.map((r) => r.email)).toContain("o'brien@iris.test");
@@ -82,7 +89,9 @@ describe("trust", () => {
       expect(row.password_hash).not.toContain(password);
     }
     const tables = await sql`SELECT * FROM accounts, users`.execute(coordinator.db);
-    const dump = JSON.stringify(tables.rows, (_key, value: unknown) => (typeof value === "bigint" ? String(value) : value));
+    const dump = JSON.stringify(tables.rows, (_key, value: unknown) =>
+      typeof value === "bigint" ? String(value) : value,
+    );
     expect(dump).not.toContain(accountKey.replaceAll(" ", ""));
     expect(dump).not.toContain(password);
     expect(dump).not.toContain(adminToken);
@@ -91,19 +100,37 @@ describe("trust", () => {
   it("does not let a node push chunks into a task it was not given", async () => {
     // the intruder registers properly, then sends a chunk for another node's task
     let victimTask = "";
-    const victim = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "victim", tokensPerSecond: 29, script: (a) => ((victimTask = a.taskId), { tokens: ["safe", " answer"], delayMs: 50 }) });
+    const victim = startScriptedNode({
+      baseUrl: coordinator.url,
+      accountKey,
+      nodeId: "victim",
+      tokensPerSecond: 29,
+      script: (a) => ((victimTask = a.taskId), { tokens: ["safe", " answer"], delayMs: 50 }),
+    });
     await victim.registered;
-    const intruder = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "intruder", tokensPerSecond: 1, maxConcurrentTasks: 1 });
+    const intruder = startScriptedNode({
+      baseUrl: coordinator.url,
+      accountKey,
+      nodeId: "intruder",
+      tokensPerSecond: 1,
+      maxConcurrentTasks: 1,
+    });
     await intruder.registered;
     let text = "";
-    for await (const response of client(InferenceService).chat({ params: { messages: [{ role: 2, content: "hi" }] } })) {
+    for await (const response of client(InferenceService).chat({
+      params: { messages: [{ role: 2, content: "hi" }] },
+    })) {
       if (response.event.case !== "token") continue;
       // the victim has its task by the first token: now the intruder writes into it
       if (text === "") intruder.inject(victimTask, "INJECTED");
       text += response.event.value.text;
     }
     expect(text).toBe("safe answer");
-    expect(coordinator.logs.some((line) => line.msg === "message for a task this node does not run; ignored" && line.nodeId === "intruder")).toBe(true);
+    expect(
+      coordinator.logs.some(
+        (line) => line.msg === "message for a task this node does not run; ignored" && line.nodeId === "intruder",
+      ),
+    ).toBe(true);
     victim.kill();
     intruder.kill();
   });
@@ -113,9 +140,17 @@ describe("trust", () => {
     const node = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "sloppy" });
     await node.registered;
     node.inject("not-a-uuid", "junk");
-    await expect.poll(() => coordinator.logs.some((line) => line.msg === "message for a task this node does not run; ignored" && line.nodeId === "sloppy")).toBe(true);
+    await expect
+      .poll(() =>
+        coordinator.logs.some(
+          (line) => line.msg === "message for a task this node does not run; ignored" && line.nodeId === "sloppy",
+        ),
+      )
+      .toBe(true);
     let text = "";
-    for await (const response of client(InferenceService).chat({ params: { messages: [{ role: 2, content: "hi" }] } })) {
+    for await (const response of client(InferenceService).chat({
+      params: { messages: [{ role: 2, content: "hi" }] },
+    })) {
       if (response.event.case === "token") text += response.event.value.text;
     }
     expect(text).toBe("Hello, world!");
@@ -136,4 +171,3 @@ describe("trust", () => {
     expect(logs).not.toContain("PRIVATE KEY");
   });
 });
-

@@ -1,4 +1,5 @@
-// A real agent link across a coordinator shutdown: told to reconnect, it registers with the next one at the same address.
+// A real agent link across a coordinator shutdown: told to reconnect, it registers with the next one at the same
+// address.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -13,7 +13,13 @@ import { recordMismatch } from "../coordinator/nodes/suspension.ts";
 import { databaseSource } from "./support/database.ts";
 import { connectFailure } from "./support/errors.ts";
 import { startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
-import { alter, startScriptedNode, type Script, type ScriptedNode, type ScriptedNodeOptions } from "./support/scripted-node.ts";
+import {
+  alter,
+  startScriptedNode,
+  type Script,
+  type ScriptedNode,
+  type ScriptedNodeOptions,
+} from "./support/scripted-node.ts";
 
 const jwtSecret = "a-test-secret-that-is-at-least-32-characters-long";
 const adminEmail = "root@iris.test";
@@ -35,7 +41,13 @@ function bearer(token: string): Interceptor {
 }
 
 async function startNetwork(env: Record<string, string>) {
-  const coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "2000", JWT_SECRET: jwtSecret, ADMIN_EMAILS: adminEmail, ...env });
+  const coordinator = await startTestCoordinator({
+    HEARTBEAT_INTERVAL_MS: "200",
+    QUEUE_MAX_WAIT_MS: "2000",
+    JWT_SECRET: jwtSecret,
+    ADMIN_EMAILS: adminEmail,
+    ...env,
+  });
   const transport = createGrpcTransport({ baseUrl: coordinator.url });
   const accountKey = (await createClient(AccountService, transport).generateKey({})).accountKey;
   return { coordinator, accountKey, inference: createClient(InferenceService, transport) };
@@ -48,7 +60,10 @@ describe("spot checks", () => {
   let nodes: ScriptedNode[] = [];
 
   beforeAll(async () => {
-    ({ coordinator, accountKey, inference } = await startNetwork({ SPOT_CHECK_FRACTION: "1", SPOT_CHECK_SUSPEND_AFTER: "2" }));
+    ({ coordinator, accountKey, inference } = await startNetwork({
+      SPOT_CHECK_FRACTION: "1",
+      SPOT_CHECK_SUSPEND_AFTER: "2",
+    }));
   });
   afterEach(async () => {
     for (const node of nodes) node.kill();
@@ -86,7 +101,13 @@ describe("spot checks", () => {
 
   const penalties = async (nodeId: string) => {
     await coordinator.reputation.settled();
-    return coordinator.db.selectFrom("reputation_events").select(["rule", "delta", "task_id", "evidence"]).where("node_id", "=", nodeId).where("rule", "=", "invalid_response").orderBy("id").execute();
+    return coordinator.db
+      .selectFrom("reputation_events")
+      .select(["rule", "delta", "task_id", "evidence"])
+      .where("node_id", "=", nodeId)
+      .where("rule", "=", "invalid_response")
+      .orderBy("id")
+      .execute();
   };
   const checksOf = async (taskId: string) => {
     await coordinator.journal.flush();
@@ -99,13 +120,22 @@ describe("spot checks", () => {
     await trust("honest-trusted", 200);
     const answer = await ask();
     expect(answer).toMatchObject({ nodeId: "honest-fast", text: honestAnswer });
-    await expect.poll(async () => (await checksOf(answer.taskId)).map((t) => t.status), { timeout: 5_000 }).toEqual(["completed"]);
+    await expect
+      .poll(async () => (await checksOf(answer.taskId)).map((t) => t.status), { timeout: 5_000 })
+      .toEqual(["completed"]);
     const [check] = await checksOf(answer.taskId);
     expect(check).toMatchObject({ node_id: "honest-trusted", classifier: "spot_check", division_mode: "single" });
     // ListTasks (and the dashboard) tell the check from the user's request
-    const listed = (await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listTasks({})).tasks;
-    expect(listed.find((t) => t.taskId === answer.taskId)).toMatchObject({ purpose: TaskPurpose.REQUEST, parentTaskId: "" });
-    expect(listed.find((t) => t.taskId === check!.id)).toMatchObject({ purpose: TaskPurpose.SPOT_CHECK, parentTaskId: answer.taskId });
+    const listed = (await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listTasks({}))
+      .tasks;
+    expect(listed.find((t) => t.taskId === answer.taskId)).toMatchObject({
+      purpose: TaskPurpose.REQUEST,
+      parentTaskId: "",
+    });
+    expect(listed.find((t) => t.taskId === check!.id)).toMatchObject({
+      purpose: TaskPurpose.SPOT_CHECK,
+      parentTaskId: answer.taskId,
+    });
     // both ran with deterministic sampling and the same seed
     expect(first.payloads[0]).toMatchObject({ temperature: 0 });
     expect(second.payloads[0]).toMatchObject({ temperature: 0, seed: first.payloads[0]!.seed });
@@ -113,7 +143,11 @@ describe("spot checks", () => {
     await coordinator.reputation.settled();
     expect(await penalties("honest-fast")).toEqual([]);
     // the check is judged only on a mismatch: the checker earns nothing for it
-    const rules = await coordinator.db.selectFrom("reputation_events").select("rule").where("node_id", "=", "honest-trusted").execute();
+    const rules = await coordinator.db
+      .selectFrom("reputation_events")
+      .select("rule")
+      .where("node_id", "=", "honest-trusted")
+      .execute();
     expect(rules).toEqual([]);
   });
 
@@ -142,7 +176,11 @@ describe("spot checks", () => {
     // the second mismatch reaches SPOT_CHECK_SUSPEND_AFTER=2
     expect((await ask()).nodeId).toBe("cheat");
     await expect.poll(() => coordinator.registry.get("cheat")!.suspended, { timeout: 5_000 }).toBe(true);
-    const row = await coordinator.db.selectFrom("nodes").select(["mismatches", "suspended_at"]).where("id", "=", "cheat").executeTakeFirstOrThrow();
+    const row = await coordinator.db
+      .selectFrom("nodes")
+      .select(["mismatches", "suspended_at"])
+      .where("id", "=", "cheat")
+      .executeTakeFirstOrThrow();
     expect(row.mismatches).toBe(2);
     expect(row.suspended_at).toBeInstanceOf(Date);
 
@@ -160,12 +198,22 @@ describe("spot checks", () => {
     expect((await connectFailure(network.clearNode({ nodeId: "cheat" }))).code).toBe(Code.Unauthenticated);
 
     const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
-    const token = (await accounts.register({ email: adminEmail, password: "correct horse battery staple" })).token!.accessToken;
-    const admin = createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url, interceptors: [bearer(token)] }));
+    const token = (await accounts.register({ email: adminEmail, password: "correct horse battery staple" })).token!
+      .accessToken;
+    const admin = createClient(
+      NetworkService,
+      createGrpcTransport({ baseUrl: coordinator.url, interceptors: [bearer(token)] }),
+    );
     const cleared = await admin.clearNode({ nodeId: "cheat" });
     expect(cleared.node).toMatchObject({ nodeId: "cheat", suspended: false });
     expect(coordinator.registry.get("cheat")!.suspended).toBe(false);
-    expect(await coordinator.db.selectFrom("nodes").select(["mismatches", "suspended_at"]).where("id", "=", "cheat").executeTakeFirstOrThrow()).toEqual({ mismatches: 0, suspended_at: null });
+    expect(
+      await coordinator.db
+        .selectFrom("nodes")
+        .select(["mismatches", "suspended_at"])
+        .where("id", "=", "cheat")
+        .executeTakeFirstOrThrow(),
+    ).toEqual({ mismatches: 0, suspended_at: null });
     expect((await ask()).nodeId).toBe("cheat");
   });
 });
@@ -177,7 +225,10 @@ describe("spot-check coverage", () => {
   let nodes: ScriptedNode[] = [];
 
   beforeAll(async () => {
-    ({ coordinator, accountKey, inference } = await startNetwork({ SPOT_CHECK_FRACTION: "1", SPOT_CHECK_SUSPEND_AFTER: "100" }));
+    ({ coordinator, accountKey, inference } = await startNetwork({
+      SPOT_CHECK_FRACTION: "1",
+      SPOT_CHECK_SUSPEND_AFTER: "100",
+    }));
   });
   afterEach(async () => {
     for (const node of nodes) node.kill();
@@ -193,7 +244,14 @@ describe("spot-check coverage", () => {
   async function equals(prefix: string, options: Partial<ScriptedNodeOptions>[] = []): Promise<ScriptedNode[]> {
     const speeds = [29, 20, 11];
     const started = speeds.map((tokensPerSecond, i) =>
-      startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: `${prefix}-${i}`, tokensPerSecond, script: model, ...options[i] }),
+      startScriptedNode({
+        baseUrl: coordinator.url,
+        accountKey,
+        nodeId: `${prefix}-${i}`,
+        tokensPerSecond,
+        script: model,
+        ...options[i],
+      }),
     );
     nodes.push(...started);
     await Promise.all(started.map((node) => node.registered));
@@ -211,12 +269,17 @@ describe("spot-check coverage", () => {
 
   const coverage = async () => {
     await coordinator.journal.flush();
-    const { nodes: listed } = await createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url })).listNodes({ onlineOnly: true });
+    const { nodes: listed } = await createClient(
+      NetworkService,
+      createGrpcTransport({ baseUrl: coordinator.url }),
+    ).listNodes({ onlineOnly: true });
     return new Map(listed.map((n) => [n.nodeId, n.spotChecks!]));
   };
   const settledChecks = async () => {
     // every check has ended: no node runs anything
-    await expect.poll(() => [...coordinator.registry.nodes()].every((n) => n.tasks.size === 0), { timeout: 10_000 }).toBe(true);
+    await expect
+      .poll(() => [...coordinator.registry.nodes()].every((n) => n.tasks.size === 0), { timeout: 10_000 })
+      .toBe(true);
     await coordinator.journal.flush();
   };
 
@@ -232,26 +295,48 @@ describe("spot-check coverage", () => {
     expect(seen.get("eq-1")!.checksRun + seen.get("eq-2")!.checksRun).toBe(5);
     // three at once: every node answers one; the checks wait for a free node of the same model
     expect(new Set(await Promise.all([ask(), ask(), ask()]))).toEqual(new Set(["eq-0", "eq-1", "eq-2"]));
-    await expect.poll(async () => [...(await coverage()).values()].map((c) => c.answers - c.checked), { timeout: 20_000, interval: 200 }).toEqual([0, 0, 0]);
+    await expect
+      .poll(async () => [...(await coverage()).values()].map((c) => c.answers - c.checked), {
+        timeout: 20_000,
+        interval: 200,
+      })
+      .toEqual([0, 0, 0]);
     seen = await coverage();
     for (const id of ["eq-0", "eq-1", "eq-2"]) expect(seen.get(id)!.checked, id).toBeGreaterThan(0);
     expect(seen.get("eq-0")!.checked).toBe(6);
     await coordinator.reputation.settled();
-    expect(await coordinator.db.selectFrom("reputation_events").select("node_id").where("rule", "=", "invalid_response").execute()).toEqual([]);
+    expect(
+      await coordinator.db
+        .selectFrom("reputation_events")
+        .select("node_id")
+        .where("rule", "=", "invalid_response")
+        .execute(),
+    ).toEqual([]);
   });
 
   async function askForTask(): Promise<string> {
     let taskId = "";
-    for await (const r of inference.chat({ params: { messages: [{ role: 2, content: question }] } })) if (r.event.case === "accepted") taskId = r.event.value.taskId;
+    for await (const r of inference.chat({ params: { messages: [{ role: 2, content: question }] } }))
+      if (r.event.case === "accepted") taskId = r.event.value.taskId;
     return taskId;
   }
   const penalties = async () => {
     await coordinator.journal.flush();
     await coordinator.reputation.settled();
-    return coordinator.db.selectFrom("reputation_events").select(["node_id", "task_id", "evidence"]).where("rule", "=", "invalid_response").execute();
+    return coordinator.db
+      .selectFrom("reputation_events")
+      .select(["node_id", "task_id", "evidence"])
+      .where("rule", "=", "invalid_response")
+      .execute();
   };
   const children = async (taskId: string) =>
-    (await coordinator.db.selectFrom("tasks").select(["node_id", "classifier", "status"]).where("parent_id", "=", taskId).execute()).sort((a, b) => a.node_id!.localeCompare(b.node_id!));
+    (
+      await coordinator.db
+        .selectFrom("tasks")
+        .select(["node_id", "classifier", "status"])
+        .where("parent_id", "=", taskId)
+        .execute()
+    ).sort((a, b) => a.node_id!.localeCompare(b.node_id!));
   const completedCheck = (nodeId: string) => ({ node_id: nodeId, classifier: "spot_check", status: "completed" });
 
   it("equal reputations disagree: a third node of the model referees, and the cheat that answered is the mismatch", async () => {
@@ -259,7 +344,11 @@ describe("spot-check coverage", () => {
     const taskId = await askForTask();
     expect(cheat!.assigns).toHaveLength(1);
     await expect.poll(async () => (await penalties()).length, { timeout: 10_000 }).toBe(1);
-    expect((await penalties())[0]).toMatchObject({ node_id: "ref-0", task_id: taskId, evidence: { check: "spot_check", referenceSha256: answerHash(honestAnswer) } });
+    expect((await penalties())[0]).toMatchObject({
+      node_id: "ref-0",
+      task_id: taskId,
+      evidence: { check: "spot_check", referenceSha256: answerHash(honestAnswer) },
+    });
     // the check and the referee's run are both children of the request
     expect(await children(taskId)).toEqual([completedCheck("ref-1"), completedCheck("ref-2")]);
   });
@@ -269,13 +358,23 @@ describe("spot-check coverage", () => {
     await coordinator.db.updateTable("nodes").set({ reputation: 400 }).where("id", "=", "rep-2").execute();
     coordinator.registry.get("rep-2")!.reputation = 400; // the preferred checker
     const taskId = await askForTask();
-    await expect.poll(async () => (await penalties()).filter((p) => p.node_id === "rep-2").length, { timeout: 10_000 }).toBe(1);
+    await expect
+      .poll(async () => (await penalties()).filter((p) => p.node_id === "rep-2").length, { timeout: 10_000 })
+      .toBe(1);
     const rows = await children(taskId);
     expect(rows).toEqual([completedCheck("rep-1"), completedCheck("rep-2")]);
     const [penalty] = (await penalties()).filter((p) => p.node_id === "rep-2");
     // judged on its own check's task; the honest answer is the reference
     expect(penalty!.task_id).not.toBe(taskId);
-    expect(penalty).toMatchObject({ evidence: { check: "spot_check", answerSha256: answerHash(alter(honestAnswer)), referenceSha256: answerHash(honestAnswer), referenceFrom: "rep-0", referenceTaskId: taskId } });
+    expect(penalty).toMatchObject({
+      evidence: {
+        check: "spot_check",
+        answerSha256: answerHash(alter(honestAnswer)),
+        referenceSha256: answerHash(honestAnswer),
+        referenceFrom: "rep-0",
+        referenceTaskId: taskId,
+      },
+    });
     expect((await penalties()).filter((p) => p.node_id!.startsWith("rep-") && p.node_id !== "rep-2")).toEqual([]);
   });
 });
@@ -289,11 +388,22 @@ describe("suspension across coordinators", () => {
     async () => {
       const sync = { SUSPENSION_SYNC_MS: "100" };
       const { coordinator: first, accountKey } = await startNetwork(sync);
-      const second = await startTestCoordinator({ ...sync, HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "300", JWT_SECRET: jwtSecret, ADMIN_EMAILS: adminEmail, DATABASE_URL: first.config.database.url!, COORDINATOR_INSTANCE: "second" });
+      const second = await startTestCoordinator({
+        ...sync,
+        HEARTBEAT_INTERVAL_MS: "200",
+        QUEUE_MAX_WAIT_MS: "300",
+        JWT_SECRET: jwtSecret,
+        ADMIN_EMAILS: adminEmail,
+        DATABASE_URL: first.config.database.url!,
+        COORDINATOR_INSTANCE: "second",
+      });
       const cheat = startScriptedNode({ baseUrl: second.url, accountKey, nodeId: "roamer", script: model });
       try {
         await cheat.registered;
-        const ask = () => createClient(InferenceService, createGrpcTransport({ baseUrl: second.url })).chat({ params: { messages: [{ role: 2, content: question }] } });
+        const ask = () =>
+          createClient(InferenceService, createGrpcTransport({ baseUrl: second.url })).chat({
+            params: { messages: [{ role: 2, content: question }] },
+          });
         // the node's earlier task on the first coordinator failed its spot check after the node moved: the first
         // coordinator counts the mismatch that reaches the limit
         await recordMismatch(first.db, "roamer", 1);
@@ -301,8 +411,16 @@ describe("suspension across coordinators", () => {
         expect((await connectFailure(drain(ask()))).code).toBe(Code.Unavailable);
         expect(cheat.assigns).toHaveLength(0);
         // an admin clears it on the first coordinator; the second one lets it work again
-        const token = (await createClient(AccountService, createGrpcTransport({ baseUrl: first.url })).register({ email: adminEmail, password: "correct horse battery staple" })).token!.accessToken;
-        await createClient(NetworkService, createGrpcTransport({ baseUrl: first.url, interceptors: [bearer(token)] })).clearNode({ nodeId: "roamer" });
+        const token = (
+          await createClient(AccountService, createGrpcTransport({ baseUrl: first.url })).register({
+            email: adminEmail,
+            password: "correct horse battery staple",
+          })
+        ).token!.accessToken;
+        await createClient(
+          NetworkService,
+          createGrpcTransport({ baseUrl: first.url, interceptors: [bearer(token)] }),
+        ).clearNode({ nodeId: "roamer" });
         await expect.poll(() => second.registry.get("roamer")!.suspended, { timeout: 5_000 }).toBe(false);
         await drain(ask());
         expect(cheat.assigns).toHaveLength(1);
@@ -332,17 +450,32 @@ describe("canaries", () => {
 
   it("sends known-answer prompts to idle nodes now and then; a wrong answer is an invalid response", async () => {
     const honest = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "canary-honest", script: model });
-    const cheat = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "canary-cheat", script: model, dishonest: true });
+    const cheat = startScriptedNode({
+      baseUrl: coordinator.url,
+      accountKey,
+      nodeId: "canary-cheat",
+      script: model,
+      dishonest: true,
+    });
     try {
       await Promise.all([honest.registered, cheat.registered]);
-      await expect.poll(() => Math.min(honest.assigns.length, cheat.assigns.length), { timeout: 20_000, interval: 100 }).toBeGreaterThan(0);
+      await expect
+        .poll(() => Math.min(honest.assigns.length, cheat.assigns.length), { timeout: 20_000, interval: 100 })
+        .toBeGreaterThan(0);
       await coordinator.journal.flush();
       await coordinator.reputation.settled();
-      const events = await coordinator.db.selectFrom("reputation_events").select(["node_id", "rule", "delta", "evidence"]).execute();
+      const events = await coordinator.db
+        .selectFrom("reputation_events")
+        .select(["node_id", "rule", "delta", "evidence"])
+        .execute();
       expect(events.filter((e) => e.node_id === "canary-honest")).toEqual([]);
       const caught = events.filter((e) => e.node_id === "canary-cheat");
       expect(caught.length).toBeGreaterThan(0);
-      expect(caught[0]).toMatchObject({ rule: "invalid_response", delta: -50, evidence: { check: "canary", referenceFrom: "known answer" } });
+      expect(caught[0]).toMatchObject({
+        rule: "invalid_response",
+        delta: -50,
+        evidence: { check: "canary", referenceFrom: "known answer" },
+      });
       const tasks = await coordinator.db.selectFrom("tasks").select(["classifier", "parent_id"]).execute();
       expect(tasks.length).toBeGreaterThan(0);
       for (const task of tasks) expect(task).toEqual({ classifier: "canary", parent_id: null });

@@ -14,7 +14,11 @@ const tsx = join(root, "node_modules/.bin/tsx");
 function startMain(env: Record<string, string>): ChildProcess {
   const clean = { ...process.env };
   delete clean.DATABASE_URL;
-  return spawn(tsx, ["coordinator/main.ts"], { cwd: root, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  return spawn(tsx, ["coordinator/main.ts"], {
+    cwd: root,
+    env: { ...clean, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
 }
 
 /** Resolves with the port once the coordinator logs that it listens. */
@@ -44,7 +48,12 @@ describe("npm start", () => {
     const listed = await grpcReflect(`127.0.0.1:${port}`, "v1", { list_services: "" });
     const names: string[] = listed.list_services_response.service.map((s: { name: string }) => s.name);
     expect(names).toEqual(
-      expect.arrayContaining(["iris.v1.NodeService", "iris.v1.InferenceService", "iris.v1.AccountService", "iris.v1.NetworkService"]),
+      expect.arrayContaining([
+        "iris.v1.NodeService",
+        "iris.v1.InferenceService",
+        "iris.v1.AccountService",
+        "iris.v1.NetworkService",
+      ]),
     );
     const response = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(await response.json()).toEqual({ status: "SERVING", database: "pglite" });

@@ -1,6 +1,7 @@
 // Real agents and the real CLI against coordinators with certificates from a private CA (generated with openssl):
 // COORDINATOR_CA_PATH and --ca / IRIS_CA_PATH let them in; an untrusted, expired or wrong-host certificate, or http://
-// to the TLS port, stops the agent with exit code 4 after a short retry and the CLI with exit code 1, saying what is wrong.
+// to the TLS port, stops the agent with exit code 4 after a short retry and the CLI with exit code 1, saying what is
+// wrong.
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,7 +31,11 @@ describe("TLS with a private CA", () => {
     modelPath = join(mkdtempSync(join(tmpdir(), "iris-tls-agents-")), "tiny.gguf");
     writeTinyGguf(modelPath);
     [secure, expired] = await Promise.all([
-      startTestCoordinator({ TLS_CERT_PATH: certs.valid.cert, TLS_KEY_PATH: certs.valid.key, HEARTBEAT_INTERVAL_MS: "500" }),
+      startTestCoordinator({
+        TLS_CERT_PATH: certs.valid.cert,
+        TLS_KEY_PATH: certs.valid.key,
+        HEARTBEAT_INTERVAL_MS: "500",
+      }),
       startTestCoordinator({ TLS_CERT_PATH: certs.expired.cert, TLS_KEY_PATH: certs.expired.key }),
     ]);
     const transport = createGrpcTransport({ baseUrl: secure.url, nodeOptions: { ca: readFileSync(certs.ca) } });
@@ -40,10 +45,22 @@ describe("TLS with a private CA", () => {
     await Promise.all([secure?.close(), expired?.close()]);
   });
 
-  const agentEnv = (nodeId: string, env: Record<string, string>) => ({ IRIS_ACCOUNT_KEY: UNUSED_KEY, NODE_ID: nodeId, IRIS_MODEL: modelPath, NODE_KEY_PATH: join(tmpdir(), `iris-tls-${nodeId}-${process.pid}.key`), ...env });
+  const agentEnv = (nodeId: string, env: Record<string, string>) => ({
+    IRIS_ACCOUNT_KEY: UNUSED_KEY,
+    NODE_ID: nodeId,
+    IRIS_MODEL: modelPath,
+    NODE_KEY_PATH: join(tmpdir(), `iris-tls-${nodeId}-${process.pid}.key`),
+    ...env,
+  });
 
   it("an agent with COORDINATOR_CA_PATH registers over TLS", async () => {
-    const agent = startAgent(agentEnv("tls-trusted", { COORDINATOR_URL: secure.url, COORDINATOR_CA_PATH: certs.ca, IRIS_ACCOUNT_KEY: accountKey }));
+    const agent = startAgent(
+      agentEnv("tls-trusted", {
+        COORDINATOR_URL: secure.url,
+        COORDINATOR_CA_PATH: certs.ca,
+        IRIS_ACCOUNT_KEY: accountKey,
+      }),
+    );
     try {
       await agent.waitForLog((line) => line.msg === "registered with the coordinator", 60_000);
       expect(secure.registry.get("tls-trusted")?.connected).toBe(true);
@@ -57,7 +74,8 @@ describe("TLS with a private CA", () => {
     {
       fault: "untrusted",
       env: () => ({ COORDINATOR_URL: secure.url }),
-      says: () => "is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set COORDINATOR_CA_PATH to the PEM file of the CA that signed it",
+      says: () =>
+        "is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set COORDINATOR_CA_PATH to the PEM file of the CA that signed it",
     },
     {
       fault: "expired",
@@ -74,22 +92,28 @@ describe("TLS with a private CA", () => {
       env: () => ({ COORDINATOR_URL: `http://127.0.0.1:${port()}` }),
       says: () => `the coordinator speaks TLS: use https://127.0.0.1:${port()} (the URL says http://)`,
     },
-  ])("$fault: the agent retries briefly, then exits 4 saying what is wrong", async ({ fault, env, says }) => {
-    const agent = startAgent(agentEnv(`tls-${fault}`, env()));
-    const code = await agent.exited;
-    expect(code, agent.stderr()).toBe(4);
-    expect(agent.stderr()).toContain(`iris-agent: cannot connect to the coordinator: `);
-    expect(agent.stderr()).toContain(says());
-    // a bounded retry (three attempts), logged as TLS faults, never as a lost connection
-    const retries = agent.logs.filter((line) => line.msg === "TLS fault talking to the coordinator; trying again");
-    expect(retries).toHaveLength(2);
-    expect(agent.logs.some((line) => String(line.msg).includes("connection to the coordinator lost"))).toBe(false);
-    const final = agent.logs.find((line) => line.level === 50 && line.tlsFault === fault);
-    expect(final?.msg).toContain(says());
-  }, 90_000);
+  ])(
+    "$fault: the agent retries briefly, then exits 4 saying what is wrong",
+    async ({ fault, env, says }) => {
+      const agent = startAgent(agentEnv(`tls-${fault}`, env()));
+      const code = await agent.exited;
+      expect(code, agent.stderr()).toBe(4);
+      expect(agent.stderr()).toContain(`iris-agent: cannot connect to the coordinator: `);
+      expect(agent.stderr()).toContain(says());
+      // a bounded retry (three attempts), logged as TLS faults, never as a lost connection
+      const retries = agent.logs.filter((line) => line.msg === "TLS fault talking to the coordinator; trying again");
+      expect(retries).toHaveLength(2);
+      expect(agent.logs.some((line) => String(line.msg).includes("connection to the coordinator lost"))).toBe(false);
+      const final = agent.logs.find((line) => line.level === 50 && line.tlsFault === fault);
+      expect(final?.msg).toContain(says());
+    },
+    90_000,
+  );
 
   it("an unreadable COORDINATOR_CA_PATH is a configuration error (exit 2)", async () => {
-    const agent = startAgent(agentEnv("tls-no-ca", { COORDINATOR_URL: secure.url, COORDINATOR_CA_PATH: "/nonexistent/ca.pem" }));
+    const agent = startAgent(
+      agentEnv("tls-no-ca", { COORDINATOR_URL: secure.url, COORDINATOR_CA_PATH: "/nonexistent/ca.pem" }),
+    );
     expect(await agent.exited).toBe(2);
     expect(agent.stderr()).toContain("COORDINATOR_CA_PATH: cannot read /nonexistent/ca.pem");
   }, 60_000);
@@ -98,13 +122,17 @@ describe("TLS with a private CA", () => {
     it("http:// to the TLS port: exit 1, 'the coordinator speaks TLS: use https://' (not 130, which is Ctrl-C's)", async () => {
       const run = await runCli(["stats", "--url", `http://127.0.0.1:${port()}`], { env: {} });
       expect(run.code).toBe(1);
-      expect(run.stderr).toBe(`iris: the coordinator speaks TLS: use https://127.0.0.1:${port()} (the URL says http://)\n`);
+      expect(run.stderr).toBe(
+        `iris: the coordinator speaks TLS: use https://127.0.0.1:${port()} (the URL says http://)\n`,
+      );
     });
 
     it("a private CA: refused without --ca, trusted with --ca or IRIS_CA_PATH", async () => {
       const without = await runCli(["stats", "--url", secure.url], { env: {} });
       expect(without.code).toBe(1);
-      expect(without.stderr).toContain("is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set --ca or IRIS_CA_PATH");
+      expect(without.stderr).toContain(
+        "is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set --ca or IRIS_CA_PATH",
+      );
       const flag = await runCli(["stats", "--url", secure.url, "--ca", certs.ca], { env: {} });
       expect(flag.code, flag.stderr).toBe(0);
       expect(flag.stdout).toMatch(/nodes online/);

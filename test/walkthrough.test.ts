@@ -24,7 +24,12 @@ function commands(shell: string): string[] {
   return shell
     .replace(/\\\n\s*/g, " ")
     .split("\n")
-    .map((line) => line.replace(/\s+#.*$/, "").replace(/\s+/g, " ").trim())
+    .map((line) =>
+      line
+        .replace(/\s+#.*$/, "")
+        .replace(/\s+/g, " ")
+        .trim(),
+    )
     .filter((line) => line && !line.startsWith("#"));
 }
 
@@ -59,7 +64,9 @@ describe("the README's walkthrough", () => {
     expect(readme.length).toBeGreaterThanOrEqual(8);
     const missing = readme
       .filter((command) => !doneDifferently.has(command))
-      .filter((command) => !script.includes(substitutions.reduce((text, [from, to]) => text.replaceAll(from, to), command)));
+      .filter(
+        (command) => !script.includes(substitutions.reduce((text, [from, to]) => text.replaceAll(from, to), command)),
+      );
     expect(missing).toEqual([]);
     // every exception is still in the README (a stale one would hide nothing, but mislead)
     for (const command of doneDifferently.keys()) expect(readme).toContain(command);
@@ -74,7 +81,9 @@ describe("the README's walkthrough", () => {
     child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
     const code = await new Promise<number | null>((resolve) => child!.once("close", resolve));
     expect(code, output).toBe(0);
-    expect(output).toContain(`iris coordinator: listening on 127.0.0.1:${port}; open http://127.0.0.1:${port}/chat and http://127.0.0.1:${port}/dashboard`);
+    expect(output).toContain(
+      `iris coordinator: listening on 127.0.0.1:${port}; open http://127.0.0.1:${port}/chat and http://127.0.0.1:${port}/dashboard`,
+    );
     expect(output).toContain('"nodeId": "tiny"');
     expect(output).toContain("data: [DONE]");
     expect(output).not.toMatch(/rate_limit_error|resource_exhausted/);

@@ -38,7 +38,8 @@ describe.skipIf(skip !== "")(`WORKERS=2: two coordinator processes on one port${
   let primary: CoordinatorProcess;
   let accountKey: string;
   const nodes = new ScriptedNodes(() => ({ baseUrl: primary.url, accountKey }));
-  const listening = () => primary.logs.filter((event) => typeof event.msg === "string" && event.msg.startsWith("coordinator listening"));
+  const listening = () =>
+    primary.logs.filter((event) => typeof event.msg === "string" && event.msg.startsWith("coordinator listening"));
 
   beforeAll(async () => {
     database = await createTestDatabase({ migrate: false }); // the workers migrate it, both at once
@@ -67,7 +68,11 @@ describe.skipIf(skip !== "")(`WORKERS=2: two coordinator processes on one port${
     expect(new Set(workers.map((event) => event.pid)).size).toBe(2);
     await vi.waitFor(
       async () => {
-        const rows = await database.db.selectFrom("coordinator_instances").select("instance").orderBy("instance").execute();
+        const rows = await database.db
+          .selectFrom("coordinator_instances")
+          .select("instance")
+          .orderBy("instance")
+          .execute();
         expect(rows.map((row) => row.instance)).toEqual(["pool-w1", "pool-w2"]);
       },
       { timeout: 10_000 },
@@ -79,13 +84,19 @@ describe.skipIf(skip !== "")(`WORKERS=2: two coordinator processes on one port${
   });
 
   it("serves chats through the port with a node connected through the same port, whichever worker takes them", async () => {
-    await nodes.start({ nodeId: "behind-the-pool", maxConcurrentTasks: 4, script: () => ({ tokens: ["bon", "jour"] }) });
+    await nodes.start({
+      nodeId: "behind-the-pool",
+      maxConcurrentTasks: 4,
+      script: () => ({ tokens: ["bon", "jour"] }),
+    });
     // a fresh connection each: the primary hands connections to the workers in turn
     const answers = await Promise.all(
       Array.from({ length: 4 }, async () => {
         const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: primary.url }));
         let text = "";
-        for await (const response of inference.chat({ params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] } })) {
+        for await (const response of inference.chat({
+          params: { messages: [{ role: 2, content: "Translate 'good morning' to French." }] },
+        })) {
           if (response.event.case === "token") text += response.event.value.text;
         }
         return text;
@@ -105,7 +116,9 @@ describe.skipIf(skip !== "")(`WORKERS=2: two coordinator processes on one port${
   }, 20_000);
 
   it("ends every worker on SIGTERM to the primary, and exits 0", async () => {
-    const pids = listening().map((event) => event.pid as number).filter(alive);
+    const pids = listening()
+      .map((event) => event.pid as number)
+      .filter(alive);
     expect(pids).toHaveLength(2);
     const started = Date.now();
     primary.child.kill("SIGTERM");

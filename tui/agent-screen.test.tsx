@@ -8,14 +8,27 @@ import { AgentApp } from "./agent-app.tsx";
 import { AgentScreen } from "./agent-screen.tsx";
 
 const T0 = new Date(2026, 0, 5, 14, 3, 27).getTime();
-const gpu = { name: "NVIDIA GeForce RTX 4090", vendor: "nvidia" as const, vramTotalMb: 24_564, vramUsedMb: 12_600, utilizationPercent: 45 };
+const gpu = {
+  name: "NVIDIA GeForce RTX 4090",
+  vendor: "nvidia" as const,
+  vramTotalMb: 24_564,
+  vramUsedMb: 12_600,
+  utilizationPercent: 45,
+};
 const host = { cores: 16, load1: 3.2, memoryUsedMb: 20_000, memoryTotalMb: 64_000 };
 
 /** A state at a fixed clock; `at` moves the clock. */
 function agent() {
   let now = T0;
   const state = new AgentState(
-    { version: "0.1.0", nodeId: "gpu-box", accountKey: "1234 5678 9012 3456", coordinatorUrl: "https://iris.example:8080", backend: "lmstudio", maxConcurrentTasks: 2 },
+    {
+      version: "0.1.0",
+      nodeId: "gpu-box",
+      accountKey: "1234 5678 9012 3456",
+      coordinatorUrl: "https://iris.example:8080",
+      backend: "lmstudio",
+      maxConcurrentTasks: 2,
+    },
     { now: () => now, schedule: () => () => {} },
   );
   return { state, at: (ms: number) => (now = T0 + ms) };
@@ -23,7 +36,12 @@ function agent() {
 
 function started() {
   const a = agent();
-  a.state.setModel({ name: "Meta-Llama-3.1-8B-Instruct-Q4_K_M", parameterCount: 8.03e9, quantization: "Q4_K_M", contextLength: 8192 });
+  a.state.setModel({
+    name: "Meta-Llama-3.1-8B-Instruct-Q4_K_M",
+    parameterCount: 8.03e9,
+    quantization: "Q4_K_M",
+    contextLength: 8192,
+  });
   a.state.setReadings([gpu], host);
   a.state.setBenchmark(42.4);
   return a;
@@ -32,12 +50,24 @@ function started() {
 function registered() {
   const a = started();
   a.state.connecting(0);
-  a.state.registered({ tier: "PRO", tierReason: "8B Q4_K_M counts as 8B (7–20B); 42 tok/s (> 30) → PRO", reputation: 112.5 });
+  a.state.registered({
+    tier: "PRO",
+    tierReason: "8B Q4_K_M counts as 8B (7–20B); 42 tok/s (> 30) → PRO",
+    reputation: 112.5,
+  });
   return a;
 }
 
 function frame(state: AgentState, nowMs: number, width = 120, height = 40): string {
-  const { lastFrame } = render(<AgentScreen snapshot={state.snapshot} width={width} height={height} now={T0 + nowMs} logFile="data/agent-gpu-box.log" />);
+  const { lastFrame } = render(
+    <AgentScreen
+      snapshot={state.snapshot}
+      width={width}
+      height={height}
+      now={T0 + nowMs}
+      logFile="data/agent-gpu-box.log"
+    />,
+  );
   return stripVTControlCharacters(lastFrame() ?? "");
 }
 
@@ -74,17 +104,19 @@ describe("AgentScreen frames", () => {
     a.state.setEarnings({ month: "2026-12", units: 48_213 });
     const f = frame(a.state, 6_000);
     expect(f).toMatch(/State\s+● registered for 6\.0s · reputation 122\.5 · 2026-12 so far ≈ 48,213 units/);
-    expect(f).toMatch(/Tier\s+PRO  8B Q4_K_M counts as 8B \(7–20B\); 42 tok\/s \(> 30\) → PRO/);
-    expect(f).toMatch(/Model\s+Meta-Llama-3\.1-8B-Instruct-Q4_K_M · 8\.0B params · Q4_K_M · ctx 8,192 · backend lmstudio · bench 42 tok\/s/);
+    expect(f).toMatch(/Tier\s+PRO {2}8B Q4_K_M counts as 8B \(7–20B\); 42 tok\/s \(> 30\) → PRO/);
+    expect(f).toMatch(
+      /Model\s+Meta-Llama-3\.1-8B-Instruct-Q4_K_M · 8\.0B params · Q4_K_M · ctx 8,192 · backend lmstudio · bench 42 tok\/s/,
+    );
     expect(f).toMatch(/GPU0\s+NVIDIA GeForce RTX 4090\s+VRAM\[\|+ +12\.3G\/24\.0G\] UTIL\[\|+ +45%\]/);
     expect(f).toMatch(/CPU\s+16 cores\s+LOAD\[\|+ +3\.20\] RAM\[\|+ +19\.5G\/62\.5G\]/);
     expect(f).toMatch(/TASK\s+DIFFICULTY\s+TOKENS\s+MAX\s+TOK\/S\s+ELAPSED\s+PROGRESS\s+2\/2 running · 44 tok\/s/);
     // 200 of 400 tokens in 4.5 s since its first token: 44 tok/s, half done
-    expect(f).toMatch(/3f2a9c1e  COMPLEX\s+200\s+400\s+44\s+5\.0s  █+░+  50%/);
-    expect(f).toMatch(/77b0d4aa  SIMPLE\s+1\s+64\s+—\s+5\.0s  █░+   1%/);
-    expect(f).toMatch(/Totals\s+0 completed  0 failed  201 tokens/);
+    expect(f).toMatch(/3f2a9c1e {2}COMPLEX\s+200\s+400\s+44\s+5\.0s {2}█+░+ {2}50%/);
+    expect(f).toMatch(/77b0d4aa {2}SIMPLE\s+1\s+64\s+—\s+5\.0s {2}█░+ {3}1%/);
+    expect(f).toMatch(/Totals\s+0 completed {2}0 failed {2}201 tokens/);
     expect(f).toContain("task 3f2a9c1e COMPLEX started (max 400 tokens)");
-    expect(f).toMatch(/ q Quit  p Pause\s+log data\/agent-gpu-box\.log/);
+    expect(f).toMatch(/ q Quit {2}p Pause\s+log data\/agent-gpu-box\.log/);
   });
 
   it("totals after tasks ended, coloured outcomes listed only when they happened", () => {
@@ -94,7 +126,7 @@ describe("AgentScreen frames", () => {
     a.state.taskEnded("aaaaaaaa-1", "completed");
     a.state.taskRefused("bbbbbbbb-2", "the node is at capacity");
     const f = frame(a.state, 2_000);
-    expect(f).toMatch(/Totals\s+1 completed  0 failed  1 refused  10 tokens/);
+    expect(f).toMatch(/Totals\s+1 completed {2}0 failed {2}1 refused {2}10 tokens/);
     expect(f).toContain("idle · waiting for the coordinator to assign a task");
     expect(f).toContain("task aaaaaaaa completed: 10 tokens in 0.0 s");
   });
@@ -119,7 +151,8 @@ describe("AgentScreen frames", () => {
 
   it("stopped on a certificate fault: what is wrong, in the state line and the events", () => {
     const a = started();
-    const why = "the coordinator's certificate (CN=127.0.0.1, issued by CN=Iris Test CA) expired on 2020-01-02T00:00:00.000Z (CERT_HAS_EXPIRED)";
+    const why =
+      "the coordinator's certificate (CN=127.0.0.1, issued by CN=Iris Test CA) expired on 2020-01-02T00:00:00.000Z (CERT_HAS_EXPIRED)";
     a.state.tlsFailed(why);
     const f = frame(a.state, 0);
     expect(f).toMatch(/State\s+✖ TLS · the coordinator's certificate/);
@@ -130,7 +163,7 @@ describe("AgentScreen frames", () => {
     const a = registered();
     a.state.setPaused(true);
     const f = frame(a.state, 0);
-    expect(f).toMatch(/State\s+PAUSED  ● registered/);
+    expect(f).toMatch(/State\s+PAUSED {2}● registered/);
     expect(f).toContain("paused · the coordinator sends this node no new tasks (p resumes)");
     expect(f).toContain(" q Quit  p Resume");
     expect(f).toContain("paused: taking no new tasks");
@@ -142,7 +175,7 @@ describe("AgentScreen frames", () => {
     a.state.setPaused(true);
     a.state.quitting(T0 + 30_000);
     const f = frame(a.state, 3_400);
-    expect(f).toMatch(/State\s+QUITTING: 1 task running, hand back in 27 s  ● registered/);
+    expect(f).toMatch(/State\s+QUITTING: 1 task running, hand back in 27 s {2}● registered/);
     expect(f).toContain("3f2a9c1e  ADVANCED");
     expect(f).toContain(" q Hand back now");
     expect(f).not.toContain("p Pause");
@@ -167,7 +200,7 @@ describe("AgentScreen layout", () => {
     const f = frame(a.state, 1_000, 80, 24);
     expect(lines(f)).toHaveLength(24);
     for (const line of lines(f)) expect([...line].length).toBeLessThanOrEqual(80);
-    expect(lines(f)[23]).toMatch(/^ q Quit  p Pause/);
+    expect(lines(f)[23]).toMatch(/^ q Quit {2}p Pause/);
     expect(f).toContain("event number 39");
     expect(f).not.toContain("event number 20");
     expect(f).toMatch(/Events \(last \d+ of 42\)/);
@@ -182,13 +215,14 @@ describe("AgentScreen layout", () => {
     expect(f).toMatch(/TASK\s+DIFF\s+TOKENS\s+TOK\/S\s+ELAPSED\s+DONE/);
     expect(f).not.toContain("MAX");
     expect(f).not.toContain("█");
-    expect(f).toMatch(/3f2a9c1e  SIMPLE\s+25 .*25%/);
+    expect(f).toMatch(/3f2a9c1e {2}SIMPLE\s+25 .*25%/);
     expect(f).toMatch(/GPU0\s+NVIDIA GeFo… VRAM\[\|+ +12\.3G\/24\.0G\]$/m); // one meter with room for its label
   });
 
   it("on a short screen hides the log, then spacing, but keeps the tasks and the key bar", () => {
     const a = registered();
-    for (let i = 0; i < 3; i++) a.state.taskStarted({ taskId: `${i}0000000-task`, difficulty: "SIMPLE", maxTokens: 10 });
+    for (let i = 0; i < 3; i++)
+      a.state.taskStarted({ taskId: `${i}0000000-task`, difficulty: "SIMPLE", maxTokens: 10 });
     const f = frame(a.state, 0, 80, 12);
     expect(lines(f)).toHaveLength(12);
     expect(f).not.toContain("Events");
@@ -199,7 +233,8 @@ describe("AgentScreen layout", () => {
 
   it("shows +N more when tasks outnumber the rows", () => {
     const a = registered();
-    for (let i = 0; i < 6; i++) a.state.taskStarted({ taskId: `${i}0000000-task`, difficulty: "SIMPLE", maxTokens: 10 });
+    for (let i = 0; i < 6; i++)
+      a.state.taskStarted({ taskId: `${i}0000000-task`, difficulty: "SIMPLE", maxTokens: 10 });
     const f = frame(a.state, 0, 80, 12);
     expect(f).toContain("+4 more");
     expect(lines(f)).toHaveLength(12);
@@ -212,7 +247,9 @@ describe("AgentApp", () => {
   it("p toggles pause, q quits, Ctrl+C quits like q", async () => {
     const { state } = registered();
     const calls: string[] = [];
-    const app = render(<AgentApp state={state} actions={{ togglePause: () => calls.push("pause"), quit: () => calls.push("quit") }} />);
+    const app = render(
+      <AgentApp state={state} actions={{ togglePause: () => calls.push("pause"), quit: () => calls.push("quit") }} />,
+    );
     await tick();
     app.stdin.write("p");
     app.stdin.write("x"); // other keys do nothing
@@ -223,7 +260,17 @@ describe("AgentApp", () => {
   });
 
   it("redraws when the state notifies", async () => {
-    const state = new AgentState({ version: "0.1.0", nodeId: "n1", accountKey: "1111222233334444", coordinatorUrl: "http://c", backend: "embedded", maxConcurrentTasks: 1 }, { intervalMs: 10 });
+    const state = new AgentState(
+      {
+        version: "0.1.0",
+        nodeId: "n1",
+        accountKey: "1111222233334444",
+        coordinatorUrl: "http://c",
+        backend: "embedded",
+        maxConcurrentTasks: 1,
+      },
+      { intervalMs: 10 },
+    );
     const app = render(<AgentApp state={state} actions={{ togglePause() {}, quit() {} }} />);
     await tick();
     expect(app.lastFrame()).toContain("◌ starting");

@@ -3,7 +3,18 @@
 import { Box, Text } from "ink";
 import type { AgentEvent, AgentSnapshot } from "../agent/state.ts";
 import { clock } from "./format.ts";
-import { GpuLine, HostLine, KeyBar, Line, ModelLine, NoGpuLine, StateLine, TierLine, TitleLine, TotalsLine } from "./panels.tsx";
+import {
+  GpuLine,
+  HostLine,
+  KeyBar,
+  Line,
+  ModelLine,
+  NoGpuLine,
+  StateLine,
+  TierLine,
+  TitleLine,
+  TotalsLine,
+} from "./panels.tsx";
 import { TasksTable } from "./tasks-table.tsx";
 
 export interface AgentScreenProps {
@@ -54,7 +65,11 @@ export function AgentScreen({ snapshot: s, width, height, now, logFile }: AgentS
       {s.gpus.slice(0, hiddenGpus > 0 ? layout.gpuLines - 1 : layout.gpuLines).map((gpu, i) => (
         <GpuLine key={i} gpu={gpu} index={i} width={width} />
       ))}
-      {hiddenGpus > 0 ? <Line><Text dimColor>{`         +${hiddenGpus + 1} more GPUs`}</Text></Line> : null}
+      {hiddenGpus > 0 ? (
+        <Line>
+          <Text dimColor>{`         +${hiddenGpus + 1} more GPUs`}</Text>
+        </Line>
+      ) : null}
       {layout.host && s.host ? <HostLine host={s.host} width={width} /> : null}
       <TotalsLine s={s} />
       {layout.spacing ? <Text> </Text> : null}
@@ -74,8 +89,16 @@ function EventLog({ events, lines }: { events: readonly AgentEvent[]; lines: num
   return (
     <>
       <Line>
-        <Text bold color="cyan"> Events</Text>
-        {events.length > shown.length ? <Text dimColor> (last {shown.length} of {events.length})</Text> : null}
+        <Text bold color="cyan">
+          {" "}
+          Events
+        </Text>
+        {events.length > shown.length ? (
+          <Text dimColor>
+            {" "}
+            (last {shown.length} of {events.length})
+          </Text>
+        ) : null}
       </Line>
       {shown.map((e, i) => (
         <Line key={`${e.at}-${i}`}>

@@ -1,6 +1,16 @@
 // Fixed-width formatting for the agent screen: every helper keeps its column width whatever the value.
 import { describe, expect, it } from "vitest";
-import { count, duration, fit, mebibytes, meter, padStart, parameters, progressBar, rate } from "./format.ts";
+import {
+  count,
+  duration,
+  fit as fitToWidth,
+  mebibytes,
+  meter,
+  padStart,
+  parameters,
+  progressBar,
+  rate,
+} from "./format.ts";
 
 describe("format", () => {
   it.each([
@@ -36,8 +46,8 @@ describe("format", () => {
   ])("parameters(%d) = %s", (n, text) => expect(parameters(n)).toBe(text));
 
   it("cuts and pads to the exact width", () => {
-    expect(fit("NVIDIA GeForce RTX 4090", 10)).toBe("NVIDIA Ge…");
-    expect(fit("short", 10)).toBe("short");
+    expect(fitToWidth("NVIDIA GeForce RTX 4090", 10)).toBe("NVIDIA Ge…");
+    expect(fitToWidth("short", 10)).toBe("short");
     expect(padStart(count(1234), 7)).toBe("  1,234");
   });
 

@@ -4,7 +4,7 @@
 export function fit(text: string, width: number): string {
   if (width <= 0) return "";
   const chars = [...text];
-  return chars.length <= width ? text : chars.slice(0, Math.max(0, width - 1)).join("") + "…";
+  return chars.length <= width ? text : `${chars.slice(0, Math.max(0, width - 1)).join("")}…`;
 }
 
 export function padEnd(text: string, width: number): string {
@@ -59,12 +59,18 @@ export function parameters(n: number): string {
  * right-aligned inside (bars run under it, as in htop). Returns the bar part and the rest separately so that
  * the bars can take the colour that says how full it is.
  */
-export function meter(fraction: number, label: string, width: number): { open: string; bars: string; rest: string; close: string } {
+export function meter(
+  fraction: number,
+  label: string,
+  width: number,
+): { open: string; bars: string; rest: string; close: string } {
   const inner = Math.max(0, width - 2);
   const shownLabel = fit(label, inner);
   const filled = Math.round(Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0)) * inner);
   const labelStart = inner - [...shownLabel].length;
-  const cells = Array.from({ length: inner }, (_, i) => (i >= labelStart ? shownLabel[i - labelStart]! : i < filled ? "|" : " "));
+  const cells = Array.from({ length: inner }, (_, i) =>
+    i >= labelStart ? shownLabel[i - labelStart]! : i < filled ? "|" : " ",
+  );
   // bars end where they end, or where the label starts (the label keeps its own colour)
   const barEnd = Math.min(filled, labelStart);
   return { open: "[", bars: cells.slice(0, barEnd).join(""), rest: cells.slice(barEnd).join(""), close: "]" };

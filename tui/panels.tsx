@@ -30,9 +30,9 @@ export function TitleLine({ s, width }: { s: AgentSnapshot; width: number }) {
   return (
     <Line>
       <Text bold> iris-agent</Text>
-      <Text dimColor> {s.version}  node </Text>
+      <Text dimColor> {s.version} node </Text>
       <Text bold>{s.nodeId}</Text>
-      <Text dimColor>  account </Text>
+      <Text dimColor> account </Text>
       <Text>{s.accountKeyMasked}</Text>
       {gap >= 2 ? <Text dimColor>{" ".repeat(gap) + right}</Text> : null}
     </Line>
@@ -42,23 +42,93 @@ export function TitleLine({ s, width }: { s: AgentSnapshot; width: number }) {
 export function StateLine({ s, now }: { s: AgentSnapshot; now: number }) {
   const c = s.connection;
   let state: ReactNode;
-  if (c.kind === "starting") state = <><Text color="yellow">◌ starting</Text><Sep /><Text>{s.stage || "…"}</Text></>;
-  else if (c.kind === "connecting") state = <><Text color="yellow">◌ connecting</Text>{c.attempt > 0 ? <Text dimColor> (attempt {c.attempt + 1})</Text> : null}</>;
-  else if (c.kind === "registered") state = <><Text color="green" bold>● registered</Text><Text dimColor> for </Text><Text>{duration(now - c.since)}</Text></>;
+  if (c.kind === "starting")
+    state = (
+      <>
+        <Text color="yellow">◌ starting</Text>
+        <Sep />
+        <Text>{s.stage || "…"}</Text>
+      </>
+    );
+  else if (c.kind === "connecting")
+    state = (
+      <>
+        <Text color="yellow">◌ connecting</Text>
+        {c.attempt > 0 ? <Text dimColor> (attempt {c.attempt + 1})</Text> : null}
+      </>
+    );
+  else if (c.kind === "registered")
+    state = (
+      <>
+        <Text color="green" bold>
+          ● registered
+        </Text>
+        <Text dimColor> for </Text>
+        <Text>{duration(now - c.since)}</Text>
+      </>
+    );
   else if (c.kind === "reconnecting") {
     const left = Math.max(0, Math.ceil((c.at - now) / 1000));
-    state = <><Text color="yellow" bold>◌ reconnecting in {left} s</Text><Sep /><Text color="red">{c.error}</Text></>;
-  } else if (c.kind === "refused") state = <><Text color="red" bold>✖ refused</Text><Sep /><Text color="red">{c.error}</Text></>;
-  else if (c.kind === "tls") state = <><Text color="red" bold>✖ TLS</Text><Sep /><Text color="red">{c.error}</Text></>;
+    state = (
+      <>
+        <Text color="yellow" bold>
+          ◌ reconnecting in {left} s
+        </Text>
+        <Sep />
+        <Text color="red">{c.error}</Text>
+      </>
+    );
+  } else if (c.kind === "refused")
+    state = (
+      <>
+        <Text color="red" bold>
+          ✖ refused
+        </Text>
+        <Sep />
+        <Text color="red">{c.error}</Text>
+      </>
+    );
+  else if (c.kind === "tls")
+    state = (
+      <>
+        <Text color="red" bold>
+          ✖ TLS
+        </Text>
+        <Sep />
+        <Text color="red">{c.error}</Text>
+      </>
+    );
   else state = <Text dimColor>■ stopped</Text>;
   return (
     <Line>
       <Label>State</Label>
-      {s.quitting ? <QuitBadge s={s} now={now} /> : s.paused ? <Text backgroundColor="yellow" color="black" bold> PAUSED </Text> : null}
+      {s.quitting ? (
+        <QuitBadge s={s} now={now} />
+      ) : s.paused ? (
+        <Text backgroundColor="yellow" color="black" bold>
+          {" "}
+          PAUSED{" "}
+        </Text>
+      ) : null}
       {s.quitting || s.paused ? <Text> </Text> : null}
       {state}
-      {s.reputation !== undefined ? <><Sep /><Text dimColor>reputation </Text><Text bold>{s.reputation.toFixed(1)}</Text></> : null}
-      {s.earnings ? <><Sep /><Text dimColor>{s.earnings.month} so far ≈ </Text><Text bold color="green">{s.earnings.units.toLocaleString("en-US")}</Text><Text dimColor> units</Text></> : null}
+      {s.reputation !== undefined ? (
+        <>
+          <Sep />
+          <Text dimColor>reputation </Text>
+          <Text bold>{s.reputation.toFixed(1)}</Text>
+        </>
+      ) : null}
+      {s.earnings ? (
+        <>
+          <Sep />
+          <Text dimColor>{s.earnings.month} so far ≈ </Text>
+          <Text bold color="green">
+            {s.earnings.units.toLocaleString("en-US")}
+          </Text>
+          <Text dimColor> units</Text>
+        </>
+      ) : null}
     </Line>
   );
 }
@@ -66,8 +136,15 @@ export function StateLine({ s, now }: { s: AgentSnapshot; now: number }) {
 function QuitBadge({ s, now }: { s: AgentSnapshot; now: number }) {
   const running = s.tasks.length;
   const left = Math.max(0, Math.ceil((s.quitting!.deadline - now) / 1000));
-  const text = running === 0 ? " QUITTING " : ` QUITTING: ${running} task${running === 1 ? "" : "s"} running, hand back in ${left} s `;
-  return <Text backgroundColor="magenta" color="white" bold>{text}</Text>;
+  const text =
+    running === 0
+      ? " QUITTING "
+      : ` QUITTING: ${running} task${running === 1 ? "" : "s"} running, hand back in ${left} s `;
+  return (
+    <Text backgroundColor="magenta" color="white" bold>
+      {text}
+    </Text>
+  );
 }
 
 const tierColors: Record<string, string> = { BASIC: "blue", MID: "cyan", PRO: "magenta" };
@@ -78,8 +155,10 @@ export function TierLine({ s }: { s: AgentSnapshot }) {
       <Label>Tier</Label>
       {s.tier ? (
         <>
-          <Text color={tierColors[s.tier.name] ?? "white"} bold>{s.tier.name}</Text>
-          <Text dimColor>  {s.tier.reason}</Text>
+          <Text color={tierColors[s.tier.name] ?? "white"} bold>
+            {s.tier.name}
+          </Text>
+          <Text dimColor> {s.tier.reason}</Text>
         </>
       ) : (
         <Text dimColor>— computed by the coordinator at registration</Text>
@@ -98,8 +177,18 @@ export function ModelLine({ s }: { s: AgentSnapshot }) {
           <Text bold>{m.name}</Text>
           <Sep />
           <Text>{parameters(m.parameterCount)} params</Text>
-          {m.quantization ? <><Sep /><Text>{m.quantization}</Text></> : null}
-          {m.contextLength ? <><Sep /><Text>ctx {count(m.contextLength)}</Text></> : null}
+          {m.quantization ? (
+            <>
+              <Sep />
+              <Text>{m.quantization}</Text>
+            </>
+          ) : null}
+          {m.contextLength ? (
+            <>
+              <Sep />
+              <Text>ctx {count(m.contextLength)}</Text>
+            </>
+          ) : null}
         </>
       ) : (
         <Text dimColor>loading…</Text>
@@ -109,7 +198,11 @@ export function ModelLine({ s }: { s: AgentSnapshot }) {
       <Text>{s.backend}</Text>
       <Sep />
       <Text dimColor>bench </Text>
-      {s.benchmarkTokensPerSecond !== undefined ? <Text bold>{rate(s.benchmarkTokensPerSecond)} tok/s</Text> : <Text dimColor>pending</Text>}
+      {s.benchmarkTokensPerSecond !== undefined ? (
+        <Text bold>{rate(s.benchmarkTokensPerSecond)} tok/s</Text>
+      ) : (
+        <Text dimColor>pending</Text>
+      )}
     </Line>
   );
 }
@@ -138,11 +231,19 @@ export function GpuLine({ gpu, index, width }: { gpu: Gpu; index: number; width:
     <Line>
       <Label>{`GPU${index}`}</Label>
       <Text bold>{padEnd(gpu.name, nameWidth)} </Text>
-      <Meter name="VRAM" fraction={vram} label={`${mebibytes(gpu.vramUsedMb)}/${mebibytes(gpu.vramTotalMb)}`} width={meterWidth} />
+      <Meter
+        name="VRAM"
+        fraction={vram}
+        label={`${mebibytes(gpu.vramUsedMb)}/${mebibytes(gpu.vramTotalMb)}`}
+        width={meterWidth}
+      />
       {withUtil ? (
-        <>
-          <Meter name=" UTIL" fraction={gpu.utilizationPercent / 100} label={`${Math.round(gpu.utilizationPercent)}%`} width={meterWidth} />
-        </>
+        <Meter
+          name=" UTIL"
+          fraction={gpu.utilizationPercent / 100}
+          label={`${Math.round(gpu.utilizationPercent)}%`}
+          width={meterWidth}
+        />
       ) : null}
     </Line>
   );
@@ -166,8 +267,18 @@ export function HostLine({ host, width }: { host: HostReading; width: number }) 
     <Line>
       <Label>CPU</Label>
       <Text bold>{cores}</Text>
-      <Meter name="LOAD" fraction={host.load1 / Math.max(1, host.cores)} label={host.load1.toFixed(2)} width={loadWidth} />
-      <Meter name=" RAM" fraction={host.memoryUsedMb / Math.max(1, host.memoryTotalMb)} label={`${mebibytes(host.memoryUsedMb)}/${mebibytes(host.memoryTotalMb)}`} width={room - loadWidth} />
+      <Meter
+        name="LOAD"
+        fraction={host.load1 / Math.max(1, host.cores)}
+        label={host.load1.toFixed(2)}
+        width={loadWidth}
+      />
+      <Meter
+        name=" RAM"
+        fraction={host.memoryUsedMb / Math.max(1, host.memoryTotalMb)}
+        label={`${mebibytes(host.memoryUsedMb)}/${mebibytes(host.memoryTotalMb)}`}
+        width={room - loadWidth}
+      />
     </Line>
   );
 }
@@ -177,8 +288,10 @@ export function TotalsLine({ s }: { s: AgentSnapshot }) {
   const item = (label: string, n: number, color: string, always = false) =>
     n > 0 || always ? (
       <Text key={label}>
-        <Text color={n > 0 ? color : undefined} bold={n > 0}>{count(n)}</Text>
-        <Text dimColor> {label}  </Text>
+        <Text color={n > 0 ? color : undefined} bold={n > 0}>
+          {count(n)}
+        </Text>
+        <Text dimColor> {label} </Text>
       </Text>
     ) : null;
   return (
@@ -198,7 +311,10 @@ export function TotalsLine({ s }: { s: AgentSnapshot }) {
 export function KeyBar({ s, width, logFile }: { s: AgentSnapshot; width: number; logFile?: string }) {
   const keys: [string, string][] = s.quitting
     ? [["q", "Hand back now"]]
-    : [["q", "Quit"], ["p", s.paused ? "Resume" : "Pause"]];
+    : [
+        ["q", "Quit"],
+        ["p", s.paused ? "Resume" : "Pause"],
+      ];
   const used = keys.reduce((n, [k, a]) => n + k.length + a.length + 3, 0);
   const tail = logFile ? fit(`log ${logFile} `, Math.max(0, width - used)) : "";
   return (
@@ -209,7 +325,9 @@ export function KeyBar({ s, width, logFile }: { s: AgentSnapshot; width: number;
           <Text backgroundColor="cyan" color="black">{`${action} `}</Text>
         </Text>
       ))}
-      <Text backgroundColor="cyan" color="black">{" ".repeat(Math.max(0, width - used - [...tail].length)) + tail}</Text>
+      <Text backgroundColor="cyan" color="black">
+        {" ".repeat(Math.max(0, width - used - [...tail].length)) + tail}
+      </Text>
     </Line>
   );
 }

@@ -8,7 +8,11 @@ export interface ShownScreen {
   close(): Promise<void>;
 }
 
-export function showAgentScreen(state: AgentState, actions: AgentActions, options: { logFile?: string } = {}): ShownScreen {
+export function showAgentScreen(
+  state: AgentState,
+  actions: AgentActions,
+  options: { logFile?: string } = {},
+): ShownScreen {
   const instance = render(<AgentApp state={state} actions={actions} logFile={options.logFile} />, {
     exitOnCtrlC: false, // Ctrl+C is a graceful quit, handled by AgentApp
     patchConsole: true, // a stray console.log lands above the frame instead of through it

@@ -31,7 +31,7 @@ function columnsFor(width: number): { columns: Column[]; barWidth: number } {
 }
 
 function cell(text: string, column: Column): string {
-  return (column.align === "left" ? padEnd(text, column.width) : padStart(text, column.width)) + "  ";
+  return `${column.align === "left" ? padEnd(text, column.width) : padStart(text, column.width)}  `;
 }
 
 export function tokensPerSecond(task: LiveTask, now: number): number {
@@ -44,7 +44,7 @@ export function tokensPerSecond(task: LiveTask, now: number): number {
 export function TasksTable({ s, width, rows, now }: { s: AgentSnapshot; width: number; rows: number; now: number }) {
   const { columns, barWidth } = columnsFor(width);
   const total = s.tasks.reduce((n, t) => n + tokensPerSecond(t, now), 0);
-  const header = (" " + columns.map((c) => cell(c.title, c)).join("")).trimEnd();
+  const header = ` ${columns.map((c) => cell(c.title, c)).join("")}`.trimEnd();
   const fullSummary = `${s.tasks.length}/${s.maxConcurrentTasks} running${total > 0 ? ` · ${rate(total)} tok/s` : ""} `;
   const summary = header.length + 2 + fullSummary.length <= width ? fullSummary : "";
   const fill = Math.max(0, width - header.length - summary.length);
@@ -53,18 +53,34 @@ export function TasksTable({ s, width, rows, now }: { s: AgentSnapshot; width: n
   return (
     <>
       <Line>
-        <Text backgroundColor="green" color="black" bold>{header + " ".repeat(fill) + summary}</Text>
+        <Text backgroundColor="green" color="black" bold>
+          {header + " ".repeat(fill) + summary}
+        </Text>
       </Line>
       {shown.map((task) => (
         <TaskRow key={task.taskId} task={task} columns={columns} barWidth={barWidth} now={now} />
       ))}
-      {overflow ? <Line><Text dimColor> +{s.tasks.length - shown.length} more</Text></Line> : null}
+      {overflow ? (
+        <Line>
+          <Text dimColor> +{s.tasks.length - shown.length} more</Text>
+        </Line>
+      ) : null}
       {s.tasks.length === 0 && rows > 0 ? <EmptyRow s={s} /> : null}
     </>
   );
 }
 
-function TaskRow({ task, columns, barWidth, now }: { task: LiveTask; columns: Column[]; barWidth: number; now: number }) {
+function TaskRow({
+  task,
+  columns,
+  barWidth,
+  now,
+}: {
+  task: LiveTask;
+  columns: Column[];
+  barWidth: number;
+  now: number;
+}) {
   const fraction = task.maxTokens > 0 ? task.tokens / task.maxTokens : 0;
   const [id, difficulty, tokens, ...rest] = columns;
   const byTitle = new Map(rest.map((c) => [c.title, c]));
@@ -86,8 +102,27 @@ function TaskRow({ task, columns, barWidth, now }: { task: LiveTask; columns: Co
 }
 
 function EmptyRow({ s }: { s: AgentSnapshot }) {
-  if (s.quitting) return <Line><Text color="magenta"> no task running · closing the connection</Text></Line>;
-  if (s.paused) return <Line><Text color="yellow"> paused · the coordinator sends this node no new tasks (p resumes)</Text></Line>;
-  if (s.connection.kind !== "registered") return <Line><Text dimColor> not connected · tasks arrive once the coordinator has registered the node</Text></Line>;
-  return <Line><Text dimColor> idle · waiting for the coordinator to assign a task</Text></Line>;
+  if (s.quitting)
+    return (
+      <Line>
+        <Text color="magenta"> no task running · closing the connection</Text>
+      </Line>
+    );
+  if (s.paused)
+    return (
+      <Line>
+        <Text color="yellow"> paused · the coordinator sends this node no new tasks (p resumes)</Text>
+      </Line>
+    );
+  if (s.connection.kind !== "registered")
+    return (
+      <Line>
+        <Text dimColor> not connected · tasks arrive once the coordinator has registered the node</Text>
+      </Line>
+    );
+  return (
+    <Line>
+      <Text dimColor> idle · waiting for the coordinator to assign a task</Text>
+    </Line>
+  );
 }

@@ -1,7 +1,6 @@
 // The one interface every LLM backend of the agent implements (OpenAI-compatible servers, embedded llama.cpp).
 import type { ChatRole } from "../../common/vocabulary.ts";
 
-
 export interface BackendMessage {
   role: ChatRole;
   content: string;
@@ -26,7 +25,7 @@ export interface GenerateRequest {
   signal: AbortSignal;
 }
 
-export type FinishReason = "stop" | "length" | "cancelled";
+type FinishReason = "stop" | "length" | "cancelled";
 
 /** A piece of the answer as the backend releases it: a single token, or several that only make text together. */
 export interface GeneratedPiece {
@@ -45,7 +44,9 @@ export interface GenerateResult {
 
 /** What the backend serves, for registration and the tier. */
 export interface ModelDescription {
-  /** The model's name as the backend reports it (the GGUF's general.name, else its file name, for the embedded engine). */
+  /**
+   * The model's name as the backend reports it (the GGUF's general.name, else its file name, for the embedded engine).
+   */
   name: string;
   /** Parameters, from GGUF metadata or parsed from the name; 0 when unknown. */
   parameterCount: number;

@@ -23,7 +23,12 @@ afterAll(async () => {
 });
 
 async function run(request: Partial<GenerateRequest>) {
-  const stream = backend.generate({ messages: [{ role: "user", content: "Say something." }], maxTokens: 8, signal: new AbortController().signal, ...request });
+  const stream = backend.generate({
+    messages: [{ role: "user", content: "Say something." }],
+    maxTokens: 8,
+    signal: new AbortController().signal,
+    ...request,
+  });
   const pieces: { text: string; tokens: number }[] = [];
   for (let next = await stream.next(); ; next = await stream.next()) {
     if (next.done) return { pieces, result: next.value };
@@ -38,7 +43,11 @@ describe("embedded backend usage", () => {
     const seen = { runs: 0, multiTokenPieces: 0 };
     for (let i = 0; i < 50; i++) {
       const maxTokens = [8, 24, 1, 13, 450][i % 5]!;
-      const { pieces, result } = await run({ maxTokens, messages: [{ role: "user", content: `Say something (${i}).` }], seed: i });
+      const { pieces, result } = await run({
+        maxTokens,
+        messages: [{ role: "user", content: `Say something (${i}).` }],
+        seed: i,
+      });
       expect(result).toMatchObject({ completionTokens: maxTokens, finishReason: "length" });
       expect(pieces.reduce((sum, piece) => sum + piece.tokens, 0)).toBe(maxTokens);
       expect(pieces.every((piece) => piece.tokens >= 1 && piece.text !== "")).toBe(true);

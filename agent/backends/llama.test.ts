@@ -5,7 +5,13 @@ import { join } from "node:path";
 import { getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TINY_GGUF_SHAPE, TINY_GGUF_WORDS, writeTinyGguf } from "../../test/fixtures/tiny-gguf.ts";
-import { BackendError, type Backend, type GeneratedPiece, type GenerateRequest, type GenerateResult } from "./backend.ts";
+import {
+  BackendError,
+  type Backend,
+  type GeneratedPiece,
+  type GenerateRequest,
+  type GenerateResult,
+} from "./backend.ts";
 import { createLlamaBackend, quantizationName, renderPrompt, tensorParameterCount } from "./llama.ts";
 import { measureTokenizerRates } from "../tokenizer-rates.ts";
 
@@ -41,7 +47,10 @@ function request(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
   };
 }
 
-async function collect(stream: AsyncGenerator<GeneratedPiece, GenerateResult, void>, onPiece?: (index: number) => void) {
+async function collect(
+  stream: AsyncGenerator<GeneratedPiece, GenerateResult, void>,
+  onPiece?: (index: number) => void,
+) {
   const pieces: string[] = [];
   let tokens = 0;
   for (;;) {
@@ -58,7 +67,11 @@ describe("createLlamaBackend", () => {
     expect(backend.kind).toBe("embedded");
     const { embedding, layers, heads, kvHeads, feedForward } = TINY_GGUF_SHAPE;
     const vocabulary = 3 + 256 + 1 + TINY_GGUF_WORDS.length;
-    const perLayer = 2 * embedding + 2 * embedding * embedding + 2 * embedding * (embedding / heads) * kvHeads + 3 * embedding * feedForward;
+    const perLayer =
+      2 * embedding +
+      2 * embedding * embedding +
+      2 * embedding * (embedding / heads) * kvHeads +
+      3 * embedding * feedForward;
     expect(await backend.describe()).toEqual({
       name: "Tiny Llama",
       parameterCount: 2 * vocabulary * embedding + embedding + layers * perLayer,
@@ -79,7 +92,12 @@ describe("createLlamaBackend", () => {
       expect(rate).toBeLessThanOrEqual(64);
     }
     // a backend without a tokenizer has no rates: the coordinator estimates
-    const withoutTokenizer: Backend = { kind: "http", describe: () => backend.describe(), generate: (r) => backend.generate(r), close: async () => {} };
+    const withoutTokenizer: Backend = {
+      kind: "http",
+      describe: () => backend.describe(),
+      generate: (r) => backend.generate(r),
+      close: async () => {},
+    };
     expect(await measureTokenizerRates(withoutTokenizer)).toBeUndefined();
   });
 
@@ -97,7 +115,9 @@ describe("createLlamaBackend", () => {
     for (const word of words) expect(TINY_GGUF_WORDS).toContain(word);
     // The documented plain format, tokenized independently (+1 for BOS).
     const model = await loadVocabulary();
-    expect(result.promptTokens).toBe(model.tokenize("System: Be brief.\nUser: Name a word.\nAssistant:", false, "trimLeadingSpace").length + 1);
+    expect(result.promptTokens).toBe(
+      model.tokenize("System: Be brief.\nUser: Name a word.\nAssistant:", false, "trimLeadingSpace").length + 1,
+    );
   });
 
   it("is deterministic at temperature 0 and for a fixed seed", async () => {
@@ -164,7 +184,9 @@ describe("createLlamaBackend", () => {
   });
 
   it("continues an assistant prefix right after its last character", async () => {
-    const { pieces, result } = await collect(backend.generate(request({ assistantPrefix: "The answer is", maxTokens: 4 })));
+    const { pieces, result } = await collect(
+      backend.generate(request({ assistantPrefix: "The answer is", maxTokens: 4 })),
+    );
     expect(result.completionTokens).toBe(4);
     // A continuation after a word keeps its space; a fresh answer has none in front.
     expect(pieces[0]).toMatch(/^ \w/);
@@ -191,7 +213,10 @@ describe("createLlamaBackend", () => {
 
   it("refuses a prompt longer than the context window", async () => {
     const long = request({ messages: [{ role: "user", content: "word ".repeat(CONTEXT) }] });
-    await expect(collect(backend.generate(long))).rejects.toMatchObject({ name: "BackendError", reason: "context_too_long" });
+    await expect(collect(backend.generate(long))).rejects.toMatchObject({
+      name: "BackendError",
+      reason: "context_too_long",
+    });
     await expect(collect(backend.generate(long))).rejects.toBeInstanceOf(BackendError);
   });
 });

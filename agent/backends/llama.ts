@@ -6,7 +6,7 @@ import {
   GgufFileType,
   LlamaCompletion,
   LlamaLogLevel,
-  LlamaText,
+  type LlamaText,
   resolveChatWrapper,
   type ChatHistoryItem,
   type ChatWrapper,
@@ -33,14 +33,17 @@ export interface LlamaBackendOptions {
   contextSize?: number;
   /** Requests evaluated at once (one context sequence each); further requests wait in FIFO order. Default 1. */
   maxConcurrent?: number;
-  /** Use a GPU build when one of node-llama-cpp's prebuilt binaries works here; never builds or downloads. Default false. */
+  /**
+   * Use a GPU build when one of node-llama-cpp's prebuilt binaries works here; never builds or downloads. Default
+   * false.
+   */
   gpu?: boolean;
   /** Receives llama.cpp's warnings and errors; default: node-llama-cpp prints them to the console (the TUI owns it). */
   log?: (level: "error" | "warn" | "info" | "debug", message: string) => void;
 }
 
 /** Sampling temperature when the request gives none (LM Studio's default, also node-llama-cpp's suggestion). */
-export const DEFAULT_TEMPERATURE = 0.8;
+const DEFAULT_TEMPERATURE = 0.8;
 const DEFAULT_MAX_CONTEXT = 8192;
 // Tokens of left context given to the detokenizer so that a piece keeps its leading space (SentencePiece drops it
 // on a first token) and byte sequences join up.
@@ -181,7 +184,11 @@ class EmbeddedLlamaBackend implements Backend {
         `the prompt has ${promptTokens} tokens; the context window is ${this.contextSize}`,
       );
     }
-    const cancelled = (completionTokens: number): GenerateResult => ({ promptTokens, completionTokens, finishReason: "cancelled" });
+    const cancelled = (completionTokens: number): GenerateResult => ({
+      promptTokens,
+      completionTokens,
+      finishReason: "cancelled",
+    });
     const lease = await this.pool.acquire(request.signal);
     if (!lease) return cancelled(0);
 
@@ -248,7 +255,12 @@ class EmbeddedLlamaBackend implements Backend {
       if (request.signal.aborted) return cancelled(completionTokens);
       const { metadata } = await done;
       const { stopReason } = metadata;
-      const finishReason = stopReason === "maxTokens" || (stopReason === "abort" && budgetSpent) ? "length" : stopReason === "abort" ? "cancelled" : "stop";
+      const finishReason =
+        stopReason === "maxTokens" || (stopReason === "abort" && budgetSpent)
+          ? "length"
+          : stopReason === "abort"
+            ? "cancelled"
+            : "stop";
       return { promptTokens, completionTokens, finishReason };
     } catch (error) {
       if (request.signal.aborted) return cancelled(completionTokens);
@@ -271,7 +283,9 @@ class EmbeddedLlamaBackend implements Backend {
 }
 
 /** Exact parameter count: the elements of all tensors (0 when the file info lists none). */
-export function tensorParameterCount(tensors: readonly { dimensions: readonly (number | bigint)[] }[] | undefined): number {
+export function tensorParameterCount(
+  tensors: readonly { dimensions: readonly (number | bigint)[] }[] | undefined,
+): number {
   return (tensors ?? []).reduce((sum, tensor) => sum + tensor.dimensions.reduce<number>((n, d) => n * Number(d), 1), 0);
 }
 

@@ -29,15 +29,28 @@ afterEach(async () => {
 
 async function setup(behaviour: Partial<StandinBehaviour> = {}, options: Partial<OpenAiCompatibleOptions> = {}) {
   standin = await startLmStudioStandin({ models: MODELS, ...behaviour });
-  const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, kind: "lmstudio", model: qwen.id, ...options });
+  const backend = createOpenAiCompatibleBackend({
+    baseUrl: standin.baseUrl,
+    kind: "lmstudio",
+    model: qwen.id,
+    ...options,
+  });
   return { standin, backend };
 }
 
 function request(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
-  return { messages: [{ role: "user", content: "Hi there" }], maxTokens: 100, signal: new AbortController().signal, ...overrides };
+  return {
+    messages: [{ role: "user", content: "Hi there" }],
+    maxTokens: 100,
+    signal: new AbortController().signal,
+    ...overrides,
+  };
 }
 
-async function collect(stream: AsyncGenerator<GeneratedPiece, GenerateResult, void>, onPiece?: (count: number) => void) {
+async function collect(
+  stream: AsyncGenerator<GeneratedPiece, GenerateResult, void>,
+  onPiece?: (count: number) => void,
+) {
   const pieces: string[] = [];
   let tokens = 0;
   for (;;) {
@@ -90,7 +103,10 @@ describe("describe()", () => {
   it("fails with backend_failed when nothing listens, or the base URL lacks /v1", async () => {
     const port = await freePort();
     const down = createOpenAiCompatibleBackend({ baseUrl: `http://127.0.0.1:${port}/v1` });
-    await expect(down.describe()).rejects.toMatchObject({ reason: "backend_failed", message: /cannot reach.*ECONNREFUSED/ });
+    await expect(down.describe()).rejects.toMatchObject({
+      reason: "backend_failed",
+      message: /cannot reach.*ECONNREFUSED/,
+    });
     const { standin } = await setup();
     const noV1 = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl.replace(/\/v1$/, "") });
     await expect(noV1.describe()).rejects.toMatchObject({ reason: "backend_failed", message: /Unexpected endpoint/ });
@@ -105,7 +121,9 @@ describe("generate()", () => {
       { role: "system" as const, content: "Be brief." },
       { role: "user" as const, content: "What colour is the sky?" },
     ];
-    const { pieces, result } = await collect(backend.generate(request({ messages, maxTokens: 64, temperature: 0.2, seed: 42 })));
+    const { pieces, result } = await collect(
+      backend.generate(request({ messages, maxTokens: 64, temperature: 0.2, seed: 42 })),
+    );
     expect(pieces).toEqual(tokens);
     expect(result).toEqual({ promptTokens: standinPromptTokens(messages), completionTokens: 5, finishReason: "stop" });
     const sent = standin.requests.at(-1)!;
@@ -189,7 +207,10 @@ describe("generate()", () => {
 
   it("aborting stops at once and closes the HTTP request, which the server sees", async () => {
     // at once: three pieces and three tokens, not the rest of the stream (how fast is bench/'s business)
-    const { standin, backend } = await setup({ tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`), tokenDelayMs: 20 });
+    const { standin, backend } = await setup({
+      tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`),
+      tokenDelayMs: 20,
+    });
     const controller = new AbortController();
     const disconnect = standin.nextDisconnect();
     const { pieces, result } = await collect(backend.generate(request({ signal: controller.signal })), (count) => {
@@ -243,7 +264,10 @@ describe("generate()", () => {
   it("fails with backend_failed when the server is gone", async () => {
     const port = await freePort();
     const backend = createOpenAiCompatibleBackend({ baseUrl: `http://127.0.0.1:${port}/v1`, model: "m" });
-    await expect(collect(backend.generate(request()))).rejects.toMatchObject({ reason: "backend_failed", message: /ECONNREFUSED/ });
+    await expect(collect(backend.generate(request()))).rejects.toMatchObject({
+      reason: "backend_failed",
+      message: /ECONNREFUSED/,
+    });
   });
 });
 
@@ -290,19 +314,28 @@ describe("countTokens()", () => {
       req.on("data", (chunk: Buffer) => (raw += chunk.toString()));
       req.on("end", () => {
         if (req.method !== "POST" || req.url !== "/tokenize") {
-          res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: 404, message: "File Not Found" } }));
+          res
+            .writeHead(404, { "content-type": "application/json" })
+            .end(JSON.stringify({ error: { code: 404, message: "File Not Found" } }));
           return;
         }
         const body = JSON.parse(raw) as { content?: string; prompt?: string };
         bodies.push(body);
-        const tokens = Array.from({ length: Math.ceil((body.content ?? body.prompt ?? "").length / 3) }, (_, i) => 1000 + i);
+        const tokens = Array.from(
+          { length: Math.ceil((body.content ?? body.prompt ?? "").length / 3) },
+          (_, i) => 1000 + i,
+        );
         const answer = kind === "vllm" ? { count: tokens.length, max_model_len: 8192, tokens } : { tokens };
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(answer));
       });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as { port: number };
-    return { baseUrl: `http://127.0.0.1:${port}/v1`, bodies, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+    return {
+      baseUrl: `http://127.0.0.1:${port}/v1`,
+      bodies,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
   }
 
   it("asks llama.cpp's server and vLLM for their token counts, each in its own wire format", async () => {

@@ -10,15 +10,7 @@ import {
   type ModelDescription,
 } from "./backend.ts";
 
-export type OpenAiCompatibleKind = "lmstudio" | "ollama" | "llama.cpp" | "vllm" | "openai-compatible";
-
-/** Where each server listens out of the box. */
-export const DEFAULT_BASE_URLS = {
-  lmstudio: "http://localhost:1234/v1",
-  ollama: "http://localhost:11434/v1",
-  "llama.cpp": "http://localhost:8080/v1",
-  vllm: "http://localhost:8000/v1",
-} as const satisfies Partial<Record<OpenAiCompatibleKind, string>>;
+type OpenAiCompatibleKind = "lmstudio" | "ollama" | "llama.cpp" | "vllm" | "openai-compatible";
 
 export interface OpenAiCompatibleOptions {
   /** The server's OpenAI API root, e.g. http://localhost:1234/v1. */
@@ -90,7 +82,11 @@ class OpenAiCompatibleBackend implements Backend {
     const url = `${this.baseUrl.replace(/\/v1$/, "")}/tokenize`;
     const body =
       this.kind === "vllm"
-        ? { model: this.options.model || this.chosenModel || (await this.describe()).name, prompt: text, add_special_tokens: false }
+        ? {
+            model: this.options.model || this.chosenModel || (await this.describe()).name,
+            prompt: text,
+            add_special_tokens: false,
+          }
         : { content: text, add_special: false };
     let response: Response;
     try {
@@ -105,7 +101,12 @@ class OpenAiCompatibleBackend implements Backend {
     }
     if (!response.ok) throw await this.errorFrom(response, this.options.model ?? "");
     const answer = (await response.json().catch(() => undefined)) as { count?: unknown; tokens?: unknown } | undefined;
-    const count = typeof answer?.count === "number" ? answer.count : Array.isArray(answer?.tokens) ? answer.tokens.length : undefined;
+    const count =
+      typeof answer?.count === "number"
+        ? answer.count
+        : Array.isArray(answer?.tokens)
+          ? answer.tokens.length
+          : undefined;
     if (count === undefined) throw new BackendError("backend_failed", `${url} answered no tokens`);
     return count;
   }
@@ -123,7 +124,11 @@ class OpenAiCompatibleBackend implements Backend {
       parameterCount: chosen.meta?.n_params ?? parsed.parameterCount,
       quantization: details?.quantization?.toUpperCase() || parsed.quantization,
       contextLength:
-        details?.loaded_context_length ?? details?.max_context_length ?? chosen.max_model_len ?? chosen.meta?.n_ctx_train ?? 0,
+        details?.loaded_context_length ??
+        details?.max_context_length ??
+        chosen.max_model_len ??
+        chosen.meta?.n_ctx_train ??
+        0,
     };
   }
 
@@ -141,7 +146,9 @@ class OpenAiCompatibleBackend implements Backend {
       max_tokens: request.maxTokens,
       ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
       ...(request.seed !== undefined ? { seed: request.seed } : {}),
-      ...(request.assistantPrefix && this.kind === "vllm" ? { continue_final_message: true, add_generation_prompt: false } : {}),
+      ...(request.assistantPrefix && this.kind === "vllm"
+        ? { continue_final_message: true, add_generation_prompt: false }
+        : {}),
     };
     const url = `${this.baseUrl}/chat/completions`;
     const state: StreamState = { contentDeltas: 0, finishReason: undefined, usage: undefined, done: false };
@@ -175,12 +182,14 @@ class OpenAiCompatibleBackend implements Backend {
       if (!response.body) throw new BackendError("backend_failed", `${url} answered without a body`);
       const events: EventSourceMessage[] = [];
       const parser = createParser({ onEvent: (event) => events.push(event) });
-      // A streaming decoder keeps a UTF-8 character whole when TCP splits its bytes across reads.
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      // A streaming decoder keeps a UTF-8 character whole when TCP splits its bytes across reads; decoding each read
+      // here rather than through a TextDecoderStream saves a web-stream stage (and its promises) per read.
+      const decoder = new TextDecoder();
+      const reader = response.body.getReader();
       while (!state.done) {
         const { value, done } = await reader.read();
         if (done) break;
-        parser.feed(value);
+        parser.feed(decoder.decode(value, { stream: true }));
         for (const event of events.splice(0)) {
           const text = this.readEvent(event, state, model);
           // a delta past the budget: the server ignored max_tokens, and the answer ends here
@@ -227,7 +236,9 @@ class OpenAiCompatibleBackend implements Backend {
     try {
       chunk = JSON.parse(event.data);
     } catch (error) {
-      throw new BackendError("backend_failed", `unreadable stream event: ${event.data.slice(0, 200)}`, { cause: error });
+      throw new BackendError("backend_failed", `unreadable stream event: ${event.data.slice(0, 200)}`, {
+        cause: error,
+      });
     }
     // Errors after the 200 header arrive inside the stream.
     if (event.event === "error" || chunk?.error !== undefined) throw this.errorFromBody(200, chunk, event.data, model);
@@ -316,7 +327,11 @@ class OpenAiCompatibleBackend implements Backend {
     if (code === "model_not_found" || (status === 404 && /model/i.test(message))) {
       return new BackendError("model_unavailable", `${where} cannot serve model "${model}": ${message}`);
     }
-    if (code === "context_length_exceeded" || error?.type === "exceed_context_size_error" || CONTEXT_OVERFLOW.test(message)) {
+    if (
+      code === "context_length_exceeded" ||
+      error?.type === "exceed_context_size_error" ||
+      CONTEXT_OVERFLOW.test(message)
+    ) {
       return new BackendError("context_too_long", `${where}: ${message}`);
     }
     return new BackendError("backend_failed", `${where}: ${message}`);

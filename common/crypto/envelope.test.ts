@@ -192,8 +192,10 @@ describe("tampering", () => {
     copy[index] = (copy[index] ?? 0) ^ 0x01;
     return copy;
   };
-  const opens = (sealed: Sealed, aad: Aad = chunkAad, key: KeyObject = coordinatorSide.toCoordinator) => () =>
-    open(key, sealed, aad);
+  const opens =
+    (sealed: Sealed, aad: Aad = chunkAad, key: KeyObject = coordinatorSide.toCoordinator) =>
+    () =>
+      open(key, sealed, aad);
   const lastByte = original.ciphertext.length - 1;
 
   it("opens when untouched", () => {

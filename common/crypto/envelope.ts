@@ -15,11 +15,11 @@ import {
 import { type DescMessage, type MessageShape, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type SealedPayload, SealedPayloadSchema } from "../../gen/iris/v1/common_pb.ts";
 
-export const PUBLIC_KEY_BYTES = 32;
-export const NONCE_BYTES = 12;
+const PUBLIC_KEY_BYTES = 32;
+const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
 /** SealedPayload.ciphertext's max_len in common.proto; sealing more would be rejected on the wire anyway. */
-export const MAX_CIPHERTEXT_BYTES = 8 * 1024 * 1024;
+const MAX_CIPHERTEXT_BYTES = 8 * 1024 * 1024;
 const SESSION_KEY_BYTES = 32;
 
 /** Anything wrong with what a peer sent: a forged, tampered, replayed or malformed envelope or public key. */
@@ -96,11 +96,7 @@ export interface SessionKeys {
 }
 
 /** X25519 → HKDF-SHA256 → the session's two keys; coordinator and node derive the same pair. */
-export function deriveSessionKeys(
-  myPrivate: KeyObject,
-  theirPublic: Uint8Array,
-  context: SessionContext,
-): SessionKeys {
+export function deriveSessionKeys(myPrivate: KeyObject, theirPublic: Uint8Array, context: SessionContext): SessionKeys {
   if (myPrivate.type !== "private" || myPrivate.asymmetricKeyType !== "x25519") {
     throw new TypeError("myPrivate must be an X25519 private key");
   }
@@ -154,7 +150,7 @@ export interface Aad {
  * `iris/v1|<kind>|<taskId>|<sequence>` in UTF-8. Injective: the kind never contains "|" and the sequence is
  * plain decimal digits, so the task id is exactly what lies between the second and the last "|".
  */
-export function encodeAad(aad: Aad): Uint8Array {
+function encodeAad(aad: Aad): Uint8Array {
   if (!AAD_KINDS.has(aad.kind)) throw new TypeError(`unknown associated data kind ${JSON.stringify(aad.kind)}`);
   if (!Number.isSafeInteger(aad.sequence) || aad.sequence < 0 || aad.sequence > 0xffff_ffff) {
     throw new RangeError("associated data sequence must be a uint32");

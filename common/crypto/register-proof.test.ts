@@ -7,7 +7,12 @@ import { challengeNonce, registerProof, verifyRegisterProof } from "./register-p
 describe("register proof", () => {
   const node = generateKeyPairSync("x25519").privateKey;
   const coordinator = generateKeyPairSync("x25519").privateKey;
-  const context = { nonce: challengeNonce(), nodeId: "gpu-1", nodePublicKey: publicKeyBytes(node), coordinatorPublicKey: publicKeyBytes(coordinator) };
+  const context = {
+    nonce: challengeNonce(),
+    nodeId: "gpu-1",
+    nodePublicKey: publicKeyBytes(node),
+    coordinatorPublicKey: publicKeyBytes(coordinator),
+  };
   const proof = registerProof(node, context.coordinatorPublicKey, context);
 
   it("verifies the node's proof on the coordinator's side", () => {
@@ -25,7 +30,10 @@ describe("register proof", () => {
 
   it("fails for a proof made with another private key, a flipped bit or a wrong length", () => {
     const stranger = generateKeyPairSync("x25519").privateKey;
-    const forged = registerProof(stranger, context.coordinatorPublicKey, { ...context, nodePublicKey: publicKeyBytes(stranger) });
+    const forged = registerProof(stranger, context.coordinatorPublicKey, {
+      ...context,
+      nodePublicKey: publicKeyBytes(stranger),
+    });
     expect(verifyRegisterProof(coordinator, forged, context)).toBe(false);
     const flipped = proof.slice();
     flipped[7]! ^= 1;

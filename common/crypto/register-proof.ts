@@ -3,8 +3,8 @@
 import { type KeyObject, createHmac, diffieHellman, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import { EnvelopeError, publicKeyBytes, publicKeyFromBytes } from "./envelope.ts";
 
-export const CHALLENGE_NONCE_BYTES = 32;
-export const REGISTER_PROOF_BYTES = 32;
+const CHALLENGE_NONCE_BYTES = 32;
+const REGISTER_PROOF_BYTES = 32;
 
 export interface ProofContext {
   /** The coordinator's fresh nonce (RegisterChallenge.nonce). */
@@ -21,7 +21,8 @@ export function challengeNonce(): Uint8Array {
 
 /** The proof for `context`, computed by either side from its own private key and the other's public key. */
 export function registerProof(myPrivate: KeyObject, theirPublic: Uint8Array, context: ProofContext): Uint8Array {
-  if (context.nonce.length !== CHALLENGE_NONCE_BYTES) throw new EnvelopeError(`challenge nonce must be ${CHALLENGE_NONCE_BYTES} bytes`);
+  if (context.nonce.length !== CHALLENGE_NONCE_BYTES)
+    throw new EnvelopeError(`challenge nonce must be ${CHALLENGE_NONCE_BYTES} bytes`);
   const mine = Buffer.from(publicKeyBytes(myPrivate));
   // the same transcript on both sides, whichever side computes it
   if (!mine.equals(context.nodePublicKey) && !mine.equals(context.coordinatorPublicKey)) {

@@ -100,7 +100,13 @@ describe.each(testEngines())("auth interceptor on $name", ({ engine }) => {
   // What each caller gets at each access level: a principal, or the error code.
   const expected: Record<AccessLevel, Record<string, "ok" | Code>> = {
     anyone: { anonymous: "ok", account: "ok", user: "ok", admin: "ok", forged: Code.Unauthenticated },
-    user: { anonymous: Code.Unauthenticated, account: Code.Unauthenticated, user: "ok", admin: "ok", forged: Code.Unauthenticated },
+    user: {
+      anonymous: Code.Unauthenticated,
+      account: Code.Unauthenticated,
+      user: "ok",
+      admin: "ok",
+      forged: Code.Unauthenticated,
+    },
     admin: {
       anonymous: Code.Unauthenticated,
       account: Code.Unauthenticated,
@@ -141,8 +147,13 @@ describe.each(testEngines())("auth interceptor on $name", ({ engine }) => {
 
   it("refuses malformed Authorization values and tokens when JWT_SECRET is not configured", async () => {
     clock = T0 + 1000;
-    const basic = await connectFailure(call("iris.v1.NetworkService/GetStats", { authorization: "Basic dXNlcjpwYXNz" }));
-    expect([basic.code, basic.rawMessage]).toEqual([Code.Unauthenticated, 'the Authorization header must be "Bearer <token>"']);
+    const basic = await connectFailure(
+      call("iris.v1.NetworkService/GetStats", { authorization: "Basic dXNlcjpwYXNz" }),
+    );
+    expect([basic.code, basic.rawMessage]).toEqual([
+      Code.Unauthenticated,
+      'the Authorization header must be "Bearer <token>"',
+    ]);
     const noSecret = await connectFailure(call("iris.v1.NetworkService/GetStats", credentials.admin!, null));
     expect(noSecret.code).toBe(Code.Unauthenticated);
     await expect(call("iris.v1.NetworkService/GetStats", {}, null)).resolves.toBeDefined();
@@ -150,7 +161,9 @@ describe.each(testEngines())("auth interceptor on $name", ({ engine }) => {
 
   it("refuses two credentials at once with InvalidArgument", async () => {
     clock = T0 + 1000;
-    const error = await connectFailure(call("iris.v1.NetworkService/GetStats", { ...credentials.account, ...credentials.user }));
+    const error = await connectFailure(
+      call("iris.v1.NetworkService/GetStats", { ...credentials.account, ...credentials.user }),
+    );
     expect(error.code).toBe(Code.InvalidArgument);
     expect(error.rawMessage).toMatch(/Authorization or x-iris-account-key, not both/);
   });
@@ -161,10 +174,18 @@ describe.each(testEngines())("auth interceptor on $name", ({ engine }) => {
     expect(malformed.rawMessage).toMatch(/^x-iris-account-key must be 16 digits/);
     const unknown = "9999 0000 1111 2222";
     const error = await connectFailure(call("iris.v1.NetworkService/GetStats", { "x-iris-account-key": unknown }));
-    expect([error.code, error.rawMessage]).toEqual([Code.Unauthenticated, "unknown or revoked account key (x-iris-account-key)"]);
+    expect([error.code, error.rawMessage]).toEqual([
+      Code.Unauthenticated,
+      "unknown or revoked account key (x-iris-account-key)",
+    ]);
     // Not cached as unknown: once the key exists it works at once.
-    await database.db.insertInto("accounts").values({ key_hash: hashAccountKey(unknown.replaceAll(" ", "")) }).execute();
-    await expect(call("iris.v1.NetworkService/GetStats", { "x-iris-account-key": "9999000011112222" })).resolves.toBeDefined();
+    await database.db
+      .insertInto("accounts")
+      .values({ key_hash: hashAccountKey(unknown.replaceAll(" ", "")) })
+      .execute();
+    await expect(
+      call("iris.v1.NetworkService/GetStats", { "x-iris-account-key": "9999000011112222" }),
+    ).resolves.toBeDefined();
   });
 
   it("caches a found key for 60 s: a revoked key keeps working until then, and not after", async () => {

@@ -76,7 +76,10 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
 
   async function userPrincipal(authorization: string): Promise<Principal> {
     if (options.jwtSecret === undefined) {
-      throw new ConnectError("this coordinator accepts no bearer tokens: JWT_SECRET is not configured", Code.Unauthenticated);
+      throw new ConnectError(
+        "this coordinator accepts no bearer tokens: JWT_SECRET is not configured",
+        Code.Unauthenticated,
+      );
     }
     const claims = await verifyToken(bearerToken(authorization), { secret: options.jwtSecret, now });
     return { kind: "user", userId: claims.userId, role: claims.role, accountId: claims.accountId };
@@ -86,7 +89,10 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     const authorization = header.get("authorization");
     const accountKey = header.get(ACCOUNT_KEY_HEADER);
     if (authorization !== null && accountKey !== null) {
-      throw new ConnectError(`send one credential: Authorization or ${ACCOUNT_KEY_HEADER}, not both`, Code.InvalidArgument);
+      throw new ConnectError(
+        `send one credential: Authorization or ${ACCOUNT_KEY_HEADER}, not both`,
+        Code.InvalidArgument,
+      );
     }
     if (authorization !== null) return userPrincipal(authorization);
     if (accountKey !== null) return accountPrincipal(accountKey);

@@ -14,7 +14,7 @@ export function generateAccountKey(random: RandomInt = randomInt): string {
   return formatAccountKey(digits);
 }
 
-export function formatAccountKey(digits: string): string {
+function formatAccountKey(digits: string): string {
   return digits.match(/\d{4}/g)!.join(" ");
 }
 
@@ -39,9 +39,4 @@ export function normalizeAccountKey(input: string, field = "account_key"): strin
  */
 export function hashAccountKey(digits: string): string {
   return createHash("sha256").update(digits, "utf8").digest("hex");
-}
-
-/** A key for logs and screens: only the last four digits show ("**** **** **** 3456"). */
-export function maskAccountKey(digits: string): string {
-  return `**** **** **** ${digits.replaceAll(" ", "").slice(-4)}`;
 }

@@ -100,7 +100,10 @@ export async function pruneLoginFailures(
   now: number = Date.now(),
   policy: ThrottlePolicy = LOGIN_THROTTLE,
 ): Promise<number> {
-  const result = await db.deleteFrom("login_failures").where("failed_at", "<=", new Date(now - policy.windowMs)).executeTakeFirst();
+  const result = await db
+    .deleteFrom("login_failures")
+    .where("failed_at", "<=", new Date(now - policy.windowMs))
+    .executeTakeFirst();
   return Number(result.numDeletedRows);
 }
 
@@ -114,8 +117,12 @@ export function addressGroup(address: string): string {
     part ? part.split(":").flatMap((group) => (group.includes(".") ? ["0", "0"] : [group])) : [];
   const left = groups(head);
   const right = groups(tail);
-  const full = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
-  return `${full.slice(0, 4).map((group) => group.padStart(4, "0")).join(":")}::/64`;
+  const full =
+    tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
+  return `${full
+    .slice(0, 4)
+    .map((group) => group.padStart(4, "0"))
+    .join(":")}::/64`;
 }
 
 function digest(kind: string, value: string): string {

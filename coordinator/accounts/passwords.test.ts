@@ -1,6 +1,13 @@
 // Password hashing: round trips, salts, parameters read from the stored string, no truncation, normalisation.
 import { describe, expect, it } from "vitest";
-import { DEFAULT_SCRYPT_PARAMS, dummyHash, hashPassword, needsRehash, parseStoredHash, verifyPassword } from "./passwords.ts";
+import {
+  DEFAULT_SCRYPT_PARAMS,
+  dummyHash,
+  hashPassword,
+  needsRehash,
+  parseStoredHash,
+  verifyPassword,
+} from "./passwords.ts";
 
 // Cheap parameters where the cost is not what is being tested.
 const FAST = { ln: 10, r: 8, p: 1 };

@@ -57,7 +57,8 @@ export function parseStoredHash(stored: string): { params: ScryptParams; salt: B
   const params = { ln: Number(ln), r: Number(r), p: Number(p) };
   checkParams(params);
   const parsed = { params, salt: Buffer.from(salt, "base64"), hash: Buffer.from(hash, "base64") };
-  if (parsed.salt.length < 8 || parsed.hash.length < 16) throw new Error("stored password hash has a short salt or key");
+  if (parsed.salt.length < 8 || parsed.hash.length < 16)
+    throw new Error("stored password hash has a short salt or key");
   return parsed;
 }
 

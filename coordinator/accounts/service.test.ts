@@ -96,7 +96,8 @@ describe.each(testEngines())("AccountService users on $name", ({ engine }) => {
   it("throttles by client address over the wire, with a retry-after header", async () => {
     clock = T0;
     const headers = { "x-test-client-address": "203.0.113.77" };
-    for (let i = 0; i < 5; i++) await connectFailure(client().login({ email: newEmail(), password: "guess" }, { headers }));
+    for (let i = 0; i < 5; i++)
+      await connectFailure(client().login({ email: newEmail(), password: "guess" }, { headers }));
     const refused = await connectFailure(client().login({ email: newEmail(), password: "guess" }, { headers }));
     expect(refused.code).toBe(Code.ResourceExhausted);
     expect(refused.metadata.get("retry-after")).toBe("900");

@@ -118,7 +118,10 @@ export function accountService(deps: AccountServiceDeps): Partial<ServiceImpl<ty
 function presentedToken(ctx: HandlerContext): string {
   const authorization = ctx.requestHeader.get("authorization");
   if (authorization === null) {
-    throw new ConnectError("RefreshToken needs the current token in Authorization: Bearer <token>", Code.Unauthenticated);
+    throw new ConnectError(
+      "RefreshToken needs the current token in Authorization: Bearer <token>",
+      Code.Unauthenticated,
+    );
   }
   return bearerToken(authorization);
 }

@@ -1,7 +1,8 @@
 // The accounts table: create a key's account, find the account a key belongs to.
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.ts";
-import { generateAccountKey, hashAccountKey, type RandomInt } from "./keys.ts";
+import { generateAccountKey, hashAccountKey, normalizeAccountKey, type RandomInt } from "./keys.ts";
 
 /** Creates an account and returns its key (the only time the key exists outside the caller). */
 export async function createAccount(db: Kysely<Database>, random?: RandomInt): Promise<{ id: string; key: string }> {
@@ -77,4 +78,29 @@ export async function findAccountIdCached(db: Kysely<Database>, digits: string):
   const accountId = await findAccountId(db, digits);
   if (accountId !== undefined) cache.set(digest, accountId);
   return accountId;
+}
+
+/** Where a caller put its account key, for the refusal's words: a request field (`account_key`) or a header. */
+export type AccountKeySource = { field: string } | { header: string };
+
+/**
+ * The live account of a key as a caller sends it (16 digits, spaces optional), through the cache above: the one
+ * key lookup of every chat entry point and HTTP credential. An unknown or revoked key is Unauthenticated, naming
+ * where it came from; a malformed one is a bad value in a field (InvalidArgument), a wrong credential in a header
+ * (Unauthenticated).
+ */
+export async function accountIdForKey(db: Kysely<Database>, key: string, source: AccountKeySource): Promise<string> {
+  const where = "field" in source ? source.field : source.header;
+  let digits: string;
+  try {
+    digits = normalizeAccountKey(key, where);
+  } catch (err) {
+    if ("field" in source) throw err;
+    throw new ConnectError(ConnectError.from(err).rawMessage, Code.Unauthenticated);
+  }
+  const accountId = await findAccountIdCached(db, digits);
+  if (accountId !== undefined) return accountId;
+  const message =
+    "field" in source ? `${where}: unknown or revoked account key` : `unknown or revoked account key (${where})`;
+  throw new ConnectError(message, Code.Unauthenticated);
 }

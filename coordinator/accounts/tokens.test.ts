@@ -49,9 +49,17 @@ describe("issueToken / verifyToken", () => {
       expiresAt: new Date(T0 + 3_600_000),
       sessionStartedAt: new Date(T0),
     });
-    const [header, payload] = token.split(".").slice(0, 2).map((part) => JSON.parse(Buffer.from(part, "base64url").toString()));
+    const [header, payload] = token
+      .split(".")
+      .slice(0, 2)
+      .map((part) => JSON.parse(Buffer.from(part, "base64url").toString()));
     expect(header).toEqual({ alg: "HS256", typ: "JWT" });
-    expect(payload).toMatchObject({ iss: "iris-coordinator", aud: "iris", sub: subject.userId, acc: subject.accountId });
+    expect(payload).toMatchObject({
+      iss: "iris-coordinator",
+      aud: "iris",
+      sub: subject.userId,
+      acc: subject.accountId,
+    });
   });
 
   it("keeps a null account id", async () => {
@@ -71,7 +79,9 @@ describe("issueToken / verifyToken", () => {
     const { expiresAt } = await issueToken(subject, { secret: SECRET, now: at(nearEnd), sessionStartedAt: started });
     expect(expiresAt).toEqual(new Date(T0 + DEFAULT_MAX_SESSION_SECONDS * 1000));
     const past = T0 + DEFAULT_MAX_SESSION_SECONDS * 1000;
-    const error = await connectFailure(issueToken(subject, { secret: SECRET, now: at(past), sessionStartedAt: started }));
+    const error = await connectFailure(
+      issueToken(subject, { secret: SECRET, now: at(past), sessionStartedAt: started }),
+    );
     expect(error.code).toBe(Code.Unauthenticated);
     expect(error.rawMessage).toMatch(/maximum length; log in again/);
   });
@@ -142,7 +152,10 @@ describe("bearerToken", () => {
         bearerToken(value);
         expect.unreachable();
       } catch (err) {
-        expect(err).toMatchObject({ code: Code.Unauthenticated, rawMessage: 'the Authorization header must be "Bearer <token>"' });
+        expect(err).toMatchObject({
+          code: Code.Unauthenticated,
+          rawMessage: 'the Authorization header must be "Bearer <token>"',
+        });
       }
     });
   }

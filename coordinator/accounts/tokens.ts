@@ -14,9 +14,9 @@ import { USER_ROLES, type UserRole } from "../../common/vocabulary.ts";
  * Claims: sub (user id), role, acc (account id or null), iss, aud, iat, exp, auth_time, jti.
  */
 
-export const TOKEN_ISSUER = "iris-coordinator";
-export const TOKEN_AUDIENCE = "iris";
-export const DEFAULT_TOKEN_LIFETIME_SECONDS = 3600;
+const TOKEN_ISSUER = "iris-coordinator";
+const TOKEN_AUDIENCE = "iris";
+const DEFAULT_TOKEN_LIFETIME_SECONDS = 3600;
 export const DEFAULT_MAX_SESSION_SECONDS = 7 * 24 * 3600;
 const ALGORITHM = "HS256";
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -94,7 +94,8 @@ export async function verifyToken(token: string, options: TokenKeyOptions): Prom
     }));
   } catch (err) {
     // jose checks the signature before the claims, so only a token we signed can be "expired".
-    if (err instanceof errors.JWTExpired) throw new ConnectError("token expired", Code.Unauthenticated, undefined, undefined, err);
+    if (err instanceof errors.JWTExpired)
+      throw new ConnectError("token expired", Code.Unauthenticated, undefined, undefined, err);
     throw invalid(err);
   }
   const { sub, role, acc, iat, exp, auth_time: authTime } = payload;

@@ -3,8 +3,21 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.ts";
 import type { UserRole } from "../../common/vocabulary.ts";
-import { beginLoginAttempt, loginSubjects, loginSucceeded, LOGIN_THROTTLE, type ThrottlePolicy } from "./login-throttle.ts";
-import { DEFAULT_SCRYPT_PARAMS, dummyHash, hashPassword, needsRehash, verifyPassword, type ScryptParams } from "./passwords.ts";
+import {
+  beginLoginAttempt,
+  loginSubjects,
+  loginSucceeded,
+  LOGIN_THROTTLE,
+  type ThrottlePolicy,
+} from "./login-throttle.ts";
+import {
+  DEFAULT_SCRYPT_PARAMS,
+  dummyHash,
+  hashPassword,
+  needsRehash,
+  verifyPassword,
+  type ScryptParams,
+} from "./passwords.ts";
 
 /*
  * Enumeration: Login answers "email or password is wrong" (Unauthenticated) for an unknown email and for a
@@ -44,7 +57,7 @@ const MAX_PASSWORD = 1024;
 const MAX_EMAIL = 254;
 
 /** Emails compare case-insensitively: stored and looked up trimmed and lowercased. */
-export function normalizeEmail(email: string): string {
+function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
@@ -79,7 +92,12 @@ export async function loginUser(
   checkPasswordLength(input.password, 1);
   const params = deps.passwordParams ?? DEFAULT_SCRYPT_PARAMS;
   const now = deps.now?.() ?? Date.now();
-  const attempt = await beginLoginAttempt(deps.db, loginSubjects(email, input.clientAddress), now, deps.throttle ?? LOGIN_THROTTLE);
+  const attempt = await beginLoginAttempt(
+    deps.db,
+    loginSubjects(email, input.clientAddress),
+    now,
+    deps.throttle ?? LOGIN_THROTTLE,
+  );
   const user = await deps.db
     .selectFrom("users")
     .select(["id", "email", "password_hash", "role", "account_id"])

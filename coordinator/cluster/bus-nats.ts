@@ -18,6 +18,9 @@ const CLOSE_TIMEOUT_MS = 2_000;
 
 export class NatsBus implements Bus {
   readonly kind = "nats" as const;
+  /** Publishes of this turn of the event loop, written together (see publish). */
+  #pending: [subject: string, data: Uint8Array][] = [];
+  readonly #flushPending = () => this.#write();
 
   private constructor(
     private readonly connection: NatsConnection,
@@ -25,7 +28,10 @@ export class NatsBus implements Bus {
   ) {}
 
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
-    const servers = options.servers.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    const servers = options.servers
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
     const connection = await connect({
       servers,
       name: options.name,
@@ -33,15 +39,33 @@ export class NatsBus implements Bus {
       // a NATS restart must not end the coordinator: it reconnects for as long as it runs
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
+      // a coordinator ignores its own views and queues: the server need not send them back to it
+      noEcho: true,
+      // no Error (a stack trace) made up front for each request, in case it fails: the assign is on every chat's path
+      noAsyncTraces: true,
     });
     const bus = new NatsBus(connection, options.logger);
     void bus.#watch();
     return bus;
   }
 
+  /**
+   * Queued, and handed to the client together at the end of this turn of the event loop: the client writes to its
+   * socket once per microtask checkpoint, so a node's chunks relayed one by one (each its own microtask) would
+   * otherwise cost a socket write, and a wake-up of the server and of the receiver, each. Sends (requests, replies)
+   * write what is queued first, so everything leaves in the order it was sent.
+   */
   publish(subject: string, data: Uint8Array): void {
     if (this.connection.isClosed() || this.connection.isDraining()) return;
-    this.connection.publish(subject, data);
+    if (this.#pending.push([subject, data]) === 1) setImmediate(this.#flushPending);
+  }
+
+  #write(): void {
+    const pending = this.#pending;
+    if (pending.length === 0) return;
+    this.#pending = [];
+    if (this.connection.isClosed()) return;
+    for (const [subject, data] of pending) this.connection.publish(subject, data);
   }
 
   subscribe(subject: string, handler: BusHandler): () => void {
@@ -61,8 +85,12 @@ export class NatsBus implements Bus {
         Promise.resolve()
           .then(() => responder(msg.data))
           .then(
-            (reply) => msg.respond(reply),
-            (error: unknown) => this.logger.error({ err: error, subject }, "cluster bus request handler threw; no reply sent"),
+            (reply) => {
+              this.#write();
+              msg.respond(reply);
+            },
+            (error: unknown) =>
+              this.logger.error({ err: error, subject }, "cluster bus request handler threw; no reply sent"),
           );
       },
     });
@@ -70,12 +98,15 @@ export class NatsBus implements Bus {
   }
 
   async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    this.#write();
     try {
       return (await this.connection.request(subject, data, { timeout: timeoutMs })).data;
     } catch (err) {
       if (err instanceof errors.NoRespondersError) throw new BusError("no-responders", `no one serves ${subject}`);
-      if (err instanceof errors.TimeoutError) throw new BusError("timeout", `no reply on ${subject} within ${timeoutMs} ms`);
-      if (err instanceof errors.ClosedConnectionError || err instanceof errors.DrainingConnectionError) throw new BusError("closed", "the bus is closed");
+      if (err instanceof errors.TimeoutError)
+        throw new BusError("timeout", `no reply on ${subject} within ${timeoutMs} ms`);
+      if (err instanceof errors.ClosedConnectionError || err instanceof errors.DrainingConnectionError)
+        throw new BusError("closed", "the bus is closed");
       // a request that failed inside the client (e.g. the server went away mid-request) wraps the cause
       if (err instanceof errors.RequestError) {
         if (err.isNoResponders()) throw new BusError("no-responders", `no one serves ${subject}`);
@@ -86,15 +117,23 @@ export class NatsBus implements Bus {
   }
 
   async flush(): Promise<void> {
+    this.#write();
     await this.connection.flush();
   }
 
   async close(): Promise<void> {
     if (this.connection.isClosed()) return;
+    this.#write();
     // a drain waits for the server: with NATS away, shutdown must not wait for it to come back
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), CLOSE_TIMEOUT_MS)));
-    const drained = await Promise.race([this.connection.drain().then(() => "drained" as const, () => "failed" as const), late]);
+    const drained = await Promise.race([
+      this.connection.drain().then(
+        () => "drained" as const,
+        () => "failed" as const,
+      ),
+      late,
+    ]);
     clearTimeout(timer);
     if (drained !== "drained") await this.connection.close();
   }
@@ -102,8 +141,10 @@ export class NatsBus implements Bus {
   /** Logs disconnects and reconnects: while NATS is away the coordinator serves its own nodes only. */
   async #watch(): Promise<void> {
     for await (const status of this.connection.status()) {
-      if (status.type === "disconnect") this.logger.warn({ server: status.server }, "cluster bus: lost NATS; reconnecting");
-      else if (status.type === "reconnect") this.logger.info({ server: status.server }, "cluster bus: NATS reconnected");
+      if (status.type === "disconnect")
+        this.logger.warn({ server: status.server }, "cluster bus: lost NATS; reconnecting");
+      else if (status.type === "reconnect")
+        this.logger.info({ server: status.server }, "cluster bus: NATS reconnected");
     }
   }
 }

@@ -9,20 +9,21 @@ import { NatsBus } from "./bus-nats.ts";
 const nats = await natsAnswers();
 const logger = pino({ level: "silent" });
 
-const implementations: { name: string; skip: boolean; pair(): Promise<[Bus, Bus]> }[] = [
+const implementations: { name: string; skip: boolean; trio(): Promise<[Bus, Bus, Bus]> }[] = [
   {
     name: "LocalBus",
     skip: false,
-    async pair() {
+    async trio() {
       const network = new LocalNetwork();
-      return [new LocalBus(network), new LocalBus(network)];
+      return [new LocalBus(network), new LocalBus(network), new LocalBus(network)];
     },
   },
   {
     name: `NatsBus${natsSkipReason(nats)}`,
     skip: !nats,
-    async pair() {
-      return [await NatsBus.connect({ servers: testNatsUrl, name: "a", logger }), await NatsBus.connect({ servers: testNatsUrl, name: "b", logger })];
+    async trio() {
+      const connect = (name: string) => NatsBus.connect({ servers: testNatsUrl, name, logger });
+      return [await connect("a"), await connect("b"), await connect("c")];
     },
   },
 ];
@@ -40,7 +41,13 @@ function received(bus: Bus, subject: string): { messages: string[]; next(count: 
   return {
     messages,
     async next(count) {
-      while (messages.length < count) await Promise.race([new Promise<void>((resolve) => waiters.push(resolve)), sleep(2_000).then(() => { throw new Error(`only ${messages.length} of ${count} messages arrived`); })]);
+      while (messages.length < count)
+        await Promise.race([
+          new Promise<void>((resolve) => waiters.push(resolve)),
+          sleep(2_000).then(() => {
+            throw new Error(`only ${messages.length} of ${count} messages arrived`);
+          }),
+        ]);
     },
   };
 }
@@ -55,23 +62,44 @@ for (const implementation of implementations) {
       buses = [];
     });
 
-    it("delivers published messages to every subscriber of the subject, in order, and to no other subject", async () => {
-      const [a, b] = (buses = await implementation.pair());
+    it("delivers published messages to every other subscriber of the subject, in order, and to no other subject", async () => {
+      const [a, b] = (buses = await implementation.trio());
       const subject = `${uniqueClusterName()}.view`;
       const atA = received(a, subject);
       const atB = received(b, subject);
+      const atB2 = received(b, subject);
       const elsewhere = received(b, `${subject}.other`);
       await b.flush(); // the subscriptions reached the server
       await a.flush();
       for (let i = 0; i < 100; i++) a.publish(subject, bytes(`m${i}`));
-      await Promise.all([atA.next(100), atB.next(100)]);
+      await Promise.all([atB.next(100), atB2.next(100)]);
       expect(atB.messages).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
-      expect(atA.messages).toEqual(atB.messages);
+      expect(atB2.messages).toEqual(atB.messages);
       expect(elsewhere.messages).toEqual([]);
+      // the sender never hears itself (a coordinator ignores its own views anyway)
+      b.publish(subject, bytes("from b"));
+      await atA.next(1);
+      expect(atA.messages).toEqual(["from b"]);
+    });
+
+    it("keeps one sender's order across subjects, and a request after publishes arrives after them", async () => {
+      const [a, b] = (buses = await implementation.trio());
+      const prefix = uniqueClusterName();
+      const heard: string[] = [];
+      b.subscribe(`${prefix}.one`, (data) => void heard.push(`one ${text(data)}`));
+      b.subscribe(`${prefix}.two`, (data) => void heard.push(`two ${text(data)}`));
+      b.serve(`${prefix}.ask`, (data) => (heard.push(`ask ${text(data)}`), bytes("ok")));
+      await b.flush();
+      for (let i = 0; i < 3; i++) {
+        a.publish(`${prefix}.one`, bytes(String(i)));
+        a.publish(`${prefix}.two`, bytes(String(i)));
+      }
+      expect(text(await a.request(`${prefix}.ask`, bytes("last"), 1_000))).toBe("ok");
+      expect(heard).toEqual(["one 0", "two 0", "one 1", "two 1", "one 2", "two 2", "ask last"]);
     });
 
     it("answers a request from whoever serves the subject; says so when no one does", async () => {
-      const [a, b] = (buses = await implementation.pair());
+      const [a, b] = (buses = await implementation.trio());
       const subject = `${uniqueClusterName()}.home.b`;
       b.serve(subject, async (data) => bytes(`echo ${text(data)}`));
       await b.flush();
@@ -82,7 +110,7 @@ for (const implementation of implementations) {
     });
 
     it("times out a request nobody answers in time", async () => {
-      const [a, b] = (buses = await implementation.pair());
+      const [a, b] = (buses = await implementation.trio());
       const subject = `${uniqueClusterName()}.slow`;
       b.serve(subject, () => new Promise<Uint8Array>(() => {}));
       await b.flush();
@@ -91,15 +119,16 @@ for (const implementation of implementations) {
     });
 
     it("closing one connection removes only its own subscriptions", async () => {
-      const [a, b] = (buses = await implementation.pair());
+      const [a, b, c] = (buses = await implementation.trio());
       const subject = `${uniqueClusterName()}.view`;
       const atA = received(a, subject);
-      received(b, subject);
+      const atB = received(b, subject);
       await b.close();
       await a.flush();
-      a.publish(subject, bytes("after"));
+      c.publish(subject, bytes("after"));
       await atA.next(1);
       expect(atA.messages).toEqual(["after"]);
+      expect(atB.messages).toEqual([]);
     });
   });
 }
@@ -109,7 +138,8 @@ describe("cluster subjects", () => {
     const subjects = clusterSubjects("iris");
     expect(subjects.view).toBe("iris.view");
     expect(subjects.home("host.example.com")).toBe(`iris.home.${subjectToken("host.example.com")}`);
-    for (const name of ["a.b.c", "with space", "star*", "gt>", "ünïcode"]) expect(subjectToken(name)).toMatch(/^[A-Za-z0-9_-]+$/);
+    for (const name of ["a.b.c", "with space", "star*", "gt>", "ünïcode"])
+      expect(subjectToken(name)).toMatch(/^[A-Za-z0-9_-]+$/);
     expect(subjectToken("a.b")).not.toBe(subjectToken("a_b"));
   });
 });

@@ -9,7 +9,7 @@ export type BusResponder = (data: Uint8Array) => Uint8Array | Promise<Uint8Array
 export interface Bus {
   /** "local" (in-process) or "nats". */
   readonly kind: "local" | "nats";
-  /** Sends to every subscriber of `subject`; fire and forget, in order per sender and subject. */
+  /** Sends to every subscriber of `subject` but the sender's own; fire and forget, in order per sender. */
   publish(subject: string, data: Uint8Array): void;
   /** Hears every message on `subject` (an exact subject, no wildcards); returns the unsubscribe. */
   subscribe(subject: string, handler: BusHandler): () => void;
@@ -41,6 +41,8 @@ export interface ClusterSubjects {
   view: string;
   /** Every coordinator's ClusterQueue. */
   queue: string;
+  /** A coordinator's last word as it stops gracefully (a ClusterView of no nodes): peers fail over at once. */
+  left: string;
   /** ClusterToHome published to the coordinator `instance` (cancels, releases, updates, measurements). */
   home(instance: string): string;
   /** ClusterToHome task assigns to the coordinator `instance`: requests, answered with ClusterAssignReply. */
@@ -53,6 +55,7 @@ export function clusterSubjects(clusterName: string): ClusterSubjects {
   return {
     view: `${clusterName}.view`,
     queue: `${clusterName}.queue`,
+    left: `${clusterName}.left`,
     home: (instance) => `${clusterName}.home.${subjectToken(instance)}`,
     assign: (instance) => `${clusterName}.assign.${subjectToken(instance)}`,
     origin: (instance) => `${clusterName}.origin.${subjectToken(instance)}`,

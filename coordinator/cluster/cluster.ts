@@ -38,6 +38,7 @@ export interface Cluster {
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const subjects = clusterSubjects(options.name);
+  let stopped: Promise<void> | undefined;
   const logger = options.logger.child({ cluster: options.name });
   const forwarding = startForwarding({ ...options, subjects, logger });
   const context = { ...options, subjects, logger };
@@ -45,6 +46,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   // a peer that joins hears our whole view at once (a turn later: not from inside the receiving handler)
   const joined = () =>
     setImmediate(() => {
+      if (stopped) return; // after our leaving, a view would make us a member again
       publisher.publishFull();
       queue.joined();
     });
@@ -57,8 +59,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   // subscribed before anyone is told we are here, so their answers reach us
   await options.bus.flush();
   publisher.publishFull();
-  logger.info({ bus: options.bus.kind, instance: options.instance }, options.bus.kind === "nats" ? "cluster: joined over NATS" : "cluster: single coordinator (in-process bus)");
-  let stopped: Promise<void> | undefined;
+  logger.info(
+    { bus: options.bus.kind, instance: options.instance },
+    options.bus.kind === "nats" ? "cluster: joined over NATS" : "cluster: single coordinator (in-process bus)",
+  );
   return {
     bus: options.bus,
     get peers() {
@@ -68,11 +72,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     publishView: () => publisher.publishFull(),
     stop() {
       stopped ??= (async () => {
+        // the node streams are closed by now: their removals go out first, then the leaving, after which peers
+        // hold nothing of this coordinator's (nodes, waiters, tasks it assigned) and hear it anew if it restarts
         publisher.stop();
-        // peers drop this coordinator's nodes now rather than when it falls silent
-        publisher.publishFull();
-        receiver.stop();
         queue.stop();
+        publisher.publishLeft();
+        receiver.stop();
         forwarding.stop();
         await options.bus.close();
       })();

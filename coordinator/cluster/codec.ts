@@ -1,7 +1,12 @@
 // A live node as the cluster view carries it, and back: the fields routing reads, nothing secret (no account key).
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Tier } from "../../gen/iris/v1/common_pb.ts";
-import { ClusterNodeSchema, type ClusterMeasurements, type ClusterMeasurementsSchema, type ClusterNode } from "../../gen/iris/v1/cluster_pb.ts";
+import type { Tier } from "../../gen/iris/v1/common_pb.ts";
+import {
+  ClusterNodeSchema,
+  type ClusterMeasurements,
+  type ClusterMeasurementsSchema,
+  type ClusterNode,
+} from "../../gen/iris/v1/cluster_pb.ts";
 import type { NodeTier } from "../../common/vocabulary.ts";
 import type { Verification } from "../nodes/capability.ts";
 import type { MeasuredSnapshot } from "../nodes/measurements.ts";
@@ -37,7 +42,12 @@ export function clusterNodeOf(node: LiveNode): ClusterNode {
       contextLength: c.contextLength,
       tokensPerSecond: c.tokensPerSecond,
       maxConcurrentTasks: c.maxConcurrentTasks,
-      gpus: c.gpus.map((g) => ({ name: g.name, vramTotalMb: BigInt(g.vramTotalMb), vramUsedMb: BigInt(g.vramUsedMb), utilizationPercent: g.utilizationPercent })),
+      gpus: c.gpus.map((g) => ({
+        name: g.name,
+        vramTotalMb: BigInt(g.vramTotalMb),
+        vramUsedMb: BigInt(g.vramUsedMb),
+        utilizationPercent: g.utilizationPercent,
+      })),
       backend: c.backend,
       agentVersion: c.agentVersion,
       ...(c.tokenizerRates ? { tokenizerRates: c.tokenizerRates } : {}),
@@ -48,7 +58,10 @@ export function clusterNodeOf(node: LiveNode): ClusterNode {
     load: node.load,
     size: node.size,
     measured: measurementsOf(node.measured.snapshot()),
-    running: [...node.tasks].map(([taskId, sink]) => ({ taskId, startedAtUnixMs: BigInt(Math.round(sink.startedAt ?? node.lastSeenAt)) })),
+    running: [...node.tasks].map(([taskId, sink]) => ({
+      taskId,
+      startedAtUnixMs: BigInt(Math.round(sink.startedAt ?? node.lastSeenAt)),
+    })),
     serviceTimesMs: node.serviceTimes.map((ms) => Math.min(0xffff_ffff, Math.round(ms))),
     lastSeenUnixMs: BigInt(node.lastSeenAt),
   });
@@ -61,7 +74,11 @@ export function measurementsOf(snapshot: MeasuredSnapshot): MessageInitShape<typ
     provenContext: snapshot.provenContext,
     ...(snapshot.refusedContext !== undefined ? { refusedContext: snapshot.refusedContext } : {}),
     ...(snapshot.identity
-      ? { identityVerdict: snapshot.identity.verdict, identityPeer: snapshot.identity.peer, identityAtUnixMs: BigInt(snapshot.identity.at) }
+      ? {
+          identityVerdict: snapshot.identity.verdict,
+          identityPeer: snapshot.identity.peer,
+          identityAtUnixMs: BigInt(snapshot.identity.at),
+        }
       : {}),
   };
 }
@@ -95,7 +112,12 @@ export function capabilitiesOf(node: ClusterNode): NodeCapabilities {
     backend: c?.backend ?? "",
     agentVersion: c?.agentVersion ?? "",
     ...(c?.tokenizerRates
-      ? { tokenizerRates: { asciiCharsPerToken: c.tokenizerRates.asciiCharsPerToken, otherCharsPerToken: c.tokenizerRates.otherCharsPerToken } }
+      ? {
+          tokenizerRates: {
+            asciiCharsPerToken: c.tokenizerRates.asciiCharsPerToken,
+            otherCharsPerToken: c.tokenizerRates.otherCharsPerToken,
+          },
+        }
       : {}),
   };
 }

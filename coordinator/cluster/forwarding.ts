@@ -12,7 +12,14 @@ import {
   type ClusterFromNode,
   type ClusterToHome,
 } from "../../gen/iris/v1/cluster_pb.ts";
-import { ConnectRequestSchema, ConnectResponseSchema, type ConnectResponse, type TaskChunk, type TaskError, type TaskResult } from "../../gen/iris/v1/node_pb.ts";
+import {
+  ConnectRequestSchema,
+  ConnectResponseSchema,
+  type ConnectResponse,
+  type TaskChunk,
+  type TaskError,
+  type TaskResult,
+} from "../../gen/iris/v1/node_pb.ts";
 import type { LiveNode, NodeRegistry, TaskSink } from "../nodes/registry.ts";
 import { BusError, type Bus, type ClusterSubjects } from "./bus.ts";
 import { ElsewhereTask, RemoteNode, type HomeLink, type ToHome } from "./remote-node.ts";
@@ -54,7 +61,12 @@ class ForwardedTask implements TaskSink {
     this.free();
   }
   lost(reason: string): void {
-    this.publish(this.origin, { nodeId: this.node.id, sessionId: this.node.sessionId, taskId: this.taskId, message: { case: "lost", value: reason } });
+    this.publish(this.origin, {
+      nodeId: this.node.id,
+      sessionId: this.node.sessionId,
+      taskId: this.taskId,
+      message: { case: "lost", value: reason },
+    });
   }
 
   /** The node is done with the task (or its assigner ended it): the slot is free. */
@@ -65,15 +77,27 @@ class ForwardedTask implements TaskSink {
     return true;
   }
 
-  #send(message: Extract<MessageInitShape<typeof ConnectRequestSchema>["message"], { case: "chunk" | "result" | "error" }>): void {
+  #send(
+    message: Extract<MessageInitShape<typeof ConnectRequestSchema>["message"], { case: "chunk" | "result" | "error" }>,
+  ): void {
     const request = create(ConnectRequestSchema, { message });
-    this.publish(this.origin, { nodeId: this.node.id, sessionId: this.node.sessionId, taskId: this.taskId, message: { case: "request", value: request } });
+    this.publish(this.origin, {
+      nodeId: this.node.id,
+      sessionId: this.node.sessionId,
+      taskId: this.taskId,
+      message: { case: "request", value: request },
+    });
   }
 }
 
-const reply = (init: MessageInitShape<typeof ClusterAssignReplySchema>) => toBinary(ClusterAssignReplySchema, create(ClusterAssignReplySchema, init));
+const reply = (init: MessageInitShape<typeof ClusterAssignReplySchema>) =>
+  toBinary(ClusterAssignReplySchema, create(ClusterAssignReplySchema, init));
 
-export function startForwarding(ctx: ForwardingContext): { link: HomeLink; originGone(origin: string): void; stop(): void } {
+export function startForwarding(ctx: ForwardingContext): {
+  link: HomeLink;
+  originGone(origin: string): void;
+  stop(): void;
+} {
   const { bus, subjects, instance, registry, logger } = ctx;
 
   const publishFromNode = (origin: string, message: FromNodeInit) =>
@@ -88,9 +112,16 @@ export function startForwarding(ctx: ForwardingContext): { link: HomeLink; origi
   function assign(data: Uint8Array): Uint8Array {
     const message = fromBinary(ClusterToHomeSchema, data);
     const node = localNode(message);
-    if (!node) return reply({ accepted: false, gone: true, reason: `node ${message.nodeId} is not connected to coordinator ${instance} over that session` });
-    if (message.message.case !== "response" || message.message.value.message.case !== "taskAssign") return reply({ accepted: false, reason: "not a task assign" });
-    if (node.tasks.has(message.taskId)) return reply({ accepted: false, reason: `task ${message.taskId} already runs on node ${node.id}` });
+    if (!node)
+      return reply({
+        accepted: false,
+        gone: true,
+        reason: `node ${message.nodeId} is not connected to coordinator ${instance} over that session`,
+      });
+    if (message.message.case !== "response" || message.message.value.message.case !== "taskAssign")
+      return reply({ accepted: false, reason: "not a task assign" });
+    if (node.tasks.has(message.taskId))
+      return reply({ accepted: false, reason: `task ${message.taskId} already runs on node ${node.id}` });
     if (node.freeSlots <= 0) return reply({ accepted: false, reason: "busy" });
     const task = new ForwardedTask(message.origin, node, message.taskId, registry, publishFromNode);
     node.tasks.set(message.taskId, task);
@@ -119,7 +150,10 @@ export function startForwarding(ctx: ForwardingContext): { link: HomeLink; origi
         if (own?.free()) node.send(cancel(message.taskId, `the coordinator ${message.origin} ended the task`));
         return;
       case "update":
-        if (m.value.disconnectMessage) return node.disconnect(new ConnectError(m.value.disconnectMessage, m.value.disconnectCode || Code.PermissionDenied));
+        if (m.value.disconnectMessage) {
+          node.disconnect(new ConnectError(m.value.disconnectMessage, m.value.disconnectCode || Code.PermissionDenied));
+          return;
+        }
         if (m.value.suspended !== undefined) node.suspended = m.value.suspended;
         if (m.value.reputation !== undefined) node.reputation = m.value.reputation;
         if (m.value.suspended === false) registry.notifyCapacity();
@@ -132,11 +166,16 @@ export function startForwarding(ctx: ForwardingContext): { link: HomeLink; origi
     }
   }
 
-  function measured(node: LiveNode, sample: Extract<ClusterToHome["message"], { case: "measured" }>["value"]["sample"]): void {
+  function measured(
+    node: LiveNode,
+    sample: Extract<ClusterToHome["message"], { case: "measured" }>["value"]["sample"],
+  ): void {
     if (sample.case === "answered") node.measured.answered(sample.value.speed, sample.value.contextTokens);
     else if (sample.case === "refusedTokens") node.measured.refused(sample.value);
-    else if (sample.case === "servedMs") return node.served(sample.value);
-    else if (sample.case === "compared") {
+    else if (sample.case === "servedMs") {
+      node.served(sample.value);
+      return;
+    } else if (sample.case === "compared") {
       const { identityVerdict: verdict, identityPeer: peer, identityAtUnixMs: at } = sample.value;
       if (verdict !== "verified" && verdict !== "contradicted") return;
       node.measured.compared({ verdict, peer, at: Number(at) });
@@ -151,7 +190,10 @@ export function startForwarding(ctx: ForwardingContext): { link: HomeLink; origi
     const sink = node.tasks.get(message.taskId);
     if (!sink || sink instanceof ElsewhereTask) return; // ended here already: late frames are ignored, as from a local node
     const m = message.message;
-    if (m.case === "lost") return sink.lost(m.value);
+    if (m.case === "lost") {
+      sink.lost(m.value);
+      return;
+    }
     if (m.case !== "request") return;
     const inner = m.value.message;
     if (inner.case === "chunk") sink.chunk(inner.value);
@@ -174,17 +216,35 @@ export function startForwarding(ctx: ForwardingContext): { link: HomeLink; origi
 
   const link: HomeLink = {
     send(node: RemoteNode, message: ToHome) {
-      const init = create(ClusterToHomeSchema, { origin: instance, nodeId: node.id, sessionId: node.sessionId, taskId: message.taskId ?? "", message: message.message });
+      const init = create(ClusterToHomeSchema, {
+        origin: instance,
+        nodeId: node.id,
+        sessionId: node.sessionId,
+        taskId: message.taskId ?? "",
+        message: message.message,
+      });
       bus.publish(subjects.home(node.home), toBinary(ClusterToHomeSchema, init));
     },
     async assign(node: RemoteNode, taskId: string, assign: ConnectResponse): Promise<ClusterAssignReply> {
-      const request = create(ClusterToHomeSchema, { origin: instance, nodeId: node.id, sessionId: node.sessionId, taskId, message: { case: "response", value: assign } });
+      const request = create(ClusterToHomeSchema, {
+        origin: instance,
+        nodeId: node.id,
+        sessionId: node.sessionId,
+        taskId,
+        message: { case: "response", value: assign },
+      });
       try {
-        return fromBinary(ClusterAssignReplySchema, await bus.request(subjects.assign(node.home), toBinary(ClusterToHomeSchema, request), ctx.assignTimeoutMs));
+        return fromBinary(
+          ClusterAssignReplySchema,
+          await bus.request(subjects.assign(node.home), toBinary(ClusterToHomeSchema, request), ctx.assignTimeoutMs),
+        );
       } catch (err) {
         if (!(err instanceof BusError)) throw err;
         // the home is unreachable: it is as good as gone for this connection (its nodes expire with it)
-        logger.warn({ nodeId: node.id, home: node.home, err: err.message }, "cluster bus: a node's home did not take the assign");
+        logger.warn(
+          { nodeId: node.id, home: node.home, err: err.message },
+          "cluster bus: a node's home did not take the assign",
+        );
         // a late acceptance would run the task for nobody: release it
         link.send(node, { taskId, message: { case: "release", value: true } });
         return create(ClusterAssignReplySchema, { accepted: false, gone: true, reason: err.message });
@@ -196,12 +256,19 @@ export function startForwarding(ctx: ForwardingContext): { link: HomeLink; origi
     for (const node of registry.nodes()) {
       if (node.remote) continue;
       for (const [taskId, sink] of [...node.tasks]) {
-        if (sink instanceof ForwardedTask && sink.origin === origin && sink.free()) node.send(cancel(taskId, `the coordinator ${origin} that assigned the task is gone`));
+        if (sink instanceof ForwardedTask && sink.origin === origin && sink.free())
+          node.send(cancel(taskId, `the coordinator ${origin} that assigned the task is gone`));
       }
     }
   }
 
-  return { link, originGone, stop: () => unsubscribe.forEach((off) => off()) };
+  return {
+    link,
+    originGone,
+    stop: () => {
+      for (const off of unsubscribe) off();
+    },
+  };
 }
 
 function cancel(taskId: string, reason: string): ConnectResponse {

@@ -8,7 +8,7 @@ import { publicKeyBytes } from "../../common/crypto/envelope.ts";
 import { ClusterAssignReplySchema, ClusterViewSchema, type ClusterNode } from "../../gen/iris/v1/cluster_pb.ts";
 import { ConnectResponseSchema } from "../../gen/iris/v1/node_pb.ts";
 import { NodeRegistry, type TaskSink } from "../nodes/registry.ts";
-import { testNode } from "../tasks/fixtures.ts";
+import { testNode } from "../../test/support/live-nodes.ts";
 import { clusterSubjects } from "./bus.ts";
 import { LocalBus } from "./bus-local.ts";
 import { clusterNodeOf } from "./codec.ts";
@@ -20,14 +20,27 @@ const coordinatorKey = { privateKey: key, publicKey: publicKeyBytes(key) };
 const nodeKey = publicKeyBytes(generateKeyPairSync("x25519").privateKey);
 
 /** A node as home "b" would publish it. */
-function viewed(id: string, changes: { registeredAt?: number; running?: string[]; sessionId?: string; suspended?: boolean; maxConcurrentTasks?: number } = {}): ClusterNode {
+function viewed(
+  id: string,
+  changes: {
+    registeredAt?: number;
+    running?: string[];
+    sessionId?: string;
+    suspended?: boolean;
+    maxConcurrentTasks?: number;
+  } = {},
+): ClusterNode {
   const live = testNode(id, "MID", { maxConcurrentTasks: changes.maxConcurrentTasks ?? 2 });
   live.publicKey = nodeKey;
   live.registeredAt = changes.registeredAt ?? 1_000;
   const node = clusterNodeOf(live);
   node.sessionId = changes.sessionId ?? node.sessionId;
   node.suspended = changes.suspended ?? false;
-  node.running = (changes.running ?? []).map((taskId) => ({ $typeName: "iris.v1.ClusterRunningTask", taskId, startedAtUnixMs: 5n }));
+  node.running = (changes.running ?? []).map((taskId) => ({
+    $typeName: "iris.v1.ClusterRunningTask",
+    taskId,
+    startedAtUnixMs: 5n,
+  }));
   return node;
 }
 
@@ -37,18 +50,54 @@ function setup(options: { reply?: "accepted" | "busy" | "gone" } = {}) {
   const sent: ToHome[] = [];
   const link: HomeLink = {
     send: (_node, message) => void sent.push(message),
-    assign: async () => create(ClusterAssignReplySchema, { accepted: options.reply === "accepted", gone: options.reply === "gone", reason: options.reply ?? "" }),
+    assign: async () =>
+      create(ClusterAssignReplySchema, {
+        accepted: options.reply === "accepted",
+        gone: options.reply === "gone",
+        reason: options.reply ?? "",
+      }),
   };
+  const joined: string[] = [];
+  const left: string[] = [];
   const receiver = new ViewReceiver(
-    { bus: new LocalBus(), subjects: clusterSubjects("t"), instance: "a", registry, coordinatorKey, logger: pino({ level: "silent" }), viewMs: 1_000, deadAfterMs: 3_000, now: () => now },
+    {
+      bus: new LocalBus(),
+      subjects: clusterSubjects("t"),
+      instance: "a",
+      registry,
+      coordinatorKey,
+      logger: pino({ level: "silent" }),
+      viewMs: 1_000,
+      deadAfterMs: 3_000,
+      now: () => now,
+    },
     link,
+    (home) => joined.push(home),
+    (home) => left.push(home),
   );
-  const view = (nodes: ClusterNode[], extra: { full?: boolean; gone?: string[]; home?: string; publicKey?: Uint8Array } = {}) =>
-    receiver.receive(create(ClusterViewSchema, { home: extra.home ?? "b", coordinatorPublicKey: extra.publicKey ?? coordinatorKey.publicKey, full: extra.full ?? false, nodes, gone: extra.gone ?? [] }));
-  return { registry, receiver, view, sent, advance: (ms: number) => (now += ms) };
+  const message = (
+    nodes: ClusterNode[],
+    extra: { full?: boolean; gone?: string[]; home?: string; publicKey?: Uint8Array } = {},
+  ) =>
+    create(ClusterViewSchema, {
+      home: extra.home ?? "b",
+      coordinatorPublicKey: extra.publicKey ?? coordinatorKey.publicKey,
+      full: extra.full ?? false,
+      nodes,
+      gone: extra.gone ?? [],
+    });
+  const view = (nodes: ClusterNode[], extra: Parameters<typeof message>[1] = {}) =>
+    receiver.receive(message(nodes, extra));
+  const leave = (extra: Parameters<typeof message>[1] = {}) => receiver.left(message([], { full: true, ...extra }));
+  return { registry, receiver, view, leave, joined, left, sent, advance: (ms: number) => (now += ms) };
 }
 
-const lostSink = (reasons: string[]): TaskSink => ({ chunk() {}, result() {}, error() {}, lost: (reason) => void reasons.push(reason) });
+const lostSink = (reasons: string[]): TaskSink => ({
+  chunk() {},
+  result() {},
+  error() {},
+  lost: (reason) => void reasons.push(reason),
+});
 
 describe("the node view", () => {
   it("makes a home's nodes routable here, with what routing reads", () => {
@@ -56,7 +105,13 @@ describe("the node view", () => {
     view([viewed("n1")]);
     const node = registry.get("n1");
     expect(node).toBeInstanceOf(RemoteNode);
-    expect({ home: (node as RemoteNode).home, remote: node!.remote, tier: node!.tier, free: node!.freeSlots, model: node!.capabilities.modelName }).toEqual({
+    expect({
+      home: (node as RemoteNode).home,
+      remote: node!.remote,
+      tier: node!.tier,
+      free: node!.freeSlots,
+      model: node!.capabilities.modelName,
+    }).toEqual({
       home: "b",
       remote: true,
       tier: "MID",
@@ -96,6 +151,24 @@ describe("the node view", () => {
     expect(registry.get("n1")).toBeUndefined();
     expect(reasons[0]).toMatch(/^coordinator b fell silent \(no node view for 3100 ms\)$/);
     expect(receiver.peers).toEqual([]);
+  });
+
+  it("forgets a home that says it is leaving at once: nodes dropped, tasks lost, no peer; it is new again when it returns", () => {
+    const { registry, view, leave, receiver, joined, left } = setup();
+    view([viewed("n1"), viewed("n2")]);
+    view([viewed("c1")], { home: "c" });
+    const reasons: string[] = [];
+    registry.get("n1")!.tasks.set("t1", lostSink(reasons));
+    leave({ publicKey: publicKeyBytes(generateKeyPairSync("x25519").privateKey) }); // not one of ours: ignored
+    expect(receiver.peers.sort()).toEqual(["b", "c"]);
+    leave();
+    expect([registry.get("n1"), registry.get("n2")]).toEqual([undefined, undefined]);
+    expect(registry.get("c1")).toBeInstanceOf(RemoteNode);
+    expect(reasons).toEqual(["coordinator b stopped"]);
+    expect({ peers: receiver.peers, left }).toEqual({ peers: ["c"], left: ["b"] });
+    // back under the same name: a newcomer, who hears this coordinator's whole view
+    view([]);
+    expect(joined).toEqual(["b", "c", "b"]);
   });
 
   it("keeps the later registration when two homes claim a node, and replaces a connection here by a later one elsewhere", () => {

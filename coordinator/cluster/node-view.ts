@@ -70,6 +70,20 @@ export class ViewPublisher {
     if (final) this.#flush();
   }
 
+  /**
+   * Says this coordinator is leaving (a graceful stop): peers drop its nodes, its waiters and the tasks it assigned
+   * now, instead of after CLUSTER_DEAD_AFTER_MS of silence, and hear it as a newcomer if it comes back under its name.
+   */
+  publishLeft(): void {
+    const { ctx } = this;
+    const view = create(ClusterViewSchema, {
+      home: ctx.instance,
+      coordinatorPublicKey: ctx.coordinatorKey.publicKey,
+      full: true,
+    });
+    ctx.bus.publish(ctx.subjects.left, toBinary(ClusterViewSchema, view));
+  }
+
   #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
@@ -86,7 +100,9 @@ export class ViewPublisher {
       this.#gone.clear();
       return;
     }
-    const nodes = [...this.#dirty].map((id) => this.ctx.registry.get(id)).filter((node): node is LiveNode => node !== undefined && !node.remote);
+    const nodes = [...this.#dirty]
+      .map((id) => this.ctx.registry.get(id))
+      .filter((node): node is LiveNode => node !== undefined && !node.remote);
     const gone = [...this.#gone];
     this.#dirty.clear();
     this.#gone.clear();
@@ -128,13 +144,25 @@ export class ViewReceiver {
     private readonly onLeft: (home: string) => void = () => {},
   ) {
     this.#now = ctx.now ?? Date.now;
-    this.#unsubscribe = ctx.bus.subscribe(ctx.subjects.view, (data) => {
-      try {
-        this.receive(fromBinary(ClusterViewSchema, data));
-      } catch (err) {
-        ctx.logger.error({ err }, "cluster bus: could not apply a node view");
-      }
-    });
+    const unsubscribe = [
+      ctx.bus.subscribe(ctx.subjects.view, (data) => {
+        try {
+          this.receive(fromBinary(ClusterViewSchema, data));
+        } catch (err) {
+          ctx.logger.error({ err }, "cluster bus: could not apply a node view");
+        }
+      }),
+      ctx.bus.subscribe(ctx.subjects.left, (data) => {
+        try {
+          this.left(fromBinary(ClusterViewSchema, data));
+        } catch (err) {
+          ctx.logger.error({ err }, "cluster bus: could not apply a coordinator's leaving");
+        }
+      }),
+    ];
+    this.#unsubscribe = () => {
+      for (const off of unsubscribe) off();
+    };
     this.#timer = setInterval(() => this.expire(), Math.max(50, Math.floor(ctx.viewMs / 2)));
     this.#timer.unref();
   }
@@ -154,7 +182,11 @@ export class ViewReceiver {
     if (view.home === ctx.instance) return;
     if (!Buffer.from(view.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) {
       // sealed frames need one key cluster-wide: this home's nodes cannot be served from here
-      if (!this.#refusedHomes.has(view.home)) ctx.logger.error({ home: view.home }, "cluster: a coordinator with another COORDINATOR_PRIVATE_KEY_PATH key; its nodes are ignored (every coordinator of a cluster needs the same key)");
+      if (!this.#refusedHomes.has(view.home))
+        ctx.logger.error(
+          { home: view.home },
+          "cluster: a coordinator with another COORDINATOR_PRIVATE_KEY_PATH key; its nodes are ignored (every coordinator of a cluster needs the same key)",
+        );
       this.#refusedHomes.add(view.home);
       return;
     }
@@ -171,7 +203,8 @@ export class ViewReceiver {
     for (const id of view.gone) this.#drop(view.home, id, `the node left coordinator ${view.home}`);
     if (view.full) {
       for (const node of [...ctx.registry.nodes()]) {
-        if (node instanceof RemoteNode && node.home === view.home && !listed.has(node.id)) this.#drop(view.home, node.id, `the node left coordinator ${view.home}`);
+        if (node instanceof RemoteNode && node.home === view.home && !listed.has(node.id))
+          this.#drop(view.home, node.id, `the node left coordinator ${view.home}`);
       }
     }
     if (capacity) ctx.registry.notifyCapacity();
@@ -182,12 +215,28 @@ export class ViewReceiver {
     const now = this.#now();
     for (const [home, heard] of this.#heard) {
       if (now - heard <= this.ctx.deadAfterMs) continue;
-      this.#heard.delete(home);
-      const reason = `coordinator ${home} fell silent (no node view for ${now - heard} ms)`;
-      this.ctx.logger.warn({ home, silentMs: now - heard }, "cluster: a coordinator fell silent; its nodes are dropped");
-      for (const node of [...this.ctx.registry.nodes()]) if (node instanceof RemoteNode && node.home === home) this.#drop(home, node.id, reason);
-      this.onLeft(home);
+      this.ctx.logger.warn(
+        { home, silentMs: now - heard },
+        "cluster: a coordinator fell silent; its nodes are dropped",
+      );
+      this.#forget(home, `coordinator ${home} fell silent (no node view for ${now - heard} ms)`);
     }
+  }
+
+  /** A home stopped gracefully and said so: as if it had fallen silent, without the wait. */
+  left(view: ClusterView): void {
+    const { ctx } = this;
+    if (view.home === ctx.instance || this.#refusedHomes.has(view.home)) return;
+    if (!Buffer.from(view.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) return;
+    ctx.logger.info({ home: view.home }, "cluster: a coordinator left; its nodes are dropped");
+    this.#forget(view.home, `coordinator ${view.home} stopped`);
+  }
+
+  #forget(home: string, reason: string): void {
+    this.#heard.delete(home);
+    for (const node of [...this.ctx.registry.nodes()])
+      if (node instanceof RemoteNode && node.home === home) this.#drop(home, node.id, reason);
+    this.onLeft(home);
   }
 
   /** True when the node may take work it could not before. */
@@ -195,14 +244,23 @@ export class ViewReceiver {
     const { registry } = this.ctx;
     const existing = registry.get(view.nodeId);
     const registeredAt = Number(view.registeredAtUnixMs);
-    if (existing instanceof RemoteNode && existing.home === home && existing.sessionId === view.sessionId && existing.connected) {
+    if (
+      existing instanceof RemoteNode &&
+      existing.home === home &&
+      existing.sessionId === view.sessionId &&
+      existing.connected
+    ) {
       return existing.apply(view, now);
     }
     // of two coordinators claiming the node, the later registration wins (the other connection is a stale one)
     if (existing?.connected && existing.registeredAt > registeredAt) return false;
     const node = this.#remoteNode(home, view, now);
     if (!node) return false;
-    if (existing && !existing.remote) this.ctx.logger.info({ nodeId: view.nodeId, home }, "cluster: the node registered again with another coordinator; its connection here is replaced");
+    if (existing && !existing.remote)
+      this.ctx.logger.info(
+        { nodeId: view.nodeId, home },
+        "cluster: the node registered again with another coordinator; its connection here is replaced",
+      );
     registry.add(node); // a connection here, or an older remote one, is disconnected and its tasks fail over
     return false; // add() already told the queue
   }
@@ -219,7 +277,10 @@ export class ViewReceiver {
       return new RemoteNode(home, view, keys, this.link, now);
     } catch (err) {
       if (!(err instanceof EnvelopeError)) throw err;
-      this.ctx.logger.warn({ nodeId: view.nodeId, home, err: err.message }, "cluster: a node's public key is unusable; not routed from here");
+      this.ctx.logger.warn(
+        { nodeId: view.nodeId, home, err: err.message },
+        "cluster: a node's public key is unusable; not routed from here",
+      );
       return undefined;
     }
   }

@@ -10,7 +10,6 @@ import { eligible, type RouteRequest } from "../tasks/router.ts";
 import type { Bus, ClusterSubjects } from "./bus.ts";
 import { difficultyFromProto, difficultyToProto } from "../../common/vocabulary.ts";
 
-
 export interface QueueViewContext {
   bus: Bus;
   subjects: ClusterSubjects;
@@ -90,7 +89,14 @@ export class QueueView implements QueuePeers {
   }
 
   #send(): void {
-    const message = create(ClusterQueueSchema, { home: this.ctx.instance, waiters: this.#own.map((w) => ({ id: w.id, enqueuedAtUnixMs: BigInt(Math.round(w.since)), route: routeOf(w.request) })) });
+    const message = create(ClusterQueueSchema, {
+      home: this.ctx.instance,
+      waiters: this.#own.map((w) => ({
+        id: w.id,
+        enqueuedAtUnixMs: BigInt(Math.round(w.since)),
+        route: routeOf(w.request),
+      })),
+    });
     this.ctx.bus.publish(this.ctx.subjects.queue, toBinary(ClusterQueueSchema, message));
   }
 
@@ -118,9 +124,26 @@ export function routeOf(request: RouteRequest): ClusterRoute {
     difficulty: difficultyToProto[request.difficulty],
     model: request.model ?? "",
     exclude: [...request.exclude],
-    ...(sameModel ? { sameModel: { modelName: sameModel.modelName, quantization: sameModel.quantization, modelSha256: sameModel.modelSha256 ?? "" } } : {}),
+    ...(sameModel
+      ? {
+          sameModel: {
+            modelName: sameModel.modelName,
+            quantization: sameModel.quantization,
+            modelSha256: sameModel.modelSha256 ?? "",
+          },
+        }
+      : {}),
     ...(request.reputationAbove !== undefined ? { reputationAbove: request.reputationAbove } : {}),
-    ...(c ? { context: { asciiChars: c.asciiChars, otherChars: c.otherChars, messages: c.messages, answerTokens: c.answerTokens } } : {}),
+    ...(c
+      ? {
+          context: {
+            asciiChars: c.asciiChars,
+            otherChars: c.otherChars,
+            messages: c.messages,
+            answerTokens: c.answerTokens,
+          },
+        }
+      : {}),
     ...(request.minContext !== undefined ? { minContext: request.minContext } : {}),
   });
 }
@@ -135,9 +158,26 @@ export function requestOf(route: ClusterRoute): RouteRequest | undefined {
     difficulty,
     model: route.model || undefined,
     exclude: new Set(route.exclude),
-    ...(same ? { sameModel: { modelName: same.modelName, quantization: same.quantization, ...(same.modelSha256 ? { modelSha256: same.modelSha256 } : {}) } } : {}),
+    ...(same
+      ? {
+          sameModel: {
+            modelName: same.modelName,
+            quantization: same.quantization,
+            ...(same.modelSha256 ? { modelSha256: same.modelSha256 } : {}),
+          },
+        }
+      : {}),
     ...(route.reputationAbove !== undefined ? { reputationAbove: route.reputationAbove } : {}),
-    ...(c ? { context: { asciiChars: c.asciiChars, otherChars: c.otherChars, messages: c.messages, answerTokens: c.answerTokens } } : {}),
+    ...(c
+      ? {
+          context: {
+            asciiChars: c.asciiChars,
+            otherChars: c.otherChars,
+            messages: c.messages,
+            answerTokens: c.answerTokens,
+          },
+        }
+      : {}),
     ...(route.minContext !== undefined ? { minContext: route.minContext } : {}),
   };
 }

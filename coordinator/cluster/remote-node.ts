@@ -56,12 +56,18 @@ class ForwardedMeasurements extends NodeMeasurements {
   }
   override answered(speed: number | undefined, contextTokens: number): void {
     super.answered(speed, contextTokens);
-    const sample = { ...(speed !== undefined && Number.isFinite(speed) ? { speed } : {}), contextTokens: Math.max(0, Math.round(contextTokens)) };
+    const sample = {
+      ...(speed !== undefined && Number.isFinite(speed) ? { speed } : {}),
+      contextTokens: Math.max(0, Math.round(contextTokens)),
+    };
     this.forward({ case: "measured", value: { sample: { case: "answered", value: sample } } });
   }
   override refused(tokens: number): void {
     super.refused(tokens);
-    this.forward({ case: "measured", value: { sample: { case: "refusedTokens", value: Math.max(0, Math.round(tokens)) } } });
+    this.forward({
+      case: "measured",
+      value: { sample: { case: "refusedTokens", value: Math.max(0, Math.round(tokens)) } },
+    });
   }
   override compared(identity: IdentityRecord): void {
     super.compared(identity);
@@ -85,7 +91,18 @@ export class RemoteNode extends LiveNode {
     now: number,
   ) {
     const outbox = new RemoteOutbox();
-    super(view.nodeId, view.accountId, view.sessionId, tierOf(view.tier), view.tierReason, capabilitiesOf(view), view.reputation, keys, outbox, now);
+    super(
+      view.nodeId,
+      view.accountId,
+      view.sessionId,
+      tierOf(view.tier),
+      view.tierReason,
+      capabilitiesOf(view),
+      view.reputation,
+      keys,
+      outbox,
+      now,
+    );
     outbox.forward = (message) => this.#forward(message);
     this.publicKey = view.publicKey;
     this.apply(view, now);
@@ -120,8 +137,11 @@ export class RemoteNode extends LiveNode {
       this.#full = false;
       // the home's running tasks hold slots here too; this coordinator's own attempts are already in the table
       const running = new Map(view.running.map((task) => [task.taskId, Number(task.startedAtUnixMs)]));
-      for (const [taskId, sink] of this.tasks) if (sink instanceof ElsewhereTask && !running.has(taskId)) this.tasks.delete(taskId);
-      for (const [taskId, startedAt] of running) if (!this.tasks.has(taskId) && !this.#released.has(taskId)) this.tasks.set(taskId, new ElsewhereTask(startedAt));
+      for (const [taskId, sink] of this.tasks)
+        if (sink instanceof ElsewhereTask && !running.has(taskId)) this.tasks.delete(taskId);
+      for (const [taskId, startedAt] of running)
+        if (!this.tasks.has(taskId) && !this.#released.has(taskId))
+          this.tasks.set(taskId, new ElsewhereTask(startedAt));
       for (const taskId of this.#released) if (!running.has(taskId)) this.#released.delete(taskId);
     } finally {
       this.#applying = false;
@@ -145,7 +165,11 @@ export class RemoteNode extends LiveNode {
 
   override served(ms: number): void {
     super.served(ms);
-    if (Number.isFinite(ms) && ms >= 0) this.#toHome({ case: "measured", value: { sample: { case: "servedMs", value: Math.min(0xffff_ffff, Math.round(ms)) } } });
+    if (Number.isFinite(ms) && ms >= 0)
+      this.#toHome({
+        case: "measured",
+        value: { sample: { case: "servedMs", value: Math.min(0xffff_ffff, Math.round(ms)) } },
+      });
   }
 
   /** Suspensions (a mismatch here, ClearNode here) and reputation changes go to the home, which tells everyone. */

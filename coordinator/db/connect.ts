@@ -17,7 +17,10 @@ export interface DatabaseLogger {
 }
 
 export interface OpenDatabaseOptions {
-  /** postgres:// or postgresql:// for a server; memory:// for a throw-away in-memory PGlite; unset or empty for PGlite on disk. */
+  /**
+   * postgres:// or postgresql:// for a server; memory:// for a throw-away in-memory PGlite; unset or empty for PGlite
+   * on disk.
+   */
   url?: string;
   /** Connections in the pg pool (PGlite always has exactly one). */
   poolSize: number;

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, databaseSource, type TestDatabase } from "../../test/support/database.ts";
 import { AccountService } from "../../gen/iris/v1/account_pb.ts";
 import { InferenceService } from "../../gen/iris/v1/inference_pb.ts";
-import { chatStreamError } from "../http/chat-sse.ts";
+import { chatStreamError } from "../http/chat-stream-error.ts";
 import { openAiError } from "../http/openai-errors.ts";
 import { openDatabase } from "./connect.ts";
 import { CommitUnknownError, createDatabaseFaultInterceptor, isDatabaseUnavailable } from "./faults.ts";
@@ -16,7 +16,11 @@ const withCode = (code: string, message = "x") => Object.assign(new Error(messag
 
 describe("isDatabaseUnavailable", () => {
   it.each([
-    ["admin shutdown (pg_terminate_backend)", withCode("57P01", "terminating connection due to administrator command"), true],
+    [
+      "admin shutdown (pg_terminate_backend)",
+      withCode("57P01", "terminating connection due to administrator command"),
+      true,
+    ],
     ["server starting up", withCode("57P03"), true],
     ["too many connections", withCode("53300"), true],
     ["connection exception class 08", withCode("08006"), true],
@@ -40,8 +44,14 @@ describe("isDatabaseUnavailable", () => {
 describe("HTTP routes", () => {
   const terminated = withCode("57P01", "terminating connection due to administrator command");
   it("answer a database fault with 503 on /v1 and /api/chat/stream, and a bug with 500", () => {
-    expect(openAiError(terminated, "r1")).toMatchObject({ status: 503, body: { error: { message: "database unavailable: 57P01", code: "service_unavailable" } } });
-    expect(chatStreamError(terminated, "r1")).toMatchObject({ status: 503, body: { code: "unavailable", message: "database unavailable: 57P01" } });
+    expect(openAiError(terminated, "r1")).toMatchObject({
+      status: 503,
+      body: { error: { message: "database unavailable: 57P01", code: "service_unavailable" } },
+    });
+    expect(chatStreamError(terminated, "r1")).toMatchObject({
+      status: 503,
+      body: { code: "unavailable", message: "database unavailable: 57P01" },
+    });
     expect(openAiError(new TypeError("x"), "r1").status).toBe(500);
     expect(chatStreamError(new TypeError("x"), "r1").status).toBe(500);
   });
@@ -70,7 +80,9 @@ describe("database fault interceptor", () => {
     const err = ConnectError.from(await accounts.generateKey({}).catch((e: unknown) => e));
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe("database unavailable: 57P01");
-    const other = ConnectError.from(await accounts.verifyKey({ accountKey: "1234567890123456" }).catch((e: unknown) => e));
+    const other = ConnectError.from(
+      await accounts.verifyKey({ accountKey: "1234567890123456" }).catch((e: unknown) => e),
+    );
     expect(other.code).not.toBe(Code.Unavailable);
   });
 
@@ -78,7 +90,8 @@ describe("database fault interceptor", () => {
     const inference = createClient(InferenceService, transport);
     const received: string[] = [];
     const failure = await (async () => {
-      for await (const response of inference.chat({})) if (response.event.case === "token") received.push(response.event.value.text);
+      for await (const response of inference.chat({}))
+        if (response.event.case === "token") received.push(response.event.value.text);
     })().catch((e: unknown) => ConnectError.from(e));
     expect(received).toEqual(["Hel"]);
     expect(failure?.code).toBe(Code.Unavailable);
@@ -115,12 +128,19 @@ describe.skipIf(databaseSource().kind !== "postgres")("pg pool when a backend is
       });
       await admin.query("SELECT pg_terminate_backend($1)", [await pid]);
       // pg emits 'error' on the checked-out client as soon as the socket closes
-      for (let i = 0; i < 50 && (await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [await pid])).rowCount! > 0; i++) {
+      for (
+        let i = 0;
+        i < 50 && (await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [await pid])).rowCount! > 0;
+        i++
+      ) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
       proceed();
-      const failure = await transaction.then(() => undefined, (err: unknown) => err);
+      const failure = await transaction.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(isDatabaseUnavailable(failure)).toBe(true);
       expect(uncaught).toEqual([]);
       const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(opened.db);

@@ -1,4 +1,5 @@
-// Tells a database that is unreachable or went away from any other database error, and maps it to Connect's Unavailable.
+// Tells a database that is unreachable or went away from any other database error, and maps it to Connect's
+// Unavailable.
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 
 /**
@@ -32,7 +33,12 @@ const UNAVAILABLE_MESSAGES = [
 /** True when `err` (or its cause, or one of an AggregateError's errors) says the database cannot be reached now. */
 export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
   if (typeof err !== "object" || err === null || depth > 4) return false;
-  const { code, message, cause, errors } = err as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+  const { code, message, cause, errors } = err as {
+    code?: unknown;
+    message?: unknown;
+    cause?: unknown;
+    errors?: unknown;
+  };
   if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || code.startsWith("08"))) return true;
   if (typeof message === "string" && UNAVAILABLE_MESSAGES.some((m) => message.includes(m))) return true;
   if (Array.isArray(errors) && errors.some((e) => isDatabaseUnavailable(e, depth + 1))) return true;
@@ -55,7 +61,10 @@ export class CommitUnknownError extends Error {
   }
 }
 
-/** `err` as a client should see it: a database fault becomes Unavailable (503 on HTTP routes), anything else is unchanged. */
+/**
+ * `err` as a client should see it: a database fault becomes Unavailable (503 on HTTP routes), anything else is
+ * unchanged.
+ */
 export function unavailableIfDatabase(err: unknown): unknown {
   return !(err instanceof ConnectError) && isDatabaseUnavailable(err) ? databaseUnavailable(err) : err;
 }
@@ -83,7 +92,8 @@ export function createDatabaseFaultInterceptor(): Interceptor {
         const it = source[Symbol.asyncIterator]();
         return {
           next: () => it.next().catch(rethrow),
-          return: (value?: unknown) => (it.return ? it.return(value).catch(rethrow) : Promise.resolve({ done: true as const, value })),
+          return: (value?: unknown) =>
+            it.return ? it.return(value).catch(rethrow) : Promise.resolve({ done: true as const, value }),
         };
       },
     };

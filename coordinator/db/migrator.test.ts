@@ -126,18 +126,38 @@ describe("splitSqlStatements", () => {
     { name: "no trailing semicolon", text: "SELECT 1;\nSELECT 2", expected: ["SELECT 1", "SELECT 2"] },
     { name: "blank and empty statements", text: " ;\n;SELECT 1;;  \n", expected: ["SELECT 1"] },
     { name: "semicolon in a string", text: "SELECT 'a;b'; SELECT 2", expected: ["SELECT 'a;b'", "SELECT 2"] },
-    { name: "doubled quote in a string", text: "SELECT 'it''s; fine'; SELECT 2", expected: ["SELECT 'it''s; fine'", "SELECT 2"] },
-    { name: "E-string backslash escape", text: "SELECT E'a\\';b'; SELECT 2", expected: ["SELECT E'a\\';b'", "SELECT 2"] },
+    {
+      name: "doubled quote in a string",
+      text: "SELECT 'it''s; fine'; SELECT 2",
+      expected: ["SELECT 'it''s; fine'", "SELECT 2"],
+    },
+    {
+      name: "E-string backslash escape",
+      text: "SELECT E'a\\';b'; SELECT 2",
+      expected: ["SELECT E'a\\';b'", "SELECT 2"],
+    },
     { name: "quoted identifier", text: 'SELECT 1 AS "x;y"; SELECT 2', expected: ['SELECT 1 AS "x;y"', "SELECT 2"] },
-    { name: "line comment", text: "SELECT 1 -- not; here\n; SELECT 2", expected: ["SELECT 1 -- not; here", "SELECT 2"] },
-    { name: "nested block comment", text: "SELECT /* a /* b; */ c; */ 1; SELECT 2", expected: ["SELECT /* a /* b; */ c; */ 1", "SELECT 2"] },
+    {
+      name: "line comment",
+      text: "SELECT 1 -- not; here\n; SELECT 2",
+      expected: ["SELECT 1 -- not; here", "SELECT 2"],
+    },
+    {
+      name: "nested block comment",
+      text: "SELECT /* a /* b; */ c; */ 1; SELECT 2",
+      expected: ["SELECT /* a /* b; */ c; */ 1", "SELECT 2"],
+    },
     { name: "comment-only tail", text: "SELECT 1;\n-- the end;\n/* done; */\n", expected: ["SELECT 1"] },
     {
       name: "dollar quotes",
       text: "DO $body$ BEGIN PERFORM 1; END $body$; SELECT $$a;b$$",
       expected: ["DO $body$ BEGIN PERFORM 1; END $body$", "SELECT $$a;b$$"],
     },
-    { name: "positional parameter is not a dollar quote", text: "SELECT $1; SELECT 2", expected: ["SELECT $1", "SELECT 2"] },
+    {
+      name: "positional parameter is not a dollar quote",
+      text: "SELECT $1; SELECT 2",
+      expected: ["SELECT $1", "SELECT 2"],
+    },
   ];
   it.each(cases)("$name", ({ text, expected }) => {
     expect(splitSqlStatements(text)).toEqual(expected);

@@ -20,7 +20,7 @@ import { type Migration, type MigrationProvider, Migrator } from "kysely/migrati
 import type { DatabaseLogger } from "./connect.ts";
 
 /** migrations/ at the repository root, found from this file so any working directory works. */
-export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../migrations/", import.meta.url));
+const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../migrations/", import.meta.url));
 
 const MIGRATION_FILE = /^(\d{4}_[a-z0-9_]+)\.sql$/;
 
@@ -43,6 +43,7 @@ class SqlFileMigrationProvider implements MigrationProvider {
     for (const name of await migrationNames(this.folder)) {
       const statements = splitSqlStatements(await readFile(join(this.folder, `${name}.sql`), "utf8"));
       migrations[name] = {
+        // biome-ignore lint/suspicious/noExplicitAny: a migration runs on whatever schema the database has so far
         async up(db: Kysely<any>) {
           for (const statement of statements) {
             // Trusted file content, no parameters: the one place where sql.raw is the right tool.
@@ -60,6 +61,7 @@ class SqlFileMigrationProvider implements MigrationProvider {
  * was already current); throws an Error naming the migration that failed.
  */
 export async function migrateToLatest(
+  // biome-ignore lint/suspicious/noExplicitAny: the migrator works before and across schema versions
   db: Kysely<any>,
   logger?: DatabaseLogger,
   folder: string = MIGRATIONS_FOLDER,
@@ -154,7 +156,8 @@ function skipQuoted(text: string, from: number, quote: string, backslashEscapes:
     if (backslashEscapes && text[i] === "\\") {
       i += 2;
     } else if (text[i] === quote) {
-      if (text[i + 1] === quote) i += 2; // doubled quote is an escaped quote
+      if (text[i + 1] === quote)
+        i += 2; // doubled quote is an escaped quote
       else return i + 1;
     } else {
       i += 1;

@@ -49,14 +49,19 @@ export class OutageWait {
   /** After a successful write: ends the wait, if there was one, with a log line. */
   recovered(waiting: number): void {
     if (this.#since === undefined) return;
-    this.logger.info({ waitedMs: Date.now() - this.#since, waiting }, `${this.what} written again: the database is back`);
+    this.logger.info(
+      { waitedMs: Date.now() - this.#since, waiting },
+      `${this.what} written again: the database is back`,
+    );
     this.#since = undefined;
     this.#loggedAt = 0;
     this.#pauseMs = this.pacing.firstMs;
   }
 }
 
-/** Resolves true when `work` settles within `ms`, false when the time ran out first (shutdown with the database down). */
+/**
+ * Resolves true when `work` settles within `ms`, false when the time ran out first (shutdown with the database down).
+ */
 export async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));

@@ -19,7 +19,7 @@ interface Pending {
 const CLOSE_TIMEOUT_MS = 10_000;
 
 /** SQLSTATE 08006 connection_failure: faults.ts maps it to Unavailable, as it does a lost server connection. */
-export class EmbeddedDatabaseLostError extends Error {
+class EmbeddedDatabaseLostError extends Error {
   readonly code = "08006";
   constructor(reason: string, options?: ErrorOptions) {
     super(`the embedded database (PGlite worker thread) stopped: ${reason}`, options);
@@ -51,7 +51,9 @@ export class PgliteWorkerClient {
     try {
       const [hello] = (await Promise.race([
         once(worker, "message"),
-        once(worker, "exit").then(([code]) => Promise.reject(new Error(`the PGlite worker exited with code ${code} while opening`))),
+        once(worker, "exit").then(([code]) =>
+          Promise.reject(new Error(`the PGlite worker exited with code ${code} while opening`)),
+        ),
       ])) as [WorkerHello];
       if ("fatal" in hello) throw deserializeError(hello.fatal);
     } catch (err) {

@@ -30,7 +30,10 @@ class SessionGate {
   #holder: object | undefined;
   readonly #waiting: (() => void)[] = [];
 
-  /** Calls `send` now if `lease` may use the session, else once it may; `send` must hand its statement over synchronously. */
+  /**
+   * Calls `send` now if `lease` may use the session, else once it may; `send` must hand its statement over
+   * synchronously.
+   */
   use<T>(lease: object, send: () => Promise<T>): Promise<T> {
     if (this.#holder === lease || this.#isFree()) return send();
     return new Promise<T>((resolve, reject) => this.#waiting.push(() => void send().then(resolve, reject)));
@@ -84,6 +87,7 @@ class WorkerConnection implements DatabaseConnection {
     return { rows: rows as R[], numAffectedRows: changes ? BigInt(affectedRows ?? 0) : undefined };
   }
 
+  // biome-ignore lint/correctness/useYield: the interface asks for a generator; this one refuses before yielding
   async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
     throw new Error("streaming is not supported by the embedded database");
   }
@@ -108,7 +112,13 @@ class PgliteWorkerDriver implements Driver {
     await this.#gate.hold(connection);
     let statement = "begin";
     if (settings.isolationLevel || settings.accessMode) {
-      statement = ["start transaction", settings.isolationLevel && `isolation level ${settings.isolationLevel}`, settings.accessMode].filter(Boolean).join(" ");
+      statement = [
+        "start transaction",
+        settings.isolationLevel && `isolation level ${settings.isolationLevel}`,
+        settings.accessMode,
+      ]
+        .filter(Boolean)
+        .join(" ");
     }
     await this.#client.query(statement, []);
   }
@@ -127,11 +137,19 @@ class PgliteWorkerDriver implements Driver {
     await this.#savepointCommand(connection, "savepoint", name, compile);
   }
 
-  async rollbackToSavepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]): Promise<void> {
+  async rollbackToSavepoint(
+    connection: DatabaseConnection,
+    name: string,
+    compile: QueryCompiler["compileQuery"],
+  ): Promise<void> {
     await this.#savepointCommand(connection, "rollback to", name, compile);
   }
 
-  async releaseSavepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]): Promise<void> {
+  async releaseSavepoint(
+    connection: DatabaseConnection,
+    name: string,
+    compile: QueryCompiler["compileQuery"],
+  ): Promise<void> {
     await this.#savepointCommand(connection, "release", name, compile);
   }
 
@@ -160,7 +178,12 @@ class PgliteWorkerDriver implements Driver {
     return ended;
   }
 
-  async #savepointCommand(connection: DatabaseConnection, command: string, name: string, compile: QueryCompiler["compileQuery"]) {
+  async #savepointCommand(
+    connection: DatabaseConnection,
+    command: string,
+    name: string,
+    compile: QueryCompiler["compileQuery"],
+  ) {
     // IdentifierNode quotes the name, as Kysely's own drivers do
     const node = RawNode.createWithChildren([RawNode.createWithSql(`${command} `), IdentifierNode.create(name)]);
     await connection.executeQuery(compile(node, createQueryId()));
@@ -178,7 +201,9 @@ class PgliteWorkerAdapter extends PGliteAdapter {
   }
 }
 
-/** PGlite in a worker thread, for `new Kysely({ dialect })`; the client is already started (and owned by the driver). */
+/**
+ * PGlite in a worker thread, for `new Kysely({ dialect })`; the client is already started (and owned by the driver).
+ */
 export class PgliteWorkerDialect implements Dialect {
   constructor(readonly client: PgliteWorkerClient) {}
 
@@ -190,6 +215,7 @@ export class PgliteWorkerDialect implements Dialect {
     return new PgliteWorkerDriver(this.client);
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: Kysely's Dialect interface takes an untyped instance here
   createIntrospector(db: Kysely<any>): DatabaseIntrospector {
     return new PostgresIntrospector(db);
   }

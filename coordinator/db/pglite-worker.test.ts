@@ -20,12 +20,13 @@ async function startDatabase() {
 }
 
 describe("PGlite in a worker thread", () => {
-  let client: PgliteWorkerClient;
   let db: Kysely<any>;
   beforeAll(async () => {
-    ({ client, db } = await startDatabase());
+    db = (await startDatabase()).db;
     await sql`create table counters (id int primary key, value int not null)`.execute(db);
-    await sql`create table kinds (id int8, amount numeric, at timestamptz, data bytea, doc jsonb, label text)`.execute(db);
+    await sql`create table kinds (id int8, amount numeric, at timestamptz, data bytea, doc jsonb, label text)`.execute(
+      db,
+    );
   });
   afterAll(async () => {
     await db?.destroy();
@@ -37,7 +38,11 @@ describe("PGlite in a worker thread", () => {
       db.transaction().execute(async (tx) => {
         const { value } = await tx.selectFrom("counters").select("value").where("id", "=", 1).executeTakeFirstOrThrow();
         await sleep(5); // another transaction interleaving here would lose an increment
-        await tx.updateTable("counters").set({ value: value + 1 }).where("id", "=", 1).execute();
+        await tx
+          .updateTable("counters")
+          .set({ value: value + 1 })
+          .where("id", "=", 1)
+          .execute();
       });
     await Promise.all(Array.from({ length: 20 }, increment));
     const { value } = await db.selectFrom("counters").select("value").where("id", "=", 1).executeTakeFirstOrThrow();
@@ -66,9 +71,18 @@ describe("PGlite in a worker thread", () => {
 
   it("rejects with PostgreSQL's error fields, as pg's DatabaseError", async () => {
     await db.insertInto("counters").values({ id: 3, value: 0 }).execute();
-    const error = await db.insertInto("counters").values({ id: 3, value: 0 }).execute().catch((err: unknown) => err);
+    const error = await db
+      .insertInto("counters")
+      .values({ id: 3, value: 0 })
+      .execute()
+      .catch((err: unknown) => err);
     expect(error).toBeInstanceOf(pg.DatabaseError);
-    expect(error).toMatchObject({ code: "23505", constraint: "counters_pkey", table: "counters", detail: "Key (id)=(3) already exists." });
+    expect(error).toMatchObject({
+      code: "23505",
+      constraint: "counters_pkey",
+      table: "counters",
+      detail: "Key (id)=(3) already exists.",
+    });
     expect(isDatabaseUnavailable(error)).toBe(false);
     // the session is fine afterwards
     expect((await sql<{ one: number }>`select 1 as one`.execute(db)).rows).toEqual([{ one: 1 }]);
@@ -82,7 +96,11 @@ describe("PGlite in a worker thread", () => {
     await expect(failed).rejects.toMatchObject({ code: "23505" });
     const swallowed = db.transaction().execute(async (tx) => {
       await tx.insertInto("counters").values({ id: 5, value: 0 }).execute();
-      await tx.insertInto("counters").values({ id: 5, value: 0 }).execute().catch(() => {});
+      await tx
+        .insertInto("counters")
+        .values({ id: 5, value: 0 })
+        .execute()
+        .catch(() => {});
     });
     expect(isAbortedTransactionError(await swallowed.catch((err: unknown) => err))).toBe(true);
     const left = await db.selectFrom("counters").select("id").where("id", "in", [4, 5]).execute();
@@ -94,16 +112,39 @@ describe("PGlite in a worker thread", () => {
     const data = Buffer.from([0, 1, 2, 255]);
     await db
       .insertInto("kinds")
-      .values({ id: 2 ** 53 - 1, amount: "12345678901234567890.123", at, data, doc: JSON.stringify({ a: [1, "x"] }), label: "Robert'); --" })
+      .values({
+        id: 2 ** 53 - 1,
+        amount: "12345678901234567890.123",
+        at,
+        data,
+        doc: JSON.stringify({ a: [1, "x"] }),
+        label: "Robert'); --",
+      })
       .execute();
-    await db.insertInto("kinds").values({ id: null, amount: null, at: null, data: null, doc: null, label: null }).execute();
-    const [row, empty] = await db.selectFrom("kinds").selectAll().orderBy("id", (ob) => ob.asc().nullsLast()).execute();
+    await db
+      .insertInto("kinds")
+      .values({ id: null, amount: null, at: null, data: null, doc: null, label: null })
+      .execute();
+    const [row, empty] = await db
+      .selectFrom("kinds")
+      .selectAll()
+      .orderBy("id", (ob) => ob.asc().nullsLast())
+      .execute();
     if (!row) throw new Error("no row");
-    expect(row).toEqual({ id: 2 ** 53 - 1, amount: "12345678901234567890.123", at, data, doc: { a: [1, "x"] }, label: "Robert'); --" });
+    expect(row).toEqual({
+      id: 2 ** 53 - 1,
+      amount: "12345678901234567890.123",
+      at,
+      data,
+      doc: { a: [1, "x"] },
+      label: "Robert'); --",
+    });
     expect(row.at).toBeInstanceOf(Date);
     expect(Buffer.isBuffer(row.data)).toBe(true);
     expect(empty).toEqual({ id: null, amount: null, at: null, data: null, doc: null, label: null });
-    await expect(sql`select 9007199254740993::int8 as big`.execute(db)).rejects.toThrow(/outside JavaScript's safe integer range/);
+    await expect(sql`select 9007199254740993::int8 as big`.execute(db)).rejects.toThrow(
+      /outside JavaScript's safe integer range/,
+    );
   });
 
   it("counts affected rows like the pg driver", async () => {
@@ -112,7 +153,9 @@ describe("PGlite in a worker thread", () => {
   });
 
   it("runs a thousand pipelined statements without losing one", async () => {
-    const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => sql<{ i: number }>`select ${i}::int as i`.execute(db)));
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => sql<{ i: number }>`select ${i}::int as i`.execute(db)),
+    );
     expect(results.map((r) => r.rows[0]!.i)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
   });
 });
@@ -130,7 +173,11 @@ describe("a PGlite worker that dies", () => {
       .catch((err: unknown) => err);
     await sleep(20);
     await client.terminate();
-    for (const error of [await inFlight, await transaction, await sql`select 1`.execute(db).catch((err: unknown) => err)]) {
+    for (const error of [
+      await inFlight,
+      await transaction,
+      await sql`select 1`.execute(db).catch((err: unknown) => err),
+    ]) {
       expect(isDatabaseUnavailable(error), String(error)).toBe(true);
       expect(databaseUnavailable(error).code).toBe(Code.Unavailable);
     }
@@ -147,7 +194,10 @@ describe("closing", () => {
     expect((await before).rows).toEqual([{ n: 42 }]);
     await closed;
     await db.destroy(); // twice is fine
-    for (const error of [await sql`select 1`.execute(db).catch((err: unknown) => err), await client.query("select 1", []).catch((err: unknown) => err)]) {
+    for (const error of [
+      await sql`select 1`.execute(db).catch((err: unknown) => err),
+      await client.query("select 1", []).catch((err: unknown) => err),
+    ]) {
       expect(error).toBeInstanceOf(Error);
       expect((error as Error).message).toMatch(/closed|destroyed/);
       expect(isDatabaseUnavailable(error)).toBe(false);
@@ -175,7 +225,9 @@ describe("openDatabase with PGlite", () => {
   it("still runs in the calling thread when asked to", async () => {
     const opened = await openDatabase({ url: "memory://", poolSize: 1, dataDir: "", pgliteThread: "main" });
     try {
-      const { rows } = await sql<{ data: Buffer; at: Date }>`select '\\x01'::bytea as data, now() as at`.execute(opened.db);
+      const { rows } = await sql<{ data: Buffer; at: Date }>`select '\\x01'::bytea as data, now() as at`.execute(
+        opened.db,
+      );
       expect(Buffer.isBuffer(rows[0]!.data)).toBe(true);
       expect(rows[0]!.at).toBeInstanceOf(Date);
     } finally {

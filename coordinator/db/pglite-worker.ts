@@ -2,7 +2,13 @@
 // Started by pglite-worker-client.ts; workerData is { dataDir?: string } (none: in memory).
 import { parentPort, workerData } from "node:worker_threads";
 import { PGlite } from "@electric-sql/pglite";
-import { type SerializedError, serializeError, type WorkerHello, type WorkerReply, type WorkerRequest } from "./pglite-protocol.ts";
+import {
+  type SerializedError,
+  serializeError,
+  type WorkerHello,
+  type WorkerReply,
+  type WorkerRequest,
+} from "./pglite-protocol.ts";
 import { BYTEA, parsers } from "./type-parsers.ts";
 
 // Replies wait for the rest of a busy queue at most this long or this many, so the coordinator's thread wakes
@@ -56,15 +62,22 @@ async function drain(): Promise<void> {
       flush();
       process.exit(1); // the coordinator's thread fails what is left as "database unavailable"
     }
-    if (next === queue.length || replies.length >= REPLY_BATCH_MAX || performance.now() - oldest >= REPLY_BATCH_MS) flush();
+    if (next === queue.length || replies.length >= REPLY_BATCH_MAX || performance.now() - oldest >= REPLY_BATCH_MS)
+      flush();
   }
   queue.length = 0;
   running = false;
 }
 
-async function execute(request: { id: number; sql: string; parameters: readonly unknown[] }): Promise<{ reply: WorkerReply; fatal?: boolean }> {
+async function execute(request: {
+  id: number;
+  sql: string;
+  parameters: readonly unknown[];
+}): Promise<{ reply: WorkerReply; fatal?: boolean }> {
   try {
-    const result = await pglite.query<Record<string, unknown>>(request.sql, request.parameters as unknown[], { rowMode: "object" });
+    const result = await pglite.query<Record<string, unknown>>(request.sql, request.parameters as unknown[], {
+      rowMode: "object",
+    });
     const bytea = result.fields.filter((field) => field.dataTypeID === BYTEA).map((field) => field.name);
     const reply: WorkerReply = { id: request.id, rows: result.rows, affectedRows: result.affectedRows };
     const command = (result as { command?: string }).command;
@@ -73,7 +86,8 @@ async function execute(request: { id: number; sql: string; parameters: readonly 
     return { reply };
   } catch (err) {
     const error: SerializedError = serializeError(err);
-    // a trap inside the WebAssembly module (WebAssembly.RuntimeError) leaves PGlite unusable: end the thread rather than answer wrongly
+    // a trap inside the WebAssembly module (WebAssembly.RuntimeError) leaves PGlite unusable: end the thread rather
+    // than answer wrongly
     return { reply: { id: request.id, error }, fatal: err instanceof Error && err.name === "RuntimeError" };
   }
 }

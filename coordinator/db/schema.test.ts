@@ -92,7 +92,12 @@ describe.each(testEngines())("schema on $name", ({ engine }) => {
     const connectedAt = new Date("2025-03-01T12:34:56.789Z");
     const session = await db
       .insertInto("node_sessions")
-      .values({ node_id: node.id, coordinator_instance: "coord-a", remote_address: "203.0.113.7:51234", connected_at: connectedAt })
+      .values({
+        node_id: node.id,
+        coordinator_instance: "coord-a",
+        remote_address: "203.0.113.7:51234",
+        connected_at: connectedAt,
+      })
       .returningAll()
       .executeTakeFirstOrThrow();
     expect(session.id).toMatch(UUID);
@@ -112,7 +117,13 @@ describe.each(testEngines())("schema on $name", ({ engine }) => {
     const deadline = new Date(Date.now() + 60_000);
     const parent = await db
       .insertInto("tasks")
-      .values({ difficulty: "COMPLEX", division_mode: "subtasks", classifier: "rules", account_id: account.id, deadline_at: deadline })
+      .values({
+        difficulty: "COMPLEX",
+        division_mode: "subtasks",
+        classifier: "rules",
+        account_id: account.id,
+        deadline_at: deadline,
+      })
       .returningAll()
       .executeTakeFirstOrThrow();
     expect(parent).toMatchObject({ status: "queued", attempt: 0, prompt_tokens: 0, max_tokens: null, parent_id: null });
@@ -120,7 +131,16 @@ describe.each(testEngines())("schema on $name", ({ engine }) => {
 
     const child = await db
       .insertInto("tasks")
-      .values({ parent_id: parent.id, difficulty: "SIMPLE", tier: "PRO", node_id: node.id, status: "completed", completion_tokens: 512, ttft_ms: 180, total_ms: 2400 })
+      .values({
+        parent_id: parent.id,
+        difficulty: "SIMPLE",
+        tier: "PRO",
+        node_id: node.id,
+        status: "completed",
+        completion_tokens: 512,
+        ttft_ms: 180,
+        total_ms: 2400,
+      })
       .returningAll()
       .executeTakeFirstOrThrow();
     expect(child).toMatchObject({ parent_id: parent.id, node_id: node.id, completion_tokens: 512, ttft_ms: 180 });
@@ -136,7 +156,14 @@ describe.each(testEngines())("schema on $name", ({ engine }) => {
 
     const reputation = await db
       .insertInto("reputation_events")
-      .values({ node_id: node.id, account_id: account.id, rule: "timeout", delta: -20, task_id: child.id, evidence: json({ limitMs: 300_000, tags: ["slow"] }) })
+      .values({
+        node_id: node.id,
+        account_id: account.id,
+        rule: "timeout",
+        delta: -20,
+        task_id: child.id,
+        evidence: json({ limitMs: 300_000, tags: ["slow"] }),
+      })
       .returningAll()
       .executeTakeFirstOrThrow();
     expect(typeof reputation.id).toBe("number");
@@ -161,7 +188,10 @@ describe.each(testEngines())("schema on $name", ({ engine }) => {
   });
 
   it("returns int8 aggregates as numbers and refuses to round unsafe ones", async () => {
-    const { n } = await db.selectFrom("accounts").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow();
+    const { n } = await db
+      .selectFrom("accounts")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .executeTakeFirstOrThrow();
     expect(typeof n).toBe("number");
     const safe = await sql<{ v: number }>`select ${String(Number.MAX_SAFE_INTEGER)}::int8 as v`.execute(db);
     expect(safe.rows[0]?.v).toBe(Number.MAX_SAFE_INTEGER);
@@ -175,17 +205,25 @@ describe.each(testEngines())("schema on $name", ({ engine }) => {
       const failure_reason = status === "failed" ? "node vanished" : null;
       await db.insertInto("tasks").values({ status, difficulty: "SIMPLE", failure_reason }).execute();
     }
-    for (const difficulty of DIFFICULTIES) for (const division_mode of DIVISION_MODES) {
-      await db.insertInto("tasks").values({ difficulty, division_mode }).execute();
-    }
-    for (const tier of NODE_TIERS) for (const status of NODE_STATUSES) {
-      await db.updateTable("nodes").set({ tier, status }).where("id", "=", node.id).execute();
-    }
+    for (const difficulty of DIFFICULTIES)
+      for (const division_mode of DIVISION_MODES) {
+        await db.insertInto("tasks").values({ difficulty, division_mode }).execute();
+      }
+    for (const tier of NODE_TIERS)
+      for (const status of NODE_STATUSES) {
+        await db.updateTable("nodes").set({ tier, status }).where("id", "=", node.id).execute();
+      }
     for (const rule of REPUTATION_RULES) {
-      await db.insertInto("reputation_events").values({ node_id: node.id, account_id: account.id, rule, delta: 1 }).execute();
+      await db
+        .insertInto("reputation_events")
+        .values({ node_id: node.id, account_id: account.id, rule, delta: 1 })
+        .execute();
     }
     for (const role of USER_ROLES) {
-      await db.insertInto("users").values({ email: `${role}-${unique()}@example.com`, password_hash: "x", role }).execute();
+      await db
+        .insertInto("users")
+        .values({ email: `${role}-${unique()}@example.com`, password_hash: "x", role })
+        .execute();
     }
   });
 
@@ -201,14 +239,27 @@ describe.each(testEngines())("schema on $name", ({ engine }) => {
       .returning(["failure_reason", "client_address"])
       .executeTakeFirstOrThrow();
     expect(task).toEqual({ failure_reason: tricky, client_address: EVIL });
-    await db.updateTable("nodes").set({ gpus: json([{ name: EVIL, vram_mb: 1 }]) }).where("id", "=", node.id).execute();
+    await db
+      .updateTable("nodes")
+      .set({ gpus: json([{ name: EVIL, vram_mb: 1 }]) })
+      .where("id", "=", node.id)
+      .execute();
     const gpus = await db.selectFrom("nodes").select("gpus").where("id", "=", node.id).executeTakeFirstOrThrow();
     expect(gpus.gpus).toEqual([{ name: EVIL, vram_mb: 1 }]);
-    expect((await db.selectFrom("accounts").select("label").where("id", "=", account.id).executeTakeFirstOrThrow()).label).toBe(EVIL);
+    expect(
+      (await db.selectFrom("accounts").select("label").where("id", "=", account.id).executeTakeFirstOrThrow()).label,
+    ).toBe(EVIL);
     const echoed = await sql<{ v: string }>`select ${tricky}::text as v`.execute(db);
     expect(echoed.rows[0]?.v).toBe(tricky);
     // and the table is still there
-    expect((await db.selectFrom("nodes").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n).toBeGreaterThan(0);
+    expect(
+      (
+        await db
+          .selectFrom("nodes")
+          .select((eb) => eb.fn.countAll<number>().as("n"))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ).toBeGreaterThan(0);
   });
 
   it("rejects data the constraints forbid", async () => {
@@ -216,41 +267,138 @@ describe.each(testEngines())("schema on $name", ({ engine }) => {
     const node = await newNode(db, account.id);
     const bad = <T>(value: unknown) => value as T;
 
-    expect((await rejection(db.updateTable("nodes").set({ reputation: 9.99 }).where("id", "=", node.id).execute())).code).toBe(CHECK_VIOLATION);
+    expect(
+      (await rejection(db.updateTable("nodes").set({ reputation: 9.99 }).where("id", "=", node.id).execute())).code,
+    ).toBe(CHECK_VIOLATION);
     await db.updateTable("nodes").set({ reputation: 10 }).where("id", "=", node.id).execute();
-    expect((await rejection(db.updateTable("nodes").set({ tier: bad("ULTRA") }).where("id", "=", node.id).execute())).code).toBe(CHECK_VIOLATION);
-    expect((await rejection(db.updateTable("nodes").set({ gpus: bad(json({ name: "not a list" })) }).where("id", "=", node.id).execute())).code).toBe(CHECK_VIOLATION);
+    expect(
+      (
+        await rejection(
+          db
+            .updateTable("nodes")
+            .set({ tier: bad("ULTRA") })
+            .where("id", "=", node.id)
+            .execute(),
+        )
+      ).code,
+    ).toBe(CHECK_VIOLATION);
+    expect(
+      (
+        await rejection(
+          db
+            .updateTable("nodes")
+            .set({ gpus: bad(json({ name: "not a list" })) })
+            .where("id", "=", node.id)
+            .execute(),
+        )
+      ).code,
+    ).toBe(CHECK_VIOLATION);
     expect((await rejection(newNode(db, randomUUID()))).code).toBe(FOREIGN_KEY_VIOLATION);
 
     const task = (status: TaskStatus, failure_reason: string | null = null) =>
       db.insertInto("tasks").values({ difficulty: "SIMPLE", status, failure_reason }).execute();
     expect((await rejection(task(bad("exploded")))).code).toBe(CHECK_VIOLATION);
     expect((await rejection(task("failed"))).code).toBe(CHECK_VIOLATION);
-    expect((await rejection(db.insertInto("tasks").values({ difficulty: bad("TRIVIAL") }).execute())).code).toBe(CHECK_VIOLATION);
+    expect(
+      (
+        await rejection(
+          db
+            .insertInto("tasks")
+            .values({ difficulty: bad("TRIVIAL") })
+            .execute(),
+        )
+      ).code,
+    ).toBe(CHECK_VIOLATION);
 
-    expect((await rejection(db.insertInto("accounts").values({ key_hash: "not-a-sha256-hex" }).execute())).code).toBe(CHECK_VIOLATION);
+    expect((await rejection(db.insertInto("accounts").values({ key_hash: "not-a-sha256-hex" }).execute())).code).toBe(
+      CHECK_VIOLATION,
+    );
     const taken = await newAccount(db);
-    expect((await rejection(db.insertInto("accounts").values({ key_hash: taken.key_hash }).execute())).code).toBe(UNIQUE_VIOLATION);
+    expect((await rejection(db.insertInto("accounts").values({ key_hash: taken.key_hash }).execute())).code).toBe(
+      UNIQUE_VIOLATION,
+    );
 
     const email = `grace-${unique()}@example.com`;
     await db.insertInto("users").values({ email, password_hash: "x" }).execute();
-    expect((await rejection(db.insertInto("users").values({ email, password_hash: "y" }).execute())).code).toBe(UNIQUE_VIOLATION);
-    expect((await rejection(db.insertInto("users").values({ email: email.toUpperCase(), password_hash: "y" }).execute())).code).toBe(CHECK_VIOLATION);
-    expect((await rejection(db.insertInto("users").values({ email: `x-${email}`, password_hash: "y", role: bad("root") }).execute())).code).toBe(CHECK_VIOLATION);
+    expect((await rejection(db.insertInto("users").values({ email, password_hash: "y" }).execute())).code).toBe(
+      UNIQUE_VIOLATION,
+    );
+    expect(
+      (await rejection(db.insertInto("users").values({ email: email.toUpperCase(), password_hash: "y" }).execute()))
+        .code,
+    ).toBe(CHECK_VIOLATION);
+    expect(
+      (
+        await rejection(
+          db
+            .insertInto("users")
+            .values({ email: `x-${email}`, password_hash: "y", role: bad("root") })
+            .execute(),
+        )
+      ).code,
+    ).toBe(CHECK_VIOLATION);
 
     const uptime = { node_id: node.id, account_id: account.id, rule: "uptime" as const, delta: 1 };
-    await db.insertInto("reputation_events").values({ ...uptime, period_key: "2025-03-01T10" }).execute();
-    expect((await rejection(db.insertInto("reputation_events").values({ ...uptime, period_key: "2025-03-01T10" }).execute())).code).toBe(UNIQUE_VIOLATION);
+    await db
+      .insertInto("reputation_events")
+      .values({ ...uptime, period_key: "2025-03-01T10" })
+      .execute();
+    expect(
+      (
+        await rejection(
+          db
+            .insertInto("reputation_events")
+            .values({ ...uptime, period_key: "2025-03-01T10" })
+            .execute(),
+        )
+      ).code,
+    ).toBe(UNIQUE_VIOLATION);
     // Rules without a period are not limited by the once-per-period key.
-    await db.insertInto("reputation_events").values([{ ...uptime }, { ...uptime }]).execute();
-    expect((await rejection(db.insertInto("reputation_events").values({ ...uptime, rule: bad("bribe") }).execute())).code).toBe(CHECK_VIOLATION);
+    await db
+      .insertInto("reputation_events")
+      .values([{ ...uptime }, { ...uptime }])
+      .execute();
+    expect(
+      (
+        await rejection(
+          db
+            .insertInto("reputation_events")
+            .values({ ...uptime, rule: bad("bribe") })
+            .execute(),
+        )
+      ).code,
+    ).toBe(CHECK_VIOLATION);
 
-    expect((await rejection(db.insertInto("payout_runs").values({ month: "2025-13", pool: 1, total_contribution: 0 }).execute())).code).toBe(CHECK_VIOLATION);
-    expect((await rejection(db.insertInto("payouts").values({ month: "1999-01", account_id: account.id, amount: 1, contribution: 1, share: 1 }).execute())).code).toBe(FOREIGN_KEY_VIOLATION);
+    expect(
+      (
+        await rejection(
+          db.insertInto("payout_runs").values({ month: "2025-13", pool: 1, total_contribution: 0 }).execute(),
+        )
+      ).code,
+    ).toBe(CHECK_VIOLATION);
+    expect(
+      (
+        await rejection(
+          db
+            .insertInto("payouts")
+            .values({ month: "1999-01", account_id: account.id, amount: 1, contribution: 1, share: 1 })
+            .execute(),
+        )
+      ).code,
+    ).toBe(FOREIGN_KEY_VIOLATION);
     await db.insertInto("payout_runs").values({ month: "1999-02", pool: 100, total_contribution: 1 }).execute();
     const payout = { month: "1999-02", account_id: account.id, amount: 100, contribution: 1, share: 1 };
     await db.insertInto("payouts").values(payout).execute();
     expect((await rejection(db.insertInto("payouts").values(payout).execute())).code).toBe(UNIQUE_VIOLATION);
-    expect((await rejection(db.insertInto("payouts").values({ ...payout, account_id: (await newAccount(db)).id, share: 1.5 }).execute())).code).toBe(CHECK_VIOLATION);
+    expect(
+      (
+        await rejection(
+          db
+            .insertInto("payouts")
+            .values({ ...payout, account_id: (await newAccount(db)).id, share: 1.5 })
+            .execute(),
+        )
+      ).code,
+    ).toBe(CHECK_VIOLATION);
   });
 });

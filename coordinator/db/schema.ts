@@ -29,7 +29,6 @@ export type JsonText<T> = string & { readonly [jsonText]: T };
 export function json<T>(value: T): JsonText<T> {
   return JSON.stringify(value) as JsonText<T>;
 }
-type Json<T> = ColumnType<T, JsonText<T>, JsonText<T>>;
 type JsonWithDefault<T> = ColumnType<T, JsonText<T> | undefined, JsonText<T>>;
 type NullableJson<T> = ColumnType<T | null, JsonText<T> | null | undefined, JsonText<T> | null>;
 
@@ -186,20 +185,12 @@ export interface Database {
   login_failures: LoginFailuresTable;
 }
 
-export type AccountRow = Selectable<AccountsTable>;
-export type UserRow = Selectable<UsersTable>;
 export type NodeRow = Selectable<NodesTable>;
-export type NewNode = Insertable<NodesTable>;
-export type NodeUpdate = Updateable<NodesTable>;
-export type NodeSessionRow = Selectable<NodeSessionsTable>;
 export type TaskRow = Selectable<TasksTable>;
 export type NewTask = Insertable<TasksTable>;
 export type TaskUpdate = Updateable<TasksTable>;
-export type TaskEventRow = Selectable<TaskEventsTable>;
 export type ReputationEventRow = Selectable<ReputationEventsTable>;
 export type NewReputationEvent = Insertable<ReputationEventsTable>;
-export type PayoutRunRow = Selectable<PayoutRunsTable>;
-export type PayoutRow = Selectable<PayoutsTable>;
 
 /** One failed login per subject (0002_login_attempts.sql); subject is "email:<sha256>" or "address:<sha256>". */
 export interface LoginFailuresTable {
@@ -207,7 +198,6 @@ export interface LoginFailuresTable {
   subject: string;
   failed_at: Date;
 }
-export type LoginFailureRow = Selectable<LoginFailuresTable>;
 
 // 0003_reputation: columns added to existing tables (interface merging keeps the lines above untouched).
 export interface ReputationEventsTable {
@@ -240,7 +230,8 @@ export interface NodesTable {
   suspended_at: NullableTimestamp;
 }
 
-// 0007_coordinator_instances: which coordinator ran each task, and which coordinators are alive (coordinator/instances/).
+// 0007_coordinator_instances: which coordinator ran each task, and which coordinators are alive
+// (coordinator/instances/).
 export interface TasksTable {
   /** The coordinator instance that ran the task; NULL on tasks written before 0007. */
   coordinator_instance: ColumnType<string | null, string | null | undefined, string | null>;

@@ -2,10 +2,10 @@
 import pg from "pg";
 
 // PostgreSQL type OIDs whose default JS mapping differs between pg and PGlite.
-export const INT8 = 20;
+const INT8 = 20;
 export const BYTEA = 17;
-export const NUMERIC = 1700;
-export const TIMESTAMPTZ = 1184;
+const NUMERIC = 1700;
+const TIMESTAMPTZ = 1184;
 
 function parseInt8(text: string): number {
   const value = Number(text);

@@ -12,10 +12,22 @@ describe.each(testEngines())("earnings estimate on $name", ({ engine }) => {
   beforeAll(async () => {
     test = await createTestDatabase({ engine });
     for (const [i, id] of accounts.entries()) {
-      await test.db.insertInto("accounts").values({ id, key_hash: createHash("sha256").update(randomBytes(16)).digest("hex") }).execute();
+      await test.db
+        .insertInto("accounts")
+        .values({ id, key_hash: createHash("sha256").update(randomBytes(16)).digest("hex") })
+        .execute();
       await test.db
         .insertInto("nodes")
-        .values({ id: `earner-${i}`, account_id: id, tier: "MID", model_name: "m", parameter_count: 8e9, tokens_per_second: 20, agent_version: "t", reputation: 100 })
+        .values({
+          id: `earner-${i}`,
+          account_id: id,
+          tier: "MID",
+          model_name: "m",
+          parameter_count: 8e9,
+          tokens_per_second: 20,
+          agent_version: "t",
+          reputation: 100,
+        })
         .execute();
     }
   });
@@ -24,7 +36,17 @@ describe.each(testEngines())("earnings estimate on $name", ({ engine }) => {
   });
 
   const completed = (nodeId: string, tokens: number, at: Date) =>
-    test.db.insertInto("tasks").values({ status: "completed", difficulty: "SIMPLE", node_id: nodeId, completion_tokens: tokens, created_at: at, completed_at: at }).execute();
+    test.db
+      .insertInto("tasks")
+      .values({
+        status: "completed",
+        difficulty: "SIMPLE",
+        node_id: nodeId,
+        completion_tokens: tokens,
+        created_at: at,
+        completed_at: at,
+      })
+      .execute();
 
   it("splits the pool by the month's work so far, and recomputes only when the figure is older than refreshMs", async () => {
     let clock = Date.parse("2026-12-10T12:00:00Z");

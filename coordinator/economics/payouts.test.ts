@@ -20,7 +20,16 @@ async function node(db: Kysely<Database>, accountId: string, reputation = 100): 
   const id = `node-${randomBytes(4).toString("hex")}`;
   await db
     .insertInto("nodes")
-    .values({ id, account_id: accountId, tier: "MID", model_name: "m", parameter_count: 8e9, tokens_per_second: 20, agent_version: "t", reputation })
+    .values({
+      id,
+      account_id: accountId,
+      tier: "MID",
+      model_name: "m",
+      parameter_count: 8e9,
+      tokens_per_second: 20,
+      agent_version: "t",
+      reputation,
+    })
     .execute();
   return id;
 }
@@ -117,7 +126,14 @@ describe("monthly payouts", () => {
     const last = await task(db, { nodeId: n, tokens: 100, completedAt: "2031-01-25T12:00:00Z" }); // × 1.6 = 160
     await event(db, { nodeId: n, accountId: owner, delta: 50, at: "2031-01-15T00:00:00Z" });
     // at the same instant as the task: counts as before it
-    await event(db, { nodeId: n, accountId: owner, delta: 10, at: "2031-01-25T12:00:00Z", rule: "task_completed", taskId: last });
+    await event(db, {
+      nodeId: n,
+      accountId: owner,
+      delta: 10,
+      at: "2031-01-25T12:00:00Z",
+      rule: "task_completed",
+      taskId: last,
+    });
     await event(db, { nodeId: n, accountId: owner, delta: -40, at: "2031-02-05T00:00:00Z" });
     await task(db, { nodeId: steady, tokens: 560, completedAt: "2031-01-11T00:00:00Z" });
 
@@ -134,12 +150,22 @@ describe("monthly payouts", () => {
     const after = await account(db);
     const n = await node(db, after, 100); // relinked to `after` since
     const done = await task(db, { nodeId: n, tokens: 1000, completedAt: "2032-05-10T00:00:00Z" });
-    await event(db, { nodeId: n, accountId: before, delta: 0, at: "2032-05-10T00:00:01Z", rule: "task_completed", taskId: done });
+    await event(db, {
+      nodeId: n,
+      accountId: before,
+      delta: 0,
+      at: "2032-05-10T00:00:01Z",
+      rule: "task_completed",
+      taskId: done,
+    });
     await task(db, { nodeId: n, tokens: 500, completedAt: "2032-05-20T00:00:00Z" }); // no event: current owner
 
     const contributions = await monthContributions(db, at("2032-05-01T00:00:00Z"), at("2032-06-01T00:00:00Z"));
 
-    expect(Object.fromEntries(contributions.map((c) => [c.accountId, c.contribution]))).toEqual({ [before]: 1000, [after]: 500 });
+    expect(Object.fromEntries(contributions.map((c) => [c.accountId, c.contribution]))).toEqual({
+      [before]: 1000,
+      [after]: 500,
+    });
   });
 
   it("counts a task in the UTC month its completion falls in", async () => {
@@ -193,7 +219,12 @@ describe("monthly payouts", () => {
 
   it("lets exactly one of two concurrent runs create the month; both see the same payouts", async () => {
     const ids = [await account(db), await account(db), await account(db)];
-    for (const [i, id] of ids.entries()) await task(db, { nodeId: await node(db, id, 100 + i * 37), tokens: 100 + i, completedAt: "2036-04-15T00:00:00Z" });
+    for (const [i, id] of ids.entries())
+      await task(db, {
+        nodeId: await node(db, id, 100 + i * 37),
+        tokens: 100 + i,
+        completedAt: "2036-04-15T00:00:00Z",
+      });
     const run = () => distributeMonth(db, { month: "2036-04", pool: 1000, now: at("2036-05-01T00:00:00Z") });
 
     const results = await Promise.all([run(), run(), run()]);
@@ -201,7 +232,11 @@ describe("monthly payouts", () => {
     expect(results.map((r) => r.created).sort()).toEqual([false, false, true]);
     expect(results[1]!.payouts).toEqual(results[0]!.payouts);
     expect(results[2]!.payouts).toEqual(results[0]!.payouts);
-    const stored = await db.selectFrom("payouts").select((eb) => eb.fn.sum<string>("amount").as("total")).where("month", "=", "2036-04").executeTakeFirstOrThrow();
+    const stored = await db
+      .selectFrom("payouts")
+      .select((eb) => eb.fn.sum<string>("amount").as("total"))
+      .where("month", "=", "2036-04")
+      .executeTakeFirstOrThrow();
     expect(Number(stored.total)).toBe(1000);
   });
 
@@ -210,13 +245,22 @@ describe("monthly payouts", () => {
     expect(result).toEqual({ created: true, payouts: [] });
     const run = await db.selectFrom("payout_runs").selectAll().where("month", "=", "2037-01").executeTakeFirstOrThrow();
     expect([run.pool, Number(run.total_contribution)]).toEqual([1000, 0]);
-    expect(await distributeMonth(db, { month: "2037-01", pool: 1000, now: at("2037-03-01T00:00:00Z") })).toEqual({ created: false, payouts: [] });
+    expect(await distributeMonth(db, { month: "2037-01", pool: 1000, now: at("2037-03-01T00:00:00Z") })).toEqual({
+      created: false,
+      payouts: [],
+    });
   });
 
   it("refuses a month that has not ended, a malformed month and a bad pool, writing nothing", async () => {
-    await expect(distributeMonth(db, { month: "2038-01", pool: 1, now: at("2038-01-31T23:59:59.999Z") })).rejects.toThrow(/not ended/);
-    await expect(distributeMonth(db, { month: "2038-13", pool: 1, now: at("2040-01-01T00:00:00Z") })).rejects.toThrow(RangeError);
-    await expect(distributeMonth(db, { month: "2038-01", pool: 0.5, now: at("2040-01-01T00:00:00Z") })).rejects.toThrow(RangeError);
+    await expect(
+      distributeMonth(db, { month: "2038-01", pool: 1, now: at("2038-01-31T23:59:59.999Z") }),
+    ).rejects.toThrow(/not ended/);
+    await expect(distributeMonth(db, { month: "2038-13", pool: 1, now: at("2040-01-01T00:00:00Z") })).rejects.toThrow(
+      RangeError,
+    );
+    await expect(distributeMonth(db, { month: "2038-01", pool: 0.5, now: at("2040-01-01T00:00:00Z") })).rejects.toThrow(
+      RangeError,
+    );
     expect(await db.selectFrom("payout_runs").select("month").where("month", "=", "2038-01").execute()).toEqual([]);
   });
 

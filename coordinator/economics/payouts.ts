@@ -45,7 +45,8 @@ export async function distributeMonth(
   if (!Number.isSafeInteger(pool) || pool < 0) throw new RangeError(`pool must be a safe integer >= 0, got ${pool}`);
   const now = options.now ?? new Date();
   // tasks of an unfinished month could still complete and change everyone's share
-  if (now.getTime() < end.getTime()) throw new RangeError(`month ${month} has not ended yet (ends ${end.toISOString()})`);
+  if (now.getTime() < end.getTime())
+    throw new RangeError(`month ${month} has not ended yet (ends ${end.toISOString()})`);
 
   const created = await db.transaction().execute(async (tx) => {
     const claimed = await tx
@@ -61,7 +62,15 @@ export async function distributeMonth(
     if (shares.length > 0) {
       await tx
         .insertInto("payouts")
-        .values(shares.map((s) => ({ month, account_id: s.accountId, amount: s.amount, contribution: s.contribution, share: s.share })))
+        .values(
+          shares.map((s) => ({
+            month,
+            account_id: s.accountId,
+            amount: s.amount,
+            contribution: s.contribution,
+            share: s.share,
+          })),
+        )
         .execute();
     }
     return shares;
@@ -106,7 +115,7 @@ export async function monthContributions(db: Kysely<Database>, start: Date, end:
 }
 
 /** A month's stored payouts, by account id. */
-export async function monthPayouts(db: Kysely<Database>, month: string): Promise<MonthPayout[]> {
+async function monthPayouts(db: Kysely<Database>, month: string): Promise<MonthPayout[]> {
   const rows = await db
     .selectFrom("payouts")
     .select(["account_id", "amount", "contribution", "share"])
@@ -129,7 +138,10 @@ export interface LedgerEntry {
 }
 
 /** The ledger, newest month first, largest amount first within a month; `month` narrows it to one month. */
-export async function listPayouts(db: Kysely<Database>, options: { month?: string; limit: number }): Promise<LedgerEntry[]> {
+export async function listPayouts(
+  db: Kysely<Database>,
+  options: { month?: string; limit: number },
+): Promise<LedgerEntry[]> {
   let query = db
     .selectFrom("payouts")
     .select(["month", "account_id", "amount", "contribution"])
@@ -139,7 +151,12 @@ export async function listPayouts(db: Kysely<Database>, options: { month?: strin
     .limit(options.limit);
   if (options.month) query = query.where("month", "=", options.month);
   const rows = await query.execute();
-  return rows.map((row) => ({ month: row.month, accountId: row.account_id, amount: row.amount, contribution: Number(row.contribution) }));
+  return rows.map((row) => ({
+    month: row.month,
+    accountId: row.account_id,
+    amount: row.amount,
+    contribution: Number(row.contribution),
+  }));
 }
 
 /** The months that already have a run, from `first` on ("YYYY-MM" text sorts like months). */

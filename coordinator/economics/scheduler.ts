@@ -7,9 +7,9 @@ import { distributedMonths, distributeMonth, firstCompletionAt } from "./payouts
 
 const HOUR_MS = 60 * 60 * 1000;
 /** A month is distributed only this long after it ended, so the write-behind task journal has caught up. */
-export const SETTLE_MS = 15 * 60 * 1000;
+const SETTLE_MS = 15 * 60 * 1000;
 /** Months distributed per pass at most; a long backlog (a coordinator off for years) drains hour by hour. */
-export const MAX_MONTHS_PER_PASS = 12;
+const MAX_MONTHS_PER_PASS = 12;
 
 export interface MonthlyPayoutsOptions {
   db: Kysely<Database>;
@@ -52,7 +52,8 @@ export function startMonthlyPayouts(options: MonthlyPayoutsOptions): MonthlyPayo
         logger.info({ month, pool, accounts: result.payouts.length }, "monthly pool distributed");
       }
     }
-    if (due.length > MAX_MONTHS_PER_PASS) logger.warn({ left: due.length - MAX_MONTHS_PER_PASS }, "payout backlog continues next pass");
+    if (due.length > MAX_MONTHS_PER_PASS)
+      logger.warn({ left: due.length - MAX_MONTHS_PER_PASS }, "payout backlog continues next pass");
     return distributed;
   }
 

@@ -14,15 +14,50 @@ const rng = seededRandom;
 describe("splitPool", () => {
   it.each([
     { name: "exact proportions", pool: 600, input: { a: 1, b: 2, c: 3 }, expected: { a: 100, b: 200, c: 300 } },
-    { name: "one left-over unit goes to the smallest id among equal remainders", pool: 10, input: { c: 1, b: 1, a: 1 }, expected: { a: 4, b: 3, c: 3 } },
-    { name: "the largest remainder wins over id order", pool: 10, input: { a: 1, b: 1, c: 1.3 }, expected: { a: 3, b: 3, c: 4 } },
-    { name: "decimal fractions that are not exact doubles", pool: 100, input: { a: 0.5, b: 0.3, c: 0.2 }, expected: { a: 50, b: 30, c: 20 } },
-    { name: "a single account takes the whole pool", pool: 1_000_000, input: { only: 0.001 }, expected: { only: 1_000_000 } },
-    { name: "a zero pool pays zero to everyone who contributed", pool: 0, input: { a: 5, b: 7 }, expected: { a: 0, b: 0 } },
+    {
+      name: "one left-over unit goes to the smallest id among equal remainders",
+      pool: 10,
+      input: { c: 1, b: 1, a: 1 },
+      expected: { a: 4, b: 3, c: 3 },
+    },
+    {
+      name: "the largest remainder wins over id order",
+      pool: 10,
+      input: { a: 1, b: 1, c: 1.3 },
+      expected: { a: 3, b: 3, c: 4 },
+    },
+    {
+      name: "decimal fractions that are not exact doubles",
+      pool: 100,
+      input: { a: 0.5, b: 0.3, c: 0.2 },
+      expected: { a: 50, b: 30, c: 20 },
+    },
+    {
+      name: "a single account takes the whole pool",
+      pool: 1_000_000,
+      input: { only: 0.001 },
+      expected: { only: 1_000_000 },
+    },
+    {
+      name: "a zero pool pays zero to everyone who contributed",
+      pool: 0,
+      input: { a: 5, b: 7 },
+      expected: { a: 0, b: 0 },
+    },
     { name: "zero contributions get no row", pool: 9, input: { a: 0, b: 3, c: 0 }, expected: { b: 9 } },
     { name: "no contribution at all pays nothing", pool: 9, input: { a: 0 }, expected: {} },
-    { name: "more accounts than units", pool: 2, input: { a: 1, b: 1, c: 1, d: 1 }, expected: { a: 1, b: 1, c: 0, d: 0 } },
-    { name: "magnitudes 600 orders apart", pool: 10, input: { big: 1e300, tiny: 5e-324 }, expected: { big: 10, tiny: 0 } },
+    {
+      name: "more accounts than units",
+      pool: 2,
+      input: { a: 1, b: 1, c: 1, d: 1 },
+      expected: { a: 1, b: 1, c: 0, d: 0 },
+    },
+    {
+      name: "magnitudes 600 orders apart",
+      pool: 10,
+      input: { big: 1e300, tiny: 5e-324 },
+      expected: { big: 10, tiny: 0 },
+    },
   ])("$name", ({ pool, input, expected }) => {
     expect(amounts(pool, of(input))).toEqual(expected);
   });
@@ -38,7 +73,10 @@ describe("splitPool", () => {
   });
 
   it("gives the left-over units of many tiny equal contributions to the smallest ids", () => {
-    const accounts = Array.from({ length: 5000 }, (_, i) => ({ accountId: `acct-${String(i).padStart(5, "0")}`, contribution: 5e-324 }));
+    const accounts = Array.from({ length: 5000 }, (_, i) => ({
+      accountId: `acct-${String(i).padStart(5, "0")}`,
+      contribution: 5e-324,
+    }));
     const result = splitPool(7, accounts.reverse());
     expect(result.filter((s) => s.amount > 0).map((s) => s.accountId)).toEqual(
       ["00000", "00001", "00002", "00003", "00004", "00005", "00006"].map((n) => `acct-${n}`),
@@ -65,7 +103,12 @@ describe("splitPool", () => {
   });
 
   it("rejects an account listed twice", () => {
-    expect(() => splitPool(1, [{ accountId: "a", contribution: 1 }, { accountId: "a", contribution: 2 }])).toThrow(/twice/);
+    expect(() =>
+      splitPool(1, [
+        { accountId: "a", contribution: 1 },
+        { accountId: "a", contribution: 2 },
+      ]),
+    ).toThrow(/twice/);
   });
 
   describe("properties over 500 random inputs", () => {
@@ -85,7 +128,10 @@ describe("splitPool", () => {
       for (const { seed, pool, contributions } of cases) {
         const paid = splitPool(pool, contributions);
         const expected = paid.length > 0 ? pool : 0;
-        expect(paid.reduce((sum, s) => sum + BigInt(s.amount), 0n), `seed ${seed}`).toBe(BigInt(expected));
+        expect(
+          paid.reduce((sum, s) => sum + BigInt(s.amount), 0n),
+          `seed ${seed}`,
+        ).toBe(BigInt(expected));
       }
     });
 
@@ -110,7 +156,9 @@ describe("splitPool", () => {
       for (const { seed, pool, contributions } of cases) {
         const paid = splitPool(pool, contributions).sort((a, b) => a.contribution - b.contribution);
         for (let i = 1; i < paid.length; i++) {
-          expect(paid[i]!.amount, `seed ${seed}`).toBeGreaterThanOrEqual(paid[i - 1]!.amount - (paid[i]!.contribution === paid[i - 1]!.contribution ? 1 : 0));
+          expect(paid[i]!.amount, `seed ${seed}`).toBeGreaterThanOrEqual(
+            paid[i - 1]!.amount - (paid[i]!.contribution === paid[i - 1]!.contribution ? 1 : 0),
+          );
         }
       }
     });

@@ -33,9 +33,7 @@ export function splitPool(pool: number, contributions: readonly Contribution[]):
     if (seen.has(accountId)) throw new RangeError(`account ${accountId} appears twice`);
     seen.add(accountId);
   }
-  const paid = contributions
-    .filter((c) => c.contribution > 0)
-    .sort((a, b) => compareIds(a.accountId, b.accountId));
+  const paid = contributions.filter((c) => c.contribution > 0).sort((a, b) => compareIds(a.accountId, b.accountId));
   if (paid.length === 0) return [];
 
   const weights = exactWeights(paid.map((c) => c.contribution));
@@ -48,7 +46,9 @@ export function splitPool(pool: number, contributions: readonly Contribution[]):
     remainder: (units * weight) % total, // the fractional part's numerator; all share the denominator `total`
   }));
   let left = units - quotas.reduce((sum, q) => sum + q.floor, 0n); // < number of accounts
-  const byRemainder = [...quotas].sort((a, b) => (a.remainder === b.remainder ? a.index - b.index : a.remainder > b.remainder ? -1 : 1));
+  const byRemainder = [...quotas].sort((a, b) =>
+    a.remainder === b.remainder ? a.index - b.index : a.remainder > b.remainder ? -1 : 1,
+  );
   const amounts = quotas.map((q) => q.floor);
   for (const q of byRemainder) {
     if (left === 0n) break;

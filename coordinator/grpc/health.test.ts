@@ -23,7 +23,10 @@ describe("HealthStatus", () => {
     status.set("iris.v1.NodeService", ServingStatus.SERVING);
     expect(status.get("")).toBe(ServingStatus.SERVING);
     status.shutdown();
-    expect([...status.all()]).toEqual([["", ServingStatus.NOT_SERVING], ["iris.v1.NodeService", ServingStatus.NOT_SERVING]]);
+    expect([...status.all()]).toEqual([
+      ["", ServingStatus.NOT_SERVING],
+      ["iris.v1.NodeService", ServingStatus.NOT_SERVING],
+    ]);
   });
 
   it("watch yields the current status, every change, and ends when aborted", async () => {
@@ -33,7 +36,10 @@ describe("HealthStatus", () => {
     for await (const s of status.watch("", abort.signal)) {
       seen.push(s);
       // Two changes while the consumer is busy: the latest one must still arrive.
-      if (seen.length === 1) { status.set("", ServingStatus.SERVING); status.set("", ServingStatus.NOT_SERVING); }
+      if (seen.length === 1) {
+        status.set("", ServingStatus.SERVING);
+        status.set("", ServingStatus.NOT_SERVING);
+      }
       if (seen.length === 2) setTimeout(() => abort.abort(), 10);
     }
     expect(seen).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
@@ -42,7 +48,9 @@ describe("HealthStatus", () => {
 
 describe("Health in memory", () => {
   it("checks the server, a registered service, and rejects an unknown one with NotFound", async () => {
-    const client = memoryClient(new HealthStatus({ "": ServingStatus.SERVING, "iris.v1.NodeService": ServingStatus.NOT_SERVING }));
+    const client = memoryClient(
+      new HealthStatus({ "": ServingStatus.SERVING, "iris.v1.NodeService": ServingStatus.NOT_SERVING }),
+    );
     expect((await client.check({})).status).toBe(ServingStatus.SERVING);
     expect((await client.check({ service: "iris.v1.NodeService" })).status).toBe(ServingStatus.NOT_SERVING);
     const error = await client.check({ service: "iris.v1.Nope" }).catch((e: unknown) => ConnectError.from(e));
@@ -55,8 +63,10 @@ describe("Health in memory", () => {
     const status = new HealthStatus();
     status.set("iris.v1.NodeService", ServingStatus.NOT_SERVING);
     const { statuses } = await memoryClient(status).list({});
-    expect(Object.fromEntries(Object.entries(statuses).map(([k, v]) => [k, v.status])))
-      .toEqual({ "": ServingStatus.SERVING, "iris.v1.NodeService": ServingStatus.NOT_SERVING });
+    expect(Object.fromEntries(Object.entries(statuses).map(([k, v]) => [k, v.status]))).toEqual({
+      "": ServingStatus.SERVING,
+      "iris.v1.NodeService": ServingStatus.NOT_SERVING,
+    });
   });
 
   it("watches an unknown service until it appears, then follows its changes", async () => {
@@ -92,7 +102,10 @@ describe("Health over a real h2c socket", () => {
   });
 
   function grpcJsClient(): any {
-    const def = protoLoader.loadSync("node_modules/grpc-health-check/proto/health/v1/health.proto", { keepCase: true, enums: String });
+    const def = protoLoader.loadSync("node_modules/grpc-health-check/proto/health/v1/health.proto", {
+      keepCase: true,
+      enums: String,
+    });
     const pkg = grpc.loadPackageDefinition(def) as any;
     return new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure());
   }
@@ -100,8 +113,12 @@ describe("Health over a real h2c socket", () => {
   it("answers grpc-js Check with SERVING and NOT_FOUND for an unknown service", async () => {
     const client = grpcJsClient();
     try {
-      const check = (service: string) => new Promise<any>((resolve, reject) =>
-        client.Check({ service }, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res))));
+      const check = (service: string) =>
+        new Promise<any>((resolve, reject) =>
+          client.Check({ service }, (err: grpc.ServiceError | null, res: unknown) =>
+            err ? reject(err) : resolve(res),
+          ),
+        );
       expect(await check("")).toEqual({ status: "SERVING" });
       await expect(check("iris.v1.Nope")).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     } finally {
@@ -134,7 +151,13 @@ describe("Health over a real h2c socket", () => {
   it("answers `buf curl` Health/Check using the schema from reflection", async () => {
     const bufCurl = async (body: string) => {
       const { stdout } = await promisify(execFile)("node_modules/.bin/buf", [
-        "curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", body, `http://${address}/grpc.health.v1.Health/Check`,
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "-d",
+        body,
+        `http://${address}/grpc.health.v1.Health/Check`,
       ]);
       return JSON.parse(stdout) as unknown;
     };

@@ -47,7 +47,8 @@ async function reflect(...requests: v1.ServerReflectionRequest["messageRequest"]
 }
 
 function decodeFiles(answer: v1.ServerReflectionResponse | undefined): FileDescriptorProto[] {
-  if (answer?.messageResponse.case !== "fileDescriptorResponse") throw new Error(`not files: ${answer?.messageResponse.case}`);
+  if (answer?.messageResponse.case !== "fileDescriptorResponse")
+    throw new Error(`not files: ${answer?.messageResponse.case}`);
   return answer.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b));
 }
 
@@ -55,7 +56,10 @@ describe("reflection in memory", () => {
   it("lists the given services and the reflection services", async () => {
     const [answer] = await reflect({ case: "listServices", value: "" });
     expect(answer?.messageResponse.case).toBe("listServicesResponse");
-    const names = answer?.messageResponse.case === "listServicesResponse" ? answer.messageResponse.value.service.map((s) => s.name) : [];
+    const names =
+      answer?.messageResponse.case === "listServicesResponse"
+        ? answer.messageResponse.value.service.map((s) => s.name)
+        : [];
     expect(names.sort()).toEqual([...expectedServices].sort());
   });
 
@@ -64,10 +68,15 @@ describe("reflection in memory", () => {
     const names = files.map((f) => f.name);
     expect(names[0]).toBe("iris/v1/node.proto");
     expect(new Set(names).size).toBe(names.length);
-    expect(names).toEqual(expect.arrayContaining([
-      "iris/v1/common.proto", "buf/validate/validate.proto", "google/protobuf/descriptor.proto",
-      "google/protobuf/duration.proto", "google/protobuf/timestamp.proto",
-    ]));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        "iris/v1/common.proto",
+        "buf/validate/validate.proto",
+        "google/protobuf/descriptor.proto",
+        "google/protobuf/duration.proto",
+        "google/protobuf/timestamp.proto",
+      ]),
+    );
     // A client builds the schema only from what we sent; a missing import would throw here.
     // Imports come after the file in import-before-importer order, so moving the file last gives a valid set.
     const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: [...files.slice(1), files[0]!] }));
@@ -97,11 +106,20 @@ describe("reflection in memory", () => {
   it("answers by file name and by extension", async () => {
     const [byName, byExt] = await reflect(
       { case: "fileByFilename", value: "buf/validate/validate.proto" },
-      { case: "fileContainingExtension", value: create(v1.ExtensionRequestSchema, { containingType: "google.protobuf.FieldOptions", extensionNumber: 1160 }) },
+      {
+        case: "fileContainingExtension",
+        value: create(v1.ExtensionRequestSchema, {
+          containingType: "google.protobuf.FieldOptions",
+          extensionNumber: 1160,
+        }),
+      },
     );
     expect(decodeFiles(byName).map((f) => f.name)).toEqual([
-      "buf/validate/validate.proto", "google/protobuf/descriptor.proto", "google/protobuf/duration.proto",
-      "google/protobuf/field_mask.proto", "google/protobuf/timestamp.proto",
+      "buf/validate/validate.proto",
+      "google/protobuf/descriptor.proto",
+      "google/protobuf/duration.proto",
+      "google/protobuf/field_mask.proto",
+      "google/protobuf/timestamp.proto",
     ]);
     expect(decodeFiles(byExt)[0]?.name).toBe("buf/validate/validate.proto");
   });
@@ -111,7 +129,10 @@ describe("reflection in memory", () => {
       { case: "allExtensionNumbersOfType", value: "google.protobuf.FieldOptions" },
       { case: "allExtensionNumbersOfType", value: "iris.v1.Gpu" },
     );
-    expect(field?.messageResponse).toEqual({ case: "allExtensionNumbersResponse", value: expect.objectContaining({ baseTypeName: "google.protobuf.FieldOptions", extensionNumber: [1159, 1160] }) });
+    expect(field?.messageResponse).toEqual({
+      case: "allExtensionNumbersResponse",
+      value: expect.objectContaining({ baseTypeName: "google.protobuf.FieldOptions", extensionNumber: [1159, 1160] }),
+    });
     expect(message?.messageResponse.value).toEqual(expect.objectContaining({ extensionNumber: [] }));
   });
 
@@ -119,28 +140,45 @@ describe("reflection in memory", () => {
     const answers = await reflect(
       { case: "fileContainingSymbol", value: "iris.v1.NoSuchService" },
       { case: "fileByFilename", value: "iris/v1/nope.proto" },
-      { case: "fileContainingExtension", value: create(v1.ExtensionRequestSchema, { containingType: "google.protobuf.FieldOptions", extensionNumber: 4242 }) },
+      {
+        case: "fileContainingExtension",
+        value: create(v1.ExtensionRequestSchema, {
+          containingType: "google.protobuf.FieldOptions",
+          extensionNumber: 4242,
+        }),
+      },
       { case: "allExtensionNumbersOfType", value: "iris.v1.Nope" },
       { case: undefined },
       { case: "listServices", value: "" },
     );
-    const errors = answers.map((a) => a.messageResponse.case === "errorResponse" ? a.messageResponse.value : undefined);
+    const errors = answers.map((a) =>
+      a.messageResponse.case === "errorResponse" ? a.messageResponse.value : undefined,
+    );
     expect(errors.map((e) => e?.errorCode)).toEqual([5, 5, 5, 5, 3, undefined]);
     expect(errors[0]?.errorMessage).toContain("iris.v1.NoSuchService");
     expect(errors[1]?.errorMessage).toContain("iris/v1/nope.proto");
     expect(errors[2]?.errorMessage).toContain("4242");
-    expect(answers[0]?.originalRequest?.messageRequest).toEqual({ case: "fileContainingSymbol", value: "iris.v1.NoSuchService" });
+    expect(answers[0]?.originalRequest?.messageRequest).toEqual({
+      case: "fileContainingSymbol",
+      value: "iris.v1.NoSuchService",
+    });
   });
 
   it("serves v1alpha with the same answers", async () => {
     const client = createClient(v1alpha.ServerReflection, createRouterTransport(routes));
     async function* send() {
-      yield create(v1alpha.ServerReflectionRequestSchema, { host: "h", messageRequest: { case: "fileContainingSymbol", value: "iris.v1.Tier" } });
+      yield create(v1alpha.ServerReflectionRequestSchema, {
+        host: "h",
+        messageRequest: { case: "fileContainingSymbol", value: "iris.v1.Tier" },
+      });
     }
     for await (const answer of client.serverReflectionInfo(send())) {
       expect(answer.validHost).toBe("h");
       expect(answer.messageResponse.case).toBe("fileDescriptorResponse");
-      const first = answer.messageResponse.case === "fileDescriptorResponse" ? answer.messageResponse.value.fileDescriptorProto[0] : undefined;
+      const first =
+        answer.messageResponse.case === "fileDescriptorResponse"
+          ? answer.messageResponse.value.fileDescriptorProto[0]
+          : undefined;
       expect(fromBinary(FileDescriptorProtoSchema, first!).name).toBe("iris/v1/common.proto");
     }
   });
@@ -163,32 +201,58 @@ describe("reflection over a real h2c socket", () => {
   it("lists all services to grpc-js over v1 and v1alpha", async () => {
     for (const version of ["v1", "v1alpha"] as const) {
       const answer = await grpcJsReflect(version, { list_services: "" });
-      expect(answer.list_services_response.service.map((s: { name: string }) => s.name).sort()).toEqual([...expectedServices].sort());
+      expect(answer.list_services_response.service.map((s: { name: string }) => s.name).sort()).toEqual(
+        [...expectedServices].sort(),
+      );
     }
   });
 
   it("gives grpc-js the file of NodeService with its imports, and NOT_FOUND for an unknown symbol", async () => {
     const answer = await grpcJsReflect("v1", { file_containing_symbol: "iris.v1.NodeService" });
-    const files = (answer.file_descriptor_response.file_descriptor_proto as Buffer[]).map((b) => fromBinary(FileDescriptorProtoSchema, b));
-    expect(files.map((f) => f.name)).toEqual(expect.arrayContaining(["iris/v1/node.proto", "iris/v1/common.proto", "buf/validate/validate.proto", "google/protobuf/descriptor.proto"]));
+    const files = (answer.file_descriptor_response.file_descriptor_proto as Buffer[]).map((b) =>
+      fromBinary(FileDescriptorProtoSchema, b),
+    );
+    expect(files.map((f) => f.name)).toEqual(
+      expect.arrayContaining([
+        "iris/v1/node.proto",
+        "iris/v1/common.proto",
+        "buf/validate/validate.proto",
+        "google/protobuf/descriptor.proto",
+      ]),
+    );
     const method = files[0]?.service.find((s) => s.name === "NodeService")?.method.find((m) => m.name === "Connect");
     expect([method?.clientStreaming, method?.serverStreaming]).toEqual([true, true]);
 
     const missing = await grpcJsReflect("v1", { file_containing_symbol: "iris.v1.Missing" });
-    expect(missing.error_response).toEqual({ error_code: 5, error_message: expect.stringContaining("iris.v1.Missing") });
+    expect(missing.error_response).toEqual({
+      error_code: 5,
+      error_message: expect.stringContaining("iris.v1.Missing"),
+    });
   });
 
   it("lets `buf curl` list the services through reflection", async () => {
     const { stdout } = await promisify(execFile)("node_modules/.bin/buf", [
-      "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-services", `http://${address}`,
+      "curl",
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "--list-services",
+      `http://${address}`,
     ]);
     expect(stdout.trim().split("\n").sort()).toEqual([...expectedServices].sort());
   });
 
   it("lets `buf curl` list the methods through reflection", async () => {
     const { stdout } = await promisify(execFile)("node_modules/.bin/buf", [
-      "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", `http://${address}`,
+      "curl",
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "--list-methods",
+      `http://${address}`,
     ]);
-    expect(stdout.trim().split("\n")).toEqual(expect.arrayContaining(["iris.v1.NodeService/Connect", "grpc.health.v1.Health/Watch"]));
+    expect(stdout.trim().split("\n")).toEqual(
+      expect.arrayContaining(["iris.v1.NodeService/Connect", "grpc.health.v1.Health/Watch"]),
+    );
   });
 });

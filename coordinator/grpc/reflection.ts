@@ -8,7 +8,7 @@ import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.ts";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.ts";
 
 /** A reflection request as both protocol versions shape it (they are wire-identical). */
-export type ReflectionRequest = {
+type ReflectionRequest = {
   messageRequest:
     | { case: "fileByFilename" | "fileContainingSymbol" | "allExtensionNumbersOfType" | "listServices"; value: string }
     | { case: "fileContainingExtension"; value: { containingType: string; extensionNumber: number } }
@@ -16,7 +16,7 @@ export type ReflectionRequest = {
 };
 
 /** The message_response oneof, version-neutral; each version wraps it in its own response type. */
-export type ReflectionAnswer =
+type ReflectionAnswer =
   | { case: "fileDescriptorResponse"; value: { fileDescriptorProto: Uint8Array[] } }
   | { case: "allExtensionNumbersResponse"; value: { baseTypeName: string; extensionNumber: number[] } }
   | { case: "listServicesResponse"; value: { service: { name: string }[] } }
@@ -26,7 +26,7 @@ export type ReflectionAnswer =
 const selfServices: DescService[] = [v1.ServerReflection, v1alpha.ServerReflection];
 
 /** Answers reflection requests from the files of the given services and everything they import. */
-export class ReflectionIndex {
+class ReflectionIndex {
   readonly serviceNames: string[];
   readonly registry: FileRegistry;
   // Fields, methods, oneofs and enum values are not registry types, but clients ask for them by name.
@@ -41,9 +41,7 @@ export class ReflectionIndex {
     for (const type of this.registry) {
       this.#symbols.set(type.typeName, type.file);
       const members =
-        type.kind === "message" ? [...type.fields, ...type.oneofs]
-        : type.kind === "service" ? type.methods
-        : [];
+        type.kind === "message" ? [...type.fields, ...type.oneofs] : type.kind === "service" ? type.methods : [];
       for (const m of members) this.#symbols.set(`${type.typeName}.${m.name}`, type.file);
       if (type.kind === "enum") {
         // Enum values live in the scope enclosing the enum (C++ scoping), e.g. iris.v1.TIER_GOLD.
@@ -136,7 +134,11 @@ export function reflectionRoutes(services: DescService[]): (router: ConnectRoute
       async *serverReflectionInfo(requests) {
         for await (const request of requests) {
           const messageResponse = index.answer(request);
-          yield create(v1.ServerReflectionResponseSchema, { validHost: request.host, originalRequest: request, messageResponse });
+          yield create(v1.ServerReflectionResponseSchema, {
+            validHost: request.host,
+            originalRequest: request,
+            messageResponse,
+          });
         }
       },
     });
@@ -144,7 +146,11 @@ export function reflectionRoutes(services: DescService[]): (router: ConnectRoute
       async *serverReflectionInfo(requests) {
         for await (const request of requests) {
           const messageResponse = index.answer(request);
-          yield create(v1alpha.ServerReflectionResponseSchema, { validHost: request.host, originalRequest: request, messageResponse });
+          yield create(v1alpha.ServerReflectionResponseSchema, {
+            validHost: request.host,
+            originalRequest: request,
+            messageResponse,
+          });
         }
       },
     });

@@ -22,7 +22,11 @@ describe("POST /api/chat/stream", () => {
   const nodes = new ScriptedNodes(() => ({ baseUrl: coordinator.url, accountKey }));
 
   beforeAll(async () => {
-    coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "2000", TASK_MAX_ATTEMPTS: "1" });
+    coordinator = await startTestCoordinator({
+      HEARTBEAT_INTERVAL_MS: "200",
+      QUEUE_MAX_WAIT_MS: "2000",
+      TASK_MAX_ATTEMPTS: "1",
+    });
     accountKey = await newAccountKey(coordinator.url);
   });
   afterEach(async () => {
@@ -36,14 +40,23 @@ describe("POST /api/chat/stream", () => {
   const node = (options: Partial<ScriptedNodeOptions> & { nodeId: string }) => nodes.start(options);
 
   const post = (body: unknown, init: RequestInit = {}) =>
-    fetch(coordinator.url + CHAT_STREAM_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), ...init });
+    fetch(coordinator.url + CHAT_STREAM_PATH, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      ...init,
+    });
 
   /** The named events as eventsource-parser sees them, each with the time it was parsed. */
   async function read(response: Response, onEvent?: (event: Received) => void): Promise<Received[]> {
     const events: Received[] = [];
     const parser = createParser({
       onEvent: (message) => {
-        const event = { event: message.event, data: JSON.parse(message.data) as Record<string, unknown>, at: Date.now() };
+        const event = {
+          event: message.event,
+          data: JSON.parse(message.data) as Record<string, unknown>,
+          at: Date.now(),
+        };
         events.push(event);
         onEvent?.(event);
       },
@@ -60,7 +73,14 @@ describe("POST /api/chat/stream", () => {
     expect(response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
     const events = await read(response);
     expect(events.map((e) => e.event)).toEqual(["accepted", "token", "token", "token", "done"]);
-    expect(events[0]!.data).toMatchObject({ difficulty: "simple", tier: "mid", node_id: "mid", model: "scripted-8B-Q4_K_M", classifier: "local", division_mode: "single" });
+    expect(events[0]!.data).toMatchObject({
+      difficulty: "simple",
+      tier: "mid",
+      node_id: "mid",
+      model: "scripted-8B-Q4_K_M",
+      classifier: "local",
+      division_mode: "single",
+    });
     expect(events.slice(1, 4).map((e) => e.data)).toEqual([{ text: "Bon" }, { text: "jour" }, { text: " !" }]);
     // 150 ms apart on the wire: a buffered stream would parse them all at once at the end
     expect(events[3]!.at - events[1]!.at).toBeGreaterThanOrEqual(200);
@@ -101,18 +121,28 @@ describe("POST /api/chat/stream", () => {
     const lines = stdout.split("\n");
     expect(lines[0]).toBe("event: accepted");
     expect(lines.filter((line) => line === "event: token")).toHaveLength(4);
-    const tokenData = lines.flatMap((line, i) => (lines[i - 1] === "event: token" ? [JSON.parse(line.slice("data: ".length)).text] : []));
+    const tokenData = lines.flatMap((line, i) =>
+      lines[i - 1] === "event: token" ? [JSON.parse(line.slice("data: ".length)).text] : [],
+    );
     expect(tokenData.join("")).toBe("Hello, world!");
     const done = lines.indexOf("event: done");
     expect(done).toBeGreaterThan(lines.lastIndexOf("event: token"));
-    expect(JSON.parse(lines[done + 1]!.slice("data: ".length))).toMatchObject({ node_ids: ["mid"], finish_reason: "stop" });
+    expect(JSON.parse(lines[done + 1]!.slice("data: ".length))).toMatchObject({
+      node_ids: ["mid"],
+      finish_reason: "stop",
+    });
   });
 
   it("takes division_mode and consensus_nodes from the body: consensus over two nodes, marked verified", async () => {
     for (const nodeId of ["c-1", "c-2", "c-3"]) await node({ nodeId, script: () => ({ tokens: ["Bon", "jour"] }) });
     const events = await read(await post({ messages, division_mode: "consensus", consensus_nodes: 2 }));
     expect(events[0]).toMatchObject({ event: "accepted", data: { division_mode: "consensus" } });
-    expect(events.filter((e) => e.event === "token").map((e) => e.data.text).join("")).toBe("Bonjour");
+    expect(
+      events
+        .filter((e) => e.event === "token")
+        .map((e) => e.data.text)
+        .join(""),
+    ).toBe("Bonjour");
     const done = events.at(-1)!;
     expect(done).toMatchObject({ event: "done", data: { verified: true } });
     expect(done.data.node_ids).toHaveLength(2); // two of the three nodes, as asked
@@ -140,20 +170,33 @@ describe("POST /api/chat/stream", () => {
       expect(error).toMatchObject({ code: "invalid_argument", field });
       expect(error.message).toContain(field ?? "JSON object");
     }
-    const malformed = await fetch(coordinator.url + CHAT_STREAM_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: "{" });
+    const malformed = await fetch(coordinator.url + CHAT_STREAM_PATH, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{",
+    });
     expect(malformed.status).toBe(400);
     expect(await malformed.json()).toMatchObject({ code: "invalid_argument" });
     // curl -d without -H sends a form content type
-    const form = await fetch(coordinator.url + CHAT_STREAM_PATH, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "{}" });
+    const form = await fetch(coordinator.url + CHAT_STREAM_PATH, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "{}",
+    });
     expect(form.status).toBe(415);
-    expect(await form.json()).toMatchObject({ message: "send the body as JSON with the header content-type: application/json" });
+    expect(await form.json()).toMatchObject({
+      message: "send the body as JSON with the header content-type: application/json",
+    });
   });
 
   it("answers an unknown account key with 401 and an unserved model with 404, before any stream", async () => {
     await node({ nodeId: "mid" });
     const unknownKey = await post({ messages, account_key: "0000 0000 0000 0001" });
     expect(unknownKey.status).toBe(401);
-    expect(await unknownKey.json()).toEqual({ code: "unauthenticated", message: "account_key: unknown or revoked account key" });
+    expect(await unknownKey.json()).toEqual({
+      code: "unauthenticated",
+      message: "account_key: unknown or revoked account key",
+    });
     const unknownModel = await post({ messages, model: "gpt-9" });
     expect(unknownModel.status).toBe(404);
     expect(await unknownModel.json()).toMatchObject({ code: "not_found" });
@@ -171,7 +214,10 @@ describe("POST /api/chat/stream", () => {
   });
 
   it("cancels the node's task when the client goes away", async () => {
-    const slow = await node({ nodeId: "slow", script: () => ({ tokens: Array.from({ length: 50 }, (_, i) => `t${i} `), delayMs: 50 }) });
+    const slow = await node({
+      nodeId: "slow",
+      script: () => ({ tokens: Array.from({ length: 50 }, (_, i) => `t${i} `), delayMs: 50 }),
+    });
     const abort = new AbortController();
     const response = await post({ messages }, { signal: abort.signal });
     let tokens = 0;
@@ -180,7 +226,11 @@ describe("POST /api/chat/stream", () => {
     }).catch((err: unknown) => expect((err as Error).name).toBe("AbortError"));
     await expect.poll(() => slow.cancels.map((c) => c.taskId)).toEqual([slow.assigns[0]!.taskId]);
     await coordinator.journal.flush();
-    const row = await coordinator.db.selectFrom("tasks").select("status").where("id", "=", slow.assigns[0]!.taskId).executeTakeFirstOrThrow();
+    const row = await coordinator.db
+      .selectFrom("tasks")
+      .select("status")
+      .where("id", "=", slow.assigns[0]!.taskId)
+      .executeTakeFirstOrThrow();
     expect(row.status).toBe("cancelled");
   });
 });

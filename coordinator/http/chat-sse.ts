@@ -1,18 +1,11 @@
 // `POST /api/chat/stream`: chat as server-sent events with named events, for plain browsers (fetch) and `curl -N`.
-import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { Kysely } from "kysely";
-import { normalizeAccountKey } from "../accounts/keys.ts";
-import { findAccountIdCached } from "../accounts/store.ts";
-import { unavailableIfDatabase } from "../db/faults.ts";
-import type { Database } from "../db/schema.ts";
-import type { Orchestrator } from "../tasks/orchestrator.ts";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ChatEvent } from "../tasks/chat.ts";
-import { InvalidChatBodyError, parseChatStreamBody } from "./chat-sse-request.ts";
-import type { Admission } from "./openai.ts";
-import { RETRY_AFTER_SECONDS } from "./openai-errors.ts";
-import { SseResponse } from "./sse.ts";
+import { chatStreamError, type ChatStreamError } from "./chat-stream-error.ts";
+import { parseChatStreamBody } from "./chat-sse-request.ts";
+import { logHttpFailure } from "./http-failure.ts";
+import { startHttpChat, type HttpChatDeps } from "./http-chat.ts";
+import { SseStream } from "./sse-stream.ts";
 
 /*
  * Wire format: `event: <name>` + one `data: <json>` line per event, flushed as it happens:
@@ -28,14 +21,7 @@ import { SseResponse } from "./sse.ts";
 
 export const CHAT_STREAM_PATH = "/api/chat/stream";
 
-export interface ChatSseDeps {
-  orchestrator: Pick<Orchestrator, "chat">;
-  db: Kysely<Database>;
-  /**
-   * Authentication and rate limits: refuse by throwing a ConnectError (ResourceExhausted → 429 with the
-   * error's retry-after), or admit. `requestAccountId` is the account of the body's account_key.
-   */
-  admit?: (req: FastifyRequest, requestAccountId: string | undefined) => Promise<Admission>;
+export interface ChatSseDeps extends HttpChatDeps {
   bodyLimit?: number;
   /** Interval of keep-alive comments, so proxies do not time out a stream waiting in the queue. Default 15 s. */
   keepAliveMs?: number;
@@ -55,48 +41,19 @@ class UnsupportedMediaTypeError extends Error {
   }
 }
 
-export interface ChatStreamError {
-  code: string;
-  message: string;
-  field?: string | null;
-  retry_after_seconds?: number;
-}
-
-/** The HTTP status, JSON body and headers for a failure; internal errors get a generic message. */
-export function chatStreamError(fault: unknown, requestId: string): { status: number; body: ChatStreamError; headers: Record<string, string> } {
-  const err = unavailableIfDatabase(fault);
-  if (err instanceof InvalidChatBodyError) return { status: 400, body: { code: "invalid_argument", message: err.message, field: err.field }, headers: {} };
-  const status = (err as { statusCode?: unknown })?.statusCode;
-  if (err instanceof Error && typeof status === "number" && status >= 400 && status < 500) {
-    // Fastify's own refusals: malformed JSON, a body too large, or curl's default form content type
-    const message = status === 415 ? "send the body as JSON with the header content-type: application/json" : err.message;
-    const field = status === 415 ? { field: "content-type" } : {};
-    return { status, body: { code: status === 413 ? "resource_exhausted" : "invalid_argument", message, ...field }, headers: {} };
-  }
-  // a 5xx other than no node (503) or a deadline (504) is a bug or an internal failure: its details go to the log only
-  if (!(err instanceof ConnectError) || (codeToHttpStatus(err.code) >= 500 && err.code !== Code.Unavailable && err.code !== Code.DeadlineExceeded)) {
-    return { status: 500, body: { code: "internal", message: `the coordinator failed to answer (request id ${requestId})` }, headers: {} };
-  }
-  const body: ChatStreamError = { code: codeToString(err.code), message: err.rawMessage };
-  const headers: Record<string, string> = {};
-  if (err.code === Code.ResourceExhausted) {
-    // a rate limit knows its wait; a busy network only guesses
-    headers["retry-after"] = err.metadata.get("retry-after") ?? String(RETRY_AFTER_SECONDS);
-    body.retry_after_seconds = Number(headers["retry-after"]);
-  }
-  return { status: codeToHttpStatus(err.code), body, headers };
-}
-
 function logFailure(req: FastifyRequest, err: unknown, status: number, body: ChatStreamError, msg: string): void {
-  if (status >= 500 && body.code === "internal") req.log.error({ err }, msg);
-  else req.log[status >= 500 ? "warn" : "info"]({ status, code: body.code, field: body.field, reason: body.message }, msg);
+  logHttpFailure(req, err, status, { code: body.code, field: body.field, reason: body.message }, msg);
 }
 
 /** An event's JSON: snake_case like the rest of Iris's JSON, lower-case enums. */
 function payload(event: ChatEvent): Record<string, unknown> {
   switch (event.type) {
     case "queued":
-      return { position: event.position, max_wait_ms: event.maxWaitMs, ...(event.estimatedWaitMs !== undefined ? { estimated_wait_ms: event.estimatedWaitMs } : {}) };
+      return {
+        position: event.position,
+        max_wait_ms: event.maxWaitMs,
+        ...(event.estimatedWaitMs !== undefined ? { estimated_wait_ms: event.estimatedWaitMs } : {}),
+      };
     case "accepted":
       return {
         task_id: event.taskId,
@@ -112,8 +69,16 @@ function payload(event: ChatEvent): Record<string, unknown> {
     case "done":
       return {
         task_id: event.taskId,
-        usage: { prompt_tokens: event.promptTokens, completion_tokens: event.completionTokens, total_tokens: event.promptTokens + event.completionTokens },
-        timings: { time_to_first_token_ms: event.ttftMs, total_ms: event.totalMs, tokens_per_second: event.tokensPerSecond },
+        usage: {
+          prompt_tokens: event.promptTokens,
+          completion_tokens: event.completionTokens,
+          total_tokens: event.promptTokens + event.completionTokens,
+        },
+        timings: {
+          time_to_first_token_ms: event.ttftMs,
+          total_ms: event.totalMs,
+          tokens_per_second: event.tokensPerSecond,
+        },
         node_id: event.nodeId,
         node_ids: event.nodeIds,
         finish_reason: event.finishReason,
@@ -137,42 +102,20 @@ export function registerChatSseRoutes(app: FastifyInstance, deps: ChatSseDeps): 
     });
 
     scope.post(CHAT_STREAM_PATH, deps.bodyLimit ? { bodyLimit: deps.bodyLimit } : {}, async (req, reply) => {
-      const request = parseChatStreamBody(req.body);
-      let requestAccountId: string | undefined;
-      if (request.accountKey !== undefined) {
-        requestAccountId = await findAccountIdCached(deps.db, normalizeAccountKey(request.accountKey));
-        if (requestAccountId === undefined) throw new ConnectError("account_key: unknown or revoked account key", Code.Unauthenticated);
-      }
-      const admission = (await deps.admit?.(req, requestAccountId)) ?? { accountId: requestAccountId };
-      const abort = new AbortController();
-      // the response's close, not the request's (which closes once its body is read); a no-op after a normal end
-      reply.raw.once("close", () => abort.abort());
-      const chat = deps.orchestrator.chat({ ...request.input, accountId: admission.accountId, trustedHint: admission.trustedHint === true, clientAddress: req.ip, signal: abort.signal });
-      await streamChat(req, reply, admission.wrapEvents?.(chat) ?? chat, keepAliveMs);
+      const params = parseChatStreamBody(req.body);
+      const events = await startHttpChat(req, reply, params, deps);
+      const sse = new SseStream(req, reply, keepAliveMs);
+      // The stream starts with the orchestrator's first event, so a refusal at once (unknown model, full queue) is
+      // still an HTTP status; keep-alive comments only after that
+      await sse.send(events, {
+        write: (event) => sse.event(event.type, payload(event)),
+        idle: () => (sse.committed ? "keep-alive" : undefined),
+        async failed(err) {
+          const { status, body } = chatStreamError(err, req.id);
+          logFailure(req, err, status, body, "chat stream ended with an error event");
+          await sse.event("error", body);
+        },
+      });
     });
   });
-}
-
-/** The stream starts with the orchestrator's first event, so a refusal at once (unknown model, full queue) is still an HTTP status. */
-async function streamChat(req: FastifyRequest, reply: FastifyReply, events: AsyncGenerator<ChatEvent>, keepAliveMs: number): Promise<void> {
-  const sse = new SseResponse(req, reply);
-  let keepAlive: NodeJS.Timeout | undefined;
-  try {
-    let step = await events.next();
-    sse.commit();
-    keepAlive = setInterval(() => void sse.comment("keep-alive"), keepAliveMs).unref();
-    for (; !step.done; step = await events.next()) {
-      await sse.event(step.value.type, payload(step.value));
-    }
-  } catch (err) {
-    if (!sse.committed) throw err;
-    const { status, body } = chatStreamError(err, req.id);
-    logFailure(req, err, status, body, "chat stream ended with an error event");
-    if (sse.open) await sse.event("error", body);
-  } finally {
-    clearInterval(keepAlive);
-    // however the loop ended, the orchestrator must let go: a suspended generator would keep the node busy
-    await events.return(undefined);
-    if (sse.committed) sse.end();
-  }
 }

@@ -35,7 +35,10 @@ function builtDir(): string {
 describe("web pages", () => {
   it("serves /chat and /dashboard as HTML under a strict CSP, revalidated on every load", async () => {
     const server = await serve(builtDir());
-    for (const [path, title] of [["/chat", "chat"], ["/dashboard", "dashboard"]]) {
+    for (const [path, title] of [
+      ["/chat", "chat"],
+      ["/dashboard", "dashboard"],
+    ]) {
       const res = await server.inject({ url: path });
       expect(res.statusCode).toBe(200);
       expect(res.headers["content-type"]).toBe("text/html; charset=utf-8");
@@ -45,7 +48,13 @@ describe("web pages", () => {
       expect(res.headers["cache-control"]).toBe("no-cache");
     }
     const csp = CONTENT_SECURITY_POLICY.split("; ");
-    for (const directive of ["default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'"]) {
+    for (const directive of [
+      "default-src 'self'",
+      "script-src 'self'",
+      "style-src 'self'",
+      "img-src 'self' data:",
+      "connect-src 'self'",
+    ]) {
       expect(csp).toContain(directive);
     }
     expect(CONTENT_SECURITY_POLICY).not.toContain("unsafe");
@@ -71,7 +80,10 @@ describe("web pages", () => {
 
   it("sends the gzip twin to browsers that accept it, and the plain file to the rest", async () => {
     const server = await serve(builtDir());
-    const zipped = await server.inject({ url: "/assets/chat-ABC123.js", headers: { "accept-encoding": "gzip, deflate, br" } });
+    const zipped = await server.inject({
+      url: "/assets/chat-ABC123.js",
+      headers: { "accept-encoding": "gzip, deflate, br" },
+    });
     expect(zipped.headers["content-encoding"]).toBe("gzip");
     expect(zipped.headers["content-type"]).toBe("text/javascript; charset=utf-8");
     expect(zipped.headers.vary).toBe("accept-encoding");

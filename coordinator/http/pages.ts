@@ -55,7 +55,8 @@ async function readIfExists(path: string): Promise<Buffer | undefined> {
   try {
     return await readFile(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "EISDIR") return undefined;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "EISDIR")
+      return undefined;
     throw err;
   }
 }
@@ -89,11 +90,17 @@ export function registerPages(app: FastifyInstance, options: { dir?: string } = 
     if (!assetName.test(name) || !type) return notFound(reply);
     const path = join(dir, "assets", name);
     // the build writes a .gz twin of each script and stylesheet; caches must keep the two apart
-    const gzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? "")) ? await readIfExists(`${path}.gz`) : undefined;
+    const gzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""))
+      ? await readIfExists(`${path}.gz`)
+      : undefined;
     const body = gzip ?? (await readIfExists(path));
     if (!body) return notFound(reply);
     if (gzip) reply.header("content-encoding", "gzip");
     // the name changes with the content, so a browser may keep it for good
-    return reply.type(type).header("vary", "accept-encoding").header("cache-control", "public, max-age=31536000, immutable").send(body);
+    return reply
+      .type(type)
+      .header("vary", "accept-encoding")
+      .header("cache-control", "public, max-age=31536000, immutable")
+      .send(body);
   });
 }

@@ -6,7 +6,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
 import type { TaskStatus } from "../db/schema.ts";
-import { insertNode, type FixtureNode } from "../reputation/fixtures.ts";
+import { insertNode, type FixtureNode } from "../../test/support/node-rows.ts";
 import { stoppedReason } from "../tasks/recovery.ts";
 import { recoverAtStart, startInstanceWatch, sweepDeadInstances } from "./liveness.ts";
 
@@ -27,20 +27,43 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
   async function task(instance: string, status: TaskStatus): Promise<string> {
     const id = randomUUID();
     const failure = status === "failed" ? { failure_reason: "node went away" } : {};
-    await test.db.insertInto("tasks").values({ id, status, difficulty: "SIMPLE", node_id: node.id, coordinator_instance: instance, ...failure }).execute();
+    await test.db
+      .insertInto("tasks")
+      .values({ id, status, difficulty: "SIMPLE", node_id: node.id, coordinator_instance: instance, ...failure })
+      .execute();
     return id;
   }
-  const row = (id: string) => test.db.selectFrom("tasks").select(["status", "failure_reason", "completed_at"]).where("id", "=", id).executeTakeFirstOrThrow();
-  const failedEvents = (id: string) => test.db.selectFrom("task_events").select("detail").where("task_id", "=", id).where("status", "=", "failed").execute();
+  const row = (id: string) =>
+    test.db
+      .selectFrom("tasks")
+      .select(["status", "failure_reason", "completed_at"])
+      .where("id", "=", id)
+      .executeTakeFirstOrThrow();
+  const failedEvents = (id: string) =>
+    test.db
+      .selectFrom("task_events")
+      .select("detail")
+      .where("task_id", "=", id)
+      .where("status", "=", "failed")
+      .execute();
   async function session(instance: string): Promise<string> {
-    const { id } = await test.db.insertInto("node_sessions").values({ node_id: node.id, coordinator_instance: instance }).returning("id").executeTakeFirstOrThrow();
+    const { id } = await test.db
+      .insertInto("node_sessions")
+      .values({ node_id: node.id, coordinator_instance: instance })
+      .returning("id")
+      .executeTakeFirstOrThrow();
     return id;
   }
   const sessionOpen = async (id: string) =>
-    (await test.db.selectFrom("node_sessions").select("disconnected_at").where("id", "=", id).executeTakeFirstOrThrow()).disconnected_at === null;
+    (await test.db.selectFrom("node_sessions").select("disconnected_at").where("id", "=", id).executeTakeFirstOrThrow())
+      .disconnected_at === null;
   async function heartbeatAgo(instance: string, seconds: number): Promise<void> {
     const at = sql<Date>`now() - make_interval(secs => ${seconds})`;
-    await test.db.insertInto("coordinator_instances").values({ instance, last_seen_at: at }).onConflict((oc) => oc.column("instance").doUpdateSet({ last_seen_at: at })).execute();
+    await test.db
+      .insertInto("coordinator_instances")
+      .values({ instance, last_seen_at: at })
+      .onConflict((oc) => oc.column("instance").doUpdateSet({ last_seen_at: at }))
+      .execute();
   }
 
   it("at start, fails the tasks its previous run left open and closes that run's sessions, and nothing else", async () => {
@@ -51,13 +74,21 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
     const mySession = await session(me);
     await recoverAtStart({ db: test.db, instance: me, heartbeatMs: 10_000, deadAfterMs: 60_000, logger });
     for (const id of open) {
-      expect(await row(id)).toMatchObject({ status: "failed", failure_reason: stoppedReason(me), completed_at: expect.any(Date) });
+      expect(await row(id)).toMatchObject({
+        status: "failed",
+        failure_reason: stoppedReason(me),
+        completed_at: expect.any(Date),
+      });
       expect(await failedEvents(id)).toEqual([{ detail: `coordinator ${me} stopped before the task ended` }]);
     }
     expect((await row(done)).status).toBe("completed");
     expect((await row(otherPeers)).status).toBe("streaming");
     expect(await sessionOpen(mySession)).toBe(false);
-    const mine = await test.db.selectFrom("coordinator_instances").selectAll().where("instance", "=", me).executeTakeFirstOrThrow();
+    const mine = await test.db
+      .selectFrom("coordinator_instances")
+      .selectAll()
+      .where("instance", "=", me)
+      .executeTakeFirstOrThrow();
     expect(mine.last_seen_at).toBeInstanceOf(Date);
   });
 
@@ -78,7 +109,11 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
     expect((await row(liveTask)).status).toBe("streaming");
     expect(await sessionOpen(deadSession)).toBe(false);
     expect(await sessionOpen(liveSession)).toBe(true);
-    const left = await test.db.selectFrom("coordinator_instances").select("instance").where("instance", "in", [dead, live]).execute();
+    const left = await test.db
+      .selectFrom("coordinator_instances")
+      .select("instance")
+      .where("instance", "in", [dead, live])
+      .execute();
     expect(left).toEqual([{ instance: live }]);
   });
 
@@ -94,13 +129,23 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
       await expect.poll(async () => (await row(deadTask)).status, { timeout: 5_000 }).toBe("failed");
       // it heartbeats: its row's last_seen_at moves on (no bound on how recent, which a loaded machine could miss)
       const lastSeen = async () =>
-        (await test.db.selectFrom("coordinator_instances").select("last_seen_at").where("instance", "=", me).executeTakeFirstOrThrow()).last_seen_at.getTime();
+        (
+          await test.db
+            .selectFrom("coordinator_instances")
+            .select("last_seen_at")
+            .where("instance", "=", me)
+            .executeTakeFirstOrThrow()
+        ).last_seen_at.getTime();
       const first = await lastSeen();
       await expect.poll(lastSeen, { timeout: 5_000 }).toBeGreaterThan(first);
     } finally {
       await watch.retire();
     }
-    const gone = await test.db.selectFrom("coordinator_instances").select("instance").where("instance", "=", me).execute();
+    const gone = await test.db
+      .selectFrom("coordinator_instances")
+      .select("instance")
+      .where("instance", "=", me)
+      .execute();
     expect(gone).toEqual([]);
   });
 });

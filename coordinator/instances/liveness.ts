@@ -35,7 +35,9 @@ export async function recoverAtStart(options: InstanceWatchOptions): Promise<voi
   await db
     .insertInto("coordinator_instances")
     .values({ instance, started_at: sql<Date>`now()`, last_seen_at: sql<Date>`now()` })
-    .onConflict((oc) => oc.column("instance").doUpdateSet({ started_at: sql<Date>`now()`, last_seen_at: sql<Date>`now()` }))
+    .onConflict((oc) =>
+      oc.column("instance").doUpdateSet({ started_at: sql<Date>`now()`, last_seen_at: sql<Date>`now()` }),
+    )
     .execute();
   await sweepDeadInstances(options);
 }
@@ -68,7 +70,10 @@ export function startInstanceWatch(options: InstanceWatchOptions): InstanceWatch
         });
       } catch (err) {
         // the row stays: a peer, or this coordinator's next start, ends what is left
-        logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not retire this coordinator instance");
+        logger.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          "could not retire this coordinator instance",
+        );
       }
     },
   };
@@ -88,7 +93,9 @@ async function heartbeat(db: Kysely<Database>, instance: string): Promise<void> 
  * deleting its row in the same transaction, so two coordinators sweeping at once end it once, and a crash half-way
  * leaves the row for the next sweep. Returns the instances ended.
  */
-export async function sweepDeadInstances(options: Pick<InstanceWatchOptions, "db" | "instance" | "deadAfterMs" | "logger">): Promise<string[]> {
+export async function sweepDeadInstances(
+  options: Pick<InstanceWatchOptions, "db" | "instance" | "deadAfterMs" | "logger">,
+): Promise<string[]> {
   const { db, instance: self, logger } = options;
   const stale = sql<Date>`now() - make_interval(secs => ${options.deadAfterMs / 1000})`;
   const candidates = await db

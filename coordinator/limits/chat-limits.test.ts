@@ -1,10 +1,10 @@
-// The chat limiter on every engine the run reaches, with an injected clock: rolling window, refusals, give-backs, subjects.
+// The chat limiter on every engine the run reaches, with an injected clock: rolling window, refusals, give-backs,
+// subjects.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, testEngines, type TestDatabase } from "../../test/support/database.ts";
 import { createAccount } from "../accounts/store.ts";
-import type { ChatEvent } from "../tasks/chat.ts";
-import { ChatLimiter, humanDuration, type ChatSubject } from "./chat-limits.ts";
+import { ChatLimiter, humanDuration, type ChatSubject, type MeteredEvent } from "./chat-limits.ts";
 
 const HOUR = 3_600_000;
 const T0 = Date.parse("2026-11-26T04:40:00Z");
@@ -26,7 +26,12 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
   let counter = 0;
   const clock = () => now;
   /** A subject no other test touches. */
-  const fresh = (limit: number, scope = "for anonymous use"): ChatSubject & { kind: "limited" } => ({ kind: "limited", subject: `ip:198.51.100.${++counter}`, limit, scope });
+  const fresh = (limit: number, scope = "for anonymous use"): ChatSubject & { kind: "limited" } => ({
+    kind: "limited",
+    subject: `ip:198.51.100.${++counter}`,
+    limit,
+    scope,
+  });
 
   beforeAll(async () => {
     database = await createTestDatabase({ engine });
@@ -69,7 +74,9 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
     now = T0 + 3 * HOUR;
     const refused = await limiter.admitChat(subject);
     expect(refused.ok === false && refused.retryAfterSeconds).toBe(21 * 3600);
-    expect(refused.ok === false && refused.error.rawMessage).toMatch(/^rate limit: 3 messages per 24 h with an account key; next message allowed in 21 h 0 min/);
+    expect(refused.ok === false && refused.error.rawMessage).toMatch(
+      /^rate limit: 3 messages per 24 h with an account key; next message allowed in 21 h 0 min/,
+    );
     now = T0 + 24 * HOUR + 1; // the 00:00 message left; the 01:00 and 02:00 ones still count
     expect((await limiter.admitChat(subject)).ok).toBe(true);
     const next = await limiter.admitChat(subject);
@@ -92,11 +99,11 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
   it("meters an answer: gives back when no token came and the network could not serve, keeps the charge otherwise", async () => {
     const limiter = new ChatLimiter(database.db, limits, { now: clock });
     now = T0;
-    const run = async (events: ChatEvent[], error?: ConnectError) => {
+    const run = async (events: MeteredEvent[], error?: ConnectError) => {
       const subject = fresh(1);
       const admitted = await limiter.admitChat(subject);
       if (!admitted.ok) throw new Error("expected admitted");
-      async function* script(): AsyncGenerator<ChatEvent> {
+      async function* script(): AsyncGenerator<MeteredEvent> {
         yield* events;
         if (error) throw error;
       }
@@ -105,13 +112,15 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
       }).rejects.toBe(error);
       return (await limiter.admitChat(subject)).ok;
     };
-    const queued: ChatEvent = { type: "queued", position: 1, maxWaitMs: 100 };
+    const queued: MeteredEvent = { type: "queued" };
     expect(await run([queued], new ConnectError("no node", Code.Unavailable))).toBe(true);
     expect(await run([], new ConnectError("busy", Code.ResourceExhausted))).toBe(true);
     expect(await run([], new ConnectError("no such model", Code.NotFound))).toBe(true);
-    expect(await run([queued], new ConnectError("messages[0].content: too many chunks", Code.InvalidArgument))).toBe(true);
+    expect(await run([queued], new ConnectError("messages[0].content: too many chunks", Code.InvalidArgument))).toBe(
+      true,
+    );
     expect(await run([queued], new ConnectError("chunk 3 of 40 could not be read: …", Code.Internal))).toBe(true);
-    expect(await run([{ type: "token", text: "Hel" }], new ConnectError("lost", Code.Unavailable))).toBe(false);
+    expect(await run([{ type: "token" }], new ConnectError("lost", Code.Unavailable))).toBe(false);
     expect(await run([queued], new ConnectError("client left", Code.Canceled))).toBe(false);
     expect(await run([], new ConnectError("deadline", Code.DeadlineExceeded))).toBe(false);
   });
@@ -127,22 +136,46 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
   it("turns callers into subjects: address (IPv6 by /64), account, user, and the exempt", async () => {
     const unlimited = await createAccount(database.db);
     const limited = await createAccount(database.db);
-    const limiter = new ChatLimiter(database.db, { ...limits, unlimitedAccountKeys: [unlimited.key.replaceAll(" ", "")] }, { now: clock });
+    const limiter = new ChatLimiter(
+      database.db,
+      { ...limits, unlimitedAccountKeys: [unlimited.key.replaceAll(" ", "")] },
+      { now: clock },
+    );
     const anonymous = { kind: "anonymous" as const };
-    expect(await limiter.subjectFor({ principal: anonymous, clientAddress: "2001:db8:1:2:aaaa::1" })).toMatchObject({ subject: "ip:2001:0db8:0001:0002::/64", limit: 1 });
-    expect(await limiter.subjectFor({ principal: anonymous, clientAddress: "::ffff:203.0.113.9" })).toMatchObject({ subject: "ip:203.0.113.9" });
-    expect(await limiter.subjectFor({ principal: anonymous, requestAccountId: limited.id, clientAddress: "203.0.113.9" })).toMatchObject({ subject: `account:${limited.id}`, limit: 3 });
-    expect(await limiter.subjectFor({ principal: { kind: "account", accountId: limited.id }, clientAddress: "203.0.113.9" })).toMatchObject({ subject: `account:${limited.id}` });
+    expect(await limiter.subjectFor({ principal: anonymous, clientAddress: "2001:db8:1:2:aaaa::1" })).toMatchObject({
+      subject: "ip:2001:0db8:0001:0002::/64",
+      limit: 1,
+    });
+    expect(await limiter.subjectFor({ principal: anonymous, clientAddress: "::ffff:203.0.113.9" })).toMatchObject({
+      subject: "ip:203.0.113.9",
+    });
+    expect(
+      await limiter.subjectFor({ principal: anonymous, requestAccountId: limited.id, clientAddress: "203.0.113.9" }),
+    ).toMatchObject({ subject: `account:${limited.id}`, limit: 3 });
+    expect(
+      await limiter.subjectFor({ principal: { kind: "account", accountId: limited.id }, clientAddress: "203.0.113.9" }),
+    ).toMatchObject({ subject: `account:${limited.id}` });
     const user = { kind: "user" as const, userId: "u1", role: "user" as const, accountId: null };
-    expect(await limiter.subjectFor({ principal: user, requestAccountId: limited.id, clientAddress: "203.0.113.9" })).toMatchObject({ subject: "user:u1", limit: 5 });
-    expect(await limiter.subjectFor({ principal: { ...user, role: "admin" }, clientAddress: "203.0.113.9" })).toEqual({ kind: "exempt", reason: "admin" });
-    expect(await limiter.subjectFor({ principal: anonymous, requestAccountId: unlimited.id, clientAddress: "203.0.113.9" })).toEqual({ kind: "exempt", reason: "unlimited account key" });
-    expect(await limiter.subjectFor({ principal: { ...user, accountId: unlimited.id }, clientAddress: "203.0.113.9" })).toEqual({ kind: "exempt", reason: "unlimited account key" });
+    expect(
+      await limiter.subjectFor({ principal: user, requestAccountId: limited.id, clientAddress: "203.0.113.9" }),
+    ).toMatchObject({ subject: "user:u1", limit: 5 });
+    expect(await limiter.subjectFor({ principal: { ...user, role: "admin" }, clientAddress: "203.0.113.9" })).toEqual({
+      kind: "exempt",
+      reason: "admin",
+    });
+    expect(
+      await limiter.subjectFor({ principal: anonymous, requestAccountId: unlimited.id, clientAddress: "203.0.113.9" }),
+    ).toEqual({ kind: "exempt", reason: "unlimited account key" });
+    expect(
+      await limiter.subjectFor({ principal: { ...user, accountId: unlimited.id }, clientAddress: "203.0.113.9" }),
+    ).toEqual({ kind: "exempt", reason: "unlimited account key" });
   });
 
   it("refuses every message when a limit is 0, without a wait that would help", async () => {
     const limiter = new ChatLimiter(database.db, { ...limits, anonymousPerDay: 0 }, { now: clock });
-    const refused = await limiter.admitChat(await limiter.subjectFor({ principal: { kind: "anonymous" }, clientAddress: "192.0.2.200" }));
+    const refused = await limiter.admitChat(
+      await limiter.subjectFor({ principal: { kind: "anonymous" }, clientAddress: "192.0.2.200" }),
+    );
     expect(refused.ok === false && refused.error.code).toBe(Code.PermissionDenied);
     expect(refused.ok === false && refused.retryAfterSeconds).toBeUndefined();
   });
@@ -157,7 +190,9 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
     await limiter.admitChat(recent);
     now = T0;
     await limiter.prune();
-    const subjects = (await database.db.selectFrom("chat_admissions").select("subject").execute()).map((row) => row.subject);
+    const subjects = (await database.db.selectFrom("chat_admissions").select("subject").execute()).map(
+      (row) => row.subject,
+    );
     expect(subjects).toContain(recent.subject);
     expect(subjects).not.toContain(old.subject);
   });

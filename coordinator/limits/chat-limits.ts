@@ -7,7 +7,6 @@ import { addressGroup } from "../accounts/login-throttle.ts";
 import { isAdmin, type Principal } from "../accounts/principal.ts";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/schema.ts";
-import type { ChatEvent } from "../tasks/chat.ts";
 
 /*
  * Design (see migrations/0004_rate_limits.sql): one chat_admissions row per subject holds the times of its
@@ -42,6 +41,14 @@ export type Admission =
   /** retryAfterSeconds is absent when the limit is 0 (no wait helps). */
   | { ok: false; error: ConnectError; retryAfterSeconds?: number; retryAt?: Date };
 
+/**
+ * What meter() needs of an answer's events: a `token` event means the caller got part of an answer. The limiter's
+ * own shape, so that limits/ never imports the orchestrator's types (tasks/ calls the limiter, not the reverse).
+ */
+export interface MeteredEvent {
+  type: string;
+}
+
 /** The caller of a chat request as an entry point knows it. */
 export interface ChatCaller {
   principal: Principal;
@@ -64,7 +71,14 @@ export interface ChatLimiterOptions {
 // busy, a conversation longer than any online node's context), or the request was refused as invalid after
 // admission (a bad value is refused uncharged wherever it is found), or the coordinator failed it (Internal: a
 // divided request's part refused what the coordinator wrote).
-const GIVEN_BACK = new Set([Code.Unavailable, Code.ResourceExhausted, Code.NotFound, Code.InvalidArgument, Code.FailedPrecondition, Code.Internal]);
+const GIVEN_BACK = new Set([
+  Code.Unavailable,
+  Code.ResourceExhausted,
+  Code.NotFound,
+  Code.InvalidArgument,
+  Code.FailedPrecondition,
+  Code.Internal,
+]);
 
 export class ChatLimiter {
   readonly #now: () => number;
@@ -95,29 +109,48 @@ export class ChatLimiter {
       if (accounts.some((id) => unlimited.has(id))) return { kind: "exempt", reason: "unlimited account key" };
     }
     if (principal.kind === "user") {
-      return { kind: "limited", subject: `user:${principal.userId}`, limit: this.limits.userPerDay, scope: "for a signed-in user" };
+      return {
+        kind: "limited",
+        subject: `user:${principal.userId}`,
+        limit: this.limits.userPerDay,
+        scope: "for a signed-in user",
+      };
     }
     const accountId = caller.requestAccountId ?? principalAccount;
     if (accountId !== undefined) {
-      return { kind: "limited", subject: `account:${accountId}`, limit: this.limits.accountKeyPerDay, scope: "with an account key" };
+      return {
+        kind: "limited",
+        subject: `account:${accountId}`,
+        limit: this.limits.accountKeyPerDay,
+        scope: "with an account key",
+      };
     }
     // IPv6 by /64: one host usually owns a whole /64, so per-address counting would be no limit at all
     const address = caller.clientAddress === "" ? "unknown" : addressGroup(caller.clientAddress);
-    return { kind: "limited", subject: `ip:${address}`, limit: this.limits.anonymousPerDay, scope: "for anonymous use" };
+    return {
+      kind: "limited",
+      subject: `ip:${address}`,
+      limit: this.limits.anonymousPerDay,
+      scope: "for anonymous use",
+    };
   }
 
   /** Charges one message to the subject, or says why not and for how long. */
   async admitChat(subject: ChatSubject): Promise<Admission> {
     if (subject.kind === "exempt") return { ok: true };
     if (subject.limit === 0) {
-      const error = new ConnectError(`rate limit: chat ${subject.scope} is switched off on this coordinator`, Code.PermissionDenied);
+      const error = new ConnectError(
+        `rate limit: chat ${subject.scope} is switched off on this coordinator`,
+        Code.PermissionDenied,
+      );
       return { ok: false, error };
     }
     // a give-back racing the refusal can leave room: one more try settles it
     for (let attempt = 0; ; attempt++) {
       const now = this.#now();
       const at = new Date(now);
-      if (await this.#charge(subject.subject, subject.limit, at)) return { ok: true, ticket: { subject: subject.subject, at } };
+      if (await this.#charge(subject.subject, subject.limit, at))
+        return { ok: true, ticket: { subject: subject.subject, at } };
       const counted = await this.#admittedSince(subject.subject, new Date(now - this.#windowMs));
       if (counted.length < subject.limit && attempt === 0) continue;
       // below the limit again once the oldest (count - limit + 1) messages have left the window
@@ -155,7 +188,10 @@ export class ChatLimiter {
    * The orchestrator's events, passed through; gives the message back when the request ends before any
    * token with a code in GIVEN_BACK (see the design note above).
    */
-  async *meter(events: AsyncGenerator<ChatEvent>, ticket: ChatTicket | undefined): AsyncGenerator<ChatEvent, void, undefined> {
+  async *meter<E extends MeteredEvent>(
+    events: AsyncGenerator<E>,
+    ticket: ChatTicket | undefined,
+  ): AsyncGenerator<E, void, undefined> {
     if (ticket === undefined) return yield* events;
     let answered = false;
     try {
@@ -166,7 +202,9 @@ export class ChatLimiter {
     } catch (err) {
       if (!answered && GIVEN_BACK.has(ConnectError.from(err).code)) {
         // the caller must hear the request's own failure, not a bookkeeping one
-        await this.giveBack(ticket).catch((giveBackError: unknown) => this.options.logger?.error({ err: giveBackError }, "could not give a chat message back"));
+        await this.giveBack(ticket).catch((giveBackError: unknown) =>
+          this.options.logger?.error({ err: giveBackError }, "could not give a chat message back"),
+        );
       }
       throw err;
     }
@@ -174,7 +212,10 @@ export class ChatLimiter {
 
   /** Deletes subjects with nothing left in the window; run it now and then. Returns rows deleted. */
   async prune(): Promise<number> {
-    const result = await this.db.deleteFrom("chat_admissions").where("expires_at", "<=", new Date(this.#now())).executeTakeFirst();
+    const result = await this.db
+      .deleteFrom("chat_admissions")
+      .where("expires_at", "<=", new Date(this.#now()))
+      .executeTakeFirst();
     return Number(result.numDeletedRows);
   }
 

@@ -3,13 +3,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyRequest } from "fastify";
 import type { Kysely } from "kysely";
 import { ACCOUNT_KEY_HEADER } from "../accounts/auth.ts";
-import { normalizeAccountKey } from "../accounts/keys.ts";
-import { isAdmin, type Principal } from "../accounts/principal.ts";
-import { findAccountIdCached } from "../accounts/store.ts";
+import type { Principal } from "../accounts/principal.ts";
+import { accountIdForKey } from "../accounts/store.ts";
 import { verifyToken } from "../accounts/tokens.ts";
 import type { Database } from "../db/schema.ts";
-import type { ChatEvent } from "../tasks/chat.ts";
-import type { ChatLimiter } from "./chat-limits.ts";
 
 /*
  * The same credentials as the interceptor, plus one: OpenAI clients can only send `Authorization: Bearer
@@ -35,21 +32,16 @@ export interface HttpCallerOptions {
 export type ResolveHttpCaller = (req: FastifyRequest) => Promise<Principal>;
 
 export function httpCallerResolver(options: HttpCallerOptions): ResolveHttpCaller {
-  async function account(value: string, where: string): Promise<Principal> {
-    let digits: string;
-    try {
-      digits = normalizeAccountKey(value, where);
-    } catch (err) {
-      throw new ConnectError(ConnectError.from(err).rawMessage, Code.Unauthenticated);
-    }
-    const accountId = await findAccountIdCached(options.db, digits);
-    if (accountId === undefined) throw new ConnectError(`unknown or revoked account key (${where})`, Code.Unauthenticated);
-    return { kind: "account", accountId };
+  async function account(value: string, header: string): Promise<Principal> {
+    return { kind: "account", accountId: await accountIdForKey(options.db, value, { header }) };
   }
 
   async function user(token: string): Promise<Principal> {
     if (options.jwtSecret === undefined) {
-      throw new ConnectError("this coordinator accepts no bearer tokens: JWT_SECRET is not configured", Code.Unauthenticated);
+      throw new ConnectError(
+        "this coordinator accepts no bearer tokens: JWT_SECRET is not configured",
+        Code.Unauthenticated,
+      );
     }
     let claims;
     try {
@@ -63,34 +55,19 @@ export function httpCallerResolver(options: HttpCallerOptions): ResolveHttpCalle
 
   return async (req) => {
     const bearer = /^Bearer +(\S.*)$/i.exec(req.headers.authorization ?? "")?.[1]?.trim();
-    const credential = bearer !== undefined && (accountKeyShape.test(bearer) || tokenShape.test(bearer)) ? bearer : undefined;
+    const credential =
+      bearer !== undefined && (accountKeyShape.test(bearer) || tokenShape.test(bearer)) ? bearer : undefined;
     const header = req.headers[ACCOUNT_KEY_HEADER];
     const keyHeader = Array.isArray(header) ? header[0] : header;
     if (credential !== undefined && keyHeader !== undefined) {
-      throw new ConnectError(`send one credential: Authorization or ${ACCOUNT_KEY_HEADER}, not both`, Code.InvalidArgument);
+      throw new ConnectError(
+        `send one credential: Authorization or ${ACCOUNT_KEY_HEADER}, not both`,
+        Code.InvalidArgument,
+      );
     }
-    if (credential !== undefined) return accountKeyShape.test(credential) ? account(credential, "Authorization: Bearer") : user(credential);
+    if (credential !== undefined)
+      return accountKeyShape.test(credential) ? account(credential, "Authorization: Bearer") : user(credential);
     if (keyHeader !== undefined) return account(keyHeader, ACCOUNT_KEY_HEADER);
     return { kind: "anonymous" };
   };
-}
-
-/** What an HTTP chat route needs once the caller is admitted: the account to record, and the metered events. */
-export interface HttpAdmission {
-  accountId?: string;
-  /** An admin (a JWT with role admin) may set any difficulty, as InferenceService's callers may. */
-  trustedHint: boolean;
-  wrapEvents: (events: AsyncGenerator<ChatEvent>) => AsyncGenerator<ChatEvent>;
-}
-
-/** Resolves the caller, charges the message (or throws the refusal), and meters the answer for give-backs. */
-export async function admitHttpChat(
-  req: FastifyRequest,
-  deps: { resolveCaller: ResolveHttpCaller; limiter: ChatLimiter },
-  requestAccountId?: string,
-): Promise<HttpAdmission> {
-  const principal = await deps.resolveCaller(req);
-  const ticket = await deps.limiter.admit({ principal, requestAccountId, clientAddress: req.ip });
-  const principalAccount = principal.kind === "anonymous" ? undefined : (principal.accountId ?? undefined);
-  return { accountId: requestAccountId ?? principalAccount, trustedHint: isAdmin(principal), wrapEvents: (events) => deps.limiter.meter(events, ticket) };
 }

@@ -1,4 +1,5 @@
-// The key-call limiter on an injected clock: the rolling window, the wait, addresses apart, a limit of 0, the memory bound.
+// The key-call limiter on an injected clock: the rolling window, the wait, addresses apart, a limit of 0, the memory
+// bound.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { KeyRequestLimiter } from "./key-requests.ts";
@@ -17,7 +18,10 @@ function refusal(call: () => void): ConnectError {
 describe("KeyRequestLimiter", () => {
   const setup = (generateKeyPerHour = 2, verifyKeyPerHour = 3, maxAddresses?: number) => {
     const clock = { now: 1_000_000 };
-    const limiter = new KeyRequestLimiter({ generateKeyPerHour, verifyKeyPerHour }, { now: () => clock.now, maxAddresses });
+    const limiter = new KeyRequestLimiter(
+      { generateKeyPerHour, verifyKeyPerHour },
+      { now: () => clock.now, maxAddresses },
+    );
     return { clock, limiter };
   };
 
@@ -54,7 +58,9 @@ describe("KeyRequestLimiter", () => {
     expect(refusal(() => limiter.admit("GenerateKey", "2001:db8:0:1:ffff::2")).code).toBe(Code.ResourceExhausted);
     limiter.admit("GenerateKey", "2001:db8:0:2::1");
     limiter.admit("VerifyKey", "2001:db8:0:1::1");
-    expect(refusal(() => limiter.admit("VerifyKey", "2001:db8:0:1::1")).rawMessage).toMatch(/^rate limit: 1 VerifyKey call per 1 h/);
+    expect(refusal(() => limiter.admit("VerifyKey", "2001:db8:0:1::1")).rawMessage).toMatch(
+      /^rate limit: 1 VerifyKey call per 1 h/,
+    );
   });
 
   it("switches a method off at 0 with PermissionDenied", () => {

@@ -28,7 +28,10 @@ export class KeyRequestLimiter {
   readonly #now: () => number;
   readonly #windowMs: number;
   readonly #maxAddresses: number;
-  /** `method address` → the times of its counted calls, oldest first; re-inserted on use, so oldest entry = longest idle. */
+  /**
+   * `method address` → the times of its counted calls, oldest first; re-inserted on use, so oldest entry = longest
+   * idle.
+   */
   readonly #calls = new Map<string, number[]>();
 
   constructor(
@@ -40,10 +43,14 @@ export class KeyRequestLimiter {
     this.#maxAddresses = options.maxAddresses ?? 100_000;
   }
 
-  /** Counts the call, or throws ResourceExhausted with the wait (`retry-after` seconds); PermissionDenied at a limit of 0. */
+  /**
+   * Counts the call, or throws ResourceExhausted with the wait (`retry-after` seconds); PermissionDenied at a limit of
+   * 0.
+   */
   admit(method: KeyMethod, clientAddress: string): void {
     const limit = method === "GenerateKey" ? this.limits.generateKeyPerHour : this.limits.verifyKeyPerHour;
-    if (limit === 0) throw new ConnectError(`rate limit: ${method} is switched off on this coordinator`, Code.PermissionDenied);
+    if (limit === 0)
+      throw new ConnectError(`rate limit: ${method} is switched off on this coordinator`, Code.PermissionDenied);
     const now = this.#now();
     const subject = `${method} ${clientAddress === "" ? "unknown" : addressGroup(clientAddress)}`;
     const times = (this.#calls.get(subject) ?? []).filter((at) => at > now - this.#windowMs);

@@ -8,20 +8,29 @@ import type { Database } from "../db/schema.ts";
 export type SpotCheckCoverageInit = MessageInitShape<typeof SpotCheckCoverageSchema>;
 
 /** The window coverage is counted over: a day, as rate limits are. */
-export const COVERAGE_WINDOW_HOURS = 24;
+const COVERAGE_WINDOW_HOURS = 24;
 /** Rows that are the network's own checks, not answers to users. */
 const CHECK_CLASSIFIERS = ["spot_check", "canary"];
 
 /** Coverage of each of `nodeIds` over the last COVERAGE_WINDOW_HOURS (nodes with no rows get zeros). */
-export async function spotCheckCoverage(db: Kysely<Database>, nodeIds: readonly string[], now = Date.now()): Promise<Map<string, SpotCheckCoverageInit>> {
+export async function spotCheckCoverage(
+  db: Kysely<Database>,
+  nodeIds: readonly string[],
+  now = Date.now(),
+): Promise<Map<string, SpotCheckCoverageInit>> {
   const coverage = new Map<string, SpotCheckCoverageInit>(
-    nodeIds.map((id) => [id, { windowHours: COVERAGE_WINDOW_HOURS, answers: 0, checked: 0, lastCheckedUnixMs: 0n, checksRun: 0 }]),
+    nodeIds.map((id) => [
+      id,
+      { windowHours: COVERAGE_WINDOW_HOURS, answers: 0, checked: 0, lastCheckedUnixMs: 0n, checksRun: 0 },
+    ]),
   );
   if (nodeIds.length === 0) return coverage;
   const since = new Date(now - COVERAGE_WINDOW_HOURS * 3_600_000);
   const answered = await db
     .selectFrom("tasks as t")
-    .leftJoin("tasks as c", (join) => join.onRef("c.parent_id", "=", "t.id").on("c.classifier", "=", "spot_check").on("c.status", "=", "completed"))
+    .leftJoin("tasks as c", (join) =>
+      join.onRef("c.parent_id", "=", "t.id").on("c.classifier", "=", "spot_check").on("c.status", "=", "completed"),
+    )
     .select((eb) => [
       "t.node_id",
       sql<string>`count(distinct ${eb.ref("t.id")})`.as("answers"),

@@ -13,7 +13,7 @@ export type NodeInfoInit = MessageInitShape<typeof NodeInfoSchema>;
 export type LeaderboardEntryInit = MessageInitShape<typeof LeaderboardEntrySchema>;
 
 /** A connected node; `peers` (the live nodes) tell whether its model file's fingerprint agrees with theirs. */
-export function liveNodeInfo(node: LiveNode, peers: Iterable<LiveNode> = []): NodeInfoInit {
+function liveNodeInfo(node: LiveNode, peers: Iterable<LiveNode> = []): NodeInfoInit {
   const c = node.capabilities;
   return {
     nodeId: node.id,
@@ -59,7 +59,7 @@ const storedColumns = [
 ] as const;
 type StoredNode = Pick<NodeRow, (typeof storedColumns)[number]>;
 
-export function storedNodeInfo(row: StoredNode): NodeInfoInit {
+function storedNodeInfo(row: StoredNode): NodeInfoInit {
   return {
     nodeId: row.id,
     tier: tierToProto[row.tier],
@@ -125,12 +125,19 @@ export async function listNodes(
 
 /** Adds each node's spot-check coverage (one pair of grouped queries for the whole page). */
 async function withCoverage(db: Kysely<Database>, nodes: NodeInfoInit[]): Promise<NodeInfoInit[]> {
-  const coverage = await spotCheckCoverage(db, nodes.map((node) => node.nodeId!));
+  const coverage = await spotCheckCoverage(
+    db,
+    nodes.map((node) => node.nodeId!),
+  );
   return nodes.map((node) => ({ ...node, spotChecks: coverage.get(node.nodeId!) }) as NodeInfoInit);
 }
 
 /** One node, live when connected; undefined for an id never registered. */
-export async function findNodeInfo(db: Kysely<Database>, registry: NodeRegistry, nodeId: string): Promise<NodeInfoInit | undefined> {
+export async function findNodeInfo(
+  db: Kysely<Database>,
+  registry: NodeRegistry,
+  nodeId: string,
+): Promise<NodeInfoInit | undefined> {
   const live = registry.get(nodeId);
   if (live?.connected) return (await withCoverage(db, [liveNodeInfo(live, registry.nodes())]))[0];
   const row = await db.selectFrom("nodes").select(storedColumns).where("id", "=", nodeId).executeTakeFirst();
@@ -154,7 +161,11 @@ export async function leaderboard(db: Kysely<Database>, limit: number): Promise<
     .selectFrom("tasks")
     .select((eb) => ["node_id", eb.fn.countAll<number>().as("completed")])
     .where("status", "=", "completed")
-    .where("node_id", "in", rows.map((row) => row.id))
+    .where(
+      "node_id",
+      "in",
+      rows.map((row) => row.id),
+    )
     .groupBy("node_id")
     .execute();
   const completed = new Map(counts.map((row) => [row.node_id, Number(row.completed)]));

@@ -1,6 +1,14 @@
 // NetworkService in memory over a real database and a real registry: every method, its limits and its permissions.
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, createHandlerContext, createRouterTransport, type Client, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createHandlerContext,
+  createRouterTransport,
+  type Client,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import type { Kysely, KyselyPlugin } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,7 +18,8 @@ import { createTestDatabase, type TestDatabase } from "../../test/support/databa
 import { principalKey, type Principal } from "../accounts/principal.ts";
 import type { Database } from "../db/schema.ts";
 import { NodeRegistry } from "../nodes/registry.ts";
-import { ALICE_KEY, BOB_KEY, seedNetwork, T0 } from "./fixtures.ts";
+import { T0 } from "../../test/support/live-nodes.ts";
+import { ALICE_KEY, BOB_KEY, seedNetwork } from "../../test/support/network-seed.ts";
 import { networkService, type NetworkServiceDeps } from "./service.ts";
 
 const PRINCIPAL_HEADER = "x-test-principal";
@@ -64,25 +73,52 @@ describe("NetworkService", () => {
       .insertInto("tasks")
       .values([
         { difficulty: "SIMPLE", status: "completed", classifier: "canary", node_id: "live-basic" },
-        { difficulty: "SIMPLE", status: "failed", classifier: "canary", node_id: "live-basic", failure_reason: "wrong code" },
+        {
+          difficulty: "SIMPLE",
+          status: "failed",
+          classifier: "canary",
+          node_id: "live-basic",
+          failure_reason: "wrong code",
+        },
       ])
       .returning("id")
       .execute();
     try {
       const { stats } = await serve(deps()).getStats({});
-      expect(stats?.nodesByTier.map((t) => [t.tier, t.online])).toEqual([[Tier.BASIC, 1], [Tier.MID, 0], [Tier.PRO, 1]]);
+      expect(stats?.nodesByTier.map((t) => [t.tier, t.online])).toEqual([
+        [Tier.BASIC, 1],
+        [Tier.MID, 0],
+        [Tier.PRO, 1],
+      ]);
       // completed: the subtasks request (not its part) and one single request; failed: one
-      expect(stats).toMatchObject({ nodesOnline: 2, tasksCompleted: 2n, tasksFailed: 1n, tasksRunning: 3, queueLength: 3, tokensPerSecond: 42.5 });
+      expect(stats).toMatchObject({
+        nodesOnline: 2,
+        tasksCompleted: 2n,
+        tasksFailed: 1n,
+        tasksRunning: 3,
+        queueLength: 3,
+        tokensPerSecond: 42.5,
+      });
       expect(Number(stats!.atUnixMs)).toBeGreaterThanOrEqual(before);
     } finally {
-      await db.deleteFrom("tasks").where("id", "in", canaries.map((c) => c.id)).execute();
+      await db
+        .deleteFrom("tasks")
+        .where(
+          "id",
+          "in",
+          canaries.map((c) => c.id),
+        )
+        .execute();
     }
   });
 
   describe("WatchStats", () => {
     it("streams a sample every interval, shares one count query among watchers, and ends on abort", async () => {
       let queries = 0;
-      const counter: KyselyPlugin = { transformQuery: (args) => (queries++, args.node), transformResult: async (args) => args.result };
+      const counter: KyselyPlugin = {
+        transformQuery: (args) => (queries++, args.node),
+        transformResult: async (args) => args.result,
+      };
       let samples = 0;
       const watched = serve({ ...deps(), db: db.withPlugin(counter), tokensPerSecond: () => (samples++, 1) });
       const watch = async () => {
@@ -113,8 +149,16 @@ describe("NetworkService", () => {
     it("the handler returns as soon as its call is aborted, mid-wait and without another sample", async () => {
       let samples = 0;
       const impl = networkService({ ...deps(), tokensPerSecond: () => (samples++, 0) });
-      const ctx = createHandlerContext({ service: NetworkService, method: NetworkService.method.watchStats, protocolName: "connect", requestMethod: "POST", url: "/" });
-      const stream = impl.watchStats!(create(WatchStatsRequestSchema, { intervalMs: 60_000 }), ctx)[Symbol.asyncIterator]();
+      const ctx = createHandlerContext({
+        service: NetworkService,
+        method: NetworkService.method.watchStats,
+        protocolName: "connect",
+        requestMethod: "POST",
+        url: "/",
+      });
+      const stream = impl.watchStats!(create(WatchStatsRequestSchema, { intervalMs: 60_000 }), ctx)[
+        Symbol.asyncIterator
+      ]();
       expect((await stream.next()).done).toBe(false);
       const waiting = stream.next(); // now in its 60 s wait
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -128,12 +172,14 @@ describe("NetworkService", () => {
     it("sends every 1000 ms when the interval is 0, and rejects intervals outside 250..60000", async () => {
       const abort = new AbortController();
       const times: number[] = [];
-      await failure((async () => {
-        for await (const _ of client.watchStats({ intervalMs: 0 }, { signal: abort.signal })) {
-          times.push(Date.now());
-          if (times.length === 2) abort.abort();
-        }
-      })());
+      await failure(
+        (async () => {
+          for await (const _ of client.watchStats({ intervalMs: 0 }, { signal: abort.signal })) {
+            times.push(Date.now());
+            if (times.length === 2) abort.abort();
+          }
+        })(),
+      );
       expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
       const drain = async (intervalMs: number) => {
         for await (const _ of client.watchStats({ intervalMs })) break;
@@ -146,20 +192,45 @@ describe("NetworkService", () => {
   it("ListNodes: connected nodes first with live figures, then the rest by reputation; online_only; limits", async () => {
     const { nodes } = await client.listNodes({});
     expect(nodes.map((n) => [n.nodeId, n.online, n.reputation])).toEqual([
-      ["live-pro", true, 180], ["live-basic", true, 125],
-      ["off-1", false, 150], ["off-3", false, 150], ["off-2", false, 90], ["closing", false, 60],
+      ["live-pro", true, 180],
+      ["live-basic", true, 125],
+      ["off-1", false, 150],
+      ["off-3", false, 150],
+      ["off-2", false, 90],
+      ["closing", false, 60],
     ]);
     expect(nodes[0]).toMatchObject({
-      tier: Tier.PRO, modelName: "live-pro-model.Q4_K_M", parameterCount: 13_000_000_000n, quantization: "Q4_K_M",
-      tokensPerSecond: 33.5, load: 0.5, activeTasks: 2, maxConcurrentTasks: 4, lastSeenUnixMs: BigInt(T0), suspended: false,
+      tier: Tier.PRO,
+      modelName: "live-pro-model.Q4_K_M",
+      parameterCount: 13_000_000_000n,
+      quantization: "Q4_K_M",
+      tokensPerSecond: 33.5,
+      load: 0.5,
+      activeTasks: 2,
+      maxConcurrentTasks: 4,
+      lastSeenUnixMs: BigInt(T0),
+      suspended: false,
     });
     expect(nodes[0]!.gpus.map((g) => [g.name, g.vramTotalMb, g.vramUsedMb])).toEqual([["RTX 4090", 24_564n, 9_000n]]);
-    expect(nodes[2]).toMatchObject({ tier: Tier.MID, modelName: "off-1-stored", quantization: "", activeTasks: 0, lastSeenUnixMs: BigInt(T0 - 60_000) });
+    expect(nodes[2]).toMatchObject({
+      tier: Tier.MID,
+      modelName: "off-1-stored",
+      quantization: "",
+      activeTasks: 0,
+      lastSeenUnixMs: BigInt(T0 - 60_000),
+    });
     expect(nodes[2]!.gpus.map((g) => [g.name, g.vramTotalMb])).toEqual([["RTX 3060", 12_288n]]);
 
-    expect((await client.listNodes({ onlineOnly: true })).nodes.map((n) => n.nodeId)).toEqual(["live-pro", "live-basic"]);
+    expect((await client.listNodes({ onlineOnly: true })).nodes.map((n) => n.nodeId)).toEqual([
+      "live-pro",
+      "live-basic",
+    ]);
     expect((await client.listNodes({ limit: 1 })).nodes.map((n) => n.nodeId)).toEqual(["live-pro"]);
-    expect((await client.listNodes({ limit: 3 })).nodes.map((n) => n.nodeId)).toEqual(["live-pro", "live-basic", "off-1"]);
+    expect((await client.listNodes({ limit: 3 })).nodes.map((n) => n.nodeId)).toEqual([
+      "live-pro",
+      "live-basic",
+      "off-1",
+    ]);
     expect(await failure(client.listNodes({ limit: 1001 }))).toBe(Code.InvalidArgument);
   });
 
@@ -179,17 +250,37 @@ describe("NetworkService", () => {
   it("ListTasks: newest first, 50 by default, by node, every field mapped", async () => {
     const { tasks } = await client.listTasks({});
     expect(tasks).toHaveLength(50);
-    expect(tasks.slice(0, 5).map((t) => t.status)).toEqual([TaskStatus.QUEUED, TaskStatus.FAILED, TaskStatus.COMPLETED, TaskStatus.COMPLETED, TaskStatus.COMPLETED]);
+    expect(tasks.slice(0, 5).map((t) => t.status)).toEqual([
+      TaskStatus.QUEUED,
+      TaskStatus.FAILED,
+      TaskStatus.COMPLETED,
+      TaskStatus.COMPLETED,
+      TaskStatus.COMPLETED,
+    ]);
     const [queued, failed, , part, parent] = tasks;
-    expect(queued).toMatchObject({ nodeId: "", tier: Tier.UNSPECIFIED, divisionMode: DivisionMode.SINGLE, parentTaskId: "" });
+    expect(queued).toMatchObject({
+      nodeId: "",
+      tier: Tier.UNSPECIFIED,
+      divisionMode: DivisionMode.SINGLE,
+      parentTaskId: "",
+    });
     expect(failed).toMatchObject({ failureReason: "node timed out", tier: Tier.BASIC, nodeId: "live-basic" });
     expect(part).toMatchObject({
-      difficulty: Difficulty.COMPLEX, tier: Tier.PRO, nodeId: "live-pro", timeToFirstTokenMs: 80, totalMs: 2_500,
-      divisionMode: DivisionMode.SUBTASKS, parentTaskId: parent!.taskId, createdAtUnixMs: BigInt(T0 + 2000),
+      difficulty: Difficulty.COMPLEX,
+      tier: Tier.PRO,
+      nodeId: "live-pro",
+      timeToFirstTokenMs: 80,
+      totalMs: 2_500,
+      divisionMode: DivisionMode.SUBTASKS,
+      parentTaskId: parent!.taskId,
+      createdAtUnixMs: BigInt(T0 + 2000),
     });
     expect([part!.usage?.promptTokens, part!.usage?.completionTokens]).toEqual([12, 345]);
 
-    expect((await client.listTasks({ nodeId: "live-pro" })).tasks.map((t) => t.taskId)).toEqual([part!.taskId, parent!.taskId]);
+    expect((await client.listTasks({ nodeId: "live-pro" })).tasks.map((t) => t.taskId)).toEqual([
+      part!.taskId,
+      parent!.taskId,
+    ]);
     expect((await client.listTasks({ limit: 2 })).tasks.map((t) => t.taskId)).toEqual([queued!.taskId, failed!.taskId]);
     expect((await client.listTasks({ limit: 1000 })).tasks).toHaveLength(60);
   });
@@ -215,8 +306,17 @@ describe("NetworkService", () => {
     });
 
     it("by account: the events credited to it, for the account itself, its linked user or an admin", async () => {
-      const mine = [["live-pro", "admin", 180], ["off-1", "timeout", 150], ["off-1", "task_completed", 110]];
-      const read = async (principal: Principal, key = ALICE_KEY) => (await history({ case: "accountKey", value: key }, principal)).map((e) => [e.nodeId, e.rule, e.reputationAfter]);
+      const mine = [
+        ["live-pro", "admin", 180],
+        ["off-1", "timeout", 150],
+        ["off-1", "task_completed", 110],
+      ];
+      const read = async (principal: Principal, key = ALICE_KEY) =>
+        (await history({ case: "accountKey", value: key }, principal)).map((e) => [
+          e.nodeId,
+          e.rule,
+          e.reputationAfter,
+        ]);
       expect(await read({ kind: "account", accountId: ids.alice })).toEqual(mine);
       expect(await read({ kind: "account", accountId: ids.alice }, ALICE_KEY.replaceAll(" ", ""))).toEqual(mine);
       expect(await read({ kind: "user", userId: "u-alice", role: "user", accountId: ids.alice })).toEqual(mine);
@@ -230,7 +330,9 @@ describe("NetworkService", () => {
       expect(await failure(history({ case: "accountKey", value: ALICE_KEY }, bob))).toBe(Code.PermissionDenied);
       expect(await failure(history({ case: "accountKey", value: ALICE_KEY }, plainUser))).toBe(Code.PermissionDenied);
       // an unknown key looks the same as someone else's to non-admins, so keys cannot be probed
-      expect(await failure(history({ case: "accountKey", value: "9999 9999 9999 9999" }, bob))).toBe(Code.PermissionDenied);
+      expect(await failure(history({ case: "accountKey", value: "9999 9999 9999 9999" }, bob))).toBe(
+        Code.PermissionDenied,
+      );
       expect(await failure(history({ case: "accountKey", value: "9999 9999 9999 9999" }, admin))).toBe(Code.NotFound);
       expect(await failure(history({ case: "accountKey", value: "1234" }, admin))).toBe(Code.InvalidArgument);
       expect(await failure(client.getReputationHistory({}))).toBe(Code.InvalidArgument);
@@ -240,21 +342,38 @@ describe("NetworkService", () => {
   it("ListPayouts: admins only; newest month first, by month", async () => {
     const { payouts } = await client.listPayouts({}, as(admin));
     expect(payouts.map((p) => [p.month, p.accountId, p.amount, p.contribution])).toEqual([
-      ["2029-12", ids.bob, 100n, 10], ["2029-11", ids.alice, 67n, 20], ["2029-11", ids.bob, 33n, 10],
+      ["2029-12", ids.bob, 100n, 10],
+      ["2029-11", ids.alice, 67n, 20],
+      ["2029-11", ids.bob, 33n, 10],
     ]);
-    expect((await client.listPayouts({ month: "2029-11" }, as(admin))).payouts.map((p) => p.amount)).toEqual([67n, 33n]);
+    expect((await client.listPayouts({ month: "2029-11" }, as(admin))).payouts.map((p) => p.amount)).toEqual([
+      67n,
+      33n,
+    ]);
     expect(await failure(client.listPayouts({ month: "2029-13" }, as(admin)))).toBe(Code.InvalidArgument);
     expect(await failure(client.listPayouts({}))).toBe(Code.Unauthenticated);
-    expect(await failure(client.listPayouts({}, as({ kind: "account", accountId: ids.alice })))).toBe(Code.Unauthenticated);
+    expect(await failure(client.listPayouts({}, as({ kind: "account", accountId: ids.alice })))).toBe(
+      Code.Unauthenticated,
+    );
     expect(await failure(client.listPayouts({}, as(plainUser)))).toBe(Code.PermissionDenied);
   });
 
   it("ClearNode: admins only; answers with the node as it is now, NotFound for an unknown node", async () => {
-    expect((await client.clearNode({ nodeId: "off-1" }, as(admin))).node).toMatchObject({ nodeId: "off-1", online: false, suspended: false });
-    expect((await client.clearNode({ nodeId: "live-pro" }, as(admin))).node).toMatchObject({ nodeId: "live-pro", online: true, activeTasks: 2 });
+    expect((await client.clearNode({ nodeId: "off-1" }, as(admin))).node).toMatchObject({
+      nodeId: "off-1",
+      online: false,
+      suspended: false,
+    });
+    expect((await client.clearNode({ nodeId: "live-pro" }, as(admin))).node).toMatchObject({
+      nodeId: "live-pro",
+      online: true,
+      activeTasks: 2,
+    });
     expect(await failure(client.clearNode({ nodeId: "nobody" }, as(admin)))).toBe(Code.NotFound);
     expect(await failure(client.clearNode({ nodeId: "off-1" }))).toBe(Code.Unauthenticated);
-    expect(await failure(client.clearNode({ nodeId: "off-1" }, as({ kind: "account", accountId: ids.alice })))).toBe(Code.Unauthenticated);
+    expect(await failure(client.clearNode({ nodeId: "off-1" }, as({ kind: "account", accountId: ids.alice })))).toBe(
+      Code.Unauthenticated,
+    );
     expect(await failure(client.clearNode({ nodeId: "off-1" }, as(plainUser)))).toBe(Code.PermissionDenied);
   });
 });

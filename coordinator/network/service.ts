@@ -41,7 +41,10 @@ function requireAdmin(ctx: HandlerContext, method: string): void {
 async function readableAccount(deps: NetworkServiceDeps, accountKey: string, ctx: HandlerContext): Promise<string> {
   const principal = ctx.values.get(principalKey);
   if (principal.kind === "anonymous") {
-    throw new ConnectError("account_key: an account's history needs that account's key or an admin's token", Code.Unauthenticated);
+    throw new ConnectError(
+      "account_key: an account's history needs that account's key or an admin's token",
+      Code.Unauthenticated,
+    );
   }
   const accountId = await findAccountId(deps.db, normalizeAccountKey(accountKey));
   if (isAdmin(principal)) {
@@ -50,7 +53,10 @@ async function readableAccount(deps: NetworkServiceDeps, accountKey: string, ctx
   }
   // one answer for "not yours" and "no such account", so the method cannot be used to probe keys
   if (accountId === undefined || principal.accountId !== accountId) {
-    throw new ConnectError("account_key: only the account itself or an admin may read its history", Code.PermissionDenied);
+    throw new ConnectError(
+      "account_key: only the account itself or an admin may read its history",
+      Code.PermissionDenied,
+    );
   }
   return accountId;
 }
@@ -64,7 +70,8 @@ function reputationEvent(row: ReputationEventRow) {
     reputationAfter: row.reputation_after ?? 0,
     taskId: row.task_id ?? "",
     atUnixMs: BigInt(row.created_at.getTime()),
-    evidence: row.evidence === null ? "" : typeof row.evidence === "string" ? row.evidence : JSON.stringify(row.evidence),
+    evidence:
+      row.evidence === null ? "" : typeof row.evidence === "string" ? row.evidence : JSON.stringify(row.evidence),
   };
 }
 
@@ -88,13 +95,20 @@ export function networkService(deps: NetworkServiceDeps): Partial<ServiceImpl<ty
       }
     },
     async listNodes(request) {
-      return { nodes: await listNodes(deps.db, deps.registry, { onlineOnly: request.onlineOnly, limit: limitOf(request.limit, 100) }) };
+      return {
+        nodes: await listNodes(deps.db, deps.registry, {
+          onlineOnly: request.onlineOnly,
+          limit: limitOf(request.limit, 100),
+        }),
+      };
     },
     async getLeaderboard(request) {
       return { entries: await leaderboard(deps.db, limitOf(request.limit, 20)) };
     },
     async listTasks(request) {
-      return { tasks: await recentTasks(deps.db, { nodeId: request.nodeId || undefined, limit: limitOf(request.limit, 50) }) };
+      return {
+        tasks: await recentTasks(deps.db, { nodeId: request.nodeId || undefined, limit: limitOf(request.limit, 50) }),
+      };
     },
     async getReputationHistory(request, ctx) {
       const limit = limitOf(request.limit, 100);
@@ -116,13 +130,21 @@ export function networkService(deps: NetworkServiceDeps): Partial<ServiceImpl<ty
     async listPayouts(request, ctx) {
       requireAdmin(ctx, "ListPayouts");
       const entries = await listPayouts(deps.db, { month: request.month || undefined, limit: PAYOUTS_LIMIT });
-      return { payouts: entries.map((e) => ({ month: e.month, accountId: e.accountId, amount: BigInt(e.amount), contribution: e.contribution })) };
+      return {
+        payouts: entries.map((e) => ({
+          month: e.month,
+          accountId: e.accountId,
+          amount: BigInt(e.amount),
+          contribution: e.contribution,
+        })),
+      };
     },
     // Lifts a suspension for repeated mismatches (spot checks, canaries, consensus): the node takes work again
     // at once when connected here, and at its next registration anywhere else.
     async clearNode(request, ctx) {
       requireAdmin(ctx, "ClearNode");
-      if (!(await clearSuspension(deps.db, request.nodeId))) throw new ConnectError(`node ${request.nodeId} is not registered`, Code.NotFound);
+      if (!(await clearSuspension(deps.db, request.nodeId)))
+        throw new ConnectError(`node ${request.nodeId} is not registered`, Code.NotFound);
       const live = deps.registry.get(request.nodeId);
       if (live?.suspended) {
         live.suspended = false;

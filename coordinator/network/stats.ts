@@ -1,7 +1,7 @@
 // The network's figures for GetStats and WatchStats: live ones from the registry, task totals from the database.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Kysely } from "kysely";
-import { Tier } from "../../gen/iris/v1/common_pb.ts";
+import type { Tier } from "../../gen/iris/v1/common_pb.ts";
 import type { NetworkStatsSchema } from "../../gen/iris/v1/network_pb.ts";
 import type { Database } from "../db/schema.ts";
 import { NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
@@ -46,7 +46,10 @@ export class NetworkStatsSampler {
       online.set(node.tier, online.get(node.tier)! + 1);
       running += node.tasks.size;
     }
-    const nodesByTier = NODE_TIERS.map((tier): { tier: Tier; online: number } => ({ tier: tierToProto[tier], online: online.get(tier)! }));
+    const nodesByTier = NODE_TIERS.map((tier): { tier: Tier; online: number } => ({
+      tier: tierToProto[tier],
+      online: online.get(tier)!,
+    }));
     return {
       nodesByTier,
       nodesOnline: nodesByTier.reduce((sum, t) => sum + t.online, 0),

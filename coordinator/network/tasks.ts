@@ -67,8 +67,16 @@ function taskInfo(row: Pick<TaskRow, (typeof columns)[number]>): TaskInfoInit {
 }
 
 /** Newest first (ties by id, so the order is stable); only `nodeId`'s tasks when given. */
-export async function recentTasks(db: Kysely<Database>, options: { nodeId?: string; limit: number }): Promise<TaskInfoInit[]> {
-  let query = db.selectFrom("tasks").select(columns).orderBy("created_at", "desc").orderBy("id", "desc").limit(options.limit);
+export async function recentTasks(
+  db: Kysely<Database>,
+  options: { nodeId?: string; limit: number },
+): Promise<TaskInfoInit[]> {
+  let query = db
+    .selectFrom("tasks")
+    .select(columns)
+    .orderBy("created_at", "desc")
+    .orderBy("id", "desc")
+    .limit(options.limit);
   if (options.nodeId) query = query.where("node_id", "=", options.nodeId);
   return (await query.execute()).map(taskInfo);
 }

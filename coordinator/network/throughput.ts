@@ -9,7 +9,8 @@ export class ThroughputMeter {
     private readonly now: () => number = Date.now,
     private readonly windowSeconds = 10,
   ) {
-    if (!Number.isInteger(windowSeconds) || windowSeconds < 1) throw new RangeError(`windowSeconds must be an integer >= 1, got ${windowSeconds}`);
+    if (!Number.isInteger(windowSeconds) || windowSeconds < 1)
+      throw new RangeError(`windowSeconds must be an integer >= 1, got ${windowSeconds}`);
     this.#counts = new Array<number>(windowSeconds).fill(0);
     this.#seconds = new Array<number>(windowSeconds).fill(-Infinity);
   }

@@ -2,7 +2,12 @@
 // for live nodes from their measurements, for offline ones from the snapshot in their row.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Verification, type NodeVerificationSchema } from "../../gen/iris/v1/network_pb.ts";
-import { contextVerdict, modelVerdict, speedVerdict, type Verification as VerificationName } from "../nodes/capability.ts";
+import {
+  contextVerdict,
+  modelVerdict,
+  speedVerdict,
+  type Verification as VerificationName,
+} from "../nodes/capability.ts";
 import { NodeMeasurements } from "../nodes/measurements.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 import { sameModel, type ModelIdentity } from "../tasks/router.ts";
@@ -21,14 +26,29 @@ export interface Declared extends ModelIdentity {
   contextLength: number;
 }
 
-/** How many other live nodes serving the same name and quantization send the same file fingerprint, and how many another. */
-export function fingerprintPeers(model: ModelIdentity, selfId: string, nodes: Iterable<LiveNode>): { same: number; different: number } {
+/**
+ * How many other live nodes serving the same name and quantization send the same file fingerprint, and how many
+ * another.
+ */
+export function fingerprintPeers(
+  model: ModelIdentity,
+  selfId: string,
+  nodes: Iterable<LiveNode>,
+): { same: number; different: number } {
   const counts = { same: 0, different: 0 };
   if (!model.modelSha256) return counts;
   for (const node of nodes) {
     const c = node.capabilities;
-    if (node.id === selfId || !node.connected || !c.modelSha256 || c.modelName !== model.modelName || c.quantization !== model.quantization) continue;
-    if (sameModel({ modelName: c.modelName, quantization: c.quantization, modelSha256: c.modelSha256 }, model)) counts.same++;
+    if (
+      node.id === selfId ||
+      !node.connected ||
+      !c.modelSha256 ||
+      c.modelName !== model.modelName ||
+      c.quantization !== model.quantization
+    )
+      continue;
+    if (sameModel({ modelName: c.modelName, quantization: c.quantization, modelSha256: c.modelSha256 }, model))
+      counts.same++;
     else counts.different++;
   }
   return counts;

@@ -1,23 +1,24 @@
-// Declared against measured capability (docs/concepts/tiers.md, "How capability is verified"): what a node's answers show of its
+// Declared against measured capability (docs/concepts/tiers.md, "How capability is verified"): what a node's answers
+// show of its
 // speed, context window and model, and the tier that rests on it. Pure rules, table-tested in capability.test.ts.
 import { parseModelName } from "../../common/model-name.ts";
 import { tierFor, type TierDecision } from "./tier.ts";
 
 /** Answers shorter than this say more about latency than speed: they are not speed samples. */
-export const SPEED_SAMPLE_MIN_TOKENS = 16;
+const SPEED_SAMPLE_MIN_TOKENS = 16;
 /** The speed verdict looks at this many latest samples... */
 export const SPEED_WINDOW = 10;
 /** ...and needs at least this many before it says anything. */
-export const SPEED_MIN_SAMPLES = 5;
+const SPEED_MIN_SAMPLES = 5;
 /** A median below this share of the declared benchmark contradicts it. */
-export const SPEED_CONTRADICTS_BELOW = 0.5;
+const SPEED_CONTRADICTS_BELOW = 0.5;
 
 /**
  * A refusal ("context too long") contradicts the declared window only when the request (estimated prompt tokens plus
  * its max_tokens, the room some servers keep for the answer) is under this share of it: the rest covers the chat
  * template and the estimate's error.
  */
-export const CONTEXT_CONTRADICTS_BELOW = 0.5;
+const CONTEXT_CONTRADICTS_BELOW = 0.5;
 
 /** How far a declared value has been checked (NodeVerification in network.proto). */
 export type Verification = "declared" | "verified" | "contradicted" | "inferred";
@@ -63,10 +64,16 @@ export function speedVerdict(declared: number, samples: readonly number[]): Spee
   const recent = samples.slice(-SPEED_WINDOW);
   const measured = recent.length > 0 ? median(recent) : 0;
   const declaredSpeed = Number.isFinite(declared) && declared > 0 ? declared : 0;
-  if (recent.length < SPEED_MIN_SAMPLES) return { verification: "declared", measured, samples: recent.length, tierSpeed: declaredSpeed };
+  if (recent.length < SPEED_MIN_SAMPLES)
+    return { verification: "declared", measured, samples: recent.length, tierSpeed: declaredSpeed };
   if (declaredSpeed === 0) return { verification: "inferred", measured, samples: recent.length, tierSpeed: measured };
   const contradicted = measured < declaredSpeed * SPEED_CONTRADICTS_BELOW;
-  return { verification: contradicted ? "contradicted" : "verified", measured, samples: recent.length, tierSpeed: contradicted ? measured : declaredSpeed };
+  return {
+    verification: contradicted ? "contradicted" : "verified",
+    measured,
+    samples: recent.length,
+    tierSpeed: contradicted ? measured : declaredSpeed,
+  };
 }
 
 export interface DeclaredModel {
@@ -80,21 +87,38 @@ export interface DeclaredModel {
  * quantization) parsed from its model name by the coordinator, which then says "inferred".
  */
 export function sizeOf(declared: DeclaredModel): { parameterCount: number; quantization: string; size: Verification } {
-  const parameterCount = Number.isFinite(declared.parameterCount) && declared.parameterCount > 0 ? declared.parameterCount : 0;
-  if (parameterCount > 0 && declared.quantization !== "") return { parameterCount, quantization: declared.quantization, size: "declared" };
+  const parameterCount =
+    Number.isFinite(declared.parameterCount) && declared.parameterCount > 0 ? declared.parameterCount : 0;
+  if (parameterCount > 0 && declared.quantization !== "")
+    return { parameterCount, quantization: declared.quantization, size: "declared" };
   const parsed = parseModelName(declared.modelName);
-  const filled = { parameterCount: parameterCount || parsed.parameterCount, quantization: declared.quantization || parsed.quantization };
+  const filled = {
+    parameterCount: parameterCount || parsed.parameterCount,
+    quantization: declared.quantization || parsed.quantization,
+  };
   const inferred = filled.parameterCount !== parameterCount || filled.quantization !== declared.quantization;
   return { ...filled, size: inferred ? "inferred" : "declared" };
 }
 
 /** The tier from the (size-completed) declaration and the measured speed; the reason says which speed it used. */
-export function measuredTier(model: { parameterCount: number; quantization: string }, declaredSpeed: number, speed: SpeedVerdict): TierDecision {
-  const decision = tierFor({ parameterCount: model.parameterCount, quantization: model.quantization, tokensPerSecond: speed.tierSpeed });
+export function measuredTier(
+  model: { parameterCount: number; quantization: string },
+  declaredSpeed: number,
+  speed: SpeedVerdict,
+): TierDecision {
+  const decision = tierFor({
+    parameterCount: model.parameterCount,
+    quantization: model.quantization,
+    tokensPerSecond: speed.tierSpeed,
+  });
   if (speed.verification === "contradicted") {
-    return { ...decision, reason: `${decision.reason} (measured median of ${speed.samples} answers; declared ${round(declaredSpeed)} tok/s)` };
+    return {
+      ...decision,
+      reason: `${decision.reason} (measured median of ${speed.samples} answers; declared ${round(declaredSpeed)} tok/s)`,
+    };
   }
-  if (speed.verification === "inferred") return { ...decision, reason: `${decision.reason} (measured median of ${speed.samples} answers; none declared)` };
+  if (speed.verification === "inferred")
+    return { ...decision, reason: `${decision.reason} (measured median of ${speed.samples} answers; none declared)` };
   return decision;
 }
 
@@ -110,7 +134,8 @@ export interface ContextVerdict {
  * filling it.
  */
 export function contextVerdict(declared: number, proven: number, refusedAt: number | undefined): ContextVerdict {
-  if (declared > 0 && refusedAt !== undefined && refusedAt < declared * CONTEXT_CONTRADICTS_BELOW) return { verification: "contradicted", effective: refusedAt };
+  if (declared > 0 && refusedAt !== undefined && refusedAt < declared * CONTEXT_CONTRADICTS_BELOW)
+    return { verification: "contradicted", effective: refusedAt };
   if (declared > 0 && proven >= declared) return { verification: "verified", effective: declared };
   return { verification: "declared", effective: declared };
 }
@@ -127,12 +152,25 @@ export interface IdentityRecord {
  * The model's identity: verified or contradicted only by a canary compared with a node of another account serving
  * the same model; file fingerprints are declared too, so they only add words (a differing one is worth knowing).
  */
-export function modelVerdict(identity: IdentityRecord | undefined, fingerprints: { same: number; different: number }): { verification: Verification; evidence: string } {
+export function modelVerdict(
+  identity: IdentityRecord | undefined,
+  fingerprints: { same: number; different: number },
+): { verification: Verification; evidence: string } {
   const words: string[] = [];
-  if (identity) words.push(`${identity.verdict === "verified" ? "answered like" : "answered unlike"} node ${identity.peer} on a canary`);
-  if (fingerprints.same > 0) words.push(`file fingerprint matches ${fingerprints.same} other node${fingerprints.same === 1 ? "" : "s"}`);
-  if (fingerprints.different > 0) words.push(`file fingerprint differs from ${fingerprints.different} node${fingerprints.different === 1 ? "" : "s"} serving the same name`);
-  return { verification: identity?.verdict ?? "declared", evidence: words.length > 0 ? words.join("; ") : "nothing to compare with yet" };
+  if (identity)
+    words.push(
+      `${identity.verdict === "verified" ? "answered like" : "answered unlike"} node ${identity.peer} on a canary`,
+    );
+  if (fingerprints.same > 0)
+    words.push(`file fingerprint matches ${fingerprints.same} other node${fingerprints.same === 1 ? "" : "s"}`);
+  if (fingerprints.different > 0)
+    words.push(
+      `file fingerprint differs from ${fingerprints.different} node${fingerprints.different === 1 ? "" : "s"} serving the same name`,
+    );
+  return {
+    verification: identity?.verdict ?? "declared",
+    evidence: words.length > 0 ? words.join("; ") : "nothing to compare with yet",
+  };
 }
 
 function median(values: readonly number[]): number {

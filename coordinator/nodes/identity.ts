@@ -30,7 +30,12 @@ export async function accountOf(db: Kysely<Database>, accountKey: string): Promi
 }
 
 /** Why a registration may not use `nodeId` (its binding belongs to someone else), or undefined when it may. */
-export function bindingRefusal(nodeId: string, binding: NodeBinding | undefined, accountId: string, publicKey: Uint8Array): string | undefined {
+function bindingRefusal(
+  nodeId: string,
+  binding: NodeBinding | undefined,
+  accountId: string,
+  publicKey: Uint8Array,
+): string | undefined {
   if (!binding) return undefined;
   if (binding.accountId !== accountId) {
     return `node_id: node "${nodeId}" is registered to another account; choose another NODE_ID`;
@@ -46,7 +51,12 @@ export function bindingRefusal(nodeId: string, binding: NodeBinding | undefined,
 }
 
 /** Refuses (PermissionDenied) a registration whose node id is bound to another account or another key. */
-export async function checkBinding(db: Kysely<Database>, nodeId: string, accountId: string, publicKey: Uint8Array): Promise<void> {
+export async function checkBinding(
+  db: Kysely<Database>,
+  nodeId: string,
+  accountId: string,
+  publicKey: Uint8Array,
+): Promise<void> {
   const refusal = bindingRefusal(nodeId, await nodeBinding(db, nodeId), accountId, publicKey);
   if (refusal) throw new ConnectError(refusal, Code.PermissionDenied);
 }
@@ -72,7 +82,10 @@ export function registerChallenge(
     verify(answer) {
       validateNodeMessage(answer);
       if (answer.message.case !== "registerProof") {
-        throw new ConnectError("the second message must be a register_proof answering the register challenge", Code.InvalidArgument);
+        throw new ConnectError(
+          "the second message must be a register_proof answering the register challenge",
+          Code.InvalidArgument,
+        );
       }
       let valid: boolean;
       try {
@@ -82,7 +95,10 @@ export function registerChallenge(
         throw err;
       }
       if (!valid) {
-        throw new ConnectError("register_proof: the node does not hold the private key of the public_key it registered", Code.PermissionDenied);
+        throw new ConnectError(
+          "register_proof: the node does not hold the private key of the public_key it registered",
+          Code.PermissionDenied,
+        );
       }
     },
   };
@@ -129,7 +145,10 @@ export async function moveNode(deps: MoveNodeDeps, request: MoveNodeRequest): Pr
   }
   const live = deps.registry.get(request.nodeId);
   const disconnect = !unchanged && live !== undefined;
-  if (disconnect) live.endConnection(new ConnectError(`node "${request.nodeId}" was moved to another key by its owner`, Code.PermissionDenied));
+  if (disconnect)
+    live.endConnection(
+      new ConnectError(`node "${request.nodeId}" was moved to another key by its owner`, Code.PermissionDenied),
+    );
   deps.logger.info({ nodeId: request.nodeId, disconnected: disconnect }, "node moved to a new public key");
   return create(MoveNodeResponseSchema, { disconnected: disconnect });
 }

@@ -23,7 +23,9 @@ export class NodeMeasurements {
   #provenContext = 0;
   #refusedContext: number | undefined;
   #identity: IdentityRecord | undefined;
-  /** Something worth writing at once changed (a refusal, a canary's verdict); speed samples wait for the session's end. */
+  /**
+   * Something worth writing at once changed (a refusal, a canary's verdict); speed samples wait for the session's end.
+   */
   #unsaved = false;
 
   /** Restores a stored snapshot when it is of the same model; anything else is ignored. */
@@ -103,7 +105,10 @@ function parseSnapshot(value: unknown): MeasuredSnapshot | undefined {
     speed,
     provenContext: v.provenContext,
     ...(typeof v.refusedContext === "number" ? { refusedContext: v.refusedContext } : {}),
-    ...(identity && (identity.verdict === "verified" || identity.verdict === "contradicted") && typeof identity.peer === "string" && typeof identity.at === "number"
+    ...(identity &&
+    (identity.verdict === "verified" || identity.verdict === "contradicted") &&
+    typeof identity.peer === "string" &&
+    typeof identity.at === "number"
       ? { identity: { verdict: identity.verdict, peer: identity.peer, at: identity.at } }
       : {}),
   };

@@ -9,7 +9,7 @@ import { saveMeasurements, touchNodes } from "./store.ts";
 import { syncSuspensions } from "./suspension.ts";
 
 /** Missing this many heartbeat intervals in a row makes a node offline. */
-export const missedHeartbeatsAllowed = 3;
+const missedHeartbeatsAllowed = 3;
 /** last_seen_at is written for all live nodes at once, this often, instead of once per heartbeat. */
 const touchEveryMs = 30_000;
 
@@ -24,21 +24,27 @@ export function startNodeMonitor(options: {
 }): { stop(): void } {
   const now = options.now ?? Date.now;
   const timeoutMs = options.heartbeatIntervalMs * missedHeartbeatsAllowed;
-  const check = setInterval(() => {
-    for (const node of options.registry.stale(now(), timeoutMs)) {
-      const reason = `no heartbeat for ${now() - node.lastSeenAt} ms (allowed ${timeoutMs} ms)`;
-      options.logger.warn({ nodeId: node.id, reason }, "node missed its heartbeats: offline");
-      node.disconnect(new ConnectError(reason, Code.DeadlineExceeded));
-      options.registry.remove(node, reason);
-    }
-  }, Math.max(50, Math.floor(options.heartbeatIntervalMs / 2)));
+  const check = setInterval(
+    () => {
+      for (const node of options.registry.stale(now(), timeoutMs)) {
+        const reason = `no heartbeat for ${now() - node.lastSeenAt} ms (allowed ${timeoutMs} ms)`;
+        options.logger.warn({ nodeId: node.id, reason }, "node missed its heartbeats: offline");
+        node.disconnect(new ConnectError(reason, Code.DeadlineExceeded));
+        options.registry.remove(node, reason);
+      }
+    },
+    Math.max(50, Math.floor(options.heartbeatIntervalMs / 2)),
+  );
   const touch = setInterval(() => {
     const ids = [...options.registry.nodes()].map((node) => node.id);
     touchNodes(options.db, ids).catch((err: unknown) => options.logger.error({ err }, "could not record live nodes"));
   }, touchEveryMs);
   const unmeasured = options.registry.onMeasured((node, previousTier) => {
     if (previousTier !== undefined) {
-      options.logger.warn({ nodeId: node.id, from: previousTier, to: node.tier, reason: node.tierReason }, "node re-tiered by its measured speed");
+      options.logger.warn(
+        { nodeId: node.id, from: previousTier, to: node.tier, reason: node.tierReason },
+        "node re-tiered by its measured speed",
+      );
     }
     // a new tier or a canary's verdict is written at once; plain speed samples at the session's end (nodes/service.ts)
     if (!node.measured.takeUnsaved() && previousTier === undefined) return;
@@ -56,7 +62,12 @@ export function startNodeMonitor(options: {
             .then((changed) => {
               for (const id of changed) {
                 const suspended = options.registry.get(id)?.suspended;
-                options.logger.warn({ nodeId: id, suspended }, suspended ? "node suspended (seen in the database)" : "node's suspension lifted (seen in the database)");
+                options.logger.warn(
+                  { nodeId: id, suspended },
+                  suspended
+                    ? "node suspended (seen in the database)"
+                    : "node's suspension lifted (seen in the database)",
+                );
               }
             })
             .catch((err: unknown) => options.logger.error({ err }, "could not read suspensions"))

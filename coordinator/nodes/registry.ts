@@ -1,12 +1,16 @@
 // The live nodes of this coordinator: who is connected, what each serves, how busy it is, which tasks it runs.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { ConnectResponse, TaskChunk, TaskError, TaskResult } from "../../gen/iris/v1/node_pb.ts";
+import type { ConnectResponse } from "../../gen/iris/v1/node_pb.ts";
 import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { TokenizerRates } from "../../common/tokenizer-rates.ts";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 import { contextVerdict, measuredTier, speedVerdict, type Verification } from "./capability.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
+import type { TaskSink } from "./task-sink.ts";
 import { TaskTable, type TaskChange } from "./task-table.ts";
+
+// re-exported: the cluster's sinks (cluster/) import it with the rest of the registry
+export type { TaskSink } from "./task-sink.ts";
 
 /** Completed tasks whose service time the wait estimate looks at, per node. */
 export const SERVICE_TIMES_KEPT = 20;
@@ -28,18 +32,9 @@ export interface NodeCapabilities {
   tokenizerRates?: TokenizerRates;
 }
 
-/** Where a node's messages about one task go: the orchestrator's attempt that assigned it. */
-export interface TaskSink {
-  chunk(chunk: TaskChunk): void;
-  result(result: TaskResult): void;
-  error(error: TaskError): void;
-  /** The node disconnected, missed heartbeats or was replaced while running the task. */
-  lost(reason: string): void;
-  /** When the task took the slot (ms since the epoch): the queue's wait estimate counts from here. */
-  readonly startedAt?: number;
-}
-
-/** Where a node's messages go: its stream's outbox here, or the bus to its home coordinator (cluster/remote-node.ts). */
+/**
+ * Where a node's messages go: its stream's outbox here, or the bus to its home coordinator (cluster/remote-node.ts).
+ */
 export interface NodeOutbox {
   push(message: ConnectResponse): boolean;
   close(error?: ConnectError): void;
@@ -138,7 +133,8 @@ export class LiveNode {
 
   /** The context window routing and context mode count on: the declared one, lowered to a refusal below it. */
   get contextLength(): number {
-    return contextVerdict(this.capabilities.contextLength, this.measured.provenContext, this.measured.refusedContext).effective;
+    return contextVerdict(this.capabilities.contextLength, this.measured.provenContext, this.measured.refusedContext)
+      .effective;
   }
 
   /** Recomputes the tier from the declaration and the measured speed; true when the tier changed. */

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
-import { type Difficulty } from "../../gen/iris/v1/common_pb.ts";
+import type { Difficulty } from "../../gen/iris/v1/common_pb.ts";
 import {
   ConnectResponseSchema,
   type ConnectRequest,
@@ -35,21 +35,31 @@ export interface NodeServiceDeps {
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   now?: () => number;
   /** Where classify results go (the classifier chain's node link), when nodes are asked. */
-  classifyLink?: { resolveClassifyResult(classifyId: string, difficulty: Difficulty, fromNodeId: string): boolean; nodeGone(nodeId: string): void };
+  classifyLink?: {
+    resolveClassifyResult(classifyId: string, difficulty: Difficulty, fromNodeId: string): boolean;
+    nodeGone(nodeId: string): void;
+  };
   /** How long a node has to answer the register challenge (NODE_REGISTER_TIMEOUT_MS). */
   registerTimeoutMs?: number;
   /** This month's earnings so far, per account, for the heartbeat acks (the agent's terminal UI shows them). */
   earnings?: { forAccount(accountId: string): { month: string; units: number } | undefined };
 }
 
-
-function earningsOf(deps: NodeServiceDeps, accountId: string): { estimateMonth?: string; estimatedMonthUnits?: bigint } {
+function earningsOf(
+  deps: NodeServiceDeps,
+  accountId: string,
+): { estimateMonth?: string; estimatedMonthUnits?: bigint } {
   const estimate = deps.earnings?.forAccount(accountId);
   return estimate ? { estimateMonth: estimate.month, estimatedMonthUnits: BigInt(estimate.units) } : {};
 }
 
 function gpusOf(gpus: Register["gpus"]): NodeCapabilities["gpus"] {
-  return gpus.map((g) => ({ name: g.name, vramTotalMb: Number(g.vramTotalMb), vramUsedMb: Number(g.vramUsedMb), utilizationPercent: g.utilizationPercent }));
+  return gpus.map((g) => ({
+    name: g.name,
+    vramTotalMb: Number(g.vramTotalMb),
+    vramUsedMb: Number(g.vramUsedMb),
+    utilizationPercent: g.utilizationPercent,
+  }));
 }
 
 /** The declaration, with a size or quantization it left out parsed from the model name (`size` says which). */
@@ -75,7 +85,12 @@ function declaredCapabilities(register: Register, parameterCount: number, quanti
     backend: register.backend,
     agentVersion: register.agentVersion,
     ...(register.tokenizerRates
-      ? { tokenizerRates: { asciiCharsPerToken: register.tokenizerRates.asciiCharsPerToken, otherCharsPerToken: register.tokenizerRates.otherCharsPerToken } }
+      ? {
+          tokenizerRates: {
+            asciiCharsPerToken: register.tokenizerRates.asciiCharsPerToken,
+            otherCharsPerToken: register.tokenizerRates.otherCharsPerToken,
+          },
+        }
       : {}),
   };
 }
@@ -85,13 +100,25 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
   const registerTimeoutMs = deps.registerTimeoutMs ?? 5_000;
 
   /** Accepts a registration whose key was proven: the node's row, session and session keys. */
-  async function admit(register: Register, accountId: string, ctx: HandlerContext, outbox: Channel<ConnectResponse>): Promise<LiveNode> {
+  async function admit(
+    register: Register,
+    accountId: string,
+    ctx: HandlerContext,
+    outbox: Channel<ConnectResponse>,
+  ): Promise<LiveNode> {
     const { capabilities, size } = capabilitiesOf(register);
     // earlier measurements of the same model stand: reconnecting does not wipe a contradicted benchmark
     const key = measurementKey(capabilities);
     const live = deps.registry.get(register.nodeId);
-    const measured = live?.measured.model === key ? live.measured : new NodeMeasurements(key, await storedMeasurements(deps.db, register.nodeId));
-    const { tier, reason } = measuredTier(capabilities, capabilities.tokensPerSecond, speedVerdict(capabilities.tokensPerSecond, measured.speedSamples));
+    const measured =
+      live?.measured.model === key
+        ? live.measured
+        : new NodeMeasurements(key, await storedMeasurements(deps.db, register.nodeId));
+    const { tier, reason } = measuredTier(
+      capabilities,
+      capabilities.tokensPerSecond,
+      speedVerdict(capabilities.tokensPerSecond, measured.speedSamples),
+    );
     const reputation = await upsertNode(deps.db, {
       id: register.nodeId,
       accountId,
@@ -103,11 +130,19 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
     if (reputation === undefined) {
       // another registration bound the id between the check and now: say whose, as the check would have
       await checkBinding(deps.db, register.nodeId, accountId, register.publicKey);
-      throw new ConnectError(`node_id: node "${register.nodeId}" is bound to another registration`, Code.PermissionDenied);
+      throw new ConnectError(
+        `node_id: node "${register.nodeId}" is bound to another registration`,
+        Code.PermissionDenied,
+      );
     }
     // a suspension (repeated mismatches) outlives reconnects and coordinators: routing skips the node until cleared
     const suspended = await isSuspended(deps.db, register.nodeId);
-    const sessionId = await openSession(deps.db, register.nodeId, deps.coordinatorInstance, ctx.values.get(clientAddressKey));
+    const sessionId = await openSession(
+      deps.db,
+      register.nodeId,
+      deps.coordinatorInstance,
+      ctx.values.get(clientAddressKey),
+    );
     let keys: SessionKeys;
     try {
       keys = deriveSessionKeys(deps.coordinatorKey.privateKey, register.publicKey, {
@@ -121,7 +156,18 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       if (err instanceof EnvelopeError) throw new ConnectError(`public_key: ${err.message}`, Code.InvalidArgument);
       throw err;
     }
-    const node = new LiveNode(register.nodeId, accountId, sessionId, tier, reason, capabilities, reputation, keys, outbox, now());
+    const node = new LiveNode(
+      register.nodeId,
+      accountId,
+      sessionId,
+      tier,
+      reason,
+      capabilities,
+      reputation,
+      keys,
+      outbox,
+      now(),
+    );
     node.suspended = suspended;
     node.publicKey = register.publicKey;
     node.size = size;
@@ -173,7 +219,10 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       }
       case "register":
       case "registerProof":
-        throw new ConnectError(`${m.case === "register" ? "register" : "register_proof"} may only open the stream`, Code.InvalidArgument);
+        throw new ConnectError(
+          `${m.case === "register" ? "register" : "register_proof"} may only open the stream`,
+          Code.InvalidArgument,
+        );
       case "classifyResult":
         if (!deps.classifyLink?.resolveClassifyResult(m.value.classifyId, m.value.difficulty, node.id)) {
           log.warn({ classifyId: m.value.classifyId }, "classify result nobody is waiting for; ignored");
@@ -197,7 +246,10 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
       const register = first.message.value;
       const accountId = await accountOf(deps.db, register.accountKey);
       if (register.publicKey.length === 0) {
-        throw new ConnectError("public_key: the node's 32-byte X25519 key is required (task payloads are encrypted)", Code.InvalidArgument);
+        throw new ConnectError(
+          "public_key: the node's 32-byte X25519 key is required (task payloads are encrypted)",
+          Code.InvalidArgument,
+        );
       }
       // refused before the challenge: the id is someone else's, whatever the proof would say
       await checkBinding(deps.db, register.nodeId, accountId, register.publicKey);

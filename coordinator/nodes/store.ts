@@ -14,14 +14,20 @@ export interface NodeRegistration {
   promisedHoursUtc: number[];
 }
 
-/** Who a node id belongs to: the account and public key that registered it (the key is null after a move is pending). */
+/**
+ * Who a node id belongs to: the account and public key that registered it (the key is null after a move is pending).
+ */
 export interface NodeBinding {
   accountId: string;
   publicKey: Buffer | null;
 }
 
 export async function nodeBinding(db: Kysely<Database>, nodeId: string): Promise<NodeBinding | undefined> {
-  const row = await db.selectFrom("nodes").select(["account_id", "public_key"]).where("id", "=", nodeId).executeTakeFirst();
+  const row = await db
+    .selectFrom("nodes")
+    .select(["account_id", "public_key"])
+    .where("id", "=", nodeId)
+    .executeTakeFirst();
   return row && { accountId: row.account_id, publicKey: row.public_key };
 }
 
@@ -75,7 +81,12 @@ export async function storedMeasurements(db: Kysely<Database>, nodeId: string): 
 }
 
 /** Writes the node's measurements and the tier they gave it. */
-export async function saveMeasurements(db: Kysely<Database>, nodeId: string, tier: NodeTier, snapshot: MeasuredSnapshot): Promise<void> {
+export async function saveMeasurements(
+  db: Kysely<Database>,
+  nodeId: string,
+  tier: NodeTier,
+  snapshot: MeasuredSnapshot,
+): Promise<void> {
   await db
     .updateTable("nodes")
     .set({ tier, measured: json(snapshot as unknown as JsonValue) })
@@ -98,7 +109,12 @@ export async function openSession(
 }
 
 /** Ends a session; the node goes offline unless a newer session of it is open (a replacing connection). */
-export async function closeSession(db: Kysely<Database>, sessionId: string, nodeId: string, reason: string): Promise<void> {
+export async function closeSession(
+  db: Kysely<Database>,
+  sessionId: string,
+  nodeId: string,
+  reason: string,
+): Promise<void> {
   await db.transaction().execute(async (tx) => {
     const now = new Date();
     await tx
@@ -122,7 +138,12 @@ export async function closeSession(db: Kysely<Database>, sessionId: string, node
 }
 
 /** Binds a node id to a new public key (MoveNode); false when no node of that account has the id. */
-export async function rebindNode(db: Kysely<Database>, nodeId: string, accountId: string, publicKey: Uint8Array): Promise<boolean> {
+export async function rebindNode(
+  db: Kysely<Database>,
+  nodeId: string,
+  accountId: string,
+  publicKey: Uint8Array,
+): Promise<boolean> {
   const result = await db
     .updateTable("nodes")
     .set({ public_key: Buffer.from(publicKey) })
@@ -158,7 +179,14 @@ export async function closeOrphanedSessions(db: Kysely<Database>, coordinatorIns
     .set({ status: "offline" })
     .where("id", "in", ids)
     .where(({ not, exists, selectFrom }) =>
-      not(exists(selectFrom("node_sessions").select("id").whereRef("node_sessions.node_id", "=", "nodes.id").where("disconnected_at", "is", null))),
+      not(
+        exists(
+          selectFrom("node_sessions")
+            .select("id")
+            .whereRef("node_sessions.node_id", "=", "nodes.id")
+            .where("disconnected_at", "is", null),
+        ),
+      ),
     )
     .execute();
 }

@@ -16,7 +16,11 @@ export interface MismatchCount {
  * Counts one mismatch and suspends the node when the count reaches `suspendAfter`, in one UPDATE (the row
  * lock serialises concurrent mismatches). undefined for an unknown node.
  */
-export async function recordMismatch(db: Kysely<Database>, nodeId: string, suspendAfter: number): Promise<MismatchCount | undefined> {
+export async function recordMismatch(
+  db: Kysely<Database>,
+  nodeId: string,
+  suspendAfter: number,
+): Promise<MismatchCount | undefined> {
   const row = await db
     .updateTable("nodes")
     .set((eb) => ({
@@ -26,14 +30,22 @@ export async function recordMismatch(db: Kysely<Database>, nodeId: string, suspe
     }))
     .where("id", "=", nodeId)
     // now() is the transaction's start: equal only when this statement set it
-    .returning(["mismatches", sql<boolean>`suspended_at IS NOT NULL`.as("suspended"), sql<boolean>`suspended_at IS NOT DISTINCT FROM now()`.as("newly")])
+    .returning([
+      "mismatches",
+      sql<boolean>`suspended_at IS NOT NULL`.as("suspended"),
+      sql<boolean>`suspended_at IS NOT DISTINCT FROM now()`.as("newly"),
+    ])
     .executeTakeFirst();
   return row && { mismatches: row.mismatches, suspended: row.suspended, newlySuspended: row.newly };
 }
 
 /** Lifts a suspension and forgets the mismatches; false for an unknown node. */
 export async function clearSuspension(db: Kysely<Database>, nodeId: string): Promise<boolean> {
-  const result = await db.updateTable("nodes").set({ mismatches: 0, suspended_at: null }).where("id", "=", nodeId).executeTakeFirst();
+  const result = await db
+    .updateTable("nodes")
+    .set({ mismatches: 0, suspended_at: null })
+    .where("id", "=", nodeId)
+    .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
 
@@ -48,13 +60,20 @@ export async function isSuspended(db: Kysely<Database>, nodeId: string): Promise
  * spot check finishing after the node moved here) suspends, another coordinator's ClearNode lifts. Returns the
  * ids whose state changed.
  */
-export async function syncSuspensions(db: Kysely<Database>, live: readonly { id: string; suspended: boolean }[]): Promise<string[]> {
+export async function syncSuspensions(
+  db: Kysely<Database>,
+  live: readonly { id: string; suspended: boolean }[],
+): Promise<string[]> {
   if (live.length === 0) return [];
   const rows = await db
     .selectFrom("nodes")
     .select("id")
     .where("suspended_at", "is not", null)
-    .where("id", "in", live.map((node) => node.id))
+    .where(
+      "id",
+      "in",
+      live.map((node) => node.id),
+    )
     .execute();
   const suspended = new Set(rows.map((row) => row.id));
   const changed: string[] = [];

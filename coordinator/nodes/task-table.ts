@@ -1,5 +1,5 @@
 // A node's running tasks that tell the node when one is added or removed: a slot taken or freed (the cluster view).
-import type { TaskSink } from "./registry.ts";
+import type { TaskSink } from "./task-sink.ts";
 
 /** Told of each task added or removed; `clear()` (the node is gone) tells once, with no task. */
 export type TaskChange = (change: { taskId: string; sink: TaskSink; added: boolean } | undefined) => void;
@@ -25,4 +25,3 @@ export class TaskTable extends Map<string, TaskSink> {
     if (had) this.onChange(undefined);
   }
 }
-

@@ -23,7 +23,6 @@
 // finer bits-per-weight table). The speed it is given may be measured rather than declared: see capability.ts.
 import { type Difficulty, difficultyRank, NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
 
-
 export interface TierInput {
   /** Total parameters; 0 when unknown. */
   parameterCount: number;
@@ -66,7 +65,10 @@ export function tierFor(input: TierInput): TierDecision {
     parameters === 0
       ? "unknown size counts as 0B"
       : `${sized(parameters)}${quantization ? ` ${quantization}` : ""} counts as ${sized(effectiveParameters)}`;
-  const speed = tokensPerSecond === 0 ? "unknown speed counts as 0 tok/s" : `${shown(tokensPerSecond, [MID_MIN_TOKENS_PER_SECOND, MID_MAX_TOKENS_PER_SECOND])} tok/s`;
+  const speed =
+    tokensPerSecond === 0
+      ? "unknown speed counts as 0 tok/s"
+      : `${shown(tokensPerSecond, [MID_MIN_TOKENS_PER_SECOND, MID_MAX_TOKENS_PER_SECOND])} tok/s`;
   const reason = `${size} (${band(effectiveParameters / 1e9, 7, 20, "B")}); ${speed} (${band(tokensPerSecond, 10, 30, "")}) → ${tier}`;
   return { tier, effectiveParameters, reason };
 }
@@ -114,7 +116,8 @@ function band(value: number, low: number, high: number, unit: string): string {
 /** 8e9 → "8B", 20.000001e9 → "20.000001B", 350e6 → "350M", 139_840 → "140K" (a tiny model is not "0.000140B"). */
 function sized(parameters: number): string {
   const billions = parameters / 1e9;
-  if (billions >= 1 || parameters === 0) return `${shown(billions, [MID_MIN_PARAMETERS / 1e9, MID_MAX_PARAMETERS / 1e9])}B`;
+  if (billions >= 1 || parameters === 0)
+    return `${shown(billions, [MID_MIN_PARAMETERS / 1e9, MID_MAX_PARAMETERS / 1e9])}B`;
   if (parameters >= 1e6) return `${shown(parameters / 1e6, [])}M`;
   return `${shown(parameters / 1e3, [])}K`;
 }

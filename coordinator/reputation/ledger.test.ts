@@ -1,8 +1,9 @@
-// The reputation ledger against a real database: event rows, the floor, exact sums, concurrency, the fast bonus, history.
+// The reputation ledger against a real database: event rows, the floor, exact sums, concurrency, the fast bonus,
+// history.
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
-import { eventsOf, insertCompletedTask, insertNode, insertTask, reputationOf } from "./fixtures.ts";
+import { eventsOf, insertCompletedTask, insertNode, insertTask, reputationOf } from "../../test/support/node-rows.ts";
 import { applyReputationEvent, loadFastTracker, recordTaskOutcome, reputationHistory } from "./ledger.ts";
 import { decayDelta, FastCompletionTracker } from "./rules.ts";
 
@@ -53,9 +54,23 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
   it("records a task's outcome for a node once, however often it is reported", async () => {
     const node = await insertNode(db());
     const taskId = await insertTask(db(), node);
-    const input = { nodeId: node.id, accountId: node.accountId, taskId, difficulty: "SIMPLE" as const, tier: "MID" as const, outcome: "timeout" as const, completionTokens: 0, generationMs: 0 };
+    const input = {
+      nodeId: node.id,
+      accountId: node.accountId,
+      taskId,
+      difficulty: "SIMPLE" as const,
+      tier: "MID" as const,
+      outcome: "timeout" as const,
+      completionTokens: 0,
+      generationMs: 0,
+    };
     await recordTaskOutcome(db(), new FastCompletionTracker(), input);
-    expect(await recordTaskOutcome(db(), new FastCompletionTracker(), input)).toEqual({ reputation: 80, delta: 0, fast: false, applied: false });
+    expect(await recordTaskOutcome(db(), new FastCompletionTracker(), input)).toEqual({
+      reputation: 80,
+      delta: 0,
+      fast: false,
+      applied: false,
+    });
     expect(await eventsOf(db(), node.id)).toHaveLength(1);
     expect(await reputationOf(db(), node.id)).toBe(80);
   });
@@ -64,19 +79,39 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
     const node = await insertNode(db(), { reputation: 12 });
     const taskId = await insertTask(db(), node);
     const result = await recordTaskOutcome(db(), new FastCompletionTracker(), {
-      nodeId: node.id, accountId: node.accountId, taskId, difficulty: "COMPLEX", tier: "MID", outcome: "invalid_response", completionTokens: 5, generationMs: 100,
+      nodeId: node.id,
+      accountId: node.accountId,
+      taskId,
+      difficulty: "COMPLEX",
+      tier: "MID",
+      outcome: "invalid_response",
+      completionTokens: 5,
+      generationMs: 100,
     });
     expect(result).toMatchObject({ reputation: 10, delta: -2 });
     expect(await reputationOf(db(), node.id)).toBe(10);
-    expect(await eventsOf(db(), node.id)).toMatchObject([{ rule: "invalid_response", delta: -2, reputation_after: 10 }]);
+    expect(await eventsOf(db(), node.id)).toMatchObject([
+      { rule: "invalid_response", delta: -2, reputation_after: 10 },
+    ]);
     // at the floor a penalty still leaves its (zero) trace
-    const again = await applyReputationEvent(db(), { nodeId: node.id, accountId: node.accountId, rule: "timeout", delta: -20 });
+    const again = await applyReputationEvent(db(), {
+      nodeId: node.id,
+      accountId: node.accountId,
+      rule: "timeout",
+      delta: -20,
+    });
     expect(again).toEqual({ applied: true, reputation: 10, delta: 0 });
   });
 
   it("applies an event with a period key once and reports the duplicate as not applied", async () => {
     const node = await insertNode(db());
-    const event = { nodeId: node.id, accountId: node.accountId, rule: "uptime" as const, delta: 1, periodKey: "uptime:2026-11-26T03" };
+    const event = {
+      nodeId: node.id,
+      accountId: node.accountId,
+      rule: "uptime" as const,
+      delta: 1,
+      periodKey: "uptime:2026-11-26T03",
+    };
     expect(await applyReputationEvent(db(), event)).toEqual({ applied: true, reputation: 101, delta: 1 });
     expect(await applyReputationEvent(db(), event)).toEqual({ applied: false, reputation: 101, delta: 0 });
     expect(await eventsOf(db(), node.id)).toHaveLength(1);
@@ -84,21 +119,31 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
 
   it("computes a delta from the score at the moment it applies (decay)", async () => {
     const node = await insertNode(db(), { reputation: 98.5 });
-    const result = await applyReputationEvent(db(), { nodeId: node.id, accountId: node.accountId, rule: "weekly_decay", delta: decayDelta, periodKey: "decay:2026-W47" });
+    const result = await applyReputationEvent(db(), {
+      nodeId: node.id,
+      accountId: node.accountId,
+      rule: "weekly_decay",
+      delta: decayDelta,
+      periodKey: "decay:2026-W47",
+    });
     expect(result).toEqual({ applied: true, reputation: 97.51, delta: -0.99 });
   });
 
   it("refuses an event for an unknown node and writes nothing", async () => {
     const node = await insertNode(db());
-    await expect(applyReputationEvent(db(), { nodeId: "no-such-node", accountId: node.accountId, rule: "admin", delta: 5 })).rejects.toThrow(/unknown node no-such-node/);
-    const { rows } = await sql<{ n: number }>`select count(*)::int as n from reputation_events where node_id = ${"no-such-node"}`.execute(db());
+    await expect(
+      applyReputationEvent(db(), { nodeId: "no-such-node", accountId: node.accountId, rule: "admin", delta: 5 }),
+    ).rejects.toThrow(/unknown node no-such-node/);
+    const { rows } = await sql<{
+      n: number;
+    }>`select count(*)::int as n from reputation_events where node_id = ${"no-such-node"}`.execute(db());
     expect(rows[0]?.n).toBe(0);
   });
 
   it("keeps start 100 + sum of deltas = score over a random mix of 200 events", async () => {
     const node = await insertNode(db());
     let seed = 42;
-    const rng = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    const rng = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
     const rules = [
       { rule: "task_completed" as const, delta: 10 },
       { rule: "fast_completion" as const, delta: 5 },
@@ -135,7 +180,12 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
     const node = await insertNode(db());
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        applyReputationEvent(db(), { nodeId: node.id, accountId: node.accountId, rule: i % 5 === 0 ? "broken_promise" : "uptime", delta: i % 5 === 0 ? -5 : 1 }),
+        applyReputationEvent(db(), {
+          nodeId: node.id,
+          accountId: node.accountId,
+          rule: i % 5 === 0 ? "broken_promise" : "uptime",
+          delta: i % 5 === 0 ? -5 : 1,
+        }),
       ),
     );
     expect(results.every((r) => r.applied)).toBe(true);
@@ -155,7 +205,15 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
   it("applies one of 20 concurrent events with the same period key", async () => {
     const node = await insertNode(db());
     const results = await Promise.all(
-      Array.from({ length: 20 }, () => applyReputationEvent(db(), { nodeId: node.id, accountId: node.accountId, rule: "uptime", delta: 1, periodKey: "uptime:2026-11-26T04" })),
+      Array.from({ length: 20 }, () =>
+        applyReputationEvent(db(), {
+          nodeId: node.id,
+          accountId: node.accountId,
+          rule: "uptime",
+          delta: 1,
+          periodKey: "uptime:2026-11-26T04",
+        }),
+      ),
     );
     expect(results.filter((r) => r.applied)).toHaveLength(1);
     expect(await reputationOf(db(), node.id)).toBe(101);
@@ -165,20 +223,48 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
   describe("fast completion", () => {
     type Pair = { difficulty: "ADVANCED" | "COMPLEX"; tier: "PRO" | "BASIC" };
     const completion = (node: { id: string; accountId: string }, taskId: string, generationMs: number, pair: Pair) => ({
-      nodeId: node.id, accountId: node.accountId, taskId, ...pair, outcome: "completed" as const, completionTokens: 500, generationMs,
+      nodeId: node.id,
+      accountId: node.accountId,
+      taskId,
+      ...pair,
+      outcome: "completed" as const,
+      completionTokens: 500,
+      generationMs,
     });
 
     it("is never awarded with fewer than 20 recent completions of the same difficulty and tier", async () => {
       const peer = await insertNode(db(), { tier: "PRO" });
-      for (let i = 0; i < 19; i++) await insertCompletedTask(db(), peer, { difficulty: "ADVANCED", tier: "PRO", completionTokens: 500, generationMs: 50_000 });
+      for (let i = 0; i < 19; i++)
+        await insertCompletedTask(db(), peer, {
+          difficulty: "ADVANCED",
+          tier: "PRO",
+          completionTokens: 500,
+          generationMs: 50_000,
+        });
       // plenty of samples, but for another difficulty or tier
-      for (let i = 0; i < 25; i++) await insertCompletedTask(db(), peer, { difficulty: "COMPLEX", tier: "PRO", completionTokens: 500, generationMs: 50_000 });
-      for (let i = 0; i < 25; i++) await insertCompletedTask(db(), peer, { difficulty: "ADVANCED", tier: "MID", completionTokens: 500, generationMs: 50_000 });
+      for (let i = 0; i < 25; i++)
+        await insertCompletedTask(db(), peer, {
+          difficulty: "COMPLEX",
+          tier: "PRO",
+          completionTokens: 500,
+          generationMs: 50_000,
+        });
+      for (let i = 0; i < 25; i++)
+        await insertCompletedTask(db(), peer, {
+          difficulty: "ADVANCED",
+          tier: "MID",
+          completionTokens: 500,
+          generationMs: 50_000,
+        });
       const tracker = await loadFastTracker(db());
       expect(tracker.size("ADVANCED", "PRO", "tokens_per_second")).toBe(19);
       const node = await insertNode(db(), { tier: "PRO" });
       const taskId = await insertTask(db(), node, "ADVANCED");
-      const result = await recordTaskOutcome(db(), tracker, completion(node, taskId, 1_000, { difficulty: "ADVANCED", tier: "PRO" })); // 500 tok/s vs 10
+      const result = await recordTaskOutcome(
+        db(),
+        tracker,
+        completion(node, taskId, 1_000, { difficulty: "ADVANCED", tier: "PRO" }),
+      ); // 500 tok/s vs 10
       expect(result).toEqual({ reputation: 110, delta: 10, fast: false, applied: true });
       expect((await eventsOf(db(), node.id)).map((e) => e.rule)).toEqual(["task_completed"]);
     });
@@ -186,7 +272,12 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
     it("adds +5 (+15 in all) for a clearly fast completion once 20 samples exist", async () => {
       const pair = { difficulty: "COMPLEX", tier: "BASIC" } as const;
       const peer = await insertNode(db(), { tier: "BASIC" });
-      for (let i = 0; i < 20; i++) await insertCompletedTask(db(), peer, { ...pair, completionTokens: 500, generationMs: i === 0 ? 40_000 : 50_000 });
+      for (let i = 0; i < 20; i++)
+        await insertCompletedTask(db(), peer, {
+          ...pair,
+          completionTokens: 500,
+          generationMs: i === 0 ? 40_000 : 50_000,
+        });
       const tracker = await loadFastTracker(db());
       expect(tracker.size("COMPLEX", "BASIC", "tokens_per_second")).toBe(20);
       const node = await insertNode(db(), { tier: "BASIC" });
@@ -196,24 +287,53 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
       const events = await eventsOf(db(), node.id);
       expect(events).toMatchObject([
         { rule: "task_completed", delta: 10, task_id: fastTask, reputation_after: 110 },
-        { rule: "fast_completion", delta: 5, task_id: fastTask, reputation_after: 115, evidence: { kind: "tokens_per_second", speed: 500, p75: 10, samples: 20 } },
+        {
+          rule: "fast_completion",
+          delta: 5,
+          task_id: fastTask,
+          reputation_after: 115,
+          evidence: { kind: "tokens_per_second", speed: 500, p75: 10, samples: 20 },
+        },
       ]);
       // a slow completion right after gets the +10 only
       const slowTask = await insertTask(db(), node, "COMPLEX");
-      expect(await recordTaskOutcome(db(), tracker, completion(node, slowTask, 100_000, pair))).toMatchObject({ reputation: 125, delta: 10, fast: false });
+      expect(await recordTaskOutcome(db(), tracker, completion(node, slowTask, 100_000, pair))).toMatchObject({
+        reputation: 125,
+        delta: 10,
+        fast: false,
+      });
     });
   });
 
   it("lists history newest first with the score after each event, by node and by account", async () => {
     const node = await insertNode(db());
     const sibling = await insertNode(db(), { accountId: node.accountId });
-    await applyReputationEvent(db(), { nodeId: node.id, accountId: node.accountId, rule: "uptime", delta: 1, periodKey: "h1" });
+    await applyReputationEvent(db(), {
+      nodeId: node.id,
+      accountId: node.accountId,
+      rule: "uptime",
+      delta: 1,
+      periodKey: "h1",
+    });
     await applyReputationEvent(db(), { nodeId: sibling.id, accountId: node.accountId, rule: "timeout", delta: -20 });
-    await applyReputationEvent(db(), { nodeId: node.id, accountId: node.accountId, rule: "broken_promise", delta: -5, periodKey: "h2" });
+    await applyReputationEvent(db(), {
+      nodeId: node.id,
+      accountId: node.accountId,
+      rule: "broken_promise",
+      delta: -5,
+      periodKey: "h2",
+    });
     const byNode = await reputationHistory(db(), { nodeId: node.id }, 10);
-    expect(byNode.map((e) => [e.rule, e.delta, e.reputation_after])).toEqual([["broken_promise", -5, 96], ["uptime", 1, 101]]);
+    expect(byNode.map((e) => [e.rule, e.delta, e.reputation_after])).toEqual([
+      ["broken_promise", -5, 96],
+      ["uptime", 1, 101],
+    ]);
     const byAccount = await reputationHistory(db(), { accountId: node.accountId }, 10);
-    expect(byAccount.map((e) => [e.node_id, e.reputation_after])).toEqual([[node.id, 96], [sibling.id, 80], [node.id, 101]]);
+    expect(byAccount.map((e) => [e.node_id, e.reputation_after])).toEqual([
+      [node.id, 96],
+      [sibling.id, 80],
+      [node.id, 101],
+    ]);
     expect(await reputationHistory(db(), { accountId: node.accountId }, 2)).toHaveLength(2);
   });
 });

@@ -1,6 +1,13 @@
 // The reputation ledger: every change is an event row written in the same transaction as the node's new score.
 import type { Kysely, Transaction } from "kysely";
-import { type Database, type JsonValue, json, type NewReputationEvent, type ReputationEventRow, type ReputationRule } from "../db/schema.ts";
+import {
+  type Database,
+  type JsonValue,
+  json,
+  type NewReputationEvent,
+  type ReputationEventRow,
+  type ReputationRule,
+} from "../db/schema.ts";
 import { DIFFICULTIES, type Difficulty, NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
 import { applyDelta, FastCompletionTracker, RULE_DELTAS, SHORT_ANSWER_TOKENS, type CompletionTiming } from "./rules.ts";
 
@@ -27,7 +34,10 @@ export interface AppliedReputationEvent {
 }
 
 /** Applies one event: the event row and the node's new score commit together or not at all. */
-export async function applyReputationEvent(db: Kysely<Database>, input: ReputationEventInput): Promise<AppliedReputationEvent> {
+export async function applyReputationEvent(
+  db: Kysely<Database>,
+  input: ReputationEventInput,
+): Promise<AppliedReputationEvent> {
   return db.transaction().execute((tx) => applyWithin(tx, input));
 }
 
@@ -121,7 +131,12 @@ export interface PlannedEvent {
  */
 export function planTaskOutcome(fastTracker: FastCompletionTracker, input: TaskOutcomeInput): PlannedEvent[] {
   if (input.outcome !== "completed") {
-    const evidence = { difficulty: input.difficulty, tier: input.tier, completionTokens: input.completionTokens, ...input.evidence };
+    const evidence = {
+      difficulty: input.difficulty,
+      tier: input.tier,
+      completionTokens: input.completionTokens,
+      ...input.evidence,
+    };
     return [{ rule: input.outcome, delta: RULE_DELTAS[input.outcome], evidence }];
   }
   const verdict = fastTracker.judge(input);
@@ -134,8 +149,19 @@ export function planTaskOutcome(fastTracker: FastCompletionTracker, input: TaskO
   };
   const planned: PlannedEvent[] = [{ rule: "task_completed", delta: RULE_DELTAS.task_completed, evidence }];
   if (verdict.fast) {
-    const fastEvidence = { ...evidence, kind: verdict.kind ?? null, speed: verdict.speed ?? null, p75: verdict.threshold ?? null, samples: verdict.samples };
-    planned.push({ rule: "fast_completion", delta: RULE_DELTAS.fast_completion, evidence: fastEvidence, requires: "task_completed" });
+    const fastEvidence = {
+      ...evidence,
+      kind: verdict.kind ?? null,
+      speed: verdict.speed ?? null,
+      p75: verdict.threshold ?? null,
+      samples: verdict.samples,
+    };
+    planned.push({
+      rule: "fast_completion",
+      delta: RULE_DELTAS.fast_completion,
+      evidence: fastEvidence,
+      requires: "task_completed",
+    });
   }
   return planned;
 }
@@ -156,7 +182,13 @@ export async function writeTaskOutcomes(
   const periodOf = (input: TaskOutcomeInput) => `task:${input.taskId}`;
   return db.transaction().execute(async (tx) => {
     const nodeIds = [...new Set(inputs.map((input) => input.nodeId))].sort();
-    const locked = await tx.selectFrom("nodes").select(["id", "reputation"]).where("id", "in", nodeIds).orderBy("id").forUpdate().execute();
+    const locked = await tx
+      .selectFrom("nodes")
+      .select(["id", "reputation"])
+      .where("id", "in", nodeIds)
+      .orderBy("id")
+      .forUpdate()
+      .execute();
     const scores = new Map(locked.map((row) => [row.id, row.reputation]));
     for (const id of nodeIds) if (!scores.has(id)) throw new Error(`reputation event for unknown node ${id}`);
     const existing = await tx
@@ -198,7 +230,12 @@ export async function writeTaskOutcomes(
       return result;
     });
     if (rows.length > 0) await tx.insertInto("reputation_events").values(rows).execute();
-    for (const nodeId of changed) await tx.updateTable("nodes").set({ reputation: scores.get(nodeId)! }).where("id", "=", nodeId).execute();
+    for (const nodeId of changed)
+      await tx
+        .updateTable("nodes")
+        .set({ reputation: scores.get(nodeId)! })
+        .where("id", "=", nodeId)
+        .execute();
     return results;
   });
 }
@@ -220,7 +257,10 @@ export async function reputationHistory(
  * A tracker seeded with the most recent completions of each (difficulty, tier, kind) from the tasks
  * table, so a restarted coordinator judges speed against the same history instead of an empty window.
  */
-export async function loadFastTracker(db: Kysely<Database>, tracker = new FastCompletionTracker()): Promise<FastCompletionTracker> {
+export async function loadFastTracker(
+  db: Kysely<Database>,
+  tracker = new FastCompletionTracker(),
+): Promise<FastCompletionTracker> {
   for (const difficulty of DIFFICULTIES) {
     for (const tier of NODE_TIERS) {
       for (const short of [false, true]) {

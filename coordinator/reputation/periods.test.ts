@@ -23,7 +23,11 @@ describe("hours", () => {
   });
 
   it("lists the completed hours before the current one, oldest first", () => {
-    expect(completedHours(t("2026-11-26T05:30:00Z"), 3).map(hourLabel)).toEqual(["2026-11-26T02", "2026-11-26T03", "2026-11-26T04"]);
+    expect(completedHours(t("2026-11-26T05:30:00Z"), 3).map(hourLabel)).toEqual([
+      "2026-11-26T02",
+      "2026-11-26T03",
+      "2026-11-26T04",
+    ]);
   });
 });
 
@@ -66,7 +70,10 @@ describe("connected time", () => {
     { hour: "2026-11-26T06:00:00Z", minutes: 5 },
     { hour: "2026-11-26T07:00:00Z", minutes: 0 },
   ])("covers $minutes minutes of the hour starting $hour", ({ hour, minutes }) => {
-    const merged = mergeIntervals([iv("2026-11-26T03:00:00Z", "2026-11-26T05:30:00Z"), iv("2026-11-26T06:55:00Z", "2026-11-26T07:00:00Z")]);
+    const merged = mergeIntervals([
+      iv("2026-11-26T03:00:00Z", "2026-11-26T05:30:00Z"),
+      iv("2026-11-26T06:55:00Z", "2026-11-26T07:00:00Z"),
+    ]);
     expect(coveredMs(merged, t(hour), t(hour) + 3_600_000)).toBe(minutes * 60_000);
   });
 });

@@ -8,7 +8,7 @@ import { createTestDatabase, databaseSource, type TestDatabase, testEngines } fr
 import { openDatabase } from "../db/connect.ts";
 import { NodeRegistry } from "../nodes/registry.ts";
 import { TaskJournal } from "../tasks/journal.ts";
-import { eventsOf, insertNode, insertTask, reputationOf } from "./fixtures.ts";
+import { eventsOf, insertNode, insertTask, reputationOf } from "../../test/support/node-rows.ts";
 import type { TaskOutcomeInput } from "./ledger.ts";
 import { ReputationRecorder } from "./recorder.ts";
 import { FastCompletionTracker } from "./rules.ts";
@@ -26,7 +26,13 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     const logged: string[] = [];
     const logger = pino({ level: "error" }, { write: (line: string) => logged.push(line) });
     const tracker = new FastCompletionTracker();
-    const recorder = new ReputationRecorder(test.db, new TaskJournal(test.db, logger), tracker, new NodeRegistry(), logger);
+    const recorder = new ReputationRecorder(
+      test.db,
+      new TaskJournal(test.db, logger),
+      tracker,
+      new NodeRegistry(),
+      logger,
+    );
     const node = await insertNode(test.db);
     const tasks = [await insertTask(test.db, node), await insertTask(test.db, node)];
     const outcome = (taskId: string, nodeId = node.id): TaskOutcomeInput => ({
@@ -45,7 +51,9 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     recorder.record(outcome(tasks[1]!));
     await recorder.settled();
     expect(await reputationOf(test.db, node.id)).toBe(120);
-    expect(logged.some((line) => line.includes("no-such-node") && line.includes("could not apply a reputation rule"))).toBe(true);
+    expect(
+      logged.some((line) => line.includes("no-such-node") && line.includes("could not apply a reputation rule")),
+    ).toBe(true);
     // each of the three completions was judged for speed once, though the batch was written twice
     expect(tracker.size("SIMPLE", "MID", "tokens_per_second")).toBe(3);
   });
@@ -67,7 +75,14 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
     const through = await openDatabase({ url: proxy.url, poolSize: 2, dataDir: "", logger });
     try {
       const pacing = { firstMs: 50, maxMs: 200, logEveryMs: 60_000 };
-      const recorder = new ReputationRecorder(through.db, new TaskJournal(through.db, logger, { pacing }), new FastCompletionTracker(), new NodeRegistry(), logger, pacing);
+      const recorder = new ReputationRecorder(
+        through.db,
+        new TaskJournal(through.db, logger, { pacing }),
+        new FastCompletionTracker(),
+        new NodeRegistry(),
+        logger,
+        pacing,
+      );
       const node = await insertNode(test.db);
       const tasks = [await insertTask(test.db, node), await insertTask(test.db, node)];
       const outcome = (taskId: string): TaskOutcomeInput => ({

@@ -55,7 +55,10 @@ export class ReputationRecorder {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, MAX_BATCH);
         this.#writing = batch.length;
-        await this.#write(batch, batch.map((input) => planTaskOutcome(this.tracker, input)));
+        await this.#write(
+          batch,
+          batch.map((input) => planTaskOutcome(this.tracker, input)),
+        );
         this.#writing = 0;
       }
     } finally {
@@ -93,7 +96,10 @@ export class ReputationRecorder {
   }
 
   #failed(input: TaskOutcomeInput, err: unknown): void {
-    this.logger.error({ err, nodeId: input.nodeId, taskId: input.taskId, outcome: input.outcome }, "could not apply a reputation rule");
+    this.logger.error(
+      { err, nodeId: input.nodeId, taskId: input.taskId, outcome: input.outcome },
+      "could not apply a reputation rule",
+    );
   }
 
   /** Resolves when every queued outcome is applied (tests, shutdown). */
@@ -104,6 +110,9 @@ export class ReputationRecorder {
   /** Shutdown: waits at most `timeoutMs` for the outcomes to be written; logs what could not be. */
   async close(timeoutMs: number): Promise<void> {
     if (await settlesWithin(this.settled(), timeoutMs)) return;
-    this.logger.error({ waiting: this.waiting }, "reputation outcomes not written before shutdown: the database is unavailable");
+    this.logger.error(
+      { waiting: this.waiting },
+      "reputation outcomes not written before shutdown: the database is unavailable",
+    );
   }
 }

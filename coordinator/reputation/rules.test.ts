@@ -9,6 +9,7 @@ import {
   RULE_DELTAS,
   speedOf,
 } from "./rules.ts";
+import { seededRandom } from "../../common/seeded-random.ts";
 
 describe("reputation deltas", () => {
   it("are the SPEC's numbers", () => {
@@ -42,7 +43,7 @@ describe("applyDelta", () => {
     let score = 100;
     let cents = 10_000;
     let seed = 7;
-    const rng = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    const rng = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
     const choices = [10, 5, -20, -50, 1, -5];
     for (let i = 0; i < 5_000; i++) {
       const delta = rng() < 0.1 ? decayDelta(score) : choices[Math.floor(rng() * choices.length)]!;
@@ -84,9 +85,24 @@ const timing = (overrides: Partial<CompletionTiming>): CompletionTiming => ({
 
 describe("speedOf", () => {
   it.each([
-    { what: "long answer: tokens per second of generation", t: { completionTokens: 100, generationMs: 4_000 }, kind: "tokens_per_second", value: 25 },
-    { what: "exactly 32 tokens is long", t: { completionTokens: 32, generationMs: 1_000 }, kind: "tokens_per_second", value: 32 },
-    { what: "short answer: responses per second", t: { completionTokens: 5, generationMs: 0, responseMs: 500 }, kind: "responses_per_second", value: 2 },
+    {
+      what: "long answer: tokens per second of generation",
+      t: { completionTokens: 100, generationMs: 4_000 },
+      kind: "tokens_per_second",
+      value: 25,
+    },
+    {
+      what: "exactly 32 tokens is long",
+      t: { completionTokens: 32, generationMs: 1_000 },
+      kind: "tokens_per_second",
+      value: 32,
+    },
+    {
+      what: "short answer: responses per second",
+      t: { completionTokens: 5, generationMs: 0, responseMs: 500 },
+      kind: "responses_per_second",
+      value: 2,
+    },
   ])("$what", ({ t, kind, value }) => {
     expect(speedOf(timing(t))).toEqual({ kind, value });
   });
@@ -139,7 +155,9 @@ describe("FastCompletionTracker", () => {
     for (let i = 0; i < 25; i++) tracker.record(timing({ difficulty: "COMPLEX", tier: "PRO" }));
     expect(tracker.judge(timing({ difficulty: "SIMPLE", tier: "PRO", generationMs: 1 })).fast).toBe(false);
     expect(tracker.judge(timing({ difficulty: "COMPLEX", tier: "MID", generationMs: 1 })).fast).toBe(false);
-    expect(tracker.judge(timing({ difficulty: "COMPLEX", tier: "PRO", completionTokens: 3, responseMs: 1 })).fast).toBe(false);
+    expect(tracker.judge(timing({ difficulty: "COMPLEX", tier: "PRO", completionTokens: 3, responseMs: 1 })).fast).toBe(
+      false,
+    );
     expect(tracker.judge(timing({ difficulty: "COMPLEX", tier: "PRO", generationMs: 1 })).fast).toBe(true);
   });
 
@@ -156,5 +174,27 @@ describe("FastCompletionTracker", () => {
     for (let i = 0; i < 30; i++) tracker.record(timing({ generationMs: 10_000 })); // slow recent ones
     expect(tracker.size("SIMPLE", "MID", "tokens_per_second")).toBe(30);
     expect(tracker.judge(timing({ generationMs: 5_000 })).fast).toBe(true); // 20 tok/s beats the recent 10
+  });
+
+  it("judges as the percentile of the last windowSize speeds does, with repeats and evictions", () => {
+    const random = seededRandom(13);
+    const tracker = new FastCompletionTracker(50, 20, 75);
+    const speeds: number[] = [];
+    for (let i = 0; i < 400; i++) {
+      // few distinct values, so equal speeds enter and leave the window
+      const generationMs = 1_000 * (1 + Math.floor(random() * 8));
+      const last = speeds.slice(-50);
+      const verdict = tracker.judge(timing({ completionTokens: 100, generationMs }));
+      const speed = 100_000 / generationMs;
+      const threshold = last.length >= 20 ? percentile(last, 75) : undefined;
+      expect(verdict).toEqual({
+        fast: threshold !== undefined && speed >= threshold,
+        kind: "tokens_per_second",
+        speed,
+        ...(threshold !== undefined ? { threshold } : {}),
+        samples: last.length,
+      });
+      speeds.push(speed);
+    }
   });
 });

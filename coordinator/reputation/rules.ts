@@ -26,8 +26,7 @@
 import type { ReputationRule } from "../db/schema.ts";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 
-export const REPUTATION_START = 100;
-export const REPUTATION_FLOOR = 10;
+const REPUTATION_FLOOR = 10;
 
 /** The SPEC's deltas, by rule. Weekly decay is a rate, not a delta: see `decayDelta`. */
 export const RULE_DELTAS = {
@@ -39,7 +38,7 @@ export const RULE_DELTAS = {
   broken_promise: -5,
 } as const satisfies Partial<Record<ReputationRule, number>>;
 
-export const WEEKLY_DECAY_PERCENT = 1;
+const WEEKLY_DECAY_PERCENT = 1;
 
 const toCents = (score: number): number => Math.round(score * 100);
 
@@ -58,9 +57,9 @@ export function decayDelta(current: number): number {
 
 /** Answers with fewer completion tokens than this are judged by response time, not tokens per second. */
 export const SHORT_ANSWER_TOKENS = 32;
-export const FAST_WINDOW = 200;
-export const FAST_MIN_SAMPLES = 20;
-export const FAST_PERCENTILE = 75;
+const FAST_WINDOW = 200;
+const FAST_MIN_SAMPLES = 20;
+const FAST_PERCENTILE = 75;
 
 /** What the coordinator measured about one completed task. */
 export interface CompletionTiming {
@@ -87,10 +86,10 @@ export function speedOf(timing: CompletionTiming): { kind: SpeedKind; value: num
 
 /** The nearest-rank percentile `p` (0-100] of `values`; undefined for no values. */
 export function percentile(values: readonly number[], p: number): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[rank - 1];
+  return sortedPercentile(
+    [...values].sort((a, b) => a - b),
+    p,
+  );
 }
 
 export interface FastVerdict {
@@ -102,9 +101,18 @@ export interface FastVerdict {
   samples: number;
 }
 
-/** Rolling windows of recent completion speeds per (difficulty, tier, kind); see the definition above. */
+/** A window's speeds in arrival order (to drop the oldest) and kept sorted (so a percentile is one lookup). */
+interface SpeedWindow {
+  arrivals: number[];
+  sorted: number[];
+}
+
+/**
+ * Rolling windows of recent completion speeds per (difficulty, tier, kind); see the definition above. Each window
+ * is kept sorted as speeds come and go, so judging a completion reads its percentile instead of sorting a copy.
+ */
 export class FastCompletionTracker {
-  readonly #windows = new Map<string, number[]>();
+  readonly #windows = new Map<string, SpeedWindow>();
 
   constructor(
     readonly windowSize = FAST_WINDOW,
@@ -117,8 +125,8 @@ export class FastCompletionTracker {
     const speed = speedOf(timing);
     if (!speed) return { fast: false, samples: 0 };
     const window = this.#window(timing.difficulty, timing.tier, speed.kind);
-    const samples = window.length;
-    const threshold = samples >= this.minSamples ? percentile(window, this.percentileRank) : undefined;
+    const samples = window.sorted.length;
+    const threshold = samples >= this.minSamples ? sortedPercentile(window.sorted, this.percentileRank) : undefined;
     this.#push(window, speed.value);
     const fast = threshold !== undefined && speed.value >= threshold;
     return { fast, kind: speed.kind, speed: speed.value, ...(threshold !== undefined ? { threshold } : {}), samples };
@@ -132,18 +140,40 @@ export class FastCompletionTracker {
 
   /** How many samples the window of (difficulty, tier, kind) holds. */
   size(difficulty: Difficulty, tier: NodeTier, kind: SpeedKind): number {
-    return this.#windows.get(`${difficulty}/${tier}/${kind}`)?.length ?? 0;
+    return this.#windows.get(`${difficulty}/${tier}/${kind}`)?.sorted.length ?? 0;
   }
 
-  #window(difficulty: Difficulty, tier: NodeTier, kind: SpeedKind): number[] {
+  #window(difficulty: Difficulty, tier: NodeTier, kind: SpeedKind): SpeedWindow {
     const key = `${difficulty}/${tier}/${kind}`;
     let window = this.#windows.get(key);
-    if (!window) this.#windows.set(key, (window = []));
+    if (!window) this.#windows.set(key, (window = { arrivals: [], sorted: [] }));
     return window;
   }
 
-  #push(window: number[], value: number): void {
-    window.push(value);
-    if (window.length > this.windowSize) window.splice(0, window.length - this.windowSize);
+  #push(window: SpeedWindow, value: number): void {
+    window.arrivals.push(value);
+    window.sorted.splice(insertionIndex(window.sorted, value), 0, value);
+    while (window.arrivals.length > this.windowSize) {
+      const oldest = window.arrivals.shift()!;
+      window.sorted.splice(insertionIndex(window.sorted, oldest), 1);
+    }
   }
+}
+
+/** percentile() of values already sorted ascending. */
+function sortedPercentile(sorted: readonly number[], p: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  return sorted[Math.max(1, Math.ceil((p / 100) * sorted.length)) - 1];
+}
+
+/** The first index whose value is not below `value` (where it goes, or where it is). */
+function insertionIndex(sorted: readonly number[], value: number): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (sorted[middle]! < value) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }

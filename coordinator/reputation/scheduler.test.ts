@@ -1,9 +1,10 @@
-// The periodic rules against a real database with an injected clock: uptime, broken promises, decay, catch-up, concurrency.
+// The periodic rules against a real database with an injected clock: uptime, broken promises, decay, catch-up,
+// concurrency.
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
 import { upsertNode } from "../nodes/store.ts";
-import { eventsOf, insertNode, insertSession, reputationOf } from "./fixtures.ts";
+import { eventsOf, insertNode, insertSession, reputationOf } from "../../test/support/node-rows.ts";
 import { runReputationPass, startReputationScheduler } from "./scheduler.ts";
 
 const logger = pino({ level: "silent" });
@@ -27,7 +28,14 @@ describe.each(testEngines())("reputation scheduler on $name", ({ engine }) => {
       await runReputationPass({ db: db(), nowMs: Date.parse("2026-11-26T06:10:00Z") });
       const events = await eventsOf(db(), node.id);
       expect(events).toMatchObject([
-        { rule: "uptime", delta: 1, period_key: "uptime:2026-11-26T03", account_id: node.accountId, reputation_after: 101, evidence: { hour: "2026-11-26T03", connectedMinutes: 60 } },
+        {
+          rule: "uptime",
+          delta: 1,
+          period_key: "uptime:2026-11-26T03",
+          account_id: node.accountId,
+          reputation_after: 101,
+          evidence: { hour: "2026-11-26T03", connectedMinutes: 60 },
+        },
         { rule: "uptime", delta: 1, period_key: "uptime:2026-11-26T04", reputation_after: 102 },
       ]);
       expect(await reputationOf(db(), node.id)).toBe(102);
@@ -39,7 +47,9 @@ describe.each(testEngines())("reputation scheduler on $name", ({ engine }) => {
     it("gives the same 2 events when two schedulers run at once", async () => {
       const node = await insertNode(db());
       await insertSession(db(), node.id, "2026-11-26T03:00:00Z", "2026-11-26T05:30:00Z");
-      const schedulers = [0, 1, 2].map(() => startReputationScheduler({ db: db(), logger, now: at("2026-11-26T06:10:00Z"), intervalMs: 3_600_000 }));
+      const schedulers = [0, 1, 2].map(() =>
+        startReputationScheduler({ db: db(), logger, now: at("2026-11-26T06:10:00Z"), intervalMs: 3_600_000 }),
+      );
       await Promise.all(schedulers.map((s) => s.ready));
       await Promise.all(schedulers.map((s) => s.runNow()));
       await Promise.all(schedulers.map((s) => s.stop()));
@@ -86,13 +96,25 @@ describe.each(testEngines())("reputation scheduler on $name", ({ engine }) => {
       await insertSession(db(), node.id, "2026-11-26T06:00:00Z", null);
       let clock = Date.parse("2026-11-26T06:59:00Z");
       const changes: [string, number][] = [];
-      const scheduler = startReputationScheduler({ db: db(), logger, now: () => clock, intervalMs: 20, onChange: (id, r) => id === node.id && changes.push([id, r]) });
+      const scheduler = startReputationScheduler({
+        db: db(),
+        logger,
+        now: () => clock,
+        intervalMs: 20,
+        onChange: (id, r) => id === node.id && changes.push([id, r]),
+      });
       await scheduler.ready;
       expect(await keysOf(node.id)).toEqual([]);
       clock = Date.parse("2026-11-26T08:00:30Z"); // no runNow: the timer's next pass must find hours 06 and 07
-      await vi.waitFor(async () => expect(await keysOf(node.id)).toEqual(["uptime:2026-11-26T06", "uptime:2026-11-26T07"]), { timeout: 5_000 });
+      await vi.waitFor(
+        async () => expect(await keysOf(node.id)).toEqual(["uptime:2026-11-26T06", "uptime:2026-11-26T07"]),
+        { timeout: 5_000 },
+      );
       await scheduler.stop();
-      expect(changes).toEqual([[node.id, 101], [node.id, 102]]);
+      expect(changes).toEqual([
+        [node.id, 101],
+        [node.id, 102],
+      ]);
     });
   });
 
@@ -103,7 +125,13 @@ describe.each(testEngines())("reputation scheduler on $name", ({ engine }) => {
       await runReputationPass({ db: db(), nowMs: Date.parse("2026-11-26T05:10:00Z") });
       // hours 03 and 04 of 25 November are in the catch-up window but before the promise: not judged
       expect(await eventsOf(db(), node.id)).toMatchObject([
-        { rule: "broken_promise", delta: -5, period_key: "promise:2026-11-26T04", reputation_after: 95, evidence: { hour: "2026-11-26T04", connectedMinutes: 0 } },
+        {
+          rule: "broken_promise",
+          delta: -5,
+          period_key: "promise:2026-11-26T04",
+          reputation_after: 95,
+          evidence: { hour: "2026-11-26T04", connectedMinutes: 0 },
+        },
       ]);
       await runReputationPass({ db: db(), nowMs: Date.parse("2026-11-26T06:10:00Z") });
       expect(await reputationOf(db(), node.id)).toBe(95);
@@ -131,9 +159,26 @@ describe.each(testEngines())("reputation scheduler on $name", ({ engine }) => {
         tier: "MID" as const,
         publicKey: undefined,
         promisedHoursUtc: hours,
-        capabilities: { modelName: "m", parameterCount: 1, quantization: "", contextLength: 0, tokensPerSecond: 20, maxConcurrentTasks: 1, gpus: [], backend: "test", agentVersion: "0.1.0" },
+        capabilities: {
+          modelName: "m",
+          parameterCount: 1,
+          quantization: "",
+          contextLength: 0,
+          tokensPerSecond: 20,
+          maxConcurrentTasks: 1,
+          gpus: [],
+          backend: "test",
+          agentVersion: "0.1.0",
+        },
       });
-      const since = async () => (await db().selectFrom("nodes").select("promised_hours_since").where("id", "=", node.id).executeTakeFirstOrThrow()).promised_hours_since;
+      const since = async () =>
+        (
+          await db()
+            .selectFrom("nodes")
+            .select("promised_hours_since")
+            .where("id", "=", node.id)
+            .executeTakeFirstOrThrow()
+        ).promised_hours_since;
       expect(await since()).toBeNull();
       await upsertNode(db(), registration([3, 4]));
       expect(await since()).toBeInstanceOf(Date);
@@ -154,7 +199,13 @@ describe.each(testEngines())("reputation scheduler on $name", ({ engine }) => {
       const young = await insertNode(db(), { firstSeenAt: new Date("2026-11-18T12:00:00Z") }); // W47
       await runReputationPass({ db: db(), nowMs: Date.parse("2026-11-26T06:00:00Z") }); // in W48
       expect(await eventsOf(db(), node.id)).toMatchObject([
-        { rule: "weekly_decay", delta: -1, period_key: "decay:2026-W46", reputation_after: 99, evidence: { week: "2026-W46" } },
+        {
+          rule: "weekly_decay",
+          delta: -1,
+          period_key: "decay:2026-W46",
+          reputation_after: 99,
+          evidence: { week: "2026-W46" },
+        },
         { rule: "weekly_decay", delta: -0.99, period_key: "decay:2026-W47", reputation_after: 98.01 },
       ]);
       expect(await keysOf(young.id)).toEqual(["decay:2026-W47"]);
@@ -167,21 +218,40 @@ describe.each(testEngines())("reputation scheduler on $name", ({ engine }) => {
   });
 
   it("after a restart with a later clock applies only the missing periods", async () => {
-    const node = await insertNode(db(), { lastSeenAt: new Date("2026-12-05T00:00:00Z"), firstSeenAt: new Date("2026-11-25T00:00:00Z") });
+    const node = await insertNode(db(), {
+      lastSeenAt: new Date("2026-12-05T00:00:00Z"),
+      firstSeenAt: new Date("2026-11-25T00:00:00Z"),
+    });
     await insertSession(db(), node.id, "2026-11-26T03:00:00Z", null);
-    const first = startReputationScheduler({ db: db(), logger, now: at("2026-11-26T06:10:00Z"), intervalMs: 3_600_000 });
+    const first = startReputationScheduler({
+      db: db(),
+      logger,
+      now: at("2026-11-26T06:10:00Z"),
+      intervalMs: 3_600_000,
+    });
     await first.ready;
     await first.stop();
     expect(await keysOf(node.id)).toEqual(["uptime:2026-11-26T03", "uptime:2026-11-26T04", "uptime:2026-11-26T05"]);
     const changes: number[] = [];
-    const second = startReputationScheduler({ db: db(), logger, now: at("2026-11-26T10:20:00Z"), intervalMs: 3_600_000, onChange: (id, r) => id === node.id && changes.push(r) });
+    const second = startReputationScheduler({
+      db: db(),
+      logger,
+      now: at("2026-11-26T10:20:00Z"),
+      intervalMs: 3_600_000,
+      onChange: (id, r) => id === node.id && changes.push(r),
+    });
     const summary = await second.ready;
     await second.stop();
     expect(summary.uptime).toBeGreaterThanOrEqual(4);
     expect(changes).toEqual([104, 105, 106, 107]);
     expect(await keysOf(node.id)).toEqual([
-      "uptime:2026-11-26T03", "uptime:2026-11-26T04", "uptime:2026-11-26T05",
-      "uptime:2026-11-26T06", "uptime:2026-11-26T07", "uptime:2026-11-26T08", "uptime:2026-11-26T09",
+      "uptime:2026-11-26T03",
+      "uptime:2026-11-26T04",
+      "uptime:2026-11-26T05",
+      "uptime:2026-11-26T06",
+      "uptime:2026-11-26T07",
+      "uptime:2026-11-26T08",
+      "uptime:2026-11-26T09",
     ]);
     // days later, the catch-up reaches back 48 hours only, and the decay of the week that ended
     await runReputationPass({ db: db(), nowMs: Date.parse("2026-12-01T00:30:00Z") });

@@ -1,4 +1,5 @@
-// The periodic reputation rules (uptime, broken promise, weekly decay), applied once per period by any number of coordinators.
+// The periodic reputation rules (uptime, broken promise, weekly decay), applied once per period by any number of
+// coordinators.
 /*
  * Definitions (UTC throughout; see periods.ts):
  * - Uptime: +1 for each completed UTC hour in which the node was connected for at least 55 minutes,
@@ -36,12 +37,12 @@ import {
 } from "./periods.ts";
 import { decayDelta, RULE_DELTAS } from "./rules.ts";
 
-export const UPTIME_MIN_CONNECTED_MS = 55 * 60_000;
-export const PROMISE_MIN_CONNECTED_MS = 5 * 60_000;
-export const CATCH_UP_HOURS = 48;
-export const CATCH_UP_WEEKS = 2;
+const UPTIME_MIN_CONNECTED_MS = 55 * 60_000;
+const PROMISE_MIN_CONNECTED_MS = 5 * 60_000;
+const CATCH_UP_HOURS = 48;
+const CATCH_UP_WEEKS = 2;
 /** How long past its last_seen_at an open session still counts (the monitor touches live nodes every 30 s). */
-export const OPEN_SESSION_GRACE_MS = 2 * 60_000;
+const OPEN_SESSION_GRACE_MS = 2 * 60_000;
 const DEFAULT_INTERVAL_MS = 60_000;
 
 export interface PassSummary {
@@ -84,7 +85,10 @@ export async function runReputationPass(options: {
       if (result.delta !== 0) options.onChange?.(event.nodeId, result.reputation);
     } catch (err) {
       summary.failed++;
-      options.logger?.warn({ err, nodeId: event.nodeId, periodKey: event.periodKey }, "reputation event could not be applied");
+      options.logger?.warn(
+        { err, nodeId: event.nodeId, periodKey: event.periodKey },
+        "reputation event could not be applied",
+      );
     }
   }
   return summary;
@@ -137,9 +141,12 @@ async function dueEvents(db: Kysely<Database>, nowMs: number): Promise<DueEvent[
   for (const node of nodes) {
     const mine: DueEvent[] = [];
     const add = (event: Omit<DueEvent, "nodeId" | "accountId">) => {
-      if (!done.has(`${node.id}|${event.rule}|${event.periodKey}`)) mine.push({ nodeId: node.id, accountId: node.account_id, ...event });
+      if (!done.has(`${node.id}|${event.rule}|${event.periodKey}`))
+        mine.push({ nodeId: node.id, accountId: node.account_id, ...event });
     };
-    const connected = mergeIntervals(connectedIntervals(sessionsByNode.get(node.id) ?? [], node.last_seen_at.getTime(), nowMs));
+    const connected = mergeIntervals(
+      connectedIntervals(sessionsByNode.get(node.id) ?? [], node.last_seen_at.getTime(), nowMs),
+    );
     const promised = parsePromisedHours(node.promised_hours);
     const promisedSince = node.promised_hours_since?.getTime();
     for (const hour of hours) {
@@ -147,17 +154,36 @@ async function dueEvents(db: Kysely<Database>, nowMs: number): Promise<DueEvent[
       const connectedMs = coveredMs(connected, hour, hour + HOUR_MS);
       const evidence = { hour: label, connectedMinutes: Math.round(connectedMs / 600) / 100 };
       if (connectedMs >= UPTIME_MIN_CONNECTED_MS) {
-        add({ rule: "uptime", periodKey: `uptime:${label}`, endsAt: hour + HOUR_MS, delta: RULE_DELTAS.uptime, evidence });
+        add({
+          rule: "uptime",
+          periodKey: `uptime:${label}`,
+          endsAt: hour + HOUR_MS,
+          delta: RULE_DELTAS.uptime,
+          evidence,
+        });
       }
-      const isPromised = promised?.has(new Date(hour).getUTCHours()) && promisedSince !== undefined && promisedSince <= hour;
+      const isPromised =
+        promised?.has(new Date(hour).getUTCHours()) && promisedSince !== undefined && promisedSince <= hour;
       if (isPromised && connectedMs < PROMISE_MIN_CONNECTED_MS) {
-        add({ rule: "broken_promise", periodKey: `promise:${label}`, endsAt: hour + HOUR_MS, delta: RULE_DELTAS.broken_promise, evidence });
+        add({
+          rule: "broken_promise",
+          periodKey: `promise:${label}`,
+          endsAt: hour + HOUR_MS,
+          delta: RULE_DELTAS.broken_promise,
+          evidence,
+        });
       }
     }
     for (const week of weeks) {
       if (node.first_seen_at.getTime() >= week + WEEK_MS) continue; // the node did not exist that week
       const label = isoWeekLabel(week);
-      add({ rule: "weekly_decay", periodKey: `decay:${label}`, endsAt: week + WEEK_MS, delta: decayDelta, evidence: { week: label } });
+      add({
+        rule: "weekly_decay",
+        periodKey: `decay:${label}`,
+        endsAt: week + WEEK_MS,
+        delta: decayDelta,
+        evidence: { week: label },
+      });
     }
     due.push(...mine.sort((a, b) => a.endsAt - b.endsAt));
   }
@@ -210,7 +236,12 @@ export function startReputationScheduler(options: {
   const pass = (): Promise<PassSummary> => {
     const run = chain.then(async () => {
       const started = now();
-      const summary = await runReputationPass({ db: options.db, nowMs: started, logger: options.logger, ...(options.onChange ? { onChange: options.onChange } : {}) });
+      const summary = await runReputationPass({
+        db: options.db,
+        nowMs: started,
+        logger: options.logger,
+        ...(options.onChange ? { onChange: options.onChange } : {}),
+      });
       if (summary.uptime + summary.brokenPromise + summary.decay + summary.failed > 0) {
         options.logger.info({ ...summary, at: new Date(started).toISOString() }, "reputation periods applied");
       }

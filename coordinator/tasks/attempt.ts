@@ -14,7 +14,8 @@ import { EnvelopeError, openText, sealMessage } from "../../common/crypto/envelo
 import { ReplayGuard } from "../../common/crypto/replay-guard.ts";
 import type { Difficulty } from "../../common/vocabulary.ts";
 import { speedSample } from "../nodes/capability.ts";
-import type { LiveNode, NodeRegistry, TaskSink } from "../nodes/registry.ts";
+import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
+import type { TaskSink } from "../nodes/task-sink.ts";
 import { estimateTokens } from "./division/chunking.ts";
 import { difficultyToProto } from "../../common/vocabulary.ts";
 
@@ -25,7 +26,6 @@ export type AttemptEvent =
   | { kind: "lost"; reason: string }
   | { kind: "deadline" }
   | { kind: "aborted" };
-
 
 /** What a node sent, opened and checked: the text, or why it is an invalid response. */
 export type Opened = { ok: true; text: string } | { ok: false; reason: string };
@@ -39,7 +39,8 @@ export class Attempt implements TaskSink {
   readonly #guard = new ReplayGuard();
   #timer: NodeJS.Timeout | undefined;
   #ended = false;
-  // what the coordinator measures of the node's answer (docs/concepts/tiers.md, "How capability is verified"); times are taken as
+  // what the coordinator measures of the node's answer (docs/concepts/tiers.md, "How capability is verified"); times
+  // are taken as
   // messages arrive, not as they are opened: a slow client holds the opening back, never the node's speed
   readonly #solo: boolean;
   #assignedAt = 0;
@@ -51,25 +52,27 @@ export class Attempt implements TaskSink {
   #soloAtResult = false;
   #answerBytes = 0;
   /** When the slot was taken (TaskSink.startedAt): the queue's wait estimate counts a running task from here. */
-  readonly startedAt = Date.now();
+  readonly startedAt: number;
 
   /** Reserves a slot on `node` at once (so no other task can take it), before anything is sent. */
   constructor(
     readonly taskId: string,
     readonly node: LiveNode,
     private readonly registry: NodeRegistry,
+    private readonly now: () => number = Date.now,
   ) {
+    this.startedAt = now();
     node.tasks.set(taskId, this);
     this.#solo = node.tasks.size === 1;
   }
 
   chunk(chunk: TaskChunk): void {
-    this.#firstChunkAt ??= Date.now();
+    this.#firstChunkAt ??= this.now();
     this.#chunks++;
     this.events.push({ kind: "chunk", chunk });
   }
   result(result: TaskResult): void {
-    this.#resultAt ??= Date.now();
+    this.#resultAt ??= this.now();
     this.#soloAtResult = this.node.tasks.size === 1;
     this.events.push({ kind: "result", result });
   }
@@ -92,7 +95,7 @@ export class Attempt implements TaskSink {
     maxTokens: number;
     payload: TaskPayload;
   }): Promise<boolean> {
-    this.#assignedAt = Date.now();
+    this.#assignedAt = this.now();
     this.#maxTokens = options.maxTokens;
     this.#promptText = options.payload.messages.map((m) => m.content).join("\n") + options.payload.assistantPrefix;
     const remaining = Math.max(0, options.deadlineAt - this.#assignedAt);
@@ -109,7 +112,11 @@ export class Attempt implements TaskSink {
             enableStreaming: true,
             payload: {
               case: "sealed",
-              value: sealMessage(this.node.keys.toNode, TaskPayloadSchema, options.payload, { taskId: this.taskId, sequence: 0, kind: "assign" }),
+              value: sealMessage(this.node.keys.toNode, TaskPayloadSchema, options.payload, {
+                taskId: this.taskId,
+                sequence: 0,
+                kind: "assign",
+              }),
             },
           },
         },
@@ -119,10 +126,15 @@ export class Attempt implements TaskSink {
 
   /** Opens and checks a chunk: sealed for the coordinator, the next in sequence, within the size limit. */
   openChunk(chunk: TaskChunk): Opened {
-    if (chunk.content.case !== "sealed") return { ok: false, reason: "chunk text sent in clear on an encrypted connection" };
+    if (chunk.content.case !== "sealed")
+      return { ok: false, reason: "chunk text sent in clear on an encrypted connection" };
     const sealed = chunk.content.value;
     return this.#open(() => {
-      const text = openText(this.node.keys.toCoordinator, sealed, { taskId: this.taskId, sequence: chunk.sequence, kind: "chunk" });
+      const text = openText(this.node.keys.toCoordinator, sealed, {
+        taskId: this.taskId,
+        sequence: chunk.sequence,
+        kind: "chunk",
+      });
       const verdict = this.#guard.accept("chunk", chunk.sequence);
       if (!verdict.ok) return verdict;
       this.#answerBytes += Buffer.byteLength(text);
@@ -132,11 +144,16 @@ export class Attempt implements TaskSink {
 
   /** Checks a result (it must follow the last chunk) and opens its text when it carries one. */
   openResult(result: TaskResult): Opened {
-    if (result.content.case === "text") return { ok: false, reason: "result text sent in clear on an encrypted connection" };
+    if (result.content.case === "text")
+      return { ok: false, reason: "result text sent in clear on an encrypted connection" };
     return this.#open(() => {
       const text =
         result.content.case === "sealed"
-          ? openText(this.node.keys.toCoordinator, result.content.value, { taskId: this.taskId, sequence: result.chunkCount, kind: "result" })
+          ? openText(this.node.keys.toCoordinator, result.content.value, {
+              taskId: this.taskId,
+              sequence: result.chunkCount,
+              kind: "result",
+            })
           : "";
       const verdict = this.#guard.accept("result", result.chunkCount);
       if (!verdict.ok) return verdict;
@@ -149,7 +166,7 @@ export class Attempt implements TaskSink {
   /** A valid result: the answer's speed sample and the context it held go to the node's measurements. */
   #measure(result: TaskResult): void {
     if (result.finishReason === "cancelled") return;
-    const now = this.#resultAt ?? Date.now();
+    const now = this.#resultAt ?? this.now();
     const completionTokens = result.usage?.completionTokens ?? 0;
     const speed = speedSample({
       completionTokens,
@@ -160,7 +177,10 @@ export class Attempt implements TaskSink {
       solo: this.#solo && this.#soloAtResult,
     });
     // the node's counts, capped by bytes the coordinator saw: no token is shorter than a byte
-    const held = Math.min((result.usage?.promptTokens ?? 0) + completionTokens, Buffer.byteLength(this.#promptText) + this.#answerBytes);
+    const held = Math.min(
+      (result.usage?.promptTokens ?? 0) + completionTokens,
+      Buffer.byteLength(this.#promptText) + this.#answerBytes,
+    );
     this.node.measured.answered(speed, held);
     this.node.served(now - this.#assignedAt);
     this.registry.measured(this.node);
@@ -170,7 +190,8 @@ export class Attempt implements TaskSink {
     try {
       const text = read();
       if (typeof text !== "string") return text;
-      if (text.length > maxChunkText) return { ok: false, reason: `text of ${text.length} characters exceeds ${maxChunkText}` };
+      if (text.length > maxChunkText)
+        return { ok: false, reason: `text of ${text.length} characters exceeds ${maxChunkText}` };
       return { ok: true, text };
     } catch (err) {
       if (err instanceof EnvelopeError) return { ok: false, reason: `payload does not open: ${err.message}` };
@@ -181,7 +202,9 @@ export class Attempt implements TaskSink {
   /** Tells the node to stop (client gone, deadline, re-route) and ends the attempt. */
   cancel(reason: string): void {
     if (this.#ended) return;
-    this.node.send(create(ConnectResponseSchema, { message: { case: "cancel", value: { taskId: this.taskId, reason } } }));
+    this.node.send(
+      create(ConnectResponseSchema, { message: { case: "cancel", value: { taskId: this.taskId, reason } } }),
+    );
     this.end();
   }
 

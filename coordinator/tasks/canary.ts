@@ -1,4 +1,5 @@
-// Canaries judge honesty, not skill (docs/concepts/tiers.md, "How capability is verified"): an idle node's answer is held against
+// Canaries judge honesty, not skill (docs/concepts/tiers.md, "How capability is verified"): an idle node's answer is
+// held against
 // what the same model answers on a peer, or against a known answer only where its model class is sure to know it;
 // below that a canary measures speed and judges nothing.
 import { randomInt, randomUUID } from "node:crypto";
@@ -7,7 +8,7 @@ import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import { qualityFactor } from "../nodes/tier.ts";
 import { normalizedWords, similarity } from "./division/compare.ts";
 import type { MismatchRecorder } from "./division/mismatch.ts";
-import type { PartResult, PartSpec } from "./division/part.ts";
+import type { PartResult, PartSpec } from "./part-spec.ts";
 import { modelIdentity, sameModel } from "./router.ts";
 
 /** Below this effective size (parameters × the quantization's factor) a model is not trusted to repeat a code. */
@@ -29,11 +30,14 @@ export function planCanary(target: LiveNode, nodes: Iterable<LiveNode>): CanaryP
   for (const node of nodes) {
     if (node === target || node.id === target.id || node.accountId === target.accountId) continue;
     if (!node.connected || node.suspended || node.freeSlots <= 0 || !sameModel(modelIdentity(node), identity)) continue;
-    if (!peer || node.reputation > peer.reputation || (node.reputation === peer.reputation && node.id < peer.id)) peer = node;
+    if (!peer || node.reputation > peer.reputation || (node.reputation === peer.reputation && node.id < peer.id))
+      peer = node;
   }
   if (peer) return { kind: "peer", peer };
   const c = target.capabilities;
-  return c.parameterCount * qualityFactor(c.quantization) >= KNOWN_ANSWER_MIN_PARAMETERS ? { kind: "known_answer" } : { kind: "speed" };
+  return c.parameterCount * qualityFactor(c.quantization) >= KNOWN_ANSWER_MIN_PARAMETERS
+    ? { kind: "known_answer" }
+    : { kind: "speed" };
 }
 
 /**
@@ -41,7 +45,8 @@ export function planCanary(target: LiveNode, nodes: Iterable<LiveNode>): CanaryP
  * that does not run the model it claims (random text, a canned answer, altered output) cannot.
  */
 export function canaryPrompt(random: () => number): { prompt: string; answer: string } {
-  const group = () => Array.from({ length: 4 }, () => CODE_ALPHABET[Math.floor(random() * CODE_ALPHABET.length)]).join("");
+  const group = () =>
+    Array.from({ length: 4 }, () => CODE_ALPHABET[Math.floor(random() * CODE_ALPHABET.length)]).join("");
   const answer = `${group()}-${group()}-${group()}`;
   return { prompt: `Reply with exactly this code and nothing else: ${answer}`, answer };
 }
@@ -79,7 +84,12 @@ export async function runCanary(deps: CanaryDeps, target: LiveNode): Promise<voi
     // sampled like an ordinary request (the backend's temperature, a seed): a node behaving only at 0 is seen too
     const result = await deps.run(onlyOn(deps.registry, target, prompt, MAX_TOKENS.known_answer));
     if (!result || passesCanary(result.text, answer)) return;
-    deps.mismatches.record(result, { check: "canary", reference: answer, referenceFrom: "known answer", similarity: similarity(normalizedWords(result.text), normalizedWords(answer), 0) });
+    deps.mismatches.record(result, {
+      check: "canary",
+      reference: answer,
+      referenceFrom: "known answer",
+      similarity: similarity(normalizedWords(result.text), normalizedWords(answer), 0),
+    });
     return;
   }
   if (plan.kind === "speed") {
@@ -107,16 +117,29 @@ async function comparePeers(deps: CanaryDeps, target: LiveNode, peer: LiveNode):
   deps.registry.measured(target);
   deps.registry.measured(peer);
   if (verdict === "verified") {
-    deps.logger.info({ nodeId: target.id, peer: peer.id }, "canary: the node answered like a peer serving the same model");
+    deps.logger.info(
+      { nodeId: target.id, peer: peer.id },
+      "canary: the node answered like a peer serving the same model",
+    );
     return;
   }
   // which of two is wrong is not known: the less reputable answer is the mismatch, as in a spot check; equals neither
   if (target.reputation === peer.reputation) {
-    deps.logger.warn({ nodeId: target.id, peer: peer.id, similarity: score }, "canary: two nodes serving the same model disagree; equal reputations, nobody judged");
+    deps.logger.warn(
+      { nodeId: target.id, peer: peer.id, similarity: score },
+      "canary: two nodes serving the same model disagree; equal reputations, nobody judged",
+    );
     return;
   }
   const [wrong, right] = target.reputation < peer.reputation ? [a, b] : [b, a];
-  deps.mismatches.record(wrong, { check: "canary", reference: right.text, referenceFrom: right.node.id, referenceTaskId: right.taskId, similarity: score, threshold: deps.similarity });
+  deps.mismatches.record(wrong, {
+    check: "canary",
+    reference: right.text,
+    referenceFrom: right.node.id,
+    referenceTaskId: right.taskId,
+    similarity: score,
+    threshold: deps.similarity,
+  });
 }
 
 /** A canary part that only `node` may take (every other node excluded), judged only by the canary. */

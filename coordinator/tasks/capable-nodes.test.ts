@@ -3,9 +3,13 @@ import { describe, expect, it } from "vitest";
 import type { Difficulty } from "../../common/vocabulary.ts";
 import { requireCapableNode } from "./capable-nodes.ts";
 import { contextNeed } from "./context-fit.ts";
-import { testNode } from "./fixtures.ts";
+import { testNode } from "../../test/support/live-nodes.ts";
 
-function refusal(nodes: ReturnType<typeof testNode>[], difficulty: Difficulty, extra: { model?: string; chars?: number } = {}): ConnectError | undefined {
+function refusal(
+  nodes: ReturnType<typeof testNode>[],
+  difficulty: Difficulty,
+  extra: { model?: string; chars?: number } = {},
+): ConnectError | undefined {
   const context = extra.chars !== undefined ? contextNeed([{ content: "a".repeat(extra.chars) }], 1_024) : undefined;
   try {
     requireCapableNode(nodes, { difficulty, model: extra.model, exclude: new Set(), ...(context ? { context } : {}) });
@@ -19,16 +23,22 @@ describe("requireCapableNode", () => {
   it("refuses at once, Unavailable, when no node is online", () => {
     const err = refusal([], "SIMPLE");
     expect(err?.code).toBe(Code.Unavailable);
-    expect(err?.rawMessage).toBe("no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online; no node is online");
+    expect(err?.rawMessage).toBe(
+      "no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online; no node is online",
+    );
   });
   it("names the tier an ADVANCED request needs and what is online instead", () => {
     const err = refusal([testNode("b1", "BASIC"), testNode("b2", "BASIC"), testNode("m", "MID")], "ADVANCED");
     expect(err?.code).toBe(Code.Unavailable);
-    expect(err?.rawMessage).toBe("no node that serves ADVANCED requests (tier PRO) is online; online now: 2 BASIC nodes, 1 MID node");
+    expect(err?.rawMessage).toBe(
+      "no node that serves ADVANCED requests (tier PRO) is online; online now: 2 BASIC nodes, 1 MID node",
+    );
   });
   it("names the model when the request asks for one", () => {
     const err = refusal([testNode("llama", "BASIC")], "COMPLEX", { model: "llama" });
-    expect(err?.rawMessage).toBe('no node that serves COMPLEX requests (tier MID or PRO) serving a model named like "llama" is online; online now: 1 BASIC node');
+    expect(err?.rawMessage).toBe(
+      'no node that serves COMPLEX requests (tier MID or PRO) serving a model named like "llama" is online; online now: 1 BASIC node',
+    );
   });
   it("counts a busy or paused capable node as capable: the request may queue", () => {
     const busy = testNode("busy", "PRO");
@@ -44,10 +54,15 @@ describe("requireCapableNode", () => {
     expect(refusal([suspended], "SIMPLE")?.rawMessage).toMatch(/is online; the connected nodes are suspended$/);
   });
   it("refuses FailedPrecondition, in words, when capable nodes exist but no window holds the conversation", () => {
-    const nodes = [testNode("small", "MID", { contextLength: 2_048 }), testNode("big-basic", "BASIC", { contextLength: 131_072 })];
+    const nodes = [
+      testNode("small", "MID", { contextLength: 2_048 }),
+      testNode("big-basic", "BASIC", { contextLength: 131_072 }),
+    ];
     const err = refusal(nodes, "COMPLEX", { chars: 35_000 });
     expect(err?.code).toBe(Code.FailedPrecondition);
-    expect(err?.rawMessage).toMatch(/^the conversation is about 10,005 tokens, more than the context .* \(the largest holds 2,048 tokens\); start a new chat/);
+    expect(err?.rawMessage).toMatch(
+      /^the conversation is about 10,005 tokens, more than the context .* \(the largest holds 2,048 tokens\); start a new chat/,
+    );
     expect(refusal(nodes, "COMPLEX", { chars: 4_000 })).toBeUndefined();
   });
 });

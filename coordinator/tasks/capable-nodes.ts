@@ -1,5 +1,6 @@
 // Before a request waits for a node: is any node online that could ever take it? The queue is for capable nodes
-// that are busy; with none connected (of the tier, or with the window the conversation needs) the caller hears so at once.
+// that are busy; with none connected (of the tier, or with the window the conversation needs) the caller hears so at
+// once.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { NodeTier } from "../../common/vocabulary.ts";
 import type { LiveNode } from "../nodes/registry.ts";
@@ -30,8 +31,17 @@ export function requireCapableNode(nodes: Iterable<LiveNode>, request: RouteRequ
  * After `refusedBy` answered CONTEXT_TOO_LONG: from now on the request takes only nodes with a larger window
  * (`request.minContext` is raised). Returns the refusal in words when no online node has one, else undefined (retry).
  */
-export function afterContextRefusal(nodes: Iterable<LiveNode>, request: RouteRequest, refusedBy: LiveNode, need: ContextNeed): ConnectError | undefined {
-  request.minContext = Math.max(request.minContext ?? 0, refusedBy.contextLength + 1, refusedBy.capabilities.contextLength + 1);
+export function afterContextRefusal(
+  nodes: Iterable<LiveNode>,
+  request: RouteRequest,
+  refusedBy: LiveNode,
+  need: ContextNeed,
+): ConnectError | undefined {
+  request.minContext = Math.max(
+    request.minContext ?? 0,
+    refusedBy.contextLength + 1,
+    refusedBy.capabilities.contextLength + 1,
+  );
   const all = [...nodes];
   if (capableNodes(all, request).length > 0) return undefined;
   return contextTooLong(need, capableNodes(all, { ...request, minContext: undefined, context: undefined }), refusedBy);
@@ -45,7 +55,12 @@ function noCapableNode(all: readonly LiveNode[], request: RouteRequest): Connect
   const suspended = all.some((node) => node.connected && node.suspended);
   const others =
     online.length === 0
-      ? suspended ? "the connected nodes are suspended" : "no node is online"
+      ? suspended
+        ? "the connected nodes are suspended"
+        : "no node is online"
       : `online now: ${[...byTier].map(([tier, n]) => `${n} ${tier} node${n === 1 ? "" : "s"}`).join(", ")}`;
-  return new ConnectError(`no node that serves ${request.difficulty} requests (tier ${tiersServing(request.difficulty).join(" or ")})${model} is online; ${others}`, Code.Unavailable);
+  return new ConnectError(
+    `no node that serves ${request.difficulty} requests (tier ${tiersServing(request.difficulty).join(" or ")})${model} is online; ${others}`,
+    Code.Unavailable,
+  );
 }

@@ -2,7 +2,7 @@
 // back (ChatEvent), and the done event built from a finished part.
 import type { ChatRole, Difficulty, DivisionMode, NodeTier } from "../../common/vocabulary.ts";
 import type { RequestedDivisionMode } from "./division/mode.ts";
-import type { PartResult } from "./division/part-spec.ts";
+import type { PartResult } from "./part-spec.ts";
 
 export interface ChatInput {
   messages: { role: ChatRole; content: string }[];
@@ -53,7 +53,12 @@ export type ChatEvent =
     };
 
 /** The done event of an answer that one part produced. */
-export function doneEvent(taskId: string, started: number, result: PartResult, extra: { nodeIds?: string[]; verified?: boolean } = {}): Extract<ChatEvent, { type: "done" }> {
+export function doneEvent(
+  taskId: string,
+  started: number,
+  result: PartResult,
+  extra: { nodeIds?: string[]; verified?: boolean } = {},
+): Extract<ChatEvent, { type: "done" }> {
   const finished = result.completedAt;
   const generationMs = result.firstTokenAt !== undefined ? finished - result.firstTokenAt : 0;
   return {

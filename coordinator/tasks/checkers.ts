@@ -18,7 +18,14 @@ export interface CheckerRequest {
 /** The route a checker must fit: the task's constraints, the same model, any reputation, none of the avoided nodes. */
 function checkerRoute(request: CheckerRequest): RouteRequest {
   const exclude = new Set(request.avoid.map((node) => node.id));
-  return { ...request.constraints, difficulty: request.difficulty, model: undefined, exclude, sameModel: request.model, reputationAbove: undefined };
+  return {
+    ...request.constraints,
+    difficulty: request.difficulty,
+    model: undefined,
+    exclude,
+    sameModel: request.model,
+    reputationAbove: undefined,
+  };
 }
 
 /** Whether some connected node could check, free or not: only then is a check worth waiting for. */
@@ -44,7 +51,11 @@ function preference(a: LiveNode, b: LiveNode, avoidAccounts: ReadonlySet<string>
  * difficulty; undefined when none is free now. Equals are drawn at random, so the checks of a fresh network (every
  * node at 100) spread over all its nodes instead of landing on one.
  */
-export function chooseChecker(request: CheckerRequest, nodes: Iterable<LiveNode>, random: () => number): LiveNode | undefined {
+export function chooseChecker(
+  request: CheckerRequest,
+  nodes: Iterable<LiveNode>,
+  random: () => number,
+): LiveNode | undefined {
   const avoidAccounts = new Set(request.avoid.map((node) => node.accountId));
   const route = checkerRoute(request);
   let best: LiveNode | undefined;

@@ -1,7 +1,14 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { contextNeed, contextTooLong, fitsContext, MESSAGE_OVERHEAD_TOKENS, promptTokens, promptTokensOn } from "./context-fit.ts";
-import { testNode } from "./fixtures.ts";
+import {
+  contextNeed,
+  contextTooLong,
+  fitsContext,
+  MESSAGE_OVERHEAD_TOKENS,
+  promptTokens,
+  promptTokensOn,
+} from "./context-fit.ts";
+import { testNode } from "../../test/support/live-nodes.ts";
 
 const estimate = { asciiCharsPerToken: 3.5, otherCharsPerToken: 1 };
 const conversation = (chars: number) => [{ content: "a".repeat(chars) }];
@@ -27,11 +34,16 @@ describe("fitsContext", () => {
     ["a small max_tokens needs less room", 13_650, 4_096, 50, true],
     ["an unknown window (0) is given the benefit", 1_000_000, 0, 1_024, true],
   ])("%s", (_name, chars, window, maxTokens, fits) => {
-    expect(fitsContext(testNode("n", "MID", { contextLength: window }), contextNeed(conversation(chars), maxTokens))).toBe(fits);
+    expect(
+      fitsContext(testNode("n", "MID", { contextLength: window }), contextNeed(conversation(chars), maxTokens)),
+    ).toBe(fits);
   });
   it("prices the prompt with the node's own tokenizer rates (less 10 %)", () => {
     const need = contextNeed(conversation(20_000), 1_024);
-    const measured = testNode("m", "MID", { contextLength: 4_096, tokenizerRates: { asciiCharsPerToken: 6, otherCharsPerToken: 1.5 } });
+    const measured = testNode("m", "MID", {
+      contextLength: 4_096,
+      tokenizerRates: { asciiCharsPerToken: 6, otherCharsPerToken: 1.5 },
+    });
     expect(promptTokensOn(measured, need)).toBe(Math.ceil(20_000 / 5.4) + MESSAGE_OVERHEAD_TOKENS);
     expect(fitsContext(measured, need)).toBe(true);
     expect(fitsContext(testNode("e", "MID", { contextLength: 4_096 }), need)).toBe(false);
@@ -44,7 +56,10 @@ describe("fitsContext", () => {
 });
 
 describe("contextTooLong", () => {
-  const nodes = [testNode("small", "MID", { contextLength: 2_048 }), testNode("large", "MID", { contextLength: 4_096 })];
+  const nodes = [
+    testNode("small", "MID", { contextLength: 2_048 }),
+    testNode("large", "MID", { contextLength: 4_096 }),
+  ];
   it("says the size, the largest window and the way out, as FailedPrecondition", () => {
     const err = contextTooLong(contextNeed(conversation(35_000), 1_024), nodes);
     expect(err.code).toBe(Code.FailedPrecondition);
@@ -53,9 +68,13 @@ describe("contextTooLong", () => {
     );
   });
   it("says when the prompt fits but leaves no room for an answer", () => {
-    expect(contextTooLong(contextNeed(conversation(13_650), 1_024), nodes).rawMessage).toMatch(/^the conversation is about 3,905 tokens, which leaves no room for an answer in the largest context .* \(4,096 tokens\); start a new chat/);
+    expect(contextTooLong(contextNeed(conversation(13_650), 1_024), nodes).rawMessage).toMatch(
+      /^the conversation is about 3,905 tokens, which leaves no room for an answer in the largest context .* \(4,096 tokens\); start a new chat/,
+    );
   });
   it("names the node that refused a conversation the estimate said fits", () => {
-    expect(contextTooLong(contextNeed(conversation(7_000), 1_024), nodes, nodes[1]).rawMessage).toMatch(/^the conversation is about 2,005 tokens; node large refused it as longer than its context, and no online node .* has a larger one \(the largest holds 4,096 tokens\); start a new chat/);
+    expect(contextTooLong(contextNeed(conversation(7_000), 1_024), nodes, nodes[1]).rawMessage).toMatch(
+      /^the conversation is about 2,005 tokens; node large refused it as longer than its context, and no online node .* has a larger one \(the largest holds 4,096 tokens\); start a new chat/,
+    );
   });
 });

@@ -11,7 +11,9 @@ import { ratesFor } from "./division/chunking.ts";
  * short answer is better than none.
  */
 export const MIN_ANSWER_TOKENS = 256;
-/** Chat-template tokens around each message (role markers, separators): 3 to 5 in Llama, ChatML and Mistral templates. */
+/**
+ * Chat-template tokens around each message (role markers, separators): 3 to 5 in Llama, ChatML and Mistral templates.
+ */
 export const MESSAGE_OVERHEAD_TOKENS = 5;
 
 /** What a conversation needs of a window, counted once so that routing can price it for each node cheaply. */
@@ -33,12 +35,20 @@ export function contextNeed(messages: readonly { content: string }[], maxTokens:
       else if (code < 0xdc00 || code > 0xdfff) otherChars++; // a surrogate pair counts once, as in chunking.ts
     }
   }
-  return { asciiChars, otherChars, messages: messages.length, answerTokens: Math.max(1, Math.min(maxTokens, MIN_ANSWER_TOKENS)) };
+  return {
+    asciiChars,
+    otherChars,
+    messages: messages.length,
+    answerTokens: Math.max(1, Math.min(maxTokens, MIN_ANSWER_TOKENS)),
+  };
 }
 
 /** The prompt's tokens at `rates`, with the template's overhead. */
 export function promptTokens(need: ContextNeed, rates: TokenizerRates): number {
-  return Math.ceil(need.asciiChars / rates.asciiCharsPerToken + need.otherChars / rates.otherCharsPerToken) + need.messages * MESSAGE_OVERHEAD_TOKENS;
+  return (
+    Math.ceil(need.asciiChars / rates.asciiCharsPerToken + need.otherChars / rates.otherCharsPerToken) +
+    need.messages * MESSAGE_OVERHEAD_TOKENS
+  );
 }
 
 /** The prompt's tokens on `node`: its measured tokenizer rates (less 10 %), else 3.5 characters a token. */
@@ -46,7 +56,9 @@ export function promptTokensOn(node: LiveNode, need: ContextNeed): number {
   return promptTokens(need, ratesFor([node.capabilities]));
 }
 
-/** Whether the conversation and room for its answer fit the node's window; an unknown window (0) is given the benefit. */
+/**
+ * Whether the conversation and room for its answer fit the node's window; an unknown window (0) is given the benefit.
+ */
 export function fitsContext(node: LiveNode, need: ContextNeed): boolean {
   const window = node.contextLength;
   return window <= 0 || promptTokensOn(node, need) + need.answerTokens <= window;
@@ -57,15 +69,23 @@ export function fitsContext(node: LiveNode, need: ContextNeed): boolean {
  * largest window online, and the way out. `refusedBy` is a node that refused it although the estimate said it fits.
  */
 export function contextTooLong(need: ContextNeed, capable: readonly LiveNode[], refusedBy?: LiveNode): ConnectError {
-  const largest = capable.reduce<LiveNode | undefined>((best, node) => (!best || node.contextLength > best.contextLength ? node : best), refusedBy);
+  const largest = capable.reduce<LiveNode | undefined>(
+    (best, node) => (!best || node.contextLength > best.contextLength ? node : best),
+    refusedBy,
+  );
   const window = largest?.contextLength ?? 0;
-  const tokens = largest ? promptTokensOn(largest, need) : promptTokens(need, { asciiCharsPerToken: 3.5, otherCharsPerToken: 1 });
+  const tokens = largest
+    ? promptTokensOn(largest, need)
+    : promptTokens(need, { asciiCharsPerToken: 3.5, otherCharsPerToken: 1 });
   const size = `the conversation is about ${count(tokens)} tokens`;
   const largestWindow = `${count(window)} tokens`;
   let sentence: string;
-  if (tokens > window) sentence = `${size}, more than the context of any online node that can take it (the largest holds ${largestWindow})`;
-  else if (tokens + need.answerTokens > window) sentence = `${size}, which leaves no room for an answer in the largest context of the online nodes that can take it (${largestWindow})`;
-  else sentence = `${size}; node ${refusedBy?.id ?? largest?.id} refused it as longer than its context, and no online node that can take it has a larger one (the largest holds ${largestWindow})`;
+  if (tokens > window)
+    sentence = `${size}, more than the context of any online node that can take it (the largest holds ${largestWindow})`;
+  else if (tokens + need.answerTokens > window)
+    sentence = `${size}, which leaves no room for an answer in the largest context of the online nodes that can take it (${largestWindow})`;
+  else
+    sentence = `${size}; node ${refusedBy?.id ?? largest?.id} refused it as longer than its context, and no online node that can take it has a larger one (the largest holds ${largestWindow})`;
   return new ConnectError(`${sentence}; start a new chat, or shorten the conversation`, Code.FailedPrecondition);
 }
 

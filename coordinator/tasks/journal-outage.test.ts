@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startDatabaseProxy, type DatabaseProxy } from "../../test/support/database-proxy.ts";
 import { createTestDatabase, databaseSource, type TestDatabase } from "../../test/support/database.ts";
 import { openDatabase, type OpenDatabase } from "../db/connect.ts";
-import { insertNode } from "../reputation/fixtures.ts";
+import { insertNode } from "../../test/support/node-rows.ts";
 import { TaskJournal } from "./journal.ts";
 
 const pacing = { firstMs: 50, maxMs: 200, logEveryMs: 60_000 };
@@ -38,9 +38,12 @@ describe.skipIf(databaseSource().kind !== "postgres")("task journal through a da
     through = await openDatabase({ url: proxy.url, poolSize: 2, dataDir: "", logger });
     return new TaskJournal(through.db, logger, { flushDelayMs: 5, pacing });
   }
-  const statuses = (ids: string[]) => test.db.selectFrom("tasks").select(["id", "status"]).where("id", "in", ids).execute();
+  const statuses = (ids: string[]) =>
+    test.db.selectFrom("tasks").select(["id", "status"]).where("id", "in", ids).execute();
   const eventsOf = async (id: string) =>
-    (await test.db.selectFrom("task_events").select("status").where("task_id", "=", id).orderBy("id").execute()).map((e) => e.status);
+    (await test.db.selectFrom("task_events").select("status").where("task_id", "=", id).orderBy("id").execute()).map(
+      (e) => e.status,
+    );
 
   it("keeps the records of a 2.5 s outage waiting and writes them all when the database is back", async () => {
     const journal = await connectThroughProxy();
@@ -54,7 +57,8 @@ describe.skipIf(databaseSource().kind !== "postgres")("task journal through a da
 
     await proxy.cut();
     // the clients saw these tasks done; their records must not be lost to the outage
-    for (const id of ids) journal.update(id, "completed", { completion_tokens: 4, completed_at: new Date(), total_ms: 40 }, nodeId);
+    for (const id of ids)
+      journal.update(id, "completed", { completion_tokens: 4, completed_at: new Date(), total_ms: 40 }, nodeId);
     const written = journal.flush();
     await sleep(2_500);
     expect(journal.waiting).toBe(9);
@@ -96,7 +100,8 @@ describe.skipIf(databaseSource().kind !== "postgres")("task journal through a da
     const ids = [randomUUID(), randomUUID()];
     for (const id of ids) journal.created({ id, difficulty: "SIMPLE" });
     expect(journal.admitting).toBe(true);
-    for (const id of ids) journal.update(id, "failed", { failure_reason: "client went away", completed_at: new Date() }, null);
+    for (const id of ids)
+      journal.update(id, "failed", { failure_reason: "client went away", completed_at: new Date() }, null);
     expect(journal.admitting).toBe(false);
     const written = journal.flush();
     await sleep(300);

@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
-import { insertNode } from "../reputation/fixtures.ts";
+import { insertNode } from "../../test/support/node-rows.ts";
 import { TaskJournal } from "./journal.ts";
 
 describe.each(testEngines())("task journal on $name", ({ engine }) => {
@@ -28,10 +28,30 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
     const assignedAt = new Date("2026-12-05T10:00:00.123Z");
     journal.created({ id, difficulty: "SIMPLE", division_mode: "single", classifier: "local", max_tokens: 64 });
     journal.update(id, "assigned", { node_id: nodeId, tier: "MID", attempt: 1, assigned_at: assignedAt }, nodeId);
-    journal.update(id, "completed", { prompt_tokens: 12, completion_tokens: 34, completed_at: new Date("2026-12-05T10:00:01Z"), total_ms: 877 }, nodeId);
+    journal.update(
+      id,
+      "completed",
+      { prompt_tokens: 12, completion_tokens: 34, completed_at: new Date("2026-12-05T10:00:01Z"), total_ms: 877 },
+      nodeId,
+    );
     await journal.flush();
-    expect(await row(id)).toMatchObject({ status: "completed", node_id: nodeId, tier: "MID", attempt: 1, assigned_at: assignedAt, prompt_tokens: 12, completion_tokens: 34, total_ms: 877, max_tokens: 64 });
-    const events = await test.db.selectFrom("task_events").select("status").where("task_id", "=", id).orderBy("id").execute();
+    expect(await row(id)).toMatchObject({
+      status: "completed",
+      node_id: nodeId,
+      tier: "MID",
+      attempt: 1,
+      assigned_at: assignedAt,
+      prompt_tokens: 12,
+      completion_tokens: 34,
+      total_ms: 877,
+      max_tokens: 64,
+    });
+    const events = await test.db
+      .selectFrom("task_events")
+      .select("status")
+      .where("task_id", "=", id)
+      .orderBy("id")
+      .execute();
     expect(events.map((e) => e.status)).toEqual(["queued", "assigned", "completed"]);
   });
 
@@ -40,13 +60,19 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
     const ids = Array.from({ length: 5 }, () => randomUUID());
     for (const id of ids) journal.created({ id, difficulty: "COMPLEX" });
     await journal.flush();
-    ids.forEach((id, i) => journal.update(id, "streaming", { first_token_at: new Date(1_765_000_000_000 + i), ttft_ms: 10 + i }, nodeId));
+    for (const [i, id] of ids.entries()) {
+      journal.update(id, "streaming", { first_token_at: new Date(1_765_000_000_000 + i), ttft_ms: 10 + i }, nodeId);
+    }
     journal.update(ids[4]!, "failed", { failure_reason: "node journal-node disconnected", completed_at: null }, null);
     await journal.flush();
     for (const [i, id] of ids.entries()) {
       expect(await row(id)).toMatchObject({ ttft_ms: 10 + i, first_token_at: new Date(1_765_000_000_000 + i) });
     }
     expect((await row(ids[0]!)).status).toBe("streaming");
-    expect(await row(ids[4]!)).toMatchObject({ status: "failed", failure_reason: "node journal-node disconnected", completed_at: null });
+    expect(await row(ids[4]!)).toMatchObject({
+      status: "failed",
+      failure_reason: "node journal-node disconnected",
+      completed_at: null,
+    });
   });
 });

@@ -118,7 +118,10 @@ export class TaskJournal {
   /** Shutdown: flushes, waiting at most `timeoutMs` for an unavailable database; logs what could not be written. */
   async close(timeoutMs: number): Promise<void> {
     if (await settlesWithin(this.flush(), timeoutMs)) return;
-    this.logger.error({ waiting: this.#waiting }, "task records not written before shutdown: the database is unavailable");
+    this.logger.error(
+      { waiting: this.#waiting },
+      "task records not written before shutdown: the database is unavailable",
+    );
   }
 
   async #write(batch: Pending): Promise<void> {
@@ -141,7 +144,10 @@ export class TaskJournal {
             continue;
           }
           if (++failures >= MAX_OTHER_FAILURES) {
-            this.logger.error({ err, tasks: batch.updates.size + batch.inserts.length }, "task records could not be written");
+            this.logger.error(
+              { err, tasks: batch.updates.size + batch.inserts.length },
+              "task records could not be written",
+            );
             return;
           }
           await new Promise((resolve) => setTimeout(resolve, 100 * failures));
@@ -215,7 +221,8 @@ const COLUMN_TYPES: Record<string, string> = {
 
 /**
  * The updates, one statement per set of columns (a batch has a few: assigned, streaming, completed, failed):
- * `UPDATE tasks SET … FROM jsonb_to_recordset($1) AS d(id uuid, …) WHERE tasks.id = d.id`. Column names and
+ * `UPDATE tasks SET … FROM jsonb_to_recordset($1) AS d(id uuid, …) WHERE tasks.id = d.id AND tasks.id = ANY($2)`.
+ * Column names and
  * types come from COLUMN_TYPES only; an update with any other column is written on its own.
  */
 async function writeUpdates(tx: Transaction<Database>, updates: Map<string, TaskUpdate>): Promise<void> {
@@ -233,7 +240,14 @@ async function writeUpdates(tx: Transaction<Database>, updates: Map<string, Task
   }
   for (const { columns, rows } of groups.values()) {
     const assignments = sql.join(columns.map((column) => sql`${sql.ref(column)} = d.${sql.ref(column)}`));
-    const record = sql.join([sql`id uuid`, ...columns.map((column) => sql`${sql.ref(column)} ${sql.raw(COLUMN_TYPES[column]!)}`)]);
-    await sql`UPDATE tasks SET ${assignments} FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS d(${record}) WHERE tasks.id = d.id`.execute(tx);
+    const record = sql.join([
+      sql`id uuid`,
+      ...columns.map((column) => sql`${sql.ref(column)} ${sql.raw(COLUMN_TYPES[column]!)}`),
+    ]);
+    // the id list lets the planner look the rows up by primary key; joining on d.id alone scans the whole table
+    const ids = rows.map((row) => row.id as string);
+    await sql`UPDATE tasks SET ${assignments} FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS d(${record}) WHERE tasks.id = d.id AND tasks.id = ANY(${ids}::uuid[])`.execute(
+      tx,
+    );
   }
 }

@@ -24,7 +24,13 @@ export function servedModels(nodes: Iterable<LiveNode>): ServedModel[] {
       entry.nodeCount++;
       if (tierRank[node.tier] > tierRank[entry.bestTier]) entry.bestTier = node.tier;
     } else {
-      models.set(c.modelName, { name: c.modelName, nodeCount: 1, bestTier: node.tier, parameterCount: c.parameterCount, quantization: c.quantization });
+      models.set(c.modelName, {
+        name: c.modelName,
+        nodeCount: 1,
+        bestTier: node.tier,
+        parameterCount: c.parameterCount,
+        quantization: c.quantization,
+      });
     }
   }
   return [...models.values()].sort((a, b) => a.name.localeCompare(b.name));

@@ -4,54 +4,70 @@ import { randomInt, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
-import type { DivisionMode, } from "../../common/vocabulary.ts";
+import type { DivisionMode } from "../../common/vocabulary.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { MismatchCount } from "../nodes/suspension.ts";
 import type { TaskOutcomeInput } from "../reputation/ledger.ts";
 import { requireCapableNode } from "./capable-nodes.ts";
 import { type ChatEvent, type ChatInput, doneEvent } from "./chat.ts";
-import { classifyWithHint, type Classifier } from "./classifier.ts";
+import type { Classifier } from "./classify/classifier.ts";
+import { classifyWithHint } from "./classify/hint.ts";
 import { contextNeed } from "./context-fit.ts";
-import { autoMode, runDivided, type DividedTask, type DivisionContext } from "./division/divided.ts";
+import { autoMode, runDivided } from "./division/divided.ts";
+import type { DividedTask, DivisionContext } from "./division/divided-task.ts";
 import { MismatchRecorder } from "./division/mismatch.ts";
-import { PartRunner, type PartResult, type PartSpec } from "./division/part.ts";
+import { PartRunner, type PartRunnerConfig } from "./part-runner.ts";
+import type { PartResult, PartSpec } from "./part-spec.ts";
 import type { TaskJournal } from "./journal.ts";
 import type { QueuePeers } from "./queue.ts";
-import { normalizeModelHint, servesModel, type DifficultyTimeouts } from "./router.ts";
+import { normalizeModelHint, servesModel } from "./router.ts";
 import { SpotChecker } from "./spot-check.ts";
 
-export interface OrchestratorConfig {
-  queue: { maxLength: number; maxWaitMs: number; updateMs?: number };
-  timeoutsMs: DifficultyTimeouts;
-  /** Nodes tried for one request before it fails. */
-  maxAttempts: number;
+export interface OrchestratorConfig extends PartRunnerConfig {
   defaultMaxTokens: number;
   division: Config["division"];
 }
 
+export interface OrchestratorDeps {
+  registry: NodeRegistry;
+  journal: TaskJournal;
+  classifier: Classifier;
+  config: OrchestratorConfig;
+  logger: Logger;
+  /** Counts relayed tokens for the network's tokens/s figure. */
+  throughput?: { record(tokens?: number): void };
+  /** Hears what each node did with a task (the reputation rules). */
+  outcomes?: { record(input: TaskOutcomeInput): void };
+  /** Counts mismatches toward suspension (coordinator/nodes/suspension.ts); without it nobody is suspended. */
+  suspensions?: { recordMismatch(nodeId: string, suspendAfter: number): Promise<MismatchCount | undefined> };
+  /** The other coordinators' waiting requests, in a cluster (coordinator/cluster/queue-view.ts). */
+  queuePeers?: QueuePeers;
+  /** The clock (ms since the epoch); Date.now by default. */
+  now?: () => number;
+}
+
 export class Orchestrator {
+  readonly #now: () => number;
   readonly #parts: PartRunner;
   readonly #division: DivisionContext;
   readonly #spotChecks: SpotChecker;
 
-  constructor(
-    private readonly registry: NodeRegistry,
-    private readonly journal: TaskJournal,
-    private readonly classifier: Classifier,
-    private readonly config: OrchestratorConfig,
-    logger: Logger,
-    /** Counts relayed tokens for the network's tokens/s figure. */
-    throughput?: { record(tokens?: number): void },
-    /** Hears what each node did with a task (the reputation rules). */
-    outcomes?: { record(input: TaskOutcomeInput): void },
-    /** Counts mismatches toward suspension (coordinator/nodes/suspension.ts); without it nobody is suspended. */
-    suspensions?: { recordMismatch(nodeId: string, suspendAfter: number): Promise<MismatchCount | undefined> },
-    /** The other coordinators' waiting requests, in a cluster (coordinator/cluster/queue-view.ts). */
-    queuePeers?: QueuePeers,
-  ) {
-    this.#parts = new PartRunner(registry, journal, config, logger, throughput, outcomes, queuePeers);
-    const mismatches = new MismatchRecorder(registry, config.division.spotCheckSuspendAfter, logger, suspensions);
-    this.#division = { parts: this.#parts, registry, journal, config: config.division, logger, mismatches };
+  constructor(private readonly deps: OrchestratorDeps) {
+    const { registry, journal, config, logger } = deps;
+    const now = deps.now ?? Date.now;
+    this.#now = now;
+    this.#parts = new PartRunner({
+      registry,
+      journal,
+      config,
+      logger,
+      throughput: deps.throughput,
+      outcomes: deps.outcomes,
+      queuePeers: deps.queuePeers,
+      now,
+    });
+    const mismatches = new MismatchRecorder(registry, config.division.spotCheckSuspendAfter, logger, deps.suspensions);
+    this.#division = { parts: this.#parts, registry, journal, config: config.division, logger, mismatches, now };
     this.#spotChecks = new SpotChecker({ parts: this.#parts, registry, logger, mismatches, config: config.division });
   }
 
@@ -65,36 +81,48 @@ export class Orchestrator {
   }
 
   async *chat(input: ChatInput): AsyncGenerator<ChatEvent, void, undefined> {
-    const started = Date.now();
-    if (!this.journal.admitting) {
+    const started = this.#now();
+    if (!this.deps.journal.admitting) {
       // the database has been away long enough for the cap of waiting records to fill: keep memory bounded
-      throw new ConnectError(`database unavailable: ${this.journal.waiting} task records are waiting to be written`, Code.Unavailable);
+      throw new ConnectError(
+        `database unavailable: ${this.deps.journal.waiting} task records are waiting to be written`,
+        Code.Unavailable,
+      );
     }
     const taskId = randomUUID();
     const model = normalizeModelHint(input.model);
-    if (model !== undefined && ![...this.registry.nodes()].some((node) => servesModel(node, model))) {
+    if (model !== undefined && ![...this.deps.registry.nodes()].some((node) => servesModel(node, model))) {
       // the models to choose from, not an RPC's name: the message reaches the chat page, the CLI and /v1 alike
-      const served = [...new Set([...this.registry.nodes()].map((node) => node.capabilities.modelName))].sort();
-      throw new ConnectError(`no connected node serves model "${input.model}"; ${served.length ? `served now: ${served.join(", ")}` : "no node is connected"}`, Code.NotFound);
+      const served = [...new Set([...this.deps.registry.nodes()].map((node) => node.capabilities.modelName))].sort();
+      throw new ConnectError(
+        `no connected node serves model "${input.model}"; ${served.length ? `served now: ${served.join(", ")}` : "no node is connected"}`,
+        Code.NotFound,
+      );
     }
-    const { difficulty, classifier } = await classifyWithHint(this.classifier, input, input.difficultyHint, { trusted: input.trustedHint === true });
-    const maxTokens = input.maxTokens || this.config.defaultMaxTokens;
+    const { difficulty, classifier } = await classifyWithHint(this.deps.classifier, input, input.difficultyHint, {
+      trusted: input.trustedHint === true,
+    });
+    const maxTokens = input.maxTokens || this.deps.config.defaultMaxTokens;
     const task: DividedTask = { taskId, input, model, difficulty, classifier, maxTokens, started };
     const requested = input.divisionMode ?? "single";
     // the queue is for capable nodes that are busy: with none online the caller hears so now, not after the wait;
     // subtasks, context and auto judge each part on its own and check its tier (division/part-difficulty.ts)
-    if (requested === "single" || requested === "consensus") requireCapableNode(this.registry.nodes(), { difficulty, model, exclude: new Set() });
+    if (requested === "single" || requested === "consensus")
+      requireCapableNode(this.deps.registry.nodes(), { difficulty, model, exclude: new Set() });
     const mode = requested === "auto" ? autoMode(this.#division, task) : requested;
     if (mode === "single") yield* this.#single(task, requested === "auto" ? "single" : undefined);
     else yield* runDivided(this.#division, task, mode);
   }
 
   /** One part on one node (with failover): the default path, and auto's choice for requests that fit one node. */
-  async *#single(task: DividedTask, announcedMode: DivisionMode | undefined): AsyncGenerator<ChatEvent, void, undefined> {
+  async *#single(
+    task: DividedTask,
+    announcedMode: DivisionMode | undefined,
+  ): AsyncGenerator<ChatEvent, void, undefined> {
     const { taskId, input, difficulty, classifier, started } = task;
     // one node takes the whole conversation: only a node whose window holds it (and room for an answer)
     const context = contextNeed(input.messages, task.maxTokens);
-    requireCapableNode(this.registry.nodes(), { difficulty, model: task.model, exclude: new Set(), context });
+    requireCapableNode(this.deps.registry.nodes(), { difficulty, model: task.model, exclude: new Set(), context });
     const check = this.#spotChecks.select(input.temperature);
     const spec: PartSpec = {
       taskId,
@@ -131,7 +159,16 @@ export class Orchestrator {
         else if (!accepted) {
           accepted = true;
           const node = event.node;
-          yield { type: "accepted", taskId, difficulty, tier: node.tier, nodeId: node.id, model: node.capabilities.modelName, classifier, ...(announcedMode ? { divisionMode: announcedMode } : {}) };
+          yield {
+            type: "accepted",
+            taskId,
+            difficulty,
+            tier: node.tier,
+            nodeId: node.id,
+            model: node.capabilities.modelName,
+            classifier,
+            ...(announcedMode ? { divisionMode: announcedMode } : {}),
+          };
         }
       }
     } finally {

@@ -45,7 +45,9 @@ export class WaitQueue {
   constructor(
     private readonly maxLength: number,
     private readonly pick: NodePicker,
-    /** A waiting client hears its position (and the estimate that goes with it) at least this often; 0: only on changes. */
+    /**
+     * A waiting client hears its position (and the estimate that goes with it) at least this often; 0: only on changes.
+     */
     private readonly updateMs = 0,
     private readonly peers?: QueuePeers,
     private readonly now: () => number = Date.now,
@@ -108,7 +110,10 @@ export class WaitQueue {
       const waiter = this.#waiters[i]!;
       const since = this.#queued.get(waiter)!.since;
       const peers = this.peers;
-      const node = this.pick(waiter.request, peers ? (candidate) => candidate.freeSlots > peers.aheadFor(candidate, since) : undefined);
+      const node = this.pick(
+        waiter.request,
+        peers ? (candidate) => candidate.freeSlots > peers.aheadFor(candidate, since) : undefined,
+      );
       if (!node) {
         i++;
         continue;

@@ -28,7 +28,16 @@ export async function endTasksOfInstance(db: Kysely<Database>, instance: string)
     )
     .insertInto("task_events")
     .columns(["task_id", "status", "node_id", "detail"])
-    .expression((eb) => eb.selectFrom("ended").select(["ended.id", sql<TaskStatus>`'failed'`.as("status"), "ended.node_id", sql<string>`${reason}`.as("detail")]))
+    .expression((eb) =>
+      eb
+        .selectFrom("ended")
+        .select([
+          "ended.id",
+          sql<TaskStatus>`'failed'`.as("status"),
+          "ended.node_id",
+          sql<string>`${reason}`.as("detail"),
+        ]),
+    )
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0n);
 }

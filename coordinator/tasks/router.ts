@@ -30,7 +30,11 @@ export interface ModelIdentity {
 
 export function modelIdentity(node: LiveNode): ModelIdentity {
   const c = node.capabilities;
-  return { modelName: c.modelName, quantization: c.quantization, ...(c.modelSha256 ? { modelSha256: c.modelSha256 } : {}) };
+  return {
+    modelName: c.modelName,
+    quantization: c.quantization,
+    ...(c.modelSha256 ? { modelSha256: c.modelSha256 } : {}),
+  };
 }
 
 /**
@@ -100,7 +104,12 @@ export const specTimeoutsMs: DifficultyTimeouts = { SIMPLE: 60_000, COMPLEX: 300
  * How long a task may run: the difficulty's timeout, or — for a large max_tokens on a slow node — twice the
  * time the node needs to generate max_tokens at its measured speed, whichever is longer.
  */
-export function deadlineMs(timeouts: DifficultyTimeouts, difficulty: Difficulty, maxTokens: number, tokensPerSecond: number): number {
+export function deadlineMs(
+  timeouts: DifficultyTimeouts,
+  difficulty: Difficulty,
+  maxTokens: number,
+  tokensPerSecond: number,
+): number {
   const base = timeouts[difficulty];
   if (tokensPerSecond <= 0) return base;
   return Math.max(base, Math.ceil((2 * maxTokens * 1000) / tokensPerSecond));

@@ -1,7 +1,6 @@
-// InferenceService: Chat (server stream), ChatUnary and ListModels, all through the orchestrator.
+// InferenceService: Chat (server stream), ChatUnary and ListModels; the chats through the one chat pipeline.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import type { Kysely } from "kysely";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   AcceptedSchema,
   ChatResponseSchema,
@@ -12,41 +11,14 @@ import {
   type InferenceService,
   type Accepted,
 } from "../../gen/iris/v1/inference_pb.ts";
-import { normalizeAccountKey } from "../accounts/keys.ts";
-import { isAdmin, principalKey } from "../accounts/principal.ts";
-import { findAccountIdCached } from "../accounts/store.ts";
-import type { Database } from "../db/schema.ts";
-import type { ChatLimiter } from "../limits/chat-limits.ts";
+import { principalKey } from "../accounts/principal.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import { clientAddressKey } from "../request-context.ts";
-import { divisionModeFromProto, divisionModeToProto } from "./division/mode.ts";
+import { divisionModeToProto } from "./division/mode.ts";
 import { servedModels } from "./models.ts";
-import type { Orchestrator } from "./orchestrator.ts";
-import type { ChatEvent, ChatInput } from "./chat.ts";
-import { chatRoleFromProto, difficultyFromProto, difficultyToProto, tierToProto } from "../../common/vocabulary.ts";
-
-
-/** The orchestrator's input from a request's params (account key checked, client address from the context). */
-export async function chatInput(db: Kysely<Database>, params: ChatParams, ctx: HandlerContext): Promise<ChatInput> {
-  let accountId: string | undefined;
-  if (params.accountKey) {
-    accountId = await findAccountIdCached(db, normalizeAccountKey(params.accountKey));
-    if (!accountId) throw new ConnectError("account_key: unknown or revoked account key", Code.Unauthenticated);
-  }
-  return {
-    messages: params.messages.map((m) => ({ role: chatRoleFromProto(m.role) ?? "user", content: m.content })),
-    model: params.model,
-    maxTokens: params.maxTokens,
-    temperature: params.temperature,
-    difficultyHint: difficultyFromProto(params.difficulty),
-    trustedHint: isAdmin(ctx.values.get(principalKey)),
-    divisionMode: divisionModeFromProto(params.divisionMode),
-    consensusNodes: params.consensusNodes,
-    accountId,
-    clientAddress: ctx.values.get(clientAddressKey),
-    signal: ctx.signal,
-  };
-}
+import type { ChatPipeline } from "./chat-pipeline.ts";
+import type { ChatEvent } from "./chat.ts";
+import { difficultyToProto, tierToProto } from "../../common/vocabulary.ts";
 
 function acceptedMessage(event: Extract<ChatEvent, { type: "accepted" }>): MessageInitShape<typeof AcceptedSchema> {
   return {
@@ -74,7 +46,12 @@ function doneMessage(event: Extract<ChatEvent, { type: "done" }>): MessageInitSh
 function toResponse(event: ChatEvent): ChatResponse {
   switch (event.type) {
     case "queued":
-      return create(ChatResponseSchema, { event: { case: "queued", value: { position: event.position, maxWaitMs: event.maxWaitMs, estimatedWaitMs: event.estimatedWaitMs } } });
+      return create(ChatResponseSchema, {
+        event: {
+          case: "queued",
+          value: { position: event.position, maxWaitMs: event.maxWaitMs, estimatedWaitMs: event.estimatedWaitMs },
+        },
+      });
     case "accepted":
       return create(ChatResponseSchema, { event: { case: "accepted", value: acceptedMessage(event) } });
     case "token":
@@ -85,17 +62,16 @@ function toResponse(event: ChatEvent): ChatResponse {
 }
 
 export function inferenceService(deps: {
-  db: Kysely<Database>;
-  orchestrator: Orchestrator;
+  chat: ChatPipeline;
   registry: NodeRegistry;
-  limiter: ChatLimiter;
 }): Partial<ServiceImpl<typeof InferenceService>> {
-  /** The request checked, the caller charged one message (or refused), and the answer metered for give-backs. */
-  async function admittedChat(params: ChatParams, ctx: HandlerContext): Promise<AsyncGenerator<ChatEvent>> {
-    const input = await chatInput(deps.db, params, ctx);
-    const caller = { principal: ctx.values.get(principalKey), requestAccountId: input.accountId, clientAddress: input.clientAddress ?? "" };
-    const ticket = await deps.limiter.admit(caller);
-    return deps.limiter.meter(deps.orchestrator.chat(input), ticket);
+  /** The validated params through the one chat pipeline, as the auth interceptor identified the caller. */
+  function admittedChat(params: ChatParams, ctx: HandlerContext): Promise<AsyncGenerator<ChatEvent>> {
+    return deps.chat(params, {
+      principal: ctx.values.get(principalKey),
+      clientAddress: ctx.values.get(clientAddressKey),
+      signal: ctx.signal,
+    });
   }
 
   return {
@@ -114,7 +90,11 @@ export function inferenceService(deps: {
       return { accepted, text, done };
     },
     listModels() {
-      const models = servedModels(deps.registry.nodes()).map((m) => ({ ...m, bestTier: tierToProto[m.bestTier], parameterCount: BigInt(m.parameterCount) }));
+      const models = servedModels(deps.registry.nodes()).map((m) => ({
+        ...m,
+        bestTier: tierToProto[m.bestTier],
+        parameterCount: BigInt(m.parameterCount),
+      }));
       return { models };
     },
   };

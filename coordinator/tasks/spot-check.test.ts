@@ -3,7 +3,7 @@ import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { NodeRegistry } from "../nodes/registry.ts";
 import type { MismatchRecorder } from "./division/mismatch.ts";
-import type { PartRunner } from "./division/part.ts";
+import type { PartRunner } from "./part-runner.ts";
 import { canaryPrompt, passesCanary, SpotChecker } from "./spot-check.ts";
 
 function checker(fraction: number, draws: number[]) {
@@ -26,11 +26,14 @@ describe("SpotChecker.select", () => {
     { fraction: 0.05, draw: 0.01, temperature: 0.7, checked: false }, // sampled answers cannot be compared
     { fraction: 0, draw: 0, temperature: undefined, checked: false },
     { fraction: 1, draw: 0.99, temperature: undefined, checked: true },
-  ])("fraction $fraction, draw $draw, temperature $temperature → $checked", ({ fraction, draw, temperature, checked }) => {
-    const selected = checker(fraction, [draw]).select(temperature);
-    expect(selected !== undefined).toBe(checked);
-    if (selected) expect(Number.isInteger(selected.seed) && selected.seed >= 0).toBe(true);
-  });
+  ])(
+    "fraction $fraction, draw $draw, temperature $temperature → $checked",
+    ({ fraction, draw, temperature, checked }) => {
+      const selected = checker(fraction, [draw]).select(temperature);
+      expect(selected !== undefined).toBe(checked);
+      if (selected) expect(Number.isInteger(selected.seed) && selected.seed >= 0).toBe(true);
+    },
+  );
 });
 
 describe("canaries", () => {
@@ -39,7 +42,7 @@ describe("canaries", () => {
     expect(answer).toMatch(/^[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$/);
     expect(prompt).toBe(`Reply with exactly this code and nothing else: ${answer}`);
     let seed = 3;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     expect(canaryPrompt(random).answer).not.toBe(canaryPrompt(random).answer);
   });
 

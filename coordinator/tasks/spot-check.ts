@@ -9,7 +9,8 @@ import { runCanary } from "./canary.ts";
 import { anyChecker, chooseChecker, wrongAnswer, type CheckerRequest } from "./checkers.ts";
 import { normalizedWords, similarity } from "./division/compare.ts";
 import type { MismatchRecorder } from "./division/mismatch.ts";
-import type { PartEvent, PartResult, PartRunner, PartSpec } from "./division/part.ts";
+import type { PartRunner } from "./part-runner.ts";
+import type { PartEvent, PartResult, PartSpec } from "./part-spec.ts";
 import { modelIdentity } from "./router.ts";
 
 export interface SpotCheckDeps {
@@ -17,7 +18,10 @@ export interface SpotCheckDeps {
   registry: NodeRegistry;
   logger: Logger;
   mismatches: MismatchRecorder;
-  config: Pick<Config["division"], "spotCheckFraction" | "consensusSimilarity" | "canaryIntervalMs" | "spotCheckMaxWaitMs">;
+  config: Pick<
+    Config["division"],
+    "spotCheckFraction" | "consensusSimilarity" | "canaryIntervalMs" | "spotCheckMaxWaitMs"
+  >;
   /** Uniform in [0, 1): which tasks are checked, which node checks among equals, which node gets a canary. */
   random?: () => number;
 }
@@ -56,7 +60,9 @@ export class SpotChecker {
   /** Re-runs a completed task (whose answer came from one node) on a second node, off the user's path. */
   check(original: { spec: PartSpec; result: PartResult }): void {
     // nothing awaits the check: its errors end here
-    this.#check(original.spec, original.result).catch((err: unknown) => this.deps.logger.error({ err, taskId: original.spec.taskId }, "a spot check failed"));
+    this.#check(original.spec, original.result).catch((err: unknown) =>
+      this.deps.logger.error({ err, taskId: original.spec.taskId }, "a spot check failed"),
+    );
   }
 
   /** Sends one canary to an idle node chosen at random (at most one canary at a time). */
@@ -80,10 +86,16 @@ export class SpotChecker {
   async #check(spec: PartSpec, result: PartResult): Promise<void> {
     const { logger, config } = this.deps;
     const first = result.node;
-    const request: CheckerRequest = { model: modelIdentity(first), difficulty: spec.difficulty, avoid: [first], constraints: spec };
+    const request: CheckerRequest = {
+      model: modelIdentity(first),
+      difficulty: spec.difficulty,
+      avoid: [first],
+      constraints: spec,
+    };
     const second = await this.#runOnChecker(request, spec);
     if (!second) return;
-    const agree = (a: PartResult, b: PartResult) => similarity(normalizedWords(a.text), normalizedWords(b.text), config.consensusSimilarity);
+    const agree = (a: PartResult, b: PartResult) =>
+      similarity(normalizedWords(a.text), normalizedWords(b.text), config.consensusSimilarity);
     const score = agree(result, second);
     if (score >= config.consensusSimilarity) {
       logger.info({ taskId: spec.taskId, nodeId: first.id, checkedBy: second.node.id }, "spot check passed");
@@ -94,11 +106,27 @@ export class SpotChecker {
     const wrong = wrongAnswer({
       answeredReputation: first.reputation,
       checkerReputation: second.node.reputation,
-      ...(third ? { referee: { agreesWithAnswer: agree(third, result) >= config.consensusSimilarity, agreesWithChecker: agree(third, second) >= config.consensusSimilarity } } : {}),
+      ...(third
+        ? {
+            referee: {
+              agreesWithAnswer: agree(third, result) >= config.consensusSimilarity,
+              agreesWithChecker: agree(third, second) >= config.consensusSimilarity,
+            },
+          }
+        : {}),
     });
-    const context = { taskId: spec.taskId, nodeId: first.id, checkedBy: second.node.id, refereedBy: third?.node.id, similarity: score };
+    const context = {
+      taskId: spec.taskId,
+      nodeId: first.id,
+      checkedBy: second.node.id,
+      refereedBy: third?.node.id,
+      similarity: score,
+    };
     if (!wrong) {
-      logger.warn(context, "spot check: two nodes serving the same model disagree and nothing tells which is right; nobody judged");
+      logger.warn(
+        context,
+        "spot check: two nodes serving the same model disagree and nothing tells which is right; nobody judged",
+      );
       return;
     }
     const [mismatch, reference] = wrong === "answer" ? [result, second] : [second, result];
@@ -120,7 +148,10 @@ export class SpotChecker {
   async #runOnChecker(request: CheckerRequest, spec: PartSpec): Promise<PartResult | undefined> {
     const started = this.#startOnChecker(request, spec) ?? (await this.#waitForChecker(request, spec))?.run;
     if (!started) {
-      this.deps.logger.info({ taskId: spec.taskId, avoid: request.avoid.map((node) => node.id) }, "spot check skipped: no other node of the same model was free");
+      this.deps.logger.info(
+        { taskId: spec.taskId, avoid: request.avoid.map((node) => node.id) },
+        "spot check skipped: no other node of the same model was free",
+      );
       return undefined;
     }
     return started;
@@ -132,7 +163,10 @@ export class SpotChecker {
     return checker && this.#run(checkSpec(spec, checker, this.deps.registry));
   }
 
-  async #waitForChecker(request: CheckerRequest, spec: PartSpec): Promise<{ run: Promise<PartResult | undefined> } | undefined> {
+  async #waitForChecker(
+    request: CheckerRequest,
+    spec: PartSpec,
+  ): Promise<{ run: Promise<PartResult | undefined> } | undefined> {
     const { registry, config } = this.deps;
     if (config.spotCheckMaxWaitMs === 0 || this.#waiting >= MAX_WAITING_CHECKS) return undefined;
     this.#waiting++;
@@ -153,10 +187,22 @@ export class SpotChecker {
   async #canary(): Promise<void> {
     const { registry, logger, mismatches, config } = this.deps;
     // a node's canaries come from its home coordinator only: a cluster of N does not test each node N times as often
-    const idle = [...registry.nodes()].filter((node) => !node.remote && node.connected && !node.suspended && node.tasks.size === 0 && node.freeSlots > 0);
+    const idle = [...registry.nodes()].filter(
+      (node) => !node.remote && node.connected && !node.suspended && node.tasks.size === 0 && node.freeSlots > 0,
+    );
     if (idle.length === 0) return;
     const target = idle[Math.floor(this.#random() * idle.length)]!;
-    await runCanary({ registry, logger, mismatches, similarity: config.consensusSimilarity, random: this.#random, run: (spec) => this.#run(spec) }, target);
+    await runCanary(
+      {
+        registry,
+        logger,
+        mismatches,
+        similarity: config.consensusSimilarity,
+        random: this.#random,
+        run: (spec) => this.#run(spec),
+      },
+      target,
+    );
   }
 
   /** Runs a check's part to its end; undefined when it could not run or failed (that is judged by the part). */

@@ -1,11 +1,27 @@
 import { describe, expect, it } from "vitest";
-import { NOW, testNode } from "./fixtures.ts";
-import { estimateQueueWaitMs, estimateWaitMs, expectedServiceMs, slotSources, type SlotSource } from "./wait-estimate.ts";
+import { NOW, testNode } from "../../test/support/live-nodes.ts";
+import {
+  estimateQueueWaitMs,
+  estimateWaitMs,
+  expectedServiceMs,
+  slotSources,
+  type SlotSource,
+} from "./wait-estimate.ts";
 
-const sink = (startedAt?: number) => ({ chunk() {}, result() {}, error() {}, lost() {}, ...(startedAt !== undefined ? { startedAt } : {}) });
+const sink = (startedAt?: number) => ({
+  chunk() {},
+  result() {},
+  error() {},
+  lost() {},
+  ...(startedAt !== undefined ? { startedAt } : {}),
+});
 
 describe("estimateWaitMs", () => {
-  const slot = (serviceMs: number, runningForMs: number[], freeSlots = 0): SlotSource => ({ serviceMs, runningForMs, freeSlots });
+  const slot = (serviceMs: number, runningForMs: number[], freeSlots = 0): SlotSource => ({
+    serviceMs,
+    runningForMs,
+    freeSlots,
+  });
   it.each<[string, SlotSource[], number, number | undefined]>([
     ["no capable slot", [], 1, undefined],
     ["the next one: the running task's rest", [slot(10_000, [4_000])], 1, 6_000],

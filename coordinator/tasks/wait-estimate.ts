@@ -36,7 +36,9 @@ export function slotSources(nodes: Iterable<LiveNode>, request: RouteRequest, no
   const sources: SlotSource[] = [];
   for (const node of nodes) {
     if (!node.connected || node.paused || !eligible(node, request)) continue;
-    const runningForMs = [...node.tasks.values()].slice(0, node.capabilities.maxConcurrentTasks).map((task) => Math.max(0, now - (task.startedAt ?? now)));
+    const runningForMs = [...node.tasks.values()]
+      .slice(0, node.capabilities.maxConcurrentTasks)
+      .map((task) => Math.max(0, now - (task.startedAt ?? now)));
     sources.push({ serviceMs: expectedServiceMs(node), runningForMs, freeSlots: Math.max(0, node.freeSlots) });
   }
   return sources;
@@ -49,7 +51,8 @@ export function slotSources(nodes: Iterable<LiveNode>, request: RouteRequest, no
 export function estimateWaitMs(sources: readonly SlotSource[], position: number): number | undefined {
   const heap = new MinHeap();
   for (const source of sources) {
-    for (const ran of source.runningForMs) heap.push({ at: Math.max(OVERDUE_REMAINING_MS, source.serviceMs - ran), serviceMs: source.serviceMs });
+    for (const ran of source.runningForMs)
+      heap.push({ at: Math.max(OVERDUE_REMAINING_MS, source.serviceMs - ran), serviceMs: source.serviceMs });
     for (let i = 0; i < source.freeSlots; i++) heap.push({ at: 0, serviceMs: source.serviceMs });
   }
   if (heap.size === 0 || position < 1) return undefined;
@@ -61,7 +64,12 @@ export function estimateWaitMs(sources: readonly SlotSource[], position: number)
 }
 
 /** The estimate for a waiter at `position`, from the nodes connected now. */
-export function estimateQueueWaitMs(nodes: Iterable<LiveNode>, request: RouteRequest, position: number, now = Date.now()): number | undefined {
+export function estimateQueueWaitMs(
+  nodes: Iterable<LiveNode>,
+  request: RouteRequest,
+  position: number,
+  now = Date.now(),
+): number | undefined {
   return estimateWaitMs(slotSources(nodes, request, now), position);
 }
 

@@ -23,7 +23,11 @@ const slow = { tokens: Array.from({ length: 30 }, (_, i) => `w${i} `), delayMs: 
 beforeAll(async () => {
   await buildWeb();
   browser = await launchChromium();
-  coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "200", QUEUE_MAX_WAIT_MS: "20000", QUEUE_UPDATE_MS: "300" });
+  coordinator = await startTestCoordinator({
+    HEARTBEAT_INTERVAL_MS: "200",
+    QUEUE_MAX_WAIT_MS: "20000",
+    QUEUE_UPDATE_MS: "300",
+  });
   accountKey = await newAccountKey(coordinator.url);
 }, 60_000);
 afterEach(async () => {
@@ -85,7 +89,10 @@ describe("/chat before a node answers", () => {
         { timeout: 5_000, interval: 100 },
       )
       .toBeGreaterThanOrEqual(3);
-    for (const text of seen) expect(text).toMatch(/^Waiting for a free node — position 1 in the queue, a node in about \d+ s \(waiting at most \d+ s more\)…$/);
+    for (const text of seen)
+      expect(text).toMatch(
+        /^Waiting for a free node — position 1 in the queue, a node in about \d+ s \(waiting at most \d+ s more\)…$/,
+      );
     await screenshot(page, "chat-queued");
     await holder;
     await page.waitForSelector('.message.assistant[data-state="done"]', { timeout: 10_000 });
@@ -93,7 +100,13 @@ describe("/chat before a node answers", () => {
 
   it("says in words when the conversation outgrew every online node's context, and New chat keeps the question", async () => {
     // a PRO node serves every difficulty: only its window can refuse the long paste (which is never SIMPLE)
-    await nodes.start({ nodeId: "small-window", parameterCount: 70e9, tokensPerSecond: 40, contextLength: 2_048, script: () => ({ tokens: ["Sure."] }) });
+    await nodes.start({
+      nodeId: "small-window",
+      parameterCount: 70e9,
+      tokensPerSecond: 40,
+      contextLength: 2_048,
+      script: () => ({ tokens: ["Sure."] }),
+    });
     const page = await chatPage();
     await send(page, "Hello");
     await page.waitForSelector('.message.assistant[data-state="done"]');
@@ -101,7 +114,9 @@ describe("/chat before a node answers", () => {
     await send(page, pasted);
     await page.waitForSelector('.message.assistant[data-state="failed"]', { timeout: 5_000 });
     const refusal = (await page.textContent(`${lastAnswer} >> .status.error`)) ?? "";
-    expect(refusal).toMatch(/^This conversation has grown too long for the nodes online now \(about [\d,]+ tokens; the largest node online holds 2,048\)\. Start a new chat to go on\. New chat$/);
+    expect(refusal).toMatch(
+      /^This conversation has grown too long for the nodes online now \(about [\d,]+ tokens; the largest node online holds 2,048\)\. Start a new chat to go on\. New chat$/,
+    );
     expect(refusal).not.toContain("CONTEXT_TOO_LONG");
     await screenshot(page, "chat-too-long");
 

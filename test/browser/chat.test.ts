@@ -56,7 +56,12 @@ describe("/chat with a real agent on the tiny llama.cpp model", () => {
     const modelPath = join(mkdtempSync(join(tmpdir(), "iris-web-")), "tiny.gguf");
     writeTinyGguf(modelPath, { contextLength: 8192 });
     coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500" });
-    agent = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: await generateKey(coordinator), NODE_ID: "tiny-web", IRIS_MODEL: modelPath });
+    agent = startAgent({
+      COORDINATOR_URL: coordinator.url,
+      IRIS_ACCOUNT_KEY: await generateKey(coordinator),
+      NODE_ID: "tiny-web",
+      IRIS_MODEL: modelPath,
+    });
     await agent.waitForLog((line) => line.msg === "registered with the coordinator");
   }, 60_000);
   afterAll(async () => {
@@ -108,13 +113,20 @@ describe("/chat with a real agent on the tiny llama.cpp model", () => {
 
     const taskId = (await page.getAttribute(lastAnswer, "data-task-id"))!;
     expect(taskId).toMatch(/^[0-9a-f-]{36}$/);
-    await agent.waitForLog((line) => line.msg === "task cancelled by the coordinator" && line.taskId === taskId, 10_000);
+    await agent.waitForLog(
+      (line) => line.msg === "task cancelled by the coordinator" && line.taskId === taskId,
+      10_000,
+    );
 
     await expect
       .poll(
         async () => {
           await coordinator.journal.flush();
-          const row = await coordinator.db.selectFrom("tasks").select("status").where("id", "=", taskId).executeTakeFirst();
+          const row = await coordinator.db
+            .selectFrom("tasks")
+            .select("status")
+            .where("id", "=", taskId)
+            .executeTakeFirst();
           return row?.status;
         },
         { timeout: 10_000 },
@@ -153,7 +165,7 @@ describe("/chat against a scripted node", () => {
         "\n\n",
         "<script>window.__pwned=2</script>",
         '\n\nInline <img src=x onerror="window.__pwned=3"> and <svg onload="window.__pwned=4"></svg>, ',
-        "a [link](javascript:window.__pwned=5) and <iframe srcdoc=\"<script>parent.__pwned=6</script>\"></iframe>.\n\n",
+        'a [link](javascript:window.__pwned=5) and <iframe srcdoc="<script>parent.__pwned=6</script>"></iframe>.\n\n',
         "```html\n<script>window.__pwned=7</script>\n```\n",
       ],
     });
@@ -164,7 +176,9 @@ describe("/chat against a scripted node", () => {
 
     expect(await page.evaluate("typeof window.__pwned")).toBe("undefined");
     const answer = page.locator(lastAnswer);
-    expect(await answer.locator("img, script, iframe, svg, [onerror], [onload], a[href^='javascript']").count()).toBe(0);
+    expect(await answer.locator("img, script, iframe, svg, [onerror], [onload], a[href^='javascript']").count()).toBe(
+      0,
+    );
     expect(await page.locator("[onerror], [onload], iframe").count()).toBe(0);
     const text = await answer.locator(".content").textContent();
     expect(text).toContain('<img src=x onerror="window.__pwned=1">');
@@ -198,10 +212,16 @@ describe("/chat against a scripted node", () => {
     expect(await page.locator(".message.user").count()).toBe(2);
     // the second request carried the whole conversation: question, answer, question
     const sent = node.payloads.at(-1)!;
-    expect(sent.messages.map((m) => m.content)).toEqual(["Hi", "Hello!", "How do I reverse a list in Python?\nShort answer please."]);
+    expect(sent.messages.map((m) => m.content)).toEqual([
+      "Hi",
+      "Hello!",
+      "How do I reverse a list in Python?\nShort answer please.",
+    ]);
     const pre = page.locator(`${lastAnswer} >> pre`);
     expect(await pre.locator("code").textContent()).toContain("numbers.reverse()");
-    expect(await page.evaluate(`getComputedStyle(document.querySelector(".message.assistant:last-of-type pre")).overflowX`)).toBe("auto");
+    expect(
+      await page.evaluate(`getComputedStyle(document.querySelector(".message.assistant:last-of-type pre")).overflowX`),
+    ).toBe("auto");
     expect(await page.textContent(`${lastAnswer} >> .meta`)).toMatch(/PRO.*node scripted-web.*first token.*tok\/s/);
     await screenshot(page, "chat", { docs: true });
   });
@@ -230,7 +250,9 @@ describe("/chat against a scripted node", () => {
 
   it("asks for a division mode from Options: consensus over three nodes, the verdict and the nodes in the footer", async () => {
     const accountKey = await generateKey(coordinator);
-    const peers = ["scripted-web-2", "scripted-web-3"].map((nodeId) => startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", "!"] }) }));
+    const peers = ["scripted-web-2", "scripted-web-3"].map((nodeId) =>
+      startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", "!"] }) }),
+    );
     try {
       await Promise.all(peers.map((peer) => peer.registered));
       const { page } = await chatPage(`${coordinator.url}/chat`);
@@ -254,12 +276,16 @@ describe("/chat against a scripted node", () => {
     const assignedBefore = node.assigns.length;
     const busy = (async () => {
       const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
-      for await (const _ of inference.chat({ params: { messages: [{ role: Role.USER, content: "Keep the node busy" }] } }));
+      for await (const _ of inference.chat({
+        params: { messages: [{ role: Role.USER, content: "Keep the node busy" }] },
+      }));
     })();
     await expect.poll(() => node.assigns.length, { timeout: 5_000 }).toBe(assignedBefore + 1);
     const { page } = await chatPage(`${coordinator.url}/chat`);
     await send(page, "Am I next?");
-    await expect.poll(() => page.textContent(`${lastAnswer} >> .status`), { timeout: 5_000 }).toMatch(/Waiting for a free node — position 1/);
+    await expect
+      .poll(() => page.textContent(`${lastAnswer} >> .status`), { timeout: 5_000 })
+      .toMatch(/Waiting for a free node — position 1/);
     await busy;
     await page.waitForSelector('.message.assistant[data-state="done"]', { timeout: 10_000 });
   });
@@ -271,7 +297,11 @@ describe("/chat under the anonymous rate limit (1 message per 24 h)", () => {
 
   beforeAll(async () => {
     coordinator = await startTestCoordinator({ RATE_LIMIT_ANONYMOUS_PER_DAY: "1" });
-    node = startScriptedNode({ baseUrl: coordinator.url, accountKey: await generateKey(coordinator), nodeId: "limited-web" });
+    node = startScriptedNode({
+      baseUrl: coordinator.url,
+      accountKey: await generateKey(coordinator),
+      nodeId: "limited-web",
+    });
     await node.registered;
   });
   afterAll(async () => {

@@ -7,10 +7,21 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
 /** The flags this machine's Chromium needs: no sandbox as root, and no calls home (the network is closed). */
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"];
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--no-first-run",
+];
 
 export function launchChromium(): Promise<Browser> {
-  return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
 }
 
 export interface WatchedPage {
@@ -42,7 +53,11 @@ export async function openPage(browser: Browser, viewport = { width: 1000, heigh
  * Saves a screenshot under test-results/screenshots/ (git-ignored); with IRIS_UPDATE_DOCS_SCREENSHOTS=1 also
  * as docs/<name>.png, the small copies docs/guides/web.md shows (kept out of ordinary runs so the tree stays clean).
  */
-export async function screenshot(page: Page, name: string, options: { docs?: boolean; fullPage?: boolean } = {}): Promise<string> {
+export async function screenshot(
+  page: Page,
+  name: string,
+  options: { docs?: boolean; fullPage?: boolean } = {},
+): Promise<string> {
   const dir = join(root, "test-results/screenshots");
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${name}.png`);

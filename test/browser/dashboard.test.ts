@@ -33,7 +33,10 @@ async function dashboard(url: string): Promise<WatchedPage> {
   return watched;
 }
 
-const words = (n: number, delayMs: number): Script => ({ delayMs, tokens: Array.from({ length: n }, (_, i) => `word${i} `) });
+const words = (n: number, delayMs: number): Script => ({
+  delayMs,
+  tokens: Array.from({ length: n }, (_, i) => `word${i} `),
+});
 
 describe("/dashboard", () => {
   let coordinator: TestCoordinator;
@@ -41,22 +44,42 @@ describe("/dashboard", () => {
   const nodes: ScriptedNode[] = [];
   const scripts: Script[] = [];
 
-  function node(nodeId: string, options: { modelName: string; parameterCount: number; tokensPerSecond: number }): ScriptedNode {
-    const started = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, ...options, script: () => scripts.shift() ?? words(12, 5) });
+  function node(
+    nodeId: string,
+    options: { modelName: string; parameterCount: number; tokensPerSecond: number },
+  ): ScriptedNode {
+    const started = startScriptedNode({
+      baseUrl: coordinator.url,
+      accountKey,
+      nodeId,
+      ...options,
+      script: () => scripts.shift() ?? words(12, 5),
+    });
     nodes.push(started);
     return started;
   }
 
   async function chat(content: string, signal?: AbortSignal, divisionMode?: DivisionMode): Promise<void> {
     const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
-    for await (const _ of inference.chat({ params: { messages: [{ role: Role.USER, content }], divisionMode } }, { signal }));
+    for await (const _ of inference.chat(
+      { params: { messages: [{ role: Role.USER, content }], divisionMode } },
+      { signal },
+    ));
   }
 
   beforeAll(async () => {
-    coordinator = await startTestCoordinator({ JWT_SECRET: "a-test-secret-that-is-long-enough-0123456789", ADMIN_EMAILS: "admin@example.com" });
+    coordinator = await startTestCoordinator({
+      JWT_SECRET: "a-test-secret-that-is-long-enough-0123456789",
+      ADMIN_EMAILS: "admin@example.com",
+    });
     accountKey = await newAccountKey(coordinator.url);
-    await node("gpu-70b", { modelName: "Meta-Llama-3.1-70B-Instruct-Q4_K_M", parameterCount: 70e9, tokensPerSecond: 24 }).registered;
-    await node("desk-7b", { modelName: "mistral-7b-instruct-v0.3-Q5_K_M", parameterCount: 7.2e9, tokensPerSecond: 18 }).registered;
+    await node("gpu-70b", {
+      modelName: "Meta-Llama-3.1-70B-Instruct-Q4_K_M",
+      parameterCount: 70e9,
+      tokensPerSecond: 24,
+    }).registered;
+    await node("desk-7b", { modelName: "mistral-7b-instruct-v0.3-Q5_K_M", parameterCount: 7.2e9, tokensPerSecond: 18 })
+      .registered;
     // some history: completed tasks, one the client cancelled, one the node could not take
     for (const question of ["What is 2+2?", "Translate hello to French", "Define entropy"]) await chat(question);
     scripts.push(words(200, 20));
@@ -82,7 +105,11 @@ describe("/dashboard", () => {
     await page.evaluate("window.__sameDocument = true");
 
     // the tables follow the stream within a second of the node count changing; 10 s only says "not a reload later"
-    const fresh = node("fresh-node", { modelName: "phi-3-mini-3.8B-Q4_K_M", parameterCount: 3.8e9, tokensPerSecond: 45 });
+    const fresh = node("fresh-node", {
+      modelName: "phi-3-mini-3.8B-Q4_K_M",
+      parameterCount: 3.8e9,
+      tokensPerSecond: 45,
+    });
     await fresh.registered;
     await page.waitForSelector('#nodes tr[data-node-id="fresh-node"]', { timeout: 10_000 });
     expect(await page.evaluate("window.__sameDocument")).toBe(true);
@@ -91,12 +118,24 @@ describe("/dashboard", () => {
     expect(await page.textContent("#tier-pro")).toBe("1");
     const freshRow = await page.locator('#nodes tr[data-node-id="fresh-node"] td').allTextContents();
     // nothing of the new node is checked yet: its capability reads "declared"
-    expect(freshRow).toEqual(["fresh-node", "BASIC", "phi-3-mini-3.8B-Q4_K_M", "—", "45 tok/s", "declared", "100.0", "0 % (0/1)", "online"]);
+    expect(freshRow).toEqual([
+      "fresh-node",
+      "BASIC",
+      "phi-3-mini-3.8B-Q4_K_M",
+      "—",
+      "45 tok/s",
+      "declared",
+      "100.0",
+      "0 % (0/1)",
+      "online",
+    ]);
 
     // tokens flowing now show up in the figure and the chart
     scripts.push(words(120, 25), words(120, 25));
     const load = Promise.all([chat("Keep talking"), chat("And you too")]);
-    await expect.poll(async () => Number((await page.textContent("#tokens-per-second"))!.split(" ")[0]), { timeout: 10_000 }).toBeGreaterThan(0);
+    await expect
+      .poll(async () => Number((await page.textContent("#tokens-per-second"))!.split(" ")[0]), { timeout: 10_000 })
+      .toBeGreaterThan(0);
     expect(await page.locator("#chart .uplot canvas").count()).toBe(1);
     await load;
     await expect.poll(() => page.textContent("#tasks-completed"), { timeout: 5_000 }).toBe("6");
@@ -126,7 +165,18 @@ describe("/dashboard", () => {
     })()`)) as { scrollWidth: number; clientWidth: number; lastRight: number; right: number };
     expect(tasksBox.scrollWidth).toBeLessThanOrEqual(tasksBox.clientWidth);
     expect(tasksBox.lastRight).toBeLessThanOrEqual(tasksBox.right);
-    expect(await page.locator("#tasks thead th").allTextContents()).toEqual(["Time", "Status", "Difficulty", "Mode", "Tier", "Node", "Tokens", "TTFT", "Total", "Task"]);
+    expect(await page.locator("#tasks thead th").allTextContents()).toEqual([
+      "Time",
+      "Status",
+      "Difficulty",
+      "Mode",
+      "Tier",
+      "Node",
+      "Tokens",
+      "TTFT",
+      "Total",
+      "Task",
+    ]);
     await screenshot(page, "dashboard-1280", { fullPage: true });
 
     // on a phone the cards stack and wide tables scroll inside their panels, not the page
@@ -175,7 +225,11 @@ describe("/dashboard when its coordinator restarts", () => {
   it("shows the stream reconnecting with no figure or node claimed online meanwhile, then goes live again on the new coordinator", async () => {
     let coordinator = await startTestCoordinator({ SHUTDOWN_TIMEOUT_MS: "200" });
     const port = String(coordinator.port);
-    const scripted = startScriptedNode({ baseUrl: coordinator.url, accountKey: await newAccountKey(coordinator.url), nodeId: "steady" });
+    const scripted = startScriptedNode({
+      baseUrl: coordinator.url,
+      accountKey: await newAccountKey(coordinator.url),
+      nodeId: "steady",
+    });
     try {
       await scripted.registered;
       const { page } = await dashboard(coordinator.url);
@@ -186,7 +240,8 @@ describe("/dashboard when its coordinator restarts", () => {
       await coordinator.close();
       await expect.poll(() => page.getAttribute("#live", "data-state"), { timeout: 10_000 }).toBe("reconnecting");
       // nothing is known to be online while the coordinator does not answer
-      for (const id of ["#nodes-online", "#tier-basic", "#tier-mid", "#tasks-running", "#tokens-per-second"]) expect(await page.textContent(id), id).toBe("—");
+      for (const id of ["#nodes-online", "#tier-basic", "#tier-mid", "#tasks-running", "#tokens-per-second"])
+        expect(await page.textContent(id), id).toBe("—");
       expect(await page.getAttribute("#nodes-online", "title")).toBe("1 when the coordinator last answered");
       expect(await page.textContent('#nodes tr[data-node-id="steady"] td.status')).toBe("unknown");
       await screenshot(page, "dashboard-reconnecting");

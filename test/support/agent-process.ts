@@ -1,5 +1,6 @@
-// Runs the real `iris-agent` (agent/main.ts) as a child process for end-to-end tests, and reads its JSON logs; and
-// the network of a coordinator and such agents on the generated tiny model that those tests share.
+// Runs the real `iris-agent` (agent/main.ts, or test/support/dishonest-agent.ts for a node that lies) as a child
+// process for end-to-end tests, and reads its JSON logs; and the network of a coordinator and such agents on the
+// generated tiny model that those tests share.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,16 +18,34 @@ export interface AgentProcess {
   logs: Record<string, unknown>[];
   stderr: () => string;
   /** Resolves when a log line matches, rejects if the process exits first. */
-  waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   exited: Promise<number | null>;
   kill(signal?: NodeJS.Signals): void;
 }
 
-export function startAgent(env: Record<string, string>): AgentProcess {
+interface AgentProcessOptions {
+  /** Runs the agent with a backend that alters every answer (test/support/dishonest-agent.ts). */
+  dishonest?: boolean;
+}
+
+export function startAgent(env: Record<string, string>, options: AgentProcessOptions = {}): AgentProcess {
   const clean = { ...process.env };
-  for (const name of ["IRIS_ACCOUNT_KEY", "NODE_ID", "IRIS_MODEL", "IRIS_BACKEND", "BACKEND_URL", "DATABASE_URL", "COORDINATOR_CA_PATH"]) delete clean[name];
+  for (const name of [
+    "IRIS_ACCOUNT_KEY",
+    "NODE_ID",
+    "IRIS_MODEL",
+    "IRIS_BACKEND",
+    "BACKEND_URL",
+    "DATABASE_URL",
+    "COORDINATOR_CA_PATH",
+  ])
+    delete clean[name];
   // node --import tsx: one process, so a SIGKILL kills the agent itself (the tsx CLI would leave its child running)
-  const child = spawn(process.execPath, ["--import", "tsx", "agent/main.ts"], {
+  const entry = options.dishonest ? "test/support/dishonest-agent.ts" : "agent/main.ts";
+  const child = spawn(process.execPath, ["--import", "tsx", entry], {
     cwd: root,
     env: { ...clean, IRIS_THREADS: "1", BENCHMARK_TOKENS: "16", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -55,7 +74,10 @@ export function startAgent(env: Record<string, string>): AgentProcess {
           const found = logs.find(predicate);
           if (found) finish(() => resolve(found));
         };
-        const timer = setTimeout(() => finish(() => reject(new Error(`no matching agent log line in ${timeoutMs} ms; stderr: ${stderr}`))), timeoutMs);
+        const timer = setTimeout(
+          () => finish(() => reject(new Error(`no matching agent log line in ${timeoutMs} ms; stderr: ${stderr}`))),
+          timeoutMs,
+        );
         const finish = (settle: () => void) => {
           clearTimeout(timer);
           waiters.delete(check);
@@ -80,14 +102,16 @@ export interface AgentNetwork {
   /** The agents started and not stopped, by node id. */
   agents: Map<string, AgentProcess>;
   /** Starts an agent on the tiny model (env overrides) and resolves once the coordinator registered it. */
-  agent(nodeId: string, env?: Record<string, string>): Promise<AgentProcess>;
+  agent(nodeId: string, env?: Record<string, string>, options?: AgentProcessOptions): Promise<AgentProcess>;
   /** SIGKILLs an agent and waits until it is gone from the coordinator. */
   stop(nodeId: string): Promise<void>;
   /** Kills every agent and closes the coordinator. */
   close(): Promise<void>;
 }
 
-export async function startAgentNetwork(options: { coordinatorEnv?: Record<string, string>; model?: TinyGgufOptions } = {}): Promise<AgentNetwork> {
+export async function startAgentNetwork(
+  options: { coordinatorEnv?: Record<string, string>; model?: TinyGgufOptions } = {},
+): Promise<AgentNetwork> {
   const modelPath = join(mkdtempSync(join(tmpdir(), "iris-agents-")), "tiny.gguf");
   writeTinyGguf(modelPath, options.model);
   const coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500", ...options.coordinatorEnv });
@@ -98,8 +122,17 @@ export async function startAgentNetwork(options: { coordinatorEnv?: Record<strin
     accountKey,
     modelPath,
     agents,
-    async agent(nodeId, env = {}) {
-      const started = startAgent({ COORDINATOR_URL: coordinator.url, IRIS_ACCOUNT_KEY: accountKey, NODE_ID: nodeId, IRIS_MODEL: modelPath, ...env });
+    async agent(nodeId, env = {}, agentOptions = {}) {
+      const started = startAgent(
+        {
+          COORDINATOR_URL: coordinator.url,
+          IRIS_ACCOUNT_KEY: accountKey,
+          NODE_ID: nodeId,
+          IRIS_MODEL: modelPath,
+          ...env,
+        },
+        agentOptions,
+      );
       agents.set(nodeId, started);
       await started.waitForLog((line) => line.msg === "registered with the coordinator", 60_000);
       return started;

@@ -23,7 +23,7 @@ export interface TestCertificates {
 
 const DAY_MS = 86_400_000;
 /** openssl ca's date format: YYYYMMDDHHMMSSZ. */
-const opensslDate = (ms: number) => new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14) + "Z";
+const opensslDate = (ms: number) => `${new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
 
 function openssl(dir: string, args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
@@ -33,18 +33,71 @@ function openssl(dir: string, args: string[]): void {
 export function makeTestCertificates(): TestCertificates {
   const dir = mkdtempSync(join(tmpdir(), "iris-certs-"));
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  openssl(dir, ["req", "-x509", ...ec, "-days", "30", "-subj", "/CN=Iris Test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+  openssl(dir, [
+    "req",
+    "-x509",
+    ...ec,
+    "-days",
+    "30",
+    "-subj",
+    "/CN=Iris Test CA",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+  ]);
   writeFileSync(join(dir, "index.txt"), "");
   writeFileSync(join(dir, "serial"), "01\n");
   writeFileSync(
     join(dir, "ca.cnf"),
-    ["[ca]", "default_ca = test", "[test]", "database = index.txt", "new_certs_dir = .", "serial = serial", "default_md = sha256",
-      "policy = any", "copy_extensions = copy", "unique_subject = no", "[any]", "commonName = supplied", ""].join("\n"),
+    [
+      "[ca]",
+      "default_ca = test",
+      "[test]",
+      "database = index.txt",
+      "new_certs_dir = .",
+      "serial = serial",
+      "default_md = sha256",
+      "policy = any",
+      "copy_extensions = copy",
+      "unique_subject = no",
+      "[any]",
+      "commonName = supplied",
+      "",
+    ].join("\n"),
   );
   const issue = (name: string, from: number, to: number): KeyPair => {
-    openssl(dir, ["req", ...ec, "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", `${name}.key`, "-out", `${name}.csr`]);
-    openssl(dir, ["ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-in", `${name}.csr`, "-out", `${name}.pem`,
-      "-startdate", opensslDate(from), "-enddate", opensslDate(to), "-notext"]);
+    openssl(dir, [
+      "req",
+      ...ec,
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+    ]);
+    openssl(dir, [
+      "ca",
+      "-batch",
+      "-config",
+      "ca.cnf",
+      "-cert",
+      "ca.pem",
+      "-keyfile",
+      "ca.key",
+      "-in",
+      `${name}.csr`,
+      "-out",
+      `${name}.pem`,
+      "-startdate",
+      opensslDate(from),
+      "-enddate",
+      opensslDate(to),
+      "-notext",
+    ]);
     return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
   };
   const now = Date.now();

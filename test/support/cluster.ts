@@ -1,6 +1,7 @@
 // Several coordinators in one test process, sharing one database and one coordinator key: a cluster over the real
 // NATS (a CLUSTER_NAME of its own per call) or over one in-process LocalNetwork.
 import { mkdtempSync } from "node:fs";
+import { createConnection, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalBus, LocalNetwork } from "../../coordinator/cluster/bus-local.ts";
@@ -20,7 +21,9 @@ export interface TestCluster {
 
 /** Why a cluster test cannot run here ("" when it can): its coordinators must share one PostgreSQL server. */
 export function clusterSkipReason(): string {
-  return databaseSource().kind === "pglite" ? " (skipped: a cluster shares one PostgreSQL server; this run has only PGlite)" : "";
+  return databaseSource().kind === "pglite"
+    ? " (skipped: a cluster shares one PostgreSQL server; this run has only PGlite)"
+    : "";
 }
 
 /** Fast cluster timings for tests: views every 100 ms, a silent peer dead after 500 ms. */
@@ -42,7 +45,10 @@ export async function startTestCluster(
   const coordinators: TestCoordinator[] = [];
   const add = async (instance: string, extra: Record<string, string> = {}) => {
     const bus = options.bus === "local" ? new LocalBus(network) : undefined;
-    const coordinator = await startTestCoordinator({ ...env, COORDINATOR_INSTANCE: instance, ...extra }, { database, bus });
+    const coordinator = await startTestCoordinator(
+      { ...env, COORDINATOR_INSTANCE: instance, ...extra },
+      { database, bus },
+    );
     coordinators.push(coordinator);
     return coordinator;
   };
@@ -62,6 +68,46 @@ export async function startTestCluster(
     async close() {
       await Promise.allSettled(coordinators.map((c) => c.close()));
       await database.close();
+    },
+  };
+}
+
+/** A TCP relay in front of a coordinator; `cut()` breaks every connection through it while the coordinator runs on. */
+export interface ConnectionCutter {
+  /** http://127.0.0.1:PORT: the coordinator, through the relay. */
+  url: string;
+  /** Destroys every open connection both ways, as a network fault would; new ones still pass. */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+export async function startConnectionCutter(targetUrl: string): Promise<ConnectionCutter> {
+  const target = new URL(targetUrl);
+  const open = new Set<Socket>();
+  const track = (socket: Socket) => {
+    open.add(socket);
+    socket.once("close", () => open.delete(socket));
+    socket.on("error", () => {});
+  };
+  const server = createServer((client) => {
+    const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
+    track(client);
+    track(upstream);
+    client.pipe(upstream).pipe(client);
+    client.once("close", () => upstream.destroy());
+    upstream.once("close", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  const cut = () => {
+    for (const socket of [...open]) socket.destroy();
+  };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut,
+    async close() {
+      cut();
+      await new Promise((resolve) => server.close(resolve));
     },
   };
 }

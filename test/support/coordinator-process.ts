@@ -19,7 +19,9 @@ export interface CoordinatorProcess {
   kill(): Promise<void>;
 }
 
-/** Starts main.ts with the test defaults (port 0, no rate limits, no spot checks) and `env`; resolves once it listens. */
+/**
+ * Starts main.ts with the test defaults (port 0, no rate limits, no spot checks) and `env`; resolves once it listens.
+ */
 export async function startCoordinatorProcess(env: Record<string, string>): Promise<CoordinatorProcess> {
   const dir = mkdtempSync(join(tmpdir(), "iris-coordinator-process-"));
   // node --import tsx: one process, so SIGKILL reaches the coordinator itself (the tsx CLI would be a parent)
@@ -32,7 +34,11 @@ export async function startCoordinatorProcess(env: Record<string, string>): Prom
       DATA_DIR: dir,
       COORDINATOR_PRIVATE_KEY_PATH: join(dir, "coordinator.key"),
       LOG_LEVEL: "info",
-      ...{ RATE_LIMIT_ANONYMOUS_PER_DAY: "1000000", RATE_LIMIT_ACCOUNT_KEY_PER_DAY: "1000000", RATE_LIMIT_USER_PER_DAY: "1000000" },
+      ...{
+        RATE_LIMIT_ANONYMOUS_PER_DAY: "1000000",
+        RATE_LIMIT_ACCOUNT_KEY_PER_DAY: "1000000",
+        RATE_LIMIT_USER_PER_DAY: "1000000",
+      },
       ...{ SPOT_CHECK_FRACTION: "0", CANARY_INTERVAL_MS: "0", CLASSIFIER_NODE_BUDGET_MS: "0" },
       ...env,
     },
@@ -41,7 +47,9 @@ export async function startCoordinatorProcess(env: Record<string, string>): Prom
   const logs: Record<string, unknown>[] = [];
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
-  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")));
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")),
+  );
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on("line", (line) => {
       let event: Record<string, unknown>;

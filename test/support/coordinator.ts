@@ -26,7 +26,10 @@ export interface TestCoordinatorOptions {
 }
 
 /** `env` overrides the test defaults (PORT=0 on 127.0.0.1, the file's own database). */
-export async function startTestCoordinator(env: Record<string, string> = {}, options: TestCoordinatorOptions = {}): Promise<TestCoordinator> {
+export async function startTestCoordinator(
+  env: Record<string, string> = {},
+  options: TestCoordinatorOptions = {},
+): Promise<TestCoordinator> {
   const database = options.database ?? (await createTestDatabase());
   const ownDatabase = options.database === undefined;
   // the coordinator opens its own connection; the helper's one is only needed to drop the database later
@@ -37,7 +40,11 @@ export async function startTestCoordinator(env: Record<string, string> = {}, opt
     LOG_LEVEL: "info",
     COORDINATOR_PRIVATE_KEY_PATH: join(mkdtempSync(join(tmpdir(), "iris-coordinator-")), "coordinator.key"),
     // chat rate limits out of the way; test/rate-limits.test.ts sets its own
-    ...{ RATE_LIMIT_ANONYMOUS_PER_DAY: "1000000", RATE_LIMIT_ACCOUNT_KEY_PER_DAY: "1000000", RATE_LIMIT_USER_PER_DAY: "1000000" },
+    ...{
+      RATE_LIMIT_ANONYMOUS_PER_DAY: "1000000",
+      RATE_LIMIT_ACCOUNT_KEY_PER_DAY: "1000000",
+      RATE_LIMIT_USER_PER_DAY: "1000000",
+    },
     // so are the key limits (every test's calls come from 127.0.0.1); test/key-limits.test.ts sets its own
     ...{ RATE_LIMIT_GENERATE_KEY_PER_HOUR: "1000000", RATE_LIMIT_VERIFY_KEY_PER_HOUR: "1000000" },
     // no random spot checks or timed canaries: test/spot-check.test.ts sets its own
@@ -65,7 +72,9 @@ export async function startTestCoordinator(env: Record<string, string> = {}, opt
   };
 }
 
-/** A new account key ("1234 5678 9012 3456") from the coordinator at `baseUrl`, as AccountService.GenerateKey gives it. */
+/**
+ * A new account key ("1234 5678 9012 3456") from the coordinator at `baseUrl`, as AccountService.GenerateKey gives it.
+ */
 export async function newAccountKey(baseUrl: string): Promise<string> {
   return (await createClient(AccountService, createGrpcTransport({ baseUrl })).generateKey({})).accountKey;
 }

@@ -1,5 +1,6 @@
 // Reads the documentation's pages and their fenced blocks, with the markers that say how a block is run
-// (docs/development/tests.md, "Every example runs"): the shared ground of test/docs.test.ts and test/docs-examples.test.ts.
+// (docs/development/tests.md, "Every example runs"): the shared ground of test/docs.test.ts and
+// test/docs-examples.test.ts.
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { root } from "./cli-process.ts";
@@ -30,7 +31,9 @@ export const exampleLanguages = new Set(["sh", "bash", "ts"]);
 export function docPages(): string[] {
   const pages: string[] = [];
   const walk = (dir: string) => {
-    for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) =>
+      a.name.localeCompare(b.name),
+    )) {
       const path = join(dir, entry.name);
       if (entry.isDirectory()) walk(path);
       else if (entry.name.endsWith(".md")) pages.push(path);
@@ -68,7 +71,13 @@ export function blocksOf(file: string, text = readPage(file)): DocBlock[] {
     let before = start - 1;
     while (before >= 0 && lines[before]!.trim() === "") before--;
     const comment = before >= 0 ? /^<!--(.*)-->\s*$/s.exec(lines[before]!.trim())?.[1] : undefined;
-    blocks.push({ file, line: start + 1, language: open[1]!, code: body.join("\n") + "\n", marker: parseMarker(comment) });
+    blocks.push({
+      file,
+      line: start + 1,
+      language: open[1]!,
+      code: `${body.join("\n")}\n`,
+      marker: parseMarker(comment),
+    });
   }
   return blocks;
 }

@@ -8,9 +8,7 @@ import type { TestProject } from "vitest/node";
 import { redactUrl } from "../../coordinator/db/connect.ts";
 
 /** Where test databases come from; test/support/database.ts turns it into one database per file. */
-export type DatabaseSource =
-  | { kind: "postgres"; url: string; label: string }
-  | { kind: "pglite"; label: string };
+export type DatabaseSource = { kind: "postgres"; url: string; label: string } | { kind: "pglite"; label: string };
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -47,7 +45,11 @@ async function chooseSource(): Promise<Chosen> {
     const container = docker.container;
     const containerUrl = container.getConnectionUri();
     return {
-      source: { kind: "postgres", url: containerUrl, label: `testcontainers ${POSTGRES_IMAGE} ${describeUrl(containerUrl)}` },
+      source: {
+        kind: "postgres",
+        url: containerUrl,
+        label: `testcontainers ${POSTGRES_IMAGE} ${describeUrl(containerUrl)}`,
+      },
       teardown: async () => {
         await container.stop();
       },

@@ -1,4 +1,5 @@
-// A real HTTP server on 127.0.0.1 speaking LM Studio's OpenAI-compatible wire format, standing in for LM Studio in tests.
+// A real HTTP server on 127.0.0.1 speaking LM Studio's OpenAI-compatible wire format, standing in for LM Studio in
+// tests.
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -117,7 +118,13 @@ export async function startLmStudioStandin(behaviour: Partial<StandinBehaviour> 
   const disconnectWaiters: ((request: RecordedRequest) => void)[] = [];
 
   const server = createServer(async (req, res) => {
-    const record: RecordedRequest = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body: undefined, disconnected: false };
+    const record: RecordedRequest = {
+      method: req.method ?? "",
+      path: req.url ?? "",
+      headers: req.headers,
+      body: undefined,
+      disconnected: false,
+    };
     requests.push(record);
     res.on("error", () => {}); // writes after the client has gone are expected, not failures
     res.on("close", () => {
@@ -191,7 +198,11 @@ async function chatCompletion(state: StandinBehaviour, body: any, res: ServerRes
   const maxTokens = typeof body.max_tokens === "number" && body.max_tokens >= 0 ? body.max_tokens : Infinity;
   const pieces = state.tokens.slice(0, maxTokens);
   const finishReason = pieces.length < state.tokens.length ? "length" : "stop";
-  const usage = { prompt_tokens: promptTokens, completion_tokens: pieces.length, total_tokens: promptTokens + pieces.length };
+  const usage = {
+    prompt_tokens: promptTokens,
+    completion_tokens: pieces.length,
+    total_tokens: promptTokens + pieces.length,
+  };
   const id = `chatcmpl-${Math.random().toString(36).slice(2, 23)}`;
   const created = Math.floor(Date.now() / 1000);
   const head = { id, created, model: served.id, system_fingerprint: served.id };
@@ -211,7 +222,7 @@ async function chatCompletion(state: StandinBehaviour, body: any, res: ServerRes
   res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache", Connection: "keep-alive" });
   res.socket?.setNoDelay(true);
   const send = async (payload: string) => {
-    const text = (state.keepAliveComments ? ": keep-alive\n\n" : "") + `data: ${payload}\n\n`;
+    const text = `${state.keepAliveComments ? ": keep-alive\n\n" : ""}data: ${payload}\n\n`;
     await write(res, Buffer.from(text, "utf8"), state.writeBytesAtATime);
   };
   const chunk = (delta: object, finish: string | null) =>
@@ -222,7 +233,9 @@ async function chatCompletion(state: StandinBehaviour, body: any, res: ServerRes
     });
   for (const [index, piece] of pieces.entries()) {
     if (state.streamErrorAfter === index) {
-      await send(JSON.stringify({ error: { message: "The model has crashed without additional information. (Exit code: 6)" } }));
+      await send(
+        JSON.stringify({ error: { message: "The model has crashed without additional information. (Exit code: 6)" } }),
+      );
       res.end();
       return;
     }
@@ -231,7 +244,8 @@ async function chatCompletion(state: StandinBehaviour, body: any, res: ServerRes
     await send(chunk({ role: "assistant", content: piece }, null));
   }
   await send(chunk({}, finishReason));
-  if (state.usage && body.stream_options?.include_usage) await send(JSON.stringify({ ...head, object: "chat.completion.chunk", choices: [], usage }));
+  if (state.usage && body.stream_options?.include_usage)
+    await send(JSON.stringify({ ...head, object: "chat.completion.chunk", choices: [], usage }));
   await send("[DONE]");
   res.end();
 }

@@ -44,7 +44,9 @@ const errorMessages: Record<number, string> = {
   503: "No available model provider that meets your routing requirements",
 };
 
-export async function startOpenRouterStandin(behaviour: Partial<OpenRouterStandinBehaviour> = {}): Promise<OpenRouterStandin> {
+export async function startOpenRouterStandin(
+  behaviour: Partial<OpenRouterStandinBehaviour> = {},
+): Promise<OpenRouterStandin> {
   const state: OpenRouterStandinBehaviour = {
     content: '{"difficulty":"COMPLEX"}',
     delayMs: 0,
@@ -56,7 +58,13 @@ export async function startOpenRouterStandin(behaviour: Partial<OpenRouterStandi
   const requests: RecordedOpenRouterRequest[] = [];
   let generation = 0;
   const server = createServer(async (req, res) => {
-    const record: RecordedOpenRouterRequest = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body: undefined, disconnected: false };
+    const record: RecordedOpenRouterRequest = {
+      method: req.method ?? "",
+      path: req.url ?? "",
+      headers: req.headers,
+      body: undefined,
+      disconnected: false,
+    };
     requests.push(record);
     res.on("error", () => {}); // writes after the client left are expected
     res.on("close", () => {
@@ -74,11 +82,17 @@ export async function startOpenRouterStandin(behaviour: Partial<OpenRouterStandi
     if (req.method !== "POST" || req.url !== "/api/v1/chat/completions") {
       return sendJson(res, 404, { error: { code: 404, message: "Not Found" } });
     }
-    if (req.headers.authorization === undefined) return sendJson(res, 401, { error: { code: 401, message: errorMessages[401] } });
+    if (req.headers.authorization === undefined)
+      return sendJson(res, 401, { error: { code: 401, message: errorMessages[401] } });
     if (state.status !== undefined) {
       const headers: Record<string, string> = state.status === 429 ? { "Retry-After": "30" } : {};
       const message = errorMessages[state.status] ?? "Error";
-      return sendJson(res, state.status, { error: { code: state.status, message, metadata: { provider_name: "OpenAI" } } }, headers);
+      return sendJson(
+        res,
+        state.status,
+        { error: { code: state.status, message, metadata: { provider_name: "OpenAI" } } },
+        headers,
+      );
     }
     if (state.rawBody !== undefined) {
       res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
@@ -86,7 +100,10 @@ export async function startOpenRouterStandin(behaviour: Partial<OpenRouterStandi
     }
     const id = `gen-${Math.floor(Date.now() / 1000)}-${(++generation).toString(36).padStart(8, "0")}`;
     if (state.errorInBody) {
-      return sendJson(res, 200, { id, error: { code: 502, message: "Provider returned error", metadata: { provider_name: "OpenAI" } } });
+      return sendJson(res, 200, {
+        id,
+        error: { code: 502, message: "Provider returned error", metadata: { provider_name: "OpenAI" } },
+      });
     }
     const content = typeof state.content === "function" ? state.content(record.body) : state.content;
     sendJson(res, 200, {

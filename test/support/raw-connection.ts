@@ -58,7 +58,12 @@ export function postHeaders(path: string): Buffer {
     return Buffer.concat([Buffer.from(prefix), Buffer.from([value.length]), Buffer.from(value, "latin1")]);
   };
   // 0x83 :method POST, 0x86 :scheme http (static table); :authority (1), :path (4), content-type (31) literal
-  return Buffer.concat([Buffer.from([0x83, 0x86]), literal(1, "127.0.0.1"), literal(4, path), literal(31, "application/json")]);
+  return Buffer.concat([
+    Buffer.from([0x83, 0x86]),
+    literal(1, "127.0.0.1"),
+    literal(4, path),
+    literal(31, "application/json"),
+  ]);
 }
 
 /**
@@ -73,7 +78,12 @@ export async function rawHttp2(port: number) {
     buffer = Buffer.concat([buffer, chunk]);
     while (buffer.length >= 9 && buffer.length >= 9 + buffer.readUIntBE(0, 3)) {
       const length = buffer.readUIntBE(0, 3);
-      const f = { type: buffer[3]!, flags: buffer[4]!, streamId: buffer.readUInt32BE(5) & 0x7fffffff, payload: buffer.subarray(9, 9 + length) };
+      const f = {
+        type: buffer[3]!,
+        flags: buffer[4]!,
+        streamId: buffer.readUInt32BE(5) & 0x7fffffff,
+        payload: buffer.subarray(9, 9 + length),
+      };
       frames.push(f);
       buffer = buffer.subarray(9 + length);
       if (f.type === FrameType.SETTINGS && (f.flags & 1) === 0) raw.socket.write(frame(FrameType.SETTINGS, 1, 0));

@@ -4,10 +4,17 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import { alter } from "../../agent/backends/dishonest.ts";
+import { alter } from "./dishonest.ts";
 import { chunkWithTokens } from "../../common/chunk-tokens.ts";
 import { Channel } from "../../common/channel.ts";
-import { deriveSessionKeys, openMessage, openText, publicKeyBytes, sealText, type SessionKeys } from "../../common/crypto/envelope.ts";
+import {
+  deriveSessionKeys,
+  openMessage,
+  openText,
+  publicKeyBytes,
+  sealText,
+  type SessionKeys,
+} from "../../common/crypto/envelope.ts";
 import type { Difficulty } from "../../gen/iris/v1/common_pb.ts";
 import { registerProof } from "../../common/crypto/register-proof.ts";
 import {
@@ -63,7 +70,10 @@ export interface ScriptedNodeOptions {
   modelSha256?: string;
   /** The answer to an assignment; `payload` is the assignment as the node opened it (the prompt, the seed...). */
   script?: (assign: TaskAssign, payload: TaskPayload) => Script;
-  /** The answer to a classify assign (`prompt` as the node opened it), after `delayMs`; none by default: a node that never answers classify. */
+  /**
+   * The answer to a classify assign (`prompt` as the node opened it), after `delayMs`; none by default: a node that
+   * never answers classify.
+   */
   classify?: (prompt: string) => { difficulty: Difficulty; delayMs?: number } | undefined;
   /**
    * Test-only dishonest mode: the node alters every piece of text it sends (letters rotated by 13, digits by 5),
@@ -159,7 +169,11 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
   async function run(assign: TaskAssign): Promise<void> {
     const taskId = assign.taskId;
     if (assign.payload.case !== "sealed") throw new Error("the coordinator sent a payload in clear");
-    const payload = openMessage(keys!.toNode, TaskPayloadSchema, assign.payload.value, { taskId, sequence: 0, kind: "assign" });
+    const payload = openMessage(keys!.toNode, TaskPayloadSchema, assign.payload.value, {
+      taskId,
+      sequence: 0,
+      kind: "assign",
+    });
     payloads.push(payload);
     const script = (options.script ?? defaultScript)(assign, payload);
     if (script.hang) return;
@@ -178,14 +192,21 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       const sent = options.dishonest ? alter(text) : text;
       const sealed = sealText(keys!.toCoordinator, sent, { taskId, sequence, kind: "chunk" });
       if (script.tamperChunk === sequence) sealed.ciphertext[0]! ^= 1;
-      const content = script.plaintext ? ({ case: "text", value: sent } as const) : ({ case: "sealed", value: sealed } as const);
+      const content = script.plaintext
+        ? ({ case: "text", value: sent } as const)
+        : ({ case: "sealed", value: sealed } as const);
       send({ case: "chunk", value: chunkWithTokens({ taskId, sequence, content }, script.chunkTokens ?? 0) });
       if (script.replayChunk === sequence) send({ case: "chunk", value: { taskId, sequence, content } });
       sequence++;
     }
     send({
       case: "result",
-      value: { taskId, usage: { promptTokens: 7, completionTokens: sequence * (script.chunkTokens ?? 1) }, finishReason: "stop", chunkCount: sequence },
+      value: {
+        taskId,
+        usage: { promptTokens: 7, completionTokens: sequence * (script.chunkTokens ?? 1) },
+        finishReason: "stop",
+        chunkCount: sequence,
+      },
     });
   }
 
@@ -248,11 +269,16 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
   }
 
   async function answerClassify(assign: ClassifyAssign): Promise<void> {
-    const prompt = openText(keys!.toNode, assign.sealedPrompt!, { taskId: assign.classifyId, sequence: 0, kind: "classify" });
+    const prompt = openText(keys!.toNode, assign.sealedPrompt!, {
+      taskId: assign.classifyId,
+      sequence: 0,
+      kind: "classify",
+    });
     const answer = options.classify?.(prompt);
     if (!answer) return;
     if (answer.delayMs) await new Promise((resolve) => setTimeout(resolve, answer.delayMs));
-    if (!abort.signal.aborted) send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: answer.difficulty } });
+    if (!abort.signal.aborted)
+      send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty: answer.difficulty } });
   }
 
   return { registered, assigns, payloads, cancels, classifyAssigns, ended, kill, inject };
@@ -267,7 +293,10 @@ export class ScriptedNodes {
   constructor(private readonly target: () => { baseUrl: string; accountKey: string }) {}
 
   /** Starts a node; with `waitForRegistration` (the default) resolves once the coordinator acknowledged it. */
-  async start(options: Partial<ScriptedNodeOptions> & { nodeId: string }, waitForRegistration = true): Promise<ScriptedNode> {
+  async start(
+    options: Partial<ScriptedNodeOptions> & { nodeId: string },
+    waitForRegistration = true,
+  ): Promise<ScriptedNode> {
     const node = startScriptedNode({ ...this.target(), ...options });
     this.#started.push(node);
     if (waitForRegistration) await node.registered;

@@ -6,7 +6,11 @@ import { renderMarkdown } from "./markdown.ts";
 
 export type AnswerState = "waiting" | "streaming" | "done" | "stopped" | "failed";
 
-function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, text?: string): HTMLElementTagNameMap[K] {
+function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  text?: string,
+): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
   node.className = className;
   if (text !== undefined) node.textContent = text;
@@ -83,7 +87,11 @@ export class AnswerView {
     const mode = this.#accepted?.divisionMode ?? DivisionMode.UNSPECIFIED;
     if (mode !== DivisionMode.UNSPECIFIED && mode !== DivisionMode.SINGLE) {
       // a divided answer: its mode, consensus's verdict, and every node that took part
-      facts.push(mode === DivisionMode.CONSENSUS ? `${divisionLabel(mode)}, ${done.verified ? "verified" : "unverified"}` : divisionLabel(mode));
+      facts.push(
+        mode === DivisionMode.CONSENSUS
+          ? `${divisionLabel(mode)}, ${done.verified ? "verified" : "unverified"}`
+          : divisionLabel(mode),
+      );
       facts.push(`nodes ${done.nodeIds.join(", ")}`);
     } else if (done.nodeIds.length > 1) {
       facts.push(`continued by ${done.nodeIds.slice(1).join(", ")}`);

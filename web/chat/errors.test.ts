@@ -8,7 +8,10 @@ const anonymous = { withAccountKey: false, now };
 
 describe("waitFromMessage", () => {
   it.each([
-    ["rate limit: 1 message per 24 h for anonymous callers; next message allowed in 23 h 59 min", (23 * 60 + 59) * 60_000],
+    [
+      "rate limit: 1 message per 24 h for anonymous callers; next message allowed in 23 h 59 min",
+      (23 * 60 + 59) * 60_000,
+    ],
     ["rate limit reached; retry after 86399 s", 86_399_000],
     ["rate limit reached; retry in 86399 seconds", 86_399_000],
     ["rate limit: try again in 2 hours and 5 minutes", (2 * 60 + 5) * 60_000],
@@ -39,10 +42,14 @@ describe("formatWait", () => {
 describe("describeChatError", () => {
   it("tells an anonymous user when the next message is allowed, from the message or from retry-after", () => {
     const fromMessage = new ConnectError("rate limit: next message allowed in 86399 s", Code.ResourceExhausted);
-    expect(describeChatError(fromMessage, anonymous)).toMatch(/^You've used your free message for today\. Next message allowed in 23 h 59 min\./);
+    expect(describeChatError(fromMessage, anonymous)).toMatch(
+      /^You've used your free message for today\. Next message allowed in 23 h 59 min\./,
+    );
     const fromHeader = new ConnectError("rate limit reached", Code.ResourceExhausted, { "retry-after": "600" });
     expect(describeChatError(fromHeader, anonymous)).toContain("Next message allowed in 10 min.");
-    expect(describeChatError(fromHeader, { withAccountKey: true, now })).toMatch(/^You've used today's messages for this account key/);
+    expect(describeChatError(fromHeader, { withAccountKey: true, now })).toMatch(
+      /^You've used today's messages for this account key/,
+    );
   });
 
   it("reads the coordinator's own refusal (retry-after and the sentence agree)", () => {
@@ -51,18 +58,34 @@ describe("describeChatError", () => {
       Code.ResourceExhausted,
       { "retry-after": "86340" },
     );
-    expect(describeChatError(refusal, anonymous)).toMatch(/^You've used your free message for today\. Next message allowed in 23 h 59 min\./);
-    const off = new ConnectError("rate limit: chat for anonymous use is switched off on this coordinator", Code.PermissionDenied);
+    expect(describeChatError(refusal, anonymous)).toMatch(
+      /^You've used your free message for today\. Next message allowed in 23 h 59 min\./,
+    );
+    const off = new ConnectError(
+      "rate limit: chat for anonymous use is switched off on this coordinator",
+      Code.PermissionDenied,
+    );
     expect(describeChatError(off, anonymous)).toMatch(/Anonymous chat is switched off/);
   });
 
   it("tells a busy network from a rate limit, and an empty network from both", () => {
-    const busy = new ConnectError("every node that serves SIMPLE requests is busy; waited 30 s", Code.ResourceExhausted);
+    const busy = new ConnectError(
+      "every node that serves SIMPLE requests is busy; waited 30 s",
+      Code.ResourceExhausted,
+    );
     expect(describeChatError(busy, anonymous)).toMatch(/busy/);
     expect(describeChatError(busy, anonymous)).not.toMatch(/free message/);
-    const none = new ConnectError("no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online; waited 30 s", Code.Unavailable);
-    expect(describeChatError(none, anonymous)).toBe("No node can answer right now: no node is online. Please try again in a few minutes.");
-    const noPro = new ConnectError("no node that serves ADVANCED requests (tier PRO) is online; online now: 2 BASIC nodes", Code.Unavailable);
+    const none = new ConnectError(
+      "no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online; waited 30 s",
+      Code.Unavailable,
+    );
+    expect(describeChatError(none, anonymous)).toBe(
+      "No node can answer right now: no node is online. Please try again in a few minutes.",
+    );
+    const noPro = new ConnectError(
+      "no node that serves ADVANCED requests (tier PRO) is online; online now: 2 BASIC nodes",
+      Code.Unavailable,
+    );
     expect(describeChatError(noPro, anonymous)).toBe(
       "No node can answer right now: none that handles this kind of question is online (advanced questions need a PRO node). Please try again in a few minutes.",
     );
@@ -82,18 +105,33 @@ describe("describeChatError", () => {
       Code.FailedPrecondition,
     );
     expect(describeChatError(noRoom, anonymous)).toContain("(about 3,905 tokens; the largest node online holds 4,096)");
-    expect(describeChatError(new ConnectError("node is not registered", Code.FailedPrecondition), anonymous)).toBe("The coordinator cannot do that now: node is not registered");
-    expect(tooLongForContext(new ConnectError("no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online", Code.Unavailable))).toBe(false);
+    expect(describeChatError(new ConnectError("node is not registered", Code.FailedPrecondition), anonymous)).toBe(
+      "The coordinator cannot do that now: node is not registered",
+    );
+    expect(
+      tooLongForContext(
+        new ConnectError("no node that serves SIMPLE requests (tier BASIC or MID or PRO) is online", Code.Unavailable),
+      ),
+    ).toBe(false);
     expect(tooLongForContext(new ConnectError("rate limit: 1 message per 24 h", Code.ResourceExhausted))).toBe(false);
   });
 
   it("words deadlines, bad keys, unknown models and network failures", () => {
     expect(describeChatError(new ConnectError("deadline", Code.DeadlineExceeded), anonymous)).toMatch(/took too long/);
-    expect(describeChatError(new ConnectError("account_key: unknown or revoked account key", Code.Unauthenticated), { withAccountKey: true, now })).toMatch(
-      /account key is not known/,
+    expect(
+      describeChatError(new ConnectError("account_key: unknown or revoked account key", Code.Unauthenticated), {
+        withAccountKey: true,
+        now,
+      }),
+    ).toMatch(/account key is not known/);
+    expect(
+      describeChatError(new ConnectError("invalid account_key: does not match regex", Code.InvalidArgument), anonymous),
+    ).toMatch(/16 digits/);
+    expect(describeChatError(new ConnectError("no connected node serves model x", Code.NotFound), anonymous)).toMatch(
+      /No connected node serves that model/,
     );
-    expect(describeChatError(new ConnectError("invalid account_key: does not match regex", Code.InvalidArgument), anonymous)).toMatch(/16 digits/);
-    expect(describeChatError(new ConnectError("no connected node serves model x", Code.NotFound), anonymous)).toMatch(/No connected node serves that model/);
-    expect(describeChatError(new TypeError("Failed to fetch"), anonymous)).toBe("Can't reach the Iris coordinator. Check your connection and try again.");
+    expect(describeChatError(new TypeError("Failed to fetch"), anonymous)).toBe(
+      "Can't reach the Iris coordinator. Check your connection and try again.",
+    );
   });
 });

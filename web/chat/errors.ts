@@ -69,7 +69,11 @@ function rateLimited(err: ConnectError, context: ErrorContext): string {
 export function tooLongForContext(error: unknown): boolean {
   const err = ConnectError.from(error);
   if (err.code === Code.FailedPrecondition) return /\bcontext\b/i.test(err.rawMessage);
-  return err.code === Code.ResourceExhausted && /message (?:is )?(?:too large|larger)|exceeds|size/i.test(err.rawMessage) && !/rate.?limit/i.test(err.rawMessage);
+  return (
+    err.code === Code.ResourceExhausted &&
+    /message (?:is )?(?:too large|larger)|exceeds|size/i.test(err.rawMessage) &&
+    !/rate.?limit/i.test(err.rawMessage)
+  );
 }
 
 /** The sentence the page shows for a failed answer. */
@@ -78,19 +82,23 @@ export function describeChatError(error: unknown, context: ErrorContext): string
   const message = err.rawMessage;
   switch (err.code) {
     case Code.ResourceExhausted:
-      if (/rate.?limit|per (?:day|24 ?h)|messages? (?:a|per) day|daily/i.test(message)) return rateLimited(err, context);
-      if (/message (?:is )?(?:too large|larger)|exceeds|size/i.test(message)) return "That conversation is too long to send. Start a new chat.";
+      if (/rate.?limit|per (?:day|24 ?h)|messages? (?:a|per) day|daily/i.test(message))
+        return rateLimited(err, context);
+      if (/message (?:is )?(?:too large|larger)|exceeds|size/i.test(message))
+        return "That conversation is too long to send. Start a new chat.";
       return "Every node that could answer is busy and the wait ran out. Please try again in a moment.";
     case Code.Unavailable: {
       // "no node that serves ADVANCED requests (tier PRO) is online; waited 30 s" names what was missing
       const missing = /serves (\w+) requests \(tier ([^)]+)\)/.exec(message);
       // a BASIC node would do: then no node at all is online
-      if (missing?.[2]?.includes("BASIC")) return "No node can answer right now: no node is online. Please try again in a few minutes.";
+      if (missing?.[2]?.includes("BASIC"))
+        return "No node can answer right now: no node is online. Please try again in a few minutes.";
       const which = missing ? ` (${missing[1]!.toLowerCase()} questions need a ${missing[2]} node)` : "";
       return `No node can answer right now: none that handles this kind of question is online${which}. Please try again in a few minutes.`;
     }
     case Code.FailedPrecondition: {
-      // "the conversation is about 9,000 tokens, more than the context of any online node … (the largest holds 4,096 tokens)"
+      // "the conversation is about 9,000 tokens, more than the context of any online node … (the largest holds 4,096
+      // tokens)"
       if (tooLongForContext(err)) {
         const tokens = /about ([\d,]+) tokens/.exec(message)?.[1];
         const largest = /holds ([\d,]+) tokens/.exec(message)?.[1] ?? /\(([\d,]+) tokens\)/.exec(message)?.[1];

@@ -73,10 +73,17 @@ function setBusy(busy: boolean): void {
 /** The options a question is sent with, or the sentence that says which one is wrong. */
 function readOptions(): { key: string; maxTokens: number | undefined } | { problem: string; field: HTMLInputElement } {
   const key = accountKey();
-  if (key === undefined) return { problem: "An account key is 16 digits (spaces optional). Fix it or clear it to chat anonymously.", field: accountKeyInput };
+  if (key === undefined)
+    return {
+      problem: "An account key is 16 digits (spaces optional). Fix it or clear it to chat anonymously.",
+      field: accountKeyInput,
+    };
   const maxTokens = maxTokensInput.value ? Number(maxTokensInput.value) : undefined;
   if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 1 && maxTokens <= 131072)) {
-    return { problem: "Max tokens is a whole number from 1 to 131072 (or empty for the default).", field: maxTokensInput };
+    return {
+      problem: "Max tokens is a whole number from 1 to 131072 (or empty for the default).",
+      field: maxTokensInput,
+    };
   }
   return { key, maxTokens };
 }
@@ -103,9 +110,15 @@ async function ask(text: string, key: string, maxTokens: number | undefined): Pr
   try {
     const client = pageClient({ accountKey: key || undefined });
     const divisionMode = modes[modeSelect.value];
-    const events = client.chat([...history, turn], { maxTokens, model: modelInput.value.trim() || undefined, divisionMode, signal: controller.signal });
+    const events = client.chat([...history, turn], {
+      maxTokens,
+      model: modelInput.value.trim() || undefined,
+      divisionMode,
+      signal: controller.signal,
+    });
     for await (const event of events) {
-      if (event.type === "queued") answer.queued(event.queued.position, event.queued.maxWaitMs, event.queued.estimatedWaitMs);
+      if (event.type === "queued")
+        answer.queued(event.queued.position, event.queued.maxWaitMs, event.queued.estimatedWaitMs);
       else if (event.type === "accepted") answer.accepted(event.accepted);
       else if (event.type === "token") answer.append(event.text);
       else answer.done(event.done);

@@ -65,9 +65,13 @@ export function setupAdmin(el: AdminElements): void {
     el.message.textContent = "Signing in…";
     void (async () => {
       try {
-        const { token } = await pageClient().accounts.login({ email: el.email.value.trim(), password: el.password.value });
+        const { token } = await pageClient().accounts.login({
+          email: el.email.value.trim(),
+          password: el.password.value,
+        });
         el.password.value = "";
-        if (!token || token.role !== "admin") return signOut("Signed in, but this account is not an admin: payouts are for admins.");
+        if (token?.role !== "admin")
+          return signOut("Signed in, but this account is not an admin: payouts are for admins.");
         sessionStorage.setItem(TOKEN_STORAGE, token.accessToken);
         sessionStorage.setItem(EMAIL_STORAGE, el.email.value.trim());
         el.message.textContent = "";

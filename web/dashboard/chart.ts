@@ -15,7 +15,11 @@ export class ThroughputChart {
   constructor(private readonly container: HTMLElement) {
     const style = getComputedStyle(document.documentElement);
     const color = (name: string) => style.getPropertyValue(name).trim() || "#888";
-    const axis = { stroke: color("--muted"), grid: { stroke: color("--border"), width: 1 }, ticks: { stroke: color("--border"), width: 1 } };
+    const axis = {
+      stroke: color("--muted"),
+      grid: { stroke: color("--border"), width: 1 },
+      ticks: { stroke: color("--border"), width: 1 },
+    };
     this.#plot = new uPlot(
       {
         width: this.#width(),
@@ -24,14 +28,26 @@ export class ThroughputChart {
         cursor: { drag: { x: false, y: false } },
         scales: {
           // a window ending at the newest sample, growing from one minute to five as samples accumulate
-          x: { time: true, range: (_u, min, max) => [max - Math.min(WINDOW_S, Math.max(MIN_WINDOW_S, max - min)), max] },
+          x: {
+            time: true,
+            range: (_u, min, max) => [max - Math.min(WINDOW_S, Math.max(MIN_WINDOW_S, max - min)), max],
+          },
           y: { range: (_u, _min, max) => [0, Math.max(10, max * 1.15)] },
         },
         series: [
           {},
-          { label: "tokens/s", stroke: color("--accent"), width: 2, fill: `${color("--accent")}22`, points: { show: false } },
+          {
+            label: "tokens/s",
+            stroke: color("--accent"),
+            width: 2,
+            fill: `${color("--accent")}22`,
+            points: { show: false },
+          },
         ],
-        axes: [{ ...axis, values: (_u, ticks) => ticks.map((t) => clockTime(t * 1000)) }, { ...axis, size: 56, values: (_u, ticks) => ticks.map((t) => (t >= 1000 ? `${t / 1000}k` : String(t))) }],
+        axes: [
+          { ...axis, values: (_u, ticks) => ticks.map((t) => clockTime(t * 1000)) },
+          { ...axis, size: 56, values: (_u, ticks) => ticks.map((t) => (t >= 1000 ? `${t / 1000}k` : String(t))) },
+        ],
       },
       [[], []],
       container,

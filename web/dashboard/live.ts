@@ -26,7 +26,10 @@ export function watchStats(network: IrisClient["network"], options: WatchOptions
       options.onStatus({ state: "connecting" });
       let reason = "the stream ended";
       try {
-        for await (const response of network.watchStats({ intervalMs: options.intervalMs ?? 1000 }, { signal: stop.signal })) {
+        for await (const response of network.watchStats(
+          { intervalMs: options.intervalMs ?? 1000 },
+          { signal: stop.signal },
+        )) {
           retryMs = FIRST_RETRY_MS; // a stream that delivered was healthy: the next outage starts from a short wait
           options.onStatus({ state: "live" });
           if (response.stats) options.onStats(response.stats);

@@ -17,7 +17,17 @@ const client = pageClient();
 const chart = new ThroughputChart(byId("chart"));
 const live = byId<HTMLElement>("live");
 const page = document.querySelector<HTMLElement>("main.dashboard")!;
-const figureIds = ["nodes-online", "tier-basic", "tier-mid", "tier-pro", "tasks-completed", "tasks-failed", "tasks-running", "queue-length", "tokens-per-second"];
+const figureIds = [
+  "nodes-online",
+  "tier-basic",
+  "tier-mid",
+  "tier-pro",
+  "tasks-completed",
+  "tasks-failed",
+  "tasks-running",
+  "queue-length",
+  "tokens-per-second",
+];
 /** True from the moment the stats stream is lost until it delivers again: what the page shows may be out of date. */
 let stale = false;
 
@@ -35,7 +45,11 @@ function setText(id: string, text: string): void {
 function showStats(stats: NetworkStats): void {
   if (stale) setStale(false);
   setText("nodes-online", count(stats.nodesOnline));
-  for (const [tier, id] of [[Tier.BASIC, "tier-basic"], [Tier.MID, "tier-mid"], [Tier.PRO, "tier-pro"]] as const) {
+  for (const [tier, id] of [
+    [Tier.BASIC, "tier-basic"],
+    [Tier.MID, "tier-mid"],
+    [Tier.PRO, "tier-pro"],
+  ] as const) {
     setText(id, count(stats.nodesByTier.find((t) => t.tier === tier)?.online ?? 0));
   }
   setText("tasks-completed", count(stats.tasksCompleted));

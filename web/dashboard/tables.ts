@@ -2,7 +2,17 @@
 // model names come from node operators and must never be parsed as HTML.
 import type { LeaderboardEntry, NodeInfo, Payout, TaskInfo } from "../../gen/iris/v1/network_pb.ts";
 import { TaskPurpose, TaskStatus, Verification } from "../../gen/iris/v1/network_pb.ts";
-import { clockTime, count, difficultyLabel, divisionLabel, duration, tierLabel, tokensPerSecond, verificationLabel, vram } from "../shared/labels.ts";
+import {
+  clockTime,
+  count,
+  difficultyLabel,
+  divisionLabel,
+  duration,
+  tierLabel,
+  tokensPerSecond,
+  verificationLabel,
+  vram,
+} from "../shared/labels.ts";
 
 type Cell = string | { text: string; className?: string; title?: string };
 
@@ -23,7 +33,10 @@ function row(cells: Cell[], className?: string): HTMLTableRowElement {
 }
 
 function fill(body: HTMLTableSectionElement, rows: HTMLTableRowElement[], empty: string): void {
-  if (rows.length > 0) return body.replaceChildren(...rows);
+  if (rows.length > 0) {
+    body.replaceChildren(...rows);
+    return;
+  }
   const td = document.createElement("td");
   td.colSpan = body.parentElement?.querySelectorAll("th").length ?? 1;
   td.className = "empty";
@@ -42,9 +55,13 @@ const num = (text: string): Cell => ({ text, className: "num" });
 /** The speed the tier rests on: the declared benchmark, or the measured one where measurement contradicted it. */
 function speedCell(n: NodeInfo): Cell {
   const v = n.verification;
-  const measured = v && v.speedSamples > 0 ? `; measured ${tokensPerSecond(v.measuredTokensPerSecond)} over ${v.speedSamples} answers` : "";
+  const measured =
+    v && v.speedSamples > 0
+      ? `; measured ${tokensPerSecond(v.measuredTokensPerSecond)} over ${v.speedSamples} answers`
+      : "";
   const title = `declared ${tokensPerSecond(n.tokensPerSecond)}${measured}`;
-  if (v?.speed === Verification.CONTRADICTED || v?.speed === Verification.INFERRED) return { text: tokensPerSecond(v.measuredTokensPerSecond), className: "num measured", title };
+  if (v?.speed === Verification.CONTRADICTED || v?.speed === Verification.INFERRED)
+    return { text: tokensPerSecond(v.measuredTokensPerSecond), className: "num measured", title };
   return { text: tokensPerSecond(n.tokensPerSecond), className: "num", title };
 }
 
@@ -56,9 +73,15 @@ function checksCell(n: NodeInfo): Cell {
   const v = n.verification;
   if (!v) return { text: "declared", className: "checks" };
   const checks = { speed: v.speed, model: v.model, size: v.size, context: v.context };
-  const shown = Object.entries(checks).filter(([, verdict]) => verdict !== Verification.DECLARED && verdict !== Verification.UNSPECIFIED);
+  const shown = Object.entries(checks).filter(
+    ([, verdict]) => verdict !== Verification.DECLARED && verdict !== Verification.UNSPECIFIED,
+  );
   const verdicts = shown.map(([, verdict]) => verdict);
-  const className = verdicts.includes(Verification.CONTRADICTED) ? "checks contradicted" : verdicts.includes(Verification.VERIFIED) ? "checks verified" : "checks";
+  const className = verdicts.includes(Verification.CONTRADICTED)
+    ? "checks contradicted"
+    : verdicts.includes(Verification.VERIFIED)
+      ? "checks verified"
+      : "checks";
   const title = [
     `speed: ${verificationLabel(v.speed)} (declared ${tokensPerSecond(n.tokensPerSecond)}${v.speedSamples > 0 ? `, measured ${tokensPerSecond(v.measuredTokensPerSecond)} over ${v.speedSamples} answers` : ", not measured yet"})`,
     `model: ${verificationLabel(v.model)} (${v.modelEvidence || "nothing to compare with yet"})`,
@@ -66,7 +89,10 @@ function checksCell(n: NodeInfo): Cell {
     `context: ${verificationLabel(v.context)} (declared ${n.contextLength ? count(n.contextLength) : "unknown"}, proven ${count(v.provenContextTokens)} tokens)`,
     ...(n.tierReason ? [`tier: ${n.tierReason}`] : []),
   ].join("\n");
-  const text = shown.length === 0 ? "declared" : shown.map(([what, verdict]) => `${what} ${verificationLabel(verdict)}`).join(", ");
+  const text =
+    shown.length === 0
+      ? "declared"
+      : shown.map(([what, verdict]) => `${what} ${verificationLabel(verdict)}`).join(", ");
   return { text, className, title };
 }
 
@@ -79,13 +105,22 @@ export function renderNodes(body: HTMLTableSectionElement, nodes: NodeInfo[]): v
       [
         { text: n.nodeId, className: "node-id" },
         tierCell(n.tier),
-        { text: n.modelName || "—", className: "model", title: [n.quantization, n.parameterCount ? `${count(n.parameterCount)} parameters` : ""].filter(Boolean).join(", ") },
+        {
+          text: n.modelName || "—",
+          className: "model",
+          title: [n.quantization, n.parameterCount ? `${count(n.parameterCount)} parameters` : ""]
+            .filter(Boolean)
+            .join(", "),
+        },
         { text: vram(vramMb), className: "num", title: gpuNames },
         speedCell(n),
         checksCell(n),
         num(n.reputation.toFixed(1)),
         num(n.online ? load : "—"),
-        { text: n.suspended ? "suspended" : n.online ? "online" : `seen ${clockTime(Number(n.lastSeenUnixMs))}`, className: n.online ? "status online" : "status offline" },
+        {
+          text: n.suspended ? "suspended" : n.online ? "online" : `seen ${clockTime(Number(n.lastSeenUnixMs))}`,
+          className: n.online ? "status online" : "status offline",
+        },
       ],
       n.online ? "online" : "offline",
     );
@@ -96,7 +131,15 @@ export function renderNodes(body: HTMLTableSectionElement, nodes: NodeInfo[]): v
 }
 
 export function renderLeaderboard(body: HTMLTableSectionElement, entries: LeaderboardEntry[]): void {
-  const rows = entries.map((e) => row([num(String(e.rank)), { text: e.nodeId, className: "node-id" }, tierCell(e.tier), num(e.reputation.toFixed(1)), num(count(e.tasksCompleted))]));
+  const rows = entries.map((e) =>
+    row([
+      num(String(e.rank)),
+      { text: e.nodeId, className: "node-id" },
+      tierCell(e.tier),
+      num(e.reputation.toFixed(1)),
+      num(count(e.tasksCompleted)),
+    ]),
+  );
   fill(body, rows, "No reputation yet.");
 }
 
@@ -111,9 +154,16 @@ const statusClass: Partial<Record<TaskStatus, string>> = {
  * "spot check" and "canary" for the network's checks.
  */
 function modeCell(t: TaskInfo): Cell {
-  if (t.purpose === TaskPurpose.SPOT_CHECK) return { text: "spot check", className: "task-mode check", title: `checks task ${t.parentTaskId}` };
+  if (t.purpose === TaskPurpose.SPOT_CHECK)
+    return { text: "spot check", className: "task-mode check", title: `checks task ${t.parentTaskId}` };
   if (t.purpose === TaskPurpose.CANARY) {
-    return { text: "canary", className: "task-mode check", title: t.parentTaskId ? `a peer's answer to canary ${t.parentTaskId}` : "a canary: a check the network sent an idle node" };
+    return {
+      text: "canary",
+      className: "task-mode check",
+      title: t.parentTaskId
+        ? `a peer's answer to canary ${t.parentTaskId}`
+        : "a canary: a check the network sent an idle node",
+    };
   }
   const mode = divisionLabel(t.divisionMode);
   if (!t.parentTaskId) return { text: mode, className: "task-mode" };
@@ -140,6 +190,8 @@ export function renderTasks(body: HTMLTableSectionElement, tasks: TaskInfo[]): v
 }
 
 export function renderPayouts(body: HTMLTableSectionElement, payouts: Payout[]): void {
-  const rows = payouts.map((p) => row([p.month, { text: p.accountId, className: "task-id" }, num(count(p.amount)), num(p.contribution.toFixed(1))]));
+  const rows = payouts.map((p) =>
+    row([p.month, { text: p.accountId, className: "task-id" }, num(count(p.amount)), num(p.contribution.toFixed(1))]),
+  );
   fill(body, rows, "No month has been paid out yet.");
 }

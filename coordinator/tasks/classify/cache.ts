@@ -1,6 +1,6 @@
 // Remembers classifications by a hash of the conversation, for a while and up to a bound (least recently used goes).
 import { createHash } from "node:crypto";
-import type { Classification } from "../classifier.ts";
+import type { Classification } from "./classifier.ts";
 
 /**
  * SHA-256 of the conversation's roles and contents, normalised so that what a person would call the same prompt

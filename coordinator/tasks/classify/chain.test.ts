@@ -2,16 +2,28 @@
 // (hits, normalisation, expiry, LRU bound), and the per-link counters.
 import { describe, expect, it } from "vitest";
 import type { Difficulty } from "../../../common/vocabulary.ts";
-import type { Classifier, ClassifierInput } from "../classifier.ts";
+import type { Classifier, ClassifierInput } from "./classifier.ts";
 import { conversationKey } from "./cache.ts";
-import { ClassifierBudgetExceeded, ClassifierLinkDeclined, createClassifierChain, type ClassifierLink } from "./chain.ts";
+import {
+  ClassifierBudgetExceeded,
+  ClassifierLinkDeclined,
+  createClassifierChain,
+  type ClassifierLink,
+} from "./chain.ts";
 import { localClassifier } from "./model.ts";
 
-const input = (content: string, signal?: AbortSignal): ClassifierInput => ({ messages: [{ role: "user", content }], signal });
+const input = (content: string, signal?: AbortSignal): ClassifierInput => ({
+  messages: [{ role: "user", content }],
+  signal,
+});
 const hello = input("What is the capital of Peru?");
 
 /** A link that records its calls and does what it is told: answer, throw, decline, or hang until aborted. */
-function scripted(behaviour: "fail" | "decline" | "hang" | Difficulty | ((signal: AbortSignal) => Promise<Difficulty>), calls: string[], name: string): Classifier {
+function scripted(
+  behaviour: "fail" | "decline" | "hang" | Difficulty | ((signal: AbortSignal) => Promise<Difficulty>),
+  calls: string[],
+  name: string,
+): Classifier {
   return {
     async classify({ signal }) {
       calls.push(name);
@@ -26,7 +38,10 @@ function scripted(behaviour: "fail" | "decline" | "hang" | Difficulty | ((signal
   };
 }
 
-function chainOf(links: [string, Parameters<typeof scripted>[0], number?][], options: Partial<Parameters<typeof createClassifierChain>[1]> = {}) {
+function chainOf(
+  links: [string, Parameters<typeof scripted>[0], number?][],
+  options: Partial<Parameters<typeof createClassifierChain>[1]> = {},
+) {
   const calls: string[] = [];
   const chainLinks: ClassifierLink[] = links.map(([name, behaviour, budgetMs]) => ({
     name,
@@ -39,19 +54,31 @@ function chainOf(links: [string, Parameters<typeof scripted>[0], number?][], opt
 
 describe("fall-through", () => {
   it("the first link that answers decides; later links are not asked", async () => {
-    const { chain, calls } = chainOf([["openrouter", "COMPLEX"], ["node", "ADVANCED"], ["local", "SIMPLE"]]);
+    const { chain, calls } = chainOf([
+      ["openrouter", "COMPLEX"],
+      ["node", "ADVANCED"],
+      ["local", "SIMPLE"],
+    ]);
     expect(await chain.classify(hello)).toEqual({ difficulty: "COMPLEX", classifier: "openrouter" });
     expect(calls).toEqual(["openrouter"]);
   });
 
   it("openrouter fails → the node decides", async () => {
-    const { chain, calls } = chainOf([["openrouter", "fail"], ["node", "ADVANCED"], ["local", "SIMPLE"]]);
+    const { chain, calls } = chainOf([
+      ["openrouter", "fail"],
+      ["node", "ADVANCED"],
+      ["local", "SIMPLE"],
+    ]);
     expect(await chain.classify(hello)).toEqual({ difficulty: "ADVANCED", classifier: "node" });
     expect(calls).toEqual(["openrouter", "node"]);
   });
 
   it("openrouter and the node fail → the local model decides", async () => {
-    const { chain, calls } = chainOf([["openrouter", "fail"], ["node", "fail"], ["local", "SIMPLE"]]);
+    const { chain, calls } = chainOf([
+      ["openrouter", "fail"],
+      ["node", "fail"],
+      ["local", "SIMPLE"],
+    ]);
     expect(await chain.classify(hello)).toEqual({ difficulty: "SIMPLE", classifier: "local" });
     expect(calls).toEqual(["openrouter", "node"]);
     expect(chain.stats().links).toEqual({
@@ -62,19 +89,31 @@ describe("fall-through", () => {
   });
 
   it("an answer that is not a difficulty counts as a failure", async () => {
-    const { chain } = chainOf([["openrouter", "HARD" as Difficulty], ["local", "SIMPLE"]]);
+    const { chain } = chainOf([
+      ["openrouter", "HARD" as Difficulty],
+      ["local", "SIMPLE"],
+    ]);
     expect(await chain.classify(hello)).toEqual({ difficulty: "SIMPLE", classifier: "local" });
     expect(chain.stats().links.openrouter!.failed).toBe(1);
   });
 
   it("answers with the built-in model when every link fails, even without a local link", async () => {
-    const { chain } = chainOf([["openrouter", "fail"], ["node", "fail"]]);
-    expect(await chain.classify(input("Prove that 17 is prime."))).toEqual({ difficulty: "ADVANCED", classifier: "local" });
+    const { chain } = chainOf([
+      ["openrouter", "fail"],
+      ["node", "fail"],
+    ]);
+    expect(await chain.classify(input("Prove that 17 is prime."))).toEqual({
+      difficulty: "ADVANCED",
+      classifier: "local",
+    });
     expect(chain.stats().fallbacks).toBe(1);
   });
 
   it("a link that declines passes at once, counted apart from failures", async () => {
-    const { chain, calls } = chainOf([["node", "decline", 5_000], ["local", "SIMPLE"]]);
+    const { chain, calls } = chainOf([
+      ["node", "decline", 5_000],
+      ["local", "SIMPLE"],
+    ]);
     const started = performance.now();
     expect(await chain.classify(input("Compare TCP and UDP."))).toEqual({ difficulty: "COMPLEX", classifier: "local" });
     expect(performance.now() - started).toBeLessThan(2_500); // half the node's 5 s budget: it was not waited out
@@ -97,7 +136,11 @@ describe("budgets", () => {
       await new Promise((resolve) => setTimeout(resolve, 5_000));
       return "SIMPLE";
     };
-    const { chain } = chainOf([["openrouter", slow, 80], ["node", "COMPLEX", 80], ["local", "SIMPLE"]]);
+    const { chain } = chainOf([
+      ["openrouter", slow, 80],
+      ["node", "COMPLEX", 80],
+      ["local", "SIMPLE"],
+    ]);
     const started = performance.now();
     expect(await chain.classify(hello)).toEqual({ difficulty: "COMPLEX", classifier: "node" });
     const elapsed = performance.now() - started;
@@ -107,7 +150,11 @@ describe("budgets", () => {
   });
 
   it("stays within the sum of the budgets when every remote link hangs", async () => {
-    const { chain, calls } = chainOf([["openrouter", "hang", 60], ["node", "hang", 90], ["local", "SIMPLE"]]);
+    const { chain, calls } = chainOf([
+      ["openrouter", "hang", 60],
+      ["node", "hang", 90],
+      ["local", "SIMPLE"],
+    ]);
     const started = performance.now();
     expect(await chain.classify(input("Compare TCP and UDP."))).toEqual({ difficulty: "COMPLEX", classifier: "local" });
     const elapsed = performance.now() - started;
@@ -120,7 +167,10 @@ describe("budgets", () => {
     const tight = async (): Promise<Difficulty> => {
       throw new ClassifierBudgetExceeded("node n1", 30);
     };
-    const { chain } = chainOf([["node", tight, 2_000], ["local", "SIMPLE"]]);
+    const { chain } = chainOf([
+      ["node", tight, 2_000],
+      ["local", "SIMPLE"],
+    ]);
     expect((await chain.classify(hello)).classifier).toBe("local");
     expect(chain.stats().links.node).toMatchObject({ timedOut: 1, failed: 0 });
   });
@@ -130,7 +180,10 @@ describe("budgets", () => {
       await new Promise((resolve) => setTimeout(resolve, 60));
       throw new Error("too late");
     };
-    const { chain } = chainOf([["openrouter", late, 20], ["local", "SIMPLE"]]);
+    const { chain } = chainOf([
+      ["openrouter", late, 20],
+      ["local", "SIMPLE"],
+    ]);
     expect((await chain.classify(hello)).classifier).toBe("local");
     // give the late rejection time to happen inside this test; vitest fails the run on an unhandled one
     await new Promise((resolve) => setTimeout(resolve, 80));
@@ -138,9 +191,16 @@ describe("budgets", () => {
 
   it("when the caller goes away, the link's signal aborts at once and the local model answers without further links", async () => {
     const controller = new AbortController();
-    const { chain, calls } = chainOf([["openrouter", "hang", 5_000], ["node", "COMPLEX"], ["local", "SIMPLE"]]);
+    const { chain, calls } = chainOf([
+      ["openrouter", "hang", 5_000],
+      ["node", "COMPLEX"],
+      ["local", "SIMPLE"],
+    ]);
     setTimeout(() => controller.abort(), 30);
-    expect(await chain.classify(input("Is a tomato a fruit?", controller.signal))).toEqual({ difficulty: "SIMPLE", classifier: "local" });
+    expect(await chain.classify(input("Is a tomato a fruit?", controller.signal))).toEqual({
+      difficulty: "SIMPLE",
+      classifier: "local",
+    });
     // at once: abandoned, not timed out at the 5 s budget
     expect(calls).toEqual(["openrouter"]);
     expect(chain.stats().links.openrouter!.abandoned).toBe(1);
@@ -149,9 +209,22 @@ describe("budgets", () => {
 
 describe("cache", () => {
   it("answers a repeated conversation from the cache with the deciding link's name, whitespace aside", async () => {
-    const { chain, calls } = chainOf([["openrouter", "COMPLEX"], ["local", "SIMPLE"]], { cacheTtlMs: 60_000, cacheMaxEntries: 10 });
-    expect(await chain.classify(input("Summarise  the plot of Hamlet."))).toEqual({ difficulty: "COMPLEX", classifier: "openrouter" });
-    expect(await chain.classify(input(" Summarise the plot\nof Hamlet. "))).toEqual({ difficulty: "COMPLEX", classifier: "openrouter", cached: true });
+    const { chain, calls } = chainOf(
+      [
+        ["openrouter", "COMPLEX"],
+        ["local", "SIMPLE"],
+      ],
+      { cacheTtlMs: 60_000, cacheMaxEntries: 10 },
+    );
+    expect(await chain.classify(input("Summarise  the plot of Hamlet."))).toEqual({
+      difficulty: "COMPLEX",
+      classifier: "openrouter",
+    });
+    expect(await chain.classify(input(" Summarise the plot\nof Hamlet. "))).toEqual({
+      difficulty: "COMPLEX",
+      classifier: "openrouter",
+      cached: true,
+    });
     expect(calls).toEqual(["openrouter"]);
     expect(chain.stats().cache).toMatchObject({ hits: 1, misses: 1, size: 1 });
   });
@@ -160,13 +233,24 @@ describe("cache", () => {
     const asUser = conversationKey([{ role: "user", content: "Hi" }]);
     expect(conversationKey([{ role: "USER ", content: "Hi" }])).toBe(asUser);
     expect(conversationKey([{ role: "system", content: "Hi" }])).not.toBe(asUser);
-    expect(conversationKey([{ role: "user", content: "H" }, { role: "user", content: "i" }])).not.toBe(asUser);
+    expect(
+      conversationKey([
+        { role: "user", content: "H" },
+        { role: "user", content: "i" },
+      ]),
+    ).not.toBe(asUser);
     expect(asUser).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it("forgets an answer after its TTL", async () => {
     let now = 1_000_000;
-    const { chain, calls } = chainOf([["openrouter", "COMPLEX"], ["local", "SIMPLE"]], { cacheTtlMs: 5_000, cacheMaxEntries: 10, now: () => now });
+    const { chain, calls } = chainOf(
+      [
+        ["openrouter", "COMPLEX"],
+        ["local", "SIMPLE"],
+      ],
+      { cacheTtlMs: 5_000, cacheMaxEntries: 10, now: () => now },
+    );
     await chain.classify(hello);
     now += 4_999;
     expect((await chain.classify(hello)).cached).toBe(true);
@@ -176,7 +260,13 @@ describe("cache", () => {
   });
 
   it("keeps at most cacheMaxEntries conversations, forgetting the least recently used", async () => {
-    const { chain, calls } = chainOf([["openrouter", "COMPLEX"], ["local", "SIMPLE"]], { cacheTtlMs: 60_000, cacheMaxEntries: 2 });
+    const { chain, calls } = chainOf(
+      [
+        ["openrouter", "COMPLEX"],
+        ["local", "SIMPLE"],
+      ],
+      { cacheTtlMs: 60_000, cacheMaxEntries: 2 },
+    );
     const [a, b, c] = [input("a"), input("b"), input("c")];
     await chain.classify(a);
     await chain.classify(b);
@@ -196,7 +286,13 @@ describe("cache", () => {
       if (down) throw new Error("down");
       return "ADVANCED";
     };
-    const { chain } = chainOf([["openrouter", flaky], ["local", "SIMPLE"]], { cacheTtlMs: 60_000, cacheMaxEntries: 10 });
+    const { chain } = chainOf(
+      [
+        ["openrouter", flaky],
+        ["local", "SIMPLE"],
+      ],
+      { cacheTtlMs: 60_000, cacheMaxEntries: 10 },
+    );
     expect(await chain.classify(hello)).toEqual({ difficulty: "SIMPLE", classifier: "local" });
     down = false;
     expect(await chain.classify(hello)).toEqual({ difficulty: "ADVANCED", classifier: "openrouter" });
@@ -216,7 +312,14 @@ describe("logging", () => {
       if (down) throw new Error("HTTP 401");
       return "SIMPLE";
     };
-    const { chain } = chainOf([["openrouter", flaky], ["node", "decline"], ["local", "SIMPLE"]], { logger: logger as never });
+    const { chain } = chainOf(
+      [
+        ["openrouter", flaky],
+        ["node", "decline"],
+        ["local", "SIMPLE"],
+      ],
+      { logger: logger as never },
+    );
     await chain.classify(hello);
     await chain.classify(hello);
     down = false;

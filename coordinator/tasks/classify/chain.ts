@@ -2,7 +2,7 @@
 // falling through on error, timeout, an invalid answer or a link that declines; answers cached by conversation hash.
 import type { Logger } from "pino";
 import { DIFFICULTIES } from "../../../common/vocabulary.ts";
-import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
+import type { Classification, Classifier, ClassifierInput } from "./classifier.ts";
 import { ClassificationCache, conversationKey, type CacheStats } from "./cache.ts";
 import { classifyLocally } from "./model.ts";
 
@@ -61,12 +61,17 @@ const abandoned = Symbol("abandoned");
  * are not cached: it is the cheap always-there fallback, and caching it would hide the better links' answer for
  * a whole TTL once they recover. Should every link fail, the local model answers as "local", so the chain always does.
  */
-export function createClassifierChain(links: readonly ClassifierLink[], options: ClassifierChainOptions): ClassifierChain {
+export function createClassifierChain(
+  links: readonly ClassifierLink[],
+  options: ClassifierChainOptions,
+): ClassifierChain {
   if (links.length === 0) throw new Error("a classifier chain needs at least one link");
   const names = new Set(links.map((link) => link.name));
   if (names.size !== links.length) throw new Error("classifier link names must be unique");
   const cache = new ClassificationCache(options.cacheTtlMs, options.cacheMaxEntries, options.now);
-  const counters = new Map(links.map((link) => [link.name, { answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 0 }]));
+  const counters = new Map(
+    links.map((link) => [link.name, { answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 0 }]),
+  );
   // Logged once per change of state, not per request: a dead API key must not write a warning for every chat.
   const healthy = new Map(links.map((link) => [link.name, true]));
   let fallbacks = 0;
@@ -83,7 +88,11 @@ export function createClassifierChain(links: readonly ClassifierLink[], options:
     }
     healthy.set(link.name, ok);
     if (ok) options.logger?.info({ link: link.name }, "classifier link answering again");
-    else options.logger?.warn({ link: link.name, budgetMs: link.budgetMs, reason: reasonOf(outcome) }, "classifier link failing; falling through");
+    else
+      options.logger?.warn(
+        { link: link.name, budgetMs: link.budgetMs, reason: reasonOf(outcome) },
+        "classifier link failing; falling through",
+      );
   }
 
   return {
@@ -115,7 +124,10 @@ export function createClassifierChain(links: readonly ClassifierLink[], options:
 
 /** The reason a link's signal aborts with when its budget ran out (rather than the caller leaving or an answer). */
 export class ClassifierBudgetExceeded extends Error {
-  constructor(readonly link: string, readonly budgetMs: number) {
+  constructor(
+    readonly link: string,
+    readonly budgetMs: number,
+  ) {
     super(`classifier link ${link} did not answer within ${budgetMs} ms`);
     this.name = "ClassifierBudgetExceeded";
   }
@@ -132,10 +144,45 @@ export class ClassifierLinkDeclined extends Error {
   }
 }
 
-/** Runs one link against its budget and the caller's signal; the link's own signal aborts whichever ends first. */
+const notYet = Symbol("not yet");
+const pending = Promise.resolve(notYet);
+
+/**
+ * Runs one link against its budget and the caller's signal; the link's own signal aborts whichever ends first. A link
+ * that settles at once (the node link declining when no node can be asked, on most requests) is judged without a
+ * timer, a race or a listener on the caller's signal.
+ */
 async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Outcome> {
   const controller = new AbortController();
+  let answer: Promise<Classification>;
+  try {
+    answer = link.classifier.classify({ messages: input.messages, signal: controller.signal });
+  } catch (error) {
+    answer = Promise.reject(error);
+  }
+  let early: Classification | typeof notYet;
+  try {
+    // race() reacts to an already settled answer before the already resolved `pending`
+    early = await Promise.race([answer, pending]);
+  } catch (error) {
+    return failure(error, input); // settled at once: the link has nothing left to stop
+  }
+  if (early !== notYet) return judged(link, early);
   let outcome: Outcome | undefined;
+  try {
+    return (outcome = await raced(link, input, answer));
+  } finally {
+    // whatever ended the attempt, the link can stop working on it (close its HTTP request, forget its node)
+    controller.abort(
+      outcome?.kind === "timedOut"
+        ? new ClassifierBudgetExceeded(link.name, link.budgetMs)
+        : new Error(`classifier link ${link.name} is no longer waited for`),
+    );
+  }
+}
+
+/** Waits for the answer within the link's budget, or until the caller leaves. */
+async function raced(link: ClassifierLink, input: ClassifierInput, answer: Promise<Classification>): Promise<Outcome> {
   let timer: NodeJS.Timeout | undefined;
   let onCallerAbort: (() => void) | undefined;
   const budget = new Promise<typeof timedOut>((resolve) => {
@@ -145,28 +192,33 @@ async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Ou
     onCallerAbort = () => resolve(abandoned);
     input.signal?.addEventListener("abort", onCallerAbort, { once: true });
   });
-  const answer = Promise.resolve().then(() => link.classifier.classify({ messages: input.messages, signal: controller.signal }));
   try {
     // race() subscribes to `answer`, so a link that rejects after losing is not an unhandled rejection
     const result = await Promise.race([answer, budget, callerGone]);
-    if (result === timedOut) return (outcome = { kind: "timedOut" });
+    if (result === timedOut) return { kind: "timedOut" };
     if (result === abandoned) return { kind: "abandoned" };
-    if (!(DIFFICULTIES as readonly string[]).includes(result?.difficulty)) {
-      return { kind: "failed", error: new Error(`answered ${JSON.stringify(result?.difficulty)}, not a difficulty`) };
-    }
-    return { kind: "answered", classification: { difficulty: result.difficulty, classifier: link.name } };
+    return judged(link, result);
   } catch (error) {
-    if (input.signal?.aborted) return { kind: "abandoned" };
-    if (error instanceof ClassifierLinkDeclined) return { kind: "declined" };
-    // the link gave up at a tighter budget of its own (the node link's, from the node's measured latency)
-    if (error instanceof ClassifierBudgetExceeded) return { kind: "timedOut" };
-    return { kind: "failed", error };
+    return failure(error, input);
   } finally {
     clearTimeout(timer);
     if (onCallerAbort) input.signal?.removeEventListener("abort", onCallerAbort);
-    // whatever ended the attempt, the link can stop working on it (close its HTTP request, forget its node)
-    controller.abort(outcome?.kind === "timedOut" ? new ClassifierBudgetExceeded(link.name, link.budgetMs) : new Error(`classifier link ${link.name} is no longer waited for`));
   }
+}
+
+function judged(link: ClassifierLink, result: Classification | undefined): Outcome {
+  if (!(DIFFICULTIES as readonly string[]).includes(result?.difficulty as string)) {
+    return { kind: "failed", error: new Error(`answered ${JSON.stringify(result?.difficulty)}, not a difficulty`) };
+  }
+  return { kind: "answered", classification: { difficulty: result!.difficulty, classifier: link.name } };
+}
+
+function failure(error: unknown, input: ClassifierInput): Outcome {
+  if (input.signal?.aborted) return { kind: "abandoned" };
+  if (error instanceof ClassifierLinkDeclined) return { kind: "declined" };
+  // the link gave up at a tighter budget of its own (the node link's, from the node's measured latency)
+  if (error instanceof ClassifierBudgetExceeded) return { kind: "timedOut" };
+  return { kind: "failed", error };
 }
 
 function reasonOf(outcome: Outcome): string {

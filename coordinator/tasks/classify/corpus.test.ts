@@ -5,7 +5,17 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { expandCorpus } from "./augment.ts";
-import { LANGUAGES, loadDevSplit, loadMaterial, loadTestSplit, loadTrainingSeeds, parseCorpus, TEST_SPLIT_FILE, toMessages, type CorpusItem } from "./corpus.ts";
+import {
+  LANGUAGES,
+  loadDevSplit,
+  loadMaterial,
+  loadTestSplit,
+  loadTrainingSeeds,
+  parseCorpus,
+  TEST_SPLIT_FILE,
+  toMessages,
+  type CorpusItem,
+} from "./corpus.ts";
 import { TRAINING } from "./train.ts";
 
 /** Frozen: changing the test split makes every figure measured on it so far incomparable. */
@@ -26,7 +36,8 @@ describe("the frozen test split", () => {
     const items = loadTestSplit();
     expect(items).toHaveLength(270);
     for (const lang of LANGUAGES) {
-      for (const label of ["SIMPLE", "COMPLEX", "ADVANCED"]) expect(counts(items, (i) => `${i.lang} ${i.label}`).get(`${lang} ${label}`)).toBe(6);
+      for (const label of ["SIMPLE", "COMPLEX", "ADVANCED"])
+        expect(counts(items, (i) => `${i.lang} ${i.label}`).get(`${lang} ${label}`)).toBe(6);
     }
   });
 
@@ -62,12 +73,16 @@ describe("the calibration and training prompts", () => {
   it("training: every language has every class, and expands to several thousand items", () => {
     const seeds = loadTrainingSeeds();
     const perLanguage = counts(seeds, (i) => `${i.lang} ${i.label}`);
-    for (const lang of LANGUAGES) for (const label of ["SIMPLE", "COMPLEX", "ADVANCED"]) expect(perLanguage.get(`${lang} ${label}`)).toBeGreaterThan(60);
+    for (const lang of LANGUAGES)
+      for (const label of ["SIMPLE", "COMPLEX", "ADVANCED"])
+        expect(perLanguage.get(`${lang} ${label}`)).toBeGreaterThan(60);
     const items = expandCorpus(seeds, loadMaterial(), TRAINING.seed);
     expect(items.length).toBeGreaterThan(15_000);
     expect(new Set(items.map((i) => i.lang))).toEqual(new Set(LANGUAGES));
     // no placeholder survives the expansion
-    expect(items.filter((i) => i.messages.some((m) => /\{(?:code|bug|text|doc|log|logs)\}/.test(m.content)))).toEqual([]);
+    expect(items.filter((i) => i.messages.some((m) => /\{(?:code|bug|text|doc|log|logs)\}/.test(m.content)))).toEqual(
+      [],
+    );
   });
 
   it("expands the same way every time", () => {
@@ -79,7 +94,10 @@ describe("the calibration and training prompts", () => {
 
 describe("the corpus format", () => {
   it("reads labels, kinds, languages and line breaks", () => {
-    const items = parseCorpus("# de\nS fact: Wie hoch ist der Brocken?\n\n# a comment\nA code: Schreib\\nCode", "x.txt");
+    const items = parseCorpus(
+      "# de\nS fact: Wie hoch ist der Brocken?\n\n# a comment\nA code: Schreib\\nCode",
+      "x.txt",
+    );
     expect(items).toEqual([
       { id: "x.txt:2", lang: "de", label: "SIMPLE", kind: "fact", text: "Wie hoch ist der Brocken?" },
       { id: "x.txt:5", lang: "de", label: "ADVANCED", kind: "code", text: "Schreib\nCode" },

@@ -23,7 +23,23 @@ export interface CorpusItem {
 export const CORPUS_DIR = new URL("./corpus/", import.meta.url);
 export const TEST_SPLIT_FILE = new URL("./corpus/test-split.txt", import.meta.url);
 export const DEV_SPLIT_FILE = new URL("./corpus/dev-split.txt", import.meta.url);
-export const LANGUAGES = ["en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ar", "hi", "tr", "pl", "nl", "ko"] as const;
+export const LANGUAGES = [
+  "en",
+  "de",
+  "fr",
+  "es",
+  "it",
+  "pt",
+  "ru",
+  "zh",
+  "ja",
+  "ar",
+  "hi",
+  "tr",
+  "pl",
+  "nl",
+  "ko",
+] as const;
 
 const LABELS: Record<string, Difficulty> = { S: "SIMPLE", C: "COMPLEX", A: "ADVANCED" };
 const line = /^([SCA]) ([a-z][a-z-]*): (.+)$/;
@@ -44,7 +60,13 @@ export function parseCorpus(source: string, name: string, lang?: string): Corpus
     const match = line.exec(text);
     if (!match) throw new Error(`${name}:${index + 1}: not "<S|C|A> <kind>: <prompt>"`);
     if (!current) throw new Error(`${name}:${index + 1}: no language ("# xx") before the first prompt`);
-    items.push({ id: `${name}:${index + 1}`, lang: current, label: LABELS[match[1]!]!, kind: match[2]!, text: match[3]!.replaceAll("\\n", "\n") });
+    items.push({
+      id: `${name}:${index + 1}`,
+      lang: current,
+      label: LABELS[match[1]!]!,
+      kind: match[2]!,
+      text: match[3]!.replaceAll("\\n", "\n"),
+    });
   }
   return items;
 }
@@ -73,8 +95,12 @@ export function loadDevSplit(): CorpusItem[] {
 
 /** Every training file (train/<lang>.txt), languages in a fixed order so that training is reproducible. */
 export function loadTrainingSeeds(dir: URL = new URL("train/", CORPUS_DIR)): CorpusItem[] {
-  const files = readdirSync(dir).filter((f) => /^[a-z]{2}\.txt$/.test(f)).sort();
-  return files.flatMap((file) => parseCorpus(readFileSync(new URL(file, dir), "utf8"), `train/${file}`, file.slice(0, 2)));
+  const files = readdirSync(dir)
+    .filter((f) => /^[a-z]{2}\.txt$/.test(f))
+    .sort();
+  return files.flatMap((file) =>
+    parseCorpus(readFileSync(new URL(file, dir), "utf8"), `train/${file}`, file.slice(0, 2)),
+  );
 }
 
 /** Material the training frames are filled with: code, one-line bug reports, passages, polite filler. */
@@ -93,8 +119,10 @@ export interface Material {
 }
 
 /**
- * material/code.txt and material/logs.txt: pieces separated by lines "---"; material/bugs.txt: one report a line; material/texts.txt
- * and material/stories.txt: "<lang>: <text>" a line; material/fillers.txt: "<lang> <: <opening>" or "<lang> >: <closing>".
+ * material/code.txt and material/logs.txt: pieces separated by lines "---"; material/bugs.txt: one report a line;
+ * material/texts.txt
+ * and material/stories.txt: "<lang>: <text>" a line; material/fillers.txt: "<lang> <: <opening>" or "<lang> >:
+ * <closing>".
  */
 export function loadMaterial(dir: URL = new URL("material/", CORPUS_DIR)): Material {
   const read = (file: string) => readFileSync(new URL(file, dir), "utf8");
@@ -125,7 +153,15 @@ export function loadMaterial(dir: URL = new URL("material/", CORPUS_DIR)): Mater
     if (!match) throw new Error(`material/fillers.txt: not "<lang> <|>: <text>": ${l.slice(0, 40)}`);
     push(match[2] === "<" ? prefixes : suffixes, match[1]!, match[3]!);
   }
-  return { code: blocks("code.txt"), logs: blocks("logs.txt"), bugs, texts: byLanguage("texts.txt"), prefixes, suffixes, stories: byLanguage("stories.txt") };
+  return {
+    code: blocks("code.txt"),
+    logs: blocks("logs.txt"),
+    bugs,
+    texts: byLanguage("texts.txt"),
+    prefixes,
+    suffixes,
+    stories: byLanguage("stories.txt"),
+  };
 }
 
 function push(map: Map<string, string[]>, key: string, value: string): void {

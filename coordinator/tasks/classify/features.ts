@@ -82,14 +82,20 @@ export function textWeight(text: string): number {
 function normalizedCode(code: number): number {
   if (code >= 0x30 && code <= 0x39) return 0x30;
   if (code <= 0x20 || code === 0xa0 || code === 0x3000) return 0x20;
-  if ((code >= 0x660 && code <= 0x669) || (code >= 0x966 && code <= 0x96f) || (code >= 0xff10 && code <= 0xff19)) return 0x30;
+  if ((code >= 0x660 && code <= 0x669) || (code >= 0x966 && code <= 0x96f) || (code >= 0xff10 && code <= 0xff19))
+    return 0x30;
   return code;
 }
 
 /** Letters and digits of any script; ASCII punctuation and the CJK and general punctuation blocks split words. */
 function isWordCode(code: number): boolean {
   if (code < 0x80) return (code >= 0x61 && code <= 0x7a) || code === 0x30 || code === 0x5f;
-  return !((code >= 0x2000 && code <= 0x206f) || (code >= 0x3000 && code <= 0x303f) || (code >= 0xff01 && code <= 0xff0f) || (code >= 0xff1a && code <= 0xff20));
+  return !(
+    (code >= 0x2000 && code <= 0x206f) ||
+    (code >= 0x3000 && code <= 0x303f) ||
+    (code >= 0xff01 && code <= 0xff0f) ||
+    (code >= 0xff1a && code <= 0xff20)
+  );
 }
 
 function mix(h: number): number {
@@ -107,7 +113,8 @@ const WORD_SALT = 0x9e3779b9;
 const BIGRAM_SALT = 0x85ebca6b;
 
 // Lines that look like code: ending in ; { } or starting with a keyword most languages share.
-const codeLinePattern = /^[ \t]*(?:def |class |import |from \S+ import|return\b|function\b|const |let |var |public |private |#include|fn |func |for ?\(|if ?\(|while ?\(|SELECT |print\(|console\.)|[;{}][ \t]*$/gm;
+const codeLinePattern =
+  /^[ \t]*(?:def |class |import |from \S+ import|return\b|function\b|const |let |var |public |private |#include|fn |func |for ?\(|if ?\(|while ?\(|SELECT |print\(|console\.)|[;{}][ \t]*$/gm;
 
 function countMatches(text: string, pattern: RegExp): number {
   pattern.lastIndex = 0;
@@ -133,7 +140,17 @@ function isCodeLine(line: string): boolean {
   for (let i = 0; i < line.length; i++) {
     const code = line.charCodeAt(i);
     if (code > 0x20) visible++;
-    if (code === 0x3b || code === 0x7b || code === 0x7d || code === 0x28 || code === 0x29 || code === 0x3d || code === 0x5b || code === 0x5d) symbols++;
+    if (
+      code === 0x3b ||
+      code === 0x7b ||
+      code === 0x7d ||
+      code === 0x28 ||
+      code === 0x29 ||
+      code === 0x3d ||
+      code === 0x5b ||
+      code === 0x5d
+    )
+      symbols++;
   }
   return symbols >= 3 && symbols * 8 >= visible;
 }
@@ -151,8 +168,19 @@ function normalize(text: string, into: Uint16Array): number {
   return length;
 }
 
-/** Writes the n-grams (and, with `words`, the words and word pairs) of codes[from, to) under `salt`; returns the new count. */
-function emitGroup(codes: Uint16Array, from: number, to: number, salt: number, words: boolean, out: Features, n: number): number {
+/**
+ * Writes the n-grams (and, with `words`, the words and word pairs) of codes[from, to) under `salt`; returns the new
+ * count.
+ */
+function emitGroup(
+  codes: Uint16Array,
+  from: number,
+  to: number,
+  salt: number,
+  words: boolean,
+  out: Features,
+  n: number,
+): number {
   const { indices, values } = out;
   const start = n;
   let word = FNV_OFFSET;
@@ -174,7 +202,8 @@ function emitGroup(codes: Uint16Array, from: number, to: number, salt: number, w
       if (wordChars <= MAX_WORD_CHARS) {
         const w = mix(word ^ WORD_SALT ^ salt);
         indices[n++] = w % HASHED_BUCKETS;
-        if (previousWord !== 0) indices[n++] = mix(Math.imul(previousWord, FNV_PRIME) ^ w ^ BIGRAM_SALT) % HASHED_BUCKETS;
+        if (previousWord !== 0)
+          indices[n++] = mix(Math.imul(previousWord, FNV_PRIME) ^ w ^ BIGRAM_SALT) % HASHED_BUCKETS;
         previousWord = w;
       } else previousWord = 0;
       word = FNV_OFFSET;
@@ -205,7 +234,8 @@ const quotedMaterial = /«[^»]{30,}»|“[^”]{30,}”|„[^“”]{30,}[“�
  */
 export function extractFeatures(messages: readonly Message[], out: Features = newFeatures()): Features {
   const { request, earlier } = splitConversation(messages);
-  const window = request.length <= 2 * WINDOW_CHARS ? request : `${request.slice(0, WINDOW_CHARS)}\n${request.slice(-WINDOW_CHARS)}`;
+  const window =
+    request.length <= 2 * WINDOW_CHARS ? request : `${request.slice(0, WINDOW_CHARS)}\n${request.slice(-WINDOW_CHARS)}`;
   const text = window.toLowerCase();
 
   // prose, code and quoted material apart: a pasted snippet or text must not drown the sentence that says what
@@ -213,7 +243,7 @@ export function extractFeatures(messages: readonly Message[], out: Features = ne
   let material = "";
   const unquoted = text.replace(quotedMaterial, (span) => {
     material += `${span}\n`;
-    return " \" ";
+    return ' " ';
   });
   let prose = "";
   let code = "";
@@ -263,7 +293,11 @@ export function extractFeatures(messages: readonly Message[], out: Features = ne
   let earlierCode = 0;
   for (const turn of earlier) {
     earlierWeight += Math.min(turn.content.length, WEIGHT_SCAN_CHARS);
-    if (earlierCode === 0 && (turn.content.includes("```") || countMatches(turn.content.slice(0, 4_000), codeLinePattern) >= 2)) earlierCode = 1;
+    if (
+      earlierCode === 0 &&
+      (turn.content.includes("```") || countMatches(turn.content.slice(0, 4_000), codeLinePattern) >= 2)
+    )
+      earlierCode = 1;
   }
   shape("earlierWeight", earlierWeight);
   shape("earlierCode", earlierCode);

@@ -1,5 +1,6 @@
 // The assembled chain with a real NodeRegistry: a classify assign lands in an idle node's stream outbox, as a probe
-// until the node has answered one, then as a request's question; OpenRouter (a local stand-in) goes first when a key is set.
+// until the node has answered one, then as a request's question; OpenRouter (a local stand-in) goes first when a key is
+// set.
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { Channel } from "../../../common/channel.ts";
@@ -35,7 +36,12 @@ const base: ClassifierChainConfig = {
 function sessionKeys(nodeId: string): { coordinator: SessionKeys; node: SessionKeys } {
   const coordinator = generateKeyPairSync("x25519");
   const node = generateKeyPairSync("x25519");
-  const context = { coordinatorPublicKey: publicKeyBytes(coordinator.publicKey), nodePublicKey: publicKeyBytes(node.publicKey), nodeId, sessionId: "session" };
+  const context = {
+    coordinatorPublicKey: publicKeyBytes(coordinator.publicKey),
+    nodePublicKey: publicKeyBytes(node.publicKey),
+    nodeId,
+    sessionId: "session",
+  };
   return {
     coordinator: deriveSessionKeys(coordinator.privateKey, context.nodePublicKey, context),
     node: deriveSessionKeys(node.privateKey, context.coordinatorPublicKey, context),
@@ -45,7 +51,9 @@ function sessionKeys(nodeId: string): { coordinator: SessionKeys; node: SessionK
 function connect(registry: NodeRegistry, id: string): { outbox: Channel<ConnectResponse>; nodeKeys: SessionKeys } {
   const outbox = new Channel<ConnectResponse>();
   const keys = sessionKeys(id);
-  registry.add(new LiveNode(id, "account", "session", "MID", "test", capabilities, 100, keys.coordinator, outbox, Date.now()));
+  registry.add(
+    new LiveNode(id, "account", "session", "MID", "test", capabilities, 100, keys.coordinator, outbox, Date.now()),
+  );
   return { outbox, nodeKeys: keys.node };
 }
 
@@ -74,8 +82,12 @@ describe("createCoordinatorClassifier", () => {
     // the prompt travels sealed for that node: only its keys open it, and only as this classification's
     const { classifyId, sealedPrompt } = probe;
     expect(Buffer.from(sealedPrompt!.ciphertext).toString("utf8")).not.toContain("PostgreSQL");
-    expect(openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "classify" })).toContain(messages[0]!.content);
-    expect(() => openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "assign" })).toThrow();
+    expect(openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "classify" })).toContain(
+      messages[0]!.content,
+    );
+    expect(() =>
+      openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "assign" }),
+    ).toThrow();
     expect(nodeLink!.resolveClassifyResult(classifyId, Difficulty.COMPLEX, "mid-1")).toBe(true);
     expect(nodeLink!.waitMs("mid-1")).toBeLessThan(base.nodeBudgetMs);
     // now it is known to judge: the next request waits on it (for what its record says) and takes its answer

@@ -29,17 +29,30 @@ export function createCoordinatorClassifier(
 ): { chain: ClassifierChain; nodeLink: NodeClassifier | undefined } {
   const links: ClassifierLink[] = [];
   if (config.openRouter.apiKey) {
-    const classifier = createOpenRouterClassifier({ apiKey: config.openRouter.apiKey, url: config.openRouter.url, model: config.openRouter.model });
+    const classifier = createOpenRouterClassifier({
+      apiKey: config.openRouter.apiKey,
+      url: config.openRouter.url,
+      model: config.openRouter.model,
+    });
     links.push({ name: "openrouter", budgetMs: config.openRouterBudgetMs, classifier });
   }
   let nodeLink: NodeClassifier | undefined;
   if (config.nodeBudgetMs > 0) {
     nodeLink = createNodeClassifier({
-      pickIdleNode: (eligible) => pickIdleClassifierNode(registry.nodes(), eligible),
+      // classify assigns are not forwarded over the cluster bus: only nodes connected here are asked
+      pickIdleNode: (eligible) =>
+        pickIdleClassifierNode(
+          [...registry.nodes()].filter((node) => !node.remote),
+          eligible,
+        ),
       send: (node, { classifyId, prompt, deadlineUnixMs }) => {
         // the prompt is the user's text: it travels sealed for this node like a task's payload
         const sealedPrompt = sealText(node.keys.toNode, prompt, { taskId: classifyId, sequence: 0, kind: "classify" });
-        return node.send(create(ConnectResponseSchema, { message: { case: "classifyAssign", value: { classifyId, deadlineUnixMs, sealedPrompt } } }));
+        return node.send(
+          create(ConnectResponseSchema, {
+            message: { case: "classifyAssign", value: { classifyId, deadlineUnixMs, sealedPrompt } },
+          }),
+        );
       },
       budgetMs: config.nodeBudgetMs,
     });
@@ -49,7 +62,11 @@ export function createCoordinatorClassifier(
   shippedModel();
   links.push({ name: "local", budgetMs: LOCAL_BUDGET_MS, classifier: localClassifier });
   logger.info(
-    { links: links.map((link) => `${link.name} (${link.budgetMs} ms)`), cacheTtlMs: config.cacheTtlMs, cacheMaxEntries: config.cacheMaxEntries },
+    {
+      links: links.map((link) => `${link.name} (${link.budgetMs} ms)`),
+      cacheTtlMs: config.cacheTtlMs,
+      cacheMaxEntries: config.cacheMaxEntries,
+    },
     "classifier chain",
   );
   const chain = createClassifierChain(links, {

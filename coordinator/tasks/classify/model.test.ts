@@ -5,7 +5,16 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { Difficulty } from "../../../common/vocabulary.ts";
 import { BUCKETS, FEATURE_VERSION } from "./features.ts";
-import { classifyLocally, decide, decodeModel, encodeModel, LONG_REQUEST_WEIGHT, MODEL_FILE, ModelFileError, shippedModel } from "./model.ts";
+import {
+  classifyLocally,
+  decide,
+  decodeModel,
+  encodeModel,
+  LONG_REQUEST_WEIGHT,
+  MODEL_FILE,
+  ModelFileError,
+  shippedModel,
+} from "./model.ts";
 import { corpusHash } from "./train.ts";
 
 const ask = (content: string) => classifyLocally({ messages: [{ role: "user", content }] });
@@ -31,9 +40,13 @@ describe("the shipped model file", () => {
   });
 
   it.each([
-    ["not a model", (b: Buffer) => Buffer.from("hello world, not a model file")],
+    ["not a model", (_b: Buffer) => Buffer.from("hello world, not a model file")],
     ["truncated", (b: Buffer) => b.subarray(0, b.length - 10)],
-    ["a header that is not JSON", (b: Buffer) => Buffer.concat([b.subarray(0, 12), Buffer.alloc(b.readUInt32LE(8), 0x7b), b.subarray(12 + b.readUInt32LE(8))])],
+    [
+      "a header that is not JSON",
+      (b: Buffer) =>
+        Buffer.concat([b.subarray(0, 12), Buffer.alloc(b.readUInt32LE(8), 0x7b), b.subarray(12 + b.readUInt32LE(8))]),
+    ],
     ["other features", (b: Buffer) => withHeader(b, (h) => ({ ...h, featureVersion: FEATURE_VERSION + 1 }))],
     ["two offsets", (b: Buffer) => withHeader(b, (h) => ({ ...h, offsets: [0, 1] }))],
   ])("refuses a file that is %s", (_name, damage) => {
@@ -66,12 +79,16 @@ describe("classifyLocally: what it reads", () => {
       { role: "assistant", content: "```python\ndef merge(a, b):\n    return sorted(a + b)\n```" },
     ];
     expect(classifyLocally({ messages: code })).toBe("ADVANCED");
-    expect(classifyLocally({ messages: [...code, { role: "user", content: "Thanks a lot, that's all!" }] })).toBe("SIMPLE");
+    expect(classifyLocally({ messages: [...code, { role: "user", content: "Thanks a lot, that's all!" }] })).toBe(
+      "SIMPLE",
+    );
   });
 
   it("never calls a request a small model's context cannot hold SIMPLE", () => {
     const question = "What is the date in this letter?";
-    const letter = "Dear neighbours, the street party is on the first Saturday of June, bring a dish to share. ".repeat(30);
+    const letter = "Dear neighbours, the street party is on the first Saturday of June, bring a dish to share. ".repeat(
+      30,
+    );
     expect(ask(question)).toBe("SIMPLE");
     expect(letter.length).toBeGreaterThan(LONG_REQUEST_WEIGHT);
     expect(ask(`${question}\n\n${letter}`)).not.toBe("SIMPLE");

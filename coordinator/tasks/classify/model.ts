@@ -3,7 +3,7 @@
 // and run in-process: no network, no download, under ten microseconds a request. The chain's always-there last link.
 import { readFileSync } from "node:fs";
 import { DIFFICULTIES, type Difficulty } from "../../../common/vocabulary.ts";
-import type { Classifier, ClassifierInput } from "../classifier.ts";
+import type { Classifier, ClassifierInput } from "./classifier.ts";
 import { BUCKETS, extractFeatures, FEATURE_VERSION, newFeatures, type Features } from "./features.ts";
 
 export const MODEL_FILE = new URL("./difficulty-model.bin", import.meta.url);
@@ -36,7 +36,12 @@ export function encodeModel(model: DifficultyModel): Buffer {
   const header = Buffer.from(JSON.stringify(model.header), "utf8");
   const length = Buffer.alloc(4);
   length.writeUInt32LE(header.length);
-  return Buffer.concat([Buffer.from(MAGIC, "latin1"), length, header, Buffer.from(model.weights.buffer, model.weights.byteOffset, model.weights.byteLength)]);
+  return Buffer.concat([
+    Buffer.from(MAGIC, "latin1"),
+    length,
+    header,
+    Buffer.from(model.weights.buffer, model.weights.byteOffset, model.weights.byteLength),
+  ]);
 }
 
 export class ModelFileError extends Error {
@@ -48,7 +53,8 @@ export class ModelFileError extends Error {
 
 export function decodeModel(bytes: Uint8Array): DifficultyModel {
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buffer.length < 12 || buffer.toString("latin1", 0, 8) !== MAGIC) throw new ModelFileError("not a difficulty model file");
+  if (buffer.length < 12 || buffer.toString("latin1", 0, 8) !== MAGIC)
+    throw new ModelFileError("not a difficulty model file");
   const headerLength = buffer.readUInt32LE(8);
   if (12 + headerLength > buffer.length) throw new ModelFileError("difficulty model file is truncated");
   let header: ModelHeader;
@@ -58,16 +64,22 @@ export function decodeModel(bytes: Uint8Array): DifficultyModel {
     throw new ModelFileError("difficulty model header is not JSON");
   }
   if (header.featureVersion !== FEATURE_VERSION || header.buckets !== BUCKETS) {
-    throw new ModelFileError(`difficulty model has features v${header.featureVersion}/${header.buckets}, this code reads v${FEATURE_VERSION}/${BUCKETS}: retrain it`);
+    throw new ModelFileError(
+      `difficulty model has features v${header.featureVersion}/${header.buckets}, this code reads v${FEATURE_VERSION}/${BUCKETS}: retrain it`,
+    );
   }
-  if (JSON.stringify(header.classes) !== JSON.stringify(DIFFICULTIES)) throw new ModelFileError(`difficulty model classes ${JSON.stringify(header.classes)}`);
+  if (JSON.stringify(header.classes) !== JSON.stringify(DIFFICULTIES))
+    throw new ModelFileError(`difficulty model classes ${JSON.stringify(header.classes)}`);
   for (const key of ["scales", "bias", "offsets"] as const) {
     if (!Array.isArray(header[key]) || header[key].length !== CLASSES || !header[key].every(Number.isFinite)) {
       throw new ModelFileError(`difficulty model header: ${key} must be ${CLASSES} numbers`);
     }
   }
   const weightBytes = BUCKETS * CLASSES;
-  if (buffer.length !== 12 + headerLength + weightBytes) throw new ModelFileError(`difficulty model weights: ${buffer.length - 12 - headerLength} bytes, expected ${weightBytes}`);
+  if (buffer.length !== 12 + headerLength + weightBytes)
+    throw new ModelFileError(
+      `difficulty model weights: ${buffer.length - 12 - headerLength} bytes, expected ${weightBytes}`,
+    );
   // a copy: the weights must not share (or pin) the file buffer's memory
   const weights = new Int8Array(weightBytes);
   weights.set(new Int8Array(buffer.buffer, buffer.byteOffset + 12 + headerLength, weightBytes));
@@ -79,7 +91,11 @@ export function loadDifficultyModel(file: URL | string = MODEL_FILE): Difficulty
 }
 
 /** Each class's score (log-odds up to a constant) for a request's features, offsets not applied. */
-export function scoreFeatures(model: DifficultyModel, features: Features, scores: Float64Array = new Float64Array(CLASSES)): Float64Array {
+export function scoreFeatures(
+  model: DifficultyModel,
+  features: Features,
+  scores: Float64Array = new Float64Array(CLASSES),
+): Float64Array {
   const { weights, header } = model;
   let s0 = 0;
   let s1 = 0;
@@ -121,7 +137,10 @@ const scratch = new Float64Array(CLASSES);
 export const LONG_REQUEST_WEIGHT = 2_000;
 
 /** The difficulty the model gives a conversation (its last user turn, read with what came before). */
-export function classifyLocally(input: Pick<ClassifierInput, "messages">, model: DifficultyModel = shippedModel()): Difficulty {
+export function classifyLocally(
+  input: Pick<ClassifierInput, "messages">,
+  model: DifficultyModel = shippedModel(),
+): Difficulty {
   const features = extractFeatures(input.messages, buffer);
   const difficulty = decide(scoreFeatures(model, features, scratch), model.header.offsets);
   return difficulty === "SIMPLE" && features.weight >= LONG_REQUEST_WEIGHT ? "COMPLEX" : difficulty;

@@ -4,7 +4,12 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { Difficulty } from "../../../gen/iris/v1/common_pb.ts";
 import type { NodeTier } from "../../../common/vocabulary.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
-import { createNodeClassifier, pickIdleClassifierNode, type ClassifierCandidate, type ClassifyRequest } from "./node.ts";
+import {
+  createNodeClassifier,
+  pickIdleClassifierNode,
+  type ClassifierCandidate,
+  type ClassifyRequest,
+} from "./node.ts";
 
 const messages = [{ role: "user", content: "Compare Rust and Go for a CLI tool." }];
 const T0 = 1_700_000_000_000;
@@ -42,9 +47,15 @@ describe("node classifier: nobody known to judge", () => {
   it("declines at once and probes an idle node with the conversation and the full deadline", async () => {
     vi.useFakeTimers({ now: T0 });
     const { classifier, sent } = setup({ budgetMs: 1_500 });
-    await expect(classifier.classify({ messages })).rejects.toThrow(new ClassifierLinkDeclined("no idle node known to judge; probing n1"));
+    await expect(classifier.classify({ messages })).rejects.toThrow(
+      new ClassifierLinkDeclined("no idle node known to judge; probing n1"),
+    );
     expect(sent).toHaveLength(1);
-    expect(sent[0]!.assign).toEqual({ classifyId: "id-1", prompt: `<request>\n[user]\n${messages[0]!.content}\n</request>`, deadlineUnixMs: BigInt(T0 + 1_500) });
+    expect(sent[0]!.assign).toEqual({
+      classifyId: "id-1",
+      prompt: `<request>\n[user]\n${messages[0]!.content}\n</request>`,
+      deadlineUnixMs: BigInt(T0 + 1_500),
+    });
     expect(classifier.pending).toBe(1);
     expect(classifier.waitMs("n1")).toBeUndefined();
   });
@@ -53,7 +64,8 @@ describe("node classifier: nobody known to judge", () => {
     vi.useFakeTimers({ now: T0 });
     const nodes = Array.from({ length: 500 }, (_, i) => `silent-${i}`);
     const { classifier, sent } = setup({ nodes, budgetMs: 2_000 });
-    for (let i = 0; i < 600; i++) await expect(classifier.classify({ messages })).rejects.toBeInstanceOf(ClassifierLinkDeclined);
+    for (let i = 0; i < 600; i++)
+      await expect(classifier.classify({ messages })).rejects.toBeInstanceOf(ClassifierLinkDeclined);
     expect(new Set(sent.map((s) => s.nodeId)).size).toBe(500); // one probe each; the last 100 requests found nobody idle
     await vi.advanceTimersByTimeAsync(2_000);
     expect(classifier.pending).toBe(0);
@@ -198,7 +210,12 @@ describe("node classifier: results and streams", () => {
 });
 
 describe("pickIdleClassifierNode", () => {
-  const node = (id: string, tier: NodeTier, tokensPerSecond: number, extra: Partial<ClassifierCandidate> = {}): ClassifierCandidate => ({
+  const node = (
+    id: string,
+    tier: NodeTier,
+    tokensPerSecond: number,
+    extra: Partial<ClassifierCandidate> = {},
+  ): ClassifierCandidate => ({
     id,
     tier,
     connected: true,

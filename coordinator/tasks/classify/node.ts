@@ -2,10 +2,10 @@
 // record says it needs, and probes nodes without a record off the request path (the local model answers that request at
 // once). Transport-free: the NodeService stream wiring gives it `send` and feeds it the results.
 import { randomUUID } from "node:crypto";
-import { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts";
+import type { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts";
 import { renderForNode } from "../../../common/classify-prompt.ts";
 import type { Difficulty, NodeTier } from "../../../common/vocabulary.ts";
-import type { Classification, Classifier, ClassifierInput } from "../classifier.ts";
+import type { Classification, Classifier, ClassifierInput } from "./classifier.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
 import { DEFAULT_WAIT, waitFor, withAnswer, type ClassifyRecord, type WaitPolicy } from "./node-record.ts";
 import { difficultyFromProto } from "../../../common/vocabulary.ts";
@@ -13,7 +13,10 @@ import { difficultyFromProto } from "../../../common/vocabulary.ts";
 export interface NodeClassifierOptions<Node extends { id: string }> {
   /** The idle node to ask among those `eligible` says yes to (not resting, not classifying, known or not), or none. */
   pickIdleNode: (eligible: (nodeId: string) => boolean) => Node | undefined;
-  /** Queues a classify assign for the request on the node's stream (sealing the prompt); false when the stream is closed. */
+  /**
+   * Queues a classify assign for the request on the node's stream (sealing the prompt); false when the stream is
+   * closed.
+   */
   send: (node: Node, request: ClassifyRequest) => boolean;
   /** The most a request waits for a node, and the deadline every assign carries (a probe's too). */
   budgetMs: number;
@@ -45,7 +48,9 @@ export interface NodeClassifier extends Classifier {
   resolveClassifyResult(classifyId: string, difficulty: DifficultyEnum | Difficulty, fromNodeId: string): boolean;
   /** The node's stream ended: its assign fails now instead of at its deadline, and its record is forgotten. */
   nodeGone(nodeId: string): void;
-  /** Assigns out (waited on, probes, and those whose request stopped waiting), until answered or past their deadline. */
+  /**
+   * Assigns out (waited on, probes, and those whose request stopped waiting), until answered or past their deadline.
+   */
   readonly pending: number;
   /** How long a request would wait for the node now; undefined when it has no record of answering. */
   waitMs(nodeId: string): number | undefined;
@@ -66,7 +71,9 @@ interface Assign {
 
 const names = new Set<string>(["SIMPLE", "COMPLEX", "ADVANCED"]);
 
-export function createNodeClassifier<Node extends { id: string }>(options: NodeClassifierOptions<Node>): NodeClassifier {
+export function createNodeClassifier<Node extends { id: string }>(
+  options: NodeClassifierOptions<Node>,
+): NodeClassifier {
   const now = options.now ?? Date.now;
   const newId = options.newId ?? randomUUID;
   const restMs = options.restAfterTimeoutMs ?? 5 * 60_000;
@@ -113,7 +120,11 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
     }, policy.budgetMs);
     assigns.set(classifyId, { nodeId: node.id, sentAt, waiter, deadline });
     assigned.set(node.id, classifyId);
-    const request = { classifyId, prompt: renderForNode(input.messages), deadlineUnixMs: BigInt(sentAt + policy.budgetMs) };
+    const request = {
+      classifyId,
+      prompt: renderForNode(input.messages),
+      deadlineUnixMs: BigInt(sentAt + policy.budgetMs),
+    };
     if (!options.send(node, request)) {
       settle(classifyId);
       waiter?.fail(new Error(`node ${node.id}'s stream is closed`));
@@ -126,7 +137,9 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
       const onAbort = () => waiter.fail(new Error(`node ${node.id} classification aborted`));
       // at the full budget the assign's own deadline ends the wait (and rests the node)
       const timer =
-        waitMs < policy.budgetMs ? setTimeout(() => waiter.fail(new ClassifierBudgetExceeded(`node ${node.id}`, waitMs)), waitMs) : undefined;
+        waitMs < policy.budgetMs
+          ? setTimeout(() => waiter.fail(new ClassifierBudgetExceeded(`node ${node.id}`, waitMs)), waitMs)
+          : undefined;
       let settled = false;
       const finish = () => {
         if (settled) return false;
@@ -161,17 +174,25 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
       if (input.signal?.aborted) throw new Error("node classification aborted before it started");
       const judge = options.pickIdleNode((id) => records.has(id) && available(id));
       if (judge) return ask(judge, input, waitFor(records.get(judge.id), policy)!);
-      // nobody known to judge: the local model answers this request now; a stranger may earn a record on its prompt meanwhile
+      // nobody known to judge: the local model answers this request now; a stranger may earn a record on its prompt
+      // meanwhile
       const stranger = options.pickIdleNode((id) => !records.has(id) && available(id));
       if (stranger) assign(stranger, input);
-      throw new ClassifierLinkDeclined(stranger ? `no idle node known to judge; probing ${stranger.id}` : "no idle node known to judge");
+      throw new ClassifierLinkDeclined(
+        stranger ? `no idle node known to judge; probing ${stranger.id}` : "no idle node known to judge",
+      );
     },
 
     resolveClassifyResult(classifyId, difficulty, fromNodeId) {
       // a node may answer only what it was asked: another node's id is not its to settle
       if (assigns.get(classifyId)?.nodeId !== fromNodeId) return false;
       const entry = settle(classifyId)!;
-      const name = typeof difficulty === "number" ? difficultyFromProto(difficulty) : names.has(difficulty) ? difficulty : undefined;
+      const name =
+        typeof difficulty === "number"
+          ? difficultyFromProto(difficulty)
+          : names.has(difficulty)
+            ? difficulty
+            : undefined;
       if (name) {
         records.set(fromNodeId, withAnswer(records.get(fromNodeId), now() - entry.sentAt));
         entry.waiter?.answer(name);
@@ -185,7 +206,8 @@ export function createNodeClassifier<Node extends { id: string }>(options: NodeC
 
     nodeGone(nodeId) {
       const classifyId = assigned.get(nodeId);
-      if (classifyId !== undefined) settle(classifyId)?.waiter?.fail(new Error(`node ${nodeId} disconnected while classifying`));
+      if (classifyId !== undefined)
+        settle(classifyId)?.waiter?.fail(new Error(`node ${nodeId} disconnected while classifying`));
       // a reconnecting agent (perhaps upgraded) starts afresh: probed, then waited on by what it shows
       records.delete(nodeId);
       restingUntil.delete(nodeId);
@@ -220,7 +242,8 @@ export function pickIdleClassifierNode<Node extends ClassifierCandidate>(
     if (
       !best ||
       tierRank[node.tier] > tierRank[best.tier] ||
-      (tierRank[node.tier] === tierRank[best.tier] && node.capabilities.tokensPerSecond > best.capabilities.tokensPerSecond)
+      (tierRank[node.tier] === tierRank[best.tier] &&
+        node.capabilities.tokensPerSecond > best.capabilities.tokensPerSecond)
     ) {
       best = node;
     }

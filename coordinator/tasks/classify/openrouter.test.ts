@@ -1,7 +1,11 @@
 // The OpenRouter link against a real HTTP stand-in speaking OpenRouter's wire format: good answers, garbage,
 // wrong labels, errors (429, 500, inside a 200), and a slow answer abandoned at the chain's budget.
 import { afterEach, describe, expect, it } from "vitest";
-import { startOpenRouterStandin, type OpenRouterStandin, type OpenRouterStandinBehaviour } from "../../../test/support/openrouter-standin.ts";
+import {
+  startOpenRouterStandin,
+  type OpenRouterStandin,
+  type OpenRouterStandinBehaviour,
+} from "../../../test/support/openrouter-standin.ts";
 import { CLASSIFY_SYSTEM_PROMPT } from "../../../common/classify-prompt.ts";
 import { createClassifierChain } from "./chain.ts";
 import { createOpenRouterClassifier } from "./openrouter.ts";
@@ -80,7 +84,9 @@ describe("OpenRouter link", () => {
 
   it("refuses an error reported inside a 200 answer", async () => {
     const classifier = await link({ errorInBody: true });
-    expect((await failure(classifier.classify({ messages }))).message).toMatch(/error in a 200 answer: Provider returned error/);
+    expect((await failure(classifier.classify({ messages }))).message).toMatch(
+      /error in a 200 answer: Provider returned error/,
+    );
   });
 
   it.each([429, 500])("fails at once on HTTP %i, without retrying", async (status) => {
@@ -92,7 +98,9 @@ describe("OpenRouter link", () => {
 
   it("puts the server's error message, not the request, in the failure", async () => {
     const classifier = await link({ status: 429 });
-    expect((await failure(classifier.classify({ messages }))).message).toMatch(/^openrouter: HTTP 429: Rate limit exceeded/);
+    expect((await failure(classifier.classify({ messages }))).message).toMatch(
+      /^openrouter: HTTP 429: Rate limit exceeded/,
+    );
   });
 
   it("fails when nothing listens", async () => {
@@ -132,7 +140,11 @@ describe("OpenRouter link in the chain", () => {
       { cacheTtlMs: 60_000, cacheMaxEntries: 10 },
     );
     expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "openrouter" });
-    expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "openrouter", cached: true });
+    expect(await chain.classify({ messages })).toEqual({
+      difficulty: "COMPLEX",
+      classifier: "openrouter",
+      cached: true,
+    });
     expect(standin!.requests).toHaveLength(1);
   });
 });

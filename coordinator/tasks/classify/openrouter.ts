@@ -1,7 +1,11 @@
 // The OpenRouter link: asks an OpenAI-compatible chat endpoint (OpenRouter by default) for the difficulty as
 // strict JSON. One request per classification, no retries: the chain's budget is short and the next link waits.
-import { CLASSIFY_SYSTEM_PROMPT, parseDifficultyJson, renderForClassification } from "../../../common/classify-prompt.ts";
-import type { Classifier } from "../classifier.ts";
+import {
+  CLASSIFY_SYSTEM_PROMPT,
+  parseDifficultyJson,
+  renderForClassification,
+} from "../../../common/classify-prompt.ts";
+import type { Classifier } from "./classifier.ts";
 
 export interface OpenRouterClassifierOptions {
   /** OPENROUTER_API_KEY; sent only in the Authorization header, never logged or put in an error. */
@@ -47,7 +51,12 @@ export function createOpenRouterClassifier(options: OpenRouterClassifierOptions)
       };
       let response: Response;
       try {
-        response = await fetchImpl(endpoint, { method: "POST", headers, body: JSON.stringify(body), signal: input.signal });
+        response = await fetchImpl(endpoint, {
+          method: "POST",
+          headers,
+          body: JSON.stringify(body),
+          signal: input.signal,
+        });
       } catch (error) {
         throw new Error(`openrouter: request to ${endpoint} failed: ${describe(error)}`);
       }

@@ -27,8 +27,14 @@ describe("classification with many connected nodes that never answer classify", 
     accountKey = await newAccountKey(coordinator.url);
     inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
     // the silent nodes rank first (same tier, faster): they are probed before the judge
-    await Promise.all(Array.from({ length: SILENT }, (_, i) => nodes.start({ nodeId: `silent-${i}`, tokensPerSecond: 28 })));
-    judge = await nodes.start({ nodeId: "judge", tokensPerSecond: 25, classify: () => ({ difficulty: Difficulty.COMPLEX, delayMs: judgeDelayMs }) });
+    await Promise.all(
+      Array.from({ length: SILENT }, (_, i) => nodes.start({ nodeId: `silent-${i}`, tokensPerSecond: 28 })),
+    );
+    judge = await nodes.start({
+      nodeId: "judge",
+      tokensPerSecond: 25,
+      classify: () => ({ difficulty: Difficulty.COMPLEX, delayMs: judgeDelayMs }),
+    });
   });
 
   afterAll(async () => {
@@ -39,7 +45,9 @@ describe("classification with many connected nodes that never answer classify", 
   /** The chat's Accepted event: who classified it, and how (how fast is bench/silent-nodes.ts's business). */
   async function chat(content: string) {
     let accepted: Extract<ChatResponse["event"], { case: "accepted" }>["value"] | undefined;
-    for await (const response of inference.chat({ params: { messages: [{ role: Role.USER, content }], maxTokens: 8 } })) {
+    for await (const response of inference.chat({
+      params: { messages: [{ role: Role.USER, content }], maxTokens: 8 },
+    })) {
       if (response.event.case === "accepted") accepted = response.event.value;
     }
     return { accepted };
@@ -51,7 +59,13 @@ describe("classification with many connected nodes that never answer classify", 
       expect(accepted).toMatchObject({ classifier: "local", difficulty: Difficulty.SIMPLE });
     }
     // at once: every chat declined by the node link, none waited on (no time-out)
-    expect(coordinator.classifier.stats().links.node).toEqual({ answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 5 });
+    expect(coordinator.classifier.stats().links.node).toEqual({
+      answered: 0,
+      failed: 0,
+      timedOut: 0,
+      abandoned: 0,
+      declined: 5,
+    });
     // each chat's prompt went to one node as a probe, off the request path; five different nodes
     const probed = silent().filter((node) => node.classifyAssigns.length > 0);
     expect(probed).toHaveLength(5);
@@ -62,7 +76,9 @@ describe("classification with many connected nodes that never answer classify", 
     // probes go to the silent nodes first (they rank higher), one per request, then to the judge
     const strangers = SILENT + 1 - silent().reduce((sum, node) => sum + node.classifyAssigns.length, 0);
     for (let i = 0; i < strangers; i++) {
-      expect(await coordinator.classifier.classify({ messages: [{ role: "user", content: `Define word number ${i}.` }] })).toMatchObject({ classifier: "local" });
+      expect(
+        await coordinator.classifier.classify({ messages: [{ role: "user", content: `Define word number ${i}.` }] }),
+      ).toMatchObject({ classifier: "local" });
     }
     await vi.waitFor(() => expect(judge.classifyAssigns).toHaveLength(1));
     await new Promise((resolve) => setTimeout(resolve, 200)); // its probe's answer arrives (20 ms)
@@ -71,16 +87,21 @@ describe("classification with many connected nodes that never answer classify", 
     const { accepted } = await chat("What is the capital of Mali?");
     expect(accepted).toMatchObject({ classifier: "node", difficulty: Difficulty.COMPLEX });
 
-    // now it takes 1.5 s: its record (~20 ms answers → a wait of 2 × p90 + 50 ms) ends the wait long before the 2 s budget
+    // now it takes 1.5 s: its record (~20 ms answers → a wait of 2 × p90 + 50 ms) ends the wait long before the 2 s
+    // budget
     judgeDelayMs = 1_500;
     // "local" deciding shows the wait ended before the judge's 1.5 s answer, let alone the 2 s budget
-    expect(await coordinator.classifier.classify({ messages: [{ role: "user", content: "What is the capital of Togo?" }] })).toMatchObject({ classifier: "local" });
+    expect(
+      await coordinator.classifier.classify({ messages: [{ role: "user", content: "What is the capital of Togo?" }] }),
+    ).toMatchObject({ classifier: "local" });
     expect(coordinator.classifier.stats().links.node).toMatchObject({ answered: 1, timedOut: 1, failed: 0 });
 
     // its late answer (within the assign's deadline) is no miss: it is asked again, with a wider wait
     judgeDelayMs = 20;
     await new Promise((resolve) => setTimeout(resolve, 1_600));
-    const again = await coordinator.classifier.classify({ messages: [{ role: "user", content: "What is the capital of Niger?" }] });
+    const again = await coordinator.classifier.classify({
+      messages: [{ role: "user", content: "What is the capital of Niger?" }],
+    });
     expect(again).toEqual({ difficulty: "COMPLEX", classifier: "node" });
     expect(judge.classifyAssigns).toHaveLength(4);
     expect(silent().reduce((sum, node) => sum + node.classifyAssigns.length, 0)).toBe(SILENT); // one probe each, ever

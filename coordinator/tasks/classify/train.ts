@@ -34,12 +34,22 @@ export function encodeExamples(items: readonly TrainingItem[]): Example[] {
   const scratch = newFeatures();
   return items.map((item) => {
     const f = extractFeatures(item.messages, scratch);
-    return { indices: f.indices.slice(0, f.count), values: f.values.slice(0, f.count), count: f.count, weight: f.weight, label: DIFFICULTIES.indexOf(item.label), group: item.group };
+    return {
+      indices: f.indices.slice(0, f.count),
+      values: f.values.slice(0, f.count),
+      count: f.count,
+      weight: f.weight,
+      label: DIFFICULTIES.indexOf(item.label),
+      group: item.group,
+    };
   });
 }
 
 /** Float weights (bucket-major, class-minor) and biases fitted to `examples`. */
-export function fit(examples: readonly Example[], seed: number = TRAINING.seed): { weights: Float64Array; bias: Float64Array } {
+export function fit(
+  examples: readonly Example[],
+  seed: number = TRAINING.seed,
+): { weights: Float64Array; bias: Float64Array } {
   const weights = new Float64Array(BUCKETS * CLASSES);
   const squares = new Float64Array(BUCKETS * CLASSES);
   const bias = new Float64Array(CLASSES);
@@ -85,7 +95,11 @@ export function fit(examples: readonly Example[], seed: number = TRAINING.seed):
 }
 
 /** int8 weights with one scale per class; the biases stay floats (rounded so the header stays short). */
-export function quantize(fitted: { weights: Float64Array; bias: Float64Array }, offsets: number[], training: Record<string, unknown>): DifficultyModel {
+export function quantize(
+  fitted: { weights: Float64Array; bias: Float64Array },
+  offsets: number[],
+  training: Record<string, unknown>,
+): DifficultyModel {
   const scales = DIFFICULTIES.map((_, c) => {
     let max = 0;
     for (let at = c; at < fitted.weights.length; at += CLASSES) max = Math.max(max, Math.abs(fitted.weights[at]!));
@@ -95,7 +109,15 @@ export function quantize(fitted: { weights: Float64Array; bias: Float64Array }, 
   for (let at = 0; at < weights.length; at++) weights[at] = Math.round(fitted.weights[at]! / scales[at % CLASSES]!);
   const round = (x: number) => Number(x.toPrecision(9));
   return {
-    header: { featureVersion: FEATURE_VERSION, buckets: BUCKETS, classes: DIFFICULTIES, scales: scales.map(round), bias: [...fitted.bias].map(round), offsets, training },
+    header: {
+      featureVersion: FEATURE_VERSION,
+      buckets: BUCKETS,
+      classes: DIFFICULTIES,
+      scales: scales.map(round),
+      bias: [...fitted.bias].map(round),
+      offsets,
+      training,
+    },
     weights,
   };
 }
@@ -121,7 +143,12 @@ export function figures(labels: readonly number[], predictions: readonly number[
     } else if (predictions[i]! < label) under++;
   });
   const round = (x: number) => Math.round(x * 10_000) / 10_000;
-  return { items: labels.length, accuracy: round(right / labels.length), under: round(under / labels.length), perClass: perClass.map((r, c) => round(r / Math.max(1, totals[c]!))) };
+  return {
+    items: labels.length,
+    accuracy: round(right / labels.length),
+    under: round(under / labels.length),
+    perClass: perClass.map((r, c) => round(r / Math.max(1, totals[c]!))),
+  };
 }
 
 /**
@@ -166,7 +193,8 @@ export function chooseOffsets(scores: readonly Float64Array[], labels: readonly 
       const fits = candidate.under <= limit;
       const bestFits = best.under <= limit;
       // within the limit, the most right answers; while nothing fits yet, the fewest sent too low
-      if (fits ? !bestFits || candidate.right > best.right : !bestFits && candidate.under < best.under) best = candidate;
+      if (fits ? !bestFits || candidate.right > best.right : !bestFits && candidate.under < best.under)
+        best = candidate;
     }
   }
   return best.offsets;
@@ -218,12 +246,23 @@ export function trainFromCorpus(): TrainingRun {
   const seeds = loadTrainingSeeds();
   const examples = encodeExamples(expandCorpus(seeds, loadMaterial(), TRAINING.seed));
   const fitted = quantize(fit(examples), [0, 0, 0], {});
-  const dev = encodeExamples(loadDevSplit().map((item) => ({ group: item.id, lang: item.lang, label: item.label, kind: item.kind, messages: toMessages(item.text) })));
+  const dev = encodeExamples(
+    loadDevSplit().map((item) => ({
+      group: item.id,
+      lang: item.lang,
+      label: item.label,
+      kind: item.kind,
+      messages: toMessages(item.text),
+    })),
+  );
   const labels = dev.map((e) => e.label);
   const scores = dev.map((e) => scoreFeatures(fitted, e));
   const offsets = chooseOffsets(scores, labels);
   const predict = (o: number[]) => scores.map((s) => DIFFICULTIES.indexOf(decide(s, o)));
-  const calibration = { withoutOffsets: figures(labels, predict([0, 0, 0])), withOffsets: figures(labels, predict(offsets)) };
+  const calibration = {
+    withoutOffsets: figures(labels, predict([0, 0, 0])),
+    withOffsets: figures(labels, predict(offsets)),
+  };
   const model: DifficultyModel = {
     weights: fitted.weights,
     header: {

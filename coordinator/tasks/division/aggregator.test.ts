@@ -31,7 +31,13 @@ describe("OrderedRelease", () => {
 
   it("releases every held part when they complete in reverse order", () => {
     const release = new OrderedRelease(3, heading);
-    const out = [...release.start(), ...release.token(1, "b"), ...release.token(2, "c"), ...release.complete(2), ...release.complete(1)];
+    const out = [
+      ...release.start(),
+      ...release.token(1, "b"),
+      ...release.token(2, "c"),
+      ...release.complete(2),
+      ...release.complete(1),
+    ];
     expect(out).toEqual(["#1\n\n"]);
     expect(release.complete(0).join("")).toBe("\n\n#2\n\nb\n\n#3\n\nc");
   });

@@ -44,24 +44,34 @@ describe("contextBudgetFor", () => {
       overlapTokens: 27,
     });
     const estimated = (text: string) => tokenWeight(text, estimate);
-    expect(contextBudgetFor(4096, promptOverheadTokens(request, [], estimated), widestHeaderTokens(estimated), ceilings)).toMatchObject({
+    expect(
+      contextBudgetFor(4096, promptOverheadTokens(request, [], estimated), widestHeaderTokens(estimated), ceilings),
+    ).toMatchObject({
       chunkTokens: 3072,
       noteTokens: 384,
       overlapTokens: 128,
     });
     // an unknown window leaves the ceilings (notes still ≤ B / 8)
-    expect(contextBudgetFor(undefined, 100, 7, ceilings)).toMatchObject({ chunkTokens: 3072, noteTokens: 384, overlapTokens: 128 });
+    expect(contextBudgetFor(undefined, 100, 7, ceilings)).toMatchObject({
+      chunkTokens: 3072,
+      noteTokens: 384,
+      overlapTokens: 128,
+    });
   });
 
   it("counts the rest of the conversation in the reduce's prompt", () => {
     const count = (text: string) => tokenWeight(text, estimate);
     const persona = [{ role: "system" as const, content: "You are a careful analyst. ".repeat(40) }];
-    expect(promptOverheadTokens(request, persona, count)).toBeGreaterThan(promptOverheadTokens(request, [], count) + 250);
+    expect(promptOverheadTokens(request, persona, count)).toBeGreaterThan(
+      promptOverheadTokens(request, [], count) + 250,
+    );
   });
 
   it("has no budget when the window leaves no room for a chunk", () => {
     expect(contextBudgetFor(300, 280, 20, ceilings)).toBeUndefined();
-    expect(contextBudgetFor(280 + SAFETY_TOKENS + MIN_CHUNK_TOKENS + 40, 280, 4, ceilings)?.chunkTokens).toBeGreaterThanOrEqual(MIN_CHUNK_TOKENS);
+    expect(
+      contextBudgetFor(280 + SAFETY_TOKENS + MIN_CHUNK_TOKENS + 40, 280, 4, ceilings)?.chunkTokens,
+    ).toBeGreaterThanOrEqual(MIN_CHUNK_TOKENS);
   });
 });
 
@@ -80,10 +90,32 @@ describe("cutToTokens", () => {
 
 describe("packNotes", () => {
   it.each([
-    { weights: [10, 10, 10, 10], limit: 20, batches: [[0, 2], [2, 4]] },
-    { weights: [10, 10, 10], limit: 20, batches: [[0, 2], [2, 3]] },
+    {
+      weights: [10, 10, 10, 10],
+      limit: 20,
+      batches: [
+        [0, 2],
+        [2, 4],
+      ],
+    },
+    {
+      weights: [10, 10, 10],
+      limit: 20,
+      batches: [
+        [0, 2],
+        [2, 3],
+      ],
+    },
     { weights: [5, 5, 5, 5, 5], limit: 100, batches: [[0, 5]] },
-    { weights: [10, 1, 10, 1, 10], limit: 20, batches: [[0, 2], [2, 4], [4, 5]] },
+    {
+      weights: [10, 1, 10, 1, 10],
+      limit: 20,
+      batches: [
+        [0, 2],
+        [2, 4],
+        [4, 5],
+      ],
+    },
   ])("$weights into ≤ $limit", ({ weights, limit, batches }) => {
     expect(packNotes(weights, limit)).toEqual(batches);
   });

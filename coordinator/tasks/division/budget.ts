@@ -36,11 +36,17 @@ export interface ContextBudget {
 /**
  * The budget for nodes whose smallest window is `window` tokens, with `overheadTokens` of prompt around the text
  * read and `headerTokens` for the label in front of each note. With W the window, O the overhead, S SAFETY_TOKENS:
- *   room A = W − O − S;  N = min(CONTEXT_NOTE_TOKENS, ⌊A / 9⌋);  B = min(CONTEXT_CHUNK_TOKENS, A − N);  N = min(N, ⌊B / 8⌋)
+ * room A = W − O − S;  N = min(CONTEXT_NOTE_TOKENS, ⌊A / 9⌋);  B = min(CONTEXT_CHUNK_TOKENS, A − N);  N = min(N, ⌊B /
+ * 8⌋)
  * so prompt + note ≤ O + B + N ≤ W − S: every prompt fits with room for its whole answer. An unknown window
  * leaves the ceilings. Undefined when the window leaves no room for a chunk of MIN_CHUNK_TOKENS.
  */
-export function contextBudgetFor(window: number | undefined, overheadTokens: number, headerTokens: number, ceilings: BudgetCeilings): ContextBudget | undefined {
+export function contextBudgetFor(
+  window: number | undefined,
+  overheadTokens: number,
+  headerTokens: number,
+  ceilings: BudgetCeilings,
+): ContextBudget | undefined {
   const room = window === undefined ? Infinity : window - overheadTokens - SAFETY_TOKENS;
   let noteTokens = Math.min(ceilings.contextNoteTokens, Math.floor(room / 9));
   const chunkTokens = Math.min(ceilings.contextChunkTokens, room - noteTokens);

@@ -27,9 +27,16 @@ describe("tokenizer rates", () => {
 
   it("takes the fewest characters per token among the nodes, with a 10 % margin on measured rates", () => {
     expect(ratesFor([])).toEqual({ asciiCharsPerToken: 3.5, otherCharsPerToken: 1 });
-    expect(ratesFor([{ tokenizerRates: { asciiCharsPerToken: 4.4, otherCharsPerToken: 2 } }])).toEqual({ asciiCharsPerToken: 4.4 * 0.9, otherCharsPerToken: 2 * 0.9 });
+    expect(ratesFor([{ tokenizerRates: { asciiCharsPerToken: 4.4, otherCharsPerToken: 2 } }])).toEqual({
+      asciiCharsPerToken: 4.4 * 0.9,
+      otherCharsPerToken: 2 * 0.9,
+    });
     // a node without a tokenizer counts as the estimate; a hungry tokenizer wins where it is hungrier
-    const mixed = ratesFor([{ tokenizerRates: tiny }, {}, { tokenizerRates: { asciiCharsPerToken: 4, otherCharsPerToken: 3 } }]);
+    const mixed = ratesFor([
+      { tokenizerRates: tiny },
+      {},
+      { tokenizerRates: { asciiCharsPerToken: 4, otherCharsPerToken: 3 } },
+    ]);
     expect(mixed.asciiCharsPerToken).toBeCloseTo(1.1 * 0.9);
     expect(mixed.otherCharsPerToken).toBeCloseTo(0.5 * 0.9);
   });
@@ -98,7 +105,14 @@ describe("parseDivisionMode", () => {
 });
 
 describe("chooseAutoMode", () => {
-  const base = { conversationTokens: 100, fitsOneNode: true, difficulty: "COMPLEX" as const, wholeNodes: 3, ruleParts: 0, partNodes: 0 };
+  const base = {
+    conversationTokens: 100,
+    fitsOneNode: true,
+    difficulty: "COMPLEX" as const,
+    wholeNodes: 3,
+    ruleParts: 0,
+    partNodes: 0,
+  };
   it.each([
     { facts: {}, mode: "single" },
     { facts: { conversationTokens: 5000, fitsOneNode: false }, mode: "context" },

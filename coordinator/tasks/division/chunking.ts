@@ -34,7 +34,10 @@ export function ratesFor(nodes: readonly { tokenizerRates?: TokenizerRates }[]):
   if (nodes.length === 0) return ESTIMATED_RATES;
   const each = nodes.map((node) =>
     node.tokenizerRates
-      ? { asciiCharsPerToken: node.tokenizerRates.asciiCharsPerToken * MEASURED_RATE_MARGIN, otherCharsPerToken: node.tokenizerRates.otherCharsPerToken * MEASURED_RATE_MARGIN }
+      ? {
+          asciiCharsPerToken: node.tokenizerRates.asciiCharsPerToken * MEASURED_RATE_MARGIN,
+          otherCharsPerToken: node.tokenizerRates.otherCharsPerToken * MEASURED_RATE_MARGIN,
+        }
       : ESTIMATED_RATES,
   );
   return {
@@ -60,7 +63,12 @@ export interface Chunk {
  * after whitespace, at a paragraph or sentence end when one lies in the chunk's last quarter; a word longer
  * than a chunk is cut where it must be. A document within the budget is one chunk.
  */
-export function splitByTokens(document: string, chunkTokens: number, overlapTokens: number, count: TokenCounter = tokenWeight): Chunk[] {
+export function splitByTokens(
+  document: string,
+  chunkTokens: number,
+  overlapTokens: number,
+  count: TokenCounter = tokenWeight,
+): Chunk[] {
   if (chunkTokens < 1) throw new RangeError("chunkTokens must be at least 1");
   const overlap = Math.min(Math.max(0, overlapTokens), Math.floor(chunkTokens / 2));
   const pieces = piecesOf(document, chunkTokens, count);
@@ -75,7 +83,12 @@ export function splitByTokens(document: string, chunkTokens: number, overlapToke
     const end = last < pieces.length ? preferredEnd(pieces, first, last, chunkTokens) : last;
     const start = pieces[first]!.start;
     const stop = pieces[end - 1]!.end;
-    chunks.push({ text: document.slice(start, stop), start, end: stop, tokens: Math.ceil(sumTokens(pieces, first, end)) });
+    chunks.push({
+      text: document.slice(start, stop),
+      start,
+      end: stop,
+      tokens: Math.ceil(sumTokens(pieces, first, end)),
+    });
     if (end >= pieces.length) break;
     // step back over about `overlap` tokens, but always move forward
     let next = end;
@@ -108,7 +121,12 @@ function piecesOf(document: string, chunkTokens: number, count: TokenCounter): P
     const step = Math.max(1, Math.floor((text.length * chunkTokens) / tokens));
     for (let from = 0; from < text.length; from += step) {
       const slice = text.slice(from, from + step);
-      pieces.push({ start: at + from, end: at + from + slice.length, tokens: Math.min(chunkTokens, count(slice)), boundary: 0 });
+      pieces.push({
+        start: at + from,
+        end: at + from + slice.length,
+        tokens: Math.min(chunkTokens, count(slice)),
+        boundary: 0,
+      });
     }
   }
   return pieces;

@@ -8,7 +8,7 @@ describe("normalizedWords", () => {
     { text: "  Hello \n\t WORLD  ", words: ["hello", "world"] },
     { text: "Ｆｕｌｌ－ｗｉｄｔｈ", words: ["full-width"] },
     { text: "π ≈ 3.14.", words: ["π", "3.14"] },
-    { text: "\"quoted\" (aside) — dash", words: ["quoted", "aside", "dash"] },
+    { text: '"quoted" (aside) — dash', words: ["quoted", "aside", "dash"] },
     { text: "", words: [] },
     { text: "...", words: [] },
   ])("$text → $words", ({ text, words }) => {
@@ -18,7 +18,9 @@ describe("normalizedWords", () => {
 
 /** The textbook O(n·m) distance, to check the banded one against. */
 function levenshtein(a: string[], b: string[]): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const d = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
@@ -41,7 +43,7 @@ describe("boundedWordDistance", () => {
 
   it("agrees with the full distance whenever that is within the budget", () => {
     let seed = 7;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const words = (n: number) => Array.from({ length: n }, () => "abcd"[Math.floor(random() * 4)]!);
     for (let round = 0; round < 300; round++) {
       const a = words(Math.floor(random() * 12));
@@ -57,7 +59,7 @@ describe("similarity and sameAnswer (threshold 0.9)", () => {
   const ten = "one two three four five six seven eight nine ten";
   it.each([
     { a: ten, b: ten, same: true },
-    { a: ten, b: ten.toUpperCase().replaceAll(" ", "  ") + ".", same: true }, // case, spacing, final punctuation
+    { a: ten, b: `${ten.toUpperCase().replaceAll(" ", "  ")}.`, same: true }, // case, spacing, final punctuation
     { a: ten, b: ten.replace("five", "FIVE!"), same: true },
     { a: ten, b: ten.replace("five", "5"), same: true }, // one word in ten differs: exactly 0.9
     { a: ten, b: ten.replace("five", "5").replace("nine", "9"), same: false },
@@ -79,7 +81,7 @@ describe("similarity and sameAnswer (threshold 0.9)", () => {
     const words = Array.from({ length: 20_000 }, (_, i) => `w${i % 97}`);
     const long = words.join(" ");
     const edited = ["first", ...words.slice(1, -1), "last"].join(" ");
-    const other = words.map((w) => w + "x").join(" ");
+    const other = words.map((w) => `${w}x`).join(" ");
     expect(sameAnswer(long, long.replace("w5 ", "v5 "), 0.9)).toBe(true);
     expect(sameAnswer(long, edited, 0.9)).toBe(true);
     expect(sameAnswer(long, other, 0.9)).toBe(false);
@@ -94,9 +96,30 @@ describe("findMajority", () => {
     { answers: [lie, yes, yes], requested: 3, verified: true, representative: 1, agreeing: [1, 2], dissenting: [0] },
     { answers: [yes, yes], requested: 3, verified: true, representative: 0, agreeing: [0, 1], dissenting: [] }, // one node failed
     { answers: [yes, lie], requested: 2, verified: false, representative: 0, agreeing: [0], dissenting: [1] },
-    { answers: [yes, lie, "Berlin"], requested: 3, verified: false, representative: 0, agreeing: [0], dissenting: [1, 2] },
-    { answers: [yes, yes, yes, lie, lie], requested: 5, verified: true, representative: 0, agreeing: [0, 1, 2], dissenting: [3, 4] },
-    { answers: [yes, yes, lie, lie], requested: 4, verified: false, representative: 0, agreeing: [0, 1], dissenting: [2, 3] },
+    {
+      answers: [yes, lie, "Berlin"],
+      requested: 3,
+      verified: false,
+      representative: 0,
+      agreeing: [0],
+      dissenting: [1, 2],
+    },
+    {
+      answers: [yes, yes, yes, lie, lie],
+      requested: 5,
+      verified: true,
+      representative: 0,
+      agreeing: [0, 1, 2],
+      dissenting: [3, 4],
+    },
+    {
+      answers: [yes, yes, lie, lie],
+      requested: 4,
+      verified: false,
+      representative: 0,
+      agreeing: [0, 1],
+      dissenting: [2, 3],
+    },
     { answers: [], requested: 3, verified: false, representative: 0, agreeing: [], dissenting: [] },
   ])("$answers.length answers of $requested → verified $verified", ({ answers, requested, ...expected }) => {
     expect(findMajority(answers, requested, 0.9)).toMatchObject(expected);

@@ -7,8 +7,11 @@ import type { LiveNode } from "../../nodes/registry.ts";
 import type { ChatEvent } from "../chat.ts";
 import { modelIdentity, type ModelIdentity, type RouteRequest } from "../router.ts";
 import { findMajority, normalizedWords, similarity } from "./compare.ts";
-import { connectedEligible, ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
-import type { PartResult } from "./part.ts";
+import { capableNodes } from "../capable-nodes.ts";
+import type { PartResult } from "../part-spec.ts";
+import type { DividedTask, DivisionContext } from "./divided-task.ts";
+import { ParentTask } from "./parent-task.ts";
+import { PartGroup } from "./part-group.ts";
 
 /** The model group with the most connected nodes that may take the request (ties: more free slots). */
 export function largestModelGroup(nodes: LiveNode[]): { identity: ModelIdentity; count: number } | undefined {
@@ -28,24 +31,35 @@ export function largestModelGroup(nodes: LiveNode[]): { identity: ModelIdentity;
   return best && { identity: best.identity, count: best.count };
 }
 
-export async function* runConsensus(ctx: DivisionContext, task: DividedTask): AsyncGenerator<ChatEvent, void, undefined> {
+export async function* runConsensus(
+  ctx: DivisionContext,
+  task: DividedTask,
+): AsyncGenerator<ChatEvent, void, undefined> {
   const requested = task.input.consensusNodes || ctx.config.consensusDefaultNodes;
-  if (requested < 2) throw new ConnectError("consensus_nodes: consensus needs 2 to 9 nodes (0 means the configured default)", Code.InvalidArgument);
-  const parent = new ParentTask(ctx.journal, task, "consensus");
-  const group = new PartGroup(ctx.parts, task.input.signal);
+  if (requested < 2)
+    throw new ConnectError(
+      "consensus_nodes: consensus needs 2 to 9 nodes (0 means the configured default)",
+      Code.InvalidArgument,
+    );
+  const parent = new ParentTask(ctx, task, "consensus");
+  const group = new PartGroup(ctx, task.input.signal);
   const threshold = ctx.config.consensusSimilarity;
   try {
     const route: RouteRequest = { difficulty: task.difficulty, model: task.model, exclude: new Set() };
-    const models = largestModelGroup(connectedEligible(ctx.registry, route));
+    const models = largestModelGroup(capableNodes(ctx.registry.nodes(), route));
     // fewer comparable nodes than asked for: one node answers (streamed live), marked unverified
     const count = models && models.count >= requested ? requested : 1;
     if (count === 1) {
-      ctx.journal.note(task.taskId, "queued", null, `consensus needs ${requested} connected nodes of one model and quantization; ${models?.count ?? 0} found: one node answers, unverified`);
+      ctx.journal.note(
+        task.taskId,
+        "queued",
+        null,
+        `consensus needs ${requested} connected nodes of one model and quantization; ${models?.count ?? 0} found: one node answers, unverified`,
+      );
     }
     // temperature 0 and one seed for every copy: the same model and quantization should then give the same text
     const seed = randomInt(2 ** 31);
     const exclude = new Set<string>(); // each copy on a different node
-    const started = Date.now();
     for (let i = 0; i < count; i++) {
       group.start({
         taskId: randomUUID(),
@@ -63,7 +77,6 @@ export async function* runConsensus(ctx: DivisionContext, task: DividedTask): As
         distinct: true,
         accountId: task.input.accountId,
         clientAddress: task.input.clientAddress,
-        started,
         reward: count === 1 ? "now" : "later",
         wait: count === 1 ? "queue" : "while-possible",
       });
@@ -80,14 +93,26 @@ export async function* runConsensus(ctx: DivisionContext, task: DividedTask): As
         settled++;
         // a majority of the N asked agrees already: answer now, and judge the copies still running when they end
         const sofar = results.filter((r): r is PartResult => r !== undefined);
-        const early = count > 1 && settled < count ? findMajority(sofar.map((a) => a.text), requested, threshold) : undefined;
+        const early =
+          count > 1 && settled < count
+            ? findMajority(
+                sofar.map((a) => a.text),
+                requested,
+                threshold,
+              )
+            : undefined;
         if (early?.verified) {
           const chosen = sofar[early.representative]!;
           judge(ctx, sofar, early, threshold);
           group.detach();
           void judgeStragglers(ctx, group, chosen, count - settled, threshold);
           for (const piece of chosen.pieces) yield parent.token(piece, chosen.node.id);
-          yield parent.complete(chosen, [chosen], sofar.flatMap((a) => a.nodeIds), true);
+          yield parent.complete(
+            chosen,
+            [chosen],
+            sofar.flatMap((a) => a.nodeIds),
+            true,
+          );
           return;
         }
       } else if (item.kind === "error") {
@@ -104,12 +129,25 @@ export async function* runConsensus(ctx: DivisionContext, task: DividedTask): As
       }
     }
     const answers = results.filter((r): r is PartResult => r !== undefined);
-    if (answers.length === 0) throw new ConnectError(`every consensus copy failed; last: ${lastError?.rawMessage ?? "unknown"}`, lastError?.code ?? Code.Unavailable);
-    const verdict = findMajority(answers.map((a) => a.text), requested, threshold);
+    if (answers.length === 0)
+      throw new ConnectError(
+        `every consensus copy failed; last: ${lastError?.rawMessage ?? "unknown"}`,
+        lastError?.code ?? Code.Unavailable,
+      );
+    const verdict = findMajority(
+      answers.map((a) => a.text),
+      requested,
+      threshold,
+    );
     const chosen = answers[verdict.representative]!;
     if (count > 1) judge(ctx, answers, verdict, threshold);
     if (count > 1) for (const piece of chosen.pieces) yield parent.token(piece, chosen.node.id);
-    yield parent.complete(chosen, [chosen], answers.flatMap((a) => a.nodeIds), count > 1 && verdict.verified);
+    yield parent.complete(
+      chosen,
+      [chosen],
+      answers.flatMap((a) => a.nodeIds),
+      count > 1 && verdict.verified,
+    );
   } catch (err) {
     throw parent.fail(err);
   } finally {
@@ -122,7 +160,13 @@ export async function* runConsensus(ctx: DivisionContext, task: DividedTask): As
  * The copies still running when the majority answered: each is held against the majority's answer when it ends
  * (agreeing earns the completion, differing is a mismatch), so a slow liar is caught as surely as a fast one.
  */
-async function judgeStragglers(ctx: DivisionContext, group: PartGroup, chosen: PartResult, remaining: number, threshold: number): Promise<void> {
+async function judgeStragglers(
+  ctx: DivisionContext,
+  group: PartGroup,
+  chosen: PartResult,
+  remaining: number,
+  threshold: number,
+): Promise<void> {
   try {
     while (remaining > 0) {
       const next = await group.events.next();
@@ -133,7 +177,15 @@ async function judgeStragglers(ctx: DivisionContext, group: PartGroup, chosen: P
       if (item.kind === "error") continue; // the part's own failure was recorded where it happened
       const agreement = similarity(normalizedWords(chosen.text), normalizedWords(item.result.text), threshold);
       if (agreement >= threshold) item.result.judge("completed");
-      else ctx.mismatches.record(item.result, { check: "consensus", reference: chosen.text, referenceFrom: chosen.node.id, referenceTaskId: chosen.taskId, similarity: agreement, threshold });
+      else
+        ctx.mismatches.record(item.result, {
+          check: "consensus",
+          reference: chosen.text,
+          referenceFrom: chosen.node.id,
+          referenceTaskId: chosen.taskId,
+          similarity: agreement,
+          threshold,
+        });
     }
   } catch (err) {
     ctx.logger.error({ err, taskId: chosen.taskId }, "could not judge a consensus copy that ended after the majority");
@@ -144,7 +196,12 @@ async function judgeStragglers(ctx: DivisionContext, group: PartGroup, chosen: P
  * With a majority, its nodes earn the completion and the others get the invalid-response rule; without one
  * every node that answered earns the completion (no one can tell who was right).
  */
-function judge(ctx: DivisionContext, answers: PartResult[], verdict: ReturnType<typeof findMajority>, threshold: number): void {
+function judge(
+  ctx: DivisionContext,
+  answers: PartResult[],
+  verdict: ReturnType<typeof findMajority>,
+  threshold: number,
+): void {
   const chosen = answers[verdict.representative]!;
   if (!verdict.verified) {
     for (const answer of answers) answer.judge("completed");

@@ -2,12 +2,15 @@
 // the request are in a conversation, and what the prompts cost around the text they carry (budget.ts's overhead).
 import { TEMPLATE_TOKENS_PER_MESSAGE } from "./budget.ts";
 import type { TokenCounter } from "./chunking.ts";
-import type { ChatMessageInput } from "./part-spec.ts";
+import type { ChatMessageInput } from "../part-spec.ts";
 
 // Short on purpose: every map prompt carries its instruction, and on a small window it is the chunk's room.
-export const MAP_INSTRUCTION = "Note briefly what in this part of a long document matters for the request. Do not answer it.";
-export const COMBINE_INSTRUCTION = "Merge these notes on parts of a long document into one brief note on what matters for the request.";
-export const REDUCE_INSTRUCTION = "A long document was read in parts; these are the notes, in order. Answer the request from them.";
+export const MAP_INSTRUCTION =
+  "Note briefly what in this part of a long document matters for the request. Do not answer it.";
+export const COMBINE_INSTRUCTION =
+  "Merge these notes on parts of a long document into one brief note on what matters for the request.";
+export const REDUCE_INSTRUCTION =
+  "A long document was read in parts; these are the notes, in order. Answer the request from them.";
 /** What an empty note says in later prompts (notes are stored with it). */
 export const EMPTY_NOTE = "(nothing relevant)";
 /** The request is read from the document's first and last paragraphs when it sits in the document's message. */
@@ -20,12 +23,17 @@ const ROLE_LABEL = "Assistant: \n";
 /** Where the document is (the longest message) and what is asked about it. */
 export function locateDocument(messages: readonly ChatMessageInput[]): { index: number; request: string } {
   let index = 0;
-  for (let i = 1; i < messages.length; i++) if (messages[i]!.content.length > messages[index]!.content.length) index = i;
+  for (let i = 1; i < messages.length; i++)
+    if (messages[i]!.content.length > messages[index]!.content.length) index = i;
   const lastUser = messages.findLastIndex((m) => m.role === "user");
   if (lastUser >= 0 && lastUser !== index) return { index, request: messages[lastUser]!.content };
   // the request sits in the document's own message: instructions come first or last
-  const paragraphs = messages[index]!.content.split(/\n\s*\n/).map((p) => p.trim()).filter((p) => p !== "");
-  const ends = [paragraphs[0], paragraphs.length > 1 ? paragraphs.at(-1) : undefined].filter((p): p is string => p !== undefined && p.length <= CUE_PARAGRAPH_CHARS);
+  const paragraphs = messages[index]!.content.split(/\n\s*\n/)
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
+  const ends = [paragraphs[0], paragraphs.length > 1 ? paragraphs.at(-1) : undefined].filter(
+    (p): p is string => p !== undefined && p.length <= CUE_PARAGRAPH_CHARS,
+  );
   return { index, request: ends.length > 0 ? ends.join("\n…\n") : "Summarise the document." };
 }
 
@@ -36,7 +44,12 @@ export function mapMessages(request: string, chunk: string, index: number, count
   ];
 }
 
-export function combineMessages(request: string, notes: readonly string[], from: number, to: number): ChatMessageInput[] {
+export function combineMessages(
+  request: string,
+  notes: readonly string[],
+  from: number,
+  to: number,
+): ChatMessageInput[] {
   return [
     { role: "system", content: COMBINE_INSTRUCTION },
     { role: "user", content: `The request: ${request}\n\n${notesBlock(notes, from, to)}` },
@@ -44,8 +57,18 @@ export function combineMessages(request: string, notes: readonly string[], from:
 }
 
 /** The conversation besides the document and the request, then the notes and the request. */
-export function reduceMessages(others: readonly ChatMessageInput[], request: string, notes: readonly string[]): ChatMessageInput[] {
-  return [...others, { role: "user", content: `${REDUCE_INSTRUCTION}\n\n${notesBlock(notes, 0, notes.length)}\n\nThe request: ${request}` }];
+export function reduceMessages(
+  others: readonly ChatMessageInput[],
+  request: string,
+  notes: readonly string[],
+): ChatMessageInput[] {
+  return [
+    ...others,
+    {
+      role: "user",
+      content: `${REDUCE_INSTRUCTION}\n\n${notesBlock(notes, 0, notes.length)}\n\nThe request: ${request}`,
+    },
+  ];
 }
 
 /** The label in front of a note, as the notes block writes it. */
@@ -68,8 +91,13 @@ export function widestHeaderTokens(tokens: TokenCounter): number {
  * instruction, the request, the labels, the chat template's tokens (TEMPLATE_TOKENS_PER_MESSAGE a message, and the
  * assistant's turn); the reduce's also holds the rest of the conversation.
  */
-export function promptOverheadTokens(request: string, others: readonly ChatMessageInput[], tokens: TokenCounter): number {
-  const framing = (messages: number, text: string) => tokens(text) + messages * tokens(ROLE_LABEL) + (messages + 1) * TEMPLATE_TOKENS_PER_MESSAGE;
+export function promptOverheadTokens(
+  request: string,
+  others: readonly ChatMessageInput[],
+  tokens: TokenCounter,
+): number {
+  const framing = (messages: number, text: string) =>
+    tokens(text) + messages * tokens(ROLE_LABEL) + (messages + 1) * TEMPLATE_TOKENS_PER_MESSAGE;
   const map = framing(2, MAP_INSTRUCTION + mapLead(request, WIDEST_NUMBER, WIDEST_NUMBER));
   const combine = framing(2, `${COMBINE_INSTRUCTION}The request: ${request}\n\n`);
   const conversation = others.map((m) => m.content).join("");
@@ -80,7 +108,9 @@ export function promptOverheadTokens(request: string, others: readonly ChatMessa
 /** The whole conversation as one node would read it, template included. */
 export function conversationTokens(messages: readonly ChatMessageInput[], tokens: TokenCounter): number {
   const text = messages.map((m) => m.content).join("");
-  return Math.ceil(tokens(text) + messages.length * tokens(ROLE_LABEL) + (messages.length + 1) * TEMPLATE_TOKENS_PER_MESSAGE);
+  return Math.ceil(
+    tokens(text) + messages.length * tokens(ROLE_LABEL) + (messages.length + 1) * TEMPLATE_TOKENS_PER_MESSAGE,
+  );
 }
 
 function mapLead(request: string, part: number, count: number): string {

@@ -10,10 +10,22 @@ import { requireCapableNode } from "../capable-nodes.ts";
 import type { ChatEvent } from "../chat.ts";
 import { contextBudgetFor, cutToTokens, packNotes, SAFETY_TOKENS, type ContextBudget } from "./budget.ts";
 import { estimateTokens, ratesFor, splitByTokens, tokenWeight, type TokenCounter } from "./chunking.ts";
-import { combineMessages, conversationTokens, EMPTY_NOTE, locateDocument, mapMessages, noteWeight, promptOverheadTokens, reduceMessages, widestHeaderTokens } from "./context-prompts.ts";
-import { ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
+import {
+  combineMessages,
+  conversationTokens,
+  EMPTY_NOTE,
+  locateDocument,
+  mapMessages,
+  noteWeight,
+  promptOverheadTokens,
+  reduceMessages,
+  widestHeaderTokens,
+} from "./context-prompts.ts";
+import type { DividedTask, DivisionContext } from "./divided-task.ts";
+import { ParentTask } from "./parent-task.ts";
+import { PartGroup } from "./part-group.ts";
 import { nodesServing, parallelism, partDifficulty } from "./part-difficulty.ts";
-import type { ChatMessageInput, PartResult, PartSpec } from "./part.ts";
+import type { ChatMessageInput, PartResult, PartSpec } from "../part-spec.ts";
 
 /** A request's reading plan, for the nodes online now. */
 export interface ContextPlan {
@@ -68,12 +80,14 @@ export function planContext(ctx: DivisionContext, task: DividedTask): ContextPla
 
 /** Whether one node reads the whole conversation: within a chunk's prompt, so with room for an answer. */
 export function fitsOneNode(plan: ContextPlan): boolean {
-  const limit = plan.budget ? plan.budget.chunkTokens + plan.budget.overheadTokens : (plan.window ?? Infinity) - SAFETY_TOKENS;
+  const limit = plan.budget
+    ? plan.budget.chunkTokens + plan.budget.overheadTokens
+    : (plan.window ?? Infinity) - SAFETY_TOKENS;
   return plan.conversationTokens <= limit;
 }
 
 export async function* runContext(ctx: DivisionContext, task: DividedTask): AsyncGenerator<ChatEvent, void, undefined> {
-  const parent = new ParentTask(ctx.journal, task, "context");
+  const parent = new ParentTask(ctx, task, "context");
   let group: PartGroup | undefined;
   try {
     const plan = planContext(ctx, task);
@@ -81,16 +95,25 @@ export async function* runContext(ctx: DivisionContext, task: DividedTask): Asyn
     const budget = plan.budget;
     if (!budget) {
       const smallest = `the smallest context window among the nodes that serve ${plan.difficulty} requests (${plan.window} tokens)`;
-      throw new ConnectError(`${smallest} leaves no room for a chunk of a document beside the instructions and the request`, Code.FailedPrecondition);
+      throw new ConnectError(
+        `${smallest} leaves no room for a chunk of a document beside the instructions and the request`,
+        Code.FailedPrecondition,
+      );
     }
     // as many parts at once as the nodes have slots; the others wait in the group, not in the network's queue
-    group = new PartGroup(ctx.parts, task.input.signal, parallelism(plan.capable));
+    group = new PartGroup(ctx, task.input.signal, parallelism(plan.capable));
     const messages = task.input.messages;
     const base = partBase(task, plan.difficulty);
     let finalMessages: ChatMessageInput[] = messages;
     if (!fitsOneNode(plan)) finalMessages = yield* readDocument(ctx, task, plan, budget, group, parent, base);
     // the reduce (or the whole conversation, when one node reads it) streams to the client
-    const reduceIndex = group.start({ ...base, taskId: randomUUID(), started: Date.now(), messages: finalMessages, maxTokens: task.maxTokens, temperature: task.input.temperature });
+    const reduceIndex = group.start({
+      ...base,
+      taskId: randomUUID(),
+      messages: finalMessages,
+      maxTokens: task.maxTokens,
+      temperature: task.input.temperature,
+    });
     for (;;) {
       const next = await group.events.next();
       if (next.done) throw new ConnectError("the answer ended without a result", Code.Internal);
@@ -143,8 +166,12 @@ async function* readDocument(
     null,
     `document of about ${documentTokens} tokens in ${chunks.length} chunks of ≤ ${budget.chunkTokens} (window ${plan.window ?? "unknown"}, prompt ${budget.overheadTokens}, notes ≤ ${budget.noteTokens})`,
   );
-  const read = (what: string, prompts: ChatMessageInput[][]) => readRound(group, parent, base, budget, plan.count, what, prompts);
-  let notes = yield* read("chunk", chunks.map((chunk, i) => mapMessages(plan.request, chunk.text, i, chunks.length)));
+  const read = (what: string, prompts: ChatMessageInput[][]) =>
+    readRound(group, parent, base, budget, plan.count, what, prompts);
+  let notes = yield* read(
+    "chunk",
+    chunks.map((chunk, i) => mapMessages(plan.request, chunk.text, i, chunks.length)),
+  );
   // each round packs the notes into batches of ≤ B; a note takes ≤ B / 2, so a batch holds two at least and the
   // count at least halves (budget.ts: packNotes) until the notes fit one prompt
   for (let round = 2; notes.length > 1; round++) {
@@ -152,7 +179,10 @@ async function* readDocument(
     if (weights.reduce((sum, w) => sum + w, 0) <= budget.chunkTokens) break;
     const batches = packNotes(weights, budget.chunkTokens);
     const current = notes;
-    notes = yield* read(`batch of notes (round ${round})`, batches.map(([from, to]) => combineMessages(plan.request, current, from, to)));
+    notes = yield* read(
+      `batch of notes (round ${round})`,
+      batches.map(([from, to]) => combineMessages(plan.request, current, from, to)),
+    );
   }
   return reduceMessages(plan.others, plan.request, notes);
 }
@@ -184,7 +214,9 @@ async function* readRound(
   what: string,
   prompts: ChatMessageInput[][],
 ): AsyncGenerator<ChatEvent, string[], undefined> {
-  const indices = prompts.map((messages) => group.start({ ...base, taskId: randomUUID(), started: Date.now(), messages, maxTokens: budget.noteTokens, temperature: 0 }));
+  const indices = prompts.map((messages) =>
+    group.start({ ...base, taskId: randomUUID(), messages, maxTokens: budget.noteTokens, temperature: 0 }),
+  );
   const position = new Map(indices.map((groupIndex, i) => [groupIndex, i]));
   const notes: string[] = new Array<string>(prompts.length).fill("");
   const results: PartResult[] = [];
@@ -214,6 +246,7 @@ async function* readRound(
  */
 function partFailure(what: string, error: ConnectError): ConnectError {
   if (error.code === Code.Canceled) return error;
-  const kept = error.code === Code.Unavailable || error.code === Code.ResourceExhausted || error.code === Code.DeadlineExceeded;
+  const kept =
+    error.code === Code.Unavailable || error.code === Code.ResourceExhausted || error.code === Code.DeadlineExceeded;
   return new ConnectError(`${what}: ${error.rawMessage}`, kept ? error.code : Code.Internal);
 }

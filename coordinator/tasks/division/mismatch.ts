@@ -5,7 +5,7 @@ import type { JsonValue } from "../../db/schema.ts";
 import type { NodeRegistry } from "../../nodes/registry.ts";
 import type { MismatchCount } from "../../nodes/suspension.ts";
 import { answerHash } from "./compare.ts";
-import type { PartResult } from "./part.ts";
+import type { PartResult } from "../part-spec.ts";
 
 export interface MismatchEvidence {
   /** Which check found it. */
@@ -25,7 +25,9 @@ export class MismatchRecorder {
     private readonly registry: NodeRegistry,
     private readonly suspendAfter: number,
     private readonly logger: Logger,
-    private readonly suspensions?: { recordMismatch(nodeId: string, suspendAfter: number): Promise<MismatchCount | undefined> },
+    private readonly suspensions?: {
+      recordMismatch(nodeId: string, suspendAfter: number): Promise<MismatchCount | undefined>;
+    },
   ) {}
 
   /** Penalises the node that produced `answer` (−50 on its task) and counts the mismatch; suspends at the limit. */
@@ -41,7 +43,10 @@ export class MismatchRecorder {
       ...(evidence.referenceTaskId ? { referenceTaskId: evidence.referenceTaskId } : {}),
     };
     answer.judge("invalid_response", recorded);
-    this.logger.warn({ nodeId: node.id, taskId: answer.taskId, ...recorded }, "answer does not match: invalid response");
+    this.logger.warn(
+      { nodeId: node.id, taskId: answer.taskId, ...recorded },
+      "answer does not match: invalid response",
+    );
     if (!this.suspensions) return;
     this.suspensions
       .recordMismatch(node.id, this.suspendAfter)
@@ -49,7 +54,11 @@ export class MismatchRecorder {
         if (!count?.suspended) return;
         const live = this.registry.get(node.id);
         if (live) live.suspended = true;
-        if (count.newlySuspended) this.logger.warn({ nodeId: node.id, mismatches: count.mismatches }, "node suspended after repeated mismatches; an admin's ClearNode lifts it");
+        if (count.newlySuspended)
+          this.logger.warn(
+            { nodeId: node.id, mismatches: count.mismatches },
+            "node suspended after repeated mismatches; an admin's ClearNode lifts it",
+          );
       })
       .catch((err: unknown) => this.logger.error({ err, nodeId: node.id }, "could not count a mismatch"));
   }

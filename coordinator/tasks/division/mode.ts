@@ -1,4 +1,5 @@
-// Division modes as requests name them, and the choice `auto` makes from a request's size, difficulty and the nodes online.
+// Division modes as requests name them, and the choice `auto` makes from a request's size, difficulty and the nodes
+// online.
 import { DivisionMode as ProtoDivisionMode } from "../../../gen/iris/v1/common_pb.ts";
 import type { Difficulty, DivisionMode } from "../../../common/vocabulary.ts";
 
@@ -11,7 +12,10 @@ export type RequestedDivisionMode = (typeof REQUESTED_DIVISION_MODES)[number];
  * or undefined for anything else (the caller answers with a 400 naming the field).
  */
 export function parseDivisionMode(name: string): RequestedDivisionMode | undefined {
-  const mode = name.trim().toLowerCase().replace(/^division_mode_/, "");
+  const mode = name
+    .trim()
+    .toLowerCase()
+    .replace(/^division_mode_/, "");
   if (mode === "" || mode === "unspecified") return "single";
   return (REQUESTED_DIVISION_MODES as readonly string[]).includes(mode) ? (mode as RequestedDivisionMode) : undefined;
 }
@@ -44,10 +48,18 @@ export function chooseAutoMode(facts: AutoFacts): { mode: DivisionMode; reason: 
     return { mode: "context", reason: `about ${facts.conversationTokens} tokens exceed what one node reads` };
   }
   if (facts.ruleParts >= 2 && facts.partNodes >= 1) {
-    if (facts.wholeNodes === 0) return { mode: "subtasks", reason: `no node online serves ${facts.difficulty} requests; ${facts.partNodes} serve its ${facts.ruleParts} parts` };
-    if (facts.difficulty !== "SIMPLE" && facts.partNodes >= 2) return { mode: "subtasks", reason: `${facts.ruleParts} independent parts and ${facts.partNodes} capable nodes` };
+    if (facts.wholeNodes === 0)
+      return {
+        mode: "subtasks",
+        reason: `no node online serves ${facts.difficulty} requests; ${facts.partNodes} serve its ${facts.ruleParts} parts`,
+      };
+    if (facts.difficulty !== "SIMPLE" && facts.partNodes >= 2)
+      return { mode: "subtasks", reason: `${facts.ruleParts} independent parts and ${facts.partNodes} capable nodes` };
   }
-  return { mode: "single", reason: facts.wholeNodes > 0 ? "fits one node" : "no mode's parts are served by a node online" };
+  return {
+    mode: "single",
+    reason: facts.wholeNodes > 0 ? "fits one node" : "no mode's parts are served by a node online",
+  };
 }
 
 const fromProto: Record<ProtoDivisionMode, RequestedDivisionMode> = {

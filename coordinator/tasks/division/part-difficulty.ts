@@ -3,10 +3,9 @@
 import type { Difficulty } from "../../../common/vocabulary.ts";
 import type { LiveNode } from "../../nodes/registry.ts";
 import { capableNodes } from "../capable-nodes.ts";
-import { classifyLocally } from "../classifier.ts";
-import type { DividedTask } from "./divided.ts";
+import { classifyLocally } from "../classify/model.ts";
+import type { DividedTask } from "./divided-task.ts";
 import { difficultyRank } from "../../../common/vocabulary.ts";
-
 
 /**
  * The difficulty of a part whose prompt is `text`: the local classifier's verdict on the part alone, never above
@@ -32,5 +31,8 @@ export function nodesServing(nodes: Iterable<LiveNode>, difficulty: Difficulty, 
 
 /** How many parts the nodes can run at once: their slots, one at least. */
 export function parallelism(nodes: readonly LiveNode[]): number {
-  return Math.max(1, nodes.reduce((sum, node) => sum + Math.max(1, node.capabilities.maxConcurrentTasks), 0));
+  return Math.max(
+    1,
+    nodes.reduce((sum, node) => sum + Math.max(1, node.capabilities.maxConcurrentTasks), 0),
+  );
 }

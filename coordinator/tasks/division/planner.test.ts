@@ -41,7 +41,11 @@ describe("ruleBasedParts", () => {
       request: "1. Explain caching\n   with an example\n2. Explain sharding",
       parts: ["Explain caching\n   with an example", "Explain sharding"],
     },
-    { name: "a numbered list run on in one line (the README's example)", request: "1. Define TCP. 2. Define UDP.", parts: ["Define TCP.", "Define UDP."] },
+    {
+      name: "a numbered list run on in one line (the README's example)",
+      request: "1. Define TCP. 2. Define UDP.",
+      parts: ["Define TCP.", "Define UDP."],
+    },
     {
       name: "a one-line list after an introduction",
       request: "Compare them: 1) define TCP 2) define UDP 3) define IP",
@@ -54,7 +58,10 @@ describe("ruleBasedParts", () => {
     {
       name: "several questions",
       request: "I am learning networking. What is DNS? How does TCP differ from UDP?",
-      parts: ["I am learning networking.\n\nWhat is DNS?", "I am learning networking.\n\nHow does TCP differ from UDP?"],
+      parts: [
+        "I am learning networking.\n\nWhat is DNS?",
+        "I am learning networking.\n\nHow does TCP differ from UDP?",
+      ],
     },
     { name: "one question", request: "What is DNS? Explain in detail.", parts: [] },
     { name: "a statement between questions", request: "What is DNS? I need it for work. What is TCP?", parts: [] },

@@ -112,7 +112,11 @@ function inlineItems(request: string): string[] | undefined {
 function separateQuestions(request: string): string[] | undefined {
   if (request.length > MAX_QUESTION_SPLIT_CHARS) return undefined;
   // sentences end at . ! ? (or a line break); a question is one that ends with "?" (or the full-width ？)
-  const sentences = request.match(/[^.!?？\n]+(?:[.!?？]+|\n|$)/g)?.map((s) => s.trim()).filter((s) => s !== "") ?? [];
+  const sentences =
+    request
+      .match(/[^.!?？\n]+(?:[.!?？]+|\n|$)/g)
+      ?.map((s) => s.trim())
+      .filter((s) => s !== "") ?? [];
   const questions = sentences.filter((s) => /[?？]$/.test(s));
   if (questions.length < 2) return undefined;
   const firstQuestion = sentences.indexOf(questions[0]!);
@@ -126,7 +130,12 @@ const withPreamble = (preamble: string, part: string): string => (preamble ? `${
 
 /** The heading that introduces a part in the combined answer ("1. What is X?"), one line, at most 120 characters. */
 export function partHeading(index: number, prompt: string): string {
-  const line = prompt.split(/\r?\n/).filter((l) => l.trim() !== "").at(-1)?.trim() ?? "";
+  const line =
+    prompt
+      .split(/\r?\n/)
+      .filter((l) => l.trim() !== "")
+      .at(-1)
+      ?.trim() ?? "";
   const short = line.length > 120 ? `${line.slice(0, 117)}...` : line;
   return `${index + 1}. ${short}`;
 }

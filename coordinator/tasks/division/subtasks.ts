@@ -6,19 +6,24 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { ChatEvent } from "../chat.ts";
 import { OrderedRelease } from "./aggregator.ts";
 import { requireCapableNode } from "../capable-nodes.ts";
-import { ParentTask, PartGroup, type DividedTask, type DivisionContext } from "./divided.ts";
+import type { DividedTask, DivisionContext } from "./divided-task.ts";
+import { ParentTask } from "./parent-task.ts";
+import { PartGroup } from "./part-group.ts";
 import { hardest, nodesServing, parallelism, partDifficulty } from "./part-difficulty.ts";
-import type { ChatMessageInput, PartResult } from "./part.ts";
+import type { ChatMessageInput, PartResult } from "../part-spec.ts";
 import { parsePlan, partHeading, planningMessages, ruleBasedParts } from "./planner.ts";
 
 /** A plan is short: a JSON array of sub-requests. */
 const PLAN_MAX_TOKENS = 1_024;
 
-export async function* runSubtasks(ctx: DivisionContext, task: DividedTask): AsyncGenerator<ChatEvent, void, undefined> {
-  const parent = new ParentTask(ctx.journal, task, "subtasks");
+export async function* runSubtasks(
+  ctx: DivisionContext,
+  task: DividedTask,
+): AsyncGenerator<ChatEvent, void, undefined> {
+  const parent = new ParentTask(ctx, task, "subtasks");
   // the planner runs alone; then as many parts at once as their nodes have slots (the others wait in the group,
   // not in the network's queue)
-  const group = new PartGroup(ctx.parts, task.input.signal, 1);
+  const group = new PartGroup(ctx, task.input.signal, 1);
   try {
     const messages = task.input.messages;
     const lastUser = messages.findLastIndex((m) => m.role === "user");
@@ -32,14 +37,16 @@ export async function* runSubtasks(ctx: DivisionContext, task: DividedTask): Asy
         requireCapableNode(ctx.registry.nodes(), { difficulty, model: task.model, exclude: new Set() });
       } catch (err) {
         const error = ConnectError.from(err);
-        throw plan.length === 1 ? error : new ConnectError(`part ${i + 1} of ${plan.length} could not be completed: ${error.rawMessage}`, error.code);
+        throw plan.length === 1
+          ? error
+          : new ConnectError(`part ${i + 1} of ${plan.length} could not be completed: ${error.rawMessage}`, error.code);
       }
     });
     group.setLimit(parallelism(nodesServing(ctx.registry.nodes(), hardest(difficulties), task.model)));
     // each part is the conversation so far with the last request replaced by the part
     const history = messages.filter((_, i) => i !== lastUser);
-    const partMessages = (part: string): ChatMessageInput[] => (plan.length > 1 ? [...history, { role: "user", content: part }] : messages);
-    const started = Date.now();
+    const partMessages = (part: string): ChatMessageInput[] =>
+      plan.length > 1 ? [...history, { role: "user", content: part }] : messages;
     const indices = plan.map((part, i) =>
       group.start({
         taskId: randomUUID(),
@@ -53,7 +60,6 @@ export async function* runSubtasks(ctx: DivisionContext, task: DividedTask): Asy
         model: task.model,
         accountId: task.input.accountId,
         clientAddress: task.input.clientAddress,
-        started,
         reward: "now",
         // a part waits for a busy node, never for one that is not online
         wait: "while-possible",
@@ -70,7 +76,10 @@ export async function* runSubtasks(ctx: DivisionContext, task: DividedTask): Asy
       if (index < 0) continue; // the planner's last words
       if (item.kind === "error") {
         if (item.error.code === Code.Canceled) throw item.error;
-        throw new ConnectError(`part ${index + 1} of ${plan.length} could not be completed: ${item.error.rawMessage}`, item.error.code);
+        throw new ConnectError(
+          `part ${index + 1} of ${plan.length} could not be completed: ${item.error.rawMessage}`,
+          item.error.code,
+        );
       }
       let out: string[] = [];
       if (item.kind === "result") {
@@ -105,11 +114,18 @@ export async function* runSubtasks(ctx: DivisionContext, task: DividedTask): Asy
  * The planning part is a child task like the others, at the request's difficulty; its failure only means falling
  * back to the rules, and with no node online that serves that difficulty the rules split at once.
  */
-async function* planParts(ctx: DivisionContext, task: DividedTask, parent: ParentTask, group: PartGroup, request: string): AsyncGenerator<ChatEvent, string[], undefined> {
+async function* planParts(
+  ctx: DivisionContext,
+  task: DividedTask,
+  parent: ParentTask,
+  group: PartGroup,
+  request: string,
+): AsyncGenerator<ChatEvent, string[], undefined> {
   const maxParts = ctx.config.subtasksMaxParts;
   let planned: string[] | undefined;
   let skipped = "";
-  if (nodesServing(ctx.registry.nodes(), task.difficulty, task.model).length === 0) skipped = ` (no node online plans ${task.difficulty} requests)`;
+  if (nodesServing(ctx.registry.nodes(), task.difficulty, task.model).length === 0)
+    skipped = ` (no node online plans ${task.difficulty} requests)`;
   else {
     group.start({
       taskId: randomUUID(),
@@ -123,7 +139,6 @@ async function* planParts(ctx: DivisionContext, task: DividedTask, parent: Paren
       model: task.model,
       accountId: task.input.accountId,
       clientAddress: task.input.clientAddress,
-      started: Date.now(),
       reward: "now",
       wait: "while-possible",
     });
@@ -137,7 +152,10 @@ async function* planParts(ctx: DivisionContext, task: DividedTask, parent: Paren
       }
       if (item.kind === "error") {
         if (item.error.code === Code.Canceled) throw item.error;
-        ctx.logger.warn({ taskId: task.taskId, reason: item.error.rawMessage }, "the planner failed; splitting by rules");
+        ctx.logger.warn(
+          { taskId: task.taskId, reason: item.error.rawMessage },
+          "the planner failed; splitting by rules",
+        );
         break;
       }
       if (item.event.type === "queued" && !parent.accepted) yield item.event;

@@ -1,11 +1,12 @@
 // What a part of a task is (PartSpec), what running it yields (PartEvent) and what it ends with (PartResult): the
-// contract between the part runner (part.ts) and the modes that combine parts (divided.ts and its modes).
-import type { JsonValue } from "../../db/schema.ts";
-import type { Difficulty, DivisionMode } from "../../../common/vocabulary.ts";
-import type { LiveNode } from "../../nodes/registry.ts";
-import type { TaskOutcome } from "../../reputation/ledger.ts";
-import type { ContextNeed } from "../context-fit.ts";
-import type { ModelIdentity } from "../router.ts";
+// contract between the part runner (part-runner.ts) and whoever runs parts (the orchestrator, the division modes,
+// spot checks and canaries).
+import type { JsonValue } from "../db/schema.ts";
+import type { Difficulty, DivisionMode } from "../../common/vocabulary.ts";
+import type { LiveNode } from "../nodes/registry.ts";
+import type { TaskOutcome } from "../reputation/ledger.ts";
+import type { ContextNeed } from "./context-fit.ts";
+import type { ModelIdentity } from "./router.ts";
 
 export type ChatMessageInput = { role: "system" | "user" | "assistant"; content: string };
 

@@ -1,6 +1,6 @@
-// A test-only wrapper (IRIS_TEST_DISHONEST=1): the node alters every answer it sends, so the network's
-// consensus comparison, spot checks and canaries can be exercised against a real agent that lies.
-import type { Backend, GeneratedPiece, GenerateRequest, GenerateResult } from "./backend.ts";
+// A backend that lies, for tests only: every answer it sends is altered, so that the network's consensus comparison,
+// spot checks and canaries can be seen catching a node (test/support/dishonest-agent.ts runs the real agent with it).
+import type { Backend, GeneratedPiece, GenerateRequest, GenerateResult } from "../../agent/backends/backend.ts";
 
 /** What a dishonest node does to its text: ROT13 on letters, +5 on digits (same length, different words). */
 export function alter(text: string): string {

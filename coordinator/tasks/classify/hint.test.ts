@@ -1,7 +1,8 @@
 // The caller's difficulty hint: anyone may raise the difficulty, only a trusted caller (an admin) may lower it.
 import { describe, expect, it } from "vitest";
-import type { Difficulty } from "../../common/vocabulary.ts";
-import { applyHint, classifyWithHint, type Classification, type Classifier } from "./classifier.ts";
+import type { Difficulty } from "../../../common/vocabulary.ts";
+import type { Classification, Classifier } from "./classifier.ts";
+import { applyHint, classifyWithHint } from "./hint.ts";
 
 const classified = (difficulty: Difficulty): Classification => ({ difficulty, classifier: "openrouter" });
 
@@ -33,14 +34,20 @@ describe("classifyWithHint", () => {
 
   it("a trusted hint decides without asking the classifier", async () => {
     const { classifier, calls } = counting();
-    expect(await classifyWithHint(classifier, input, "SIMPLE", { trusted: true })).toEqual({ difficulty: "SIMPLE", classifier: "hint" });
+    expect(await classifyWithHint(classifier, input, "SIMPLE", { trusted: true })).toEqual({
+      difficulty: "SIMPLE",
+      classifier: "hint",
+    });
     expect(calls()).toBe(0);
   });
 
   it("an untrusted hint is weighed against the classification", async () => {
     const { classifier, calls } = counting();
     expect(await classifyWithHint(classifier, input, "SIMPLE")).toEqual(classified("COMPLEX"));
-    expect(await classifyWithHint(classifier, input, "ADVANCED")).toEqual({ difficulty: "ADVANCED", classifier: "hint" });
+    expect(await classifyWithHint(classifier, input, "ADVANCED")).toEqual({
+      difficulty: "ADVANCED",
+      classifier: "hint",
+    });
     expect(calls()).toBe(2);
   });
 });

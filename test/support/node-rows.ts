@@ -1,7 +1,8 @@
-// Test-only rows for the reputation tests: accounts, nodes, sessions and tasks inserted directly, as the scenarios need them.
+// Rows inserted directly, as the scenarios of the reputation, journal and liveness tests need them: accounts, nodes,
+// sessions and tasks; and the reputation read back.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
-import { type Database, json } from "../db/schema.ts";
+import { type Database, json } from "../../coordinator/db/schema.ts";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 
 export interface FixtureNode {
@@ -51,7 +52,12 @@ export async function insertNode(
   return { id, accountId };
 }
 
-export async function insertSession(db: Kysely<Database>, nodeId: string, from: string, to: string | null): Promise<void> {
+export async function insertSession(
+  db: Kysely<Database>,
+  nodeId: string,
+  from: string,
+  to: string | null,
+): Promise<void> {
   await db
     .insertInto("node_sessions")
     .values({
@@ -67,7 +73,13 @@ export async function insertSession(db: Kysely<Database>, nodeId: string, from: 
 export async function insertCompletedTask(
   db: Kysely<Database>,
   node: FixtureNode,
-  options: { difficulty?: Difficulty; tier?: NodeTier; completionTokens?: number; generationMs?: number; responseMs?: number } = {},
+  options: {
+    difficulty?: Difficulty;
+    tier?: NodeTier;
+    completionTokens?: number;
+    generationMs?: number;
+    responseMs?: number;
+  } = {},
 ): Promise<string> {
   const id = randomUUID();
   const completedAt = Date.now();
@@ -91,7 +103,11 @@ export async function insertCompletedTask(
 }
 
 /** A task row in flight (the ledger needs one to point at for timeouts and invalid responses). */
-export async function insertTask(db: Kysely<Database>, node: FixtureNode, difficulty: Difficulty = "SIMPLE"): Promise<string> {
+export async function insertTask(
+  db: Kysely<Database>,
+  node: FixtureNode,
+  difficulty: Difficulty = "SIMPLE",
+): Promise<string> {
   const id = randomUUID();
   await db.insertInto("tasks").values({ id, status: "streaming", difficulty, tier: "MID", node_id: node.id }).execute();
   return id;
