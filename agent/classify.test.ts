@@ -134,7 +134,8 @@ describe("on the tiny GGUF in a 512-token context", () => {
     expect(await backend.countTokens!(CLASSIFY_NODE_PROMPT)).toBeLessThanOrEqual(200);
   });
 
-  it("a long request is cut to fit: the model answers (noise, refused as no difficulty) instead of overflowing", async () => {
+  it("a long request is cut to fit: the model answers (noise, refused as no difficulty) instead of " +
+    "overflowing", async () => {
     const long = renderForClassification([{ role: "user", content: "Compare the two reports below. ".repeat(300) }]);
     const fitted = await fitToContext(backend, long);
     expect(await backend.countTokens!(fitted)).toBeLessThanOrEqual(

@@ -14,21 +14,25 @@ describe("COORDINATOR_URL", () => {
     );
   });
 
-  it("moves to the next after a failure: at once within a round, after the backoff when the round ends or a session had registered", () => {
-    const list = new CoordinatorList("http://a,http://b,http://c");
-    expect(list.current).toBe("http://a");
-    expect(list.advance(false)).toBe("next");
-    expect(list.current).toBe("http://b");
-    expect(list.advance(false)).toBe("next");
-    expect(list.advance(false)).toBe("round"); // a, b and c all failed: back at a, after the backoff
-    expect(list.current).toBe("http://a");
-    expect(list.advance(true)).toBe("round"); // a's session had registered, then broke: b, after a short backoff
-    expect(list.current).toBe("http://b");
-    expect(list.advance(false)).toBe("next");
-    expect(list.advance(false)).toBe("next");
-    expect(list.advance(false)).toBe("round");
-    expect(new CoordinatorList("http://only").advance(false)).toBe("round"); // one coordinator: as before
-  });
+  it(
+    "moves to the next after a failure: at once within a round, after the backoff when the round ends or a session " +
+      "had registered",
+    () => {
+      const list = new CoordinatorList("http://a,http://b,http://c");
+      expect(list.current).toBe("http://a");
+      expect(list.advance(false)).toBe("next");
+      expect(list.current).toBe("http://b");
+      expect(list.advance(false)).toBe("next");
+      expect(list.advance(false)).toBe("round"); // a, b and c all failed: back at a, after the backoff
+      expect(list.current).toBe("http://a");
+      expect(list.advance(true)).toBe("round"); // a's session had registered, then broke: b, after a short backoff
+      expect(list.current).toBe("http://b");
+      expect(list.advance(false)).toBe("next");
+      expect(list.advance(false)).toBe("next");
+      expect(list.advance(false)).toBe("round");
+      expect(new CoordinatorList("http://only").advance(false)).toBe("round"); // one coordinator: as before
+    },
+  );
 
   it("refuses a list with an entry that is no http(s) URL", () => {
     expect(() => loadAgentConfig({ ...base, COORDINATOR_URL: "http://a:8080,b:8080" })).toThrow(AgentConfigError);

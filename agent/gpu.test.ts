@@ -85,7 +85,9 @@ describe("parseRocmSmi", () => {
   it.each<[string, string, Gpu[]]>([
     [
       "warnings printed before the JSON; a system entry is not a card",
-      'WARNING: AMD GPU device(s) is/are in a low-power state. Check power control/runtime_status\n\n{"system": {"Driver version": "6.7.0"}, "card0": {"VRAM Total Memory (B)": "1073741824", "VRAM Total Used Memory (B)": "0", "GPU use (%)": "N/A", "Card series": "0x73ff", "Card model": "Radeon RX 6600"}}',
+      'WARNING: AMD GPU device(s) is/are in a low-power state. Check power control/runtime_status\n\n{"system": ' +
+        '{"Driver version": "6.7.0"}, "card0": {"VRAM Total Memory (B)": "1073741824", "VRAM Total Used Memory (B)": ' +
+        '"0", "GPU use (%)": "N/A", "Card series": "0x73ff", "Card model": "Radeon RX 6600"}}',
       [gpu("Radeon RX 6600", "amd", 1024, 0, 0)],
     ],
     [
@@ -120,7 +122,8 @@ describe("parseSystemProfiler", () => {
     ["an entry without a name is skipped", '{"SPDisplaysDataType": [{"sppci_cores": "8"}, "x", null]}', []],
     [
       "an NVIDIA card in an old Mac Pro",
-      '{"SPDisplaysDataType": [{"sppci_model": "NVIDIA GeForce GTX 680", "spdisplays_vendor": "NVIDIA (0x10de)", "spdisplays_vram": "2 GB"}]}',
+      '{"SPDisplaysDataType": [{"sppci_model": "NVIDIA GeForce GTX 680", "spdisplays_vendor": "NVIDIA (0x10de)", ' +
+        '"spdisplays_vram": "2 GB"}]}',
       [gpu("NVIDIA GeForce GTX 680", "nvidia", 2048, 0, 0)],
     ],
     ["the wrong data type", '{"SPHardwareDataType": [{"_name": "hardware_overview"}]}', []],

@@ -96,7 +96,8 @@ export async function runAgent(options: AgentOptions = {}): Promise<never> {
     if (screen && code === 0) {
       const t = state.snapshot.totals;
       process.stdout.write(
-        `iris-agent: stopped · ${count(t.completed)} completed · ${count(t.failed)} failed · ${count(t.handedBack)} handed back · ${count(t.tokens)} tokens · log ${config.logFile}\n`,
+        `iris-agent: stopped · ${count(t.completed)} completed · ${count(t.failed)} failed · ${count(t.handedBack)} ` +
+          `handed back · ${count(t.tokens)} tokens · log ${config.logFile}\n`,
       );
     }
     process.exit(code);

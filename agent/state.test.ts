@@ -89,7 +89,8 @@ describe("AgentState", () => {
   it("counts a piece's tokens, and takes the usage sent to the coordinator as the task's final count", () => {
     const { state } = store();
     state.taskStarted({ taskId: "aaaaaaaa-1", difficulty: "SIMPLE", maxTokens: 450 });
-    for (let i = 0; i < 100; i++) state.taskToken("aaaaaaaa-1", i % 2 === 0 ? 3 : 1); // bytes of a character come together
+    // bytes of a character come together
+    for (let i = 0; i < 100; i++) state.taskToken("aaaaaaaa-1", i % 2 === 0 ? 3 : 1);
     expect(state.snapshot.tasks[0]!.tokens).toBe(200);
     state.taskUsage("aaaaaaaa-1", 450); // the usage sent with the result, which the coordinator records
     expect(state.snapshot.tasks[0]!.tokens).toBe(450);
@@ -137,32 +138,36 @@ describe("AgentState", () => {
     expect(s.events.at(-1)).toMatchObject({ level: "warn", text: "task task-9 refused: the node is paused" });
   });
 
-  it("follows the connection: connecting, registered with tier and reputation, reconnecting with when and why, refused", () => {
-    const { state, time } = store();
-    state.connecting(0);
-    expect(state.snapshot.connection).toEqual({ kind: "connecting", attempt: 0 });
-    state.registered({ tier: "MID", tierReason: "8B Q4_K_M counts as 8B (7–20B); 20 tok/s → MID", reputation: 112 });
-    expect(state.snapshot.connection).toEqual({ kind: "registered", since: time.now() });
-    expect(state.snapshot.tier).toEqual({ name: "MID", reason: "8B Q4_K_M counts as 8B (7–20B); 20 tok/s → MID" });
-    expect(state.snapshot.reputation).toBe(112);
-    expect(state.snapshot.stage).toBe("");
-    state.reconnecting(4000, "connect ECONNREFUSED 127.0.0.1:8080");
-    expect(state.snapshot.connection).toEqual({
-      kind: "reconnecting",
-      at: time.now() + 4000,
-      inMs: 4000,
-      error: "connect ECONNREFUSED 127.0.0.1:8080",
-    });
-    state.connecting(1);
-    state.reconnecting(8000, "connect ECONNREFUSED 127.0.0.1:8080");
-    expect(state.snapshot.events.slice(-2).map((e) => e.text)).toEqual([
-      "connection lost: connect ECONNREFUSED 127.0.0.1:8080; retry in 4.0 s",
-      "cannot connect: connect ECONNREFUSED 127.0.0.1:8080; retry in 8.0 s",
-    ]);
-    state.refused("unknown or revoked account key");
-    expect(state.snapshot.connection).toEqual({ kind: "refused", error: "unknown or revoked account key" });
-    expect(state.snapshot.events.map((e) => e.level)).toEqual(["info", "warn", "warn", "error"]);
-  });
+  it(
+    "follows the connection: connecting, registered with tier and reputation, reconnecting with when and why, " +
+      "refused",
+    () => {
+      const { state, time } = store();
+      state.connecting(0);
+      expect(state.snapshot.connection).toEqual({ kind: "connecting", attempt: 0 });
+      state.registered({ tier: "MID", tierReason: "8B Q4_K_M counts as 8B (7–20B); 20 tok/s → MID", reputation: 112 });
+      expect(state.snapshot.connection).toEqual({ kind: "registered", since: time.now() });
+      expect(state.snapshot.tier).toEqual({ name: "MID", reason: "8B Q4_K_M counts as 8B (7–20B); 20 tok/s → MID" });
+      expect(state.snapshot.reputation).toBe(112);
+      expect(state.snapshot.stage).toBe("");
+      state.reconnecting(4000, "connect ECONNREFUSED 127.0.0.1:8080");
+      expect(state.snapshot.connection).toEqual({
+        kind: "reconnecting",
+        at: time.now() + 4000,
+        inMs: 4000,
+        error: "connect ECONNREFUSED 127.0.0.1:8080",
+      });
+      state.connecting(1);
+      state.reconnecting(8000, "connect ECONNREFUSED 127.0.0.1:8080");
+      expect(state.snapshot.events.slice(-2).map((e) => e.text)).toEqual([
+        "connection lost: connect ECONNREFUSED 127.0.0.1:8080; retry in 4.0 s",
+        "cannot connect: connect ECONNREFUSED 127.0.0.1:8080; retry in 8.0 s",
+      ]);
+      state.refused("unknown or revoked account key");
+      expect(state.snapshot.connection).toEqual({ kind: "refused", error: "unknown or revoked account key" });
+      expect(state.snapshot.events.map((e) => e.level)).toEqual(["info", "warn", "warn", "error"]);
+    },
+  );
 
   it("follows a re-tier the coordinator reports in heartbeat acks; repeats of the same tier are no news", () => {
     const { state } = store();

@@ -69,20 +69,24 @@ function runner(backend: Backend, options: { paused?: boolean } = {}) {
 }
 
 describe("TaskRunner", () => {
-  it("refuses an assignment while paused with OVERLOADED (the coordinator re-routes it) and never starts the backend", async () => {
-    const backend = tickingBackend(1);
-    const { tasks, sent, state } = runner(backend, { paused: true });
-    const task = assign(10);
-    await tasks.start(task);
-    expect(sent).toEqual([
-      {
-        case: "error",
-        value: { taskId: task.taskId, reason: TaskErrorReason.OVERLOADED, message: "the node is paused" },
-      },
-    ]);
-    expect(backend.calls).toBe(0);
-    expect(state.snapshot.totals.refused).toBe(1);
-  });
+  it(
+    "refuses an assignment while paused with OVERLOADED (the coordinator re-routes it) and never starts the " +
+      "backend",
+    async () => {
+      const backend = tickingBackend(1);
+      const { tasks, sent, state } = runner(backend, { paused: true });
+      const task = assign(10);
+      await tasks.start(task);
+      expect(sent).toEqual([
+        {
+          case: "error",
+          value: { taskId: task.taskId, reason: TaskErrorReason.OVERLOADED, message: "the node is paused" },
+        },
+      ]);
+      expect(backend.calls).toBe(0);
+      expect(state.snapshot.totals.refused).toBe(1);
+    },
+  );
 
   it("shows a running task's difficulty, tokens and max in the state, then counts it completed", async () => {
     const { tasks, sent, state } = runner(tickingBackend(2));
@@ -117,36 +121,39 @@ describe("TaskRunner", () => {
     expect(state.snapshot.totals).toMatchObject({ handedBack: 1, completed: 0 });
   });
 
-  it("counts the tokens each chunk carries, sends them with it, and shows the usage the coordinator records", async () => {
-    // pieces of 3 tokens (as the engine releases the bytes of one character together), and a usage that
-    // claims more than the budget: the count sent and shown is the budget, never above
-    const chunky: Backend = {
-      kind: "test",
-      describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
-      async *generate(request) {
-        for (let n = 0; n < 4; n++) {
-          // one piece a turn: pieces released together would go out as one chunk (the next test)
-          await new Promise((resolve) => setTimeout(resolve, 1));
-          yield { text: `é${n}`, tokens: 3 };
-        }
-        return { promptTokens: 3, completionTokens: request.maxTokens + 2, finishReason: "length" };
-      },
-      close: async () => {},
-    };
-    const { tasks, sent, state } = runner(chunky);
-    await tasks.start(assign(12));
-    // what the coordinator reads: each chunk decoded from the wire with its token count
-    const wire = sent.map(
-      (message) =>
-        fromBinary(ConnectRequestSchema, toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { message })))
-          .message,
-    );
-    expect(wire.flatMap((m) => (m.case === "chunk" ? [chunkTokenCount(m.value)] : []))).toEqual([3, 3, 3, 3]);
-    const result = wire.at(-1);
-    expect(result?.case === "result" && result.value.usage?.completionTokens).toBe(12);
-    expect(state.snapshot.totals).toMatchObject({ completed: 1, tokens: 12 });
-    expect(state.snapshot.events.at(-1)?.text).toMatch(/completed: 12 tokens/);
-  });
+  it(
+    "counts the tokens each chunk carries, sends them with it, and shows the usage the coordinator " + "records",
+    async () => {
+      // pieces of 3 tokens (as the engine releases the bytes of one character together), and a usage that
+      // claims more than the budget: the count sent and shown is the budget, never above
+      const chunky: Backend = {
+        kind: "test",
+        describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
+        async *generate(request) {
+          for (let n = 0; n < 4; n++) {
+            // one piece a turn: pieces released together would go out as one chunk (the next test)
+            await new Promise((resolve) => setTimeout(resolve, 1));
+            yield { text: `é${n}`, tokens: 3 };
+          }
+          return { promptTokens: 3, completionTokens: request.maxTokens + 2, finishReason: "length" };
+        },
+        close: async () => {},
+      };
+      const { tasks, sent, state } = runner(chunky);
+      await tasks.start(assign(12));
+      // what the coordinator reads: each chunk decoded from the wire with its token count
+      const wire = sent.map(
+        (message) =>
+          fromBinary(ConnectRequestSchema, toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { message })))
+            .message,
+      );
+      expect(wire.flatMap((m) => (m.case === "chunk" ? [chunkTokenCount(m.value)] : []))).toEqual([3, 3, 3, 3]);
+      const result = wire.at(-1);
+      expect(result?.case === "result" && result.value.usage?.completionTokens).toBe(12);
+      expect(state.snapshot.totals).toMatchObject({ completed: 1, tokens: 12 });
+      expect(state.snapshot.events.at(-1)?.text).toMatch(/completed: 12 tokens/);
+    },
+  );
 
   it("sends the pieces released in one turn as one chunk that carries all their tokens, sealed in order", async () => {
     // 16 tokens at once (an upstream read that holds 16 SSE events), then 4 more a turn later

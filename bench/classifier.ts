@@ -203,19 +203,23 @@ async function main(): Promise<void> {
     [...Map.groupBy(items, key)].map(([name, group]) => `${name} ${group.length}`).join(", ");
   console.log("## Classifier benchmark\n");
   console.log(
-    `Frozen test split: ${frozen.length} prompts, ${count(frozen, (i) => i.label)}; ${new Set(frozen.map((i) => i.lang)).size} languages.`,
+    `Frozen test split: ${frozen.length} ` +
+      `prompts, ${count(frozen, (i) => i.label)}; ${new Set(frozen.map((i) => i.lang)).size} languages.`,
   );
   console.log(
-    `Older set (bench/classifier-set.json): ${old.length} prompts, ${count(old, (i) => i.label)}. Node ${process.version}.`,
+    `Older set (bench/classifier-set.json): ${old.length} prompts, ${count(old, (i) => i.label)}. ` +
+      `Node ${process.version}.`,
   );
   console.log(
-    `Model: ${MODEL_FILE.pathname.split("/").at(-1)}, ${JSON.stringify(model.header.training)}; offsets ${JSON.stringify(model.header.offsets)}.`,
+    `Model: ${MODEL_FILE.pathname.split("/").at(-1)}, ${JSON.stringify(model.header.training)}; ` +
+      `offsets ${JSON.stringify(model.header.offsets)}.`,
   );
 
   const local = runLocal(frozen);
   report(
     "local model — frozen test split",
-    `\`classifyLocally\`, median of ${LOCAL_ROUNDS} calls per prompt. Never trained on; its misses are not listed, so that nobody ` +
+    `\`classifyLocally\`, median of ${LOCAL_ROUNDS} calls per prompt. Never trained on; its misses are not listed, ` +
+      `so that nobody ` +
       "writes training data against them (every scored change is logged in docs/classifier.md).",
     local,
     "µs",
@@ -264,8 +268,8 @@ async function main(): Promise<void> {
       report(
         "openrouter — STAND-IN, not a model",
         "OPENROUTER_API_KEY is not set: the link ran against a local stand-in that always answers " +
-          '`{"difficulty":"COMPLEX"}`. This shows the plumbing (HTTP, strict parsing) and its overhead; the accuracy is ' +
-          "just the share of COMPLEX labels. Set OPENROUTER_API_KEY to measure a real model.",
+          '`{"difficulty":"COMPLEX"}`. This shows the plumbing (HTTP, strict parsing) and its overhead; the accuracy ' +
+          "is just the share of COMPLEX labels. Set OPENROUTER_API_KEY to measure a real model.",
         runs,
         "ms",
         { withFailures: true },
@@ -297,8 +301,9 @@ async function main(): Promise<void> {
     await backend.close();
   } else {
     console.log(
-      "\n### node\n\nSkipped: set BENCH_NODE_BACKEND_URL to an OpenAI-compatible server (LM Studio, Ollama, llama.cpp, " +
-        "vLLM) to measure what a node's model answers. The test fixture's tiny GGUF has random weights, so it would measure noise.",
+      "\n### node\n\nSkipped: set BENCH_NODE_BACKEND_URL to an OpenAI-compatible server (LM Studio, Ollama, " +
+        "llama.cpp, vLLM) to measure what a node's model answers. The test fixture's tiny GGUF has random weights, " +
+        "so it would measure noise.",
     );
   }
 }

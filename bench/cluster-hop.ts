@@ -121,7 +121,10 @@ export async function runClusterHopBench(options: ClusterHopOptions = {}): Promi
       total: p50(samples.cross.total) - p50(samples.same.total),
     };
     const markdown =
-      `machine: ${cpus().length} cores, Node ${process.version}; database: ${database.label}; NATS ${natsUrl}; ${chats} chats per path, interleaved, one at a time, ${tokens} chunks each (a scripted node, no delay); load average ${load} at the start, ${loadavg()
+      `machine: ${cpus().length} cores, Node ${process.version}; database: ${database.label}; ` +
+      `NATS ${natsUrl}; ${chats} chats per path, interleaved, one at a time, ${tokens} chunks each (a scripted node, ` +
+      `no ` +
+      `delay); load average ${load} at the start, ${loadavg()
         .map((n) => n.toFixed(2))
         .join(" ")} at the end\n\n` +
       markdownTable(
@@ -135,7 +138,8 @@ export async function runClusterHopBench(options: ClusterHopOptions = {}): Promi
         ],
         ["l", "r", "r", "r", "r"],
       ) +
-      `\n\nadded by the hop at p50: ${fixed(added.ttft)} ms to the first token, ${fixed(added.total)} ms to the whole answer; failed chats: ${failed}`;
+      `\n\nadded by the hop at p50: ${fixed(added.ttft)} ms to the first token, ${fixed(added.total)} ms to the ` +
+      `whole answer; failed chats: ${failed}`;
     node.kill();
     await Promise.all([asker.close(), answerer.close()]);
     return { markdown, addedP50: added };

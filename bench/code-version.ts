@@ -7,7 +7,9 @@ export function codeVersion(): string {
   const git = (...args: string[]) =>
     execFileSync("git", args, { cwd: fileURLToPath(new URL("..", import.meta.url)), encoding: "utf8" }).trim();
   try {
-    return `git ${git("rev-parse", "--short", "HEAD")}${git("status", "--porcelain") ? " with uncommitted changes" : ""}`;
+    const head = git("rev-parse", "--short", "HEAD");
+    const dirty = git("status", "--porcelain") ? " with uncommitted changes" : "";
+    return `git ${head}${dirty}`;
   } catch {
     return "not a git checkout";
   }

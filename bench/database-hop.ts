@@ -192,8 +192,10 @@ try {
   const cpu = cpus();
   console.log("## The coordinator's hop by database engine\n");
   console.log(
-    `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? "unknown CPU"}); Node ${process.version}; coordinator as its own process ` +
-      `(\`node --import tsx coordinator/main.ts\`), a scripted node and the clients in other processes; PGlite on disk in a temporary ` +
+    `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? "unknown CPU"}); Node ${process.version}; coordinator ` +
+      `as its own process ` +
+      `(\`node --import tsx coordinator/main.ts\`), a scripted node and the clients in other processes; PGlite on ` +
+      `disk in a temporary ` +
       `DATA_DIR as \`npm start\` uses it; load average at start ${loadavg()
         .map((n) => n.toFixed(2))
         .join(" ")}` +

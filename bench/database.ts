@@ -60,7 +60,9 @@ async function createEmpty(serverUrl: string | undefined): Promise<Omit<BenchDat
   let dropping: Promise<void> | undefined;
   return {
     env: { DATABASE_URL: url.toString() },
-    label: `PostgreSQL ${server} server at ${redactUrl(serverUrl).replace(/\/[^/]*$/, "")} (fresh database ${name}, dropped afterwards)`,
+    label:
+      `PostgreSQL ${server} server at ${redactUrl(serverUrl).replace(/\/[^/]*$/, "")} (fresh database ${name}, ` +
+      `dropped afterwards)`,
     // FORCE also ends connections a coordinator that did not exit cleanly may still hold.
     drop: () => (dropping ??= administer(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).then(() => {})),
   };

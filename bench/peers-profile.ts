@@ -153,8 +153,7 @@ export function profileMarkdown(profiles: ProcessProfile[], topN = 15): string {
     const irisShare = p.groups.filter(([group]) => group.startsWith("Iris code")).reduce((sum, [, ms]) => sum + ms, 0);
     sections.push(
       `#### ${p.process}: ${p.cpuMsPerRequest.toFixed(3)} ms CPU per request (/proc), ${p.busyMs.toFixed(0)} ms of ` +
-        `busy samples; ` +
-        `Iris's own code is ${pct(irisShare)} of it by self time\n\n` +
+        `busy samples; Iris's own code is ${pct(irisShare)} of it by self time\n\n` +
         markdownTable(
           ["where the self time goes", "ms", "% of busy", "≈ µs CPU/request"],
           p.groups.slice(0, 18).map(([g, ms]) => [g, ms.toFixed(0), pct(ms), perRequest(ms)]),
@@ -165,8 +164,8 @@ export function profileMarkdown(profiles: ProcessProfile[], topN = 15): string {
           rows(p.irisSelf, topN),
           ["r", "l", "r", "r", "r"],
         ) +
-        (`\n\nTop ${topN} Iris functions by attributed time (self + the library/native work below them, up to the ` +
-          `next Iris frame):\n\n`) +
+        `\n\nTop ${topN} Iris functions by attributed time (self + the library/native work below them, up to the ` +
+        `next Iris frame):\n\n` +
         markdownTable(
           ["#", "function (file:line)", "ms", "% of busy", "≈ µs CPU/request"],
           rows(p.irisAttributed, topN),

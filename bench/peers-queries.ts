@@ -35,8 +35,10 @@ export function queriesMarkdown(file: string, requests: number, phase: string): 
   if (!events) return "";
   const ms = events.reduce((sum, e) => sum + (e.end - e.start), 0);
   return (
-    `\n\n#### The coordinator's database statements (${phase}, ${requests} requests): ${fixed(events.length / requests, 2)} per request, ` +
-    `${fixed(ms / requests, 2)} ms of round trips per request (each from pg's query() to its answer, summed; concurrent ones overlap)\n\n` +
+    `\n\n#### The coordinator's database statements (${phase}, ${requests} ` +
+    `requests): ${fixed(events.length / requests, 2)} per request, ` +
+    `${fixed(ms / requests, 2)} ms of round trips per request (each from pg's query() to its answer, summed; ` +
+    `concurrent ones overlap)\n\n` +
     markdownTable(
       ["per request", "mean ms", "statement"],
       bySql(events, (e) => e.end - e.start)
@@ -70,14 +72,17 @@ export function firstTokenPathMarkdown(file: string, spans: RequestSpan[]): stri
   const ttft = ascending(spans.map((s) => s.first - s.start));
   const withAny = overlapMs.filter((ms) => ms > 0).length;
   return (
-    `\n\n#### The database before the first token (${spans.length} streamed requests one at a time, TTFT p50 ${fixed(percentile(ttft, 50))} ms ` +
+    `\n\n#### The database before the first token (${spans.length} streamed requests one at a time, TTFT ` +
+    `p50 ${fixed(percentile(ttft, 50))} ms ` +
     "with the coordinator's profiler and statement recorder on)\n\n" +
-    `${fixed(before.length / spans.length, 2)} statements per request started between the request's start and its first token ` +
-    `(${withAny} of ${spans.length} requests had one), in flight ${fixed(overlapMs.reduce((a, b) => a + b, 0) / spans.length, 2)} ms per request ` +
-    `on average (p50 ${fixed(percentile(ascending(overlapMs), 50))} ms) before that token; ${fixed(afterFirst / spans.length, 2)} per request ` +
-    "started between the first token and the end of the answer; the rest came later. In flight, not necessarily awaited: " +
-    "the task journal (coordinator/tasks/journal.ts) writes behind the token path, so most of these are the previous " +
-    "request's records, competing with this one for the CPU rather than blocking it.\n\n" +
+    `${fixed(before.length / spans.length, 2)} statements per request started between the request's start and its ` +
+    `first token (${withAny} of ${spans.length} requests had one), in flight ` +
+    `${fixed(overlapMs.reduce((a, b) => a + b, 0) / spans.length, 2)} ms per request on average (p50 ` +
+    `${fixed(percentile(ascending(overlapMs), 50))} ms) before that token; ${fixed(afterFirst / spans.length, 2)} ` +
+    `per request ` +
+    "started between the first token and the end of the answer; the rest came later. In flight, not necessarily " +
+    "awaited: the task journal (coordinator/tasks/journal.ts) writes behind the token path, so most of these are the " +
+    "previous request's records, competing with this one for the CPU rather than blocking it.\n\n" +
     markdownTable(
       ["before the first token, per request", "mean ms", "statement"],
       bySql(before, (e) => e.end - e.start)

@@ -116,70 +116,59 @@ export function report(
     "",
     `${new Date().toISOString()}; Node ${process.version} (${process.platform} ${process.arch}); ` +
       `machine: ${cpu.length} cores ` +
-      (`(${cpu[0]?.model.trim() ?? "unknown CPU"}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM; load average at ` +
-        `the ` +
-        `start `) +
-      (`${loadAtStart.map((n) => n.toFixed(2)).join(" ")}, at the end ${loadavg()
+      `(${cpu[0]?.model.trim() ?? "unknown CPU"}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM; load average at the ` +
+      `start ` +
+      `${loadAtStart.map((n) => n.toFixed(2)).join(" ")}, at the end ${loadavg()
         .map((n) => n.toFixed(2))
         .join(
           " ",
         )} (other work on the machine skews every figure); code: ${process.env.PEERS_CODE_VERSION ?? codeVersion()}; ` +
-        `Iris's database: ${databaseLabel}.`),
+      `Iris's database: ${databaseLabel}.`,
     "",
-    `Requests per cell: ${sizes.rounds * sizes.sequential} for each sequential row (${sizes.rounds} rounds ` +
-      `× ${sizes.sequential}), ` +
-      (`${sizes.rounds * sizes.concurrent} for each ${c}-concurrent row (${sizes.rounds} × ${sizes.concurrent}), ` +
-        `after a warm-up of `) +
-      (`200 sequential requests of each kind and ${sizes.warmup} concurrent ones per target. Each round runs direct, ` +
-        `Portkey and `) +
-      ("Iris in turn (the order rotates every round), each phase after a few unmeasured requests that refill its " +
-        "connection pool."),
+    `Requests per cell: ${sizes.rounds * sizes.sequential} for each sequential row (${sizes.rounds} rounds × ` +
+      `${sizes.sequential}), ${sizes.rounds * sizes.concurrent} for each ${c}-concurrent row (${sizes.rounds} × ` +
+      `${sizes.concurrent}), after a warm-up of 200 sequential requests of each kind and ${sizes.warmup} concurrent ` +
+      `ones per target. Each round runs direct, Portkey and ` +
+      "Iris in turn (the order rotates every round), each phase after a few unmeasured requests that refill its " +
+      "connection pool.",
     "",
     table,
     "",
     side,
     "",
     "- Upstream: one local OpenAI-compatible server (bench/peers-upstream.ts, node:http, its own process) answering " +
-      ("`/v1/chat/completions` at once: 16 content chunks in OpenAI's chunk format, a finish_reason chunk (and a " +
-        "usage chunk when ") +
-      ('asked), `data: [DONE]`; or one JSON completion with usage. Every request: `model: "auto"`, `max_tokens: 16`, ' +
-        "one user message."),
+      "`/v1/chat/completions` at once: 16 content chunks in OpenAI's chunk format, a finish_reason chunk (and a " +
+      "usage chunk when " +
+      'asked), `data: [DONE]`; or one JSON completion with usage. Every request: `model: "auto"`, `max_tokens: 16`, ' +
+      "one user message.",
     "- direct = client → upstream. Portkey = client → `@portkey-ai/gateway` 1.15.2 (`build/start-server.js " +
-      "--headless`, " +
-      ("`x-portkey-provider: openai`, `x-portkey-custom-host: http://127.0.0.1:<upstream>/v1`) → upstream. Iris = " +
-        "client → ") +
-      "coordinator's OpenAI endpoint `/v1/chat/completions` (its own process, LOG_LEVEL=info) → agent process " +
-      (`(IRIS_BACKEND=openai-compatible, MAX_CONCURRENT_TASKS=${c}, LOG_LEVEL=info) → upstream; the client ` +
-        `authenticates `) +
+      "--headless`, `x-portkey-provider: openai`, `x-portkey-custom-host: http://127.0.0.1:<upstream>/v1`) → " +
+      "upstream. Iris = client → coordinator's OpenAI endpoint `/v1/chat/completions` (its own process, " +
+      "LOG_LEVEL=info) → agent process " +
+      `(IRIS_BACKEND=openai-compatible, MAX_CONCURRENT_TASKS=${c}, LOG_LEVEL=info) → upstream; the client ` +
+      `authenticates ` +
       "with an account key (Authorization: Bearer) listed in UNLIMITED_ACCOUNT_KEYS.",
     "- Portkey runs with `node --import ./bench/peers-portkey-fetch.ts`: a wrapper around `globalThis.fetch` " +
-      "returning " +
-      ("`new Response(r.body, r)`, without which every streamed call fails under Node 24 (`TypeError: immutable`: " +
-        "Portkey appends ") +
-      "headers to fetch's Response). It costs Portkey one more Response object per call.",
+      "returning `new Response(r.body, r)`, without which every streamed call fails under Node 24 (`TypeError: " +
+      "immutable`: Portkey appends headers to fetch's Response). It costs Portkey one more Response object per call.",
     "- Portkey's stream reader sleeps 25 ms (`setTimeout(…, 25)`) before it passes on the first chunk of every " +
-      "streamed " +
-      "answer: most of its streamed TTFT is that timer, not CPU.",
+      "streamed answer: most of its streamed TTFT is that timer, not CPU.",
     `- One client for all three, in this benchmark's own process: node:http with one keep-alive pool per target (up ` +
       `to ${c} ` +
-      ("sockets), prebuilt request bodies, every answer checked (status 200, the upstream's exact text, `[DONE]` or " +
-        "usage). ") +
-      (`At ${c} concurrent it shares this process's event loop; its own CPU is in the second table, the same code ` +
-        `for ` +
-        `each target.`),
+      "sockets), prebuilt request bodies, every answer checked (status 200, the upstream's exact text, `[DONE]` or " +
+      "usage). " +
+      `At ${c} concurrent it shares this process's event loop; its own CPU is in the second table, the same code for ` +
+      `each target.`,
     '- TTFT = first content delta; non-streamed latency = the whole answer. "added" = the target\'s percentile ' +
       "minus direct's " +
       "(a difference of percentiles). The ratio column divides Iris's added latency by Portkey's, and CPU by CPU.",
     "- CPU = utime + stime from /proc/<pid>/stat, over the measured concurrent phases (until the servers were idle " +
-      "again, so " +
-      "work deferred past the last response counts too), divided by their requests: " +
-      ("Portkey's process; for Iris the coordinator and the agent together. The upstream's CPU is left out for " +
-        "everyone; ") +
-      "the PostgreSQL backends serving the coordinator's pool are shown apart in the second table (autovacuum, " +
-      "which Iris's writes also cause, is not counted).",
+      "again, so work deferred past the last response counts too), divided by their requests: Portkey's process; for " +
+      "Iris the coordinator and the agent together. The upstream's CPU is left out for everyone; the PostgreSQL " +
+      "backends serving the coordinator's pool are shown apart in the second table (autovacuum, which Iris's writes " +
+      "also cause, is not counted).",
     `- Everything (client, upstream, Portkey, coordinator, agent, PostgreSQL) shares this machine's ${cpu.length} ` +
-      `cores: at ` +
-      `${c} concurrent, TTFT is mostly waiting for a core, close to ${c} ÷ requests/s.`,
+      `cores: at ${c} concurrent, TTFT is mostly waiting for a core, close to ${c} ÷ requests/s.`,
     ...(failures.length ? [`- ${failures.join("; ")}`] : []),
     ...(profileDir ? [`- Logs and profiles kept in ${profileDir}.`] : []),
   ].join("\n");

@@ -49,9 +49,16 @@ const contentEvents = UPSTREAM_TOKENS.map((token, i) =>
   Buffer.from(chunk(i === 0 ? { role: "assistant", content: token } : { content: token }, null)),
 );
 const finishEvent = Buffer.from(chunk({}, "length"));
-const usageEvent = Buffer.from(
-  `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: UPSTREAM_MODEL, system_fingerprint: null, choices: [], usage })}\n\n`,
-);
+const usageChunk = {
+  id,
+  object: "chat.completion.chunk",
+  created,
+  model: UPSTREAM_MODEL,
+  system_fingerprint: null,
+  choices: [],
+  usage,
+};
+const usageEvent = Buffer.from(`data: ${JSON.stringify(usageChunk)}\n\n`);
 const doneEvent = Buffer.from("data: [DONE]\n\n");
 const completion = Buffer.from(
   JSON.stringify({

@@ -273,11 +273,14 @@ async function profileIris(iris: Measured, sizes: Sizes, servers: Servers, profi
   await settle(serverPids, backends);
   await coordinator.stopProfile();
   return (
-    `### Where Iris's CPU goes (CPU profiles of one more ${sizes.concurrency}-concurrent streamed phase, ${requests} requests, ${result.errors} errors)\n\n` +
-    `Profiles: ${files.coordinator}, ${files.agent} (V8 sampling every ${process.env.BENCH_PROFILE_INTERVAL_US ?? 1000} µs, ` +
-    "started and stopped around the phase by SIGUSR2, bench/profile-hook.ts; this phase is not in the table above; lines " +
-    "through the source maps that bench/peers-source-maps.ts saved). Samples are wall-clock on a shared machine, so the " +
-    "shares are the split of the work, and the µs columns are those shares of the CPU /proc measured in the window.\n\n" +
+    `### Where Iris's CPU goes (CPU profiles of one more ${sizes.concurrency}-concurrent streamed phase, ${requests} ` +
+    `requests, ${result.errors} errors)\n\n` +
+    `Profiles: ${files.coordinator}, ${files.agent} (V8 sampling ` +
+    `every ${process.env.BENCH_PROFILE_INTERVAL_US ?? 1000} µs, ` +
+    "started and stopped around the phase by SIGUSR2, bench/profile-hook.ts; this phase is not in the table above; " +
+    "lines through the source maps that bench/peers-source-maps.ts saved). Samples are wall-clock on a shared " +
+    "machine, so the shares are the split of the work, and the µs columns are those shares of the CPU /proc measured " +
+    "in the window.\n\n" +
     profileMarkdown([
       readProcessProfile("coordinator", files.coordinator, requests, cpuMs[0]!, join(profileDir, "sourcemaps.json")),
       readProcessProfile("agent", files.agent, requests, cpuMs[1]!, join(profileDir, "agent", "sourcemaps.json")),

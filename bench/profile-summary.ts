@@ -201,11 +201,9 @@ export function summariseProfile(file: string, topN = 12): ProfileSummary {
   const wallMs = (profile.endTime - profile.startTime) / 1000;
   const header =
     `profile: ${(wallMs / 1000).toFixed(1)} s of wall time, ${profile.samples.length} samples; the main thread had ` +
-    `work ` +
-    (`(was not idle in the event loop) ${((100 * busyUs) / totalUs).toFixed(0)}% of the time. Samples are taken in ` +
-      `wall `) +
-    `time, so on a shared machine "busy" includes waiting for a core; the shares are still the split of the work. ` +
-    `GC helper threads are not sampled.`;
+    `work (was not idle in the event loop) ${((100 * busyUs) / totalUs).toFixed(0)}% of the time. Samples are taken ` +
+    `in wall time, so on a shared machine "busy" includes waiting for a core; the shares are still the split of the ` +
+    `work. GC helper threads are not sampled.`;
   return {
     markdown: `${header}\n\n${categoryTable}\n\nTop ${topN} functions by self time:\n\n${functionTable}`,
     busyMs: busyUs / 1000,

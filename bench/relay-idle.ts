@@ -56,9 +56,11 @@ export async function runIdleBench(ctx: BenchContext): Promise<void> {
   ctx.print(
     "### (iii) Coordinator with idle connected nodes\n\n" +
       `${count} NodeService peers (one HTTP/2 connection each), registered in waves of 100, heartbeating every ` +
-      `${heartbeatMs / 1000} s (the default HEARTBEAT_INTERVAL_MS), no tasks. CPU % is of one core over the window.\n\n` +
+      `${heartbeatMs / 1000} s (the default HEARTBEAT_INTERVAL_MS), no tasks. CPU % is of one core over the ` +
+      `window.\n\n` +
       table +
-      `\n\nRegistering ${count} nodes took ${(registerMs / 1000).toFixed(2)} s (${Math.round(count / (registerMs / 1000))} nodes/s; ` +
+      `\n\nRegistering ${count} nodes took ${(registerMs / 1000).toFixed(2)} s ` +
+      `(${Math.round(count / (registerMs / 1000))} nodes/s; ` +
       `each registration reads the account and writes the node and its session to the database). ` +
       `Memory per connected node ≈ ${perNodeKiB.toFixed(0)} KiB of RSS; peak RSS ${fixed(after.peak, 1)} MiB.`,
   );

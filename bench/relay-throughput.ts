@@ -55,7 +55,8 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
     };
     const received = window.tokens / window.seconds;
     ctx.progress(
-      `  ${nodes}×${slots} offered ${offered}/s: received ${Math.round(received)}/s, coordinator ${row.coordinatorCpu.toFixed(0)}% CPU` +
+      `  ${nodes}×${slots} offered ${offered}/s: received ${Math.round(received)}/s, ` +
+        `coordinator ${row.coordinatorCpu.toFixed(0)}% CPU` +
         (window.errors ? `, ${window.errors} errors (${window.firstError})` : ""),
     );
     rows.push(row);
@@ -163,33 +164,38 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
   const leanest = keptUp.length > 0 ? Math.min(...keptUp.map(cpuPerToken)) : undefined;
   const summary =
     (peak
-      ? `Peak while keeping up (≥ ${KEEPS_UP * 100}% of the offered rate delivered): **${whole(rate(peak))} tokens/s** ` +
-        `(${peak.nodes} × ${peak.slots}, token latency p50 ${fixed(peak.window.latencyP50, 0)} ms). `
+      ? `Peak while keeping up (≥ ${KEEPS_UP * 100}% of the offered rate delivered): **${whole(rate(peak))} ` +
+        `tokens/s** (${peak.nodes} × ${peak.slots}, token latency p50 ${fixed(peak.window.latencyP50, 0)} ms). `
       : "No window kept up with its offered rate. ") +
     (most !== peak
-      ? `Most delivered in one window: ${whole(rate(most))} tokens/s (${most.nodes} × ${most.slots}), while falling behind ` +
-        `(token latency p50 ${fixed((most.window.latencyP50 ?? Number.NaN) / 1000, 1)} s: tokens queue inside the coordinator). `
+      ? `Most delivered in one window: ${whole(rate(most))} tokens/s (${most.nodes} × ${most.slots}), while falling ` +
+        `behind (token latency p50 ${fixed((most.window.latencyP50 ?? Number.NaN) / 1000, 1)} s: tokens queue inside ` +
+        `the coordinator). `
       : "") +
-    `Target ≥ 100,000 tokens/s: ${headline >= 100_000 ? "met" : `not met (${((100 * headline) / 100_000).toFixed(0)}% of it)`}. ` +
+    `Target ≥ 100,000 ` +
+    `tokens/s: ${headline >= 100_000 ? "met" : `not met (${((100 * headline) / 100_000).toFixed(0)}% of it)`}. ` +
     (leanest !== undefined
-      ? `At its cheapest while keeping up, the coordinator spent ${fixed(leanest, 1)} µs of CPU per relayed token: a ceiling ` +
+      ? `At its cheapest while keeping up, the coordinator spent ${fixed(leanest, 1)} µs of CPU per relayed token: a ` +
+        `ceiling ` +
         `of ~${whole(1e6 / leanest)} tokens/s for one fully busy core (the relay runs on Node's one main thread).`
       : "");
   ctx.print(
     "### (ii) Aggregate tokens/s relayed\n\n" +
-      `Load-generator nodes speak NodeService over gRPC (one HTTP/2 connection each; one TaskChunk per ~4-byte token, ` +
-      `sealed with AES-256-GCM by common/crypto as an agent does, opened by the coordinator) ` +
-      `and emit at the offered rate, spread evenly over all slots (10 ms ticks); closed-loop clients (one HTTP/2 connection ` +
-      `each, one per slot) call InferenceService.Chat with max_tokens ${tokensPerChat} and start the next chat when one ends. ` +
-      `Nodes and clients share one peer process; each window is ${windowMs / 1000} s after ${settleMs / 1000} s of settling. ` +
-      `Rates step up until clients have received less than ${KEEPS_UP * 100}% of the offered rate twice in a row. Token latency: node's send to ` +
-      `client's receipt of every ${stampEvery}th token. CPU % is of one core (100 = one core busy).\n\n` +
+      `Load-generator nodes speak NodeService over gRPC (one HTTP/2 connection each; one TaskChunk per ~4-byte ` +
+      `token, sealed with AES-256-GCM by common/crypto as an agent does, opened by the coordinator) and emit at the ` +
+      `offered rate, spread evenly over all slots (10 ms ticks); closed-loop clients (one HTTP/2 connection each, ` +
+      `one per slot) call InferenceService.Chat with max_tokens ${tokensPerChat} and start the next chat when one ` +
+      `ends. Nodes and clients share one peer process; each window is ${windowMs / 1000} s after ${settleMs / 1000} ` +
+      `s of settling. Rates step up until clients have received less than ${KEEPS_UP * 100}% of the offered rate ` +
+      `twice in a row. Token latency: node's send to client's receipt of every ${stampEvery}th token. CPU % is of ` +
+      `one core (100 = one core busy).\n\n` +
       table +
       `\n\n${summary}`,
   );
   if (profileMarkdown) {
     ctx.print(
-      `### (ii) Where the coordinator's time goes at the highest rate tried (V8 CPU profile of the coordinator process)\n\n${profileMarkdown}`,
+      `### (ii) Where the coordinator's time goes at the highest rate tried (V8 CPU profile of the coordinator ` +
+        `process)\n\n${profileMarkdown}`,
     );
   }
 }

@@ -148,28 +148,31 @@ export async function runTtftBench(ctx: BenchContext): Promise<void> {
 
   ctx.print(
     "### (i) Time to first token: through Iris vs straight to the backend\n\n" +
-      `Backend: the LM Studio stand-in (${TOKENS.length} tokens, first token at once, ${STANDIN_MODEL}) in the peer process. ` +
-      "The real agent (MAX_CONCURRENT_TASKS=100) is its own process; clients run in the bench's main process, one HTTP/2 " +
-      "connection for gRPC, a pooled HTTP/1.1 keep-alive connection per concurrent SSE stream. Each concurrent stream runs " +
-      "its requests one after another (closed loop), so at 100 streams TTFT is mostly waiting for CPU: it is about " +
-      "100 / (requests/s). Each row runs up to its request count or " +
+      `Backend: the LM Studio stand-in (${TOKENS.length} tokens, first token at once, ${STANDIN_MODEL}) in the peer ` +
+      `process. ` +
+      "The real agent (MAX_CONCURRENT_TASKS=100) is its own process; clients run in the bench's main process, one " +
+      "HTTP/2 connection for gRPC, a pooled HTTP/1.1 keep-alive connection per concurrent SSE stream. Each " +
+      "concurrent stream runs its requests one after another (closed loop), so at 100 streams TTFT is mostly waiting " +
+      "for CPU: it is about 100 / (requests/s). Each row runs up to its request count or " +
       `${maxMs / 1000} s, whichever comes first; ` +
       'both paths are warmed up first. "added" is the through-Iris percentile minus the direct one (a difference of ' +
-      "percentiles, not a percentile of differences). Nodes and clients use one account listed in UNLIMITED_ACCOUNT_KEYS " +
+      "percentiles, not a percentile of differences). Nodes and clients use one account listed in " +
+      "UNLIMITED_ACCOUNT_KEYS " +
       "(gRPC: x-iris-account-key; OpenAI: Authorization: Bearer), so chat limits never refuse the benchmark.\n\n" +
       table(backendRows),
   );
   ctx.print(
-    "### (i) The coordinator's own hop: scripted node answering its assignment at once\n\n" +
-      "No agent, no backend: a NodeService peer (test/support/scripted-node.ts) sends its 4 chunks and result the moment " +
-      "the assignment arrives. The baseline is the same connect-es gRPC Chat stream served directly by a server in that " +
-      "same peer process, yielding the same events at once; the difference is what the coordinator adds (its hop to the " +
-      "node and back, auth and validation, classification, routing, sealing the assignment and opening the chunks, the " +
+    "### (i) The coordinator's own hop: scripted node answering its assignment at once\n\nNo agent, no backend: a " +
+      "NodeService peer (test/support/scripted-node.ts) sends its 4 chunks and result the moment the assignment " +
+      "arrives. The baseline is the same connect-es gRPC Chat stream served directly by a server in that same peer " +
+      "process, yielding the same events at once; the difference is what the coordinator adds (its hop to the node " +
+      "and back, auth and validation, classification, routing, sealing the assignment and opening the chunks, the " +
       "task journal).\n\n" +
       table(hopRows),
   );
   if (profileMarkdown)
     ctx.print(
-      `### (i) Where the coordinator's time goes per request (CPU profile, scripted hop, ${plans.at(-1)!.concurrency} streams)\n\n${profileMarkdown}`,
+      `### (i) Where the coordinator's time goes per request (CPU profile, scripted ` +
+        `hop, ${plans.at(-1)!.concurrency} streams)\n\n${profileMarkdown}`,
     );
 }

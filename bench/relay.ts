@@ -46,8 +46,8 @@ export async function runRelayBench(): Promise<void> {
   console.log(
     `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? "unknown CPU"}), ${(totalmem() / 2 ** 30).toFixed(1)} ` +
       `GiB RAM; ` +
-      (`Node ${process.version} (${process.platform} ${process.arch}); coordinator: \`node --import tsx ` +
-        `coordinator/main.ts\` `) +
+      `Node ${process.version} (${process.platform} ${process.arch}); coordinator: \`node --import tsx ` +
+      `coordinator/main.ts\` ` +
       `as a separate process, LOG_LEVEL=${process.env.BENCH_COORDINATOR_LOG_LEVEL ?? "info"}` +
       (process.env.BENCH_COORDINATOR_NODE_OPTIONS
         ? `, NODE_OPTIONS=${process.env.BENCH_COORDINATOR_NODE_OPTIONS}`

@@ -131,10 +131,10 @@ async function main(): Promise<void> {
     await database.drop();
   }
   console.log(
-    `### Chat classification with connected nodes that never answer classify\n\n` +
-      `CLASSIFIER_NODE_BUDGET_MS=${BUDGET_MS}. Every scenario has one more node, ranked above the judge, that serves the chats ` +
-      `and never answers classify either (the silent nodes serve chats too). ` +
-      `${CHATS} chats one after another, each a new prompt; ms to the Accepted event. ${database.label}.\n`,
+    `### Chat classification with connected nodes that never answer ` +
+      `classify\n\nCLASSIFIER_NODE_BUDGET_MS=${BUDGET_MS}. Every scenario has one more node, ranked above the judge, ` +
+      `that serves the chats and never answers classify either (the silent nodes serve chats too). ${CHATS} chats ` +
+      `one after another, each a new prompt; ms to the Accepted event. ${database.label}.\n`,
   );
   console.log(
     markdownTable(

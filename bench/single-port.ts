@@ -87,13 +87,15 @@ direct.close();
 single.close();
 
 console.log(
-  `\nunary: ${unaryCalls} sequential gRPC calls; ${concurrentCalls} calls over ${concurrency} concurrent loops; bidi: ${streamMessages} messages on one stream\n`,
+  `\nunary: ${unaryCalls} sequential gRPC calls; ${concurrentCalls} calls over ${concurrency} concurrent loops; ` +
+    `bidi: ${streamMessages} messages on one stream\n`,
 );
 console.log("| listener | unary p50 ms | unary p99 ms | unary calls/s (100 concurrent) | bidi messages/s |");
 console.log("|---|---:|---:|---:|---:|");
 for (const [name, r] of rows) {
   console.log(
-    `| ${name} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} | ${Math.round(r.rps)} | ${Math.round(r.messagesPerSecond)} |`,
+    `| ${name} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} | ${Math.round(r.rps)} ` +
+      `| ${Math.round(r.messagesPerSecond)} |`,
   );
 }
 process.exit(0);

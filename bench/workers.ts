@@ -58,7 +58,8 @@ export async function runWorkersBench(): Promise<void> {
   }
   if (!(await natsAnswers(natsUrl))) {
     console.log(
-      `skipped: WORKERS > 1 needs NATS; nothing answers at ${natsUrl} (start one: nats-server -a 127.0.0.1 -p 4222 -js).\n`,
+      `skipped: WORKERS > 1 needs NATS; nothing answers at ${natsUrl} (start one: nats-server -a 127.0.0.1 -p 4222 ` +
+        `-js).\n`,
     );
     return;
   }
@@ -101,7 +102,9 @@ export async function runWorkersBench(): Promise<void> {
         const { cpu } = row;
         rows.push(row);
         progress(
-          `  ${phase}${offered ? ` offered ${offered}/s` : ""}: ${whole(window.chats / window.seconds)} chats/s, ${whole(window.tokens / window.seconds)} tokens/s, CPU ${cpu.toFixed(0)}%${window.errors ? `, ${window.errors} errors (${window.firstError})` : ""}`,
+          `  ${phase}${offered ? ` offered ${offered}/s` : ""}: ${whole(window.chats / window.seconds)} ` +
+            `chats/s, ${whole(window.tokens / window.seconds)} tokens/s, ` +
+            `CPU ${cpu.toFixed(0)}%${window.errors ? `, ${window.errors} errors (${window.firstError})` : ""}`,
         );
         return row;
       };
@@ -289,12 +292,18 @@ function workersReport(
     `machine: ${cpus().length} cores, Node ${process.version}; load average ${run.loadAtStart} at the start, ${loadavg()
       .map((n) => n.toFixed(2))
       .join(" ")} at the end; ` +
-    `database: ${run.databaseLabel}; NATS ${run.natsUrl}. The coordinator is \`WORKERS=N npm start\`'s process tree (the primary ` +
-    `and its workers; CPU % is of one core, all of them together); nodes and clients share one peer process, each on its own ` +
-    `connection to the one port. (i) ${REQUESTS.nodes} scripted nodes × ${REQUESTS.slots} slots answering ${REQUESTS.tokens.length} ` +
-    `chunks at once, ${REQUESTS.nodes * REQUESTS.slots} closed-loop gRPC Chat clients. (ii) ${RELAY.nodes} load nodes × ${RELAY.slots} slots, ` +
-    `one sealed chunk per token, ${RELAY.nodes * RELAY.slots} clients with chats of ${RELAY.tokensPerChat} tokens, at each offered rate ` +
-    `in turn; a window keeps up when clients got at least ${KEEPS_UP * 100}% of it. Windows of ${run.windowMs / 1000} s after ${run.settleMs / 1000} s of settling.\n\n` +
+    `database: ${run.databaseLabel}; NATS ${run.natsUrl}. The coordinator is \`WORKERS=N npm start\`'s process tree ` +
+    `(the primary ` +
+    `and its workers; CPU % is of one core, all of them together); nodes and clients share one peer process, each on ` +
+    `its own ` +
+    `connection to the one port. (i) ${REQUESTS.nodes} scripted nodes × ${REQUESTS.slots} slots ` +
+    `answering ${REQUESTS.tokens.length} ` +
+    `chunks at once, ${REQUESTS.nodes * REQUESTS.slots} closed-loop gRPC Chat clients. (ii) ${RELAY.nodes} load ` +
+    `nodes × ${RELAY.slots} slots, ` +
+    `one sealed chunk per token, ${RELAY.nodes * RELAY.slots} clients with chats of ${RELAY.tokensPerChat} tokens, ` +
+    `at each offered rate ` +
+    `in turn; a window keeps up when clients got at least ${KEEPS_UP * 100}% of it. Windows ` +
+    `of ${run.windowMs / 1000} s after ${run.settleMs / 1000} s of settling.\n\n` +
     markdownTable(
       [
         "",

@@ -44,7 +44,8 @@ async function start(): Promise<void> {
   await Promise.all(nodes.map((n) => n.registered));
 }
 
-it(`coordinator SIGKILL ×${ROUNDS} with streams in flight, restarted on the same database: 0 lost, 0 dangling`, async () => {
+it(`coordinator SIGKILL ×${ROUNDS} with streams in flight, restarted on the same database: 0 lost, 0 ` +
+  `dangling`, async () => {
   await start();
   let running = true;
   const load = chatLoad({
@@ -82,7 +83,8 @@ it(`coordinator SIGKILL ×${ROUNDS} with streams in flight, restarted on the sam
     `coordinator SIGKILL ×${ROUNDS}, restart (4 nodes, 20 streams)`,
     tally,
     left,
-    `${inFlightAtKill} task rows open at the kills (journal flushed); ${interrupted.n} ended by the restarted coordinator`,
+    `${inFlightAtKill} task rows open at the kills (journal flushed); ${interrupted.n} ended by the restarted ` +
+      `coordinator`,
   );
   expect(tally.lost).toBe(0);
   expect(left.dangling).toBe(0);

@@ -89,7 +89,8 @@ describe.skipIf(!server)("database faults (needs a PostgreSQL server: PGlite has
     await check("database backends terminated ×10 (1/s)", await load, `${terminated} backends terminated`);
   }, 180_000);
 
-  it(`the database unreachable for ${OUTAGE_MS / 1000} s under 20 streams: the process lives, 0 lost, 0 dangling`, async () => {
+  it(`the database unreachable for ${OUTAGE_MS / 1000} s under 20 streams: the process lives, 0 lost, 0 ` +
+    `dangling`, async () => {
     let running = true;
     const load = chatLoad({
       url: () => coordinator.url,

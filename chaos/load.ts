@@ -155,9 +155,12 @@ export function report(scenario: string, tally: Tally, left: Leftovers, note = "
     .slice(0, 3)
     .map(([r, n]) => `${n}× ${r}`)
     .join("; ");
-  const row = `| ${scenario} | ${tally.requests} | ${tally.completed} | ${failed} | ${tally.lost} | ${left.dangling} | ${left.recordsLost} | ${left.recordsInterrupted} | ${[note, reasons].filter(Boolean).join(" — ")} |`;
+  const row =
+    `| ${scenario} | ${tally.requests} | ${tally.completed} | ${failed} | ${tally.lost} | ${left.dangling} ` +
+    `| ${left.recordsLost} | ${left.recordsInterrupted} | ${[note, reasons].filter(Boolean).join(" — ")} |`;
   console.log(
-    `\n| scenario | requests | completed | failed with a reason | lost | dangling task rows | records lost | done, then interrupted | notes, top reasons |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n${row}\n`,
+    `\n| scenario | requests | completed | failed with a reason | lost | dangling task rows | records lost | done, ` +
+      `then interrupted | notes, top reasons |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n${row}\n`,
   );
   return row;
 }

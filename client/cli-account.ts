@@ -55,7 +55,8 @@ export async function moveNode(
   if (io.json) io.stdout.write(`${JSON.stringify({ nodeId, moved: true, disconnected })}\n`);
   else
     io.stdout.write(
-      `node ${nodeId} now registers with the new key${disconnected ? "; its connection with the old key was ended" : ""}\n`,
+      `node ${nodeId} now registers with the new ` +
+        `key${disconnected ? "; its connection with the old key was ended" : ""}\n`,
     );
   return EXIT_OK;
 }

@@ -162,7 +162,8 @@ export async function showReputation(
   if (node) {
     const status = node.suspended ? "suspended" : node.online ? "online" : "offline";
     out.stdout.write(
-      `${nodeId}: reputation ${formatDecimal(node.reputation)}, tier ${out.palette.tier(tierName(node.tier))}, ${status}\n\n`,
+      `${nodeId}: reputation ${formatDecimal(node.reputation)}, ` +
+        `tier ${out.palette.tier(tierName(node.tier))}, ${status}\n\n`,
     );
   }
   const now = out.now();

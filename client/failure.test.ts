@@ -58,7 +58,8 @@ describe("describeFailure", () => {
       Object.assign(new Error("unable to verify the first certificate"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }),
     );
     expect(describeFailure(untrusted, { ...context, url: "https://iris.test" })).toBe(
-      "the coordinator's certificate is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set --ca or IRIS_CA_PATH to the PEM file of the CA that signed it",
+      "the coordinator's certificate is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set " +
+        "--ca or IRIS_CA_PATH to the PEM file of the CA that signed it",
     );
   });
 

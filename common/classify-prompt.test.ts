@@ -65,12 +65,16 @@ describe("parseDifficultyJson (strict)", () => {
 });
 
 describe("the node prompt and its request", () => {
-  it("is compact: under 200 tokens by the estimate (agent/classify.test.ts counts it with a real tokenizer), names every class", () => {
-    expect(estimateTokens(CLASSIFY_NODE_PROMPT)).toBeLessThanOrEqual(200);
-    expect(estimateTokens(CLASSIFY_NODE_PROMPT)).toBeLessThan(estimateTokens(CLASSIFY_SYSTEM_PROMPT) / 4);
-    for (const label of ["SIMPLE", "COMPLEX", "ADVANCED", "<request>", "difficulty"])
-      expect(CLASSIFY_NODE_PROMPT.toLowerCase()).toContain(label.toLowerCase());
-  });
+  it(
+    "is compact: under 200 tokens by the estimate (agent/classify.test.ts counts it with a real tokenizer), names " +
+      "every class",
+    () => {
+      expect(estimateTokens(CLASSIFY_NODE_PROMPT)).toBeLessThanOrEqual(200);
+      expect(estimateTokens(CLASSIFY_NODE_PROMPT)).toBeLessThan(estimateTokens(CLASSIFY_SYSTEM_PROMPT) / 4);
+      for (const label of ["SIMPLE", "COMPLEX", "ADVANCED", "<request>", "difficulty"])
+        expect(CLASSIFY_NODE_PROMPT.toLowerCase()).toContain(label.toLowerCase());
+    },
+  );
 
   it("estimates tokens the way BPE vocabularies roughly count them", () => {
     expect(estimateTokens("")).toBe(0);

@@ -37,7 +37,8 @@ describe("tlsFault", () => {
 
   it("names the certificate when it could be read, and still says what is wrong when not", () => {
     expect(tlsFault(wrapped("CERT_HAS_EXPIRED"), { ...context, certificate })!.message).toBe(
-      "the coordinator's certificate (CN=127.0.0.1, issued by CN=Iris Test CA) expired on 2020-01-02T00:00:00.000Z (CERT_HAS_EXPIRED): the coordinator's operator must renew it",
+      "the coordinator's certificate (CN=127.0.0.1, issued by CN=Iris Test CA) expired on 2020-01-02T00:00:00.000Z " +
+        "(CERT_HAS_EXPIRED): the coordinator's operator must renew it",
     );
     expect(tlsFault(wrapped("CERT_HAS_EXPIRED"), context)!.message).toBe(
       "the coordinator's certificate expired (CERT_HAS_EXPIRED): the coordinator's operator must renew it",

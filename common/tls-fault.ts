@@ -86,15 +86,33 @@ function describe(kind: TlsFaultKind, code: string, detail: string, context: Fau
   const of = cert ? ` (${cert.subject}, issued by ${cert.issuer})` : "";
   switch (kind) {
     case "untrusted":
-      return `the coordinator's certificate${of} is not signed by a CA this client trusts (${code}): set ${context.caSetting} to the PEM file of the CA that signed it`;
+      return (
+        `the coordinator's certificate${of} is not signed by a CA this client trusts (${code}): ` +
+        `set ${context.caSetting} to the PEM file of the CA that signed it`
+      );
     case "expired":
-      return `the coordinator's certificate${of} expired${cert ? ` on ${cert.validTo.toISOString()}` : ""} (${code}): the coordinator's operator must renew it`;
+      return (
+        `the coordinator's certificate${of} expired${cert ? ` on ${cert.validTo.toISOString()}` : ""} ` +
+        `(${code}): the coordinator's operator must renew it`
+      );
     case "not_yet_valid":
-      return `the coordinator's certificate${of} is not valid before ${cert ? cert.validFrom.toISOString() : "a later date"} (${code}): check this machine's clock or the certificate`;
+      return (
+        `the coordinator's certificate${of} is not valid ` +
+        `before ${cert ? cert.validFrom.toISOString() : "a later date"} (${code}): check this machine's clock or the ` +
+        `certificate`
+      );
     case "wrong_host":
-      return `the coordinator's certificate is not for ${host}${cert ? `: it names ${cert.names || cert.subject}` : ""} (${code}): connect with a name the certificate lists, or have it reissued`;
+      return (
+        `the coordinator's certificate is not ` +
+        `for ${host}${cert ? `: it names ${cert.names || cert.subject}` : ""} (${code}): connect with a name the ` +
+        `certificate ` +
+        `lists, or have it reissued`
+      );
     case "not_tls":
-      return `the coordinator at ${context.url} does not speak TLS (${code}): use http:// for a coordinator without TLS_CERT_PATH`;
+      return (
+        `the coordinator at ${context.url} does not speak TLS (${code}): use http:// for a coordinator without ` +
+        `TLS_CERT_PATH`
+      );
     default:
       return detail;
   }

@@ -39,7 +39,8 @@ describe("HTTP/1.1 deadlines on the one cleartext port", () => {
     const raw = await rawSocket(coordinator.port);
     const started = performance.now();
     const head =
-      "POST /iris.v1.AccountService/VerifyKey HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{";
+      "POST /iris.v1.AccountService/VerifyKey HTTP/1.1\r\nHost: x\r\nContent-Type: " +
+      "application/json\r\nContent-Length: 200\r\n\r\n{";
     void drip(raw.socket, [head, ...Array.from({ length: 100 }, () => " ")], 50);
     const closedMs = (await raw.closed) - started;
     console.log(
@@ -60,7 +61,8 @@ describe("HTTP/1.1 deadlines on the one cleartext port", () => {
     const silentMs = (await silent.closed) - started;
     const keptMs = (await kept.closed) - answeredAt;
     console.log(
-      `HTTP/1.1 idle: silent connection closed after ${silentMs.toFixed(0)} ms, kept-alive one ${keptMs.toFixed(0)} ms after its answer`,
+      `HTTP/1.1 idle: silent connection closed after ${silentMs.toFixed(0)} ms, kept-alive one ${keptMs.toFixed(0)} ` +
+        `ms after its answer`,
     );
     expect(silent.received()).toBe("");
     expect(silentMs).toBeGreaterThanOrEqual(750);
@@ -150,7 +152,8 @@ describe("limits with TLS", () => {
     // Node's head deadline counts from the connection: one that never starts a request is timed out too
     const silentMs = (await silent.closed) - started;
     console.log(
-      `TLS HTTP/1.1 connection that sends nothing: closed after ${silentMs.toFixed(0)} ms (HTTP_HEADERS_TIMEOUT_MS 300)`,
+      `TLS HTTP/1.1 connection that sends nothing: closed after ${silentMs.toFixed(0)} ms (HTTP_HEADERS_TIMEOUT_MS ` +
+        `300)`,
     );
     expect(silent.received()).toMatch(/^HTTP\/1\.1 408 /);
     expect(silentMs).toBeLessThan(5_000); // the 300 ms setting, not the 10 s default: half the default

@@ -47,7 +47,11 @@ describe("HTTP/2 limits", () => {
     }
     const code = refusal.payload.readUInt32BE(refusal.type === FrameType.GOAWAY ? 4 : 0);
     console.log(
-      `6 streams on a 4-stream connection: ${refusal.type === FrameType.RST_STREAM ? `RST_STREAM on stream ${refusal.streamId}` : "GOAWAY"}, error code ${code}`,
+      `6 streams on a 4-stream ` +
+        `connection: ${
+          refusal.type === FrameType.RST_STREAM ? `RST_STREAM on stream ${refusal.streamId}` : "GOAWAY"
+        }, error ` +
+        `code ${code}`,
     );
     expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
     h2.socket.destroy();
@@ -114,7 +118,8 @@ describe("HTTP/2 limits", () => {
     const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("trailers", resolve));
     const endedMs = performance.now() - started;
     console.log(
-      `NodeService stream without register: grpc-status ${trailers["grpc-status"]} after ${endedMs.toFixed(0)} ms (NODE_REGISTER_TIMEOUT_MS 300)`,
+      `NodeService stream without register: grpc-status ${trailers["grpc-status"]} after ${endedMs.toFixed(0)} ms ` +
+        `(NODE_REGISTER_TIMEOUT_MS 300)`,
     );
     expect(trailers["grpc-status"]).toBe("4"); // DEADLINE_EXCEEDED
     expect(decodeURIComponent(String(trailers["grpc-message"]))).toMatch(/no register message within 300 ms/);

@@ -45,7 +45,8 @@ describe("clearerDecodeError", () => {
     [
       "an unknown enum name",
       () => json('{"params":{"messages":[],"difficulty":"DIFFICULTY_HARD"}}'),
-      'invalid params.difficulty: "DIFFICULTY_HARD" is not a value of iris.v1.Difficulty (one of DIFFICULTY_UNSPECIFIED, DIFFICULTY_SIMPLE, DIFFICULTY_COMPLEX, DIFFICULTY_ADVANCED)',
+      'invalid params.difficulty: "DIFFICULTY_HARD" is not a value of iris.v1.Difficulty (one of ' +
+        "DIFFICULTY_UNSPECIFIED, DIFFICULTY_SIMPLE, DIFFICULTY_COMPLEX, DIFFICULTY_ADVANCED)",
     ],
     [
       "a prototype name as a role",

@@ -80,7 +80,8 @@ describe("shutdown with agents connected", () => {
     await closing;
     const closedAt = performance.now();
     console.log(
-      `shutdown during a ${(doneAt - chatStarted).toFixed(0)} ms chat: closed ${(closedAt - closeStarted).toFixed(0)} ms after close(), ` +
+      `shutdown during a ${(doneAt - chatStarted).toFixed(0)} ms chat: ` +
+        `closed ${(closedAt - closeStarted).toFixed(0)} ms after close(), ` +
         `${(closedAt - doneAt).toFixed(0)} ms after the chat ended`,
     );
 

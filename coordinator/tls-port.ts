@@ -39,9 +39,10 @@ export function certificateVerdict(certificate: X509Certificate, now: number): C
     };
   }
   if (now < validFrom.getTime()) {
+    const from = dates.validFrom;
     return {
       level: "error",
-      message: `the TLS certificate (TLS_CERT_PATH) is not valid before ${dates.validFrom}: clients refuse it until then`,
+      message: `the TLS certificate (TLS_CERT_PATH) is not valid before ${from}: clients refuse it until then`,
       ...dates,
     };
   }
@@ -50,7 +51,9 @@ export function certificateVerdict(certificate: X509Certificate, now: number): C
   const left = daysLeft < 1 ? `in ${Math.max(1, Math.round(daysLeft * 24))} h` : `in ${Math.floor(daysLeft)} days`;
   return {
     level: "warn",
-    message: `the TLS certificate (TLS_CERT_PATH) expires on ${dates.validTo}, ${left}: renew it before clients refuse it`,
+    message:
+      `the TLS certificate (TLS_CERT_PATH) expires on ${dates.validTo}, ${left}: renew it before clients ` +
+      `refuse it`,
     ...dates,
   };
 }

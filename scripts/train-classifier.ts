@@ -21,13 +21,15 @@ import {
 const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const percent = (x: number) => `${(100 * x).toFixed(1)} %`;
 const line = (name: string, f: Figures) =>
-  `${name}: accuracy ${percent(f.accuracy)}, under-classified ${percent(f.under)}, per class ${f.perClass.map(percent).join(" / ")}`;
+  `${name}: accuracy ${percent(f.accuracy)}, under-classified ${percent(f.under)}, per ` +
+  `class ${f.perClass.map(percent).join(" / ")}`;
 
 const started = performance.now();
 const run = trainFromCorpus();
 const { training, offsets } = run.model.header;
 console.log(
-  `${training.prompts} written prompts → ${training.items} training items in ${training.languages} languages; ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  `${training.prompts} written prompts → ${training.items} training items in ${training.languages} ` +
+    `languages; ${((performance.now() - started) / 1000).toFixed(1)} s`,
 );
 console.log(`calibration split (${run.calibration.withOffsets.items} prompts), SIMPLE / COMPLEX / ADVANCED:`);
 console.log(`  ${line("argmax", run.calibration.withoutOffsets)}`);

@@ -55,7 +55,8 @@ describe("an agent told to stop (SIGTERM) while it serves", () => {
     );
   }, 60_000);
 
-  it("hands the task back once the grace period is over (here none); another node finishes the answer; exits 0", async () => {
+  it("hands the task back once the grace period is over (here none); another node finishes the answer; exits " +
+    "0", async () => {
     const [a, b] = await Promise.all([
       agent("quit-a", { SHUTDOWN_GRACE_MS: "0" }),
       agent("quit-b", { SHUTDOWN_GRACE_MS: "0" }),

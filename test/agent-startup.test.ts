@@ -22,7 +22,8 @@ describe("iris-agent start-up", () => {
     const agent = startAgent({ ...unreachable, IRIS_BACKEND: "lmstudio", LOG_LEVEL: "loud" });
     expect(await agent.exited).toBe(2);
     expect(agent.stderr()).toBe(
-      'iris-agent: invalid configuration:\n  LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "loud")\n',
+      "iris-agent: invalid configuration:\n  LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent " +
+        '(got "loud")\n',
     );
   });
 

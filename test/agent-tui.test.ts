@@ -78,7 +78,9 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
       .map(([k, v]) => `${k}=${shellQuote(v)}`)
       .join(" ");
     // the exit code lands in a file: the pane (and the session) closes when the command ends
-    const command = `cd ${shellQuote(root)} && env ${assignments} ${shellQuote(process.execPath)} --import tsx agent/main.ts; echo $? > ${shellQuote(join(dir, "exit-code"))}`;
+    const command =
+      `cd ${shellQuote(root)} && env ${assignments} ${shellQuote(process.execPath)} --import tsx ` +
+      `agent/main.ts; echo $? > ${shellQuote(join(dir, "exit-code"))}`;
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command);
   }, 60_000);
 
@@ -91,7 +93,8 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
     await coordinator?.close();
   });
 
-  it("shows registration and tier, a live task, pause and resume on the wire, a resize, and quits with 0 on q", async () => {
+  it("shows registration and tier, a live task, pause and resume on the wire, a resize, and quits with 0 on " +
+    "q", async () => {
     // registered: connection state, node id, masked key, tier and why, model, benchmark
     let text = await waitForScreen(
       (s) => /● registered/.test(s) && /Tier\s+BASIC/.test(s),

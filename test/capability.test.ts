@@ -52,72 +52,79 @@ describe("measured capability", () => {
   const listed = async (nodeId: string) =>
     (await network.listNodes({ onlineOnly: true })).nodes.find((n) => n.nodeId === nodeId)!;
 
-  it("re-tiers a node that declares 5,000 tok/s and answers at about 20 after 5 measured answers, and keeps it there across a reconnect", async () => {
-    const declaration = {
-      nodeId: "boaster",
-      modelName: "Llama-3.1-8B-Instruct-Q4_K_M",
-      parameterCount: 8e9,
-      quantization: "Q4_K_M",
-      tokensPerSecond: 5000,
-      script: paced(17, 50),
-    };
-    const boaster = await nodes.start(declaration);
-    expect(await boaster.registered).toMatchObject({ tier: Tier.PRO });
-    expect((await listed("boaster")).verification).toMatchObject({ speed: Verification.DECLARED, speedSamples: 0 });
+  it(
+    "re-tiers a node that declares 5,000 tok/s and answers at about 20 after 5 measured answers, and keeps it there " +
+      "across a reconnect",
+    async () => {
+      const declaration = {
+        nodeId: "boaster",
+        modelName: "Llama-3.1-8B-Instruct-Q4_K_M",
+        parameterCount: 8e9,
+        quantization: "Q4_K_M",
+        tokensPerSecond: 5000,
+        script: paced(17, 50),
+      };
+      const boaster = await nodes.start(declaration);
+      expect(await boaster.registered).toMatchObject({ tier: Tier.PRO });
+      expect((await listed("boaster")).verification).toMatchObject({ speed: Verification.DECLARED, speedSamples: 0 });
 
-    for (let i = 1; i <= 4; i++) expect(await ask()).toBe("boaster");
-    // four samples say nothing yet: the declared benchmark stands
-    expect(coordinator.registry.get("boaster")!.tier).toBe("PRO");
-    expect(await ask()).toBe("boaster");
+      for (let i = 1; i <= 4; i++) expect(await ask()).toBe("boaster");
+      // four samples say nothing yet: the declared benchmark stands
+      expect(coordinator.registry.get("boaster")!.tier).toBe("PRO");
+      expect(await ask()).toBe("boaster");
 
-    const info = await listed("boaster");
-    expect(info.tier).toBe(Tier.MID);
-    expect(info.tokensPerSecond).toBe(5000); // what it declared, still shown as such
-    expect(info.verification).toMatchObject({ speed: Verification.CONTRADICTED, speedSamples: 5 });
-    expect(info.verification!.measuredTokensPerSecond).toBeGreaterThan(10);
-    expect(info.verification!.measuredTokensPerSecond).toBeLessThan(30);
-    expect(info.tierReason).toMatch(/tok\/s \(10–30\) → MID \(measured median of 5 answers; declared 5000 tok\/s\)$/);
-    // written at once, with the measurements behind it
-    await expect
-      .poll(
-        async () =>
-          (
-            await coordinator.db
-              .selectFrom("nodes")
-              .select("tier")
-              .where("id", "=", "boaster")
-              .executeTakeFirstOrThrow()
-          ).tier,
-      )
-      .toBe("MID");
-    expect(
-      coordinator.logs.some(
-        (l) =>
-          l.msg === "node re-tiered by its measured speed" &&
-          l.nodeId === "boaster" &&
-          l.from === "PRO" &&
-          l.to === "MID",
-      ),
-    ).toBe(true);
+      const info = await listed("boaster");
+      expect(info.tier).toBe(Tier.MID);
+      expect(info.tokensPerSecond).toBe(5000); // what it declared, still shown as such
+      expect(info.verification).toMatchObject({ speed: Verification.CONTRADICTED, speedSamples: 5 });
+      expect(info.verification!.measuredTokensPerSecond).toBeGreaterThan(10);
+      expect(info.verification!.measuredTokensPerSecond).toBeLessThan(30);
+      expect(info.tierReason).toMatch(/tok\/s \(10–30\) → MID \(measured median of 5 answers; declared 5000 tok\/s\)$/);
+      // written at once, with the measurements behind it
+      await expect
+        .poll(
+          async () =>
+            (
+              await coordinator.db
+                .selectFrom("nodes")
+                .select("tier")
+                .where("id", "=", "boaster")
+                .executeTakeFirstOrThrow()
+            ).tier,
+        )
+        .toBe("MID");
+      expect(
+        coordinator.logs.some(
+          (l) =>
+            l.msg === "node re-tiered by its measured speed" &&
+            l.nodeId === "boaster" &&
+            l.from === "PRO" &&
+            l.to === "MID",
+        ),
+      ).toBe(true);
 
-    // reconnecting with the same declaration does not wipe the measurements
-    nodes.killAll();
-    await boaster.ended;
-    await expect.poll(() => coordinator.registry.get("boaster")).toBeUndefined();
-    // offline, ListNodes reads the measurements written at the session's end
-    const offline = (await network.listNodes({})).nodes.find((n) => n.nodeId === "boaster")!;
-    expect(offline).toMatchObject({
-      online: false,
-      tier: Tier.MID,
-      verification: { speed: Verification.CONTRADICTED, speedSamples: 5 },
-    });
-    const again = await nodes.start(declaration);
-    expect(await again.registered).toMatchObject({
-      tier: Tier.MID,
-      tierReason: expect.stringMatching(/measured median of 5 answers/),
-    });
-    expect((await listed("boaster")).verification).toMatchObject({ speed: Verification.CONTRADICTED, speedSamples: 5 });
-  });
+      // reconnecting with the same declaration does not wipe the measurements
+      nodes.killAll();
+      await boaster.ended;
+      await expect.poll(() => coordinator.registry.get("boaster")).toBeUndefined();
+      // offline, ListNodes reads the measurements written at the session's end
+      const offline = (await network.listNodes({})).nodes.find((n) => n.nodeId === "boaster")!;
+      expect(offline).toMatchObject({
+        online: false,
+        tier: Tier.MID,
+        verification: { speed: Verification.CONTRADICTED, speedSamples: 5 },
+      });
+      const again = await nodes.start(declaration);
+      expect(await again.registered).toMatchObject({
+        tier: Tier.MID,
+        tierReason: expect.stringMatching(/measured median of 5 answers/),
+      });
+      expect((await listed("boaster")).verification).toMatchObject({
+        speed: Verification.CONTRADICTED,
+        speedSamples: 5,
+      });
+    },
+  );
 
   it("verifies a node whose answers come as fast as it declared", async () => {
     await nodes.start({

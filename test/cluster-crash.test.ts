@@ -170,7 +170,8 @@ describe.skipIf(skip !== "")(`a coordinator SIGKILLed mid-stream${skip}`, () => 
     expect(await next.done).toBeUndefined();
     expect(next.events.find((e) => e.case === "done")?.value).toMatchObject({ nodeId: "behind-b" });
     console.log(
-      `coordinator SIGKILL: A's request finished on another node ${finishedAfterMs} ms after the kill (CLUSTER_DEAD_AFTER_MS 500); the agent registered with the next coordinator after ${agentMovedAfterMs} ms`,
+      `coordinator SIGKILL: A's request finished on another node ${finishedAfterMs} ms after the kill ` +
+        `(CLUSTER_DEAD_AFTER_MS 500); the agent registered with the next coordinator after ${agentMovedAfterMs} ms`,
     );
   }, 60_000);
 });

@@ -110,87 +110,93 @@ for (const bus of ["nats", "local"] as const) {
           await expect.poll(() => coordinator.registry.get("on-b")?.freeSlots).toBe(1);
       });
 
-      it("shows every coordinator the node's tier, model, context, slots and reputation as its home sees them", async () => {
-        await onC.start({
-          nodeId: "on-c",
-          modelName: "Qwen2.5-32B-Instruct-Q4_K_M",
-          parameterCount: 32e9,
-          quantization: "Q4_K_M",
-          contextLength: 8192,
-          tokensPerSecond: 40,
-          maxConcurrentTasks: 3,
-        });
-        await expect.poll(() => a.registry.get("on-c")).toBeInstanceOf(RemoteNode);
-        const home = c.registry.get("on-c")!;
-        for (const coordinator of [a, b]) {
-          const seen = coordinator.registry.get("on-c")!;
-          expect({
-            tier: seen.tier,
-            model: seen.capabilities.modelName,
-            q: seen.capabilities.quantization,
-            ctx: seen.contextLength,
-            free: seen.freeSlots,
-            rep: seen.reputation,
-            suspended: seen.suspended,
-          }).toEqual({
-            tier: home.tier,
-            model: home.capabilities.modelName,
-            q: home.capabilities.quantization,
-            ctx: home.contextLength,
-            free: 3,
-            rep: home.reputation,
-            suspended: false,
+      it(
+        "shows every coordinator the node's tier, model, context, slots and reputation as its home sees " + "them",
+        async () => {
+          await onC.start({
+            nodeId: "on-c",
+            modelName: "Qwen2.5-32B-Instruct-Q4_K_M",
+            parameterCount: 32e9,
+            quantization: "Q4_K_M",
+            contextLength: 8192,
+            tokensPerSecond: 40,
+            maxConcurrentTasks: 3,
           });
-          expect((seen as RemoteNode).home).toBe("c");
-        }
-      });
+          await expect.poll(() => a.registry.get("on-c")).toBeInstanceOf(RemoteNode);
+          const home = c.registry.get("on-c")!;
+          for (const coordinator of [a, b]) {
+            const seen = coordinator.registry.get("on-c")!;
+            expect({
+              tier: seen.tier,
+              model: seen.capabilities.modelName,
+              q: seen.capabilities.quantization,
+              ctx: seen.contextLength,
+              free: seen.freeSlots,
+              rep: seen.reputation,
+              suspended: seen.suspended,
+            }).toEqual({
+              tier: home.tier,
+              model: home.capabilities.modelName,
+              q: home.capabilities.quantization,
+              ctx: home.contextLength,
+              free: 3,
+              rep: home.reputation,
+              suspended: false,
+            });
+            expect((seen as RemoteNode).home).toBe("c");
+          }
+        },
+      );
 
-      it("runs a consensus request sent to A on three nodes behind A, B and C; done names the nodes of all three", async () => {
-        // the same answer from every node, unless the prompt asks them to disagree
-        const answer = (nodeId: string) => (_: unknown, payload: { messages: { content: string }[] }) => ({
-          tokens: [payload.messages.at(-1)?.content.includes("disagree") ? nodeId : "Paris"],
-        });
-        const nodes = [
-          await onA.start({ nodeId: "on-a", script: answer("on-a") }),
-          await onB.start({ nodeId: "on-b", script: answer("on-b") }),
-          await onC.start({ nodeId: "on-c", script: answer("on-c") }),
-        ];
-        await expect.poll(() => a.registry.get("on-b")).toBeInstanceOf(RemoteNode);
-        await expect.poll(() => a.registry.get("on-c")).toBeInstanceOf(RemoteNode);
-        const consensus = { divisionMode: DivisionMode.CONSENSUS, consensusNodes: 3 };
-        const everyNode = ["on-a", "on-b", "on-c"];
+      it(
+        "runs a consensus request sent to A on three nodes behind A, B and C; done names the nodes of all " + "three",
+        async () => {
+          // the same answer from every node, unless the prompt asks them to disagree
+          const answer = (nodeId: string) => (_: unknown, payload: { messages: { content: string }[] }) => ({
+            tokens: [payload.messages.at(-1)?.content.includes("disagree") ? nodeId : "Paris"],
+          });
+          const nodes = [
+            await onA.start({ nodeId: "on-a", script: answer("on-a") }),
+            await onB.start({ nodeId: "on-b", script: answer("on-b") }),
+            await onC.start({ nodeId: "on-c", script: answer("on-c") }),
+          ];
+          await expect.poll(() => a.registry.get("on-b")).toBeInstanceOf(RemoteNode);
+          await expect.poll(() => a.registry.get("on-c")).toBeInstanceOf(RemoteNode);
+          const consensus = { divisionMode: DivisionMode.CONSENSUS, consensusNodes: 3 };
+          const everyNode = ["on-a", "on-b", "on-c"];
 
-        // no majority: the answer waits for every copy, and done names every node that answered
-        const split = await chat(a, "Which city? Please disagree.", consensus);
-        expect(accepted(split)).toMatchObject({ divisionMode: DivisionMode.CONSENSUS });
-        expect(done(split)?.verified).toBe(false);
-        expect([...done(split)!.nodeIds].sort()).toEqual(everyNode);
-        expect(everyNode).toContain(text(split));
-        expect(nodes.map((node) => node.assigns.length)).toEqual([1, 1, 1]);
+          // no majority: the answer waits for every copy, and done names every node that answered
+          const split = await chat(a, "Which city? Please disagree.", consensus);
+          expect(accepted(split)).toMatchObject({ divisionMode: DivisionMode.CONSENSUS });
+          expect(done(split)?.verified).toBe(false);
+          expect([...done(split)!.nodeIds].sort()).toEqual(everyNode);
+          expect(everyNode).toContain(text(split));
+          expect(nodes.map((node) => node.assigns.length)).toEqual([1, 1, 1]);
 
-        // agreement: verified as soon as two agree; the third copy is judged when it ends, on its own coordinator's
-        // node
-        const agreed = await chat(a, "Which city?", consensus);
-        expect(done(agreed)).toMatchObject({ verified: true });
-        expect(text(agreed)).toBe("Paris");
-        expect(done(agreed)!.nodeIds.length).toBeGreaterThanOrEqual(2);
-        for (const id of done(agreed)!.nodeIds) expect(everyNode).toContain(id);
-        expect(nodes.map((node) => node.assigns.length)).toEqual([2, 2, 2]);
-        // A owns the parent and its three parts: one row per node, every one completed
-        await a.journal.flush();
-        const parts = () =>
-          cluster.database.db
-            .selectFrom("tasks")
-            .select(["node_id", "status", "coordinator_instance"])
-            .where("parent_id", "=", accepted(agreed)!.taskId)
-            .orderBy("node_id")
-            .execute();
-        await expect
-          .poll(parts)
-          .toEqual(everyNode.map((node_id) => ({ node_id, status: "completed", coordinator_instance: "a" })));
-        for (const coordinator of [a, b, c])
-          for (const id of everyNode) await expect.poll(() => coordinator.registry.get(id)?.freeSlots).toBe(1);
-      });
+          // agreement: verified as soon as two agree; the third copy is judged when it ends, on its own coordinator's
+          // node
+          const agreed = await chat(a, "Which city?", consensus);
+          expect(done(agreed)).toMatchObject({ verified: true });
+          expect(text(agreed)).toBe("Paris");
+          expect(done(agreed)!.nodeIds.length).toBeGreaterThanOrEqual(2);
+          for (const id of done(agreed)!.nodeIds) expect(everyNode).toContain(id);
+          expect(nodes.map((node) => node.assigns.length)).toEqual([2, 2, 2]);
+          // A owns the parent and its three parts: one row per node, every one completed
+          await a.journal.flush();
+          const parts = () =>
+            cluster.database.db
+              .selectFrom("tasks")
+              .select(["node_id", "status", "coordinator_instance"])
+              .where("parent_id", "=", accepted(agreed)!.taskId)
+              .orderBy("node_id")
+              .execute();
+          await expect
+            .poll(parts)
+            .toEqual(everyNode.map((node_id) => ({ node_id, status: "completed", coordinator_instance: "a" })));
+          for (const coordinator of [a, b, c])
+            for (const id of everyNode) await expect.poll(() => coordinator.registry.get(id)?.freeSlots).toBe(1);
+        },
+      );
 
       it("drains a queue on A with a node freeing on C; the waiting request hears its position", async () => {
         await onC.start({ nodeId: "busy-c", script: () => ({ tokens: ["a", "b", "c", "d"], delayMs: 150 }) });
@@ -206,25 +212,29 @@ for (const bus of ["nats", "local"] as const) {
         expect(text(second)).toBe("abcd");
       });
 
-      it("keeps one queue across coordinators: positions count every request ahead, and the earliest is served first", async () => {
-        await onC.start({ nodeId: "single-slot", script: () => ({ tokens: ["x", "y", "z"], delayMs: 100 }) });
-        await expect.poll(() => b.registry.get("single-slot")).toBeInstanceOf(RemoteNode);
-        await expect.poll(() => a.registry.get("single-slot")).toBeInstanceOf(RemoteNode);
-        const running = chat(c);
-        await expect.poll(() => a.registry.get("single-slot")?.freeSlots).toBe(0);
-        await expect.poll(() => b.registry.get("single-slot")?.freeSlots).toBe(0);
-        const served: string[] = [];
-        const first = chat(a).then((events) => (served.push("a"), events));
-        await expect.poll(() => b.cluster.queue.countBefore(Date.now())).toBe(1); // B hears A's waiter
-        const second = chat(b).then((events) => (served.push("b"), events));
-        const [firstEvents, secondEvents] = await Promise.all([first, second]);
-        await running;
-        expect(queued(firstEvents)[0]).toMatchObject({ value: { position: 1 } });
-        // B's request arrived second: one ahead of it, on A
-        expect(queued(secondEvents)[0]).toMatchObject({ value: { position: 2 } });
-        expect(served).toEqual(["a", "b"]);
-        expect(done(secondEvents)).toMatchObject({ nodeId: "single-slot" });
-      });
+      it(
+        "keeps one queue across coordinators: positions count every request ahead, and the earliest is served " +
+          "first",
+        async () => {
+          await onC.start({ nodeId: "single-slot", script: () => ({ tokens: ["x", "y", "z"], delayMs: 100 }) });
+          await expect.poll(() => b.registry.get("single-slot")).toBeInstanceOf(RemoteNode);
+          await expect.poll(() => a.registry.get("single-slot")).toBeInstanceOf(RemoteNode);
+          const running = chat(c);
+          await expect.poll(() => a.registry.get("single-slot")?.freeSlots).toBe(0);
+          await expect.poll(() => b.registry.get("single-slot")?.freeSlots).toBe(0);
+          const served: string[] = [];
+          const first = chat(a).then((events) => (served.push("a"), events));
+          await expect.poll(() => b.cluster.queue.countBefore(Date.now())).toBe(1); // B hears A's waiter
+          const second = chat(b).then((events) => (served.push("b"), events));
+          const [firstEvents, secondEvents] = await Promise.all([first, second]);
+          await running;
+          expect(queued(firstEvents)[0]).toMatchObject({ value: { position: 1 } });
+          // B's request arrived second: one ahead of it, on A
+          expect(queued(secondEvents)[0]).toMatchObject({ value: { position: 2 } });
+          expect(served).toEqual(["a", "b"]);
+          expect(done(secondEvents)).toMatchObject({ nodeId: "single-slot" });
+        },
+      );
 
       it("suspends and lifts at once everywhere, whichever coordinator decides", async () => {
         await onB.start({ nodeId: "suspect" });
@@ -241,23 +251,26 @@ for (const bus of ["nats", "local"] as const) {
         expect(suspendedIn).toBeLessThan(100);
       });
 
-      it("ends a node's connection at its home when MoveNode on another coordinator binds it to a new key", async () => {
-        const node = await onB.start({ nodeId: "moved" });
-        await expect.poll(() => a.registry.get("moved")).toBeInstanceOf(RemoteNode);
-        const moved = await createClient(NodeService, createGrpcTransport({ baseUrl: a.url })).moveNode({
-          nodeId: "moved",
-          accountKey,
-          publicKey: publicKeyBytes(generateKeyPairSync("x25519").privateKey),
-        });
-        expect(moved.disconnected).toBe(true);
-        const ended = await node.ended;
-        expect(ended).toBeInstanceOf(ConnectError);
-        expect(ended).toMatchObject({
-          code: Code.PermissionDenied,
-          rawMessage: 'node "moved" was moved to another key by its owner',
-        });
-        await expect.poll(() => b.registry.get("moved")).toBeUndefined();
-      });
+      it(
+        "ends a node's connection at its home when MoveNode on another coordinator binds it to a new " + "key",
+        async () => {
+          const node = await onB.start({ nodeId: "moved" });
+          await expect.poll(() => a.registry.get("moved")).toBeInstanceOf(RemoteNode);
+          const moved = await createClient(NodeService, createGrpcTransport({ baseUrl: a.url })).moveNode({
+            nodeId: "moved",
+            accountKey,
+            publicKey: publicKeyBytes(generateKeyPairSync("x25519").privateKey),
+          });
+          expect(moved.disconnected).toBe(true);
+          const ended = await node.ended;
+          expect(ended).toBeInstanceOf(ConnectError);
+          expect(ended).toMatchObject({
+            code: Code.PermissionDenied,
+            rawMessage: 'node "moved" was moved to another key by its owner',
+          });
+          await expect.poll(() => b.registry.get("moved")).toBeUndefined();
+        },
+      );
 
       it("routes to a node that left its home and registered with another coordinator", async () => {
         const first = await onB.start({ nodeId: "mover" });
@@ -269,57 +282,61 @@ for (const bus of ["nats", "local"] as const) {
         expect(done(await chat(a))).toMatchObject({ nodeId: "mover" });
       });
 
-      it("routes to a node whose stream broke on its home: it registers with another coordinator and serves a request sent to a third", async () => {
-        // a real agent link with COORDINATOR_URL=B,C; its connection to B runs through a relay the test can break
-        const relay = await startConnectionCutter(b.url);
-        const stop = new AbortController();
-        const privateKey = generateKeyPairSync("x25519").privateKey;
-        const link = new CoordinatorLink({
-          coordinatorUrl: `${relay.url},${c.url}`,
-          identity: {
-            nodeId: "broken-stream",
-            accountKey: accountKey.replaceAll(" ", ""),
-            modelName: "scripted-8B-Q4_K_M",
-            parameterCount: 8e9,
-            quantization: "Q4_K_M",
-            contextLength: 4096,
-            tokensPerSecond: 20,
-            maxConcurrentTasks: 1,
-            gpus: [],
-            backend: "test",
-            agentVersion: "test",
-            promisedHoursUtc: [],
-            key: { privateKey, publicKey: publicKeyBytes(privateKey) },
-          },
-          backend: answering(["still", " here"]),
-          logger: pino({ level: "silent" }),
-          signal: stop.signal,
-          backoff: { initialMs: 50, maxMs: 200 },
-        });
-        const running = link.run().catch((err: unknown) => err);
-        try {
-          await expect
-            .poll(() => (a.registry.get("broken-stream") as RemoteNode | undefined)?.home, { timeout: 10_000 })
-            .toBe("b");
-          expect(b.registry.get("broken-stream")?.remote).toBe(false);
-          relay.cut(); // the node's TCP connection to B breaks; B itself runs on
-          // the agent moves on to C: every coordinator, B included, routes to it there
-          await expect.poll(() => c.registry.get("broken-stream")?.remote, { timeout: 10_000 }).toBe(false);
-          for (const coordinator of [a, b])
+      it(
+        "routes to a node whose stream broke on its home: it registers with another coordinator and serves a " +
+          "request sent to a third",
+        async () => {
+          // a real agent link with COORDINATOR_URL=B,C; its connection to B runs through a relay the test can break
+          const relay = await startConnectionCutter(b.url);
+          const stop = new AbortController();
+          const privateKey = generateKeyPairSync("x25519").privateKey;
+          const link = new CoordinatorLink({
+            coordinatorUrl: `${relay.url},${c.url}`,
+            identity: {
+              nodeId: "broken-stream",
+              accountKey: accountKey.replaceAll(" ", ""),
+              modelName: "scripted-8B-Q4_K_M",
+              parameterCount: 8e9,
+              quantization: "Q4_K_M",
+              contextLength: 4096,
+              tokensPerSecond: 20,
+              maxConcurrentTasks: 1,
+              gpus: [],
+              backend: "test",
+              agentVersion: "test",
+              promisedHoursUtc: [],
+              key: { privateKey, publicKey: publicKeyBytes(privateKey) },
+            },
+            backend: answering(["still", " here"]),
+            logger: pino({ level: "silent" }),
+            signal: stop.signal,
+            backoff: { initialMs: 50, maxMs: 200 },
+          });
+          const running = link.run().catch((err: unknown) => err);
+          try {
             await expect
-              .poll(() => (coordinator.registry.get("broken-stream") as RemoteNode | undefined)?.home, {
-                timeout: 10_000,
-              })
-              .toBe("c");
-          const events = await chat(a);
-          expect(done(events)).toMatchObject({ nodeId: "broken-stream" });
-          expect(text(events)).toBe("still here");
-        } finally {
-          stop.abort();
-          await running;
-          await relay.close();
-        }
-      });
+              .poll(() => (a.registry.get("broken-stream") as RemoteNode | undefined)?.home, { timeout: 10_000 })
+              .toBe("b");
+            expect(b.registry.get("broken-stream")?.remote).toBe(false);
+            relay.cut(); // the node's TCP connection to B breaks; B itself runs on
+            // the agent moves on to C: every coordinator, B included, routes to it there
+            await expect.poll(() => c.registry.get("broken-stream")?.remote, { timeout: 10_000 }).toBe(false);
+            for (const coordinator of [a, b])
+              await expect
+                .poll(() => (coordinator.registry.get("broken-stream") as RemoteNode | undefined)?.home, {
+                  timeout: 10_000,
+                })
+                .toBe("c");
+            const events = await chat(a);
+            expect(done(events)).toMatchObject({ nodeId: "broken-stream" });
+            expect(text(events)).toBe("still here");
+          } finally {
+            stop.abort();
+            await running;
+            await relay.close();
+          }
+        },
+      );
     },
   );
 
@@ -346,7 +363,8 @@ for (const bus of ["nats", "local"] as const) {
         await cluster?.close();
       });
 
-      it("says it is leaving: peers fail its nodes' tasks over and forget it at once, and hear it anew when it returns", async () => {
+      it("says it is leaving: peers fail its nodes' tasks over and forget it at once, and hear it anew when it " +
+        "returns", async () => {
         await onB.start({
           nodeId: "behind-b",
           script: () => ({ tokens: Array.from({ length: 40 }, (_, i) => `${i} `), delayMs: 50 }),

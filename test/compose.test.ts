@@ -41,21 +41,25 @@ describe("compose.yaml", () => {
   const coordinatorReads = variablesRead(...coordinatorConfigFiles());
   const agentReads = variablesRead("agent/config.ts");
 
-  it("runs the cluster: postgres, nats with JetStream kept in a volume, two coordinators, a proxy, an optional agent", () => {
-    expect(Object.keys(services).sort()).toEqual([
+  it(
+    "runs the cluster: postgres, nats with JetStream kept in a volume, two coordinators, a proxy, an optional " +
       "agent",
-      "coordinator-1",
-      "coordinator-2",
-      "nats",
-      "postgres",
-      "proxy",
-    ]);
-    expect(services.nats!.command).toContain("-js");
-    expect(services.nats!.volumes?.some((v) => v.startsWith("nats-data:"))).toBe(true);
-    expect(services.agent!.profiles).toEqual(["agent"]);
-    expect(services.proxy!.ports).toEqual(["8080:8080"]);
-    for (const [, service] of coordinators) expect(service.ports).toBeUndefined(); // one published port: the proxy's
-  });
+    () => {
+      expect(Object.keys(services).sort()).toEqual([
+        "agent",
+        "coordinator-1",
+        "coordinator-2",
+        "nats",
+        "postgres",
+        "proxy",
+      ]);
+      expect(services.nats!.command).toContain("-js");
+      expect(services.nats!.volumes?.some((v) => v.startsWith("nats-data:"))).toBe(true);
+      expect(services.agent!.profiles).toEqual(["agent"]);
+      expect(services.proxy!.ports).toEqual(["8080:8080"]);
+      for (const [, service] of coordinators) expect(service.ports).toBeUndefined(); // one published port: the proxy's
+    },
+  );
 
   it("sets only variables the coordinator reads on the coordinators, and only the agent's on the agent", () => {
     expect(coordinators).toHaveLength(2);

@@ -136,13 +136,15 @@ describe("context mode within a 512-token window", () => {
       expect(combines).toBeGreaterThanOrEqual(0);
       expect(combines).toBeLessThan(chunks!);
       console.log(
-        `context ${windows}× ${WINDOW}: ${document.length} characters, ${chunks} chunks of ≤ ${chunkTokens}, ${combines} combining parts, ${elapsed} ms`,
+        `context ${windows}× ${WINDOW}: ${document.length} characters, ${chunks} chunks of ` +
+          `≤ ${chunkTokens}, ${combines} combining parts, ${elapsed} ms`,
       );
     },
     120_000,
   );
 
-  it("a part refused although the budget fits is Internal, naming the part: never the caller's InvalidArgument", async () => {
+  it("a part refused although the budget fits is Internal, naming the part: never the caller's " +
+    "InvalidArgument", async () => {
     // a node that declares 4,096 tokens and refuses anything over 300: the coordinator sized chunks to its declaration
     const liar = (assign: TaskAssign, payload: TaskPayload): Script =>
       tinyPromptTokens(payload) > 300
@@ -154,11 +156,14 @@ describe("context mode within a 512-token window", () => {
     expect(err.rawMessage).toMatch(/^chunk \d+ of \d+ could not be read: /);
   }, 60_000);
 
-  it("no node online serves the request's own difficulty: Unavailable at once, not after the queue's wait", async () => {
-    await start("basic-only");
-    const err = await connectFailure(ask(`Summarise the logs below.\n\n${logDocument(5 * WINDOW)}`));
-    expect(err.code).toBe(Code.Unavailable);
-    expect(err.rawMessage).toMatch(/no node that serves COMPLEX requests/);
-    expect(err.rawMessage).not.toMatch(/waited/); // refused up front, not after the queue's wait
-  });
+  it(
+    "no node online serves the request's own difficulty: Unavailable at once, not after the queue's " + "wait",
+    async () => {
+      await start("basic-only");
+      const err = await connectFailure(ask(`Summarise the logs below.\n\n${logDocument(5 * WINDOW)}`));
+      expect(err.code).toBe(Code.Unavailable);
+      expect(err.rawMessage).toMatch(/no node that serves COMPLEX requests/);
+      expect(err.rawMessage).not.toMatch(/waited/); // refused up front, not after the queue's wait
+    },
+  );
 });

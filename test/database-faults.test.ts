@@ -76,85 +76,94 @@ describe.skipIf(databaseSource().kind !== "postgres")("coordinator process on a 
     return { database, coordinator, accounts, nodeId, chat, settledTasks };
   }
 
-  it("stays up when its backends are terminated mid-transaction and under chat traffic; every finished chat is recorded", async () => {
-    const { database, coordinator, chat, settledTasks, nodeId } = await network();
-    expect(await chat()).toBe(true);
-    const admin = new pg.Client({ connectionString: database.url });
-    await admin.connect();
-    cleanups.push(() => admin.end());
-    const dbName = new URL(database.url).pathname.slice(1);
-    const others = `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`;
+  it(
+    "stays up when its backends are terminated mid-transaction and under chat traffic; every finished chat is " +
+      "recorded",
+    async () => {
+      const { database, coordinator, chat, settledTasks, nodeId } = await network();
+      expect(await chat()).toBe(true);
+      const admin = new pg.Client({ connectionString: database.url });
+      await admin.connect();
+      cleanups.push(() => admin.end());
+      const dbName = new URL(database.url).pathname.slice(1);
+      const others = `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`;
 
-    // hold the node's row: the journal's transaction (its FK check) waits on it, its client checked out mid-transaction
-    await admin.query("BEGIN");
-    await admin.query("SELECT 1 FROM nodes WHERE id = $1 FOR UPDATE", [nodeId]);
-    const finished = await Promise.all(Array.from({ length: 5 }, () => chat()));
-    let waiting: number[] = [];
-    for (let i = 0; i < 100 && waiting.length === 0; i++) {
-      await sleep(50);
-      waiting = (await admin.query(`${others} AND wait_event_type = 'Lock'`, [dbName])).rows.map(
-        (row: { pid: number }) => row.pid,
-      );
-    }
-    expect(waiting.length).toBeGreaterThan(0);
-    for (const pid of waiting) await admin.query("SELECT pg_terminate_backend($1)", [pid]);
-    await admin.query("COMMIT");
+      // hold the node's row: the journal's transaction (its FK check) waits on it, its client checked out
+      // mid-transaction
+      await admin.query("BEGIN");
+      await admin.query("SELECT 1 FROM nodes WHERE id = $1 FOR UPDATE", [nodeId]);
+      const finished = await Promise.all(Array.from({ length: 5 }, () => chat()));
+      let waiting: number[] = [];
+      for (let i = 0; i < 100 && waiting.length === 0; i++) {
+        await sleep(50);
+        waiting = (await admin.query(`${others} AND wait_event_type = 'Lock'`, [dbName])).rows.map(
+          (row: { pid: number }) => row.pid,
+        );
+      }
+      expect(waiting.length).toBeGreaterThan(0);
+      for (const pid of waiting) await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+      await admin.query("COMMIT");
 
-    // then a storm: every backend of the coordinator terminated every 50 ms while chats keep coming
-    const outcomes: (boolean | Code)[] = [];
-    let storming = true;
-    const traffic = (async () => {
-      while (storming)
-        outcomes.push(await chat().catch((err: unknown) => connectFailure(Promise.reject(err)).then((e) => e.code)));
-    })();
-    for (let i = 0; i < 40; i++) {
-      await admin.query(`SELECT pg_terminate_backend(pid) FROM (${others}) AS s`, [dbName]);
-      await sleep(50);
-    }
-    storming = false;
-    await traffic;
+      // then a storm: every backend of the coordinator terminated every 50 ms while chats keep coming
+      const outcomes: (boolean | Code)[] = [];
+      let storming = true;
+      const traffic = (async () => {
+        while (storming)
+          outcomes.push(await chat().catch((err: unknown) => connectFailure(Promise.reject(err)).then((e) => e.code)));
+      })();
+      for (let i = 0; i < 40; i++) {
+        await admin.query(`SELECT pg_terminate_backend(pid) FROM (${others}) AS s`, [dbName]);
+        await sleep(50);
+      }
+      storming = false;
+      await traffic;
 
-    await sleep(500);
-    expect(coordinator.alive).toBe(true);
-    // a chat either finished or failed with Unavailable: nothing else
-    expect(outcomes.filter((o) => o !== true && o !== Code.Unavailable)).toEqual([]);
-    expect(await chat()).toBe(true);
-    const done = 1 + finished.filter(Boolean).length + outcomes.filter((o) => o === true).length + 1;
-    const tasks = await settledTasks(done);
-    expect(tasks.filter((t) => t.status === "completed")).toHaveLength(done);
-    expect(tasks.filter((t) => t.status !== "completed")).toEqual([]);
-  });
+      await sleep(500);
+      expect(coordinator.alive).toBe(true);
+      // a chat either finished or failed with Unavailable: nothing else
+      expect(outcomes.filter((o) => o !== true && o !== Code.Unavailable)).toEqual([]);
+      expect(await chat()).toBe(true);
+      const done = 1 + finished.filter(Boolean).length + outcomes.filter((o) => o === true).length + 1;
+      const tasks = await settledTasks(done);
+      expect(tasks.filter((t) => t.status === "completed")).toHaveLength(done);
+      expect(tasks.filter((t) => t.status !== "completed")).toEqual([]);
+    },
+  );
 
-  it("stays up while the database refuses connections for 3 s: calls fail with Unavailable, a chat in flight finishes and is recorded", async () => {
-    let proxy!: DatabaseProxy;
-    const proxied = async (database: TestDatabase) => {
-      proxy = await startDatabaseProxy(database.url);
-      cleanups.push(() => proxy.close());
-      return proxy.url;
-    };
-    const { coordinator, accounts, chat, settledTasks } = await network({ url: proxied, delayMs: 400 });
-    expect(await chat()).toBe(true);
+  it(
+    "stays up while the database refuses connections for 3 s: calls fail with Unavailable, a chat in flight " +
+      "finishes and is recorded",
+    async () => {
+      let proxy!: DatabaseProxy;
+      const proxied = async (database: TestDatabase) => {
+        proxy = await startDatabaseProxy(database.url);
+        cleanups.push(() => proxy.close());
+        return proxy.url;
+      };
+      const { coordinator, accounts, chat, settledTasks } = await network({ url: proxied, delayMs: 400 });
+      expect(await chat()).toBe(true);
 
-    const inFlight = chat();
-    await sleep(300);
-    await proxy.cut();
-    const refused = [await connectFailure(accounts.generateKey({})), await connectFailure(chat())];
-    for (const err of refused) {
-      expect(err.code).toBe(Code.Unavailable);
-      expect(err.rawMessage).toMatch(/^database unavailable: /);
-    }
-    expect(await inFlight).toBe(true);
-    await sleep(3_000 - 300);
-    expect(coordinator.alive).toBe(true);
-    expect(coordinator.logs.some((line) => line.msg === "task records waiting for the database")).toBe(true);
-    // the finished chat's records wait in memory, and the gauge says so
-    expect(await waitingRecords(coordinator.url)).toBeGreaterThan(0);
+      const inFlight = chat();
+      await sleep(300);
+      await proxy.cut();
+      const refused = [await connectFailure(accounts.generateKey({})), await connectFailure(chat())];
+      for (const err of refused) {
+        expect(err.code).toBe(Code.Unavailable);
+        expect(err.rawMessage).toMatch(/^database unavailable: /);
+      }
+      expect(await inFlight).toBe(true);
+      await sleep(3_000 - 300);
+      expect(coordinator.alive).toBe(true);
+      expect(coordinator.logs.some((line) => line.msg === "task records waiting for the database")).toBe(true);
+      // the finished chat's records wait in memory, and the gauge says so
+      expect(await waitingRecords(coordinator.url)).toBeGreaterThan(0);
 
-    await proxy.restore();
-    expect((await accounts.generateKey({})).accountKey).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
-    expect(await chat()).toBe(true);
-    const tasks = await settledTasks(3);
-    expect(tasks.map((t) => t.status)).toEqual(["completed", "completed", "completed"]);
-    expect(await waitingRecords(coordinator.url)).toBe(0);
-  });
+      await proxy.restore();
+      expect((await accounts.generateKey({})).accountKey).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
+      expect(await chat()).toBe(true);
+      const tasks = await settledTasks(3);
+      expect(tasks.map((t) => t.status)).toEqual(["completed", "completed", "completed"]);
+      expect(await waitingRecords(coordinator.url)).toBe(0);
+    },
+  );
 });

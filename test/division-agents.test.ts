@@ -130,7 +130,8 @@ describe("division modes with real agents on the tiny model", () => {
     for (const answer of answers) expect(honestWords(answer)).toBe(true);
   }
 
-  it("subtasks: the planner's answer is no plan, the rules split the list, three agents answer, one ordered stream", async () => {
+  it("subtasks: the planner's answer is no plan, the rules split the list, three agents answer, one ordered " +
+    "stream", async () => {
     const { accepted, done, text } = await chat(numbered, { divisionMode: DivisionMode.SUBTASKS, maxTokens: 24 });
     expect(accepted.divisionMode).toBe(DivisionMode.SUBTASKS);
     expectOrderedParts(text);
@@ -149,7 +150,8 @@ describe("division modes with real agents on the tiny model", () => {
     expect([...done.nodeIds].sort()).toEqual(["honest-1", "honest-2", "honest-3"]);
   }, 60_000);
 
-  it("subtasks: a part whose agent is killed mid-answer is retried on another agent; the stream stays whole", async () => {
+  it("subtasks: a part whose agent is killed mid-answer is retried on another agent; the stream stays " +
+    "whole", async () => {
     await agent("honest-4");
     const LONG = 1500; // parts long enough to be killed in the middle of
     const answer = chat(numbered, { divisionMode: DivisionMode.SUBTASKS, maxTokens: LONG });
@@ -182,7 +184,8 @@ describe("division modes with real agents on the tiny model", () => {
     agents.delete(victim!);
   }, 90_000);
 
-  it("consensus from `iris chat --mode consensus`: the dishonest agent loses 50, the majority answer is returned, verified", async () => {
+  it("consensus from `iris chat --mode consensus`: the dishonest agent loses 50, the majority answer is returned, " +
+    "verified", async () => {
     await network.agent("liar", {}, { dishonest: true });
     expect(agents.get("liar")!.logs.some((l) => String(l.msg).startsWith("dishonest test agent"))).toBe(true);
     const nodes = [...agents.keys()];
@@ -214,7 +217,8 @@ describe("division modes with real agents on the tiny model", () => {
     for (const nodeId of nodes.filter((id) => id !== "liar")) expect(await penalties(nodeId)).toEqual([]);
   }, 90_000);
 
-  it("a spot check catches the dishonest agent: its single answer is re-run on another agent, refereed by a third, and penalised", async () => {
+  it("a spot check catches the dishonest agent: its single answer is re-run on another agent, refereed by a third, " +
+    "and penalised", async () => {
     // routing prefers the fastest idle node: the liar looks fastest, so the user's task goes to it
     coordinator.registry.get("liar")!.capabilities.tokensPerSecond = 1e6;
     const { accepted, text } = await chat("What is the capital of Spain?", { maxTokens: 24 });
@@ -232,7 +236,8 @@ describe("division modes with real agents on the tiny model", () => {
     await network.stop("liar");
   }, 60_000);
 
-  it("context: a document four times the agents' context is split with their tokenizer, mapped in parallel, reduced", async () => {
+  it("context: a document four times the agents' context is split with their tokenizer, mapped in parallel, " +
+    "reduced", async () => {
     const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
     const token = (await accounts.register({ email: ADMIN_EMAIL, password: "a long admin password" })).token!
       .accessToken;
@@ -280,7 +285,8 @@ describe("division modes with real agents on the tiny model", () => {
 });
 
 describe("node classification over the real NodeService stream", () => {
-  it("an agent answers a sealed classify probe with its backend and then decides; a tiny model's non-answer leaves it to the rules", async () => {
+  it("an agent answers a sealed classify probe with its backend and then decides; a tiny model's non-answer leaves " +
+    "it to the rules", async () => {
     const coordinator = await startTestCoordinator({ HEARTBEAT_INTERVAL_MS: "500", CLASSIFIER_NODE_BUDGET_MS: "2000" });
     const lmstudio = await startLmStudioStandin({ tokens: ["Hello", "!"] });
     const started: AgentProcess[] = [];

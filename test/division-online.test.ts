@@ -94,23 +94,28 @@ describe("divided requests and the nodes online", () => {
       .execute();
   }
 
-  it("auto splits a request whose tier is not online when its parts' tier is, and says at once when neither is", async () => {
-    await node("basic-1", { script: (_, payload) => ({ tokens: [`Answer to ${lastUser(payload.messages)}`] }) });
-    await node("basic-2", { script: (_, payload) => ({ tokens: [`Answer to ${lastUser(payload.messages)}`] }) });
-    const { accepted, text } = await chat(DEFINITIONS, DivisionMode.AUTO);
-    expect(accepted).toMatchObject({ divisionMode: DivisionMode.SUBTASKS });
-    expect(text).toBe(
-      "1. Define TCP.\n\nAnswer to Define TCP.\n\n2. Define UDP.\n\nAnswer to Define UDP.\n\n3. Define IP.\n\nAnswer to Define IP.",
-    );
-    // no node online plans ADVANCED requests: no planner row, three SIMPLE parts
-    const rows = await children(accepted.taskId);
-    expect(rows.map((r) => r.difficulty)).toEqual(["SIMPLE", "SIMPLE", "SIMPLE"]);
-    // a COMPLEX comparison has no parts: no mode can serve it, and the caller hears so now, not after the queue's wait
-    const err = await connectFailure(chat("Compare TCP and UDP.", DivisionMode.AUTO));
-    expect(err.code).toBe(Code.Unavailable);
-    expect(err.rawMessage).toMatch(/no node that serves COMPLEX requests/);
-    expect(err.rawMessage).not.toMatch(/waited/);
-  });
+  it(
+    "auto splits a request whose tier is not online when its parts' tier is, and says at once when neither " + "is",
+    async () => {
+      await node("basic-1", { script: (_, payload) => ({ tokens: [`Answer to ${lastUser(payload.messages)}`] }) });
+      await node("basic-2", { script: (_, payload) => ({ tokens: [`Answer to ${lastUser(payload.messages)}`] }) });
+      const { accepted, text } = await chat(DEFINITIONS, DivisionMode.AUTO);
+      expect(accepted).toMatchObject({ divisionMode: DivisionMode.SUBTASKS });
+      expect(text).toBe(
+        "1. Define TCP.\n\nAnswer to Define TCP.\n\n2. Define UDP.\n\nAnswer to Define UDP.\n\n3. Define " +
+          "IP.\n\nAnswer to Define IP.",
+      );
+      // no node online plans ADVANCED requests: no planner row, three SIMPLE parts
+      const rows = await children(accepted.taskId);
+      expect(rows.map((r) => r.difficulty)).toEqual(["SIMPLE", "SIMPLE", "SIMPLE"]);
+      // a COMPLEX comparison has no parts: no mode can serve it, and the caller hears so now, not after the queue's
+      // wait
+      const err = await connectFailure(chat("Compare TCP and UDP.", DivisionMode.AUTO));
+      expect(err.code).toBe(Code.Unavailable);
+      expect(err.rawMessage).toMatch(/no node that serves COMPLEX requests/);
+      expect(err.rawMessage).not.toMatch(/waited/);
+    },
+  );
 
   it("a part that no online node serves fails the request at once, naming the part", async () => {
     await node("basic-3");
@@ -122,57 +127,63 @@ describe("divided requests and the nodes online", () => {
     expect(err.rawMessage).not.toMatch(/waited/);
   });
 
-  it("a client that leaves while parts wait: every part's row is closed at once and no node is asked again", async () => {
-    // one slot: the first part runs (slowly), the other two wait in the request's group
-    const slow = await node("slow", {
-      maxConcurrentTasks: 1,
-      script: () => ({ tokens: Array.from({ length: 50 }, () => "word "), delayMs: 100 }),
-    });
-    const abort = new AbortController();
-    const err = await connectFailure(
-      chat(DEFINITIONS, DivisionMode.SUBTASKS, abort.signal, (event) => event.case === "token" && abort.abort()),
-    );
-    expect(err.code).toBe(Code.Canceled);
-    const parentId = slow.assigns[0]!.taskId;
-    await coordinator.journal.flush();
-    const row = await coordinator.db
-      .selectFrom("tasks")
-      .select("parent_id")
-      .where("id", "=", parentId)
-      .executeTakeFirstOrThrow();
-    await expect
-      .poll(async () => (await children(row.parent_id!)).map((r) => r.status), { timeout: 1_000, interval: 50 })
-      .toEqual(["cancelled", "cancelled", "cancelled"]);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(slow.assigns).toHaveLength(1);
-    expect(slow.cancels.map((c) => c.taskId)).toEqual([parentId]);
-  });
-
-  it("an admin's difficulty hint is honoured on /api/chat/stream and /v1 as over gRPC; anyone else's only raises", async () => {
-    await node("basic-4");
-    await node("mid-1", { parameterCount: 8e9 });
-    const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
-    const token = (await accounts.register({ email: ADMIN_EMAIL, password: "a long admin password" })).token!
-      .accessToken;
-    const messages = [{ role: "user", content: "Compare TCP and UDP." }]; // COMPLEX by the local model
-    const post = (path: string, body: object, admin: boolean) =>
-      fetch(`${coordinator.url}${path}`, {
-        method: "POST",
-        headers: { "content-type": "application/json", ...(admin ? { authorization: `Bearer ${token}` } : {}) },
-        body: JSON.stringify({ ...body, messages, difficulty: "simple", max_tokens: 4 }),
+  it(
+    "a client that leaves while parts wait: every part's row is closed at once and no node is asked " + "again",
+    async () => {
+      // one slot: the first part runs (slowly), the other two wait in the request's group
+      const slow = await node("slow", {
+        maxConcurrentTasks: 1,
+        script: () => ({ tokens: Array.from({ length: 50 }, () => "word "), delayMs: 100 }),
       });
-    for (const [admin, difficulty] of [
-      [true, "simple"],
-      [false, "complex"],
-    ] as const) {
-      const sse = await (await post("/api/chat/stream", {}, admin)).text();
-      expect(JSON.parse(/event: accepted\ndata: (.*)\n/.exec(sse)![1]!)).toMatchObject({ difficulty });
-      const completion = await post("/v1/chat/completions", { model: "auto" }, admin);
-      expect(completion.status).toBe(200);
-      expect(completion.headers.get("x-iris-difficulty")).toBe(difficulty);
-      await completion.text();
-    }
-  });
+      const abort = new AbortController();
+      const err = await connectFailure(
+        chat(DEFINITIONS, DivisionMode.SUBTASKS, abort.signal, (event) => event.case === "token" && abort.abort()),
+      );
+      expect(err.code).toBe(Code.Canceled);
+      const parentId = slow.assigns[0]!.taskId;
+      await coordinator.journal.flush();
+      const row = await coordinator.db
+        .selectFrom("tasks")
+        .select("parent_id")
+        .where("id", "=", parentId)
+        .executeTakeFirstOrThrow();
+      await expect
+        .poll(async () => (await children(row.parent_id!)).map((r) => r.status), { timeout: 1_000, interval: 50 })
+        .toEqual(["cancelled", "cancelled", "cancelled"]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(slow.assigns).toHaveLength(1);
+      expect(slow.cancels.map((c) => c.taskId)).toEqual([parentId]);
+    },
+  );
+
+  it(
+    "an admin's difficulty hint is honoured on /api/chat/stream and /v1 as over gRPC; anyone else's only " + "raises",
+    async () => {
+      await node("basic-4");
+      await node("mid-1", { parameterCount: 8e9 });
+      const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
+      const token = (await accounts.register({ email: ADMIN_EMAIL, password: "a long admin password" })).token!
+        .accessToken;
+      const messages = [{ role: "user", content: "Compare TCP and UDP." }]; // COMPLEX by the local model
+      const post = (path: string, body: object, admin: boolean) =>
+        fetch(`${coordinator.url}${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...(admin ? { authorization: `Bearer ${token}` } : {}) },
+          body: JSON.stringify({ ...body, messages, difficulty: "simple", max_tokens: 4 }),
+        });
+      for (const [admin, difficulty] of [
+        [true, "simple"],
+        [false, "complex"],
+      ] as const) {
+        const sse = await (await post("/api/chat/stream", {}, admin)).text();
+        expect(JSON.parse(/event: accepted\ndata: (.*)\n/.exec(sse)![1]!)).toMatchObject({ difficulty });
+        const completion = await post("/v1/chat/completions", { model: "auto" }, admin);
+        expect(completion.status).toBe(200);
+        expect(completion.headers.get("x-iris-difficulty")).toBe(difficulty);
+        await completion.text();
+      }
+    },
+  );
 
   it("`iris tasks` shows each row's division mode and its parent", async () => {
     await node("basic-5");

@@ -149,59 +149,62 @@ describe("division modes", () => {
     const question = "What is the boiling point of water at sea level?";
     const honest = "Answer to What is the boiling point of water at sea level?";
 
-    it("returns the majority answer, verified; the dishonest node loses 50 and the others earn the completion", async () => {
-      const liars = [await node({ nodeId: "c-liar", dishonest: true, tokensPerSecond: 29 })];
-      const good = [await node({ nodeId: "c-good-1" }), await node({ nodeId: "c-good-2" })];
-      const events = await chat(question, { divisionMode: DivisionMode.CONSENSUS });
-      expect(events[0]!.event.case).toBe("accepted");
-      expect(accepted(events).divisionMode).toBe(DivisionMode.CONSENSUS);
-      expect(textOf(events)).toBe(honest);
-      const end = done(events);
-      expect(end.verified).toBe(true);
-      // the two honest copies are a majority of three: done may come before the liar's copy ends
-      expect(end.nodeIds).toEqual(expect.arrayContaining(["c-good-1", "c-good-2"]));
-      expect(["c-good-1", "c-good-2"]).toContain(end.nodeId);
-      await expect.poll(async () => (await reputation("c-liar")).events.length).toBe(1);
-      // deterministic sampling: temperature 0 and one seed for every copy
-      const payloads = [...liars, ...good].map((n) => n.payloads[0]!);
-      expect(payloads.map((p) => p.temperature)).toEqual([0, 0, 0]);
-      expect(new Set(payloads.map((p) => p.seed)).size).toBe(1);
-      expect(payloads[0]!.seed).toBeDefined();
+    it(
+      "returns the majority answer, verified; the dishonest node loses 50 and the others earn the " + "completion",
+      async () => {
+        const liars = [await node({ nodeId: "c-liar", dishonest: true, tokensPerSecond: 29 })];
+        const good = [await node({ nodeId: "c-good-1" }), await node({ nodeId: "c-good-2" })];
+        const events = await chat(question, { divisionMode: DivisionMode.CONSENSUS });
+        expect(events[0]!.event.case).toBe("accepted");
+        expect(accepted(events).divisionMode).toBe(DivisionMode.CONSENSUS);
+        expect(textOf(events)).toBe(honest);
+        const end = done(events);
+        expect(end.verified).toBe(true);
+        // the two honest copies are a majority of three: done may come before the liar's copy ends
+        expect(end.nodeIds).toEqual(expect.arrayContaining(["c-good-1", "c-good-2"]));
+        expect(["c-good-1", "c-good-2"]).toContain(end.nodeId);
+        await expect.poll(async () => (await reputation("c-liar")).events.length).toBe(1);
+        // deterministic sampling: temperature 0 and one seed for every copy
+        const payloads = [...liars, ...good].map((n) => n.payloads[0]!);
+        expect(payloads.map((p) => p.temperature)).toEqual([0, 0, 0]);
+        expect(new Set(payloads.map((p) => p.seed)).size).toBe(1);
+        expect(payloads[0]!.seed).toBeDefined();
 
-      const liar = await reputation("c-liar");
-      expect(liar.reputation).toBe(50);
-      expect(liar.events.map((e) => [e.rule, e.delta])).toEqual([["invalid_response", -50]]);
-      expect(liar.events[0]!.evidence).toMatchObject({
-        check: "consensus",
-        answerSha256: answerHash(alter(honest)),
-        referenceSha256: answerHash(honest),
-        threshold: 0.9,
-      });
-      for (const id of ["c-good-1", "c-good-2"]) {
-        const score = await reputation(id);
-        expect(score.events.map((e) => [e.rule, e.delta])).toEqual([["task_completed", 10]]);
-      }
-      const { parent, children } = await rows(accepted(events).taskId);
-      // the parent names no node: its parts carry the work (payouts and statistics count each once)
-      expect(parent).toMatchObject({
-        status: "completed",
-        division_mode: "consensus",
-        parent_id: null,
-        node_id: null,
-        tier: null,
-      });
-      expect(children).toHaveLength(3);
-      for (const child of children)
-        expect(child).toMatchObject({ status: "completed", division_mode: "consensus", parent_id: parent.id });
-      expect(new Set(children.map((c) => c.node_id)).size).toBe(3);
-      expect(liar.events[0]!.task_id).toBe(children.find((c) => c.node_id === "c-liar")!.id);
-      const { mismatches } = await coordinator.db
-        .selectFrom("nodes")
-        .select("mismatches")
-        .where("id", "=", "c-liar")
-        .executeTakeFirstOrThrow();
-      expect(mismatches).toBe(1);
-    });
+        const liar = await reputation("c-liar");
+        expect(liar.reputation).toBe(50);
+        expect(liar.events.map((e) => [e.rule, e.delta])).toEqual([["invalid_response", -50]]);
+        expect(liar.events[0]!.evidence).toMatchObject({
+          check: "consensus",
+          answerSha256: answerHash(alter(honest)),
+          referenceSha256: answerHash(honest),
+          threshold: 0.9,
+        });
+        for (const id of ["c-good-1", "c-good-2"]) {
+          const score = await reputation(id);
+          expect(score.events.map((e) => [e.rule, e.delta])).toEqual([["task_completed", 10]]);
+        }
+        const { parent, children } = await rows(accepted(events).taskId);
+        // the parent names no node: its parts carry the work (payouts and statistics count each once)
+        expect(parent).toMatchObject({
+          status: "completed",
+          division_mode: "consensus",
+          parent_id: null,
+          node_id: null,
+          tier: null,
+        });
+        expect(children).toHaveLength(3);
+        for (const child of children)
+          expect(child).toMatchObject({ status: "completed", division_mode: "consensus", parent_id: parent.id });
+        expect(new Set(children.map((c) => c.node_id)).size).toBe(3);
+        expect(liar.events[0]!.task_id).toBe(children.find((c) => c.node_id === "c-liar")!.id);
+        const { mismatches } = await coordinator.db
+          .selectFrom("nodes")
+          .select("mismatches")
+          .where("id", "=", "c-liar")
+          .executeTakeFirstOrThrow();
+        expect(mismatches).toBe(1);
+      },
+    );
 
     it("answers as soon as a majority agrees; a slow dishonest copy is judged when it ends", async () => {
       const slowLiar = await node({
@@ -247,21 +250,24 @@ describe("division modes", () => {
         expect((await reputation(id)).events.map((e) => e.rule)).toEqual(["task_completed"]);
     });
 
-    it("never compares different models: too few nodes of one model → one node answers, unverified, no penalty", async () => {
-      await node({ nodeId: "m-a-1", modelName: "model-a-8B", script: () => ({ tokens: ["one"] }) });
-      await node({ nodeId: "m-a-2", modelName: "model-a-8B", script: () => ({ tokens: ["one"] }) });
-      const other = await node({ nodeId: "m-b-1", modelName: "model-b-8B", dishonest: true });
-      const events = await chat(question, { divisionMode: DivisionMode.CONSENSUS, consensusNodes: 3 });
-      expect(done(events).verified).toBe(false);
-      expect(textOf(events)).toBe("one");
-      expect(other.assigns).toHaveLength(0);
-      for (const id of ["m-a-1", "m-a-2", "m-b-1"])
-        expect((await reputation(id)).events.filter((e) => e.rule === "invalid_response")).toEqual([]);
-      // with two of model a asked for, they agree
-      const two = await chat(question, { divisionMode: DivisionMode.CONSENSUS, consensusNodes: 2 });
-      expect(done(two).verified).toBe(true);
-      expect([...done(two).nodeIds].sort()).toEqual(["m-a-1", "m-a-2"]);
-    });
+    it(
+      "never compares different models: too few nodes of one model → one node answers, unverified, no " + "penalty",
+      async () => {
+        await node({ nodeId: "m-a-1", modelName: "model-a-8B", script: () => ({ tokens: ["one"] }) });
+        await node({ nodeId: "m-a-2", modelName: "model-a-8B", script: () => ({ tokens: ["one"] }) });
+        const other = await node({ nodeId: "m-b-1", modelName: "model-b-8B", dishonest: true });
+        const events = await chat(question, { divisionMode: DivisionMode.CONSENSUS, consensusNodes: 3 });
+        expect(done(events).verified).toBe(false);
+        expect(textOf(events)).toBe("one");
+        expect(other.assigns).toHaveLength(0);
+        for (const id of ["m-a-1", "m-a-2", "m-b-1"])
+          expect((await reputation(id)).events.filter((e) => e.rule === "invalid_response")).toEqual([]);
+        // with two of model a asked for, they agree
+        const two = await chat(question, { divisionMode: DivisionMode.CONSENSUS, consensusNodes: 2 });
+        expect(done(two).verified).toBe(true);
+        expect([...done(two).nodeIds].sort()).toEqual(["m-a-1", "m-a-2"]);
+      },
+    );
   });
 
   describe("subtasks", () => {

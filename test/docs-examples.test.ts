@@ -14,8 +14,10 @@ import { describeBlock, docExamples, expectations, type DocBlock } from "./suppo
 const BLOCK_TIMEOUT_MS = 90_000;
 
 /** Variables a developer's shell or the test runner may carry that would change what an example does. */
-const dropped =
-  /^(VITEST|IRIS_|NODE_ID$|NODE_KEY_PATH$|NODE_OPTIONS$|DATABASE_URL$|COORDINATOR_|BACKEND_|LMSTUDIO_URL$|PORT$|HOST$|DATA_DIR$|LOG_LEVEL$|TLS_)/;
+const dropped = new RegExp(
+  "^(VITEST|IRIS_|NODE_ID$|NODE_KEY_PATH$|NODE_OPTIONS$|DATABASE_URL$|COORDINATOR_|BACKEND_" +
+    "|LMSTUDIO_URL$|PORT$|HOST$|DATA_DIR$|LOG_LEVEL$|TLS_)",
+);
 
 function onPath(tool: string): boolean {
   return spawnSync("bash", ["-c", `command -v ${tool}`]).status === 0;

@@ -165,17 +165,20 @@ describe("the documentation", () => {
   describe("configuration reference", () => {
     const sections = configurationSections();
 
-    it("names every variable coordinator/config.ts and its sections in coordinator/config/ read, and only those", () => {
-      const text = [
-        join(root, "coordinator/config.ts"),
-        ...sourceFiles("coordinator/config", (name) => !name.includes(".test.")),
-      ]
-        .map((path) => readFileSync(path, "utf8"))
-        .join("\n");
-      const read = uniqueSorted(calledWith(text));
-      expect(read.length).toBeGreaterThan(40);
-      expect(documentedNames(sections.get("Coordinator")!)).toEqual(read);
-    });
+    it(
+      "names every variable coordinator/config.ts and its sections in coordinator/config/ read, and only " + "those",
+      () => {
+        const text = [
+          join(root, "coordinator/config.ts"),
+          ...sourceFiles("coordinator/config", (name) => !name.includes(".test.")),
+        ]
+          .map((path) => readFileSync(path, "utf8"))
+          .join("\n");
+        const read = uniqueSorted(calledWith(text));
+        expect(read.length).toBeGreaterThan(40);
+        expect(documentedNames(sections.get("Coordinator")!)).toEqual(read);
+      },
+    );
 
     it("names every variable agent/config.ts reads, and only those", () => {
       const read = uniqueSorted(calledWith(readFileSync(join(root, "agent/config.ts"), "utf8")));
@@ -195,16 +198,20 @@ describe("the documentation", () => {
       expect(documentedNames(sections.get("iris CLI")!)).toEqual(read);
     });
 
-    it("names the variables of tests, benchmarks and the reliability suite that exist, and every BENCH_ and CHAOS_ one", () => {
-      const text = ["bench", "chaos", "test"]
-        .flatMap((dir) => sourceFiles(dir))
-        .map((path) => readFileSync(path, "utf8"))
-        .join("\n");
-      const read = new Set([...text.matchAll(/process\.env\.([A-Z][A-Z0-9_]+)/g)].map((m) => m[1]!));
-      const documented = documentedNames(sections.get("Tests, benchmarks and the reliability suite")!);
-      expect(documented.filter((name) => !read.has(name))).toEqual([]);
-      expect([...read].filter((name) => /^(BENCH|CHAOS)_/.test(name) && !documented.includes(name))).toEqual([]);
-    });
+    it(
+      "names the variables of tests, benchmarks and the reliability suite that exist, and every BENCH_ and CHAOS_ " +
+        "one",
+      () => {
+        const text = ["bench", "chaos", "test"]
+          .flatMap((dir) => sourceFiles(dir))
+          .map((path) => readFileSync(path, "utf8"))
+          .join("\n");
+        const read = new Set([...text.matchAll(/process\.env\.([A-Z][A-Z0-9_]+)/g)].map((m) => m[1]!));
+        const documented = documentedNames(sections.get("Tests, benchmarks and the reliability suite")!);
+        expect(documented.filter((name) => !read.has(name))).toEqual([]);
+        expect([...read].filter((name) => /^(BENCH|CHAOS)_/.test(name) && !documented.includes(name))).toEqual([]);
+      },
+    );
   });
 
   describe("examples", () => {

@@ -134,54 +134,57 @@ describe("hostile values", () => {
     expect((await openai(from, { model: "auto", messages })).status).toBe(429);
   });
 
-  it("answers garbage protobuf bytes with InvalidArgument on Connect, gRPC and gRPC-Web, naming the message", async () => {
-    const from = address();
-    const connect = await post("/iris.v1.InferenceService/ChatUnary", from, garbage, {
-      "content-type": "application/proto",
-      "connect-protocol-version": "1",
-    });
-    expect(connect.status).toBe(400);
-    expect(await connect.json()).toMatchObject({
-      code: "invalid_argument",
-      message: expect.stringMatching(/^the request is not a valid iris\.v1\.ChatUnaryRequest in protobuf binary: /),
-    });
-
-    // one gRPC-Web frame: flags 0, the length, the bytes; the status comes back as trailers
-    const frame = new Uint8Array([0, 0, 0, 0, garbage.length, ...garbage]);
-    const web = await post("/iris.v1.InferenceService/ChatUnary", from, frame, {
-      "content-type": "application/grpc-web+proto",
-    });
-    const trailers = decodeURIComponent(await web.text());
-    expect(trailers).toContain("grpc-status: 3\r\n");
-    expect(trailers).toContain("not a valid iris.v1.ChatUnaryRequest in protobuf binary");
-
-    const client = new grpc.Client(coordinator.url.replace("http://", ""), grpc.credentials.createInsecure());
-    const metadata = new grpc.Metadata();
-    metadata.set("x-forwarded-for", from);
-    const status = (method: string) =>
-      new Promise<grpc.StatusObject>((resolve) => {
-        const path = `/iris.v1.InferenceService/${method}`;
-        const bytes = () => Buffer.from(garbage);
-        const same = (b: Buffer) => b;
-        if (method === "Chat")
-          client
-            .makeServerStreamRequest(path, bytes, same, {}, metadata)
-            .on("data", () => {})
-            .on("error", () => {})
-            .on("status", resolve);
-        else client.makeUnaryRequest(path, bytes, same, {}, metadata, () => {}).on("status", resolve);
+  it(
+    "answers garbage protobuf bytes with InvalidArgument on Connect, gRPC and gRPC-Web, naming the " + "message",
+    async () => {
+      const from = address();
+      const connect = await post("/iris.v1.InferenceService/ChatUnary", from, garbage, {
+        "content-type": "application/proto",
+        "connect-protocol-version": "1",
       });
-    try {
-      for (const method of ["ChatUnary", "Chat"]) {
-        const { code, details } = await status(method);
-        expect(code, method).toBe(grpc.status.INVALID_ARGUMENT);
-        expect(details, method).toMatch(/not a valid iris\.v1\.Chat(Unary)?Request in protobuf binary/);
+      expect(connect.status).toBe(400);
+      expect(await connect.json()).toMatchObject({
+        code: "invalid_argument",
+        message: expect.stringMatching(/^the request is not a valid iris\.v1\.ChatUnaryRequest in protobuf binary: /),
+      });
+
+      // one gRPC-Web frame: flags 0, the length, the bytes; the status comes back as trailers
+      const frame = new Uint8Array([0, 0, 0, 0, garbage.length, ...garbage]);
+      const web = await post("/iris.v1.InferenceService/ChatUnary", from, frame, {
+        "content-type": "application/grpc-web+proto",
+      });
+      const trailers = decodeURIComponent(await web.text());
+      expect(trailers).toContain("grpc-status: 3\r\n");
+      expect(trailers).toContain("not a valid iris.v1.ChatUnaryRequest in protobuf binary");
+
+      const client = new grpc.Client(coordinator.url.replace("http://", ""), grpc.credentials.createInsecure());
+      const metadata = new grpc.Metadata();
+      metadata.set("x-forwarded-for", from);
+      const status = (method: string) =>
+        new Promise<grpc.StatusObject>((resolve) => {
+          const path = `/iris.v1.InferenceService/${method}`;
+          const bytes = () => Buffer.from(garbage);
+          const same = (b: Buffer) => b;
+          if (method === "Chat")
+            client
+              .makeServerStreamRequest(path, bytes, same, {}, metadata)
+              .on("data", () => {})
+              .on("error", () => {})
+              .on("status", resolve);
+          else client.makeUnaryRequest(path, bytes, same, {}, metadata, () => {}).on("status", resolve);
+        });
+      try {
+        for (const method of ["ChatUnary", "Chat"]) {
+          const { code, details } = await status(method);
+          expect(code, method).toBe(grpc.status.INVALID_ARGUMENT);
+          expect(details, method).toMatch(/not a valid iris\.v1\.Chat(Unary)?Request in protobuf binary/);
+        }
+      } finally {
+        client.close();
       }
-    } finally {
-      client.close();
-    }
-    await expectUncharged(from);
-  });
+      await expectUncharged(from);
+    },
+  );
 
   it("refuses an alg:none token on /v1 with 401 naming the header, instead of serving it as anonymous", async () => {
     const from = address();

@@ -227,19 +227,22 @@ describe("inference path", () => {
     stuck.kill();
   });
 
-  it("queues a request while the only node is busy, tells its position, and serves it when the node frees", async () => {
-    const single = await node({
-      nodeId: "single",
-      maxConcurrentTasks: 1,
-      script: () => ({ tokens: ["a", "b", "c"], delayMs: 100 }),
-    });
-    const [first, second] = await Promise.all([chat(simplePrompt), chat(simplePrompt)]);
-    const queued = [first, second].find((events) => events[0]?.case === "queued")!;
-    expect(queued[0]).toMatchObject({ case: "queued", value: { position: 1 } });
-    expect(text(first)).toBe("abc");
-    expect(text(second)).toBe("abc");
-    single.kill();
-  });
+  it(
+    "queues a request while the only node is busy, tells its position, and serves it when the node " + "frees",
+    async () => {
+      const single = await node({
+        nodeId: "single",
+        maxConcurrentTasks: 1,
+        script: () => ({ tokens: ["a", "b", "c"], delayMs: 100 }),
+      });
+      const [first, second] = await Promise.all([chat(simplePrompt), chat(simplePrompt)]);
+      const queued = [first, second].find((events) => events[0]?.case === "queued")!;
+      expect(queued[0]).toMatchObject({ case: "queued", value: { position: 1 } });
+      expect(text(first)).toBe("abc");
+      expect(text(second)).toBe("abc");
+      single.kill();
+    },
+  );
 
   it("ends ResourceExhausted when capable nodes stay busy past the queue's wait", async () => {
     const busy = await node({
@@ -349,46 +352,49 @@ describe("encrypted task payloads on the wire", () => {
     expect(err.rawMessage).toContain("public_key");
   });
 
-  it("still validates a node's other messages: an out-of-range heartbeat ends its stream with InvalidArgument", async () => {
-    const nodes = createClient(NodeService, createGrpcTransport({ baseUrl: coordinator.url }));
-    const key = generateKeyPairSync("x25519");
-    const requests = new Channel<ConnectRequest>();
-    requests.push(
-      create(ConnectRequestSchema, {
-        message: {
-          case: "register",
-          value: {
-            nodeId: "bad-beat",
-            accountKey,
-            modelName: "m",
-            maxConcurrentTasks: 1,
-            publicKey: publicKeyBytes(key.publicKey),
-          },
-        },
-      }),
-    );
-    const err = await connectFailure(
-      (async () => {
-        for await (const response of nodes.connect(requests)) {
-          const m = response.message;
-          if (m.case === "registerChallenge") {
-            const context = {
-              nonce: m.value.nonce,
+  it(
+    "still validates a node's other messages: an out-of-range heartbeat ends its stream with " + "InvalidArgument",
+    async () => {
+      const nodes = createClient(NodeService, createGrpcTransport({ baseUrl: coordinator.url }));
+      const key = generateKeyPairSync("x25519");
+      const requests = new Channel<ConnectRequest>();
+      requests.push(
+        create(ConnectRequestSchema, {
+          message: {
+            case: "register",
+            value: {
               nodeId: "bad-beat",
-              nodePublicKey: publicKeyBytes(key.publicKey),
-              coordinatorPublicKey: m.value.coordinatorPublicKey,
-            };
-            const proof = registerProof(key.privateKey, m.value.coordinatorPublicKey, context);
-            requests.push(create(ConnectRequestSchema, { message: { case: "registerProof", value: { proof } } }));
+              accountKey,
+              modelName: "m",
+              maxConcurrentTasks: 1,
+              publicKey: publicKeyBytes(key.publicKey),
+            },
+          },
+        }),
+      );
+      const err = await connectFailure(
+        (async () => {
+          for await (const response of nodes.connect(requests)) {
+            const m = response.message;
+            if (m.case === "registerChallenge") {
+              const context = {
+                nonce: m.value.nonce,
+                nodeId: "bad-beat",
+                nodePublicKey: publicKeyBytes(key.publicKey),
+                coordinatorPublicKey: m.value.coordinatorPublicKey,
+              };
+              const proof = registerProof(key.privateKey, m.value.coordinatorPublicKey, context);
+              requests.push(create(ConnectRequestSchema, { message: { case: "registerProof", value: { proof } } }));
+            }
+            if (m.case === "registerAck")
+              requests.push(create(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 2 } } }));
           }
-          if (m.case === "registerAck")
-            requests.push(create(ConnectRequestSchema, { message: { case: "heartbeat", value: { load: 2 } } }));
-        }
-      })(),
-    );
-    expect(err.code).toBe(Code.InvalidArgument);
-    expect(err.rawMessage).toContain("heartbeat.load");
-  });
+        })(),
+      );
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toContain("heartbeat.load");
+    },
+  );
 
   for (const [name, script] of [
     ["a tampered chunk", { tokens: ["a", "b", "c"], tamperChunk: 1 }],

@@ -23,34 +23,37 @@ describe("account key rate limits", () => {
     await coordinator?.close();
   });
 
-  it("lets one address generate RATE_LIMIT_GENERATE_KEY_PER_HOUR keys an hour, then refuses with the wait", async () => {
-    const accounts = grpc();
-    for (let i = 0; i < 2; i++)
-      expect((await accounts.generateKey({}, from("203.0.113.1"))).accountKey).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
-    const refused = await connectFailure(accounts.generateKey({}, from("203.0.113.1")));
-    expect(refused.code).toBe(Code.ResourceExhausted);
-    expect(refused.rawMessage).toMatch(
-      /^rate limit: 2 GenerateKey calls per 1 h from one address; next allowed in 59 min 5\d s$/,
-    );
-    expect(Number(refused.metadata.get("retry-after"))).toBeGreaterThan(3_500);
-    // the refusal created no account
-    expect(
-      (
-        await coordinator.db
-          .selectFrom("accounts")
-          .select((eb) => eb.fn.countAll<number>().as("n"))
-          .executeTakeFirstOrThrow()
-      ).n,
-    ).toBe(2);
+  it(
+    "lets one address generate RATE_LIMIT_GENERATE_KEY_PER_HOUR keys an hour, then refuses with the " + "wait",
+    async () => {
+      const accounts = grpc();
+      for (let i = 0; i < 2; i++)
+        expect((await accounts.generateKey({}, from("203.0.113.1"))).accountKey).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
+      const refused = await connectFailure(accounts.generateKey({}, from("203.0.113.1")));
+      expect(refused.code).toBe(Code.ResourceExhausted);
+      expect(refused.rawMessage).toMatch(
+        /^rate limit: 2 GenerateKey calls per 1 h from one address; next allowed in 59 min 5\d s$/,
+      );
+      expect(Number(refused.metadata.get("retry-after"))).toBeGreaterThan(3_500);
+      // the refusal created no account
+      expect(
+        (
+          await coordinator.db
+            .selectFrom("accounts")
+            .select((eb) => eb.fn.countAll<number>().as("n"))
+            .executeTakeFirstOrThrow()
+        ).n,
+      ).toBe(2);
 
-    // another address has its own allowance; an IPv6 host is its /64
-    await expect(accounts.generateKey({}, from("203.0.113.2"))).resolves.toBeDefined();
-    await accounts.generateKey({}, from("2001:db8:1:2::1"));
-    await accounts.generateKey({}, from("2001:db8:1:2:ffff::9"));
-    expect((await connectFailure(accounts.generateKey({}, from("2001:db8:1:2::abcd")))).code).toBe(
-      Code.ResourceExhausted,
-    );
-  });
+      // another address has its own allowance; an IPv6 host is its /64
+      await expect(accounts.generateKey({}, from("203.0.113.2"))).resolves.toBeDefined();
+      await accounts.generateKey({}, from("2001:db8:1:2::1"));
+      await accounts.generateKey({}, from("2001:db8:1:2:ffff::9"));
+      expect((await connectFailure(accounts.generateKey({}, from("2001:db8:1:2::abcd")))).code).toBe(
+        Code.ResourceExhausted,
+      );
+    },
+  );
 
   it("counts VerifyKey on its own, and not the requests refused as malformed", async () => {
     const ip = "203.0.113.3";

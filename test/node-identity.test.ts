@@ -58,18 +58,21 @@ describe("node identity", () => {
     await coordinator?.close();
   });
 
-  it("refuses another account's registration of a live node's id; the node, its row and its reputation stay", async () => {
-    const real = node({ nodeId: "victim", accountKey: owner });
-    await real.registered;
-    const before = await nodeRow("victim");
-    const thief = node({ nodeId: "victim", accountKey: attacker });
-    const err = await connectFailure(thief.registered);
-    expect(err.code).toBe(Code.PermissionDenied);
-    expect(err.rawMessage).toMatch(/node_id: node "victim" is registered to another account/);
-    expect(await nodeRow("victim")).toEqual(before);
-    await stillConnected(real, "victim");
-    expect(thief.assigns).toHaveLength(0);
-  });
+  it(
+    "refuses another account's registration of a live node's id; the node, its row and its reputation " + "stay",
+    async () => {
+      const real = node({ nodeId: "victim", accountKey: owner });
+      await real.registered;
+      const before = await nodeRow("victim");
+      const thief = node({ nodeId: "victim", accountKey: attacker });
+      const err = await connectFailure(thief.registered);
+      expect(err.code).toBe(Code.PermissionDenied);
+      expect(err.rawMessage).toMatch(/node_id: node "victim" is registered to another account/);
+      expect(await nodeRow("victim")).toEqual(before);
+      await stillConnected(real, "victim");
+      expect(thief.assigns).toHaveLength(0);
+    },
+  );
 
   it("refuses the same account with another key, and says how the owner moves the node", async () => {
     const real = node({ nodeId: "keyed", accountKey: owner });
@@ -84,20 +87,24 @@ describe("node identity", () => {
     await stillConnected(real, "keyed");
   });
 
-  it("refuses a replayed register (the right account and public key, but no private key) without displacing the node", async () => {
-    const real = node({ nodeId: "replayed", accountKey: owner });
-    await real.registered;
-    const replay = node({
-      nodeId: "replayed",
-      accountKey: owner,
-      claimPublicKey: publicKeyBytes(keyFor("replayed")),
-      key: generateKeyPairSync("x25519").privateKey,
-    });
-    const err = await connectFailure(replay.registered);
-    expect(err.code).toBe(Code.PermissionDenied);
-    expect(err.rawMessage).toMatch(/register_proof: the node does not hold the private key/);
-    await stillConnected(real, "replayed");
-  });
+  it(
+    "refuses a replayed register (the right account and public key, but no private key) without displacing the " +
+      "node",
+    async () => {
+      const real = node({ nodeId: "replayed", accountKey: owner });
+      await real.registered;
+      const replay = node({
+        nodeId: "replayed",
+        accountKey: owner,
+        claimPublicKey: publicKeyBytes(keyFor("replayed")),
+        key: generateKeyPairSync("x25519").privateKey,
+      });
+      const err = await connectFailure(replay.registered);
+      expect(err.code).toBe(Code.PermissionDenied);
+      expect(err.rawMessage).toMatch(/register_proof: the node does not hold the private key/);
+      await stillConnected(real, "replayed");
+    },
+  );
 
   it("lets the node itself reconnect (same account and key): the new connection replaces the old", async () => {
     const first = node({ nodeId: "restarts", accountKey: owner });
@@ -149,44 +156,47 @@ describe("node identity", () => {
     await stillConnected(moved, "mover");
   });
 
-  it("closes a NodeService stream that does not register in time, and one that registers but never proves its key", async () => {
-    const silent = new Channel<ConnectRequest>();
-    const stream = createClient(NodeService, transport()).connect(silent);
-    const err = await connectFailure(
-      (async () => {
-        for await (const _ of stream) void _;
-      })(),
-    );
-    expect(err.code).toBe(Code.DeadlineExceeded);
-    expect(err.rawMessage).toMatch(/no register message within 1000 ms/);
+  it(
+    "closes a NodeService stream that does not register in time, and one that registers but never proves its " + "key",
+    async () => {
+      const silent = new Channel<ConnectRequest>();
+      const stream = createClient(NodeService, transport()).connect(silent);
+      const err = await connectFailure(
+        (async () => {
+          for await (const _ of stream) void _;
+        })(),
+      );
+      expect(err.code).toBe(Code.DeadlineExceeded);
+      expect(err.rawMessage).toMatch(/no register message within 1000 ms/);
 
-    const mute = new Channel<ConnectRequest>();
-    const key = generateKeyPairSync("x25519").privateKey;
-    mute.push(
-      create(ConnectRequestSchema, {
-        message: {
-          case: "register",
-          value: {
-            nodeId: "mute",
-            accountKey: owner,
-            modelName: "m",
-            maxConcurrentTasks: 1,
-            publicKey: publicKeyBytes(key),
+      const mute = new Channel<ConnectRequest>();
+      const key = generateKeyPairSync("x25519").privateKey;
+      mute.push(
+        create(ConnectRequestSchema, {
+          message: {
+            case: "register",
+            value: {
+              nodeId: "mute",
+              accountKey: owner,
+              modelName: "m",
+              maxConcurrentTasks: 1,
+              publicKey: publicKeyBytes(key),
+            },
           },
-        },
-      }),
-    );
-    const seen: string[] = [];
-    const muteErr = await connectFailure(
-      (async () => {
-        for await (const response of createClient(NodeService, transport()).connect(mute))
-          seen.push(response.message.case ?? "");
-      })(),
-    );
-    expect(seen).toEqual(["registerChallenge"]);
-    expect(muteErr.code).toBe(Code.DeadlineExceeded);
-    expect(muteErr.rawMessage).toMatch(/no register_proof within/);
-    const listed = await createClient(NetworkService, transport()).listNodes({});
-    expect(listed.nodes.map((n) => n.nodeId)).not.toContain("mute");
-  });
+        }),
+      );
+      const seen: string[] = [];
+      const muteErr = await connectFailure(
+        (async () => {
+          for await (const response of createClient(NodeService, transport()).connect(mute))
+            seen.push(response.message.case ?? "");
+        })(),
+      );
+      expect(seen).toEqual(["registerChallenge"]);
+      expect(muteErr.code).toBe(Code.DeadlineExceeded);
+      expect(muteErr.rawMessage).toMatch(/no register_proof within/);
+      const listed = await createClient(NetworkService, transport()).listNodes({});
+      expect(listed.nodes.map((n) => n.nodeId)).not.toContain("mute");
+    },
+  );
 });

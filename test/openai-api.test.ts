@@ -197,37 +197,41 @@ describe("OpenAI-compatible API", () => {
     expect(nodes.at(0)!.assigns).toHaveLength(0);
   });
 
-  it("takes the division_mode extension field: consensus over three nodes, with the nodes and the verdict in `iris`", async () => {
-    for (const nodeId of ["c-1", "c-2", "c-3"]) await node({ nodeId });
-    // the official SDK sends fields it does not know as they are: this is how an OpenAI client asks for a mode
-    const extension = { division_mode: "consensus", consensus_nodes: 3 } as Record<string, unknown>;
-    const { data, response } = await client.chat.completions
-      .create({ model: "auto", messages: simple, ...extension })
-      .withResponse();
-    expect(response.headers.get("x-iris-division-mode")).toBe("consensus");
-    expect(data.choices[0]!.message.content).toBe("Hello, world!");
-    const iris = (data as unknown as { iris: { division_mode: string; node_ids: string[]; verified: boolean } }).iris;
-    expect(iris).toMatchObject({ division_mode: "consensus", verified: true });
-    // two agreeing copies are a majority of three: the answer may come before the third copy ends
-    expect(iris.node_ids.length).toBeGreaterThanOrEqual(2);
-    for (const id of iris.node_ids) expect(["c-1", "c-2", "c-3"]).toContain(id);
-    for (const scripted of nodes.all()) expect(scripted.assigns).toHaveLength(1);
-    // streamed, the last chunk (the one with finish_reason) carries the same extension
-    const chunks: ChatCompletionChunk[] = [];
-    for await (const chunk of await client.chat.completions.create({
-      model: "auto",
-      messages: simple,
-      stream: true,
-      ...extension,
-    }))
-      chunks.push(chunk);
-    expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("Hello, world!");
-    expect(chunks.at(-1)).toMatchObject({ iris: { division_mode: "consensus", verified: true } });
-    expect(chunks.slice(0, -1).some((c) => "iris" in c)).toBe(false);
-    // a single answer is plain OpenAI: no extension
-    const single = await client.chat.completions.create({ model: "auto", messages: simple });
-    expect("iris" in single).toBe(false);
-  });
+  it(
+    "takes the division_mode extension field: consensus over three nodes, with the nodes and the verdict in " +
+      "`iris`",
+    async () => {
+      for (const nodeId of ["c-1", "c-2", "c-3"]) await node({ nodeId });
+      // the official SDK sends fields it does not know as they are: this is how an OpenAI client asks for a mode
+      const extension = { division_mode: "consensus", consensus_nodes: 3 } as Record<string, unknown>;
+      const { data, response } = await client.chat.completions
+        .create({ model: "auto", messages: simple, ...extension })
+        .withResponse();
+      expect(response.headers.get("x-iris-division-mode")).toBe("consensus");
+      expect(data.choices[0]!.message.content).toBe("Hello, world!");
+      const iris = (data as unknown as { iris: { division_mode: string; node_ids: string[]; verified: boolean } }).iris;
+      expect(iris).toMatchObject({ division_mode: "consensus", verified: true });
+      // two agreeing copies are a majority of three: the answer may come before the third copy ends
+      expect(iris.node_ids.length).toBeGreaterThanOrEqual(2);
+      for (const id of iris.node_ids) expect(["c-1", "c-2", "c-3"]).toContain(id);
+      for (const scripted of nodes.all()) expect(scripted.assigns).toHaveLength(1);
+      // streamed, the last chunk (the one with finish_reason) carries the same extension
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of await client.chat.completions.create({
+        model: "auto",
+        messages: simple,
+        stream: true,
+        ...extension,
+      }))
+        chunks.push(chunk);
+      expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("Hello, world!");
+      expect(chunks.at(-1)).toMatchObject({ iris: { division_mode: "consensus", verified: true } });
+      expect(chunks.slice(0, -1).some((c) => "iris" in c)).toBe(false);
+      // a single answer is plain OpenAI: no extension
+      const single = await client.chat.completions.create({ model: "auto", messages: simple });
+      expect("iris" in single).toBe(false);
+    },
+  );
 
   it("refuses bad bodies with 400 and the field in param", async () => {
     const cases: [unknown, string | null][] = [

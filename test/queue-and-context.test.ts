@@ -14,7 +14,9 @@ const advancedPrompt = "Write a Python function that parses ISO dates, and prove
 const simplePrompt = "Translate 'good morning' to French.";
 // about 4,000 tokens by the coordinator's estimate (3.5 characters a token): COMPLEX by its length
 // a request about a long paste (COMPLEX, so the MID nodes here serve it); a bare paste with no ask could go either way
-const longConversation = `Summarise this report:\n\n${"The quarterly report describes revenue, costs and the outlook for each region. ".repeat(180)}`;
+const longConversation =
+  `Summarise this ` +
+  `report:\n\n${"The quarterly report describes revenue, costs and the outlook for each region. ".repeat(180)}`;
 const mid = { parameterCount: 8e9, tokensPerSecond: 20 };
 
 describe("before a node takes the request", () => {
@@ -80,19 +82,22 @@ describe("before a node takes the request", () => {
       });
     });
 
-    it("is Unavailable at once, naming the tier, when only BASIC nodes are online for an ADVANCED request", async () => {
-      const basic = await nodes.start({ nodeId: "basic-only", parameterCount: 3e9, tokensPerSecond: 50 });
-      const started = Date.now();
-      const err = await connectFailure(chat(advancedPrompt));
-      expect(Date.now() - started).toBeLessThan(QUEUE_MAX_WAIT_MS / 2);
-      expect(err.code).toBe(Code.Unavailable);
-      expect(err.rawMessage).toBe(
-        "no node that serves ADVANCED requests (tier PRO) is online; online now: 1 BASIC node",
-      );
-      expect(basic.assigns).toHaveLength(0);
-      // the BASIC node still answers what it serves
-      expect(accepted(await chat(simplePrompt))).toBe("basic-only");
-    });
+    it(
+      "is Unavailable at once, naming the tier, when only BASIC nodes are online for an ADVANCED " + "request",
+      async () => {
+        const basic = await nodes.start({ nodeId: "basic-only", parameterCount: 3e9, tokensPerSecond: 50 });
+        const started = Date.now();
+        const err = await connectFailure(chat(advancedPrompt));
+        expect(Date.now() - started).toBeLessThan(QUEUE_MAX_WAIT_MS / 2);
+        expect(err.code).toBe(Code.Unavailable);
+        expect(err.rawMessage).toBe(
+          "no node that serves ADVANCED requests (tier PRO) is online; online now: 1 BASIC node",
+        );
+        expect(basic.assigns).toHaveLength(0);
+        // the BASIC node still answers what it serves
+        expect(accepted(await chat(simplePrompt))).toBe("basic-only");
+      },
+    );
   });
 
   describe("capable nodes busy", () => {
@@ -149,41 +154,54 @@ describe("before a node takes the request", () => {
       expect(Date.now() - started).toBeLessThan(QUEUE_MAX_WAIT_MS / 2);
       expect(err.code).toBe(Code.FailedPrecondition);
       expect(err.rawMessage).toMatch(
-        /^the conversation is about [\d,]+ tokens, more than the context of any online node that can take it \(the largest holds 2,048 tokens\); start a new chat/,
+        new RegExp(
+          "^the conversation is about [\\d,]+ tokens, more than the context of any online node that can " +
+            "take it \\(the largest holds 2,048 tokens\\); start a new chat",
+        ),
       );
       expect(err.rawMessage).not.toContain("CONTEXT_TOO_LONG");
       expect(small.assigns).toHaveLength(0);
     });
 
-    it("moves a conversation a node refused as too long to a node with a larger window; with none, says so in words", async () => {
-      const refusing = await nodes.start({
-        nodeId: "refusing",
-        ...mid,
-        tokensPerSecond: 29,
-        contextLength: 8_192,
-        script: () => ({ tokens: [], failWith: TaskErrorReason.CONTEXT_TOO_LONG }),
-      });
-      await nodes.start({
-        nodeId: "roomy",
-        ...mid,
-        tokensPerSecond: 11,
-        contextLength: 32_768,
-        script: () => ({ tokens: ["fits"] }),
-      });
-      const events = await chat(longConversation);
-      expect(refusing.assigns).toHaveLength(1);
-      // the client saw one accepted (the first node) and tokens from the second
-      const done = events.at(-1)!.event;
-      expect(done.case === "done" && [done.value.nodeId, done.value.nodeIds]).toEqual(["roomy", ["refusing", "roomy"]]);
-      expect(events.flatMap(({ event }) => (event.case === "token" ? [event.value.text] : []))).toEqual(["fits"]);
+    it(
+      "moves a conversation a node refused as too long to a node with a larger window; with none, says so in " +
+        "words",
+      async () => {
+        const refusing = await nodes.start({
+          nodeId: "refusing",
+          ...mid,
+          tokensPerSecond: 29,
+          contextLength: 8_192,
+          script: () => ({ tokens: [], failWith: TaskErrorReason.CONTEXT_TOO_LONG }),
+        });
+        await nodes.start({
+          nodeId: "roomy",
+          ...mid,
+          tokensPerSecond: 11,
+          contextLength: 32_768,
+          script: () => ({ tokens: ["fits"] }),
+        });
+        const events = await chat(longConversation);
+        expect(refusing.assigns).toHaveLength(1);
+        // the client saw one accepted (the first node) and tokens from the second
+        const done = events.at(-1)!.event;
+        expect(done.case === "done" && [done.value.nodeId, done.value.nodeIds]).toEqual([
+          "roomy",
+          ["refusing", "roomy"],
+        ]);
+        expect(events.flatMap(({ event }) => (event.case === "token" ? [event.value.text] : []))).toEqual(["fits"]);
 
-      nodes.all()[1]!.kill();
-      await expect.poll(() => coordinator.registry.size).toBe(1);
-      const err = await connectFailure(chat(longConversation));
-      expect(err.code).toBe(Code.FailedPrecondition);
-      expect(err.rawMessage).toMatch(
-        /^the conversation is about [\d,]+ tokens; node refusing refused it as longer than its context, and no online node that can take it has a larger one .*; start a new chat/,
-      );
-    });
+        nodes.all()[1]!.kill();
+        await expect.poll(() => coordinator.registry.size).toBe(1);
+        const err = await connectFailure(chat(longConversation));
+        expect(err.code).toBe(Code.FailedPrecondition);
+        expect(err.rawMessage).toMatch(
+          new RegExp(
+            "^the conversation is about [\\d,]+ tokens; node refusing refused it as longer than its " +
+              "context, and no online node that can take it has a larger one .*; start a new chat",
+          ),
+        );
+      },
+    );
   });
 });

@@ -34,8 +34,10 @@ const LIMITS = {
 const simple = "Translate 'good morning' to French.";
 // needs a PRO node; the tests' nodes are MID, so this request finds no node
 const advanced = "Write a Python function that parses ISO dates, and prove it handles leap years.";
-const ANONYMOUS_REFUSAL =
-  /^rate limit: 1 message per 24 h for anonymous use; next message allowed in 23 h 59 min \(at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)$/;
+const ANONYMOUS_REFUSAL = new RegExp(
+  "^rate limit: 1 message per 24 h for anonymous use; next message allowed in 23 h 59 min \\(at " +
+    "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ\\)$",
+);
 
 /** A whole-day wait, give or take the test's own seconds. */
 const expectDayWait = (seconds: string | null | undefined) => expect(Number(seconds)).toBeGreaterThan(86_300);
@@ -317,7 +319,8 @@ describe("chat rate limits", () => {
   (shared ? it : it.skip)(
     shared
       ? "shares the limits between two coordinators on one database, exactly, under a race"
-      : "shares the limits between two coordinators on one database (skipped: needs a PostgreSQL server; in-memory PGlite belongs to one process)",
+      : "shares the limits between two coordinators on one database (skipped: needs a PostgreSQL server; in-memory " +
+          "PGlite belongs to one process)",
     async () => {
       const second = await coordinatorOn(
         { DATABASE_URL: coordinator.config.database.url! },

@@ -135,28 +135,31 @@ describe("trust", () => {
     intruder.kill();
   });
 
-  it("drops a chunk with a malformed task id like any task the node does not run, and keeps serving the node", async () => {
-    // chunks skip protovalidate (coordinator/validation.ts): they are checked where they are used
-    const node = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "sloppy" });
-    await node.registered;
-    node.inject("not-a-uuid", "junk");
-    await expect
-      .poll(() =>
-        coordinator.logs.some(
-          (line) => line.msg === "message for a task this node does not run; ignored" && line.nodeId === "sloppy",
-        ),
-      )
-      .toBe(true);
-    let text = "";
-    for await (const response of client(InferenceService).chat({
-      params: { messages: [{ role: 2, content: "hi" }] },
-    })) {
-      if (response.event.case === "token") text += response.event.value.text;
-    }
-    expect(text).toBe("Hello, world!");
-    expect(node.assigns).toHaveLength(1);
-    node.kill();
-  });
+  it(
+    "drops a chunk with a malformed task id like any task the node does not run, and keeps serving the " + "node",
+    async () => {
+      // chunks skip protovalidate (coordinator/validation.ts): they are checked where they are used
+      const node = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "sloppy" });
+      await node.registered;
+      node.inject("not-a-uuid", "junk");
+      await expect
+        .poll(() =>
+          coordinator.logs.some(
+            (line) => line.msg === "message for a task this node does not run; ignored" && line.nodeId === "sloppy",
+          ),
+        )
+        .toBe(true);
+      let text = "";
+      for await (const response of client(InferenceService).chat({
+        params: { messages: [{ role: 2, content: "hi" }] },
+      })) {
+        if (response.event.case === "token") text += response.event.value.text;
+      }
+      expect(text).toBe("Hello, world!");
+      expect(node.assigns).toHaveLength(1);
+      node.kill();
+    },
+  );
 
   it("keeps account keys, passwords, tokens and private keys out of every log line", async () => {
     const accounts = client(AccountService);

@@ -151,71 +151,75 @@ describe("spot checks", () => {
     expect(rules).toEqual([]);
   });
 
-  it("catches the dishonest node: −50 with both outputs' hashes; repeated mismatches suspend it until an admin clears it", async () => {
-    let cheat = await node({ nodeId: "cheat", dishonest: true, tokensPerSecond: 29 });
-    await node({ nodeId: "judge", tokensPerSecond: 11 });
-    await trust("judge", 200);
+  it(
+    "catches the dishonest node: −50 with both outputs' hashes; repeated mismatches suspend it until an admin " +
+      "clears it",
+    async () => {
+      let cheat = await node({ nodeId: "cheat", dishonest: true, tokensPerSecond: 29 });
+      await node({ nodeId: "judge", tokensPerSecond: 11 });
+      await trust("judge", 200);
 
-    const first = await ask();
-    // the user got the dishonest answer (the check runs afterwards, off the user's path)
-    expect(first).toMatchObject({ nodeId: "cheat", text: alter(honestAnswer) });
-    await expect.poll(async () => (await penalties("cheat")).length, { timeout: 5_000 }).toBe(1);
-    const [penalty] = await penalties("cheat");
-    expect(penalty).toMatchObject({ delta: -50, task_id: first.taskId });
-    const [check] = await checksOf(first.taskId);
-    expect(penalty!.evidence).toMatchObject({
-      check: "spot_check",
-      answerSha256: answerHash(alter(honestAnswer)),
-      referenceSha256: answerHash(honestAnswer),
-      referenceFrom: "judge",
-      referenceTaskId: check!.id,
-      threshold: 0.9,
-    });
-    expect(coordinator.registry.get("cheat")!.suspended).toBe(false);
+      const first = await ask();
+      // the user got the dishonest answer (the check runs afterwards, off the user's path)
+      expect(first).toMatchObject({ nodeId: "cheat", text: alter(honestAnswer) });
+      await expect.poll(async () => (await penalties("cheat")).length, { timeout: 5_000 }).toBe(1);
+      const [penalty] = await penalties("cheat");
+      expect(penalty).toMatchObject({ delta: -50, task_id: first.taskId });
+      const [check] = await checksOf(first.taskId);
+      expect(penalty!.evidence).toMatchObject({
+        check: "spot_check",
+        answerSha256: answerHash(alter(honestAnswer)),
+        referenceSha256: answerHash(honestAnswer),
+        referenceFrom: "judge",
+        referenceTaskId: check!.id,
+        threshold: 0.9,
+      });
+      expect(coordinator.registry.get("cheat")!.suspended).toBe(false);
 
-    // the second mismatch reaches SPOT_CHECK_SUSPEND_AFTER=2
-    expect((await ask()).nodeId).toBe("cheat");
-    await expect.poll(() => coordinator.registry.get("cheat")!.suspended, { timeout: 5_000 }).toBe(true);
-    const row = await coordinator.db
-      .selectFrom("nodes")
-      .select(["mismatches", "suspended_at"])
-      .where("id", "=", "cheat")
-      .executeTakeFirstOrThrow();
-    expect(row.mismatches).toBe(2);
-    expect(row.suspended_at).toBeInstanceOf(Date);
-
-    // suspended: the faster node gets no work, even after reconnecting
-    cheat.kill();
-    await cheat.ended;
-    cheat = await node({ nodeId: "cheat", dishonest: true, tokensPerSecond: 29 });
-    expect(coordinator.registry.get("cheat")!.suspended).toBe(true);
-    expect(await ask()).toMatchObject({ nodeId: "judge", text: honestAnswer });
-    expect(cheat.assigns).toHaveLength(0);
-
-    const network = createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url }));
-    const listed = await network.listNodes({ onlineOnly: true });
-    expect(listed.nodes.find((n) => n.nodeId === "cheat")?.suspended).toBe(true);
-    expect((await connectFailure(network.clearNode({ nodeId: "cheat" }))).code).toBe(Code.Unauthenticated);
-
-    const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
-    const token = (await accounts.register({ email: adminEmail, password: "correct horse battery staple" })).token!
-      .accessToken;
-    const admin = createClient(
-      NetworkService,
-      createGrpcTransport({ baseUrl: coordinator.url, interceptors: [bearer(token)] }),
-    );
-    const cleared = await admin.clearNode({ nodeId: "cheat" });
-    expect(cleared.node).toMatchObject({ nodeId: "cheat", suspended: false });
-    expect(coordinator.registry.get("cheat")!.suspended).toBe(false);
-    expect(
-      await coordinator.db
+      // the second mismatch reaches SPOT_CHECK_SUSPEND_AFTER=2
+      expect((await ask()).nodeId).toBe("cheat");
+      await expect.poll(() => coordinator.registry.get("cheat")!.suspended, { timeout: 5_000 }).toBe(true);
+      const row = await coordinator.db
         .selectFrom("nodes")
         .select(["mismatches", "suspended_at"])
         .where("id", "=", "cheat")
-        .executeTakeFirstOrThrow(),
-    ).toEqual({ mismatches: 0, suspended_at: null });
-    expect((await ask()).nodeId).toBe("cheat");
-  });
+        .executeTakeFirstOrThrow();
+      expect(row.mismatches).toBe(2);
+      expect(row.suspended_at).toBeInstanceOf(Date);
+
+      // suspended: the faster node gets no work, even after reconnecting
+      cheat.kill();
+      await cheat.ended;
+      cheat = await node({ nodeId: "cheat", dishonest: true, tokensPerSecond: 29 });
+      expect(coordinator.registry.get("cheat")!.suspended).toBe(true);
+      expect(await ask()).toMatchObject({ nodeId: "judge", text: honestAnswer });
+      expect(cheat.assigns).toHaveLength(0);
+
+      const network = createClient(NetworkService, createGrpcTransport({ baseUrl: coordinator.url }));
+      const listed = await network.listNodes({ onlineOnly: true });
+      expect(listed.nodes.find((n) => n.nodeId === "cheat")?.suspended).toBe(true);
+      expect((await connectFailure(network.clearNode({ nodeId: "cheat" }))).code).toBe(Code.Unauthenticated);
+
+      const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
+      const token = (await accounts.register({ email: adminEmail, password: "correct horse battery staple" })).token!
+        .accessToken;
+      const admin = createClient(
+        NetworkService,
+        createGrpcTransport({ baseUrl: coordinator.url, interceptors: [bearer(token)] }),
+      );
+      const cleared = await admin.clearNode({ nodeId: "cheat" });
+      expect(cleared.node).toMatchObject({ nodeId: "cheat", suspended: false });
+      expect(coordinator.registry.get("cheat")!.suspended).toBe(false);
+      expect(
+        await coordinator.db
+          .selectFrom("nodes")
+          .select(["mismatches", "suspended_at"])
+          .where("id", "=", "cheat")
+          .executeTakeFirstOrThrow(),
+      ).toEqual({ mismatches: 0, suspended_at: null });
+      expect((await ask()).nodeId).toBe("cheat");
+    },
+  );
 });
 
 describe("spot-check coverage", () => {
@@ -283,36 +287,39 @@ describe("spot-check coverage", () => {
     await coordinator.journal.flush();
   };
 
-  it("checks the top node too: at fraction 1 every answer of every node is re-run, and ListNodes shows it", async () => {
-    const slow = { script: (a: TaskAssign, p: TaskPayload) => ({ ...model(a, p), delayMs: 40 }) };
-    await equals("eq", [slow, slow, slow]);
-    // the fastest node takes every request when they come one at a time (it was never checked before: #17)
-    for (let i = 0; i < 5; i++) expect(await ask()).toBe("eq-0");
-    await settledChecks();
-    let seen = await coverage();
-    expect(seen.get("eq-0")).toMatchObject({ windowHours: 24, answers: 5, checked: 5 });
-    expect(seen.get("eq-0")!.lastCheckedUnixMs).toBeGreaterThan(0n);
-    expect(seen.get("eq-1")!.checksRun + seen.get("eq-2")!.checksRun).toBe(5);
-    // three at once: every node answers one; the checks wait for a free node of the same model
-    expect(new Set(await Promise.all([ask(), ask(), ask()]))).toEqual(new Set(["eq-0", "eq-1", "eq-2"]));
-    await expect
-      .poll(async () => [...(await coverage()).values()].map((c) => c.answers - c.checked), {
-        timeout: 20_000,
-        interval: 200,
-      })
-      .toEqual([0, 0, 0]);
-    seen = await coverage();
-    for (const id of ["eq-0", "eq-1", "eq-2"]) expect(seen.get(id)!.checked, id).toBeGreaterThan(0);
-    expect(seen.get("eq-0")!.checked).toBe(6);
-    await coordinator.reputation.settled();
-    expect(
-      await coordinator.db
-        .selectFrom("reputation_events")
-        .select("node_id")
-        .where("rule", "=", "invalid_response")
-        .execute(),
-    ).toEqual([]);
-  });
+  it(
+    "checks the top node too: at fraction 1 every answer of every node is re-run, and ListNodes shows " + "it",
+    async () => {
+      const slow = { script: (a: TaskAssign, p: TaskPayload) => ({ ...model(a, p), delayMs: 40 }) };
+      await equals("eq", [slow, slow, slow]);
+      // the fastest node takes every request when they come one at a time (it was never checked before: #17)
+      for (let i = 0; i < 5; i++) expect(await ask()).toBe("eq-0");
+      await settledChecks();
+      let seen = await coverage();
+      expect(seen.get("eq-0")).toMatchObject({ windowHours: 24, answers: 5, checked: 5 });
+      expect(seen.get("eq-0")!.lastCheckedUnixMs).toBeGreaterThan(0n);
+      expect(seen.get("eq-1")!.checksRun + seen.get("eq-2")!.checksRun).toBe(5);
+      // three at once: every node answers one; the checks wait for a free node of the same model
+      expect(new Set(await Promise.all([ask(), ask(), ask()]))).toEqual(new Set(["eq-0", "eq-1", "eq-2"]));
+      await expect
+        .poll(async () => [...(await coverage()).values()].map((c) => c.answers - c.checked), {
+          timeout: 20_000,
+          interval: 200,
+        })
+        .toEqual([0, 0, 0]);
+      seen = await coverage();
+      for (const id of ["eq-0", "eq-1", "eq-2"]) expect(seen.get(id)!.checked, id).toBeGreaterThan(0);
+      expect(seen.get("eq-0")!.checked).toBe(6);
+      await coordinator.reputation.settled();
+      expect(
+        await coordinator.db
+          .selectFrom("reputation_events")
+          .select("node_id")
+          .where("rule", "=", "invalid_response")
+          .execute(),
+      ).toEqual([]);
+    },
+  );
 
   async function askForTask(): Promise<string> {
     let taskId = "";
@@ -339,51 +346,58 @@ describe("spot-check coverage", () => {
     ).sort((a, b) => a.node_id!.localeCompare(b.node_id!));
   const completedCheck = (nodeId: string) => ({ node_id: nodeId, classifier: "spot_check", status: "completed" });
 
-  it("equal reputations disagree: a third node of the model referees, and the cheat that answered is the mismatch", async () => {
-    const [cheat] = await equals("ref", [{ dishonest: true }]);
-    const taskId = await askForTask();
-    expect(cheat!.assigns).toHaveLength(1);
-    await expect.poll(async () => (await penalties()).length, { timeout: 10_000 }).toBe(1);
-    expect((await penalties())[0]).toMatchObject({
-      node_id: "ref-0",
-      task_id: taskId,
-      evidence: { check: "spot_check", referenceSha256: answerHash(honestAnswer) },
-    });
-    // the check and the referee's run are both children of the request
-    expect(await children(taskId)).toEqual([completedCheck("ref-1"), completedCheck("ref-2")]);
-  });
+  it(
+    "equal reputations disagree: a third node of the model referees, and the cheat that answered is the " + "mismatch",
+    async () => {
+      const [cheat] = await equals("ref", [{ dishonest: true }]);
+      const taskId = await askForTask();
+      expect(cheat!.assigns).toHaveLength(1);
+      await expect.poll(async () => (await penalties()).length, { timeout: 10_000 }).toBe(1);
+      expect((await penalties())[0]).toMatchObject({
+        node_id: "ref-0",
+        task_id: taskId,
+        evidence: { check: "spot_check", referenceSha256: answerHash(honestAnswer) },
+      });
+      // the check and the referee's run are both children of the request
+      expect(await children(taskId)).toEqual([completedCheck("ref-1"), completedCheck("ref-2")]);
+    },
+  );
 
-  it("a more reputable cheat that checks an honest answer is the mismatch: reputation does not outvote the referee", async () => {
-    await equals("rep", [{}, {}, { dishonest: true }]);
-    await coordinator.db.updateTable("nodes").set({ reputation: 400 }).where("id", "=", "rep-2").execute();
-    coordinator.registry.get("rep-2")!.reputation = 400; // the preferred checker
-    const taskId = await askForTask();
-    await expect
-      .poll(async () => (await penalties()).filter((p) => p.node_id === "rep-2").length, { timeout: 10_000 })
-      .toBe(1);
-    const rows = await children(taskId);
-    expect(rows).toEqual([completedCheck("rep-1"), completedCheck("rep-2")]);
-    const [penalty] = (await penalties()).filter((p) => p.node_id === "rep-2");
-    // judged on its own check's task; the honest answer is the reference
-    expect(penalty!.task_id).not.toBe(taskId);
-    expect(penalty).toMatchObject({
-      evidence: {
-        check: "spot_check",
-        answerSha256: answerHash(alter(honestAnswer)),
-        referenceSha256: answerHash(honestAnswer),
-        referenceFrom: "rep-0",
-        referenceTaskId: taskId,
-      },
-    });
-    expect((await penalties()).filter((p) => p.node_id!.startsWith("rep-") && p.node_id !== "rep-2")).toEqual([]);
-  });
+  it(
+    "a more reputable cheat that checks an honest answer is the mismatch: reputation does not outvote the " + "referee",
+    async () => {
+      await equals("rep", [{}, {}, { dishonest: true }]);
+      await coordinator.db.updateTable("nodes").set({ reputation: 400 }).where("id", "=", "rep-2").execute();
+      coordinator.registry.get("rep-2")!.reputation = 400; // the preferred checker
+      const taskId = await askForTask();
+      await expect
+        .poll(async () => (await penalties()).filter((p) => p.node_id === "rep-2").length, { timeout: 10_000 })
+        .toBe(1);
+      const rows = await children(taskId);
+      expect(rows).toEqual([completedCheck("rep-1"), completedCheck("rep-2")]);
+      const [penalty] = (await penalties()).filter((p) => p.node_id === "rep-2");
+      // judged on its own check's task; the honest answer is the reference
+      expect(penalty!.task_id).not.toBe(taskId);
+      expect(penalty).toMatchObject({
+        evidence: {
+          check: "spot_check",
+          answerSha256: answerHash(alter(honestAnswer)),
+          referenceSha256: answerHash(honestAnswer),
+          referenceFrom: "rep-0",
+          referenceTaskId: taskId,
+        },
+      });
+      expect((await penalties()).filter((p) => p.node_id!.startsWith("rep-") && p.node_id !== "rep-2")).toEqual([]);
+    },
+  );
 });
 
 describe("suspension across coordinators", () => {
   const shared = databaseSource().kind === "postgres";
   (shared ? it : it.skip)(
     shared
-      ? "a node connected to one coordinator is suspended by a mismatch another one counted, and cleared by an admin there"
+      ? "a node connected to one coordinator is suspended by a mismatch another one counted, and cleared by an admin " +
+          "there"
       : "suspension across coordinators (skipped: needs a PostgreSQL server; in-memory PGlite belongs to one process)",
     async () => {
       const sync = { SUSPENSION_SYNC_MS: "100" };

@@ -39,7 +39,8 @@ describe("npm start", () => {
     for (const child of children) child.kill("SIGKILL");
   });
 
-  it("starts on embedded PGlite with no DATABASE_URL, answers health and reflection over gRPC and HTTP/1.1, stops on SIGTERM", async () => {
+  it("starts on embedded PGlite with no DATABASE_URL, answers health and reflection over gRPC and HTTP/1.1, stops on " +
+    "SIGTERM", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "iris-start-"));
     const child = startMain({ PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir });
     children.push(child);

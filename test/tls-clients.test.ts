@@ -75,7 +75,8 @@ describe("TLS with a private CA", () => {
       fault: "untrusted",
       env: () => ({ COORDINATOR_URL: secure.url }),
       says: () =>
-        "is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set COORDINATOR_CA_PATH to the PEM file of the CA that signed it",
+        "is not signed by a CA this client trusts (UNABLE_TO_VERIFY_LEAF_SIGNATURE): set COORDINATOR_CA_PATH to the " +
+        "PEM file of the CA that signed it",
     },
     {
       fault: "expired",
@@ -119,13 +120,16 @@ describe("TLS with a private CA", () => {
   }, 60_000);
 
   describe("the iris CLI", () => {
-    it("http:// to the TLS port: exit 1, 'the coordinator speaks TLS: use https://' (not 130, which is Ctrl-C's)", async () => {
-      const run = await runCli(["stats", "--url", `http://127.0.0.1:${port()}`], { env: {} });
-      expect(run.code).toBe(1);
-      expect(run.stderr).toBe(
-        `iris: the coordinator speaks TLS: use https://127.0.0.1:${port()} (the URL says http://)\n`,
-      );
-    });
+    it(
+      "http:// to the TLS port: exit 1, 'the coordinator speaks TLS: use https://' (not 130, which is " + "Ctrl-C's)",
+      async () => {
+        const run = await runCli(["stats", "--url", `http://127.0.0.1:${port()}`], { env: {} });
+        expect(run.code).toBe(1);
+        expect(run.stderr).toBe(
+          `iris: the coordinator speaks TLS: use https://127.0.0.1:${port()} (the URL says http://)\n`,
+        );
+      },
+    );
 
     it("a private CA: refused without --ca, trusted with --ca or IRIS_CA_PATH", async () => {
       const without = await runCli(["stats", "--url", secure.url], { env: {} });

@@ -72,7 +72,8 @@ describe("the README's walkthrough", () => {
     for (const command of doneDifferently.keys()) expect(readme).toContain(command);
   });
 
-  it("runs end to end: start.sh prints the URLs, the tiny model's agent registers, both asks with the key are answered", async () => {
+  it("runs end to end: start.sh prints the URLs, the tiny model's agent registers, both asks with the key are " +
+    "answered", async () => {
     const port = await freePort();
     const env = { ...process.env, PORT: String(port) };
     child = spawn("bash", ["scripts/walkthrough.sh"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -82,7 +83,8 @@ describe("the README's walkthrough", () => {
     const code = await new Promise<number | null>((resolve) => child!.once("close", resolve));
     expect(code, output).toBe(0);
     expect(output).toContain(
-      `iris coordinator: listening on 127.0.0.1:${port}; open http://127.0.0.1:${port}/chat and http://127.0.0.1:${port}/dashboard`,
+      `iris coordinator: listening on 127.0.0.1:${port}; open http://127.0.0.1:${port}/chat and ` +
+        `http://127.0.0.1:${port}/dashboard`,
     );
     expect(output).toContain('"nodeId": "tiny"');
     expect(output).toContain("data: [DONE]");

@@ -83,7 +83,8 @@ describe.skipIf(skip !== "")(`WORKERS=2: two coordinator processes on one port${
     }
   });
 
-  it("serves chats through the port with a node connected through the same port, whichever worker takes them", async () => {
+  it("serves chats through the port with a node connected through the same port, whichever worker takes " +
+    "them", async () => {
     await nodes.start({
       nodeId: "behind-the-pool",
       maxConcurrentTasks: 4,

@@ -106,7 +106,10 @@ describe("AgentScreen frames", () => {
     expect(f).toMatch(/State\s+● registered for 6\.0s · reputation 122\.5 · 2026-12 so far ≈ 48,213 units/);
     expect(f).toMatch(/Tier\s+PRO {2}8B Q4_K_M counts as 8B \(7–20B\); 42 tok\/s \(> 30\) → PRO/);
     expect(f).toMatch(
-      /Model\s+Meta-Llama-3\.1-8B-Instruct-Q4_K_M · 8\.0B params · Q4_K_M · ctx 8,192 · backend lmstudio · bench 42 tok\/s/,
+      new RegExp(
+        "Model\\s+Meta-Llama-3\\.1-8B-Instruct-Q4_K_M · 8\\.0B params · Q4_K_M · ctx 8,192 · backend " +
+          "lmstudio · bench 42 tok\\/s",
+      ),
     );
     expect(f).toMatch(/GPU0\s+NVIDIA GeForce RTX 4090\s+VRAM\[\|+ +12\.3G\/24\.0G\] UTIL\[\|+ +45%\]/);
     expect(f).toMatch(/CPU\s+16 cores\s+LOAD\[\|+ +3\.20\] RAM\[\|+ +19\.5G\/62\.5G\]/);
@@ -152,7 +155,8 @@ describe("AgentScreen frames", () => {
   it("stopped on a certificate fault: what is wrong, in the state line and the events", () => {
     const a = started();
     const why =
-      "the coordinator's certificate (CN=127.0.0.1, issued by CN=Iris Test CA) expired on 2020-01-02T00:00:00.000Z (CERT_HAS_EXPIRED)";
+      "the coordinator's certificate (CN=127.0.0.1, issued by CN=Iris Test CA) expired on 2020-01-02T00:00:00.000Z " +
+      "(CERT_HAS_EXPIRED)";
     a.state.tlsFailed(why);
     const f = frame(a.state, 0);
     expect(f).toMatch(/State\s+✖ TLS · the coordinator's certificate/);

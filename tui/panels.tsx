@@ -30,9 +30,9 @@ export function TitleLine({ s, width }: { s: AgentSnapshot; width: number }) {
   return (
     <Line>
       <Text bold> iris-agent</Text>
-      <Text dimColor> {s.version} node </Text>
+      <Text dimColor>{` ${s.version}  node `}</Text>
       <Text bold>{s.nodeId}</Text>
-      <Text dimColor> account </Text>
+      <Text dimColor>{"  account "}</Text>
       <Text>{s.accountKeyMasked}</Text>
       {gap >= 2 ? <Text dimColor>{" ".repeat(gap) + right}</Text> : null}
     </Line>
@@ -158,7 +158,7 @@ export function TierLine({ s }: { s: AgentSnapshot }) {
           <Text color={tierColors[s.tier.name] ?? "white"} bold>
             {s.tier.name}
           </Text>
-          <Text dimColor> {s.tier.reason}</Text>
+          <Text dimColor>{`  ${s.tier.reason}`}</Text>
         </>
       ) : (
         <Text dimColor>— computed by the coordinator at registration</Text>
@@ -291,7 +291,7 @@ export function TotalsLine({ s }: { s: AgentSnapshot }) {
         <Text color={n > 0 ? color : undefined} bold={n > 0}>
           {count(n)}
         </Text>
-        <Text dimColor> {label} </Text>
+        <Text dimColor>{` ${label}  `}</Text>
       </Text>
     ) : null;
   return (

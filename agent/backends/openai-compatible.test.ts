@@ -357,9 +357,12 @@ describe("countTokens()", () => {
     }
   });
 
-  it("is absent for servers without a tokenizer endpoint (LM Studio, Ollama), so the coordinator estimates", async () => {
-    for (const kind of ["lmstudio", "ollama", "openai-compatible"] as const) {
-      expect(createOpenAiCompatibleBackend({ baseUrl: "http://127.0.0.1:1/v1", kind }).countTokens).toBeUndefined();
-    }
-  });
+  it(
+    "is absent for servers without a tokenizer endpoint (LM Studio, Ollama), so the coordinator " + "estimates",
+    async () => {
+      for (const kind of ["lmstudio", "ollama", "openai-compatible"] as const) {
+        expect(createOpenAiCompatibleBackend({ baseUrl: "http://127.0.0.1:1/v1", kind }).countTokens).toBeUndefined();
+      }
+    },
+  );
 });

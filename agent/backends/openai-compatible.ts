@@ -25,8 +25,11 @@ export interface OpenAiCompatibleOptions {
 // Model listings should answer at once; a server that does not is treated as down rather than waited for.
 const LIST_TIMEOUT_MS = 10_000;
 // Messages that mean "the prompt does not fit" in LM Studio, llama.cpp server, vLLM and OpenAI wording.
-const CONTEXT_OVERFLOW =
-  /context (length|size|window)|maximum context|exceeds? the (available )?context|context the overflows|too many tokens|prompt is too long/i;
+const CONTEXT_OVERFLOW = new RegExp(
+  "context (length|size|window)|maximum context|exceeds? the (available )?context|context the " +
+    "overflows|too many tokens|prompt is too long",
+  "i",
+);
 
 /** An entry of `GET /v1/models`; llama.cpp adds `meta`, vLLM `max_model_len`. */
 interface ListedModel {

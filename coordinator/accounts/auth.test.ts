@@ -122,20 +122,24 @@ describe.each(testEngines())("auth interceptor on $name", ({ engine }) => {
   for (const [method, level] of entries) {
     for (const caller of ["anonymous", "account", "user", "admin", "forged"]) {
       const outcome = expected[level][caller]!;
-      it(`${method} (${level}) with ${caller} credentials → ${outcome === "ok" ? "served" : Code[outcome]}`, async () => {
-        clock = T0 + 1000;
-        seen.length = 0;
-        if (outcome === "ok") {
-          await call(method, credentials[caller]!);
-          const principal = caller === "account" ? { kind: "account", accountId } : principals[caller];
-          expect(seen).toEqual([principal]);
-        } else {
-          const error = await connectFailure(call(method, credentials[caller]!));
-          expect(error.code).toBe(outcome);
-          expect(seen).toEqual([]);
-          for (const value of Object.values(credentials[caller]!)) expect(error.message).not.toContain(value.slice(7));
-        }
-      });
+      it(
+        `${method} (${level}) with ${caller} credentials ` + `→ ${outcome === "ok" ? "served" : Code[outcome]}`,
+        async () => {
+          clock = T0 + 1000;
+          seen.length = 0;
+          if (outcome === "ok") {
+            await call(method, credentials[caller]!);
+            const principal = caller === "account" ? { kind: "account", accountId } : principals[caller];
+            expect(seen).toEqual([principal]);
+          } else {
+            const error = await connectFailure(call(method, credentials[caller]!));
+            expect(error.code).toBe(outcome);
+            expect(seen).toEqual([]);
+            for (const value of Object.values(credentials[caller]!))
+              expect(error.message).not.toContain(value.slice(7));
+          }
+        },
+      );
     }
   }
 

@@ -13,15 +13,18 @@ import {
 const FAST = { ln: 10, r: 8, p: 1 };
 
 describe("hashPassword / verifyPassword", () => {
-  it("stores the default parameters (N=2^16, r=8, p=1), a 16-byte salt and a 32-byte key, and round trips", async () => {
-    const stored = await hashPassword("correct horse battery staple");
-    expect(stored).toMatch(/^\$scrypt\$ln=16,r=8,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/);
-    const { params, salt, hash } = parseStoredHash(stored);
-    expect(params).toEqual(DEFAULT_SCRYPT_PARAMS);
-    expect(salt).toHaveLength(16);
-    expect(hash).toHaveLength(32);
-    expect(await verifyPassword("correct horse battery staple", stored)).toBe(true);
-  });
+  it(
+    "stores the default parameters (N=2^16, r=8, p=1), a 16-byte salt and a 32-byte key, and round " + "trips",
+    async () => {
+      const stored = await hashPassword("correct horse battery staple");
+      expect(stored).toMatch(/^\$scrypt\$ln=16,r=8,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/);
+      const { params, salt, hash } = parseStoredHash(stored);
+      expect(params).toEqual(DEFAULT_SCRYPT_PARAMS);
+      expect(salt).toHaveLength(16);
+      expect(hash).toHaveLength(32);
+      expect(await verifyPassword("correct horse battery staple", stored)).toBe(true);
+    },
+  );
 
   it("refuses a wrong password, including one differing only in case or by a trailing space", async () => {
     const stored = await hashPassword("correct horse battery staple", FAST);

@@ -68,7 +68,9 @@ export function parseStoredHash(stored: string): { params: ScryptParams; salt: B
  */
 export function dummyHash(params: ScryptParams = DEFAULT_SCRYPT_PARAMS): string {
   checkParams(params);
-  return `$scrypt$ln=${params.ln},r=${params.r},p=${params.p}$${b64(randomBytes(SALT_BYTES))}$${b64(randomBytes(KEY_BYTES))}`;
+  const salt = b64(randomBytes(SALT_BYTES));
+  const key = b64(randomBytes(KEY_BYTES));
+  return `$scrypt$ln=${params.ln},r=${params.r},p=${params.p}$${salt}$${key}`;
 }
 
 /** Whether a stored hash was made with weaker parameters than `params` (a login may then re-hash it). */

@@ -146,19 +146,22 @@ describe.each(testEngines())("AccountService users on $name", ({ engine }) => {
     expect(refreshes).toBe(Math.floor((DEFAULT_MAX_SESSION_SECONDS * 1000) / (50 * 60_000)));
   }, 60_000);
 
-  it("answers FailedPrecondition for user methods without JWT_SECRET, creating nothing, and still serves keys", async () => {
-    const noSecret = client({ jwt: { secret: undefined } });
-    const email = newEmail();
-    const expected = [Code.FailedPrecondition, "JWT_SECRET is not configured on this coordinator"];
-    const register = await connectFailure(noSecret.register({ email, password: PASSWORD }));
-    expect([register.code, register.rawMessage]).toEqual(expected);
-    const login = await connectFailure(noSecret.login({ email, password: PASSWORD }));
-    expect([login.code, login.rawMessage]).toEqual(expected);
-    const rows = await database.db.selectFrom("users").select("id").where("email", "=", email).execute();
-    expect(rows).toEqual([]);
-    const { accountKey } = await noSecret.generateKey({});
-    expect((await noSecret.verifyKey({ accountKey })).valid).toBe(true);
-  });
+  it(
+    "answers FailedPrecondition for user methods without JWT_SECRET, creating nothing, and still serves " + "keys",
+    async () => {
+      const noSecret = client({ jwt: { secret: undefined } });
+      const email = newEmail();
+      const expected = [Code.FailedPrecondition, "JWT_SECRET is not configured on this coordinator"];
+      const register = await connectFailure(noSecret.register({ email, password: PASSWORD }));
+      expect([register.code, register.rawMessage]).toEqual(expected);
+      const login = await connectFailure(noSecret.login({ email, password: PASSWORD }));
+      expect([login.code, login.rawMessage]).toEqual(expected);
+      const rows = await database.db.selectFrom("users").select("id").where("email", "=", email).execute();
+      expect(rows).toEqual([]);
+      const { accountKey } = await noSecret.generateKey({});
+      expect((await noSecret.verifyKey({ accountKey })).valid).toBe(true);
+    },
+  );
 
   it("keeps passwords and tokens out of the users table and out of the logs", async () => {
     clock = T0;

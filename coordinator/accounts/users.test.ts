@@ -144,17 +144,20 @@ describe.each(testEngines())("users on $name", ({ engine }) => {
     expect(refused.code).toBe(Code.ResourceExhausted);
   });
 
-  it("throttles a client address after 5 failures across different emails; other addresses are unaffected", async () => {
-    clock = T0;
-    const address = newIpv4();
-    const victim = newEmail();
-    await registerUser(deps, { email: victim, password: PASSWORD });
-    for (let i = 0; i < 5; i++) await connectFailure(login(newEmail(), "guessing", address));
-    // The IPv4-mapped IPv6 form is the same client.
-    const refused = await connectFailure(login(victim, PASSWORD, `::ffff:${address}`));
-    expect(refused.code).toBe(Code.ResourceExhausted);
-    await expect(login(victim, PASSWORD, newAddress())).resolves.toMatchObject({ role: "user" });
-  });
+  it(
+    "throttles a client address after 5 failures across different emails; other addresses are " + "unaffected",
+    async () => {
+      clock = T0;
+      const address = newIpv4();
+      const victim = newEmail();
+      await registerUser(deps, { email: victim, password: PASSWORD });
+      for (let i = 0; i < 5; i++) await connectFailure(login(newEmail(), "guessing", address));
+      // The IPv4-mapped IPv6 form is the same client.
+      const refused = await connectFailure(login(victim, PASSWORD, `::ffff:${address}`));
+      expect(refused.code).toBe(Code.ResourceExhausted);
+      await expect(login(victim, PASSWORD, newAddress())).resolves.toMatchObject({ role: "user" });
+    },
+  );
 
   it("counts IPv6 clients by their /64", async () => {
     clock = T0;

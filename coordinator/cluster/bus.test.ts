@@ -62,25 +62,28 @@ for (const implementation of implementations) {
       buses = [];
     });
 
-    it("delivers published messages to every other subscriber of the subject, in order, and to no other subject", async () => {
-      const [a, b] = (buses = await implementation.trio());
-      const subject = `${uniqueClusterName()}.view`;
-      const atA = received(a, subject);
-      const atB = received(b, subject);
-      const atB2 = received(b, subject);
-      const elsewhere = received(b, `${subject}.other`);
-      await b.flush(); // the subscriptions reached the server
-      await a.flush();
-      for (let i = 0; i < 100; i++) a.publish(subject, bytes(`m${i}`));
-      await Promise.all([atB.next(100), atB2.next(100)]);
-      expect(atB.messages).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
-      expect(atB2.messages).toEqual(atB.messages);
-      expect(elsewhere.messages).toEqual([]);
-      // the sender never hears itself (a coordinator ignores its own views anyway)
-      b.publish(subject, bytes("from b"));
-      await atA.next(1);
-      expect(atA.messages).toEqual(["from b"]);
-    });
+    it(
+      "delivers published messages to every other subscriber of the subject, in order, and to no other " + "subject",
+      async () => {
+        const [a, b] = (buses = await implementation.trio());
+        const subject = `${uniqueClusterName()}.view`;
+        const atA = received(a, subject);
+        const atB = received(b, subject);
+        const atB2 = received(b, subject);
+        const elsewhere = received(b, `${subject}.other`);
+        await b.flush(); // the subscriptions reached the server
+        await a.flush();
+        for (let i = 0; i < 100; i++) a.publish(subject, bytes(`m${i}`));
+        await Promise.all([atB.next(100), atB2.next(100)]);
+        expect(atB.messages).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
+        expect(atB2.messages).toEqual(atB.messages);
+        expect(elsewhere.messages).toEqual([]);
+        // the sender never hears itself (a coordinator ignores its own views anyway)
+        b.publish(subject, bytes("from b"));
+        await atA.next(1);
+        expect(atA.messages).toEqual(["from b"]);
+      },
+    );
 
     it("keeps one sender's order across subjects, and a request after publishes arrives after them", async () => {
       const [a, b] = (buses = await implementation.trio());

@@ -32,7 +32,8 @@ describe("cluster configuration", () => {
 
   it("needs one PostgreSQL server for the whole cluster", () => {
     expect(problems({ NATS_URL: "nats://nats:4222" })).toEqual([
-      "NATS_URL (a cluster) needs DATABASE_URL: the coordinators of a cluster share one PostgreSQL server, not an embedded PGlite each",
+      "NATS_URL (a cluster) needs DATABASE_URL: the coordinators of a cluster share one PostgreSQL server, not an " +
+        "embedded PGlite each",
     ]);
   });
 

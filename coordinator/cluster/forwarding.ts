@@ -188,7 +188,8 @@ export function startForwarding(ctx: ForwardingContext): {
     const node = registry.get(message.nodeId);
     if (!(node instanceof RemoteNode) || node.sessionId !== message.sessionId) return;
     const sink = node.tasks.get(message.taskId);
-    if (!sink || sink instanceof ElsewhereTask) return; // ended here already: late frames are ignored, as from a local node
+    // ended here already: late frames are ignored, as from a local node
+    if (!sink || sink instanceof ElsewhereTask) return;
     const m = message.message;
     if (m.case === "lost") {
       sink.lost(m.value);

@@ -153,41 +153,49 @@ describe("the node view", () => {
     expect(receiver.peers).toEqual([]);
   });
 
-  it("forgets a home that says it is leaving at once: nodes dropped, tasks lost, no peer; it is new again when it returns", () => {
-    const { registry, view, leave, receiver, joined, left } = setup();
-    view([viewed("n1"), viewed("n2")]);
-    view([viewed("c1")], { home: "c" });
-    const reasons: string[] = [];
-    registry.get("n1")!.tasks.set("t1", lostSink(reasons));
-    leave({ publicKey: publicKeyBytes(generateKeyPairSync("x25519").privateKey) }); // not one of ours: ignored
-    expect(receiver.peers.sort()).toEqual(["b", "c"]);
-    leave();
-    expect([registry.get("n1"), registry.get("n2")]).toEqual([undefined, undefined]);
-    expect(registry.get("c1")).toBeInstanceOf(RemoteNode);
-    expect(reasons).toEqual(["coordinator b stopped"]);
-    expect({ peers: receiver.peers, left }).toEqual({ peers: ["c"], left: ["b"] });
-    // back under the same name: a newcomer, who hears this coordinator's whole view
-    view([]);
-    expect(joined).toEqual(["b", "c", "b"]);
-  });
+  it(
+    "forgets a home that says it is leaving at once: nodes dropped, tasks lost, no peer; it is new again when it " +
+      "returns",
+    () => {
+      const { registry, view, leave, receiver, joined, left } = setup();
+      view([viewed("n1"), viewed("n2")]);
+      view([viewed("c1")], { home: "c" });
+      const reasons: string[] = [];
+      registry.get("n1")!.tasks.set("t1", lostSink(reasons));
+      leave({ publicKey: publicKeyBytes(generateKeyPairSync("x25519").privateKey) }); // not one of ours: ignored
+      expect(receiver.peers.sort()).toEqual(["b", "c"]);
+      leave();
+      expect([registry.get("n1"), registry.get("n2")]).toEqual([undefined, undefined]);
+      expect(registry.get("c1")).toBeInstanceOf(RemoteNode);
+      expect(reasons).toEqual(["coordinator b stopped"]);
+      expect({ peers: receiver.peers, left }).toEqual({ peers: ["c"], left: ["b"] });
+      // back under the same name: a newcomer, who hears this coordinator's whole view
+      view([]);
+      expect(joined).toEqual(["b", "c", "b"]);
+    },
+  );
 
-  it("keeps the later registration when two homes claim a node, and replaces a connection here by a later one elsewhere", () => {
-    const { registry, view } = setup();
-    view([viewed("n1", { registeredAt: 2_000 })], { home: "b" });
-    view([viewed("n1", { registeredAt: 1_000, sessionId: "old" })], { home: "c" });
-    expect((registry.get("n1") as RemoteNode).home).toBe("b");
-    view([viewed("n1", { registeredAt: 3_000, sessionId: "newer" })], { home: "c" });
-    expect((registry.get("n1") as RemoteNode).home).toBe("c");
+  it(
+    "keeps the later registration when two homes claim a node, and replaces a connection here by a later one " +
+      "elsewhere",
+    () => {
+      const { registry, view } = setup();
+      view([viewed("n1", { registeredAt: 2_000 })], { home: "b" });
+      view([viewed("n1", { registeredAt: 1_000, sessionId: "old" })], { home: "c" });
+      expect((registry.get("n1") as RemoteNode).home).toBe("b");
+      view([viewed("n1", { registeredAt: 3_000, sessionId: "newer" })], { home: "c" });
+      expect((registry.get("n1") as RemoteNode).home).toBe("c");
 
-    const local = testNode("mine", "MID");
-    local.registeredAt = 5_000;
-    registry.add(local);
-    view([viewed("mine", { registeredAt: 4_000 })]);
-    expect(registry.get("mine")).toBe(local);
-    view([viewed("mine", { registeredAt: 6_000 })]);
-    expect(registry.get("mine")).toBeInstanceOf(RemoteNode);
-    expect(local.connected).toBe(false);
-  });
+      const local = testNode("mine", "MID");
+      local.registeredAt = 5_000;
+      registry.add(local);
+      view([viewed("mine", { registeredAt: 4_000 })]);
+      expect(registry.get("mine")).toBe(local);
+      view([viewed("mine", { registeredAt: 6_000 })]);
+      expect(registry.get("mine")).toBeInstanceOf(RemoteNode);
+      expect(local.connected).toBe(false);
+    },
+  );
 
   it("counts tasks running elsewhere against the node's slots, and not a task this coordinator just ended", () => {
     const { registry, view, sent } = setup();

@@ -185,7 +185,8 @@ export class ViewReceiver {
       if (!this.#refusedHomes.has(view.home))
         ctx.logger.error(
           { home: view.home },
-          "cluster: a coordinator with another COORDINATOR_PRIVATE_KEY_PATH key; its nodes are ignored (every coordinator of a cluster needs the same key)",
+          "cluster: a coordinator with another COORDINATOR_PRIVATE_KEY_PATH key; its nodes are ignored (every " +
+            "coordinator of a cluster needs the same key)",
         );
       this.#refusedHomes.add(view.home);
       return;

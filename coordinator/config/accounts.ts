@@ -17,8 +17,10 @@ export interface AccountSettings {
 
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
 // The HTML5 rule protovalidate's `email: true` applies to RegisterRequest.email, so every listed admin can register.
-const emailPattern =
-  /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+const emailPattern = new RegExp(
+  "^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?" +
+    "(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$",
+);
 
 export function readAccountSettings(r: EnvReader): AccountSettings {
   const jwtSecret = r.string("JWT_SECRET");

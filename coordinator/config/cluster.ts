@@ -74,14 +74,16 @@ export function readClusterSettings(
   if (cluster.natsUrl !== undefined && !postgres) {
     // every coordinator of a cluster reads and writes the same accounts, nodes and tasks: one PostgreSQL server
     r.problem(
-      "NATS_URL (a cluster) needs DATABASE_URL: the coordinators of a cluster share one PostgreSQL server, not an embedded PGlite each",
+      "NATS_URL (a cluster) needs DATABASE_URL: the coordinators of a cluster share one PostgreSQL server, not an " +
+        "embedded PGlite each",
     );
   }
   if (settings.workers > 1 && (cluster.natsUrl === undefined || !postgres)) {
     // workers are coordinators of one cluster: without NATS each would see only its own nodes, and PGlite is one
     // process
     r.problem(
-      `WORKERS=${settings.workers} needs NATS_URL and a PostgreSQL DATABASE_URL: the workers are a cluster sharing nodes over NATS and one database`,
+      `WORKERS=${settings.workers} needs NATS_URL and a PostgreSQL DATABASE_URL: the workers are a cluster sharing ` +
+        `nodes over NATS and one database`,
     );
   }
   if (cluster.deadAfterMs < 2 * cluster.viewMs) {

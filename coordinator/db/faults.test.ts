@@ -108,47 +108,51 @@ describe.skipIf(databaseSource().kind !== "postgres")("pg pool when a backend is
     await test?.close();
   });
 
-  it("survives a client terminated while idle in a transaction: the transaction fails as unavailable, the next query works", async () => {
-    const uncaught: unknown[] = [];
-    const onUncaught = (err: unknown) => uncaught.push(err);
-    process.on("uncaughtException", onUncaught);
-    const opened = await openDatabase({ url: test.url, poolSize: 2, dataDir: "" });
-    const admin = new pg.Client({ connectionString: test.url });
-    await admin.connect();
-    try {
-      let began!: (pid: number) => void;
-      const pid = new Promise<number>((resolve) => (began = resolve));
-      let proceed!: () => void;
-      const gate = new Promise<void>((resolve) => (proceed = resolve));
-      const transaction = opened.db.transaction().execute(async (tx) => {
-        const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(tx);
-        began(rows[0]!.pid);
-        await gate; // idle in transaction, the client checked out of the pool
-        await sql`SELECT 1`.execute(tx);
-      });
-      await admin.query("SELECT pg_terminate_backend($1)", [await pid]);
-      // pg emits 'error' on the checked-out client as soon as the socket closes
-      for (
-        let i = 0;
-        i < 50 && (await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [await pid])).rowCount! > 0;
-        i++
-      ) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
+  it(
+    "survives a client terminated while idle in a transaction: the transaction fails as unavailable, the next query " +
+      "works",
+    async () => {
+      const uncaught: unknown[] = [];
+      const onUncaught = (err: unknown) => uncaught.push(err);
+      process.on("uncaughtException", onUncaught);
+      const opened = await openDatabase({ url: test.url, poolSize: 2, dataDir: "" });
+      const admin = new pg.Client({ connectionString: test.url });
+      await admin.connect();
+      try {
+        let began!: (pid: number) => void;
+        const pid = new Promise<number>((resolve) => (began = resolve));
+        let proceed!: () => void;
+        const gate = new Promise<void>((resolve) => (proceed = resolve));
+        const transaction = opened.db.transaction().execute(async (tx) => {
+          const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(tx);
+          began(rows[0]!.pid);
+          await gate; // idle in transaction, the client checked out of the pool
+          await sql`SELECT 1`.execute(tx);
+        });
+        await admin.query("SELECT pg_terminate_backend($1)", [await pid]);
+        // pg emits 'error' on the checked-out client as soon as the socket closes
+        for (
+          let i = 0;
+          i < 50 && (await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [await pid])).rowCount! > 0;
+          i++
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        proceed();
+        const failure = await transaction.then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(isDatabaseUnavailable(failure)).toBe(true);
+        expect(uncaught).toEqual([]);
+        const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(opened.db);
+        expect(rows).toEqual([{ one: 1 }]);
+      } finally {
+        process.off("uncaughtException", onUncaught);
+        await admin.end();
+        await opened.close();
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      proceed();
-      const failure = await transaction.then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      expect(isDatabaseUnavailable(failure)).toBe(true);
-      expect(uncaught).toEqual([]);
-      const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(opened.db);
-      expect(rows).toEqual([{ one: 1 }]);
-    } finally {
-      process.off("uncaughtException", onUncaught);
-      await admin.end();
-      await opened.close();
-    }
-  });
+    },
+  );
 });

@@ -48,23 +48,27 @@ describe.each(testEngines())("earnings estimate on $name", ({ engine }) => {
       })
       .execute();
 
-  it("splits the pool by the month's work so far, and recomputes only when the figure is older than refreshMs", async () => {
-    let clock = Date.parse("2026-12-10T12:00:00Z");
-    const estimator = new EarningsEstimator(test.db, 1_000, 60_000, pino({ level: "silent" }), () => clock);
-    expect(estimator.forAccount(accounts[0]!)).toBeUndefined(); // the first call starts the computation
-    await estimator.refresh();
-    expect(estimator.forAccount(accounts[0]!)).toEqual({ month: "2026-12", units: 0 });
+  it(
+    "splits the pool by the month's work so far, and recomputes only when the figure is older than " + "refreshMs",
+    async () => {
+      let clock = Date.parse("2026-12-10T12:00:00Z");
+      const estimator = new EarningsEstimator(test.db, 1_000, 60_000, pino({ level: "silent" }), () => clock);
+      expect(estimator.forAccount(accounts[0]!)).toBeUndefined(); // the first call starts the computation
+      await estimator.refresh();
+      expect(estimator.forAccount(accounts[0]!)).toEqual({ month: "2026-12", units: 0 });
 
-    await completed("earner-0", 300, new Date("2026-12-10T11:00:00Z"));
-    await completed("earner-1", 100, new Date("2026-12-10T11:30:00Z"));
-    await completed("earner-1", 5_000, new Date("2026-11-30T23:59:00Z")); // last month: not this month's work
-    clock += 30_000;
-    expect(estimator.forAccount(accounts[0]!)).toEqual({ month: "2026-12", units: 0 }); // still the figure of 30 s ago
-    clock += 30_000;
-    estimator.forAccount(accounts[0]!); // stale now: a refresh starts, the caller does not wait for it
-    await estimator.refresh();
-    expect(estimator.forAccount(accounts[0]!)).toEqual({ month: "2026-12", units: 750 });
-    expect(estimator.forAccount(accounts[1]!)).toEqual({ month: "2026-12", units: 250 });
-    expect(estimator.forAccount(randomUUID())).toEqual({ month: "2026-12", units: 0 });
-  });
+      await completed("earner-0", 300, new Date("2026-12-10T11:00:00Z"));
+      await completed("earner-1", 100, new Date("2026-12-10T11:30:00Z"));
+      await completed("earner-1", 5_000, new Date("2026-11-30T23:59:00Z")); // last month: not this month's work
+      clock += 30_000;
+      // still the figure of 30 s ago
+      expect(estimator.forAccount(accounts[0]!)).toEqual({ month: "2026-12", units: 0 });
+      clock += 30_000;
+      estimator.forAccount(accounts[0]!); // stale now: a refresh starts, the caller does not wait for it
+      await estimator.refresh();
+      expect(estimator.forAccount(accounts[0]!)).toEqual({ month: "2026-12", units: 750 });
+      expect(estimator.forAccount(accounts[1]!)).toEqual({ month: "2026-12", units: 250 });
+      expect(estimator.forAccount(randomUUID())).toEqual({ month: "2026-12", units: 0 });
+    },
+  );
 });

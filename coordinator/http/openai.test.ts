@@ -83,45 +83,48 @@ describe("OpenAI-compatible routes over a stand-in orchestrator", () => {
     }
   }
 
-  it("hands the orchestrator the request: text parts joined, developer as system, the newer max tokens field", async () => {
-    let input: ChatInput | undefined;
-    const body = {
-      model: "llama",
-      messages: [
-        { role: "developer", content: "Be brief." },
-        {
-          role: "user",
-          content: [
-            { type: "text", text: "Say" },
-            { type: "text", text: "hello" },
-          ],
-        },
-      ],
-      max_tokens: 10,
-      max_completion_tokens: 20,
-      temperature: 0,
-      difficulty: "Complex",
-      user: "ignored",
-    };
-    const { response } = await serve(async function* (received) {
-      input = received;
-      yield accepted;
-      yield done;
-    }, body);
-    expect(response.status).toBe(200);
-    expect(input).toMatchObject({
-      messages: [
-        { role: "system", content: "Be brief." },
-        { role: "user", content: "Say\nhello" },
-      ],
-      model: "llama",
-      maxTokens: 20,
-      temperature: 0,
-      difficultyHint: "COMPLEX",
-      clientAddress: "127.0.0.1",
-    });
-    expect(input!.signal.aborted).toBe(true); // the response is over: nothing is left to cancel, and nothing breaks
-  });
+  it(
+    "hands the orchestrator the request: text parts joined, developer as system, the newer max tokens " + "field",
+    async () => {
+      let input: ChatInput | undefined;
+      const body = {
+        model: "llama",
+        messages: [
+          { role: "developer", content: "Be brief." },
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "Say" },
+              { type: "text", text: "hello" },
+            ],
+          },
+        ],
+        max_tokens: 10,
+        max_completion_tokens: 20,
+        temperature: 0,
+        difficulty: "Complex",
+        user: "ignored",
+      };
+      const { response } = await serve(async function* (received) {
+        input = received;
+        yield accepted;
+        yield done;
+      }, body);
+      expect(response.status).toBe(200);
+      expect(input).toMatchObject({
+        messages: [
+          { role: "system", content: "Be brief." },
+          { role: "user", content: "Say\nhello" },
+        ],
+        model: "llama",
+        maxTokens: 20,
+        temperature: 0,
+        difficultyHint: "COMPLEX",
+        clientAddress: "127.0.0.1",
+      });
+      expect(input!.signal.aborted).toBe(true); // the response is over: nothing is left to cancel, and nothing breaks
+    },
+  );
 
   it("lets the limiter refuse (401, 429 with Retry-After), and records the caller's account", async () => {
     const answer = async function* (input: ChatInput): AsyncGenerator<ChatEvent> {

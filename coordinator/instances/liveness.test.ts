@@ -66,31 +66,34 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
       .execute();
   }
 
-  it("at start, fails the tasks its previous run left open and closes that run's sessions, and nothing else", async () => {
-    const me = `me-${suffix()}`;
-    const open = [await task(me, "queued"), await task(me, "assigned"), await task(me, "streaming")];
-    const done = await task(me, "completed");
-    const otherPeers = await task(`peer-${suffix()}`, "streaming");
-    const mySession = await session(me);
-    await recoverAtStart({ db: test.db, instance: me, heartbeatMs: 10_000, deadAfterMs: 60_000, logger });
-    for (const id of open) {
-      expect(await row(id)).toMatchObject({
-        status: "failed",
-        failure_reason: stoppedReason(me),
-        completed_at: expect.any(Date),
-      });
-      expect(await failedEvents(id)).toEqual([{ detail: `coordinator ${me} stopped before the task ended` }]);
-    }
-    expect((await row(done)).status).toBe("completed");
-    expect((await row(otherPeers)).status).toBe("streaming");
-    expect(await sessionOpen(mySession)).toBe(false);
-    const mine = await test.db
-      .selectFrom("coordinator_instances")
-      .selectAll()
-      .where("instance", "=", me)
-      .executeTakeFirstOrThrow();
-    expect(mine.last_seen_at).toBeInstanceOf(Date);
-  });
+  it(
+    "at start, fails the tasks its previous run left open and closes that run's sessions, and nothing " + "else",
+    async () => {
+      const me = `me-${suffix()}`;
+      const open = [await task(me, "queued"), await task(me, "assigned"), await task(me, "streaming")];
+      const done = await task(me, "completed");
+      const otherPeers = await task(`peer-${suffix()}`, "streaming");
+      const mySession = await session(me);
+      await recoverAtStart({ db: test.db, instance: me, heartbeatMs: 10_000, deadAfterMs: 60_000, logger });
+      for (const id of open) {
+        expect(await row(id)).toMatchObject({
+          status: "failed",
+          failure_reason: stoppedReason(me),
+          completed_at: expect.any(Date),
+        });
+        expect(await failedEvents(id)).toEqual([{ detail: `coordinator ${me} stopped before the task ended` }]);
+      }
+      expect((await row(done)).status).toBe("completed");
+      expect((await row(otherPeers)).status).toBe("streaming");
+      expect(await sessionOpen(mySession)).toBe(false);
+      const mine = await test.db
+        .selectFrom("coordinator_instances")
+        .selectAll()
+        .where("instance", "=", me)
+        .executeTakeFirstOrThrow();
+      expect(mine.last_seen_at).toBeInstanceOf(Date);
+    },
+  );
 
   it("sweeps a peer whose heartbeat is stale, once, and never a live one", async () => {
     const dead = `dead-${suffix()}`;

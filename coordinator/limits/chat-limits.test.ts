@@ -64,24 +64,27 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
     expect((await limiter.admitChat(subject)).ok).toBe(true);
   });
 
-  it("counts in a rolling window: with 3 a day, the fourth waits for the oldest to leave, not for midnight", async () => {
-    const limiter = new ChatLimiter(database.db, limits, { now: clock });
-    const subject = fresh(3, "with an account key");
-    for (const hour of [0, 1, 2]) {
-      now = T0 + hour * HOUR;
+  it(
+    "counts in a rolling window: with 3 a day, the fourth waits for the oldest to leave, not for " + "midnight",
+    async () => {
+      const limiter = new ChatLimiter(database.db, limits, { now: clock });
+      const subject = fresh(3, "with an account key");
+      for (const hour of [0, 1, 2]) {
+        now = T0 + hour * HOUR;
+        expect((await limiter.admitChat(subject)).ok).toBe(true);
+      }
+      now = T0 + 3 * HOUR;
+      const refused = await limiter.admitChat(subject);
+      expect(refused.ok === false && refused.retryAfterSeconds).toBe(21 * 3600);
+      expect(refused.ok === false && refused.error.rawMessage).toMatch(
+        /^rate limit: 3 messages per 24 h with an account key; next message allowed in 21 h 0 min/,
+      );
+      now = T0 + 24 * HOUR + 1; // the 00:00 message left; the 01:00 and 02:00 ones still count
       expect((await limiter.admitChat(subject)).ok).toBe(true);
-    }
-    now = T0 + 3 * HOUR;
-    const refused = await limiter.admitChat(subject);
-    expect(refused.ok === false && refused.retryAfterSeconds).toBe(21 * 3600);
-    expect(refused.ok === false && refused.error.rawMessage).toMatch(
-      /^rate limit: 3 messages per 24 h with an account key; next message allowed in 21 h 0 min/,
-    );
-    now = T0 + 24 * HOUR + 1; // the 00:00 message left; the 01:00 and 02:00 ones still count
-    expect((await limiter.admitChat(subject)).ok).toBe(true);
-    const next = await limiter.admitChat(subject);
-    expect(next.ok === false && next.retryAt?.toISOString()).toBe(new Date(T0 + 25 * HOUR).toISOString());
-  });
+      const next = await limiter.admitChat(subject);
+      expect(next.ok === false && next.retryAt?.toISOString()).toBe(new Date(T0 + 25 * HOUR).toISOString());
+    },
+  );
 
   it("gives a message back, one of two admitted in the same millisecond", async () => {
     const limiter = new ChatLimiter(database.db, limits, { now: clock });
@@ -96,34 +99,37 @@ describe.each(testEngines())("chat limiter on $name", ({ engine }) => {
     expect((await limiter.admitChat(subject)).ok).toBe(false);
   });
 
-  it("meters an answer: gives back when no token came and the network could not serve, keeps the charge otherwise", async () => {
-    const limiter = new ChatLimiter(database.db, limits, { now: clock });
-    now = T0;
-    const run = async (events: MeteredEvent[], error?: ConnectError) => {
-      const subject = fresh(1);
-      const admitted = await limiter.admitChat(subject);
-      if (!admitted.ok) throw new Error("expected admitted");
-      async function* script(): AsyncGenerator<MeteredEvent> {
-        yield* events;
-        if (error) throw error;
-      }
-      await expect(async () => {
-        for await (const _ of limiter.meter(script(), admitted.ticket)) void _;
-      }).rejects.toBe(error);
-      return (await limiter.admitChat(subject)).ok;
-    };
-    const queued: MeteredEvent = { type: "queued" };
-    expect(await run([queued], new ConnectError("no node", Code.Unavailable))).toBe(true);
-    expect(await run([], new ConnectError("busy", Code.ResourceExhausted))).toBe(true);
-    expect(await run([], new ConnectError("no such model", Code.NotFound))).toBe(true);
-    expect(await run([queued], new ConnectError("messages[0].content: too many chunks", Code.InvalidArgument))).toBe(
-      true,
-    );
-    expect(await run([queued], new ConnectError("chunk 3 of 40 could not be read: …", Code.Internal))).toBe(true);
-    expect(await run([{ type: "token" }], new ConnectError("lost", Code.Unavailable))).toBe(false);
-    expect(await run([queued], new ConnectError("client left", Code.Canceled))).toBe(false);
-    expect(await run([], new ConnectError("deadline", Code.DeadlineExceeded))).toBe(false);
-  });
+  it(
+    "meters an answer: gives back when no token came and the network could not serve, keeps the charge " + "otherwise",
+    async () => {
+      const limiter = new ChatLimiter(database.db, limits, { now: clock });
+      now = T0;
+      const run = async (events: MeteredEvent[], error?: ConnectError) => {
+        const subject = fresh(1);
+        const admitted = await limiter.admitChat(subject);
+        if (!admitted.ok) throw new Error("expected admitted");
+        async function* script(): AsyncGenerator<MeteredEvent> {
+          yield* events;
+          if (error) throw error;
+        }
+        await expect(async () => {
+          for await (const _ of limiter.meter(script(), admitted.ticket)) void _;
+        }).rejects.toBe(error);
+        return (await limiter.admitChat(subject)).ok;
+      };
+      const queued: MeteredEvent = { type: "queued" };
+      expect(await run([queued], new ConnectError("no node", Code.Unavailable))).toBe(true);
+      expect(await run([], new ConnectError("busy", Code.ResourceExhausted))).toBe(true);
+      expect(await run([], new ConnectError("no such model", Code.NotFound))).toBe(true);
+      expect(await run([queued], new ConnectError("messages[0].content: too many chunks", Code.InvalidArgument))).toBe(
+        true,
+      );
+      expect(await run([queued], new ConnectError("chunk 3 of 40 could not be read: …", Code.Internal))).toBe(true);
+      expect(await run([{ type: "token" }], new ConnectError("lost", Code.Unavailable))).toBe(false);
+      expect(await run([queued], new ConnectError("client left", Code.Canceled))).toBe(false);
+      expect(await run([], new ConnectError("deadline", Code.DeadlineExceeded))).toBe(false);
+    },
+  );
 
   it("admits exactly the limit when many messages race for it", async () => {
     const limiter = new ChatLimiter(database.db, limits, { now: clock });

@@ -160,8 +160,10 @@ export class ChatLimiter {
       const retryAfterSeconds = Math.ceil((retryAtMs - now) / 1000);
       const retryAt = new Date(Math.ceil(retryAtMs / 1000) * 1000);
       const message =
-        `rate limit: ${subject.limit} message${subject.limit === 1 ? "" : "s"} per ${this.#windowMs / 3_600_000} h ${subject.scope}; ` +
-        `next message allowed in ${humanDuration(Math.max(1, Math.floor((retryAtMs - now) / 1000)))} (at ${retryAt.toISOString().replace(".000Z", "Z")})`;
+        `rate limit: ${subject.limit} message${subject.limit === 1 ? "" : "s"} per ${this.#windowMs / 3_600_000} ` +
+        `h ${subject.scope}; ` +
+        `next message allowed in ${humanDuration(Math.max(1, Math.floor((retryAtMs - now) / 1000)))} ` +
+        `(at ${retryAt.toISOString().replace(".000Z", "Z")})`;
       const error = new ConnectError(message, Code.ResourceExhausted, { "retry-after": String(retryAfterSeconds) });
       return { ok: false, error, retryAfterSeconds, retryAt };
     }

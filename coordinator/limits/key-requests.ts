@@ -62,7 +62,8 @@ export class KeyRequestLimiter {
       // the header rounds up (never too early), the message down ("59 min 59 s", not "1 h 0 min" a moment after)
       const seconds = Math.max(1, Math.ceil((retryAtMs - now) / 1000));
       const message =
-        `rate limit: ${limit} ${method} call${limit === 1 ? "" : "s"} per ${windowName(this.#windowMs)} from one address; ` +
+        `rate limit: ${limit} ${method} call${limit === 1 ? "" : "s"} per ${windowName(this.#windowMs)} from one ` +
+        `address; ` +
         `next allowed in ${humanDuration(Math.max(1, Math.floor((retryAtMs - now) / 1000)))}`;
       throw new ConnectError(message, Code.ResourceExhausted, { "retry-after": String(seconds) });
     }

@@ -189,50 +189,53 @@ describe("NetworkService", () => {
     });
   });
 
-  it("ListNodes: connected nodes first with live figures, then the rest by reputation; online_only; limits", async () => {
-    const { nodes } = await client.listNodes({});
-    expect(nodes.map((n) => [n.nodeId, n.online, n.reputation])).toEqual([
-      ["live-pro", true, 180],
-      ["live-basic", true, 125],
-      ["off-1", false, 150],
-      ["off-3", false, 150],
-      ["off-2", false, 90],
-      ["closing", false, 60],
-    ]);
-    expect(nodes[0]).toMatchObject({
-      tier: Tier.PRO,
-      modelName: "live-pro-model.Q4_K_M",
-      parameterCount: 13_000_000_000n,
-      quantization: "Q4_K_M",
-      tokensPerSecond: 33.5,
-      load: 0.5,
-      activeTasks: 2,
-      maxConcurrentTasks: 4,
-      lastSeenUnixMs: BigInt(T0),
-      suspended: false,
-    });
-    expect(nodes[0]!.gpus.map((g) => [g.name, g.vramTotalMb, g.vramUsedMb])).toEqual([["RTX 4090", 24_564n, 9_000n]]);
-    expect(nodes[2]).toMatchObject({
-      tier: Tier.MID,
-      modelName: "off-1-stored",
-      quantization: "",
-      activeTasks: 0,
-      lastSeenUnixMs: BigInt(T0 - 60_000),
-    });
-    expect(nodes[2]!.gpus.map((g) => [g.name, g.vramTotalMb])).toEqual([["RTX 3060", 12_288n]]);
+  it(
+    "ListNodes: connected nodes first with live figures, then the rest by reputation; online_only; " + "limits",
+    async () => {
+      const { nodes } = await client.listNodes({});
+      expect(nodes.map((n) => [n.nodeId, n.online, n.reputation])).toEqual([
+        ["live-pro", true, 180],
+        ["live-basic", true, 125],
+        ["off-1", false, 150],
+        ["off-3", false, 150],
+        ["off-2", false, 90],
+        ["closing", false, 60],
+      ]);
+      expect(nodes[0]).toMatchObject({
+        tier: Tier.PRO,
+        modelName: "live-pro-model.Q4_K_M",
+        parameterCount: 13_000_000_000n,
+        quantization: "Q4_K_M",
+        tokensPerSecond: 33.5,
+        load: 0.5,
+        activeTasks: 2,
+        maxConcurrentTasks: 4,
+        lastSeenUnixMs: BigInt(T0),
+        suspended: false,
+      });
+      expect(nodes[0]!.gpus.map((g) => [g.name, g.vramTotalMb, g.vramUsedMb])).toEqual([["RTX 4090", 24_564n, 9_000n]]);
+      expect(nodes[2]).toMatchObject({
+        tier: Tier.MID,
+        modelName: "off-1-stored",
+        quantization: "",
+        activeTasks: 0,
+        lastSeenUnixMs: BigInt(T0 - 60_000),
+      });
+      expect(nodes[2]!.gpus.map((g) => [g.name, g.vramTotalMb])).toEqual([["RTX 3060", 12_288n]]);
 
-    expect((await client.listNodes({ onlineOnly: true })).nodes.map((n) => n.nodeId)).toEqual([
-      "live-pro",
-      "live-basic",
-    ]);
-    expect((await client.listNodes({ limit: 1 })).nodes.map((n) => n.nodeId)).toEqual(["live-pro"]);
-    expect((await client.listNodes({ limit: 3 })).nodes.map((n) => n.nodeId)).toEqual([
-      "live-pro",
-      "live-basic",
-      "off-1",
-    ]);
-    expect(await failure(client.listNodes({ limit: 1001 }))).toBe(Code.InvalidArgument);
-  });
+      expect((await client.listNodes({ onlineOnly: true })).nodes.map((n) => n.nodeId)).toEqual([
+        "live-pro",
+        "live-basic",
+      ]);
+      expect((await client.listNodes({ limit: 1 })).nodes.map((n) => n.nodeId)).toEqual(["live-pro"]);
+      expect((await client.listNodes({ limit: 3 })).nodes.map((n) => n.nodeId)).toEqual([
+        "live-pro",
+        "live-basic",
+        "off-1",
+      ]);
+      expect(await failure(client.listNodes({ limit: 1001 }))).toBe(Code.InvalidArgument);
+    },
+  );
 
   it("GetLeaderboard: recorded reputation, shared ranks for ties, completed-task counts, limit", async () => {
     const { entries } = await client.getLeaderboard({});
@@ -324,19 +327,22 @@ describe("NetworkService", () => {
       expect(await read(admin, BOB_KEY)).toEqual([["off-1", "admin", 160]]);
     });
 
-    it("by account: Unauthenticated for anonymous callers, PermissionDenied for others, NotFound only for admins", async () => {
-      const bob: Principal = { kind: "account", accountId: ids.bob };
-      expect(await failure(history({ case: "accountKey", value: ALICE_KEY }))).toBe(Code.Unauthenticated);
-      expect(await failure(history({ case: "accountKey", value: ALICE_KEY }, bob))).toBe(Code.PermissionDenied);
-      expect(await failure(history({ case: "accountKey", value: ALICE_KEY }, plainUser))).toBe(Code.PermissionDenied);
-      // an unknown key looks the same as someone else's to non-admins, so keys cannot be probed
-      expect(await failure(history({ case: "accountKey", value: "9999 9999 9999 9999" }, bob))).toBe(
-        Code.PermissionDenied,
-      );
-      expect(await failure(history({ case: "accountKey", value: "9999 9999 9999 9999" }, admin))).toBe(Code.NotFound);
-      expect(await failure(history({ case: "accountKey", value: "1234" }, admin))).toBe(Code.InvalidArgument);
-      expect(await failure(client.getReputationHistory({}))).toBe(Code.InvalidArgument);
-    });
+    it(
+      "by account: Unauthenticated for anonymous callers, PermissionDenied for others, NotFound only for " + "admins",
+      async () => {
+        const bob: Principal = { kind: "account", accountId: ids.bob };
+        expect(await failure(history({ case: "accountKey", value: ALICE_KEY }))).toBe(Code.Unauthenticated);
+        expect(await failure(history({ case: "accountKey", value: ALICE_KEY }, bob))).toBe(Code.PermissionDenied);
+        expect(await failure(history({ case: "accountKey", value: ALICE_KEY }, plainUser))).toBe(Code.PermissionDenied);
+        // an unknown key looks the same as someone else's to non-admins, so keys cannot be probed
+        expect(await failure(history({ case: "accountKey", value: "9999 9999 9999 9999" }, bob))).toBe(
+          Code.PermissionDenied,
+        );
+        expect(await failure(history({ case: "accountKey", value: "9999 9999 9999 9999" }, admin))).toBe(Code.NotFound);
+        expect(await failure(history({ case: "accountKey", value: "1234" }, admin))).toBe(Code.InvalidArgument);
+        expect(await failure(client.getReputationHistory({}))).toBe(Code.InvalidArgument);
+      },
+    );
   });
 
   it("ListPayouts: admins only; newest month first, by month", async () => {

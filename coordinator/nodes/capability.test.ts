@@ -146,10 +146,13 @@ describe("sizeOf: the coordinator parses the model name when a node sends no siz
 describe("contextVerdict", () => {
   it.each([
     { declared: 32768, proven: 2000, refusedAt: undefined, verdict: { verification: "declared", effective: 32768 } },
-    { declared: 32768, proven: 2000, refusedAt: 9000, verdict: { verification: "contradicted", effective: 9000 } }, // refused well below
-    { declared: 32768, proven: 2000, refusedAt: 20000, verdict: { verification: "declared", effective: 32768 } }, // could be the template and the answer's room
+    // refused well below
+    { declared: 32768, proven: 2000, refusedAt: 9000, verdict: { verification: "contradicted", effective: 9000 } },
+    // could be the template and the answer's room
+    { declared: 32768, proven: 2000, refusedAt: 20000, verdict: { verification: "declared", effective: 32768 } },
     { declared: 4096, proven: 4096, refusedAt: undefined, verdict: { verification: "verified", effective: 4096 } },
-    { declared: 0, proven: 900, refusedAt: 100, verdict: { verification: "declared", effective: 0 } }, // nothing declared, nothing to contradict
+    // nothing declared, nothing to contradict
+    { declared: 0, proven: 900, refusedAt: 100, verdict: { verification: "declared", effective: 0 } },
   ])(
     "declared $declared, proven $proven, refused at $refusedAt → $verdict.verification",
     ({ declared, proven, refusedAt, verdict }) => {
@@ -192,26 +195,29 @@ describe("modelVerdict", () => {
 describe("NodeMeasurements", () => {
   const key = measurementKey({ modelName: "Llama-3.1-8B", quantization: "Q4_K_M" });
 
-  it("keeps the latest 10 samples and the largest proven context; a snapshot restores them for the same model only", () => {
-    const measured = new NodeMeasurements(key);
-    for (let i = 1; i <= 12; i++) measured.answered(i, i * 100);
-    measured.answered(undefined, 50); // no sample; a smaller context proves nothing new
-    measured.refused(9000);
-    measured.refused(12000); // a larger refusal says less
-    expect(measured.speedSamples).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-    expect(measured.takeUnsaved()).toBe(true);
-    expect(measured.takeUnsaved()).toBe(false);
-    const stored = JSON.parse(JSON.stringify(measured.snapshot()));
-    const again = new NodeMeasurements(key, stored);
-    expect(again.snapshot()).toEqual({
-      model: key,
-      speed: [3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-      provenContext: 1200,
-      refusedContext: 9000,
-    });
-    expect(
-      new NodeMeasurements(measurementKey({ modelName: "Llama-3.1-8B", quantization: "Q8_0" }), stored).speedSamples,
-    ).toEqual([]);
-    expect(new NodeMeasurements(key, { not: "a snapshot" }).speedSamples).toEqual([]);
-  });
+  it(
+    "keeps the latest 10 samples and the largest proven context; a snapshot restores them for the same model " + "only",
+    () => {
+      const measured = new NodeMeasurements(key);
+      for (let i = 1; i <= 12; i++) measured.answered(i, i * 100);
+      measured.answered(undefined, 50); // no sample; a smaller context proves nothing new
+      measured.refused(9000);
+      measured.refused(12000); // a larger refusal says less
+      expect(measured.speedSamples).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+      expect(measured.takeUnsaved()).toBe(true);
+      expect(measured.takeUnsaved()).toBe(false);
+      const stored = JSON.parse(JSON.stringify(measured.snapshot()));
+      const again = new NodeMeasurements(key, stored);
+      expect(again.snapshot()).toEqual({
+        model: key,
+        speed: [3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        provenContext: 1200,
+        refusedContext: 9000,
+      });
+      expect(
+        new NodeMeasurements(measurementKey({ modelName: "Llama-3.1-8B", quantization: "Q8_0" }), stored).speedSamples,
+      ).toEqual([]);
+      expect(new NodeMeasurements(key, { not: "a snapshot" }).speedSamples).toEqual([]);
+    },
+  );
 });

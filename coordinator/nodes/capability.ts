@@ -112,9 +112,10 @@ export function measuredTier(
     tokensPerSecond: speed.tierSpeed,
   });
   if (speed.verification === "contradicted") {
+    const declared = round(declaredSpeed);
     return {
       ...decision,
-      reason: `${decision.reason} (measured median of ${speed.samples} answers; declared ${round(declaredSpeed)} tok/s)`,
+      reason: `${decision.reason} (measured median of ${speed.samples} answers; declared ${declared} tok/s)`,
     };
   }
   if (speed.verification === "inferred")
@@ -165,7 +166,8 @@ export function modelVerdict(
     words.push(`file fingerprint matches ${fingerprints.same} other node${fingerprints.same === 1 ? "" : "s"}`);
   if (fingerprints.different > 0)
     words.push(
-      `file fingerprint differs from ${fingerprints.different} node${fingerprints.different === 1 ? "" : "s"} serving the same name`,
+      `file fingerprint differs from ${fingerprints.different} node${fingerprints.different === 1 ? "" : "s"} ` +
+        `serving the same name`,
     );
   return {
     verification: identity?.verdict ?? "declared",

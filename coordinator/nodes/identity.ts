@@ -44,7 +44,8 @@ function bindingRefusal(
     const key = Buffer.from(publicKey).toString("base64");
     return (
       `public_key: node "${nodeId}" is bound to another key; if it moved to this machine, its owner runs ` +
-      `\`iris node move ${nodeId} --public-key ${key}\` with the node's account key, or copies the old NODE_KEY_PATH file here`
+      `\`iris node move ${nodeId} --public-key ${key}\` with the node's account key, or copies the old NODE_KEY_PATH ` +
+      `file here`
     );
   }
   return undefined;

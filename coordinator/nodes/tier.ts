@@ -69,7 +69,9 @@ export function tierFor(input: TierInput): TierDecision {
     tokensPerSecond === 0
       ? "unknown speed counts as 0 tok/s"
       : `${shown(tokensPerSecond, [MID_MIN_TOKENS_PER_SECOND, MID_MAX_TOKENS_PER_SECOND])} tok/s`;
-  const reason = `${size} (${band(effectiveParameters / 1e9, 7, 20, "B")}); ${speed} (${band(tokensPerSecond, 10, 30, "")}) → ${tier}`;
+  const reason =
+    `${size} (${band(effectiveParameters / 1e9, 7, 20, "B")}); ${speed} ` +
+    `(${band(tokensPerSecond, 10, 30, "")}) → ${tier}`;
   return { tier, effectiveParameters, reason };
 }
 

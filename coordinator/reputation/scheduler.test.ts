@@ -137,19 +137,22 @@ describe.each(testEngines())("reputation scheduler on $name", ({ engine }) => {
       expect(await reputationOf(db(), node.id)).toBe(95);
     });
 
-    it("forgives a promised hour with 5 minutes connected, hours before the promise, and nodes without one", async () => {
-      const kept = await insertNode(db(), { promisedHours: [3], promisedSince: new Date("2026-11-26T02:00:00Z") });
-      await insertSession(db(), kept.id, "2026-11-26T03:55:00Z", "2026-11-26T04:00:00Z");
-      const late = await insertNode(db(), { promisedHours: [3, 4], promisedSince: new Date("2026-11-26T04:30:00Z") });
-      const none = await insertNode(db());
-      await runReputationPass({ db: db(), nowMs: Date.parse("2026-11-26T05:10:00Z") });
-      expect(await eventsOf(db(), kept.id)).toEqual([]);
-      expect(await eventsOf(db(), late.id)).toEqual([]); // promised at 04:30: neither 03 nor 04 of that day counts
-      expect(await eventsOf(db(), none.id)).toEqual([]);
-      // the next day the late promise counts
-      await runReputationPass({ db: db(), nowMs: Date.parse("2026-11-27T05:10:00Z") });
-      expect(await keysOf(late.id)).toEqual(["promise:2026-11-27T03", "promise:2026-11-27T04"]);
-    });
+    it(
+      "forgives a promised hour with 5 minutes connected, hours before the promise, and nodes without " + "one",
+      async () => {
+        const kept = await insertNode(db(), { promisedHours: [3], promisedSince: new Date("2026-11-26T02:00:00Z") });
+        await insertSession(db(), kept.id, "2026-11-26T03:55:00Z", "2026-11-26T04:00:00Z");
+        const late = await insertNode(db(), { promisedHours: [3, 4], promisedSince: new Date("2026-11-26T04:30:00Z") });
+        const none = await insertNode(db());
+        await runReputationPass({ db: db(), nowMs: Date.parse("2026-11-26T05:10:00Z") });
+        expect(await eventsOf(db(), kept.id)).toEqual([]);
+        expect(await eventsOf(db(), late.id)).toEqual([]); // promised at 04:30: neither 03 nor 04 of that day counts
+        expect(await eventsOf(db(), none.id)).toEqual([]);
+        // the next day the late promise counts
+        await runReputationPass({ db: db(), nowMs: Date.parse("2026-11-27T05:10:00Z") });
+        expect(await keysOf(late.id)).toEqual(["promise:2026-11-27T03", "promise:2026-11-27T04"]);
+      },
+    );
 
     it("dates a promise from when its hours were first declared, not from every re-registration", async () => {
       const node = await insertNode(db());

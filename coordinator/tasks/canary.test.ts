@@ -146,45 +146,51 @@ function tinyModel(_: LiveNode, spec: Omit<PartSpec, "signal">): string {
 }
 
 describe("a long run of canaries", () => {
-  it("never judges an honest tiny model alone (speed only), over 2,000 canaries: 2 weeks at the default 10 minutes", async () => {
-    const { registry, deps, judged, runs } = simulation(tinyModel);
-    const tiny = node("tiny", "alice", "Iris Tiny Test Model-F32", 113_000);
-    registry.add(tiny);
-    for (let i = 0; i < 2000; i++) await runCanary(deps, tiny);
-    expect(judged).toEqual([]);
-    expect(runs).toHaveLength(2000);
-    // what it was asked is a paragraph long enough to be a speed sample, not a test it could fail
-    expect(
-      runs.every(
-        (r) =>
-          r.messages[0]!.content.startsWith("Write a short paragraph") &&
-          r.maxTokens === 64 &&
-          r.classifier === "canary",
-      ),
-    ).toBe(true);
-  });
+  it(
+    "never judges an honest tiny model alone (speed only), over 2,000 canaries: 2 weeks at the default 10 " + "minutes",
+    async () => {
+      const { registry, deps, judged, runs } = simulation(tinyModel);
+      const tiny = node("tiny", "alice", "Iris Tiny Test Model-F32", 113_000);
+      registry.add(tiny);
+      for (let i = 0; i < 2000; i++) await runCanary(deps, tiny);
+      expect(judged).toEqual([]);
+      expect(runs).toHaveLength(2000);
+      // what it was asked is a paragraph long enough to be a speed sample, not a test it could fail
+      expect(
+        runs.every(
+          (r) =>
+            r.messages[0]!.content.startsWith("Write a short paragraph") &&
+            r.maxTokens === 64 &&
+            r.classifier === "canary",
+        ),
+      ).toBe(true);
+    },
+  );
 
-  it("compares two honest tiny models of two accounts with each other: never judged, and their identity verified", async () => {
-    const { registry, deps, judged, runs } = simulation(tinyModel);
-    const a = node("tiny-a", "alice", "Iris Tiny Test Model-F32", 113_000, { sha: "c".repeat(64) });
-    const b = node("tiny-b", "bob", "Iris Tiny Test Model-F32", 113_000, { sha: "c".repeat(64) });
-    registry.add(a);
-    registry.add(b);
-    for (let i = 0; i < 500; i++) await runCanary(deps, i % 2 === 0 ? a : b);
-    expect(judged).toEqual([]);
-    expect(runs).toHaveLength(1000);
-    // both at temperature 0 with one seed; the peer's row names the target's as its parent
-    for (let i = 0; i < runs.length; i += 2) {
-      expect(runs[i + 1]).toMatchObject({
-        temperature: 0,
-        seed: runs[i]!.seed,
-        parentId: runs[i]!.taskId,
-        messages: runs[i]!.messages,
-      });
-    }
-    expect(a.measured.identity).toMatchObject({ verdict: "verified", peer: "tiny-b" });
-    expect(b.measured.identity).toMatchObject({ verdict: "verified", peer: "tiny-a" });
-  });
+  it(
+    "compares two honest tiny models of two accounts with each other: never judged, and their identity " + "verified",
+    async () => {
+      const { registry, deps, judged, runs } = simulation(tinyModel);
+      const a = node("tiny-a", "alice", "Iris Tiny Test Model-F32", 113_000, { sha: "c".repeat(64) });
+      const b = node("tiny-b", "bob", "Iris Tiny Test Model-F32", 113_000, { sha: "c".repeat(64) });
+      registry.add(a);
+      registry.add(b);
+      for (let i = 0; i < 500; i++) await runCanary(deps, i % 2 === 0 ? a : b);
+      expect(judged).toEqual([]);
+      expect(runs).toHaveLength(1000);
+      // both at temperature 0 with one seed; the peer's row names the target's as its parent
+      for (let i = 0; i < runs.length; i += 2) {
+        expect(runs[i + 1]).toMatchObject({
+          temperature: 0,
+          seed: runs[i]!.seed,
+          parentId: runs[i]!.taskId,
+          messages: runs[i]!.messages,
+        });
+      }
+      expect(a.measured.identity).toMatchObject({ verdict: "verified", peer: "tiny-b" });
+      expect(b.measured.identity).toMatchObject({ verdict: "verified", peer: "tiny-a" });
+    },
+  );
 
   it("catches a node that claims 405B and answers like a tiny model, by the known answer", async () => {
     const { registry, deps, judged } = simulation(tinyModel);

@@ -37,7 +37,8 @@ describe("requireCapableNode", () => {
   it("names the model when the request asks for one", () => {
     const err = refusal([testNode("llama", "BASIC")], "COMPLEX", { model: "llama" });
     expect(err?.rawMessage).toBe(
-      'no node that serves COMPLEX requests (tier MID or PRO) serving a model named like "llama" is online; online now: 1 BASIC node',
+      'no node that serves COMPLEX requests (tier MID or PRO) serving a model named like "llama" is online; online ' +
+        "now: 1 BASIC node",
     );
   });
   it("counts a busy or paused capable node as capable: the request may queue", () => {
@@ -61,7 +62,10 @@ describe("requireCapableNode", () => {
     const err = refusal(nodes, "COMPLEX", { chars: 35_000 });
     expect(err?.code).toBe(Code.FailedPrecondition);
     expect(err?.rawMessage).toMatch(
-      /^the conversation is about 10,005 tokens, more than the context .* \(the largest holds 2,048 tokens\); start a new chat/,
+      new RegExp(
+        "^the conversation is about 10,005 tokens, more than the context .* \\(the largest holds " +
+          "2,048 tokens\\); start a new chat",
+      ),
     );
     expect(refusal(nodes, "COMPLEX", { chars: 4_000 })).toBeUndefined();
   });

@@ -60,7 +60,8 @@ function noCapableNode(all: readonly LiveNode[], request: RouteRequest): Connect
         : "no node is online"
       : `online now: ${[...byTier].map(([tier, n]) => `${n} ${tier} node${n === 1 ? "" : "s"}`).join(", ")}`;
   return new ConnectError(
-    `no node that serves ${request.difficulty} requests (tier ${tiersServing(request.difficulty).join(" or ")})${model} is online; ${others}`,
+    `no node that serves ${request.difficulty} requests ` +
+      `(tier ${tiersServing(request.difficulty).join(" or ")})${model} is online; ${others}`,
     Code.Unavailable,
   );
 }

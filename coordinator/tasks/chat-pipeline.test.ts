@@ -94,15 +94,18 @@ describe("the chat pipeline", () => {
     });
   });
 
-  it("records the request's own key's account, else the credential's; the limiter hears only the request's key", async () => {
-    const key = await createAccount(database.db);
-    const other = await createAccount(database.db);
-    const principal: Principal = { kind: "account", accountId: other.id };
-    const keyed = await run({ messages, accountKey: key.key }, principal);
-    expect([keyed.input!.accountId, keyed.caller!.requestAccountId]).toEqual([key.id, key.id]);
-    const unkeyed = await run({ messages }, principal);
-    expect([unkeyed.input!.accountId, unkeyed.caller!.requestAccountId]).toEqual([other.id, undefined]);
-  });
+  it(
+    "records the request's own key's account, else the credential's; the limiter hears only the request's " + "key",
+    async () => {
+      const key = await createAccount(database.db);
+      const other = await createAccount(database.db);
+      const principal: Principal = { kind: "account", accountId: other.id };
+      const keyed = await run({ messages, accountKey: key.key }, principal);
+      expect([keyed.input!.accountId, keyed.caller!.requestAccountId]).toEqual([key.id, key.id]);
+      const unkeyed = await run({ messages }, principal);
+      expect([unkeyed.input!.accountId, unkeyed.caller!.requestAccountId]).toEqual([other.id, undefined]);
+    },
+  );
 
   it("refuses an unknown key as Unauthenticated naming account_key, before anything is charged", async () => {
     let admitted = false;

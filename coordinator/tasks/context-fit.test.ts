@@ -64,17 +64,24 @@ describe("contextTooLong", () => {
     const err = contextTooLong(contextNeed(conversation(35_000), 1_024), nodes);
     expect(err.code).toBe(Code.FailedPrecondition);
     expect(err.rawMessage).toBe(
-      "the conversation is about 10,005 tokens, more than the context of any online node that can take it (the largest holds 4,096 tokens); start a new chat, or shorten the conversation",
+      "the conversation is about 10,005 tokens, more than the context of any online node that can take it (the " +
+        "largest holds 4,096 tokens); start a new chat, or shorten the conversation",
     );
   });
   it("says when the prompt fits but leaves no room for an answer", () => {
     expect(contextTooLong(contextNeed(conversation(13_650), 1_024), nodes).rawMessage).toMatch(
-      /^the conversation is about 3,905 tokens, which leaves no room for an answer in the largest context .* \(4,096 tokens\); start a new chat/,
+      new RegExp(
+        "^the conversation is about 3,905 tokens, which leaves no room for an answer in the largest " +
+          "context .* \\(4,096 tokens\\); start a new chat",
+      ),
     );
   });
   it("names the node that refused a conversation the estimate said fits", () => {
     expect(contextTooLong(contextNeed(conversation(7_000), 1_024), nodes, nodes[1]).rawMessage).toMatch(
-      /^the conversation is about 2,005 tokens; node large refused it as longer than its context, and no online node .* has a larger one \(the largest holds 4,096 tokens\); start a new chat/,
+      new RegExp(
+        "^the conversation is about 2,005 tokens; node large refused it as longer than its context, " +
+          "and no online node .* has a larger one \\(the largest holds 4,096 tokens\\); start a new chat",
+      ),
     );
   });
 });

@@ -81,11 +81,16 @@ export function contextTooLong(need: ContextNeed, capable: readonly LiveNode[], 
   const largestWindow = `${count(window)} tokens`;
   let sentence: string;
   if (tokens > window)
-    sentence = `${size}, more than the context of any online node that can take it (the largest holds ${largestWindow})`;
+    sentence =
+      `${size}, more than the context of any online node that can take it (the largest ` + `holds ${largestWindow})`;
   else if (tokens + need.answerTokens > window)
-    sentence = `${size}, which leaves no room for an answer in the largest context of the online nodes that can take it (${largestWindow})`;
+    sentence =
+      `${size}, which leaves no room for an answer in the largest context of the online nodes that can take ` +
+      `it (${largestWindow})`;
   else
-    sentence = `${size}; node ${refusedBy?.id ?? largest?.id} refused it as longer than its context, and no online node that can take it has a larger one (the largest holds ${largestWindow})`;
+    sentence =
+      `${size}; node ${refusedBy?.id ?? largest?.id} refused it as longer than its context, and no online ` +
+      `node that can take it has a larger one (the largest holds ${largestWindow})`;
   return new ConnectError(`${sentence}; start a new chat, or shorten the conversation`, Code.FailedPrecondition);
 }
 

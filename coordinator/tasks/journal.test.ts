@@ -55,24 +55,27 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
     expect(events.map((e) => e.status)).toEqual(["queued", "assigned", "completed"]);
   });
 
-  it("updates tasks of earlier batches together by column set, each with its own values (nulls and failures too)", async () => {
-    const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
-    const ids = Array.from({ length: 5 }, () => randomUUID());
-    for (const id of ids) journal.created({ id, difficulty: "COMPLEX" });
-    await journal.flush();
-    for (const [i, id] of ids.entries()) {
-      journal.update(id, "streaming", { first_token_at: new Date(1_765_000_000_000 + i), ttft_ms: 10 + i }, nodeId);
-    }
-    journal.update(ids[4]!, "failed", { failure_reason: "node journal-node disconnected", completed_at: null }, null);
-    await journal.flush();
-    for (const [i, id] of ids.entries()) {
-      expect(await row(id)).toMatchObject({ ttft_ms: 10 + i, first_token_at: new Date(1_765_000_000_000 + i) });
-    }
-    expect((await row(ids[0]!)).status).toBe("streaming");
-    expect(await row(ids[4]!)).toMatchObject({
-      status: "failed",
-      failure_reason: "node journal-node disconnected",
-      completed_at: null,
-    });
-  });
+  it(
+    "updates tasks of earlier batches together by column set, each with its own values (nulls and failures " + "too)",
+    async () => {
+      const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
+      const ids = Array.from({ length: 5 }, () => randomUUID());
+      for (const id of ids) journal.created({ id, difficulty: "COMPLEX" });
+      await journal.flush();
+      for (const [i, id] of ids.entries()) {
+        journal.update(id, "streaming", { first_token_at: new Date(1_765_000_000_000 + i), ttft_ms: 10 + i }, nodeId);
+      }
+      journal.update(ids[4]!, "failed", { failure_reason: "node journal-node disconnected", completed_at: null }, null);
+      await journal.flush();
+      for (const [i, id] of ids.entries()) {
+        expect(await row(id)).toMatchObject({ ttft_ms: 10 + i, first_token_at: new Date(1_765_000_000_000 + i) });
+      }
+      expect((await row(ids[0]!)).status).toBe("streaming");
+      expect(await row(ids[4]!)).toMatchObject({
+        status: "failed",
+        failure_reason: "node journal-node disconnected",
+        completed_at: null,
+      });
+    },
+  );
 });

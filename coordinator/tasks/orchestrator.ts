@@ -95,7 +95,8 @@ export class Orchestrator {
       // the models to choose from, not an RPC's name: the message reaches the chat page, the CLI and /v1 alike
       const served = [...new Set([...this.deps.registry.nodes()].map((node) => node.capabilities.modelName))].sort();
       throw new ConnectError(
-        `no connected node serves model "${input.model}"; ${served.length ? `served now: ${served.join(", ")}` : "no node is connected"}`,
+        `no connected node serves model ` +
+          `"${input.model}"; ${served.length ? `served now: ${served.join(", ")}` : "no node is connected"}`,
         Code.NotFound,
       );
     }

@@ -66,7 +66,8 @@ describe("/chat before a node answers", () => {
     await page.waitForSelector('.message.assistant[data-state="failed"]', { timeout: 5_000 });
     expect(Date.now() - started).toBeLessThan(5_000); // the queue would have waited 20 s
     expect(await page.textContent(`${lastAnswer} >> .status.error`)).toBe(
-      "No node can answer right now: none that handles this kind of question is online (advanced questions need a PRO node). Please try again in a few minutes.",
+      "No node can answer right now: none that handles this kind of question is online (advanced questions need a " +
+        "PRO node). Please try again in a few minutes.",
     );
   });
 
@@ -98,33 +99,39 @@ describe("/chat before a node answers", () => {
     await page.waitForSelector('.message.assistant[data-state="done"]', { timeout: 10_000 });
   });
 
-  it("says in words when the conversation outgrew every online node's context, and New chat keeps the question", async () => {
-    // a PRO node serves every difficulty: only its window can refuse the long paste (which is never SIMPLE)
-    await nodes.start({
-      nodeId: "small-window",
-      parameterCount: 70e9,
-      tokensPerSecond: 40,
-      contextLength: 2_048,
-      script: () => ({ tokens: ["Sure."] }),
-    });
-    const page = await chatPage();
-    await send(page, "Hello");
-    await page.waitForSelector('.message.assistant[data-state="done"]');
-    const pasted = `Summarize this report: ${"Revenue rose in every region while costs held steady. ".repeat(160)}`;
-    await send(page, pasted);
-    await page.waitForSelector('.message.assistant[data-state="failed"]', { timeout: 5_000 });
-    const refusal = (await page.textContent(`${lastAnswer} >> .status.error`)) ?? "";
-    expect(refusal).toMatch(
-      /^This conversation has grown too long for the nodes online now \(about [\d,]+ tokens; the largest node online holds 2,048\)\. Start a new chat to go on\. New chat$/,
-    );
-    expect(refusal).not.toContain("CONTEXT_TOO_LONG");
-    await screenshot(page, "chat-too-long");
+  it(
+    "says in words when the conversation outgrew every online node's context, and New chat keeps the " + "question",
+    async () => {
+      // a PRO node serves every difficulty: only its window can refuse the long paste (which is never SIMPLE)
+      await nodes.start({
+        nodeId: "small-window",
+        parameterCount: 70e9,
+        tokensPerSecond: 40,
+        contextLength: 2_048,
+        script: () => ({ tokens: ["Sure."] }),
+      });
+      const page = await chatPage();
+      await send(page, "Hello");
+      await page.waitForSelector('.message.assistant[data-state="done"]');
+      const pasted = `Summarize this report: ${"Revenue rose in every region while costs held steady. ".repeat(160)}`;
+      await send(page, pasted);
+      await page.waitForSelector('.message.assistant[data-state="failed"]', { timeout: 5_000 });
+      const refusal = (await page.textContent(`${lastAnswer} >> .status.error`)) ?? "";
+      expect(refusal).toMatch(
+        new RegExp(
+          "^This conversation has grown too long for the nodes online now \\(about [\\d,]+ tokens; the " +
+            "largest node online holds 2,048\\)\\. Start a new chat to go on\\. New chat$",
+        ),
+      );
+      expect(refusal).not.toContain("CONTEXT_TOO_LONG");
+      await screenshot(page, "chat-too-long");
 
-    await page.click(`${lastAnswer} >> .status.error >> button:has-text("New chat")`);
-    expect(await page.locator(".message").count()).toBe(0);
-    expect(await page.isVisible("#welcome")).toBe(true);
-    expect(await page.inputValue("#question")).toBe(pasted.trim()); // as it was sent
-  });
+      await page.click(`${lastAnswer} >> .status.error >> button:has-text("New chat")`);
+      expect(await page.locator(".message").count()).toBe(0);
+      expect(await page.isVisible("#welcome")).toBe(true);
+      expect(await page.inputValue("#question")).toBe(pasted.trim()); // as it was sent
+    },
+  );
 
   it("keeps the typed question when the account key in Options is malformed, and sends it once fixed", async () => {
     await nodes.start({ nodeId: "answers", script: () => ({ tokens: ["Hi", "!"] }) });

@@ -72,13 +72,16 @@ describe("/chat with a real agent on the tiny llama.cpp model", () => {
   it("shows an answer that grows over several DOM updates before it ends, then its footer", async () => {
     const { page, cspViolations, errors } = await chatPage(`${coordinator.url}/chat?max_tokens=1000`);
     // record the answer's length at every DOM change while it streams
-    await page.evaluate(`(() => {
+    await page.evaluate(
+      `(() => {
       window.__lengths = [];
       new MutationObserver(() => {
         const answer = document.querySelector(".message.assistant");
-        if (answer && answer.dataset.state === "streaming") window.__lengths.push(answer.querySelector(".content").textContent.length);
+        if (answer && answer.dataset.state === "streaming") ` +
+        `window.__lengths.push(answer.querySelector(".content").textContent.length);
       }).observe(document.getElementById("conversation"), { childList: true, subtree: true, characterData: true });
-    })()`);
+    })()`,
+    );
     await send(page, "Translate 'thank you' to German.");
     await page.waitForSelector('.message.assistant[data-state="done"]', { timeout: 30_000 });
 
@@ -156,75 +159,83 @@ describe("/chat against a scripted node", () => {
     await coordinator?.close();
   });
 
-  it("renders Markdown but runs nothing a model writes: HTML is shown as text, and the CSP blocks the rest", async () => {
-    scripts.push({
-      delayMs: 5,
-      tokens: [
-        "Some **bold** text.\n\n",
-        '<img src=x onerror="window.__pwned=1">',
-        "\n\n",
-        "<script>window.__pwned=2</script>",
-        '\n\nInline <img src=x onerror="window.__pwned=3"> and <svg onload="window.__pwned=4"></svg>, ',
-        'a [link](javascript:window.__pwned=5) and <iframe srcdoc="<script>parent.__pwned=6</script>"></iframe>.\n\n',
-        "```html\n<script>window.__pwned=7</script>\n```\n",
-      ],
-    });
-    const { page, cspViolations, errors } = await chatPage(`${coordinator.url}/chat`);
-    await send(page, "Show me some HTML.");
-    await page.waitForSelector('.message.assistant[data-state="done"]');
-    await page.waitForTimeout(300); // an image error or a load handler would have fired by now
+  it(
+    "renders Markdown but runs nothing a model writes: HTML is shown as text, and the CSP blocks the " + "rest",
+    async () => {
+      scripts.push({
+        delayMs: 5,
+        tokens: [
+          "Some **bold** text.\n\n",
+          '<img src=x onerror="window.__pwned=1">',
+          "\n\n",
+          "<script>window.__pwned=2</script>",
+          '\n\nInline <img src=x onerror="window.__pwned=3"> and <svg onload="window.__pwned=4"></svg>, ',
+          'a [link](javascript:window.__pwned=5) and <iframe srcdoc="<script>parent.__pwned=6</script>"></iframe>.\n\n',
+          "```html\n<script>window.__pwned=7</script>\n```\n",
+        ],
+      });
+      const { page, cspViolations, errors } = await chatPage(`${coordinator.url}/chat`);
+      await send(page, "Show me some HTML.");
+      await page.waitForSelector('.message.assistant[data-state="done"]');
+      await page.waitForTimeout(300); // an image error or a load handler would have fired by now
 
-    expect(await page.evaluate("typeof window.__pwned")).toBe("undefined");
-    const answer = page.locator(lastAnswer);
-    expect(await answer.locator("img, script, iframe, svg, [onerror], [onload], a[href^='javascript']").count()).toBe(
-      0,
-    );
-    expect(await page.locator("[onerror], [onload], iframe").count()).toBe(0);
-    const text = await answer.locator(".content").textContent();
-    expect(text).toContain('<img src=x onerror="window.__pwned=1">');
-    expect(text).toContain("<script>window.__pwned=2</script>");
-    expect(await answer.locator("strong").textContent()).toBe("bold");
-    expect(await answer.locator("pre code").textContent()).toContain("<script>window.__pwned=7</script>");
-    expect(await cspViolations()).toEqual([]);
-    expect(errors).toEqual([]);
+      expect(await page.evaluate("typeof window.__pwned")).toBe("undefined");
+      const answer = page.locator(lastAnswer);
+      expect(await answer.locator("img, script, iframe, svg, [onerror], [onload], a[href^='javascript']").count()).toBe(
+        0,
+      );
+      expect(await page.locator("[onerror], [onload], iframe").count()).toBe(0);
+      const text = await answer.locator(".content").textContent();
+      expect(text).toContain('<img src=x onerror="window.__pwned=1">');
+      expect(text).toContain("<script>window.__pwned=2</script>");
+      expect(await answer.locator("strong").textContent()).toBe("bold");
+      expect(await answer.locator("pre code").textContent()).toContain("<script>window.__pwned=7</script>");
+      expect(await cspViolations()).toEqual([]);
+      expect(errors).toEqual([]);
 
-    // The second line: even HTML that reached the DOM unsanitized could not run a handler under the page's CSP.
-    await page.evaluate(`document.body.insertAdjacentHTML("beforeend", '<img src="x" onerror="window.__pwned=8">')`);
-    await page.waitForTimeout(300);
-    expect(await page.evaluate("typeof window.__pwned")).toBe("undefined");
-    expect((await cspViolations()).join("\n")).toMatch(/script-src/);
-  });
+      // The second line: even HTML that reached the DOM unsanitized could not run a handler under the page's CSP.
+      await page.evaluate(`document.body.insertAdjacentHTML("beforeend", '<img src="x" onerror="window.__pwned=8">')`);
+      await page.waitForTimeout(300);
+      expect(await page.evaluate("typeof window.__pwned")).toBe("undefined");
+      expect((await cspViolations()).join("\n")).toMatch(/script-src/);
+    },
+  );
 
-  it("keeps the conversation: Shift+Enter is a new line, Enter sends with the history, code blocks are styled", async () => {
-    // tall enough that the README's screenshot shows the whole conversation
-    const { page } = await chatPage(`${coordinator.url}/chat`, { width: 1000, height: 860 });
-    await send(page, "Hi");
-    await page.waitForSelector('.message.assistant[data-state="done"]');
-    await page.fill("#question", "How do I reverse a list in Python?");
-    await page.press("#question", "Shift+Enter");
-    await page.keyboard.type("Short answer please.");
-    expect(await page.inputValue("#question")).toBe("How do I reverse a list in Python?\nShort answer please.");
-    expect(await page.locator(".message.user").count()).toBe(1);
-    scripts.push({ delayMs: 8, tokens: pythonAnswer });
-    await page.press("#question", "Enter");
-    await page.waitForSelector('.message.assistant[data-state="done"] >> nth=1');
+  it(
+    "keeps the conversation: Shift+Enter is a new line, Enter sends with the history, code blocks are " + "styled",
+    async () => {
+      // tall enough that the README's screenshot shows the whole conversation
+      const { page } = await chatPage(`${coordinator.url}/chat`, { width: 1000, height: 860 });
+      await send(page, "Hi");
+      await page.waitForSelector('.message.assistant[data-state="done"]');
+      await page.fill("#question", "How do I reverse a list in Python?");
+      await page.press("#question", "Shift+Enter");
+      await page.keyboard.type("Short answer please.");
+      expect(await page.inputValue("#question")).toBe("How do I reverse a list in Python?\nShort answer please.");
+      expect(await page.locator(".message.user").count()).toBe(1);
+      scripts.push({ delayMs: 8, tokens: pythonAnswer });
+      await page.press("#question", "Enter");
+      await page.waitForSelector('.message.assistant[data-state="done"] >> nth=1');
 
-    expect(await page.locator(".message.user").count()).toBe(2);
-    // the second request carried the whole conversation: question, answer, question
-    const sent = node.payloads.at(-1)!;
-    expect(sent.messages.map((m) => m.content)).toEqual([
-      "Hi",
-      "Hello!",
-      "How do I reverse a list in Python?\nShort answer please.",
-    ]);
-    const pre = page.locator(`${lastAnswer} >> pre`);
-    expect(await pre.locator("code").textContent()).toContain("numbers.reverse()");
-    expect(
-      await page.evaluate(`getComputedStyle(document.querySelector(".message.assistant:last-of-type pre")).overflowX`),
-    ).toBe("auto");
-    expect(await page.textContent(`${lastAnswer} >> .meta`)).toMatch(/PRO.*node scripted-web.*first token.*tok\/s/);
-    await screenshot(page, "chat", { docs: true });
-  });
+      expect(await page.locator(".message.user").count()).toBe(2);
+      // the second request carried the whole conversation: question, answer, question
+      const sent = node.payloads.at(-1)!;
+      expect(sent.messages.map((m) => m.content)).toEqual([
+        "Hi",
+        "Hello!",
+        "How do I reverse a list in Python?\nShort answer please.",
+      ]);
+      const pre = page.locator(`${lastAnswer} >> pre`);
+      expect(await pre.locator("code").textContent()).toContain("numbers.reverse()");
+      expect(
+        await page.evaluate(
+          `getComputedStyle(document.querySelector(".message.assistant:last-of-type pre")).overflowX`,
+        ),
+      ).toBe("auto");
+      expect(await page.textContent(`${lastAnswer} >> .meta`)).toMatch(/PRO.*node scripted-web.*first token.*tok\/s/);
+      await screenshot(page, "chat", { docs: true });
+    },
+  );
 
   it("fits a phone-sized screen: no sideways scrolling, the composer in reach", async () => {
     const watched = await openPage(browser, { width: 375, height: 740 });
@@ -248,28 +259,31 @@ describe("/chat against a scripted node", () => {
     await screenshot(page, "chat-phone");
   });
 
-  it("asks for a division mode from Options: consensus over three nodes, the verdict and the nodes in the footer", async () => {
-    const accountKey = await generateKey(coordinator);
-    const peers = ["scripted-web-2", "scripted-web-3"].map((nodeId) =>
-      startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", "!"] }) }),
-    );
-    try {
-      await Promise.all(peers.map((peer) => peer.registered));
-      const { page } = await chatPage(`${coordinator.url}/chat`);
-      await page.click("#options summary");
-      await page.selectOption("#mode", "consensus");
-      await send(page, "Say hello.");
-      await page.waitForSelector('.message.assistant[data-state="done"]', { timeout: 10_000 });
-      expect(await page.textContent(`${lastAnswer} >> .content`)).toContain("Hello!");
-      const footer = await page.textContent(`${lastAnswer} >> .meta`);
-      expect(footer).toContain("consensus, verified");
-      expect(footer).toMatch(/nodes scripted-web(-\d)?, scripted-web(-\d)?/);
-      expect(footer).not.toContain("continued by");
-    } finally {
-      for (const peer of peers) peer.kill();
-      await expect.poll(() => coordinator.registry.size).toBe(1);
-    }
-  });
+  it(
+    "asks for a division mode from Options: consensus over three nodes, the verdict and the nodes in the " + "footer",
+    async () => {
+      const accountKey = await generateKey(coordinator);
+      const peers = ["scripted-web-2", "scripted-web-3"].map((nodeId) =>
+        startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId, script: () => ({ tokens: ["Hello", "!"] }) }),
+      );
+      try {
+        await Promise.all(peers.map((peer) => peer.registered));
+        const { page } = await chatPage(`${coordinator.url}/chat`);
+        await page.click("#options summary");
+        await page.selectOption("#mode", "consensus");
+        await send(page, "Say hello.");
+        await page.waitForSelector('.message.assistant[data-state="done"]', { timeout: 10_000 });
+        expect(await page.textContent(`${lastAnswer} >> .content`)).toContain("Hello!");
+        const footer = await page.textContent(`${lastAnswer} >> .meta`);
+        expect(footer).toContain("consensus, verified");
+        expect(footer).toMatch(/nodes scripted-web(-\d)?, scripted-web(-\d)?/);
+        expect(footer).not.toContain("continued by");
+      } finally {
+        for (const peer of peers) peer.kill();
+        await expect.poll(() => coordinator.registry.size).toBe(1);
+      }
+    },
+  );
 
   it("shows the queue position while every capable node is busy", async () => {
     scripts.push({ delayMs: 100, tokens: Array.from({ length: 25 }, (_, i) => `w${i} `) });

@@ -38,8 +38,10 @@ export async function openPage(browser: Browser, viewport = { width: 1000, heigh
   const page = await context.newPage();
   // injected by the test harness (CDP), not by the page: the page's own CSP forbids inline scripts
   await page.addInitScript({
-    content: `window.__csp = [];
-      document.addEventListener("securitypolicyviolation", (e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));`,
+    content:
+      `window.__csp = [];
+      document.addEventListener("securitypolicyviolation", (e) => window.__csp.push(e.violatedDirective + " " + ` +
+      `e.blockedURI));`,
   });
   const errors: string[] = [];
   page.on("pageerror", (err) => errors.push(`pageerror: ${err.message}`));

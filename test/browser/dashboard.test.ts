@@ -96,94 +96,101 @@ describe("/dashboard", () => {
     await coordinator?.close();
   });
 
-  it("shows the figures, tables and chart live, and a newly connected node within seconds without a reload", async () => {
-    const { page, cspViolations, errors } = await dashboard(coordinator.url);
-    await page.waitForSelector('#nodes tr[data-node-id="gpu-70b"]');
-    await expect.poll(() => page.textContent("#live")).toBe("live");
-    expect(await page.textContent("#nodes-online")).toBe("2");
-    expect(await page.textContent("#tasks-completed")).toBe("4"); // requests: the consensus request once, not its part
-    await page.evaluate("window.__sameDocument = true");
+  it(
+    "shows the figures, tables and chart live, and a newly connected node within seconds without a " + "reload",
+    async () => {
+      const { page, cspViolations, errors } = await dashboard(coordinator.url);
+      await page.waitForSelector('#nodes tr[data-node-id="gpu-70b"]');
+      await expect.poll(() => page.textContent("#live")).toBe("live");
+      expect(await page.textContent("#nodes-online")).toBe("2");
+      // requests: the consensus request once, not its part
+      expect(await page.textContent("#tasks-completed")).toBe("4");
+      await page.evaluate("window.__sameDocument = true");
 
-    // the tables follow the stream within a second of the node count changing; 10 s only says "not a reload later"
-    const fresh = node("fresh-node", {
-      modelName: "phi-3-mini-3.8B-Q4_K_M",
-      parameterCount: 3.8e9,
-      tokensPerSecond: 45,
-    });
-    await fresh.registered;
-    await page.waitForSelector('#nodes tr[data-node-id="fresh-node"]', { timeout: 10_000 });
-    expect(await page.evaluate("window.__sameDocument")).toBe(true);
-    await expect.poll(() => page.textContent("#nodes-online")).toBe("3");
-    expect(await page.textContent("#tier-basic")).toBe("1");
-    expect(await page.textContent("#tier-pro")).toBe("1");
-    const freshRow = await page.locator('#nodes tr[data-node-id="fresh-node"] td').allTextContents();
-    // nothing of the new node is checked yet: its capability reads "declared"
-    expect(freshRow).toEqual([
-      "fresh-node",
-      "BASIC",
-      "phi-3-mini-3.8B-Q4_K_M",
-      "—",
-      "45 tok/s",
-      "declared",
-      "100.0",
-      "0 % (0/1)",
-      "online",
-    ]);
+      // the tables follow the stream within a second of the node count changing; 10 s only says "not a reload later"
+      const fresh = node("fresh-node", {
+        modelName: "phi-3-mini-3.8B-Q4_K_M",
+        parameterCount: 3.8e9,
+        tokensPerSecond: 45,
+      });
+      await fresh.registered;
+      await page.waitForSelector('#nodes tr[data-node-id="fresh-node"]', { timeout: 10_000 });
+      expect(await page.evaluate("window.__sameDocument")).toBe(true);
+      await expect.poll(() => page.textContent("#nodes-online")).toBe("3");
+      expect(await page.textContent("#tier-basic")).toBe("1");
+      expect(await page.textContent("#tier-pro")).toBe("1");
+      const freshRow = await page.locator('#nodes tr[data-node-id="fresh-node"] td').allTextContents();
+      // nothing of the new node is checked yet: its capability reads "declared"
+      expect(freshRow).toEqual([
+        "fresh-node",
+        "BASIC",
+        "phi-3-mini-3.8B-Q4_K_M",
+        "—",
+        "45 tok/s",
+        "declared",
+        "100.0",
+        "0 % (0/1)",
+        "online",
+      ]);
 
-    // tokens flowing now show up in the figure and the chart
-    scripts.push(words(120, 25), words(120, 25));
-    const load = Promise.all([chat("Keep talking"), chat("And you too")]);
-    await expect
-      .poll(async () => Number((await page.textContent("#tokens-per-second"))!.split(" ")[0]), { timeout: 10_000 })
-      .toBeGreaterThan(0);
-    expect(await page.locator("#chart .uplot canvas").count()).toBe(1);
-    await load;
-    await expect.poll(() => page.textContent("#tasks-completed"), { timeout: 5_000 }).toBe("6");
+      // tokens flowing now show up in the figure and the chart
+      scripts.push(words(120, 25), words(120, 25));
+      const load = Promise.all([chat("Keep talking"), chat("And you too")]);
+      await expect
+        .poll(async () => Number((await page.textContent("#tokens-per-second"))!.split(" ")[0]), { timeout: 10_000 })
+        .toBeGreaterThan(0);
+      expect(await page.locator("#chart .uplot canvas").count()).toBe(1);
+      await load;
+      await expect.poll(() => page.textContent("#tasks-completed"), { timeout: 5_000 }).toBe("6");
 
-    const modes = await page.locator("#tasks td.task-mode").allTextContents();
-    expect(modes).toEqual(expect.arrayContaining(["single", "consensus", "consensus part"]));
-    expect(await page.getAttribute("#tasks td.task-mode.part", "title")).toMatch(/^part of task [0-9a-f-]{36}$/);
-    const statuses = await page.locator("#tasks td.task-status").allTextContents();
-    expect(statuses).toEqual(expect.arrayContaining(["completed", "cancelled", "failed"]));
-    expect(await page.locator("#leaderboard tbody tr").count()).toBe(3);
-    expect(await page.textContent("#leaderboard tbody tr:first-child")).toMatch(/^1/);
-    // a node that leaves is no longer a connected node (the leaderboard keeps it)
-    fresh.kill();
-    await page.waitForSelector('#nodes tr[data-node-id="fresh-node"]', { state: "detached", timeout: 10_000 });
-    await expect.poll(() => page.textContent("#nodes-online")).toBe("2");
-    expect(await page.locator("#nodes td.status").allTextContents()).toEqual(["online", "online"]);
-    expect(await cspViolations()).toEqual([]);
-    expect(errors).toEqual([]);
-    await screenshot(page, "dashboard", { docs: true, fullPage: true });
+      const modes = await page.locator("#tasks td.task-mode").allTextContents();
+      expect(modes).toEqual(expect.arrayContaining(["single", "consensus", "consensus part"]));
+      expect(await page.getAttribute("#tasks td.task-mode.part", "title")).toMatch(/^part of task [0-9a-f-]{36}$/);
+      const statuses = await page.locator("#tasks td.task-status").allTextContents();
+      expect(statuses).toEqual(expect.arrayContaining(["completed", "cancelled", "failed"]));
+      expect(await page.locator("#leaderboard tbody tr").count()).toBe(3);
+      expect(await page.textContent("#leaderboard tbody tr:first-child")).toMatch(/^1/);
+      // a node that leaves is no longer a connected node (the leaderboard keeps it)
+      fresh.kill();
+      await page.waitForSelector('#nodes tr[data-node-id="fresh-node"]', { state: "detached", timeout: 10_000 });
+      await expect.poll(() => page.textContent("#nodes-online")).toBe("2");
+      expect(await page.locator("#nodes td.status").allTextContents()).toEqual(["online", "online"]);
+      expect(await cspViolations()).toEqual([]);
+      expect(errors).toEqual([]);
+      await screenshot(page, "dashboard", { docs: true, fullPage: true });
 
-    // on a 1280 px screen every column of the recent tasks is in view, Total and Task included: no sideways scroll
-    await page.setViewportSize({ width: 1280, height: 900 });
-    const tasksBox = (await page.evaluate(`(() => {
+      // on a 1280 px screen every column of the recent tasks is in view, Total and Task included: no sideways scroll
+      await page.setViewportSize({ width: 1280, height: 900 });
+      const tasksBox = (await page.evaluate(
+        `(() => {
       const scroll = document.querySelector("#tasks").parentElement;
       const last = document.querySelector("#tasks thead th:last-child").getBoundingClientRect();
-      return { scrollWidth: scroll.scrollWidth, clientWidth: scroll.clientWidth, lastRight: last.right, right: scroll.getBoundingClientRect().right };
-    })()`)) as { scrollWidth: number; clientWidth: number; lastRight: number; right: number };
-    expect(tasksBox.scrollWidth).toBeLessThanOrEqual(tasksBox.clientWidth);
-    expect(tasksBox.lastRight).toBeLessThanOrEqual(tasksBox.right);
-    expect(await page.locator("#tasks thead th").allTextContents()).toEqual([
-      "Time",
-      "Status",
-      "Difficulty",
-      "Mode",
-      "Tier",
-      "Node",
-      "Tokens",
-      "TTFT",
-      "Total",
-      "Task",
-    ]);
-    await screenshot(page, "dashboard-1280", { fullPage: true });
+      return { scrollWidth: scroll.scrollWidth, clientWidth: scroll.clientWidth, lastRight: last.right, right: ` +
+          `scroll.getBoundingClientRect().right };
+    })()`,
+      )) as { scrollWidth: number; clientWidth: number; lastRight: number; right: number };
+      expect(tasksBox.scrollWidth).toBeLessThanOrEqual(tasksBox.clientWidth);
+      expect(tasksBox.lastRight).toBeLessThanOrEqual(tasksBox.right);
+      expect(await page.locator("#tasks thead th").allTextContents()).toEqual([
+        "Time",
+        "Status",
+        "Difficulty",
+        "Mode",
+        "Tier",
+        "Node",
+        "Tokens",
+        "TTFT",
+        "Total",
+        "Task",
+      ]);
+      await screenshot(page, "dashboard-1280", { fullPage: true });
 
-    // on a phone the cards stack and wide tables scroll inside their panels, not the page
-    await page.setViewportSize({ width: 375, height: 800 });
-    await expect.poll(() => page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(375);
-    await screenshot(page, "dashboard-phone", { fullPage: true });
-  });
+      // on a phone the cards stack and wide tables scroll inside their panels, not the page
+      await page.setViewportSize({ width: 375, height: 800 });
+      await expect.poll(() => page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(375);
+      await screenshot(page, "dashboard-phone", { fullPage: true });
+    },
+  );
 
   it("signs an admin in to show payouts, and says in words when it cannot", async () => {
     const accounts = createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url }));
@@ -222,7 +229,8 @@ describe("/dashboard", () => {
 });
 
 describe("/dashboard when its coordinator restarts", () => {
-  it("shows the stream reconnecting with no figure or node claimed online meanwhile, then goes live again on the new coordinator", async () => {
+  it("shows the stream reconnecting with no figure or node claimed online meanwhile, then goes live again on the new " +
+    "coordinator", async () => {
     let coordinator = await startTestCoordinator({ SHUTDOWN_TIMEOUT_MS: "200" });
     const port = String(coordinator.port);
     const scripted = startScriptedNode({

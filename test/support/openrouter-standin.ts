@@ -38,7 +38,9 @@ const errorMessages: Record<number, string> = {
   400: "Bad Request",
   401: "No auth credentials found",
   402: "Insufficient credits",
-  429: "Rate limit exceeded: limit_rpm/openai/gpt-4o-mini. High demand for openai/gpt-4o-mini on OpenRouter - limited to 20 requests per minute.",
+  429:
+    "Rate limit exceeded: limit_rpm/openai/gpt-4o-mini. High demand for openai/gpt-4o-mini on OpenRouter - " +
+    "limited to 20 requests per minute.",
   500: "Internal Server Error",
   502: "Provider returned error",
   503: "No available model provider that meets your routing requirements",

@@ -87,21 +87,25 @@ describe("describeChatError", () => {
       Code.Unavailable,
     );
     expect(describeChatError(noPro, anonymous)).toBe(
-      "No node can answer right now: none that handles this kind of question is online (advanced questions need a PRO node). Please try again in a few minutes.",
+      "No node can answer right now: none that handles this kind of question is online (advanced questions need a " +
+        "PRO node). Please try again in a few minutes.",
     );
   });
 
   it("says a conversation has outgrown the nodes' context in words, and offers a new chat for it only", () => {
     const tooLong = new ConnectError(
-      "the conversation is about 9,120 tokens, more than the context of any online node that can take it (the largest holds 4,096 tokens); start a new chat, or shorten the conversation",
+      "the conversation is about 9,120 tokens, more than the context of any online node that can take it (the " +
+        "largest holds 4,096 tokens); start a new chat, or shorten the conversation",
       Code.FailedPrecondition,
     );
     expect(describeChatError(tooLong, anonymous)).toBe(
-      "This conversation has grown too long for the nodes online now (about 9,120 tokens; the largest node online holds 4,096). Start a new chat to go on.",
+      "This conversation has grown too long for the nodes online now (about 9,120 tokens; the largest node online " +
+        "holds 4,096). Start a new chat to go on.",
     );
     expect(tooLongForContext(tooLong)).toBe(true);
     const noRoom = new ConnectError(
-      "the conversation is about 3,905 tokens, which leaves no room for an answer in the largest context of the online nodes that can take it (4,096 tokens); start a new chat, or shorten the conversation",
+      "the conversation is about 3,905 tokens, which leaves no room for an answer in the largest context of the " +
+        "online nodes that can take it (4,096 tokens); start a new chat, or shorten the conversation",
       Code.FailedPrecondition,
     );
     expect(describeChatError(noRoom, anonymous)).toContain("(about 3,905 tokens; the largest node online holds 4,096)");

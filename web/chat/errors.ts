@@ -94,7 +94,10 @@ export function describeChatError(error: unknown, context: ErrorContext): string
       if (missing?.[2]?.includes("BASIC"))
         return "No node can answer right now: no node is online. Please try again in a few minutes.";
       const which = missing ? ` (${missing[1]!.toLowerCase()} questions need a ${missing[2]} node)` : "";
-      return `No node can answer right now: none that handles this kind of question is online${which}. Please try again in a few minutes.`;
+      return (
+        `No node can answer right now: none that handles this kind of question is online${which}. Please try ` +
+        `again in a few minutes.`
+      );
     }
     case Code.FailedPrecondition: {
       // "the conversation is about 9,000 tokens, more than the context of any online node … (the largest holds 4,096
@@ -126,7 +129,10 @@ export function describeChatError(error: unknown, context: ErrorContext): string
       if (/account_key/.test(message)) return "That account key doesn't look right: it is 16 digits, spaces optional.";
       return `The coordinator could not accept this request: ${message}`;
     case Code.NotFound:
-      return `No connected node serves that model (${message}). Clear the model under Options to let the network choose.`;
+      return (
+        `No connected node serves that model (${message}). Clear the model under Options to let the network ` +
+        `choose.`
+      );
     case Code.Unimplemented:
       return `This coordinator cannot do that yet: ${message}`;
     default:

@@ -83,10 +83,16 @@ function checksCell(n: NodeInfo): Cell {
       ? "checks verified"
       : "checks";
   const title = [
-    `speed: ${verificationLabel(v.speed)} (declared ${tokensPerSecond(n.tokensPerSecond)}${v.speedSamples > 0 ? `, measured ${tokensPerSecond(v.measuredTokensPerSecond)} over ${v.speedSamples} answers` : ", not measured yet"})`,
+    `speed: ${verificationLabel(v.speed)} ` +
+      `(declared ${tokensPerSecond(n.tokensPerSecond)}${
+        v.speedSamples > 0
+          ? `, measured ${tokensPerSecond(v.measuredTokensPerSecond)} over ${v.speedSamples} answers`
+          : ", not measured yet"
+      })`,
     `model: ${verificationLabel(v.model)} (${v.modelEvidence || "nothing to compare with yet"})`,
     `size: ${v.size === Verification.INFERRED ? "parsed from the model name by the coordinator" : "as declared"}`,
-    `context: ${verificationLabel(v.context)} (declared ${n.contextLength ? count(n.contextLength) : "unknown"}, proven ${count(v.provenContextTokens)} tokens)`,
+    `context: ${verificationLabel(v.context)} (declared ${n.contextLength ? count(n.contextLength) : "unknown"}, ` +
+      `proven ${count(v.provenContextTokens)} tokens)`,
     ...(n.tierReason ? [`tier: ${n.tierReason}`] : []),
   ].join("\n");
   const text =

@@ -189,22 +189,26 @@ describe("budgets", () => {
     await new Promise((resolve) => setTimeout(resolve, 80));
   });
 
-  it("when the caller goes away, the link's signal aborts at once and the local model answers without further links", async () => {
-    const controller = new AbortController();
-    const { chain, calls } = chainOf([
-      ["openrouter", "hang", 5_000],
-      ["node", "COMPLEX"],
-      ["local", "SIMPLE"],
-    ]);
-    setTimeout(() => controller.abort(), 30);
-    expect(await chain.classify(input("Is a tomato a fruit?", controller.signal))).toEqual({
-      difficulty: "SIMPLE",
-      classifier: "local",
-    });
-    // at once: abandoned, not timed out at the 5 s budget
-    expect(calls).toEqual(["openrouter"]);
-    expect(chain.stats().links.openrouter!.abandoned).toBe(1);
-  });
+  it(
+    "when the caller goes away, the link's signal aborts at once and the local model answers without further " +
+      "links",
+    async () => {
+      const controller = new AbortController();
+      const { chain, calls } = chainOf([
+        ["openrouter", "hang", 5_000],
+        ["node", "COMPLEX"],
+        ["local", "SIMPLE"],
+      ]);
+      setTimeout(() => controller.abort(), 30);
+      expect(await chain.classify(input("Is a tomato a fruit?", controller.signal))).toEqual({
+        difficulty: "SIMPLE",
+        classifier: "local",
+      });
+      // at once: abandoned, not timed out at the 5 s budget
+      expect(calls).toEqual(["openrouter"]);
+      expect(chain.stats().links.openrouter!.abandoned).toBe(1);
+    },
+  );
 });
 
 describe("cache", () => {

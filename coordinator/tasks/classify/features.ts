@@ -113,8 +113,12 @@ const WORD_SALT = 0x9e3779b9;
 const BIGRAM_SALT = 0x85ebca6b;
 
 // Lines that look like code: ending in ; { } or starting with a keyword most languages share.
-const codeLinePattern =
-  /^[ \t]*(?:def |class |import |from \S+ import|return\b|function\b|const |let |var |public |private |#include|fn |func |for ?\(|if ?\(|while ?\(|SELECT |print\(|console\.)|[;{}][ \t]*$/gm;
+const codeLinePattern = new RegExp(
+  "^[ \\t]*(?:def |class |import |from \\S+ import|return\\b|function\\b|const |let |var " +
+    "|public |private |#include|fn |func |for ?\\(|if ?\\(|while ?\\(|SELECT |print\\(|console\\.)" +
+    "|[;{}][ \\t]*$",
+  "gm",
+);
 
 function countMatches(text: string, pattern: RegExp): number {
   pattern.lastIndex = 0;

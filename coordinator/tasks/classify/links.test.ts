@@ -72,33 +72,37 @@ afterEach(async () => {
 });
 
 describe("createCoordinatorClassifier", () => {
-  it("without a key: the local model answers while an idle node is probed over its stream; once it answered, it decides", async () => {
-    const registry = new NodeRegistry();
-    const { outbox, nodeKeys } = connect(registry, "mid-1");
-    const { chain, nodeLink } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
-    // nobody has answered a classify yet: the local model decides this request, the node gets the prompt as a probe
-    expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
-    const probe = await nextAssign(outbox);
-    // the prompt travels sealed for that node: only its keys open it, and only as this classification's
-    const { classifyId, sealedPrompt } = probe;
-    expect(Buffer.from(sealedPrompt!.ciphertext).toString("utf8")).not.toContain("PostgreSQL");
-    expect(openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "classify" })).toContain(
-      messages[0]!.content,
-    );
-    expect(() =>
-      openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "assign" }),
-    ).toThrow();
-    expect(nodeLink!.resolveClassifyResult(classifyId, Difficulty.COMPLEX, "mid-1")).toBe(true);
-    expect(nodeLink!.waitMs("mid-1")).toBeLessThan(base.nodeBudgetMs);
-    // now it is known to judge: the next request waits on it (for what its record says) and takes its answer
-    const other = [{ role: "user", content: "What is the capital of Peru?" }];
-    const answer = chain.classify({ messages: other });
-    const asked = await nextAssign(outbox);
-    expect(nodeLink!.resolveClassifyResult(asked.classifyId, Difficulty.ADVANCED, "mid-1")).toBe(true);
-    expect(await answer).toEqual({ difficulty: "ADVANCED", classifier: "node" });
-    expect(chain.stats().links.node).toMatchObject({ declined: 1, answered: 1 });
-    expect(Object.keys(chain.stats().links)).toEqual(["node", "local"]);
-  });
+  it(
+    "without a key: the local model answers while an idle node is probed over its stream; once it answered, it " +
+      "decides",
+    async () => {
+      const registry = new NodeRegistry();
+      const { outbox, nodeKeys } = connect(registry, "mid-1");
+      const { chain, nodeLink } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
+      // nobody has answered a classify yet: the local model decides this request, the node gets the prompt as a probe
+      expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
+      const probe = await nextAssign(outbox);
+      // the prompt travels sealed for that node: only its keys open it, and only as this classification's
+      const { classifyId, sealedPrompt } = probe;
+      expect(Buffer.from(sealedPrompt!.ciphertext).toString("utf8")).not.toContain("PostgreSQL");
+      expect(openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "classify" })).toContain(
+        messages[0]!.content,
+      );
+      expect(() =>
+        openText(nodeKeys.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "assign" }),
+      ).toThrow();
+      expect(nodeLink!.resolveClassifyResult(classifyId, Difficulty.COMPLEX, "mid-1")).toBe(true);
+      expect(nodeLink!.waitMs("mid-1")).toBeLessThan(base.nodeBudgetMs);
+      // now it is known to judge: the next request waits on it (for what its record says) and takes its answer
+      const other = [{ role: "user", content: "What is the capital of Peru?" }];
+      const answer = chain.classify({ messages: other });
+      const asked = await nextAssign(outbox);
+      expect(nodeLink!.resolveClassifyResult(asked.classifyId, Difficulty.ADVANCED, "mid-1")).toBe(true);
+      expect(await answer).toEqual({ difficulty: "ADVANCED", classifier: "node" });
+      expect(chain.stats().links.node).toMatchObject({ declined: 1, answered: 1 });
+      expect(Object.keys(chain.stats().links)).toEqual(["node", "local"]);
+    },
+  );
 
   it("a node that never answers costs no request anything: probed once, then resting", async () => {
     const registry = new NodeRegistry();

@@ -65,7 +65,8 @@ export function decodeModel(bytes: Uint8Array): DifficultyModel {
   }
   if (header.featureVersion !== FEATURE_VERSION || header.buckets !== BUCKETS) {
     throw new ModelFileError(
-      `difficulty model has features v${header.featureVersion}/${header.buckets}, this code reads v${FEATURE_VERSION}/${BUCKETS}: retrain it`,
+      `difficulty model has features v${header.featureVersion}/${header.buckets}, this code reads ` +
+        `v${FEATURE_VERSION}/${BUCKETS}: retrain it`,
     );
   }
   if (JSON.stringify(header.classes) !== JSON.stringify(DIFFICULTIES))

@@ -60,19 +60,23 @@ describe("node classifier: nobody known to judge", () => {
     expect(classifier.waitMs("n1")).toBeUndefined();
   });
 
-  it("500 silent nodes: every request declines at once, each probing another node; none is ever waited on", async () => {
-    vi.useFakeTimers({ now: T0 });
-    const nodes = Array.from({ length: 500 }, (_, i) => `silent-${i}`);
-    const { classifier, sent } = setup({ nodes, budgetMs: 2_000 });
-    for (let i = 0; i < 600; i++)
-      await expect(classifier.classify({ messages })).rejects.toBeInstanceOf(ClassifierLinkDeclined);
-    expect(new Set(sent.map((s) => s.nodeId)).size).toBe(500); // one probe each; the last 100 requests found nobody idle
-    await vi.advanceTimersByTimeAsync(2_000);
-    expect(classifier.pending).toBe(0);
-    // all missed and rest: no more probes for 5 minutes
-    await expect(classifier.classify({ messages })).rejects.toThrow("no idle node known to judge");
-    expect(sent).toHaveLength(500);
-  });
+  it(
+    "500 silent nodes: every request declines at once, each probing another node; none is ever waited " + "on",
+    async () => {
+      vi.useFakeTimers({ now: T0 });
+      const nodes = Array.from({ length: 500 }, (_, i) => `silent-${i}`);
+      const { classifier, sent } = setup({ nodes, budgetMs: 2_000 });
+      for (let i = 0; i < 600; i++)
+        await expect(classifier.classify({ messages })).rejects.toBeInstanceOf(ClassifierLinkDeclined);
+      // one probe each; the last 100 requests found nobody idle
+      expect(new Set(sent.map((s) => s.nodeId)).size).toBe(500);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(classifier.pending).toBe(0);
+      // all missed and rest: no more probes for 5 minutes
+      await expect(classifier.classify({ messages })).rejects.toThrow("no idle node known to judge");
+      expect(sent).toHaveLength(500);
+    },
+  );
 });
 
 describe("node classifier: a node with a record", () => {
@@ -191,22 +195,25 @@ describe("node classifier: results and streams", () => {
     await expect(setup({ nodes: [] }).classifier.classify({ messages })).rejects.toThrow("no idle node known to judge");
   });
 
-  it("a stream that ends fails the node's assign now, and the reconnected node starts afresh: probed, not resting", async () => {
-    vi.useFakeTimers({ now: T0 });
-    const { classifier, sent, teach } = setup();
-    await teach("n1", 100);
-    const answer = classifier.classify({ messages });
-    classifier.nodeGone("n1");
-    await expect(answer).rejects.toThrow("node n1 disconnected while classifying");
-    expect(classifier.pending).toBe(0);
-    expect(classifier.waitMs("n1")).toBeUndefined();
-    await expect(classifier.classify({ messages })).rejects.toThrow("probing n1");
-    // missing that probe rests it; a reconnect ends the rest at once
-    await vi.advanceTimersByTimeAsync(1_000);
-    classifier.nodeGone("n1");
-    await expect(classifier.classify({ messages })).rejects.toThrow("probing n1");
-    expect(sent).toHaveLength(4);
-  });
+  it(
+    "a stream that ends fails the node's assign now, and the reconnected node starts afresh: probed, not " + "resting",
+    async () => {
+      vi.useFakeTimers({ now: T0 });
+      const { classifier, sent, teach } = setup();
+      await teach("n1", 100);
+      const answer = classifier.classify({ messages });
+      classifier.nodeGone("n1");
+      await expect(answer).rejects.toThrow("node n1 disconnected while classifying");
+      expect(classifier.pending).toBe(0);
+      expect(classifier.waitMs("n1")).toBeUndefined();
+      await expect(classifier.classify({ messages })).rejects.toThrow("probing n1");
+      // missing that probe rests it; a reconnect ends the rest at once
+      await vi.advanceTimersByTimeAsync(1_000);
+      classifier.nodeGone("n1");
+      await expect(classifier.classify({ messages })).rejects.toThrow("probing n1");
+      expect(sent).toHaveLength(4);
+    },
+  );
 });
 
 describe("pickIdleClassifierNode", () => {

@@ -37,25 +37,28 @@ async function failure(promise: Promise<unknown>): Promise<Error> {
 }
 
 describe("OpenRouter link", () => {
-  it("POSTs a JSON-mode chat completion with the key, the model and the fenced conversation, and reads the answer", async () => {
-    const classifier = await link({ content: '{"difficulty":"ADVANCED"}' });
-    expect(await classifier.classify({ messages })).toEqual({ difficulty: "ADVANCED", classifier: "openrouter" });
-    expect(standin!.requests).toHaveLength(1);
-    const [request] = standin!.requests;
-    expect(request).toMatchObject({ method: "POST", path: "/api/v1/chat/completions" });
-    expect(request!.headers.authorization).toBe(`Bearer ${apiKey}`);
-    expect(request!.headers["content-type"]).toBe("application/json");
-    expect(request!.body).toMatchObject({
-      model: "openai/gpt-4o-mini",
-      temperature: 0,
-      response_format: { type: "json_object" },
-      stream: false,
-    });
-    expect(request!.body.max_tokens).toBeLessThanOrEqual(32);
-    expect(request!.body.messages[0]).toEqual({ role: "system", content: CLASSIFY_SYSTEM_PROMPT });
-    expect(request!.body.messages[1].role).toBe("user");
-    expect(request!.body.messages[1].content).toBe(`<request>\n[user]\n${messages[0]!.content}\n</request>`);
-  });
+  it(
+    "POSTs a JSON-mode chat completion with the key, the model and the fenced conversation, and reads the " + "answer",
+    async () => {
+      const classifier = await link({ content: '{"difficulty":"ADVANCED"}' });
+      expect(await classifier.classify({ messages })).toEqual({ difficulty: "ADVANCED", classifier: "openrouter" });
+      expect(standin!.requests).toHaveLength(1);
+      const [request] = standin!.requests;
+      expect(request).toMatchObject({ method: "POST", path: "/api/v1/chat/completions" });
+      expect(request!.headers.authorization).toBe(`Bearer ${apiKey}`);
+      expect(request!.headers["content-type"]).toBe("application/json");
+      expect(request!.body).toMatchObject({
+        model: "openai/gpt-4o-mini",
+        temperature: 0,
+        response_format: { type: "json_object" },
+        stream: false,
+      });
+      expect(request!.body.max_tokens).toBeLessThanOrEqual(32);
+      expect(request!.body.messages[0]).toEqual({ role: "system", content: CLASSIFY_SYSTEM_PROMPT });
+      expect(request!.body.messages[1].role).toBe("user");
+      expect(request!.body.messages[1].content).toBe(`<request>\n[user]\n${messages[0]!.content}\n</request>`);
+    },
+  );
 
   it("accepts the label in any case and with whitespace around the JSON", async () => {
     const classifier = await link({ content: '\n  {"difficulty": "simple"}  \n' });
@@ -113,22 +116,31 @@ describe("OpenRouter link", () => {
 });
 
 describe("OpenRouter link in the chain", () => {
-  it("is abandoned at its budget when the answer is slow: the request is aborted and the next link decides", async () => {
-    const classifier = await link({ delayMs: 2_000, content: '{"difficulty":"SIMPLE"}' });
-    const chain = createClassifierChain(
-      [
-        { name: "openrouter", budgetMs: 150, classifier },
-        { name: "local", budgetMs: 50, classifier: localClassifier },
-      ],
-      { cacheTtlMs: 0, cacheMaxEntries: 0 },
-    );
-    const started = performance.now();
-    expect(await chain.classify({ messages })).toEqual({ difficulty: "ADVANCED", classifier: "local" });
-    const elapsed = performance.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(140); // and "local" deciding shows the 2 s answer was not awaited
-    await expect.poll(() => standin!.requests[0]?.disconnected).toBe(true);
-    expect(chain.stats().links.openrouter).toEqual({ answered: 0, failed: 0, timedOut: 1, abandoned: 0, declined: 0 });
-  });
+  it(
+    "is abandoned at its budget when the answer is slow: the request is aborted and the next link " + "decides",
+    async () => {
+      const classifier = await link({ delayMs: 2_000, content: '{"difficulty":"SIMPLE"}' });
+      const chain = createClassifierChain(
+        [
+          { name: "openrouter", budgetMs: 150, classifier },
+          { name: "local", budgetMs: 50, classifier: localClassifier },
+        ],
+        { cacheTtlMs: 0, cacheMaxEntries: 0 },
+      );
+      const started = performance.now();
+      expect(await chain.classify({ messages })).toEqual({ difficulty: "ADVANCED", classifier: "local" });
+      const elapsed = performance.now() - started;
+      expect(elapsed).toBeGreaterThanOrEqual(140); // and "local" deciding shows the 2 s answer was not awaited
+      await expect.poll(() => standin!.requests[0]?.disconnected).toBe(true);
+      expect(chain.stats().links.openrouter).toEqual({
+        answered: 0,
+        failed: 0,
+        timedOut: 1,
+        abandoned: 0,
+        declined: 0,
+      });
+    },
+  );
 
   it("decides when it answers well within its budget", async () => {
     const classifier = await link({ delayMs: 20, content: '{"difficulty":"COMPLEX"}' });

@@ -72,7 +72,8 @@ describe("classification with many connected nodes that never answer classify", 
     expect(probed.every((node) => node.classifyAssigns.length === 1)).toBe(true);
   });
 
-  it("a node that answered a probe is waited on, for what its answers took: a slow answer ends the wait early", async () => {
+  it("a node that answered a probe is waited on, for what its answers took: a slow answer ends the wait " +
+    "early", async () => {
     // probes go to the silent nodes first (they rank higher), one per request, then to the judge
     const strangers = SILENT + 1 - silent().reduce((sum, node) => sum + node.classifyAssigns.length, 0);
     for (let i = 0; i < strangers; i++) {

@@ -94,7 +94,8 @@ describe("findMajority", () => {
   it.each([
     { answers: [yes, yes, lie], requested: 3, verified: true, representative: 0, agreeing: [0, 1], dissenting: [2] },
     { answers: [lie, yes, yes], requested: 3, verified: true, representative: 1, agreeing: [1, 2], dissenting: [0] },
-    { answers: [yes, yes], requested: 3, verified: true, representative: 0, agreeing: [0, 1], dissenting: [] }, // one node failed
+    // one node failed
+    { answers: [yes, yes], requested: 3, verified: true, representative: 0, agreeing: [0, 1], dissenting: [] },
     { answers: [yes, lie], requested: 2, verified: false, representative: 0, agreeing: [0], dissenting: [1] },
     {
       answers: [yes, lie, "Berlin"],

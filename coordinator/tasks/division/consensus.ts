@@ -54,7 +54,8 @@ export async function* runConsensus(
         task.taskId,
         "queued",
         null,
-        `consensus needs ${requested} connected nodes of one model and quantization; ${models?.count ?? 0} found: one node answers, unverified`,
+        `consensus needs ${requested} connected nodes of one model and quantization; ${models?.count ?? 0} found: ` +
+          `one node answers, unverified`,
       );
     }
     // temperature 0 and one seed for every copy: the same model and quantization should then give the same text

@@ -94,7 +94,9 @@ export async function* runContext(ctx: DivisionContext, task: DividedTask): Asyn
     requireCapableNode(ctx.registry.nodes(), { difficulty: plan.difficulty, model: task.model, exclude: new Set() });
     const budget = plan.budget;
     if (!budget) {
-      const smallest = `the smallest context window among the nodes that serve ${plan.difficulty} requests (${plan.window} tokens)`;
+      const smallest =
+        `the smallest context window among the nodes that serve ${plan.difficulty} requests ` +
+        `(${plan.window} tokens)`;
       throw new ConnectError(
         `${smallest} leaves no room for a chunk of a document beside the instructions and the request`,
         Code.FailedPrecondition,
@@ -156,7 +158,10 @@ async function* readDocument(
   if (chunks.length > ctx.config.contextMaxChunks) {
     const window = plan.window === undefined ? "" : ` for the nodes' context window of ${plan.window}`;
     throw new ConnectError(
-      `messages[${plan.documentIndex}].content: the document of about ${documentTokens} tokens needs ${chunks.length} chunks of ${budget.chunkTokens} tokens${window}; the limit is ${ctx.config.contextMaxChunks} (CONTEXT_MAX_CHUNKS)`,
+      `messages[${plan.documentIndex}].content: the document of about ${documentTokens} tokens ` +
+        `needs ${chunks.length} chunks of ${budget.chunkTokens} tokens${window}; the limit ` +
+        `is ${ctx.config.contextMaxChunks} ` +
+        `(CONTEXT_MAX_CHUNKS)`,
       Code.InvalidArgument,
     );
   }
@@ -164,7 +169,8 @@ async function* readDocument(
     task.taskId,
     "queued",
     null,
-    `document of about ${documentTokens} tokens in ${chunks.length} chunks of ≤ ${budget.chunkTokens} (window ${plan.window ?? "unknown"}, prompt ${budget.overheadTokens}, notes ≤ ${budget.noteTokens})`,
+    `document of about ${documentTokens} tokens in ${chunks.length} chunks of ≤ ${budget.chunkTokens} ` +
+      `(window ${plan.window ?? "unknown"}, prompt ${budget.overheadTokens}, notes ≤ ${budget.noteTokens})`,
   );
   const read = (what: string, prompts: ChatMessageInput[][]) =>
     readRound(group, parent, base, budget, plan.count, what, prompts);

@@ -51,7 +51,9 @@ export function chooseAutoMode(facts: AutoFacts): { mode: DivisionMode; reason: 
     if (facts.wholeNodes === 0)
       return {
         mode: "subtasks",
-        reason: `no node online serves ${facts.difficulty} requests; ${facts.partNodes} serve its ${facts.ruleParts} parts`,
+        reason:
+          `no node online serves ${facts.difficulty} requests; ${facts.partNodes} serve its ${facts.ruleParts} ` +
+          `parts`,
       };
     if (facts.difficulty !== "SIMPLE" && facts.partNodes >= 2)
       return { mode: "subtasks", reason: `${facts.ruleParts} independent parts and ${facts.partNodes} capable nodes` };

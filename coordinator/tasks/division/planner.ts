@@ -13,9 +13,9 @@ export function planningMessages(request: string, maxParts: number): { role: "sy
       role: "system",
       content:
         `You split a user's request into independent sub-requests that different assistants can answer in parallel. ` +
-        `Answer with a JSON array of 2 to ${maxParts} strings, each a complete, self-contained request (repeat any shared ` +
-        `context in each), in the order the answers should appear. If the request cannot be split into independent ` +
-        `parts, answer with []. Answer with the JSON array only.`,
+        `Answer with a JSON array of 2 to ${maxParts} strings, each a complete, self-contained request (repeat any ` +
+        `shared context in each), in the order the answers should appear. If the request cannot be split into ` +
+        `independent parts, answer with []. Answer with the JSON array only.`,
     },
     { role: "user", content: request },
   ];
