@@ -230,7 +230,9 @@ export class ChatLimiter {
       INSERT INTO chat_admissions AS c (subject, admitted_at, expires_at)
       VALUES (${subject}, ARRAY[${at}::timestamptz], ${expires})
       ON CONFLICT (subject) DO UPDATE
-        SET admitted_at = ARRAY(SELECT t FROM unnest(c.admitted_at) AS t WHERE t > ${cutoff}::timestamptz ORDER BY t) || ${at}::timestamptz,
+        SET admitted_at = ARRAY(
+              SELECT t FROM unnest(c.admitted_at) AS t WHERE t > ${cutoff}::timestamptz ORDER BY t
+            ) || ${at}::timestamptz,
             expires_at = greatest(c.expires_at, excluded.expires_at)
         WHERE (SELECT count(*) FROM unnest(c.admitted_at) AS t WHERE t > ${cutoff}::timestamptz) < ${limit}
       RETURNING 1 AS admitted`.execute(this.db);

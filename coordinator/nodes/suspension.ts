@@ -26,7 +26,8 @@ export async function recordMismatch(
     .set((eb) => ({
       mismatches: eb("mismatches", "+", 1),
       // the right-hand side reads the row as it was before this UPDATE
-      suspended_at: sql<Date | null>`CASE WHEN suspended_at IS NULL AND mismatches + 1 >= ${suspendAfter} THEN now() ELSE suspended_at END`,
+      suspended_at: sql<Date | null>`CASE WHEN suspended_at IS NULL AND mismatches + 1 >= ${suspendAfter}
+        THEN now() ELSE suspended_at END`,
     }))
     .where("id", "=", nodeId)
     // now() is the transaction's start: equal only when this statement set it

@@ -246,8 +246,8 @@ async function writeUpdates(tx: Transaction<Database>, updates: Map<string, Task
     ]);
     // the id list lets the planner look the rows up by primary key; joining on d.id alone scans the whole table
     const ids = rows.map((row) => row.id as string);
-    await sql`UPDATE tasks SET ${assignments} FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS d(${record}) WHERE tasks.id = d.id AND tasks.id = ANY(${ids}::uuid[])`.execute(
-      tx,
-    );
+    await sql`UPDATE tasks SET ${assignments}
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS d(${record})
+      WHERE tasks.id = d.id AND tasks.id = ANY(${ids}::uuid[])`.execute(tx);
   }
 }
