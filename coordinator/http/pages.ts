@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import type { FastifyInstance, FastifyReply } from "fastify";
 
 /** Where `npm run build` (scripts/build-web.ts) puts the pages. */
-export const DEFAULT_WEB_DIR = fileURLToPath(new URL("../../dist/web", import.meta.url));
+const DEFAULT_WEB_DIR = fileURLToPath(new URL("../../dist/web", import.meta.url));
 
 /**
  * No inline script or style anywhere, and only this origin: if model output ever slipped past the chat page's

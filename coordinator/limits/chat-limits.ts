@@ -23,7 +23,7 @@ import type { Database } from "../db/schema.ts";
  * failed mid-answer or timed-out requests stay charged: a node did work for them.
  */
 
-export const CHAT_WINDOW_MS = 24 * 3_600_000;
+const CHAT_WINDOW_MS = 24 * 3_600_000;
 
 /** Who a message counts against; `scope` completes "1 message per 24 h ..." in the refusal. */
 export type ChatSubject =

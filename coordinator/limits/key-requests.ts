@@ -14,7 +14,7 @@ import { humanDuration } from "./chat-limits.ts";
 
 export type KeyMethod = "GenerateKey" | "VerifyKey";
 
-export const KEY_WINDOW_MS = 3_600_000;
+const KEY_WINDOW_MS = 3_600_000;
 
 export interface KeyRequestLimiterOptions {
   /** Milliseconds since the epoch; injected by tests. */

@@ -13,7 +13,7 @@ import { TaskTable, type TaskChange } from "./task-table.ts";
 export type { TaskSink } from "./task-sink.ts";
 
 /** Completed tasks whose service time the wait estimate looks at, per node. */
-export const SERVICE_TIMES_KEPT = 20;
+const SERVICE_TIMES_KEPT = 20;
 
 /** What a node declared at registration (size and quantization completed from the model name when left out). */
 export interface NodeCapabilities {

@@ -12,7 +12,7 @@ import type { PartResult, PartSpec } from "./part-spec.ts";
 import { modelIdentity, sameModel } from "./router.ts";
 
 /** Below this effective size (parameters × the quantization's factor) a model is not trusted to repeat a code. */
-export const KNOWN_ANSWER_MIN_PARAMETERS = 3e9;
+const KNOWN_ANSWER_MIN_PARAMETERS = 3e9;
 /** Canary answers: the code and perhaps a few words; a sentence; a paragraph long enough to be a speed sample. */
 const MAX_TOKENS = { known_answer: 32, peer: 48, speed: 64 } as const;
 const CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -57,12 +57,12 @@ export function passesCanary(output: string, answer: string): boolean {
 }
 
 /** A prompt whose answer at temperature 0 depends on the model, not on a skill: nothing to get right or wrong. */
-export function peerPrompt(random: () => number): string {
+function peerPrompt(random: () => number): string {
   return `Write one sentence about the number ${1000 + Math.floor(random() * 9000)}.`;
 }
 
 /** A prompt any model answers at some length, so the answer is a speed sample (16 tokens or more). */
-export function speedPrompt(random: () => number): string {
+function speedPrompt(random: () => number): string {
   return `Write a short paragraph about the number ${1000 + Math.floor(random() * 9000)}.`;
 }
 

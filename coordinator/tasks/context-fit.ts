@@ -10,7 +10,7 @@ import { ratesFor } from "./division/chunking.ts";
  * refuses only a prompt over its window and stops the answer where the window ends, and a long conversation with a
  * short answer is better than none.
  */
-export const MIN_ANSWER_TOKENS = 256;
+const MIN_ANSWER_TOKENS = 256;
 /**
  * Chat-template tokens around each message (role markers, separators): 3 to 5 in Llama, ChatML and Mistral templates.
  */

@@ -3,7 +3,7 @@ import { sql, type Kysely } from "kysely";
 import type { Database, TaskStatus } from "../db/schema.ts";
 
 /** The statuses of a task that some coordinator is still working on. */
-export const OPEN_TASK_STATUSES = ["queued", "assigned", "streaming"] as const satisfies readonly TaskStatus[];
+const OPEN_TASK_STATUSES = ["queued", "assigned", "streaming"] as const satisfies readonly TaskStatus[];
 
 /** The failure reason of a task whose coordinator stopped under it. */
 export function stoppedReason(instance: string): string {

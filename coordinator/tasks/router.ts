@@ -97,9 +97,6 @@ export function pickNode(nodes: Iterable<LiveNode>, request: RouteRequest): Live
 
 export type DifficultyTimeouts = Record<Difficulty, number>;
 
-/** SPEC's timeouts: 60 s, 300 s, 600 s. */
-export const specTimeoutsMs: DifficultyTimeouts = { SIMPLE: 60_000, COMPLEX: 300_000, ADVANCED: 600_000 };
-
 /**
  * How long a task may run: the difficulty's timeout, or — for a large max_tokens on a slow node — twice the
  * time the node needs to generate max_tokens at its measured speed, whichever is longer.

@@ -27,7 +27,7 @@ export interface SpotCheckDeps {
 }
 
 /** Checks waiting for a free checker at once; beyond this a check is skipped (a busy network sheds its checks). */
-export const MAX_WAITING_CHECKS = 100;
+const MAX_WAITING_CHECKS = 100;
 
 export { canaryPrompt, passesCanary } from "./canary.ts";
 

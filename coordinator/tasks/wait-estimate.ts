@@ -4,11 +4,11 @@ import type { LiveNode } from "../nodes/registry.ts";
 import { eligible, type RouteRequest } from "./router.ts";
 
 /** A node that has completed nothing yet is expected to take as long as this many tokens at its declared speed... */
-export const FALLBACK_ANSWER_TOKENS = 256;
+const FALLBACK_ANSWER_TOKENS = 256;
 /** ...or this long when it declared no speed either (SIMPLE's deadline). */
-export const FALLBACK_SERVICE_MS = 60_000;
+const FALLBACK_SERVICE_MS = 60_000;
 /** A task running past its expected time is expected to end within this: the estimate never says "now". */
-export const OVERDUE_REMAINING_MS = 1_000;
+const OVERDUE_REMAINING_MS = 1_000;
 
 /** One capable node as the estimate sees it. */
 export interface SlotSource {
