@@ -36,8 +36,8 @@ const rules: [category: string, test: (url: string) => boolean][] = [
   ["protobuf encode/decode (@bufbuild/protobuf)", (u) => u.includes("node_modules/@bufbuild/protobuf/")],
   ["connect-es (RPC protocol, envelopes, streams)", (u) => u.includes("node_modules/@connectrpc/")],
   ["HTTP/2 (node:http2)", (u) => u.startsWith("node:internal/http2") || u === "node:http2"],
-  // coordinator/single-port.ts hands HTTP/2 a JS Duplex (ReplaySocket) instead of the native socket, so every
-  // byte also crosses JSStreamSocket; counted apart, as it is a cost of serving h2c and HTTP/1.1 on one port
+  // coordinator/single-port.ts hands HTTP/1.1 and h2c the native socket; the TLS port's plaintext-h2 case still
+  // goes through a JS Duplex (ReplaySocket) and JSStreamSocket: counted apart, a cost of sharing one port
   [
     "one-port socket bridge (ReplaySocket, JSStreamSocket)",
     (u) => u === "node:internal/js_stream_socket" || u.endsWith("/coordinator/single-port.ts"),
