@@ -94,11 +94,9 @@ describe("classifyLocally: what it reads", () => {
     expect(ask(`${question}\n\n${letter}`)).not.toBe("SIMPLE");
   });
 
-  it("reads a megabyte paste in about the time of a long prompt", () => {
+  it("reads only a window of a megabyte paste: four times as long, the same answer (speed: bench:classifier)", () => {
     const paste = "x".repeat(1_000_000);
-    const started = performance.now();
-    for (let i = 0; i < 10; i++) ask(`Summarise this:\n${paste}`);
-    expect((performance.now() - started) / 10).toBeLessThan(20);
+    expect(ask(`Summarise this:\n${paste}`)).toBe(ask(`Summarise this:\n${paste.repeat(4)}`));
   });
 });
 
