@@ -14,6 +14,7 @@ import {
 } from "../../test/support/lmstudio-standin.ts";
 import type { GeneratedPiece, GenerateRequest, GenerateResult } from "./backend.ts";
 import { createOpenAiCompatibleBackend, type OpenAiCompatibleOptions } from "./openai-compatible.ts";
+import { createHttpTransport, type HttpTransport } from "./http-client.ts";
 import { measureTokenizerRates } from "../tokenizer-rates.ts";
 
 const [embedding, qwen] = STANDIN_MODELS as [StandinModel, StandinModel, StandinModel];
@@ -149,13 +150,14 @@ describe("generate()", () => {
   it("never counts past max tokens, even from a server that ignores max_tokens", async () => {
     const { standin } = await setup({ tokens: ["a", "b", "c", "d", "e"] });
     // the server sees no max_tokens: it streams all five and reports five in its usage
-    const ignoring: typeof fetch = (input, init) => {
-      const { max_tokens: _, ...body } = JSON.parse(String(init?.body)) as Record<string, unknown>;
-      return fetch(input, { ...init, body: JSON.stringify(body) });
+    const http = createHttpTransport();
+    const ignoring: HttpTransport = (url, call) => {
+      const { max_tokens: _, ...body } = JSON.parse(String(call.body)) as Record<string, unknown>;
+      return http(url, { ...call, body: JSON.stringify(body) });
     };
     for (const usage of [true, false]) {
       standin.behaviour.usage = usage;
-      const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, fetch: ignoring });
+      const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, transport: ignoring });
       const { pieces, tokens, result } = await collect(backend.generate(request({ maxTokens: 3 })));
       expect(pieces).toEqual(["a", "b", "c"]);
       expect(tokens).toBe(3);
@@ -182,23 +184,49 @@ describe("generate()", () => {
     expect(standin.requests.at(-1)!.body).toMatchObject({ continue_final_message: true, add_generation_prompt: false });
   });
 
+  it("sends answer after answer on one kept-alive connection; a cancelled one closes its own", async () => {
+    const { standin, backend } = await setup({ tokens: ["a", "b"] });
+    for (let i = 0; i < 6; i++) expect((await collect(backend.generate(request()))).pieces).toEqual(["a", "b"]);
+    const ports = standin.requests.filter((r) => r.path === "/v1/chat/completions").map((r) => r.clientPort);
+    expect(ports).toHaveLength(6);
+    // the answer returns at [DONE]; the stand-in's end of the response follows, so the next request may find that
+    // socket not yet back in the pool and open a second one, but never a new connection per request
+    expect(new Set(ports).size).toBeLessThanOrEqual(2);
+    // a consumer that stops early: that request's socket is closed, never handed to the next answer
+    const disconnect = standin.nextDisconnect();
+    standin.behaviour.tokens = Array.from({ length: 200 }, () => " x");
+    standin.behaviour.tokenDelayMs = 20;
+    for await (const _ of backend.generate(request())) break;
+    await disconnect;
+    standin.behaviour.tokens = ["c"];
+    standin.behaviour.tokenDelayMs = 0;
+    expect((await collect(backend.generate(request()))).pieces).toEqual(["c"]);
+    const [cancelled, last] = standin.requests.slice(-2);
+    expect(cancelled!.disconnected).toBe(true);
+    expect(last!.clientPort).not.toBe(cancelled!.clientPort);
+    await backend.close();
+  });
+
   it("reassembles SSE events and UTF-8 characters split across TCP chunks", async () => {
     const tokens = ["Grüße", " 🌍", " ünd", " 日本"];
     // Three bytes a write splits every event, and every 4-byte emoji, across reads.
     const { standin } = await setup({ tokens, writeBytesAtATime: 3, keepAliveComments: true });
     let chunks = 0;
-    const countingFetch: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init);
-      if (!response.body) return response;
-      const counter = new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          chunks++;
-          controller.enqueue(chunk);
-        },
-      });
-      return new Response(response.body.pipeThrough(counter), response);
+    const http = createHttpTransport();
+    const counting: HttpTransport = async (url, call) => {
+      const answer = await http(url, call);
+      const body = answer.body;
+      return {
+        ...answer,
+        body: (async function* () {
+          for await (const chunk of body) {
+            chunks++;
+            yield chunk;
+          }
+        })(),
+      };
     };
-    const split = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, fetch: countingFetch });
+    const split = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, transport: counting });
     const { pieces, result } = await collect(split.generate(request()));
     expect(pieces).toEqual(tokens);
     expect(result).toMatchObject({ completionTokens: 4, finishReason: "stop" });

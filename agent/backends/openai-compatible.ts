@@ -9,6 +9,7 @@ import {
   type GenerateResult,
   type ModelDescription,
 } from "./backend.ts";
+import { createHttpTransport, type HttpAnswer, type HttpTransport } from "./http-client.ts";
 
 type OpenAiCompatibleKind = "lmstudio" | "ollama" | "llama.cpp" | "vllm" | "openai-compatible";
 
@@ -19,7 +20,8 @@ export interface OpenAiCompatibleOptions {
   /** The model to serve; default: the server's loaded chat model, else the first one it lists. */
   model?: string;
   apiKey?: string;
-  fetch?: typeof fetch;
+  /** How requests are sent; default: node:http on a keep-alive pool of the backend's own (tests wrap it). */
+  transport?: HttpTransport;
 }
 
 // Model listings should answer at once; a server that does not is treated as down rather than waited for.
@@ -62,7 +64,9 @@ export function createOpenAiCompatibleBackend(options: OpenAiCompatibleOptions):
 class OpenAiCompatibleBackend implements Backend {
   readonly kind: OpenAiCompatibleKind;
   private readonly baseUrl: string;
-  private readonly fetch: typeof fetch;
+  private readonly send: HttpTransport;
+  /** The pool this backend made (none when the options brought a transport); closed with the backend. */
+  private readonly pool: ReturnType<typeof createHttpTransport> | undefined;
   private readonly inFlight = new Set<AbortController>();
   private closed = false;
   /** The model chosen by describe(), used when neither the options nor the request name one. */
@@ -73,7 +77,8 @@ class OpenAiCompatibleBackend implements Backend {
   constructor(private readonly options: OpenAiCompatibleOptions) {
     this.kind = options.kind ?? "openai-compatible";
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
-    this.fetch = options.fetch ?? globalThis.fetch;
+    this.pool = options.transport ? undefined : createHttpTransport();
+    this.send = options.transport ?? this.pool!;
     if (this.kind === "llama.cpp" || this.kind === "vllm") this.countTokens = (text) => this.tokenize(text);
   }
 
@@ -91,9 +96,9 @@ class OpenAiCompatibleBackend implements Backend {
             add_special_tokens: false,
           }
         : { content: text, add_special: false };
-    let response: Response;
+    let response: HttpAnswer;
     try {
-      response = await this.fetch(url, {
+      response = await this.send(url, {
         method: "POST",
         headers: { "content-type": "application/json", ...this.headers() },
         body: JSON.stringify(body),
@@ -102,8 +107,11 @@ class OpenAiCompatibleBackend implements Backend {
     } catch (error) {
       throw new BackendError("backend_failed", `cannot reach ${url}: ${describeFailure(error)}`, { cause: error });
     }
-    if (!response.ok) throw await this.errorFrom(response, this.options.model ?? "");
-    const answer = (await response.json().catch(() => undefined)) as { count?: unknown; tokens?: unknown } | undefined;
+    if (!ok(response)) throw await this.errorFrom(response, this.options.model ?? "");
+    const answer = (await response
+      .text()
+      .then((text) => JSON.parse(text))
+      .catch(() => undefined)) as { count?: unknown; tokens?: unknown } | undefined;
     const count =
       typeof answer?.count === "number"
         ? answer.count
@@ -168,37 +176,33 @@ class OpenAiCompatibleBackend implements Backend {
     if (request.signal.aborted) return result("cancelled");
     request.signal.addEventListener("abort", onAbort, { once: true });
     this.inFlight.add(http);
+    let response: HttpAnswer | undefined;
     try {
-      const response = await this.fetch(url, {
+      response = await this.send(url, {
         method: "POST",
         headers: { ...this.headers(), "Content-Type": "application/json", Accept: "text/event-stream" },
         body: JSON.stringify(body),
         signal: http.signal,
       });
-      if (!response.ok) throw await this.errorFrom(response, model);
-      if (response.headers.get("content-type")?.includes("application/json")) {
+      if (!ok(response)) throw await this.errorFrom(response, model);
+      if (response.contentType.includes("application/json")) {
         // Not a stream: a server that ignored `stream`, or an error with status 200 (LM Studio's unknown paths).
         const text = this.readEvent({ data: await response.text() }, state, model, "message");
         if (text !== undefined) yield { text, tokens: 1 };
         return result(state.finishReason === "length" ? "length" : "stop");
       }
-      if (!response.body) throw new BackendError("backend_failed", `${url} answered without a body`);
       const events: EventSourceMessage[] = [];
       const parser = createParser({ onEvent: (event) => events.push(event) });
-      // A streaming decoder keeps a UTF-8 character whole when TCP splits its bytes across reads; decoding each read
-      // here rather than through a TextDecoderStream saves a web-stream stage (and its promises) per read.
+      // A streaming decoder keeps a UTF-8 character whole when TCP splits its bytes across reads.
       const decoder = new TextDecoder();
-      const reader = response.body.getReader();
-      while (!state.done) {
-        const { value, done } = await reader.read();
-        if (done) break;
+      read: for await (const value of response.body) {
         parser.feed(decoder.decode(value, { stream: true }));
         for (const event of events.splice(0)) {
           const text = this.readEvent(event, state, model);
           // a delta past the budget: the server ignored max_tokens, and the answer ends here
           if (state.contentDeltas > request.maxTokens) return result("length");
           if (text !== undefined && !request.signal.aborted) yield { text, tokens: 1 };
-          if (state.done) break;
+          if (state.done) break read;
         }
       }
       if (request.signal.aborted) return result("cancelled");
@@ -212,16 +216,19 @@ class OpenAiCompatibleBackend implements Backend {
       if (error instanceof BackendError) throw error;
       throw new BackendError("backend_failed", `${url} failed: ${describeFailure(error)}`, { cause: error });
     } finally {
-      // Also reached when the consumer stops early: aborting closes the HTTP request, which stops the server.
       request.signal.removeEventListener("abort", onAbort);
       this.inFlight.delete(http);
-      http.abort();
+      // A complete answer ([DONE] read): the socket goes back to the pool once the response's end is read. Otherwise
+      // (a cancel, a failure, a consumer that stopped early) aborting closes the request, which stops the server.
+      if (state.done && !request.signal.aborted) response?.release();
+      else http.abort();
     }
   }
 
   async close(): Promise<void> {
     this.closed = true;
     for (const http of this.inFlight) http.abort();
+    this.pool?.close();
   }
 
   /** One SSE event: returns the text piece it carries, if any, and records finish reason, usage and the end. */
@@ -286,13 +293,13 @@ class OpenAiCompatibleBackend implements Backend {
   }
 
   private async getJson(url: string): Promise<unknown> {
-    let response: Response;
+    let response: HttpAnswer;
     try {
-      response = await this.fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(LIST_TIMEOUT_MS) });
+      response = await this.send(url, { headers: this.headers(), signal: AbortSignal.timeout(LIST_TIMEOUT_MS) });
     } catch (error) {
       throw new BackendError("backend_failed", `cannot reach ${url}: ${describeFailure(error)}`, { cause: error });
     }
-    if (!response.ok) throw await this.errorFrom(response, this.options.model ?? "");
+    if (!ok(response)) throw await this.errorFrom(response, this.options.model ?? "");
     const text = await response.text();
     let body: any;
     try {
@@ -309,7 +316,7 @@ class OpenAiCompatibleBackend implements Backend {
     return this.options.apiKey ? { Authorization: `Bearer ${this.options.apiKey}` } : {};
   }
 
-  private async errorFrom(response: Response, model: string): Promise<BackendError> {
+  private async errorFrom(response: HttpAnswer, model: string): Promise<BackendError> {
     const text = await response.text().catch(() => "");
     let body: unknown;
     try {
@@ -341,9 +348,13 @@ class OpenAiCompatibleBackend implements Backend {
   }
 }
 
+function ok(response: HttpAnswer): boolean {
+  return response.status >= 200 && response.status < 300;
+}
+
 function describeFailure(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  // fetch hides the socket error (ECONNREFUSED …) in `cause`.
+  // some errors hide the socket error (ECONNREFUSED …) in `cause`
   const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
   return `${error.message}${cause}`;
 }

@@ -1,5 +1,5 @@
 // Account keys (Mullvad-style): 16 random digits from a CSPRNG, shown in groups of four, stored only as a hash.
-import { createHash, randomInt } from "node:crypto";
+import { hash, randomInt } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 
 /** Returns a uniformly random integer in [0, max); injected in tests that need fixed keys. */
@@ -38,5 +38,6 @@ export function normalizeAccountKey(input: string, field = "account_key"): strin
  * or logged; only this digest is compared.
  */
 export function hashAccountKey(digits: string): string {
-  return createHash("sha256").update(digits, "utf8").digest("hex");
+  // one-shot: no Hash object per request (this runs for every request that carries a key)
+  return hash("sha256", digits, "hex");
 }

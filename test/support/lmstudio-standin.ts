@@ -49,6 +49,8 @@ export interface RecordedRequest {
   body: any;
   /** The client went away before the response was complete. */
   disconnected: boolean;
+  /** The client's port: requests on one kept-alive connection share it. */
+  clientPort: number | undefined;
 }
 
 export interface LmStudioStandin {
@@ -124,6 +126,7 @@ export async function startLmStudioStandin(behaviour: Partial<StandinBehaviour> 
       headers: req.headers,
       body: undefined,
       disconnected: false,
+      clientPort: req.socket.remotePort,
     };
     requests.push(record);
     res.on("error", () => {}); // writes after the client has gone are expected, not failures

@@ -1,5 +1,5 @@
 // Remembers classifications by a hash of the conversation, for a while and up to a bound (least recently used goes).
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Classification } from "./classifier.ts";
 
 /**
@@ -7,13 +7,14 @@ import type { Classification } from "./classifier.ts";
  * hits: Unicode NFC, runs of whitespace as one space, ends trimmed, roles lowercased. Case is kept: it can matter.
  */
 export function conversationKey(messages: readonly { role: string; content: string }[]): string {
-  const hash = createHash("sha256");
+  let text = "";
   for (const { role, content } of messages) {
     // length-prefixed fields: no two different conversations concatenate to the same bytes
-    const normalised = [role.trim().toLowerCase(), content.normalize("NFC").replace(/\s+/g, " ").trim()];
-    for (const field of normalised) hash.update(`${field.length}:${field};`);
+    const r = role.trim().toLowerCase();
+    const c = content.normalize("NFC").replace(/\s+/g, " ").trim();
+    text += `${r.length}:${r};${c.length}:${c};`;
   }
-  return hash.digest("hex");
+  return hash("sha256", text, "hex");
 }
 
 export interface CacheStats {
