@@ -289,7 +289,8 @@ export class CoordinatorLink {
           if (this.#paused) handle.heartbeat();
           heartbeat = setInterval(handle.heartbeat, m.value.heartbeatIntervalMs);
         } else if (m.case === "taskAssign") {
-          logger.info({ taskId: m.value.taskId, maxTokens: m.value.maxTokens }, "task assigned");
+          // per task at debug: "task ended" (info) says how each went, one line per task on a busy node
+          logger.debug({ taskId: m.value.taskId, maxTokens: m.value.maxTokens }, "task assigned");
           void runner?.start(m.value);
         } else if (m.case === "cancel") {
           logger.info({ taskId: m.value.taskId, reason: m.value.reason }, "task cancelled by the coordinator");

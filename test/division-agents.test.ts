@@ -49,7 +49,9 @@ describe("division modes with real agents on the tiny model", () => {
   let coordinator: TestCoordinator;
   let agents: Map<string, AgentProcess>;
   let inference: ReturnType<typeof createClient<typeof InferenceService>>;
-  const agent = (nodeId: string, env: Record<string, string> = {}) => network.agent(nodeId, env);
+  // at debug: the kill test finds its victim by the agent's "task assigned" line
+  const agent = (nodeId: string, env: Record<string, string> = {}) =>
+    network.agent(nodeId, { LOG_LEVEL: "debug", ...env });
 
   beforeAll(async () => {
     network = await startAgentNetwork({

@@ -1,5 +1,6 @@
 // The reputation ledger: every change is an event row written in the same transaction as the node's new score.
-import type { Kysely, Transaction } from "kysely";
+import { sql, type Kysely, type Transaction } from "kysely";
+import { insertRecordset, type ColumnTypes } from "../db/recordset.ts";
 import {
   type Database,
   type JsonValue,
@@ -191,14 +192,13 @@ export async function writeTaskOutcomes(
       .execute();
     const scores = new Map(locked.map((row) => [row.id, row.reputation]));
     for (const id of nodeIds) if (!scores.has(id)) throw new Error(`reputation event for unknown node ${id}`);
-    const existing = await tx
-      .selectFrom("reputation_events")
-      .select(["node_id", "rule", "period_key"])
-      .where("node_id", "in", nodeIds)
-      .where("period_key", "in", [...new Set(inputs.map(periodOf))])
-      .execute();
+    // arrays, not IN lists: one placeholder each however large the batch
+    const periods = [...new Set(inputs.map(periodOf))];
+    const { rows: existing } = await sql<{ node_id: string; rule: string; period_key: string | null }>`
+      SELECT node_id, rule, period_key FROM reputation_events
+      WHERE node_id = ANY(${nodeIds}::text[]) AND period_key = ANY(${periods}::text[])`.execute(tx);
     const recorded = new Set(existing.map((row) => key(row.node_id, row.rule, row.period_key ?? "")));
-    const rows: NewReputationEvent[] = [];
+    const rows: (Omit<NewReputationEvent, "evidence"> & { evidence: JsonValue })[] = [];
     const changed = new Set<string>();
     const results = inputs.map((input, i): TaskOutcomeResult => {
       const result = { reputation: 0, delta: 0, fast: false, applied: false };
@@ -218,7 +218,7 @@ export async function writeTaskOutcomes(
           delta: applied,
           task_id: input.taskId,
           period_key: periodOf(input),
-          evidence: json(event.evidence),
+          evidence: event.evidence,
           reputation_after: next,
         });
         result.applied = true;
@@ -229,7 +229,10 @@ export async function writeTaskOutcomes(
       result.reputation = scores.get(input.nodeId)!;
       return result;
     });
-    if (rows.length > 0) await tx.insertInto("reputation_events").values(rows).execute();
+    if (rows.length > 0) {
+      const group = { columns: EVENT_COLUMN_NAMES, rows };
+      await insertRecordset("reputation_events", EVENT_COLUMNS, group).execute(tx);
+    }
     for (const nodeId of changed)
       await tx
         .updateTable("nodes")
@@ -239,6 +242,19 @@ export async function writeTaskOutcomes(
     return results;
   });
 }
+
+/** The columns writeTaskOutcomes writes, as jsonb_to_recordset reads them. */
+const EVENT_COLUMNS: ColumnTypes = {
+  node_id: "text",
+  account_id: "uuid",
+  rule: "text",
+  delta: "double precision",
+  task_id: "uuid",
+  period_key: "text",
+  evidence: "jsonb",
+  reputation_after: "double precision",
+};
+const EVENT_COLUMN_NAMES = Object.keys(EVENT_COLUMNS);
 
 /** Events newest first, each with the node's score right after it (reputation_after). */
 export async function reputationHistory(

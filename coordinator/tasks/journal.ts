@@ -3,10 +3,11 @@
 // insert of status events), in order, so a stream never waits for the database. While the database is
 // unavailable the batches wait and are tried again until it is back; a batch is written exactly once (a retry
 // first asks whether the last try's COMMIT landed), and new tasks are refused while too many records wait.
-import { sql, type Kysely, type Transaction } from "kysely";
+import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
 import type { Logger } from "pino";
 import { CommitUnknownError, isDatabaseUnavailable } from "../db/faults.ts";
 import { DEFAULT_PACING, OutageWait, settlesWithin, type OutagePacing } from "../db/outage.ts";
+import { groupByColumns, insertRecordset, recordset, typed, type ColumnTypes, type RowGroup } from "../db/recordset.ts";
 import type { Database, NewTask, TaskStatus, TaskUpdate } from "../db/schema.ts";
 
 interface Pending {
@@ -160,6 +161,12 @@ export class TaskJournal {
   }
 }
 
+/**
+ * One batch in one statement: the new tasks (with the changes they already had), the updates (one part per set of
+ * changed columns) and the status events, each part's rows as one JSON parameter (db/recordset.ts). The parts of a
+ * WITH see one snapshot, so no part may depend on another's rows: a task inserted here carries its updates already,
+ * and its events' foreign keys are checked at the end of the statement.
+ */
 async function writeBatch(tx: Transaction<Database>, batch: Pending): Promise<void> {
   // a task created in this batch is inserted as it is now: its changes need no UPDATE of their own
   const updates = new Map(batch.updates);
@@ -168,9 +175,30 @@ async function writeBatch(tx: Transaction<Database>, batch: Pending): Promise<vo
     updates.delete(row.id!);
     return update ? { ...row, ...update } : row;
   });
-  if (inserts.length > 0) await tx.insertInto("tasks").values(inserts).execute();
-  await writeUpdates(tx, updates);
-  await tx.insertInto("task_events").values(batch.events).execute();
+  const parts: RawBuilder<unknown>[] = [];
+  for (const group of groupByColumns(inserts)) {
+    if (typed(TASK_COLUMNS, group.columns)) parts.push(insertRecordset("tasks", TASK_COLUMNS, group));
+    else
+      await tx
+        .insertInto("tasks")
+        .values(group.rows as NewTask[])
+        .execute();
+  }
+  for (const group of groupByColumns([...updates].map(([id, update]) => ({ ...update, id })))) {
+    if (typed(TASK_COLUMNS, group.columns)) parts.push(updateRecordset(group));
+    else
+      for (const { id, ...update } of group.rows)
+        await tx
+          .updateTable("tasks")
+          .set(update)
+          .where("id", "=", id as string)
+          .execute();
+  }
+  if (batch.events.length > 0)
+    parts.push(insertRecordset("task_events", EVENT_COLUMNS, { columns: EVENT_COLUMN_NAMES, rows: batch.events }));
+  if (parts.length === 0) return;
+  const named = parts.map((part, i) => sql`${sql.raw(`w${i}`)} AS (${part})`);
+  await sql`WITH ${sql.join(named)} SELECT 1`.execute(tx);
 }
 
 async function currentTransactionId(tx: Transaction<Database>): Promise<string> {
@@ -196,9 +224,12 @@ async function committed(db: Kysely<Database>, xid: string): Promise<boolean> {
   return status === "committed";
 }
 
-/** SQL types of the task columns a status change may set (the record that jsonb_to_recordset reads). */
-const COLUMN_TYPES: Record<string, string> = {
+/** SQL types of the task columns the journal writes (the record that jsonb_to_recordset reads). */
+const TASK_COLUMNS: ColumnTypes = {
+  id: "uuid",
+  parent_id: "uuid",
   status: "text",
+  difficulty: "text",
   tier: "text",
   division_mode: "text",
   classifier: "text",
@@ -210,6 +241,7 @@ const COLUMN_TYPES: Record<string, string> = {
   completion_tokens: "integer",
   max_tokens: "integer",
   attempt: "integer",
+  created_at: "timestamptz",
   assigned_at: "timestamptz",
   first_token_at: "timestamptz",
   completed_at: "timestamptz",
@@ -217,37 +249,27 @@ const COLUMN_TYPES: Record<string, string> = {
   ttft_ms: "integer",
   total_ms: "integer",
   failure_reason: "text",
+  coordinator_instance: "text",
 };
 
+const EVENT_COLUMNS: ColumnTypes = {
+  task_id: "uuid",
+  status: "text",
+  node_id: "text",
+  detail: "text",
+  at: "timestamptz",
+};
+const EVENT_COLUMN_NAMES = Object.keys(EVENT_COLUMNS);
+
 /**
- * The updates, one statement per set of columns (a batch has a few: assigned, streaming, completed, failed):
- * `UPDATE tasks SET … FROM jsonb_to_recordset($1) AS d(id uuid, …) WHERE tasks.id = d.id AND tasks.id = ANY($2)`.
- * Column names and
- * types come from COLUMN_TYPES only; an update with any other column is written on its own.
+ * `UPDATE tasks SET … FROM jsonb_to_recordset($1) AS d(id uuid, …) WHERE tasks.id = d.id AND tasks.id = ANY($2)`
+ * for the updates that set one set of columns (a batch has a few: assigned, streaming, completed, failed).
  */
-async function writeUpdates(tx: Transaction<Database>, updates: Map<string, TaskUpdate>): Promise<void> {
-  const groups = new Map<string, { columns: string[]; rows: Record<string, unknown>[] }>();
-  for (const [id, update] of updates) {
-    const columns = Object.keys(update).sort();
-    if (columns.some((column) => !(column in COLUMN_TYPES))) {
-      await tx.updateTable("tasks").set(update).where("id", "=", id).execute();
-      continue;
-    }
-    const signature = columns.join(",");
-    const group = groups.get(signature) ?? { columns, rows: [] };
-    group.rows.push({ ...update, id });
-    groups.set(signature, group);
-  }
-  for (const { columns, rows } of groups.values()) {
-    const assignments = sql.join(columns.map((column) => sql`${sql.ref(column)} = d.${sql.ref(column)}`));
-    const record = sql.join([
-      sql`id uuid`,
-      ...columns.map((column) => sql`${sql.ref(column)} ${sql.raw(COLUMN_TYPES[column]!)}`),
-    ]);
-    // the id list lets the planner look the rows up by primary key; joining on d.id alone scans the whole table
-    const ids = rows.map((row) => row.id as string);
-    await sql`UPDATE tasks SET ${assignments}
-      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS d(${record})
-      WHERE tasks.id = d.id AND tasks.id = ANY(${ids}::uuid[])`.execute(tx);
-  }
+function updateRecordset({ columns, rows }: RowGroup): RawBuilder<unknown> {
+  const changed = columns.filter((column) => column !== "id");
+  const assignments = sql.join(changed.map((column) => sql`${sql.ref(column)} = d.${sql.ref(column)}`));
+  // the id list lets the planner look the rows up by primary key; joining on d.id alone scans the whole table
+  const ids = rows.map((row) => row.id as string);
+  return sql`UPDATE tasks SET ${assignments} FROM ${recordset(TASK_COLUMNS, columns, rows)}
+    WHERE tasks.id = d.id AND tasks.id = ANY(${ids}::uuid[])`;
 }

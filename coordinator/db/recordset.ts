@@ -1,0 +1,61 @@
+// Many rows as one parameter: the rows go to PostgreSQL as one JSON text that `jsonb_to_recordset` reads back as a
+// table. One placeholder and one statement text per set of columns, however many rows, where a multi-row VALUES
+// list has a placeholder per cell (each built, compiled and serialised on the coordinator's thread: the task
+// journal's batches and the reputation ledger's, on every chat's path through the CPU).
+import { sql, type RawBuilder } from "kysely";
+
+/** SQL types of the columns a recordset may carry, by column name; names and types are never taken from rows. */
+export type ColumnTypes = Readonly<Record<string, string>>;
+
+export interface RowGroup {
+  columns: string[];
+  rows: Record<string, unknown>[];
+}
+
+/**
+ * Rows grouped by the columns they set, in first-seen order: a column a row leaves undefined is left out of its
+ * group's statement, so the table's default applies (a NULL from the recordset would not).
+ */
+export function groupByColumns(rows: readonly object[]): RowGroup[] {
+  const groups = new Map<string, RowGroup>();
+  for (const row of rows as readonly Record<string, unknown>[]) {
+    const columns = Object.keys(row)
+      .filter((column) => row[column] !== undefined)
+      .sort();
+    const signature = columns.join(",");
+    let group = groups.get(signature);
+    if (!group) groups.set(signature, (group = { columns, rows: [] }));
+    group.rows.push(row);
+  }
+  return [...groups.values()];
+}
+
+/** Whether every column has a type in `types` (else the caller writes those rows another way). */
+export function typed(types: ColumnTypes, columns: readonly string[]): boolean {
+  return columns.every((column) => Object.hasOwn(types, column));
+}
+
+/**
+ * `jsonb_to_recordset($1::jsonb) AS <alias>(column type, …)`: the rows as a table. Dates travel as ISO 8601 text,
+ * JSON values (columns typed jsonb) as themselves.
+ */
+export function recordset(
+  types: ColumnTypes,
+  columns: readonly string[],
+  rows: readonly object[],
+  alias = "d",
+): RawBuilder<unknown> {
+  const definitions = columns.map((column) => {
+    const type = types[column];
+    if (type === undefined || !Object.hasOwn(types, column)) throw new Error(`no SQL type for column ${column}`);
+    return sql`${sql.ref(column)} ${sql.raw(type)}`;
+  });
+  return sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS ${sql.raw(alias)}(${sql.join(definitions)})`;
+}
+
+/** `INSERT INTO table (columns) SELECT columns FROM <recordset>`: one group's rows in one statement. */
+export function insertRecordset(table: string, types: ColumnTypes, group: RowGroup): RawBuilder<unknown> {
+  const columns = sql.join(group.columns.map((column) => sql.ref(column)));
+  const rows = recordset(types, group.columns, group.rows);
+  return sql`INSERT INTO ${sql.table(table)} (${columns}) SELECT ${columns} FROM ${rows}`;
+}
