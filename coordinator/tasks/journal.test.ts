@@ -78,4 +78,27 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
       });
     },
   );
+
+  it(
+    "writes tasks that set different columns in one batch, defaults where a task set none, parent and part " +
+      "together",
+    async () => {
+      const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
+      const [parent, part, bare] = [randomUUID(), randomUUID(), randomUUID()];
+      journal.created({ id: parent, difficulty: "ADVANCED", division_mode: "subtasks", max_tokens: 500 });
+      journal.created({ id: part, parent_id: parent, difficulty: "SIMPLE", classifier: "node" });
+      journal.created({ id: bare, difficulty: "COMPLEX" });
+      journal.update(part, "completed", { prompt_tokens: 3, completion_tokens: 4, completed_at: new Date() }, nodeId);
+      journal.note(bare, "queued", null, 'waiting for a node: "quoted", 日本, \\ and a newline\n');
+      const before = Date.now();
+      await journal.flush();
+      expect(await row(parent)).toMatchObject({ division_mode: "subtasks", max_tokens: 500, parent_id: null });
+      expect(await row(part)).toMatchObject({ parent_id: parent, status: "completed", completion_tokens: 4 });
+      const defaults = await row(bare);
+      expect(defaults).toMatchObject({ status: "queued", division_mode: "single", prompt_tokens: 0, attempt: 0 });
+      expect(defaults.created_at.getTime()).toBeGreaterThan(before - 60_000);
+      const notes = await test.db.selectFrom("task_events").select("detail").where("task_id", "=", bare).execute();
+      expect(notes.map((n) => n.detail)).toContain('waiting for a node: "quoted", 日本, \\ and a newline\n');
+    },
+  );
 });
