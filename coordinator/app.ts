@@ -94,6 +94,12 @@ export async function startCoordinator(
         ? await NatsBus.connect({ servers: config.cluster.natsUrl, name: config.instance, logger })
         : new LocalBus());
     const { name, viewMs, deadAfterMs, assignTimeoutMs } = config.cluster;
+    // before the cluster: the answers of nodes its node link asks through other coordinators come back to it
+    const classifier = createCoordinatorClassifier(
+      { openRouter: config.openRouter, ...config.classifier },
+      registry,
+      logger,
+    );
     cluster = await startCluster({
       bus,
       name,
@@ -104,17 +110,13 @@ export async function startCoordinator(
       registry,
       coordinatorKey,
       logger,
+      classifyLink: classifier.nodeLink,
     });
     const journal = new TaskJournal(database.db, logger, {
       instance: config.instance,
       maxWaiting: config.recovery.journalMaxWaiting,
     });
     const throughput = new ThroughputMeter();
-    const classifier = createCoordinatorClassifier(
-      { openRouter: config.openRouter, ...config.classifier },
-      registry,
-      logger,
-    );
     const reputation = new ReputationRecorder(
       database.db,
       journal,
@@ -170,7 +172,7 @@ export async function startCoordinator(
       orchestrator,
       coordinatorKey,
       throughput,
-      classifyLink: classifier.nodeLink,
+      classifyLink: cluster.classifyResults,
       chat,
       earnings,
     });

@@ -16,10 +16,9 @@ import type { NodeRegistry } from "./nodes/registry.ts";
 import { networkService } from "./network/service.ts";
 import type { ThroughputMeter } from "./network/throughput.ts";
 import { KeyRequestLimiter } from "./limits/key-requests.ts";
-import { nodeService } from "./nodes/service.ts";
+import { nodeService, type NodeServiceDeps } from "./nodes/service.ts";
 import type { EarningsEstimator } from "./economics/estimate.ts";
 import type { ChatPipeline } from "./tasks/chat-pipeline.ts";
-import type { NodeClassifier } from "./tasks/classify/node.ts";
 import type { Orchestrator } from "./tasks/orchestrator.ts";
 import { inferenceService } from "./tasks/service.ts";
 
@@ -34,8 +33,11 @@ export interface RouteDeps {
   orchestrator: Orchestrator;
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   throughput: ThroughputMeter;
-  /** The classifier chain's node link, when it asks nodes (classify results arrive on node streams). */
-  classifyLink?: NodeClassifier;
+  /**
+   * Where classify results arriving on node streams go: the cluster's (a peer's assign's answer goes back to it, the
+   * rest to the classifier chain's node link).
+   */
+  classifyLink?: NodeServiceDeps["classifyLink"];
   /** The one chat pipeline (account key, rate limit, orchestrator), shared with the plain HTTP chat routes. */
   chat: ChatPipeline;
   /** This month's earnings so far per account, for nodes' heartbeat acks. */

@@ -8,7 +8,7 @@ import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Backend } from "../agent/backends/backend.ts";
 import { CoordinatorLink } from "../agent/connection.ts";
-import { DivisionMode } from "../gen/iris/v1/common_pb.ts";
+import { Difficulty, DivisionMode } from "../gen/iris/v1/common_pb.ts";
 import { InferenceService, type ChatParams, type ChatResponse } from "../gen/iris/v1/inference_pb.ts";
 import { NodeService } from "../gen/iris/v1/node_pb.ts";
 import { publicKeyBytes } from "../common/crypto/envelope.ts";
@@ -26,6 +26,18 @@ const accepted = (events: Events) => events.flatMap((e) => (e.case === "accepted
 const done = (events: Events) => events.flatMap((e) => (e.case === "done" ? [e.value] : []))[0];
 const text = (events: Events) => events.flatMap((e) => (e.case === "token" ? [e.value.text] : [])).join("");
 const queued = (events: Events) => events.filter((e) => e.case === "queued");
+
+async function chat(
+  coordinator: TestCoordinator,
+  content = simplePrompt,
+  params: Partial<Pick<ChatParams, "divisionMode" | "consensusNodes">> = {},
+): Promise<Events> {
+  const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
+  const events: Events = [];
+  for await (const response of inference.chat({ params: { messages: [{ role: 2, content }], ...params } }))
+    events.push(response.event);
+  return events;
+}
 
 /** An agent backend that answers every prompt with `pieces`. */
 const answering = (pieces: string[]): Backend => ({
@@ -75,18 +87,6 @@ for (const bus of ["nats", "local"] as const) {
       afterAll(async () => {
         await cluster?.close();
       });
-
-      async function chat(
-        coordinator: TestCoordinator,
-        content = simplePrompt,
-        params: Partial<Pick<ChatParams, "divisionMode" | "consensusNodes">> = {},
-      ): Promise<Events> {
-        const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: coordinator.url }));
-        const events: Events = [];
-        for await (const response of inference.chat({ params: { messages: [{ role: 2, content }], ...params } }))
-          events.push(response.event);
-        return events;
-      }
 
       it("serves a request sent to A with a node connected to B; the payload stays sealed end to end", async () => {
         const node = await onB.start({ nodeId: "on-b", script: () => ({ tokens: ["Bon", "jour", "!"] }) });
@@ -396,6 +396,87 @@ for (const bus of ["nats", "local"] as const) {
           .toBe("c");
         await expect.poll(() => returned.cluster.peers.sort(), { timeout: 15_000 }).toEqual(["a", "c"]);
       }, 60_000);
+    },
+  );
+
+  describe.skipIf(skip !== "")(
+    `classification with another coordinator's node over ${bus === "nats" ? "NATS" : "the in-process bus"}${skip}`,
+    () => {
+      let cluster: TestCluster;
+      let a: TestCoordinator, b: TestCoordinator;
+      let accountKey: string;
+      const onB = new ScriptedNodes(() => ({ baseUrl: b.url, accountKey }));
+
+      beforeAll(async () => {
+        // B asks no node itself; A, with no node of its own, asks B's
+        cluster = await startTestCluster(["b"], { bus, env: { HEARTBEAT_INTERVAL_MS: "200" } });
+        b = cluster.coordinators[0]!;
+        a = await cluster.add("a", { CLASSIFIER_NODE_BUDGET_MS: "3000" });
+        accountKey = await newAccountKey(a.url);
+        await vi.waitFor(() => expect(a.cluster.peers).toEqual(["b"]));
+      });
+      afterAll(async () => {
+        onB.killAll();
+        await cluster?.close();
+      });
+
+      it("A, with no node of its own, probes B's node through B, learns its record, then waits on it", async () => {
+        const prompts: string[] = [];
+        const judge = await onB.start({
+          nodeId: "judge-on-b",
+          script: () => ({ tokens: ["ok"] }),
+          classify: (prompt) => {
+            prompts.push(prompt);
+            // a difficulty its own tier serves (MID): the request then runs on it
+            return { difficulty: Difficulty.COMPLEX, delayMs: 20 };
+          },
+        });
+        await expect.poll(() => a.registry.get("judge-on-b")).toBeInstanceOf(RemoteNode);
+        // no record yet: the local model decides at once, and the node gets the prompt as a probe, through B
+        const first = await chat(a, "Compare PostgreSQL and MySQL for a small shop.");
+        expect(accepted(first)).toMatchObject({ classifier: "local", nodeId: "judge-on-b" });
+        await expect.poll(() => judge.classifyAssigns.length).toBe(1);
+        // sealed by A for the node's session: the node opened it
+        expect(prompts[0]).toContain("Compare PostgreSQL and MySQL");
+        // once its answer is back at A, a request waits on it and takes its difficulty (a new prompt each try:
+        // answers are cached by conversation)
+        let tries = 0;
+        await vi.waitFor(
+          async () => {
+            const events = await chat(a, `What is the capital of Peru? (${tries++})`);
+            expect(accepted(events)).toMatchObject({ classifier: "node", difficulty: Difficulty.COMPLEX });
+          },
+          { timeout: 10_000, interval: 50 },
+        );
+        expect(a.classifier.stats().links.node).toMatchObject({ answered: 1, failed: 0, timedOut: 0 });
+        // B passed the answers on: none reached its own node link as an answer nobody waited for
+        expect(b.logs.filter((line) => line.msg === "classify result nobody is waiting for; ignored")).toEqual([]);
+        expect(b.classifier.stats().links.node).toBeUndefined();
+      });
+
+      it("a node that left its home starts afresh: its record here is forgotten and it is probed again", async () => {
+        onB.killAll();
+        await expect.poll(() => a.registry.get("judge-on-b")).toBeUndefined();
+        const judging = { script: () => ({ tokens: ["ok"] }), classify: () => ({ difficulty: Difficulty.COMPLEX }) };
+        const judge = await onB.start({ nodeId: "leaving-judge", ...judging });
+        await expect.poll(() => a.registry.get("leaving-judge")).toBeInstanceOf(RemoteNode);
+        let tries = 0;
+        await vi.waitFor(
+          async () => {
+            const events = await chat(a, `Tell me about the history of Rome in three lines. (${tries++})`);
+            expect(accepted(events)).toMatchObject({ classifier: "node" });
+          },
+          { timeout: 10_000, interval: 50 },
+        );
+        judge.kill();
+        await expect.poll(() => a.registry.get("leaving-judge")).toBeUndefined();
+        const back = await onB.start({ nodeId: "leaving-judge", ...judging });
+        await expect.poll(() => a.registry.get("leaving-judge")?.sessionId).toBe((await back.registered).sessionId);
+        // the new connection has no record here: the next request is decided locally while it is probed
+        const events = await chat(a, "Summarise the plot of Hamlet.");
+        expect(accepted(events)).toMatchObject({ classifier: "local", nodeId: "leaving-judge" });
+        await expect.poll(() => back.classifyAssigns.length).toBe(1);
+      });
     },
   );
 }

@@ -1,9 +1,10 @@
 // The cluster: this coordinator's part in a group of coordinators that share every node (docs/cluster.md). Without
 // NATS_URL it is a cluster of one on the in-process bus, through the same code.
-import type { KeyObject } from "node:crypto";
+import { randomUUID, type KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import { clusterSubjects, type Bus } from "./bus.ts";
+import type { ClassifyResults } from "./forwarded-classify.ts";
 import { startForwarding } from "./forwarding.ts";
 import { ViewPublisher, ViewReceiver } from "./node-view.ts";
 import { QueueView } from "./queue-view.ts";
@@ -15,6 +16,8 @@ export interface ClusterOptions {
   name: string;
   /** COORDINATOR_INSTANCE: this coordinator's name in the cluster (unique). */
   instance: string;
+  /** This run's incarnation (default: a random id): peers that hear a new one under the name treat it as a restart. */
+  incarnation?: string;
   registry: NodeRegistry;
   /** The cluster's shared coordinator key (COORDINATOR_PRIVATE_KEY_PATH): sealed frames open anywhere in it. */
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
@@ -22,14 +25,23 @@ export interface ClusterOptions {
   viewMs: number;
   deadAfterMs: number;
   assignTimeoutMs: number;
+  /** The classifier chain's node link (none when nodes are not asked): answers of nodes it asked elsewhere. */
+  classifyLink?: ClassifyResults;
 }
 
 export interface Cluster {
   bus: Bus;
+  /** This run's incarnation: a restart under the same COORDINATOR_INSTANCE has another. */
+  readonly incarnation: string;
   /** The other coordinators heard from lately. */
   readonly peers: string[];
   /** The cluster's queue: the other coordinators' waiting requests (the orchestrator's queue shares it). */
   queue: QueuePeers;
+  /**
+   * Where NodeService sends its nodes' classify results: a peer's assign's answer goes back to that peer, the rest to
+   * this coordinator's node link.
+   */
+  classifyResults: ClassifyResults;
   /** Publishes this coordinator's nodes now (tests; otherwise every CLUSTER_VIEW_MS and on each change). */
   publishView(): void;
   /** Publishes what is pending, stops listening, and closes the bus. */
@@ -41,7 +53,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   let stopped: Promise<void> | undefined;
   const logger = options.logger.child({ cluster: options.name });
   const forwarding = startForwarding({ ...options, subjects, logger });
-  const context = { ...options, subjects, logger };
+  const incarnation = options.incarnation ?? randomUUID();
+  const context = { ...options, incarnation, subjects, logger };
   const queue = new QueueView(context);
   // a peer that joins hears our whole view at once (a turn later: not from inside the receiving handler)
   const joined = () =>
@@ -56,19 +69,22 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   };
   const receiver = new ViewReceiver(context, forwarding.link, joined, left);
   const publisher = new ViewPublisher(context, () => receiver.peers.length > 0);
-  // subscribed before anyone is told we are here, so their answers reach us
+  // subscribed before anyone is told we are here, so their answers reach us: a peer that knew an earlier run of
+  // this name hears a new incarnation, drops what that run left, and greets this one with its whole view
   await options.bus.flush();
   publisher.publishFull();
   logger.info(
-    { bus: options.bus.kind, instance: options.instance },
+    { bus: options.bus.kind, instance: options.instance, incarnation },
     options.bus.kind === "nats" ? "cluster: joined over NATS" : "cluster: single coordinator (in-process bus)",
   );
   return {
     bus: options.bus,
+    incarnation,
     get peers() {
       return receiver.peers;
     },
     queue,
+    classifyResults: forwarding.classifyResults,
     publishView: () => publisher.publishFull(),
     stop() {
       stopped ??= (async () => {

@@ -1,6 +1,7 @@
 // Frames between a node and the coordinator that assigned it a task, through the node's home coordinator: the
 // assign and cancels go home (ClusterToHome) and on to the node; its chunks, result or error come back
-// (ClusterFromNode). The home never opens them: every coordinator of a cluster holds the same key.
+// (ClusterFromNode). Classify assigns and their answers travel the same way (forwarded-classify.ts). The home never
+// opens them: every coordinator of a cluster holds the same key.
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -22,6 +23,7 @@ import {
 } from "../../gen/iris/v1/node_pb.ts";
 import type { LiveNode, NodeRegistry, TaskSink } from "../nodes/registry.ts";
 import { BusError, type Bus, type ClusterSubjects } from "./bus.ts";
+import { ForwardedClassifies, type ClassifyResults } from "./forwarded-classify.ts";
 import { ElsewhereTask, RemoteNode, type HomeLink, type ToHome } from "./remote-node.ts";
 
 export interface ForwardingContext {
@@ -33,6 +35,8 @@ export interface ForwardingContext {
   logger: Logger;
   /** How long a forwarded assign may wait for the home's answer (CLUSTER_ASSIGN_TIMEOUT_MS). */
   assignTimeoutMs: number;
+  /** This coordinator's classifier node link: the answers of the nodes it asked elsewhere go there. */
+  classifyLink?: ClassifyResults;
 }
 
 type FromNodeInit = MessageInitShape<typeof ClusterFromNodeSchema>;
@@ -95,6 +99,8 @@ const reply = (init: MessageInitShape<typeof ClusterAssignReplySchema>) =>
 
 export function startForwarding(ctx: ForwardingContext): {
   link: HomeLink;
+  /** Where NodeService sends the classify results of nodes here: to the coordinator that asked, wherever it is. */
+  classifyResults: ClassifyResults;
   originGone(origin: string): void;
   stop(): void;
 } {
@@ -102,6 +108,7 @@ export function startForwarding(ctx: ForwardingContext): {
 
   const publishFromNode = (origin: string, message: FromNodeInit) =>
     bus.publish(subjects.origin(origin), toBinary(ClusterFromNodeSchema, create(ClusterFromNodeSchema, message)));
+  const classifies = new ForwardedClassifies({ registry, publish: publishFromNode });
 
   /** The node here the sender means: connected to this coordinator, over the same connection. */
   function localNode(message: ClusterToHome): LiveNode | undefined {
@@ -141,6 +148,10 @@ export function startForwarding(ctx: ForwardingContext): {
     const own = forwarded instanceof ForwardedTask && forwarded.origin === message.origin ? forwarded : undefined;
     switch (m.case) {
       case "response":
+        if (m.value.message.case === "classifyAssign") {
+          classifies.forward(message.origin, node, m.value);
+          return;
+        }
         if (m.value.message.case !== "cancel" || !own) return;
         own.free();
         node.send(m.value);
@@ -187,10 +198,15 @@ export function startForwarding(ctx: ForwardingContext): {
     const message: ClusterFromNode = fromBinary(ClusterFromNodeSchema, data);
     const node = registry.get(message.nodeId);
     if (!(node instanceof RemoteNode) || node.sessionId !== message.sessionId) return;
+    const m = message.message;
+    if (m.case === "request" && m.value.message.case === "classifyResult") {
+      const { classifyId, difficulty } = m.value.message.value;
+      ctx.classifyLink?.resolveClassifyResult(classifyId, difficulty, node.id);
+      return;
+    }
     const sink = node.tasks.get(message.taskId);
     // ended here already: late frames are ignored, as from a local node
     if (!sink || sink instanceof ElsewhereTask) return;
-    const m = message.message;
     if (m.case === "lost") {
       sink.lost(m.value);
       return;
@@ -254,6 +270,7 @@ export function startForwarding(ctx: ForwardingContext): {
   };
   /** A coordinator fell silent: the tasks it assigned to nodes here run for nobody; they are cancelled. */
   function originGone(origin: string): void {
+    classifies.originGone(origin);
     for (const node of registry.nodes()) {
       if (node.remote) continue;
       for (const [taskId, sink] of [...node.tasks]) {
@@ -263,11 +280,23 @@ export function startForwarding(ctx: ForwardingContext): {
     }
   }
 
+  const classifyResults: ClassifyResults = {
+    resolveClassifyResult: (classifyId, difficulty, fromNodeId) =>
+      classifies.resolve(classifyId, difficulty, fromNodeId) ||
+      (ctx.classifyLink?.resolveClassifyResult(classifyId, difficulty, fromNodeId) ?? false),
+    nodeGone(nodeId) {
+      classifies.nodeGone(nodeId);
+      ctx.classifyLink?.nodeGone(nodeId);
+    },
+  };
+
   return {
     link,
+    classifyResults,
     originGone,
     stop: () => {
       for (const off of unsubscribe) off();
+      classifies.stop();
     },
   };
 }

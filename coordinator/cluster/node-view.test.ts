@@ -64,6 +64,7 @@ function setup(options: { reply?: "accepted" | "busy" | "gone" } = {}) {
       bus: new LocalBus(),
       subjects: clusterSubjects("t"),
       instance: "a",
+      incarnation: "a-1",
       registry,
       coordinatorKey,
       logger: pino({ level: "silent" }),
@@ -77,10 +78,11 @@ function setup(options: { reply?: "accepted" | "busy" | "gone" } = {}) {
   );
   const message = (
     nodes: ClusterNode[],
-    extra: { full?: boolean; gone?: string[]; home?: string; publicKey?: Uint8Array } = {},
+    extra: { full?: boolean; gone?: string[]; home?: string; publicKey?: Uint8Array; incarnation?: string } = {},
   ) =>
     create(ClusterViewSchema, {
       home: extra.home ?? "b",
+      incarnation: extra.incarnation ?? "",
       coordinatorPublicKey: extra.publicKey ?? coordinatorKey.publicKey,
       full: extra.full ?? false,
       nodes,
@@ -174,6 +176,61 @@ describe("the node view", () => {
       expect(joined).toEqual(["b", "c", "b"]);
     },
   );
+
+  it(
+    "drops a restarted home's earlier nodes at once (their tasks fail over) and greets it as a newcomer; the " +
+      "earlier run's late words are ignored",
+    () => {
+      const { registry, view, leave, receiver, joined, left } = setup();
+      view([viewed("n1"), viewed("n2")], { incarnation: "b-1", full: true });
+      view([viewed("c1")], { home: "c", incarnation: "c-1" });
+      const reasons: string[] = [];
+      registry.get("n1")!.tasks.set("t1", lostSink(reasons));
+      // b crashed and came back long before CLUSTER_DEAD_AFTER_MS: its first word is a beat with no nodes
+      view([], { incarnation: "b-2" });
+      expect([registry.get("n1"), registry.get("n2")]).toEqual([undefined, undefined]);
+      expect(reasons).toEqual(["coordinator b restarted"]);
+      expect({ joined, left, peers: receiver.peers.sort() }).toEqual({
+        joined: ["b", "c", "b"],
+        left: ["b"],
+        peers: ["b", "c"],
+      });
+      expect(registry.get("c1")).toBeInstanceOf(RemoteNode);
+      // the new run's nodes are routable; the same incarnation again is no restart
+      view([viewed("n3", { sessionId: "s3" })], { incarnation: "b-2", full: true });
+      view([viewed("n3", { sessionId: "s3" })], { incarnation: "b-2" });
+      expect((registry.get("n3") as RemoteNode).home).toBe("b");
+      expect(left).toEqual(["b"]);
+      // a view or a leaving of the earlier run (a second coordinator under the name) changes nothing
+      view([viewed("n1")], { incarnation: "b-1", full: true });
+      leave({ incarnation: "b-1" });
+      expect({ n1: registry.get("n1"), n3: registry.get("n3")?.connected, left }).toEqual({
+        n1: undefined,
+        n3: true,
+        left: ["b"],
+      });
+      // its own leaving does; a later run is a newcomer again, and the ended run stays ended
+      leave({ incarnation: "b-2" });
+      expect(registry.get("n3")).toBeUndefined();
+      view([], { incarnation: "b-3" });
+      view([viewed("n3")], { incarnation: "b-2", full: true });
+      expect({ n3: registry.get("n3"), joined: joined.length, left }).toEqual({
+        n3: undefined,
+        joined: 4,
+        left: ["b", "b"],
+      });
+    },
+  );
+
+  it("a home that fell silent and speaks again under the same incarnation is back, not restarted", () => {
+    const { registry, view, receiver, advance, joined, left } = setup();
+    view([viewed("n1")], { incarnation: "b-1" });
+    advance(3_100);
+    receiver.expire();
+    expect(registry.get("n1")).toBeUndefined();
+    view([viewed("n1")], { incarnation: "b-1" });
+    expect({ joined, left, n1: registry.get("n1")?.connected }).toEqual({ joined: ["b", "b"], left: ["b"], n1: true });
+  });
 
   it(
     "keeps the later registration when two homes claim a node, and replaces a connection here by a later one " +

@@ -1,6 +1,7 @@
 // The shared, live view of nodes: each home coordinator publishes its own nodes (all of them every CLUSTER_VIEW_MS,
 // and the ones that changed at once); every coordinator keeps the others' nodes in its registry as RemoteNodes,
-// routes over all of them by the same rules, and drops a home's nodes when it falls silent.
+// routes over all of them by the same rules, and drops a home's nodes when it falls silent, leaves, or restarts (a
+// new incarnation under its name).
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
@@ -9,12 +10,15 @@ import { deriveSessionKeys, EnvelopeError } from "../../common/crypto/envelope.t
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import type { Bus, ClusterSubjects } from "./bus.ts";
 import { clusterNodeOf } from "./codec.ts";
+import { Incarnations } from "./incarnations.ts";
 import { RemoteNode, type HomeLink } from "./remote-node.ts";
 
 export interface NodeViewContext {
   bus: Bus;
   subjects: ClusterSubjects;
   instance: string;
+  /** This run of the coordinator: a new one each start, so that peers can tell a restart from a silence. */
+  incarnation: string;
   registry: NodeRegistry;
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   logger: Logger;
@@ -78,6 +82,7 @@ export class ViewPublisher {
     const { ctx } = this;
     const view = create(ClusterViewSchema, {
       home: ctx.instance,
+      incarnation: ctx.incarnation,
       coordinatorPublicKey: ctx.coordinatorKey.publicKey,
       full: true,
     });
@@ -117,6 +122,7 @@ export class ViewPublisher {
     const { ctx } = this;
     const view = create(ClusterViewSchema, {
       home: ctx.instance,
+      incarnation: ctx.incarnation,
       coordinatorPublicKey: ctx.coordinatorKey.publicKey,
       full,
       nodes: nodes.map((node) => clusterNodeOf(node)),
@@ -130,6 +136,10 @@ export class ViewPublisher {
 export class ViewReceiver {
   /** When each home was last heard from. */
   readonly #heard = new Map<string, number>();
+  /** Each home's live run (kept after it falls silent: a return with another one is a restart). */
+  readonly #incarnations = new Incarnations();
+  /** Incarnations already reported as a second coordinator under one name. */
+  readonly #duplicates = new Set<string>();
   readonly #refusedHomes = new Set<string>();
   readonly #timer: NodeJS.Timeout;
   readonly #unsubscribe: () => void;
@@ -179,7 +189,10 @@ export class ViewReceiver {
 
   receive(view: ClusterView): void {
     const { ctx } = this;
-    if (view.home === ctx.instance) return;
+    if (view.home === ctx.instance) {
+      if (view.incarnation !== ctx.incarnation) this.#duplicate(view.home, view.incarnation);
+      return;
+    }
     if (!Buffer.from(view.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) {
       // sealed frames need one key cluster-wide: this home's nodes cannot be served from here
       if (!this.#refusedHomes.has(view.home))
@@ -191,6 +204,7 @@ export class ViewReceiver {
       this.#refusedHomes.add(view.home);
       return;
     }
+    if (!this.#current(view.home, view.incarnation)) return;
     const now = this.#now();
     const joined = !this.#heard.has(view.home);
     this.#heard.set(view.home, now);
@@ -229,8 +243,42 @@ export class ViewReceiver {
     const { ctx } = this;
     if (view.home === ctx.instance || this.#refusedHomes.has(view.home)) return;
     if (!Buffer.from(view.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) return;
+    // an earlier run's leaving, heard after its successor's views, is not the successor's
+    if (!this.#incarnations.left(view.home, view.incarnation)) return;
     ctx.logger.info({ home: view.home }, "cluster: a coordinator left; its nodes are dropped");
     this.#forget(view.home, `coordinator ${view.home} stopped`);
+  }
+
+  /**
+   * Whether `incarnation` is the home's current run. A new one means the home restarted (it crashed, or stopped
+   * without its leaving being heard): the previous run's nodes, waiters and assigned tasks are dropped now, as for a
+   * dead home, and the caller then greets it as a newcomer. An earlier one is a second coordinator under the name.
+   */
+  #current(home: string, incarnation: string): boolean {
+    const heard = this.#incarnations.heard(home, incarnation);
+    if (heard === "retired") {
+      this.#duplicate(home, incarnation);
+      return false;
+    }
+    if (heard === "restarted" && this.#heard.has(home)) {
+      this.ctx.logger.warn(
+        { home, incarnation },
+        "cluster: a coordinator restarted; its previous run's nodes are dropped",
+      );
+      this.#forget(home, `coordinator ${home} restarted`);
+    }
+    return true;
+  }
+
+  #duplicate(home: string, incarnation: string): void {
+    const key = `${home}\u0000${incarnation}`;
+    if (this.#duplicates.has(key)) return;
+    this.#duplicates.add(key);
+    this.ctx.logger.error(
+      { home, incarnation },
+      "cluster: two coordinators run under one COORDINATOR_INSTANCE; the older one's views are ignored (give each " +
+        "its own name)",
+    );
   }
 
   #forget(home: string, reason: string): void {

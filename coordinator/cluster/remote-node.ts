@@ -187,9 +187,12 @@ export class RemoteNode extends LiveNode {
   }
 
   #forward(message: ConnectResponse): boolean {
-    // cancels go to the home as they are; classify assigns are not forwarded (the answer would reach the home)
-    if (message.message.case !== "cancel") return false;
-    this.link.send(this, { taskId: message.message.value.taskId, message: { case: "response", value: message } });
+    // cancels and classify assigns go to the home as they are (sealed for the node); the home sends the classify
+    // answer back here. Task assigns go by sendAssign, a request the home answers.
+    const m = message.message;
+    const taskId = m.case === "cancel" ? m.value.taskId : m.case === "classifyAssign" ? m.value.classifyId : undefined;
+    if (taskId === undefined) return false;
+    this.link.send(this, { taskId, message: { case: "response", value: message } });
     return true;
   }
 

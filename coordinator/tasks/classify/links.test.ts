@@ -10,6 +10,8 @@ import { Difficulty } from "../../../gen/iris/v1/common_pb.ts";
 import type { ConnectResponse } from "../../../gen/iris/v1/node_pb.ts";
 import { startOpenRouterStandin, type OpenRouterStandin } from "../../../test/support/openrouter-standin.ts";
 import { LiveNode, NodeRegistry, type NodeCapabilities } from "../../nodes/registry.ts";
+import { clusterNodeOf } from "../../cluster/codec.ts";
+import { RemoteNode, type HomeLink, type ToHome } from "../../cluster/remote-node.ts";
 import { createCoordinatorClassifier, type ClassifierChainConfig } from "./links.ts";
 
 const capabilities: NodeCapabilities = {
@@ -103,6 +105,47 @@ describe("createCoordinatorClassifier", () => {
       expect(Object.keys(chain.stats().links)).toEqual(["node", "local"]);
     },
   );
+
+  it("asks a node of another coordinator through its home, and forgets its record when it leaves", async () => {
+    const registry = new NodeRegistry();
+    const keys = sessionKeys("remote-1");
+    const home = new LiveNode(
+      "remote-1",
+      "account",
+      "session",
+      "MID",
+      "test",
+      capabilities,
+      100,
+      keys.coordinator,
+      new Channel<ConnectResponse>(),
+      Date.now(),
+    );
+    const sent: ToHome[] = [];
+    const link: HomeLink = {
+      send: (_node, message) => void sent.push(message),
+      assign: async () => undefined as never,
+    };
+    const remote = new RemoteNode("b", clusterNodeOf(home), keys.coordinator, link, Date.now());
+    registry.add(remote);
+    const { chain, nodeLink } = createCoordinatorClassifier(base, registry, pino({ level: "silent" }));
+    expect(await chain.classify({ messages })).toEqual({ difficulty: "COMPLEX", classifier: "local" });
+    // the probe went to the node's home, sealed for the node's session
+    const probe = sent[0]?.message;
+    // the ConnectResponse the link made, passed on as it is
+    const response = probe?.case === "response" ? (probe.value as ConnectResponse).message : undefined;
+    if (response?.case !== "classifyAssign") throw new Error("no probe");
+    const { classifyId, sealedPrompt } = response.value;
+    expect(sent[0]?.taskId).toBe(classifyId);
+    expect(openText(keys.node.toNode, sealedPrompt!, { taskId: classifyId, sequence: 0, kind: "classify" })).toContain(
+      messages[0]!.content,
+    );
+    // its answer, back over the bus, earns it a record here
+    expect(nodeLink!.resolveClassifyResult(classifyId, Difficulty.SIMPLE, "remote-1")).toBe(true);
+    expect(nodeLink!.waitMs("remote-1")).toBeDefined();
+    registry.remove(remote, "the node left coordinator b");
+    expect(nodeLink!.waitMs("remote-1")).toBeUndefined();
+  });
 
   it("a node that never answers costs no request anything: probed once, then resting", async () => {
     const registry = new NodeRegistry();

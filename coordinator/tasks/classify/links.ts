@@ -1,5 +1,6 @@
-// Assembles the coordinator's classifier chain from its configuration: OpenRouter when a key is set, an idle
-// connected node, the local model; and the node link that NodeService feeds classify results into.
+// Assembles the coordinator's classifier chain from its configuration: OpenRouter when a key is set, an idle node of
+// the cluster, the local model; and the node link that classify results are fed into (by NodeService for nodes
+// connected here, by the cluster bus for nodes whose home is another coordinator).
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { sealText } from "../../../common/crypto/envelope.ts";
@@ -39,12 +40,9 @@ export function createCoordinatorClassifier(
   let nodeLink: NodeClassifier | undefined;
   if (config.nodeBudgetMs > 0) {
     nodeLink = createNodeClassifier({
-      // classify assigns are not forwarded over the cluster bus: only nodes connected here are asked
-      pickIdleNode: (eligible) =>
-        pickIdleClassifierNode(
-          [...registry.nodes()].filter((node) => !node.remote),
-          eligible,
-        ),
+      // any node of the cluster: a remote node's assign goes through its home, which sends the answer back here.
+      // Each coordinator keeps its own records (learned by its own probes): a remote node's latency includes the hop.
+      pickIdleNode: (eligible) => pickIdleClassifierNode(registry.nodes(), eligible),
       send: (node, { classifyId, prompt, deadlineUnixMs }) => {
         // the prompt is the user's text: it travels sealed for this node like a task's payload
         const sealedPrompt = sealText(node.keys.toNode, prompt, { taskId: classifyId, sequence: 0, kind: "classify" });
@@ -57,6 +55,13 @@ export function createCoordinatorClassifier(
       budgetMs: config.nodeBudgetMs,
     });
     links.push({ name: "node", budgetMs: config.nodeBudgetMs, classifier: nodeLink });
+    const link = nodeLink;
+    // every new connection of a node starts afresh, wherever its home (a local one's end is NodeService's to tell;
+    // a node that left another coordinator, or moved between homes, is told here): its open assign fails now and
+    // its record is forgotten
+    registry.onChange((node, change) => {
+      if (change === "added" || (change === "removed" && node.remote)) link.nodeGone(node.id);
+    });
   }
   // read the model file now: a missing or stale one stops the start-up instead of the first chat
   shippedModel();
