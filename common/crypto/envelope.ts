@@ -173,12 +173,28 @@ export interface Sealed {
   ciphertext: Uint8Array;
 }
 
+/** Random bytes drawn a few kilobytes at a time: one CSPRNG call per ~340 nonces instead of one each (~5 µs). */
+const RANDOM_POOL_BYTES = 4096;
+let randomPool = Buffer.alloc(0);
+let randomOffset = 0;
+
+/** `size` fresh CSPRNG bytes, each handed out once (the caller copies them). */
+function pooledRandomBytes(size: number): Uint8Array {
+  if (randomOffset + size > randomPool.length) {
+    randomPool = randomBytes(Math.max(RANDOM_POOL_BYTES, size));
+    randomOffset = 0;
+  }
+  const bytes = randomPool.subarray(randomOffset, randomOffset + size);
+  randomOffset += size;
+  return bytes;
+}
+
 /**
  * AES-256-GCM with a fresh random 96-bit nonce per message. Random nonces stay safe while a key seals fewer
  * than 2^32 messages (NIST SP 800-38D: collision chance under 2^-32); one chunk per token at 1,000 tokens/s
  * would need 50 days on one connection to get there, and per-session keys (`sessionId`) restart the count.
  */
-export function seal(key: KeyObject, plaintext: Uint8Array, aad: Aad, rng: Rng = randomBytes): Sealed {
+export function seal(key: KeyObject, plaintext: Uint8Array, aad: Aad, rng: Rng = pooledRandomBytes): Sealed {
   assertSessionKey(key);
   if (plaintext.length > MAX_CIPHERTEXT_BYTES - TAG_BYTES) {
     throw new RangeError(`plaintext of ${plaintext.length} bytes is over the sealed payload limit`);
