@@ -45,22 +45,53 @@ export function createHttpTransport(): HttpTransport & { close(): void } {
   });
 }
 
+/** Where a URL points, parsed once: a backend calls the same two or three URLs for its whole life. */
+interface Target {
+  secure: boolean;
+  hostname: string;
+  port: string;
+  path: string;
+}
+const targets = new Map<string, Target>();
+
+function targetOf(url: string): Target {
+  let target = targets.get(url);
+  if (target) return target;
+  const parsed = new URL(url);
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") {
+    throw new Error(`unsupported protocol ${parsed.protocol} in ${url}`);
+  }
+  target = {
+    secure: parsed.protocol === "https:",
+    // node:http wants an IPv6 literal without its brackets
+    hostname: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: parsed.port,
+    path: parsed.pathname + parsed.search,
+  };
+  if (targets.size < 64) targets.set(url, target);
+  return target;
+}
+
 function send(url: string, call: HttpCall, http: HttpAgent, https: HttpsAgent): Promise<HttpAnswer> {
-  const target = new URL(url);
-  const secure = target.protocol === "https:";
-  if (!secure && target.protocol !== "http:") {
-    return Promise.reject(new Error(`unsupported protocol ${target.protocol} in ${url}`));
+  let target: Target;
+  try {
+    target = targetOf(url);
+  } catch (error) {
+    return Promise.reject(error);
   }
   const headers: Record<string, string | number> = { ...call.headers };
   if (call.body !== undefined) headers["content-length"] = Buffer.byteLength(call.body);
   return new Promise<HttpAnswer>((resolve, reject) => {
     const options = {
+      hostname: target.hostname,
+      port: target.port,
+      path: target.path,
       method: call.method ?? (call.body === undefined ? "GET" : "POST"),
       headers,
       signal: call.signal,
-      agent: secure ? https : http,
+      agent: target.secure ? https : http,
     };
-    const request = (secure ? httpsRequest : httpRequest)(target, options, (response) => resolve(answer(response)));
+    const request = (target.secure ? httpsRequest : httpRequest)(options, (response) => resolve(answer(response)));
     // an abort rejects with the signal's reason, like fetch, so callers can tell a cancellation from a failure
     request.on("error", (error) => reject(call.signal?.aborted ? (call.signal.reason ?? error) : error));
     request.setNoDelay(true);
