@@ -67,11 +67,14 @@ function untilAborted<T>(messages: AsyncIterable<T>, signal: AbortSignal): Async
   return {
     [Symbol.asyncIterator]() {
       const it = messages[Symbol.asyncIterator]();
-      let fail!: (reason: unknown) => void;
-      const aborted = new Promise<never>((_, reject) => (fail = reject));
-      aborted.catch(() => {});
-      const onAbort = () =>
-        fail(ConnectError.from(signal.reason ?? new ConnectError("shutting down", Code.Unavailable)));
+      let abortError: unknown;
+      // the reject of the next() in flight: not a Promise.race against one long-lived promise, which would keep a
+      // reaction (and every message) per call for as long as the stream lives (an agent's: hours, one per heartbeat)
+      let pending: ((reason: unknown) => void) | undefined;
+      const onAbort = () => {
+        abortError = ConnectError.from(signal.reason ?? new ConnectError("shutting down", Code.Unavailable));
+        pending?.(abortError);
+      };
       if (signal.aborted) onAbort();
       else signal.addEventListener("abort", onAbort, { once: true });
       // removed when the stream ends, however it ends: one listener per live stream, none left behind
@@ -79,11 +82,17 @@ function untilAborted<T>(messages: AsyncIterable<T>, signal: AbortSignal): Async
       return {
         async next() {
           try {
-            // raced for every message: an agent's stream may wait hours for its next one
-            const result = await Promise.race([it.next(), aborted]);
+            // an agent's stream may wait hours for its next message: the abort ends the wait
+            const result = await new Promise<IteratorResult<T>>((resolve, reject) => {
+              it.next().then(resolve, reject);
+              if (abortError !== undefined) reject(abortError);
+              else pending = reject;
+            });
+            pending = undefined;
             if (result.done) finish();
             return result;
           } catch (err) {
+            pending = undefined;
             finish();
             // the handler finishes once its input ends; not awaited, as it may be waiting on that very input
             if (signal.aborted) void it.return?.().catch(() => {});
