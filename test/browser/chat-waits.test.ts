@@ -7,6 +7,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Role } from "../../gen/iris/v1/common_pb.ts";
 import { InferenceService } from "../../gen/iris/v1/inference_pb.ts";
+import type { TaskPayload } from "../../gen/iris/v1/node_pb.ts";
 import { buildWeb } from "../../scripts/build-web.ts";
 import { newAccountKey, startTestCoordinator, type TestCoordinator } from "../support/coordinator.ts";
 import { ScriptedNodes } from "../support/scripted-node.ts";
@@ -72,7 +73,11 @@ describe("/chat before a node answers", () => {
   });
 
   it("shows the queue position with an estimate, and both move while it waits", async () => {
-    const node = await nodes.start({ nodeId: "busy", maxConcurrentTasks: 1, tokensPerSecond: 20, script: () => slow });
+    // the holder keeps the node 10 s, so the wait outlasts a slow page load on a loaded machine (3 s did not)
+    const holding = { tokens: Array.from({ length: 100 }, (_, i) => `h${i} `), delayMs: 100 };
+    const script = (_: unknown, payload: TaskPayload) =>
+      payload.messages.some((m) => m.content === "Keep the node busy") ? holding : slow;
+    const node = await nodes.start({ nodeId: "busy", maxConcurrentTasks: 1, tokensPerSecond: 20, script });
     await chatOverGrpc("Warm up"); // one completed task: the node's service time (~3 s) is known
     const holder = chatOverGrpc("Keep the node busy");
     await expect.poll(() => node.assigns.length).toBe(2);
