@@ -21,6 +21,8 @@ export class ChunkCoalescer {
     private readonly send: (message: OutgoingMessage) => void,
     /** Aborted: the coordinator cancelled the task or it was handed back; what waits is dropped, never sent late. */
     private readonly signal: AbortSignal,
+    /** Told the tokens of each chunk sent (the terminal UI's live count: once a chunk, not once a piece). */
+    private readonly onSent?: (tokens: number) => void,
   ) {}
 
   /** Chunks sent so far (the result's chunk_count). */
@@ -55,6 +57,7 @@ export class ChunkCoalescer {
       value: sealText(this.keys.toCoordinator, text, { taskId: this.taskId, sequence, kind: "chunk" }),
     } as const;
     this.send({ case: "chunk", value: chunkWithTokens({ taskId: this.taskId, sequence, content }, tokens) });
+    this.onSent?.(tokens);
   }
 
   /** Drops what waits (the task was cancelled). */

@@ -156,7 +156,14 @@ export class TaskRunner {
     });
     const started = Date.now();
     let firstTokenAt: number | undefined;
-    const chunks = new ChunkCoalescer(taskId, this.keys, this.send, signal);
+    const state = this.options.state;
+    const chunks = new ChunkCoalescer(
+      taskId,
+      this.keys,
+      this.send,
+      signal,
+      state && ((n) => state.taskToken(taskId, n)),
+    );
     try {
       const stream = this.backend.generate({
         messages,
@@ -173,7 +180,6 @@ export class TaskRunner {
         firstTokenAt ??= Date.now();
         const { text, tokens } = next.value;
         task.tokens += tokens;
-        this.options.state?.taskToken(taskId, tokens);
         chunks.add(text, tokens);
         next = await stream.next();
       }
