@@ -81,22 +81,37 @@ function send(url: string, call: HttpCall, http: HttpAgent, https: HttpsAgent): 
   }
   const headers: Record<string, string | number> = { ...call.headers };
   if (call.body !== undefined) headers["content-length"] = Buffer.byteLength(call.body);
-  return new Promise<HttpAnswer>((resolve, reject) => {
-    const options = {
-      hostname: target.hostname,
-      port: target.port,
-      path: target.path,
-      method: call.method ?? (call.body === undefined ? "GET" : "POST"),
-      headers,
-      signal: call.signal,
-      agent: target.secure ? https : http,
-    };
-    const request = (target.secure ? httpsRequest : httpRequest)(options, (response) => resolve(answer(response)));
-    // an abort rejects with the signal's reason, like fetch, so callers can tell a cancellation from a failure
-    request.on("error", (error) => reject(call.signal?.aborted ? (call.signal.reason ?? error) : error));
-    request.setNoDelay(true);
-    request.end(call.body);
-  });
+  const options = {
+    hostname: target.hostname,
+    port: target.port,
+    path: target.path,
+    method: call.method ?? (call.body === undefined ? "GET" : "POST"),
+    headers,
+    signal: call.signal,
+    agent: target.secure ? https : http,
+  };
+  const attempt = (retried: boolean) =>
+    new Promise<HttpAnswer>((resolve, reject) => {
+      let responded = false;
+      const request = (target.secure ? httpsRequest : httpRequest)(options, (response) => {
+        responded = true;
+        resolve(answer(response));
+      });
+      request.on("error", (error: NodeJS.ErrnoException) => {
+        // an abort rejects with the signal's reason, like fetch, so callers can tell a cancellation from a failure
+        if (call.signal?.aborted) return reject(call.signal.reason ?? error);
+        // a kept-alive socket the server closed just as it was reused (its idle timeout): nothing reached the server,
+        // so the request goes again once on a new connection (node:http's documented `reusedSocket` case)
+        const reset = error.code === "ECONNRESET" || error.code === "EPIPE";
+        if (!retried && !responded && request.reusedSocket && reset) {
+          return resolve(attempt(true));
+        }
+        reject(error);
+      });
+      request.setNoDelay(true);
+      request.end(call.body);
+    });
+  return attempt(false);
 }
 
 /** How long a released body may take to end before its socket is closed rather than reused. */
