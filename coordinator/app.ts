@@ -20,6 +20,7 @@ import { loadFastTracker } from "./reputation/ledger.ts";
 import { ReputationRecorder } from "./reputation/recorder.ts";
 import { startReputationScheduler } from "./reputation/scheduler.ts";
 import { NodeRegistry } from "./nodes/registry.ts";
+import { SessionCloser } from "./nodes/session-closer.ts";
 import { startNodeMonitor } from "./nodes/monitor.ts";
 import { recoverAtStart, startInstanceWatch } from "./instances/liveness.ts";
 import { recordMismatch } from "./nodes/suspension.ts";
@@ -116,6 +117,7 @@ export async function startCoordinator(
       instance: config.instance,
       maxWaiting: config.recovery.journalMaxWaiting,
     });
+    const sessions = new SessionCloser(database.db, logger);
     const throughput = new ThroughputMeter();
     const reputation = new ReputationRecorder(
       database.db,
@@ -169,6 +171,7 @@ export async function startCoordinator(
       db: database.db,
       logger,
       registry,
+      sessions,
       orchestrator,
       coordinatorKey,
       throughput,
@@ -241,6 +244,7 @@ export async function startCoordinator(
         await payouts.stop();
         // with the database down these give up after the shutdown timeout; a later start ends what stayed open
         await journal.close(config.server.shutdownTimeoutMs);
+        await sessions.close(config.server.shutdownTimeoutMs);
         await reputation.close(config.server.shutdownTimeoutMs);
         await instances.retire();
         await database.close();

@@ -13,6 +13,7 @@ import type { Database } from "./db/schema.ts";
 import { Health, HealthStatus, healthRoutes, ServingStatus } from "./grpc/health.ts";
 import { reflectionRoutes } from "./grpc/reflection.ts";
 import type { NodeRegistry } from "./nodes/registry.ts";
+import type { SessionCloser } from "./nodes/session-closer.ts";
 import { networkService } from "./network/service.ts";
 import type { ThroughputMeter } from "./network/throughput.ts";
 import { KeyRequestLimiter } from "./limits/key-requests.ts";
@@ -30,6 +31,8 @@ export interface RouteDeps {
   db: Kysely<Database>;
   logger: Logger;
   registry: NodeRegistry;
+  /** Writes node session ends in batches (the coordinator flushes it at shutdown). */
+  sessions: SessionCloser;
   orchestrator: Orchestrator;
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   throughput: ThroughputMeter;
@@ -69,6 +72,7 @@ export function createRoutes(deps: RouteDeps): Routes {
           heartbeatIntervalMs: deps.config.nodes.heartbeatIntervalMs,
           registerTimeoutMs: deps.config.nodes.registerTimeoutMs,
           coordinatorInstance: deps.config.instance,
+          sessions: deps.sessions,
           coordinatorKey: deps.coordinatorKey,
           classifyLink: deps.classifyLink,
           earnings: deps.earnings,

@@ -37,10 +37,8 @@ describe("shutdown with agents connected", () => {
     }
     expect(coordinator.registry.size).toBe(0);
     expect(coordinator.logs.some((line) => line.msg === "ending agents' streams: they reconnect elsewhere")).toBe(true);
-    // the agents' handlers finished their cleanup before the database closed
-    expect(coordinator.logs.filter((line) => line.msg === "could not record the end of the node's session")).toEqual(
-      [],
-    );
+    // the agents' session ends were written before the database closed
+    expect(coordinator.logs.filter((line) => (line.level as number) >= 50)).toEqual([]);
     expect(coordinator.logs.filter((line) => line.msg === "node disconnected")).toHaveLength(2);
   });
 

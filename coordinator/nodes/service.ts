@@ -19,7 +19,8 @@ import type { Database } from "../db/schema.ts";
 import { clientAddressKey } from "../request-context.ts";
 import { LiveNode, type NodeCapabilities, type NodeRegistry } from "./registry.ts";
 import { accountOf, checkBinding, moveNode, nextWithin, registerChallenge } from "./identity.ts";
-import { closeSession, openSession, saveMeasurements, storedMeasurements, upsertNode } from "./store.ts";
+import { closeSession, openSession, storedMeasurements, upsertNode } from "./store.ts";
+import type { SessionCloser } from "./session-closer.ts";
 import { isSuspended } from "./suspension.ts";
 import { measuredTier, sizeOf, speedVerdict, type Verification } from "./capability.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
@@ -31,6 +32,8 @@ export interface NodeServiceDeps {
   logger: Logger;
   heartbeatIntervalMs: number;
   coordinatorInstance: string;
+  /** Writes the ends of sessions (and the measurements of nodes that left) in batches. */
+  sessions: SessionCloser;
   /** The coordinator's X25519 key pair (COORDINATOR_PRIVATE_KEY_PATH). */
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   now?: () => number;
@@ -113,7 +116,12 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
     const measured =
       live?.measured.model === key
         ? live.measured
-        : new NodeMeasurements(key, await storedMeasurements(deps.db, register.nodeId));
+        : new NodeMeasurements(
+            key,
+            // a reconnect before the last session's end is written starts from what that session measured
+            deps.sessions.unwrittenMeasurements(register.nodeId) ??
+              (await storedMeasurements(deps.db, register.nodeId)),
+          );
     const { tier, reason } = measuredTier(
       capabilities,
       capabilities.tokensPerSecond,
@@ -302,15 +310,17 @@ export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof N
         deps.registry.remove(node, endReason);
         deps.classifyLink?.nodeGone(node.id);
         log.info({ reason: endReason }, "node disconnected");
-        // only while it is still the registered connection: a replacing one has measured since and writes its own
-        if (deps.registry.get(node.id) === undefined) {
-          await saveMeasurements(deps.db, node.id, node.tier, node.measured.snapshot()).catch((err: unknown) =>
-            log.error({ err }, "could not write the node's measurements"),
-          );
-        }
-        await closeSession(deps.db, node.sessionId, node.id, endReason).catch((err: unknown) =>
-          log.error({ err }, "could not record the end of the node's session"),
-        );
+        // queued, not awaited: thousands of streams ending at once become a few batched transactions. The
+        // measurements go with it only while this is still the registered connection: a replacing one has measured
+        // since and writes its own
+        const stillRegistered = deps.registry.get(node.id) === undefined;
+        deps.sessions.end({
+          sessionId: node.sessionId,
+          nodeId: node.id,
+          reason: endReason,
+          at: new Date(),
+          ...(stillRegistered ? { measured: { tier: node.tier, snapshot: node.measured.snapshot() } } : {}),
+        });
       }
     },
   };

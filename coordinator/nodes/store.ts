@@ -1,5 +1,6 @@
 // The nodes and node_sessions tables: registration, sessions, last-seen times.
-import type { Kysely } from "kysely";
+import { sql, type Kysely, type Transaction } from "kysely";
+import { recordset, type ColumnTypes } from "../db/recordset.ts";
 import { json, type Database, type JsonValue } from "../db/schema.ts";
 import type { NodeTier } from "../../common/vocabulary.ts";
 import type { MeasuredSnapshot } from "./measurements.ts";
@@ -108,33 +109,66 @@ export async function openSession(
   return row.id;
 }
 
-/** Ends a session; the node goes offline unless a newer session of it is open (a replacing connection). */
+/** The end of one node session, as the session closer queues it (nodes/session-closer.ts). */
+export interface SessionEnd {
+  sessionId: string;
+  nodeId: string;
+  reason: string;
+  at: Date;
+  /** The node's measurements and the tier they gave it: set when the connection was still the registered one. */
+  measured?: { tier: NodeTier; snapshot: MeasuredSnapshot };
+}
+
+/** Ends a session at once; the node goes offline unless a newer session of it is open (a replacing connection). */
 export async function closeSession(
   db: Kysely<Database>,
   sessionId: string,
   nodeId: string,
   reason: string,
 ): Promise<void> {
-  await db.transaction().execute(async (tx) => {
-    const now = new Date();
-    await tx
-      .updateTable("node_sessions")
-      .set({ disconnected_at: now, disconnect_reason: reason })
-      .where("id", "=", sessionId)
-      .where("disconnected_at", "is", null)
-      .execute();
-    const open = await tx
-      .selectFrom("node_sessions")
-      .select("id")
-      .where("node_id", "=", nodeId)
-      .where("disconnected_at", "is", null)
-      .executeTakeFirst();
-    await tx
-      .updateTable("nodes")
-      .set(open ? { last_seen_at: now } : { status: "offline", last_seen_at: now })
-      .where("id", "=", nodeId)
-      .execute();
-  });
+  await db.transaction().execute((tx) => writeSessionEnds(tx, [{ sessionId, nodeId, reason, at: new Date() }]));
+}
+
+const SESSION_END_COLUMNS: ColumnTypes = { id: "uuid", reason: "text", at: "timestamptz" };
+const MEASURED_COLUMNS: ColumnTypes = { id: "text", tier: "text", measured: "jsonb" };
+const LAST_SEEN_COLUMNS: ColumnTypes = { id: "text", at: "timestamptz" };
+
+/**
+ * Writes many session ends in three statements; run it in a transaction. The sessions close first, so the last
+ * statement sees every session still open: a node goes offline only when none of its sessions is (one that
+ * connected again keeps its status, whether its old session closes in this batch or not). Measurements are written
+ * as queued, the last of a node winning. A retry of ends already written ends no session twice: a closed session
+ * keeps its first end.
+ */
+export async function writeSessionEnds(tx: Transaction<Database>, ends: readonly SessionEnd[]): Promise<void> {
+  if (ends.length === 0) return;
+  const sessions = new Map<string, { id: string; reason: string; at: Date }>();
+  const lastSeen = new Map<string, { id: string; at: Date }>();
+  const measured = new Map<string, { id: string; tier: NodeTier; measured: MeasuredSnapshot }>();
+  for (const end of ends) {
+    if (!sessions.has(end.sessionId))
+      sessions.set(end.sessionId, { id: end.sessionId, reason: end.reason, at: end.at });
+    const seen = lastSeen.get(end.nodeId);
+    if (!seen || seen.at < end.at) lastSeen.set(end.nodeId, { id: end.nodeId, at: end.at });
+    if (end.measured)
+      measured.set(end.nodeId, { id: end.nodeId, tier: end.measured.tier, measured: end.measured.snapshot });
+  }
+  await sql`UPDATE node_sessions SET disconnected_at = d.at, disconnect_reason = d.reason
+    FROM ${recordset(SESSION_END_COLUMNS, ["id", "reason", "at"], [...sessions.values()])}
+    WHERE node_sessions.id = d.id AND node_sessions.id = ANY(${[...sessions.keys()]}::uuid[])
+      AND node_sessions.disconnected_at IS NULL`.execute(tx);
+  if (measured.size > 0) {
+    await sql`UPDATE nodes SET tier = d.tier, measured = d.measured
+      FROM ${recordset(MEASURED_COLUMNS, ["id", "tier", "measured"], [...measured.values()])}
+      WHERE nodes.id = d.id AND nodes.id = ANY(${[...measured.keys()]}::text[])`.execute(tx);
+  }
+  // GREATEST: a node that registered again since its disconnect keeps the later time
+  await sql`UPDATE nodes SET last_seen_at = GREATEST(nodes.last_seen_at, d.at),
+      status = CASE WHEN EXISTS (
+        SELECT 1 FROM node_sessions s WHERE s.node_id = nodes.id AND s.disconnected_at IS NULL
+      ) THEN nodes.status ELSE 'offline' END
+    FROM ${recordset(LAST_SEEN_COLUMNS, ["id", "at"], [...lastSeen.values()])}
+    WHERE nodes.id = d.id AND nodes.id = ANY(${[...lastSeen.keys()]}::text[])`.execute(tx);
 }
 
 /** Binds a node id to a new public key (MoveNode); false when no node of that account has the id. */
