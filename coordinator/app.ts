@@ -214,7 +214,9 @@ export async function startCoordinator(
           reply
             .type("text/plain; version=0.0.4")
             .send(
-              `iris_task_records_waiting ${journal.waiting}\niris_reputation_outcomes_waiting ${reputation.waiting}\n`,
+              `iris_task_records_waiting ${journal.waiting}\n` +
+                `iris_reputation_outcomes_waiting ${reputation.waiting}\n` +
+                `iris_node_session_ends_waiting ${sessions.waiting}\n`,
             ),
         );
         registerPages(app);

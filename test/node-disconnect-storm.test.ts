@@ -101,6 +101,12 @@ describe.skipIf(databaseSource().kind !== "postgres")("node streams ending all a
       await Promise.all(nodes.map((node) => node.ended));
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       expect(Number(await openSessions("outage"))).toBe(200);
+      // the operator's gauge shows them waiting
+      const gauge = async () =>
+        Number(
+          /^iris_node_session_ends_waiting (\d+)$/m.exec(await (await fetch(`${coordinator.url}/metrics`)).text())?.[1],
+        );
+      expect(await gauge()).toBe(200);
       await proxy.restore();
       const deadline = Date.now() + 15_000;
       while (Number(await openSessions("outage")) > 0 && Date.now() < deadline) {
@@ -108,6 +114,7 @@ describe.skipIf(databaseSource().kind !== "postgres")("node streams ending all a
       }
       expect(Number(await openSessions("outage"))).toBe(0);
       expect(await statuses("outage")).toEqual({ offline: 200 });
+      expect(await gauge()).toBe(0);
       expect(coordinator.logs.some((line) => line.msg === "node session ends waiting for the database")).toBe(true);
       expect(errors(coordinator)).toEqual([]);
     } finally {
