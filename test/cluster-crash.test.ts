@@ -5,18 +5,15 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Backend } from "../agent/backends/backend.ts";
 import { CoordinatorLink } from "../agent/connection.ts";
 import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import type { RemoteNode } from "../coordinator/cluster/remote-node.ts";
-import { InferenceService, type ChatResponse } from "../gen/iris/v1/inference_pb.ts";
 import { newAccountKey, type TestCoordinator } from "./support/coordinator.ts";
 import { startCoordinatorProcess, type CoordinatorProcess } from "./support/coordinator-process.ts";
-import { clusterSkipReason, startTestCluster, type TestCluster } from "./support/cluster.ts";
+import { clusterSkipReason, startTestCluster, type TestCluster, chatting as chatWith } from "./support/cluster.ts";
 import { natsAnswers, natsSkipReason } from "./support/nats.ts";
 import { ScriptedNodes } from "./support/scripted-node.ts";
 
@@ -58,18 +55,7 @@ describe.skipIf(skip !== "")(`a coordinator SIGKILLed mid-stream${skip}`, () => 
     await cluster?.close();
   });
 
-  function chatting(baseUrl: string): { events: ChatResponse["event"][]; done: Promise<unknown> } {
-    const inference = createClient(InferenceService, createGrpcTransport({ baseUrl }));
-    const events: ChatResponse["event"][] = [];
-    const done = (async () => {
-      for await (const response of inference.chat({ params: { messages: [{ role: 2, content: simplePrompt }] } }))
-        events.push(response.event);
-    })().then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    return { events, done };
-  }
+  const chatting = (baseUrl: string) => chatWith(baseUrl, simplePrompt);
 
   it("fails over another coordinator's request, ends its own, and lets its nodes and agents move on", async () => {
     // both requests run on the node behind B; the node on C joins once they stream, and takes over A's

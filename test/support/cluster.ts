@@ -4,7 +4,11 @@ import { mkdtempSync } from "node:fs";
 import { createConnection, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { LocalBus, LocalNetwork } from "../../coordinator/cluster/bus-local.ts";
+import { Role } from "../../gen/iris/v1/common_pb.ts";
+import { InferenceService, type ChatResponse } from "../../gen/iris/v1/inference_pb.ts";
 import { startTestCoordinator, type TestCoordinator } from "./coordinator.ts";
 import { createTestDatabase, databaseSource, type TestDatabase } from "./database.ts";
 import { testNatsUrl, uniqueClusterName } from "./nats.ts";
@@ -24,6 +28,26 @@ export function clusterSkipReason(): string {
   return databaseSource().kind === "pglite"
     ? " (skipped: a cluster shares one PostgreSQL server; this run has only PGlite)"
     : "";
+}
+
+/**
+ * A chat sent to the coordinator at `baseUrl` over gRPC, its events collected as they come; `done` resolves with
+ * undefined when the answer ended, or with the error that ended it (a coordinator killed under it).
+ */
+export function chatting(
+  baseUrl: string,
+  content: string,
+): { events: ChatResponse["event"][]; done: Promise<unknown> } {
+  const inference = createClient(InferenceService, createGrpcTransport({ baseUrl }));
+  const events: ChatResponse["event"][] = [];
+  const done = (async () => {
+    for await (const response of inference.chat({ params: { messages: [{ role: Role.USER, content }] } }))
+      events.push(response.event);
+  })().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  return { events, done };
 }
 
 /** Fast cluster timings for tests: views every 100 ms, a silent peer dead after 500 ms. */
