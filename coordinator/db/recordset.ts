@@ -30,11 +30,6 @@ export function groupByColumns(rows: readonly object[]): RowGroup[] {
   return [...groups.values()];
 }
 
-/** Whether every column has a type in `types` (else the caller writes those rows another way). */
-export function typed(types: ColumnTypes, columns: readonly string[]): boolean {
-  return columns.every((column) => Object.hasOwn(types, column));
-}
-
 /**
  * `jsonb_to_recordset($1::jsonb) AS <alias>(column type, …)`: the rows as a table. Dates travel as ISO 8601 text,
  * JSON values (columns typed jsonb) as themselves.

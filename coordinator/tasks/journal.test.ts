@@ -1,11 +1,12 @@
 // The task journal on both engines: batched inserts that already carry their changes, and updates grouped by the
 // columns they set (jsonb_to_recordset), with every value landing in its column.
 import { randomUUID } from "node:crypto";
+import { sql } from "kysely";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
 import { insertNode } from "../../test/support/node-rows.ts";
-import { TaskJournal } from "./journal.ts";
+import { TASK_COLUMNS, TaskJournal } from "./journal.ts";
 
 describe.each(testEngines())("task journal on $name", ({ engine }) => {
   let test: TestDatabase;
@@ -21,6 +22,16 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
   // a failed write is logged, not thrown: the test fails loudly on it instead
   const logger = pino({ level: "error" }, { write: (line: string) => expect.unreachable(line) });
   const row = (id: string) => test.db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+
+  it("knows every column of tasks, with its SQL type (a batch's rows are typed by this list)", async () => {
+    const { rows } = await sql<{ column_name: string; data_type: string }>`
+      SELECT column_name, data_type FROM information_schema.columns
+      WHERE table_schema = current_schema() AND table_name = 'tasks'`.execute(test.db);
+    const short: Record<string, string> = { "timestamp with time zone": "timestamptz" };
+    const schema = Object.fromEntries(rows.map((r) => [r.column_name, short[r.data_type] ?? r.data_type]));
+    expect(Object.keys(schema).length).toBeGreaterThan(20);
+    expect({ ...TASK_COLUMNS }).toEqual(schema);
+  });
 
   it("writes a task created and finished within one batch as one insert with its final state", async () => {
     const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
