@@ -1,8 +1,8 @@
 // The agent's link to the coordinator: one NodeService.Connect stream, registration, heartbeats, tasks, pause and
 // graceful quit, and reconnection with exponential backoff and full jitter when the stream breaks.
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { callBidi } from "../common/grpc/bidi-client.ts";
 import type { Logger } from "pino";
 import { Channel } from "../common/channel.ts";
 import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
@@ -239,8 +239,11 @@ export class CoordinatorLink {
     send({ case: "register", value: registerMessage(identity) });
     try {
       const nodeOptions = options.ca ? { ca: trustedWith(options.ca) } : undefined;
-      const client = createClient(NodeService, createGrpcTransport({ baseUrl: this.coordinatorUrl, nodeOptions }));
-      for await (const response of client.connect(outbox, { signal: stream.signal })) {
+      const call = NodeService.method.connect;
+      for await (const response of callBidi(this.coordinatorUrl, call, outbox, {
+        signal: stream.signal,
+        nodeOptions,
+      })) {
         const m = response.message;
         if (m.case === "registerChallenge") {
           // proves this agent holds the key it registered with (a replayed register could not)

@@ -1,5 +1,6 @@
 // An unbounded async queue with one consumer: producers push without waiting, the consumer iterates.
 // Node streams' outboxes and tasks' event streams use it; close(error) ends the iteration with that error.
+// A producer can see how many items wait and be told when the consumer has taken them all (a backed-up outbox).
 
 export class Channel<T> implements AsyncIterable<T> {
   #items: T[] = [];
@@ -8,9 +9,25 @@ export class Channel<T> implements AsyncIterable<T> {
   #failer: ((error: unknown) => void) | undefined;
   #closed = false;
   #error: unknown;
+  /** Told once, when the queue next empties or the channel closes. */
+  readonly #drainListeners = new Set<() => void>();
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Items pushed and not yet taken by the consumer (0 while it keeps up: a push then goes straight to it). */
+  get queued(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /**
+   * Calls `listener` once, when the consumer takes the last queued item or the channel closes (never at once,
+   * even when nothing is queued now); returns a function that forgets it.
+   */
+  onDrained(listener: () => void): () => void {
+    this.#drainListeners.add(listener);
+    return () => void this.#drainListeners.delete(listener);
   }
 
   /** Adds an item; returns false (and drops it) when the channel is closed. */
@@ -32,6 +49,7 @@ export class Channel<T> implements AsyncIterable<T> {
     this.#closed = true;
     this.#error = error;
     if (this.#waiter) this.#settleEnd();
+    this.#notifyDrained();
   }
 
   /** The first queued item, without taking it; undefined when none is queued now. */
@@ -47,6 +65,7 @@ export class Channel<T> implements AsyncIterable<T> {
     if (this.#head === this.#items.length) {
       this.#items = [];
       this.#head = 0;
+      this.#notifyDrained();
     } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
@@ -66,6 +85,14 @@ export class Channel<T> implements AsyncIterable<T> {
       this.#waiter = resolve;
       this.#failer = reject;
     });
+  }
+
+  #notifyDrained(): void {
+    if (this.#drainListeners.size === 0) return;
+    // a listener may push (and register again): it lands in the next round, not this one
+    const listeners = [...this.#drainListeners];
+    this.#drainListeners.clear();
+    for (const listener of listeners) listener();
   }
 
   #settleEnd(): void {

@@ -4,7 +4,9 @@ import type { Logger } from "pino";
 import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
-import { createDatabaseFaultInterceptor } from "./db/faults.ts";
+import { createDatabaseFaultInterceptor, unavailableIfDatabase } from "./db/faults.ts";
+import type { BidiLaneSpec } from "./grpc/bidi-lane.ts";
+import type { DescMessage } from "@bufbuild/protobuf";
 import type { Database } from "./db/schema.ts";
 import { registerChatSseRoutes } from "./http/chat-sse.ts";
 import { registerOpenAiRoutes } from "./http/openai.ts";
@@ -166,7 +168,7 @@ export async function startCoordinator(
       config.economics.estimateRefreshMs,
       logger,
     );
-    const { routes, health } = createRoutes({
+    const { routes, health, nodeStream } = createRoutes({
       config,
       db: database.db,
       logger,
@@ -202,6 +204,10 @@ export async function startCoordinator(
         createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }),
         createValidation(),
       ],
+      // agents' gRPC streams skip the router's generic pipeline; their handler validates its own messages, needs no
+      // credential headers (a node proves its key) and its database faults become Unavailable as the interceptor's do
+      lanes: [nodeStream as BidiLaneSpec<DescMessage, DescMessage>],
+      laneErrors: unavailableIfDatabase,
       // agents' streams are not user work: shutdown ends them once user requests are done (they reconnect)
       backgroundStreams: [`/${NodeService.typeName}/${NodeService.method.connect.name}`],
       http: (app) => {

@@ -63,7 +63,8 @@ export function endStreamsOn(signal: AbortSignal): Interceptor {
   };
 }
 
-function untilAborted<T>(messages: AsyncIterable<T>, signal: AbortSignal): AsyncIterable<T> {
+/** `messages`, ending with the abort reason (a ConnectError) once `signal` aborts (lean gRPC lanes use it too). */
+export function untilAborted<T>(messages: AsyncIterable<T>, signal: AbortSignal): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator]() {
       const it = messages[Symbol.asyncIterator]();

@@ -6,12 +6,13 @@ import type { Logger } from "pino";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { NetworkService } from "../gen/iris/v1/network_pb.ts";
-import { NodeService } from "../gen/iris/v1/node_pb.ts";
+import { type ConnectRequestSchema, type ConnectResponseSchema, NodeService } from "../gen/iris/v1/node_pb.ts";
 import { accountService } from "./accounts/service.ts";
 import type { Config } from "./config.ts";
 import type { Database } from "./db/schema.ts";
 import { Health, HealthStatus, healthRoutes, ServingStatus } from "./grpc/health.ts";
 import { reflectionRoutes } from "./grpc/reflection.ts";
+import type { BidiLaneSpec } from "./grpc/bidi-lane.ts";
 import type { NodeRegistry } from "./nodes/registry.ts";
 import type { SessionCloser } from "./nodes/session-closer.ts";
 import { networkService } from "./network/service.ts";
@@ -49,6 +50,8 @@ export interface RouteDeps {
 
 export interface Routes {
   routes: (router: ConnectRouter) => void;
+  /** Agents' NodeService.Connect, also served by the server's lean gRPC lane. */
+  nodeStream: BidiLaneSpec<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
   /** Health as grpc.health.v1 and /healthz report it. */
   health: { overall(): "SERVING" | "NOT_SERVING"; shutDown(): void };
 }
@@ -60,24 +63,23 @@ export function createRoutes(deps: RouteDeps): Routes {
   });
   const registerHealth = healthRoutes(status);
   const registerReflection = reflectionRoutes([...irisServices, Health]);
+  const nodes = nodeService({
+    db: deps.db,
+    registry: deps.registry,
+    logger: deps.logger,
+    heartbeatIntervalMs: deps.config.nodes.heartbeatIntervalMs,
+    registerTimeoutMs: deps.config.nodes.registerTimeoutMs,
+    coordinatorInstance: deps.config.instance,
+    sessions: deps.sessions,
+    coordinatorKey: deps.coordinatorKey,
+    classifyLink: deps.classifyLink,
+    earnings: deps.earnings,
+  });
   return {
+    nodeStream: { method: NodeService.method.connect, impl: nodes.connect },
     routes(router) {
       // Methods not implemented yet answer Unimplemented (connect-es does this for partial services).
-      router.service(
-        NodeService,
-        nodeService({
-          db: deps.db,
-          registry: deps.registry,
-          logger: deps.logger,
-          heartbeatIntervalMs: deps.config.nodes.heartbeatIntervalMs,
-          registerTimeoutMs: deps.config.nodes.registerTimeoutMs,
-          coordinatorInstance: deps.config.instance,
-          sessions: deps.sessions,
-          coordinatorKey: deps.coordinatorKey,
-          classifyLink: deps.classifyLink,
-          earnings: deps.earnings,
-        }),
-      );
+      router.service(NodeService, nodes);
       router.service(InferenceService, inferenceService({ chat: deps.chat, registry: deps.registry }));
       router.service(
         AccountService,

@@ -6,6 +6,7 @@ import http2, { type Http2Session } from "node:http2";
 import type net from "node:net";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
@@ -23,6 +24,7 @@ import { RequestLogController } from "./logger.ts";
 import { requestContextValues } from "./request-context.ts";
 import { requestDecoding } from "./request-decoding.ts";
 import { createSinglePortServer } from "./single-port.ts";
+import { BidiLane, type BidiLaneSpec } from "./grpc/bidi-lane.ts";
 import { checkCertificate, createTlsFront } from "./tls-port.ts";
 
 export interface ServerOptions {
@@ -39,6 +41,13 @@ export interface ServerOptions {
   backgroundStreams?: string[];
   /** Registers plain HTTP routes (pages, the OpenAI-compatible API, /healthz). */
   http?: (app: FastifyInstance) => void | Promise<void>;
+  /**
+   * Bidi-streaming methods also served by a lean gRPC path (agents' NodeService.Connect): a plain gRPC call of one
+   * skips the Connect router, so none of `interceptors` run for it; `laneErrors` gives their error mapping instead.
+   */
+  lanes?: BidiLaneSpec<DescMessage, DescMessage>[];
+  /** What an error of a lane's handler becomes for its client (the interceptors' mapping). */
+  laneErrors?: (err: unknown) => unknown;
   /** Called first thing on shutdown, e.g. to report NOT_SERVING to health checks. */
   onShutdown?: () => void;
   /** Called last on shutdown, after every connection is gone (e.g. close the database). */
@@ -70,6 +79,28 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits = config.connections;
   const cap = new AddressCap(limits.maxConnectionsPerAddress, logger);
   let closing: Promise<void> | undefined;
+  const lanes = (options.lanes ?? []).map(
+    (spec) =>
+      new BidiLane(spec, {
+        readMaxBytes: config.maxMessageBytes,
+        shutdownSignal: shutdown.signal,
+        contextValues: (req) => requestContextValues(randomUUID(), req.socket.remoteAddress ?? ""),
+        clientError: options.laneErrors ?? ((err) => err),
+      }),
+  );
+  // behind a trusted proxy the client's address is in X-Forwarded-For, which Fastify reads: such calls take the router
+  const laneFor = (req: http2.Http2ServerRequest) =>
+    config.trustProxy && req.headers["x-forwarded-for"] !== undefined
+      ? undefined
+      : lanes.find((lane) => lane.accepts(req));
+  const h2Handler =
+    (handler: http.RequestListener): Http2Handler =>
+    (req, res) => {
+      const lane = laneFor(req);
+      if (!lane) return (handler as unknown as Http2Handler)(req, res);
+      requests.track(req.url, res);
+      lane.serve(req, res);
+    };
 
   let servers:
     | { listener: net.Server; http1?: http.Server; http2: http2.Http2Server | http2.Http2SecureServer }
@@ -92,7 +123,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             ...http1Options(limits),
             ...http2Options(limits),
           },
-          handler as unknown as Http2Handler,
+          h2Handler(handler),
         );
         // a plain TCP listener in front, so that the cap sees each connection before TLS does any work, and
         // plaintext sent to the TLS port is told to use https://
@@ -104,7 +135,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         return secure as unknown as http.Server;
       }
       const http1 = http.createServer(http1Options(limits), handler);
-      const h2c = http2.createServer(http2Options(limits), handler as unknown as Http2Handler);
+      const h2c = http2.createServer(http2Options(limits), h2Handler(handler));
       const listener = createSinglePortServer(http1, h2c, {
         firstBytesTimeoutMs: limits.idleTimeoutMs,
         admit: (socket) => cap.admit(socket),

@@ -1,6 +1,7 @@
 // The one server-sent events writer of the HTTP chat routes: headers when the route commits, writes to the socket
 // (corked per event-loop turn, backpressure), keep-alive comments, the error event, letting go of the answer's events.
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { drained } from "../../common/drained.ts";
 
 /** How a route puts its events on the wire (docs/reference/sse.md): each its own format, one writer. */
 export interface SseRoute<E> {
@@ -137,15 +138,6 @@ export class SseStream {
     const raw = this.reply.raw;
     if (!this.open) return;
     this.#cork();
-    if (raw.write(text)) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        raw.off("drain", done);
-        raw.off("close", done);
-        resolve();
-      };
-      raw.on("drain", done);
-      raw.on("close", done);
-    });
+    if (!raw.write(text)) await drained(raw);
   }
 }

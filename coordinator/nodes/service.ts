@@ -98,7 +98,7 @@ function declaredCapabilities(register: Register, parameterCount: number, quanti
   };
 }
 
-export function nodeService(deps: NodeServiceDeps): Partial<ServiceImpl<typeof NodeService>> {
+export function nodeService(deps: NodeServiceDeps): Pick<ServiceImpl<typeof NodeService>, "connect" | "moveNode"> {
   const now = deps.now ?? Date.now;
   const registerTimeoutMs = deps.registerTimeoutMs ?? 5_000;
 

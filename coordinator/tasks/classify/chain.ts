@@ -139,7 +139,11 @@ export class ClassifierBudgetExceeded extends Error {
  */
 export class ClassifierLinkDeclined extends Error {
   constructor(message: string) {
+    // thrown on most requests as a signal, not a fault: no stack trace to capture (that was most of its cost)
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.name = "ClassifierLinkDeclined";
   }
 }
