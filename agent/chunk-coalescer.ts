@@ -1,11 +1,27 @@
 // Merges the token pieces a task's backend releases in one event-loop turn into one TaskChunk: one seal, one
 // protobuf message and one HTTP/2 frame for what arrived together (an upstream's read often holds many SSE events).
+// While the outbox is backed up (the stream is flow-controlled or the coordinator slow), a task's pieces keep
+// joining its waiting chunk until the writer has taken what the outbox holds: tokens per frame grow with the backlog.
 import { chunkWithTokens } from "../common/chunk-tokens.ts";
 import { sealText, type SessionKeys } from "../common/crypto/envelope.ts";
 import type { OutgoingMessage } from "./outgoing-message.ts";
 
 /** Text at which a chunk goes out at once, whatever else the turn brings. */
 const MAX_CHUNK_CHARS = 64 * 1024;
+
+/** The outbox as a chunk sees it (the connection's Channel): what waits for the writer, and when it took it all. */
+export interface OutboxBacklog {
+  readonly queued: number;
+  /** Calls the listener once, when the writer has taken every queued message (or the outbox closed). */
+  onDrained(listener: () => void): () => void;
+}
+
+export interface ChunkCoalescerOptions {
+  /** Where the chunks queue; without it a chunk goes out at the end of its turn, backed up or not. */
+  outbox?: OutboxBacklog;
+  /** Told the tokens of each chunk sent (the terminal UI's live count: once a chunk, not once a piece). */
+  onSent?: (tokens: number) => void;
+}
 
 export class ChunkCoalescer {
   #text = "";
@@ -14,6 +30,8 @@ export class ChunkCoalescer {
   #pieces = 0;
   #sequence = 0;
   #scheduled: NodeJS.Immediate | undefined;
+  /** Set while the waiting chunk waits for the outbox to drain: forgets that wait. */
+  #forgetDrain: (() => void) | undefined;
 
   constructor(
     private readonly taskId: string,
@@ -21,8 +39,7 @@ export class ChunkCoalescer {
     private readonly send: (message: OutgoingMessage) => void,
     /** Aborted: the coordinator cancelled the task or it was handed back; what waits is dropped, never sent late. */
     private readonly signal: AbortSignal,
-    /** Told the tokens of each chunk sent (the terminal UI's live count: once a chunk, not once a piece). */
-    private readonly onSent?: (tokens: number) => void,
+    private readonly options: ChunkCoalescerOptions = {},
   ) {}
 
   /** Chunks sent so far (the result's chunk_count). */
@@ -30,20 +47,34 @@ export class ChunkCoalescer {
     return this.#sequence;
   }
 
-  /** A piece from the backend: sent with whatever else arrives before the event loop turns. */
+  /** A piece from the backend: sent with whatever else arrives before the event loop turns (or the outbox drains). */
   add(text: string, tokens: number): void {
     this.#text += text;
     this.#tokens += tokens;
     this.#pieces++;
     // a long burst goes out in pieces well under a chunk's size limit (1 MiB of text)
     if (this.#text.length >= MAX_CHUNK_CHARS) this.flush();
-    else this.#scheduled ??= setImmediate(() => this.flush());
+    else if (!this.#scheduled && !this.#forgetDrain) this.#scheduled = setImmediate(() => this.#sendWhenDrained());
+  }
+
+  /** The turn ended: sends now, or, while the outbox holds messages the writer has not taken, once it has. */
+  #sendWhenDrained(): void {
+    this.#scheduled = undefined;
+    const outbox = this.options.outbox;
+    if (!outbox || outbox.queued === 0) {
+      this.flush();
+      return;
+    }
+    // on the drain it goes out whatever the outbox holds by then: the other tasks' chunks sent on the same drain
+    this.#forgetDrain = outbox.onDrained(() => {
+      this.#forgetDrain = undefined;
+      this.flush();
+    });
   }
 
   /** Sends what waits now (before the result or an error, which must follow every chunk). */
   flush(): void {
-    clearImmediate(this.#scheduled);
-    this.#scheduled = undefined;
+    this.#cancelWait();
     if (this.#pieces === 0) return;
     const text = this.#text;
     const tokens = this.#tokens;
@@ -57,15 +88,21 @@ export class ChunkCoalescer {
       value: sealText(this.keys.toCoordinator, text, { taskId: this.taskId, sequence, kind: "chunk" }),
     } as const;
     this.send({ case: "chunk", value: chunkWithTokens({ taskId: this.taskId, sequence, content }, tokens) });
-    this.onSent?.(tokens);
+    this.options.onSent?.(tokens);
   }
 
   /** Drops what waits (the task was cancelled). */
   discard(): void {
-    clearImmediate(this.#scheduled);
-    this.#scheduled = undefined;
+    this.#cancelWait();
     this.#text = "";
     this.#tokens = 0;
     this.#pieces = 0;
+  }
+
+  #cancelWait(): void {
+    clearImmediate(this.#scheduled);
+    this.#scheduled = undefined;
+    this.#forgetDrain?.();
+    this.#forgetDrain = undefined;
   }
 }

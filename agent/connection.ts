@@ -264,6 +264,7 @@ export class CoordinatorLink {
           const active = (runner = new TaskRunner(options.backend, send, logger, identity.maxConcurrentTasks, keys, {
             state,
             isPaused: () => this.#paused,
+            outbox,
           }));
           handle.runner = active;
           handle.close = () => outbox.close();

@@ -4,6 +4,7 @@ import { createSecretKey, randomBytes, randomUUID } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
+import { Channel } from "../common/channel.ts";
 import { chunkTokenCount } from "../common/chunk-tokens.ts";
 import { openText, sealMessage } from "../common/crypto/envelope.ts";
 import { Difficulty, Role } from "../gen/iris/v1/common_pb.ts";
@@ -195,6 +196,66 @@ describe("TaskRunner", () => {
     expect(result?.case === "result" && result.value.chunkCount).toBe(2);
     expect(state.snapshot.totals).toMatchObject({ completed: 1, tokens: 20 });
   });
+
+  it(
+    "while the outbox is backed up, sends a task's pieces of many turns as one chunk once the writer drains it, " +
+      "then the rest and the result in order",
+    async () => {
+      let reachGate!: () => void;
+      const atGate = new Promise<void>((resolve) => (reachGate = resolve));
+      let openGate!: () => void;
+      const gate = new Promise<void>((resolve) => (openGate = resolve));
+      const slow: Backend = {
+        kind: "test",
+        describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
+        async *generate() {
+          for (let n = 0; n < 5; n++) {
+            await new Promise((resolve) => setTimeout(resolve, 1)); // a piece a turn, each its own chunk unhindered
+            yield { text: ` a${n}`, tokens: 1 };
+          }
+          reachGate();
+          await gate;
+          for (let n = 0; n < 3; n++) {
+            await new Promise((resolve) => setTimeout(resolve, 1));
+            yield { text: ` b${n}`, tokens: 2 };
+          }
+          return { promptTokens: 3, completionTokens: 11, finishReason: "stop" };
+        },
+        close: async () => {},
+      };
+      // the connection's outbox, its writer stuck on a heartbeat (a flow-controlled stream)
+      const outbox = new Channel<OutgoingMessage>();
+      outbox.push({ case: "heartbeat", value: {} });
+      const tasks = new TaskRunner(slow, (m) => void outbox.push(m), pino({ level: "silent" }), 1, keys, { outbox });
+      const task = assign(100);
+      const done = tasks.start(task);
+      await atGate;
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(outbox.queued).toBe(1); // the five pieces wait in one chunk
+      const taken = [outbox.take()]; // the writer takes the heartbeat: the chunk goes out now
+      expect(outbox.queued).toBe(1);
+      openGate();
+      await done; // the three later pieces waited behind that chunk: one more chunk, then the result
+      for (let m = outbox.take(); m; m = outbox.take()) taken.push(m);
+      const wire = taken.map((message) => create(ConnectRequestSchema, { message }).message);
+      expect(wire.map((m) => m.case)).toEqual(["heartbeat", "chunk", "chunk", "result"]);
+      const chunks = wire.flatMap((m) => (m.case === "chunk" ? [m.value] : []));
+      expect(chunks.map(chunkTokenCount)).toEqual([5, 6]);
+      const texts = chunks.map((chunk) =>
+        chunk.content.case === "sealed"
+          ? openText(keys.toCoordinator, chunk.content.value, {
+              taskId: task.taskId,
+              sequence: chunk.sequence,
+              kind: "chunk",
+            })
+          : "",
+      );
+      expect(texts).toEqual([" a0 a1 a2 a3 a4", " b0 b1 b2"]);
+      const result = wire.at(-1);
+      expect(result?.case === "result" && result.value.chunkCount).toBe(2);
+      expect(result?.case === "result" && result.value.usage?.completionTokens).toBe(11);
+    },
+  );
 
   it("is idle at once when nothing runs", async () => {
     const { tasks } = runner(tickingBackend(1));

@@ -7,7 +7,7 @@ import { TaskErrorReason, TaskPayloadSchema, type TaskAssign, type TaskPayload }
 import { EnvelopeError, openMessage, type SessionKeys } from "../common/crypto/envelope.ts";
 import { BackendError, type Backend } from "./backends/backend.ts";
 import type { OutgoingMessage } from "./outgoing-message.ts";
-import { ChunkCoalescer } from "./chunk-coalescer.ts";
+import { ChunkCoalescer, type OutboxBacklog } from "./chunk-coalescer.ts";
 import type { AgentState, TaskOutcome } from "./state.ts";
 import { chatRoleFromProto } from "../common/vocabulary.ts";
 
@@ -35,6 +35,8 @@ export interface TaskRunnerOptions {
   state?: AgentState;
   /** While true, assignments are refused (OVERLOADED) so the coordinator routes them elsewhere. */
   isPaused?: () => boolean;
+  /** The queue `send` feeds: while it is backed up, a task's tokens wait in one chunk until the writer drains it. */
+  outbox?: OutboxBacklog;
 }
 
 export class TaskRunner {
@@ -157,13 +159,10 @@ export class TaskRunner {
     const started = Date.now();
     let firstTokenAt: number | undefined;
     const state = this.options.state;
-    const chunks = new ChunkCoalescer(
-      taskId,
-      this.keys,
-      this.send,
-      signal,
-      state && ((n) => state.taskToken(taskId, n)),
-    );
+    const chunks = new ChunkCoalescer(taskId, this.keys, this.send, signal, {
+      outbox: this.options.outbox,
+      onSent: state && ((n) => state.taskToken(taskId, n)),
+    });
     try {
       const stream = this.backend.generate({
         messages,

@@ -74,11 +74,12 @@ function writeVarint(buf: Buffer, offset: number, n: number): number {
 
 /** Largest frame `writeSealedChunkFrame` writes for a ciphertext (tag included) of `ciphertextBytes` bytes. */
 export const maxSealedChunkFrameBytes = (ciphertextBytes: number) =>
-  5 + 1 + 5 + (2 + 36) + (1 + 5) + (1 + 5) + (2 + 12) + (1 + 5 + ciphertextBytes);
+  5 + 1 + 5 + (2 + 36) + (1 + 5) + (1 + 5) + (2 + 12) + (1 + 5 + ciphertextBytes) + (1 + 5);
 
 /**
- * Writes ConnectRequest{chunk: TaskChunk{task_id, sequence, sealed: SealedPayload{nonce, ciphertext}}} as a
- * gRPC frame at `offset` of `buf`; returns the offset after it.
+ * Writes ConnectRequest{chunk: TaskChunk{task_id, sequence, sealed: SealedPayload{nonce, ciphertext},
+ * token_count}} as a gRPC frame at `offset` of `buf`; returns the offset after it. A token count of 0 is left
+ * out (the coordinator reads it as 1), as for one token a chunk.
  */
 export function writeSealedChunkFrame(
   buf: Buffer,
@@ -87,11 +88,12 @@ export function writeSealedChunkFrame(
   sequence: number,
   nonce: Uint8Array,
   ciphertext: Uint8Array,
+  tokenCount = 0,
 ): number {
   // SealedPayload: 1 nonce, 2 ciphertext (both len-delimited)
   const sealed =
     1 + varintLength(nonce.length) + nonce.length + 1 + varintLength(ciphertext.length) + ciphertext.length;
-  // TaskChunk: 1 task_id, 2 sequence (omitted when 0), 4 sealed
+  // TaskChunk: 1 task_id, 2 sequence (omitted when 0), 4 sealed, 5 token_count (omitted when 0)
   const inner =
     1 +
     varintLength(taskId.length) +
@@ -99,7 +101,8 @@ export function writeSealedChunkFrame(
     (sequence > 0 ? 1 + varintLength(sequence) : 0) +
     1 +
     varintLength(sealed) +
-    sealed;
+    sealed +
+    (tokenCount > 0 ? 1 + varintLength(tokenCount) : 0);
   const outer = 1 + varintLength(inner) + inner;
   buf[offset] = 0;
   buf.writeUInt32BE(outer, offset + 1);
@@ -122,7 +125,12 @@ export function writeSealedChunkFrame(
   buf[at++] = 0x12;
   at = writeVarint(buf, at, ciphertext.length);
   buf.set(ciphertext, at);
-  return at + ciphertext.length;
+  at += ciphertext.length;
+  if (tokenCount > 0) {
+    buf[at++] = 0x28;
+    at = writeVarint(buf, at, tokenCount);
+  }
+  return at;
 }
 
 /** ChatResponse's oneof `event`, by its first byte (field number << 3 | wire type 2). */
@@ -151,18 +159,25 @@ export function tokenText(message: Buffer): Buffer {
 /** Throws unless the hand encodings agree with protobuf-es on real messages. */
 export function checkWireEncoding(): void {
   const taskId = "0b7c4f0e-8a3c-4d6f-9f43-2a8e8c1d5e77";
-  for (const sequence of [0, 1, 127, 128, 300_000]) {
+  for (const [sequence, tokenCount] of [
+    [0, 0],
+    [1, 1],
+    [127, 0],
+    [128, 300],
+    [300_000, 20],
+  ] as const) {
     const text = Buffer.from(sequence === 300_000 ? "@12345.678".repeat(20) : " token");
     const nonce = Uint8Array.from({ length: 12 }, (_, i) => i + sequence);
     const ciphertext = Buffer.concat([text, Buffer.alloc(16, 7)]);
     const sealedBuf = Buffer.alloc(maxSealedChunkFrameBytes(ciphertext.length));
-    const sealedEnd = writeSealedChunkFrame(sealedBuf, 0, Buffer.from(taskId), sequence, nonce, ciphertext);
+    const sealedEnd = writeSealedChunkFrame(sealedBuf, 0, Buffer.from(taskId), sequence, nonce, ciphertext, tokenCount);
     const sealed = fromBinary(ConnectRequestSchema, sealedBuf.subarray(5, sealedEnd)).message;
     if (
       sealedBuf.readUInt32BE(1) !== sealedEnd - 5 ||
       sealed.case !== "chunk" ||
       sealed.value.taskId !== taskId ||
       sealed.value.sequence !== sequence ||
+      sealed.value.tokenCount !== tokenCount ||
       sealed.value.content.case !== "sealed" ||
       !Buffer.from(sealed.value.content.value.nonce).equals(nonce) ||
       !Buffer.from(sealed.value.content.value.ciphertext).equals(ciphertext)

@@ -2,6 +2,8 @@
 // its X25519 key, heartbeats, task assign/cancel, AES-256-GCM sealed chunks, result) and emits tokens when the
 // shared TokenPump says so. Sealing is the real envelope code (common/crypto), so the coordinator opens real
 // ciphertext; the assignment's payload is not opened (the load node answers every prompt the same way).
+// Two ways to meet a connection that pushes back: offer nothing (the tokens are not owed), or coalesce as the
+// agent does (agent/chunk-coalescer.ts): the tokens wait, and go out as one chunk per task once it is writable.
 import { generateKeyPairSync } from "node:crypto";
 import http2 from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -11,24 +13,7 @@ import { ConnectRequestSchema, ConnectResponseSchema, type RegisterAck } from ".
 import { encodeFrame, FrameReader, maxSealedChunkFrameBytes, openCall, writeSealedChunkFrame } from "./grpc-wire.ts";
 
 // Typical English LLM tokens: a leading space and a short word.
-const words = [
-  " the",
-  " of",
-  " and",
-  " to",
-  " in",
-  " is",
-  " that",
-  " for",
-  " it",
-  " as",
-  " with",
-  " on",
-  " this",
-  " be",
-  " by",
-  " an",
-].map((word) => Buffer.from(word));
+const words = "the of and to in is that for it as with on this be by an".split(" ").map((w) => Buffer.from(` ${w}`));
 /** Every this many tokens carries the time it was sent ("@<ms>"), so clients can sample the relay latency. */
 export const stampEvery = 64;
 const maxTextBytes = 24;
@@ -38,8 +23,12 @@ interface LoadTask {
   taskId: string;
   remaining: number;
   sequence: number;
+  /** Tokens sent so far (the result's usage; several a chunk when coalescing). */
+  tokens: number;
   /** Tokens owed by the rate but not yet sent (fractional). */
   due: number;
+  /** Coalescing: the tick at which its tokens began to wait for a connection that pushed back. */
+  owedSince: number | undefined;
 }
 
 export interface LoadNodeOptions {
@@ -49,6 +38,8 @@ export interface LoadNodeOptions {
   slots: number;
   /** Declared speed; high, so the tier is PRO and deadlines never bind. */
   declaredTokensPerSecond?: number;
+  /** While the connection pushes back, owe the tokens and send each task's as one chunk once it is writable. */
+  coalesce?: boolean;
 }
 
 export class LoadNode {
@@ -60,10 +51,14 @@ export class LoadNode {
   #heartbeat: NodeJS.Timeout | undefined;
   #keys: SessionKeys | undefined;
   #counter = 0;
+  readonly #coalesce: boolean;
   /** Ticks on which the connection pushed back (its buffer was full) and nothing was sent. */
   blockedTicks = 0;
+  /** Chunks sent so far. */
+  chunksSent = 0;
 
   constructor(options: LoadNodeOptions) {
+    this.#coalesce = options.coalesce ?? false;
     const key = generateKeyPairSync("x25519").privateKey;
     const publicKey = publicKeyBytes(key);
     this.#session = http2.connect(options.url);
@@ -101,7 +96,9 @@ export class LoadNode {
           taskId: m.value.taskId,
           remaining: Math.max(1, m.value.maxTokens),
           sequence: 0,
+          tokens: 0,
           due: 0,
+          owedSince: undefined,
         });
       } else if (m.case === "cancel") {
         this.#tasks.delete(m.value.taskId);
@@ -159,15 +156,23 @@ export class LoadNode {
 
   /**
    * Adds `perTask` tokens owed to every running task and sends the whole ones, with a result for each task
-   * that reaches its max tokens, in one write. Returns the tokens sent (0 when the connection pushes back).
+   * that reaches its max tokens, in one write: a chunk a token, or, coalescing, one chunk for the tokens owed
+   * while the connection pushed back. Returns the tokens sent (0 when the connection pushes back).
    */
   pump(perTask: number, now: number): number {
     const keys = this.#keys;
     if (this.#tasks.size === 0 || this.#call.closed || !keys) return 0;
     if (this.#call.writableNeedDrain) {
-      // the coordinator is not keeping up: offer nothing this tick rather than queue without bound
+      // the coordinator is not keeping up: offer nothing this tick rather than queue without bound; an agent that
+      // coalesces keeps its tokens (as many as max tokens at most) for the next chunk
       this.blockedTicks++;
-      for (const task of this.#tasks.values()) task.due = 0;
+      for (const task of this.#tasks.values()) {
+        if (!this.#coalesce) task.due = 0;
+        else {
+          task.due += perTask;
+          task.owedSince ??= now;
+        }
+      }
       return 0;
     }
     let bytes = 0;
@@ -182,17 +187,23 @@ export class LoadNode {
     for (const [taskId, task] of this.#tasks) {
       const n = Math.min(Math.floor(task.due), task.remaining);
       task.due -= n;
-      for (let i = 0; i < n; i++) {
-        const text =
-          ++this.#counter % stampEvery === 0 ? Buffer.from(`@${now.toFixed(3)}`) : words[this.#counter & 15]!;
+      const merged = task.owedSince !== undefined;
+      for (let i = 0; i < (merged ? Math.min(n, 1) : n); i++) {
+        const tokens = merged ? n : 1;
+        const text = this.#chunkText(tokens, task.owedSince ?? now, now);
         const { nonce, ciphertext } = seal(keys.toCoordinator, text, {
           taskId: task.taskId,
           sequence: task.sequence,
           kind: "chunk",
         });
-        at = writeSealedChunkFrame(buf, at, task.id, task.sequence++, nonce, ciphertext);
+        // coalescing, every chunk says its tokens, as the agent's do; else one token a chunk, unsaid (read as 1)
+        const count = this.#coalesce ? tokens : 0;
+        at = writeSealedChunkFrame(buf, at, task.id, task.sequence++, nonce, ciphertext, count);
+        this.chunksSent++;
       }
+      task.owedSince = undefined;
       sent += n;
+      task.tokens += n;
       task.remaining -= n;
       if (task.remaining === 0) {
         this.#tasks.delete(taskId);
@@ -202,7 +213,7 @@ export class LoadNode {
               case: "result",
               value: {
                 taskId,
-                usage: { promptTokens: 7, completionTokens: task.sequence },
+                usage: { promptTokens: 7, completionTokens: task.tokens },
                 finishReason: "length",
                 chunkCount: task.sequence,
               },
@@ -214,6 +225,23 @@ export class LoadNode {
     if (at > 0 || finished.length > 0)
       this.#call.write(finished.length > 0 ? Buffer.concat([buf.subarray(0, at), ...finished]) : buf.subarray(0, at));
     return sent;
+  }
+
+  /**
+   * The text of a chunk of `tokens` words. When one of them is a stamped token it leads the chunk (clients sample
+   * only a Token event's head), with the time that token was owed: spread evenly from `owedSince` to `now`, so the
+   * latency measured includes the time it waited in the node.
+   */
+  #chunkText(tokens: number, owedSince: number, now: number): Buffer {
+    let stamp: Buffer | undefined;
+    const parts: Buffer[] = [];
+    for (let i = 1; i <= tokens; i++) {
+      if (++this.#counter % stampEvery === 0 && !stamp)
+        stamp = Buffer.from(`@${(owedSince + ((now - owedSince) * i) / tokens).toFixed(3)}`);
+      else parts.push(words[this.#counter & 15]!);
+    }
+    if (tokens === 1) return stamp ?? parts[0]!;
+    return Buffer.concat(stamp ? [stamp, ...parts] : parts);
   }
 
   /** Ends the stream the way an agent that stops does, and waits for the connection to close. */

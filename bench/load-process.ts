@@ -18,7 +18,7 @@ export type LoadCommand =
   | { cmd: "scriptedNode"; url: string; accountKey: string; nodeId: string; slots: number; tokens: string[] }
   | { cmd: "stopScriptedNodes" }
   | { cmd: "directChatServer"; tokens: string[] }
-  | { cmd: "nodes"; url: string; accountKey: string; count: number; slots: number; prefix: string }
+  | { cmd: "nodes"; url: string; accountKey: string; count: number; slots: number; prefix: string; coalesce?: boolean }
   | { cmd: "rate"; tokensPerSecond: number }
   | { cmd: "clients"; url: string; accountKey: string; clients: number; tokensPerChat: number }
   | { cmd: "window"; ms: number }
@@ -29,6 +29,8 @@ export interface WindowResult {
   seconds: number;
   tokens: number;
   emitted: number;
+  /** Chunks the load nodes sent in the window (fewer than `emitted` tokens when they coalesce). */
+  chunks: number;
   chats: number;
   errors: number;
   firstError?: string;
@@ -80,6 +82,7 @@ async function handle(command: LoadCommand): Promise<unknown> {
           accountKey: command.accountKey,
           nodeId: `${command.prefix}-${i}`,
           slots: command.slots,
+          coalesce: command.coalesce,
         });
       // registration in waves of 100, as a fleet reconnecting after a coordinator restart would arrive
       for (let i = 0; i < command.count; i += 100) {
@@ -121,6 +124,7 @@ async function handle(command: LoadCommand): Promise<unknown> {
       const blocked0 = nodes.reduce((sum, node) => sum + node.blockedTicks, 0);
       chats?.reset();
       const emitted0 = pump?.emitted ?? 0;
+      const chunks0 = nodes.reduce((sum, node) => sum + node.chunksSent, 0);
       const t0 = performance.now();
       await sleep(command.ms);
       const seconds = (performance.now() - t0) / 1000;
@@ -130,6 +134,7 @@ async function handle(command: LoadCommand): Promise<unknown> {
         seconds,
         tokens: counters?.tokens ?? 0,
         emitted: (pump?.emitted ?? 0) - emitted0,
+        chunks: nodes.reduce((sum, node) => sum + node.chunksSent, 0) - chunks0,
         chats: counters?.chats ?? 0,
         errors: counters?.errors ?? 0,
         firstError: counters?.firstError,

@@ -1,27 +1,17 @@
 // Relay benchmark (ii): aggregate tokens per second relayed by the coordinator from many load-generator nodes
-// to many concurrent Chat streams, with the coordinator's CPU, and a CPU profile of the busiest window.
+// to many concurrent Chat streams, with the coordinator's CPU, and a CPU profile of the busiest window; then the
+// same rates with nodes that coalesce a task's tokens into one chunk while their connection pushes back, as agents do.
 import { stampEvery } from "./load-node.ts";
-import type { WindowResult } from "./load-process.ts";
 import { summariseProfile } from "./profile-summary.ts";
 import { cpuWindow, memoryMiB } from "./proc-stats.ts";
 import type { BenchContext } from "./relay-context.ts";
 import { startCoordinatorProcess } from "./coordinator-process.ts";
-import { fixed, markdownTable, sleep, whole } from "./stats.ts";
+import type { WindowResult } from "./load-process.ts";
+import { fixed, sleep, whole } from "./stats.ts";
+import { KEEPS_UP, rate, saturated, throughputReport, type Measured } from "./relay-throughput-report.ts";
 
 /** Offered rates are tried in this order until the coordinator falls behind. */
 const LADDER = [2_500, 5_000, 10_000, 20_000, 40_000, 80_000, 160_000];
-/** Delivered below this share of the offered rate counts as saturated. */
-const KEEPS_UP = 0.9;
-
-interface Measured {
-  nodes: number;
-  slots: number;
-  offered: number;
-  window: WindowResult;
-  coordinatorCpu: number;
-  coordinatorRss: number;
-  loadCpu: number;
-}
 
 export async function runThroughputBench(ctx: BenchContext): Promise<void> {
   const windowMs = ctx.quick ? 4_000 : 8_000;
@@ -38,13 +28,14 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
   const accountKey = ctx.database.accountKey;
   const rows: Measured[] = [];
 
-  async function measure(nodes: number, slots: number, offered: number): Promise<Measured> {
+  async function measure(coalesce: boolean, nodes: number, slots: number, offered: number): Promise<Measured> {
     await ctx.load.send({ cmd: "rate", tokensPerSecond: offered });
     await sleep(settleMs);
     const coordinatorCpu = cpuWindow(coordinator.pid);
     const loadCpu = cpuWindow(ctx.load.pid);
     const window = await ctx.load.send<WindowResult>({ cmd: "window", ms: windowMs });
     const row = {
+      coalesce,
       nodes,
       slots,
       offered,
@@ -53,19 +44,16 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
       loadCpu: loadCpu.stop().percent,
       coordinatorRss: memoryMiB(coordinator.pid).rss,
     };
-    const received = window.tokens / window.seconds;
     ctx.progress(
-      `  ${nodes}×${slots} offered ${offered}/s: received ${Math.round(received)}/s, ` +
-        `coordinator ${row.coordinatorCpu.toFixed(0)}% CPU` +
+      `  ${nodes}×${slots} offered ${offered}/s: received ${Math.round(rate(row))}/s, ` +
+        `coordinator ${row.coordinatorCpu.toFixed(0)}% CPU, ${fixed(window.emitted / Math.max(1, window.chunks), 1)} ` +
+        `tokens a chunk` +
         (window.errors ? `, ${window.errors} errors (${window.firstError})` : ""),
     );
     rows.push(row);
     return row;
   }
 
-  const cpuPerToken = (row: Measured) =>
-    ((row.coordinatorCpu / 100) * 1e6) / Math.max(1, row.window.tokens / row.window.seconds);
-  const saturated = (row: Measured) => row.window.tokens / row.window.seconds < KEEPS_UP * row.offered;
   let profileMarkdown = "";
   const configs = ctx.quick
     ? [{ nodes: 20, slots: 5 }]
@@ -73,112 +61,59 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
         { nodes: 20, slots: 5 },
         { nodes: 100, slots: 10 },
       ];
+  // each configuration one chunk a token first, then at the same offered rates coalescing: the two side by side in
+  // time, on a coordinator that has run as long
   for (const [index, { nodes, slots }] of configs.entries()) {
-    ctx.progress(`(ii) throughput: ${nodes} nodes × ${slots} slots, ${nodes * slots} chat streams`);
-    await ctx.load.send({
-      cmd: "nodes",
-      url: coordinator.url,
-      accountKey,
-      count: nodes,
-      slots,
-      prefix: `load${index}`,
-    });
-    // later configurations start two steps below the best rate seen so far
-    const bestSoFar = Math.max(0, ...rows.map((r) => r.window.tokens / r.window.seconds));
-    const start = Math.max(
-      0,
-      LADDER.findLastIndex((offered) => offered <= bestSoFar / 4),
-    );
-    await ctx.load.send({ cmd: "rate", tokensPerSecond: LADDER[start]! });
-    await ctx.load.send({ cmd: "clients", url: coordinator.url, accountKey, clients: nodes * slots, tokensPerChat });
-    // one step past the first rate the coordinator cannot keep up with: more offered load means bigger batches
-    // per read, so the rate it delivers when flooded is its real ceiling here
-    let last: Measured | undefined;
-    let behind = 0;
-    for (const offered of LADDER.slice(start)) {
-      last = await measure(nodes, slots, offered);
-      behind = saturated(last) ? behind + 1 : 0;
-      if (behind === 2) break;
+    for (const coalesce of [false, true]) {
+      ctx.progress(
+        `(ii) throughput${coalesce ? ", agents coalescing when backed up" : ""}: ${nodes} nodes × ${slots} slots, ` +
+          `${nodes * slots} chat streams`,
+      );
+      await ctx.load.send({
+        cmd: "nodes",
+        url: coordinator.url,
+        accountKey,
+        count: nodes,
+        slots,
+        prefix: `load${coalesce ? "c" : ""}${index}`,
+        coalesce,
+      });
+      // later configurations start two steps below the best rate seen so far
+      const bestSoFar = Math.max(0, ...rows.filter((r) => !r.coalesce).map(rate));
+      const start = Math.max(
+        0,
+        LADDER.findLastIndex((offered) => offered <= bestSoFar / 4),
+      );
+      const tried = rows.filter((r) => !r.coalesce && r.nodes === nodes && r.slots === slots).map((r) => r.offered);
+      const offers = coalesce ? tried : LADDER.slice(start);
+      await ctx.load.send({ cmd: "rate", tokensPerSecond: offers[0]! });
+      await ctx.load.send({ cmd: "clients", url: coordinator.url, accountKey, clients: nodes * slots, tokensPerChat });
+      // one step past the first rate the coordinator cannot keep up with: more offered load means bigger batches
+      // per read, so the rate it delivers when flooded is its real ceiling here
+      let last: Measured | undefined;
+      let behind = 0;
+      for (const offered of offers) {
+        last = await measure(coalesce, nodes, slots, offered);
+        behind = saturated(last) ? behind + 1 : 0;
+        if (behind === 2 && !coalesce) break;
+      }
+      if (!coalesce && index === 0 && last) {
+        // profiled separately from the measured windows, at the highest rate tried: the coordinator at its limit
+        ctx.progress(`(ii) profiling the coordinator at ${last.offered}/s offered`);
+        await coordinator.startProfile();
+        await sleep(ctx.quick ? 3_000 : 8_000);
+        const file = await coordinator.stopProfile();
+        profileMarkdown = summariseProfile(file).markdown;
+        ctx.progress(`  profile: ${file}`);
+      }
+      await ctx.load.send({ cmd: "stopClients" });
+      await ctx.load.send({ cmd: "stopNodes" });
     }
-    if (index === 0 && last) {
-      // profiled separately from the measured windows, at the highest rate tried: the coordinator at its limit
-      ctx.progress(`(ii) profiling the coordinator at ${last.offered}/s offered`);
-      await coordinator.startProfile();
-      await sleep(ctx.quick ? 3_000 : 8_000);
-      const file = await coordinator.stopProfile();
-      profileMarkdown = summariseProfile(file).markdown;
-      ctx.progress(`  profile: ${file}`);
-    }
-    await ctx.load.send({ cmd: "stopClients" });
-    await ctx.load.send({ cmd: "stopNodes" });
   }
   await coordinator.stop();
 
-  const rate = (r: Measured) => r.window.tokens / r.window.seconds;
-  const best = (candidates: Measured[]) =>
-    candidates.reduce<Measured | undefined>((a, b) => (a && rate(a) >= rate(b) ? a : b), undefined);
-  // the peak is the best rate delivered while keeping up; a window that fell behind delivers tokens from a growing
-  // backlog (see its latency), which no user would call relaying
-  const keptUp = rows.filter((r) => !saturated(r));
-  const peak = best(keptUp);
-  const most = best(rows)!;
-  const table = markdownTable(
-    [
-      "nodes × slots",
-      "chat streams",
-      "offered tok/s",
-      "sent by nodes tok/s",
-      "received by clients tok/s",
-      "chats done",
-      "errors",
-      "token latency p50 ms",
-      "token latency p99 ms",
-      "coordinator CPU %",
-      "coordinator CPU µs per token",
-      "coordinator RSS MiB",
-      "load process CPU %",
-    ],
-    rows.map((r) => {
-      const mark = r === peak ? " **(peak)**" : r === most ? " (most, behind)" : saturated(r) ? " (behind)" : "";
-      return [
-        `${r.nodes} × ${r.slots}${mark}`,
-        String(r.nodes * r.slots),
-        whole(r.offered),
-        whole(r.window.emitted / r.window.seconds),
-        r === peak ? `**${whole(rate(r))}**` : whole(rate(r)),
-        String(r.window.chats),
-        String(r.window.errors),
-        fixed(r.window.latencyP50, 1),
-        fixed(r.window.latencyP99, 1),
-        fixed(r.coordinatorCpu, 0),
-        fixed(cpuPerToken(r), 1),
-        fixed(r.coordinatorRss, 0),
-        fixed(r.loadCpu, 0),
-      ];
-    }),
-  );
-  const headline = Math.max(peak ? rate(peak) : 0, rate(most));
-  // CPU per token hardly depends on how much CPU other processes leave the coordinator, so the ceiling it implies is
-  // what one core would relay if the coordinator had it to itself; only windows that kept up count (in the others
-  // CPU also went to tokens still queued)
-  const leanest = keptUp.length > 0 ? Math.min(...keptUp.map(cpuPerToken)) : undefined;
-  const summary =
-    (peak
-      ? `Peak while keeping up (≥ ${KEEPS_UP * 100}% of the offered rate delivered): **${whole(rate(peak))} ` +
-        `tokens/s** (${peak.nodes} × ${peak.slots}, token latency p50 ${fixed(peak.window.latencyP50, 0)} ms). `
-      : "No window kept up with its offered rate. ") +
-    (most !== peak
-      ? `Most delivered in one window: ${whole(rate(most))} tokens/s (${most.nodes} × ${most.slots}), while falling ` +
-        `behind (token latency p50 ${fixed((most.window.latencyP50 ?? Number.NaN) / 1000, 1)} s: tokens queue inside ` +
-        `the coordinator). `
-      : "") +
-    `Target ≥ 100,000 ` +
-    `tokens/s: ${headline >= 100_000 ? "met" : `not met (${((100 * headline) / 100_000).toFixed(0)}% of it)`}. ` +
-    (leanest !== undefined
-      ? `At its cheapest while keeping up, the coordinator spent ${fixed(leanest, 1)} µs of CPU per relayed token: a ` +
-        `ceiling ` +
-        `of ~${whole(1e6 / leanest)} tokens/s for one fully busy core (the relay runs on Node's one main thread).`
-      : "");
+  const perToken = throughputReport(rows.filter((r) => !r.coalesce));
+  const coalescing = throughputReport(rows.filter((r) => r.coalesce));
   ctx.print(
     "### (ii) Aggregate tokens/s relayed\n\n" +
       `Load-generator nodes speak NodeService over gRPC (one HTTP/2 connection each; one TaskChunk per ~4-byte ` +
@@ -189,8 +124,20 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
       `s of settling. Rates step up until clients have received less than ${KEEPS_UP * 100}% of the offered rate ` +
       `twice in a row. Token latency: node's send to client's receipt of every ${stampEvery}th token. CPU % is of ` +
       `one core (100 = one core busy).\n\n` +
-      table +
-      `\n\n${summary}`,
+      perToken.markdown,
+  );
+  ctx.print(
+    "### (ii) Aggregate tokens/s relayed, agents coalescing when backed up\n\n" +
+      `The same offered rates (each configuration measured right after its table above), with load nodes that ` +
+      `behave as the agent does (agent/chunk-coalescer.ts): while ` +
+      `their connection pushes back, the tokens each task owes wait, and once it is writable they go out as one ` +
+      `sealed chunk per task that says how many tokens it carries (TaskChunk.token_count); the coordinator counts ` +
+      `tokens, not chunks. Above, a node that meets push-back offers nothing that tick. Clients count tokens (the ` +
+      `words in each Token event), not events. Token latency: from when the stamped token was owed (waiting in the ` +
+      `node included) to its receipt.\n\n` +
+      coalescing.markdown +
+      `\n\nPeak tokens/s while keeping up: one chunk a token ${perToken.peak ? whole(perToken.peak) : "none"}, ` +
+      `coalescing when backed up ${coalescing.peak ? whole(coalescing.peak) : "none"}.`,
   );
   if (profileMarkdown) {
     ctx.print(
