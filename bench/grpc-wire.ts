@@ -6,6 +6,7 @@ import type http2 from "node:http2";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectRequestSchema } from "../gen/iris/v1/node_pb.ts";
 import { ChatResponseSchema } from "../gen/iris/v1/inference_pb.ts";
+import { envelope, EnvelopeParser } from "../common/grpc/envelope.ts";
 
 /** Opens a gRPC call (any streaming shape) on a session. */
 export function openCall(
@@ -22,14 +23,8 @@ export function openCall(
   });
 }
 
-/** One message as a gRPC frame: flag byte 0 (uncompressed), 4-byte big-endian length, the bytes. */
-export function frame(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
-}
+/** One message as a gRPC frame (flag byte 0, 4-byte big-endian length, the bytes). */
+export const frame = envelope;
 
 export function encodeFrame<D extends DescMessage>(schema: D, init: MessageInitShape<D>): Buffer {
   return frame(toBinary(schema, create(schema, init)));
@@ -37,20 +32,11 @@ export function encodeFrame<D extends DescMessage>(schema: D, init: MessageInitS
 
 /** Splits a stream's DATA into messages, across chunk boundaries. */
 export class FrameReader {
-  #pending: Buffer | undefined;
+  readonly #parser = new EnvelopeParser(Number.MAX_SAFE_INTEGER);
   constructor(private readonly onMessage: (message: Buffer) => void) {}
 
   push(chunk: Buffer): void {
-    const buf = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
-    let offset = 0;
-    while (buf.length - offset >= 5) {
-      const length = buf.readUInt32BE(offset + 1);
-      if (buf.length - offset - 5 < length) break;
-      if (buf[offset] !== 0) throw new Error("compressed gRPC frame: not expected from the coordinator");
-      this.onMessage(buf.subarray(offset + 5, offset + 5 + length));
-      offset += 5 + length;
-    }
-    this.#pending = offset < buf.length ? buf.subarray(offset) : undefined;
+    for (const message of this.#parser.push(chunk)) this.onMessage(message);
   }
 }
 

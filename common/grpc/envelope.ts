@@ -35,7 +35,7 @@ export class EnvelopeParser {
   }
 
   /** The messages `data` completes, in order; throws on a compressed or too large one. */
-  *push(data: Buffer): Generator<Uint8Array> {
+  *push(data: Buffer): Generator<Buffer> {
     const buf = this.#rest ? Buffer.concat([this.#rest, data]) : data;
     let at = 0;
     while (buf.length - at >= 5) {
