@@ -115,4 +115,48 @@ describe("ChunkCoalescer", () => {
     expect(chunks.sent).toBe(0);
     expect(outbox.queued).toBe(0);
   });
+
+  it("with streaming off, keeps every piece for the result: one sealed text, no chunk of its own", async () => {
+    const taskId = randomUUID();
+    const sent: OutgoingMessage[] = [];
+    const counted: number[] = [];
+    const chunks = new ChunkCoalescer(taskId, keys, (m) => void sent.push(m), new AbortController().signal, {
+      onSent: (n) => counted.push(n),
+      streaming: false,
+    });
+    for (let n = 0; n < 5; n++) {
+      chunks.add(` w${n}`, 2);
+      await turn();
+    }
+    expect(sent).toEqual([]);
+    const sealed = chunks.finish();
+    expect(sealed).toBeDefined();
+    expect(openText(keys.toCoordinator, sealed!, { taskId, sequence: 0, kind: "result" })).toBe(" w0 w1 w2 w3 w4");
+    expect(counted).toEqual([10]);
+    // nothing left: a second finish, or one with no pieces, gives the result no text
+    expect(chunks.finish()).toBeUndefined();
+    expect(chunks.sent).toBe(0);
+  });
+
+  it("with streaming off, a text reaching the size cap still goes out as a chunk, and the result follows it", () => {
+    const taskId = randomUUID();
+    const sent: OutgoingMessage[] = [];
+    const chunks = new ChunkCoalescer(taskId, keys, (m) => void sent.push(m), new AbortController().signal, {
+      streaming: false,
+    });
+    chunks.add("x".repeat(64 * 1024), 1);
+    chunks.add("tail", 1);
+    expect(sent.map((m) => m?.case)).toEqual(["chunk"]);
+    expect(chunks.sent).toBe(1);
+    const sealed = chunks.finish();
+    expect(openText(keys.toCoordinator, sealed!, { taskId, sequence: 1, kind: "result" })).toBe("tail");
+  });
+
+  it("with streaming on, finish sends the rest as the last chunk and leaves the result without text", () => {
+    const sent: OutgoingMessage[] = [];
+    const chunks = new ChunkCoalescer(randomUUID(), keys, (m) => void sent.push(m), new AbortController().signal);
+    chunks.add("last", 1);
+    expect(chunks.finish()).toBeUndefined();
+    expect(sent.map((m) => m?.case)).toEqual(["chunk"]);
+  });
 });

@@ -4,6 +4,7 @@
 // joining its waiting chunk until the writer has taken what the outbox holds: tokens per frame grow with the backlog.
 import { chunkWithTokens } from "../common/chunk-tokens.ts";
 import { sealText, type SessionKeys } from "../common/crypto/envelope.ts";
+import type { SealedPayload } from "../gen/iris/v1/common_pb.ts";
 import type { OutgoingMessage } from "./outgoing-message.ts";
 
 /** Text at which a chunk goes out at once, whatever else the turn brings. */
@@ -21,6 +22,11 @@ export interface ChunkCoalescerOptions {
   outbox?: OutboxBacklog;
   /** Told the tokens of each chunk sent (the terminal UI's live count: once a chunk, not once a piece). */
   onSent?: (tokens: number) => void;
+  /**
+   * False (the task's enable_streaming off: the caller takes the answer whole): pieces wait for the result, which
+   * carries them (`finish()`); only a text reaching the size cap goes out early, as a chunk.
+   */
+  streaming?: boolean;
 }
 
 export class ChunkCoalescer {
@@ -54,6 +60,7 @@ export class ChunkCoalescer {
     this.#pieces++;
     // a long burst goes out in pieces well under a chunk's size limit (1 MiB of text)
     if (this.#text.length >= MAX_CHUNK_CHARS) this.flush();
+    else if (this.options.streaming === false) return;
     else if (!this.#scheduled && !this.#forgetDrain) this.#scheduled = setImmediate(() => this.#sendWhenDrained());
   }
 
@@ -89,6 +96,27 @@ export class ChunkCoalescer {
     } as const;
     this.send({ case: "chunk", value: chunkWithTokens({ taskId: this.taskId, sequence, content }, tokens) });
     this.options.onSent?.(tokens);
+  }
+
+  /**
+   * The answer ended: streaming, what waits goes out as the last chunk; otherwise it is returned sealed for the result
+   * (after the chunks sent, in sequence), or undefined when nothing waits.
+   */
+  finish(): SealedPayload | undefined {
+    if (this.options.streaming !== false) {
+      this.flush();
+      return undefined;
+    }
+    this.#cancelWait();
+    if (this.#pieces === 0 || this.signal.aborted) return undefined;
+    const sealed = sealText(this.keys.toCoordinator, this.#text, {
+      taskId: this.taskId,
+      sequence: this.#sequence,
+      kind: "result",
+    });
+    this.options.onSent?.(this.#tokens);
+    this.discard();
+    return sealed;
   }
 
   /** Drops what waits (the task was cancelled). */

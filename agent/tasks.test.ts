@@ -257,6 +257,24 @@ describe("TaskRunner", () => {
     },
   );
 
+  it("with enable_streaming off, sends the whole answer in its result: no chunk, the text sealed for it", async () => {
+    const { tasks, sent, state } = runner(tickingBackend(1));
+    const task = create(TaskAssignSchema, { ...assign(6), enableStreaming: false });
+    await tasks.start(task);
+    expect(sent.map((m) => m?.case)).toEqual(["result"]);
+    const result = create(ConnectRequestSchema, { message: sent[0]! }).message;
+    if (result.case !== "result" || result.value.content.case !== "sealed") throw new Error("no sealed result text");
+    expect(result.value.chunkCount).toBe(0);
+    expect(result.value.usage?.completionTokens).toBe(6);
+    const text = openText(keys.toCoordinator, result.value.content.value, {
+      taskId: task.taskId,
+      sequence: 0,
+      kind: "result",
+    });
+    expect(text).toBe(" t0 t1 t2 t3 t4 t5");
+    expect(state.snapshot.totals.completed).toBe(1);
+  });
+
   it("is idle at once when nothing runs", async () => {
     const { tasks } = runner(tickingBackend(1));
     await expect(tasks.idle()).resolves.toBeUndefined();

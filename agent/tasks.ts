@@ -162,6 +162,7 @@ export class TaskRunner {
     const chunks = new ChunkCoalescer(taskId, this.keys, this.send, signal, {
       outbox: this.options.outbox,
       onSent: state && ((n) => state.taskToken(taskId, n)),
+      streaming: assign.enableStreaming,
     });
     try {
       const stream = this.backend.generate({
@@ -182,7 +183,8 @@ export class TaskRunner {
         chunks.add(text, tokens);
         next = await stream.next();
       }
-      chunks.flush();
+      // the rest as the last chunk, or (streaming off) sealed for the result, which then carries the whole answer
+      const text = chunks.finish();
       if (signal.aborted) return "cancelled"; // cancelled by the coordinator: it expects nothing more
       const result = next.done ? next.value : undefined;
       const finished = Date.now();
@@ -203,6 +205,7 @@ export class TaskRunner {
           },
           finishReason: result?.finishReason ?? "stop",
           chunkCount: chunks.sent,
+          ...(text ? { content: { case: "sealed", value: text } as const } : {}),
         },
       });
       return "completed";

@@ -306,6 +306,20 @@ describe("inference path", () => {
     expect(response.done?.usage?.completionTokens).toBe(3);
     unary.kill();
   });
+
+  it("asks the node for the whole answer in its result for a unary call, for chunks for a stream", async () => {
+    const whole = await node({ nodeId: "whole", script: () => ({ tokens: ["in", " one", " result"], whole: true }) });
+    const response = await inference.chatUnary({ params: { messages: [{ role: 2, content: simplePrompt }] } });
+    expect(whole.assigns.at(-1)?.enableStreaming).toBe(false);
+    expect(response.text).toBe("in one result");
+    expect(response.done?.usage?.completionTokens).toBe(3);
+    const tokens: string[] = [];
+    for await (const event of inference.chat({ params: { messages: [{ role: 2, content: simplePrompt }] } }))
+      if (event.event.case === "token") tokens.push(event.event.value.text);
+    expect(whole.assigns.at(-1)?.enableStreaming).toBe(true);
+    expect(tokens).toEqual(["in", " one", " result"]);
+    whole.kill();
+  });
 });
 
 describe("encrypted task payloads on the wire", () => {

@@ -23,11 +23,13 @@ export async function startHttpChat(
   reply: FastifyReply,
   params: ChatParams,
   deps: HttpChatDeps,
+  /** False when the answer goes out whole (`stream: false`): the node sends it in one result. */
+  streaming = true,
 ): Promise<AsyncGenerator<ChatEvent>> {
   const principal = await deps.resolveCaller(req);
   const abort = new AbortController();
   // The response's close, not the request's: a request emits 'close' as soon as its body is read.
   // After a normal end the abort is a no-op (the orchestrator has let go of the signal by then).
   reply.raw.once("close", () => abort.abort());
-  return deps.chat(params, { principal, clientAddress: req.ip, signal: abort.signal });
+  return deps.chat(params, { principal, clientAddress: req.ip, signal: abort.signal, streaming });
 }

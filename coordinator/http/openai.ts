@@ -127,7 +127,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
 
       v1.post("/chat/completions", deps.bodyLimit ? { bodyLimit: deps.bodyLimit } : {}, async (req, reply) => {
         const request = parseCompletionRequest(req.body);
-        const events = await startHttpChat(req, reply, request.params, deps);
+        const events = await startHttpChat(req, reply, request.params, deps, request.stream);
         const created = Math.floor(Date.now() / 1000);
         if (request.stream)
           return streamCompletion(req, new SseStream(req, reply, keepAliveMs), events, {

@@ -50,6 +50,8 @@ export class Attempt implements TaskSink {
   #chunks = 0;
   #resultAt: number | undefined;
   #soloAtResult = false;
+  /** Whether the node was asked to stream chunks (enable_streaming). */
+  #streaming = true;
   #answerBytes = 0;
   /** When the slot was taken (TaskSink.startedAt): the queue's wait estimate counts a running task from here. */
   readonly startedAt: number;
@@ -94,8 +96,11 @@ export class Attempt implements TaskSink {
     deadlineAt: number;
     maxTokens: number;
     payload: TaskPayload;
+    /** False: the node is asked for the whole answer in its result (enable_streaming off). */
+    streaming?: boolean;
   }): Promise<boolean> {
     this.#assignedAt = this.now();
+    this.#streaming = options.streaming !== false;
     this.#maxTokens = options.maxTokens;
     this.#promptText = options.payload.messages.map((m) => m.content).join("\n") + options.payload.assistantPrefix;
     const remaining = Math.max(0, options.deadlineAt - this.#assignedAt);
@@ -109,7 +114,7 @@ export class Attempt implements TaskSink {
             difficulty: difficultyToProto[options.difficulty],
             deadlineUnixMs: BigInt(options.deadlineAt),
             maxTokens: options.maxTokens,
-            enableStreaming: true,
+            enableStreaming: this.#streaming,
             payload: {
               case: "sealed",
               value: sealMessage(this.node.keys.toNode, TaskPayloadSchema, options.payload, {
@@ -174,7 +179,8 @@ export class Attempt implements TaskSink {
       chunks: this.#chunks,
       generationMs: this.#firstChunkAt === undefined ? 0 : now - this.#firstChunkAt,
       responseMs: now - this.#assignedAt,
-      solo: this.#solo && this.#soloAtResult,
+      // an answer sent whole says nothing of the generation speed (its time holds the prompt's): no sample
+      solo: this.#solo && this.#soloAtResult && (this.#streaming || this.#chunks >= 2),
     });
     // the node's counts, capped by bytes the coordinator saw: no token is shorter than a byte
     const held = Math.min(

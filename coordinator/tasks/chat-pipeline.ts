@@ -19,6 +19,8 @@ export interface ChatCall {
   clientAddress: string;
   /** Aborts when the client goes away. */
   signal: AbortSignal;
+  /** False when the caller takes the answer whole (ChatUnary, `stream: false`): the node sends it in one result. */
+  streaming?: boolean;
 }
 
 /**
@@ -70,5 +72,6 @@ async function chatInput(db: Kysely<Database>, params: ChatParams, call: ChatCal
     accountId,
     clientAddress: call.clientAddress,
     signal: call.signal,
+    ...(call.streaming === false ? { streaming: false } : {}),
   };
 }

@@ -21,6 +21,8 @@ export interface ChatInput {
   clientAddress?: string;
   /** Aborts when the client goes away: the node is told to cancel. */
   signal: AbortSignal;
+  /** False: the answer is taken whole, so a single node sends it in its result (no chunks); undefined means true. */
+  streaming?: boolean;
 }
 
 export type ChatEvent =

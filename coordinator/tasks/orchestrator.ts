@@ -140,6 +140,7 @@ export class Orchestrator {
       accountId: input.accountId,
       clientAddress: input.clientAddress,
       signal: input.signal,
+      ...(input.streaming === false ? { streaming: false } : {}),
       started,
       reward: "now",
       wait: "queue",

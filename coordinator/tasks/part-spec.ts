@@ -29,6 +29,8 @@ export interface PartSpec {
   reputationAbove?: number;
   /** Only nodes whose context window holds this (the whole conversation on one node); undefined: any window. */
   context?: ContextNeed;
+  /** False: the node sends the answer in its result, no chunks (a caller that takes it whole); undefined: true. */
+  streaming?: boolean;
   /** Nodes not to use; nodes that fail this part are added to it. */
   exclude?: Set<string>;
   /** Siblings sharing `exclude` run on different nodes: every node this part gets is added to it at once. */

@@ -81,7 +81,8 @@ export async function* runAttempt(
   });
   const tokensBefore = progress.tokensBefore;
   const remainingTokens = Math.max(1, maxTokens - tokensBefore);
-  if (!(await attempt.assign({ difficulty, deadlineAt, maxTokens: remainingTokens, payload }))) {
+  const streaming = spec.streaming !== false;
+  if (!(await attempt.assign({ difficulty, deadlineAt, maxTokens: remainingTokens, payload, streaming }))) {
     attempt.end();
     return { kind: "unassigned" };
   }

@@ -66,23 +66,29 @@ export function inferenceService(deps: {
   registry: NodeRegistry;
 }): Partial<ServiceImpl<typeof InferenceService>> {
   /** The validated params through the one chat pipeline, as the auth interceptor identified the caller. */
-  function admittedChat(params: ChatParams, ctx: HandlerContext): Promise<AsyncGenerator<ChatEvent>> {
+  function admittedChat(
+    params: ChatParams,
+    ctx: HandlerContext,
+    streaming: boolean,
+  ): Promise<AsyncGenerator<ChatEvent>> {
     return deps.chat(params, {
       principal: ctx.values.get(principalKey),
       clientAddress: ctx.values.get(clientAddressKey),
       signal: ctx.signal,
+      streaming,
     });
   }
 
   return {
     async *chat(request, ctx) {
-      for await (const event of await admittedChat(request.params!, ctx)) yield toResponse(event);
+      for await (const event of await admittedChat(request.params!, ctx, true)) yield toResponse(event);
     },
     async chatUnary(request, ctx) {
       let text = "";
       let accepted: Accepted | undefined;
       let done: Done | undefined;
-      for await (const event of await admittedChat(request.params!, ctx)) {
+      // taken whole: the node sends the answer in its result, one message instead of chunks
+      for await (const event of await admittedChat(request.params!, ctx, false)) {
         if (event.type === "token") text += event.text;
         else if (event.type === "accepted") accepted = create(AcceptedSchema, acceptedMessage(event));
         else if (event.type === "done") done = create(DoneSchema, doneMessage(event));

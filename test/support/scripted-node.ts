@@ -49,6 +49,8 @@ export interface Script {
   replayChunk?: number;
   /** Send chunk text in clear instead of sealed (a downgrade). */
   plaintext?: boolean;
+  /** When the assign says enable_streaming off, send the whole text in the result, as the agent does. */
+  whole?: boolean;
 }
 
 export interface ScriptedNodeOptions {
@@ -179,6 +181,23 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
     if (script.hang) return;
     if (script.failWith !== undefined) {
       send({ case: "error", value: { taskId, reason: script.failWith, message: "scripted failure" } });
+      return;
+    }
+    if (script.whole && !assign.enableStreaming) {
+      const text = script.tokens.join("");
+      send({
+        case: "result",
+        value: {
+          taskId,
+          usage: { promptTokens: 7, completionTokens: script.tokens.length },
+          finishReason: "stop",
+          chunkCount: 0,
+          content: {
+            case: "sealed",
+            value: sealText(keys!.toCoordinator, text, { taskId, sequence: 0, kind: "result" }),
+          },
+        },
+      });
       return;
     }
     let sequence = 0;
