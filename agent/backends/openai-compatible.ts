@@ -195,15 +195,39 @@ class OpenAiCompatibleBackend implements Backend {
       const parser = createParser({ onEvent: (event) => events.push(event) });
       // A streaming decoder keeps a UTF-8 character whole when TCP splits its bytes across reads.
       const decoder = new TextDecoder();
-      read: for await (const value of response.body) {
+      for await (const value of response.body) {
         parser.feed(decoder.decode(value, { stream: true }));
+        // the deltas of one read go on as one piece (their count in `tokens`): one step of this generator and of its
+        // consumer per read, not per delta (a read often holds many)
+        let text = "";
+        let tokens = 0;
+        let over = false;
+        // a failure inside the stream ends it after the deltas before it: they reach the coordinator first, so that
+        // a failover continues after them
+        let failure: unknown;
         for (const event of events.splice(0)) {
-          const text = this.readEvent(event, state, model);
+          let delta: string | undefined;
+          try {
+            delta = this.readEvent(event, state, model);
+          } catch (error) {
+            failure = error;
+            break;
+          }
           // a delta past the budget: the server ignored max_tokens, and the answer ends here
-          if (state.contentDeltas > request.maxTokens) return result("length");
-          if (text !== undefined && !request.signal.aborted) yield { text, tokens: 1 };
-          if (state.done) break read;
+          if (state.contentDeltas > request.maxTokens) {
+            over = true;
+            break;
+          }
+          if (delta !== undefined) {
+            text += delta;
+            tokens++;
+          }
+          if (state.done) break;
         }
+        if (tokens > 0 && !request.signal.aborted) yield { text, tokens };
+        if (failure !== undefined) throw failure;
+        if (over) return result("length");
+        if (state.done) break;
       }
       if (request.signal.aborted) return result("cancelled");
       if (!state.done && state.finishReason === undefined) {
