@@ -6,7 +6,8 @@ import type { NodeRegistry } from "../nodes/registry.ts";
 import { clusterSubjects, type Bus } from "./bus.ts";
 import type { ClassifyResults } from "./forwarded-classify.ts";
 import { startForwarding } from "./forwarding.ts";
-import { ViewPublisher, ViewReceiver } from "./node-view.ts";
+import { ViewPublisher } from "./node-view.ts";
+import { ViewReceiver } from "./view-receiver.ts";
 import { QueueView } from "./queue-view.ts";
 import type { QueuePeers } from "../tasks/queue.ts";
 

@@ -12,7 +12,7 @@ import { testNode } from "../../test/support/live-nodes.ts";
 import { clusterSubjects } from "./bus.ts";
 import { LocalBus } from "./bus-local.ts";
 import { clusterNodeOf } from "./codec.ts";
-import { ViewReceiver } from "./node-view.ts";
+import { ViewReceiver } from "./view-receiver.ts";
 import { ElsewhereTask, RemoteNode, type HomeLink, type ToHome } from "./remote-node.ts";
 
 const key = generateKeyPairSync("x25519").privateKey;

@@ -1,0 +1,219 @@
+// The shared, live view of nodes, receiving side: every coordinator keeps the other homes' nodes (node-view.ts
+// publishes them) in its registry as RemoteNodes, routes over all of them by the same rules, and drops a home's nodes
+// when it falls silent, leaves, or restarts (a new incarnation under its name).
+import { fromBinary } from "@bufbuild/protobuf";
+import { type ClusterNode, type ClusterView, ClusterViewSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import { deriveSessionKeys, EnvelopeError } from "../../common/crypto/envelope.ts";
+import { Incarnations } from "./incarnations.ts";
+import type { NodeViewContext } from "./node-view.ts";
+import { RemoteNode, type HomeLink } from "./remote-node.ts";
+
+/** Keeps the other homes' nodes in this coordinator's registry. */
+export class ViewReceiver {
+  /** When each home was last heard from. */
+  readonly #heard = new Map<string, number>();
+  /** Each home's live run (kept after it falls silent: a return with another one is a restart). */
+  readonly #incarnations = new Incarnations();
+  /** Incarnations already reported as a second coordinator under one name. */
+  readonly #duplicates = new Set<string>();
+  readonly #refusedHomes = new Set<string>();
+  readonly #timer: NodeJS.Timeout;
+  readonly #unsubscribe: () => void;
+  readonly #now: () => number;
+
+  constructor(
+    private readonly ctx: NodeViewContext,
+    private readonly link: HomeLink,
+    /** A coordinator was heard for the first time (or again after falling silent): it needs our whole view. */
+    private readonly onJoined: (home: string) => void = () => {},
+    /** A coordinator fell silent: its nodes are dropped (and the cluster's queue forgets its waiters). */
+    private readonly onLeft: (home: string) => void = () => {},
+  ) {
+    this.#now = ctx.now ?? Date.now;
+    const unsubscribe = [
+      ctx.bus.subscribe(ctx.subjects.view, (data) => {
+        try {
+          this.receive(fromBinary(ClusterViewSchema, data));
+        } catch (err) {
+          ctx.logger.error({ err }, "cluster bus: could not apply a node view");
+        }
+      }),
+      ctx.bus.subscribe(ctx.subjects.left, (data) => {
+        try {
+          this.left(fromBinary(ClusterViewSchema, data));
+        } catch (err) {
+          ctx.logger.error({ err }, "cluster bus: could not apply a coordinator's leaving");
+        }
+      }),
+    ];
+    this.#unsubscribe = () => {
+      for (const off of unsubscribe) off();
+    };
+    this.#timer = setInterval(() => this.expire(), Math.max(50, Math.floor(ctx.viewMs / 2)));
+    this.#timer.unref();
+  }
+
+  /** The homes heard from within CLUSTER_DEAD_AFTER_MS. */
+  get peers(): string[] {
+    return [...this.#heard.keys()];
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#unsubscribe();
+  }
+
+  receive(view: ClusterView): void {
+    const { ctx } = this;
+    if (view.home === ctx.instance) {
+      if (view.incarnation !== ctx.incarnation) this.#duplicate(view.home, view.incarnation);
+      return;
+    }
+    if (!Buffer.from(view.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) {
+      // sealed frames need one key cluster-wide: this home's nodes cannot be served from here
+      if (!this.#refusedHomes.has(view.home))
+        ctx.logger.error(
+          { home: view.home },
+          "cluster: a coordinator with another COORDINATOR_PRIVATE_KEY_PATH key; its nodes are ignored (every " +
+            "coordinator of a cluster needs the same key)",
+        );
+      this.#refusedHomes.add(view.home);
+      return;
+    }
+    if (!this.#current(view.home, view.incarnation)) return;
+    const now = this.#now();
+    const joined = !this.#heard.has(view.home);
+    this.#heard.set(view.home, now);
+    if (joined) {
+      ctx.logger.info({ home: view.home }, "cluster: a coordinator joined");
+      this.onJoined(view.home);
+    }
+    let capacity = false;
+    for (const node of view.nodes) capacity = this.#upsert(view.home, node, now) || capacity;
+    const listed = new Set(view.nodes.map((node) => node.nodeId));
+    for (const id of view.gone) this.#drop(view.home, id, `the node left coordinator ${view.home}`);
+    if (view.full) {
+      for (const node of [...ctx.registry.nodes()]) {
+        if (node instanceof RemoteNode && node.home === view.home && !listed.has(node.id))
+          this.#drop(view.home, node.id, `the node left coordinator ${view.home}`);
+      }
+    }
+    if (capacity) ctx.registry.notifyCapacity();
+  }
+
+  /** Drops the nodes of homes silent for longer than CLUSTER_DEAD_AFTER_MS: their tasks fail over. */
+  expire(): void {
+    const now = this.#now();
+    for (const [home, heard] of this.#heard) {
+      if (now - heard <= this.ctx.deadAfterMs) continue;
+      this.ctx.logger.warn(
+        { home, silentMs: now - heard },
+        "cluster: a coordinator fell silent; its nodes are dropped",
+      );
+      this.#forget(home, `coordinator ${home} fell silent (no node view for ${now - heard} ms)`);
+    }
+  }
+
+  /** A home stopped gracefully and said so: as if it had fallen silent, without the wait. */
+  left(view: ClusterView): void {
+    const { ctx } = this;
+    if (view.home === ctx.instance || this.#refusedHomes.has(view.home)) return;
+    if (!Buffer.from(view.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) return;
+    // an earlier run's leaving, heard after its successor's views, is not the successor's
+    if (!this.#incarnations.left(view.home, view.incarnation)) return;
+    ctx.logger.info({ home: view.home }, "cluster: a coordinator left; its nodes are dropped");
+    this.#forget(view.home, `coordinator ${view.home} stopped`);
+  }
+
+  /**
+   * Whether `incarnation` is the home's current run. A new one means the home restarted (it crashed, or stopped
+   * without its leaving being heard): the previous run's nodes, waiters and assigned tasks are dropped now, as for a
+   * dead home, and the caller then greets it as a newcomer. An earlier one is a second coordinator under the name.
+   */
+  #current(home: string, incarnation: string): boolean {
+    const heard = this.#incarnations.heard(home, incarnation);
+    if (heard === "retired") {
+      this.#duplicate(home, incarnation);
+      return false;
+    }
+    if (heard === "restarted" && this.#heard.has(home)) {
+      this.ctx.logger.warn(
+        { home, incarnation },
+        "cluster: a coordinator restarted; its previous run's nodes are dropped",
+      );
+      this.#forget(home, `coordinator ${home} restarted`);
+    }
+    return true;
+  }
+
+  #duplicate(home: string, incarnation: string): void {
+    const key = `${home}\u0000${incarnation}`;
+    if (this.#duplicates.has(key)) return;
+    this.#duplicates.add(key);
+    this.ctx.logger.error(
+      { home, incarnation },
+      "cluster: two coordinators run under one COORDINATOR_INSTANCE; the older one's views are ignored (give each " +
+        "its own name)",
+    );
+  }
+
+  #forget(home: string, reason: string): void {
+    this.#heard.delete(home);
+    for (const node of [...this.ctx.registry.nodes()])
+      if (node instanceof RemoteNode && node.home === home) this.#drop(home, node.id, reason);
+    this.onLeft(home);
+  }
+
+  /** True when the node may take work it could not before. */
+  #upsert(home: string, view: ClusterNode, now: number): boolean {
+    const { registry } = this.ctx;
+    const existing = registry.get(view.nodeId);
+    const registeredAt = Number(view.registeredAtUnixMs);
+    if (
+      existing instanceof RemoteNode &&
+      existing.home === home &&
+      existing.sessionId === view.sessionId &&
+      existing.connected
+    ) {
+      return existing.apply(view, now);
+    }
+    // of two coordinators claiming the node, the later registration wins (the other connection is a stale one)
+    if (existing?.connected && existing.registeredAt > registeredAt) return false;
+    const node = this.#remoteNode(home, view, now);
+    if (!node) return false;
+    if (existing && !existing.remote)
+      this.ctx.logger.info(
+        { nodeId: view.nodeId, home },
+        "cluster: the node registered again with another coordinator; its connection here is replaced",
+      );
+    registry.add(node); // a connection here, or an older remote one, is disconnected and its tasks fail over
+    return false; // add() already told the queue
+  }
+
+  #remoteNode(home: string, view: ClusterNode, now: number): RemoteNode | undefined {
+    const { coordinatorKey } = this.ctx;
+    try {
+      const keys = deriveSessionKeys(coordinatorKey.privateKey, view.publicKey, {
+        coordinatorPublicKey: coordinatorKey.publicKey,
+        nodePublicKey: view.publicKey,
+        nodeId: view.nodeId,
+        sessionId: view.sessionId,
+      });
+      return new RemoteNode(home, view, keys, this.link, now);
+    } catch (err) {
+      if (!(err instanceof EnvelopeError)) throw err;
+      this.ctx.logger.warn(
+        { nodeId: view.nodeId, home, err: err.message },
+        "cluster: a node's public key is unusable; not routed from here",
+      );
+      return undefined;
+    }
+  }
+
+  #drop(home: string, nodeId: string, reason: string): void {
+    const node = this.ctx.registry.get(nodeId);
+    if (!(node instanceof RemoteNode) || node.home !== home) return;
+    node.disconnect();
+    this.ctx.registry.remove(node, reason);
+  }
+}
