@@ -8,8 +8,12 @@ import {
   type DifficultyLabel,
 } from "../common/classify-prompt.ts";
 import { openText, type SessionKeys } from "../common/crypto/envelope.ts";
+import type { Logger } from "pino";
+import { difficultyToProto } from "../common/vocabulary.ts";
+import { Difficulty } from "../gen/iris/v1/common_pb.ts";
 import type { ClassifyAssign } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
+import type { OutgoingMessage } from "./outgoing-message.ts";
 
 /** Enough for `{"difficulty":"ADVANCED"}` in any tokenizer; a chattier answer is cut off instead of running on. */
 const MAX_TOKENS = 24;
@@ -115,4 +119,35 @@ export async function classifyWithBackend(
   }
   signal.throwIfAborted();
   return parseDifficultyAnswer(pieces.join(""));
+}
+
+/**
+ * Answers `assign` on the node's stream (`send`): the difficulty the backend judges, or an explicit "no answer"
+ * (DIFFICULTY_UNSPECIFIED) when it could not judge in time, which spares the request the rest of the deadline. A
+ * prompt that does not open is ignored (logged): it was not sealed for this connection.
+ */
+export function answerClassifyAssign(
+  assign: ClassifyAssign,
+  keys: SessionKeys | undefined,
+  backend: Backend,
+  send: (message: OutgoingMessage) => void,
+  logger: Logger,
+): void {
+  // the coordinator's deadline is in its clock; a short floor keeps a skewed clock from refusing at once
+  const budget = Math.max(200, Number(assign.deadlineUnixMs) - Date.now());
+  const prompt = keys && openClassifyPrompt(keys, assign);
+  if (prompt === undefined) {
+    logger.warn({ classifyId: assign.classifyId }, "a classify assign whose prompt does not open; ignored");
+    return;
+  }
+  const deadline = AbortSignal.timeout(budget);
+  const answer = (difficulty: Difficulty) =>
+    send({ case: "classifyResult", value: { classifyId: assign.classifyId, difficulty } });
+  classifyWithBackend(backend, prompt, deadline).then(
+    (label) => answer(difficultyToProto[label]),
+    (err: unknown) => {
+      logger.warn({ err, classifyId: assign.classifyId }, "could not classify; the coordinator falls through");
+      if (!deadline.aborted) answer(Difficulty.UNSPECIFIED);
+    },
+  );
 }

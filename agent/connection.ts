@@ -8,10 +8,10 @@ import { Channel } from "../common/channel.ts";
 import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
 import { registerProof } from "../common/crypto/register-proof.ts";
 import { trustedWith } from "../common/ca-file.ts";
-import { Difficulty, Tier } from "../gen/iris/v1/common_pb.ts";
+import { Tier } from "../gen/iris/v1/common_pb.ts";
 import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
 import type { Backend } from "./backends/backend.ts";
-import { classifyWithBackend, openClassifyPrompt } from "./classify.ts";
+import { answerClassifyAssign } from "./classify.ts";
 
 import type { NodeIdentity } from "./node-identity.ts";
 import type { AgentState } from "./state.ts";
@@ -20,7 +20,6 @@ import { TaskRunner } from "./tasks.ts";
 import { gpuMessages, registerMessage } from "./register-message.ts";
 import { TlsFaultCounter } from "./tls-faults.ts";
 import { CoordinatorList } from "./coordinator-list.ts";
-import { difficultyToProto } from "../common/vocabulary.ts";
 
 /** The coordinator refused the node for good (bad or unknown key, invalid registration): retrying won't help. */
 export class RegistrationRefused extends Error {
@@ -300,31 +299,7 @@ export class CoordinatorLink {
           logger.info({ taskId: m.value.taskId, reason: m.value.reason }, "task cancelled by the coordinator");
           runner?.cancel(m.value.taskId);
         } else if (m.case === "classifyAssign") {
-          const assign = m.value;
-          // the coordinator's deadline is in its clock; a short floor keeps a skewed clock from refusing at once
-          const budget = Math.max(200, Number(assign.deadlineUnixMs) - Date.now());
-          const prompt = sessionKeys && openClassifyPrompt(sessionKeys, assign);
-          if (prompt === undefined) {
-            logger.warn({ classifyId: assign.classifyId }, "a classify assign whose prompt does not open; ignored");
-            continue;
-          }
-          const deadline = AbortSignal.timeout(budget);
-          classifyWithBackend(options.backend, prompt, deadline).then(
-            (label) =>
-              send({
-                case: "classifyResult",
-                value: { classifyId: assign.classifyId, difficulty: difficultyToProto[label] },
-              }),
-            (err: unknown) => {
-              logger.warn({ err, classifyId: assign.classifyId }, "could not classify; the coordinator falls through");
-              // an explicit "no answer" (DIFFICULTY_UNSPECIFIED) spares the request the rest of the deadline
-              if (!deadline.aborted)
-                send({
-                  case: "classifyResult",
-                  value: { classifyId: assign.classifyId, difficulty: Difficulty.UNSPECIFIED },
-                });
-            },
-          );
+          answerClassifyAssign(m.value, sessionKeys, options.backend, send, logger);
         } else if (m.case === "heartbeatAck") {
           state?.setReputation(m.value.reputation);
           if (m.value.tier !== Tier.UNSPECIFIED)
