@@ -36,8 +36,8 @@ export interface BidiLaneOptions {
   clientError: (err: unknown) => unknown;
 }
 
-/** Request headers that only the Connect router handles: compression, deadlines, credentials (its interceptors). */
-const ROUTER_HEADERS = ["grpc-encoding", "grpc-timeout", "authorization", "x-iris-account-key"];
+/** Request headers that only the Connect router handles: deadlines and credentials (its interceptors). */
+const ROUTER_HEADERS = ["grpc-timeout", "authorization", "x-iris-account-key"];
 const GRPC_PROTO = /^application\/grpc(\+proto)?$/i;
 /** Messages parsed but not yet taken by the implementation before the stream stops reading (flow control). */
 const HIGH_WATER = 64;
@@ -57,9 +57,10 @@ export class BidiLane<I extends DescMessage, O extends DescMessage> {
     if (req.url !== this.path || req.method !== "POST" || req.httpVersionMajor !== 2) return false;
     const type = req.headers["content-type"];
     if (typeof type !== "string" || !GRPC_PROTO.test(type)) return false;
+    // compressed messages: the router decompresses them
     const encoding = req.headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") return false;
-    return ROUTER_HEADERS.every((name) => name === "grpc-encoding" || req.headers[name] === undefined);
+    return ROUTER_HEADERS.every((name) => req.headers[name] === undefined);
   }
 
   serve(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
