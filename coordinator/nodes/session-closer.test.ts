@@ -108,6 +108,22 @@ describe.each(testEngines())("session closer on $name", ({ engine }) => {
     expect((await nodeRow(node.id)).status).toBe("offline");
   });
 
+  it("closes a session whose end is stamped before its start (ms Date, µs now()) at its start", async () => {
+    const node = await onlineNode();
+    const closer = new SessionCloser(test.db, logger, { flushDelayMs: 1 });
+    const { connected_at: started } = await test.db
+      .selectFrom("node_sessions")
+      .select("connected_at")
+      .where("id", "=", node.session)
+      .executeTakeFirstOrThrow();
+    closer.end({ sessionId: node.session, nodeId: node.id, reason: "at once", at: new Date(started.getTime() - 5) });
+    await closer.flush();
+    const row = await sessionRow(node.session);
+    expect(row).toMatchObject({ disconnect_reason: "at once" });
+    expect((row.disconnected_at as Date).getTime()).toBe(started.getTime());
+    expect((await nodeRow(node.id)).status).toBe("offline");
+  });
+
   it("writes a storm of ends in batches of maxBatch, each node offline", async () => {
     const closer = new SessionCloser(test.db, logger, { flushDelayMs: 5, maxBatch: 40 });
     const nodes = await Promise.all(Array.from({ length: 100 }, () => onlineNode()));

@@ -153,7 +153,10 @@ export async function writeSessionEnds(tx: Transaction<Database>, ends: readonly
     if (end.measured)
       measured.set(end.nodeId, { id: end.nodeId, tier: end.measured.tier, measured: end.measured.snapshot });
   }
-  await sql`UPDATE node_sessions SET disconnected_at = d.at, disconnect_reason = d.reason
+  // GREATEST: an end stamped here (a JS Date, in ms) can read earlier than the database's connected_at (now(), in µs)
+  // when a session ends within the millisecond it opened; a session never ends before it began
+  await sql`UPDATE node_sessions SET disconnected_at = GREATEST(d.at, node_sessions.connected_at),
+      disconnect_reason = d.reason
     FROM ${recordset(SESSION_END_COLUMNS, ["id", "reason", "at"], [...sessions.values()])}
     WHERE node_sessions.id = d.id AND node_sessions.id = ANY(${[...sessions.keys()]}::uuid[])
       AND node_sessions.disconnected_at IS NULL`.execute(tx);
