@@ -1,17 +1,40 @@
 // The session closer on both engines: a batch of ends from several nodes in one transaction, nodes offline only when
 // no session of theirs is open (also when an old and a new session of one node meet in one batch), measurements
 // written; and, through a database outage, ends that wait and are all written once it is back.
+import type { Kysely } from "kysely";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDatabaseProxy } from "../../test/support/database-proxy.ts";
 import { createTestDatabase, databaseSource, type TestDatabase, testEngines } from "../../test/support/database.ts";
 import { insertNode } from "../../test/support/node-rows.ts";
 import { openDatabase } from "../db/connect.ts";
+import type { Database } from "../db/schema.ts";
 import type { MeasuredSnapshot } from "./measurements.ts";
 import { SessionCloser } from "./session-closer.ts";
 import { closeSession, openSession } from "./store.ts";
 
 const snapshot = (speed: number[]): MeasuredSnapshot => ({ model: '["m","Q4_K_M",""]', speed, provenContext: 512 });
+
+/** A node row marked online with one open session. */
+async function onlineNode(db: Kysely<Database>): Promise<{ id: string; session: string }> {
+  const { id } = await insertNode(db);
+  await db.updateTable("nodes").set({ status: "online" }).where("id", "=", id).execute();
+  return { id, session: await openSession(db, id, "test", "127.0.0.1") };
+}
+
+/** The nodes' statuses, in no particular order. */
+async function statuses(db: Kysely<Database>, nodes: { id: string }[]): Promise<string[]> {
+  const rows = await db
+    .selectFrom("nodes")
+    .select("status")
+    .where(
+      "id",
+      "in",
+      nodes.map((n) => n.id),
+    )
+    .execute();
+  return rows.map((r) => r.status);
+}
 
 describe.each(testEngines())("session closer on $name", ({ engine }) => {
   let test: TestDatabase;
@@ -25,11 +48,6 @@ describe.each(testEngines())("session closer on $name", ({ engine }) => {
   // a failed write is logged, not thrown: the test fails loudly on it instead
   const logger = pino({ level: "error" }, { write: (line: string) => expect.unreachable(line) });
 
-  async function onlineNode(): Promise<{ id: string; session: string }> {
-    const { id } = await insertNode(test.db);
-    await test.db.updateTable("nodes").set({ status: "online" }).where("id", "=", id).execute();
-    return { id, session: await openSession(test.db, id, "test", "127.0.0.1") };
-  }
   const nodeRow = (id: string) =>
     test.db
       .selectFrom("nodes")
@@ -45,7 +63,7 @@ describe.each(testEngines())("session closer on $name", ({ engine }) => {
 
   it("ends several nodes' sessions in one batch; a node whose newer session is open stays online", async () => {
     const closer = new SessionCloser(test.db, logger, { flushDelayMs: 60_000 });
-    const [a, b, c] = [await onlineNode(), await onlineNode(), await onlineNode()];
+    const [a, b, c] = [await onlineNode(test.db), await onlineNode(test.db), await onlineNode(test.db)];
     // b reconnected before its old stream ended (a replacing connection): its new session stays open
     const bNew = await openSession(test.db, b.id, "test", "127.0.0.1");
     // c reconnected and its new connection dropped too: both its sessions end in this batch
@@ -96,7 +114,7 @@ describe.each(testEngines())("session closer on $name", ({ engine }) => {
 
   it("leaves a session already ended as it was, and closeSession keeps a replaced node online", async () => {
     const closer = new SessionCloser(test.db, logger, { flushDelayMs: 1 });
-    const node = await onlineNode();
+    const node = await onlineNode(test.db);
     await closeSession(test.db, node.session, node.id, "first end");
     await test.db.updateTable("nodes").set({ status: "online" }).where("id", "=", node.id).execute();
     const newer = await openSession(test.db, node.id, "test", "127.0.0.1");
@@ -109,7 +127,7 @@ describe.each(testEngines())("session closer on $name", ({ engine }) => {
   });
 
   it("closes a session whose end is stamped before its start (ms Date, µs now()) at its start", async () => {
-    const node = await onlineNode();
+    const node = await onlineNode(test.db);
     const closer = new SessionCloser(test.db, logger, { flushDelayMs: 1 });
     const { connected_at: started } = await test.db
       .selectFrom("node_sessions")
@@ -126,7 +144,7 @@ describe.each(testEngines())("session closer on $name", ({ engine }) => {
 
   it("writes a storm of ends in batches of maxBatch, each node offline", async () => {
     const closer = new SessionCloser(test.db, logger, { flushDelayMs: 5, maxBatch: 40 });
-    const nodes = await Promise.all(Array.from({ length: 100 }, () => onlineNode()));
+    const nodes = await Promise.all(Array.from({ length: 100 }, () => onlineNode(test.db)));
     for (const node of nodes)
       closer.end({
         sessionId: node.session,
@@ -139,16 +157,7 @@ describe.each(testEngines())("session closer on $name", ({ engine }) => {
         },
       });
     await closer.close(10_000);
-    const rows = await test.db
-      .selectFrom("nodes")
-      .select("status")
-      .where(
-        "id",
-        "in",
-        nodes.map((n) => n.id),
-      )
-      .execute();
-    expect(rows.map((r) => r.status)).toEqual(nodes.map(() => "offline"));
+    expect(await statuses(test.db, nodes)).toEqual(nodes.map(() => "offline"));
     const open = await test.db
       .selectFrom("node_sessions")
       .select("id")
@@ -183,11 +192,7 @@ describe.skipIf(databaseSource().kind !== "postgres")("session closer through a 
         pacing: { firstMs: 50, maxMs: 200, logEveryMs: 60_000 },
       });
       const nodes = [];
-      for (let i = 0; i < 5; i++) {
-        const { id } = await insertNode(test.db);
-        await test.db.updateTable("nodes").set({ status: "online" }).where("id", "=", id).execute();
-        nodes.push({ id, session: await openSession(test.db, id, "test", "") });
-      }
+      for (let i = 0; i < 5; i++) nodes.push(await onlineNode(test.db));
       await proxy.cut();
       for (const node of nodes)
         closer.end({ sessionId: node.session, nodeId: node.id, reason: "blip", at: new Date() });
@@ -198,16 +203,7 @@ describe.skipIf(databaseSource().kind !== "postgres")("session closer through a 
       await proxy.restore();
       await written;
       expect(closer.waiting).toBe(0);
-      const statuses = await test.db
-        .selectFrom("nodes")
-        .select("status")
-        .where(
-          "id",
-          "in",
-          nodes.map((n) => n.id),
-        )
-        .execute();
-      expect(statuses.map((s) => s.status)).toEqual(nodes.map(() => "offline"));
+      expect(await statuses(test.db, nodes)).toEqual(nodes.map(() => "offline"));
       expect(logs.some((line) => line.level >= 50)).toBe(false);
     } finally {
       await through.close();
