@@ -184,7 +184,7 @@ export class TaskRunner {
         next = await stream.next();
       }
       // the rest as the last chunk, or (streaming off) sealed for the result, which then carries the whole answer
-      const text = chunks.finish();
+      const wholeText = chunks.finish();
       if (signal.aborted) return "cancelled"; // cancelled by the coordinator: it expects nothing more
       const result = next.done ? next.value : undefined;
       const finished = Date.now();
@@ -205,7 +205,7 @@ export class TaskRunner {
           },
           finishReason: result?.finishReason ?? "stop",
           chunkCount: chunks.sent,
-          ...(text ? { content: { case: "sealed", value: text } as const } : {}),
+          ...(wholeText ? { content: { case: "sealed", value: wholeText } as const } : {}),
         },
       });
       return "completed";
