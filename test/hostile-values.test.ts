@@ -1,6 +1,7 @@
 // Hostile values are just bad values, over real sockets: prototype names as roles and hints, unknown enum names over
-// Connect JSON, garbage protobuf bytes, an `alg: none` token on /v1, a non-JSON SSE body. Each is a 4xx / Connect
-// code naming the field, and none is charged: with one anonymous message a day, the same address still gets its answer.
+// Connect JSON, garbage protobuf bytes, an `alg: none` token on /v1, a non-JSON SSE body, a NUL in a node's model
+// name. Each is a 4xx / Connect code naming the field, and none is charged: with one anonymous message a day, the
+// same address still gets its answer.
 import * as grpc from "@grpc/grpc-js";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -29,6 +30,7 @@ const algNone = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString("base64url
 describe("hostile values", () => {
   let coordinator: TestCoordinator;
   let node: ScriptedNode;
+  let accountKey: string;
   let ip = 0;
   /** A fresh client address (X-Forwarded-For with TRUST_PROXY), so each case starts with its one message. */
   const address = () => `198.51.100.${++ip}`;
@@ -39,9 +41,8 @@ describe("hostile values", () => {
       TRUST_PROXY: "true",
       JWT_SECRET: "hostile-values-secret-of-at-least-32-characters",
     });
-    const accountKey = (
-      await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({})
-    ).accountKey;
+    accountKey = (await createClient(AccountService, createGrpcTransport({ baseUrl: coordinator.url })).generateKey({}))
+      .accountKey;
     node = startScriptedNode({ baseUrl: coordinator.url, accountKey, nodeId: "mid", maxConcurrentTasks: 4 });
     await node.registered;
   });
@@ -185,6 +186,19 @@ describe("hostile values", () => {
       await expectUncharged(from);
     },
   );
+
+  it("refuses a node whose registration holds a NUL (PostgreSQL's text cannot) with InvalidArgument naming it", async () => {
+    const nul = startScriptedNode({
+      baseUrl: coordinator.url,
+      accountKey,
+      nodeId: "nul-model",
+      modelName: "Llama-3-8B-\u0000-Q4_K_M",
+    });
+    const err = await connectFailure(nul.registered);
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toMatch(/model_name/);
+    nul.kill();
+  });
 
   it("refuses an alg:none token on /v1 with 401 naming the header, instead of serving it as anonymous", async () => {
     const from = address();

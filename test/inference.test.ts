@@ -174,6 +174,29 @@ describe("inference path", () => {
     healthy.kill();
   });
 
+  it("records a node's failure whose message holds a NUL (PostgreSQL refuses U+0000) with the task", async () => {
+    const failing = await node({
+      nodeId: "fails-nul",
+      tokensPerSecond: 29,
+      script: () => ({ tokens: [], failWith: TaskErrorReason.BACKEND_FAILED, failMessage: "bad\u0000bytes" }),
+    });
+    const healthy = await node({ nodeId: "healthy-2", tokensPerSecond: 11, script: () => ({ tokens: ["ok"] }) });
+    const events = await chat(simplePrompt);
+    const accepted = events.find((e) => e.case === "accepted")?.value;
+    expect(text(events)).toBe("ok");
+    expect(await taskRow(accepted!.taskId)).toMatchObject({ status: "completed", node_id: "healthy-2" });
+    const history = await coordinator.db
+      .selectFrom("task_events")
+      .select(["status", "detail"])
+      .where("task_id", "=", accepted!.taskId)
+      .orderBy("id")
+      .execute();
+    expect(history.map((h) => h.status)).toContain("completed");
+    expect(history.map((h) => h.detail).join(" ")).toContain("bad\ufffdbytes");
+    failing.kill();
+    healthy.kill();
+  });
+
   it("continues an answer on another node when the first dies mid-stream, with the text so far as prefix", async () => {
     const dying = await node({
       nodeId: "dies",

@@ -45,7 +45,20 @@ export function recordset(
     if (type === undefined || !Object.hasOwn(types, column)) throw new Error(`no SQL type for column ${column}`);
     return sql`${sql.ref(column)} ${sql.raw(type)}`;
   });
-  return sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS ${sql.raw(alias)}(${sql.join(definitions)})`;
+  return sql`jsonb_to_recordset(${storableJson(rows)}::jsonb) AS ${sql.raw(alias)}(${sql.join(definitions)})`;
+}
+
+/** `\u0000` escapes in JSON text: an odd run of backslashes before `u0000` is one (an even run escapes itself). */
+const NUL_ESCAPE = /(\\+)u0000/g;
+
+/**
+ * The rows as JSON text PostgreSQL takes: jsonb (and text) cannot hold U+0000, so a NUL in a string (a node's error
+ * message may carry one) becomes U+FFFD instead of failing the statement, and with it every other row of the batch.
+ */
+export function storableJson(rows: readonly object[]): string {
+  const json = JSON.stringify(rows);
+  if (!json.includes("u0000")) return json;
+  return json.replace(NUL_ESCAPE, (match, slashes: string) => (slashes.length % 2 === 1 ? `${slashes}ufffd` : match));
 }
 
 /** `INSERT INTO table (columns) SELECT columns FROM <recordset>`: one group's rows in one statement. */

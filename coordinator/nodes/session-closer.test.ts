@@ -112,6 +112,29 @@ describe.each(testEngines())("session closer on $name", ({ engine }) => {
     expect(await nodeRow(c.id)).toMatchObject({ status: "offline", tier: "BASIC", measured: snapshot([3]) });
   });
 
+  it("ends every other session of a batch when the database refuses one end, and logs that one", async () => {
+    const logged: Record<string, unknown>[] = [];
+    const recording = pino({ level: "error" }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+    const closer = new SessionCloser(test.db, recording, { flushDelayMs: 60_000 });
+    const nodes = [];
+    for (let i = 0; i < 5; i++) nodes.push(await onlineNode(test.db));
+    const at = new Date(Date.now() + 1_000);
+    // an end PostgreSQL refuses (a session id that is no uuid), standing for any end the database will not take
+    const refused = { sessionId: "not-a-session", nodeId: nodes[2]!.id, reason: "refused", at };
+    for (const [i, node] of nodes.entries()) {
+      if (i === 2) closer.end(refused);
+      closer.end({ sessionId: node.session, nodeId: node.id, reason: "the node went away", at });
+    }
+    await closer.flush();
+    expect(closer.waiting).toBe(0);
+    for (const node of nodes)
+      expect(await sessionRow(node.session)).toEqual({ disconnected_at: at, disconnect_reason: "the node went away" });
+    expect(await statuses(test.db, nodes)).toEqual(nodes.map(() => "offline"));
+    expect(logged.map((line) => [line.msg, line.sessionId])).toEqual([
+      ["a node session end could not be written", "not-a-session"],
+    ]);
+  });
+
   it("leaves a session already ended as it was, and closeSession keeps a replaced node online", async () => {
     const closer = new SessionCloser(test.db, logger, { flushDelayMs: 1 });
     const node = await onlineNode(test.db);

@@ -10,7 +10,7 @@ import type { Database } from "../db/schema.ts";
 import type { MeasuredSnapshot } from "./measurements.ts";
 import { writeSessionEnds, type SessionEnd } from "./store.ts";
 
-/** Tries of a batch that fails for another reason than an unavailable database or a lock conflict (a bug). */
+/** Tries of one end that fails for another reason than an unavailable database or a lock conflict (a bug). */
 const MAX_OTHER_FAILURES = 3;
 
 /** deadlock_detected, serialization_failure: another writer held the rows; the batch is simply tried again. */
@@ -87,30 +87,47 @@ export class SessionCloser {
   }
 
   async #write(batch: SessionEnd[]): Promise<void> {
-    let failures = 0;
     try {
-      for (;;) {
-        try {
-          // no check of a lost COMMIT as the task journal makes: writing the same ends again changes nothing
-          await this.db.transaction().execute((tx) => writeSessionEnds(tx, batch));
-          break;
-        } catch (err) {
-          if (isDatabaseUnavailable(err)) {
-            await this.#outage.pause(err, this.#waiting);
-            continue;
-          }
-          const lockConflict = LOCK_CONFLICTS.has((err as { code?: string }).code ?? "");
-          if (!lockConflict && ++failures >= MAX_OTHER_FAILURES) {
-            this.logger.error({ err, sessions: batch.length }, "node session ends could not be written");
-            return;
-          }
-          await new Promise((resolve) => setTimeout(resolve, 100 * Math.max(1, failures)).unref());
-        }
-      }
+      await this.#writeOrSplit(batch);
       this.#outage.recovered(this.#waiting - batch.length);
     } finally {
       this.#waiting -= batch.length;
       for (const end of batch) if (this.#unwritten.get(end.nodeId) === end) this.#unwritten.delete(end.nodeId);
     }
+  }
+
+  /**
+   * Writes a batch, waiting out an unavailable database and retrying lock conflicts. One that fails for another
+   * reason (an end the database refuses) is written in halves, so a bad end costs only itself, not the batch; a
+   * single end is tried a few times, then logged and dropped.
+   */
+  async #writeOrSplit(batch: SessionEnd[]): Promise<void> {
+    let failures = 0;
+    for (;;) {
+      try {
+        // no check of a lost COMMIT as the task journal makes: writing the same ends again changes nothing
+        await this.db.transaction().execute((tx) => writeSessionEnds(tx, batch));
+        return;
+      } catch (err) {
+        if (isDatabaseUnavailable(err)) {
+          await this.#outage.pause(err, this.#waiting);
+          continue;
+        }
+        const lockConflict = LOCK_CONFLICTS.has((err as { code?: string }).code ?? "");
+        if (!lockConflict && batch.length > 1) break;
+        if (!lockConflict && ++failures >= MAX_OTHER_FAILURES) {
+          const [end] = batch;
+          this.logger.error(
+            { err, sessionId: end?.sessionId, nodeId: end?.nodeId },
+            "a node session end could not be written",
+          );
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100 * Math.max(1, failures)).unref());
+      }
+    }
+    const half = Math.ceil(batch.length / 2);
+    await this.#writeOrSplit(batch.slice(0, half));
+    await this.#writeOrSplit(batch.slice(half));
   }
 }

@@ -112,4 +112,46 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
       expect(notes.map((n) => n.detail)).toContain('waiting for a node: "quoted", 日本, \\ and a newline\n');
     },
   );
+
+  it("stores a NUL in a node's words as U+FFFD instead of failing the batch (jsonb refuses U+0000)", async () => {
+    const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
+    const [nul, bystander] = [randomUUID(), randomUUID()];
+    journal.created({ id: nul, difficulty: "SIMPLE" });
+    journal.created({ id: bystander, difficulty: "SIMPLE" });
+    const reason = `node ${nodeId}: INTERNAL: bad\u0000bytes and a backslash-u0000 that is text: \\u0000`;
+    journal.update(nul, "failed", { failure_reason: reason, completed_at: new Date() }, nodeId, reason);
+    journal.update(bystander, "completed", { completion_tokens: 2, completed_at: new Date() }, nodeId);
+    await journal.flush();
+    const stored = reason.replace("\u0000", "\ufffd");
+    expect(stored).not.toBe(reason);
+    expect(await row(nul)).toMatchObject({ status: "failed", failure_reason: stored });
+    expect(await row(bystander)).toMatchObject({ status: "completed", completion_tokens: 2 });
+    const events = await test.db.selectFrom("task_events").select("detail").where("task_id", "=", nul).execute();
+    expect(events.map((e) => e.detail)).toContain(stored);
+  });
+
+  it("writes every other task of a batch when the database refuses one task's records, and logs that one", async () => {
+    const logged: Record<string, unknown>[] = [];
+    const recording = pino({ level: "error" }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+    const journal = new TaskJournal(test.db, recording, { flushDelayMs: 60_000 });
+    const ids = Array.from({ length: 7 }, () => randomUUID());
+    for (const id of ids) journal.created({ id, difficulty: "COMPLEX" });
+    const [refused] = ids.slice(4);
+    // ttft_ms is an integer column: 2^40 is out of its range, so PostgreSQL refuses this task's row
+    for (const [i, id] of ids.entries())
+      journal.update(
+        id,
+        "streaming",
+        { ttft_ms: id === refused ? 2 ** 40 : 10 + i, first_token_at: new Date() },
+        nodeId,
+      );
+    expect(journal.waiting).toBe(14);
+    await journal.flush();
+    expect(journal.waiting).toBe(0);
+    const rows = await test.db.selectFrom("tasks").select(["id", "ttft_ms"]).where("id", "in", ids).execute();
+    expect(new Map(rows.map((r) => [r.id, r.ttft_ms]))).toEqual(
+      new Map(ids.filter((id) => id !== refused).map((id) => [id, 10 + ids.indexOf(id)])),
+    );
+    expect(logged.map((line) => [line.msg, line.taskId])).toEqual([["task records could not be written", refused]]);
+  });
 });

@@ -20,7 +20,7 @@ const emptyPending = (): Pending => ({ inserts: [], updates: new Map(), events: 
 
 const TERMINAL: ReadonlySet<TaskStatus> = new Set(["completed", "failed", "cancelled"]);
 
-/** Tries of a batch that fails for another reason than an unavailable database (a bug, not an outage). */
+/** Tries of one task's records that fail for another reason than an unavailable database (a bug, not an outage). */
 const MAX_OTHER_FAILURES = 3;
 
 export interface TaskJournalOptions {
@@ -127,38 +127,69 @@ export class TaskJournal {
 
   async #write(batch: Pending): Promise<void> {
     if (batch.events.length === 0) return;
-    // the id of the last try's transaction: its COMMIT may have landed though its reply was lost
-    let xid: string | undefined;
-    let failures = 0;
     try {
-      for (;;) {
-        try {
-          if (xid !== undefined && (await committed(this.db, xid))) break;
-          await this.db.transaction().execute(async (tx) => {
-            xid = await currentTransactionId(tx);
-            await writeBatch(tx, batch);
-          });
-          break;
-        } catch (err) {
-          if (isDatabaseUnavailable(err)) {
-            await this.#outage.pause(err, this.#waiting);
-            continue;
-          }
-          if (++failures >= MAX_OTHER_FAILURES) {
-            this.logger.error(
-              { err, tasks: batch.updates.size + batch.inserts.length },
-              "task records could not be written",
-            );
-            return;
-          }
-          await new Promise((resolve) => setTimeout(resolve, 100 * failures));
-        }
-      }
+      await this.#writeOrSplit(batch);
       this.#outage.recovered(this.#waiting - batch.events.length);
     } finally {
       this.#waiting -= batch.events.length;
     }
   }
+
+  /**
+   * Writes a batch exactly once, waiting out an unavailable database. One that fails for another reason (a record
+   * the database refuses) is written in halves, task by task in the end, so a bad record costs only its own task's
+   * records and not every other task's of the batch; a single task's are tried a few times, then logged and dropped.
+   */
+  async #writeOrSplit(batch: Pending): Promise<void> {
+    const tasks = taskIdsOf(batch);
+    // the id of the last try's transaction: its COMMIT may have landed though its reply was lost
+    let xid: string | undefined;
+    let failures = 0;
+    for (;;) {
+      try {
+        if (xid !== undefined && (await committed(this.db, xid))) return;
+        if (failures > 0 && tasks.length > 1) break;
+        await this.db.transaction().execute(async (tx) => {
+          xid = await currentTransactionId(tx);
+          await writeBatch(tx, batch);
+        });
+        return;
+      } catch (err) {
+        if (isDatabaseUnavailable(err)) {
+          await this.#outage.pause(err, this.#waiting);
+          continue;
+        }
+        failures++;
+        if (tasks.length > 1) continue;
+        if (failures >= MAX_OTHER_FAILURES) {
+          this.logger.error(
+            { err, taskId: tasks[0], records: batch.events.length },
+            "task records could not be written",
+          );
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100 * failures));
+      }
+    }
+    const half = new Set(tasks.slice(0, Math.ceil(tasks.length / 2)));
+    // the first half first: tasks in the order they were first recorded, so a parent's row precedes its parts'
+    await this.#writeOrSplit(partOf(batch, (id) => half.has(id)));
+    await this.#writeOrSplit(partOf(batch, (id) => !half.has(id)));
+  }
+}
+
+/** The tasks a batch writes, in the order they were first recorded (every insert and update has its events). */
+function taskIdsOf(batch: Pending): string[] {
+  return [...new Set(batch.events.map((event) => event.task_id))];
+}
+
+/** The records of the tasks `take` picks: a task's insert, update and events stay together. */
+function partOf(batch: Pending, take: (taskId: string) => boolean): Pending {
+  return {
+    inserts: batch.inserts.filter((row) => take(row.id!)),
+    updates: new Map([...batch.updates].filter(([id]) => take(id))),
+    events: batch.events.filter((event) => take(event.task_id)),
+  };
 }
 
 /**

@@ -39,6 +39,8 @@ export interface Script {
   chunkTokens?: number;
   /** Fail with this reason before the first chunk. */
   failWith?: TaskErrorReason;
+  /** The failure's message (default "scripted failure"). */
+  failMessage?: string;
   /** After this many chunks, drop the whole connection (as a killed agent would). */
   dieAfter?: number;
   /** Never answer (the coordinator's deadline must end it). */
@@ -180,7 +182,10 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
     const script = (options.script ?? defaultScript)(assign, payload);
     if (script.hang) return;
     if (script.failWith !== undefined) {
-      send({ case: "error", value: { taskId, reason: script.failWith, message: "scripted failure" } });
+      send({
+        case: "error",
+        value: { taskId, reason: script.failWith, message: script.failMessage ?? "scripted failure" },
+      });
       return;
     }
     if (script.whole && !assign.enableStreaming) {
