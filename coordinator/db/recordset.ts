@@ -52,11 +52,11 @@ export function recordset(
 const NUL_ESCAPE = /(\\+)u0000/g;
 
 /**
- * The rows as JSON text PostgreSQL takes: jsonb (and text) cannot hold U+0000, so a NUL in a string (a node's error
- * message may carry one) becomes U+FFFD instead of failing the statement, and with it every other row of the batch.
+ * JSON text PostgreSQL takes: jsonb (and text) cannot hold U+0000, so a NUL in a string (a node's error message may
+ * carry one) becomes U+FFFD instead of failing the statement, and with it every other row of the batch.
  */
-export function storableJson(rows: readonly object[]): string {
-  const json = JSON.stringify(rows);
+export function storableJson(value: unknown): string {
+  const json = JSON.stringify(value);
   if (!json.includes("u0000")) return json;
   return json.replace(NUL_ESCAPE, (match, slashes: string) => (slashes.length % 2 === 1 ? `${slashes}ufffd` : match));
 }

@@ -1,6 +1,7 @@
 // The typed Kysely view of migrations/*.sql: one interface per table, column for column.
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from "kysely";
 import type { Difficulty, DivisionMode, NodeTier, UserRole } from "../../common/vocabulary.ts";
+import { storableJson } from "./recordset.ts";
 
 /*
  * JS types, identical on both drivers (connect.ts installs the same parsers on pg and PGlite):
@@ -25,9 +26,9 @@ type Numeric = ColumnType<string, string | number, string | number>;
 declare const jsonText: unique symbol;
 /** JSON text destined for a jsonb column of type T; only `json()` makes one. */
 export type JsonText<T> = string & { readonly [jsonText]: T };
-/** Encodes a value for a jsonb column (see the note on jsonb above). */
+/** Encodes a value for a jsonb column (see the note on jsonb above; a NUL in a string is stored as U+FFFD). */
 export function json<T>(value: T): JsonText<T> {
-  return JSON.stringify(value) as JsonText<T>;
+  return storableJson(value) as JsonText<T>;
 }
 type JsonWithDefault<T> = ColumnType<T, JsonText<T> | undefined, JsonText<T>>;
 type NullableJson<T> = ColumnType<T | null, JsonText<T> | null | undefined, JsonText<T> | null>;
