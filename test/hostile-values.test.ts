@@ -187,7 +187,7 @@ describe("hostile values", () => {
     },
   );
 
-  it("refuses a node whose registration holds a NUL (PostgreSQL's text cannot) with InvalidArgument naming it", async () => {
+  it("refuses a node whose registration holds a NUL (text cannot) with InvalidArgument naming the field", async () => {
     const nul = startScriptedNode({
       baseUrl: coordinator.url,
       accountKey,
