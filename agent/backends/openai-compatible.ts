@@ -10,6 +10,16 @@ import {
   type ModelDescription,
 } from "./backend.ts";
 import { createHttpTransport, type HttpAnswer, type HttpTransport } from "./http-client.ts";
+import {
+  type AnswerSource,
+  describeFailure,
+  errorOf,
+  newStreamState,
+  ok,
+  piecesOfRead,
+  readEvent,
+  serverError,
+} from "./openai-answers.ts";
 
 type OpenAiCompatibleKind = "lmstudio" | "ollama" | "llama.cpp" | "vllm" | "openai-compatible";
 
@@ -26,13 +36,6 @@ export interface OpenAiCompatibleOptions {
 
 // Model listings should answer at once; a server that does not is treated as down rather than waited for.
 const LIST_TIMEOUT_MS = 10_000;
-// Messages that mean "the prompt does not fit" in LM Studio, llama.cpp server, vLLM and OpenAI wording.
-const CONTEXT_OVERFLOW = new RegExp(
-  "context (length|size|window)|maximum context|exceeds? the (available )?context|context the " +
-    "overflows|too many tokens|prompt is too long",
-  "i",
-);
-
 /** An entry of `GET /v1/models`; llama.cpp adds `meta`, vLLM `max_model_len`. */
 interface ListedModel {
   id: string;
@@ -48,13 +51,6 @@ interface LmStudioModel {
   quantization?: string;
   max_context_length?: number;
   loaded_context_length?: number;
-}
-
-interface StreamState {
-  contentDeltas: number;
-  finishReason: string | undefined;
-  usage: { prompt_tokens?: number; completion_tokens?: number } | undefined;
-  done: boolean;
 }
 
 export function createOpenAiCompatibleBackend(options: OpenAiCompatibleOptions): Backend {
@@ -107,7 +103,7 @@ class OpenAiCompatibleBackend implements Backend {
     } catch (error) {
       throw new BackendError("backend_failed", `cannot reach ${url}: ${describeFailure(error)}`, { cause: error });
     }
-    if (!ok(response)) throw await this.errorFrom(response, this.options.model ?? "");
+    if (!ok(response)) throw await errorOf(response, this.source());
     const answer = (await response
       .text()
       .then((text) => JSON.parse(text))
@@ -162,7 +158,8 @@ class OpenAiCompatibleBackend implements Backend {
         : {}),
     };
     const url = `${this.baseUrl}/chat/completions`;
-    const state: StreamState = { contentDeltas: 0, finishReason: undefined, usage: undefined, done: false };
+    const state = newStreamState();
+    const source: AnswerSource = { baseUrl: this.baseUrl, model };
     const result = (finishReason: GenerateResult["finishReason"]): GenerateResult => ({
       promptTokens: state.usage?.prompt_tokens ?? 0,
       // Without a usage report, one content delta per token: LM Studio, llama.cpp and Ollama stream a token
@@ -184,10 +181,10 @@ class OpenAiCompatibleBackend implements Backend {
         body: JSON.stringify(body),
         signal: http.signal,
       });
-      if (!ok(response)) throw await this.errorFrom(response, model);
+      if (!ok(response)) throw await errorOf(response, source);
       if (response.contentType.includes("application/json")) {
         // Not a stream: a server that ignored `stream`, or an error with status 200 (LM Studio's unknown paths).
-        const text = this.readEvent({ data: await response.text() }, state, model, "message");
+        const text = readEvent({ data: await response.text() }, state, source, "message");
         if (text !== undefined) yield { text, tokens: 1 };
         return result(state.finishReason === "length" ? "length" : "stop");
       }
@@ -198,32 +195,9 @@ class OpenAiCompatibleBackend implements Backend {
       for await (const value of response.body) {
         parser.feed(decoder.decode(value, { stream: true }));
         // the deltas of one read go on as one piece (their count in `tokens`): one step of this generator and of its
-        // consumer per read, not per delta (a read often holds many)
-        let text = "";
-        let tokens = 0;
-        let over = false;
-        // a failure inside the stream ends it after the deltas before it: they reach the coordinator first, so that
-        // a failover continues after them
-        let failure: unknown;
-        for (const event of events.splice(0)) {
-          let delta: string | undefined;
-          try {
-            delta = this.readEvent(event, state, model);
-          } catch (error) {
-            failure = error;
-            break;
-          }
-          // a delta past the budget: the server ignored max_tokens, and the answer ends here
-          if (state.contentDeltas > request.maxTokens) {
-            over = true;
-            break;
-          }
-          if (delta !== undefined) {
-            text += delta;
-            tokens++;
-          }
-          if (state.done) break;
-        }
+        // consumer per read, not per delta; a failure inside the stream ends it after the deltas before it: they
+        // reach the coordinator first, so that a failover continues after them
+        const { text, tokens, over, failure } = piecesOfRead(events.splice(0), state, source, request.maxTokens);
         if (tokens > 0 && !request.signal.aborted) yield { text, tokens };
         if (failure !== undefined) throw failure;
         if (over) return result("length");
@@ -253,37 +227,6 @@ class OpenAiCompatibleBackend implements Backend {
     this.closed = true;
     for (const http of this.inFlight) http.abort();
     this.pool?.close();
-  }
-
-  /** One SSE event: returns the text piece it carries, if any, and records finish reason, usage and the end. */
-  private readEvent(
-    event: EventSourceMessage,
-    state: StreamState,
-    model: string,
-    field: "delta" | "message" = "delta",
-  ): string | undefined {
-    if (event.data === "[DONE]") {
-      state.done = true;
-      return undefined;
-    }
-    let chunk: any;
-    try {
-      chunk = JSON.parse(event.data);
-    } catch (error) {
-      throw new BackendError("backend_failed", `unreadable stream event: ${event.data.slice(0, 200)}`, {
-        cause: error,
-      });
-    }
-    // Errors after the 200 header arrive inside the stream.
-    if (event.event === "error" || chunk?.error !== undefined) throw this.errorFromBody(200, chunk, event.data, model);
-    if (chunk?.usage) state.usage = chunk.usage;
-    if (field === "message") state.done = true;
-    const choice = chunk.choices?.[0];
-    if (choice?.finish_reason) state.finishReason = choice.finish_reason;
-    const content = choice?.[field]?.content;
-    if (typeof content !== "string" || content === "") return undefined;
-    state.contentDeltas++;
-    return content;
   }
 
   private chooseModel(listed: ListedModel[], rich: LmStudioModel[] | undefined): ListedModel {
@@ -323,7 +266,7 @@ class OpenAiCompatibleBackend implements Backend {
     } catch (error) {
       throw new BackendError("backend_failed", `cannot reach ${url}: ${describeFailure(error)}`, { cause: error });
     }
-    if (!ok(response)) throw await this.errorFrom(response, this.options.model ?? "");
+    if (!ok(response)) throw await errorOf(response, this.source());
     const text = await response.text();
     let body: any;
     try {
@@ -332,7 +275,7 @@ class OpenAiCompatibleBackend implements Backend {
       throw new BackendError("backend_failed", `${url} did not answer JSON`, { cause: error });
     }
     // LM Studio answers unknown paths (a base URL without /v1) with status 200 and an `error`.
-    if (body?.error !== undefined) throw this.errorFromBody(response.status, body, text, this.options.model ?? "");
+    if (body?.error !== undefined) throw serverError(this.source(), response.status, body, text);
     return body;
   }
 
@@ -340,45 +283,8 @@ class OpenAiCompatibleBackend implements Backend {
     return this.options.apiKey ? { Authorization: `Bearer ${this.options.apiKey}` } : {};
   }
 
-  private async errorFrom(response: HttpAnswer, model: string): Promise<BackendError> {
-    const text = await response.text().catch(() => "");
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    return this.errorFromBody(response.status, body, text || response.statusText, model);
+  /** Errors outside a chat name the configured model, if any. */
+  private source(): AnswerSource {
+    return { baseUrl: this.baseUrl, model: this.options.model ?? "" };
   }
-
-  /** Maps a server error to the most specific reason, keeping the server's own words. */
-  private errorFromBody(status: number, body: any, raw: string, model: string): BackendError {
-    const error = body?.error;
-    const message: string =
-      (typeof error === "string" ? error : error?.message) ?? body?.message ?? body?.detail ?? raw.slice(0, 500);
-    const code = typeof error === "object" ? error?.code : undefined;
-    const where = `${this.baseUrl} (${status})`;
-    if (code === "model_not_found" || (status === 404 && /model/i.test(message))) {
-      return new BackendError("model_unavailable", `${where} cannot serve model "${model}": ${message}`);
-    }
-    if (
-      code === "context_length_exceeded" ||
-      error?.type === "exceed_context_size_error" ||
-      CONTEXT_OVERFLOW.test(message)
-    ) {
-      return new BackendError("context_too_long", `${where}: ${message}`);
-    }
-    return new BackendError("backend_failed", `${where}: ${message}`);
-  }
-}
-
-function ok(response: HttpAnswer): boolean {
-  return response.status >= 200 && response.status < 300;
-}
-
-function describeFailure(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  // some errors hide the socket error (ECONNREFUSED …) in `cause`
-  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
-  return `${error.message}${cause}`;
 }
