@@ -1,25 +1,9 @@
 // The agent's link to the coordinator: one NodeService.Connect stream, registration, heartbeats, tasks, pause and
 // graceful quit, and reconnection with exponential backoff and full jitter when the stream breaks.
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { callBidi } from "../common/grpc/bidi-client.ts";
-import type { Logger } from "pino";
-import { Channel } from "../common/channel.ts";
-import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
-import { registerProof } from "../common/crypto/register-proof.ts";
-import { trustedWith } from "../common/ca-file.ts";
-import { Tier } from "../gen/iris/v1/common_pb.ts";
-import { ConnectRequestSchema, NodeService, type ConnectRequest } from "../gen/iris/v1/node_pb.ts";
-import type { Backend } from "./backends/backend.ts";
-import { answerClassifyAssign } from "./classify.ts";
-
-import type { NodeIdentity } from "./node-identity.ts";
-import type { AgentState } from "./state.ts";
-import type { OutgoingMessage } from "./outgoing-message.ts";
-import { TaskRunner } from "./tasks.ts";
-import { gpuMessages, registerMessage } from "./register-message.ts";
-import { TlsFaultCounter } from "./tls-faults.ts";
 import { CoordinatorList } from "./coordinator-list.ts";
+import { NodeSession, type SessionOptions } from "./session.ts";
+import { TlsFaultCounter } from "./tls-faults.ts";
 
 /** The coordinator refused the node for good (bad or unknown key, invalid registration): retrying won't help. */
 export class RegistrationRefused extends Error {
@@ -32,20 +16,13 @@ export class RegistrationRefused extends Error {
   }
 }
 
-export interface ConnectionOptions {
+export interface ConnectionOptions extends SessionOptions {
   /** COORDINATOR_URL: one URL, or several comma-separated (a cluster): the link moves to the next when one fails. */
   coordinatorUrl: string;
-  identity: NodeIdentity;
-  backend: Backend;
-  logger: Logger;
   /** Aborting stops at once: running tasks are dropped (the coordinator re-routes them when the stream ends). */
   signal: AbortSignal;
-  /** Where the terminal UI reads the connection's state from. */
-  state?: AgentState;
   backoff?: { initialMs: number; maxMs: number };
   random?: () => number;
-  /** CA certificates (PEM) trusted beside Node's roots: COORDINATOR_CA_PATH, for a coordinator with a private CA. */
-  ca?: string[];
 }
 
 /** Full jitter: a uniform delay up to the exponential bound, so a coordinator restart doesn't get a thundering herd. */
@@ -56,15 +33,6 @@ export function backoffDelay(attempt: number, initialMs: number, maxMs: number, 
 /** How long a quitting node waits for the coordinator to end the stream after it half-closes its side. */
 const CLOSE_TIMEOUT_MS = 3_000;
 
-/** The live session's handles, for pause (heartbeat now) and quit (hand back, half-close). */
-interface SessionHandle {
-  runner?: TaskRunner;
-  heartbeat(): void;
-  /** Ends the node's side of the stream; the coordinator reads what was sent, then ends its side. */
-  close(): void;
-  ended: Promise<void>;
-}
-
 /**
  * The node's link to the coordinator across reconnects. `run()` serves until stopped; `setPaused` stops or
  * resumes taking tasks; `quit` stops taking tasks, lets running ones finish, hands back the rest, and ends `run()`.
@@ -74,7 +42,7 @@ export class CoordinatorLink {
   #paused = false;
   #quitting: Promise<void> | undefined;
   readonly #handBackNow = new AbortController();
-  #session: SessionHandle | undefined;
+  #session: NodeSession | undefined;
   /** The coordinators to try, and which one the link uses now: a failed one hands over to the next. */
   readonly #coordinators: CoordinatorList;
 
@@ -218,103 +186,16 @@ export class CoordinatorLink {
   }
 
   async #runSession(onRegistered: () => void): Promise<void> {
-    const { options } = this;
-    const { identity, logger, state } = options;
-    const outbox = new Channel<ConnectRequest>();
-    const send = (message: OutgoingMessage) => outbox.push(create(ConnectRequestSchema, { message }));
-    let ended!: () => void;
-    const handle: SessionHandle = {
-      heartbeat: () => {},
-      close: () => {},
-      ended: new Promise((resolve) => (ended = resolve)),
-    };
-    this.#session = handle;
-    let runner: TaskRunner | undefined;
-    let sessionKeys: SessionKeys | undefined;
+    const session = new NodeSession(this.options, () => this.#paused);
+    this.#session = session;
     const stream = new AbortController();
     const onAbort = () => stream.abort();
     this.#stop.signal.addEventListener("abort", onAbort, { once: true });
-    let heartbeat: NodeJS.Timeout | undefined;
-    send({ case: "register", value: registerMessage(identity) });
     try {
-      const nodeOptions = options.ca ? { ca: trustedWith(options.ca) } : undefined;
-      const call = NodeService.method.connect;
-      for await (const response of callBidi(this.coordinatorUrl, call, outbox, {
-        signal: stream.signal,
-        nodeOptions,
-      })) {
-        const m = response.message;
-        if (m.case === "registerChallenge") {
-          // proves this agent holds the key it registered with (a replayed register could not)
-          const proof = registerProof(identity.key.privateKey, m.value.coordinatorPublicKey, {
-            nonce: m.value.nonce,
-            nodeId: identity.nodeId,
-            nodePublicKey: identity.key.publicKey,
-            coordinatorPublicKey: m.value.coordinatorPublicKey,
-          });
-          send({ case: "registerProof", value: { proof } });
-        } else if (m.case === "registerAck") {
-          const keys = (sessionKeys = deriveSessionKeys(identity.key.privateKey, m.value.coordinatorPublicKey, {
-            coordinatorPublicKey: m.value.coordinatorPublicKey,
-            nodePublicKey: identity.key.publicKey,
-            nodeId: m.value.nodeId,
-            sessionId: m.value.sessionId,
-          }));
-          const active = (runner = new TaskRunner(options.backend, send, logger, identity.maxConcurrentTasks, keys, {
-            state,
-            isPaused: () => this.#paused,
-            outbox,
-          }));
-          handle.runner = active;
-          handle.close = () => outbox.close();
-          handle.heartbeat = () =>
-            send({
-              case: "heartbeat",
-              value: {
-                load: active.active / identity.maxConcurrentTasks,
-                activeTasks: active.active,
-                paused: this.#paused,
-                // the latest readings (VRAM used, utilisation) for the dashboard; none when no GPU was found
-                gpus: gpuMessages(state?.snapshot.gpus ?? []),
-              },
-            });
-          onRegistered();
-          logger.info(
-            { nodeId: m.value.nodeId, tier: Tier[m.value.tier] ?? "UNSPECIFIED", reason: m.value.tierReason },
-            "registered with the coordinator",
-          );
-          state?.registered({
-            tier: Tier[m.value.tier] ?? "UNSPECIFIED",
-            tierReason: m.value.tierReason,
-            reputation: m.value.reputation,
-          });
-          // a paused node says so at once: registration alone makes it routable
-          if (this.#paused) handle.heartbeat();
-          heartbeat = setInterval(handle.heartbeat, m.value.heartbeatIntervalMs);
-        } else if (m.case === "taskAssign") {
-          // per task at debug: "task ended" (info) says how each went, one line per task on a busy node
-          logger.debug({ taskId: m.value.taskId, maxTokens: m.value.maxTokens }, "task assigned");
-          void runner?.start(m.value);
-        } else if (m.case === "cancel") {
-          logger.info({ taskId: m.value.taskId, reason: m.value.reason }, "task cancelled by the coordinator");
-          runner?.cancel(m.value.taskId);
-        } else if (m.case === "classifyAssign") {
-          answerClassifyAssign(m.value, sessionKeys, options.backend, send, logger);
-        } else if (m.case === "heartbeatAck") {
-          state?.setReputation(m.value.reputation);
-          if (m.value.tier !== Tier.UNSPECIFIED)
-            state?.setTier({ name: Tier[m.value.tier] ?? "UNSPECIFIED", reason: m.value.tierReason });
-          if (m.value.estimateMonth)
-            state?.setEarnings({ month: m.value.estimateMonth, units: Number(m.value.estimatedMonthUnits) });
-        }
-      }
+      await session.run(this.coordinatorUrl, stream.signal, onRegistered);
     } finally {
-      clearInterval(heartbeat);
       this.#stop.signal.removeEventListener("abort", onAbort);
-      runner?.cancelAll();
-      outbox.close();
-      if (this.#session === handle) this.#session = undefined;
-      ended();
+      if (this.#session === session) this.#session = undefined;
     }
   }
 }
