@@ -31,19 +31,40 @@ function stopper(child: ChildProcess): () => Promise<void> {
 }
 
 /** The upstream in its own process; resolves once it listens. */
-export async function startUpstreamProcess(): Promise<ServerProcess> {
-  // Node strips the file's types itself: no loader in the upstream's process
-  const child = spawn(process.execPath, ["bench/peers-upstream.ts"], {
+export function startUpstreamProcess(): Promise<ServerProcess> {
+  return startPortPrinter(["bench/peers-upstream.ts"], "the upstream");
+}
+
+/**
+ * The bare two-process relay in front of the upstream (bench/peers-floor.ts): the floor of Iris's shape. Resolves
+ * once the front is connected to the back and listens.
+ */
+export async function startFloorProcesses(
+  upstreamPort: number,
+): Promise<{ front: ServerProcess; back: ServerProcess }> {
+  const back = await startPortPrinter(["bench/peers-floor.ts", "back", String(upstreamPort)], "the floor's back");
+  try {
+    return { back, front: await startPortPrinter(["bench/peers-floor.ts", "front", String(back.port)], "its front") };
+  } catch (err) {
+    await back.stop();
+    throw err;
+  }
+}
+
+/** A child that prints {"port": N} on stdout once it serves. */
+async function startPortPrinter(args: string[], what: string): Promise<ServerProcess> {
+  // Node strips the file's types itself: no loader in the child's process
+  const child = spawn(process.execPath, args, {
     cwd: root,
     stdio: ["ignore", "pipe", "inherit"],
   });
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the upstream did not listen within 10 s")), 10_000);
+    const timer = setTimeout(() => reject(new Error(`${what} did not listen within 10 s`)), 10_000);
     createInterface({ input: child.stdout! }).once("line", (line) => {
       clearTimeout(timer);
       resolve((JSON.parse(line) as { port: number }).port);
     });
-    child.once("exit", (code) => reject(new Error(`the upstream exited with ${code}`)));
+    child.once("exit", (code) => reject(new Error(`${what} exited with ${code}`)));
   });
   return { pid: child.pid!, port, stop: stopper(child) };
 }

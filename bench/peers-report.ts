@@ -78,9 +78,16 @@ export function report(
     ],
   );
   const rate = (m: Measured) => (1000 * m.concurrentTtfts.length) / m.concurrentWallMs;
+  const added = (pick: (m: Measured) => number[]) => (m: Measured) => signed(p(pick(m), 50) - p(pick(direct), 50));
   const side = markdownTable(
-    ["beside the table (streamed)", "direct", "Portkey", "Iris"],
+    ["beside the table (streamed unless said)", ...measured.map((m) => m.target.name)],
     [
+      ["non-streamed sequential: added p50 ms", ...measured.map(added((m) => m.wholeTotals))],
+      ["streamed sequential: added TTFT p50 ms", ...measured.map(added((m) => m.streamedTtfts))],
+      [
+        `CPU per request at ${c} concurrent, ms (server processes)`,
+        ...measured.map((m) => (m.pids.length === 0 ? "0" : fixed(serverMs(m), 3))),
+      ],
       [`requests/s at ${c} concurrent (closed loop)`, ...measured.map((m) => fixed(rate(m), 0))],
       [
         `after a ${c}-concurrent phase, s until the servers were idle again`,
@@ -128,9 +135,8 @@ export function report(
     `Requests per cell: ${sizes.rounds * sizes.sequential} for each sequential row (${sizes.rounds} rounds × ` +
       `${sizes.sequential}), ${sizes.rounds * sizes.concurrent} for each ${c}-concurrent row (${sizes.rounds} × ` +
       `${sizes.concurrent}), after a warm-up of 200 sequential requests of each kind and ${sizes.warmup} concurrent ` +
-      `ones per target. Each round runs direct, Portkey and ` +
-      "Iris in turn (the order rotates every round), each phase after a few unmeasured requests that refill its " +
-      "connection pool.",
+      `ones per target. Each round runs direct, Portkey, Iris and the two-process floor in turn (the order rotates ` +
+      "every round), each phase after a few unmeasured requests that refill its connection pool.",
     "",
     table,
     "",
@@ -148,12 +154,18 @@ export function report(
       `(IRIS_BACKEND=openai-compatible, MAX_CONCURRENT_TASKS=${c}, LOG_LEVEL=info) → upstream; the client ` +
       `authenticates ` +
       "with an account key (Authorization: Bearer) listed in UNLIMITED_ACCOUNT_KEYS.",
+    "- two-process floor = client → front → back → upstream (bench/peers-floor.ts): the least Iris's shape costs, " +
+      "none of its work. The front (HTTP/1.1, like the coordinator's OpenAI endpoint) hands each request's body down " +
+      "one long-lived h2c stream to the back (as a coordinator's assigns go down an agent's Connect stream), the back " +
+      "sends it to the upstream as it is and returns each read of the answer as a length-prefixed message; no " +
+      "authentication, classification, routing, journal, sealing or protobuf. What it adds over direct is the price " +
+      "of two Node.js processes and the hop between them; what Iris adds beyond it is Iris's own work.",
     "- Portkey runs with `node --import ./bench/peers-portkey-fetch.ts`: a wrapper around `globalThis.fetch` " +
       "returning `new Response(r.body, r)`, without which every streamed call fails under Node 24 (`TypeError: " +
       "immutable`: Portkey appends headers to fetch's Response). It costs Portkey one more Response object per call.",
     "- Portkey's stream reader sleeps 25 ms (`setTimeout(…, 25)`) before it passes on the first chunk of every " +
       "streamed answer: most of its streamed TTFT is that timer, not CPU.",
-    `- One client for all three, in this benchmark's own process: node:http with one keep-alive pool per target (up ` +
+    `- One client for all of them, in this benchmark's own process: node:http with one keep-alive pool per target (up ` +
       `to ${c} ` +
       "sockets), prebuilt request bodies, every answer checked (status 200, the upstream's exact text, `[DONE]` or " +
       "usage). " +

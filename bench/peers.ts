@@ -1,5 +1,6 @@
-// `npm run bench:peers` (#13): Iris beside a real LLM gateway (Portkey) and a direct call, all three in front of one
-// local OpenAI-compatible upstream that answers at once, measured in one run by one client in interleaved rounds:
+// `npm run bench:peers` (#13): Iris beside a real LLM gateway (Portkey), a direct call and the floor of Iris's shape (a
+// bare relay through two processes, bench/peers-floor.ts), all in front of one local OpenAI-compatible upstream that
+// answers at once, measured in one run by one client in interleaved rounds:
 // non-streamed and streamed sequential latency, streamed TTFT at PEERS_CONCURRENCY (100) concurrent, and the
 // servers' CPU per request from /proc. A markdown table on stdout, progress on stderr.
 // Sizes: PEERS_ROUNDS (5), PEERS_REQUESTS (sequential requests per target, kind and round: 100),
@@ -19,6 +20,7 @@ import { agentProfiler, profileMarkdown, readProcessProfile } from "./peers-prof
 import {
   backendSeconds,
   startPortkeyProcess,
+  startFloorProcesses,
   startUpstreamProcess,
   watchDatabaseBackends,
   type DatabaseBackends,
@@ -89,6 +91,7 @@ interface Servers {
   database: Awaited<ReturnType<typeof createBenchDatabase>>;
   upstream: ServerProcess;
   portkey: ServerProcess;
+  floor: { front: ServerProcess; back: ServerProcess };
   coordinator: CoordinatorProcess;
   agent: BenchAgent;
   backends: DatabaseBackends;
@@ -107,6 +110,8 @@ async function startServers(
   cleanups.push(() => upstream.stop());
   const portkey = await startPortkeyProcess(workDir);
   cleanups.push(() => portkey.stop());
+  const floor = await startFloorProcesses(upstream.port);
+  cleanups.push(() => Promise.all([floor.front.stop(), floor.back.stop()]));
   const coordinator = await startCoordinatorProcess({
     env: database.env,
     workDir,
@@ -137,11 +142,14 @@ async function startServers(
   await agent.registered;
   const backends = await watchDatabaseBackends(database.env.DATABASE_URL);
   cleanups.push(() => backends.close());
-  return { database, upstream, portkey, coordinator, agent, backends };
+  return { database, upstream, portkey, floor, coordinator, agent, backends };
 }
 
-/** direct, Portkey and Iris: one client pool each, and the server processes whose CPU is theirs. */
-function targets({ upstream, portkey, coordinator, agent, database }: Servers, pool: number): Measured[] {
+/**
+ * direct, Portkey, Iris and the bare two-process relay (the floor of Iris's shape): one client pool each, and the
+ * server processes whose CPU is theirs.
+ */
+function targets({ upstream, portkey, floor, coordinator, agent, database }: Servers, pool: number): Measured[] {
   const upstreamApi = `http://127.0.0.1:${upstream.port}/v1`;
   const portkeyHeaders = {
     authorization: "Bearer sk-bench",
@@ -167,6 +175,13 @@ function targets({ upstream, portkey, coordinator, agent, database }: Servers, p
       pids: [
         { name: "coordinator", pid: coordinator.pid },
         { name: "agent", pid: agent.pid },
+      ],
+    },
+    {
+      target: createTarget("two-process floor", `http://127.0.0.1:${floor.front.port}/v1/chat/completions`, {}, pool),
+      pids: [
+        { name: "front", pid: floor.front.pid },
+        { name: "back", pid: floor.back.pid },
       ],
     },
   ].map((m) => ({
