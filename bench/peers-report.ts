@@ -156,8 +156,8 @@ export function report(
       "with an account key (Authorization: Bearer) listed in UNLIMITED_ACCOUNT_KEYS.",
     "- two-process floor = client → front → back → upstream (bench/peers-floor.ts): the least Iris's shape costs, " +
       "none of its work. The front (HTTP/1.1, like the coordinator's OpenAI endpoint) hands each request's body down " +
-      "one long-lived h2c stream to the back (as a coordinator's assigns go down an agent's Connect stream), the back " +
-      "sends it to the upstream as it is and returns each read of the answer as a length-prefixed message; no " +
+      "one long-lived h2c stream to the back (as a coordinator's assigns go down an agent's Connect stream), the " +
+      "back sends it to the upstream as it is and returns each read of the answer as a length-prefixed message; no " +
       "authentication, classification, routing, journal, sealing or protobuf. What it adds over direct is the price " +
       "of two Node.js processes and the hop between them; what Iris adds beyond it is Iris's own work.",
     "- Portkey runs with `node --import ./bench/peers-portkey-fetch.ts`: a wrapper around `globalThis.fetch` " +
@@ -165,8 +165,8 @@ export function report(
       "immutable`: Portkey appends headers to fetch's Response). It costs Portkey one more Response object per call.",
     "- Portkey's stream reader sleeps 25 ms (`setTimeout(…, 25)`) before it passes on the first chunk of every " +
       "streamed answer: most of its streamed TTFT is that timer, not CPU.",
-    `- One client for all of them, in this benchmark's own process: node:http with one keep-alive pool per target (up ` +
-      `to ${c} ` +
+    `- One client for all of them, in this benchmark's own process: node:http with one keep-alive pool per target ` +
+      `(up to ${c} ` +
       "sockets), prebuilt request bodies, every answer checked (status 200, the upstream's exact text, `[DONE]` or " +
       "usage). " +
       `At ${c} concurrent it shares this process's event loop; its own CPU is in the second table, the same code for ` +
