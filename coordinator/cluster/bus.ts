@@ -43,6 +43,8 @@ export interface ClusterSubjects {
   queue: string;
   /** A coordinator's last word as it stops gracefully (a ClusterView of no nodes): peers fail over at once. */
   left: string;
+  /** ClusterViewWanted for the coordinator `instance`: a peer asks for its full view. */
+  want(instance: string): string;
   /** ClusterToHome published to the coordinator `instance` (cancels, releases, updates, measurements). */
   home(instance: string): string;
   /** ClusterToHome task assigns to the coordinator `instance`: requests, answered with ClusterAssignReply. */
@@ -56,6 +58,7 @@ export function clusterSubjects(clusterName: string): ClusterSubjects {
     view: `${clusterName}.view`,
     queue: `${clusterName}.queue`,
     left: `${clusterName}.left`,
+    want: (instance) => `${clusterName}.want.${subjectToken(instance)}`,
     home: (instance) => `${clusterName}.home.${subjectToken(instance)}`,
     assign: (instance) => `${clusterName}.assign.${subjectToken(instance)}`,
     origin: (instance) => `${clusterName}.origin.${subjectToken(instance)}`,

@@ -43,7 +43,7 @@ export interface Cluster {
    * this coordinator's node link.
    */
   classifyResults: ClassifyResults;
-  /** Publishes this coordinator's nodes now (tests; otherwise every CLUSTER_VIEW_MS and on each change). */
+  /** Publishes all of this coordinator's nodes now (otherwise: each change at once, and when a peer asks). */
   publishView(): void;
   /** Publishes what is pending, stops listening, and closes the bus. */
   stop(): Promise<void>;
@@ -57,13 +57,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const incarnation = options.incarnation ?? randomUUID();
   const context = { ...options, incarnation, subjects, logger };
   const queue = new QueueView(context);
-  // a peer that joins hears our whole view at once (a turn later: not from inside the receiving handler)
-  const joined = () =>
-    setImmediate(() => {
-      if (stopped) return; // after our leaving, a view would make us a member again
-      publisher.publishFull();
-      queue.joined();
-    });
+  // a peer that joins hears our whole view at once (one for every peer that joins or asks within a turn)
+  const joined = () => {
+    if (stopped) return; // after our leaving, a view would make us a member again
+    publisher.wantFull();
+    queue.joined();
+  };
   const left = (home: string) => {
     queue.drop(home);
     forwarding.originGone(home);

@@ -130,3 +130,33 @@ export function gpusOf(node: ClusterNode): NodeCapabilities["gpus"] {
     utilizationPercent: g.utilizationPercent,
   }));
 }
+
+/** Whether two views of a node's measurements say the same (a node's view is applied again unchanged). */
+export function sameMeasurements(a: ClusterMeasurements | undefined, b: ClusterMeasurements): boolean {
+  return (
+    a !== undefined &&
+    a.model === b.model &&
+    a.provenContext === b.provenContext &&
+    a.refusedContext === b.refusedContext &&
+    a.identityVerdict === b.identityVerdict &&
+    a.identityPeer === b.identityPeer &&
+    a.identityAtUnixMs === b.identityAtUnixMs &&
+    a.speed.length === b.speed.length &&
+    a.speed.every((speed, i) => speed === b.speed[i])
+  );
+}
+
+/** Whether the view's graphics cards read as `gpus` do. */
+export function sameGpus(node: ClusterNode, gpus: NodeCapabilities["gpus"]): boolean {
+  const viewed = node.capabilities?.gpus ?? [];
+  return (
+    viewed.length === gpus.length &&
+    viewed.every(
+      (g, i) =>
+        g.name === gpus[i]!.name &&
+        Number(g.vramTotalMb) === gpus[i]!.vramTotalMb &&
+        Number(g.vramUsedMb) === gpus[i]!.vramUsedMb &&
+        g.utilizationPercent === gpus[i]!.utilizationPercent,
+    )
+  );
+}

@@ -1,9 +1,10 @@
-// The shared, live view of nodes, publishing side: each home coordinator publishes its own nodes (all of them every
-// CLUSTER_VIEW_MS, and the ones that changed at once); view-receiver.ts keeps the others' nodes as RemoteNodes.
-import { create, toBinary } from "@bufbuild/protobuf";
+// The shared, live view of nodes, publishing side: each home coordinator publishes the ones of its nodes that changed
+// at once, a numbered beat every CLUSTER_VIEW_MS, and all of them when a peer asks (it missed a view, or is new);
+// view-receiver.ts keeps the others' nodes as RemoteNodes.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
-import { ClusterViewSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import { ClusterViewSchema, ClusterViewWantedSchema } from "../../gen/iris/v1/cluster_pb.ts";
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import type { Bus, ClusterSubjects } from "./bus.ts";
 import { clusterNodeOf } from "./codec.ts";
@@ -17,55 +18,81 @@ export interface NodeViewContext {
   registry: NodeRegistry;
   coordinatorKey: { privateKey: KeyObject; publicKey: Uint8Array };
   logger: Logger;
-  /** How often a home publishes all its nodes (CLUSTER_VIEW_MS). */
+  /** How often a home says it is alive (CLUSTER_VIEW_MS). */
   viewMs: number;
   /** A home silent this long is dead: its nodes are dropped and their tasks fail over (CLUSTER_DEAD_AFTER_MS). */
   deadAfterMs: number;
   now?: () => number;
 }
 
+/**
+ * Every this many beats a home publishes its full view instead: it restates what no change announces (load, GPU
+ * readings, service times) and mends whatever a peer holds wrong that neither the numbers nor the count show.
+ */
+export const FULL_EVERY_BEATS = 30;
+
 /** Publishes this coordinator's own nodes. */
 export class ViewPublisher {
   readonly #dirty = new Set<string>();
   readonly #gone = new Set<string>();
+  /** The nodes a peer that heard every view holds: its count goes out with each view. */
+  readonly #listed = new Set<string>();
+  #sequence = 0n;
+  /** The number of the latest full view: an ask from before it is answered by it already. */
+  #lastFull = 0n;
+  #beats = 0;
   #scheduled = false;
+  #fullScheduled = false;
   readonly #timer: NodeJS.Timeout;
   readonly #unwatch: () => void;
 
   constructor(
     private readonly ctx: NodeViewContext,
-    /** Whether any peer was heard lately: alone (a single coordinator), only a presence beat goes out. */
+    /** Whether any peer was heard lately: alone (a single coordinator), changes are not sent, only beats. */
     private readonly hasPeers: () => boolean,
   ) {
-    this.#unwatch = ctx.registry.onChange((node, change) => {
-      if (node.remote) return;
-      if (change === "removed") {
-        // gone only when no connection of the node is left here (a replacing one publishes itself)
-        if (ctx.registry.get(node.id) === undefined) this.#gone.add(node.id);
-        this.#dirty.delete(node.id);
-      } else {
-        this.#dirty.add(node.id);
-        this.#gone.delete(node.id);
-      }
-      this.#schedule();
-    });
-    this.#timer = setInterval(() => this.publishFull(), ctx.viewMs);
+    const { registry } = ctx;
+    const unwatch = [
+      registry.onChange((node, change) => this.#changed(node, change === "removed")),
+      // measurements (speed, context proven or refused, a canary's verdict) change what routing reads too
+      registry.onMeasured((node) => this.#changed(node, false)),
+      ctx.bus.subscribe(ctx.subjects.want(ctx.instance), (data) => this.#wanted(data)),
+    ];
+    this.#unwatch = () => {
+      for (const off of unwatch) off();
+    };
+    this.#timer = setInterval(() => this.beat(), ctx.viewMs);
     this.#timer.unref();
   }
 
-  /** All of this coordinator's nodes: peers learn of new ones, keep this home alive, and drop the ones not listed. */
+  /** Every CLUSTER_VIEW_MS: the changes still pending, then a beat (the home is alive; its count of nodes). */
+  beat(): void {
+    this.#flush();
+    this.#beats = (this.#beats + 1) % FULL_EVERY_BEATS;
+    if (this.#beats === 0 && this.hasPeers()) this.publishFull();
+    else this.#publish(false, [], []);
+  }
+
+  /** All of this coordinator's nodes: peers drop the ones of ours not listed. */
   publishFull(): void {
+    this.#fullScheduled = false;
     this.#dirty.clear();
     this.#gone.clear();
-    // alone, the view would go to nobody: a beat with no nodes lets a joining peer hear us (and we answer it in full)
-    if (!this.hasPeers()) this.#publish(false, [], []);
-    else this.#publish(true, this.#localNodes(), []);
+    this.#publish(true, this.#localNodes(), []);
+  }
+
+  /** A full view soon (a turn later): every ask and greeting of this turn is answered by one. */
+  wantFull(): void {
+    if (this.#fullScheduled) return;
+    this.#fullScheduled = true;
+    setImmediate(() => this.#fullScheduled && this.publishFull());
   }
 
   /** Publishes the pending changes now (shutdown), and stops. */
   stop(final = true): void {
     clearInterval(this.#timer);
     this.#unwatch();
+    this.#fullScheduled = false;
     if (final) this.#flush();
   }
 
@@ -84,6 +111,31 @@ export class ViewPublisher {
     ctx.bus.publish(ctx.subjects.left, toBinary(ClusterViewSchema, view));
   }
 
+  #changed(node: LiveNode, removed: boolean): void {
+    if (node.remote) return;
+    if (removed) {
+      // gone only when no connection of the node is left here (a replacing one publishes itself)
+      if (this.ctx.registry.get(node.id) === undefined) this.#gone.add(node.id);
+      this.#dirty.delete(node.id);
+    } else {
+      this.#dirty.add(node.id);
+      this.#gone.delete(node.id);
+    }
+    this.#schedule();
+  }
+
+  #wanted(data: Uint8Array): void {
+    try {
+      const want = fromBinary(ClusterViewWantedSchema, data);
+      // another run under our name is asked about its own view; a full view after the asker's last is on its way
+      if (want.incarnation !== this.ctx.incarnation || want.sequence < this.#lastFull) return;
+      this.ctx.logger.debug({ peer: want.origin, reason: want.reason }, "cluster: a peer asks for our whole view");
+      this.wantFull();
+    } catch (err) {
+      this.ctx.logger.error({ err }, "cluster bus: could not read an ask for our view");
+    }
+  }
+
   #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
@@ -94,12 +146,6 @@ export class ViewPublisher {
   #flush(): void {
     this.#scheduled = false;
     if (this.#dirty.size === 0 && this.#gone.size === 0) return;
-    if (!this.hasPeers()) {
-      // nobody to tell; a peer that joins gets the whole view
-      this.#dirty.clear();
-      this.#gone.clear();
-      return;
-    }
     const nodes = [...this.#dirty]
       .map((id) => this.ctx.registry.get(id))
       .filter((node): node is LiveNode => node !== undefined && !node.remote);
@@ -115,11 +161,20 @@ export class ViewPublisher {
 
   #publish(full: boolean, nodes: LiveNode[], gone: string[]): void {
     const { ctx } = this;
+    if (full) this.#listed.clear();
+    for (const node of nodes) this.#listed.add(node.id);
+    for (const id of gone) this.#listed.delete(id);
+    const sequence = ++this.#sequence;
+    if (full) this.#lastFull = sequence;
+    // alone, a change goes to nobody; it keeps its number, so a peer that still holds our nodes sees one missing
+    if (nodes.length + gone.length > 0 && !full && !this.hasPeers()) return;
     const view = create(ClusterViewSchema, {
       home: ctx.instance,
       incarnation: ctx.incarnation,
       coordinatorPublicKey: ctx.coordinatorKey.publicKey,
       full,
+      sequence,
+      nodeCount: this.#listed.size,
       nodes: nodes.map((node) => clusterNodeOf(node)),
       gone,
     });

@@ -2,14 +2,28 @@
 // messages sent over the bus to that home, which passes them on to the node unopened (sealed end to end).
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
-import type { ClusterAssignReply, ClusterNode, ClusterToHomeSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import type {
+  ClusterAssignReply,
+  ClusterMeasurements,
+  ClusterNode,
+  ClusterToHomeSchema,
+} from "../../gen/iris/v1/cluster_pb.ts";
 import type { ConnectResponse, TaskChunk, TaskError, TaskResult } from "../../gen/iris/v1/node_pb.ts";
 import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { IdentityRecord } from "../nodes/capability.ts";
 import { NodeMeasurements, type MeasuredSnapshot } from "../nodes/measurements.ts";
 import { LiveNode, type NodeField, type NodeOutbox, type TaskSink } from "../nodes/registry.ts";
 import type { TaskChange } from "../nodes/task-table.ts";
-import { capabilitiesOf, gpusOf, measurementsOf, snapshotOf, tierOf, verificationOf } from "./codec.ts";
+import {
+  capabilitiesOf,
+  gpusOf,
+  measurementsOf,
+  sameGpus,
+  sameMeasurements,
+  snapshotOf,
+  tierOf,
+  verificationOf,
+} from "./codec.ts";
 
 /** A ClusterToHome without its origin, node and session (the link adds them). */
 export interface ToHome {
@@ -81,6 +95,8 @@ export class RemoteNode extends LiveNode {
   #full = false;
   /** Task ids this coordinator ended that the home may still list (the release is on its way): no slot for them. */
   readonly #released = new Set<string>();
+  /** The home's measurements as last applied: the same again keeps the objects made of them. */
+  #measuredView: ClusterMeasurements | undefined;
 
   constructor(
     /** The home coordinator's instance name. */
@@ -129,24 +145,31 @@ export class RemoteNode extends LiveNode {
       this.paused = view.paused;
       this.load = view.load;
       this.size = verificationOf(view.size);
-      this.capabilities.gpus = gpusOf(view);
-      const snapshot = snapshotOf(view.measured);
-      this.measured = new ForwardedMeasurements(this.measured.model, snapshot, (message) => this.#toHome(message));
+      if (!sameGpus(view, this.capabilities.gpus)) this.capabilities.gpus = gpusOf(view);
+      if (this.#measuredView === undefined || !sameMeasurements(view.measured, this.#measuredView)) {
+        const snapshot = snapshotOf(view.measured);
+        this.measured = new ForwardedMeasurements(this.measured.model, snapshot, (message) => this.#toHome(message));
+        this.#measuredView = view.measured;
+      }
       this.serviceTimes.splice(0, this.serviceTimes.length, ...view.serviceTimesMs);
       this.lastSeenAt = now;
       this.#full = false;
-      // the home's running tasks hold slots here too; this coordinator's own attempts are already in the table
-      const running = new Map(view.running.map((task) => [task.taskId, Number(task.startedAtUnixMs)]));
-      for (const [taskId, sink] of this.tasks)
-        if (sink instanceof ElsewhereTask && !running.has(taskId)) this.tasks.delete(taskId);
-      for (const [taskId, startedAt] of running)
-        if (!this.tasks.has(taskId) && !this.#released.has(taskId))
-          this.tasks.set(taskId, new ElsewhereTask(startedAt));
-      for (const taskId of this.#released) if (!running.has(taskId)) this.#released.delete(taskId);
+      this.#running(view);
     } finally {
       this.#applying = false;
     }
     return this.freeSlots > before.free || (before.suspended && !this.suspended) || this.tier !== before.tier;
+  }
+
+  /** The home's running tasks hold slots here too; this coordinator's own attempts are already in the table. */
+  #running(view: ClusterNode): void {
+    if (view.running.length === 0 && this.#released.size === 0 && this.tasks.size === 0) return;
+    const running = new Map(view.running.map((task) => [task.taskId, Number(task.startedAtUnixMs)]));
+    for (const [taskId, sink] of this.tasks)
+      if (sink instanceof ElsewhereTask && !running.has(taskId)) this.tasks.delete(taskId);
+    for (const [taskId, startedAt] of running)
+      if (!this.tasks.has(taskId) && !this.#released.has(taskId)) this.tasks.set(taskId, new ElsewhereTask(startedAt));
+    for (const taskId of this.#released) if (!running.has(taskId)) this.#released.delete(taskId);
   }
 
   override async sendAssign(message: ConnectResponse): Promise<boolean> {

@@ -1,17 +1,26 @@
 // The shared, live view of nodes, receiving side: every coordinator keeps the other homes' nodes (node-view.ts
-// publishes them) in its registry as RemoteNodes, routes over all of them by the same rules, and drops a home's nodes
-// when it falls silent, leaves, or restarts (a new incarnation under its name).
-import { fromBinary } from "@bufbuild/protobuf";
-import { type ClusterNode, type ClusterView, ClusterViewSchema } from "../../gen/iris/v1/cluster_pb.ts";
+// publishes them) in its registry as RemoteNodes, routes over all of them by the same rules, asks a home for its full
+// view when it missed one of its numbered views, and drops a home's nodes when it falls silent, leaves, or restarts
+// (a new incarnation under its name).
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  type ClusterNode,
+  type ClusterView,
+  ClusterViewSchema,
+  ClusterViewWantedSchema,
+} from "../../gen/iris/v1/cluster_pb.ts";
 import { deriveSessionKeys, EnvelopeError } from "../../common/crypto/envelope.ts";
 import { Incarnations } from "./incarnations.ts";
 import type { NodeViewContext } from "./node-view.ts";
 import { RemoteNode, type HomeLink } from "./remote-node.ts";
+import { ViewStream, type WantReason } from "./view-stream.ts";
 
 /** Keeps the other homes' nodes in this coordinator's registry. */
 export class ViewReceiver {
   /** When each home was last heard from. */
   readonly #heard = new Map<string, number>();
+  /** Each home's numbered views as heard here: whether this coordinator holds all of its nodes as they are. */
+  readonly #streams = new Map<string, ViewStream>();
   /** Each home's live run (kept after it falls silent: a return with another one is a restart). */
   readonly #incarnations = new Incarnations();
   /** Incarnations already reported as a second coordinator under one name. */
@@ -24,7 +33,7 @@ export class ViewReceiver {
   constructor(
     private readonly ctx: NodeViewContext,
     private readonly link: HomeLink,
-    /** A coordinator was heard for the first time (or again after falling silent): it needs our whole view. */
+    /** A coordinator was heard for the first time (or again after falling silent): it is greeted with our view. */
     private readonly onJoined: (home: string) => void = () => {},
     /** A coordinator fell silent: its nodes are dropped (and the cluster's queue forgets its waiters). */
     private readonly onLeft: (home: string) => void = () => {},
@@ -88,17 +97,66 @@ export class ViewReceiver {
       ctx.logger.info({ home: view.home }, "cluster: a coordinator joined");
       this.onJoined(view.home);
     }
+    let stream = this.#streams.get(view.home);
+    if (!stream) this.#streams.set(view.home, (stream = new ViewStream()));
+    if (!stream.heard(view.sequence, view.full)) return;
+    this.#apply(view, stream, now);
+    const beat = !view.full && view.nodes.length === 0 && view.gone.length === 0;
+    // a home that predates sequences sends its full view every CLUSTER_VIEW_MS, and hears no asks
+    if (beat && view.sequence !== 0n) this.#beat(view.home, stream, view.nodeCount, now);
+    else stream.counted(view.nodeCount);
+    const reason = stream.want(now, ctx.viewMs);
+    if (reason) this.#ask(view.home, view.incarnation, stream.sequence, reason);
+  }
+
+  #apply(view: ClusterView, stream: ViewStream, now: number): void {
     let capacity = false;
-    for (const node of view.nodes) capacity = this.#upsert(view.home, node, now) || capacity;
-    const listed = new Set(view.nodes.map((node) => node.nodeId));
-    for (const id of view.gone) this.#drop(view.home, id, `the node left coordinator ${view.home}`);
+    for (const node of view.nodes) {
+      capacity = this.#upsert(view.home, node, now) || capacity;
+      stream.listed.add(node.nodeId);
+    }
+    for (const id of view.gone) {
+      this.#drop(view.home, id, `the node left coordinator ${view.home}`);
+      stream.listed.delete(id);
+    }
     if (view.full) {
-      for (const node of [...ctx.registry.nodes()]) {
+      const listed = new Set(view.nodes.map((node) => node.nodeId));
+      for (const node of [...this.ctx.registry.nodes()]) {
         if (node instanceof RemoteNode && node.home === view.home && !listed.has(node.id))
           this.#drop(view.home, node.id, `the node left coordinator ${view.home}`);
       }
+      for (const id of stream.listed) if (!listed.has(id)) stream.listed.delete(id);
     }
-    if (capacity) ctx.registry.notifyCapacity();
+    if (capacity) this.ctx.registry.notifyCapacity();
+  }
+
+  /**
+   * A beat: the home is alive with every node it listed (they were seen now), and says how many those are. A listed
+   * node disconnected here (its home did not take an assign in time) needs the home's full view to come back.
+   */
+  #beat(home: string, stream: ViewStream, nodeCount: number, now: number): void {
+    stream.counted(nodeCount);
+    if (!stream.synced) return;
+    const disconnected = new Set<string>();
+    for (const id of stream.listed) {
+      const node = this.ctx.registry.get(id);
+      if (!(node instanceof RemoteNode) || node.home !== home) continue;
+      if (node.connected) node.lastSeenAt = now;
+      else disconnected.add(id);
+    }
+    stream.disconnected(disconnected);
+  }
+
+  /** Asks the home for its full view: it publishes one for every peer that asks within a turn. */
+  #ask(home: string, incarnation: string, sequence: bigint, reason: WantReason): void {
+    const { ctx } = this;
+    if (reason !== "first")
+      ctx.logger.info(
+        { home, reason, sequence },
+        "cluster: out of step with a coordinator's view; asking for all of it",
+      );
+    const want = create(ClusterViewWantedSchema, { origin: ctx.instance, incarnation, sequence, reason });
+    ctx.bus.publish(ctx.subjects.want(home), toBinary(ClusterViewWantedSchema, want));
   }
 
   /** Drops the nodes of homes silent for longer than CLUSTER_DEAD_AFTER_MS: their tasks fail over. */
@@ -159,6 +217,7 @@ export class ViewReceiver {
 
   #forget(home: string, reason: string): void {
     this.#heard.delete(home);
+    this.#streams.delete(home);
     for (const node of [...this.ctx.registry.nodes()])
       if (node instanceof RemoteNode && node.home === home) this.#drop(home, node.id, reason);
     this.onLeft(home);

@@ -19,7 +19,7 @@ export interface ClusterSettings {
     natsUrl?: string;
     /** The cluster's subject prefix (CLUSTER_NAME): clusters sharing one NATS never hear each other. */
     name: string;
-    /** How often each coordinator publishes all its nodes (CLUSTER_VIEW_MS). */
+    /** How often each coordinator says it is alive: a beat; changes go out at once (CLUSTER_VIEW_MS). */
     viewMs: number;
     /** A peer silent this long is dead: its nodes are dropped and their tasks fail over (CLUSTER_DEAD_AFTER_MS). */
     deadAfterMs: number;

@@ -17,11 +17,12 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/cluster.proto.
  */
 export const file_iris_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChVpcmlzL3YxL2NsdXN0ZXIucHJvdG8SB2lyaXMudjEikQEKC0NsdXN0ZXJWaWV3EgwKBGhvbWUYASABKAkSHgoWY29vcmRpbmF0b3JfcHVibGljX2tleRgCIAEoDBIMCgRmdWxsGAMgASgIEiMKBW5vZGVzGAQgAygLMhQuaXJpcy52MS5DbHVzdGVyTm9kZRIMCgRnb25lGAUgAygJEhMKC2luY2FybmF0aW9uGAYgASgJIsUDCgtDbHVzdGVyTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRISCgpwdWJsaWNfa2V5GAQgASgMEh0KFXJlZ2lzdGVyZWRfYXRfdW5peF9tcxgFIAEoBBIbCgR0aWVyGAYgASgOMg0uaXJpcy52MS5UaWVyEhMKC3RpZXJfcmVhc29uGAcgASgJEjIKDGNhcGFiaWxpdGllcxgIIAEoCzIcLmlyaXMudjEuQ2x1c3RlckNhcGFiaWxpdGllcxISCgpyZXB1dGF0aW9uGAkgASgBEhEKCXN1c3BlbmRlZBgKIAEoCBIOCgZwYXVzZWQYCyABKAgSDAoEbG9hZBgMIAEoARIMCgRzaXplGA0gASgJEi4KCG1lYXN1cmVkGA4gASgLMhwuaXJpcy52MS5DbHVzdGVyTWVhc3VyZW1lbnRzEiwKB3J1bm5pbmcYDyADKAsyGy5pcmlzLnYxLkNsdXN0ZXJSdW5uaW5nVGFzaxIYChBzZXJ2aWNlX3RpbWVzX21zGBAgAygNEhkKEWxhc3Rfc2Vlbl91bml4X21zGBEgASgEIkEKEkNsdXN0ZXJSdW5uaW5nVGFzaxIPCgd0YXNrX2lkGAEgASgJEhoKEnN0YXJ0ZWRfYXRfdW5peF9tcxgCIAEoBCK1AgoTQ2x1c3RlckNhcGFiaWxpdGllcxISCgptb2RlbF9uYW1lGAEgASgJEhcKD3BhcmFtZXRlcl9jb3VudBgCIAEoBBIUCgxxdWFudGl6YXRpb24YAyABKAkSFAoMbW9kZWxfc2hhMjU2GAQgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAUgASgNEhkKEXRva2Vuc19wZXJfc2Vjb25kGAYgASgBEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEhoKBGdwdXMYCCADKAsyDC5pcmlzLnYxLkdwdRIPCgdiYWNrZW5kGAkgASgJEhUKDWFnZW50X3ZlcnNpb24YCiABKAkSMAoPdG9rZW5pemVyX3JhdGVzGAsgASgLMhcuaXJpcy52MS5Ub2tlbml6ZXJSYXRlcyLLAQoTQ2x1c3Rlck1lYXN1cmVtZW50cxINCgVtb2RlbBgBIAEoCRINCgVzcGVlZBgCIAMoARIWCg5wcm92ZW5fY29udGV4dBgDIAEoDRIcCg9yZWZ1c2VkX2NvbnRleHQYBCABKA1IAIgBARIYChBpZGVudGl0eV92ZXJkaWN0GAUgASgJEhUKDWlkZW50aXR5X3BlZXIYBiABKAkSGwoTaWRlbnRpdHlfYXRfdW5peF9tcxgHIAEoBEISChBfcmVmdXNlZF9jb250ZXh0Iv0BCg1DbHVzdGVyVG9Ib21lEg4KBm9yaWdpbhgBIAEoCRIPCgdub2RlX2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDwoHdGFza19pZBgEIAEoCRIsCghyZXNwb25zZRgFIAEoCzIYLmlyaXMudjEuQ29ubmVjdFJlc3BvbnNlSAASEQoHcmVsZWFzZRgGIAEoCEgAEiwKBnVwZGF0ZRgHIAEoCzIaLmlyaXMudjEuQ2x1c3Rlck5vZGVVcGRhdGVIABIsCghtZWFzdXJlZBgIIAEoCzIYLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVkSABCCQoHbWVzc2FnZSJEChJDbHVzdGVyQXNzaWduUmVwbHkSEAoIYWNjZXB0ZWQYASABKAgSDgoGcmVhc29uGAIgASgJEgwKBGdvbmUYAyABKAgilgEKEUNsdXN0ZXJOb2RlVXBkYXRlEhYKCXN1c3BlbmRlZBgBIAEoCEgAiAEBEhcKCnJlcHV0YXRpb24YAiABKAFIAYgBARIaChJkaXNjb25uZWN0X21lc3NhZ2UYAyABKAkSFwoPZGlzY29ubmVjdF9jb2RlGAQgASgNQgwKCl9zdXNwZW5kZWRCDQoLX3JlcHV0YXRpb24iqgEKD0NsdXN0ZXJNZWFzdXJlZBIsCghhbnN3ZXJlZBgBIAEoCzIYLmlyaXMudjEuQ2x1c3RlckFuc3dlcmVkSAASGAoOcmVmdXNlZF90b2tlbnMYAiABKA1IABIwCghjb21wYXJlZBgDIAEoCzIcLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVtZW50c0gAEhMKCXNlcnZlZF9tcxgEIAEoDUgAQggKBnNhbXBsZSJHCg9DbHVzdGVyQW5zd2VyZWQSEgoFc3BlZWQYASABKAFIAIgBARIWCg5jb250ZXh0X3Rva2VucxgCIAEoDUIICgZfc3BlZWQijgEKD0NsdXN0ZXJGcm9tTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDwoHdGFza19pZBgDIAEoCRIqCgdyZXF1ZXN0GAQgASgLMhcuaXJpcy52MS5Db25uZWN0UmVxdWVzdEgAEg4KBGxvc3QYBSABKAlIAEIJCgdtZXNzYWdlIkUKDENsdXN0ZXJRdWV1ZRIMCgRob21lGAEgASgJEicKB3dhaXRlcnMYAiADKAsyFi5pcmlzLnYxLkNsdXN0ZXJXYWl0ZXIiXgoNQ2x1c3RlcldhaXRlchIKCgJpZBgBIAEoCRIbChNlbnF1ZXVlZF9hdF91bml4X21zGAIgASgEEiQKBXJvdXRlGAMgASgLMhUuaXJpcy52MS5DbHVzdGVyUm91dGUilgIKDENsdXN0ZXJSb3V0ZRInCgpkaWZmaWN1bHR5GAEgASgOMhMuaXJpcy52MS5EaWZmaWN1bHR5Eg0KBW1vZGVsGAIgASgJEg8KB2V4Y2x1ZGUYAyADKAkSMQoKc2FtZV9tb2RlbBgEIAEoCzIdLmlyaXMudjEuQ2x1c3Rlck1vZGVsSWRlbnRpdHkSHQoQcmVwdXRhdGlvbl9hYm92ZRgFIAEoAUgAiAEBEiwKB2NvbnRleHQYBiABKAsyGy5pcmlzLnYxLkNsdXN0ZXJDb250ZXh0TmVlZBIYCgttaW5fY29udGV4dBgHIAEoDUgBiAEBQhMKEV9yZXB1dGF0aW9uX2Fib3ZlQg4KDF9taW5fY29udGV4dCJWChRDbHVzdGVyTW9kZWxJZGVudGl0eRISCgptb2RlbF9uYW1lGAEgASgJEhQKDHF1YW50aXphdGlvbhgCIAEoCRIUCgxtb2RlbF9zaGEyNTYYAyABKAkiZwoSQ2x1c3RlckNvbnRleHROZWVkEhMKC2FzY2lpX2NoYXJzGAEgASgNEhMKC290aGVyX2NoYXJzGAIgASgNEhAKCG1lc3NhZ2VzGAMgASgNEhUKDWFuc3dlcl90b2tlbnMYBCABKA1iBnByb3RvMw", [file_iris_v1_common, file_iris_v1_node]);
+  fileDesc("ChVpcmlzL3YxL2NsdXN0ZXIucHJvdG8SB2lyaXMudjEitwEKC0NsdXN0ZXJWaWV3EgwKBGhvbWUYASABKAkSHgoWY29vcmRpbmF0b3JfcHVibGljX2tleRgCIAEoDBIMCgRmdWxsGAMgASgIEiMKBW5vZGVzGAQgAygLMhQuaXJpcy52MS5DbHVzdGVyTm9kZRIMCgRnb25lGAUgAygJEhMKC2luY2FybmF0aW9uGAYgASgJEhAKCHNlcXVlbmNlGAcgASgEEhIKCm5vZGVfY291bnQYCCABKA0iWgoRQ2x1c3RlclZpZXdXYW50ZWQSDgoGb3JpZ2luGAEgASgJEhMKC2luY2FybmF0aW9uGAIgASgJEhAKCHNlcXVlbmNlGAMgASgEEg4KBnJlYXNvbhgEIAEoCSLFAwoLQ2x1c3Rlck5vZGUSDwoHbm9kZV9pZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSEgoKcHVibGljX2tleRgEIAEoDBIdChVyZWdpc3RlcmVkX2F0X3VuaXhfbXMYBSABKAQSGwoEdGllchgGIAEoDjINLmlyaXMudjEuVGllchITCgt0aWVyX3JlYXNvbhgHIAEoCRIyCgxjYXBhYmlsaXRpZXMYCCABKAsyHC5pcmlzLnYxLkNsdXN0ZXJDYXBhYmlsaXRpZXMSEgoKcmVwdXRhdGlvbhgJIAEoARIRCglzdXNwZW5kZWQYCiABKAgSDgoGcGF1c2VkGAsgASgIEgwKBGxvYWQYDCABKAESDAoEc2l6ZRgNIAEoCRIuCghtZWFzdXJlZBgOIAEoCzIcLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVtZW50cxIsCgdydW5uaW5nGA8gAygLMhsuaXJpcy52MS5DbHVzdGVyUnVubmluZ1Rhc2sSGAoQc2VydmljZV90aW1lc19tcxgQIAMoDRIZChFsYXN0X3NlZW5fdW5peF9tcxgRIAEoBCJBChJDbHVzdGVyUnVubmluZ1Rhc2sSDwoHdGFza19pZBgBIAEoCRIaChJzdGFydGVkX2F0X3VuaXhfbXMYAiABKAQitQIKE0NsdXN0ZXJDYXBhYmlsaXRpZXMSEgoKbW9kZWxfbmFtZRgBIAEoCRIXCg9wYXJhbWV0ZXJfY291bnQYAiABKAQSFAoMcXVhbnRpemF0aW9uGAMgASgJEhQKDG1vZGVsX3NoYTI1NhgEIAEoCRIWCg5jb250ZXh0X2xlbmd0aBgFIAEoDRIZChF0b2tlbnNfcGVyX3NlY29uZBgGIAEoARIcChRtYXhfY29uY3VycmVudF90YXNrcxgHIAEoDRIaCgRncHVzGAggAygLMgwuaXJpcy52MS5HcHUSDwoHYmFja2VuZBgJIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAogASgJEjAKD3Rva2VuaXplcl9yYXRlcxgLIAEoCzIXLmlyaXMudjEuVG9rZW5pemVyUmF0ZXMiywEKE0NsdXN0ZXJNZWFzdXJlbWVudHMSDQoFbW9kZWwYASABKAkSDQoFc3BlZWQYAiADKAESFgoOcHJvdmVuX2NvbnRleHQYAyABKA0SHAoPcmVmdXNlZF9jb250ZXh0GAQgASgNSACIAQESGAoQaWRlbnRpdHlfdmVyZGljdBgFIAEoCRIVCg1pZGVudGl0eV9wZWVyGAYgASgJEhsKE2lkZW50aXR5X2F0X3VuaXhfbXMYByABKARCEgoQX3JlZnVzZWRfY29udGV4dCL9AQoNQ2x1c3RlclRvSG9tZRIOCgZvcmlnaW4YASABKAkSDwoHbm9kZV9pZBgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEg8KB3Rhc2tfaWQYBCABKAkSLAoIcmVzcG9uc2UYBSABKAsyGC5pcmlzLnYxLkNvbm5lY3RSZXNwb25zZUgAEhEKB3JlbGVhc2UYBiABKAhIABIsCgZ1cGRhdGUYByABKAsyGi5pcmlzLnYxLkNsdXN0ZXJOb2RlVXBkYXRlSAASLAoIbWVhc3VyZWQYCCABKAsyGC5pcmlzLnYxLkNsdXN0ZXJNZWFzdXJlZEgAQgkKB21lc3NhZ2UiRAoSQ2x1c3RlckFzc2lnblJlcGx5EhAKCGFjY2VwdGVkGAEgASgIEg4KBnJlYXNvbhgCIAEoCRIMCgRnb25lGAMgASgIIpYBChFDbHVzdGVyTm9kZVVwZGF0ZRIWCglzdXNwZW5kZWQYASABKAhIAIgBARIXCgpyZXB1dGF0aW9uGAIgASgBSAGIAQESGgoSZGlzY29ubmVjdF9tZXNzYWdlGAMgASgJEhcKD2Rpc2Nvbm5lY3RfY29kZRgEIAEoDUIMCgpfc3VzcGVuZGVkQg0KC19yZXB1dGF0aW9uIqoBCg9DbHVzdGVyTWVhc3VyZWQSLAoIYW5zd2VyZWQYASABKAsyGC5pcmlzLnYxLkNsdXN0ZXJBbnN3ZXJlZEgAEhgKDnJlZnVzZWRfdG9rZW5zGAIgASgNSAASMAoIY29tcGFyZWQYAyABKAsyHC5pcmlzLnYxLkNsdXN0ZXJNZWFzdXJlbWVudHNIABITCglzZXJ2ZWRfbXMYBCABKA1IAEIICgZzYW1wbGUiRwoPQ2x1c3RlckFuc3dlcmVkEhIKBXNwZWVkGAEgASgBSACIAQESFgoOY29udGV4dF90b2tlbnMYAiABKA1CCAoGX3NwZWVkIo4BCg9DbHVzdGVyRnJvbU5vZGUSDwoHbm9kZV9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg8KB3Rhc2tfaWQYAyABKAkSKgoHcmVxdWVzdBgEIAEoCzIXLmlyaXMudjEuQ29ubmVjdFJlcXVlc3RIABIOCgRsb3N0GAUgASgJSABCCQoHbWVzc2FnZSJFCgxDbHVzdGVyUXVldWUSDAoEaG9tZRgBIAEoCRInCgd3YWl0ZXJzGAIgAygLMhYuaXJpcy52MS5DbHVzdGVyV2FpdGVyIl4KDUNsdXN0ZXJXYWl0ZXISCgoCaWQYASABKAkSGwoTZW5xdWV1ZWRfYXRfdW5peF9tcxgCIAEoBBIkCgVyb3V0ZRgDIAEoCzIVLmlyaXMudjEuQ2x1c3RlclJvdXRlIpYCCgxDbHVzdGVyUm91dGUSJwoKZGlmZmljdWx0eRgBIAEoDjITLmlyaXMudjEuRGlmZmljdWx0eRINCgVtb2RlbBgCIAEoCRIPCgdleGNsdWRlGAMgAygJEjEKCnNhbWVfbW9kZWwYBCABKAsyHS5pcmlzLnYxLkNsdXN0ZXJNb2RlbElkZW50aXR5Eh0KEHJlcHV0YXRpb25fYWJvdmUYBSABKAFIAIgBARIsCgdjb250ZXh0GAYgASgLMhsuaXJpcy52MS5DbHVzdGVyQ29udGV4dE5lZWQSGAoLbWluX2NvbnRleHQYByABKA1IAYgBAUITChFfcmVwdXRhdGlvbl9hYm92ZUIOCgxfbWluX2NvbnRleHQiVgoUQ2x1c3Rlck1vZGVsSWRlbnRpdHkSEgoKbW9kZWxfbmFtZRgBIAEoCRIUCgxxdWFudGl6YXRpb24YAiABKAkSFAoMbW9kZWxfc2hhMjU2GAMgASgJImcKEkNsdXN0ZXJDb250ZXh0TmVlZBITCgthc2NpaV9jaGFycxgBIAEoDRITCgtvdGhlcl9jaGFycxgCIAEoDRIQCghtZXNzYWdlcxgDIAEoDRIVCg1hbnN3ZXJfdG9rZW5zGAQgASgNYgZwcm90bzM", [file_iris_v1_common, file_iris_v1_node]);
 
 /**
- * ClusterView is what one home coordinator says about the nodes connected to it: all of them (full, every
- * CLUSTER_VIEW_MS; a home silent for CLUSTER_DEAD_AFTER_MS is dead and its nodes are gone), or those that changed.
+ * ClusterView is what one home coordinator says about the nodes connected to it: those that changed (a delta, at
+ * once), none (a beat, every CLUSTER_VIEW_MS: the home is alive; one silent for CLUSTER_DEAD_AFTER_MS is dead and its
+ * nodes are gone), or all of them (full: asked for by a peer that missed a view, to a newcomer, and every 30 beats).
  *
  * @generated from message iris.v1.ClusterView
  */
@@ -70,6 +71,23 @@ export type ClusterView = Message<"iris.v1.ClusterView"> & {
    * @generated from field: string incarnation = 6;
    */
   incarnation: string;
+
+  /**
+   * This view's number in the incarnation's run: 1 for its first, one more for each view after (delta, beat or full).
+   * A peer that sees a number skipped missed a view and asks for a full one (ClusterViewWanted). 0 from a coordinator
+   * that predates sequences (it sends full views every CLUSTER_VIEW_MS).
+   *
+   * @generated from field: uint64 sequence = 7;
+   */
+  sequence: bigint;
+
+  /**
+   * How many nodes the home has listed and not said gone, this view included: a peer that holds another count of
+   * them is out of step and asks for a full view.
+   *
+   * @generated from field: uint32 node_count = 8;
+   */
+  nodeCount: number;
 };
 
 /**
@@ -78,6 +96,50 @@ export type ClusterView = Message<"iris.v1.ClusterView"> & {
  */
 export const ClusterViewSchema: GenMessage<ClusterView> = /*@__PURE__*/
   messageDesc(file_iris_v1_cluster, 0);
+
+/**
+ * ClusterViewWanted asks a home coordinator for its full view (on the home's own subject): the asker heard the home
+ * for the first time, missed one of its views, or counts its nodes differently. The home publishes one full view on
+ * the view subject for every asker at once.
+ *
+ * @generated from message iris.v1.ClusterViewWanted
+ */
+export type ClusterViewWanted = Message<"iris.v1.ClusterViewWanted"> & {
+  /**
+   * The asker's COORDINATOR_INSTANCE.
+   *
+   * @generated from field: string origin = 1;
+   */
+  origin: string;
+
+  /**
+   * The home's run the asker heard: another run (a second coordinator under the name) ignores the ask.
+   *
+   * @generated from field: string incarnation = 2;
+   */
+  incarnation: string;
+
+  /**
+   * The last view of that run the asker heard: a full view numbered after it is on its way already, none is sent.
+   *
+   * @generated from field: uint64 sequence = 3;
+   */
+  sequence: bigint;
+
+  /**
+   * Why it asks ("first", "gap", "count", "lost"), for the home's log.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message iris.v1.ClusterViewWanted.
+ * Use `create(ClusterViewWantedSchema)` to create a new message.
+ */
+export const ClusterViewWantedSchema: GenMessage<ClusterViewWanted> = /*@__PURE__*/
+  messageDesc(file_iris_v1_cluster, 1);
 
 /**
  * ClusterNode is one live node as its home sees it: what routing reads, on every coordinator.
@@ -210,7 +272,7 @@ export type ClusterNode = Message<"iris.v1.ClusterNode"> & {
  * Use `create(ClusterNodeSchema)` to create a new message.
  */
 export const ClusterNodeSchema: GenMessage<ClusterNode> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 1);
+  messageDesc(file_iris_v1_cluster, 2);
 
 /**
  * ClusterRunningTask is one task running on a node.
@@ -238,7 +300,7 @@ export type ClusterRunningTask = Message<"iris.v1.ClusterRunningTask"> & {
  * Use `create(ClusterRunningTaskSchema)` to create a new message.
  */
 export const ClusterRunningTaskSchema: GenMessage<ClusterRunningTask> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 2);
+  messageDesc(file_iris_v1_cluster, 3);
 
 /**
  * ClusterCapabilities mirrors the coordinator's NodeCapabilities.
@@ -329,7 +391,7 @@ export type ClusterCapabilities = Message<"iris.v1.ClusterCapabilities"> & {
  * Use `create(ClusterCapabilitiesSchema)` to create a new message.
  */
 export const ClusterCapabilitiesSchema: GenMessage<ClusterCapabilities> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 3);
+  messageDesc(file_iris_v1_cluster, 4);
 
 /**
  * ClusterMeasurements mirrors NodeMeasurements' snapshot.
@@ -392,7 +454,7 @@ export type ClusterMeasurements = Message<"iris.v1.ClusterMeasurements"> & {
  * Use `create(ClusterMeasurementsSchema)` to create a new message.
  */
 export const ClusterMeasurementsSchema: GenMessage<ClusterMeasurements> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 4);
+  messageDesc(file_iris_v1_cluster, 5);
 
 /**
  * ClusterToHome goes from any coordinator to the home coordinator of a node.
@@ -473,7 +535,7 @@ export type ClusterToHome = Message<"iris.v1.ClusterToHome"> & {
  * Use `create(ClusterToHomeSchema)` to create a new message.
  */
 export const ClusterToHomeSchema: GenMessage<ClusterToHome> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 5);
+  messageDesc(file_iris_v1_cluster, 6);
 
 /**
  * ClusterAssignReply answers a forwarded task assign.
@@ -508,7 +570,7 @@ export type ClusterAssignReply = Message<"iris.v1.ClusterAssignReply"> & {
  * Use `create(ClusterAssignReplySchema)` to create a new message.
  */
 export const ClusterAssignReplySchema: GenMessage<ClusterAssignReply> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 6);
+  messageDesc(file_iris_v1_cluster, 7);
 
 /**
  * ClusterNodeUpdate carries a change made on another coordinator to a node's state.
@@ -550,7 +612,7 @@ export type ClusterNodeUpdate = Message<"iris.v1.ClusterNodeUpdate"> & {
  * Use `create(ClusterNodeUpdateSchema)` to create a new message.
  */
 export const ClusterNodeUpdateSchema: GenMessage<ClusterNodeUpdate> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 7);
+  messageDesc(file_iris_v1_cluster, 8);
 
 /**
  * ClusterMeasured is one measurement another coordinator took of the node's answer.
@@ -603,7 +665,7 @@ export type ClusterMeasured = Message<"iris.v1.ClusterMeasured"> & {
  * Use `create(ClusterMeasuredSchema)` to create a new message.
  */
 export const ClusterMeasuredSchema: GenMessage<ClusterMeasured> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 8);
+  messageDesc(file_iris_v1_cluster, 9);
 
 /**
  * ClusterAnswered is one completed answer's measurement.
@@ -631,7 +693,7 @@ export type ClusterAnswered = Message<"iris.v1.ClusterAnswered"> & {
  * Use `create(ClusterAnsweredSchema)` to create a new message.
  */
 export const ClusterAnsweredSchema: GenMessage<ClusterAnswered> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 9);
+  messageDesc(file_iris_v1_cluster, 10);
 
 /**
  * ClusterFromNode goes from a node's home coordinator to the coordinator that assigned the task: the node's messages.
@@ -689,7 +751,7 @@ export type ClusterFromNode = Message<"iris.v1.ClusterFromNode"> & {
  * Use `create(ClusterFromNodeSchema)` to create a new message.
  */
 export const ClusterFromNodeSchema: GenMessage<ClusterFromNode> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 10);
+  messageDesc(file_iris_v1_cluster, 11);
 
 /**
  * ClusterQueue is one coordinator's wait queue, whole: the cluster's queue is every coordinator's, in arrival order
@@ -718,7 +780,7 @@ export type ClusterQueue = Message<"iris.v1.ClusterQueue"> & {
  * Use `create(ClusterQueueSchema)` to create a new message.
  */
 export const ClusterQueueSchema: GenMessage<ClusterQueue> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 11);
+  messageDesc(file_iris_v1_cluster, 12);
 
 /**
  * ClusterWaiter is one request waiting for a node.
@@ -753,7 +815,7 @@ export type ClusterWaiter = Message<"iris.v1.ClusterWaiter"> & {
  * Use `create(ClusterWaiterSchema)` to create a new message.
  */
 export const ClusterWaiterSchema: GenMessage<ClusterWaiter> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 12);
+  messageDesc(file_iris_v1_cluster, 13);
 
 /**
  * ClusterRoute mirrors the router's RouteRequest: which nodes may take a task.
@@ -816,7 +878,7 @@ export type ClusterRoute = Message<"iris.v1.ClusterRoute"> & {
  * Use `create(ClusterRouteSchema)` to create a new message.
  */
 export const ClusterRouteSchema: GenMessage<ClusterRoute> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 13);
+  messageDesc(file_iris_v1_cluster, 14);
 
 /**
  * ClusterModelIdentity names a model exactly.
@@ -851,7 +913,7 @@ export type ClusterModelIdentity = Message<"iris.v1.ClusterModelIdentity"> & {
  * Use `create(ClusterModelIdentitySchema)` to create a new message.
  */
 export const ClusterModelIdentitySchema: GenMessage<ClusterModelIdentity> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 14);
+  messageDesc(file_iris_v1_cluster, 15);
 
 /**
  * ClusterContextNeed mirrors ContextNeed: what a conversation needs of a context window.
@@ -893,5 +955,5 @@ export type ClusterContextNeed = Message<"iris.v1.ClusterContextNeed"> & {
  * Use `create(ClusterContextNeedSchema)` to create a new message.
  */
 export const ClusterContextNeedSchema: GenMessage<ClusterContextNeed> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 15);
+  messageDesc(file_iris_v1_cluster, 16);
 

@@ -1,0 +1,229 @@
+// What the shared node view costs (issue #12): one home coordinator with N nodes and one peer, in this process over
+// the in-process bus (startCluster, as a coordinator runs it), CLUSTER_VIEW_MS 1000, the home's nodes taking and
+// freeing slots at BENCH_CHANGES a second. Bytes the home publishes on the view subject (protobuf payloads; NATS adds
+// a header of some 40 bytes to each), and the time the peer's view handler takes (decode and apply: synchronous, so
+// CPU time). `npm run bench:cluster-view`; BENCH_NODES (default 1000,10000), BENCH_SECONDS (default 30, so that one
+// full view of every 30 beats falls in it), BENCH_CHANGES (default 100). BENCH_BASELINE_DIR: a checkout of other code
+// (e.g. `git archive HEAD`) whose copy of this file runs first, for a before/after table.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { execFileSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { cpus, loadavg } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pino from "pino";
+import { publicKeyBytes } from "../common/crypto/envelope.ts";
+import { clusterSubjects, type Bus } from "../coordinator/cluster/bus.ts";
+import { LocalBus, LocalNetwork } from "../coordinator/cluster/bus-local.ts";
+import { startCluster, type Cluster } from "../coordinator/cluster/cluster.ts";
+import { clusterNodeOf } from "../coordinator/cluster/codec.ts";
+import { ViewReceiver } from "../coordinator/cluster/view-receiver.ts";
+import { NodeRegistry, type TaskSink } from "../coordinator/nodes/registry.ts";
+import * as clusterMessages from "../gen/iris/v1/cluster_pb.ts";
+import { ClusterViewSchema } from "../gen/iris/v1/cluster_pb.ts";
+import { testNode } from "../test/support/live-nodes.ts";
+import { ascending, fixed, markdownTable, percentile, sleep, whole } from "./stats.ts";
+
+const VIEW_MS = 1_000;
+const logger = pino({ level: "silent" });
+const key = generateKeyPairSync("x25519").privateKey;
+const coordinatorKey = { privateKey: key, publicKey: publicKeyBytes(key) };
+const nodeKey = publicKeyBytes(generateKeyPairSync("x25519").privateKey);
+const code = "ClusterViewWantedSchema" in clusterMessages ? "deltas and beats" : "full view every second";
+
+type Row = { code: string; nodes: number } & Awaited<ReturnType<typeof traffic>> & ReturnType<typeof fullView>;
+
+/** A bus that counts what is published on `subject`, and times the handlers of it. */
+function metered(bus: Bus, subject: string) {
+  const meter = { bytes: 0, messages: 0, handlerMs: 0 };
+  const wrapped: Bus = {
+    kind: bus.kind,
+    serve: (to, responder) => bus.serve(to, responder),
+    request: (to, data, timeoutMs) => bus.request(to, data, timeoutMs),
+    flush: () => bus.flush(),
+    close: () => bus.close(),
+    publish(to, data) {
+      if (to === subject) {
+        meter.bytes += data.byteLength;
+        meter.messages++;
+      }
+      bus.publish(to, data);
+    },
+    subscribe(to, handler) {
+      if (to !== subject) return bus.subscribe(to, handler);
+      return bus.subscribe(to, (data) => {
+        const started = performance.now();
+        handler(data);
+        meter.handlerMs += performance.now() - started;
+      });
+    },
+  };
+  return { bus: wrapped, meter };
+}
+
+async function start(bus: Bus, instance: string, registry: NodeRegistry): Promise<Cluster> {
+  return startCluster({
+    bus,
+    name: "bench",
+    instance,
+    registry,
+    coordinatorKey,
+    logger,
+    viewMs: VIEW_MS,
+    deadAfterMs: 3 * VIEW_MS,
+    assignTimeoutMs: 2_000,
+  });
+}
+
+/** The view's traffic over `seconds` of slot changes: what the home publishes, what the peer spends on it. */
+async function traffic(nodes: number, seconds: number, changesPerSecond: number) {
+  const network = new LocalNetwork();
+  const home = metered(new LocalBus(network), "bench.view");
+  const peer = metered(new LocalBus(network), "bench.view");
+  const registries = { home: new NodeRegistry(), peer: new NodeRegistry() };
+  const homeCluster = await start(home.bus, "home", registries.home);
+  const live = Array.from({ length: nodes }, (_, i) => {
+    const node = testNode(`node-${i}`, "MID", { maxConcurrentTasks: 4 });
+    node.publicKey = nodeKey;
+    registries.home.add(node);
+    return node;
+  });
+  const peerCluster = await start(peer.bus, "peer", registries.peer);
+  while (registries.peer.size < nodes) await sleep(50); // the greeting: the home's full view
+  // slots taken and freed on the home's nodes, a tick every 10 ms
+  const sink: TaskSink = { startedAt: Date.now(), chunk() {}, result() {}, error() {}, lost() {} };
+  let task = 0;
+  const churn = setInterval(() => {
+    for (let i = 0; i < changesPerSecond / 100; i++) {
+      const node = live[Math.floor(Math.random() * nodes)]!;
+      const first = node.tasks.keys().next();
+      if (!first.done && Math.random() < 0.5) node.tasks.delete(first.value);
+      else if (node.tasks.size < 4) node.tasks.set(`t${task++}`, sink);
+    }
+  }, 10);
+  await sleep(2 * VIEW_MS); // settled
+  for (const m of [home.meter, peer.meter]) Object.assign(m, { bytes: 0, messages: 0, handlerMs: 0 });
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await sleep(seconds * 1_000);
+  const elapsed = (performance.now() - started) / 1_000;
+  const used = process.cpuUsage(cpu);
+  const counted = { home: { ...home.meter }, peer: { ...peer.meter } };
+  clearInterval(churn);
+  const row = {
+    bytesPerSecond: counted.home.bytes / elapsed,
+    messagesPerSecond: counted.home.messages / elapsed,
+    peerMsPerSecond: counted.peer.handlerMs / elapsed,
+    processCpuMsPerSecond: (used.user + used.system) / 1_000 / elapsed,
+  };
+  await Promise.all([peerCluster.stop(), homeCluster.stop()]);
+  return row;
+}
+
+/**
+ * What a full view of `nodes` unchanged nodes costs a peer that holds them (a resync, a greeting, the 30-beat one):
+ * decoding and applying it, each the median of 15 after 5 warm-ups, straight into a receiver.
+ */
+function fullView(nodes: number) {
+  const listed = Array.from({ length: nodes }, (_, i) => {
+    const node = testNode(`node-${i}`, "MID", { maxConcurrentTasks: 4 });
+    node.publicKey = nodeKey;
+    node.measured.answered(20 + (i % 7), 1_000);
+    return clusterNodeOf(node);
+  });
+  const from = { home: "home", incarnation: "", coordinatorPublicKey: coordinatorKey.publicKey, full: true };
+  const bytes = toBinary(ClusterViewSchema, create(ClusterViewSchema, { ...from, nodes: listed }));
+  const context = { bus: new LocalBus(), subjects: clusterSubjects("bench"), instance: "peer", incarnation: "peer" };
+  const receiver = new ViewReceiver(
+    { ...context, registry: new NodeRegistry(), coordinatorKey, logger, viewMs: VIEW_MS, deadAfterMs: 1e9 },
+    { send() {}, assign: () => Promise.reject(new Error("not in this bench")) },
+  );
+  receiver.receive(fromBinary(ClusterViewSchema, bytes));
+  const samples = { decode: [] as number[], apply: [] as number[] };
+  for (let i = 0; i < 20; i++) {
+    const decoding = performance.now();
+    const view = fromBinary(ClusterViewSchema, bytes);
+    const applying = performance.now();
+    receiver.receive(view);
+    if (i < 5) continue;
+    samples.decode.push(applying - decoding);
+    samples.apply.push(performance.now() - applying);
+  }
+  receiver.stop();
+  const median = (values: number[]) => percentile(ascending(values), 50);
+  return { fullViewBytes: bytes.byteLength, decodeMs: median(samples.decode), applyMs: median(samples.apply) };
+}
+
+export async function runClusterViewBench(options: { nodes: number[]; seconds: number; changes: number }) {
+  const rows: Row[] = [];
+  for (const nodes of options.nodes) {
+    const full = fullView(nodes); // first: the traffic's garbage would land in its samples
+    rows.push({ code, nodes, ...(await traffic(nodes, options.seconds, options.changes)), ...full });
+  }
+  return rows;
+}
+
+function table(rows: Row[]): string {
+  return markdownTable(
+    [
+      "code",
+      "nodes",
+      "bytes/s published",
+      "messages/s",
+      "peer ms/s applying views",
+      "process CPU ms/s",
+      "one full view, bytes",
+      "peer ms to decode it",
+      "peer ms to apply it",
+    ],
+    rows.map((r) => [
+      r.code,
+      whole(r.nodes),
+      whole(r.bytesPerSecond),
+      fixed(r.messagesPerSecond, 1),
+      fixed(r.peerMsPerSecond),
+      fixed(r.processCpuMsPerSecond, 1),
+      whole(r.fullViewBytes),
+      fixed(r.decodeMs, 1),
+      fixed(r.applyMs, 1),
+    ]),
+    ["l", "r", "r", "r", "r", "r", "r", "r", "r"],
+  );
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const options = {
+    nodes: (process.env.BENCH_NODES ?? "1000,10000").split(",").map(Number),
+    seconds: Number(process.env.BENCH_SECONDS ?? 30),
+    changes: Number(process.env.BENCH_CHANGES ?? 100),
+  };
+  const load = loadavg()[0]!.toFixed(2);
+  const baselineDir = process.env.BENCH_BASELINE_DIR;
+  const baseline: Row[] = baselineDir
+    ? JSON.parse(
+        execFileSync(process.execPath, ["--import", "tsx", join(baselineDir, "bench/cluster-view.ts"), "--json"], {
+          cwd: baselineDir,
+          env: { ...process.env, BENCH_BASELINE_DIR: "" },
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "inherit"],
+        }),
+      )
+    : [];
+  runClusterViewBench(options).then(
+    (rows) => {
+      if (process.argv.includes("--json")) console.log(JSON.stringify(rows));
+      else
+        console.log(
+          `## Node view\n\nmachine: ${cpus().length} cores, Node ${process.version}; ${options.seconds} s per row, ` +
+            `${options.changes} slot changes/s on the home's nodes, CLUSTER_VIEW_MS ${VIEW_MS}; in-process bus; ` +
+            `load average ${load} at the start, ${loadavg()[0]!.toFixed(2)} at the end\n\n` +
+            table([...baseline, ...rows]),
+        );
+      process.exit(0);
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,298 @@
+// The node view's numbered views between a home and its peers: beats carry no nodes, a peer that missed a view (a
+// gap, a first hearing, a count that disagrees, a node lost here) asks the home, and the home's one full view puts
+// it back in step. Publisher and receiver talk over the in-process bus (node-view-nats.test.ts: over NATS); a wrapper
+// loses the views a test says.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { generateKeyPairSync } from "node:crypto";
+import pino from "pino";
+import { describe, expect, it } from "vitest";
+import { publicKeyBytes } from "../../common/crypto/envelope.ts";
+import {
+  ClusterAssignReplySchema,
+  type ClusterView,
+  ClusterViewSchema,
+  type ClusterViewWanted,
+  ClusterViewWantedSchema,
+} from "../../gen/iris/v1/cluster_pb.ts";
+import { ConnectResponseSchema } from "../../gen/iris/v1/node_pb.ts";
+import { NodeRegistry } from "../nodes/registry.ts";
+import { testNode } from "../../test/support/live-nodes.ts";
+import { lossyBus } from "../../test/support/lossy-bus.ts";
+import { clusterSubjects, type Bus } from "./bus.ts";
+import { LocalBus, LocalNetwork } from "./bus-local.ts";
+import { clusterNodeOf } from "./codec.ts";
+import { ViewPublisher, type NodeViewContext } from "./node-view.ts";
+import type { RemoteNode, HomeLink } from "./remote-node.ts";
+import { ViewReceiver } from "./view-receiver.ts";
+
+const key = generateKeyPairSync("x25519").privateKey;
+const coordinatorKey = { privateKey: key, publicKey: publicKeyBytes(key) };
+const nodeKey = publicKeyBytes(generateKeyPairSync("x25519").privateKey);
+const subjects = clusterSubjects("t");
+const assign = { message: { case: "taskAssign" as const, value: { taskId: "t1" } } };
+const link: HomeLink = { send() {}, assign: async () => create(ClusterAssignReplySchema, { gone: true }) };
+
+/** Every turn the views, asks and full views of a test take (each hop is a microtask or a setImmediate). */
+const settled = async () => {
+  for (let i = 0; i < 6; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+};
+
+function context(bus: Bus, instance: string, registry: NodeRegistry): NodeViewContext {
+  const logger = pino({ level: "silent" });
+  const timing = { viewMs: 60_000, deadAfterMs: 180_000 };
+  return { bus, subjects, instance, incarnation: `${instance}-1`, registry, coordinatorKey, logger, ...timing };
+}
+
+/** Home "h" (its publisher, over a lossy bus), peer "p" (a receiver), and what crosses the bus. */
+function setup() {
+  const network = new LocalNetwork();
+  const home = { registry: new NodeRegistry(), ...lossyBus(new LocalBus(network), subjects.view) };
+  const publisher = new ViewPublisher(context(home.bus, "h", home.registry), () => true);
+  const peer = { registry: new NodeRegistry(), bus: new LocalBus(network) };
+  let receiver: ViewReceiver | undefined;
+  const join = () => {
+    receiver = new ViewReceiver(context(peer.bus, "p", peer.registry), link);
+    return receiver;
+  };
+  const heard = { views: [] as ClusterView[], wants: [] as ClusterViewWanted[] };
+  const listener = new LocalBus(network);
+  listener.subscribe(subjects.view, (data) => heard.views.push(fromBinary(ClusterViewSchema, data)));
+  listener.subscribe(subjects.want("h"), (data) => heard.wants.push(fromBinary(ClusterViewWantedSchema, data)));
+  const connect = (id: string) => {
+    const node = testNode(id, "MID");
+    node.publicKey = nodeKey;
+    home.registry.add(node);
+    return node;
+  };
+  const remote = (id: string) => peer.registry.get(id) as RemoteNode | undefined;
+  const stop = () => {
+    publisher.stop(false);
+    receiver?.stop();
+  };
+  return { network, home, peer, publisher, join, heard, connect, remote, stop };
+}
+
+describe("the node view's numbered views", () => {
+  it("numbers every view; a beat carries the count of nodes and no nodes", async () => {
+    const { publisher, heard, connect, stop } = setup();
+    connect("n1");
+    connect("n2");
+    await settled();
+    publisher.beat();
+    await settled();
+    expect(
+      heard.views.map((v) => ({ sequence: v.sequence, full: v.full, nodes: v.nodes.length, count: v.nodeCount })),
+    ).toEqual([
+      { sequence: 1n, full: false, nodes: 2, count: 2 },
+      { sequence: 2n, full: false, nodes: 0, count: 2 },
+    ]);
+    expect(heard.views[1]!.gone).toEqual([]);
+    stop();
+  });
+
+  it("a peer that missed a delta asks at the next view; the full view adds and drops what it missed", async () => {
+    const { home, publisher, join, heard, connect, remote, stop } = setup();
+    join();
+    connect("n1");
+    connect("n2");
+    await settled();
+    expect([remote("n1")?.connected, remote("n2")?.connected]).toEqual([true, true]);
+    // n1 leaves and n3 comes, and both views are lost
+    home.state.lose = 2;
+    home.registry.remove(home.registry.get("n1")!, "gone");
+    await settled();
+    connect("n3");
+    await settled();
+    expect([remote("n1")?.connected, remote("n3")]).toEqual([true, undefined]);
+    publisher.beat();
+    await settled();
+    expect(heard.wants).toMatchObject([{ origin: "p", incarnation: "h-1", sequence: 4n, reason: "gap" }]);
+    expect(heard.views.at(-1)).toMatchObject({ full: true, sequence: 5n, nodeCount: 2 });
+    expect({ n1: remote("n1"), n2: remote("n2")?.connected, n3: remote("n3")?.connected }).toEqual({
+      n1: undefined,
+      n2: true,
+      n3: true,
+    });
+    publisher.beat();
+    await settled();
+    expect(heard.wants).toHaveLength(1); // in step again
+    stop();
+  });
+
+  it("a new peer asks for the full view at the first view it hears, and holds every node after it", async () => {
+    const { publisher, join, heard, connect, remote, stop } = setup();
+    connect("n1");
+    connect("n2");
+    await settled();
+    join();
+    publisher.beat();
+    await settled();
+    expect(heard.wants).toMatchObject([{ origin: "p", reason: "first", sequence: 2n }]);
+    expect([remote("n1")?.connected, remote("n2")?.connected]).toEqual([true, true]);
+    stop();
+  });
+
+  it("answers every ask of one turn with one full view, and no ask from before its last full view", async () => {
+    const { network, publisher, heard, connect, stop } = setup();
+    connect("n1");
+    await settled();
+    const asker = new LocalBus(network);
+    const ask = (sequence: bigint, incarnation = "h-1") =>
+      asker.publish(
+        subjects.want("h"),
+        toBinary(ClusterViewWantedSchema, create(ClusterViewWantedSchema, { origin: "x", incarnation, sequence })),
+      );
+    ask(1n);
+    ask(1n);
+    ask(1n);
+    await settled();
+    const fulls = () => heard.views.filter((view) => view.full).map((view) => view.sequence);
+    expect(fulls()).toEqual([2n]);
+    ask(1n); // heard before that full view, which is on its way to it
+    ask(2n, "h-0"); // another run under the name
+    await settled();
+    expect(fulls()).toEqual([2n]);
+    publisher.beat();
+    ask(3n);
+    await settled();
+    expect(fulls()).toEqual([2n, 4n]);
+    stop();
+  });
+
+  it("alone, sends no changes but numbers them: a peer that still holds the home's nodes sees the gap", async () => {
+    const network = new LocalNetwork();
+    const registry = new NodeRegistry();
+    let peers = false;
+    const bus = new LocalBus(network);
+    const publisher = new ViewPublisher(context(bus, "h", registry), () => peers);
+    const views: ClusterView[] = [];
+    new LocalBus(network).subscribe(subjects.view, (data) => views.push(fromBinary(ClusterViewSchema, data)));
+    registry.add(testNode("n1", "MID"));
+    await settled();
+    publisher.beat();
+    peers = true;
+    registry.add(testNode("n2", "MID"));
+    await settled();
+    expect(views.map((v) => [v.sequence, v.nodes.map((n) => n.nodeId), v.nodeCount])).toEqual([
+      [2n, [], 1],
+      [3n, ["n2"], 2],
+    ]);
+    publisher.stop(false);
+  });
+});
+
+/** A receiver fed views by hand; the asks it publishes are collected. */
+function receiving() {
+  const network = new LocalNetwork();
+  const registry = new NodeRegistry();
+  const receiver = new ViewReceiver(context(new LocalBus(network), "p", registry), link);
+  const wants: ClusterViewWanted[] = [];
+  new LocalBus(network).subscribe(subjects.want("h"), (data) => wants.push(fromBinary(ClusterViewWantedSchema, data)));
+  const view = (sequence: bigint, ids: string[], extra: { full?: boolean; count?: number; gone?: string[] } = {}) =>
+    receiver.receive(
+      create(ClusterViewSchema, {
+        home: "h",
+        incarnation: "h-1",
+        coordinatorPublicKey: coordinatorKey.publicKey,
+        sequence,
+        full: extra.full ?? false,
+        nodeCount: extra.count ?? ids.length,
+        nodes: ids.map((id) => {
+          const node = testNode(id, "MID");
+          node.publicKey = nodeKey;
+          return clusterNodeOf(node);
+        }),
+        gone: extra.gone ?? [],
+      }),
+    );
+  return { registry, receiver, view, wants };
+}
+
+describe("a peer out of step with a home", () => {
+  it("asks when the home counts its nodes otherwise, and not again within CLUSTER_VIEW_MS", async () => {
+    const { view, wants, receiver } = receiving();
+    view(1n, ["n1", "n2"], { full: true });
+    view(2n, [], { count: 3 });
+    view(3n, [], { count: 3 });
+    await settled();
+    expect(wants).toMatchObject([{ reason: "count", sequence: 2n }]);
+    view(4n, ["n1", "n2", "n3"], { full: true });
+    view(5n, [], { count: 3 });
+    await settled();
+    expect(wants).toHaveLength(1);
+    receiver.stop();
+  });
+
+  it("ignores a view it heard already, and asks at a gap even while the views go on", async () => {
+    const { view, wants, registry, receiver } = receiving();
+    view(1n, ["n1"], { full: true });
+    view(1n, [], { gone: ["n1"], count: 0 });
+    expect(registry.get("n1")?.connected).toBe(true);
+    view(3n, ["n2"], { count: 2 }); // 2 was lost: n2 is taken all the same
+    await settled();
+    expect({ wants: wants.map((w) => w.reason), n2: registry.get("n2")?.connected }).toEqual({
+      wants: ["gap"],
+      n2: true,
+    });
+    view(1n, ["n3"], { full: true }); // a full view, whatever its number (a run that reused its incarnation)
+    expect([registry.get("n1"), registry.get("n2"), registry.get("n3")?.connected]).toEqual([
+      undefined,
+      undefined,
+      true,
+    ]);
+    receiver.stop();
+  });
+
+  it("asks when a node the home lists stays disconnected here for two beats, and takes it back", async () => {
+    const { view, wants, registry, receiver } = receiving();
+    view(1n, ["n1"], { full: true });
+    const lost = registry.get("n1")!;
+    expect(await lost.sendAssign(create(ConnectResponseSchema, assign))).toBe(false); // the home did not answer
+    view(2n, [], { count: 1 });
+    await settled();
+    expect(wants).toEqual([]);
+    view(3n, [], { count: 1 });
+    await settled();
+    expect(wants).toMatchObject([{ reason: "lost" }]);
+    view(4n, ["n1"], { full: true });
+    expect(registry.get("n1")).not.toBe(lost);
+    expect(registry.get("n1")?.connected).toBe(true);
+    receiver.stop();
+  });
+
+  it("never asks a home that predates sequences (it sends its full view every CLUSTER_VIEW_MS)", async () => {
+    const { view, wants, registry, receiver } = receiving();
+    view(0n, ["n1"], { full: true });
+    await registry.get("n1")!.sendAssign(create(ConnectResponseSchema, assign));
+    view(0n, [], { count: 0 });
+    view(0n, [], { count: 0 });
+    view(0n, ["n2"], { count: 0 });
+    await settled();
+    expect(wants).toEqual([]);
+    receiver.stop();
+  });
+});
+
+describe("a node's view applied again", () => {
+  it("keeps the measurements made of it while the home's are unchanged, and takes new ones", () => {
+    const { view, registry, receiver } = receiving();
+    view(1n, ["n1"], { full: true });
+    const node = registry.get("n1")!;
+    const measured = node.measured;
+    view(2n, ["n1"]);
+    expect(node.measured).toBe(measured);
+    const changed = testNode("n1", "MID");
+    changed.publicKey = nodeKey;
+    changed.measured.answered(30, 2_000);
+    const from = { home: "h", incarnation: "h-1", coordinatorPublicKey: coordinatorKey.publicKey };
+    receiver.receive(
+      create(ClusterViewSchema, { ...from, sequence: 3n, nodeCount: 1, nodes: [clusterNodeOf(changed)] }),
+    );
+    expect(node.measured).not.toBe(measured);
+    expect({ speed: node.measured.speedSamples, proven: node.measured.provenContext }).toEqual({
+      speed: [30],
+      proven: 2_000,
+    });
+    receiver.stop();
+  });
+});
