@@ -150,8 +150,7 @@ export class TaskJournal {
         if (xid !== undefined && (await committed(this.db, xid))) return;
         if (failures > 0 && tasks.length > 1) break;
         await this.db.transaction().execute(async (tx) => {
-          xid = await currentTransactionId(tx);
-          await writeBatch(tx, batch);
+          xid = await writeBatch(tx, batch);
         });
         return;
       } catch (err) {
@@ -196,9 +195,9 @@ function partOf(batch: Pending, take: (taskId: string) => boolean): Pending {
  * One batch in one statement: the new tasks (with the changes they already had), the updates (one part per set of
  * changed columns) and the status events, each part's rows as one JSON parameter (db/recordset.ts). The parts of a
  * WITH see one snapshot, so no part may depend on another's rows: a task inserted here carries its updates already,
- * and its events' foreign keys are checked at the end of the statement.
+ * and its events' foreign keys are checked at the end of the statement. Returns the transaction's id.
  */
-async function writeBatch(tx: Transaction<Database>, batch: Pending): Promise<void> {
+async function writeBatch(tx: Transaction<Database>, batch: Pending): Promise<string> {
   // a task created in this batch is inserted as it is now: its changes need no UPDATE of their own
   const updates = new Map(batch.updates);
   const inserts = batch.inserts.map((row) => {
@@ -214,11 +213,11 @@ async function writeBatch(tx: Transaction<Database>, batch: Pending): Promise<vo
     insertRecordset("task_events", EVENT_COLUMNS, { columns: EVENT_COLUMN_NAMES, rows: batch.events }),
   ];
   const named = parts.map((part, i) => sql`${sql.raw(`w${i}`)} AS (${part})`);
-  await sql`WITH ${sql.join(named)} SELECT 1`.execute(tx);
-}
-
-async function currentTransactionId(tx: Transaction<Database>): Promise<string> {
-  const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(tx);
+  // the transaction's id comes back with the statement (no round trip of its own): had its reply been lost, the
+  // COMMIT would never have been sent, so a try whose id is unknown cannot have committed
+  const { rows } = await sql<{ xid: string }>`WITH ${sql.join(named)} SELECT pg_current_xact_id()::text AS xid`.execute(
+    tx,
+  );
   return rows[0]!.xid;
 }
 
