@@ -6,7 +6,8 @@
 // Sizes: PEERS_ROUNDS (5), PEERS_REQUESTS (sequential requests per target, kind and round: 100),
 // PEERS_CONCURRENT_REQUESTS (per target and round at PEERS_CONCURRENCY: 1000), PEERS_WARMUP (concurrent warm-up
 // requests per target: 2000). PEERS_PROFILE=dir: after the measured rounds, one more Iris concurrent phase with the
-// coordinator and the agent under V8's CPU profiler; profiles, logs and a summary are kept in dir.
+// coordinator and the agent under V8's CPU profiler; profiles, logs and a summary are kept in dir. With
+// PEERS_PROFILE_SEQUENTIAL=1 that phase sends its PEERS_CONCURRENT_REQUESTS non-streamed, one at a time instead.
 // PEERS_CODE_VERSION names the code measured when it is not a git checkout (e.g. a `git archive` snapshot).
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -263,13 +264,17 @@ async function profileIris(iris: Measured, sizes: Sizes, servers: Servers, profi
   const { coordinator, agent, backends } = servers;
   const serverPids = iris.pids.map(({ pid }) => pid);
   const agentProfile = agentProfiler(agent.pid, join(profileDir, "agent"));
-  progress(`profiling Iris: ${sizes.concurrent} streamed requests at ${sizes.concurrency} concurrent`);
+  // one at a time, every fixed cost (a wake-up, a transaction) is paid by one request alone
+  const sequential = process.env.PEERS_PROFILE_SEQUENTIAL === "1";
+  const [streamed, concurrency] = sequential ? [false, 1] : [true, sizes.concurrency];
+  const phase = sequential ? "non-streamed requests one at a time" : `streamed requests at ${concurrency} concurrent`;
+  progress(`profiling Iris: ${sizes.concurrent} ${phase}`);
   await runClosedLoop(iris.target, true, sizes.concurrency, sizes.concurrency);
   await settle(serverPids, backends);
   await coordinator.startProfile();
   await agentProfile.start();
   const cpu0 = [cpuSeconds(coordinator.pid), cpuSeconds(agent.pid)];
-  const result = await runClosedLoop(iris.target, true, sizes.concurrency, sizes.concurrent);
+  const result = await runClosedLoop(iris.target, streamed, concurrency, sizes.concurrent);
   await settle(serverPids, backends); // the deferred writes belong in the profile too
   const requests = Math.max(1, result.timings.length);
   const cpuMs = [cpuSeconds(coordinator.pid), cpuSeconds(agent.pid)].map((s, i) => (1000 * (s - cpu0[i]!)) / requests);
@@ -288,8 +293,8 @@ async function profileIris(iris: Measured, sizes: Sizes, servers: Servers, profi
   await settle(serverPids, backends);
   await coordinator.stopProfile();
   return (
-    `### Where Iris's CPU goes (CPU profiles of one more ${sizes.concurrency}-concurrent streamed phase, ${requests} ` +
-    `requests, ${result.errors} errors)\n\n` +
+    `### Where Iris's CPU goes (CPU profiles of one more phase: ${requests} ${phase}, ${result.errors} ` +
+    `errors)\n\n` +
     `Profiles: ${files.coordinator}, ${files.agent} (V8 sampling ` +
     `every ${process.env.BENCH_PROFILE_INTERVAL_US ?? 1000} µs, ` +
     "started and stopped around the phase by SIGUSR2, bench/profile-hook.ts; this phase is not in the table above; " +
@@ -300,11 +305,7 @@ async function profileIris(iris: Measured, sizes: Sizes, servers: Servers, profi
       readProcessProfile("coordinator", files.coordinator, requests, cpuMs[0]!, join(profileDir, "sourcemaps.json")),
       readProcessProfile("agent", files.agent, requests, cpuMs[1]!, join(profileDir, "agent", "sourcemaps.json")),
     ]) +
-    queriesMarkdown(
-      join(profileDir, "queries-1.json"),
-      requests,
-      `${sizes.concurrency} concurrent, the profiled phase`,
-    ) +
+    queriesMarkdown(join(profileDir, "queries-1.json"), requests, `${phase}, the profiled phase`) +
     queriesMarkdown(join(profileDir, "queries-2.json"), spans.length, "streamed requests one at a time") +
     firstTokenPathMarkdown(join(profileDir, "queries-2.json"), spans)
   );
