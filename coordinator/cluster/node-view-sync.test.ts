@@ -73,6 +73,21 @@ function setup() {
 }
 
 describe("the node view's numbered views", () => {
+  it("sends a node's new service time at once (its own home's, or one an assigner sent: both served())", async () => {
+    const { publisher, heard, connect, join, remote, stop } = setup();
+    const node = connect("n1");
+    join();
+    publisher.beat();
+    await settled();
+    expect(remote("n1")?.serviceTimes).toEqual([]);
+    heard.views.length = 0;
+    node.served(1234);
+    await settled();
+    expect(heard.views.map((view) => view.nodes.map((n) => [...n.serviceTimesMs]))).toEqual([[[1234]]]);
+    expect(remote("n1")?.serviceTimes).toEqual([1234]);
+    stop();
+  });
+
   it("numbers every view; a beat carries the count of nodes and no nodes", async () => {
     const { publisher, heard, connect, stop } = setup();
     connect("n1");

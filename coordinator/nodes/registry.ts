@@ -42,7 +42,7 @@ export interface NodeOutbox {
 }
 
 /** What changed on a node that routing reads: the cluster view publishes it (cluster/node-view.ts). */
-export type NodeField = "tasks" | "paused" | "suspended" | "reputation" | "tier";
+export type NodeField = "tasks" | "paused" | "suspended" | "reputation" | "tier" | "serviceTimes";
 
 export class LiveNode {
   /** Tasks running on the node, by task id. */
@@ -153,6 +153,8 @@ export class LiveNode {
     if (!Number.isFinite(ms) || ms < 0) return;
     this.serviceTimes.push(ms);
     if (this.serviceTimes.length > SERVICE_TIMES_KEPT) this.serviceTimes.shift();
+    // peers estimate queue waits from them: the node's home tells them (one delta with the slot the task freed)
+    this.changed("serviceTimes");
   }
 
   /** How many more tasks the node takes now. */
