@@ -106,7 +106,7 @@ export class NodeSession {
         onRegistered();
         return;
       case "taskAssign":
-        // per task at debug: "task ended" (info) says how each went, one line per task on a busy node
+        // per task at debug, as is "task ended" for a completed task (info for one that failed or was cancelled)
         logger.debug({ taskId: m.value.taskId, maxTokens: m.value.maxTokens }, "task assigned");
         void this.runner?.start(m.value);
         return;

@@ -90,7 +90,11 @@ export class TaskRunner {
     return this.#run(assign, controller.signal, task).then((ran) => {
       const outcome: TaskOutcome = entry.handedBack ? "handed_back" : ran;
       this.#running.delete(taskId);
-      this.logger.info({ taskId, outcome, tokens: task.tokens, ms: Date.now() - task.startedAt }, "task ended");
+      // a completed task, a busy node's every task, at debug: the line is a write on the thread that sends the next
+      // task's messages (0.1 ms a task one at a time, bench:peers); one that did not complete is worth an info line
+      const line = { taskId, outcome, tokens: task.tokens, ms: Date.now() - task.startedAt };
+      if (outcome === "completed") this.logger.debug(line, "task ended");
+      else this.logger.info(line, "task ended");
       this.options.state?.taskEnded(taskId, outcome);
       if (this.#running.size > 0) return;
       for (const wake of this.#idleWaiters) wake();

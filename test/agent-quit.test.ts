@@ -38,7 +38,8 @@ describe("an agent told to stop (SIGTERM) while it serves", () => {
   }
 
   it("lets a running task finish within the grace period, then exits 0", async () => {
-    const node = await agent("quit-finishes");
+    // at debug: a completed task's "task ended" line
+    const node = await agent("quit-finishes", { LOG_LEVEL: "debug" });
     const { serving, done } = await chatAndStop(new Map([["quit-finishes", node]]), 300, 10);
     expect(serving).toBe("quit-finishes");
     expect(done?.nodeIds).toEqual(["quit-finishes"]);
