@@ -72,6 +72,8 @@ describe.skipIf(!hasTmux)("iris-agent's terminal UI in a pseudo-terminal", () =>
       BENCHMARK_TOKENS: "16",
       NODE_KEY_PATH: join(dir, "node.key"),
       IRIS_LOG_FILE: join(dir, "agent.log"),
+      // a completed task's "task ended" line is at debug
+      LOG_LEVEL: "debug",
       TERM: "xterm-256color",
     };
     const assignments = Object.entries(env)

@@ -42,7 +42,8 @@ describe("a real agent on a model that releases several tokens at once", () => {
   beforeAll(async () => {
     // byte tokens: pieces of UTF-8 characters, which llama.cpp's binding hands over together
     network = await startAgentNetwork({ model: { byteTokens: true } });
-    await network.agent("bytes-a");
+    // at debug: a completed task's "task ended" line, which says what the agent counted
+    await network.agent("bytes-a", { LOG_LEVEL: "debug" });
   }, 60_000);
   afterAll(async () => {
     await network?.close();
