@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { callBidi } from "../common/grpc/bidi-client.ts";
 import { Channel } from "../common/channel.ts";
-import { deriveSessionKeys } from "../common/crypto/envelope.ts";
+import { deriveSessionKeys, type SessionKeys } from "../common/crypto/envelope.ts";
 import { registerProof } from "../common/crypto/register-proof.ts";
 import { trustedWith } from "../common/ca-file.ts";
 import { Tier } from "../gen/iris/v1/common_pb.ts";
@@ -42,7 +42,7 @@ export class NodeSession {
   #ended!: () => void;
   readonly #outbox = new Channel<ConnectRequest>();
   #heartbeat: NodeJS.Timeout | undefined;
-  #sessionKeys: ReturnType<typeof deriveSessionKeys> | undefined;
+  #sessionKeys: SessionKeys | undefined;
 
   constructor(
     private readonly options: SessionOptions,
