@@ -41,10 +41,16 @@ export function startUpstreamProcess(): Promise<ServerProcess> {
  */
 export async function startFloorProcesses(
   upstreamPort: number,
+  /** Node options and environment for each of the two, e.g. bench/peers-trace-hook.ts preloaded. */
+  extra: (side: "front" | "back") => { args: string[]; env: Record<string, string> } = () => ({ args: [], env: {} }),
 ): Promise<{ front: ServerProcess; back: ServerProcess }> {
-  const back = await startPortPrinter(["bench/peers-floor.ts", "back", String(upstreamPort)], "the floor's back");
+  const side = (name: "front" | "back", arg: string) => {
+    const { args, env } = extra(name);
+    return startPortPrinter([...args, "bench/peers-floor.ts", name, arg], `the floor's ${name}`, env);
+  };
+  const back = await side("back", String(upstreamPort));
   try {
-    return { back, front: await startPortPrinter(["bench/peers-floor.ts", "front", String(back.port)], "its front") };
+    return { back, front: await side("front", String(back.port)) };
   } catch (err) {
     await back.stop();
     throw err;
@@ -52,10 +58,15 @@ export async function startFloorProcesses(
 }
 
 /** A child that prints {"port": N} on stdout once it serves. */
-async function startPortPrinter(args: string[], what: string): Promise<ServerProcess> {
+async function startPortPrinter(
+  args: string[],
+  what: string,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
   // Node strips the file's types itself: no loader in the child's process
   const child = spawn(process.execPath, args, {
     cwd: root,
+    env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const port = await new Promise<number>((resolve, reject) => {
@@ -67,6 +78,27 @@ async function startPortPrinter(args: string[], what: string): Promise<ServerPro
     child.once("exit", (code) => reject(new Error(`${what} exited with ${code}`)));
   });
   return { pid: child.pid!, port, stop: stopper(child) };
+}
+
+/** The benchmark agent's environment: the OpenAI-compatible backend on the upstream, logs to a file of its own. */
+export function peersAgentEnv(agent: {
+  name: string;
+  coordinatorUrl: string;
+  accountKey: string;
+  upstreamPort: number;
+  workDir: string;
+}): Record<string, string> {
+  return {
+    COORDINATOR_URL: agent.coordinatorUrl,
+    IRIS_ACCOUNT_KEY: agent.accountKey,
+    NODE_ID: agent.name,
+    IRIS_BACKEND: "openai-compatible",
+    BACKEND_URL: `http://127.0.0.1:${agent.upstreamPort}/v1`,
+    BENCHMARK_TOKENS: "16",
+    LOG_LEVEL: "info",
+    NODE_KEY_PATH: join(agent.workDir, `${agent.name}.key`),
+    IRIS_LOG_FILE: join(agent.workDir, `${agent.name}.log`),
+  };
 }
 
 export function freePort(): Promise<number> {

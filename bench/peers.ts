@@ -22,6 +22,7 @@ import {
   backendSeconds,
   startPortkeyProcess,
   startFloorProcesses,
+  peersAgentEnv,
   startUpstreamProcess,
   watchDatabaseBackends,
   type DatabaseBackends,
@@ -122,16 +123,14 @@ async function startServers(
   });
   cleanups.push(() => coordinator.stop());
   const agent = startBenchAgent({
-    COORDINATOR_URL: coordinator.url,
-    IRIS_ACCOUNT_KEY: database.accountKey,
-    NODE_ID: "peers-agent",
-    IRIS_BACKEND: "openai-compatible",
-    BACKEND_URL: `http://127.0.0.1:${upstream.port}/v1`,
+    ...peersAgentEnv({
+      name: "peers-agent",
+      coordinatorUrl: coordinator.url,
+      accountKey: database.accountKey,
+      upstreamPort: upstream.port,
+      workDir,
+    }),
     MAX_CONCURRENT_TASKS: String(sizes.concurrency),
-    BENCHMARK_TOKENS: "16",
-    LOG_LEVEL: "info",
-    NODE_KEY_PATH: join(workDir, "peers-agent.key"),
-    IRIS_LOG_FILE: join(workDir, "peers-agent.log"),
     ...(profileDir
       ? {
           NODE_OPTIONS: "--import ./bench/profile-hook.ts --import ./bench/peers-source-maps.ts",

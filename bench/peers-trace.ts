@@ -1,0 +1,180 @@
+// Where one request at a time spends its time, step by step across processes: Iris (client → coordinator → agent
+// → upstream and back) beside the two-process floor (client → front → back → upstream and back), non-streamed, one
+// request at a time. Each server process preloads bench/peers-trace-hook.ts, which stamps every HTTP/1.1 and HTTP/2
+// read and write with the machine's monotonic clock; this lays each request's stamps end to end and prints the
+// median of each step. `npm run bench:peers-trace` (PEERS_TRACE_REQUESTS=N, default 1000 a target).
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startBenchAgent } from "./agent-process.ts";
+import { startCoordinatorProcess } from "./coordinator-process.ts";
+import { createBenchDatabase } from "./database.ts";
+import { chat, createTarget, type Target } from "./peers-client.ts";
+import { peersAgentEnv, startFloorProcesses, startUpstreamProcess } from "./peers-processes.ts";
+import { cpuSeconds } from "./proc-stats.ts";
+import { ascending, fixed, markdownTable, percentile, sleep } from "./stats.ts";
+
+const HOOK = "./bench/peers-trace-hook.ts";
+/** PEERS_TRACE_PAUSE_MS: a pause after each request, so that work left after an answer cannot delay the next one. */
+const pauseMs = Number(process.env.PEERS_TRACE_PAUSE_MS ?? 0);
+type Stamp = [string, number];
+
+interface Traced {
+  target: Target;
+  /** [client send, client end] of each request, ns */
+  windows: [number, number][];
+  /** the process nearer the client, then the one nearer the upstream */
+  files: [string, string];
+  pids: [number, number];
+  /** CPU seconds of each process over the measured requests */
+  cpu: number[];
+}
+
+function readStamps(file: string): Stamp[] {
+  const raw = JSON.parse(readFileSync(file, "utf8")) as [string, string][];
+  return raw.map(([step, ns]) => [step, Number(BigInt(ns))] as Stamp).sort((a, b) => a[1] - b[1]);
+}
+
+/** The first stamp named `step` at or after `from` (and before `to`), by binary search then a scan. */
+function first(stamps: Stamp[], step: string, from: number, to: number): number | undefined {
+  let lo = 0;
+  let hi = stamps.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (stamps[mid]![1] < from) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo; i < stamps.length && stamps[i]![1] <= to; i++) if (stamps[i]![0] === step) return stamps[i]![1];
+  return undefined;
+}
+
+const STEPS = [
+  "client → first process (the request read)",
+  "first process: request → message to the second written",
+  "the hop down (HTTP/2)",
+  "second process: message → upstream request sent",
+  "the upstream answers (first read)",
+  "second process: upstream's answer → message up written",
+  "the hop up (HTTP/2)",
+  "first process: message → response ended",
+  "response → client has it all",
+] as const;
+
+/** Each request's steps in ms, or undefined when a stamp is missing (a heartbeat's write is not mistaken: firsts). */
+function steps(near: Stamp[], far: Stamp[], [c0, c1]: [number, number]): number[] | undefined {
+  const httpIn = first(near, "http.in", c0, c1);
+  const down = httpIn && first(near, "h2.write", httpIn, c1);
+  const farRead = down && first(far, "h2.read", down, c1);
+  const upSend = farRead && first(far, "client.send", farRead, c1);
+  const upRead = upSend && first(far, "client.read", upSend, c1);
+  const upWrite = upRead && first(far, "h2.write", upRead, c1);
+  const nearRead = upWrite && first(near, "h2.read", upWrite, c1);
+  const out = nearRead && first(near, "http.out.end", nearRead, c1);
+  if (!out) return undefined;
+  const marks = [c0, httpIn!, down!, farRead!, upSend!, upRead!, upWrite!, nearRead!, out, c1];
+  return marks.slice(1).map((t, i) => (t - marks[i]!) / 1e6);
+}
+
+async function runSequential(traced: Traced, count: number): Promise<void> {
+  const cpu0 = traced.pids.map((pid) => cpuSeconds(pid));
+  for (let i = 0; i < count; i++) {
+    const start = Number(process.hrtime.bigint());
+    await chat(traced.target, false);
+    traced.windows.push([start, Number(process.hrtime.bigint())]);
+    if (pauseMs > 0) await sleep(pauseMs);
+  }
+  for (const [i, pid] of traced.pids.entries()) traced.cpu[i]! += cpuSeconds(pid) - cpu0[i]!;
+}
+
+async function collect(traced: Traced): Promise<[Stamp[], Stamp[]]> {
+  for (const pid of traced.pids) process.kill(pid, "SIGUSR2");
+  await sleep(500);
+  return [readStamps(traced.files[0]), readStamps(traced.files[1])];
+}
+
+export async function runPeersTrace(): Promise<void> {
+  const requests = Number(process.env.PEERS_TRACE_REQUESTS ?? 1000);
+  const workDir = mkdtempSync(join(tmpdir(), "iris-peers-trace-"));
+  const file = (name: string) => join(workDir, `${name}.trace.json`);
+  const cleanups: (() => Promise<unknown>)[] = [];
+  try {
+    const database = await createBenchDatabase(process.env.DATABASE_URL?.trim() || undefined);
+    cleanups.push(() => database.drop());
+    const upstream = await startUpstreamProcess();
+    cleanups.push(() => upstream.stop());
+    const floor = await startFloorProcesses(upstream.port, (side) => ({
+      args: ["--import", HOOK],
+      env: { PEERS_TRACE_FILE: file(side) },
+    }));
+    cleanups.push(() => Promise.all([floor.front.stop(), floor.back.stop()]));
+    const coordinator = await startCoordinatorProcess({
+      env: { ...database.env, PEERS_TRACE_FILE: file("coordinator") },
+      workDir,
+      name: "trace-coordinator",
+      preload: [HOOK],
+    });
+    cleanups.push(() => coordinator.stop());
+    const agent = startBenchAgent({
+      ...peersAgentEnv({
+        name: "trace-agent",
+        coordinatorUrl: coordinator.url,
+        accountKey: database.accountKey,
+        upstreamPort: upstream.port,
+        workDir,
+      }),
+      NODE_OPTIONS: `--import ${HOOK}`,
+      PEERS_TRACE_FILE: file("agent"),
+    });
+    cleanups.push(() => agent.stop());
+    await agent.registered;
+    const iris: Traced = {
+      target: createTarget(
+        "Iris",
+        `${coordinator.url}/v1/chat/completions`,
+        {
+          authorization: `Bearer ${database.accountKey}`,
+        },
+        1,
+      ),
+      windows: [],
+      files: [file("coordinator"), file("agent")],
+      pids: [coordinator.pid, agent.pid],
+      cpu: [0, 0],
+    };
+    const floorTarget: Traced = {
+      target: createTarget("two-process floor", `http://127.0.0.1:${floor.front.port}/v1/chat/completions`, {}, 1),
+      windows: [],
+      files: [file("front"), file("back")],
+      pids: [floor.front.pid, floor.back.pid],
+      cpu: [0, 0],
+    };
+    const both = [iris, floorTarget];
+    for (const t of both) await runSequential(t, 500); // the JIT, the pools: not measured
+    for (const t of both) await collect(t);
+    for (const t of both) (t.windows = []), (t.cpu = [0, 0]);
+    // interleaved halves, so that neither target has the quieter part of the run to itself
+    for (let half = 0; half < 2; half++) for (const t of both) await runSequential(t, Math.ceil(requests / 2));
+    const rows: string[][] = STEPS.map((s) => [s]);
+    const totals: string[] = ["whole request (client's clock)"];
+    const found: string[] = ["requests with every stamp"];
+    const cpu: string[][] = [["CPU per request, first process"], ["CPU per request, second process"]];
+    for (const t of both) {
+      const [near, far] = await collect(t);
+      const each = t.windows.map((w) => steps(near, far, w)).filter((s): s is number[] => s !== undefined);
+      for (const [i, row] of rows.entries()) row.push(fixed(percentile(ascending(each.map((s) => s[i]!)), 50), 3));
+      totals.push(fixed(percentile(ascending(t.windows.map(([a, b]) => (b - a) / 1e6)), 50), 3));
+      found.push(`${each.length} of ${t.windows.length}`);
+      for (const [i, seconds] of t.cpu.entries()) cpu[i]!.push(fixed((1000 * seconds) / t.windows.length, 3));
+    }
+    process.stdout.write(
+      `## One request at a time, step by step (p50 ms, non-streamed)\n\n` +
+        markdownTable(["step", "Iris", "two-process floor"], [...rows, totals, ...cpu, found], ["l", "r", "r"]) +
+        "\n",
+    );
+  } finally {
+    for (const task of cleanups.reverse()) await task().catch(() => {});
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await runPeersTrace();
