@@ -44,6 +44,7 @@ it(`agent SIGKILL ×${KILLS} during 20 streams: 0 lost, 0 dangling`, async () =>
   report(`agent SIGKILL ×${kills} (3 agents, 20 streams)`, tally, left);
   expect(tally.lost).toBe(0);
   expect(left.dangling).toBe(0);
+  expect(left.outcomesLost).toBe(0);
   expect(left.recordsLost).toBe(0);
   expect(tally.completed).toBeGreaterThan(0);
 }, 600_000);

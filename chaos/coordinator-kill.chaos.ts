@@ -88,6 +88,7 @@ it(`coordinator SIGKILL ×${ROUNDS} with streams in flight, restarted on the sam
   );
   expect(tally.lost).toBe(0);
   expect(left.dangling).toBe(0);
+  expect(left.outcomesLost).toBe(0);
   // an answer whose completion was in memory at the kill is ended `failed` by the restart (counted, not lost)
   expect(left.recordsLost).toBe(0);
 }, 300_000);

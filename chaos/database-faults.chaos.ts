@@ -63,6 +63,7 @@ describe.skipIf(!server)("database faults (needs a PostgreSQL server: PGlite has
     expect(coordinator.alive).toBe(true);
     expect(tally.lost).toBe(0);
     expect(left.dangling).toBe(0);
+    expect(left.outcomesLost).toBe(0);
     expect(left.recordsLost).toBe(0);
     expect(left.recordsInterrupted).toBe(0);
     expect(tally.completed).toBeGreaterThan(0);

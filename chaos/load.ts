@@ -117,6 +117,8 @@ export interface Leftovers {
    * task ended". Only a coordinator kill makes these.
    */
   recordsInterrupted: number;
+  /** Tasks recorded completed by a node with no reputation event for it: an outcome lost (it commits with the end). */
+  outcomesLost: number;
 }
 
 /** What the database says after the scenario settled. */
@@ -144,7 +146,16 @@ export async function leftovers(db: Kysely<Database>, tally: Tally): Promise<Lef
       else recordsLost++;
     }
   }
-  return { dangling: Number(open.n), recordsLost, recordsInterrupted };
+  const unjudged = await db
+    .selectFrom("tasks")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("status", "=", "completed")
+    .where("node_id", "is not", null)
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom("reputation_events").select("id").whereRef("reputation_events.task_id", "=", "tasks.id"))),
+    )
+    .executeTakeFirstOrThrow();
+  return { dangling: Number(open.n), recordsLost, recordsInterrupted, outcomesLost: Number(unjudged.n) };
 }
 
 /** One row of the suite's table, printed as markdown so it can go straight into docs/faults.md. */
@@ -157,10 +168,12 @@ export function report(scenario: string, tally: Tally, left: Leftovers, note = "
     .join("; ");
   const row =
     `| ${scenario} | ${tally.requests} | ${tally.completed} | ${failed} | ${tally.lost} | ${left.dangling} ` +
-    `| ${left.recordsLost} | ${left.recordsInterrupted} | ${[note, reasons].filter(Boolean).join(" — ")} |`;
+    `| ${left.recordsLost} | ${left.recordsInterrupted} | ${left.outcomesLost} ` +
+    `| ${[note, reasons].filter(Boolean).join(" — ")} |`;
   console.log(
     `\n| scenario | requests | completed | failed with a reason | lost | dangling task rows | records lost | done, ` +
-      `then interrupted | notes, top reasons |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n${row}\n`,
+      `then interrupted | completed without their reputation outcome | notes, top reasons |\n` +
+      `|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n${row}\n`,
   );
   return row;
 }

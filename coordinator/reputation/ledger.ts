@@ -1,6 +1,6 @@
 // The reputation ledger: every change is an event row written in the same transaction as the node's new score.
-import { sql, type Kysely, type Transaction } from "kysely";
-import { insertRecordset, type ColumnTypes } from "../db/recordset.ts";
+import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
+import { insertRecordset, recordset, type ColumnTypes } from "../db/recordset.ts";
 import {
   type Database,
   type JsonValue,
@@ -179,69 +179,87 @@ export async function writeTaskOutcomes(
   plans: readonly PlannedEvent[][],
 ): Promise<TaskOutcomeResult[]> {
   if (inputs.length === 0) return [];
+  return db.transaction().execute((tx) => writeTaskOutcomesIn(tx, inputs, plans));
+}
+
+/**
+ * writeTaskOutcomes inside a transaction the caller holds (the task journal's batch, so that a task's end and its
+ * outcome commit together): the nodes locked, the events they already have, then one statement for the new events
+ * and the nodes' new scores.
+ */
+export async function writeTaskOutcomesIn(
+  tx: Transaction<Database>,
+  inputs: readonly TaskOutcomeInput[],
+  plans: readonly PlannedEvent[][],
+): Promise<TaskOutcomeResult[]> {
+  if (inputs.length === 0) return [];
   const key = (nodeId: string, rule: string, periodKey: string) => JSON.stringify([nodeId, rule, periodKey]);
   const periodOf = (input: TaskOutcomeInput) => `task:${input.taskId}`;
-  return db.transaction().execute(async (tx) => {
-    const nodeIds = [...new Set(inputs.map((input) => input.nodeId))].sort();
-    const locked = await tx
-      .selectFrom("nodes")
-      .select(["id", "reputation"])
-      .where("id", "in", nodeIds)
-      .orderBy("id")
-      .forUpdate()
-      .execute();
-    const scores = new Map(locked.map((row) => [row.id, row.reputation]));
-    for (const id of nodeIds) if (!scores.has(id)) throw new Error(`reputation event for unknown node ${id}`);
-    // arrays, not IN lists: one placeholder each however large the batch
-    const periods = [...new Set(inputs.map(periodOf))];
-    const { rows: existing } = await sql<{ node_id: string; rule: string; period_key: string | null }>`
-      SELECT node_id, rule, period_key FROM reputation_events
-      WHERE node_id = ANY(${nodeIds}::text[]) AND period_key = ANY(${periods}::text[])`.execute(tx);
-    const recorded = new Set(existing.map((row) => key(row.node_id, row.rule, row.period_key ?? "")));
-    const rows: (Omit<NewReputationEvent, "evidence"> & { evidence: JsonValue })[] = [];
-    const changed = new Set<string>();
-    const results = inputs.map((input, i): TaskOutcomeResult => {
-      const result = { reputation: 0, delta: 0, fast: false, applied: false };
-      for (const event of plans[i]!) {
-        const eventKey = key(input.nodeId, event.rule, periodOf(input));
-        if (recorded.has(eventKey)) continue;
-        if (event.requires && !result.applied) continue; // the completion was recorded before: no new bonus either
-        recorded.add(eventKey);
-        const current = scores.get(input.nodeId)!;
-        const { next, applied } = applyDelta(current, event.delta);
-        scores.set(input.nodeId, next);
-        if (next !== current) changed.add(input.nodeId);
-        rows.push({
-          node_id: input.nodeId,
-          account_id: input.accountId,
-          rule: event.rule,
-          delta: applied,
-          task_id: input.taskId,
-          period_key: periodOf(input),
-          evidence: event.evidence,
-          reputation_after: next,
-        });
-        result.applied = true;
-        result.delta += applied;
-        result.fast ||= event.rule === "fast_completion";
-      }
-      // the node's score after this outcome, as if the outcomes had been recorded one by one
-      result.reputation = scores.get(input.nodeId)!;
-      return result;
-    });
-    if (rows.length > 0) {
-      const group = { columns: EVENT_COLUMN_NAMES, rows };
-      await insertRecordset("reputation_events", EVENT_COLUMNS, group).execute(tx);
+  const nodeIds = [...new Set(inputs.map((input) => input.nodeId))].sort();
+  const locked = await tx
+    .selectFrom("nodes")
+    .select(["id", "reputation"])
+    .where("id", "in", nodeIds)
+    .orderBy("id")
+    .forUpdate()
+    .execute();
+  const scores = new Map(locked.map((row) => [row.id, row.reputation]));
+  // a statement of its own after the lock: its snapshot sees the events of whoever held the lock before
+  // (arrays, not IN lists: one placeholder each however large the batch)
+  const periods = [...new Set(inputs.map(periodOf))];
+  const { rows: existing } = await sql<{ node_id: string; rule: string; period_key: string | null }>`
+    SELECT node_id, rule, period_key FROM reputation_events
+    WHERE node_id = ANY(${nodeIds}::text[]) AND period_key = ANY(${periods}::text[])`.execute(tx);
+  const recorded = new Set(existing.map((row) => key(row.node_id, row.rule, row.period_key ?? "")));
+  for (const id of nodeIds) if (!scores.has(id)) throw new Error(`reputation event for unknown node ${id}`);
+  const events: (Omit<NewReputationEvent, "evidence"> & { evidence: JsonValue })[] = [];
+  const changed = new Set<string>();
+  const results = inputs.map((input, i): TaskOutcomeResult => {
+    const result = { reputation: 0, delta: 0, fast: false, applied: false };
+    for (const event of plans[i]!) {
+      const eventKey = key(input.nodeId, event.rule, periodOf(input));
+      if (recorded.has(eventKey)) continue;
+      if (event.requires && !result.applied) continue; // the completion was recorded before: no new bonus either
+      recorded.add(eventKey);
+      const current = scores.get(input.nodeId)!;
+      const { next, applied } = applyDelta(current, event.delta);
+      scores.set(input.nodeId, next);
+      if (next !== current) changed.add(input.nodeId);
+      events.push({
+        node_id: input.nodeId,
+        account_id: input.accountId,
+        rule: event.rule,
+        delta: applied,
+        task_id: input.taskId,
+        period_key: periodOf(input),
+        evidence: event.evidence,
+        reputation_after: next,
+      });
+      result.applied = true;
+      result.delta += applied;
+      result.fast ||= event.rule === "fast_completion";
     }
-    for (const nodeId of changed)
-      await tx
-        .updateTable("nodes")
-        .set({ reputation: scores.get(nodeId)! })
-        .where("id", "=", nodeId)
-        .execute();
-    return results;
+    // the node's score after this outcome, as if the outcomes had been recorded one by one
+    result.reputation = scores.get(input.nodeId)!;
+    return result;
   });
+  if (events.length > 0 || changed.size > 0) {
+    // the events and the new scores in one statement; the parts of a WITH run whatever the final SELECT reads
+    const parts: RawBuilder<unknown>[] = [];
+    if (events.length > 0)
+      parts.push(insertRecordset("reputation_events", EVENT_COLUMNS, { columns: EVENT_COLUMN_NAMES, rows: events }));
+    if (changed.size > 0) {
+      const rows = [...changed].map((id) => ({ id, reputation: scores.get(id)! }));
+      parts.push(sql`UPDATE nodes SET reputation = s.reputation
+          FROM ${recordset(SCORE_COLUMNS, ["id", "reputation"], rows, "s")} WHERE nodes.id = s.id`);
+    }
+    const named = parts.map((part, i) => sql`${sql.raw(`w${i}`)} AS (${part})`);
+    await sql`WITH ${sql.join(named)} SELECT 1`.execute(tx);
+  }
+  return results;
 }
+
+const SCORE_COLUMNS: ColumnTypes = { id: "text", reputation: "double precision" };
 
 /** The columns writeTaskOutcomes writes, as jsonb_to_recordset reads them. */
 const EVENT_COLUMNS: ColumnTypes = {

@@ -1,6 +1,8 @@
 // The reputation recorder against a real database: outcomes that arrive together are written in one batch; one
 // that cannot be written (an unknown node) does not cost the others theirs, no completion is judged twice, and an
-// outcome waits out a database outage (or a lost COMMIT reply) and then counts exactly once.
+// outcome waits out a database outage (or a lost COMMIT reply) and then counts exactly once. An outcome commits in
+// the task journal's transaction, with the end of its task.
+import { sql } from "kysely";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDatabaseProxy } from "../../test/support/database-proxy.ts";
@@ -12,6 +14,20 @@ import { eventsOf, insertNode, insertTask, reputationOf } from "../../test/suppo
 import type { TaskOutcomeInput } from "./ledger.ts";
 import { ReputationRecorder } from "./recorder.ts";
 import { FastCompletionTracker } from "./rules.ts";
+
+/** A SIMPLE task completed by `nodeId` (80 tokens in 4 s), on behalf of `node`'s account. */
+function completion(node: { id: string; accountId: string }, taskId: string, nodeId = node.id): TaskOutcomeInput {
+  return {
+    nodeId,
+    accountId: node.accountId,
+    taskId,
+    difficulty: "SIMPLE",
+    tier: "MID",
+    outcome: "completed",
+    completionTokens: 80,
+    generationMs: 4_000,
+  };
+}
 
 describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
   let test: TestDatabase;
@@ -35,16 +51,7 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     );
     const node = await insertNode(test.db);
     const tasks = [await insertTask(test.db, node), await insertTask(test.db, node)];
-    const outcome = (taskId: string, nodeId = node.id): TaskOutcomeInput => ({
-      nodeId,
-      accountId: node.accountId,
-      taskId,
-      difficulty: "SIMPLE",
-      tier: "MID",
-      outcome: "completed",
-      completionTokens: 80,
-      generationMs: 4_000,
-    });
+    const outcome = (taskId: string, nodeId = node.id) => completion(node, taskId, nodeId);
     // recorded in the same tick: one batch, whose second outcome names a node that does not exist
     recorder.record(outcome(tasks[0]!));
     recorder.record(outcome(tasks[1]!, "no-such-node"));
@@ -56,6 +63,46 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     ).toBe(true);
     // each of the three completions was judged for speed once, though the batch was written twice
     expect(tracker.size("SIMPLE", "MID", "tokens_per_second")).toBe(3);
+  });
+
+  it("commits a task's end and its outcome in one transaction; one refused costs only itself", async () => {
+    const logged: string[] = [];
+    const logger = pino({ level: "error" }, { write: (line: string) => logged.push(line) });
+    const journal = new TaskJournal(test.db, logger);
+    const recorder = new ReputationRecorder(test.db, journal, new FastCompletionTracker(), new NodeRegistry(), logger);
+    const node = await insertNode(test.db);
+    const tasks = [await insertTask(test.db, node), await insertTask(test.db, node), await insertTask(test.db, node)];
+    // as the part runner ends a task: the outcome, then the task's end, in one tick
+    const end = (taskId: string, nodeId = node.id) => {
+      recorder.record(completion(node, taskId, nodeId));
+      journal.update(taskId, "completed", { completion_tokens: 80 }, node.id);
+    };
+    const read = async () => {
+      // xmin: the transaction that wrote the row version
+      const { rows } = await sql<{ id: string; status: string; xmin: string }>`
+        SELECT id, status, xmin::text AS xmin FROM tasks WHERE id = ANY(${tasks}::uuid[])`.execute(test.db);
+      const { rows: events } = await sql<{ task_id: string; xmin: string }>`
+        SELECT task_id, xmin::text AS xmin FROM reputation_events WHERE task_id = ANY(${tasks}::uuid[])`.execute(
+        test.db,
+      );
+      return { task: new Map(rows.map((r) => [r.id, r])), events };
+    };
+    end(tasks[0]!);
+    await recorder.settled();
+    const first = await read();
+    expect(first.task.get(tasks[0]!)?.status).toBe("completed");
+    expect(first.events).toEqual([{ task_id: tasks[0], xmin: first.task.get(tasks[0]!)!.xmin }]);
+    // in one batch with an outcome for a node that does not exist: both ends and the good outcome are written
+    end(tasks[1]!);
+    end(tasks[2]!, "no-such-node");
+    await recorder.settled();
+    const second = await read();
+    expect(tasks.map((id) => second.task.get(id)?.status)).toEqual(["completed", "completed", "completed"]);
+    expect(second.events.map((e) => e.task_id).sort()).toEqual([tasks[0], tasks[1]].sort());
+    expect(await reputationOf(test.db, node.id)).toBe(120);
+    expect(logged.filter((line) => line.includes("could not apply a reputation rule"))).toHaveLength(1);
+    expect(logged.some((line) => line.includes("task records could not be written"))).toBe(false);
+    expect(recorder.waiting).toBe(0);
   });
 });
 
@@ -75,9 +122,10 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
     const through = await openDatabase({ url: proxy.url, poolSize: 2, dataDir: "", logger });
     try {
       const pacing = { firstMs: 50, maxMs: 200, logEveryMs: 60_000 };
+      const journal = new TaskJournal(through.db, logger, { pacing });
       const recorder = new ReputationRecorder(
         through.db,
-        new TaskJournal(through.db, logger, { pacing }),
+        journal,
         new FastCompletionTracker(),
         new NodeRegistry(),
         logger,
@@ -85,31 +133,27 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
       );
       const node = await insertNode(test.db);
       const tasks = [await insertTask(test.db, node), await insertTask(test.db, node)];
-      const outcome = (taskId: string): TaskOutcomeInput => ({
-        nodeId: node.id,
-        accountId: node.accountId,
-        taskId,
-        difficulty: "SIMPLE",
-        tier: "MID",
-        outcome: "completed",
-        completionTokens: 80,
-        generationMs: 4_000,
-      });
+      const outcome = (taskId: string) => completion(node, taskId);
 
       await proxy.cut();
       recorder.record(outcome(tasks[0]!));
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       expect(recorder.waiting).toBe(1);
-      expect(lines.some((line) => line.msg === "reputation outcomes waiting for the database")).toBe(true);
+      // the outcome rides the task journal's batch, which waits out the outage
+      expect(lines.some((line) => line.msg === "task records waiting for the database")).toBe(true);
       await proxy.restore();
       await recorder.settled();
       expect(await reputationOf(test.db, node.id)).toBe(110);
 
+      // with the task's end: the journal asks whether the batch whose COMMIT reply was lost committed (it did)
       const lost = proxy.loseNextCommitReply();
       recorder.record(outcome(tasks[1]!));
+      journal.update(tasks[1]!, "completed", { completion_tokens: 80 }, node.id);
       await recorder.settled();
       await lost;
       expect(proxy.lostCommitReplies).toBe(1);
+      const row = await test.db.selectFrom("tasks").select("status").where("id", "=", tasks[1]!).executeTakeFirst();
+      expect(row?.status).toBe("completed");
       // the retried batch found its events already written: +10 once, not twice
       expect(await reputationOf(test.db, node.id)).toBe(120);
       expect((await eventsOf(test.db, node.id)).filter((e) => e.rule === "task_completed")).toHaveLength(2);

@@ -1,22 +1,40 @@
-// Applies task outcomes to reputation off the token path: after the task's record is written, in order, in batches.
-// While the database is unavailable a batch waits and is tried again until it is back; writing it twice changes
-// nothing (writeTaskOutcomes skips the events a task already has), so an outcome counts exactly once.
-import type { Kysely } from "kysely";
+// Applies task outcomes to reputation off the token path: each outcome rides the task journal's next batch, written
+// in the same transaction as the task records (a task's end and what it earned commit together), in order. While
+// the database is unavailable the batch waits and is tried again until it is back; writing it twice changes
+// nothing (writeTaskOutcomes skips the events a task already has), so an outcome counts exactly once. One outcome the
+// database refuses (an unknown node) costs only itself: the batch is tried again with each outcome set apart.
+import { sql, type Kysely, type Transaction } from "kysely";
 import type { Logger } from "pino";
 import { isDatabaseUnavailable } from "../db/faults.ts";
 import { DEFAULT_PACING, OutageWait, settlesWithin, type OutagePacing } from "../db/outage.ts";
 import type { Database } from "../db/schema.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { TaskJournal } from "../tasks/journal.ts";
-import { planTaskOutcome, writeTaskOutcomes, type PlannedEvent, type TaskOutcomeInput } from "./ledger.ts";
+import {
+  planTaskOutcome,
+  writeTaskOutcomes,
+  writeTaskOutcomesIn,
+  type PlannedEvent,
+  type TaskOutcomeInput,
+  type TaskOutcomeResult,
+} from "./ledger.ts";
 import type { FastCompletionTracker } from "./rules.ts";
 
-/** The most outcomes applied in one transaction. */
+/** The most outcomes applied by one writeTaskOutcomes call. */
 const MAX_BATCH = 256;
+
+/** An outcome as it rides: planned once, however many times it is written. */
+interface Planned {
+  input: TaskOutcomeInput;
+  plan: PlannedEvent[];
+}
 
 export class ReputationRecorder {
   #chain: Promise<void> = Promise.resolve();
-  readonly #queue: TaskOutcomeInput[] = [];
+  /** Outcomes riding the journal's batches, not yet committed. */
+  #riding = 0;
+  /** Outcomes the journal's batch could not take (the database refused one of them): written apart. */
+  readonly #queue: Planned[] = [];
   #draining = false;
   /** Outcomes taken from the queue and not yet written. */
   #writing = 0;
@@ -31,33 +49,48 @@ export class ReputationRecorder {
     pacing: OutagePacing = DEFAULT_PACING,
   ) {
     this.#outage = new OutageWait(logger, "reputation outcomes", pacing);
+    journal.carry<Planned>({
+      write: (tx, items, careful) => (careful ? writeApart(tx, items) : writeInChunks(tx, items)),
+      committed: (items, written) => {
+        this.#riding -= items.length;
+        for (const [i, result] of (written as Written).entries()) {
+          if ("refused" in result) this.#failed(items[i]!.input, result.refused);
+          else this.#apply([items[i]!.input], [result]);
+        }
+      },
+      refused: (items) => {
+        this.#riding -= items.length;
+        this.#queue.push(...items);
+        if (this.#draining) return;
+        this.#draining = true;
+        this.#chain = this.#chain.then(() => this.#drain());
+      },
+    });
   }
 
   /** Outcomes not yet written: the gauge an operator watches during an outage. */
   get waiting(): number {
-    return this.#queue.length + this.#writing;
+    return this.#riding + this.#queue.length + this.#writing;
   }
 
   /**
-   * Queues an outcome; the live node's score (which routing reads) follows once it is applied. Outcomes that
-   * arrive while a batch is being written go together in the next one: one journal flush and one transaction
-   * for all of them (writeTaskOutcomes), in the order they came.
+   * An outcome, written with the task journal's next batch (due at once); the live node's score (which routing
+   * reads) follows once it is committed. Outcomes recorded together go in one batch, in the order they came.
    */
   record(input: TaskOutcomeInput): void {
-    this.#queue.push(input);
-    if (this.#draining) return;
-    this.#draining = true;
-    this.#chain = this.#chain.then(() => this.#drain());
+    this.#riding++;
+    this.journal.ride({ input, plan: planTaskOutcome(this.tracker, input) } satisfies Planned);
   }
 
+  /** The outcomes the journal's batch handed back, written in transactions of their own. */
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, MAX_BATCH);
         this.#writing = batch.length;
         await this.#write(
-          batch,
-          batch.map((input) => planTaskOutcome(this.tracker, input)),
+          batch.map((item) => item.input),
+          batch.map((item) => item.plan),
         );
         this.#writing = 0;
       }
@@ -102,9 +135,13 @@ export class ReputationRecorder {
     );
   }
 
-  /** Resolves when every queued outcome is applied (tests, shutdown). */
+  /** Resolves when every outcome recorded so far is applied (tests, shutdown). */
   async settled(): Promise<void> {
-    while (this.#draining || this.#queue.length > 0) await this.#chain;
+    for (;;) {
+      if (this.#riding > 0) await this.journal.flush();
+      else if (this.#draining || this.#queue.length > 0) await this.#chain;
+      else return;
+    }
   }
 
   /** Shutdown: waits at most `timeoutMs` for the outcomes to be written; logs what could not be. */
@@ -115,4 +152,40 @@ export class ReputationRecorder {
       "reputation outcomes not written before shutdown: the database is unavailable",
     );
   }
+}
+
+/** What the journal's transaction wrote of each outcome: its result, or why the database refused it. */
+type Written = (TaskOutcomeResult | { refused: unknown })[];
+
+/** Outcomes in the journal's transaction, each apart (a savepoint each): one the database refuses is skipped. */
+async function writeApart(tx: Transaction<Database>, items: Planned[]): Promise<Written> {
+  const written: Written = [];
+  for (const { input, plan } of items) {
+    await sql`SAVEPOINT outcome`.execute(tx);
+    try {
+      written.push((await writeTaskOutcomesIn(tx, [input], [plan]))[0]!);
+      await sql`RELEASE SAVEPOINT outcome`.execute(tx);
+    } catch (err) {
+      if (isDatabaseUnavailable(err)) throw err;
+      await sql`ROLLBACK TO SAVEPOINT outcome`.execute(tx);
+      written.push({ refused: err });
+    }
+  }
+  return written;
+}
+
+/** Outcomes in the journal's transaction, at most MAX_BATCH to a writeTaskOutcomes call. */
+async function writeInChunks(tx: Transaction<Database>, items: Planned[]): Promise<Written> {
+  const results: TaskOutcomeResult[] = [];
+  for (let i = 0; i < items.length; i += MAX_BATCH) {
+    const chunk = items.slice(i, i + MAX_BATCH);
+    results.push(
+      ...(await writeTaskOutcomesIn(
+        tx,
+        chunk.map((item) => item.input),
+        chunk.map((item) => item.plan),
+      )),
+    );
+  }
+  return results;
 }

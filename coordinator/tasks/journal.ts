@@ -14,9 +14,27 @@ interface Pending {
   inserts: NewTask[];
   updates: Map<string, TaskUpdate>;
   events: { task_id: string; status: TaskStatus; node_id: string | null; detail: string | null; at: Date }[];
+  /** The rider's items that commit with these records. */
+  riding: unknown[];
 }
 
-const emptyPending = (): Pending => ({ inserts: [], updates: new Map(), events: [] });
+const emptyPending = (): Pending => ({ inserts: [], updates: new Map(), events: [], riding: [] });
+
+/**
+ * What commits with the task records (the reputation ledger's outcomes): items given to ride() are written by
+ * write() in the transaction of the next batch, after its task records, so that a task's end and what it earned
+ * commit together or not at all. write() may run more than once for the same items (an outage retries the batch)
+ * and must then change nothing twice. After a try that failed for another reason than an outage, the batch is
+ * tried again with `careful`: write() then sets each item apart (a savepoint each), so that one the database
+ * refuses costs only itself, and says so in what it returns.
+ */
+export interface JournalRider<T> {
+  write(tx: Transaction<Database>, items: T[], careful: boolean): Promise<unknown>;
+  /** The batch committed; `written` is what write() returned in the try that committed. */
+  committed(items: T[], written: unknown): void;
+  /** The batch failed for another reason than an outage: the task records go on without these items. */
+  refused(items: T[], err: unknown): void;
+}
 
 const TERMINAL: ReadonlySet<TaskStatus> = new Set(["completed", "failed", "cancelled"]);
 
@@ -45,6 +63,7 @@ export class TaskJournal {
   readonly #flushDelayMs: number;
   readonly #instance: string | null;
   readonly #maxWaiting: number;
+  #rider: JournalRider<unknown> | undefined;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -70,6 +89,18 @@ export class TaskJournal {
     return this.#waiting < this.#maxWaiting;
   }
 
+  /** Gives the journal its rider (one per journal). */
+  carry<T>(rider: JournalRider<T>): void {
+    if (this.#rider) throw new Error("the task journal carries one rider");
+    this.#rider = rider as JournalRider<unknown>;
+  }
+
+  /** An item of the rider's, written with the next batch (which is due at once). */
+  ride(item: unknown): void {
+    this.#pending.riding.push(item);
+    this.#flushSoon();
+  }
+
   /** A new task, queued. */
   created(task: NewTask & { id: string }): void {
     this.#pending.inserts.push({ ...task, status: "queued", coordinator_instance: this.#instance });
@@ -93,12 +124,15 @@ export class TaskJournal {
     this.#waiting++;
     // an ended task is written at once (group-committed with whatever else is queued): the window in which a
     // SIGKILLed coordinator takes an answer's completion with it shrinks from the flush delay to one round trip
-    if (TERMINAL.has(status) && !this.#soon) {
-      clearTimeout(this.#timer);
-      this.#soon = true;
-      this.#timer = setTimeout(() => void this.flush(), 0);
-    }
+    if (TERMINAL.has(status)) this.#flushSoon();
     this.#timer ??= setTimeout(() => void this.flush(), this.#flushDelayMs);
+  }
+
+  #flushSoon(): void {
+    if (this.#soon) return;
+    clearTimeout(this.#timer);
+    this.#soon = true;
+    this.#timer = setTimeout(() => void this.flush(), 0);
   }
 
   /** Writes everything queued so far; resolves when it is in the database (after an outage, when that ends). */
@@ -126,7 +160,7 @@ export class TaskJournal {
   }
 
   async #write(batch: Pending): Promise<void> {
-    if (batch.events.length === 0) return;
+    if (batch.events.length === 0 && batch.riding.length === 0) return;
     try {
       await this.#writeOrSplit(batch);
       this.#outage.recovered(this.#waiting - batch.events.length);
@@ -144,18 +178,37 @@ export class TaskJournal {
     const tasks = taskIdsOf(batch);
     // the id of the last try's transaction: its COMMIT may have landed though its reply was lost
     let xid: string | undefined;
+    // what the rider wrote in the last try, and whether it wrote item by item
+    let written: unknown;
+    let careful = false;
     let failures = 0;
     for (;;) {
       try {
-        if (xid !== undefined && (await committed(this.db, xid))) return;
-        if (failures > 0 && tasks.length > 1) break;
-        await this.db.transaction().execute(async (tx) => {
-          xid = await writeBatch(tx, batch);
-        });
+        if (xid === undefined || !(await committed(this.db, xid))) {
+          if (failures > 0 && tasks.length > 1) break;
+          await this.db.transaction().execute(async (tx) => {
+            xid = batch.events.length > 0 ? await writeBatch(tx, batch) : undefined;
+            written = batch.riding.length > 0 ? await this.#rider!.write(tx, batch.riding, careful) : undefined;
+          });
+        }
+        if (batch.riding.length > 0) this.#rider!.committed(batch.riding, written);
         return;
       } catch (err) {
         if (isDatabaseUnavailable(err)) {
           await this.#outage.pause(err, this.#waiting);
+          continue;
+        }
+        if (batch.riding.length > 0 && !careful) {
+          careful = true; // one of the rider's items, maybe: each set apart
+          xid = undefined;
+          continue;
+        }
+        if (batch.riding.length > 0) {
+          // the records, then: they go on alone, and the items back to the rider, which writes them apart
+          this.#rider!.refused(batch.riding, err);
+          batch = { ...batch, riding: [] };
+          xid = undefined;
+          if (batch.events.length === 0) return;
           continue;
         }
         failures++;
@@ -188,6 +241,7 @@ function partOf(batch: Pending, take: (taskId: string) => boolean): Pending {
     inserts: batch.inserts.filter((row) => take(row.id!)),
     updates: new Map([...batch.updates].filter(([id]) => take(id))),
     events: batch.events.filter((event) => take(event.task_id)),
+    riding: [],
   };
 }
 
