@@ -3,8 +3,25 @@
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
-import { eventsOf, insertCompletedTask, insertNode, insertTask, reputationOf } from "../../test/support/node-rows.ts";
-import { applyReputationEvent, loadFastTracker, recordTaskOutcome, reputationHistory } from "./ledger.ts";
+import {
+  completionOf,
+  eventsOf,
+  insertCompletedTask,
+  insertNode,
+  insertTask,
+  reputationOf,
+} from "../../test/support/node-rows.ts";
+import {
+  applyReputationEvent,
+  loadFastTracker,
+  OutcomesNotNewError,
+  recordTaskOutcome,
+  reputationHistory,
+  writeNewTaskOutcomesIn,
+  writeTaskOutcomesIn,
+  type PlannedEvent,
+  type TaskOutcomeInput,
+} from "./ledger.ts";
 import { decayDelta, FastCompletionTracker } from "./rules.ts";
 
 describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
@@ -138,6 +155,57 @@ describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {
       n: number;
     }>`select count(*)::int as n from reputation_events where node_id = ${"no-such-node"}`.execute(db());
     expect(rows[0]?.n).toBe(0);
+  });
+
+  it("writes new completions in one statement as the full path does, and keeps nothing on a retry", async () => {
+    const [a, b] = [await insertNode(db()), await insertNode(db())];
+    // a score with cents (after a decay), so that each event's score after it is counted to the cent
+    await db().updateTable("nodes").set({ reputation: 99.01 }).where("id", "in", [a.id, b.id]).execute();
+    const plans: PlannedEvent[][] = [
+      [{ rule: "task_completed", delta: 10, evidence: { n: 1 } }],
+      [
+        { rule: "task_completed", delta: 10, evidence: { n: 2 } },
+        { rule: "fast_completion", delta: 5, evidence: { n: 2 }, requires: "task_completed" },
+      ],
+      [{ rule: "task_completed", delta: 10, evidence: { n: 3 } }],
+    ];
+    const inputsFor = async (node: typeof a): Promise<TaskOutcomeInput[]> => {
+      const inputs: TaskOutcomeInput[] = [];
+      for (let i = 0; i < plans.length; i++) {
+        const taskId = await insertTask(db(), node);
+        inputs.push(completionOf(node, taskId));
+      }
+      return inputs;
+    };
+    const [forA, forB] = [await inputsFor(a), await inputsFor(b)];
+    const fast = await db()
+      .transaction()
+      .execute((tx) => writeNewTaskOutcomesIn(tx, forA, plans));
+    const full = await db()
+      .transaction()
+      .execute((tx) => writeTaskOutcomesIn(tx, forB, plans));
+    expect(fast).toEqual(full);
+    expect(fast.map((r) => r.reputation)).toEqual([109.01, 124.01, 134.01]);
+    const rows = async (nodeId: string) =>
+      (await eventsOf(db(), nodeId))
+        .map((e) => ({ rule: e.rule, delta: e.delta, after: e.reputation_after, evidence: e.evidence }))
+        .sort((x, y) => (x.after ?? 0) - (y.after ?? 0) || x.rule.localeCompare(y.rule));
+    expect(await rows(a.id)).toEqual(await rows(b.id));
+    expect(await reputationOf(db(), a.id)).toBe(await reputationOf(db(), b.id));
+    // the same outcomes again: not new, so nothing of the try is kept; an unknown node neither
+    await expect(
+      db()
+        .transaction()
+        .execute((tx) => writeNewTaskOutcomesIn(tx, forA, plans)),
+    ).rejects.toThrow(OutcomesNotNewError);
+    const stranger = forA.map((input) => ({ ...input, nodeId: "no-such-node" }));
+    await expect(
+      db()
+        .transaction()
+        .execute((tx) => writeNewTaskOutcomesIn(tx, stranger, plans)),
+    ).rejects.toThrow(OutcomesNotNewError);
+    expect(await reputationOf(db(), a.id)).toBe(134.01);
+    expect(await eventsOf(db(), a.id)).toHaveLength(4);
   });
 
   it("keeps start 100 + sum of deltas = score over a random mix of 200 events", async () => {

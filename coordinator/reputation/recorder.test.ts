@@ -10,24 +10,9 @@ import { createTestDatabase, databaseSource, type TestDatabase, testEngines } fr
 import { openDatabase } from "../db/connect.ts";
 import { NodeRegistry } from "../nodes/registry.ts";
 import { TaskJournal } from "../tasks/journal.ts";
-import { eventsOf, insertNode, insertTask, reputationOf } from "../../test/support/node-rows.ts";
-import type { TaskOutcomeInput } from "./ledger.ts";
+import { completionOf, eventsOf, insertNode, insertTask, reputationOf } from "../../test/support/node-rows.ts";
 import { ReputationRecorder } from "./recorder.ts";
 import { FastCompletionTracker } from "./rules.ts";
-
-/** A SIMPLE task completed by `nodeId` (80 tokens in 4 s), on behalf of `node`'s account. */
-function completion(node: { id: string; accountId: string }, taskId: string, nodeId = node.id): TaskOutcomeInput {
-  return {
-    nodeId,
-    accountId: node.accountId,
-    taskId,
-    difficulty: "SIMPLE",
-    tier: "MID",
-    outcome: "completed",
-    completionTokens: 80,
-    generationMs: 4_000,
-  };
-}
 
 describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
   let test: TestDatabase;
@@ -51,7 +36,7 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     );
     const node = await insertNode(test.db);
     const tasks = [await insertTask(test.db, node), await insertTask(test.db, node)];
-    const outcome = (taskId: string, nodeId = node.id) => completion(node, taskId, nodeId);
+    const outcome = (taskId: string, nodeId = node.id) => completionOf(node, taskId, nodeId);
     // recorded in the same tick: one batch, whose second outcome names a node that does not exist
     recorder.record(outcome(tasks[0]!));
     recorder.record(outcome(tasks[1]!, "no-such-node"));
@@ -74,7 +59,7 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     const tasks = [await insertTask(test.db, node), await insertTask(test.db, node), await insertTask(test.db, node)];
     // as the part runner ends a task: the outcome, then the task's end, in one tick
     const end = (taskId: string, nodeId = node.id) => {
-      recorder.record(completion(node, taskId, nodeId));
+      recorder.record(completionOf(node, taskId, nodeId));
       journal.update(taskId, "completed", { completion_tokens: 80 }, node.id);
     };
     const read = async () => {
@@ -133,7 +118,7 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
       );
       const node = await insertNode(test.db);
       const tasks = [await insertTask(test.db, node), await insertTask(test.db, node)];
-      const outcome = (taskId: string) => completion(node, taskId);
+      const outcome = (taskId: string) => completionOf(node, taskId);
 
       await proxy.cut();
       recorder.record(outcome(tasks[0]!));

@@ -13,6 +13,7 @@ import type { TaskJournal } from "../tasks/journal.ts";
 import {
   planTaskOutcome,
   writeTaskOutcomes,
+  writeNewTaskOutcomesIn,
   writeTaskOutcomesIn,
   type PlannedEvent,
   type TaskOutcomeInput,
@@ -174,13 +175,16 @@ async function writeApart(tx: Transaction<Database>, items: Planned[]): Promise<
   return written;
 }
 
-/** Outcomes in the journal's transaction, at most MAX_BATCH to a writeTaskOutcomes call. */
+/**
+ * Outcomes in the journal's transaction, at most MAX_BATCH to a call, tried as new (one statement; one already
+ * written rolls the batch back, and its careful try writes each apart, which skips what is there).
+ */
 async function writeInChunks(tx: Transaction<Database>, items: Planned[]): Promise<Written> {
   const results: TaskOutcomeResult[] = [];
   for (let i = 0; i < items.length; i += MAX_BATCH) {
     const chunk = items.slice(i, i + MAX_BATCH);
     results.push(
-      ...(await writeTaskOutcomesIn(
+      ...(await writeNewTaskOutcomesIn(
         tx,
         chunk.map((item) => item.input),
         chunk.map((item) => item.plan),

@@ -4,6 +4,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { type Database, json } from "../../coordinator/db/schema.ts";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
+import type { TaskOutcomeInput } from "../../coordinator/reputation/ledger.ts";
 
 export interface FixtureNode {
   id: string;
@@ -111,6 +112,20 @@ export async function insertTask(
   const id = randomUUID();
   await db.insertInto("tasks").values({ id, status: "streaming", difficulty, tier: "MID", node_id: node.id }).execute();
   return id;
+}
+
+/** What the recorder is told when `nodeId` completed a SIMPLE task (80 tokens in 4 s) on `node`'s account. */
+export function completionOf(node: FixtureNode, taskId: string, nodeId = node.id): TaskOutcomeInput {
+  return {
+    nodeId,
+    accountId: node.accountId,
+    taskId,
+    difficulty: "SIMPLE",
+    tier: "MID",
+    outcome: "completed",
+    completionTokens: 80,
+    generationMs: 4_000,
+  };
 }
 
 export async function reputationOf(db: Kysely<Database>, nodeId: string): Promise<number> {
