@@ -10,7 +10,14 @@ import { startBenchAgent } from "./agent-process.ts";
 import { startCoordinatorProcess } from "./coordinator-process.ts";
 import { createBenchDatabase } from "./database.ts";
 import { chat, createTarget, type Target } from "./peers-client.ts";
-import { peersAgentEnv, startFloorProcesses, startUpstreamProcess } from "./peers-processes.ts";
+import {
+  backendSeconds,
+  peersAgentEnv,
+  startFloorProcesses,
+  startUpstreamProcess,
+  watchDatabaseBackends,
+  type DatabaseBackends,
+} from "./peers-processes.ts";
 import { cpuSeconds } from "./proc-stats.ts";
 import { ascending, fixed, markdownTable, percentile, sleep } from "./stats.ts";
 
@@ -28,6 +35,8 @@ interface Traced {
   pids: [number, number];
   /** CPU seconds of each process over the measured requests */
   cpu: number[];
+  /** CPU seconds of the coordinator's PostgreSQL backends over them (where readable) */
+  databaseCpu: number | undefined;
 }
 
 function readStamps(file: string): Stamp[] {
@@ -75,8 +84,9 @@ function steps(near: Stamp[], far: Stamp[], [c0, c1]: [number, number]): number[
   return marks.slice(1).map((t, i) => (t - marks[i]!) / 1e6);
 }
 
-async function runSequential(traced: Traced, count: number): Promise<void> {
+async function runSequential(traced: Traced, count: number, backends: DatabaseBackends): Promise<void> {
   const cpu0 = traced.pids.map((pid) => cpuSeconds(pid));
+  const db0 = await backends.snapshot();
   for (let i = 0; i < count; i++) {
     const start = Number(process.hrtime.bigint());
     await chat(traced.target, false);
@@ -84,6 +94,8 @@ async function runSequential(traced: Traced, count: number): Promise<void> {
     if (pauseMs > 0) await sleep(pauseMs);
   }
   for (const [i, pid] of traced.pids.entries()) traced.cpu[i]! += cpuSeconds(pid) - cpu0[i]!;
+  const db = backendSeconds(db0, await backends.snapshot());
+  traced.databaseCpu = db === undefined || traced.databaseCpu === undefined ? undefined : traced.databaseCpu + db;
 }
 
 async function collect(traced: Traced): Promise<[Stamp[], Stamp[]]> {
@@ -127,6 +139,8 @@ export async function runPeersTrace(): Promise<void> {
     });
     cleanups.push(() => agent.stop());
     await agent.registered;
+    const backends = await watchDatabaseBackends(database.env.DATABASE_URL);
+    cleanups.push(() => backends.close());
     const iris: Traced = {
       target: createTarget(
         "Iris",
@@ -140,6 +154,7 @@ export async function runPeersTrace(): Promise<void> {
       files: [file("coordinator"), file("agent")],
       pids: [coordinator.pid, agent.pid],
       cpu: [0, 0],
+      databaseCpu: 0,
     };
     const floorTarget: Traced = {
       target: createTarget("two-process floor", `http://127.0.0.1:${floor.front.port}/v1/chat/completions`, {}, 1),
@@ -147,24 +162,31 @@ export async function runPeersTrace(): Promise<void> {
       files: [file("front"), file("back")],
       pids: [floor.front.pid, floor.back.pid],
       cpu: [0, 0],
+      databaseCpu: 0,
     };
     const both = [iris, floorTarget];
-    for (const t of both) await runSequential(t, 500); // the JIT, the pools: not measured
+    for (const t of both) await runSequential(t, 500, backends); // the JIT, the pools: not measured
     for (const t of both) await collect(t);
-    for (const t of both) (t.windows = []), (t.cpu = [0, 0]);
+    for (const t of both) (t.windows = []), (t.cpu = [0, 0]), (t.databaseCpu = 0);
     // interleaved halves, so that neither target has the quieter part of the run to itself
-    for (let half = 0; half < 2; half++) for (const t of both) await runSequential(t, Math.ceil(requests / 2));
+    for (let half = 0; half < 2; half++)
+      for (const t of both) await runSequential(t, Math.ceil(requests / 2), backends);
     const rows: string[][] = STEPS.map((s) => [s]);
     const totals: string[] = ["whole request (client's clock)"];
     const found: string[] = ["requests with every stamp"];
-    const cpu: string[][] = [["CPU per request, first process"], ["CPU per request, second process"]];
+    const cpu: string[][] = [
+      ["CPU per request, first process"],
+      ["CPU per request, second process"],
+      ["CPU per request, the coordinator's PostgreSQL backends"],
+    ];
     for (const t of both) {
       const [near, far] = await collect(t);
       const each = t.windows.map((w) => steps(near, far, w)).filter((s): s is number[] => s !== undefined);
       for (const [i, row] of rows.entries()) row.push(fixed(percentile(ascending(each.map((s) => s[i]!)), 50), 3));
       totals.push(fixed(percentile(ascending(t.windows.map(([a, b]) => (b - a) / 1e6)), 50), 3));
       found.push(`${each.length} of ${t.windows.length}`);
-      for (const [i, seconds] of t.cpu.entries()) cpu[i]!.push(fixed((1000 * seconds) / t.windows.length, 3));
+      for (const [i, seconds] of [...t.cpu, t.databaseCpu].entries())
+        cpu[i]!.push(seconds === undefined ? "n/a" : fixed((1000 * seconds) / t.windows.length, 3));
     }
     process.stdout.write(
       `## One request at a time, step by step (p50 ms, non-streamed)\n\n` +
