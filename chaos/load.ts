@@ -117,7 +117,10 @@ export interface Leftovers {
    * task ended". Only a coordinator kill makes these.
    */
   recordsInterrupted: number;
-  /** Tasks recorded completed by a node with no reputation event for it: an outcome lost (it commits with the end). */
+  /**
+   * Requests' tasks recorded completed by a node with no reputation event for it: an outcome lost (it commits with
+   * the task's end). Spot checks and canaries earn nothing by design; divided requests' parts are not counted.
+   */
   outcomesLost: number;
 }
 
@@ -151,6 +154,9 @@ export async function leftovers(db: Kysely<Database>, tally: Tally): Promise<Lef
     .select((eb) => eb.fn.countAll<number>().as("n"))
     .where("status", "=", "completed")
     .where("node_id", "is not", null)
+    // a request's own task: checks earn nothing by design, and a consensus part is judged after the vote
+    .where("parent_id", "is", null)
+    .where((eb) => eb.or([eb("classifier", "is", null), eb("classifier", "not in", ["spot_check", "canary"])]))
     .where(({ not, exists, selectFrom }) =>
       not(exists(selectFrom("reputation_events").select("id").whereRef("reputation_events.task_id", "=", "tasks.id"))),
     )
