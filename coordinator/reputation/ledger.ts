@@ -268,14 +268,17 @@ export class OutcomesNotNewError extends Error {}
  * the row's newest version, so no lock is read first) and each event's reputation_after counts back from the new
  * score. An event already written (a retry) or an unknown node makes the counts differ: it throws
  * OutcomesNotNewError, which rolls the caller's transaction back, and the caller's next try takes the full path.
- * Outcomes with a negative delta take the full path at once.
+ * Outcomes with a negative delta, and batches naming several nodes, take the full path at once.
  */
 export async function writeNewTaskOutcomesIn(
   tx: Transaction<Database>,
   inputs: readonly TaskOutcomeInput[],
   plans: readonly PlannedEvent[][],
 ): Promise<TaskOutcomeResult[]> {
-  if (plans.some((plan) => plan.some((event) => event.delta < 0))) return writeTaskOutcomesIn(tx, inputs, plans);
+  // one node only: the full path locks several in id order, so that two batches never wait for each other
+  const oneNode = inputs.every((input) => input.nodeId === inputs[0]?.nodeId);
+  if (!oneNode || plans.some((plan) => plan.some((event) => event.delta < 0)))
+    return writeTaskOutcomesIn(tx, inputs, plans);
   const rows = inputs
     .flatMap((input, i) =>
       plans[i]!.map((event) => ({
