@@ -11,17 +11,15 @@ import {
   insertTask,
   reputationOf,
 } from "../../test/support/node-rows.ts";
+import { applyReputationEvent, loadFastTracker, reputationHistory } from "./ledger.ts";
 import {
-  applyReputationEvent,
-  loadFastTracker,
   OutcomesNotNewError,
   recordTaskOutcome,
-  reputationHistory,
   writeNewTaskOutcomesIn,
   writeTaskOutcomesIn,
   type PlannedEvent,
   type TaskOutcomeInput,
-} from "./ledger.ts";
+} from "./outcomes.ts";
 import { decayDelta, FastCompletionTracker } from "./rules.ts";
 
 describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {

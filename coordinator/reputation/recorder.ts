@@ -18,7 +18,7 @@ import {
   type PlannedEvent,
   type TaskOutcomeInput,
   type TaskOutcomeResult,
-} from "./ledger.ts";
+} from "./outcomes.ts";
 import type { FastCompletionTracker } from "./rules.ts";
 
 /** The most outcomes applied by one writeTaskOutcomes call. */

@@ -6,7 +6,8 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase, testEngines } from "../../test/support/database.ts";
 import { insertNode } from "../../test/support/node-rows.ts";
-import { TASK_COLUMNS, TaskJournal } from "./journal.ts";
+import { TaskJournal } from "./journal.ts";
+import { TASK_COLUMNS } from "./journal-batch.ts";
 
 describe.each(testEngines())("task journal on $name", ({ engine }) => {
   let test: TestDatabase;

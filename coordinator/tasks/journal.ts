@@ -3,22 +3,12 @@
 // insert of status events), in order, so a stream never waits for the database. While the database is
 // unavailable the batches wait and are tried again until it is back; a batch is written exactly once (a retry
 // first asks whether the last try's COMMIT landed), and new tasks are refused while too many records wait.
-import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
-import { CommitUnknownError, isDatabaseUnavailable } from "../db/faults.ts";
+import { isDatabaseUnavailable } from "../db/faults.ts";
 import { DEFAULT_PACING, OutageWait, settlesWithin, type OutagePacing } from "../db/outage.ts";
-import { groupByColumns, insertRecordset, recordset, type ColumnTypes, type RowGroup } from "../db/recordset.ts";
 import type { Database, NewTask, TaskStatus, TaskUpdate } from "../db/schema.ts";
-
-interface Pending {
-  inserts: NewTask[];
-  updates: Map<string, TaskUpdate>;
-  events: { task_id: string; status: TaskStatus; node_id: string | null; detail: string | null; at: Date }[];
-  /** The rider's items that commit with these records. */
-  riding: unknown[];
-}
-
-const emptyPending = (): Pending => ({ inserts: [], updates: new Map(), events: [], riding: [] });
+import { committed, emptyPending, partOf, type Pending, taskIdsOf, writeBatch } from "./journal-batch.ts";
 
 /**
  * What commits with the task records (the reputation ledger's outcomes): items given to ride() are written by
@@ -228,117 +218,4 @@ export class TaskJournal {
     await this.#writeOrSplit(partOf(batch, (id) => half.has(id)));
     await this.#writeOrSplit(partOf(batch, (id) => !half.has(id)));
   }
-}
-
-/** The tasks a batch writes, in the order they were first recorded (every insert and update has its events). */
-function taskIdsOf(batch: Pending): string[] {
-  return [...new Set(batch.events.map((event) => event.task_id))];
-}
-
-/** The records of the tasks `take` picks: a task's insert, update and events stay together. */
-function partOf(batch: Pending, take: (taskId: string) => boolean): Pending {
-  return {
-    inserts: batch.inserts.filter((row) => take(row.id!)),
-    updates: new Map([...batch.updates].filter(([id]) => take(id))),
-    events: batch.events.filter((event) => take(event.task_id)),
-    riding: [],
-  };
-}
-
-/**
- * One batch in one statement: the new tasks (with the changes they already had), the updates (one part per set of
- * changed columns) and the status events, each part's rows as one JSON parameter (db/recordset.ts). The parts of a
- * WITH see one snapshot, so no part may depend on another's rows: a task inserted here carries its updates already,
- * and its events' foreign keys are checked at the end of the statement. Returns the transaction's id.
- */
-async function writeBatch(tx: Transaction<Database>, batch: Pending): Promise<string> {
-  // a task created in this batch is inserted as it is now: its changes need no UPDATE of their own
-  const updates = new Map(batch.updates);
-  const inserts = batch.inserts.map((row) => {
-    const update = updates.get(row.id!);
-    updates.delete(row.id!);
-    return update ? { ...row, ...update } : row;
-  });
-  // every column of tasks has its type in TASK_COLUMNS (journal.test.ts checks it against the schema)
-  const parts: RawBuilder<unknown>[] = [
-    ...groupByColumns(inserts).map((group) => insertRecordset("tasks", TASK_COLUMNS, group)),
-    ...groupByColumns([...updates].map(([id, update]) => ({ ...update, id }))).map(updateRecordset),
-    // a batch always has events: #write skips one without any
-    insertRecordset("task_events", EVENT_COLUMNS, { columns: EVENT_COLUMN_NAMES, rows: batch.events }),
-  ];
-  const named = parts.map((part, i) => sql`${sql.raw(`w${i}`)} AS (${part})`);
-  // the transaction's id comes back with the statement (no round trip of its own): had its reply been lost, the
-  // COMMIT would never have been sent, so a try whose id is unknown cannot have committed
-  const { rows } = await sql<{ xid: string }>`WITH ${sql.join(named)} SELECT pg_current_xact_id()::text AS xid`.execute(
-    tx,
-  );
-  return rows[0]!.xid;
-}
-
-/**
- * Whether the transaction committed (PostgreSQL keeps every transaction's fate; this is what pg_xact_status is
- * for). Still in progress means its backend has not yet noticed the lost connection: ask again later.
- */
-async function committed(db: Kysely<Database>, xid: string): Promise<boolean> {
-  let status: string | null | undefined;
-  try {
-    const { rows } = await sql<{ status: string | null }>`SELECT pg_xact_status(${xid}::xid8) AS status`.execute(db);
-    status = rows[0]?.status;
-  } catch (err) {
-    if (isDatabaseUnavailable(err)) throw err;
-    // "in the future": a failover to a replica that never saw the transaction, so it did not commit there
-    return false;
-  }
-  if (status === "in progress") throw new CommitUnknownError(xid);
-  return status === "committed";
-}
-
-/** SQL types of the task columns the journal writes (the record that jsonb_to_recordset reads): all of them. */
-export const TASK_COLUMNS: ColumnTypes = {
-  id: "uuid",
-  parent_id: "uuid",
-  status: "text",
-  difficulty: "text",
-  tier: "text",
-  division_mode: "text",
-  classifier: "text",
-  node_id: "text",
-  account_id: "uuid",
-  user_id: "uuid",
-  client_address: "text",
-  prompt_tokens: "integer",
-  completion_tokens: "integer",
-  max_tokens: "integer",
-  attempt: "integer",
-  created_at: "timestamptz",
-  assigned_at: "timestamptz",
-  first_token_at: "timestamptz",
-  completed_at: "timestamptz",
-  deadline_at: "timestamptz",
-  ttft_ms: "integer",
-  total_ms: "integer",
-  failure_reason: "text",
-  coordinator_instance: "text",
-};
-
-const EVENT_COLUMNS: ColumnTypes = {
-  task_id: "uuid",
-  status: "text",
-  node_id: "text",
-  detail: "text",
-  at: "timestamptz",
-};
-const EVENT_COLUMN_NAMES = Object.keys(EVENT_COLUMNS);
-
-/**
- * `UPDATE tasks SET … FROM jsonb_to_recordset($1) AS d(id uuid, …) WHERE tasks.id = d.id AND tasks.id = ANY($2)`
- * for the updates that set one set of columns (a batch has a few: assigned, streaming, completed, failed).
- */
-function updateRecordset({ columns, rows }: RowGroup): RawBuilder<unknown> {
-  const changed = columns.filter((column) => column !== "id");
-  const assignments = sql.join(changed.map((column) => sql`${sql.ref(column)} = d.${sql.ref(column)}`));
-  // the id list lets the planner look the rows up by primary key; joining on d.id alone scans the whole table
-  const ids = rows.map((row) => row.id as string);
-  return sql`UPDATE tasks SET ${assignments} FROM ${recordset(TASK_COLUMNS, columns, rows)}
-    WHERE tasks.id = d.id AND tasks.id = ANY(${ids}::uuid[])`;
 }

@@ -7,7 +7,7 @@ import type { Config } from "../config.ts";
 import type { DivisionMode } from "../../common/vocabulary.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { MismatchCount } from "../nodes/suspension.ts";
-import type { TaskOutcomeInput } from "../reputation/ledger.ts";
+import type { TaskOutcomeInput } from "../reputation/outcomes.ts";
 import { requireCapableNode } from "./capable-nodes.ts";
 import { type ChatEvent, type ChatInput, doneEvent } from "./chat.ts";
 import type { Classifier } from "./classify/classifier.ts";

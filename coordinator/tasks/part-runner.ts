@@ -4,7 +4,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { NodeRegistry } from "../nodes/registry.ts";
-import type { TaskOutcomeInput } from "../reputation/ledger.ts";
+import type { TaskOutcomeInput } from "../reputation/outcomes.ts";
 import type { Attempt } from "./attempt.ts";
 import type { TaskJournal } from "./journal.ts";
 import { NodeAcquirer, type QueueConfig, type QueuedSince } from "./node-acquirer.ts";

@@ -4,7 +4,7 @@
 import type { JsonValue } from "../db/schema.ts";
 import type { Difficulty, DivisionMode } from "../../common/vocabulary.ts";
 import type { LiveNode } from "../nodes/registry.ts";
-import type { TaskOutcome } from "../reputation/ledger.ts";
+import type { TaskOutcome } from "../reputation/outcomes.ts";
 import type { ContextNeed } from "./context-fit.ts";
 import type { ModelIdentity } from "./router.ts";
 

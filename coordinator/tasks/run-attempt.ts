@@ -7,7 +7,7 @@ import { chunkTokenCount } from "../../common/chunk-tokens.ts";
 import { chatRoleToProto } from "../../common/vocabulary.ts";
 import type { JsonValue } from "../db/schema.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
-import type { TaskOutcome, TaskOutcomeInput } from "../reputation/ledger.ts";
+import type { TaskOutcome, TaskOutcomeInput } from "../reputation/outcomes.ts";
 import type { Attempt } from "./attempt.ts";
 import { afterContextRefusal } from "./capable-nodes.ts";
 import { contextNeed } from "./context-fit.ts";

@@ -4,7 +4,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { type Database, json } from "../../coordinator/db/schema.ts";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
-import type { TaskOutcomeInput } from "../../coordinator/reputation/ledger.ts";
+import type { TaskOutcomeInput } from "../../coordinator/reputation/outcomes.ts";
 
 export interface FixtureNode {
   id: string;

@@ -1,0 +1,289 @@
+// Task outcomes into reputation: the events an outcome asks for (planTaskOutcome) and how they are written
+// (writeTaskOutcomes, in a transaction of their own; writeTaskOutcomesIn and writeNewTaskOutcomesIn, in the task
+// journal's), each event in the same transaction as the node's new score.
+import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
+import { insertRecordset, recordset, type ColumnTypes } from "../db/recordset.ts";
+import type { Database, JsonValue, NewReputationEvent, ReputationRule } from "../db/schema.ts";
+import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
+import { applyDelta, type FastCompletionTracker, RULE_DELTAS } from "./rules.ts";
+export type TaskOutcome = "completed" | "timeout" | "invalid_response";
+
+export interface TaskOutcomeInput {
+  nodeId: string;
+  accountId: string;
+  taskId: string;
+  difficulty: Difficulty;
+  tier: NodeTier;
+  outcome: TaskOutcome;
+  completionTokens: number;
+  /** First token -> final result on this node (see rules.ts for the fast definition). */
+  generationMs: number;
+  /** Assignment -> final result on this node; needed to judge short answers (< 32 tokens). */
+  responseMs?: number;
+  /** More evidence for a penalty (a consensus or spot-check mismatch: both outputs' hashes), kept in the event. */
+  evidence?: { [key: string]: JsonValue };
+}
+
+export interface TaskOutcomeResult {
+  /** The node's score afterwards: put it on the LiveNode so routing sees it. */
+  reputation: number;
+  /** The sum of the deltas applied by this call. */
+  delta: number;
+  fast: boolean;
+  /** false when this outcome of this task had already been recorded for this node. */
+  applied: boolean;
+}
+
+/**
+ * Records what a node did with a task: +10 (+5 more when fast), -20 on timeout, -50 on an invalid
+ * response. At most once per (node, task, rule), so a repeated call changes nothing. The task's row
+ * must already be in the tasks table (reputation_events.task_id references it).
+ */
+export async function recordTaskOutcome(
+  db: Kysely<Database>,
+  fastTracker: FastCompletionTracker,
+  input: TaskOutcomeInput,
+): Promise<TaskOutcomeResult> {
+  return (await writeTaskOutcomes(db, [input], [planTaskOutcome(fastTracker, input)]))[0]!;
+}
+
+/** One event an outcome asks for; `requires`: applied only with that event of the same outcome (the fast bonus). */
+export interface PlannedEvent {
+  rule: ReputationRule;
+  delta: number;
+  evidence: JsonValue;
+  requires?: ReputationRule;
+}
+
+/**
+ * The events an outcome asks for. Judging speed records the completion's timing in the tracker, so an outcome is
+ * planned once, however many times writing it is tried.
+ */
+export function planTaskOutcome(fastTracker: FastCompletionTracker, input: TaskOutcomeInput): PlannedEvent[] {
+  if (input.outcome !== "completed") {
+    const evidence = {
+      difficulty: input.difficulty,
+      tier: input.tier,
+      completionTokens: input.completionTokens,
+      ...input.evidence,
+    };
+    return [{ rule: input.outcome, delta: RULE_DELTAS[input.outcome], evidence }];
+  }
+  const verdict = fastTracker.judge(input);
+  const evidence = {
+    difficulty: input.difficulty,
+    tier: input.tier,
+    completionTokens: input.completionTokens,
+    generationMs: input.generationMs,
+    ...(input.responseMs !== undefined ? { responseMs: input.responseMs } : {}),
+  };
+  const planned: PlannedEvent[] = [{ rule: "task_completed", delta: RULE_DELTAS.task_completed, evidence }];
+  if (verdict.fast) {
+    const fastEvidence = {
+      ...evidence,
+      kind: verdict.kind ?? null,
+      speed: verdict.speed ?? null,
+      p75: verdict.threshold ?? null,
+      samples: verdict.samples,
+    };
+    planned.push({
+      rule: "fast_completion",
+      delta: RULE_DELTAS.fast_completion,
+      evidence: fastEvidence,
+      requires: "task_completed",
+    });
+  }
+  return planned;
+}
+
+/**
+ * Writes planned outcomes (`plans[i]` for `inputs[i]`) in one transaction, in order: the nodes' rows are locked
+ * once (in id order, so concurrent batches cannot deadlock), the events already recorded are read once, the new
+ * events go in one INSERT and each node's score in one UPDATE. Same rules and results as one recordTaskOutcome
+ * per input.
+ */
+export async function writeTaskOutcomes(
+  db: Kysely<Database>,
+  inputs: readonly TaskOutcomeInput[],
+  plans: readonly PlannedEvent[][],
+): Promise<TaskOutcomeResult[]> {
+  if (inputs.length === 0) return [];
+  return db.transaction().execute((tx) => writeTaskOutcomesIn(tx, inputs, plans));
+}
+
+/**
+ * writeTaskOutcomes inside a transaction the caller holds (the task journal's batch, so that a task's end and its
+ * outcome commit together): the nodes locked, the events they already have, then one statement for the new events
+ * and the nodes' new scores.
+ */
+export async function writeTaskOutcomesIn(
+  tx: Transaction<Database>,
+  inputs: readonly TaskOutcomeInput[],
+  plans: readonly PlannedEvent[][],
+): Promise<TaskOutcomeResult[]> {
+  if (inputs.length === 0) return [];
+  const key = (nodeId: string, rule: string, periodKey: string) => JSON.stringify([nodeId, rule, periodKey]);
+  const periodOf = (input: TaskOutcomeInput) => `task:${input.taskId}`;
+  const nodeIds = [...new Set(inputs.map((input) => input.nodeId))].sort();
+  const locked = await tx
+    .selectFrom("nodes")
+    .select(["id", "reputation"])
+    .where("id", "in", nodeIds)
+    .orderBy("id")
+    .forUpdate()
+    .execute();
+  const scores = new Map(locked.map((row) => [row.id, row.reputation]));
+  // a statement of its own after the lock: its snapshot sees the events of whoever held the lock before
+  // (arrays, not IN lists: one placeholder each however large the batch)
+  const periods = [...new Set(inputs.map(periodOf))];
+  const { rows: existing } = await sql<{ node_id: string; rule: string; period_key: string | null }>`
+    SELECT node_id, rule, period_key FROM reputation_events
+    WHERE node_id = ANY(${nodeIds}::text[]) AND period_key = ANY(${periods}::text[])`.execute(tx);
+  const recorded = new Set(existing.map((row) => key(row.node_id, row.rule, row.period_key ?? "")));
+  for (const id of nodeIds) if (!scores.has(id)) throw new Error(`reputation event for unknown node ${id}`);
+  const events: (Omit<NewReputationEvent, "evidence"> & { evidence: JsonValue })[] = [];
+  const changed = new Set<string>();
+  const results = inputs.map((input, i): TaskOutcomeResult => {
+    const result = { reputation: 0, delta: 0, fast: false, applied: false };
+    for (const event of plans[i]!) {
+      const eventKey = key(input.nodeId, event.rule, periodOf(input));
+      if (recorded.has(eventKey)) continue;
+      if (event.requires && !result.applied) continue; // the completion was recorded before: no new bonus either
+      recorded.add(eventKey);
+      const current = scores.get(input.nodeId)!;
+      const { next, applied } = applyDelta(current, event.delta);
+      scores.set(input.nodeId, next);
+      if (next !== current) changed.add(input.nodeId);
+      events.push({
+        node_id: input.nodeId,
+        account_id: input.accountId,
+        rule: event.rule,
+        delta: applied,
+        task_id: input.taskId,
+        period_key: periodOf(input),
+        evidence: event.evidence,
+        reputation_after: next,
+      });
+      result.applied = true;
+      result.delta += applied;
+      result.fast ||= event.rule === "fast_completion";
+    }
+    // the node's score after this outcome, as if the outcomes had been recorded one by one
+    result.reputation = scores.get(input.nodeId)!;
+    return result;
+  });
+  if (events.length > 0 || changed.size > 0) {
+    // the events and the new scores in one statement; the parts of a WITH run whatever the final SELECT reads
+    const parts: RawBuilder<unknown>[] = [];
+    if (events.length > 0)
+      parts.push(insertRecordset("reputation_events", EVENT_COLUMNS, { columns: EVENT_COLUMN_NAMES, rows: events }));
+    if (changed.size > 0) {
+      const rows = [...changed].map((id) => ({ id, reputation: scores.get(id)! }));
+      parts.push(sql`UPDATE nodes SET reputation = s.reputation
+          FROM ${recordset(SCORE_COLUMNS, ["id", "reputation"], rows, "s")} WHERE nodes.id = s.id`);
+    }
+    const named = parts.map((part, i) => sql`${sql.raw(`w${i}`)} AS (${part})`);
+    await sql`WITH ${sql.join(named)} SELECT 1`.execute(tx);
+  }
+  return results;
+}
+
+/** The first try found an outcome's event already written, or a node that does not exist: nothing was kept. */
+export class OutcomesNotNewError extends Error {}
+
+/**
+ * The first try of new outcomes that only raise scores (completions and their bonus: no floor to clamp at), in one
+ * statement instead of writeTaskOutcomesIn's three: each node's score goes up by its events' sum (the UPDATE takes
+ * the row's newest version, so no lock is read first) and each event's reputation_after counts back from the new
+ * score. An event already written (a retry) or an unknown node makes the counts differ: it throws
+ * OutcomesNotNewError, which rolls the caller's transaction back, and the caller's next try takes the full path.
+ * Outcomes with a negative delta, and batches naming several nodes, take the full path at once.
+ */
+export async function writeNewTaskOutcomesIn(
+  tx: Transaction<Database>,
+  inputs: readonly TaskOutcomeInput[],
+  plans: readonly PlannedEvent[][],
+): Promise<TaskOutcomeResult[]> {
+  // one node only: the full path locks several in id order, so that two batches never wait for each other
+  const oneNode = inputs.every((input) => input.nodeId === inputs[0]?.nodeId);
+  if (!oneNode || plans.some((plan) => plan.some((event) => event.delta < 0)))
+    return writeTaskOutcomesIn(tx, inputs, plans);
+  const rows = inputs
+    .flatMap((input, i) =>
+      plans[i]!.map((event) => ({
+        node_id: input.nodeId,
+        account_id: input.accountId,
+        rule: event.rule,
+        cents: Math.round(event.delta * 100),
+        task_id: input.taskId,
+        period_key: `task:${input.taskId}`,
+        evidence: event.evidence,
+      })),
+    )
+    .map((row, seq) => ({ ...row, seq }));
+  if (rows.length === 0) return writeTaskOutcomesIn(tx, inputs, plans);
+  const { rows: answer } = await sql<{ inserted: string; nodes: { id: string; cents: number }[] | null }>`
+    WITH d AS (SELECT * FROM ${recordset(NEW_EVENT_COLUMNS, Object.keys(NEW_EVENT_COLUMNS), rows)}),
+    totals AS (SELECT node_id, sum(cents) AS cents FROM d GROUP BY node_id),
+    upd AS (
+      UPDATE nodes n SET reputation = (round(n.reputation * 100) + t.cents) / 100.0
+      FROM totals t WHERE n.id = t.node_id
+      RETURNING n.id, round(n.reputation * 100) AS cents
+    ),
+    ins AS (
+      INSERT INTO reputation_events (node_id, account_id, rule, delta, task_id, period_key, evidence, reputation_after)
+      SELECT d.node_id, d.account_id, d.rule, d.cents / 100.0, d.task_id, d.period_key, d.evidence,
+        (u.cents - coalesce(sum(d.cents) OVER (PARTITION BY d.node_id ORDER BY d.seq DESC
+          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)) / 100.0
+      FROM d JOIN upd u ON u.id = d.node_id
+      ON CONFLICT DO NOTHING
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ins)::text AS inserted,
+      (SELECT json_agg(json_build_object('id', id, 'cents', cents)) FROM upd) AS nodes`.execute(tx);
+  if (Number(answer[0]?.inserted) !== rows.length) {
+    throw new OutcomesNotNewError(`${rows.length - Number(answer[0]?.inserted)} outcome events were not new`);
+  }
+  // each input's score: the node's new score less what its later inputs added
+  const cents = new Map((answer[0]!.nodes ?? []).map((node) => [node.id, Number(node.cents)]));
+  const results: TaskOutcomeResult[] = [];
+  for (let i = inputs.length - 1; i >= 0; i--) {
+    const { nodeId } = inputs[i]!;
+    const added = plans[i]!.reduce((sum, event) => sum + Math.round(event.delta * 100), 0);
+    results[i] = {
+      reputation: cents.get(nodeId)! / 100,
+      delta: added / 100,
+      fast: plans[i]!.some((event) => event.rule === "fast_completion"),
+      applied: true,
+    };
+    cents.set(nodeId, cents.get(nodeId)! - added);
+  }
+  return results;
+}
+
+/** The rows writeNewTaskOutcomesIn reads (`seq`: their order, so each event's score after it counts back). */
+const NEW_EVENT_COLUMNS: ColumnTypes = {
+  seq: "integer",
+  node_id: "text",
+  account_id: "uuid",
+  rule: "text",
+  cents: "bigint",
+  task_id: "uuid",
+  period_key: "text",
+  evidence: "jsonb",
+};
+
+const SCORE_COLUMNS: ColumnTypes = { id: "text", reputation: "double precision" };
+
+/** The columns writeTaskOutcomes writes, as jsonb_to_recordset reads them. */
+const EVENT_COLUMNS: ColumnTypes = {
+  node_id: "text",
+  account_id: "uuid",
+  rule: "text",
+  delta: "double precision",
+  task_id: "uuid",
+  period_key: "text",
+  evidence: "jsonb",
+  reputation_after: "double precision",
+};
+const EVENT_COLUMN_NAMES = Object.keys(EVENT_COLUMNS);
