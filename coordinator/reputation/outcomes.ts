@@ -133,6 +133,7 @@ export async function writeTaskOutcomesIn(
     .forUpdate()
     .execute();
   const scores = new Map(locked.map((row) => [row.id, row.reputation]));
+  for (const id of nodeIds) if (!scores.has(id)) throw new Error(`reputation event for unknown node ${id}`);
   // a statement of its own after the lock: its snapshot sees the events of whoever held the lock before
   // (arrays, not IN lists: one placeholder each however large the batch)
   const periods = [...new Set(inputs.map(periodOf))];
@@ -140,7 +141,6 @@ export async function writeTaskOutcomesIn(
     SELECT node_id, rule, period_key FROM reputation_events
     WHERE node_id = ANY(${nodeIds}::text[]) AND period_key = ANY(${periods}::text[])`.execute(tx);
   const recorded = new Set(existing.map((row) => key(row.node_id, row.rule, row.period_key ?? "")));
-  for (const id of nodeIds) if (!scores.has(id)) throw new Error(`reputation event for unknown node ${id}`);
   const events: (Omit<NewReputationEvent, "evidence"> & { evidence: JsonValue })[] = [];
   const changed = new Set<string>();
   const results = inputs.map((input, i): TaskOutcomeResult => {

@@ -89,6 +89,26 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     expect(logged.some((line) => line.includes("task records could not be written"))).toBe(false);
     expect(recorder.waiting).toBe(0);
   });
+  it("writes an outcome apart when the task records of its batch are what the database refuses", async () => {
+    const logged: string[] = [];
+    const logger = pino({ level: "error" }, { write: (line: string) => logged.push(line) });
+    const journal = new TaskJournal(test.db, logger);
+    const recorder = new ReputationRecorder(test.db, journal, new FastCompletionTracker(), new NodeRegistry(), logger);
+    const node = await insertNode(test.db);
+    const [taskId, bad] = [await insertTask(test.db, node), await insertTask(test.db, node)];
+    recorder.record(completionOf(node, taskId));
+    journal.update(taskId, "completed", { completion_tokens: 80 }, node.id);
+    // ttft_ms is an integer column: 2^40 is out of its range, so the batch fails on the task records, not the outcome
+    journal.update(bad, "streaming", { ttft_ms: 2 ** 40 }, node.id);
+    await recorder.settled();
+    expect(await reputationOf(test.db, node.id)).toBe(110);
+    expect((await eventsOf(test.db, node.id)).map((e) => e.task_id)).toEqual([taskId]);
+    const row = await test.db.selectFrom("tasks").select("status").where("id", "=", taskId).executeTakeFirst();
+    expect(row?.status).toBe("completed");
+    expect(logged.filter((line) => line.includes("task records could not be written"))).toHaveLength(1);
+    expect(logged.some((line) => line.includes("could not apply a reputation rule"))).toBe(false);
+    expect(recorder.waiting).toBe(0);
+  });
 });
 
 describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder through a database outage", () => {
