@@ -6,6 +6,7 @@ import { Kysely, PGliteDialect, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { PgliteWorkerClient } from "./pglite-worker-client.ts";
 import { PgliteWorkerDialect } from "./pglite-worker-dialect.ts";
+import { PreparingClient } from "./prepared.ts";
 import type { Database } from "./schema.ts";
 import { parsers, pgTypes } from "./type-parsers.ts";
 
@@ -87,6 +88,8 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     connectionString: url,
     max: options.poolSize,
     types: pgTypes,
+    // statements marked with prepared() are parsed and planned once per connection
+    Client: PreparingClient,
     // a server that accepts TCP but never answers would otherwise hold a request forever
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     keepAlive: true,

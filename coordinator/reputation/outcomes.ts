@@ -2,6 +2,7 @@
 // (writeTaskOutcomes, in a transaction of their own; writeTaskOutcomesIn and writeNewTaskOutcomesIn, in the task
 // journal's), each event in the same transaction as the node's new score.
 import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
+import { prepared } from "../db/prepared.ts";
 import { insertRecordset, recordset, type ColumnTypes } from "../db/recordset.ts";
 import type { Database, JsonValue, NewReputationEvent, ReputationRule } from "../db/schema.ts";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
@@ -137,9 +138,9 @@ export async function writeTaskOutcomesIn(
   // a statement of its own after the lock: its snapshot sees the events of whoever held the lock before
   // (arrays, not IN lists: one placeholder each however large the batch)
   const periods = [...new Set(inputs.map(periodOf))];
-  const { rows: existing } = await sql<{ node_id: string; rule: string; period_key: string | null }>`
+  const { rows: existing } = await prepared(sql<{ node_id: string; rule: string; period_key: string | null }>`
     SELECT node_id, rule, period_key FROM reputation_events
-    WHERE node_id = ANY(${nodeIds}::text[]) AND period_key = ANY(${periods}::text[])`.execute(tx);
+    WHERE node_id = ANY(${nodeIds}::text[]) AND period_key = ANY(${periods}::text[])`).execute(tx);
   const recorded = new Set(existing.map((row) => key(row.node_id, row.rule, row.period_key ?? "")));
   const events: (Omit<NewReputationEvent, "evidence"> & { evidence: JsonValue })[] = [];
   const changed = new Set<string>();
@@ -183,7 +184,7 @@ export async function writeTaskOutcomesIn(
           FROM ${recordset(SCORE_COLUMNS, ["id", "reputation"], rows, "s")} WHERE nodes.id = s.id`);
     }
     const named = parts.map((part, i) => sql`${sql.raw(`w${i}`)} AS (${part})`);
-    await sql`WITH ${sql.join(named)} SELECT 1`.execute(tx);
+    await prepared(sql`WITH ${sql.join(named)} SELECT 1`).execute(tx);
   }
   return results;
 }
@@ -222,7 +223,7 @@ export async function writeNewTaskOutcomesIn(
     )
     .map((row, seq) => ({ ...row, seq }));
   if (rows.length === 0) return writeTaskOutcomesIn(tx, inputs, plans);
-  const { rows: answer } = await sql<{ inserted: string; nodes: { id: string; cents: number }[] | null }>`
+  const { rows: answer } = await prepared(sql<{ inserted: string; nodes: { id: string; cents: number }[] | null }>`
     WITH d AS (SELECT * FROM ${recordset(NEW_EVENT_COLUMNS, Object.keys(NEW_EVENT_COLUMNS), rows)}),
     totals AS (SELECT node_id, sum(cents) AS cents FROM d GROUP BY node_id),
     upd AS (
@@ -240,7 +241,7 @@ export async function writeNewTaskOutcomesIn(
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM ins)::text AS inserted,
-      (SELECT json_agg(json_build_object('id', id, 'cents', cents)) FROM upd) AS nodes`.execute(tx);
+      (SELECT json_agg(json_build_object('id', id, 'cents', cents)) FROM upd) AS nodes`).execute(tx);
   if (Number(answer[0]?.inserted) !== rows.length) {
     throw new OutcomesNotNewError(`${rows.length - Number(answer[0]?.inserted)} outcome events were not new`);
   }

@@ -2,6 +2,7 @@
 // its parts by task, for writing a batch the database refuses in halves; and whether a try's transaction committed.
 import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
 import { isDatabaseUnavailable, CommitUnknownError } from "../db/faults.ts";
+import { prepared } from "../db/prepared.ts";
 import { groupByColumns, insertRecordset, recordset, type ColumnTypes, type RowGroup } from "../db/recordset.ts";
 import type { Database, NewTask, TaskStatus, TaskUpdate } from "../db/schema.ts";
 
@@ -54,9 +55,8 @@ export async function writeBatch(tx: Transaction<Database>, batch: Pending): Pro
   const named = parts.map((part, i) => sql`${sql.raw(`w${i}`)} AS (${part})`);
   // the transaction's id comes back with the statement (no round trip of its own): had its reply been lost, the
   // COMMIT would never have been sent, so a try whose id is unknown cannot have committed
-  const { rows } = await sql<{ xid: string }>`WITH ${sql.join(named)} SELECT pg_current_xact_id()::text AS xid`.execute(
-    tx,
-  );
+  const statement = sql<{ xid: string }>`WITH ${sql.join(named)} SELECT pg_current_xact_id()::text AS xid`;
+  const { rows } = await prepared(statement).execute(tx);
   return rows[0]!.xid;
 }
 
