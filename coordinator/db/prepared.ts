@@ -1,7 +1,7 @@
 // Statements the request path runs for every request, prepared once per PostgreSQL connection: the server parses
 // and plans them the first time and then only binds and runs them (bench/journal.ts: ~0.45 ms of the backend's CPU
 // per request saved). Opt in with `prepared(sql…)`; everything else goes through the unnamed statement as before.
-import { sql, type RawBuilder } from "kysely";
+import { CompiledQuery, sql, type RawBuilder } from "kysely";
 import pg from "pg";
 
 /** The comment that marks a statement for preparing; PGlite and the server read it as a comment. */
@@ -16,6 +16,11 @@ export const MAX_PREPARED_PER_CONNECTION = 64;
 /** The statement, marked to be prepared on each connection that runs it. */
 export function prepared<T>(statement: RawBuilder<T>): RawBuilder<T> {
   return sql<T>`${sql.raw(PREPARED_MARK)}${statement}`;
+}
+
+/** A statement whose text the caller wrote (no Kysely nodes to build and compile), marked to be prepared. */
+export function preparedText<R>(text: string, parameters: readonly unknown[]): CompiledQuery<R> {
+  return CompiledQuery.raw(PREPARED_MARK + text, [...parameters]) as CompiledQuery<R>;
 }
 
 /**

@@ -1,6 +1,7 @@
-// JSON text PostgreSQL takes: a NUL escape becomes U+FFFD, a backslash written before "u0000" stays text.
+// JSON text PostgreSQL takes: a NUL escape becomes U+FFFD, a backslash written before "u0000" stays text; the
+// statement texts written without Kysely quote their identifiers as Kysely does and refuse a column without a type.
 import { describe, expect, it } from "vitest";
-import { storableJson } from "./recordset.ts";
+import { insertRecordsetText, recordsetText, storableJson } from "./recordset.ts";
 
 describe("storableJson", () => {
   it("carries a NUL as U+FFFD and leaves everything else as JSON.stringify writes it", () => {
@@ -13,5 +14,23 @@ describe("storableJson", () => {
     for (const text of ["\\u0000", "\\\\u0000", "\\\u0000", "\\\\\u0000", "u0000"]) {
       expect(JSON.parse(storableJson({ text })).text, JSON.stringify(text)).toBe(text.replaceAll("\u0000", "\ufffd"));
     }
+  });
+});
+
+describe("recordset texts", () => {
+  const types = { id: "uuid", 'odd"name': "text" };
+
+  it("quotes every identifier and types every column, its rows at the placeholder given", () => {
+    expect(recordsetText(types, ["id", 'odd"name'], 3, "s")).toBe(
+      'jsonb_to_recordset($3::jsonb) AS s("id" uuid, "odd""name" text)',
+    );
+    expect(insertRecordsetText("tasks", types, ["id"], 1)).toBe(
+      'INSERT INTO "tasks" ("id") SELECT "id" FROM jsonb_to_recordset($1::jsonb) AS d("id" uuid)',
+    );
+  });
+
+  it("refuses a column without a type, even one an object inherits", () => {
+    expect(() => recordsetText(types, ["id", "status"], 1)).toThrow("no SQL type for column status");
+    expect(() => recordsetText(types, ["toString"], 1)).toThrow("no SQL type for column toString");
   });
 });

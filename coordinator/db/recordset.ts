@@ -40,12 +40,65 @@ export function recordset(
   rows: readonly object[],
   alias = "d",
 ): RawBuilder<unknown> {
-  const definitions = columns.map((column) => {
-    const type = types[column];
-    if (type === undefined || !Object.hasOwn(types, column)) throw new Error(`no SQL type for column ${column}`);
-    return sql`${sql.ref(column)} ${sql.raw(type)}`;
-  });
+  const definitions = columns.map((column) => sql`${sql.ref(column)} ${sql.raw(typeOf(types, column))}`);
   return sql`jsonb_to_recordset(${storableJson(rows)}::jsonb) AS ${sql.raw(alias)}(${sql.join(definitions)})`;
+}
+
+/**
+ * recordset()'s text for code that writes its statement's text itself (the task journal's batch, on every chat's
+ * path): `jsonb_to_recordset($<placeholder>::jsonb) AS <alias>(column type, …)`. A raw template's Kysely nodes cost
+ * more to build and compile than the statement costs the server to run; the column list is built once per set.
+ */
+export function recordsetText(
+  types: ColumnTypes,
+  columns: readonly string[],
+  placeholder: number,
+  alias = "d",
+): string {
+  return `jsonb_to_recordset($${placeholder}::jsonb) AS ${alias}(${definitionsOf(types, columns)})`;
+}
+
+/** insertRecordset()'s text, its rows at `$<placeholder>`. */
+export function insertRecordsetText(
+  table: string,
+  types: ColumnTypes,
+  columns: readonly string[],
+  placeholder: number,
+) {
+  const list = columnList(columns);
+  return `INSERT INTO ${quoted(table)} (${list}) SELECT ${list} FROM ${recordsetText(types, columns, placeholder)}`;
+}
+
+/** An identifier as Kysely's PostgreSQL compiler quotes it. */
+export const quoted = (name: string): string => `"${name.replaceAll('"', '""')}"`;
+
+/** `"a", "b"`: a recordset's columns, built once per set. */
+export function columnList(columns: readonly string[]): string {
+  const key = columns.join(",");
+  let list = columnLists.get(key);
+  if (list === undefined) columnLists.set(key, (list = columns.map(quoted).join(", ")));
+  return list;
+}
+
+const columnLists = new Map<string, string>();
+const definitions = new WeakMap<ColumnTypes, Map<string, string>>();
+
+function definitionsOf(types: ColumnTypes, columns: readonly string[]): string {
+  let byColumns = definitions.get(types);
+  if (!byColumns) definitions.set(types, (byColumns = new Map()));
+  const key = columns.join(",");
+  let text = byColumns.get(key);
+  if (text === undefined) {
+    text = columns.map((column) => `${quoted(column)} ${typeOf(types, column)}`).join(", ");
+    byColumns.set(key, text);
+  }
+  return text;
+}
+
+function typeOf(types: ColumnTypes, column: string): string {
+  const type = types[column];
+  if (type === undefined || !Object.hasOwn(types, column)) throw new Error(`no SQL type for column ${column}`);
+  return type;
 }
 
 /** `\u0000` escapes in JSON text: an odd run of backslashes before `u0000` is one (an even run escapes itself). */

@@ -2,8 +2,8 @@
 // (writeTaskOutcomes, in a transaction of their own; writeTaskOutcomesIn and writeNewTaskOutcomesIn, in the task
 // journal's), each event in the same transaction as the node's new score.
 import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
-import { prepared } from "../db/prepared.ts";
-import { insertRecordset, recordset, type ColumnTypes } from "../db/recordset.ts";
+import { prepared, preparedText } from "../db/prepared.ts";
+import { insertRecordset, recordset, recordsetText, storableJson, type ColumnTypes } from "../db/recordset.ts";
 import type { Database, JsonValue, NewReputationEvent, ReputationRule } from "../db/schema.ts";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 import { applyDelta, type FastCompletionTracker, RULE_DELTAS } from "./rules.ts";
@@ -223,25 +223,11 @@ export async function writeNewTaskOutcomesIn(
     )
     .map((row, seq) => ({ ...row, seq }));
   if (rows.length === 0) return writeTaskOutcomesIn(tx, inputs, plans);
-  const { rows: answer } = await prepared(sql<{ inserted: string; nodes: { id: string; cents: number }[] | null }>`
-    WITH d AS (SELECT * FROM ${recordset(NEW_EVENT_COLUMNS, Object.keys(NEW_EVENT_COLUMNS), rows)}),
-    totals AS (SELECT node_id, sum(cents) AS cents FROM d GROUP BY node_id),
-    upd AS (
-      UPDATE nodes n SET reputation = (round(n.reputation * 100) + t.cents) / 100.0
-      FROM totals t WHERE n.id = t.node_id
-      RETURNING n.id, round(n.reputation * 100) AS cents
-    ),
-    ins AS (
-      INSERT INTO reputation_events (node_id, account_id, rule, delta, task_id, period_key, evidence, reputation_after)
-      SELECT d.node_id, d.account_id, d.rule, d.cents / 100.0, d.task_id, d.period_key, d.evidence,
-        (u.cents - coalesce(sum(d.cents) OVER (PARTITION BY d.node_id ORDER BY d.seq DESC
-          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)) / 100.0
-      FROM d JOIN upd u ON u.id = d.node_id
-      ON CONFLICT DO NOTHING
-      RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM ins)::text AS inserted,
-      (SELECT json_agg(json_build_object('id', id, 'cents', cents)) FROM upd) AS nodes`).execute(tx);
+  const { rows: answer } = await tx.executeQuery(
+    preparedText<{ inserted: string; nodes: { id: string; cents: number }[] | null }>(newOutcomesText(), [
+      storableJson(rows),
+    ]),
+  );
   if (Number(answer[0]?.inserted) !== rows.length) {
     throw new OutcomesNotNewError(`${rows.length - Number(answer[0]?.inserted)} outcome events were not new`);
   }
@@ -260,6 +246,31 @@ export async function writeNewTaskOutcomesIn(
     cents.set(nodeId, cents.get(nodeId)! - added);
   }
   return results;
+}
+
+let newOutcomes: string | undefined;
+
+/** writeNewTaskOutcomesIn's statement, its rows at $1 (written as text: it runs with every completion). */
+function newOutcomesText(): string {
+  return (newOutcomes ??= `
+    WITH d AS (SELECT * FROM ${recordsetText(NEW_EVENT_COLUMNS, Object.keys(NEW_EVENT_COLUMNS), 1)}),
+    totals AS (SELECT node_id, sum(cents) AS cents FROM d GROUP BY node_id),
+    upd AS (
+      UPDATE nodes n SET reputation = (round(n.reputation * 100) + t.cents) / 100.0
+      FROM totals t WHERE n.id = t.node_id
+      RETURNING n.id, round(n.reputation * 100) AS cents
+    ),
+    ins AS (
+      INSERT INTO reputation_events (node_id, account_id, rule, delta, task_id, period_key, evidence, reputation_after)
+      SELECT d.node_id, d.account_id, d.rule, d.cents / 100.0, d.task_id, d.period_key, d.evidence,
+        (u.cents - coalesce(sum(d.cents) OVER (PARTITION BY d.node_id ORDER BY d.seq DESC
+          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)) / 100.0
+      FROM d JOIN upd u ON u.id = d.node_id
+      ON CONFLICT DO NOTHING
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ins)::text AS inserted,
+      (SELECT json_agg(json_build_object('id', id, 'cents', cents)) FROM upd) AS nodes`);
 }
 
 /** The rows writeNewTaskOutcomesIn reads (`seq`: their order, so each event's score after it counts back). */

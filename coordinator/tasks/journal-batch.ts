@@ -1,9 +1,16 @@
 // One batch of the task journal (journal.ts) in SQL: the records of the tasks it holds, written as one statement;
 // its parts by task, for writing a batch the database refuses in halves; and whether a try's transaction committed.
-import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
+import { sql, type Kysely, type Transaction } from "kysely";
 import { isDatabaseUnavailable, CommitUnknownError } from "../db/faults.ts";
-import { prepared } from "../db/prepared.ts";
-import { groupByColumns, insertRecordset, recordset, type ColumnTypes, type RowGroup } from "../db/recordset.ts";
+import { preparedText } from "../db/prepared.ts";
+import {
+  type ColumnTypes,
+  groupByColumns,
+  insertRecordsetText,
+  quoted,
+  recordsetText,
+  storableJson,
+} from "../db/recordset.ts";
 import type { Database, NewTask, TaskStatus, TaskUpdate } from "../db/schema.ts";
 
 export interface Pending {
@@ -45,18 +52,25 @@ export async function writeBatch(tx: Transaction<Database>, batch: Pending): Pro
     updates.delete(row.id!);
     return update ? { ...row, ...update } : row;
   });
-  // every column of tasks has its type in TASK_COLUMNS (journal.test.ts checks it against the schema)
-  const parts: RawBuilder<unknown>[] = [
-    ...groupByColumns(inserts).map((group) => insertRecordset("tasks", TASK_COLUMNS, group)),
-    ...groupByColumns([...updates].map(([id, update]) => ({ ...update, id }))).map(updateRecordset),
-    // a batch always has events: #write skips one without any
-    insertRecordset("task_events", EVENT_COLUMNS, { columns: EVENT_COLUMN_NAMES, rows: batch.events }),
-  ];
-  const named = parts.map((part, i) => sql`${sql.raw(`w${i}`)} AS (${part})`);
+  // the text is written here rather than through Kysely's nodes: on every chat's path, their building and compiling
+  // cost more than the statement; every column of tasks has its type in TASK_COLUMNS (journal.test.ts checks it)
+  const parameters: unknown[] = [];
+  const parts: string[] = [];
+  const rowsAt = (rows: readonly object[]) => parameters.push(storableJson(rows));
+  for (const group of groupByColumns(inserts)) {
+    parts.push(insertRecordsetText("tasks", TASK_COLUMNS, group.columns, rowsAt(group.rows)));
+  }
+  for (const group of groupByColumns([...updates].map(([id, update]) => ({ ...update, id })))) {
+    const rows = rowsAt(group.rows);
+    parts.push(updateText(group.columns, rows, parameters.push(group.rows.map((row) => row.id as string))));
+  }
+  // a batch always has events: #write skips one without any
+  parts.push(insertRecordsetText("task_events", EVENT_COLUMNS, EVENT_COLUMN_NAMES, rowsAt(batch.events)));
   // the transaction's id comes back with the statement (no round trip of its own): had its reply been lost, the
   // COMMIT would never have been sent, so a try whose id is unknown cannot have committed
-  const statement = sql<{ xid: string }>`WITH ${sql.join(named)} SELECT pg_current_xact_id()::text AS xid`;
-  const { rows } = await prepared(statement).execute(tx);
+  const named = parts.map((part, i) => `w${i} AS (${part})`).join(", ");
+  const text = `WITH ${named} SELECT pg_current_xact_id()::text AS xid`;
+  const { rows } = await tx.executeQuery(preparedText<{ xid: string }>(text, parameters));
   return rows[0]!.xid;
 }
 
@@ -116,14 +130,15 @@ const EVENT_COLUMNS: ColumnTypes = {
 const EVENT_COLUMN_NAMES = Object.keys(EVENT_COLUMNS);
 
 /**
- * `UPDATE tasks SET … FROM jsonb_to_recordset($1) AS d(id uuid, …) WHERE tasks.id = d.id AND tasks.id = ANY($2)`
+ * `UPDATE tasks SET … FROM jsonb_to_recordset($rows) AS d(id uuid, …) WHERE tasks.id = d.id AND tasks.id = ANY($ids)`
  * for the updates that set one set of columns (a batch has a few: assigned, streaming, completed, failed).
  */
-function updateRecordset({ columns, rows }: RowGroup): RawBuilder<unknown> {
-  const changed = columns.filter((column) => column !== "id");
-  const assignments = sql.join(changed.map((column) => sql`${sql.ref(column)} = d.${sql.ref(column)}`));
+function updateText(columns: readonly string[], rows: number, ids: number): string {
+  const assignments = columns
+    .filter((column) => column !== "id")
+    .map((column) => `${quoted(column)} = d.${quoted(column)}`)
+    .join(", ");
   // the id list lets the planner look the rows up by primary key; joining on d.id alone scans the whole table
-  const ids = rows.map((row) => row.id as string);
-  return sql`UPDATE tasks SET ${assignments} FROM ${recordset(TASK_COLUMNS, columns, rows)}
-    WHERE tasks.id = d.id AND tasks.id = ANY(${ids}::uuid[])`;
+  return `UPDATE tasks SET ${assignments} FROM ${recordsetText(TASK_COLUMNS, columns, rows)}
+    WHERE tasks.id = d.id AND tasks.id = ANY($${ids}::uuid[])`;
 }
