@@ -36,7 +36,7 @@ pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
 try {
   const logger = pino({ level: "warn" });
   const journal = new TaskJournal(opened.db, logger);
-  const recorder = new ReputationRecorder(opened.db, journal, new FastCompletionTracker(), new NodeRegistry(), logger);
+  const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), new NodeRegistry(), logger);
   const node = await insertNode(opened.db);
   const backends = await watchDatabaseBackends(database.env.DATABASE_URL);
   const one = async () => {

@@ -121,13 +121,7 @@ export async function startCoordinator(
     });
     const sessions = new SessionCloser(database.db, logger);
     const throughput = new ThroughputMeter();
-    const reputation = new ReputationRecorder(
-      database.db,
-      journal,
-      await loadFastTracker(database.db),
-      registry,
-      logger,
-    );
+    const reputation = new ReputationRecorder(journal, await loadFastTracker(database.db), registry, logger);
     const orchestrator = new Orchestrator({
       registry,
       journal,

@@ -1,18 +1,18 @@
 // Applies task outcomes to reputation off the token path: each outcome rides the task journal's next batch, written
 // in the same transaction as the task records (a task's end and what it earned commit together), in order. While
 // the database is unavailable the batch waits and is tried again until it is back; writing it twice changes
-// nothing (writeTaskOutcomes skips the events a task already has), so an outcome counts exactly once. One outcome the
-// database refuses (an unknown node) costs only itself: the batch is tried again with each outcome set apart.
-import { sql, type Kysely, type Transaction } from "kysely";
+// nothing (the full path skips the events a task already has), so an outcome counts exactly once. One outcome the
+// database refuses (an unknown node) costs only itself: the batch is tried again with each outcome set apart. When
+// it is the batch's task records that are refused, the outcomes ride the next batch, a few times at most.
+import { sql, type Transaction } from "kysely";
 import type { Logger } from "pino";
 import { isDatabaseUnavailable } from "../db/faults.ts";
-import { DEFAULT_PACING, OutageWait, settlesWithin, type OutagePacing } from "../db/outage.ts";
+import { settlesWithin } from "../db/outage.ts";
 import type { Database } from "../db/schema.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { TaskJournal } from "../tasks/journal.ts";
 import {
   planTaskOutcome,
-  writeTaskOutcomes,
   writeNewTaskOutcomesIn,
   writeTaskOutcomesIn,
   type PlannedEvent,
@@ -21,57 +21,59 @@ import {
 } from "./outcomes.ts";
 import type { FastCompletionTracker } from "./rules.ts";
 
-/** The most outcomes applied by one writeTaskOutcomes call. */
+/** The most outcomes applied by one statement. */
 const MAX_BATCH = 256;
+
+/**
+ * Batches an outcome rides at most when it is handed back (its batch's task records refused, not the outcome):
+ * its own task's records may be what the database refuses, and then its event (which references the task) never
+ * can be written.
+ */
+const MAX_RIDES = 3;
 
 /** An outcome as it rides: planned once, however many times it is written. */
 interface Planned {
   input: TaskOutcomeInput;
   plan: PlannedEvent[];
+  /** Batches it has ridden that handed it back. */
+  handedBack: number;
 }
 
 export class ReputationRecorder {
-  #chain: Promise<void> = Promise.resolve();
   /** Outcomes riding the journal's batches, not yet committed. */
   #riding = 0;
-  /** Outcomes the journal's batch could not take (the database refused one of them): written apart. */
-  readonly #queue: Planned[] = [];
-  #draining = false;
-  /** Outcomes taken from the queue and not yet written. */
-  #writing = 0;
-  readonly #outage: OutageWait;
 
   constructor(
-    private readonly db: Kysely<Database>,
     private readonly journal: TaskJournal,
     private readonly tracker: FastCompletionTracker,
     private readonly registry: NodeRegistry,
     private readonly logger: Logger,
-    pacing: OutagePacing = DEFAULT_PACING,
   ) {
-    this.#outage = new OutageWait(logger, "reputation outcomes", pacing);
     journal.carry<Planned>({
       write: (tx, items, careful) => (careful ? writeApart(tx, items) : writeInChunks(tx, items)),
       committed: (items, written) => {
         this.#riding -= items.length;
         for (const [i, result] of (written as Written).entries()) {
           if ("refused" in result) this.#failed(items[i]!.input, result.refused);
-          else this.#apply([items[i]!.input], [result]);
+          else this.#apply(items[i]!.input, result);
         }
       },
-      refused: (items) => {
-        this.#riding -= items.length;
-        this.#queue.push(...items);
-        if (this.#draining) return;
-        this.#draining = true;
-        this.#chain = this.#chain.then(() => this.#drain());
+      refused: (items, err) => {
+        for (const item of items) {
+          if (++item.handedBack < MAX_RIDES) {
+            journal.ride(item);
+          } else {
+            this.#riding--;
+            this.#failed(item.input, err);
+          }
+        }
       },
     });
   }
 
   /** Outcomes not yet written: the gauge an operator watches during an outage. */
   get waiting(): number {
-    return this.#riding + this.#queue.length + this.#writing;
+    return this.#riding;
   }
 
   /**
@@ -80,53 +82,12 @@ export class ReputationRecorder {
    */
   record(input: TaskOutcomeInput): void {
     this.#riding++;
-    this.journal.ride({ input, plan: planTaskOutcome(this.tracker, input) } satisfies Planned);
+    this.journal.ride({ input, plan: planTaskOutcome(this.tracker, input), handedBack: 0 } satisfies Planned);
   }
 
-  /** The outcomes the journal's batch handed back, written in transactions of their own. */
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, MAX_BATCH);
-        this.#writing = batch.length;
-        await this.#write(
-          batch.map((item) => item.input),
-          batch.map((item) => item.plan),
-        );
-        this.#writing = 0;
-      }
-    } finally {
-      this.#writing = 0;
-      this.#draining = false;
-    }
-  }
-
-  /** Writes a batch, waiting out an unavailable database; one bad outcome (an unknown node) costs only itself. */
-  async #write(batch: TaskOutcomeInput[], plans: PlannedEvent[][]): Promise<void> {
-    for (;;) {
-      try {
-        // reputation_events.task_id references the task row, which the journal writes behind
-        await this.journal.flush();
-        this.#apply(batch, await writeTaskOutcomes(this.db, batch, plans));
-        this.#outage.recovered(this.waiting - batch.length);
-        return;
-      } catch (err) {
-        if (isDatabaseUnavailable(err)) {
-          await this.#outage.pause(err, this.waiting);
-          continue;
-        }
-        if (batch.length === 1) return this.#failed(batch[0]!, err);
-        for (const [i, input] of batch.entries()) await this.#write([input], [plans[i]!]);
-        return;
-      }
-    }
-  }
-
-  #apply(batch: TaskOutcomeInput[], results: { reputation: number }[]): void {
-    for (const [i, input] of batch.entries()) {
-      const node = this.registry.get(input.nodeId);
-      if (node) node.reputation = results[i]!.reputation;
-    }
+  #apply(input: TaskOutcomeInput, result: { reputation: number }): void {
+    const node = this.registry.get(input.nodeId);
+    if (node) node.reputation = result.reputation;
   }
 
   #failed(input: TaskOutcomeInput, err: unknown): void {
@@ -138,11 +99,7 @@ export class ReputationRecorder {
 
   /** Resolves when every outcome recorded so far is applied (tests, shutdown). */
   async settled(): Promise<void> {
-    for (;;) {
-      if (this.#riding > 0) await this.journal.flush();
-      else if (this.#draining || this.#queue.length > 0) await this.#chain;
-      else return;
-    }
+    while (this.#riding > 0) await this.journal.flush();
   }
 
   /** Shutdown: waits at most `timeoutMs` for the outcomes to be written; logs what could not be. */

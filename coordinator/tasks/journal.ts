@@ -22,7 +22,10 @@ export interface JournalRider<T> {
   write(tx: Transaction<Database>, items: T[], careful: boolean): Promise<unknown>;
   /** The batch committed; `written` is what write() returned in the try that committed. */
   committed(items: T[], written: unknown): void;
-  /** The batch failed for another reason than an outage: the task records go on without these items. */
+  /**
+   * The batch failed for another reason than an outage, even item by item: the task records go on without these
+   * items, which the rider may ride() again.
+   */
   refused(items: T[], err: unknown): void;
 }
 
@@ -194,7 +197,7 @@ export class TaskJournal {
           continue;
         }
         if (batch.riding.length > 0) {
-          // the records, then: they go on alone, and the items back to the rider, which writes them apart
+          // the records, then: they go on alone, and the items back to the rider, which may let them ride again
           this.#rider!.refused(batch.riding, err);
           batch = { ...batch, riding: [] };
           xid = undefined;
