@@ -11,6 +11,7 @@ const TABLES = [
   "accounts",
   "chat_admissions",
   "coordinator_instances",
+  "journal_batches",
   "login_failures",
   "node_sessions",
   "nodes",

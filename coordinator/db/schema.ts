@@ -256,3 +256,13 @@ export interface NodesTable {
   /** Speed samples, proven and refused context, the last canary comparison (MeasuredSnapshot); NULL before any. */
   measured: NullableJson<JsonValue>;
 }
+
+// 0009_journal_batches: the marks of task journal batches written as one statement (coordinator/tasks/).
+export interface JournalBatchesTable {
+  id: string;
+  written_at: CreatedAt;
+}
+
+export interface Database {
+  journal_batches: JournalBatchesTable;
+}

@@ -12,14 +12,8 @@ import {
   reputationOf,
 } from "../../test/support/node-rows.ts";
 import { applyReputationEvent, loadFastTracker, reputationHistory } from "./ledger.ts";
-import {
-  OutcomesNotNewError,
-  recordTaskOutcome,
-  writeNewTaskOutcomesIn,
-  writeTaskOutcomesIn,
-  type PlannedEvent,
-  type TaskOutcomeInput,
-} from "./outcomes.ts";
+import { OutcomesNotNewError, writeNewTaskOutcomesIn } from "./new-outcomes.ts";
+import { recordTaskOutcome, writeTaskOutcomesIn, type PlannedEvent, type TaskOutcomeInput } from "./outcomes.ts";
 import { decayDelta, FastCompletionTracker } from "./rules.ts";
 
 describe.each(testEngines())("reputation ledger on $name", ({ engine }) => {

@@ -1,9 +1,9 @@
 // Task outcomes into reputation: the events an outcome asks for (planTaskOutcome) and how they are written
-// (writeTaskOutcomes, in a transaction of their own; writeTaskOutcomesIn and writeNewTaskOutcomesIn, in the task
-// journal's), each event in the same transaction as the node's new score.
+// (writeTaskOutcomes, in a transaction of their own; writeTaskOutcomesIn, in the task journal's; new ones that only
+// raise one node's score take new-outcomes.ts's one statement), each event in the same transaction as the new score.
 import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
-import { prepared, preparedText } from "../db/prepared.ts";
-import { insertRecordset, recordset, recordsetText, storableJson, type ColumnTypes } from "../db/recordset.ts";
+import { prepared } from "../db/prepared.ts";
+import { insertRecordset, recordset, type ColumnTypes } from "../db/recordset.ts";
 import type { Database, JsonValue, NewReputationEvent, ReputationRule } from "../db/schema.ts";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 import { applyDelta, type FastCompletionTracker, RULE_DELTAS } from "./rules.ts";
@@ -188,102 +188,6 @@ export async function writeTaskOutcomesIn(
   }
   return results;
 }
-
-/** The first try found an outcome's event already written, or a node that does not exist: nothing was kept. */
-export class OutcomesNotNewError extends Error {}
-
-/**
- * The first try of new outcomes that only raise scores (completions and their bonus: no floor to clamp at), in one
- * statement instead of writeTaskOutcomesIn's three: each node's score goes up by its events' sum (the UPDATE takes
- * the row's newest version, so no lock is read first) and each event's reputation_after counts back from the new
- * score. An event already written (a retry) or an unknown node makes the counts differ: it throws
- * OutcomesNotNewError, which rolls the caller's transaction back, and the caller's next try takes the full path.
- * Outcomes with a negative delta, and batches naming several nodes, take the full path at once.
- */
-export async function writeNewTaskOutcomesIn(
-  tx: Transaction<Database>,
-  inputs: readonly TaskOutcomeInput[],
-  plans: readonly PlannedEvent[][],
-): Promise<TaskOutcomeResult[]> {
-  // one node only: the full path locks several in id order, so that two batches never wait for each other
-  const oneNode = inputs.every((input) => input.nodeId === inputs[0]?.nodeId);
-  if (!oneNode || plans.some((plan) => plan.some((event) => event.delta < 0)))
-    return writeTaskOutcomesIn(tx, inputs, plans);
-  const rows = inputs
-    .flatMap((input, i) =>
-      plans[i]!.map((event) => ({
-        node_id: input.nodeId,
-        account_id: input.accountId,
-        rule: event.rule,
-        cents: Math.round(event.delta * 100),
-        task_id: input.taskId,
-        period_key: `task:${input.taskId}`,
-        evidence: event.evidence,
-      })),
-    )
-    .map((row, seq) => ({ ...row, seq }));
-  if (rows.length === 0) return writeTaskOutcomesIn(tx, inputs, plans);
-  const { rows: answer } = await tx.executeQuery(
-    preparedText<{ inserted: string; nodes: { id: string; cents: number }[] | null }>(newOutcomesText(), [
-      storableJson(rows),
-    ]),
-  );
-  if (Number(answer[0]?.inserted) !== rows.length) {
-    throw new OutcomesNotNewError(`${rows.length - Number(answer[0]?.inserted)} outcome events were not new`);
-  }
-  // each input's score: the node's new score less what its later inputs added
-  const cents = new Map((answer[0]!.nodes ?? []).map((node) => [node.id, Number(node.cents)]));
-  const results: TaskOutcomeResult[] = [];
-  for (let i = inputs.length - 1; i >= 0; i--) {
-    const { nodeId } = inputs[i]!;
-    const added = plans[i]!.reduce((sum, event) => sum + Math.round(event.delta * 100), 0);
-    results[i] = {
-      reputation: cents.get(nodeId)! / 100,
-      delta: added / 100,
-      fast: plans[i]!.some((event) => event.rule === "fast_completion"),
-      applied: true,
-    };
-    cents.set(nodeId, cents.get(nodeId)! - added);
-  }
-  return results;
-}
-
-let newOutcomes: string | undefined;
-
-/** writeNewTaskOutcomesIn's statement, its rows at $1 (written as text: it runs with every completion). */
-function newOutcomesText(): string {
-  return (newOutcomes ??= `
-    WITH d AS (SELECT * FROM ${recordsetText(NEW_EVENT_COLUMNS, Object.keys(NEW_EVENT_COLUMNS), 1)}),
-    totals AS (SELECT node_id, sum(cents) AS cents FROM d GROUP BY node_id),
-    upd AS (
-      UPDATE nodes n SET reputation = (round(n.reputation * 100) + t.cents) / 100.0
-      FROM totals t WHERE n.id = t.node_id
-      RETURNING n.id, round(n.reputation * 100) AS cents
-    ),
-    ins AS (
-      INSERT INTO reputation_events (node_id, account_id, rule, delta, task_id, period_key, evidence, reputation_after)
-      SELECT d.node_id, d.account_id, d.rule, d.cents / 100.0, d.task_id, d.period_key, d.evidence,
-        (u.cents - coalesce(sum(d.cents) OVER (PARTITION BY d.node_id ORDER BY d.seq DESC
-          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)) / 100.0
-      FROM d JOIN upd u ON u.id = d.node_id
-      ON CONFLICT DO NOTHING
-      RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM ins)::text AS inserted,
-      (SELECT json_agg(json_build_object('id', id, 'cents', cents)) FROM upd) AS nodes`);
-}
-
-/** The rows writeNewTaskOutcomesIn reads (`seq`: their order, so each event's score after it counts back). */
-const NEW_EVENT_COLUMNS: ColumnTypes = {
-  seq: "integer",
-  node_id: "text",
-  account_id: "uuid",
-  rule: "text",
-  cents: "bigint",
-  task_id: "uuid",
-  period_key: "text",
-  evidence: "jsonb",
-};
 
 const SCORE_COLUMNS: ColumnTypes = { id: "text", reputation: "double precision" };
 

@@ -114,7 +114,7 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
     await test?.close();
   });
 
-  it("keeps an outcome through an outage and a lost COMMIT reply, and applies each exactly once", async () => {
+  it("keeps outcomes through an outage and lost replies of committed batches, each applied once", async () => {
     const lines: { level: number; msg: string }[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
     const proxy = await startDatabaseProxy(test.url);
@@ -137,18 +137,33 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
       await recorder.settled();
       expect(await reputationOf(test.db, node.id)).toBe(110);
 
-      // with the task's end: the journal asks whether the batch whose COMMIT reply was lost committed (it did)
-      const lost = proxy.loseNextCommitReply();
+      // with the task's end, one statement: its retry finds the batch's mark written (it committed)
+      const lost = proxy.loseNextReply(tasks[1]!);
       recorder.record(outcome(tasks[1]!));
       journal.update(tasks[1]!, "completed", { completion_tokens: 80 }, node.id);
       await recorder.settled();
       await lost;
-      expect(proxy.lostCommitReplies).toBe(1);
+      expect(proxy.lostReplies).toBe(1);
       const row = await test.db.selectFrom("tasks").select("status").where("id", "=", tasks[1]!).executeTakeFirst();
       expect(row?.status).toBe("completed");
-      // the retried batch found its events already written: +10 once, not twice
+      // +10 once, not twice
       expect(await reputationOf(test.db, node.id)).toBe(120);
       expect((await eventsOf(test.db, node.id)).filter((e) => e.rule === "task_completed")).toHaveLength(2);
+
+      // outcomes of two nodes take a transaction: the journal asks whether the one whose COMMIT reply was lost
+      // committed (it did), and does not write it again
+      const other = await insertNode(test.db);
+      const more = [await insertTask(test.db, node), await insertTask(test.db, other)];
+      const lostCommit = proxy.loseNextReply(more[1]!);
+      recorder.record(outcome(more[0]!));
+      recorder.record(completionOf(other, more[1]!));
+      for (const [i, id] of more.entries())
+        journal.update(id, "completed", { completion_tokens: 80 }, [node, other][i]!.id);
+      await recorder.settled();
+      await lostCommit;
+      expect(proxy.lostReplies).toBe(2);
+      expect([await reputationOf(test.db, node.id), await reputationOf(test.db, other.id)]).toEqual([130, 110]);
+      expect((await eventsOf(test.db, other.id)).map((e) => e.rule)).toEqual(["task_completed"]);
       expect(lines.some((line) => line.level >= 50)).toBe(false);
     } finally {
       await through.close();

@@ -11,9 +11,9 @@ import { settlesWithin } from "../db/outage.ts";
 import type { Database } from "../db/schema.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import type { TaskJournal } from "../tasks/journal.ts";
+import { newTaskOutcomesStatement, writeNewTaskOutcomesIn } from "./new-outcomes.ts";
 import {
   planTaskOutcome,
-  writeNewTaskOutcomesIn,
   writeTaskOutcomesIn,
   type PlannedEvent,
   type TaskOutcomeInput,
@@ -51,8 +51,18 @@ export class ReputationRecorder {
   ) {
     journal.carry<Planned>({
       write: (tx, items, careful) => (careful ? writeApart(tx, items) : writeInChunks(tx, items)),
+      statement: (items, parameters) =>
+        items.length > MAX_BATCH
+          ? undefined
+          : newTaskOutcomesStatement(
+              items.map((item) => item.input),
+              items.map((item) => item.plan),
+              parameters,
+            ),
       committed: (items, written) => {
         this.#riding -= items.length;
+        // a try whose reply was lost: the scores are written, the live ones follow with the node's next outcome
+        if (written === undefined) return;
         for (const [i, result] of (written as Written).entries()) {
           if ("refused" in result) this.#failed(items[i]!.input, result.refused);
           else this.#apply(items[i]!.input, result);

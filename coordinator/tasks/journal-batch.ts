@@ -45,6 +45,74 @@ export function partOf(batch: Pending, take: (taskId: string) => boolean): Pendi
  * and its events' foreign keys are checked at the end of the statement. Returns the transaction's id.
  */
 export async function writeBatch(tx: Transaction<Database>, batch: Pending): Promise<string> {
+  const parameters: unknown[] = [];
+  // the transaction's id comes back with the statement (no round trip of its own): had its reply been lost, the
+  // COMMIT would never have been sent, so a try whose id is unknown cannot have committed
+  const text = `WITH ${batchParts(batch, parameters)} SELECT pg_current_xact_id()::text AS xid`;
+  const { rows } = await tx.executeQuery(preparedText<{ xid: string }>(text, parameters));
+  return rows[0]!.xid;
+}
+
+/** What a rider adds to a batch written alone: more WITH parts, more columns of its one row, and how to read them. */
+export interface RiderStatement {
+  parts: string;
+  columns: string;
+  read(row: Record<string, unknown>): unknown;
+}
+
+/**
+ * A batch as one statement outside a transaction block, with what rides it: one round trip where a transaction
+ * takes four (begin, the statement, the rider's, commit). Its reply can be lost after the server committed it, and
+ * the transaction's id would not tell (it comes with that reply), so the statement also writes `mark` into
+ * journal_batches: a retry writes the same mark, and the primary key makes it fail if the first try committed
+ * (markLanded tells). It deletes the journal's previous mark, whose batch can no longer be retried. Returns the
+ * statement's row, for the rider; undefined, with nothing sent, when the rider's items cannot join the statement.
+ */
+export async function writeBatchAlone(
+  db: Kysely<Database>,
+  batch: Pending,
+  rider: ((parameters: unknown[]) => RiderStatement | undefined) | undefined,
+  mark: string,
+  previousMark: string | undefined,
+): Promise<Record<string, unknown> | undefined> {
+  const parameters: unknown[] = [mark, previousMark ?? null];
+  const marks =
+    "mark AS (INSERT INTO journal_batches (id) VALUES ($1::uuid)), " +
+    "unmark AS (DELETE FROM journal_batches WHERE id = $2::uuid)";
+  const parts = batchParts(batch, parameters);
+  const riding = rider?.(parameters);
+  if (rider && !riding) return undefined;
+  const text = riding
+    ? `WITH ${marks}, ${parts}, ${riding.parts} SELECT ${riding.columns}`
+    : `WITH ${marks}, ${parts} SELECT 1 AS written`;
+  const { rows } = await db.executeQuery(preparedText<Record<string, unknown>>(text, parameters));
+  return rows[0]!;
+}
+
+/**
+ * Whether a batch written alone with `mark` committed, its first try's reply lost. Writing the mark again waits for
+ * a try still in progress (its backend has not yet noticed the lost connection) and conflicts with one that
+ * committed; the probe's own mark is rolled back.
+ */
+export async function markLanded(db: Kysely<Database>, mark: string): Promise<boolean> {
+  return db
+    .transaction()
+    .execute(async (tx) => {
+      const { rows } = await sql`INSERT INTO journal_batches (id) VALUES (${mark}::uuid)
+      ON CONFLICT DO NOTHING RETURNING 1 AS written`.execute(tx);
+      if (rows.length > 0) throw new MarkNotLanded();
+      return true;
+    })
+    .catch((err: unknown) => {
+      if (err instanceof MarkNotLanded) return false;
+      throw err;
+    });
+}
+
+class MarkNotLanded extends Error {}
+
+/** The batch's WITH parts (`w0 AS (…), …`), their rows appended to `parameters`. */
+function batchParts(batch: Pending, parameters: unknown[]): string {
   // a task created in this batch is inserted as it is now: its changes need no UPDATE of their own
   const updates = new Map(batch.updates);
   const inserts = batch.inserts.map((row) => {
@@ -54,7 +122,6 @@ export async function writeBatch(tx: Transaction<Database>, batch: Pending): Pro
   });
   // the text is written here rather than through Kysely's nodes: on every chat's path, their building and compiling
   // cost more than the statement; every column of tasks has its type in TASK_COLUMNS (journal.test.ts checks it)
-  const parameters: unknown[] = [];
   const parts: string[] = [];
   const rowsAt = (rows: readonly object[]) => parameters.push(storableJson(rows));
   for (const group of groupByColumns(inserts)) {
@@ -66,12 +133,7 @@ export async function writeBatch(tx: Transaction<Database>, batch: Pending): Pro
   }
   // a batch always has events: #write skips one without any
   parts.push(insertRecordsetText("task_events", EVENT_COLUMNS, EVENT_COLUMN_NAMES, rowsAt(batch.events)));
-  // the transaction's id comes back with the statement (no round trip of its own): had its reply been lost, the
-  // COMMIT would never have been sent, so a try whose id is unknown cannot have committed
-  const named = parts.map((part, i) => `w${i} AS (${part})`).join(", ");
-  const text = `WITH ${named} SELECT pg_current_xact_id()::text AS xid`;
-  const { rows } = await tx.executeQuery(preparedText<{ xid: string }>(text, parameters));
-  return rows[0]!.xid;
+  return parts.map((part, i) => `w${i} AS (${part})`).join(", ");
 }
 
 /**

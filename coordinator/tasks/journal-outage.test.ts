@@ -1,5 +1,5 @@
 // The task journal when PostgreSQL goes away (through a TCP proxy the test cuts): records wait, with a log line and a
-// gauge, and are written exactly once when it is back, also when a COMMIT's reply was lost.
+// gauge, and are written exactly once when it is back, also when the reply of a batch that committed was lost.
 import { randomUUID } from "node:crypto";
 import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -74,19 +74,19 @@ describe.skipIf(databaseSource().kind !== "postgres")("task journal through a da
     expect(logs.some((line) => line.msg === "task records written again: the database is back")).toBe(true);
   });
 
-  it("writes a batch whose COMMIT reply was lost exactly once", async () => {
+  it("writes a batch whose reply was lost after it committed exactly once", async () => {
     const journal = await connectThroughProxy();
     const id = randomUUID();
     journal.created({ id, difficulty: "SIMPLE" });
     journal.update(id, "streaming", { node_id: nodeId, first_token_at: new Date() }, nodeId);
     await journal.flush();
 
-    const lost = proxy.loseNextCommitReply();
+    const lost = proxy.loseNextReply(id);
     journal.update(id, "completed", { completion_tokens: 7, completed_at: new Date(), total_ms: 70 }, nodeId);
     journal.note(id, "completed", nodeId, "spot check passed");
     await journal.flush();
     await lost;
-    expect(proxy.lostCommitReplies).toBe(1);
+    expect(proxy.lostReplies).toBe(1);
     expect(await eventsOf(id)).toEqual(["queued", "streaming", "completed", "completed"]);
     expect((await statuses([id]))[0]!.status).toBe("completed");
     expect(logs.some((line) => line.level >= 50)).toBe(false);

@@ -34,6 +34,25 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
     expect({ ...TASK_COLUMNS }).toEqual(schema);
   });
 
+  it("writes each batch as one statement with a mark, and keeps only its last batch's mark", async () => {
+    const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
+    const marks = async () =>
+      (await test.db.selectFrom("journal_batches").select("id").execute()).map((mark) => mark.id).sort();
+    const before = await marks();
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    const seen: string[][] = [];
+    for (const id of ids) {
+      journal.created({ id, difficulty: "SIMPLE" });
+      journal.update(id, "failed", { failure_reason: "client went away", completed_at: new Date() }, null);
+      await journal.flush();
+      seen.push(await marks());
+    }
+    // one new mark after each batch, a different one each time: the previous batch's is gone with the next
+    for (const after of seen) expect(after).toHaveLength(before.length + 1);
+    expect(new Set(seen.map((after) => after.join())).size).toBe(3);
+    expect((await Promise.all(ids.map(row))).map((task) => task.status)).toEqual(["failed", "failed", "failed"]);
+  });
+
   it("writes a task created and finished within one batch as one insert with its final state", async () => {
     const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
     const id = randomUUID();

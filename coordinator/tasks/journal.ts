@@ -8,7 +8,18 @@ import type { Logger } from "pino";
 import { isDatabaseUnavailable } from "../db/faults.ts";
 import { DEFAULT_PACING, OutageWait, settlesWithin, type OutagePacing } from "../db/outage.ts";
 import type { Database, NewTask, TaskStatus, TaskUpdate } from "../db/schema.ts";
-import { committed, emptyPending, partOf, type Pending, taskIdsOf, writeBatch } from "./journal-batch.ts";
+import { randomUUID } from "node:crypto";
+import {
+  committed,
+  emptyPending,
+  markLanded,
+  partOf,
+  type Pending,
+  type RiderStatement,
+  taskIdsOf,
+  writeBatch,
+  writeBatchAlone,
+} from "./journal-batch.ts";
 
 /**
  * What commits with the task records (the reputation ledger's outcomes): items given to ride() are written by
@@ -20,7 +31,15 @@ import { committed, emptyPending, partOf, type Pending, taskIdsOf, writeBatch } 
  */
 export interface JournalRider<T> {
   write(tx: Transaction<Database>, items: T[], careful: boolean): Promise<unknown>;
-  /** The batch committed; `written` is what write() returned in the try that committed. */
+  /**
+   * The items as parts of a batch written as one statement (writeBatchAlone), their parameters appended to
+   * `parameters`; undefined when they cannot be, and the batch takes a transaction.
+   */
+  statement?(items: T[], parameters: unknown[]): RiderStatement | undefined;
+  /**
+   * The batch committed; `written` is what write() returned in the try that committed, or what the statement's
+   * read() made of its row; undefined when that try's reply was lost.
+   */
   committed(items: T[], written: unknown): void;
   /**
    * The batch failed for another reason than an outage, even item by item: the task records go on without these
@@ -57,6 +76,8 @@ export class TaskJournal {
   readonly #instance: string | null;
   readonly #maxWaiting: number;
   #rider: JournalRider<unknown> | undefined;
+  /** The mark of the last batch written alone, deleted with the next one. */
+  #lastMark: string | undefined;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -163,11 +184,56 @@ export class TaskJournal {
   }
 
   /**
+   * The batch and its rider's items as one statement, outside a transaction block (writeBatchAlone): the common
+   * case, one round trip. false, with nothing of the batch written, when it must take a transaction instead: the
+   * rider's items cannot join (outcomes of several nodes), or the database refused the statement (then the
+   * transaction path finds out which record or item it was). After a lost reply, the batch's mark tells whether the
+   * try committed before it is tried again.
+   */
+  async #writeAlone(batch: Pending): Promise<boolean> {
+    const rider = this.#rider;
+    let riding: RiderStatement | undefined;
+    const statement =
+      batch.riding.length === 0
+        ? undefined
+        : (parameters: unknown[]) => (riding = rider?.statement?.(batch.riding, parameters));
+    const mark = randomUUID();
+    let row: Record<string, unknown> | undefined;
+    for (let unknown = false; ; ) {
+      try {
+        if (!unknown || !(await markLanded(this.db, mark))) {
+          row = await writeBatchAlone(this.db, batch, statement, mark, this.#lastMark);
+          if (row === undefined) return false;
+        }
+        break;
+      } catch (err) {
+        if (!isDatabaseUnavailable(err)) return false;
+        unknown = true; // the reply may have been lost after the server committed
+        await this.#outage.pause(err, this.#waiting);
+      }
+    }
+    this.#lastMark = mark;
+    if (batch.riding.length > 0) rider!.committed(batch.riding, row && this.#read(riding!, row));
+    return true;
+  }
+
+  /** What the rider makes of a committed statement's row; undefined (logged) should that fail: it is written. */
+  #read(riding: RiderStatement, row: Record<string, unknown>): unknown {
+    try {
+      return riding.read(row);
+    } catch (err) {
+      this.logger.error({ err }, "could not read what a task journal batch wrote");
+      return undefined;
+    }
+  }
+
+  /**
    * Writes a batch exactly once, waiting out an unavailable database. One that fails for another reason (a record
    * the database refuses) is written in halves, task by task in the end, so a bad record costs only its own task's
    * records and not every other task's of the batch; a single task's are tried a few times, then logged and dropped.
    */
   async #writeOrSplit(batch: Pending): Promise<void> {
+    if (batch.events.length > 0 && (await this.#writeAlone(batch))) return;
     const tasks = taskIdsOf(batch);
     // the id of the last try's transaction: its COMMIT may have landed though its reply was lost
     let xid: string | undefined;

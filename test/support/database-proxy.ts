@@ -1,5 +1,5 @@
-// A TCP proxy in front of the test PostgreSQL that a test can cut and restore, or make lose a COMMIT's reply:
-// database outages for one test without ever touching the server other tests share.
+// A TCP proxy in front of the test PostgreSQL that a test can cut and restore, or make lose the reply of a statement
+// the server has committed: database outages for one test without ever touching the server other tests share.
 import { createConnection, createServer, type Socket } from "node:net";
 
 export interface DatabaseProxy {
@@ -9,24 +9,26 @@ export interface DatabaseProxy {
   cut(): Promise<void>;
   /** Accepts connections again, on the same port. */
   restore(): Promise<void>;
-  /** The next COMMIT reaches the server and commits, but its reply is dropped with the connection. */
-  loseNextCommitReply(): Promise<void>;
-  /** How many COMMIT replies were lost so far. */
-  readonly lostCommitReplies: number;
+  /**
+   * The next message that carries `containing` (a value bound to a statement, or its text) reaches the server; the
+   * replies pass until the server is done with its transaction (the statement's own, or the COMMIT that follows), and
+   * that reply is dropped with the connection. Resolves once it is.
+   */
+  loseNextReply(containing: string): Promise<void>;
+  /** How many replies were lost so far. */
+  readonly lostReplies: number;
   close(): Promise<void>;
 }
 
-// A frontend Query message: 'Q', a 4-byte length, the text, a NUL. Kysely sends "commit" as a simple query.
-const COMMIT_QUERY = Buffer.from("commit\0");
-// The backend's CommandComplete tag for it.
-const COMMIT_DONE = Buffer.from("COMMIT\0");
+// The backend's ReadyForQuery message when no transaction is open: 'Z', length 5, status 'I' (idle).
+const READY_IDLE = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
 
 export async function startDatabaseProxy(targetUrl: string): Promise<DatabaseProxy> {
   const target = new URL(targetUrl);
   const targetPort = Number(target.port || 5432);
   const targetHost = target.hostname;
   const open = new Set<Socket>();
-  let loseCommit: (() => void) | undefined;
+  let lose: { containing: Buffer; lost: () => void } | undefined;
   let lost = 0;
 
   const server = createServer((client) => {
@@ -40,24 +42,21 @@ export async function startDatabaseProxy(targetUrl: string): Promise<DatabasePro
     };
     client.on("error", drop).on("close", drop);
     upstream.on("error", drop).on("close", drop);
-    let swallowing = false;
+    let losing = false;
     client.on("data", (chunk: Buffer) => {
-      const at = chunk.indexOf(COMMIT_QUERY);
-      if (loseCommit && at >= 5 && chunk[at - 5] === 0x51) {
-        swallowing = true;
-        const done = loseCommit;
-        loseCommit = undefined;
-        upstream.once("close", done);
+      if (lose && chunk.includes(lose.containing)) {
+        losing = true;
+        upstream.once("close", lose.lost);
+        lose = undefined;
       }
       upstream.write(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
-      if (!swallowing) return void client.write(chunk);
-      // the server has committed once it says so: only then cut, so the commit's fate is certain
-      if (chunk.includes(COMMIT_DONE)) {
-        lost++;
-        drop();
-      }
+      // idle again: the transaction has ended (committed, for the statements tests lose); only then cut, so its
+      // fate is certain and the client cannot know it
+      if (!losing || !chunk.includes(READY_IDLE)) return void client.write(chunk);
+      lost++;
+      drop();
     });
   });
   const listen = (port: number) =>
@@ -84,8 +83,9 @@ export async function startDatabaseProxy(targetUrl: string): Promise<DatabasePro
     url: url.toString(),
     cut,
     restore: () => listen(port),
-    loseNextCommitReply: () => new Promise<void>((resolve) => (loseCommit = resolve)),
-    get lostCommitReplies() {
+    loseNextReply: (containing) =>
+      new Promise<void>((resolve) => (lose = { containing: Buffer.from(containing), lost: resolve })),
+    get lostReplies() {
       return lost;
     },
     close: async () => {
