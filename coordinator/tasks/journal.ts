@@ -67,7 +67,7 @@ export class TaskJournal {
   #pending = emptyPending();
   #timer: NodeJS.Timeout | undefined;
   /** A flush is due at once (a task ended). */
-  #soon = false;
+  #soon: NodeJS.Immediate | undefined;
   #flushing: Promise<void> = Promise.resolve();
   /** Events queued or being written, not yet in the database. */
   #waiting = 0;
@@ -143,17 +143,17 @@ export class TaskJournal {
   }
 
   #flushSoon(): void {
-    if (this.#soon) return;
-    clearTimeout(this.#timer);
-    this.#soon = true;
-    this.#timer = setTimeout(() => void this.flush(), 0);
+    // after this turn's I/O, not on a timer (at least 1 ms): before the next request is read, so that one at a time
+    // a task's records go out whole, one insert, rather than its start with the previous task's end and its end later
+    this.#soon ??= setImmediate(() => void this.flush());
   }
 
   /** Writes everything queued so far; resolves when it is in the database (after an outage, when that ends). */
   flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#soon = false;
+    clearImmediate(this.#soon);
+    this.#soon = undefined;
     // batches are written one after another, so a task's insert always precedes its later updates; a batch is
     // taken when its turn comes, so what queues while one is written goes out together in the next (group commit)
     this.#flushing = this.#flushing.then(() => {
