@@ -2,7 +2,8 @@
 // seconds.
 import { availableParallelism, freemem, loadavg, totalmem } from "node:os";
 import { detectGpus, type Gpu } from "./gpu.ts";
-import type { AgentState, HostReading } from "./state.ts";
+import type { HostReading } from "./snapshot.ts";
+import type { AgentState } from "./state.ts";
 
 const MIB = 1024 * 1024;
 

@@ -8,7 +8,8 @@ import { EnvelopeError, openMessage, type SessionKeys } from "../common/crypto/e
 import { BackendError, type Backend } from "./backends/backend.ts";
 import type { OutgoingMessage } from "./outgoing-message.ts";
 import { ChunkCoalescer, type OutboxBacklog } from "./chunk-coalescer.ts";
-import type { AgentState, TaskOutcome } from "./state.ts";
+import type { TaskOutcome } from "./snapshot.ts";
+import type { AgentState } from "./state.ts";
 import { chatRoleFromProto } from "../common/vocabulary.ts";
 
 type Send = (message: OutgoingMessage) => void;

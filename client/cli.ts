@@ -1,6 +1,6 @@
 // The `iris` command line: chat, accounts and the network's figures over the SDK (run it through bin/iris).
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { generateKey, login, logout, moveNode, register, verifyKey, type AccountIo } from "./cli-account.ts";
 import { Interrupts, runChat, type Terminal } from "./cli-chat.ts";
 import { palette, wantsColor } from "./color.ts";
@@ -25,85 +25,21 @@ import {
 } from "./failure.ts";
 import { createNodeIrisClient, type IrisClient } from "./sdk-node.ts";
 import { DivisionMode } from "../gen/iris/v1/common_pb.ts";
-import { CaFileError, readCaFile } from "../common/ca-file.ts";
+import {
+  DEFAULT_URL,
+  parseAccountKey,
+  parseCaFile,
+  parseConsensusNodes,
+  parseDivisionMode,
+  parseTemperature,
+  parseUrl,
+  wholeNumber,
+  type ChatFlags,
+  type GlobalOptions,
+} from "./cli-options.ts";
 
-const DEFAULT_URL = "http://127.0.0.1:8080";
 const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
   .version;
-
-interface ChatFlags {
-  model?: string;
-  maxTokens?: number;
-  temperature?: number;
-  system?: string;
-  quiet?: boolean;
-  mode?: DivisionMode;
-  nodes?: number;
-}
-
-interface GlobalOptions {
-  url: string;
-  /** PEM certificates of the CA given by --ca / IRIS_CA_PATH. */
-  ca?: string[];
-  json?: boolean;
-  accountKey?: string;
-}
-
-function parseUrl(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new InvalidArgumentError(`not a URL (e.g. ${DEFAULT_URL})`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:")
-    throw new InvalidArgumentError("use an http:// or https:// URL");
-  return value.replace(/\/+$/, "");
-}
-
-function parseCaFile(path: string): string[] {
-  try {
-    return readCaFile(path);
-  } catch (err) {
-    throw new InvalidArgumentError(err instanceof CaFileError ? err.message : String(err));
-  }
-}
-
-function parseAccountKey(value: string): string {
-  // the message must not repeat the value: it is a secret even when mistyped
-  if (!/^\d{4} ?\d{4} ?\d{4} ?\d{4}$/.test(value.trim()))
-    throw new InvalidArgumentError("an account key is 16 digits, e.g. 1234 5678 9012 3456");
-  return value.trim();
-}
-
-const wholeNumber =
-  (max: number) =>
-  (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) > max) throw new InvalidArgumentError(`a whole number from 0 to ${max}`);
-    return Number(value);
-  };
-
-function parseTemperature(value: string): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n > 2)
-    throw new InvalidArgumentError("a number from 0 to 2");
-  return n;
-}
-
-const divisionModes = ["single", "subtasks", "consensus", "context", "auto"] as const;
-
-function parseDivisionMode(value: string): DivisionMode {
-  const name = value.trim().toLowerCase();
-  if (!(divisionModes as readonly string[]).includes(name))
-    throw new InvalidArgumentError(`one of ${divisionModes.join(", ")}`);
-  return DivisionMode[name.toUpperCase() as Uppercase<(typeof divisionModes)[number]>];
-}
-
-function parseConsensusNodes(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 2 || Number(value) > 9)
-    throw new InvalidArgumentError("a whole number from 2 to 9");
-  return Number(value);
-}
 
 const examples = `
 Examples:

@@ -1,7 +1,7 @@
 // The agent's terminal screen, htop-style: panels on top, the live tasks table, the event log, the key bar.
 // Pure: it draws a snapshot at a size and a time; AgentApp feeds it.
 import { Box, Text } from "ink";
-import type { AgentEvent, AgentSnapshot } from "../agent/state.ts";
+import type { AgentEvent, AgentSnapshot } from "../agent/snapshot.ts";
 import { clock } from "./format.ts";
 import {
   GpuLine,

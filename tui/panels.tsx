@@ -2,7 +2,7 @@
 import { Text } from "ink";
 import type { ReactNode } from "react";
 import type { Gpu } from "../agent/gpu.ts";
-import type { AgentSnapshot, HostReading } from "../agent/state.ts";
+import type { AgentSnapshot, HostReading } from "../agent/snapshot.ts";
 import { count, duration, fit, levelColor, mebibytes, meter, padEnd, parameters, rate } from "./format.ts";
 
 /** The label column every panel line starts with. */

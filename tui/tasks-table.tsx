@@ -1,6 +1,6 @@
 // The live tasks table: one row per running task with tokens, speed, elapsed time and progress against max_tokens.
 import { Text } from "ink";
-import type { AgentSnapshot, LiveTask } from "../agent/state.ts";
+import type { AgentSnapshot, LiveTask } from "../agent/snapshot.ts";
 import { shortId } from "../agent/state.ts";
 import { count, duration, padEnd, padStart, progressBar, rate } from "./format.ts";
 import { Line } from "./panels.tsx";

@@ -17,12 +17,13 @@ import { Channel } from "../../common/channel.ts";
 import { deriveSessionKeys, EnvelopeError, type SessionKeys } from "../../common/crypto/envelope.ts";
 import type { Database } from "../db/schema.ts";
 import { clientAddressKey } from "../request-context.ts";
-import { LiveNode, type NodeCapabilities, type NodeRegistry } from "./registry.ts";
+import { LiveNode, type NodeRegistry } from "./registry.ts";
 import { accountOf, checkBinding, moveNode, nextWithin, registerChallenge } from "./identity.ts";
 import { closeSession, openSession, storedMeasurements, upsertNode } from "./store.ts";
 import type { SessionCloser } from "./session-closer.ts";
 import { isSuspended } from "./suspension.ts";
-import { measuredTier, sizeOf, speedVerdict, type Verification } from "./capability.ts";
+import { measuredTier, speedVerdict } from "./capability.ts";
+import { capabilitiesOf, gpusOf } from "./declaration.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
 import { tierToProto } from "../../common/vocabulary.ts";
 
@@ -54,48 +55,6 @@ function earningsOf(
 ): { estimateMonth?: string; estimatedMonthUnits?: bigint } {
   const estimate = deps.earnings?.forAccount(accountId);
   return estimate ? { estimateMonth: estimate.month, estimatedMonthUnits: BigInt(estimate.units) } : {};
-}
-
-function gpusOf(gpus: Register["gpus"]): NodeCapabilities["gpus"] {
-  return gpus.map((g) => ({
-    name: g.name,
-    vramTotalMb: Number(g.vramTotalMb),
-    vramUsedMb: Number(g.vramUsedMb),
-    utilizationPercent: g.utilizationPercent,
-  }));
-}
-
-/** The declaration, with a size or quantization it left out parsed from the model name (`size` says which). */
-function capabilitiesOf(register: Register): { capabilities: NodeCapabilities; size: Verification } {
-  const { parameterCount, quantization, size } = sizeOf({
-    modelName: register.modelName,
-    parameterCount: Number(register.parameterCount),
-    quantization: register.quantization,
-  });
-  return { capabilities: declaredCapabilities(register, parameterCount, quantization), size };
-}
-
-function declaredCapabilities(register: Register, parameterCount: number, quantization: string): NodeCapabilities {
-  return {
-    modelName: register.modelName,
-    parameterCount,
-    quantization,
-    ...(register.modelSha256 ? { modelSha256: register.modelSha256 } : {}),
-    contextLength: register.contextLength,
-    tokensPerSecond: register.benchmarkTokensPerSecond,
-    maxConcurrentTasks: register.maxConcurrentTasks,
-    gpus: gpusOf(register.gpus),
-    backend: register.backend,
-    agentVersion: register.agentVersion,
-    ...(register.tokenizerRates
-      ? {
-          tokenizerRates: {
-            asciiCharsPerToken: register.tokenizerRates.asciiCharsPerToken,
-            otherCharsPerToken: register.tokenizerRates.otherCharsPerToken,
-          },
-        }
-      : {}),
-  };
 }
 
 export function nodeService(deps: NodeServiceDeps): Pick<ServiceImpl<typeof NodeService>, "connect" | "moveNode"> {

@@ -64,8 +64,8 @@ export interface RiderStatement {
  * A batch as one statement outside a transaction block, with what rides it: one round trip where a transaction
  * takes four (begin, the statement, the rider's, commit). Its reply can be lost after the server committed it, and
  * the transaction's id would not tell (it comes with that reply), so the statement also writes `mark` into
- * journal_batches: a retry writes the same mark, and the primary key makes it fail if the first try committed
- * (markLanded tells). It deletes the journal's previous mark, whose batch can no longer be retried. Returns the
+ * journal_batches, and before a retry markLanded writes the same mark again: its primary key says whether the first
+ * try committed. It deletes the journal's previous mark, whose batch can no longer be retried. Returns the
  * statement's row, for the rider; undefined, with nothing sent, when the rider's items cannot join the statement.
  */
 export async function writeBatchAlone(
