@@ -260,6 +260,8 @@ export interface NodesTable {
 // 0009_journal_batches: the marks of task journal batches written as one statement (coordinator/tasks/).
 export interface JournalBatchesTable {
   id: string;
+  /** The coordinator instance whose journal wrote it; NULL for a journal without one. */
+  instance: ColumnType<string | null, string | null | undefined, string | null>;
   written_at: CreatedAt;
 }
 

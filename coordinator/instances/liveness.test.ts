@@ -1,5 +1,6 @@
 // Ending what a dead coordinator left open, on both engines: its own previous run at start, a silent peer on a
-// sweep (once, even when swept twice), live peers never; the tasks fail with a reason, the sessions close.
+// sweep (once, even when swept twice), live peers never; the tasks fail with a reason, the sessions close, the task
+// journal's batch marks go.
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import pino from "pino";
@@ -57,6 +58,14 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
   const sessionOpen = async (id: string) =>
     (await test.db.selectFrom("node_sessions").select("disconnected_at").where("id", "=", id).executeTakeFirstOrThrow())
       .disconnected_at === null;
+  // a task journal batch's mark (tasks/journal-batch.ts), as the instance's journal leaves it
+  async function mark(instance: string): Promise<string> {
+    const id = randomUUID();
+    await test.db.insertInto("journal_batches").values({ id, instance }).execute();
+    return id;
+  }
+  const marked = async (id: string) =>
+    (await test.db.selectFrom("journal_batches").select("id").where("id", "=", id).executeTakeFirst()) !== undefined;
   async function heartbeatAgo(instance: string, seconds: number): Promise<void> {
     const at = sql<Date>`now() - make_interval(secs => ${seconds})`;
     await test.db
@@ -74,6 +83,7 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
       const done = await task(me, "completed");
       const otherPeers = await task(`peer-${suffix()}`, "streaming");
       const mySession = await session(me);
+      const [myMark, peersMark] = [await mark(me), await mark(`peer-${suffix()}`)];
       await recoverAtStart({ db: test.db, instance: me, heartbeatMs: 10_000, deadAfterMs: 60_000, logger });
       for (const id of open) {
         expect(await row(id)).toMatchObject({
@@ -86,6 +96,8 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
       expect((await row(done)).status).toBe("completed");
       expect((await row(otherPeers)).status).toBe("streaming");
       expect(await sessionOpen(mySession)).toBe(false);
+      // the previous run's last batch can never be tried again; a live peer's can
+      expect([await marked(myMark), await marked(peersMark)]).toEqual([false, true]);
       const mine = await test.db
         .selectFrom("coordinator_instances")
         .selectAll()
@@ -104,6 +116,7 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
     const liveTask = await task(live, "streaming");
     const deadSession = await session(dead);
     const liveSession = await session(live);
+    const [deadMark, liveMark] = [await mark(dead), await mark(live)];
     const options = { db: test.db, instance: `sweeper-${suffix()}`, deadAfterMs: 60_000, logger };
     expect(await sweepDeadInstances(options)).toContain(dead);
     expect(await sweepDeadInstances(options)).not.toContain(dead);
@@ -112,6 +125,7 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
     expect((await row(liveTask)).status).toBe("streaming");
     expect(await sessionOpen(deadSession)).toBe(false);
     expect(await sessionOpen(liveSession)).toBe(true);
+    expect([await marked(deadMark), await marked(liveMark)]).toEqual([false, true]);
     const left = await test.db
       .selectFrom("coordinator_instances")
       .select("instance")

@@ -72,12 +72,11 @@ export async function writeBatchAlone(
   db: Kysely<Database>,
   batch: Pending,
   rider: ((parameters: unknown[]) => RiderStatement | undefined) | undefined,
-  mark: string,
-  previousMark: string | undefined,
+  mark: { id: string; previous: string | undefined; instance: string | null },
 ): Promise<Record<string, unknown> | undefined> {
-  const parameters: unknown[] = [mark, previousMark ?? null];
+  const parameters: unknown[] = [mark.id, mark.previous ?? null, mark.instance];
   const marks =
-    "mark AS (INSERT INTO journal_batches (id) VALUES ($1::uuid)), " +
+    "mark AS (INSERT INTO journal_batches (id, instance) VALUES ($1::uuid, $3::text)), " +
     "unmark AS (DELETE FROM journal_batches WHERE id = $2::uuid)";
   const parts = batchParts(batch, parameters);
   const riding = rider?.(parameters);

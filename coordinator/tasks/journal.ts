@@ -202,7 +202,11 @@ export class TaskJournal {
     for (let unknown = false; ; ) {
       try {
         if (!unknown || !(await markLanded(this.db, mark))) {
-          row = await writeBatchAlone(this.db, batch, statement, mark, this.#lastMark);
+          row = await writeBatchAlone(this.db, batch, statement, {
+            id: mark,
+            previous: this.#lastMark,
+            instance: this.#instance,
+          });
           if (row === undefined) return false;
         }
         break;

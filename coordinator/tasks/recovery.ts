@@ -12,8 +12,9 @@ export function stoppedReason(instance: string): string {
 
 /**
  * Fails every open task of `instance`, with the reason, and records the failure in each task's history: one
- * statement, so a crash half-way leaves no task failed without its event. Returns how many were ended. Nothing
- * is written to reputation or payouts: the node did not fail, and an unfinished task earns nothing.
+ * statement, so a crash half-way leaves no task failed without its event; then deletes its journal's batch marks.
+ * Returns how many were ended. Nothing is written to reputation or payouts: the node did not fail, and an
+ * unfinished task earns nothing.
  */
 export async function endTasksOfInstance(db: Kysely<Database>, instance: string): Promise<number> {
   const reason = stoppedReason(instance);
@@ -39,5 +40,7 @@ export async function endTasksOfInstance(db: Kysely<Database>, instance: string)
         ]),
     )
     .executeTakeFirst();
+  // none of its journal's batches can be tried again: their marks (journal-batch.ts) have done their work
+  await db.deleteFrom("journal_batches").where("instance", "=", instance).execute();
   return Number(result.numInsertedOrUpdatedRows ?? 0n);
 }
