@@ -39,11 +39,6 @@ export class PreparingClient extends pg.Client {
     return (super.query as (...a: unknown[]) => unknown)(...args);
   }) as pg.Client["query"];
 
-  /** Statements this connection has named, for tests. */
-  get preparedCount(): number {
-    return this.#names.size;
-  }
-
   #nameOf(text: string): string | undefined {
     let name = this.#names.get(text);
     if (name === undefined && this.#names.size < MAX_PREPARED_PER_CONNECTION) {

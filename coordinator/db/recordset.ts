@@ -40,8 +40,8 @@ export function recordset(
   rows: readonly object[],
   alias = "d",
 ): RawBuilder<unknown> {
-  const definitions = columns.map((column) => sql`${sql.ref(column)} ${sql.raw(typeOf(types, column))}`);
-  return sql`jsonb_to_recordset(${storableJson(rows)}::jsonb) AS ${sql.raw(alias)}(${sql.join(definitions)})`;
+  const definitions = sql.raw(definitionsOf(types, columns));
+  return sql`jsonb_to_recordset(${storableJson(rows)}::jsonb) AS ${sql.raw(alias)}(${definitions})`;
 }
 
 /**
@@ -73,7 +73,7 @@ export function insertRecordsetText(
 export const quoted = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
 /** `"a", "b"`: a recordset's columns, built once per set. */
-export function columnList(columns: readonly string[]): string {
+function columnList(columns: readonly string[]): string {
   const key = columns.join(",");
   let list = columnLists.get(key);
   if (list === undefined) columnLists.set(key, (list = columns.map(quoted).join(", ")));
@@ -116,7 +116,8 @@ export function storableJson(value: unknown): string {
 
 /** `INSERT INTO table (columns) SELECT columns FROM <recordset>`: one group's rows in one statement. */
 export function insertRecordset(table: string, types: ColumnTypes, group: RowGroup): RawBuilder<unknown> {
-  const columns = sql.join(group.columns.map((column) => sql.ref(column)));
+  // the definitions first: they refuse a column without a type before any name is written into the text
   const rows = recordset(types, group.columns, group.rows);
-  return sql`INSERT INTO ${sql.table(table)} (${columns}) SELECT ${columns} FROM ${rows}`;
+  const columns = sql.raw(columnList(group.columns));
+  return sql`INSERT INTO ${sql.raw(quoted(table))} (${columns}) SELECT ${columns} FROM ${rows}`;
 }

@@ -142,10 +142,10 @@ let newOutcomes: string | undefined;
 
 /** writeNewTaskOutcomesIn's statement, its rows at $1 (written as text: it runs with every completion). */
 function newOutcomesText(): string {
-  newOutcomes ??= (() => {
+  if (newOutcomes === undefined) {
     const { parts, columns } = newOutcomesParts(1);
-    return `WITH ${parts} SELECT ${columns}`;
-  })();
+    newOutcomes = `WITH ${parts} SELECT ${columns}`;
+  }
   return newOutcomes;
 }
 

@@ -1,5 +1,5 @@
 // Task outcomes into reputation: the events an outcome asks for (planTaskOutcome) and how they are written
-// (writeTaskOutcomes, in a transaction of their own; writeTaskOutcomesIn, in the task journal's; new ones that only
+// (writeTaskOutcomesIn, in the task journal's transaction or recordTaskOutcome's own; new ones that only
 // raise one node's score take new-outcomes.ts's one statement), each event in the same transaction as the new score.
 import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
 import { prepared } from "../db/prepared.ts";
@@ -45,7 +45,8 @@ export async function recordTaskOutcome(
   fastTracker: FastCompletionTracker,
   input: TaskOutcomeInput,
 ): Promise<TaskOutcomeResult> {
-  return (await writeTaskOutcomes(db, [input], [planTaskOutcome(fastTracker, input)]))[0]!;
+  const plan = planTaskOutcome(fastTracker, input);
+  return (await db.transaction().execute((tx) => writeTaskOutcomesIn(tx, [input], [plan])))[0]!;
 }
 
 /** One event an outcome asks for; `requires`: applied only with that event of the same outcome (the fast bonus). */
@@ -98,24 +99,10 @@ export function planTaskOutcome(fastTracker: FastCompletionTracker, input: TaskO
 }
 
 /**
- * Writes planned outcomes (`plans[i]` for `inputs[i]`) in one transaction, in order: the nodes' rows are locked
- * once (in id order, so concurrent batches cannot deadlock), the events already recorded are read once, the new
- * events go in one INSERT and each node's score in one UPDATE. Same rules and results as one recordTaskOutcome
- * per input.
- */
-export async function writeTaskOutcomes(
-  db: Kysely<Database>,
-  inputs: readonly TaskOutcomeInput[],
-  plans: readonly PlannedEvent[][],
-): Promise<TaskOutcomeResult[]> {
-  if (inputs.length === 0) return [];
-  return db.transaction().execute((tx) => writeTaskOutcomesIn(tx, inputs, plans));
-}
-
-/**
- * writeTaskOutcomes inside a transaction the caller holds (the task journal's batch, so that a task's end and its
- * outcome commit together): the nodes locked, the events they already have, then one statement for the new events
- * and the nodes' new scores.
+ * Writes planned outcomes (`plans[i]` for `inputs[i]`) in order, inside a transaction the caller holds (the task
+ * journal's batch, so that a task's end and its outcome commit together): the nodes' rows locked once (in id order,
+ * so concurrent batches cannot deadlock), the events already recorded read once, then one statement for the new
+ * events and the nodes' new scores. Same rules and results as one recordTaskOutcome per input.
  */
 export async function writeTaskOutcomesIn(
   tx: Transaction<Database>,
@@ -191,7 +178,7 @@ export async function writeTaskOutcomesIn(
 
 const SCORE_COLUMNS: ColumnTypes = { id: "text", reputation: "double precision" };
 
-/** The columns writeTaskOutcomes writes, as jsonb_to_recordset reads them. */
+/** The columns writeTaskOutcomesIn writes, as jsonb_to_recordset reads them. */
 const EVENT_COLUMNS: ColumnTypes = {
   node_id: "text",
   account_id: "uuid",

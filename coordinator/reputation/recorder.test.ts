@@ -23,11 +23,17 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     await test?.close();
   });
 
-  it("writes a batch in order, and writes the rest one by one when one outcome cannot be written", async () => {
+  /** A journal and its recorder on this database, and the error lines they log. */
+  function recording(tracker = new FastCompletionTracker()) {
     const logged: string[] = [];
     const logger = pino({ level: "error" }, { write: (line: string) => logged.push(line) });
+    const journal = new TaskJournal(test.db, logger);
+    return { logged, journal, recorder: new ReputationRecorder(journal, tracker, new NodeRegistry(), logger) };
+  }
+
+  it("writes a batch in order, and writes the rest one by one when one outcome cannot be written", async () => {
     const tracker = new FastCompletionTracker();
-    const recorder = new ReputationRecorder(new TaskJournal(test.db, logger), tracker, new NodeRegistry(), logger);
+    const { logged, recorder } = recording(tracker);
     const node = await insertNode(test.db);
     const tasks = [await insertTask(test.db, node), await insertTask(test.db, node)];
     const outcome = (taskId: string, nodeId = node.id) => completionOf(node, taskId, nodeId);
@@ -45,10 +51,7 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
   });
 
   it("commits a task's end and its outcome in one transaction; one refused costs only itself", async () => {
-    const logged: string[] = [];
-    const logger = pino({ level: "error" }, { write: (line: string) => logged.push(line) });
-    const journal = new TaskJournal(test.db, logger);
-    const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), new NodeRegistry(), logger);
+    const { logged, journal, recorder } = recording();
     const node = await insertNode(test.db);
     const tasks = [await insertTask(test.db, node), await insertTask(test.db, node), await insertTask(test.db, node)];
     // as the part runner ends a task: the outcome, then the task's end, in one tick
@@ -84,10 +87,7 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     expect(recorder.waiting).toBe(0);
   });
   it("lets an outcome ride the next batch when its batch's task records are what the database refuses", async () => {
-    const logged: string[] = [];
-    const logger = pino({ level: "error" }, { write: (line: string) => logged.push(line) });
-    const journal = new TaskJournal(test.db, logger);
-    const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), new NodeRegistry(), logger);
+    const { logged, journal, recorder } = recording();
     const node = await insertNode(test.db);
     const [taskId, bad] = [await insertTask(test.db, node), await insertTask(test.db, node)];
     recorder.record(completionOf(node, taskId));

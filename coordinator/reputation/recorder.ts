@@ -1,5 +1,5 @@
 // Applies task outcomes to reputation off the token path: each outcome rides the task journal's next batch, written
-// in the same transaction as the task records (a task's end and what it earned commit together), in order. While
+// in the same statement or transaction as the task records (a task's end and what it earned commit together). While
 // the database is unavailable the batch waits and is tried again until it is back; writing it twice changes
 // nothing (the full path skips the events a task already has), so an outcome counts exactly once. One outcome the
 // database refuses (an unknown node) costs only itself: the batch is tried again with each outcome set apart. When

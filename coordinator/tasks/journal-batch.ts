@@ -1,5 +1,6 @@
-// One batch of the task journal (journal.ts) in SQL: the records of the tasks it holds, written as one statement;
-// its parts by task, for writing a batch the database refuses in halves; and whether a try's transaction committed.
+// One batch of the task journal (journal.ts) in SQL: the records of the tasks it holds, written as one statement
+// (alone, with a mark, or in a transaction); its parts by task, for writing a batch the database refuses in halves;
+// and whether a try whose reply was lost landed (its mark, or its transaction's id).
 import { sql, type Kysely, type Transaction } from "kysely";
 import { isDatabaseUnavailable, CommitUnknownError } from "../db/faults.ts";
 import { preparedText } from "../db/prepared.ts";
@@ -75,18 +76,20 @@ export async function writeBatchAlone(
   mark: { id: string; previous: string | undefined; instance: string | null },
 ): Promise<Record<string, unknown> | undefined> {
   const parameters: unknown[] = [mark.id, mark.previous ?? null, mark.instance];
-  const marks =
-    "mark AS (INSERT INTO journal_batches (id, instance) VALUES ($1::uuid, $3::text)), " +
-    "unmark AS (DELETE FROM journal_batches WHERE id = $2::uuid)";
   const parts = batchParts(batch, parameters);
   const riding = rider?.(parameters);
   if (rider && !riding) return undefined;
   const text = riding
-    ? `WITH ${marks}, ${parts}, ${riding.parts} SELECT ${riding.columns}`
-    : `WITH ${marks}, ${parts} SELECT 1 AS written`;
+    ? `WITH ${MARKS}, ${parts}, ${riding.parts} SELECT ${riding.columns}`
+    : `WITH ${MARKS}, ${parts} SELECT 1 AS written`;
   const { rows } = await db.executeQuery(preparedText<Record<string, unknown>>(text, parameters));
   return rows[0]!;
 }
+
+/** writeBatchAlone's first parts: its mark written ($1, with its instance at $3), the previous one ($2) deleted. */
+const MARKS =
+  "mark AS (INSERT INTO journal_batches (id, instance) VALUES ($1::uuid, $3::text)), " +
+  "unmark AS (DELETE FROM journal_batches WHERE id = $2::uuid)";
 
 /**
  * Whether a batch written alone with `mark` committed, its first try's reply lost. Writing the mark again waits for

@@ -1,8 +1,8 @@
-// Task records written behind the token path: status changes queue in memory and are flushed in batches
-// (one insert of new tasks with the changes they already had, one update per set of changed columns, one
-// insert of status events), in order, so a stream never waits for the database. While the database is
-// unavailable the batches wait and are tried again until it is back; a batch is written exactly once (a retry
-// first asks whether the last try's COMMIT landed), and new tasks are refused while too many records wait.
+// Task records written behind the token path: status changes queue in memory and are flushed in batches, each one
+// statement (the new tasks with the changes they already had, one update per set of changed columns, the status
+// events), in order, so a stream never waits for the database. While the database is unavailable the batches wait
+// and are tried again until it is back; a batch is written exactly once (a retry first asks whether the last try,
+// whose reply was lost, landed), and new tasks are refused while too many records wait.
 import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
 import { isDatabaseUnavailable } from "../db/faults.ts";
@@ -22,12 +22,12 @@ import {
 } from "./journal-batch.ts";
 
 /**
- * What commits with the task records (the reputation ledger's outcomes): items given to ride() are written by
- * write() in the transaction of the next batch, after its task records, so that a task's end and what it earned
- * commit together or not at all. write() may run more than once for the same items (an outage retries the batch)
- * and must then change nothing twice. After a try that failed for another reason than an outage, the batch is
- * tried again with `careful`: write() then sets each item apart (a savepoint each), so that one the database
- * refuses costs only itself, and says so in what it returns.
+ * What commits with the task records (the reputation ledger's outcomes): items given to ride() are written with the
+ * next batch, as parts of its statement (statement()) or in its transaction after its task records (write()), so
+ * that a task's end and what it earned commit together or not at all. write() may run more than once for the same
+ * items (an outage retries the batch) and must then change nothing twice. After a try that failed for another
+ * reason than an outage, the batch is tried again with `careful`: write() then sets each item apart (a savepoint
+ * each), so that one the database refuses costs only itself, and says so in what it returns.
  */
 export interface JournalRider<T> {
   write(tx: Transaction<Database>, items: T[], careful: boolean): Promise<unknown>;
