@@ -103,6 +103,32 @@ describe.each(testEngines())("reputation recorder on $name", ({ engine }) => {
     expect(logged.some((line) => line.includes("could not apply a reputation rule"))).toBe(false);
     expect(recorder.waiting).toBe(0);
   });
+
+  it.each([
+    { refusals: 2, reputation: 110, givenUp: 0 },
+    { refusals: 3, reputation: 100, givenUp: 1 },
+  ])("lets an outcome ride at most 3 batches: refused $refusals times, reputation $reputation", async (expected) => {
+    const { logged, journal, recorder } = recording();
+    const node = await insertNode(test.db);
+    const [taskId, bad] = [await insertTask(test.db, node), await insertTask(test.db, node)];
+    recorder.record(completionOf(node, taskId));
+    journal.update(taskId, "completed", { completion_tokens: 80 }, node.id);
+    // the first batch has a record the database refuses, and so has each the outcome rides again, `refusals` in all
+    const badRecord = () => journal.update(bad, "streaming", { ttft_ms: 2 ** 40 }, node.id);
+    badRecord();
+    const ride = journal.ride.bind(journal);
+    let refusalsLeft = expected.refusals - 1;
+    journal.ride = (item: unknown) => {
+      if (refusalsLeft-- > 0) badRecord();
+      ride(item);
+    };
+    await recorder.settled();
+    expect(await reputationOf(test.db, node.id)).toBe(expected.reputation);
+    expect((await eventsOf(test.db, node.id)).length).toBe(expected.givenUp ? 0 : 1);
+    expect(logged.filter((line) => line.includes("task records could not be written"))).toHaveLength(expected.refusals);
+    expect(logged.filter((line) => line.includes("could not apply a reputation rule"))).toHaveLength(expected.givenUp);
+    expect(recorder.waiting).toBe(0);
+  });
 });
 
 describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder through a database outage", () => {
