@@ -88,6 +88,35 @@ describe("the node view's numbered views", () => {
     stop();
   });
 
+  it("sends changed heartbeat readings with the next beat, once however many came, and none unchanged", async () => {
+    const { publisher, heard, connect, join, remote, stop } = setup();
+    const node = connect("n1");
+    join();
+    publisher.beat();
+    await settled();
+    expect(remote("n1")?.load).toBe(0);
+    heard.views.length = 0;
+    const gpus = [{ name: "RTX 4090", vramTotalMb: 24_576, vramUsedMb: 9_000, utilizationPercent: 87 }];
+    node.heard(0.5, undefined);
+    node.heard(0.75, gpus);
+    await settled();
+    expect(heard.views).toEqual([]); // not at once: readings wait for the beat
+    publisher.beat();
+    await settled();
+    expect(heard.views.map((view) => view.nodes.map((n) => n.load))).toEqual([[0.75], []]);
+    expect(remote("n1")?.load).toBe(0.75);
+    expect(remote("n1")?.capabilities.gpus).toEqual(gpus);
+    heard.views.length = 0;
+    node.heard(
+      0.75,
+      gpus.map((gpu) => ({ ...gpu })),
+    ); // the same readings again
+    publisher.beat();
+    await settled();
+    expect(heard.views.map((view) => view.nodes.length)).toEqual([0]);
+    stop();
+  });
+
   it("numbers every view; a beat carries the count of nodes and no nodes", async () => {
     const { publisher, heard, connect, stop } = setup();
     connect("n1");

@@ -26,8 +26,8 @@ export interface NodeViewContext {
 }
 
 /**
- * Every this many beats a home publishes its full view instead: it restates what no change announces (load, GPU
- * readings, service times) and mends whatever a peer holds wrong that neither the numbers nor the count show.
+ * Every this many beats a home publishes its full view instead: it mends whatever a peer holds wrong that neither
+ * the numbers nor the count show.
  */
 export const FULL_EVERY_BEATS = 30;
 
@@ -35,6 +35,8 @@ export const FULL_EVERY_BEATS = 30;
 export class ViewPublisher {
   readonly #dirty = new Set<string>();
   readonly #gone = new Set<string>();
+  /** Nodes whose heartbeat readings (load, GPUs) changed: they go out with the next beat, not at once. */
+  readonly #readings = new Set<string>();
   /** The nodes a peer that heard every view holds: its count goes out with each view. */
   readonly #listed = new Set<string>();
   #sequence = 0n;
@@ -53,7 +55,10 @@ export class ViewPublisher {
   ) {
     const { registry } = ctx;
     const unwatch = [
-      registry.onChange((node, change) => this.#changed(node, change === "removed")),
+      registry.onChange((node, change) => {
+        if (change !== "readings") this.#changed(node, change === "removed");
+        else if (!node.remote) this.#readings.add(node.id);
+      }),
       // measurements (speed, context proven or refused, a canary's verdict) change what routing reads too
       registry.onMeasured((node) => this.#changed(node, false)),
       ctx.bus.subscribe(ctx.subjects.want(ctx.instance), (data) => this.#wanted(data)),
@@ -65,8 +70,13 @@ export class ViewPublisher {
     this.#timer.unref();
   }
 
-  /** Every CLUSTER_VIEW_MS: the changes still pending, then a beat (the home is alive; its count of nodes). */
+  /**
+   * Every CLUSTER_VIEW_MS: the changes still pending with the nodes whose readings changed since the last beat (at
+   * most one record a node a beat, however often its heartbeats come), then a beat (alive; its count of nodes).
+   */
   beat(): void {
+    for (const id of this.#readings) this.#dirty.add(id);
+    this.#readings.clear();
     this.#flush();
     this.#beats = (this.#beats + 1) % FULL_EVERY_BEATS;
     if (this.#beats === 0 && this.hasPeers()) this.publishFull();
@@ -78,6 +88,7 @@ export class ViewPublisher {
     this.#fullScheduled = false;
     this.#dirty.clear();
     this.#gone.clear();
+    this.#readings.clear();
     this.#publish(true, this.#localNodes(), []);
   }
 
@@ -117,6 +128,7 @@ export class ViewPublisher {
       // gone only when no connection of the node is left here (a replacing one publishes itself)
       if (this.ctx.registry.get(node.id) === undefined) this.#gone.add(node.id);
       this.#dirty.delete(node.id);
+      this.#readings.delete(node.id);
     } else {
       this.#dirty.add(node.id);
       this.#gone.delete(node.id);

@@ -41,8 +41,11 @@ export interface NodeOutbox {
   readonly closed: boolean;
 }
 
-/** What changed on a node that routing reads: the cluster view publishes it (cluster/node-view.ts). */
-export type NodeField = "tasks" | "paused" | "suspended" | "reputation" | "tier" | "serviceTimes";
+/**
+ * What changed on a node that routing reads, or its heartbeat's readings (load, GPUs: shown, not routed on): the
+ * cluster view publishes it (cluster/node-view.ts).
+ */
+export type NodeField = "tasks" | "paused" | "suspended" | "reputation" | "tier" | "serviceTimes" | "readings";
 
 export class LiveNode {
   /** Tasks running on the node, by task id. */
@@ -124,6 +127,14 @@ export class LiveNode {
 
   protected changed(field: NodeField): void {
     this.#watcher?.(this, field);
+  }
+
+  /** A heartbeat's readings: the load, and the GPUs' when it sent any (none sent, none changed). */
+  heard(load: number, gpus: NodeCapabilities["gpus"] | undefined): void {
+    const changed = load !== this.load || (gpus !== undefined && !sameGpuReadings(gpus, this.capabilities.gpus));
+    this.load = load;
+    if (gpus !== undefined) this.capabilities.gpus = gpus;
+    if (changed) this.changed("readings");
   }
 
   /** A task took or freed a slot (`undefined`: all were dropped, the node is gone). */
@@ -292,4 +303,17 @@ export class NodeRegistry {
     for (const node of this.#nodes.values()) if (!node.suspended && serves(node.tier, difficulty)) return true;
     return false;
   }
+}
+
+function sameGpuReadings(a: NodeCapabilities["gpus"], b: NodeCapabilities["gpus"]): boolean {
+  return (
+    a.length === b.length &&
+    a.every(
+      (g, i) =>
+        g.name === b[i]!.name &&
+        g.vramTotalMb === b[i]!.vramTotalMb &&
+        g.vramUsedMb === b[i]!.vramUsedMb &&
+        g.utilizationPercent === b[i]!.utilizationPercent,
+    )
+  );
 }

@@ -148,10 +148,9 @@ export function nodeService(deps: NodeServiceDeps): Pick<ServiceImpl<typeof Node
     switch (m.case) {
       case "heartbeat": {
         const wasFull = node.freeSlots <= 0;
-        node.load = m.value.load;
         node.paused = m.value.paused;
         // refreshed readings (VRAM used, utilisation) replace those of the registration; none sent, none changed
-        if (m.value.gpus.length > 0) node.capabilities.gpus = gpusOf(m.value.gpus);
+        node.heard(m.value.load, m.value.gpus.length > 0 ? gpusOf(m.value.gpus) : undefined);
         node.send(
           create(ConnectResponseSchema, {
             message: {
