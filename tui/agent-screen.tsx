@@ -3,18 +3,8 @@
 import { Box, Text } from "ink";
 import type { AgentEvent, AgentSnapshot } from "../agent/snapshot.ts";
 import { clock } from "./format.ts";
-import {
-  GpuLine,
-  HostLine,
-  KeyBar,
-  Line,
-  ModelLine,
-  NoGpuLine,
-  StateLine,
-  TierLine,
-  TitleLine,
-  TotalsLine,
-} from "./panels.tsx";
+import { GpuLine, HostLine, NoGpuLine } from "./meters.tsx";
+import { KeyBar, Line, ModelLine, StateLine, TierLine, TitleLine, TotalsLine } from "./panels.tsx";
 import { TasksTable } from "./tasks-table.tsx";
 
 export interface AgentScreenProps {

@@ -12,7 +12,8 @@ import {
   type GenerateRequest,
   type GenerateResult,
 } from "./backend.ts";
-import { createLlamaBackend, quantizationName, renderPrompt, tensorParameterCount } from "./llama.ts";
+import { renderPrompt } from "./llama-prompt.ts";
+import { createLlamaBackend, quantizationName, tensorParameterCount } from "./llama.ts";
 import { measureTokenizerRates } from "../tokenizer-rates.ts";
 
 const CONTEXT = 1024;

@@ -1,24 +1,13 @@
 // The embedded backend: runs a GGUF model in-process with llama.cpp (node-llama-cpp), on the CPU by default.
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
-import {
-  getLlama,
-  GgufFileType,
-  LlamaCompletion,
-  LlamaLogLevel,
-  type LlamaText,
-  resolveChatWrapper,
-  type ChatHistoryItem,
-  type ChatWrapper,
-  type LlamaModel,
-  type Token,
-} from "node-llama-cpp";
+import { getLlama, GgufFileType, LlamaCompletion, LlamaLogLevel, type LlamaModel } from "node-llama-cpp";
 import { parseModelName } from "../model-info.ts";
+import { renderPrompt, type RenderedPrompt } from "./llama-prompt.ts";
 import { SequencePool } from "./sequence-pool.ts";
 import {
   BackendError,
   type Backend,
-  type BackendMessage,
   type GeneratedPiece,
   type GenerateRequest,
   type GenerateResult,
@@ -89,52 +78,6 @@ export async function createLlamaBackend(options: LlamaBackendOptions): Promise<
     await llama.dispose();
     throw new BackendError("backend_failed", `cannot load ${options.modelPath}: ${messageOf(error)}`, { cause: error });
   }
-}
-
-/** A prompt ready for LlamaCompletion: tokens without the BOS token it prepends itself. */
-export interface RenderedPrompt {
-  text: string;
-  tokens: Token[];
-  stopTriggers: (string | LlamaText)[];
-}
-
-/**
- * Renders chat messages for completion. With a chat template in the GGUF, node-llama-cpp's chat wrapper for it
- * renders the conversation, ending in an open assistant turn that holds `assistantPrefix`. Without one, a plain
- * format: one "System: …", "User: …" or "Assistant: …" line per message, then "Assistant:" followed by
- * " " + assistantPrefix when given; generation stops where the model starts a new "User:"/"System:" line.
- */
-export function renderPrompt(model: LlamaModel, messages: BackendMessage[], assistantPrefix?: string): RenderedPrompt {
-  const withBos = model.tokens.shouldPrependBosToken && model.tokens.bos !== null;
-  const chatWrapper = model.fileInfo.metadata.tokenizer?.chat_template ? resolveChatWrapper(model) : null;
-  if (chatWrapper) return renderWithTemplate(model, chatWrapper, messages, assistantPrefix ?? "", withBos);
-  const label = { system: "System", user: "User", assistant: "Assistant" } as const;
-  const lines = messages.map((message) => `${label[message.role]}: ${message.content}`);
-  const text = [...lines, assistantPrefix ? `Assistant: ${assistantPrefix}` : "Assistant:"].join("\n");
-  // Tokenized the way LlamaCompletion tokenizes a string, so the count matches what llama.cpp evaluates.
-  const tokens = model.tokenize(text, false, withBos ? "trimLeadingSpace" : undefined);
-  return { text, tokens, stopTriggers: ["\nUser:", "\nSystem:"] };
-}
-
-function renderWithTemplate(
-  model: LlamaModel,
-  chatWrapper: ChatWrapper,
-  messages: BackendMessage[],
-  assistantPrefix: string,
-  withBos: boolean,
-): RenderedPrompt {
-  const chatHistory: ChatHistoryItem[] = messages.map((message) =>
-    message.role === "assistant"
-      ? { type: "model", response: [message.content] }
-      : { type: message.role, text: message.content },
-  );
-  // An unfinished model turn last: the wrapper leaves it open (no end-of-turn), so the model continues it.
-  chatHistory.push({ type: "model", response: [assistantPrefix] });
-  const { contextText, stopGenerationTriggers } = chatWrapper.generateContextState({ chatHistory });
-  let tokens = contextText.tokenize(model.tokenizer, withBos ? "trimLeadingSpace" : undefined);
-  // Templates usually render BOS themselves; LlamaCompletion prepends one too, so drop the template's.
-  if (withBos && tokens[0] === model.tokens.bos) tokens = tokens.slice(1);
-  return { text: contextText.toString(), tokens, stopTriggers: stopGenerationTriggers };
 }
 
 class EmbeddedLlamaBackend implements Backend {

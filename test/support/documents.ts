@@ -19,8 +19,8 @@ export function logDocument(tokens: number): string {
 const label: Record<number, string> = { [Role.SYSTEM]: "System", [Role.USER]: "User", [Role.ASSISTANT]: "Assistant" };
 
 /**
- * The prompt's tokens as the embedded engine counts them for the tiny model (agent/backends/llama.ts renderPrompt,
- * no chat template): one a character of "System: …\nUser: …\nAssistant:", and the BOS.
+ * The prompt's tokens as the embedded engine counts them for the tiny model (agent/backends/llama-prompt.ts
+ * renderPrompt, no chat template): one a character of "System: …\nUser: …\nAssistant:", and the BOS.
  */
 export function tinyPromptTokens(payload: TaskPayload): number {
   return [...payload.messages.map((m) => `${label[m.role]}: ${m.content}`), "Assistant:"].join("\n").length + 1;
