@@ -133,7 +133,9 @@ export class ViewPublisher {
       this.#dirty.add(node.id);
       this.#gone.delete(node.id);
     }
-    this.#schedule();
+    // alone, nobody hears a change: the next beat numbers what is pending (a peer that holds our nodes sees the gap),
+    // and a peer that joins is greeted with the full view
+    if (this.hasPeers()) this.#schedule();
   }
 
   #wanted(data: Uint8Array): void {

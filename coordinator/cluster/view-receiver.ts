@@ -67,6 +67,11 @@ export class ViewReceiver {
     return [...this.#heard.keys()];
   }
 
+  /** Whether any peer was heard lately (asked on every change of a node here: no list made). */
+  get hasPeers(): boolean {
+    return this.#heard.size > 0;
+  }
+
   stop(): void {
     clearInterval(this.#timer);
     this.#unsubscribe();
