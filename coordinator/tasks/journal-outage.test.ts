@@ -1,6 +1,7 @@
 // The task journal when PostgreSQL goes away (through a TCP proxy the test cuts): records wait, with a log line and a
 // gauge, and are written exactly once when it is back, also when the reply of a batch that committed was lost.
 import { randomUUID } from "node:crypto";
+import { sql } from "kysely";
 import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startDatabaseProxy, type DatabaseProxy } from "../../test/support/database-proxy.ts";
@@ -90,6 +91,40 @@ describe.skipIf(databaseSource().kind !== "postgres")("task journal through a da
     expect(await eventsOf(id)).toEqual(["queued", "streaming", "completed", "completed"]);
     expect((await statuses([id]))[0]!.status).toBe("completed");
     expect(logs.some((line) => line.level >= 50)).toBe(false);
+  });
+
+  it("writes a batch whose reply was lost once, though the first check of its mark failed otherwise", async () => {
+    // the check writes the mark again in a transaction it rolls back (ON CONFLICT DO NOTHING): the first such
+    // insert is refused by a trigger, as a lock or statement timeout would refuse it
+    await sql`CREATE SEQUENCE probe_refusals`.execute(test.db);
+    await sql`CREATE FUNCTION refuse_first_probe() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF current_query() LIKE '%ON CONFLICT DO NOTHING%' THEN
+          IF nextval('probe_refusals') = 1 THEN RAISE EXCEPTION 'the probe is refused this once'; END IF;
+        END IF;
+        RETURN NEW;
+      END $$`.execute(test.db);
+    await sql`CREATE TRIGGER refuse_first_probe BEFORE INSERT ON journal_batches
+      FOR EACH ROW EXECUTE FUNCTION refuse_first_probe()`.execute(test.db);
+    try {
+      const journal = await connectThroughProxy();
+      const id = randomUUID();
+      journal.created({ id, difficulty: "SIMPLE" });
+      await journal.flush();
+      const lost = proxy.loseNextReply(id);
+      journal.update(id, "completed", { completion_tokens: 7, completed_at: new Date(), total_ms: 70 }, nodeId);
+      await journal.flush();
+      await lost;
+      expect(proxy.lostReplies).toBe(1);
+      const { rows } = await sql<{ n: string }>`SELECT last_value AS n FROM probe_refusals`.execute(test.db);
+      expect(Number(rows[0]!.n)).toBe(2); // refused once, then asked again: the batch had landed
+      expect(await eventsOf(id)).toEqual(["queued", "completed"]);
+      expect(logs.some((line) => line.msg.includes("waiting for the database"))).toBe(true);
+      expect(logs.some((line) => line.level >= 50)).toBe(false);
+    } finally {
+      await sql`DROP TRIGGER refuse_first_probe ON journal_batches`.execute(test.db);
+      await sql`DROP FUNCTION refuse_first_probe(); DROP SEQUENCE probe_refusals`.execute(test.db);
+    }
   });
 
   it("stops admitting new tasks at the cap of waiting records, and admits again once they are written", async () => {

@@ -200,8 +200,10 @@ export class TaskJournal {
     const mark = randomUUID();
     let row: Record<string, unknown> | undefined;
     for (let unknown = false; ; ) {
+      let probing = unknown;
       try {
         if (!unknown || !(await markLanded(this.db, mark))) {
+          probing = false;
           row = await writeBatchAlone(this.db, batch, statement, {
             id: mark,
             previous: this.#lastMark,
@@ -211,7 +213,9 @@ export class TaskJournal {
         }
         break;
       } catch (err) {
-        if (!isDatabaseUnavailable(err)) return false;
+        // a probe that failed, for whatever reason, has not told whether the first try landed: it is asked again (a
+        // transaction now could write the batch twice); a try known not to have landed goes the transaction's way
+        if (!probing && !isDatabaseUnavailable(err)) return false;
         unknown = true; // the reply may have been lost after the server committed
         await this.#outage.pause(err, this.#waiting);
       }
