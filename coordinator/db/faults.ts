@@ -55,8 +55,13 @@ export function databaseUnavailable(err: unknown): ConnectError {
 /** Thrown when a transaction's COMMIT may or may not have happened and the database cannot say yet. */
 export class CommitUnknownError extends Error {
   readonly code = "08007"; // transaction_resolution_unknown: a connection error, so callers wait and ask again
-  constructor(xid: string) {
-    super(`transaction ${xid} is still in progress on a connection that was lost`);
+  constructor(xid: string, cause?: unknown) {
+    super(
+      cause === undefined
+        ? `transaction ${xid} is still in progress on a connection that was lost`
+        : `whether transaction ${xid} committed could not be asked: ${cause instanceof Error ? cause.message : cause}`,
+      { cause },
+    );
     this.name = "CommitUnknownError";
   }
 }

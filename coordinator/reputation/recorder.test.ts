@@ -196,4 +196,46 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
       await proxy.close();
     }
   });
+  it("asks again whether a lost COMMIT landed when the first question fails otherwise; writes it once", async () => {
+    // the journal's pg_xact_status resolves to this one (public first on the path), which refuses the first question
+    const { name } = (await sql<{ name: string }>`SELECT current_database() AS name`.execute(test.db)).rows[0]!;
+    await sql.raw(`ALTER DATABASE "${name}" SET search_path = public, pg_catalog`).execute(test.db);
+    await sql`CREATE SEQUENCE status_refusals`.execute(test.db);
+    await sql`CREATE FUNCTION public.pg_xact_status(x xid8) RETURNS text LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('status_refusals') = 1 THEN RAISE EXCEPTION 'the question is refused this once'; END IF;
+        RETURN pg_catalog.pg_xact_status(x);
+      END $$`.execute(test.db);
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const proxy = await startDatabaseProxy(test.url);
+    const through = await openDatabase({ url: proxy.url, poolSize: 2, dataDir: "", logger });
+    try {
+      const journal = new TaskJournal(through.db, logger, { pacing: { firstMs: 50, maxMs: 200, logEveryMs: 60_000 } });
+      const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), new NodeRegistry(), logger);
+      // outcomes of two nodes take a transaction, whose COMMIT reply is lost
+      const nodes = [await insertNode(test.db), await insertNode(test.db)];
+      const tasks = [await insertTask(test.db, nodes[0]!), await insertTask(test.db, nodes[1]!)];
+      const lostCommit = proxy.loseNextReply(tasks[1]!);
+      for (const [i, taskId] of tasks.entries()) {
+        recorder.record(completionOf(nodes[i]!, taskId));
+        journal.update(taskId, "completed", { completion_tokens: 80 }, nodes[i]!.id);
+      }
+      await recorder.settled();
+      await lostCommit;
+      expect(proxy.lostReplies).toBe(1);
+      const asked = await sql<{ n: string }>`SELECT last_value AS n FROM status_refusals`.execute(test.db);
+      expect(Number(asked.rows[0]!.n)).toBe(2); // refused once, then asked again: it had committed
+      expect([await reputationOf(test.db, nodes[0]!.id), await reputationOf(test.db, nodes[1]!.id)]).toEqual([
+        110, 110,
+      ]);
+      for (const node of nodes) expect(await eventsOf(test.db, node.id)).toHaveLength(1);
+      expect(lines.some((line) => line.level >= 50)).toBe(false);
+    } finally {
+      await through.close();
+      await proxy.close();
+      await sql`DROP FUNCTION public.pg_xact_status(xid8); DROP SEQUENCE status_refusals`.execute(test.db);
+      await sql.raw(`ALTER DATABASE "${name}" RESET search_path`).execute(test.db);
+    }
+  });
 });

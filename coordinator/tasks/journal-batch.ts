@@ -150,11 +150,16 @@ export async function committed(db: Kysely<Database>, xid: string): Promise<bool
   } catch (err) {
     if (isDatabaseUnavailable(err)) throw err;
     // "in the future": a failover to a replica that never saw the transaction, so it did not commit there
-    return false;
+    if ((err as { code?: unknown }).code === INVALID_PARAMETER_VALUE) return false;
+    // any other failure (a lock or statement timeout) has not told: the writer asks again, as after an outage
+    throw new CommitUnknownError(xid, err);
   }
   if (status === "in progress") throw new CommitUnknownError(xid);
   return status === "committed";
 }
+
+/** pg_xact_status's SQLSTATE for a transaction id from the future. */
+const INVALID_PARAMETER_VALUE = "22023";
 
 /** SQL types of the task columns the journal writes (the record that jsonb_to_recordset reads): all of them. */
 export const TASK_COLUMNS: ColumnTypes = {
