@@ -9,6 +9,7 @@ import {
 } from "../../gen/iris/v1/cluster_pb.ts";
 import type { NodeTier } from "../../common/vocabulary.ts";
 import type { Verification } from "../nodes/capability.ts";
+import { gpusOf } from "../nodes/gpus.ts";
 import type { MeasuredSnapshot } from "../nodes/measurements.ts";
 import type { LiveNode, NodeCapabilities } from "../nodes/registry.ts";
 import { tierFromProto, tierToProto } from "../../common/vocabulary.ts";
@@ -108,7 +109,7 @@ export function capabilitiesOf(node: ClusterNode): NodeCapabilities {
     contextLength: c?.contextLength ?? 0,
     tokensPerSecond: c?.tokensPerSecond ?? 0,
     maxConcurrentTasks: c?.maxConcurrentTasks ?? 1,
-    gpus: gpusOf(node),
+    gpus: gpusOf(node.capabilities?.gpus ?? []),
     backend: c?.backend ?? "",
     agentVersion: c?.agentVersion ?? "",
     ...(c?.tokenizerRates
@@ -120,15 +121,6 @@ export function capabilitiesOf(node: ClusterNode): NodeCapabilities {
         }
       : {}),
   };
-}
-
-export function gpusOf(node: ClusterNode): NodeCapabilities["gpus"] {
-  return (node.capabilities?.gpus ?? []).map((g) => ({
-    name: g.name,
-    vramTotalMb: Number(g.vramTotalMb),
-    vramUsedMb: Number(g.vramUsedMb),
-    utilizationPercent: g.utilizationPercent,
-  }));
 }
 
 /** Whether two views of a node's measurements say the same (a node's view is applied again unchanged). */
@@ -143,20 +135,5 @@ export function sameMeasurements(a: ClusterMeasurements | undefined, b: ClusterM
     a.identityAtUnixMs === b.identityAtUnixMs &&
     a.speed.length === b.speed.length &&
     a.speed.every((speed, i) => speed === b.speed[i])
-  );
-}
-
-/** Whether the view's graphics cards read as `gpus` do. */
-export function sameGpus(node: ClusterNode, gpus: NodeCapabilities["gpus"]): boolean {
-  const viewed = node.capabilities?.gpus ?? [];
-  return (
-    viewed.length === gpus.length &&
-    viewed.every(
-      (g, i) =>
-        g.name === gpus[i]!.name &&
-        Number(g.vramTotalMb) === gpus[i]!.vramTotalMb &&
-        Number(g.vramUsedMb) === gpus[i]!.vramUsedMb &&
-        g.utilizationPercent === gpus[i]!.utilizationPercent,
-    )
   );
 }

@@ -14,6 +14,7 @@ import {
   type ClusterViewWanted,
   ClusterViewWantedSchema,
 } from "../../gen/iris/v1/cluster_pb.ts";
+import { GpuSchema } from "../../gen/iris/v1/common_pb.ts";
 import { ConnectResponseSchema } from "../../gen/iris/v1/node_pb.ts";
 import { NodeRegistry } from "../nodes/registry.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
@@ -96,21 +97,20 @@ describe("the node view's numbered views", () => {
     await settled();
     expect(remote("n1")?.load).toBe(0);
     heard.views.length = 0;
-    const gpus = [{ name: "RTX 4090", vramTotalMb: 24_576, vramUsedMb: 9_000, utilizationPercent: 87 }];
-    node.heard(0.5, undefined);
-    node.heard(0.75, gpus);
+    const card = { name: "RTX 4090", vramTotalMb: 24_576, vramUsedMb: 9_000, utilizationPercent: 87 };
+    const reading = () =>
+      create(GpuSchema, { ...card, vramTotalMb: BigInt(card.vramTotalMb), vramUsedMb: BigInt(card.vramUsedMb) });
+    node.heard(0.5, []);
+    node.heard(0.75, [reading()]);
     await settled();
     expect(heard.views).toEqual([]); // not at once: readings wait for the beat
     publisher.beat();
     await settled();
     expect(heard.views.map((view) => view.nodes.map((n) => n.load))).toEqual([[0.75], []]);
     expect(remote("n1")?.load).toBe(0.75);
-    expect(remote("n1")?.capabilities.gpus).toEqual(gpus);
+    expect(remote("n1")?.capabilities.gpus).toEqual([card]);
     heard.views.length = 0;
-    node.heard(
-      0.75,
-      gpus.map((gpu) => ({ ...gpu })),
-    ); // the same readings again
+    node.heard(0.75, [reading()]); // the same readings again
     publisher.beat();
     await settled();
     expect(heard.views.map((view) => view.nodes.length)).toEqual([0]);

@@ -11,19 +11,11 @@ import type {
 import type { ConnectResponse, TaskChunk, TaskError, TaskResult } from "../../gen/iris/v1/node_pb.ts";
 import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { IdentityRecord } from "../nodes/capability.ts";
+import { gpusOf, sameGpus } from "../nodes/gpus.ts";
 import { NodeMeasurements, type MeasuredSnapshot } from "../nodes/measurements.ts";
 import { LiveNode, type NodeField, type NodeOutbox, type TaskSink } from "../nodes/registry.ts";
 import type { TaskChange } from "../nodes/task-table.ts";
-import {
-  capabilitiesOf,
-  gpusOf,
-  measurementsOf,
-  sameGpus,
-  sameMeasurements,
-  snapshotOf,
-  tierOf,
-  verificationOf,
-} from "./codec.ts";
+import { capabilitiesOf, measurementsOf, sameMeasurements, snapshotOf, tierOf, verificationOf } from "./codec.ts";
 
 /** A ClusterToHome without its origin, node and session (the link adds them). */
 export interface ToHome {
@@ -145,7 +137,8 @@ export class RemoteNode extends LiveNode {
       this.paused = view.paused;
       this.load = view.load;
       this.size = verificationOf(view.size);
-      if (!sameGpus(view, this.capabilities.gpus)) this.capabilities.gpus = gpusOf(view);
+      const gpus = view.capabilities?.gpus ?? [];
+      if (!sameGpus(gpus, this.capabilities.gpus)) this.capabilities.gpus = gpusOf(gpus);
       if (this.#measuredView === undefined || !sameMeasurements(view.measured, this.#measuredView)) {
         const snapshot = snapshotOf(view.measured);
         this.measured = new ForwardedMeasurements(this.measured.model, snapshot, (message) => this.#toHome(message));

@@ -2,16 +2,8 @@
 // quantization (parsed from the model name where it left them out), context, speed, slots, GPUs and tokenizer rates.
 import type { Register } from "../../gen/iris/v1/node_pb.ts";
 import { sizeOf, type Verification } from "./capability.ts";
+import { gpusOf } from "./gpus.ts";
 import type { NodeCapabilities } from "./registry.ts";
-
-export function gpusOf(gpus: Register["gpus"]): NodeCapabilities["gpus"] {
-  return gpus.map((g) => ({
-    name: g.name,
-    vramTotalMb: Number(g.vramTotalMb),
-    vramUsedMb: Number(g.vramUsedMb),
-    utilizationPercent: g.utilizationPercent,
-  }));
-}
 
 /** The declaration, with a size or quantization it left out parsed from the model name (`size` says which). */
 export function capabilitiesOf(register: Register): { capabilities: NodeCapabilities; size: Verification } {

@@ -1,11 +1,13 @@
 // One connected node as the coordinator sees it (LiveNode): what it declared, how busy it is, which tasks it runs,
 // what was measured of it, and its connection's outbox; the registry (registry.ts) holds them all.
 import type { ConnectError } from "@connectrpc/connect";
+import type { Gpu } from "../../gen/iris/v1/common_pb.ts";
 import type { ConnectResponse } from "../../gen/iris/v1/node_pb.ts";
 import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { TokenizerRates } from "../../common/tokenizer-rates.ts";
 import type { NodeTier } from "../../common/vocabulary.ts";
 import { contextVerdict, measuredTier, speedVerdict, type Verification } from "./capability.ts";
+import { gpusOf, sameGpus, type GpuReading } from "./gpus.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
 import type { TaskSink } from "./task-sink.ts";
 import { TaskTable, type TaskChange } from "./task-table.ts";
@@ -23,7 +25,7 @@ export interface NodeCapabilities {
   contextLength: number;
   tokensPerSecond: number;
   maxConcurrentTasks: number;
-  gpus: { name: string; vramTotalMb: number; vramUsedMb: number; utilizationPercent: number }[];
+  gpus: GpuReading[];
   backend: string;
   agentVersion: string;
   /** Measured by the node with its model's tokenizer; undefined when its backend has none. */
@@ -127,12 +129,13 @@ export class LiveNode {
     this.#watcher?.(this, field);
   }
 
-  /** A heartbeat's readings: the load, and the GPUs' when it sent any (none sent, none changed). */
-  heard(load: number, gpus: NodeCapabilities["gpus"] | undefined): void {
-    const changed = load !== this.load || (gpus !== undefined && !sameGpuReadings(gpus, this.capabilities.gpus));
+  /** A heartbeat's readings: the load, and the GPUs' (none sent, none changed); the view hears what changed. */
+  heard(load: number, gpus: readonly Gpu[]): void {
+    const newGpus = gpus.length > 0 && !sameGpus(gpus, this.capabilities.gpus);
+    if (load === this.load && !newGpus) return;
     this.load = load;
-    if (gpus !== undefined) this.capabilities.gpus = gpus;
-    if (changed) this.changed("readings");
+    if (newGpus) this.capabilities.gpus = gpusOf(gpus);
+    this.changed("readings");
   }
 
   /** A task took or freed a slot (`undefined`: all were dropped, the node is gone). */
@@ -197,17 +200,4 @@ export class LiveNode {
   endConnection(error: ConnectError): void {
     this.disconnect(error);
   }
-}
-
-function sameGpuReadings(a: NodeCapabilities["gpus"], b: NodeCapabilities["gpus"]): boolean {
-  return (
-    a.length === b.length &&
-    a.every(
-      (g, i) =>
-        g.name === b[i]!.name &&
-        g.vramTotalMb === b[i]!.vramTotalMb &&
-        g.vramUsedMb === b[i]!.vramUsedMb &&
-        g.utilizationPercent === b[i]!.utilizationPercent,
-    )
-  );
 }

@@ -23,7 +23,7 @@ import { closeSession, openSession, storedMeasurements, upsertNode } from "./sto
 import type { SessionCloser } from "./session-closer.ts";
 import { isSuspended } from "./suspension.ts";
 import { measuredTier, speedVerdict } from "./capability.ts";
-import { capabilitiesOf, gpusOf } from "./declaration.ts";
+import { capabilitiesOf } from "./declaration.ts";
 import { measurementKey, NodeMeasurements } from "./measurements.ts";
 import { tierToProto } from "../../common/vocabulary.ts";
 
@@ -150,7 +150,7 @@ export function nodeService(deps: NodeServiceDeps): Pick<ServiceImpl<typeof Node
         const wasFull = node.freeSlots <= 0;
         node.paused = m.value.paused;
         // refreshed readings (VRAM used, utilisation) replace those of the registration; none sent, none changed
-        node.heard(m.value.load, m.value.gpus.length > 0 ? gpusOf(m.value.gpus) : undefined);
+        node.heard(m.value.load, m.value.gpus);
         node.send(
           create(ConnectResponseSchema, {
             message: {

@@ -5,6 +5,7 @@ import type { Transaction } from "kysely";
 import { preparedText } from "../db/prepared.ts";
 import { recordsetText, storableJson, type ColumnTypes } from "../db/recordset.ts";
 import type { Database } from "../db/schema.ts";
+import type { RiderStatement } from "../tasks/journal-batch.ts";
 import { type PlannedEvent, type TaskOutcomeInput, type TaskOutcomeResult, writeTaskOutcomesIn } from "./outcomes.ts";
 
 /** The first try found an outcome's event already written, or a node that does not exist: nothing was kept. */
@@ -46,7 +47,7 @@ export function newTaskOutcomesStatement(
   inputs: readonly TaskOutcomeInput[],
   plans: readonly PlannedEvent[][],
   parameters: unknown[],
-): { parts: string; columns: string; read(row: Record<string, unknown>): TaskOutcomeResult[] } | undefined {
+): RiderStatement | undefined {
   const rows = newOutcomeRows(inputs, plans);
   if (!rows) return undefined;
   return {
@@ -117,6 +118,15 @@ function newOutcomeResults(
  * foreign key (the LEFT JOIN keeps its row): either fails the statement, so nothing is written twice or half.
  */
 function newOutcomesParts(placeholder: number): { parts: string; columns: string } {
+  let text = partsByPlaceholder.get(placeholder);
+  if (text === undefined) partsByPlaceholder.set(placeholder, (text = newOutcomesPartsText(placeholder)));
+  return text;
+}
+
+/** The parts' text by the placeholder of their rows (a batch's shape sets it: a few values), built once each. */
+const partsByPlaceholder = new Map<number, { parts: string; columns: string }>();
+
+function newOutcomesPartsText(placeholder: number): { parts: string; columns: string } {
   return {
     parts: `d AS (SELECT * FROM ${recordsetText(NEW_EVENT_COLUMNS, NEW_EVENT_COLUMN_NAMES, placeholder)}),
     totals AS (SELECT node_id, sum(cents) AS cents FROM d GROUP BY node_id),
