@@ -1,5 +1,6 @@
 // `npm run generate`: prepares the imported .proto files that npm packages ship, then runs `buf generate` into gen/.
-// With --deps-only it only prepares .buf-deps/ (what `buf lint` needs on a fresh clone).
+// With --deps-only it only prepares .buf-deps/ (committed, so that a bare `buf lint` works on a fresh clone; CI
+// fails when it differs from what this prepares, as for gen/).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -9,7 +10,7 @@ import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/vali
 import { protoSource } from "./proto-source.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const deps = join(root, ".buf-deps"); // git-ignored: rebuilt from node_modules on every run
+const deps = join(root, ".buf-deps"); // rebuilt from node_modules on every run
 const require = createRequire(import.meta.url);
 
 function packageDir(name: string): string {
