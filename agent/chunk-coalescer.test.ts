@@ -8,6 +8,7 @@ import { chunkTokenCount } from "../common/chunk-tokens.ts";
 import { openText } from "../common/crypto/envelope.ts";
 import { ConnectRequestSchema } from "../gen/iris/v1/node_pb.ts";
 import { ChunkCoalescer } from "./chunk-coalescer.ts";
+import { loadAgentConfig } from "./config.ts";
 import type { OutgoingMessage } from "./outgoing-message.ts";
 
 const keys = { toNode: createSecretKey(randomBytes(32)), toCoordinator: createSecretKey(randomBytes(32)) };
@@ -56,6 +57,56 @@ describe("ChunkCoalescer", () => {
       outbox.take();
     }
     expect(chunks.sent).toBe(3);
+  });
+
+  it("paced: the first piece at once, those within the interval together after it, the last at once", async () => {
+    const taskId = randomUUID();
+    const outbox = new Channel<OutgoingMessage>();
+    const chunks = new ChunkCoalescer(taskId, keys, (m) => void outbox.push(m), new AbortController().signal, {
+      outbox,
+      intervalMs: 200,
+    });
+    const texts = () => {
+      const taken: string[] = [];
+      for (let message = outbox.take(); message; message = outbox.take()) {
+        const m = create(ConnectRequestSchema, { message }).message;
+        if (m.case !== "chunk" || m.value.content.case !== "sealed") throw new Error("not a sealed chunk");
+        const { sequence } = m.value;
+        taken.push(openText(keys.toCoordinator, m.value.content.value, { taskId, sequence, kind: "chunk" }));
+      }
+      return taken;
+    };
+    const startedAt = performance.now();
+    chunks.add(" a", 1);
+    await turn();
+    expect(texts()).toEqual([" a"]); // the first token is not held
+    for (const piece of [" b", " c", " d"]) {
+      chunks.add(piece, 1);
+      await turn();
+    }
+    expect(texts()).toEqual([]); // held: the previous chunk went out less than 200 ms ago
+    await expect.poll(() => outbox.queued, { timeout: 2_000, interval: 5 }).toBe(1);
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(190); // not before the interval (timer rounding)
+    expect(texts()).toEqual([" b c d"]);
+    chunks.add(" e", 1);
+    expect(chunks.finish()).toBeUndefined(); // the answer ended: its last chunk goes out now, not after the interval
+    expect(texts()).toEqual([" e"]);
+    expect(chunks.sent).toBe(3);
+  });
+
+  it("paced: a piece after the interval has passed goes out at the end of its turn", async () => {
+    const outbox = new Channel<OutgoingMessage>();
+    const chunks = new ChunkCoalescer(randomUUID(), keys, (m) => void outbox.push(m), new AbortController().signal, {
+      outbox,
+      intervalMs: 20,
+    });
+    chunks.add(" a", 1);
+    await turn();
+    expect(outbox.take()?.case).toBe("chunk"); // the writer keeps up
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    chunks.add(" b", 1);
+    await turn();
+    expect(outbox.take()?.case).toBe("chunk");
   });
 
   it("merges a backed-up task's pieces of many turns into one chunk of all their tokens, sent on drain", async () => {
@@ -158,5 +209,15 @@ describe("ChunkCoalescer", () => {
     chunks.add("last", 1);
     expect(chunks.finish()).toBeUndefined();
     expect(sent.map((m) => m?.case)).toEqual(["chunk"]);
+  });
+});
+
+describe("CHUNK_INTERVAL_MS", () => {
+  const base = { IRIS_ACCOUNT_KEY: "1234 5678 9012 3456", NODE_ID: "n1", IRIS_BACKEND: "lmstudio" };
+  it("is 10 ms unless set; 0 turns pacing off; a wrong value is refused by name", () => {
+    expect(loadAgentConfig(base).chunkIntervalMs).toBe(10);
+    expect(loadAgentConfig({ ...base, CHUNK_INTERVAL_MS: "0" }).chunkIntervalMs).toBe(0);
+    for (const wrong of ["-1", "1001", "fast"])
+      expect(() => loadAgentConfig({ ...base, CHUNK_INTERVAL_MS: wrong })).toThrow(/CHUNK_INTERVAL_MS/);
   });
 });

@@ -2,6 +2,9 @@
 // protobuf message and one HTTP/2 frame for what arrived together (an upstream's read often holds many SSE events).
 // While the outbox is backed up (the stream is flow-controlled or the coordinator slow), a task's pieces keep
 // joining its waiting chunk until the writer has taken what the outbox holds: tokens per frame grow with the backlog.
+// A fast backend's pieces are paced too: a task's chunks go out at most one each `intervalMs` (CHUNK_INTERVAL_MS, 10
+// ms by default, under a 60 Hz screen's frame), the first and the last at once, so a node at 30 tokens/s sends a
+// chunk a token and one at 1,000 tokens/s a chunk of ~10: the coordinator's work follows chunks, not tokens.
 import { chunkWithTokens } from "../common/chunk-tokens.ts";
 import { sealText, type SessionKeys } from "../common/crypto/envelope.ts";
 import type { SealedPayload } from "../gen/iris/v1/common_pb.ts";
@@ -27,6 +30,11 @@ export interface ChunkCoalescerOptions {
    * carries them (`finish()`); only a text reaching the size cap goes out early, as a chunk.
    */
   streaming?: boolean;
+  /**
+   * At most one chunk each this many milliseconds after the task's previous one (its first goes out at once, its last
+   * with finish()); 0 or undefined: one each event-loop turn.
+   */
+  intervalMs?: number;
 }
 
 export class ChunkCoalescer {
@@ -36,6 +44,10 @@ export class ChunkCoalescer {
   #pieces = 0;
   #sequence = 0;
   #scheduled: NodeJS.Immediate | undefined;
+  /** Set while the waiting chunk waits out the interval since the previous one. */
+  #paced: NodeJS.Timeout | undefined;
+  /** When the previous chunk went out (performance.now()). */
+  #sentAt = -Infinity;
   /** Set while the waiting chunk waits for the outbox to drain: forgets that wait. */
   #forgetDrain: (() => void) | undefined;
 
@@ -61,12 +73,18 @@ export class ChunkCoalescer {
     // a long burst goes out in pieces well under a chunk's size limit (1 MiB of text)
     if (this.#text.length >= MAX_CHUNK_CHARS) this.flush();
     else if (this.options.streaming === false) return;
-    else if (!this.#scheduled && !this.#forgetDrain) this.#scheduled = setImmediate(() => this.#sendWhenDrained());
+    else if (!this.#scheduled && !this.#paced && !this.#forgetDrain) {
+      const wait = this.#sentAt + (this.options.intervalMs ?? 0) - performance.now();
+      if (wait > 0) this.#paced = setTimeout(() => this.#sendWhenDrained(), wait);
+      else this.#scheduled = setImmediate(() => this.#sendWhenDrained());
+    }
   }
 
-  /** The turn ended: sends now, or, while the outbox holds messages the writer has not taken, once it has. */
+  /** The turn (or the interval) ended: sends now, or, while the outbox holds messages the writer has not taken, once
+   * it has. */
   #sendWhenDrained(): void {
     this.#scheduled = undefined;
+    this.#paced = undefined;
     const outbox = this.options.outbox;
     if (!outbox || outbox.queued === 0) {
       this.flush();
@@ -90,6 +108,7 @@ export class ChunkCoalescer {
     this.#pieces = 0;
     if (this.signal.aborted) return;
     const sequence = this.#sequence++;
+    this.#sentAt = performance.now();
     const content = {
       case: "sealed",
       value: sealText(this.keys.toCoordinator, text, { taskId: this.taskId, sequence, kind: "chunk" }),
@@ -130,6 +149,8 @@ export class ChunkCoalescer {
   #cancelWait(): void {
     clearImmediate(this.#scheduled);
     this.#scheduled = undefined;
+    clearTimeout(this.#paced);
+    this.#paced = undefined;
     this.#forgetDrain?.();
     this.#forgetDrain = undefined;
   }

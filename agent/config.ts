@@ -48,6 +48,8 @@ export interface AgentConfig {
   shutdownGraceMs: number;
   /** Where the logs go while the terminal UI owns the screen. */
   logFile: string;
+  /** A task's chunks go out at most one each this many ms (agent/chunk-coalescer.ts); 0: one each event-loop turn. */
+  chunkIntervalMs: number;
 }
 
 const accountKeyPattern = /^\d{4} ?\d{4} ?\d{4} ?\d{4}$/;
@@ -112,6 +114,7 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
     nodeKeyPath: r.string("NODE_KEY_PATH", `data/node-keys/${nodeId}.key`),
     shutdownGraceMs: r.int("SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),
     logFile: r.string("IRIS_LOG_FILE", `data/agent-${nodeId}.log`),
+    chunkIntervalMs: r.int("CHUNK_INTERVAL_MS", 10, 0, 1000),
   };
   if (r.problems.length > 0) throw new AgentConfigError(r.problems);
   return config;

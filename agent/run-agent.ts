@@ -114,6 +114,7 @@ export async function runAgent(options: AgentOptions = {}): Promise<never> {
       logger,
       signal: session.stop.signal,
       state,
+      chunkIntervalMs: config.chunkIntervalMs,
     });
     session.link = link;
     if (session.pausedBeforeLink) link.setPaused(true);

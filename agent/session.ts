@@ -32,6 +32,8 @@ export interface SessionOptions {
   state?: AgentState;
   /** CA certificates (PEM) trusted beside Node's roots: COORDINATOR_CA_PATH, for a coordinator with a private CA. */
   ca?: string[];
+  /** CHUNK_INTERVAL_MS: a task's chunks go out at most one each this many ms; undefined or 0: one each turn. */
+  chunkIntervalMs?: number;
 }
 
 /** The stream's live handles, for pause (heartbeat now) and quit (hand back, half-close). */
@@ -159,6 +161,7 @@ export class NodeSession {
       state,
       isPaused: this.isPaused,
       outbox: this.#outbox,
+      chunkIntervalMs: this.options.chunkIntervalMs,
     });
     logger.info(
       { nodeId: ack.nodeId, tier: Tier[ack.tier] ?? "UNSPECIFIED", reason: ack.tierReason },

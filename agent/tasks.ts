@@ -38,6 +38,8 @@ export interface TaskRunnerOptions {
   isPaused?: () => boolean;
   /** The queue `send` feeds: while it is backed up, a task's tokens wait in one chunk until the writer drains it. */
   outbox?: OutboxBacklog;
+  /** A task's chunks go out at most one each this many ms (CHUNK_INTERVAL_MS); undefined or 0: one each turn. */
+  chunkIntervalMs?: number;
 }
 
 export class TaskRunner {
@@ -168,6 +170,7 @@ export class TaskRunner {
       outbox: this.options.outbox,
       onSent: state && ((n) => state.taskToken(taskId, n)),
       streaming: assign.enableStreaming,
+      intervalMs: this.options.chunkIntervalMs,
     });
     try {
       const stream = this.backend.generate({

@@ -2,8 +2,9 @@
 // its X25519 key, heartbeats, task assign/cancel, AES-256-GCM sealed chunks, result) and emits tokens when the
 // shared TokenPump says so. Sealing is the real envelope code (common/crypto), so the coordinator opens real
 // ciphertext; the assignment's payload is not opened (the load node answers every prompt the same way).
-// Two ways to meet a connection that pushes back: offer nothing (the tokens are not owed), or coalesce as the
-// agent does (agent/chunk-coalescer.ts): the tokens wait, and go out as one chunk per task once it is writable.
+// Two ways to send: a chunk a token, offering nothing while the connection pushes back (the tokens are not owed); or
+// as the agent does (agent/chunk-coalescer.ts, CHUNK_INTERVAL_MS at its default of 10 ms, the pump's tick): a
+// task's tokens of a tick as one chunk, and while the connection pushes back they wait and join the next one.
 import { generateKeyPairSync } from "node:crypto";
 import http2 from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -38,7 +39,10 @@ export interface LoadNodeOptions {
   slots: number;
   /** Declared speed; high, so the tier is PRO and deadlines never bind. */
   declaredTokensPerSecond?: number;
-  /** While the connection pushes back, owe the tokens and send each task's as one chunk once it is writable. */
+  /**
+   * Chunk as the agent does: each task's tokens of a tick as one chunk; while the connection pushes back, owe them
+   * and send them with the next once it is writable.
+   */
   coalesce?: boolean;
 }
 
@@ -156,8 +160,9 @@ export class LoadNode {
 
   /**
    * Adds `perTask` tokens owed to every running task and sends the whole ones, with a result for each task
-   * that reaches its max tokens, in one write: a chunk a token, or, coalescing, one chunk for the tokens owed
-   * while the connection pushed back. Returns the tokens sent (0 when the connection pushes back).
+   * that reaches its max tokens, in one write: a chunk a token, or, coalescing, one chunk a task for its tokens
+   * (those of this tick and any owed while the connection pushed back). Returns the tokens sent (0 when the
+   * connection pushes back).
    */
   pump(perTask: number, now: number): number {
     const keys = this.#keys;
@@ -187,7 +192,7 @@ export class LoadNode {
     for (const [taskId, task] of this.#tasks) {
       const n = Math.min(Math.floor(task.due), task.remaining);
       task.due -= n;
-      const merged = task.owedSince !== undefined;
+      const merged = this.#coalesce;
       for (let i = 0; i < (merged ? Math.min(n, 1) : n); i++) {
         const tokens = merged ? n : 1;
         const text = this.#chunkText(tokens, task.owedSince ?? now, now);

@@ -7,7 +7,7 @@ import { fixed, markdownTable, whole } from "./stats.ts";
 export const KEEPS_UP = 0.9;
 
 export interface Measured {
-  /** The nodes coalesced the tokens owed while their connection pushed back (else one chunk a token). */
+  /** The nodes chunked as agents do: a task's tokens of a tick as one chunk (else one a token). */
   coalesce: boolean;
   nodes: number;
   slots: number;
