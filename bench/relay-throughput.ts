@@ -56,6 +56,7 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
   }
 
   let profileMarkdown = "";
+  let chosenProfile = "";
   const configs = ctx.quick
     ? [{ nodes: 20, slots: 5 }]
     : [
@@ -98,6 +99,14 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
       let behind = 0;
       for (const offered of offers) {
         last = await measure(coalesce, nodes, slots, offered);
+        if (process.env.BENCH_PROFILE_AT === `${nodes}x${slots}@${offered}${coalesce ? "c" : ""}`) {
+          // a window of one's choosing (e.g. 100x10@10000, a trailing c for the second table), profiled after it
+          await coordinator.startProfile();
+          await sleep(ctx.quick ? 3_000 : 8_000);
+          const file = await coordinator.stopProfile();
+          chosenProfile = `${nodes} × ${slots} at ${offered}/s offered:\n\n${summariseProfile(file).markdown}`;
+          ctx.progress(`  profile: ${file}`);
+        }
         behind = saturated(last) ? behind + 1 : 0;
         if (behind === 2) break;
       }
@@ -144,6 +153,7 @@ export async function runThroughputBench(ctx: BenchContext): Promise<void> {
       `\n\nPeak tokens/s while keeping up: one chunk a token ${perToken.peak ? whole(perToken.peak) : "none"}, ` +
       `chunked as agents do ${coalescing.peak ? whole(coalescing.peak) : "none"}.`,
   );
+  if (chosenProfile) ctx.print(`### (ii) The coordinator's CPU profile at BENCH_PROFILE_AT, ${chosenProfile}`);
   if (profileMarkdown) {
     ctx.print(
       `### (ii) Where the coordinator's time goes at the highest rate tried (V8 CPU profile of the coordinator ` +

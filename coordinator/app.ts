@@ -5,8 +5,6 @@ import { loadOrCreateKeyFile } from "../common/crypto/key-file.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, redactUrl } from "./db/connect.ts";
 import { createDatabaseFaultInterceptor, unavailableIfDatabase } from "./db/faults.ts";
-import type { BidiLaneSpec } from "./grpc/bidi-lane.ts";
-import type { DescMessage } from "@bufbuild/protobuf";
 import type { Database } from "./db/schema.ts";
 import { registerChatSseRoutes } from "./http/chat-sse.ts";
 import { registerOpenAiRoutes } from "./http/openai.ts";
@@ -162,7 +160,7 @@ export async function startCoordinator(
       config.economics.estimateRefreshMs,
       logger,
     );
-    const { routes, health, nodeStream } = createRoutes({
+    const { routes, health, lanes } = createRoutes({
       config,
       db: database.db,
       logger,
@@ -187,20 +185,22 @@ export async function startCoordinator(
       () => void limiter.prune().catch((err: unknown) => logger.error({ err }, "could not prune chat admissions")),
       60 * 60_000,
     ).unref();
+    // database faults outermost, so auth's own lookups become Unavailable too; then auth: an unauthenticated caller is
+    // refused before validation or handler work
+    const interceptors = [
+      createDatabaseFaultInterceptor(),
+      createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }),
+      createValidation(),
+    ];
     const server = await startServer({
       config: config.server,
       logger,
       routes,
-      // database faults outermost, so auth's own lookups become Unavailable too; then auth: an unauthenticated
-      // caller is refused before validation or handler work
-      interceptors: [
-        createDatabaseFaultInterceptor(),
-        createAuthInterceptor({ db: database.db, jwtSecret: config.jwtSecret }),
-        createValidation(),
-      ],
-      // agents' gRPC streams skip the router's generic pipeline; their handler validates its own messages, needs no
-      // credential headers (a node proves its key) and its database faults become Unavailable as the interceptor's do
-      lanes: [nodeStream as BidiLaneSpec<DescMessage, DescMessage>],
+      interceptors,
+      // agents' and users' plain gRPC streams skip the router's generic pipeline: agents' handler validates its own
+      // messages and needs no credential headers (a node proves its key), users' Chat runs the interceptors itself;
+      // database faults become Unavailable as the interceptor's do
+      lanes: lanes(interceptors),
       laneErrors: unavailableIfDatabase,
       // agents' streams are not user work: shutdown ends them once user requests are done (they reconnect)
       backgroundStreams: [`/${NodeService.typeName}/${NodeService.method.connect.name}`],

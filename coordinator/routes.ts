@@ -1,18 +1,19 @@
 // Registers every Connect service the coordinator serves: Iris's four, gRPC reflection and health.
 import type { KeyObject } from "node:crypto";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { DescMessage } from "@bufbuild/protobuf";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import { AccountService } from "../gen/iris/v1/account_pb.ts";
 import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { NetworkService } from "../gen/iris/v1/network_pb.ts";
-import { type ConnectRequestSchema, type ConnectResponseSchema, NodeService } from "../gen/iris/v1/node_pb.ts";
+import { NodeService } from "../gen/iris/v1/node_pb.ts";
 import { accountService } from "./accounts/service.ts";
 import type { Config } from "./config.ts";
 import type { Database } from "./db/schema.ts";
 import { Health, HealthStatus, healthRoutes, ServingStatus } from "./grpc/health.ts";
 import { reflectionRoutes } from "./grpc/reflection.ts";
-import type { BidiLaneSpec } from "./grpc/bidi-lane.ts";
+import { bidiLane, serverStreamLane, type LaneSpec } from "./grpc/lane.ts";
 import type { NodeRegistry } from "./nodes/registry.ts";
 import type { SessionCloser } from "./nodes/session-closer.ts";
 import { networkService } from "./network/service.ts";
@@ -48,10 +49,15 @@ export interface RouteDeps {
   earnings?: EarningsEstimator;
 }
 
+type AnyLane = LaneSpec<DescMessage, DescMessage>;
+
 export interface Routes {
   routes: (router: ConnectRouter) => void;
-  /** Agents' NodeService.Connect, also served by the server's lean gRPC lane. */
-  nodeStream: BidiLaneSpec<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
+  /**
+   * The methods also served by the server's lean gRPC lanes: agents' NodeService.Connect (no interceptor: a node
+   * proves its key in the stream) and users' InferenceService.Chat, which runs `interceptors` (the router's).
+   */
+  lanes: (interceptors: readonly Interceptor[]) => AnyLane[];
   /** Health as grpc.health.v1 and /healthz report it. */
   health: { overall(): "SERVING" | "NOT_SERVING"; shutDown(): void };
 }
@@ -75,12 +81,16 @@ export function createRoutes(deps: RouteDeps): Routes {
     classifyLink: deps.classifyLink,
     earnings: deps.earnings,
   });
+  const inference = inferenceService({ chat: deps.chat, registry: deps.registry });
   return {
-    nodeStream: { method: NodeService.method.connect, impl: nodes.connect },
+    lanes: (interceptors) => [
+      bidiLane(NodeService.method.connect, nodes.connect) as AnyLane,
+      serverStreamLane(InferenceService.method.chat, inference.chat, interceptors) as AnyLane,
+    ],
     routes(router) {
       // Methods not implemented yet answer Unimplemented (connect-es does this for partial services).
       router.service(NodeService, nodes);
-      router.service(InferenceService, inferenceService({ chat: deps.chat, registry: deps.registry }));
+      router.service(InferenceService, inference);
       router.service(
         AccountService,
         accountService({

@@ -24,7 +24,7 @@ import { RequestLogController } from "./logger.ts";
 import { requestContextValues } from "./request-context.ts";
 import { requestDecoding } from "./request-decoding.ts";
 import { createSinglePortServer } from "./single-port.ts";
-import { BidiLane, type BidiLaneSpec } from "./grpc/bidi-lane.ts";
+import { GrpcLane, type LaneSpec } from "./grpc/lane.ts";
 import { checkCertificate, createTlsFront } from "./tls-port.ts";
 
 export interface ServerOptions {
@@ -42,10 +42,11 @@ export interface ServerOptions {
   /** Registers plain HTTP routes (pages, the OpenAI-compatible API, /healthz). */
   http?: (app: FastifyInstance) => void | Promise<void>;
   /**
-   * Bidi-streaming methods also served by a lean gRPC path (agents' NodeService.Connect): a plain gRPC call of one
-   * skips the Connect router, so none of `interceptors` run for it; `laneErrors` gives their error mapping instead.
+   * Streaming methods also served by a lean gRPC path (grpc/lane.ts): a plain gRPC call of one skips the Connect
+   * router; a lane runs the interceptors it was built with (users' Chat), or none (agents' NodeService.Connect), and
+   * `laneErrors` gives the error mapping of the router's.
    */
-  lanes?: BidiLaneSpec<DescMessage, DescMessage>[];
+  lanes?: LaneSpec<DescMessage, DescMessage>[];
   /** What an error of a lane's handler becomes for its client (the interceptors' mapping). */
   laneErrors?: (err: unknown) => unknown;
   /** Called first thing on shutdown, e.g. to report NOT_SERVING to health checks. */
@@ -81,7 +82,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let closing: Promise<void> | undefined;
   const lanes = (options.lanes ?? []).map(
     (spec) =>
-      new BidiLane(spec, {
+      new GrpcLane(spec, {
         readMaxBytes: config.maxMessageBytes,
         shutdownSignal: shutdown.signal,
         contextValues: (req) => requestContextValues(randomUUID(), req.socket.remoteAddress ?? ""),

@@ -64,7 +64,7 @@ function toResponse(event: ChatEvent): ChatResponse {
 export function inferenceService(deps: {
   chat: ChatPipeline;
   registry: NodeRegistry;
-}): Partial<ServiceImpl<typeof InferenceService>> {
+}): Partial<ServiceImpl<typeof InferenceService>> & Pick<ServiceImpl<typeof InferenceService>, "chat"> {
   /** The validated params through the one chat pipeline, as the auth interceptor identified the caller. */
   function admittedChat(
     params: ChatParams,

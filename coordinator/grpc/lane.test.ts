@@ -22,6 +22,7 @@ import { Channel } from "../../common/channel.ts";
 import { connectFailure } from "../../test/support/errors.ts";
 import { loadConfig } from "../config.ts";
 import { startServer, type RunningServer } from "../server.ts";
+import { bidiLane } from "./lane.ts";
 import { envelope, EnvelopeParser } from "../../common/grpc/envelope.ts";
 import { drain, each } from "../../test/support/iterables.ts";
 
@@ -56,16 +57,13 @@ describe("the lean gRPC lane for a bidi stream", () => {
 
   beforeAll(async () => {
     const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", MAX_MESSAGE_BYTES: "65536", SHUTDOWN_TIMEOUT_MS: "500" });
-    const spec = {
-      method: NodeService.method.connect,
-      impl: (r: AsyncIterable<ConnectRequest>, c: HandlerContext) => impl(r, c),
-    };
+    const current = (r: AsyncIterable<ConnectRequest>, c: HandlerContext) => impl(r, c);
     server = await startServer({
       config: config.server,
       logger: pino({ level: "silent" }),
-      routes: (router) => router.rpc(NodeService.method.connect, spec.impl),
+      routes: (router) => router.rpc(NodeService.method.connect, current),
       interceptors: [countRouted],
-      lanes: [spec as never],
+      lanes: [bidiLane(NodeService.method.connect, current) as never],
       laneErrors: (err) =>
         err instanceof Error && err.message === "db down"
           ? new ConnectError("database unavailable", Code.Unavailable)
