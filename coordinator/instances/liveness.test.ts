@@ -1,6 +1,6 @@
 // Ending what a dead coordinator left open, on both engines: its own previous run at start, a silent peer on a
-// sweep (once, even when swept twice), live peers never; the tasks fail with a reason, the sessions close, the task
-// journal's batch marks go.
+// sweep (once, even when swept twice), live peers never; the tasks fail with a reason, the sessions close; the task
+// journal's batch marks go at its own next start, and a swept peer's only once they are an hour old.
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import pino from "pino";
@@ -59,9 +59,10 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
     (await test.db.selectFrom("node_sessions").select("disconnected_at").where("id", "=", id).executeTakeFirstOrThrow())
       .disconnected_at === null;
   // a task journal batch's mark (tasks/journal-batch.ts), as the instance's journal leaves it
-  async function mark(instance: string): Promise<string> {
+  async function mark(instance: string, secondsAgo = 0): Promise<string> {
     const id = randomUUID();
-    await test.db.insertInto("journal_batches").values({ id, instance }).execute();
+    const writtenAt = sql<Date>`now() - make_interval(secs => ${secondsAgo})`;
+    await test.db.insertInto("journal_batches").values({ id, instance, written_at: writtenAt }).execute();
     return id;
   }
   const marked = async (id: string) =>
@@ -125,13 +126,24 @@ describe.each(testEngines())("coordinator liveness on $name", ({ engine }) => {
     expect((await row(liveTask)).status).toBe("streaming");
     expect(await sessionOpen(deadSession)).toBe(false);
     expect(await sessionOpen(liveSession)).toBe(true);
-    expect([await marked(deadMark), await marked(liveMark)]).toEqual([false, true]);
+    // a coordinator taken for dead may only have been cut off: back, it asks its mark whether its last batch landed
+    expect([await marked(deadMark), await marked(liveMark)]).toEqual([true, true]);
     const left = await test.db
       .selectFrom("coordinator_instances")
       .select("instance")
       .where("instance", "in", [dead, live])
       .execute();
     expect(left).toEqual([{ instance: live }]);
+  });
+
+  it("forgets a swept peer's journal marks once they are an hour old, a live one's never", async () => {
+    const [gone, live] = [`gone-${suffix()}`, `live-${suffix()}`];
+    await heartbeatAgo(gone, 7_300);
+    await heartbeatAgo(live, 1);
+    const [goneOld, goneRecent, liveOld] = [await mark(gone, 7_200), await mark(gone, 60), await mark(live, 7_200)];
+    const options = { db: test.db, instance: `sweeper-${suffix()}`, deadAfterMs: 60_000, logger };
+    expect(await sweepDeadInstances(options)).toContain(gone);
+    expect([await marked(goneOld), await marked(goneRecent), await marked(liveOld)]).toEqual([false, true, true]);
   });
 
   it("heartbeats and sweeps on its own while it runs, and retires on a graceful stop", async () => {

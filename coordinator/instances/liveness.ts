@@ -4,7 +4,7 @@ import { sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { Database } from "../db/schema.ts";
 import { closeOrphanedSessions } from "../nodes/store.ts";
-import { endTasksOfInstance } from "../tasks/recovery.ts";
+import { endTasksOfInstance, forgetMarks, forgetOrphanedMarks, ORPHANED_MARK_RETENTION_MS } from "../tasks/recovery.ts";
 
 export interface InstanceWatchOptions {
   db: Kysely<Database>;
@@ -30,6 +30,8 @@ export interface InstanceWatch {
 export async function recoverAtStart(options: InstanceWatchOptions): Promise<void> {
   const { db, instance, logger } = options;
   const ended = await endTasksOfInstance(db, instance);
+  // none of the previous run's batches can be tried again: their marks (journal-batch.ts) have done their work
+  await forgetMarks(db, instance);
   await closeOrphanedSessions(db, instance);
   if (ended > 0) logger.warn({ instance, ended }, "ended the tasks a previous run of this coordinator left unfinished");
   await db
@@ -66,6 +68,7 @@ export function startInstanceWatch(options: InstanceWatchOptions): InstanceWatch
       try {
         await db.transaction().execute(async (tx) => {
           await endTasksOfInstance(tx, instance);
+          await forgetMarks(tx, instance);
           await tx.deleteFrom("coordinator_instances").where("instance", "=", instance).execute();
         });
       } catch (err) {
@@ -91,7 +94,8 @@ async function heartbeat(db: Kysely<Database>, instance: string): Promise<void> 
 /**
  * Ends the open tasks and sessions of every peer whose heartbeat is older than deadAfterMs. Each peer is claimed by
  * deleting its row in the same transaction, so two coordinators sweeping at once end it once, and a crash half-way
- * leaves the row for the next sweep. Returns the instances ended.
+ * leaves the row for the next sweep. Its journal's marks stay (forgetMarks says why) until they are an hour old.
+ * Returns the instances ended.
  */
 export async function sweepDeadInstances(
   options: Pick<InstanceWatchOptions, "db" | "instance" | "deadAfterMs" | "logger">,
@@ -122,5 +126,6 @@ export async function sweepDeadInstances(
     swept.push(instance);
     logger.warn({ instance, ended }, "ended the unfinished tasks of a coordinator that stopped heartbeating");
   }
+  await forgetOrphanedMarks(db, ORPHANED_MARK_RETENTION_MS);
   return swept;
 }

@@ -12,9 +12,8 @@ export function stoppedReason(instance: string): string {
 
 /**
  * Fails every open task of `instance`, with the reason, and records the failure in each task's history: one
- * statement, so a crash half-way leaves no task failed without its event; then deletes its journal's batch marks.
- * Returns how many were ended. Nothing is written to reputation or payouts: the node did not fail, and an
- * unfinished task earns nothing.
+ * statement, so a crash half-way leaves no task failed without its event. Returns how many were ended. Nothing is
+ * written to reputation or payouts: the node did not fail, and an unfinished task earns nothing.
  */
 export async function endTasksOfInstance(db: Kysely<Database>, instance: string): Promise<number> {
   const reason = stoppedReason(instance);
@@ -40,7 +39,39 @@ export async function endTasksOfInstance(db: Kysely<Database>, instance: string)
         ]),
     )
     .executeTakeFirst();
-  // none of its journal's batches can be tried again: their marks (journal-batch.ts) have done their work
-  await db.deleteFrom("journal_batches").where("instance", "=", instance).execute();
   return Number(result.numInsertedOrUpdatedRows ?? 0n);
+}
+
+/**
+ * Deletes the batch marks (journal-batch.ts) of `instance`'s journal: only once no batch of it can be tried again (its
+ * previous run, at its start; itself, retiring). A peer that sweeps it keeps them: a coordinator taken for dead while
+ * it was only cut off asks its mark, when the database is back, whether its last batch landed.
+ */
+export async function forgetMarks(db: Kysely<Database>, instance: string): Promise<void> {
+  await db.deleteFrom("journal_batches").where("instance", "=", instance).execute();
+}
+
+/** How long the marks of a coordinator that no longer heartbeats are kept before forgetOrphanedMarks deletes them. */
+export const ORPHANED_MARK_RETENTION_MS = 60 * 60_000;
+
+/**
+ * Deletes the marks older than `olderThanMs` whose journal's coordinator has no row (swept or gone): a journal deletes
+ * each previous mark itself, so these are the last marks of coordinators that stopped without retiring.
+ */
+export async function forgetOrphanedMarks(db: Kysely<Database>, olderThanMs: number): Promise<number> {
+  const result = await db
+    .deleteFrom("journal_batches")
+    .where("written_at", "<", sql<Date>`now() - make_interval(secs => ${olderThanMs / 1000})`)
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom("coordinator_instances")
+            .select("coordinator_instances.instance")
+            .whereRef("coordinator_instances.instance", "=", "journal_batches.instance"),
+        ),
+      ),
+    )
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
 }
