@@ -11,6 +11,7 @@ import { openDatabase } from "../db/connect.ts";
 import { NodeRegistry } from "../nodes/registry.ts";
 import { TaskJournal } from "../tasks/journal.ts";
 import { completionOf, eventsOf, insertNode, insertTask, reputationOf } from "../../test/support/node-rows.ts";
+import { testNode } from "../../test/support/live-nodes.ts";
 import { ReputationRecorder } from "./recorder.ts";
 import { FastCompletionTracker } from "./rules.ts";
 
@@ -148,8 +149,11 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
     try {
       const pacing = { firstMs: 50, maxMs: 200, logEveryMs: 60_000 };
       const journal = new TaskJournal(through.db, logger, { pacing });
-      const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), new NodeRegistry(), logger);
+      const registry = new NodeRegistry();
+      const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), registry, logger);
       const node = await insertNode(test.db);
+      const live = testNode(node.id, "MID"); // what routing reads of the node, connected here
+      registry.add(live);
       const tasks = [await insertTask(test.db, node), await insertTask(test.db, node)];
       const outcome = (taskId: string) => completionOf(node, taskId);
 
@@ -162,6 +166,7 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
       await proxy.restore();
       await recorder.settled();
       expect(await reputationOf(test.db, node.id)).toBe(110);
+      expect(live.reputation).toBe(110);
 
       // with the task's end, one statement: its retry finds the batch's mark written (it committed)
       const lost = proxy.loseNextReply(tasks[1]!);
@@ -172,8 +177,9 @@ describe.skipIf(databaseSource().kind !== "postgres")("reputation recorder throu
       expect(proxy.lostReplies).toBe(1);
       const row = await test.db.selectFrom("tasks").select("status").where("id", "=", tasks[1]!).executeTakeFirst();
       expect(row?.status).toBe("completed");
-      // +10 once, not twice
+      // +10 once, not twice; the live node hears it though the statement's reply (its new score) was lost
       expect(await reputationOf(test.db, node.id)).toBe(120);
+      await expect.poll(() => live.reputation).toBe(120);
       expect((await eventsOf(test.db, node.id)).filter((e) => e.rule === "task_completed")).toHaveLength(2);
 
       // outcomes of two nodes take a transaction: the journal asks whether the one whose COMMIT reply was lost

@@ -61,8 +61,8 @@ export class ReputationRecorder {
             ),
       committed: (items, written) => {
         this.#riding -= items.length;
-        // a try whose reply was lost: the scores are written, the live ones follow with the node's next outcome
-        if (written === undefined) return;
+        // a try whose reply was lost: the scores are written, and read back for the live nodes that routing reads
+        if (written === undefined) return void this.#reread(items.map((item) => item.input.nodeId));
         for (const [i, result] of (written as Written).entries()) {
           if ("refused" in result) this.#failed(items[i]!.input, result.refused);
           else this.#apply(items[i]!.input, result);
@@ -98,6 +98,24 @@ export class ReputationRecorder {
   #apply(input: TaskOutcomeInput, result: { reputation: number }): void {
     const node = this.registry.get(input.nodeId);
     if (node) node.reputation = result.reputation;
+  }
+
+  /** The scores of nodes whose outcomes committed with their reply lost, from the database to the live nodes. */
+  async #reread(nodeIds: string[]): Promise<void> {
+    try {
+      const rows = await this.journal.db
+        .selectFrom("nodes")
+        .select(["id", "reputation"])
+        .where("id", "in", [...new Set(nodeIds)])
+        .execute();
+      for (const { id, reputation } of rows) {
+        const node = this.registry.get(id);
+        if (node) node.reputation = reputation;
+      }
+    } catch (err) {
+      // the database went away again: the live scores follow with each node's next outcome
+      this.logger.warn({ err, nodeIds }, "could not read back reputations written with a lost reply");
+    }
   }
 
   #failed(input: TaskOutcomeInput, err: unknown): void {

@@ -80,7 +80,8 @@ export class TaskJournal {
   #lastMark: string | undefined;
 
   constructor(
-    private readonly db: Kysely<Database>,
+    /** Where the records go; a rider reads back through it what a batch wrote (its reply lost). */
+    readonly db: Kysely<Database>,
     private readonly logger: Logger,
     options: TaskJournalOptions = {},
   ) {
