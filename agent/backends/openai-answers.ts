@@ -26,6 +26,18 @@ export const newStreamState = (): StreamState => ({
   done: false,
 });
 
+/**
+ * An OpenAI-compatible server's JSON as the agent reads it: the fields it looks at, none checked (JSON.parse's value
+ * as the server sent it; each read below copes with a field that is missing or of another kind).
+ */
+export interface ServerJson {
+  error?: string | { message?: string; code?: string; type?: string } | null;
+  message?: string;
+  detail?: string;
+  usage?: StreamState["usage"];
+  choices?: { finish_reason?: string | null; delta?: { content?: unknown }; message?: { content?: unknown } }[];
+}
+
 /** The server the answers come from (its API root) and the model asked for: error messages name both. */
 export interface AnswerSource {
   baseUrl: string;
@@ -43,9 +55,9 @@ export function readEvent(
     state.done = true;
     return undefined;
   }
-  let chunk: any;
+  let chunk: ServerJson | null;
   try {
-    chunk = JSON.parse(event.data);
+    chunk = JSON.parse(event.data) as ServerJson | null;
   } catch (error) {
     throw new BackendError("backend_failed", `unreadable stream event: ${event.data.slice(0, 200)}`, {
       cause: error,
@@ -55,7 +67,7 @@ export function readEvent(
   if (event.event === "error" || chunk?.error !== undefined) throw serverError(source, 200, chunk, event.data);
   if (chunk?.usage) state.usage = chunk.usage;
   if (field === "message") state.done = true;
-  const choice = chunk.choices?.[0];
+  const choice = chunk?.choices?.[0];
   if (choice?.finish_reason) state.finishReason = choice.finish_reason;
   const content = choice?.[field]?.content;
   if (typeof content !== "string" || content === "") return undefined;
@@ -111,22 +123,28 @@ export async function errorOf(response: HttpAnswer, source: AnswerSource): Promi
   } catch {
     body = undefined;
   }
-  return serverError(source, response.status, body, text || response.statusText);
+  return serverError(source, response.status, body as ServerJson | undefined, text || response.statusText);
 }
 
 /** Maps a server error to the most specific reason, keeping the server's own words. */
-export function serverError(source: AnswerSource, status: number, body: any, raw: string): BackendError {
+export function serverError(
+  source: AnswerSource,
+  status: number,
+  body: ServerJson | null | undefined,
+  raw: string,
+): BackendError {
   const error = body?.error;
   const message: string =
     (typeof error === "string" ? error : error?.message) ?? body?.message ?? body?.detail ?? raw.slice(0, 500);
-  const code = typeof error === "object" ? error?.code : undefined;
+  const detail = typeof error === "object" ? error : undefined;
+  const code = detail?.code;
   const where = `${source.baseUrl} (${status})`;
   if (code === "model_not_found" || (status === 404 && /model/i.test(message))) {
     return new BackendError("model_unavailable", `${where} cannot serve model "${source.model}": ${message}`);
   }
   if (
     code === "context_length_exceeded" ||
-    error?.type === "exceed_context_size_error" ||
+    detail?.type === "exceed_context_size_error" ||
     CONTEXT_OVERFLOW.test(message)
   ) {
     return new BackendError("context_too_long", `${where}: ${message}`);

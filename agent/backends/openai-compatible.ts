@@ -19,6 +19,7 @@ import {
   piecesOfRead,
   readEvent,
   serverError,
+  type ServerJson,
 } from "./openai-answers.ts";
 
 type OpenAiCompatibleKind = "lmstudio" | "ollama" | "llama.cpp" | "vllm" | "openai-compatible";
@@ -268,9 +269,9 @@ class OpenAiCompatibleBackend implements Backend {
     }
     if (!ok(response)) throw await errorOf(response, this.source());
     const text = await response.text();
-    let body: any;
+    let body: ServerJson | null;
     try {
-      body = JSON.parse(text);
+      body = JSON.parse(text) as ServerJson | null;
     } catch (error) {
       throw new BackendError("backend_failed", `${url} did not answer JSON`, { cause: error });
     }
