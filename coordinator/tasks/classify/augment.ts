@@ -5,7 +5,7 @@
 import type { Difficulty } from "../../../common/vocabulary.ts";
 import { seededRandom } from "../../../common/seeded-random.ts";
 import { toMessages, type CorpusItem, type CorpusMessage, type Material } from "./corpus.ts";
-import { textWeight } from "./features.ts";
+import { textWeight } from "./characters.ts";
 
 export interface TrainingItem {
   /** Items made from one written prompt or frame share a group: cross-validation never splits a group. */
