@@ -80,8 +80,10 @@ export class ChunkCoalescer {
     }
   }
 
-  /** The turn (or the interval) ended: sends now, or, while the outbox holds messages the writer has not taken, once
-   * it has. */
+  /**
+   * The turn (or the interval) ended: sends now, or, while the outbox holds messages the writer has not taken, once
+   * it has.
+   */
   #sendWhenDrained(): void {
     this.#scheduled = undefined;
     this.#paced = undefined;

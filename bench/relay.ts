@@ -1,6 +1,6 @@
 // The relay benchmark (`npm run bench:relay`, part of `npm run bench`): the coordinator as its own process,
 // load in a peer process, this process measuring. (i) time to first token, (ii) tokens/s relayed with a CPU
-// profile (nodes sending one chunk a token, then nodes coalescing when backed up as agents do), (iii) idle nodes'
+// profile (nodes sending one chunk a token, then nodes chunking as agents do), (iii) idle nodes'
 // cost. Markdown tables on stdout, progress on stderr.
 // BENCH_ONLY=ttft,throughput,idle picks phases; BENCH_QUICK=1 shortens every window (for trying changes);
 // BENCH_KEEP=1 keeps the coordinators' logs and CPU profiles; BENCH_PROFILE_TTFT=1 profiles the coordinator's hop;

@@ -96,8 +96,13 @@ export class ReputationRecorder {
   }
 
   #apply(input: TaskOutcomeInput, result: { reputation: number }): void {
-    const node = this.registry.get(input.nodeId);
-    if (node) node.reputation = result.reputation;
+    this.#setLive(input.nodeId, result.reputation);
+  }
+
+  /** The score routing reads, on the node as this coordinator knows it (connected here or at a peer). */
+  #setLive(nodeId: string, reputation: number): void {
+    const node = this.registry.get(nodeId);
+    if (node) node.reputation = reputation;
   }
 
   /** The scores of nodes whose outcomes committed with their reply lost, from the database to the live nodes. */
@@ -108,10 +113,7 @@ export class ReputationRecorder {
         .select(["id", "reputation"])
         .where("id", "in", [...new Set(nodeIds)])
         .execute();
-      for (const { id, reputation } of rows) {
-        const node = this.registry.get(id);
-        if (node) node.reputation = reputation;
-      }
+      for (const { id, reputation } of rows) this.#setLive(id, reputation);
     } catch (err) {
       // the database went away again: the live scores follow with each node's next outcome
       this.logger.warn({ err, nodeIds }, "could not read back reputations written with a lost reply");
