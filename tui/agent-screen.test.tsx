@@ -1,7 +1,7 @@
 // Frames of the agent screen in each state (ink-testing-library), its layout at 80x24 and narrower, and its keys.
 import { stripVTControlCharacters } from "node:util";
 import { render } from "ink-testing-library";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { cleanup } from "ink-testing-library";
 import { AgentState } from "../agent/state.ts";
 import { AgentApp } from "./agent-app.tsx";
@@ -279,7 +279,13 @@ describe("AgentApp", () => {
     await tick();
     expect(app.lastFrame()).toContain("◌ starting");
     state.registered({ tier: "BASIC", tierReason: "0.1M F32 counts as 0B (< 7B) → BASIC", reputation: 100 });
-    await tick();
-    expect(stripVTControlCharacters(app.lastFrame() ?? "")).toMatch(/● registered for \d+\.\ds · reputation 100\.0/);
+    // the redraw follows the state's next notification (every 10 ms here), whenever a loaded machine runs it
+    await vi.waitFor(
+      () =>
+        expect(stripVTControlCharacters(app.lastFrame() ?? "")).toMatch(
+          /● registered for \d+\.\ds · reputation 100\.0/,
+        ),
+      { timeout: 5_000 },
+    );
   });
 });

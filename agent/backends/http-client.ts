@@ -68,32 +68,7 @@ function targetOf(url: string): Target {
 
 /** A pool per client: idle connections by origin, reused most-recent first so that idle ones time out. */
 export function createHttpTransport(): HttpTransport & { close(): void } {
-  const idle = new Map<string, Connection[]>();
-  const all = new Set<Connection>();
-  let closed = false;
-
-  const open = (origin: string): Connection => {
-    const connection: Connection = { client: new Client(origin, { pipelining: 1 }), reused: false };
-    // a socket closed while idle (its keep-alive timeout) is replaced by a fresh one on the next request
-    connection.client.on("disconnect", () => {
-      connection.reused = false;
-    });
-    all.add(connection);
-    return connection;
-  };
-  const take = (origin: string) => idle.get(origin)?.pop() ?? open(origin);
-  const giveBack = (origin: string, connection: Connection) => {
-    connection.reused = true;
-    if (closed) return drop(connection);
-    let list = idle.get(origin);
-    if (!list) idle.set(origin, (list = []));
-    list.push(connection);
-  };
-  const drop = (connection: Connection) => {
-    all.delete(connection);
-    void connection.client.destroy().catch(() => {});
-  };
-
+  const pool = new Pool();
   const send = (url: string, call: HttpCall): Promise<HttpAnswer> => {
     let target: Target;
     try {
@@ -101,7 +76,7 @@ export function createHttpTransport(): HttpTransport & { close(): void } {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (closed) return Promise.reject(new Error("the HTTP client is closed"));
+    if (pool.closed) return Promise.reject(new Error("the HTTP client is closed"));
     if (call.signal?.aborted) return Promise.reject(call.signal.reason);
     const options: Dispatcher.DispatchOptions = {
       path: target.path,
@@ -109,53 +84,86 @@ export function createHttpTransport(): HttpTransport & { close(): void } {
       headers: call.headers ?? {},
       body: call.body ?? null,
     };
-    const attempt = (retried: boolean) =>
-      new Promise<HttpAnswer>((resolve, reject) => {
-        const connection = take(target.origin);
-        const pool = { giveBack: () => giveBack(target.origin, connection), drop: () => drop(connection) };
-        const exchange = new Exchange(call.signal, pool, resolve, (error) => {
-          // a kept-alive connection the server closed just as it was reused (its idle timeout): nothing reached the
-          // server, so the request goes again once on a new connection; never after a fresh connection's failure
-          const code = (error as { code?: unknown }).code;
-          if (!retried && connection.reused && typeof code === "string" && RESET_CODES.has(code)) {
-            resolve(attempt(true));
-          } else reject(error);
-        });
-        connection.client.dispatch(options, exchange);
-      });
-    return attempt(false);
+    return new Promise((resolve, reject) => new Exchange(pool, target.origin, options, call.signal, resolve, reject));
   };
-
-  return Object.assign(send, {
-    close: () => {
-      closed = true;
-      idle.clear();
-      for (const connection of [...all]) drop(connection);
-    },
-  });
+  return Object.assign(send, { close: () => pool.close() });
 }
 
-/** One request on one connection, as undici's parser reports it: its answer, its body, its end. */
+class Pool {
+  readonly #idle = new Map<string, Connection[]>();
+  readonly #all = new Set<Connection>();
+  closed = false;
+
+  take(origin: string): Connection {
+    const idle = this.#idle.get(origin)?.pop();
+    if (idle) return idle;
+    const connection: Connection = { client: new Client(origin, { pipelining: 1 }), reused: false };
+    // a socket closed while idle (its keep-alive timeout) is replaced by a fresh one on the next request
+    connection.client.on("disconnect", () => {
+      connection.reused = false;
+    });
+    this.#all.add(connection);
+    return connection;
+  }
+
+  giveBack(origin: string, connection: Connection): void {
+    connection.reused = true;
+    if (this.closed) {
+      this.drop(connection);
+      return;
+    }
+    let list = this.#idle.get(origin);
+    if (!list) this.#idle.set(origin, (list = []));
+    list.push(connection);
+  }
+
+  drop(connection: Connection): void {
+    this.#all.delete(connection);
+    void connection.client.destroy().catch(() => {});
+  }
+
+  close(): void {
+    this.closed = true;
+    this.#idle.clear();
+    for (const connection of [...this.#all]) this.drop(connection);
+  }
+}
+
+/**
+ * One request on one connection, as undici's parser reports it. A failure before the answer on a reused connection
+ * goes again once on another (see RESET_CODES).
+ */
 class Exchange implements Dispatcher.DispatchHandler {
-  readonly #body = new Channel<Buffer>();
+  readonly body = new Channel<Buffer>();
+  readonly #connection: Connection;
   #controller: Dispatcher.DispatchController | undefined;
   #answered = false;
   #released = false;
   #ended = false;
   #timer: NodeJS.Timeout | undefined;
-  readonly #onAbort = () => this.#controller?.abort(this.signal!.reason);
 
   constructor(
+    private readonly pool: Pool,
+    private readonly origin: string,
+    private readonly options: Dispatcher.DispatchOptions,
     private readonly signal: AbortSignal | undefined,
-    private readonly pool: { giveBack(): void; drop(): void },
-    private readonly answered: (answer: HttpAnswer) => void,
-    private readonly failed: (error: unknown) => void,
-  ) {}
+    private readonly resolve: (answer: HttpAnswer) => void,
+    private readonly reject: (error: unknown) => void,
+    private readonly retried = false,
+  ) {
+    this.#connection = pool.take(origin);
+    this.#connection.client.dispatch(options, this);
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
     if (this.signal?.aborted) controller.abort(this.signal.reason);
-    else this.signal?.addEventListener("abort", this.#onAbort, { once: true });
+    else this.signal?.addEventListener("abort", this, { once: true });
+  }
+
+  /** The call's signal aborted (an EventListener object: `this` is the listener). */
+  handleEvent(): void {
+    this.#controller?.abort(this.signal!.reason);
   }
 
   onResponseStart(
@@ -167,49 +175,62 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (status < 200) return; // an informational answer; the real one follows
     this.#answered = true;
     const type = headers["content-type"];
-    const body = this.#body;
-    this.answered({
+    const exchange = this;
+    this.resolve({
       status,
       statusText: statusMessage ?? "",
       contentType: typeof type === "string" ? type : "",
-      body,
-      async text() {
-        const parts: Buffer[] = [];
-        for await (const part of body) parts.push(part);
-        return Buffer.concat(parts).toString("utf8");
+      body: this.body,
+      text() {
+        return exchange.text();
       },
-      release: () => this.#release(),
+      release() {
+        exchange.release();
+      },
     });
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#released || !this.#body.push(chunk)) return;
-    if (this.#body.queued > HIGH_WATER && !controller.paused) {
+    if (this.#released || !this.body.push(chunk)) return;
+    if (this.body.queued > HIGH_WATER && !controller.paused) {
       controller.pause();
-      this.#body.onDrained(() => controller.resume());
+      this.body.onDrained(() => controller.resume());
     }
   }
 
   onResponseEnd(): void {
     this.#settle();
-    this.#body.close();
-    this.pool.giveBack();
+    this.body.close();
+    this.pool.giveBack(this.origin, this.#connection);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     this.#settle();
-    this.pool.drop();
+    this.pool.drop(this.#connection);
     // an abort ends with the signal's reason, like fetch, so callers can tell a cancellation from a failure
     const reason = this.signal?.aborted ? (this.signal.reason ?? error) : error;
-    if (this.#answered) this.#body.close(reason);
-    else this.failed(reason);
+    if (this.#answered) {
+      this.body.close(reason);
+      return;
+    }
+    // a kept-alive connection the server closed just as it was reused (its idle timeout): nothing reached the
+    // server, so the request goes again once on a new connection; never after a fresh connection's failure
+    const code = (reason as { code?: unknown }).code;
+    if (!this.retried && this.#connection.reused && typeof code === "string" && RESET_CODES.has(code)) {
+      new Exchange(this.pool, this.origin, this.options, this.signal, this.resolve, this.reject, true);
+    } else this.reject(reason);
   }
 
-  /** Done with the body: the rest is dropped as it comes, and the connection closed if it does not end soon. */
-  #release(): void {
+  async text(): Promise<string> {
+    const parts: Buffer[] = [];
+    for await (const part of this.body) parts.push(part);
+    return Buffer.concat(parts).toString("utf8");
+  }
+
+  release(): void {
     if (this.#released || this.#ended) return;
     this.#released = true;
-    this.#body.close();
+    this.body.close();
     if (this.#controller?.paused) this.#controller.resume();
     this.#timer = setTimeout(() => this.#controller?.abort(new Error("the released answer did not end")), RELEASE_MS);
     this.#timer.unref();
@@ -218,6 +239,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   #settle(): void {
     this.#ended = true;
     clearTimeout(this.#timer);
-    this.signal?.removeEventListener("abort", this.#onAbort);
+    this.signal?.removeEventListener("abort", this);
   }
 }
