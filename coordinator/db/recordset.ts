@@ -48,26 +48,57 @@ export function recordset(
  * recordset()'s text for code that writes its statement's text itself (the task journal's batch, on every chat's
  * path): `jsonb_to_recordset($<placeholder>::jsonb) AS <alias>(column type, …)`. A raw template's Kysely nodes cost
  * more to build and compile than the statement costs the server to run; the column list is built once per set.
+ * With `epochMs`, the rows' timestamptz columns are numbers (epochMsRows), read as double precision, and the
+ * statement turns them back with epochMsValue.
  */
 export function recordsetText(
   types: ColumnTypes,
   columns: readonly string[],
   placeholder: number,
   alias = "d",
+  epochMs = false,
 ): string {
-  return `jsonb_to_recordset($${placeholder}::jsonb) AS ${alias}(${definitionsOf(types, columns)})`;
+  return `jsonb_to_recordset($${placeholder}::jsonb) AS ${alias}(${definitionsOf(types, columns, epochMs)})`;
 }
 
-/** insertRecordset()'s text, its rows at `$<placeholder>`. */
+/** insertRecordset()'s text, its rows at `$<placeholder>` (`epochMs`: as recordsetText). */
 export function insertRecordsetText(
   table: string,
   types: ColumnTypes,
   columns: readonly string[],
   placeholder: number,
+  epochMs = false,
 ) {
   const list = columnList(columns);
-  return `INSERT INTO ${quoted(table)} (${list}) SELECT ${list} FROM ${recordsetText(types, columns, placeholder)}`;
+  const values = epochMs ? epochMsValues(types, columns) : list;
+  const rows = recordsetText(types, columns, placeholder, "d", epochMs);
+  return `INSERT INTO ${quoted(table)} (${list}) SELECT ${values} FROM ${rows}`;
 }
+
+/**
+ * Rows for a recordset whose timestamps travel as numbers: each row copied with its timestamptz columns' Dates (and
+ * date texts) as milliseconds since the epoch. JSON.stringify leaves its fast path at the first Date (a toJSON), and
+ * a Date's ISO text costs about a microsecond to write: a chat's task records hold nine.
+ */
+export function epochMsRows(types: ColumnTypes, rows: readonly object[]): object[] {
+  return rows.map((row) => {
+    const copy: Record<string, unknown> = { ...row };
+    for (const column in copy) {
+      const value = copy[column];
+      if (value instanceof Date) copy[column] = value.getTime();
+      else if (typeof value === "string" && types[column] === TIMESTAMPTZ) copy[column] = Date.parse(value);
+    }
+    return copy;
+  });
+}
+
+/** A column of a recordset read with `epochMs`, as the value to store: a timestamp turned back from milliseconds. */
+export function epochMsValue(types: ColumnTypes, column: string, alias?: string): string {
+  const name = alias ? `${alias}.${quoted(column)}` : quoted(column);
+  return typeOf(types, column) === TIMESTAMPTZ ? `to_timestamp(${name} / 1000.0)` : name;
+}
+
+const TIMESTAMPTZ = "timestamptz";
 
 /** An identifier as Kysely's PostgreSQL compiler quotes it. */
 export const quoted = (name: string): string => `"${name.replaceAll('"', '""')}"`;
@@ -80,18 +111,38 @@ function columnList(columns: readonly string[]): string {
   return list;
 }
 
+/** `"a", to_timestamp("b" / 1000.0)`: an epochMs recordset's columns as values, built once per set. */
+function epochMsValues(types: ColumnTypes, columns: readonly string[]): string {
+  return cachedText(epochValueLists, types, columns, () => columns.map((c) => epochMsValue(types, c)).join(", "));
+}
+
 const columnLists = new Map<string, string>();
 const definitions = new WeakMap<ColumnTypes, Map<string, string>>();
+const epochDefinitions = new WeakMap<ColumnTypes, Map<string, string>>();
+const epochValueLists = new WeakMap<ColumnTypes, Map<string, string>>();
 
-function definitionsOf(types: ColumnTypes, columns: readonly string[]): string {
-  let byColumns = definitions.get(types);
-  if (!byColumns) definitions.set(types, (byColumns = new Map()));
+function definitionsOf(types: ColumnTypes, columns: readonly string[], epochMs = false): string {
+  const type = (column: string) => {
+    const sqlType = typeOf(types, column);
+    return epochMs && sqlType === TIMESTAMPTZ ? "double precision" : sqlType;
+  };
+  return cachedText(epochMs ? epochDefinitions : definitions, types, columns, () =>
+    columns.map((column) => `${quoted(column)} ${type(column)}`).join(", "),
+  );
+}
+
+/** A text built once per column types and set of columns. */
+function cachedText(
+  cache: WeakMap<ColumnTypes, Map<string, string>>,
+  types: ColumnTypes,
+  columns: readonly string[],
+  build: () => string,
+): string {
+  let byColumns = cache.get(types);
+  if (!byColumns) cache.set(types, (byColumns = new Map()));
   const key = columns.join(",");
   let text = byColumns.get(key);
-  if (text === undefined) {
-    text = columns.map((column) => `${quoted(column)} ${typeOf(types, column)}`).join(", ");
-    byColumns.set(key, text);
-  }
+  if (text === undefined) byColumns.set(key, (text = build()));
   return text;
 }
 

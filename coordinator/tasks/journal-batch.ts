@@ -6,6 +6,8 @@ import { isDatabaseUnavailable, CommitUnknownError } from "../db/faults.ts";
 import { preparedText } from "../db/prepared.ts";
 import {
   type ColumnTypes,
+  epochMsRows,
+  epochMsValue,
   groupByColumns,
   insertRecordsetText,
   quoted,
@@ -124,17 +126,20 @@ function batchParts(batch: Pending, parameters: unknown[]): string {
   });
   // the text is written here rather than through Kysely's nodes: on every chat's path, their building and compiling
   // cost more than the statement; every column of tasks has its type in TASK_COLUMNS (journal.test.ts checks it)
+  // timestamps travel as milliseconds since the epoch (db/recordset.ts epochMsRows): the JSON is a third of the work
   const parts: string[] = [];
-  const rowsAt = (rows: readonly object[]) => parameters.push(storableJson(rows));
+  const rowsAt = (types: ColumnTypes, rows: readonly object[]) =>
+    parameters.push(storableJson(epochMsRows(types, rows)));
   for (const group of groupByColumns(inserts)) {
-    parts.push(insertRecordsetText("tasks", TASK_COLUMNS, group.columns, rowsAt(group.rows)));
+    parts.push(insertRecordsetText("tasks", TASK_COLUMNS, group.columns, rowsAt(TASK_COLUMNS, group.rows), true));
   }
   for (const group of groupByColumns([...updates].map(([id, update]) => ({ ...update, id })))) {
-    const rows = rowsAt(group.rows);
+    const rows = rowsAt(TASK_COLUMNS, group.rows);
     parts.push(updateText(group.columns, rows, parameters.push(group.rows.map((row) => row.id as string))));
   }
   // a batch always has events: #write skips one without any
-  parts.push(insertRecordsetText("task_events", EVENT_COLUMNS, EVENT_COLUMN_NAMES, rowsAt(batch.events)));
+  const events = rowsAt(EVENT_COLUMNS, batch.events);
+  parts.push(insertRecordsetText("task_events", EVENT_COLUMNS, EVENT_COLUMN_NAMES, events, true));
   return parts.map((part, i) => `w${i} AS (${part})`).join(", ");
 }
 
@@ -205,9 +210,9 @@ const EVENT_COLUMN_NAMES = Object.keys(EVENT_COLUMNS);
 function updateText(columns: readonly string[], rows: number, ids: number): string {
   const assignments = columns
     .filter((column) => column !== "id")
-    .map((column) => `${quoted(column)} = d.${quoted(column)}`)
+    .map((column) => `${quoted(column)} = ${epochMsValue(TASK_COLUMNS, column, "d")}`)
     .join(", ");
   // the id list lets the planner look the rows up by primary key; joining on d.id alone scans the whole table
-  return `UPDATE tasks SET ${assignments} FROM ${recordsetText(TASK_COLUMNS, columns, rows)}
+  return `UPDATE tasks SET ${assignments} FROM ${recordsetText(TASK_COLUMNS, columns, rows, "d", true)}
     WHERE tasks.id = d.id AND tasks.id = ANY($${ids}::uuid[])`;
 }
