@@ -14,7 +14,7 @@ export interface HttpCall {
   signal?: AbortSignal;
 }
 
-/** A response whose status and headers arrived; its body is still to be read (or dropped with `discard`). */
+/** A response whose status and headers arrived; its body is still to be read (or dropped with `release`). */
 export interface HttpAnswer {
   status: number;
   statusText: string;
@@ -97,7 +97,10 @@ class Pool {
   take(origin: string): Connection {
     const idle = this.#idle.get(origin)?.pop();
     if (idle) return idle;
-    const connection: Connection = { client: new Client(origin, { pipelining: 1 }), reused: false };
+    // no timeouts of undici's own (300 s for the headers and between body reads): a long prompt on a slow machine may
+    // take longer to its first byte; the task's deadline and cancellation (the call's signal) end a request instead
+    const client = new Client(origin, { pipelining: 1, headersTimeout: 0, bodyTimeout: 0 });
+    const connection: Connection = { client, reused: false };
     // a socket closed while idle (its keep-alive timeout) is replaced by a fresh one on the next request
     connection.client.on("disconnect", () => {
       connection.reused = false;
