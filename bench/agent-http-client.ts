@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { createHttpTransport } from "../agent/backends/http-client.ts";
 import { startUpstreamProcess } from "./peers-processes.ts";
 import { UPSTREAM_MODEL, UPSTREAM_TOKENS } from "./peers-upstream.ts";
-import { fixed, markdownTable, whole } from "./stats.ts";
+import { ascending, fixed, markdownTable, percentile, whole } from "./stats.ts";
 
 const body = JSON.stringify({
   model: UPSTREAM_MODEL,
@@ -71,7 +71,7 @@ async function measure(client: Client, url: URL, requests: number, concurrency: 
   };
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
+const median = (values: readonly number[]) => percentile(ascending(values), 50);
 
 export async function runAgentHttpBench(): Promise<string> {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 3);

@@ -91,19 +91,18 @@ export async function runClusterHopBench(options: ClusterHopOptions = {}): Promi
     answerer.serve(`${env.CLUSTER_NAME}.bench`, (data) => data);
     await answerer.flush();
     const payload = new Uint8Array(200);
+    const roundTrip = async () => {
+      const before = performance.now();
+      await asker.request(`${env.CLUSTER_NAME}.bench`, payload, 5_000);
+      return performance.now() - before;
+    };
     // and back to back, every process awake: what a round trip costs a busy cluster (one at a time, between chats, each
     // wakes nats-server and two idle connections: on this machine that alone is most of the interleaved figure)
     const busyBus: number[] = [];
-    for (let i = 0; i < chats; i++) {
-      const before = performance.now();
-      await asker.request(`${env.CLUSTER_NAME}.bench`, payload, 5_000);
-      busyBus.push(performance.now() - before);
-    }
+    for (let i = 0; i < chats; i++) busyBus.push(await roundTrip());
     let failed = 0;
     for (let i = 0; i < chats; i++) {
-      const before = performance.now();
-      await asker.request(`${env.CLUSTER_NAME}.bench`, payload, 5_000);
-      samples.bus.push(performance.now() - before);
+      samples.bus.push(await roundTrip());
       for (const path of i % 2 === 0 ? (["same", "cross"] as const) : (["cross", "same"] as const)) {
         const result = await clients[path].ask();
         if (!result.ok) failed++;

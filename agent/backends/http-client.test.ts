@@ -14,29 +14,34 @@ afterEach(async () => {
   server = undefined;
 });
 
-/**
- * A server that answers "ok <n>" and, for the request numbers in `resetOn`, drops the connection instead; for those
- * in `hang`, it writes "part" and ends the answer only after `endAfterMs` (never when undefined); those in `quiet` it
- * never answers.
- */
-async function start(
-  resetOn: Set<number>,
-  hang = new Set<number>(),
-  endAfterMs?: number,
-  quiet = new Set<number>(),
-): Promise<{ url: string; ports: number[]; closed: number[] }> {
+/** What the test server does with a request, by its number (1 for the first): anything else is answered "ok <n>". */
+interface Behaviour {
+  /** The connection is dropped instead. */
+  resetOn?: Set<number>;
+  /** "part" is written, and the answer ends only after `endAfterMs` (never when undefined). */
+  hang?: Set<number>;
+  endAfterMs?: number;
+  /** Never answered. */
+  quiet?: Set<number>;
+}
+
+async function start({ resetOn, hang, endAfterMs, quiet }: Behaviour = {}): Promise<{
+  url: string;
+  ports: number[];
+  closed: number[];
+}> {
   const ports: number[] = [];
   const closed: number[] = [];
   server = createServer((req, res) => {
     const port = req.socket.remotePort!;
     if (!ports.includes(port)) req.socket.once("close", () => closed.push(port));
     ports.push(port);
-    if (resetOn.has(ports.length)) {
+    if (resetOn?.has(ports.length)) {
       req.socket.destroy();
       return;
     }
-    if (quiet.has(ports.length)) return;
-    if (hang.has(ports.length)) {
+    if (quiet?.has(ports.length)) return;
+    if (hang?.has(ports.length)) {
       res.write("part");
       if (endAfterMs !== undefined) setTimeout(() => res.end(" end"), endAfterMs);
       return;
@@ -50,7 +55,7 @@ async function start(
 
 describe("the agent's HTTP client", () => {
   it("reuses one kept-alive socket for requests one after another", async () => {
-    const { url, ports } = await start(new Set());
+    const { url, ports } = await start();
     const http = createHttpTransport();
     for (let i = 1; i <= 3; i++) expect(await (await http(url, { body: "{}" })).text()).toBe(`ok ${i}`);
     expect(new Set(ports).size).toBe(1);
@@ -58,7 +63,7 @@ describe("the agent's HTTP client", () => {
   });
 
   it("sends a request again, once, on a new socket when the reused one was closed under it", async () => {
-    const { url, ports } = await start(new Set([2]));
+    const { url, ports } = await start({ resetOn: new Set([2]) });
     const http = createHttpTransport();
     expect(await (await http(url, { body: "{}" })).text()).toBe("ok 1");
     // the second request goes out on the first one's socket, which the server drops: the client retries
@@ -70,14 +75,14 @@ describe("the agent's HTTP client", () => {
   });
 
   it("does not retry a request on a fresh socket, nor a second time", async () => {
-    const fresh = await start(new Set([1]));
+    const fresh = await start({ resetOn: new Set([1]) });
     const http = createHttpTransport();
     await expect(http(fresh.url, { body: "{}" })).rejects.toMatchObject({ code: "UND_ERR_SOCKET" });
     expect(fresh.ports).toHaveLength(1);
     http.close();
     server!.close();
 
-    const twice = await start(new Set([2, 3]));
+    const twice = await start({ resetOn: new Set([2, 3]) });
     const again = createHttpTransport();
     expect(await (await again(twice.url, { body: "{}" })).text()).toBe("ok 1");
     await expect(again(twice.url, { body: "{}" })).rejects.toMatchObject({ code: "UND_ERR_SOCKET" });
@@ -86,7 +91,7 @@ describe("the agent's HTTP client", () => {
   });
 
   it("reuses a released answer's socket once its end arrives", async () => {
-    const { url, ports, closed } = await start(new Set(), new Set([1]), 50);
+    const { url, ports, closed } = await start({ hang: new Set([1]), endAfterMs: 50 });
     const http = createHttpTransport();
     const answer = await http(url, { body: "{}" });
     for await (const part of answer.body) {
@@ -102,7 +107,7 @@ describe("the agent's HTTP client", () => {
   });
 
   it("closes a released answer's socket when its end does not come within a second", async () => {
-    const { url, ports, closed } = await start(new Set(), new Set([1]));
+    const { url, ports, closed } = await start({ hang: new Set([1]) });
     const http = createHttpTransport();
     const answer = await http(url, { body: "{}" });
     answer.release();
@@ -113,7 +118,7 @@ describe("the agent's HTTP client", () => {
   });
 
   it("rejects with the signal's reason when aborted before the answer, and closes that socket", async () => {
-    const { url, ports, closed } = await start(new Set(), new Set(), undefined, new Set([2]));
+    const { url, ports, closed } = await start({ quiet: new Set([2]) });
     const http = createHttpTransport();
     expect(await (await http(url, { body: "{}" })).text()).toBe("ok 1");
     const controller = new AbortController();
