@@ -1,8 +1,9 @@
 // What a cross-coordinator hop costs (issue #12): two coordinator processes on one database and NATS, one
 // scripted node connected to B. The same short chats go to B (the node's home: no hop) and to A (assign and
 // every chunk relayed through B over NATS), interleaved; p50/p90/p99 of time to first token and of the whole
-// answer. `npm run bench:cluster` (this file), and the last table of `npm run bench` (bench/workers.ts);
-// NATS_URL (default nats://127.0.0.1:4222), BENCH_CHATS, BENCH_TOKENS.
+// answer, beside the floors of any hop between two processes (hop-floor.ts). `npm run bench:cluster` (this file),
+// and the last table of `npm run bench` (bench/workers.ts); NATS_URL (default nats://127.0.0.1:4222), BENCH_CHATS,
+// BENCH_TOKENS.
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +17,8 @@ import { InferenceService } from "../gen/iris/v1/inference_pb.ts";
 import { startScriptedNode } from "../test/support/scripted-node.ts";
 import { startCoordinatorProcess, type CoordinatorProcess } from "./coordinator-process.ts";
 import { createBenchDatabase } from "./database.ts";
+import { startHopFloors } from "./hop-floor.ts";
+import { cpuSeconds, natsServerPid } from "./proc-stats.ts";
 import { ascending, fixed, markdownTable, percentile, sleep } from "./stats.ts";
 
 export interface ClusterHopOptions {
@@ -81,7 +84,13 @@ export async function runClusterHopBench(options: ClusterHopOptions = {}): Promi
       same: { ttft: [] as number[], total: [] as number[] },
       cross: { ttft: [] as number[], total: [] as number[] },
       bus: [] as number[],
+      floors: { tcp: [] as number[], rawNats: [] as number[], bus: [] as number[] },
     };
+    // CPU seconds each path's chats cost A, B and nats-server, read around each chat (/proc counts in clock ticks:
+    // one chat reads 0 or 10 ms, the sum over hundreds of chats is what it cost)
+    const nats = natsServerPid();
+    const cpuNow = () => [cpuSeconds(a.pid), cpuSeconds(b.pid), nats ? cpuSeconds(nats) : 0] as const;
+    const cpu = { same: [0, 0, 0], cross: [0, 0, 0] };
     // the floor of a hop: one NATS round trip between two connections of this process, as the coordinators use them
     const logger = pino({ level: "silent" });
     const [asker, answerer] = [
@@ -100,11 +109,22 @@ export async function runClusterHopBench(options: ClusterHopOptions = {}): Promi
     // wakes nats-server and two idle connections: on this machine that alone is most of the interleaved figure)
     const busyBus: number[] = [];
     for (let i = 0; i < chats; i++) busyBus.push(await roundTrip());
+    // the floors between two processes, as the coordinators are (hop-floor.ts)
+    const floors = await startHopFloors(natsUrl, `${env.CLUSTER_NAME}.floor`);
     let failed = 0;
     for (let i = 0; i < chats; i++) {
       samples.bus.push(await roundTrip());
+      // in turn first, so that none always meets the processes the coldest
+      const kinds = ["tcp", "rawNats", "bus"] as const;
+      for (let k = 0; k < kinds.length; k++) {
+        const kind = kinds[(i + k) % kinds.length]!;
+        samples.floors[kind].push(await floors[kind]());
+      }
       for (const path of i % 2 === 0 ? (["same", "cross"] as const) : (["cross", "same"] as const)) {
+        const before = cpuNow();
         const result = await clients[path].ask();
+        const after = cpuNow();
+        for (let p = 0; p < 3; p++) cpu[path][p]! += after[p]! - before[p]!;
         if (!result.ok) failed++;
         else {
           samples[path].ttft.push(result.ttftMs);
@@ -143,13 +163,25 @@ export async function runClusterHopBench(options: ClusterHopOptions = {}): Promi
           row(`whole answer (${tokens} chunks), through another coordinator`, samples.cross.total),
           row("NATS request/reply round trip, two connections of the bench process (200 bytes)", samples.bus),
           row("the same round trip, back to back (every process awake)", busyBus),
+          row("round trip between two processes: plain TCP, no NATS (200 bytes)", samples.floors.tcp),
+          row("round trip between two processes: nats-server, the protocol by hand", samples.floors.rawNats),
+          row("round trip between two processes: nats-server, the coordinators' client", samples.floors.bus),
         ],
         ["l", "r", "r", "r", "r"],
       ) +
       `\n\nadded by the hop at p50: ${fixed(added.ttft)} ms to the first token, ${fixed(added.total)} ms to the ` +
-      `whole answer; failed chats: ${failed}`;
+      `whole answer; failed chats: ${failed}\n\n` +
+      markdownTable(
+        ["CPU ms per chat", "A", "B (the node's home)", "nats-server", "in all"],
+        (["same", "cross"] as const).map((path) => {
+          const perChat = cpu[path].map((seconds) => (seconds * 1000) / samples[path].total.length);
+          const label = path === "same" ? "node's own coordinator (B)" : "through another coordinator (A → B)";
+          return [label, ...perChat.map((ms) => fixed(ms)), fixed(perChat[0]! + perChat[1]! + perChat[2]!)];
+        }),
+        ["l", "r", "r", "r", "r"],
+      );
     node.kill();
-    await Promise.all([asker.close(), answerer.close()]);
+    await Promise.all([asker.close(), answerer.close(), floors.close()]);
     return { markdown, addedP50: added };
   } finally {
     for (const coordinator of started.reverse()) await coordinator.stop().catch(() => {});

@@ -1,6 +1,6 @@
 // CPU time and memory of another process, read from Linux's /proc (the coordinator runs as a separate child).
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 let ticksPerSecond: number | undefined;
 
@@ -43,4 +43,17 @@ export function cpuWindow(pid: number): { stop(): { percent: number; seconds: nu
       return { percent: ((cpuSeconds(pid) - cpu0) / seconds) * 100, seconds };
     },
   };
+}
+
+/** The local nats-server's pid, when it runs on this machine (its CPU is part of what a cluster's hop costs). */
+export function natsServerPid(): number | undefined {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === "nats-server") return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
 }

@@ -18,7 +18,7 @@ import { startCoordinatorProcess, type CoordinatorProcess } from "./coordinator-
 import { createBenchDatabase, type BenchDatabase } from "./database.ts";
 import { startLoadProcess, type LoadProcess } from "./load-control.ts";
 import type { WindowResult } from "./load-process.ts";
-import { cpuSeconds } from "./proc-stats.ts";
+import { cpuSeconds, natsServerPid } from "./proc-stats.ts";
 import { sleep, whole } from "./stats.ts";
 import { RELAY, REQUESTS, workersReport, type Row } from "./workers-report.ts";
 
@@ -201,19 +201,6 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
-}
-
-/** The local nats-server's pid, when it runs on this machine (its CPU is part of what a worker hop costs). */
-function natsServerPid(): number | undefined {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === "nats-server") return Number(entry);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return undefined;
 }
 
 /** CPU seconds of a process and all its descendants (the primary and its workers). */

@@ -62,17 +62,21 @@ export function servesModel(node: LiveNode, hint: string | undefined): boolean {
 /**
  * Order of preference among nodes that can take the task: idle nodes before busy ones, then the more free
  * capacity, then the faster measured speed, then the better reputation (SPEC: "the fastest, most reputable
- * idle node wins").
+ * idle node wins"). In a cluster, a busy node of this coordinator comes before a busy one behind another (a
+ * forwarded task pays the bus hop: assign and chunks through NATS and the node's home), and this coordinator's
+ * own wins a tie; an idle node elsewhere still beats a busy one here.
  */
 function better(a: LiveNode, b: LiveNode): boolean {
   const aIdle = a.tasks.size === 0;
   const bIdle = b.tasks.size === 0;
   if (aIdle !== bIdle) return aIdle;
+  if (!aIdle && a.remote !== b.remote) return !a.remote;
   if (a.freeSlots !== b.freeSlots) return a.freeSlots > b.freeSlots;
   if (a.capabilities.tokensPerSecond !== b.capabilities.tokensPerSecond) {
     return a.capabilities.tokensPerSecond > b.capabilities.tokensPerSecond;
   }
-  return a.reputation > b.reputation;
+  if (a.reputation !== b.reputation) return a.reputation > b.reputation;
+  return !a.remote && b.remote;
 }
 
 /** Whether `node` may take the task at all, busy or not (suspended nodes take none). */
