@@ -65,7 +65,15 @@ export class NatsBus implements Bus {
     if (pending.length === 0) return;
     this.#pending = [];
     if (this.connection.isClosed()) return;
-    for (const [subject, data] of pending) this.connection.publish(subject, data);
+    for (const [subject, data] of pending) {
+      try {
+        this.connection.publish(subject, data);
+      } catch (err) {
+        // e.g. a payload over the server's max_payload: that message is lost (as core NATS may lose any), not the
+        // coordinator (this runs from setImmediate, where a throw would end the process)
+        this.logger.error({ err, subject, bytes: data.length }, "cluster bus: a message could not be published");
+      }
+    }
   }
 
   subscribe(subject: string, handler: BusHandler): () => void {
@@ -87,7 +95,11 @@ export class NatsBus implements Bus {
           .then(
             (reply) => {
               this.#write();
-              msg.respond(reply);
+              try {
+                msg.respond(reply);
+              } catch (err) {
+                this.logger.error({ err, subject, bytes: reply.length }, "cluster bus: a reply could not be sent");
+              }
             },
             (error: unknown) =>
               this.logger.error({ err: error, subject }, "cluster bus request handler threw; no reply sent"),

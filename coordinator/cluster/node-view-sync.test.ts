@@ -34,30 +34,36 @@ const assign = { message: { case: "taskAssign" as const, value: { taskId: "t1" }
 const link: HomeLink = { send() {}, assign: async () => create(ClusterAssignReplySchema, { gone: true }) };
 
 /** Every turn the views, asks and full views of a test take (each hop is a microtask or a setImmediate). */
-const settled = async () => {
-  for (let i = 0; i < 6; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+const settled = async (turns = 6) => {
+  for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 };
 
-function context(bus: Bus, instance: string, registry: NodeRegistry): NodeViewContext {
+function context(bus: Bus, instance: string, registry: NodeRegistry, partBytes?: number): NodeViewContext {
   const logger = pino({ level: "silent" });
-  const timing = { viewMs: 60_000, deadAfterMs: 180_000 };
+  const timing = { viewMs: 60_000, deadAfterMs: 180_000, fullViewPartBytes: partBytes };
   return { bus, subjects, instance, incarnation: `${instance}-1`, registry, coordinatorKey, logger, ...timing };
 }
 
-/** Home "h" (its publisher, over a lossy bus), peer "p" (a receiver), and what crosses the bus. */
-function setup() {
+/**
+ * Home "h" (its publisher, over a lossy bus), peer "p" (a receiver), and what crosses the bus; `partBytes`: the home's
+ * limit for one message of a full view.
+ */
+function setup(partBytes?: number) {
   const network = new LocalNetwork();
   const home = { registry: new NodeRegistry(), ...lossyBus(new LocalBus(network), subjects.view) };
-  const publisher = new ViewPublisher(context(home.bus, "h", home.registry), () => true);
+  const publisher = new ViewPublisher(context(home.bus, "h", home.registry, partBytes), () => true);
   const peer = { registry: new NodeRegistry(), bus: new LocalBus(network) };
   let receiver: ViewReceiver | undefined;
   const join = () => {
     receiver = new ViewReceiver(context(peer.bus, "p", peer.registry), link);
     return receiver;
   };
-  const heard = { views: [] as ClusterView[], wants: [] as ClusterViewWanted[] };
+  const heard = { views: [] as ClusterView[], bytes: [] as number[], wants: [] as ClusterViewWanted[] };
   const listener = new LocalBus(network);
-  listener.subscribe(subjects.view, (data) => heard.views.push(fromBinary(ClusterViewSchema, data)));
+  listener.subscribe(subjects.view, (data) => {
+    heard.views.push(fromBinary(ClusterViewSchema, data));
+    heard.bytes.push(data.length);
+  });
   listener.subscribe(subjects.want("h"), (data) => heard.wants.push(fromBinary(ClusterViewWantedSchema, data)));
   const connect = (id: string) => {
     const node = testNode(id, "MID");
@@ -65,12 +71,14 @@ function setup() {
     home.registry.add(node);
     return node;
   };
+  /** Nodes n0 … n(count-1), connected to the home; their ids. */
+  const connectMany = (count: number) => Array.from({ length: count }, (_, i) => connect(`n${i}`).id);
   const remote = (id: string) => peer.registry.get(id) as RemoteNode | undefined;
   const stop = () => {
     publisher.stop(false);
     receiver?.stop();
   };
-  return { network, home, peer, publisher, join, heard, connect, remote, stop };
+  return { network, home, peer, publisher, join, heard, connect, connectMany, remote, stop };
 }
 
 describe("the node view's numbered views", () => {
@@ -160,6 +168,75 @@ describe("the node view's numbered views", () => {
     publisher.beat();
     await settled();
     expect(heard.wants).toHaveLength(1); // in step again
+    stop();
+  });
+
+  it("sends a full view too big for one message in parts; after the last, a peer drops what none listed", async () => {
+    const { home, publisher, join, heard, connect, connectMany, remote, stop } = setup(2_000);
+    join();
+    const ids = connectMany(24);
+    connect("old");
+    await settled();
+    // "old" leaves, and the view saying so is lost
+    home.state.lose = 1;
+    home.registry.remove(home.registry.get("old")!, "gone");
+    await settled();
+    expect(remote("old")?.connected).toBe(true);
+    const from = heard.views.length;
+    publisher.publishFull();
+    await settled(40);
+    const parts = heard.views.slice(from);
+    expect(parts.length).toBeGreaterThan(2);
+    expect(parts.map((view) => [view.part, view.parts, view.full, view.nodeCount])).toEqual(
+      parts.map((_, i) => [i + 1, parts.length, false, ids.length]),
+    );
+    expect(parts.map((view) => view.sequence - parts[0]!.sequence)).toEqual(parts.map((_, i) => BigInt(i)));
+    expect(Math.max(...heard.bytes.slice(from))).toBeLessThanOrEqual(2_000);
+    expect(parts.flatMap((view) => view.nodes.map((node) => node.nodeId)).sort()).toEqual([...ids].sort());
+    expect(remote("old")).toBeUndefined();
+    expect(ids.every((id) => remote(id)?.connected)).toBe(true);
+    publisher.beat();
+    await settled();
+    expect(heard.wants).toEqual([]); // in step: the counts agree, no number was skipped
+    stop();
+  });
+
+  it("a part lost on the way: nothing is dropped for it, and the peer asks for the whole view again", async () => {
+    const { home, publisher, join, heard, connectMany, remote, stop } = setup(2_000);
+    join();
+    const ids = connectMany(24);
+    await settled();
+    // the second part is lost
+    home.state.after = 1;
+    home.state.lose = 1;
+    const from = heard.views.length;
+    publisher.publishFull();
+    await settled(40);
+    expect(ids.every((id) => remote(id)?.connected)).toBe(true);
+    expect(heard.wants).toMatchObject([{ origin: "p", reason: "gap" }]);
+    // the home answered the ask with the whole view again, in parts
+    expect(heard.views.slice(from).filter((view) => view.part === 1)).toHaveLength(2);
+    publisher.beat();
+    await settled();
+    expect(heard.wants).toHaveLength(1); // in step again
+    expect(ids.every((id) => remote(id)?.connected)).toBe(true);
+    stop();
+  });
+
+  it("applies a full view's parts one a turn, and what came after them in order", async () => {
+    const { peer, publisher, join, connect, connectMany, remote, stop } = setup(2_000);
+    const ids = connectMany(24);
+    await settled();
+    join();
+    publisher.publishFull();
+    connect("late"); // its view goes out after the parts: the last part must not drop it
+    await settled(1);
+    const held = () => [...peer.registry.nodes()].length;
+    expect(held()).toBeGreaterThan(0);
+    expect(held()).toBeLessThan(ids.length);
+    await settled(40);
+    expect(held()).toBe(ids.length + 1);
+    expect(remote("late")?.connected).toBe(true);
     stop();
   });
 

@@ -4,7 +4,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
-import { ClusterViewSchema, ClusterViewWantedSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import { type ClusterView, ClusterViewSchema, ClusterViewWantedSchema } from "../../gen/iris/v1/cluster_pb.ts";
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import type { Bus, ClusterSubjects } from "./bus.ts";
 import { clusterNodeOf } from "./codec.ts";
@@ -23,7 +23,16 @@ export interface NodeViewContext {
   /** A home silent this long is dead: its nodes are dropped and their tasks fail over (CLUSTER_DEAD_AFTER_MS). */
   deadAfterMs: number;
   now?: () => number;
+  /** Tests: the most bytes a full view's message may take before it goes in parts (FULL_VIEW_PART_BYTES). */
+  fullViewPartBytes?: number;
 }
+
+/**
+ * A full view larger than this goes in parts (ClusterView.part): NATS refuses a message over its max_payload (1 MB by
+ * default; a full view takes ~220–400 bytes a node, so 2.3 MB at 10,000 nodes), and a peer decodes and applies one part
+ * a turn of its event loop instead of stalling for the whole view (~100 ms at 10,000 nodes on a 2-core machine).
+ */
+export const FULL_VIEW_PART_BYTES = 128 * 1024;
 
 /**
  * Every this many beats a home publishes its full view instead: it mends whatever a peer holds wrong that neither
@@ -178,20 +187,53 @@ export class ViewPublisher {
     if (full) this.#listed.clear();
     for (const node of nodes) this.#listed.add(node.id);
     for (const id of gone) this.#listed.delete(id);
-    const sequence = ++this.#sequence;
-    if (full) this.#lastFull = sequence;
     // alone, a change goes to nobody; it keeps its number, so a peer that still holds our nodes sees one missing
-    if (nodes.length + gone.length > 0 && !full && !this.hasPeers()) return;
+    if (nodes.length + gone.length > 0 && !full && !this.hasPeers()) {
+      ++this.#sequence;
+      return;
+    }
     const view = create(ClusterViewSchema, {
       home: ctx.instance,
       incarnation: ctx.incarnation,
       coordinatorPublicKey: ctx.coordinatorKey.publicKey,
       full,
-      sequence,
       nodeCount: this.#listed.size,
       nodes: nodes.map((node) => clusterNodeOf(node)),
       gone,
     });
-    ctx.bus.publish(ctx.subjects.view, toBinary(ClusterViewSchema, view));
+    const sequence = ++this.#sequence;
+    if (full) this.#lastFull = sequence;
+    view.sequence = sequence;
+    const data = toBinary(ClusterViewSchema, view);
+    if (!full || data.length <= (ctx.fullViewPartBytes ?? FULL_VIEW_PART_BYTES) || view.nodes.length < 2) {
+      ctx.bus.publish(ctx.subjects.view, data);
+      return;
+    }
+    this.#publishParts(view, data.length);
+  }
+
+  /**
+   * A full view too large for one message, as parts numbered on from the whole view's number (each counts all of
+   * the home's nodes: a peer checks the count after the last). Nodes are split evenly, with room to spare; should a
+   * part still be over the limit (nodes of very uneven size), the split is made twice as fine.
+   */
+  #publishParts(view: ClusterView, bytes: number): void {
+    const { ctx } = this;
+    const limit = ctx.fullViewPartBytes ?? FULL_VIEW_PART_BYTES;
+    const first = view.sequence;
+    for (let wanted = Math.ceil((bytes * 4) / (limit * 3)); ; wanted *= 2) {
+      const perPart = Math.ceil(view.nodes.length / wanted);
+      const parts = Math.ceil(view.nodes.length / perPart);
+      const encoded: Uint8Array[] = [];
+      for (let i = 0; i < parts; i++) {
+        const nodes = view.nodes.slice(i * perPart, (i + 1) * perPart);
+        const part = { ...view, full: false, nodes, sequence: first + BigInt(i), part: i + 1, parts };
+        encoded.push(toBinary(ClusterViewSchema, part));
+      }
+      if (perPart > 1 && encoded.some((data) => data.length > limit)) continue;
+      this.#sequence = first + BigInt(parts - 1);
+      for (const data of encoded) ctx.bus.publish(ctx.subjects.view, data);
+      return;
+    }
   }
 }

@@ -40,20 +40,8 @@ export class ViewReceiver {
   ) {
     this.#now = ctx.now ?? Date.now;
     const unsubscribe = [
-      ctx.bus.subscribe(ctx.subjects.view, (data) => {
-        try {
-          this.receive(fromBinary(ClusterViewSchema, data));
-        } catch (err) {
-          ctx.logger.error({ err }, "cluster bus: could not apply a node view");
-        }
-      }),
-      ctx.bus.subscribe(ctx.subjects.left, (data) => {
-        try {
-          this.left(fromBinary(ClusterViewSchema, data));
-        } catch (err) {
-          ctx.logger.error({ err }, "cluster bus: could not apply a coordinator's leaving");
-        }
-      }),
+      ctx.bus.subscribe(ctx.subjects.view, (data) => this.#arrived(data, false)),
+      ctx.bus.subscribe(ctx.subjects.left, (data) => this.#arrived(data, true)),
     ];
     this.#unsubscribe = () => {
       for (const off of unsubscribe) off();
@@ -75,6 +63,55 @@ export class ViewReceiver {
   stop(): void {
     clearInterval(this.#timer);
     this.#unsubscribe();
+  }
+
+  /**
+   * A view or a leaving from the bus. A part of a full view ends the turn's work on views: what comes after it waits
+   * for the next turn, in order, so that a full view of thousands of nodes (its parts arriving together) is decoded
+   * and applied a part a turn instead of stalling this coordinator's requests for all of it.
+   */
+  #arrived(data: Uint8Array, left: boolean): void {
+    if (this.#waiting.length > 0 || this.#resumeScheduled) {
+      this.#waiting.push({ data, left });
+      return;
+    }
+    this.#take(data, left);
+  }
+
+  /** Messages that arrived after a part, in order. */
+  #waiting: { data: Uint8Array; left: boolean }[] = [];
+  #resumeScheduled = false;
+
+  #take(data: Uint8Array, left: boolean): void {
+    const { logger } = this.ctx;
+    let view: ClusterView;
+    try {
+      view = fromBinary(ClusterViewSchema, data);
+    } catch (err) {
+      logger.error({ err }, "cluster bus: could not read a node view");
+      return;
+    }
+    try {
+      if (left) this.left(view);
+      else this.receive(view);
+    } catch (err) {
+      logger.error(
+        { err },
+        left ? "cluster bus: could not apply a coordinator's leaving" : "cluster bus: could not apply a node view",
+      );
+    }
+    if (view.parts > 1 && !this.#resumeScheduled) {
+      this.#resumeScheduled = true;
+      setImmediate(() => this.#resume());
+    }
+  }
+
+  #resume(): void {
+    this.#resumeScheduled = false;
+    while (this.#waiting.length > 0 && !this.#resumeScheduled) {
+      const next = this.#waiting.shift()!;
+      this.#take(next.data, next.left);
+    }
   }
 
   receive(view: ClusterView): void {
@@ -104,7 +141,8 @@ export class ViewReceiver {
     }
     let stream = this.#streams.get(view.home);
     if (!stream) this.#streams.set(view.home, (stream = new ViewStream()));
-    if (!stream.heard(view.sequence, view.full)) return;
+    // the first part of a full view is taken as a full view is: whatever its number
+    if (!stream.heard(view.sequence, view.full || (view.parts > 1 && view.part === 1))) return;
     this.#apply(view, stream, now);
     const beat = !view.full && view.nodes.length === 0 && view.gone.length === 0;
     // a home that predates sequences sends its full view every CLUSTER_VIEW_MS, and hears no asks
@@ -115,17 +153,21 @@ export class ViewReceiver {
   }
 
   #apply(view: ClusterView, stream: ViewStream, now: number): void {
+    const collected = stream.part(view);
     let capacity = false;
     for (const node of view.nodes) {
       capacity = this.#upsert(view.home, node, now) || capacity;
       stream.listed.add(node.nodeId);
+      collected?.add(node.nodeId);
     }
     for (const id of view.gone) {
       this.#drop(view.home, id, `the node left coordinator ${view.home}`);
       stream.listed.delete(id);
+      collected?.delete(id);
     }
-    if (view.full) {
-      const listed = new Set(view.nodes.map((node) => node.nodeId));
+    // a full view: in one message, or the last of its parts when all of them were heard in order
+    const listed = view.full ? new Set(view.nodes.map((node) => node.nodeId)) : stream.completed(view);
+    if (listed) {
       for (const node of [...this.ctx.registry.nodes()]) {
         if (node instanceof RemoteNode && node.home === view.home && !listed.has(node.id))
           this.#drop(view.home, node.id, `the node left coordinator ${view.home}`);

@@ -11,6 +11,8 @@ export class ViewStream {
   synced = false;
   /** The home's nodes as its views listed them, whichever registration won here. */
   readonly listed = new Set<string>();
+  /** A full view in parts being heard: the next part due, and the nodes listed since its first. */
+  collecting: { next: number; parts: number; listed: Set<string> } | undefined;
   #reason: WantReason | undefined;
   #askedAt: number | undefined;
   /** Nodes the home lists that were found disconnected here at the last beat. */
@@ -33,8 +35,33 @@ export class ViewStream {
     return true;
   }
 
+  /**
+   * Before a view is applied: where it stands in a full view sent in parts. Returns the set that collects the nodes
+   * listed since the first part (the view's and any delta's), or undefined outside one. A part out of its turn ends
+   * the collection: its nodes are applied, none are dropped, and the gap in the numbers asks for the whole view again.
+   */
+  part(view: { parts: number; part: number; full: boolean }): Set<string> | undefined {
+    if (view.full) this.collecting = undefined;
+    else if (view.parts > 1 && view.part === 1) this.collecting = { next: 2, parts: view.parts, listed: new Set() };
+    else if (view.parts > 1) {
+      if (this.collecting?.next === view.part && this.collecting.parts === view.parts) this.collecting.next++;
+      else this.collecting = undefined;
+    }
+    return this.collecting?.listed;
+  }
+
+  /** After a view was applied: every node of a full view in parts, when it was its last; the collection ends. */
+  completed(view: { parts: number; part: number }): Set<string> | undefined {
+    const collecting = this.collecting;
+    if (!collecting || view.parts <= 1 || view.part !== view.parts || collecting.next !== view.parts + 1) return;
+    this.collecting = undefined;
+    return collecting.listed;
+  }
+
   /** After the view was applied: the home's count of its nodes against the listed ones held here. */
   counted(nodeCount: number): void {
+    // every part of a full view counts all of the home's nodes: they are all held here only after the last
+    if (this.collecting) return;
     if (this.sequence !== 0n && this.synced && nodeCount !== this.listed.size) this.#outOfStep("count");
   }
 
