@@ -236,6 +236,47 @@ for (const bus of ["nats", "local"] as const) {
         },
       );
 
+      // only NATS limits a message's size (max_payload); the in-process bus takes any
+      it.skipIf(bus !== "nats")(
+        "a request too large for one NATS message is served by a node of its own coordinator, or refused at once",
+        async () => {
+          // two messages of ~700 KB: more than NATS's max_payload (1 MB) once sealed in one assign
+          const big = "word ".repeat(140_000);
+          const messages = [
+            { role: 2, content: big },
+            { role: 3, content: big },
+            { role: 2, content: "Sum it up." },
+          ];
+          const ask = async () => {
+            const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: a.url }));
+            const events: Events = [];
+            for await (const response of inference.chat({ params: { messages, maxTokens: 8 } }))
+              events.push(response.event);
+            return events;
+          };
+          const window = { contextLength: 1_000_000 };
+          const far = await onB.start({ nodeId: "far-but-fast", tokensPerSecond: 200, ...window });
+          await expect.poll(() => a.registry.get("far-but-fast")).toBeInstanceOf(RemoteNode);
+          const refused = await ask().then(
+            () => undefined,
+            (err: unknown) => ConnectError.from(err),
+          );
+          expect(refused?.code).toBe(Code.ResourceExhausted);
+          expect(refused?.rawMessage).toContain("too large to pass to a node on another coordinator");
+          expect(far.assigns).toHaveLength(0);
+          // the node stays routable for what fits
+          expect(done(await chat(a))).toMatchObject({ nodeId: "far-but-fast" });
+          await onA.start({
+            nodeId: "near-but-slow",
+            tokensPerSecond: 20,
+            script: () => ({ tokens: ["ok"] }),
+            ...window,
+          });
+          const served = await ask();
+          expect(done(served)).toMatchObject({ nodeId: "near-but-slow" });
+        },
+      );
+
       it("suspends and lifts at once everywhere, whichever coordinator decides", async () => {
         await onB.start({ nodeId: "suspect" });
         await expect.poll(() => c.registry.get("suspect")).toBeInstanceOf(RemoteNode);

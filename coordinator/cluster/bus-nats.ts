@@ -111,6 +111,12 @@ export class NatsBus implements Bus {
 
   async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     this.#write();
+    const limit = this.connection.info?.max_payload;
+    if (limit !== undefined && data.length > limit)
+      throw new BusError(
+        "too-large",
+        `${data.length} bytes for ${subject}: more than the NATS server takes in one message (max_payload ${limit})`,
+      );
     try {
       return (await this.connection.request(subject, data, { timeout: timeoutMs })).data;
     } catch (err) {

@@ -23,7 +23,8 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-export type BusErrorKind = "no-responders" | "timeout" | "closed";
+/** "too-large": more than the bus takes in one message (NATS's max_payload); it was not sent. */
+export type BusErrorKind = "no-responders" | "timeout" | "closed" | "too-large";
 
 export class BusError extends Error {
   override readonly name = "BusError";

@@ -141,7 +141,8 @@ function homeLink(ctx: ForwardingContext): HomeLink {
           await bus.request(subjects.assign(node.home), toBinary(ClusterToHomeSchema, request), ctx.assignTimeoutMs),
         );
       } catch (err) {
-        if (!(err instanceof BusError)) throw err;
+        // too large for the bus: the home never heard of it (the node stays routable for other tasks)
+        if (!(err instanceof BusError) || err.kind === "too-large") throw err;
         // the home is unreachable: it is as good as gone for this connection (its nodes expire with it)
         logger.warn(
           { nodeId: node.id, home: node.home, err: err.message },

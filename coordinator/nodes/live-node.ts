@@ -191,6 +191,14 @@ export class LiveNode {
     return this.send(message);
   }
 
+  /**
+   * After sendAssign said false, whether the task may come back to this node later (a slot taken meanwhile), or
+   * never (a node of another coordinator, for an assign too large to cross the cluster bus).
+   */
+  mayRetry(_taskId: string): boolean {
+    return true;
+  }
+
   /** Ends the node's stream: with an error the node sees that code and message. */
   disconnect(error?: ConnectError): void {
     this.outbox.close(error);

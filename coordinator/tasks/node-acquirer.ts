@@ -66,7 +66,7 @@ export class NodeAcquirer {
     const { registry, now } = this.deps;
     const node = pickNode(this.#queue.openNodes(registry.nodes()), request);
     if (node) return new Attempt(taskId, node, registry, now);
-    if (spec.wait === "never" || (spec.wait === "while-possible" && !this.#anyEligible(request)))
+    if (spec.wait === "never" || (spec.wait === "while-possible" && !this.anyEligible(request)))
       throw noEligibleNode(request);
     const { maxWaitMs } = this.deps.queue;
     const events = new Channel<WaitEvent>();
@@ -110,7 +110,8 @@ export class NodeAcquirer {
     }
   }
 
-  #anyEligible(request: RouteRequest): boolean {
+  /** Whether any connected node could take the task, busy or not. */
+  anyEligible(request: RouteRequest): boolean {
     for (const node of this.deps.registry.nodes()) if (node.connected && eligible(node, request)) return true;
     return false;
   }

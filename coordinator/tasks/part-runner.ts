@@ -118,8 +118,16 @@ export class PartRunner {
         if (spec.distinct) exclude.add(node.id);
         const outcome = yield* runAttempt(this.#attempts, attempt, spec, request, tries, progress);
         if (outcome.kind === "unassigned") {
-          // a node still connected was only busy at its home coordinator (another took the slot first): not excluded
-          if (!node.connected) exclude.add(node.id);
+          // a node still connected was only busy at its home coordinator (another took the slot first): not excluded,
+          // unless this task cannot reach it at all (too large for the cluster bus)
+          const unreachable = node.connected && !node.mayRetry(taskId);
+          if (!node.connected || unreachable) exclude.add(node.id);
+          if (unreachable && !this.#nodes.anyEligible(request))
+            throw new ConnectError(
+              "the request is too large to pass to a node on another coordinator of the cluster (more than the " +
+                "cluster bus takes in one message), and no node connected to this coordinator can take it",
+              Code.ResourceExhausted,
+            );
           continue;
         }
         queued.since = undefined;
