@@ -26,6 +26,9 @@ export class ViewReceiver {
   /** Incarnations already reported as a second coordinator under one name. */
   readonly #duplicates = new Set<string>();
   readonly #refusedHomes = new Set<string>();
+  /** Views and leavings that arrived after a part of a full view, in order: they wait for the next turn. */
+  readonly #waiting: { data: Uint8Array; left: boolean }[] = [];
+  #resumeScheduled = false;
   readonly #timer: NodeJS.Timeout;
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
@@ -63,6 +66,8 @@ export class ViewReceiver {
   stop(): void {
     clearInterval(this.#timer);
     this.#unsubscribe();
+    // what still waited behind a part is not applied after the stop
+    this.#waiting.length = 0;
   }
 
   /**
@@ -77,10 +82,6 @@ export class ViewReceiver {
     }
     this.#take(data, left);
   }
-
-  /** Messages that arrived after a part, in order. */
-  #waiting: { data: Uint8Array; left: boolean }[] = [];
-  #resumeScheduled = false;
 
   #take(data: Uint8Array, left: boolean): void {
     const { logger } = this.ctx;
