@@ -68,7 +68,11 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     forwarding.originGone(home);
   };
   const receiver = new ViewReceiver(context, forwarding.link, joined, left);
-  const publisher = new ViewPublisher(context, () => receiver.hasPeers);
+  const publisher = new ViewPublisher(
+    context,
+    () => receiver.hasPeers,
+    () => queue.othersWaiting,
+  );
   // subscribed before anyone is told we are here, so their answers reach us: a peer that knew an earlier run of
   // this name hears a new incarnation, drops what that run left, and greets this one with its whole view
   await options.bus.flush();

@@ -22,7 +22,7 @@ import { lossyBus } from "../../test/support/lossy-bus.ts";
 import { clusterSubjects, type Bus } from "./bus.ts";
 import { LocalBus, LocalNetwork } from "./bus-local.ts";
 import { clusterNodeOf } from "./codec.ts";
-import { ViewPublisher, type NodeViewContext } from "./node-view.ts";
+import { SLOT_VIEW_DELAY_MS, ViewPublisher, type NodeViewContext } from "./node-view.ts";
 import type { RemoteNode, HomeLink } from "./remote-node.ts";
 import { ViewReceiver } from "./view-receiver.ts";
 
@@ -46,12 +46,17 @@ function context(bus: Bus, instance: string, registry: NodeRegistry, partBytes?:
 
 /**
  * Home "h" (its publisher, over a lossy bus), peer "p" (a receiver), and what crosses the bus; `partBytes`: the home's
- * limit for one message of a full view.
+ * limit for one message of a full view; `othersWaiting`: whether peers have requests waiting (by default they have,
+ * so that every change goes out at the end of its turn).
  */
-function setup(partBytes?: number) {
+function setup(options: { partBytes?: number; othersWaiting?: () => boolean } = {}) {
   const network = new LocalNetwork();
   const home = { registry: new NodeRegistry(), ...lossyBus(new LocalBus(network), subjects.view) };
-  const publisher = new ViewPublisher(context(home.bus, "h", home.registry, partBytes), () => true);
+  const publisher = new ViewPublisher(
+    context(home.bus, "h", home.registry, options.partBytes),
+    () => true,
+    options.othersWaiting,
+  );
   const peer = { registry: new NodeRegistry(), bus: new LocalBus(network) };
   let receiver: ViewReceiver | undefined;
   const join = () => {
@@ -94,6 +99,54 @@ describe("the node view's numbered views", () => {
     await settled();
     expect(heard.views.map((view) => view.nodes.map((n) => [...n.serviceTimesMs]))).toEqual([[[1234]]]);
     expect(remote("n1")?.serviceTimes).toEqual([1234]);
+    stop();
+  });
+
+  it("holds a slot's change SLOT_VIEW_DELAY_MS for others to join it, unless peers have requests waiting", async () => {
+    let waiting = false;
+    const { publisher, heard, connect, join, remote, stop } = setup({ othersWaiting: () => waiting });
+    const node = connect("n1");
+    join();
+    publisher.beat();
+    await settled();
+    heard.views.length = 0;
+    const sink = { chunk() {}, result() {}, error() {}, lost() {} };
+    // a task starts and ends, and another starts: one view, after the delay
+    node.tasks.set("t1", sink);
+    await settled();
+    node.tasks.delete("t1");
+    node.served(900);
+    node.tasks.set("t2", sink);
+    await settled();
+    expect(heard.views).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, SLOT_VIEW_DELAY_MS + 20));
+    await settled();
+    expect(heard.views.map((view) => view.nodes.map((n) => n.running.map((t) => t.taskId)))).toEqual([[["t2"]]]);
+    expect(remote("n1")?.freeSlots).toBe(0);
+    // the peer was told the node is full: the slot it frees goes out at once
+    heard.views.length = 0;
+    node.tasks.delete("t2");
+    await settled();
+    expect(heard.views).toHaveLength(1);
+    expect(remote("n1")?.freeSlots).toBe(1);
+    // a slot taken waits; a suspension goes out at once and takes it along
+    heard.views.length = 0;
+    node.tasks.set("t3", sink);
+    await settled();
+    expect(heard.views).toEqual([]);
+    node.suspended = true;
+    await settled();
+    expect(heard.views).toHaveLength(1);
+    expect([remote("n1")?.suspended, remote("n1")?.freeSlots]).toEqual([true, 0]);
+    node.suspended = false;
+    node.tasks.delete("t3");
+    await settled();
+    // with requests waiting on a peer, a slot taken goes out at once too
+    heard.views.length = 0;
+    waiting = true;
+    node.tasks.set("t4", sink);
+    await settled();
+    expect(heard.views).toHaveLength(1);
     stop();
   });
 
@@ -172,7 +225,7 @@ describe("the node view's numbered views", () => {
   });
 
   it("sends a full view too big for one message in parts; after the last, a peer drops what none listed", async () => {
-    const { home, publisher, join, heard, connect, connectMany, remote, stop } = setup(2_000);
+    const { home, publisher, join, heard, connect, connectMany, remote, stop } = setup({ partBytes: 2_000 });
     join();
     const ids = connectMany(24);
     connect("old");
@@ -202,7 +255,7 @@ describe("the node view's numbered views", () => {
   });
 
   it("a part lost on the way: nothing is dropped for it, and the peer asks for the whole view again", async () => {
-    const { home, publisher, join, heard, connectMany, remote, stop } = setup(2_000);
+    const { home, publisher, join, heard, connectMany, remote, stop } = setup({ partBytes: 2_000 });
     join();
     const ids = connectMany(24);
     await settled();
@@ -224,7 +277,7 @@ describe("the node view's numbered views", () => {
   });
 
   it("applies a full view's parts one a turn, and what came after them in order", async () => {
-    const { peer, publisher, join, connect, connectMany, remote, stop } = setup(2_000);
+    const { peer, publisher, join, connect, connectMany, remote, stop } = setup({ partBytes: 2_000 });
     const ids = connectMany(24);
     await settled();
     join();

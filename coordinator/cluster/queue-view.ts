@@ -40,6 +40,12 @@ export class QueueView implements QueuePeers {
     this.#timer.unref();
   }
 
+  /** Whether any other coordinator has requests waiting. */
+  get othersWaiting(): boolean {
+    for (const waiters of this.#queues.values()) if (waiters.length > 0) return true;
+    return false;
+  }
+
   countBefore(since: number): number {
     let count = 0;
     for (const waiters of this.#queues.values()) for (const waiter of waiters) if (waiter.since < since) count++;
