@@ -83,9 +83,10 @@ function readBytes(socket: Socket, count: number): Promise<void> {
  */
 class RawNats {
   private buffer: Buffer = Buffer.alloc(0);
-  private waiting: Array<(message: { subject: string; reply?: string; data: Buffer }) => void> = [];
+  private waiting: Array<(message: RawMessage) => void> = [];
   private nextSid = 1;
-  onMessage?: (message: { subject: string; reply?: string; data: Buffer }) => void;
+  private pong?: () => void;
+  onMessage?: (message: RawMessage) => void;
 
   private constructor(private readonly socket: Socket) {
     socket.on("data", (data: Buffer) => this.read(data));
@@ -107,15 +108,14 @@ class RawNats {
   }
 
   publish(subject: string, data: Uint8Array, reply?: string): void {
-    this.socket.write(Buffer.concat([Buffer.from(`PUB ${subject} ${reply ?? ""} ${data.length}\r\n`), data, crlf]));
+    const head = reply ? `PUB ${subject} ${reply} ${data.length}\r\n` : `PUB ${subject} ${data.length}\r\n`;
+    this.socket.write(Buffer.concat([Buffer.from(head), data, crlf]));
   }
 
   /** The next message delivered to this connection. */
-  next(): Promise<{ subject: string; reply?: string; data: Buffer }> {
+  next(): Promise<RawMessage> {
     return new Promise((resolve) => this.waiting.push(resolve));
   }
-
-  private pong?: () => void;
 
   /** Resolves once the server has answered a PING: everything written before it has been processed. */
   ping(): Promise<void> {
@@ -161,6 +161,12 @@ class RawNats {
 }
 
 const crlf = Buffer.from("\r\n");
+
+interface RawMessage {
+  subject: string;
+  reply?: string;
+  data: Buffer;
+}
 
 /** The answering process: a TCP echo, a hand-written NATS responder and a NatsBus responder. */
 async function answer(natsUrl: string, subject: string): Promise<void> {

@@ -76,7 +76,8 @@ export class ViewReceiver {
    * and applied a part a turn instead of stalling this coordinator's requests for all of it.
    */
   #arrived(data: Uint8Array, left: boolean): void {
-    if (this.#waiting.length > 0 || this.#resumeScheduled) {
+    // while a resume is due, what arrives waits behind what is waiting (nothing waits without one due)
+    if (this.#resumeScheduled) {
       this.#waiting.push({ data, left });
       return;
     }

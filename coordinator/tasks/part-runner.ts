@@ -120,7 +120,8 @@ export class PartRunner {
         if (outcome.kind === "unassigned") {
           // a node still connected was only busy at its home coordinator (another took the slot first): not excluded,
           // unless this task cannot reach it at all (too large for the cluster bus)
-          const unreachable = node.connected && !node.mayRetry(taskId);
+          // asked whether connected or not: the node forgets the task either way
+          const unreachable = !node.mayRetry(taskId) && node.connected;
           if (!node.connected || unreachable) exclude.add(node.id);
           if (unreachable && !this.#nodes.anyEligible(request))
             throw new ConnectError(
