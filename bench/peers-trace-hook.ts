@@ -1,8 +1,8 @@
 // Preloaded (`--import`) into the server processes of the peers benchmark's trace (bench/peers-trace.ts): stamps
 // each I/O step of a request with CLOCK_MONOTONIC (process.hrtime, one clock for every process on the machine) so
 // that the steps of one request can be laid end to end across processes. Iris's code is unchanged: the stamps come
-// from Node's diagnostics channels and from wrapping a few prototype methods of node:http and node:http2. At
-// SIGUSR2 it writes <PEERS_TRACE_FILE> (JSON: [step, ns][]) and forgets what it wrote.
+// from Node's and undici's diagnostics channels and from wrapping a few prototype methods of node:http and
+// node:http2. At SIGUSR2 it writes <PEERS_TRACE_FILE> (JSON: [step, ns][]) and forgets what it wrote.
 import { subscribe } from "node:diagnostics_channel";
 import { writeFileSync } from "node:fs";
 import { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
@@ -35,6 +35,9 @@ if (file) {
   subscribe("http.server.request.start", () => stamp("http.in"));
   wrap(ServerResponse.prototype, "end", "http.out.end");
   wrap(ClientRequest.prototype, "end", "client.send");
+  // the agent's backend client is undici's core: its request's headers (and body) written, its answer's first read
+  subscribe("undici:client:sendHeaders", () => stamp("client.send"));
+  subscribe("undici:request:headers", () => stamp("client.read"));
   // a client's response has `req` (its request); a server's incoming request has none
   wrap(IncomingMessage.prototype, "push", (self, args) =>
     (self as { req?: unknown }).req !== undefined && args[0] !== null ? "client.read" : undefined,
