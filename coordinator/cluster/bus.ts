@@ -40,8 +40,10 @@ export class BusError extends Error {
 export interface ClusterSubjects {
   /** Every home's ClusterView. */
   view: string;
-  /** Every coordinator's ClusterQueue. */
+  /** Every coordinator's whole ClusterQueue. */
   queue: string;
+  /** Every coordinator's ClusterQueueChange: what changed in its queue since its previous queue message. */
+  queueChanges: string;
   /** A coordinator's last word as it stops gracefully (a ClusterView of no nodes): peers fail over at once. */
   left: string;
   /** ClusterViewWanted for the coordinator `instance`: a peer asks for its full view. */
@@ -58,6 +60,7 @@ export function clusterSubjects(clusterName: string): ClusterSubjects {
   return {
     view: `${clusterName}.view`,
     queue: `${clusterName}.queue`,
+    queueChanges: `${clusterName}.queue.changes`,
     left: `${clusterName}.left`,
     want: (instance) => `${clusterName}.want.${subjectToken(instance)}`,
     home: (instance) => `${clusterName}.home.${subjectToken(instance)}`,

@@ -56,7 +56,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const forwarding = startForwarding({ ...options, subjects, logger });
   const incarnation = options.incarnation ?? randomUUID();
   const context = { ...options, incarnation, subjects, logger };
-  const queue = new QueueView(context);
+  const queue = new QueueView({ ...context, hasPeers: () => receiver.hasPeers });
   // a peer that joins hears our whole view at once (one for every peer that joins or asks within a turn)
   const joined = () => {
     if (stopped) return; // after our leaving, a view would make us a member again

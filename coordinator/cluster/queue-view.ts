@@ -1,9 +1,20 @@
-// The cluster's queue: every coordinator publishes its waiting requests (whole, on each change and every
-// CLUSTER_VIEW_MS while any wait) and keeps the others', so that a free node goes to the earliest waiter that can
-// take it, wherever it waits, and a position counts every request ahead (coordinator/tasks/queue.ts).
+// The cluster's queue: every coordinator tells the others which requests wait on it and keeps theirs, so that a free
+// node goes to the earliest waiter that can take it, wherever it waits, and a position counts every request ahead
+// (coordinator/tasks/queue.ts). What changed in a turn of the event loop goes out as one ClusterQueueChange; the
+// whole queue (ClusterQueue, in parts when long) when a peer joins and every CLUSTER_VIEW_MS while any wait or after a
+// change, which mends a peer that missed a change. Messages are numbered: a peer applies a change only to the message
+// before it, and after a gap waits for the next whole queue. A change costs its own size, not the queue's, and a peer
+// counts the requests ahead of one of its own by a binary search (bench/cluster-queue.ts).
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import { ClusterQueueSchema, ClusterRouteSchema, type ClusterRoute } from "../../gen/iris/v1/cluster_pb.ts";
+import {
+  ClusterQueueChangeSchema,
+  ClusterQueueSchema,
+  ClusterRouteSchema,
+  type ClusterRoute,
+  type ClusterWaiter,
+  ClusterWaiterSchema,
+} from "../../gen/iris/v1/cluster_pb.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 import type { QueuedWaiter, QueuePeers } from "../tasks/queue.ts";
 import { eligible, type RouteRequest } from "../tasks/router.ts";
@@ -16,60 +27,113 @@ export interface QueueViewContext {
   instance: string;
   logger: Logger;
   viewMs: number;
+  /** Whether any other coordinator is known: with none, nothing is published (a single coordinator pays nothing). */
+  hasPeers?: () => boolean;
+  /** Tests: the most waiters in one message of a whole queue (QUEUE_PART_WAITERS). */
+  partWaiters?: number;
+}
+
+/**
+ * A whole queue of more waiters goes in parts (ClusterQueue.part): a waiter takes ~60 bytes (more with excluded nodes
+ * or an exact model), so a part stays far below NATS's max_payload (1 MB by default), and a peer decodes one part at a
+ * time.
+ */
+export const QUEUE_PART_WAITERS = 2_000;
+
+/** A peer's queue as heard: its waiters and the number of the last message applied (NaN after a gap). */
+interface PeerQueue {
+  sequence: number;
+  waiters: Map<string, QueuedWaiter>;
+}
+
+/** A whole queue arriving in parts: the waiters so far and the part and message number expected next. */
+interface Collecting {
+  part: number;
+  parts: number;
+  sequence: number;
+  waiters: QueuedWaiter[];
 }
 
 export class QueueView implements QueuePeers {
-  /** The other coordinators' waiters, by coordinator, oldest first. */
-  readonly #queues = new Map<string, QueuedWaiter[]>();
+  /** The other coordinators' queues, by coordinator (kept when empty: its next change applies to it). */
+  readonly #queues = new Map<string, PeerQueue>();
+  readonly #collecting = new Map<string, Collecting>();
+  /** Every peer waiter's start, ascending (built when asked after a change). */
+  #sinces: Float64Array | undefined;
+  /** Within one turn: for a node, the starts of the peer waiters that could take it, ascending. */
+  readonly #eligibleSinces = new Map<LiveNode, Float64Array>();
   readonly #listeners = new Set<() => void>();
-  #own: readonly QueuedWaiter[] = [];
+  /** This coordinator's waiters, and what changed since the last message. */
+  readonly #own = new Map<string, QueuedWaiter>();
+  readonly #added = new Map<string, QueuedWaiter>();
+  readonly #removed = new Set<string>();
+  #sequence = 0;
+  #wholeWanted = false;
+  #changedSinceWhole = false;
   #scheduled = false;
   readonly #timer: NodeJS.Timeout;
-  readonly #unsubscribe: () => void;
+  readonly #unsubscribe: (() => void)[];
 
   constructor(private readonly ctx: QueueViewContext) {
-    this.#unsubscribe = ctx.bus.subscribe(ctx.subjects.queue, (data) => {
+    const handle = (what: string, receive: (data: Uint8Array) => void) => (data: Uint8Array) => {
       try {
-        this.#receive(data);
+        receive(data);
       } catch (err) {
-        ctx.logger.error({ err }, "cluster bus: could not apply a queue");
+        ctx.logger.error({ err }, `cluster bus: could not apply a ${what}`);
       }
-    });
-    // a peer that missed a change (it joined since) catches up while anyone waits here
-    this.#timer = setInterval(() => this.#own.length > 0 && this.#send(), ctx.viewMs);
+    };
+    this.#unsubscribe = [
+      ctx.bus.subscribe(
+        ctx.subjects.queue,
+        handle("queue", (data) => this.#receiveWhole(data)),
+      ),
+      ctx.bus.subscribe(
+        ctx.subjects.queueChanges,
+        handle("queue change", (data) => this.#receiveChange(data)),
+      ),
+    ];
+    // a peer that missed a change catches up while anyone waits here, or once after the queue emptied
+    this.#timer = setInterval(() => {
+      if (this.#own.size > 0 || this.#changedSinceWhole) this.#sendWhole();
+    }, ctx.viewMs);
     this.#timer.unref();
   }
 
   /** Whether any other coordinator has requests waiting. */
   get othersWaiting(): boolean {
-    for (const waiters of this.#queues.values()) if (waiters.length > 0) return true;
+    for (const queue of this.#queues.values()) if (queue.waiters.size > 0) return true;
     return false;
   }
 
   countBefore(since: number): number {
-    let count = 0;
-    for (const waiters of this.#queues.values()) for (const waiter of waiters) if (waiter.since < since) count++;
-    return count;
+    if (this.#queues.size === 0) return 0;
+    this.#sinces ??= ascendingSinces(this.#peerWaiters());
+    return countBelow(this.#sinces, since);
   }
 
   aheadFor(node: LiveNode, since: number): number {
     if (this.#queues.size === 0 || node.freeSlots <= 0) return 0;
-    let count = 0;
-    for (const waiters of this.#queues.values()) {
-      for (const waiter of waiters) if (waiter.since < since && eligible(node, waiter.request)) count++;
+    let sinces = this.#eligibleSinces.get(node);
+    if (!sinces) {
+      // a drain asks this for each of its waiters in turn: the node's eligible waiters once a turn, then a search
+      if (this.#eligibleSinces.size === 0) queueMicrotask(() => this.#eligibleSinces.clear());
+      sinces = ascendingSinces(this.#peerWaiters((waiter) => eligible(node, waiter.request)));
+      this.#eligibleSinces.set(node, sinces);
     }
-    return count;
+    return countBelow(sinces, since);
   }
 
-  publish(waiters: readonly QueuedWaiter[]): void {
-    this.#own = waiters;
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    // the changes of one turn of the event loop in one message
-    setImmediate(() => {
-      this.#scheduled = false;
-      this.#send();
-    });
+  added(waiter: QueuedWaiter): void {
+    this.#own.set(waiter.id, waiter);
+    this.#added.set(waiter.id, waiter);
+    this.#schedule();
+  }
+
+  removed(id: string): void {
+    if (!this.#own.delete(id)) return;
+    // one that came and went within the turn was never told
+    if (!this.#added.delete(id)) this.#removed.add(id);
+    this.#schedule();
   }
 
   onChange(listener: () => void): void {
@@ -78,50 +142,179 @@ export class QueueView implements QueuePeers {
 
   /** A coordinator left (or fell silent): its waiters no longer come first. */
   drop(home: string): void {
+    this.#collecting.delete(home);
     if (this.#queues.delete(home)) this.#changed();
   }
 
-  /** A coordinator joined: it hears our queue now. */
+  /** A coordinator joined: it hears our whole queue at the end of this turn. */
   joined(): void {
-    if (this.#own.length > 0) this.publish(this.#own);
+    this.#wholeWanted = true;
+    this.#schedule();
   }
 
   stop(): void {
     clearInterval(this.#timer);
-    this.#unsubscribe();
+    for (const unsubscribe of this.#unsubscribe) unsubscribe();
     // peers stop counting our waiters at once
-    this.#own = [];
-    this.#send();
+    this.#own.clear();
+    this.#sendWhole(true);
   }
 
-  #send(): void {
-    const message = create(ClusterQueueSchema, {
-      home: this.ctx.instance,
-      waiters: this.#own.map((w) => ({
-        id: w.id,
-        enqueuedAtUnixMs: BigInt(Math.round(w.since)),
-        route: routeOf(w.request),
-      })),
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    // the changes of one turn of the event loop in one message
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (this.#wholeWanted) this.#sendWhole();
+      else this.#sendChange();
     });
-    this.ctx.bus.publish(this.ctx.subjects.queue, toBinary(ClusterQueueSchema, message));
   }
 
-  #receive(data: Uint8Array): void {
+  #sendChange(): void {
+    if (this.#added.size === 0 && this.#removed.size === 0) return;
+    // numbered even when nobody is known to hear it: a peer that still holds our queue sees the gap
+    const sequence = ++this.#sequence;
+    this.#changedSinceWhole = true;
+    if (this.ctx.hasPeers?.() === false) {
+      // a peer that joins hears the whole queue
+      this.#added.clear();
+      this.#removed.clear();
+      return;
+    }
+    const change = create(ClusterQueueChangeSchema, {
+      home: this.ctx.instance,
+      sequence: BigInt(sequence),
+      added: [...this.#added.values()].map(waiterOf),
+      removed: [...this.#removed],
+    });
+    this.#added.clear();
+    this.#removed.clear();
+    this.ctx.bus.publish(this.ctx.subjects.queueChanges, toBinary(ClusterQueueChangeSchema, change));
+  }
+
+  /** The whole queue, oldest first, in parts when long; `always`: even with no peer known (our leaving). */
+  #sendWhole(always = false): void {
+    this.#wholeWanted = false;
+    this.#added.clear();
+    this.#removed.clear();
+    this.#changedSinceWhole = false;
+    if (!always && this.ctx.hasPeers?.() === false) return;
+    const waiters = [...this.#own.values()].sort((a, b) => a.since - b.since).map(waiterOf);
+    const size = this.ctx.partWaiters ?? QUEUE_PART_WAITERS;
+    const parts = waiters.length > size ? Math.ceil(waiters.length / size) : 0;
+    for (let part = 1; part <= Math.max(1, parts); part++) {
+      const queue = create(ClusterQueueSchema, {
+        home: this.ctx.instance,
+        waiters: parts === 0 ? waiters : waiters.slice((part - 1) * size, part * size),
+        sequence: BigInt(++this.#sequence),
+        ...(parts === 0 ? {} : { part, parts }),
+      });
+      this.ctx.bus.publish(this.ctx.subjects.queue, toBinary(ClusterQueueSchema, queue));
+    }
+  }
+
+  #receiveWhole(data: Uint8Array): void {
     const queue = fromBinary(ClusterQueueSchema, data);
     if (queue.home === this.ctx.instance) return;
-    const waiters = queue.waiters.flatMap((w) => {
-      const request = w.route && requestOf(w.route);
-      return request ? [{ id: w.id, since: Number(w.enqueuedAtUnixMs), request }] : [];
+    const sequence = Number(queue.sequence);
+    const waiters = queue.waiters.flatMap(queuedOf);
+    if (queue.parts === 0) {
+      this.#collecting.delete(queue.home);
+      this.#install(queue.home, sequence, waiters);
+      return;
+    }
+    let collecting = this.#collecting.get(queue.home);
+    if (queue.part === 1) {
+      collecting = { part: 1, parts: queue.parts, sequence, waiters: [] };
+      this.#collecting.set(queue.home, collecting);
+    } else if (
+      !collecting ||
+      queue.part !== collecting.part + 1 ||
+      queue.parts !== collecting.parts ||
+      sequence !== collecting.sequence + 1
+    ) {
+      // a part was lost: the queue as heard stays until the next whole one
+      this.#collecting.delete(queue.home);
+      return;
+    }
+    collecting.part = queue.part;
+    collecting.sequence = sequence;
+    for (const waiter of waiters) collecting.waiters.push(waiter);
+    if (queue.part < queue.parts) return;
+    this.#collecting.delete(queue.home);
+    this.#install(queue.home, sequence, collecting.waiters);
+  }
+
+  #install(home: string, sequence: number, waiters: QueuedWaiter[]): void {
+    const before = this.#queues.get(home);
+    // a sender that numbers nothing (an older version) sends only whole queues: no change can follow it
+    this.#queues.set(home, {
+      sequence: sequence === 0 ? Number.NaN : sequence,
+      waiters: new Map(waiters.map((waiter) => [waiter.id, waiter])),
     });
-    if (waiters.length === 0 && !this.#queues.has(queue.home)) return;
-    if (waiters.length === 0) this.#queues.delete(queue.home);
-    else this.#queues.set(queue.home, waiters);
+    if (waiters.length > 0 || (before?.waiters.size ?? 0) > 0) this.#changed();
+  }
+
+  #receiveChange(data: Uint8Array): void {
+    const change = fromBinary(ClusterQueueChangeSchema, data);
+    if (change.home === this.ctx.instance) return;
+    const queue = this.#queues.get(change.home);
+    const sequence = Number(change.sequence);
+    if (!queue) return; // its whole queue comes when we are known to it
+    if (sequence !== queue.sequence + 1) {
+      // a message was missed: what is heard stays, unchanged, until the next whole queue (within CLUSTER_VIEW_MS)
+      queue.sequence = Number.NaN;
+      return;
+    }
+    queue.sequence = sequence;
+    for (const id of change.removed) queue.waiters.delete(id);
+    for (const waiter of change.added.flatMap(queuedOf)) queue.waiters.set(waiter.id, waiter);
     this.#changed();
   }
 
+  #peerWaiters(take?: (waiter: QueuedWaiter) => boolean): number[] {
+    const sinces: number[] = [];
+    for (const queue of this.#queues.values())
+      for (const waiter of queue.waiters.values()) if (!take || take(waiter)) sinces.push(waiter.since);
+    return sinces;
+  }
+
   #changed(): void {
+    this.#sinces = undefined;
+    this.#eligibleSinces.clear();
     for (const listener of this.#listeners) listener();
   }
+}
+
+function ascendingSinces(sinces: number[]): Float64Array {
+  return Float64Array.from(sinces).sort();
+}
+
+/** How many of `sorted` are below `value`. */
+function countBelow(sorted: Float64Array, value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function waiterOf(waiter: QueuedWaiter): ClusterWaiter {
+  return create(ClusterWaiterSchema, {
+    id: waiter.id,
+    enqueuedAtUnixMs: BigInt(Math.round(waiter.since)),
+    route: routeOf(waiter.request),
+  });
+}
+
+/** A peer's waiter as this coordinator counts it; none for one this code cannot read (a newer difficulty). */
+function queuedOf(waiter: ClusterWaiter): QueuedWaiter[] {
+  const request = waiter.route && requestOf(waiter.route);
+  return request ? [{ id: waiter.id, since: Number(waiter.enqueuedAtUnixMs), request }] : [];
 }
 
 export function routeOf(request: RouteRequest): ClusterRoute {

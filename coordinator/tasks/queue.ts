@@ -28,8 +28,10 @@ export interface QueuePeers {
   countBefore(since: number): number;
   /** How many of those could take `node`: each takes one of its free slots first. */
   aheadFor(node: LiveNode, since: number): number;
-  /** This coordinator's waiters changed: the peers hear it. */
-  publish(waiters: readonly QueuedWaiter[]): void;
+  /** A request began to wait here (or waits again, `since` its earlier start): the peers hear it. */
+  added(waiter: QueuedWaiter): void;
+  /** A request here no longer waits (it took a node, gave up or failed). */
+  removed(id: string): void;
   /** `listener` hears whenever the peers' queues change. */
   onChange(listener: () => void): void;
 }
@@ -77,20 +79,20 @@ export class WaitQueue {
     let index = this.#waiters.length;
     while (index > 0 && this.#queued.get(this.#waiters[index - 1]!)!.since > since) index--;
     this.#waiters.splice(index, 0, waiter);
-    this.#queued.set(waiter, { id: randomUUID(), since, request: waiter.request });
+    const queued = { id: randomUUID(), since, request: waiter.request };
+    this.#queued.set(waiter, queued);
     this.#announceFrom(index);
     this.#scheduleUpdates();
-    this.#published();
+    this.peers?.added(queued);
   }
 
   remove(waiter: Waiter): void {
     const index = this.#waiters.indexOf(waiter);
     if (index < 0) return;
     this.#waiters.splice(index, 1);
-    this.#queued.delete(waiter);
+    this.#left(waiter);
     this.#announceFrom(index);
     this.#scheduleUpdates();
-    this.#published();
   }
 
   /** The nodes a request arriving now may take at once: requests waiting elsewhere since before come first. */
@@ -119,19 +121,18 @@ export class WaitQueue {
         continue;
       }
       this.#waiters.splice(i, 1);
-      this.#queued.delete(waiter);
+      this.#left(waiter);
       if (firstRemoved < 0) firstRemoved = i;
       waiter.claim(node);
     }
-    if (firstRemoved >= 0) {
-      this.#announceFrom(firstRemoved);
-      this.#published();
-    }
+    if (firstRemoved >= 0) this.#announceFrom(firstRemoved);
     this.#scheduleUpdates();
   }
 
-  #published(): void {
-    this.peers?.publish([...this.#queued.values()]);
+  #left(waiter: Waiter): void {
+    const queued = this.#queued.get(waiter);
+    this.#queued.delete(waiter);
+    if (queued) this.peers?.removed(queued.id);
   }
 
   /** One timer for the whole queue, running only while someone waits. */

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/cluster.proto.
  */
 export const file_iris_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChVpcmlzL3YxL2NsdXN0ZXIucHJvdG8SB2lyaXMudjEi1AEKC0NsdXN0ZXJWaWV3EgwKBGhvbWUYASABKAkSHgoWY29vcmRpbmF0b3JfcHVibGljX2tleRgCIAEoDBIMCgRmdWxsGAMgASgIEiMKBW5vZGVzGAQgAygLMhQuaXJpcy52MS5DbHVzdGVyTm9kZRIMCgRnb25lGAUgAygJEhMKC2luY2FybmF0aW9uGAYgASgJEhAKCHNlcXVlbmNlGAcgASgEEhIKCm5vZGVfY291bnQYCCABKA0SDAoEcGFydBgJIAEoDRINCgVwYXJ0cxgKIAEoDSJaChFDbHVzdGVyVmlld1dhbnRlZBIOCgZvcmlnaW4YASABKAkSEwoLaW5jYXJuYXRpb24YAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSDgoGcmVhc29uGAQgASgJIsUDCgtDbHVzdGVyTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRISCgpwdWJsaWNfa2V5GAQgASgMEh0KFXJlZ2lzdGVyZWRfYXRfdW5peF9tcxgFIAEoBBIbCgR0aWVyGAYgASgOMg0uaXJpcy52MS5UaWVyEhMKC3RpZXJfcmVhc29uGAcgASgJEjIKDGNhcGFiaWxpdGllcxgIIAEoCzIcLmlyaXMudjEuQ2x1c3RlckNhcGFiaWxpdGllcxISCgpyZXB1dGF0aW9uGAkgASgBEhEKCXN1c3BlbmRlZBgKIAEoCBIOCgZwYXVzZWQYCyABKAgSDAoEbG9hZBgMIAEoARIMCgRzaXplGA0gASgJEi4KCG1lYXN1cmVkGA4gASgLMhwuaXJpcy52MS5DbHVzdGVyTWVhc3VyZW1lbnRzEiwKB3J1bm5pbmcYDyADKAsyGy5pcmlzLnYxLkNsdXN0ZXJSdW5uaW5nVGFzaxIYChBzZXJ2aWNlX3RpbWVzX21zGBAgAygNEhkKEWxhc3Rfc2Vlbl91bml4X21zGBEgASgEIkEKEkNsdXN0ZXJSdW5uaW5nVGFzaxIPCgd0YXNrX2lkGAEgASgJEhoKEnN0YXJ0ZWRfYXRfdW5peF9tcxgCIAEoBCK1AgoTQ2x1c3RlckNhcGFiaWxpdGllcxISCgptb2RlbF9uYW1lGAEgASgJEhcKD3BhcmFtZXRlcl9jb3VudBgCIAEoBBIUCgxxdWFudGl6YXRpb24YAyABKAkSFAoMbW9kZWxfc2hhMjU2GAQgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAUgASgNEhkKEXRva2Vuc19wZXJfc2Vjb25kGAYgASgBEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEhoKBGdwdXMYCCADKAsyDC5pcmlzLnYxLkdwdRIPCgdiYWNrZW5kGAkgASgJEhUKDWFnZW50X3ZlcnNpb24YCiABKAkSMAoPdG9rZW5pemVyX3JhdGVzGAsgASgLMhcuaXJpcy52MS5Ub2tlbml6ZXJSYXRlcyLLAQoTQ2x1c3Rlck1lYXN1cmVtZW50cxINCgVtb2RlbBgBIAEoCRINCgVzcGVlZBgCIAMoARIWCg5wcm92ZW5fY29udGV4dBgDIAEoDRIcCg9yZWZ1c2VkX2NvbnRleHQYBCABKA1IAIgBARIYChBpZGVudGl0eV92ZXJkaWN0GAUgASgJEhUKDWlkZW50aXR5X3BlZXIYBiABKAkSGwoTaWRlbnRpdHlfYXRfdW5peF9tcxgHIAEoBEISChBfcmVmdXNlZF9jb250ZXh0Iv0BCg1DbHVzdGVyVG9Ib21lEg4KBm9yaWdpbhgBIAEoCRIPCgdub2RlX2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDwoHdGFza19pZBgEIAEoCRIsCghyZXNwb25zZRgFIAEoCzIYLmlyaXMudjEuQ29ubmVjdFJlc3BvbnNlSAASEQoHcmVsZWFzZRgGIAEoCEgAEiwKBnVwZGF0ZRgHIAEoCzIaLmlyaXMudjEuQ2x1c3Rlck5vZGVVcGRhdGVIABIsCghtZWFzdXJlZBgIIAEoCzIYLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVkSABCCQoHbWVzc2FnZSJEChJDbHVzdGVyQXNzaWduUmVwbHkSEAoIYWNjZXB0ZWQYASABKAgSDgoGcmVhc29uGAIgASgJEgwKBGdvbmUYAyABKAgilgEKEUNsdXN0ZXJOb2RlVXBkYXRlEhYKCXN1c3BlbmRlZBgBIAEoCEgAiAEBEhcKCnJlcHV0YXRpb24YAiABKAFIAYgBARIaChJkaXNjb25uZWN0X21lc3NhZ2UYAyABKAkSFwoPZGlzY29ubmVjdF9jb2RlGAQgASgNQgwKCl9zdXNwZW5kZWRCDQoLX3JlcHV0YXRpb24iqgEKD0NsdXN0ZXJNZWFzdXJlZBIsCghhbnN3ZXJlZBgBIAEoCzIYLmlyaXMudjEuQ2x1c3RlckFuc3dlcmVkSAASGAoOcmVmdXNlZF90b2tlbnMYAiABKA1IABIwCghjb21wYXJlZBgDIAEoCzIcLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVtZW50c0gAEhMKCXNlcnZlZF9tcxgEIAEoDUgAQggKBnNhbXBsZSJHCg9DbHVzdGVyQW5zd2VyZWQSEgoFc3BlZWQYASABKAFIAIgBARIWCg5jb250ZXh0X3Rva2VucxgCIAEoDUIICgZfc3BlZWQijgEKD0NsdXN0ZXJGcm9tTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDwoHdGFza19pZBgDIAEoCRIqCgdyZXF1ZXN0GAQgASgLMhcuaXJpcy52MS5Db25uZWN0UmVxdWVzdEgAEg4KBGxvc3QYBSABKAlIAEIJCgdtZXNzYWdlIkUKDENsdXN0ZXJRdWV1ZRIMCgRob21lGAEgASgJEicKB3dhaXRlcnMYAiADKAsyFi5pcmlzLnYxLkNsdXN0ZXJXYWl0ZXIiXgoNQ2x1c3RlcldhaXRlchIKCgJpZBgBIAEoCRIbChNlbnF1ZXVlZF9hdF91bml4X21zGAIgASgEEiQKBXJvdXRlGAMgASgLMhUuaXJpcy52MS5DbHVzdGVyUm91dGUilgIKDENsdXN0ZXJSb3V0ZRInCgpkaWZmaWN1bHR5GAEgASgOMhMuaXJpcy52MS5EaWZmaWN1bHR5Eg0KBW1vZGVsGAIgASgJEg8KB2V4Y2x1ZGUYAyADKAkSMQoKc2FtZV9tb2RlbBgEIAEoCzIdLmlyaXMudjEuQ2x1c3Rlck1vZGVsSWRlbnRpdHkSHQoQcmVwdXRhdGlvbl9hYm92ZRgFIAEoAUgAiAEBEiwKB2NvbnRleHQYBiABKAsyGy5pcmlzLnYxLkNsdXN0ZXJDb250ZXh0TmVlZBIYCgttaW5fY29udGV4dBgHIAEoDUgBiAEBQhMKEV9yZXB1dGF0aW9uX2Fib3ZlQg4KDF9taW5fY29udGV4dCJWChRDbHVzdGVyTW9kZWxJZGVudGl0eRISCgptb2RlbF9uYW1lGAEgASgJEhQKDHF1YW50aXphdGlvbhgCIAEoCRIUCgxtb2RlbF9zaGEyNTYYAyABKAkiZwoSQ2x1c3RlckNvbnRleHROZWVkEhMKC2FzY2lpX2NoYXJzGAEgASgNEhMKC290aGVyX2NoYXJzGAIgASgNEhAKCG1lc3NhZ2VzGAMgASgNEhUKDWFuc3dlcl90b2tlbnMYBCABKA1iBnByb3RvMw", [file_iris_v1_common, file_iris_v1_node]);
+  fileDesc("ChVpcmlzL3YxL2NsdXN0ZXIucHJvdG8SB2lyaXMudjEi1AEKC0NsdXN0ZXJWaWV3EgwKBGhvbWUYASABKAkSHgoWY29vcmRpbmF0b3JfcHVibGljX2tleRgCIAEoDBIMCgRmdWxsGAMgASgIEiMKBW5vZGVzGAQgAygLMhQuaXJpcy52MS5DbHVzdGVyTm9kZRIMCgRnb25lGAUgAygJEhMKC2luY2FybmF0aW9uGAYgASgJEhAKCHNlcXVlbmNlGAcgASgEEhIKCm5vZGVfY291bnQYCCABKA0SDAoEcGFydBgJIAEoDRINCgVwYXJ0cxgKIAEoDSJaChFDbHVzdGVyVmlld1dhbnRlZBIOCgZvcmlnaW4YASABKAkSEwoLaW5jYXJuYXRpb24YAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSDgoGcmVhc29uGAQgASgJIsUDCgtDbHVzdGVyTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRISCgpwdWJsaWNfa2V5GAQgASgMEh0KFXJlZ2lzdGVyZWRfYXRfdW5peF9tcxgFIAEoBBIbCgR0aWVyGAYgASgOMg0uaXJpcy52MS5UaWVyEhMKC3RpZXJfcmVhc29uGAcgASgJEjIKDGNhcGFiaWxpdGllcxgIIAEoCzIcLmlyaXMudjEuQ2x1c3RlckNhcGFiaWxpdGllcxISCgpyZXB1dGF0aW9uGAkgASgBEhEKCXN1c3BlbmRlZBgKIAEoCBIOCgZwYXVzZWQYCyABKAgSDAoEbG9hZBgMIAEoARIMCgRzaXplGA0gASgJEi4KCG1lYXN1cmVkGA4gASgLMhwuaXJpcy52MS5DbHVzdGVyTWVhc3VyZW1lbnRzEiwKB3J1bm5pbmcYDyADKAsyGy5pcmlzLnYxLkNsdXN0ZXJSdW5uaW5nVGFzaxIYChBzZXJ2aWNlX3RpbWVzX21zGBAgAygNEhkKEWxhc3Rfc2Vlbl91bml4X21zGBEgASgEIkEKEkNsdXN0ZXJSdW5uaW5nVGFzaxIPCgd0YXNrX2lkGAEgASgJEhoKEnN0YXJ0ZWRfYXRfdW5peF9tcxgCIAEoBCK1AgoTQ2x1c3RlckNhcGFiaWxpdGllcxISCgptb2RlbF9uYW1lGAEgASgJEhcKD3BhcmFtZXRlcl9jb3VudBgCIAEoBBIUCgxxdWFudGl6YXRpb24YAyABKAkSFAoMbW9kZWxfc2hhMjU2GAQgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAUgASgNEhkKEXRva2Vuc19wZXJfc2Vjb25kGAYgASgBEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEhoKBGdwdXMYCCADKAsyDC5pcmlzLnYxLkdwdRIPCgdiYWNrZW5kGAkgASgJEhUKDWFnZW50X3ZlcnNpb24YCiABKAkSMAoPdG9rZW5pemVyX3JhdGVzGAsgASgLMhcuaXJpcy52MS5Ub2tlbml6ZXJSYXRlcyLLAQoTQ2x1c3Rlck1lYXN1cmVtZW50cxINCgVtb2RlbBgBIAEoCRINCgVzcGVlZBgCIAMoARIWCg5wcm92ZW5fY29udGV4dBgDIAEoDRIcCg9yZWZ1c2VkX2NvbnRleHQYBCABKA1IAIgBARIYChBpZGVudGl0eV92ZXJkaWN0GAUgASgJEhUKDWlkZW50aXR5X3BlZXIYBiABKAkSGwoTaWRlbnRpdHlfYXRfdW5peF9tcxgHIAEoBEISChBfcmVmdXNlZF9jb250ZXh0Iv0BCg1DbHVzdGVyVG9Ib21lEg4KBm9yaWdpbhgBIAEoCRIPCgdub2RlX2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDwoHdGFza19pZBgEIAEoCRIsCghyZXNwb25zZRgFIAEoCzIYLmlyaXMudjEuQ29ubmVjdFJlc3BvbnNlSAASEQoHcmVsZWFzZRgGIAEoCEgAEiwKBnVwZGF0ZRgHIAEoCzIaLmlyaXMudjEuQ2x1c3Rlck5vZGVVcGRhdGVIABIsCghtZWFzdXJlZBgIIAEoCzIYLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVkSABCCQoHbWVzc2FnZSJEChJDbHVzdGVyQXNzaWduUmVwbHkSEAoIYWNjZXB0ZWQYASABKAgSDgoGcmVhc29uGAIgASgJEgwKBGdvbmUYAyABKAgilgEKEUNsdXN0ZXJOb2RlVXBkYXRlEhYKCXN1c3BlbmRlZBgBIAEoCEgAiAEBEhcKCnJlcHV0YXRpb24YAiABKAFIAYgBARIaChJkaXNjb25uZWN0X21lc3NhZ2UYAyABKAkSFwoPZGlzY29ubmVjdF9jb2RlGAQgASgNQgwKCl9zdXNwZW5kZWRCDQoLX3JlcHV0YXRpb24iqgEKD0NsdXN0ZXJNZWFzdXJlZBIsCghhbnN3ZXJlZBgBIAEoCzIYLmlyaXMudjEuQ2x1c3RlckFuc3dlcmVkSAASGAoOcmVmdXNlZF90b2tlbnMYAiABKA1IABIwCghjb21wYXJlZBgDIAEoCzIcLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVtZW50c0gAEhMKCXNlcnZlZF9tcxgEIAEoDUgAQggKBnNhbXBsZSJHCg9DbHVzdGVyQW5zd2VyZWQSEgoFc3BlZWQYASABKAFIAIgBARIWCg5jb250ZXh0X3Rva2VucxgCIAEoDUIICgZfc3BlZWQijgEKD0NsdXN0ZXJGcm9tTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDwoHdGFza19pZBgDIAEoCRIqCgdyZXF1ZXN0GAQgASgLMhcuaXJpcy52MS5Db25uZWN0UmVxdWVzdEgAEg4KBGxvc3QYBSABKAlIAEIJCgdtZXNzYWdlInQKDENsdXN0ZXJRdWV1ZRIMCgRob21lGAEgASgJEicKB3dhaXRlcnMYAiADKAsyFi5pcmlzLnYxLkNsdXN0ZXJXYWl0ZXISEAoIc2VxdWVuY2UYAyABKAQSDAoEcGFydBgEIAEoDRINCgVwYXJ0cxgFIAEoDSJsChJDbHVzdGVyUXVldWVDaGFuZ2USDAoEaG9tZRgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIlCgVhZGRlZBgDIAMoCzIWLmlyaXMudjEuQ2x1c3RlcldhaXRlchIPCgdyZW1vdmVkGAQgAygJIl4KDUNsdXN0ZXJXYWl0ZXISCgoCaWQYASABKAkSGwoTZW5xdWV1ZWRfYXRfdW5peF9tcxgCIAEoBBIkCgVyb3V0ZRgDIAEoCzIVLmlyaXMudjEuQ2x1c3RlclJvdXRlIpYCCgxDbHVzdGVyUm91dGUSJwoKZGlmZmljdWx0eRgBIAEoDjITLmlyaXMudjEuRGlmZmljdWx0eRINCgVtb2RlbBgCIAEoCRIPCgdleGNsdWRlGAMgAygJEjEKCnNhbWVfbW9kZWwYBCABKAsyHS5pcmlzLnYxLkNsdXN0ZXJNb2RlbElkZW50aXR5Eh0KEHJlcHV0YXRpb25fYWJvdmUYBSABKAFIAIgBARIsCgdjb250ZXh0GAYgASgLMhsuaXJpcy52MS5DbHVzdGVyQ29udGV4dE5lZWQSGAoLbWluX2NvbnRleHQYByABKA1IAYgBAUITChFfcmVwdXRhdGlvbl9hYm92ZUIOCgxfbWluX2NvbnRleHQiVgoUQ2x1c3Rlck1vZGVsSWRlbnRpdHkSEgoKbW9kZWxfbmFtZRgBIAEoCRIUCgxxdWFudGl6YXRpb24YAiABKAkSFAoMbW9kZWxfc2hhMjU2GAMgASgJImcKEkNsdXN0ZXJDb250ZXh0TmVlZBITCgthc2NpaV9jaGFycxgBIAEoDRITCgtvdGhlcl9jaGFycxgCIAEoDRIQCghtZXNzYWdlcxgDIAEoDRIVCg1hbnN3ZXJfdG9rZW5zGAQgASgNYgZwcm90bzM", [file_iris_v1_common, file_iris_v1_node]);
 
 /**
  * ClusterView is what one home coordinator says about the nodes connected to it: those that changed (a delta, at
@@ -771,6 +771,7 @@ export const ClusterFromNodeSchema: GenMessage<ClusterFromNode> = /*@__PURE__*/
 /**
  * ClusterQueue is one coordinator's wait queue, whole: the cluster's queue is every coordinator's, in arrival order
  * (a free node goes to the earliest waiter that can take it, wherever it waits; positions count every earlier one).
+ * Between whole queues, the changes go as ClusterQueueChange on the queue's changes subject.
  *
  * @generated from message iris.v1.ClusterQueue
  */
@@ -788,6 +789,28 @@ export type ClusterQueue = Message<"iris.v1.ClusterQueue"> & {
    * @generated from field: repeated iris.v1.ClusterWaiter waiters = 2;
    */
   waiters: ClusterWaiter[];
+
+  /**
+   * The sender's count of its queue messages (whole queues, their parts and changes), from 1: a change applies only
+   * to the message numbered one less. 0: a sender that numbers none.
+   *
+   * @generated from field: uint64 sequence = 3;
+   */
+  sequence: bigint;
+
+  /**
+   * A queue too large for one message goes as `parts` messages in a row, numbered consecutively, this one being
+   * `part` (1 to parts), each with some of the waiters; a peer takes the queue once it heard all of them in order.
+   * 0 in both: the whole queue in this message.
+   *
+   * @generated from field: uint32 part = 4;
+   */
+  part: number;
+
+  /**
+   * @generated from field: uint32 parts = 5;
+   */
+  parts: number;
 };
 
 /**
@@ -796,6 +819,48 @@ export type ClusterQueue = Message<"iris.v1.ClusterQueue"> & {
  */
 export const ClusterQueueSchema: GenMessage<ClusterQueue> = /*@__PURE__*/
   messageDesc(file_iris_v1_cluster, 12);
+
+/**
+ * ClusterQueueChange is what changed in one coordinator's queue since its previous queue message.
+ *
+ * @generated from message iris.v1.ClusterQueueChange
+ */
+export type ClusterQueueChange = Message<"iris.v1.ClusterQueueChange"> & {
+  /**
+   * The sender's COORDINATOR_INSTANCE.
+   *
+   * @generated from field: string home = 1;
+   */
+  home: string;
+
+  /**
+   * As ClusterQueue.sequence: one more than the sender's previous queue message.
+   *
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * Requests that began to wait (or wait again, at their earlier place).
+   *
+   * @generated from field: repeated iris.v1.ClusterWaiter added = 3;
+   */
+  added: ClusterWaiter[];
+
+  /**
+   * The ids of requests that no longer wait (served, given up, failed).
+   *
+   * @generated from field: repeated string removed = 4;
+   */
+  removed: string[];
+};
+
+/**
+ * Describes the message iris.v1.ClusterQueueChange.
+ * Use `create(ClusterQueueChangeSchema)` to create a new message.
+ */
+export const ClusterQueueChangeSchema: GenMessage<ClusterQueueChange> = /*@__PURE__*/
+  messageDesc(file_iris_v1_cluster, 13);
 
 /**
  * ClusterWaiter is one request waiting for a node.
@@ -830,7 +895,7 @@ export type ClusterWaiter = Message<"iris.v1.ClusterWaiter"> & {
  * Use `create(ClusterWaiterSchema)` to create a new message.
  */
 export const ClusterWaiterSchema: GenMessage<ClusterWaiter> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 13);
+  messageDesc(file_iris_v1_cluster, 14);
 
 /**
  * ClusterRoute mirrors the router's RouteRequest: which nodes may take a task.
@@ -893,7 +958,7 @@ export type ClusterRoute = Message<"iris.v1.ClusterRoute"> & {
  * Use `create(ClusterRouteSchema)` to create a new message.
  */
 export const ClusterRouteSchema: GenMessage<ClusterRoute> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 14);
+  messageDesc(file_iris_v1_cluster, 15);
 
 /**
  * ClusterModelIdentity names a model exactly.
@@ -928,7 +993,7 @@ export type ClusterModelIdentity = Message<"iris.v1.ClusterModelIdentity"> & {
  * Use `create(ClusterModelIdentitySchema)` to create a new message.
  */
 export const ClusterModelIdentitySchema: GenMessage<ClusterModelIdentity> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 15);
+  messageDesc(file_iris_v1_cluster, 16);
 
 /**
  * ClusterContextNeed mirrors ContextNeed: what a conversation needs of a context window.
@@ -970,5 +1035,5 @@ export type ClusterContextNeed = Message<"iris.v1.ClusterContextNeed"> & {
  * Use `create(ClusterContextNeedSchema)` to create a new message.
  */
 export const ClusterContextNeedSchema: GenMessage<ClusterContextNeed> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 16);
+  messageDesc(file_iris_v1_cluster, 17);
 

@@ -1,0 +1,231 @@
+// The cluster's queue between coordinators: a change goes as a change (its own size, not the queue's), numbered, and
+// a peer that missed one keeps what it heard until the next whole queue mends it; a long queue goes in parts; a
+// coordinator that knows no peer publishes nothing; the counts a peer makes of the requests ahead. Over the
+// in-process bus, a wrapper losing the messages a test says.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { ClusterQueueChangeSchema, ClusterQueueSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import { Difficulty } from "../../gen/iris/v1/common_pb.ts";
+import { testNode } from "../../test/support/live-nodes.ts";
+import { lossyBus } from "../../test/support/lossy-bus.ts";
+import type { QueuedWaiter } from "../tasks/queue.ts";
+import type { RouteRequest } from "../tasks/router.ts";
+import { type Bus, clusterSubjects } from "./bus.ts";
+import { LocalBus, LocalNetwork } from "./bus-local.ts";
+import { QueueView, type QueueViewContext } from "./queue-view.ts";
+
+const subjects = clusterSubjects("t");
+const simple: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude: new Set() };
+const advanced: RouteRequest = { difficulty: "ADVANCED", model: undefined, exclude: new Set() };
+const waiter = (id: string, since: number, request = simple): QueuedWaiter => ({ id, since, request });
+
+/** The turns a change takes: the sender's end of turn, the bus's microtask. */
+const settled = async (turns = 3) => {
+  for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+};
+
+const views: QueueView[] = [];
+afterEach(() => {
+  for (const view of views.splice(0)) view.stop();
+});
+
+function view(bus: Bus, instance: string, options: Partial<QueueViewContext> = {}): QueueView {
+  const made = new QueueView({
+    bus,
+    subjects,
+    instance,
+    logger: pino({ level: "silent" }),
+    viewMs: 60_000,
+    ...options,
+  });
+  views.push(made);
+  return made;
+}
+
+/**
+ * Coordinator "a" (over a bus that loses what `lose` says, on `subject`) and its peer "b", which records what crosses
+ * to it; both know each other, as after their views met.
+ */
+async function pair(options: { subject?: string; a?: Partial<QueueViewContext> } = {}) {
+  const network = new LocalNetwork();
+  const lossy = lossyBus(new LocalBus(network), options.subject ?? subjects.queueChanges);
+  const a = view(lossy.bus, "a", options.a);
+  const peerBus = new LocalBus(network);
+  const heard = { changes: [] as Uint8Array[], wholes: [] as Uint8Array[] };
+  peerBus.subscribe(subjects.queueChanges, (data) => heard.changes.push(data));
+  peerBus.subscribe(subjects.queue, (data) => heard.wholes.push(data));
+  const b = view(peerBus, "b");
+  a.joined();
+  await settled();
+  return { a, b, lose: lossy.state, heard };
+}
+
+describe("the cluster's queue", () => {
+  it("sends a change as a change: a few dozen bytes, however long the queue", async () => {
+    const { a, b, heard } = await pair();
+    for (let i = 0; i < 500; i++) a.added(waiter(`w${i}`, 1_000 + i));
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(500);
+    heard.changes.length = 0;
+    a.removed("w0");
+    a.added(waiter("late", 5_000));
+    await settled();
+    expect(heard.changes).toHaveLength(1); // one message for the turn's two changes
+    const change = fromBinary(ClusterQueueChangeSchema, heard.changes[0]!);
+    expect(change).toMatchObject({ home: "a", removed: ["w0"], added: [{ id: "late" }] });
+    expect(heard.changes[0]!.length).toBeLessThan(120);
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(500);
+    expect(b.countBefore(1_001)).toBe(0); // w0 is gone
+    expect(b.countBefore(1_010)).toBe(9); // w1..w9
+  });
+
+  it("tells nothing of a request that came and went within one turn", async () => {
+    const { a, b, heard } = await pair();
+    heard.changes.length = 0;
+    a.added(waiter("brief", 1_000));
+    a.removed("brief");
+    await settled();
+    expect(heard.changes).toHaveLength(0);
+    expect(b.othersWaiting).toBe(false);
+  });
+
+  it("after a lost change, a peer keeps what it heard, unchanged, until the next whole queue mends it", async () => {
+    const { a, b, lose } = await pair();
+    a.added(waiter("w1", 1_000));
+    await settled();
+    lose.lose = 1;
+    a.added(waiter("w2", 2_000)); // lost
+    await settled();
+    a.added(waiter("w3", 3_000)); // numbered after the lost one: not applied
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
+    a.removed("w1"); // still not applied: the peer waits for a whole queue
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
+    a.joined(); // as the periodic whole queue does
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(2);
+    a.added(waiter("w4", 4_000)); // and changes apply again
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(3);
+  });
+
+  it("sends the whole queue every CLUSTER_VIEW_MS after a change, none once nothing changes or waits", async () => {
+    const { a, b, lose, heard } = await pair({ a: { viewMs: 50 } });
+    lose.lose = 1;
+    a.added(waiter("w1", 1_000)); // lost: the peer never heard of it
+    await settled();
+    expect(b.othersWaiting).toBe(false);
+    await expect.poll(() => b.countBefore(Number.MAX_SAFE_INTEGER), { timeout: 2_000 }).toBe(1);
+    a.removed("w1");
+    await settled();
+    expect(b.othersWaiting).toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 150)); // the whole queue after the change, then none
+    const wholes = heard.wholes.length;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(heard.wholes.length).toBe(wholes);
+  });
+
+  it("sends a long queue in parts that a peer takes once it heard them all, in order", async () => {
+    const { a, b, lose, heard } = await pair({ subject: subjects.queue, a: { partWaiters: 3 } });
+    for (let i = 0; i < 7; i++) a.added(waiter(`w${i}`, 1_000 + i));
+    await settled();
+    heard.wholes.length = 0;
+    a.joined();
+    await settled();
+    const parts = heard.wholes.map((data) => fromBinary(ClusterQueueSchema, data));
+    expect(parts.map((p) => [p.part, p.parts, p.waiters.length])).toEqual([
+      [1, 3, 3],
+      [2, 3, 3],
+      [3, 3, 1],
+    ]);
+    // after the whole (empty) queue the peers met with and the one change that added the 7
+    expect(parts.map((p) => Number(p.sequence))).toEqual([3, 4, 5]);
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(7);
+    // a lost part: what the peer holds stays as it was (7), not the partial 3 + 1
+    a.removed("w0");
+    a.removed("w1");
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(5);
+    lose.after = 0;
+    lose.lose = 1; // the first part of the next whole queue
+    a.added(waiter("w7", 2_000));
+    a.joined();
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(5);
+    a.added(waiter("w8", 2_001)); // numbered after the parts: the peer, with the gap, waits for a whole queue
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(5);
+    a.joined();
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(7);
+  });
+
+  it("publishes nothing while it knows no peer, and numbers what it did not send, so a peer sees the gap", async () => {
+    let peers = true;
+    const { a, b, heard } = await pair({ a: { hasPeers: () => peers } });
+    a.added(waiter("w1", 1_000));
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
+    peers = false;
+    heard.changes.length = 0;
+    a.added(waiter("w2", 2_000));
+    await settled();
+    expect(heard.changes).toHaveLength(0);
+    peers = true;
+    a.added(waiter("w3", 3_000));
+    await settled();
+    expect(heard.changes).toHaveLength(1);
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1); // not 2: w2 was never heard, so w3 waits for a whole
+    a.joined();
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(3);
+  });
+
+  it("counts for a node only the earlier waiters that can take it; its own change counts next turn", async () => {
+    const { a, b } = await pair();
+    a.added(waiter("simple-early", 1_000));
+    a.added(waiter("advanced-early", 1_500, advanced));
+    a.added(waiter("simple-late", 3_000));
+    await settled();
+    const mid = testNode("mid", "MID", { maxConcurrentTasks: 2 });
+    expect(b.aheadFor(mid, 2_000)).toBe(1); // a MID node serves SIMPLE, not ADVANCED
+    expect(b.aheadFor(mid, 4_000)).toBe(2);
+    mid.suspended = true; // no peer waiter can take a suspended node: heard from the next turn on
+    await settled(1);
+    expect(b.aheadFor(mid, 4_000)).toBe(0);
+    const full = testNode("full", "MID", { maxConcurrentTasks: 1 });
+    full.tasks.set("t", { chunk() {}, result() {}, error() {}, lost() {} });
+    expect(b.aheadFor(full, 4_000)).toBe(0); // no free slot: none ahead for it
+    expect(b.countBefore(1_500)).toBe(1);
+    expect(b.countBefore(1_501)).toBe(2);
+  });
+
+  it("a coordinator that stops takes its waiters out of its peers' queue at once", async () => {
+    const { a, b } = await pair();
+    a.added(waiter("w1", 1_000));
+    await settled();
+    expect(b.othersWaiting).toBe(true);
+    a.stop();
+    await settled();
+    expect(b.othersWaiting).toBe(false);
+  });
+
+  it("takes an unnumbered whole queue (a peer of an earlier version) and no change after it", async () => {
+    const network = new LocalNetwork();
+    const b = view(new LocalBus(network), "b");
+    const old = new LocalBus(network);
+    const whole = create(ClusterQueueSchema, {
+      home: "old",
+      waiters: [{ id: "o1", enqueuedAtUnixMs: 1_000n, route: { difficulty: Difficulty.SIMPLE } }],
+    });
+    old.publish(subjects.queue, toBinary(ClusterQueueSchema, whole));
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
+    const change = create(ClusterQueueChangeSchema, { home: "old", sequence: 1n, removed: ["o1"] });
+    old.publish(subjects.queueChanges, toBinary(ClusterQueueChangeSchema, change));
+    await settled();
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
+  });
+});
