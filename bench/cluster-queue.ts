@@ -2,9 +2,15 @@
 // in-process bus (the same code as over NATS, without the sockets), all nodes busy, W requests waiting on each. A
 // change is one request leaving A's queue and another arriving (a client giving up and another asking); a node
 // freeing gives one slot to the earliest waiter that can take it, on either side. Prints the CPU each costs (both
-// coordinators together, this process) and the bytes A publishes a change, for each W.
+// coordinators together, this process) and the bytes A publishes a change, for each W. Then one coordinator's own
+// queue as its chats see it (the node acquirer): W requests waiting on N busy nodes, each told its position and
+// estimated wait whenever they change; a slot freeing moves every waiter behind it up one. Prints its CPU.
 // `npm run bench:cluster-queue` (CLUSTER_QUEUE_SIZES=100,1000,5000; CLUSTER_QUEUE_CHANGES=200).
 import pino from "pino";
+import { NodeRegistry } from "../coordinator/nodes/registry.ts";
+import type { Attempt } from "../coordinator/tasks/attempt.ts";
+import { NodeAcquirer } from "../coordinator/tasks/node-acquirer.ts";
+import type { PartSpec } from "../coordinator/tasks/part-spec.ts";
 import { LocalBus, LocalNetwork } from "../coordinator/cluster/bus-local.ts";
 import { type Bus, clusterSubjects } from "../coordinator/cluster/bus.ts";
 import { QueueView } from "../coordinator/cluster/queue-view.ts";
@@ -114,8 +120,56 @@ async function measure(size: number): Promise<string[]> {
 
 const whole = (n: number) => Math.round(n).toLocaleString("en-US");
 
+/** One coordinator: `size` requests waiting through the node acquirer on `nodeCount` busy nodes; CPU a freed slot. */
+async function measureAcquirer(size: number, nodeCount: number): Promise<string[]> {
+  const registry = new NodeRegistry();
+  const held: Attempt[] = [];
+  const acquirer = new NodeAcquirer({
+    registry,
+    queue: { maxLength: size * 2, maxWaitMs: 3_600_000, updateMs: 0 },
+    now: Date.now,
+  });
+  for (let i = 0; i < nodeCount; i++) {
+    const node = testNode(`node-${i}`, "MID", { maxConcurrentTasks: SLOTS });
+    for (let s = 0; s < 20; s++) node.served(5_000 + s * 100);
+    registry.add(node);
+  }
+  const request: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude: new Set() };
+  const stop = new AbortController();
+  const spec = { wait: "queue", signal: stop.signal } as PartSpec;
+  let told = 0;
+  let next = 0;
+  const wait = async () => {
+    const waiting = acquirer.acquire(`task-${next++}`, request, spec, {});
+    for (;;) {
+      const step = await waiting.next();
+      if (step.done) return void held.push(step.value);
+      told++;
+    }
+  };
+  const waiting: Promise<void>[] = [];
+  // every slot taken, then `size` waiting
+  for (let i = 0; i < nodeCount * SLOTS + size; i++) waiting.push(wait());
+  await settle();
+  const frees = Math.min(changes, 100);
+  told = 0;
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < frees; i++) {
+    held.shift()!.end(); // a task ends: the earliest waiter takes its slot, every one behind it moves up
+    waiting.push(wait()); // and another request joins the queue
+    await settle();
+  }
+  const cpu = process.cpuUsage(cpu0);
+  stop.abort(); // the rest stop waiting
+  await Promise.allSettled(waiting);
+  return [String(size), String(nodeCount), fixed((cpu.user + cpu.system) / frees / 1000, 3), whole(told / frees)];
+}
+
 const rows: string[][] = [];
 for (const size of sizes) rows.push(await measure(size));
+const acquirerRows: string[][] = [];
+for (const size of sizes)
+  for (const nodeCount of [NODES, 200]) acquirerRows.push(await measureAcquirer(size, nodeCount));
 process.stdout.write(
   `## The cluster's queue as it grows (${NODES} nodes × ${SLOTS} slots, all busy; two coordinators, ` +
     "in-process bus)\n\n" +
@@ -129,5 +183,11 @@ process.stdout.write(
       ],
       rows,
       ["r", "r", "r", "r", "r"],
+    ) +
+    `\n## One coordinator's queue through the node acquirer (${SLOTS} slots a node, all busy)\n\n` +
+    markdownTable(
+      ["requests waiting", "nodes", "CPU ms a slot freeing (positions and estimates told)", "waiters told a freeing"],
+      acquirerRows,
+      ["r", "r", "r", "r"],
     ),
 );

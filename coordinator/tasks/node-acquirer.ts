@@ -9,7 +9,7 @@ import { Attempt } from "./attempt.ts";
 import type { PartEvent, PartSpec } from "./part-spec.ts";
 import { WaitQueue, type QueuePeers, type Waiter } from "./queue.ts";
 import { eligible, pickNode, type RouteRequest } from "./router.ts";
-import { estimateQueueWaitMs } from "./wait-estimate.ts";
+import { WaitEstimates } from "./wait-estimate.ts";
 
 export interface QueueConfig {
   maxLength: number;
@@ -39,6 +39,7 @@ type WaitEvent =
 
 export class NodeAcquirer {
   readonly #queue: WaitQueue;
+  readonly #estimates: WaitEstimates;
 
   constructor(private readonly deps: NodeAcquirerDeps) {
     const { registry, queue, queuePeers, now } = deps;
@@ -46,6 +47,7 @@ export class NodeAcquirer {
       pickNode(allow ? allowed(registry.nodes(), allow) : registry.nodes(), request);
     this.#queue = new WaitQueue(queue.maxLength, pick, queue.updateMs ?? 2_000, queuePeers, now);
     registry.onCapacity(() => this.#queue.drain());
+    this.#estimates = new WaitEstimates(registry, now);
   }
 
   get queueLength(): number {
@@ -87,7 +89,7 @@ export class NodeAcquirer {
       for await (const event of events) {
         if (event.kind === "claimed") return event.attempt;
         if (event.kind === "position") {
-          const estimatedWaitMs = estimateQueueWaitMs(registry.nodes(), request, event.position, now());
+          const estimatedWaitMs = this.#estimates.estimate(request, event.position);
           yield {
             type: "queued",
             position: event.position,

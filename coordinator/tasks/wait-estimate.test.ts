@@ -1,11 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { NOW, testNode } from "../../test/support/live-nodes.ts";
+import { type LiveNode, NodeRegistry } from "../nodes/registry.ts";
+import type { RouteRequest } from "./router.ts";
 import {
-  estimateQueueWaitMs,
+  CAPABLE_FRESH_MS,
   estimateWaitMs,
   expectedServiceMs,
   slotSources,
   type SlotSource,
+  WaitEstimates,
 } from "./wait-estimate.ts";
 
 const sink = (startedAt?: number) => ({
@@ -15,6 +18,12 @@ const sink = (startedAt?: number) => ({
   lost() {},
   ...(startedAt !== undefined ? { startedAt } : {}),
 });
+
+function registryOf(nodes: LiveNode[]): NodeRegistry {
+  const registry = new NodeRegistry();
+  for (const node of nodes) registry.add(node);
+  return registry;
+}
 
 describe("estimateWaitMs", () => {
   const slot = (serviceMs: number, runningForMs: number[], freeSlots = 0): SlotSource => ({
@@ -74,13 +83,85 @@ describe("slotSources and the estimate over live nodes", () => {
     const sources = slotSources([busy, paused, basic], request, NOW);
     expect(sources).toEqual([{ serviceMs: 10_000, runningForMs: [3_000], freeSlots: 0 }]);
   });
+  const estimate = (nodes: LiveNode[], position: number, now: number, of: RouteRequest = request) =>
+    new WaitEstimates(registryOf(nodes), () => now).estimate(of, position);
   it("moves as the running task goes on, and is undefined with no capable node", () => {
     const busy = testNode("busy", "PRO");
     busy.served(10_000);
     busy.tasks.set("t1", sink(NOW));
-    expect(estimateQueueWaitMs([busy], request, 1, NOW + 2_000)).toBe(8_000);
-    expect(estimateQueueWaitMs([busy], request, 1, NOW + 5_000)).toBe(5_000);
-    expect(estimateQueueWaitMs([busy], request, 2, NOW + 5_000)).toBe(15_000);
-    expect(estimateQueueWaitMs([testNode("basic", "BASIC")], request, 1, NOW)).toBeUndefined();
+    expect(estimate([busy], 1, NOW + 2_000)).toBe(8_000);
+    expect(estimate([busy], 1, NOW + 5_000)).toBe(5_000);
+    expect(estimate([busy], 2, NOW + 5_000)).toBe(15_000);
+    expect(estimate([testNode("basic", "BASIC")], 1, NOW)).toBeUndefined();
+  });
+});
+
+describe("WaitEstimates: a whole queue's estimates at once", () => {
+  const simple: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude: new Set() };
+  const advanced: RouteRequest = { difficulty: "ADVANCED", model: undefined, exclude: new Set() };
+  const busyNode = (id: string, tier: "MID" | "PRO", serviceMs: number, startedAt: number) => {
+    const node = testNode(id, tier);
+    node.served(serviceMs);
+    node.tasks.set(`${id}-t`, sink(startedAt));
+    return node;
+  };
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+  it("gives every position what the estimate of each alone gives, for each set of capable nodes", () => {
+    const nodes = [busyNode("mid", "MID", 4_000, NOW - 1_000), busyNode("pro", "PRO", 9_000, NOW - 2_000)];
+    const estimates = new WaitEstimates(registryOf(nodes), () => NOW);
+    // asked out of order, as waiters announce themselves: the schedule is worked out as far as asked, then read
+    for (const position of [5, 1, 3, 8, 2]) {
+      expect(estimates.estimate(simple, position)).toBe(estimateWaitMs(slotSources(nodes, simple, NOW), position));
+      expect(estimates.estimate(advanced, position)).toBe(estimateWaitMs(slotSources(nodes, advanced, NOW), position));
+    }
+    expect(estimates.estimate(simple, 1)).toBe(3_000); // mid's task ends first
+    expect(estimates.estimate(advanced, 1)).toBe(7_000); // only pro serves ADVANCED
+  });
+
+  it("reads the nodes once a turn: what changes counts from the next turn, or at once at a later time", async () => {
+    const node = busyNode("n", "PRO", 10_000, NOW);
+    let now = NOW;
+    const estimates = new WaitEstimates(registryOf([node]), () => now);
+    expect(estimates.estimate(simple, 1)).toBe(10_000);
+    node.tasks.set("n-t", sink(NOW - 4_000)); // the running task, as if it had started earlier
+    expect(estimates.estimate(simple, 1)).toBe(10_000); // this turn's reading
+    await turn();
+    expect(estimates.estimate(simple, 1)).toBe(6_000); // the next turn reads the nodes again
+    node.tasks.set("n-t", sink(NOW - 6_000));
+    now = NOW + 1_000;
+    expect(estimates.estimate(simple, 1)).toBe(3_000); // and a later time at once
+  });
+
+  it("keeps a waiter's capable nodes until one comes, goes, is suspended or excluded, or a second passes", async () => {
+    const fast = busyNode("fast", "MID", 2_000, NOW);
+    const slow = busyNode("slow", "MID", 8_000, NOW);
+    const registry = registryOf([slow]);
+    let now = NOW;
+    const estimates = new WaitEstimates(registry, () => now);
+    const exclude = new Set<string>();
+    const request: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude };
+    expect(estimates.estimate(request, 1)).toBe(8_000);
+    registry.add(fast); // a node joins
+    now += 1;
+    expect(estimates.estimate(request, 1)).toBe(1_999);
+    fast.suspended = true;
+    now += 1;
+    expect(estimates.estimate(request, 1)).toBe(7_998);
+    fast.suspended = false;
+    now += 1;
+    expect(estimates.estimate(request, 1)).toBe(1_997);
+    exclude.add("fast"); // the request failed over from it
+    now += 1;
+    expect(estimates.estimate(request, 1)).toBe(7_996);
+    // what no event tells (here a window too small for the request from now on) counts within CAPABLE_FRESH_MS
+    const windowed: RouteRequest = { ...request, exclude: new Set(), minContext: 4_096 };
+    now += 1;
+    expect(estimates.estimate(windowed, 1)).toBe(1_995);
+    fast.capabilities.contextLength = 1_024;
+    now += 1;
+    expect(estimates.estimate(windowed, 1)).toBe(1_994); // kept
+    now += CAPABLE_FRESH_MS;
+    expect(estimates.estimate(windowed, 1)).toBe(6_994); // worked out again: only slow's window holds it
   });
 });
