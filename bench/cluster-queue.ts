@@ -17,7 +17,7 @@ import { QueueView } from "../coordinator/cluster/queue-view.ts";
 import type { LiveNode } from "../coordinator/nodes/registry.ts";
 import type { TaskSink } from "../coordinator/nodes/task-sink.ts";
 import { WaitQueue, type Waiter } from "../coordinator/tasks/queue.ts";
-import { pickNode, type RouteRequest } from "../coordinator/tasks/router.ts";
+import type { RouteRequest } from "../coordinator/tasks/router.ts";
 import { testNode } from "../test/support/live-nodes.ts";
 import { fixed, markdownTable } from "./stats.ts";
 
@@ -59,14 +59,12 @@ async function measure(size: number): Promise<string[]> {
     for (let s = 0; s < SLOTS; s++) node.tasks.set(`task-${i}-${s}`, sink);
     nodes.push(node);
   }
-  const pick = (request: RouteRequest, allow?: (node: LiveNode) => boolean) =>
-    pickNode(allow ? nodes.filter(allow) : nodes, request);
   const request: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude: new Set() };
   let claimed = 0;
   let positions = 0;
   const side = (instance: string, bus: Bus): Side => {
     const view = new QueueView({ bus, subjects, instance, logger, viewMs: 60_000 });
-    return { queue: new WaitQueue(size * 4, pick, 0, view), view, waiters: [] };
+    return { queue: new WaitQueue(size * 4, () => nodes, 0, view), view, waiters: [] };
   };
   const a = counting(new LocalBus(network));
   const sides = [side("a", a.bus), side("b", new LocalBus(network))];

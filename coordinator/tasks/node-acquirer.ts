@@ -43,9 +43,7 @@ export class NodeAcquirer {
 
   constructor(private readonly deps: NodeAcquirerDeps) {
     const { registry, queue, queuePeers, now } = deps;
-    const pick = (request: RouteRequest, allow?: (node: LiveNode) => boolean) =>
-      pickNode(allow ? allowed(registry.nodes(), allow) : registry.nodes(), request);
-    this.#queue = new WaitQueue(queue.maxLength, pick, queue.updateMs ?? 2_000, queuePeers, now);
+    this.#queue = new WaitQueue(queue.maxLength, () => registry.nodes(), queue.updateMs ?? 2_000, queuePeers, now);
     registry.onCapacity(() => this.#queue.drain());
     this.#estimates = new WaitEstimates(registry, now);
   }
@@ -140,8 +138,4 @@ function noEligibleNode(request: RouteRequest): ConnectError {
     : "";
   const above = request.reputationAbove !== undefined ? ` with reputation above ${request.reputationAbove}` : "";
   return new ConnectError(`no other free node${model}${above} can take this part now`, Code.Unavailable);
-}
-
-function* allowed(nodes: Iterable<LiveNode>, allow: (node: LiveNode) => boolean): Generator<LiveNode> {
-  for (const node of nodes) if (allow(node)) yield node;
 }

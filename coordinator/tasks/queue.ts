@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LiveNode } from "../nodes/registry.ts";
-import type { RouteRequest } from "./router.ts";
+import { pickNode, type RouteRequest } from "./router.ts";
 
 export interface Waiter {
   request: RouteRequest;
@@ -36,9 +36,6 @@ export interface QueuePeers {
   onChange(listener: () => void): void;
 }
 
-/** Picks the best node for a request among those `allow` lets it take (all when undefined). */
-export type NodePicker = (request: RouteRequest, allow?: (node: LiveNode) => boolean) => LiveNode | undefined;
-
 export class WaitQueue {
   readonly #waiters: Waiter[] = [];
   readonly #queued = new Map<Waiter, QueuedWaiter>();
@@ -46,7 +43,8 @@ export class WaitQueue {
 
   constructor(
     private readonly maxLength: number,
-    private readonly pick: NodePicker,
+    /** The connected nodes (the registry's, this coordinator's and its peers'). */
+    private readonly nodes: () => Iterable<LiveNode>,
     /**
      * A waiting client hears its position (and the estimate that goes with it) at least this often; 0: only on changes.
      */
@@ -105,17 +103,21 @@ export class WaitQueue {
     })();
   }
 
-  /** Gives free capacity to waiters in arrival order (a later waiter may go first if the earlier one can't use it). */
+  /**
+   * Gives free capacity to waiters in arrival order (a later waiter may go first if the earlier one can't use it).
+   * Only the nodes with a free slot are offered, and it stops once they are full: a long queue on busy nodes costs a
+   * pass over the nodes, not one per waiter.
+   */
   drain(): void {
+    const free: LiveNode[] = [];
+    for (const node of this.nodes()) if (node.freeSlots > 0) free.push(node);
     let firstRemoved = -1;
-    for (let i = 0; i < this.#waiters.length; ) {
+    const peers = this.peers;
+    for (let i = 0; i < this.#waiters.length && free.length > 0; ) {
       const waiter = this.#waiters[i]!;
       const since = this.#queued.get(waiter)!.since;
-      const peers = this.peers;
-      const node = this.pick(
-        waiter.request,
-        peers ? (candidate) => candidate.freeSlots > peers.aheadFor(candidate, since) : undefined,
-      );
+      // a node's free slots go first to the requests that wait elsewhere since before this one
+      const node = pickNode(peers ? owedHere(free, peers, since) : free, waiter.request);
       if (!node) {
         i++;
         continue;
@@ -124,6 +126,7 @@ export class WaitQueue {
       this.#left(waiter);
       if (firstRemoved < 0) firstRemoved = i;
       waiter.claim(node);
+      if (node.freeSlots <= 0) free.splice(free.indexOf(node), 1);
     }
     if (firstRemoved >= 0) this.#announceFrom(firstRemoved);
     this.#scheduleUpdates();
@@ -154,4 +157,9 @@ export class WaitQueue {
     const since = this.#queued.get(waiter)?.since ?? this.now();
     waiter.position(index + 1 + (this.peers?.countBefore(since) ?? 0));
   }
+}
+
+/** The nodes of `free` with a slot left once the peers' earlier waiters that could take them had theirs. */
+function* owedHere(free: readonly LiveNode[], peers: QueuePeers, since: number): Generator<LiveNode> {
+  for (const node of free) if (node.freeSlots > peers.aheadFor(node, since)) yield node;
 }

@@ -119,18 +119,19 @@ describe("WaitEstimates: a whole queue's estimates at once", () => {
     expect(estimates.estimate(advanced, 1)).toBe(7_000); // only pro serves ADVANCED
   });
 
-  it("reads the nodes once a turn: what changes counts from the next turn, or at once at a later time", async () => {
+  it("reads the nodes once a turn: what changes counts from the next turn, or 50 ms later", async () => {
     const node = busyNode("n", "PRO", 10_000, NOW);
     let now = NOW;
     const estimates = new WaitEstimates(registryOf([node]), () => now);
     expect(estimates.estimate(simple, 1)).toBe(10_000);
     node.tasks.set("n-t", sink(NOW - 4_000)); // the running task, as if it had started earlier
-    expect(estimates.estimate(simple, 1)).toBe(10_000); // this turn's reading
+    now += 49;
+    expect(estimates.estimate(simple, 1)).toBe(10_000); // this turn's reading (as of NOW)
     await turn();
-    expect(estimates.estimate(simple, 1)).toBe(6_000); // the next turn reads the nodes again
+    expect(estimates.estimate(simple, 1)).toBe(5_951); // the next turn reads the nodes again
     node.tasks.set("n-t", sink(NOW - 6_000));
-    now = NOW + 1_000;
-    expect(estimates.estimate(simple, 1)).toBe(3_000); // and a later time at once
+    now += 50;
+    expect(estimates.estimate(simple, 1)).toBe(3_901); // and so does one 50 ms later, in the same turn
   });
 
   it("keeps a waiter's capable nodes until one comes, goes, is suspended or excluded, or a second passes", async () => {
@@ -143,25 +144,25 @@ describe("WaitEstimates: a whole queue's estimates at once", () => {
     const request: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude };
     expect(estimates.estimate(request, 1)).toBe(8_000);
     registry.add(fast); // a node joins
-    now += 1;
-    expect(estimates.estimate(request, 1)).toBe(1_999);
+    now += 100; // each step a later reading of the slots, too
+    expect(estimates.estimate(request, 1)).toBe(1_900);
     fast.suspended = true;
-    now += 1;
-    expect(estimates.estimate(request, 1)).toBe(7_998);
+    now += 100;
+    expect(estimates.estimate(request, 1)).toBe(7_800);
     fast.suspended = false;
-    now += 1;
-    expect(estimates.estimate(request, 1)).toBe(1_997);
+    now += 100;
+    expect(estimates.estimate(request, 1)).toBe(1_700);
     exclude.add("fast"); // the request failed over from it
-    now += 1;
-    expect(estimates.estimate(request, 1)).toBe(7_996);
+    now += 100;
+    expect(estimates.estimate(request, 1)).toBe(7_600);
     // what no event tells (here a window too small for the request from now on) counts within CAPABLE_FRESH_MS
     const windowed: RouteRequest = { ...request, exclude: new Set(), minContext: 4_096 };
-    now += 1;
-    expect(estimates.estimate(windowed, 1)).toBe(1_995);
+    now += 100;
+    expect(estimates.estimate(windowed, 1)).toBe(1_500);
     fast.capabilities.contextLength = 1_024;
-    now += 1;
-    expect(estimates.estimate(windowed, 1)).toBe(1_994); // kept
+    now += 100;
+    expect(estimates.estimate(windowed, 1)).toBe(1_400); // kept
     now += CAPABLE_FRESH_MS;
-    expect(estimates.estimate(windowed, 1)).toBe(6_994); // worked out again: only slow's window holds it
+    expect(estimates.estimate(windowed, 1)).toBe(6_400); // worked out again: only slow's window holds it
   });
 });

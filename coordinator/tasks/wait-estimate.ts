@@ -89,7 +89,7 @@ class ReleaseSchedule {
  * to read every node and simulate the slots up to its own position (a wave of W waiters over N nodes and S slots cost
  * O(W·(N + position·log S)): ~360 ms for 1,000 waiters on 200 nodes). Now a waiter's capable nodes are worked out once
  * and kept until a node comes, goes or changes what eligibility reads (for at most CAPABLE_FRESH_MS); within one turn
- * of the event loop (at one `now`) each node's slots are read once and each set of capable nodes' schedule is
+ * of the event loop (and 50 ms) each node's slots are read once and each set of capable nodes' schedule is
  * simulated once, as far as the furthest position asked; a waiter then costs a lookup.
  */
 export class WaitEstimates {
@@ -153,7 +153,8 @@ export class WaitEstimates {
 
   #current() {
     const now = this.now();
-    if (this.#turn?.now === now) return this.#turn;
+    // a wave of thousands of waiters may take longer than a millisecond: the reading holds for the turn, within reason
+    if (this.#turn && now - this.#turn.now < TURN_READING_MS) return this.#turn;
     const turn = { now, sources: new Map<LiveNode, SlotSource>(), schedules: new Map<string, ReleaseSchedule>() };
     this.#turn = turn;
     // what the nodes do in the next turn (a task started or ended) counts from then
@@ -163,6 +164,9 @@ export class WaitEstimates {
     return turn;
   }
 }
+
+/** The longest one reading of the nodes' slots serves the estimates of one turn of the event loop. */
+const TURN_READING_MS = 50;
 
 /** A waiter's capable nodes as last worked out. */
 interface Capable {
