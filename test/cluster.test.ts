@@ -236,6 +236,40 @@ for (const bus of ["nats", "local"] as const) {
         },
       );
 
+      it("drains twelve requests waiting on all three coordinators in the order they began to wait", async () => {
+        let tasks = 0;
+        // the first task holds the slot while the twelve line up; the rest are quick
+        const script = () => ({ tokens: ["q", "r"], delayMs: tasks++ === 0 ? 1_500 : 10 });
+        const node = await onC.start({ nodeId: "one-slot", script });
+        for (const coordinator of [a, b])
+          await expect.poll(() => coordinator.registry.get("one-slot")).toBeInstanceOf(RemoteNode);
+        const running = chat(c);
+        for (const coordinator of [a, b, c])
+          await expect.poll(() => coordinator.registry.get("one-slot")?.freeSlots).toBe(0);
+        const served: number[] = [];
+        const waiting: Promise<Events>[] = [];
+        const coordinators = [a, b, c];
+        // every peer has heard each request's wait before the next one begins (one order for the whole cluster)
+        const heard = () => coordinators.reduce((sum, x) => sum + x.cluster.queue.countBefore(Date.now() + 1), 0);
+        for (let i = 0; i < 12; i++) {
+          waiting.push(chat(coordinators[i % 3]!, `request ${i}`).then((events) => (served.push(i), events)));
+          await expect.poll(heard).toBe(2 * (i + 1));
+        }
+        const answers = await Promise.all(waiting);
+        await running;
+        // the node was given them in that order (over NATS, a home used to answer a peer's assign after applying the
+        // queue change right behind it, and gave the slot to a later waiter of its own)
+        const given = node.payloads.slice(1).map((payload) => payload.messages.at(-1)?.content);
+        expect(given).toEqual([...Array(12).keys()].map((i) => `request ${i}`));
+        expect(served).toEqual([...Array(12).keys()]);
+        // each heard at first how many waited ahead of it, wherever they waited
+        expect(answers.map((events) => (queued(events)[0]?.value as { position: number }).position)).toEqual(
+          [...Array(12).keys()].map((i) => i + 1),
+        );
+        for (const events of answers) expect(done(events)).toMatchObject({ nodeId: "one-slot" });
+        for (const x of coordinators) expect(x.cluster.queue.countBefore(Date.now() + 1)).toBe(0);
+      });
+
       // only NATS limits a message's size (max_payload); the in-process bus takes any
       it.skipIf(bus !== "nats")(
         "a request too large for one NATS message is served by a node of its own coordinator, or refused at once",

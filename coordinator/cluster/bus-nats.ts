@@ -90,20 +90,27 @@ export class NatsBus implements Bus {
     const subscription = this.connection.subscribe(subject, {
       callback: (err, msg) => {
         if (err) return this.logger.error({ err, subject }, "cluster bus responder failed");
-        Promise.resolve()
-          .then(() => responder(msg.data))
-          .then(
-            (reply) => {
-              this.#write();
-              try {
-                msg.respond(reply);
-              } catch (err) {
-                this.logger.error({ err, subject, bytes: reply.length }, "cluster bus: a reply could not be sent");
-              }
-            },
-            (error: unknown) =>
-              this.logger.error({ err: error, subject }, "cluster bus request handler threw; no reply sent"),
-          );
+        // answered now, in the order the messages came: deferred, a request would be answered after the messages
+        // behind it in the same read (a home applied a peer's queue change, which said its waiter had taken the slot,
+        // before that waiter's assign, and gave the slot to a later waiter of its own)
+        let answer: Promise<Uint8Array>;
+        try {
+          answer = Promise.resolve(responder(msg.data));
+        } catch (error) {
+          answer = Promise.reject(error);
+        }
+        answer.then(
+          (reply) => {
+            this.#write();
+            try {
+              msg.respond(reply);
+            } catch (err) {
+              this.logger.error({ err, subject, bytes: reply.length }, "cluster bus: a reply could not be sent");
+            }
+          },
+          (error: unknown) =>
+            this.logger.error({ err: error, subject }, "cluster bus request handler threw; no reply sent"),
+        );
       },
     });
     return () => subscription.unsubscribe();

@@ -1,5 +1,5 @@
 // One contract, two buses: the in-process bus and NATS (against the real server) behave alike.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import pino from "pino";
 import { natsAnswers, natsSkipReason, testNatsUrl, uniqueClusterName } from "../../test/support/nats.ts";
 import { BusError, clusterSubjects, subjectToken, type Bus } from "./bus.ts";
@@ -99,6 +99,25 @@ for (const implementation of implementations) {
       }
       expect(text(await a.request(`${prefix}.ask`, bytes("last"), 1_000))).toBe("ok");
       expect(heard).toEqual(["one 0", "two 0", "one 1", "two 1", "one 2", "two 2", "ask last"]);
+    });
+
+    it("answers a request before it hears what the sender published after it, even in the same read", async () => {
+      const [a, b] = (buses = await implementation.trio());
+      const prefix = uniqueClusterName();
+      const heard: string[] = [];
+      b.subscribe(`${prefix}.after`, () => void heard.push("published after"));
+      b.serve(`${prefix}.ask`, () => (heard.push("request"), bytes("ok")));
+      await b.flush();
+      const answer = a.request(`${prefix}.ask`, bytes("?"), 1_000);
+      a.publish(`${prefix}.after`, bytes("!"));
+      // both leave a (its publishes at the end of the turn), then b's event loop is held while they reach its
+      // socket, so that one read takes both
+      await new Promise((resolve) => setImmediate(resolve));
+      const until = Date.now() + 50;
+      while (Date.now() < until);
+      expect(text(await answer)).toBe("ok");
+      await vi.waitFor(() => expect(heard).toHaveLength(2));
+      expect(heard).toEqual(["request", "published after"]);
     });
 
     it("answers a request from whoever serves the subject; says so when no one does", async () => {
