@@ -238,8 +238,10 @@ for (const bus of ["nats", "local"] as const) {
 
       it("drains twelve requests waiting on all three coordinators in the order they began to wait", async () => {
         let tasks = 0;
-        // the first task holds the slot while the twelve line up; the rest are quick
-        const script = () => ({ tokens: ["q", "r"], delayMs: tasks++ === 0 ? 1_500 : 10 });
+        let release = () => {};
+        const held = new Promise<void>((resolve) => (release = resolve));
+        // the first task holds the slot until the twelve have lined up
+        const script = () => ({ tokens: ["q", "r"], delayMs: 10, ...(tasks++ === 0 ? { holdUntil: held } : {}) });
         const node = await onC.start({ nodeId: "one-slot", script });
         for (const coordinator of [a, b])
           await expect.poll(() => coordinator.registry.get("one-slot")).toBeInstanceOf(RemoteNode);
@@ -255,6 +257,7 @@ for (const bus of ["nats", "local"] as const) {
           waiting.push(chat(coordinators[i % 3]!, `request ${i}`).then((events) => (served.push(i), events)));
           await expect.poll(heard).toBe(2 * (i + 1));
         }
+        release();
         const answers = await Promise.all(waiting);
         await running;
         // the node was given them in that order (over NATS, a home used to answer a peer's assign after applying the

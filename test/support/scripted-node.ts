@@ -35,6 +35,8 @@ export interface Script {
   tokens: string[];
   /** Pause before each chunk. */
   delayMs?: number;
+  /** Hold the task (its slot taken, nothing sent) until this settles. */
+  holdUntil?: Promise<unknown>;
   /** Tokens each chunk says it carries (token_count), and the usage then counts; unset: one each, unsaid. */
   chunkTokens?: number;
   /** Fail with this reason before the first chunk. */
@@ -205,6 +207,7 @@ export function startScriptedNode(options: ScriptedNodeOptions): ScriptedNode {
       });
       return;
     }
+    if (script.holdUntil) await script.holdUntil;
     let sequence = 0;
     for (const text of script.tokens) {
       if (script.delayMs) await new Promise((resolve) => setTimeout(resolve, script.delayMs));
