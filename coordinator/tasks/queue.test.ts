@@ -92,6 +92,34 @@ describe("WaitQueue", () => {
     expect(here.heard.node).toBe(node);
   });
 
+  it("tells a waiter its place when it moved, not on each change elsewhere; the periodic update repeats", async () => {
+    const peerWaiters: QueuedWaiter[] = [];
+    let changed = () => {};
+    const peers: QueuePeers = {
+      countBefore: (since) => peerWaiters.filter((w) => w.since < since).length,
+      aheadFor: () => 0,
+      added() {},
+      removed() {},
+      onChange: (listener) => void (changed = listener),
+    };
+    const queue = new WaitQueue(10, () => [busy("n", "MID")], 0, peers);
+    const here = waiter("here");
+    queue.enqueue(here.waiter, 2_000);
+    peerWaiters.push({ id: "later", since: 3_000, request: simple });
+    changed(); // a request joined another coordinator's queue behind this one: no message
+    expect(here.heard.positions).toEqual([1]);
+    peerWaiters.push({ id: "earlier", since: 1_000, request: simple });
+    changed();
+    expect(here.heard.positions).toEqual([1, 2]);
+    const periodic = new WaitQueue(10, () => [busy("m", "MID")], 10);
+    const polled = waiter("polled");
+    periodic.enqueue(polled.waiter);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    periodic.remove(polled.waiter); // stops the timer
+    expect(polled.heard.positions.length).toBeGreaterThan(2);
+    expect(new Set(polled.heard.positions)).toEqual(new Set([1]));
+  });
+
   it("tells its peers who begins and stops waiting: joins, departures and claims", () => {
     const node = busy("n", "MID");
     const told: string[] = [];

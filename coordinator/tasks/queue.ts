@@ -39,6 +39,8 @@ export interface QueuePeers {
 export class WaitQueue {
   readonly #waiters: Waiter[] = [];
   readonly #queued = new Map<Waiter, QueuedWaiter>();
+  /** The place each waiter was last told. */
+  readonly #told = new Map<Waiter, number>();
   #updates: NodeJS.Timeout | undefined;
 
   constructor(
@@ -135,6 +137,7 @@ export class WaitQueue {
   #left(waiter: Waiter): void {
     const queued = this.#queued.get(waiter);
     this.#queued.delete(waiter);
+    this.#told.delete(waiter);
     if (queued) this.peers?.removed(queued.id);
   }
 
@@ -144,18 +147,25 @@ export class WaitQueue {
       clearInterval(this.#updates);
       this.#updates = undefined;
     } else {
-      this.#updates ??= setInterval(() => this.#announceFrom(0), this.updateMs).unref();
+      this.#updates ??= setInterval(() => this.#announceFrom(0, true), this.updateMs).unref();
     }
   }
 
-  #announceFrom(index: number): void {
-    for (let i = index; i < this.#waiters.length; i++) this.#announce(this.#waiters[i]!, i);
+  /**
+   * Tells the waiters from `index` on their places: those whose place moved, or `again` (the periodic update) all. A
+   * request that joins another coordinator's queue behind them moves none of them, and is not worth a message each.
+   */
+  #announceFrom(index: number, again = false): void {
+    for (let i = index; i < this.#waiters.length; i++) this.#announce(this.#waiters[i]!, i, again);
   }
 
   /** Its place here, behind the requests that wait elsewhere since before it. */
-  #announce(waiter: Waiter, index: number): void {
-    const since = this.#queued.get(waiter)?.since ?? this.now();
-    waiter.position(index + 1 + (this.peers?.countBefore(since) ?? 0));
+  #announce(waiter: Waiter, index: number, again: boolean): void {
+    const queued = this.#queued.get(waiter);
+    const position = index + 1 + (this.peers?.countBefore(queued?.since ?? this.now()) ?? 0);
+    if (!again && this.#told.get(waiter) === position) return;
+    this.#told.set(waiter, position);
+    waiter.position(position);
   }
 }
 
