@@ -121,7 +121,11 @@ describe("the cluster's queue", () => {
     a.removed("w1");
     await settled();
     expect(b.othersWaiting).toBe(false);
-    await new Promise((resolve) => setTimeout(resolve, 150)); // the whole queue after the change, then none
+    // the whole queue after that change (empty), then none while nothing changes or waits
+    const since = heard.wholes.length;
+    const emptyWholeSince = () =>
+      heard.wholes.slice(since).some((data) => fromBinary(ClusterQueueSchema, data).waiters.length === 0);
+    await expect.poll(emptyWholeSince, { timeout: 2_000 }).toBe(true);
     const wholes = heard.wholes.length;
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(heard.wholes.length).toBe(wholes);
