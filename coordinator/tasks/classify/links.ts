@@ -7,7 +7,7 @@ import { sealText } from "../../../common/crypto/envelope.ts";
 import { ConnectResponseSchema } from "../../../gen/iris/v1/node_pb.ts";
 import type { NodeRegistry } from "../../nodes/registry.ts";
 import { createClassifierChain, type ClassifierChain, type ClassifierLink } from "./chain.ts";
-import { createNodeClassifier, pickIdleClassifierNode, type NodeClassifier } from "./node.ts";
+import { createNodeClassifier, pickIdleClassifierNodes, type NodeClassifier } from "./node.ts";
 import { createOpenRouterClassifier } from "./openrouter.ts";
 import { localClassifier, shippedModel } from "./model.ts";
 
@@ -42,7 +42,7 @@ export function createCoordinatorClassifier(
     nodeLink = createNodeClassifier({
       // any node of the cluster: a remote node's assign goes through its home, which sends the answer back here.
       // Each coordinator keeps its own records (learned by its own probes): a remote node's latency includes the hop.
-      pickIdleNode: (eligible) => pickIdleClassifierNode(registry.nodes(), eligible),
+      pickIdleNodes: (kindOf) => pickIdleClassifierNodes(registry.nodes(), kindOf),
       send: (node, { classifyId, prompt, deadlineUnixMs }) => {
         // the prompt is the user's text: it travels sealed for this node like a task's payload
         const sealedPrompt = sealText(node.keys.toNode, prompt, { taskId: classifyId, sequence: 0, kind: "classify" });

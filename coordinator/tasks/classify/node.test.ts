@@ -6,9 +6,10 @@ import type { NodeTier } from "../../../common/vocabulary.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
 import {
   createNodeClassifier,
-  pickIdleClassifierNode,
+  pickIdleClassifierNodes,
   type ClassifierCandidate,
   type ClassifyRequest,
+  type IdleKind,
 } from "./node.ts";
 
 const messages = [{ role: "user", content: "Compare Rust and Go for a CLI tool." }];
@@ -19,7 +20,15 @@ function setup(options: { nodes?: string[]; sendOk?: boolean; budgetMs?: number 
   const nodes = (options.nodes ?? ["n1"]).map((id) => ({ id }));
   let next = 0;
   const classifier = createNodeClassifier({
-    pickIdleNode: (eligible) => nodes.find((node) => eligible(node.id)),
+    // the first node of each kind, in the list's order
+    pickIdleNodes: (kindOf) => {
+      const found: Partial<Record<IdleKind, { id: string }>> = {};
+      for (const node of nodes) {
+        const kind = kindOf(node.id);
+        if (kind !== undefined) found[kind] ??= node;
+      }
+      return found;
+    },
     send: (node, assign) => {
       sent.push({ nodeId: node.id, assign });
       return options.sendOk ?? true;
@@ -216,7 +225,7 @@ describe("node classifier: results and streams", () => {
   );
 });
 
-describe("pickIdleClassifierNode", () => {
+describe("pickIdleClassifierNodes", () => {
   const node = (
     id: string,
     tier: NodeTier,
@@ -231,7 +240,7 @@ describe("pickIdleClassifierNode", () => {
     capabilities: { tokensPerSecond },
     ...extra,
   });
-  const anyNode = () => true;
+  const anyNode = (): IdleKind => "known";
 
   it("never picks a node busy with user work, paused, gone, or not eligible", () => {
     const nodes = [
@@ -240,12 +249,19 @@ describe("pickIdleClassifierNode", () => {
       node("gone", "PRO", 90, { connected: false }),
       node("classifying", "PRO", 90),
     ];
-    expect(pickIdleClassifierNode(nodes, (id) => id !== "classifying")).toBeUndefined();
+    expect(pickIdleClassifierNodes(nodes, (id) => (id === "classifying" ? undefined : "known"))).toEqual({});
   });
 
   it("prefers the highest tier, then the fastest", () => {
     const nodes = [node("basic", "BASIC", 200), node("mid-slow", "MID", 12), node("mid-fast", "MID", 25)];
-    expect(pickIdleClassifierNode(nodes, anyNode)?.id).toBe("mid-fast");
-    expect(pickIdleClassifierNode([...nodes, node("pro", "PRO", 5)], anyNode)?.id).toBe("pro");
+    expect(pickIdleClassifierNodes(nodes, anyNode).known?.id).toBe("mid-fast");
+    expect(pickIdleClassifierNodes([...nodes, node("pro", "PRO", 5)], anyNode).known?.id).toBe("pro");
+  });
+
+  it("finds the best of each kind in one pass", () => {
+    const nodes = [node("known-mid", "MID", 20), node("new-pro", "PRO", 10), node("known-pro", "PRO", 8)];
+    const known = new Set(["known-mid", "known-pro"]);
+    const picked = pickIdleClassifierNodes(nodes, (id) => (known.has(id) ? "known" : "stranger"));
+    expect([picked.known?.id, picked.stranger?.id]).toEqual(["known-pro", "new-pro"]);
   });
 });

@@ -11,8 +11,11 @@ import { DEFAULT_WAIT, waitFor, withAnswer, type ClassifyRecord, type WaitPolicy
 import { difficultyFromProto } from "../../../common/vocabulary.ts";
 
 export interface NodeClassifierOptions<Node extends { id: string }> {
-  /** The idle node to ask among those `eligible` says yes to (not resting, not classifying, known or not), or none. */
-  pickIdleNode: (eligible: (nodeId: string) => boolean) => Node | undefined;
+  /**
+   * The idle nodes to ask, in one pass over the nodes: the best of those `kindOf` calls "known" (a record says how
+   * they answer) and the best of those it calls "stranger"; it leaves out the others (resting, classifying).
+   */
+  pickIdleNodes: (kindOf: (nodeId: string) => IdleKind | undefined) => Partial<Record<IdleKind, Node>>;
   /**
    * Queues a classify assign for the request on the node's stream (sealing the prompt); false when the stream is
    * closed.
@@ -172,11 +175,12 @@ export function createNodeClassifier<Node extends { id: string }>(
 
     async classify(input) {
       if (input.signal?.aborted) throw new Error("node classification aborted before it started");
-      const judge = options.pickIdleNode((id) => records.has(id) && available(id));
+      const { known: judge, stranger } = options.pickIdleNodes((id) =>
+        available(id) ? (records.has(id) ? "known" : "stranger") : undefined,
+      );
       if (judge) return ask(judge, input, waitFor(records.get(judge.id), policy)!);
       // nobody known to judge: the local model answers this request now; a stranger may earn a record on its prompt
       // meanwhile
-      const stranger = options.pickIdleNode((id) => !records.has(id) && available(id));
       if (stranger) assign(stranger, input);
       throw new ClassifierLinkDeclined(
         stranger ? `no idle node known to judge; probing ${stranger.id}` : "no idle node known to judge",
@@ -215,7 +219,10 @@ export function createNodeClassifier<Node extends { id: string }>(
   };
 }
 
-/** What pickIdleClassifierNode reads of a node; LiveNode has all of it. */
+/** Whether the node link knows how a node answers classify (it has a record of it) or not yet. */
+export type IdleKind = "known" | "stranger";
+
+/** What pickIdleClassifierNodes reads of a node; LiveNode has all of it. */
 export interface ClassifierCandidate {
   id: string;
   tier: NodeTier;
@@ -228,24 +235,28 @@ export interface ClassifierCandidate {
 const tierRank: Record<NodeTier, number> = { BASIC: 0, MID: 1, PRO: 2 };
 
 /**
- * The node to ask: connected, not paused, running no user task and `eligible`. Among those the
- * highest tier (a bigger model judges better), then the fastest (the answer is a few tokens; prompt reading
- * dominates).
+ * The nodes to ask, one of each kind `kindOf` gives (none for a node it gives none): connected, not paused, running
+ * no user task. Among those of a kind the highest tier (a bigger model judges better), then the fastest (the answer
+ * is a few tokens; prompt reading dominates). One pass: a busy network, with no idle node known, used to be read
+ * twice a request.
  */
-export function pickIdleClassifierNode<Node extends ClassifierCandidate>(
+export function pickIdleClassifierNodes<Node extends ClassifierCandidate>(
   nodes: Iterable<Node>,
-  eligible: (nodeId: string) => boolean,
-): Node | undefined {
-  let best: Node | undefined;
+  kindOf: (nodeId: string) => IdleKind | undefined,
+): Partial<Record<IdleKind, Node>> {
+  const best: Partial<Record<IdleKind, Node>> = {};
   for (const node of nodes) {
-    if (!node.connected || node.paused || node.tasks.size > 0 || !eligible(node.id)) continue;
+    if (!node.connected || node.paused || node.tasks.size > 0) continue;
+    const kind = kindOf(node.id);
+    if (kind === undefined) continue;
+    const other = best[kind];
     if (
-      !best ||
-      tierRank[node.tier] > tierRank[best.tier] ||
-      (tierRank[node.tier] === tierRank[best.tier] &&
-        node.capabilities.tokensPerSecond > best.capabilities.tokensPerSecond)
+      !other ||
+      tierRank[node.tier] > tierRank[other.tier] ||
+      (tierRank[node.tier] === tierRank[other.tier] &&
+        node.capabilities.tokensPerSecond > other.capabilities.tokensPerSecond)
     ) {
-      best = node;
+      best[kind] = node;
     }
   }
   return best;
