@@ -13,7 +13,7 @@ import type { SessionKeys } from "../../common/crypto/envelope.ts";
 import type { IdentityRecord } from "../nodes/capability.ts";
 import { gpusOf, sameGpus } from "../nodes/gpus.ts";
 import { NodeMeasurements, type MeasuredSnapshot } from "../nodes/measurements.ts";
-import { LiveNode, type NodeField, type NodeOutbox, type TaskSink } from "../nodes/registry.ts";
+import { type AssignSent, LiveNode, type NodeField, type NodeOutbox, type TaskSink } from "../nodes/registry.ts";
 import type { TaskChange } from "../nodes/task-table.ts";
 import { BusError } from "./bus.ts";
 import { capabilitiesOf, measurementsOf, sameMeasurements, snapshotOf, tierOf, verificationOf } from "./codec.ts";
@@ -88,8 +88,6 @@ export class RemoteNode extends LiveNode {
   #full = false;
   /** Task ids this coordinator ended that the home may still list (the release is on its way): no slot for them. */
   readonly #released = new Set<string>();
-  /** Tasks whose assign was too large for the bus (sendAssign said false): not to be sent here again. */
-  readonly #tooLarge = new Set<string>();
   /** The home's measurements as last applied: the same again keeps the objects made of them. */
   #measuredView: ClusterMeasurements | undefined;
 
@@ -168,26 +166,19 @@ export class RemoteNode extends LiveNode {
     for (const taskId of this.#released) if (!running.has(taskId)) this.#released.delete(taskId);
   }
 
-  override async sendAssign(message: ConnectResponse): Promise<boolean> {
+  override async sendAssign(message: ConnectResponse): Promise<AssignSent> {
     if (message.message.case !== "taskAssign" || !this.connected) return false;
-    const { taskId } = message.message.value;
     let reply: ClusterAssignReply;
     try {
-      reply = await this.link.assign(this, taskId, message);
+      reply = await this.link.assign(this, message.message.value.taskId, message);
     } catch (err) {
       if (!(err instanceof BusError) || err.kind !== "too-large") throw err;
-      // this task can never reach the node from here; others can
-      this.#tooLarge.add(taskId);
-      return false;
+      return "unreachable"; // this task can never reach the node from here; others can
     }
     if (reply.accepted) return true;
     if (reply.gone) this.disconnect();
     else this.#full = true;
     return false;
-  }
-
-  override mayRetry(taskId: string): boolean {
-    return !this.#tooLarge.delete(taskId);
   }
 
   override endConnection(error: ConnectError): void {

@@ -47,6 +47,9 @@ export interface NodeOutbox {
  */
 export type NodeField = "tasks" | "paused" | "suspended" | "reputation" | "tier" | "serviceTimes" | "readings";
 
+/** Whether an assign reached the node: true; false: not now; "unreachable": never, for this task (see sendAssign). */
+export type AssignSent = boolean | "unreachable";
+
 export class LiveNode {
   /** Tasks running on the node, by task id. */
   readonly tasks: Map<string, TaskSink> = new TaskTable((change) => this.tasksChanged(change));
@@ -183,20 +186,13 @@ export class LiveNode {
   }
 
   /**
-   * Sends a task assign; false when the node cannot take it (its stream is gone, or — for a node of another
-   * coordinator — its home refused: the slot was taken meanwhile). Here that is known at once; a remote node's
-   * home answers over the bus.
+   * Sends a task assign; false when the node cannot take it now (its stream is gone, or — for a node of another
+   * coordinator — its home refused: the slot was taken meanwhile), "unreachable" when this task can never reach it
+   * from here (a node of another coordinator, for an assign too large to cross the cluster bus). Here that is known
+   * at once; a remote node's home answers over the bus.
    */
-  async sendAssign(message: ConnectResponse): Promise<boolean> {
+  async sendAssign(message: ConnectResponse): Promise<AssignSent> {
     return this.send(message);
-  }
-
-  /**
-   * After sendAssign said false, whether the task may come back to this node later (a slot taken meanwhile), or
-   * never (a node of another coordinator, for an assign too large to cross the cluster bus).
-   */
-  mayRetry(_taskId: string): boolean {
-    return true;
   }
 
   /** Ends the node's stream: with an error the node sees that code and message. */

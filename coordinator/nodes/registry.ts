@@ -4,7 +4,7 @@ import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 import type { LiveNode, NodeField } from "./live-node.ts";
 
 // re-exported: the node's own file is live-node.ts; the rest of the coordinator imports it with the registry
-export { LiveNode, type NodeCapabilities, type NodeField, type NodeOutbox } from "./live-node.ts";
+export { type AssignSent, LiveNode, type NodeCapabilities, type NodeField, type NodeOutbox } from "./live-node.ts";
 // re-exported: the cluster's sinks (cluster/) import it with the rest of the registry
 export type { TaskSink } from "./task-sink.ts";
 

@@ -14,7 +14,7 @@ import { EnvelopeError, openText, sealMessage } from "../../common/crypto/envelo
 import { ReplayGuard } from "../../common/crypto/replay-guard.ts";
 import type { Difficulty } from "../../common/vocabulary.ts";
 import { speedSample } from "../nodes/capability.ts";
-import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
+import type { AssignSent, LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import type { TaskSink } from "../nodes/task-sink.ts";
 import { estimateTokens } from "./division/chunking.ts";
 import { difficultyToProto } from "../../common/vocabulary.ts";
@@ -90,7 +90,7 @@ export class Attempt implements TaskSink {
     this.events.push({ kind: "lost", reason });
   }
 
-  /** Sends the assignment; false when the node's stream is already gone, or its home coordinator refused it. */
+  /** Sends the assignment; as LiveNode.sendAssign says whether it reached the node. */
   assign(options: {
     difficulty: Difficulty;
     deadlineAt: number;
@@ -98,7 +98,7 @@ export class Attempt implements TaskSink {
     payload: TaskPayload;
     /** False: the node is asked for the whole answer in its result (enable_streaming off). */
     streaming?: boolean;
-  }): Promise<boolean> {
+  }): Promise<AssignSent> {
     this.#assignedAt = this.now();
     this.#streaming = options.streaming !== false;
     this.#maxTokens = options.maxTokens;

@@ -120,10 +120,8 @@ export class PartRunner {
         if (outcome.kind === "unassigned") {
           // a node still connected was only busy at its home coordinator (another took the slot first): not excluded,
           // unless this task cannot reach it at all (too large for the cluster bus)
-          // asked whether connected or not: the node forgets the task either way
-          const unreachable = !node.mayRetry(taskId) && node.connected;
-          if (!node.connected || unreachable) exclude.add(node.id);
-          if (unreachable && !this.#nodes.anyEligible(request))
+          if (!node.connected || outcome.unreachable) exclude.add(node.id);
+          if (outcome.unreachable && node.connected && !this.#nodes.anyEligible(request))
             throw new ConnectError(
               "the request is too large to pass to a node on another coordinator of the cluster (more than the " +
                 "cluster bus takes in one message), and no node connected to this coordinator can take it",

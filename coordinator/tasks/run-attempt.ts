@@ -41,8 +41,11 @@ export type AttemptJudge = (outcome: TaskOutcome, evidence?: Record<string, Json
 
 /** What happened to one attempt. */
 export type AttemptOutcome =
-  /** The node's stream was already gone, or its home coordinator refused the assignment: nothing ran. */
-  | { kind: "unassigned" }
+  /**
+   * The node's stream was already gone, or its home coordinator refused the assignment: nothing ran. `unreachable`:
+   * this task can never reach the node from here (too large for the cluster bus).
+   */
+  | { kind: "unassigned"; unreachable: boolean }
   | {
       kind: "completed";
       promptTokens: number;
@@ -82,9 +85,10 @@ export async function* runAttempt(
   const tokensBefore = progress.tokensBefore;
   const remainingTokens = Math.max(1, maxTokens - tokensBefore);
   const streaming = spec.streaming !== false;
-  if (!(await attempt.assign({ difficulty, deadlineAt, maxTokens: remainingTokens, payload, streaming }))) {
+  const sent = await attempt.assign({ difficulty, deadlineAt, maxTokens: remainingTokens, payload, streaming });
+  if (sent !== true) {
     attempt.end();
-    return { kind: "unassigned" };
+    return { kind: "unassigned", unreachable: sent === "unreachable" };
   }
   const assignedAt = now();
   let nodeFirstTokenAt: number | undefined;

@@ -97,17 +97,15 @@ export class WaitEstimates {
   /** Bumped when a node comes, goes, or changes what eligibility reads (not its tasks, speed or reputation). */
   #version = 0;
   readonly #capable = new WeakMap<RouteRequest, Capable>();
-  /** The sets of capable nodes of this version, by key, shared by the waiters that have them. */
-  #sets = new Map<string, LiveNode[]>();
 
   constructor(
     private readonly registry: Pick<NodeRegistry, "nodes" | "onChange" | "onMeasured">,
     private readonly now: () => number,
   ) {
     registry.onChange((_node, field) => {
-      if (ELIGIBILITY_FIELDS.has(field)) this.#stale();
+      if (ELIGIBILITY_FIELDS.has(field)) this.#version++;
     });
-    registry.onMeasured(() => this.#stale()); // a context window measured
+    registry.onMeasured(() => this.#version++); // a context window measured
   }
 
   /** The estimate for a waiter at `position` (1 = next), from the nodes connected now; undefined without any. */
@@ -138,17 +136,10 @@ export class WaitEstimates {
       nodes.push(node);
       key += `${node.id}\n`;
     }
-    let shared = this.#sets.get(key);
-    if (!shared) this.#sets.set(key, (shared = nodes));
-    const capable = { version: this.#version, at: now, excluded: request.exclude.size, key, nodes: shared };
+    const capable = { version: this.#version, at: now, excluded: request.exclude.size, key, nodes };
     // a bar on reputation moves with every task's outcome: worked out again each time
     if (request.reputationAbove === undefined) this.#capable.set(request, capable);
     return capable;
-  }
-
-  #stale(): void {
-    this.#version++;
-    this.#sets = new Map();
   }
 
   #current() {
