@@ -196,7 +196,7 @@ export function parseSystemProfiler(stdout: string, unifiedMemoryMb: number): Gp
   } catch {
     return [];
   }
-  const entries = isObject(parsed) ? parsed["SPDisplaysDataType"] : undefined;
+  const entries = isObject(parsed) ? parsed.SPDisplaysDataType : undefined;
   if (!Array.isArray(entries)) return [];
   const gpus: Gpu[] = [];
   for (const entry of entries) {

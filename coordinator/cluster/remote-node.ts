@@ -152,6 +152,7 @@ export class RemoteNode extends LiveNode {
     } finally {
       this.#applying = false;
     }
+    this.slotsChanged();
     return this.freeSlots > before.free || (before.suspended && !this.suspended) || this.tier !== before.tier;
   }
 
@@ -177,7 +178,10 @@ export class RemoteNode extends LiveNode {
     }
     if (reply.accepted) return true;
     if (reply.gone) this.disconnect();
-    else this.#full = true;
+    else {
+      this.#full = true;
+      this.slotsChanged();
+    }
     return false;
   }
 

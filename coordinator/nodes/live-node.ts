@@ -52,7 +52,10 @@ export type AssignSent = boolean | "unreachable";
 
 export class LiveNode {
   /** Tasks running on the node, by task id. */
-  readonly tasks: Map<string, TaskSink> = new TaskTable((change) => this.tasksChanged(change));
+  readonly tasks: Map<string, TaskSink> = new TaskTable((change) => {
+    this.slotsChanged();
+    this.tasksChanged(change);
+  });
   load = 0;
   #paused = false;
   /** Suspended after repeated spot-check or consensus mismatches: routing gives it no work until an admin clears it. */
@@ -70,6 +73,7 @@ export class LiveNode {
   /** Assignment → result of its latest completed tasks (ms, oldest first): the queue's wait estimate. */
   readonly serviceTimes: number[] = [];
   #watcher: ((node: LiveNode, field: NodeField) => void) | undefined;
+  #slotsWatcher: ((node: LiveNode) => void) | undefined;
 
   constructor(
     readonly id: string,
@@ -102,6 +106,7 @@ export class LiveNode {
   set paused(paused: boolean) {
     if (paused === this.#paused) return;
     this.#paused = paused;
+    this.slotsChanged();
     this.changed("paused");
   }
 
@@ -130,6 +135,20 @@ export class LiveNode {
 
   protected changed(field: NodeField): void {
     this.#watcher?.(this, field);
+  }
+
+  /**
+   * Hears every change of the node's free slots but a closed stream's (the registry's index of nodes with a free
+   * slot: registry.ts nodesWithRoom). Apart from `watch`: a node of another coordinator tells its changes to its home,
+   * not the registry, yet its free slots are this coordinator's routing all the same.
+   */
+  watchSlots(watcher: (node: LiveNode) => void): void {
+    this.#slotsWatcher = watcher;
+  }
+
+  /** A task took or freed a slot, the node was paused or resumed, or (a remote node) its home said it had room. */
+  protected slotsChanged(): void {
+    this.#slotsWatcher?.(this);
   }
 
   /** A heartbeat's readings: the load, and the GPUs' (none sent, none changed); the view hears what changed. */

@@ -43,7 +43,13 @@ export class NodeAcquirer {
 
   constructor(private readonly deps: NodeAcquirerDeps) {
     const { registry, queue, queuePeers, now } = deps;
-    this.#queue = new WaitQueue(queue.maxLength, () => registry.nodes(), queue.updateMs ?? 2_000, queuePeers, now);
+    this.#queue = new WaitQueue(
+      queue.maxLength,
+      () => registry.nodesWithRoom(),
+      queue.updateMs ?? 2_000,
+      queuePeers,
+      now,
+    );
     registry.onCapacity(() => this.#queue.drain());
     this.#estimates = new WaitEstimates(registry, now);
   }
@@ -64,7 +70,7 @@ export class NodeAcquirer {
     queued: QueuedSince,
   ): AsyncGenerator<PartEvent, Attempt, undefined> {
     const { registry, now } = this.deps;
-    const node = pickNode(this.#queue.openNodes(registry.nodes()), request);
+    const node = pickNode(this.#queue.openNodes(registry.nodesWithRoom()), request);
     if (node) return new Attempt(taskId, node, registry, now);
     if (spec.wait === "never" || (spec.wait === "while-possible" && !this.anyEligible(request)))
       throw noEligibleNode(request);

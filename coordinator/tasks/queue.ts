@@ -45,7 +45,7 @@ export class WaitQueue {
 
   constructor(
     private readonly maxLength: number,
-    /** The connected nodes (the registry's, this coordinator's and its peers'). */
+    /** The nodes with a free slot (the registry's nodesWithRoom, this coordinator's and its peers'). */
     private readonly nodes: () => Iterable<LiveNode>,
     /**
      * A waiting client hears its position (and the estimate that goes with it) at least this often; 0: only on changes.

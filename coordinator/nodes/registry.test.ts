@@ -1,0 +1,74 @@
+// The registry's index of nodes with a free slot (nodesWithRoom): what routing, the queue's drain and the classifier's
+// node link read instead of every node. It must always equal the registered nodes whose freeSlots > 0.
+import { describe, expect, it } from "vitest";
+import { testNode } from "../../test/support/live-nodes.ts";
+import { NodeRegistry, type LiveNode } from "./registry.ts";
+import type { TaskSink } from "./task-sink.ts";
+
+const sink: TaskSink = { chunk() {}, result() {}, error() {}, lost() {} };
+const ids = (nodes: Iterable<LiveNode>) => [...nodes].map((node) => node.id).sort();
+const withRoomByReading = (registry: NodeRegistry) => [...registry.nodes()].filter((node) => node.freeSlots > 0);
+
+describe("NodeRegistry.nodesWithRoom", () => {
+  it("lists a node while it has a free slot: taken, freed, paused, resumed", () => {
+    const registry = new NodeRegistry();
+    const a = testNode("a", "MID", { maxConcurrentTasks: 2 });
+    const b = testNode("b", "MID");
+    registry.add(a);
+    registry.add(b);
+    expect(ids(registry.nodesWithRoom())).toEqual(["a", "b"]);
+    a.tasks.set("t1", sink);
+    expect(ids(registry.nodesWithRoom())).toEqual(["a", "b"]); // one slot of two left
+    a.tasks.set("t2", sink);
+    b.tasks.set("t3", sink);
+    expect(ids(registry.nodesWithRoom())).toEqual([]);
+    a.tasks.delete("t1");
+    expect(ids(registry.nodesWithRoom())).toEqual(["a"]);
+    a.paused = true;
+    expect(ids(registry.nodesWithRoom())).toEqual([]);
+    b.tasks.delete("t3");
+    a.paused = false;
+    expect(ids(registry.nodesWithRoom())).toEqual(["a", "b"]);
+  });
+
+  it("forgets a node removed or replaced by a newer connection, and its tasks' ends do not bring it back", () => {
+    const registry = new NodeRegistry();
+    const old = testNode("a", "MID");
+    registry.add(old);
+    old.tasks.set("t1", sink);
+    const newer = testNode("a", "MID", { maxConcurrentTasks: 3 });
+    registry.add(newer); // the old connection's tasks are lost: its slot frees as it goes
+    expect([...registry.nodesWithRoom()]).toEqual([newer]);
+    old.tasks.set("t2", sink);
+    old.tasks.delete("t2");
+    expect([...registry.nodesWithRoom()]).toEqual([newer]);
+    registry.remove(newer, "gone");
+    expect([...registry.nodesWithRoom()]).toEqual([]);
+  });
+
+  it("equals the nodes with free slots read one by one, through a long run of random changes", () => {
+    const registry = new NodeRegistry();
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    const nodes: LiveNode[] = [];
+    let task = 0;
+    for (let step = 0; step < 5_000; step++) {
+      const node = nodes.length > 0 ? nodes[random(nodes.length)]! : undefined;
+      const op = node ? random(7) : 0;
+      if (op === 0) {
+        const added = testNode(`n${random(40)}`, "MID", { maxConcurrentTasks: 1 + random(3) });
+        registry.add(added); // an id already registered replaces its node
+        nodes.push(added);
+      } else if (op === 1) registry.remove(node!, "gone");
+      else if (op === 2 || op === 3) node!.tasks.set(`t${task++}`, sink);
+      else if (op === 4 || op === 5) {
+        const running = [...node!.tasks.keys()];
+        if (running.length > 0) node!.tasks.delete(running[random(running.length)]!);
+      } else node!.paused = !node!.paused;
+      expect(ids(registry.nodesWithRoom())).toEqual(ids(withRoomByReading(registry)));
+    }
+  });
+});
