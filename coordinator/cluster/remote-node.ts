@@ -152,7 +152,7 @@ export class RemoteNode extends LiveNode {
     } finally {
       this.#applying = false;
     }
-    this.slotsChanged();
+    this.routingChanged();
     return this.freeSlots > before.free || (before.suspended && !this.suspended) || this.tier !== before.tier;
   }
 
@@ -180,7 +180,7 @@ export class RemoteNode extends LiveNode {
     if (reply.gone) this.disconnect();
     else {
       this.#full = true;
-      this.slotsChanged();
+      this.routingChanged();
     }
     return false;
   }

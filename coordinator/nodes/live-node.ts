@@ -53,7 +53,7 @@ export type AssignSent = boolean | "unreachable";
 export class LiveNode {
   /** Tasks running on the node, by task id. */
   readonly tasks: Map<string, TaskSink> = new TaskTable((change) => {
-    this.slotsChanged();
+    this.routingChanged();
     this.tasksChanged(change);
   });
   load = 0;
@@ -73,14 +73,14 @@ export class LiveNode {
   /** Assignment → result of its latest completed tasks (ms, oldest first): the queue's wait estimate. */
   readonly serviceTimes: number[] = [];
   #watcher: ((node: LiveNode, field: NodeField) => void) | undefined;
-  #slotsWatcher: ((node: LiveNode) => void) | undefined;
+  #routingWatcher: ((node: LiveNode) => void) | undefined;
+  #tier: NodeTier;
 
   constructor(
     readonly id: string,
     readonly accountId: string,
     readonly sessionId: string,
-    /** Computed at registration; changed by retier() when measured speed contradicts the declared benchmark. */
-    public tier: NodeTier,
+    tier: NodeTier,
     public tierReason: string,
     readonly capabilities: NodeCapabilities,
     reputation: number,
@@ -90,6 +90,7 @@ export class LiveNode {
     now: number,
   ) {
     this.#reputation = reputation;
+    this.#tier = tier;
     this.lastSeenAt = now;
     this.registeredAt = now;
     this.measured = new NodeMeasurements(measurementKey(capabilities));
@@ -100,13 +101,23 @@ export class LiveNode {
     return false;
   }
 
+  /** Computed at registration; changed by retier() when measured speed contradicts the declared benchmark. */
+  get tier(): NodeTier {
+    return this.#tier;
+  }
+  set tier(tier: NodeTier) {
+    if (tier === this.#tier) return;
+    this.#tier = tier;
+    this.routingChanged();
+  }
+
   get paused(): boolean {
     return this.#paused;
   }
   set paused(paused: boolean) {
     if (paused === this.#paused) return;
     this.#paused = paused;
-    this.slotsChanged();
+    this.routingChanged();
     this.changed("paused");
   }
 
@@ -116,6 +127,7 @@ export class LiveNode {
   set suspended(suspended: boolean) {
     if (suspended === this.#suspended) return;
     this.#suspended = suspended;
+    this.routingChanged();
     this.changed("suspended");
   }
 
@@ -125,6 +137,7 @@ export class LiveNode {
   set reputation(reputation: number) {
     if (reputation === this.#reputation) return;
     this.#reputation = reputation;
+    this.routingChanged();
     this.changed("reputation");
   }
 
@@ -138,17 +151,20 @@ export class LiveNode {
   }
 
   /**
-   * Hears every change of the node's free slots but a closed stream's (the registry's index of nodes with a free
-   * slot: registry.ts nodesWithRoom). Apart from `watch`: a node of another coordinator tells its changes to its home,
-   * not the registry, yet its free slots are this coordinator's routing all the same.
+   * Hears every change of what routing sorts and sifts nodes by but a closed stream (free slots, suspension,
+   * reputation, tier): the registry's indexes of nodes with a free slot and of idle nodes. Apart from `watch`: a node
+   * of another coordinator tells its changes to its home, not the registry, yet they are this coordinator's routing.
    */
-  watchSlots(watcher: (node: LiveNode) => void): void {
-    this.#slotsWatcher = watcher;
+  watchRouting(watcher: (node: LiveNode) => void): void {
+    this.#routingWatcher = watcher;
   }
 
-  /** A task took or freed a slot, the node was paused or resumed, or (a remote node) its home said it had room. */
-  protected slotsChanged(): void {
-    this.#slotsWatcher?.(this);
+  /**
+   * A task took or freed a slot; the node was paused or resumed, suspended or cleared, retiered, or its reputation
+   * moved; or (a remote node) its home said it had room or had none.
+   */
+  protected routingChanged(): void {
+    this.#routingWatcher?.(this);
   }
 
   /** A heartbeat's readings: the load, and the GPUs' (none sent, none changed); the view hears what changed. */

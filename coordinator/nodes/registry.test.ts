@@ -1,6 +1,7 @@
 // The registry's index of nodes with a free slot (nodesWithRoom): what routing, the queue's drain and the classifier's
 // node link read instead of every node. It must always equal the registered nodes whose freeSlots > 0.
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../../common/seeded-random.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
 import { NodeRegistry, type LiveNode } from "./registry.ts";
 import type { TaskSink } from "./task-sink.ts";
@@ -48,11 +49,8 @@ describe("NodeRegistry.nodesWithRoom", () => {
 
   it("equals the nodes with free slots read one by one, through a long run of random changes", () => {
     const registry = new NodeRegistry();
-    let seed = 7;
-    const random = (n: number) => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-      return seed % n;
-    };
+    const next = seededRandom(7);
+    const random = (n: number) => Math.floor(next() * n);
     const nodes: LiveNode[] = [];
     let task = 0;
     for (let step = 0; step < 5_000; step++) {

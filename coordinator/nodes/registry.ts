@@ -1,6 +1,7 @@
 // The live nodes of this coordinator: who is connected, what each serves, how busy it is, which tasks it runs.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
+import { IdleIndex } from "./idle-index.ts";
 import type { LiveNode, NodeField } from "./live-node.ts";
 
 // re-exported: the node's own file is live-node.ts; the rest of the coordinator imports it with the registry
@@ -24,8 +25,12 @@ export class NodeRegistry {
    * a busy network of 10,000 nodes costs a request a few nodes' reading (npm run bench:routing).
    */
   readonly #withRoom = new Set<LiveNode>();
-  readonly #slotsChanged = (node: LiveNode) => {
-    if (this.#nodes.get(node.id) !== node) return;
+  /** The idle nodes by tier and slots, in routing's order (idle-index.ts): an idle network's routing reads a few. */
+  readonly #idle = new IdleIndex();
+  readonly #routingChanged = (node: LiveNode) => {
+    const registered = this.#nodes.get(node.id) === node;
+    this.#idle.update(node, registered);
+    if (!registered) return;
     if (node.freeSlots > 0) this.#withRoom.add(node);
     else this.#withRoom.delete(node);
   };
@@ -50,16 +55,26 @@ export class NodeRegistry {
     return this.#withRoom.values();
   }
 
+  /**
+   * The idle nodes of `tier` (running nothing, a free slot, not suspended), one list per slot count, most slots
+   * first, each in routing's order: the faster, the more reputable, this coordinator's own. A node whose stream closed
+   * a moment ago may still be among them until it is removed.
+   */
+  idleNodes(tier: NodeTier): readonly (readonly LiveNode[])[] {
+    return this.#idle.lists(tier);
+  }
+
   /** Adds a node; a node already connected under the same id is disconnected and its tasks lost. */
   add(node: LiveNode): void {
     const previous = this.#nodes.get(node.id);
     this.#nodes.set(node.id, node);
     node.watch((changed, field) => this.#changed(changed, field));
-    node.watchSlots(this.#slotsChanged);
-    this.#slotsChanged(node);
+    node.watchRouting(this.#routingChanged);
+    this.#routingChanged(node);
     this.#changed(node, "added");
     if (previous) {
       this.#withRoom.delete(previous);
+      this.#idle.update(previous, false);
       previous.disconnect(new ConnectError("replaced by a newer connection with the same node id", Code.Aborted));
       this.#loseTasks(previous, "the node reconnected; its previous connection was replaced");
     }
@@ -71,6 +86,7 @@ export class NodeRegistry {
     const registered = this.#nodes.get(node.id) === node;
     if (registered) this.#nodes.delete(node.id);
     this.#withRoom.delete(node);
+    this.#idle.update(node, false);
     this.#loseTasks(node, reason);
     if (registered) this.#changed(node, "removed");
   }

@@ -8,7 +8,7 @@ import { servesDifficulty, tiersServing } from "../nodes/tier.ts";
 import { Attempt } from "./attempt.ts";
 import type { PartEvent, PartSpec } from "./part-spec.ts";
 import { WaitQueue, type QueuePeers, type Waiter } from "./queue.ts";
-import { eligible, pickNode, type RouteRequest } from "./router.ts";
+import { eligible, routeNow, type RouteRequest } from "./router.ts";
 import { WaitEstimates } from "./wait-estimate.ts";
 
 export interface QueueConfig {
@@ -70,7 +70,7 @@ export class NodeAcquirer {
     queued: QueuedSince,
   ): AsyncGenerator<PartEvent, Attempt, undefined> {
     const { registry, now } = this.deps;
-    const node = pickNode(this.#queue.openNodes(registry.nodesWithRoom()), request);
+    const node = routeNow(registry, request, this.#queue.opener());
     if (node) return new Attempt(taskId, node, registry, now);
     if (spec.wait === "never" || (spec.wait === "while-possible" && !this.anyEligible(request)))
       throw noEligibleNode(request);

@@ -95,14 +95,15 @@ export class WaitQueue {
     this.#scheduleUpdates();
   }
 
-  /** The nodes a request arriving now may take at once: requests waiting elsewhere since before come first. */
-  openNodes(nodes: Iterable<LiveNode>): Iterable<LiveNode> {
+  /**
+   * Whether a request arriving now may take a node's free slot at once: requests waiting elsewhere since before come
+   * first. Undefined when every free slot may go (no peers).
+   */
+  opener(): ((node: LiveNode) => boolean) | undefined {
     const peers = this.peers;
-    if (!peers) return nodes;
+    if (!peers) return undefined;
     const now = this.now();
-    return (function* () {
-      for (const node of nodes) if (node.freeSlots > peers.aheadFor(node, now)) yield node;
-    })();
+    return (node) => node.freeSlots > peers.aheadFor(node, now);
   }
 
   /**

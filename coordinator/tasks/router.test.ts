@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
-import type { NodeCapabilities } from "../nodes/registry.ts";
+import { seededRandom } from "../../common/seeded-random.ts";
+import { NodeRegistry, type LiveNode, type NodeCapabilities } from "../nodes/registry.ts";
 import type { TaskSink } from "../nodes/task-sink.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
-import { pickNode, type RouteRequest } from "./router.ts";
+import { NODE_TIERS, type Difficulty } from "../../common/vocabulary.ts";
+import { pickNode, routeNow, type RouteRequest } from "./router.ts";
 
 const sink: TaskSink = { chunk() {}, result() {}, error() {}, lost() {} };
 const anyTask: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude: new Set() };
@@ -57,5 +59,76 @@ describe("pickNode", () => {
     const full = node("full-here", { slots: 2, running: 2 });
     const there = node("there", { slots: 4, running: 3, remote: true });
     expect(pickNode([full, there], anyTask)?.id).toBe("there");
+  });
+});
+
+/** What pickNode orders by (all nodes here are this coordinator's): idle first, free slots, speed, reputation. */
+const rank = (node: LiveNode) => [
+  node.tasks.size === 0,
+  node.freeSlots,
+  node.capabilities.tokensPerSecond,
+  node.reputation,
+];
+
+describe("routeNow (the registry's indexes)", () => {
+  it("chooses what pickNode chooses reading every node, through a long run of random changes and requests", () => {
+    const registry = new NodeRegistry();
+    const next = seededRandom(11);
+    const random = (n: number) => Math.floor(next() * n);
+    const nodes: LiveNode[] = [];
+    const difficulties: Difficulty[] = ["SIMPLE", "COMPLEX", "ADVANCED"];
+    let task = 0;
+    let checked = 0;
+    let idleChosen = 0;
+    let busyChosen = 0;
+    for (let step = 0; step < 6_000; step++) {
+      // a registered node mostly; at times one replaced or removed (its changes must not reach the indexes)
+      const live = [...registry.nodes()];
+      const node = random(10) === 0 && nodes.length > 0 ? nodes[random(nodes.length)] : live[random(live.length)];
+      // in turns of 400 changes the network fills up (tasks start more than they end), then drains
+      const filling = Math.floor(step / 400) % 2 === 0;
+      const op = !node || registry.size < 15 ? 0 : random(40);
+      if (op === 0 || !node) {
+        // few speeds and reputations: reputation often decides, and equals tie (either is right)
+        const added = testNode(`n${random(60)}`, NODE_TIERS[random(3)]!, {
+          maxConcurrentTasks: 1 + random(2),
+          tokensPerSecond: 10 * (1 + random(2)),
+          modelName: random(4) === 0 ? "qwen-7B-Q4" : "llama-8B-Q4",
+        });
+        registry.add(added); // an id already registered replaces its node
+        nodes.push(added);
+      } else if (op === 1) registry.remove(node, "gone");
+      else if (op <= 29 && op <= 25 === filling) node.tasks.set(`t${task++}`, sink);
+      else if (op <= 29) {
+        // a task ends: all of them, at times (the node idle again)
+        for (const taskId of random(3) === 0 ? [...node.tasks.keys()] : [...node.tasks.keys()].slice(0, 1))
+          node.tasks.delete(taskId);
+      } else if (op <= 32) node.paused = !node.paused;
+      else if (op <= 35) node.suspended = random(4) === 0;
+      else if (op <= 37) node.reputation = 50 + 10 * random(5);
+      else node.tier = NODE_TIERS[random(3)]!;
+
+      const request: RouteRequest = {
+        difficulty: difficulties[random(3)]!,
+        model: random(5) === 0 ? "qwen" : undefined,
+        exclude: new Set(random(3) === 0 && node ? [node.id] : []),
+      };
+      const open = random(4) === 0 ? (n: LiveNode) => n.id.length % 2 === 0 : undefined;
+      const expected = pickNode(open ? [...registry.nodes()].filter(open) : registry.nodes(), request);
+      const chosen = routeNow(registry, request, open);
+      // the same node, or one exactly as good by every rule of pickNode's order
+      expect(chosen && rank(chosen)).toEqual(expected && rank(expected));
+      if (chosen)
+        expect(pickNode([chosen, ...(open ? [...registry.nodes()].filter(open) : registry.nodes())], request)).toBe(
+          chosen,
+        );
+      checked++;
+      if (expected && expected.tasks.size === 0) idleChosen++;
+      else if (expected) busyChosen++;
+    }
+    // the run went through both ways of choosing: idle nodes from their lists, busy ones with room
+    expect(checked).toBe(6_000);
+    expect(idleChosen).toBeGreaterThan(1_000);
+    expect(busyChosen).toBeGreaterThan(100);
   });
 });

@@ -1,6 +1,6 @@
 // Chooses the node for a task and its deadline (SPEC "Task difficulty", "Node tiers").
-import type { Difficulty } from "../../common/vocabulary.ts";
-import { servesDifficulty } from "../nodes/tier.ts";
+import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
+import { servesDifficulty, tiersServing } from "../nodes/tier.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 import { fitsContext, type ContextNeed } from "./context-fit.ts";
 
@@ -87,6 +87,48 @@ export function eligible(node: LiveNode, request: RouteRequest): boolean {
   if (request.context && !fitsContext(node, request.context)) return false;
   if (request.minContext !== undefined && node.contextLength < request.minContext) return false;
   return request.reputationAbove === undefined || node.reputation > request.reputationAbove;
+}
+
+/** What routing reads of the registry (NodeRegistry): its idle nodes in order, and its nodes with a free slot. */
+export interface RoutingNodes {
+  idleNodes(tier: NodeTier): readonly (readonly LiveNode[])[];
+  nodesWithRoom(): Iterable<LiveNode>;
+}
+
+const tiersFor = new Map<Difficulty, readonly NodeTier[]>();
+
+/**
+ * pickNode's choice among all of `nodes`, read from the registry's indexes: an idle node beats every busy one, and
+ * each serving tier's idle lists are in routing's order, most slots first, so the first eligible node of a tier's
+ * first list that has one is that tier's best; only when no idle node can take the task are the nodes with room
+ * read (they are busy ones then, and few when the network is busy). `open`: whether a node's free slot may go to
+ * this request (a cluster's earlier waiters elsewhere come first).
+ */
+export function routeNow(
+  nodes: RoutingNodes,
+  request: RouteRequest,
+  open?: (node: LiveNode) => boolean,
+): LiveNode | undefined {
+  let tiers = tiersFor.get(request.difficulty);
+  if (!tiers) tiersFor.set(request.difficulty, (tiers = tiersServing(request.difficulty)));
+  let best: LiveNode | undefined;
+  for (const tier of tiers) {
+    lists: for (const list of nodes.idleNodes(tier)) {
+      for (const node of list) {
+        if (node.freeSlots <= 0 || !eligible(node, request) || (open && !open(node))) continue;
+        if (!best || better(node, best)) best = node;
+        break lists; // the tier's later lists have fewer slots: none of theirs comes before this one
+      }
+    }
+  }
+  if (best) return best;
+  if (!open) return pickNode(nodes.nodesWithRoom(), request);
+  return pickNode(
+    (function* () {
+      for (const node of nodes.nodesWithRoom()) if (open(node)) yield node;
+    })(),
+    request,
+  );
 }
 
 /** The best node that can take the task now, or undefined. */

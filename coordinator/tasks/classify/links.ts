@@ -42,7 +42,7 @@ export function createCoordinatorClassifier(
     nodeLink = createNodeClassifier({
       // any node of the cluster: a remote node's assign goes through its home, which sends the answer back here.
       // Each coordinator keeps its own records (learned by its own probes): a remote node's latency includes the hop.
-      pickIdleNodes: (kindOf) => pickIdleClassifierNodes(registry.nodesWithRoom(), kindOf),
+      pickIdleNodes: (kindOf) => pickIdleClassifierNodes((tier) => registry.idleNodes(tier), kindOf),
       send: (node, { classifyId, prompt, deadlineUnixMs }) => {
         // the prompt is the user's text: it travels sealed for this node like a task's payload
         const sealedPrompt = sealText(node.keys.toNode, prompt, { taskId: classifyId, sequence: 0, kind: "classify" });

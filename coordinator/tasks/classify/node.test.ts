@@ -241,6 +241,15 @@ describe("pickIdleClassifierNodes", () => {
     ...extra,
   });
   const anyNode = (): IdleKind => "known";
+  /** The nodes as the registry's idle index lists them: by tier, one list, fastest first. */
+  const idle =
+    (nodes: ClassifierCandidate[]) =>
+    (tier: NodeTier): ClassifierCandidate[][] => {
+      const list = nodes
+        .filter((n) => n.tier === tier)
+        .sort((a, b) => b.capabilities.tokensPerSecond - a.capabilities.tokensPerSecond);
+      return list.length > 0 ? [list] : [];
+    };
 
   it("never picks a node busy with user work, paused, gone, or not eligible", () => {
     const nodes = [
@@ -249,19 +258,43 @@ describe("pickIdleClassifierNodes", () => {
       node("gone", "PRO", 90, { connected: false }),
       node("classifying", "PRO", 90),
     ];
-    expect(pickIdleClassifierNodes(nodes, (id) => (id === "classifying" ? undefined : "known"))).toEqual({});
+    expect(pickIdleClassifierNodes(idle(nodes), (id) => (id === "classifying" ? undefined : "known"))).toEqual({});
   });
 
   it("prefers the highest tier, then the fastest", () => {
     const nodes = [node("basic", "BASIC", 200), node("mid-slow", "MID", 12), node("mid-fast", "MID", 25)];
-    expect(pickIdleClassifierNodes(nodes, anyNode).known?.id).toBe("mid-fast");
-    expect(pickIdleClassifierNodes([...nodes, node("pro", "PRO", 5)], anyNode).known?.id).toBe("pro");
+    expect(pickIdleClassifierNodes(idle(nodes), anyNode).known?.id).toBe("mid-fast");
+    expect(pickIdleClassifierNodes(idle([...nodes, node("pro", "PRO", 5)]), anyNode).known?.id).toBe("pro");
   });
 
-  it("finds the best of each kind in one pass", () => {
-    const nodes = [node("known-mid", "MID", 20), node("new-pro", "PRO", 10), node("known-pro", "PRO", 8)];
-    const known = new Set(["known-mid", "known-pro"]);
-    const picked = pickIdleClassifierNodes(nodes, (id) => (known.has(id) ? "known" : "stranger"));
-    expect([picked.known?.id, picked.stranger?.id]).toEqual(["known-pro", "new-pro"]);
+  it("takes the fastest of each list's first known node, and reads a list only up to it", () => {
+    // two lists of one tier (nodes of 4 slots and of 1), each fastest first
+    const four = [node("four-new", "MID", 25), node("four-known", "MID", 20), node("four-slow", "MID", 5)];
+    const one = [node("one-new", "MID", 30), node("one-known", "MID", 22), node("one-slow", "MID", 1)];
+    const asked: string[] = [];
+    const picked = pickIdleClassifierNodes(
+      (tier) => (tier === "MID" ? [four, one] : []),
+      (id) => {
+        asked.push(id);
+        return id.includes("new") ? "stranger" : "known";
+      },
+    );
+    expect(picked).toEqual({ known: one[1] });
+    expect(asked).toEqual(["four-new", "four-known", "one-new", "one-known"]);
+  });
+
+  it("a known node of a lower tier before any stranger; the best stranger only when none is known", () => {
+    const nodes = [node("known-mid", "MID", 20), node("new-pro", "PRO", 10), node("known-basic", "BASIC", 80)];
+    const known = new Set(["known-mid", "known-basic"]);
+    const picked = pickIdleClassifierNodes(idle(nodes), (id) => (known.has(id) ? "known" : "stranger"));
+    expect(picked).toEqual({ known: nodes[0] });
+    const strangers = [node("new-mid", "MID", 50), ...nodes];
+    expect(pickIdleClassifierNodes(idle(strangers), () => "stranger")).toEqual({ stranger: nodes[1] });
+    expect(pickIdleClassifierNodes(idle([strangers[0]!, nodes[0]!]), () => "stranger")).toEqual({
+      stranger: strangers[0],
+    });
+    expect(pickIdleClassifierNodes(idle([strangers[0]!, nodes[2]!]), () => "stranger")).toEqual({
+      stranger: strangers[0],
+    });
   });
 });
