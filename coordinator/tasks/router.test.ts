@@ -4,19 +4,31 @@ import { NodeRegistry, type LiveNode, type NodeCapabilities } from "../nodes/reg
 import type { TaskSink } from "../nodes/task-sink.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
 import { NODE_TIERS, type Difficulty } from "../../common/vocabulary.ts";
+import { create } from "@bufbuild/protobuf";
+import { ClusterAssignReplySchema } from "../../gen/iris/v1/cluster_pb.ts";
+import { clusterNodeOf } from "../cluster/codec.ts";
+import { RemoteNode, type HomeLink } from "../cluster/remote-node.ts";
 import { pickNode, routeNow, type RouteRequest } from "./router.ts";
 
 const sink: TaskSink = { chunk() {}, result() {}, error() {}, lost() {} };
 const anyTask: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude: new Set() };
 
-/** A node with `running` of its `slots` taken; `remote`: connected to another coordinator of the cluster. */
+/** A home that never answers: these tests only choose among nodes. */
+const noHome: HomeLink = {
+  send() {},
+  assign: async () => create(ClusterAssignReplySchema, { accepted: false, reason: "not in this test" }),
+};
+
+/**
+ * A node with `running` of its `slots` taken; `remote`: connected to another coordinator of the cluster (a RemoteNode
+ * made from its home's view, its running tasks those of other coordinators).
+ */
 function node(id: string, options: { slots: number; running: number; remote?: boolean; reputation?: number }) {
   const capabilities: Partial<NodeCapabilities> = { maxConcurrentTasks: options.slots };
   const made = testNode(id, "MID", capabilities);
-  if (options.remote) Object.defineProperty(made, "remote", { get: () => true });
   if (options.reputation !== undefined) made.reputation = options.reputation;
   for (let i = 0; i < options.running; i++) made.tasks.set(`${id}-${i}`, sink);
-  return made;
+  return options.remote ? new RemoteNode("home", clusterNodeOf(made), made.keys, noHome, Date.now()) : made;
 }
 
 describe("pickNode", () => {
@@ -62,12 +74,14 @@ describe("pickNode", () => {
   });
 });
 
-/** What pickNode orders by (all nodes here are this coordinator's): idle first, free slots, speed, reputation. */
+/** What pickNode orders by: idle first, then (busy) this coordinator's own, free slots, speed, reputation, its own. */
 const rank = (node: LiveNode) => [
   node.tasks.size === 0,
+  node.tasks.size === 0 || !node.remote, // among busy nodes this coordinator's own first
   node.freeSlots,
   node.capabilities.tokensPerSecond,
   node.reputation,
+  !node.remote,
 ];
 
 describe("routeNow (the registry's indexes)", () => {
@@ -90,11 +104,14 @@ describe("routeNow (the registry's indexes)", () => {
       const op = !node || registry.size < 15 ? 0 : random(40);
       if (op === 0 || !node) {
         // few speeds and reputations: reputation often decides, and equals tie (either is right)
-        const added = testNode(`n${random(60)}`, NODE_TIERS[random(3)]!, {
+        const made = testNode(`n${random(60)}`, NODE_TIERS[random(3)]!, {
           maxConcurrentTasks: 1 + random(2),
           tokensPerSecond: 10 * (1 + random(2)),
           modelName: random(4) === 0 ? "qwen-7B-Q4" : "llama-8B-Q4",
         });
+        // a quarter of them connected to another coordinator: this one's own come first among equals
+        const added =
+          random(4) === 0 ? new RemoteNode("home", clusterNodeOf(made), made.keys, noHome, Date.now()) : made;
         registry.add(added); // an id already registered replaces its node
         nodes.push(added);
       } else if (op === 1) registry.remove(node, "gone");
