@@ -224,6 +224,35 @@ describe("the node view's numbered views", () => {
     stop();
   });
 
+  it("splits a large full view by an estimate of its size: every part within the limit, every node once", async () => {
+    const { publisher, join, heard, connectMany, home, remote, stop } = setup({ partBytes: 8_000 });
+    join();
+    const ids = connectMany(300);
+    // uneven nodes: a tenth carry GPUs and service times (the estimate samples 32 of them)
+    for (const id of ids.filter((_, i) => i % 10 === 0)) {
+      const node = home.registry.get(id)!;
+      node.heard(0.5, [create(GpuSchema, { name: "RTX 4090", vramTotalMb: 24_564n, vramUsedMb: 100n })]);
+      for (let i = 0; i < 20; i++) node.served(1_000 + i);
+    }
+    await settled();
+    const from = heard.views.length;
+    publisher.publishFull();
+    await settled(60);
+    const parts = heard.views.slice(from);
+    const bytes = heard.bytes.slice(from);
+    const whole = toBinary(
+      ClusterViewSchema,
+      create(ClusterViewSchema, { nodes: ids.map((id) => clusterNodeOf(home.registry.get(id)!)) }),
+    ).length;
+    expect(bytes.every((size) => size <= 8_000)).toBe(true);
+    // no more parts than twice the fewest that could hold it
+    expect(parts.length).toBeLessThanOrEqual(2 * Math.ceil(whole / 8_000));
+    expect(parts.every((view) => view.parts === parts.length)).toBe(true);
+    expect(parts.flatMap((view) => view.nodes.map((node) => node.nodeId)).sort()).toEqual([...ids].sort());
+    expect(ids.every((id) => remote(id)?.connected)).toBe(true);
+    stop();
+  });
+
   it("sends a full view too big for one message in parts; after the last, a peer drops what none listed", async () => {
     const { home, publisher, join, heard, connect, connectMany, remote, stop } = setup({ partBytes: 2_000 });
     join();
