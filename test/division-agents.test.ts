@@ -221,8 +221,13 @@ describe("division modes with real agents on the tiny model", () => {
 
   it("a spot check catches the dishonest agent: its single answer is re-run on another agent, refereed by a third, " +
     "and penalised", async () => {
-    // routing prefers the fastest idle node: the liar looks fastest, so the user's task goes to it
-    coordinator.registry.get("liar")!.capabilities.tokensPerSecond = 1e6;
+    // routing prefers the fastest idle node: the liar looks fastest, so the user's task goes to it. A declaration is
+    // fixed at registration (the registry's idle lists are sorted by it): changed here in place, it takes effect with
+    // the node's next change that routing hears, a pause and resume
+    const liar = coordinator.registry.get("liar")!;
+    liar.capabilities.tokensPerSecond = 1e6;
+    liar.paused = true;
+    liar.paused = false;
     const { accepted, text } = await chat("What is the capital of Spain?", { maxTokens: 24 });
     expect(accepted.nodeId).toBe("liar");
     expect(honestWords(text)).toBe(false); // the user got the altered answer: the check runs afterwards

@@ -3,7 +3,10 @@
 import { NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
 import type { LiveNode } from "./live-node.ts";
 
-/** What a node's place was worked out from: when any of it changes, the node moves. */
+/**
+ * What a node's place was worked out from: when any of it changes (LiveNode tells the registry), the node moves. Its
+ * speed and slots are its declaration's, fixed at registration.
+ */
 interface Place {
   tier: NodeTier;
   slots: number;
