@@ -31,10 +31,6 @@ export class IdleIndex {
     return this.#ordered.get(tier)!;
   }
 
-  get size(): number {
-    return this.#places.size;
-  }
-
   /** Puts `node` where it belongs now: in its place, moved, or out (`registered` false: it left the registry). */
   update(node: LiveNode, registered: boolean): void {
     const place = this.#places.get(node);

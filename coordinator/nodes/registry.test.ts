@@ -1,5 +1,5 @@
-// The registry's index of nodes with a free slot (nodesWithRoom): what routing, the queue's drain and the classifier's
-// node link read instead of every node. It must always equal the registered nodes whose freeSlots > 0.
+// The registry's index of nodes with a free slot (nodesWithRoom): what routing (past the idle nodes) and the queue's
+// drain read instead of every node. It must always equal the registered nodes whose freeSlots > 0.
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../common/seeded-random.ts";
 import { testNode } from "../../test/support/live-nodes.ts";

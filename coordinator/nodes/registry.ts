@@ -48,8 +48,9 @@ export class NodeRegistry {
   }
 
   /**
-   * The nodes with a free slot (freeSlots > 0), in no set order: what routing, the queue's drain and the classifier's
-   * node link choose from. A node whose stream closed a moment ago may still be among them until it is removed.
+   * The nodes with a free slot (freeSlots > 0), in no set order: what routing reads when no idle node can take a
+   * request, and what the queue's drain offers. A node whose stream closed a moment ago may still be among them until
+   * it is removed.
    */
   nodesWithRoom(): IterableIterator<LiveNode> {
     return this.#withRoom.values();

@@ -95,8 +95,6 @@ export interface RoutingNodes {
   nodesWithRoom(): Iterable<LiveNode>;
 }
 
-const tiersFor = new Map<Difficulty, readonly NodeTier[]>();
-
 /**
  * pickNode's choice among all of `nodes`, read from the registry's indexes: an idle node beats every busy one, and
  * each serving tier's idle lists are in routing's order, most slots first, so the first eligible node of a tier's
@@ -109,33 +107,33 @@ export function routeNow(
   request: RouteRequest,
   open?: (node: LiveNode) => boolean,
 ): LiveNode | undefined {
-  let tiers = tiersFor.get(request.difficulty);
-  if (!tiers) tiersFor.set(request.difficulty, (tiers = tiersServing(request.difficulty)));
   let best: LiveNode | undefined;
-  for (const tier of tiers) {
+  for (const tier of tiersServing(request.difficulty)) {
     lists: for (const list of nodes.idleNodes(tier)) {
       for (const node of list) {
-        if (node.freeSlots <= 0 || !eligible(node, request) || (open && !open(node))) continue;
+        if (!mayTake(node, request, open)) continue;
         if (!best || better(node, best)) best = node;
         break lists; // the tier's later lists have fewer slots: none of theirs comes before this one
       }
     }
   }
-  if (best) return best;
-  if (!open) return pickNode(nodes.nodesWithRoom(), request);
-  return pickNode(
-    (function* () {
-      for (const node of nodes.nodesWithRoom()) if (open(node)) yield node;
-    })(),
-    request,
-  );
+  return best ?? pickNode(nodes.nodesWithRoom(), request, open);
 }
 
-/** The best node that can take the task now, or undefined. */
-export function pickNode(nodes: Iterable<LiveNode>, request: RouteRequest): LiveNode | undefined {
+/** Whether `node` may take the task now: a free slot, eligible, and (`open`) its slot may go to this request. */
+function mayTake(node: LiveNode, request: RouteRequest, open?: (node: LiveNode) => boolean): boolean {
+  return node.freeSlots > 0 && eligible(node, request) && (!open || open(node));
+}
+
+/** The best node that can take the task now (`open`: of those whose slot may go to it), or undefined. */
+export function pickNode(
+  nodes: Iterable<LiveNode>,
+  request: RouteRequest,
+  open?: (node: LiveNode) => boolean,
+): LiveNode | undefined {
   let best: LiveNode | undefined;
   for (const node of nodes) {
-    if (node.freeSlots <= 0 || !eligible(node, request)) continue;
+    if (!mayTake(node, request, open)) continue;
     if (!best || better(node, best)) best = node;
   }
   return best;

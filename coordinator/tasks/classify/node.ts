@@ -8,7 +8,7 @@ import type { Difficulty, NodeTier } from "../../../common/vocabulary.ts";
 import type { Classification, Classifier, ClassifierInput } from "./classifier.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
 import { DEFAULT_WAIT, waitFor, withAnswer, type ClassifyRecord, type WaitPolicy } from "./node-record.ts";
-import { difficultyFromProto } from "../../../common/vocabulary.ts";
+import { difficultyFromProto, NODE_TIERS } from "../../../common/vocabulary.ts";
 
 export interface NodeClassifierOptions<Node extends { id: string }> {
   /**
@@ -233,7 +233,7 @@ export interface ClassifierCandidate {
 }
 
 /** The tiers, the highest (a bigger model judges better) first. */
-const TIERS_HIGHEST_FIRST: readonly NodeTier[] = ["PRO", "MID", "BASIC"];
+const TIERS_HIGHEST_FIRST: readonly NodeTier[] = [...NODE_TIERS].reverse();
 
 /**
  * The node to ask: the best idle node `kindOf` calls "known" (connected, not paused, running no user task): the highest
