@@ -44,6 +44,10 @@ export interface ClusterSubjects {
   queue: string;
   /** Every coordinator's ClusterQueueChange: what changed in its queue since its previous queue message. */
   queueChanges: string;
+  /** Every coordinator's ClusterQueueBeat: where its queue stands, every CLUSTER_VIEW_MS. */
+  queueBeats: string;
+  /** ClusterQueueWanted for the coordinator `instance`: a peer asks for its whole queue. */
+  queueWant(instance: string): string;
   /** A coordinator's last word as it stops gracefully (a ClusterView of no nodes): peers fail over at once. */
   left: string;
   /** ClusterViewWanted for the coordinator `instance`: a peer asks for its full view. */
@@ -61,6 +65,8 @@ export function clusterSubjects(clusterName: string): ClusterSubjects {
     view: `${clusterName}.view`,
     queue: `${clusterName}.queue`,
     queueChanges: `${clusterName}.queue.changes`,
+    queueBeats: `${clusterName}.queue.beats`,
+    queueWant: (instance) => `${clusterName}.queue.want.${subjectToken(instance)}`,
     left: `${clusterName}.left`,
     want: (instance) => `${clusterName}.want.${subjectToken(instance)}`,
     home: (instance) => `${clusterName}.home.${subjectToken(instance)}`,

@@ -1,11 +1,17 @@
-// The cluster's queue between coordinators: a change goes as a change (its own size, not the queue's), numbered, and
-// a peer that missed one keeps what it heard until the next whole queue mends it; a long queue goes in parts; a
-// coordinator that knows no peer publishes nothing; the counts a peer makes of the requests ahead. Over the
+// The cluster's queue between coordinators: a change goes as a change (its own size, not the queue's), numbered; a
+// peer that missed one (found by the next change's number or by a beat's) keeps what it heard and asks the home for
+// its whole queue, which mends it; nothing goes out a second but a beat while nothing is lost; a long queue goes in
+// parts; a coordinator that knows no peer publishes nothing; the counts a peer makes of the requests ahead. Over the
 // in-process bus, a wrapper losing the messages a test says.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { ClusterQueueChangeSchema, ClusterQueueSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import {
+  ClusterQueueBeatSchema,
+  ClusterQueueChangeSchema,
+  ClusterQueueSchema,
+  ClusterQueueWantedSchema,
+} from "../../gen/iris/v1/cluster_pb.ts";
 import { Difficulty } from "../../gen/iris/v1/common_pb.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
 import { lossyBus } from "../../test/support/lossy-bus.ts";
@@ -13,6 +19,7 @@ import type { QueuedWaiter } from "../tasks/queue.ts";
 import type { RouteRequest } from "../tasks/router.ts";
 import { type Bus, clusterSubjects } from "./bus.ts";
 import { LocalBus, LocalNetwork } from "./bus-local.ts";
+import { FULL_EVERY_BEATS } from "./node-view.ts";
 import { QueueView, type QueueViewContext } from "./queue-view.ts";
 
 const subjects = clusterSubjects("t");
@@ -44,18 +51,29 @@ function view(bus: Bus, instance: string, options: Partial<QueueViewContext> = {
 }
 
 /**
- * Coordinator "a" (over a bus that loses what `lose` says, on `subject`) and its peer "b", which records what crosses
- * to it; both know each other, as after their views met.
+ * Coordinator "a" (over a bus that loses what `lose` says, on `subject`) and its peer "b", and a record of what
+ * crosses between them; both know each other, as after their views met.
  */
-async function pair(options: { subject?: string; a?: Partial<QueueViewContext> } = {}) {
+async function pair(options: { subject?: string; a?: Partial<QueueViewContext>; b?: Partial<QueueViewContext> } = {}) {
   const network = new LocalNetwork();
   const lossy = lossyBus(new LocalBus(network), options.subject ?? subjects.queueChanges);
   const a = view(lossy.bus, "a", options.a);
   const peerBus = new LocalBus(network);
-  const heard = { changes: [] as Uint8Array[], wholes: [] as Uint8Array[] };
-  peerBus.subscribe(subjects.queueChanges, (data) => heard.changes.push(data));
-  peerBus.subscribe(subjects.queue, (data) => heard.wholes.push(data));
-  const b = view(peerBus, "b");
+  const listener = new LocalBus(network); // hears what crosses, b's asks too (a bus never hears its own)
+  const heard = {
+    changes: [] as Uint8Array[],
+    wholes: [] as Uint8Array[],
+    asks: [] as Uint8Array[],
+    beats: [] as bigint[],
+  };
+  listener.subscribe(subjects.queueBeats, (data) => {
+    const beat = fromBinary(ClusterQueueBeatSchema, data);
+    if (beat.home === "a") heard.beats.push(beat.sequence);
+  });
+  listener.subscribe(subjects.queueChanges, (data) => heard.changes.push(data));
+  listener.subscribe(subjects.queue, (data) => heard.wholes.push(data));
+  listener.subscribe(subjects.queueWant("a"), (data) => heard.asks.push(data));
+  const b = view(peerBus, "b", options.b);
   a.joined();
   await settled();
   return { a, b, lose: lossy.state, heard };
@@ -90,44 +108,71 @@ describe("the cluster's queue", () => {
     expect(b.othersWaiting).toBe(false);
   });
 
-  it("after a lost change, a peer keeps what it heard, unchanged, until the next whole queue mends it", async () => {
-    const { a, b, lose } = await pair();
+  it("after a lost change, a peer keeps what it heard and asks for the whole queue, which mends it", async () => {
+    // the peer's asks only once a CLUSTER_VIEW_MS (a minute here): a second gap waits for the home's whole queue
+    const { a, b, lose, heard } = await pair();
     a.added(waiter("w1", 1_000));
     await settled();
-    lose.lose = 1;
+    lose.lose = 2;
     a.added(waiter("w2", 2_000)); // lost
     await settled();
-    a.added(waiter("w3", 3_000)); // numbered after the lost one: not applied
+    a.removed("w1"); // lost
     await settled();
     expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
-    a.removed("w1"); // still not applied: the peer waits for a whole queue
+    expect(heard.asks).toHaveLength(0); // nothing shows the gap yet
+    const wholes = heard.wholes.length;
+    a.added(waiter("w3", 3_000)); // numbered after the lost ones: not applied; the peer asks
+    await settled(1);
+    expect(heard.asks).toHaveLength(1);
+    expect(fromBinary(ClusterQueueWantedSchema, heard.asks[0]!)).toMatchObject({ origin: "b", reason: "gap" });
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1); // what it heard, unchanged, until the answer
     await settled();
-    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
-    a.joined(); // as the periodic whole queue does
-    await settled();
-    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(2);
+    expect(heard.wholes.length).toBe(wholes + 1);
+    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(2); // w2 and w3
     a.added(waiter("w4", 4_000)); // and changes apply again
     await settled();
     expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(3);
+    expect(heard.asks).toHaveLength(1);
   });
 
-  it("sends the whole queue every CLUSTER_VIEW_MS after a change, none once nothing changes or waits", async () => {
-    const { a, b, lose, heard } = await pair({ a: { viewMs: 50 } });
-    lose.lose = 1;
-    a.added(waiter("w1", 1_000)); // lost: the peer never heard of it
+  it("a beat shows a peer the last change it missed; nothing else goes out while nothing is lost", async () => {
+    const { a, b, lose, heard } = await pair({ a: { viewMs: 40 }, b: { viewMs: 40 } });
+    a.added(waiter("w1", 1_000));
     await settled();
-    expect(b.othersWaiting).toBe(false);
-    await expect.poll(() => b.countBefore(Number.MAX_SAFE_INTEGER), { timeout: 2_000 }).toBe(1);
+    lose.lose = 1;
+    a.removed("w1"); // lost, and no change follows it
+    await settled();
+    expect(b.othersWaiting).toBe(true);
+    // the next beat carries the home's number: the peer asks and the whole (empty) queue mends it
+    await expect.poll(() => b.othersWaiting, { timeout: 2_000 }).toBe(false);
+    expect(heard.asks.length).toBe(1);
+    // in step: beats carrying the number of the last message (the whole queue), no whole queue and no ask
+    const wholes = heard.wholes.length;
+    const fromA = heard.wholes.map((data) => fromBinary(ClusterQueueSchema, data)).filter((q) => q.home === "a");
+    const last = fromA.at(-1)!.sequence;
+    const beats = heard.beats.length;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(heard.beats.length).toBeGreaterThan(beats + 1);
+    expect(heard.beats.slice(beats)).toEqual(heard.beats.slice(beats).map(() => last));
+    expect(heard.wholes.length).toBe(wholes);
+    expect(heard.asks.length).toBe(1);
+  });
+
+  it("sends the whole queue every FULL_EVERY_BEATS beats while any wait or after a change, none after", async () => {
+    // for a peer of an earlier version, which never asks
+    const { a, heard } = await pair({ a: { viewMs: 5 } });
+    a.added(waiter("w1", 1_000));
+    await settled();
+    const since = heard.wholes.length;
+    await expect.poll(() => heard.wholes.length > since, { timeout: 3_000 }).toBe(true);
     a.removed("w1");
     await settled();
-    expect(b.othersWaiting).toBe(false);
-    // the whole queue after that change (empty), then none while nothing changes or waits
-    const since = heard.wholes.length;
-    const emptyWholeSince = () =>
-      heard.wholes.slice(since).some((data) => fromBinary(ClusterQueueSchema, data).waiters.length === 0);
-    await expect.poll(emptyWholeSince, { timeout: 2_000 }).toBe(true);
+    const emptied = heard.wholes.length;
+    const emptyWhole = () =>
+      heard.wholes.slice(emptied).some((data) => fromBinary(ClusterQueueSchema, data).waiters.length === 0);
+    await expect.poll(emptyWhole, { timeout: 3_000 }).toBe(true);
     const wholes = heard.wholes.length;
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, 2 * FULL_EVERY_BEATS * 5 + 100));
     expect(heard.wholes.length).toBe(wholes);
   });
 
@@ -158,11 +203,10 @@ describe("the cluster's queue", () => {
     a.joined();
     await settled();
     expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(5);
-    a.added(waiter("w8", 2_001)); // numbered after the parts: the peer, with the gap, waits for a whole queue
-    await settled();
-    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(5);
-    a.joined();
-    await settled();
+    expect(heard.asks).toHaveLength(0);
+    a.added(waiter("w8", 2_001)); // numbered after the parts: the peer sees the gap and asks for the whole queue
+    await settled(4);
+    expect(heard.asks).toHaveLength(1);
     expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(7);
   });
 
@@ -181,8 +225,8 @@ describe("the cluster's queue", () => {
     a.added(waiter("w3", 3_000));
     await settled();
     expect(heard.changes).toHaveLength(1);
-    expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(1); // not 2: w2 was never heard, so w3 waits for a whole
-    a.joined();
+    // w2 was never heard, so w3 is not applied: the peer asks for the whole queue, which has all three
+    expect(heard.asks).toHaveLength(1);
     await settled();
     expect(b.countBefore(Number.MAX_SAFE_INTEGER)).toBe(3);
   });

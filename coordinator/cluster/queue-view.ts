@@ -1,15 +1,20 @@
 // The cluster's queue: every coordinator tells the others which requests wait on it and keeps theirs, so that a free
 // node goes to the earliest waiter that can take it, wherever it waits, and a position counts every request ahead
 // (coordinator/tasks/queue.ts). What changed in a turn of the event loop goes out as one ClusterQueueChange; the
-// whole queue (ClusterQueue, in parts when long) when a peer joins and every CLUSTER_VIEW_MS while any wait or after a
-// change, which mends a peer that missed a change. Messages are numbered: a peer applies a change only to the message
-// before it, and after a gap waits for the next whole queue. A change costs its own size, not the queue's, and a peer
-// counts the requests ahead of one of its own by a binary search (bench/cluster-queue.ts).
+// whole queue (ClusterQueue, in parts when long) when a peer joins or asks. Messages are numbered: a peer applies a
+// change only to the message before it; after a gap it asks the home for its whole queue (ClusterQueueWanted) and
+// keeps what it heard until that comes. A beat every CLUSTER_VIEW_MS carries the number of the home's latest message,
+// so that a peer that missed the last one finds out; every FULL_EVERY_BEATS beats, while any wait or after a change,
+// the whole queue goes out anyway (a peer of an earlier version never asks). A change costs its own size, not the
+// queue's, the cluster's queue costs nothing a second while nothing is lost, and a peer counts the requests ahead of
+// one of its own by a binary search (bench/cluster-queue.ts).
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import {
+  ClusterQueueBeatSchema,
   ClusterQueueChangeSchema,
   ClusterQueueSchema,
+  ClusterQueueWantedSchema,
   ClusterRouteSchema,
   type ClusterRoute,
   type ClusterWaiter,
@@ -19,6 +24,7 @@ import type { LiveNode } from "../nodes/registry.ts";
 import type { QueuedWaiter, QueuePeers } from "../tasks/queue.ts";
 import { eligible, type RouteRequest } from "../tasks/router.ts";
 import type { Bus, ClusterSubjects } from "./bus.ts";
+import { FULL_EVERY_BEATS } from "./node-view.ts";
 import { difficultyFromProto, difficultyToProto } from "../../common/vocabulary.ts";
 
 export interface QueueViewContext {
@@ -27,6 +33,7 @@ export interface QueueViewContext {
   instance: string;
   logger: Logger;
   viewMs: number;
+  now?: () => number;
   /** Whether any other coordinator is known: with none, nothing is published (a single coordinator pays nothing). */
   hasPeers?: () => boolean;
   /** Tests: the most waiters in one message of a whole queue (QUEUE_PART_WAITERS). */
@@ -40,11 +47,15 @@ export interface QueueViewContext {
  */
 export const QUEUE_PART_WAITERS = 2_000;
 
-/** A peer's queue as heard: its waiters and the number of the last message applied (NaN after a gap). */
+/** A peer's queue as heard: its waiters, the number of the last message applied, and whether none was missed since. */
 interface PeerQueue {
   sequence: number;
+  inStep: boolean;
   waiters: Map<string, QueuedWaiter>;
 }
+
+/** Why a peer asks a home for its whole queue: nothing heard from it yet, or a message missed. */
+type WantReason = "first" | "gap";
 
 /** A whole queue arriving in parts: the waiters so far and the part and message number expected next. */
 interface Collecting {
@@ -68,6 +79,9 @@ export class QueueView implements QueuePeers {
   readonly #added = new Map<string, QueuedWaiter>();
   readonly #removed = new Set<string>();
   #sequence = 0;
+  /** When this coordinator last asked each home for its whole queue: at most once a CLUSTER_VIEW_MS. */
+  readonly #askedAt = new Map<string, number>();
+  #beats = 0;
   #wholeWanted = false;
   #changedSinceWhole = false;
   #scheduled = false;
@@ -91,11 +105,16 @@ export class QueueView implements QueuePeers {
         ctx.subjects.queueChanges,
         handle("queue change", (data) => this.#receiveChange(data)),
       ),
+      ctx.bus.subscribe(
+        ctx.subjects.queueBeats,
+        handle("queue beat", (data) => this.#receiveBeat(data)),
+      ),
+      ctx.bus.subscribe(
+        ctx.subjects.queueWant(ctx.instance),
+        handle("queue ask", (data) => this.#wanted(data)),
+      ),
     ];
-    // a peer that missed a change catches up while anyone waits here, or once after the queue emptied
-    this.#timer = setInterval(() => {
-      if (this.#own.size > 0 || this.#changedSinceWhole) this.#sendWhole();
-    }, ctx.viewMs);
+    this.#timer = setInterval(() => this.#beat(), ctx.viewMs);
     this.#timer.unref();
   }
 
@@ -143,6 +162,7 @@ export class QueueView implements QueuePeers {
   /** A coordinator left (or fell silent): its waiters no longer come first. */
   drop(home: string): void {
     this.#collecting.delete(home);
+    this.#askedAt.delete(home);
     if (this.#queues.delete(home)) this.#changed();
   }
 
@@ -169,6 +189,30 @@ export class QueueView implements QueuePeers {
       if (this.#wholeWanted) this.#sendWhole();
       else this.#sendChange();
     });
+  }
+
+  /**
+   * Every CLUSTER_VIEW_MS: the number of the latest message, so that a peer that missed it asks; every
+   * FULL_EVERY_BEATS, while any wait here or after a change, the whole queue instead (it mends a peer that never asks).
+   */
+  #beat(): void {
+    this.#beats = (this.#beats + 1) % FULL_EVERY_BEATS;
+    if (this.#beats === 0 && (this.#own.size > 0 || this.#changedSinceWhole)) {
+      this.#sendWhole();
+      return;
+    }
+    if (this.ctx.hasPeers?.() === false) return;
+    const beat = create(ClusterQueueBeatSchema, { home: this.ctx.instance, sequence: BigInt(this.#sequence) });
+    this.ctx.bus.publish(this.ctx.subjects.queueBeats, toBinary(ClusterQueueBeatSchema, beat));
+  }
+
+  #wanted(data: Uint8Array): void {
+    const want = fromBinary(ClusterQueueWantedSchema, data);
+    // answered even when a whole queue went out since the asker's last message: that one may be what it lost (the
+    // asks of one turn get one whole queue, and a peer asks a home at most once a CLUSTER_VIEW_MS)
+    const { origin, reason, sequence } = want;
+    this.ctx.logger.debug({ peer: origin, reason, sequence }, "cluster: a peer asks for our whole queue");
+    this.joined();
   }
 
   #sendChange(): void {
@@ -248,9 +292,11 @@ export class QueueView implements QueuePeers {
 
   #install(home: string, sequence: number, waiters: QueuedWaiter[]): void {
     const before = this.#queues.get(home);
+    this.#askedAt.delete(home);
     // a sender that numbers nothing (an older version) sends only whole queues: no change can follow it
     this.#queues.set(home, {
-      sequence: sequence === 0 ? Number.NaN : sequence,
+      sequence,
+      inStep: sequence !== 0,
       waiters: new Map(waiters.map((waiter) => [waiter.id, waiter])),
     });
     if (waiters.length > 0 || (before?.waiters.size ?? 0) > 0) this.#changed();
@@ -261,16 +307,47 @@ export class QueueView implements QueuePeers {
     if (change.home === this.ctx.instance) return;
     const queue = this.#queues.get(change.home);
     const sequence = Number(change.sequence);
-    if (!queue) return; // its whole queue comes when we are known to it
-    if (sequence !== queue.sequence + 1) {
-      // a message was missed: what is heard stays, unchanged, until the next whole queue (within CLUSTER_VIEW_MS)
-      queue.sequence = Number.NaN;
+    if (!queue) {
+      this.#ask(change.home, undefined, "first");
+      return;
+    }
+    if (!queue.inStep || sequence !== queue.sequence + 1) {
+      // a message was missed: what is heard stays, unchanged, until the whole queue asked for comes
+      queue.inStep = false;
+      this.#ask(change.home, queue, "gap");
       return;
     }
     queue.sequence = sequence;
     for (const id of change.removed) queue.waiters.delete(id);
     for (const waiter of change.added.flatMap(queuedOf)) queue.waiters.set(waiter.id, waiter);
     this.#changed();
+  }
+
+  #receiveBeat(data: Uint8Array): void {
+    const beat = fromBinary(ClusterQueueBeatSchema, data);
+    if (beat.home === this.ctx.instance || this.#collecting.has(beat.home)) return;
+    const queue = this.#queues.get(beat.home);
+    if (!queue) this.#ask(beat.home, undefined, "first");
+    else if (!queue.inStep || Number(beat.sequence) !== queue.sequence) {
+      // its latest message (or the whole queue asked for) did not arrive
+      queue.inStep = false;
+      this.#ask(beat.home, queue, "gap");
+    }
+  }
+
+  /** Asks `home` for its whole queue, at most once a CLUSTER_VIEW_MS (the answer may be on its way). */
+  #ask(home: string, queue: PeerQueue | undefined, reason: WantReason): void {
+    const now = this.#now();
+    const asked = this.#askedAt.get(home);
+    if (asked !== undefined && now - asked < this.ctx.viewMs) return;
+    this.#askedAt.set(home, now);
+    const sequence = BigInt(queue?.sequence ?? 0);
+    const want = create(ClusterQueueWantedSchema, { origin: this.ctx.instance, sequence, reason });
+    this.ctx.bus.publish(this.ctx.subjects.queueWant(home), toBinary(ClusterQueueWantedSchema, want));
+  }
+
+  #now(): number {
+    return this.ctx.now?.() ?? Date.now();
   }
 
   #peerWaiters(take?: (waiter: QueuedWaiter) => boolean): number[] {

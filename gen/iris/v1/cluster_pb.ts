@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/cluster.proto.
  */
 export const file_iris_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChVpcmlzL3YxL2NsdXN0ZXIucHJvdG8SB2lyaXMudjEi1AEKC0NsdXN0ZXJWaWV3EgwKBGhvbWUYASABKAkSHgoWY29vcmRpbmF0b3JfcHVibGljX2tleRgCIAEoDBIMCgRmdWxsGAMgASgIEiMKBW5vZGVzGAQgAygLMhQuaXJpcy52MS5DbHVzdGVyTm9kZRIMCgRnb25lGAUgAygJEhMKC2luY2FybmF0aW9uGAYgASgJEhAKCHNlcXVlbmNlGAcgASgEEhIKCm5vZGVfY291bnQYCCABKA0SDAoEcGFydBgJIAEoDRINCgVwYXJ0cxgKIAEoDSJaChFDbHVzdGVyVmlld1dhbnRlZBIOCgZvcmlnaW4YASABKAkSEwoLaW5jYXJuYXRpb24YAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSDgoGcmVhc29uGAQgASgJIsUDCgtDbHVzdGVyTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRISCgpwdWJsaWNfa2V5GAQgASgMEh0KFXJlZ2lzdGVyZWRfYXRfdW5peF9tcxgFIAEoBBIbCgR0aWVyGAYgASgOMg0uaXJpcy52MS5UaWVyEhMKC3RpZXJfcmVhc29uGAcgASgJEjIKDGNhcGFiaWxpdGllcxgIIAEoCzIcLmlyaXMudjEuQ2x1c3RlckNhcGFiaWxpdGllcxISCgpyZXB1dGF0aW9uGAkgASgBEhEKCXN1c3BlbmRlZBgKIAEoCBIOCgZwYXVzZWQYCyABKAgSDAoEbG9hZBgMIAEoARIMCgRzaXplGA0gASgJEi4KCG1lYXN1cmVkGA4gASgLMhwuaXJpcy52MS5DbHVzdGVyTWVhc3VyZW1lbnRzEiwKB3J1bm5pbmcYDyADKAsyGy5pcmlzLnYxLkNsdXN0ZXJSdW5uaW5nVGFzaxIYChBzZXJ2aWNlX3RpbWVzX21zGBAgAygNEhkKEWxhc3Rfc2Vlbl91bml4X21zGBEgASgEIkEKEkNsdXN0ZXJSdW5uaW5nVGFzaxIPCgd0YXNrX2lkGAEgASgJEhoKEnN0YXJ0ZWRfYXRfdW5peF9tcxgCIAEoBCK1AgoTQ2x1c3RlckNhcGFiaWxpdGllcxISCgptb2RlbF9uYW1lGAEgASgJEhcKD3BhcmFtZXRlcl9jb3VudBgCIAEoBBIUCgxxdWFudGl6YXRpb24YAyABKAkSFAoMbW9kZWxfc2hhMjU2GAQgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAUgASgNEhkKEXRva2Vuc19wZXJfc2Vjb25kGAYgASgBEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEhoKBGdwdXMYCCADKAsyDC5pcmlzLnYxLkdwdRIPCgdiYWNrZW5kGAkgASgJEhUKDWFnZW50X3ZlcnNpb24YCiABKAkSMAoPdG9rZW5pemVyX3JhdGVzGAsgASgLMhcuaXJpcy52MS5Ub2tlbml6ZXJSYXRlcyLLAQoTQ2x1c3Rlck1lYXN1cmVtZW50cxINCgVtb2RlbBgBIAEoCRINCgVzcGVlZBgCIAMoARIWCg5wcm92ZW5fY29udGV4dBgDIAEoDRIcCg9yZWZ1c2VkX2NvbnRleHQYBCABKA1IAIgBARIYChBpZGVudGl0eV92ZXJkaWN0GAUgASgJEhUKDWlkZW50aXR5X3BlZXIYBiABKAkSGwoTaWRlbnRpdHlfYXRfdW5peF9tcxgHIAEoBEISChBfcmVmdXNlZF9jb250ZXh0Iv0BCg1DbHVzdGVyVG9Ib21lEg4KBm9yaWdpbhgBIAEoCRIPCgdub2RlX2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDwoHdGFza19pZBgEIAEoCRIsCghyZXNwb25zZRgFIAEoCzIYLmlyaXMudjEuQ29ubmVjdFJlc3BvbnNlSAASEQoHcmVsZWFzZRgGIAEoCEgAEiwKBnVwZGF0ZRgHIAEoCzIaLmlyaXMudjEuQ2x1c3Rlck5vZGVVcGRhdGVIABIsCghtZWFzdXJlZBgIIAEoCzIYLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVkSABCCQoHbWVzc2FnZSJEChJDbHVzdGVyQXNzaWduUmVwbHkSEAoIYWNjZXB0ZWQYASABKAgSDgoGcmVhc29uGAIgASgJEgwKBGdvbmUYAyABKAgilgEKEUNsdXN0ZXJOb2RlVXBkYXRlEhYKCXN1c3BlbmRlZBgBIAEoCEgAiAEBEhcKCnJlcHV0YXRpb24YAiABKAFIAYgBARIaChJkaXNjb25uZWN0X21lc3NhZ2UYAyABKAkSFwoPZGlzY29ubmVjdF9jb2RlGAQgASgNQgwKCl9zdXNwZW5kZWRCDQoLX3JlcHV0YXRpb24iqgEKD0NsdXN0ZXJNZWFzdXJlZBIsCghhbnN3ZXJlZBgBIAEoCzIYLmlyaXMudjEuQ2x1c3RlckFuc3dlcmVkSAASGAoOcmVmdXNlZF90b2tlbnMYAiABKA1IABIwCghjb21wYXJlZBgDIAEoCzIcLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVtZW50c0gAEhMKCXNlcnZlZF9tcxgEIAEoDUgAQggKBnNhbXBsZSJHCg9DbHVzdGVyQW5zd2VyZWQSEgoFc3BlZWQYASABKAFIAIgBARIWCg5jb250ZXh0X3Rva2VucxgCIAEoDUIICgZfc3BlZWQijgEKD0NsdXN0ZXJGcm9tTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDwoHdGFza19pZBgDIAEoCRIqCgdyZXF1ZXN0GAQgASgLMhcuaXJpcy52MS5Db25uZWN0UmVxdWVzdEgAEg4KBGxvc3QYBSABKAlIAEIJCgdtZXNzYWdlInQKDENsdXN0ZXJRdWV1ZRIMCgRob21lGAEgASgJEicKB3dhaXRlcnMYAiADKAsyFi5pcmlzLnYxLkNsdXN0ZXJXYWl0ZXISEAoIc2VxdWVuY2UYAyABKAQSDAoEcGFydBgEIAEoDRINCgVwYXJ0cxgFIAEoDSJsChJDbHVzdGVyUXVldWVDaGFuZ2USDAoEaG9tZRgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIlCgVhZGRlZBgDIAMoCzIWLmlyaXMudjEuQ2x1c3RlcldhaXRlchIPCgdyZW1vdmVkGAQgAygJIl4KDUNsdXN0ZXJXYWl0ZXISCgoCaWQYASABKAkSGwoTZW5xdWV1ZWRfYXRfdW5peF9tcxgCIAEoBBIkCgVyb3V0ZRgDIAEoCzIVLmlyaXMudjEuQ2x1c3RlclJvdXRlIpYCCgxDbHVzdGVyUm91dGUSJwoKZGlmZmljdWx0eRgBIAEoDjITLmlyaXMudjEuRGlmZmljdWx0eRINCgVtb2RlbBgCIAEoCRIPCgdleGNsdWRlGAMgAygJEjEKCnNhbWVfbW9kZWwYBCABKAsyHS5pcmlzLnYxLkNsdXN0ZXJNb2RlbElkZW50aXR5Eh0KEHJlcHV0YXRpb25fYWJvdmUYBSABKAFIAIgBARIsCgdjb250ZXh0GAYgASgLMhsuaXJpcy52MS5DbHVzdGVyQ29udGV4dE5lZWQSGAoLbWluX2NvbnRleHQYByABKA1IAYgBAUITChFfcmVwdXRhdGlvbl9hYm92ZUIOCgxfbWluX2NvbnRleHQiVgoUQ2x1c3Rlck1vZGVsSWRlbnRpdHkSEgoKbW9kZWxfbmFtZRgBIAEoCRIUCgxxdWFudGl6YXRpb24YAiABKAkSFAoMbW9kZWxfc2hhMjU2GAMgASgJImcKEkNsdXN0ZXJDb250ZXh0TmVlZBITCgthc2NpaV9jaGFycxgBIAEoDRITCgtvdGhlcl9jaGFycxgCIAEoDRIQCghtZXNzYWdlcxgDIAEoDRIVCg1hbnN3ZXJfdG9rZW5zGAQgASgNYgZwcm90bzM", [file_iris_v1_common, file_iris_v1_node]);
+  fileDesc("ChVpcmlzL3YxL2NsdXN0ZXIucHJvdG8SB2lyaXMudjEi1AEKC0NsdXN0ZXJWaWV3EgwKBGhvbWUYASABKAkSHgoWY29vcmRpbmF0b3JfcHVibGljX2tleRgCIAEoDBIMCgRmdWxsGAMgASgIEiMKBW5vZGVzGAQgAygLMhQuaXJpcy52MS5DbHVzdGVyTm9kZRIMCgRnb25lGAUgAygJEhMKC2luY2FybmF0aW9uGAYgASgJEhAKCHNlcXVlbmNlGAcgASgEEhIKCm5vZGVfY291bnQYCCABKA0SDAoEcGFydBgJIAEoDRINCgVwYXJ0cxgKIAEoDSJaChFDbHVzdGVyVmlld1dhbnRlZBIOCgZvcmlnaW4YASABKAkSEwoLaW5jYXJuYXRpb24YAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSDgoGcmVhc29uGAQgASgJIsUDCgtDbHVzdGVyTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRISCgpwdWJsaWNfa2V5GAQgASgMEh0KFXJlZ2lzdGVyZWRfYXRfdW5peF9tcxgFIAEoBBIbCgR0aWVyGAYgASgOMg0uaXJpcy52MS5UaWVyEhMKC3RpZXJfcmVhc29uGAcgASgJEjIKDGNhcGFiaWxpdGllcxgIIAEoCzIcLmlyaXMudjEuQ2x1c3RlckNhcGFiaWxpdGllcxISCgpyZXB1dGF0aW9uGAkgASgBEhEKCXN1c3BlbmRlZBgKIAEoCBIOCgZwYXVzZWQYCyABKAgSDAoEbG9hZBgMIAEoARIMCgRzaXplGA0gASgJEi4KCG1lYXN1cmVkGA4gASgLMhwuaXJpcy52MS5DbHVzdGVyTWVhc3VyZW1lbnRzEiwKB3J1bm5pbmcYDyADKAsyGy5pcmlzLnYxLkNsdXN0ZXJSdW5uaW5nVGFzaxIYChBzZXJ2aWNlX3RpbWVzX21zGBAgAygNEhkKEWxhc3Rfc2Vlbl91bml4X21zGBEgASgEIkEKEkNsdXN0ZXJSdW5uaW5nVGFzaxIPCgd0YXNrX2lkGAEgASgJEhoKEnN0YXJ0ZWRfYXRfdW5peF9tcxgCIAEoBCK1AgoTQ2x1c3RlckNhcGFiaWxpdGllcxISCgptb2RlbF9uYW1lGAEgASgJEhcKD3BhcmFtZXRlcl9jb3VudBgCIAEoBBIUCgxxdWFudGl6YXRpb24YAyABKAkSFAoMbW9kZWxfc2hhMjU2GAQgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAUgASgNEhkKEXRva2Vuc19wZXJfc2Vjb25kGAYgASgBEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEhoKBGdwdXMYCCADKAsyDC5pcmlzLnYxLkdwdRIPCgdiYWNrZW5kGAkgASgJEhUKDWFnZW50X3ZlcnNpb24YCiABKAkSMAoPdG9rZW5pemVyX3JhdGVzGAsgASgLMhcuaXJpcy52MS5Ub2tlbml6ZXJSYXRlcyLLAQoTQ2x1c3Rlck1lYXN1cmVtZW50cxINCgVtb2RlbBgBIAEoCRINCgVzcGVlZBgCIAMoARIWCg5wcm92ZW5fY29udGV4dBgDIAEoDRIcCg9yZWZ1c2VkX2NvbnRleHQYBCABKA1IAIgBARIYChBpZGVudGl0eV92ZXJkaWN0GAUgASgJEhUKDWlkZW50aXR5X3BlZXIYBiABKAkSGwoTaWRlbnRpdHlfYXRfdW5peF9tcxgHIAEoBEISChBfcmVmdXNlZF9jb250ZXh0Iv0BCg1DbHVzdGVyVG9Ib21lEg4KBm9yaWdpbhgBIAEoCRIPCgdub2RlX2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDwoHdGFza19pZBgEIAEoCRIsCghyZXNwb25zZRgFIAEoCzIYLmlyaXMudjEuQ29ubmVjdFJlc3BvbnNlSAASEQoHcmVsZWFzZRgGIAEoCEgAEiwKBnVwZGF0ZRgHIAEoCzIaLmlyaXMudjEuQ2x1c3Rlck5vZGVVcGRhdGVIABIsCghtZWFzdXJlZBgIIAEoCzIYLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVkSABCCQoHbWVzc2FnZSJEChJDbHVzdGVyQXNzaWduUmVwbHkSEAoIYWNjZXB0ZWQYASABKAgSDgoGcmVhc29uGAIgASgJEgwKBGdvbmUYAyABKAgilgEKEUNsdXN0ZXJOb2RlVXBkYXRlEhYKCXN1c3BlbmRlZBgBIAEoCEgAiAEBEhcKCnJlcHV0YXRpb24YAiABKAFIAYgBARIaChJkaXNjb25uZWN0X21lc3NhZ2UYAyABKAkSFwoPZGlzY29ubmVjdF9jb2RlGAQgASgNQgwKCl9zdXNwZW5kZWRCDQoLX3JlcHV0YXRpb24iqgEKD0NsdXN0ZXJNZWFzdXJlZBIsCghhbnN3ZXJlZBgBIAEoCzIYLmlyaXMudjEuQ2x1c3RlckFuc3dlcmVkSAASGAoOcmVmdXNlZF90b2tlbnMYAiABKA1IABIwCghjb21wYXJlZBgDIAEoCzIcLmlyaXMudjEuQ2x1c3Rlck1lYXN1cmVtZW50c0gAEhMKCXNlcnZlZF9tcxgEIAEoDUgAQggKBnNhbXBsZSJHCg9DbHVzdGVyQW5zd2VyZWQSEgoFc3BlZWQYASABKAFIAIgBARIWCg5jb250ZXh0X3Rva2VucxgCIAEoDUIICgZfc3BlZWQijgEKD0NsdXN0ZXJGcm9tTm9kZRIPCgdub2RlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDwoHdGFza19pZBgDIAEoCRIqCgdyZXF1ZXN0GAQgASgLMhcuaXJpcy52MS5Db25uZWN0UmVxdWVzdEgAEg4KBGxvc3QYBSABKAlIAEIJCgdtZXNzYWdlInQKDENsdXN0ZXJRdWV1ZRIMCgRob21lGAEgASgJEicKB3dhaXRlcnMYAiADKAsyFi5pcmlzLnYxLkNsdXN0ZXJXYWl0ZXISEAoIc2VxdWVuY2UYAyABKAQSDAoEcGFydBgEIAEoDRINCgVwYXJ0cxgFIAEoDSJsChJDbHVzdGVyUXVldWVDaGFuZ2USDAoEaG9tZRgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIlCgVhZGRlZBgDIAMoCzIWLmlyaXMudjEuQ2x1c3RlcldhaXRlchIPCgdyZW1vdmVkGAQgAygJIjIKEENsdXN0ZXJRdWV1ZUJlYXQSDAoEaG9tZRgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBCJGChJDbHVzdGVyUXVldWVXYW50ZWQSDgoGb3JpZ2luGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEg4KBnJlYXNvbhgDIAEoCSJeCg1DbHVzdGVyV2FpdGVyEgoKAmlkGAEgASgJEhsKE2VucXVldWVkX2F0X3VuaXhfbXMYAiABKAQSJAoFcm91dGUYAyABKAsyFS5pcmlzLnYxLkNsdXN0ZXJSb3V0ZSKWAgoMQ2x1c3RlclJvdXRlEicKCmRpZmZpY3VsdHkYASABKA4yEy5pcmlzLnYxLkRpZmZpY3VsdHkSDQoFbW9kZWwYAiABKAkSDwoHZXhjbHVkZRgDIAMoCRIxCgpzYW1lX21vZGVsGAQgASgLMh0uaXJpcy52MS5DbHVzdGVyTW9kZWxJZGVudGl0eRIdChByZXB1dGF0aW9uX2Fib3ZlGAUgASgBSACIAQESLAoHY29udGV4dBgGIAEoCzIbLmlyaXMudjEuQ2x1c3RlckNvbnRleHROZWVkEhgKC21pbl9jb250ZXh0GAcgASgNSAGIAQFCEwoRX3JlcHV0YXRpb25fYWJvdmVCDgoMX21pbl9jb250ZXh0IlYKFENsdXN0ZXJNb2RlbElkZW50aXR5EhIKCm1vZGVsX25hbWUYASABKAkSFAoMcXVhbnRpemF0aW9uGAIgASgJEhQKDG1vZGVsX3NoYTI1NhgDIAEoCSJnChJDbHVzdGVyQ29udGV4dE5lZWQSEwoLYXNjaWlfY2hhcnMYASABKA0SEwoLb3RoZXJfY2hhcnMYAiABKA0SEAoIbWVzc2FnZXMYAyABKA0SFQoNYW5zd2VyX3Rva2VucxgEIAEoDWIGcHJvdG8z", [file_iris_v1_common, file_iris_v1_node]);
 
 /**
  * ClusterView is what one home coordinator says about the nodes connected to it: those that changed (a delta, at
@@ -771,7 +771,8 @@ export const ClusterFromNodeSchema: GenMessage<ClusterFromNode> = /*@__PURE__*/
 /**
  * ClusterQueue is one coordinator's wait queue, whole: the cluster's queue is every coordinator's, in arrival order
  * (a free node goes to the earliest waiter that can take it, wherever it waits; positions count every earlier one).
- * Between whole queues, the changes go as ClusterQueueChange on the queue's changes subject.
+ * Between whole queues, the changes go as ClusterQueueChange on the queue's changes subject; a peer that finds a gap
+ * in the numbers (or a beat that disagrees with what it holds) asks for the whole queue with ClusterQueueWanted.
  *
  * @generated from message iris.v1.ClusterQueue
  */
@@ -863,6 +864,70 @@ export const ClusterQueueChangeSchema: GenMessage<ClusterQueueChange> = /*@__PUR
   messageDesc(file_iris_v1_cluster, 13);
 
 /**
+ * ClusterQueueBeat is sent every CLUSTER_VIEW_MS: where one coordinator's queue stands, so that a peer that missed its last
+ * message (no later one shows the gap) finds out within a beat and asks for the whole queue.
+ *
+ * @generated from message iris.v1.ClusterQueueBeat
+ */
+export type ClusterQueueBeat = Message<"iris.v1.ClusterQueueBeat"> & {
+  /**
+   * The sender's COORDINATOR_INSTANCE.
+   *
+   * @generated from field: string home = 1;
+   */
+  home: string;
+
+  /**
+   * The number of its latest queue message (ClusterQueue.sequence); a beat is not numbered itself.
+   *
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message iris.v1.ClusterQueueBeat.
+ * Use `create(ClusterQueueBeatSchema)` to create a new message.
+ */
+export const ClusterQueueBeatSchema: GenMessage<ClusterQueueBeat> = /*@__PURE__*/
+  messageDesc(file_iris_v1_cluster, 14);
+
+/**
+ * ClusterQueueWanted is how a peer asks one coordinator for its whole queue (on its queue's want subject).
+ *
+ * @generated from message iris.v1.ClusterQueueWanted
+ */
+export type ClusterQueueWanted = Message<"iris.v1.ClusterQueueWanted"> & {
+  /**
+   * The asker's COORDINATOR_INSTANCE.
+   *
+   * @generated from field: string origin = 1;
+   */
+  origin: string;
+
+  /**
+   * The number of the last of the home's queue messages the asker applied (for the home's log).
+   *
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * Why it asks ("first": nothing heard from it yet; "gap": a message missed), for the home's log.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message iris.v1.ClusterQueueWanted.
+ * Use `create(ClusterQueueWantedSchema)` to create a new message.
+ */
+export const ClusterQueueWantedSchema: GenMessage<ClusterQueueWanted> = /*@__PURE__*/
+  messageDesc(file_iris_v1_cluster, 15);
+
+/**
  * ClusterWaiter is one request waiting for a node.
  *
  * @generated from message iris.v1.ClusterWaiter
@@ -895,7 +960,7 @@ export type ClusterWaiter = Message<"iris.v1.ClusterWaiter"> & {
  * Use `create(ClusterWaiterSchema)` to create a new message.
  */
 export const ClusterWaiterSchema: GenMessage<ClusterWaiter> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 14);
+  messageDesc(file_iris_v1_cluster, 16);
 
 /**
  * ClusterRoute mirrors the router's RouteRequest: which nodes may take a task.
@@ -958,7 +1023,7 @@ export type ClusterRoute = Message<"iris.v1.ClusterRoute"> & {
  * Use `create(ClusterRouteSchema)` to create a new message.
  */
 export const ClusterRouteSchema: GenMessage<ClusterRoute> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 15);
+  messageDesc(file_iris_v1_cluster, 17);
 
 /**
  * ClusterModelIdentity names a model exactly.
@@ -993,7 +1058,7 @@ export type ClusterModelIdentity = Message<"iris.v1.ClusterModelIdentity"> & {
  * Use `create(ClusterModelIdentitySchema)` to create a new message.
  */
 export const ClusterModelIdentitySchema: GenMessage<ClusterModelIdentity> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 16);
+  messageDesc(file_iris_v1_cluster, 18);
 
 /**
  * ClusterContextNeed mirrors ContextNeed: what a conversation needs of a context window.
@@ -1035,5 +1100,5 @@ export type ClusterContextNeed = Message<"iris.v1.ClusterContextNeed"> & {
  * Use `create(ClusterContextNeedSchema)` to create a new message.
  */
 export const ClusterContextNeedSchema: GenMessage<ClusterContextNeed> = /*@__PURE__*/
-  messageDesc(file_iris_v1_cluster, 17);
+  messageDesc(file_iris_v1_cluster, 19);
 
