@@ -116,6 +116,7 @@ export async function startCoordinator(
     const journal = new TaskJournal(database.db, logger, {
       instance: config.instance,
       maxWaiting: config.recovery.journalMaxWaiting,
+      endFlushMs: config.recovery.journalEndFlushMs,
     });
     const sessions = new SessionCloser(database.db, logger);
     const throughput = new ThroughputMeter();

@@ -122,9 +122,24 @@ describe("loadConfig: division modes and spot checks", () => {
   });
 
   it("reads the recovery settings, and refuses a dead-after shorter than three heartbeats", () => {
-    expect(loadConfig({}).recovery).toEqual({ journalMaxWaiting: 100_000, heartbeatMs: 10_000, deadAfterMs: 60_000 });
-    const env = { TASK_JOURNAL_MAX_WAITING: "500", INSTANCE_HEARTBEAT_MS: "200", INSTANCE_DEAD_AFTER_MS: "1000" };
-    expect(loadConfig(env).recovery).toEqual({ journalMaxWaiting: 500, heartbeatMs: 200, deadAfterMs: 1_000 });
+    expect(loadConfig({}).recovery).toEqual({
+      journalMaxWaiting: 100_000,
+      journalEndFlushMs: 10,
+      heartbeatMs: 10_000,
+      deadAfterMs: 60_000,
+    });
+    const env = {
+      TASK_JOURNAL_MAX_WAITING: "500",
+      TASK_JOURNAL_END_FLUSH_MS: "0",
+      INSTANCE_HEARTBEAT_MS: "200",
+      INSTANCE_DEAD_AFTER_MS: "1000",
+    };
+    expect(loadConfig(env).recovery).toEqual({
+      journalMaxWaiting: 500,
+      journalEndFlushMs: 0,
+      heartbeatMs: 200,
+      deadAfterMs: 1_000,
+    });
     expect(() => loadConfig({ INSTANCE_HEARTBEAT_MS: "30000" })).toThrow(
       /INSTANCE_DEAD_AFTER_MS must be at least 3 times INSTANCE_HEARTBEAT_MS/,
     );

@@ -32,6 +32,12 @@ export interface ClusterSettings {
   recovery: {
     /** Task records waiting for the database at which new chat requests are refused (TASK_JOURNAL_MAX_WAITING). */
     journalMaxWaiting: number;
+    /**
+     * How long an ended task's records wait for others before they are written, as one statement (group commit); 0:
+     * at once, after this turn's I/O (TASK_JOURNAL_END_FLUSH_MS). A SIGKILLed coordinator can take this long (and a
+     * database round trip) of completions with it.
+     */
+    journalEndFlushMs: number;
     /** How often this coordinator heartbeats and looks for dead peers (INSTANCE_HEARTBEAT_MS). */
     heartbeatMs: number;
     /** A peer whose heartbeat is older than this is dead: its unfinished tasks are failed (INSTANCE_DEAD_AFTER_MS). */
@@ -58,6 +64,7 @@ export function readClusterSettings(
     },
     recovery: {
       journalMaxWaiting: r.int("TASK_JOURNAL_MAX_WAITING", 100_000, 100, 10_000_000),
+      journalEndFlushMs: r.int("TASK_JOURNAL_END_FLUSH_MS", 10, 0, 1_000),
       heartbeatMs: r.int("INSTANCE_HEARTBEAT_MS", 10_000, 100, 600_000),
       deadAfterMs: r.int("INSTANCE_DEAD_AFTER_MS", 60_000, 300, 86_400_000),
     },

@@ -28,8 +28,11 @@ export async function startHttpChat(
 ): Promise<AsyncGenerator<ChatEvent>> {
   const principal = await deps.resolveCaller(req);
   const abort = new AbortController();
-  // The response's close, not the request's: a request emits 'close' as soon as its body is read.
-  // After a normal end the abort is a no-op (the orchestrator has let go of the signal by then).
-  reply.raw.once("close", () => abort.abort());
+  // The response's close, not the request's: a request emits 'close' as soon as its body is read. After a normal end
+  // (the response written whole) there is nothing to abort (the orchestrator has let go of the signal by then), and
+  // not aborting saves the DOMException an abort makes: ~40 µs of CPU a request (bench:peers' profile)
+  reply.raw.once("close", () => {
+    if (!reply.raw.writableFinished) abort.abort();
+  });
   return deps.chat(params, { principal, clientAddress: req.ip, signal: abort.signal, streaming });
 }

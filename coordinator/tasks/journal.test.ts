@@ -58,6 +58,27 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
     expect((await Promise.all(ids.map(row))).map((task) => task.status)).toEqual(["failed", "failed", "failed"]);
   });
 
+  it("writes an ended task within endFlushMs, with the tasks that ended meanwhile; at once with 0", async () => {
+    const exists = async (id: string) =>
+      (await test.db.selectFrom("tasks").select("id").where("id", "=", id).executeTakeFirst()) !== undefined;
+    const end = (journal: TaskJournal, id: string) => {
+      journal.created({ id, difficulty: "SIMPLE" });
+      journal.update(id, "completed", { completion_tokens: 1, completed_at: new Date() }, null);
+    };
+    const gathering = new TaskJournal(test.db, logger, { flushDelayMs: 60_000, endFlushMs: 1_000 });
+    const [first, second] = [randomUUID(), randomUUID()];
+    end(gathering, first);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await exists(first)).toBe(false); // still gathering
+    end(gathering, second);
+    await expect.poll(() => exists(first), { timeout: 5_000 }).toBe(true);
+    expect(await exists(second)).toBe(true); // the same statement: both or neither
+    const atOnce = new TaskJournal(test.db, logger, { flushDelayMs: 60_000, endFlushMs: 0 });
+    const third = randomUUID();
+    end(atOnce, third);
+    await expect.poll(() => exists(third), { timeout: 5_000 }).toBe(true); // not after the 60 s delay
+  });
+
   it("writes a task created and finished within one batch as one insert with its final state", async () => {
     const journal = new TaskJournal(test.db, logger, { flushDelayMs: 60_000 });
     const id = randomUUID();
