@@ -4,7 +4,9 @@
 // freeing gives one slot to the earliest waiter that can take it, on either side. Prints the CPU each costs (both
 // coordinators together, this process) and the bytes A publishes a change, for each W. Then one coordinator's own
 // queue as its chats see it (the node acquirer): W requests waiting on N busy nodes, each told its position and
-// estimated wait whenever they change; a slot freeing moves every waiter behind it up one. Prints its CPU.
+// estimated wait whenever they change; a slot freeing moves every waiter behind it up one. Prints its CPU. Last, what
+// a queue costs while nothing changes: W requests waiting on A, its beats (and its whole queue every FULL_EVERY_BEATS
+// beats, for peers of earlier versions) over 30 beats of 20 ms, per beat (CLUSTER_VIEW_MS, a second by default).
 // `npm run bench:cluster-queue` (CLUSTER_QUEUE_SIZES=100,1000,5000; CLUSTER_QUEUE_CHANGES=200).
 import pino from "pino";
 import { NodeRegistry } from "../coordinator/nodes/registry.ts";
@@ -13,6 +15,7 @@ import { NodeAcquirer } from "../coordinator/tasks/node-acquirer.ts";
 import type { PartSpec } from "../coordinator/tasks/part-spec.ts";
 import { LocalBus, LocalNetwork } from "../coordinator/cluster/bus-local.ts";
 import { type Bus, clusterSubjects } from "../coordinator/cluster/bus.ts";
+import { FULL_EVERY_BEATS } from "../coordinator/cluster/node-view.ts";
 import { QueueView } from "../coordinator/cluster/queue-view.ts";
 import type { LiveNode } from "../coordinator/nodes/registry.ts";
 import type { TaskSink } from "../coordinator/nodes/task-sink.ts";
@@ -118,6 +121,46 @@ async function measure(size: number): Promise<string[]> {
 
 const whole = (n: number) => Math.round(n).toLocaleString("en-US");
 
+/** The beat of the idle phase (CLUSTER_VIEW_MS, shortened so that FULL_EVERY_BEATS beats take little time). */
+const IDLE_BEAT_MS = 20;
+
+/** `size` requests waiting on A, none on B, nothing changing: CPU (both) and bytes A publishes a beat. */
+async function measureIdle(size: number): Promise<string[]> {
+  const network = new LocalNetwork();
+  const subjects = clusterSubjects("bench");
+  const logger = pino({ level: "silent" });
+  const a = counting(new LocalBus(network));
+  // from one whole queue of A's to the next: FULL_EVERY_BEATS beats (its parts go out in one call)
+  let wholeSent: (() => void) | undefined;
+  let lastWhole = 0;
+  const publish = a.bus.publish.bind(a.bus);
+  a.bus.publish = (subject, data) => {
+    publish(subject, data);
+    if (subject !== subjects.queue || performance.now() - lastWhole < IDLE_BEAT_MS / 2) return;
+    lastWhole = performance.now();
+    wholeSent?.();
+  };
+  const nextWhole = () => new Promise<void>((resolve) => (wholeSent = resolve));
+  const hold = setInterval(() => {}, 1_000); // the views' timers do not keep the process alive
+  const viewOf = (bus: Bus, instance: string) =>
+    new QueueView({ bus, subjects, instance, logger, viewMs: IDLE_BEAT_MS });
+  const views = [viewOf(a.bus, "a"), viewOf(new LocalBus(network), "b")];
+  const request: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude: new Set() };
+  for (let i = 0; i < size; i++) views[0]!.added({ id: `w${i}`, since: 1_000 + i, request });
+  await nextWhole();
+  const bytes0 = a.bytes();
+  const cpu0 = process.cpuUsage();
+  await nextWhole();
+  await settle(); // the peer's decoding of it
+  const cpu = process.cpuUsage(cpu0);
+  const bytes = a.bytes() - bytes0;
+  clearInterval(hold);
+  for (const view of views) view.stop();
+  await settle();
+  const beats = FULL_EVERY_BEATS;
+  return [String(size), fixed((cpu.user + cpu.system) / beats / 1000, 3), whole(bytes / beats)];
+}
+
 /** One coordinator: `size` requests waiting through the node acquirer on `nodeCount` busy nodes; CPU a freed slot. */
 async function measureAcquirer(size: number, nodeCount: number): Promise<string[]> {
   const registry = new NodeRegistry();
@@ -165,6 +208,8 @@ async function measureAcquirer(size: number, nodeCount: number): Promise<string[
 
 const rows: string[][] = [];
 for (const size of sizes) rows.push(await measure(size));
+const idleRows: string[][] = [];
+for (const size of sizes) idleRows.push(await measureIdle(size));
 const acquirerRows: string[][] = [];
 for (const size of sizes)
   for (const nodeCount of [NODES, 200]) acquirerRows.push(await measureAcquirer(size, nodeCount));
@@ -187,5 +232,12 @@ process.stdout.write(
       ["requests waiting", "nodes", "CPU ms a slot freeing (positions and estimates told)", "waiters told a freeing"],
       acquirerRows,
       ["r", "r", "r", "r"],
+    ) +
+    `\n## A queue while nothing changes (requests waiting on A; ${FULL_EVERY_BEATS} beats of ${IDLE_BEAT_MS} ms, ` +
+    "the whole queue once among them)\n\n" +
+    markdownTable(
+      ["requests waiting on A", "CPU ms a beat (both coordinators)", "bytes A publishes a beat"],
+      idleRows,
+      ["r", "r", "r"],
     ),
 );
