@@ -33,7 +33,6 @@ export interface QueueViewContext {
   instance: string;
   logger: Logger;
   viewMs: number;
-  now?: () => number;
   /** Whether any other coordinator is known: with none, nothing is published (a single coordinator pays nothing). */
   hasPeers?: () => boolean;
   /** Tests: the most waiters in one message of a whole queue (QUEUE_PART_WAITERS). */
@@ -337,17 +336,13 @@ export class QueueView implements QueuePeers {
 
   /** Asks `home` for its whole queue, at most once a CLUSTER_VIEW_MS (the answer may be on its way). */
   #ask(home: string, queue: PeerQueue | undefined, reason: WantReason): void {
-    const now = this.#now();
+    const now = Date.now();
     const asked = this.#askedAt.get(home);
     if (asked !== undefined && now - asked < this.ctx.viewMs) return;
     this.#askedAt.set(home, now);
     const sequence = BigInt(queue?.sequence ?? 0);
     const want = create(ClusterQueueWantedSchema, { origin: this.ctx.instance, sequence, reason });
     this.ctx.bus.publish(this.ctx.subjects.queueWant(home), toBinary(ClusterQueueWantedSchema, want));
-  }
-
-  #now(): number {
-    return this.ctx.now?.() ?? Date.now();
   }
 
   #peerWaiters(take?: (waiter: QueuedWaiter) => boolean): number[] {
