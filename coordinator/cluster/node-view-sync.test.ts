@@ -22,7 +22,7 @@ import { lossyBus } from "../../test/support/lossy-bus.ts";
 import { clusterSubjects, type Bus } from "./bus.ts";
 import { LocalBus, LocalNetwork } from "./bus-local.ts";
 import { clusterNodeOf } from "./codec.ts";
-import { SLOT_VIEW_DELAY_MS, ViewPublisher, type NodeViewContext } from "./node-view.ts";
+import { FULL_VIEW_NODES_PER_TURN, SLOT_VIEW_DELAY_MS, ViewPublisher, type NodeViewContext } from "./node-view.ts";
 import type { RemoteNode, HomeLink } from "./remote-node.ts";
 import { ViewReceiver } from "./view-receiver.ts";
 
@@ -250,6 +250,61 @@ describe("the node view's numbered views", () => {
     expect(parts.every((view) => view.parts === parts.length)).toBe(true);
     expect(parts.flatMap((view) => view.nodes.map((node) => node.nodeId)).sort()).toEqual([...ids].sort());
     expect(ids.every((id) => remote(id)?.connected)).toBe(true);
+    stop();
+  });
+
+  it("encodes a large full view a slice a turn; the changes made meanwhile go out after its parts", async () => {
+    const { home, publisher, join, heard, connectMany, remote, stop } = setup({ partBytes: 20_000 });
+    join();
+    const count = 3 * FULL_VIEW_NODES_PER_TURN + 10;
+    const ids = connectMany(count);
+    await settled();
+    expect(ids.every((id) => remote(id)?.connected)).toBe(true);
+    const from = heard.views.length;
+    publisher.publishFull();
+    // while its slices are encoded: a node leaves, one is paused, one comes, and a beat is due
+    home.registry.remove(home.registry.get("n0")!, "gone");
+    home.registry.get("n1")!.paused = true;
+    const late = testNode("late", "MID");
+    late.publicKey = nodeKey;
+    home.registry.add(late);
+    publisher.beat();
+    await settled(1);
+    expect(heard.views.length).toBe(from); // nothing yet: the view is not all encoded, and nothing goes before it
+    await settled(12);
+    const sent = heard.views.slice(from);
+    const parts = sent.filter((view) => view.parts > 0);
+    const after = sent.slice(parts.length);
+    expect(parts.length).toBeGreaterThan(2);
+    expect(sent.slice(0, parts.length)).toEqual(parts); // the parts first, in a row
+    expect(parts.map((view) => [view.part, view.parts, view.nodeCount])).toEqual(
+      parts.map((_, i) => [i + 1, parts.length, count]),
+    );
+    expect(Math.max(...heard.bytes.slice(from, from + parts.length))).toBeLessThanOrEqual(20_000);
+    expect(parts.flatMap((view) => view.nodes.map((node) => node.nodeId)).sort()).toEqual([...ids].sort());
+    // then the changes, numbered after the last part
+    expect(after.length).toBeGreaterThan(0);
+    expect(after[0]!.sequence).toBe(parts.at(-1)!.sequence + 1n);
+    expect(after.flatMap((view) => view.gone)).toContain("n0");
+    expect(after.flatMap((view) => view.nodes.map((node) => node.nodeId)).sort()).toEqual(["late", "n1"]);
+    await settled(20); // the peer applies a part a turn
+    expect([remote("n0"), remote("n1")?.paused, remote("late")?.connected]).toEqual([undefined, true, true]);
+    publisher.beat();
+    await settled();
+    expect(heard.wants).toEqual([]); // in step
+    stop();
+  });
+
+  it("a stop while a full view is encoded sends none of it", async () => {
+    const { publisher, join, heard, connectMany, stop } = setup({ partBytes: 20_000 });
+    join();
+    connectMany(2 * FULL_VIEW_NODES_PER_TURN);
+    await settled();
+    const from = heard.views.length;
+    publisher.publishFull();
+    publisher.stop(false);
+    await settled(8);
+    expect(heard.views.length).toBe(from);
     stop();
   });
 

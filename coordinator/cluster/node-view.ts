@@ -2,9 +2,10 @@
 // at once, a numbered beat every CLUSTER_VIEW_MS, and all of them when a peer asks (it missed a view, or is new);
 // view-receiver.ts keeps the others' nodes as RemoteNodes.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
-import { type ClusterView, ClusterViewSchema, ClusterViewWantedSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import { ClusterNodeSchema, ClusterViewSchema, ClusterViewWantedSchema } from "../../gen/iris/v1/cluster_pb.ts";
 import type { LiveNode, NodeField, NodeRegistry } from "../nodes/registry.ts";
 import type { Bus, ClusterSubjects } from "./bus.ts";
 import { clusterNodeOf } from "./codec.ts";
@@ -44,6 +45,12 @@ export const FULL_VIEW_PART_BYTES = 128 * 1024;
  */
 export const SLOT_VIEW_DELAY_MS = 10;
 
+/**
+ * A full view in parts encodes this many nodes a turn of the event loop (~2–3 ms on a 2-core machine), so that a
+ * view of 10,000 nodes (~50 ms of encoding) never holds the loop; the changes made meanwhile go out after it.
+ */
+export const FULL_VIEW_NODES_PER_TURN = 500;
+
 /** What a task's start and end change: routing's order of preference among nodes that are all routable. */
 const delayable = new Set<string>(["tasks", "serviceTimes", "reputation", "measured"]);
 
@@ -72,6 +79,8 @@ export class ViewPublisher {
   /** A flush after SLOT_VIEW_DELAY_MS is on its way (slot changes only). */
   #delayed: NodeJS.Timeout | undefined;
   #fullScheduled = false;
+  /** A full view in parts being encoded, a slice of its nodes a turn: deltas and beats wait behind it. */
+  #spreading: { header: ViewHeader; nodes: LiveNode[]; encoded: Uint8Array[] } | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #unwatch: () => void;
 
@@ -104,6 +113,8 @@ export class ViewPublisher {
    * most one record a node a beat, however often its heartbeats come), then a beat (alive; its count of nodes).
    */
   beat(): void {
+    // a full view being encoded goes out within a few turns, and says the same (a beat now would number before it)
+    if (this.#spreading) return;
     for (const id of this.#readings) this.#dirty.add(id);
     this.#readings.clear();
     this.#flush();
@@ -115,6 +126,7 @@ export class ViewPublisher {
   /** All of this coordinator's nodes: peers drop the ones of ours not listed. */
   publishFull(): void {
     this.#fullScheduled = false;
+    if (this.#spreading) return; // one is being encoded: it answers whoever asked
     this.#dirty.clear();
     this.#gone.clear();
     this.#readings.clear();
@@ -134,6 +146,7 @@ export class ViewPublisher {
     clearTimeout(this.#delayed);
     this.#unwatch();
     this.#fullScheduled = false;
+    this.#spreading = undefined;
     if (final) this.#flush();
   }
 
@@ -200,6 +213,8 @@ export class ViewPublisher {
     this.#scheduled = false;
     clearTimeout(this.#delayed);
     this.#delayed = undefined;
+    // behind a full view being encoded: a change sent now could be undone by a part encoded before it
+    if (this.#spreading) return;
     if (this.#dirty.size === 0 && this.#gone.size === 0) return;
     const nodes = [...this.#dirty]
       .map((id) => this.ctx.registry.get(id))
@@ -234,70 +249,122 @@ export class ViewPublisher {
       ++this.#sequence;
       return;
     }
-    const view = create(ClusterViewSchema, {
+    const header: ViewHeader = {
       home: ctx.instance,
       incarnation: ctx.incarnation,
       coordinatorPublicKey: ctx.coordinatorKey.publicKey,
       full,
       nodeCount: this.#listed.size,
-      nodes: nodes.map((node) => clusterNodeOf(node)),
       gone,
-    });
-    const sequence = ++this.#sequence;
-    if (full) this.#lastFull = sequence;
-    view.sequence = sequence;
+    };
     const limit = ctx.fullViewPartBytes ?? FULL_VIEW_PART_BYTES;
     // a view surely too large for one message is not encoded whole only to learn so (2.3 MB at 10,000 nodes)
-    const estimate = full && view.nodes.length >= 2 ? estimatedBytes(view) : 0;
-    if (estimate > 2 * limit) {
-      this.#publishParts(view, estimate);
+    if (full && nodes.length >= 2 && estimatedBytes(header, nodes) > 2 * limit) {
+      this.#spread(header, nodes);
       return;
     }
+    const view = create(ClusterViewSchema, { ...header, nodes: nodes.map((node) => clusterNodeOf(node)) });
+    view.sequence = this.#sequence + 1n;
     const data = toBinary(ClusterViewSchema, view);
-    if (!full || data.length <= limit || view.nodes.length < 2) {
-      ctx.bus.publish(ctx.subjects.view, data);
+    if (full && data.length > limit && nodes.length >= 2) {
+      this.#spread(header, nodes);
       return;
     }
-    this.#publishParts(view, data.length);
+    this.#sequence = view.sequence;
+    if (full) this.#lastFull = view.sequence;
+    ctx.bus.publish(ctx.subjects.view, data);
   }
 
   /**
-   * A full view too large for one message, as parts numbered on from the whole view's number (each counts all of the
-   * home's nodes: a peer checks the count after the last). Nodes are split evenly by `bytes` (the view's size whole,
-   * or an estimate), with room to spare; should a part still be over the limit (nodes of very uneven size, or an
-   * estimate too low), the split is made twice as fine.
+   * A full view too large for one message: its nodes are encoded FULL_VIEW_NODES_PER_TURN a turn (changes wait behind
+   * them), then sent as parts numbered on in a row, each with as many nodes as fit within the limit and the count of
+   * all of the home's nodes (a peer checks it after the last); the changes held back follow. A node whose change
+   * comes after its slice was encoded goes out again in the delta after the parts, so a peer ends with its latest.
    */
-  #publishParts(view: ClusterView, bytes: number): void {
+  #spread(header: ViewHeader, nodes: LiveNode[]): void {
+    const spreading = { header: { ...header, full: false }, nodes, encoded: [] as Uint8Array[] };
+    this.#spreading = spreading;
+    const step = () => {
+      if (this.#spreading !== spreading) return; // stopped
+      const { encoded } = spreading;
+      const end = Math.min(nodes.length, encoded.length + FULL_VIEW_NODES_PER_TURN);
+      for (let i = encoded.length; i < end; i++) encoded.push(toBinary(ClusterNodeSchema, clusterNodeOf(nodes[i]!)));
+      if (end < nodes.length) {
+        setImmediate(step);
+        return;
+      }
+      this.#spreading = undefined;
+      this.#publishParts(spreading.header, encoded);
+      this.#flush();
+    };
+    step();
+  }
+
+  /**
+   * The encoded nodes as parts within the limit (a node larger than the room of a part goes alone), each the header
+   * and its nodes as protobuf's repeated `nodes` field: a message's fields may come in any order and a repeated
+   * field's elements one after another, so a part is its header's bytes followed by its nodes' entries.
+   */
+  #publishParts(header: ViewHeader, encoded: Uint8Array[]): void {
     const { ctx } = this;
     const limit = ctx.fullViewPartBytes ?? FULL_VIEW_PART_BYTES;
-    const first = view.sequence;
-    for (let wanted = Math.ceil((bytes * 4) / (limit * 3)); ; wanted *= 2) {
-      const perPart = Math.ceil(view.nodes.length / wanted);
-      const parts = Math.ceil(view.nodes.length / perPart);
-      const encoded: Uint8Array[] = [];
-      for (let i = 0; i < parts; i++) {
-        const nodes = view.nodes.slice(i * perPart, (i + 1) * perPart);
-        const part = { ...view, full: false, nodes, sequence: first + BigInt(i), part: i + 1, parts };
-        encoded.push(toBinary(ClusterViewSchema, part));
+    const widest = { ...header, sequence: 2n ** 63n, part: 2 ** 31, parts: 2 ** 31 };
+    const room = limit - toBinary(ClusterViewSchema, create(ClusterViewSchema, widest)).length;
+    const groups: Uint8Array[][] = [];
+    let used = Number.POSITIVE_INFINITY;
+    for (const node of encoded) {
+      const entry = 1 + varintBytes(node.length) + node.length; // the tag of field 4 takes one byte
+      if (used + entry > room) {
+        groups.push([]);
+        used = 0;
       }
-      if (perPart > 1 && encoded.some((data) => data.length > limit)) continue;
-      this.#sequence = first + BigInt(parts - 1);
-      for (const data of encoded) ctx.bus.publish(ctx.subjects.view, data);
-      return;
+      groups.at(-1)!.push(node);
+      used += entry;
     }
+    const first = this.#sequence + 1n;
+    this.#sequence += BigInt(groups.length);
+    this.#lastFull = first;
+    groups.forEach((group, i) => {
+      const part = { ...header, sequence: first + BigInt(i), part: i + 1, parts: groups.length };
+      const writer = new BinaryWriter().raw(toBinary(ClusterViewSchema, create(ClusterViewSchema, part)));
+      for (const node of group) writer.tag(NODES_FIELD, WireType.LengthDelimited).bytes(node);
+      ctx.bus.publish(ctx.subjects.view, writer.finish());
+    });
   }
+}
+
+/** A view's fields other than its nodes and its numbers. */
+interface ViewHeader {
+  home: string;
+  incarnation: string;
+  coordinatorPublicKey: Uint8Array;
+  full: boolean;
+  nodeCount: number;
+  gone: string[];
+}
+
+/** ClusterView.nodes' field number (its tag takes one byte: field numbers up to 15 do). */
+const NODES_FIELD = ClusterViewSchema.field.nodes.number;
+
+/** The bytes a varint of `value` takes. */
+function varintBytes(value: number): number {
+  let bytes = 1;
+  for (let rest = value >>> 7; rest > 0; rest >>>= 7) bytes++;
+  return bytes;
 }
 
 /** Nodes a full view's size is estimated from (estimatedBytes). */
 const SAMPLED_NODES = 32;
 
-/** About the bytes `view` takes whole: the view with an even sample of its nodes, scaled to all of them. */
-function estimatedBytes(view: ClusterView): number {
-  const count = view.nodes.length;
-  if (count <= SAMPLED_NODES) return toBinary(ClusterViewSchema, view).length;
-  const step = count / SAMPLED_NODES;
-  const nodes = Array.from({ length: SAMPLED_NODES }, (_, i) => view.nodes[Math.floor(i * step)]!);
-  const empty = toBinary(ClusterViewSchema, { ...view, nodes: [] }).length;
-  const sampled = toBinary(ClusterViewSchema, { ...view, nodes }).length;
-  return empty + Math.ceil(((sampled - empty) * count) / SAMPLED_NODES);
+/** About the bytes a view of `nodes` takes whole: its header with an even sample of them, scaled to all of them. */
+function estimatedBytes(header: ViewHeader, nodes: LiveNode[]): number {
+  const count = nodes.length;
+  const sample =
+    count <= SAMPLED_NODES
+      ? nodes
+      : Array.from({ length: SAMPLED_NODES }, (_, i) => nodes[Math.floor((i * count) / SAMPLED_NODES)]!);
+  const empty = toBinary(ClusterViewSchema, create(ClusterViewSchema, header)).length;
+  const view = create(ClusterViewSchema, { ...header, nodes: sample.map((node) => clusterNodeOf(node)) });
+  const sampled = toBinary(ClusterViewSchema, view).length;
+  return empty + Math.ceil(((sampled - empty) * count) / sample.length);
 }
