@@ -295,6 +295,39 @@ describe("the node view's numbered views", () => {
     stop();
   });
 
+  it("a full view its estimate took for too large, that fits one message after all, goes whole", async () => {
+    // 64 nodes, the even ones (those the estimate samples) with many GPUs: the estimate is about twice the size
+    const gpus = Array.from({ length: 12 }, () => create(GpuSchema, { name: "RTX 4090", vramTotalMb: 24_564n }));
+    const count = 64;
+    const made = (registry: NodeRegistry) =>
+      Array.from({ length: count }, (_, i) => {
+        const node = testNode(`n${i}`, "MID");
+        node.publicKey = nodeKey;
+        if (i % 2 === 0) node.heard(0.5, gpus);
+        registry.add(node);
+        return node;
+      });
+    const size = toBinary(
+      ClusterViewSchema,
+      create(ClusterViewSchema, { full: true, nodes: made(new NodeRegistry()).map((node) => clusterNodeOf(node)) }),
+    ).length;
+    const { home, publisher, join, heard, remote, stop } = setup({ partBytes: size + 400 });
+    join();
+    made(home.registry);
+    await settled();
+    const from = heard.views.length;
+    publisher.publishFull();
+    await settled(8);
+    const sent = heard.views.slice(from);
+    expect(sent.map((view) => [view.full, view.parts, view.nodes.length])).toEqual([[true, 0, count]]);
+    expect(heard.bytes.at(-1)).toBeLessThanOrEqual(size + 400);
+    expect(remote("n63")?.connected).toBe(true);
+    publisher.beat();
+    await settled();
+    expect(heard.wants).toEqual([]);
+    stop();
+  });
+
   it("a stop while a full view is encoded sends none of it", async () => {
     const { publisher, join, heard, connectMany, stop } = setup({ partBytes: 20_000 });
     join();

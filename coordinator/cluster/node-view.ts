@@ -2,10 +2,10 @@
 // at once, a numbered beat every CLUSTER_VIEW_MS, and all of them when a peer asks (it missed a view, or is new);
 // view-receiver.ts keeps the others' nodes as RemoteNodes.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
 import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
-import { ClusterNodeSchema, ClusterViewSchema, ClusterViewWantedSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import { ClusterViewSchema, ClusterViewWantedSchema } from "../../gen/iris/v1/cluster_pb.ts";
 import type { LiveNode, NodeField, NodeRegistry } from "../nodes/registry.ts";
 import type { Bus, ClusterSubjects } from "./bus.ts";
 import { clusterNodeOf } from "./codec.ts";
@@ -258,8 +258,9 @@ export class ViewPublisher {
       gone,
     };
     const limit = ctx.fullViewPartBytes ?? FULL_VIEW_PART_BYTES;
-    // a view surely too large for one message is not encoded whole only to learn so (2.3 MB at 10,000 nodes)
-    if (full && nodes.length >= 2 && estimatedBytes(header, nodes) > 2 * limit) {
+    // a view likely too large for one message is not encoded whole only to learn so (2.3 MB at 10,000 nodes); one
+    // that would have fit after all goes in a few parts
+    if (full && nodes.length >= 2 && estimatedBytes(header, nodes) > limit) {
       this.#spread(header, nodes);
       return;
     }
@@ -288,7 +289,11 @@ export class ViewPublisher {
       if (this.#spreading !== spreading) return; // stopped
       const { encoded } = spreading;
       const end = Math.min(nodes.length, encoded.length + FULL_VIEW_NODES_PER_TURN);
-      for (let i = encoded.length; i < end; i++) encoded.push(toBinary(ClusterNodeSchema, clusterNodeOf(nodes[i]!)));
+      // the slice as a view of nothing but its nodes: its bytes are their entries, one after another
+      const slice = nodes.slice(encoded.length, end).map((node) => clusterNodeOf(node));
+      for (const entry of nodeEntries(toBinary(ClusterViewSchema, create(ClusterViewSchema, { nodes: slice })))) {
+        encoded.push(entry);
+      }
       if (end < nodes.length) {
         setImmediate(step);
         return;
@@ -297,13 +302,13 @@ export class ViewPublisher {
       this.#publishParts(spreading.header, encoded);
       this.#flush();
     };
-    step();
+    setImmediate(step); // its first slice too: this turn has read and listed every node already
   }
 
   /**
-   * The encoded nodes as parts within the limit (a node larger than the room of a part goes alone), each the header
-   * and its nodes as protobuf's repeated `nodes` field: a message's fields may come in any order and a repeated
-   * field's elements one after another, so a part is its header's bytes followed by its nodes' entries.
+   * The nodes' entries (each the `nodes` field's tag, length and node) as parts within the limit (a node larger than
+   * the room of a part goes alone): a message's fields may come in any order and a repeated field's elements one
+   * after another, so a part is its header's bytes followed by its nodes' entries.
    */
   #publishParts(header: ViewHeader, encoded: Uint8Array[]): void {
     const { ctx } = this;
@@ -312,23 +317,23 @@ export class ViewPublisher {
     const room = limit - toBinary(ClusterViewSchema, create(ClusterViewSchema, widest)).length;
     const groups: Uint8Array[][] = [];
     let used = Number.POSITIVE_INFINITY;
-    for (const node of encoded) {
-      const entry = 1 + varintBytes(node.length) + node.length; // the tag of field 4 takes one byte
-      if (used + entry > room) {
+    for (const entry of encoded) {
+      if (used + entry.length > room) {
         groups.push([]);
         used = 0;
       }
-      groups.at(-1)!.push(node);
-      used += entry;
+      groups.at(-1)!.push(entry);
+      used += entry.length;
     }
     const first = this.#sequence + 1n;
     this.#sequence += BigInt(groups.length);
     this.#lastFull = first;
     groups.forEach((group, i) => {
-      const part = { ...header, sequence: first + BigInt(i), part: i + 1, parts: groups.length };
-      const writer = new BinaryWriter().raw(toBinary(ClusterViewSchema, create(ClusterViewSchema, part)));
-      for (const node of group) writer.tag(NODES_FIELD, WireType.LengthDelimited).bytes(node);
-      ctx.bus.publish(ctx.subjects.view, writer.finish());
+      // all in one after all (the estimate was high): a full view, which a peer takes whole
+      const place = groups.length === 1 ? { full: true } : { part: i + 1, parts: groups.length };
+      const part = { ...header, sequence: first + BigInt(i), ...place };
+      const head = toBinary(ClusterViewSchema, create(ClusterViewSchema, part));
+      ctx.bus.publish(ctx.subjects.view, Buffer.concat([head, ...group]));
     });
   }
 }
@@ -343,14 +348,25 @@ interface ViewHeader {
   gone: string[];
 }
 
-/** ClusterView.nodes' field number (its tag takes one byte: field numbers up to 15 do). */
-const NODES_FIELD = ClusterViewSchema.field.nodes.number;
+/** The tag of ClusterView.nodes: its field number, length-delimited (one byte: field numbers up to 15 take one). */
+const NODES_TAG = (ClusterViewSchema.field.nodes.number << 3) | WireType.LengthDelimited;
 
-/** The bytes a varint of `value` takes. */
-function varintBytes(value: number): number {
-  let bytes = 1;
-  for (let rest = value >>> 7; rest > 0; rest >>>= 7) bytes++;
-  return bytes;
+/** The entries of a view of nothing but nodes (each its tag, its length as a varint, the node), as views of `bytes`. */
+function nodeEntries(bytes: Uint8Array): Uint8Array[] {
+  const entries: Uint8Array[] = [];
+  for (let at = 0; at < bytes.length; ) {
+    if (bytes[at] !== NODES_TAG) throw new Error(`a view of nodes has a field other than nodes at byte ${at}`);
+    let length = 0;
+    let cursor = at + 1;
+    for (let shift = 0; ; shift += 7) {
+      const byte = bytes[cursor++]!;
+      length += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) break;
+    }
+    entries.push(bytes.subarray(at, cursor + length));
+    at = cursor + length;
+  }
+  return entries;
 }
 
 /** Nodes a full view's size is estimated from (estimatedBytes). */
