@@ -80,7 +80,7 @@ export class ViewPublisher {
   #delayed: NodeJS.Timeout | undefined;
   #fullScheduled = false;
   /** A full view in parts being encoded, a slice of its nodes a turn: deltas and beats wait behind it. */
-  #spreading: { header: ViewHeader; nodes: LiveNode[]; encoded: Uint8Array[] } | undefined;
+  #spreading: { header: ViewHeader; encoded: Uint8Array[] } | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #unwatch: () => void;
 
@@ -283,7 +283,7 @@ export class ViewPublisher {
    * comes after its slice was encoded goes out again in the delta after the parts, so a peer ends with its latest.
    */
   #spread(header: ViewHeader, nodes: LiveNode[]): void {
-    const spreading = { header: { ...header, full: false }, nodes, encoded: [] as Uint8Array[] };
+    const spreading = { header: { ...header, full: false }, encoded: [] as Uint8Array[] };
     this.#spreading = spreading;
     const step = () => {
       if (this.#spreading !== spreading) return; // stopped

@@ -50,36 +50,35 @@ export class IdleIndex {
       this.#order(place.tier);
     }
     // after its equals: the one idle the longest goes first
-    let low = 0;
-    let high = list.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (compare(this.#places.get(list[mid]!)!, place) <= 0) low = mid + 1;
-      else high = mid;
-    }
-    list.splice(low, 0, node);
+    list.splice(this.#bound(list, place, true), 0, node);
   }
 
   #remove(node: LiveNode, place: Place): void {
-    this.#places.delete(node);
     const byTier = this.#lists.get(place.tier)!;
     const list = byTier.get(place.slots)!;
     // the first of its equals, then along them to the node itself
-    let low = 0;
-    let high = list.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (compare(this.#places.get(list[mid]!) ?? place, place) < 0) low = mid + 1;
-      else high = mid;
-    }
-    let at = low;
+    let at = this.#bound(list, place, false);
     while (at < list.length && list[at] !== node) at++;
     if (at === list.length) at = list.indexOf(node); // not where its place says: cannot happen, but never lose track
-    list.splice(at, 1);
+    if (at >= 0) list.splice(at, 1);
+    this.#places.delete(node);
     if (list.length === 0) {
       byTier.delete(place.slots);
       this.#order(place.tier);
     }
+  }
+
+  /** The index of the first node of `list` after `place` (`after` true: after its equals too) in routing's order. */
+  #bound(list: readonly LiveNode[], place: Place, after: boolean): number {
+    let low = 0;
+    let high = list.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const order = compare(this.#places.get(list[mid]!)!, place);
+      if (order < 0 || (after && order === 0)) low = mid + 1;
+      else high = mid;
+    }
+    return low;
   }
 
   #order(tier: NodeTier): void {
