@@ -32,13 +32,15 @@ function assign(maxTokens: number) {
 }
 
 /** A backend producing one token every `everyMs` until max tokens or abort. */
-function tickingBackend(everyMs: number): Backend & { calls: number } {
+function tickingBackend(everyMs: number): Backend & { calls: number; requests: GenerateRequest[] } {
   const backend = {
     kind: "test",
     calls: 0,
+    requests: [] as GenerateRequest[],
     describe: async () => ({ name: "test", parameterCount: 0, quantization: "", contextLength: 0 }),
     async *generate(request: GenerateRequest): AsyncGenerator<GeneratedPiece, GenerateResult, void> {
       backend.calls++;
+      backend.requests.push(request);
       let n = 0;
       for (; n < request.maxTokens && !request.signal.aborted; n++) {
         await new Promise((resolve) => setTimeout(resolve, everyMs));
@@ -90,9 +92,11 @@ describe("TaskRunner", () => {
   );
 
   it("shows a running task's difficulty, tokens and max in the state, then counts it completed", async () => {
-    const { tasks, sent, state } = runner(tickingBackend(2));
+    const backend = tickingBackend(2);
+    const { tasks, sent, state } = runner(backend);
     const task = assign(20);
     const done = tasks.start(task);
+    expect(backend.requests.map((r) => r.whole)).toEqual([false]); // a streamed task: a stream from the server
     await new Promise((resolve) => setTimeout(resolve, 15));
     const live = state.snapshot.tasks[0]!;
     expect(live).toMatchObject({ taskId: task.taskId, difficulty: "COMPLEX", maxTokens: 20 });
@@ -258,9 +262,12 @@ describe("TaskRunner", () => {
   );
 
   it("with enable_streaming off, sends the whole answer in its result: no chunk, the text sealed for it", async () => {
-    const { tasks, sent, state } = runner(tickingBackend(1));
+    const backend = tickingBackend(1);
+    const { tasks, sent, state } = runner(backend);
     const task = create(TaskAssignSchema, { ...assign(6), enableStreaming: false });
     await tasks.start(task);
+    // the backend may ask its server for one answer instead of a stream
+    expect(backend.requests.map((r) => r.whole)).toEqual([true]);
     expect(sent.map((m) => m?.case)).toEqual(["result"]);
     const result = create(ConnectRequestSchema, { message: sent[0]! }).message;
     if (result.case !== "result" || result.value.content.case !== "sealed") throw new Error("no sealed result text");

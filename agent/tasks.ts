@@ -181,6 +181,7 @@ export class TaskRunner {
         seed: payload.seed === undefined ? undefined : Number(payload.seed),
         model: payload.model || undefined,
         signal,
+        whole: !assign.enableStreaming,
       });
       let next = await stream.next();
       while (!next.done) {

@@ -23,6 +23,11 @@ export interface GenerateRequest {
   model?: string;
   /** Aborting stops generation and the backend request (the HTTP request, or the llama.cpp evaluation). */
   signal: AbortSignal;
+  /**
+   * The caller takes the answer whole (the task's enable_streaming off): a server backend may ask for one answer
+   * instead of a stream, when the server's count of its tokens can be relied on.
+   */
+  whole?: boolean;
 }
 
 type FinishReason = "stop" | "length" | "cancelled";

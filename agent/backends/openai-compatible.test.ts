@@ -16,6 +16,7 @@ import type { GeneratedPiece, GenerateRequest, GenerateResult } from "./backend.
 import { createOpenAiCompatibleBackend, type OpenAiCompatibleOptions } from "./openai-compatible.ts";
 import { createHttpTransport, type HttpTransport } from "./http-client.ts";
 import { measureTokenizerRates } from "../tokenizer-rates.ts";
+import { estimateTokens } from "../../common/classify-prompt.ts";
 
 const [embedding, qwen] = STANDIN_MODELS as [StandinModel, StandinModel, StandinModel];
 const llamaQ8: StandinModel = { ...STANDIN_MODELS[2]!, id: "meta-llama-3.1-8b-instruct@q8_0" };
@@ -172,6 +173,57 @@ describe("generate()", () => {
       completionTokens: 3,
       finishReason: "stop",
     });
+  });
+
+  it("asks for one JSON answer when the caller takes it whole, and reads the server's usage", async () => {
+    const tokens = ["The", " sky", " is", " blue", "."];
+    const { standin, backend } = await setup({ tokens });
+    const {
+      pieces,
+      tokens: counted,
+      result,
+    } = await collect(backend.generate(request({ maxTokens: 64, whole: true })));
+    expect(pieces).toEqual(["The sky is blue."]);
+    expect(counted).toBe(5);
+    expect(result).toMatchObject({ completionTokens: 5, finishReason: "stop" });
+    const sent = standin.requests.at(-1)!;
+    expect(sent.body).toMatchObject({ stream: false, max_tokens: 64 });
+    expect(sent.body).not.toHaveProperty("stream_options");
+    expect(sent.headers.accept).toBe("application/json");
+    // cut by max_tokens: the server says "length"
+    expect((await collect(backend.generate(request({ maxTokens: 2, whole: true })))).result).toMatchObject({
+      completionTokens: 2,
+      finishReason: "length",
+    });
+  });
+
+  it("streams whole answers once the server's count of one could not be relied on", async () => {
+    // no usage in the whole answer: its tokens are estimated, and later whole answers are streamed and counted
+    const { standin, backend } = await setup({ usage: false, tokens: ["one", " two", " three", " four"] });
+    const first = await collect(backend.generate(request({ whole: true })));
+    expect(first.pieces).toEqual(["one two three four"]);
+    expect(first.result.completionTokens).toBe(estimateTokens("one two three four"));
+    expect(standin.requests.at(-1)!.body.stream).toBe(false);
+    const second = await collect(backend.generate(request({ whole: true })));
+    expect(second.result.completionTokens).toBe(4);
+    expect(standin.requests.at(-1)!.body.stream).toBe(true);
+  });
+
+  it("counts a whole answer past max_tokens up to it, then streams (a server that ignores max_tokens)", async () => {
+    const { standin: ignored } = await setup({ tokens: ["a", "b", "c", "d", "e"] });
+    const http = createHttpTransport();
+    const ignoring: HttpTransport = (url, call) => {
+      const { max_tokens: _, ...body } = JSON.parse(String(call.body)) as Record<string, unknown>;
+      return http(url, { ...call, body: JSON.stringify(body) });
+    };
+    const over = createOpenAiCompatibleBackend({ baseUrl: ignored.baseUrl, model: qwen.id, transport: ignoring });
+    expect((await collect(over.generate(request({ maxTokens: 3, whole: true })))).result).toMatchObject({
+      completionTokens: 3,
+      finishReason: "length",
+    });
+    const streamed = await collect(over.generate(request({ maxTokens: 3, whole: true })));
+    expect(streamed.pieces).toEqual(["a", "b", "c"]);
+    expect(ignored.requests.at(-1)!.body.stream).toBe(true);
   });
 
   it("sends the assistant prefix as a trailing assistant message (and asks vLLM to continue it)", async () => {

@@ -1,5 +1,6 @@
 // The backend for a local OpenAI-compatible LLM server: LM Studio, Ollama, llama.cpp server or vLLM, over HTTP + SSE.
 import { createParser, type EventSourceMessage } from "eventsource-parser";
+import { estimateTokens } from "../../common/classify-prompt.ts";
 import { parseModelName } from "../model-info.ts";
 import {
   BackendError,
@@ -66,6 +67,11 @@ class OpenAiCompatibleBackend implements Backend {
   private readonly pool: ReturnType<typeof createHttpTransport> | undefined;
   private readonly inFlight = new Set<AbortController>();
   private closed = false;
+  /**
+   * Set once a whole answer (`stream: false`) came without a count of its tokens, or with more than max_tokens: the
+   * server's count cannot be relied on, and whole answers are streamed from then on, where every delta is counted.
+   */
+  private wholeUncounted = false;
   /** The model chosen by describe(), used when neither the options nor the request name one. */
   private chosenModel: string | undefined;
   /** Present for servers with a tokenizer endpoint (llama.cpp's server and vLLM: `POST /tokenize`). */
@@ -146,11 +152,12 @@ class OpenAiCompatibleBackend implements Backend {
     // The prefix seam: a trailing assistant message, which LM Studio, llama.cpp server and Ollama continue
     // (no new turn); vLLM does so only when asked with continue_final_message.
     if (request.assistantPrefix) messages.push({ role: "assistant", content: request.assistantPrefix });
+    // one JSON answer when the caller takes it whole: no SSE events to write, parse and count one by one
+    const whole = request.whole === true && !this.wholeUncounted;
     const body = {
       model,
       messages,
-      stream: true,
-      stream_options: { include_usage: true },
+      ...(whole ? { stream: false } : { stream: true, stream_options: { include_usage: true } }),
       max_tokens: request.maxTokens,
       ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
       ...(request.seed !== undefined ? { seed: request.seed } : {}),
@@ -161,11 +168,11 @@ class OpenAiCompatibleBackend implements Backend {
     const url = `${this.baseUrl}/chat/completions`;
     const state = newStreamState();
     const source: AnswerSource = { baseUrl: this.baseUrl, model };
-    const result = (finishReason: GenerateResult["finishReason"]): GenerateResult => ({
+    const result = (finishReason: GenerateResult["finishReason"], uncounted = state.contentDeltas): GenerateResult => ({
       promptTokens: state.usage?.prompt_tokens ?? 0,
       // Without a usage report, one content delta per token: LM Studio, llama.cpp and Ollama stream a token
       // per chunk, so the count is exact for them and an estimate for servers that batch. Never above the budget.
-      completionTokens: Math.min(state.usage?.completion_tokens ?? state.contentDeltas, request.maxTokens),
+      completionTokens: Math.min(state.usage?.completion_tokens ?? uncounted, request.maxTokens),
       finishReason,
     });
 
@@ -178,16 +185,28 @@ class OpenAiCompatibleBackend implements Backend {
     try {
       response = await this.send(url, {
         method: "POST",
-        headers: { ...this.headers(), "Content-Type": "application/json", Accept: "text/event-stream" },
+        headers: {
+          ...this.headers(),
+          "Content-Type": "application/json",
+          Accept: whole ? "application/json" : "text/event-stream",
+        },
         body: JSON.stringify(body),
         signal: http.signal,
       });
       if (!ok(response)) throw await errorOf(response, source);
       if (response.contentType.includes("application/json")) {
-        // Not a stream: a server that ignored `stream`, or an error with status 200 (LM Studio's unknown paths).
+        // The whole answer asked for; or a server that ignored `stream`, or an error with status 200 (LM Studio's
+        // unknown paths)
         const text = readEvent({ data: await response.text() }, state, source, "message");
-        if (text !== undefined) yield { text, tokens: 1 };
-        return result(state.finishReason === "length" ? "length" : "stop");
+        const counted = state.usage?.completion_tokens;
+        const countable = typeof counted === "number" && counted >= 0 && counted <= request.maxTokens;
+        if (whole && !countable) this.wholeUncounted = true;
+        // no count from the server: the text's estimated tokens (a whole answer has no deltas to count)
+        const tokens = countable ? counted : text === undefined ? 0 : estimateTokens(text);
+        if (text !== undefined) yield { text, tokens: Math.max(1, Math.min(tokens, request.maxTokens)) };
+        // a count past max_tokens: the server ignored it (the text is as it sent it; the count stops at the budget)
+        const over = typeof counted === "number" && counted > request.maxTokens;
+        return result(over || state.finishReason === "length" ? "length" : "stop", tokens);
       }
       const events: EventSourceMessage[] = [];
       const parser = createParser({ onEvent: (event) => events.push(event) });

@@ -34,7 +34,10 @@ export interface StandinBehaviour {
   writeBytesAtATime: number;
   /** A ": keep-alive" comment line before every event. */
   keepAliveComments: boolean;
-  /** Honour `stream_options.include_usage` with a usage chunk; off = a server that never reports usage. */
+  /**
+   * Honour `stream_options.include_usage` with a usage chunk, and put usage in a whole answer; off = a server that
+   * never reports usage.
+   */
   usage: boolean;
   /** Answer an unknown model id with LM Studio's 404; off = LM Studio's habit of serving whatever is loaded. */
   validateModel: boolean;
@@ -217,7 +220,7 @@ async function chatCompletion(state: StandinBehaviour, body: any, res: ServerRes
       ...head,
       object: "chat.completion",
       choices: [{ index: 0, logprobs: null, finish_reason: finishReason, message }],
-      usage,
+      ...(state.usage ? { usage } : {}),
       stats: {},
     });
   }
