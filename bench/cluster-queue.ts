@@ -35,13 +35,14 @@ const settle = async () => {
   for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
 };
 
-/** Counts the bytes a bus publishes. */
-function counting(bus: Bus): { bus: Bus; bytes: () => number } {
+/** Counts the bytes a bus publishes, and tells `published` (when given) the subject of each, after it went out. */
+function counting(bus: Bus, published?: (subject: string) => void): { bus: Bus; bytes: () => number } {
   let bytes = 0;
   const publish = bus.publish.bind(bus);
   bus.publish = (subject, data) => {
     bytes += data.length;
     publish(subject, data);
+    published?.(subject);
   };
   return { bus, bytes: () => bytes };
 }
@@ -129,17 +130,14 @@ async function measureIdle(size: number): Promise<string[]> {
   const network = new LocalNetwork();
   const subjects = clusterSubjects("bench");
   const logger = pino({ level: "silent" });
-  const a = counting(new LocalBus(network));
   // from one whole queue of A's to the next: FULL_EVERY_BEATS beats (its parts go out in one call)
   let wholeSent: (() => void) | undefined;
   let lastWhole = 0;
-  const publish = a.bus.publish.bind(a.bus);
-  a.bus.publish = (subject, data) => {
-    publish(subject, data);
+  const a = counting(new LocalBus(network), (subject) => {
     if (subject !== subjects.queue || performance.now() - lastWhole < IDLE_BEAT_MS / 2) return;
     lastWhole = performance.now();
     wholeSent?.();
-  };
+  });
   const nextWhole = () => new Promise<void>((resolve) => (wholeSent = resolve));
   const hold = setInterval(() => {}, 1_000); // the views' timers do not keep the process alive
   const viewOf = (bus: Bus, instance: string) =>
