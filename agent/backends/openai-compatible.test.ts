@@ -226,6 +226,38 @@ describe("generate()", () => {
     expect(ignored.requests.at(-1)!.body.stream).toBe(true);
   });
 
+  it("ignores usage counts that are not whole numbers: the deltas count, or a whole answer's estimate", async () => {
+    const tokens = ["one", " two", " three"];
+    const { standin } = await setup({ tokens });
+    // the server's usage as a broken server might send it: a string and a negative count
+    const broken = (text: string) =>
+      text
+        .replace(/"prompt_tokens": ?(\d+)/g, '"prompt_tokens":"$1"')
+        .replace(/"completion_tokens": ?\d+/g, '"completion_tokens":-3');
+    const http = createHttpTransport();
+    const breaking: HttpTransport = async (url, call) => {
+      const answer = await http(url, call);
+      const body = answer.body;
+      return {
+        ...answer,
+        body: (async function* () {
+          for await (const chunk of body) yield Buffer.from(broken(chunk.toString("utf8")));
+        })(),
+        text: async () => broken(await answer.text()),
+      };
+    };
+    const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, transport: breaking });
+    const whole = await collect(backend.generate(request({ whole: true })));
+    expect(whole.result).toEqual({
+      promptTokens: 0,
+      completionTokens: estimateTokens("one two three"),
+      finishReason: "stop",
+    });
+    const streamed = await collect(backend.generate(request({ whole: true })));
+    expect(standin.requests.at(-1)!.body.stream).toBe(true);
+    expect(streamed.result).toEqual({ promptTokens: 0, completionTokens: 3, finishReason: "stop" });
+  });
+
   it("sends the assistant prefix as a trailing assistant message (and asks vLLM to continue it)", async () => {
     const { standin, backend } = await setup();
     await collect(backend.generate(request({ assistantPrefix: "The answer is" })));

@@ -55,6 +55,11 @@ interface LmStudioModel {
   loaded_context_length?: number;
 }
 
+/** A count from the server's usage when it is one (a whole number, not negative); its JSON is not checked otherwise. */
+function tokenCount(value: unknown): number | undefined {
+  return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : undefined;
+}
+
 export function createOpenAiCompatibleBackend(options: OpenAiCompatibleOptions): Backend {
   return new OpenAiCompatibleBackend(options);
 }
@@ -169,10 +174,10 @@ class OpenAiCompatibleBackend implements Backend {
     const state = newStreamState();
     const source: AnswerSource = { baseUrl: this.baseUrl, model };
     const result = (finishReason: GenerateResult["finishReason"], uncounted = state.contentDeltas): GenerateResult => ({
-      promptTokens: state.usage?.prompt_tokens ?? 0,
+      promptTokens: tokenCount(state.usage?.prompt_tokens) ?? 0,
       // Without a usage report, one content delta per token: LM Studio, llama.cpp and Ollama stream a token
       // per chunk, so the count is exact for them and an estimate for servers that batch. Never above the budget.
-      completionTokens: Math.min(state.usage?.completion_tokens ?? uncounted, request.maxTokens),
+      completionTokens: Math.min(tokenCount(state.usage?.completion_tokens) ?? uncounted, request.maxTokens),
       finishReason,
     });
 
@@ -198,14 +203,14 @@ class OpenAiCompatibleBackend implements Backend {
         // The whole answer asked for; or a server that ignored `stream`, or an error with status 200 (LM Studio's
         // unknown paths)
         const text = readEvent({ data: await response.text() }, state, source, "message");
-        const counted = state.usage?.completion_tokens;
-        const countable = typeof counted === "number" && counted >= 0 && counted <= request.maxTokens;
+        const counted = tokenCount(state.usage?.completion_tokens);
+        const countable = counted !== undefined && counted <= request.maxTokens;
         if (whole && !countable) this.wholeUncounted = true;
         // no count from the server: the text's estimated tokens (a whole answer has no deltas to count)
         const tokens = countable ? counted : text === undefined ? 0 : estimateTokens(text);
         if (text !== undefined) yield { text, tokens: Math.max(1, Math.min(tokens, request.maxTokens)) };
         // a count past max_tokens: the server ignored it (the text is as it sent it; the count stops at the budget)
-        const over = typeof counted === "number" && counted > request.maxTokens;
+        const over = counted !== undefined && counted > request.maxTokens;
         return result(over || state.finishReason === "length" ? "length" : "stop", tokens);
       }
       const events: EventSourceMessage[] = [];
