@@ -121,6 +121,30 @@ describe("fall-through", () => {
     expect(chain.stats().links.node).toEqual({ answered: 0, failed: 0, timedOut: 0, abandoned: 0, declined: 1 });
   });
 
+  it("asks a link through begin when it has one: a decline there passes at once, counted as declined", async () => {
+    const asked: string[] = [];
+    const node: Classifier = {
+      classify: () => Promise.reject(new Error("classify must not be called when begin exists")),
+      begin: ({ messages }) => {
+        asked.push(messages[0]!.content);
+        return asked.length === 1
+          ? { declined: "nobody to ask" }
+          : Promise.resolve({ difficulty: "ADVANCED", classifier: "x" });
+      },
+    };
+    const chain = createClassifierChain(
+      [
+        { name: "node", budgetMs: 5_000, classifier: node },
+        { name: "local", budgetMs: 100, classifier: localClassifier },
+      ],
+      { cacheTtlMs: 0, cacheMaxEntries: 0 },
+    );
+    expect(await chain.classify(input("Compare TCP and UDP."))).toEqual({ difficulty: "COMPLEX", classifier: "local" });
+    expect(await chain.classify(input("Prove it."))).toEqual({ difficulty: "ADVANCED", classifier: "node" });
+    expect(asked).toEqual(["Compare TCP and UDP.", "Prove it."]);
+    expect(chain.stats().links.node).toEqual({ answered: 1, failed: 0, timedOut: 0, abandoned: 0, declined: 1 });
+  });
+
   it("refuses an empty chain and duplicate names", () => {
     expect(() => createClassifierChain([], { cacheTtlMs: 0, cacheMaxEntries: 0 })).toThrow(/at least one link/);
     const twice = { name: "local", budgetMs: 10, classifier: localClassifier };

@@ -2,7 +2,7 @@
 // falling through on error, timeout, an invalid answer or a link that declines; answers cached by conversation hash.
 import type { Logger } from "pino";
 import { DIFFICULTIES } from "../../../common/vocabulary.ts";
-import type { Classification, Classifier, ClassifierInput } from "./classifier.ts";
+import type { Classification, Classifier, ClassifierInput, Declined } from "./classifier.ts";
 import { ClassificationCache, conversationKey, type CacheStats } from "./cache.ts";
 import { classifyLocally } from "./model.ts";
 
@@ -103,7 +103,8 @@ export function createClassifierChain(
       for (const [index, link] of links.entries()) {
         // the client is gone: no remote work for it; the local model below still answers in microseconds
         if (input.signal?.aborted) break;
-        const outcome = await attempt(link, input);
+        const started = begin(link, input);
+        const outcome = "kind" in started ? started : await attempt(link, input, started);
         note(link, outcome);
         if (outcome.kind !== "answered") continue;
         if (key !== undefined && index < links.length - 1) cache.set(key, outcome.classification);
@@ -151,19 +152,38 @@ export class ClassifierLinkDeclined extends Error {
 const notYet = Symbol("not yet");
 const pending = Promise.resolve(notYet);
 
+/** A link asked: its answer to come, and the signal that tells it to stop. */
+interface Started {
+  answer: Promise<Classification>;
+  controller: AbortController;
+}
+
+const isDeclined = (value: Promise<Classification> | Declined): value is Declined => "declined" in value;
+
 /**
- * Runs one link against its budget and the caller's signal; the link's own signal aborts whichever ends first. A link
- * that settles at once (the node link declining when no node can be asked, on most requests) is judged without a
- * timer, a race or a listener on the caller's signal.
+ * Asks the link. One that declines or throws at once (the node link with nobody to ask, on most requests) is judged
+ * here: no promise, race or turn of the event loop for it.
  */
-async function attempt(link: ClassifierLink, input: ClassifierInput): Promise<Outcome> {
+function begin(link: ClassifierLink, input: ClassifierInput): Outcome | Started {
   const controller = new AbortController();
-  let answer: Promise<Classification>;
+  const asked = { messages: input.messages, signal: controller.signal };
   try {
-    answer = link.classifier.classify({ messages: input.messages, signal: controller.signal });
+    const answer = link.classifier.begin ? link.classifier.begin(asked) : link.classifier.classify(asked);
+    return isDeclined(answer) ? { kind: "declined" } : { answer, controller };
   } catch (error) {
-    answer = Promise.reject(error);
+    return failure(error, input);
   }
+}
+
+/**
+ * Waits for a link's answer against its budget and the caller's signal; the link's own signal aborts whichever ends
+ * first. An answer already settled is judged without a timer, a race or a listener on the caller's signal.
+ */
+async function attempt(
+  link: ClassifierLink,
+  input: ClassifierInput,
+  { answer, controller }: Started,
+): Promise<Outcome> {
   let early: Classification | typeof notYet;
   try {
     // race() reacts to an already settled answer before the already resolved `pending`

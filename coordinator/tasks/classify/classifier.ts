@@ -16,6 +16,17 @@ export interface Classification {
   cached?: boolean;
 }
 
+/** A link's answer when it has nobody to ask for this request and spends no time: the next link decides at once. */
+export interface Declined {
+  declined: string;
+}
+
 export interface Classifier {
   classify(input: ClassifierInput): Promise<Classification>;
+  /**
+   * Optional, what the chain calls when present: classify's work, except that a link with nobody to ask says so at
+   * once (`{ declined }`) instead of with a rejected ClassifierLinkDeclined, so that passing it costs no exception,
+   * promise or turn of the event loop (the node link declines on most requests).
+   */
+  begin?(input: ClassifierInput): Promise<Classification> | Declined;
 }

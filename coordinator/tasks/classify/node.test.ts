@@ -69,6 +69,21 @@ describe("node classifier: nobody known to judge", () => {
     expect(classifier.waitMs("n1")).toBeUndefined();
   });
 
+  it("begin declines with the same words as a value, and asks a known node as classify does", async () => {
+    vi.useFakeTimers({ now: T0 });
+    const { classifier, sent, teach, lastId } = setup({ nodes: ["n1"] });
+    expect(classifier.begin({ messages })).toEqual({ declined: "no idle node known to judge; probing n1" });
+    expect(sent).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1_000); // the probe missed
+    expect(classifier.begin({ messages })).toEqual({ declined: "no idle node known to judge" });
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    await teach("n1", 20);
+    const answer = classifier.begin({ messages });
+    expect(answer).toBeInstanceOf(Promise);
+    expect(classifier.resolveClassifyResult(lastId("n1"), Difficulty.COMPLEX, "n1")).toBe(true);
+    await expect(answer).resolves.toEqual({ difficulty: "COMPLEX", classifier: "node" });
+  });
+
   it(
     "500 silent nodes: every request declines at once, each probing another node; none is ever waited " + "on",
     async () => {

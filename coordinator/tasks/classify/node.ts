@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import type { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts";
 import { renderForNode } from "../../../common/classify-prompt.ts";
 import type { Difficulty, NodeTier } from "../../../common/vocabulary.ts";
-import type { Classification, Classifier, ClassifierInput } from "./classifier.ts";
+import type { Classification, Classifier, ClassifierInput, Declined } from "./classifier.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
 import { DEFAULT_WAIT, waitFor, withAnswer, type ClassifyRecord, type WaitPolicy } from "./node-record.ts";
 import { difficultyFromProto, NODE_TIERS } from "../../../common/vocabulary.ts";
@@ -43,6 +43,8 @@ export interface ClassifyRequest {
 }
 
 export interface NodeClassifier extends Classifier {
+  /** Declines at once (a value, not a rejection) when no node can be asked; else asks one, as classify does. */
+  begin(input: ClassifierInput): Promise<Classification> | Declined;
   /**
    * A classify result arrived on `fromNodeId`'s stream. Accepted only from the node the id was sent to and only before
    * the assign's deadline, whether or not a request still waits (a late answer still teaches the node's latency);
@@ -164,6 +166,20 @@ export function createNodeClassifier<Node extends { id: string }>(
     });
   }
 
+  function begin(input: ClassifierInput): Promise<Classification> | Declined {
+    if (input.signal?.aborted) throw new Error("node classification aborted before it started");
+    const { known: judge, stranger } = options.pickIdleNodes((id) =>
+      available(id) ? (records.has(id) ? "known" : "stranger") : undefined,
+    );
+    if (judge) return ask(judge, input, waitFor(records.get(judge.id), policy)!);
+    // nobody known to judge: the local model answers this request now; a stranger may earn a record on its prompt
+    // meanwhile
+    if (stranger) assign(stranger, input);
+    return {
+      declined: stranger ? `no idle node known to judge; probing ${stranger.id}` : "no idle node known to judge",
+    };
+  }
+
   return {
     get pending() {
       return assigns.size;
@@ -173,18 +189,12 @@ export function createNodeClassifier<Node extends { id: string }>(
       return waitFor(records.get(nodeId), policy);
     },
 
+    begin,
+
     async classify(input) {
-      if (input.signal?.aborted) throw new Error("node classification aborted before it started");
-      const { known: judge, stranger } = options.pickIdleNodes((id) =>
-        available(id) ? (records.has(id) ? "known" : "stranger") : undefined,
-      );
-      if (judge) return ask(judge, input, waitFor(records.get(judge.id), policy)!);
-      // nobody known to judge: the local model answers this request now; a stranger may earn a record on its prompt
-      // meanwhile
-      if (stranger) assign(stranger, input);
-      throw new ClassifierLinkDeclined(
-        stranger ? `no idle node known to judge; probing ${stranger.id}` : "no idle node known to judge",
-      );
+      const started = begin(input);
+      if ("declined" in started) throw new ClassifierLinkDeclined(started.declined);
+      return started;
     },
 
     resolveClassifyResult(classifyId, difficulty, fromNodeId) {
