@@ -49,6 +49,24 @@ function request(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
   };
 }
 
+/** A transport whose answers' bodies pass through `map`, read by read (their text too). */
+function mappingBodies(map: (chunk: Buffer) => Buffer): HttpTransport {
+  const http = createHttpTransport();
+  return async (url, call) => {
+    const answer = await http(url, call);
+    const source = answer.body;
+    const body = (async function* () {
+      for await (const chunk of source) yield map(chunk);
+    })();
+    const text = async () => {
+      const parts: Buffer[] = [];
+      for await (const part of body) parts.push(part);
+      return Buffer.concat(parts).toString("utf8");
+    };
+    return { ...answer, body, text };
+  };
+}
+
 async function collect(
   stream: AsyncGenerator<GeneratedPiece, GenerateResult, void>,
   onPiece?: (count: number, tokens: number) => void,
@@ -234,18 +252,7 @@ describe("generate()", () => {
       text
         .replace(/"prompt_tokens": ?(\d+)/g, '"prompt_tokens":"$1"')
         .replace(/"completion_tokens": ?\d+/g, '"completion_tokens":-3');
-    const http = createHttpTransport();
-    const breaking: HttpTransport = async (url, call) => {
-      const answer = await http(url, call);
-      const body = answer.body;
-      return {
-        ...answer,
-        body: (async function* () {
-          for await (const chunk of body) yield Buffer.from(broken(chunk.toString("utf8")));
-        })(),
-        text: async () => broken(await answer.text()),
-      };
-    };
+    const breaking = mappingBodies((chunk) => Buffer.from(broken(chunk.toString("utf8"))));
     const backend = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, transport: breaking });
     const whole = await collect(backend.generate(request({ whole: true })));
     expect(whole.result).toEqual({
@@ -296,20 +303,10 @@ describe("generate()", () => {
     // Three bytes a write splits every event, and every 4-byte emoji, across reads.
     const { standin } = await setup({ tokens, writeBytesAtATime: 3, keepAliveComments: true });
     let chunks = 0;
-    const http = createHttpTransport();
-    const counting: HttpTransport = async (url, call) => {
-      const answer = await http(url, call);
-      const body = answer.body;
-      return {
-        ...answer,
-        body: (async function* () {
-          for await (const chunk of body) {
-            chunks++;
-            yield chunk;
-          }
-        })(),
-      };
-    };
+    const counting = mappingBodies((chunk) => {
+      chunks++;
+      return chunk;
+    });
     const split = createOpenAiCompatibleBackend({ baseUrl: standin.baseUrl, model: qwen.id, transport: counting });
     const { pieces, result } = await collect(split.generate(request()));
     expect(pieces).toEqual(tokens);

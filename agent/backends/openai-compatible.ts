@@ -204,13 +204,12 @@ class OpenAiCompatibleBackend implements Backend {
         // unknown paths)
         const text = readEvent({ data: await response.text() }, state, source, "message");
         const counted = tokenCount(state.usage?.completion_tokens);
-        const countable = counted !== undefined && counted <= request.maxTokens;
-        if (whole && !countable) this.wholeUncounted = true;
-        // no count from the server: the text's estimated tokens (a whole answer has no deltas to count)
-        const tokens = countable ? counted : text === undefined ? 0 : estimateTokens(text);
-        if (text !== undefined) yield { text, tokens: Math.max(1, Math.min(tokens, request.maxTokens)) };
         // a count past max_tokens: the server ignored it (the text is as it sent it; the count stops at the budget)
         const over = counted !== undefined && counted > request.maxTokens;
+        if (whole && (counted === undefined || over)) this.wholeUncounted = true;
+        // no count from the server: the text's estimated tokens (a whole answer has no deltas to count)
+        const tokens = counted ?? (text === undefined ? 0 : estimateTokens(text));
+        if (text !== undefined) yield { text, tokens: Math.max(1, Math.min(tokens, request.maxTokens)) };
         return result(over || state.finishReason === "length" ? "length" : "stop", tokens);
       }
       const events: EventSourceMessage[] = [];
