@@ -3,7 +3,8 @@
 // assigned, streaming, completed, the node's outcome), then waits for them, N times; the CPU of this process and of
 // its PostgreSQL backend per request, and the statements. Not the whole coordinator: the database's side of
 // bench:peers-trace's table, measured alone. `npm run bench:journal` (JOURNAL_REQUESTS=N, default 2000;
-// JOURNAL_OUTCOMES=0 leaves the outcome out; needs a PostgreSQL DATABASE_URL).
+// JOURNAL_OUTCOMES=0 leaves the outcome out; JOURNAL_BATCH=N writes N requests' records a batch, as ended tasks
+// gathered for TASK_JOURNAL_END_FLUSH_MS are, default 1; needs a PostgreSQL DATABASE_URL).
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import pino from "pino";
@@ -25,6 +26,8 @@ if (!url?.startsWith("postgres")) {
 const requests = Number(process.env.JOURNAL_REQUESTS ?? 2000);
 /** JOURNAL_OUTCOMES=0: the task records alone, without the node's reputation outcome riding their batch. */
 const outcomes = process.env.JOURNAL_OUTCOMES !== "0";
+/** JOURNAL_BATCH=N: N requests' records gathered into each batch (as TASK_JOURNAL_END_FLUSH_MS gathers them). */
+const batch = Math.max(1, Number(process.env.JOURNAL_BATCH ?? 1));
 const database = await createBenchDatabase(url);
 const opened = await openDatabase({ url: database.env.DATABASE_URL!, dataDir: "", poolSize: 2 });
 let statements = 0;
@@ -39,7 +42,7 @@ try {
   const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), new NodeRegistry(), logger);
   const node = await insertNode(opened.db);
   const backends = await watchDatabaseBackends(database.env.DATABASE_URL);
-  const one = async () => {
+  const record = () => {
     const id = randomUUID();
     const at = () => new Date();
     journal.created({ id, difficulty: "SIMPLE", max_tokens: 16, created_at: at() });
@@ -47,6 +50,9 @@ try {
     journal.update(id, "streaming", { first_token_at: at(), ttft_ms: 1 }, node.id);
     if (outcomes) recorder.record(completionOf(node, id));
     journal.update(id, "completed", { completion_tokens: 16, completed_at: at(), total_ms: 2 }, node.id);
+  };
+  const one = async () => {
+    for (let i = 0; i < batch; i++) record();
     await journal.flush();
     await recorder.settled();
   };
@@ -55,7 +61,7 @@ try {
   const db0 = await backends.snapshot();
   const cpu0 = process.cpuUsage();
   const started = performance.now();
-  for (let i = 0; i < requests; i++) await one();
+  for (let i = 0; i < requests / batch; i++) await one();
   const wallMs = performance.now() - started;
   const cpu = process.cpuUsage(cpu0);
   const db = backendSeconds(db0, await backends.snapshot());
@@ -63,7 +69,7 @@ try {
   const per = (ms: number) => fixed(ms / requests, 3);
   console.log(
     `## The database's side of one request at a time (${requests} requests, PostgreSQL` +
-      `${outcomes ? "" : ", no reputation outcomes"})\n\n` +
+      `${outcomes ? "" : ", no reputation outcomes"}${batch > 1 ? `, ${batch} requests a batch` : ""})\n\n` +
       markdownTable(
         ["measure", "per request"],
         [
