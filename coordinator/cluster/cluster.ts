@@ -58,9 +58,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const context = { ...options, incarnation, subjects, logger };
   const queue = new QueueView({ ...context, hasPeers: () => receiver.hasPeers });
   // a peer that joins hears our whole view at once (one for every peer that joins or asks within a turn)
-  const joined = () => {
+  const joined = (home: string) => {
     if (stopped) return; // after our leaving, a view would make us a member again
-    publisher.wantFull();
+    publisher.wantFull(home);
     queue.joined();
   };
   const left = (home: string) => {

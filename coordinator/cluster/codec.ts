@@ -1,8 +1,12 @@
-// A live node as the cluster view carries it, and back: the fields routing reads, nothing secret (no account key).
+// A live node as the cluster view carries it, and back: the fields routing reads, nothing secret (no account key);
+// and a view's headline, read without its nodes.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import type { Tier } from "../../gen/iris/v1/common_pb.ts";
 import {
   ClusterNodeSchema,
+  type ClusterView,
+  ClusterViewSchema,
   type ClusterMeasurements,
   type ClusterMeasurementsSchema,
   type ClusterNode,
@@ -136,4 +140,45 @@ export function sameMeasurements(a: ClusterMeasurements | undefined, b: ClusterM
     a.speed.length === b.speed.length &&
     a.speed.every((speed, i) => speed === b.speed[i])
   );
+}
+
+/** A view's fields other than its nodes and gone ids: what a peer reads first (view-receiver.ts). */
+export type ViewHeadline = Omit<ClusterView, "nodes" | "gone" | "$typeName" | "$unknown">;
+
+const VIEW = ClusterViewSchema.field;
+
+/**
+ * The headline of an encoded ClusterView, its nodes and gone ids skipped over unread (a full view of 10,000 nodes:
+ * the entries' tags and lengths, not their ~2.3 MB decoded). A field of an unexpected wire type is skipped; a message
+ * cut short throws, as fromBinary would.
+ */
+export function readViewHeadline(data: Uint8Array): ViewHeadline {
+  const head: ViewHeadline = {
+    home: "",
+    coordinatorPublicKey: new Uint8Array(0),
+    full: false,
+    incarnation: "",
+    sequence: 0n,
+    nodeCount: 0,
+    part: 0,
+    parts: 0,
+    askers: [],
+  };
+  const reader = new BinaryReader(data);
+  while (reader.pos < reader.len) {
+    const [field, type] = reader.tag();
+    const varint = type === WireType.Varint;
+    const delimited = type === WireType.LengthDelimited;
+    if (field === VIEW.home.number && delimited) head.home = reader.string();
+    else if (field === VIEW.coordinatorPublicKey.number && delimited) head.coordinatorPublicKey = reader.bytes();
+    else if (field === VIEW.full.number && varint) head.full = reader.bool();
+    else if (field === VIEW.incarnation.number && delimited) head.incarnation = reader.string();
+    else if (field === VIEW.sequence.number && varint) head.sequence = BigInt(reader.uint64());
+    else if (field === VIEW.nodeCount.number && varint) head.nodeCount = reader.uint32();
+    else if (field === VIEW.part.number && varint) head.part = reader.uint32();
+    else if (field === VIEW.parts.number && varint) head.parts = reader.uint32();
+    else if (field === VIEW.askers.number && delimited) head.askers.push(reader.string());
+    else reader.skip(type, field);
+  }
+  return head;
 }

@@ -25,6 +25,11 @@ export class Incarnations {
     return "restarted";
   }
 
+  /** Whether `incarnation` is the home's run heard so far (asked without hearing it). */
+  isCurrent(home: string, incarnation: string): boolean {
+    return incarnation !== "" && this.#current.get(home) === incarnation;
+  }
+
   /** The home says its run `incarnation` is leaving: false when that run had already been replaced (ignore it). */
   left(home: string, incarnation: string): boolean {
     if (this.#retired.get(home)?.includes(incarnation)) return false;

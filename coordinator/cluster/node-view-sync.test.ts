@@ -3,12 +3,8 @@
 // it back in step. Publisher and receiver talk over the in-process bus (node-view-nats.test.ts: over NATS); a wrapper
 // loses the views a test says.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { generateKeyPairSync } from "node:crypto";
-import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { publicKeyBytes } from "../../common/crypto/envelope.ts";
 import {
-  ClusterAssignReplySchema,
   type ClusterView,
   ClusterViewSchema,
   type ClusterViewWanted,
@@ -18,73 +14,21 @@ import { GpuSchema } from "../../gen/iris/v1/common_pb.ts";
 import { ConnectResponseSchema } from "../../gen/iris/v1/node_pb.ts";
 import { NodeRegistry } from "../nodes/registry.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
-import { lossyBus } from "../../test/support/lossy-bus.ts";
-import { clusterSubjects, type Bus } from "./bus.ts";
+import {
+  context,
+  coordinatorKey,
+  link,
+  nodeKey,
+  settled,
+  setup,
+  subjects,
+} from "../../test/support/node-view-harness.ts";
 import { LocalBus, LocalNetwork } from "./bus-local.ts";
 import { clusterNodeOf } from "./codec.ts";
-import { FULL_VIEW_NODES_PER_TURN, SLOT_VIEW_DELAY_MS, ViewPublisher, type NodeViewContext } from "./node-view.ts";
-import type { RemoteNode, HomeLink } from "./remote-node.ts";
+import { FULL_VIEW_NODES_PER_TURN, SLOT_VIEW_DELAY_MS, ViewPublisher } from "./node-view.ts";
 import { ViewReceiver } from "./view-receiver.ts";
 
-const key = generateKeyPairSync("x25519").privateKey;
-const coordinatorKey = { privateKey: key, publicKey: publicKeyBytes(key) };
-const nodeKey = publicKeyBytes(generateKeyPairSync("x25519").privateKey);
-const subjects = clusterSubjects("t");
 const assign = { message: { case: "taskAssign" as const, value: { taskId: "t1" } } };
-const link: HomeLink = { send() {}, assign: async () => create(ClusterAssignReplySchema, { gone: true }) };
-
-/** Every turn the views, asks and full views of a test take (each hop is a microtask or a setImmediate). */
-const settled = async (turns = 6) => {
-  for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-};
-
-function context(bus: Bus, instance: string, registry: NodeRegistry, partBytes?: number): NodeViewContext {
-  const logger = pino({ level: "silent" });
-  const timing = { viewMs: 60_000, deadAfterMs: 180_000, fullViewPartBytes: partBytes };
-  return { bus, subjects, instance, incarnation: `${instance}-1`, registry, coordinatorKey, logger, ...timing };
-}
-
-/**
- * Home "h" (its publisher, over a lossy bus), peer "p" (a receiver), and what crosses the bus; `partBytes`: the home's
- * limit for one message of a full view; `othersWaiting`: whether peers have requests waiting (by default they have,
- * so that every change goes out at the end of its turn).
- */
-function setup(options: { partBytes?: number; othersWaiting?: () => boolean } = {}) {
-  const network = new LocalNetwork();
-  const home = { registry: new NodeRegistry(), ...lossyBus(new LocalBus(network), subjects.view) };
-  const publisher = new ViewPublisher(
-    context(home.bus, "h", home.registry, options.partBytes),
-    () => true,
-    options.othersWaiting,
-  );
-  const peer = { registry: new NodeRegistry(), bus: new LocalBus(network) };
-  let receiver: ViewReceiver | undefined;
-  const join = () => {
-    receiver = new ViewReceiver(context(peer.bus, "p", peer.registry), link);
-    return receiver;
-  };
-  const heard = { views: [] as ClusterView[], bytes: [] as number[], wants: [] as ClusterViewWanted[] };
-  const listener = new LocalBus(network);
-  listener.subscribe(subjects.view, (data) => {
-    heard.views.push(fromBinary(ClusterViewSchema, data));
-    heard.bytes.push(data.length);
-  });
-  listener.subscribe(subjects.want("h"), (data) => heard.wants.push(fromBinary(ClusterViewWantedSchema, data)));
-  const connect = (id: string) => {
-    const node = testNode(id, "MID");
-    node.publicKey = nodeKey;
-    home.registry.add(node);
-    return node;
-  };
-  /** Nodes n0 … n(count-1), connected to the home; their ids. */
-  const connectMany = (count: number) => Array.from({ length: count }, (_, i) => connect(`n${i}`).id);
-  const remote = (id: string) => peer.registry.get(id) as RemoteNode | undefined;
-  const stop = () => {
-    publisher.stop(false);
-    receiver?.stop();
-  };
-  return { network, home, peer, publisher, join, heard, connect, connectMany, remote, stop };
-}
 
 describe("the node view's numbered views", () => {
   it("sends a node's new service time at once (its own home's, or one an assigner sent: both served())", async () => {

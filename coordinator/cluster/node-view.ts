@@ -79,6 +79,12 @@ export class ViewPublisher {
   /** A flush after SLOT_VIEW_DELAY_MS is on its way (slot changes only). */
   #delayed: NodeJS.Timeout | undefined;
   #fullScheduled = false;
+  /**
+   * The peers the next full view answers (their asks, their arrival): the others that hold every view so far need not
+   * read it. `#forEveryone`: it goes to all (the 30th beat, a coordinator's first view, an operator's).
+   */
+  readonly #askers = new Set<string>();
+  #forEveryone = false;
   /** A full view in parts being encoded, a slice of its nodes a turn: deltas and beats wait behind it. */
   #spreading: { header: ViewHeader; encoded: Uint8Array[] } | undefined;
   readonly #timer: NodeJS.Timeout;
@@ -123,21 +129,49 @@ export class ViewPublisher {
     else this.#publish(false, [], []);
   }
 
-  /** All of this coordinator's nodes: peers drop the ones of ours not listed. */
-  publishFull(): void {
+  /**
+   * All of this coordinator's nodes: peers drop the ones of ours not listed. For every peer unless `everyone` is false:
+   * then for those whose asks or arrival wantFull heard (a peer in step with us need not read it).
+   */
+  publishFull(everyone = true): void {
     this.#fullScheduled = false;
-    if (this.#spreading) return; // one is being encoded: it answers whoever asked
-    this.#dirty.clear();
-    this.#gone.clear();
-    this.#readings.clear();
+    if (everyone) this.#forEveryone = true;
+    // one being encoded answers whoever asked meanwhile too (its parts name the askers when they go out)
+    if (this.#spreading) return;
+    // for every peer it carries the changes not yet sent; for some, they follow it as a delta, so that a peer in
+    // step, which passes over a full view for others, still hears them
+    if (this.#forEveryone) {
+      this.#dirty.clear();
+      this.#gone.clear();
+      this.#readings.clear();
+    }
     this.#publish(true, this.#localNodes(), []);
+    this.#flush(); // nothing while its parts are encoded: they flush after them
   }
 
-  /** A full view soon (a turn later): every ask and greeting of this turn is answered by one. */
-  wantFull(): void {
+  /**
+   * A full view soon (a turn later) for `asker` (a peer that asked, or joined): every ask and greeting of this turn is
+   * answered by one. Without an asker it is for every peer.
+   */
+  wantFull(asker?: string): void {
+    if (asker === undefined) this.#forEveryone = true;
+    else this.#askers.add(asker);
     if (this.#fullScheduled) return;
     this.#fullScheduled = true;
-    setImmediate(() => this.#fullScheduled && this.publishFull());
+    setImmediate(() => this.#fullScheduled && this.publishFull(false));
+  }
+
+  /** Whom a full view going out now answers (none named: every peer). */
+  #askersNow(): string[] {
+    return this.#forEveryone ? [] : [...this.#askers];
+  }
+
+  /** Whom the full view going out now answers; the next one starts afresh. */
+  #takeAskers(): string[] {
+    const askers = this.#askersNow();
+    this.#askers.clear();
+    this.#forEveryone = false;
+    return askers;
   }
 
   /** Publishes the pending changes now (shutdown), and stops. */
@@ -191,7 +225,7 @@ export class ViewPublisher {
       // another run under our name is asked about its own view; a full view after the asker's last is on its way
       if (want.incarnation !== this.ctx.incarnation || want.sequence < this.#lastFull) return;
       this.ctx.logger.debug({ peer: want.origin, reason: want.reason }, "cluster: a peer asks for our whole view");
-      this.wantFull();
+      this.wantFull(want.origin);
     } catch (err) {
       this.ctx.logger.error({ err }, "cluster bus: could not read an ask for our view");
     }
@@ -256,6 +290,7 @@ export class ViewPublisher {
       full,
       nodeCount: this.#listed.size,
       gone,
+      askers: [],
     };
     const limit = ctx.fullViewPartBytes ?? FULL_VIEW_PART_BYTES;
     // a view likely too large for one message is not encoded whole only to learn so (2.3 MB at 10,000 nodes); one
@@ -266,13 +301,17 @@ export class ViewPublisher {
     }
     const view = create(ClusterViewSchema, { ...header, nodes: nodes.map((node) => clusterNodeOf(node)) });
     view.sequence = this.#sequence + 1n;
+    if (full) view.askers = this.#askersNow();
     const data = toBinary(ClusterViewSchema, view);
     if (full && data.length > limit && nodes.length >= 2) {
       this.#spread(header, nodes);
       return;
     }
     this.#sequence = view.sequence;
-    if (full) this.#lastFull = view.sequence;
+    if (full) {
+      this.#lastFull = view.sequence;
+      this.#takeAskers();
+    }
     ctx.bus.publish(ctx.subjects.view, data);
   }
 
@@ -328,10 +367,12 @@ export class ViewPublisher {
     const first = this.#sequence + 1n;
     this.#sequence += BigInt(groups.length);
     this.#lastFull = first;
+    // every ask heard while its nodes were encoded is answered by it too
+    const askers = this.#takeAskers();
     groups.forEach((group, i) => {
       // all in one after all (the estimate was high): a full view, which a peer takes whole
       const place = groups.length === 1 ? { full: true } : { part: i + 1, parts: groups.length };
-      const part = { ...header, sequence: first + BigInt(i), ...place };
+      const part = { ...header, sequence: first + BigInt(i), ...place, askers };
       const head = toBinary(ClusterViewSchema, create(ClusterViewSchema, part));
       ctx.bus.publish(ctx.subjects.view, Buffer.concat([head, ...group]));
     });
@@ -346,6 +387,8 @@ interface ViewHeader {
   full: boolean;
   nodeCount: number;
   gone: string[];
+  /** Whom a full view answers (set as it goes out). */
+  askers: string[];
 }
 
 /** The tag of ClusterView.nodes: its field number, length-delimited (one byte: field numbers up to 15 take one). */

@@ -10,6 +10,7 @@ import {
   ClusterViewWantedSchema,
 } from "../../gen/iris/v1/cluster_pb.ts";
 import { deriveSessionKeys, EnvelopeError } from "../../common/crypto/envelope.ts";
+import { readViewHeadline } from "./codec.ts";
 import { Incarnations } from "./incarnations.ts";
 import type { NodeViewContext } from "./node-view.ts";
 import { RemoteNode, type HomeLink } from "./remote-node.ts";
@@ -29,6 +30,8 @@ export class ViewReceiver {
   /** Views and leavings that arrived after a part of a full view, in order: they wait for the next turn. */
   readonly #waiting: { data: Uint8Array; left: boolean }[] = [];
   #resumeScheduled = false;
+  /** Full views (and parts) that answered other peers, taken as beats here without reading their nodes. */
+  #passedOver = 0;
   readonly #timer: NodeJS.Timeout;
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
@@ -56,6 +59,11 @@ export class ViewReceiver {
   /** The homes heard from within CLUSTER_DEAD_AFTER_MS. */
   get peers(): string[] {
     return [...this.#heard.keys()];
+  }
+
+  /** Full views (and parts of them) for other peers that this coordinator, in step, took as beats. */
+  get passedOver(): number {
+    return this.#passedOver;
   }
 
   /** Whether any peer was heard lately (asked on every change of a node here: no list made). */
@@ -86,6 +94,7 @@ export class ViewReceiver {
 
   #take(data: Uint8Array, left: boolean): void {
     const { logger } = this.ctx;
+    if (!left && this.#passOver(data)) return;
     let view: ClusterView;
     try {
       view = fromBinary(ClusterViewSchema, data);
@@ -114,6 +123,35 @@ export class ViewReceiver {
       const next = this.#waiting.shift()!;
       this.#take(next.data, next.left);
     }
+  }
+
+  /**
+   * A full view (or part) that answers other peers' asks or arrival, heard while this coordinator holds every earlier
+   * view of the home's run and as many of its nodes: it says nothing new here, and is taken as a beat (the home alive,
+   * its nodes seen) without decoding its nodes (~60 ms of CPU at 10,000 nodes). Anything else is read whole.
+   */
+  #passOver(data: Uint8Array): boolean {
+    const { ctx } = this;
+    let head: ReturnType<typeof readViewHeadline>;
+    try {
+      head = readViewHeadline(data);
+    } catch {
+      return false; // read whole, which logs what is wrong with it
+    }
+    if (head.askers.length === 0 || head.askers.includes(ctx.instance) || head.home === ctx.instance) return false;
+    const stream = this.#streams.get(head.home);
+    if (!stream?.inStep(head.sequence, head.nodeCount)) return false;
+    if (!this.#incarnations.isCurrent(head.home, head.incarnation)) return false;
+    if (!Buffer.from(head.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) return false;
+    const now = this.#now();
+    this.#heard.set(head.home, now);
+    stream.heard(head.sequence, false);
+    // once a full view: its nodes seen now (a part before the last says nothing the last does not)
+    if (head.parts <= 1 || head.part === head.parts) this.#beat(head.home, stream, head.nodeCount, now);
+    this.#passedOver++;
+    const reason = stream.want(now, ctx.viewMs);
+    if (reason) this.#ask(head.home, head.incarnation, stream.sequence, reason);
+    return true;
   }
 
   receive(view: ClusterView): void {

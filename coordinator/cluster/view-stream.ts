@@ -36,6 +36,20 @@ export class ViewStream {
   }
 
   /**
+   * Whether the view numbered `sequence`, listing `nodeCount` nodes, comes next after every view of the run heard in
+   * order, with as many nodes held as the home counts (and no full view in parts half heard): a peer in step.
+   */
+  inStep(sequence: bigint, nodeCount: number): boolean {
+    return (
+      this.synced &&
+      this.collecting === undefined &&
+      this.sequence !== 0n &&
+      sequence === this.sequence + 1n &&
+      nodeCount === this.listed.size
+    );
+  }
+
+  /**
    * Before a view is applied: where it stands in a full view sent in parts. Returns the set that collects the nodes
    * listed since the first part (the view's and any delta's), or undefined outside one. A part out of its turn ends
    * the collection: its nodes are applied, none are dropped, and the gap in the numbers asks for the whole view again.
