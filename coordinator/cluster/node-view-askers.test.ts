@@ -3,8 +3,8 @@
 // named, out of step, or hearing a full view for everyone reads it whole. Over the in-process bus.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { ClusterViewSchema } from "../../gen/iris/v1/cluster_pb.ts";
-import { context, coordinatorKey, link, settled, setup } from "../../test/support/node-view-harness.ts";
+import { ClusterViewSchema, ClusterViewWantedSchema } from "../../gen/iris/v1/cluster_pb.ts";
+import { context, coordinatorKey, link, settled, setup, subjects } from "../../test/support/node-view-harness.ts";
 import { NodeRegistry } from "../nodes/registry.ts";
 import { LocalBus, type LocalNetwork } from "./bus-local.ts";
 import { clusterNodeOf, readViewHeadline } from "./codec.ts";
@@ -107,6 +107,41 @@ describe("full views for some peers", () => {
     await settled();
     expect(heard.wants).toEqual([]);
     q.receiver.stop();
+    stop();
+  });
+});
+
+describe("asks from before the latest full view", () => {
+  it("are answered by it when it was for everyone or names the asker, and by another when it does not", async () => {
+    const { network, publisher, heard, connect, stop } = setup();
+    connect("n1");
+    await settled();
+    const asker = new LocalBus(network);
+    const ask = (origin: string, sequence: bigint) =>
+      asker.publish(
+        subjects.want("h"),
+        toBinary(
+          ClusterViewWantedSchema,
+          create(ClusterViewWantedSchema, { origin, incarnation: "h-1", sequence, reason: "lost" }),
+        ),
+      );
+    const fulls = () => heard.views.filter((view) => view.full).map((view) => [view.sequence, view.askers]);
+    publisher.wantFull("r");
+    await settled();
+    expect(fulls()).toEqual([[2n, ["r"]]]);
+    ask("r", 1n); // heard before the view that names it: on its way to it
+    await settled();
+    expect(fulls()).toHaveLength(1);
+    ask("p", 1n); // a peer in step that lost a node passes over a view for others: it needs one of its own
+    await settled();
+    expect(fulls()).toEqual([
+      [2n, ["r"]],
+      [3n, ["p"]],
+    ]);
+    publisher.publishFull();
+    ask("q", 3n); // before a view for everyone: answered by it
+    await settled();
+    expect(fulls().map(([sequence]) => sequence)).toEqual([2n, 3n, 4n]);
     stop();
   });
 });

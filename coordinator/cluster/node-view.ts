@@ -73,6 +73,8 @@ export class ViewPublisher {
   #sequence = 0n;
   /** The number of the latest full view: an ask from before it is answered by it already. */
   #lastFull = 0n;
+  /** Whom the latest full view named (undefined: it was for everyone): a peer in step that it did not name skips it. */
+  #lastFullFor: ReadonlySet<string> | undefined;
   #beats = 0;
   /** A flush at the end of this turn is on its way. */
   #scheduled = false;
@@ -174,6 +176,12 @@ export class ViewPublisher {
     return askers;
   }
 
+  /** A full view numbered `sequence` goes out, for `askers` (none: for everyone). */
+  #fullGoes(sequence: bigint, askers: string[]): void {
+    this.#lastFull = sequence;
+    this.#lastFullFor = askers.length === 0 ? undefined : new Set(askers);
+  }
+
   /** Publishes the pending changes now (shutdown), and stops. */
   stop(final = true): void {
     clearInterval(this.#timer);
@@ -222,8 +230,12 @@ export class ViewPublisher {
   #wanted(data: Uint8Array): void {
     try {
       const want = fromBinary(ClusterViewWantedSchema, data);
-      // another run under our name is asked about its own view; a full view after the asker's last is on its way
-      if (want.incarnation !== this.ctx.incarnation || want.sequence < this.#lastFull) return;
+      // another run under our name is asked about its own view
+      if (want.incarnation !== this.ctx.incarnation) return;
+      // a full view after the asker's last is on its way, and answers it if it was for everyone or names it (a peer in
+      // step, asking for a node it lost, passes over one for others)
+      const answered = this.#lastFullFor === undefined || this.#lastFullFor.has(want.origin);
+      if (want.sequence < this.#lastFull && answered) return;
       this.ctx.logger.debug({ peer: want.origin, reason: want.reason }, "cluster: a peer asks for our whole view");
       this.wantFull(want.origin);
     } catch (err) {
@@ -308,10 +320,7 @@ export class ViewPublisher {
       return;
     }
     this.#sequence = view.sequence;
-    if (full) {
-      this.#lastFull = view.sequence;
-      this.#takeAskers();
-    }
+    if (full) this.#fullGoes(view.sequence, this.#takeAskers());
     ctx.bus.publish(ctx.subjects.view, data);
   }
 
@@ -366,9 +375,9 @@ export class ViewPublisher {
     }
     const first = this.#sequence + 1n;
     this.#sequence += BigInt(groups.length);
-    this.#lastFull = first;
     // every ask heard while its nodes were encoded is answered by it too
     const askers = this.#takeAskers();
+    this.#fullGoes(first, askers);
     groups.forEach((group, i) => {
       // all in one after all (the estimate was high): a full view, which a peer takes whole
       const place = groups.length === 1 ? { full: true } : { part: i + 1, parts: groups.length };
