@@ -10,7 +10,7 @@ import {
   ClusterViewWantedSchema,
 } from "../../gen/iris/v1/cluster_pb.ts";
 import { deriveSessionKeys, EnvelopeError } from "../../common/crypto/envelope.ts";
-import { readViewHeadline } from "./codec.ts";
+import { readViewHeadline, type ViewHeadline } from "./codec.ts";
 import { Incarnations } from "./incarnations.ts";
 import type { NodeViewContext } from "./node-view.ts";
 import { RemoteNode, type HomeLink } from "./remote-node.ts";
@@ -132,7 +132,7 @@ export class ViewReceiver {
    */
   #passOver(data: Uint8Array): boolean {
     const { ctx } = this;
-    let head: ReturnType<typeof readViewHeadline>;
+    let head: ViewHeadline;
     try {
       head = readViewHeadline(data);
     } catch {
@@ -142,7 +142,7 @@ export class ViewReceiver {
     const stream = this.#streams.get(head.home);
     if (!stream?.inStep(head.sequence, head.nodeCount)) return false;
     if (!this.#incarnations.isCurrent(head.home, head.incarnation)) return false;
-    if (!Buffer.from(head.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) return false;
+    if (!this.#ourKey(head.coordinatorPublicKey)) return false;
     const now = this.#now();
     this.#heard.set(head.home, now);
     stream.heard(head.sequence, false);
@@ -154,13 +154,18 @@ export class ViewReceiver {
     return true;
   }
 
+  /** Whether a home's key is this coordinator's: sealed frames need one key cluster-wide. */
+  #ourKey(publicKey: Uint8Array): boolean {
+    return Buffer.from(publicKey).equals(Buffer.from(this.ctx.coordinatorKey.publicKey));
+  }
+
   receive(view: ClusterView): void {
     const { ctx } = this;
     if (view.home === ctx.instance) {
       if (view.incarnation !== ctx.incarnation) this.#duplicate(view.home, view.incarnation);
       return;
     }
-    if (!Buffer.from(view.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) {
+    if (!this.#ourKey(view.coordinatorPublicKey)) {
       // sealed frames need one key cluster-wide: this home's nodes cannot be served from here
       if (!this.#refusedHomes.has(view.home))
         ctx.logger.error(
@@ -263,7 +268,7 @@ export class ViewReceiver {
   left(view: ClusterView): void {
     const { ctx } = this;
     if (view.home === ctx.instance || this.#refusedHomes.has(view.home)) return;
-    if (!Buffer.from(view.coordinatorPublicKey).equals(Buffer.from(ctx.coordinatorKey.publicKey))) return;
+    if (!this.#ourKey(view.coordinatorPublicKey)) return;
     // an earlier run's leaving, heard after its successor's views, is not the successor's
     if (!this.#incarnations.left(view.home, view.incarnation)) return;
     ctx.logger.info({ home: view.home }, "cluster: a coordinator left; its nodes are dropped");

@@ -2,7 +2,7 @@
 // falling through on error, timeout, an invalid answer or a link that declines; answers cached by conversation hash.
 import type { Logger } from "pino";
 import { DIFFICULTIES } from "../../../common/vocabulary.ts";
-import type { Classification, Classifier, ClassifierInput, Declined } from "./classifier.ts";
+import { type Classification, type Classifier, type ClassifierInput, isDeclined } from "./classifier.ts";
 import { ClassificationCache, conversationKey, type CacheStats } from "./cache.ts";
 import { classifyLocally } from "./model.ts";
 
@@ -157,8 +157,6 @@ interface Started {
   answer: Promise<Classification>;
   controller: AbortController;
 }
-
-const isDeclined = (value: Promise<Classification> | Declined): value is Declined => "declined" in value;
 
 /**
  * Asks the link. One that declines or throws at once (the node link with nobody to ask, on most requests) is judged

@@ -21,6 +21,9 @@ export interface Declined {
   declined: string;
 }
 
+/** Whether a link's `begin` declined (rather than promised an answer). */
+export const isDeclined = (value: Promise<Classification> | Declined): value is Declined => "declined" in value;
+
 export interface Classifier {
   classify(input: ClassifierInput): Promise<Classification>;
   /**

@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import type { Difficulty as DifficultyEnum } from "../../../gen/iris/v1/common_pb.ts";
 import { renderForNode } from "../../../common/classify-prompt.ts";
 import type { Difficulty, NodeTier } from "../../../common/vocabulary.ts";
-import type { Classification, Classifier, ClassifierInput, Declined } from "./classifier.ts";
+import { type Classification, type Classifier, type ClassifierInput, type Declined, isDeclined } from "./classifier.ts";
 import { ClassifierBudgetExceeded, ClassifierLinkDeclined } from "./chain.ts";
 import { DEFAULT_WAIT, waitFor, withAnswer, type ClassifyRecord, type WaitPolicy } from "./node-record.ts";
 import { difficultyFromProto, NODE_TIERS } from "../../../common/vocabulary.ts";
@@ -193,7 +193,7 @@ export function createNodeClassifier<Node extends { id: string }>(
 
     async classify(input) {
       const started = begin(input);
-      if ("declined" in started) throw new ClassifierLinkDeclined(started.declined);
+      if (isDeclined(started)) throw new ClassifierLinkDeclined(started.declined);
       return started;
     },
 
