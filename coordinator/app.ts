@@ -113,10 +113,17 @@ export async function startCoordinator(
       logger,
       classifyLink: classifier.nodeLink,
     });
+    const earnings = new EarningsEstimator(
+      database.db,
+      config.economics.monthlyPool,
+      config.economics.estimateRefreshMs,
+      logger,
+    );
     const journal = new TaskJournal(database.db, logger, {
       instance: config.instance,
       maxWaiting: config.recovery.journalMaxWaiting,
       endFlushMs: config.recovery.journalEndFlushMs,
+      landed: (earliestEnd) => earnings.landed(earliestEnd),
     });
     const sessions = new SessionCloser(database.db, logger);
     const throughput = new ThroughputMeter();
@@ -155,12 +162,6 @@ export async function startCoordinator(
     const resolveCaller = httpCallerResolver({ db: database.db, jwtSecret: config.jwtSecret });
     // every chat entry point (RPCs, /v1/chat/completions, /api/chat/stream) runs this one pipeline
     const chat = createChatPipeline({ db: database.db, orchestrator, limiter });
-    const earnings = new EarningsEstimator(
-      database.db,
-      config.economics.monthlyPool,
-      config.economics.estimateRefreshMs,
-      logger,
-    );
     const { routes, health, lanes } = createRoutes({
       config,
       db: database.db,

@@ -78,7 +78,11 @@ export async function distributeMonth(
   return created ? { created: true, payouts: created } : { created: false, payouts: await monthPayouts(db, month) };
 }
 
-/** Each account's contribution in [start, end) per the formula at the top of this file, by account id. */
+/**
+ * Each account's contribution for the work that ended in [start, end) per the formula at the top of this file, by
+ * account id. Any window gives the same weights as the whole month (a task's weight is its node's score when it
+ * ended), so windows add up: the earnings estimate reads one at a time (estimate.ts).
+ */
 export async function monthContributions(db: Kysely<Database>, start: Date, end: Date): Promise<Contribution[]> {
   const { rows } = await sql<{ account_id: string; weighted_tokens: number }>`
     WITH work AS (
@@ -93,11 +97,12 @@ export async function monthContributions(db: Kysely<Database>, start: Date, end:
          AND t.completed_at >= ${start} AND t.completed_at < ${end}
     ),
     timeline AS (
-      -- the work and the same nodes' reputation changes since the month began (later months' too)
+      -- the work and the same nodes' reputation changes since the window began (later ones too); an array, not a
+      -- subquery, so that the events are read by (node_id, created_at), not scanned whole, however old the table
       SELECT node_id, at, 0 AS ord, tokens, 0::double precision AS delta, account_id FROM work
       UNION ALL
       SELECT e.node_id, e.created_at, 1, 0, e.delta, NULL FROM reputation_events e
-       WHERE e.created_at >= ${start} AND e.node_id IN (SELECT node_id FROM work)
+       WHERE e.created_at >= ${start} AND e.node_id = ANY(ARRAY(SELECT DISTINCT node_id FROM work))
     ),
     weighted AS (
       -- newest first per node, so the running sum at a task is the change since it completed

@@ -31,6 +31,17 @@ export function taskIdsOf(batch: Pending): string[] {
   return [...new Set(batch.events.map((event) => event.task_id))];
 }
 
+/** The earliest `completed_at` the batch writes (its ended tasks' ends); undefined when it ends none. */
+export function earliestEnd(batch: Pending): Date | undefined {
+  let earliest: Date | undefined;
+  const consider = (end: Date | null | undefined) => {
+    if (end instanceof Date && !(earliest && earliest <= end)) earliest = end;
+  };
+  for (const row of batch.inserts) consider(row.completed_at);
+  for (const update of batch.updates.values()) consider(update.completed_at);
+  return earliest;
+}
+
 /** The records of the tasks `take` picks: a task's insert, update and events stay together. */
 export function partOf(batch: Pending, take: (taskId: string) => boolean): Pending {
   return {

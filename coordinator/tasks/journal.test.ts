@@ -58,6 +58,27 @@ describe.each(testEngines())("task journal on $name", ({ engine }) => {
     expect((await Promise.all(ids.map(row))).map((task) => task.status)).toEqual(["failed", "failed", "failed"]);
   });
 
+  it("tells `landed` the earliest end of each written batch that ended tasks, after it is written", async () => {
+    const told: { end: Date; stored: Promise<string[]> }[] = [];
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    const stored = async () =>
+      (await test.db.selectFrom("tasks").select("id").where("id", "in", ids).execute()).map((task) => task.id).sort();
+    const journal = new TaskJournal(test.db, logger, {
+      flushDelayMs: 60_000,
+      landed: (end) => told.push({ end, stored: stored() }),
+    });
+    const [early, late] = [new Date("2026-12-05T10:00:00Z"), new Date("2026-12-05T10:00:07Z")];
+    journal.created({ id: ids[0]!, difficulty: "SIMPLE" });
+    journal.update(ids[0]!, "completed", { completed_at: late, completion_tokens: 3 }, nodeId);
+    journal.created({ id: ids[1]!, difficulty: "SIMPLE" });
+    journal.update(ids[1]!, "failed", { completed_at: early, failure_reason: "timed out" }, nodeId);
+    await journal.flush();
+    journal.created({ id: ids[2]!, difficulty: "SIMPLE" }); // a batch that ends nothing tells nothing
+    await journal.flush();
+    expect(told.map((call) => call.end)).toEqual([early]);
+    expect(await told[0]!.stored).toEqual([ids[0]!, ids[1]!].sort());
+  });
+
   it("writes an ended task within endFlushMs, with the tasks that ended meanwhile; at once with 0", async () => {
     const exists = async (id: string) =>
       (await test.db.selectFrom("tasks").select("id").where("id", "=", id).executeTakeFirst()) !== undefined;

@@ -11,6 +11,7 @@ import type { Database, NewTask, TaskStatus, TaskUpdate } from "../db/schema.ts"
 import { randomUUID } from "node:crypto";
 import {
   committed,
+  earliestEnd,
   emptyPending,
   markLanded,
   partOf,
@@ -65,6 +66,11 @@ export interface TaskJournalOptions {
   instance?: string;
   /** Records (status events) waiting to be written at which new tasks are refused (TASK_JOURNAL_MAX_WAITING). */
   maxWaiting?: number;
+  /**
+   * Told after each batch is written that ended tasks: the earliest end (`completed_at`) among them. The earnings
+   * estimate reads again what it had counted past that instant (records written late, after an outage).
+   */
+  landed?: (earliestEnd: Date) => void;
   pacing?: OutagePacing;
 }
 
@@ -81,6 +87,7 @@ export class TaskJournal {
   readonly #endFlushMs: number;
   readonly #instance: string | null;
   readonly #maxWaiting: number;
+  readonly #landed: ((earliestEnd: Date) => void) | undefined;
   #rider: JournalRider<unknown> | undefined;
   /** The mark of the last batch written alone, deleted with the next one. */
   #lastMark: string | undefined;
@@ -95,6 +102,7 @@ export class TaskJournal {
     this.#endFlushMs = options.endFlushMs ?? 0;
     this.#instance = options.instance ?? null;
     this.#maxWaiting = options.maxWaiting ?? 100_000;
+    this.#landed = options.landed;
     this.#outage = new OutageWait(logger, "task records", options.pacing ?? DEFAULT_PACING);
   }
 
@@ -196,6 +204,8 @@ export class TaskJournal {
     try {
       await this.#writeOrSplit(batch);
       this.#outage.recovered(this.#waiting - batch.events.length);
+      const ended = this.#landed && earliestEnd(batch);
+      if (ended) this.#landed!(ended);
     } finally {
       this.#waiting -= batch.events.length;
     }
