@@ -20,8 +20,10 @@ export interface EarningsEstimate {
 }
 
 /**
- * How far behind the clock the estimate counts: work that ended this recently is left to the next refresh, so that
- * the task journal (which writes an ended task within milliseconds) has written it before its window is read.
+ * How far behind the clock the estimate counts, at most (and at most one refresh interval): work that ended this
+ * recently is left to the next refresh, so that the task journal (which writes an ended task within milliseconds) has
+ * written it before its window is read. Later records are still counted, through `landed`, at the price of reading
+ * their days again.
  */
 export const ESTIMATE_SETTLE_MS = 60_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -73,7 +75,7 @@ export class EarningsEstimator {
     const at = this.now();
     const month = monthOf(at);
     try {
-      await this.#countUntil(month, at - ESTIMATE_SETTLE_MS);
+      await this.#countUntil(month, at - Math.min(ESTIMATE_SETTLE_MS, this.refreshMs));
       const totals = new Map<string, number>();
       for (const sums of this.#counted.days.values()) {
         for (const [account, contribution] of sums) totals.set(account, (totals.get(account) ?? 0) + contribution);
