@@ -25,12 +25,21 @@ interface TaskTotals {
 export type NetworkStatsInit = MessageInitShape<typeof NetworkStatsSchema>;
 
 /**
+ * A count of the totals is not read again sooner than this many times its own last duration: however large the
+ * tasks table grows and however often callers ask (GetStats is public), counting takes at most a twentieth of the
+ * database's time. While a count takes under `maxAgeMs / COUNT_DUTY`, callers get the age they asked for.
+ */
+const COUNT_DUTY = 20;
+
+/**
  * Takes samples of the figures. The task totals are the only database read, and every caller shares it:
  * a sample reuses totals read less than `maxAgeMs` ago (or still being read), so any number of watchers
- * with interval I cause at most one count query per I together.
+ * with interval I cause at most one count query per I together, and no more than COUNT_DUTY allows.
  */
 export class NetworkStatsSampler {
   #totals: { readAt: number; value: Promise<TaskTotals> } | undefined;
+  /** How long the last count that answered took (ms). */
+  #countMs = 0;
   readonly #now: () => number;
 
   constructor(private readonly sources: StatsSources) {
@@ -64,8 +73,12 @@ export class NetworkStatsSampler {
 
   #taskTotals(maxAgeMs: number): Promise<TaskTotals> {
     const now = this.#now();
-    if (this.#totals && now - this.#totals.readAt < maxAgeMs) return this.#totals.value;
-    const value = countTasks(this.sources.db);
+    const maxAge = Math.max(maxAgeMs, COUNT_DUTY * this.#countMs);
+    if (this.#totals && now - this.#totals.readAt < maxAge) return this.#totals.value;
+    const value = countTasks(this.sources.db).then((totals) => {
+      this.#countMs = Math.max(0, this.#now() - now);
+      return totals;
+    });
     const entry = { readAt: now, value };
     this.#totals = entry;
     // a failed read is not cached: the next sample tries again
