@@ -20,8 +20,20 @@ if (!url?.startsWith("postgres")) {
 const sizes = (process.env.EARNINGS_TASKS ?? "20000,100000,300000").split(",").map(Number);
 const windowTasks = Number(process.env.EARNINGS_WINDOW ?? 500);
 const ROUNDS = 3;
+/** One completed task a millisecond from here: the seeded month is `tasks` ms long, a window of W tasks W ms. */
 const MONTH_START = Date.parse("2026-12-01T00:00:00Z");
-// one completed task a millisecond: the seeded month is `tasks` ms long, and a window of W tasks is W ms
+
+/** Each of ROUNDS reads' wall time, ms. */
+async function time(read: () => Promise<unknown>): Promise<string> {
+  const ms: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const started = performance.now();
+    await read();
+    ms.push(performance.now() - started);
+  }
+  return ms.map((value) => fixed(value, 1)).join(", ");
+}
+
 const database = await createBenchDatabase(url);
 const opened = await openDatabase({ url: database.env.DATABASE_URL!, dataDir: "", poolSize: 2 });
 const rows: string[][] = [];
@@ -40,15 +52,6 @@ try {
     await sql`ANALYZE`.execute(opened.db);
     seeded = size;
     const end = MONTH_START + size;
-    const time = async (read: () => Promise<unknown>) => {
-      const ms: number[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        const started = performance.now();
-        await read();
-        ms.push(performance.now() - started);
-      }
-      return ms.map((value) => fixed(value, 1)).join(", ");
-    };
     const whole = await time(() => monthContributions(opened.db, new Date(MONTH_START), new Date(end)));
     const window = await time(() => monthContributions(opened.db, new Date(end - windowTasks), new Date(end)));
     rows.push([size.toLocaleString("en-US"), whole, window]);
