@@ -1,9 +1,12 @@
-// Table tests of the spot checker's pure parts: which tasks are checked, canary prompts and how they are judged.
+// Table tests of the spot checker's pure parts: which tasks are checked, canary prompts and how they are judged; and
+// what a check that finds no other node of the model logs.
 import pino from "pino";
-import { describe, expect, it } from "vitest";
-import { NodeRegistry } from "../nodes/registry.ts";
+import { describe, expect, it, vi } from "vitest";
+import { liveNode } from "../../test/support/live-nodes.ts";
+import { type LiveNode, NodeRegistry } from "../nodes/registry.ts";
 import type { MismatchRecorder } from "./division/mismatch.ts";
 import type { PartRunner } from "./part-runner.ts";
+import type { PartResult, PartSpec } from "./part-spec.ts";
 import { canaryPrompt, passesCanary, SpotChecker } from "./spot-check.ts";
 
 function checker(fraction: number, draws: number[]) {
@@ -56,5 +59,72 @@ describe("canaries", () => {
     { output: "", passes: false },
   ])("$output → $passes", ({ output, passes }) => {
     expect(passesCanary(output, "QX7M-4KPA-ZZ29")).toBe(passes);
+  });
+});
+
+describe("a spot check with no other node of the model", () => {
+  /** A node serving the same model file as every other one made here. */
+  const sameModel = (id: string) => {
+    const node = liveNode(id, `account-${id}`, "PRO", 100, 0);
+    node.capabilities.modelName = "llama-8b";
+    return node;
+  };
+  const answer = (node: LiveNode, text: string): PartResult => ({
+    taskId: `task-${node.id}`,
+    text,
+    pieces: [text],
+    promptTokens: 3,
+    completionTokens: 2,
+    finishReason: "stop",
+    node,
+    nodeIds: [node.id],
+    firstTokenAt: 1,
+    completedAt: 2,
+    judge() {},
+  });
+  const spec = { taskId: "checked", difficulty: "EASY", classifier: "local", messages: [] } as unknown as PartSpec;
+
+  it("says so once at info, then at debug until a check runs, and again after that", async () => {
+    const lines: { level: number; msg: string; skipped?: number; skippedInARow?: number }[] = [];
+    const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const registry = new NodeRegistry();
+    const first = sameModel("first");
+    registry.add(first);
+    // the checker's run: the same answer again, from the node it was sent to (the spec's only node not excluded)
+    const parts = {
+      record() {},
+      async *run(part: PartSpec) {
+        const node = [...registry.nodes()].find((n) => !part.exclude?.has(n.id))!;
+        return answer(node, "four");
+      },
+    } as unknown as PartRunner;
+    const checker = new SpotChecker({
+      parts,
+      registry,
+      logger,
+      mismatches: {} as MismatchRecorder,
+      config: { spotCheckFraction: 1, consensusSimilarity: 0.9, canaryIntervalMs: 0, spotCheckMaxWaitMs: 0 },
+    });
+    const said = (level: "info" | "debug", msg: RegExp) =>
+      lines.filter((line) => line.level === pino.levels.values[level] && msg.test(line.msg));
+    const check = async (count: number) => {
+      const before = lines.length;
+      for (let i = 0; i < count; i++) checker.check({ spec, result: answer(first, "four") });
+      await vi.waitFor(() => expect(lines.length).toBe(before + count));
+    };
+
+    await check(3);
+    expect(said("info", /^spot check skipped/)).toHaveLength(1);
+    expect(said("debug", /^spot check skipped$/).map((line) => line.skippedInARow)).toEqual([2, 3]);
+
+    registry.add(sameModel("second"));
+    await check(1);
+    expect(said("info", /^spot checks running again$/).map((line) => line.skipped)).toEqual([3]);
+    await vi.waitFor(() => expect(said("debug", /^spot check passed$/)).toHaveLength(1));
+
+    registry.remove(registry.get("second")!, "test");
+    await check(1);
+    expect(said("info", /^spot check skipped/)).toHaveLength(2);
+    checker.close();
   });
 });

@@ -37,6 +37,8 @@ export class SpotChecker {
   readonly #timer: NodeJS.Timeout | undefined;
   #canaryRunning = false;
   #waiting = 0;
+  /** Checks skipped in a row (no other node of the model free): logged at info on the first, at debug after it. */
+  #skipped = 0;
 
   constructor(private readonly deps: SpotCheckDeps) {
     this.#random = deps.random ?? Math.random;
@@ -98,7 +100,8 @@ export class SpotChecker {
       similarity(normalizedWords(a.text), normalizedWords(b.text), config.consensusSimilarity);
     const score = agree(result, second);
     if (score >= config.consensusSimilarity) {
-      logger.info({ taskId: spec.taskId, nodeId: first.id, checkedBy: second.node.id }, "spot check passed");
+      // one in SPOT_CHECK_FRACTION of the requests: a line per request, at debug like the others (#13)
+      logger.debug({ taskId: spec.taskId, nodeId: first.id, checkedBy: second.node.id }, "spot check passed");
       return;
     }
     // two answers differ: a third node of the same model, when one is free, says which
@@ -146,14 +149,21 @@ export class SpotChecker {
    * came or its run failed.
    */
   async #runOnChecker(request: CheckerRequest, spec: PartSpec): Promise<PartResult | undefined> {
+    const { logger } = this.deps;
     const started = this.#startOnChecker(request, spec) ?? (await this.#waitForChecker(request, spec))?.run;
+    const context = { taskId: spec.taskId, avoid: request.avoid.map((node) => node.id) };
     if (!started) {
-      this.deps.logger.info(
-        { taskId: spec.taskId, avoid: request.avoid.map((node) => node.id) },
-        "spot check skipped: no other node of the same model was free",
-      );
+      // a network with one node of a model skips every check: one line says so, not one per checked request
+      if (this.#skipped++ === 0)
+        logger.info(
+          context,
+          "spot check skipped: no other node of the same model was free (more at debug until one runs)",
+        );
+      else logger.debug({ ...context, skippedInARow: this.#skipped }, "spot check skipped");
       return undefined;
     }
+    if (this.#skipped > 0) logger.info({ ...context, skipped: this.#skipped }, "spot checks running again");
+    this.#skipped = 0;
     return started;
   }
 
