@@ -2,18 +2,35 @@
 // each I/O step of a request with CLOCK_MONOTONIC (process.hrtime, one clock for every process on the machine) so
 // that the steps of one request can be laid end to end across processes. Iris's code is unchanged: the stamps come
 // from Node's and undici's diagnostics channels and from wrapping a few prototype methods of node:http and
-// node:http2. At SIGUSR2 it writes <PEERS_TRACE_FILE> (JSON: [step, ns][]) and forgets what it wrote.
+// node:http2. Each stamp also carries how long the process's main thread has so far waited, runnable, for a core
+// (run_delay in /proc/thread-self/schedstat, which Linux updates each time the thread is put on a core; one pread),
+// so that a step's wall time splits into the time the thread waited for a core and the rest. At SIGUSR2 it writes
+// <PEERS_TRACE_FILE> (JSON: [step, ns, run delay ns][]) and forgets what it wrote.
 import { subscribe } from "node:diagnostics_channel";
-import { writeFileSync } from "node:fs";
+import { openSync, readSync, writeFileSync } from "node:fs";
 import { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 import type { Http2Stream } from "node:http2";
 
 const file = process.env.PEERS_TRACE_FILE;
 const MAX_EVENTS = 500_000;
-let events: [string, string][] = [];
+let events: [string, string, number][] = [];
+// opened by the main thread, so it stays that thread's file (where Linux has it; else the delays read 0)
+let schedstat: number | undefined;
+try {
+  schedstat = openSync("/proc/thread-self/schedstat", "r");
+} catch {}
+const line = Buffer.alloc(128);
+
+/** Nanoseconds the main thread has waited on a run queue so far: schedstat's second field. */
+function runDelayNs(): number {
+  if (schedstat === undefined) return 0;
+  const n = readSync(schedstat, line, 0, line.length, 0);
+  return Number(line.toString("latin1", 0, n).split(" ")[1]);
+}
 
 function stamp(step: string): void {
-  if (events.length < MAX_EVENTS) events.push([step, process.hrtime.bigint().toString()]);
+  if (events.length >= MAX_EVENTS) return;
+  events.push([step, process.hrtime.bigint().toString(), runDelayNs()]);
 }
 
 type Method = (this: unknown, ...args: unknown[]) => unknown;

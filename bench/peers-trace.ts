@@ -1,8 +1,11 @@
 // Where one request at a time spends its time, step by step across processes: Iris (client → coordinator → agent
 // → upstream and back) beside the two-process floor (client → front → back → upstream and back), non-streamed, one
 // request at a time. Each server process preloads bench/peers-trace-hook.ts, which stamps every HTTP/1.1 and HTTP/2
-// read and write with the machine's monotonic clock; this lays each request's stamps end to end and prints the
-// median of each step. `npm run bench:peers-trace` (PEERS_TRACE_REQUESTS=N, default 1000 a target).
+// read and write with the machine's monotonic clock and its main thread's run-queue delay so far; this lays each
+// request's stamps end to end and prints the median of each step, and how long within it, on average, the process
+// that ends the step waited for a core (a wake-up's wait lies in the step the wake-up ends: a slow leg between two
+// processes is either that or the kernel's and Node's work). `npm run bench:peers-trace` (PEERS_TRACE_REQUESTS=N,
+// default 1000 a target).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,7 +27,8 @@ import { ascending, fixed, markdownTable, percentile, sleep } from "./stats.ts";
 const HOOK = "./bench/peers-trace-hook.ts";
 /** PEERS_TRACE_PAUSE_MS: a pause after each request, so that work left after an answer cannot delay the next one. */
 const pauseMs = Number(process.env.PEERS_TRACE_PAUSE_MS ?? 0);
-type Stamp = [string, number];
+/** A step, when (CLOCK_MONOTONIC ns) and how long the stamping process's main thread has waited for a core (ns). */
+type Stamp = [string, number, number];
 
 interface Traced {
   target: Target;
@@ -40,21 +44,32 @@ interface Traced {
 }
 
 function readStamps(file: string): Stamp[] {
-  const raw = JSON.parse(readFileSync(file, "utf8")) as [string, string][];
-  return raw.map(([step, ns]) => [step, Number(BigInt(ns))] as Stamp).sort((a, b) => a[1] - b[1]);
+  const raw = JSON.parse(readFileSync(file, "utf8")) as [string, string, number][];
+  return raw.map(([step, ns, delayNs]) => [step, Number(BigInt(ns)), delayNs] as Stamp).sort((a, b) => a[1] - b[1]);
 }
 
-/** The first stamp named `step` at or after `from` (and before `to`), by binary search then a scan. */
-function first(stamps: Stamp[], step: string, from: number, to: number): number | undefined {
+/** The index of the first stamp at or after `t` (stamps are in time order). */
+function lowerBound(stamps: Stamp[], t: number): number {
   let lo = 0;
   let hi = stamps.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (stamps[mid]![1] < from) lo = mid + 1;
+    if (stamps[mid]![1] < t) lo = mid + 1;
     else hi = mid;
   }
-  for (let i = lo; i < stamps.length && stamps[i]![1] <= to; i++) if (stamps[i]![0] === step) return stamps[i]![1];
+  return lo;
+}
+
+/** The first stamp named `step` at or after `from` (and before `to`), by binary search then a scan. */
+function first(stamps: Stamp[], step: string, from: number, to: number): Stamp | undefined {
+  for (let i = lowerBound(stamps, from); i < stamps.length && stamps[i]![1] <= to; i++)
+    if (stamps[i]![0] === step) return stamps[i];
   return undefined;
+}
+
+/** The last stamp before `to`, any step. */
+function last(stamps: Stamp[], to: number): Stamp | undefined {
+  return stamps[lowerBound(stamps, to) - 1];
 }
 
 const STEPS = [
@@ -69,19 +84,39 @@ const STEPS = [
   "response → client has it all",
 ] as const;
 
-/** Each request's steps in ms, or undefined when a stamp is missing (a heartbeat's write is not mistaken: firsts). */
-function steps(near: Stamp[], far: Stamp[], [c0, c1]: [number, number]): number[] | undefined {
+/**
+ * Each request's steps in ms, and the time in ms within each that the process which ends it (the client's for the
+ * last: not stamped, NaN) spent runnable but waiting for a core; undefined when a stamp is missing (a heartbeat's
+ * write is not mistaken: firsts).
+ */
+function steps(near: Stamp[], far: Stamp[], [c0, c1]: [number, number]): [number[], number[]] | undefined {
   const httpIn = first(near, "http.in", c0, c1);
-  const down = httpIn && first(near, "h2.write", httpIn, c1);
-  const farRead = down && first(far, "h2.read", down, c1);
-  const upSend = farRead && first(far, "client.send", farRead, c1);
-  const upRead = upSend && first(far, "client.read", upSend, c1);
-  const upWrite = upRead && first(far, "h2.write", upRead, c1);
-  const nearRead = upWrite && first(near, "h2.read", upWrite, c1);
-  const out = nearRead && first(near, "http.out.end", nearRead, c1);
-  if (!out) return undefined;
-  const marks = [c0, httpIn!, down!, farRead!, upSend!, upRead!, upWrite!, nearRead!, out, c1];
-  return marks.slice(1).map((t, i) => (t - marks[i]!) / 1e6);
+  const down = httpIn && first(near, "h2.write", httpIn[1], c1);
+  const farRead = down && first(far, "h2.read", down[1], c1);
+  const upSend = farRead && first(far, "client.send", farRead[1], c1);
+  const upRead = upSend && first(far, "client.read", upSend[1], c1);
+  const upWrite = upRead && first(far, "h2.write", upRead[1], c1);
+  const nearRead = upWrite && first(near, "h2.read", upWrite[1], c1);
+  const out = nearRead && first(near, "http.out.end", nearRead[1], c1);
+  const nearBefore = last(near, c0);
+  const farBefore = last(far, c0);
+  if (!out || !nearBefore || !farBefore) return undefined;
+  const marks = [c0, httpIn![1], down![1], farRead![1], upSend![1], upRead![1], upWrite![1], nearRead![1], out[1], c1];
+  // the waits each step ends with, from the same process's previous stamp on the path (its last before the request
+  // for its first): a wake-up's wait falls in the step it ends
+  const waited = (from: Stamp, to: Stamp) => (to[2] - from[2]) / 1e6;
+  const waits = [
+    waited(nearBefore, httpIn!),
+    waited(httpIn!, down!),
+    waited(farBefore, farRead!),
+    waited(farRead!, upSend!),
+    waited(upSend!, upRead!),
+    waited(upRead!, upWrite!),
+    waited(down!, nearRead!),
+    waited(nearRead!, out),
+    Number.NaN,
+  ];
+  return [marks.slice(1).map((t, i) => (t - marks[i]!) / 1e6), waits];
 }
 
 async function runSequential(traced: Traced, count: number, backends: DatabaseBackends): Promise<void> {
@@ -181,16 +216,31 @@ export async function runPeersTrace(): Promise<void> {
     ];
     for (const t of both) {
       const [near, far] = await collect(t);
-      const each = t.windows.map((w) => steps(near, far, w)).filter((s): s is number[] => s !== undefined);
-      for (const [i, row] of rows.entries()) row.push(fixed(percentile(ascending(each.map((s) => s[i]!)), 50), 3));
-      totals.push(fixed(percentile(ascending(t.windows.map(([a, b]) => (b - a) / 1e6)), 50), 3));
-      found.push(`${each.length} of ${t.windows.length}`);
+      const each = t.windows.map((w) => steps(near, far, w)).filter((s) => s !== undefined);
+      const meanWait = (i: number) => each.reduce((sum, [, w]) => sum + w[i]!, 0) / each.length;
+      for (const [i, row] of rows.entries()) {
+        const wait = meanWait(i);
+        row.push(
+          fixed(percentile(ascending(each.map(([s]) => s[i]!)), 50), 3),
+          Number.isNaN(wait) ? "—" : fixed(wait, 3),
+        );
+      }
+      const waited = STEPS.slice(0, -1).reduce((sum, _, i) => sum + meanWait(i), 0);
+      totals.push(fixed(percentile(ascending(t.windows.map(([a, b]) => (b - a) / 1e6)), 50), 3), fixed(waited, 3));
+      found.push(`${each.length} of ${t.windows.length}`, "");
       for (const [i, seconds] of [...t.cpu, t.databaseCpu].entries())
-        cpu[i]!.push(seconds === undefined ? "n/a" : fixed((1000 * seconds) / t.windows.length, 3));
+        cpu[i]!.push(seconds === undefined ? "n/a" : fixed((1000 * seconds) / t.windows.length, 3), "");
     }
     process.stdout.write(
-      `## One request at a time, step by step (p50 ms, non-streamed)\n\n` +
-        markdownTable(["step", "Iris", "two-process floor"], [...rows, totals, ...cpu, found], ["l", "r", "r"]) +
+      `## One request at a time, step by step (non-streamed; ms)\n\n` +
+        "Each step's p50, and the mean time within it that the process which ends it waited, runnable, for a core " +
+        "(its main thread's run-queue delay from /proc/thread-self/schedstat; a wake-up's wait falls in the step it " +
+        "ends; the client's own is not read).\n\n" +
+        markdownTable(
+          ["step", "Iris p50", "Iris: waiting for a core", "two-process floor p50", "floor: waiting for a core"],
+          [...rows, totals, ...cpu, found],
+          ["l", "r", "r", "r", "r"],
+        ) +
         "\n",
     );
   } finally {

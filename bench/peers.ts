@@ -23,22 +23,23 @@ import { cpuSeconds } from "./proc-stats.ts";
 import { sleep } from "./stats.ts";
 
 function readSizes(): Sizes {
-  const int = (name: string, fallback: number, min: number) => {
-    const raw = process.env[name]?.trim();
+  // each read as process.env.NAME, so that the configuration reference's test finds the names
+  const int = (name: string, value: string | undefined, fallback: number, min: number) => {
+    const raw = value?.trim();
     if (!raw) return fallback;
     const n = Number(raw);
     if (!Number.isInteger(n) || n < min)
       throw new Error(`${name} must be a whole number from ${min} (got ${JSON.stringify(raw)})`);
     return n;
   };
-  const concurrency = int("PEERS_CONCURRENCY", 100, 1);
+  const concurrency = int("PEERS_CONCURRENCY", process.env.PEERS_CONCURRENCY, 100, 1);
   if (concurrency > 256) throw new Error("PEERS_CONCURRENCY must be at most 256 (the agent's MAX_CONCURRENT_TASKS)");
   return {
-    rounds: int("PEERS_ROUNDS", 5, 1),
-    sequential: int("PEERS_REQUESTS", 100, 1),
+    rounds: int("PEERS_ROUNDS", process.env.PEERS_ROUNDS, 5, 1),
+    sequential: int("PEERS_REQUESTS", process.env.PEERS_REQUESTS, 100, 1),
     concurrency,
-    concurrent: int("PEERS_CONCURRENT_REQUESTS", 1000, 1),
-    warmup: int("PEERS_WARMUP", 2000, 0),
+    concurrent: int("PEERS_CONCURRENT_REQUESTS", process.env.PEERS_CONCURRENT_REQUESTS, 1000, 1),
+    warmup: int("PEERS_WARMUP", process.env.PEERS_WARMUP, 2000, 0),
   };
 }
 
