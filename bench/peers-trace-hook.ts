@@ -5,7 +5,8 @@
 // node:http2. Each stamp also carries how long the process's main thread has so far waited, runnable, for a core
 // (run_delay in /proc/thread-self/schedstat, which Linux updates each time the thread is put on a core; one pread),
 // so that a step's wall time splits into the time the thread waited for a core and the rest. At SIGUSR2 it writes
-// <PEERS_TRACE_FILE> (JSON: [step, ns, run delay ns][]) and forgets what it wrote.
+// <PEERS_TRACE_FILE> (JSON: [step, ns, run delay ns][]) and forgets what it wrote. The trace's client reads its own
+// delay with runDelayNs (it stamps nothing: PEERS_TRACE_FILE is set only for the servers).
 import { subscribe } from "node:diagnostics_channel";
 import { openSync, readSync, writeFileSync } from "node:fs";
 import { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
@@ -22,7 +23,7 @@ try {
 const line = Buffer.alloc(128);
 
 /** Nanoseconds the main thread has waited on a run queue so far: schedstat's second field. */
-function runDelayNs(): number {
+export function runDelayNs(): number {
   if (schedstat === undefined) return 0;
   const n = readSync(schedstat, line, 0, line.length, 0);
   return Number(line.toString("latin1", 0, n).split(" ")[1]);

@@ -21,6 +21,7 @@ import {
   watchDatabaseBackends,
   type DatabaseBackends,
 } from "./peers-processes.ts";
+import { runDelayNs } from "./peers-trace-hook.ts";
 import { cpuSeconds } from "./proc-stats.ts";
 import { ascending, fixed, markdownTable, percentile, sleep } from "./stats.ts";
 
@@ -29,11 +30,12 @@ const HOOK = "./bench/peers-trace-hook.ts";
 const pauseMs = Number(process.env.PEERS_TRACE_PAUSE_MS ?? 0);
 /** A step, when (CLOCK_MONOTONIC ns) and how long the stamping process's main thread has waited for a core (ns). */
 type Stamp = [string, number, number];
+type Window = Traced["windows"][number];
 
 interface Traced {
   target: Target;
-  /** [client send, client end] of each request, ns */
-  windows: [number, number][];
+  /** [client send, client end, the client's wait for a core in between] of each request, ns */
+  windows: [number, number, number][];
   /** the process nearer the client, then the one nearer the upstream */
   files: [string, string];
   pids: [number, number];
@@ -85,11 +87,11 @@ const STEPS = [
 ] as const;
 
 /**
- * Each request's steps in ms, and the time in ms within each that the process which ends it (the client's for the
- * last: not stamped, NaN) spent runnable but waiting for a core; undefined when a stamp is missing (a heartbeat's
+ * Each request's steps in ms, and the time in ms within each that the process which ends it (the client, this
+ * process, for the last: its wait over the whole request) spent runnable but waiting for a core; undefined when a stamp is missing (a heartbeat's
  * write is not mistaken: firsts).
  */
-function steps(near: Stamp[], far: Stamp[], [c0, c1]: [number, number]): [number[], number[]] | undefined {
+function steps(near: Stamp[], far: Stamp[], [c0, c1, clientWait]: Window): [number[], number[]] | undefined {
   const httpIn = first(near, "http.in", c0, c1);
   const down = httpIn && first(near, "h2.write", httpIn[1], c1);
   const farRead = down && first(far, "h2.read", down[1], c1);
@@ -114,7 +116,7 @@ function steps(near: Stamp[], far: Stamp[], [c0, c1]: [number, number]): [number
     waited(upRead!, upWrite!),
     waited(down!, nearRead!),
     waited(nearRead!, out),
-    Number.NaN,
+    clientWait / 1e6,
   ];
   return [marks.slice(1).map((t, i) => (t - marks[i]!) / 1e6), waits];
 }
@@ -124,8 +126,9 @@ async function runSequential(traced: Traced, count: number, backends: DatabaseBa
   const db0 = await backends.snapshot();
   for (let i = 0; i < count; i++) {
     const start = Number(process.hrtime.bigint());
+    const delay = runDelayNs();
     await chat(traced.target, false);
-    traced.windows.push([start, Number(process.hrtime.bigint())]);
+    traced.windows.push([start, Number(process.hrtime.bigint()), runDelayNs() - delay]);
     if (pauseMs > 0) await sleep(pauseMs);
   }
   for (const [i, pid] of traced.pids.entries()) traced.cpu[i]! += cpuSeconds(pid) - cpu0[i]!;
@@ -220,12 +223,9 @@ export async function runPeersTrace(): Promise<void> {
       const meanWait = (i: number) => each.reduce((sum, [, w]) => sum + w[i]!, 0) / each.length;
       for (const [i, row] of rows.entries()) {
         const wait = meanWait(i);
-        row.push(
-          fixed(percentile(ascending(each.map(([s]) => s[i]!)), 50), 3),
-          Number.isNaN(wait) ? "—" : fixed(wait, 3),
-        );
+        row.push(fixed(percentile(ascending(each.map(([s]) => s[i]!)), 50), 3), fixed(wait, 3));
       }
-      const waited = STEPS.slice(0, -1).reduce((sum, _, i) => sum + meanWait(i), 0);
+      const waited = STEPS.reduce((sum, _, i) => sum + meanWait(i), 0);
       totals.push(fixed(percentile(ascending(t.windows.map(([a, b]) => (b - a) / 1e6)), 50), 3), fixed(waited, 3));
       found.push(`${each.length} of ${t.windows.length}`, "");
       for (const [i, seconds] of [...t.cpu, t.databaseCpu].entries())
@@ -235,7 +235,7 @@ export async function runPeersTrace(): Promise<void> {
       `## One request at a time, step by step (non-streamed; ms)\n\n` +
         "Each step's p50, and the mean time within it that the process which ends it waited, runnable, for a core " +
         "(its main thread's run-queue delay from /proc/thread-self/schedstat; a wake-up's wait falls in the step it " +
-        "ends; the client's own is not read).\n\n" +
+        "ends; for the last step, the client's, this process's, over the whole request).\n\n" +
         markdownTable(
           ["step", "Iris p50", "Iris: waiting for a core", "two-process floor p50", "floor: waiting for a core"],
           [...rows, totals, ...cpu, found],
