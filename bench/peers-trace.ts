@@ -88,8 +88,8 @@ const STEPS = [
 
 /**
  * Each request's steps in ms, and the time in ms within each that the process which ends it (the client, this
- * process, for the last: its wait over the whole request) spent runnable but waiting for a core; undefined when a stamp is missing (a heartbeat's
- * write is not mistaken: firsts).
+ * process, for the last: its wait over the whole request) spent runnable but waiting for a core; undefined when a
+ * stamp is missing (a heartbeat's write is not mistaken: firsts).
  */
 function steps(near: Stamp[], far: Stamp[], [c0, c1, clientWait]: Window): [number[], number[]] | undefined {
   const httpIn = first(near, "http.in", c0, c1);
