@@ -64,9 +64,9 @@ describe("canaries", () => {
 
 describe("a spot check with no other node of the model", () => {
   /** A node serving the same model file as every other one made here. */
-  const sameModel = (id: string) => {
+  const sameModel = (id: string, model = "llama-8b") => {
     const node = liveNode(id, `account-${id}`, "PRO", 100, 0);
-    node.capabilities.modelName = "llama-8b";
+    node.capabilities.modelName = model;
     return node;
   };
   const answer = (node: LiveNode, text: string): PartResult => ({
@@ -85,7 +85,7 @@ describe("a spot check with no other node of the model", () => {
   const spec = { taskId: "checked", difficulty: "EASY", classifier: "local", messages: [] } as unknown as PartSpec;
 
   it("says so once at info, then at debug until a check runs, and again after that", async () => {
-    const lines: { level: number; msg: string; skipped?: number; skippedInARow?: number }[] = [];
+    const lines: { level: number; msg: string; model: string; skipped?: number; skippedInARow?: number }[] = [];
     const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
     const registry = new NodeRegistry();
     const first = sameModel("first");
@@ -107,15 +107,20 @@ describe("a spot check with no other node of the model", () => {
     });
     const said = (level: "info" | "debug", msg: RegExp) =>
       lines.filter((line) => line.level === pino.levels.values[level] && msg.test(line.msg));
-    const check = async (count: number) => {
+    const check = async (count: number, node = first) => {
       const before = lines.length;
-      for (let i = 0; i < count; i++) checker.check({ spec, result: answer(first, "four") });
+      for (let i = 0; i < count; i++) checker.check({ spec, result: answer(node, "four") });
       await vi.waitFor(() => expect(lines.length).toBe(before + count));
     };
 
     await check(3);
     expect(said("info", /^spot check skipped/)).toHaveLength(1);
     expect(said("debug", /^spot check skipped$/).map((line) => line.skippedInARow)).toEqual([2, 3]);
+    // another model's first skip is news of its own
+    const other = sameModel("other", "qwen-7b");
+    registry.add(other);
+    await check(1, other);
+    expect(said("info", /^spot check skipped/).map((line) => line.model)).toEqual(["llama-8b", "qwen-7b"]);
 
     registry.add(sameModel("second"));
     await check(1);
@@ -124,7 +129,7 @@ describe("a spot check with no other node of the model", () => {
 
     registry.remove(registry.get("second")!, "test");
     await check(1);
-    expect(said("info", /^spot check skipped/)).toHaveLength(2);
+    expect(said("info", /^spot check skipped/).map((line) => line.model)).toEqual(["llama-8b", "qwen-7b", "llama-8b"]);
     checker.close();
   });
 });

@@ -28,6 +28,8 @@ export interface SpotCheckDeps {
 
 /** Checks waiting for a free checker at once; beyond this a check is skipped (a busy network sheds its checks). */
 const MAX_WAITING_CHECKS = 100;
+/** Models whose skipped checks are counted (for their log lines) at once. */
+const MAX_MODELS_COUNTED = 1000;
 
 export { canaryPrompt, passesCanary } from "./canary.ts";
 
@@ -37,8 +39,12 @@ export class SpotChecker {
   readonly #timer: NodeJS.Timeout | undefined;
   #canaryRunning = false;
   #waiting = 0;
-  /** Checks skipped in a row (no other node of the model free): logged at info on the first, at debug after it. */
-  #skipped = 0;
+  /**
+   * Checks skipped in a row for each model (no other node of it free): logged at info on the first, at debug after
+   * it. A model's count goes when one of its checks runs; past MAX_MODELS_COUNTED models all are forgotten (each says
+   * so once more), so that nodes naming ever new models cannot grow it.
+   */
+  readonly #skipped = new Map<string, number>();
 
   constructor(private readonly deps: SpotCheckDeps) {
     this.#random = deps.random ?? Math.random;
@@ -151,19 +157,24 @@ export class SpotChecker {
   async #runOnChecker(request: CheckerRequest, spec: PartSpec): Promise<PartResult | undefined> {
     const { logger } = this.deps;
     const started = this.#startOnChecker(request, spec) ?? (await this.#waitForChecker(request, spec))?.run;
-    const context = { taskId: spec.taskId, avoid: request.avoid.map((node) => node.id) };
+    const { modelName, quantization, modelSha256 = "" } = request.model;
+    const model = `${modelName}\n${quantization}\n${modelSha256}`;
+    const context = { taskId: spec.taskId, model: modelName, avoid: request.avoid.map((node) => node.id) };
+    const skipped = this.#skipped.get(model) ?? 0;
     if (!started) {
-      // a network with one node of a model skips every check: one line says so, not one per checked request
-      if (this.#skipped++ === 0)
+      // a network with one node of a model skips every check of it: one line says so, not one per checked request
+      if (skipped === 0 && this.#skipped.size >= MAX_MODELS_COUNTED) this.#skipped.clear();
+      this.#skipped.set(model, skipped + 1);
+      if (skipped === 0)
         logger.info(
           context,
           "spot check skipped: no other node of the same model was free (more at debug until one runs)",
         );
-      else logger.debug({ ...context, skippedInARow: this.#skipped }, "spot check skipped");
+      else logger.debug({ ...context, skippedInARow: skipped + 1 }, "spot check skipped");
       return undefined;
     }
-    if (this.#skipped > 0) logger.info({ ...context, skipped: this.#skipped }, "spot checks running again");
-    this.#skipped = 0;
+    if (skipped > 0) logger.info({ ...context, skipped }, "spot checks running again");
+    this.#skipped.delete(model);
     return started;
   }
 
