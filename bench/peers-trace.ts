@@ -41,6 +41,8 @@ interface Traced {
   pids: [number, number];
   /** CPU seconds of each process over the measured requests */
   cpu: number[];
+  /** of it, its main thread's (the one that serves requests; the rest is V8's and libuv's helper threads) */
+  mainCpu: number[];
   /** CPU seconds of the coordinator's PostgreSQL backends over them (where readable) */
   databaseCpu: number | undefined;
 }
@@ -123,6 +125,7 @@ function steps(near: Stamp[], far: Stamp[], [c0, c1, clientWait]: Window): [numb
 
 async function runSequential(traced: Traced, count: number, backends: DatabaseBackends): Promise<void> {
   const cpu0 = traced.pids.map((pid) => cpuSeconds(pid));
+  const main0 = traced.pids.map((pid) => cpuSeconds(pid, pid));
   const db0 = await backends.snapshot();
   for (let i = 0; i < count; i++) {
     const start = Number(process.hrtime.bigint());
@@ -131,7 +134,10 @@ async function runSequential(traced: Traced, count: number, backends: DatabaseBa
     traced.windows.push([start, Number(process.hrtime.bigint()), runDelayNs() - delay]);
     if (pauseMs > 0) await sleep(pauseMs);
   }
-  for (const [i, pid] of traced.pids.entries()) traced.cpu[i]! += cpuSeconds(pid) - cpu0[i]!;
+  for (const [i, pid] of traced.pids.entries()) {
+    traced.cpu[i]! += cpuSeconds(pid) - cpu0[i]!;
+    traced.mainCpu[i]! += cpuSeconds(pid, pid) - main0[i]!;
+  }
   const db = backendSeconds(db0, await backends.snapshot());
   traced.databaseCpu = db === undefined || traced.databaseCpu === undefined ? undefined : traced.databaseCpu + db;
 }
@@ -192,6 +198,7 @@ export async function runPeersTrace(): Promise<void> {
       files: [file("coordinator"), file("agent")],
       pids: [coordinator.pid, agent.pid],
       cpu: [0, 0],
+      mainCpu: [0, 0],
       databaseCpu: 0,
     };
     const floorTarget: Traced = {
@@ -200,12 +207,13 @@ export async function runPeersTrace(): Promise<void> {
       files: [file("front"), file("back")],
       pids: [floor.front.pid, floor.back.pid],
       cpu: [0, 0],
+      mainCpu: [0, 0],
       databaseCpu: 0,
     };
     const both = [iris, floorTarget];
     for (const t of both) await runSequential(t, 500, backends); // the JIT, the pools: not measured
     for (const t of both) await collect(t);
-    for (const t of both) (t.windows = []), (t.cpu = [0, 0]), (t.databaseCpu = 0);
+    for (const t of both) (t.windows = []), (t.cpu = [0, 0]), (t.mainCpu = [0, 0]), (t.databaseCpu = 0);
     // interleaved halves, so that neither target has the quieter part of the run to itself
     for (let half = 0; half < 2; half++)
       for (const t of both) await runSequential(t, Math.ceil(requests / 2), backends);
@@ -213,8 +221,8 @@ export async function runPeersTrace(): Promise<void> {
     const totals: string[] = ["whole request (client's clock)"];
     const found: string[] = ["requests with every stamp"];
     const cpu: string[][] = [
-      ["CPU per request, first process"],
-      ["CPU per request, second process"],
+      ["CPU per request, first process (of it, its main thread's)"],
+      ["CPU per request, second process (of it, its main thread's)"],
       ["CPU per request, the coordinator's PostgreSQL backends"],
     ];
     for (const t of both) {
@@ -228,8 +236,10 @@ export async function runPeersTrace(): Promise<void> {
       const waited = STEPS.reduce((sum, _, i) => sum + meanWait(i), 0);
       totals.push(fixed(percentile(ascending(t.windows.map(([a, b]) => (b - a) / 1e6)), 50), 3), fixed(waited, 3));
       found.push(`${each.length} of ${t.windows.length}`, "");
-      for (const [i, seconds] of [...t.cpu, t.databaseCpu].entries())
-        cpu[i]!.push(seconds === undefined ? "n/a" : fixed((1000 * seconds) / t.windows.length, 3), "");
+      const perRequest = (seconds: number) => fixed((1000 * seconds) / t.windows.length, 3);
+      for (const [i, seconds] of t.cpu.entries())
+        cpu[i]!.push(`${perRequest(seconds)} (${perRequest(t.mainCpu[i]!)})`, "");
+      cpu[2]!.push(t.databaseCpu === undefined ? "n/a" : perRequest(t.databaseCpu), "");
     }
     process.stdout.write(
       `## One request at a time, step by step (non-streamed; ms)\n\n` +
