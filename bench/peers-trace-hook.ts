@@ -22,11 +22,20 @@ try {
 } catch {}
 const line = Buffer.alloc(128);
 
-/** Nanoseconds the main thread has waited on a run queue so far: schedstat's second field. */
+let lastDelayNs = 0;
+
+/**
+ * Nanoseconds the main thread has waited on a run queue so far: schedstat's second field (the last value read should
+ * a read fail: a stamp runs inside the server's own writes, which must not throw for it).
+ */
 export function runDelayNs(): number {
   if (schedstat === undefined) return 0;
-  const n = readSync(schedstat, line, 0, line.length, 0);
-  return Number(line.toString("latin1", 0, n).split(" ")[1]);
+  try {
+    const n = readSync(schedstat, line, 0, line.length, 0);
+    const delay = Number(line.toString("latin1", 0, n).split(" ")[1]);
+    if (Number.isFinite(delay)) lastDelayNs = delay;
+  } catch {}
+  return lastDelayNs;
 }
 
 function stamp(step: string): void {
