@@ -82,7 +82,7 @@ describe("a spot check with no other node of the model", () => {
     completedAt: 2,
     judge() {},
   });
-  const spec = { taskId: "checked", difficulty: "EASY", classifier: "local", messages: [] } as unknown as PartSpec;
+  const spec = { taskId: "checked", difficulty: "SIMPLE", classifier: "local", messages: [] } as unknown as PartSpec;
 
   it("says so once at info, then at debug until a check runs, and again after that", async () => {
     const lines: { level: number; msg: string; model: string; skipped?: number; skippedInARow?: number }[] = [];
