@@ -8,8 +8,7 @@
 // once it listens (the back) or is connected (the front), and serves until killed.
 import { Agent, createServer, request, type ServerResponse } from "node:http";
 import { connect, createServer as createH2Server, type ServerHttp2Stream } from "node:http2";
-import type { AddressInfo } from "node:net";
-
+import { listenAndPrint, runRole, serveWhenConnected } from "./peers-pair.ts";
 /** One message: 4 bytes of length, then a JSON header line, then the body bytes. */
 function frame(header: object, body: Buffer = Buffer.alloc(0)): Buffer {
   const head = Buffer.from(`${JSON.stringify(header)}\n`);
@@ -63,9 +62,7 @@ function back(upstreamPort: number): void {
       }),
     );
   });
-  server.listen(0, "127.0.0.1", () =>
-    process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`),
-  );
+  listenAndPrint(server);
 }
 
 function front(backPort: number): void {
@@ -94,15 +91,7 @@ function front(backPort: number): void {
       stream.write(frame({ id }, Buffer.concat(parts)));
     });
   });
-  server.on("connection", (socket) => socket.setNoDelay(true));
-  stream.once("response", () =>
-    server.listen(0, "127.0.0.1", () =>
-      process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`),
-    ),
-  );
+  serveWhenConnected(server, stream);
 }
 
-const [role, port] = process.argv.slice(2);
-if (role === "back") back(Number(port));
-else if (role === "front") front(Number(port));
-else throw new Error("usage: node bench/peers-floor.ts back <upstream port> | front <back port>");
+await runRole({ back, front }, "node bench/peers-floor.ts back <upstream port> | front <back port>");

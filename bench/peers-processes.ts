@@ -43,10 +43,12 @@ export async function startFloorProcesses(
   upstreamPort: number,
   /** Node options and environment for each of the two, e.g. bench/peers-trace-hook.ts preloaded. */
   extra: (side: "front" | "back") => { args: string[]; env: Record<string, string> } = () => ({ args: [], env: {} }),
+  /** The pair's script: the floor, or bench/peers-lean.ts (the same two roles, with Iris's irreducible work). */
+  script = "bench/peers-floor.ts",
 ): Promise<{ front: ServerProcess; back: ServerProcess }> {
   const side = (name: "front" | "back", arg: string) => {
     const { args, env } = extra(name);
-    return startPortPrinter([...args, "bench/peers-floor.ts", name, arg], `the floor's ${name}`, env);
+    return startPortPrinter([...args, script, name, arg], `${script}'s ${name}`, env);
   };
   const back = await side("back", String(upstreamPort));
   try {

@@ -28,6 +28,11 @@ import { ascending, fixed, markdownTable, percentile, sleep } from "./stats.ts";
 const HOOK = "./bench/peers-trace-hook.ts";
 /** PEERS_TRACE_PAUSE_MS: a pause after each request, so that work left after an answer cannot delay the next one. */
 const pauseMs = Number(process.env.PEERS_TRACE_PAUSE_MS ?? 0);
+/**
+ * PEERS_TRACE_LEAN=1: a third target, bench/peers-lean.ts: the floor's two processes doing only the work Iris's design
+ * asks of each request (its rules, key, classification, sealing, protobuf), with Iris's own functions.
+ */
+const lean = process.env.PEERS_TRACE_LEAN === "1";
 /** A step, when (CLOCK_MONOTONIC ns) and how long the stamping process's main thread has waited for a core (ns). */
 type Stamp = [string, number, number];
 type Window = Traced["windows"][number];
@@ -45,6 +50,25 @@ interface Traced {
   mainCpu: number[];
   /** CPU seconds of the coordinator's PostgreSQL backends over them (where readable) */
   databaseCpu: number | undefined;
+}
+
+/** A target through `url` whose two server processes stamp into `files`. */
+function traced(
+  name: string,
+  url: string,
+  headers: Record<string, string>,
+  files: [string, string],
+  pids: [number, number],
+): Traced {
+  return {
+    target: createTarget(name, url, headers, 1),
+    windows: [],
+    files,
+    pids,
+    cpu: [0, 0],
+    mainCpu: [0, 0],
+    databaseCpu: 0,
+  };
 }
 
 function readStamps(file: string): Stamp[] {
@@ -185,32 +209,44 @@ export async function runPeersTrace(): Promise<void> {
     await agent.registered;
     const backends = await watchDatabaseBackends(database.env.DATABASE_URL);
     cleanups.push(() => backends.close());
-    const iris: Traced = {
-      target: createTarget(
-        "Iris",
-        `${coordinator.url}/v1/chat/completions`,
-        {
-          authorization: `Bearer ${database.accountKey}`,
-        },
-        1,
-      ),
-      windows: [],
-      files: [file("coordinator"), file("agent")],
-      pids: [coordinator.pid, agent.pid],
-      cpu: [0, 0],
-      mainCpu: [0, 0],
-      databaseCpu: 0,
-    };
-    const floorTarget: Traced = {
-      target: createTarget("two-process floor", `http://127.0.0.1:${floor.front.port}/v1/chat/completions`, {}, 1),
-      windows: [],
-      files: [file("front"), file("back")],
-      pids: [floor.front.pid, floor.back.pid],
-      cpu: [0, 0],
-      mainCpu: [0, 0],
-      databaseCpu: 0,
-    };
+    const auth = { authorization: `Bearer ${database.accountKey}` };
+    const iris = traced(
+      "Iris",
+      `${coordinator.url}/v1/chat/completions`,
+      auth,
+      [file("coordinator"), file("agent")],
+      [coordinator.pid, agent.pid],
+    );
+    const floorTarget = traced(
+      "two-process floor",
+      `http://127.0.0.1:${floor.front.port}/v1/chat/completions`,
+      {},
+      [file("front"), file("back")],
+      [floor.front.pid, floor.back.pid],
+    );
     const both = [iris, floorTarget];
+    if (lean) {
+      // the floor's pair doing Iris's irreducible work with Iris's functions (bench/peers-lean.ts, under tsx)
+      const pair = await startFloorProcesses(
+        upstream.port,
+        (side) => ({
+          args: ["--import", "tsx", "--import", HOOK],
+          // PEERS_LEAN_RECORDS=1: the front writes each request's records too, to the benchmark's database
+          env: { PEERS_TRACE_FILE: file(`lean-${side}`), DATABASE_URL: database.env.DATABASE_URL! },
+        }),
+        "bench/peers-lean.ts",
+      );
+      cleanups.push(() => Promise.all([pair.front.stop(), pair.back.stop()]));
+      both.push(
+        traced(
+          "lean",
+          `http://127.0.0.1:${pair.front.port}/v1/chat/completions`,
+          auth,
+          [file("lean-front"), file("lean-back")],
+          [pair.front.pid, pair.back.pid],
+        ),
+      );
+    }
     for (const t of both) await runSequential(t, 500, backends); // the JIT, the pools: not measured
     for (const t of both) await collect(t);
     for (const t of both) (t.windows = []), (t.cpu = [0, 0]), (t.mainCpu = [0, 0]), (t.databaseCpu = 0);
@@ -247,9 +283,16 @@ export async function runPeersTrace(): Promise<void> {
         "(its main thread's run-queue delay from /proc/thread-self/schedstat; a wake-up's wait falls in the step it " +
         "ends; for the last step, the client's, this process's, over the whole request).\n\n" +
         markdownTable(
-          ["step", "Iris p50", "Iris: waiting for a core", "two-process floor p50", "floor: waiting for a core"],
+          [
+            "step",
+            "Iris p50",
+            "Iris: waiting for a core",
+            "two-process floor p50",
+            "floor: waiting for a core",
+            ...(lean ? ["lean p50", "lean: waiting for a core"] : []),
+          ],
           [...rows, totals, ...cpu, found],
-          ["l", "r", "r", "r", "r"],
+          ["l", "r", "r", "r", "r", ...(lean ? (["r", "r"] as const) : [])],
         ) +
         "\n",
     );
