@@ -179,8 +179,9 @@ export class HomeSide {
 
   /** What an assigner measured of the node: the home keeps (and writes) its measurements. */
   #measured(node: LiveNode, sample: Measured): void {
-    if (sample.case === "answered") node.measured.answered(sample.value.speed, sample.value.contextTokens);
-    else if (sample.case === "refusedTokens") node.measured.refused(sample.value);
+    if (sample.case === "answered") {
+      if (!node.measured.answered(sample.value.speed, sample.value.contextTokens)) return;
+    } else if (sample.case === "refusedTokens") node.measured.refused(sample.value);
     else if (sample.case === "servedMs") {
       node.served(sample.value);
       return;

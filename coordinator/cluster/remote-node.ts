@@ -61,13 +61,15 @@ class ForwardedMeasurements extends NodeMeasurements {
   ) {
     super(model, stored);
   }
-  override answered(speed: number | undefined, contextTokens: number): void {
-    super.answered(speed, contextTokens);
+  override answered(speed: number | undefined, contextTokens: number): boolean {
+    const changed = super.answered(speed, contextTokens);
     const sample = {
       ...(speed !== undefined && Number.isFinite(speed) ? { speed } : {}),
       contextTokens: Math.max(0, Math.round(contextTokens)),
     };
+    // sent whatever this copy made of it: the record the home keeps (and writes) is the one that counts
     this.forward({ case: "measured", value: { sample: { case: "answered", value: sample } } });
+    return changed;
   }
   override refused(tokens: number): void {
     super.refused(tokens);

@@ -199,8 +199,11 @@ describe("NodeMeasurements", () => {
     "keeps the latest 10 samples and the largest proven context; a snapshot restores them for the same model " + "only",
     () => {
       const measured = new NodeMeasurements(key);
-      for (let i = 1; i <= 12; i++) measured.answered(i, i * 100);
-      measured.answered(undefined, 50); // no sample; a smaller context proves nothing new
+      for (let i = 1; i <= 12; i++) expect(measured.answered(i, i * 100)).toBe(true);
+      // no sample; a smaller context proves nothing new: nothing changed, so nothing needs to look again
+      expect(measured.answered(undefined, 50)).toBe(false);
+      expect(measured.answered(undefined, 1300)).toBe(true); // a larger context is news
+      expect(measured.answered(Number.NaN, 1300)).toBe(false);
       measured.refused(9000);
       measured.refused(12000); // a larger refusal says less
       expect(measured.speedSamples).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
@@ -211,7 +214,7 @@ describe("NodeMeasurements", () => {
       expect(again.snapshot()).toEqual({
         model: key,
         speed: [3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-        provenContext: 1200,
+        provenContext: 1300,
         refusedContext: 9000,
       });
       expect(

@@ -54,13 +54,23 @@ export class NodeMeasurements {
     return this.#identity;
   }
 
-  /** A completed answer: its speed sample (if it is one) and the tokens it held (prompt and answer). */
-  answered(speed: number | undefined, contextTokens: number): void {
+  /**
+   * A completed answer: its speed sample (if it is one) and the tokens it held (prompt and answer). Whether it
+   * changed anything: an answer taken whole gives no sample, and a prompt no larger than one seen proves nothing new
+   * (then nothing that reads the measurements, the tier above all, needs to look again).
+   */
+  answered(speed: number | undefined, contextTokens: number): boolean {
+    let changed = false;
     if (speed !== undefined && Number.isFinite(speed) && speed > 0) {
       this.#speed.push(speed);
       if (this.#speed.length > SPEED_WINDOW) this.#speed.shift();
+      changed = true;
     }
-    if (contextTokens > this.#provenContext) this.#provenContext = contextTokens;
+    if (contextTokens > this.#provenContext) {
+      this.#provenContext = contextTokens;
+      changed = true;
+    }
+    return changed;
   }
 
   /** The node refused a prompt of about `tokens` as too long for its context window. */

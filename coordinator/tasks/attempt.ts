@@ -187,9 +187,10 @@ export class Attempt implements TaskSink {
       (result.usage?.promptTokens ?? 0) + completionTokens,
       Buffer.byteLength(this.#promptText) + this.#answerBytes,
     );
-    this.node.measured.answered(speed, held);
+    const changed = this.node.measured.answered(speed, held);
     this.node.served(now - this.#assignedAt);
-    this.registry.measured(this.node);
+    // the tier follows the speed samples: a whole answer (no sample, a context already proven) leaves it as it is
+    if (changed) this.registry.measured(this.node);
   }
 
   #open(read: () => string | { ok: false; reason: string }): Opened {
