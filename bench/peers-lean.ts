@@ -11,7 +11,7 @@
 // Iris's irreducible work could be, on this machine. Same command line and stdout as bench/peers-floor.ts; it needs
 // tsx (`node --import tsx bench/peers-lean.ts back <upstream port>` / `front <back port>`).
 import { createPrivateKey, randomInt, randomUUID } from "node:crypto";
-import { createServer, type ServerResponse } from "node:http";
+import { createServer } from "node:http";
 import { connect, createServer as createH2Server, type ServerHttp2Stream } from "node:http2";
 import { listenAndPrint, runRole, serveWhenConnected } from "./peers-pair.ts";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -171,6 +171,12 @@ interface Records {
   after(taskId: string, tokens: number): void;
 }
 
+/** An answer for the client: its headers and the completion, as OpenAI's JSON. */
+interface Answer {
+  headers: Record<string, string>;
+  completion: object;
+}
+
 async function front(backPort: number): Promise<void> {
   const keys = sessionKeys("front");
   const records = await recordsOf();
@@ -178,7 +184,7 @@ async function front(backPort: number): Promise<void> {
   const classified = new Map<string, Difficulty>();
   const session = connect(`http://127.0.0.1:${backPort}`);
   const stream = session.request({ ":method": "POST", ":path": "/iris.v1.NodeService/Connect" }, { endStream: false });
-  const open = new Map<string, { res: ServerResponse; model: string; difficulty: string }>();
+  const open = new Map<string, { answer: (answer: Answer) => void; model: string; difficulty: string }>();
   const parser = new EnvelopeParser(MAX_MESSAGE);
   stream.on("data", (data: Buffer) => {
     for (const bytes of parser.push(data)) {
@@ -196,14 +202,13 @@ async function front(backPort: number): Promise<void> {
       });
       const usage = result.usage!;
       records?.after(result.taskId, usage.completionTokens);
-      waiting.res.writeHead(200, {
-        "content-type": "application/json; charset=utf-8",
-        "x-iris-task-id": result.taskId,
-        "x-iris-node-id": NODE_ID,
-        "x-iris-difficulty": waiting.difficulty,
-      });
-      waiting.res.end(
-        JSON.stringify({
+      waiting.answer({
+        headers: {
+          "x-iris-task-id": result.taskId,
+          "x-iris-node-id": NODE_ID,
+          "x-iris-difficulty": waiting.difficulty,
+        },
+        completion: {
           id: `chatcmpl-${result.taskId}`,
           object: "chat.completion",
           created: Math.floor(Date.now() / 1000),
@@ -221,12 +226,13 @@ async function front(backPort: number): Promise<void> {
             completion_tokens: usage.completionTokens,
             total_tokens: usage.promptTokens + usage.completionTokens,
           },
-        }),
-      );
+        },
+      });
     }
   });
-  const serve = async (res: ServerResponse, body: string, authorization: string | undefined) => {
-    const { params } = parseCompletionRequest(JSON.parse(body));
+  /** One request's work up to its assign on the stream; resolves with the node's answer. */
+  const serve = async (body: unknown, authorization: string | undefined): Promise<Answer> => {
+    const { params } = parseCompletionRequest(body);
     // the caller: an account key's hash, looked up (the first sight of a key adds it, as a database would hold it)
     const hash = hashAccountKey(normalizeAccountKey(authorization?.replace(/^Bearer /, "") ?? ""));
     if (!accounts.has(hash)) accounts.set(hash, randomUUID());
@@ -237,7 +243,9 @@ async function front(backPort: number): Promise<void> {
     const difficulty = cached ?? (await localClassifier.classify({ messages })).difficulty;
     const taskId = randomUUID();
     records?.before(taskId, difficulty);
-    open.set(taskId, { res, model: params.model || "auto", difficulty: difficulty.toLowerCase() });
+    const answered = new Promise<Answer>((answer) =>
+      open.set(taskId, { answer, model: params.model || "auto", difficulty: difficulty.toLowerCase() }),
+    );
     const assign = create(ConnectResponseSchema, {
       message: {
         case: "taskAssign",
@@ -263,18 +271,57 @@ async function front(backPort: number): Promise<void> {
       },
     });
     stream.write(envelope(toBinary(ConnectResponseSchema, assign)));
+    return answered;
   };
+  if (process.env.PEERS_LEAN_FASTIFY === "1") {
+    serveWhenConnected(await fastifyServer(serve), stream);
+    return;
+  }
   const server = createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on("data", (part: Buffer) => parts.push(part));
     req.on("end", () => {
-      serve(res, Buffer.concat(parts).toString(), req.headers.authorization).catch((err: unknown) => {
+      const reply = async () => {
+        const { headers, completion } = await serve(
+          JSON.parse(Buffer.concat(parts).toString()),
+          req.headers.authorization,
+        );
+        res.writeHead(200, { ...headers, "content-type": "application/json; charset=utf-8" });
+        res.end(JSON.stringify(completion));
+      };
+      reply().catch((err: unknown) => {
         res.writeHead(400, { "content-type": "text/plain" });
         res.end(String(err));
       });
     });
   });
   serveWhenConnected(server, stream);
+}
+
+/**
+ * PEERS_LEAN_FASTIFY=1: the front's HTTP/1.1 side through Fastify as the coordinator has it (its JSON body parser, an
+ * onRequest hook that sets a header, the route in a /v1 plugin with an error handler), so that the trace says what
+ * that part of Iris's intake and answer costs where it runs.
+ */
+async function fastifyServer(serve: (body: unknown, authorization: string | undefined) => Promise<Answer>) {
+  const { default: Fastify } = await import("fastify");
+  const app = Fastify({ logger: false });
+  app.addHook("onRequest", async (req, reply) => {
+    reply.header("x-request-id", req.id);
+  });
+  await app.register(
+    async (v1) => {
+      v1.setErrorHandler((err, _req, reply) => reply.code(400).send({ error: { message: String(err) } }));
+      v1.post("/chat/completions", async (req, reply) => {
+        const { headers, completion } = await serve(req.body, req.headers.authorization);
+        reply.headers(headers);
+        return completion;
+      });
+    },
+    { prefix: "/v1" },
+  );
+  await app.ready();
+  return app.server;
 }
 
 await runRole({ back, front }, "node --import tsx bench/peers-lean.ts back <upstream port> | front <back port>");
