@@ -99,7 +99,6 @@ export class PartRunner {
       context: spec.context,
     };
     const exclude = request.exclude as Set<string>;
-    const log = this.#logger.child({ taskId });
     const progress: PartProgress = { streamed: [], tokensBefore: 0, firstTokenAt: undefined };
     const { streamed } = progress;
     const nodeIds: string[] = [];
@@ -159,8 +158,9 @@ export class PartRunner {
           };
         }
         if (outcome.kind === "fatal") throw outcome.error;
-        log.warn(
-          { nodeId: node.id, reason: outcome.reason, streamedChars: streamed.join("").length },
+        // the task's id in the line itself: a child logger made for every request would serve this line only
+        this.#logger.warn(
+          { taskId, nodeId: node.id, reason: outcome.reason, streamedChars: streamed.join("").length },
           "re-routing the task",
         );
         journal.note(taskId, streamed.length > 0 ? "streaming" : "queued", node.id, `re-routed: ${outcome.reason}`);
