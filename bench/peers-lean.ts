@@ -6,16 +6,17 @@
 // result decoded, checked by its rules (validateNodeMessage), opened, and the completion written as OpenAI's JSON.
 // The back, as an agent: the assign decoded, its payload opened and checked, the upstream asked for the whole answer
 // on the agent's own HTTP client, the answer read, sealed and sent up as a TaskResult. What it leaves out is what an
-// Iris request does beyond that: Fastify, metering and limits, routing among nodes, failover and deadlines, the task
-// journal and reputation, the events through the pipeline's generators. So: how far below Iris a path that does only
+// Iris request does beyond that: Fastify (unless PEERS_LEAN_FASTIFY=1), metering and limits, routing among nodes,
+// failover and deadlines, the task journal and reputation (unless PEERS_LEAN_RECORDS=1), the events through the chat
+// pipeline's generators. So: how far below Iris a path that does only
 // Iris's irreducible work could be, on this machine. Same command line and stdout as bench/peers-floor.ts; it needs
 // tsx (`node --import tsx bench/peers-lean.ts back <upstream port>` / `front <back port>`).
 import { createPrivateKey, randomInt, randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { connect, createServer as createH2Server, type ServerHttp2Stream } from "node:http2";
-import { listenAndPrint, runRole, serveWhenConnected } from "./peers-pair.ts";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
+import pino from "pino";
 import { createHttpTransport } from "../agent/backends/http-client.ts";
 import {
   deriveSessionKeys,
@@ -29,18 +30,23 @@ import {
 import { EnvelopeParser, envelope } from "../common/grpc/envelope.ts";
 import { chatRoleFromProto, type Difficulty } from "../common/vocabulary.ts";
 import { hashAccountKey, normalizeAccountKey } from "../coordinator/accounts/keys.ts";
-import { parseCompletionRequest } from "../coordinator/http/openai-request.ts";
-import { conversationKey } from "../coordinator/tasks/classify/cache.ts";
-import { localClassifier } from "../coordinator/tasks/classify/model.ts";
-import { validateNodeMessage } from "../coordinator/validation.ts";
 import { openDatabase } from "../coordinator/db/connect.ts";
+import { parseCompletionRequest } from "../coordinator/http/openai-request.ts";
 import { NodeRegistry } from "../coordinator/nodes/registry.ts";
 import { ReputationRecorder } from "../coordinator/reputation/recorder.ts";
 import { FastCompletionTracker } from "../coordinator/reputation/rules.ts";
+import { conversationKey } from "../coordinator/tasks/classify/cache.ts";
+import { localClassifier } from "../coordinator/tasks/classify/model.ts";
 import { TaskJournal } from "../coordinator/tasks/journal.ts";
+import { validateNodeMessage } from "../coordinator/validation.ts";
+import {
+  ConnectRequestSchema,
+  type ConnectResponse,
+  ConnectResponseSchema,
+  TaskPayloadSchema,
+} from "../gen/iris/v1/node_pb.ts";
 import { completionOf, insertNode } from "../test/support/node-rows.ts";
-import pino from "pino";
-import { ConnectRequestSchema, ConnectResponseSchema, TaskPayloadSchema } from "../gen/iris/v1/node_pb.ts";
+import { listenAndPrint, runRole, serveWhenConnected } from "./peers-pair.ts";
 
 const NODE_ID = "lean-node";
 const MAX_MESSAGE = 16 * 1024 * 1024;
@@ -76,10 +82,13 @@ function back(upstreamPort: number): void {
     stream.respond({ ":status": 200, "content-type": "application/grpc+proto" });
     const parser = new EnvelopeParser(MAX_MESSAGE);
     stream.on("data", (data: Buffer) => {
-      for (const bytes of parser.push(data)) void run(stream, fromBinary(ConnectResponseSchema, bytes));
+      for (const bytes of parser.push(data))
+        run(stream, fromBinary(ConnectResponseSchema, bytes)).catch((err: unknown) =>
+          process.stderr.write(`peers-lean back: ${err instanceof Error ? err.message : String(err)}\n`),
+        );
     });
   });
-  const run = async (stream: ServerHttp2Stream, message: ReturnType<typeof decodeAssign>) => {
+  const run = async (stream: ServerHttp2Stream, message: ConnectResponse) => {
     if (message.message.case !== "taskAssign") return;
     const assign = message.message.value;
     if (assign.payload.case !== "sealed") throw new Error("unsealed payload");
@@ -128,10 +137,6 @@ function back(upstreamPort: number): void {
     stream.write(envelope(toBinary(ConnectRequestSchema, result)));
   };
   listenAndPrint(server);
-}
-
-function decodeAssign(bytes: Uint8Array) {
-  return fromBinary(ConnectResponseSchema, bytes);
 }
 
 /**

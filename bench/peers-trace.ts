@@ -5,7 +5,7 @@
 // request's stamps end to end and prints the median of each step, and how long within it, on average, the process
 // that ends the step waited for a core (a wake-up's wait lies in the step the wake-up ends: a slow leg between two
 // processes is either that or the kernel's and Node's work). `npm run bench:peers-trace` (PEERS_TRACE_REQUESTS=N,
-// default 1000 a target).
+// default 1000 a target; PEERS_TRACE_LEAN=1 adds bench/peers-lean.ts, the floor doing Iris's irreducible work).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
