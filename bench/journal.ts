@@ -13,9 +13,10 @@ import { NodeRegistry } from "../coordinator/nodes/registry.ts";
 import { ReputationRecorder } from "../coordinator/reputation/recorder.ts";
 import { FastCompletionTracker } from "../coordinator/reputation/rules.ts";
 import { TaskJournal } from "../coordinator/tasks/journal.ts";
-import { completionOf, insertNode } from "../test/support/node-rows.ts";
+import { insertNode } from "../test/support/node-rows.ts";
 import { createBenchDatabase } from "./database.ts";
 import { backendSeconds, watchDatabaseBackends } from "./peers-processes.ts";
+import { RequestRecords } from "./request-records.ts";
 import { fixed, markdownTable } from "./stats.ts";
 
 const url = process.env.DATABASE_URL?.trim();
@@ -42,14 +43,11 @@ try {
   const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), new NodeRegistry(), logger);
   const node = await insertNode(opened.db);
   const backends = await watchDatabaseBackends(database.env.DATABASE_URL);
+  const records = new RequestRecords(journal, outcomes ? recorder : undefined, node);
   const record = () => {
     const id = randomUUID();
-    const at = () => new Date();
-    journal.created({ id, difficulty: "SIMPLE", max_tokens: 16, created_at: at() });
-    journal.update(id, "assigned", { node_id: node.id, tier: "MID", attempt: 1, assigned_at: at() }, node.id);
-    journal.update(id, "streaming", { first_token_at: at(), ttft_ms: 1 }, node.id);
-    if (outcomes) recorder.record(completionOf(node, id));
-    journal.update(id, "completed", { completion_tokens: 16, completed_at: at(), total_ms: 2 }, node.id);
+    records.started(id);
+    records.ended(id);
   };
   const one = async () => {
     for (let i = 0; i < batch; i++) record();

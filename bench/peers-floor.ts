@@ -9,6 +9,7 @@
 import { Agent, createServer, request, type ServerResponse } from "node:http";
 import { connect, createServer as createH2Server, type ServerHttp2Stream } from "node:http2";
 import { listenAndPrint, runRole, serveWhenConnected } from "./peers-pair.ts";
+
 /** One message: 4 bytes of length, then a JSON header line, then the body bytes. */
 function frame(header: object, body: Buffer = Buffer.alloc(0)): Buffer {
   const head = Buffer.from(`${JSON.stringify(header)}\n`);

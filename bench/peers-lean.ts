@@ -45,8 +45,9 @@ import {
   ConnectResponseSchema,
   TaskPayloadSchema,
 } from "../gen/iris/v1/node_pb.ts";
-import { completionOf, insertNode } from "../test/support/node-rows.ts";
+import { insertNode } from "../test/support/node-rows.ts";
 import { listenAndPrint, runRole, serveWhenConnected } from "./peers-pair.ts";
+import { RequestRecords } from "./request-records.ts";
 
 const NODE_ID = "lean-node";
 const MAX_MESSAGE = 16 * 1024 * 1024;
@@ -141,39 +142,17 @@ function back(upstreamPort: number): void {
 
 /**
  * PEERS_LEAN_RECORDS=1 (with DATABASE_URL): each request's records as well, written by Iris's task journal and
- * reputation recorder as a coordinator writes them (created and assigned before the assign, completed and the node's
- * outcome after the answer; ended tasks gathered for 10 ms), to a node row of its own.
+ * reputation recorder as a coordinator writes them (bench/request-records.ts; ended tasks gathered for 10 ms), to a
+ * node row of its own.
  */
-async function recordsOf(): Promise<Records | undefined> {
+async function recordsOf(): Promise<RequestRecords | undefined> {
   const url = process.env.DATABASE_URL;
   if (process.env.PEERS_LEAN_RECORDS !== "1" || !url) return undefined;
   const opened = await openDatabase({ url, dataDir: "", poolSize: 2 });
   const logger = pino({ level: "warn" });
   const journal = new TaskJournal(opened.db, logger, { instance: "bench-lean", endFlushMs: 10 });
   const recorder = new ReputationRecorder(journal, new FastCompletionTracker(), new NodeRegistry(), logger);
-  const node = await insertNode(opened.db);
-  return {
-    before(taskId, difficulty) {
-      journal.created({ id: taskId, difficulty, max_tokens: 16, created_at: new Date() });
-      journal.update(
-        taskId,
-        "assigned",
-        { node_id: node.id, tier: "MID", attempt: 1, assigned_at: new Date() },
-        node.id,
-      );
-    },
-    after(taskId, tokens) {
-      const at = new Date();
-      journal.update(taskId, "streaming", { first_token_at: at, ttft_ms: 1 }, node.id);
-      recorder.record(completionOf(node, taskId));
-      journal.update(taskId, "completed", { completion_tokens: tokens, completed_at: at, total_ms: 1 }, node.id);
-    },
-  };
-}
-
-interface Records {
-  before(taskId: string, difficulty: Difficulty): void;
-  after(taskId: string, tokens: number): void;
+  return new RequestRecords(journal, recorder, await insertNode(opened.db));
 }
 
 /** An answer for the client: its headers and the completion, as OpenAI's JSON. */
@@ -206,7 +185,7 @@ async function front(backPort: number): Promise<void> {
         kind: "result",
       });
       const usage = result.usage!;
-      records?.after(result.taskId, usage.completionTokens);
+      records?.ended(result.taskId, usage.completionTokens);
       waiting.answer({
         headers: {
           "x-iris-task-id": result.taskId,
@@ -247,7 +226,7 @@ async function front(backPort: number): Promise<void> {
     const cached = classified.get(conversationKey(messages));
     const difficulty = cached ?? (await localClassifier.classify({ messages })).difficulty;
     const taskId = randomUUID();
-    records?.before(taskId, difficulty);
+    records?.started(taskId, difficulty);
     const answered = new Promise<Answer>((answer) =>
       open.set(taskId, { answer, model: params.model || "auto", difficulty: difficulty.toLowerCase() }),
     );

@@ -60,15 +60,12 @@ function traced(
   files: [string, string],
   pids: [number, number],
 ): Traced {
-  return {
-    target: createTarget(name, url, headers, 1),
-    windows: [],
-    files,
-    pids,
-    cpu: [0, 0],
-    mainCpu: [0, 0],
-    databaseCpu: 0,
-  };
+  return measuredFromNow({ target: createTarget(name, url, headers, 1), files, pids } as Traced);
+}
+
+/** Forgets what `traced` measured so far (after the warm-up): its windows and CPU start again from zero. */
+function measuredFromNow(traced: Traced): Traced {
+  return Object.assign(traced, { windows: [], cpu: [0, 0], mainCpu: [0, 0], databaseCpu: 0 });
 }
 
 function readStamps(file: string): Stamp[] {
@@ -249,7 +246,7 @@ export async function runPeersTrace(): Promise<void> {
     }
     for (const t of both) await runSequential(t, 500, backends); // the JIT, the pools: not measured
     for (const t of both) await collect(t);
-    for (const t of both) (t.windows = []), (t.cpu = [0, 0]), (t.mainCpu = [0, 0]), (t.databaseCpu = 0);
+    for (const t of both) measuredFromNow(t);
     // interleaved halves, so that neither target has the quieter part of the run to itself
     for (let half = 0; half < 2; half++)
       for (const t of both) await runSequential(t, Math.ceil(requests / 2), backends);

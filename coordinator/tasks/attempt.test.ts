@@ -3,6 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { sealText } from "../../common/crypto/envelope.ts";
+import { Role } from "../../gen/iris/v1/common_pb.ts";
 import { TaskChunkSchema, TaskPayloadSchema, TaskResultSchema } from "../../gen/iris/v1/node_pb.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
 import { NodeRegistry } from "../nodes/registry.ts";
@@ -20,7 +21,7 @@ function setup() {
   const now = () => clock;
   const run = async (taskId: string, prompt: string, chunks: string[]) => {
     const attempt = new Attempt(taskId, node, registry, now);
-    const payload = create(TaskPayloadSchema, { messages: [{ role: 2, content: prompt }] });
+    const payload = create(TaskPayloadSchema, { messages: [{ role: Role.USER, content: prompt }] });
     await attempt.assign({
       difficulty: "SIMPLE",
       deadlineAt: clock + 60_000,

@@ -159,7 +159,8 @@ export class SpotChecker {
     const started = this.#startOnChecker(request, spec) ?? (await this.#waitForChecker(request, spec))?.run;
     const { modelName, quantization, modelSha256 = "" } = request.model;
     const model = `${modelName}\n${quantization}\n${modelSha256}`;
-    const context = { taskId: spec.taskId, model: modelName, avoid: request.avoid.map((node) => node.id) };
+    // only for a line: most checks start at once, with nothing skipped before them and nothing to log
+    const context = () => ({ taskId: spec.taskId, model: modelName, avoid: request.avoid.map((node) => node.id) });
     const skipped = this.#skipped.get(model) ?? 0;
     if (!started) {
       // a network with one node of a model skips every check of it: one line says so, not one per checked request
@@ -167,13 +168,13 @@ export class SpotChecker {
       this.#skipped.set(model, skipped + 1);
       if (skipped === 0)
         logger.info(
-          context,
+          context(),
           "spot check skipped: no other node of the same model was free (more at debug until one runs)",
         );
-      else logger.debug({ ...context, skippedInARow: skipped + 1 }, "spot check skipped");
+      else logger.debug({ ...context(), skippedInARow: skipped + 1 }, "spot check skipped");
       return undefined;
     }
-    if (skipped > 0) logger.info({ ...context, skipped }, "spot checks running again");
+    if (skipped > 0) logger.info({ ...context(), skipped }, "spot checks running again");
     this.#skipped.delete(model);
     return started;
   }
