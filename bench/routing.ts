@@ -1,6 +1,7 @@
 // What choosing a node costs a request as the network grows: N connected nodes (one slot each), a share of them busy,
 // and each request doing what a chat does before its assign: the classifier's node link looks for an idle node, routing
-// picks the best free node and takes its slot; then another task ends, so the share stays busy. "every node": both
+// picks the best free node and takes its slot; then another task ends (its slot freed and the registry's capacity
+// signal sent, which the wait queue hears), so the share stays busy. "every node": both
 // read every node, as before the registry's indexes (pickNode over registry.nodes(), and the classifier's old pass,
 // kept here as the peer); "indexes": routeNow and pickIdleClassifierNodes over the registry's idle nodes by tier and
 // its nodes with a free slot, as the coordinator does now. Alternating, in this process; CPU µs a request, the median
@@ -9,6 +10,7 @@
 import { NodeRegistry, type LiveNode } from "../coordinator/nodes/registry.ts";
 import type { TaskSink } from "../coordinator/nodes/task-sink.ts";
 import { pickIdleClassifierNodes } from "../coordinator/tasks/classify/node.ts";
+import { NodeAcquirer } from "../coordinator/tasks/node-acquirer.ts";
 import { pickNode, routeNow, type RouteRequest } from "../coordinator/tasks/router.ts";
 import { testNode } from "../test/support/live-nodes.ts";
 import { ascending, fixed, markdownTable, percentile } from "./stats.ts";
@@ -41,9 +43,13 @@ const indexes: Choose = (registry) => {
   return routeNow(registry, request);
 };
 
-/** A registry of `count` nodes, `busyPercent` of them running a task, and the running tasks in the order they end. */
+/**
+ * A registry of `count` nodes, `busyPercent` of them running a task, and the running tasks in the order they end; with
+ * the node acquirer a coordinator has, whose wait queue hears every task's end (the registry's capacity signal).
+ */
 function network(count: number, busyPercent: number) {
   const registry = new NodeRegistry();
+  new NodeAcquirer({ registry, queue: { maxLength: 100, maxWaitMs: 60_000 }, now: Date.now });
   const running: [LiveNode, string][] = [];
   const busy = Math.round((count * busyPercent) / 100);
   for (let i = 0; i < count; i++) {
@@ -72,7 +78,11 @@ function measure(count: number, busyPercent: number, choose: Choose): number {
     }
     // a task ends: the oldest, so the busy share stays as it was (a full network: the one just taken)
     const ended = running.length > 0 && (node || busyPercent === 100) ? running.shift() : undefined;
-    if (ended) ended[0].tasks.delete(ended[1]);
+    // as an attempt ends: its slot freed, then the capacity signal (the wait queue's drain)
+    if (ended) {
+      ended[0].tasks.delete(ended[1]);
+      registry.notifyCapacity();
+    }
   }
   const used = process.cpuUsage(before);
   return (used.user + used.system) / requests;

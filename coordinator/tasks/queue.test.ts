@@ -50,6 +50,26 @@ describe("WaitQueue", () => {
     expect(queue.length).toBe(2);
   });
 
+  it("reads no node on a task's end while nobody waits, and all of them once someone does", () => {
+    // every task's end drains the queue: with 10,000 idle nodes, reading them all cost ~0.36 ms a task
+    const nodes = Array.from({ length: 3 }, (_, i) => testNode(`idle-${i}`, "MID"));
+    let reads = 0;
+    const queue = new WaitQueue(10, function* () {
+      for (const node of nodes) {
+        reads++;
+        yield node;
+      }
+    });
+    for (let i = 0; i < 5; i++) queue.drain();
+    expect(reads).toBe(0);
+    const w = waiter("w");
+    queue.enqueue(w.waiter);
+    queue.drain();
+    expect(reads).toBe(3);
+    expect(w.heard.node).toBe(nodes[0]);
+    expect(queue.length).toBe(0);
+  });
+
   it("lets a later waiter take a node the earlier cannot use, and stops once the free slots are taken", () => {
     const mid = busy("mid", "MID", 2);
     const pro = busy("pro", "PRO");

@@ -112,6 +112,9 @@ export class WaitQueue {
    * pass over the nodes, not one per waiter.
    */
   drain(): void {
+    // every task's end calls this (the registry's capacity signal): with nobody waiting there is nothing to hand out,
+    // and gathering the free nodes first read every idle node of the network (10,000: ~0.36 ms a task's end)
+    if (this.#waiters.length === 0) return;
     const free: LiveNode[] = [];
     for (const node of this.nodes()) if (node.freeSlots > 0) free.push(node);
     let firstRemoved = -1;
