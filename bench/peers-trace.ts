@@ -5,7 +5,8 @@
 // request's stamps end to end and prints the median of each step, and how long within it, on average, the process
 // that ends the step waited for a core (a wake-up's wait lies in the step the wake-up ends: a slow leg between two
 // processes is either that or the kernel's and Node's work). `npm run bench:peers-trace` (PEERS_TRACE_REQUESTS=N,
-// default 1000 a target; PEERS_TRACE_LEAN=1 adds bench/peers-lean.ts, the floor doing Iris's irreducible work).
+// default 1000 a target; PEERS_TRACE_LEAN=1 adds bench/peers-lean.ts, the floor doing Iris's irreducible work;
+// PEERS_TRACE_NO_RECORDS=1 adds Iris with its records silenced, bench/peers-no-records.ts).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +34,8 @@ const pauseMs = Number(process.env.PEERS_TRACE_PAUSE_MS ?? 0);
  * asks of each request (its rules, key, classification, sealing, protobuf), with Iris's own functions.
  */
 const lean = process.env.PEERS_TRACE_LEAN === "1";
+/** PEERS_TRACE_NO_RECORDS=1: one more target, Iris with its task journal and reputation recorder silenced. */
+const noRecords = process.env.PEERS_TRACE_NO_RECORDS === "1";
 /** A step, when (CLOCK_MONOTONIC ns) and how long the stamping process's main thread has waited for a core (ns). */
 type Stamp = [string, number, number];
 type Window = Traced["windows"][number];
@@ -184,36 +187,40 @@ export async function runPeersTrace(): Promise<void> {
       env: { PEERS_TRACE_FILE: file(side) },
     }));
     cleanups.push(() => Promise.all([floor.front.stop(), floor.back.stop()]));
-    const coordinator = await startCoordinatorProcess({
-      env: { ...database.env, PEERS_TRACE_FILE: file("coordinator") },
-      workDir,
-      name: "trace-coordinator",
-      preload: [HOOK],
-    });
-    cleanups.push(() => coordinator.stop());
-    const agent = startBenchAgent({
-      ...peersAgentEnv({
-        name: "trace-agent",
-        coordinatorUrl: coordinator.url,
-        accountKey: database.accountKey,
-        upstreamPort: upstream.port,
+    /** A coordinator and its agent, stamping into `<name>-coordinator` and `<name>-agent`; `preload`: more hooks. */
+    const startIris = async (label: string, name: string, preload: string[] = []) => {
+      const coordinator = await startCoordinatorProcess({
+        env: { ...database.env, PEERS_TRACE_FILE: file(`${name}-coordinator`) },
         workDir,
-      }),
-      NODE_OPTIONS: `--import ${HOOK}`,
-      PEERS_TRACE_FILE: file("agent"),
-    });
-    cleanups.push(() => agent.stop());
-    await agent.registered;
+        name: `${name}-coordinator`,
+        preload: [HOOK, ...preload],
+      });
+      cleanups.push(() => coordinator.stop());
+      const agent = startBenchAgent({
+        ...peersAgentEnv({
+          name: `${name}-agent`,
+          coordinatorUrl: coordinator.url,
+          accountKey: database.accountKey,
+          upstreamPort: upstream.port,
+          workDir,
+        }),
+        NODE_OPTIONS: `--import ${HOOK}`,
+        PEERS_TRACE_FILE: file(`${name}-agent`),
+      });
+      cleanups.push(() => agent.stop());
+      await agent.registered;
+      return traced(
+        label,
+        `${coordinator.url}/v1/chat/completions`,
+        auth,
+        [file(`${name}-coordinator`), file(`${name}-agent`)],
+        [coordinator.pid, agent.pid],
+      );
+    };
+    const auth = { authorization: `Bearer ${database.accountKey}` };
+    const iris = await startIris("Iris", "iris");
     const backends = await watchDatabaseBackends(database.env.DATABASE_URL);
     cleanups.push(() => backends.close());
-    const auth = { authorization: `Bearer ${database.accountKey}` };
-    const iris = traced(
-      "Iris",
-      `${coordinator.url}/v1/chat/completions`,
-      auth,
-      [file("coordinator"), file("agent")],
-      [coordinator.pid, agent.pid],
-    );
     const floorTarget = traced(
       "two-process floor",
       `http://127.0.0.1:${floor.front.port}/v1/chat/completions`,
@@ -221,7 +228,9 @@ export async function runPeersTrace(): Promise<void> {
       [file("front"), file("back")],
       [floor.front.pid, floor.back.pid],
     );
-    const both = [iris, floorTarget];
+    const targets = [iris, floorTarget];
+    // the same coordinator with its records silenced (bench/peers-no-records.ts): what the records cost
+    if (noRecords) targets.push(await startIris("Iris without records", "quiet", ["./bench/peers-no-records.ts"]));
     if (lean) {
       // the floor's pair doing Iris's irreducible work with Iris's functions (bench/peers-lean.ts, under tsx)
       const pair = await startFloorProcesses(
@@ -234,7 +243,7 @@ export async function runPeersTrace(): Promise<void> {
         "bench/peers-lean.ts",
       );
       cleanups.push(() => Promise.all([pair.front.stop(), pair.back.stop()]));
-      both.push(
+      targets.push(
         traced(
           "lean",
           `http://127.0.0.1:${pair.front.port}/v1/chat/completions`,
@@ -244,12 +253,12 @@ export async function runPeersTrace(): Promise<void> {
         ),
       );
     }
-    for (const t of both) await runSequential(t, 500, backends); // the JIT, the pools: not measured
-    for (const t of both) await collect(t);
-    for (const t of both) measuredFromNow(t);
+    for (const t of targets) await runSequential(t, 500, backends); // the JIT, the pools: not measured
+    for (const t of targets) await collect(t);
+    for (const t of targets) measuredFromNow(t);
     // interleaved halves, so that neither target has the quieter part of the run to itself
     for (let half = 0; half < 2; half++)
-      for (const t of both) await runSequential(t, Math.ceil(requests / 2), backends);
+      for (const t of targets) await runSequential(t, Math.ceil(requests / 2), backends);
     const rows: string[][] = STEPS.map((s) => [s]);
     const totals: string[] = ["whole request (client's clock)"];
     const found: string[] = ["requests with every stamp"];
@@ -258,7 +267,7 @@ export async function runPeersTrace(): Promise<void> {
       ["CPU per request, second process (of it, its main thread's)"],
       ["CPU per request, the coordinator's PostgreSQL backends"],
     ];
-    for (const t of both) {
+    for (const t of targets) {
       const [near, far] = await collect(t);
       const each = t.windows.map((w) => steps(near, far, w)).filter((s) => s !== undefined);
       const meanWait = (i: number) => each.reduce((sum, [, w]) => sum + w[i]!, 0) / each.length;
@@ -280,16 +289,9 @@ export async function runPeersTrace(): Promise<void> {
         "(its main thread's run-queue delay from /proc/thread-self/schedstat; a wake-up's wait falls in the step it " +
         "ends; for the last step, the client's, this process's, over the whole request).\n\n" +
         markdownTable(
-          [
-            "step",
-            "Iris p50",
-            "Iris: waiting for a core",
-            "two-process floor p50",
-            "floor: waiting for a core",
-            ...(lean ? ["lean p50", "lean: waiting for a core"] : []),
-          ],
+          ["step", ...targets.flatMap((t) => [`${t.target.name} p50`, `${t.target.name}: waiting for a core`])],
           [...rows, totals, ...cpu, found],
-          ["l", "r", "r", "r", "r", ...(lean ? (["r", "r"] as const) : [])],
+          ["l", ...targets.flatMap(() => ["r", "r"] as const)],
         ) +
         "\n",
     );
