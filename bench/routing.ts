@@ -5,10 +5,12 @@
 // read every node, as before the registry's indexes (pickNode over registry.nodes(), and the classifier's old pass,
 // kept here as the peer); "indexes": routeNow and pickIdleClassifierNodes over the registry's idle nodes by tier and
 // its nodes with a free slot, as the coordinator does now. Alternating, in this process; CPU µs a request, the median
-// of the rounds. `npm run bench:routing` (ROUTING_NODES=1000,10000; ROUTING_BUSY=0,50,90,99,100;
-// ROUTING_REQUESTS=2000).
+// of the rounds. Then the check each request makes before routing (is any node online that could take it?) in a
+// network of small nodes and a few large ones, over every node and over the serving tiers' nodes.
+// `npm run bench:routing` (ROUTING_NODES=1000,10000; ROUTING_BUSY=0,50,90,99,100; ROUTING_REQUESTS=2000).
 import { NodeRegistry, type LiveNode } from "../coordinator/nodes/registry.ts";
 import type { TaskSink } from "../coordinator/nodes/task-sink.ts";
+import { requireCapableNode } from "../coordinator/tasks/capable-nodes.ts";
 import { pickIdleClassifierNodes } from "../coordinator/tasks/classify/node.ts";
 import { NodeAcquirer } from "../coordinator/tasks/node-acquirer.ts";
 import { pickNode, routeNow, type RouteRequest } from "../coordinator/tasks/router.ts";
@@ -113,4 +115,42 @@ console.log(
   `## Choosing a node\n\n${requests} requests a round, ${ROUNDS} rounds alternating, median; one slot a node; ` +
     `Node ${process.version}\n\n` +
     markdownTable(["nodes", "busy", "every node, µs a request", "indexes, µs a request", "ratio"], rows, right),
+);
+
+/**
+ * CPU µs of the check every request makes before it routes (is any node online that could take it?), twice a request
+ * in the orchestrator: an ADVANCED request in a network of `count` nodes of which 10 are PRO (the rest BASIC, added
+ * first), over every node in the registry's order (`every`) or over the nodes of the tiers that serve it.
+ */
+function measureCheck(count: number, every: boolean): number {
+  const registry = new NodeRegistry();
+  for (let i = 0; i < count; i++) registry.add(testNode(`node-${i}`, i >= count - 10 ? "PRO" : "BASIC"));
+  const source = every ? { nodes: () => registry.nodes(), nodesServing: () => registry.nodes() } : registry;
+  const advanced: RouteRequest = { difficulty: "ADVANCED", model: undefined, exclude: new Set() };
+  const before = process.cpuUsage();
+  for (let i = 0; i < requests; i++) requireCapableNode(source, advanced);
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / requests;
+}
+
+const checks: string[][] = [];
+for (const count of nodeCounts) {
+  const samples = { every: [] as number[], tiers: [] as number[] };
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? [true, false] : [false, true];
+    for (const every of order) samples[every ? "every" : "tiers"].push(measureCheck(count, every));
+  }
+  const every = percentile(ascending(samples.every), 50);
+  const tiers = percentile(ascending(samples.tiers), 50);
+  checks.push([count.toLocaleString("en-US"), fixed(every, 1), fixed(tiers, 1), `${fixed(every / tiers)}×`]);
+}
+console.log(
+  `\n## Whether any node could take the request\n\nAn ADVANCED request, 10 PRO nodes among BASIC ones; ` +
+    `${requests} checks a round, ${ROUNDS} rounds alternating, median\n\n` +
+    markdownTable(["nodes", "every node, µs a check", "the serving tiers' nodes, µs a check", "ratio"], checks, [
+      "r",
+      "r",
+      "r",
+      "r",
+    ]),
 );

@@ -1,9 +1,11 @@
-// The registry's index of nodes with a free slot (nodesWithRoom): what routing (past the idle nodes) and the queue's
-// drain read instead of every node. It must always equal the registered nodes whose freeSlots > 0.
+// The registry's indexes: the nodes with a free slot (nodesWithRoom), what routing (past the idle nodes) and the
+// queue's drain read instead of every node, always the registered nodes whose freeSlots > 0; and the nodes by tier
+// (nodesServing), what the check for a capable node reads, always the registered nodes whose tier serves.
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../common/seeded-random.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
 import { NodeRegistry, type LiveNode } from "./registry.ts";
+import { servesDifficulty } from "./tier.ts";
 import type { TaskSink } from "./task-sink.ts";
 
 const sink: TaskSink = { chunk() {}, result() {}, error() {}, lost() {} };
@@ -67,6 +69,30 @@ describe("NodeRegistry.nodesWithRoom", () => {
         if (running.length > 0) node!.tasks.delete(running[random(running.length)]!);
       } else node!.paused = !node!.paused;
       expect(ids(registry.nodesWithRoom())).toEqual(ids(withRoomByReading(registry)));
+    }
+  });
+});
+
+describe("NodeRegistry.nodesServing", () => {
+  it("equals the registered nodes whose tier serves the difficulty, through random adds, removals and re-tiers", () => {
+    const registry = new NodeRegistry();
+    const next = seededRandom(11);
+    const random = (n: number) => Math.floor(next() * n);
+    const tiers = ["BASIC", "MID", "PRO"] as const;
+    const nodes: LiveNode[] = [];
+    for (let step = 0; step < 3_000; step++) {
+      const node = nodes.length > 0 ? nodes[random(nodes.length)]! : undefined;
+      const op = node ? random(4) : 0;
+      if (op === 0) {
+        const added = testNode(`n${random(30)}`, tiers[random(3)]!);
+        registry.add(added); // an id already registered replaces its node, which leaves the index
+        nodes.push(added);
+      } else if (op === 1) registry.remove(node!, "gone");
+      else node!.tier = tiers[random(3)]!; // a replaced or removed node's tier moves too: it stays out
+      for (const difficulty of ["SIMPLE", "COMPLEX", "ADVANCED"] as const) {
+        const byReading = [...registry.nodes()].filter((n) => servesDifficulty(n.tier, difficulty));
+        expect(ids(registry.nodesServing(difficulty))).toEqual(ids(byReading));
+      }
     }
   });
 });

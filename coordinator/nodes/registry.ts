@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 import { IdleIndex } from "./idle-index.ts";
 import type { LiveNode, NodeField } from "./live-node.ts";
+import { tiersServing } from "./tier.ts";
 
 // re-exported: the node's own file is live-node.ts; the rest of the coordinator imports it with the registry
 export { type AssignSent, LiveNode, type NodeCapabilities, type NodeField, type NodeOutbox } from "./live-node.ts";
@@ -27,9 +28,16 @@ export class NodeRegistry {
   readonly #withRoom = new Set<LiveNode>();
   /** The idle nodes by tier and slots, in routing's order (idle-index.ts): an idle network's routing reads a few. */
   readonly #idle = new IdleIndex();
+  /**
+   * The registered nodes by tier, busy or not: whether any node could take a request reads the tiers that serve it,
+   * not a network of 10,000 small nodes for the few that serve a harder request (~0.6 ms a check).
+   */
+  readonly #byTier = new Map<NodeTier, Set<LiveNode>>();
+  readonly #tierOf = new Map<LiveNode, NodeTier>();
   readonly #routingChanged = (node: LiveNode) => {
     const registered = this.#nodes.get(node.id) === node;
     this.#idle.update(node, registered);
+    this.#placeTier(node, registered);
     if (!registered) return;
     if (node.freeSlots > 0) this.#withRoom.add(node);
     else this.#withRoom.delete(node);
@@ -65,6 +73,33 @@ export class NodeRegistry {
     return this.#idle.lists(tier);
   }
 
+  /**
+   * The registered nodes whose tier serves `difficulty` (busy, paused and suspended ones too), the lowest such tier
+   * first, in no set order within a tier.
+   */
+  *nodesServing(difficulty: Difficulty): Generator<LiveNode, void, undefined> {
+    for (const tier of tiersServing(difficulty)) {
+      const nodes = this.#byTier.get(tier);
+      if (nodes) yield* nodes;
+    }
+  }
+
+  /** Keeps `node` in its tier's set while it is registered, moving it when its tier changed. */
+  #placeTier(node: LiveNode, registered: boolean): void {
+    const was = this.#tierOf.get(node);
+    const now = registered ? node.tier : undefined;
+    if (was === now) return;
+    if (was !== undefined) this.#byTier.get(was)!.delete(node);
+    if (now === undefined) {
+      this.#tierOf.delete(node);
+      return;
+    }
+    this.#tierOf.set(node, now);
+    let nodes = this.#byTier.get(now);
+    if (!nodes) this.#byTier.set(now, (nodes = new Set()));
+    nodes.add(node);
+  }
+
   /** Adds a node; a node already connected under the same id is disconnected and its tasks lost. */
   add(node: LiveNode): void {
     const previous = this.#nodes.get(node.id);
@@ -76,6 +111,7 @@ export class NodeRegistry {
     if (previous) {
       this.#withRoom.delete(previous);
       this.#idle.update(previous, false);
+      this.#placeTier(previous, false);
       previous.disconnect(new ConnectError("replaced by a newer connection with the same node id", Code.Aborted));
       this.#loseTasks(previous, "the node reconnected; its previous connection was replaced");
     }
@@ -88,6 +124,7 @@ export class NodeRegistry {
     if (registered) this.#nodes.delete(node.id);
     this.#withRoom.delete(node);
     this.#idle.update(node, false);
+    this.#placeTier(node, false);
     this.#loseTasks(node, reason);
     if (registered) this.#changed(node, "removed");
   }

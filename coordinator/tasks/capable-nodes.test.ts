@@ -4,6 +4,7 @@ import type { Difficulty } from "../../common/vocabulary.ts";
 import { requireCapableNode } from "./capable-nodes.ts";
 import { contextNeed } from "./context-fit.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
+import { NodeRegistry } from "../nodes/registry.ts";
 
 function refusal(
   nodes: ReturnType<typeof testNode>[],
@@ -11,8 +12,16 @@ function refusal(
   extra: { model?: string; chars?: number } = {},
 ): ConnectError | undefined {
   const context = extra.chars !== undefined ? contextNeed([{ content: "a".repeat(extra.chars) }], 1_024) : undefined;
+  // through the registry, as the orchestrator asks it: its nodes by tier are what the common case reads
+  const registry = new NodeRegistry();
+  for (const node of nodes) registry.add(node);
   try {
-    requireCapableNode(nodes, { difficulty, model: extra.model, exclude: new Set(), ...(context ? { context } : {}) });
+    requireCapableNode(registry, {
+      difficulty,
+      model: extra.model,
+      exclude: new Set(),
+      ...(context ? { context } : {}),
+    });
     return undefined;
   } catch (err) {
     return ConnectError.from(err);
@@ -53,6 +62,35 @@ describe("requireCapableNode", () => {
     const suspended = testNode("s", "PRO");
     suspended.suspended = true;
     expect(refusal([suspended], "SIMPLE")?.rawMessage).toMatch(/is online; the connected nodes are suspended$/);
+  });
+  it("finds a node of the tier a request needs among many of a lower one, and follows its tier as it moves", () => {
+    const basics = Array.from({ length: 50 }, (_, i) => testNode(`b${i}`, "BASIC"));
+    const pro = testNode("p", "PRO");
+    expect(refusal([...basics, pro], "ADVANCED")).toBeUndefined();
+    expect(refusal(basics, "ADVANCED")?.code).toBe(Code.Unavailable);
+    // re-tiered (its measured speed): a BASIC node that becomes PRO serves ADVANCED requests, and PRO becoming BASIC no
+    // longer does
+    const registry = new NodeRegistry();
+    for (const node of [...basics, pro]) registry.add(node);
+    const advanced = { difficulty: "ADVANCED" as const, model: undefined, exclude: new Set<string>() };
+    pro.tier = "BASIC";
+    expect(() => requireCapableNode(registry, advanced)).toThrow(/tier PRO/);
+    basics[7]!.tier = "PRO";
+    expect(() => requireCapableNode(registry, advanced)).not.toThrow();
+    expect([...registry.nodesServing("ADVANCED")]).toEqual([basics[7]]);
+    registry.remove(basics[7]!, "gone");
+    expect([...registry.nodesServing("ADVANCED")]).toEqual([]);
+  });
+  it("reads only the nodes of the tiers that serve the request when one can take it", () => {
+    const registry = new NodeRegistry();
+    for (let i = 0; i < 20; i++) registry.add(testNode(`b${i}`, "BASIC"));
+    registry.add(testNode("p", "PRO"));
+    const serving = registry.nodesServing.bind(registry);
+    const source = {
+      nodes: () => expect.unreachable("read every node") as never,
+      nodesServing: (difficulty: Difficulty) => [...serving(difficulty)],
+    };
+    requireCapableNode(source, { difficulty: "ADVANCED", model: undefined, exclude: new Set() });
   });
   it("refuses FailedPrecondition, in words, when capable nodes exist but no window holds the conversation", () => {
     const nodes = [

@@ -109,7 +109,7 @@ export class Orchestrator {
     // the queue is for capable nodes that are busy: with none online the caller hears so now, not after the wait;
     // subtasks, context and auto judge each part on its own and check its tier (division/part-difficulty.ts)
     if (requested === "single" || requested === "consensus")
-      requireCapableNode(this.deps.registry.nodes(), { difficulty, model, exclude: new Set() });
+      requireCapableNode(this.deps.registry, { difficulty, model, exclude: new Set() });
     const mode = requested === "auto" ? autoMode(this.#division, task) : requested;
     if (mode === "single") yield* this.#single(task, requested === "auto" ? "single" : undefined);
     else yield* runDivided(this.#division, task, mode);
@@ -123,7 +123,7 @@ export class Orchestrator {
     const { taskId, input, difficulty, classifier, started } = task;
     // one node takes the whole conversation: only a node whose window holds it (and room for an answer)
     const context = contextNeed(input.messages, task.maxTokens);
-    requireCapableNode(this.deps.registry.nodes(), { difficulty, model: task.model, exclude: new Set(), context });
+    requireCapableNode(this.deps.registry, { difficulty, model: task.model, exclude: new Set(), context });
     const check = this.#spotChecks.select(input.temperature);
     const spec: PartSpec = {
       taskId,

@@ -91,7 +91,7 @@ export async function* runContext(ctx: DivisionContext, task: DividedTask): Asyn
   let group: PartGroup | undefined;
   try {
     const plan = planContext(ctx, task);
-    requireCapableNode(ctx.registry.nodes(), { difficulty: plan.difficulty, model: task.model, exclude: new Set() });
+    requireCapableNode(ctx.registry, { difficulty: plan.difficulty, model: task.model, exclude: new Set() });
     const budget = plan.budget;
     if (!budget) {
       const smallest =

@@ -34,7 +34,7 @@ export async function* runSubtasks(
     const difficulties = plan.map((part) => (plan.length > 1 ? partDifficulty(task, part) : task.difficulty));
     difficulties.forEach((difficulty, i) => {
       try {
-        requireCapableNode(ctx.registry.nodes(), { difficulty, model: task.model, exclude: new Set() });
+        requireCapableNode(ctx.registry, { difficulty, model: task.model, exclude: new Set() });
       } catch (err) {
         const error = ConnectError.from(err);
         throw plan.length === 1
