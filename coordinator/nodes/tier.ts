@@ -21,7 +21,7 @@
 //
 // Self-contained on purpose: the bit level in the name is all this rule needs (common/model-name.ts has the
 // finer bits-per-weight table). The speed it is given may be measured rather than declared: see capability.ts.
-import { type Difficulty, difficultyRank, NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
+import { DIFFICULTIES, type Difficulty, difficultyRank, NODE_TIERS, type NodeTier } from "../../common/vocabulary.ts";
 
 export interface TierInput {
   /** Total parameters; 0 when unknown. */
@@ -99,10 +99,17 @@ export function servesDifficulty(tier: NodeTier, difficulty: Difficulty): boolea
   return difficultyRank(difficulty) <= difficultyRank(HARDEST_SERVED[tier]);
 }
 
-/** The tiers that can take work of this difficulty, lowest first. */
-export function tiersServing(difficulty: Difficulty): NodeTier[] {
-  return NODE_TIERS.filter((tier) => servesDifficulty(tier, difficulty));
+/** The tiers that can take work of this difficulty, lowest first (one list a difficulty: routing asks per request). */
+export function tiersServing(difficulty: Difficulty): readonly NodeTier[] {
+  return SERVING[difficulty];
 }
+
+const SERVING = Object.fromEntries(
+  DIFFICULTIES.map((difficulty) => [
+    difficulty,
+    Object.freeze(NODE_TIERS.filter((tier) => servesDifficulty(tier, difficulty))),
+  ]),
+) as Record<Difficulty, readonly NodeTier[]>;
 
 function knownOrZero(value: number): number {
   return Number.isFinite(value) && value > 0 ? value : 0;
