@@ -28,7 +28,7 @@ export interface CapableNodeSource {
 export function requireCapableNode(source: CapableNodeSource, request: RouteRequest): void {
   // the common case, on every request: a connected node that takes it as it is ends the search, among the nodes of
   // the tiers that serve the request only (10,000 small nodes and a few large ones: a few µs for a hard request, where
-  // reading every node for the large ones took ~0.6 ms); only a refusal needs them all, to say why
+  // reading every node for the large ones took ~0.9 ms); only a refusal needs them all, to say why
   for (const node of source.nodesServing(request.difficulty)) if (node.connected && eligible(node, request)) return;
   const all = [...source.nodes()];
   const { context, ...withoutContext } = request;
