@@ -181,9 +181,9 @@ export class NodeRegistry {
   }
 
   /** Whether any connected, unsuspended node's tier serves `difficulty` (busy or not). */
-  anyServing(serves: (tier: NodeTier, difficulty: Difficulty) => boolean, difficulty: Difficulty): boolean {
+  anyServing(difficulty: Difficulty): boolean {
     // a suspended node takes no work: a network of only suspended nodes has no node for the request, not a busy one
-    for (const node of this.#nodes.values()) if (!node.suspended && serves(node.tier, difficulty)) return true;
+    for (const node of this.nodesServing(difficulty)) if (!node.suspended) return true;
     return false;
   }
 }

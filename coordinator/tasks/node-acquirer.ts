@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Channel } from "../../common/channel.ts";
 import type { Difficulty } from "../../common/vocabulary.ts";
 import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
-import { servesDifficulty, tiersServing } from "../nodes/tier.ts";
+import { tiersServing } from "../nodes/tier.ts";
 import { Attempt } from "./attempt.ts";
 import type { PartEvent, PartSpec } from "./part-spec.ts";
 import { WaitQueue, type QueuePeers, type Waiter } from "./queue.ts";
@@ -125,7 +125,7 @@ export class NodeAcquirer {
   #noNodeError(difficulty: Difficulty, waitedMs: number): ConnectError {
     const tiers = tiersServing(difficulty).join(" or ");
     const waited = `waited ${Math.round(waitedMs / 100) / 10} s`;
-    if (this.deps.registry.anyServing(servesDifficulty, difficulty)) {
+    if (this.deps.registry.anyServing(difficulty)) {
       return new ConnectError(
         `every node that serves ${difficulty} requests (tier ${tiers}) is busy; ${waited}; try again later`,
         Code.ResourceExhausted,
