@@ -6,14 +6,16 @@
 // kept here as the peer); "indexes": routeNow and pickIdleClassifierNodes over the registry's idle nodes by tier and
 // its nodes with a free slot, as the coordinator does now. Alternating, in this process; CPU µs a request, the median
 // of the rounds. Then the check each request makes before routing (is any node online that could take it?) in a
-// network of small nodes and a few large ones, over every node and over the serving tiers' nodes.
+// network of small nodes and a few large ones, over every node and over the serving tiers' nodes; and a request naming
+// a model that few nodes serve (its three reads: is it served, could a node take it, which one), over every node and
+// over the registry's nodes by model.
 // `npm run bench:routing` (ROUTING_NODES=1000,10000; ROUTING_BUSY=0,50,90,99,100; ROUTING_REQUESTS=2000).
 import { NodeRegistry, type LiveNode } from "../coordinator/nodes/registry.ts";
 import type { TaskSink } from "../coordinator/nodes/task-sink.ts";
 import { requireCapableNode } from "../coordinator/tasks/capable-nodes.ts";
 import { pickIdleClassifierNodes } from "../coordinator/tasks/classify/node.ts";
 import { NodeAcquirer } from "../coordinator/tasks/node-acquirer.ts";
-import { pickNode, routeNow, type RouteRequest } from "../coordinator/tasks/router.ts";
+import { pickNode, routeNow, servesModel, type RouteRequest } from "../coordinator/tasks/router.ts";
 import { testNode } from "../test/support/live-nodes.ts";
 import { ascending, fixed, markdownTable, percentile } from "./stats.ts";
 
@@ -133,24 +135,81 @@ function measureCheck(count: number, every: boolean): number {
   return (used.user + used.system) / requests;
 }
 
-const checks: string[][] = [];
-for (const count of nodeCounts) {
-  const samples = { every: [] as number[], tiers: [] as number[] };
-  for (let round = 0; round < ROUNDS; round++) {
-    const order = round % 2 === 0 ? [true, false] : [false, true];
-    for (const every of order) samples[every ? "every" : "tiers"].push(measureCheck(count, every));
-  }
-  const every = percentile(ascending(samples.every), 50);
-  const tiers = percentile(ascending(samples.tiers), 50);
-  checks.push([count.toLocaleString("en-US"), fixed(every, 1), fixed(tiers, 1), `${fixed(every / tiers)}×`]);
+/**
+ * A table's rows: for each network size, `measure` over every node and over the indexes, alternating which goes first
+ * round by round, the median of each and their ratio.
+ */
+function everyAgainstIndexes(measure: (count: number, every: boolean) => number): string[][] {
+  return nodeCounts.map((count) => {
+    const samples = { every: [] as number[], indexed: [] as number[] };
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? [true, false] : [false, true];
+      for (const every of order) samples[every ? "every" : "indexed"].push(measure(count, every));
+    }
+    const every = percentile(ascending(samples.every), 50);
+    const indexed = percentile(ascending(samples.indexed), 50);
+    return [count.toLocaleString("en-US"), fixed(every, 1), fixed(indexed, 1), `${fixed(every / indexed)}×`];
+  });
 }
+
 console.log(
   `\n## Whether any node could take the request\n\nAn ADVANCED request, 10 PRO nodes among BASIC ones; ` +
     `${requests} checks a round, ${ROUNDS} rounds alternating, median\n\n` +
-    markdownTable(["nodes", "every node, µs a check", "the serving tiers' nodes, µs a check", "ratio"], checks, [
-      "r",
-      "r",
-      "r",
-      "r",
-    ]),
+    markdownTable(
+      ["nodes", "every node, µs a check", "the serving tiers' nodes, µs a check", "ratio"],
+      everyAgainstIndexes(measureCheck),
+      ["r", "r", "r", "r"],
+    ),
+);
+
+/**
+ * CPU µs of what a request naming a model does before its assign, in a network of `count` idle nodes of which 10 serve
+ * the model it names (the rest another, added first): whether any node serves it, whether one could take it, and which
+ * one. `every`: as before the registry kept its nodes by model (reading nodes in order until one serves the model, for
+ * each of the three); else the registry's nodes by model.
+ */
+function measureModel(count: number, every: boolean): number {
+  const registry = new NodeRegistry();
+  for (let i = 0; i < count; i++)
+    registry.add(testNode(`node-${i}`, "MID", { modelName: i >= count - 10 ? "Qwen2-7B-Instruct" : "Llama-3-8B" }));
+  const request: RouteRequest = { difficulty: "SIMPLE", model: "qwen2", exclude: new Set() };
+  const source = every
+    ? {
+        nodes: () => registry.nodes(),
+        nodesServing: (difficulty: RouteRequest["difficulty"]) => registry.nodesServing(difficulty),
+      }
+    : registry;
+  const routing = every
+    ? {
+        idleNodes: registry.idleNodes.bind(registry),
+        nodesWithRoom: registry.nodesWithRoom.bind(registry),
+        modelNodeCount: () => Number.POSITIVE_INFINITY,
+        nodesOfModel: () => [],
+      }
+    : registry;
+  const served = every
+    ? (model: string) => {
+        for (const node of registry.nodes()) if (servesModel(node, model)) return true;
+        return false;
+      }
+    : (model: string) => registry.servesModel(model);
+  const before = process.cpuUsage();
+  for (let i = 0; i < requests; i++) {
+    if (!served(request.model!)) throw new Error("the model is served");
+    requireCapableNode(source, request);
+    if (!routeNow(routing, request)) throw new Error("a node is idle");
+  }
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / requests;
+}
+
+console.log(
+  `\n## A request naming a model few nodes serve\n\n10 idle nodes of the model named among idle nodes of another; ` +
+    `whether it is served, whether a node could take it, which one; ${requests} requests a round, ${ROUNDS} rounds ` +
+    `alternating, median\n\n` +
+    markdownTable(
+      ["nodes", "every node, µs a request", "nodes by model, µs a request", "ratio"],
+      everyAgainstIndexes(measureModel),
+      ["r", "r", "r", "r"],
+    ),
 );

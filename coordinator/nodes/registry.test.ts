@@ -1,6 +1,7 @@
 // The registry's indexes: the nodes with a free slot (nodesWithRoom), what routing (past the idle nodes) and the
-// queue's drain read instead of every node, always the registered nodes whose freeSlots > 0; and the nodes by tier
-// (nodesServing), what the check for a capable node reads, always the registered nodes whose tier serves.
+// queue's drain read instead of every node, always the registered nodes whose freeSlots > 0; the nodes by tier
+// (nodesServing), what the check for a capable node reads, always the registered nodes whose tier serves; and the
+// nodes by model (nodesOfModel, nodesServing with a model), always the registered nodes whose model is named so.
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../common/seeded-random.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
@@ -94,5 +95,48 @@ describe("NodeRegistry.nodesServing", () => {
         expect(ids(registry.nodesServing(difficulty))).toEqual(ids(byReading));
       }
     }
+  });
+});
+
+describe("NodeRegistry's nodes by model", () => {
+  it("equals the registered nodes whose model is named like a hint, through random adds, removals and re-tiers", () => {
+    const registry = new NodeRegistry();
+    const next = seededRandom(13);
+    const random = (n: number) => Math.floor(next() * n);
+    const tiers = ["BASIC", "MID", "PRO"] as const;
+    // names that contain one another ("llama" in both llamas), differ in case, or share a prefix
+    const models = ["Llama-3-8B-Q4", "llama-3-70B-Q4", "Qwen2-7B", "qwen2-72b", "Mistral-7B"];
+    const hints = ["llama", "70b", "qwen2", "qwen2-7", "mistral", "phi", "7b"];
+    const nodes: LiveNode[] = [];
+    const named = (hint: string) =>
+      [...registry.nodes()].filter((n) => n.capabilities.modelName.toLowerCase().includes(hint));
+    let largeAndSmall = 0;
+    for (let step = 0; step < 3_000; step++) {
+      const node = nodes.length > 0 ? nodes[random(nodes.length)]! : undefined;
+      const op = node ? random(4) : 0;
+      if (op === 0) {
+        // an id registered again serves another model, maybe: the node it replaces leaves its model's nodes
+        const added = testNode(`n${random(40)}`, tiers[random(3)]!, { modelName: models[random(models.length)]! });
+        registry.add(added);
+        nodes.push(added);
+      } else if (op === 1) registry.remove(node!, "gone");
+      else node!.tier = tiers[random(3)]!;
+      const hint = hints[random(hints.length)]!;
+      expect(ids(registry.nodesOfModel(hint))).toEqual(ids(named(hint)));
+      expect(registry.modelNodeCount(hint)).toBe(named(hint).length);
+      expect(registry.servesModel(hint)).toBe(named(hint).length > 0);
+      expect([...registry.modelNames()].sort()).toEqual(
+        [...new Set([...registry.nodes()].map((n) => n.capabilities.modelName))].sort(),
+      );
+      for (const difficulty of ["SIMPLE", "COMPLEX", "ADVANCED"] as const) {
+        const byReading = named(hint).filter((n) => servesDifficulty(n.tier, difficulty));
+        expect(ids(registry.nodesServing(difficulty, hint))).toEqual(ids(byReading));
+        // both ways of reading were taken: the model's nodes fewer than the tiers', and more
+        const tiered = [...registry.nodesServing(difficulty)].length;
+        if (named(hint).length > 0 && named(hint).length !== tiered)
+          largeAndSmall |= named(hint).length < tiered ? 1 : 2;
+      }
+    }
+    expect(largeAndSmall).toBe(3);
   });
 });

@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
 import { IdleIndex } from "./idle-index.ts";
 import type { LiveNode, NodeField } from "./live-node.ts";
-import { tiersServing } from "./tier.ts";
+import { servesDifficulty, tiersServing } from "./tier.ts";
 
 // re-exported: the node's own file is live-node.ts; the rest of the coordinator imports it with the registry
 export { type AssignSent, LiveNode, type NodeCapabilities, type NodeField, type NodeOutbox } from "./live-node.ts";
@@ -34,6 +34,12 @@ export class NodeRegistry {
    */
   readonly #byTier = new Map<NodeTier, Set<LiveNode>>();
   readonly #tierOf = new Map<LiveNode, NodeTier>();
+  /**
+   * The registered nodes by the model name each declared (fixed for a connection), with the name in lower case: a
+   * request naming a model reads the few names online and the nodes of those named like it, not 10,000 nodes for the
+   * few that serve a model (lower-casing each one's name).
+   */
+  readonly #byModel = new Map<string, { lower: string; nodes: Set<LiveNode> }>();
   readonly #routingChanged = (node: LiveNode) => {
     const registered = this.#nodes.get(node.id) === node;
     this.#idle.update(node, registered);
@@ -74,14 +80,60 @@ export class NodeRegistry {
   }
 
   /**
-   * The registered nodes whose tier serves `difficulty` (busy, paused and suspended ones too), the lowest such tier
-   * first, in no set order within a tier.
+   * The registered nodes whose tier serves `difficulty` and, with `model` (a hint: normalized, lower case), whose
+   * model's name contains it; read from whichever index holds fewer (the serving tiers' nodes or the model's).
    */
-  *nodesServing(difficulty: Difficulty): Generator<LiveNode, void, undefined> {
-    for (const tier of tiersServing(difficulty)) {
-      const nodes = this.#byTier.get(tier);
-      if (nodes) yield* nodes;
+  *nodesServing(difficulty: Difficulty, model?: string): Generator<LiveNode, void, undefined> {
+    if (model === undefined) {
+      for (const tier of tiersServing(difficulty)) {
+        const nodes = this.#byTier.get(tier);
+        if (nodes) yield* nodes;
+      }
+      return;
     }
+    let tiered = 0;
+    for (const tier of tiersServing(difficulty)) tiered += this.#byTier.get(tier)?.size ?? 0;
+    if (this.modelNodeCount(model) <= tiered) {
+      for (const node of this.nodesOfModel(model)) if (servesDifficulty(node.tier, difficulty)) yield node;
+      return;
+    }
+    for (const node of this.nodesServing(difficulty))
+      if (node.capabilities.modelName.toLowerCase().includes(model)) yield node;
+  }
+
+  /** The model names of the registered nodes, as they declared them, each once. */
+  modelNames(): IterableIterator<string> {
+    return this.#byModel.keys();
+  }
+
+  /** Whether some registered node's model name contains `model` (a normalized, lower-case hint). */
+  servesModel(model: string): boolean {
+    for (const entry of this.#byModel.values()) if (entry.lower.includes(model)) return true;
+    return false;
+  }
+
+  /** How many registered nodes serve a model named like `model` (a normalized, lower-case hint). */
+  modelNodeCount(model: string): number {
+    let count = 0;
+    for (const entry of this.#byModel.values()) if (entry.lower.includes(model)) count += entry.nodes.size;
+    return count;
+  }
+
+  /** The registered nodes whose model name contains `model` (a normalized, lower-case hint), busy or not. */
+  *nodesOfModel(model: string): Generator<LiveNode, void, undefined> {
+    for (const entry of this.#byModel.values()) if (entry.lower.includes(model)) yield* entry.nodes;
+  }
+
+  /** Puts `node` under its model's name while registered (`registered` false: takes it out). */
+  #placeModel(node: LiveNode, registered: boolean): void {
+    const name = node.capabilities.modelName;
+    let entry = this.#byModel.get(name);
+    if (!registered) {
+      if (entry?.nodes.delete(node) && entry.nodes.size === 0) this.#byModel.delete(name);
+      return;
+    }
+    if (!entry) this.#byModel.set(name, (entry = { lower: name.toLowerCase(), nodes: new Set() }));
+    entry.nodes.add(node);
   }
 
   /** Keeps `node` in its tier's set while it is registered, moving it when its tier changed. */
@@ -107,6 +159,8 @@ export class NodeRegistry {
     node.watch((changed, field) => this.#changed(changed, field));
     node.watchRouting(this.#routingChanged);
     this.#routingChanged(node);
+    if (previous) this.#placeModel(previous, false);
+    this.#placeModel(node, true);
     this.#changed(node, "added");
     if (previous) {
       this.#withRoom.delete(previous);
@@ -121,7 +175,10 @@ export class NodeRegistry {
   /** Removes a node if it is still the registered one for its id, and hands its tasks back. */
   remove(node: LiveNode, reason: string): void {
     const registered = this.#nodes.get(node.id) === node;
-    if (registered) this.#nodes.delete(node.id);
+    if (registered) {
+      this.#nodes.delete(node.id);
+      this.#placeModel(node, false);
+    }
     this.#withRoom.delete(node);
     this.#idle.update(node, false);
     this.#placeTier(node, false);

@@ -92,6 +92,20 @@ describe("requireCapableNode", () => {
     };
     requireCapableNode(source, { difficulty: "ADVANCED", model: undefined, exclude: new Set() });
   });
+  it("reads only the nodes of the model a request names when they are fewer than the serving tiers'", () => {
+    const registry = new NodeRegistry();
+    for (let i = 0; i < 20; i++) registry.add(testNode(`m${i}`, "MID", { modelName: "llama-8B" }));
+    registry.add(testNode("q", "MID", { modelName: "Qwen2-7B" }));
+    const serving = registry.nodesServing.bind(registry);
+    let read = 0;
+    const source = {
+      nodes: () => expect.unreachable("read every node") as never,
+      nodesServing: (difficulty: Difficulty, model?: string) =>
+        [...serving(difficulty, model)].map((node) => (read++, node)),
+    };
+    requireCapableNode(source, { difficulty: "SIMPLE", model: "qwen2", exclude: new Set() });
+    expect(read).toBe(1);
+  });
   it("refuses FailedPrecondition, in words, when capable nodes exist but no window holds the conversation", () => {
     const nodes = [
       testNode("small", "MID", { contextLength: 2_048 }),

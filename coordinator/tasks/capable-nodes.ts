@@ -15,10 +15,13 @@ export function capableNodes(nodes: Iterable<LiveNode>, request: RouteRequest): 
   return capable;
 }
 
-/** Where requireCapableNode looks: every node, and those whose tier serves a difficulty (NodeRegistry). */
+/**
+ * Where requireCapableNode looks: every node, and those whose tier serves a difficulty and (a normalized hint) whose
+ * model is named like `model` (NodeRegistry).
+ */
 export interface CapableNodeSource {
   nodes(): Iterable<LiveNode>;
-  nodesServing(difficulty: Difficulty): Iterable<LiveNode>;
+  nodesServing(difficulty: Difficulty, model?: string): Iterable<LiveNode>;
 }
 
 /**
@@ -27,9 +30,11 @@ export interface CapableNodeSource {
  */
 export function requireCapableNode(source: CapableNodeSource, request: RouteRequest): void {
   // the common case, on every request: a connected node that takes it as it is ends the search, among the nodes of
-  // the tiers that serve the request only (10,000 small nodes and a few large ones: a few µs for a hard request, where
-  // reading every node for the large ones took ~0.9 ms); only a refusal needs them all, to say why
-  for (const node of source.nodesServing(request.difficulty)) if (node.connected && eligible(node, request)) return;
+  // the tiers that serve the request only, or of the model it names where those are fewer (10,000 small nodes and a
+  // few large ones: a few µs for a hard request, where reading every node for the large ones took ~0.9 ms); only a
+  // refusal needs them all, to say why
+  for (const node of source.nodesServing(request.difficulty, request.model))
+    if (node.connected && eligible(node, request)) return;
   const all = [...source.nodes()];
   const { context, ...withoutContext } = request;
   const capable = capableNodes(all, withoutContext);

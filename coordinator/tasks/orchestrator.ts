@@ -5,7 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
 import type { DivisionMode } from "../../common/vocabulary.ts";
-import type { LiveNode, NodeRegistry } from "../nodes/registry.ts";
+import type { NodeRegistry } from "../nodes/registry.ts";
 import type { MismatchCount } from "../nodes/suspension.ts";
 import type { TaskOutcomeInput } from "../reputation/outcomes.ts";
 import { requireCapableNode } from "./capable-nodes.ts";
@@ -20,7 +20,7 @@ import { PartRunner, type PartRunnerConfig } from "./part-runner.ts";
 import type { PartResult, PartSpec } from "./part-spec.ts";
 import type { TaskJournal } from "./journal.ts";
 import type { QueuePeers } from "./queue.ts";
-import { normalizeModelHint, servesModel } from "./router.ts";
+import { normalizeModelHint } from "./router.ts";
 import { SpotChecker } from "./spot-check.ts";
 
 export interface OrchestratorConfig extends PartRunnerConfig {
@@ -91,9 +91,9 @@ export class Orchestrator {
     }
     const taskId = randomUUID();
     const model = normalizeModelHint(input.model);
-    if (model !== undefined && !servedAnywhere(this.deps.registry.nodes(), model)) {
+    if (model !== undefined && !this.deps.registry.servesModel(model)) {
       // the models to choose from, not an RPC's name: the message reaches the chat page, the CLI and /v1 alike
-      const served = [...new Set([...this.deps.registry.nodes()].map((node) => node.capabilities.modelName))].sort();
+      const served = [...this.deps.registry.modelNames()].sort();
       throw new ConnectError(
         `no connected node serves model ` +
           `"${input.model}"; ${served.length ? `served now: ${served.join(", ")}` : "no node is connected"}`,
@@ -180,10 +180,4 @@ export class Orchestrator {
     yield doneEvent(taskId, started, result);
     if (check && result.nodeIds.length === 1) this.#spotChecks.check({ spec, result });
   }
-}
-
-/** Whether any connected node serves a model named like `model` (stops at the first). */
-function servedAnywhere(nodes: Iterable<LiveNode>, model: string): boolean {
-  for (const node of nodes) if (servesModel(node, model)) return true;
-  return false;
 }

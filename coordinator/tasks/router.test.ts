@@ -149,3 +149,53 @@ describe("routeNow (the registry's indexes)", () => {
     expect(busyChosen).toBeGreaterThan(100);
   });
 });
+
+describe("routeNow with a model named", () => {
+  /** A registry whose idle lists and nodes with room fail the test when read: only the model's nodes may be. */
+  const modelOnly = (registry: NodeRegistry) => ({
+    idleNodes: () => expect.unreachable("read the idle lists") as never,
+    nodesWithRoom: () => expect.unreachable("read the nodes with room") as never,
+    modelNodeCount: (model: string) => registry.modelNodeCount(model),
+    nodesOfModel: (model: string) => registry.nodesOfModel(model),
+  });
+
+  it("reads only the nodes of a model few serve, and takes their best, busy or idle", () => {
+    const registry = new NodeRegistry();
+    for (let i = 0; i < 500; i++) registry.add(testNode(`llama-${i}`, "MID", { modelName: "llama-8B" }));
+    const slow = testNode("qwen-slow", "MID", { modelName: "Qwen2-7B", tokensPerSecond: 10 });
+    const fast = testNode("qwen-fast", "MID", { modelName: "qwen2-7b", tokensPerSecond: 40, maxConcurrentTasks: 2 });
+    registry.add(slow);
+    registry.add(fast);
+    const qwen: RouteRequest = { difficulty: "SIMPLE", model: "qwen2", exclude: new Set() };
+    expect(routeNow(modelOnly(registry), qwen)).toBe(fast);
+    fast.tasks.set("t1", sink); // busy, a slot left: the idle one goes first
+    expect(routeNow(modelOnly(registry), qwen)).toBe(slow);
+    slow.tasks.set("t2", sink);
+    expect(routeNow(modelOnly(registry), qwen)).toBe(fast);
+    fast.tasks.set("t3", sink);
+    expect(routeNow(modelOnly(registry), qwen)).toBeUndefined();
+    expect(routeNow(modelOnly(registry), { ...qwen, model: "mistral" })).toBeUndefined();
+  });
+
+  it("chooses what pickNode chooses for a model many nodes serve (read from the idle lists)", () => {
+    const registry = new NodeRegistry();
+    const next = seededRandom(5);
+    const random = (n: number) => Math.floor(next() * n);
+    for (let i = 0; i < 600; i++) {
+      const made = testNode(`n${i}`, NODE_TIERS[random(3)]!, {
+        modelName: random(2) === 0 ? "llama-8B" : "qwen-7B",
+        tokensPerSecond: 10 + random(20),
+        maxConcurrentTasks: 1 + random(2),
+      });
+      for (let t = random(3); t > 0 && made.freeSlots > 0; t--) made.tasks.set(`${made.id}-${t}`, sink);
+      registry.add(made);
+    }
+    expect(registry.modelNodeCount("llama")).toBeGreaterThan(256); // past the few: the idle lists are read
+    for (const difficulty of ["SIMPLE", "COMPLEX", "ADVANCED"] as const) {
+      const request: RouteRequest = { difficulty, model: "llama", exclude: new Set() };
+      const chosen = routeNow(registry, request);
+      expect(chosen?.capabilities.modelName).toBe("llama-8B");
+      expect(pickNode([chosen!, ...registry.nodes()], request)).toBe(chosen);
+    }
+  });
+});

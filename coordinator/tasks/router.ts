@@ -89,24 +89,39 @@ export function eligible(node: LiveNode, request: RouteRequest): boolean {
   return request.reputationAbove === undefined || node.reputation > request.reputationAbove;
 }
 
-/** What routing reads of the registry (NodeRegistry): its idle nodes in order, and its nodes with a free slot. */
+/**
+ * What routing reads of the registry (NodeRegistry): its idle nodes in order, its nodes with a free slot, and its
+ * nodes by model (a normalized hint).
+ */
 export interface RoutingNodes {
   idleNodes(tier: NodeTier): readonly (readonly LiveNode[])[];
   nodesWithRoom(): Iterable<LiveNode>;
+  modelNodeCount(model: string): number;
+  nodesOfModel(model: string): Iterable<LiveNode>;
 }
+
+/**
+ * A request naming a model served by at most this many nodes reads those nodes rather than the idle lists, where they
+ * may lie behind thousands of other models' nodes; a model served by more has an idle node near the lists' front.
+ */
+const FEW_MODEL_NODES = 256;
 
 /**
  * pickNode's choice among all of `nodes`, read from the registry's indexes: an idle node beats every busy one, and
  * each serving tier's idle lists are in routing's order, most slots first, so the first eligible node of a tier's
  * first list that has one is that tier's best; only when no idle node can take the task are the nodes with room
- * read (they are busy ones then, and few when the network is busy). `open`: whether a node's free slot may go to
- * this request (a cluster's earlier waiters elsewhere come first).
+ * read (they are busy ones then, and few when the network is busy). A request naming a model few nodes serve reads
+ * those nodes instead. `open`: whether a node's free slot may go to this request (a cluster's earlier waiters elsewhere
+ * come first).
  */
 export function routeNow(
   nodes: RoutingNodes,
   request: RouteRequest,
   open?: (node: LiveNode) => boolean,
 ): LiveNode | undefined {
+  // every node that could take it is among the model's: their best is the best (pickNode reads busy and idle alike)
+  if (request.model !== undefined && nodes.modelNodeCount(request.model) <= FEW_MODEL_NODES)
+    return pickNode(nodes.nodesOfModel(request.model), request, open);
   let best: LiveNode | undefined;
   for (const tier of tiersServing(request.difficulty)) {
     lists: for (const list of nodes.idleNodes(tier)) {

@@ -55,7 +55,7 @@ export function planContext(ctx: DivisionContext, task: DividedTask): ContextPla
   const messages = task.input.messages;
   const { index, request: asked } = locateDocument(messages);
   const difficulty = partDifficulty(task, asked);
-  const capable = nodesServing(ctx.registry.nodes(), difficulty, task.model);
+  const capable = nodesServing(ctx.registry, difficulty, task.model);
   const lengths = capable.map((node) => node.contextLength).filter((length) => length > 0);
   const window = lengths.length > 0 ? Math.min(...lengths) : undefined;
   const rates = ratesFor(capable.map((node) => node.capabilities));

@@ -30,7 +30,7 @@ export function autoMode(ctx: DivisionContext, task: DividedTask): DivisionMode 
   const plan = planContext(ctx, task);
   const lastUser = messages.findLast((m) => m.role === "user")?.content ?? "";
   const parts = ruleBasedParts(lastUser, ctx.config.subtasksMaxParts);
-  const serving = (difficulty: Difficulty) => nodesServing(ctx.registry.nodes(), difficulty, task.model).length;
+  const serving = (difficulty: Difficulty) => nodesServing(ctx.registry, difficulty, task.model).length;
   const choice = chooseAutoMode({
     conversationTokens: plan.conversationTokens,
     fitsOneNode: fitsOneNode(plan),

@@ -1,7 +1,7 @@
 // A part of a divided request is judged on its own: "Define TCP." is SIMPLE even when the list it came from is
 // ADVANCED as a whole, and a question about a long document is not COMPLEX because the document is long.
 import type { Difficulty } from "../../../common/vocabulary.ts";
-import type { LiveNode } from "../../nodes/registry.ts";
+import type { LiveNode, NodeRegistry } from "../../nodes/registry.ts";
 import { capableNodes } from "../capable-nodes.ts";
 import { classifyLocally } from "../classify/model.ts";
 import type { DividedTask } from "./divided-task.ts";
@@ -24,9 +24,16 @@ export function hardest(difficulties: readonly Difficulty[]): Difficulty {
   return difficulties.reduce<Difficulty>((max, d) => (difficultyRank(d) > difficultyRank(max) ? d : max), "SIMPLE");
 }
 
-/** The connected nodes that could take a part of this difficulty (busy ones included). */
-export function nodesServing(nodes: Iterable<LiveNode>, difficulty: Difficulty, model: string | undefined): LiveNode[] {
-  return capableNodes(nodes, { difficulty, model, exclude: new Set() });
+/**
+ * The connected nodes that could take a part of this difficulty (busy ones included), read from the registry's nodes
+ * of the serving tiers or of the model.
+ */
+export function nodesServing(
+  registry: Pick<NodeRegistry, "nodesServing">,
+  difficulty: Difficulty,
+  model: string | undefined,
+): LiveNode[] {
+  return capableNodes(registry.nodesServing(difficulty, model), { difficulty, model, exclude: new Set() });
 }
 
 /** How many parts the nodes can run at once: their slots, one at least. */

@@ -42,7 +42,7 @@ export async function* runSubtasks(
           : new ConnectError(`part ${i + 1} of ${plan.length} could not be completed: ${error.rawMessage}`, error.code);
       }
     });
-    group.setLimit(parallelism(nodesServing(ctx.registry.nodes(), hardest(difficulties), task.model)));
+    group.setLimit(parallelism(nodesServing(ctx.registry, hardest(difficulties), task.model)));
     // each part is the conversation so far with the last request replaced by the part
     const history = messages.filter((_, i) => i !== lastUser);
     const partMessages = (part: string): ChatMessageInput[] =>
@@ -124,7 +124,7 @@ async function* planParts(
   const maxParts = ctx.config.subtasksMaxParts;
   let planned: string[] | undefined;
   let skipped = "";
-  if (nodesServing(ctx.registry.nodes(), task.difficulty, task.model).length === 0)
+  if (nodesServing(ctx.registry, task.difficulty, task.model).length === 0)
     skipped = ` (no node online plans ${task.difficulty} requests)`;
   else {
     group.start({
