@@ -8,14 +8,15 @@
 // of the rounds. Then the check each request makes before routing (is any node online that could take it?) in a
 // network of small nodes and a few large ones, over every node and over the serving tiers' nodes; and a request naming
 // a model that few nodes serve (its three reads: is it served, could a node take it, which one), over every node and
-// over the registry's nodes by model.
+// over the registry's nodes by model; and a spot check's choice of its checker and its part's routing to it.
 // `npm run bench:routing` (ROUTING_NODES=1000,10000; ROUTING_BUSY=0,50,90,99,100; ROUTING_REQUESTS=2000).
 import { NodeRegistry, type LiveNode } from "../coordinator/nodes/registry.ts";
 import type { TaskSink } from "../coordinator/nodes/task-sink.ts";
 import { requireCapableNode } from "../coordinator/tasks/capable-nodes.ts";
 import { pickIdleClassifierNodes } from "../coordinator/tasks/classify/node.ts";
 import { NodeAcquirer } from "../coordinator/tasks/node-acquirer.ts";
-import { pickNode, routeNow, servesModel, type RouteRequest } from "../coordinator/tasks/router.ts";
+import { chooseChecker } from "../coordinator/tasks/checkers.ts";
+import { modelIdentity, pickNode, routeNow, servesModel, type RouteRequest } from "../coordinator/tasks/router.ts";
 import { testNode } from "../test/support/live-nodes.ts";
 import { ascending, fixed, markdownTable, percentile } from "./stats.ts";
 
@@ -181,6 +182,7 @@ function measureModel(count: number, every: boolean): number {
     : registry;
   const routing = every
     ? {
+        get: registry.get.bind(registry),
         idleNodes: registry.idleNodes.bind(registry),
         nodesWithRoom: registry.nodesWithRoom.bind(registry),
         modelNodeCount: () => Number.POSITIVE_INFINITY,
@@ -210,6 +212,42 @@ console.log(
     markdownTable(
       ["nodes", "every node, µs a request", "nodes by model, µs a request", "ratio"],
       everyAgainstIndexes(measureModel),
+      ["r", "r", "r", "r"],
+    ),
+);
+
+/**
+ * CPU µs of a spot check's start in a network of `count` idle nodes of which 10 serve the checked answer's model (the
+ * rest another): choosing its checker among the nodes of that model, then routing its part to that node alone.
+ * `every`: as before (the checker chosen among every node, the part's route excluding every other node by id).
+ */
+function measureSpotCheck(count: number, every: boolean): number {
+  const registry = new NodeRegistry();
+  for (let i = 0; i < count; i++)
+    registry.add(testNode(`node-${i}`, "MID", { modelName: i >= count - 10 ? "Qwen2-7B-Instruct" : "Llama-3-8B" }));
+  const answered = registry.get(`node-${count - 1}`)!;
+  const checked = { model: modelIdentity(answered), difficulty: "SIMPLE" as const, avoid: [answered] };
+  let seed = 1;
+  const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  const before = process.cpuUsage();
+  for (let i = 0; i < requests; i++) {
+    const checker = chooseChecker(checked, every ? registry.nodes() : registry.nodesNamed("Qwen2-7B-Instruct"), random);
+    const exclude = every
+      ? new Set([...registry.nodes()].filter((node) => node !== checker).map((node) => node.id))
+      : new Set<string>();
+    const route: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude, sameModel: checked.model };
+    if (routeNow(registry, every ? route : { ...route, only: checker!.id }) !== checker) throw new Error("the checker");
+  }
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / requests;
+}
+
+console.log(
+  `\n## A spot check's checker\n\n10 idle nodes of the checked answer's model among idle nodes of another; its ` +
+    `checker chosen, its part routed to it; ${requests} checks a round, ${ROUNDS} rounds alternating, median\n\n` +
+    markdownTable(
+      ["nodes", "every node, µs a check", "the model's nodes and the checker looked up, µs a check", "ratio"],
+      everyAgainstIndexes(measureSpotCheck),
       ["r", "r", "r", "r"],
     ),
 );

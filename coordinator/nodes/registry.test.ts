@@ -122,6 +122,10 @@ describe("NodeRegistry's nodes by model", () => {
       } else if (op === 1) registry.remove(node!, "gone");
       else node!.tier = tiers[random(3)]!;
       const hint = hints[random(hints.length)]!;
+      const name = models[random(models.length)]!;
+      expect(ids(registry.nodesNamed(name))).toEqual(
+        ids([...registry.nodes()].filter((n) => n.capabilities.modelName === name)),
+      );
       expect(ids(registry.nodesOfModel(hint))).toEqual(ids(named(hint)));
       expect(registry.modelNodeCount(hint)).toBe(named(hint).length);
       expect(registry.servesModel(hint)).toBe(named(hint).length > 0);

@@ -101,6 +101,11 @@ export class NodeRegistry {
       if (node.capabilities.modelName.toLowerCase().includes(model)) yield node;
   }
 
+  /** The registered nodes whose model has exactly this name (a spot check's and a canary's peers), busy or not. */
+  nodesNamed(modelName: string): Iterable<LiveNode> {
+    return this.#byModel.get(modelName)?.nodes ?? [];
+  }
+
   /** The model names of the registered nodes, as they declared them, each once. */
   modelNames(): IterableIterator<string> {
     return this.#byModel.keys();

@@ -114,7 +114,7 @@ function simulation(answer: (node: LiveNode, spec: Omit<PartSpec, "signal">) => 
     random: () => (seed = (seed * 16807) % 2147483647) / 2147483647,
     async run(spec) {
       runs.push(spec);
-      const only = [...registry.nodes()].find((n) => !spec.exclude?.has(n.id))!;
+      const only = registry.get(spec.only!)!;
       const text = answer(only, spec);
       return {
         taskId: spec.taskId,

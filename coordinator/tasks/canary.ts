@@ -78,11 +78,11 @@ export interface CanaryDeps {
 
 /** Sends one canary to `target` and judges it as planned. */
 export async function runCanary(deps: CanaryDeps, target: LiveNode): Promise<void> {
-  const plan = planCanary(target, deps.registry.nodes());
+  const plan = planCanary(target, deps.registry.nodesNamed(target.capabilities.modelName));
   if (plan.kind === "known_answer") {
     const { prompt, answer } = canaryPrompt(deps.random);
     // sampled like an ordinary request (the backend's temperature, a seed): a node behaving only at 0 is seen too
-    const result = await deps.run(onlyOn(deps.registry, target, prompt, MAX_TOKENS.known_answer));
+    const result = await deps.run(onlyOn(target, prompt, MAX_TOKENS.known_answer));
     if (!result || passesCanary(result.text, answer)) return;
     deps.mismatches.record(result, {
       check: "canary",
@@ -94,7 +94,7 @@ export async function runCanary(deps: CanaryDeps, target: LiveNode): Promise<voi
   }
   if (plan.kind === "speed") {
     // judged by nothing: the answer's speed is measured like any answer's (coordinator/tasks/attempt.ts)
-    await deps.run(onlyOn(deps.registry, target, speedPrompt(deps.random), MAX_TOKENS.speed));
+    await deps.run(onlyOn(target, speedPrompt(deps.random), MAX_TOKENS.speed));
     return;
   }
   await comparePeers(deps, target, plan.peer);
@@ -104,8 +104,8 @@ export async function runCanary(deps: CanaryDeps, target: LiveNode): Promise<voi
 async function comparePeers(deps: CanaryDeps, target: LiveNode, peer: LiveNode): Promise<void> {
   const prompt = peerPrompt(deps.random);
   const seed = randomInt(2 ** 31);
-  const mine = onlyOn(deps.registry, target, prompt, MAX_TOKENS.peer, { temperature: 0, seed });
-  const theirs = onlyOn(deps.registry, peer, prompt, MAX_TOKENS.peer, { temperature: 0, seed, parentId: mine.taskId });
+  const mine = onlyOn(target, prompt, MAX_TOKENS.peer, { temperature: 0, seed });
+  const theirs = onlyOn(peer, prompt, MAX_TOKENS.peer, { temperature: 0, seed, parentId: mine.taskId });
   // the target's row is recorded first (run records before it awaits): the peer's names it as parent
   const [a, b] = await Promise.all([deps.run(mine), deps.run(theirs)]);
   if (!a || !b) return;
@@ -142,9 +142,8 @@ async function comparePeers(deps: CanaryDeps, target: LiveNode, peer: LiveNode):
   });
 }
 
-/** A canary part that only `node` may take (every other node excluded), judged only by the canary. */
+/** A canary part that only `node` may take, judged only by the canary. */
 function onlyOn(
-  registry: NodeRegistry,
   node: LiveNode,
   prompt: string,
   maxTokens: number,
@@ -159,7 +158,8 @@ function onlyOn(
     maxTokens,
     seed: randomInt(2 ** 31),
     ...extra,
-    exclude: new Set([...registry.nodes()].filter((other) => other !== node).map((other) => other.id)),
+    exclude: new Set(),
+    only: node.id,
     started: Date.now(),
     reward: "never",
     wait: "never",

@@ -94,6 +94,7 @@ export class PartRunner {
       difficulty: spec.difficulty,
       model: spec.model,
       exclude: spec.exclude ?? new Set(),
+      only: spec.only,
       sameModel: spec.sameModel,
       reputationAbove: spec.reputationAbove,
       context: spec.context,

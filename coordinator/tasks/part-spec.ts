@@ -33,6 +33,8 @@ export interface PartSpec {
   streaming?: boolean;
   /** Nodes not to use; nodes that fail this part are added to it. */
   exclude?: Set<string>;
+  /** Only this node may take the part (a spot check's checker, a canary's node). */
+  only?: string;
   /** Siblings sharing `exclude` run on different nodes: every node this part gets is added to it at once. */
   distinct?: boolean;
   accountId?: string;

@@ -153,6 +153,7 @@ describe("routeNow (the registry's indexes)", () => {
 describe("routeNow with a model named", () => {
   /** A registry whose idle lists and nodes with room fail the test when read: only the model's nodes may be. */
   const modelOnly = (registry: NodeRegistry) => ({
+    get: () => expect.unreachable("looked a node up") as never,
     idleNodes: () => expect.unreachable("read the idle lists") as never,
     nodesWithRoom: () => expect.unreachable("read the nodes with room") as never,
     modelNodeCount: (model: string) => registry.modelNodeCount(model),
@@ -197,5 +198,36 @@ describe("routeNow with a model named", () => {
       expect(chosen?.capabilities.modelName).toBe("llama-8B");
       expect(pickNode([chosen!, ...registry.nodes()], request)).toBe(chosen);
     }
+  });
+});
+
+describe("routeNow for one node (only)", () => {
+  it("looks the node up, reading no list, and takes it only while it is free and eligible", () => {
+    const registry = new NodeRegistry();
+    for (let i = 0; i < 50; i++) registry.add(testNode(`n${i}`, "MID"));
+    const checker = registry.get("n7")!;
+    const lookupOnly = {
+      get: (id: string) => registry.get(id),
+      idleNodes: () => expect.unreachable("read the idle lists") as never,
+      nodesWithRoom: () => expect.unreachable("read the nodes with room") as never,
+      modelNodeCount: () => expect.unreachable("counted a model's nodes") as never,
+      nodesOfModel: () => expect.unreachable("read a model's nodes") as never,
+    };
+    const only: RouteRequest = { difficulty: "SIMPLE", model: undefined, exclude: new Set(), only: "n7" };
+    expect(routeNow(lookupOnly, only)).toBe(checker);
+    expect(routeNow(lookupOnly, { ...only, model: "n7-8b" })).toBe(checker); // the model's name, lower case
+    expect(routeNow(lookupOnly, { ...only, exclude: new Set(["n7"]) })).toBeUndefined(); // it failed this part
+    expect(routeNow(lookupOnly, { ...only, difficulty: "ADVANCED" })).toBeUndefined(); // a MID node
+    expect(
+      routeNow(lookupOnly, { ...only, sameModel: { modelName: "other", quantization: "Q4_K_M" } }),
+    ).toBeUndefined();
+    expect(routeNow(lookupOnly, { ...only, only: "gone" })).toBeUndefined();
+    expect(routeNow(lookupOnly, only, (node) => node.id !== "n7")).toBeUndefined(); // its slot is owed elsewhere
+    checker.tasks.set("t1", sink);
+    expect(routeNow(lookupOnly, only)).toBeUndefined(); // busy: a check does not wait for it
+    // and no other node is eligible for it, wherever it is read from
+    expect(pickNode(registry.nodes(), only)).toBeUndefined();
+    checker.tasks.delete("t1");
+    expect(pickNode(registry.nodes(), only)).toBe(checker);
   });
 });

@@ -10,6 +10,8 @@ export interface RouteRequest {
   model: string | undefined;
   /** Nodes that already failed this task (or, for divided tasks, that its sibling parts use). */
   exclude: ReadonlySet<string>;
+  /** Only the node of this id (a spot check's checker, a canary's node): looked up, not searched for. */
+  only?: string;
   /** Only nodes that serve exactly this model and quantization (consensus, spot checks compare outputs). */
   sameModel?: ModelIdentity;
   /** Only nodes whose reputation is above this (a spot check's second opinion). */
@@ -82,6 +84,7 @@ function better(a: LiveNode, b: LiveNode): boolean {
 /** Whether `node` may take the task at all, busy or not (suspended nodes take none). */
 export function eligible(node: LiveNode, request: RouteRequest): boolean {
   if (node.suspended || request.exclude.has(node.id)) return false;
+  if (request.only !== undefined && node.id !== request.only) return false;
   if (!servesDifficulty(node.tier, request.difficulty) || !servesModel(node, request.model)) return false;
   if (request.sameModel && !sameModel(modelIdentity(node), request.sameModel)) return false;
   if (request.context && !fitsContext(node, request.context)) return false;
@@ -90,10 +93,11 @@ export function eligible(node: LiveNode, request: RouteRequest): boolean {
 }
 
 /**
- * What routing reads of the registry (NodeRegistry): its idle nodes in order, its nodes with a free slot, and its
- * nodes by model (a normalized hint).
+ * What routing reads of the registry (NodeRegistry): a node by id, its idle nodes in order, its nodes with a free
+ * slot, and its nodes by model (a normalized hint).
  */
 export interface RoutingNodes {
+  get(id: string): LiveNode | undefined;
   idleNodes(tier: NodeTier): readonly (readonly LiveNode[])[];
   nodesWithRoom(): Iterable<LiveNode>;
   modelNodeCount(model: string): number;
@@ -111,7 +115,7 @@ const FEW_MODEL_NODES = 256;
  * each serving tier's idle lists are in routing's order, most slots first, so the first eligible node of a tier's
  * first list that has one is that tier's best; only when no idle node can take the task are the nodes with room
  * read (they are busy ones then, and few when the network is busy). A request naming a model few nodes serve reads
- * those nodes instead. `open`: whether a node's free slot may go to this request (a cluster's earlier waiters elsewhere
+ * those nodes instead, and one for a single node (`only`) looks that node up. `open`: whether a node's free slot may go to this request (a cluster's earlier waiters elsewhere
  * come first).
  */
 export function routeNow(
@@ -119,6 +123,10 @@ export function routeNow(
   request: RouteRequest,
   open?: (node: LiveNode) => boolean,
 ): LiveNode | undefined {
+  if (request.only !== undefined) {
+    const node = nodes.get(request.only);
+    return node && mayTake(node, request, open) ? node : undefined;
+  }
   // every node that could take it is among the model's: their best is the best (pickNode reads busy and idle alike)
   if (request.model !== undefined && nodes.modelNodeCount(request.model) <= FEW_MODEL_NODES)
     return pickNode(nodes.nodesOfModel(request.model), request, open);

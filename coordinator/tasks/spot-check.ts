@@ -181,8 +181,8 @@ export class SpotChecker {
 
   /** Starts the check on a free checker, if there is one: choosing and reserving its slot happen in one step. */
   #startOnChecker(request: CheckerRequest, spec: PartSpec): Promise<PartResult | undefined> | undefined {
-    const checker = chooseChecker(request, this.deps.registry.nodes(), this.#random);
-    return checker && this.#run(checkSpec(spec, checker, this.deps.registry));
+    const checker = chooseChecker(request, this.deps.registry.nodesNamed(request.model.modelName), this.#random);
+    return checker && this.#run(checkSpec(spec, checker));
   }
 
   async #waitForChecker(
@@ -195,7 +195,11 @@ export class SpotChecker {
     const deadline = Date.now() + config.spotCheckMaxWaitMs;
     try {
       // only while a node that could check is connected (busy): with none, nothing is coming
-      while (!this.#abort.signal.aborted && Date.now() < deadline && anyChecker(request, registry.nodes())) {
+      while (
+        !this.#abort.signal.aborted &&
+        Date.now() < deadline &&
+        anyChecker(request, registry.nodesNamed(request.model.modelName))
+      ) {
         await capacityOrTimeout(registry, deadline - Date.now(), this.#abort.signal);
         const run = this.#startOnChecker(request, spec);
         if (run) return { run };
@@ -245,7 +249,7 @@ export class SpotChecker {
 }
 
 /** The check's part: the user's request again on `checker` only, at temperature 0 with the same seed. */
-function checkSpec(spec: PartSpec, checker: LiveNode, registry: NodeRegistry): Omit<PartSpec, "signal"> {
+function checkSpec(spec: PartSpec, checker: LiveNode): Omit<PartSpec, "signal"> {
   return {
     ...spec,
     taskId: randomUUID(),
@@ -255,7 +259,8 @@ function checkSpec(spec: PartSpec, checker: LiveNode, registry: NodeRegistry): O
     model: undefined,
     sameModel: modelIdentity(checker),
     reputationAbove: undefined,
-    exclude: new Set([...registry.nodes()].filter((node) => node !== checker).map((node) => node.id)),
+    exclude: new Set(),
+    only: checker.id,
     accountId: undefined,
     clientAddress: undefined,
     started: Date.now(),
