@@ -115,8 +115,8 @@ const FEW_MODEL_NODES = 256;
  * each serving tier's idle lists are in routing's order, most slots first, so the first eligible node of a tier's
  * first list that has one is that tier's best; only when no idle node can take the task are the nodes with room
  * read (they are busy ones then, and few when the network is busy). A request naming a model few nodes serve reads
- * those nodes instead, and one for a single node (`only`) looks that node up. `open`: whether a node's free slot may go to this request (a cluster's earlier waiters elsewhere
- * come first).
+ * those nodes instead, and one for a single node (`only`) looks that node up. `open`: whether a node's free slot may
+ * go to this request (a cluster's earlier waiters elsewhere come first).
  */
 export function routeNow(
   nodes: RoutingNodes,
