@@ -3,7 +3,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { NodeRegistry } from "../nodes/registry.ts";
-import { servedModels } from "../tasks/models.ts";
 import { normalizeModelHint } from "../tasks/router.ts";
 import type { ChatEvent } from "../tasks/chat.ts";
 import { logHttpFailure } from "./http-failure.ts";
@@ -105,14 +104,15 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
       const model = (id: string) => ({ id, object: "model", created: startedAt, owned_by: "iris" });
       v1.get("/models", async () => ({
         object: "list",
-        data: [model(ANY_MODEL), ...servedModels(deps.registry.nodes()).map((m) => model(m.name))],
+        // the registry's model names (its nodes by model), not a reading of every node; in ListModels' order
+        data: [model(ANY_MODEL), ...[...deps.registry.modelNames()].sort((a, b) => a.localeCompare(b)).map(model)],
       }));
 
       // Model names may contain slashes (org/model), hence the wildcard
       v1.get("/models/*", async (req, reply) => {
         const id = (req.params as { "*": string })["*"];
         // `iris`, `default` and "" mean any model too; they are answered, though only `auto` is listed
-        if (normalizeModelHint(id) !== undefined && !servedModels(deps.registry.nodes()).some((m) => m.name === id)) {
+        if (normalizeModelHint(id) !== undefined && deps.registry.nodesNamed(id).size === 0) {
           return reply.code(404).send({
             error: {
               message: `The model '${id}' is not served by any connected node`,

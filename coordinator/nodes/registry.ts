@@ -11,6 +11,7 @@ export { type AssignSent, LiveNode, type NodeCapabilities, type NodeField, type 
 export type { TaskSink } from "./task-sink.ts";
 
 type Listener = () => void;
+const NO_NODES: ReadonlySet<LiveNode> = new Set();
 /** Hears a node added, removed, or changed in what routing reads. */
 type ChangeListener = (node: LiveNode, change: NodeField | "added" | "removed") => void;
 /** Hears about a node whose measurements changed: `previousTier` is set when its tier moved. */
@@ -102,8 +103,8 @@ export class NodeRegistry {
   }
 
   /** The registered nodes whose model has exactly this name (a spot check's and a canary's peers), busy or not. */
-  nodesNamed(modelName: string): Iterable<LiveNode> {
-    return this.#byModel.get(modelName)?.nodes ?? [];
+  nodesNamed(modelName: string): ReadonlySet<LiveNode> {
+    return this.#byModel.get(modelName)?.nodes ?? NO_NODES;
   }
 
   /** The model names of the registered nodes, as they declared them, each once. */
