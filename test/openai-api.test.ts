@@ -12,6 +12,7 @@ import OpenAI, {
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { OpenAiErrorBody } from "../coordinator/http/openai-errors.ts";
+import { TaskErrorReason } from "../gen/iris/v1/node_pb.ts";
 import { type ScriptedNodeOptions, ScriptedNodes } from "./support/scripted-node.ts";
 import { newAccountKey, startTestCoordinator, type TestCoordinator } from "./support/coordinator.ts";
 
@@ -360,6 +361,40 @@ describe("OpenAI-compatible API", () => {
       await expect.poll(() => slow.cancels.map((c) => c.reason)).toEqual(["client_cancelled"]);
       slow.kill();
     }
+  });
+
+  it("holds the status and the role chunk for the first token; a failure before any token is a status", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const slow = await node({
+      nodeId: "slow-start",
+      script: () => ({ tokens: ["a", "b"], holdUntil: held, delayMs: 100 }),
+    });
+    let answered = false;
+    const pending = post({ model: "auto", messages: simple, stream: true }).then((response) => {
+      answered = true;
+      return response;
+    });
+    await expect.poll(() => slow.assigns.length).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(answered).toBe(false); // the node has the task, but no token came: nothing was sent yet
+    release();
+    const response = await pending;
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-iris-node-id")).toBe("slow-start");
+    const reader = response.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    // the role chunk and the first token in one read (the status and headers came with them)
+    const chunks = sseEvents(first).map((e) => JSON.parse(e.data!) as ChatCompletionChunk);
+    expect(chunks.map((c) => c.choices[0]!.delta)).toEqual([{ role: "assistant", content: "" }, { content: "a" }]);
+    await reader.cancel();
+    slow.kill();
+
+    // a node that fails before its first token, and no other to take over: a real HTTP error, not a 200 and an event
+    await node({ nodeId: "fails-first", script: () => ({ tokens: ["x"], failWith: TaskErrorReason.BACKEND_FAILED }) });
+    const failed = await post({ model: "auto", messages: simple, stream: true });
+    expect(failed.status).toBeGreaterThanOrEqual(400);
+    expect(((await failed.json()) as OpenAiErrorBody).error.message).toMatch(/node/);
   });
 
   it("sends a failure after the first token as an SSE error event, without [DONE]", async () => {

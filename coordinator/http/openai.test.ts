@@ -174,4 +174,23 @@ describe("OpenAI-compatible routes over a stand-in orchestrator", () => {
     expect(data.at(-1)).toBe("[DONE]");
     expect(JSON.parse(data.at(-2)!).choices[0].finish_reason).toBe("length");
   });
+  it("sends the 200, the routing headers and the role once a node has sent no token for keepAliveMs", async () => {
+    const { response, text } = await serve(
+      async function* () {
+        yield accepted;
+        await new Promise((resolve) => setTimeout(resolve, 180));
+        yield { type: "token", text: "hi" };
+        yield done;
+      },
+      { messages: simple, stream: true },
+    );
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-iris-task-id")).toBe(accepted.taskId); // the node was known when it went out
+    const events = sseEvents(text);
+    expect(JSON.parse(events[0]!.data!).choices[0].delta).toEqual({ role: "assistant", content: "" });
+    expect(events[1]).toEqual({ comment: "keep-alive" });
+    const deltas = events.filter((e) => e.data && e.data !== "[DONE]").map((e) => JSON.parse(e.data!).choices[0].delta);
+    expect(deltas.filter((d) => d.role)).toHaveLength(1); // one role chunk, however it began
+    expect(deltas.map((d) => d.content ?? "").join("")).toBe("hi");
+  });
 });

@@ -174,8 +174,10 @@ async function completeAtOnce(reply: FastifyReply, events: AsyncGenerator<ChatEv
 
 /**
  * Streaming: `chat.completion.chunk` events exactly as OpenAI sends them, then `data: [DONE]`.
- * The status line waits for a node (or `keepAliveMs` in the queue), so an early failure is a real HTTP error.
- * A failure after that is one `data: {"error": {...}}` event, and the stream closes without `[DONE]`.
+ * The status line, the routing headers and the role chunk wait for the first token (or `keepAliveMs` in the queue or
+ * on a node that has not begun), so a failure before any token is a real HTTP error, and the first token reaches the
+ * client in the same write as the status (one wake-up of the client, not two). A failure after that is one
+ * `data: {"error": {...}}` event, and the stream closes without `[DONE]`.
  */
 function streamCompletion(
   req: FastifyRequest,
@@ -185,6 +187,7 @@ function streamCompletion(
 ): Promise<void> {
   let accepted: Accepted | undefined;
   let position: number | undefined;
+  let begun = false;
   const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => ({
     id: `chatcmpl-${accepted!.taskId}`,
     object: "chat.completion.chunk",
@@ -198,26 +201,38 @@ function streamCompletion(
   const delta = (content: Record<string, string>, finish: string | null = null) => [
     { index: 0, delta: content, logprobs: null, finish_reason: finish },
   ];
+  /** The 200 with the node's routing headers (unless a queue's comment sent it), and OpenAI's first chunk. */
+  const begin = async () => {
+    if (begun) return;
+    begun = true;
+    sse.commit(irisHeaders(accepted!));
+    await sse.data(chunk(delta({ role: "assistant", content: "" })));
+  };
   return sse.send(events, {
     async write(event) {
       if (event.type === "queued") {
         position = event.position;
         if (sse.committed) await sse.comment(`queued position ${position}`);
       } else if (event.type === "accepted") {
-        accepted = event;
+        accepted = event; // held until the first token (or keepAliveMs): begin()
         position = undefined;
-        sse.commit(irisHeaders(event));
-        await sse.data(chunk(delta({ role: "assistant", content: "" })));
       } else if (event.type === "token") {
         position = undefined; // a failover's wait is over
+        await begin();
         await sse.data(chunk(delta({ content: event.text })));
       } else {
+        await begin(); // an empty answer
         await sse.data(chunk(delta({}, finishReason(event.finishReason)), irisExtension(accepted!, event)));
         if (options.includeUsage) await sse.data(chunk([], { usage: usage(event) }));
       }
     },
-    // the first comment commits the 200: a queued request has held its status for keepAliveMs
-    idle: () => (position !== undefined ? `queued position ${position}` : "keep-alive"),
+    // the first comment commits the 200: a queued request has held its status for keepAliveMs; so has one whose node
+    // has sent no token yet, which begins now
+    idle: () => {
+      if (position !== undefined) return `queued position ${position}`;
+      if (accepted) void begin();
+      return "keep-alive";
+    },
     finish: () => sse.data("[DONE]"),
     async failed(err) {
       const { status, body } = openAiError(err, req.id);
