@@ -8,13 +8,15 @@
 // of the rounds. Then the check each request makes before routing (is any node online that could take it?) in a
 // network of small nodes and a few large ones, over every node and over the serving tiers' nodes; and a request naming
 // a model that few nodes serve (its three reads: is it served, could a node take it, which one), over every node and
-// over the registry's nodes by model; and a spot check's choice of its checker and its part's routing to it.
+// over the registry's nodes by model; a spot check's choice of its checker and its part's routing to it; and a task's
+// end while requests wait for a large node among many idle small ones (the wait queue's drain).
 // `npm run bench:routing` (ROUTING_NODES=1000,10000; ROUTING_BUSY=0,50,90,99,100; ROUTING_REQUESTS=2000).
 import { NodeRegistry, type LiveNode } from "../coordinator/nodes/registry.ts";
 import type { TaskSink } from "../coordinator/nodes/task-sink.ts";
 import { requireCapableNode } from "../coordinator/tasks/capable-nodes.ts";
 import { pickIdleClassifierNodes } from "../coordinator/tasks/classify/node.ts";
 import { NodeAcquirer } from "../coordinator/tasks/node-acquirer.ts";
+import { WaitQueue } from "../coordinator/tasks/queue.ts";
 import { chooseChecker } from "../coordinator/tasks/checkers.ts";
 import { modelIdentity, pickNode, routeNow, servesModel, type RouteRequest } from "../coordinator/tasks/router.ts";
 import { testNode } from "../test/support/live-nodes.ts";
@@ -248,6 +250,47 @@ console.log(
     markdownTable(
       ["nodes", "every node, µs a check", "the model's nodes and the checker looked up, µs a check", "ratio"],
       everyAgainstIndexes(measureSpotCheck),
+      ["r", "r", "r", "r"],
+    ),
+);
+
+/**
+ * CPU µs of a task's end (its slot freed, the queue drained) in a network of `count` idle BASIC nodes and 10 busy PRO
+ * ones while 50 ADVANCED requests wait for a PRO node: the queue offers each waiter the free nodes of every tier
+ * (`every`, as before) or of the tiers that serve it.
+ */
+/** Task ends a round: reading every free node for each waiter takes ~5 ms an end at 1,000 nodes. */
+const DRAIN_ENDS = Math.max(10, Math.round(requests / 20));
+
+function measureDrain(count: number, every: boolean): number {
+  const registry = new NodeRegistry();
+  for (let i = 0; i < count; i++) registry.add(testNode(`node-${i}`, "BASIC"));
+  for (let i = 0; i < 10; i++) {
+    const pro = testNode(`pro-${i}`, "PRO");
+    pro.tasks.set(`pro-task-${i}`, sink);
+    registry.add(pro);
+  }
+  const queue = new WaitQueue(100, (difficulty) => registry.nodesWithRoom(every ? undefined : difficulty));
+  const advanced: RouteRequest = { difficulty: "ADVANCED", model: undefined, exclude: new Set() };
+  for (let i = 0; i < 50; i++) queue.enqueue({ request: advanced, claim() {}, position() {} });
+  const small = registry.get("node-0")!;
+  const ends = DRAIN_ENDS;
+  const before = process.cpuUsage();
+  for (let i = 0; i < ends; i++) {
+    small.tasks.set("task", sink);
+    small.tasks.delete("task");
+    queue.drain();
+  }
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / ends;
+}
+
+console.log(
+  `\n## A task's end while requests wait for a large node\n\nIdle BASIC nodes, 10 busy PRO ones, 50 ADVANCED ` +
+    `requests waiting; ${DRAIN_ENDS} task ends a round, ${ROUNDS} rounds alternating, median\n\n` +
+    markdownTable(
+      ["nodes", "every free node, µs a task's end", "the serving tiers' free nodes, µs a task's end", "ratio"],
+      everyAgainstIndexes(measureDrain),
       ["r", "r", "r", "r"],
     ),
 );

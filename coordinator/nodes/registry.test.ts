@@ -50,7 +50,8 @@ describe("NodeRegistry.nodesWithRoom", () => {
     expect([...registry.nodesWithRoom()]).toEqual([]);
   });
 
-  it("equals the nodes with free slots read one by one, through a long run of random changes", () => {
+  it("equals the nodes with free slots read one by one (by tier too), through a long run of random changes", () => {
+    const tiers = ["BASIC", "MID", "PRO"] as const;
     const registry = new NodeRegistry();
     const next = seededRandom(7);
     const random = (n: number) => Math.floor(next() * n);
@@ -58,9 +59,9 @@ describe("NodeRegistry.nodesWithRoom", () => {
     let task = 0;
     for (let step = 0; step < 5_000; step++) {
       const node = nodes.length > 0 ? nodes[random(nodes.length)]! : undefined;
-      const op = node ? random(7) : 0;
+      const op = node ? random(8) : 0;
       if (op === 0) {
-        const added = testNode(`n${random(40)}`, "MID", { maxConcurrentTasks: 1 + random(3) });
+        const added = testNode(`n${random(40)}`, tiers[random(3)]!, { maxConcurrentTasks: 1 + random(3) });
         registry.add(added); // an id already registered replaces its node
         nodes.push(added);
       } else if (op === 1) registry.remove(node!, "gone");
@@ -68,8 +69,13 @@ describe("NodeRegistry.nodesWithRoom", () => {
       else if (op === 4 || op === 5) {
         const running = [...node!.tasks.keys()];
         if (running.length > 0) node!.tasks.delete(running[random(running.length)]!);
-      } else node!.paused = !node!.paused;
+      } else if (op === 6) node!.paused = !node!.paused;
+      else node!.tier = tiers[random(3)]!; // a node with room moves with its tier
       expect(ids(registry.nodesWithRoom())).toEqual(ids(withRoomByReading(registry)));
+      for (const difficulty of ["SIMPLE", "COMPLEX", "ADVANCED"] as const) {
+        const serving = withRoomByReading(registry).filter((n) => servesDifficulty(n.tier, difficulty));
+        expect(ids(registry.nodesWithRoom(difficulty))).toEqual(ids(serving));
+      }
     }
   });
 });

@@ -1,6 +1,6 @@
 // The live nodes of this coordinator: who is connected, what each serves, how busy it is, which tasks it runs.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Difficulty, NodeTier } from "../../common/vocabulary.ts";
+import { NODE_TIERS, type Difficulty, type NodeTier } from "../../common/vocabulary.ts";
 import { IdleIndex } from "./idle-index.ts";
 import type { LiveNode, NodeField } from "./live-node.ts";
 import { servesDifficulty, tiersServing } from "./tier.ts";
@@ -23,18 +23,19 @@ export class NodeRegistry {
   readonly #measuredListeners = new Set<MeasuredListener>();
   readonly #changeListeners = new Set<ChangeListener>();
   /**
-   * The registered nodes with a free slot, kept as slots are taken and freed: routing reads these, not every node, so
-   * a busy network of 10,000 nodes costs a request a few nodes' reading (npm run bench:routing).
+   * The registered nodes with a free slot by tier, kept as slots are taken and freed: routing and the queue's drain
+   * read these, not every node, and only the tiers that serve the request, so a busy network of 10,000 nodes costs a
+   * request a few nodes' reading, and a freed slot does not read thousands of idle small nodes for the requests that
+   * wait for a large one (npm run bench:routing).
    */
-  readonly #withRoom = new Set<LiveNode>();
+  readonly #withRoom = new NodesByTier();
   /** The idle nodes by tier and slots, in routing's order (idle-index.ts): an idle network's routing reads a few. */
   readonly #idle = new IdleIndex();
   /**
    * The registered nodes by tier, busy or not: whether any node could take a request reads the tiers that serve it,
    * not a network of 10,000 small nodes for the few that serve a harder request (~0.9 ms a check, bench:routing).
    */
-  readonly #byTier = new Map<NodeTier, Set<LiveNode>>();
-  readonly #tierOf = new Map<LiveNode, NodeTier>();
+  readonly #byTier = new NodesByTier();
   /**
    * The registered nodes by the model name each declared (fixed for a connection), with the name in lower case: a
    * request naming a model reads the few names online and the nodes of those named like it, not 10,000 nodes for the
@@ -44,10 +45,8 @@ export class NodeRegistry {
   readonly #routingChanged = (node: LiveNode) => {
     const registered = this.#nodes.get(node.id) === node;
     this.#idle.update(node, registered);
-    this.#placeTier(node, registered);
-    if (!registered) return;
-    if (node.freeSlots > 0) this.#withRoom.add(node);
-    else this.#withRoom.delete(node);
+    this.#byTier.place(node, registered ? node.tier : undefined);
+    this.#withRoom.place(node, registered && node.freeSlots > 0 ? node.tier : undefined);
   };
 
   get size(): number {
@@ -63,12 +62,12 @@ export class NodeRegistry {
   }
 
   /**
-   * The nodes with a free slot (freeSlots > 0), in no set order: what routing reads when no idle node can take a
-   * request, and what the queue's drain offers. A node whose stream closed a moment ago may still be among them until
-   * it is removed.
+   * The nodes with a free slot (freeSlots > 0), of the tiers that serve `difficulty` if given, in no set order: what
+   * routing reads when no idle node can take a request, and what the queue's drain offers a waiter. A node whose
+   * stream closed a moment ago may still be among them until it is removed.
    */
-  nodesWithRoom(): IterableIterator<LiveNode> {
-    return this.#withRoom.values();
+  nodesWithRoom(difficulty?: Difficulty): Iterable<LiveNode> {
+    return this.#withRoom.nodes(difficulty === undefined ? NODE_TIERS : tiersServing(difficulty));
   }
 
   /**
@@ -85,16 +84,12 @@ export class NodeRegistry {
    * model's name contains it; read from whichever index holds fewer (the serving tiers' nodes or the model's).
    */
   *nodesServing(difficulty: Difficulty, model?: string): Generator<LiveNode, void, undefined> {
+    const tiers = tiersServing(difficulty);
     if (model === undefined) {
-      for (const tier of tiersServing(difficulty)) {
-        const nodes = this.#byTier.get(tier);
-        if (nodes) yield* nodes;
-      }
+      yield* this.#byTier.nodes(tiers);
       return;
     }
-    let tiered = 0;
-    for (const tier of tiersServing(difficulty)) tiered += this.#byTier.get(tier)?.size ?? 0;
-    if (this.modelNodeCount(model) <= tiered) {
+    if (this.modelNodeCount(model) <= this.#byTier.count(tiers)) {
       for (const node of this.nodesOfModel(model)) if (servesDifficulty(node.tier, difficulty)) yield node;
       return;
     }
@@ -142,22 +137,6 @@ export class NodeRegistry {
     entry.nodes.add(node);
   }
 
-  /** Keeps `node` in its tier's set while it is registered, moving it when its tier changed. */
-  #placeTier(node: LiveNode, registered: boolean): void {
-    const was = this.#tierOf.get(node);
-    const now = registered ? node.tier : undefined;
-    if (was === now) return;
-    if (was !== undefined) this.#byTier.get(was)!.delete(node);
-    if (now === undefined) {
-      this.#tierOf.delete(node);
-      return;
-    }
-    this.#tierOf.set(node, now);
-    let nodes = this.#byTier.get(now);
-    if (!nodes) this.#byTier.set(now, (nodes = new Set()));
-    nodes.add(node);
-  }
-
   /** Adds a node; a node already connected under the same id is disconnected and its tasks lost. */
   add(node: LiveNode): void {
     const previous = this.#nodes.get(node.id);
@@ -169,9 +148,9 @@ export class NodeRegistry {
     this.#placeModel(node, true);
     this.#changed(node, "added");
     if (previous) {
-      this.#withRoom.delete(previous);
+      this.#withRoom.place(previous, undefined);
       this.#idle.update(previous, false);
-      this.#placeTier(previous, false);
+      this.#byTier.place(previous, undefined);
       previous.disconnect(new ConnectError("replaced by a newer connection with the same node id", Code.Aborted));
       this.#loseTasks(previous, "the node reconnected; its previous connection was replaced");
     }
@@ -185,9 +164,9 @@ export class NodeRegistry {
       this.#nodes.delete(node.id);
       this.#placeModel(node, false);
     }
-    this.#withRoom.delete(node);
+    this.#withRoom.place(node, undefined);
     this.#idle.update(node, false);
-    this.#placeTier(node, false);
+    this.#byTier.place(node, undefined);
     this.#loseTasks(node, reason);
     if (registered) this.#changed(node, "removed");
   }
@@ -248,5 +227,41 @@ export class NodeRegistry {
     // a suspended node takes no work: a network of only suspended nodes has no node for the request, not a busy one
     for (const node of this.nodesServing(difficulty)) if (!node.suspended) return true;
     return false;
+  }
+}
+
+/** Nodes kept by tier, each in one tier's set at most, moved when its tier changes (the registry's indexes by tier). */
+class NodesByTier {
+  readonly #sets = new Map<NodeTier, Set<LiveNode>>();
+  readonly #tierOf = new Map<LiveNode, NodeTier>();
+
+  /** Puts `node` among `tier`'s nodes, moving it from another tier's; undefined takes it out. */
+  place(node: LiveNode, tier: NodeTier | undefined): void {
+    const was = this.#tierOf.get(node);
+    if (was === tier) return;
+    if (was !== undefined) this.#sets.get(was)!.delete(node);
+    if (tier === undefined) {
+      this.#tierOf.delete(node);
+      return;
+    }
+    this.#tierOf.set(node, tier);
+    let nodes = this.#sets.get(tier);
+    if (!nodes) this.#sets.set(tier, (nodes = new Set()));
+    nodes.add(node);
+  }
+
+  /** The nodes of `tiers`, tier by tier, in no set order within one. */
+  *nodes(tiers: readonly NodeTier[]): Generator<LiveNode, void, undefined> {
+    for (const tier of tiers) {
+      const nodes = this.#sets.get(tier);
+      if (nodes) yield* nodes;
+    }
+  }
+
+  /** How many nodes `tiers` hold. */
+  count(tiers: readonly NodeTier[]): number {
+    let count = 0;
+    for (const tier of tiers) count += this.#sets.get(tier)?.size ?? 0;
+    return count;
   }
 }

@@ -45,7 +45,7 @@ export class NodeAcquirer {
     const { registry, queue, queuePeers, now } = deps;
     this.#queue = new WaitQueue(
       queue.maxLength,
-      () => registry.nodesWithRoom(),
+      (difficulty) => registry.nodesWithRoom(difficulty),
       queue.updateMs ?? 2_000,
       queuePeers,
       now,

@@ -3,7 +3,7 @@
 // coordinator is left to it; positions count the waiters ahead here and there.
 import { describe, expect, it } from "vitest";
 import { testNode } from "../../test/support/live-nodes.ts";
-import type { LiveNode } from "../nodes/registry.ts";
+import { NodeRegistry, type LiveNode } from "../nodes/registry.ts";
 import type { TaskSink } from "../nodes/task-sink.ts";
 import { type QueuedWaiter, type QueuePeers, WaitQueue, type Waiter } from "./queue.ts";
 import type { RouteRequest } from "./router.ts";
@@ -68,6 +68,29 @@ describe("WaitQueue", () => {
     expect(reads).toBe(3);
     expect(w.heard.node).toBe(nodes[0]);
     expect(queue.length).toBe(0);
+  });
+
+  it("offers a waiter the free nodes of its serving tiers only: idle small nodes are not read for a large one", () => {
+    // a request waiting for a PRO node while 50 BASIC nodes are idle: each task's end used to read all 50
+    const registry = new NodeRegistry();
+    for (let i = 0; i < 50; i++) registry.add(testNode(`basic-${i}`, "BASIC"));
+    const pro = busy("pro", "PRO");
+    registry.add(pro);
+    const read: string[] = [];
+    const queue = new WaitQueue(10, function* (difficulty) {
+      for (const node of registry.nodesWithRoom(difficulty)) {
+        read.push(node.id);
+        yield node;
+      }
+    });
+    const hard = waiter("hard", advanced);
+    queue.enqueue(hard.waiter);
+    for (let i = 0; i < 5; i++) queue.drain();
+    expect(read).toEqual([]);
+    free(pro);
+    queue.drain();
+    expect(read).toEqual(["pro"]);
+    expect(hard.heard.node).toBe(pro);
   });
 
   it("lets a later waiter take a node the earlier cannot use, and stops once the free slots are taken", () => {

@@ -3,6 +3,7 @@
 // wherever it waits, and a position counts the requests waiting ahead on every coordinator.
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { Difficulty } from "../../common/vocabulary.ts";
 import type { LiveNode } from "../nodes/registry.ts";
 import { pickNode, type RouteRequest } from "./router.ts";
 
@@ -45,8 +46,11 @@ export class WaitQueue {
 
   constructor(
     private readonly maxLength: number,
-    /** The nodes with a free slot (the registry's nodesWithRoom, this coordinator's and its peers'). */
-    private readonly nodes: () => Iterable<LiveNode>,
+    /**
+     * The nodes with a free slot whose tier serves a difficulty (the registry's nodesWithRoom, this coordinator's and
+     * its peers').
+     */
+    private readonly nodes: (difficulty: Difficulty) => Iterable<LiveNode>,
     /**
      * A waiting client hears its position (and the estimate that goes with it) at least this often; 0: only on changes.
      */
@@ -108,22 +112,26 @@ export class WaitQueue {
 
   /**
    * Gives free capacity to waiters in arrival order (a later waiter may go first if the earlier one can't use it).
-   * Only the nodes with a free slot are offered, and it stops once they are full: a long queue on busy nodes costs a
-   * pass over the nodes, not one per waiter.
+   * Each waiter is offered the nodes with a free slot of the tiers that serve it: requests waiting for a large node
+   * do not read the thousands of idle small ones on every task's end, and on busy nodes a long queue reads a few.
    */
   drain(): void {
     // every task's end calls this (the registry's capacity signal): with nobody waiting there is nothing to hand out,
     // and gathering the free nodes first read every idle node of the network (10,000: ~0.36 ms a task's end)
     if (this.#waiters.length === 0) return;
-    const free: LiveNode[] = [];
-    for (const node of this.nodes()) if (node.freeSlots > 0) free.push(node);
     let firstRemoved = -1;
     const peers = this.peers;
-    for (let i = 0; i < this.#waiters.length && free.length > 0; ) {
+    // each difficulty's free nodes read once a drain (a node that fills up leaves them all)
+    const free = new Map<Difficulty, LiveNode[]>();
+    for (let i = 0; i < this.#waiters.length; ) {
       const waiter = this.#waiters[i]!;
+      const { difficulty } = waiter.request;
+      let offered = free.get(difficulty);
+      if (!offered) free.set(difficulty, (offered = [...this.nodes(difficulty)]));
       const since = this.#queued.get(waiter)!.since;
       // a node's free slots go first to the requests that wait elsewhere since before this one
-      const node = pickNode(peers ? owedHere(free, peers, since) : free, waiter.request);
+      const node =
+        offered.length > 0 ? pickNode(peers ? owedHere(offered, peers, since) : offered, waiter.request) : undefined;
       if (!node) {
         i++;
         continue;
@@ -132,7 +140,11 @@ export class WaitQueue {
       this.#left(waiter);
       if (firstRemoved < 0) firstRemoved = i;
       waiter.claim(node);
-      if (node.freeSlots <= 0) free.splice(free.indexOf(node), 1);
+      if (node.freeSlots <= 0)
+        for (const nodes of free.values()) {
+          const at = nodes.indexOf(node);
+          if (at >= 0) nodes.splice(at, 1);
+        }
     }
     if (firstRemoved >= 0) this.#announceFrom(firstRemoved);
     this.#scheduleUpdates();

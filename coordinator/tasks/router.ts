@@ -99,7 +99,7 @@ export function eligible(node: LiveNode, request: RouteRequest): boolean {
 export interface RoutingNodes {
   get(id: string): LiveNode | undefined;
   idleNodes(tier: NodeTier): readonly (readonly LiveNode[])[];
-  nodesWithRoom(): Iterable<LiveNode>;
+  nodesWithRoom(difficulty: Difficulty): Iterable<LiveNode>;
   modelNodeCount(model: string): number;
   nodesOfModel(model: string): Iterable<LiveNode>;
 }
@@ -114,9 +114,9 @@ const FEW_MODEL_NODES = 256;
  * pickNode's choice among all of `nodes`, read from the registry's indexes: an idle node beats every busy one, and
  * each serving tier's idle lists are in routing's order, most slots first, so the first eligible node of a tier's
  * first list that has one is that tier's best; only when no idle node can take the task are the nodes with room
- * read (they are busy ones then, and few when the network is busy). A request naming a model few nodes serve reads
- * those nodes instead, and one for a single node (`only`) looks that node up. `open`: whether a node's free slot may
- * go to this request (a cluster's earlier waiters elsewhere come first).
+ * read, of the serving tiers (they are busy ones then, and few when the network is busy). A request naming a model
+ * few nodes serve reads those nodes instead, and one for a single node (`only`) looks that node up. `open`: whether a
+ * node's free slot may go to this request (a cluster's earlier waiters elsewhere come first).
  */
 export function routeNow(
   nodes: RoutingNodes,
@@ -140,7 +140,7 @@ export function routeNow(
       }
     }
   }
-  return best ?? pickNode(nodes.nodesWithRoom(), request, open);
+  return best ?? pickNode(nodes.nodesWithRoom(request.difficulty), request, open);
 }
 
 /** Whether `node` may take the task now: a free slot, eligible, and (`open`) its slot may go to this request. */
