@@ -165,6 +165,16 @@ console.log(
     ),
 );
 
+const RARE_MODEL = "Qwen2-7B-Instruct";
+
+/** `count` idle MID nodes: the last 10 serve RARE_MODEL, the rest another model. */
+function rareModelNetwork(count: number): NodeRegistry {
+  const registry = new NodeRegistry();
+  for (let i = 0; i < count; i++)
+    registry.add(testNode(`node-${i}`, "MID", { modelName: i >= count - 10 ? RARE_MODEL : "Llama-3-8B" }));
+  return registry;
+}
+
 /**
  * CPU µs of what a request naming a model does before its assign, in a network of `count` idle nodes of which 10 serve
  * the model it names (the rest another, added first): whether any node serves it, whether one could take it, and which
@@ -172,9 +182,7 @@ console.log(
  * each of the three); else the registry's nodes by model.
  */
 function measureModel(count: number, every: boolean): number {
-  const registry = new NodeRegistry();
-  for (let i = 0; i < count; i++)
-    registry.add(testNode(`node-${i}`, "MID", { modelName: i >= count - 10 ? "Qwen2-7B-Instruct" : "Llama-3-8B" }));
+  const registry = rareModelNetwork(count);
   const request: RouteRequest = { difficulty: "SIMPLE", model: "qwen2", exclude: new Set() };
   const source = every
     ? {
@@ -224,16 +232,14 @@ console.log(
  * `every`: as before (the checker chosen among every node, the part's route excluding every other node by id).
  */
 function measureSpotCheck(count: number, every: boolean): number {
-  const registry = new NodeRegistry();
-  for (let i = 0; i < count; i++)
-    registry.add(testNode(`node-${i}`, "MID", { modelName: i >= count - 10 ? "Qwen2-7B-Instruct" : "Llama-3-8B" }));
+  const registry = rareModelNetwork(count);
   const answered = registry.get(`node-${count - 1}`)!;
   const checked = { model: modelIdentity(answered), difficulty: "SIMPLE" as const, avoid: [answered] };
   let seed = 1;
   const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
   const before = process.cpuUsage();
   for (let i = 0; i < requests; i++) {
-    const checker = chooseChecker(checked, every ? registry.nodes() : registry.nodesNamed("Qwen2-7B-Instruct"), random);
+    const checker = chooseChecker(checked, every ? registry.nodes() : registry.nodesNamed(RARE_MODEL), random);
     const exclude = every
       ? new Set([...registry.nodes()].filter((node) => node !== checker).map((node) => node.id))
       : new Set<string>();

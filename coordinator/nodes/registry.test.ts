@@ -1,7 +1,7 @@
 // The registry's indexes: the nodes with a free slot (nodesWithRoom), what routing (past the idle nodes) and the
-// queue's drain read instead of every node, always the registered nodes whose freeSlots > 0; the nodes by tier
-// (nodesServing), what the check for a capable node reads, always the registered nodes whose tier serves; and the
-// nodes by model (nodesOfModel, nodesServing with a model), always the registered nodes whose model is named so.
+// queue's drain read instead of every node, always the registered nodes whose freeSlots > 0 (by tier too); the nodes
+// by tier (nodesServing), what the check for a capable node reads, always the registered nodes whose tier serves; and
+// the nodes by model (nodesOfModel, nodesServing with a model), always the registered nodes whose model is named so.
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../common/seeded-random.ts";
 import { testNode } from "../../test/support/live-nodes.ts";
@@ -80,32 +80,8 @@ describe("NodeRegistry.nodesWithRoom", () => {
   });
 });
 
-describe("NodeRegistry.nodesServing", () => {
-  it("equals the registered nodes whose tier serves the difficulty, through random adds, removals and re-tiers", () => {
-    const registry = new NodeRegistry();
-    const next = seededRandom(11);
-    const random = (n: number) => Math.floor(next() * n);
-    const tiers = ["BASIC", "MID", "PRO"] as const;
-    const nodes: LiveNode[] = [];
-    for (let step = 0; step < 3_000; step++) {
-      const node = nodes.length > 0 ? nodes[random(nodes.length)]! : undefined;
-      const op = node ? random(4) : 0;
-      if (op === 0) {
-        const added = testNode(`n${random(30)}`, tiers[random(3)]!);
-        registry.add(added); // an id already registered replaces its node, which leaves the index
-        nodes.push(added);
-      } else if (op === 1) registry.remove(node!, "gone");
-      else node!.tier = tiers[random(3)]!; // a replaced or removed node's tier moves too: it stays out
-      for (const difficulty of ["SIMPLE", "COMPLEX", "ADVANCED"] as const) {
-        const byReading = [...registry.nodes()].filter((n) => servesDifficulty(n.tier, difficulty));
-        expect(ids(registry.nodesServing(difficulty))).toEqual(ids(byReading));
-      }
-    }
-  });
-});
-
-describe("NodeRegistry's nodes by model", () => {
-  it("equals the registered nodes whose model is named like a hint, through random adds, removals and re-tiers", () => {
+describe("NodeRegistry's nodes by tier and by model", () => {
+  it("equal the registered nodes whose tier serves and whose model is named like a hint, in random changes", () => {
     const registry = new NodeRegistry();
     const next = seededRandom(13);
     const random = (n: number) => Math.floor(next() * n);
@@ -139,10 +115,13 @@ describe("NodeRegistry's nodes by model", () => {
         [...new Set([...registry.nodes()].map((n) => n.capabilities.modelName))].sort(),
       );
       for (const difficulty of ["SIMPLE", "COMPLEX", "ADVANCED"] as const) {
+        // a replaced or removed node's tier moves too: it stays out
+        const serving = [...registry.nodes()].filter((n) => servesDifficulty(n.tier, difficulty));
+        expect(ids(registry.nodesServing(difficulty))).toEqual(ids(serving));
         const byReading = named(hint).filter((n) => servesDifficulty(n.tier, difficulty));
         expect(ids(registry.nodesServing(difficulty, hint))).toEqual(ids(byReading));
         // both ways of reading were taken: the model's nodes fewer than the tiers', and more
-        const tiered = [...registry.nodesServing(difficulty)].length;
+        const tiered = serving.length;
         if (named(hint).length > 0 && named(hint).length !== tiered)
           largeAndSmall |= named(hint).length < tiered ? 1 : 2;
       }

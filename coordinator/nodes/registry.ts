@@ -94,7 +94,7 @@ export class NodeRegistry {
       return;
     }
     for (const node of this.nodesServing(difficulty))
-      if (node.capabilities.modelName.toLowerCase().includes(model)) yield node;
+      if (this.#byModel.get(node.capabilities.modelName)?.lower.includes(model)) yield node;
   }
 
   /** The registered nodes whose model has exactly this name (a spot check's and a canary's peers), busy or not. */
@@ -109,20 +109,24 @@ export class NodeRegistry {
 
   /** Whether some registered node's model name contains `model` (a normalized, lower-case hint). */
   servesModel(model: string): boolean {
-    for (const entry of this.#byModel.values()) if (entry.lower.includes(model)) return true;
-    return false;
+    return !this.#modelsLike(model).next().done;
   }
 
   /** How many registered nodes serve a model named like `model` (a normalized, lower-case hint). */
   modelNodeCount(model: string): number {
     let count = 0;
-    for (const entry of this.#byModel.values()) if (entry.lower.includes(model)) count += entry.nodes.size;
+    for (const nodes of this.#modelsLike(model)) count += nodes.size;
     return count;
   }
 
   /** The registered nodes whose model name contains `model` (a normalized, lower-case hint), busy or not. */
   *nodesOfModel(model: string): Generator<LiveNode, void, undefined> {
-    for (const entry of this.#byModel.values()) if (entry.lower.includes(model)) yield* entry.nodes;
+    for (const nodes of this.#modelsLike(model)) yield* nodes;
+  }
+
+  /** The nodes of each model name online that contains `model` (a normalized, lower-case hint). */
+  *#modelsLike(model: string): Generator<ReadonlySet<LiveNode>, void, undefined> {
+    for (const entry of this.#byModel.values()) if (entry.lower.includes(model)) yield entry.nodes;
   }
 
   /** Puts `node` under its model's name while registered (`registered` false: takes it out). */
